@@ -1,0 +1,11 @@
+"""udd: the Streamlit workbench. Start with `./run-app` (or `streamlit run app.py`)."""
+import streamlit as st
+
+st.set_page_config(page_title="udd — defect detection workbench", page_icon="🔍", layout="wide")
+
+nav = st.navigation(
+    [
+        st.Page("pages/design.py", title="Design", icon="🧱", default=True),
+    ]
+)
+nav.run()

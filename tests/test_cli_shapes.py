@@ -1,0 +1,57 @@
+"""`udd shapes`: table, JSON, exit codes and --fix."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from udd_core.cli import main
+
+
+@pytest.fixture
+def cfg_file(tmp_path, tiny_config):
+    p = tmp_path / "cfg.json"
+    p.write_text(json.dumps(tiny_config))
+    return p
+
+
+def test_ok_table(cfg_file, capsys):
+    assert main(["shapes", str(cfg_file), "--input", "1,32,32"]) == 0
+    out = capsys.readouterr().out
+    assert "encoder.0.0" in out and "latent" in out and "params" in out
+
+
+def test_json_mismatch_exit_1_and_fix(cfg_file, tmp_path, capsys):
+    assert main(["shapes", str(cfg_file), "--input", "1,33,30", "--json"]) == 1
+    d = json.loads(capsys.readouterr().out)
+    assert d["ok"] is False and d["problems"] and d["suggested_config"]
+    assert d["input"] == [1, 33, 30]
+    assert [s["name"] for s in d["stages"]][:3] == ["enc1", "enc2", "latent"]
+    fixed = tmp_path / "fixed.json"
+    assert main(["shapes", str(cfg_file), "--input", "1,33,30", "--fix", str(fixed)]) == 1
+    assert main(["shapes", str(fixed), "--input", "1,33,30"]) == 0
+    # never clobbers a user's file without --force
+    assert main(["shapes", str(cfg_file), "--input", "1,33,30", "--fix", str(fixed)]) == 2
+
+
+@pytest.mark.parametrize("content, args", [
+    ('{"block_ker": [3]}', ["--input", "1,32,32"]),
+    ("__import__('os').system('echo pwned')", ["--input", "1,32,32"]),
+    (None, ["--input", "1,32"]),
+    (None, ["--input", "3,32,32"]),
+])
+def test_errors_exit_2_with_one_line(tmp_path, cfg_file, content, args, capsys):
+    path = cfg_file
+    if content is not None:
+        path = tmp_path / "bad.txt"
+        path.write_text(content)
+    assert main(["shapes", str(path), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("udd shapes: error:") and "\n" not in err
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_console_script_runs_without_traceback(cfg_file):
+    r = subprocess.run([sys.executable, "-m", "udd_core.cli", "shapes", str(cfg_file), "--input", "x"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr

@@ -1,0 +1,112 @@
+"""Config parsing and validation: JSON, the reference's printed-dict format, and every rule."""
+import json
+import warnings
+
+import pytest
+
+from udd_core.config import AEConfig, ConfigError, load_config, parse_config
+
+REF_TEXT = """{'block_ker': [5, 5], 'drop': [0.1, 0.1], 'block_size_in': [[3, 25, 20], [20, 15, 10]],
+'block_size_out': [[5, 10, 15], [15, 20, 3]], 'latent_size': 3, 'latent_ker': 3,
+'latent_opad': (1, 1), 'out_pad': [(1, 1), (1, 1)]}"""
+
+
+def test_reference_text_and_json_give_the_same_config():
+    c = parse_config(REF_TEXT)
+    assert c.block_size_in == ((3, 25, 20), (20, 15, 10))
+    assert c.latent_opad == (1, 1) and c.out_pad == ((1, 1), (1, 1))
+    assert parse_config(c.to_json()) == c
+    assert json.loads(c.to_json())["latent_opad"] == [1, 1]
+
+
+def test_laten_opad_spelling_is_accepted(tiny_config):
+    tiny_config["laten_opad"] = tiny_config.pop("latent_opad")
+    assert parse_config(tiny_config).latent_opad == 1
+
+
+def test_both_spellings_at_once_is_an_error(tiny_config):
+    tiny_config["laten_opad"] = 0
+    with pytest.raises(ConfigError, match="latent_opad"):
+        parse_config(tiny_config)
+
+
+@pytest.mark.parametrize("text", [
+    "__import__('os').system('touch /tmp/udd_pwned')",
+    "{'block_ker': __import__('os').getcwd()}",
+    "[x for x in ()]",
+    "open('/etc/passwd').read()",
+])
+def test_code_is_never_run(text, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        parse_config(text)
+    assert "\n" not in str(e.value)
+    import os
+    assert not os.path.exists("/tmp/udd_pwned")
+
+
+def test_unknown_keys_are_kept_and_warned(tiny_config):
+    tiny_config["comment"] = "mine"
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        c = parse_config(tiny_config)
+    assert c.extra == {"comment": "mine"}
+    assert any("comment" in str(x.message) for x in w)
+    assert parse_config(c.to_dict()).extra == {"comment": "mine"}
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda c: c.pop("latent_ker"), "latent_ker"),
+    (lambda c: c.update(drop=[0.0]), "drop"),
+    (lambda c: c.update(out_pad=[1]), "out_pad"),
+    (lambda c: c["block_size_in"][1].__setitem__(0, 5), "block_size_in[1][0]"),
+    (lambda c: c["block_size_out"][1].__setitem__(0, 3), "block_size_out[1][0]"),
+    (lambda c: c["block_size_out"][1].__setitem__(2, 3), "block_size_out[1][2]"),
+    (lambda c: c.update(out_pad=[1, 2]), "out_pad[1]"),
+    (lambda c: c.update(latent_opad=[0, 2]), "latent_opad"),
+    (lambda c: c.update(latent_opad=-1), "latent_opad"),
+    (lambda c: c.update(latent_size=0), "latent_size"),
+    (lambda c: c.update(block_ker=[3, 0]), "block_ker[1]"),
+    (lambda c: c.update(block_ker=[3, "3"]), "block_ker[1]"),
+    (lambda c: c.update(block_ker=[3, True]), "block_ker[1]"),
+    (lambda c: c.update(drop=[0.0, 1.0]), "drop[1]"),
+    (lambda c: c.update(drop=[-0.1, 0.0]), "drop[0]"),
+    (lambda c: c["block_size_in"].__setitem__(0, [1, 4]), "block_size_in[0]"),
+    (lambda c: c["block_size_in"][0].__setitem__(1, -4), "block_size_in[0][1]"),
+    (lambda c: c.update(block_ker=[], drop=[], block_size_in=[], block_size_out=[], out_pad=[]), "block_ker"),
+    (lambda c: c.update(out_pad=[[1, 1, 1], 1]), "out_pad[0]"),
+    (lambda c: c.update(block_size_in=5), "block_size_in"),
+])
+def test_validation_names_the_field_in_one_line(tiny_config, edit, field):
+    edit(tiny_config)
+    with pytest.raises(ConfigError) as e:
+        parse_config(tiny_config)
+    assert e.value.field == field
+    assert str(e.value).startswith(field + ":")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "[1, 2]", "42", "{'a': 1", "\xff\xfe", "{" * 5000 + "}" * 5000])
+def test_garbage_text_is_one_line_error(text):
+    with pytest.raises(ConfigError) as e:
+        parse_config(text)
+    assert "\n" not in str(e.value)
+
+
+def test_load_config_names_the_file(tmp_path, tiny_config):
+    p = tmp_path / "AE_config.txt"
+    p.write_text(str(tiny_config))  # the reference writes print(dict)
+    assert isinstance(load_config(p), AEConfig)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"block_ker": [3]}')
+    with pytest.raises(ConfigError, match="bad.json"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="missing.json"):
+        load_config(tmp_path / "missing.json")
+
+
+def test_config_is_immutable(tiny_config):
+    c = parse_config(tiny_config)
+    with pytest.raises(Exception):
+        c.latent_size = 3  # type: ignore[misc]
+    fixed = c.with_padding(0, (0, 0))
+    assert fixed.latent_opad == 0 and c.latent_opad == 1

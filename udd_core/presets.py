@@ -1,0 +1,65 @@
+"""Ready-made model designs: a config and the input shape it was made for."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import AEConfig, parse_config
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """A named starting point for the Design page and the command line."""
+
+    name: str
+    description: str
+    config: AEConfig
+    input_shape: tuple[int, int, int]  # (C, H, W)
+
+
+def model_presets() -> dict[str, ModelPreset]:
+    """All presets by name, built fresh on each call (nothing module-level to mutate)."""
+    presets = [
+        ModelPreset(
+            "reference-example",
+            "The defect_detection package's example: 2 blocks of 5x5 kernels, 512x512 RGB tiles.",
+            parse_config({
+                "block_ker": [5, 5], "drop": [0.1, 0.1],
+                "block_size_in": [[3, 25, 20], [20, 15, 10]], "block_size_out": [[5, 10, 15], [15, 20, 3]],
+                "latent_size": 3, "latent_ker": 3, "latent_opad": [1, 1], "out_pad": [[1, 1], [1, 1]],
+            }),
+            (3, 512, 512),
+        ),
+        ModelPreset(
+            "wafer-26",
+            "WM-811K-style wafer maps as 3 one-hot channels (outside, good die, failing die), 26x26.",
+            parse_config({
+                "block_ker": [3, 3], "drop": [0.0, 0.0],
+                "block_size_in": [[3, 16, 16], [16, 32, 32]], "block_size_out": [[32, 32, 16], [16, 16, 3]],
+                "latent_size": 8, "latent_ker": 3, "latent_opad": 0, "out_pad": [0, 1],
+            }),
+            (3, 26, 26),
+        ),
+        ModelPreset(
+            "rgb-tile-256",
+            "RGB surface tiles at 256x256: 4 blocks of 3x3 kernels down to an 8x8 latent.",
+            parse_config({
+                "block_ker": [3, 3, 3, 3], "drop": [0.0, 0.0, 0.0, 0.0],
+                "block_size_in": [[3, 32, 32], [32, 64, 64], [64, 96, 96], [96, 128, 128]],
+                "block_size_out": [[128, 128, 96], [96, 96, 64], [64, 64, 32], [32, 32, 3]],
+                "latent_size": 32, "latent_ker": 3, "latent_opad": 1, "out_pad": [1, 1, 1, 1],
+            }),
+            (3, 256, 256),
+        ),
+        ModelPreset(
+            "gray-tile-128",
+            "Grayscale surface tiles at 128x128 (sample_data/surface): 3 small blocks, quick to train on a CPU.",
+            parse_config({
+                "block_ker": [3, 3, 3], "drop": [0.0, 0.0, 0.0],
+                "block_size_in": [[1, 16, 16], [16, 32, 32], [32, 48, 48]],
+                "block_size_out": [[48, 48, 32], [32, 32, 16], [16, 16, 1]],
+                "latent_size": 16, "latent_ker": 3, "latent_opad": 1, "out_pad": [1, 1, 1],
+            }),
+            (1, 128, 128),
+        ),
+    ]
+    return {p.name: p for p in presets}
