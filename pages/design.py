@@ -1,0 +1,246 @@
+"""Design page: edit the autoencoder's config (JSON text or block table) and see every shape live.
+
+State: `design_config` (a valid config as a JSON-ready dict) and `design_input_shape` (C, H, W)
+are the single source of truth; other pages read them. Every widget's state is written from them
+in callbacks (or at the top of the run, before any widget exists), never the other way round.
+"""
+import json
+import warnings
+
+import pandas as pd
+import streamlit as st
+
+from udd_core import architecture as arch
+from udd_core.config import AEConfig, parse_config
+from udd_core.presets import model_presets
+from udd_core.shapes import ShapeError, propagate
+
+CONFIG, SHAPE = "design_config", "design_input_shape"  # read by the other pages: keep the names
+DEFAULT_PRESET = "gray-tile-128"
+ss = st.session_state
+presets = model_presets()
+
+
+def parse(source) -> tuple[AEConfig, list[str]]:
+    """The config and the parser's warnings (unknown keys); raises ValueError with a one-line message."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config = parse_config(source)
+    return config, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def config_text(d: dict) -> str:
+    """JSON with one field per line: short enough to read at a glance, still plain JSON."""
+    return "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in d.items()) + "\n}"
+
+
+def editor_key() -> str:
+    # A new key per config version gives the data editor a fresh, empty edit state.
+    return f"design_blocks_table_{ss['design_editor_version']}"
+
+
+def sync_widgets(overwrite: bool) -> None:
+    """Write the widgets' state from the config and input shape (missing keys only unless overwrite)."""
+    d, (c, h, w) = ss[CONFIG], ss[SHAPE]
+    ph, pw = (d["latent_opad"], d["latent_opad"]) if isinstance(d["latent_opad"], int) else d["latent_opad"]
+    values = {"design_json": config_text(d), "design_latent_size": d["latent_size"],
+              "design_latent_ker": d["latent_ker"], "design_lopad_h": ph, "design_lopad_w": pw,
+              "design_blocks": len(d["block_ker"]), "design_c": c, "design_h": h, "design_w": w}
+    if "design_json" not in ss:
+        ss.pop("design_json_error", None)  # the text is reseeded from the config, so its error is gone
+    for key, value in values.items():
+        if overwrite or key not in ss:
+            ss[key] = value
+
+
+def set_config(config: AEConfig, shape=None) -> None:
+    """Make `config` the design (channels follow it) and rewrite every widget from it."""
+    _, h, w = shape or ss[SHAPE]
+    ss[CONFIG] = config.to_dict()
+    ss[SHAPE] = (config.in_channels, h, w)
+    ss.pop("design_json_error", None)
+    ss["design_editor_version"] = ss.get("design_editor_version", 0) + 1
+    sync_widgets(overwrite=True)
+
+
+def current() -> AEConfig:
+    return parse(ss[CONFIG])[0]
+
+
+def load_preset() -> None:
+    ss["design_preset_name"] = ss["design_preset"]  # survives a visit to another page; the widget's key may not
+    p = presets[ss["design_preset"]]
+    set_config(p.config, p.input_shape)
+
+
+def on_json() -> None:
+    try:
+        set_config(parse(ss["design_json"])[0])
+    except ValueError as e:  # bad JSON, code instead of literals, or a ConfigError
+        ss["design_json_error"] = str(e)
+
+
+def on_latent() -> None:
+    h, w = ss["design_lopad_h"], ss["design_lopad_w"]
+    d = dict(ss[CONFIG], latent_size=ss["design_latent_size"], latent_ker=ss["design_latent_ker"],
+             latent_opad=h if h == w else [h, w])
+    set_config(parse(d)[0])
+
+
+def on_blocks() -> None:
+    config = arch.resize_blocks(current(), int(ss["design_blocks"]))
+    try:  # a new block's output padding is a guess: take the solver's when there is one
+        config = propagate(config, ss[SHAPE]).suggested or config
+    except ShapeError:
+        pass  # the page reports it on this run
+    set_config(config)
+
+
+def on_shape() -> None:
+    c, h, w = (int(ss[k]) for k in ("design_c", "design_h", "design_w"))
+    config = current()
+    ss[SHAPE] = (c, h, w)
+    set_config(arch.set_image_channels(config, c) if c != config.in_channels else config)
+
+
+def on_upload() -> None:
+    f = ss.get("design_upload")
+    if f is None:
+        return
+    try:
+        set_config(parse(f.getvalue())[0])
+        ss["design_notice"] = ("success", f"Loaded {f.name}.")
+    except ValueError as e:
+        ss["design_notice"] = ("error", f"{f.name}: {e}")
+
+
+def on_apply(suggested: dict) -> None:
+    set_config(parse(suggested)[0])
+
+
+def absorb_table_edits() -> None:
+    """Fold the data editor's pending cell edits into the config, before any widget is drawn.
+
+    Done here rather than in an on_change callback so the same path runs when a test seeds the
+    editor's state; afterwards the editor gets a new key and starts from the updated config.
+    """
+    pending = ss.get(editor_key())
+    if not pending or not pending.get("edited_rows"):
+        return
+    try:
+        set_config(parse(arch.apply_block_edits(current(), pending["edited_rows"]))[0])
+    except ValueError as e:
+        ss["design_table_error"] = f"Table edit not applied: {e}"
+        ss["design_editor_version"] += 1  # drop the rejected edit from the editor
+
+
+# --- state ---------------------------------------------------------------------------------------
+if CONFIG not in ss or SHAPE not in ss:
+    ss["design_preset"] = DEFAULT_PRESET
+    load_preset()
+ss.setdefault("design_editor_version", 0)
+ss.setdefault("design_preset", ss.get("design_preset_name", DEFAULT_PRESET))
+try:  # another page may have stored a design; it must still be one
+    parse(ss[CONFIG])
+except ValueError as e:
+    ss["design_notice"] = ("error", f"The stored design was invalid ({e}); the preset is loaded instead.")
+    load_preset()
+absorb_table_edits()
+sync_widgets(overwrite=False)  # widgets of this page lose their state while another page is shown
+config, unknown = parse(ss[CONFIG])
+
+# --- inputs --------------------------------------------------------------------------------------
+st.title("Design")
+st.caption("Shape the autoencoder: every edit re-runs the shape check at once, no tensor is built.")
+if notice := ss.pop("design_notice", None):
+    (st.success if notice[0] == "success" else st.error)(notice[1])
+
+top = st.columns([3, 1, 1, 1])
+top[0].selectbox("Preset", list(presets), key="design_preset", on_change=load_preset,
+                 help="Pick a ready-made design; it replaces the current config and input shape.")
+top[0].caption(presets[ss["design_preset"]].description)
+top[1].number_input("Channels (C)", min_value=1, max_value=64, step=1, key="design_c", on_change=on_shape,
+                    help="Image channels; the first encoder and last decoder features follow.")
+top[2].number_input("Height (H)", min_value=1, max_value=8192, step=1, key="design_h", on_change=on_shape)
+top[3].number_input("Width (W)", min_value=1, max_value=8192, step=1, key="design_w", on_change=on_shape)
+
+st.subheader("Blocks")
+st.caption("Row b holds entry b-1 of each list: block_ker, drop, block_size_in (encoder block b), and "
+           "block_size_out, out_pad (decoder block b, counted from the latent; the decoder takes kernels and "
+           "dropouts in reverse). Editing an `_out` feature count also updates the next row's `_in`.")
+if err := ss.pop("design_table_error", None):
+    st.error(err)
+table = pd.DataFrame(arch.block_rows(config), columns=arch.BLOCK_COLUMNS)
+table.index = pd.RangeIndex(1, len(table) + 1, name="block")
+num = st.column_config.NumberColumn
+st.data_editor(table, key=editor_key(), num_rows="fixed", column_config={
+    "kernel": num("kernel", min_value=1, max_value=31, step=1),
+    "drop": num("drop", min_value=0.0, max_value=0.95, step=0.05, format="%.2f"),
+    "out_pad_h": num("out_pad (h)", min_value=0, max_value=1, step=1, help="out_pad[i] along H"),
+    "out_pad_w": num("out_pad (w)", min_value=0, max_value=1, step=1, help="out_pad[i] along W"),
+    **{c: num(c, min_value=1, step=1) for c in arch.BLOCK_COLUMNS[2:8]}})
+row = st.columns(5)
+row[0].number_input("blocks", min_value=1, max_value=8, step=1, key="design_blocks", on_change=on_blocks,
+                    help="Adds or removes the deepest block on both sides.")
+row[1].number_input("latent_size", min_value=1, max_value=4096, step=1, key="design_latent_size",
+                    on_change=on_latent, help="Channels of the latent code.")
+row[2].number_input("latent_ker", min_value=1, max_value=31, step=1, key="design_latent_ker", on_change=on_latent)
+row[3].number_input("latent_opad (h)", min_value=0, max_value=1, step=1, key="design_lopad_h", on_change=on_latent)
+row[4].number_input("latent_opad (w)", min_value=0, max_value=1, step=1, key="design_lopad_w", on_change=on_latent)
+
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Config (JSON)")
+    st.text_area("Config as JSON (or the reference's printed-dict format)", key="design_json", height=260,
+                 on_change=on_json, label_visibility="collapsed",
+                 help="Applied when you leave the box or press Ctrl+Enter.")
+    if err := ss.get("design_json_error"):
+        st.error(f"{err} — the page still shows the last valid config.")
+with right:
+    st.subheader("Files")
+    st.file_uploader("Load a config (.json, or the reference AE_config.txt)", type=["json", "txt"],
+                     key="design_upload", on_change=on_upload, max_upload_size=1)  # a config is < 1 kB
+    st.download_button("Download config.json", data=config.to_json(), file_name="config.json",
+                       mime="application/json", on_click="ignore", icon=":material/download:")
+    st.button(f"Reload preset {ss['design_preset']}", on_click=load_preset, key="design_reload",
+              icon=":material/restart_alt:", help="Undo every edit: back to the preset's config and input shape.")
+if unknown:
+    st.warning(" ".join(unknown) + " (the model ignores them; they are kept in the downloaded file).")
+
+# --- the shape report ----------------------------------------------------------------------------
+try:
+    report = propagate(config, ss[SHAPE])
+except ValueError as e:  # ShapeError: the network cannot run at this input size
+    st.error(str(e))
+    st.stop()
+
+for col, (label, value, help_text) in zip(st.columns(4), arch.summary_metrics(report)):
+    col.metric(label, value, help=help_text)
+if warn := arch.identity_warning(report):
+    st.warning(warn, icon="⚠️")
+
+st.plotly_chart(arch.architecture_figure(report), key="design_figure")
+
+if report.ok:
+    st.success(f"The decoder mirrors the encoder: {arch.shape_text(report.input)} in, "
+               f"{arch.shape_text(report.output)} out.")
+else:
+    st.error(f"{len(report.problems)} stage(s) do not mirror the encoder:\n\n"
+             + "\n".join(f"- {p.message}" for p in report.problems))
+    if report.suggested is not None:
+        st.button("Apply suggested paddings", type="primary", on_click=on_apply,
+                  args=(report.suggested.to_dict(),), key="design_apply")
+
+
+def red_when_bad(frame: pd.DataFrame):
+    return frame.style.apply(lambda r: ["background-color: rgba(228, 87, 86, 0.25)" if not r["ok"] else ""] * len(r),
+                             axis=1)
+
+
+status = {"ok": st.column_config.CheckboxColumn("ok", help="the stage's output mirrors the encoder")}
+st.subheader("Stages")
+st.dataframe(red_when_bad(pd.DataFrame(arch.stage_rows(report))), hide_index=True, column_config=status)
+st.subheader("Layers")
+layers = pd.DataFrame(arch.layer_rows(report)).astype({"kernel": "Int64", "stride": "Int64", "padding": "Int64"})
+st.dataframe(red_when_bad(layers), hide_index=True, column_config=status,
+             height=min(38 + 35 * len(report.layers), 600))
