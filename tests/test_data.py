@@ -1,0 +1,473 @@
+"""Tests for udd_core.data (loaders, wafer maps, noise patches, preprocessing) and udd_core.uploads."""
+from __future__ import annotations
+
+import io
+import shutil
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from udd_core.data import (
+    DataError, ImageSet, add_noise_patches, data_kind, estimate_cache_bytes, extract_zip, load_dataset,
+    onehot_to_wafer, preprocess, save_uploads, to_tensor, wafer_to_onehot,
+)
+
+REAL = Path("/work/shared/data")
+
+
+def png(path: Path, arr, mode: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(arr), mode).save(path)
+    return path
+
+
+def gray(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w), dtype=np.uint8)
+
+
+@pytest.fixture
+def mvtec(tmp_path: Path) -> Path:
+    root = tmp_path / "mv"
+    for i in range(3):
+        png(root / "train" / "good" / f"{i:02d}.png", gray(20, 24, i))
+    for i in range(2):
+        png(root / "test" / "good" / f"{i:02d}.png", gray(20, 24, 10 + i))
+    for i in range(2):
+        png(root / "test" / "scratch" / f"{i:02d}.png", gray(40, 48, 20 + i))
+    m = np.zeros((40, 48), np.uint8)
+    m[:, :24] = 255  # left half defective
+    png(root / "ground_truth" / "scratch" / "00_mask.png", m)  # 01 has no mask on purpose
+    return root
+
+
+# ----------------------------------------------------------------------------- layouts and splits
+
+
+def test_mvtec_train_split(mvtec):
+    s = load_dataset(mvtec, (8, 8, 1))
+    assert isinstance(s, ImageSet) and s.kind == "image"
+    assert s.images.shape == (3, 8, 8, 1) and s.images.dtype == np.uint8
+    assert s.labels == ["good"] * 3 and s.masks is None
+    assert s.names == sorted(s.names) and s.names[0].endswith("00.png")
+
+
+def test_mvtec_test_split_masks(mvtec):
+    s = load_dataset(mvtec, (8, 12, 1), split="test")
+    assert s.labels == ["good", "good", "scratch", "scratch"]
+    assert s.masks.shape == (4, 8, 12) and s.masks.dtype == bool
+    assert not s.masks[:2].any()
+    assert s.masks[2, :, :6].all() and not s.masks[2, :, 6:].any()  # left half, nearest resize
+    assert not s.masks[3].any()  # no mask file -> empty, with a notice
+    assert any("no mask" in n for n in s.notices)
+
+
+def test_mvtec_all_and_estimate(mvtec):
+    s = load_dataset(mvtec, (8, 8, 3), split="all")
+    assert len(s) == 7 and s.masks.shape == (7, 8, 8) and not s.masks[:3].any()
+    assert estimate_cache_bytes(mvtec, (8, 8, 3), split="all") == (7, s.images.nbytes + s.masks.nbytes)
+    t = load_dataset(mvtec, (8, 8, 3), split="train")
+    assert estimate_cache_bytes(mvtec, (8, 8, 3)) == (3, t.images.nbytes)
+
+
+def test_plain_folder_ignores_split_and_recurses(tmp_path):
+    png(tmp_path / "a.png", gray(10, 10))
+    png(tmp_path / "sub" / "b.jpg", gray(12, 9))
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert data_kind(tmp_path) == "folder"
+    s = load_dataset(tmp_path, (6, 6, 1), split="test")
+    assert len(s) == 2 and s.labels == ["good", "good"] and s.masks is None
+    assert [Path(n).name for n in s.names] == ["a.png", "b.jpg"]
+
+
+def test_data_kind(tmp_path, mvtec):
+    assert data_kind(mvtec) == "mvtec"
+    np.save(tmp_path / "w.npy", np.ones((2, 4, 4), np.uint8))
+    assert data_kind(tmp_path / "w.npy") == "wafer"
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(DataError, match="x.txt"):
+        data_kind(tmp_path / "x.txt")
+    with pytest.raises(DataError, match="nope"):
+        data_kind(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty"):
+        data_kind(tmp_path / "empty")
+
+
+def test_wrapped_mvtec_folder_is_unwrapped(tmp_path, mvtec):
+    shutil.copytree(mvtec, tmp_path / "upload" / "bottle")
+    assert data_kind(tmp_path / "upload") == "mvtec"
+    assert len(load_dataset(tmp_path / "upload", (8, 8, 1))) == 3
+
+
+def test_bad_arguments(mvtec):
+    for shape in [(8, 8), (8, 8, 2), (0, 8, 1), "abc"]:
+        with pytest.raises(DataError, match="input_shape"):
+            load_dataset(mvtec, shape)
+    with pytest.raises(DataError, match="split"):
+        load_dataset(mvtec, (8, 8, 1), split="val")
+
+
+def test_progress_reports_every_file(mvtec):
+    calls = []
+    load_dataset(mvtec, (8, 8, 1), split="all", progress=lambda i, n: calls.append((i, n)))
+    assert calls == [(i, 7) for i in range(1, 8)]
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def test_odd_modes_to_rgb(tmp_path):
+    a16 = np.array([[0, 32768], [65535, 1000]], np.uint16).repeat(4, 0).repeat(4, 1)
+    png(tmp_path / "a_16bit.png", a16)
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 255
+    rgba[:4, ..., 3] = 0  # top half transparent
+    png(tmp_path / "b_rgba.png", rgba, "RGBA")
+    pal = Image.new("P", (8, 8))
+    pal.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    pal.paste(1, (0, 0, 8, 8))
+    pal.save(tmp_path / "c_palette.png")
+    bit = np.zeros((8, 8), bool)
+    bit[:, 4:] = True
+    Image.fromarray(bit).save(tmp_path / "d_1bit.png")
+    Image.fromarray(np.full((8, 8), 0.5, np.float32), "F").save(tmp_path / "e_float.tif")
+
+    s = load_dataset(tmp_path, (8, 8, 3))
+    assert s.images.shape == (5, 8, 8, 3)
+    im16, rgb, p, b, f = s.images
+    assert im16[0, 0, 0] == 0 and im16[0, 4, 0] == 128 and im16[4, 0, 0] == 255 and (im16[..., 0] == im16[..., 2]).all()
+    assert (rgb[:4] == 0).all() and (rgb[4:] == [200, 0, 0]).all()  # transparent -> black
+    assert (p == [10, 200, 30]).all()
+    assert (b[:, :4] == 0).all() and (b[:, 4:] == 255).all()
+    assert (f == 128).all()
+    text = " ".join(s.notices)
+    for word in ("16-bit", "transparency", "palette", "1-bit", "floating-point", "3 grayscale images repeated"):
+        assert word in text
+
+
+def test_rgb_to_gray_uses_pillow_luminance(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    png(tmp_path / "c.png", rgb)
+    s = load_dataset(tmp_path, (8, 8, 1))
+    expect = np.asarray(Image.fromarray(rgb).convert("L"))
+    assert np.array_equal(s.images[0, ..., 0], expect)
+    assert any("1 RGB images converted to 1 channel by luminance" in n for n in s.notices)
+
+
+def test_broken_files_are_skipped_with_notices(tmp_path):
+    png(tmp_path / "good.png", gray(10, 10))
+    (tmp_path / "empty.png").write_bytes(b"")
+    buf = io.BytesIO()
+    Image.fromarray(gray(64, 64)).save(buf, "PNG")
+    (tmp_path / "truncated.png").write_bytes(buf.getvalue()[:200])
+    (tmp_path / "text.png").write_text("hello, not a png")
+    Image.fromarray(gray(10, 10, 3)).save(tmp_path / "really_png.jpg", "PNG")  # wrong extension, valid image
+    s = load_dataset(tmp_path, (10, 10, 1))
+    assert sorted(Path(n).name for n in s.names) == ["good.png", "really_png.jpg"]
+    skipped = [n for n in s.notices if n.startswith("skipped")]
+    assert len(skipped) == 3
+    for name in ("empty.png", "truncated.png", "text.png"):
+        assert any(name in n for n in skipped)
+
+
+def test_nothing_loadable_names_folder(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_text("nope")
+    with pytest.raises(DataError, match="bad"):
+        load_dataset(tmp_path / "bad", (8, 8, 1))
+
+
+def test_decompression_bombs_are_skipped(tmp_path, monkeypatch):
+    png(tmp_path / "a_small.png", gray(20, 20))
+    png(tmp_path / "b_warn.png", gray(40, 40))  # 1600 px: above the limit (Pillow warns)
+    png(tmp_path / "c_error.png", gray(60, 60))  # 3600 px: above twice the limit (Pillow raises)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    s = load_dataset(tmp_path, (8, 8, 1))
+    assert [Path(n).name for n in s.names] == ["a_small.png"]
+    bombs = [n for n in s.notices if "decompression bomb" in n]
+    assert len(bombs) == 2 and "b_warn.png" in bombs[0] and "c_error.png" in bombs[1]
+
+
+def test_tiling_images_and_masks(tmp_path):
+    img = gray(40, 70)
+    png(tmp_path / "test" / "good" / "a.png", gray(16, 16))
+    png(tmp_path / "test" / "hole" / "b.png", img)
+    png(tmp_path / "test" / "hole" / "tiny.png", gray(10, 10))
+    m = np.zeros((40, 70), np.uint8)
+    m[16:32, 16:32] = 255
+    png(tmp_path / "ground_truth" / "hole" / "b_mask.png", m)
+    s = load_dataset(tmp_path, (16, 16, 1), split="test", tile=True)
+    assert s.images.shape == (1 + 2 * 4, 16, 16, 1)  # a: 1 tile, b: 2 rows x 4 cols
+    assert s.names[1].endswith("b.png#tile 0") and s.names[-1].endswith("b.png#tile 7")
+    assert np.array_equal(s.images[1 + 5, ..., 0], img[16:32, 16:32])  # tile (1, 1)
+    assert s.masks[1 + 5].all() and s.masks.sum() == 16 * 16
+    assert any("tiny.png" in n and "smaller" in n for n in s.notices)
+    assert estimate_cache_bytes(tmp_path, (16, 16, 1), split="test", tile=True) == (
+        9, s.images.nbytes + s.masks.nbytes)
+
+
+@pytest.mark.skipif(not (REAL / "magnetic_tile").is_dir(), reason="real magnetic-tile data not present")
+def test_real_magnetic_tile_sample(tmp_path):
+    src = REAL / "magnetic_tile"
+    crack = sorted((src / "test" / "crack").glob("*.jpg"))[:2]
+    for d in ("train/good", "test/crack", "ground_truth/crack"):
+        (tmp_path / d).mkdir(parents=True)
+    for f in sorted((src / "train" / "good").glob("*.jpg"))[:3]:
+        shutil.copy(f, tmp_path / "train" / "good")
+    for f in crack:
+        shutil.copy(f, tmp_path / "test" / "crack")
+        shutil.copy(src / "ground_truth" / "crack" / f"{f.stem}_mask.png", tmp_path / "ground_truth" / "crack")
+    s = load_dataset(tmp_path, (64, 64, 1), split="all")
+    assert s.images.shape == (5, 64, 64, 1) and s.labels.count("crack") == 2
+    assert s.masks[3:].any() and not s.masks[:3].any()
+
+
+# ----------------------------------------------------------------------------- wafer maps
+
+
+def test_wafer_npy_and_resize(tmp_path):
+    maps = np.random.default_rng(0).integers(0, 3, (5, 10, 12)).astype(np.uint8)
+    np.save(tmp_path / "w.npy", maps)
+    s = load_dataset(tmp_path / "w.npy", (10, 12, 3))
+    assert s.kind == "wafer" and s.images.shape == (5, 10, 12, 3) and s.labels == ["good"] * 5
+    assert s.names[3] == "w.npy[3]" and s.masks is None
+    assert np.array_equal(onehot_to_wafer(s.images), maps)
+    big = load_dataset(tmp_path / "w.npy", (20, 24, 3))  # exact 2x: nearest repeats each die
+    assert np.array_equal(onehot_to_wafer(big.images), maps.repeat(2, 1).repeat(2, 2))
+    assert any("resized 10x12 -> 20x24" in n for n in big.notices)
+    assert estimate_cache_bytes(tmp_path / "w.npy", (20, 24, 3)) == (5, big.images.nbytes)
+
+
+def test_wafer_npz_mixed_sizes_and_labels(tmp_path):
+    a = np.ones((2, 8, 8), np.uint8)
+    b = np.full((3, 10, 12), 2, np.uint8)
+    np.savez(tmp_path / "w.npz", maps_8x8=a, failureType_8x8=np.array(["none", "Loc"]),
+             maps_10x12=b, failureType_10x12=np.array([b"Center", b"", b"Scratch"]))
+    s = load_dataset(tmp_path / "w.npz", (8, 8, 3))
+    assert s.images.shape == (5, 8, 8, 3)
+    assert s.labels == ["Center", "good", "Scratch", "none", "Loc"]  # keys in sorted order
+    assert s.names[0] == "w.npz:maps_10x12[0]" and s.names[-1] == "w.npz:maps_8x8[1]"
+    assert (onehot_to_wafer(s.images[:3]) == 2).all() and (onehot_to_wafer(s.images[3:]) == 1).all()
+    np.savez(tmp_path / "simple.npz", maps=a, labels=np.array([3, 7]))
+    assert load_dataset(tmp_path / "simple.npz", (8, 8, 3)).labels == ["3", "7"]
+
+
+def test_wafer_labels_needing_pickle_are_dropped(tmp_path):
+    labels = np.empty(2, object)
+    labels[:] = [np.array([["none"]]), np.array([["Loc"]])]  # like the original WM-811K pickle
+    np.savez(tmp_path / "w.npz", maps=np.zeros((2, 4, 4), np.uint8), labels=labels)
+    s = load_dataset(tmp_path / "w.npz", (4, 4, 3))
+    assert s.labels == ["good", "good"] and any("pickle" in n for n in s.notices)
+
+
+def test_wafer_errors(tmp_path):
+    np.save(tmp_path / "bad.npy", np.full((1, 4, 4), 3, np.uint8))
+    with pytest.raises(DataError, match="bad.npy"):
+        load_dataset(tmp_path / "bad.npy", (4, 4, 3))
+    np.save(tmp_path / "ok.npy", np.zeros((1, 4, 4), np.uint8))
+    with pytest.raises(DataError, match="3 input channels"):
+        load_dataset(tmp_path / "ok.npy", (4, 4, 1))
+    np.savez(tmp_path / "nomaps.npz", labels=np.array(["a"]))
+    with pytest.raises(DataError, match="nomaps.npz"):
+        load_dataset(tmp_path / "nomaps.npz", (4, 4, 3))
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(DataError, match="junk.npz"):
+        load_dataset(tmp_path / "junk.npz", (4, 4, 3))
+
+
+@pytest.mark.skipif(not (REAL / "wm811k_small").is_dir(), reason="real WM-811K subset not present")
+def test_real_wafer_files():
+    s = load_dataset(REAL / "wm811k_small" / "labelled_first100.npz", (26, 26, 3))
+    assert len(s) == 100 and s.labels.count("none") == 83 and s.labels.count("Edge-Loc") == 8
+    u = load_dataset(REAL / "wm811k_small" / "maps_26x26_unlabelled.npy", (26, 26, 3))
+    assert u.images.shape == (716, 26, 26, 3) and not u.notices
+
+
+def test_onehot_round_trip():
+    maps = np.random.default_rng(2).integers(0, 3, (4, 5, 7)).astype(np.uint8)
+    x = wafer_to_onehot(maps)
+    assert x.shape == (4, 5, 7, 3) and x.dtype == np.uint8 and (x.sum(-1) == 255).all()
+    assert np.array_equal(onehot_to_wafer(x), maps)
+    t = to_tensor(x)  # (N, 3, H, W) float, like a model output
+    assert np.array_equal(onehot_to_wafer(t), maps)
+    assert np.array_equal(onehot_to_wafer(t.numpy()), maps)
+    sq = wafer_to_onehot(np.random.default_rng(3).integers(0, 3, (2, 3, 3)))  # (2, 3, 3, 3): ambiguous
+    assert np.array_equal(onehot_to_wafer(torch.from_numpy(sq).permute(0, 3, 1, 2)), onehot_to_wafer(sq))
+    with pytest.raises(ValueError):
+        wafer_to_onehot(np.full((1, 2, 2), 5))
+    with pytest.raises(ValueError):
+        onehot_to_wafer(np.zeros((2, 4, 4)))
+
+
+# ----------------------------------------------------------------------------- uploads
+
+
+def make_zip(members: dict[str, bytes], symlinks: tuple[str, ...] = ()) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name)
+            if name in symlinks:
+                info.external_attr = 0o120777 << 16
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def tree(p: Path) -> list[str]:
+    return sorted(str(q.relative_to(p)) for q in p.rglob("*"))
+
+
+def test_extract_zip_normal(tmp_path):
+    data = make_zip({"set/a.png": b"A", "set/sub/b.png": b"BB", "set/": b"", "__MACOSX/set/._a.png": b"x"})
+    out = extract_zip(data, tmp_path / "dest")
+    assert [p.relative_to(tmp_path / "dest").as_posix() for p in out] == ["set/a.png", "set/sub/b.png"]
+    assert out[1].read_bytes() == b"BB"
+    assert tree(tmp_path / "dest") == ["set", "set/a.png", "set/sub", "set/sub/b.png"]
+    (tmp_path / "f.zip").write_bytes(data)
+    assert len(extract_zip(tmp_path / "f.zip", tmp_path / "dest2")) == 2
+
+
+@pytest.mark.parametrize("bad", ["../evil.txt", "ok/../../evil.txt", "/abs/evil.txt", "C:/evil.txt", "..\\evil.txt", "link"])
+def test_extract_zip_rejects_hostile_members(tmp_path, bad):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("mine")
+    data = make_zip({"fine.txt": b"ok", bad: b"x"}, symlinks=("link",))
+    with pytest.raises(DataError, match="member"):
+        extract_zip(data, dest)
+    assert tree(dest) == ["keep.txt"] and (dest / "keep.txt").read_text() == "mine"
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_extract_zip_limits(tmp_path):
+    many = make_zip({f"{i}.txt": b"x" for i in range(5)})
+    with pytest.raises(DataError, match="limit of 4"):
+        extract_zip(many, tmp_path / "d1", max_files=4)
+    big = make_zip({"zeros.bin": bytes(2**20)})
+    with pytest.raises(DataError, match="bytes"):
+        extract_zip(big, tmp_path / "d2", max_total_bytes=2**19)
+    assert not (tmp_path / "d1").exists() and not (tmp_path / "d2").exists()
+    with pytest.raises(DataError, match="not a readable zip"):
+        extract_zip(b"not a zip", tmp_path / "d3")
+
+
+def test_extract_zip_bomb_with_lying_sizes(tmp_path):
+    data = bytearray(make_zip({"a.txt": b"fine", "bomb.bin": bytes(4 * 2**20)}))
+    # Claim 100 bytes uncompressed for bomb.bin in both its local and its central header.
+    for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        pos = data.index(sig, data.index(sig) + 1)  # second member's header
+        struct.pack_into("<I", data, pos + off, 100)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(DataError, match="bomb.bin"):
+        extract_zip(bytes(data), dest, max_total_bytes=2**20)
+    assert tree(dest) == []
+
+
+def test_save_uploads(tmp_path):
+    dest = tmp_path / "up"
+    out = save_uploads([("C:\\Users\\me\\a.png", b"A"), ("set.zip", make_zip({"x/b.png": b"B"}))], dest)
+    assert [p.relative_to(dest).as_posix() for p in out] == ["a.png", "x/b.png"]
+    assert (dest / "a.png").read_bytes() == b"A"
+    with pytest.raises(DataError, match="evil"):
+        save_uploads([("c.png", b"C"), ("bad.zip", make_zip({"../evil": b"x"}))], dest)
+    assert not (dest / "c.png").exists() and tree(dest) == ["a.png", "x", "x/b.png"]
+    with pytest.raises(DataError, match="upload name"):
+        save_uploads([("..", b"x")], dest)
+
+
+# ----------------------------------------------------------------------------- noise patches
+
+
+def test_noise_patches_deterministic_and_input_untouched():
+    x = np.full((4, 20, 20, 3), 128, np.uint8)
+    before = x.copy()
+    a = add_noise_patches(x, 3, (2, 6), np.random.default_rng(5))
+    b = add_noise_patches(x, 3, (2, 6), np.random.default_rng(5))
+    c = add_noise_patches(x, 3, (2, 6), np.random.default_rng(6))
+    assert np.array_equal(x, before) and a is not x
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    zero = add_noise_patches(x, 0, (2, 6), np.random.default_rng(5))
+    assert np.array_equal(zero, x) and zero is not x
+
+
+def test_noise_patch_size_and_colours():
+    x = np.full((50, 30, 30, 1), 128, np.uint8)
+    y = add_noise_patches(x, 1, (3, 5), np.random.default_rng(0))
+    for img in y[..., 0]:
+        rows, cols = np.nonzero(img != 128)
+        h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        assert 3 <= h <= 5 and 3 <= w <= 5 and len(rows) == h * w  # one full rectangle
+        v = img[rows[0], cols[0]]
+        assert 40 <= v <= 44 or 235 <= v <= 239
+    dark = np.mean([img.min() < 128 for img in y[..., 0]])
+    assert 0.2 < dark < 0.8  # both colours occur
+    clamped = add_noise_patches(np.full((2, 6, 8, 1), 128, np.uint8), 1, (20, 30), np.random.default_rng(0))
+    assert (clamped != 128).all()
+    with pytest.raises(ValueError, match="size_range"):
+        add_noise_patches(x, 1, (5, 3), np.random.default_rng(0))
+
+
+def test_noise_patterns_are_stencils():
+    x = np.full((20, 16, 16, 3), 128, np.uint8)
+    white = [np.full((8, 8), 255, np.uint8)]
+    assert np.array_equal(add_noise_patches(x, 2, (4, 8), np.random.default_rng(0), white), x)
+    half = np.full((8, 8, 3), 255, np.uint8)
+    half[:, :4] = 0  # left half paints
+    y = add_noise_patches(x, 1, (8, 8), np.random.default_rng(0), [half])
+    changed = (y != 128).any(-1).sum((1, 2))
+    assert (changed == 32).all()  # exactly half of each 8x8 patch, whatever the rotation
+
+
+# ----------------------------------------------------------------------------- preprocess
+
+
+def test_preprocess_crop_and_tiles():
+    x = np.arange(2 * 20 * 30, dtype=np.int64).reshape(2, 20, 30, 1).astype(np.uint8)
+    t = preprocess(x, np.random.default_rng(0), crop=(2, 3, 16, 24), nseg=4)
+    assert t.shape == (2 * 16, 4, 6, 1)
+    assert np.array_equal(t[0], x[0, 2:6, 3:9]) and np.array_equal(t[5], x[0, 6:10, 9:15])
+    assert np.array_equal(t[16 + 15], x[1, 14:18, 21:27])
+    with pytest.raises(ValueError, match="crop"):
+        preprocess(x, np.random.default_rng(0), crop=(10, 0, 16, 24))
+
+
+def test_preprocess_augmentation_shapes_and_determinism():
+    x = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    plain = preprocess(x, np.random.default_rng(0), nseg=2, n_aug=2)  # no jitter: exact copies
+    assert plain.shape == (3 * 4 * 3, 16, 16, 3)
+    assert np.array_equal(plain[0], plain[1]) and np.array_equal(plain[0], plain[2])
+    assert np.array_equal(plain[3], x[0, :16, 16:])
+    kw = dict(nseg=2, n_aug=2, offset=4, scale=(0.8, 1.2), brightness=0.1, contrast=0.2)
+    a = preprocess(x, np.random.default_rng(7), **kw)
+    b = preprocess(x, np.random.default_rng(7), **kw)
+    c = preprocess(x, np.random.default_rng(8), **kw)
+    assert a.dtype == np.uint8 and a.shape == plain.shape
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.array_equal(a[::3], plain[::3])  # originals are kept as they are
+    assert not np.array_equal(a[1], plain[1])
+
+
+def test_preprocess_brightness_only_shifts_levels():
+    x = np.full((1, 8, 8, 1), 100, np.uint8)
+    y = preprocess(x, np.random.default_rng(3), n_aug=20, brightness=0.2)
+    shifts = y[1:, ..., 0].astype(int) - 100
+    assert (shifts == shifts[:, :1, :1]).all()  # one constant shift per copy
+    assert np.abs(shifts).max() <= 51 and len(np.unique(shifts[:, 0, 0])) > 5
+
+
+def test_extract_zip_replaces_files_but_restores_them_on_failure(tmp_path):
+    dest = tmp_path / "dest"
+    (dest / "set").mkdir(parents=True)
+    (dest / "set" / "a.txt").write_text("old")
+    (dest / "set" / "b").mkdir()  # a member named set/b cannot replace a folder
+    with pytest.raises(DataError, match="set/b"):
+        extract_zip(make_zip({"set/a.txt": b"new", "set/new/c.txt": b"c", "set/b": b"x"}), dest)
+    assert (dest / "set" / "a.txt").read_text() == "old" and tree(dest) == ["set", "set/a.txt", "set/b"]
+    extract_zip(make_zip({"set/a.txt": b"new"}), dest)
+    assert (dest / "set" / "a.txt").read_text() == "new" and not list(dest.glob(".udd-unzip-*"))
