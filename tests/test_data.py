@@ -49,7 +49,7 @@ def mvtec(tmp_path: Path) -> Path:
 
 
 def test_mvtec_train_split(mvtec):
-    s = load_dataset(mvtec, (8, 8, 1))
+    s = load_dataset(mvtec, (1, 8, 8))
     assert isinstance(s, ImageSet) and s.kind == "image"
     assert s.images.shape == (3, 8, 8, 1) and s.images.dtype == np.uint8
     assert s.labels == ["good"] * 3 and s.masks is None
@@ -57,7 +57,7 @@ def test_mvtec_train_split(mvtec):
 
 
 def test_mvtec_test_split_masks(mvtec):
-    s = load_dataset(mvtec, (8, 12, 1), split="test")
+    s = load_dataset(mvtec, (1, 8, 12), split="test")
     assert s.labels == ["good", "good", "scratch", "scratch"]
     assert s.masks.shape == (4, 8, 12) and s.masks.dtype == bool
     assert not s.masks[:2].any()
@@ -67,11 +67,11 @@ def test_mvtec_test_split_masks(mvtec):
 
 
 def test_mvtec_all_and_estimate(mvtec):
-    s = load_dataset(mvtec, (8, 8, 3), split="all")
+    s = load_dataset(mvtec, (3, 8, 8), split="all")
     assert len(s) == 7 and s.masks.shape == (7, 8, 8) and not s.masks[:3].any()
-    assert estimate_cache_bytes(mvtec, (8, 8, 3), split="all") == (7, s.images.nbytes + s.masks.nbytes)
-    t = load_dataset(mvtec, (8, 8, 3), split="train")
-    assert estimate_cache_bytes(mvtec, (8, 8, 3)) == (3, t.images.nbytes)
+    assert estimate_cache_bytes(mvtec, (3, 8, 8), split="all") == (7, s.images.nbytes + s.masks.nbytes)
+    t = load_dataset(mvtec, (3, 8, 8), split="train")
+    assert estimate_cache_bytes(mvtec, (3, 8, 8)) == (3, t.images.nbytes)
 
 
 def test_plain_folder_ignores_split_and_recurses(tmp_path):
@@ -79,7 +79,7 @@ def test_plain_folder_ignores_split_and_recurses(tmp_path):
     png(tmp_path / "sub" / "b.jpg", gray(12, 9))
     (tmp_path / "notes.txt").write_text("not an image")
     assert data_kind(tmp_path) == "folder"
-    s = load_dataset(tmp_path, (6, 6, 1), split="test")
+    s = load_dataset(tmp_path, (1, 6, 6), split="test")
     assert len(s) == 2 and s.labels == ["good", "good"] and s.masks is None
     assert [Path(n).name for n in s.names] == ["a.png", "b.jpg"]
 
@@ -101,20 +101,20 @@ def test_data_kind(tmp_path, mvtec):
 def test_wrapped_mvtec_folder_is_unwrapped(tmp_path, mvtec):
     shutil.copytree(mvtec, tmp_path / "upload" / "bottle")
     assert data_kind(tmp_path / "upload") == "mvtec"
-    assert len(load_dataset(tmp_path / "upload", (8, 8, 1))) == 3
+    assert len(load_dataset(tmp_path / "upload", (1, 8, 8))) == 3
 
 
 def test_bad_arguments(mvtec):
-    for shape in [(8, 8), (8, 8, 2), (0, 8, 1), "abc"]:
+    for shape in [(8, 8), (2, 8, 8), (1, 0, 8), "abc"]:
         with pytest.raises(DataError, match="input_shape"):
             load_dataset(mvtec, shape)
     with pytest.raises(DataError, match="split"):
-        load_dataset(mvtec, (8, 8, 1), split="val")
+        load_dataset(mvtec, (1, 8, 8), split="val")
 
 
 def test_progress_reports_every_file(mvtec):
     calls = []
-    load_dataset(mvtec, (8, 8, 1), split="all", progress=lambda i, n: calls.append((i, n)))
+    load_dataset(mvtec, (1, 8, 8), split="all", progress=lambda i, n: calls.append((i, n)))
     assert calls == [(i, 7) for i in range(1, 8)]
 
 
@@ -137,7 +137,7 @@ def test_odd_modes_to_rgb(tmp_path):
     Image.fromarray(bit).save(tmp_path / "d_1bit.png")
     Image.fromarray(np.full((8, 8), 0.5, np.float32), "F").save(tmp_path / "e_float.tif")
 
-    s = load_dataset(tmp_path, (8, 8, 3))
+    s = load_dataset(tmp_path, (3, 8, 8))
     assert s.images.shape == (5, 8, 8, 3)
     im16, rgb, p, b, f = s.images
     assert im16[0, 0, 0] == 0 and im16[0, 4, 0] == 128 and im16[4, 0, 0] == 255 and (im16[..., 0] == im16[..., 2]).all()
@@ -153,7 +153,7 @@ def test_odd_modes_to_rgb(tmp_path):
 def test_rgb_to_gray_uses_pillow_luminance(tmp_path):
     rgb = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     png(tmp_path / "c.png", rgb)
-    s = load_dataset(tmp_path, (8, 8, 1))
+    s = load_dataset(tmp_path, (1, 8, 8))
     expect = np.asarray(Image.fromarray(rgb).convert("L"))
     assert np.array_equal(s.images[0, ..., 0], expect)
     assert any("1 RGB images converted to 1 channel by luminance" in n for n in s.notices)
@@ -167,7 +167,7 @@ def test_broken_files_are_skipped_with_notices(tmp_path):
     (tmp_path / "truncated.png").write_bytes(buf.getvalue()[:200])
     (tmp_path / "text.png").write_text("hello, not a png")
     Image.fromarray(gray(10, 10, 3)).save(tmp_path / "really_png.jpg", "PNG")  # wrong extension, valid image
-    s = load_dataset(tmp_path, (10, 10, 1))
+    s = load_dataset(tmp_path, (1, 10, 10))
     assert sorted(Path(n).name for n in s.names) == ["good.png", "really_png.jpg"]
     skipped = [n for n in s.notices if n.startswith("skipped")]
     assert len(skipped) == 3
@@ -179,7 +179,7 @@ def test_nothing_loadable_names_folder(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.png").write_text("nope")
     with pytest.raises(DataError, match="bad"):
-        load_dataset(tmp_path / "bad", (8, 8, 1))
+        load_dataset(tmp_path / "bad", (1, 8, 8))
 
 
 def test_decompression_bombs_are_skipped(tmp_path, monkeypatch):
@@ -187,7 +187,7 @@ def test_decompression_bombs_are_skipped(tmp_path, monkeypatch):
     png(tmp_path / "b_warn.png", gray(40, 40))  # 1600 px: above the limit (Pillow warns)
     png(tmp_path / "c_error.png", gray(60, 60))  # 3600 px: above twice the limit (Pillow raises)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    s = load_dataset(tmp_path, (8, 8, 1))
+    s = load_dataset(tmp_path, (1, 8, 8))
     assert [Path(n).name for n in s.names] == ["a_small.png"]
     bombs = [n for n in s.notices if "decompression bomb" in n]
     assert len(bombs) == 2 and "b_warn.png" in bombs[0] and "c_error.png" in bombs[1]
@@ -201,13 +201,13 @@ def test_tiling_images_and_masks(tmp_path):
     m = np.zeros((40, 70), np.uint8)
     m[16:32, 16:32] = 255
     png(tmp_path / "ground_truth" / "hole" / "b_mask.png", m)
-    s = load_dataset(tmp_path, (16, 16, 1), split="test", tile=True)
+    s = load_dataset(tmp_path, (1, 16, 16), split="test", tile=True)
     assert s.images.shape == (1 + 2 * 4, 16, 16, 1)  # a: 1 tile, b: 2 rows x 4 cols
     assert s.names[1].endswith("b.png#tile 0") and s.names[-1].endswith("b.png#tile 7")
     assert np.array_equal(s.images[1 + 5, ..., 0], img[16:32, 16:32])  # tile (1, 1)
     assert s.masks[1 + 5].all() and s.masks.sum() == 16 * 16
     assert any("tiny.png" in n and "smaller" in n for n in s.notices)
-    assert estimate_cache_bytes(tmp_path, (16, 16, 1), split="test", tile=True) == (
+    assert estimate_cache_bytes(tmp_path, (1, 16, 16), split="test", tile=True) == (
         9, s.images.nbytes + s.masks.nbytes)
 
 
@@ -222,7 +222,7 @@ def test_real_magnetic_tile_sample(tmp_path):
     for f in crack:
         shutil.copy(f, tmp_path / "test" / "crack")
         shutil.copy(src / "ground_truth" / "crack" / f"{f.stem}_mask.png", tmp_path / "ground_truth" / "crack")
-    s = load_dataset(tmp_path, (64, 64, 1), split="all")
+    s = load_dataset(tmp_path, (1, 64, 64), split="all")
     assert s.images.shape == (5, 64, 64, 1) and s.labels.count("crack") == 2
     assert s.masks[3:].any() and not s.masks[:3].any()
 
@@ -233,14 +233,14 @@ def test_real_magnetic_tile_sample(tmp_path):
 def test_wafer_npy_and_resize(tmp_path):
     maps = np.random.default_rng(0).integers(0, 3, (5, 10, 12)).astype(np.uint8)
     np.save(tmp_path / "w.npy", maps)
-    s = load_dataset(tmp_path / "w.npy", (10, 12, 3))
+    s = load_dataset(tmp_path / "w.npy", (3, 10, 12))
     assert s.kind == "wafer" and s.images.shape == (5, 10, 12, 3) and s.labels == ["good"] * 5
     assert s.names[3] == "w.npy[3]" and s.masks is None
     assert np.array_equal(onehot_to_wafer(s.images), maps)
-    big = load_dataset(tmp_path / "w.npy", (20, 24, 3))  # exact 2x: nearest repeats each die
+    big = load_dataset(tmp_path / "w.npy", (3, 20, 24))  # exact 2x: nearest repeats each die
     assert np.array_equal(onehot_to_wafer(big.images), maps.repeat(2, 1).repeat(2, 2))
     assert any("resized 10x12 -> 20x24" in n for n in big.notices)
-    assert estimate_cache_bytes(tmp_path / "w.npy", (20, 24, 3)) == (5, big.images.nbytes)
+    assert estimate_cache_bytes(tmp_path / "w.npy", (3, 20, 24)) == (5, big.images.nbytes)
 
 
 def test_wafer_npz_mixed_sizes_and_labels(tmp_path):
@@ -248,43 +248,43 @@ def test_wafer_npz_mixed_sizes_and_labels(tmp_path):
     b = np.full((3, 10, 12), 2, np.uint8)
     np.savez(tmp_path / "w.npz", maps_8x8=a, failureType_8x8=np.array(["none", "Loc"]),
              maps_10x12=b, failureType_10x12=np.array([b"Center", b"", b"Scratch"]))
-    s = load_dataset(tmp_path / "w.npz", (8, 8, 3))
+    s = load_dataset(tmp_path / "w.npz", (3, 8, 8))
     assert s.images.shape == (5, 8, 8, 3)
     assert s.labels == ["Center", "good", "Scratch", "none", "Loc"]  # keys in sorted order
     assert s.names[0] == "w.npz:maps_10x12[0]" and s.names[-1] == "w.npz:maps_8x8[1]"
     assert (onehot_to_wafer(s.images[:3]) == 2).all() and (onehot_to_wafer(s.images[3:]) == 1).all()
     np.savez(tmp_path / "simple.npz", maps=a, labels=np.array([3, 7]))
-    assert load_dataset(tmp_path / "simple.npz", (8, 8, 3)).labels == ["3", "7"]
+    assert load_dataset(tmp_path / "simple.npz", (3, 8, 8)).labels == ["3", "7"]
 
 
 def test_wafer_labels_needing_pickle_are_dropped(tmp_path):
     labels = np.empty(2, object)
     labels[:] = [np.array([["none"]]), np.array([["Loc"]])]  # like the original WM-811K pickle
     np.savez(tmp_path / "w.npz", maps=np.zeros((2, 4, 4), np.uint8), labels=labels)
-    s = load_dataset(tmp_path / "w.npz", (4, 4, 3))
+    s = load_dataset(tmp_path / "w.npz", (3, 4, 4))
     assert s.labels == ["good", "good"] and any("pickle" in n for n in s.notices)
 
 
 def test_wafer_errors(tmp_path):
     np.save(tmp_path / "bad.npy", np.full((1, 4, 4), 3, np.uint8))
     with pytest.raises(DataError, match="bad.npy"):
-        load_dataset(tmp_path / "bad.npy", (4, 4, 3))
+        load_dataset(tmp_path / "bad.npy", (3, 4, 4))
     np.save(tmp_path / "ok.npy", np.zeros((1, 4, 4), np.uint8))
     with pytest.raises(DataError, match="3 input channels"):
-        load_dataset(tmp_path / "ok.npy", (4, 4, 1))
+        load_dataset(tmp_path / "ok.npy", (1, 4, 4))
     np.savez(tmp_path / "nomaps.npz", labels=np.array(["a"]))
     with pytest.raises(DataError, match="nomaps.npz"):
-        load_dataset(tmp_path / "nomaps.npz", (4, 4, 3))
+        load_dataset(tmp_path / "nomaps.npz", (3, 4, 4))
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(DataError, match="junk.npz"):
-        load_dataset(tmp_path / "junk.npz", (4, 4, 3))
+        load_dataset(tmp_path / "junk.npz", (3, 4, 4))
 
 
 @pytest.mark.skipif(not (REAL / "wm811k_small").is_dir(), reason="real WM-811K subset not present")
 def test_real_wafer_files():
-    s = load_dataset(REAL / "wm811k_small" / "labelled_first100.npz", (26, 26, 3))
+    s = load_dataset(REAL / "wm811k_small" / "labelled_first100.npz", (3, 26, 26))
     assert len(s) == 100 and s.labels.count("none") == 83 and s.labels.count("Edge-Loc") == 8
-    u = load_dataset(REAL / "wm811k_small" / "maps_26x26_unlabelled.npy", (26, 26, 3))
+    u = load_dataset(REAL / "wm811k_small" / "maps_26x26_unlabelled.npy", (3, 26, 26))
     assert u.images.shape == (716, 26, 26, 3) and not u.notices
 
 

@@ -82,7 +82,7 @@ def test_surface_dataset(tmp_path):
             mask = np.asarray(Image.open(root / "ground_truth" / kind / f"{i:03d}_mask.png"))
             assert img.mode == "L" and img.size == (64, 64)
             assert set(np.unique(mask)) == {0, 255} and 0 < (mask > 0).mean() < 0.15
-    s = load_dataset(root, (64, 64, 1), split="test")
+    s = load_dataset(root, (1, 64, 64), split="test")
     assert s.labels.count("good") == 2 and s.masks[2:].any(axis=(1, 2)).all()
     # Defects stand out: inside the mask, pixels differ from the surface's typical level.
     d = s.images[2:, ..., 0].astype(float)
@@ -102,13 +102,13 @@ def test_sample_wafer_maps_load():
     with np.load(path, allow_pickle=False) as z:
         assert z["maps"].dtype == np.uint8 and z["maps"].shape[1:] == (26, 26)
         assert z["labels"].dtype.kind == "U" and set(z["labels"]) == set(WAFER_CLASSES)
-    s = load_dataset(path, (26, 26, 3))
+    s = load_dataset(path, (3, 26, 26))
     assert s.kind == "wafer" and s.labels.count("none") >= len(s) // 4 and not s.notices
 
 
 def test_sample_surface_loads():
-    train = load_dataset(SAMPLE / "surface", (128, 128, 1))
-    test = load_dataset(SAMPLE / "surface", (128, 128, 1), split="test")
+    train = load_dataset(SAMPLE / "surface", (1, 128, 128))
+    test = load_dataset(SAMPLE / "surface", (1, 128, 128), split="test")
     assert len(train) >= 50 and train.masks is None and not train.notices
     assert set(test.labels) == {"good", *SURFACE_DEFECTS}
     defective = np.array([lab != "good" for lab in test.labels])

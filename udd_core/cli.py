@@ -92,6 +92,180 @@ def cmd_shapes(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# --- udd train -------------------------------------------------------------------------------
+
+def _train_config(spec: str):
+    """CONFIG of `udd train`: a config file, or a model preset name -> (AEConfig, preset (C, H, W) or None)."""
+    from .presets import model_presets
+
+    if Path(spec).is_file():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            config = load_config(spec)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        return config, None
+    presets = model_presets()
+    if spec in presets:
+        return presets[spec].config, presets[spec].input_shape
+    raise UsageError(f"{spec}: neither a config file nor a model preset ({', '.join(presets)})")
+
+
+def _fmt_s(s: Optional[float]) -> str:
+    if s is None or s != s or s == float("inf"):
+        return "--:--"
+    s = int(s)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+
+
+class _ProgressLine:
+    """A one-line progress display on stderr: redrawn in place on a terminal, one line per epoch otherwise."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.width = 0
+        self.epochs_shown = 0
+
+    def _put(self, line: str, final: bool) -> None:
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self.width) + ("\n" if final else ""))
+            self.width = 0 if final else len(line)
+        elif final:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def loading(self, done: int, total: int) -> None:
+        if self.tty:
+            self._put(f"loading images {done}/{total}", final=False)
+
+    def show(self, p) -> None:
+        for e in range(self.epochs_shown, len(p.train_loss)):  # finished epochs get a permanent line
+            val = p.val_loss[e]
+            self._put(f"epoch {e + 1}/{p.epochs}  loss {p.train_loss[e]:.5g}"
+                      + (f"  val {val:.5g}" if val is not None else ""), final=True)
+        self.epochs_shown = len(p.train_loss)
+        if self.tty and p.status == "running" and p.step_loss:
+            self._put(f"epoch {p.epoch}/{p.epochs}  step {p.step}/{p.steps_per_epoch}  loss {p.step_loss[-1]:.5g}"
+                      f"  {p.images_per_s:.1f} img/s  ETA {_fmt_s(p.eta_s)}", final=False)
+
+    def end(self) -> None:
+        """Clear a live line so that normal output follows on a clean line."""
+        if self.tty and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+            self.width = 0
+
+
+def _settings_from_args(args: argparse.Namespace):
+    from .train import TrainSettings, training_presets
+
+    base = training_presets()[args.preset] if args.preset else TrainSettings()
+    changes = {k: v for k, v in {
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "noise_patches": args.noise_patches,
+        "patch_size": parse_ints(args.patch_size, 2, "--patch-size") if args.patch_size else None,
+        "val_split": args.val_split, "seed": args.seed, "device": args.device, "loss": args.loss,
+    }.items() if v is not None}
+    return base.replace(**changes)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _watch(job, bar: _ProgressLine) -> int:
+    """Follow a started job until it ends; Ctrl-C (or SIGTERM) stops it gracefully (exit 130)."""
+    import signal
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    # SIGTERM (kill, a container stop) gets the same clean stop as Ctrl-C instead of a dead "running" run.
+    old_term = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    try:
+        while not job.join(0.2):
+            bar.show(job.snapshot())
+    except KeyboardInterrupt:
+        job.stop()
+        bar.end()
+        print("udd train: stopping, saving the model ...", file=sys.stderr)
+        # A second Ctrl-C must not kill the checkpoint half-written: ignore it while the job winds down.
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            job.join(60)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, old)
+        p = job.snapshot()
+        print(f"udd train: {p.message}; run left in {job.run_dir}", file=sys.stderr)
+        return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old_term)
+    p = job.snapshot()
+    bar.show(p)
+    bar.end()
+    if p.status == "failed":
+        # An unexpected exception (message prefixed with its type) also gets its location, for bug reports.
+        head = (p.error or "").split(":", 1)[0]
+        where = f" (at {p.error_where})" if p.error_where and head.isidentifier() and head.endswith(("Error", "Exception")) else ""
+        print(f"udd train: error: {p.error or p.message}{where}", file=sys.stderr)
+        return 2
+    print(f"udd train: {p.message}; model in {job.run_dir}", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a model on normal images into a run folder, with a progress line; Ctrl-C stops cleanly."""
+    from .data import data_kind, load_dataset
+    from .model import build_model
+    from .runs import is_empty_dir, read_history
+    from .train import TrainJob, normal_images
+
+    out = Path(args.out)
+    bar = _ProgressLine()
+    if args.resume:
+        images = None
+        if args.data:
+            from .runs import read_json
+
+            info = read_json(out / "train.json") or {}
+            c, h, w = info.get("input_shape") or (0, 0, 0)
+            if not c:
+                raise UsageError(f"--out {out}: not a run folder to resume (no readable train.json)")
+            images, _ = normal_images(load_dataset(args.data, (c, h, w), split="train", progress=bar.loading))
+            bar.end()
+        job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device)
+        bar.epochs_shown = len(job.snapshot().train_loss) or len(read_history(out))  # print only the new epochs
+    else:
+        if not args.data:
+            raise UsageError("--data is required (a folder of images, an MVTec folder or a wafer .npy/.npz)")
+        if out.exists() and not is_empty_dir(out):
+            raise UsageError(f"--out {out}: already exists and is not empty (pass --resume to continue it)")
+        config, preset_shape = _train_config(args.config)
+        settings = _settings_from_args(args)
+        kind = data_kind(args.data)
+        if args.size:
+            h, w = parse_ints(args.size, 2, "--size")
+        elif preset_shape is not None:
+            h, w = preset_shape[1:]
+        else:
+            h, w = (26, 26) if kind == "wafer" else (256, 256)
+        shape = (config.in_channels, h, w)
+        build_model(config, shape)  # refuse a non-mirroring design before spending time on the data
+        ds = load_dataset(args.data, (config.in_channels, h, w), split="train", progress=bar.loading)
+        bar.end()
+        images, kept = normal_images(ds)
+        for note in ds.notices + ([kept] if kept else []):
+            print(f"note: {note}", file=sys.stderr)
+        job = TrainJob.create(out, config, shape, images, settings,
+                              source={"path": str(Path(args.data).resolve()), "kind": kind, "tile": False})
+        del ds, images
+    for note in job.snapshot().notices:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"udd train: {job.n_train} training and {job.n_val} validation images; run {job.run_dir}", file=sys.stderr)
+    return _watch(job.start(), bar)
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +280,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fix", metavar="OUT", help="write the config with the suggested output paddings to OUT")
     p.add_argument("--force", action="store_true", help="let --fix overwrite an existing file")
     p.set_defaults(func=cmd_shapes)
+
+    p = sub.add_parser("train", help="train a model on normal images into a run folder")
+    p.add_argument("config", help="config file (JSON or AE_config.txt) or a model preset name; ignored with --resume")
+    p.add_argument("--data", metavar="PATH",
+                   help="MVTec folder (trains on train/good), folder of images, or wafer .npy/.npz")
+    p.add_argument("--out", required=True, metavar="RUN", help="run folder to create (or to continue with --resume)")
+    p.add_argument("--epochs", type=int, help="number of epochs (with --resume: the new total)")
+    p.add_argument("--batch-size", type=int, help="images per step")
+    p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--size", metavar="H,W",
+                   help="input size (default: the preset's, else 256,256 for images, 26,26 for wafers)")
+    p.add_argument("--noise-patches", type=int, metavar="N", help="noise patches per training image (denoising AE)")
+    p.add_argument("--patch-size", metavar="MIN,MAX", help="noise patch side range in pixels")
+    p.add_argument("--val-split", type=float, metavar="F", help="share of the images held out for validation")
+    p.add_argument("--seed", type=int, help="random seed (same seed, same run)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--preset", choices=("reference", "wafer"), help="training settings to start from")
+    p.add_argument("--loss", choices=("mse", "ssim", "mse+ssim"), help="training loss")
+    p.add_argument("--resume", action="store_true", help="continue the stopped or interrupted run in --out")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

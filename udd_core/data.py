@@ -110,12 +110,13 @@ def data_kind(path) -> str:
 
 
 def _check_shape(input_shape) -> tuple[int, int, int]:
+    """The model's (C, H, W) as the (H, W, C) of the cached image arrays."""
     try:
-        h, w, c = (int(v) for v in input_shape)
+        c, h, w = (int(v) for v in input_shape)
     except (TypeError, ValueError):
-        raise DataError(f"input_shape must be (H, W, C), got {input_shape!r}") from None
+        raise DataError(f"input_shape must be (C, H, W), got {input_shape!r}") from None
     if h < 1 or w < 1 or c not in (1, 3):
-        raise DataError(f"input_shape must be (H, W, C) with H, W >= 1 and C in {{1, 3}}, got {input_shape!r}")
+        raise DataError(f"input_shape must be (C, H, W) with C in {{1, 3}} and H, W >= 1, got {input_shape!r}")
     return h, w, c
 
 

@@ -1,0 +1,130 @@
+"""`udd train` end to end on tiny generated data, in process and as a real interrupted subprocess."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from udd_core import runs
+from udd_core.cli import main
+from udd_core.model import load_model
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """8 smooth grayscale 32x32 PNGs in a plain folder."""
+    rng = np.random.default_rng(0)
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(8):
+        a = (np.kron(rng.random((8, 8)), np.ones((4, 4))) * 255).astype(np.uint8)
+        Image.fromarray(a, "L").save(d / f"{i}.png")
+    return d
+
+
+@pytest.fixture
+def config_file(tmp_path, tiny_config) -> Path:
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps(tiny_config))
+    return p
+
+
+def _train(config_file, image_folder, out, *extra):
+    return main(["train", str(config_file), "--data", str(image_folder), "--out", str(out), "--size", "32,32",
+                 "--batch-size", "4", "--device", "cpu", *extra])
+
+
+def test_train_end_to_end_then_resume(tmp_path, config_file, image_folder, capsys):
+    out = tmp_path / "run"
+    assert _train(config_file, image_folder, out, "--epochs", "2", "--seed", "3", "--val-split", "0.25") == 0
+    err = capsys.readouterr().err
+    assert "finished 2 epochs" in err and "6 training and 2 validation images" in err
+    assert "epoch 1/2  loss" in err and "epoch 2/2  loss" in err  # one line per epoch when not a terminal
+    assert load_model(out).input_shape == (1, 32, 32)
+    info = json.loads((out / "train.json").read_text())
+    assert info["settings"]["seed"] == 3 and info["data"]["kind"] == "folder" and info["data"]["count"] == 8
+    assert Path(info["data"]["path"]) == image_folder.resolve()
+    assert len(runs.read_history(out)) == 2
+
+    assert _train(config_file, image_folder, out, "--epochs", "3", "--resume") == 0
+    assert [h["epoch"] for h in runs.read_history(out)] == [1, 2, 3]
+    # without --data, resume reloads the data named in train.json
+    assert main(["train", str(config_file), "--out", str(out), "--epochs", "4", "--resume"]) == 0
+    assert len(runs.read_history(out)) == 4 and runs.read_status(out)["status"] == "finished"
+
+
+def test_existing_run_folder_is_refused(tmp_path, config_file, image_folder, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert _train(config_file, image_folder, out, "--epochs", "1") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "already exists" in err and "--resume" in err
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--size", "30,30"], "mirror"),  # the design does not mirror at 30x30
+    (["--epochs", "0"], "epochs"),
+    (["--patch-size", "9"], "--patch-size"),
+    (["--lr", "-1"], "lr"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, config_file, image_folder, capsys, args, needle):
+    assert _train(config_file, image_folder, tmp_path / "run", *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("udd train: error:") and needle in err and "\n" not in err
+
+
+def test_unknown_config_and_missing_data(tmp_path, image_folder, capsys):
+    assert main(["train", "no-such-preset", "--data", str(image_folder), "--out", str(tmp_path / "r")]) == 2
+    assert "neither a config file nor a model preset" in capsys.readouterr().err
+    assert main(["train", "gray-tile-128", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_model_preset_name_as_config(tmp_path, image_folder, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "gray-tile-128", "--data", str(image_folder), "--out", str(out), "--size", "64,64",
+                 "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--preset", "wafer"])
+    assert code == 0, capsys.readouterr().err
+    info = json.loads((out / "train.json").read_text())
+    assert info["input_shape"] == [1, 64, 64] and info["settings"]["weight_decay"] == 1e-3
+    assert "resized to 64x64" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_stops_the_run_cleanly(tmp_path, config_file, image_folder, sig):
+    udd = Path(sys.executable).parent / "udd"
+    if not udd.exists():
+        pytest.skip("the udd console script is not installed next to this python")
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([str(udd), "train", str(config_file), "--data", str(image_folder), "--out", str(out),
+                             "--size", "32,32", "--batch-size", "2", "--epochs", "100000", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        t0 = time.monotonic()
+        while not runs.read_history(out):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() - t0 < 90, "training never finished an epoch"
+            time.sleep(0.1)
+        t_int = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        waited = time.monotonic() - t_int
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "stopped after" in err
+    assert waited < 10
+    assert runs.read_status(out)["status"] == "stopped"
+    assert load_model(out).input_shape == (1, 32, 32)
+    assert load_model(out, weights_name="last.safetensors") is not None

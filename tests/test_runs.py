@@ -1,0 +1,174 @@
+"""Run folders: names, atomic files, history, status liveness and listing."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from udd_core import runs
+
+
+# --- names -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["run1", "wafer_26x26", "a-b.c", "A" * 100])
+def test_valid_names_pass(name, tmp_path):
+    assert runs.validate_run_name(name) == name
+    assert runs.run_path(tmp_path, name) == (tmp_path / name).resolve()
+
+
+@pytest.mark.parametrize("name", ["", "../x", "/abs", "a/b", "a\\b", "..", ".hidden", "a..b", "x" * 101, "sp ace", "é"])
+def test_bad_names_refused_naming_the_name(name, tmp_path):
+    with pytest.raises(ValueError) as e:
+        runs.run_path(tmp_path, name)
+    assert repr(name) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_new_run_never_overwrites_and_suggests_a_free_name(tmp_path):
+    p = runs.new_run(tmp_path, "exp")
+    (p / "train.json").write_text("{}")
+    with pytest.raises(ValueError, match="exp-2"):
+        runs.new_run(tmp_path, "exp")
+    assert (p / "train.json").read_text() == "{}"
+    assert runs.unique_run_name(tmp_path, "exp") == "exp-2"
+    runs.new_run(tmp_path, "exp-2")
+    assert runs.unique_run_name(tmp_path, "exp") == "exp-3"
+    assert runs.unique_run_name(tmp_path, "fresh") == "fresh"
+
+
+def test_empty_existing_folder_is_reused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert runs.new_run(tmp_path, "empty").is_dir()
+
+
+def test_runs_root_under_a_file_gives_a_one_line_storage_error(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(OSError) as e:
+        runs.new_run(tmp_path / "afile" / "runs", "r")
+    msg = str(e.value)
+    assert isinstance(e.value, runs.RunStorageError)
+    assert msg.startswith("cannot create") and "afile" in msg and "\n" not in msg
+
+
+# --- atomic JSON -----------------------------------------------------------------------------
+
+def test_write_json_atomic_round_trips_and_leaves_no_temp(tmp_path):
+    runs.write_json_atomic(tmp_path / "a.json", {"x": (1, 2), "p": tmp_path})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": [1, 2], "p": str(tmp_path)}
+    assert [f.name for f in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_crash_mid_write_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "status.json"
+    runs.write_json_atomic(target, {"v": "old"})
+
+    def crash(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runs.os, "replace", crash)
+    with pytest.raises(runs.RunStorageError, match="No space left on device"):
+        runs.write_json_atomic(target, {"v": "new"})
+    assert json.loads(target.read_text()) == {"v": "old"}
+    assert [f.name for f in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_read_json_default_on_missing_or_garbage(tmp_path):
+    (tmp_path / "bad.json").write_text("{nope")
+    assert runs.read_json(tmp_path / "bad.json", 7) == 7
+    assert runs.read_json(tmp_path / "missing.json") is None
+
+
+# --- history ---------------------------------------------------------------------------------
+
+def test_history_appends_lines_and_tolerates_a_truncated_tail(tmp_path):
+    for e in (1, 2):
+        runs.append_history(tmp_path, {"epoch": e, "train_loss": 0.5 / e, "val_loss": float("nan")})
+    with open(tmp_path / runs.HISTORY_FILE, "a") as f:
+        f.write('{"epoch": 3, "train_lo')  # a writer killed mid-line
+    hist = runs.read_history(tmp_path)
+    assert [r["epoch"] for r in hist] == [1, 2]
+    assert hist[1]["train_loss"] == 0.25 and hist[0]["val_loss"] is None  # NaN is not JSON: null
+    assert runs.read_history(tmp_path / "nowhere") == []
+
+
+def test_history_write_failure_is_a_storage_error(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(runs.RunStorageError, match="cannot write"):
+        runs.append_history(tmp_path / "afile", {"epoch": 1})
+
+
+# --- status ----------------------------------------------------------------------------------
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_live_running_status_stays_running(tmp_path):
+    runs.write_status(tmp_path, "running", "epoch 1/2")
+    st = runs.read_status(tmp_path)
+    assert st["status"] == "running" and st["pid"] == os.getpid() and st["message"] == "epoch 1/2"
+
+
+def test_running_with_dead_pid_is_interrupted(tmp_path):
+    runs.write_status(tmp_path, "running")
+    d = json.loads((tmp_path / runs.STATUS_FILE).read_text())
+    d["pid"] = _dead_pid()
+    (tmp_path / runs.STATUS_FILE).write_text(json.dumps(d))
+    assert runs.read_status(tmp_path)["status"] == "interrupted"
+
+
+def test_running_with_stale_heartbeat_is_interrupted(tmp_path):
+    runs.write_status(tmp_path, "running")
+    later = time.time() + runs.HEARTBEAT_STALE_S + 5
+    st = runs.read_status(tmp_path, now=later)
+    assert st["status"] == "interrupted" and "heartbeat" in st["message"]
+    assert runs.read_status(tmp_path, now=time.time() + 5)["status"] == "running"
+
+
+def test_other_host_is_judged_by_heartbeat_only(tmp_path):
+    runs.write_status(tmp_path, "running")
+    d = json.loads((tmp_path / runs.STATUS_FILE).read_text())
+    d.update(pid=_dead_pid(), host=socket.gethostname() + "-elsewhere")
+    (tmp_path / runs.STATUS_FILE).write_text(json.dumps(d))
+    assert runs.read_status(tmp_path)["status"] == "running"
+
+
+def test_finished_status_is_not_second_guessed_and_bad_status_refused(tmp_path):
+    runs.write_status(tmp_path, "finished", "done")
+    d = json.loads((tmp_path / runs.STATUS_FILE).read_text())
+    d["pid"] = _dead_pid()
+    (tmp_path / runs.STATUS_FILE).write_text(json.dumps(d))
+    assert runs.read_status(tmp_path)["status"] == "finished"
+    with pytest.raises(ValueError, match="status"):
+        runs.write_status(tmp_path, "exploded")
+    assert runs.read_status(tmp_path / "none")["status"] == "interrupted"
+
+
+# --- listing ---------------------------------------------------------------------------------
+
+def test_list_runs_summarises_each_run(tmp_path):
+    a = runs.new_run(tmp_path, "a")
+    runs.write_json_atomic(a / runs.TRAIN_FILE, {"created": "2024-01-01T00:00:00+0000"})
+    runs.append_history(a, {"epoch": 1, "train_loss": 0.3, "val_loss": 0.4})
+    runs.append_history(a, {"epoch": 2, "train_loss": 0.2, "val_loss": 0.25})
+    runs.write_status(a, "finished", "ok")
+    b = runs.new_run(tmp_path, "b")
+    runs.write_json_atomic(b / runs.TRAIN_FILE, {"created": "2025-01-01T00:00:00+0000"})
+    runs.append_history(b, {"epoch": 1, "train_loss": 0.9, "val_loss": None})
+    runs.write_status(b, "running")
+    d = json.loads((b / runs.STATUS_FILE).read_text())
+    d["pid"] = _dead_pid()
+    (b / runs.STATUS_FILE).write_text(json.dumps(d))
+    (tmp_path / "not-a-run").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+
+    got = runs.list_runs(tmp_path)
+    assert [r.name for r in got] == ["b", "a"]  # newest first
+    rb, ra = got
+    assert (ra.status, ra.epochs_done, ra.best_val_loss, ra.path) == ("finished", 2, 0.25, a)
+    assert (rb.status, rb.epochs_done, rb.best_val_loss) == ("interrupted", 1, 0.9)  # train loss without val
+    assert runs.list_runs(tmp_path / "missing") == []

@@ -1,0 +1,390 @@
+"""Training: settings, losses, the loop (checkpoints, reproducibility, failures) and the job."""
+import json
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from udd_core import runs
+from udd_core import train as train_mod
+from udd_core.config import parse_config
+from udd_core.losses import LOSSES, make_loss
+from udd_core.model import AutoEncoder, load_model
+from udd_core.train import (JobManager, TrainJob, TrainSettings, TrainingFailed, calibrate, seeded_model,
+                            split_indices, train, training_presets)
+
+SHAPE = (1, 32, 32)
+
+
+def make_images(n=12, seed=0, c=1, size=32):
+    """Smooth random textures (N, H, W, C) uint8: learnable, unlike white noise."""
+    rng = np.random.default_rng(seed)
+    small = rng.random((n, size // 4, size // 4, c))
+    return (np.kron(small, np.ones((1, 4, 4, 1))) * 255).astype(np.uint8)
+
+
+def fast(**kw) -> TrainSettings:
+    return TrainSettings(**{"epochs": 2, "batch_size": 4, "device": "cpu", "n_probe": 2, **kw})
+
+
+def wait_for(pred, timeout=30.0):
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+def weights_meta(path):
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()
+
+
+# --- settings --------------------------------------------------------------------------------
+
+def test_settings_round_trip_through_json():
+    s = TrainSettings(epochs=3, betas=(0.9, 0.99), lr_step=5, patch_size=(4, 9), loss="mse+ssim", amp_bf16=True)
+    back = TrainSettings.from_dict(json.loads(json.dumps(s.to_dict())))
+    assert back == s and isinstance(back.betas, tuple)
+    assert TrainSettings.from_dict({}) == TrainSettings()
+
+
+@pytest.mark.parametrize("field,value", [
+    ("epochs", 0), ("epochs", 2.5), ("batch_size", True), ("lr", -1.0), ("lr", 0), ("betas", (1.5, 0.9)),
+    ("betas", (0.5,)), ("weight_decay", -0.1), ("lr_step", 0), ("lr_gamma", 0), ("val_split", 0.95),
+    ("seed", -1), ("loss", "l1"), ("device", "tpu"), ("noise_patches", -1), ("patch_size", (5, 2)),
+    ("patch_size", (0, 3)), ("n_probe", 99), ("compile", "yes"),
+])
+def test_bad_setting_raises_naming_the_field(field, value):
+    with pytest.raises(ValueError) as e:
+        TrainSettings(**{field: value})
+    assert str(e.value).startswith(field + ":")
+
+
+def test_unknown_setting_is_refused_by_name():
+    with pytest.raises(ValueError, match="^warp_speed:"):
+        TrainSettings.from_dict({"warp_speed": 9})
+
+
+def test_training_presets_are_fresh_and_differ():
+    p = training_presets()
+    assert p["reference"].betas == (0.5, 0.999) and p["reference"].lr == 1e-3 and p["reference"].weight_decay == 0
+    w = p["wafer"]
+    assert (w.weight_decay, w.lr_step, w.lr_gamma) == (1e-3, 40, 0.5)
+    p["reference"] = None
+    assert training_presets()["reference"] is not None
+
+
+def test_split_is_seeded_disjoint_and_keeps_one_each():
+    tr, va = split_indices(20, 0.1, seed=3)
+    assert len(va) == 2 and sorted(np.concatenate([tr, va]).tolist()) == list(range(20))
+    assert np.array_equal(va, split_indices(20, 0.1, seed=3)[1])
+    assert not np.array_equal(va, split_indices(20, 0.1, seed=4)[1]) or not np.array_equal(
+        va, split_indices(20, 0.1, seed=5)[1])
+    assert [len(x) for x in split_indices(3, 0.01, 0)] == [2, 1]
+    assert [len(x) for x in split_indices(1, 0.5, 0)] == [1, 0]
+    assert [len(x) for x in split_indices(10, 0.0, 0)] == [10, 0]
+
+
+# --- losses ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_losses_are_zero_on_identity_and_differentiable(name):
+    fn = make_loss(name)
+    x = torch.rand(2, 3, 16, 16)
+    assert float(fn(x, x.clone())) == pytest.approx(0.0, abs=1e-5)
+    y = (x + 0.2 * torch.randn_like(x)).requires_grad_()
+    loss = fn(x, y)
+    loss.backward()
+    assert float(loss.detach()) > 0 and y.grad is not None and y.grad.abs().sum() > 0
+
+
+def test_unknown_loss_refused():
+    with pytest.raises(ValueError, match="loss"):
+        make_loss("l7")
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+def _run_sync(tmp_path, name, cfg, settings, images=None):
+    imgs = make_images() if images is None else images
+    tr, va = split_indices(len(imgs), settings.val_split, settings.seed)
+    model = seeded_model(cfg, SHAPE, settings.seed)
+    run = runs.new_run(tmp_path, name)
+    status = train(model, imgs[tr], imgs[va], settings, run)
+    return status, model, run
+
+
+def test_train_writes_every_run_file_and_learns(tmp_path, tiny_config):
+    status, model, run = _run_sync(tmp_path, "r", tiny_config, fast(epochs=4, val_split=0.25))
+    assert status == "finished"
+    names = {f.name for f in run.iterdir()}
+    assert {"config.json", "model.safetensors", "last.safetensors", "trainer.pt", "history.jsonl", "status.json",
+            "calibration.json"} <= names
+    assert not [n for n in names if ".tmp" in n]
+    hist = runs.read_history(run)
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert all(h["images_per_s"] > 0 and h["seconds"] >= 0 and h["lr"] == 1e-3 for h in hist)
+    assert runs.read_status(run)["status"] == "finished"
+    loaded = load_model(run)
+    assert loaded.input_shape == SHAPE
+
+
+def test_best_and_last_checkpoints_differ_when_validation_gets_worse(tmp_path, tiny_config, monkeypatch):
+    scripted = iter([0.5, 0.2, 0.4])
+    monkeypatch.setattr(train_mod, "_mean_loss", lambda *a, **k: next(scripted))
+    status, model, run = _run_sync(tmp_path, "r", tiny_config, fast(epochs=3))
+    assert status == "finished"
+    assert weights_meta(run / "model.safetensors")["epoch"] == "2"
+    assert weights_meta(run / "last.safetensors")["epoch"] == "3"
+    best, last = load_model(run), load_model(run, weights_name="last.safetensors")
+    assert any(not torch.equal(a, b) for a, b in zip(best.state_dict().values(), last.state_dict().values()))
+    for a, b in zip(last.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b.cpu())  # last = the weights the loop ended with
+    assert [h["best"] for h in runs.read_history(run)] == [True, True, False]
+    assert json.loads((run / "calibration.json").read_text())["epoch"] == 2  # calibrated on the best model
+
+
+def test_same_seed_same_losses_and_weights(tmp_path):
+    cfg = {"block_ker": [3, 3], "drop": [0.2, 0.2], "block_size_in": [[1, 4, 4], [4, 8, 8]],
+           "block_size_out": [[8, 8, 4], [4, 4, 1]], "latent_size": 4, "latent_ker": 3, "latent_opad": 1,
+           "out_pad": [1, 1]}  # dropout and noise patches both draw random numbers
+    s = fast(noise_patches=2, patch_size=(3, 8), seed=11)
+    _, m1, r1 = _run_sync(tmp_path, "a", cfg, s)
+    _, m2, r2 = _run_sync(tmp_path, "b", cfg, s)
+    _, m3, r3 = _run_sync(tmp_path, "c", cfg, s.replace(seed=12))
+    l1, l2, l3 = ([(h["train_loss"], h["val_loss"]) for h in runs.read_history(r)] for r in (r1, r2, r3))
+    assert l1 == l2 and l1 != l3
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+
+
+def test_calibration_matches_the_best_model(tmp_path, tiny_config):
+    imgs = make_images(16)
+    s = fast(val_split=0.25)
+    _, _, run = _run_sync(tmp_path, "r", tiny_config, s, imgs)
+    cal = json.loads((run / "calibration.json").read_text())
+    _, va = split_indices(16, 0.25, s.seed)
+    assert cal["n_images"] == len(va) == 4 and cal["source"] == "validation" and cal["residual"] == "l2"
+    again = calibrate(load_model(run), imgs[va])
+    assert cal["norm"]["mean"] == pytest.approx(again["norm"]["mean"], rel=1e-5)
+    assert cal["norm"]["std"] > 0 and cal["norm"]["q99"] >= cal["norm"]["mean"]
+    assert cal["scores"]["mean"] == pytest.approx(again["scores"]["mean"], rel=1e-5)
+    assert all(mx >= mn for mx, mn in zip(cal["scores"]["max"], cal["scores"]["mean"]))
+
+
+def test_no_validation_follows_training_loss(tmp_path, tiny_config):
+    status, _, run = _run_sync(tmp_path, "r", tiny_config, fast(val_split=0.0))
+    assert status == "finished"
+    assert all(h["val_loss"] is None for h in runs.read_history(run))
+    assert json.loads((run / "calibration.json").read_text())["source"] == "train"
+
+
+def test_lr_schedule_halves(tmp_path, tiny_config):
+    _, _, run = _run_sync(tmp_path, "r", tiny_config, fast(epochs=3, lr_step=1, lr_gamma=0.5))
+    assert [h["lr"] for h in runs.read_history(run)] == pytest.approx([1e-3, 5e-4, 2.5e-4])
+
+
+@pytest.mark.parametrize("loss", ["ssim", "mse+ssim"])
+def test_ssim_losses_train(tmp_path, tiny_config, loss):
+    status, _, run = _run_sync(tmp_path, "r", tiny_config, fast(epochs=1, loss=loss))
+    assert status == "finished" and math.isfinite(runs.read_history(run)[0]["train_loss"])
+
+
+def test_images_that_do_not_fit_the_model_are_refused(tmp_path, tiny_config):
+    model = seeded_model(tiny_config, SHAPE, 0)
+    rgb = make_images(4, c=3)
+    with pytest.raises(ValueError, match="channels"):
+        train(model, rgb, None, fast(), runs.new_run(tmp_path, "r"))
+    with pytest.raises(ValueError, match="uint8"):
+        train(model, make_images(4).astype(np.float32), None, fast(), runs.new_run(tmp_path, "s"))
+    assert runs.read_status(tmp_path / "s")["status"] == "failed"
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path, tiny_config, monkeypatch):
+    mse = make_loss("mse")
+    calls = {"n": 0}
+
+    def flaky(x, y):
+        calls["n"] += 1
+        out = mse(x, y)
+        return out * float("nan") if calls["n"] == 3 else out
+
+    monkeypatch.setattr(train_mod, "make_loss", lambda name: flaky)
+    model = seeded_model(tiny_config, SHAPE, 0)
+    run = runs.new_run(tmp_path, "r")
+    imgs = make_images(12)
+    job = TrainJob(run, model, imgs, None, fast(epochs=5)).start()
+    assert job.join(30)
+    p = job.snapshot()
+    assert p.status == "failed"
+    assert p.error == "loss became nan at epoch 1 step 3; lower the learning rate"
+    st = runs.read_status(run)
+    assert st["status"] == "failed" and "nan" in st["message"]
+
+
+def test_huge_learning_rate_diverges_cleanly(tmp_path, tiny_config):
+    model = seeded_model(tiny_config, SHAPE, 0)
+    with pytest.raises(TrainingFailed, match=r"loss became (nan|inf) at epoch \d+ step \d+; lower the learning rate"):
+        train(model, make_images(8) // 2 + 100, None, fast(epochs=200, lr=10.0, betas=(0.0, 0.0)),
+              runs.new_run(tmp_path, "r"))
+
+
+# --- the job ---------------------------------------------------------------------------------
+
+def _job(tmp_path, cfg, name="r", **kw) -> TrainJob:
+    return TrainJob.create(tmp_path / name, cfg, SHAPE, make_images(12), fast(**kw), source={"path": "synthetic"})
+
+
+def test_create_writes_train_json_and_refuses_a_used_folder(tmp_path, tiny_config):
+    job = _job(tmp_path, tiny_config, epochs=3, val_split=0.25)
+    info = json.loads((tmp_path / "r" / "train.json").read_text())
+    assert info["settings"]["epochs"] == 3 and info["input_shape"] == [1, 32, 32]
+    assert info["data"] == {"path": "synthetic", "count": 12, "n_train": 9, "n_val": 3}
+    assert set(info["versions"]) >= {"torch", "numpy", "udd"} and info["created"]
+    assert (job.n_train, job.n_val) == (9, 3)
+    with pytest.raises(ValueError, match="not empty"):
+        _job(tmp_path, tiny_config)
+
+
+def test_create_refuses_a_design_that_does_not_mirror(tmp_path, tiny_config):
+    with pytest.raises(ValueError):
+        TrainJob.create(tmp_path / "r", tiny_config, (1, 30, 30), make_images(4, size=32)[:, :30, :30], fast())
+    assert not (tmp_path / "r").exists()
+
+
+def test_unwritable_runs_root_is_a_clear_error(tmp_path, tiny_config):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OSError) as e:
+        TrainJob.create(tmp_path / "afile" / "runs" / "r", tiny_config, SHAPE, make_images(4), fast())
+    assert str(e.value).startswith("cannot create") and "\n" not in str(e.value)
+
+
+def test_storage_failure_mid_run_fails_the_job_cleanly(tmp_path, tiny_config, monkeypatch):
+    def full(run_dir, record):
+        raise runs.storage_error(run_dir / "history.jsonl", OSError(28, "No space left on device"))
+
+    monkeypatch.setattr(runs, "append_history", full)
+    job = _job(tmp_path, tiny_config).start()
+    assert job.join(30)
+    p = job.snapshot()
+    assert p.status == "failed" and "No space left on device" in p.error and "history.jsonl" in p.error
+    assert runs.read_status(job.run_dir)["status"] == "failed"
+
+
+def test_job_progress_stop_and_resume(tmp_path, tiny_config):
+    job = _job(tmp_path, tiny_config, epochs=100000, val_split=0.25)
+    assert job.snapshot().status == "pending"
+    job.start()
+    wait_for(lambda: len(job.snapshot().train_loss) >= 2)
+    p = job.snapshot()
+    assert p.status == "running" and p.steps_per_epoch == 3 and p.epochs == 100000
+    assert p.step_loss and p.images_per_s > 0 and p.eta_s > 0 and p.lr == 1e-3
+    assert p.probe_input.shape == (2, 32, 32, 1) and p.probe_recon.shape == (2, 32, 32, 1)
+    assert p.probe_recon.dtype == np.uint8 and not p.probe_recon.flags.writeable
+    assert runs.read_status(job.run_dir)["status"] == "running"
+    t0 = time.monotonic()
+    job.stop()
+    assert job.join(10)
+    assert time.monotonic() - t0 < 3.0
+    p = job.snapshot()
+    done = len(runs.read_history(job.run_dir))
+    assert p.status == "stopped" and done >= 2 and f"after {done} of" in p.message
+    assert runs.read_status(job.run_dir)["status"] == "stopped"
+    assert load_model(job.run_dir).input_shape == SHAPE
+
+    again = TrainJob.resume(job.run_dir, make_images(12), epochs=done + 2).start()
+    assert again.join(30)
+    q = again.snapshot()
+    assert q.status == "finished", q.error
+    assert [h["epoch"] for h in runs.read_history(job.run_dir)] == list(range(1, done + 3))
+    assert len(q.train_loss) == done + 2 and q.train_loss[:done] == p.train_loss[:done]
+    info = json.loads((job.run_dir / "train.json").read_text())
+    assert info["settings"]["epochs"] == done + 2 and info["resumed"][0]["after_epoch"] == done
+
+
+def test_stop_in_the_first_epoch_still_leaves_a_loadable_model(tmp_path, tiny_config):
+    job = _job(tmp_path, tiny_config, epochs=5)
+    job.stop()  # stopped before the first batch
+    job.start()
+    assert job.join(10)
+    assert job.snapshot().status == "stopped"
+    assert load_model(job.run_dir).input_shape == SHAPE
+    assert runs.read_history(job.run_dir) == []
+
+
+def test_resume_refusals(tmp_path, tiny_config):
+    job = _job(tmp_path, tiny_config, epochs=1).start()
+    assert job.join(30)
+    with pytest.raises(ValueError, match="already has 1 epochs"):
+        TrainJob.resume(job.run_dir, make_images(12))
+    with pytest.raises(ValueError, match="same data"):
+        TrainJob.resume(job.run_dir, make_images(10), epochs=3)
+    runs.write_status(job.run_dir, "running")  # as if another live process trained it
+    with pytest.raises(ValueError, match="still being trained"):
+        TrainJob.resume(job.run_dir, make_images(12), epochs=3)
+    with pytest.raises(ValueError, match="not a run"):
+        TrainJob.resume(tmp_path / "nothing")
+
+
+class Boom(AutoEncoder):
+    def forward(self, x):
+        raise RuntimeError("boom in forward")
+
+
+def test_exception_in_the_thread_is_captured_with_its_location(tmp_path, tiny_config):
+    run = runs.new_run(tmp_path, "r")
+    job = TrainJob(run, Boom(parse_config(tiny_config), SHAPE), make_images(8), None, fast()).start()
+    assert job.join(30)
+    p = job.snapshot()
+    assert p.status == "failed"
+    assert p.error == "RuntimeError: boom in forward"
+    assert p.error_where.startswith("test_train.py:") and p.error_where.endswith("in forward")
+    assert runs.read_status(run)["status"] == "failed"
+
+
+def test_many_start_stop_cycles_leave_no_thread(tmp_path, tiny_config):
+    before = {t.ident for t in threading.enumerate()}
+    for i in range(20):
+        job = _job(tmp_path, tiny_config, name=f"r{i}", epochs=1000).start()
+        job.stop()
+        assert job.join(10)
+    left = [t for t in threading.enumerate() if t.ident not in before and t.name.startswith("udd-train")]
+    assert left == []
+
+
+def test_job_manager_refuses_two_jobs_on_one_run(tmp_path, tiny_config):
+    mgr = JobManager()
+    job = mgr.start(_job(tmp_path, tiny_config, epochs=100000))
+    assert mgr.get("r") is job and mgr.active() == [job]
+    twin = TrainJob(job.run_dir, seeded_model(tiny_config, SHAPE, 0), make_images(4), None, fast())
+    with pytest.raises(ValueError, match="already running"):
+        mgr.start(twin)
+    assert mgr.stop_all(10)
+    assert mgr.active() == [] and mgr.get("r").snapshot().status == "stopped"
+    again = mgr.start(TrainJob.resume(job.run_dir, make_images(12), epochs=len(runs.read_history(job.run_dir)) + 1))
+    assert again.join(30) and mgr.get("r") is again
+    assert mgr.get("nope") is None
+
+
+def test_normal_images_leave_labelled_defects_out():
+    class Set:  # the fields of data.ImageSet that matter here
+        images = make_images(5)
+        labels = ["none", "Edge-Loc", "good", "Loc", "None"]
+
+    imgs, note = train_mod.normal_images(Set)
+    assert np.array_equal(imgs, Set.images[[0, 2, 4]]) and "3 normal" in note and "2 with other labels" in note
+    Set.labels = ["good"] * 5
+    assert train_mod.normal_images(Set) == (Set.images, None)
+
+
+def test_engine_never_imports_streamlit():
+    import subprocess
+    import sys
+
+    code = "import sys, udd_core.train, udd_core.runs, udd_core.losses; sys.exit('streamlit' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

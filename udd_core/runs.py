@@ -1,0 +1,280 @@
+"""Run folders: where a training run keeps its model, settings, history and live status.
+
+A run is one folder (by default under ``runs/``)::
+
+    config.json        the architecture (written by model.save_model)
+    model.safetensors  best weights by validation loss
+    last.safetensors   weights after the latest epoch (for resume)
+    trainer.pt         optimizer/scheduler state (plain tensors and numbers, read with weights_only)
+    train.json         every setting, the data source, input shape, library versions, created time
+    history.jsonl      one JSON object per finished epoch, appended and fsync'ed line by line
+    status.json        running|finished|stopped|failed|interrupted, message, pid, host, heartbeat
+    calibration.json   residual statistics of the normal validation images (for the Inspect page)
+
+Every JSON file is replaced atomically (temp file, fsync, rename), so a killed process leaves
+either the old or the new file, never half of one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+DEFAULT_ROOT = "runs"
+STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
+HEARTBEAT_STALE_S = 120.0  # a "running" run silent for longer than this is reported interrupted
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+TRAIN_FILE, HISTORY_FILE, STATUS_FILE = "train.json", "history.jsonl", "status.json"
+CALIBRATION_FILE, LAST_WEIGHTS, TRAINER_STATE = "calibration.json", "last.safetensors", "trainer.pt"
+
+
+class RunStorageError(OSError):
+    """A run file that cannot be written or created; the message is one line naming the path."""
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else "run storage error"
+
+
+def storage_error(path: Union[str, Path], e: OSError, verb: str = "write") -> RunStorageError:
+    """Turn an OSError into a one-line RunStorageError ('cannot write PATH: reason')."""
+    if isinstance(e, RunStorageError):
+        return e
+    return RunStorageError(f"cannot {verb} {path}: {e.strerror or e}")
+
+
+# --- names and folders -----------------------------------------------------------------------
+
+def validate_run_name(name: str) -> str:
+    """Return `name` if it is a safe run name: letters, digits and `-_.`, no `..`, not hidden."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name or name.startswith("."):
+        raise ValueError(f"run name {name!r}: use 1-100 letters, digits, '-', '_' or '.', "
+                         "not starting with '.' and without '..' or path separators")
+    return name
+
+
+def run_path(root: Union[str, Path], name: str) -> Path:
+    """The folder of run `name` under `root`; never outside it."""
+    root = Path(root).resolve()
+    p = (root / validate_run_name(name)).resolve()
+    if p.parent != root:  # belt and braces: the name check already rules this out
+        raise ValueError(f"run name {name!r}: escapes the runs folder {root}")
+    return p
+
+
+def unique_run_name(root: Union[str, Path], name: str) -> str:
+    """`name`, or `name-2`, `name-3`, ... : the first that does not exist under `root`."""
+    validate_run_name(name)
+    root = Path(root)
+    if not (root / name).exists():
+        return name
+    k = 2
+    while (root / f"{name}-{k}").exists():
+        k += 1
+    return validate_run_name(f"{name}-{k}")
+
+
+def is_empty_dir(path: Path) -> bool:
+    """True for an existing folder with nothing in it."""
+    return path.is_dir() and not any(path.iterdir())
+
+
+def create_run_dir(path: Union[str, Path]) -> Path:
+    """Create a new run folder at `path`; refuse an existing non-empty one (never overwrite a run)."""
+    path = Path(path)
+    if path.exists() and not is_empty_dir(path):
+        hint = ""
+        if validate_name_quietly(path.name):
+            hint = f" (try {unique_run_name(path.parent, path.name)!r})"
+        raise ValueError(f"run {path}: already exists and is not empty{hint}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise storage_error(path, e, "create") from None
+    return path
+
+
+def new_run(root: Union[str, Path], name: str) -> Path:
+    """Create run `name` under `root` (default runs/) and return its folder."""
+    return create_run_dir(run_path(root, name))
+
+
+def validate_name_quietly(name: str) -> bool:
+    """True when `name` is a valid run name."""
+    try:
+        validate_run_name(name)
+        return True
+    except ValueError:
+        return False
+
+
+# --- atomic files ----------------------------------------------------------------------------
+
+def write_json_atomic(path: Union[str, Path], obj: Any) -> None:
+    """Write `obj` as JSON via a temp file, fsync and rename; RunStorageError on failure."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    text = json.dumps(obj, indent=2, allow_nan=False, default=_json_default) + "\n"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise storage_error(path, e) from None
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def read_json(path: Union[str, Path], default: Any = None) -> Any:
+    """Read a JSON file; `default` when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def _json_default(v: Any) -> Any:
+    if hasattr(v, "item"):  # numpy / torch scalars
+        return v.item()
+    if isinstance(v, (tuple, set)):
+        return list(v)
+    if isinstance(v, Path):
+        return str(v)
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+
+def _finite(v: Any) -> Any:
+    """NaN/inf are not JSON: write them as null."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def append_history(run_dir: Union[str, Path], record: dict) -> None:
+    """Append one epoch record to history.jsonl as one line, flushed and fsync'ed."""
+    path = Path(run_dir) / HISTORY_FILE
+    line = json.dumps({k: _finite(v) for k, v in record.items()}, default=_json_default) + "\n"
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise storage_error(path, e) from None
+
+
+def read_history(run_dir: Union[str, Path]) -> list[dict]:
+    """All epoch records; a truncated or garbled line (a killed writer) is skipped."""
+    try:
+        text = (Path(run_dir) / HISTORY_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+# --- status ----------------------------------------------------------------------------------
+
+def write_status(run_dir: Union[str, Path], status: str, message: str = "", **extra: Any) -> dict:
+    """Replace status.json; also the heartbeat (a running job rewrites it every few seconds)."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    now = time.time()
+    d = {"status": status, "message": message, "pid": os.getpid(), "host": socket.gethostname(),
+         "heartbeat": now, "updated": _iso(now), **extra}
+    write_json_atomic(Path(run_dir) / STATUS_FILE, d)
+    return d
+
+
+def pid_alive(pid: Any) -> bool:
+    """True when a process with this id exists on this machine."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def read_status(run_dir: Union[str, Path], now: Optional[float] = None) -> dict:
+    """status.json, with a dead "running" run (pid gone, or heartbeat stale) reported "interrupted"."""
+    d = read_json(Path(run_dir) / STATUS_FILE, None)
+    if not isinstance(d, dict) or d.get("status") not in STATUSES:
+        return {"status": "interrupted", "message": "no readable status.json"}
+    if d["status"] == "running":
+        now = time.time() if now is None else now
+        beat = d.get("heartbeat")
+        stale = not isinstance(beat, (int, float)) or now - beat > HEARTBEAT_STALE_S
+        # On another host the pid means nothing; only the heartbeat can tell.
+        dead = d.get("host") == socket.gethostname() and not pid_alive(d.get("pid"))
+        if stale or dead:
+            d = {**d, "status": "interrupted",
+                 "message": "the training process ended without closing the run" if dead else
+                 f"no heartbeat for {now - beat:.0f} s" if isinstance(beat, (int, float)) else "no heartbeat"}
+    return d
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
+
+
+def now_iso() -> str:
+    """The local time as ISO 8601 with the UTC offset."""
+    return _iso(time.time())
+
+
+# --- listing ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run as the Runs table shows it."""
+
+    name: str
+    status: str  # one of STATUSES
+    epochs_done: int
+    best_val_loss: Optional[float]  # best validation loss (train loss when the run has no validation)
+    created: str  # ISO time from train.json, "" when unknown
+    path: Path
+    message: str = ""
+
+
+def run_info(run_dir: Union[str, Path]) -> RunInfo:
+    """Summarise one run folder."""
+    p = Path(run_dir)
+    st = read_status(p)
+    hist = read_history(p)
+    losses = [r.get("val_loss") if r.get("val_loss") is not None else r.get("train_loss") for r in hist]
+    losses = [v for v in losses if isinstance(v, (int, float))]
+    train = read_json(p / TRAIN_FILE, {}) or {}
+    return RunInfo(p.name, st["status"], len(hist), min(losses) if losses else None,
+                   str(train.get("created", "")), p, str(st.get("message", "")))
+
+
+def list_runs(root: Union[str, Path] = DEFAULT_ROOT) -> list[RunInfo]:
+    """Every run folder under `root` (a folder with train.json or status.json), newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [run_info(d) for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+            and ((d / TRAIN_FILE).is_file() or (d / STATUS_FILE).is_file())]
+    return sorted(runs, key=lambda r: (r.created, r.name), reverse=True)
