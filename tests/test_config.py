@@ -75,6 +75,8 @@ def test_unknown_keys_are_kept_and_warned(tiny_config):
     (lambda c: c.update(block_ker=[], drop=[], block_size_in=[], block_size_out=[], out_pad=[]), "block_ker"),
     (lambda c: c.update(out_pad=[[1, 1, 1], 1]), "out_pad[0]"),
     (lambda c: c.update(block_size_in=5), "block_size_in"),
+    (lambda c: c["block_size_in"][1].__setitem__(1, 10**9), "block_size_in[1][1]"),
+    (lambda c: c.update(latent_ker=1001), "latent_ker"),
 ])
 def test_validation_names_the_field_in_one_line(tiny_config, edit, field):
     edit(tiny_config)

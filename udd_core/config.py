@@ -22,6 +22,8 @@ FIELDS = (
 # The reference docs also spell latent_opad this way; both are accepted on input.
 ALIASES = {"laten_opad": "latent_opad"}
 MAX_TEXT = 1_000_000  # bytes: a config is a few hundred; refuse anything that could choke the parser
+# Beyond these a typo, not a design: building such a model would exhaust memory before saying why.
+MAX_FEATURES, MAX_KERNEL, MAX_BLOCKS = 16_384, 255, 32
 
 
 class ConfigError(ValueError):
@@ -227,13 +229,13 @@ def _validate(c: AEConfig) -> None:
     for name in ("drop", "block_size_in", "block_size_out", "out_pad"):
         if len(getattr(c, name)) != n:
             raise ConfigError(name, f"has {len(getattr(c, name))} entries but block_ker has {n}")
-    for i, k in enumerate(c.block_ker):
-        if k <= 0:
-            raise ConfigError(f"block_ker[{i}]", f"kernel size must be positive, got {k}")
-    if c.latent_ker <= 0:
-        raise ConfigError("latent_ker", f"kernel size must be positive, got {c.latent_ker}")
-    if c.latent_size <= 0:
-        raise ConfigError("latent_size", f"must be positive, got {c.latent_size}")
+    if n > MAX_BLOCKS:
+        raise ConfigError("block_ker", f"{n} blocks is more than the {MAX_BLOCKS} supported")
+    for name, k in [(f"block_ker[{i}]", k) for i, k in enumerate(c.block_ker)] + [("latent_ker", c.latent_ker)]:
+        if not 0 < k <= MAX_KERNEL:
+            raise ConfigError(name, f"kernel size must be between 1 and {MAX_KERNEL}, got {k}")
+    if not 0 < c.latent_size <= MAX_FEATURES:
+        raise ConfigError("latent_size", f"must be between 1 and {MAX_FEATURES}, got {c.latent_size}")
     for i, p in enumerate(c.drop):
         if not 0.0 <= p < 1.0:
             raise ConfigError(f"drop[{i}]", f"dropout must be in [0, 1), got {p}")
@@ -241,8 +243,8 @@ def _validate(c: AEConfig) -> None:
         blocks = getattr(c, name)
         for i, b in enumerate(blocks):
             for j, f in enumerate(b):
-                if f <= 0:
-                    raise ConfigError(f"{name}[{i}][{j}]", f"feature count must be positive, got {f}")
+                if not 0 < f <= MAX_FEATURES:
+                    raise ConfigError(f"{name}[{i}][{j}]", f"feature count must be between 1 and {MAX_FEATURES}, got {f}")
             if i + 1 < n and b[2] != blocks[i + 1][0]:
                 raise ConfigError(
                     f"{name}[{i + 1}][0]",
