@@ -31,6 +31,7 @@ from .scoring import evaluating, fit_norm_stats, image_scores, residual_map
 DEVICES = ("auto", "cpu", "cuda", "mps")
 EMA_ALPHA = 0.1  # weight of the newest step in the smoothed per-step loss curve
 HEARTBEAT_S = 10.0  # status.json heartbeat period while an epoch runs
+CHECKPOINT_S = 120.0  # mid-epoch last.safetensors period, for epochs longer than this
 
 
 # --- settings --------------------------------------------------------------------------------
@@ -377,8 +378,11 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
     board.update(status="running", epoch=done, step=0, steps_per_epoch=steps, epochs=s.epochs,
                  train_loss=[r.get("train_loss") for r in history], val_loss=[r.get("val_loss") for r in history],
                  probe_input=_frozen(probe) if len(probe) else None, lr=opt.param_groups[0]["lr"])
+    if not resume:  # a process killed in epoch 1 still leaves a loadable checkpoint behind
+        _save(model, run_dir, runs.LAST_WEIGHTS, {"epoch": 0, "partial": 1})
     runs.write_status(run_dir, "running", f"epoch {done + 1}/{s.epochs}", epoch=done, epochs=s.epochs)
     ema, beat, t_session, imgs_session = None, time.monotonic(), time.monotonic(), 0
+    saved = beat
     stopped = False
     for epoch in range(done + 1, s.epochs + 1):
         # One generator per epoch: the run is reproducible, and a resumed epoch draws what it would have.
@@ -420,6 +424,9 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
                 runs.write_status(run_dir, "running", f"epoch {epoch}/{s.epochs} step {step}/{steps}",
                                   epoch=epoch - 1, epochs=s.epochs)
                 beat = now
+            if now - saved > CHECKPOINT_S:  # long epochs: a crash loses at most this much work
+                _save(model, run_dir, runs.LAST_WEIGHTS, {"epoch": epoch - 1, "partial": 1})
+                saved = now
         if stopped:
             break
         seconds = time.monotonic() - t0
