@@ -6,6 +6,9 @@ st.set_page_config(page_title="udd — defect detection workbench", page_icon="�
 nav = st.navigation(
     [
         st.Page("pages/design.py", title="Design", icon="🧱", default=True),
+        st.Page("pages/train.py", title="Train", icon="🏋️"),
+        st.Page("pages/inspect.py", title="Inspect", icon="🔎"),
+        st.Page("pages/generate.py", title="Generate", icon="✨"),
     ]
 )
 nav.run()

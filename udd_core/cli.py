@@ -266,6 +266,120 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _watch(job.start(), bar)
 
 
+# --- udd generate ----------------------------------------------------------------------------
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Write N images decoded from noised (or random) latents into a folder as PNGs; wafers as maps."""
+    from .generation import (generate, generate_random, load_generator, load_images, model_kind, output_names,
+                             run_data, to_display, training_stats, write_pngs)
+    from .train import normal_images
+
+    if args.random and args.cls is not None:
+        raise UsageError("--class: does not apply with --random (random latents have no source image)")
+    if not args.random and args.sigma is None:
+        raise UsageError("--sigma is required (noise std added to the latent code), unless --random")
+    model = load_generator(args.run, size=parse_ints(args.size, 2, "--size") if args.size else None)
+    source = run_data(args.run)
+    data = args.data or source.get("path")
+    if not data:
+        raise UsageError(f"--data is required: {args.run} names no training data")
+    # A run trained on tiles generates from the same tiles of its own data.
+    same = bool(source.get("path")) and Path(data).resolve() == Path(source["path"]).resolve()
+    ds = load_images(model, data, split=args.split, tile=bool(source.get("tile")) and same)
+    kind = model_kind(model, ds.kind)
+    if args.random:
+        images, _ = normal_images(ds)  # the statistics of what the model was trained on
+        out = generate_random(model, training_stats(model, images), args.n, args.seed)
+        origins, prefix = ["random latent"] * args.n, "random"
+    else:
+        gen = generate(model, ds.images, args.sigma, args.n, args.seed, ds.labels, args.cls)
+        out, prefix = gen.outputs, "sample"
+        origins = [f"{ds.names[s]} ({ds.labels[s]})" for s in gen.sources.tolist()]
+    paths = write_pngs(to_display(out, kind), args.out, output_names(args.n, prefix), force=args.force)
+    for path, origin in zip(paths, origins):
+        print(f"{path}\t{origin}")
+    what = "wafer maps" if kind == "wafer" else "images"
+    print(f"udd generate: wrote {len(paths)} {what} to {args.out}", file=sys.stderr)
+    return 0
+
+
+# --- udd score -------------------------------------------------------------------------------
+
+def _score_run_dir(spec: str) -> Path:
+    """RUN of `udd score`: a run/model folder, or the name of a run under $UDD_RUNS_DIR (default runs/)."""
+    import os
+
+    p = Path(spec)
+    if p.is_dir():
+        return p
+    named = Path(os.environ.get("UDD_RUNS_DIR", "runs")) / spec
+    if named.is_dir():
+        return named
+    raise UsageError(f"{spec}: no such run or model folder")
+
+
+def _finite_json(v):
+    """NaN/inf are not JSON: null them (recursively)."""
+    if isinstance(v, float):
+        return v if v == v and v not in (float("inf"), float("-inf")) else None
+    if isinstance(v, dict):
+        return {k: _finite_json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite_json(x) for x in v]
+    return v
+
+
+def _score_table(insp) -> str:
+    """The readable per-image table, the threshold and the metrics of `udd score`."""
+    def num(v) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    rows = [("path", "label", "score", "mse", "verdict")]
+    for r in insp.to_rows():
+        verdict = "" if r["defective"] is None else ("DEFECT" if r["defective"] else "ok")
+        rows.append((r["path"], r["label"], f"{r['score']:.6g}" if r["score"] is not None else "nan",
+                     f"{r['mse']:.6g}" if r["mse"] is not None else "nan", verdict))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    m = insp.metrics
+    thr = "none" if insp.threshold is None else f"{insp.threshold:.6g} ({insp.threshold_source})"
+    lines += ["", f"threshold {thr}   FPR {num(insp.fpr)}   TPR {num(insp.tpr)}",
+              f"image AUROC {num(m.image_auroc)}   image AP {num(m.image_ap)}   F1 max {num(m.f1_max)}   "
+              f"pixel AUROC {num(m.pixel_auroc)}   AUPRO {num(m.aupro)}"]
+    for t, d in m.per_type.items():
+        lines.append(f"  {t:<16} n={d['n']:<5} image AUROC {num(d['image_auroc'])}   pixel AUROC {num(d['pixel_auroc'])}"
+                     f"   AUPRO {num(d['aupro'])}")
+    return "\n".join(lines)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score a data set with a trained run (or a reference model folder): scores, metrics, heatmaps."""
+    from .inspection import inspect_run, write_heatmaps
+
+    size = parse_ints(args.size, 2, "--size") if args.size else None
+    if args.smooth < 0:
+        raise UsageError(f"--smooth: must be >= 0, got {args.smooth}")
+    if not 0 <= args.target_fpr <= 1:
+        raise UsageError(f"--target-fpr: must be in [0, 1], got {args.target_fpr}")
+    insp = inspect_run(_score_run_dir(args.run), args.data, split=args.split, residual=args.residual,
+                       score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, size=size,
+                       threshold=args.threshold, target_fpr=args.target_fpr, batch_size=args.batch_size,
+                       device=args.device)
+    for note in insp.notices:
+        print(f"note: {note}", file=sys.stderr)
+    if args.heatmaps:
+        paths = write_heatmaps(insp, args.heatmaps)
+        print(f"udd score: wrote {len(paths)} heatmaps to {args.heatmaps}", file=sys.stderr)
+    if args.json:
+        out = {"images": insp.to_rows(), "metrics": insp.metrics.to_dict(), "threshold": insp.threshold,
+               "threshold_source": insp.threshold_source, "fpr": insp.fpr, "tpr": insp.tpr,
+               "settings": insp.settings, "notices": insp.notices}
+        print(json.dumps(_finite_json(out), indent=1))
+    else:
+        print(_score_table(insp))
+    return 0
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,6 +414,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=("mse", "ssim", "mse+ssim"), help="training loss")
     p.add_argument("--resume", action="store_true", help="continue the stopped or interrupted run in --out")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="generate new images from noised latent codes of a trained model")
+    p.add_argument("run", metavar="RUN", help="run folder, or a reference-package model folder (needs --size)")
+    p.add_argument("--data", metavar="PATH", help="images to start from (default: the run's training data)")
+    p.add_argument("--sigma", type=float, metavar="S", help="std of the Gaussian noise added to the latent code")
+    p.add_argument("-n", type=int, required=True, metavar="N", help="number of images to write")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs (created if missing)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: picks the sources and the noise (default 0)")
+    p.add_argument("--class", dest="cls", metavar="NAME", help="start only from images with this label")
+    p.add_argument("--split", choices=("train", "test", "all"), default="train",
+                   help="MVTec split to start from (default train; wafer files and plain folders ignore it)")
+    p.add_argument("--size", metavar="H,W", help="input size, for model folders that store none")
+    p.add_argument("--random", action="store_true",
+                   help="decode random latents drawn from the training images' latent statistics instead")
+    p.add_argument("--force", action="store_true", help="overwrite existing files of the same names")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("score", help="score a data set with a trained run: image scores, metrics, heatmaps")
+    p.add_argument("run", metavar="RUN", help="run folder (or a run name under $UDD_RUNS_DIR), or a reference model folder")
+    p.add_argument("--data", metavar="PATH",
+                   help="MVTec folder (scores test/ by default), folder of images, or wafer .npy/.npz "
+                        "(default: the run's training data)")
+    p.add_argument("--split", choices=("test", "train", "all"), default="test", help="MVTec split to score")
+    p.add_argument("--residual", choices=("l2", "l2sum", "l1", "ssim"), default="l2", help="per-pixel residual")
+    p.add_argument("--score", choices=("mean", "max", "topk"), default="mean", help="image score from the residual map")
+    p.add_argument("--topk", type=float, default=1.0, metavar="PERCENT", help="share of pixels averaged by --score topk")
+    p.add_argument("--smooth", type=float, default=0.0, metavar="SIGMA", help="Gaussian smoothing of the residual map")
+    p.add_argument("--size", metavar="H,W", help="input size (default: the model's, else the images' own size)")
+    p.add_argument("--threshold", type=float, metavar="T", help="image-score threshold (default: from --target-fpr)")
+    p.add_argument("--target-fpr", type=float, default=0.01, metavar="F",
+                   help="false-positive rate on the run's normal validation images that sets the threshold")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--heatmaps", metavar="DIR", help="write one overlay PNG per image into DIR")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    p.add_argument("--device", default="cpu", help="cpu, auto, cuda, cuda:N or mps")
+    p.set_defaults(func=cmd_score)
     return parser
 
 

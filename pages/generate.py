@@ -1,0 +1,198 @@
+"""Generate page: new images (new wafer maps) from a trained run, by adding Gaussian noise to latent codes.
+
+Shows what a model has learned: source images next to their reconstruction and noised variants,
+random latents drawn from the training images' latent statistics, and a latent interpolation strip.
+All computing is in udd_core.generation; models and data are cached per run folder and mtime.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from udd_core import generation as gen
+from udd_core.data import data_kind
+from udd_core.model import WEIGHTS_FILE, is_model_dir
+from udd_core.runs import list_runs
+from udd_core.train import normal_images
+
+ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
+MODES = ("Noised latents", "Random latents")
+KEEP = "session"  # widget values survive a visit to another page
+DISPLAY_W = 138  # px per image in the grids: a 26x26 wafer at 5 px per die plus the gaps
+GAP = 4  # px of transparent space either side of each image
+ss = st.session_state
+
+
+@st.cache_resource(show_spinner="Loading the model ...", max_entries=4)
+def cached_model(run_dir: str, mtime: float):
+    """The run's best model; a new mtime (training saved better weights) loads it again."""
+    return gen.load_generator(run_dir)
+
+
+@st.cache_resource(show_spinner="Loading the images ...", max_entries=2)
+def cached_data(run_dir: str, mtime: float, data_path: str, split: str, tile: bool):
+    return gen.load_images(cached_model(run_dir, mtime), data_path, split, tile)
+
+
+@st.cache_resource(show_spinner="Fitting latent statistics ...", max_entries=4)
+def cached_stats(run_dir: str, mtime: float, data_path: str, split: str, tile: bool):
+    """Latent statistics of the normal images: what the model was trained on."""
+    images, _ = normal_images(cached_data(run_dir, mtime, data_path, split, tile))
+    return gen.training_stats(cached_model(run_dir, mtime), images)
+
+
+def short(ds, i: int) -> str:
+    """'Center · maps[12]': the label and the tail of the image's file or array name."""
+    name = ds.names[i].replace("\\", "/").rsplit("/", 1)[-1].split(":", 1)[-1]
+    return f"{ds.labels[i]} · {name[-24:]}"
+
+
+def show_error(e: Exception) -> None:
+    st.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+def spaced(img: np.ndarray) -> np.ndarray:
+    """(H, W[, 3]) uint8 -> (H, W + 2 * GAP, 4) with transparent side bands: st.image sets a list edge to
+    edge, and dark wafer surrounds would merge into one band. Transparent suits light and dark themes."""
+    rgb = np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img
+    out = np.zeros((rgb.shape[0], rgb.shape[1] + 2 * GAP, 4), dtype=np.uint8)
+    out[:, GAP:GAP + rgb.shape[1], :3], out[:, GAP:GAP + rgb.shape[1], 3] = rgb, 255
+    return out
+
+
+def show(images, captions) -> None:
+    """A row of images at one width: a long caption must not widen its image. PNG: JPEG smears die grids."""
+    images = [spaced(i) for i in images]
+    st.image(images, caption=list(captions), width=min(DISPLAY_W, images[0].shape[1]), output_format="PNG")
+
+
+st.title("Generate")
+st.caption("New images from a trained model: the latent code of a source image plus Gaussian noise of "
+           "std σ, decoded. Small σ stays close to the source; large σ shows what else the decoder draws.")
+
+try:
+    found = [r for r in list_runs(ROOT) if is_model_dir(r.path)]
+except OSError as e:
+    found = []
+    show_error(e)
+if not found:
+    st.info(f"No trained runs yet (looked in `{ROOT}`). Train a model on the **Train** page first; "
+            "its runs show up here as soon as the first epoch has saved a model.")
+    st.stop()
+
+runs_by_name = {r.name: r for r in found}
+if ss.get("gen_run") not in runs_by_name:
+    wanted = st.query_params.get("run")
+    ss["gen_run"] = wanted if wanted in runs_by_name else found[0].name
+top = st.columns([2, 3, 1])
+name = top[0].selectbox("Run", list(runs_by_name), key="gen_run",
+                        format_func=lambda n: f"{n} · {runs_by_name[n].status}, {runs_by_name[n].epochs_done} epochs")
+run = runs_by_name[name]
+source = gen.run_data(run.path)
+data_path = top[1].text_input("Data", value=source.get("path", ""), key=f"gen_data_{name}",
+                              help="The images to start from; by default the data the run was trained on.").strip()
+if not data_path:
+    st.error("Data: this run names no training data; enter the path of a data set.")
+    st.stop()
+try:
+    splits = ("train", "test", "all") if data_kind(data_path) == "mvtec" else ("train",)
+except ValueError as e:
+    show_error(e)
+    st.stop()
+split = top[2].selectbox("Split", splits, key="gen_split", disabled=len(splits) == 1,
+                         help="MVTec folders: start from the training images, the test images (with defects) or both.")
+tile = bool(source.get("tile")) and data_path == source.get("path")
+
+try:
+    mtime = (run.path / WEIGHTS_FILE).stat().st_mtime
+    model = cached_model(str(run.path), mtime)
+    ds = cached_data(str(run.path), mtime, data_path, split, tile)
+except (ValueError, OSError) as e:
+    show_error(e)
+    st.stop()
+kind = gen.model_kind(model, ds.kind)
+counts = gen.class_counts(ds.labels)
+c, h, w = model.input_shape
+st.caption(f"{len(ds)} {'wafer maps' if kind == 'wafer' else 'images'} at {h}x{w}, {c} channel{'s' * (c > 1)}"
+           + (f" · {len(counts)} classes" if len(counts) > 1 else "")
+           + (" · dark = outside the wafer, grey = good die, red = failing die" if kind == "wafer" else ""))
+
+opts = st.columns([3, 2])
+mode = opts[0].radio("Latents", MODES, key="gen_mode", horizontal=True, persist_state=KEEP,
+                     help="Noised: each source image's latent plus noise. Random: latents drawn per channel from "
+                          "the mean and std of the normal images' latents (no source image).")
+shaded = kind == "wafer" and opts[1].toggle(
+    "Shade dies by failing-die share", key="gen_shaded", persist_state=KEEP,
+    help="Off: each generated die takes its most likely value. On: dies are blended from grey to red by the "
+         "model's failing-die share, which shows failure rates that the most likely value hides.")
+ctl = st.columns(5)
+seed = int(ctl[0].number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed", persist_state=KEEP,
+                               help="Same seed, same images. It picks the source images and the noise."))
+outputs, names = None, []
+if mode == MODES[0]:
+    sigma = ctl[1].slider("σ (latent noise std)", 0.0, 3.0, 0.5, 0.05, key="gen_sigma", persist_state=KEEP)
+    class_filter = None
+    if len(counts) > 1:
+        class_filter = ctl[2].selectbox("Class", [None, *counts], key="gen_class", format_func=lambda k: (
+            f"all classes ({len(ds)})" if k is None else f"{k} ({counts[k]})"))
+    most = min(16, counts[class_filter] if class_filter is not None else len(ds))
+    if ss.get("gen_sources", 1) > most:  # a smaller class than the last one
+        ss["gen_sources"] = most
+    k = int(ctl[3].number_input("Source images", 1, most, min(4, most), key="gen_sources"))
+    per = int(ctl[4].number_input("Variants per source", 1, 8, 4, key="gen_per_source", persist_state=KEEP))
+    try:
+        g = gen.generate(model, ds.images, sigma, k * per, seed, ds.labels, class_filter, n_sources=k)
+        rows = g.by_source()
+        srcs = [s for s, _ in rows]
+        src_img = gen.to_display(ds.images[srcs], kind)
+        rec_img = gen.to_display(gen.reconstruct(model, ds.images, srcs), kind, shaded=shaded)
+        outputs = gen.to_display(g.outputs, kind, shaded=shaded)
+        names = gen.output_names(len(outputs), "sample")
+        spread = gen.training_stats(model, ds.images[srcs]).std  # cheap: only the k sources
+    except (ValueError, OSError) as e:
+        show_error(e)
+    else:
+        st.caption(f"Each row: a source image, its reconstruction (σ = 0) and {per} variants. For scale, the "
+                   f"latent channels of these sources have std {min(spread):.3g}–{max(spread):.3g}.")
+        for r, (s, outs) in enumerate(rows):
+            show([src_img[r], rec_img[r], *(outputs[j] for j in outs)],
+                 [short(ds, s), "reconstruction", *(f"σ {sigma:g} · #{j}" for j in outs)])
+else:
+    n = int(ctl[1].number_input("Samples", 1, 64, 16, key="gen_n_random", persist_state=KEEP))
+    try:
+        stats = cached_stats(str(run.path), mtime, data_path, split, tile)
+        outputs = gen.to_display(gen.generate_random(model, stats, n, seed), kind, shaded=shaded)
+        names = gen.output_names(len(outputs), "random")
+    except (ValueError, OSError) as e:
+        show_error(e)
+    else:
+        st.caption("Every latent position is drawn on its own from its channel's mean and std over the normal "
+                   "images: the layout that positions share (a wafer's outline) is not kept, so shapes come out rough.")
+        show(outputs, [f"#{j}" for j in range(len(outputs))])
+
+if outputs is not None and len(outputs):
+    st.download_button(f"Download the {len(outputs)} generated images (zip of PNGs)",
+                       gen.zip_pngs(list(outputs), names), mime="application/zip", key="gen_download",
+                       file_name=f"{name}-{'noised' if mode == MODES[0] else 'random'}-seed{seed}.zip",
+                       on_click="ignore")
+
+st.subheader("Interpolate")
+st.caption("Blend the latent codes of two images in equal steps and decode each blend; the inputs are at both ends.")
+ic = st.columns([2, 2, 1])
+other = next((i for i, lab in enumerate(ds.labels) if lab != ds.labels[0]), len(ds) - 1)  # another class if any
+if len(ds) <= 2000:
+    idx = list(range(len(ds)))
+    a = ic[0].selectbox("From", idx, index=0, key="gen_interp_a", format_func=lambda i: f"{i} · {short(ds, i)}")
+    b = ic[1].selectbox("To", idx, index=other, key="gen_interp_b", format_func=lambda i: f"{i} · {short(ds, i)}")
+else:  # thousands of options make a slow select box; an index is as good
+    a = ic[0].number_input("From (index)", 0, len(ds) - 1, 0, key="gen_interp_a")
+    b = ic[1].number_input("To (index)", 0, len(ds) - 1, other, key="gen_interp_b")
+steps = int(ic[2].slider("Steps", 3, 12, 7, key="gen_steps"))
+try:
+    strip = gen.to_display(gen.interpolation(model, ds.images, int(a), int(b), steps), kind, shaded=shaded)
+except (ValueError, OSError) as e:
+    show_error(e)
+else:
+    ends = gen.to_display(ds.images[[int(a), int(b)]], kind)
+    show([ends[0], *strip, ends[1]], ["from", *(f"{t / (steps - 1):.2f}" for t in range(steps)), "to"])

@@ -1,0 +1,221 @@
+"""Inspect page: score a trained run on a data set, look at the residuals, set the threshold, export.
+
+The expensive part (model + images, then scoring per post-processing) is cached with
+st.cache_resource on (run, weights time, data, split) and (residual, smoothing, score): moving
+the threshold only re-counts the confusion matrix. All logic lives in udd_core.inspection.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from udd_core import runs
+from udd_core.data import data_kind
+from udd_core.inspection import heatmaps_zip, inspect_run, load_inputs, scores_csv
+from udd_core.metrics import roc_points, threshold_for_fpr
+from udd_core.model import WEIGHTS_FILE
+from udd_core.render import plotly_colorscale
+from udd_core.report import build_report
+from udd_core.scoring import RESIDUALS, SCORES
+
+ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
+PAGE = 12  # gallery rows per "show more"
+ss = st.session_state
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def cached_inputs(run_dir: str, data: str, split: str, stamp: float):
+    """Model and images (stamp: the weights' mtime, so a retrained run is reloaded)."""
+    return load_inputs(run_dir, data, split)
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def cached_inspection(run_dir: str, data: str, split: str, stamp: float, residual: str, smooth: float,
+                      score: str, topk: float):
+    return inspect_run(residual=residual, score=score, smooth_sigma=smooth, topk_percent=topk,
+                       loaded=cached_inputs(run_dir, data, split, stamp))
+
+
+def fmt(v, digits: int = 4) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def default_data(run_dir: Path) -> str:
+    return str(((runs.read_json(run_dir / runs.TRAIN_FILE, {}) or {}).get("data") or {}).get("path", ""))
+
+
+st.title("🔎 Inspect")
+all_runs = [r for r in runs.list_runs(ROOT) if (r.path / WEIGHTS_FILE).is_file()]
+if not all_runs:
+    st.info("No trained run yet. Train a model on the **Train** page: its runs appear here, ready to inspect.")
+    st.stop()
+
+by_name = {r.name: r for r in all_runs}
+wanted = st.query_params.get("run")
+if "insp_run" not in ss or ss["insp_run"] not in by_name:
+    ss["insp_run"] = wanted if wanted in by_name else all_runs[0].name
+    ss["insp_data"] = default_data(by_name[ss["insp_run"]].path)
+
+
+def on_run() -> None:
+    ss["insp_data"] = default_data(by_name[ss["insp_run"]].path)
+    ss["insp_show"] = PAGE
+
+
+with st.sidebar:
+    st.subheader("Run and data")
+    st.selectbox("Run", list(by_name), key="insp_run", on_change=on_run,
+                 format_func=lambda n: f"{n} — {by_name[n].status}, {by_name[n].epochs_done} epochs")
+    st.text_input("Data path", key="insp_data", help="MVTec folder, folder of images or wafer .npy/.npz")
+    try:
+        kind = data_kind(ss["insp_data"])
+    except ValueError as e:
+        st.error(str(e))
+        st.stop()
+    split = st.selectbox("Split", ("test", "train", "all"), key="insp_split") if kind == "mvtec" else "all"
+    if kind != "mvtec":
+        st.caption(f"A {kind} data set is scored whole.")
+    st.subheader("Post-processing")
+    residual = st.selectbox("Residual", RESIDUALS, key="insp_residual")
+    smooth = st.slider("Smoothing σ (px)", 0.0, 4.0, 0.0, 0.5, key="insp_smooth")
+    score = st.selectbox("Image score", SCORES, key="insp_score")
+    topk = st.number_input("Top-k %", 0.01, 100.0, 1.0, 0.5, key="insp_topk", disabled=score != "topk")
+
+run = by_name[ss["insp_run"]]
+stamp = (run.path / WEIGHTS_FILE).stat().st_mtime
+try:
+    with st.spinner("Loading the model and the images, then scoring ..."):
+        base = cached_inspection(str(run.path), ss["insp_data"], split, stamp, residual, float(smooth), score,
+                                 float(topk) if score == "topk" else 1.0)
+except (ValueError, OSError) as e:
+    st.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    st.stop()
+for note in base.notices:
+    st.caption(f"ℹ️ {note}")
+
+# --- threshold: instant, from the cached scores ------------------------------------------------
+tag = abs(hash((run.name, stamp, ss["insp_data"], split, residual, smooth, score, topk))) % 10**8
+has_normal = base.normal_scores is not None and len(base.normal_scores) > 0
+modes = ("target FPR", "manual") if has_normal else ("manual",)
+c1, c2 = st.columns([1, 3])
+mode = c1.radio("Threshold from", modes, key="insp_thr_mode", horizontal=True)
+if mode == "target FPR":
+    pct = c2.slider(f"Target false-positive rate on the {base.normal_source} images (%)", 0.0, 20.0, 1.0, 0.1,
+                    key="insp_fpr")
+    insp = base.with_threshold(threshold_for_fpr(base.normal_scores, pct / 100),
+                               f"target FPR {pct:.1f}% on the {base.normal_source} images")
+else:
+    pool = np.concatenate([base.scores, base.normal_scores if has_normal else []])
+    lo, hi = float(pool.min()), float(pool.max())
+    hi = hi if hi > lo else lo + 1e-6
+    start = base.threshold if base.threshold is not None else float(np.median(base.scores))
+    t = c2.slider("Image-score threshold", lo, hi, float(np.clip(start, lo, hi)), (hi - lo) / 500, format="%.5g",
+                  key=f"insp_thr_{tag}")
+    insp = base.with_threshold(t, "manual")
+m = insp.metrics
+cols = st.columns([1] * 7 + [1.4])
+for col, (label, v) in zip(cols, [("image AUROC", m.image_auroc), ("image AP", m.image_ap), ("F1 max", m.f1_max),
+                                  ("pixel AUROC", m.pixel_auroc), ("AUPRO", m.aupro), ("FPR", insp.fpr),
+                                  ("TPR", insp.tpr)]):
+    col.metric(label, fmt(v, 3))
+cols[7].metric("threshold", f"{insp.threshold:.3g}")
+st.caption(f"Threshold: {insp.threshold_source}. An image is defective when its score is above it. "
+           "Heatmaps use one fixed scale from the normal images (0 = a typical normal pixel); "
+           "cyan outline: pixels above the pixel threshold; green outline: ground truth.")
+
+tab_gallery, tab_image, tab_plots, tab_export = st.tabs(["Gallery", "One image", "Plots", "Export"])
+order = insp.order()
+pred = insp.scores > insp.threshold
+defect = insp.is_defect
+
+with tab_gallery:
+    filters = {"all": np.ones(len(insp), bool), "predicted defective": pred, "predicted good": ~pred,
+               "missed defects (FN)": defect & ~pred & insp.known, "false alarms (FP)": ~defect & pred & insp.known}
+    which = st.radio("Show", list(filters), horizontal=True, key="insp_filter")
+    shown = [int(i) for i in order if filters[which][i]]
+    n_show = ss.setdefault("insp_show", PAGE)
+    st.caption(f"{len(shown)} images, highest score first.")
+    heads = st.columns(4)
+    for h, name in zip(heads, ("input", "reconstruction", "residual", "overlay")):
+        h.markdown(f"**{name}**")
+    for i in shown[:n_show]:
+        verdict = ":red[**defective**]" if pred[i] else ":green[ok]"
+        st.markdown(f"`{Path(insp.names[i]).name}` · label **{insp.labels[i]}** · score {insp.scores[i]:.5g} · {verdict}")
+        p = insp.panels(i)
+        for col, key in zip(st.columns(4), ("input", "reconstruction", "residual", "overlay")):
+            col.image(p[key], width="stretch")
+    if len(shown) > n_show and st.button(f"Show {min(PAGE, len(shown) - n_show)} more", key="insp_more"):
+        ss["insp_show"] = n_show + PAGE
+        st.rerun()
+
+with tab_image:
+    pick = st.selectbox("Image (by score)", [int(i) for i in order], key=f"insp_pick_{tag}",
+                        format_func=lambda i: f"{insp.names[i]} — {insp.labels[i]}, score {insp.scores[i]:.5g}")
+    left, right = st.columns([3, 2])
+    sc = insp.scale
+    # Clipped to the fixed scale for colour; the hover shows the true value.
+    fig = go.Figure(go.Heatmap(z=np.clip(insp.maps[pick], sc.vmin, sc.vmax), customdata=insp.maps[pick],
+                               zmin=sc.vmin, zmax=sc.vmax, colorscale=plotly_colorscale(),
+                               hovertemplate="row %{y}, col %{x}: %{customdata:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x")
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10),
+                      title="residual (normal-scale units)" if insp.norm else "residual")
+    left.plotly_chart(fig, key="insp_heat")
+    right.image(insp.panels(pick)["overlay"], caption="overlay", width="stretch")
+    right.metric("score", f"{insp.scores[pick]:.5g}", f"{insp.scores[pick] - insp.threshold:+.3g} vs threshold",
+                 delta_color="inverse")
+    r1, r2, r3, r4, r5 = st.columns(5)
+    method = r1.radio("Regions", ("components", "dbscan"), key="insp_method")
+    pix = r2.number_input("Pixel threshold", value=float(insp.pixel_threshold), format="%.4g", key=f"insp_pix_{tag}")
+    eps = r3.number_input("DBSCAN eps", 0.5, 50.0, 2.0, 0.5, key="insp_eps", disabled=method != "dbscan")
+    min_s = r4.number_input("DBSCAN min samples", 1, 100, 4, key="insp_mins", disabled=method != "dbscan")
+    min_px = r5.number_input("Min pixels", 0, 100000, 5, key="insp_minpx")
+    regs = insp.regions(pick, method, pix, eps, int(min_s), int(min_px))
+    st.dataframe(pd.DataFrame([{"top": r.bbox[0], "left": r.bbox[1], "bottom": r.bbox[2], "right": r.bbox[3],
+                                "area (px)": r.area, "peak": r.peak} for r in regs]) if regs else
+                 pd.DataFrame(columns=["top", "left", "bottom", "right", "area (px)", "peak"]), hide_index=True)
+
+with tab_plots:
+    a, b = st.columns(2)
+    hist = go.Figure()
+    known = insp.known
+    pool = np.concatenate([insp.scores, base.normal_scores if has_normal else []])
+    bins = dict(start=float(pool.min()), end=float(pool.max()), size=max(float(np.ptp(pool)) / 40, 1e-12))
+    traces = [("normal (this data)", insp.scores[known & ~defect], "#2ca02c"),
+              ("defective", insp.scores[known & defect], "#d62728")]
+    if has_normal and base.normal_source != "test good":
+        traces.append((f"normal ({base.normal_source})", base.normal_scores, "#7f7f7f"))
+    for name, x, colour in traces:
+        if len(x):
+            hist.add_trace(go.Histogram(x=x, name=name, opacity=0.55, xbins=bins, marker_color=colour))
+    hist.add_vline(x=insp.threshold, line_dash="dash", annotation_text="threshold")
+    hist.update_layout(barmode="overlay", title="Image scores", xaxis_title="score", height=380)
+    a.plotly_chart(hist, key="insp_hist")
+    if (known & defect).any() and (known & ~defect).any():
+        fpr, tpr, _ = roc_points(insp.scores[known], defect[known])
+        roc = go.Figure(go.Scatter(x=fpr, y=tpr, mode="lines", name="ROC"))
+        roc.add_trace(go.Scatter(x=[insp.fpr], y=[insp.tpr], mode="markers", marker_size=11, name="threshold"))
+        roc.update_layout(title=f"ROC (AUROC {fmt(m.image_auroc, 3)})", xaxis_title="FPR", yaxis_title="TPR",
+                          height=380, xaxis_range=[0, 1], yaxis_range=[0, 1.02])
+        b.plotly_chart(roc, key="insp_roc")
+    else:
+        b.info("ROC and per-type metrics need both normal and defective images with labels.")
+    rows = [{"type": "all", "n": int(known.sum()), **{k: getattr(m, k) for k in
+            ("image_auroc", "image_ap", "pixel_auroc", "aupro")}}]
+    rows += [{"type": t, **d} for t, d in m.per_type.items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    cm = insp.at(insp.threshold)
+    st.markdown("**Confusion matrix at the threshold**")
+    st.dataframe(pd.DataFrame({"predicted defective": [cm["tp"], cm["fp"]], "predicted good": [cm["fn"], cm["tn"]]},
+                              index=["defective", "good"]))
+
+with tab_export:
+    st.download_button("Scores (CSV)", scores_csv(insp), f"{run.name}_scores.csv", "text/csv", on_click="ignore")
+    st.download_button("Heatmaps (zip of PNGs)", lambda: heatmaps_zip(insp), f"{run.name}_heatmaps.zip",
+                       "application/zip", on_click="ignore")
+    st.download_button("One-page HTML report", lambda: build_report(insp, run.path), f"{run.name}_report.html",
+                       "text/html", on_click="ignore")
+    st.caption("The report is a single self-contained HTML file (images inline, no links): mail it as is.")

@@ -1,0 +1,299 @@
+"""Train page: pick data, a model config and settings; start, watch, stop and resume training runs.
+
+Jobs train in TrainJob threads held by one JobManager per process (st.cache_resource), so a page
+switch or a browser refresh finds them again; the selected run lives in session state and in the
+URL (?run=NAME). While a job runs, a fragment polls `job.snapshot()` every second and does nothing
+else: no st.* call ever comes from the training thread, and a full rerun stays cheap.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from udd_core import runs, sources
+from udd_core.config import parse_config
+from udd_core.data import IMAGE_EXTS, data_kind
+from udd_core.losses import LOSSES
+from udd_core.presets import model_presets
+from udd_core.shapes import propagate
+from udd_core.train import DEVICES, JobManager, TrainJob, TrainSettings, normal_images, training_presets
+
+APP_ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
+POLL_S, DISK_POLL_S = 1.0, 2.0  # live job / a run trained by another process (status.json only)
+DATA_MODES, MODEL_MODES = ("Sample / shared", "Path", "Upload"), ("Design page", "Preset", "Config file")
+KEEP = "session"  # widget values survive a visit to another page
+ss = st.session_state
+
+
+@st.cache_resource(show_spinner=False)
+def job_manager(root: str) -> JobManager:
+    """The jobs of this process for one runs folder: every session and rerun shares it."""
+    return JobManager()
+
+
+dataset_cache = st.cache_resource(show_spinner=False)(lambda: sources.DatasetCache(max_entries=2))
+data_sources = st.cache_data(ttl=60, show_spinner=False)(sources.list_sources)  # cheap, but every rerun counts
+describe = st.cache_data(ttl=60, show_spinner=False)(sources.describe)  # lists (and with tiles, opens) every file
+
+
+def settings_widgets(s: TrainSettings) -> dict:
+    """Widget values (keys train_<name>) for a TrainSettings."""
+    return {"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "weight_decay": s.weight_decay,
+            "lr_step": s.lr_step or 0, "lr_gamma": s.lr_gamma, "val_split": s.val_split, "seed": s.seed,
+            "loss": s.loss, "device": s.device, "noise_patches": s.noise_patches,
+            "patch_min": s.patch_size[0], "patch_max": s.patch_size[1]}
+
+
+def on_train_preset() -> None:
+    for k, v in settings_widgets(training_presets()[ss["train_preset"]]).items():
+        ss[f"train_{k}"] = v
+
+
+def on_model_preset() -> None:
+    _, ss["train_h"], ss["train_w"] = model_presets()[ss["train_model_preset"]].input_shape
+
+
+def on_upload() -> None:
+    ss.pop("train_upload_dir", None), ss.pop("train_upload_error", None)
+    if files := ss.get("train_upload"):
+        try:
+            ss["train_upload_dir"] = str(sources.save_upload([(f.name, f.getvalue()) for f in files], ROOT))
+        except ValueError as e:  # DataError: a hostile zip, too large, unwritable runs folder
+            ss["train_upload_error"] = str(e)
+
+
+def select(name: str) -> None:
+    ss["train_selected"] = name
+    st.query_params["run"] = name
+
+
+def load_images(path, shape, tile):
+    """The normal images (N, H, W, C) uint8, decoded once per (path, shape, tile), and the loader's notes."""
+    if not path:  # never "": it would resolve to the working folder and scan all of it
+        raise ValueError("data: no data set given (pick one, type a path or upload images)")
+    bar = st.progress(0.0, text="Loading images")
+    try:
+        ds = dataset_cache().get(path, shape, "train", tile, lambda i, n: bar.progress(i / n, f"Loading {i}/{n}"))
+    finally:
+        bar.empty()
+    images, note = normal_images(ds)
+    return images, ds.notices + ([note] if note else [])
+
+
+def fmt_s(sec) -> str:
+    m, s = divmod(int(round(sec or 0)), 60)
+    short = f"{m} min {s:02d} s" if m else f"{s} s"
+    return "–" if sec is None else f"{m // 60} h {m % 60:02d} min" if m >= 60 else short
+
+
+def loss_figure(epochs, train, val, step=(), steps=0, now=0.0, log=False) -> go.Figure:
+    """Loss per epoch over the smoothed per-step curve; plain dicts, unvalidated: 10x faster to redraw each second."""
+    line = lambda **kw: {"type": "scatter", "mode": "lines+markers", **kw}  # noqa: E731
+    data = [line(x=epochs, y=list(train), name="train", line=dict(color="#4c78a8"))]
+    if any(v is not None for v in val):
+        data.append(line(x=epochs, y=list(val), name="validation", line=dict(color="#f58518")))
+    if len(step) and steps:
+        x = now - np.arange(len(step))[::-1] / steps  # the newest step sits at `now`
+        keep = slice(None, None, max(1, len(step) // 3000))  # a few thousand points draw fast
+        data.insert(0, line(x=x[keep].tolist(), y=list(step)[keep], name="train, per step (smoothed)",
+                            mode="lines", line=dict(width=1, color="rgba(76,120,168,0.45)")))
+    layout = dict(height=330, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12, x=0),
+                  xaxis=dict(title=dict(text="epoch")),
+                  yaxis=dict(title=dict(text="loss"), type="log" if log else "linear"))
+    return go.Figure(dict(data=data, layout=layout), _validate=False)
+
+
+def show_run(name: str, polled: str) -> None:
+    """The selected run: live progress from the job's snapshot, or its files when nothing trains it here."""
+    run_dir, job = runs.run_path(ROOT, name), mgr.get(name)
+    alive = job is not None and job.is_alive()
+    disk = {} if alive else runs.read_status(run_dir)
+    if (polled == "job" and not alive) or (polled == "disk" and disk["status"] != "running"):
+        st.rerun()  # the job just ended: a full rerun refreshes the runs table and stops the polling
+    snap = job.snapshot() if job is not None else None
+    if alive:
+        steps = max(snap.steps_per_epoch, 1)
+        done = (max(snap.epoch - 1, 0) + snap.step / steps) / max(snap.epochs, 1)
+        st.progress(min(done, 1.0), text=f"Epoch {snap.epoch}/{snap.epochs} · step {snap.step}/{snap.steps_per_epoch}"
+                    f" · ETA {fmt_s(snap.eta_s)} · {snap.images_per_s:.1f} images/s · lr {snap.lr:.3g}"
+                    if snap.step else f"Starting: epoch {snap.epoch + 1}/{snap.epochs}, first batch…")
+        if st.button("Stop", key="train_stop", icon=":material/stop:",
+                     help="Stops after the current batch; the weights are kept and the run can be resumed."):
+            job.stop()
+    elif snap is not None and snap.status == "failed":
+        st.error(f"Training failed: {snap.error}" + (f" (at {snap.error_where})" if snap.error_where else ""))
+    else:
+        show = {"finished": st.success, "failed": st.error, "running": st.info}.get(disk["status"], st.warning)
+        where = f" (pid {disk.get('pid')} on {disk.get('host')})" if disk["status"] == "running" else ""
+        show(f"**{disk['status']}** · {disk.get('message', '')}{where}")
+    for note in ss.get("train_notices", {}).get(name, []) + list(snap.notices if snap else ()):
+        st.caption(f"ℹ️ {note}")
+    hist = None if alive else runs.read_history(run_dir)  # the whole record, from this or an earlier app session
+    if alive:
+        epochs, train, val = list(range(1, len(snap.train_loss) + 1)), snap.train_loss, snap.val_loss
+    else:
+        epochs, train, val = ([r.get(k) for r in hist] for k in ("epoch", "train_loss", "val_loss"))
+    steps, now, step_loss = 0, 0.0, ()
+    if snap is not None and (alive or len(snap.train_loss) == len(hist)):  # the step curve of this session
+        steps, step_loss = max(snap.steps_per_epoch, 1), snap.step_loss
+        now = len(snap.train_loss) + (snap.step / steps if snap.step < steps else 0.0)
+    if len(epochs) or len(step_loss):
+        log = st.toggle("Log scale", key="train_log", persist_state=KEEP)
+        st.plotly_chart(loss_figure(epochs, train, val, step_loss, steps, now, log), key="train_curves")
+    if disk.get("status") == "finished" and hist:
+        st.info("Training is done: open the **Inspect** page to score test images with this run.")
+    if snap is not None and snap.probe_input is not None:
+        kind = ((runs.read_json(run_dir / runs.TRAIN_FILE, {}) or {}).get("data") or {}).get("kind", "")
+        st.caption("Probe images: input (top), reconstruction after the latest epoch (bottom)")
+        st.image(sources.probe_pairs(snap.probe_input, snap.probe_recon, kind), width=128, output_format="PNG")
+
+
+# --- state ---------------------------------------------------------------------------------------
+for k, v in settings_widgets(training_presets()["reference"]).items():
+    ss.setdefault(f"train_{k}", v)
+design_config, design_shape = ss.get("design_config"), ss.get("design_input_shape")
+mgr = job_manager(str(ROOT.resolve()))
+
+st.title("Train")
+st.caption("Train an autoencoder on normal images. Jobs run in the background: switch pages or refresh the "
+           "browser at will, this page finds them again.")
+left, right = st.columns([5, 6], gap="large")
+
+# --- a new run -----------------------------------------------------------------------------------
+with left:
+    st.subheader("1 · Data")
+    mode = st.radio("Data source", DATA_MODES, key="train_data_mode", horizontal=True, persist_state=KEEP)
+    if mode == DATA_MODES[0]:
+        found = {s.label: str(s.path) for s in data_sources(str(APP_ROOT))}
+        path = found.get(st.selectbox("Data set", list(found), key="train_source", persist_state=KEEP))
+    elif mode == DATA_MODES[1]:
+        path = st.text_input("Folder (MVTec or plain images) or wafer .npz/.npy file", key="train_path",
+                             persist_state=KEEP).strip() or None
+    else:
+        st.file_uploader("Image files, or one .zip of a data set", accept_multiple_files=True, key="train_upload",
+                         on_change=on_upload, type=sorted(e[1:] for e in IMAGE_EXTS | {".zip"}))
+        if err := ss.get("train_upload_error"):
+            st.error(err)
+        path = ss.get("train_upload_dir")
+        st.caption(f"Saved in {path}" if path else "Uploads are saved in a new folder under the runs folder.")
+    tile = st.checkbox("Cut images into tiles of the input size (instead of resizing them)", key="train_tile",
+                       persist_state=KEEP)
+    estimate = st.empty()
+
+    st.subheader("2 · Model")
+    mmode = st.radio("Config", MODEL_MODES[0 if design_config and design_shape else 1:], key="train_model_mode",
+                     horizontal=True, persist_state=KEEP)
+    config = shape = None
+    try:
+        if mmode == MODEL_MODES[0]:
+            config, shape = parse_config(design_config), tuple(int(v) for v in design_shape)
+            name = ss.get("design_preset_name") or "custom"
+            if name in model_presets() and model_presets()[name].config.to_dict() != design_config:
+                name += ", edited"
+            st.caption(f"The Design page's config ({name}), input {'x'.join(map(str, shape))}; change it there.")
+        else:
+            ss.setdefault("train_model_preset", "gray-tile-128")
+            if "train_h" not in ss:
+                on_model_preset()
+            if mmode == MODEL_MODES[1]:
+                config = model_presets()[st.selectbox("Preset", list(model_presets()), key="train_model_preset",
+                                                      on_change=on_model_preset, persist_state=KEEP)].config
+            elif up := st.file_uploader("config.json or the reference AE_config.txt", type=["json", "txt"],
+                                        key="train_config_file", max_upload_size=1):
+                config = parse_config(up.getvalue())
+            hw = st.columns(2)
+            h = hw[0].number_input("Height", 1, 8192, key="train_h", persist_state=KEEP)
+            w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)
+            shape = (config.in_channels, int(h), int(w)) if config else None
+        if config is not None and not (report := propagate(config, shape)).ok:
+            raise ValueError(report.problems[0].message)
+    except ValueError as e:  # a bad config file, or a design that does not mirror at this size
+        st.error(f"model: {e}")
+        config = None
+    if path and shape:
+        try:
+            estimate.caption(f"≈ {describe(path, shape, tile)}")
+        except (ValueError, OSError) as e:
+            estimate.error(str(e))
+
+    st.subheader("3 · Settings")
+    st.selectbox("Training preset", list(training_presets()), key="train_preset", on_change=on_train_preset,
+                 persist_state=KEEP, help="Fills in every setting below; edit them afterwards.")
+    c = st.columns(3)
+    num = lambda i, label, *a, **kw: c[i].number_input(label, *a, persist_state=KEEP, **kw)  # noqa: E731
+    num(0, "Epochs", 1, 1_000_000, key="train_epochs")
+    num(1, "Batch size", 1, 4096, key="train_batch_size")
+    num(2, "Learning rate", 1e-7, 10.0, key="train_lr", step=1e-4, format="%g")
+    num(0, "Weight decay", 0.0, 1.0, key="train_weight_decay", step=1e-4, format="%g")
+    num(1, "LR step (epochs, 0 = off)", 0, 1_000_000, key="train_lr_step")
+    num(2, "LR gamma", 0.01, 1.0, key="train_lr_gamma", step=0.05)
+    num(0, "Validation split", 0.0, 0.9, key="train_val_split", step=0.05)
+    num(1, "Seed", 0, 2**31 - 1, key="train_seed")
+    c[2].selectbox("Loss", LOSSES, key="train_loss", persist_state=KEEP)
+    c[0].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
+    num(1, "Noise patches", 0, 1000, key="train_noise_patches",
+        help="0: plain autoencoder; > 0: patches are painted on the input, the target stays clean.")
+    num(2, "Patch size min (px)", 1, 100_000, key="train_patch_min")
+    num(2, "Patch size max (px)", 1, 100_000, key="train_patch_max")
+    run_name = st.text_input("Run name", key="train_name", persist_state=KEEP,
+                             placeholder=f"automatic, e.g. {sources.default_run_name(ROOT, path)}").strip()
+    if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=config is None):
+        try:
+            values = {k: ss[f"train_{k}"] for k in settings_widgets(TrainSettings())}
+            settings = TrainSettings.from_dict({k: v for k, v in values.items() if k not in ("patch_min", "patch_max")}
+                                               | {"lr_step": values["lr_step"] or None,
+                                                  "patch_size": (values["patch_min"], values["patch_max"])})
+            name = run_name or sources.default_run_name(ROOT, path)
+            if (run_dir := runs.run_path(ROOT, name)).exists():
+                raise ValueError(f"run name {name!r}: a run of that name already exists; choose another")
+            images, notices = load_images(path, shape, tile)
+            mgr.start(TrainJob.create(run_dir, config, shape, images, settings, source={
+                "path": str(Path(path).resolve()), "kind": data_kind(path), "tile": tile}))
+            ss.setdefault("train_notices", {})[name] = notices
+            select(name)
+        except (ValueError, OSError) as e:  # settings, run name, data, an unwritable runs folder: one line
+            st.error(str(e))
+
+# --- runs ----------------------------------------------------------------------------------------
+with right:
+    all_runs = runs.list_runs(ROOT)
+    status = {r.name: "running" if (j := mgr.get(r.name)) and j.is_alive() else r.status for r in all_runs}
+    if active := mgr.active():  # names only: progress shown here would go stale between full reruns
+        st.info("Training now: " + ", ".join(f"**{j.name}**" for j in active))
+    if "train_selected" not in ss:  # a new session (browser refresh): the URL says which run was open
+        ss["train_selected"] = st.query_params.get("run")
+    sel = ss["train_selected"] if ss["train_selected"] in status else next(iter(status), None)
+    st.subheader("Run")
+    if sel is None:
+        st.info(f"No runs in {ROOT} yet: start one on the left.")
+    else:
+        ss["train_run_pick"] = sel
+        st.selectbox("Run", list(status), key="train_run_pick", format_func=lambda n: f"{n} ({status[n]})",
+                     on_change=lambda: select(ss["train_run_pick"]), label_visibility="collapsed")
+        if st.query_params.get("run") != sel:
+            st.query_params["run"] = sel
+        polled = "job" if (j := mgr.get(sel)) and j.is_alive() else "disk" if status[sel] == "running" else ""
+        st.fragment(run_every={"job": POLL_S, "disk": DISK_POLL_S}.get(polled))(show_run)(sel, polled)
+        if status[sel] in ("stopped", "interrupted", "finished"):
+            info = runs.read_json(runs.run_path(ROOT, sel) / runs.TRAIN_FILE, {}) or {}
+            done = next(r.epochs_done for r in all_runs if r.name == sel)
+            planned = int((info.get("settings") or {}).get("epochs", 1))
+            r = st.columns([2, 1], vertical_alignment="bottom")
+            more = r[0].number_input("Resume up to epoch", done + 1, 1_000_000, key=f"train_resume_to_{sel}",
+                                     value=planned if planned > done else done + 10)
+            if r[1].button("Resume", icon=":material/resume:", key="train_resume"):
+                try:  # the run's own data, through the cache: a resume right after a stop decodes nothing
+                    data = info.get("data") or {}
+                    images, _ = load_images(data.get("path") or "", info.get("input_shape"), bool(data.get("tile")))
+                    mgr.start(TrainJob.resume(runs.run_path(ROOT, sel), images=images, epochs=int(more)))
+                    st.rerun()
+                except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged
+                    st.error(f"resume {sel}: {e}")
+    st.subheader("All runs")
+    rows = [(r.name, status[r.name], r.epochs_done, r.best_val_loss, r.created, r.message) for r in all_runs]
+    st.dataframe(pd.DataFrame(rows, columns=["name", "status", "epochs", "best val loss", "created", "message"]),
+                 hide_index=True)

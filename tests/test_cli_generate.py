@@ -1,0 +1,119 @@
+"""`udd generate`: PNGs from noised or random latents of a run, end to end through cli.main and the script."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_generation import COLOURS, WAFER_CFG, fitted, make_run, write_wafers  # noqa: F401 - fitted is a fixture
+
+from udd_core.cli import main
+from udd_core.model import build_model, save_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def run(tmp_path, fitted):
+    data, model = fitted
+    write_wafers(tmp_path / "w.npz")  # the same maps (fixed seed) at a path of this test
+    return make_run(tmp_path / "runs", data=data, model=model)
+
+
+def udd(capsys, *argv):
+    rc = main(["generate", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def colours(path: Path) -> set:
+    return {tuple(c) for c in np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)}
+
+
+def test_writes_n_wafer_pngs_from_the_chosen_class(run, tmp_path, capsys):
+    out = tmp_path / "out" / "donuts"
+    rc, stdout, err = udd(capsys, run, "--sigma", 0.5, "-n", 5, "--out", out, "--class", "Donut", "--seed", 3)
+    assert rc == 0, err
+    files = sorted(out.iterdir())
+    assert [f.name for f in files] == [f"sample_{i:04d}.png" for i in range(5)]
+    lines = stdout.splitlines()
+    assert len(lines) == 5 and all(line.endswith("(Donut)") for line in lines)
+    assert lines[0].startswith(str(out / "sample_0000.png"))
+    assert "wrote 5 wafer maps" in err
+    for f in files:
+        im = Image.open(f)
+        assert im.size == (130, 130) and colours(f) <= COLOURS  # rendered maps, not raw channels
+
+
+def test_same_seed_same_files_other_seed_differs(run, tmp_path, capsys):
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        assert udd(capsys, run, "--data", tmp_path / "w.npz", "--sigma", 2, "-n", 4, "--out", tmp_path / name,
+                   "--seed", seed)[0] == 0
+    read = {n: [(tmp_path / n / f"sample_{i:04d}.png").read_bytes() for i in range(4)] for n in "abc"}
+    assert read["a"] == read["b"] and read["a"] != read["c"]
+
+
+def test_refuses_to_overwrite_unless_forced(run, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert udd(capsys, run, "--sigma", 0.5, "-n", 3, "--out", out, "--seed", 1)[0] == 0
+    before = (out / "sample_0000.png").read_bytes()
+    rc, stdout, err = udd(capsys, run, "--sigma", 3, "-n", 3, "--out", out, "--seed", 9)
+    assert rc == 2 and stdout == ""
+    assert err.count("\n") == 1 and "sample_0000.png: already exists" in err and "--force" in err
+    assert (out / "sample_0000.png").read_bytes() == before
+    rc, _, err = udd(capsys, run, "--sigma", 3, "-n", 3, "--out", out, "--seed", 9, "--force")
+    assert rc == 0, err
+    assert (out / "sample_0000.png").read_bytes() != before
+    assert len(list(out.iterdir())) == 3  # no temp files left behind
+
+
+def test_random_latents(run, tmp_path, capsys):
+    rc, stdout, err = udd(capsys, run, "--random", "-n", 3, "--out", tmp_path / "r")
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["random_0000.png", "random_0001.png",
+                                                                 "random_0002.png"]
+    assert all(colours(p) <= COLOURS for p in (tmp_path / "r").iterdir())
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--sigma", "0.5", "--class", "Nope"], "class 'Nope': no images with this label"),
+    (["--class", "Donut"], "--sigma is required"),
+    (["--random", "--class", "Donut"], "--class: does not apply with --random"),
+    (["--sigma", "-1"], "sigma must be"),
+    (["--sigma", "0.5", "--size", "32,32"], "trained for 26x26"),
+    (["--sigma", "0.5", "--data", "/no/such/data.npz"], "no such file"),
+])
+def test_bad_input_is_one_line_and_exit_2(run, tmp_path, capsys, extra, message):
+    rc, stdout, err = udd(capsys, run, "-n", 2, "--out", tmp_path / "o", *extra)
+    assert rc == 2 and stdout == ""
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_model_folder_without_a_size_needs_size_and_data(tmp_path, capsys):
+    data = write_wafers(tmp_path / "w.npz")
+    save_model(build_model(WAFER_CFG), tmp_path / "bare")  # stores no input shape, names no data
+    rc, _, err = udd(capsys, tmp_path / "bare", "--sigma", 0.5, "-n", 2, "--out", tmp_path / "o")
+    assert rc == 2 and "stores no input size" in err
+    rc, _, err = udd(capsys, tmp_path / "bare", "--sigma", 0.5, "-n", 2, "--out", tmp_path / "o", "--size", "26,26")
+    assert rc == 2 and "--data is required" in err
+    rc, _, err = udd(capsys, tmp_path / "bare", "--sigma", 0.5, "-n", 2, "--out", tmp_path / "o", "--size", "26,26",
+                     "--data", data)
+    assert rc == 0, err
+    assert len(list((tmp_path / "o").glob("sample_*.png"))) == 2
+
+
+def test_installed_script(run, tmp_path):
+    exe = ROOT / ".venv" / "bin" / "udd"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "udd_core.cli"]
+    out = tmp_path / "script"
+    r = subprocess.run([*cmd, "generate", str(run), "--sigma", "1", "-n", "2", "--out", str(out), "--class", "none"],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 2 and "(none)" in r.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["sample_0000.png", "sample_0001.png"]
+    r = subprocess.run([*cmd, "generate", str(run), "--sigma", "1", "-n", "2", "--out", str(out)],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr

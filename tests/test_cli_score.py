@@ -1,0 +1,122 @@
+"""`udd score`: JSON and table output, heatmaps, errors (exit 2, one line), and a real subprocess."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inspect_fixtures import make_mvtec, make_run, tiny_config
+from udd_core import runs
+from udd_core.cli import main
+from udd_core.metrics import threshold_for_fpr
+from udd_core.model import build_model, save_model
+
+ROOT = Path(__file__).resolve().parents[1]
+METRIC_KEYS = {"image_auroc", "image_ap", "f1_max", "pixel_auroc", "aupro", "per_type"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_mvtec(tmp_path_factory.mktemp("data") / "parts")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data):
+    return make_run(tmp_path_factory.mktemp("runs") / "tiny", data)
+
+
+def score_json(capsys, *argv) -> dict:
+    assert main(["score", *map(str, argv), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_json_output_and_heatmaps(capsys, tmp_path, run, data):
+    out = score_json(capsys, run, "--data", data, "--heatmaps", tmp_path / "hm")
+    assert {"images", "metrics", "threshold"} <= set(out)
+    assert len(out["images"]) == 8  # test/ by default: 4 good + 4 spot
+    assert all({"path", "label", "score", "mse"} <= set(r) for r in out["images"])
+    assert {r["label"] for r in out["images"]} == {"good", "spot"}
+    assert all(isinstance(r["score"], float) and isinstance(r["mse"], float) for r in out["images"])
+    assert METRIC_KEYS <= set(out["metrics"]) and set(out["metrics"]["per_type"]) == {"spot"}
+    assert all(isinstance(out["metrics"][k], float) for k in METRIC_KEYS - {"per_type"})
+    cal = runs.read_json(run / runs.CALIBRATION_FILE)
+    assert out["threshold"] == threshold_for_fpr(cal["scores"]["mean"], 0.01)
+    pngs = sorted((tmp_path / "hm").glob("*.png"))
+    assert len(pngs) == 8 and Image.open(pngs[0]).size[0] >= 32
+    # mse is the plain MSE: with the default mean-of-l2 score they are the same number.
+    assert all(r["score"] == pytest.approx(r["mse"], rel=1e-6) for r in out["images"])
+
+
+def test_options_change_the_scores(capsys, run, data):
+    base = score_json(capsys, run, "--data", data)
+    mx = score_json(capsys, run, "--data", data, "--score", "max", "--residual", "l1", "--smooth", "1")
+    assert [r["path"] for r in base["images"]] == [r["path"] for r in mx["images"]]
+    assert all(m["score"] > b["score"] for m, b in zip(mx["images"], base["images"]))
+    assert [r["mse"] for r in mx["images"]] == [r["mse"] for r in base["images"]]  # mse never changes
+    manual = score_json(capsys, run, "--data", data, "--threshold", "0")
+    assert manual["threshold"] == 0.0 and all(r["defective"] for r in manual["images"])
+    train = score_json(capsys, run, "--data", data, "--split", "train")
+    assert len(train["images"]) == 12 and train["metrics"]["image_auroc"] is None
+    assert train["metrics"]["per_type"] == {}
+
+
+def test_run_name_under_runs_dir_and_default_data(capsys, monkeypatch, run):
+    monkeypatch.setenv("UDD_RUNS_DIR", str(run.parent))
+    out = score_json(capsys, run.name)  # data: the run's own training data, test split
+    assert len(out["images"]) == 8
+
+
+def test_table_output(capsys, run, data):
+    assert main(["score", str(run), "--data", str(data)]) == 0
+    text = capsys.readouterr().out
+    assert "image AUROC" in text and "threshold" in text and "spot" in text
+    assert text.count(".png") == 8
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--size", "30,30"], "size 30x30"),
+    (["--size", "abc"], "--size"),
+    (["--smooth", "-1"], "--smooth"),
+    (["--target-fpr", "2"], "--target-fpr"),
+])
+def test_bad_options_exit_2_with_one_line(capsys, run, data, argv, msg):
+    assert main(["score", str(run), "--data", str(data), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert msg in err and "\n" not in err and err.startswith("udd score: error:")
+
+
+def test_bad_run_or_data_exit_2(capsys, tmp_path, run):
+    assert main(["score", str(tmp_path / "none"), "--data", str(tmp_path)]) == 2
+    assert "no such run" in capsys.readouterr().err
+    assert main(["score", str(run), "--data", str(tmp_path / "missing")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    # A model folder that stores no input size, on images of mixed sizes without --size: one line, exit 2.
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.zeros((24, 24), np.uint8)).save(folder / "b.png")
+    save_model(build_model(tiny_config()), tmp_path / "sizeless")
+    assert main(["score", str(tmp_path / "sizeless"), "--data", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "differ in size" in err and "--size" in err and "\n" not in err
+    assert main(["score", str(tmp_path / "sizeless"), "--data", str(folder), "--size", "16,16", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["images"]) == 2
+
+
+def test_subprocess_end_to_end(tmp_path, run, data):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "udd_core.cli", "score", str(run), "--data", str(data), "--json",
+                        "--heatmaps", str(tmp_path / "hm")], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert len(out["images"]) == 8 and len(list((tmp_path / "hm").glob("*.png"))) == 8
+    assert "streamlit" not in p.stderr
+    # Importing the CLI must not drag in the app's heavy modules.
+    q = subprocess.run([sys.executable, "-c", "import sys, udd_core.cli; "
+                        "print(sorted(m for m in ('streamlit', 'plotly', 'sklearn') if m in sys.modules))"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert q.stdout.strip() == "[]", q.stderr

@@ -1,0 +1,255 @@
+"""udd_core.generation: sources by class, seeded generation, wafer rendering, PNG/zip output, loading.
+
+The helpers at the top (tiny wafer model, labelled wafer file, run folder) are shared with
+test_cli_generate.py and test_page_generate.py.
+"""
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from udd_core import generation as gen
+from udd_core.data import load_dataset, to_tensor, wafer_to_onehot
+from udd_core.latent import latent_stats
+from udd_core.model import build_model, save_model
+from udd_core.synthetic import wafer_maps
+
+WAFER_CFG = {"block_ker": [3, 3], "drop": [0.0, 0.0], "block_size_in": [[3, 4, 4], [4, 8, 8]],
+             "block_size_out": [[8, 8, 4], [4, 4, 3]], "latent_size": 4, "latent_ker": 3,
+             "latent_opad": 0, "out_pad": [0, 1]}  # mirrors at 3x26x26, latent 4x4x4
+SHAPE = (3, 26, 26)
+COLOURS = {tuple(c) for c in gen.WAFER_COLOURS}
+
+
+def wafer_model(seed: int = 0):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(WAFER_CFG, SHAPE).eval()
+
+
+def write_wafers(path: Path, n_per_class: int = 3, n_none: int = 6) -> Path:
+    """A labelled wafer .npz: every synthetic pattern class plus 'none' maps."""
+    maps, labels = wafer_maps(n_per_class, size=26, seed=3, n_none=n_none)
+    np.savez(path, maps=maps, labels=np.array(labels))
+    return path
+
+
+def fitted_model(data: Path, steps: int = 40, seed: int = 0):
+    """The tiny model after a few Adam steps on the maps: outputs look like wafers, not like noise."""
+    model = wafer_model(seed).train()
+    x = to_tensor(load_dataset(data, SHAPE).images)  # (N, 3, 26, 26)
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), x).backward()
+        opt.step()
+    return model.eval()
+
+
+def make_run(root: Path, name: str = "tiny", data: Path | None = None, model=None) -> Path:
+    """A run-like folder: model files with the input shape, train.json naming the data, a status."""
+    run = root / name
+    save_model(model if model is not None else wafer_model(), run, metadata={"epoch": "1"})
+    info = {"input_shape": list(SHAPE), "created": "2024-01-01T00:00:00+0000",
+            "data": {"path": str(data) if data else "", "kind": "wafer", "tile": False}}
+    (run / "train.json").write_text(json.dumps(info))
+    (run / "status.json").write_text(json.dumps({"status": "finished", "message": "done"}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """(labelled wafer file, a tiny model fitted to it): trained once per test module."""
+    data = write_wafers(tmp_path_factory.mktemp("wafers") / "w.npz")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures run before conftest's per-test thread limit
+    try:
+        return data, fitted_model(data)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def model():
+    return wafer_model()
+
+
+@pytest.fixture
+def ds(tmp_path):
+    return load_dataset(write_wafers(tmp_path / "w.npz"), SHAPE)
+
+
+# --- generate ----------------------------------------------------------------------------------
+
+def test_generate_shapes_and_sources(model, ds):
+    g = gen.generate(model, ds.images, 0.5, 7, seed=1)
+    assert g.outputs.shape == (7, *SHAPE)
+    assert g.sources.shape == (7,) and len(set(g.sources.tolist())) == 7  # n sources, all different
+    assert all(0 <= s < len(ds) for s in g.sources)
+    g = gen.generate(model, ds.images, 0.5, 7, seed=1, n_sources=3)
+    rows = g.by_source()
+    assert len(rows) == 3 and sorted(j for _, js in rows for j in js) == list(range(7))
+    assert [len(js) for _, js in rows] == [3, 2, 2]  # output j from source j % 3
+
+
+def test_generate_is_deterministic_with_a_seed(model, ds):
+    before = torch.random.get_rng_state()
+    a = gen.generate(model, ds.images, 0.8, 6, seed=5, n_sources=2)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    b = gen.generate(model, ds.images, 0.8, 6, seed=5, n_sources=2)
+    assert torch.equal(a.outputs, b.outputs) and np.array_equal(a.sources, b.sources)
+    c = gen.generate(model, ds.images, 0.8, 6, seed=6, n_sources=2)
+    assert not torch.equal(a.outputs, c.outputs)
+    # The same sources with other noise still differ: the seed reaches the latent noise too.
+    d = gen.generate(model, ds.images, 0.8, 6, seed=6, n_sources=len(ds))
+    e = gen.generate(model, ds.images, 0.8, 6, seed=7, n_sources=len(ds))
+    assert np.array_equal(d.sources, e.sources) and not torch.equal(d.outputs, e.outputs)
+
+
+def test_class_filter_draws_only_from_that_class(model, ds):
+    for cls in ("Donut", "Scratch", "none"):
+        g = gen.generate(model, ds.images, 0.3, 10, seed=2, labels=ds.labels, class_filter=cls)
+        assert {ds.labels[s] for s in g.sources} == {cls}
+    pool = gen.class_pool(ds.labels, len(ds), "Loc")
+    assert len(pool) == ds.labels.count("Loc")
+    with pytest.raises(ValueError, match="'Nope'.*classes: Center"):
+        gen.generate(model, ds.images, 0.3, 2, seed=0, labels=ds.labels, class_filter="Nope")
+    with pytest.raises(ValueError, match="no labels"):
+        gen.generate(model, ds.images, 0.3, 2, seed=0, class_filter="Donut")
+
+
+def test_sigma_zero_is_the_plain_reconstruction(model, ds):
+    g = gen.generate(model, ds.images, 0.0, 5, seed=4)
+    with torch.no_grad():
+        plain = model(to_tensor(ds.images[g.sources]))
+    torch.testing.assert_close(g.outputs, plain)
+    torch.testing.assert_close(gen.reconstruct(model, ds.images, g.sources.tolist()), plain)
+    assert not torch.allclose(gen.generate(model, ds.images, 1.0, 5, seed=4).outputs, plain)
+
+
+@pytest.mark.parametrize("kw, match", [({"sigma": -1.0}, "sigma"), ({"sigma": float("nan")}, "sigma"),
+                                       ({"n": 0}, "n must"), ({"n_sources": 0}, "n_sources"),
+                                       ({"seed": -1}, "seed must")])
+def test_generate_refuses_bad_arguments(model, ds, kw, match):
+    args = {"sigma": 0.5, "n": 3, "seed": 0, **kw}
+    with pytest.raises(ValueError, match=match):
+        gen.generate(model, ds.images, **args)
+
+
+def test_random_latents_follow_the_training_statistics(model, ds):
+    stats = gen.training_stats(model, ds.images)
+    ref = latent_stats(model, to_tensor(ds.images))
+    np.testing.assert_allclose(stats.mean, ref.mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stats.std, ref.std, rtol=1e-5, atol=1e-6)
+    assert len(gen.training_stats(model, ds.images, max_images=5).mean) == 4
+    assert gen.latent_hw(model) == (4, 4)
+    a = gen.generate_random(model, stats, 5, seed=1)
+    assert a.shape == (5, *SHAPE)
+    assert torch.equal(a, gen.generate_random(model, stats, 5, seed=1))
+    assert not torch.equal(a, gen.generate_random(model, stats, 5, seed=2))
+
+
+def test_interpolation_runs_from_one_reconstruction_to_the_other(model, ds):
+    strip = gen.interpolation(model, ds.images, 0, 9, steps=5)
+    assert strip.shape == (5, *SHAPE)
+    ends = gen.reconstruct(model, ds.images, [0, 9])
+    torch.testing.assert_close(strip[[0, -1]], ends, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="second image: index 999"):
+        gen.interpolation(model, ds.images, 0, 999, steps=5)
+
+
+# --- display -----------------------------------------------------------------------------------
+
+def test_wafer_rendering_uses_only_the_three_colours(fitted, ds):
+    out = gen.to_display(gen.generate(fitted[1], ds.images, 2.0, 6, seed=0).outputs, "wafer")
+    assert out.shape == (6, 130, 130, 3) and out.dtype == np.uint8  # 26 px upscaled x5 to >= 128
+    used = {tuple(c) for c in out.reshape(-1, 3)}
+    assert used <= COLOURS and len(used) >= 2  # a fitted model draws the wafer, not just "outside"
+    # Sources (the one-hot uint8 cache) render to exactly the colours of their die values.
+    maps = np.array([[[0, 1], [2, 1]]], dtype=np.uint8)
+    shown = gen.to_display(wafer_to_onehot(maps), "wafer", min_side=1)
+    assert shown.shape == (1, 2, 2, 3)
+    assert [tuple(shown[0, i, j]) for i, j in ((0, 0), (0, 1), (1, 0))] == list(gen.WAFER_COLOURS)
+
+
+def test_shaded_wafers_blend_good_to_failing():
+    y = torch.zeros((1, 3, 1, 3))
+    y[0, 0, 0, 0] = 1.0  # outside
+    y[0, 1, 0, 1], y[0, 2, 0, 1] = 0.8, 0.2  # mostly good
+    y[0, 1, 0, 2], y[0, 2, 0, 2] = 0.4, 0.6  # argmax says failing
+    out = gen.to_display(y, "wafer", min_side=1, shaded=True)[0, 0]
+    good, fail = (np.array(c, dtype=float) for c in gen.WAFER_COLOURS[1:])
+    assert tuple(out[0]) == gen.WAFER_COLOURS[0]
+    np.testing.assert_allclose(out[1], 0.8 * good + 0.2 * fail, atol=0.51)
+    np.testing.assert_allclose(out[2], 0.4 * good + 0.6 * fail, atol=0.51)
+    hard = gen.to_display(y, "wafer", min_side=1)[0, 0]
+    assert tuple(hard[1]) == gen.WAFER_COLOURS[1] and tuple(hard[2]) == gen.WAFER_COLOURS[2]
+
+
+def test_image_outputs_are_clipped_and_gray_is_2d():
+    y = torch.tensor([-0.5, 0.25, 1.7]).view(1, 1, 1, 3)
+    out = gen.to_display(y, "image", min_side=1)
+    assert out.shape == (1, 1, 3) and out.tolist() == [[[0, 64, 255]]]
+    rgb = gen.to_display(torch.full((2, 3, 40, 50), 0.5), "image")
+    assert rgb.shape == (2, 160, 200, 3) and (rgb == 128).all()  # upscaled x4: 40 -> 160 >= 128
+    cache = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4, 1)
+    np.testing.assert_array_equal(gen.to_display(cache, "image", min_side=1), cache[..., 0])
+    with pytest.raises(ValueError, match="kind"):
+        gen.to_display(y, "video")
+
+
+def test_png_and_zip_round_trip():
+    imgs = [np.full((5, 6, 3), v, dtype=np.uint8) for v in (10, 200)] + [np.eye(4, dtype=np.uint8) * 255]
+    names = gen.output_names(3, "sample")
+    assert names == ["sample_0000.png", "sample_0001.png", "sample_0002.png"]
+    assert gen.output_names(12345)[-1] == "sample_12344.png"
+    with zipfile.ZipFile(io.BytesIO(gen.zip_pngs(imgs, names))) as zf:
+        assert zf.namelist() == names
+        back = [np.asarray(Image.open(io.BytesIO(zf.read(n)))) for n in names]
+    for a, b in zip(imgs, back):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="uint8"):
+        gen.png_bytes(np.zeros((4, 4), dtype=np.float32))
+
+
+def test_write_pngs_refuses_to_overwrite_unless_forced(tmp_path):
+    out = tmp_path / "new" / "dir"
+    imgs = [np.full((4, 4, 3), v, dtype=np.uint8) for v in (1, 2)]
+    paths = gen.write_pngs(imgs, out, ["a.png", "b.png"])
+    assert [p.name for p in paths] == ["a.png", "b.png"]
+    before = (out / "a.png").read_bytes()
+    other = [np.full((4, 4, 3), 99, dtype=np.uint8)] * 2
+    with pytest.raises(ValueError, match="b.png: already exists"):
+        gen.write_pngs(other, out, ["c.png", "b.png"])
+    assert not (out / "c.png").exists()  # nothing written when any name is taken
+    gen.write_pngs(other, out, ["a.png", "b.png"], force=True)
+    assert (out / "a.png").read_bytes() != before
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]  # no temp files left
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+def test_load_generator_needs_a_size_when_the_folder_stores_none(tmp_path, ds):
+    run = make_run(tmp_path, data=tmp_path / "w.npz")
+    m = gen.load_generator(run)
+    assert m.input_shape == SHAPE
+    assert gen.run_data(run)["path"] == str(tmp_path / "w.npz") and gen.run_data(tmp_path) == {}
+    with pytest.raises(ValueError, match="trained for 26x26"):
+        gen.load_generator(run, size=(32, 32))
+
+    bare = build_model(WAFER_CFG)  # no input shape: like a reference-package folder
+    save_model(bare, tmp_path / "bare")
+    with pytest.raises(ValueError, match="stores no input size"):
+        gen.load_generator(tmp_path / "bare")
+    with pytest.raises(ValueError, match="size 27x27"):
+        gen.load_generator(tmp_path / "bare", size=(27, 27))  # does not mirror at 27
+    m = gen.load_generator(tmp_path / "bare", size=(26, 26))
+    assert m.input_shape == SHAPE
+    loaded = gen.load_images(m, tmp_path / "w.npz")
+    assert loaded.kind == "wafer" and gen.model_kind(m, loaded.kind) == "wafer"
+    assert gen.class_counts(loaded.labels)["none"] == 6

@@ -1,0 +1,220 @@
+"""inspect_run and its exports on a tiny trained run, a reference-package folder and wafer maps."""
+import csv
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inspect_fixtures import DEFECT, SIZE, make_mvtec, make_run, texture, tiny_config
+from udd_core import runs
+from udd_core.data import load_dataset, to_tensor
+from udd_core.inspection import (heatmap_png, heatmaps_zip, inspect_run, load_inputs, scores_csv,
+                                 write_heatmaps)
+from udd_core.metrics import threshold_for_fpr
+from udd_core.model import build_model, load_model, save_model
+from udd_core.render import THRESHOLD_RGB, TRUTH_RGB, HeatScale
+from udd_core.scoring import residual_map, score_images
+from udd_core.train import normal_images, split_indices
+
+METRIC_KEYS = {"image_auroc", "image_ap", "f1_max", "pixel_auroc", "aupro", "per_type"}
+
+
+@pytest.fixture(scope="module")
+def mvtec(tmp_path_factory):
+    return make_mvtec(tmp_path_factory.mktemp("data") / "parts")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, mvtec):
+    return make_run(tmp_path_factory.mktemp("runs") / "tiny", mvtec)
+
+
+@pytest.fixture(scope="module")
+def insp(run, mvtec):
+    return inspect_run(run, mvtec)
+
+
+def test_shapes_labels_and_metrics(insp):
+    n = len(insp)
+    assert n == 8
+    assert insp.maps.shape == (n, SIZE, SIZE) and insp.maps.dtype == np.float32
+    assert insp.images.shape == insp.recon.shape == (n, SIZE, SIZE, 1)
+    assert insp.recon.dtype == np.uint8
+    assert insp.masks.shape == (n, SIZE, SIZE) and insp.masks[[i for i, l in enumerate(insp.labels) if l == "spot"]].any()
+    assert insp.scores.shape == insp.mse.shape == (n,)
+    assert sorted(set(insp.labels)) == ["good", "spot"]
+    d = insp.metrics.to_dict()
+    assert METRIC_KEYS <= set(d) and set(d["per_type"]) == {"spot"}
+    for k in ("image_auroc", "image_ap", "f1_max", "pixel_auroc", "aupro"):
+        assert 0.0 <= d[k] <= 1.0
+    # A bright 8x8 square stands out of a smooth texture: the planted defect is found.
+    assert d["pixel_auroc"] > 0.8
+    assert list(insp.order()) == list(np.argsort(-insp.scores, kind="stable"))
+
+
+def test_threshold_is_the_target_fpr_quantile_of_the_calibration(run, mvtec, insp):
+    cal = runs.read_json(run / runs.CALIBRATION_FILE)
+    assert insp.threshold == threshold_for_fpr(cal["scores"]["mean"], 0.01)
+    assert "validation" in insp.threshold_source and insp.normal_source == "validation"
+    r = insp.at(insp.threshold)
+    assert (insp.fpr, insp.tpr) == (r["fpr"], r["tpr"])
+    assert insp.metrics.confusion["tp"] + insp.metrics.confusion["fn"] == 4
+    loose = inspect_run(run, mvtec, target_fpr=0.5)
+    assert loose.threshold <= insp.threshold
+    assert np.mean(np.asarray(cal["scores"]["mean"]) > loose.threshold) <= 0.5
+
+
+def test_maps_use_the_normal_scale_not_per_image_min_max(run, mvtec, insp):
+    model = load_model(run)
+    x = to_tensor(insp.images)
+    with torch.no_grad():
+        raw = residual_map(x, model(x), "l2").numpy()
+    np.testing.assert_allclose(insp.maps * insp.norm.std + insp.norm.mean, raw, rtol=1e-4, atol=1e-6)
+    # Min-max would put every image's maximum at the same value; the normal scale does not.
+    assert np.ptp(insp.maps.reshape(len(insp), -1).max(axis=1)) > 0.1
+    good, spot = [np.array([lab == t for lab in insp.labels]) for t in ("good", "spot")]
+    assert insp.maps[spot][:, DEFECT[0], DEFECT[1]].mean() > insp.maps[good].mean() + 1
+
+
+def test_manual_threshold_and_with_threshold(run, mvtec, insp):
+    t = float(np.median(insp.scores))
+    manual = inspect_run(run, mvtec, threshold=t)
+    assert manual.threshold == t and manual.threshold_source == "manual"
+    moved = insp.with_threshold(t)
+    assert moved.metrics.confusion == manual.metrics.confusion
+    assert sum(r["defective"] for r in moved.to_rows()) == int((insp.scores > t).sum())
+    assert insp.threshold != t  # the original is untouched
+
+
+def test_other_residual_recomputes_normal_scores_from_validation_images(run, mvtec):
+    ins = inspect_run(run, mvtec, residual="l1", score="topk", topk_percent=5)
+    info = runs.read_json(run / runs.TRAIN_FILE)
+    imgs, _ = normal_images(load_dataset(mvtec, (1, SIZE, SIZE), split="train"))
+    _, va = split_indices(len(imgs), info["settings"]["val_split"], info["settings"]["seed"])
+    want = score_images(load_model(run), imgs[va], "l1", "topk", topk_percent=5).scores
+    np.testing.assert_allclose(ins.normal_scores, want, rtol=1e-6)
+    assert ins.normal_source == "validation" and ins.threshold == threshold_for_fpr(want, 0.01)
+
+
+def test_missing_training_data_falls_back_to_test_good_images(tmp_path, run, mvtec):
+    import shutil
+
+    copy = tmp_path / "moved"
+    shutil.copytree(run, copy)
+    info = runs.read_json(copy / runs.TRAIN_FILE)
+    info["data"]["path"] = str(tmp_path / "gone")
+    runs.write_json_atomic(copy / runs.TRAIN_FILE, info)
+    ins = inspect_run(copy, mvtec, smooth_sigma=1.0)  # smoothing: the calibration no longer fits
+    assert ins.normal_source == "test good"
+    assert any("validation images" in n for n in ins.notices) and any("optimistic" in n for n in ins.notices)
+    assert len(ins.normal_scores) == 4
+
+
+def test_split_without_defects_gives_null_metrics(run, mvtec):
+    ins = inspect_run(run, mvtec, split="train")
+    d = ins.metrics.to_dict()
+    assert all(d[k] is None for k in ("image_auroc", "image_ap", "f1_max", "pixel_auroc", "aupro"))
+    assert d["per_type"] == {} and ins.tpr is None and ins.fpr is not None
+
+
+def test_csv_rows(insp):
+    rows = list(csv.DictReader(io.StringIO(scores_csv(insp))))
+    assert len(rows) == len(insp) and list(rows[0]) == ["path", "label", "score", "mse", "defective"]
+    assert [r["path"] for r in rows] == insp.names
+    np.testing.assert_allclose([float(r["score"]) for r in rows], insp.scores, rtol=1e-6)
+    assert {r["defective"] for r in rows} <= {"True", "False"}
+    json.dumps(insp.to_rows())  # plain Python types only
+
+
+def test_heatmap_png_decodes_at_image_size_with_contours(insp):
+    i = insp.labels.index("spot")
+    im = Image.open(io.BytesIO(insp.heatmap_png(i)))
+    assert im.size == (SIZE, SIZE) and im.mode == "RGB"
+    big = np.asarray(Image.open(io.BytesIO(insp.heatmap_png(i, factor=3))))
+    assert big.shape == (3 * SIZE, 3 * SIZE, 3)
+    # The ground-truth square's outline is drawn in the truth colour, at its top-left corner.
+    assert tuple(big[3 * DEFECT[0].start, 3 * DEFECT[1].start]) == TRUTH_RGB
+    assert (big == THRESHOLD_RGB).all(axis=-1).any()  # the defect crosses the pixel threshold
+
+
+def test_heatmap_png_fixed_scale_and_errors():
+    img = np.full((8, 8, 1), 100, np.uint8)
+    scale = HeatScale(0.0, 2.0, 1.0)
+    low = np.asarray(Image.open(io.BytesIO(heatmap_png(img, np.zeros((8, 8)), scale))))
+    assert (low == 100).all()  # residual at the normal mean: the plain gray image
+    hot = np.asarray(Image.open(io.BytesIO(heatmap_png(img, np.full((8, 8), 0.9), scale))))
+    hotter = np.asarray(Image.open(io.BytesIO(heatmap_png(img, np.full((8, 8), 1.8), scale))))
+    assert hot[4, 4].tolist() != hotter[4, 4].tolist()
+    with pytest.raises(ValueError, match="same height"):
+        heatmap_png(img, np.zeros((4, 4)), scale)
+
+
+def test_heatmap_files_zip_and_regions(tmp_path, insp):
+    paths = write_heatmaps(insp, tmp_path / "hm" / "deep")
+    assert len(paths) == len({p.name for p in paths}) == len(insp)
+    assert all(p.suffix == ".png" and p.stat().st_size > 0 for p in paths)
+    assert {p.name for p in paths} >= {"good_000.png", "spot_003.png"}
+    zf = zipfile.ZipFile(io.BytesIO(heatmaps_zip(insp)))
+    assert sorted(zf.namelist()) == sorted(p.name for p in paths)
+    i = insp.labels.index("spot")
+    regs = insp.regions(i, threshold=float(insp.maps[i][DEFECT].min()) - 1e-3)
+    top, left, bottom, right = regs[0].bbox
+    assert top <= DEFECT[0].start and bottom >= DEFECT[0].stop - 1 and left <= DEFECT[1].start
+    assert insp.regions(i, method="dbscan", threshold=1e9) == []
+
+
+def test_reference_folder_mse_equals_reference_loss(tmp_path):
+    dd = pytest.importorskip("defect_detection")
+    torch.manual_seed(0)
+    ref = dd.AE_cls(tiny_config(), apply_only=True, loss_fn=torch.nn.MSELoss()).eval()
+    ref.save_model(str(tmp_path / "ref") + "/")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(5):
+        Image.fromarray(texture(rng, 24)).save(folder / f"{i}.png")  # 24x24: the images' own size
+    ins = inspect_run(tmp_path / "ref", folder)
+    assert ins.maps.shape == (5, 24, 24) and ins.threshold is None
+    x = to_tensor(load_dataset(folder, (1, 24, 24)).images)
+    with torch.inference_mode():
+        want = dd.functions.loss_def(x, ref(x)).numpy()
+    np.testing.assert_array_equal(ins.mse, want)
+    assert ins.metrics.image_auroc is None and ins.normal_source == ""
+    Image.fromarray(texture(rng, 16)).save(folder / "small.png")
+    with pytest.raises(ValueError, match="differ in size"):
+        inspect_run(tmp_path / "ref", folder)
+    assert inspect_run(tmp_path / "ref", folder, size=(16, 16)).maps.shape == (6, 16, 16)
+
+
+def test_wafer_maps(tmp_path):
+    from udd_core.presets import model_presets
+
+    p = model_presets()["wafer-26"]
+    save_model(build_model(p.config, p.input_shape), tmp_path / "wm")
+    rng = np.random.default_rng(0)
+    maps = rng.integers(0, 3, (6, 26, 26)).astype(np.uint8)
+    labels = np.array(["none", "none", "none", "Loc", "Center", "unlabeled"])
+    np.savez(tmp_path / "w.npz", maps=maps, labels=labels)
+    ins = inspect_run(tmp_path / "wm", tmp_path / "w.npz")
+    assert ins.kind == "wafer" and ins.labels[:3] == ["good"] * 3 and ins.labels[3] == "Loc"
+    assert ins.recon.shape == (6, 26, 26, 3) and set(np.unique(ins.recon.sum(-1))) == {255}  # one-hot
+    assert ins.normal_source == "test good" and ins.threshold is not None
+    assert sum(ins.at(ins.threshold)[k] for k in ("tp", "fp", "tn", "fn")) == 5  # 'unlabeled' left out
+    assert any("unknown label" in n for n in ins.notices)
+    panel = ins.panels(0)["input"]
+    assert panel.shape[0] >= 128 and len(np.unique(panel.reshape(-1, 3), axis=0)) <= 3
+
+
+def test_bad_inputs_raise_one_line_value_errors(tmp_path, run, mvtec):
+    with pytest.raises(ValueError, match="residual"):
+        inspect_run(run, mvtec, residual="l3")
+    with pytest.raises(ValueError, match="not a model folder"):
+        inspect_run(tmp_path, mvtec)
+    with pytest.raises(ValueError, match="no such file"):
+        inspect_run(run, tmp_path / "nothing")
+    with pytest.raises(ValueError, match="size 30x30"):
+        load_inputs(run, mvtec, size=(30, 30))

@@ -1,0 +1,101 @@
+"""The Generate page, driven headless with AppTest on a tiny wafer run under a temporary UDD_RUNS_DIR."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_generation import fitted, make_run  # noqa: F401 - fitted is a fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "generate.py")
+TIMEOUT = 60
+
+
+def images(app) -> list[list[tuple[str, str]]]:
+    """(url, caption) of every image, per st.image call; the url is a hash of the PNG bytes."""
+    return [[(i.url, i.caption) for i in el.proto.imgs] for el in app.get("image")]
+
+
+def grid(app) -> list[list[tuple[str, str]]]:
+    """The generation grid: every st.image row but the last (the interpolation strip)."""
+    return images(app)[:-1]
+
+
+def errors(app) -> str:
+    return " | ".join(e.value for e in app.error)
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch, fitted):
+    root = tmp_path / "runs"
+    make_run(root, "tiny", *fitted)
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def at(runs_dir):
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception, app.exception
+    assert not app.error, errors(app)
+    return app
+
+
+def test_no_runs_points_to_the_train_page(tmp_path, monkeypatch):
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "empty"))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception and not app.error
+    assert "Train" in app.info[0].value and not app.get("image")
+
+
+def test_grid_shows_sources_reconstructions_and_variants(at):
+    rows = grid(at)
+    assert len(rows) == 4  # 4 source images by default
+    for row in rows:
+        assert len(row) == 2 + 4  # source, reconstruction, 4 variants
+        assert row[1][1] == "reconstruction" and all(c.startswith("σ 0.5") for _, c in row[2:])
+    assert at.get("download_button")
+    strip = images(at)[-1]
+    assert len(strip) == 7 + 2 and strip[0][1] == "from" and strip[-1][1] == "to"
+
+
+def test_changing_sigma_and_seed_regenerates(at):
+    before = grid(at)
+    at.slider(key="gen_sigma").set_value(2.5).run()
+    assert not at.exception and not at.error, errors(at)
+    after_sigma = grid(at)
+    assert [r[0] for r in after_sigma] == [r[0] for r in before]  # same sources
+    assert [r[2:] for r in after_sigma] != [r[2:] for r in before]  # new variants
+    at.number_input(key="gen_seed").set_value(7).run()
+    assert not at.exception and not at.error, errors(at)
+    assert grid(at) != after_sigma
+    at.number_input(key="gen_seed").set_value(0).run()
+    at.slider(key="gen_sigma").set_value(0.5).run()
+    assert grid(at) == before  # deterministic: back to the same settings, back to the same images
+
+
+def test_class_filter_picks_sources_of_that_class(at):
+    at.selectbox(key="gen_class").set_value("Scratch").run()
+    assert not at.exception and not at.error, errors(at)
+    rows = grid(at)
+    assert rows and all(r[0][1].startswith("Scratch ·") for r in rows)
+    assert len(rows) == 3  # the class holds 3 maps: the source count follows it down
+
+
+def test_random_mode_shaded_and_interpolation(at):
+    at.radio(key="gen_mode").set_value("Random latents").run()
+    assert not at.exception and not at.error, errors(at)
+    assert len(grid(at)[0]) == 16
+    at.number_input(key="gen_n_random").set_value(5).run()
+    plain = grid(at)
+    assert len(plain[0]) == 5
+    at.toggle(key="gen_shaded").set_value(True).run()
+    assert not at.exception and not at.error, errors(at)
+    assert grid(at) != plain
+    at.slider(key="gen_steps").set_value(4).run()
+    assert not at.exception and len(images(at)[-1]) == 4 + 2
+
+
+def test_bad_data_path_is_a_one_line_error(at):
+    at.text_input(key="gen_data_tiny").input("/no/such/data.npz").run()
+    assert not at.exception
+    assert len(at.error) == 1 and "no such file" in at.error[0].value and "\n" not in at.error[0].value

@@ -1,0 +1,88 @@
+"""The Inspect page driven headless with AppTest on a tiny run in a temporary UDD_RUNS_DIR."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from inspect_fixtures import make_mvtec, make_run
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "inspect.py")
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    data = make_mvtec(tmp_path_factory.mktemp("data") / "parts")
+    root = tmp_path_factory.mktemp("runs")
+    make_run(root / "tiny", data)
+    return root
+
+
+@pytest.fixture
+def at(monkeypatch, runs_dir):
+    monkeypatch.setenv("UDD_RUNS_DIR", str(runs_dir))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def metrics(app) -> dict:
+    return {m.label: m.value for m in app.metric}
+
+
+def test_no_runs_points_to_the_train_page(monkeypatch, tmp_path):
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "empty"))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception
+    assert any("Train" in i.value for i in app.info)
+    assert not app.get("image")
+
+
+def test_page_renders_gallery_plots_and_exports(at):
+    assert not at.error
+    m = metrics(at)
+    assert {"image AUROC", "pixel AUROC", "AUPRO", "FPR", "TPR", "threshold"} <= set(m)
+    assert 0 <= float(m["image AUROC"]) <= 1
+    assert len(at.get("image")) >= 8 * 4  # 8 test images x (input, reconstruction, residual, overlay)
+    assert len(at.get("plotly_chart")) == 3  # drill-down heatmap, histogram, ROC
+    assert len(at.get("download_button")) == 3
+    assert at.selectbox(key="insp_run").value == "tiny"
+    assert at.text_input(key="insp_data").value.endswith("parts")  # the run's training data by default
+
+
+def test_changing_residual_and_moving_the_threshold(at):
+    before = metrics(at)
+    at.selectbox(key="insp_residual").set_value("ssim").run()
+    assert not at.exception and not at.error
+    assert metrics(at)["threshold"] != before["threshold"]  # rescored with another residual
+    auto = metrics(at)
+    at.radio(key="insp_thr_mode").set_value("manual").run()
+    slider = next(s for s in at.slider if s.key.startswith("insp_thr_"))
+    slider.set_value(slider.min).run()
+    assert not at.exception
+    low = metrics(at)
+    assert float(low["TPR"]) >= float(auto["TPR"]) and float(low["FPR"]) >= float(auto["FPR"])
+    assert float(low["threshold"]) == pytest.approx(slider.min, rel=1e-3)
+    slider = next(s for s in at.slider if s.key.startswith("insp_thr_"))
+    slider.set_value(slider.max).run()
+    assert float(metrics(at)["FPR"]) == 0.0 and float(metrics(at)["TPR"]) == 0.0  # nothing is above the top score
+
+
+def test_target_fpr_smoothing_score_kind_and_regions(at):
+    at.slider(key="insp_fpr").set_value(20.0).run()
+    loose = float(metrics(at)["threshold"])
+    at.slider(key="insp_fpr").set_value(0.0).run()
+    assert float(metrics(at)["threshold"]) >= loose
+    at.slider(key="insp_smooth").set_value(1.0).run()
+    at.selectbox(key="insp_score").set_value("topk").run()
+    assert not at.exception and not at.error
+    at.radio(key="insp_method").set_value("dbscan").run()
+    at.radio(key="insp_filter").set_value("predicted defective").run()
+    assert not at.exception and not at.error
+
+
+def test_bad_data_path_is_one_error_line(at):
+    at.text_input(key="insp_data").input("/no/such/folder").run()
+    assert not at.exception
+    assert len(at.error) == 1 and "no such file" in at.error[0].value

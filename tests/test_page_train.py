@@ -1,0 +1,326 @@
+"""The Train page, driven headless with AppTest on tiny generated data (1x32x32 PNGs, a 2-block model).
+
+Jobs are real TrainJob threads; the JobManager lives in st.cache_resource, which AppTest shares
+across sessions of one process, so a second AppTest is what a browser refresh looks like.
+"""
+import io
+import json
+import statistics
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from udd_core import runs
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "pages" / "train.py"
+TIMEOUT = 60
+
+
+def write_pngs(folder: Path, n: int = 12, size: int = 32) -> Path:
+    """`n` grayscale gradient-plus-noise PNGs: enough texture that the loss is not trivially zero."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    ramp = np.linspace(0, 200, size)[None, :]
+    for i in range(n):
+        img = np.clip(ramp + rng.normal(0, 20, (size, size)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"{i:03d}.png")
+    return folder
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    return write_pngs(tmp_path / "data")
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    d = tmp_path / "runs"
+    monkeypatch.setenv("UDD_RUNS_DIR", str(d))
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _no_job_left_behind():
+    yield
+    # A test that starts a long job stops it; anything still training after that is a leak.
+    left = [t for t in threading.enumerate() if t.name.startswith("udd-train-")]
+    for t in left:
+        t.join(60)
+    assert not any(t.is_alive() for t in left), "a training job outlived its test"
+
+
+def page(tiny_config, data: Path, script: Path = PAGE, **state) -> AppTest:
+    """The page with the tiny design as the Design page's config and `data` typed in as the path."""
+    at = AppTest.from_file(str(script), default_timeout=TIMEOUT)
+    settings = {"design_config": tiny_config, "design_input_shape": (1, 32, 32), "train_data_mode": "Path",
+                "train_path": str(data), "train_epochs": 1, "train_batch_size": 4, **state}
+    for k, v in settings.items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception
+    return at
+
+
+def start(at: AppTest) -> AppTest:
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception
+    return at
+
+
+def errors(at) -> str:
+    return " | ".join(e.value for e in at.error)
+
+
+def selected(at) -> str:
+    return at.session_state["train_selected"]
+
+
+def wait_for(at: AppTest, done, timeout: float = 90.0) -> AppTest:
+    """Rerun the page (as the polling fragment would) until `done(at)` or the timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception
+        if done(at):
+            return at
+        time.sleep(0.2)
+    raise AssertionError(f"timed out; page shows: {[m.value for m in (*at.error, *at.warning, *at.success)]}")
+
+
+def finished(at) -> bool:
+    return any("finished" in s.value for s in at.success)
+
+
+def table(at):
+    return at.dataframe[0].value.set_index("name")
+
+
+def chart(at) -> dict:
+    return json.loads(at.get("plotly_chart")[0].proto.spec)
+
+
+def alive(at) -> bool:
+    return any(b.key == "train_stop" for b in at.button)
+
+
+def test_one_epoch_job_shows_its_curve_and_writes_history(tiny_config, data, runs_dir):
+    at = page(tiny_config, data)
+    assert "12 images" in " ".join(c.value for c in at.caption)  # the estimate, before anything is loaded
+    start(at)
+    name = selected(at)
+    assert name.startswith("data-") and at.query_params["run"] == name
+    wait_for(at, finished)
+    assert not at.error
+    lines = (runs_dir / name / "history.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    traces = {t["name"]: t for t in chart(at)["data"]}
+    assert traces["train"]["y"] == [pytest.approx(json.loads(lines[0])["train_loss"])]
+    assert traces["validation"]["y"] == [pytest.approx(json.loads(lines[0])["val_loss"])]
+    n_train = json.loads((runs_dir / name / "train.json").read_text())["data"]["n_train"]
+    assert len(traces["train, per step (smoothed)"]["y"]) == -(-n_train // 4)  # one point per batch of 4
+    assert table(at).loc[name, "status"] == "finished" and table(at).loc[name, "epochs"] == 1
+    assert any("Inspect" in i.value for i in at.info)
+    n_val = json.loads((runs_dir / name / "train.json").read_text())["data"]["n_val"]
+    assert len(at.image) == 1 and len(at.image[0].proto.imgs) == min(4, n_val)  # probes: input over recon
+    assert at.image[0].proto.imgs[0].url.endswith(".png")  # lossless: no JPEG artefacts in a reconstruction
+
+
+def test_stop_resume_and_a_fast_rerun_while_training(tiny_config, data, runs_dir, tmp_path):
+    # The page's own time, measured inside the script thread by a wrapper: at.run() wall time also
+    # holds AppTest's tree parsing and, on a busy 2-core machine, time spent waiting for a CPU or
+    # for the GIL the training thread holds, which says nothing about the page.
+    wrapper = tmp_path / "timed_page.py"
+    wrapper.write_text(
+        "import runpy, time\nimport streamlit as st\n"
+        "w, c = time.perf_counter(), time.thread_time()\n"
+        f"try:\n    runpy.run_path({str(PAGE)!r}, run_name='__main__')\n"
+        "finally:\n    st.session_state['_page_s'] = (time.perf_counter() - w, time.thread_time() - c)\n")
+    at = page(tiny_config, data, script=wrapper, train_epochs=10_000)
+    start(at)
+    name = selected(at)
+    wait_for(at, alive)
+    cpu, wall = [], []
+    for _ in range(7):
+        t = time.perf_counter()
+        at.run()
+        wall.append(time.perf_counter() - t)
+        cpu.append(at.session_state["_page_s"][1])
+        assert alive(at)
+    assert statistics.median(cpu) < 0.2, f"page CPU time per rerun {cpu}, at.run() wall time {wall}"
+    assert statistics.median(wall) < 2.0, f"at.run() wall time {wall}"
+
+    at.button(key="train_stop").click().run()
+    wait_for(at, lambda a: table(a).loc[name, "status"] == "stopped")
+    assert runs.read_status(runs_dir / name)["status"] == "stopped"
+    assert any("stopped" in w.value for w in at.warning)
+    done = int(table(at).loc[name, "epochs"])
+
+    at.number_input(key=f"train_resume_to_{name}").set_value(done + 1)
+    at.button(key="train_resume").click().run()
+    assert not at.exception and not at.error
+    wait_for(at, finished)
+    assert len(runs.read_history(runs_dir / name)) == done + 1
+    assert table(at).loc[name, "epochs"] == done + 1
+
+
+def test_a_new_session_reattaches_to_the_running_job(tiny_config, data, runs_dir):
+    first = start(page(tiny_config, data, train_epochs=10_000))
+    name = selected(first)
+    wait_for(first, alive)
+    # A browser refresh: a new session that only has the URL.
+    second = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
+    second.query_params["run"] = name
+    second.run()
+    assert not second.exception
+    assert selected(second) == name and alive(second)
+    assert any(name in i.value for i in second.info)  # "Training now: ..."
+    second.button(key="train_stop").click().run()
+    wait_for(first, lambda a: table(a).loc[name, "status"] == "stopped")
+
+
+def test_runs_table_shows_every_status_and_old_runs_show_their_curves(tiny_config, data, runs_dir):
+    for name, status in (("a-done", "finished"), ("b-failed", "failed"), ("c-stopped", "stopped")):
+        d = runs.new_run(runs_dir, name)
+        runs.write_json_atomic(d / runs.TRAIN_FILE, {"settings": {"epochs": 3}, "input_shape": [1, 32, 32],
+                                                     "created": f"2024-01-0{len(name)}T00:00:00"})
+        for e in (1, 2, 3):
+            runs.append_history(d, {"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.5 / e})
+        runs.write_status(d, status, f"{status} here")
+    d = runs.new_run(runs_dir, "d-dead")  # "running", but its process is gone
+    runs.write_json_atomic(d / runs.TRAIN_FILE, {"settings": {}, "input_shape": [1, 32, 32], "created": "2024"})
+    runs.write_json_atomic(d / runs.STATUS_FILE, {"status": "running", "pid": 2**22 + 12345,
+                                                  "host": __import__("socket").gethostname(), "heartbeat": time.time()})
+    at = page(tiny_config, data)
+    statuses = table(at)["status"].to_dict()
+    assert statuses == {"a-done": "finished", "b-failed": "failed", "c-stopped": "stopped", "d-dead": "interrupted"}
+    at.selectbox(key="train_run_pick").select("a-done").run()
+    assert at.query_params["run"] == "a-done"
+    traces = {t["name"]: t for t in chart(at)["data"]}
+    assert traces["validation"]["y"] == pytest.approx([1.5, 0.75, 0.5])
+    assert any("Inspect" in i.value for i in at.info)
+    at.selectbox(key="train_run_pick").select("b-failed").run()
+    assert "failed here" in errors(at)
+    at.selectbox(key="train_run_pick").select("c-stopped").run()
+    at.button(key="train_resume").click().run()  # stopped runs can be resumed, but this one has no data path
+    assert not at.exception and "resume c-stopped: data:" in errors(at)
+
+
+def test_bad_data_path_is_one_line_error_and_creates_nothing(tiny_config, tmp_path, runs_dir):
+    missing = tmp_path / "nowhere"
+    at = page(tiny_config, missing)
+    assert str(missing) in errors(at) and "\n" not in errors(at)
+    start(at)
+    assert str(missing) in errors(at)
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    at.text_input(key="train_path").input(str(empty)).run()
+    assert "no images" in errors(at)
+
+
+@pytest.mark.parametrize("state, field", [
+    ({"train_patch_min": 50, "train_patch_max": 10}, "patch_size"),
+    ({"train_name": "../escape"}, "run name"),
+    ({"train_path": ""}, "data:"),
+])
+def test_bad_settings_are_named(tiny_config, data, runs_dir, state, field):
+    at = start(page(tiny_config, data, **state))
+    assert field in errors(at) and not at.exception
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_an_existing_run_name_is_never_overwritten(tiny_config, data, runs_dir):
+    at = start(page(tiny_config, data, train_name="mine"))
+    wait_for(at, finished)
+    before = (runs_dir / "mine" / "history.jsonl").read_text()
+    start(at)
+    assert "'mine'" in errors(at) and "already exists" in errors(at)
+    assert (runs_dir / "mine" / "history.jsonl").read_text() == before
+
+
+def test_unwritable_runs_folder_is_a_clear_error(tiny_config, data, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("UDD_RUNS_DIR", str(blocker / "runs"))
+    at = start(page(tiny_config, data))
+    assert "cannot create" in errors(at) and str(blocker) in errors(at)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA to make the job fail")
+def test_a_failing_job_shows_the_error_and_where(tiny_config, data, runs_dir):
+    at = start(page(tiny_config, data, train_device="cuda"))
+    wait_for(at, lambda a: "Training failed" in errors(a))
+    assert "CUDA is not available" in errors(at) and "train.py:" in errors(at)
+    assert "Traceback" not in errors(at)
+    assert table(at).loc[selected(at), "status"] == "failed"
+
+
+def _zip(members: dict) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, payload in members.items():
+            z.writestr(name, payload)
+    return buf.getvalue()
+
+
+def test_upload_saves_a_zip_and_refuses_a_hostile_one(tiny_config, data, runs_dir, tmp_path):
+    at = page(tiny_config, data, train_data_mode="Upload")
+    pngs = {f"set/train/good/{p.name}": p.read_bytes() for p in sorted(data.iterdir())[:5]}
+    at.file_uploader(key="train_upload").set_value([("good.zip", _zip(pngs), "application/zip")]).run()
+    assert not at.exception and not at.error
+    saved = Path(at.session_state["train_upload_dir"])
+    assert saved.parent == runs_dir / "uploads" and len(list(saved.rglob("*.png"))) == 5
+    assert any("5 images" in c.value for c in at.caption)
+
+    evil = _zip({"ok.png": pngs[next(iter(pngs))], "../../evil.png": b"x"})
+    at.file_uploader(key="train_upload").set_value([("evil.zip", evil, "application/zip")]).run()
+    assert not at.exception
+    assert "'..'" in errors(at) and "\n" not in errors(at)
+    assert "train_upload_dir" not in at.session_state
+    assert not list(tmp_path.rglob("evil.png"))
+    assert sorted(p.name for p in (runs_dir / "uploads").iterdir()) == [saved.name]  # nothing half-written
+
+
+def test_config_file_and_preset_modes(tiny_config, data, runs_dir):
+    at = page(tiny_config, data, train_model_mode="Config file")
+    assert not at.error  # no config uploaded yet: Start waits for one
+    assert next(b for b in at.button if b.label == "Start training").disabled
+    at.file_uploader(key="train_config_file").set_value(("AE.json", json.dumps(tiny_config).encode(),
+                                                         "application/json"))
+    at.number_input(key="train_h").set_value(32)
+    at.number_input(key="train_w").set_value(32).run()
+    assert not at.error and not next(b for b in at.button if b.label == "Start training").disabled
+    at.number_input(key="train_h").set_value(33).run()  # the tiny design does not mirror at 33 px
+    assert "model:" in errors(at)
+    at.radio(key="train_model_mode").set_value("Preset").run()
+    at.selectbox(key="train_model_preset").select("wafer-26").run()
+    assert (at.number_input(key="train_h").value, at.number_input(key="train_w").value) == (26, 26)
+    assert any("3x26x26" in c.value for c in at.caption)  # the estimate follows the preset's shape
+
+
+def test_training_preset_fills_the_settings(tiny_config, data, runs_dir):
+    from udd_core.train import training_presets
+
+    at = page(tiny_config, data)
+    at.selectbox(key="train_preset").select("wafer").run()
+    wafer = training_presets()["wafer"]
+    assert at.number_input(key="train_epochs").value == wafer.epochs
+    assert at.number_input(key="train_lr_step").value == wafer.lr_step
+    assert at.number_input(key="train_weight_decay").value == pytest.approx(wafer.weight_decay)
+
+
+def test_app_navigation_lists_train_after_design():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert at.title[0].value == "Train"
+    assert "Design page" in at.radio(key="train_model_mode").options  # the design from the first page is offered

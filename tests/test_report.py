@@ -1,0 +1,61 @@
+"""The one-page HTML report: self-contained, with metrics, threshold, curve, config and images."""
+import base64
+import io
+import re
+
+import pytest
+from PIL import Image
+
+from inspect_fixtures import make_mvtec, make_run
+from udd_core import runs
+from udd_core.inspection import inspect_run
+from udd_core.report import build_report, loss_curve_svg
+
+
+@pytest.fixture(scope="module")
+def insp(tmp_path_factory):
+    data = make_mvtec(tmp_path_factory.mktemp("data") / "parts")
+    run = make_run(tmp_path_factory.mktemp("runs") / "tiny", data, epochs=2)
+    return inspect_run(run, data)
+
+
+def test_report_is_self_contained_and_complete(insp):
+    page = build_report(insp, n_worst=3)
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert not re.search(r"https?://", page)  # no CDN, no external anything
+    assert not re.search(r"""(src|href)=["'](?!data:)""", page)  # every source is inline data
+    m = insp.metrics
+    for v in (m.image_auroc, m.pixel_auroc, m.aupro):
+        assert f"{v:.4f}" in page
+    assert "spot" in page and insp.threshold_source in page
+    shown = re.search(r"Image threshold <b>([^<]+)</b>", page).group(1)
+    assert float(shown) == pytest.approx(insp.threshold, rel=1e-5)
+    assert page.count("<svg") == 1 and page.count("<polyline") == 2  # train and validation curves
+    assert '"latent_size": 4' in page  # the model config
+    imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(imgs) == 3 * 3  # input, reconstruction, overlay for each worst image
+    first = Image.open(io.BytesIO(base64.b64decode(imgs[0])))
+    assert first.size[0] >= 32
+
+
+def test_report_lists_the_worst_images_first(insp):
+    page = build_report(insp, n_worst=2)
+    order = insp.order()
+    top = insp.names[order[0]]
+    assert top in page and insp.names[order[-1]] not in page
+
+
+def test_report_without_threshold_or_history(insp, tmp_path):
+    bare = insp.with_threshold(0.0)
+    bare.threshold = None
+    page = build_report(bare, run_dir=tmp_path)
+    assert "No threshold" in page and "No training history" in page and "Model config" not in page
+
+
+def test_loss_curve_svg_log_scale_and_gaps():
+    hist = [{"epoch": 1, "train_loss": 1.0, "val_loss": None}, {"epoch": 2, "train_loss": 0.01, "val_loss": 0.02},
+            {"epoch": 3, "train_loss": float("nan"), "val_loss": 0.015}]
+    svg = loss_curve_svg(hist)
+    assert "log loss" in svg and svg.count("<polyline") == 2
+    assert "http" not in svg
+    assert runs.read_history("/nonexistent") == [] and "No training history" in loss_curve_svg([])

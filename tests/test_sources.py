@@ -1,0 +1,167 @@
+"""udd_core.sources: the data sets offered for training, their size estimate, uploads and the set cache."""
+import io
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from udd_core import sources
+from udd_core.data import DataError, wafer_to_onehot
+
+
+def png(path: Path, size=(20, 16), value=100) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full(size[::-1], value, np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    """<tmp>/app (the checkout) with sample_data, and <tmp>/shared/data next to it."""
+    app = tmp_path / "app"
+    for i in range(3):
+        png(app / "sample_data" / "surface" / "train" / "good" / f"{i}.png")
+    np.savez(app / "sample_data" / "maps.npz", maps=np.ones((5, 8, 8), np.uint8))
+    (app / "sample_data" / "README.md").write_text("not data")
+    (app / "sample_data" / "generate.py").write_text("# not data")
+    shared = tmp_path / "shared" / "data"
+    png(shared / "plain" / "a.png")
+    (shared / "wm").mkdir(parents=True)
+    np.save(shared / "wm" / "m.npy", np.ones((4, 6, 6), np.uint8))
+    np.savez(shared / "wm" / "l.npz", maps=np.ones((2, 6, 6), np.uint8))
+    (shared / "wm" / "README.md").write_text("x")
+    (shared / "empty").mkdir()
+    return app
+
+
+def test_sources_list_sample_then_shared_data(tree):
+    found = sources.list_sources(tree)
+    labels = [s.label for s in found]
+    assert labels == ["sample_data/maps.npz (wafer maps)", "sample_data/surface (MVTec folder)",
+                      "shared/data/plain (image folder)", "shared/data/wm/l.npz (wafer maps)",
+                      "shared/data/wm/m.npy (wafer maps)"]
+    assert all(s.path.is_absolute() and s.path.exists() for s in found)
+    assert [s.kind for s in found] == ["wafer", "mvtec", "folder", "wafer", "wafer"]
+
+
+def test_without_shared_data_only_the_samples_are_listed(tmp_path):
+    png(tmp_path / "app" / "sample_data" / "s" / "x.png")
+    assert [s.label for s in sources.list_sources(tmp_path / "app")] == ["sample_data/s (image folder)"]
+    assert sources.list_sources(tmp_path / "nothing") == []
+
+
+def test_the_bundled_sample_data_is_offered():
+    root = Path(__file__).resolve().parents[1]
+    kinds = {s.path.name: s.kind for s in sources.list_sources(root)}
+    assert kinds.get("surface") == "mvtec" and kinds.get("wafer_maps_26x26.npz") == "wafer"
+
+
+def test_describe_counts_and_sizes_before_loading(tree):
+    text = sources.describe(tree / "sample_data" / "surface", (1, 32, 32))
+    assert text == "MVTec folder: 3 images, 0.00293 MB in memory at 1x32x32"  # 3 * 32 * 32 bytes
+    assert "5 images" in sources.describe(tree / "sample_data" / "maps.npz", (3, 8, 8))
+    with pytest.raises(DataError, match="smaller than one 64x64 tile"):
+        sources.describe(tree / "sample_data" / "surface", (1, 64, 64), tile=True)
+    with pytest.raises(DataError, match="no such file"):
+        sources.describe(tree / "missing", (1, 32, 32))
+
+
+def test_default_run_names_are_unique_and_valid(tmp_path):
+    t = 1_700_000_000
+    a = sources.default_run_name(tmp_path, "/data/My Surface set!", now=t)
+    assert a == "My-Surface-set-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(t))
+    (tmp_path / a).mkdir()
+    b = sources.default_run_name(tmp_path, "/data/My Surface set!", now=t)
+    assert b == a + "-2"
+    assert sources.default_run_name(tmp_path, None, now=t).startswith("run-")
+    assert sources.default_run_name(tmp_path, "/x/....", now=t).startswith("run-")  # nothing usable in the name
+
+
+def _zip(members: dict) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, payload in members.items():
+            z.writestr(name, payload)
+    return buf.getvalue()
+
+
+def test_save_upload_makes_a_new_folder_each_time(tmp_path):
+    img = png(tmp_path / "x.png").read_bytes()
+    a = sources.save_upload([("x.png", img), ("pack.zip", _zip({"d/y.png": img}))], tmp_path / "runs")
+    b = sources.save_upload([("x.png", img)], tmp_path / "runs")
+    assert a != b and a.parent == b.parent == tmp_path / "runs" / "uploads"
+    assert sorted(p.relative_to(a).as_posix() for p in a.rglob("*.png")) == ["d/y.png", "x.png"]
+
+
+@pytest.mark.parametrize("member", ["../evil.png", "/abs/evil.png", "a/../../evil.png"])
+def test_hostile_zip_is_refused_and_leaves_nothing(tmp_path, member):
+    with pytest.raises(DataError) as e:
+        sources.save_upload([("evil.zip", _zip({"fine.png": b"1", member: b"2"}))], tmp_path / "runs")
+    assert "\n" not in str(e.value) and "zip member" in str(e.value)
+    assert list((tmp_path / "runs" / "uploads").iterdir()) == []
+    assert not list(tmp_path.rglob("evil.png"))
+
+
+def test_upload_into_an_unwritable_runs_folder_is_a_data_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(DataError, match="cannot write uploads"):
+        sources.save_upload([("a.png", b"1")], blocker / "runs")
+    with pytest.raises(DataError, match="no files"):
+        sources.save_upload([], tmp_path / "runs")
+
+
+def test_dataset_cache_decodes_once_and_notices_changes(tree, monkeypatch):
+    calls = []
+    real = sources.load_dataset
+    monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    cache = sources.DatasetCache(max_entries=2)
+    folder = tree / "sample_data" / "surface"
+    first = cache.get(folder, (1, 16, 16))
+    assert cache.get(str(folder), [1, 16, 16]) is first and len(calls) == 1
+    assert first.images.shape == (3, 16, 16, 1)
+    cache.get(folder, (1, 8, 8))
+    cache.get(folder, (1, 4, 4))  # a third set pushes out the oldest
+    assert len(cache) == 2 and len(calls) == 3
+    cache.get(folder, (1, 16, 16))
+    assert len(calls) == 4
+    png(folder / "train" / "good" / "new.png")  # the folder changed: decode again
+    assert len(cache.get(folder, (1, 16, 16))) == 4 and len(calls) == 5
+    with pytest.raises(DataError, match="input_shape"):
+        cache.get(folder, None)
+
+
+def test_display_images_colour_wafers_and_enlarge_small_ones():
+    maps = np.array([[[0, 1], [2, 1]]], np.uint8)  # (1, 2, 2)
+    out = sources.display_images(wafer_to_onehot(maps), "wafer", min_side=6)
+    assert len(out) == 1 and out[0].shape == (6, 6, 3)
+    assert (out[0][0, 0] == sources.WAFER_COLOURS[0]).all() and (out[0][5, 0] == sources.WAFER_COLOURS[2]).all()
+    assert (out[0][0, 5] == sources.WAFER_COLOURS[1]).all()
+    gray = sources.display_images(np.zeros((2, 128, 100, 1), np.uint8), "mvtec")
+    assert [g.shape for g in gray] == [(128, 100), (128, 100)]  # big enough already: left alone
+    rgb = sources.display_images(np.zeros((1, 30, 40, 3), np.uint8), "folder", min_side=96)
+    assert rgb[0].shape == (120, 160, 3)
+    with pytest.raises(ValueError, match="uint8"):
+        sources.display_images(np.zeros((2, 4, 4, 1)), "folder")
+
+
+def test_probe_pairs_stack_input_over_reconstruction():
+    inputs = np.zeros((3, 40, 50, 1), np.uint8)
+    recons = np.full((3, 40, 50, 1), 7, np.uint8)
+    pairs = sources.probe_pairs(inputs, recons, "folder", min_side=40, gap=2)
+    assert len(pairs) == 3 and pairs[0].shape == (82, 50)
+    assert (pairs[0][:40] == 0).all() and (pairs[0][40:42] == 255).all() and (pairs[0][42:] == 7).all()
+    assert [p.shape for p in sources.probe_pairs(inputs, None, "folder", min_side=40)] == [(40, 50)] * 3
+    with pytest.raises(ValueError, match="recons"):
+        sources.probe_pairs(inputs, recons[:2], "folder")
+
+
+def test_sources_never_import_streamlit():
+    import subprocess
+    import sys
+
+    code = "import sys, udd_core.sources; assert 'streamlit' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -1,0 +1,342 @@
+"""Generation glue: load a model and its data, pick source images, generate, and render the results.
+
+Sits between the latent tools (`latent`) and the front ends (the Generate page, `udd generate`):
+it knows run folders, class labels and how a model output becomes something a person can look at.
+Wafer models (3 one-hot channels) are rendered as wafer maps in three fixed colours; everything
+else is shown as the clipped image. Deterministic: the seed picks the sources and the noise.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import zipfile
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import runs
+from .data import ImageSet, load_dataset, onehot_to_wafer, to_tensor
+from .latent import LatentStats, decode, encode, interpolate, noised_samples, random_samples
+from .model import AutoEncoder, load_model
+from .render import WAFER_RGB
+from .scoring import model_device
+
+# Display colours (RGB) of die values 0 outside the wafer, 1 good die, 2 failing die: the Inspect
+# page's, so a die looks the same on every page. Tuples: immutable, no module-level mutable state.
+WAFER_COLOURS = tuple(tuple(int(v) for v in rgb) for rgb in WAFER_RGB)
+DISPLAY_MIN_SIDE = 128  # smaller images are upscaled (nearest, integer factor) to at least this
+STATS_MAX_IMAGES = 1024  # latent statistics use at most this many images, evenly spaced
+_ENCODE_BATCH = 32  # images encoded per forward pass when fitting latent statistics
+MAX_SAMPLES = 10_000  # more is a typo, not a request
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+def load_generator(path: Union[str, Path], size: Optional[Sequence[int]] = None,
+                   device: str = "cpu") -> AutoEncoder:
+    """A model folder's AutoEncoder with a known ``input_shape`` (C, H, W).
+
+    Run folders store the input size; a reference-package folder does not, so ``size`` (H, W)
+    is needed there, and the design is checked to mirror at that size. Given for a folder that
+    stores a size, ``size`` must agree with it.
+    """
+    model = load_model(path, device=device)
+    if size is not None:
+        h, w = (int(v) for v in size)
+        shape = (model.config.in_channels, h, w)
+        if model.input_shape is not None and tuple(model.input_shape) != shape:
+            raise ValueError(f"size {h}x{w}: the model in {path} was trained for "
+                             f"{model.input_shape[1]}x{model.input_shape[2]}")
+        if model.input_shape is None:
+            from .shapes import propagate  # only needed for folders without a stored size
+
+            report = propagate(model.config, shape)
+            if not report.ok:
+                raise ValueError(f"size {h}x{w}: {report.problems[0].message}")
+            model.input_shape = shape
+    if model.input_shape is None:
+        raise ValueError(f"size: the model folder {path} stores no input size; give its H,W")
+    return model
+
+
+def run_data(path: Union[str, Path]) -> dict:
+    """The data source a run was trained on (train.json's ``data``: path, kind, tile); {} when unknown."""
+    info = runs.read_json(Path(path) / runs.TRAIN_FILE, {})
+    data = info.get("data") if isinstance(info, dict) else None
+    return dict(data) if isinstance(data, dict) else {}
+
+
+def load_images(model: AutoEncoder, data_path: Union[str, Path], split: str = "train",
+                tile: bool = False) -> ImageSet:
+    """The data set at ``data_path`` loaded at the model's input size (C, H, W)."""
+    if model.input_shape is None:
+        raise ValueError("model: input size unknown; load it with load_generator(path, size)")
+    ds = load_dataset(data_path, tuple(model.input_shape), split=split, tile=tile)
+    if len(ds) == 0:
+        raise ValueError(f"{data_path}: no images for split {split!r}")
+    return ds
+
+
+def model_kind(model: AutoEncoder, data_kind: str) -> str:
+    """'wafer' when a 3-channel model works on wafer maps (outputs are argmax'ed), else 'image'."""
+    return "wafer" if data_kind == "wafer" and model.config.in_channels == 3 else "image"
+
+
+# --- choosing sources ------------------------------------------------------------------------
+
+def class_counts(labels: Sequence[str]) -> dict[str, int]:
+    """Images per label, classes sorted by name."""
+    return dict(sorted(Counter(str(v) for v in labels).items()))
+
+
+def class_pool(labels: Optional[Sequence[str]], n_images: int, class_filter: Optional[str] = None) -> np.ndarray:
+    """Indices (ascending) of the images of class ``class_filter``; all images when it is None."""
+    if class_filter is None:
+        return np.arange(n_images)
+    if labels is None:
+        raise ValueError(f"class {class_filter!r}: the data has no labels to filter by")
+    if len(labels) != n_images:
+        raise ValueError(f"labels: {len(labels)} labels for {n_images} images")
+    pool = np.flatnonzero(np.asarray([str(v) for v in labels]) == str(class_filter))
+    if not len(pool):
+        raise ValueError(f"class {class_filter!r}: no images with this label "
+                         f"(classes: {', '.join(class_counts(labels)) or 'none'})")
+    return pool
+
+
+def pick_sources(pool: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """``min(k, len(pool))`` distinct indices of ``pool``, drawn with ``seed``, in ascending order."""
+    if k < 1:
+        raise ValueError(f"number of sources must be >= 1, got {k}")
+    if not len(pool):
+        raise ValueError("no images to pick sources from")
+    rng = np.random.default_rng([int(seed), 0x6E4])  # own stream: independent of the latent noise
+    return np.sort(rng.choice(pool, size=min(k, len(pool)), replace=False))
+
+
+# --- generating ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Generation:
+    """Generated images and where each came from."""
+
+    outputs: torch.Tensor  # (n, C, H, W) raw decoder values
+    sources: np.ndarray  # (n,) index into the data set of each output's source image
+
+    def by_source(self) -> list[tuple[int, list[int]]]:
+        """(source index, output indices) per distinct source, in order of first appearance."""
+        rows: dict[int, list[int]] = {}
+        for j, s in enumerate(self.sources.tolist()):
+            rows.setdefault(s, []).append(j)
+        return list(rows.items())
+
+
+def _as_batch(images, idx: np.ndarray, device) -> torch.Tensor:
+    """Rows ``idx`` of a uint8 cache (N, H, W, C) or a float tensor (N, C, H, W), as (k, C, H, W)."""
+    if isinstance(images, torch.Tensor):
+        return images[torch.as_tensor(idx, dtype=torch.long)].float().to(device)
+    a = np.asarray(images)
+    if a.dtype != np.uint8 or a.ndim != 4:
+        raise ValueError(f"images: expected uint8 (N, H, W, C) or a float (N, C, H, W) tensor, got {a.dtype} {a.shape}")
+    return to_tensor(a[idx], device)
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def _check_count(n: int, what: str = "n") -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_SAMPLES:
+        raise ValueError(f"{what} must be an integer in [1, {MAX_SAMPLES}], got {n!r}")
+    return int(n)
+
+
+def generate(model: AutoEncoder, images, sigma: float, n: int, seed: int,
+             labels: Optional[Sequence[str]] = None, class_filter: Optional[str] = None,
+             n_sources: Optional[int] = None) -> Generation:
+    """``n`` new images: latents of source images plus N(0, sigma^2) noise, decoded.
+
+    ``images`` is the uint8 cache (N, H, W, C) of an ImageSet (or a float (N, C, H, W) tensor).
+    Sources are ``n_sources`` images (default: up to ``n``, all different) of class
+    ``class_filter`` (all images when None), picked with ``seed``; outputs cycle through them,
+    output j coming from source j % k. Same arguments, same images.
+    """
+    n, seed = _check_count(n), _check_seed(seed)
+    if not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    pool = class_pool(labels, len(images), class_filter)
+    chosen = pick_sources(pool, n if n_sources is None else _check_count(n_sources, "n_sources"), seed)
+    x = _as_batch(images, chosen, model_device(model))  # (k, C, H, W)
+    out = noised_samples(model, x, float(sigma), n, seed)  # (n, C, H, W), output j from x[j % k]
+    return Generation(out, chosen[np.arange(n) % len(chosen)])
+
+
+def training_stats(model: AutoEncoder, images, max_images: int = STATS_MAX_IMAGES) -> LatentStats:
+    """Per-channel latent mean/std over (up to ``max_images`` evenly spaced) images, encoded in chunks.
+
+    Chunking bounds the encoder's activation memory, which for large images dwarfs the latents.
+    """
+    n = len(images)
+    if n == 0:
+        raise ValueError("images: none given to fit latent statistics on")
+    idx = np.unique(np.linspace(0, n - 1, min(n, max_images)).round().astype(int))
+    dev = model_device(model)
+    z = torch.cat([encode(model, _as_batch(images, idx[s:s + _ENCODE_BATCH], dev)).double().cpu()
+                   for s in range(0, len(idx), _ENCODE_BATCH)])  # (k, L, h, w)
+    flat = z.transpose(0, 1).reshape(z.shape[1], -1)  # (L, k*h*w)
+    std = flat.std(dim=1, correction=0) if flat.shape[1] > 1 else torch.zeros(z.shape[1], dtype=z.dtype)
+    return LatentStats(mean=flat.mean(dim=1).tolist(), std=std.tolist())
+
+
+def latent_hw(model: AutoEncoder) -> tuple[int, int]:
+    """(h, w) of the model's latent at its input size, from one encoded blank image."""
+    if model.input_shape is None:
+        raise ValueError("model: input size unknown; load it with load_generator(path, size)")
+    z = encode(model, torch.zeros((1, *model.input_shape), device=model_device(model)))  # (1, L, h, w)
+    return int(z.shape[2]), int(z.shape[3])
+
+
+def generate_random(model: AutoEncoder, stats: LatentStats, n: int, seed: int) -> torch.Tensor:
+    """``n`` images (n, C, H, W) decoded from latents drawn from the per-channel statistics."""
+    return random_samples(model, stats, _check_count(n), _check_seed(seed), latent_hw(model))
+
+
+def interpolation(model: AutoEncoder, images, i: int, j: int, steps: int) -> torch.Tensor:
+    """``steps`` images (steps, C, H, W) blending image ``i`` into image ``j`` in latent space."""
+    for name, k in (("first image", i), ("second image", j)):
+        if not 0 <= int(k) < len(images):
+            raise ValueError(f"{name}: index {k} out of range (0..{len(images) - 1})")
+    x = _as_batch(images, np.array([int(i), int(j)]), model_device(model))  # (2, C, H, W)
+    return interpolate(model, x[0:1], x[1:2], int(steps))
+
+
+def reconstruct(model: AutoEncoder, images, idx: Sequence[int]) -> torch.Tensor:
+    """Plain reconstructions (k, C, H, W) of images ``idx``: what sigma = 0 gives."""
+    x = _as_batch(images, np.asarray(idx, dtype=int), model_device(model))  # (k, C, H, W)
+    return decode(model, encode(model, x))
+
+
+# --- display ---------------------------------------------------------------------------------
+
+def render_wafer(maps: np.ndarray) -> np.ndarray:
+    """(N, H, W) die values {0, 1, 2} -> (N, H, W, 3) uint8 in the fixed WAFER_COLOURS."""
+    maps = np.asarray(maps)
+    if maps.ndim != 3 or (maps.size and (maps.min() < 0 or maps.max() > 2)):
+        raise ValueError(f"maps: expected (N, H, W) die values 0..2, got shape {maps.shape}")
+    return np.asarray(WAFER_COLOURS, dtype=np.uint8)[maps.astype(np.intp)]
+
+
+def upscale(images: np.ndarray, min_side: int = DISPLAY_MIN_SIDE) -> np.ndarray:
+    """(N, H, W[, C]) -> the same, repeated by an integer factor so that min(H, W) >= min_side."""
+    h, w = images.shape[1:3]
+    s = max(1, math.ceil(min_side / max(1, min(h, w))))
+    return images if s == 1 else images.repeat(s, axis=1).repeat(s, axis=2)
+
+
+def shade_wafer(y: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) wafer model output -> (N, H, W, 3) uint8: dies shaded by failing-die share.
+
+    Argmax hides a model that expects, say, 20 % failing dies on the rim: every die stays
+    "good". Here each die on the wafer (argmax not outside) is blended from the good-die to the
+    failing-die colour by p = fail / (good + fail), both clipped to [0, 1].
+    """
+    y = y.detach().float().clamp(0, 1).cpu()
+    good, fail = y[:, 1], y[:, 2]  # (N, H, W)
+    p = (fail / (good + fail).clamp_min(1e-6)).numpy()[..., None]  # (N, H, W, 1)
+    colours = np.asarray(WAFER_COLOURS, dtype=np.float32)
+    rgb = (1 - p) * colours[1] + p * colours[2]  # (N, H, W, 3)
+    outside = onehot_to_wafer(y) == 0  # (N, H, W)
+    rgb[outside] = colours[0]
+    return np.rint(rgb).astype(np.uint8)
+
+
+def to_display(x, kind: str, min_side: int = DISPLAY_MIN_SIDE, shaded: bool = False) -> np.ndarray:
+    """Images a person can look at: (N, H', W', 3) RGB or (N, H', W') gray uint8.
+
+    ``x`` is model output (a (N, C, H, W) float tensor, clipped to [0, 1]) or the uint8 cache
+    (N, H, W, C) of an ImageSet. Wafer data (``kind`` 'wafer') becomes die values by argmax and
+    is drawn in WAFER_COLOURS; with ``shaded``, model output is drawn by `shade_wafer` instead.
+    Small images are upscaled with nearest neighbour.
+    """
+    if kind not in ("image", "wafer"):
+        raise ValueError(f"kind must be 'image' or 'wafer', got {kind!r}")
+    if isinstance(x, torch.Tensor):
+        if x.ndim != 4:
+            raise ValueError(f"outputs must be (N, C, H, W), got shape {tuple(x.shape)}")
+        if kind == "wafer":
+            out = shade_wafer(x) if shaded else render_wafer(onehot_to_wafer(x))
+        else:  # (N, C, H, W) float -> (N, H, W, C) uint8
+            out = x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    else:
+        a = np.asarray(x)
+        if a.ndim != 4 or a.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 (N, H, W, C), got {a.dtype} {a.shape}")
+        out = render_wafer(onehot_to_wafer(a)) if kind == "wafer" else a
+    if out.shape[-1] == 1:
+        out = out[..., 0]  # (N, H, W) gray
+    return np.ascontiguousarray(upscale(out, min_side))
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """One display image (H, W) gray or (H, W, 3) RGB uint8 as PNG file bytes."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8 or not (a.ndim == 2 or a.ndim == 3 and a.shape[2] in (1, 3)):
+        raise ValueError(f"image must be uint8 (H, W) or (H, W, 3), got {a.dtype} {a.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def output_names(n: int, prefix: str = "sample") -> list[str]:
+    """``prefix_0000.png`` ... for n images (wider numbers when n needs them)."""
+    width = max(4, len(str(n - 1)))
+    return [f"{prefix}_{i:0{width}d}.png" for i in range(n)]
+
+
+def zip_pngs(images: Sequence[np.ndarray], names: Sequence[str]) -> bytes:
+    """A zip archive (bytes) holding each display image as a PNG under its name."""
+    if len(images) != len(names):
+        raise ValueError(f"names: {len(names)} names for {len(images)} images")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:  # PNG is compressed already
+        for img, name in zip(images, names):
+            zf.writestr(name, png_bytes(img))
+    return buf.getvalue()
+
+
+def write_pngs(images: Sequence[np.ndarray], out_dir: Union[str, Path], names: Sequence[str],
+               force: bool = False) -> list[Path]:
+    """Write each image as ``out_dir/name`` (the folder is created), each atomically.
+
+    Without ``force``, nothing is written when any of the names exists already.
+    """
+    if len(images) != len(names):
+        raise ValueError(f"names: {len(names)} names for {len(images)} images")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder")
+    targets = [out / name for name in names]
+    if not force:
+        taken = [t for t in targets if t.exists()]
+        if taken:
+            more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
+            raise ValueError(f"{taken[0]}: already exists{more} (pass --force to overwrite)")
+    out.mkdir(parents=True, exist_ok=True)
+    for img, target in zip(images, targets):
+        data = png_bytes(img)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return targets

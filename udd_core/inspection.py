@@ -1,0 +1,429 @@
+"""Inspection: score a trained run (or a reference-package model folder) on a data set.
+
+`inspect_run` loads the model and the images, reconstructs and scores them in batches, puts the
+residual maps on the scale of the run's NORMAL validation images (never a per-image min-max),
+picks a threshold (hand-set, else the target false-positive rate on normal validation scores,
+else the best F1 on labelled data) and computes the metrics. The result, `Inspection`, feeds
+the Inspect page, `udd score`, the CSV/PNG exports and the HTML report.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+from PIL import Image
+
+from . import data as _data
+from . import runs
+from .data import ImageSet, load_dataset
+from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr
+from .model import WEIGHTS_FILE, AutoEncoder, load_model
+from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, overlay_rgb, zoom  # noqa: F401 - re-exported
+from .scoring import RESIDUALS, SCORES, NormStats, fit_norm_stats, normalise, score_images
+from .train import NORMAL_LABELS, normal_images, resolve_device, split_indices
+
+UNKNOWN_LABELS = ("unlabeled", "unlabelled", "unknown", "?")  # neither normal nor a defect: left out of metrics
+
+
+def normal_label(label) -> str:
+    """'good' for any normal label (MVTec 'good', WM-811K 'none', 'normal'), else the label itself."""
+    s = str(label).strip()
+    return GOOD if s.lower() in NORMAL_LABELS or not s else s
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+@dataclass
+class Loaded:
+    """A model and the images to score, loaded once (the app caches this across reruns)."""
+
+    model_dir: Path
+    model: AutoEncoder
+    data: ImageSet
+    data_path: str
+    split: str
+    input_shape: tuple[int, int, int]  # (C, H, W) the images were loaded at
+    run: dict  # train.json; {} for a reference-package folder
+    calibration: Optional[dict]  # calibration.json when it was made at this input size
+    notices: list[str] = field(default_factory=list)
+    memo: dict = field(default_factory=dict, repr=False)  # reloaded validation images, filled on first need
+
+
+def _native_size(path, split: str) -> tuple[int, int]:
+    """(H, W) shared by every image (or wafer map) of a data set, read from file headers only."""
+    kind, root = _data._layout(path)
+    sizes: list[tuple[int, int]] = []
+    if kind == "wafer":
+        headers = _data._wafer_headers(root)
+        sizes = [tuple(headers[k][0][-2:]) for k in _data._map_keys(headers)]
+    else:
+        for src, _, _ in _data._sources(kind, root, split)[0]:
+            try:
+                with Image.open(src) as im:  # parses the header only
+                    sizes.append((im.height, im.width))
+            except _data._DECODE_ERRORS:
+                continue
+    distinct = sorted(set(sizes))
+    if not distinct:
+        raise _data.DataError(f"{path}: no readable images for split {split!r}")
+    if len(distinct) > 1:
+        (h1, w1), (h2, w2) = distinct[0], distinct[-1]
+        raise ValueError(f"{path}: images differ in size ({h1}x{w1} and {h2}x{w2}); give a size (--size H,W)")
+    return distinct[0]
+
+
+def _check_size(model: AutoEncoder, shape: tuple[int, int, int]) -> None:
+    from .shapes import propagate  # raises ShapeError (a ValueError) when the input is too small
+
+    report = propagate(model.config, shape)
+    if not report.ok:
+        raise ValueError(f"size {shape[1]}x{shape[2]}: the model cannot reconstruct it ({report.problems[0].message})")
+
+
+def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[tuple[int, int]] = None,
+                tile: Optional[bool] = None, device: str = "cpu",
+                progress: Optional[Callable[[int, int], None]] = None) -> Loaded:
+    """Load a run/model folder and a data set at the model's input size (or ``size`` (H, W)).
+
+    ``data_path`` defaults to the run's training data; ``tile`` to the run's tiling. A folder
+    without a stored size (reference package) scores images at their own (common) size.
+    """
+    p = Path(model_dir)
+    model = load_model(p, device=str(resolve_device(device)))
+    run = runs.read_json(p / runs.TRAIN_FILE, {}) or {}
+    source = run.get("data") or {}
+    if data_path is None:
+        data_path = source.get("path")
+        if not data_path:
+            raise ValueError(f"{p}: no data given and the run names no training data (train.json data.path)")
+    c = model.config.in_channels
+    trained = tuple(int(v) for v in (model.input_shape or run.get("input_shape") or ()))
+    if size is not None:
+        shape = (c, int(size[0]), int(size[1]))
+    elif trained:
+        shape = trained
+    else:
+        shape = (c, *_native_size(data_path, split))
+    _check_size(model, shape)
+    tile = bool(source.get("tile", False)) if tile is None else tile
+    ds = load_dataset(data_path, shape, split=split, tile=tile, progress=progress)
+    cal = None
+    if shape == trained and (p / runs.CALIBRATION_FILE).is_file():
+        cal = runs.read_json(p / runs.CALIBRATION_FILE)
+    notices = list(ds.notices)
+    same = source.get("path") and Path(data_path).resolve() == Path(source["path"]).resolve()
+    if same and (_data.data_kind(data_path) != "mvtec" or split != "test"):
+        notices.append("these are the run's training data: the normal images it learned are scored too, "
+                       "so normal scores look better than on unseen images")
+    if trained and shape != trained:
+        notices.append(f"scored at {shape[1]}x{shape[2]}, the model was trained at {trained[1]}x{trained[2]}")
+    return Loaded(p, model, ds, str(data_path), split, shape, run, cal if isinstance(cal, dict) else None, notices)
+
+
+def _validation_images(loaded: Loaded) -> tuple[Optional[np.ndarray], str, list[str]]:
+    """The run's normal validation images, reloaded like training split them (memoised)."""
+    if "val" not in loaded.memo:
+        src, st = loaded.run.get("data") or {}, loaded.run.get("settings") or {}
+        out: tuple[Optional[np.ndarray], str, list[str]] = (None, "", [])
+        if src.get("path"):
+            try:
+                ds = load_dataset(src["path"], loaded.input_shape, split="train", tile=bool(src.get("tile", False)))
+                imgs, _ = normal_images(ds)
+                notes = [] if src.get("count") in (None, len(imgs)) else [
+                    f"the training data now holds {len(imgs)} normal images, the run had {src['count']}; "
+                    "its validation split may differ"]
+                _, va = split_indices(len(imgs), float(st.get("val_split", 0.1)), int(st.get("seed", 0)))
+                out = (imgs[va], "validation", notes) if len(va) else (imgs, "training", notes)
+            except (ValueError, OSError) as e:
+                out = (None, "", [f"cannot reload the run's validation images: {e}"])
+        loaded.memo["val"] = out
+    return loaded.memo["val"]
+
+
+# --- the result ------------------------------------------------------------------------------
+
+@dataclass
+class Inspection:
+    """Scores, maps and metrics of one data set under one model and one post-processing."""
+
+    names: list[str]
+    labels: list[str]  # "good" or the defect type (normal labels such as "none" become "good")
+    scores: np.ndarray  # (N,) float32 image scores
+    mse: np.ndarray  # (N,) float32 plain per-image MSE (reference-equal)
+    maps: np.ndarray  # (N, H, W) float32, standardised by `norm` when known (0 = typical normal pixel)
+    images: np.ndarray  # (N, H, W, C) uint8 inputs
+    recon: np.ndarray  # (N, H, W, C) uint8 reconstructions (wafers: one-hot of the argmax)
+    masks: Optional[np.ndarray]  # (N, H, W) bool ground truth, or None
+    metrics: Metrics
+    threshold: Optional[float]  # image-score threshold: defective when score > threshold
+    threshold_source: str
+    fpr: Optional[float]
+    tpr: Optional[float]
+    pixel_threshold: float  # in map units: contours and regions
+    norm: Optional[NormStats]
+    normal_scores: Optional[np.ndarray]  # scores of the normal reference images the threshold came from
+    normal_source: str  # "validation", "training", "test good" or ""
+    kind: str  # "image" or "wafer"
+    settings: dict
+    notices: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def known(self) -> np.ndarray:
+        """(N,) bool: images whose label says normal or defective (metrics use only these)."""
+        return np.array([v.lower() not in UNKNOWN_LABELS for v in self.labels], dtype=bool)
+
+    @property
+    def is_defect(self) -> np.ndarray:
+        return np.array([v != GOOD for v in self.labels], dtype=bool)
+
+    @property
+    def scale(self) -> HeatScale:
+        """Fixed colour scale: 0 (the normal mean) to twice the pixel threshold."""
+        vmin = 0.0
+        vmax = 2 * self.pixel_threshold if self.pixel_threshold > vmin else float(np.max(self.maps, initial=1.0))
+        return HeatScale(vmin, max(vmax, vmin + 1e-6), self.pixel_threshold)
+
+    def order(self) -> np.ndarray:
+        """Indices by score, highest first."""
+        return np.argsort(-self.scores, kind="stable")
+
+    def at(self, threshold: float) -> dict:
+        """FPR, TPR and confusion counts of the labelled images at an image-score threshold."""
+        k = self.known
+        pred, y = self.scores[k] > threshold, self.is_defect[k]
+        tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
+        tn, fn = int((~pred & ~y).sum()), int((~pred & y).sum())
+        return {"threshold": float(threshold), "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+                "fpr": fp / (fp + tn) if fp + tn else None, "tpr": tp / (tp + fn) if tp + fn else None}
+
+    def with_threshold(self, threshold: float, source: str = "manual") -> "Inspection":
+        """A copy at another image threshold (cheap: maps and metrics are shared, not recomputed)."""
+        r = self.at(threshold)
+        confusion = {k: r[k] for k in ("threshold", "tp", "fp", "tn", "fn")}
+        pix = self.pixel_threshold
+        if self.settings.get("score") in ("max", "topk"):
+            pix = self._to_map_units(threshold)
+        return replace(self, threshold=float(threshold), threshold_source=source, fpr=r["fpr"], tpr=r["tpr"],
+                       pixel_threshold=pix, metrics=replace(self.metrics, confusion=confusion))
+
+    def _to_map_units(self, v: float) -> float:
+        return float((v - self.norm.mean) / self.norm.std) if self.norm else float(v)
+
+    def regions(self, i: int, method: str = "components", threshold: Optional[float] = None, eps: float = 2.0,
+                min_samples: int = 4, min_pixels: int = 5) -> list:
+        """Defect regions of image ``i`` above ``threshold`` (map units; default the pixel threshold)."""
+        from .regions import find_regions  # sklearn's DBSCAN is slow to import; only load it when asked
+
+        thr = self.pixel_threshold if threshold is None else threshold
+        return find_regions(self.maps[i], thr, method, eps, min_samples, min_pixels)
+
+    def panels(self, i: int, factor: Optional[int] = None, pixel_threshold: Optional[float] = None) -> dict:
+        """RGB pictures of image ``i``: input, reconstruction, residual heatmap and overlay."""
+        h, w = self.maps.shape[1:]
+        f = auto_zoom(h, w) if factor is None else factor
+        scale = self.scale if pixel_threshold is None else replace(self.scale, threshold=pixel_threshold)
+        wafer = self.kind == "wafer"
+        mask = None if self.masks is None else self.masks[i]
+        return {"input": zoom(as_rgb(self.images[i], wafer), f), "reconstruction": zoom(as_rgb(self.recon[i], wafer), f),
+                "residual": heat_rgb(self.maps[i], scale, f),
+                "overlay": overlay_rgb(self.images[i], self.maps[i], scale, mask, wafer, f)}
+
+    def heatmap_png(self, i: int, factor: int = 1) -> bytes:
+        """PNG overlay of image ``i`` (threshold and ground-truth contours) at ``factor`` x its size."""
+        mask = None if self.masks is None else self.masks[i]
+        return heatmap_png(self.images[i], self.maps[i], self.scale, mask, self.kind == "wafer", factor)
+
+    def to_rows(self) -> list[dict]:
+        """One dict per image: path, label, score, mse, defective (None without a threshold)."""
+        t = self.threshold
+        return [{"path": n, "label": lab, "score": _num(s), "mse": _num(m), "defective": None if t is None else bool(s > t)}
+                for n, lab, s, m in zip(self.names, self.labels, self.scores.tolist(), self.mse.tolist())]
+
+
+def _num(v: float) -> Optional[float]:
+    return v if np.isfinite(v) else None
+
+
+def _empty_metrics() -> Metrics:
+    return Metrics(None, None, None, None, None, {}, None)
+
+
+def _to_uint8_hwc(recon: np.ndarray, wafer: bool) -> np.ndarray:
+    """(N, C, H, W) float reconstructions -> (N, H, W, C) uint8 (wafers: one-hot of the argmax)."""
+    if wafer:
+        return _data.wafer_to_onehot(np.argmax(recon, axis=1))
+    out = np.clip(recon, 0.0, 1.0) * 255.0
+    return np.rint(out).astype(np.uint8).transpose(0, 2, 3, 1).copy()
+
+
+def _calibration_fits(cal: Optional[dict], residual: str, score: str, smooth: float, topk: float) -> bool:
+    if not cal or cal.get("weights", WEIGHTS_FILE) != WEIGHTS_FILE:
+        return False
+    scores = cal.get("scores") or {}
+    return (cal.get("residual") == residual and smooth == 0 and isinstance(scores.get(score), list)
+            and len(scores[score]) > 0 and "norm" in cal
+            and (score != "topk" or float(cal.get("topk_percent", -1)) == float(topk)))
+
+
+def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: str = "l2", score: str = "mean",
+                smooth_sigma: float = 0.0, topk_percent: float = 1.0, size: Optional[tuple[int, int]] = None,
+                threshold: Optional[float] = None, target_fpr: float = 0.01, batch_size: int = 32,
+                device: str = "cpu", loaded: Optional[Loaded] = None,
+                progress: Optional[Callable[[int, int], None]] = None) -> Inspection:
+    """Score a data set with a run (or reference model) folder; see the module docstring.
+
+    Pass ``loaded`` (from `load_inputs`) to reuse an already loaded model and data set.
+    """
+    if residual not in RESIDUALS:
+        raise ValueError(f"residual: must be one of {RESIDUALS}, got {residual!r}")
+    if score not in SCORES:
+        raise ValueError(f"score: must be one of {SCORES}, got {score!r}")
+    if not 0.0 <= target_fpr <= 1.0:
+        raise ValueError(f"target_fpr: must be in [0, 1], got {target_fpr}")
+    device = str(resolve_device(device))
+    if loaded is None:
+        if model_dir is None:
+            raise ValueError("model_dir: give a run or model folder")
+        loaded = load_inputs(model_dir, data_path, split, size, device=device)
+    ds, model, notices = loaded.data, loaded.model, list(loaded.notices)
+    kw = dict(residual=residual, score=score, smooth_sigma=smooth_sigma, topk_percent=topk_percent,
+              batch_size=batch_size, device=device)
+    res = score_images(model, ds.images, progress=progress, **kw)
+    labels = [normal_label(v) for v in ds.labels]
+    known = np.array([v.lower() not in UNKNOWN_LABELS for v in labels], dtype=bool)
+    if not known.all():
+        notices.append(f"{int((~known).sum())} images with an unknown label are left out of the metrics")
+    good = known & np.array([v == GOOD for v in labels], dtype=bool)
+
+    # Normal reference: the run's calibration, else its validation images re-scored, else test goods.
+    cal = loaded.calibration
+    norm, normal_scores, normal_source = None, None, ""
+    if _calibration_fits(cal, residual, score, smooth_sigma, topk_percent):
+        norm = NormStats.from_dict(cal["norm"])
+        normal_scores = np.asarray(cal["scores"][score], dtype=np.float64)
+        normal_source = {"train": "training"}.get(str(cal.get("source")), str(cal.get("source", "validation")))
+    else:
+        imgs, normal_source, notes = _validation_images(loaded) if loaded.run else (None, "", [])
+        notices += notes
+        if imgs is not None:
+            ref = score_images(model, imgs, **kw)
+            norm, normal_scores = fit_norm_stats(ref.maps), ref.scores.astype(np.float64)
+        elif good.any() and (_data.data_kind(loaded.data_path) == "mvtec" or good.sum() < known.sum()):
+            norm, normal_scores = fit_norm_stats(res.maps[good]), res.scores[good].astype(np.float64)
+            normal_source = "test good"
+            notices.append("no validation images of the run: heatmap scale and threshold come from the good "
+                           "images of this data set, so its false-positive rate is optimistic")
+        else:  # unlabelled images: a scale shared by all of them, but no basis for a threshold
+            norm = fit_norm_stats(res.maps)
+            notices.append("no normal reference images: the heatmap scale comes from all scored images "
+                           "and no threshold is set (give one)")
+    if normal_source == "training":
+        notices.append("the run has no validation split: normal statistics come from its training images "
+                       "(expect more false positives than the target)")
+
+    y = np.array([v != GOOD for v in labels], dtype=bool)
+    if threshold is not None:
+        thr, source = float(threshold), "manual"
+    elif normal_scores is not None and normal_scores.size:
+        thr = threshold_for_fpr(normal_scores, target_fpr)
+        source = f"target FPR {target_fpr:.2%} on the {normal_source} images"
+    elif y[known].any() and (~y[known]).any():
+        thr, source = best_f1_threshold(res.scores[known], y[known])[0], "best F1 on this data"
+    else:
+        thr, source = None, "none"
+
+    maps = normalise(res.maps, norm).astype(np.float32, copy=False) if norm else res.maps
+    if norm:
+        q99 = (norm.q99 - norm.mean) / norm.std
+    else:
+        q99 = float(np.quantile(maps[good] if good.any() else maps, 0.99))
+    use_thr = thr is not None and score in ("max", "topk")
+    pix = ((thr - norm.mean) / norm.std if norm else thr) if use_thr else q99
+
+    masks = ds.masks
+    if known.any():
+        pick = slice(None) if known.all() else known  # a slice avoids copying (N, H, W) maps
+        pm = (maps[pick], masks[pick]) if masks is not None else (None, None)
+        metrics = compute_metrics(res.scores[pick], [v for v, k in zip(labels, known) if k], *pm, threshold=thr)
+    else:
+        metrics = _empty_metrics()
+    settings = {"model": str(loaded.model_dir), "data": loaded.data_path, "split": loaded.split,
+                "input_shape": list(loaded.input_shape), "residual": residual, "score": score,
+                "smooth_sigma": float(smooth_sigma), "topk_percent": float(topk_percent), "target_fpr": float(target_fpr)}
+    insp = Inspection(list(ds.names), labels, res.scores, res.mse, maps, ds.images,
+                      _to_uint8_hwc(res.recon, ds.kind == "wafer"), masks, metrics, thr, source, None, None,
+                      float(pix), norm, normal_scores, normal_source, ds.kind, settings, notices)
+    if thr is not None:
+        r = insp.at(thr)
+        insp.fpr, insp.tpr = r["fpr"], r["tpr"]
+    return insp
+
+
+# --- exports ---------------------------------------------------------------------------------
+
+def scores_csv(insp: Inspection) -> str:
+    """CSV text: path, label, score, mse, defective; one line per image in data order."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["path", "label", "score", "mse", "defective"], lineterminator="\n")
+    w.writeheader()
+    for row in insp.to_rows():
+        w.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buf.getvalue()
+
+
+def _file_stem(name: str) -> str:
+    """A safe file stem from an image name: its folder and stem ('crack_003'), tile suffix kept."""
+    path, _, tile = name.partition("#")
+    if path.endswith("]"):  # a wafer map: "file.npz:key[i]" or "file.npy[i]"
+        stem = re.sub(r"\.np[yz]\b", "", path)
+    else:
+        p = Path(path)
+        stem = f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem
+    stem += f"_{tile}" if tile else ""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "image"
+
+
+def heatmap_files(insp: Inspection, factor: Optional[int] = None) -> Iterator[tuple[str, bytes]]:
+    """(unique file name, PNG bytes) of every image's overlay; tiny images are enlarged."""
+    h, w = insp.maps.shape[1:]
+    f = auto_zoom(h, w) if factor is None else factor
+    seen: set[str] = set()
+    for i, name in enumerate(insp.names):
+        stem = _file_stem(name)
+        cand, k = stem, 2
+        while cand.lower() in seen:
+            cand, k = f"{stem}-{k}", k + 1
+        seen.add(cand.lower())
+        yield f"{cand}.png", insp.heatmap_png(i, f)
+
+
+def write_heatmaps(insp: Inspection, out_dir) -> list[Path]:
+    """Write one overlay PNG per image into ``out_dir`` (created); returns the paths."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"{out}: cannot create the heatmap folder ({e.strerror or e})") from None
+    paths = []
+    for fname, png in heatmap_files(insp):
+        (out / fname).write_bytes(png)
+        paths.append(out / fname)
+    return paths
+
+
+def heatmaps_zip(insp: Inspection) -> bytes:
+    """A zip of every overlay PNG (stored: PNGs are compressed already)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for fname, png in heatmap_files(insp):
+            zf.writestr(fname, png)
+    return buf.getvalue()

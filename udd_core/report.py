@@ -1,0 +1,162 @@
+"""The one-page HTML report of an inspection: a single self-contained file an engineer can mail.
+
+Everything is inline (CSS, the training curve as SVG, images as base64 PNGs): the file opens
+offline and references no URL at all.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from . import runs
+from .inspection import Inspection
+from .render import png_bytes
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#222}
+h1{font-size:22px;margin-bottom:2px} h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #ddd}
+.sub{color:#666;font-size:13px} table{border-collapse:collapse;font-size:13px}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left} th{background:#f4f4f4}
+td.n{text-align:right;font-variant-numeric:tabular-nums} pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto}
+.imgs img{width:150px;image-rendering:pixelated;margin-right:4px;border:1px solid #ccc}
+.bad{color:#b00;font-weight:600} .ok{color:#070} .note{color:#8a5a00;font-size:13px}
+.legend{font-size:12px;color:#555}
+"""
+
+
+def _e(v) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _num(v, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.{digits}f}"
+
+
+def _img(rgb: np.ndarray, alt: str) -> str:
+    data = base64.b64encode(png_bytes(rgb)).decode("ascii")
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def loss_curve_svg(history: list[dict], width: int = 560, height: int = 220) -> str:
+    """Inline SVG of the training and validation loss per epoch (log scale when they span > 10x)."""
+    series = {k: [(r.get("epoch", i + 1), r.get(k)) for i, r in enumerate(history)] for k in ("train_loss", "val_loss")}
+    series = {k: [(e, float(v)) for e, v in pts if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+              for k, pts in series.items()}
+    values = [v for pts in series.values() for _, v in pts]
+    if not values:
+        return '<p class="sub">No training history.</p>'
+    epochs = [e for pts in series.values() for e, _ in pts]
+    e0, e1 = min(epochs), max(max(epochs), min(epochs) + 1)
+    lo, hi = min(values), max(values)
+    log = hi / lo > 10
+    f = math.log10 if log else (lambda v: v)
+    y0, y1 = f(lo), f(hi) if f(hi) > f(lo) else f(lo) + 1e-12
+    ml, mr, mt, mb = 60, 110, 10, 30  # margins: tick labels left, legend right
+
+    def xy(e, v):
+        x = ml + (e - e0) / (e1 - e0) * (width - ml - mr)
+        y = mt + (1 - (f(v) - y0) / (y1 - y0)) * (height - mt - mb)
+        return f"{x:.1f},{y:.1f}"
+
+    parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="training curve" style="font:11px sans-serif">',
+             f'<rect x="{ml}" y="{mt}" width="{width - ml - mr}" height="{height - mt - mb}" fill="none" stroke="#bbb"/>']
+    for v in (lo, hi):
+        parts.append(f'<text x="{ml - 4}" y="{xy(e0, v).split(",")[1]}" text-anchor="end" dy="4">{_num(v, 3)}</text>')
+    for e in (e0, e1):
+        parts.append(f'<text x="{xy(e, lo).split(",")[0]}" y="{height - 12}" text-anchor="middle">{e}</text>')
+    parts.append(f'<text x="{(width - mr + ml) / 2}" y="{height - 1}" text-anchor="middle">epoch'
+                 f'{" (log loss)" if log else ""}</text>')
+    colours = {"train_loss": "#1f77b4", "val_loss": "#d62728"}
+    for i, (k, pts) in enumerate(series.items()):
+        if not pts:
+            continue
+        c = colours[k]
+        parts.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{" ".join(xy(e, v) for e, v in pts)}"/>')
+        if len(pts) == 1:
+            x, y = xy(*pts[0]).split(",")
+            parts.append(f'<circle cx="{x}" cy="{y}" r="3" fill="{c}"/>')
+        ly = mt + 14 + 16 * i
+        parts.append(f'<line x1="{width - mr + 10}" y1="{ly - 4}" x2="{width - mr + 30}" y2="{ly - 4}" stroke="{c}" '
+                     f'stroke-width="2"/><text x="{width - mr + 34}" y="{ly}">{k.replace("_loss", "")}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _metrics_table(insp: Inspection) -> str:
+    m = insp.metrics
+    head = "<tr><th>set</th><th>n</th><th>image AUROC</th><th>image AP</th><th>pixel AUROC</th><th>AUPRO</th></tr>"
+    n_all = int(insp.known.sum())
+    rows = [f"<tr><td><b>all</b></td><td class=n>{n_all}</td><td class=n>{_num(m.image_auroc)}</td>"
+            f"<td class=n>{_num(m.image_ap)}</td><td class=n>{_num(m.pixel_auroc)}</td><td class=n>{_num(m.aupro)}</td></tr>"]
+    for t, d in m.per_type.items():
+        rows.append(f"<tr><td>{_e(t)}</td><td class=n>{d['n']}</td><td class=n>{_num(d['image_auroc'])}</td>"
+                    f"<td class=n>{_num(d['image_ap'])}</td><td class=n>{_num(d['pixel_auroc'])}</td>"
+                    f"<td class=n>{_num(d['aupro'])}</td></tr>")
+    return f"<table>{head}{''.join(rows)}</table><p>F1 max: {_num(m.f1_max)}</p>"
+
+
+def _threshold_block(insp: Inspection) -> str:
+    if insp.threshold is None:
+        return "<p>No threshold: the data has no normal reference or labels to set one.</p>"
+    r = insp.at(insp.threshold)
+    conf = (f"<table><tr><th></th><th>predicted defective</th><th>predicted good</th></tr>"
+            f"<tr><th>defective</th><td class=n>{r['tp']}</td><td class=n>{r['fn']}</td></tr>"
+            f"<tr><th>good</th><td class=n>{r['fp']}</td><td class=n>{r['tn']}</td></tr></table>")
+    return (f"<p>Image threshold <b>{_num(insp.threshold, 6)}</b> ({_e(insp.threshold_source)}): "
+            f"FPR {_num(r['fpr'])}, TPR {_num(r['tpr'])}. An image is defective when its score is above it.</p>{conf}")
+
+
+def _worst(insp: Inspection, n: int) -> str:
+    rows = []
+    for rank, i in enumerate(insp.order()[:n], 1):
+        p = insp.panels(int(i))
+        verdict = "" if insp.threshold is None else (
+            '<span class="bad">defective</span>' if insp.scores[i] > insp.threshold else '<span class="ok">ok</span>')
+        imgs = "".join(_img(p[k], k) for k in ("input", "reconstruction", "overlay"))
+        rows.append(f"<tr><td class=n>{rank}</td><td>{_e(Path(insp.names[i]).name)}<br><span class=sub>"
+                    f"{_e(insp.names[i])}</span></td><td>{_e(insp.labels[i])}</td><td class=n>{_num(float(insp.scores[i]), 5)}"
+                    f"</td><td>{verdict}</td><td class=imgs>{imgs}</td></tr>")
+    return ("<table><tr><th>#</th><th>image</th><th>label</th><th>score</th><th>verdict</th>"
+            "<th>input | reconstruction | overlay</th></tr>" + "".join(rows) + "</table>"
+            '<p class="legend">Overlay: residual on a fixed scale from the normal images; cyan outline = pixels above '
+            "the pixel threshold, green outline = ground-truth defect.</p>")
+
+
+def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Optional[str] = None) -> str:
+    """The report as one HTML string: settings, config, training curve, metrics, threshold, worst images."""
+    run = Path(run_dir or insp.settings.get("model", "."))
+    config = runs.read_json(run / "config.json")
+    train = runs.read_json(run / runs.TRAIN_FILE, {}) or {}
+    history = runs.read_history(run)
+    s = insp.settings
+    title = title or f"udd inspection report: {run.name}"
+    scoring = {k: s.get(k) for k in ("residual", "score", "smooth_sigma", "topk_percent", "target_fpr")}
+    setup = [("model", s.get("model")), ("data", s.get("data")), ("split", s.get("split")),
+             ("input shape (C, H, W)", s.get("input_shape")), ("images", len(insp)),
+             ("scoring", json.dumps(scoring)), ("normal reference", insp.normal_source or "none")]
+    if train.get("settings"):
+        setup.append(("training", json.dumps(train["settings"])))
+    body = [f"<h1>{_e(title)}</h1><div class=sub>generated {_e(time.strftime('%Y-%m-%d %H:%M'))} by udd</div>",
+            "<h2>Setup</h2><table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in setup) + "</table>",
+            "<h2>Metrics</h2>" + _metrics_table(insp),
+            "<h2>Threshold</h2>" + _threshold_block(insp),
+            f"<h2>Worst {min(n_worst, len(insp))} images by score</h2>" + _worst(insp, n_worst),
+            "<h2>Training curve</h2>" + loss_curve_svg(history)]
+    if config is not None:
+        text = json.dumps(config) if not isinstance(config, dict) else \
+            "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in config.items()) + "\n}"
+        body.append("<h2>Model config</h2><pre>" + html.escape(text, quote=False) + "</pre>")
+    if insp.notices:
+        body.append("<h2>Notes</h2><ul>" + "".join(f"<li class=note>{_e(n)}</li>" for n in insp.notices) + "</ul>")
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")

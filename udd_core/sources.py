@@ -1,0 +1,205 @@
+"""Data sources for a training run: what there is to train on, what it costs, where uploads go.
+
+The Train page offers the bundled `sample_data/` sets and the shared data folder next to the
+checkout (`../shared/data`), tells the memory a source will take before a pixel is decoded, saves
+browser uploads into a fresh folder under the runs root, and keeps the last loaded sets so that a
+rerun (or a second run on the same data) never decodes the same images twice.
+Nothing here imports streamlit.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from . import runs
+from .data import WAFER_EXTS, DataError, ImageSet, data_kind, estimate_cache_bytes, load_dataset, onehot_to_wafer
+from .uploads import save_uploads
+
+KIND_TEXT = {"mvtec": "MVTec folder", "folder": "image folder", "wafer": "wafer maps"}
+UPLOADS_DIR = "uploads"  # under the runs root; holds no train.json, so list_runs never shows it
+# Die value -> RGB: outside the wafer light grey, good die blue, failing die red.
+WAFER_COLOURS = np.array([[235, 235, 235], [76, 120, 168], [228, 87, 86]], dtype=np.uint8)
+WAFER_COLOURS.flags.writeable = False  # shared by every call: nobody may repaint it
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One data set offered in the picker."""
+
+    label: str  # e.g. "sample_data/surface (MVTec folder)"
+    path: Path  # absolute
+    kind: str  # "mvtec", "folder" or "wafer" (data.data_kind)
+
+
+def shared_data_dir(app_root: Union[str, Path]) -> Path:
+    """The shared data folder that sits next to the checkout: `<app root>/../shared/data`."""
+    return Path(app_root).resolve().parent / "shared" / "data"
+
+
+def _kind(path: Path) -> Optional[str]:
+    try:
+        return data_kind(path)
+    except (DataError, OSError):
+        return None
+
+
+def _sources_in(folder: Path, prefix: str) -> list[DataSource]:
+    """Every entry of `folder` that loads as a data set; a folder of wafer files lists the files."""
+    out: list[DataSource] = []
+    try:
+        entries = sorted(e for e in folder.iterdir() if not e.name.startswith((".", "_")))
+    except OSError:
+        return out
+    for e in entries:
+        kind = _kind(e)
+        if kind is not None:
+            out.append(DataSource(f"{prefix}/{e.name} ({KIND_TEXT[kind]})", e.resolve(), kind))
+        elif e.is_dir():  # e.g. wm811k_small/: several wafer files, none of them a folder data set
+            for f in sorted(f for f in e.iterdir() if f.suffix.lower() in WAFER_EXTS and f.is_file()):
+                if _kind(f) is not None:
+                    out.append(DataSource(f"{prefix}/{e.name}/{f.name} ({KIND_TEXT['wafer']})", f.resolve(), "wafer"))
+    return out
+
+
+def list_sources(app_root: Union[str, Path]) -> list[DataSource]:
+    """The sets under `<app_root>/sample_data`, then those under `../shared/data` when it exists."""
+    root = Path(app_root).resolve()
+    return _sources_in(root / "sample_data", "sample_data") + _sources_in(shared_data_dir(root), "shared/data")
+
+
+def estimate_text(n: int, nbytes: int, input_shape: tuple[int, int, int]) -> str:
+    """'60 images, 0.98 MB in memory at 1x128x128'."""
+    c, h, w = input_shape
+    return f"{n} image{'s' if n != 1 else ''}, {nbytes / 2**20:.3g} MB in memory at {c}x{h}x{w}"
+
+
+def describe(path: Union[str, Path], input_shape: tuple[int, int, int], tile: bool = False) -> str:
+    """The kind and estimated cache size of a training source, without decoding pixels; DataError if unusable."""
+    kind = data_kind(path)
+    n, nbytes = estimate_cache_bytes(path, input_shape, split="train", tile=tile)
+    if n == 0:
+        tiles = f" (every image is smaller than one {input_shape[1]}x{input_shape[2]} tile)" if tile else ""
+        raise DataError(f"{path}: no training images{tiles}")
+    return f"{KIND_TEXT[kind]}: {estimate_text(n, nbytes, input_shape)}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-_")[:60] or "run"
+
+
+def default_run_name(root: Union[str, Path], data_path: Union[str, Path, None], now: Optional[float] = None) -> str:
+    """`<data set name>-<YYYYmmdd-HHMMSS>`, made unique under `root` (an existing run is never reused)."""
+    stem = Path(str(data_path)).stem if data_path else "run"
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+    return runs.unique_run_name(root, f"{_slug(stem)}-{stamp}")
+
+
+def save_upload(files: Iterable[tuple[str, bytes]], runs_root: Union[str, Path]) -> Path:
+    """Save uploaded (name, bytes) pairs, zips unpacked safely, into a new `<runs_root>/uploads/upload-<time>`.
+
+    Returns that folder. On any error (a hostile zip, an unwritable runs folder) the folder is
+    removed again and DataError says why in one line.
+    """
+    parent = Path(runs_root) / UPLOADS_DIR
+    dest = parent / runs.unique_run_name(parent, "upload-" + time.strftime("%Y%m%d-%H%M%S"))
+    try:
+        written = save_uploads(files, dest)
+    except BaseException as e:
+        shutil.rmtree(dest, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise DataError(f"cannot write uploads to {dest}: {e.strerror or e}") from None
+        raise
+    if not written:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise DataError("upload: no files received")
+    return dest
+
+
+def _stamp(path: Path) -> tuple:
+    """Modification times that change when a set's files are added, removed or rewritten at the top."""
+    out = []
+    for p in (path, path / "train" / "good"):
+        try:
+            out.append(p.stat().st_mtime_ns)
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+class DatasetCache:
+    """The last few loaded ImageSets, by (path, shape, split, tile, mtimes); safe to share between threads."""
+
+    def __init__(self, max_entries: int = 2):
+        self.max_entries = max_entries
+        self._sets: OrderedDict[tuple, ImageSet] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Union[str, Path], input_shape: tuple[int, int, int], split: str = "train",
+            tile: bool = False, progress: Optional[Callable[[int, int], None]] = None) -> ImageSet:
+        """The set loaded by data.load_dataset, decoded only on the first call for these arguments."""
+        try:
+            shape = tuple(int(v) for v in input_shape)
+        except (TypeError, ValueError):
+            raise DataError(f"input_shape must be (C, H, W), got {input_shape!r}") from None
+        p = Path(path).resolve()
+        key = (str(p), shape, split, bool(tile), _stamp(p))
+        with self._lock:  # one loader at a time: two identical requests decode once
+            if key in self._sets:
+                self._sets.move_to_end(key)
+                return self._sets[key]
+            ds = load_dataset(p, key[1], split=split, tile=tile, progress=progress)
+            self._sets[key] = ds
+            while len(self._sets) > self.max_entries:
+                self._sets.popitem(last=False)
+            return ds
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+
+def display_images(images: np.ndarray, kind: str, min_side: int = 96) -> list[np.ndarray]:
+    """Cached uint8 images (N, H, W, C) as pictures to show: gray as (H, W), wafer maps argmax-coloured RGB.
+
+    Small images are enlarged by a whole factor with nearest neighbour, so a 26x26 wafer map shows
+    crisp dies instead of a blur.
+    """
+    a = np.asarray(images)
+    if a.ndim != 4 or a.dtype != np.uint8:
+        raise ValueError(f"images: expected uint8 (N, H, W, C), got {a.dtype} {a.shape}")
+    if kind == "wafer" and a.shape[-1] == 3:
+        a = WAFER_COLOURS[onehot_to_wafer(a)]  # (N, H, W) die values -> (N, H, W, 3)
+    elif a.shape[-1] == 1:
+        a = a[..., 0]  # (N, H, W)
+    k = max(1, -(-min_side // max(1, min(a.shape[1:3]))))  # ceil(min_side / shortest side)
+    if k > 1:
+        a = a.repeat(k, axis=1).repeat(k, axis=2)
+    return list(a)
+
+
+def probe_pairs(inputs: np.ndarray, recons: Optional[np.ndarray], kind: str, min_side: int = 96,
+                gap: int = 4) -> list[np.ndarray]:
+    """Each probe's input above its reconstruction (white gap between), as display_images pictures.
+
+    One picture per probe keeps the pair together however narrow the page wraps them. Without
+    reconstructions yet (epoch 1 still running) the inputs are shown alone.
+    """
+    tops = display_images(inputs, kind, min_side)
+    if recons is None:
+        return tops
+    bottoms = display_images(recons, kind, min_side)
+    if len(bottoms) != len(tops):
+        raise ValueError(f"recons: {len(bottoms)} images for {len(tops)} probe inputs")
+    out = []
+    for top, bottom in zip(tops, bottoms):
+        white = np.full((gap, *top.shape[1:]), 255, np.uint8)  # (gap, W[, 3])
+        out.append(np.concatenate([top, white, bottom], axis=0))  # (2H + gap, W[, 3])
+    return out
