@@ -1,7 +1,7 @@
 """The autoencoder's config: one frozen dataclass, parsed safely from JSON or the reference format.
 
 The reference package (`defect_detection` 0.4.4) writes its config as a printed Python dict
-(`AE_config.txt`, single quotes and tuples) and reads it back with `eval()`. We read both that
+(`AE_config.txt`, single quotes and tuples) and reads it back with Python's eval. We read both that
 format and JSON with literal parsers only, so a config file can never run code.
 """
 from __future__ import annotations
