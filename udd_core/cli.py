@@ -16,6 +16,10 @@ from .config import ConfigError, load_config
 from .shapes import ShapeError, ShapeReport, propagate
 
 
+# Spelled out so `udd --help` needs no torch import; a test holds them to training_presets().
+TRAIN_PRESETS = ("reference", "wafer", "magnetic-tile")
+
+
 class UsageError(ValueError):
     """Bad command-line input; reported as one line with exit code 2."""
 
@@ -126,6 +130,7 @@ class _ProgressLine:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.width = 0
         self.epochs_shown = 0
+        self.notices_shown = 0
 
     def _put(self, line: str, final: bool) -> None:
         if self.tty:
@@ -140,6 +145,9 @@ class _ProgressLine:
             self._put(f"loading images {done}/{total}", final=False)
 
     def show(self, p) -> None:
+        for note in p.notices[self.notices_shown:]:  # e.g. the bf16 parity verdict, known only after start
+            self._put(f"note: {note}", final=True)
+        self.notices_shown = len(p.notices)
         for e in range(self.epochs_shown, len(p.train_loss)):  # finished epochs get a permanent line
             val = p.val_loss[e]
             self._put(f"epoch {e + 1}/{p.epochs}  loss {p.train_loss[e]:.5g}"
@@ -165,6 +173,7 @@ def _settings_from_args(args: argparse.Namespace):
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "noise_patches": args.noise_patches,
         "patch_size": parse_ints(args.patch_size, 2, "--patch-size") if args.patch_size else None,
         "val_split": args.val_split, "seed": args.seed, "device": args.device, "loss": args.loss,
+        "amp_bf16": None if args.precision is None else args.precision == "bf16",
     }.items() if v is not None}
     return base.replace(**changes)
 
@@ -262,6 +271,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         del ds, images
     for note in job.snapshot().notices:
         print(f"note: {note}", file=sys.stderr)
+    bar.notices_shown = len(job.snapshot().notices)
     print(f"udd train: {job.n_train} training and {job.n_val} validation images; run {job.run_dir}", file=sys.stderr)
     return _watch(job.start(), bar)
 
@@ -410,8 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split", type=float, metavar="F", help="share of the images held out for validation")
     p.add_argument("--seed", type=int, help="random seed (same seed, same run)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--preset", choices=("reference", "wafer"), help="training settings to start from")
+    p.add_argument("--preset", choices=TRAIN_PRESETS, help="training settings to start from")
     p.add_argument("--loss", choices=("mse", "ssim", "mse+ssim"), help="training loss")
+    p.add_argument("--precision", choices=("float32", "bf16"),
+                   help="bf16: bfloat16 autocast steps after a parity check against float32 (validation stays float32)")
     p.add_argument("--resume", action="store_true", help="continue the stopped or interrupted run in --out")
     p.set_defaults(func=cmd_train)
 

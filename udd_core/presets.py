@@ -61,5 +61,18 @@ def model_presets() -> dict[str, ModelPreset]:
             }),
             (1, 128, 128),
         ),
+        ModelPreset(
+            "magnetic-tile",
+            "Magnetic-tile photos resized to 96x96 gray: gray-tile-128's blocks, trained as a denoising AE "
+            "with the 'magnetic-tile' training preset; score with the SSIM residual, unsmoothed, top-1% mean "
+            "(bench/bench_quality.py).",
+            parse_config({
+                "block_ker": [3, 3, 3], "drop": [0.0, 0.0, 0.0],
+                "block_size_in": [[1, 16, 16], [16, 32, 32], [32, 48, 48]],
+                "block_size_out": [[48, 48, 32], [32, 32, 16], [16, 16, 1]],
+                "latent_size": 16, "latent_ker": 3, "latent_opad": 1, "out_pad": [1, 1, 1],
+            }),
+            (1, 96, 96),
+        ),
     ]
     return {p.name: p for p in presets}

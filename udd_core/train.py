@@ -26,6 +26,7 @@ from .data import add_noise_patches, load_dataset, to_tensor
 from .losses import LOSSES, make_loss
 from .config import load_config
 from .model import CONFIG_FILE, WEIGHTS_FILE, AutoEncoder, build_model, load_model, save_model
+from .precision import PARITY_IMAGES, autocast, bf16_fast, check_bf16_parity
 from .scoring import evaluating, fit_norm_stats, image_scores, residual_map
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -126,6 +127,9 @@ def training_presets() -> dict[str, TrainSettings]:
         "reference": TrainSettings(),
         # Wafer maps: small images, many of them; weight decay and a halving schedule against overfitting.
         "wafer": TrainSettings(epochs=120, batch_size=64, weight_decay=1e-3, lr_step=40, lr_gamma=0.5),
+        # Magnetic-tile photos at 96x96 gray (bench/bench_quality.py): a denoising AE (two painted
+        # patches per image) with an SSIM loss, insensitive to the photos' brightness differences.
+        "magnetic-tile": TrainSettings(epochs=18, batch_size=8, loss="ssim", noise_patches=2, patch_size=(3, 19)),
     }
 
 
@@ -270,15 +274,60 @@ def _check_images(images: np.ndarray, model: AutoEncoder, what: str) -> None:
 
 
 def _mean_loss(fwd, model, images, loss_fn, dev, bs, amp) -> float:
-    """Image-weighted mean loss over `images` in eval mode, without gradients and without noise."""
+    """Image-weighted mean loss over `images` in eval mode, without gradients and without noise.
+
+    Training passes amp=False: validation stays float32 even when the steps use bf16, so val losses
+    (and the best-model choice) compare across precisions and with the reference package.
+    """
     total = 0.0
     with evaluating(model):
         for s in range(0, len(images), bs):
             x = to_tensor(images[s:s + bs], dev)  # (b, C, H, W)
-            with torch.autocast(dev.type, torch.bfloat16, enabled=amp):
+            with autocast(dev, amp):
                 y = fwd(x)
             total += float(loss_fn(x, y.float())) * len(x)
     return total / len(images)
+
+
+def _notice(board: _Board, text: str) -> None:
+    with board.lock:
+        board.notices.append(text)
+
+
+def _start_bf16(model: AutoEncoder, images: np.ndarray, s: TrainSettings, dev: torch.device, board: _Board) -> bool:
+    """Whether the steps may use bf16 autocast: asked for, fast on `dev`, and at parity on real images.
+
+    The check feeds the first training images (with noise patches when the run paints them, from
+    their own generator so the run's random streams are untouched) through the model in float32
+    and in bf16, comparing the MSE and the weight gradients. Any refusal leaves a notice.
+    """
+    if not s.amp_bf16:
+        return False
+    if not bf16_fast(dev):
+        _notice(board, f"bf16 autocast is not supported natively on {dev.type}; training in float32")
+        return False
+    batch = images[:PARITY_IMAGES]  # (b, H, W, C) uint8
+    x = to_tensor(batch, dev)
+    x_in = x
+    if s.noise_patches:
+        x_in = to_tensor(add_noise_patches(batch, s.noise_patches, s.patch_size,
+                                           np.random.default_rng([s.seed, 0xB16])), dev)
+    parity = check_bf16_parity(model, x_in, x, with_grad=True)
+    if not parity.ok:
+        _notice(board, f"{parity.describe()}: too far apart, training in float32")
+        return False
+    _notice(board, f"training in bf16 autocast ({parity.describe()}); validation stays float32")
+    return True
+
+
+def _recheck_bf16(model: AutoEncoder, images: np.ndarray, dev: torch.device, epoch: int, board: _Board) -> bool:
+    """End-of-epoch loss parity on a few held-out images; False (and a notice) once bf16 has drifted."""
+    x = to_tensor(images[:PARITY_IMAGES], dev)  # (b, C, H, W)
+    parity = check_bf16_parity(model, x, x, with_grad=False)
+    if parity.ok:
+        return True
+    _notice(board, f"epoch {epoch}: {parity.describe()}; float32 from now on")
+    return False
 
 
 def _save_trainer_state(run_dir: Path, opt, sched, epochs_done: int, best: float) -> None:
@@ -375,6 +424,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
     if resume:
         done, best = _restore(model, opt, sched, run_dir, history)
     probe = (val_images if has_val else train_images)[: s.n_probe]
+    amp = _start_bf16(model, train_images, s, dev, board)
     board.update(status="running", epoch=done, step=0, steps_per_epoch=steps, epochs=s.epochs,
                  train_loss=[r.get("train_loss") for r in history], val_loss=[r.get("val_loss") for r in history],
                  probe_input=_frozen(probe) if len(probe) else None, lr=opt.param_groups[0]["lr"])
@@ -402,7 +452,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
             if s.noise_patches:
                 x_in = to_tensor(add_noise_patches(batch, s.noise_patches, s.patch_size, rng), dev)
             opt.zero_grad(set_to_none=True)
-            with torch.autocast(dev.type, torch.bfloat16, enabled=s.amp_bf16):
+            with autocast(dev, amp):
                 y = fwd(x_in)
             loss = loss_fn(x, y.float())
             loss.backward()
@@ -431,7 +481,10 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
             break
         seconds = time.monotonic() - t0
         train_loss = total / n
-        val_loss = _mean_loss(fwd, model, val_images, loss_fn, dev, 2 * bs, s.amp_bf16) if has_val else None
+        val_loss = _mean_loss(fwd, model, val_images, loss_fn, dev, 2 * bs, False) if has_val else None
+        epoch_amp = amp
+        if amp:  # bf16 error grows relative to a shrinking loss: re-check it on held-out images
+            amp = _recheck_bf16(model, val_images if has_val else train_images, dev, epoch, board)
         if val_loss is not None and not math.isfinite(val_loss):
             raise TrainingFailed(f"validation loss became {val_loss} at epoch {epoch}; lower the learning rate")
         if sched is not None:
@@ -444,7 +497,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
         _save_trainer_state(run_dir, opt, sched, epoch, best)
         runs.append_history(run_dir, {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
                                       "seconds": round(seconds, 3), "images_per_s": round(n / max(seconds, 1e-9), 2),
-                                      "best": monitor == best})
+                                      "best": monitor == best, "precision": "bf16" if epoch_amp else "float32"})
         recon = None
         if len(probe):
             with evaluating(model):

@@ -1,0 +1,101 @@
+"""The magnetic-tile recipe: its model preset mirrors and builds, its training preset trains, and the
+quality benchmark's helpers behave (without the real data: that only runs by hand)."""
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from udd_core import runs
+from udd_core.losses import LOSSES
+from udd_core.model import load_model
+from udd_core.presets import model_presets
+from udd_core.shapes import propagate
+from udd_core.train import TrainJob, TrainSettings, training_presets
+
+RECIPE = "magnetic-tile"
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_quality.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_quality", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_quality", mod)  # dataclasses look their module up by name
+    spec.loader.exec_module(sys.modules["bench_quality"])
+    return sys.modules["bench_quality"]
+
+
+def test_model_preset_mirrors_at_its_input_shape():
+    preset = model_presets()[RECIPE]
+    report = propagate(preset.config, preset.input_shape)
+    assert report.ok, [p.message for p in report.problems]
+    assert report.output == preset.input_shape
+    assert preset.input_shape[0] == preset.config.in_channels == 1  # the photos are gray
+    assert report.compression < 1  # a real bottleneck, not an identity map
+
+
+def test_training_preset_is_a_denoising_recipe_that_fits_the_input():
+    s = training_presets()[RECIPE]
+    assert isinstance(s, TrainSettings) and s.loss in LOSSES
+    assert s.noise_patches > 0
+    h = model_presets()[RECIPE].input_shape[1]
+    assert s.patch_size[1] < h  # a patch never paints the whole image over
+    assert TrainSettings.from_dict(s.to_dict()) == s  # survives train.json
+
+
+def test_recipe_trains_one_step_on_synthetic_photos(tmp_path):
+    preset = model_presets()[RECIPE]
+    c, h, w = preset.input_shape
+    rng = np.random.default_rng(0)
+    # Smooth gray texture (N, H, W, 1): 4 images, one batch, one validation image.
+    small = rng.random((4, h // 8, w // 8, c))
+    images = (np.kron(small, np.ones((1, 8, 8, 1))) * 255).astype(np.uint8)
+    settings = training_presets()[RECIPE].replace(epochs=1, batch_size=8, device="cpu", val_split=0.25, n_probe=1)
+    job = TrainJob.create(tmp_path / "run", preset.config, preset.input_shape, images, settings)
+    before = {k: v.clone() for k, v in job.model.state_dict().items()}
+    job.start()
+    assert job.join(120)
+    snap = job.snapshot()
+    assert snap.status == "finished", snap.error
+    assert len(snap.train_loss) == 1 and math.isfinite(snap.train_loss[0])
+    after = job.model.state_dict()
+    assert any(not torch.equal(before[k], after[k].cpu()) for k in before)  # the step moved the weights
+    model = load_model(tmp_path / "run")
+    x = torch.rand(2, *preset.input_shape)
+    assert model(x).shape == x.shape
+    assert runs.read_history(tmp_path / "run")[0]["epoch"] == 1
+
+
+def test_bench_exits_with_a_clear_message_without_the_data(tmp_path):
+    bench = load_bench()
+    with pytest.raises(SystemExit) as e:
+        bench.check_data(tmp_path / "nowhere")
+    assert "magnetic-tile data not found" in str(e.value) and "nowhere" in str(e.value)
+
+
+def test_bench_selection_half_is_stratified_and_seeded():
+    bench = load_bench()
+    labels = ["good"] * 10 + ["crack"] * 7 + ["fray"] * 2
+    a = bench.stratified_half(labels, 0)
+    lab = np.asarray(labels)
+    assert [int(a[lab == t].sum()) for t in ("good", "crack", "fray")] == [5, 3, 1]
+    assert np.array_equal(a, bench.stratified_half(labels, 0))
+    assert not all(np.array_equal(a, bench.stratified_half(labels, s)) for s in range(1, 6))
+
+
+@pytest.mark.parametrize("size", [32, 96, 128])
+def test_bench_reference_scales_keep_patches_and_jitter_inside_the_image(size):
+    sc = load_bench().reference_scales(size)
+    lo, hi = sc["patch_size"]
+    assert 1 <= lo < hi < size  # the reference draws randint(lo, hi) and randint(0, size - width)
+    assert sc["offset"] >= 1 and sc["dw"] >= 2  # it draws randint(-offset, offset) and randint(0, dw)
+
+
+def test_cli_offers_every_training_preset():
+    from udd_core.cli import TRAIN_PRESETS
+    from udd_core.train import training_presets
+
+    assert set(TRAIN_PRESETS) == set(training_presets())
