@@ -42,7 +42,8 @@ from udd_core.metrics import compute_metrics  # noqa: E402
 from udd_core.model import load_model  # noqa: E402
 from udd_core.presets import model_presets  # noqa: E402
 from udd_core.scoring import image_scores, residual_map, score_images  # noqa: E402
-from udd_core.train import TrainJob, training_presets  # noqa: E402
+from udd_core.jobs import TrainJob  # noqa: E402
+from udd_core.settings import training_presets  # noqa: E402
 
 DATA = Path("/work/shared/data/magnetic_tile")
 RECIPE = "magnetic-tile"  # model and training preset name

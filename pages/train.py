@@ -19,7 +19,9 @@ from udd_core.data import IMAGE_EXTS, data_kind
 from udd_core.losses import LOSSES
 from udd_core.presets import model_presets
 from udd_core.shapes import propagate
-from udd_core.train import DEVICES, JobManager, TrainJob, TrainSettings, normal_images, training_presets
+from udd_core.jobs import JobManager, TrainJob
+from udd_core.settings import DEVICES, TrainSettings, training_presets
+from udd_core.train import normal_images
 
 APP_ROOT = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))

@@ -6,14 +6,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from udd_core import runs
 from udd_core.model import load_model
-from udd_core.train import TrainJob, TrainSettings
+from udd_core.jobs import TrainJob
+from udd_core.settings import TrainSettings
 
 
 def _rss_mb() -> float:

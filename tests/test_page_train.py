@@ -258,7 +258,7 @@ def test_unwritable_runs_folder_is_a_clear_error(tiny_config, data, tmp_path, mo
 def test_a_failing_job_shows_the_error_and_where(tiny_config, data, runs_dir):
     at = start(page(tiny_config, data, train_device="cuda"))
     wait_for(at, lambda a: "Training failed" in errors(a))
-    assert "CUDA is not available" in errors(at) and "train.py:" in errors(at)
+    assert "CUDA is not available" in errors(at) and "settings.py:" in errors(at)  # where: file:line in func
     assert "Traceback" not in errors(at)
     assert table(at).loc[selected(at), "status"] == "failed"
 
@@ -307,7 +307,7 @@ def test_config_file_and_preset_modes(tiny_config, data, runs_dir):
 
 
 def test_training_preset_fills_the_settings(tiny_config, data, runs_dir):
-    from udd_core.train import training_presets
+    from udd_core.settings import training_presets
 
     at = page(tiny_config, data)
     at.selectbox(key="train_preset").select("wafer").run()

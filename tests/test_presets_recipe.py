@@ -14,7 +14,8 @@ from udd_core.losses import LOSSES
 from udd_core.model import load_model
 from udd_core.presets import model_presets
 from udd_core.shapes import propagate
-from udd_core.train import TrainJob, TrainSettings, training_presets
+from udd_core.jobs import TrainJob
+from udd_core.settings import TrainSettings, training_presets
 
 RECIPE = "magnetic-tile"
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_quality.py"
@@ -96,6 +97,6 @@ def test_bench_reference_scales_keep_patches_and_jitter_inside_the_image(size):
 
 def test_cli_offers_every_training_preset():
     from udd_core.cli import TRAIN_PRESETS
-    from udd_core.train import training_presets
+    from udd_core.settings import training_presets
 
     assert set(TRAIN_PRESETS) == set(training_presets())

@@ -14,8 +14,9 @@ from udd_core import train as train_mod
 from udd_core.config import parse_config
 from udd_core.losses import LOSSES, make_loss
 from udd_core.model import AutoEncoder, load_model
-from udd_core.train import (JobManager, TrainJob, TrainSettings, TrainingFailed, calibrate, seeded_model,
-                            split_indices, train, training_presets)
+from udd_core.jobs import JobManager, TrainJob
+from udd_core.settings import TrainSettings, training_presets
+from udd_core.train import TrainingFailed, calibrate, seeded_model, split_indices, train
 
 SHAPE = (1, 32, 32)
 

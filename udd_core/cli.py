@@ -166,7 +166,7 @@ class _ProgressLine:
 
 
 def _settings_from_args(args: argparse.Namespace):
-    from .train import TrainSettings, training_presets
+    from .settings import TrainSettings, training_presets
 
     base = training_presets()[args.preset] if args.preset else TrainSettings()
     changes = {k: v for k, v in {
@@ -228,7 +228,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .data import data_kind, load_dataset
     from .model import build_model
     from .runs import is_empty_dir, read_history
-    from .train import TrainJob, normal_images
+    from .jobs import TrainJob
+    from .train import normal_images
 
     out = Path(args.out)
     bar = _ProgressLine()

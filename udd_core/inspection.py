@@ -26,7 +26,8 @@ from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshol
 from .model import WEIGHTS_FILE, AutoEncoder, load_model
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, overlay_rgb, zoom  # noqa: F401 - re-exported
 from .scoring import RESIDUALS, SCORES, NormStats, fit_norm_stats, normalise, score_images
-from .train import NORMAL_LABELS, normal_images, resolve_device, split_indices
+from .settings import resolve_device
+from .train import NORMAL_LABELS, normal_images, split_indices
 
 UNKNOWN_LABELS = ("unlabeled", "unlabelled", "unknown", "?")  # neither normal nor a defect: left out of metrics
 

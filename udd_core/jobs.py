@@ -1,0 +1,189 @@
+"""Background training: a `TrainJob` owns a thread, a stop Event and a progress board; a
+`JobManager` holds one process's jobs by run name so a page refresh finds its job again."""
+from __future__ import annotations
+
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import numpy as np
+import torch
+
+from . import runs
+from .config import load_config
+from .data import load_dataset
+from .model import CONFIG_FILE, AutoEncoder
+from .progress import Progress, ProgressBoard
+from .settings import TrainSettings
+from .train import TrainingFailed, check_images, normal_images, seeded_model, split_indices, train
+
+class TrainJob:
+    """One run trained in a daemon thread: start(), stop(), join(), snapshot()."""
+
+    def __init__(self, run_dir: Union[str, Path], model: AutoEncoder, train_images: np.ndarray,
+                 val_images: Optional[np.ndarray], settings: TrainSettings, resume: bool = False,
+                 notices: tuple[str, ...] = ()):
+        self.run_dir = Path(run_dir)
+        self.name = self.run_dir.name
+        self.settings = settings
+        self.model = model  # trained in place; holds the latest weights
+        self._data = (train_images, val_images)
+        self.n_train, self.n_val = len(train_images), 0 if val_images is None else len(val_images)
+        self._resume = resume
+        self._stop = threading.Event()
+        self._done = threading.Event()  # set when the thread ends; waited on instead of Thread.join, see join()
+        self._board = ProgressBoard(str(self.run_dir), settings.epochs, notices=list(notices))
+        self._thread: Optional[threading.Thread] = None
+
+    @classmethod
+    def create(cls, run_dir: Union[str, Path], config: Any, input_shape: tuple[int, int, int], images: np.ndarray,
+               settings: TrainSettings, source: Optional[Mapping[str, Any]] = None) -> "TrainJob":
+        """A new run in `run_dir` (refused if it exists and is not empty) for normal images (N, H, W, C) uint8.
+
+        Builds a seeded model (shapes checked), splits off the validation images, and writes
+        config.json, train.json and status.json. `source` describes the data (path, kind, tile).
+        """
+        model = seeded_model(config, tuple(input_shape), settings.seed)
+        check_images(images, model, "images")
+        if len(images) == 0:
+            raise ValueError("images: none given")
+        tr, va = split_indices(len(images), settings.val_split, settings.seed)
+        notices = []
+        if settings.val_split > 0 and len(va) == 0:
+            notices.append(f"only {len(images)} image: no validation; the best model follows the training loss")
+        run_dir = runs.create_run_dir(run_dir)
+        runs.write_json_atomic(run_dir / CONFIG_FILE, model.config.to_dict())
+        from . import __version__
+        info = {"settings": settings.to_dict(), "input_shape": list(input_shape),
+                "data": {**dict(source or {}), "count": len(images), "n_train": len(tr), "n_val": len(va)},
+                "versions": {"udd": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                             "python": sys.version.split()[0]},
+                "created": runs.now_iso(), "resumed": []}
+        runs.write_json_atomic(run_dir / runs.TRAIN_FILE, info)
+        runs.write_status(run_dir, "stopped", "created; not started yet", epoch=0, epochs=settings.epochs)
+        return cls(run_dir, model, images[tr], images[va] if len(va) else None, settings, notices=tuple(notices))
+
+    @classmethod
+    def resume(cls, run_dir: Union[str, Path], images: Optional[np.ndarray] = None, epochs: Optional[int] = None,
+               device: Optional[str] = None) -> "TrainJob":
+        """Continue a stopped, interrupted or finished run from last.safetensors and its optimizer state.
+
+        `images` are all the run's normal images (reloaded from train.json's data path when None);
+        `epochs` raises the total epoch count. History is appended to, never rewritten.
+        """
+        run_dir = Path(run_dir)
+        info = runs.read_json(run_dir / runs.TRAIN_FILE)
+        if not isinstance(info, dict) or "settings" not in info:
+            raise ValueError(f"{run_dir}: not a run folder (no readable {runs.TRAIN_FILE})")
+        st = runs.read_status(run_dir)
+        if st["status"] == "running":
+            raise ValueError(f"run {run_dir.name}: is still being trained (pid {st.get('pid')}); stop it first")
+        settings = TrainSettings.from_dict(info["settings"])
+        settings = settings.replace(**{k: v for k, v in (("epochs", epochs), ("device", device)) if v is not None})
+        done = len(runs.read_history(run_dir))
+        if done >= settings.epochs:
+            raise ValueError(f"run {run_dir.name}: already has {done} epochs; "
+                             f"ask for more than {settings.epochs} epochs")
+        c, h, w = (int(v) for v in info["input_shape"])
+        data = info.get("data") or {}
+        if images is None:
+            if not data.get("path"):
+                raise ValueError(f"run {run_dir.name}: train.json names no data path; pass the images")
+            ds = load_dataset(data["path"], (c, h, w), split="train", tile=bool(data.get("tile", False)))
+            images, _ = normal_images(ds)
+        if data.get("count") not in (None, len(images)):
+            raise ValueError(f"run {run_dir.name}: was trained on {data['count']} images, got {len(images)}; "
+                             "resume needs the same data")
+        model = AutoEncoder(load_config(run_dir / CONFIG_FILE), (c, h, w))
+        check_images(images, model, "images")
+        tr, va = split_indices(len(images), settings.val_split, settings.seed)
+        info["settings"] = settings.to_dict()
+        info["resumed"] = list(info.get("resumed", [])) + [{"time": runs.now_iso(), "after_epoch": done}]
+        runs.write_json_atomic(run_dir / runs.TRAIN_FILE, info)
+        return cls(run_dir, model, images[tr], images[va] if len(va) else None, settings, resume=True)
+
+    def start(self) -> "TrainJob":
+        """Start training in a daemon thread (once)."""
+        if self._thread is not None:
+            raise RuntimeError(f"job {self.name}: already started")
+        self._board.update(status="running", message="starting")
+        self._thread = threading.Thread(target=self._run, name=f"udd-train-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        train_images, val_images = self._data
+        try:
+            train(self.model, train_images, val_images, self.settings, self.run_dir,
+                  stop_event=self._stop, board=self._board, resume=self._resume)
+        except BaseException as e:  # noqa: BLE001 - a thread's exception must land in the snapshot, never be lost
+            frames = traceback.extract_tb(e.__traceback__)
+            where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+            msg = str(e) or type(e).__name__
+            if not isinstance(e, (TrainingFailed, ValueError, OSError)):
+                msg = f"{type(e).__name__}: {msg}"
+            self._board.update(status="failed", message=msg, error=msg, error_where=where, eta_s=None)
+        finally:
+            self._data = (None, None)  # let the image cache go once the job is over
+            self._done.set()
+
+    def stop(self) -> None:
+        """Ask the job to stop at the next batch boundary; checkpoints are kept (status "stopped")."""
+        self._stop.set()
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the thread; True when it has ended (or never started).
+
+        Waits on an Event rather than in Thread.join: on Python < 3.12, a Ctrl-C landing inside
+        Thread.join marks a still-running thread as stopped (bpo-45274), and the process then
+        exits under the training thread's feet.
+        """
+        if self._thread is None:
+            return True
+        if self._done.wait(timeout):
+            self._thread.join()  # the thread is past its last statement: returns at once
+        return not self.is_alive()
+
+    def is_alive(self) -> bool:
+        """True while the training thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def snapshot(self) -> Progress:
+        """A frozen copy of the progress, cheap enough to poll several times a second."""
+        return self._board.snapshot()
+
+
+class JobManager:
+    """The training jobs of one process, by run name: a page refresh can find its running job again."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, TrainJob] = {}
+        self._lock = threading.Lock()
+
+    def start(self, job: TrainJob) -> TrainJob:
+        """Register and start `job`; refused while another job trains the same run."""
+        with self._lock:
+            old = self._jobs.get(job.name)
+            if old is not None and old is not job and old.is_alive():
+                raise ValueError(f"run {job.name}: a training job is already running for it")
+            self._jobs[job.name] = job
+        return job.start()
+
+    def get(self, name: str) -> Optional[TrainJob]:
+        """The latest job of run `name`, running or ended; None if there is none."""
+        with self._lock:
+            return self._jobs.get(name)
+
+    def active(self) -> list[TrainJob]:
+        """Jobs whose thread is still running."""
+        with self._lock:
+            return [j for j in self._jobs.values() if j.is_alive()]
+
+    def stop_all(self, timeout: Optional[float] = None) -> bool:
+        """Stop every job and wait up to `timeout` s for each; True when all have ended."""
+        jobs = self.active()
+        for j in jobs:
+            j.stop()
+        return all(j.join(timeout) for j in jobs)

@@ -1,0 +1,74 @@
+"""Training progress: the board a job's thread writes under a lock, and the frozen snapshots UIs read."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+import numpy as np
+
+@dataclass(frozen=True)
+class Progress:
+    """A frozen snapshot of a job, safe to read from any thread."""
+
+    status: str  # pending | running | finished | stopped | failed
+    epoch: int  # current (1-based) epoch, or epochs done when not running
+    epochs: int
+    step: int  # step within the epoch
+    steps_per_epoch: int
+    train_loss: tuple[float, ...]  # per finished epoch, including earlier sessions of a resumed run
+    val_loss: tuple[Optional[float], ...]  # per finished epoch; None without validation
+    step_loss: tuple[float, ...]  # EMA-smoothed loss of every step this session
+    lr: float
+    images_per_s: float
+    eta_s: Optional[float]
+    probe_input: Optional[np.ndarray]  # (n_probe, H, W, C) uint8, read-only
+    probe_recon: Optional[np.ndarray]  # (n_probe, H, W, C) uint8, refreshed each epoch, read-only
+    message: str
+    error: Optional[str]  # failure message
+    error_where: Optional[str]  # "file:line in func" of the innermost frame
+    run_dir: str
+    notices: tuple[str, ...] = ()
+
+
+@dataclass
+class ProgressBoard:
+    """The mutable progress a job's thread writes and snapshot() copies, under one lock."""
+
+    run_dir: str
+    epochs: int
+    status: str = "pending"
+    epoch: int = 0
+    step: int = 0
+    steps_per_epoch: int = 0
+    train_loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    step_loss: list = field(default_factory=list)
+    lr: float = 0.0
+    images_per_s: float = 0.0
+    eta_s: Optional[float] = None
+    probe_input: Optional[np.ndarray] = None
+    probe_recon: Optional[np.ndarray] = None
+    message: str = ""
+    error: Optional[str] = None
+    error_where: Optional[str] = None
+    notices: list = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def update(self, **kw: Any) -> None:
+        with self.lock:
+            for k, v in kw.items():
+                setattr(self, k, v)
+
+    def snapshot(self) -> Progress:
+        with self.lock:
+            d = {f.name: getattr(self, f.name) for f in fields(Progress)}
+        for k in ("train_loss", "val_loss", "step_loss", "notices"):
+            d[k] = tuple(d[k])
+        return Progress(**d)
+
+
+def frozen_copy(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, copy=True)
+    a.flags.writeable = False
+    return a

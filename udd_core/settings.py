@@ -1,0 +1,121 @@
+"""Training settings: one frozen dataclass saved in train.json, its presets, and the device choice."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Mapping, Optional
+
+import torch
+
+from .losses import LOSSES
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that shapes a training run; saved in train.json."""
+
+    epochs: int = 50  # passes over the training images
+    batch_size: int = 16  # images per optimiser step
+    lr: float = 1e-3  # Adam learning rate
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas; the reference package's defaults
+    weight_decay: float = 0.0  # Adam L2 weight decay
+    lr_step: Optional[int] = None  # StepLR period in epochs; None keeps the learning rate constant
+    lr_gamma: float = 0.5  # StepLR factor applied every lr_step epochs
+    val_split: float = 0.1  # fraction of the (normal) training images held out for validation
+    seed: int = 0  # seeds model init, the split, shuffling, noise and dropout: same seed, same losses
+    loss: str = "mse"  # "mse", "ssim" or "mse+ssim"
+    device: str = "auto"  # "auto" picks cuda, then mps, then cpu; or "cpu", "cuda", "cuda:1", "mps"
+    noise_patches: int = 0  # 0: plain AE; >0: patches painted on the input, the clean image is the target
+    patch_size: tuple[int, int] = (10, 100)  # min, max patch side in px (clamped to the image)
+    n_probe: int = 4  # fixed validation images whose reconstructions are shown each epoch
+    channels_last: bool = False  # NHWC weights and activations (can be faster on CPU/GPU convs)
+    compile: bool = False  # torch.compile the model (slow first step, needs a C++ compiler on CPU)
+    amp_bf16: bool = False  # bfloat16 autocast for the forward pass (fast on recent GPUs/CPUs)
+
+    def __post_init__(self) -> None:
+        _validate_settings(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainSettings":
+        """Settings from a dict; missing keys take defaults, unknown keys or bad values raise ValueError."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"settings: expected a dict, got {type(d).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = [k for k in d if k not in names]
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown training setting")
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**kw)
+
+    def replace(self, **changes: Any) -> "TrainSettings":
+        """A validated copy with some fields changed."""
+        return replace(self, **changes)
+
+
+def _validate_settings(s: TrainSettings) -> None:
+    def num(name: str, lo: float, hi: float = math.inf, integer: bool = False, lo_open: bool = False) -> None:
+        v = getattr(s, name)
+        ok_type = isinstance(v, int) if integer else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok_type or not (lo < v if lo_open else lo <= v) or not v <= hi:
+            kind = "an integer" if integer else "a number"
+            raise ValueError(f"{name}: expected {kind} in {'(' if lo_open else '['}{lo}, {hi}], got {v!r}")
+
+    num("epochs", 1, 1_000_000, integer=True)
+    num("batch_size", 1, 1_000_000, integer=True)
+    num("lr", 0, 10, lo_open=True)
+    num("weight_decay", 0, 1)
+    num("lr_gamma", 0, 1, lo_open=True)
+    num("val_split", 0, 0.9)
+    num("seed", 0, 2**63 - 1, integer=True)
+    num("noise_patches", 0, 1000, integer=True)
+    num("n_probe", 0, 16, integer=True)
+    if s.lr_step is not None:
+        num("lr_step", 1, 1_000_000, integer=True)
+    for name, lo, hi, integer in (("betas", 0, 0.99999999, False), ("patch_size", 1, 100_000, True)):
+        v = getattr(s, name)
+        types = int if integer else (int, float)
+        if not isinstance(v, tuple) or len(v) != 2 or any(
+                isinstance(x, bool) or not isinstance(x, types) or not lo <= x <= hi for x in v):
+            kind = "integers" if integer else "numbers"
+            raise ValueError(f"{name}: expected a pair of {kind} in [{lo}, {hi}], got {v!r}")
+    if s.patch_size[0] > s.patch_size[1]:
+        raise ValueError(f"patch_size: min {s.patch_size[0]} is larger than max {s.patch_size[1]}")
+    if s.loss not in LOSSES:
+        raise ValueError(f"loss: must be one of {LOSSES}, got {s.loss!r}")
+    if not isinstance(s.device, str) or s.device.split(":")[0] not in DEVICES:
+        raise ValueError(f"device: must be one of {DEVICES} (or cuda:N), got {s.device!r}")
+    for name in ("channels_last", "compile", "amp_bf16"):
+        if not isinstance(getattr(s, name), bool):
+            raise ValueError(f"{name}: expected true or false, got {getattr(s, name)!r}")
+
+
+def training_presets() -> dict[str, TrainSettings]:
+    """Named starting points, built fresh on each call."""
+    return {
+        # The reference package's optimiser: Adam(1e-3, betas (0.5, 0.999)), constant rate, MSE.
+        "reference": TrainSettings(),
+        # Wafer maps: small images, many of them; weight decay and a halving schedule against overfitting.
+        "wafer": TrainSettings(epochs=120, batch_size=64, weight_decay=1e-3, lr_step=40, lr_gamma=0.5),
+        # Magnetic-tile photos at 96x96 gray (bench/bench_quality.py): a denoising AE (two painted
+        # patches per image) with an SSIM loss, insensitive to the photos' brightness differences.
+        "magnetic-tile": TrainSettings(epochs=18, batch_size=8, loss="ssim", noise_patches=2, patch_size=(3, 19)),
+    }
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available, else mps, else cpu; other names are checked for availability."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device: {name!r} requested but CUDA is not available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device: 'mps' requested but it is not available")
+    return torch.device(name)
