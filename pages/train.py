@@ -47,7 +47,7 @@ def settings_widgets(s: TrainSettings) -> dict:
     return {"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "weight_decay": s.weight_decay,
             "lr_step": s.lr_step or 0, "lr_gamma": s.lr_gamma, "val_split": s.val_split, "seed": s.seed,
             "loss": s.loss, "device": s.device, "noise_patches": s.noise_patches,
-            "patch_min": s.patch_size[0], "patch_max": s.patch_size[1]}
+            "patch_min": s.patch_size[0], "patch_max": s.patch_size[1], "patch_dir": s.patch_dir or ""}
 
 
 def on_train_preset() -> None:
@@ -241,6 +241,8 @@ with left:
         help="0: plain autoencoder; > 0: patches are painted on the input, the target stays clean.")
     num(2, "Patch size min (px)", 1, 100_000, key="train_patch_min")
     num(2, "Patch size max (px)", 1, 100_000, key="train_patch_max")
+    st.text_input("Noise pattern folder (optional)", key="train_patch_dir", persist_state=KEEP,
+                  help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
     run_name = st.text_input("Run name", key="train_name", persist_state=KEEP,
                              placeholder=f"automatic, e.g. {sources.default_run_name(ROOT, path)}").strip()
     if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=config is None):
@@ -248,6 +250,7 @@ with left:
             values = {k: ss[f"train_{k}"] for k in settings_widgets(TrainSettings())}
             settings = TrainSettings.from_dict({k: v for k, v in values.items() if k not in ("patch_min", "patch_max")}
                                                | {"lr_step": values["lr_step"] or None,
+                                                  "patch_dir": values["patch_dir"].strip() or None,
                                                   "patch_size": (values["patch_min"], values["patch_max"])})
             name = run_name or sources.default_run_name(ROOT, path)
             if (run_dir := runs.run_path(ROOT, name)).exists():

@@ -389,3 +389,24 @@ def test_engine_never_imports_streamlit():
 
     code = "import sys, udd_core.train, udd_core.runs, udd_core.losses; sys.exit('streamlit' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_noise_shaped_like_pattern_images(tmp_path, tiny_config):
+    from PIL import Image
+
+    from udd_core.data import DataError, load_patterns
+
+    pats = tmp_path / "patterns"
+    pats.mkdir()
+    star = np.full((20, 20), 255, np.uint8)
+    star[5:15, 9:11] = 0  # a bar: dark pixels are the shape
+    Image.fromarray(star).save(pats / "bar.png")
+    (pats / "broken.png").write_bytes(b"not an image")
+    assert [p.shape for p in load_patterns(pats)] == [(20, 20)]
+    s = fast(noise_patches=2, patch_size=(4, 12), patch_dir=str(pats), epochs=1)
+    job = TrainJob.create(tmp_path / "run", tiny_config, SHAPE, make_images(), s).start()
+    assert job.join(60) and job.snapshot().status == "finished"
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["settings"]["patch_dir"] == str(pats)
+    with pytest.raises(DataError, match="missing"):
+        TrainJob.create(tmp_path / "run2", tiny_config, SHAPE, make_images(), s.replace(patch_dir=str(tmp_path / "missing")))
+    assert not (tmp_path / "run2").exists()

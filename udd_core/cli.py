@@ -172,6 +172,7 @@ def _settings_from_args(args: argparse.Namespace):
     changes = {k: v for k, v in {
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "noise_patches": args.noise_patches,
         "patch_size": parse_ints(args.patch_size, 2, "--patch-size") if args.patch_size else None,
+        "patch_dir": args.patch_dir,
         "val_split": args.val_split, "seed": args.seed, "device": args.device, "loss": args.loss,
         "amp_bf16": None if args.precision is None else args.precision == "bf16",
     }.items() if v is not None}
@@ -418,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input size (default: the preset's, else 256,256 for images, 26,26 for wafers)")
     p.add_argument("--noise-patches", type=int, metavar="N", help="noise patches per training image (denoising AE)")
     p.add_argument("--patch-size", metavar="MIN,MAX", help="noise patch side range in pixels")
+    p.add_argument("--patch-dir", metavar="DIR", help="pattern images whose shapes are painted as noise instead of rectangles")
     p.add_argument("--val-split", type=float, metavar="F", help="share of the images held out for validation")
     p.add_argument("--seed", type=int, help="random seed (same seed, same run)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")

@@ -172,6 +172,25 @@ def _open(path: Path, draft: tuple[int, int] | None = None) -> Image.Image:
     return im
 
 
+def load_patterns(folder) -> list[np.ndarray]:
+    """Gray uint8 (h, w) pattern images from a folder, at their own sizes, for shaped noise patches.
+
+    Unreadable files are skipped; a folder with no readable image is a DataError naming it.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{root}: pattern folder not found")
+    out = []
+    for p in _images_in(root):
+        try:
+            out.append(np.asarray(_to_8bit(_open(p))[0].convert("L")))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue  # a broken pattern only costs one shape
+    if not out:
+        raise DataError(f"{root}: no readable pattern images")
+    return out
+
+
 def _to_8bit(im: Image.Image) -> tuple[Image.Image, str | None]:
     """Any Pillow mode -> mode 'L' or 'RGB', plus a tag naming the conversion made (for notices).
 

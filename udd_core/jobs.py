@@ -13,7 +13,7 @@ import torch
 
 from . import runs
 from .config import load_config
-from .data import load_dataset
+from .data import load_dataset, load_patterns
 from .model import CONFIG_FILE, AutoEncoder
 from .progress import Progress, ProgressBoard
 from .settings import TrainSettings
@@ -49,6 +49,8 @@ class TrainJob:
         check_images(images, model, "images")
         if len(images) == 0:
             raise ValueError("images: none given")
+        if settings.patch_dir:
+            load_patterns(settings.patch_dir)  # a wrong folder fails here, not minutes later in the thread
         tr, va = split_indices(len(images), settings.val_split, settings.seed)
         notices = []
         if settings.val_split > 0 and len(va) == 0:

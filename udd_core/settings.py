@@ -28,6 +28,7 @@ class TrainSettings:
     device: str = "auto"  # "auto" picks cuda, then mps, then cpu; or "cpu", "cuda", "cuda:1", "mps"
     noise_patches: int = 0  # 0: plain AE; >0: patches painted on the input, the clean image is the target
     patch_size: tuple[int, int] = (10, 100)  # min, max patch side in px (clamped to the image)
+    patch_dir: Optional[str] = None  # folder of pattern images: their shapes are painted instead of rectangles
     n_probe: int = 4  # fixed validation images whose reconstructions are shown each epoch
     channels_last: bool = False  # NHWC weights and activations (can be faster on CPU/GPU convs)
     compile: bool = False  # torch.compile the model (slow first step, needs a C++ compiler on CPU)
@@ -85,6 +86,8 @@ def _validate_settings(s: TrainSettings) -> None:
             raise ValueError(f"{name}: expected a pair of {kind} in [{lo}, {hi}], got {v!r}")
     if s.patch_size[0] > s.patch_size[1]:
         raise ValueError(f"patch_size: min {s.patch_size[0]} is larger than max {s.patch_size[1]}")
+    if s.patch_dir is not None and not (isinstance(s.patch_dir, str) and s.patch_dir.strip()):
+        raise ValueError(f"patch_dir: expected a folder path, got {s.patch_dir!r}")
     if s.loss not in LOSSES:
         raise ValueError(f"loss: must be one of {LOSSES}, got {s.loss!r}")
     if not isinstance(s.device, str) or s.device.split(":")[0] not in DEVICES:

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from . import runs
-from .data import add_noise_patches, to_tensor
+from .data import add_noise_patches, load_patterns, to_tensor
 from .losses import make_loss
 from .model import WEIGHTS_FILE, AutoEncoder, build_model, load_model, save_model
 from .progress import ProgressBoard, frozen_copy
@@ -236,6 +236,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
     opt = torch.optim.Adam(model.parameters(), lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, s.lr_step, s.lr_gamma) if s.lr_step else None
     loss_fn = make_loss(s.loss)
+    patterns = load_patterns(s.patch_dir) if s.patch_dir and s.noise_patches else None  # read once per run
     history = runs.read_history(run_dir) if resume else []
     done, best = len(history), math.inf
     if resume:
@@ -267,7 +268,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
             x = to_tensor(batch, dev)  # (b, C, H, W) float in [0, 1]: the clean target
             x_in = x  # denoising: the model sees painted patches and must give back the clean batch
             if s.noise_patches:
-                x_in = to_tensor(add_noise_patches(batch, s.noise_patches, s.patch_size, rng), dev)
+                x_in = to_tensor(add_noise_patches(batch, s.noise_patches, s.patch_size, rng, patterns), dev)
             opt.zero_grad(set_to_none=True)
             with autocast(dev, amp):
                 y = fwd(x_in)
