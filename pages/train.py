@@ -20,6 +20,7 @@ from udd_core.losses import LOSSES
 from udd_core.presets import model_presets
 from udd_core.shapes import propagate
 from udd_core.jobs import JobManager, TrainJob
+from udd_core.progress import format_eta
 from udd_core.settings import DEVICES, TrainSettings, training_presets
 from udd_core.train import normal_images
 
@@ -86,12 +87,6 @@ def load_images(path, shape, tile):
     return images, ds.notices + ([note] if note else [])
 
 
-def fmt_s(sec) -> str:
-    m, s = divmod(int(round(sec or 0)), 60)
-    short = f"{m} min {s:02d} s" if m else f"{s} s"
-    return "–" if sec is None else f"{m // 60} h {m % 60:02d} min" if m >= 60 else short
-
-
 def loss_figure(epochs, train, val, step=(), steps=0, now=0.0, log=False) -> go.Figure:
     """Loss per epoch over the smoothed per-step curve; plain dicts, unvalidated: 10x faster to redraw each second."""
     line = lambda **kw: {"type": "scatter", "mode": "lines+markers", **kw}  # noqa: E731
@@ -121,7 +116,7 @@ def show_run(name: str, polled: str) -> None:
         steps = max(snap.steps_per_epoch, 1)
         done = (max(snap.epoch - 1, 0) + snap.step / steps) / max(snap.epochs, 1)
         st.progress(min(done, 1.0), text=f"Epoch {snap.epoch}/{snap.epochs} · step {snap.step}/{snap.steps_per_epoch}"
-                    f" · ETA {fmt_s(snap.eta_s)} · {snap.images_per_s:.1f} images/s · lr {snap.lr:.3g}"
+                    f" · ETA {format_eta(snap.eta_s)} · {snap.images_per_s:.1f} images/s · lr {snap.lr:.3g}"
                     if snap.step else f"Starting: epoch {snap.epoch + 1}/{snap.epochs}, first batch…")
         if st.button("Stop", key="train_stop", icon=":material/stop:",
                      help="Stops after the current batch; the weights are kept and the run can be resumed."):

@@ -115,13 +115,6 @@ def _train_config(spec: str):
     raise UsageError(f"{spec}: neither a config file nor a model preset ({', '.join(presets)})")
 
 
-def _fmt_s(s: Optional[float]) -> str:
-    if s is None or s != s or s == float("inf"):
-        return "--:--"
-    s = int(s)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
-
-
 class _ProgressLine:
     """A one-line progress display on stderr: redrawn in place on a terminal, one line per epoch otherwise."""
 
@@ -145,6 +138,8 @@ class _ProgressLine:
             self._put(f"loading images {done}/{total}", final=False)
 
     def show(self, p) -> None:
+        from .progress import format_eta
+
         for note in p.notices[self.notices_shown:]:  # e.g. the bf16 parity verdict, known only after start
             self._put(f"note: {note}", final=True)
         self.notices_shown = len(p.notices)
@@ -155,7 +150,7 @@ class _ProgressLine:
         self.epochs_shown = len(p.train_loss)
         if self.tty and p.status == "running" and p.step_loss:
             self._put(f"epoch {p.epoch}/{p.epochs}  step {p.step}/{p.steps_per_epoch}  loss {p.step_loss[-1]:.5g}"
-                      f"  {p.images_per_s:.1f} img/s  ETA {_fmt_s(p.eta_s)}", final=False)
+                      f"  {p.images_per_s:.1f} img/s  ETA {format_eta(p.eta_s)}", final=False)
 
     def end(self) -> None:
         """Clear a live line so that normal output follows on a clean line."""

@@ -72,3 +72,11 @@ def frozen_copy(a: np.ndarray) -> np.ndarray:
     a = np.array(a, copy=True)
     a.flags.writeable = False
     return a
+
+
+def format_eta(seconds: Optional[float]) -> str:
+    """Seconds as "mm:ss" or "h:mm:ss"; "--:--" when unknown."""
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "--:--"
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
