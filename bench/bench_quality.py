@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import platform
 import sys
 import tempfile
@@ -274,7 +273,7 @@ def main() -> None:
     print(f"reference: generate_dataset(Naug=1, Nseg=1, size={size}, offset={scales['offset']}, dw={scales['dw']}), "
           f"deepAE_train(epochs={epochs}, batch_size={settings.batch_size}, npatch={settings.noise_patches}, "
           f"patch_size={scales['patch_size']}), emap mean")
-    print(f"training time: " + ", ".join(f"{r.name} {r.train_s:.0f} s" for r in results[:2]))
+    print("training time: " + ", ".join(f"{r.name} {r.train_s:.0f} s" for r in results[:2]))
     if args.search:
         print("\n### Candidates on the selection half (image AUROC, pixel AUROC, AUPRO), best first\n")
         rows = []

@@ -141,14 +141,26 @@ def in_process(a, model, tiles_dir: Path) -> tuple[list[list[str]], dict]:
     def udd_decode():
         return score_images(model, load_dataset(tiles_dir, shape).images, residual="l2", batch_size=bs).mse
 
+    x_all = to_tensor(cached)  # (N, C, H, W), the NHWC view both loaders produce
+
+    def bare(net):
+        def f():
+            with torch.inference_mode():
+                for s in range(0, len(x_all), bs):
+                    net(x_all[s:s + bs])
+        return f
+
     sides = {"reference: load_batch + batch_apply": ref_scoring(False),
              "reference: + emap per image": ref_scoring(True),
              "udd score_images (cached uint8)": udd_cached,
-             "udd load_dataset + score_images": udd_decode}
+             "udd load_dataset + score_images": udd_decode,
+             "bare forward, reference AE_cls (same tensor)": bare(ae),
+             "bare forward, udd AutoEncoder (same tensor)": bare(model)}
     times = {k: [] for k in sides}
     outs = {}
     for k, f in sides.items():  # warm-up (oneDNN primitive caches, page cache)
         outs[k] = f()
+    outs = {k: v for k, v in outs.items() if v is not None}
     for rep in range(a.repeats):
         keys = list(sides)
         keys = keys[rep % len(keys):] + keys[:rep % len(keys)]

@@ -7,8 +7,8 @@ does; the module trees match). Every repeat runs each variant once, in a rotated
 the machine's load hits all of them alike. Reported: wall and CPU seconds of each child process
 (imports and data loading included), its peak RSS, and its final float32 validation loss.
 
-    .venv/bin/python bench/bench_train.py --quick      # ~3-5 min on 2 cores
-    .venv/bin/python bench/bench_train.py              # the fuller run behind bench/RESULTS.md
+    .venv/bin/python bench/bench_train.py --quick      # ~2 min on 2 quiet cores
+    .venv/bin/python bench/bench_train.py              # ~12 min: the fuller run behind bench/RESULTS.md
     .venv/bin/python bench/bench_train.py --profile    # in-process: where one step's time goes
 
 The reference needs noise patches (it crashes with npatch=0), batches of exactly `batch_size`

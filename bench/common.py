@@ -13,7 +13,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,15 +51,29 @@ class Child:
         return self
 
 
+# A small launcher starts the measured command and reports its wait4 rusage. Linux carries the
+# parent's peak RSS into a child that is (v)forked and exec'd straight from it, so a bench process
+# holding a model would mask the child's own peak; forked from this ~10 MiB launcher it cannot.
+_LAUNCHER = (
+    "import json, os, subprocess, sys, time\n"
+    "t = time.perf_counter()\n"
+    "p = subprocess.Popen(sys.argv[2:])\n"
+    "_, st, ru = os.wait4(p.pid, 0)\n"
+    "json.dump({'wall': time.perf_counter() - t, 'cpu': ru.ru_utime + ru.ru_stime, 'rss_kb': ru.ru_maxrss,\n"
+    "           'rc': os.waitstatus_to_exitcode(st)}, open(sys.argv[1], 'w'))\n"
+)
+
+
 def run_child(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> Child:
-    """Run `argv` to completion with stdout+stderr in `log`; wall time, CPU time and peak RSS via wait4."""
+    """Run `argv` to completion with stdout+stderr in `log`; its wall time, CPU time and peak RSS."""
+    usage = log.with_suffix(".usage.json")
     with open(log, "wb") as out:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(p.pid, 0)  # this child's own rusage, not the sum over all children
-        wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return Child(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, p.returncode, log)
+        rc = subprocess.call([PYTHON, "-S", "-c", _LAUNCHER, str(usage), *argv], env=env, cwd=cwd,
+                             stdout=out, stderr=subprocess.STDOUT)
+    if rc != 0 and not usage.exists():
+        return Child(0.0, 0.0, 0.0, rc, log)
+    u = json.loads(usage.read_text())
+    return Child(u["wall"], u["cpu"], u["rss_kb"] / 1024.0, u["rc"], log)
 
 
 def last_json_line(path: Path) -> dict:

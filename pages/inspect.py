@@ -14,11 +14,11 @@ import streamlit as st
 
 from udd_core import runs
 from udd_core.data import data_kind
-from udd_core.inspection import heatmaps_zip, inspect_run, load_inputs, scores_csv
+from udd_core.inspection import inspect_run, load_inputs
 from udd_core.metrics import roc_points, threshold_for_fpr
 from udd_core.model import WEIGHTS_FILE
 from udd_core.render import plotly_colorscale
-from udd_core.report import build_report
+from udd_core.report import build_report, heatmaps_zip, scores_csv
 from udd_core.scoring import RESIDUALS, SCORES
 
 ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))

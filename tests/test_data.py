@@ -1,4 +1,4 @@
-"""Tests for udd_core.data (loaders, wafer maps, noise patches, preprocessing) and udd_core.uploads."""
+"""Tests for udd_core.data (loaders, noise patches, preprocessing) and udd_core.uploads."""
 from __future__ import annotations
 
 import io
@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from udd_core.data import (
     DataError, ImageSet, add_noise_patches, data_kind, estimate_cache_bytes, extract_zip, load_dataset,
-    onehot_to_wafer, preprocess, save_uploads, to_tensor, wafer_to_onehot,
+    native_size, preprocess, save_uploads,
 )
+from udd_core.sources import shared_data_dir
 
-REAL = Path("/work/shared/data")
+REAL = shared_data_dir(Path(__file__).resolve().parents[1])  # ../shared/data beside the checkout
 
 
 def png(path: Path, arr, mode: str | None = None) -> Path:
@@ -227,81 +227,17 @@ def test_real_magnetic_tile_sample(tmp_path):
     assert s.masks[3:].any() and not s.masks[:3].any()
 
 
-# ----------------------------------------------------------------------------- wafer maps
+# ----------------------------------------------------------------------------- native sizes
 
 
-def test_wafer_npy_and_resize(tmp_path):
-    maps = np.random.default_rng(0).integers(0, 3, (5, 10, 12)).astype(np.uint8)
-    np.save(tmp_path / "w.npy", maps)
-    s = load_dataset(tmp_path / "w.npy", (3, 10, 12))
-    assert s.kind == "wafer" and s.images.shape == (5, 10, 12, 3) and s.labels == ["good"] * 5
-    assert s.names[3] == "w.npy[3]" and s.masks is None
-    assert np.array_equal(onehot_to_wafer(s.images), maps)
-    big = load_dataset(tmp_path / "w.npy", (3, 20, 24))  # exact 2x: nearest repeats each die
-    assert np.array_equal(onehot_to_wafer(big.images), maps.repeat(2, 1).repeat(2, 2))
-    assert any("resized 10x12 -> 20x24" in n for n in big.notices)
-    assert estimate_cache_bytes(tmp_path / "w.npy", (3, 20, 24)) == (5, big.images.nbytes)
-
-
-def test_wafer_npz_mixed_sizes_and_labels(tmp_path):
-    a = np.ones((2, 8, 8), np.uint8)
-    b = np.full((3, 10, 12), 2, np.uint8)
-    np.savez(tmp_path / "w.npz", maps_8x8=a, failureType_8x8=np.array(["none", "Loc"]),
-             maps_10x12=b, failureType_10x12=np.array([b"Center", b"", b"Scratch"]))
-    s = load_dataset(tmp_path / "w.npz", (3, 8, 8))
-    assert s.images.shape == (5, 8, 8, 3)
-    assert s.labels == ["Center", "good", "Scratch", "none", "Loc"]  # keys in sorted order
-    assert s.names[0] == "w.npz:maps_10x12[0]" and s.names[-1] == "w.npz:maps_8x8[1]"
-    assert (onehot_to_wafer(s.images[:3]) == 2).all() and (onehot_to_wafer(s.images[3:]) == 1).all()
-    np.savez(tmp_path / "simple.npz", maps=a, labels=np.array([3, 7]))
-    assert load_dataset(tmp_path / "simple.npz", (3, 8, 8)).labels == ["3", "7"]
-
-
-def test_wafer_labels_needing_pickle_are_dropped(tmp_path):
-    labels = np.empty(2, object)
-    labels[:] = [np.array([["none"]]), np.array([["Loc"]])]  # like the original WM-811K pickle
-    np.savez(tmp_path / "w.npz", maps=np.zeros((2, 4, 4), np.uint8), labels=labels)
-    s = load_dataset(tmp_path / "w.npz", (3, 4, 4))
-    assert s.labels == ["good", "good"] and any("pickle" in n for n in s.notices)
-
-
-def test_wafer_errors(tmp_path):
-    np.save(tmp_path / "bad.npy", np.full((1, 4, 4), 3, np.uint8))
-    with pytest.raises(DataError, match="bad.npy"):
-        load_dataset(tmp_path / "bad.npy", (3, 4, 4))
-    np.save(tmp_path / "ok.npy", np.zeros((1, 4, 4), np.uint8))
-    with pytest.raises(DataError, match="3 input channels"):
-        load_dataset(tmp_path / "ok.npy", (1, 4, 4))
-    np.savez(tmp_path / "nomaps.npz", labels=np.array(["a"]))
-    with pytest.raises(DataError, match="nomaps.npz"):
-        load_dataset(tmp_path / "nomaps.npz", (3, 4, 4))
-    (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(DataError, match="junk.npz"):
-        load_dataset(tmp_path / "junk.npz", (3, 4, 4))
-
-
-@pytest.mark.skipif(not (REAL / "wm811k_small").is_dir(), reason="real WM-811K subset not present")
-def test_real_wafer_files():
-    s = load_dataset(REAL / "wm811k_small" / "labelled_first100.npz", (3, 26, 26))
-    assert len(s) == 100 and s.labels.count("none") == 83 and s.labels.count("Edge-Loc") == 8
-    u = load_dataset(REAL / "wm811k_small" / "maps_26x26_unlabelled.npy", (3, 26, 26))
-    assert u.images.shape == (716, 26, 26, 3) and not u.notices
-
-
-def test_onehot_round_trip():
-    maps = np.random.default_rng(2).integers(0, 3, (4, 5, 7)).astype(np.uint8)
-    x = wafer_to_onehot(maps)
-    assert x.shape == (4, 5, 7, 3) and x.dtype == np.uint8 and (x.sum(-1) == 255).all()
-    assert np.array_equal(onehot_to_wafer(x), maps)
-    t = to_tensor(x)  # (N, 3, H, W) float, like a model output
-    assert np.array_equal(onehot_to_wafer(t), maps)
-    assert np.array_equal(onehot_to_wafer(t.numpy()), maps)
-    sq = wafer_to_onehot(np.random.default_rng(3).integers(0, 3, (2, 3, 3)))  # (2, 3, 3, 3): ambiguous
-    assert np.array_equal(onehot_to_wafer(torch.from_numpy(sq).permute(0, 3, 1, 2)), onehot_to_wafer(sq))
-    with pytest.raises(ValueError):
-        wafer_to_onehot(np.full((1, 2, 2), 5))
-    with pytest.raises(ValueError):
-        onehot_to_wafer(np.zeros((2, 4, 4)))
+def test_native_size_from_headers(tmp_path, mvtec):
+    assert native_size(mvtec, "train") == (20, 24)
+    with pytest.raises(ValueError, match="differ in size .*20x24 and 40x48"):
+        native_size(mvtec, "test")
+    np.savez(tmp_path / "w.npz", maps_a=np.zeros((2, 6, 7), np.uint8), maps_b=np.ones((1, 6, 7), np.uint8))
+    assert native_size(tmp_path / "w.npz") == (6, 7)
+    (mvtec / "train" / "good" / "00.png").write_bytes(b"")  # unreadable files are passed over
+    assert native_size(mvtec, "train") == (20, 24)
 
 
 # ----------------------------------------------------------------------------- uploads

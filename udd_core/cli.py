@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from .atomic import write_text_atomic
 from .config import ConfigError, load_config
 from .shapes import ShapeError, ShapeReport, propagate
 
@@ -36,16 +37,13 @@ def parse_ints(text: str, n: int, what: str) -> tuple[int, ...]:
     return values
 
 
-def write_text_atomic(path: Path, text: str, overwrite: bool = False) -> None:
-    """Write a text file via a temp file and a rename, refusing to clobber unless asked."""
+def write_new_text(path: Path, text: str, overwrite: bool = False) -> None:
+    """Write a text file atomically, refusing to clobber an existing one unless asked."""
     if path.exists() and not overwrite:
         raise UsageError(f"{path}: already exists (pass --force to overwrite)")
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_text_atomic(path, text)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
@@ -91,186 +89,18 @@ def cmd_shapes(args: argparse.Namespace) -> int:
         if report.suggested is None:
             raise UsageError("--fix: nothing to write: " + (
                 "the shapes already mirror" if report.ok else "output padding cannot fix this input size"))
-        write_text_atomic(Path(args.fix), report.suggested.to_json() + "\n", overwrite=args.force)
+        write_new_text(Path(args.fix), report.suggested.to_json() + "\n", overwrite=args.force)
         print(f"wrote {args.fix}", file=sys.stderr)
     return 0 if report.ok else 1
 
 
 # --- udd train -------------------------------------------------------------------------------
 
-def _train_config(spec: str):
-    """CONFIG of `udd train`: a config file, or a model preset name -> (AEConfig, preset (C, H, W) or None)."""
-    from .presets import model_presets
-
-    if Path(spec).is_file():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            config = load_config(spec)
-        for w in caught:
-            print(f"warning: {w.message}", file=sys.stderr)
-        return config, None
-    presets = model_presets()
-    if spec in presets:
-        return presets[spec].config, presets[spec].input_shape
-    raise UsageError(f"{spec}: neither a config file nor a model preset ({', '.join(presets)})")
-
-
-class _ProgressLine:
-    """A one-line progress display on stderr: redrawn in place on a terminal, one line per epoch otherwise."""
-
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.width = 0
-        self.epochs_shown = 0
-        self.notices_shown = 0
-
-    def _put(self, line: str, final: bool) -> None:
-        if self.tty:
-            self.stream.write("\r" + line.ljust(self.width) + ("\n" if final else ""))
-            self.width = 0 if final else len(line)
-        elif final:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def loading(self, done: int, total: int) -> None:
-        if self.tty:
-            self._put(f"loading images {done}/{total}", final=False)
-
-    def show(self, p) -> None:
-        from .progress import format_eta
-
-        for note in p.notices[self.notices_shown:]:  # e.g. the bf16 parity verdict, known only after start
-            self._put(f"note: {note}", final=True)
-        self.notices_shown = len(p.notices)
-        for e in range(self.epochs_shown, len(p.train_loss)):  # finished epochs get a permanent line
-            val = p.val_loss[e]
-            self._put(f"epoch {e + 1}/{p.epochs}  loss {p.train_loss[e]:.5g}"
-                      + (f"  val {val:.5g}" if val is not None else ""), final=True)
-        self.epochs_shown = len(p.train_loss)
-        if self.tty and p.status == "running" and p.step_loss:
-            self._put(f"epoch {p.epoch}/{p.epochs}  step {p.step}/{p.steps_per_epoch}  loss {p.step_loss[-1]:.5g}"
-                      f"  {p.images_per_s:.1f} img/s  ETA {format_eta(p.eta_s)}", final=False)
-
-    def end(self) -> None:
-        """Clear a live line so that normal output follows on a clean line."""
-        if self.tty and self.width:
-            self.stream.write("\r" + " " * self.width + "\r")
-            self.stream.flush()
-            self.width = 0
-
-
-def _settings_from_args(args: argparse.Namespace):
-    from .settings import TrainSettings, training_presets
-
-    base = training_presets()[args.preset] if args.preset else TrainSettings()
-    changes = {k: v for k, v in {
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "noise_patches": args.noise_patches,
-        "patch_size": parse_ints(args.patch_size, 2, "--patch-size") if args.patch_size else None,
-        "patch_dir": args.patch_dir,
-        "val_split": args.val_split, "seed": args.seed, "device": args.device, "loss": args.loss,
-        "amp_bf16": None if args.precision is None else args.precision == "bf16",
-    }.items() if v is not None}
-    return base.replace(**changes)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _watch(job, bar: _ProgressLine) -> int:
-    """Follow a started job until it ends; Ctrl-C (or SIGTERM) stops it gracefully (exit 130)."""
-    import signal
-    import threading
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    # SIGTERM (kill, a container stop) gets the same clean stop as Ctrl-C instead of a dead "running" run.
-    old_term = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
-    try:
-        while not job.join(0.2):
-            bar.show(job.snapshot())
-    except KeyboardInterrupt:
-        job.stop()
-        bar.end()
-        print("udd train: stopping, saving the model ...", file=sys.stderr)
-        # A second Ctrl-C must not kill the checkpoint half-written: ignore it while the job winds down.
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
-        try:
-            job.join(60)
-        finally:
-            if main_thread:
-                signal.signal(signal.SIGINT, old)
-        p = job.snapshot()
-        print(f"udd train: {p.message}; run left in {job.run_dir}", file=sys.stderr)
-        return 130
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, old_term)
-    p = job.snapshot()
-    bar.show(p)
-    bar.end()
-    if p.status == "failed":
-        # An unexpected exception (message prefixed with its type) also gets its location, for bug reports.
-        head = (p.error or "").split(":", 1)[0]
-        where = f" (at {p.error_where})" if p.error_where and head.isidentifier() and head.endswith(("Error", "Exception")) else ""
-        print(f"udd train: error: {p.error or p.message}{where}", file=sys.stderr)
-        return 2
-    print(f"udd train: {p.message}; model in {job.run_dir}", file=sys.stderr)
-    return 0
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a model on normal images into a run folder, with a progress line; Ctrl-C stops cleanly."""
-    from .data import data_kind, load_dataset
-    from .model import build_model
-    from .runs import is_empty_dir, read_history
-    from .jobs import TrainJob
-    from .train import normal_images
+    """Train a model on normal images into a run folder (see cli_train)."""
+    from .cli_train import run_train  # torch and the data stack load only for this command
 
-    out = Path(args.out)
-    bar = _ProgressLine()
-    if args.resume:
-        images = None
-        if args.data:
-            from .runs import read_json
-
-            info = read_json(out / "train.json") or {}
-            c, h, w = info.get("input_shape") or (0, 0, 0)
-            if not c:
-                raise UsageError(f"--out {out}: not a run folder to resume (no readable train.json)")
-            images, _ = normal_images(load_dataset(args.data, (c, h, w), split="train", progress=bar.loading))
-            bar.end()
-        job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device)
-        bar.epochs_shown = len(job.snapshot().train_loss) or len(read_history(out))  # print only the new epochs
-    else:
-        if not args.data:
-            raise UsageError("--data is required (a folder of images, an MVTec folder or a wafer .npy/.npz)")
-        if out.exists() and not is_empty_dir(out):
-            raise UsageError(f"--out {out}: already exists and is not empty (pass --resume to continue it)")
-        config, preset_shape = _train_config(args.config)
-        settings = _settings_from_args(args)
-        kind = data_kind(args.data)
-        if args.size:
-            h, w = parse_ints(args.size, 2, "--size")
-        elif preset_shape is not None:
-            h, w = preset_shape[1:]
-        else:
-            h, w = (26, 26) if kind == "wafer" else (256, 256)
-        shape = (config.in_channels, h, w)
-        build_model(config, shape)  # refuse a non-mirroring design before spending time on the data
-        ds = load_dataset(args.data, (config.in_channels, h, w), split="train", progress=bar.loading)
-        bar.end()
-        images, kept = normal_images(ds)
-        for note in ds.notices + ([kept] if kept else []):
-            print(f"note: {note}", file=sys.stderr)
-        job = TrainJob.create(out, config, shape, images, settings,
-                              source={"path": str(Path(args.data).resolve()), "kind": kind, "tile": False})
-        del ds, images
-    for note in job.snapshot().notices:
-        print(f"note: {note}", file=sys.stderr)
-    bar.notices_shown = len(job.snapshot().notices)
-    print(f"udd train: {job.n_train} training and {job.n_val} validation images; run {job.run_dir}", file=sys.stderr)
-    return _watch(job.start(), bar)
+    return run_train(args)
 
 
 # --- udd generate ----------------------------------------------------------------------------
@@ -361,7 +191,8 @@ def _score_table(insp) -> str:
 
 def cmd_score(args: argparse.Namespace) -> int:
     """Score a data set with a trained run (or a reference model folder): scores, metrics, heatmaps."""
-    from .inspection import inspect_run, write_heatmaps
+    from .inspection import inspect_run
+    from .report import write_heatmaps
 
     size = parse_ints(args.size, 2, "--size") if args.size else None
     if args.smooth < 0:

@@ -1,14 +1,13 @@
-"""Data loading: image folders, wafer maps, uploads, noise patches and batching.
+"""Data loading: image folders and wafer-map files into one in-memory `ImageSet`.
 
-Image folders (MVTec AD layout or plain) and wafer-map arrays load into one in-memory `ImageSet`
-at the model's input size. Upload handling lives in `uploads`, noise patches and tiling/augmentation
-in `synthetic`; both are re-exported here.
+Image folders (MVTec AD layout or plain) and wafer-map arrays load at the model's input size.
+Wafer files live in `wafermaps`, upload handling in `uploads`, noise patches and tiling/augmentation
+in `synthetic`; their public names are re-exported here.
 """
 from __future__ import annotations
 
 import os
 import warnings
-import zipfile
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +21,10 @@ from PIL import Image
 # Re-exported so callers find the whole data API here; each lives in the module of its concept.
 from .synthetic import add_noise_patches, preprocess  # noqa: F401
 from .uploads import DataError, extract_zip, save_uploads  # noqa: F401
+from .wafermaps import WAFER_EXTS, load_wafer_file, map_sizes, onehot_to_wafer, wafer_to_onehot  # noqa: F401
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm", ".pbm"})
-WAFER_EXTS = frozenset({".npy", ".npz"})
 SPLITS = ("train", "test", "all")
-_LABEL_KEYS = ("labels", "label", "failureType", "failure_type", "classes", "class", "y")
 # Pillow raises these (and more) for corrupt, truncated, empty or non-image files.
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, MemoryError, Image.DecompressionBombError,
                   Image.DecompressionBombWarning)
@@ -319,121 +317,6 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
                     "image", notices)
 
 
-# ----------------------------------------------------------------------------- wafer maps
-
-
-def _npy_header(fp) -> tuple[tuple[int, ...], np.dtype]:
-    version = np.lib.format.read_magic(fp)
-    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, _, dtype = read(fp)
-    return shape, dtype
-
-
-def _wafer_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shape and dtype of every array in a .npy/.npz file, read from headers only (no pixel data)."""
-    try:
-        if path.suffix.lower() == ".npy":
-            with open(path, "rb") as fp:
-                return {"": _npy_header(fp)}
-        with zipfile.ZipFile(path) as zf:
-            out = {}
-            for name in zf.namelist():
-                if name.endswith(".npy"):
-                    with zf.open(name) as fp:
-                        out[name[:-4]] = _npy_header(fp)
-            return out
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path.name}: not a readable numpy file ({exc})") from None
-
-
-def _map_keys(headers) -> list[str]:
-    return sorted(k for k, (s, d) in headers.items() if (len(s) == 3 or k == "" and len(s) == 2) and d.kind in "biuf")
-
-
-def _label_key(key: str, n: int, headers) -> str | None:
-    """The labels array that belongs to map array `key`: same suffix (maps_45x48 <-> failureType_45x48)."""
-    suffix = key[key.index("_"):] if "_" in key else ""
-    fits = [k for k, (s, _) in headers.items()
-            if k != key and len(s) in (1, 2) and s[0] == n and (k.endswith(suffix) if suffix else k in _LABEL_KEYS)]
-    return min(fits, key=lambda k: (not any(t in k.lower() for t in ("label", "type", "class")), k), default=None)
-
-
-def _as_labels(a: np.ndarray) -> list[str]:
-    a = a.reshape(len(a), -1)[:, 0]
-    if a.dtype.kind == "S":
-        a = np.char.decode(a, "utf-8", "replace")
-    return [str(v).strip() or "good" for v in a.tolist()]
-
-
-def _load_wafer(path: Path, shape, progress) -> ImageSet:
-    h, w, c = shape
-    if c != 3:
-        raise DataError(f"{path.name}: wafer maps need 3 input channels (one-hot), input_shape has C={c}")
-    headers = _wafer_headers(path)
-    keys = _map_keys(headers)
-    if not keys:
-        raise DataError(f"{path.name}: holds no (N, H, W) wafer map array")
-    images, labels, names, notices = [], [], [], []
-    try:
-        z = np.load(path, allow_pickle=False)  # ndarray for .npy, a lazy NpzFile for .npz
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path.name}: not a readable numpy file ({exc})") from None
-    try:
-        for i, key in enumerate(keys):
-            where = f"{path.name}:{key}" if key else path.name
-            try:
-                maps = z if not key else z[key]
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-                raise DataError(f"{where}: cannot load ({exc})") from None
-            maps = maps[None] if maps.ndim == 2 else maps
-            if maps.size and (maps.min() < 0 or maps.max() > 2 or (maps.dtype.kind == "f" and (maps % 1).any())):
-                bad = np.setdiff1d(np.unique(maps), [0, 1, 2])[:5]
-                raise DataError(f"{where}: die values must be 0, 1 or 2, found {bad.tolist()}")
-            n, mh, mw = maps.shape
-            lkey = _label_key(key, n, headers) if key else None
-            if lkey and headers[lkey][1].hasobject:
-                notices.append(f"{path.name}:{lkey}: labels need pickle to load; ignored")
-                lkey = None
-            labels += _as_labels(z[lkey]) if lkey else ["good"] * n
-            if (mh, mw) != (h, w):
-                rows = np.minimum(((np.arange(h) + 0.5) * mh / h).astype(int), mh - 1)
-                cols = np.minimum(((np.arange(w) + 0.5) * mw / w).astype(int), mw - 1)
-                maps = maps[:, rows][:, :, cols]  # nearest neighbour keeps die values discrete
-                notices.append(f"{n} maps from {where} resized {mh}x{mw} -> {h}x{w} (nearest)")
-            images.append(wafer_to_onehot(maps.astype(np.uint8)))
-            names += [f"{where}[{j}]" for j in range(n)]
-            if progress is not None:
-                progress(i + 1, len(keys))
-    finally:
-        if not isinstance(z, np.ndarray):
-            z.close()
-    return ImageSet(np.concatenate(images), labels, names, None, "wafer", notices)
-
-
-def wafer_to_onehot(maps: np.ndarray) -> np.ndarray:
-    """(N, H, W) die values in {0, 1, 2} -> (N, H, W, 3) uint8, 255 in the channel of the value."""
-    maps = np.asarray(maps)
-    if maps.ndim != 3:
-        raise ValueError(f"maps must be (N, H, W), got shape {maps.shape}")
-    if maps.size and (maps.min() < 0 or maps.max() > 2):
-        raise ValueError(f"maps: die values must be 0, 1 or 2, found range {maps.min()}..{maps.max()}")
-    return (maps[..., None] == np.arange(3)).astype(np.uint8) * np.uint8(255)  # (N, H, W, 3)
-
-
-def onehot_to_wafer(x) -> np.ndarray:
-    """(N, 3, H, W) or (N, H, W, 3) scores (tensor or array) -> (N, H, W) uint8 die values by argmax.
-
-    When both axis 1 and the last axis have length 3, tensors are read channel-first (model
-    output) and arrays channel-last (the image cache).
-    """
-    is_tensor = isinstance(x, torch.Tensor)
-    a = x.detach().cpu().numpy() if is_tensor else np.asarray(x)
-    if a.ndim != 4 or 3 not in (a.shape[1], a.shape[-1]):
-        raise ValueError(f"one-hot wafer maps must be (N, 3, H, W) or (N, H, W, 3), got shape {a.shape}")
-    first = a.shape[1] == 3 and (a.shape[-1] != 3 or is_tensor)
-    return np.argmax(a, axis=1 if first else -1).astype(np.uint8)
-
-
 # ----------------------------------------------------------------------------- public loaders
 
 
@@ -452,9 +335,12 @@ def load_dataset(path, input_shape: tuple[int, int, int], split: str = "train", 
         raise DataError(f"split must be one of {SPLITS}, got {split!r}")
     kind, root = _layout(path)
     if kind == "wafer":
-        out = _load_wafer(root, shape, progress)
-        out.notices += ["tiling does not apply to wafer maps; ignored"] if tile else []
-        return out
+        h, w, c = shape
+        if c != 3:
+            raise DataError(f"{root.name}: wafer maps need 3 input channels (one-hot), input_shape has C={c}")
+        images, labels, names, notices = load_wafer_file(root, (h, w), progress)
+        notices += ["tiling does not apply to wafer maps; ignored"] if tile else []
+        return ImageSet(images, labels, names, None, "wafer", notices)
     return _load_images(kind, root, shape, split, tile, progress)
 
 
@@ -463,8 +349,7 @@ def estimate_cache_bytes(path, input_shape, split="train", tile=False) -> tuple[
     h, w, c = _check_shape(input_shape)
     kind, root = _layout(path)
     if kind == "wafer":
-        headers = _wafer_headers(root)
-        n = sum(1 if len(headers[k][0]) == 2 else headers[k][0][0] for k in _map_keys(headers))
+        n = sum(k for k, _ in map_sizes(root))
         return n, n * h * w * 3
     sources, has_masks = _sources(kind, root, split)
     if not tile:
@@ -480,3 +365,28 @@ def estimate_cache_bytes(path, input_shape, split="train", tile=False) -> tuple[
                 except _DECODE_ERRORS:
                     continue
     return n, n * h * w * (c + (1 if has_masks else 0))
+
+
+def native_size(path, split: str = "train") -> tuple[int, int]:
+    """(H, W) shared by every image (or wafer map) of a data set, read from file headers only.
+
+    For scoring with a model that stores no input size; images of different sizes are a ValueError.
+    """
+    kind, root = _layout(path)
+    sizes: list[tuple[int, int]] = []
+    if kind == "wafer":
+        sizes = [hw for _, hw in map_sizes(root)]
+    else:
+        for src, _, _ in _sources(kind, root, split)[0]:
+            try:
+                with Image.open(src) as im:  # parses the header only
+                    sizes.append((im.height, im.width))
+            except _DECODE_ERRORS:
+                continue
+    distinct = sorted(set(sizes))
+    if not distinct:
+        raise DataError(f"{path}: no readable images for split {split!r}")
+    if len(distinct) > 1:
+        (h1, w1), (h2, w2) = distinct[0], distinct[-1]
+        raise ValueError(f"{path}: images differ in size ({h1}x{w1} and {h2}x{w2}); give a size (--size H,W)")
+    return distinct[0]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import zipfile
 from collections import Counter
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import torch
 from PIL import Image
 
 from . import runs
+from .atomic import write_bytes_atomic
 from .data import ImageSet, load_dataset, onehot_to_wafer, to_tensor
 from .latent import LatentStats, decode, encode, interpolate, noised_samples, random_samples
 from .model import AutoEncoder, load_model
@@ -332,11 +332,5 @@ def write_pngs(images: Sequence[np.ndarray], out_dir: Union[str, Path], names: S
             raise ValueError(f"{taken[0]}: already exists{more} (pass --force to overwrite)")
     out.mkdir(parents=True, exist_ok=True)
     for img, target in zip(images, targets):
-        data = png_bytes(img)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_bytes_atomic(target, png_bytes(img))
     return targets

@@ -8,23 +8,17 @@ the Inspect page, `udd score`, the CSV/PNG exports and the HTML report.
 """
 from __future__ import annotations
 
-import csv
-import io
-import re
-import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import numpy as np
-from PIL import Image
 
-from . import data as _data
 from . import runs
-from .data import ImageSet, load_dataset
+from .data import ImageSet, data_kind, load_dataset, native_size, wafer_to_onehot
 from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr
 from .model import WEIGHTS_FILE, AutoEncoder, load_model
-from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, overlay_rgb, zoom  # noqa: F401 - re-exported
+from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, overlay_rgb, zoom
 from .scoring import RESIDUALS, SCORES, NormStats, fit_norm_stats, normalise, score_images
 from .settings import resolve_device
 from .train import NORMAL_LABELS, normal_images, split_indices
@@ -54,29 +48,6 @@ class Loaded:
     calibration: Optional[dict]  # calibration.json when it was made at this input size
     notices: list[str] = field(default_factory=list)
     memo: dict = field(default_factory=dict, repr=False)  # reloaded validation images, filled on first need
-
-
-def _native_size(path, split: str) -> tuple[int, int]:
-    """(H, W) shared by every image (or wafer map) of a data set, read from file headers only."""
-    kind, root = _data._layout(path)
-    sizes: list[tuple[int, int]] = []
-    if kind == "wafer":
-        headers = _data._wafer_headers(root)
-        sizes = [tuple(headers[k][0][-2:]) for k in _data._map_keys(headers)]
-    else:
-        for src, _, _ in _data._sources(kind, root, split)[0]:
-            try:
-                with Image.open(src) as im:  # parses the header only
-                    sizes.append((im.height, im.width))
-            except _data._DECODE_ERRORS:
-                continue
-    distinct = sorted(set(sizes))
-    if not distinct:
-        raise _data.DataError(f"{path}: no readable images for split {split!r}")
-    if len(distinct) > 1:
-        (h1, w1), (h2, w2) = distinct[0], distinct[-1]
-        raise ValueError(f"{path}: images differ in size ({h1}x{w1} and {h2}x{w2}); give a size (--size H,W)")
-    return distinct[0]
 
 
 def _check_size(model: AutoEncoder, shape: tuple[int, int, int]) -> None:
@@ -110,7 +81,7 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     elif trained:
         shape = trained
     else:
-        shape = (c, *_native_size(data_path, split))
+        shape = (c, *native_size(data_path, split))
     _check_size(model, shape)
     tile = bool(source.get("tile", False)) if tile is None else tile
     ds = load_dataset(data_path, shape, split=split, tile=tile, progress=progress)
@@ -119,7 +90,7 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
         cal = runs.read_json(p / runs.CALIBRATION_FILE)
     notices = list(ds.notices)
     same = source.get("path") and Path(data_path).resolve() == Path(source["path"]).resolve()
-    if same and (_data.data_kind(data_path) != "mvtec" or split != "test"):
+    if same and (data_kind(data_path) != "mvtec" or split != "test"):
         notices.append("these are the run's training data: the normal images it learned are scored too, "
                        "so normal scores look better than on unseen images")
     if trained and shape != trained:
@@ -261,7 +232,7 @@ def _empty_metrics() -> Metrics:
 def _to_uint8_hwc(recon: np.ndarray, wafer: bool) -> np.ndarray:
     """(N, C, H, W) float reconstructions -> (N, H, W, C) uint8 (wafers: one-hot of the argmax)."""
     if wafer:
-        return _data.wafer_to_onehot(np.argmax(recon, axis=1))
+        return wafer_to_onehot(np.argmax(recon, axis=1))
     out = np.clip(recon, 0.0, 1.0) * 255.0
     return np.rint(out).astype(np.uint8).transpose(0, 2, 3, 1).copy()
 
@@ -318,7 +289,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: s
         if imgs is not None:
             ref = score_images(model, imgs, **kw)
             norm, normal_scores = fit_norm_stats(ref.maps), ref.scores.astype(np.float64)
-        elif good.any() and (_data.data_kind(loaded.data_path) == "mvtec" or good.sum() < known.sum()):
+        elif good.any() and (data_kind(loaded.data_path) == "mvtec" or good.sum() < known.sum()):
             norm, normal_scores = fit_norm_stats(res.maps[good]), res.scores[good].astype(np.float64)
             normal_source = "test good"
             notices.append("no validation images of the run: heatmap scale and threshold come from the good "
@@ -367,64 +338,3 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: s
         r = insp.at(thr)
         insp.fpr, insp.tpr = r["fpr"], r["tpr"]
     return insp
-
-
-# --- exports ---------------------------------------------------------------------------------
-
-def scores_csv(insp: Inspection) -> str:
-    """CSV text: path, label, score, mse, defective; one line per image in data order."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["path", "label", "score", "mse", "defective"], lineterminator="\n")
-    w.writeheader()
-    for row in insp.to_rows():
-        w.writerow({k: "" if v is None else v for k, v in row.items()})
-    return buf.getvalue()
-
-
-def _file_stem(name: str) -> str:
-    """A safe file stem from an image name: its folder and stem ('crack_003'), tile suffix kept."""
-    path, _, tile = name.partition("#")
-    if path.endswith("]"):  # a wafer map: "file.npz:key[i]" or "file.npy[i]"
-        stem = re.sub(r"\.np[yz]\b", "", path)
-    else:
-        p = Path(path)
-        stem = f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem
-    stem += f"_{tile}" if tile else ""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "image"
-
-
-def heatmap_files(insp: Inspection, factor: Optional[int] = None) -> Iterator[tuple[str, bytes]]:
-    """(unique file name, PNG bytes) of every image's overlay; tiny images are enlarged."""
-    h, w = insp.maps.shape[1:]
-    f = auto_zoom(h, w) if factor is None else factor
-    seen: set[str] = set()
-    for i, name in enumerate(insp.names):
-        stem = _file_stem(name)
-        cand, k = stem, 2
-        while cand.lower() in seen:
-            cand, k = f"{stem}-{k}", k + 1
-        seen.add(cand.lower())
-        yield f"{cand}.png", insp.heatmap_png(i, f)
-
-
-def write_heatmaps(insp: Inspection, out_dir) -> list[Path]:
-    """Write one overlay PNG per image into ``out_dir`` (created); returns the paths."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OSError(f"{out}: cannot create the heatmap folder ({e.strerror or e})") from None
-    paths = []
-    for fname, png in heatmap_files(insp):
-        (out / fname).write_bytes(png)
-        paths.append(out / fname)
-    return paths
-
-
-def heatmaps_zip(insp: Inspection) -> bytes:
-    """A zip of every overlay PNG (stored: PNGs are compressed already)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        for fname, png in heatmap_files(insp):
-            zf.writestr(fname, png)
-    return buf.getvalue()

@@ -10,8 +10,9 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import ndimage
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+# scikit-learn and scipy.ndimage are imported inside the functions that need them: together they
+# add 1-2 s to every process start, and scoring a folder without labels or masks never uses them.
 
 GOOD = "good"
 _PRO_STEPS = 200  # thresholds sampled for the PRO curve
@@ -80,6 +81,7 @@ def roc_points(scores, is_defect) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     s, y = _check_pair(scores, is_defect)
     if y.all() or not y.any():
         raise ValueError("is_defect must contain both normal and defective samples for a ROC curve")
+    from sklearn.metrics import roc_curve
     return roc_curve(y, s)
 
 
@@ -91,6 +93,7 @@ class _PixelGroups:
     """
 
     def __init__(self, maps: np.ndarray, masks: np.ndarray, groups: np.ndarray):
+        from scipy import ndimage
         self.neg: dict[str, np.ndarray] = {}  # group -> sorted normal-pixel scores
         self.pos: dict[str, np.ndarray] = {}  # group -> defect-pixel scores
         self.pos_sorted: dict[str, np.ndarray] = {}  # the same, sorted (for AUROC)
@@ -209,6 +212,7 @@ def pixel_auroc(maps, masks) -> float | None:
 def _image_metrics(s: np.ndarray, y: np.ndarray) -> tuple[float | None, float | None]:
     if y.all() or not y.any():
         return None, None
+    from sklearn.metrics import average_precision_score, roc_auc_score
     return float(roc_auc_score(y, s)), float(average_precision_score(y, s))
 
 

@@ -8,7 +8,6 @@ metadata such as the input shape), so it rebuilds its own model and never unpick
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
@@ -17,6 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .atomic import write_atomic, write_text_atomic
 from .config import AEConfig, ConfigError, Pad, load_config, pad_pair, parse_config  # noqa: F401 - ConfigError re-exported
 
 LEAK = 0.1  # LeakyReLU slope of the reference architecture (in place: saves an allocation per layer)
@@ -117,18 +117,9 @@ def save_model(model: AutoEncoder, path: Union[str, Path], metadata: Optional[Ma
         meta["input_shape"] = ",".join(map(str, model.input_shape))
     meta.update(metadata or {})
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic(path / weights_name, lambda tmp: save_file(state, str(tmp), metadata=meta))
-    _atomic(path / CONFIG_FILE, lambda tmp: tmp.write_text(model.config.to_json() + "\n"))
+    write_atomic(path / weights_name, lambda tmp: save_file(state, str(tmp), metadata=meta))
+    write_text_atomic(path / CONFIG_FILE, model.config.to_json() + "\n")
     return path
-
-
-def _atomic(target: Path, write) -> None:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def is_model_dir(path: Union[str, Path]) -> bool:

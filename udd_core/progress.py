@@ -1,6 +1,7 @@
 """Training progress: the board a job's thread writes under a lock, and the frozen snapshots UIs read."""
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
@@ -80,3 +81,48 @@ def format_eta(seconds: Optional[float]) -> str:
         return "--:--"
     s = int(seconds)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+
+
+class ProgressLine:
+    """A one-line progress display on stderr: redrawn in place on a terminal, one line per epoch otherwise."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.width = 0
+        self.epochs_shown = 0
+        self.notices_shown = 0
+
+    def _put(self, line: str, final: bool) -> None:
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self.width) + ("\n" if final else ""))
+            self.width = 0 if final else len(line)
+        elif final:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def loading(self, done: int, total: int) -> None:
+        """A `progress(done, total)` callback for data loading (shown on a terminal only)."""
+        if self.tty:
+            self._put(f"loading images {done}/{total}", final=False)
+
+    def show(self, p: Progress) -> None:
+        """Print new notices and finished epochs as lines; on a terminal, redraw the live step line."""
+        for note in p.notices[self.notices_shown:]:  # e.g. the bf16 parity verdict, known only after start
+            self._put(f"note: {note}", final=True)
+        self.notices_shown = len(p.notices)
+        for e in range(self.epochs_shown, len(p.train_loss)):  # finished epochs get a permanent line
+            val = p.val_loss[e]
+            self._put(f"epoch {e + 1}/{p.epochs}  loss {p.train_loss[e]:.5g}"
+                      + (f"  val {val:.5g}" if val is not None else ""), final=True)
+        self.epochs_shown = len(p.train_loss)
+        if self.tty and p.status == "running" and p.step_loss:
+            self._put(f"epoch {p.epoch}/{p.epochs}  step {p.step}/{p.steps_per_epoch}  loss {p.step_loss[-1]:.5g}"
+                      f"  {p.images_per_s:.1f} img/s  ETA {format_eta(p.eta_s)}", final=False)
+
+    def end(self) -> None:
+        """Clear a live line so that normal output follows on a clean line."""
+        if self.tty and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+            self.width = 0

@@ -1,23 +1,90 @@
-"""The one-page HTML report of an inspection: a single self-contained file an engineer can mail.
+"""Exports of an inspection: the scores as CSV, the heatmaps as PNGs, and a one-page HTML report.
 
-Everything is inline (CSS, the training curve as SVG, images as base64 PNGs): the file opens
-offline and references no URL at all.
+The report is a single self-contained file an engineer can mail: everything is inline (CSS, the
+training curve as SVG, images as base64 PNGs), so it opens offline and references no URL at all.
 """
 from __future__ import annotations
 
 import base64
+import csv
 import html
+import io
 import json
 import math
+import re
 import time
+import zipfile
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
 from . import runs
 from .inspection import Inspection
-from .render import png_bytes
+from .render import auto_zoom, png_bytes
+
+# --- exports ---------------------------------------------------------------------------------
+
+def scores_csv(insp: Inspection) -> str:
+    """CSV text: path, label, score, mse, defective; one line per image in data order."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["path", "label", "score", "mse", "defective"], lineterminator="\n")
+    w.writeheader()
+    for row in insp.to_rows():
+        w.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buf.getvalue()
+
+
+def _file_stem(name: str) -> str:
+    """A safe file stem from an image name: its folder and stem ('crack_003'), tile suffix kept."""
+    path, _, tile = name.partition("#")
+    if path.endswith("]"):  # a wafer map: "file.npz:key[i]" or "file.npy[i]"
+        stem = re.sub(r"\.np[yz]\b", "", path)
+    else:
+        p = Path(path)
+        stem = f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem
+    stem += f"_{tile}" if tile else ""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "image"
+
+
+def heatmap_files(insp: Inspection, factor: Optional[int] = None) -> Iterator[tuple[str, bytes]]:
+    """(unique file name, PNG bytes) of every image's overlay; tiny images are enlarged."""
+    h, w = insp.maps.shape[1:]
+    f = auto_zoom(h, w) if factor is None else factor
+    seen: set[str] = set()
+    for i, name in enumerate(insp.names):
+        stem = _file_stem(name)
+        cand, k = stem, 2
+        while cand.lower() in seen:
+            cand, k = f"{stem}-{k}", k + 1
+        seen.add(cand.lower())
+        yield f"{cand}.png", insp.heatmap_png(i, f)
+
+
+def write_heatmaps(insp: Inspection, out_dir) -> list[Path]:
+    """Write one overlay PNG per image into ``out_dir`` (created); returns the paths."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"{out}: cannot create the heatmap folder ({e.strerror or e})") from None
+    paths = []
+    for fname, png in heatmap_files(insp):
+        (out / fname).write_bytes(png)
+        paths.append(out / fname)
+    return paths
+
+
+def heatmaps_zip(insp: Inspection) -> bytes:
+    """A zip of every overlay PNG (stored: PNGs are compressed already)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for fname, png in heatmap_files(insp):
+            zf.writestr(fname, png)
+    return buf.getvalue()
+
+
+# --- the HTML report --------------------------------------------------------------------------
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#222}

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from .atomic import write_text_atomic
+
 DEFAULT_ROOT = "runs"
 STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
 HEARTBEAT_STALE_S = 120.0  # a "running" run silent for longer than this is reported interrupted
@@ -117,22 +119,11 @@ def validate_name_quietly(name: str) -> bool:
 
 def write_json_atomic(path: Union[str, Path], obj: Any) -> None:
     """Write `obj` as JSON via a temp file, fsync and rename; RunStorageError on failure."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     text = json.dumps(obj, indent=2, allow_nan=False, default=_json_default) + "\n"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_text_atomic(path, text, durable=True)
     except OSError as e:
         raise storage_error(path, e) from None
-    finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
 
 
 def read_json(path: Union[str, Path], default: Any = None) -> Any:

@@ -8,7 +8,6 @@ in the hot path. `jobs.TrainJob` runs `train()` in a daemon thread; its progress
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from . import runs
+from .atomic import write_atomic
 from .data import add_noise_patches, load_patterns, to_tensor
 from .losses import make_loss
 from .model import WEIGHTS_FILE, AutoEncoder, build_model, load_model, save_model
@@ -151,14 +151,10 @@ def _save_trainer_state(run_dir: Path, opt, sched, epochs_done: int, best: float
     state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else {},
              "epochs_done": epochs_done, "best": best}
     path = run_dir / runs.TRAINER_STATE
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: torch.save(state, tmp))
     except OSError as e:
         raise runs.storage_error(path, e) from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _save(model: AutoEncoder, run_dir: Path, weights: str, meta: dict) -> None:

@@ -17,6 +17,8 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
+from .atomic import write_bytes_atomic
+
 _CHUNK = 1 << 20  # bytes read per step while extracting, so a bomb is caught early
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -174,12 +176,7 @@ def save_uploads(
             target = dest / base
             if target.is_dir():
                 raise DataError(f"upload {base!r}: a folder of that name exists in {dest}")
-            tmp = dest / f".{base}.part"  # write then rename, so a reader never sees half a file
-            try:
-                tmp.write_bytes(data)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
+            write_bytes_atomic(target, data)  # a reader never sees half a file
             written.append(target)
         if len(written) > max_files:
             raise DataError(f"uploads: {len(written)} files exceed the limit of {max_files}")

@@ -1,0 +1,34 @@
+"""Tests for udd_core.atomic: a write either replaces the file whole or leaves it untouched."""
+from __future__ import annotations
+
+import pytest
+
+from udd_core.atomic import write_atomic, write_bytes_atomic, write_text_atomic
+
+
+def test_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "config.json"
+    write_text_atomic(target, "old\n")
+    write_bytes_atomic(target, b"new", durable=True)
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "model.safetensors"
+    target.write_bytes(b"good weights")
+
+    def half_then_crash(tmp):
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, half_then_crash)
+    assert target.read_bytes() == b"good weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_missing_folder_is_an_oserror_and_creates_nothing(tmp_path):
+    with pytest.raises(OSError):
+        write_text_atomic(tmp_path / "no" / "such.txt", "x")
+    assert not (tmp_path / "no").exists()

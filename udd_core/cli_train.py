@@ -1,0 +1,139 @@
+"""`udd train`: load the data, start a training job, follow it with a progress line.
+
+Ctrl-C or SIGTERM stops the job at a batch boundary; the run keeps a loadable model (exit 130).
+Imported only when the command runs, so the rest of the command line starts without torch.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+from .cli import UsageError, parse_ints
+from .config import load_config
+from .data import data_kind, load_dataset
+from .jobs import TrainJob
+from .model import build_model
+from .presets import model_presets
+from .progress import ProgressLine
+from .runs import is_empty_dir, read_history, read_json
+from .settings import TrainSettings, training_presets
+from .train import normal_images
+
+
+def _train_config(spec: str):
+    """CONFIG of `udd train`: a config file, or a model preset name -> (AEConfig, preset (C, H, W) or None)."""
+    if Path(spec).is_file():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            config = load_config(spec)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        return config, None
+    presets = model_presets()
+    if spec in presets:
+        return presets[spec].config, presets[spec].input_shape
+    raise UsageError(f"{spec}: neither a config file nor a model preset ({', '.join(presets)})")
+
+
+def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
+    base = training_presets()[args.preset] if args.preset else TrainSettings()
+    changes = {k: v for k, v in {
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "noise_patches": args.noise_patches,
+        "patch_size": parse_ints(args.patch_size, 2, "--patch-size") if args.patch_size else None,
+        "patch_dir": args.patch_dir,
+        "val_split": args.val_split, "seed": args.seed, "device": args.device, "loss": args.loss,
+        "amp_bf16": None if args.precision is None else args.precision == "bf16",
+    }.items() if v is not None}
+    return base.replace(**changes)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _watch(job, bar: ProgressLine) -> int:
+    """Follow a started job until it ends; Ctrl-C (or SIGTERM) stops it gracefully (exit 130)."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    # SIGTERM (kill, a container stop) gets the same clean stop as Ctrl-C instead of a dead "running" run.
+    old_term = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    try:
+        while not job.join(0.2):
+            bar.show(job.snapshot())
+    except KeyboardInterrupt:
+        job.stop()
+        bar.end()
+        print("udd train: stopping, saving the model ...", file=sys.stderr)
+        # A second Ctrl-C must not kill the checkpoint half-written: ignore it while the job winds down.
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            job.join(60)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, old)
+        p = job.snapshot()
+        print(f"udd train: {p.message}; run left in {job.run_dir}", file=sys.stderr)
+        return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old_term)
+    p = job.snapshot()
+    bar.show(p)
+    bar.end()
+    if p.status == "failed":
+        # An unexpected exception (message prefixed with its type) also gets its location, for bug reports.
+        head = (p.error or "").split(":", 1)[0]
+        where = f" (at {p.error_where})" if p.error_where and head.isidentifier() and head.endswith(("Error", "Exception")) else ""
+        print(f"udd train: error: {p.error or p.message}{where}", file=sys.stderr)
+        return 2
+    print(f"udd train: {p.message}; model in {job.run_dir}", file=sys.stderr)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train a model on normal images into a run folder, with a progress line; Ctrl-C stops cleanly."""
+    out = Path(args.out)
+    bar = ProgressLine()
+    if args.resume:
+        images = None
+        if args.data:
+            info = read_json(out / "train.json") or {}
+            c, h, w = info.get("input_shape") or (0, 0, 0)
+            if not c:
+                raise UsageError(f"--out {out}: not a run folder to resume (no readable train.json)")
+            images, _ = normal_images(load_dataset(args.data, (c, h, w), split="train", progress=bar.loading))
+            bar.end()
+        job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device)
+        bar.epochs_shown = len(job.snapshot().train_loss) or len(read_history(out))  # print only the new epochs
+    else:
+        if not args.data:
+            raise UsageError("--data is required (a folder of images, an MVTec folder or a wafer .npy/.npz)")
+        if out.exists() and not is_empty_dir(out):
+            raise UsageError(f"--out {out}: already exists and is not empty (pass --resume to continue it)")
+        config, preset_shape = _train_config(args.config)
+        settings = _settings_from_args(args)
+        kind = data_kind(args.data)
+        if args.size:
+            h, w = parse_ints(args.size, 2, "--size")
+        elif preset_shape is not None:
+            h, w = preset_shape[1:]
+        else:
+            h, w = (26, 26) if kind == "wafer" else (256, 256)
+        shape = (config.in_channels, h, w)
+        build_model(config, shape)  # refuse a non-mirroring design before spending time on the data
+        ds = load_dataset(args.data, (config.in_channels, h, w), split="train", progress=bar.loading)
+        bar.end()
+        images, kept = normal_images(ds)
+        for note in ds.notices + ([kept] if kept else []):
+            print(f"note: {note}", file=sys.stderr)
+        job = TrainJob.create(out, config, shape, images, settings,
+                              source={"path": str(Path(args.data).resolve()), "kind": kind, "tile": False})
+        del ds, images
+    for note in job.snapshot().notices:
+        print(f"note: {note}", file=sys.stderr)
+    bar.notices_shown = len(job.snapshot().notices)
+    print(f"udd train: {job.n_train} training and {job.n_val} validation images; run {job.run_dir}", file=sys.stderr)
+    return _watch(job.start(), bar)

@@ -1,0 +1,154 @@
+"""Wafer-map files (WM-811K style): .npy/.npz integer arrays of dies, to one-hot images and back.
+
+Die values: 0 = outside the wafer, 1 = good die, 2 = failing die. Each map becomes 3 one-hot
+channels (255 in the channel of its value), so a model sees a wafer as a 3-channel image.
+An .npz may hold several map arrays (one per size, as WM-811K exports do) and their labels.
+"""
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .uploads import DataError
+
+WAFER_EXTS = frozenset({".npy", ".npz"})
+_LABEL_KEYS = ("labels", "label", "failureType", "failure_type", "classes", "class", "y")
+
+Headers = dict[str, tuple[tuple[int, ...], np.dtype]]  # array name ("" for a .npy) -> (shape, dtype)
+
+
+def _npy_header(fp) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(fp)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(fp)
+    return shape, dtype
+
+
+def wafer_headers(path: Path) -> Headers:
+    """Shape and dtype of every array in a .npy/.npz file, read from headers only (no pixel data)."""
+    try:
+        if path.suffix.lower() == ".npy":
+            with open(path, "rb") as fp:
+                return {"": _npy_header(fp)}
+        with zipfile.ZipFile(path) as zf:
+            out = {}
+            for name in zf.namelist():
+                if name.endswith(".npy"):
+                    with zf.open(name) as fp:
+                        out[name[:-4]] = _npy_header(fp)
+            return out
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path.name}: not a readable numpy file ({exc})") from None
+
+
+def map_keys(headers: Headers) -> list[str]:
+    """Names of the arrays that hold maps: numeric, (N, H, W) (or a single (H, W) map in a .npy)."""
+    return sorted(k for k, (s, d) in headers.items() if (len(s) == 3 or k == "" and len(s) == 2) and d.kind in "biuf")
+
+
+def map_sizes(path: Path) -> list[tuple[int, tuple[int, int]]]:
+    """(number of maps, (H, W)) of each map array in a wafer file, from its headers only."""
+    headers = wafer_headers(path)
+    out = []
+    for k in map_keys(headers):
+        shape = headers[k][0]
+        out.append((1 if len(shape) == 2 else shape[0], tuple(shape[-2:])))
+    return out
+
+
+def _label_key(key: str, n: int, headers: Headers) -> str | None:
+    """The labels array that belongs to map array `key`: same suffix (maps_45x48 <-> failureType_45x48)."""
+    suffix = key[key.index("_"):] if "_" in key else ""
+    fits = [k for k, (s, _) in headers.items()
+            if k != key and len(s) in (1, 2) and s[0] == n and (k.endswith(suffix) if suffix else k in _LABEL_KEYS)]
+    return min(fits, key=lambda k: (not any(t in k.lower() for t in ("label", "type", "class")), k), default=None)
+
+
+def _as_labels(a: np.ndarray) -> list[str]:
+    a = a.reshape(len(a), -1)[:, 0]
+    if a.dtype.kind == "S":
+        a = np.char.decode(a, "utf-8", "replace")
+    return [str(v).strip() or "good" for v in a.tolist()]
+
+
+def _resize_nearest(maps: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(N, mh, mw) -> (N, h, w) by nearest neighbour, which keeps die values discrete."""
+    mh, mw = maps.shape[1:]
+    rows = np.minimum(((np.arange(h) + 0.5) * mh / h).astype(int), mh - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * mw / w).astype(int), mw - 1)
+    return maps[:, rows][:, :, cols]
+
+
+def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, int], None] | None = None
+                    ) -> tuple[np.ndarray, list[str], list[str], list[str]]:
+    """Every map of a .npy/.npz at `size` (H, W): (one-hot uint8 (N, H, W, 3), labels, names, notices).
+
+    Labels come from the array that matches each map array (unlabelled maps are "good"); arrays
+    that would need pickle are never loaded. Die values outside {0, 1, 2} are a DataError.
+    """
+    h, w = size
+    headers = wafer_headers(path)
+    keys = map_keys(headers)
+    if not keys:
+        raise DataError(f"{path.name}: holds no (N, H, W) wafer map array")
+    images, labels, names, notices = [], [], [], []
+    try:
+        z = np.load(path, allow_pickle=False)  # ndarray for .npy, a lazy NpzFile for .npz
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path.name}: not a readable numpy file ({exc})") from None
+    try:
+        for i, key in enumerate(keys):
+            where = f"{path.name}:{key}" if key else path.name
+            try:
+                maps = z if not key else z[key]
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+                raise DataError(f"{where}: cannot load ({exc})") from None
+            maps = maps[None] if maps.ndim == 2 else maps
+            if maps.size and (maps.min() < 0 or maps.max() > 2 or (maps.dtype.kind == "f" and (maps % 1).any())):
+                bad = np.setdiff1d(np.unique(maps), [0, 1, 2])[:5]
+                raise DataError(f"{where}: die values must be 0, 1 or 2, found {bad.tolist()}")
+            n, mh, mw = maps.shape
+            lkey = _label_key(key, n, headers) if key else None
+            if lkey and headers[lkey][1].hasobject:
+                notices.append(f"{path.name}:{lkey}: labels need pickle to load; ignored")
+                lkey = None
+            labels += _as_labels(z[lkey]) if lkey else ["good"] * n
+            if (mh, mw) != (h, w):
+                maps = _resize_nearest(maps, h, w)
+                notices.append(f"{n} maps from {where} resized {mh}x{mw} -> {h}x{w} (nearest)")
+            images.append(wafer_to_onehot(maps.astype(np.uint8)))
+            names += [f"{where}[{j}]" for j in range(n)]
+            if progress is not None:
+                progress(i + 1, len(keys))
+    finally:
+        if not isinstance(z, np.ndarray):
+            z.close()
+    return np.concatenate(images), labels, names, notices
+
+
+def wafer_to_onehot(maps: np.ndarray) -> np.ndarray:
+    """(N, H, W) die values in {0, 1, 2} -> (N, H, W, 3) uint8, 255 in the channel of the value."""
+    maps = np.asarray(maps)
+    if maps.ndim != 3:
+        raise ValueError(f"maps must be (N, H, W), got shape {maps.shape}")
+    if maps.size and (maps.min() < 0 or maps.max() > 2):
+        raise ValueError(f"maps: die values must be 0, 1 or 2, found range {maps.min()}..{maps.max()}")
+    return (maps[..., None] == np.arange(3)).astype(np.uint8) * np.uint8(255)  # (N, H, W, 3)
+
+
+def onehot_to_wafer(x) -> np.ndarray:
+    """(N, 3, H, W) or (N, H, W, 3) scores (tensor or array) -> (N, H, W) uint8 die values by argmax.
+
+    When both axis 1 and the last axis have length 3, tensors are read channel-first (model
+    output) and arrays channel-last (the image cache).
+    """
+    is_tensor = isinstance(x, torch.Tensor)
+    a = x.detach().cpu().numpy() if is_tensor else np.asarray(x)
+    if a.ndim != 4 or 3 not in (a.shape[1], a.shape[-1]):
+        raise ValueError(f"one-hot wafer maps must be (N, 3, H, W) or (N, H, W, 3), got shape {a.shape}")
+    first = a.shape[1] == 3 and (a.shape[-1] != 3 or is_tensor)
+    return np.argmax(a, axis=1 if first else -1).astype(np.uint8)
