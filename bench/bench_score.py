@@ -9,6 +9,7 @@ loops load_batch + batch_apply and makes each image's error map with `defect_det
 
     .venv/bin/python bench/bench_score.py --quick
     .venv/bin/python bench/bench_score.py
+    bash bench/gpu_check.sh                            # both benchmarks on a GPU (--device cuda)
 
 The MSE of every image is compared between the sides (it must stay float32-exact), and the
 bf16-autocast error maps are compared with the float32 ones (max abs and relative error), to show
@@ -27,8 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import (PYTHON, UDD, last_json_line, machine_note, markdown_table, median, run_child,  # noqa: E402
-                    thread_env, write_rgb_tiles)
+from common import (PYTHON, UDD_CMD, last_json_line, machine_note, markdown_table, median, run_child,  # noqa: E402
+                    sync, thread_env, write_rgb_tiles)
 
 REFERENCE_SCRIPT = r'''
 import json, sys, time
@@ -38,13 +39,14 @@ import defect_detection as dd
 from defect_detection.functions import loss_def
 a = json.loads(sys.argv[1])
 torch.set_num_threads(a["threads"])
-ae = dd.deepAE_load(a["model"], dev="cpu", use_only=True, loss_fn=loss_def)
+ae = dd.deepAE_load(a["model"], dev=a["device"], use_only=True, loss_fn=loss_def)
 ae.eval()
 files = a["files"]
 mse, peaks = [], []
 for s in range(0, len(files), a["batch_size"]):
-    x = dd.load_batch(files[s:s + a["batch_size"]], dev="cpu")
+    x = dd.load_batch(files[s:s + a["batch_size"]], dev=a["device"])
     y, loss = ae.batch_apply(x)
+    x = x.cpu()  # emap takes numpy-able tensors
     for j in range(len(y)):
         m = dd.emap(x[j], y[j], "mean")  # the per-pixel error map a user inspects
         peaks.append(float(m.max()))
@@ -65,6 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                      "look like a trained model's (default 30; --quick 10)")
     ap.add_argument("--repeats", type=int, help="alternating repeats (default 3; --quick 2)")
     ap.add_argument("--threads", type=int, default=2, help="torch/OpenMP threads per side (default 2)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda, for both sides (default cpu)")
     ap.add_argument("--source", default="auto", help="auto, magnetic_tile or synthetic tiles")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", metavar="FILE", help="also write every measurement to FILE")
@@ -116,7 +119,8 @@ def in_process(a, model, tiles_dir: Path) -> tuple[list[list[str]], dict]:
 
     torch.set_num_threads(a.threads)
     files = sorted(str(p) for p in tiles_dir.glob("*.jpg"))
-    ae = dd.deepAE_load(str(tiles_dir.parent / "model") + "/", dev="cpu", use_only=True, loss_fn=loss_def)
+    dev = a.device
+    ae = dd.deepAE_load(str(tiles_dir.parent / "model") + "/", dev=dev, use_only=True, loss_fn=loss_def)
     ae.eval()
     shape = (3, a.size, a.size)
     cached = load_dataset(tiles_dir, shape).images  # (N, H, W, 3) uint8
@@ -126,9 +130,10 @@ def in_process(a, model, tiles_dir: Path) -> tuple[list[list[str]], dict]:
         def f():
             mse = []
             for s in range(0, len(files), bs):
-                x = dd.load_batch(files[s:s + bs], dev="cpu")
+                x = dd.load_batch(files[s:s + bs], dev=dev)
                 y, loss = ae.batch_apply(x)
                 if with_emap:
+                    x = x.cpu()
                     for j in range(len(y)):
                         dd.emap(x[j], y[j], "mean")
                 mse += loss.tolist()
@@ -136,18 +141,20 @@ def in_process(a, model, tiles_dir: Path) -> tuple[list[list[str]], dict]:
         return f
 
     def udd_cached():
-        return score_images(model, cached, residual="l2", score="mean", batch_size=bs).mse
+        return score_images(model, cached, residual="l2", score="mean", batch_size=bs, device=dev).mse
 
     def udd_decode():
-        return score_images(model, load_dataset(tiles_dir, shape).images, residual="l2", batch_size=bs).mse
+        return score_images(model, load_dataset(tiles_dir, shape).images, residual="l2", batch_size=bs,
+                            device=dev).mse
 
-    x_all = to_tensor(cached)  # (N, C, H, W), the NHWC view both loaders produce
+    x_all = to_tensor(cached, dev)  # (N, C, H, W), the NHWC view both loaders produce
 
     def bare(net):
         def f():
             with torch.inference_mode():
                 for s in range(0, len(x_all), bs):
                     net(x_all[s:s + bs])
+            sync(dev)
         return f
 
     sides = {"reference: load_batch + batch_apply": ref_scoring(False),
@@ -175,14 +182,17 @@ def in_process(a, model, tiles_dir: Path) -> tuple[list[list[str]], dict]:
 
     # bf16 maps vs float32 maps on the same images (what reduced precision would cost the heatmaps).
     with torch.inference_mode():
-        x = to_tensor(cached[: 2 * bs])
+        x = to_tensor(cached[: 2 * bs], dev)
         m32 = residual_map(x, model(x), "l2")  # (B, H, W)
+        sync(dev)
         t = time.perf_counter()
-        with autocast("cpu", True):
+        with autocast(torch.device(dev).type, True):
             y16 = model(x)
+        sync(dev)
         t16 = time.perf_counter() - t
         t = time.perf_counter()
         model(x)
+        sync(dev)
         t32 = time.perf_counter() - t
         m16 = residual_map(x, y16.float(), "l2")
     err = (m16 - m32).abs()
@@ -208,10 +218,11 @@ def whole_process(a, work: Path, tiles_dir: Path, n: int) -> tuple[list[list[str
     script = work / "reference_score.py"
     script.write_text(REFERENCE_SCRIPT)
     env = thread_env(a.threads)
-    ref_arg = json.dumps({"model": model_dir, "files": files, "batch_size": a.batch_size, "threads": a.threads})
+    ref_arg = json.dumps({"model": model_dir, "files": files, "batch_size": a.batch_size, "threads": a.threads,
+                          "device": a.device})
     cmds = {"reference script": [PYTHON, str(script), ref_arg],
-            "udd score": [UDD, "score", str(work / "model"), "--data", str(sub), "--json",
-                          "--batch-size", str(a.batch_size), "--device", "cpu"]}
+            "udd score": [*UDD_CMD, "score", str(work / "model"), "--data", str(sub), "--json",
+                          "--batch-size", str(a.batch_size), "--device", a.device]}
     res = {k: [] for k in cmds}
     out = {}
     for rep in range(a.repeats):
@@ -240,14 +251,14 @@ def main(argv=None) -> int:
 
         tiles_dir = work / "tiles"
         source = write_rgb_tiles(tiles_dir, a.images, a.size, a.source, a.seed)
-        note = machine_note(a.threads)
+        note = machine_note(a.threads, a.device)
         print(f"machine: {note}\ndata: {a.images} RGB JPEG tiles {a.size}x{a.size} from {source}; model "
               f"{a.config} after {a.train_steps} fp32 steps; batch {a.batch_size}", flush=True)
         t0 = time.perf_counter()
         import torch
 
         torch.set_num_threads(a.threads)
-        model = make_model_dir(a, load_dataset(tiles_dir, (3, a.size, a.size)).images, work / "model")
+        model = make_model_dir(a, load_dataset(tiles_dir, (3, a.size, a.size)).images, work / "model").to(a.device)
         rows, info = in_process(a, model, tiles_dir)
         print()
         print(markdown_table(["in process (same model, same tiles)", "seconds (median)", "images/s", "speed-up"], rows))

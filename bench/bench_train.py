@@ -10,6 +10,7 @@ the machine's load hits all of them alike. Reported: wall and CPU seconds of eac
     .venv/bin/python bench/bench_train.py --quick      # ~2 min on 2 quiet cores
     .venv/bin/python bench/bench_train.py              # ~12 min: the fuller run behind bench/RESULTS.md
     .venv/bin/python bench/bench_train.py --profile    # in-process: where one step's time goes
+    bash bench/gpu_check.sh                            # both benchmarks on a GPU (--device cuda)
 
 The reference needs noise patches (it crashes with npatch=0), batches of exactly `batch_size`
 files, and takes its validation images as the last `val_batches` batches of the file listing.
@@ -27,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import (PYTHON, UDD, Child, last_json_line, machine_note, markdown_table, median,  # noqa: E402
+from common import (PYTHON, UDD_CMD, Child, last_json_line, machine_note, markdown_table, median,  # noqa: E402
                     run_child, thread_env, write_rgb_tiles)
 
 # The reference side: deepAE_train as a user would call it, plus the seeding that makes its initial
@@ -42,7 +43,7 @@ torch.set_num_threads(a["threads"])
 t_import = time.perf_counter() - t0
 torch.manual_seed(a["seed"])  # same initial weights as udd's seeded_model(config, shape, seed)
 loss, loss_val = dd.deepAE_train(
-    a["model"], a["config"], a["data"], data_dir=a["data_dir"], model_dir=a["model_dir"], dev="cpu",
+    a["model"], a["config"], a["data"], data_dir=a["data_dir"], model_dir=a["model_dir"], dev=a["device"],
     epochs=a["epochs"], batch_size=a["batch_size"], ntrain=a["ntrain"], npatch=a["npatch"],
     patch_size=tuple(a["patch_size"]), seed=a["seed"])
 print(json.dumps({"train_loss": float(loss[-1].mean()), "val_loss": float(loss_val[-1].mean()),
@@ -66,6 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--patch-size", default="10,100", help="reference patch_size (min, max exclusive)")
     ap.add_argument("--repeats", type=int, help="runs of each variant (default 3; --quick 2)")
     ap.add_argument("--threads", type=int, default=2, help="torch/OpenMP threads per side (default 2)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda, for both sides (--profile: cpu only)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {','.join(VARIANTS)}")
     ap.add_argument("--source", default="auto", help="auto, magnetic_tile or synthetic tiles")
     ap.add_argument("--seed", type=int, default=0)
@@ -84,6 +86,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error(f"--variants: choose from {VARIANTS}")
     if a.images % a.batch_size or a.images // a.batch_size <= a.val_batches:
         ap.error("--images must be a multiple of --batch-size with more batches than --val-batches")
+    if a.profile and a.device != "cpu":
+        ap.error("--profile measures CPU kernels; run it without --device")
     if a.npatch < 1:
         ap.error("--npatch must be >= 1 (the reference crashes without noise patches)")
     a.patch_size = tuple(int(v) for v in a.patch_size.split(","))
@@ -107,7 +111,7 @@ def run_reference(a, work: Path, cfg_file: Path, data_dir: Path, tag: str) -> tu
     args = {"model": f"m-{tag}", "config": str(cfg_file), "data": "tiles", "data_dir": str(data_dir) + "/",
             "model_dir": str(cwd) + "/", "epochs": a.epochs, "batch_size": a.batch_size,
             "ntrain": a.images // a.batch_size - a.val_batches, "npatch": a.npatch,
-            "patch_size": list(a.patch_size), "seed": a.seed, "threads": a.threads}
+            "patch_size": list(a.patch_size), "seed": a.seed, "threads": a.threads, "device": a.device}
     child = run_child([PYTHON, str(script), json.dumps(args)], thread_env(a.threads), cwd,
                       work / f"ref-{tag}.log").check("reference training")
     return child, last_json_line(child.log)
@@ -140,11 +144,11 @@ def run_udd(a, work: Path, cfg_file: Path, data_dir: Path, precision: str, tag: 
     out = work / f"udd-{precision}-{tag}"
     n_val = a.val_batches * a.batch_size
     lo, hi = a.patch_size
-    argv = [UDD, "train", str(cfg_file), "--data", str(udd_folder(a, data_dir)), "--out", str(out),
+    argv = [*UDD_CMD, "train", str(cfg_file), "--data", str(udd_folder(a, data_dir)), "--out", str(out),
             "--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "--noise-patches", str(a.npatch),
             "--patch-size", f"{lo},{hi - 1}",  # udd's range is inclusive, the reference's randint excludes max
             "--val-split", repr(n_val / a.images), "--seed", str(a.seed), "--size", f"{a.size},{a.size}",
-            "--device", "cpu", "--precision", precision]
+            "--device", a.device, "--precision", precision]
     child = run_child(argv, thread_env(a.threads), work, work / f"udd-{precision}-{tag}.log").check("udd train")
     rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines() if line.strip()]
     notes = [line[6:] for line in child.log.read_text().splitlines() if line.startswith("note: ")]
@@ -370,7 +374,7 @@ def main(argv=None) -> int:
         data_dir = work / "data"
         source = write_rgb_tiles(data_dir / "tiles", a.images, a.size, a.source, a.seed)
         (data_dir / "tiles.txt").write_text(repr({"Nseg": 1}))  # deepAE_train reads it; batch_size is given
-        note = machine_note(a.threads)
+        note = machine_note(a.threads, a.device)
         print(f"machine: {note}\ndata: {a.images} RGB JPEG tiles {a.size}x{a.size} from {source}; "
               f"{a.epochs} epochs, batch {a.batch_size}, {a.images - a.val_batches * a.batch_size} train / "
               f"{a.val_batches * a.batch_size} val images, {a.npatch} noise patches {a.patch_size}", flush=True)

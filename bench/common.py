@@ -22,6 +22,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 UDD = str(Path(PYTHON).with_name("udd"))
+# The `udd` console script of this venv; on a machine where udd_core is only on PYTHONPATH
+# (the GPU machine, see bench/gpu_check.sh) the same entry point through `python -m`.
+UDD_CMD = [UDD] if Path(UDD).exists() else [PYTHON, "-m", "udd_core.cli"]
 MAGNETIC = ROOT.parent / "shared" / "data" / "magnetic_tile"
 
 
@@ -131,8 +134,16 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
-def machine_note(threads: int) -> str:
-    """CPU model, cores, torch version, load average: the context every timing needs."""
+def sync(device: str) -> None:
+    """Wait for queued GPU work, so a timer read afterwards covers it (no-op on the CPU)."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def machine_note(threads: int, device: str = "cpu") -> str:
+    """CPU model, cores, GPU, torch version, load average: the context every timing needs."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -145,8 +156,9 @@ def machine_note(threads: int) -> str:
         pass
     bf16 = "avx512_bf16" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}, {os.cpu_count()} cores{' (avx512_bf16)' if bf16 else ''}, torch {torch.__version__}, "
-            f"{threads} thread(s) per side, load average {load:.1f} at start")
+    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.startswith("cuda") else ""
+    return (f"{cpu}, {os.cpu_count()} cores{' (avx512_bf16)' if bf16 else ''}{gpu}, torch {torch.__version__}, "
+            f"{threads} thread(s) per side, device {device}, load average {load:.1f} at start")
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
