@@ -17,6 +17,7 @@ TINY = {
 }  # mirrors at 1x32x32 (and any size divisible by 8)
 SIZE = 32
 DEFECT = (slice(10, 18), slice(12, 20))  # the planted bright square (rows, cols)
+METRIC_KEYS = {"image_auroc", "image_ap", "f1_max", "pixel_auroc", "aupro", "per_type"}  # `udd score --json` "metrics"
 
 
 def tiny_config() -> dict:

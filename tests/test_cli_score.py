@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inspect_fixtures import make_mvtec, make_run, tiny_config
+from inspect_fixtures import METRIC_KEYS, make_mvtec, make_run, tiny_config
 from udd_core import runs
 from udd_core.cli import main
 from udd_core.metrics import threshold_for_fpr
 from udd_core.model import build_model, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
-METRIC_KEYS = {"image_auroc", "image_ap", "f1_max", "pixel_auroc", "aupro", "per_type"}
 
 
 @pytest.fixture(scope="module")

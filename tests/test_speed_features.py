@@ -1,7 +1,6 @@
 """Speed features: bf16 autocast only after a parity check against float32, float32 validation, fallbacks."""
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -16,15 +15,7 @@ from udd_core.precision import Parity, bf16_fast, check_bf16_parity
 from udd_core.settings import TrainSettings
 from udd_core.train import seeded_model, split_indices, train
 
-SHAPE = (1, 32, 32)
-
-
-def make_images(n=12, seed=0, c=1, size=32):
-    """Smooth random textures (N, H, W, C) uint8: learnable, unlike white noise."""
-    rng = np.random.default_rng(seed)
-    small = rng.random((n, size // 4, size // 4, c))
-    return (np.kron(small, np.ones((1, 4, 4, 1))) * 255).astype(np.uint8)
-
+from test_train import SHAPE, make_images
 
 def fast(**kw) -> TrainSettings:
     return TrainSettings(**{"epochs": 2, "batch_size": 4, "device": "cpu", "n_probe": 2, "val_split": 0.25, **kw})
