@@ -36,10 +36,10 @@ def cached_data(run_dir: str, mtime: float, data_path: str, split: str, tile: bo
 
 
 @st.cache_resource(show_spinner="Fitting latent statistics ...", max_entries=4)
-def cached_stats(run_dir: str, mtime: float, data_path: str, split: str, tile: bool):
+def cached_stats(run_dir: str, mtime: float, data_path: str, split: str, tile: bool, per_position: bool):
     """Latent statistics of the normal images: what the model was trained on."""
     images, _ = normal_images(cached_data(run_dir, mtime, data_path, split, tile))
-    return gen.training_stats(cached_model(run_dir, mtime), images)
+    return gen.training_stats(cached_model(run_dir, mtime), images, per_position=per_position)
 
 
 def short(ds, i: int) -> str:
@@ -120,8 +120,8 @@ st.caption(f"{len(ds)} {'wafer maps' if kind == 'wafer' else 'images'} at {h}x{w
 
 opts = st.columns([3, 2])
 mode = opts[0].radio("Latents", MODES, key="gen_mode", horizontal=True, persist_state=KEEP,
-                     help="Noised: each source image's latent plus noise. Random: latents drawn per channel from "
-                          "the mean and std of the normal images' latents (no source image).")
+                     help="Noised: each source image's latent plus noise. Random: latents drawn from the mean "
+                          "and std of the normal images' latents (no source image).")
 shaded = kind == "wafer" and opts[1].toggle(
     "Shade dies by failing-die share", key="gen_shaded", persist_state=KEEP,
     help="Off: each generated die takes its most likely value. On: dies are blended from grey to red by the "
@@ -160,15 +160,23 @@ if mode == MODES[0]:
                  [short(ds, s), "reconstruction", *(f"σ {sigma:g} · #{j}" for j in outs)])
 else:
     n = int(ctl[1].number_input("Samples", 1, 64, 16, key="gen_n_random", persist_state=KEEP))
+    per_position = ctl[2].radio("Statistics", ("per channel", "per position"), key="gen_stats", persist_state=KEEP,
+                                help="Per channel: one mean and std for each latent channel, pooled over all positions. "
+                                     "Per position: one for each channel at each position, which keeps the layout "
+                                     "the images share (a wafer's outline).") == "per position"
     try:
-        stats = cached_stats(str(run.path), mtime, data_path, split, tile)
+        stats = cached_stats(str(run.path), mtime, data_path, split, tile, per_position)
         outputs = gen.to_display(gen.generate_random(model, stats, n, seed), kind, shaded=shaded)
         names = gen.output_names(len(outputs), "random")
     except (ValueError, OSError) as e:
         show_error(e)
     else:
-        st.caption("Every latent position is drawn on its own from its channel's mean and std over the normal "
-                   "images: the layout that positions share (a wafer's outline) is not kept, so shapes come out rough.")
+        st.caption("Every latent position is drawn on its own from its position's mean and std over the normal "
+                   "images: their shared layout is kept, the correlation between neighbours is not."
+                   if per_position else
+                   "Every latent position is drawn on its own from its channel's mean and std over the normal "
+                   "images: the layout that positions share (a wafer's outline) is not kept, so shapes come out "
+                   "rough. Per-position statistics keep it.")
         show(outputs, [f"#{j}" for j in range(len(outputs))])
 
 if outputs is not None and len(outputs):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_generation import COLOURS, WAFER_CFG, fitted, make_run, write_wafers  # noqa: F401 - fitted is a fixture
+from test_generation import COLOURS, WAFER_CFG, fitted, fitted_model, make_run, write_wafers  # noqa: F401 - fitted is a fixture
 
 from udd_core.cli import main
 from udd_core.model import build_model, save_model
@@ -77,7 +77,20 @@ def test_random_latents(run, tmp_path, capsys):
     assert all(colours(p) <= COLOURS for p in (tmp_path / "r").iterdir())
 
 
+def test_random_latents_per_position(tmp_path, capsys):
+    data = write_wafers(tmp_path / "w.npz")
+    run = make_run(tmp_path / "runs", data=data, model=fitted_model(data, steps=300))  # draws outlines
+    written = {}
+    for flag in ("--per-position", None):
+        out = tmp_path / str(flag)
+        rc, _, err = udd(capsys, run, "--random", *([flag] if flag else []), "-n", 2, "--out", out, "--seed", 4)
+        assert rc == 0, err
+        written[flag] = [p.read_bytes() for p in sorted(out.iterdir())]
+    assert len(written["--per-position"]) == 2 and written["--per-position"] != written[None]
+
+
 @pytest.mark.parametrize("extra, message", [
+    (["--sigma", "0.5", "--per-position"], "--per-position: applies only with --random"),
     (["--sigma", "0.5", "--class", "Nope"], "class 'Nope': no images with this label"),
     (["--class", "Donut"], "--sigma is required"),
     (["--random", "--class", "Donut"], "--class: does not apply with --random"),

@@ -154,6 +154,22 @@ def test_random_latents_follow_the_training_statistics(model, ds):
     assert not torch.equal(a, gen.generate_random(model, stats, 5, seed=2))
 
 
+def test_per_position_random_wafers_keep_the_outline(tmp_path):
+    """Every training map shares its round outline; per-position statistics keep it, pooled ones blur it."""
+    data = write_wafers(tmp_path / "w.npz")
+    model = fitted_model(data, steps=300)  # long enough that reconstructions keep the outline
+    ds = load_dataset(data, SHAPE)
+    outside = (gen.onehot_to_wafer(ds.images) == 0).mean(axis=0) > 0.5  # (26, 26) off-wafer in most maps
+
+    def outline_agreement(per_position: bool) -> float:
+        stats = gen.training_stats(model, ds.images, per_position=per_position)
+        maps = gen.onehot_to_wafer(gen.generate_random(model, stats, 16, seed=0))  # (16, 26, 26)
+        return float(((maps == 0) == outside).mean())
+
+    kept, pooled = outline_agreement(True), outline_agreement(False)
+    assert kept > 0.95 and kept > pooled + 0.1
+
+
 def test_interpolation_runs_from_one_reconstruction_to_the_other(model, ds):
     strip = gen.interpolation(model, ds.images, 0, 9, steps=5)
     assert strip.shape == (5, *SHAPE)

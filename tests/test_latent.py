@@ -9,6 +9,7 @@ from udd_core.latent import (
     latent_stats,
     noised_samples,
     random_samples,
+    stats_of,
 )
 from udd_core.model import build_model
 
@@ -71,6 +72,26 @@ def test_latent_stats_and_random_samples(model, x):
     zero = LatentStats(mean=st.mean, std=[0.0, 0.0])
     flat = random_samples(model, zero, n=2, seed=0, latent_hw=(4, 4))
     assert torch.equal(flat[0], flat[1])  # no spread: every sample decodes the mean latent
+
+
+def test_per_position_stats_keep_each_positions_mean(model, x):
+    z = encode(model, x)  # (3, 2, 4, 4)
+    st = latent_stats(model, x, per_position=True)
+    assert st.hw == (4, 4) and st.channels == 2 and len(st.mean) == 2 * 4 * 4
+    mean, std = st.tensors()  # (1, 2, 4, 4)
+    torch.testing.assert_close(mean[0], z.mean(dim=0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(std[0], z.std(dim=0, correction=0), rtol=1e-4, atol=1e-6)
+    assert LatentStats.from_dict(st.to_dict()) == st
+    still = LatentStats(mean=st.mean, std=[0.0] * len(st.std), hw=st.hw)
+    out = random_samples(model, still, n=2, seed=0, latent_hw=(4, 4))
+    torch.testing.assert_close(out[0], decode(model, z.mean(dim=0, keepdim=True))[0], rtol=1e-5, atol=1e-6)
+    pooled = stats_of(z)  # per channel: the same mean once averaged over positions
+    torch.testing.assert_close(mean.mean(dim=(2, 3)).flatten().double(), torch.tensor(pooled.mean, dtype=torch.float64),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="fitted at latent size 4x4"):
+        random_samples(model, st, n=1, seed=0, latent_hw=(2, 8))
+    with pytest.raises(ValueError, match="hw"):
+        LatentStats(mean=[0.0] * 5, std=[1.0] * 5, hw=(2, 2))
 
 
 def test_interpolation_endpoints_are_reconstructions(model, x):

@@ -91,6 +91,11 @@ def test_random_mode_shaded_and_interpolation(at):
     at.toggle(key="gen_shaded").set_value(True).run()
     assert not at.exception and not at.error, errors(at)
     assert grid(at) != plain
+    shaded = grid(at)
+    at.radio(key="gen_stats").set_value("per position").run()
+    assert not at.exception and not at.error, errors(at)
+    assert len(grid(at)[0]) == 5 and grid(at) != shaded
+    assert any("shared layout is kept" in c.value for c in at.caption)
     at.slider(key="gen_steps").set_value(4).run()
     assert not at.exception and len(images(at)[-1]) == 4 + 2
 

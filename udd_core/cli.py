@@ -113,6 +113,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.random and args.cls is not None:
         raise UsageError("--class: does not apply with --random (random latents have no source image)")
+    if args.per_position and not args.random:
+        raise UsageError("--per-position: applies only with --random (it chooses the random latents' statistics)")
     if not args.random and args.sigma is None:
         raise UsageError("--sigma is required (noise std added to the latent code), unless --random")
     model = load_generator(args.run, size=parse_ints(args.size, 2, "--size") if args.size else None)
@@ -126,7 +128,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     kind = model_kind(model, ds.kind)
     if args.random:
         images, _ = normal_images(ds)  # the statistics of what the model was trained on
-        out = generate_random(model, training_stats(model, images), args.n, args.seed)
+        out = generate_random(model, training_stats(model, images, per_position=args.per_position), args.n, args.seed)
         origins, prefix = ["random latent"] * args.n, "random"
     else:
         gen = generate(model, ds.images, args.sigma, args.n, args.seed, ds.labels, args.cls)
@@ -269,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", metavar="H,W", help="input size, for model folders that store none")
     p.add_argument("--random", action="store_true",
                    help="decode random latents drawn from the training images' latent statistics instead")
+    p.add_argument("--per-position", action="store_true",
+                   help="with --random: statistics per latent position, not pooled per channel (keeps a shared "
+                        "layout such as a wafer's outline)")
     p.add_argument("--force", action="store_true", help="overwrite existing files of the same names")
     p.set_defaults(func=cmd_generate)
 

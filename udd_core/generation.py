@@ -23,7 +23,7 @@ from PIL import Image
 from . import runs
 from .atomic import write_bytes_atomic
 from .data import ImageSet, load_dataset, onehot_to_wafer, to_tensor
-from .latent import LatentStats, decode, encode, interpolate, noised_samples, random_samples
+from .latent import LatentStats, decode, encode, interpolate, noised_samples, random_samples, stats_of
 from .model import AutoEncoder, load_model
 from .render import WAFER_RGB
 from .scoring import model_device
@@ -180,10 +180,12 @@ def generate(model: AutoEncoder, images, sigma: float, n: int, seed: int,
     return Generation(out, chosen[np.arange(n) % len(chosen)])
 
 
-def training_stats(model: AutoEncoder, images, max_images: int = STATS_MAX_IMAGES) -> LatentStats:
-    """Per-channel latent mean/std over (up to ``max_images`` evenly spaced) images, encoded in chunks.
+def training_stats(model: AutoEncoder, images, max_images: int = STATS_MAX_IMAGES,
+                   per_position: bool = False) -> LatentStats:
+    """Latent mean/std (per channel, or per position) over up to ``max_images`` evenly spaced images.
 
-    Chunking bounds the encoder's activation memory, which for large images dwarfs the latents.
+    Images are encoded in chunks: that bounds the encoder's activation memory, which for large
+    images dwarfs the latents.
     """
     n = len(images)
     if n == 0:
@@ -192,9 +194,7 @@ def training_stats(model: AutoEncoder, images, max_images: int = STATS_MAX_IMAGE
     dev = model_device(model)
     z = torch.cat([encode(model, _as_batch(images, idx[s:s + _ENCODE_BATCH], dev)).double().cpu()
                    for s in range(0, len(idx), _ENCODE_BATCH)])  # (k, L, h, w)
-    flat = z.transpose(0, 1).reshape(z.shape[1], -1)  # (L, k*h*w)
-    std = flat.std(dim=1, correction=0) if flat.shape[1] > 1 else torch.zeros(z.shape[1], dtype=z.dtype)
-    return LatentStats(mean=flat.mean(dim=1).tolist(), std=std.tolist())
+    return stats_of(z, per_position)
 
 
 def latent_hw(model: AutoEncoder) -> tuple[int, int]:
@@ -206,7 +206,7 @@ def latent_hw(model: AutoEncoder) -> tuple[int, int]:
 
 
 def generate_random(model: AutoEncoder, stats: LatentStats, n: int, seed: int) -> torch.Tensor:
-    """``n`` images (n, C, H, W) decoded from latents drawn from the per-channel statistics."""
+    """``n`` images (n, C, H, W) decoded from latents drawn from ``stats`` (see ``training_stats``)."""
     return random_samples(model, stats, _check_count(n), _check_seed(seed), latent_hw(model))
 
 

@@ -8,6 +8,7 @@ for one-hot wafer maps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -60,47 +61,82 @@ def noised_samples(model: torch.nn.Module, x: torch.Tensor, sigma: float, n: int
 
 @dataclass(frozen=True)
 class LatentStats:
-    """Per-latent-channel mean and standard deviation over images and positions."""
+    """Mean and standard deviation of latent codes over images: per channel, or per channel and position.
+
+    Per channel (``hw`` None): L values each, pooled over images and positions. Per position
+    (``hw`` = (h, w)): L*h*w values each (channel-major), pooled over images only, so the layout
+    that all images share (a wafer's round outline) survives in random latents.
+    """
 
     mean: list[float]
     std: list[float]
+    hw: Optional[tuple[int, int]] = None  # latent (h, w) of per-position statistics
 
     def __post_init__(self):
         if len(self.mean) != len(self.std) or not self.mean:
             raise ValueError(f"LatentStats mean ({len(self.mean)}) and std ({len(self.std)}) need equal, non-zero length")
+        if self.hw is not None and (len(self.hw) != 2 or min(self.hw) < 1 or len(self.mean) % (self.hw[0] * self.hw[1])):
+            raise ValueError(f"LatentStats hw {self.hw} does not divide its {len(self.mean)} values into channels")
+
+    @property
+    def channels(self) -> int:
+        """L, the number of latent channels."""
+        return len(self.mean) // (1 if self.hw is None else self.hw[0] * self.hw[1])
 
     def to_dict(self) -> dict:
-        return {"mean": list(self.mean), "std": list(self.std)}
+        d = {"mean": list(self.mean), "std": list(self.std)}
+        return d if self.hw is None else {**d, "hw": list(self.hw)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LatentStats":
         try:
-            return cls(mean=[float(v) for v in d["mean"]], std=[float(v) for v in d["std"]])
-        except (KeyError, TypeError) as e:
+            hw = d.get("hw")
+            return cls(mean=[float(v) for v in d["mean"]], std=[float(v) for v in d["std"]],
+                       hw=None if hw is None else (int(hw[0]), int(hw[1])))
+        except (KeyError, TypeError, IndexError, AttributeError) as e:
             raise ValueError(f"LatentStats dict needs lists 'mean' and 'std': {e}") from None
 
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) as float32 tensors that broadcast over (n, L, h, w): (1, L, 1, 1) or (1, L, h, w)."""
+        shape = (1, self.channels, 1, 1) if self.hw is None else (1, self.channels, *self.hw)
+        return (torch.tensor(self.mean, dtype=torch.float32).view(shape),
+                torch.tensor(self.std, dtype=torch.float32).view(shape))
 
-def latent_stats(model: torch.nn.Module, x: torch.Tensor) -> LatentStats:
-    """Fit per-channel latent statistics on images ``x`` (B, C, H, W)."""
-    z = encode(model, x).double()  # (B, L, h, w)
-    flat = z.transpose(0, 1).reshape(z.shape[1], -1)  # (L, B*h*w)
-    std = flat.std(dim=1, correction=0) if flat.shape[1] > 1 else torch.zeros(z.shape[1], dtype=z.dtype)
-    return LatentStats(mean=flat.mean(dim=1).tolist(), std=std.tolist())
+
+def stats_of(z: torch.Tensor, per_position: bool = False) -> LatentStats:
+    """Statistics of latent codes ``z`` (B, L, h, w): per channel, or per channel and position."""
+    if not isinstance(z, torch.Tensor) or z.ndim != 4 or z.shape[0] == 0:
+        raise ValueError(f"z must be a non-empty (B, L, h, w) tensor, got {getattr(z, 'shape', type(z))}")
+    z = z.detach().double().cpu()
+    # (L, samples) per channel, or (L*h*w, images) per position: each row is one distribution.
+    flat = z.reshape(z.shape[0], -1).T if per_position else z.transpose(0, 1).reshape(z.shape[1], -1)
+    std = flat.std(dim=1, correction=0) if flat.shape[1] > 1 else torch.zeros(flat.shape[0], dtype=flat.dtype)
+    return LatentStats(mean=flat.mean(dim=1).tolist(), std=std.tolist(),
+                       hw=(int(z.shape[2]), int(z.shape[3])) if per_position else None)
+
+
+def latent_stats(model: torch.nn.Module, x: torch.Tensor, per_position: bool = False) -> LatentStats:
+    """Fit latent statistics (per channel, or per position) on images ``x`` (B, C, H, W)."""
+    return stats_of(encode(model, x), per_position)
 
 
 def random_samples(model: torch.nn.Module, stats: LatentStats, n: int, seed: int, latent_hw: tuple[int, int]) -> torch.Tensor:
-    """Decode ``n`` latents (n, L, h, w) drawn independently per position from N(mean_c, std_c^2).
+    """Decode ``n`` latents (n, L, h, w) drawn independently per position from the statistics' normals.
 
-    Independent positions ignore spatial correlation, so these look less natural than
-    ``noised_samples``; they show what the decoder has learned to draw from scratch.
+    Independent positions ignore the correlation between neighbours, so these look less natural
+    than ``noised_samples``; they show what the decoder has learned to draw from scratch.
+    Per-channel statistics give every position the same distribution; per-position ones keep
+    each position's own mean, i.e. the layout the training images share.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     h, w = (int(v) for v in latent_hw)
     if h < 1 or w < 1:
         raise ValueError(f"latent_hw must be two positive ints, got {latent_hw}")
-    mean = torch.tensor(stats.mean, dtype=torch.float32).view(1, -1, 1, 1)  # (1, L, 1, 1)
-    std = torch.tensor(stats.std, dtype=torch.float32).view(1, -1, 1, 1)
+    if stats.hw is not None and tuple(stats.hw) != (h, w):
+        raise ValueError(f"latent statistics were fitted at latent size {stats.hw[0]}x{stats.hw[1]}, "
+                         f"this model's latent is {h}x{w}")
+    mean, std = stats.tensors()  # (1, L, 1, 1) or (1, L, h, w)
     z = mean + std * _normal((n, mean.shape[1], h, w), seed)  # (n, L, h, w)
     return decode(model, z)
 
