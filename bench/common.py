@@ -120,9 +120,10 @@ def write_rgb_tiles(folder: Path, n: int, size: int, source: str = "auto", seed:
     elif source == "synthetic":
         from udd_core.synthetic import write_surface_dataset
 
-        tmp = Path(tempfile.mkdtemp(prefix="udd-bench-src-"))
-        write_surface_dataset(tmp, n_train=n, n_test_good=0, n_per_defect=0, size=size, seed=seed)
-        grays = (np.asarray(Image.open(p).convert("L")) for p in sorted((tmp / "train" / "good").glob("*.png")))
+        with tempfile.TemporaryDirectory(prefix="udd-bench-src-") as tmp:
+            write_surface_dataset(Path(tmp), n_train=n, n_test_good=0, n_per_defect=0, size=size, seed=seed)
+            files = sorted((Path(tmp) / "train" / "good").glob("*.png"))
+            grays = [np.asarray(Image.open(p).convert("L")) for p in files]  # read before the folder goes
     else:
         raise SystemExit(f"--source: expected auto, synthetic or magnetic_tile, got {source!r}")
     for i, g in enumerate(grays):
