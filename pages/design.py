@@ -9,11 +9,16 @@ import warnings
 
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from udd_core import architecture as arch
 from udd_core.config import AEConfig, parse_config
 from udd_core.presets import model_presets
 from udd_core.shapes import ShapeError, propagate
+
+if PagesManager.uses_pages_directory:  # a deep link before app.py ever ran (see app.py): it sets up, then comes back
+    st.session_state["udd_deep_link"] = ("pages/design.py", st.query_params.to_dict())
+    st.switch_page("app.py")
 
 CONFIG, SHAPE = "design_config", "design_input_shape"  # read by the other pages: keep the names
 DEFAULT_PRESET = "gray-tile-128"

@@ -9,12 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from udd_core import generation as gen
 from udd_core.data import data_kind
 from udd_core.model import WEIGHTS_FILE, is_model_dir
 from udd_core.runs import list_runs
 from udd_core.train import normal_images
+
+if PagesManager.uses_pages_directory:  # a deep link before app.py ever ran (see app.py): it sets up, then comes back
+    st.session_state["udd_deep_link"] = ("pages/generate.py", st.query_params.to_dict())
+    st.switch_page("app.py")
 
 ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
 MODES = ("Noised latents", "Random latents")

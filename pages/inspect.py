@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from udd_core import runs
 from udd_core.data import data_kind
@@ -20,6 +21,10 @@ from udd_core.model import WEIGHTS_FILE
 from udd_core.render import plotly_colorscale
 from udd_core.report import build_report, heatmaps_zip, scores_csv
 from udd_core.scoring import RESIDUALS, SCORES
+
+if PagesManager.uses_pages_directory:  # a deep link before app.py ever ran (see app.py): it sets up, then comes back
+    st.session_state["udd_deep_link"] = ("pages/inspect.py", st.query_params.to_dict())
+    st.switch_page("app.py")
 
 ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
 PAGE = 12  # gallery rows per "show more"

@@ -1,4 +1,5 @@
-"""Training progress: the board a job's thread writes under a lock, and the frozen snapshots UIs read."""
+"""Training progress: the board a job's thread writes under a lock, the frozen snapshots UIs read,
+and what they draw from them (the loss curves, the terminal progress line)."""
 from __future__ import annotations
 
 import sys
@@ -81,6 +82,31 @@ def format_eta(seconds: Optional[float]) -> str:
         return "--:--"
     s = int(seconds)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+
+
+def loss_curve(epochs, train, val, step=(), steps_per_epoch: int = 0, now: float = 0.0, log: bool = False) -> dict:
+    """The loss curves as a plotly figure spec (a plain dict: no plotly import, cheap to redraw each second).
+
+    Per-epoch train and validation losses at x = epoch (1, 2, ...), over the smoothed per-step
+    train loss, whose newest step sits at x = ``now`` (fractional epochs done) and earlier steps
+    1/steps_per_epoch apart. At most a few thousand step points are kept, so the chart draws fast.
+    """
+    def line(**kw) -> dict:
+        return {"type": "scatter", "mode": "lines+markers", **kw}
+
+    data = [line(x=list(epochs), y=list(train), name="train", line=dict(color="#4c78a8"))]
+    if any(v is not None for v in val):
+        data.append(line(x=list(epochs), y=list(val), name="validation", line=dict(color="#f58518")))
+    if len(step) and steps_per_epoch:
+        x = now - np.arange(len(step))[::-1] / steps_per_epoch  # (n_steps,)
+        k = max(1, len(step) // 3000)
+        keep = slice((len(step) - 1) % k, None, k)  # every k-th step, counted back from the newest
+        data.insert(0, line(x=x[keep].tolist(), y=list(step)[keep], name="train, per step (smoothed)",
+                            mode="lines", line=dict(width=1, color="rgba(76,120,168,0.45)")))
+    layout = dict(height=330, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12, x=0),
+                  xaxis=dict(title=dict(text="epoch")),
+                  yaxis=dict(title=dict(text="loss"), type="log" if log else "linear"))
+    return dict(data=data, layout=layout)
 
 
 class ProgressLine:
