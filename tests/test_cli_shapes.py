@@ -55,3 +55,13 @@ def test_console_script_runs_without_traceback(cfg_file):
     r = subprocess.run([sys.executable, "-m", "udd_core.cli", "shapes", str(cfg_file), "--input", "x"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_shapes_and_help_start_without_torch(cfg_file):
+    """Shape checks are pure arithmetic: the command must not pay torch's seconds-long import."""
+    code = ("import sys; from udd_core.cli import main; rc = main(['shapes', sys.argv[1], '--input', '1,64,64']); "
+            "import contextlib, io; h = io.StringIO()\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(h): main(['--help'])\n"
+            "print('torch' in sys.modules, rc in (0, 1), 'train' in h.getvalue())")
+    r = subprocess.run([sys.executable, "-c", code, str(cfg_file)], capture_output=True, text=True)
+    assert r.stdout.strip().splitlines()[-1] == "False True True", r.stderr

@@ -2,8 +2,9 @@
 
 It never imports streamlit; the app's pages and the `udd` command line are thin layers on top.
 """
+from importlib import import_module
+
 from .config import AEConfig, ConfigError, load_config, parse_config
-from .model import AutoEncoder, ModelFileError, build_model, load_model, save_model
 from .shapes import ShapeError, ShapeReport, propagate
 
 __version__ = "0.1.0"
@@ -12,3 +13,12 @@ __all__ = [
     "AEConfig", "AutoEncoder", "ConfigError", "ModelFileError", "ShapeError", "ShapeReport",
     "build_model", "load_config", "load_model", "parse_config", "propagate", "save_model",
 ]
+
+_FROM_MODEL = ("AutoEncoder", "ModelFileError", "build_model", "load_model", "save_model")
+
+
+def __getattr__(name: str):
+    """The model names load torch on first use, so `udd shapes` and `udd --help` start without it."""
+    if name in _FROM_MODEL:
+        return getattr(import_module(".model", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

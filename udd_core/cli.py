@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .atomic import write_text_atomic
-from .config import ConfigError, load_config
+from .config import AEConfig, ConfigError, load_config
 from .shapes import ShapeError, ShapeReport, propagate
 
 
@@ -76,13 +76,19 @@ def format_report(r: ShapeReport) -> str:
     return "\n".join(lines)
 
 
-def cmd_shapes(args: argparse.Namespace) -> int:
-    """Propagate shapes; exit 0 if the decoder mirrors, 1 if not."""
+def read_config(path) -> AEConfig:
+    """A config file, with its warnings (unknown keys kept) printed as `warning:` lines on stderr."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        config = load_config(args.config)
+        config = load_config(path)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
+    return config
+
+
+def cmd_shapes(args: argparse.Namespace) -> int:
+    """Propagate shapes; exit 0 if the decoder mirrors, 1 if not."""
+    config = read_config(args.config)
     report = propagate(config, parse_ints(args.input, 3, "--input"))
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     if args.fix:

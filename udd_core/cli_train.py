@@ -9,11 +9,9 @@ import argparse
 import signal
 import sys
 import threading
-import warnings
 from pathlib import Path
 
-from .cli import UsageError, parse_ints
-from .config import load_config
+from .cli import UsageError, parse_ints, read_config
 from .data import data_kind, load_dataset
 from .jobs import TrainJob
 from .model import build_model
@@ -27,12 +25,7 @@ from .train import normal_images
 def _train_config(spec: str):
     """CONFIG of `udd train`: a config file, or a model preset name -> (AEConfig, preset (C, H, W) or None)."""
     if Path(spec).is_file():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            config = load_config(spec)
-        for w in caught:
-            print(f"warning: {w.message}", file=sys.stderr)
-        return config, None
+        return read_config(spec), None
     presets = model_presets()
     if spec in presets:
         return presets[spec].config, presets[spec].input_shape

@@ -28,7 +28,7 @@ def _npy_header(fp) -> tuple[tuple[int, ...], np.dtype]:
     return shape, dtype
 
 
-def wafer_headers(path: Path) -> Headers:
+def _wafer_headers(path: Path) -> Headers:
     """Shape and dtype of every array in a .npy/.npz file, read from headers only (no pixel data)."""
     try:
         if path.suffix.lower() == ".npy":
@@ -45,16 +45,16 @@ def wafer_headers(path: Path) -> Headers:
         raise DataError(f"{path.name}: not a readable numpy file ({exc})") from None
 
 
-def map_keys(headers: Headers) -> list[str]:
+def _map_keys(headers: Headers) -> list[str]:
     """Names of the arrays that hold maps: numeric, (N, H, W) (or a single (H, W) map in a .npy)."""
     return sorted(k for k, (s, d) in headers.items() if (len(s) == 3 or k == "" and len(s) == 2) and d.kind in "biuf")
 
 
 def map_sizes(path: Path) -> list[tuple[int, tuple[int, int]]]:
     """(number of maps, (H, W)) of each map array in a wafer file, from its headers only."""
-    headers = wafer_headers(path)
+    headers = _wafer_headers(path)
     out = []
-    for k in map_keys(headers):
+    for k in _map_keys(headers):
         shape = headers[k][0]
         out.append((1 if len(shape) == 2 else shape[0], tuple(shape[-2:])))
     return out
@@ -91,8 +91,8 @@ def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, 
     that would need pickle are never loaded. Die values outside {0, 1, 2} are a DataError.
     """
     h, w = size
-    headers = wafer_headers(path)
-    keys = map_keys(headers)
+    headers = _wafer_headers(path)
+    keys = _map_keys(headers)
     if not keys:
         raise DataError(f"{path.name}: holds no (N, H, W) wafer map array")
     images, labels, names, notices = [], [], [], []
