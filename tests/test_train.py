@@ -16,7 +16,8 @@ from udd_core.losses import LOSSES, make_loss
 from udd_core.model import AutoEncoder, load_model
 from udd_core.jobs import JobManager, TrainJob
 from udd_core.settings import TrainSettings, training_presets
-from udd_core.train import TrainingFailed, calibrate, seeded_model, split_indices, train
+from udd_core.scoring import calibrate
+from udd_core.train import TrainingFailed, seeded_model, split_indices, train
 
 SHAPE = (1, 32, 32)
 

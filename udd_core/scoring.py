@@ -1,4 +1,4 @@
-"""Scoring: residual maps, image scores, normalisation statistics and batched model scoring.
+"""Scoring: residual maps, image scores, normalisation statistics, calibration and batched model scoring.
 
 Conventions used across udd: a pixel or image is called defective when its value is strictly
 greater than a threshold (``value > threshold``).
@@ -181,6 +181,32 @@ def model_device(model: torch.nn.Module) -> torch.device:
     """Device of the model's first parameter (CPU for a parameter-less module)."""
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
+
+
+def calibrate(model: torch.nn.Module, images: np.ndarray, device: str | torch.device = "cpu",
+              batch_size: int = 32, topk_percent: float = 1.0) -> dict:
+    """Residual statistics of normal images: l2 pixel NormStats and image scores (mean/max/topk).
+
+    The Inspect page standardises heatmaps with these (never per-image min-max) and proposes
+    thresholds from the score distribution.
+    """
+    maps, scores = [], {"mean": [], "max": [], "topk": []}
+    with evaluating(model):
+        for s in range(0, len(images), batch_size):
+            x = to_tensor(images[s:s + batch_size], device)  # (b, C, H, W)
+            m = residual_map(x, model(x), "l2")  # (b, H, W)
+            maps.append(m.float().cpu())
+            for k in scores:
+                scores[k] += image_scores(m, k, topk_percent).float().cpu().tolist()
+    stats = fit_norm_stats(torch.cat(maps))
+
+    def summary(v: list) -> dict:
+        a = np.asarray(v, dtype=np.float64)
+        return {"mean": float(a.mean()), "std": float(a.std()), "q95": float(np.quantile(a, 0.95)),
+                "q99": float(np.quantile(a, 0.99)), "max": float(a.max())}
+
+    return {"residual": "l2", "n_images": len(images), "norm": stats.to_dict(), "topk_percent": topk_percent,
+            "scores": scores, "score_stats": {k: summary(v) for k, v in scores.items()}}
 
 
 @dataclass

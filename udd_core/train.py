@@ -25,7 +25,7 @@ from .model import WEIGHTS_FILE, AutoEncoder, build_model, load_model, save_mode
 from .progress import ProgressBoard, frozen_copy
 from .settings import TrainSettings, resolve_device
 from .precision import PARITY_IMAGES, autocast, bf16_fast, check_bf16_parity
-from .scoring import evaluating, fit_norm_stats, image_scores, residual_map
+from .scoring import calibrate, evaluating
 
 EMA_ALPHA = 0.1  # weight of the newest step in the smoothed per-step loss curve
 HEARTBEAT_S = 10.0  # status.json heartbeat period while an epoch runs
@@ -162,32 +162,6 @@ def _save(model: AutoEncoder, run_dir: Path, weights: str, meta: dict) -> None:
         save_model(model, run_dir, metadata={k: str(v) for k, v in meta.items()}, weights_name=weights)
     except OSError as e:
         raise runs.storage_error(run_dir / weights, e) from None
-
-
-def calibrate(model: AutoEncoder, images: np.ndarray, device: Union[str, torch.device] = "cpu",
-              batch_size: int = 32, topk_percent: float = 1.0) -> dict:
-    """Residual statistics of normal images: l2 pixel NormStats and image scores (mean/max/topk).
-
-    The Inspect page standardises heatmaps with these (never per-image min-max) and proposes
-    thresholds from the score distribution.
-    """
-    maps, scores = [], {"mean": [], "max": [], "topk": []}
-    with evaluating(model):
-        for s in range(0, len(images), batch_size):
-            x = to_tensor(images[s:s + batch_size], device)  # (b, C, H, W)
-            m = residual_map(x, model(x), "l2")  # (b, H, W)
-            maps.append(m.float().cpu())
-            for k in scores:
-                scores[k] += image_scores(m, k, topk_percent).float().cpu().tolist()
-    stats = fit_norm_stats(torch.cat(maps))
-
-    def summary(v: list) -> dict:
-        a = np.asarray(v, dtype=np.float64)
-        return {"mean": float(a.mean()), "std": float(a.std()), "q95": float(np.quantile(a, 0.95)),
-                "q99": float(np.quantile(a, 0.99)), "max": float(a.max())}
-
-    return {"residual": "l2", "n_images": len(images), "norm": stats.to_dict(), "topk_percent": topk_percent,
-            "scores": scores, "score_stats": {k: summary(v) for k, v in scores.items()}}
 
 
 def train(model: AutoEncoder, train_images: np.ndarray, val_images: Optional[np.ndarray],
