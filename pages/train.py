@@ -52,7 +52,8 @@ def settings_widgets(s: TrainSettings) -> dict:
     return {"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "weight_decay": s.weight_decay,
             "lr_step": s.lr_step or 0, "lr_gamma": s.lr_gamma, "val_split": s.val_split, "seed": s.seed,
             "loss": s.loss, "device": s.device, "noise_patches": s.noise_patches,
-            "patch_min": s.patch_size[0], "patch_max": s.patch_size[1], "patch_dir": s.patch_dir or ""}
+            "patch_min": s.patch_size[0], "patch_max": s.patch_size[1], "patch_dir": s.patch_dir or "",
+            "amp_bf16": s.amp_bf16}
 
 
 def on_train_preset() -> None:
@@ -221,6 +222,9 @@ with left:
     num(1, "Seed", 0, 2**31 - 1, key="train_seed")
     c[2].selectbox("Loss", LOSSES, key="train_loss", persist_state=KEEP)
     c[0].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
+    c[0].toggle("bf16 steps", key="train_amp_bf16", persist_state=KEEP,
+                help="bfloat16 autocast for the training steps where the hardware runs it natively, after a check "
+                     "that loss and gradients match float32; validation stays float32. Off: float32 throughout.")
     num(1, "Noise patches", 0, 1000, key="train_noise_patches",
         help="0: plain autoencoder; > 0: patches are painted on the input, the target stays clean.")
     num(2, "Patch size min (px)", 1, 100_000, key="train_patch_min")

@@ -131,6 +131,15 @@ def test_one_epoch_job_shows_its_curve_and_writes_history(tiny_config, data, run
     n_val = json.loads((runs_dir / name / "train.json").read_text())["data"]["n_val"]
     assert len(at.image) == 1 and len(at.image[0].proto.imgs) == min(4, n_val)  # probes: input over recon
     assert at.image[0].proto.imgs[0].url.endswith(".png")  # lossless: no JPEG artefacts in a reconstruction
+    assert json.loads((runs_dir / name / "train.json").read_text())["settings"]["amp_bf16"] is True  # the default
+
+
+def test_bf16_toggle_off_trains_in_float32(tiny_config, data, runs_dir):
+    at = page(tiny_config, data, train_name="fp32")
+    at.toggle(key="train_amp_bf16").set_value(False).run()
+    wait_for(start(at), finished)
+    assert json.loads((runs_dir / "fp32" / "train.json").read_text())["settings"]["amp_bf16"] is False
+    assert json.loads((runs_dir / "fp32" / "history.jsonl").read_text().splitlines()[0])["precision"] == "float32"
 
 
 def test_stop_resume_and_a_fast_rerun_while_training(tiny_config, data, runs_dir, tmp_path):
