@@ -47,6 +47,7 @@ loss, loss_val = dd.deepAE_train(
     epochs=a["epochs"], batch_size=a["batch_size"], ntrain=a["ntrain"], npatch=a["npatch"],
     patch_size=tuple(a["patch_size"]), seed=a["seed"])
 print(json.dumps({"train_loss": float(loss[-1].mean()), "val_loss": float(loss_val[-1].mean()),
+                  "val_curve": [float(v.mean()) for v in loss_val],
                   "import_s": t_import, "total_s": time.perf_counter() - t0}))
 '''
 
@@ -153,6 +154,7 @@ def run_udd(a, work: Path, cfg_file: Path, data_dir: Path, precision: str, tag: 
     rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines() if line.strip()]
     notes = [line[6:] for line in child.log.read_text().splitlines() if line.startswith("note: ")]
     return child, {"train_loss": rows[-1]["train_loss"], "val_loss": rows[-1]["val_loss"],
+                   "val_curve": [r["val_loss"] for r in rows],
                    "precision": [r.get("precision") for r in rows], "notes": notes}
 
 
@@ -168,8 +170,15 @@ def bench_config(a, work: Path, name: str, data_dir: Path) -> dict:
                            else run_udd(a, work, cfg_file, data_dir, v, tag))
             results[v].append({"wall_s": child.wall_s, "cpu_s": child.cpu_s, "max_rss_mb": child.max_rss_mb, **info})
             print(f"  [{name} rep {rep + 1}/{a.repeats}] {v:9s} {child.wall_s:7.1f} s wall {child.cpu_s:7.1f} s cpu "
-                  f"{child.max_rss_mb:6.0f} MiB  val {info['val_loss']:.5g}", flush=True)
+                  f"{child.max_rss_mb:6.0f} MiB  val {info['val_loss']:.5g} (saved model {saved_val(v, info):.5g})",
+                  flush=True)
     return results
+
+
+def saved_val(variant: str, info: dict) -> float:
+    """Validation loss of the model each side hands over: the reference saves its last epoch's
+    weights; udd's model.safetensors is the epoch with the lowest validation loss."""
+    return info["val_loss"] if variant == "reference" else min(info["val_curve"])
 
 
 def summarise(name: str, results: dict) -> list[list[str]]:
@@ -186,7 +195,8 @@ def summarise(name: str, results: dict) -> list[list[str]]:
                      f"{median(walls):.1f}", f"{min(walls):.1f}-{max(walls):.1f}",
                      f"{median([r['cpu_s'] for r in runs]):.1f}", ratio, paired,
                      f"{max(r['max_rss_mb'] for r in runs):.0f}",
-                     f"{median([r['val_loss'] for r in runs]):.5f}", prec or "float32"])
+                     f"{median([r['val_loss'] for r in runs]):.5f}",
+                     f"{median([saved_val(v, r) for r in runs]):.5f}", prec or "float32"])
     return rows
 
 
@@ -385,7 +395,8 @@ def main(argv=None) -> int:
             rows += summarise(name, all_results[name])
         start_rows = startup_costs(a, work)
         header = ["config", "side", "wall s (median)", "wall s (range)", "CPU s", "speed-up (ratio of medians)",
-                  "speed-up (median of paired)", "peak RSS MiB", "final val loss", "step precision"]
+                  "speed-up (median of paired)", "peak RSS MiB", "final val loss", "saved model's val loss",
+                  "step precision"]
         print()
         print(markdown_table(header, rows))
         print()

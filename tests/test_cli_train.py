@@ -59,6 +59,13 @@ def test_train_end_to_end_then_resume(tmp_path, config_file, image_folder, capsy
     assert len(runs.read_history(out)) == 4 and runs.read_status(out)["status"] == "finished"
 
 
+def test_fixed_order_is_saved_with_the_run(tmp_path, config_file, image_folder):
+    assert _train(config_file, image_folder, tmp_path / "f", "--epochs", "1", "--fixed-order") == 0
+    assert json.loads((tmp_path / "f" / "train.json").read_text())["settings"]["shuffle"] is False
+    assert _train(config_file, image_folder, tmp_path / "s", "--epochs", "1") == 0
+    assert json.loads((tmp_path / "s" / "train.json").read_text())["settings"]["shuffle"] is True
+
+
 def test_existing_run_folder_is_refused(tmp_path, config_file, image_folder, capsys):
     out = tmp_path / "run"
     out.mkdir()

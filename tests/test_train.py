@@ -165,6 +165,21 @@ def test_same_seed_same_losses_and_weights(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_batch_order_fixed_or_reshuffled(tmp_path, tiny_config, shuffle):
+    """shuffle=False feeds the training images in their given order every epoch, as the reference does."""
+    imgs = make_images(8)
+    model = seeded_model(tiny_config, SHAPE, 0)
+    seen = []  # the first pixel of every image the encoder sees, per forward pass in train mode
+    model.encoder.register_forward_hook(lambda m, i, o: seen.append(i[0][:, 0, 0, 0].tolist()) if m.training else None)
+    train(model, imgs, None, fast(shuffle=shuffle, epochs=2), runs.new_run(tmp_path, "r"))
+    first = (imgs[:, 0, 0, 0] / 255.0).astype("float32").tolist()
+    fed = [v for batch in seen for v in batch]
+    assert len(fed) == 16
+    assert (fed == first * 2) is (not shuffle)
+    assert sorted(fed[:8]) == pytest.approx(sorted(first))  # every image once per epoch either way
+
+
 def test_calibration_matches_the_best_model(tmp_path, tiny_config):
     imgs = make_images(16)
     s = fast(val_split=0.25)

@@ -261,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=("mse", "ssim", "mse+ssim"), help="training loss")
     p.add_argument("--precision", choices=("float32", "bf16"),
                    help="bf16: bfloat16 autocast steps after a parity check against float32 (validation stays float32)")
+    p.add_argument("--fixed-order", action="store_true",
+                   help="the same batches in the same order every epoch, as the reference package trains "
+                        "(default: reshuffled each epoch)")
     p.add_argument("--resume", action="store_true", help="continue the stopped or interrupted run in --out")
     p.set_defaults(func=cmd_train)
 

@@ -40,6 +40,7 @@ def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
         "patch_dir": args.patch_dir,
         "val_split": args.val_split, "seed": args.seed, "device": args.device, "loss": args.loss,
         "amp_bf16": None if args.precision is None else args.precision == "bf16",
+        "shuffle": False if args.fixed_order else None,
     }.items() if v is not None}
     return base.replace(**changes)
 

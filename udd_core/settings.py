@@ -24,6 +24,7 @@ class TrainSettings:
     lr_gamma: float = 0.5  # StepLR factor applied every lr_step epochs
     val_split: float = 0.1  # fraction of the (normal) training images held out for validation
     seed: int = 0  # seeds model init, the split, shuffling, noise and dropout: same seed, same losses
+    shuffle: bool = True  # reshuffle the training images every epoch; False: the same batches in the same order
     loss: str = "mse"  # "mse", "ssim" or "mse+ssim"
     device: str = "auto"  # "auto" picks cuda, then mps, then cpu; or "cpu", "cuda", "cuda:1", "mps"
     noise_patches: int = 0  # 0: plain AE; >0: patches painted on the input, the clean image is the target
@@ -96,7 +97,7 @@ def _validate_settings(s: TrainSettings) -> None:
         raise ValueError(f"loss: must be one of {LOSSES}, got {s.loss!r}")
     if not isinstance(s.device, str) or s.device.split(":")[0] not in DEVICES:
         raise ValueError(f"device: must be one of {DEVICES} (or cuda:N), got {s.device!r}")
-    for name in ("channels_last", "compile", "amp_bf16"):
+    for name in ("shuffle", "channels_last", "compile", "amp_bf16"):
         if not isinstance(getattr(s, name), bool):
             raise ValueError(f"{name}: expected true or false, got {getattr(s, name)!r}")
 

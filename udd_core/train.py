@@ -226,7 +226,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
         # One generator per epoch: the run is reproducible, and a resumed epoch draws what it would have.
         rng = np.random.default_rng([s.seed, epoch])
         torch.manual_seed(int(rng.integers(2**62)))  # dropout draws from torch's global generator
-        order = rng.permutation(n)
+        order = rng.permutation(n) if s.shuffle else np.arange(n)  # (n,) image indices in step order
         lr = opt.param_groups[0]["lr"]
         model.train()
         t0, total = time.monotonic(), 0.0
