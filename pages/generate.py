@@ -40,6 +40,14 @@ def cached_data(run_dir: str, mtime: float, data_path: str, split: str, tile: bo
     return gen.load_images(cached_model(run_dir, mtime), data_path, split, tile)
 
 
+@st.cache_resource(show_spinner="Measuring the latent spread ...", max_entries=4)
+def cached_sigma_scale(run_dir: str, mtime: float, data_path: str, split: str, tile: bool):
+    """(suggested σ, slider maximum) from the latent spread of the normal images."""
+    images, _ = normal_images(cached_data(run_dir, mtime, data_path, split, tile))
+    return gen.sigma_scale(cached_model(run_dir, mtime), images if len(images) else
+                           cached_data(run_dir, mtime, data_path, split, tile).images)
+
+
 @st.cache_resource(show_spinner="Fitting latent statistics ...", max_entries=4)
 def cached_stats(run_dir: str, mtime: float, data_path: str, split: str, tile: bool, per_position: bool):
     """Latent statistics of the normal images: what the model was trained on."""
@@ -136,7 +144,11 @@ seed = int(ctl[0].number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed", persist_
                                help="Same seed, same images. It picks the source images and the noise."))
 outputs, names = None, []
 if mode == MODES[0]:
-    sigma = ctl[1].slider("σ (latent noise std)", 0.0, 3.0, 0.5, 0.05, key="gen_sigma", persist_state=KEEP)
+    suggested, top = cached_sigma_scale(str(run.path), mtime, data_path, split, tile)
+    sigma = ctl[1].slider("σ (latent noise std)", 0.0, top, suggested, top / 100, format="%.3g",
+                          key=f"gen_sigma_{name}", persist_state=KEEP,
+                          help="Scaled to this model's latent codes: the starting value is about half their "
+                               "typical spread (std), the range goes to four times it.")
     class_filter = None
     if len(counts) > 1:
         class_filter = ctl[2].selectbox("Class", [None, *counts], key="gen_class", format_func=lambda k: (

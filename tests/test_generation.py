@@ -170,6 +170,17 @@ def test_per_position_random_wafers_keep_the_outline(tmp_path):
     assert kept > 0.95 and kept > pooled + 0.1
 
 
+def test_sigma_scale_follows_the_latent_spread(model, ds):
+    spread = float(np.median(gen.training_stats(model, ds.images, 64).std))
+    suggested, top = gen.sigma_scale(model, ds.images)
+    assert spread / 2 <= suggested <= spread and 4 * spread <= top <= 10 * spread
+    assert all(f"{v:.0e}"[0] in "125" for v in (suggested, top))  # 1-2-5 steps
+    with torch.no_grad():
+        for p in model.encoder.parameters():  # latents that never vary: a constant encoder
+            p.zero_()
+    assert gen.sigma_scale(model, ds.images) == (0.5, 3.0)
+
+
 def test_interpolation_runs_from_one_reconstruction_to_the_other(model, ds):
     strip = gen.interpolation(model, ds.images, 0, 9, steps=5)
     assert strip.shape == (5, *SHAPE)

@@ -52,7 +52,8 @@ def test_grid_shows_sources_reconstructions_and_variants(at):
     assert len(rows) == 4  # 4 source images by default
     for row in rows:
         assert len(row) == 2 + 4  # source, reconstruction, 4 variants
-        assert row[1][1] == "reconstruction" and all(c.startswith("σ 0.5") for _, c in row[2:])
+        sigma = at.slider(key="gen_sigma_tiny").value  # the suggestion for this model's latent spread
+        assert row[1][1] == "reconstruction" and all(c.startswith(f"σ {sigma:g} ") for _, c in row[2:])
     assert at.get("download_button")
     strip = images(at)[-1]
     assert len(strip) == 7 + 2 and strip[0][1] == "from" and strip[-1][1] == "to"
@@ -60,7 +61,10 @@ def test_grid_shows_sources_reconstructions_and_variants(at):
 
 def test_changing_sigma_and_seed_regenerates(at):
     before = grid(at)
-    at.slider(key="gen_sigma").set_value(2.5).run()
+    slider = at.slider(key="gen_sigma_tiny")
+    suggested = slider.value
+    assert 0 < suggested < slider.max
+    slider.set_value(slider.max).run()
     assert not at.exception and not at.error, errors(at)
     after_sigma = grid(at)
     assert [r[0] for r in after_sigma] == [r[0] for r in before]  # same sources
@@ -69,7 +73,7 @@ def test_changing_sigma_and_seed_regenerates(at):
     assert not at.exception and not at.error, errors(at)
     assert grid(at) != after_sigma
     at.number_input(key="gen_seed").set_value(0).run()
-    at.slider(key="gen_sigma").set_value(0.5).run()
+    at.slider(key="gen_sigma_tiny").set_value(suggested).run()
     assert grid(at) == before  # deterministic: back to the same settings, back to the same images
 
 

@@ -197,6 +197,24 @@ def training_stats(model: AutoEncoder, images, max_images: int = STATS_MAX_IMAGE
     return stats_of(z, per_position)
 
 
+def sigma_scale(model: AutoEncoder, images, max_images: int = 64) -> tuple[float, float]:
+    """(suggested σ, largest σ worth offering) for noised latents, from the latent spread of ``images``.
+
+    Latent codes of different models spread over anything from 0.001 to 10, so no fixed σ range
+    serves them all: the suggestion is half the median channel std, the largest four times it,
+    both rounded up to a 1-2-5 step. A model whose latents do not vary gets (0.5, 3.0).
+    """
+    spread = float(np.median(training_stats(model, images, max_images).std))
+    if not math.isfinite(spread) or spread <= 0:
+        return 0.5, 3.0
+
+    def up125(x: float) -> float:
+        e = 10.0 ** math.floor(math.log10(x))
+        return next(m * e for m in (1, 2, 5, 10) if m * e >= x * (1 - 1e-9))
+
+    return up125(spread / 2), up125(4 * spread)
+
+
 def latent_hw(model: AutoEncoder) -> tuple[int, int]:
     """(h, w) of the model's latent at its input size, from one encoded blank image."""
     if model.input_shape is None:
