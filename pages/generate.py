@@ -102,6 +102,8 @@ top = st.columns([2, 3, 1])
 name = top[0].selectbox("Run", list(runs_by_name), key="gen_run",
                         format_func=lambda n: f"{n} · {runs_by_name[n].status}, {runs_by_name[n].epochs_done} epochs")
 run = runs_by_name[name]
+if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch
+    st.warning(f"{run.name} has not finished an epoch: its model holds barely trained weights.")
 source = gen.run_data(run.path)
 data_path = top[1].text_input("Data", value=source.get("path", ""), key=f"gen_data_{name}",
                               help="The images to start from; by default the data the run was trained on.").strip()

@@ -90,6 +90,8 @@ with st.sidebar:
     topk = st.number_input("Top-k %", 0.01, 100.0, 1.0, 0.5, key="insp_topk", disabled=score != "topk")
 
 run = by_name[ss["insp_run"]]
+if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch
+    st.warning(f"{run.name} has not finished an epoch: its model holds barely trained weights.")
 stamp = (run.path / WEIGHTS_FILE).stat().st_mtime
 try:
     with st.spinner("Loading the model and the images, then scoring ..."):

@@ -1,4 +1,5 @@
 """The Generate page, driven headless with AppTest on a tiny wafer run under a temporary UDD_RUNS_DIR."""
+import json
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,13 @@ def test_random_mode_shaded_and_interpolation(at):
     assert any("shared layout is kept" in c.value for c in at.caption)
     at.slider(key="gen_steps").set_value(4).run()
     assert not at.exception and len(images(at)[-1]) == 4 + 2
+
+
+def test_a_run_without_a_finished_epoch_is_flagged(at, runs_dir):
+    assert not at.warning  # the fixture's run is finished
+    (runs_dir / "tiny" / "status.json").write_text(json.dumps({"status": "stopped", "message": "stopped"}))
+    at.run()
+    assert not at.exception and "has not finished an epoch" in at.warning[0].value
 
 
 def test_bad_data_path_is_a_one_line_error(at):

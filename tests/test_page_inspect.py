@@ -40,7 +40,7 @@ def test_no_runs_points_to_the_train_page(monkeypatch, tmp_path):
 
 
 def test_page_renders_gallery_plots_and_exports(at):
-    assert not at.error
+    assert not at.error and not at.warning  # a finished run: no "barely trained" warning
     m = metrics(at)
     assert {"image AUROC", "pixel AUROC", "AUPRO", "FPR", "TPR", "threshold"} <= set(m)
     assert 0 <= float(m["image AUROC"]) <= 1
