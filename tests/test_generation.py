@@ -173,7 +173,7 @@ def test_per_position_random_wafers_keep_the_outline(tmp_path):
 def test_sigma_scale_follows_the_latent_spread(model, ds):
     spread = float(np.median(gen.training_stats(model, ds.images, 64).std))
     suggested, top = gen.sigma_scale(model, ds.images)
-    assert spread / 2 <= suggested <= spread and 4 * spread <= top <= 10 * spread
+    assert spread / 2 <= suggested <= 1.25 * spread and 4 * spread <= top <= 10 * spread  # up to 2.5x up
     assert all(f"{v:.0e}"[0] in "125" for v in (suggested, top))  # 1-2-5 steps
     with torch.no_grad():
         for p in model.encoder.parameters():  # latents that never vary: a constant encoder
