@@ -16,7 +16,7 @@ from udd_core.config import AEConfig, parse_config
 from udd_core.presets import model_presets
 from udd_core.shapes import ShapeError, propagate
 
-if PagesManager.uses_pages_directory:  # a deep link before app.py ever ran (see app.py): it sets up, then comes back
+if getattr(PagesManager, "uses_pages_directory", False):  # a deep link before app.py ever ran (see app.py)
     st.session_state["udd_deep_link"] = ("pages/design.py", st.query_params.to_dict())
     st.switch_page("app.py")
 

@@ -17,7 +17,7 @@ from udd_core.model import WEIGHTS_FILE, is_model_dir
 from udd_core.runs import list_runs
 from udd_core.train import normal_images
 
-if PagesManager.uses_pages_directory:  # a deep link before app.py ever ran (see app.py): it sets up, then comes back
+if getattr(PagesManager, "uses_pages_directory", False):  # a deep link before app.py ever ran (see app.py)
     st.session_state["udd_deep_link"] = ("pages/generate.py", st.query_params.to_dict())
     st.switch_page("app.py")
 

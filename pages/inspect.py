@@ -22,7 +22,7 @@ from udd_core.render import plotly_colorscale
 from udd_core.report import build_report, heatmaps_zip, scores_csv
 from udd_core.scoring import RESIDUALS, SCORES
 
-if PagesManager.uses_pages_directory:  # a deep link before app.py ever ran (see app.py): it sets up, then comes back
+if getattr(PagesManager, "uses_pages_directory", False):  # a deep link before app.py ever ran (see app.py)
     st.session_state["udd_deep_link"] = ("pages/inspect.py", st.query_params.to_dict())
     st.switch_page("app.py")
 

@@ -24,7 +24,7 @@ from udd_core.progress import format_eta, loss_curve
 from udd_core.settings import DEVICES, TrainSettings, training_presets
 from udd_core.train import normal_images
 
-if PagesManager.uses_pages_directory:  # a deep link before app.py ever ran (see app.py): it sets up, then comes back
+if getattr(PagesManager, "uses_pages_directory", False):  # a deep link before app.py ever ran (see app.py)
     st.session_state["udd_deep_link"] = ("pages/train.py", st.query_params.to_dict())
     st.switch_page("app.py")
 
