@@ -13,7 +13,8 @@ import torch
 
 from . import runs
 from .config import load_config
-from .data import load_dataset, load_patterns
+from .data import load_dataset
+from .images import load_patterns
 from .model import CONFIG_FILE, AutoEncoder
 from .progress import Progress, ProgressBoard
 from .settings import TrainSettings

@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 from . import runs
 from .atomic import write_atomic
-from .data import add_noise_patches, load_patterns, to_tensor
+from .data import add_noise_patches, to_tensor
+from .images import load_patterns
 from .losses import make_loss
 from .model import WEIGHTS_FILE, AutoEncoder, build_model, load_model, save_model
 from .progress import ProgressBoard, frozen_copy

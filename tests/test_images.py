@@ -1,0 +1,129 @@
+"""Tests for udd_core.images: decoding any image mode to 8 bits, broken files, bombs, tiles, patterns."""
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from udd_core.data import DataError, load_dataset
+from udd_core.images import conversion_notices, decode_one, load_patterns, to_8bit
+
+from test_data import gray, png
+
+
+def test_odd_modes_to_rgb(tmp_path):
+    a16 = np.array([[0, 32768], [65535, 1000]], np.uint16).repeat(4, 0).repeat(4, 1)
+    png(tmp_path / "a_16bit.png", a16)
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 255
+    rgba[:4, ..., 3] = 0  # top half transparent
+    png(tmp_path / "b_rgba.png", rgba, "RGBA")
+    pal = Image.new("P", (8, 8))
+    pal.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    pal.paste(1, (0, 0, 8, 8))
+    pal.save(tmp_path / "c_palette.png")
+    bit = np.zeros((8, 8), bool)
+    bit[:, 4:] = True
+    Image.fromarray(bit).save(tmp_path / "d_1bit.png")
+    Image.fromarray(np.full((8, 8), 0.5, np.float32), "F").save(tmp_path / "e_float.tif")
+
+    s = load_dataset(tmp_path, (3, 8, 8))
+    assert s.images.shape == (5, 8, 8, 3)
+    im16, rgb, p, b, f = s.images
+    assert im16[0, 0, 0] == 0 and im16[0, 4, 0] == 128 and im16[4, 0, 0] == 255 and (im16[..., 0] == im16[..., 2]).all()
+    assert (rgb[:4] == 0).all() and (rgb[4:] == [200, 0, 0]).all()  # transparent -> black
+    assert (p == [10, 200, 30]).all()
+    assert (b[:, :4] == 0).all() and (b[:, 4:] == 255).all()
+    assert (f == 128).all()
+    text = " ".join(s.notices)
+    for word in ("16-bit", "transparency", "palette", "1-bit", "floating-point", "3 grayscale images repeated"):
+        assert word in text
+
+
+def test_rgb_to_gray_uses_pillow_luminance(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    png(tmp_path / "c.png", rgb)
+    s = load_dataset(tmp_path, (1, 8, 8))
+    expect = np.asarray(Image.fromarray(rgb).convert("L"))
+    assert np.array_equal(s.images[0, ..., 0], expect)
+    assert any("1 RGB images converted to 1 channel by luminance" in n for n in s.notices)
+
+
+def test_broken_files_are_skipped_with_notices(tmp_path):
+    png(tmp_path / "good.png", gray(10, 10))
+    (tmp_path / "empty.png").write_bytes(b"")
+    buf = io.BytesIO()
+    Image.fromarray(gray(64, 64)).save(buf, "PNG")
+    (tmp_path / "truncated.png").write_bytes(buf.getvalue()[:200])
+    (tmp_path / "text.png").write_text("hello, not a png")
+    Image.fromarray(gray(10, 10, 3)).save(tmp_path / "really_png.jpg", "PNG")  # wrong extension, valid image
+    s = load_dataset(tmp_path, (1, 10, 10))
+    assert sorted(Path(n).name for n in s.names) == ["good.png", "really_png.jpg"]
+    skipped = [n for n in s.notices if n.startswith("skipped")]
+    assert len(skipped) == 3
+    for name in ("empty.png", "truncated.png", "text.png"):
+        assert any(name in n for n in skipped)
+
+
+def test_nothing_loadable_names_folder(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_text("nope")
+    with pytest.raises(DataError, match="bad"):
+        load_dataset(tmp_path / "bad", (1, 8, 8))
+
+
+def test_decompression_bombs_are_skipped(tmp_path, monkeypatch):
+    png(tmp_path / "a_small.png", gray(20, 20))
+    png(tmp_path / "b_warn.png", gray(40, 40))  # 1600 px: above the limit (Pillow warns)
+    png(tmp_path / "c_error.png", gray(60, 60))  # 3600 px: above twice the limit (Pillow raises)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    s = load_dataset(tmp_path, (1, 8, 8))
+    assert [Path(n).name for n in s.names] == ["a_small.png"]
+    bombs = [n for n in s.notices if "decompression bomb" in n]
+    assert len(bombs) == 2 and "b_warn.png" in bombs[0] and "c_error.png" in bombs[1]
+
+
+@pytest.mark.parametrize("mode, tag", [("L", None), ("RGB", None), ("1", "1-bit"), ("I;16", "16-bit"),
+                                       ("F", "float"), ("RGBA", "alpha"), ("LA", "alpha"), ("P", "palette"),
+                                       ("CMYK", "CMYK")])
+def test_to_8bit_modes_and_tags(mode, tag):
+    out, got = to_8bit(Image.new(mode, (4, 3)))
+    assert got == tag and out.mode in ("L", "RGB") and out.size == (4, 3)
+
+
+def test_decode_one_resizes_repeats_and_explains_skips(tmp_path):
+    src = png(tmp_path / "a.png", gray(10, 12))
+    arr, masks, tags, note = decode_one(src, None, (5, 6, 3), tile=False)
+    assert arr.shape == (1, 5, 6, 3) and arr.dtype == np.uint8 and masks is None and note is None
+    assert tags == ["resized", "to-rgb"] and (arr[..., 0] == arr[..., 2]).all()
+    (tmp_path / "empty.png").write_bytes(b"")
+    assert decode_one(tmp_path / "empty.png", None, (5, 6, 1), tile=False) == "empty file"
+    assert "smaller than one 16x16 tile" in decode_one(src, None, (16, 16, 1), tile=True)
+
+
+def test_decode_one_unreadable_mask_is_a_note(tmp_path):
+    src = png(tmp_path / "a.png", gray(8, 8))
+    (tmp_path / "a_mask.png").write_text("not a mask")
+    arr, masks, _, note = decode_one(src, tmp_path / "a_mask.png", (8, 8, 1), tile=False)
+    assert arr.shape == (1, 8, 8, 1) and masks is None and "a_mask.png unreadable" in note
+
+
+def test_conversion_notices_count_and_size():
+    text = conversion_notices(Counter({"resized": 3, "palette": 1, "YCbCr": 2}), "32x48")
+    assert sorted(text) == ["1 palette images expanded to RGB", "2 YCbCr images converted to RGB",
+                            "3 images resized to 32x48 (bilinear)"]
+
+
+def test_load_patterns_skips_broken_and_names_empty_folder(tmp_path):
+    png(tmp_path / "p" / "bar.png", np.full((6, 9, 3), 200, np.uint8))
+    (tmp_path / "p" / "broken.png").write_bytes(b"nope")
+    assert [a.shape for a in load_patterns(tmp_path / "p")] == [(6, 9)]
+    (tmp_path / "q").mkdir()
+    with pytest.raises(DataError, match="q: no readable pattern images"):
+        load_patterns(tmp_path / "q")
+    with pytest.raises(DataError, match="pattern folder not found"):
+        load_patterns(tmp_path / "missing")

@@ -1,0 +1,155 @@
+"""Image files: which files are images, decoding any Pillow mode to 8 bits, and tiling.
+
+`data` builds data sets from these; `decode_one` turns one file (and its mask) into cached uint8
+arrays at the model's input size, and tags every conversion it made so the loader can say so.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .uploads import DataError
+
+IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm", ".pbm"})
+# Pillow raises these (and more) for corrupt, truncated, empty or non-image files.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, MemoryError, Image.DecompressionBombError,
+                 Image.DecompressionBombWarning)
+
+
+def _is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".") and p.is_file()
+
+
+def image_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """Sorted image files of a folder; hidden files and macOS resource forks are ignored."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if _is_image(p) and "__MACOSX" not in p.parts)
+
+
+def open_image(path: Path, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Open and decode one file; decompression bombs count as errors even below Pillow's hard limit.
+
+    `draft` (w, h) lets a JPEG decode at a reduced DCT scale no smaller than that size: a 2-8x
+    faster decode when the image is shrunk afterwards anyway.
+    """
+    im = Image.open(path)
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and im.size[0] * im.size[1] > limit:
+        raise Image.DecompressionBombError(f"{im.size[0]}x{im.size[1]} pixels exceed the limit of {limit}")
+    if draft and im.format == "JPEG":
+        im.draft(im.mode, draft)
+    im.load()
+    return im
+
+
+def load_patterns(folder) -> list[np.ndarray]:
+    """Gray uint8 (h, w) pattern images from a folder, at their own sizes, for shaped noise patches.
+
+    Unreadable files are skipped; a folder with no readable image is a DataError naming it.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{root}: pattern folder not found")
+    out = []
+    for p in image_files(root):
+        try:
+            out.append(np.asarray(to_8bit(open_image(p))[0].convert("L")))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue  # a broken pattern only costs one shape
+    if not out:
+        raise DataError(f"{root}: no readable pattern images")
+    return out
+
+
+def to_8bit(im: Image.Image) -> tuple[Image.Image, str | None]:
+    """Any Pillow mode -> mode 'L' or 'RGB', plus a tag naming the conversion made (for notices).
+
+    Transparency is composited onto black, the value of "nothing there" in these models' inputs.
+    """
+    mode = im.mode
+    if mode in ("L", "RGB"):
+        return im, None
+    if mode == "1":
+        return im.convert("L"), "1-bit"
+    if mode.startswith("I"):  # I;16, I;16B, I (32-bit int): read as 16-bit, 0..65535 -> 0..255
+        a = np.asarray(im).astype(np.float64)
+        return Image.fromarray(np.clip(np.rint(a * (255 / 65535)), 0, 255).astype(np.uint8), "L"), "16-bit"
+    if mode == "F":  # floats in [0, 1] are scaled, anything else is clipped to 0..255
+        a = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        if a.size and a.min() >= 0 and a.max() <= 1:
+            a = a * 255
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L"), "float"
+    if mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in im.info):
+        a = np.asarray(im.convert("LA" if mode in ("LA", "La") else "RGBA"), dtype=np.uint32)
+        col = (a[..., :-1] * a[..., -1:] + 127) // 255  # (h, w, c) premultiplied = over black
+        col = col.astype(np.uint8)
+        return Image.fromarray(col[..., 0] if col.shape[-1] == 1 else col, "L" if col.shape[-1] == 1 else "RGB"), "alpha"
+    if mode == "P":
+        return im.convert("RGB"), "palette"
+    return im.convert("RGB"), mode  # CMYK, YCbCr, LAB, HSV
+
+
+_CONVERSION_TEXT = {
+    "1-bit": "{n} 1-bit images converted to 8-bit",
+    "16-bit": "{n} 16-bit images scaled to 8 bits (0..65535 -> 0..255)",
+    "float": "{n} floating-point images scaled to 8 bits",
+    "alpha": "{n} images with transparency composited onto black",
+    "palette": "{n} palette images expanded to RGB",
+    "to-gray": "{n} RGB images converted to 1 channel by luminance (ITU-R 601-2)",
+    "to-rgb": "{n} grayscale images repeated to 3 channels",
+    "resized": "{n} images resized to {hw} (bilinear)",
+}
+
+
+def conversion_notices(counts: Mapping[str, int], hw: str) -> list[str]:
+    """One notice per conversion tag of `decode_one` (tag -> image count); `hw` is the "HxW" size."""
+    return [_CONVERSION_TEXT.get(tag, "{n} " + tag + " images converted to RGB").format(n=n, hw=hw)
+            for tag, n in sorted(counts.items())]
+
+
+def _tiles(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(Hi, Wi, ...) -> (k, h, w, ...): all full h x w tiles, row-major from the top-left."""
+    ny, nx = a.shape[0] // h, a.shape[1] // w
+    t = a[: ny * h, : nx * w].reshape(ny, h, nx, w, *a.shape[2:])
+    return np.swapaxes(t, 1, 2).reshape(ny * nx, h, w, *a.shape[2:])
+
+
+def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], tile: bool):
+    """Decode one image (and its mask). Returns (images (k,H,W,C), masks (k,H,W) | None, tags, note)
+    or a string: the reason to skip the file."""
+    h, w, c = shape
+    try:
+        im, tag = to_8bit(open_image(src, None if tile else (w, h)))
+    except DECODE_ERRORS as exc:
+        if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+            return f"too large, possible decompression bomb ({exc})"
+        return "empty file" if src.stat().st_size == 0 else f"not a readable image ({type(exc).__name__})"
+    tags = [tag] if tag else []
+    if c == 1 and im.mode == "RGB":
+        im, tags = im.convert("L"), tags + ["to-gray"]  # Pillow's ITU-R 601-2 luma
+    size = im.size  # (width, height)
+    if tile:
+        arr = _tiles(np.asarray(im), h, w)
+        if not len(arr):
+            return f"smaller than one {h}x{w} tile ({size[0]}x{size[1]})"
+    else:
+        if size != (w, h):
+            im, tags = im.resize((w, h), Image.BILINEAR), tags + ["resized"]
+        arr = np.asarray(im)[None]
+    if arr.ndim == 3:  # (k, H, W) grayscale -> (k, H, W, C)
+        arr = np.repeat(arr[..., None], c, axis=-1)
+        tags += ["to-rgb"] if c == 3 else []
+    masks, note = None, None
+    if mask_path is not None:
+        try:
+            m = open_image(mask_path).convert("L")
+            if tile and m.size != size:
+                m, note = m.resize(size, Image.NEAREST), f"mask of {src.name} resized to its image"
+            m = _tiles(np.asarray(m), h, w) if tile else np.asarray(m.resize((w, h), Image.NEAREST))[None]
+            masks = m > 0
+        except DECODE_ERRORS as exc:
+            note = f"mask {mask_path.name} unreadable ({type(exc).__name__}); treated as empty"
+    return np.ascontiguousarray(arr), masks, tags, note
