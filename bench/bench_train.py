@@ -248,12 +248,14 @@ def profile_steps(a) -> int:
                 ts.append(time.perf_counter() - t)
             return min(ts) * 1000
 
-        def conv_share(f) -> float:
+        def op_shares(f) -> tuple[float, float]:
+            """% of a step's CPU time in convolutions, and in dropout's mask draws (aten::bernoulli_)."""
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 f()
             ev = prof.key_averages()
-            total = sum(e.self_cpu_time_total for e in ev)
-            return 100.0 * sum(e.self_cpu_time_total for e in ev if "conv" in e.key) / max(total, 1)
+            total = max(sum(e.self_cpu_time_total for e in ev), 1)
+            return tuple(100.0 * sum(e.self_cpu_time_total for e in ev if word in e.key) / total
+                         for word in ("conv", "bernoulli"))
 
         rows = []
         for name in a.configs:
@@ -292,14 +294,15 @@ def profile_steps(a) -> int:
             for _ in range(2):  # alternate the sides; keep each side's best
                 for k, f in (("reference", ref_step), ("float32", our_step(False)), ("bf16", our_step(True))):
                     steps[k] = min(steps.get(k, 1e12), best(f, 2))
-            shares = {"reference": conv_share(ref_step), "float32": conv_share(our_step(False)),
-                      "bf16": conv_share(our_step(True))}
+            shares = {"reference": op_shares(ref_step), "float32": op_shares(our_step(False)),
+                      "bf16": op_shares(our_step(True))}
             for k in ("reference", "float32", "bf16"):
                 data = data_ref if k == "reference" else data_ours
                 rows.append([name, k, f"{data:.1f}", f"{steps[k]:.0f}", f"{100 * data / (data + steps[k]):.1f}%",
-                             f"{shares[k]:.0f}%", f"{steps['reference'] / steps[k]:.2f}x"])
+                             *(f"{v:.0f}%" for v in shares[k]), f"{steps['reference'] / steps[k]:.2f}x"])
         print(markdown_table(["config", "side", "data per batch ms (disk+noise+tensor)", "train step ms",
-                              "data share", "conv ops share of step", "step speed-up"], rows))
+                              "data share", "conv ops share of step", "dropout masks share", "step speed-up"],
+                             rows))
         layer_efficiency(a)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -12,7 +12,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from udd_core import architecture as arch
-from udd_core.config import AEConfig, parse_config
+from udd_core.config import MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, parse_config
 from udd_core.presets import model_presets
 from udd_core.shapes import ShapeError, propagate
 
@@ -154,6 +154,8 @@ absorb_table_edits()
 sync_widgets(overwrite=False)  # widgets of this page lose their state while another page is shown
 config, unknown = parse(ss[CONFIG])
 
+# The boxes take every value the parser accepts (same limits), so a loaded config always shows as it is
+# and an edit never rewrites a field the user did not touch.
 # --- inputs --------------------------------------------------------------------------------------
 st.title("Design")
 st.caption("Shape the autoencoder: every edit re-runs the shape check at once, no tensor is built.")
@@ -163,8 +165,11 @@ if notice := ss.pop("design_notice", None):
 top = st.columns([3, 1, 1, 1])
 top[0].selectbox("Preset", list(presets), key="design_preset", on_change=load_preset,
                  help="Pick a ready-made design; it replaces the current config and input shape.")
-top[0].caption(presets[ss["design_preset"]].description)
-top[1].number_input("Channels (C)", min_value=1, max_value=64, step=1, key="design_c", on_change=on_shape,
+chosen = presets[ss["design_preset"]]
+edited = ss[CONFIG] != chosen.config.to_dict() or tuple(ss[SHAPE]) != tuple(chosen.input_shape)
+top[0].caption("Edited: the design below is no longer this preset's; pick a preset again to restore it."
+               if edited else chosen.description)
+top[1].number_input("Channels (C)", min_value=1, max_value=MAX_FEATURES, step=1, key="design_c", on_change=on_shape,
                     help="Image channels; the first encoder and last decoder features follow.")
 top[2].number_input("Height (H)", min_value=1, max_value=8192, step=1, key="design_h", on_change=on_shape)
 top[3].number_input("Width (W)", min_value=1, max_value=8192, step=1, key="design_w", on_change=on_shape)
@@ -179,17 +184,17 @@ table = pd.DataFrame(arch.block_rows(config), columns=arch.BLOCK_COLUMNS)
 table.index = pd.RangeIndex(1, len(table) + 1, name="block")
 num = st.column_config.NumberColumn
 st.data_editor(table, key=editor_key(), num_rows="fixed", column_config={
-    "kernel": num("kernel", min_value=1, max_value=31, step=1),
-    "drop": num("drop", min_value=0.0, max_value=0.95, step=0.05, format="%.2f"),
+    "kernel": num("kernel", min_value=1, max_value=MAX_KERNEL, step=1),
+    "drop": num("drop", min_value=0.0, max_value=0.99, step=0.05, format="%.2f"),
     "out_pad_h": num("out_pad (h)", min_value=0, max_value=1, step=1, help="out_pad[i] along H"),
     "out_pad_w": num("out_pad (w)", min_value=0, max_value=1, step=1, help="out_pad[i] along W"),
-    **{c: num(c, min_value=1, step=1) for c in arch.BLOCK_COLUMNS[2:8]}})
+    **{c: num(c, min_value=1, max_value=MAX_FEATURES, step=1) for c in arch.BLOCK_COLUMNS[2:8]}})
 row = st.columns(5)
-row[0].number_input("blocks", min_value=1, max_value=8, step=1, key="design_blocks", on_change=on_blocks,
+row[0].number_input("blocks", min_value=1, max_value=MAX_BLOCKS, step=1, key="design_blocks", on_change=on_blocks,
                     help="Adds or removes the deepest block on both sides.")
-row[1].number_input("latent_size", min_value=1, max_value=4096, step=1, key="design_latent_size",
+row[1].number_input("latent_size", min_value=1, max_value=MAX_FEATURES, step=1, key="design_latent_size",
                     on_change=on_latent, help="Channels of the latent code.")
-row[2].number_input("latent_ker", min_value=1, max_value=31, step=1, key="design_latent_ker", on_change=on_latent)
+row[2].number_input("latent_ker", min_value=1, max_value=MAX_KERNEL, step=1, key="design_latent_ker", on_change=on_latent)
 row[3].number_input("latent_opad (h)", min_value=0, max_value=1, step=1, key="design_lopad_h", on_change=on_latent)
 row[4].number_input("latent_opad (w)", min_value=0, max_value=1, step=1, key="design_lopad_w", on_change=on_latent)
 

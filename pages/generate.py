@@ -95,11 +95,22 @@ if not found:
     st.stop()
 
 runs_by_name = {r.name: r for r in found}
-if ss.get("gen_run") not in runs_by_name:
-    wanted = st.query_params.get("run")
-    ss["gen_run"] = wanted if wanted in runs_by_name else found[0].name
+
+
+def on_run() -> None:
+    ss["udd_run"] = st.query_params["run"] = ss["gen_run"]  # the new focus, before the check below reads it
+
+
+# The run in focus: the URL's after a refresh, else the one last picked on any page (udd_run).
+focus = st.query_params.get("run") or ss.get("udd_run")
+if (asked := st.query_params.get("run")) and asked not in runs_by_name:  # a stale or mistyped link
+    st.warning(f"No run named {asked!r} in {ROOT}, or it has no saved model yet; showing another run.")
+if ss.get("gen_run") not in runs_by_name or (focus in runs_by_name and focus != ss["gen_run"]):
+    ss["gen_run"] = focus if focus in runs_by_name else found[0].name
+if st.query_params.get("run") != ss["gen_run"] or ss.get("udd_run") != ss["gen_run"]:
+    ss["udd_run"] = st.query_params["run"] = ss["gen_run"]  # a refresh or a shared link opens it again
 top = st.columns([2, 3, 1])
-name = top[0].selectbox("Run", list(runs_by_name), key="gen_run",
+name = top[0].selectbox("Run", list(runs_by_name), key="gen_run", on_change=on_run,
                         format_func=lambda n: f"{n} · {runs_by_name[n].status}, {runs_by_name[n].epochs_done} epochs")
 run = runs_by_name[name]
 if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch

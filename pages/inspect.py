@@ -59,15 +59,23 @@ if not all_runs:
     st.stop()
 
 by_name = {r.name: r for r in all_runs}
-wanted = st.query_params.get("run")
-if "insp_run" not in ss or ss["insp_run"] not in by_name:
-    ss["insp_run"] = wanted if wanted in by_name else all_runs[0].name
-    ss["insp_data"] = default_data(by_name[ss["insp_run"]].path)
 
 
 def on_run() -> None:
+    ss["udd_run"] = st.query_params["run"] = ss["insp_run"]  # the new focus, before the check below reads it
     ss["insp_data"] = default_data(by_name[ss["insp_run"]].path)
     ss["insp_show"] = PAGE
+
+
+# The run in focus: the URL's after a refresh, else the one last picked on any page (udd_run).
+focus = st.query_params.get("run") or ss.get("udd_run")
+if (asked := st.query_params.get("run")) and asked not in by_name:  # a stale or mistyped link
+    st.warning(f"No run named {asked!r} in {ROOT}, or it has no saved model yet; showing another run.")
+if ss.get("insp_run") not in by_name or (focus in by_name and focus != ss["insp_run"]):
+    ss["insp_run"] = focus if focus in by_name else all_runs[0].name
+    on_run()
+if st.query_params.get("run") != ss["insp_run"] or ss.get("udd_run") != ss["insp_run"]:
+    ss["udd_run"] = st.query_params["run"] = ss["insp_run"]  # a refresh or a shared link opens it again
 
 
 with st.sidebar:

@@ -75,7 +75,7 @@ def on_upload() -> None:
 
 
 def select(name: str) -> None:
-    ss["train_selected"] = name
+    ss["train_selected"] = ss["udd_run"] = name  # udd_run: the run in focus, followed by the other pages
     st.query_params["run"] = name
 
 
@@ -125,7 +125,7 @@ def show_run(name: str, polled: str) -> None:
     steps, now, step_loss = 0, 0.0, ()
     if snap is not None and (alive or len(snap.train_loss) == len(hist)):  # the step curve of this session
         steps, step_loss = max(snap.steps_per_epoch, 1), snap.step_loss
-        now = len(snap.train_loss) + (snap.step / steps if snap.step < steps else 0.0)
+        now = snap.epochs_elapsed
     if len(epochs) or len(step_loss):
         log = st.toggle("Log scale", key="train_log", persist_state=KEEP)
         # Plain dicts, unvalidated: 10x faster to redraw every second than a validated go.Figure.
@@ -257,8 +257,12 @@ with right:
     status = {r.name: "running" if (j := mgr.get(r.name)) and j.is_alive() else r.status for r in all_runs}
     if active := mgr.active():  # names only: progress shown here would go stale between full reruns
         st.info("Training now: " + ", ".join(f"**{j.name}**" for j in active))
-    if "train_selected" not in ss:  # a new session (browser refresh): the URL says which run was open
-        ss["train_selected"] = st.query_params.get("run")
+    # The run in focus: the URL's after a refresh, else the one last picked on any page.
+    if (focus := st.query_params.get("run") or ss.get("udd_run")) in status:
+        ss["train_selected"] = focus
+    elif (asked := st.query_params.get("run")) and asked not in status:  # a stale or mistyped link
+        st.warning(f"No run named {asked!r} in {ROOT}.")
+    ss.setdefault("train_selected", None)
     sel = ss["train_selected"] if ss["train_selected"] in status else next(iter(status), None)
     st.subheader("Run")
     if sel is None:
@@ -267,6 +271,7 @@ with right:
         ss["train_run_pick"] = sel
         st.selectbox("Run", list(status), key="train_run_pick", format_func=lambda n: f"{n} ({status[n]})",
                      on_change=lambda: select(ss["train_run_pick"]), label_visibility="collapsed")
+        ss["udd_run"] = sel
         if st.query_params.get("run") != sel:
             st.query_params["run"] = sel
         polled = "job" if (j := mgr.get(sel)) and j.is_alive() else "disk" if status[sel] == "running" else ""

@@ -96,6 +96,9 @@ def test_data_kind(tmp_path, mvtec):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty"):
         data_kind(tmp_path / "empty")
+    for blank in ("", "  "):  # never the working folder, scanned whole
+        with pytest.raises(DataError, match="no data set given"):
+            data_kind(blank)
 
 
 def test_wrapped_mvtec_folder_is_unwrapped(tmp_path, mvtec):

@@ -63,6 +63,7 @@ def test_app_opens_on_the_design_page_with_a_preset():
     assert len(editor(app).value) == preset.config.n_blocks
     assert [m.label for m in app.metric] == ["Parameters", "MACs / image", "Compression", "Receptive field"]
     assert not app.error and app.get("plotly_chart")
+    assert preset.description in [c.value for c in app.caption]
 
 
 def test_choosing_another_preset_changes_everything(at):
@@ -126,6 +127,23 @@ def test_invalid_json_shows_an_error_and_keeps_the_last_config(at):
     assert config_of(at) == before
     assert at.text_area(key="design_json").value == '{"block_ker": [3, 3,'  # the user's text is kept
     assert len(at.dataframe) == 3  # the shape tables still show the last valid config
+
+
+def test_any_valid_config_shows_as_it_is_and_survives_other_edits(at):
+    # Values beyond any "typical" range, all accepted by the parser: the boxes must show them, and an
+    # edit of another box must not clamp them (a loaded config is never silently rewritten).
+    d = {"block_ker": [3], "drop": [0.0], "block_size_in": [[100, 8, 8]], "block_size_out": [[8, 8, 100]],
+         "latent_size": 5000, "latent_ker": 45, "latent_opad": 1, "out_pad": [1]}
+    at.text_area(key="design_json").input(json.dumps(d)).run()
+    assert not at.exception and config_of(at) == d
+    assert "no longer this preset's" in " ".join(c.value for c in at.caption)
+    assert at.number_input(key="design_c").value == 100
+    assert at.number_input(key="design_latent_ker").value == 45
+    assert at.number_input(key="design_latent_size").value == 5000
+    at.number_input(key="design_h").set_value(64).run()
+    assert not at.exception and config_of(at) == d and at.session_state["design_input_shape"][0] == 100
+    at.number_input(key="design_latent_size").set_value(4999).run()
+    assert config_of(at) == dict(d, latent_size=4999)
 
 
 def test_config_field_error_names_the_field(at):

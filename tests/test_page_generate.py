@@ -116,3 +116,23 @@ def test_bad_data_path_is_a_one_line_error(at):
     at.text_input(key="gen_data_tiny").input("/no/such/data.npz").run()
     assert not at.exception
     assert len(at.error) == 1 and "no such file" in at.error[0].value and "\n" not in at.error[0].value
+
+
+def test_follows_the_run_in_focus_and_keeps_it_in_the_url(runs_dir, fitted):
+    make_run(runs_dir, "other", *fitted)
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.session_state["udd_run"] = "other"  # picked on another page
+    app.run()
+    assert not app.exception and app.selectbox(key="gen_run").value == "other"
+    assert app.query_params["run"] == "other"
+    app.selectbox(key="gen_run").select("tiny").run()
+    assert app.session_state["udd_run"] == "tiny" and app.query_params["run"] == "tiny"
+    assert app.selectbox(key="gen_run").value == "tiny"
+
+
+def test_unknown_run_in_the_url_is_a_warning(runs_dir):
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.query_params["run"] = "nope"
+    app.run()
+    assert not app.exception and "'nope'" in app.warning[0].value
+    assert app.selectbox(key="gen_run").value == "tiny" and app.query_params["run"] == "tiny"

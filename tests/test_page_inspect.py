@@ -86,3 +86,26 @@ def test_bad_data_path_is_one_error_line(at):
     at.text_input(key="insp_data").input("/no/such/folder").run()
     assert not at.exception
     assert len(at.error) == 1 and "no such file" in at.error[0].value
+    at.text_input(key="insp_data").input("").run()  # never the server's working folder, scanned whole
+    assert not at.exception and not at.dataframe
+    assert len(at.error) == 1 and "no data set given" in at.error[0].value
+
+
+def test_follows_the_run_in_focus_and_keeps_it_in_the_url(monkeypatch, runs_dir, tmp_path):
+    import shutil
+    root = tmp_path / "runs"
+    for name in ("tiny", "other"):
+        shutil.copytree(runs_dir / "tiny", root / name)
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.session_state["udd_run"] = "other"  # picked on another page
+    app.run()
+    assert not app.exception and app.selectbox(key="insp_run").value == "other"
+    assert app.query_params["run"] == "other"
+    app.selectbox(key="insp_run").select("tiny").run()
+    assert app.session_state["udd_run"] == "tiny" and app.query_params["run"] == "tiny"
+    assert app.selectbox(key="insp_run").value == "tiny"
+    app2 = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app2.query_params["run"] = "nope"
+    app2.run()
+    assert not app2.exception and "'nope'" in app2.warning[0].value

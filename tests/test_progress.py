@@ -1,5 +1,5 @@
 """udd_core.progress: the loss-curve figure spec the Train page redraws every second."""
-from udd_core.progress import loss_curve
+from udd_core.progress import ProgressBoard, loss_curve
 
 
 def test_loss_curve_epochs_validation_and_steps():
@@ -17,3 +17,19 @@ def test_loss_curve_log_scale_no_validation_and_thinned_steps():
     assert [t["name"] for t in spec["data"]] == ["train, per step (smoothed)", "train"]
     assert len(spec["data"][0]["x"]) == 3000 and spec["data"][0]["x"][-1] == 1.0  # thinned, newest kept
     assert spec["layout"]["yaxis"]["type"] == "log"
+
+
+def test_epochs_elapsed_through_an_epoch_and_its_validation():
+    board = ProgressBoard(run_dir="r", epochs=3, steps_per_epoch=4)
+    seen = [board.snapshot().epochs_elapsed]  # not started
+    for step in range(1, 5):
+        board.update(status="running", epoch=1, step=step)
+        seen.append(board.snapshot().epochs_elapsed)
+    # the last step is done while the epoch validates: its loss is not recorded yet
+    board.update(train_loss=[0.5], val_loss=[0.6])  # epoch 1 recorded
+    seen.append(board.snapshot().epochs_elapsed)
+    board.update(epoch=2, step=1)
+    seen.append(board.snapshot().epochs_elapsed)
+    board.update(status="finished", epoch=1)  # stopped after epoch 1: epochs done
+    seen.append(board.snapshot().epochs_elapsed)
+    assert seen == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.25, 1.0]

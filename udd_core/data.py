@@ -66,6 +66,8 @@ def _layout(path) -> tuple[str, Path]:
     A zip often wraps its data set in one top folder (``upload/mvtec/train/good/...``): up to three
     such wrappers holding nothing else are stepped into.
     """
+    if not str(path).strip():  # Path("") is the working folder: scanning all of it is never what was meant
+        raise DataError("data: no data set given (a path is empty)")
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")

@@ -32,6 +32,18 @@ class Progress:
     run_dir: str
     notices: tuple[str, ...] = ()
 
+    @property
+    def epochs_elapsed(self) -> float:
+        """Epochs done as a fraction: where the newest step sits on an epoch axis.
+
+        An epoch whose last step is done but whose loss is not recorded yet (it is validating) counts
+        as whole: its steps are all behind it.
+        """
+        done = len(self.train_loss)
+        if self.epoch > done and self.steps_per_epoch:  # an epoch in progress
+            return done + min(self.step, self.steps_per_epoch) / self.steps_per_epoch
+        return float(done)
+
 
 @dataclass
 class ProgressBoard:
