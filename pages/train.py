@@ -88,7 +88,7 @@ def load_images(path, shape, tile):
         ds = dataset_cache().get(path, shape, "train", tile, lambda i, n: bar.progress(i / n, f"Loading {i}/{n}"))
     finally:
         bar.empty()
-    images, note = normal_images(ds)
+    images, note = normal_images(ds, for_training=True)
     return images, ds.notices + ([note] if note else [])
 
 

@@ -81,6 +81,10 @@ def test_table_output(capsys, run, data):
     (["--size", "abc"], "--size"),
     (["--smooth", "-1"], "--smooth"),
     (["--target-fpr", "2"], "--target-fpr"),
+    (["--smooth", "nan"], "--smooth"),
+    (["--threshold", "nan"], "--threshold"),
+    (["--device", "bogus"], "device: must be one of"),
+    (["--device", ""], "device: must be one of"),
 ])
 def test_bad_options_exit_2_with_one_line(capsys, run, data, argv, msg):
     assert main(["score", str(run), "--data", str(data), *argv]) == 2

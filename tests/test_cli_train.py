@@ -52,11 +52,48 @@ def test_train_end_to_end_then_resume(tmp_path, config_file, image_folder, capsy
     assert Path(info["data"]["path"]) == image_folder.resolve()
     assert len(runs.read_history(out)) == 2
 
-    assert _train(config_file, image_folder, out, "--epochs", "3", "--resume") == 0
+    capsys.readouterr()
+    assert main(["train", "--data", str(image_folder), "--out", str(out), "--epochs", "3", "--resume"]) == 0
     assert [h["epoch"] for h in runs.read_history(out)] == [1, 2, 3]
-    # without --data, resume reloads the data named in train.json
+    err = capsys.readouterr().err
+    assert "epoch 3/3  loss" in err and "epoch 1/3" not in err  # only the new epochs are printed
+    # without --data, resume reloads the data named in train.json; CONFIG may be given, and is not needed
     assert main(["train", str(config_file), "--out", str(out), "--epochs", "4", "--resume"]) == 0
     assert len(runs.read_history(out)) == 4 and runs.read_status(out)["status"] == "finished"
+
+
+def test_a_refused_resume_changes_nothing(tmp_path, config_file, image_folder, capsys):
+    out = tmp_path / "run"
+    assert _train(config_file, image_folder, out, "--epochs", "1") == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for extra, needle in ((["--lr", "0.5"], "--lr: a resumed run keeps the settings"),
+                          (["--fixed-order"], "--fixed-order: a resumed run keeps"),
+                          (["--device", "bogus"], "device: must be one of"),
+                          (["--epochs", "1"], "already has 1 epochs")):
+        capsys.readouterr()
+        epochs = [] if "--epochs" in extra else ["--epochs", "2"]
+        assert main(["train", "--out", str(out), "--resume", *epochs, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and "\n" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert main(["train", "--out", str(tmp_path / "new"), "--data", str(image_folder)]) == 2
+    assert "CONFIG is required" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_an_unavailable_device_leaves_no_run_folder(tmp_path, config_file, image_folder, capsys):
+    assert _train(config_file, image_folder, tmp_path / "run", "--epochs", "1", "--device", "cuda") == 2
+    assert "CUDA is not available" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_pattern_folder_is_stored_absolute(tmp_path, config_file, image_folder, monkeypatch):
+    pats = tmp_path / "pats"
+    pats.mkdir()
+    Image.fromarray(np.zeros((6, 6), np.uint8)).save(pats / "dot.png")
+    monkeypatch.chdir(tmp_path)
+    assert _train(config_file, image_folder, tmp_path / "run", "--epochs", "1", "--noise-patches", "1",
+                  "--patch-dir", "pats") == 0
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["settings"]["patch_dir"] == str(pats)
 
 
 def test_fixed_order_is_saved_with_the_run(tmp_path, config_file, image_folder):

@@ -90,9 +90,10 @@ def test_malicious_pickle_is_refused(tmp_path, tiny_config):
     (tmp_path / "AE_config.txt").write_text(str(tiny_config))
     with open(tmp_path / "AE_state.save", "wb") as f:
         pickle.dump({"x": _Evil()}, f)
-    with pytest.raises(ModelFileError, match="AE_state.save"):
+    with pytest.raises(ModelFileError, match="AE_state.save") as err:
         load_model(tmp_path)
     assert not os.path.exists("/tmp/udd_evil_ran")
+    assert "would run code" in str(err.value) and "weights_only" not in str(err.value)  # no unsafe advice
 
 
 def test_bad_model_folders_name_the_file(tmp_path, tiny_config):
@@ -106,8 +107,16 @@ def test_bad_model_folders_name_the_file(tmp_path, tiny_config):
     save_model(m, tmp_path / "m2")
     other = dict(tiny_config, latent_size=5)
     (tmp_path / "m2" / "config.json").write_text(str(parse_config(other).to_json()))
-    with pytest.raises(ModelFileError, match="do not fit"):
+    with pytest.raises(ModelFileError, match=r"do not fit the config \(shape in file vs config: encoder\.\d\.weight"):
         load_model(tmp_path / "m2")
+    from safetensors.torch import save_file
+    state = dict(m.state_dict())
+    state["extra.bias"] = state.pop(next(iter(state)))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "m3.safetensors"))
+    save_model(m, tmp_path / "m3")
+    (tmp_path / "m3.safetensors").replace(tmp_path / "m3" / "model.safetensors")
+    with pytest.raises(ModelFileError, match=r"missing encoder\.0\.0\.weight; unexpected extra\.bias"):
+        load_model(tmp_path / "m3")
 
 
 def test_build_model_refuses_non_mirroring_shapes(tiny_config):

@@ -264,10 +264,24 @@ def test_unwritable_runs_folder_is_a_clear_error(tiny_config, data, tmp_path, mo
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA to make the job fail")
-def test_a_failing_job_shows_the_error_and_where(tiny_config, data, runs_dir):
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_an_unavailable_device_is_refused_before_a_run_exists(tiny_config, data, runs_dir):
     at = start(page(tiny_config, data, train_device="cuda"))
+    assert "CUDA is not available" in errors(at) and len(at.error) == 1
+    assert not runs_dir.exists() or not [p for p in runs_dir.iterdir() if p.name != "uploads"]
+
+
+def test_a_failing_job_shows_the_error_and_where(tiny_config, data, runs_dir, monkeypatch):
+    import udd_core.train
+
+    def broken_loop(*args, **kwargs):
+        raise RuntimeError("the loop broke")
+
+    monkeypatch.setattr(udd_core.train, "_train", broken_loop)  # inside train(), which records the failure
+    at = start(page(tiny_config, data))
     wait_for(at, lambda a: "Training failed" in errors(a))
-    assert "CUDA is not available" in errors(at) and "settings.py:" in errors(at)  # where: file:line in func
+    assert "RuntimeError: the loop broke" in errors(at)
+    assert "test_page_train.py:" in errors(at) and "in broken_loop" in errors(at)  # where: file:line in func
     assert "Traceback" not in errors(at)
     assert table(at).loc[selected(at), "status"] == "failed"
 

@@ -94,3 +94,23 @@ def test_onehot_round_trip():
         wafer_to_onehot(np.full((1, 2, 2), 5))
     with pytest.raises(ValueError):
         onehot_to_wafer(np.zeros((2, 4, 4)))
+
+
+def test_labels_of_another_length_are_a_notice_and_an_empty_file_names_itself(tmp_path):
+    maps = np.ones((4, 6, 6), np.uint8)
+    np.savez(tmp_path / "w.npz", maps=maps, labels=np.array(["Center"] * 3))
+    s = load_dataset(tmp_path / "w.npz", (3, 6, 6))
+    assert s.labels == ["good"] * 4
+    assert any("3 labels for the 4 maps of maps; ignored" in n for n in s.notices)
+    np.save(tmp_path / "empty.npy", np.zeros((0, 6, 6), np.uint8))
+    with pytest.raises(DataError, match="empty.npy: holds no wafer maps"):
+        load_dataset(tmp_path / "empty.npy", (3, 6, 6))
+
+
+def test_training_refuses_a_file_of_defect_labels_only(tmp_path):
+    from udd_core.train import normal_images
+
+    np.savez(tmp_path / "d.npz", maps=np.ones((4, 6, 6), np.uint8), labels=np.array(["Center", "Donut"] * 2))
+    with pytest.raises(ValueError, match=r"every image is labelled as a defect \(Center, Donut\)"):
+        normal_images(load_dataset(tmp_path / "d.npz", (3, 6, 6)), for_training=True)
+    assert len(normal_images(load_dataset(tmp_path / "d.npz", (3, 6, 6)))[0]) == 4  # scoring and latents use them all

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -203,8 +204,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .report import write_heatmaps
 
     size = parse_ints(args.size, 2, "--size") if args.size else None
-    if args.smooth < 0:
-        raise UsageError(f"--smooth: must be >= 0, got {args.smooth}")
+    if not (0 <= args.smooth < math.inf):  # NaN too
+        raise UsageError(f"--smooth: must be a finite number >= 0, got {args.smooth}")
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        raise UsageError(f"--threshold: must be a finite number, got {args.threshold}")
     if not 0 <= args.target_fpr <= 1:
         raise UsageError(f"--target-fpr: must be in [0, 1], got {args.target_fpr}")
     insp = inspect_run(_score_run_dir(args.run), args.data, split=args.split, residual=args.residual,
@@ -242,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_shapes)
 
     p = sub.add_parser("train", help="train a model on normal images into a run folder")
-    p.add_argument("config", help="config file (JSON or AE_config.txt) or a model preset name; ignored with --resume")
+    p.add_argument("config", nargs="?",
+                   help="config file (JSON or AE_config.txt) or a model preset name; not needed with --resume")
     p.add_argument("--data", metavar="PATH",
                    help="MVTec folder (trains on train/good), folder of images, or wafer .npy/.npz")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to create (or to continue with --resume)")
@@ -264,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed-order", action="store_true",
                    help="the same batches in the same order every epoch, as the reference package trains "
                         "(default: reshuffled each epoch)")
-    p.add_argument("--resume", action="store_true", help="continue the stopped or interrupted run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the stopped or interrupted run in --out with its own settings "
+                        "(only --epochs, --device and --data may be given)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="generate new images from noised latent codes of a trained model")

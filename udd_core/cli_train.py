@@ -45,6 +45,13 @@ def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
     return base.replace(**changes)
 
 
+# Options a resumed run cannot change (its train.json holds them): (flag, argparse attribute).
+_FIXED_ON_RESUME = (("--batch-size", "batch_size"), ("--lr", "lr"), ("--size", "size"),
+                    ("--noise-patches", "noise_patches"), ("--patch-size", "patch_size"), ("--patch-dir", "patch_dir"),
+                    ("--val-split", "val_split"), ("--seed", "seed"), ("--preset", "preset"), ("--loss", "loss"),
+                    ("--precision", "precision"), ("--fixed-order", "fixed_order"))
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -92,17 +99,24 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     bar = ProgressLine()
     if args.resume:
+        given = [flag for flag, attr in _FIXED_ON_RESUME if getattr(args, attr) not in (None, False)]
+        if given:
+            raise UsageError(f"{given[0]}: a resumed run keeps the settings in its train.json; only --epochs, "
+                             "--device and --data may be given with --resume (start a new run to change others)")
         images = None
         if args.data:
             info = read_json(out / "train.json") or {}
             c, h, w = info.get("input_shape") or (0, 0, 0)
             if not c:
                 raise UsageError(f"--out {out}: not a run folder to resume (no readable train.json)")
-            images, _ = normal_images(load_dataset(args.data, (c, h, w), split="train", progress=bar.loading))
+            ds = load_dataset(args.data, (c, h, w), split="train", progress=bar.loading)
+            images, _ = normal_images(ds, for_training=True)
             bar.end()
         job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device)
         bar.epochs_shown = len(job.snapshot().train_loss) or len(read_history(out))  # print only the new epochs
     else:
+        if not args.config:
+            raise UsageError("CONFIG is required (a config file or a model preset name) unless --resume is given")
         if not args.data:
             raise UsageError("--data is required (a folder of images, an MVTec folder or a wafer .npy/.npz)")
         if out.exists() and not is_empty_dir(out):
@@ -120,7 +134,7 @@ def run_train(args: argparse.Namespace) -> int:
         build_model(config, shape)  # refuse a non-mirroring design before spending time on the data
         ds = load_dataset(args.data, (config.in_channels, h, w), split="train", progress=bar.loading)
         bar.end()
-        images, kept = normal_images(ds)
+        images, kept = normal_images(ds, for_training=True)
         for note in ds.notices + ([kept] if kept else []):
             print(f"note: {note}", file=sys.stderr)
         job = TrainJob.create(out, config, shape, images, settings,

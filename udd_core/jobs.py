@@ -17,8 +17,18 @@ from .data import load_dataset
 from .images import load_patterns
 from .model import CONFIG_FILE, AutoEncoder
 from .progress import Progress, ProgressBoard
-from .settings import TrainSettings
+from .settings import TrainSettings, resolve_device
 from .train import TrainingFailed, check_images, normal_images, seeded_model, split_indices, train
+
+def _checked(settings: TrainSettings) -> TrainSettings:
+    """Fail now, before a run folder is written, on what the thread would only find later: an unavailable
+    device or a wrong pattern folder. The pattern folder is kept absolute, so a resume works from anywhere."""
+    resolve_device(settings.device)
+    if not settings.patch_dir:
+        return settings
+    load_patterns(settings.patch_dir)
+    return settings.replace(patch_dir=str(Path(settings.patch_dir).resolve()))
+
 
 class TrainJob:
     """One run trained in a daemon thread: start(), stop(), join(), snapshot()."""
@@ -50,8 +60,7 @@ class TrainJob:
         check_images(images, model, "images")
         if len(images) == 0:
             raise ValueError("images: none given")
-        if settings.patch_dir:
-            load_patterns(settings.patch_dir)  # a wrong folder fails here, not minutes later in the thread
+        settings = _checked(settings)
         tr, va = split_indices(len(images), settings.val_split, settings.seed)
         notices = []
         if settings.val_split > 0 and len(va) == 0:
@@ -85,6 +94,8 @@ class TrainJob:
             raise ValueError(f"run {run_dir.name}: is still being trained (pid {st.get('pid')}); stop it first")
         settings = TrainSettings.from_dict(info["settings"])
         settings = settings.replace(**{k: v for k, v in (("epochs", epochs), ("device", device)) if v is not None})
+        if not (run_dir / runs.LAST_WEIGHTS).is_file():
+            raise ValueError(f"run {run_dir.name}: nothing to resume ({runs.LAST_WEIGHTS} is missing)")
         done = len(runs.read_history(run_dir))
         if done >= settings.epochs:
             raise ValueError(f"run {run_dir.name}: already has {done} epochs; "
@@ -95,12 +106,13 @@ class TrainJob:
             if not data.get("path"):
                 raise ValueError(f"run {run_dir.name}: train.json names no data path; pass the images")
             ds = load_dataset(data["path"], (c, h, w), split="train", tile=bool(data.get("tile", False)))
-            images, _ = normal_images(ds)
+            images, _ = normal_images(ds, for_training=True)
         if data.get("count") not in (None, len(images)):
             raise ValueError(f"run {run_dir.name}: was trained on {data['count']} images, got {len(images)}; "
                              "resume needs the same data")
         model = AutoEncoder(load_config(run_dir / CONFIG_FILE), (c, h, w))
         check_images(images, model, "images")
+        settings = _checked(settings)  # everything is checked before train.json changes
         tr, va = split_indices(len(images), settings.val_split, settings.seed)
         info["settings"] = settings.to_dict()
         info["resumed"] = list(info.get("resumed", [])) + [{"time": runs.now_iso(), "after_epoch": done}]

@@ -154,7 +154,10 @@ def load_model(path: Union[str, Path], weights_name: str = WEIGHTS_FILE, device:
         try:
             state = torch.load(wfile, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - an unpickler refusal surfaces as several types
-            raise ModelFileError(f"{wfile}: refused to load ({str(e).splitlines()[0][:200]})") from None
+            # torch's own message suggests weights_only=False, i.e. running the file's code: never repeat it.
+            why = ("it holds objects other than tensors, and loading them would run code from the file"
+                   if "weights only" in str(e).lower() else str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+            raise ModelFileError(f"{wfile}: refused to load ({why})") from None
         model = AutoEncoder(config, None)
         model.metadata = {"format": "defect_detection"}
     else:
@@ -162,11 +165,24 @@ def load_model(path: Union[str, Path], weights_name: str = WEIGHTS_FILE, device:
             f"{p}: not a model folder (expected {CONFIG_FILE} + {weights_name}, or {REF_CONFIG_FILE} + {REF_WEIGHTS_FILE})")
     if not isinstance(state, Mapping):
         raise ModelFileError(f"{wfile}: holds no state dict")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ModelFileError(f"{wfile}: weights do not fit the config ({str(e).splitlines()[0][:200]})") from None
+    if problem := _misfit(model.state_dict(), state):
+        raise ModelFileError(f"{wfile}: weights do not fit the config ({problem})")
+    model.load_state_dict(state)
     return model.to(device).eval()
+
+
+def _misfit(ours: Mapping[str, torch.Tensor], theirs: Mapping[str, Any]) -> str:
+    """Why a state dict does not fit a model ("" when it does): the first missing, unexpected and misshapen keys."""
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+
+    missing = [k for k in ours if k not in theirs]
+    extra = [k for k in theirs if k not in ours]
+    shaped = [f"{k} {tuple(getattr(theirs[k], 'shape', ()))} vs {tuple(ours[k].shape)}"
+              for k in ours if k in theirs and tuple(getattr(theirs[k], "shape", ())) != tuple(ours[k].shape)]
+    parts = [f"missing {some(missing)}" if missing else "", f"unexpected {some(extra)}" if extra else "",
+             f"shape in file vs config: {some(shaped)}" if shaped else ""]
+    return "; ".join(p for p in parts if p)
 
 
 __all__ = ["AutoEncoder", "ConfigError", "ModelFileError", "build_model", "decoder_block", "encoder_block",

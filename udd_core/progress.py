@@ -153,7 +153,7 @@ class ProgressLine:
             val = p.val_loss[e]
             self._put(f"epoch {e + 1}/{p.epochs}  loss {p.train_loss[e]:.5g}"
                       + (f"  val {val:.5g}" if val is not None else ""), final=True)
-        self.epochs_shown = len(p.train_loss)
+        self.epochs_shown = max(self.epochs_shown, len(p.train_loss))  # a resumed job's history arrives later
         if self.tty and p.status == "running" and p.step_loss:
             self._put(f"epoch {p.epoch}/{p.epochs}  step {p.step}/{p.steps_per_epoch}  loss {p.step_loss[-1]:.5g}"
                       f"  {p.images_per_s:.1f} img/s  ETA {format_eta(p.eta_s)}", final=False)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping, Optional
 
@@ -95,8 +96,7 @@ def _validate_settings(s: TrainSettings) -> None:
         raise ValueError(f"patch_dir: expected a folder path, got {s.patch_dir!r}")
     if s.loss not in LOSSES:
         raise ValueError(f"loss: must be one of {LOSSES}, got {s.loss!r}")
-    if not isinstance(s.device, str) or s.device.split(":")[0] not in DEVICES:
-        raise ValueError(f"device: must be one of {DEVICES} (or cuda:N), got {s.device!r}")
+    _check_device(s.device)
     for name in ("shuffle", "channels_last", "compile", "amp_bf16"):
         if not isinstance(getattr(s, name), bool):
             raise ValueError(f"{name}: expected true or false, got {getattr(s, name)!r}")
@@ -115,6 +115,11 @@ def training_presets() -> dict[str, TrainSettings]:
     }
 
 
+def _check_device(name) -> None:
+    if not (isinstance(name, str) and (name in DEVICES or re.fullmatch(r"cuda:\d+", name))):
+        raise ValueError(f"device: must be one of {DEVICES} (or cuda:N), got {name!r}")
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' -> cuda if available, else mps, else cpu; other names are checked for availability."""
     if name == "auto":
@@ -122,6 +127,7 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)
         return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    _check_device(name)
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device: {name!r} requested but CUDA is not available")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):

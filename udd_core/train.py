@@ -46,16 +46,23 @@ def split_indices(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.n
 NORMAL_LABELS = ("good", "none", "normal")  # labels of defect-free images (MVTec "good", WM-811K "none")
 
 
-def normal_images(ds: Any) -> tuple[np.ndarray, Optional[str]]:
+def normal_images(ds: Any, for_training: bool = False) -> tuple[np.ndarray, Optional[str]]:
     """The defect-free images of a loaded ImageSet, and a note when labelled defects were left out.
 
     MVTec train splits hold only good images already; labelled wafer files mix normal maps and
-    failure patterns, and an autoencoder must only ever learn the normal ones.
+    failure patterns, and an autoencoder must only ever learn the normal ones. A set whose labels are
+    all defects gives all its images back, except `for_training`, where it is a ValueError.
     """
     labels = [str(v).strip().lower() for v in ds.labels]
     keep = np.array([v in NORMAL_LABELS for v in labels], dtype=bool)
-    if keep.all() or not keep.any():
+    if keep.all():
         return ds.images, None
+    if not keep.any() and not for_training:
+        return ds.images, None
+    if not keep.any():  # training on defects would teach the model to reconstruct them
+        found = ", ".join(sorted(set(map(str, ds.labels)))[:5])
+        raise ValueError(f"data: every image is labelled as a defect ({found}); training needs normal images "
+                         f"(labels {'/'.join(NORMAL_LABELS)}) or unlabelled ones")
     return ds.images[keep], (f"trained on the {int(keep.sum())} normal images (labels {'/'.join(NORMAL_LABELS)}); "
                              f"{int((~keep).sum())} with other labels left out")
 

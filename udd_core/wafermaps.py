@@ -116,6 +116,10 @@ def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, 
             if lkey and headers[lkey][1].hasobject:
                 notices.append(f"{path.name}:{lkey}: labels need pickle to load; ignored")
                 lkey = None
+            if lkey is None and key:  # a labels array of another length belongs to no map array: say so
+                odd = [k for k, (s, _) in headers.items() if k in _LABEL_KEYS and len(s) in (1, 2) and s[0] != n]
+                notices += [f"{path.name}:{odd[0]}: {headers[odd[0]][0][0]} labels for the {n} maps of {key}; "
+                            "ignored, the maps count as unlabelled"] if odd else []
             labels += _as_labels(z[lkey]) if lkey else ["good"] * n
             if (mh, mw) != (h, w):
                 maps = _resize_nearest(maps, h, w)
@@ -127,6 +131,8 @@ def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, 
     finally:
         if not isinstance(z, np.ndarray):
             z.close()
+    if not names:
+        raise DataError(f"{path.name}: holds no wafer maps (its arrays are empty)")
     return np.concatenate(images), labels, names, notices
 
 
