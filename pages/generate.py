@@ -164,8 +164,10 @@ if mode == MODES[0]:
                                "typical spread (std), the range goes to four times it.")
     class_filter = None
     if len(counts) > 1:
-        class_filter = ctl[2].selectbox("Class", [None, *counts], key="gen_class", format_func=lambda k: (
-            f"all classes ({len(ds)})" if k is None else f"{k} ({counts[k]})"))
+        # One box per data set: another file brings other classes and counts, never a stale choice.
+        class_filter = ctl[2].selectbox("Class", [None, *counts], key=f"gen_class_{abs(hash((data_path, split)))}",
+                                        format_func=lambda k: f"all classes ({len(ds)})" if k is None else
+                                        f"{k} ({counts[k]})")
     most = min(16, counts[class_filter] if class_filter is not None else len(ds))
     if ss.get("gen_sources", 1) > most:  # a smaller class than the last one
         ss["gen_sources"] = most

@@ -167,8 +167,13 @@ with tab_gallery:
         st.rerun()
 
 with tab_image:
-    pick = st.selectbox("Image (by score)", [int(i) for i in order], key=f"insp_pick_{tag}",
+    options = [int(i) for i in order]
+    # The widget's key follows the post-processing (its options are reordered); the chosen image does not.
+    same = [i for i in options if insp.names[i] == ss.get("insp_picked")]
+    pick = st.selectbox("Image (by score)", options, index=options.index(same[0]) if same else 0,
+                        key=f"insp_pick_{tag}",
                         format_func=lambda i: f"{insp.names[i]} — {insp.labels[i]}, score {insp.scores[i]:.5g}")
+    ss["insp_picked"] = insp.names[pick]
     left, right = st.columns([3, 2])
     sc = insp.scale
     # Clipped to the fixed scale for colour; the hover shows the true value.

@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 from test_generation import fitted, make_run  # noqa: F401 - fitted is a fixture
@@ -78,12 +79,20 @@ def test_changing_sigma_and_seed_regenerates(at):
     assert grid(at) == before  # deterministic: back to the same settings, back to the same images
 
 
-def test_class_filter_picks_sources_of_that_class(at):
-    at.selectbox(key="gen_class").set_value("Scratch").run()
+def test_class_filter_picks_sources_of_that_class(at, tmp_path):
+    at.selectbox(key=next(b.key for b in at.selectbox if b.label == "Class")).set_value("Scratch").run()
     assert not at.exception and not at.error, errors(at)
     rows = grid(at)
     assert rows and all(r[0][1].startswith("Scratch ·") for r in rows)
     assert len(rows) == 3  # the class holds 3 maps: the source count follows it down
+    classes = next(b for b in at.selectbox if b.label == "Class")
+    at.text_input(key="gen_data_tiny").input(at.text_input(key="gen_data_tiny").value + " ").run()
+    other = next(b for b in at.selectbox if b.label == "Class")  # the same data typed again: the same box
+    assert other.key == classes.key and other.value == "Scratch"
+    np.savez(tmp_path / "other.npz", maps=np.ones((4, 26, 26), np.uint8), labels=np.array(["Donut", "none"] * 2))
+    at.text_input(key="gen_data_tiny").input(str(tmp_path / "other.npz")).run()
+    fresh = next(b for b in at.selectbox if b.label == "Class")  # other data: a fresh box, not a stale choice
+    assert not at.exception and fresh.value is None and fresh.options == ["all classes (4)", "Donut (2)", "none (2)"]
 
 
 def test_random_mode_shaded_and_interpolation(at):

@@ -109,3 +109,16 @@ def test_follows_the_run_in_focus_and_keeps_it_in_the_url(monkeypatch, runs_dir,
     app2.query_params["run"] = "nope"
     app2.run()
     assert not app2.exception and "'nope'" in app2.warning[0].value
+
+
+def test_the_drilled_image_stays_when_the_post_processing_changes(at):
+    def pick(app):
+        return next(s for s in app.selectbox if s.key.startswith("insp_pick_"))
+
+    default = pick(at).value  # the highest score
+    pick(at).select_index(len(pick(at).options) - 1).run()  # the lowest score
+    chosen = pick(at).value
+    assert chosen != default and not at.exception
+    key = pick(at).key
+    at.selectbox(key="insp_residual").set_value("l1").run()
+    assert pick(at).key != key and pick(at).value == chosen  # a new widget, the same image

@@ -10,6 +10,7 @@ from PIL import Image
 
 from udd_core import sources
 from udd_core.data import DataError, wafer_to_onehot
+from udd_core.render import WAFER_RGB
 
 
 def png(path: Path, size=(20, 16), value=100) -> Path:
@@ -138,8 +139,8 @@ def test_display_images_colour_wafers_and_enlarge_small_ones():
     maps = np.array([[[0, 1], [2, 1]]], np.uint8)  # (1, 2, 2)
     out = sources.display_images(wafer_to_onehot(maps), "wafer", min_side=6)
     assert len(out) == 1 and out[0].shape == (6, 6, 3)
-    assert (out[0][0, 0] == sources.WAFER_COLOURS[0]).all() and (out[0][5, 0] == sources.WAFER_COLOURS[2]).all()
-    assert (out[0][0, 5] == sources.WAFER_COLOURS[1]).all()
+    assert (out[0][0, 0] == WAFER_RGB[0]).all() and (out[0][5, 0] == WAFER_RGB[2]).all()
+    assert (out[0][0, 5] == WAFER_RGB[1]).all()  # the palette of Inspect and Generate too
     gray = sources.display_images(np.zeros((2, 128, 100, 1), np.uint8), "mvtec")
     assert [g.shape for g in gray] == [(128, 100), (128, 100)]  # big enough already: left alone
     rgb = sources.display_images(np.zeros((1, 30, 40, 3), np.uint8), "folder", min_side=96)

@@ -20,7 +20,9 @@ _CMAP_ANCHORS = np.array([
     (227, 89, 51), (249, 140, 10), (249, 201, 50), (252, 255, 164)], dtype=np.float64)
 THRESHOLD_RGB = (0, 220, 255)  # cyan: pixels above the pixel threshold
 TRUTH_RGB = (60, 255, 60)  # green: the ground-truth defect mask
-WAFER_RGB = np.array([(40, 40, 40), (150, 150, 150), (230, 60, 50)], dtype=np.uint8)  # outside, good, failing die
+# Outside, good die, failing die: the one wafer palette of every page, export and report.
+WAFER_RGB = np.array([(40, 40, 40), (150, 150, 150), (230, 60, 50)], dtype=np.uint8)
+WAFER_RGB.flags.writeable = False  # shared by every call: nobody may repaint it
 _WAFER_GRAY = np.array([25.0, 120.0, 235.0], dtype=np.float32)  # overlay base: failing dies brightest
 _OVERLAY_ALPHA = 0.8  # opacity of the heat colour at the top of the scale; 0 at the bottom
 

@@ -22,13 +22,12 @@ import numpy as np
 
 from . import runs
 from .data import WAFER_EXTS, DataError, ImageSet, data_kind, estimate_cache_bytes, load_dataset, onehot_to_wafer
+from .render import WAFER_RGB
 from .uploads import save_uploads
 
 KIND_TEXT = {"mvtec": "MVTec folder", "folder": "image folder", "wafer": "wafer maps"}
 UPLOADS_DIR = "uploads"  # under the runs root; holds no train.json, so list_runs never shows it
 # Die value -> RGB: outside the wafer light grey, good die blue, failing die red.
-WAFER_COLOURS = np.array([[235, 235, 235], [76, 120, 168], [228, 87, 86]], dtype=np.uint8)
-WAFER_COLOURS.flags.writeable = False  # shared by every call: nobody may repaint it
 
 
 @dataclass(frozen=True)
@@ -176,7 +175,7 @@ def display_images(images: np.ndarray, kind: str, min_side: int = 96) -> list[np
     if a.ndim != 4 or a.dtype != np.uint8:
         raise ValueError(f"images: expected uint8 (N, H, W, C), got {a.dtype} {a.shape}")
     if kind == "wafer" and a.shape[-1] == 3:
-        a = WAFER_COLOURS[onehot_to_wafer(a)]  # (N, H, W) die values -> (N, H, W, 3)
+        a = WAFER_RGB[onehot_to_wafer(a)]  # (N, H, W) die values -> (N, H, W, 3), the colours of every page
     elif a.shape[-1] == 1:
         a = a[..., 0]  # (N, H, W)
     k = max(1, -(-min_side // max(1, min(a.shape[1:3]))))  # ceil(min_side / shortest side)
