@@ -12,7 +12,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from udd_core import generation as gen
-from udd_core.data import data_kind
+from udd_core.data import data_kind, kind_mismatch
 from udd_core.model import WEIGHTS_FILE, is_model_dir
 from udd_core.runs import list_runs
 from udd_core.train import normal_images
@@ -137,6 +137,8 @@ try:
 except (ValueError, OSError) as e:
     show_error(e)
     st.stop()
+if mismatch := kind_mismatch(source.get("kind"), ds.kind):
+    st.warning(mismatch[0].upper() + mismatch[1:] + ".")
 kind = gen.model_kind(model, ds.kind)
 counts = gen.class_counts(ds.labels)
 c, h, w = model.input_shape

@@ -338,3 +338,12 @@ def test_extract_zip_replaces_files_but_restores_them_on_failure(tmp_path):
     assert (dest / "set" / "a.txt").read_text() == "old" and tree(dest) == ["set", "set/a.txt", "set/b"]
     extract_zip(make_zip({"set/a.txt": b"new"}), dest)
     assert (dest / "set" / "a.txt").read_text() == "new" and not list(dest.glob(".udd-unzip-*"))
+
+
+def test_kind_mismatch_between_a_run_and_its_data():
+    from udd_core.data import kind_mismatch
+
+    assert "trained on wafer maps but these data are images" in kind_mismatch("wafer", "image")
+    assert "trained on images but these data are wafer maps" in kind_mismatch("mvtec", "wafer")
+    assert kind_mismatch("folder", "image") is None and kind_mismatch("wafer", "wafer") is None
+    assert kind_mismatch(None, "wafer") is None  # a reference-package folder records no data

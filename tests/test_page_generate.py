@@ -145,3 +145,13 @@ def test_unknown_run_in_the_url_is_a_warning(runs_dir):
     app.run()
     assert not app.exception and "'nope'" in app.warning[0].value
     assert app.selectbox(key="gen_run").value == "tiny" and app.query_params["run"] == "tiny"
+
+
+def test_images_for_a_wafer_run_get_a_warning(at, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "photos").mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((26, 26, 3), 100 + i, np.uint8)).save(tmp_path / "photos" / f"{i}.png")
+    at.text_input(key="gen_data_tiny").input(str(tmp_path / "photos")).run()
+    assert not at.exception and "trained on wafer maps but these data are images" in at.warning[0].value

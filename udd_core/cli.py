@@ -114,6 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Write N images decoded from noised (or random) latents into a folder as PNGs; wafers as maps."""
+    from .data import kind_mismatch
     from .generation import (generate, generate_random, load_generator, load_images, model_kind, output_names,
                              run_data, to_display, training_stats, write_pngs)
     from .train import normal_images
@@ -132,6 +133,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     # A run trained on tiles generates from the same tiles of its own data.
     same = bool(source.get("path")) and Path(data).resolve() == Path(source["path"]).resolve()
     ds = load_images(model, data, split=args.split, tile=bool(source.get("tile")) and same)
+    if mismatch := kind_mismatch(source.get("kind"), ds.kind):
+        print(f"warning: {mismatch}", file=sys.stderr)
     kind = model_kind(model, ds.kind)
     if args.random:
         images, _ = normal_images(ds)  # the statistics of what the model was trained on

@@ -98,6 +98,15 @@ def data_kind(path) -> str:
     return _layout(path)[0]
 
 
+def kind_mismatch(trained: str | None, given: str) -> str | None:
+    """A warning when a run trained on wafer maps meets images, or the other way round; None otherwise."""
+    if not trained or (trained == "wafer") == (given == "wafer"):
+        return None
+    what = {True: "wafer maps", False: "images"}
+    return (f"the run was trained on {what[trained == 'wafer']} but these data are {what[given == 'wafer']}: "
+            "its reconstructions and scores mean little here")
+
+
 def _check_shape(input_shape) -> tuple[int, int, int]:
     """The model's (C, H, W) as the (H, W, C) of the cached image arrays."""
     try:

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import runs
-from .data import ImageSet, data_kind, load_dataset, native_size, wafer_to_onehot
+from .data import ImageSet, data_kind, kind_mismatch, load_dataset, native_size, wafer_to_onehot
 from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr
 from .model import WEIGHTS_FILE, AutoEncoder, load_model
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, overlay_rgb, zoom
@@ -93,6 +93,8 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     if same and (data_kind(data_path) != "mvtec" or split != "test"):
         notices.append("these are the run's training data: the normal images it learned are scored too, "
                        "so normal scores look better than on unseen images")
+    if mismatch := kind_mismatch(source.get("kind"), ds.kind):
+        notices.insert(0, mismatch)
     if trained and shape != trained:
         notices.append(f"scored at {shape[1]}x{shape[2]}, the model was trained at {trained[1]}x{trained[2]}")
     return Loaded(p, model, ds, str(data_path), split, shape, run, cal if isinstance(cal, dict) else None, notices)
