@@ -72,7 +72,7 @@ def test_broken_files_are_skipped_with_notices(tmp_path):
 def test_nothing_loadable_names_folder(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.png").write_text("nope")
-    with pytest.raises(DataError, match="bad"):
+    with pytest.raises(DataError, match=r"bad: no loadable images \(1 files skipped; x.png: not a readable image"):
         load_dataset(tmp_path / "bad", (1, 8, 8))
 
 

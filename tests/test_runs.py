@@ -19,7 +19,7 @@ def test_valid_names_pass(name, tmp_path):
     assert runs.run_path(tmp_path, name) == (tmp_path / name).resolve()
 
 
-@pytest.mark.parametrize("name", ["", "../x", "/abs", "a/b", "a\\b", "..", ".hidden", "a..b", "x" * 101, "sp ace", "é"])
+@pytest.mark.parametrize("name", ["", "../x", "/abs", "a/b", "a\\b", "..", ".hidden", "a..b", "x" * 101, "sp ace", "é", "uploads"])
 def test_bad_names_refused_naming_the_name(name, tmp_path):
     with pytest.raises(ValueError) as e:
         runs.run_path(tmp_path, name)

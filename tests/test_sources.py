@@ -101,9 +101,15 @@ def test_save_upload_makes_a_new_folder_each_time(tmp_path):
 def test_hostile_zip_is_refused_and_leaves_nothing(tmp_path, member):
     with pytest.raises(DataError) as e:
         sources.save_upload([("evil.zip", _zip({"fine.png": b"1", member: b"2"}))], tmp_path / "runs")
-    assert "\n" not in str(e.value) and "zip member" in str(e.value)
+    assert "\n" not in str(e.value) and str(e.value).startswith("evil.zip: zip member")
     assert list((tmp_path / "runs" / "uploads").iterdir()) == []
     assert not list(tmp_path.rglob("evil.png"))
+
+
+def test_an_upload_without_images_is_refused_and_leaves_nothing(tmp_path):
+    with pytest.raises(DataError, match=r"upload notes.zip: folder holds no images"):
+        sources.save_upload([("notes.zip", _zip({"a.txt": b"1", "b.csv": b"2"}))], tmp_path / "runs")
+    assert list((tmp_path / "runs" / "uploads").iterdir()) == []
 
 
 def test_upload_into_an_unwritable_runs_folder_is_a_data_error(tmp_path):

@@ -181,7 +181,9 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
             if progress is not None:
                 progress(i + 1, len(sources))
     if not images:
-        raise DataError(f"{root}: no loadable images ({len(sources)} files skipped)")
+        first = notices[0].removeprefix("skipped ") if notices else ""
+        raise DataError(f"{root}: no loadable images ({len(sources)} files skipped"
+                        + (f"; {first}" if first else "") + ")")
     notices += conversion_notices(counts, f"{h}x{w}")
     if kind == "mvtec" and not has_masks and any(lab != "good" for lab in labels):
         notices.append("no defect masks found in ground_truth/; the set has no masks")

@@ -33,6 +33,7 @@ STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
 HEARTBEAT_STALE_S = 120.0  # a "running" run silent for longer than this is reported interrupted
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 TRAIN_FILE, HISTORY_FILE, STATUS_FILE = "train.json", "history.jsonl", "status.json"
+UPLOADS_DIR = "uploads"  # under the runs root, the app's uploads; holds no train.json, so list_runs never shows it
 CALIBRATION_FILE, LAST_WEIGHTS, TRAINER_STATE = "calibration.json", "last.safetensors", "trainer.pt"
 
 
@@ -53,10 +54,12 @@ def storage_error(path: Union[str, Path], e: OSError, verb: str = "write") -> Ru
 # --- names and folders -----------------------------------------------------------------------
 
 def validate_run_name(name: str) -> str:
-    """Return `name` if it is a safe run name: letters, digits and `-_.`, no `..`, not hidden."""
+    """Return `name` if it is a safe run name: letters, digits and `-_.`, no `..`, not hidden, not reserved."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name or name.startswith("."):
         raise ValueError(f"run name {name!r}: use 1-100 letters, digits, '-', '_' or '.', "
                          "not starting with '.' and without '..' or path separators")
+    if name == UPLOADS_DIR:
+        raise ValueError(f"run name {name!r}: reserved for the app's uploaded data; choose another")
     return name
 
 

@@ -26,7 +26,6 @@ from .render import WAFER_RGB
 from .uploads import save_uploads
 
 KIND_TEXT = {"mvtec": "MVTec folder", "folder": "image folder", "wafer": "wafer maps"}
-UPLOADS_DIR = "uploads"  # under the runs root; holds no train.json, so list_runs never shows it
 # Die value -> RGB: outside the wafer light grey, good die blue, failing die red.
 
 
@@ -108,7 +107,8 @@ def save_upload(files: Iterable[tuple[str, bytes]], runs_root: Union[str, Path])
     Returns that folder. On any error (a hostile zip, an unwritable runs folder) the folder is
     removed again and DataError says why in one line.
     """
-    parent = Path(runs_root) / UPLOADS_DIR
+    files = list(files)  # read twice: saved, then named in an error
+    parent = Path(runs_root) / runs.UPLOADS_DIR
     dest = parent / runs.unique_run_name(parent, "upload-" + time.strftime("%Y%m%d-%H%M%S"))
     try:
         written = save_uploads(files, dest)
@@ -120,6 +120,12 @@ def save_upload(files: Iterable[tuple[str, bytes]], runs_root: Union[str, Path])
     if not written:
         shutil.rmtree(dest, ignore_errors=True)
         raise DataError("upload: no files received")
+    try:
+        data_kind(dest)  # only .txt files in a zip, say: refused now, and no folder is left behind
+    except DataError as e:
+        shutil.rmtree(dest, ignore_errors=True)
+        names = ", ".join(name for name, _ in files)[:120]
+        raise DataError(f"upload {names}: {str(e).split(': ', 1)[-1]}") from None
     return dest
 
 

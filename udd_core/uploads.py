@@ -65,7 +65,11 @@ def extract_zip(src, dest, max_files: int = 10_000, max_total_bytes: int = 500 *
     with zf:
         # Check every member before writing anything: a bad one fails the whole archive.
         # A name listed twice keeps its last copy, as unzip tools do.
-        members = list({rel: (info, rel) for info in zf.infolist() if (rel := _member_path(info)) is not None}.values())
+        try:
+            members = list({rel: (info, rel) for info in zf.infolist()
+                            if (rel := _member_path(info)) is not None}.values())
+        except DataError as e:  # a hostile member name: say which archive holds it
+            raise DataError(f"{label}: {e}") from None
         if len(members) > max_files:
             raise DataError(f"{label}: {len(members)} files exceed the limit of {max_files}")
         declared = sum(info.file_size for info, _ in members)
@@ -87,12 +91,11 @@ def extract_zip(src, dest, max_files: int = 10_000, max_total_bytes: int = 500 *
                         while chunk := fin.read(_CHUNK):
                             total += len(chunk)
                             if total > max_total_bytes:  # declared sizes can lie
-                                raise DataError(
-                                    f"zip member {info.filename!r}: archive inflates past {max_total_bytes} bytes"
-                                )
+                                raise DataError(f"{label}: zip member {info.filename!r}: archive inflates past "
+                                                f"{max_total_bytes} bytes")
                             fout.write(chunk)
                 except (zipfile.BadZipFile, RuntimeError, OSError, EOFError, NotImplementedError) as exc:
-                    raise DataError(f"zip member {info.filename!r}: cannot extract ({exc})") from None
+                    raise DataError(f"{label}: zip member {info.filename!r}: cannot extract ({exc})") from None
             _move_in(staging, dest, [rel for _, rel in members])
             return [dest.joinpath(*rel.parts) for _, rel in members]
         except BaseException:
