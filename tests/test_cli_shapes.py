@@ -21,6 +21,18 @@ def test_ok_table(cfg_file, capsys):
     assert "encoder.0.0" in out and "latent" in out and "params" in out
 
 
+def test_a_model_preset_name_is_a_config(capsys):
+    from udd_core.model import build_model
+    from udd_core.presets import model_presets
+
+    preset = model_presets()["gray-tile-128"]
+    c, h, w = preset.input_shape
+    assert main(["shapes", "gray-tile-128", "--input", f"{c},{h},{w}", "--json"]) == 0
+    params = sum(p.numel() for p in build_model(preset.config).parameters())
+    assert json.loads(capsys.readouterr().out)["params"] == params
+    assert main(["shapes", "gray-tile-128", "--input", f"{c},{h + 1},{w + 1}"]) == 1  # 129 does not mirror
+
+
 def test_json_mismatch_exit_1_and_fix(cfg_file, tmp_path, capsys):
     assert main(["shapes", str(cfg_file), "--input", "1,33,30", "--json"]) == 1
     d = json.loads(capsys.readouterr().out)

@@ -114,7 +114,8 @@ def test_existing_run_folder_is_refused(tmp_path, config_file, image_folder, cap
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--size", "30,30"], "mirror"),  # the design does not mirror at 30x30
+    (["--size", "30,30"], "at 30x30: "),  # the design does not mirror at 30x30
+    (["--size", "30,30"], "--input 1,30,30 --fix OUT"),
     (["--epochs", "0"], "epochs"),
     (["--patch-size", "9"], "--patch-size"),
     (["--lr", "-1"], "lr"),

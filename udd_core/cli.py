@@ -87,9 +87,24 @@ def read_config(path) -> AEConfig:
     return config
 
 
+def config_or_preset(spec: str) -> tuple[AEConfig, Optional[tuple[int, int, int]]]:
+    """CONFIG of `udd shapes` and `udd train`: a config file, or a model preset name.
+
+    Returns the config and the preset's input (C, H, W), or None for a file.
+    """
+    if Path(spec).is_file():
+        return read_config(spec), None
+    from .presets import model_presets
+
+    presets = model_presets()
+    if spec in presets:
+        return presets[spec].config, presets[spec].input_shape
+    raise UsageError(f"{spec}: neither a config file nor a model preset ({', '.join(presets)})")
+
+
 def cmd_shapes(args: argparse.Namespace) -> int:
     """Propagate shapes; exit 0 if the decoder mirrors, 1 if not."""
-    config = read_config(args.config)
+    config, _ = config_or_preset(args.config)
     report = propagate(config, parse_ints(args.input, 3, "--input"))
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     if args.fix:
@@ -240,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("shapes", help="propagate shapes through a config and check the decoder mirrors the encoder")
-    p.add_argument("config", help="config file: JSON or the reference package's AE_config.txt")
+    p.add_argument("config", help="config file (JSON or the reference package's AE_config.txt) or a model preset name")
     p.add_argument("--input", required=True, metavar="C,H,W", help="input shape, e.g. 3,256,256")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--fix", metavar="OUT", help="write the config with the suggested output paddings to OUT")

@@ -11,25 +11,14 @@ import sys
 import threading
 from pathlib import Path
 
-from .cli import UsageError, parse_ints, read_config
+from .cli import UsageError, config_or_preset, parse_ints
 from .data import data_kind, load_dataset
 from .jobs import TrainJob
 from .model import build_model
-from .presets import model_presets
 from .progress import ProgressLine
 from .runs import is_empty_dir, read_history, read_json
 from .settings import TrainSettings, training_presets
 from .train import normal_images
-
-
-def _train_config(spec: str):
-    """CONFIG of `udd train`: a config file, or a model preset name -> (AEConfig, preset (C, H, W) or None)."""
-    if Path(spec).is_file():
-        return read_config(spec), None
-    presets = model_presets()
-    if spec in presets:
-        return presets[spec].config, presets[spec].input_shape
-    raise UsageError(f"{spec}: neither a config file nor a model preset ({', '.join(presets)})")
 
 
 def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
@@ -121,7 +110,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError("--data is required (a folder of images, an MVTec folder or a wafer .npy/.npz)")
         if out.exists() and not is_empty_dir(out):
             raise UsageError(f"--out {out}: already exists and is not empty (pass --resume to continue it)")
-        config, preset_shape = _train_config(args.config)
+        config, preset_shape = config_or_preset(args.config)
         settings = _settings_from_args(args)
         kind = data_kind(args.data)
         if args.size:
@@ -131,7 +120,11 @@ def run_train(args: argparse.Namespace) -> int:
         else:
             h, w = (26, 26) if kind == "wafer" else (256, 256)
         shape = (config.in_channels, h, w)
-        build_model(config, shape)  # refuse a non-mirroring design before spending time on the data
+        try:  # refuse a non-mirroring design before spending time on the data
+            build_model(config, shape)
+        except ValueError as e:
+            raise UsageError(f"{args.config} at {h}x{w}: {e} (`udd shapes {args.config} --input {shape[0]},{h},{w} --fix OUT` "
+                             "writes a config that fits)") from None
         ds = load_dataset(args.data, (config.in_channels, h, w), split="train", progress=bar.loading)
         bar.end()
         images, kept = normal_images(ds, for_training=True)

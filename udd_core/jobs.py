@@ -99,7 +99,7 @@ class TrainJob:
         done = len(runs.read_history(run_dir))
         if done >= settings.epochs:
             raise ValueError(f"run {run_dir.name}: already has {done} epochs; "
-                             f"ask for more than {settings.epochs} epochs")
+                             f"ask for more than {done} (the epoch count is the new total)")
         c, h, w = (int(v) for v in info["input_shape"])
         data = info.get("data") or {}
         if images is None:

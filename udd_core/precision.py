@@ -60,8 +60,8 @@ class Parity:
 
     def describe(self) -> str:
         """One line for notices: the measured differences and the tolerances."""
-        grad = "" if self.grad_rel is None else f", gradients {self.grad_rel:.2g} (tol {self.grad_tol:g})"
-        return f"bf16 vs float32: loss rel. diff {self.loss_rel:.2g} (tol {self.loss_tol:g}){grad}"
+        grad = "" if self.grad_rel is None else f", gradients {self.grad_rel:.3g} (tol {self.grad_tol:g})"
+        return f"bf16 vs float32: loss rel. diff {self.loss_rel:.3g} (tol {self.loss_tol:g}){grad}"
 
 
 def _rel(a: float, b: float) -> float:
