@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from udd_core.atomic import write_atomic, write_bytes_atomic, write_text_atomic
+from udd_core.atomic import write_atomic, write_bytes_atomic, write_files, write_text_atomic
 
 
 def test_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
@@ -32,3 +32,24 @@ def test_missing_folder_is_an_oserror_and_creates_nothing(tmp_path):
     with pytest.raises(OSError):
         write_text_atomic(tmp_path / "no" / "such.txt", "x")
     assert not (tmp_path / "no").exists()
+
+
+def test_write_files_refuses_to_overwrite_unless_forced(tmp_path):
+    from udd_core.atomic import write_files
+
+    out = tmp_path / "pngs"
+    assert write_files(out, ["a.png", "b.png"], [b"1", b"2"]) == [out / "a.png", out / "b.png"]
+    made = []
+
+    def lazy():  # nothing is even made when a name is taken
+        for data in (b"3", b"4"):
+            made.append(data)
+            yield data
+
+    with pytest.raises(ValueError, match=r"b.png: already exists \(pass --force"):
+        write_files(out, ["c.png", "b.png"], lazy())
+    assert made == [] and not (out / "c.png").exists() and (out / "b.png").read_bytes() == b"2"
+    write_files(out, ["c.png", "b.png"], lazy(), force=True)
+    assert (out / "b.png").read_bytes() == b"4" and sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
+    with pytest.raises(ValueError, match="exists and is not a folder"):
+        write_files(out / "a.png", ["x.png"], [b"5"])

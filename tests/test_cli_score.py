@@ -48,6 +48,13 @@ def test_json_output_and_heatmaps(capsys, tmp_path, run, data):
     assert len(pngs) == 8 and Image.open(pngs[0]).size[0] >= 32
     # mse is the plain MSE: with the default mean-of-l2 score they are the same number.
     assert all(r["score"] == pytest.approx(r["mse"], rel=1e-6) for r in out["images"])
+    # the heatmaps of an earlier call are never overwritten by surprise
+    before = pngs[0].read_bytes()
+    assert main(["score", str(run), "--data", str(data), "--residual", "l1", "--heatmaps", str(tmp_path / "hm")]) == 2
+    assert "already exists and 7 more (pass --force" in capsys.readouterr().err and pngs[0].read_bytes() == before
+    assert main(["score", str(run), "--data", str(data), "--residual", "l1", "--heatmaps", str(tmp_path / "hm"),
+                 "--force"]) == 0
+    assert pngs[0].read_bytes() != before
 
 
 def test_options_change_the_scores(capsys, run, data):
@@ -69,6 +76,19 @@ def test_run_name_under_runs_dir_and_default_data(capsys, monkeypatch, run):
     assert len(out["images"]) == 8
 
 
+def test_moved_training_data_is_named(capsys, tmp_path, run):
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    info = json.loads((moved / "train.json").read_text())
+    info["data"]["path"] = str(tmp_path / "gone")
+    (moved / "train.json").write_text(json.dumps(info))
+    assert main(["score", str(moved)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "gone: the run's training data is gone" in err and "\n" not in err
+
+
 def test_table_output(capsys, run, data):
     assert main(["score", str(run), "--data", str(data)]) == 0
     text = capsys.readouterr().out
@@ -84,6 +104,8 @@ def test_table_output(capsys, run, data):
     (["--smooth", "nan"], "--smooth"),
     (["--threshold", "nan"], "--threshold"),
     (["--device", "bogus"], "device: must be one of"),
+    (["--topk", "0"], "--topk"),
+    (["--batch-size", "0"], "--batch-size"),
     (["--device", ""], "device: must be one of"),
 ])
 def test_bad_options_exit_2_with_one_line(capsys, run, data, argv, msg):

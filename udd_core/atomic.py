@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Iterable, Sequence, Union
 
 PathLike = Union[str, Path]
 
@@ -45,3 +45,27 @@ def write_bytes_atomic(target: PathLike, data: bytes, durable: bool = False) -> 
 def write_text_atomic(target: PathLike, text: str, durable: bool = False) -> None:
     """Atomically replace ``target`` with UTF-8 ``text``."""
     write_bytes_atomic(target, text.encode("utf-8"), durable)
+
+
+def write_files(out_dir: PathLike, names: Sequence[str], payloads: Iterable[bytes], force: bool = False) -> list[Path]:
+    """Write each payload as ``out_dir/name`` (the folder is created), each atomically.
+
+    Without ``force`` nothing is written when any of the names exists already: a user's earlier
+    images are never overwritten by surprise. ``payloads`` may be a generator (made one at a time).
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder")
+    targets = [out / name for name in names]
+    if not force:
+        taken = [t for t in targets if t.exists()]
+        if taken:
+            more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
+            raise ValueError(f"{taken[0]}: already exists{more} (pass --force to overwrite)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"{out}: cannot create the folder ({e.strerror or e})") from None
+    for target, data in zip(targets, payloads):
+        write_bytes_atomic(target, data)
+    return targets

@@ -228,6 +228,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise UsageError(f"--threshold: must be a finite number, got {args.threshold}")
     if not 0 <= args.target_fpr <= 1:
         raise UsageError(f"--target-fpr: must be in [0, 1], got {args.target_fpr}")
+    if not 0 < args.topk <= 100:
+        raise UsageError(f"--topk: must be a percentage in (0, 100], got {args.topk}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size: must be >= 1, got {args.batch_size}")
     insp = inspect_run(_score_run_dir(args.run), args.data, split=args.split, residual=args.residual,
                        score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, size=size,
                        threshold=args.threshold, target_fpr=args.target_fpr, batch_size=args.batch_size,
@@ -235,7 +239,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     for note in insp.notices:
         print(f"note: {note}", file=sys.stderr)
     if args.heatmaps:
-        paths = write_heatmaps(insp, args.heatmaps)
+        paths = write_heatmaps(insp, args.heatmaps, force=args.force)
         print(f"udd score: wrote {len(paths)} heatmaps to {args.heatmaps}", file=sys.stderr)
     if args.json:
         out = {"images": insp.to_rows(), "metrics": insp.metrics.to_dict(), "threshold": insp.threshold,
@@ -326,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="false-positive rate on the run's normal validation images that sets the threshold")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--heatmaps", metavar="DIR", help="write one overlay PNG per image into DIR")
+    p.add_argument("--force", action="store_true", help="let --heatmaps overwrite PNGs of the same names")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument("--device", default="cpu", help="cpu, auto, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_score)

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from . import runs
-from .atomic import write_bytes_atomic
+from .atomic import write_files
 from .data import ImageSet, load_dataset, onehot_to_wafer, to_tensor
 from .latent import LatentStats, decode, encode, interpolate, noised_samples, random_samples, stats_of
 from .model import AutoEncoder, load_model
@@ -339,16 +339,4 @@ def write_pngs(images: Sequence[np.ndarray], out_dir: Union[str, Path], names: S
     """
     if len(images) != len(names):
         raise ValueError(f"names: {len(names)} names for {len(images)} images")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a folder")
-    targets = [out / name for name in names]
-    if not force:
-        taken = [t for t in targets if t.exists()]
-        if taken:
-            more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
-            raise ValueError(f"{taken[0]}: already exists{more} (pass --force to overwrite)")
-    out.mkdir(parents=True, exist_ok=True)
-    for img, target in zip(images, targets):
-        write_bytes_atomic(target, png_bytes(img))
-    return targets
+    return write_files(out_dir, names, (png_bytes(img) for img in images), force)

@@ -74,6 +74,8 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
         data_path = source.get("path")
         if not data_path:
             raise ValueError(f"{p}: no data given and the run names no training data (train.json data.path)")
+        if not Path(data_path).exists():
+            raise ValueError(f"{data_path}: the run's training data is gone (moved or deleted); give the data path")
     c = model.config.in_channels
     trained = tuple(int(v) for v in (model.input_shape or run.get("input_shape") or ()))
     if size is not None:

@@ -20,6 +20,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from . import runs
+from .atomic import write_files
 from .inspection import Inspection
 from .render import auto_zoom, png_bytes
 
@@ -47,32 +48,38 @@ def _file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "image"
 
 
-def heatmap_files(insp: Inspection, factor: Optional[int] = None) -> Iterator[tuple[str, bytes]]:
-    """(unique file name, PNG bytes) of every image's overlay; tiny images are enlarged."""
-    h, w = insp.maps.shape[1:]
-    f = auto_zoom(h, w) if factor is None else factor
+def _heatmap_names(insp: Inspection) -> list[str]:
+    """A unique PNG file name per image, from its source name (case-insensitively unique)."""
     seen: set[str] = set()
-    for i, name in enumerate(insp.names):
+    out = []
+    for name in insp.names:
         stem = _file_stem(name)
         cand, k = stem, 2
         while cand.lower() in seen:
             cand, k = f"{stem}-{k}", k + 1
         seen.add(cand.lower())
-        yield f"{cand}.png", insp.heatmap_png(i, f)
+        out.append(f"{cand}.png")
+    return out
 
 
-def write_heatmaps(insp: Inspection, out_dir) -> list[Path]:
-    """Write one overlay PNG per image into ``out_dir`` (created); returns the paths."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OSError(f"{out}: cannot create the heatmap folder ({e.strerror or e})") from None
-    paths = []
-    for fname, png in heatmap_files(insp):
-        (out / fname).write_bytes(png)
-        paths.append(out / fname)
-    return paths
+def _heatmap_pngs(insp: Inspection, factor: Optional[int] = None) -> Iterator[bytes]:
+    """PNG bytes of every image's overlay, made one at a time; tiny images are enlarged."""
+    h, w = insp.maps.shape[1:]
+    f = auto_zoom(h, w) if factor is None else factor
+    return (insp.heatmap_png(i, f) for i in range(len(insp.names)))
+
+
+def heatmap_files(insp: Inspection, factor: Optional[int] = None) -> Iterator[tuple[str, bytes]]:
+    """(unique file name, PNG bytes) of every image's overlay; tiny images are enlarged."""
+    return zip(_heatmap_names(insp), _heatmap_pngs(insp, factor))
+
+
+def write_heatmaps(insp: Inspection, out_dir, force: bool = False) -> list[Path]:
+    """Write one overlay PNG per image into ``out_dir`` (created), each atomically; returns the paths.
+
+    Without ``force`` nothing is written when a file of the same name exists (a ValueError names it).
+    """
+    return write_files(out_dir, _heatmap_names(insp), _heatmap_pngs(insp), force)
 
 
 def heatmaps_zip(insp: Inspection) -> bytes:
