@@ -94,7 +94,9 @@ def test_random_latents_per_position(tmp_path, capsys):
     (["--sigma", "0.5", "--class", "Nope"], "class 'Nope': no images with this label"),
     (["--class", "Donut"], "--sigma is required"),
     (["--random", "--class", "Donut"], "--class: does not apply with --random"),
-    (["--sigma", "-1"], "sigma must be"),
+    (["--sigma", "-1"], "--sigma: must be a finite number >= 0"),
+    (["--sigma", "nan"], "--sigma: must be a finite number >= 0"),
+    (["--sigma", "0.5", "-n", "0"], "-n: must be between 1 and"),
     (["--sigma", "0.5", "--size", "32,32"], "trained for 26x26"),
     (["--sigma", "0.5", "--data", "/no/such/data.npz"], "no such file"),
 ])

@@ -44,6 +44,17 @@ def test_json_mismatch_exit_1_and_fix(cfg_file, tmp_path, capsys):
     assert main(["shapes", str(fixed), "--input", "1,33,30"]) == 0
     # never clobbers a user's file without --force
     assert main(["shapes", str(cfg_file), "--input", "1,33,30", "--fix", str(fixed)]) == 2
+    # a config that already fits is written unchanged (exit 0), so OUT always exists afterwards
+    same = tmp_path / "same.json"
+    assert main(["shapes", str(fixed), "--input", "1,33,30", "--fix", str(same)]) == 0
+    assert json.loads(same.read_text()) == json.loads(fixed.read_text())
+    assert "unchanged" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"udd {__import__('udd_core').__version__}"
 
 
 @pytest.mark.parametrize("content, args", [

@@ -116,14 +116,28 @@ def test_existing_run_folder_is_refused(tmp_path, config_file, image_folder, cap
 @pytest.mark.parametrize("args,needle", [
     (["--size", "30,30"], "at 30x30: "),  # the design does not mirror at 30x30
     (["--size", "30,30"], "--input 1,30,30 --fix OUT"),
-    (["--epochs", "0"], "epochs"),
+    (["--epochs", "0"], "--epochs: "),
+    (["--batch-size", "0"], "--batch-size: "),
+    (["--val-split", "1"], "--val-split: "),
     (["--patch-size", "9"], "--patch-size"),
-    (["--lr", "-1"], "lr"),
+    (["--lr", "-1"], "--lr: "),
+    (["--noise-patches", "1", "--patch-dir", "/no/such/patterns"], "pattern folder not found"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, config_file, image_folder, capsys, args, needle):
     assert _train(config_file, image_folder, tmp_path / "run", *args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("udd train: error:") and needle in err and "\n" not in err
+
+
+def test_out_is_a_file_and_a_patch_dir_without_patches(tmp_path, config_file, image_folder, capsys):
+    (tmp_path / "afile.txt").write_text("mine")
+    assert _train(config_file, image_folder, tmp_path / "afile.txt", "--epochs", "1") == 2
+    assert "is a file, not a run folder" in capsys.readouterr().err
+    assert (tmp_path / "afile.txt").read_text() == "mine"
+    (tmp_path / "pats").mkdir()
+    Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / "pats" / "dot.png")
+    assert _train(config_file, image_folder, tmp_path / "run", "--epochs", "1", "--patch-dir", str(tmp_path / "pats")) == 0
+    assert "--patch-dir has no effect without noise patches" in capsys.readouterr().err
 
 
 def test_unknown_config_and_missing_data(tmp_path, image_folder, capsys):

@@ -127,3 +127,11 @@ def test_load_patterns_skips_broken_and_names_empty_folder(tmp_path):
         load_patterns(tmp_path / "q")
     with pytest.raises(DataError, match="pattern folder not found"):
         load_patterns(tmp_path / "missing")
+
+
+def test_a_jpeg_decoded_small_still_counts_as_resized(tmp_path):
+    Image.fromarray(gray(64, 64)).save(tmp_path / "big.jpg", quality=90)
+    arr, _, tags, _ = decode_one(tmp_path / "big.jpg", None, (16, 16, 1), tile=False)  # draft decodes at 16x16
+    assert arr.shape == (1, 16, 16, 1) and "resized" in tags
+    Image.fromarray(gray(16, 16)).save(tmp_path / "same.jpg")
+    assert "resized" not in decode_one(tmp_path / "same.jpg", None, (16, 16, 1), tile=False)[2]

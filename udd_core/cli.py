@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from . import __version__
 from .atomic import write_text_atomic
 from .config import AEConfig, ConfigError, load_config
 from .shapes import ShapeError, ShapeReport, propagate
@@ -108,11 +109,12 @@ def cmd_shapes(args: argparse.Namespace) -> int:
     report = propagate(config, parse_ints(args.input, 3, "--input"))
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     if args.fix:
-        if report.suggested is None:
-            raise UsageError("--fix: nothing to write: " + (
-                "the shapes already mirror" if report.ok else "output padding cannot fix this input size"))
-        write_new_text(Path(args.fix), report.suggested.to_json() + "\n", overwrite=args.force)
-        print(f"wrote {args.fix}", file=sys.stderr)
+        # A config that already fits is written as it is: OUT always holds a config for this input.
+        fixed = config if report.ok else report.suggested
+        if fixed is None:
+            raise UsageError("--fix: nothing to write: output padding cannot fix this input size")
+        write_new_text(Path(args.fix), fixed.to_json() + "\n", overwrite=args.force)
+        print(f"wrote {args.fix}" + (" (unchanged: the shapes already mirror)" if report.ok else ""), file=sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -130,8 +132,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     """Write N images decoded from noised (or random) latents into a folder as PNGs; wafers as maps."""
     from .data import kind_mismatch
-    from .generation import (generate, generate_random, load_generator, load_images, model_kind, output_names,
-                             run_data, to_display, training_stats, write_pngs)
+    from .generation import (MAX_SAMPLES, generate, generate_random, load_generator, load_images, model_kind,
+                             output_names, run_data, to_display, training_stats, write_pngs)
     from .train import normal_images
 
     if args.random and args.cls is not None:
@@ -140,6 +142,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError("--per-position: applies only with --random (it chooses the random latents' statistics)")
     if not args.random and args.sigma is None:
         raise UsageError("--sigma is required (noise std added to the latent code), unless --random")
+    if args.sigma is not None and not 0 <= args.sigma < math.inf:  # NaN too
+        raise UsageError(f"--sigma: must be a finite number >= 0, got {args.sigma}")
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise UsageError(f"-n: must be between 1 and {MAX_SAMPLES}, got {args.n}")
     model = load_generator(args.run, size=parse_ints(args.size, 2, "--size") if args.size else None)
     source = run_data(args.run)
     data = args.data or source.get("path")
@@ -256,6 +262,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     parser = argparse.ArgumentParser(prog="udd", description="Unsupervised defect detection with convolutional autoencoders.")
+    parser.add_argument("--version", action="version", version=f"udd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("shapes", help="propagate shapes through a config and check the decoder mirrors the encoder")

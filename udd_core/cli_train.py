@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .cli import UsageError, config_or_preset, parse_ints
 from .data import data_kind, load_dataset
+from .images import load_patterns
 from .jobs import TrainJob
 from .model import build_model
 from .progress import ProgressLine
@@ -31,7 +32,15 @@ def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
         "amp_bf16": None if args.precision is None else args.precision == "bf16",
         "shuffle": False if args.fixed_order else None,
     }.items() if v is not None}
-    return base.replace(**changes)
+    try:
+        settings = base.replace(**changes)
+    except ValueError as e:  # "batch_size: ..." -> "--batch-size: ...": the option the user typed
+        field, sep, rest = str(e).partition(": ")
+        flag = {"amp_bf16": "--precision", "shuffle": "--fixed-order"}.get(field, "--" + field.replace("_", "-"))
+        raise UsageError(f"{flag}: {rest}" if sep and field in changes else str(e)) from None
+    if settings.patch_dir and not settings.noise_patches:
+        print("note: --patch-dir has no effect without noise patches (--noise-patches N)", file=sys.stderr)
+    return settings
 
 
 # Options a resumed run cannot change (its train.json holds them): (flag, argparse attribute).
@@ -108,10 +117,14 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError("CONFIG is required (a config file or a model preset name) unless --resume is given")
         if not args.data:
             raise UsageError("--data is required (a folder of images, an MVTec folder or a wafer .npy/.npz)")
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out}: is a file, not a run folder")
         if out.exists() and not is_empty_dir(out):
             raise UsageError(f"--out {out}: already exists and is not empty (pass --resume to continue it)")
         config, preset_shape = config_or_preset(args.config)
         settings = _settings_from_args(args)
+        if settings.patch_dir:
+            load_patterns(settings.patch_dir)  # a wrong folder fails now, not after the data has loaded
         kind = data_kind(args.data)
         if args.size:
             h, w = parse_ints(args.size, 2, "--size")

@@ -40,6 +40,7 @@ def open_image(path: Path, draft: tuple[int, int] | None = None) -> Image.Image:
     if limit and im.size[0] * im.size[1] > limit:
         raise Image.DecompressionBombError(f"{im.size[0]}x{im.size[1]} pixels exceed the limit of {limit}")
     if draft and im.format == "JPEG":
+        im.info["full_size"] = im.size  # (w, h) before the reduced decode, so a resize is still reported
         im.draft(im.mode, draft)
     im.load()
     return im
@@ -122,7 +123,9 @@ def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], t
     or a string: the reason to skip the file."""
     h, w, c = shape
     try:
-        im, tag = to_8bit(open_image(src, None if tile else (w, h)))
+        raw = open_image(src, None if tile else (w, h))
+        full = raw.info.get("full_size", raw.size)  # (w, h) of the file, before a reduced JPEG decode
+        im, tag = to_8bit(raw)
     except DECODE_ERRORS as exc:
         if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
             return f"too large, possible decompression bomb ({exc})"
@@ -137,7 +140,9 @@ def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], t
             return f"smaller than one {h}x{w} tile ({size[0]}x{size[1]})"
     else:
         if size != (w, h):
-            im, tags = im.resize((w, h), Image.BILINEAR), tags + ["resized"]
+            im = im.resize((w, h), Image.BILINEAR)
+        if full != (w, h):
+            tags.append("resized")
         arr = np.asarray(im)[None]
     if arr.ndim == 3:  # (k, H, W) grayscale -> (k, H, W, C)
         arr = np.repeat(arr[..., None], c, axis=-1)
