@@ -201,11 +201,13 @@ with left:
     except ValueError as e:  # a bad config file, or a design that does not mirror at this size
         st.error(f"model: {e}")
         config = None
+    data_error = None
     if path and shape:
         try:
             estimate.caption(f"≈ {describe(path, shape, tile)}")
         except (ValueError, OSError) as e:
-            estimate.error(str(e))
+            data_error = str(e)
+            estimate.error(data_error)  # shown once, here; Start stays off until the data is usable
 
     st.subheader("3 · Settings")
     st.selectbox("Training preset", list(training_presets()), key="train_preset", on_change=on_train_preset,
@@ -233,7 +235,8 @@ with left:
                   help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
     run_name = st.text_input("Run name", key="train_name", persist_state=KEEP,
                              placeholder=f"automatic, e.g. {sources.default_run_name(ROOT, path)}").strip()
-    if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=config is None):
+    if st.button("Start training", type="primary", icon=":material/play_arrow:",
+                 disabled=config is None or data_error is not None):
         try:
             values = {k: ss[f"train_{k}"] for k in settings_widgets(TrainSettings())}
             settings = TrainSettings.from_dict({k: v for k, v in values.items() if k not in ("patch_min", "patch_max")}
