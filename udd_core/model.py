@@ -154,7 +154,7 @@ def load_model(path: Union[str, Path], weights_name: str = WEIGHTS_FILE, device:
         try:
             state = torch.load(wfile, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - an unpickler refusal surfaces as several types
-            # torch's own message suggests weights_only=False, i.e. running the file's code: never repeat it.
+            # torch's own message suggests switching the weights-only check off (running the file's code): never repeat it.
             why = ("it holds objects other than tensors, and loading them would run code from the file"
                    if "weights only" in str(e).lower() else str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
             raise ModelFileError(f"{wfile}: refused to load ({why})") from None
