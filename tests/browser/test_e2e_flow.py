@@ -119,11 +119,13 @@ def test_design_train_stop_inspect_generate(app_server, page):
     assert_no_exception(page)
     shot(page, "08-inspect-threshold")
 
-    # 6. Generate samples from a noised latent
+    # 6. Generate samples from a noised latent, with the run picked on Inspect (not the newest one)
     go_to(page, "Generate")
     wait_idle(page, 120)
     page.locator('[data-testid="stImage"]').first.wait_for(timeout=120_000)
     assert_no_exception(page)
+    assert page.get_by_label("Run", exact=True).input_value().startswith("e2e-first ")
+    assert "run=e2e-first" in page.url
     shot(page, "09-generate")
 
 
