@@ -13,8 +13,7 @@ from pathlib import Path
 
 from .cli import UsageError, config_or_preset, parse_ints
 from .data import data_kind, load_dataset
-from .images import load_patterns
-from .jobs import TrainJob
+from .jobs import TrainJob, checked_settings
 from .model import build_model
 from .progress import ProgressLine
 from .runs import is_empty_dir, read_history, read_json
@@ -123,8 +122,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError(f"--out {out}: already exists and is not empty (pass --resume to continue it)")
         config, preset_shape = config_or_preset(args.config)
         settings = _settings_from_args(args)
-        if settings.patch_dir:
-            load_patterns(settings.patch_dir)  # a wrong folder fails now, not after the data has loaded
+        checked_settings(settings)  # an unusable device or pattern folder fails now, not after the data loads
         kind = data_kind(args.data)
         if args.size:
             h, w = parse_ints(args.size, 2, "--size")
@@ -136,8 +134,8 @@ def run_train(args: argparse.Namespace) -> int:
         try:  # refuse a non-mirroring design before spending time on the data
             build_model(config, shape)
         except ValueError as e:
-            raise UsageError(f"{args.config} at {h}x{w}: {e} (`udd shapes {args.config} --input {shape[0]},{h},{w} --fix OUT` "
-                             "writes a config that fits)") from None
+            fix = f"udd shapes {args.config} --input {shape[0]},{h},{w} --fix OUT"
+            raise UsageError(f"{args.config} at {h}x{w}: {e} (`{fix}` writes a config that fits)") from None
         ds = load_dataset(args.data, (config.in_channels, h, w), split="train", progress=bar.loading)
         bar.end()
         images, kept = normal_images(ds, for_training=True)

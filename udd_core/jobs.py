@@ -20,7 +20,8 @@ from .progress import Progress, ProgressBoard
 from .settings import TrainSettings, resolve_device
 from .train import TrainingFailed, check_images, normal_images, seeded_model, split_indices, train
 
-def _checked(settings: TrainSettings) -> TrainSettings:
+
+def checked_settings(settings: TrainSettings) -> TrainSettings:
     """Fail now, before a run folder is written, on what the thread would only find later: an unavailable
     device or a wrong pattern folder. The pattern folder is kept absolute, so a resume works from anywhere."""
     resolve_device(settings.device)
@@ -60,7 +61,7 @@ class TrainJob:
         check_images(images, model, "images")
         if len(images) == 0:
             raise ValueError("images: none given")
-        settings = _checked(settings)
+        settings = checked_settings(settings)
         tr, va = split_indices(len(images), settings.val_split, settings.seed)
         notices = []
         if settings.val_split > 0 and len(va) == 0:
@@ -112,7 +113,7 @@ class TrainJob:
                              "resume needs the same data")
         model = AutoEncoder(load_config(run_dir / CONFIG_FILE), (c, h, w))
         check_images(images, model, "images")
-        settings = _checked(settings)  # everything is checked before train.json changes
+        settings = checked_settings(settings)  # everything is checked before train.json changes
         tr, va = split_indices(len(images), settings.val_split, settings.seed)
         info["settings"] = settings.to_dict()
         info["resumed"] = list(info.get("resumed", [])) + [{"time": runs.now_iso(), "after_epoch": done}]
