@@ -75,13 +75,13 @@ def on_upload() -> None:
 
 
 def select(name: str) -> None:
-    ss["train_selected"] = ss["udd_run"] = name  # udd_run: the run in focus, followed by the other pages
+    ss["train_selected"] = name
     st.query_params["run"] = name
 
 
 def load_images(path, shape, tile):
     """The normal images (N, H, W, C) uint8, decoded once per (path, shape, tile), and the loader's notes."""
-    if not path:  # never "": it would resolve to the working folder and scan all of it
+    if not path:  # None (nothing uploaded yet) or "": the page says what to do
         raise ValueError("data: no data set given (pick one, type a path or upload images)")
     bar = st.progress(0.0, text="Loading images")
     try:
@@ -263,7 +263,7 @@ with right:
     # The run in focus: the URL's after a refresh, else the one last picked on any page.
     if (focus := st.query_params.get("run") or ss.get("udd_run")) in status:
         ss["train_selected"] = focus
-    elif (asked := st.query_params.get("run")) and asked not in status:  # a stale or mistyped link
+    elif asked := st.query_params.get("run"):  # a stale or mistyped link
         st.warning(f"No run named {asked!r} in {ROOT}.")
     ss.setdefault("train_selected", None)
     sel = ss["train_selected"] if ss["train_selected"] in status else next(iter(status), None)
@@ -274,7 +274,7 @@ with right:
         ss["train_run_pick"] = sel
         st.selectbox("Run", list(status), key="train_run_pick", format_func=lambda n: f"{n} ({status[n]})",
                      on_change=lambda: select(ss["train_run_pick"]), label_visibility="collapsed")
-        ss["udd_run"] = sel
+        ss["udd_run"] = sel  # the run in focus, followed by the other pages
         if st.query_params.get("run") != sel:
             st.query_params["run"] = sel
         polled = "job" if (j := mgr.get(sel)) and j.is_alive() else "disk" if status[sel] == "running" else ""

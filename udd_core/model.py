@@ -154,9 +154,9 @@ def load_model(path: Union[str, Path], weights_name: str = WEIGHTS_FILE, device:
         try:
             state = torch.load(wfile, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - an unpickler refusal surfaces as several types
-            # torch's own message suggests switching the weights-only check off (running the file's code): never repeat it.
-            why = ("it holds objects other than tensors, and loading them would run code from the file"
-                   if "weights only" in str(e).lower() else str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+            why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            if "weights only" in str(e).lower():  # torch's message goes on to suggest running the file's code
+                why = "it holds objects other than tensors, and loading them would run code from the file"
             raise ModelFileError(f"{wfile}: refused to load ({why})") from None
         model = AutoEncoder(config, None)
         model.metadata = {"format": "defect_detection"}

@@ -161,7 +161,7 @@ class DatasetCache:
             if key in self._sets:
                 self._sets.move_to_end(key)
                 return self._sets[key]
-            ds = load_dataset(p, key[1], split=split, tile=tile, progress=progress)
+            ds = load_dataset(path, key[1], split=split, tile=tile, progress=progress)  # as given: "" is refused
             self._sets[key] = ds
             while len(self._sets) > self.max_entries:
                 self._sets.popitem(last=False)

@@ -55,9 +55,7 @@ def normal_images(ds: Any, for_training: bool = False) -> tuple[np.ndarray, Opti
     """
     labels = [str(v).strip().lower() for v in ds.labels]
     keep = np.array([v in NORMAL_LABELS for v in labels], dtype=bool)
-    if keep.all():
-        return ds.images, None
-    if not keep.any() and not for_training:
+    if keep.all() or (not keep.any() and not for_training):
         return ds.images, None
     if not keep.any():  # training on defects would teach the model to reconstruct them
         found = ", ".join(sorted(set(map(str, ds.labels)))[:5])
