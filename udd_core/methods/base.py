@@ -1,0 +1,84 @@
+"""The detector interface: what every detection method gives the rest of udd.
+
+A *detector* fits on normal images, turns images into anomaly maps at the input resolution, and
+saves itself into a run folder (safetensors and JSON, never pickle). Everything downstream -
+calibration, thresholds, heatmap scales, `udd score`, Inspect, reports, Compare, ONNX export -
+talks to this interface only, so a new method is one new module in this package plus one line in
+its registry (`methods/__init__.py`).
+
+Image scores are not per method: they are the reduction of the (optionally smoothed) map that
+`scoring.image_scores` computes (mean, max or top-k), the same for every method.
+"""
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+METHOD_FILE = "method.json"  # in a run folder: {"method": NAME, ...the method's own parameters}
+
+
+@dataclass(frozen=True)
+class MapOutput:
+    """What a detector gives back for a batch of images."""
+
+    maps: torch.Tensor  # (B, H, W) float32 anomaly map at the input resolution, before any smoothing
+    recon: Optional[torch.Tensor] = None  # (B, C, H, W) pixel reconstruction on the input's scale, or None
+
+
+class Detector(ABC):
+    """One detection method. Subclasses set the class attributes and implement the abstract methods."""
+
+    method: ClassVar[str]  # registry name, e.g. "autoencoder", "memory-bank"; written to method.json
+    residuals: ClassVar[tuple[str, ...]]  # the map kinds `anomaly_maps` accepts; the first is the default
+    generates: ClassVar[bool] = False  # True when noised latent codes decode to images (Generate page)
+
+    input_shape: tuple[int, int, int]  # (C, H, W) of the images it takes
+
+    @abstractmethod
+    def anomaly_maps(self, x: torch.Tensor, residual: Optional[str] = None) -> MapOutput:
+        """Maps of a batch (B, C, H, W), float32 in [0, 1] on the detector's device; no grad needed.
+
+        `residual` is one of `residuals` (None: the first). Called under `torch.inference_mode()`.
+        """
+
+    @abstractmethod
+    def map_module(self, residual: Optional[str] = None) -> nn.Module:
+        """A self-contained `nn.Module` (B, C, H, W) in [0, 1] -> (B, H, W) maps, equal to `anomaly_maps`.
+
+        Used for ONNX export: it must be traceable (no Python data-dependent control flow, no numpy).
+        """
+
+    @abstractmethod
+    def fit(self, train_images: np.ndarray, val_images: Optional[np.ndarray], settings: Any,
+            run_dir: Union[str, Path], *, stop_event: Optional[threading.Event] = None,
+            board: Any = None, resume: bool = False) -> str:
+        """Fit on normal uint8 images (N, H, W, C), writing into `run_dir` as it goes.
+
+        Reports progress on `board` (a `progress.ProgressBoard`: status, message, step /
+        steps_per_epoch, epoch / epochs), checks `stop_event` often, writes status.json, and leaves
+        a loadable detector in `run_dir` when it returns. Returns "finished" or "stopped".
+        """
+
+    @abstractmethod
+    def save(self, run_dir: Union[str, Path]) -> None:
+        """Write the detector (METHOD_FILE, weights as safetensors) into `run_dir`, each file atomically."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, run_dir: Union[str, Path], device: str = "cpu") -> "Detector":
+        """Rebuild the detector saved in `run_dir` (refusing, in one line, what does not fit)."""
+
+    @abstractmethod
+    def to(self, device: Union[str, torch.device]) -> "Detector":
+        """Move to `device`; returns self."""
+
+    def describe(self) -> dict[str, Any]:
+        """The method's parameters, as written to METHOD_FILE (shown on Inspect and Compare)."""
+        return {"method": self.method}
