@@ -94,9 +94,10 @@ def test_random_latents_per_position(tmp_path, capsys):
     (["--sigma", "0.5", "--class", "Nope"], "class 'Nope': no images with this label"),
     (["--class", "Donut"], "--sigma is required"),
     (["--random", "--class", "Donut"], "--class: does not apply with --random"),
-    (["--sigma", "-1"], "--sigma: must be a finite number >= 0"),
-    (["--sigma", "nan"], "--sigma: must be a finite number >= 0"),
-    (["--sigma", "0.5", "-n", "0"], "-n: must be between 1 and"),
+    (["--sigma", "-1"], "--sigma: must be a number in [0, 1e+06], got -1.0"),
+    (["--sigma", "nan"], "--sigma: must be a number in [0, 1e+06], got nan"),
+    (["--sigma", "1e308"], "--sigma: must be a number in [0, 1e+06], got 1e+308"),
+    (["--sigma", "0.5", "-n", "0"], "-n: must be an integer in [1, 10000], got 0"),
     (["--sigma", "0.5", "--size", "32,32"], "trained for 26x26"),
     (["--sigma", "0.5", "--data", "/no/such/data.npz"], "no such file"),
 ])
@@ -118,6 +119,23 @@ def test_model_folder_without_a_size_needs_size_and_data(tmp_path, capsys):
                      "--data", data)
     assert rc == 0, err
     assert len(list((tmp_path / "o").glob("sample_*.png"))) == 2
+
+
+def test_reference_folder_takes_its_size_from_the_data(tmp_path, capsys):
+    import torch
+
+    data = write_wafers(tmp_path / "w.npz")  # 26x26 maps
+    ref = tmp_path / "reference"  # the reference package's format: a printed dict and a torch state dict
+    ref.mkdir()
+    (ref / "AE_config.txt").write_text(str(WAFER_CFG))
+    torch.save(build_model(WAFER_CFG).state_dict(), ref / "AE_state.save")
+    rc, stdout, err = udd(capsys, ref, "--data", data, "--sigma", 0.5, "-n", 3, "--out", tmp_path / "o")
+    assert rc == 0, err
+    assert "note: the model folder stores no input size: using the images' own size 26x26" in err
+    assert len(stdout.splitlines()) == 3 and len(list((tmp_path / "o").glob("sample_*.png"))) == 3
+    # The same notice as `udd score` on that folder.
+    assert main(["score", str(ref), "--data", str(data)]) == 0
+    assert "note: the model folder stores no input size: using the images' own size 26x26" in capsys.readouterr().err
 
 
 def test_installed_script(run, tmp_path):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Callable, Optional, Sequence
 
 from . import __version__
 from .atomic import write_text_atomic
+from .cli_numbers import check_numbers
 from .config import AEConfig, ConfigError, load_config
 from .shapes import ShapeError, ShapeReport, propagate
 
@@ -27,15 +27,18 @@ class UsageError(ValueError):
     """Bad command-line input; reported as one line with exit code 2."""
 
 
-def parse_ints(text: str, n: int, what: str) -> tuple[int, ...]:
-    """'3,256,256' -> (3, 256, 256), with an error that names the option."""
+MAX_SIDE = 100_000  # largest size or channel count a C,H,W / H,W option takes: more is a typo
+
+
+def parse_ints(text: str, n: int, what: str, hi: int = MAX_SIDE) -> tuple[int, ...]:
+    """'3,256,256' -> (3, 256, 256), each in [1, hi], with an error that names the option."""
     parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
     try:
         values = tuple(int(p) for p in parts)
     except ValueError:
         raise UsageError(f"{what}: expected {n} integers separated by commas, got {text!r}") from None
-    if len(values) != n or any(v < 1 for v in values):
-        raise UsageError(f"{what}: expected {n} positive integers separated by commas, got {text!r}")
+    if len(values) != n or any(not 1 <= v <= hi for v in values):
+        raise UsageError(f"{what}: expected {n} integers in [1, {hi}] separated by commas, got {text!r}")
     return values
 
 
@@ -132,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     """Write N images decoded from noised (or random) latents into a folder as PNGs; wafers as maps."""
     from .data import kind_mismatch
-    from .generation import (MAX_SAMPLES, generate, generate_random, load_generator, load_images, model_kind,
+    from .generation import (generate, generate_random, load_generator, load_images, model_kind,
                              output_names, run_data, to_display, training_stats, write_pngs)
     from .train import normal_images
 
@@ -142,13 +145,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError("--per-position: applies only with --random (it chooses the random latents' statistics)")
     if not args.random and args.sigma is None:
         raise UsageError("--sigma is required (noise std added to the latent code), unless --random")
-    if args.sigma is not None and not 0 <= args.sigma < math.inf:  # NaN too
-        raise UsageError(f"--sigma: must be a finite number >= 0, got {args.sigma}")
-    if not 1 <= args.n <= MAX_SAMPLES:
-        raise UsageError(f"-n: must be between 1 and {MAX_SAMPLES}, got {args.n}")
-    model = load_generator(args.run, size=parse_ints(args.size, 2, "--size") if args.size else None)
     source = run_data(args.run)
     data = args.data or source.get("path")
+    notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`
+    model = load_generator(args.run, size=parse_ints(args.size, 2, "--size") if args.size else None,
+                           data=data, split=args.split, notices=notices)
+    for note in notices:
+        print(f"note: {note}", file=sys.stderr)
     if not data:
         raise UsageError(f"--data is required: {args.run} names no training data")
     # A run trained on tiles generates from the same tiles of its own data.
@@ -228,16 +231,6 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .report import write_heatmaps
 
     size = parse_ints(args.size, 2, "--size") if args.size else None
-    if not (0 <= args.smooth < math.inf):  # NaN too
-        raise UsageError(f"--smooth: must be a finite number >= 0, got {args.smooth}")
-    if args.threshold is not None and not math.isfinite(args.threshold):
-        raise UsageError(f"--threshold: must be a finite number, got {args.threshold}")
-    if not 0 <= args.target_fpr <= 1:
-        raise UsageError(f"--target-fpr: must be in [0, 1], got {args.target_fpr}")
-    if not 0 < args.topk <= 100:
-        raise UsageError(f"--topk: must be a percentage in (0, 100], got {args.topk}")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size: must be >= 1, got {args.batch_size}")
     insp = inspect_run(_score_run_dir(args.run), args.data, split=args.split, residual=args.residual,
                        score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, size=size,
                        threshold=args.threshold, target_fpr=args.target_fpr, batch_size=args.batch_size,
@@ -350,6 +343,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        if refusal := check_numbers(args):  # NaN, infinities, huge numbers: before any work starts
+            raise UsageError(refusal)
         return func(args)
     except (UsageError, ConfigError, ShapeError, ValueError, OSError) as e:
         print(f"udd {args.command}: error: {e}", file=sys.stderr)

@@ -100,6 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
         if given:
             raise UsageError(f"{given[0]}: a resumed run keeps the settings in its train.json; only --epochs, "
                              "--device and --data may be given with --resume (start a new run to change others)")
+        _settings_from_args(args)  # --epochs and --device refused with the option's name before any data loads
         images = None
         if args.data:
             info = read_json(out / "train.json") or {}
@@ -123,9 +124,10 @@ def run_train(args: argparse.Namespace) -> int:
         config, preset_shape = config_or_preset(args.config)
         settings = _settings_from_args(args)
         checked_settings(settings)  # an unusable device or pattern folder fails now, not after the data loads
+        size = parse_ints(args.size, 2, "--size") if args.size else None  # checked before the data is looked at
         kind = data_kind(args.data)
-        if args.size:
-            h, w = parse_ints(args.size, 2, "--size")
+        if size:
+            h, w = size
         elif preset_shape is not None:
             h, w = preset_shape[1:]
         else:

@@ -268,3 +268,10 @@ def native_size(path, split: str = "train") -> tuple[int, int]:
         (h1, w1), (h2, w2) = distinct[0], distinct[-1]
         raise ValueError(f"{path}: images differ in size ({h1}x{w1} and {h2}x{w2}); give a size (--size H,W)")
     return distinct[0]
+
+
+def size_for_sizeless_model(path, split: str = "train") -> tuple[tuple[int, int], str]:
+    """For a model folder that stores no input size (the reference package's): the images' common
+    (H, W) and the notice that says so (`udd score` and `udd generate` print the same one)."""
+    h, w = native_size(path, split)
+    return (h, w), f"the model folder stores no input size: using the images' own size {h}x{w}"

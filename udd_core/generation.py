@@ -22,7 +22,7 @@ from PIL import Image
 
 from . import runs
 from .atomic import write_files
-from .data import ImageSet, load_dataset, onehot_to_wafer, to_tensor
+from .data import ImageSet, load_dataset, onehot_to_wafer, size_for_sizeless_model, to_tensor
 from .latent import LatentStats, decode, encode, interpolate, noised_samples, random_samples, stats_of
 from .model import AutoEncoder, load_model
 from .render import WAFER_RGB
@@ -40,14 +40,20 @@ MAX_SAMPLES = 10_000  # more is a typo, not a request
 # --- loading ---------------------------------------------------------------------------------
 
 def load_generator(path: Union[str, Path], size: Optional[Sequence[int]] = None,
-                   device: str = "cpu") -> AutoEncoder:
+                   device: str = "cpu", data: Optional[Union[str, Path]] = None, split: str = "train",
+                   notices: Optional[list[str]] = None) -> AutoEncoder:
     """A model folder's AutoEncoder with a known ``input_shape`` (C, H, W).
 
-    Run folders store the input size; a reference-package folder does not, so ``size`` (H, W)
-    is needed there, and the design is checked to mirror at that size. Given for a folder that
-    stores a size, ``size`` must agree with it.
+    Run folders store the input size; a reference-package folder does not, so there ``size``
+    (H, W) is needed, else the common size of the images at ``data`` (``split``) is taken, as
+    `udd score` does, and its notice appended to ``notices``. The design is checked to mirror at
+    that size. Given for a folder that stores a size, ``size`` must agree with it.
     """
     model = load_model(path, device=device)
+    if size is None and model.input_shape is None and data:
+        size, notice = size_for_sizeless_model(data, split)
+        if notices is not None:
+            notices.append(notice)
     if size is not None:
         h, w = (int(v) for v in size)
         shape = (model.config.in_channels, h, w)
@@ -62,7 +68,7 @@ def load_generator(path: Union[str, Path], size: Optional[Sequence[int]] = None,
                 raise ValueError(f"size {h}x{w}: {report.problems[0].message}")
             model.input_shape = shape
     if model.input_shape is None:
-        raise ValueError(f"size: the model folder {path} stores no input size; give its H,W")
+        raise ValueError(f"size: the model folder {path} stores no input size; give its H,W or the data to take it from")
     return model
 
 

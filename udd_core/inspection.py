@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import runs
-from .data import ImageSet, data_kind, kind_mismatch, load_dataset, native_size, wafer_to_onehot
+from .data import ImageSet, data_kind, kind_mismatch, load_dataset, size_for_sizeless_model, wafer_to_onehot
 from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr
 from .model import WEIGHTS_FILE, AutoEncoder, load_model
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, overlay_rgb, zoom
@@ -83,14 +83,15 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     elif trained:
         shape = trained
     else:
-        shape = (c, *native_size(data_path, split))
+        hw, size_notice = size_for_sizeless_model(data_path, split)
+        shape = (c, *hw)
     _check_size(model, shape)
     tile = bool(source.get("tile", False)) if tile is None else tile
     ds = load_dataset(data_path, shape, split=split, tile=tile, progress=progress)
     cal = None
     if shape == trained and (p / runs.CALIBRATION_FILE).is_file():
         cal = runs.read_json(p / runs.CALIBRATION_FILE)
-    notices = list(ds.notices)
+    notices = ([] if size is not None or trained else [size_notice]) + list(ds.notices)
     same = source.get("path") and Path(data_path).resolve() == Path(source["path"]).resolve()
     if same and (data_kind(data_path) != "mvtec" or split != "test"):
         notices.append("these are the run's training data: the normal images it learned are scored too, "

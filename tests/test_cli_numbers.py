@@ -1,0 +1,90 @@
+"""Every numeric option of every `udd` subcommand refuses NaN, infinities and huge-but-finite numbers
+with one line that names it (exit 2), before any file is written.
+
+The options are found by walking the argparse tree, so an option added later is covered too.
+"""
+import argparse
+
+import pytest
+
+from udd_core.cli import build_parser, main
+from udd_core.cli_numbers import NUMERIC_OPTIONS, NumberRange, check_numbers
+
+
+def numeric_options() -> list[tuple[str, str, str]]:
+    """(subcommand, flag, kind) of every option that takes a number: int, float, or a list of ints (C,H,W)."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    found = []
+    for command, p in sub.choices.items():
+        for a in p._actions:
+            if not a.option_strings:
+                continue
+            if a.type in (int, float):
+                found.append((command, a.option_strings[-1], a.type.__name__))
+            elif a.metavar and "," in a.metavar:
+                found.append((command, a.option_strings[-1], f"ints{a.metavar.count(',') + 1}"))
+    return found
+
+
+OPTIONS = numeric_options()
+HUGE = {"float": ["1e308", "-1e308", "nan", "inf"], "int": [str(10**30), str(-10**30)]}
+
+
+def test_the_walk_finds_the_known_options():
+    flags = {(c, f) for c, f, _ in OPTIONS}
+    assert {("score", "--smooth"), ("score", "--threshold"), ("generate", "--sigma"), ("generate", "-n"),
+            ("train", "--epochs"), ("train", "--lr"), ("shapes", "--input"), ("score", "--size")} <= flags
+
+
+def base_args(command: str, tmp_path) -> list[str]:
+    """Arguments that get a subcommand past argparse; nothing else about them needs to be valid."""
+    return {
+        "shapes": ["gray-tile-128", "--input", "1,128,128"],
+        "train": ["gray-tile-128", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")],
+        "generate": [str(tmp_path / "run"), "--sigma", "0.5", "-n", "2", "--out", str(tmp_path / "out")],
+        "score": [str(tmp_path / "run"), "--data", str(tmp_path / "data")],
+    }[command]
+
+
+def cases():
+    for command, flag, kind in OPTIONS:
+        if kind.startswith("ints"):
+            values = [",".join([str(10**30)] * int(kind[4:]))]
+        else:
+            values = HUGE[kind]
+        for v in values:
+            yield pytest.param(command, flag, v, id=f"{command} {flag} {v}")
+
+
+@pytest.mark.parametrize("command, flag, value", list(cases()))
+def test_huge_nan_and_infinite_values_are_one_line_refusals(tmp_path, capsys, command, flag, value):
+    rc = main([command, *base_args(command, tmp_path), f"{flag}={value}" if flag.startswith("--") else flag, *(
+        [] if flag.startswith("--") else [value])])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"udd {command}: error: {flag}") and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_resumed_run_refuses_a_huge_epoch_count(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--epochs", str(10**30)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--epochs: expected an integer in [1, 1000000]" in err
+
+
+def test_the_ranges_are_closed_and_say_so():
+    r = NumberRange("topk", "--topk", False, 0, 100, lo_open=True)
+    assert r.refusal(100) is None and r.refusal(1e-9) is None
+    assert r.refusal(0) == "--topk: must be a number in (0, 100], got 0"
+    assert r.refusal(float("nan")) == "--topk: must be a number in (0, 100], got nan"
+    assert "an integer in [1, 10000]" in check_numbers(argparse.Namespace(command="generate", n=10_001, sigma=None,
+                                                                         seed=0))
+    assert check_numbers(argparse.Namespace(command="generate", n=10_000, sigma=1e6, seed=2**63 - 1)) is None
+    assert check_numbers(argparse.Namespace(command="shapes")) is None  # no plain numbers there
+
+
+def test_the_sample_limit_is_the_generators():
+    from udd_core.generation import MAX_SAMPLES
+
+    assert next(r.hi for r in NUMERIC_OPTIONS["generate"] if r.flag == "-n") == MAX_SAMPLES

@@ -1,0 +1,60 @@
+"""The values each numeric option of the `udd` command accepts, and the one check of them.
+
+argparse turns `--smooth 1e308` into a float without complaint; later arithmetic then overflows
+(a kernel of 1e308 pixels) into a traceback. Every option is checked here, right after parsing,
+against a closed range: NaN, infinities and huge-but-finite numbers all get the same one-line
+refusal that names the option. `udd train`'s settings are checked by `TrainSettings` instead (the
+app uses the same check), with the message renamed to the option in cli_train.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NumberRange:
+    """A numeric option (argparse ``dest`` and the flag the user typed) and its allowed values."""
+
+    dest: str  # the argparse attribute
+    flag: str  # as typed on the command line, for the message
+    integer: bool  # an int option (argparse type=int) or a float one
+    lo: float  # smallest allowed value
+    hi: float  # largest allowed value
+    lo_open: bool = False  # lo itself is not allowed: (lo, hi]
+
+    def refusal(self, value) -> str | None:
+        """None when ``value`` is allowed, else the one-line message."""
+        above = self.lo < value if self.lo_open else self.lo <= value  # False for NaN
+        if above and value <= self.hi:
+            return None
+        kind = "an integer" if self.integer else "a number"
+        return f"{self.flag}: must be {kind} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}], got {value}"
+
+
+# Bounds are far beyond any sensible value but small enough that nothing downstream overflows.
+SEED_MAX = 2**63 - 1  # numpy and torch take 64-bit seeds
+NUMERIC_OPTIONS: dict[str, tuple[NumberRange, ...]] = {
+    "score": (
+        NumberRange("topk", "--topk", False, 0, 100, lo_open=True),  # a percentage of the pixels
+        NumberRange("smooth", "--smooth", False, 0, 100),  # px; the kernel is 6 sigma wide
+        NumberRange("threshold", "--threshold", False, -1e9, 1e9),  # image scores are residual means
+        NumberRange("target_fpr", "--target-fpr", False, 0, 1),
+        NumberRange("batch_size", "--batch-size", True, 1, 1_000_000),
+    ),
+    "generate": (
+        NumberRange("sigma", "--sigma", False, 0, 1e6),  # float32 latents stay finite through the decoder
+        NumberRange("n", "-n", True, 1, 10_000),  # generation.MAX_SAMPLES (a test holds them equal)
+        NumberRange("seed", "--seed", True, 0, SEED_MAX),
+    ),
+}
+
+
+def check_numbers(args: argparse.Namespace) -> str | None:
+    """The first refusal among the parsed numeric options of ``args.command``, or None if all are allowed."""
+    for r in NUMERIC_OPTIONS.get(args.command, ()):
+        value = getattr(args, r.dest, None)
+        if value is not None and (message := r.refusal(value)):
+            return message
+    return None
+
