@@ -9,16 +9,14 @@ import warnings
 
 import pandas as pd
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 
+from pages.run_focus import hand_over_deep_link
 from udd_core import architecture as arch
 from udd_core.config import MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, parse_config
 from udd_core.presets import model_presets
 from udd_core.shapes import ShapeError, propagate
 
-if getattr(PagesManager, "uses_pages_directory", False):  # a deep link before app.py ever ran (see app.py)
-    st.session_state["udd_deep_link"] = ("pages/design.py", st.query_params.to_dict())
-    st.switch_page("app.py")
+hand_over_deep_link("pages/design.py")  # first: a deep link before app.py ever ran
 
 CONFIG, SHAPE = "design_config", "design_input_shape"  # read by the other pages: keep the names
 DEFAULT_PRESET = "gray-tile-128"

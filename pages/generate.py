@@ -9,17 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 
+from pages.run_focus import follow_focus, hand_over_deep_link, set_focus
 from udd_core import generation as gen
 from udd_core.data import data_kind, kind_mismatch
 from udd_core.model import WEIGHTS_FILE, is_model_dir
 from udd_core.runs import list_runs
 from udd_core.train import normal_images
 
-if getattr(PagesManager, "uses_pages_directory", False):  # a deep link before app.py ever ran (see app.py)
-    st.session_state["udd_deep_link"] = ("pages/generate.py", st.query_params.to_dict())
-    st.switch_page("app.py")
+hand_over_deep_link("pages/generate.py")  # first: a deep link before app.py ever ran
 
 ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
 MODES = ("Noised latents", "Random latents")
@@ -97,20 +95,9 @@ if not found:
 runs_by_name = {r.name: r for r in found}
 
 
-def on_run() -> None:
-    ss["udd_run"] = st.query_params["run"] = ss["gen_run"]  # the new focus, before the check below reads it
-
-
-# The run in focus: the URL's after a refresh, else the one last picked on any page (udd_run).
-focus = st.query_params.get("run") or ss.get("udd_run")
-if (asked := st.query_params.get("run")) and asked not in runs_by_name:  # a stale or mistyped link
-    st.warning(f"No run named {asked!r} in {ROOT}, or it has no saved model yet; showing another run.")
-if ss.get("gen_run") not in runs_by_name or (focus in runs_by_name and focus != ss["gen_run"]):
-    ss["gen_run"] = focus if focus in runs_by_name else found[0].name
-if st.query_params.get("run") != ss["gen_run"] or ss.get("udd_run") != ss["gen_run"]:
-    ss["udd_run"] = st.query_params["run"] = ss["gen_run"]  # a refresh or a shared link opens it again
+follow_focus("gen_run", list(runs_by_name), ROOT)
 top = st.columns([2, 3, 1])
-name = top[0].selectbox("Run", list(runs_by_name), key="gen_run", on_change=on_run,
+name = top[0].selectbox("Run", list(runs_by_name), key="gen_run", on_change=lambda: set_focus(ss["gen_run"]),
                         format_func=lambda n: f"{n} · {runs_by_name[n].status}, {runs_by_name[n].epochs_done} epochs")
 run = runs_by_name[name]
 if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch

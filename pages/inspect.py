@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 
+from pages.run_focus import follow_focus, hand_over_deep_link, set_focus
 from udd_core import runs
 from udd_core.data import data_kind
 from udd_core.inspection import inspect_run, load_inputs
@@ -22,9 +22,7 @@ from udd_core.render import plotly_colorscale
 from udd_core.report import build_report, heatmaps_zip, scores_csv
 from udd_core.scoring import RESIDUALS, SCORES
 
-if getattr(PagesManager, "uses_pages_directory", False):  # a deep link before app.py ever ran (see app.py)
-    st.session_state["udd_deep_link"] = ("pages/inspect.py", st.query_params.to_dict())
-    st.switch_page("app.py")
+hand_over_deep_link("pages/inspect.py")  # first: a deep link before app.py ever ran
 
 ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
 PAGE = 12  # gallery rows per "show more"
@@ -52,7 +50,7 @@ def default_data(run_dir: Path) -> str:
     return str(((runs.read_json(run_dir / runs.TRAIN_FILE, {}) or {}).get("data") or {}).get("path", ""))
 
 
-st.title("🔎 Inspect")
+st.title("Inspect")
 all_runs = [r for r in runs.list_runs(ROOT) if (r.path / WEIGHTS_FILE).is_file()]
 if not all_runs:
     st.info("No trained run yet. Train a model on the **Train** page: its runs appear here, ready to inspect.")
@@ -61,21 +59,19 @@ if not all_runs:
 by_name = {r.name: r for r in all_runs}
 
 
-def on_run() -> None:
-    ss["udd_run"] = st.query_params["run"] = ss["insp_run"]  # the new focus, before the check below reads it
+def new_run() -> None:
+    """A new run on this page: its own training data, the gallery from its top."""
     ss["insp_data"] = default_data(by_name[ss["insp_run"]].path)
     ss["insp_show"] = PAGE
 
 
-# The run in focus: the URL's after a refresh, else the one last picked on any page (udd_run).
-focus = st.query_params.get("run") or ss.get("udd_run")
-if (asked := st.query_params.get("run")) and asked not in by_name:  # a stale or mistyped link
-    st.warning(f"No run named {asked!r} in {ROOT}, or it has no saved model yet; showing another run.")
-if ss.get("insp_run") not in by_name or (focus in by_name and focus != ss["insp_run"]):
-    ss["insp_run"] = focus if focus in by_name else all_runs[0].name
-    on_run()
-if st.query_params.get("run") != ss["insp_run"] or ss.get("udd_run") != ss["insp_run"]:
-    ss["udd_run"] = st.query_params["run"] = ss["insp_run"]  # a refresh or a shared link opens it again
+def on_run() -> None:
+    set_focus(ss["insp_run"])  # the new focus, before follow_focus reads it
+    new_run()
+
+
+if follow_focus("insp_run", list(by_name), ROOT):
+    new_run()
 
 
 with st.sidebar:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 
+from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_stale_link
 from udd_core import runs, sources
 from udd_core.config import parse_config
 from udd_core.data import IMAGE_EXTS, data_kind
@@ -24,9 +24,7 @@ from udd_core.progress import format_eta, loss_curve
 from udd_core.settings import DEVICES, TrainSettings, training_presets
 from udd_core.train import normal_images
 
-if getattr(PagesManager, "uses_pages_directory", False):  # a deep link before app.py ever ran (see app.py)
-    st.session_state["udd_deep_link"] = ("pages/train.py", st.query_params.to_dict())
-    st.switch_page("app.py")
+hand_over_deep_link("pages/train.py")  # first: a deep link before app.py ever ran
 
 APP_ROOT = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
@@ -76,7 +74,7 @@ def on_upload() -> None:
 
 def select(name: str) -> None:
     ss["train_selected"] = name
-    st.query_params["run"] = name
+    set_focus(name)
 
 
 def load_images(path, shape, tile):
@@ -260,11 +258,10 @@ with right:
     status = {r.name: "running" if (j := mgr.get(r.name)) and j.is_alive() else r.status for r in all_runs}
     if active := mgr.active():  # names only: progress shown here would go stale between full reruns
         st.info("Training now: " + ", ".join(f"**{j.name}**" for j in active))
-    # The run in focus: the URL's after a refresh, else the one last picked on any page.
-    if (focus := st.query_params.get("run") or ss.get("udd_run")) in status:
+    if (focus := focused_run()) in status:
         ss["train_selected"] = focus
-    elif asked := st.query_params.get("run"):  # a stale or mistyped link
-        st.warning(f"No run named {asked!r} in {ROOT}.")
+    else:
+        warn_stale_link(list(status), ROOT)
     ss.setdefault("train_selected", None)
     sel = ss["train_selected"] if ss["train_selected"] in status else next(iter(status), None)
     st.subheader("Run")
@@ -274,9 +271,7 @@ with right:
         ss["train_run_pick"] = sel
         st.selectbox("Run", list(status), key="train_run_pick", format_func=lambda n: f"{n} ({status[n]})",
                      on_change=lambda: select(ss["train_run_pick"]), label_visibility="collapsed")
-        ss["udd_run"] = sel  # the run in focus, followed by the other pages
-        if st.query_params.get("run") != sel:
-            st.query_params["run"] = sel
+        set_focus(sel)  # followed by the other pages
         polled = "job" if (j := mgr.get(sel)) and j.is_alive() else "disk" if status[sel] == "running" else ""
         st.fragment(run_every={"job": POLL_S, "disk": DISK_POLL_S}.get(polled))(show_run)(sel, polled)
         if status[sel] in ("stopped", "interrupted", "finished"):

@@ -1,0 +1,59 @@
+"""What every page shares: the deep-link hand-over to app.py, and the run in focus.
+
+Not a page: app.py's st.navigation names the pages, and Streamlit lists only those. The run in
+focus is `udd_run` in the session and `?run=` in the URL: the run picked on any page is the one
+the next page opens, and a refresh or a shared link opens it again.
+"""
+from collections.abc import Sequence
+from pathlib import Path
+
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+FOCUS = "udd_run"  # session key of the run in focus, read by every page
+
+
+def hand_over_deep_link(page: str) -> None:
+    """Call first on every page (``page`` = "pages/x.py").
+
+    Until some session has run app.py, Streamlit treats pages/ as a legacy multipage folder and runs
+    a deep-linked page (/train?run=...) on its own: no menu, no wide layout. The page records itself
+    and switches to app.py, whose st.navigation ends that mode and comes back here (see app.py).
+    """
+    if getattr(PagesManager, "uses_pages_directory", False):
+        st.session_state["udd_deep_link"] = (page, st.query_params.to_dict())
+        st.switch_page("app.py")
+
+
+def focused_run() -> str | None:
+    """The run in focus: the URL's after a refresh, else the one last picked on any page."""
+    return st.query_params.get("run") or st.session_state.get(FOCUS)
+
+
+def set_focus(name: str) -> None:
+    """Make ``name`` the run in focus, for the other pages and in the URL (only writes what changed)."""
+    st.session_state[FOCUS] = name
+    if st.query_params.get("run") != name:
+        st.query_params["run"] = name
+
+
+def warn_stale_link(names: Sequence[str], root: Path, why: str = "") -> None:
+    """A warning when the URL names a run that is not among ``names`` (a stale or mistyped link)."""
+    if (asked := st.query_params.get("run")) and asked not in names:
+        st.warning(f"No run named {asked!r} in {root}{why}.")
+
+
+def follow_focus(key: str, names: Sequence[str], root: Path) -> bool:
+    """Point the page's run picker ``st.session_state[key]`` at the run in focus, keep the focus on it.
+
+    The picker keeps its run while that stays valid and no other run was put in focus; else it takes
+    the focus, or the first of ``names`` (non-empty). True when the picker changed (the page resets
+    what depends on the run).
+    """
+    ss, focus = st.session_state, focused_run()
+    warn_stale_link(names, root, ", or it has no saved model yet; showing another run")
+    changed = ss.get(key) not in names or (focus in names and focus != ss[key])
+    if changed:
+        ss[key] = focus if focus in names else names[0]
+    set_focus(ss[key])  # a refresh or a shared link opens it again
+    return changed

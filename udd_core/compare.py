@@ -1,0 +1,255 @@
+"""Comparing 2 to 4 runs side by side: what differs between them and how they score the same images.
+
+The Compare page's logic, without streamlit: the config and settings diffs (each field one row,
+one value per run, changed rows flagged), the shape tables aligned stage by stage, the loss
+curves of every run in one figure spec, the metrics of one data set in one table, and the images
+every run scored, for one row of heatmaps per image. The scoring itself is `inspection`'s, so runs
+of every detector method compare alike; runs without an autoencoder config (no config.json)
+show `NO_CONFIG` where the config and the shapes would be.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from . import runs
+from .methods import METHOD_FILE, run_method
+from .metrics import GOOD, roc_points
+from .model import CONFIG_FILE, WEIGHTS_FILE
+from .render import as_rgb, auto_zoom, heat_rgb, zoom
+from .shapes import ShapeError, propagate
+
+MIN_RUNS, MAX_RUNS = 2, 4
+NO_CONFIG = "no autoencoder config"
+MISSING = "—"  # a field one run has and another has not
+SKIPPED_INFO = ("created", "resumed")  # train.json keys that differ between any two runs and say nothing
+
+
+@dataclass(frozen=True)
+class RunSide:
+    """What the Compare page reads from one run folder (files only; no model is loaded)."""
+
+    name: str
+    path: Path
+    method: str  # "autoencoder", "memory-bank", ... (methods.run_method)
+    config: Optional[dict]  # config.json; None for a run of a method without an autoencoder config
+    input_shape: Optional[tuple[int, int, int]]  # (C, H, W) from train.json
+    info: dict  # train.json ({} when missing)
+    history: list[dict]  # history.jsonl, one dict per epoch
+
+
+def read_side(run_dir: Union[str, Path]) -> RunSide:
+    """One run's config, train.json and history; unreadable files count as missing."""
+    p = Path(run_dir)
+    config = runs.read_json(p / CONFIG_FILE, None)
+    info = runs.read_json(p / runs.TRAIN_FILE, {}) or {}
+    shape = info.get("input_shape") if isinstance(info, dict) else None
+    try:
+        method = run_method(p)
+    except ValueError:
+        method = "unknown"
+    return RunSide(p.name, p, method, config if isinstance(config, dict) else None,
+                   tuple(int(v) for v in shape) if isinstance(shape, list) and len(shape) == 3 else None,
+                   info if isinstance(info, dict) else {}, runs.read_history(p))
+
+
+def check_count(names: Sequence[str]) -> None:
+    """ValueError unless 2 to 4 distinct runs are picked."""
+    if len(set(names)) != len(names):
+        raise ValueError("runs: pick each run once")
+    if not MIN_RUNS <= len(names) <= MAX_RUNS:
+        raise ValueError(f"runs: pick {MIN_RUNS} to {MAX_RUNS} runs to compare, got {len(names)}")
+
+
+# --- diffs -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DiffRow:
+    """One field across the runs: its value in each (MISSING where a run lacks it), and whether they differ."""
+
+    field: str
+    values: tuple[Any, ...]  # one per run, in the runs' order
+    changed: bool
+
+
+def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys ({"data": {"path": p}} -> {"data.path": p}); lists stay values."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _show(v: Any) -> Any:
+    """Lists as compact JSON text ("[[1, 4, 4], [4, 8, 8]]"): a table cell holds one value."""
+    return json.dumps(v) if isinstance(v, (list, tuple, dict)) else v
+
+
+def diff_rows(dicts: Sequence[Optional[Mapping]], absent: str = MISSING) -> list[DiffRow]:
+    """One row per field of any of ``dicts`` (first-seen order). A None dict shows ``absent`` in its column
+    and takes no part in deciding whether a row changed (a run without a config changes no config field)."""
+    flat = [None if d is None else flatten(d) for d in dicts]
+    keys: dict[str, None] = {}
+    for f in flat:
+        keys.update(dict.fromkeys(f or {}))
+    rows = []
+    for k in keys:
+        values = tuple(absent if f is None else _show(f.get(k, MISSING)) for f in flat)
+        present = [v for f, v in zip(flat, values) if f is not None]
+        rows.append(DiffRow(k, values, len(set(map(repr, present))) > 1))
+    return rows
+
+
+def config_diff(sides: Sequence[RunSide]) -> list[DiffRow]:
+    """The autoencoder configs field by field; NO_CONFIG in the column of a run without one."""
+    return diff_rows([s.config for s in sides], absent=NO_CONFIG)
+
+
+def settings_diff(sides: Sequence[RunSide]) -> list[DiffRow]:
+    """train.json field by field (settings, data, input shape, versions) plus the method;
+    the creation time and resume log are left out: they differ between any two runs."""
+    return diff_rows([{"method": s.method, **{k: v for k, v in s.info.items() if k not in SKIPPED_INFO}}
+                      for s in sides])
+
+
+def shape_rows(sides: Sequence[RunSide]) -> list[DiffRow]:
+    """The stage shapes (C x H x W) aligned by stage name, then params, MACs, latent, compression and
+    receptive field; a stage that differs between runs is flagged. NO_CONFIG for runs without a config,
+    and the reason for a config that cannot run at its input size."""
+    reports: list[Optional[dict]] = []
+    for s in sides:
+        if s.config is None or s.input_shape is None:
+            reports.append(None)
+            continue
+        try:
+            r = propagate(s.config, s.input_shape)
+        except (ShapeError, ValueError) as e:
+            reports.append({"input": "x".join(map(str, s.input_shape)), "error": str(e).splitlines()[0]})
+            continue
+        row = {"input": "x".join(map(str, r.input))}
+        for st in r.stages:
+            row[st.name] = "x".join(map(str, st.out)) + ("" if st.ok else " (mismatch)")
+        row.update(params=r.params, MACs=r.macs, latent="x".join(map(str, r.latent)),
+                   compression=round(r.compression, 6), receptive_field=r.receptive_field)
+        reports.append(row)
+    return diff_rows(reports, absent=NO_CONFIG)
+
+
+# --- training and scores ---------------------------------------------------------------------
+
+def loss_figure(sides: Sequence[RunSide], log: bool = False) -> dict:
+    """Every run's per-epoch train (solid) and validation (dotted) loss in one plotly figure spec,
+    one colour per run."""
+    colours = ("#4c78a8", "#f58518", "#54a24b", "#e45756")
+    data = []
+    for s, colour in zip(sides, colours):
+        epochs = [h.get("epoch", i + 1) for i, h in enumerate(s.history)]
+        for key, dash, what in (("train_loss", "solid", "train"), ("val_loss", "dot", "validation")):
+            ys = [h.get(key) for h in s.history]
+            if any(isinstance(v, (int, float)) for v in ys):
+                data.append({"type": "scatter", "mode": "lines+markers", "x": epochs, "y": ys,
+                             "name": f"{s.name} · {what}", "line": {"color": colour, "dash": dash}})
+    layout = {"height": 360, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+              "legend": {"orientation": "h", "y": 1.15, "x": 0}, "xaxis": {"title": {"text": "epoch"}},
+              "yaxis": {"title": {"text": "loss"}, "type": "log" if log else "linear"}}
+    return {"data": data, "layout": layout}
+
+
+METRIC_ROWS = (  # (label, Inspection attribute or metrics field, higher is better)
+    ("image AUROC", "image_auroc", True), ("image AP", "image_ap", True), ("F1 max", "f1_max", True),
+    ("pixel AUROC", "pixel_auroc", True), ("AUPRO", "aupro", True),
+)
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One metric across the runs; ``best`` indexes the best run (None when no run has a value or all tie)."""
+
+    metric: str
+    values: tuple[Optional[float], ...]
+    best: Optional[int]
+
+
+def metric_rows(inspections: Sequence) -> list[MetricRow]:
+    """The detection metrics of each run's `Inspection` on the same data, with the best run marked,
+    then threshold, FPR and TPR at each run's own threshold (not ranked: they are operating points)."""
+    rows = []
+    for label, attr, _ in METRIC_ROWS:
+        values = tuple(getattr(i.metrics, attr) for i in inspections)
+        present = [(v, k) for k, v in enumerate(values) if v is not None]
+        best = max(present, key=lambda t: t[0])[1] if len({v for v, _ in present}) > 1 else None
+        rows.append(MetricRow(label, values, best))
+    for label, attr in (("threshold", "threshold"), ("FPR", "fpr"), ("TPR", "tpr")):
+        rows.append(MetricRow(label, tuple(getattr(i, attr) for i in inspections), None))
+    return rows
+
+
+def roc_curve(inspection) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(FPR, TPR) of a run's image scores on its labelled images; None without both classes."""
+    k = inspection.known
+    y = inspection.is_defect[k]
+    if not (y.any() and (~y).any()):
+        return None
+    fpr, tpr, _ = roc_points(inspection.scores[k], y)
+    return fpr, tpr
+
+
+def common_images(inspections: Sequence) -> list[str]:
+    """Names of the images every run scored, in the first run's order (runs of different input
+    sizes still score the same files of one data set)."""
+    if not inspections:
+        return []
+    others = [set(i.names) for i in inspections[1:]]
+    return [n for n in inspections[0].names if all(n in o for o in others)]
+
+
+def pick_images(inspections: Sequence, k: int = 4) -> list[str]:
+    """Up to ``k`` common images worth comparing: the defective ones the runs rank highest on
+    average, and the normal one they rank highest (the likeliest false alarm). Ranks, not scores:
+    the runs' scores are on different scales."""
+    names = common_images(inspections)
+    if not names:
+        return []
+    ranks = np.zeros(len(names))
+    for insp in inspections:
+        at = {n: j for j, n in enumerate(insp.names)}
+        s = insp.scores[[at[n] for n in names]]
+        ranks += np.argsort(np.argsort(s, kind="stable"), kind="stable") / max(len(names) - 1, 1)  # 0 low .. 1 high
+    first = inspections[0]
+    label = dict(zip(first.names, first.labels))
+    order = [names[j] for j in np.argsort(-ranks, kind="stable")]
+    normal = [n for n in order if label[n] == GOOD][:1]
+    defects = [n for n in order if label[n] != GOOD][: k - len(normal)]
+    chosen = set(defects + normal)
+    rest = [n for n in order if n not in chosen][: k - len(chosen)]  # unlabelled data: the top ranked
+    return [n for n in order if n in chosen or n in rest]
+
+
+def heatmap_row(inspections: Sequence, name: str) -> list[np.ndarray]:
+    """Image ``name`` as the first run loaded it, then each run's residual heatmap of it on that run's
+    fixed scale (`Inspection.scale`: its normal validation images'), each (h, w, 3) uint8 at about
+    the same display size whatever the run's input size."""
+    first = inspections[0]
+    i = first.names.index(name)
+    h, w = first.images[i].shape[:2]
+    row = [zoom(as_rgb(first.images[i], first.kind == "wafer"), auto_zoom(h, w))]
+    for insp in inspections:
+        j = insp.names.index(name)
+        mh, mw = insp.maps[j].shape
+        row.append(heat_rgb(insp.maps[j], insp.scale, auto_zoom(mh, mw)))
+    return row
+
+
+def has_model(run_dir: Union[str, Path]) -> bool:
+    """Whether a run folder holds a model to score with (an autoencoder's weights or a method file)."""
+    p = Path(run_dir)
+    return (p / WEIGHTS_FILE).is_file() or (p / METHOD_FILE).is_file()
