@@ -51,15 +51,16 @@ def make_mvtec(root: Path, n_train: int = 12, n_good: int = 4, n_defect: int = 4
     return root
 
 
-def make_run(run_dir: Path, data: Path, epochs: int = 1, val_split: float = 0.25) -> Path:
-    """A real (tiny) training run on the train split of `data`: model, history, calibration."""
+def make_run(run_dir: Path, data: Path, epochs: int = 1, val_split: float = 0.25, config: dict | None = None) -> Path:
+    """A real (tiny) training run on the train split of `data`: model, history, calibration
+    (``config``: the model, default TINY)."""
     from udd_core.data import load_dataset
     from udd_core.jobs import TrainJob
     from udd_core.settings import TrainSettings
 
     ds = load_dataset(data, (1, SIZE, SIZE), split="train")
     settings = TrainSettings(epochs=epochs, batch_size=4, val_split=val_split, seed=0, n_probe=0, device="cpu")
-    job = TrainJob.create(run_dir, tiny_config(), (1, SIZE, SIZE), ds.images, settings,
+    job = TrainJob.create(run_dir, config or tiny_config(), (1, SIZE, SIZE), ds.images, settings,
                           source={"path": str(data.resolve()), "kind": "mvtec", "tile": False})
     job.start().join(120)
     assert job.snapshot().status == "finished", job.snapshot().message

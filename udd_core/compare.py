@@ -73,7 +73,7 @@ class DiffRow:
     """One field across the runs: its value in each (MISSING where a run lacks it), and whether they differ."""
 
     field: str
-    values: tuple[Any, ...]  # one per run, in the runs' order
+    values: tuple[str, ...]  # one per run, in the runs' order, as text
     changed: bool
 
 
@@ -89,9 +89,10 @@ def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _show(v: Any) -> Any:
-    """Lists as compact JSON text ("[[1, 4, 4], [4, 8, 8]]"): a table cell holds one value."""
-    return json.dumps(v) if isinstance(v, (list, tuple, dict)) else v
+def _show(v: Any) -> str:
+    """A value as table text: strings as they are, anything else as compact JSON ("[[1, 4, 4], [4, 8, 8]]",
+    "null", "0.001"), so that one column holds one type."""
+    return v if isinstance(v, str) else json.dumps(v)
 
 
 def diff_rows(dicts: Sequence[Optional[Mapping]], absent: str = MISSING) -> list[DiffRow]:

@@ -6,7 +6,7 @@ This module has its own fresh server (the fixture is per module), so its first r
 """
 from appdriver import assert_no_exception, wait_idle
 
-NAV_TITLES = ["Design", "Train", "Inspect", "Generate"]
+NAV_TITLES = ["Design", "Train", "Inspect", "Generate", "Compare"]
 
 
 def test_first_request_deep_link_gets_the_app_navigation(app_server, page):

@@ -1,0 +1,183 @@
+"""Compare page: 2 to 4 runs side by side, to see why one beat another.
+
+Config diff, shape tables, settings diff (train.json), loss curves, and on one data set the
+metrics, ROC curves and the same images' heatmaps, each on its run's fixed scale. Runs of every
+method compare alike. All comparing is in udd_core.compare; scoring is udd_core.inspection,
+cached per (run, weights time, data, split).
+"""
+import os
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_stale_link
+from udd_core import compare as cmp
+from udd_core.data import data_kind
+from udd_core.inspection import inspect_run
+from udd_core.runs import list_runs
+
+hand_over_deep_link("pages/compare.py")  # first: a deep link before app.py ever ran
+
+ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
+CHANGED_BG = "background-color: rgba(245, 133, 24, 0.28)"  # changed fields and differing stages
+BEST_BG = "background-color: rgba(84, 162, 75, 0.30)"  # the best run of a metric
+ss = st.session_state
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def cached_inspection(run_dir: str, data: str, split: str, stamp: float):
+    """One run scored on the data set with its default post-processing (stamp: the model files' mtime)."""
+    return inspect_run(run_dir, data, split=split)
+
+
+def model_stamp(path: Path) -> float:
+    return max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0.0)
+
+
+def one_line(e: Exception) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def diff_table(rows: list, names: list[str], key: str) -> None:
+    """Fields as rows, runs as columns; changed rows highlighted (and listed in the "changed" column)."""
+    if ss.get("cmp_only_changed"):
+        rows = [r for r in rows if r.changed]
+    df = pd.DataFrame([[r.field, *r.values, r.changed] for r in rows], columns=["field", *names, "changed"])
+    if df.empty:
+        st.caption("No field differs.")
+        return
+    style = df.style.apply(lambda row: [CHANGED_BG if row["changed"] else ""] * len(row), axis=1)
+    st.dataframe(style, hide_index=True, key=key, column_config={"changed": st.column_config.CheckboxColumn()})
+
+
+def on_pick() -> None:
+    if ss["cmp_runs"] and focused_run() not in ss["cmp_runs"]:
+        set_focus(ss["cmp_runs"][0])  # the focused run left the comparison: the first one takes its place
+
+
+st.title("Compare")
+st.caption("Two to four runs side by side: what differs between them, and how each scores the same images.")
+found = list_runs(ROOT)
+by_name = {r.name: r for r in found}
+if len(found) < cmp.MIN_RUNS:
+    st.info(f"Compare needs at least two runs (found {len(found)} in `{ROOT}`). Train them on the **Train** page.")
+    st.stop()
+
+# The run in focus (picked on any page) is always among the compared ones; by default with the newest other run.
+warn_stale_link(list(by_name), ROOT)
+focus = focused_run() if focused_run() in by_name else found[0].name
+# The widget's value; after a visit to another page (which drops widget values) the copy kept in cmp_picked.
+picked = [n for n in ss.get("cmp_runs", ss.get("cmp_picked", [])) if n in by_name]
+if focus not in picked:
+    picked = [focus, *[n for n in picked if n != focus]][:cmp.MAX_RUNS]
+if "cmp_picked" not in ss:  # the first visit: the focus and the newest other run
+    picked += [n for n in by_name if n not in picked][:cmp.MIN_RUNS - len(picked)]
+ss["cmp_runs"] = picked
+set_focus(focus)
+st.multiselect("Runs", list(by_name), key="cmp_runs", max_selections=cmp.MAX_RUNS, on_change=on_pick,
+               format_func=lambda n: f"{n} · {by_name[n].status}, {by_name[n].epochs_done} epochs",
+               help="The run in focus on the other pages comes first; add up to three more.")
+names = ss["cmp_picked"] = list(ss["cmp_runs"])
+if len(names) < cmp.MIN_RUNS:
+    st.info("Pick at least two runs to compare.")
+    st.stop()
+sides = [cmp.read_side(by_name[n].path) for n in names]
+st.toggle("Only fields that differ", key="cmp_only_changed")
+
+st.subheader("Config")
+if all(s.config is None for s in sides):
+    st.info(f"None of these runs has an autoencoder config ({cmp.NO_CONFIG}).")
+else:
+    diff_table(cmp.config_diff(sides), names, "cmp_config")
+
+st.subheader("Shapes")
+st.caption("Each stage's output (C x H x W) at the run's input size; stages that differ between the runs "
+           "are highlighted.")
+if all(s.config is None for s in sides):
+    st.info(f"No shapes to show: {cmp.NO_CONFIG} in these runs.")
+else:
+    diff_table(cmp.shape_rows(sides), names, "cmp_shapes")
+
+st.subheader("Settings")
+diff_table(cmp.settings_diff(sides), names, "cmp_settings")
+
+st.subheader("Loss curves")
+log = st.toggle("Log scale", key="cmp_log")
+if any(s.history for s in sides):
+    st.plotly_chart(go.Figure(cmp.loss_figure(sides, log)), key="cmp_loss")
+else:
+    st.info("No epoch has finished in these runs yet.")
+
+# --- one data set, scored by every run ---------------------------------------------------------------
+st.subheader("On one data set")
+c1, c2 = st.columns([4, 1])
+default = str((sides[0].info.get("data") or {}).get("path", ""))
+data = c1.text_input("Data set", value=default, key=f"cmp_data_{names[0]}",
+                     help="MVTec folder, folder of images or wafer .npy/.npz; by default the first run's "
+                          "training data.").strip()
+if not data:
+    st.info("Enter the path of a data set to score every run on it.")
+    st.stop()
+try:
+    kind = data_kind(data)
+except ValueError as e:
+    st.error(one_line(e))
+    st.stop()
+split = c2.selectbox("Split", ("test", "train", "all"), key="cmp_split") if kind == "mvtec" else "all"
+
+scored, inspections = [], []
+with st.spinner("Scoring every run on the data set ..."):
+    for s in sides:
+        if not cmp.has_model(s.path):
+            st.warning(f"{s.name}: not scored (no saved model yet).")
+            continue
+        try:
+            inspections.append(cached_inspection(str(s.path), data, split, model_stamp(s.path)))
+            scored.append(s.name)
+        except (ValueError, OSError) as e:
+            st.warning(f"{s.name}: not scored ({one_line(e)}).")
+if not inspections:
+    st.stop()
+
+rows = cmp.metric_rows(inspections)
+df = pd.DataFrame([[r.metric, *[None if v is None else round(float(v), 4) for v in r.values]] for r in rows],
+                  columns=["metric", *scored])
+best = {(k, r.best) for k, r in enumerate(rows) if r.best is not None}
+style = df.style.apply(lambda col: [BEST_BG if (k, scored.index(col.name)) in best else "" for k in range(len(col))],
+                       subset=scored).format(precision=4, na_rep="n/a")
+st.dataframe(style, hide_index=True, key="cmp_metrics")
+st.caption("Green: the best run of a metric. Threshold, FPR and TPR are each run's own operating point "
+           "(target FPR on its normal validation images).")
+
+roc = go.Figure()
+for name, insp in zip(scored, inspections):
+    if (curve := cmp.roc_curve(insp)) is not None:
+        auroc = insp.metrics.image_auroc
+        roc.add_trace(go.Scatter(x=curve[0], y=curve[1], mode="lines",
+                                 name=f"{name} (AUROC {auroc:.3f})" if auroc is not None else name))
+if roc.data:
+    roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="gray"), name="chance"))
+    roc.update_layout(title="ROC", xaxis_title="FPR", yaxis_title="TPR", height=400, xaxis_range=[0, 1],
+                      yaxis_range=[0, 1.02])
+    st.plotly_chart(roc, key="cmp_roc")
+else:
+    st.info("ROC curves need both normal and defective images with labels.")
+
+st.markdown("**Heatmaps**: each on its run's fixed scale (0 = a typical normal pixel of that run).")
+common = cmp.common_images(inspections)
+if not common:
+    st.info("The runs scored no image in common (tiled runs cut the images differently).")
+    st.stop()
+shown = st.multiselect("Images", common, default=cmp.pick_images(inspections),
+                       key=f"cmp_images_{abs(hash((tuple(scored), data, split))) % 10**8}",
+                       help="By default the defects the runs rank highest and the normal image they rank highest.")
+labels = dict(zip(inspections[0].names, inspections[0].labels))
+for name in shown:
+    row = cmp.heatmap_row(inspections, name)
+    cols = st.columns(len(row))
+    cols[0].image(row[0], caption=f"{Path(name).name} · {labels[name]}", width="stretch")
+    for col, img, run_name, insp in zip(cols[1:], row[1:], scored, inspections):
+        score = float(insp.scores[insp.names.index(name)])
+        col.image(img, caption=f"{run_name} · score {score:.4g}", width="stretch")

@@ -1,0 +1,99 @@
+"""The Compare page driven headless with AppTest: two tiny runs that differ in one config field."""
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from inspect_fixtures import make_mvtec, make_run, tiny_config
+from udd_core.compare import NO_CONFIG
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "compare.py")
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    data = make_mvtec(tmp_path_factory.mktemp("data") / "parts")
+    root = tmp_path_factory.mktemp("runs")
+    make_run(root / "latent4", data)
+    make_run(root / "latent8", data, config={**tiny_config(), "latent_size": 8})  # the one difference
+    return root
+
+
+@pytest.fixture
+def at(monkeypatch, runs_dir):
+    monkeypatch.setenv("UDD_RUNS_DIR", str(runs_dir))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.session_state["udd_run"] = "latent4"  # picked on another page
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def frames(app) -> list:
+    return [d.value for d in app.dataframe]
+
+
+def by_field(df, field: str):
+    return df[df["field"] == field].iloc[0]
+
+
+def test_the_config_diff_highlights_exactly_the_changed_field(at):
+    assert at.multiselect(key="cmp_runs").value == ["latent4", "latent8"]  # the focus first, then the other run
+    config, shapes, settings = frames(at)[:3]
+    assert list(config.columns) == ["field", "latent4", "latent8", "changed"]
+    assert config[config["changed"]]["field"].tolist() == ["latent_size"]
+    assert by_field(config, "latent_size")[["latent4", "latent8"]].tolist() == ["4", "8"]
+    assert by_field(config, "block_ker")["latent4"] == "[3, 3]"
+    # The shape tables mark the latent stage (4 vs 8 channels) and leave the encoder stages alone.
+    assert by_field(shapes, "latent")["changed"] and not by_field(shapes, "enc1")["changed"]
+    assert by_field(shapes, "latent")[["latent4", "latent8"]].tolist() == ["4x4x4", "8x4x4"]
+    assert by_field(shapes, "params")["changed"]
+    # Same settings, same data: no settings row differs (creation times are left out).
+    assert not settings["changed"].any() and "settings.epochs" in settings["field"].tolist()
+
+
+def test_only_changed_fields_loss_curves_metrics_roc_and_heatmaps(at):
+    at.toggle(key="cmp_only_changed").set_value(True).run()
+    assert not at.exception
+    config = frames(at)[0]
+    assert config["field"].tolist() == ["latent_size"]
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # loss curves and ROC
+    metrics = frames(at)[-1]
+    assert list(metrics.columns) == ["metric", "latent4", "latent8"]
+    assert {"image AUROC", "pixel AUROC", "AUPRO", "threshold"} <= set(metrics["metric"])
+    images = next(m for m in at.multiselect if m.key.startswith("cmp_images_"))
+    assert 1 <= len(images.value) <= 4 and any("spot" in v for v in images.value)
+    assert len(at.get("image")) == len(images.value) * 3  # per image: the input and one heatmap per run
+
+
+def test_the_focus_follows_the_pick(at):
+    at.multiselect(key="cmp_runs").set_value(["latent8"]).run()  # the focused run left the comparison
+    assert not at.exception
+    assert at.session_state["udd_run"] == "latent8" and at.query_params["run"] == "latent8"
+    assert any("at least two" in i.value for i in at.info)
+
+
+def test_a_run_without_an_autoencoder_config(monkeypatch, runs_dir, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir / "latent4", root / "bank")
+    (root / "bank" / "config.json").unlink()  # as a method without an autoencoder config stores it
+    shutil.copytree(runs_dir / "latent8", root / "latent8")
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.query_params["run"] = "latent8"
+    app.run()
+    assert not app.exception
+    config = frames(app)[0]
+    assert set(config["bank"]) == {NO_CONFIG} and not config["changed"].any()
+    assert set(frames(app)[1]["bank"]) == {NO_CONFIG}
+    assert any("bank: not scored" in w.value for w in app.warning)  # its model cannot load without the config
+
+
+def test_fewer_than_two_runs(monkeypatch, tmp_path):
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "empty"))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception and any("at least two runs" in i.value for i in app.info)
