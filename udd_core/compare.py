@@ -58,14 +58,6 @@ def read_side(run_dir: Union[str, Path]) -> RunSide:
                    info if isinstance(info, dict) else {}, runs.read_history(p))
 
 
-def check_count(names: Sequence[str]) -> None:
-    """ValueError unless 2 to 4 distinct runs are picked."""
-    if len(set(names)) != len(names):
-        raise ValueError("runs: pick each run once")
-    if not MIN_RUNS <= len(names) <= MAX_RUNS:
-        raise ValueError(f"runs: pick {MIN_RUNS} to {MAX_RUNS} runs to compare, got {len(names)}")
-
-
 # --- diffs -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

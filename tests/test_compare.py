@@ -1,0 +1,130 @@
+"""udd_core.compare: diffs, aligned shape tables, loss figures, metric rows and the images to compare."""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from inspect_fixtures import make_mvtec, make_run, tiny_config
+from udd_core import compare as cmp
+from udd_core.inspection import inspect_run
+from udd_core.metrics import Metrics
+
+
+def side(name="a", config=None, shape=(1, 32, 32), info=None, history=(), method="autoencoder"):
+    from pathlib import Path
+
+    return cmp.RunSide(name, Path(name), method, config, shape, info or {}, list(history))
+
+
+def test_flatten_and_diff_rows():
+    assert cmp.flatten({"a": 1, "b": {"c": [1, 2], "d": {"e": None}}, "f": {}}) == \
+        {"a": 1, "b.c": [1, 2], "b.d.e": None, "f": {}}
+    rows = cmp.diff_rows([{"x": 1, "y": [1, 2], "z": "s"}, {"x": 1, "y": [1, 3], "w": None}])
+    assert [r.field for r in rows] == ["x", "y", "z", "w"]
+    by = {r.field: r for r in rows}
+    assert not by["x"].changed and by["y"].changed and by["y"].values == ("[1, 2]", "[1, 3]")
+    assert by["z"].values == ("s", cmp.MISSING) and by["z"].changed  # present in one run only
+    assert by["w"].values == (cmp.MISSING, "null")
+    assert all(isinstance(v, str) for r in rows for v in r.values)  # one type per table column
+
+
+def test_a_run_without_a_config_changes_no_field():
+    cfg = tiny_config()
+    rows = cmp.config_diff([side("a", cfg), side("b", None), side("c", {**cfg, "latent_size": 8})])
+    assert [r.field for r in rows if r.changed] == ["latent_size"]
+    assert {r.values[1] for r in rows} == {cmp.NO_CONFIG}
+    assert not any(r.changed for r in cmp.config_diff([side("a", cfg), side("b", None)]))
+
+
+def test_shape_rows_align_stages_and_mark_the_differing_ones():
+    cfg = tiny_config()
+    rows = {r.field: r for r in cmp.shape_rows([side("a", cfg), side("b", {**cfg, "latent_size": 8}),
+                                                 side("c", None)])}
+    assert rows["latent"].values == ("4x4x4", "8x4x4", cmp.NO_CONFIG) and rows["latent"].changed
+    assert rows["enc1"].values[:2] == ("4x16x16", "4x16x16") and not rows["enc1"].changed
+    assert rows["params"].changed and not rows["receptive_field"].changed
+    # A different input size changes every stage; a decoder that does not mirror says so.
+    rows = {r.field: r for r in cmp.shape_rows([side("a", cfg), side("b", cfg, (1, 64, 64))])}
+    assert rows["input"].changed and rows["enc1"].values == ("4x16x16", "4x32x32")
+    bad = {**cfg, "out_pad": [0, 0]}
+    rows = {r.field: r for r in cmp.shape_rows([side("a", cfg), side("b", bad)])}
+    assert any("(mismatch)" in r.values[1] for r in rows.values())
+
+
+def test_settings_diff_leaves_out_creation_times_and_adds_the_method():
+    a = side("a", info={"settings": {"epochs": 5, "lr": 0.001}, "created": "2026-01-01", "resumed": []})
+    b = side("b", info={"settings": {"epochs": 9, "lr": 0.001}, "created": "2026-02-02", "resumed": [{"at": 1}]},
+             method="memory-bank")
+    rows = {r.field: r for r in cmp.settings_diff([a, b])}
+    assert set(rows) == {"method", "settings.epochs", "settings.lr"}
+    assert rows["method"].values == ("autoencoder", "memory-bank") and rows["method"].changed
+    assert rows["settings.epochs"].changed and not rows["settings.lr"].changed
+
+
+def test_loss_figure_has_one_colour_per_run():
+    hist = [{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6}, {"epoch": 2, "train_loss": 0.4, "val_loss": None}]
+    fig = cmp.loss_figure([side("a", history=hist), side("b", history=[{"epoch": 1, "train_loss": 0.3}])], log=True)
+    names = [t["name"] for t in fig["data"]]
+    assert names == ["a · train", "a · validation", "b · train"]  # b has no validation loss
+    assert fig["data"][0]["line"]["color"] == fig["data"][1]["line"]["color"] != fig["data"][2]["line"]["color"]
+    assert fig["data"][0]["x"] == [1, 2] and fig["layout"]["yaxis"]["type"] == "log"
+    json.dumps(fig)  # a plain, serialisable spec
+
+
+def fake_insp(auroc, names=("a", "b"), scores=(0.1, 0.9), labels=("good", "spot"), threshold=0.5):
+    m = Metrics(auroc, None, 0.5, None, None)
+    return SimpleNamespace(metrics=m, threshold=threshold, fpr=0.0, tpr=1.0, names=list(names),
+                           scores=np.asarray(scores, np.float32), labels=list(labels),
+                           known=np.ones(len(names), bool), is_defect=np.array([v != "good" for v in labels]))
+
+
+def test_metric_rows_mark_the_best_run_only_when_runs_differ():
+    rows = {r.metric: r for r in cmp.metric_rows([fake_insp(0.7), fake_insp(0.9), fake_insp(None)])}
+    assert rows["image AUROC"].values == (0.7, 0.9, None) and rows["image AUROC"].best == 1
+    assert rows["F1 max"].best is None  # all tie
+    assert rows["image AP"].best is None  # nobody has it
+    assert rows["threshold"].best is None and rows["threshold"].values == (0.5, 0.5, 0.5)
+
+
+def test_common_and_picked_images():
+    a = fake_insp(0.9, names=("g1", "g2", "d1", "d2", "d3"), scores=(0.1, 0.5, 0.9, 0.2, 0.8),
+                  labels=("good", "good", "spot", "spot", "spot"))
+    b = fake_insp(0.9, names=("d3", "g2", "d1", "g1"), scores=(5.0, 4.0, 9.0, 1.0),
+                  labels=("spot", "good", "spot", "good"))
+    assert cmp.common_images([a, b]) == ["g1", "g2", "d1", "d3"]  # the first run's order
+    # Ranks (not raw scores) across both runs: d1 top, then d3; the normal image ranked highest is g2.
+    assert cmp.pick_images([a, b], k=3) == ["d1", "d3", "g2"]
+    assert cmp.pick_images([a, b], k=2) == ["d1", "g2"]  # always the likeliest false alarm
+    assert cmp.pick_images([a, b], k=10) == ["d1", "d3", "g2", "g1"]
+    assert cmp.common_images([]) == [] and cmp.pick_images([fake_insp(0.5, names=(), scores=(), labels=())]) == []
+    assert cmp.roc_curve(fake_insp(1.0, labels=("good", "good"))) is None
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    data = make_mvtec(tmp_path_factory.mktemp("data") / "parts")
+    root = tmp_path_factory.mktemp("runs")
+    return data, make_run(root / "r4", data), make_run(root / "r8", data, config={**tiny_config(), "latent_size": 8})
+
+
+def test_real_runs_side_by_side(two_runs):
+    data, r4, r8 = two_runs
+    sides = [cmp.read_side(r4), cmp.read_side(r8)]
+    assert sides[0].input_shape == (1, 32, 32) and sides[0].method == "autoencoder" and len(sides[0].history) == 1
+    assert [r.field for r in cmp.config_diff(sides) if r.changed] == ["latent_size"]
+    assert cmp.has_model(r4) and not cmp.has_model(r4.parent)
+    insps = [inspect_run(r, data) for r in (r4, r8)]
+    row = cmp.heatmap_row(insps, cmp.pick_images(insps)[0])
+    assert len(row) == 3 and all(img.dtype == np.uint8 and img.shape[2] == 3 for img in row)
+    assert row[0].shape == row[1].shape == row[2].shape  # same size at the same input size
+    fpr, tpr = cmp.roc_curve(insps[0])
+    assert fpr[0] == 0 and tpr[-1] == 1
+
+
+def test_read_side_of_a_damaged_folder(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text("[1, 2]")  # not a dict
+    (tmp_path / "r" / "method.json").write_text("{}")  # names no method
+    s = cmp.read_side(tmp_path / "r")
+    assert s.config is None and s.method == "unknown" and s.info == {} and s.history == [] and s.input_shape is None
