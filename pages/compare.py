@@ -14,9 +14,9 @@ import streamlit as st
 
 from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_stale_link
 from udd_core import compare as cmp
+from udd_core import runs
 from udd_core.data import data_kind
 from udd_core.inspection import inspect_run
-from udd_core.runs import list_runs
 
 hand_over_deep_link("pages/compare.py")  # first: a deep link before app.py ever ran
 
@@ -33,20 +33,28 @@ def cached_inspection(run_dir: str, data: str, split: str, stamp: float):
 
 
 def model_stamp(path: Path) -> float:
-    return max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0.0)
+    """The newest change to a run's files, leaving out the live status and history (a new model rescores)."""
+    return max((p.stat().st_mtime for p in path.iterdir()
+                if p.is_file() and p.name not in (runs.STATUS_FILE, runs.HISTORY_FILE)), default=0.0)
 
 
 def one_line(e: Exception) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
+def short(name: str, data: str) -> str:
+    """An image's name relative to the data set ("test/spot/000.png"), else as the loader named it."""
+    return os.path.relpath(name, data) if name.startswith(data.rstrip("/") + "/") else name
+
+
 def diff_table(rows: list, names: list[str], key: str) -> None:
     """Fields as rows, runs as columns; changed rows highlighted (and listed in the "changed" column)."""
+    changed = [r.field for r in rows if r.changed]
+    st.caption(f"Differ: {', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''}" if changed else "No field differs.")
     if ss.get("cmp_only_changed"):
         rows = [r for r in rows if r.changed]
     df = pd.DataFrame([[r.field, *r.values, r.changed] for r in rows], columns=["field", *names, "changed"])
     if df.empty:
-        st.caption("No field differs.")
         return
     style = df.style.apply(lambda row: [CHANGED_BG if row["changed"] else ""] * len(row), axis=1)
     st.dataframe(style, hide_index=True, key=key, column_config={"changed": st.column_config.CheckboxColumn()})
@@ -59,7 +67,7 @@ def on_pick() -> None:
 
 st.title("Compare")
 st.caption("Two to four runs side by side: what differs between them, and how each scores the same images.")
-found = list_runs(ROOT)
+found = runs.list_runs(ROOT)
 by_name = {r.name: r for r in found}
 if len(found) < cmp.MIN_RUNS:
     st.info(f"Compare needs at least two runs (found {len(found)} in `{ROOT}`). Train them on the **Train** page.")
@@ -170,14 +178,15 @@ common = cmp.common_images(inspections)
 if not common:
     st.info("The runs scored no image in common (tiled runs cut the images differently).")
     st.stop()
-shown = st.multiselect("Images", common, default=cmp.pick_images(inspections),
+
+shown = st.multiselect("Images", common, default=cmp.pick_images(inspections), format_func=lambda n: short(n, data),
                        key=f"cmp_images_{abs(hash((tuple(scored), data, split))) % 10**8}",
                        help="By default the defects the runs rank highest and the normal image they rank highest.")
 labels = dict(zip(inspections[0].names, inspections[0].labels))
 for name in shown:
     row = cmp.heatmap_row(inspections, name)
     cols = st.columns(len(row))
-    cols[0].image(row[0], caption=f"{Path(name).name} · {labels[name]}", width="stretch")
+    cols[0].image(row[0], caption=f"{short(name, data)} · {labels[name]}", width="stretch")
     for col, img, run_name, insp in zip(cols[1:], row[1:], scored, inspections):
         score = float(insp.scores[insp.names.index(name)])
         col.image(img, caption=f"{run_name} · score {score:.4g}", width="stretch")
