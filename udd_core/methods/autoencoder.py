@@ -44,6 +44,33 @@ class AutoencoderDetector(Detector):
     def input_shape(self) -> Optional[tuple[int, int, int]]:  # type: ignore[override]
         return self.model.input_shape
 
+    @classmethod
+    def build(cls, input_shape: tuple[int, int, int], options: Optional[dict] = None, config: Any = None,
+              seed: int = 0) -> "AutoencoderDetector":
+        if config is None:
+            raise ValueError("config: the autoencoder needs a model config (a file or a preset name)")
+        if options:
+            raise ValueError(f"{next(iter(options))}: not an autoencoder option")
+        from ..train import seeded_model
+
+        return cls(seeded_model(config, tuple(input_shape), seed))
+
+    def check_input(self, shape: tuple[int, int, int]) -> None:
+        from ..shapes import propagate  # raises ShapeError (a ValueError) when the input is too small
+
+        if shape[0] != self.model.config.in_channels:
+            raise ValueError(f"channels: the model takes {self.model.config.in_channels}, got {shape[0]}")
+        report = propagate(self.model.config, shape)
+        if not report.ok:
+            raise ValueError(f"size {shape[1]}x{shape[2]}: the model cannot reconstruct it ({report.problems[0].message})")
+
+    def write_spec(self, run_dir: Union[str, Path]) -> None:
+        # A pixel AE run is defined by config.json alone (no method.json), as runs were before methods existed.
+        from ..model import CONFIG_FILE
+        from ..runs import write_json_atomic
+
+        write_json_atomic(Path(run_dir) / CONFIG_FILE, self.model.config.to_dict())
+
     def _kind(self, residual: Optional[str]) -> str:
         kind = residual or self.residuals[0]
         if kind not in self.residuals:

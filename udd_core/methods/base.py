@@ -41,6 +41,22 @@ class Detector(ABC):
 
     input_shape: tuple[int, int, int]  # (C, H, W) of the images it takes
 
+    @classmethod
+    @abstractmethod
+    def build(cls, input_shape: tuple[int, int, int], options: Optional[dict] = None, config: Any = None,
+              seed: int = 0) -> "Detector":
+        """An unfitted detector for images of `input_shape` (C, H, W).
+
+        `options` are the method's own settings by name (e.g. {"coreset": 0.1, "k": 1}; missing
+        ones take defaults); `config` is an `AEConfig` for the methods built on an autoencoder.
+        A bad value is a ValueError that names the option, e.g. "coreset: must be in (0, 1], got 2".
+        """
+
+    def check_input(self, shape: tuple[int, int, int]) -> None:
+        """Raise a one-line ValueError when images of `shape` (C, H, W) cannot be scored."""
+        if shape[0] != self.input_shape[0]:
+            raise ValueError(f"channels: the {self.method} run takes {self.input_shape[0]}, got {shape[0]}")
+
     @abstractmethod
     def anomaly_maps(self, x: torch.Tensor, residual: Optional[str] = None) -> MapOutput:
         """Maps of a batch (B, C, H, W), float32 in [0, 1] on the detector's device; no grad needed.
@@ -65,6 +81,12 @@ class Detector(ABC):
         steps_per_epoch, epoch / epochs), checks `stop_event` often, writes status.json, and leaves
         a loadable detector in `run_dir` when it returns. Returns "finished" or "stopped".
         """
+
+    def write_spec(self, run_dir: Union[str, Path]) -> None:
+        """Write what defines the detector before it is fitted (METHOD_FILE), so a half-fitted run is readable."""
+        from ..runs import write_json_atomic
+
+        write_json_atomic(Path(run_dir) / METHOD_FILE, self.describe())
 
     @abstractmethod
     def save(self, run_dir: Union[str, Path]) -> None:
