@@ -6,8 +6,13 @@ calibration, thresholds, heatmap scales, `udd score`, Inspect, reports, Compare,
 talks to this interface only, so a new method is one new module in this package plus one line in
 its registry (`methods/__init__.py`).
 
-Image scores are not per method: they are the reduction of the (optionally smoothed) map that
-`scoring.image_scores` computes (mean, max or top-k), the same for every method.
+Image scores are, by default, the reduction of the (optionally smoothed) map that
+`scoring.image_scores` computes (mean, max or top-k), the same for every method. A method whose
+score is not a map reduction (Deep SVDD's distance to a centre) sets `own_scores` and implements
+`image_scores`; the map then only shows where to look.
+
+`describe()` may carry the method's scoring defaults under the keys "residual", "smooth_sigma",
+"score" and "topk_percent"; `udd score`, Inspect and the ONNX export use them when the user sets none.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ class Detector(ABC):
     method: ClassVar[str]  # registry name, e.g. "autoencoder", "memory-bank"; written to method.json
     residuals: ClassVar[tuple[str, ...]]  # the map kinds `anomaly_maps` accepts; the first is the default
     generates: ClassVar[bool] = False  # True when noised latent codes decode to images (Generate page)
+    own_scores: ClassVar[bool] = False  # True when image scores come from `image_scores`, not the map
 
     input_shape: tuple[int, int, int]  # (C, H, W) of the images it takes
 
@@ -70,6 +76,10 @@ class Detector(ABC):
 
         Used for ONNX export: it must be traceable (no Python data-dependent control flow, no numpy).
         """
+
+    def image_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,) image scores of a batch (B, C, H, W), for methods with `own_scores`; traceable for export."""
+        raise NotImplementedError(f"{self.method}: scores are a reduction of its anomaly map")
 
     @abstractmethod
     def fit(self, train_images: np.ndarray, val_images: Optional[np.ndarray], settings: Any,
