@@ -105,6 +105,9 @@ class TrainJob:
         st = runs.read_status(run_dir)
         if st["status"] == "running":
             raise ValueError(f"run {run_dir.name}: is still being trained (pid {st.get('pid')}); stop it first")
+        method = info.get("method") or run_method(run_dir)
+        if not detector_class(method).resumable:
+            raise ValueError(f"run {run_dir.name}: a {method} run cannot be resumed; fit a new run instead")
         settings = TrainSettings.from_dict(info["settings"])
         settings = settings.replace(**{k: v for k, v in (("epochs", epochs), ("device", device)) if v is not None})
         if not (run_dir / runs.LAST_WEIGHTS).is_file():
@@ -123,9 +126,6 @@ class TrainJob:
         if data.get("count") not in (None, len(images)):
             raise ValueError(f"run {run_dir.name}: was trained on {data['count']} images, got {len(images)}; "
                              "resume needs the same data")
-        method = info.get("method") or run_method(run_dir)
-        if not detector_class(method).resumable:
-            raise ValueError(f"run {run_dir.name}: a {method} run cannot be resumed; fit a new run instead")
         config = load_config(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else None
         detector = detector_class(method).build((c, h, w), info.get("options") or None, config, settings.seed)
         check_images(images, (c, h, w), "images")

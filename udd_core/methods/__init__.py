@@ -16,6 +16,7 @@ _REGISTRY = {
     "autoencoder": "autoencoder:AutoencoderDetector",
 }
 METHODS = tuple(_REGISTRY)
+_LOCAL = frozenset(v.split(":")[0] for v in _REGISTRY.values())  # modules of this package
 
 
 def detector_class(method: str) -> type[Detector]:
@@ -23,7 +24,9 @@ def detector_class(method: str) -> type[Detector]:
     if method not in _REGISTRY:
         raise ValueError(f"method: must be one of {', '.join(METHODS)}, got {method!r}")
     module, cls = _REGISTRY[method].split(":")
-    return getattr(import_module(f".{module}", __name__), cls)
+    # A bare name is a module of this package; a method defined elsewhere (a plugin, a test) is importable by its name.
+    here = module in _LOCAL
+    return getattr(import_module(f".{module}" if here else module, __name__ if here else None), cls)
 
 
 def run_method(run_dir: Union[str, Path]) -> str:
