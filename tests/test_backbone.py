@@ -120,3 +120,14 @@ def test_extractor_is_frozen_and_stays_in_eval_mode(net):
 def test_bad_options_are_refused_naming_them(net, kwargs, option):
     with pytest.raises(ValueError, match=rf"^{option}: "):
         bb.FeatureExtractor(net=net, **kwargs)
+
+
+def test_extractor_equals_the_unfused_net(net):
+    # The extractor folds BatchNorm into the convs and runs NHWC: same features as the plain stages.
+    fe = bb.FeatureExtractor(("s8", "s16"), pool=1, net=net)
+    x = torch.rand(2, 3, 64, 48)
+    with torch.inference_mode():
+        f = fe(x)
+        outs = net.stages((x - fe.mean) / fe.std, 4)
+    up = torch.nn.functional.interpolate(outs[4], size=outs[2].shape[-2:], mode="bilinear", align_corners=False)
+    torch.testing.assert_close(f, torch.cat([outs[2], up], dim=1), rtol=1e-4, atol=1e-4)

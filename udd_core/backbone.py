@@ -190,6 +190,25 @@ def pretrained_lite0(path: Optional[Union[str, Path]] = None) -> EfficientNetLit
     return model.eval()
 
 
+def fused_copy(net: EfficientNetLite0) -> EfficientNetLite0:
+    """A copy of `net` with each eval-mode BatchNorm folded into the conv before it (same maps to ~1e-5).
+
+    Inference speed: every BatchNorm was a full pass over its activations; folded, it is the conv's bias.
+    """
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net = copy.deepcopy(net).eval()
+    net._conv_stem, net._bn0 = fuse_conv_bn_eval(net._conv_stem, net._bn0), nn.Identity()
+    for b in net._blocks:
+        if b.has_expand:
+            b._expand_conv, b._bn0 = fuse_conv_bn_eval(b._expand_conv, b._bn0), nn.Identity()
+        b._depthwise_conv, b._bn1 = fuse_conv_bn_eval(b._depthwise_conv, b._bn1), nn.Identity()
+        b._project_conv, b._bn2 = fuse_conv_bn_eval(b._project_conv, b._bn2), nn.Identity()
+    return net.requires_grad_(False)
+
+
 def check_layers(layers: Iterable[str]) -> tuple[str, ...]:
     """Validated layer names, in order, without repeats; ValueError naming the option otherwise."""
     if isinstance(layers, str):
@@ -228,6 +247,7 @@ def feature_bytes_per_image(input_shape: Sequence[int], layers: Iterable[str] = 
 class FeatureExtractor(nn.Module):
     """Images (B, C, H, W) in [0, 1], C = 1 or 3 -> pooled patch features (B, D, h, w) at the finest chosen stride.
 
+    `net` (default: the packaged pretrained weights) is copied with its BatchNorms folded into the convs.
     Frozen and in eval mode; `forward` is traceable (ONNX) and should run under `torch.inference_mode()`.
     """
 
@@ -238,7 +258,9 @@ class FeatureExtractor(nn.Module):
             raise ValueError(f"backbone: must be one of {', '.join(BACKBONES)}, got {backbone!r}")
         self.layers, self.pool, self.backbone = check_layers(layers), check_pool(pool), backbone
         self.stage_idx = tuple(_stage_index(x) for x in self.layers)
-        self.net = net if net is not None else pretrained_lite0()
+        # BatchNorm folded and NHWC (channels_last) layout: measured ~2.5x faster on CPU than the
+        # plain net in NCHW (depthwise convs are much faster in NHWC with oneDNN).
+        self.net = fused_copy(net if net is not None else pretrained_lite0()).to(memory_format=torch.channels_last)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -254,7 +276,7 @@ class FeatureExtractor(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)  # gray -> the 3 channels ImageNet weights expect
-        x = (x - self.mean) / self.std
+        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         outs = self.net.stages(x, max(self.stage_idx))
         maps = [outs[i] for i in self.stage_idx]
         if self.pool > 1:  # neighbourhood pooling: each patch describes its pool x pool surroundings
