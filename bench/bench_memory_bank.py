@@ -209,6 +209,39 @@ def run_search(args, train, test, labels, masks, pick) -> None:
     print(f"\nwall time {time.perf_counter() - T_START:.0f} s, peak RSS {peak_rss_mib():.0f} MiB")
 
 
+def run_border_study(args, labels, masks, pick) -> None:
+    """Image score = max of the smoothed map with a border of 0..3 patches (8 px each) left out.
+
+    Uses the --cache features of a --search run and the default bank (s8+s16, greedy coreset).
+    """
+    from safetensors.torch import load_file
+
+    size = args.size
+    data = load_file(str(args.cache / f"union_{size}.safetensors"))
+    cols = channel_slice("s8+s16")
+    x = data["train"][:, :, cols].reshape(-1, len(cols))
+    bank = x[greedy_coreset(x, DEFAULTS["coreset"], proj_dim=DEFAULTS["proj_dim"], seed=args.seed).indices]
+    fte = data["test"]
+    _, h, w = bb.feature_shape((1, size, size), UNION)
+    d = knn_k(fte[:, :, cols].reshape(-1, len(cols)), bank, 1)[:, 0].reshape(len(fte), 1, h, w)
+    up = torch.nn.functional.interpolate(d, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    m = smooth_map(up, DEFAULTS["smooth_sigma"])
+    print(f"\n## border study ({size}x{size}, bank {len(bank)}, sigma {DEFAULTS['smooth_sigma']})\n")
+    print("| border left out of the image score | selection img AUROC | held-out img AUROC | all img AUROC |")
+    print("| --- | --- | --- | --- |")
+    for border in (0, 1, 2, 3):
+        px = border * size // h
+        inner = m[:, px:size - px, px:size - px] if px else m
+        sc = inner.flatten(1).amax(1).numpy()
+        r = [compute_metrics(sc[k], [v for v, t in zip(labels, k) if t]).image_auroc
+             for k in (pick, ~pick, np.ones(len(labels), bool))]
+        print(f"| {border} patches ({px} px) | {fmt(r[0])} | {fmt(r[1])} | {fmt(r[2])} |")
+    lab = np.asarray(labels)
+    print("\nper type, all photos:", {t: [fmt(compute_metrics(
+        m[(lab == t) | (lab == "good")][:, p:size - p or None, p:size - p or None].flatten(1).amax(1).numpy(),
+        list(lab[(lab == t) | (lab == "good")])).image_auroc) for p in (0, 16)] for t in sorted(set(labels) - {"good"})})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -219,6 +252,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=None)
     ap.add_argument("--sigma", type=float, default=None)
     ap.add_argument("--layers", default=None, help="comma-separated, e.g. s8,s16")
+    ap.add_argument("--border-study", action="store_true", help="with --cache: image score without the border")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--cache", type=Path, default=None, help="--search: keep/reuse the backbone features here")
     ap.add_argument("--seed", type=int, default=0)
@@ -243,6 +277,9 @@ def main() -> None:
     log(f"loaded {len(train)} train and {len(test)} test photos at {args.size}x{args.size}")
     if args.search:
         run_search(args, train, test, labels, masks, pick)
+        return
+    if args.border_study:
+        run_border_study(args, labels, masks, pick)
         return
     import tempfile
 
