@@ -83,21 +83,23 @@ st.title("Generate")
 st.caption("New images from a trained model: the latent code of a source image plus Gaussian noise of "
            "std σ, decoded. Small σ stays close to the source; large σ shows what else the decoder draws.")
 
+listed: list = []
 try:
     listed = [r for r in list_runs(ROOT) if has_detector(r.path)]
     found = [r for r in listed if detector_class(run_method(r.path)).generates]
 except OSError as e:
     found = []
     show_error(e)
+no_decoder = {r.name: run_method(r.path) for r in listed if r not in found}
+if (asked := focused_run()) in no_decoder:
+    st.info(f"{asked} is a {no_decoder[asked]} run: it has no decoder to generate from, so it is not listed "
+            "here. Generation needs an autoencoder run.")
 if not found:
-    st.info(f"No trained runs yet (looked in `{ROOT}`). Train a model on the **Train** page first; "
+    st.info(f"No trained autoencoder runs yet (looked in `{ROOT}`). Train a model on the **Train** page first; "
             "its runs show up here as soon as the first epoch has saved a model.")
     st.stop()
 
 runs_by_name = {r.name: r for r in found}
-if (asked := focused_run()) and asked not in runs_by_name and asked in {r.name for r in listed}:
-    st.info(f"{asked} is a {run_method(ROOT / asked)} run: it has no decoder to generate from, so it is not "
-            "listed here. Generation needs an autoencoder run.")
 
 
 follow_focus("gen_run", list(runs_by_name), ROOT)
