@@ -234,7 +234,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     insp = inspect_run(_score_run_dir(args.run), args.data, split=args.split, residual=args.residual,
                        score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, size=size,
                        threshold=args.threshold, target_fpr=args.target_fpr, batch_size=args.batch_size,
-                       device=args.device)
+                       device=args.device, keep_recon=False)  # scores, maps and metrics only
     for note in insp.notices:
         print(f"note: {note}", file=sys.stderr)
     if args.heatmaps:

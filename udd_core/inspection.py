@@ -256,11 +256,13 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
                 score: Optional[str] = None, smooth_sigma: Optional[float] = None, topk_percent: Optional[float] = None,
                 size: Optional[tuple[int, int]] = None, threshold: Optional[float] = None, target_fpr: float = 0.01,
                 batch_size: int = 32, device: str = "cpu", loaded: Optional[Loaded] = None,
-                progress: Optional[Callable[[int, int], None]] = None) -> Inspection:
+                progress: Optional[Callable[[int, int], None]] = None, keep_recon: bool = True) -> Inspection:
     """Score a data set with a run (or reference model) folder; see the module docstring.
 
     Pass ``loaded`` (from `load_inputs`) to reuse an already loaded detector and data set.
     Post-processing left at None takes the method's defaults (`methods.scoring_defaults`).
+    ``keep_recon`` False skips keeping the reconstructions (no reconstruction panels) when only
+    scores, maps and metrics are wanted.
     """
     if score is not None and score not in SCORES:
         raise ValueError(f"score: must be one of {SCORES}, got {score!r}")
@@ -278,7 +280,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     if residual not in det.residuals:
         raise ValueError(f"residual: must be one of {det.residuals} for a {det.method} run, got {residual!r}")
     kw = dict(post, batch_size=batch_size, device=device)
-    res = score_images(det, ds.images, progress=progress, **kw)
+    res = score_images(det, ds.images, progress=progress, keep_recon=keep_recon, **kw)
     labels = [normal_label(v) for v in ds.labels]
     known = np.array([v.lower() not in UNKNOWN_LABELS for v in labels], dtype=bool)
     if not known.all():
@@ -296,7 +298,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
         imgs, normal_source, notes = _validation_images(loaded) if loaded.run else (None, "", [])
         notices += notes
         if imgs is not None:
-            ref = score_images(det, imgs, **kw)
+            ref = score_images(det, imgs, keep_recon=False, **kw)
             norm, normal_scores = fit_norm_stats(ref.maps), ref.scores.astype(np.float64)
         elif good.any() and (data_kind(loaded.data_path) == "mvtec" or good.sum() < known.sum()):
             norm, normal_scores = fit_norm_stats(res.maps[good]), res.scores[good].astype(np.float64)

@@ -237,8 +237,12 @@ def score_images(
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    keep_recon: bool = True,
 ) -> ScoreResult:
     """Score uint8 images (N, H, W, C) in batches with a detector (or a bare autoencoder); ``progress(done, total)``.
+
+    ``keep_recon`` False leaves out the reconstructions (N, C, H, W) float32, the largest output by far,
+    when only scores and maps are wanted (`udd score`).
 
     ``model`` is a `methods.Detector` or an autoencoder ``nn.Module`` (scored as the pixel AE).
     ``residual`` None takes the method's default. The model must already live on ``device``.
@@ -281,10 +285,11 @@ def score_images(
                 scores_t[s:e].copy_(image_scores(m, score, topk_percent))
             maps_t[s:e].copy_(m)
             if out.recon is not None:
+                mse_t[s:e].copy_(mse_per_image(x, out.recon))
+            if out.recon is not None and keep_recon:
                 if recon is None:
                     recon = np.empty((n, c, h, w), dtype=np.float32)
                 torch.from_numpy(recon)[s:e].copy_(out.recon)
-                mse_t[s:e].copy_(mse_per_image(x, out.recon))
             if progress is not None:
                 progress(e, n)
     return ScoreResult(recon=recon, maps=maps, scores=scores, mse=mse)
