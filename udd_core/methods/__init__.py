@@ -14,6 +14,7 @@ from .base import METHOD_FILE, Detector, MapOutput, defaults_from, scoring_defau
 # method name -> "module:Class" in this package
 _REGISTRY = {
     "autoencoder": "autoencoder:AutoencoderDetector",
+    "memory-bank": "memory_bank:MemoryBankDetector",
 }
 METHODS = tuple(_REGISTRY)
 _LOCAL = frozenset(v.split(":")[0] for v in _REGISTRY.values())  # modules of this package
