@@ -14,6 +14,8 @@ from .base import METHOD_FILE, Detector, MapOutput
 # method name -> "module:Class" in this package
 _REGISTRY = {
     "autoencoder": "autoencoder:AutoencoderDetector",
+    "dsvdd": "dsvdd:DeepSVDDDetector",
+    "latent-knn": "latent_knn:LatentKnnDetector",
 }
 METHODS = tuple(_REGISTRY)
 
