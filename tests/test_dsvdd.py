@@ -219,3 +219,19 @@ def test_each_method_is_above_chance_on_sample_data(tmp_path, method, options, f
     det.fit(train.images, None, settings(8), tmp_path / "run")
     auc = roc_auc_score([lab != "good" for lab in test.labels], load_detector(tmp_path / "run").score_images(test.images))
     assert auc > floor
+
+
+def test_a_failure_in_the_svdd_phase_marks_the_run_failed(tmp_path, tiny_config, monkeypatch):
+    from udd_core.progress import ProgressBoard
+
+    def boom(*a, **k):
+        raise RuntimeError("svdd broke")
+
+    monkeypatch.setattr(DeepSVDDDetector, "_train_svdd", boom)
+    board = ProgressBoard(str(tmp_path / "run"), 2)
+    det = DeepSVDDDetector.build((1, 32, 32), {}, tiny_config, seed=0)
+    with pytest.raises(RuntimeError, match="svdd broke"):
+        det.fit(images(16, 1), None, settings(1), tmp_path / "run", board=board)
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "failed" and "svdd broke" in status["message"]
+    assert board.snapshot().status == "failed"

@@ -9,15 +9,16 @@ AE run shows); the score, not the map, decides. The run folder holds the autoenc
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..model import AutoEncoder, load_model, save_model
-from ..runs import read_history, read_json, write_json_atomic
+from ..runs import read_history, read_json, write_json_atomic, write_status
 from ..scoring import RESIDUALS, residual_map
 from .autoencoder import ResidualMap
 from .base import METHOD_FILE, Detector, MapOutput
@@ -60,6 +61,21 @@ def batched(module: nn.Module, images: np.ndarray, device: torch.device, bs: int
         for s in range(0, len(images), bs):
             out.append(module(to_tensor(images[s:s + bs], device)))
     return torch.cat(out)
+
+
+@contextmanager
+def failing_run(run_dir: Path, board: Any) -> Iterator[None]:
+    """Mark the run (status.json) and the board as failed when the block raises, then re-raise."""
+    try:
+        yield
+    except Exception as e:
+        msg = str(e) or type(e).__name__
+        try:
+            write_status(run_dir, "failed", msg)
+        except (OSError, ValueError):
+            pass  # the folder itself may be what failed; the board still says why
+        board.update(status="failed", message=msg)
+        raise
 
 
 class AEBackedDetector(Detector):

@@ -41,7 +41,7 @@ from torch import nn
 from .. import runs
 from ..atomic import write_atomic
 from ..model import AutoEncoder
-from .ae_backed import AEBackedDetector, batched, check_float, check_int
+from .ae_backed import AEBackedDetector, batched, check_float, check_int, failing_run
 
 SVDD_FILE, SVDD_TRAINER, SVDD_HISTORY = "svdd.safetensors", "svdd_trainer.pt", "svdd_history.json"
 BOUNDED = (nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Softsign, nn.Hardsigmoid)  # ReLU6 is a Hardtanh
@@ -140,7 +140,7 @@ class DeepSVDDDetector(AEBackedDetector):
         continue_svdd = (resume and len(runs.read_history(run_dir)) >= settings.epochs
                          and (run_dir / SVDD_FILE).is_file())
         status = self.pretrain(train_images, val_images, settings, run_dir, stop_event, board, resume)
-        try:
+        with failing_run(run_dir, board):
             dev = resolve_device(settings.device)
             if continue_svdd:
                 self._restore_svdd(run_dir, dev)
@@ -148,14 +148,9 @@ class DeepSVDDDetector(AEBackedDetector):
                 self.svdd, self.epochs_done = self._start_svdd(train_images, dev, 2 * settings.batch_size), 0
             if status == "finished":
                 status = self._train_svdd(train_images, val_images, settings, run_dir, stop_event, board, dev)
-            else:
+            else:  # stopped while pretraining: still leave a loadable detector (c from the AE so far)
                 self._finish(run_dir, val_images, train_images, settings, dev)
-            return status
-        except Exception as e:
-            msg = str(e) or type(e).__name__
-            runs.write_status(run_dir, "failed", msg)
-            board.update(status="failed", message=msg)
-            raise
+        return status
 
     def _train_svdd(self, train_images, val_images, s, run_dir: Path, stop_event, board, dev) -> str:
         o, n, bs = self.options, len(train_images), s.batch_size

@@ -24,7 +24,7 @@ from torch import nn
 from .. import runs
 from ..atomic import write_atomic
 from ..model import AutoEncoder
-from .ae_backed import AEBackedDetector, batched, check_int
+from .ae_backed import AEBackedDetector, batched, check_int, failing_run
 
 BANK_FILE = "latent_bank.safetensors"
 
@@ -83,8 +83,14 @@ class LatentKnnDetector(AEBackedDetector):
         stop_event = stop_event or threading.Event()
         board = board or ProgressBoard(str(run_dir), settings.epochs)
         status = self.pretrain(train_images, val_images, settings, run_dir, stop_event, board, resume)
+        with failing_run(run_dir, board):
+            self._fill_bank(train_images, val_images, settings, run_dir, board)
+        return status
+
+    def _fill_bank(self, train_images, val_images, settings, run_dir: Path, board) -> None:
         dev = next(self.model.parameters()).device
         bs = 2 * settings.batch_size
+        message = board.message
         board.update(message="encoding the training images into the latent bank")
         # Even a stopped pretraining leaves a loadable detector: a bank from the best weights so far.
         self.bank = batched(self.model.encoder, train_images, dev, bs).flatten(1).float()  # (N, D)
@@ -96,7 +102,7 @@ class LatentKnnDetector(AEBackedDetector):
                             "q95": float(np.quantile(d, 0.95)), "q99": float(np.quantile(d, 0.99)),
                             "max": float(d.max())}
         self.save(run_dir)
-        return status
+        board.update(message=message)
 
     def save(self, run_dir: Union[str, Path]) -> None:
         if self.bank is None:
