@@ -48,7 +48,7 @@ CONFIG = {
     "block_size_in": [[1, 16, 16], [16, 32, 32]], "block_size_out": [[32, 32, 16], [16, 16, 1]],
     "latent_size": 8, "latent_ker": 3, "latent_opad": 1, "out_pad": [1, 1],
 }
-CHOSEN = {"epochs": 40, "knn": {"k": 1}, "dsvdd": {"svdd_epochs": 30, "svdd_lr": 1e-4, "weight_decay": 1e-6, "eps": 0.1}}
+CHOSEN = {"epochs": 40, "knn": {"k": 1}, "dsvdd": {"svdd_epochs": 100, "svdd_lr": 1e-3, "weight_decay": 1e-6, "eps": 0.1}}
 GRID = {  # --search
     "knn": [{"k": k} for k in (1, 5)],
     "dsvdd": [{"svdd_epochs": e, "svdd_lr": lr, "weight_decay": 1e-6, "eps": 0.1}

@@ -235,3 +235,12 @@ def test_a_failure_in_the_svdd_phase_marks_the_run_failed(tmp_path, tiny_config,
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["status"] == "failed" and "svdd broke" in status["message"]
     assert board.snapshot().status == "failed"
+
+
+def test_images_of_another_size_or_channel_count_are_refused(tiny_config):
+    det = LatentKnnDetector.build((1, 32, 32), {}, tiny_config)
+    det.check_input((1, 32, 32))
+    with pytest.raises(ValueError, match="^size 64x64: the latent-knn run was fitted on 32x32"):
+        det.check_input((1, 64, 64))  # it would propagate, but its codes would not compare with the bank's
+    with pytest.raises(ValueError, match="^channels: "):
+        det.check_input((3, 32, 32))
