@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from pages.run_focus import follow_focus, hand_over_deep_link, set_focus
+from pages.run_focus import focused_run, follow_focus, hand_over_deep_link, set_focus
 from udd_core import generation as gen
 from udd_core.data import data_kind, kind_mismatch
-from udd_core.model import WEIGHTS_FILE, is_model_dir
+from udd_core.methods import detector_class, has_detector, run_method
+from udd_core.model import WEIGHTS_FILE
 from udd_core.runs import list_runs
 from udd_core.train import normal_images
 
@@ -82,13 +83,19 @@ st.title("Generate")
 st.caption("New images from a trained model: the latent code of a source image plus Gaussian noise of "
            "std σ, decoded. Small σ stays close to the source; large σ shows what else the decoder draws.")
 
+listed: list = []
 try:
-    found = [r for r in list_runs(ROOT) if is_model_dir(r.path)]
+    listed = [r for r in list_runs(ROOT) if has_detector(r.path)]
+    found = [r for r in listed if detector_class(run_method(r.path)).generates]
 except OSError as e:
     found = []
     show_error(e)
+no_decoder = {r.name: run_method(r.path) for r in listed if r not in found}
+if (asked := focused_run()) in no_decoder:
+    st.info(f"{asked} is a {no_decoder[asked]} run: it has no decoder to generate from, so it is not listed "
+            "here. Generation needs an autoencoder run.")
 if not found:
-    st.info(f"No trained runs yet (looked in `{ROOT}`). Train a model on the **Train** page first; "
+    st.info(f"No trained autoencoder runs yet (looked in `{ROOT}`). Train a model on the **Train** page first; "
             "its runs show up here as soon as the first epoch has saved a model.")
     st.stop()
 

@@ -5,6 +5,7 @@ switch or a browser refresh finds them again; the selected run lives in session 
 URL (?run=NAME). While a job runs, a fragment polls `job.snapshot()` every second and does nothing
 else: no st.* call ever comes from the training thread, and a full rerun stays cheap.
 """
+import json
 import os
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from udd_core import runs, sources
 from udd_core.config import parse_config
 from udd_core.data import IMAGE_EXTS, data_kind
 from udd_core.losses import LOSSES
+from udd_core.methods import METHODS, detector_class, run_method
 from udd_core.presets import model_presets
 from udd_core.shapes import propagate
 from udd_core.jobs import JobManager, TrainJob
@@ -31,6 +33,11 @@ ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
 POLL_S, DISK_POLL_S = 1.0, 2.0  # live job / a run trained by another process (status.json only)
 DATA_MODES, MODEL_MODES = ("Sample / shared", "Path", "Upload"), ("Design page", "Preset", "Config file")
 KEEP = "session"  # widget values survive a visit to another page
+METHOD_NOTES = {"autoencoder": "the pixel autoencoder of the config", "memory-bank": "pretrained features, no training",
+                "feature-ae": "an autoencoder on pretrained features", "dsvdd": "Deep SVDD on the AE's encoder",
+                "latent-knn": "distance to the training latent codes"}
+OPTION_EXAMPLES = {"memory-bank": '{"coreset": 0.1, "k": 1}', "dsvdd": '{"svdd_epochs": 20}',
+                   "latent-knn": '{"k": 1}'}
 ss = st.session_state
 
 
@@ -101,9 +108,13 @@ def show_run(name: str, polled: str) -> None:
     if alive:
         steps = max(snap.steps_per_epoch, 1)
         done = (max(snap.epoch - 1, 0) + snap.step / steps) / max(snap.epochs, 1)
-        st.progress(min(done, 1.0), text=f"Epoch {snap.epoch}/{snap.epochs} · step {snap.step}/{snap.steps_per_epoch}"
-                    f" · ETA {format_eta(snap.eta_s)} · {snap.images_per_s:.1f} images/s · lr {snap.lr:.3g}"
-                    if snap.step else f"Starting: epoch {snap.epoch + 1}/{snap.epochs}, first batch…")
+        if job.model is None:  # a method without epochs (memory bank): its phase and its steps
+            st.progress(min(snap.step / steps, 1.0), text=f"{snap.message} · {snap.step}/{snap.steps_per_epoch}"
+                        f" · ETA {format_eta(snap.eta_s)}")
+        else:
+            st.progress(min(done, 1.0), text=f"Epoch {snap.epoch}/{snap.epochs} · step {snap.step}/{snap.steps_per_epoch}"
+                        f" · ETA {format_eta(snap.eta_s)} · {snap.images_per_s:.1f} images/s · lr {snap.lr:.3g}"
+                        if snap.step else f"Starting: epoch {snap.epoch + 1}/{snap.epochs}, first batch…")
         if st.button("Stop", key="train_stop", icon=":material/stop:",
                      help="Stops after the current batch; the weights are kept and the run can be resumed."):
             job.stop()
@@ -169,12 +180,22 @@ with left:
                        persist_state=KEEP)
     estimate = st.empty()
 
-    st.subheader("2 · Model")
+    st.subheader("2 · Method and model")
+    method = st.selectbox("Method", METHODS, key="train_method", persist_state=KEEP,
+                          format_func=lambda m: f"{m} — {METHOD_NOTES.get(m, '')}".rstrip(" —"))
+    method_cls = detector_class(method)
+    options: dict = {}
     mmode = st.radio("Config", MODEL_MODES[0 if design_config and design_shape else 1:], key="train_model_mode",
-                     horizontal=True, persist_state=KEEP)
+                     horizontal=True, persist_state=KEEP, disabled=not method_cls.uses_config)
     config = shape = None
     try:
-        if mmode == MODEL_MODES[0]:
+        if not method_cls.uses_config:  # a pretrained backbone sees RGB: gray images load as 3 channels
+            ss.setdefault("train_h", 256), ss.setdefault("train_w", 256)
+            hw = st.columns(2)
+            h = hw[0].number_input("Height", 1, 8192, key="train_h", persist_state=KEEP)
+            w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)
+            shape = (3, int(h), int(w))
+        elif mmode == MODEL_MODES[0]:
             config, shape = parse_config(design_config), tuple(int(v) for v in design_shape)
             name = ss.get("design_preset_name") or "custom"
             if name in model_presets() and model_presets()[name].config.to_dict() != design_config:
@@ -196,9 +217,18 @@ with left:
             shape = (config.in_channels, int(h), int(w)) if config else None
         if config is not None and not (report := propagate(config, shape)).ok:
             raise ValueError(report.problems[0].message)
-    except ValueError as e:  # a bad config file, or a design that does not mirror at this size
-        st.error(f"model: {e}")
-        config = None
+        text = st.text_input("Method options (JSON)", key="train_options", persist_state=KEEP,
+                             placeholder=OPTION_EXAMPLES.get(method, "{}"),
+                             help="The method's own settings; empty: its defaults. See the README's table of methods.")
+        options = json.loads(text) if text.strip() else {}
+        if not isinstance(options, dict):
+            raise ValueError("method options: give a JSON object, e.g. " + OPTION_EXAMPLES.get(method, "{}"))
+    except json.JSONDecodeError as e:
+        st.error(f"method options: not JSON ({e.msg} at character {e.pos})")
+        shape = None
+    except ValueError as e:  # a bad config file, a design that does not mirror at this size, a bad option
+        st.error(str(e) if str(e).startswith("method options") else f"model: {e}")
+        config = shape = None
     data_error = None
     if path and shape:
         try:
@@ -234,7 +264,7 @@ with left:
     run_name = st.text_input("Run name", key="train_name", persist_state=KEEP,
                              placeholder=f"automatic, e.g. {sources.default_run_name(ROOT, path)}").strip()
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
-                 disabled=config is None or data_error is not None):
+                 disabled=shape is None or data_error is not None):
         try:
             values = {k: ss[f"train_{k}"] for k in settings_widgets(TrainSettings())}
             settings = TrainSettings.from_dict({k: v for k, v in values.items() if k not in ("patch_min", "patch_max")}
@@ -246,7 +276,8 @@ with left:
                 raise ValueError(f"run name {name!r}: a run of that name already exists; choose another")
             images, notices = load_images(path, shape, tile)
             mgr.start(TrainJob.create(run_dir, config, shape, images, settings, source={
-                "path": str(Path(path).resolve()), "kind": data_kind(path), "tile": tile}))
+                "path": str(Path(path).resolve()), "kind": data_kind(path), "tile": tile},
+                method=method, options=options))
             ss.setdefault("train_notices", {})[name] = notices
             select(name)
         except (ValueError, OSError) as e:  # settings, run name, data, an unwritable runs folder: one line
@@ -274,7 +305,8 @@ with right:
         set_focus(sel)  # followed by the other pages
         polled = "job" if (j := mgr.get(sel)) and j.is_alive() else "disk" if status[sel] == "running" else ""
         st.fragment(run_every={"job": POLL_S, "disk": DISK_POLL_S}.get(polled))(show_run)(sel, polled)
-        if status[sel] in ("stopped", "interrupted", "finished"):
+        resumable = detector_class(run_method(runs.run_path(ROOT, sel))).resumable if sel in status else False
+        if status[sel] in ("stopped", "interrupted", "finished") and resumable:
             info = runs.read_json(runs.run_path(ROOT, sel) / runs.TRAIN_FILE, {}) or {}
             done = next(r.epochs_done for r in all_runs if r.name == sel)
             planned = int((info.get("settings") or {}).get("epochs", 1))

@@ -83,17 +83,18 @@ def _to_uint8(y: torch.Tensor) -> np.ndarray:
     return y.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def check_images(images: np.ndarray, model: AutoEncoder, what: str) -> None:
-    """Refuse images (N, H, W, C) whose size or channels do not fit the model, naming `what`."""
+def check_images(images: np.ndarray, model: Union[AutoEncoder, tuple[int, int, int]], what: str) -> None:
+    """Refuse images (N, H, W, C) whose size or channels do not fit the model (or an input shape (C, H, W)), naming `what`."""
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"{what}: expected uint8 images (N, H, W, C), got "
                          f"{type(images).__name__} {getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
-    c = model.config.in_channels
+    shape = model.input_shape if isinstance(model, AutoEncoder) else tuple(model)
+    c = model.config.in_channels if isinstance(model, AutoEncoder) else shape[0]
     if images.shape[-1] != c:
         raise ValueError(f"{what}: images have {images.shape[-1]} channels, the model takes {c}")
-    if model.input_shape is not None and tuple(images.shape[1:3]) != tuple(model.input_shape[1:]):
+    if shape is not None and tuple(images.shape[1:3]) != tuple(shape[1:]):
         raise ValueError(f"{what}: images are {images.shape[1]}x{images.shape[2]}, the model was built for "
-                         f"{model.input_shape[1]}x{model.input_shape[2]}")
+                         f"{shape[1]}x{shape[2]}")
 
 
 def _mean_loss(fwd, model, images, loss_fn, dev, bs, amp) -> float:
