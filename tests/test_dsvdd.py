@@ -124,6 +124,13 @@ def test_save_load_round_trip_gives_identical_scores_and_an_exportable_score(tmp
     with torch.inference_mode():
         assert torch.allclose(exported.module()(t), want)
     np.testing.assert_array_equal(back.score_images(x), scores(det, x).double().numpy())
+    # calibration.json: the AE's residual statistics (the heatmap's scale), the method's own image scores
+    cal = json.loads((run / "calibration.json").read_text())
+    assert cal["image_score"] == method and cal["residual"] == "l2" and "norm" in cal
+    np.testing.assert_allclose(cal["scores"]["topk"], back.score_images(images(6, 2)), rtol=1e-6)
+    assert type(det).is_saved(run)
+    (run / type(det).weight_file).unlink()
+    assert not type(det).is_saved(run)  # a run still in pretraining holds an AE but no detector yet
 
 
 @pytest.mark.parametrize("method,options,name", [
@@ -201,24 +208,29 @@ def test_stop_in_pretraining_leaves_a_loadable_detector_and_resume_finishes(tmp_
 # Measured over seeds 0-3 (this tiny AE, 8 pretraining epochs, 64x64): latent-knn AUROC 0.911-0.976, dsvdd
 # 0.674-0.701. The floors sit below the lowest seen and above chance (0.5); the test runs seed 0.
 @pytest.mark.slow
-@pytest.mark.parametrize("method,options,floor", [("latent-knn", {"k": 1}, 0.85),
-                                                  ("dsvdd", {"svdd_epochs": 10, "svdd_lr": 1e-3}, 0.6)])
-def test_each_method_is_above_chance_on_sample_data(tmp_path, method, options, floor):
+@pytest.mark.parametrize("method,options,floor", [("latent-knn", ["--k", "1"], 0.85),
+                                                  ("dsvdd", ["--option", "svdd_epochs=10", "--option", "svdd_lr=1e-3"], 0.6)])
+def test_each_method_end_to_end_through_the_cli_is_above_chance_on_sample_data(tmp_path, capsys, method, options, floor):
     if not SAMPLE.is_dir():
         pytest.skip(f"{SAMPLE} is absent")
-    from sklearn.metrics import roc_auc_score
+    from udd_core.cli import main
 
-    from udd_core.data import load_dataset
-
-    train = load_dataset(SAMPLE, (1, 64, 64), "train")
-    test = load_dataset(SAMPLE, (1, 64, 64), "test")
-    cfg = {"block_ker": [3, 3], "drop": [0.0, 0.0], "block_size_in": [[1, 8, 8], [8, 16, 16]],
-           "block_size_out": [[16, 16, 8], [8, 8, 1]], "latent_size": 8, "latent_ker": 3, "latent_opad": 1,
-           "out_pad": [1, 1]}
-    det = detector_class(method).build((1, 64, 64), options, cfg, seed=0)
-    det.fit(train.images, None, settings(8), tmp_path / "run")
-    auc = roc_auc_score([lab != "good" for lab in test.labels], load_detector(tmp_path / "run").score_images(test.images))
-    assert auc > floor
+    cfg = tmp_path / "ae.json"
+    cfg.write_text(json.dumps({"block_ker": [3, 3], "drop": [0.0, 0.0], "block_size_in": [[1, 8, 8], [8, 16, 16]],
+                               "block_size_out": [[16, 16, 8], [8, 8, 1]], "latent_size": 8, "latent_ker": 3,
+                               "latent_opad": 1, "out_pad": [1, 1]}))
+    run = tmp_path / "run"
+    assert main(["train", str(cfg), "--method", method, *options, "--data", str(SAMPLE), "--out", str(run),
+                 "--size", "64,64", "--epochs", "8", "--batch-size", "8", "--val-split", "0.2",
+                 "--device", "cpu", "--precision", "float32"]) == 0
+    assert json.loads((run / "method.json").read_text())["method"] == method
+    capsys.readouterr()
+    assert main(["score", str(run), "--data", str(SAMPLE), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"]["image_auroc"] > floor
+    # the threshold comes from the method's own scores of the validation images, not the AE's residual
+    cal = json.loads((run / "calibration.json").read_text())
+    assert cal["image_score"] == method and len(cal["scores"]["mean"]) == 12
 
 
 def test_a_failure_in_the_svdd_phase_marks_the_run_failed(tmp_path, tiny_config, monkeypatch):

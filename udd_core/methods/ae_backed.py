@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..model import AutoEncoder, load_model, save_model
+from ..model import CONFIG_FILE, WEIGHTS_FILE, AutoEncoder, load_model, save_model
 from ..runs import read_history, read_json, write_json_atomic, write_status
 from ..scoring import RESIDUALS, residual_map
 from .autoencoder import ResidualMap
@@ -83,7 +83,10 @@ class AEBackedDetector(Detector):
 
     residuals = RESIDUALS
     own_scores = True
+    resumable = True  # pretraining resumes as an autoencoder run does; the method's phase after it
+    uses_config = True
     defaults: dict = {}  # the method's options and their defaults (subclasses)
+    weight_file: str = ""  # the method's own safetensors file next to the autoencoder's (subclasses)
 
     def __init__(self, model: AutoEncoder, options: dict):
         self.model = model
@@ -181,7 +184,35 @@ class AEBackedDetector(Detector):
         self.model.eval()
         return status
 
+    def own_calibration(self, run_dir: Path, images: np.ndarray, source: str, batch_size: int) -> dict:
+        """Score statistics of normal `images` (the validation images, else the training ones).
+
+        The trainer's calibration.json describes the autoencoder: its residual statistics still
+        scale the heatmap (which is that residual), but its image scores would set a threshold for
+        the wrong score. They are replaced by this method's own scores, under every reduction name,
+        since an own score does not depend on the map's reduction.
+        """
+        from ..runs import CALIBRATION_FILE
+
+        d = self.score_images(images, batch_size)  # (N,) float64
+        stats = {"source": source, "n_images": int(len(d)), "mean": float(d.mean()), "std": float(d.std()),
+                 "q95": float(np.quantile(d, 0.95)), "q99": float(np.quantile(d, 0.99)), "max": float(d.max())}
+        cal = read_json(run_dir / CALIBRATION_FILE, None)
+        if isinstance(cal, dict) and isinstance(cal.get("scores"), dict):
+            scores = d.tolist()
+            cal["scores"] = {k: scores for k in cal["scores"]}
+            cal["score_stats"] = {k: {k2: v for k2, v in stats.items() if k2 not in ("source", "n_images")}
+                                  for k in cal["scores"]}
+            cal["image_score"] = self.method
+            write_json_atomic(run_dir / CALIBRATION_FILE, cal)
+        return stats
+
     # --- files -----------------------------------------------------------------------------
+
+    @classmethod
+    def is_saved(cls, run_dir: Union[str, Path]) -> bool:
+        p = Path(run_dir)
+        return all((p / f).is_file() for f in (METHOD_FILE, WEIGHTS_FILE, CONFIG_FILE, cls.weight_file))
 
     def save_ae(self, run_dir: Union[str, Path]) -> None:
         save_model(self.model, run_dir)

@@ -89,6 +89,7 @@ class DeepSVDDDetector(AEBackedDetector):
     method = "dsvdd"
     # Weight decay 1e-6 and eps 0.1 are Ruff et al.'s; 100 epochs at Adam 1e-3 were the best of
     # {30, 100} x {1e-4, 1e-3} on digits classes 0-4 (bench/bench_dsvdd.py, bench/RESULTS.md).
+    weight_file = SVDD_FILE
     defaults = {"svdd_epochs": 100, "svdd_lr": 1e-3, "weight_decay": 1e-6, "eps": 0.1}
 
     def __init__(self, model: AutoEncoder, options: dict, svdd: Optional[SVDDScore] = None,
@@ -224,12 +225,9 @@ class DeepSVDDDetector(AEBackedDetector):
     def _finish(self, run_dir: Path, val_images, train_images, s, dev) -> None:
         """Score statistics on the normal validation (else training) images, and every file saved."""
         has_val = val_images is not None and len(val_images) > 0
-        ref = val_images if has_val else train_images
-        d = batched(self.svdd, ref, dev, 2 * s.batch_size).double().cpu().numpy()
-        self.score_stats = {"source": "validation" if has_val else "train", "n_images": int(len(d)),
-                            "mean": float(d.mean()), "std": float(d.std()), "q95": float(np.quantile(d, 0.95)),
-                            "q99": float(np.quantile(d, 0.99)), "max": float(d.max())}
         self.svdd.eval()
+        self.score_stats = self.own_calibration(run_dir, val_images if has_val else train_images,
+                                                "validation" if has_val else "train", 2 * s.batch_size)
         self.save(run_dir)
 
     # --- files -----------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class LatentKnnDetector(AEBackedDetector):
     """Pretrained AE; the image score is the mean distance of its code to the k nearest training codes."""
 
     method = "latent-knn"
+    weight_file = BANK_FILE
     defaults = {"k": 1}  # digits classes 0-4 (bench/bench_dsvdd.py): mean AUROC 0.996 with k=1, 0.994 with k=5
 
     def __init__(self, model: AutoEncoder, options: dict, bank: Optional[torch.Tensor] = None,
@@ -95,12 +96,8 @@ class LatentKnnDetector(AEBackedDetector):
         # Even a stopped pretraining leaves a loadable detector: a bank from the best weights so far.
         self.bank = batched(self.model.encoder, train_images, dev, bs).flatten(1).float()  # (N, D)
         has_val = val_images is not None and len(val_images) > 0
-        ref = val_images if has_val else train_images
-        d = self.score_images(ref, bs)
-        self.score_stats = {"source": "validation" if has_val else "train (in the bank: k=1 gives 0)",
-                            "n_images": int(len(d)), "mean": float(d.mean()), "std": float(d.std()),
-                            "q95": float(np.quantile(d, 0.95)), "q99": float(np.quantile(d, 0.99)),
-                            "max": float(d.max())}
+        self.score_stats = self.own_calibration(run_dir, val_images if has_val else train_images,
+                                                "validation" if has_val else "train", bs)
         self.save(run_dir)
         board.update(message=message)
 
