@@ -15,6 +15,8 @@ from .base import METHOD_FILE, Detector, MapOutput, defaults_from, scoring_defau
 _REGISTRY = {
     "autoencoder": "autoencoder:AutoencoderDetector",
     "memory-bank": "memory_bank:MemoryBankDetector",
+    "dsvdd": "dsvdd:DeepSVDDDetector",
+    "latent-knn": "latent_knn:LatentKnnDetector",
 }
 METHODS = tuple(_REGISTRY)
 _LOCAL = frozenset(v.split(":")[0] for v in _REGISTRY.values())  # modules of this package
