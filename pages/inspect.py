@@ -15,6 +15,7 @@ import streamlit as st
 from pages.run_focus import follow_focus, hand_over_deep_link, set_focus
 from udd_core import runs
 from udd_core.data import data_kind
+from udd_core.export import ParityError, export_run
 from udd_core.inspection import inspect_run, load_inputs
 from udd_core.metrics import roc_points, threshold_for_fpr
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults
@@ -243,3 +244,30 @@ with tab_export:
     st.download_button("One-page HTML report", lambda: build_report(insp, run.path), f"{run.name}_report.html",
                        "text/html", on_click="ignore")
     st.caption("The report is a single self-contained HTML file (images inline, no links): mail it as is.")
+    st.markdown("**ONNX model for the line**")
+    st.caption("One graph from images (N, C, H, W), float32 in [0, 1], to the anomaly map and the image score, with "
+               "the run's default post-processing: what `udd export` and `udd score` use, not the settings in the "
+               "sidebar. It is run in onnxruntime on the run's validation images and offered only when its scores "
+               "match udd's.")
+    onnx_key = (str(run.path), stamp)
+    if st.button("Export to ONNX", key="insp_onnx"):
+        with st.spinner("Exporting and checking the scores in onnxruntime ..."):
+            try:
+                ss["insp_onnx_result"] = (onnx_key, export_run(run.path))
+            except (ValueError, OSError, ParityError) as e:
+                ss["insp_onnx_result"] = (onnx_key, str(e).splitlines()[0] if str(e) else type(e).__name__)
+    done = ss.get("insp_onnx_result")
+    if done and done[0] == onnx_key:  # an export of another run (or older weights) is not offered
+        if isinstance(done[1], str):
+            st.error(done[1])
+        else:
+            exp, par = done[1], done[1].info["parity"]
+            d1, d2 = st.columns(2)
+            d1.download_button(f"Download {run.name}.onnx", exp.onnx, f"{run.name}.onnx", "application/octet-stream",
+                               on_click="ignore", key="insp_onnx_file")
+            d2.download_button(f"Download {run.name}.json (input, threshold, parity)", exp.json_text(),
+                               f"{run.name}.json", "application/json", on_click="ignore", key="insp_onnx_json")
+            st.caption(f"Parity on {par['images']} {par['source']} images: largest relative score difference "
+                       f"{par['max_rel_score_diff']:.2g}, largest map difference {par['max_rel_map_diff']:.2g} of "
+                       f"its scale (allowed {par['tolerance']:g}). Threshold {exp.info['threshold']:.5g} "
+                       f"(defective when score > threshold).")

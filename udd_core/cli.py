@@ -1,7 +1,7 @@
 """The `udd` command line: a thin layer over udd_core.
 
-Exit codes: 0 success (for `shapes`: the decoder mirrors), 1 the shapes do not mirror,
-2 bad input (one line on stderr, never a traceback), 130 interrupted.
+Exit codes: 0 success (for `shapes`: the decoder mirrors), 1 the shapes do not mirror (`shapes`) or
+the exported model failed its parity check (`export`), 2 bad input (one line on stderr, never a traceback), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -250,6 +250,30 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- udd export ------------------------------------------------------------------------------
+
+class ParityFailed(Exception):
+    """The exported graph did not give udd's scores: one line, exit 1 (the input itself was fine)."""
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a run to ONNX (maps and scores in one graph) after a parity check in onnxruntime."""
+    from .export import ParityError, check_target, export_run, write_export
+
+    run_dir = _score_run_dir(args.run)
+    check_target(args.onnx, force=args.force)  # a bad or taken OUT fails before the minute of work
+    try:
+        result = export_run(run_dir, opset=args.opset)
+    except ParityError as e:
+        raise ParityFailed(str(e)) from None
+    onnx_path, side = write_export(result, args.onnx, force=args.force)
+    par = result.info["parity"]
+    print(f"udd export: wrote {onnx_path} ({len(result.onnx) / 1e6:.1f} MB) and {side}; parity on "
+          f"{par['images']} {par['source']} images: largest relative score difference {par['max_rel_score_diff']:.2g}",
+          file=sys.stderr)
+    return 0
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -347,6 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument("--device", default="cpu", help="cpu, auto, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("export", help="export a run to ONNX (anomaly map and score in one graph), checked in onnxruntime")
+    p.add_argument("run", metavar="RUN", help="run folder, or a run name under $UDD_RUNS_DIR")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx",
+                   help="the ONNX file to write; OUT.json beside it gets the input size, normalisation, threshold "
+                        "and parity figures")
+    p.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset, 13 to 20 (default 17)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT.onnx and OUT.json")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
@@ -362,6 +395,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (UsageError, ConfigError, ShapeError, ValueError, OSError) as e:
         print(f"udd {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except ParityFailed as e:
+        print(f"udd {args.command}: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"udd {args.command}: interrupted", file=sys.stderr)
         return 130

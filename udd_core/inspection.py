@@ -96,23 +96,32 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     return Loaded(p, det, ds, str(data_path), split, shape, run, cal if isinstance(cal, dict) else None, notices)
 
 
+def run_validation_images(run: dict, input_shape: tuple[int, int, int]) -> tuple[Optional[np.ndarray], str, list[str]]:
+    """The normal validation images of a run (its train.json as ``run``), reloaded at ``input_shape`` (C, H, W)
+    and split as training split them: (images or None, "validation" / "training" / "", notes).
+
+    Without a validation split the training images stand in ("training"); when the data cannot be
+    reloaded the images are None and the notes say why.
+    """
+    src, st = run.get("data") or {}, run.get("settings") or {}
+    if not src.get("path"):
+        return None, "", []
+    try:
+        ds = load_dataset(src["path"], input_shape, split="train", tile=bool(src.get("tile", False)))
+        imgs, _ = normal_images(ds)
+        notes = [] if src.get("count") in (None, len(imgs)) else [
+            f"the training data now holds {len(imgs)} normal images, the run had {src['count']}; "
+            "its validation split may differ"]
+        _, va = split_indices(len(imgs), float(st.get("val_split", 0.1)), int(st.get("seed", 0)))
+        return (imgs[va], "validation", notes) if len(va) else (imgs, "training", notes)
+    except (ValueError, OSError) as e:
+        return None, "", [f"cannot reload the run's validation images: {e}"]
+
+
 def _validation_images(loaded: Loaded) -> tuple[Optional[np.ndarray], str, list[str]]:
-    """The run's normal validation images, reloaded like training split them (memoised)."""
+    """The run's normal validation images (memoised on ``loaded``)."""
     if "val" not in loaded.memo:
-        src, st = loaded.run.get("data") or {}, loaded.run.get("settings") or {}
-        out: tuple[Optional[np.ndarray], str, list[str]] = (None, "", [])
-        if src.get("path"):
-            try:
-                ds = load_dataset(src["path"], loaded.input_shape, split="train", tile=bool(src.get("tile", False)))
-                imgs, _ = normal_images(ds)
-                notes = [] if src.get("count") in (None, len(imgs)) else [
-                    f"the training data now holds {len(imgs)} normal images, the run had {src['count']}; "
-                    "its validation split may differ"]
-                _, va = split_indices(len(imgs), float(st.get("val_split", 0.1)), int(st.get("seed", 0)))
-                out = (imgs[va], "validation", notes) if len(va) else (imgs, "training", notes)
-            except (ValueError, OSError) as e:
-                out = (None, "", [f"cannot reload the run's validation images: {e}"])
-        loaded.memo["val"] = out
+        loaded.memo["val"] = run_validation_images(loaded.run, loaded.input_shape)
     return loaded.memo["val"]
 
 
