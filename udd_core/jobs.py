@@ -18,7 +18,8 @@ from .images import load_patterns
 from .model import CONFIG_FILE, AutoEncoder
 from .progress import Progress, ProgressBoard
 from .settings import TrainSettings, resolve_device
-from .train import TrainingFailed, check_images, normal_images, seeded_model, split_indices, train
+from .losses import check_loss_fits
+from .train import TrainingFailed, check_images, seeded_model, split_indices, train, training_images
 
 
 def checked_settings(settings: TrainSettings) -> TrainSettings:
@@ -52,13 +53,15 @@ class TrainJob:
     @classmethod
     def create(cls, run_dir: Union[str, Path], config: Any, input_shape: tuple[int, int, int], images: np.ndarray,
                settings: TrainSettings, source: Optional[Mapping[str, Any]] = None) -> "TrainJob":
-        """A new run in `run_dir` (refused if it exists and is not empty) for normal images (N, H, W, C) uint8.
+        """A new run in `run_dir` (refused if it exists and is not empty) for images (N, H, W, C) uint8:
+        the normal ones, or those `settings.train_on` chose (`train.training_images`).
 
         Builds a seeded model (shapes checked), splits off the validation images, and writes
         config.json, train.json and status.json. `source` describes the data (path, kind, tile).
         """
         model = seeded_model(config, tuple(input_shape), settings.seed)
         check_images(images, model, "images")
+        check_loss_fits(settings.loss, model.config.output)
         if len(images) == 0:
             raise ValueError("images: none given")
         settings = checked_settings(settings)
@@ -83,7 +86,8 @@ class TrainJob:
                device: Optional[str] = None) -> "TrainJob":
         """Continue a stopped, interrupted or finished run from last.safetensors and its optimizer state.
 
-        `images` are all the run's normal images (reloaded from train.json's data path when None);
+        `images` are the run's training images (the normal ones, or what its train_on chose),
+        reloaded from train.json's data path when None;
         `epochs` raises the total epoch count. History is appended to, never rewritten.
         """
         run_dir = Path(run_dir)
@@ -107,7 +111,7 @@ class TrainJob:
             if not data.get("path"):
                 raise ValueError(f"run {run_dir.name}: train.json names no data path; pass the images")
             ds = load_dataset(data["path"], (c, h, w), split="train", tile=bool(data.get("tile", False)))
-            images, _ = normal_images(ds, for_training=True)
+            images, _ = training_images(ds, settings.train_on)
         if data.get("count") not in (None, len(images)):
             raise ValueError(f"run {run_dir.name}: was trained on {data['count']} images, got {len(images)}; "
                              "resume needs the same data")
