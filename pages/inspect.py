@@ -15,6 +15,7 @@ import streamlit as st
 from pages.run_focus import follow_focus, hand_over_deep_link, set_focus
 from udd_core import runs
 from udd_core.data import data_kind
+from udd_core.generation import run_train_on
 from udd_core.inspection import inspect_run, load_inputs
 from udd_core.metrics import roc_points, threshold_for_fpr
 from udd_core.model import WEIGHTS_FILE
@@ -96,6 +97,11 @@ with st.sidebar:
 run = by_name[ss["insp_run"]]
 if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch
     st.warning(f"{run.name} has not finished an epoch: its model holds barely trained weights.")
+if (train_on := run_train_on(run.path)) != "normal":
+    seen = "every image, defects included" if train_on == "all" else f"the classes {train_on}"
+    st.warning(f"{run.name} was trained on {seen}, not on normal images only: it learned to reconstruct those "
+               "defects, so a low score no longer means 'like the normal images'. Use it to generate maps; "
+               "for detection, train a run on normal images.")
 stamp = (run.path / WEIGHTS_FILE).stat().st_mtime
 try:
     with st.spinner("Loading the model and the images, then scoring ..."):

@@ -102,8 +102,10 @@ def class_grids(model, images: np.ndarray, labels: Sequence[str], sigma: float, 
         raise ValueError("labels: the data has no pattern classes (only normal or unlabelled maps)")
     all_maps = source_maps(images)  # (N, H, W)
     grids = []
+    names = np.asarray([str(v) for v in labels])
     for i, label in enumerate(classes):
-        g = generate(model, images, sigma, n_sources * per_source, seed + i, labels, label, n_sources=n_sources)
+        k = max(1, min(n_sources, int((names == str(label)).sum())))  # a small class gives what it has
+        g = generate(model, images, sigma, k * per_source, seed + i, labels, label, n_sources=k)
         rows = g.by_source()
         srcs = np.asarray([s for s, _ in rows])
         recon = generated_maps(reconstruct(model, images, srcs), all_maps[srcs])
