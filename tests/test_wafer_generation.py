@@ -56,6 +56,13 @@ def test_training_images_follow_train_on():
         training_images(ds, "Nope,Center,Edge")
 
 
+def test_cli_loss_choices_are_the_engine_losses():
+    from udd_core.cli import TRAIN_LOSSES
+    from udd_core.losses import LOSSES
+
+    assert TRAIN_LOSSES == LOSSES
+
+
 def test_generation_presets_fit_each_other():
     s = training_presets()["wafer-generation"]
     p = model_presets()["wafer-26-gen"]
@@ -201,3 +208,34 @@ def test_changed_share_counts_only_dies_on_the_wafer():
     assert changed_share(np.array([[[0, 2, 1, 2]]]), src).tolist() == [pytest.approx(1 / 3)]
     with pytest.raises(ValueError, match="differ in shape"):
         changed_share(src[:, :, :2], src)
+
+
+# --- the sample_data resemblance, held above a measured threshold --------------------------------
+
+# SLOW (about a minute on a free core): trains a small softmax model on sample_data with the
+# cross-entropy loss and measures its variants at the default σ. bench/RESULTS.md, "Wafer-map
+# generation (issue 13)", has the full-size figures; this short run measured IN_CLASS_MEASURED.
+QUICK_EPOCHS = 8
+IN_CLASS_MEASURED = 0.41  # 2026-12-04, CPU under load (63 s); sigma 10, 24.5 % of the dies changed
+IN_CLASS_FLOOR = 0.30  # chance is 1/9 = 0.11; a model that draws blank wafers scores about 0
+
+
+@pytest.mark.slow
+def test_sample_data_variants_resemble_their_class(tmp_path, capsys):
+    from udd_core.generation import default_sigma_scale, load_generator, load_images
+    from udd_core.resemblance import measure_model
+
+    config = {**model_presets()["wafer-26"].config.to_dict(), "output": "softmax"}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    run = tmp_path / "run"
+    rc = main(["train", str(tmp_path / "c.json"), "--data", str(SAMPLE), "--out", str(run), "--preset",
+               "wafer-generation", "--loss", "ce", "--epochs", str(QUICK_EPOCHS), "--batch-size", "16",
+               "--lr", "0.003", "--seed", "0"])
+    assert rc == 0, capsys.readouterr().err
+    model = load_generator(run)
+    ds = load_images(model, SAMPLE)
+    sigma = default_sigma_scale(model, ds, "all")[0]
+    r, maps, _ = measure_model(model, ds.images, ds.labels, sigma, per_class=16, seed=0)
+    print(f"in class {r.in_class:.3f} chance {r.chance:.3f} changed {r.changed:.3f} sigma {sigma:g}")
+    assert r.n == 8 * 16 and set(np.unique(maps)) <= {0, 1, 2}
+    assert r.in_class >= IN_CLASS_FLOOR and r.changed >= 0.01 and r.passes()

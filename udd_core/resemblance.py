@@ -70,6 +70,7 @@ class Resemblance:
     classes: tuple[str, ...]  # the centroid classes
     per_class: dict = field(default_factory=dict)  # source class -> {"n", "in_class", "changed", "assigned"}
     real_in_class: float = float("nan")  # the same rule on the source maps themselves: the ceiling
+    recon_changed: float = float("nan")  # dies changed by the plain reconstruction (sigma 0), when measured
 
     def passes(self, min_margin: float = MIN_MARGIN, min_changed: float = MIN_CHANGED) -> bool:
         """In-class share at least `min_margin` above chance, and not copies of the sources."""
@@ -77,7 +78,8 @@ class Resemblance:
 
     def to_dict(self) -> dict:
         return {"in_class": self.in_class, "chance": self.chance, "changed": self.changed, "n": self.n,
-                "classes": list(self.classes), "real_in_class": self.real_in_class, "per_class": self.per_class}
+                "classes": list(self.classes), "real_in_class": self.real_in_class, "recon_changed": self.recon_changed,
+                "per_class": self.per_class}
 
 
 def resemblance(generated: np.ndarray, gen_labels: Sequence[str], gen_sources: np.ndarray,
@@ -121,22 +123,29 @@ def measure_model(model, images: np.ndarray, labels: Sequence[str], sigma: float
     the source maps to some images (a held-out half), the centroids still use every image.
     Returns (the measure, the generated maps (N, H, W), their source classes).
     """
-    from .generation import generate  # the torch stack, only when a model is measured
+    from dataclasses import replace
+
+    from .generation import generate, reconstruct  # the torch stack, only when a model is measured
     from .wafer_generation import generated_maps, pattern_classes, source_maps
 
     labels = [str(v) for v in labels]
     all_maps = source_maps(images)  # (N, H, W)
     centroid_classes = sorted(set(labels)) if classes is None else list(classes)
     pick = labels if sources_from is None else [v if ok else "\0not a source" for v, ok in zip(labels, sources_from)]
-    maps, labs, srcs = [], [], []
+    maps, labs, srcs, idxs = [], [], [], []
     for i, c in enumerate(pattern_classes(labels)):
         if c not in centroid_classes or c not in pick:
             continue
         g = generate(model, images, sigma, per_class, seed + i, pick, c)
         maps.append(generated_maps(g.outputs, all_maps[g.sources]))
+        idxs.append(g.sources)
         labs += [c] * len(g.sources)
         srcs.append(all_maps[g.sources])
     if not maps:
         raise ValueError("labels: the data has no pattern classes to generate from")
-    generated = np.concatenate(maps)
-    return (resemblance(generated, labs, np.concatenate(srcs), all_maps, labels, centroid_classes), generated, labs)
+    generated, src_maps = np.concatenate(maps), np.concatenate(srcs)
+    r = resemblance(generated, labs, src_maps, all_maps, labels, centroid_classes)
+    # What sigma 0 changes already (the model smooths away isolated failing dies): the variants' own share.
+    idx = np.concatenate(idxs)
+    recon = generated_maps(reconstruct(model, images, idx), all_maps[idx])
+    return replace(r, recon_changed=float(changed_share(recon, all_maps[idx]).mean())), generated, labs
