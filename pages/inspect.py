@@ -16,6 +16,7 @@ from pages.run_focus import follow_focus, hand_over_deep_link, set_focus
 from udd_core import runs
 from udd_core.data import data_kind
 from udd_core.export import ParityError, export_run
+from udd_core.generation import run_train_on
 from udd_core.inspection import inspect_run, load_inputs
 from udd_core.metrics import roc_points, threshold_for_fpr
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults
@@ -104,6 +105,11 @@ with st.sidebar:
 run = by_name[ss["insp_run"]]
 if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch
     st.warning(f"{run.name} has not finished an epoch: its model holds barely trained weights.")
+if (train_on := run_train_on(run.path)) != "normal":
+    seen = "every image, defects included" if train_on == "all" else f"the classes {train_on}"
+    st.warning(f"{run.name} was trained on {seen}, not on normal images only: it learned to reconstruct those "
+               "defects, so a low score no longer means 'like the normal images'. Use it to generate maps; "
+               "for detection, train a run on normal images.")
 stamp = runs.model_stamp(run.path)
 try:
     with st.spinner("Loading the model and the images, then scoring ..."):

@@ -20,7 +20,8 @@ from .shapes import ShapeError, ShapeReport, propagate
 
 
 # Spelled out so `udd --help` needs no torch import; a test holds them to training_presets().
-TRAIN_PRESETS = ("reference", "wafer", "magnetic-tile")
+TRAIN_PRESETS = ("reference", "wafer", "magnetic-tile", "wafer-generation")
+TRAIN_LOSSES = ("mse", "ssim", "mse+ssim", "ce", "ce-balanced")  # a test holds them to losses.LOSSES
 
 
 class UsageError(ValueError):
@@ -133,18 +134,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 # --- udd generate ----------------------------------------------------------------------------
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    """Write N images decoded from noised (or random) latents into a folder as PNGs; wafers as maps."""
+    """Write N images decoded from noised (or random) latents into a folder as PNGs; wafers as maps.
+
+    Without --sigma, σ is the Generate page's default (about half the latent spread of the images
+    the run trained on), printed. With --npz, the generated wafer maps are also saved as die values.
+    """
     from .data import kind_mismatch
-    from .generation import (generate, generate_random, load_generator, load_images, model_kind,
-                             output_names, run_data, to_display, training_stats, write_pngs)
+    from .generation import (default_sigma_scale, generate, generate_random, load_generator, load_images,
+                             model_kind, output_names, run_data, run_train_on, to_display, training_stats,
+                             write_pngs)
     from .train import normal_images
 
     if args.random and args.cls is not None:
         raise UsageError("--class: does not apply with --random (random latents have no source image)")
     if args.per_position and not args.random:
         raise UsageError("--per-position: applies only with --random (it chooses the random latents' statistics)")
-    if not args.random and args.sigma is None:
-        raise UsageError("--sigma is required (noise std added to the latent code), unless --random")
+    if args.npz and args.random:
+        raise UsageError("--npz: needs source maps (their outline and class); not with --random")
+    if args.npz and Path(args.npz).suffix.lower() != ".npz":
+        raise UsageError(f"--npz {args.npz}: the file name must end in .npz")
+    if args.npz and Path(args.npz).exists() and not args.force:
+        raise UsageError(f"--npz {args.npz}: already exists (pass --force to overwrite)")
     source = run_data(args.run)
     data = args.data or source.get("path")
     notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`
@@ -160,12 +170,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if mismatch := kind_mismatch(source.get("kind"), ds.kind):
         print(f"warning: {mismatch}", file=sys.stderr)
     kind = model_kind(model, ds.kind)
+    if args.npz and kind != "wafer":
+        raise UsageError(f"--npz: writes wafer maps; {data} holds images, not wafer maps for a 3-channel model")
     if args.random:
         images, _ = normal_images(ds)  # the statistics of what the model was trained on
         out = generate_random(model, training_stats(model, images, per_position=args.per_position), args.n, args.seed)
         origins, prefix = ["random latent"] * args.n, "random"
     else:
-        gen = generate(model, ds.images, args.sigma, args.n, args.seed, ds.labels, args.cls)
+        sigma = args.sigma
+        if sigma is None:
+            sigma = default_sigma_scale(model, ds, run_train_on(args.run))[0]
+            print(f"udd generate: sigma {sigma:g} (the default: about half the latent spread of the training images)",
+                  file=sys.stderr)
+        gen = generate(model, ds.images, sigma, args.n, args.seed, ds.labels, args.cls)
         out, prefix = gen.outputs, "sample"
         origins = [f"{ds.names[s]} ({ds.labels[s]})" for s in gen.sources.tolist()]
     paths = write_pngs(to_display(out, kind), args.out, output_names(args.n, prefix), force=args.force)
@@ -173,6 +190,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"{path}\t{origin}")
     what = "wafer maps" if kind == "wafer" else "images"
     print(f"udd generate: wrote {len(paths)} {what} to {args.out}", file=sys.stderr)
+    if args.npz:
+        from .wafer_generation import generated_maps, npz_bytes, source_maps, write_npz
+
+        src = gen.sources
+        maps = generated_maps(out, source_maps(ds.images[src]))
+        write_npz(args.npz, npz_bytes(maps, [ds.labels[s] for s in src.tolist()], src), force=args.force)
+        print(f"udd generate: wrote {len(maps)} maps (die values 0/1/2, labels, sources) to {args.npz}",
+              file=sys.stderr)
     return 0
 
 
@@ -308,7 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (same seed, same run)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--preset", choices=TRAIN_PRESETS, help="training settings to start from")
-    p.add_argument("--loss", choices=("mse", "ssim", "mse+ssim"), help="training loss")
+    p.add_argument("--loss", choices=TRAIN_LOSSES,
+                   help="training loss; ce and ce-balanced (cross-entropy over one-hot channels, the second "
+                        "weighing each channel alike) need a model with \"output\": \"softmax\"")
+    p.add_argument("--train-on", metavar="normal|all|CLASS[,CLASS...]",
+                   help="what the run learns from: the normal images (default, for detection), all images "
+                        "(defects too, for generation) or the images of the named classes")
     p.add_argument("--precision", choices=("float32", "bf16"),
                    help="bf16: bfloat16 autocast steps after a parity check against float32 (validation stays float32)")
     p.add_argument("--fixed-order", action="store_true",
@@ -331,7 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate new images from noised latent codes of a trained model")
     p.add_argument("run", metavar="RUN", help="run folder, or a reference-package model folder (needs --size)")
     p.add_argument("--data", metavar="PATH", help="images to start from (default: the run's training data)")
-    p.add_argument("--sigma", type=float, metavar="S", help="std of the Gaussian noise added to the latent code")
+    p.add_argument("--sigma", type=float, metavar="S",
+                   help="std of the Gaussian noise added to the latent code (default: the Generate page's, about "
+                        "half the latent spread of the training images; the value used is printed)")
     p.add_argument("-n", type=int, required=True, metavar="N", help="number of images to write")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs (created if missing)")
     p.add_argument("--seed", type=int, default=0, help="random seed: picks the sources and the noise (default 0)")
@@ -344,7 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-position", action="store_true",
                    help="with --random: statistics per latent position, not pooled per channel (keeps a shared "
                         "layout such as a wafer's outline)")
-    p.add_argument("--force", action="store_true", help="overwrite existing files of the same names")
+    p.add_argument("--npz", metavar="OUT.npz",
+                   help="also save the generated wafer maps for augmentation: maps int (N, H, W) in 0/1/2 "
+                        "(argmax, outline kept from the source), labels (source class), sources (source index)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files of the same names (and --npz)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("score", help="score a data set with a trained run: image scores, metrics, heatmaps")
