@@ -176,7 +176,8 @@ def run_train(args: argparse.Namespace) -> int:
         config, preset_shape = config_or_preset(args.config) if args.config else (None, None)
         settings = _settings_from_args(args)
         try:
-            check_loss_fits(settings.loss, config.output)
+            if config is not None:
+                check_loss_fits(settings.loss, config.output)
         except ValueError as e:
             raise UsageError(f"--loss: {str(e).split(': ', 1)[1]}") from None
         checked_settings(settings)  # an unusable device or pattern folder fails now, not after the data loads
