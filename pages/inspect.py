@@ -19,7 +19,7 @@ from udd_core.export import ParityError, export_run
 from udd_core.generation import run_train_on
 from udd_core.inspection import inspect_run, load_inputs
 from udd_core.metrics import roc_points, threshold_for_fpr
-from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults
+from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
 from udd_core.render import plotly_colorscale
 from udd_core.report import build_report, heatmaps_zip, scores_csv
 from udd_core.scoring import SCORES
@@ -118,6 +118,10 @@ try:
 except (ValueError, OSError) as e:
     st.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
     st.stop()
+spec = run_spec(run.path)
+if spec["method"] != "autoencoder":  # what the map and the score of this method are
+    own = f" Image score: {spec['image_score']}." if spec.get("image_score") else ""
+    st.caption(f"Method **{spec['method']}**: {spec.get('heatmap') or 'the heatmap is its anomaly map'}.{own}")
 for note in base.notices:
     st.caption(f"ℹ️ {note}")
 

@@ -232,11 +232,13 @@ def _score_table(insp) -> str:
     def num(v) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
-    rows = [("path", "label", "score", "mse", "verdict")]
-    for r in insp.to_rows():
+    items = insp.to_rows()
+    with_mse = any(r["mse"] is not None for r in items)  # methods that do not reconstruct have no MSE
+    rows = [("path", "label", "score", *(("mse",) if with_mse else ()), "verdict")]
+    for r in items:
         verdict = "" if r["defective"] is None else ("DEFECT" if r["defective"] else "ok")
-        rows.append((r["path"], r["label"], f"{r['score']:.6g}" if r["score"] is not None else "nan",
-                     f"{r['mse']:.6g}" if r["mse"] is not None else "nan", verdict))
+        mse = (f"{r['mse']:.6g}" if r["mse"] is not None else "nan",) if with_mse else ()
+        rows.append((r["path"], r["label"], f"{r['score']:.6g}" if r["score"] is not None else "nan", *mse, verdict))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
     m = insp.metrics
