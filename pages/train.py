@@ -241,7 +241,11 @@ with left:
     data_error = None
     if path and shape:
         try:
-            estimate.caption(f"≈ {describe(path, shape, tile)}")
+            try:  # a bad option is reported with the model; the estimate then leaves the features out
+                per_image = method_cls.feature_bytes_per_image(shape, options or None, config)
+            except ValueError:
+                per_image = 0
+            estimate.caption(f"≈ {describe(path, shape, tile, per_image)}")
         except (ValueError, OSError) as e:
             data_error = str(e)
             estimate.error(data_error)  # shown once, here; Start stays off until the data is usable
