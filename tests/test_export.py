@@ -35,9 +35,30 @@ def autoencoder_run(run_dir: Path, data: Path) -> Path:
     return make_run(run_dir, data)
 
 
+def fitted_run(method: str, options: dict | None = None, uses_config: bool = True):
+    """A factory of a tiny run of `method` (on the tiny AE design when it builds on one), fitted by a TrainJob."""
+    def make(run_dir: Path, data: Path) -> Path:
+        from inspect_fixtures import SIZE, tiny_config
+        from udd_core.jobs import TrainJob
+        from udd_core.settings import TrainSettings
+
+        ds = load_dataset(data, (1, SIZE, SIZE), split="train")
+        settings = TrainSettings(epochs=2, batch_size=4, val_split=0.25, seed=0, n_probe=0, device="cpu")
+        job = TrainJob.create(run_dir, tiny_config() if uses_config else None, (1, SIZE, SIZE), ds.images, settings,
+                              source={"path": str(data.resolve()), "kind": "mvtec", "tile": False},
+                              method=method, options=options)
+        job.start().join(300)
+        assert job.snapshot().status == "finished", job.snapshot().message
+        return run_dir
+    return make
+
+
 # method name -> factory(run_dir, data) that trains a tiny run of that method on the MVTec folder `data`
 METHOD_RUNS = {
     "autoencoder": autoencoder_run,
+    "memory-bank": fitted_run("memory-bank", {"coreset": 0.5}, uses_config=False),
+    "dsvdd": fitted_run("dsvdd", {"svdd_epochs": 3}),
+    "latent-knn": fitted_run("latent-knn"),
 }
 
 # (residual index into the method's residuals, smoothing sigma, score, top-k %): defaults and their variants

@@ -20,7 +20,8 @@ from .shapes import ShapeError, ShapeReport, propagate
 
 
 # Spelled out so `udd --help` needs no torch import; a test holds them to training_presets().
-TRAIN_PRESETS = ("reference", "wafer", "magnetic-tile")
+TRAIN_PRESETS = ("reference", "wafer", "magnetic-tile", "wafer-generation")
+TRAIN_LOSSES = ("mse", "ssim", "mse+ssim", "ce", "ce-balanced")  # a test holds them to losses.LOSSES
 
 
 class UsageError(ValueError):
@@ -133,18 +134,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 # --- udd generate ----------------------------------------------------------------------------
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    """Write N images decoded from noised (or random) latents into a folder as PNGs; wafers as maps."""
+    """Write N images decoded from noised (or random) latents into a folder as PNGs; wafers as maps.
+
+    Without --sigma, σ is the Generate page's default (about half the latent spread of the images
+    the run trained on), printed. With --npz, the generated wafer maps are also saved as die values.
+    """
     from .data import kind_mismatch
-    from .generation import (generate, generate_random, load_generator, load_images, model_kind,
-                             output_names, run_data, to_display, training_stats, write_pngs)
+    from .generation import (default_sigma_scale, generate, generate_random, load_generator, load_images,
+                             model_kind, output_names, run_data, run_train_on, to_display, training_stats,
+                             write_pngs)
     from .train import normal_images
 
     if args.random and args.cls is not None:
         raise UsageError("--class: does not apply with --random (random latents have no source image)")
     if args.per_position and not args.random:
         raise UsageError("--per-position: applies only with --random (it chooses the random latents' statistics)")
-    if not args.random and args.sigma is None:
-        raise UsageError("--sigma is required (noise std added to the latent code), unless --random")
+    if args.npz and args.random:
+        raise UsageError("--npz: needs source maps (their outline and class); not with --random")
+    if args.npz and Path(args.npz).suffix.lower() != ".npz":
+        raise UsageError(f"--npz {args.npz}: the file name must end in .npz")
+    if args.npz and Path(args.npz).exists() and not args.force:
+        raise UsageError(f"--npz {args.npz}: already exists (pass --force to overwrite)")
     source = run_data(args.run)
     data = args.data or source.get("path")
     notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`
@@ -160,12 +170,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if mismatch := kind_mismatch(source.get("kind"), ds.kind):
         print(f"warning: {mismatch}", file=sys.stderr)
     kind = model_kind(model, ds.kind)
+    if args.npz and kind != "wafer":
+        raise UsageError(f"--npz: writes wafer maps; {data} holds images, not wafer maps for a 3-channel model")
     if args.random:
         images, _ = normal_images(ds)  # the statistics of what the model was trained on
         out = generate_random(model, training_stats(model, images, per_position=args.per_position), args.n, args.seed)
         origins, prefix = ["random latent"] * args.n, "random"
     else:
-        gen = generate(model, ds.images, args.sigma, args.n, args.seed, ds.labels, args.cls)
+        sigma = args.sigma
+        if sigma is None:
+            sigma = default_sigma_scale(model, ds, run_train_on(args.run))[0]
+            print(f"udd generate: sigma {sigma:g} (the default: about half the latent spread of the training images)",
+                  file=sys.stderr)
+        gen = generate(model, ds.images, sigma, args.n, args.seed, ds.labels, args.cls)
         out, prefix = gen.outputs, "sample"
         origins = [f"{ds.names[s]} ({ds.labels[s]})" for s in gen.sources.tolist()]
     paths = write_pngs(to_display(out, kind), args.out, output_names(args.n, prefix), force=args.force)
@@ -173,6 +190,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"{path}\t{origin}")
     what = "wafer maps" if kind == "wafer" else "images"
     print(f"udd generate: wrote {len(paths)} {what} to {args.out}", file=sys.stderr)
+    if args.npz:
+        from .wafer_generation import generated_maps, npz_bytes, source_maps, write_npz
+
+        src = gen.sources
+        maps = generated_maps(out, source_maps(ds.images[src]))
+        write_npz(args.npz, npz_bytes(maps, [ds.labels[s] for s in src.tolist()], src), force=args.force)
+        print(f"udd generate: wrote {len(maps)} maps (die values 0/1/2, labels, sources) to {args.npz}",
+              file=sys.stderr)
     return 0
 
 
@@ -207,11 +232,13 @@ def _score_table(insp) -> str:
     def num(v) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
-    rows = [("path", "label", "score", "mse", "verdict")]
-    for r in insp.to_rows():
+    items = insp.to_rows()
+    with_mse = any(r["mse"] is not None for r in items)  # methods that do not reconstruct have no MSE
+    rows = [("path", "label", "score", *(("mse",) if with_mse else ()), "verdict")]
+    for r in items:
         verdict = "" if r["defective"] is None else ("DEFECT" if r["defective"] else "ok")
-        rows.append((r["path"], r["label"], f"{r['score']:.6g}" if r["score"] is not None else "nan",
-                     f"{r['mse']:.6g}" if r["mse"] is not None else "nan", verdict))
+        mse = (f"{r['mse']:.6g}" if r["mse"] is not None else "nan",) if with_mse else ()
+        rows.append((r["path"], r["label"], f"{r['score']:.6g}" if r["score"] is not None else "nan", *mse, verdict))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
     m = insp.metrics
@@ -234,7 +261,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     insp = inspect_run(_score_run_dir(args.run), args.data, split=args.split, residual=args.residual,
                        score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, size=size,
                        threshold=args.threshold, target_fpr=args.target_fpr, batch_size=args.batch_size,
-                       device=args.device)
+                       device=args.device, keep_recon=False)  # scores, maps and metrics only
     for note in insp.notices:
         print(f"note: {note}", file=sys.stderr)
     if args.heatmaps:
@@ -308,12 +335,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (same seed, same run)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--preset", choices=TRAIN_PRESETS, help="training settings to start from")
-    p.add_argument("--loss", choices=("mse", "ssim", "mse+ssim"), help="training loss")
+    p.add_argument("--loss", choices=TRAIN_LOSSES,
+                   help="training loss; ce and ce-balanced (cross-entropy over one-hot channels, the second "
+                        "weighing each channel alike) need a model with \"output\": \"softmax\"")
+    p.add_argument("--train-on", metavar="normal|all|CLASS[,CLASS...]",
+                   help="what the run learns from: the normal images (default, for detection), all images "
+                        "(defects too, for generation) or the images of the named classes")
     p.add_argument("--precision", choices=("float32", "bf16"),
                    help="bf16: bfloat16 autocast steps after a parity check against float32 (validation stays float32)")
     p.add_argument("--fixed-order", action="store_true",
                    help="the same batches in the same order every epoch, as the reference package trains "
                         "(default: reshuffled each epoch)")
+    p.add_argument("--method", metavar="NAME",
+                   help="detection method: autoencoder (default; needs CONFIG), memory-bank (no CONFIG, no training), "
+                        "feature-ae, dsvdd or latent-knn (need CONFIG); see the README's table of methods")
+    p.add_argument("--backbone", metavar="NAME", help="memory bank: pretrained backbone (efficientnet-lite0)")
+    p.add_argument("--layers", metavar="LAYERS", help="memory bank: backbone feature layers, comma-separated")
+    p.add_argument("--coreset", type=float, metavar="F", help="memory bank: share of patches kept by the coreset")
+    p.add_argument("--k", type=int, metavar="K", help="memory bank: nearest neighbours averaged per patch (default 1)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="any other option of the method, e.g. --option svdd_epochs=20 (repeatable)")
     p.add_argument("--resume", action="store_true",
                    help="continue the stopped or interrupted run in --out with its own settings "
                         "(only --epochs, --device and --data may be given)")
@@ -322,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate new images from noised latent codes of a trained model")
     p.add_argument("run", metavar="RUN", help="run folder, or a reference-package model folder (needs --size)")
     p.add_argument("--data", metavar="PATH", help="images to start from (default: the run's training data)")
-    p.add_argument("--sigma", type=float, metavar="S", help="std of the Gaussian noise added to the latent code")
+    p.add_argument("--sigma", type=float, metavar="S",
+                   help="std of the Gaussian noise added to the latent code (default: the Generate page's, about "
+                        "half the latent spread of the training images; the value used is printed)")
     p.add_argument("-n", type=int, required=True, metavar="N", help="number of images to write")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs (created if missing)")
     p.add_argument("--seed", type=int, default=0, help="random seed: picks the sources and the noise (default 0)")
@@ -335,7 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-position", action="store_true",
                    help="with --random: statistics per latent position, not pooled per channel (keeps a shared "
                         "layout such as a wafer's outline)")
-    p.add_argument("--force", action="store_true", help="overwrite existing files of the same names")
+    p.add_argument("--npz", metavar="OUT.npz",
+                   help="also save the generated wafer maps for augmentation: maps int (N, H, W) in 0/1/2 "
+                        "(argmax, outline kept from the source), labels (source class), sources (source index)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files of the same names (and --npz)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("score", help="score a data set with a trained run: image scores, metrics, heatmaps")
@@ -344,10 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MVTec folder (scores test/ by default), folder of images, or wafer .npy/.npz "
                         "(default: the run's training data)")
     p.add_argument("--split", choices=("test", "train", "all"), default="test", help="MVTec split to score")
-    p.add_argument("--residual", choices=("l2", "l2sum", "l1", "ssim"), default="l2", help="per-pixel residual")
-    p.add_argument("--score", choices=("mean", "max", "topk"), default="mean", help="image score from the residual map")
-    p.add_argument("--topk", type=float, default=1.0, metavar="PERCENT", help="share of pixels averaged by --score topk")
-    p.add_argument("--smooth", type=float, default=0.0, metavar="SIGMA", help="Gaussian smoothing of the residual map")
+    p.add_argument("--residual", metavar="KIND",
+                   help="anomaly map: l2, l2sum, l1 or ssim for an autoencoder; each method lists its own "
+                        "(default: the run's method default, l2 for an autoencoder)")
+    p.add_argument("--score", choices=("mean", "max", "topk"),
+                   help="image score from the map (default: the method's, mean for an autoencoder)")
+    p.add_argument("--topk", type=float, metavar="PERCENT", help="share of pixels averaged by --score topk (default 1)")
+    p.add_argument("--smooth", type=float, metavar="SIGMA",
+                   help="Gaussian smoothing of the map in px (default: the method's, 0 for an autoencoder)")
     p.add_argument("--size", metavar="H,W", help="input size (default: the model's, else the images' own size)")
     p.add_argument("--threshold", type=float, metavar="T", help="image-score threshold (default: from --target-fpr)")
     p.add_argument("--target-fpr", type=float, default=0.01, metavar="F",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -85,8 +85,6 @@ def residual_map(x: torch.Tensor, y: torch.Tensor, kind: str = "l2", smooth_sigm
         raise ValueError(f"x and y must both be (B, C, H, W) of equal shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     if kind not in RESIDUALS:
         raise ValueError(f"residual kind must be one of {RESIDUALS}, got {kind!r}")
-    if smooth_sigma < 0:
-        raise ValueError(f"smooth_sigma must be >= 0, got {smooth_sigma}")
     if kind == "ssim":
         m = _ssim_residual(x, y)
     else:
@@ -228,63 +226,77 @@ def calibrate(model: torch.nn.Module, images: np.ndarray, device: str | torch.de
 
 @dataclass
 class ScoreResult:
-    """Scoring of N images: reconstructions, residual maps, image scores, exact MSE."""
+    """Scoring of N images: anomaly maps, image scores, and for reconstructing methods the reconstructions."""
 
-    recon: np.ndarray  # (N, C, H, W) float32
+    recon: Optional[np.ndarray]  # (N, C, H, W) float32, or None when the method does not reconstruct
     maps: np.ndarray  # (N, H, W) float32, after smoothing
     scores: np.ndarray  # (N,) float32
-    mse: np.ndarray  # (N,) float32, reference-equal
+    mse: np.ndarray  # (N,) float32, reference-equal; NaN when the method does not reconstruct
 
 
 def score_images(
-    model: torch.nn.Module,
+    model,
     images: np.ndarray,
-    residual: str = "l2",
+    residual: Optional[str] = "l2",
     score: str = "mean",
     smooth_sigma: float = 0.0,
     topk_percent: float = 1.0,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    keep_recon: bool = True,
 ) -> ScoreResult:
-    """Reconstruct and score uint8 images (N, H, W, C) in batches; ``progress(done, total)``.
+    """Score uint8 images (N, H, W, C) in batches with a detector (or a bare autoencoder); ``progress(done, total)``.
 
-    The model must already live on ``device``. Inputs are fed in the layout ``to_tensor`` gives
-    (a channels-last view of the uint8 cache), the same layout as the reference package's
-    loader, so the reconstructions and the MSE are bit-identical to the reference's.
+    ``keep_recon`` False leaves out the reconstructions (N, C, H, W) float32, the largest output by far,
+    when only scores and maps are wanted (`udd score`).
+
+    ``model`` is a `methods.Detector` or an autoencoder ``nn.Module`` (scored as the pixel AE).
+    ``residual`` None takes the method's default. The model must already live on ``device``.
+    Inputs are fed in the layout ``to_tensor`` gives (a channels-last view of the uint8 cache),
+    the same layout as the reference package's loader, so the autoencoder's reconstructions and
+    the MSE are bit-identical to the reference's.
     """
+    from .methods.autoencoder import AutoencoderDetector  # methods import this module: keep it one-way
+
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
         raise ValueError(f"images must be a uint8 numpy array, got {type(images).__name__} {getattr(images, 'dtype', '')}")
     if images.ndim == 3:  # (N, H, W) grayscale -> (N, H, W, 1)
         images = images[..., None]
     if images.ndim != 4:
         raise ValueError(f"images must be (N, H, W, C), got shape {images.shape}")
-    if residual not in RESIDUALS:
-        raise ValueError(f"residual must be one of {RESIDUALS}, got {residual!r}")
+    det = AutoencoderDetector(model) if isinstance(model, torch.nn.Module) else model
+    if residual is not None and residual not in det.residuals:
+        raise ValueError(f"residual must be one of {det.residuals}, got {residual!r}")
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n, h, w, c = images.shape
-    recon = np.empty((n, c, h, w), dtype=np.float32)
+    recon = None
     maps = np.empty((n, h, w), dtype=np.float32)
     scores = np.empty(n, dtype=np.float32)
-    mse = np.empty(n, dtype=np.float32)
+    mse = np.full(n, np.nan, dtype=np.float32)
     # Torch views of the outputs: results are written once, straight into the numpy buffers.
-    recon_t, maps_t = torch.from_numpy(recon), torch.from_numpy(maps)
-    scores_t, mse_t = torch.from_numpy(scores), torch.from_numpy(mse)
-    with evaluating(model):
+    maps_t, scores_t, mse_t = torch.from_numpy(maps), torch.from_numpy(scores), torch.from_numpy(mse)
+    module = det.model if isinstance(det, AutoencoderDetector) else torch.nn.Module()
+    with evaluating(module):
         for s in range(0, n, batch_size):
             e = min(s + batch_size, n)
             x = to_tensor(images[s:e], device)  # (b, C, H, W) float32 in [0, 1]
-            y = model(x)  # (b, C, H, W)
-            if y.shape != x.shape:
-                raise ValueError(f"model output shape {tuple(y.shape)} differs from input shape {tuple(x.shape)}")
-            m = residual_map(x, y, residual, smooth_sigma)  # (b, H, W)
-            mse_t[s:e].copy_(mse_per_image(x, y))
-            scores_t[s:e].copy_(image_scores(m, score, topk_percent))
+            out = det.anomaly_maps(x, residual)
+            m = smooth_maps(out.maps, smooth_sigma)  # (b, H, W)
+            if det.own_scores:
+                scores_t[s:e].copy_(det.image_scores(x))
+            else:
+                scores_t[s:e].copy_(image_scores(m, score, topk_percent))
             maps_t[s:e].copy_(m)
-            recon_t[s:e].copy_(y)
+            if out.recon is not None:
+                mse_t[s:e].copy_(mse_per_image(x, out.recon))
+            if out.recon is not None and keep_recon:
+                if recon is None:
+                    recon = np.empty((n, c, h, w), dtype=np.float32)
+                torch.from_numpy(recon)[s:e].copy_(out.recon)
             if progress is not None:
                 progress(e, n)
     return ScoreResult(recon=recon, maps=maps, scores=scores, mse=mse)

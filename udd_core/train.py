@@ -21,10 +21,10 @@ from . import runs
 from .atomic import write_atomic
 from .data import add_noise_patches, to_tensor
 from .images import load_patterns
-from .losses import make_loss
+from .losses import check_loss_fits, make_loss
 from .model import WEIGHTS_FILE, AutoEncoder, build_model, load_model, save_model
 from .progress import ProgressBoard, frozen_copy
-from .settings import TrainSettings, resolve_device
+from .settings import TrainSettings, resolve_device, train_on_classes
 from .precision import PARITY_IMAGES, autocast, bf16_fast, check_bf16_parity
 from .scoring import calibrate, evaluating
 
@@ -65,6 +65,31 @@ def normal_images(ds: Any, for_training: bool = False) -> tuple[np.ndarray, Opti
                              f"{int((~keep).sum())} with other labels left out")
 
 
+def training_images(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Optional[str]]:
+    """The images a run with setting `train_on` learns from, and a note saying what was kept.
+
+    "normal": `normal_images(ds, for_training=True)`; "all": every image, defects included; class
+    labels ("Center,Donut"): the images with those labels, and a ValueError naming any label the
+    data does not have.
+    """
+    classes = train_on_classes(train_on)
+    if classes is None and train_on.strip() == "normal":
+        return normal_images(ds, for_training=True)
+    labels = [str(v) for v in ds.labels]
+    found = sorted(set(labels))
+    if classes is None:  # "all"
+        defects = sum(str(v).strip().lower() not in NORMAL_LABELS for v in labels)
+        return ds.images, (f"trained on all {len(labels)} images, {defects} of them labelled as defects"
+                           if defects else None)
+    unknown = [c for c in classes if c not in found]
+    if unknown:
+        raise ValueError(f"train_on: no images of class {', '.join(map(repr, unknown))} in the data "
+                         f"(classes: {', '.join(found[:12])}{' ...' if len(found) > 12 else ''})")
+    keep = np.isin(np.asarray(labels), classes)
+    return ds.images[keep], (f"trained on the {int(keep.sum())} images of {', '.join(classes)}; "
+                             f"{int((~keep).sum())} others left out")
+
+
 def seeded_model(config: Any, input_shape: tuple[int, int, int], seed: int) -> AutoEncoder:
     """build_model with weights drawn from `seed`, leaving the global RNG as it was."""
     with torch.random.fork_rng(devices=[]):
@@ -83,17 +108,18 @@ def _to_uint8(y: torch.Tensor) -> np.ndarray:
     return y.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def check_images(images: np.ndarray, model: AutoEncoder, what: str) -> None:
-    """Refuse images (N, H, W, C) whose size or channels do not fit the model, naming `what`."""
+def check_images(images: np.ndarray, model: Union[AutoEncoder, tuple[int, int, int]], what: str) -> None:
+    """Refuse images (N, H, W, C) whose size or channels do not fit the model (or an input shape (C, H, W)), naming `what`."""
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"{what}: expected uint8 images (N, H, W, C), got "
                          f"{type(images).__name__} {getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
-    c = model.config.in_channels
+    shape = model.input_shape if isinstance(model, AutoEncoder) else tuple(model)
+    c = model.config.in_channels if isinstance(model, AutoEncoder) else shape[0]
     if images.shape[-1] != c:
         raise ValueError(f"{what}: images have {images.shape[-1]} channels, the model takes {c}")
-    if model.input_shape is not None and tuple(images.shape[1:3]) != tuple(model.input_shape[1:]):
+    if shape is not None and tuple(images.shape[1:3]) != tuple(shape[1:]):
         raise ValueError(f"{what}: images are {images.shape[1]}x{images.shape[2]}, the model was built for "
-                         f"{model.input_shape[1]}x{model.input_shape[2]}")
+                         f"{shape[1]}x{shape[2]}")
 
 
 def _mean_loss(fwd, model, images, loss_fn, dev, bs, amp) -> float:
@@ -197,6 +223,7 @@ def train(model: AutoEncoder, train_images: np.ndarray, val_images: Optional[np.
 
 def _train(model, train_images, val_images, s, run_dir, stop_event, board, resume) -> str:
     check_images(train_images, model, "training images")
+    check_loss_fits(s.loss, model.config.output)
     if len(train_images) == 0:
         raise ValueError("training images: none given")
     has_val = val_images is not None and len(val_images) > 0

@@ -36,6 +36,8 @@ class AutoencoderDetector(Detector):
     method = "autoencoder"
     residuals = RESIDUALS
     generates = True
+    resumable = True
+    uses_config = True
 
     def __init__(self, model: AutoEncoder):
         self.model = model
@@ -97,6 +99,12 @@ class AutoencoderDetector(Detector):
 
     def save(self, run_dir: Union[str, Path]) -> None:
         save_model(self.model, run_dir)
+
+    @classmethod
+    def is_saved(cls, run_dir: Union[str, Path]) -> bool:
+        from ..model import is_model_dir
+
+        return is_model_dir(run_dir)
 
     @classmethod
     def load(cls, run_dir: Union[str, Path], device: str = "cpu", weights: str = WEIGHTS_FILE) -> "AutoencoderDetector":
