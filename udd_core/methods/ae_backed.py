@@ -209,6 +209,11 @@ class AEBackedDetector(Detector):
 
     # --- files -----------------------------------------------------------------------------
 
+    def write_spec(self, run_dir: Union[str, Path]) -> None:
+        # config.json too, so a run stopped before its first checkpoint still names its autoencoder
+        write_json_atomic(Path(run_dir) / CONFIG_FILE, self.model.config.to_dict())
+        super().write_spec(run_dir)
+
     @classmethod
     def is_saved(cls, run_dir: Union[str, Path]) -> bool:
         p = Path(run_dir)
