@@ -1,6 +1,5 @@
 """Deep SVDD and latent kNN: detectors on a pretrained pixel autoencoder's latent code."""
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
