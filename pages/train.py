@@ -24,7 +24,7 @@ from udd_core.shapes import propagate
 from udd_core.jobs import JobManager, TrainJob
 from udd_core.progress import format_eta, loss_curve
 from udd_core.settings import DEVICES, TrainSettings, training_presets
-from udd_core.train import normal_images
+from udd_core.train import training_images
 
 hand_over_deep_link("pages/train.py")  # first: a deep link before app.py ever ran
 
@@ -32,6 +32,7 @@ APP_ROOT = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
 POLL_S, DISK_POLL_S = 1.0, 2.0  # live job / a run trained by another process (status.json only)
 DATA_MODES, MODEL_MODES = ("Sample / shared", "Path", "Upload"), ("Design page", "Preset", "Config file")
+TRAIN_ON = {"normal": "Normal images (detection)", "all": "All images (generation)", "classes": "Chosen classes"}
 KEEP = "session"  # widget values survive a visit to another page
 METHOD_NOTES = {"autoencoder": "the pixel autoencoder of the config", "memory-bank": "pretrained features, no training",
                 "feature-ae": "an autoencoder on pretrained features", "dsvdd": "Deep SVDD on the AE's encoder",
@@ -58,7 +59,14 @@ def settings_widgets(s: TrainSettings) -> dict:
             "lr_step": s.lr_step or 0, "lr_gamma": s.lr_gamma, "val_split": s.val_split, "seed": s.seed,
             "loss": s.loss, "device": s.device, "noise_patches": s.noise_patches,
             "patch_min": s.patch_size[0], "patch_max": s.patch_size[1], "patch_dir": s.patch_dir or "",
-            "amp_bf16": s.amp_bf16}
+            "amp_bf16": s.amp_bf16, "on_mode": s.train_on if s.train_on in ("normal", "all") else "classes",
+            "on_classes": "" if s.train_on in ("normal", "all") else s.train_on}
+
+
+def train_on_value() -> str:
+    """TrainSettings.train_on from the Train on widgets: "normal", "all" or the typed class names."""
+    mode = ss["train_on_mode"]
+    return mode if mode != "classes" else ss["train_on_classes"].strip()
 
 
 def on_train_preset() -> None:
@@ -84,8 +92,9 @@ def select(name: str) -> None:
     set_focus(name)
 
 
-def load_images(path, shape, tile):
-    """The normal images (N, H, W, C) uint8, decoded once per (path, shape, tile), and the loader's notes."""
+def load_images(path, shape, tile, train_on="normal"):
+    """The training images (N, H, W, C) uint8 (normal ones, or those `train_on` picks), decoded once
+    per (path, shape, tile), and the loader's notes."""
     if not path:  # None (nothing uploaded yet) or "": the page says what to do
         raise ValueError("data: no data set given (pick one, type a path or upload images)")
     bar = st.progress(0.0, text="Loading images")
@@ -93,7 +102,7 @@ def load_images(path, shape, tile):
         ds = dataset_cache().get(path, shape, "train", tile, lambda i, n: bar.progress(i / n, f"Loading {i}/{n}"))
     finally:
         bar.empty()
-    images, note = normal_images(ds, for_training=True)
+    images, note = training_images(ds, train_on)
     return images, ds.notices + ([note] if note else [])
 
 
@@ -155,8 +164,8 @@ design_config, design_shape = ss.get("design_config"), ss.get("design_input_shap
 mgr = job_manager(str(ROOT.resolve()))
 
 st.title("Train")
-st.caption("Train an autoencoder on normal images. Jobs run in the background: switch pages or refresh the "
-           "browser at will, this page finds them again.")
+st.caption("Train an autoencoder on normal images (or, to generate maps of every pattern, on all of them). "
+           "Jobs run in the background: switch pages or refresh the browser at will, this page finds them again.")
 left, right = st.columns([5, 6], gap="large")
 
 # --- a new run -----------------------------------------------------------------------------------
@@ -232,7 +241,11 @@ with left:
     data_error = None
     if path and shape:
         try:
-            estimate.caption(f"≈ {describe(path, shape, tile)}")
+            try:  # a bad option is reported with the model; the estimate then leaves the features out
+                per_image = method_cls.feature_bytes_per_image(shape, options or None, config)
+            except ValueError:
+                per_image = 0
+            estimate.caption(f"≈ {describe(path, shape, tile, per_image)}")
         except (ValueError, OSError) as e:
             data_error = str(e)
             estimate.error(data_error)  # shown once, here; Start stays off until the data is usable
@@ -261,20 +274,29 @@ with left:
     num(2, "Patch size max (px)", 1, 100_000, key="train_patch_max")
     st.text_input("Noise pattern folder (optional)", key="train_patch_dir", persist_state=KEEP,
                   help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
+    on = st.columns([2, 3])
+    on[0].selectbox("Train on", list(TRAIN_ON), key="train_on_mode", format_func=TRAIN_ON.get, persist_state=KEEP,
+                    help="Normal images: an autoencoder for detection learns only defect-free images (labels "
+                         "good/none/normal, or unlabelled). All images: defects too, to generate every pattern "
+                         "(its scores then no longer mean 'unlike normal'). Chosen classes: only those labels.")
+    if ss["train_on_mode"] == "classes":
+        on[1].text_input("Classes (labels, separated by commas)", key="train_on_classes", persist_state=KEEP,
+                         placeholder="e.g. Center,Donut,none")
     run_name = st.text_input("Run name", key="train_name", persist_state=KEEP,
                              placeholder=f"automatic, e.g. {sources.default_run_name(ROOT, path)}").strip()
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
                  disabled=shape is None or data_error is not None):
         try:
             values = {k: ss[f"train_{k}"] for k in settings_widgets(TrainSettings())}
-            settings = TrainSettings.from_dict({k: v for k, v in values.items() if k not in ("patch_min", "patch_max")}
-                                               | {"lr_step": values["lr_step"] or None,
+            settings = TrainSettings.from_dict({k: v for k, v in values.items()
+                                                if k not in ("patch_min", "patch_max", "on_mode", "on_classes")}
+                                               | {"lr_step": values["lr_step"] or None, "train_on": train_on_value(),
                                                   "patch_dir": values["patch_dir"].strip() or None,
                                                   "patch_size": (values["patch_min"], values["patch_max"])})
             name = run_name or sources.default_run_name(ROOT, path)
             if (run_dir := runs.run_path(ROOT, name)).exists():
                 raise ValueError(f"run name {name!r}: a run of that name already exists; choose another")
-            images, notices = load_images(path, shape, tile)
+            images, notices = load_images(path, shape, tile, settings.train_on)
             mgr.start(TrainJob.create(run_dir, config, shape, images, settings, source={
                 "path": str(Path(path).resolve()), "kind": data_kind(path), "tile": tile},
                 method=method, options=options))

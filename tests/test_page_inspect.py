@@ -136,6 +136,7 @@ def test_a_run_of_another_method_opens_with_its_own_defaults(monkeypatch, tmp_pa
     app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     assert not app.exception and not app.error
     assert app.selectbox(key="insp_residual").options == ["sq"]
+    assert any("Method **toy-mean**: the heatmap is its anomaly map" in c.value for c in app.caption)
     assert app.selectbox(key="insp_score").value == "max" and app.slider(key="insp_smooth").value == 2.0
     assert float(metrics(app)["image AUROC"]) == 1.0
     assert len(app.get("image")) == 8 * 3 + 1  # 8 x (input, residual, overlay), no reconstruction; + the drill-down

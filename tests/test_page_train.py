@@ -379,3 +379,13 @@ def test_method_choice_fits_a_run_without_a_config(tiny_config, data, runs_dir, 
     assert info["method"] == NAME and info["options"] == {"smooth": 2} and info["input_shape"] == [3, 32, 32]
     at.run()
     assert not at.exception and not [b for b in at.button if b.label == "Resume"]  # a fit is not resumable
+
+
+def test_the_estimate_adds_the_memory_banks_backbone_features(tiny_config, data, runs_dir):
+    at = page(tiny_config, data, train_method="memory-bank")
+    at.number_input(key="train_h").set_value(64)
+    at.number_input(key="train_w").set_value(64).run()
+    from udd_core.backbone import feature_bytes_per_image
+
+    want = 12 * feature_bytes_per_image((3, 64, 64)) / 2**20  # 12 images, the default layers
+    assert f"+ {want:.3g} MB of backbone features" in " ".join(c.value for c in at.caption)

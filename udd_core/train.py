@@ -21,10 +21,10 @@ from . import runs
 from .atomic import write_atomic
 from .data import add_noise_patches, to_tensor
 from .images import load_patterns
-from .losses import make_loss
+from .losses import check_loss_fits, make_loss
 from .model import WEIGHTS_FILE, AutoEncoder, build_model, load_model, save_model
 from .progress import ProgressBoard, frozen_copy
-from .settings import TrainSettings, resolve_device
+from .settings import TrainSettings, resolve_device, train_on_classes
 from .precision import PARITY_IMAGES, autocast, bf16_fast, check_bf16_parity
 from .scoring import calibrate, evaluating
 
@@ -63,6 +63,31 @@ def normal_images(ds: Any, for_training: bool = False) -> tuple[np.ndarray, Opti
                          f"(labels {'/'.join(NORMAL_LABELS)}) or unlabelled ones")
     return ds.images[keep], (f"trained on the {int(keep.sum())} normal images (labels {'/'.join(NORMAL_LABELS)}); "
                              f"{int((~keep).sum())} with other labels left out")
+
+
+def training_images(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Optional[str]]:
+    """The images a run with setting `train_on` learns from, and a note saying what was kept.
+
+    "normal": `normal_images(ds, for_training=True)`; "all": every image, defects included; class
+    labels ("Center,Donut"): the images with those labels, and a ValueError naming any label the
+    data does not have.
+    """
+    classes = train_on_classes(train_on)
+    if classes is None and train_on.strip() == "normal":
+        return normal_images(ds, for_training=True)
+    labels = [str(v) for v in ds.labels]
+    found = sorted(set(labels))
+    if classes is None:  # "all"
+        defects = sum(str(v).strip().lower() not in NORMAL_LABELS for v in labels)
+        return ds.images, (f"trained on all {len(labels)} images, {defects} of them labelled as defects"
+                           if defects else None)
+    unknown = [c for c in classes if c not in found]
+    if unknown:
+        raise ValueError(f"train_on: no images of class {', '.join(map(repr, unknown))} in the data "
+                         f"(classes: {', '.join(found[:12])}{' ...' if len(found) > 12 else ''})")
+    keep = np.isin(np.asarray(labels), classes)
+    return ds.images[keep], (f"trained on the {int(keep.sum())} images of {', '.join(classes)}; "
+                             f"{int((~keep).sum())} others left out")
 
 
 def seeded_model(config: Any, input_shape: tuple[int, int, int], seed: int) -> AutoEncoder:
@@ -198,6 +223,7 @@ def train(model: AutoEncoder, train_images: np.ndarray, val_images: Optional[np.
 
 def _train(model, train_images, val_images, s, run_dir, stop_event, board, resume) -> str:
     check_images(train_images, model, "training images")
+    check_loss_fits(s.loss, model.config.output)
     if len(train_images) == 0:
         raise ValueError("training images: none given")
     has_val = val_images is not None and len(val_images) > 0
