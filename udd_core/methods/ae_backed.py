@@ -23,8 +23,9 @@ from ..scoring import RESIDUALS, residual_map
 from .autoencoder import ResidualMap
 from .base import METHOD_FILE, Detector, MapOutput
 
-HEATMAP_NOTE = ("the heatmap is the pretrained autoencoder's {residual} residual; it shows where the "
-                "reconstruction fails, while the image score is the method's own latent distance")
+HEATMAP_NOTE = ("the heatmap is the pretrained autoencoder's residual map (of the residual kind chosen, {residual} "
+                "by default): it shows where the reconstruction fails, while the image score, and so the "
+                "decision, is the method's own latent distance")
 
 
 def check_int(options: dict, name: str, lo: int, hi: int) -> int:
