@@ -2,6 +2,8 @@
 
 Run:   .venv/bin/python bench/bench_dsvdd.py            (the chosen settings, all 10 classes)
        .venv/bin/python bench/bench_dsvdd.py --search   (the grid on the selection classes 0-4)
+       .venv/bin/python bench/bench_dsvdd.py --grid-all (the grid on all classes, after the choice: how
+                                                         the other settings fare on the held-out classes)
        .venv/bin/python bench/bench_dsvdd.py --quick    (a smoke run: 2 classes, few epochs)
 
 Protocol (Ruff et al.'s one-class MNIST, on scikit-learn's bundled 8x8 digits, which need no
@@ -167,6 +169,8 @@ def table(rows: list[dict], classes: tuple[int, ...]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--search", action="store_true", help="the grid on the selection classes 0-4")
+    ap.add_argument("--grid-all", action="store_true",
+                    help="the grid on all 10 classes: shows how the other choices fare on the held-out classes")
     ap.add_argument("--quick", action="store_true", help="2 classes, 3 epochs: a smoke run")
     ap.add_argument("--epochs", type=int, default=CHOSEN["epochs"], help="autoencoder pretraining epochs")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steady timings on a shared machine)")
@@ -175,8 +179,9 @@ def main() -> None:
     load = os.getloadavg()
     data = digits()
     classes = SELECTION if a.search else (0, 5) if a.quick else tuple(range(10))
-    knn = GRID["knn"] if a.search else [CHOSEN["knn"]]
-    svdd = GRID["dsvdd"] if a.search else [CHOSEN["dsvdd"]]
+    grid = a.search or a.grid_all
+    knn = GRID["knn"] if grid else [CHOSEN["knn"]]
+    svdd = GRID["dsvdd"] if grid else [CHOSEN["dsvdd"]]
     epochs = 3 if a.quick else a.epochs
     if a.quick:
         svdd = [{**svdd[0], "svdd_epochs": 3}]

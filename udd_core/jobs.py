@@ -118,7 +118,9 @@ class TrainJob:
         if not (run_dir / runs.LAST_WEIGHTS).is_file():
             raise ValueError(f"run {run_dir.name}: nothing to resume ({runs.LAST_WEIGHTS} is missing)")
         done = len(runs.read_history(run_dir))
-        if done >= settings.epochs:
+        # A stopped run with every epoch in its history is a method with a phase after the autoencoder's
+        # epochs (Deep SVDD's one-class phase), and resuming continues that phase.
+        if done >= settings.epochs and st["status"] not in ("stopped", "interrupted"):
             raise ValueError(f"run {run_dir.name}: already has {done} epochs; "
                              f"ask for more than {done} (the epoch count is the new total)")
         c, h, w = (int(v) for v in info["input_shape"])

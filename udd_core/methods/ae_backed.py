@@ -23,8 +23,9 @@ from ..scoring import RESIDUALS, residual_map
 from .autoencoder import ResidualMap
 from .base import METHOD_FILE, Detector, MapOutput
 
-HEATMAP_NOTE = ("the heatmap is the pretrained autoencoder's {residual} residual; it shows where the "
-                "reconstruction fails, while the image score is the method's own latent distance")
+HEATMAP_NOTE = ("the heatmap is the pretrained autoencoder's residual map (of the residual kind chosen, {residual} "
+                "by default): it shows where the reconstruction fails, while the image score, and so the "
+                "decision, is the method's own latent distance")
 
 
 def check_int(options: dict, name: str, lo: int, hi: int) -> int:
@@ -208,6 +209,11 @@ class AEBackedDetector(Detector):
         return stats
 
     # --- files -----------------------------------------------------------------------------
+
+    def write_spec(self, run_dir: Union[str, Path]) -> None:
+        # config.json too, so a run stopped before its first checkpoint still names its autoencoder
+        write_json_atomic(Path(run_dir) / CONFIG_FILE, self.model.config.to_dict())
+        super().write_spec(run_dir)
 
     @classmethod
     def is_saved(cls, run_dir: Union[str, Path]) -> bool:
