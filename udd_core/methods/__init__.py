@@ -14,6 +14,7 @@ from .base import METHOD_FILE, Detector, MapOutput
 # method name -> "module:Class" in this package
 _REGISTRY = {
     "autoencoder": "autoencoder:AutoencoderDetector",
+    "feature-ae": "feature_ae:FeatureAEDetector",
 }
 METHODS = tuple(_REGISTRY)
 
