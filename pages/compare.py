@@ -32,12 +32,6 @@ def cached_inspection(run_dir: str, data: str, split: str, stamp: float):
     return inspect_run(run_dir, data, split=split)
 
 
-def model_stamp(path: Path) -> float:
-    """The newest change to a run's files, leaving out the live status and history (a new model rescores)."""
-    return max((p.stat().st_mtime for p in path.iterdir()
-                if p.is_file() and p.name not in (runs.STATUS_FILE, runs.HISTORY_FILE)), default=0.0)
-
-
 def one_line(e: Exception) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
@@ -142,7 +136,7 @@ with st.spinner("Scoring every run on the data set ..."):
             st.warning(f"{s.name}: not scored (no saved model yet).")
             continue
         try:
-            inspections.append(cached_inspection(str(s.path), data, split, model_stamp(s.path)))
+            inspections.append(cached_inspection(str(s.path), data, split, runs.model_stamp(s.path)))
             scored.append(s.name)
         except (ValueError, OSError) as e:
             st.warning(f"{s.name}: not scored ({one_line(e)}).")

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from pages.run_focus import follow_focus, hand_over_deep_link, set_focus
+from pages.run_focus import focused_run, follow_focus, hand_over_deep_link, set_focus
 from udd_core import generation as gen
 from udd_core.data import data_kind, kind_mismatch
-from udd_core.model import WEIGHTS_FILE, is_model_dir
+from udd_core.methods import detector_class, has_detector, run_method
+from udd_core.model import WEIGHTS_FILE
 from udd_core.runs import list_runs
 from udd_core.train import normal_images
 
@@ -83,7 +84,8 @@ st.caption("New images from a trained model: the latent code of a source image p
            "std σ, decoded. Small σ stays close to the source; large σ shows what else the decoder draws.")
 
 try:
-    found = [r for r in list_runs(ROOT) if is_model_dir(r.path)]
+    listed = [r for r in list_runs(ROOT) if has_detector(r.path)]
+    found = [r for r in listed if detector_class(run_method(r.path)).generates]
 except OSError as e:
     found = []
     show_error(e)
@@ -93,6 +95,9 @@ if not found:
     st.stop()
 
 runs_by_name = {r.name: r for r in found}
+if (asked := focused_run()) and asked not in runs_by_name and asked in {r.name for r in listed}:
+    st.info(f"{asked} is a {run_method(ROOT / asked)} run: it has no decoder to generate from, so it is not "
+            "listed here. Generation needs an autoencoder run.")
 
 
 follow_focus("gen_run", list(runs_by_name), ROOT)

@@ -17,15 +17,16 @@ from udd_core import runs
 from udd_core.data import data_kind
 from udd_core.inspection import inspect_run, load_inputs
 from udd_core.metrics import roc_points, threshold_for_fpr
-from udd_core.model import WEIGHTS_FILE
+from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults
 from udd_core.render import plotly_colorscale
 from udd_core.report import build_report, heatmaps_zip, scores_csv
-from udd_core.scoring import RESIDUALS, SCORES
+from udd_core.scoring import SCORES
 
 hand_over_deep_link("pages/inspect.py")  # first: a deep link before app.py ever ran
 
 ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
 PAGE = 12  # gallery rows per "show more"
+SMOOTH_MAX = 8.0  # px; the smoothing slider's top
 ss = st.session_state
 
 
@@ -51,7 +52,7 @@ def default_data(run_dir: Path) -> str:
 
 
 st.title("Inspect")
-all_runs = [r for r in runs.list_runs(ROOT) if (r.path / WEIGHTS_FILE).is_file()]
+all_runs = [r for r in runs.list_runs(ROOT) if has_detector(r.path)]
 if not all_runs:
     st.info("No trained run yet. Train a model on the **Train** page: its runs appear here, ready to inspect.")
     st.stop()
@@ -60,8 +61,12 @@ by_name = {r.name: r for r in all_runs}
 
 
 def new_run() -> None:
-    """A new run on this page: its own training data, the gallery from its top."""
-    ss["insp_data"] = default_data(by_name[ss["insp_run"]].path)
+    """A new run on this page: its own training data, its method's post-processing, the gallery from its top."""
+    path = by_name[ss["insp_run"]].path
+    ss["insp_data"] = default_data(path)
+    post = run_scoring_defaults(path)
+    ss["insp_residual"], ss["insp_score"] = post["residual"], post["score"]
+    ss["insp_smooth"], ss["insp_topk"] = min(post["smooth_sigma"], SMOOTH_MAX), post["topk_percent"]
     ss["insp_show"] = PAGE
 
 
@@ -88,15 +93,17 @@ with st.sidebar:
     if kind != "mvtec":
         st.caption(f"A {kind} data set is scored whole.")
     st.subheader("Post-processing")
-    residual = st.selectbox("Residual", RESIDUALS, key="insp_residual")
-    smooth = st.slider("Smoothing σ (px)", 0.0, 4.0, 0.0, 0.5, key="insp_smooth")
+    residual = st.selectbox("Residual", detector_class(run_method(by_name[ss["insp_run"]].path)).residuals,
+                            key="insp_residual")
+    smooth = st.slider("Smoothing σ (px)", 0.0, SMOOTH_MAX, step=0.5, key="insp_smooth")
     score = st.selectbox("Image score", SCORES, key="insp_score")
-    topk = st.number_input("Top-k %", 0.01, 100.0, 1.0, 0.5, key="insp_topk", disabled=score != "topk")
+    ss.setdefault("insp_topk", 1.0)
+    topk = st.number_input("Top-k %", 0.01, 100.0, step=0.5, key="insp_topk", disabled=score != "topk")
 
 run = by_name[ss["insp_run"]]
 if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch
     st.warning(f"{run.name} has not finished an epoch: its model holds barely trained weights.")
-stamp = (run.path / WEIGHTS_FILE).stat().st_mtime
+stamp = runs.model_stamp(run.path)
 try:
     with st.spinner("Loading the model and the images, then scoring ..."):
         base = cached_inspection(str(run.path), ss["insp_data"], split, stamp, residual, float(smooth), score,
@@ -149,14 +156,15 @@ with tab_gallery:
     shown = [int(i) for i in order if filters[which][i]]
     n_show = ss.setdefault("insp_show", PAGE)
     st.caption(f"{len(shown)} images, highest score first.")
-    heads = st.columns(4)
-    for h, name in zip(heads, ("input", "reconstruction", "residual", "overlay")):
+    panel_names = [k for k in ("input", "reconstruction", "residual", "overlay")
+                   if k != "reconstruction" or insp.recon_raw is not None]  # methods without one show 3
+    for h, name in zip(st.columns(len(panel_names)), panel_names):
         h.markdown(f"**{name}**")
     for i in shown[:n_show]:
         verdict = ":red[**defective**]" if pred[i] else ":green[ok]"
         st.markdown(f"`{Path(insp.names[i]).name}` · label **{insp.labels[i]}** · score {insp.scores[i]:.5g} · {verdict}")
         p = insp.panels(i)
-        for col, key in zip(st.columns(4), ("input", "reconstruction", "residual", "overlay")):
+        for col, key in zip(st.columns(len(panel_names)), panel_names):
             col.image(p[key], width="stretch")
     if len(shown) > n_show and st.button(f"Show {min(PAGE, len(shown) - n_show)} more", key="insp_more"):
         ss["insp_show"] = n_show + PAGE

@@ -309,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed-order", action="store_true",
                    help="the same batches in the same order every epoch, as the reference package trains "
                         "(default: reshuffled each epoch)")
+    p.add_argument("--method", metavar="NAME",
+                   help="detection method: autoencoder (default; needs CONFIG), memory-bank (no CONFIG, no training), "
+                        "feature-ae, dsvdd or latent-knn (need CONFIG); see the README's table of methods")
+    p.add_argument("--backbone", metavar="NAME", help="memory bank: pretrained backbone (efficientnet-lite0)")
+    p.add_argument("--layers", metavar="LAYERS", help="memory bank: backbone feature layers, comma-separated")
+    p.add_argument("--coreset", type=float, metavar="F", help="memory bank: share of patches kept by the coreset")
+    p.add_argument("--k", type=int, metavar="K", help="memory bank: nearest neighbours averaged per patch (default 1)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="any other option of the method, e.g. --option svdd_epochs=20 (repeatable)")
     p.add_argument("--resume", action="store_true",
                    help="continue the stopped or interrupted run in --out with its own settings "
                         "(only --epochs, --device and --data may be given)")
@@ -339,10 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MVTec folder (scores test/ by default), folder of images, or wafer .npy/.npz "
                         "(default: the run's training data)")
     p.add_argument("--split", choices=("test", "train", "all"), default="test", help="MVTec split to score")
-    p.add_argument("--residual", choices=("l2", "l2sum", "l1", "ssim"), default="l2", help="per-pixel residual")
-    p.add_argument("--score", choices=("mean", "max", "topk"), default="mean", help="image score from the residual map")
-    p.add_argument("--topk", type=float, default=1.0, metavar="PERCENT", help="share of pixels averaged by --score topk")
-    p.add_argument("--smooth", type=float, default=0.0, metavar="SIGMA", help="Gaussian smoothing of the residual map")
+    p.add_argument("--residual", metavar="KIND",
+                   help="anomaly map: l2, l2sum, l1 or ssim for an autoencoder; each method lists its own "
+                        "(default: the run's method default, l2 for an autoencoder)")
+    p.add_argument("--score", choices=("mean", "max", "topk"),
+                   help="image score from the map (default: the method's, mean for an autoencoder)")
+    p.add_argument("--topk", type=float, metavar="PERCENT", help="share of pixels averaged by --score topk (default 1)")
+    p.add_argument("--smooth", type=float, metavar="SIGMA",
+                   help="Gaussian smoothing of the map in px (default: the method's, 0 for an autoencoder)")
     p.add_argument("--size", metavar="H,W", help="input size (default: the model's, else the images' own size)")
     p.add_argument("--threshold", type=float, metavar="T", help="image-score threshold (default: from --target-fpr)")
     p.add_argument("--target-fpr", type=float, default=0.01, metavar="F",

@@ -42,6 +42,10 @@ NUMERIC_OPTIONS: dict[str, tuple[NumberRange, ...]] = {
         NumberRange("target_fpr", "--target-fpr", False, 0, 1),
         NumberRange("batch_size", "--batch-size", True, 1, 1_000_000),
     ),
+    "train": (
+        NumberRange("coreset", "--coreset", False, 0, 1, lo_open=True),  # a share of the patches
+        NumberRange("k", "--k", True, 1, 1_000_000),
+    ),
     "generate": (
         NumberRange("sigma", "--sigma", False, 0, 1e6),  # float32 latents stay finite through the decoder
         NumberRange("n", "-n", True, 1, 10_000),  # generation.MAX_SAMPLES (a test holds them equal)

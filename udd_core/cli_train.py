@@ -6,6 +6,7 @@ Imported only when the command runs, so the rest of the command line starts with
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 from .cli import UsageError, config_or_preset, parse_ints
 from .data import data_kind, load_dataset
 from .jobs import TrainJob, checked_settings
+from .methods import detector_class
 from .model import build_model
 from .progress import ProgressLine
 from .runs import is_empty_dir, read_history, read_json
@@ -46,7 +48,40 @@ def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
 _FIXED_ON_RESUME = (("--batch-size", "batch_size"), ("--lr", "lr"), ("--size", "size"),
                     ("--noise-patches", "noise_patches"), ("--patch-size", "patch_size"), ("--patch-dir", "patch_dir"),
                     ("--val-split", "val_split"), ("--seed", "seed"), ("--preset", "preset"), ("--loss", "loss"),
-                    ("--precision", "precision"), ("--fixed-order", "fixed_order"))
+                    ("--precision", "precision"), ("--fixed-order", "fixed_order"), ("--method", "method"),
+                    ("--backbone", "backbone"), ("--layers", "layers"), ("--coreset", "coreset"), ("--k", "k"),
+                    ("--option", "option"))
+
+
+# Method options with a flag of their own: (flag, argparse attribute, option name).
+_OPTION_FLAGS = (("--backbone", "backbone", "backbone"), ("--layers", "layers", "layers"),
+                 ("--coreset", "coreset", "coreset"), ("--k", "k", "k"))
+
+
+def _method_options(args: argparse.Namespace) -> dict:
+    """The method's options from --backbone/--layers/--coreset/--k and every --option KEY=VALUE."""
+    options: dict = {}
+    for flag, attr, name in _OPTION_FLAGS:
+        if getattr(args, attr, None) is not None:
+            value = getattr(args, attr)
+            options[name] = [v.strip() for v in value.split(",") if v.strip()] if name == "layers" else value
+    for item in args.option or ():
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--option {item!r}: expected KEY=VALUE, e.g. --option svdd_epochs=20")
+        try:
+            value = json.loads(text)  # numbers, true/false, lists; anything else is a string
+        except json.JSONDecodeError:
+            value = text
+        options[key.strip().replace("-", "_")] = value
+    return options
+
+
+def _option_error(e: ValueError) -> UsageError:
+    """A method's "coreset: must be ..." as "--coreset: must be ...", the flag the user typed."""
+    field, sep, rest = str(e).partition(": ")
+    flag = next((f for f, _, name in _OPTION_FLAGS if name == field), None)
+    return UsageError(f"{flag}: {rest}" if sep and flag else f"--option {str(e)}" if sep else str(e))
 
 
 def _interrupt(signum, frame):
@@ -113,15 +148,21 @@ def run_train(args: argparse.Namespace) -> int:
         job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device)
         bar.epochs_shown = len(job.snapshot().train_loss) or len(read_history(out))  # print only the new epochs
     else:
-        if not args.config:
-            raise UsageError("CONFIG is required (a config file or a model preset name) unless --resume is given")
+        method = args.method or "autoencoder"
+        cls = detector_class(method)  # an unknown method is refused with the list of them
+        if cls.uses_config and not args.config:
+            raise UsageError(f"CONFIG is required for --method {method} (a config file or a model preset name) "
+                             "unless --resume is given")
+        if not cls.uses_config and args.config:
+            raise UsageError(f"CONFIG: --method {method} takes no autoencoder config (got {args.config})")
+        options = _method_options(args)
         if not args.data:
             raise UsageError("--data is required (a folder of images, an MVTec folder or a wafer .npy/.npz)")
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: is a file, not a run folder")
         if out.exists() and not is_empty_dir(out):
             raise UsageError(f"--out {out}: already exists and is not empty (pass --resume to continue it)")
-        config, preset_shape = config_or_preset(args.config)
+        config, preset_shape = config_or_preset(args.config) if args.config else (None, None)
         settings = _settings_from_args(args)
         checked_settings(settings)  # an unusable device or pattern folder fails now, not after the data loads
         size = parse_ints(args.size, 2, "--size") if args.size else None  # checked before the data is looked at
@@ -132,19 +173,26 @@ def run_train(args: argparse.Namespace) -> int:
             h, w = preset_shape[1:]
         else:
             h, w = (26, 26) if kind == "wafer" else (256, 256)
-        shape = (config.in_channels, h, w)
-        try:  # refuse a non-mirroring design before spending time on the data
-            build_model(config, shape)
+        # Methods without a config see images through a pretrained RGB backbone: gray images load as 3 channels.
+        shape = (config.in_channels if config is not None else 3, h, w)
+        if config is not None and method == "autoencoder":
+            try:  # refuse a non-mirroring design before spending time on the data
+                build_model(config, shape)
+            except ValueError as e:
+                fix = f"udd shapes {args.config} --input {shape[0]},{h},{w} --fix OUT"
+                raise UsageError(f"{args.config} at {h}x{w}: {e} (`{fix}` writes a config that fits)") from None
+        try:  # bad method options and sizes are refused before the data loads
+            cls.build(shape, options or None, config, settings.seed).check_input(shape)
         except ValueError as e:
-            fix = f"udd shapes {args.config} --input {shape[0]},{h},{w} --fix OUT"
-            raise UsageError(f"{args.config} at {h}x{w}: {e} (`{fix}` writes a config that fits)") from None
-        ds = load_dataset(args.data, (config.in_channels, h, w), split="train", progress=bar.loading)
+            raise _option_error(e) from None
+        ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
         bar.end()
         images, kept = normal_images(ds, for_training=True)
         for note in ds.notices + ([kept] if kept else []):
             print(f"note: {note}", file=sys.stderr)
         job = TrainJob.create(out, config, shape, images, settings,
-                              source={"path": str(Path(args.data).resolve()), "kind": kind, "tile": False})
+                              source={"path": str(Path(args.data).resolve()), "kind": kind, "tile": False},
+                              method=method, options=options)
         del ds, images
     for note in job.snapshot().notices:
         print(f"note: {note}", file=sys.stderr)

@@ -16,15 +16,18 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 KINDS = ("pixels", "features")
-# Per backbone: layer name -> (channels, stride). A layer is the output of one EfficientNet stage.
+# Per backbone: layer name -> (channels, stride), as `backbone.py` names them: the output of each
+# EfficientNet stage, and the stride aliases (the last stage at that stride). A test holds this
+# table against `backbone.layer_info`; it is copied here so that parsing a config needs no torch.
+_LITE0 = {"stage1": (16, 2), "stage2": (24, 4), "stage3": (40, 8), "stage4": (80, 16),
+          "stage5": (112, 16), "stage6": (192, 32), "stage7": (320, 32)}
+_ALIASES = {"s2": "stage1", "s4": "stage2", "s8": "stage3", "s16": "stage5", "s32": "stage7"}
 BACKBONES: dict[str, dict[str, tuple[int, int]]] = {
-    "efficientnet-lite0": {
-        "stage1": (16, 2), "stage2": (24, 4), "stage3": (40, 8), "stage4": (80, 16),
-        "stage5": (112, 16), "stage6": (192, 32), "stage7": (320, 32),
-    },
+    "lite0": {**_LITE0, **{a: _LITE0[s] for a, s in _ALIASES.items()}},
 }
-DEFAULT_BACKBONE = "efficientnet-lite0"
-DEFAULT_LAYERS = ("stage3", "stage5")  # strides 8 and 16: 40 + 112 = 152 channels
+BACKBONE_ALIASES = {"efficientnet-lite0": "lite0"}
+DEFAULT_BACKBONE = "lite0"
+DEFAULT_LAYERS = ("s8", "s16")  # stages 3 and 5: 40 + 112 = 152 channels at stride 8
 DEFAULT_POOL = 3
 MAX_POOL = 15
 FEATURE_BYTES = 2  # the training cache holds float16
@@ -80,6 +83,7 @@ def parse_input(v: Any) -> Optional[FeatureInput]:
             raise InputError(f"input.{next(k for k in v if k != 'kind')}: only feature inputs take it")
         return None
     backbone = v.get("backbone", DEFAULT_BACKBONE)
+    backbone = BACKBONE_ALIASES.get(backbone, backbone) if isinstance(backbone, str) else backbone
     if backbone not in BACKBONES:
         raise InputError(f"input.backbone: must be one of {', '.join(BACKBONES)}, got {backbone!r}"[:200])
     table = BACKBONES[backbone]
@@ -87,17 +91,19 @@ def parse_input(v: Any) -> Optional[FeatureInput]:
     if not isinstance(layers, (list, tuple)) or not layers:
         raise InputError(f"input.layers: expected a non-empty list of layer names ({', '.join(table)})")
     for i, name in enumerate(layers):
-        if name not in table:
+        if not isinstance(name, str) or name not in table:
             raise InputError(f"input.layers[{i}]: must be one of {', '.join(table)}, got {name!r}"[:200])
-    if len(set(layers)) != len(layers):
-        raise InputError("input.layers: a layer is listed twice")
+    stages = [_ALIASES.get(name, name) for name in layers]
+    if len(set(stages)) != len(stages):
+        raise InputError(f"input.layers: a stage is named twice in {', '.join(layers)}")
     pool = v.get("pool", DEFAULT_POOL)
     if isinstance(pool, float) and pool.is_integer():
         pool = int(pool)
     if isinstance(pool, bool) or not isinstance(pool, int) or not (1 <= pool <= MAX_POOL and pool % 2 == 1):
         raise InputError(f"input.pool: must be an odd integer from 1 to {MAX_POOL} (1: no pooling), got {pool!r}"[:200])
-    order = list(table)  # keep the backbone's order, so [stage5, stage3] and [stage3, stage5] are one design
-    return FeatureInput(backbone, tuple(sorted(layers, key=order.index)), pool)
+    # The backbone's order, so [s16, s8] and [s8, s16] are one design (the channels stack finest first).
+    order = {name: i for i, name in enumerate(_LITE0)}
+    return FeatureInput(backbone, tuple(sorted(layers, key=lambda n: order[_ALIASES.get(n, n)])), pool)
 
 
 def _down(n: int, stride: int) -> int:

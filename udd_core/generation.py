@@ -39,6 +39,16 @@ MAX_SAMPLES = 10_000  # more is a typo, not a request
 
 # --- loading ---------------------------------------------------------------------------------
 
+def require_decoder(path: Union[str, Path]) -> None:
+    """Refuse, in one line, a run whose method has no decoder to turn noised latent codes into images."""
+    from .methods import detector_class, run_method
+
+    method = run_method(path)
+    if not detector_class(method).generates:
+        raise ValueError(f"{path}: a {method} run has no decoder to generate from; "
+                         "generation needs an autoencoder run")
+
+
 def load_generator(path: Union[str, Path], size: Optional[Sequence[int]] = None,
                    device: str = "cpu", data: Optional[Union[str, Path]] = None, split: str = "train",
                    notices: Optional[list[str]] = None) -> AutoEncoder:
@@ -49,6 +59,7 @@ def load_generator(path: Union[str, Path], size: Optional[Sequence[int]] = None,
     `udd score` does, and its notice appended to ``notices``. The design is checked to mirror at
     that size. Given for a folder that stores a size, ``size`` must agree with it.
     """
+    require_decoder(path)
     model = load_model(path, device=device)
     if size is None and model.input_shape is None and data:
         size, notice = size_for_sizeless_model(data, split)

@@ -17,9 +17,10 @@ import numpy as np
 from . import runs
 from .data import ImageSet, data_kind, kind_mismatch, load_dataset, size_for_sizeless_model, wafer_to_onehot
 from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr
-from .model import WEIGHTS_FILE, AutoEncoder, load_model
+from .methods import Detector, load_detector, scoring_defaults
+from .model import WEIGHTS_FILE
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, overlay_rgb, zoom
-from .scoring import RESIDUALS, SCORES, NormStats, fit_norm_stats, normalise, score_images
+from .scoring import SCORES, NormStats, fit_norm_stats, normalise, score_images
 from .settings import resolve_device
 from .train import NORMAL_LABELS, normal_images, split_indices
 
@@ -36,10 +37,10 @@ def normal_label(label) -> str:
 
 @dataclass
 class Loaded:
-    """A model and the images to score, loaded once (the app caches this across reruns)."""
+    """A detector and the images to score, loaded once (the app caches this across reruns)."""
 
     model_dir: Path
-    model: AutoEncoder
+    detector: Detector
     data: ImageSet
     data_path: str
     split: str
@@ -48,14 +49,6 @@ class Loaded:
     calibration: Optional[dict]  # calibration.json when it was made at this input size
     notices: list[str] = field(default_factory=list)
     memo: dict = field(default_factory=dict, repr=False)  # reloaded validation images, filled on first need
-
-
-def _check_size(model: AutoEncoder, shape: tuple[int, int, int]) -> None:
-    from .shapes import propagate  # raises ShapeError (a ValueError) when the input is too small
-
-    report = propagate(model.config, shape)
-    if not report.ok:
-        raise ValueError(f"size {shape[1]}x{shape[2]}: the model cannot reconstruct it ({report.problems[0].message})")
 
 
 def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[tuple[int, int]] = None,
@@ -67,7 +60,7 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     without a stored size (reference package) scores images at their own (common) size.
     """
     p = Path(model_dir)
-    model = load_model(p, device=str(resolve_device(device)))
+    det = load_detector(p, device=str(resolve_device(device)))
     run = runs.read_json(p / runs.TRAIN_FILE, {}) or {}
     source = run.get("data") or {}
     if data_path is None:
@@ -76,8 +69,8 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
             raise ValueError(f"{p}: no data given and the run names no training data (train.json data.path)")
         if not Path(data_path).exists():
             raise ValueError(f"{data_path}: the run's training data is gone (moved or deleted); give the data path")
-    c = model.config.in_channels
-    trained = tuple(int(v) for v in (model.input_shape or run.get("input_shape") or ()))
+    trained = tuple(int(v) for v in (det.input_shape or run.get("input_shape") or ()))
+    c = trained[0] if trained else det.model.config.in_channels  # only a reference AE folder stores no size
     if size is not None:
         shape = (c, int(size[0]), int(size[1]))
     elif trained:
@@ -85,7 +78,7 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     else:
         hw, size_notice = size_for_sizeless_model(data_path, split)
         shape = (c, *hw)
-    _check_size(model, shape)
+    det.check_input(shape)
     tile = bool(source.get("tile", False)) if tile is None else tile
     ds = load_dataset(data_path, shape, split=split, tile=tile, progress=progress)
     cal = None
@@ -100,7 +93,7 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
         notices.insert(0, mismatch)
     if trained and shape != trained:
         notices.append(f"scored at {shape[1]}x{shape[2]}, the model was trained at {trained[1]}x{trained[2]}")
-    return Loaded(p, model, ds, str(data_path), split, shape, run, cal if isinstance(cal, dict) else None, notices)
+    return Loaded(p, det, ds, str(data_path), split, shape, run, cal if isinstance(cal, dict) else None, notices)
 
 
 def _validation_images(loaded: Loaded) -> tuple[Optional[np.ndarray], str, list[str]]:
@@ -135,7 +128,7 @@ class Inspection:
     mse: np.ndarray  # (N,) float32 plain per-image MSE (reference-equal)
     maps: np.ndarray  # (N, H, W) float32, standardised by `norm` when known (0 = typical normal pixel)
     images: np.ndarray  # (N, H, W, C) uint8 inputs
-    recon: np.ndarray  # (N, H, W, C) uint8 reconstructions (wafers: one-hot of the argmax)
+    recon_raw: Optional[np.ndarray]  # (N, C, H, W) float32 reconstructions; None for a method without them
     masks: Optional[np.ndarray]  # (N, H, W) bool ground truth, or None
     metrics: Metrics
     threshold: Optional[float]  # image-score threshold: defective when score > threshold
@@ -157,6 +150,11 @@ class Inspection:
     def known(self) -> np.ndarray:
         """(N,) bool: images whose label says normal or defective (metrics use only these)."""
         return np.array([v.lower() not in UNKNOWN_LABELS for v in self.labels], dtype=bool)
+
+    @property
+    def recon(self) -> Optional[np.ndarray]:
+        """(N, H, W, C) uint8 reconstructions (wafers: one-hot of the argmax), or None; converted on each call."""
+        return None if self.recon_raw is None else _to_uint8_hwc(self.recon_raw, self.kind == "wafer")
 
     @property
     def is_defect(self) -> np.ndarray:
@@ -204,15 +202,18 @@ class Inspection:
         return find_regions(self.maps[i], thr, method, eps, min_samples, min_pixels)
 
     def panels(self, i: int, factor: Optional[int] = None, pixel_threshold: Optional[float] = None) -> dict:
-        """RGB pictures of image ``i``: input, reconstruction, residual heatmap and overlay."""
+        """RGB pictures of image ``i``: input, reconstruction (when the method makes one), residual heatmap, overlay."""
         h, w = self.maps.shape[1:]
         f = auto_zoom(h, w) if factor is None else factor
         scale = self.scale if pixel_threshold is None else replace(self.scale, threshold=pixel_threshold)
         wafer = self.kind == "wafer"
         mask = None if self.masks is None else self.masks[i]
-        return {"input": zoom(as_rgb(self.images[i], wafer), f), "reconstruction": zoom(as_rgb(self.recon[i], wafer), f),
-                "residual": heat_rgb(self.maps[i], scale, f),
-                "overlay": overlay_rgb(self.images[i], self.maps[i], scale, mask, wafer, f)}
+        out = {"input": zoom(as_rgb(self.images[i], wafer), f)}
+        if self.recon_raw is not None:  # only image i is converted: a gallery shows a few of many
+            out["reconstruction"] = zoom(as_rgb(_to_uint8_hwc(self.recon_raw[i:i + 1], wafer)[0], wafer), f)
+        out["residual"] = heat_rgb(self.maps[i], scale, f)
+        out["overlay"] = overlay_rgb(self.images[i], self.maps[i], scale, mask, wafer, f)
+        return out
 
     def heatmap_png(self, i: int, factor: int = 1) -> bytes:
         """PNG overlay of image ``i`` (threshold and ground-truth contours) at ``factor`` x its size."""
@@ -251,18 +252,17 @@ def _calibration_fits(cal: Optional[dict], residual: str, score: str, smooth: fl
             and (score != "topk" or float(cal.get("topk_percent", -1)) == float(topk)))
 
 
-def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: str = "l2", score: str = "mean",
-                smooth_sigma: float = 0.0, topk_percent: float = 1.0, size: Optional[tuple[int, int]] = None,
-                threshold: Optional[float] = None, target_fpr: float = 0.01, batch_size: int = 32,
-                device: str = "cpu", loaded: Optional[Loaded] = None,
+def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: Optional[str] = None,
+                score: Optional[str] = None, smooth_sigma: Optional[float] = None, topk_percent: Optional[float] = None,
+                size: Optional[tuple[int, int]] = None, threshold: Optional[float] = None, target_fpr: float = 0.01,
+                batch_size: int = 32, device: str = "cpu", loaded: Optional[Loaded] = None,
                 progress: Optional[Callable[[int, int], None]] = None) -> Inspection:
     """Score a data set with a run (or reference model) folder; see the module docstring.
 
-    Pass ``loaded`` (from `load_inputs`) to reuse an already loaded model and data set.
+    Pass ``loaded`` (from `load_inputs`) to reuse an already loaded detector and data set.
+    Post-processing left at None takes the method's defaults (`methods.scoring_defaults`).
     """
-    if residual not in RESIDUALS:
-        raise ValueError(f"residual: must be one of {RESIDUALS}, got {residual!r}")
-    if score not in SCORES:
+    if score is not None and score not in SCORES:
         raise ValueError(f"score: must be one of {SCORES}, got {score!r}")
     if not 0.0 <= target_fpr <= 1.0:
         raise ValueError(f"target_fpr: must be in [0, 1], got {target_fpr}")
@@ -271,10 +271,14 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: s
         if model_dir is None:
             raise ValueError("model_dir: give a run or model folder")
         loaded = load_inputs(model_dir, data_path, split, size, device=device)
-    ds, model, notices = loaded.data, loaded.model, list(loaded.notices)
-    kw = dict(residual=residual, score=score, smooth_sigma=smooth_sigma, topk_percent=topk_percent,
-              batch_size=batch_size, device=device)
-    res = score_images(model, ds.images, progress=progress, **kw)
+    ds, det, notices = loaded.data, loaded.detector, list(loaded.notices)
+    given = {"residual": residual, "score": score, "smooth_sigma": smooth_sigma, "topk_percent": topk_percent}
+    post = {**scoring_defaults(det), **{k: v for k, v in given.items() if v is not None}}
+    residual, score, smooth_sigma, topk_percent = (post[k] for k in ("residual", "score", "smooth_sigma", "topk_percent"))
+    if residual not in det.residuals:
+        raise ValueError(f"residual: must be one of {det.residuals} for a {det.method} run, got {residual!r}")
+    kw = dict(post, batch_size=batch_size, device=device)
+    res = score_images(det, ds.images, progress=progress, **kw)
     labels = [normal_label(v) for v in ds.labels]
     known = np.array([v.lower() not in UNKNOWN_LABELS for v in labels], dtype=bool)
     if not known.all():
@@ -292,7 +296,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: s
         imgs, normal_source, notes = _validation_images(loaded) if loaded.run else (None, "", [])
         notices += notes
         if imgs is not None:
-            ref = score_images(model, imgs, **kw)
+            ref = score_images(det, imgs, **kw)
             norm, normal_scores = fit_norm_stats(ref.maps), ref.scores.astype(np.float64)
         elif good.any() and (data_kind(loaded.data_path) == "mvtec" or good.sum() < known.sum()):
             norm, normal_scores = fit_norm_stats(res.maps[good]), res.scores[good].astype(np.float64)
@@ -337,7 +341,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: s
                 "input_shape": list(loaded.input_shape), "residual": residual, "score": score,
                 "smooth_sigma": float(smooth_sigma), "topk_percent": float(topk_percent), "target_fpr": float(target_fpr)}
     insp = Inspection(list(ds.names), labels, res.scores, res.mse, maps, ds.images,
-                      _to_uint8_hwc(res.recon, ds.kind == "wafer"), masks, metrics, thr, source, None, None,
+                      res.recon, masks, metrics, thr, source, None, None,
                       float(pix), norm, normal_scores, normal_source, ds.kind, settings, notices)
     if thr is not None:
         r = insp.at(thr)

@@ -1,4 +1,4 @@
-"""Background training: a `TrainJob` owns a thread, a stop Event and a progress board; a
+"""Background training of any detection method: a `TrainJob` owns a thread, a stop Event and a progress board; a
 `JobManager` holds one process's jobs by run name so a page refresh finds its job again."""
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from . import runs
 from .config import load_config
 from .data import load_dataset
 from .images import load_patterns
+from .methods import Detector, detector_class, run_method
+from .methods.autoencoder import AutoencoderDetector
 from .model import CONFIG_FILE, AutoEncoder
 from .progress import Progress, ProgressBoard
 from .settings import TrainSettings, resolve_device
-from .train import TrainingFailed, check_images, normal_images, seeded_model, split_indices, train
+from .train import TrainingFailed, check_images, normal_images, split_indices
 
 
 def checked_settings(settings: TrainSettings) -> TrainSettings:
@@ -32,15 +34,16 @@ def checked_settings(settings: TrainSettings) -> TrainSettings:
 
 
 class TrainJob:
-    """One run trained in a daemon thread: start(), stop(), join(), snapshot()."""
+    """One run fitted in a daemon thread, whatever its detection method: start(), stop(), join(), snapshot()."""
 
-    def __init__(self, run_dir: Union[str, Path], model: AutoEncoder, train_images: np.ndarray,
+    def __init__(self, run_dir: Union[str, Path], detector: Union[Detector, AutoEncoder], train_images: np.ndarray,
                  val_images: Optional[np.ndarray], settings: TrainSettings, resume: bool = False,
                  notices: tuple[str, ...] = ()):
         self.run_dir = Path(run_dir)
         self.name = self.run_dir.name
         self.settings = settings
-        self.model = model  # trained in place; holds the latest weights
+        # fitted in place; holds the latest weights. A bare autoencoder is the pixel-AE method.
+        self.detector = AutoencoderDetector(detector) if isinstance(detector, AutoEncoder) else detector
         self._data = (train_images, val_images)
         self.n_train, self.n_val = len(train_images), 0 if val_images is None else len(val_images)
         self._resume = resume
@@ -49,16 +52,24 @@ class TrainJob:
         self._board = ProgressBoard(str(self.run_dir), settings.epochs, notices=list(notices))
         self._thread: Optional[threading.Thread] = None
 
+    @property
+    def model(self) -> Optional[AutoEncoder]:
+        """The autoencoder being trained, for the methods built on one; None for the others."""
+        return getattr(self.detector, "model", None)
+
     @classmethod
     def create(cls, run_dir: Union[str, Path], config: Any, input_shape: tuple[int, int, int], images: np.ndarray,
-               settings: TrainSettings, source: Optional[Mapping[str, Any]] = None) -> "TrainJob":
+               settings: TrainSettings, source: Optional[Mapping[str, Any]] = None, method: str = "autoencoder",
+               options: Optional[Mapping[str, Any]] = None) -> "TrainJob":
         """A new run in `run_dir` (refused if it exists and is not empty) for normal images (N, H, W, C) uint8.
 
-        Builds a seeded model (shapes checked), splits off the validation images, and writes
-        config.json, train.json and status.json. `source` describes the data (path, kind, tile).
+        Builds a seeded detector of `method` with its `options` (an autoencoder's shapes are checked),
+        splits off the validation images, and writes the method's spec (config.json, method.json),
+        train.json and status.json. `source` describes the data (path, kind, tile).
         """
-        model = seeded_model(config, tuple(input_shape), settings.seed)
-        check_images(images, model, "images")
+        detector = detector_class(method).build(tuple(input_shape), dict(options or {}) or None, config, settings.seed)
+        detector.check_input(tuple(input_shape))
+        check_images(images, tuple(input_shape), "images")
         if len(images) == 0:
             raise ValueError("images: none given")
         settings = checked_settings(settings)
@@ -67,16 +78,17 @@ class TrainJob:
         if settings.val_split > 0 and len(va) == 0:
             notices.append(f"only {len(images)} image: no validation; the best model follows the training loss")
         run_dir = runs.create_run_dir(run_dir)
-        runs.write_json_atomic(run_dir / CONFIG_FILE, model.config.to_dict())
+        detector.write_spec(run_dir)
         from . import __version__
-        info = {"settings": settings.to_dict(), "input_shape": list(input_shape),
+        info = {"method": method, "options": dict(options or {}),
+                "settings": settings.to_dict(), "input_shape": list(input_shape),
                 "data": {**dict(source or {}), "count": len(images), "n_train": len(tr), "n_val": len(va)},
                 "versions": {"udd": __version__, "torch": torch.__version__, "numpy": np.__version__,
                              "python": sys.version.split()[0]},
                 "created": runs.now_iso(), "resumed": []}
         runs.write_json_atomic(run_dir / runs.TRAIN_FILE, info)
         runs.write_status(run_dir, "stopped", "created; not started yet", epoch=0, epochs=settings.epochs)
-        return cls(run_dir, model, images[tr], images[va] if len(va) else None, settings, notices=tuple(notices))
+        return cls(run_dir, detector, images[tr], images[va] if len(va) else None, settings, notices=tuple(notices))
 
     @classmethod
     def resume(cls, run_dir: Union[str, Path], images: Optional[np.ndarray] = None, epochs: Optional[int] = None,
@@ -93,6 +105,9 @@ class TrainJob:
         st = runs.read_status(run_dir)
         if st["status"] == "running":
             raise ValueError(f"run {run_dir.name}: is still being trained (pid {st.get('pid')}); stop it first")
+        method = info.get("method") or run_method(run_dir)
+        if not detector_class(method).resumable:
+            raise ValueError(f"run {run_dir.name}: a {method} run cannot be resumed; fit a new run instead")
         settings = TrainSettings.from_dict(info["settings"])
         settings = settings.replace(**{k: v for k, v in (("epochs", epochs), ("device", device)) if v is not None})
         if not (run_dir / runs.LAST_WEIGHTS).is_file():
@@ -111,14 +126,15 @@ class TrainJob:
         if data.get("count") not in (None, len(images)):
             raise ValueError(f"run {run_dir.name}: was trained on {data['count']} images, got {len(images)}; "
                              "resume needs the same data")
-        model = AutoEncoder(load_config(run_dir / CONFIG_FILE), (c, h, w))
-        check_images(images, model, "images")
+        config = load_config(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else None
+        detector = detector_class(method).build((c, h, w), info.get("options") or None, config, settings.seed)
+        check_images(images, (c, h, w), "images")
         settings = checked_settings(settings)  # everything is checked before train.json changes
         tr, va = split_indices(len(images), settings.val_split, settings.seed)
         info["settings"] = settings.to_dict()
         info["resumed"] = list(info.get("resumed", [])) + [{"time": runs.now_iso(), "after_epoch": done}]
         runs.write_json_atomic(run_dir / runs.TRAIN_FILE, info)
-        return cls(run_dir, model, images[tr], images[va] if len(va) else None, settings, resume=True)
+        return cls(run_dir, detector, images[tr], images[va] if len(va) else None, settings, resume=True)
 
     def start(self) -> "TrainJob":
         """Start training in a daemon thread (once)."""
@@ -132,8 +148,8 @@ class TrainJob:
     def _run(self) -> None:
         train_images, val_images = self._data
         try:
-            train(self.model, train_images, val_images, self.settings, self.run_dir,
-                  stop_event=self._stop, board=self._board, resume=self._resume)
+            self.detector.fit(train_images, val_images, self.settings, self.run_dir,
+                              stop_event=self._stop, board=self._board, resume=self._resume)
         except BaseException as e:  # noqa: BLE001 - a thread's exception must land in the snapshot, never be lost
             frames = traceback.extract_tb(e.__traceback__)
             where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""

@@ -191,17 +191,18 @@ def _threshold_block(insp: Inspection) -> str:
 
 
 def _worst(insp: Inspection, n: int) -> str:
+    shown = ("input", "reconstruction", "overlay") if insp.recon_raw is not None else ("input", "overlay")
     rows = []
     for rank, i in enumerate(insp.order()[:n], 1):
         p = insp.panels(int(i))
         verdict = "" if insp.threshold is None else (
             '<span class="bad">defective</span>' if insp.scores[i] > insp.threshold else '<span class="ok">ok</span>')
-        imgs = "".join(_img(p[k], k) for k in ("input", "reconstruction", "overlay"))
+        imgs = "".join(_img(p[k], k) for k in shown)
         rows.append(f"<tr><td class=n>{rank}</td><td>{_e(Path(insp.names[i]).name)}<br><span class=sub>"
                     f"{_e(insp.names[i])}</span></td><td>{_e(insp.labels[i])}</td><td class=n>{_num(float(insp.scores[i]), 5)}"
                     f"</td><td>{verdict}</td><td class=imgs>{imgs}</td></tr>")
     return ("<table><tr><th>#</th><th>image</th><th>label</th><th>score</th><th>verdict</th>"
-            "<th>input | reconstruction | overlay</th></tr>" + "".join(rows) + "</table>"
+            f"<th>{' | '.join(shown)}</th></tr>" + "".join(rows) + "</table>"
             '<p class="legend">Overlay: residual on a fixed scale from the normal images; cyan outline = pixels above '
             "the pixel threshold, green outline = ground-truth defect.</p>")
 

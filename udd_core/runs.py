@@ -264,6 +264,13 @@ def run_info(run_dir: Union[str, Path]) -> RunInfo:
                    str(train.get("created", "")), p, str(st.get("message", "")))
 
 
+def model_stamp(run_dir: Union[str, Path]) -> float:
+    """The newest change to a run's files, leaving out the live status and history: a new model changes it."""
+    p = Path(run_dir)
+    return max((f.stat().st_mtime for f in p.iterdir() if f.is_file() and f.name not in (STATUS_FILE, HISTORY_FILE)),
+               default=0.0)
+
+
 def list_runs(root: Union[str, Path] = DEFAULT_ROOT) -> list[RunInfo]:
     """Every run folder under `root` (a folder with train.json or status.json), newest first."""
     root = Path(root)

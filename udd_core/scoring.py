@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from udd_core.data import to_tensor
 
-RESIDUALS = ("l2", "l2sum", "l1", "ssim")
+RESIDUALS = ("l2", "l2sum", "l1", "ssim", "feature")
 SCORES = ("mean", "max", "topk")
 
 # SSIM constants for data in [0, 1] (K1 = 0.01, K2 = 0.03 of the data range).
@@ -69,29 +69,62 @@ def _ssim_residual(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (1.0 - num / den).mean(dim=1)
 
 
-def residual_map(x: torch.Tensor, y: torch.Tensor, kind: str = "l2", smooth_sigma: float = 0.0) -> torch.Tensor:
+def residual_map(x: torch.Tensor, y: torch.Tensor, kind: str = "l2", smooth_sigma: float = 0.0,
+                 features: Optional[torch.nn.Module] = None) -> torch.Tensor:
     """Per-pixel residual between inputs ``x`` and reconstructions ``y`` (B, C, H, W) -> (B, H, W).
 
     ``kind``: l2 (squared error, channel mean), l2sum (channel sum), l1 (absolute error, channel
-    mean) or ssim (1 - local SSIM, channel mean). ``smooth_sigma`` > 0 applies a Gaussian blur
-    to the map, which suppresses isolated noisy pixels without moving blobs.
+    mean), ssim (1 - local SSIM, channel mean) or feature (distance between pretrained backbone
+    features of x and y, see `feature_residual`; ``features`` is the extractor to use, loaded when
+    None). ``smooth_sigma`` > 0 applies a Gaussian blur to the map, which suppresses isolated noisy
+    pixels without moving blobs.
     """
     if x.ndim != 4 or x.shape != y.shape:
         raise ValueError(f"x and y must both be (B, C, H, W) of equal shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     if kind not in RESIDUALS:
         raise ValueError(f"residual kind must be one of {RESIDUALS}, got {kind!r}")
-    if smooth_sigma < 0:
-        raise ValueError(f"smooth_sigma must be >= 0, got {smooth_sigma}")
     if kind == "ssim":
         m = _ssim_residual(x, y)
+    elif kind == "feature":
+        m = feature_residual(x, y, features)
     else:
         d = x - y
         d = d.abs() if kind == "l1" else d * d
         m = d.sum(dim=1) if kind == "l2sum" else d.mean(dim=1)
-    if smooth_sigma > 0:
-        size = 2 * math.ceil(3 * smooth_sigma) + 1
-        m = _blur(m.unsqueeze(1), size, smooth_sigma).squeeze(1)
-    return m
+    return smooth_map(m, smooth_sigma)
+
+
+def feature_residual(x: torch.Tensor, y: torch.Tensor, features: Optional[torch.nn.Module] = None) -> torch.Tensor:
+    """Euclidean distance between backbone features of x and y (B, C, H, W), C = 1 or 3 -> (B, H, W).
+
+    A perceptual residual: the frozen ImageNet backbone (`backbone.FeatureExtractor`, stride-8 +
+    stride-16 features) sees texture and structure, so the blur an autoencoder spreads over every
+    pixel costs little while a missing or added structure costs a lot. The (B, h, w) distance map is
+    upsampled bilinearly to (H, W). ``features`` None loads the backbone (about a second): callers
+    that score many batches keep one extractor and pass it.
+    """
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"residual feature: needs 1 or 3 image channels, got {x.shape[1]}")
+    if features is None:
+        from .backbone import FeatureExtractor  # lazy: the other residuals never pay for the backbone
+
+        features = FeatureExtractor().to(x.device)
+    fx, fy = features(torch.cat([x, y.to(x.dtype)])).chunk(2)  # each (B, D, h, w); one backbone pass
+    d = (fx - fy).pow(2).sum(dim=1, keepdim=True).sqrt()  # (B, 1, h, w)
+    return F.interpolate(d, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+
+def smooth_map(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur (radius 3 sigma) of maps (B, H, W); sigma 0 returns them unchanged.
+
+    It suppresses isolated noisy pixels without moving blobs; every method's map goes through it.
+    """
+    if sigma < 0:
+        raise ValueError(f"smooth_sigma must be >= 0, got {sigma}")
+    if sigma == 0:
+        return maps
+    size = 2 * math.ceil(3 * sigma) + 1
+    return _blur(maps.unsqueeze(1), size, sigma).squeeze(1)
 
 
 def image_scores(maps: torch.Tensor, kind: str = "mean", topk_percent: float = 1.0) -> torch.Tensor:
@@ -211,18 +244,18 @@ def calibrate(model: torch.nn.Module, images: np.ndarray, device: str | torch.de
 
 @dataclass
 class ScoreResult:
-    """Scoring of N images: reconstructions, residual maps, image scores, exact MSE."""
+    """Scoring of N images: anomaly maps, image scores, and for reconstructing methods the reconstructions."""
 
-    recon: np.ndarray  # (N, C, H, W) float32
+    recon: Optional[np.ndarray]  # (N, C, H, W) float32, or None when the method does not reconstruct
     maps: np.ndarray  # (N, H, W) float32, after smoothing
     scores: np.ndarray  # (N,) float32
-    mse: np.ndarray  # (N,) float32, reference-equal
+    mse: np.ndarray  # (N,) float32, reference-equal; NaN when the method does not reconstruct
 
 
 def score_images(
-    model: torch.nn.Module,
+    model,
     images: np.ndarray,
-    residual: str = "l2",
+    residual: Optional[str] = "l2",
     score: str = "mean",
     smooth_sigma: float = 0.0,
     topk_percent: float = 1.0,
@@ -230,44 +263,53 @@ def score_images(
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> ScoreResult:
-    """Reconstruct and score uint8 images (N, H, W, C) in batches; ``progress(done, total)``.
+    """Score uint8 images (N, H, W, C) in batches with a detector (or a bare autoencoder); ``progress(done, total)``.
 
-    The model must already live on ``device``. Inputs are fed in the layout ``to_tensor`` gives
-    (a channels-last view of the uint8 cache), the same layout as the reference package's
-    loader, so the reconstructions and the MSE are bit-identical to the reference's.
+    ``model`` is a `methods.Detector` or an autoencoder ``nn.Module`` (scored as the pixel AE).
+    ``residual`` None takes the method's default. The model must already live on ``device``.
+    Inputs are fed in the layout ``to_tensor`` gives (a channels-last view of the uint8 cache),
+    the same layout as the reference package's loader, so the autoencoder's reconstructions and
+    the MSE are bit-identical to the reference's.
     """
+    from .methods.autoencoder import AutoencoderDetector  # methods import this module: keep it one-way
+
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
         raise ValueError(f"images must be a uint8 numpy array, got {type(images).__name__} {getattr(images, 'dtype', '')}")
     if images.ndim == 3:  # (N, H, W) grayscale -> (N, H, W, 1)
         images = images[..., None]
     if images.ndim != 4:
         raise ValueError(f"images must be (N, H, W, C), got shape {images.shape}")
-    if residual not in RESIDUALS:
-        raise ValueError(f"residual must be one of {RESIDUALS}, got {residual!r}")
+    det = AutoencoderDetector(model) if isinstance(model, torch.nn.Module) else model
+    if residual is not None and residual not in det.residuals:
+        raise ValueError(f"residual must be one of {det.residuals}, got {residual!r}")
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n, h, w, c = images.shape
-    recon = np.empty((n, c, h, w), dtype=np.float32)
+    recon = None
     maps = np.empty((n, h, w), dtype=np.float32)
     scores = np.empty(n, dtype=np.float32)
-    mse = np.empty(n, dtype=np.float32)
+    mse = np.full(n, np.nan, dtype=np.float32)
     # Torch views of the outputs: results are written once, straight into the numpy buffers.
-    recon_t, maps_t = torch.from_numpy(recon), torch.from_numpy(maps)
-    scores_t, mse_t = torch.from_numpy(scores), torch.from_numpy(mse)
-    with evaluating(model):
+    maps_t, scores_t, mse_t = torch.from_numpy(maps), torch.from_numpy(scores), torch.from_numpy(mse)
+    module = det.model if isinstance(det, AutoencoderDetector) else torch.nn.Module()
+    with evaluating(module):
         for s in range(0, n, batch_size):
             e = min(s + batch_size, n)
             x = to_tensor(images[s:e], device)  # (b, C, H, W) float32 in [0, 1]
-            y = model(x)  # (b, C, H, W)
-            if y.shape != x.shape:
-                raise ValueError(f"model output shape {tuple(y.shape)} differs from input shape {tuple(x.shape)}")
-            m = residual_map(x, y, residual, smooth_sigma)  # (b, H, W)
-            mse_t[s:e].copy_(mse_per_image(x, y))
-            scores_t[s:e].copy_(image_scores(m, score, topk_percent))
+            out = det.anomaly_maps(x, residual)
+            m = smooth_map(out.maps, smooth_sigma)  # (b, H, W)
+            if det.own_scores:
+                scores_t[s:e].copy_(det.image_scores(x))
+            else:
+                scores_t[s:e].copy_(image_scores(m, score, topk_percent))
             maps_t[s:e].copy_(m)
-            recon_t[s:e].copy_(y)
+            if out.recon is not None:
+                if recon is None:
+                    recon = np.empty((n, c, h, w), dtype=np.float32)
+                torch.from_numpy(recon)[s:e].copy_(out.recon)
+                mse_t[s:e].copy_(mse_per_image(x, out.recon))
             if progress is not None:
                 progress(e, n)
     return ScoreResult(recon=recon, maps=maps, scores=scores, mse=mse)

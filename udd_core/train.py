@@ -79,28 +79,29 @@ class TrainingFailed(RuntimeError):
     """Training cannot go on (the loss diverged); the message says what to change."""
 
 
-def check_images(images: np.ndarray, model: AutoEncoder, what: str) -> None:
-    """Refuse images (N, H, W, C) whose size or channels do not fit the model, naming `what`.
+def check_images(images: np.ndarray, model: Union[AutoEncoder, tuple[int, int, int]], what: str) -> None:
+    """Refuse images (N, H, W, C) whose size or channels do not fit the model (or an input shape (C, H, W)), naming `what`.
 
     A feed of cached features (`feeds.FeatureFeed`) is checked by its tensor shape instead.
     """
-    if not isinstance(images, (np.ndarray, ImageFeed)):
-        shape = tuple(images.shape)
-        if model.input_shape is not None and shape != tuple(model.input_shape):
-            raise ValueError(f"{what}: features are {'x'.join(map(str, shape))}, the model was built for "
-                             f"{'x'.join(map(str, model.input_shape))}")
-        return
     if isinstance(images, ImageFeed):
         images = images.images
+    elif not isinstance(images, np.ndarray) and hasattr(images, "features"):
+        want = model.input_shape if isinstance(model, AutoEncoder) else tuple(model)
+        if want is not None and tuple(images.shape) != tuple(want):
+            raise ValueError(f"{what}: features are {'x'.join(map(str, images.shape))}, the model was built for "
+                             f"{'x'.join(map(str, want))}")
+        return
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"{what}: expected uint8 images (N, H, W, C), got "
                          f"{type(images).__name__} {getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
-    c = model.config.in_channels
+    shape = model.input_shape if isinstance(model, AutoEncoder) else tuple(model)
+    c = model.config.in_channels if isinstance(model, AutoEncoder) else shape[0]
     if images.shape[-1] != c:
         raise ValueError(f"{what}: images have {images.shape[-1]} channels, the model takes {c}")
-    if model.input_shape is not None and tuple(images.shape[1:3]) != tuple(model.input_shape[1:]):
+    if shape is not None and tuple(images.shape[1:3]) != tuple(shape[1:]):
         raise ValueError(f"{what}: images are {images.shape[1]}x{images.shape[2]}, the model was built for "
-                         f"{model.input_shape[1]}x{model.input_shape[2]}")
+                         f"{shape[1]}x{shape[2]}")
 
 
 def _mean_loss(fwd, model, feed, loss_fn, dev, bs, amp) -> float:

@@ -9,14 +9,16 @@ from importlib import import_module
 from pathlib import Path
 from typing import Union
 
-from .base import METHOD_FILE, Detector, MapOutput
+from .base import METHOD_FILE, Detector, MapOutput, defaults_from, scoring_defaults
 
 # method name -> "module:Class" in this package
 _REGISTRY = {
     "autoencoder": "autoencoder:AutoencoderDetector",
+    "memory-bank": "memory_bank:MemoryBankDetector",
     "feature-ae": "feature_ae:FeatureAEDetector",
 }
 METHODS = tuple(_REGISTRY)
+_LOCAL = frozenset(v.split(":")[0] for v in _REGISTRY.values())  # modules of this package
 
 
 def detector_class(method: str) -> type[Detector]:
@@ -24,7 +26,9 @@ def detector_class(method: str) -> type[Detector]:
     if method not in _REGISTRY:
         raise ValueError(f"method: must be one of {', '.join(METHODS)}, got {method!r}")
     module, cls = _REGISTRY[method].split(":")
-    return getattr(import_module(f".{module}", __name__), cls)
+    # A bare name is a module of this package; a method defined elsewhere (a plugin, a test) is importable by its name.
+    here = module in _LOCAL
+    return getattr(import_module(f".{module}" if here else module, __name__ if here else None), cls)
 
 
 def run_method(run_dir: Union[str, Path]) -> str:
@@ -39,9 +43,27 @@ def run_method(run_dir: Union[str, Path]) -> str:
     return info["method"]
 
 
+def run_scoring_defaults(run_dir: Union[str, Path]) -> dict:
+    """A run's default post-processing (residual, score, smooth_sigma, topk_percent) without loading it."""
+    from ..runs import read_json
+
+    method = run_method(run_dir)
+    info = read_json(Path(run_dir) / METHOD_FILE, None) if method != "autoencoder" else None
+    return defaults_from(info if isinstance(info, dict) else {}, detector_class(method).residuals)
+
+
+def has_detector(run_dir: Union[str, Path]) -> bool:
+    """True when `run_dir` holds a saved detector of a known method (what Inspect and Compare can open)."""
+    try:
+        return detector_class(run_method(run_dir)).is_saved(run_dir)
+    except ValueError:
+        return False
+
+
 def load_detector(run_dir: Union[str, Path], device: str = "cpu") -> Detector:
     """Load whatever detector `run_dir` holds."""
     return detector_class(run_method(run_dir)).load(run_dir, device=device)
 
 
-__all__ = ["METHODS", "METHOD_FILE", "Detector", "MapOutput", "detector_class", "load_detector", "run_method"]
+__all__ = ["METHODS", "METHOD_FILE", "Detector", "MapOutput", "detector_class", "has_detector", "load_detector",
+           "run_method", "run_scoring_defaults", "scoring_defaults"]

@@ -20,14 +20,17 @@ from .base import Detector, MapOutput
 
 
 class ResidualMap(nn.Module):
-    """x (B, C, H, W) -> residual map (B, H, W) between x and the autoencoder's reconstruction."""
+    """x (B, C, H, W) -> residual map (B, H, W) between x and the autoencoder's reconstruction.
 
-    def __init__(self, model: AutoEncoder, residual: str):
+    `features` is the backbone of the "feature" residual (None for the others).
+    """
+
+    def __init__(self, model: AutoEncoder, residual: str, features: Optional[nn.Module] = None):
         super().__init__()
-        self.model, self.residual = model, residual
+        self.model, self.residual, self.features = model, residual, features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return residual_map(x, self.model(x), self.residual)
+        return residual_map(x, self.model(x), self.residual, features=self.features)
 
 
 class AutoencoderDetector(Detector):
@@ -36,9 +39,22 @@ class AutoencoderDetector(Detector):
     method = "autoencoder"
     residuals = RESIDUALS
     generates = True
+    resumable = True
+    uses_config = True
 
     def __init__(self, model: AutoEncoder):
         self.model = model
+        self._features: Optional[nn.Module] = None  # the "feature" residual's backbone, loaded on first use
+
+    def _feature_extractor(self, kind: str) -> Optional[nn.Module]:
+        """The backbone for the "feature" residual (loaded once, on the model's device); None for the others."""
+        if kind != "feature":
+            return None
+        if self._features is None:
+            from ..backbone import FeatureExtractor
+
+            self._features = FeatureExtractor().to(next(self.model.parameters()).device)
+        return self._features
 
     @property
     def input_shape(self) -> Optional[tuple[int, int, int]]:  # type: ignore[override]
@@ -82,10 +98,11 @@ class AutoencoderDetector(Detector):
         y = self.model(x)  # (B, C, H, W)
         if y.shape != x.shape:
             raise ValueError(f"model output shape {tuple(y.shape)} differs from input shape {tuple(x.shape)}")
-        return MapOutput(maps=residual_map(x, y, kind), recon=y)
+        return MapOutput(maps=residual_map(x, y, kind, features=self._feature_extractor(kind)), recon=y)
 
     def map_module(self, residual: Optional[str] = None) -> nn.Module:
-        return ResidualMap(self.model, self._kind(residual)).eval()
+        kind = self._kind(residual)
+        return ResidualMap(self.model, kind, self._feature_extractor(kind)).eval()
 
     def fit(self, train_images: np.ndarray, val_images: Optional[np.ndarray], settings: Any,
             run_dir: Union[str, Path], *, stop_event: Optional[threading.Event] = None,
@@ -99,9 +116,17 @@ class AutoencoderDetector(Detector):
         save_model(self.model, run_dir)
 
     @classmethod
+    def is_saved(cls, run_dir: Union[str, Path]) -> bool:
+        from ..model import is_model_dir
+
+        return is_model_dir(run_dir)
+
+    @classmethod
     def load(cls, run_dir: Union[str, Path], device: str = "cpu", weights: str = WEIGHTS_FILE) -> "AutoencoderDetector":
         return cls(load_model(run_dir, weights_name=weights, device=device))
 
     def to(self, device: Union[str, torch.device]) -> "AutoencoderDetector":
         self.model.to(device)
+        if self._features is not None:
+            self._features.to(device)
         return self

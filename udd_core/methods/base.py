@@ -44,6 +44,8 @@ class Detector(ABC):
     residuals: ClassVar[tuple[str, ...]]  # the map kinds `anomaly_maps` accepts; the first is the default
     generates: ClassVar[bool] = False  # True when noised latent codes decode to images (Generate page)
     own_scores: ClassVar[bool] = False  # True when image scores come from `image_scores`, not the map
+    resumable: ClassVar[bool] = False  # True when `fit(..., resume=True)` continues a stopped fit
+    uses_config: ClassVar[bool] = False  # True when `build` needs an autoencoder config (AEConfig)
 
     input_shape: tuple[int, int, int]  # (C, H, W) of the images it takes
 
@@ -103,6 +105,12 @@ class Detector(ABC):
         """Write the detector (METHOD_FILE, weights as safetensors) into `run_dir`, each file atomically."""
 
     @classmethod
+    def is_saved(cls, run_dir: Union[str, Path]) -> bool:
+        """True when `run_dir` holds this method's saved files (cheap: no weights are read)."""
+        p = Path(run_dir)
+        return (p / METHOD_FILE).is_file() and any(p.glob("*.safetensors"))
+
+    @classmethod
     @abstractmethod
     def load(cls, run_dir: Union[str, Path], device: str = "cpu") -> "Detector":
         """Rebuild the detector saved in `run_dir` (refusing, in one line, what does not fit)."""
@@ -114,3 +122,15 @@ class Detector(ABC):
     def describe(self) -> dict[str, Any]:
         """The method's parameters, as written to METHOD_FILE (shown on Inspect and Compare)."""
         return {"method": self.method}
+
+
+def scoring_defaults(detector: Detector) -> dict[str, Any]:
+    """The post-processing a detector is scored with when the user sets none; see `defaults_from`."""
+    return defaults_from(detector.describe(), detector.residuals)
+
+
+def defaults_from(info: dict, residuals: tuple[str, ...]) -> dict[str, Any]:
+    """Scoring defaults from a describe() dict (or METHOD_FILE): its own, else the first residual, the
+    mean score, no smoothing and top 1%."""
+    return {"residual": info.get("residual") or residuals[0], "score": info.get("score") or "mean",
+            "smooth_sigma": float(info.get("smooth_sigma") or 0.0), "topk_percent": float(info.get("topk_percent") or 1.0)}

@@ -40,32 +40,11 @@ EMBED_BATCH = 16  # images per backbone pass while caching
 
 # --- the features ----------------------------------------------------------------------------
 
-class FeatureMaps(nn.Module):
-    """Images (B, C, H, W) in [0, 1] -> stacked, pooled backbone features (B, Cf, h, w); frozen."""
+def make_feature_maps(spec: FeatureInput) -> nn.Module:
+    """The frozen extractor for `spec` (B, C, H, W) in [0, 1] -> (B, Cf, h, w), with the installed weights."""
+    from ..backbone import FeatureExtractor
 
-    def __init__(self, spec: FeatureInput, backbone: nn.Module):
-        super().__init__()
-        self.spec = spec
-        self.backbone = backbone.eval().requires_grad_(False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        maps = self.backbone(x)  # list of (B, c_i, h_i, w_i), finest first, ImageNet-normalised inside
-        size = maps[0].shape[-2:]
-        out = []
-        for m in maps:
-            if self.spec.pool > 1:  # a neighbourhood average: each cell sees a little context (PatchCore, DFR)
-                m = F.avg_pool2d(m, self.spec.pool, stride=1, padding=self.spec.pool // 2, count_include_pad=False)
-            if m.shape[-2:] != size:
-                m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-            out.append(m)
-        return torch.cat(out, dim=1)  # (B, Cf, h, w)
-
-
-def make_feature_maps(spec: FeatureInput) -> FeatureMaps:
-    """The frozen extractor for `spec`, with the backbone's pretrained weights (installed, never downloaded)."""
-    from ..backbone import layer_extractor
-
-    return FeatureMaps(spec, layer_extractor(spec.backbone, spec.layers)).eval()
+    return FeatureExtractor(spec.layers, spec.pool, spec.backbone)
 
 
 def cache_features(extractor: nn.Module, images: np.ndarray, device: Any = "cpu",
@@ -106,7 +85,7 @@ def feature_error(f: torch.Tensor, g: torch.Tensor, size: tuple[int, int]) -> to
 class FeatureResidualMap(nn.Module):
     """x (B, C, H, W) in [0, 1] -> feature-error map (B, H, W): backbone, standardise, AE, error, upsample."""
 
-    def __init__(self, features: FeatureMaps, model: AutoEncoder, mean: torch.Tensor, std: torch.Tensor):
+    def __init__(self, features: nn.Module, model: AutoEncoder, mean: torch.Tensor, std: torch.Tensor):
         super().__init__()
         self.features, self.model = features, model
         self.register_buffer("mean", mean.reshape(1, -1, 1, 1).clone())  # (1, Cf, 1, 1)
@@ -128,9 +107,10 @@ class FeatureAEDetector(Detector):
     method = "feature-ae"
     residuals = RESIDUALS
     generates = False  # its decoder makes features, not images
+    resumable = True  # the AE continues from last.safetensors; the features are recomputed
 
     def __init__(self, model: AutoEncoder, spec: FeatureInput, image_shape: tuple[int, int, int],
-                 features: Optional[FeatureMaps] = None, mean: Optional[torch.Tensor] = None,
+                 features: Optional[nn.Module] = None, mean: Optional[torch.Tensor] = None,
                  std: Optional[torch.Tensor] = None, smooth_sigma: float = DEFAULT_SMOOTH, score: str = DEFAULT_SCORE):
         self.model, self.spec, self.input_shape = model, spec, tuple(image_shape)
         c = model.config.in_channels
@@ -180,7 +160,7 @@ class FeatureAEDetector(Detector):
                              f"was trained on {'x'.join(map(str, want))} (images of {self.input_shape[1]}x"
                              f"{self.input_shape[2]})")
 
-    def _extractor(self) -> FeatureMaps:
+    def _extractor(self) -> nn.Module:
         if self.features is None:
             self.features = make_feature_maps(self.spec).to(self._device())
         return self.features

@@ -1,0 +1,182 @@
+"""The memory-bank detector: coreset and kNN kernels, save/load, stop, options, and real detection on sample_data."""
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from udd_core import coreset as cs
+from udd_core.data import load_dataset, to_tensor
+from udd_core.metrics import compute_metrics
+from udd_core.methods import detector_class, load_detector
+from udd_core.methods.memory_bank import BANK_FILE, MemoryBankDetector
+from udd_core.progress import ProgressBoard
+from udd_core.scoring import image_scores, smooth_map
+from udd_core.settings import TrainSettings
+
+SURFACE = Path(__file__).resolve().parents[1] / "sample_data" / "surface"
+SHAPE = (1, 64, 64)
+
+
+# -- coreset ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ratio, block, proj_dim", [(0.05, 0, 0), (0.1, 300, 0), (0.02, 700, 8), (0.5, 0, 4)])
+def test_coreset_size_and_every_point_within_the_covering_radius(ratio, block, proj_dim):
+    x = torch.randn(2000, 16, generator=torch.Generator().manual_seed(1)) * torch.linspace(0.2, 3, 16)
+    c = cs.greedy_coreset(x, ratio, proj_dim=proj_dim, block=block, seed=3)
+    assert len(c.indices) == int(np.ceil(ratio * 2000)) and not c.stopped
+    assert torch.equal(c.indices, torch.unique(c.indices))  # sorted, no repeats
+    proj = cs.random_projection(16, proj_dim, 3)
+    z = x if proj is None else x @ proj
+    nearest = torch.cdist(z.double(), z[c.indices].double()).min(dim=1).values
+    assert nearest.max().item() <= c.radius * (1 + 1e-5) + 1e-6
+    if block == 0:  # one block: the radius is attained, not a loose bound
+        assert nearest.max().item() >= c.radius * (1 - 1e-3)
+
+
+def test_greedy_picks_the_farthest_point_each_time():
+    # On a line, the second pick is the end farther from the random start.
+    x = torch.arange(101, dtype=torch.float32).unsqueeze(1)
+    for seed in range(5):
+        a, b = cs.greedy_coreset(x, 2 / 101, proj_dim=0, block=0, seed=seed).indices.tolist()
+        start, end = (a, b) if b in (0, 100) and abs(b - a) >= 50 else (b, a)
+        assert end == (100 if start < 50 else 0)
+
+
+def test_coreset_stops_on_the_event_and_reports_progress():
+    ev, seen = threading.Event(), []
+
+    def progress(done, total):
+        seen.append((done, total))
+        if done >= 20:
+            ev.set()
+
+    c = cs.greedy_coreset(torch.randn(5000, 8), 0.1, proj_dim=0, block=0, stop_event=ev, progress=progress)
+    assert c.stopped and 20 <= len(c.indices) < 500
+    assert seen[0][1] == 500 and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_coreset_refuses_a_bad_ratio():
+    with pytest.raises(ValueError, match="^coreset: must be in"):
+        cs.greedy_coreset(torch.randn(10, 2), 0.0)
+
+
+# -- kNN --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_knn_equals_brute_force(k):
+    g = torch.Generator().manual_seed(0)
+    q, bank = torch.randn(503, 24, generator=g) * 3 + 1, torch.randn(97, 24, generator=g) * 3
+    got = cs.knn_distance(q, bank, k, chunk_rows=50)  # several chunks, the last one short
+    want = torch.cdist(q.double(), bank.double()).topk(k, dim=1, largest=False).values.mean(dim=1)
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_knn_of_a_bank_point_is_zero_and_chunks_bound_memory():
+    bank = torch.randn(50, 8)
+    assert cs.knn_distance(bank, bank, 1).max() < 5e-3  # clamped, never NaN from a tiny negative
+    assert cs.knn_chunk_rows(1000, 4_000_000) == 1000  # 1000 x 1000 float32 = the 4 MB budget
+
+
+# -- the detector -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def surface():
+    return load_dataset(SURFACE, SHAPE, split="train"), load_dataset(SURFACE, SHAPE, split="test")
+
+
+@pytest.fixture(scope="module")
+def fitted(surface, tmp_path_factory):
+    run = tmp_path_factory.mktemp("bank")
+    det = detector_class("memory-bank").build(SHAPE, {"coreset": 0.1}, None, 0)
+    board = ProgressBoard(str(run), epochs=0)
+    messages = []
+    orig = board.update
+    board.update = lambda **kw: (messages.append(kw.get("message", "")), orig(**kw))[1]
+    settings = TrainSettings(epochs=1, batch_size=16, device="cpu")  # AE-only fields are ignored
+    status = det.fit(surface[0].images, None, settings, run, stop_event=threading.Event(), board=board)
+    return det, run, status, messages, board
+
+
+def test_fit_reports_both_phases_and_writes_the_run(fitted):
+    det, run, status, messages, board = fitted
+    assert status == "finished" and board.snapshot().status == "finished"
+    assert any(m.startswith("embedding images") for m in messages)
+    assert any(m.startswith("selecting the coreset") for m in messages)
+    info = json.loads((run / "method.json").read_text())
+    assert info["method"] == "memory-bank" and info["score"] == "max" and info["smooth_sigma"] == 4.0
+    assert info["fit"]["bank"] == det.bank.shape[0] == int(np.ceil(0.1 * 60 * 8 * 8))
+    assert info["fit"]["covering_radius"] > 0
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
+
+
+def test_beats_chance_by_a_wide_margin_on_sample_data(fitted, surface):
+    det, test = fitted[0], surface[1]
+    maps = smooth_map(det.anomaly_maps(to_tensor(test.images)).maps, 4.0)  # (N, H, W), the method's default
+    scores = image_scores(maps, "max")
+    m = compute_metrics(scores.numpy(), test.labels, maps.numpy(), test.masks)
+    # Measured: image AUROC 1.00, pixel AUROC ~0.97 at 64x64 (chance is 0.5 for both).
+    assert m.image_auroc > 0.9 and m.pixel_auroc > 0.85
+
+
+def test_save_load_round_trip_gives_identical_maps(fitted, surface):
+    det, run = fitted[0], fitted[1]
+    x = to_tensor(surface[1].images[:6])
+    again = load_detector(run)
+    assert isinstance(again, MemoryBankDetector) and again.describe() == det.describe()
+    assert torch.equal(again.anomaly_maps(x).maps, det.anomaly_maps(x).maps)
+
+
+def test_map_module_equals_the_maps_and_traces(fitted, surface):
+    det = fitted[0]
+    x = to_tensor(surface[1].images[:3])
+    module = det.map_module()
+    with torch.inference_mode():
+        torch.testing.assert_close(module(x), det.anomaly_maps(x).maps, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        traced = torch.jit.trace(module, x, check_trace=False)
+        torch.testing.assert_close(traced(x), det.anomaly_maps(x).maps, rtol=1e-5, atol=1e-5)
+
+
+def test_stop_during_the_coreset_returns_stopped_with_a_loadable_bank(surface, tmp_path):
+    ev = threading.Event()
+
+    class Board:  # stops the fit as soon as the coreset selection reports
+        def update(self, **kw):
+            if str(kw.get("message", "")).startswith("selecting the coreset"):
+                ev.set()
+
+    det = detector_class("memory-bank").build(SHAPE, {"coreset": 0.5}, None, 0)
+    assert det.fit(surface[0].images, None, None, tmp_path, stop_event=ev, board=Board()) == "stopped"
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "stopped"
+    again = load_detector(tmp_path)
+    assert 1 <= again.bank.shape[0] < 0.5 * 60 * 64 and (tmp_path / BANK_FILE).is_file()
+
+
+@pytest.mark.parametrize("options, name", [
+    ({"coreset": 0}, "coreset"), ({"coreset": 1.5}, "coreset"), ({"coreset": "a"}, "coreset"),
+    ({"k": 0}, "k"), ({"k": 2.5}, "k"), ({"layers": ["s8", "s7"]}, "layers"), ({"pool": 4}, "pool"),
+    ({"smooth_sigma": -1}, "smooth_sigma"), ({"backbone": "resnet18"}, "backbone"), ({"depth": 3}, "depth"),
+    ({"proj_dim": -2}, "proj_dim"),
+])
+def test_bad_options_are_refused_naming_the_option(options, name):
+    with pytest.raises(ValueError, match=rf"^{name}: ") as e:
+        detector_class("memory-bank").build(SHAPE, options, None, 0)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_inputs_are_refused_in_one_line(tmp_path):
+    with pytest.raises(ValueError, match="^config: "):
+        detector_class("memory-bank").build(SHAPE, None, {"x": 1}, 0)
+    with pytest.raises(ValueError, match="^size 8x64: "):
+        detector_class("memory-bank").build((1, 8, 64), None, None, 0)
+    det = detector_class("memory-bank").build(SHAPE, None, None, 0)
+    with pytest.raises(ValueError, match="^channels: "):
+        det.check_input((3, 64, 64))
+    with pytest.raises(ValueError, match="^residual: "):
+        det.map_module("l2")
+    (tmp_path / "method.json").write_text(json.dumps(det.describe()))
+    with pytest.raises(ValueError, match="bank.safetensors: missing"):
+        load_detector(tmp_path)
