@@ -69,6 +69,20 @@ def cache_features(extractor: nn.Module, images: np.ndarray, device: Any = "cpu"
     return out if out is not None else torch.empty(0, dtype=torch.float16)
 
 
+def channel_stats(feats: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (Cf,) of cached features (N, Cf, h, w), in float64 chunks (no full float32 copy)."""
+    c = feats.shape[1]
+    total, sq, count = torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64), 0
+    for s in range(0, len(feats), chunk):
+        f = feats[s:s + chunk].to(torch.float64)  # (b, Cf, h, w)
+        total += f.sum(dim=(0, 2, 3))
+        sq += f.square().sum(dim=(0, 2, 3))
+        count += f.shape[0] * f.shape[2] * f.shape[3]
+    mean = total / count
+    var = (sq / count - mean.square()).clamp_min(0.0)
+    return mean.float(), var.sqrt().float().clamp_min(1e-6)
+
+
 def feature_cache_bytes(spec: Optional[FeatureInput], image_shape: tuple[int, int, int], n_images: int) -> int:
     """Bytes of the float16 feature cache for `n_images` images of `image_shape` (C, H, W): for the Train page."""
     return cache_bytes(spec or FeatureInput(), image_shape, n_images)
@@ -160,7 +174,8 @@ class FeatureAEDetector(Detector):
                              f"was trained on {'x'.join(map(str, want))} (images of {self.input_shape[1]}x"
                              f"{self.input_shape[2]})")
 
-    def _extractor(self) -> nn.Module:
+    def feature_extractor(self) -> nn.Module:
+        """The frozen backbone extractor, loaded on first use."""
         if self.features is None:
             self.features = make_feature_maps(self.spec).to(self._device())
         return self.features
@@ -183,7 +198,13 @@ class FeatureAEDetector(Detector):
 
     def map_module(self, residual: Optional[str] = None) -> nn.Module:
         self._kind(residual)
-        return FeatureResidualMap(self._extractor(), self.model, self.mean, self.std).eval()
+        return FeatureResidualMap(self.feature_extractor(), self.model, self.mean, self.std).eval()
+
+    def maps_of_features(self, f: torch.Tensor) -> torch.Tensor:
+        """Maps (B, H, W) of raw cached features (B, Cf, h, w): what `anomaly_maps` gives for their images."""
+        f = (f.to(self._device(), torch.float32) - self.mean.reshape(1, -1, 1, 1)) / self.std.reshape(1, -1, 1, 1)
+        self.model.eval()
+        return feature_error(f, self.model(f), tuple(self.input_shape[1:]))
 
     def anomaly_maps(self, x: torch.Tensor, residual: Optional[str] = None) -> MapOutput:
         self.model.eval()
@@ -194,10 +215,8 @@ class FeatureAEDetector(Detector):
             run_dir: Union[str, Path], *, stop_event: Optional[threading.Event] = None,
             board: Any = None, resume: bool = False) -> str:
         from .. import runs
-        from ..feeds import FeatureFeed
         from ..progress import ProgressBoard
         from ..settings import resolve_device
-        from ..train import train
 
         run_dir = Path(run_dir)
         stop_event = stop_event or threading.Event()
@@ -207,7 +226,7 @@ class FeatureAEDetector(Detector):
                 self._check_images(imgs, what)
         dev = resolve_device(settings.device)
         self.to(dev)
-        extractor = self._extractor()
+        extractor = self.feature_extractor()
         n_all = len(train_images) + (0 if val_images is None else len(val_images))
         board.update(status="running", message=f"computing features of {n_all} images "
                      f"({feature_cache_bytes(self.spec, self.input_shape, n_all) / 2**20:.0f} MiB cache)")
@@ -225,13 +244,34 @@ class FeatureAEDetector(Detector):
             board.update(status="stopped", message="stopped while computing features")
             runs.write_status(run_dir, "stopped", "stopped while computing features", epoch=0, epochs=settings.epochs)
             return "stopped"
+        return self.fit_cached(train_f, val_f, train_images, val_images, settings, run_dir,
+                               stop_event=stop_event, board=board, resume=resume)
+
+    def fit_cached(self, train_f: torch.Tensor, val_f: Optional[torch.Tensor], train_images: np.ndarray,
+                   val_images: Optional[np.ndarray], settings: Any, run_dir: Union[str, Path], *,
+                   stop_event: Optional[threading.Event] = None, board: Any = None, resume: bool = False) -> str:
+        """`fit` on features already cached by `cache_features` (float16 (N, Cf, h, w), raw, unstandardised).
+
+        The images are only shown (the probes); a benchmark trying several designs embeds once.
+        """
+        from ..feeds import FeatureFeed
+        from ..progress import ProgressBoard
+        from ..train import train
+
+        run_dir = Path(run_dir)
+        stop_event = stop_event or threading.Event()
+        board = board or ProgressBoard(str(run_dir), settings.epochs)
+        want = feature_shape(self.spec, self.input_shape)
+        for what, f in (("training features", train_f), ("validation features", val_f)):
+            if f is not None and tuple(f.shape[1:]) != want:
+                raise ValueError(f"{what}: {tuple(f.shape[1:])}, the detector takes {want}")
         if resume and (run_dir / STATS_FILE).is_file():
             self._load_stats(run_dir)  # the standardisation the saved weights were trained with
         else:
-            flat = train_f.float().transpose(0, 1).reshape(train_f.shape[1], -1)  # (Cf, N*h*w)
-            self.mean, self.std = flat.mean(dim=1), flat.std(dim=1).clamp_min(1e-6)
+            self.mean, self.std = channel_stats(train_f)
             self._save_stats(run_dir)
-        m, s = self.mean.reshape(1, -1, 1, 1).half(), self.std.reshape(1, -1, 1, 1).half()
+        self.mean, self.std = self.mean.to(self._device()), self.std.to(self._device())
+        m, s = self.mean.reshape(1, -1, 1, 1).cpu().half(), self.std.reshape(1, -1, 1, 1).cpu().half()
         train_f = (train_f - m) / s  # standardised once, in the cache's float16
         val_f = (val_f - m) / s if val_f is not None else None
         size = tuple(self.input_shape[1:])
@@ -243,7 +283,7 @@ class FeatureAEDetector(Detector):
                        FeatureFeed(val_f, val_images, heat) if val_f is not None else None,
                        settings, run_dir, stop_event=stop_event, board=board, resume=resume, calibrate=False)
         # The run's best weights score; calibrate the maps of the normal held-out images with them.
-        best = load_model(run_dir, device=str(dev))
+        best = load_model(run_dir, device=str(self._device()))
         self.model.load_state_dict(best.state_dict())
         self.model.eval()
         self.save(run_dir)
