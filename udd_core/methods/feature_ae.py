@@ -122,6 +122,7 @@ class FeatureAEDetector(Detector):
     residuals = RESIDUALS
     generates = False  # its decoder makes features, not images
     resumable = True  # the AE continues from last.safetensors; the features are recomputed
+    uses_config = True  # the AE design, with its "input" field
 
     def __init__(self, model: AutoEncoder, spec: FeatureInput, image_shape: tuple[int, int, int],
                  features: Optional[nn.Module] = None, mean: Optional[torch.Tensor] = None,
