@@ -190,7 +190,11 @@ def run_train(args: argparse.Namespace) -> int:
         else:
             h, w = (26, 26) if kind == "wafer" else (256, 256)
         # Methods without a config see images through a pretrained RGB backbone: gray images load as 3 channels.
-        shape = (config.in_channels if config is not None else 3, h, w)
+        # A feature AE's config holds the feature channels, not the image's: its images load as the
+        # preset's channels (gray for feature-ae), else RGB, like the methods without a config.
+        features = config is not None and (config.input is not None or method == "feature-ae")
+        channels = (preset_shape[0] if preset_shape else 3) if features else config.in_channels if config else 3
+        shape = (channels, h, w)
         if config is not None and method == "autoencoder":
             try:  # refuse a non-mirroring design before spending time on the data
                 build_model(config, shape)
