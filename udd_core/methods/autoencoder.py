@@ -90,7 +90,7 @@ class AutoencoderDetector(Detector):
     def _kind(self, residual: Optional[str]) -> str:
         kind = residual or self.residuals[0]
         if kind not in self.residuals:
-            raise ValueError(f"residual: must be one of {self.residuals} for an autoencoder, got {kind!r}")
+            raise ValueError(f"residual: must be one of {self.residuals} for {self.method}, got {kind!r}")
         return kind
 
     def anomaly_maps(self, x: torch.Tensor, residual: Optional[str] = None) -> MapOutput:
