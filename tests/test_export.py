@@ -17,7 +17,8 @@ import pytest
 import torch
 from torch import nn
 
-from inspect_fixtures import make_mvtec, make_run
+from inspect_fixtures import make_mvtec, make_run, tiny_config
+from test_feature_ae import feature_config
 from udd_core import runs
 from udd_core.cli import main
 from udd_core.data import load_dataset, to_tensor
@@ -35,16 +36,16 @@ def autoencoder_run(run_dir: Path, data: Path) -> Path:
     return make_run(run_dir, data)
 
 
-def fitted_run(method: str, options: dict | None = None, uses_config: bool = True):
-    """A factory of a tiny run of `method` (on the tiny AE design when it builds on one), fitted by a TrainJob."""
+def fitted_run(method: str, options: dict | None = None, config=None):
+    """A factory of a tiny run of `method` (on the `config()` design when it builds on one), fitted by a TrainJob."""
     def make(run_dir: Path, data: Path) -> Path:
-        from inspect_fixtures import SIZE, tiny_config
+        from inspect_fixtures import SIZE
         from udd_core.jobs import TrainJob
         from udd_core.settings import TrainSettings
 
         ds = load_dataset(data, (1, SIZE, SIZE), split="train")
         settings = TrainSettings(epochs=2, batch_size=4, val_split=0.25, seed=0, n_probe=0, device="cpu")
-        job = TrainJob.create(run_dir, tiny_config() if uses_config else None, (1, SIZE, SIZE), ds.images, settings,
+        job = TrainJob.create(run_dir, config() if config else None, (1, SIZE, SIZE), ds.images, settings,
                               source={"path": str(data.resolve()), "kind": "mvtec", "tile": False},
                               method=method, options=options)
         job.start().join(300)
@@ -56,9 +57,10 @@ def fitted_run(method: str, options: dict | None = None, uses_config: bool = Tru
 # method name -> factory(run_dir, data) that trains a tiny run of that method on the MVTec folder `data`
 METHOD_RUNS = {
     "autoencoder": autoencoder_run,
-    "memory-bank": fitted_run("memory-bank", {"coreset": 0.5}, uses_config=False),
-    "dsvdd": fitted_run("dsvdd", {"svdd_epochs": 3}),
-    "latent-knn": fitted_run("latent-knn"),
+    "memory-bank": fitted_run("memory-bank", {"coreset": 0.5}),
+    "feature-ae": fitted_run("feature-ae", config=feature_config),  # 152 x 4 x 4 features of 32 x 32 images
+    "dsvdd": fitted_run("dsvdd", {"svdd_epochs": 3}, config=tiny_config),
+    "latent-knn": fitted_run("latent-knn", config=tiny_config),
 }
 
 # (residual index into the method's residuals, smoothing sigma, score, top-k %): defaults and their variants
@@ -179,16 +181,25 @@ class Scaled(nn.Module):
         return self.inner(x) * self.factor
 
 
-def tamper(monkeypatch, method: str, factor: float) -> None:
-    cls = detector_class(method)
-    original = cls.map_module
-    monkeypatch.setattr(cls, "map_module", lambda self, residual=None: Scaled(original(self, residual), factor))
+def tamper(monkeypatch, factor: float) -> None:
+    """Export graphs whose maps are off by `factor`, while udd's own scoring stays as it is.
+
+    The graph is tampered, not the method's map_module: a method may score through map_module
+    itself (the feature autoencoder does), and then both sides would drift alike.
+    """
+    original = ExportGraph.__init__
+
+    def init(self, detector, scoring):
+        original(self, detector, scoring)
+        self.maps = Scaled(self.maps, factor)
+
+    monkeypatch.setattr(ExportGraph, "__init__", init)
 
 
 @pytest.mark.parametrize("method", sorted(METHOD_RUNS))
 def test_a_tampered_model_fails_parity_and_writes_nothing(monkeypatch, capsys, method_runs, tmp_path, method):
     run = method_runs(method)
-    tamper(monkeypatch, method, 1.01)
+    tamper(monkeypatch, 1.01)
     out = tmp_path / "model.onnx"
     assert main(["export", str(run), "--onnx", str(out)]) == 1
     err = capsys.readouterr().err
@@ -200,11 +211,11 @@ def test_a_tampered_model_fails_parity_and_writes_nothing(monkeypatch, capsys, m
 
 
 def test_the_gate_sits_at_the_tolerance(monkeypatch, ae_run):
-    tamper(monkeypatch, "autoencoder", 1 + 3 * TOLERANCE)
+    tamper(monkeypatch, 1 + 3 * TOLERANCE)
     with pytest.raises(ParityError, match="relative score difference 0.0003"):
         export_run(ae_run)
     monkeypatch.undo()
-    tamper(monkeypatch, "autoencoder", 1 + TOLERANCE / 5)
+    tamper(monkeypatch, 1 + TOLERANCE / 5)
     assert export_run(ae_run).info["parity"]["max_rel_score_diff"] == pytest.approx(TOLERANCE / 5, rel=0.05)
 
 
@@ -320,7 +331,7 @@ def test_the_inspect_page_exports_the_run(monkeypatch, ae_run):
 def test_the_inspect_page_shows_a_failed_export_as_an_error(monkeypatch, ae_run):
     from streamlit.testing.v1 import AppTest
 
-    tamper(monkeypatch, "autoencoder", 1.01)
+    tamper(monkeypatch, 1.01)
     monkeypatch.setenv("UDD_RUNS_DIR", str(ae_run.parent))
     at = AppTest.from_file(str(ROOT / "pages" / "inspect.py"), default_timeout=120).run()
     at.button(key="insp_onnx").click().run()

@@ -30,7 +30,9 @@ def _pair(c=3, seed=0):
     return x, y
 
 
-@pytest.mark.parametrize("kind", RESIDUALS)
+# The pixel residuals; "feature" works at stride 8-16 and is tested at a size it resolves in
+# test_feature_residual.py.
+@pytest.mark.parametrize("kind", [k for k in RESIDUALS if k != "feature"])
 def test_residual_lights_up_defect(kind):
     x, y = _pair()
     m = residual_map(x, y, kind)

@@ -16,7 +16,7 @@ from . import __version__
 from .atomic import write_text_atomic
 from .cli_numbers import check_numbers
 from .config import AEConfig, ConfigError, load_config
-from .shapes import ShapeError, ShapeReport, propagate
+from .shapes import ShapeError, ShapeReport, input_spec, propagate_image
 
 
 # Spelled out so `udd --help` needs no torch import; a test holds them to training_presets().
@@ -110,8 +110,24 @@ def config_or_preset(spec: str) -> tuple[AEConfig, Optional[tuple[int, int, int]
 def cmd_shapes(args: argparse.Namespace) -> int:
     """Propagate shapes; exit 0 if the decoder mirrors, 1 if not."""
     config, _ = config_or_preset(args.config)
-    report = propagate(config, parse_ints(args.input, 3, "--input"))
-    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    image = parse_ints(args.input, 3, "--input")
+    if args.method is not None:
+        from .methods import METHODS  # only now: the registry pulls in torch
+
+        if args.method not in METHODS:
+            raise UsageError(f"--method: must be one of {', '.join(METHODS)}, got {args.method!r}")
+    report = propagate_image(config, image, args.method)  # from the feature tensor for feature inputs
+    if args.json:
+        out = report.to_dict()  # "input" is what the AE takes: the feature tensor for a feature AE
+        spec = input_spec(config, args.method)
+        out["image_input"] = list(image)
+        out["input_kind"] = "pixels" if spec is None else spec.to_dict()
+        print(json.dumps(out, indent=2))
+    else:
+        from .feature_input import describe_input
+
+        print(f"input: {describe_input(input_spec(config, args.method), image)}")
+        print(format_report(report))
     if args.fix:
         # A config that already fits is written as it is: OUT always holds a config for this input.
         fixed = config if report.ok else report.suggested
@@ -311,7 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("shapes", help="propagate shapes through a config and check the decoder mirrors the encoder")
     p.add_argument("config", help="config file (JSON or the reference package's AE_config.txt) or a model preset name")
-    p.add_argument("--input", required=True, metavar="C,H,W", help="input shape, e.g. 3,256,256")
+    p.add_argument("--input", required=True, metavar="C,H,W", help="image shape, e.g. 3,256,256")
+    p.add_argument("--method", default=None, metavar="NAME",
+                   help="detection method: feature-ae propagates from the backbone's feature tensor (as does a "
+                        "config with an \"input\" field of kind features); default: the config's own input")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--fix", metavar="OUT", help="write the config with the suggested output paddings to OUT")
     p.add_argument("--force", action="store_true", help="let --fix overwrite an existing file")
@@ -341,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-on", metavar="normal|all|CLASS[,CLASS...]",
                    help="what the run learns from: the normal images (default, for detection), all images "
                         "(defects too, for generation) or the images of the named classes")
+    p.add_argument("--latent-noise", type=float, metavar="F",
+                   help="generation: Gaussian noise added to the latent code in training, as a share of its std "
+                        "(0 = off; the wafer-generation preset's value by default)")
     p.add_argument("--precision", choices=("float32", "bf16"),
                    help="bf16: bfloat16 autocast steps after a parity check against float32 (validation stays float32)")
     p.add_argument("--fixed-order", action="store_true",

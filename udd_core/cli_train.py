@@ -42,6 +42,7 @@ def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
         "val_split": args.val_split, "seed": args.seed, "device": args.device, "loss": args.loss,
         "amp_bf16": None if args.precision is None else args.precision == "bf16",
         "shuffle": False if args.fixed_order else None, "train_on": args.train_on,
+        "latent_noise": args.latent_noise,
     }.items() if v is not None}
     try:
         settings = base.replace(**changes)
@@ -59,6 +60,7 @@ _FIXED_ON_RESUME = (("--batch-size", "batch_size"), ("--lr", "lr"), ("--size", "
                     ("--noise-patches", "noise_patches"), ("--patch-size", "patch_size"), ("--patch-dir", "patch_dir"),
                     ("--val-split", "val_split"), ("--seed", "seed"), ("--preset", "preset"), ("--loss", "loss"),
                     ("--precision", "precision"), ("--fixed-order", "fixed_order"), ("--method", "method"), ("--train-on", "train_on"),
+                    ("--latent-noise", "latent_noise"),
                     ("--backbone", "backbone"), ("--layers", "layers"), ("--coreset", "coreset"), ("--k", "k"),
                     ("--option", "option"))
 
@@ -190,7 +192,11 @@ def run_train(args: argparse.Namespace) -> int:
         else:
             h, w = (26, 26) if kind == "wafer" else (256, 256)
         # Methods without a config see images through a pretrained RGB backbone: gray images load as 3 channels.
-        shape = (config.in_channels if config is not None else 3, h, w)
+        # A feature AE's config holds the feature channels, not the image's: its images load as the
+        # preset's channels (gray for feature-ae), else RGB, like the methods without a config.
+        features = config is not None and (config.input is not None or method == "feature-ae")
+        channels = (preset_shape[0] if preset_shape else 3) if features else config.in_channels if config else 3
+        shape = (channels, h, w)
         if config is not None and method == "autoencoder":
             try:  # refuse a non-mirroring design before spending time on the data
                 build_model(config, shape)

@@ -8,10 +8,11 @@ point joins the coreset (anomalib #3459 found one implementation that dropped it
 
 Speed: each pick costs one pass over the points (a matrix-vector product in the form
 ||x||^2 - 2 x.c + ||c||^2 and an in-place minimum), so a whole selection costs
-picks x points x dim. The points are processed in blocks of `block` points (contiguous images),
-each with its share of the picks: the cost falls by the number of blocks, each block stays in the
-CPU cache, and the guarantee is kept: every point lies within the reported radius of a pick of its
-own block.
+picks x points x dim. The points are processed in blocks of `block` points (8192: 8 images of
+256x256 at stride 8), each with its share of the picks: the cost falls by the number of blocks,
+a block's projected points (8192 x 64 float32 = 2 MiB) stay in the CPU cache, and the guarantee
+is kept: every point lies within the reported radius of a pick of its own block. Measured on 2
+busy cores: a (32768, 128) matrix-vector product took 27 ms, (8192, 64) well under 1 ms.
 
 kNN distances use the same matrix-product form in row chunks, so memory is bounded by
 `chunk_rows x bank rows` floats whatever the number of queries; `knn_chunk_rows` sizes it.
@@ -65,7 +66,7 @@ def _greedy_block(z: torch.Tensor, m: int, start: int, should_stop: Callable[[],
     return picks, mind, stopped
 
 
-def greedy_coreset(x: torch.Tensor, ratio: float, *, proj_dim: int = 128, block: int = 1 << 15,
+def greedy_coreset(x: torch.Tensor, ratio: float, *, proj_dim: int = 64, block: int = 1 << 13,
                    seed: int = 0, stop_event: Optional[threading.Event] = None,
                    progress: Optional[Callable[[int, int], None]] = None) -> Coreset:
     """Greedy k-center subset of the rows of x (N, D): ceil(ratio * N) rows, at least 1.
@@ -99,19 +100,26 @@ def greedy_coreset(x: torch.Tensor, ratio: float, *, proj_dim: int = 128, block:
         return stop_event is not None and stop_event.is_set()
 
     picked, radius2, stopped = [], 0.0, False
-    for b in range(nblocks):
-        lo, hi = bounds[b], bounds[b + 1]
-        z = x[lo:hi].float()
-        if proj is not None:
-            z = z @ proj  # (n_b, proj_dim)
-        start = int(torch.randint(hi - lo, (1,), generator=g))
-        picks, mind, stopped = _greedy_block(z, min(quota[b], hi - lo), start, should_stop, tick)
-        tick()  # the start point
-        picked.extend(lo + p for p in picks)
-        radius2 = max(radius2, float(mind.max()))
-        if stopped or should_stop():
-            stopped = True
-            break
+    threads = torch.get_num_threads()
+    # One thread: each pick is a few small cache-resident passes, where a second thread's barrier
+    # costs more than it brings (measured 3x faster on 2 busy cores); restored afterwards.
+    torch.set_num_threads(1)
+    try:
+        for b in range(nblocks):
+            lo, hi = bounds[b], bounds[b + 1]
+            z = x[lo:hi].float()
+            if proj is not None:
+                z = z @ proj  # (n_b, proj_dim)
+            start = int(torch.randint(hi - lo, (1,), generator=g))
+            picks, mind, stopped = _greedy_block(z, min(quota[b], hi - lo), start, should_stop, tick)
+            tick()  # the start point
+            picked.extend(lo + p for p in picks)
+            radius2 = max(radius2, float(mind.max()))
+            if stopped or should_stop():
+                stopped = True
+                break
+    finally:
+        torch.set_num_threads(threads)
     if progress is not None:
         progress(min(done[0], total), total)
     idx = torch.tensor(sorted(set(picked)), dtype=torch.int64)
@@ -141,11 +149,15 @@ def knn_distance(q: torch.Tensor, bank: torch.Tensor, k: int = 1, *, bank_sq: Op
 
 
 def knn_block(q: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, k: int) -> torch.Tensor:
-    """One chunk of `knn_distance`, without Python control flow on data (traceable for ONNX export)."""
+    """One chunk of `knn_distance`, without Python control flow on data (traceable for ONNX export).
+
+    |q|^2 is the same for every bank row, so it is added after the min/top-k, to (q,) values rather
+    than to the whole (q, M) block: one full pass over the block less (the block is the cost).
+    """
     d2 = torch.addmm(bank_sq.unsqueeze(0), q, bank.t(), alpha=-2.0)  # (q, M) = |b|^2 - 2 q.b
-    d2 = d2 + (q * q).sum(1, keepdim=True)  # + |q|^2
+    qq = (q * q).sum(1)  # (q,)
     if k == 1:
-        near = d2.min(dim=1).values  # (q,)
+        near = d2.min(dim=1).values + qq  # (q,)
         return near.clamp_(min=0.0).sqrt_()
-    near = torch.topk(d2, k, dim=1, largest=False).values  # (q, k)
+    near = torch.topk(d2, k, dim=1, largest=False).values + qq.unsqueeze(1)  # (q, k)
     return near.clamp_(min=0.0).sqrt_().mean(dim=1)

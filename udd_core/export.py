@@ -31,9 +31,9 @@ from torch import nn
 from . import runs
 from .atomic import write_bytes_atomic
 from .data import to_tensor
-from .methods import Detector, load_detector, run_method
+from .methods import Detector, load_detector, run_method, scoring_defaults
 from .metrics import threshold_for_fpr
-from .scoring import SCORES, fit_norm_stats, image_scores, smooth_maps
+from .scoring import SCORES, fit_norm_stats, image_scores, score_images, smooth_maps
 
 TOLERANCE = 1e-4  # largest relative score (and map) difference that passes parity
 OPSETS = (13, 20)  # opsets the TorchScript exporter of torch 2.13 writes this graph in (closed range)
@@ -74,13 +74,12 @@ class Export:
 
 def default_scoring(detector: Detector, residual: Optional[str] = None, smooth_sigma: Optional[float] = None,
                     score: Optional[str] = None, topk_percent: Optional[float] = None) -> Scoring:
-    """The scoring `udd score` uses for this detector: describe()'s defaults, else l2-like first residual,
-    no smoothing, mean score, top 1 %. Arguments given override them (tests use that)."""
-    d = detector.describe()
-    s = Scoring(residual=str(residual if residual is not None else d.get("residual", detector.residuals[0])),
-                smooth_sigma=float(smooth_sigma if smooth_sigma is not None else d.get("smooth_sigma", 0.0)),
-                score=str(score if score is not None else d.get("score", "mean")),
-                topk_percent=float(topk_percent if topk_percent is not None else d.get("topk_percent", 1.0)))
+    """The scoring `udd score` uses for this detector (`methods.scoring_defaults`: describe()'s defaults,
+    else the first residual, no smoothing, the mean score, top 1 %). Arguments given override them."""
+    given = {"residual": residual, "smooth_sigma": smooth_sigma, "score": score, "topk_percent": topk_percent}
+    post = {**scoring_defaults(detector), **{k: v for k, v in given.items() if v is not None}}
+    s = Scoring(residual=str(post["residual"]), smooth_sigma=float(post["smooth_sigma"]), score=str(post["score"]),
+                topk_percent=float(post["topk_percent"]))
     if s.residual not in detector.residuals:
         raise ValueError(f"residual: must be one of {detector.residuals} for {detector.method}, got {s.residual!r}")
     if not math.isfinite(s.smooth_sigma) or not 0 <= s.smooth_sigma <= 100:
@@ -124,20 +123,10 @@ class ExportGraph(nn.Module):
 
 
 def reference_outputs(detector: Detector, images: np.ndarray, scoring: Scoring) -> tuple[np.ndarray, np.ndarray]:
-    """udd's own maps (N, H, W) and scores (N,) of uint8 images (N, H, W, C): what `udd score` computes.
-
-    The same steps as `scoring.score_images`: the batch in `to_tensor`'s layout, the detector's
-    map, `smooth_maps`, then `image_scores` (or the method's own scores).
-    """
-    maps, scores = [], []
-    with torch.inference_mode():
-        for s in range(0, len(images), _BATCH):
-            x = to_tensor(images[s:s + _BATCH])  # (b, C, H, W) in [0, 1]
-            m = smooth_maps(detector.anomaly_maps(x, scoring.residual).maps, scoring.smooth_sigma)  # (b, H, W)
-            sc = detector.image_scores(x) if detector.own_scores else image_scores(m, scoring.score, scoring.topk_percent)
-            maps.append(m.float().numpy())
-            scores.append(sc.float().reshape(-1).numpy())
-    return np.concatenate(maps), np.concatenate(scores)
+    """udd's own maps (N, H, W) and scores (N,) of uint8 images (N, H, W, C): `scoring.score_images`,
+    the function behind `udd score` and Inspect, with the same post-processing."""
+    res = score_images(detector, images, batch_size=_BATCH, keep_recon=False, **scoring.to_dict())
+    return res.maps, res.scores
 
 
 def _to_onnx(graph: ExportGraph, example: torch.Tensor, opset: int) -> bytes:

@@ -86,5 +86,22 @@ def model_presets() -> dict[str, ModelPreset]:
             }),
             (1, 96, 96),
         ),
+        ModelPreset(
+            "feature-ae",
+            FEATURE_AE_NOTE,
+            parse_config({
+                "block_ker": [3], "drop": [0.0],
+                "block_size_in": [[152, 32, 32]], "block_size_out": [[32, 32, 152]],
+                "latent_size": 16, "latent_ker": 3, "latent_opad": 1, "out_pad": [1],
+                "input": {"kind": "features", "backbone": "lite0", "layers": ["s8", "s16"], "pool": 3},
+            }),
+            (1, 256, 256),
+        ),
     ]
     return {p.name: p for p in presets}
+
+
+# Why the feature-ae preset looks as it does: measured in bench/bench_feature_ae.py (bench/RESULTS.md).
+FEATURE_AE_NOTE = (
+    "Feature autoencoder (method feature-ae) for 256x256 images: it reconstructs EfficientNet-Lite0 features "
+    "(stride 8 + 16, 3x3 pooled: 152x32x32), one block of 3x3 kernels down to a 16x8x8 latent.")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from udd_core.data import to_tensor
 
-RESIDUALS = ("l2", "l2sum", "l1", "ssim")
+RESIDUALS = ("l2", "l2sum", "l1", "ssim", "feature")
 SCORES = ("mean", "max", "topk")
 
 # SSIM constants for data in [0, 1] (K1 = 0.01, K2 = 0.03 of the data range).
@@ -74,12 +74,15 @@ def _ssim_residual(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (1.0 - num / den).mean(dim=1)
 
 
-def residual_map(x: torch.Tensor, y: torch.Tensor, kind: str = "l2", smooth_sigma: float = 0.0) -> torch.Tensor:
+def residual_map(x: torch.Tensor, y: torch.Tensor, kind: str = "l2", smooth_sigma: float = 0.0,
+                 features: Optional[torch.nn.Module] = None) -> torch.Tensor:
     """Per-pixel residual between inputs ``x`` and reconstructions ``y`` (B, C, H, W) -> (B, H, W).
 
     ``kind``: l2 (squared error, channel mean), l2sum (channel sum), l1 (absolute error, channel
-    mean) or ssim (1 - local SSIM, channel mean). ``smooth_sigma`` > 0 applies a Gaussian blur
-    to the map, which suppresses isolated noisy pixels without moving blobs.
+    mean), ssim (1 - local SSIM, channel mean) or feature (distance between pretrained backbone
+    features of x and y, see `feature_residual`; ``features`` is the extractor to use, loaded when
+    None). ``smooth_sigma`` > 0 applies a Gaussian blur to the map, which suppresses isolated noisy
+    pixels without moving blobs.
     """
     if x.ndim != 4 or x.shape != y.shape:
         raise ValueError(f"x and y must both be (B, C, H, W) of equal shape, got {tuple(x.shape)} and {tuple(y.shape)}")
@@ -87,11 +90,33 @@ def residual_map(x: torch.Tensor, y: torch.Tensor, kind: str = "l2", smooth_sigm
         raise ValueError(f"residual kind must be one of {RESIDUALS}, got {kind!r}")
     if kind == "ssim":
         m = _ssim_residual(x, y)
+    elif kind == "feature":
+        m = feature_residual(x, y, features)
     else:
         d = x - y
         d = d.abs() if kind == "l1" else d * d
         m = d.sum(dim=1) if kind == "l2sum" else d.mean(dim=1)
     return smooth_maps(m, smooth_sigma)
+
+
+def feature_residual(x: torch.Tensor, y: torch.Tensor, features: Optional[torch.nn.Module] = None) -> torch.Tensor:
+    """Euclidean distance between backbone features of x and y (B, C, H, W), C = 1 or 3 -> (B, H, W).
+
+    A perceptual residual: the frozen ImageNet backbone (`backbone.FeatureExtractor`, stride-8 +
+    stride-16 features) sees texture and structure, so the blur an autoencoder spreads over every
+    pixel costs little while a missing or added structure costs a lot. The (B, h, w) distance map is
+    upsampled bilinearly to (H, W). ``features`` None loads the backbone (about a second): callers
+    that score many batches keep one extractor and pass it.
+    """
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"residual feature: needs 1 or 3 image channels, got {x.shape[1]}")
+    if features is None:
+        from .backbone import FeatureExtractor  # lazy: the other residuals never pay for the backbone
+
+        features = FeatureExtractor().to(x.device)
+    fx, fy = features(torch.cat([x, y.to(x.dtype)])).chunk(2)  # each (B, D, h, w); one backbone pass
+    d = (fx - fy).pow(2).sum(dim=1, keepdim=True).sqrt()  # (B, 1, h, w)
+    return F.interpolate(d, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
 
 def smooth_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:

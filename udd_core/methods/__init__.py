@@ -15,6 +15,7 @@ from .base import METHOD_FILE, Detector, MapOutput, defaults_from, scoring_defau
 _REGISTRY = {
     "autoencoder": "autoencoder:AutoencoderDetector",
     "memory-bank": "memory_bank:MemoryBankDetector",
+    "feature-ae": "feature_ae:FeatureAEDetector",
     "dsvdd": "dsvdd:DeepSVDDDetector",
     "latent-knn": "latent_knn:LatentKnnDetector",
 }

@@ -19,9 +19,8 @@ from torch import nn
 
 from ..model import CONFIG_FILE, WEIGHTS_FILE, AutoEncoder, load_model, save_model
 from ..runs import read_history, read_json, write_json_atomic, write_status
-from ..scoring import RESIDUALS, residual_map
-from .autoencoder import ResidualMap
-from .base import METHOD_FILE, Detector, MapOutput
+from .autoencoder import AutoencoderDetector
+from .base import METHOD_FILE, Detector
 
 HEATMAP_NOTE = ("the heatmap is the pretrained autoencoder's residual map (of the residual kind chosen, {residual} "
                 "by default): it shows where the reconstruction fails, while the image score, and so the "
@@ -79,23 +78,19 @@ def failing_run(run_dir: Path, board: Any) -> Iterator[None]:
         raise
 
 
-class AEBackedDetector(Detector):
-    """A detector whose heatmap is a trained `AutoEncoder`'s residual and whose score is its own."""
+class AEBackedDetector(AutoencoderDetector):
+    """A detector whose heatmap is a trained `AutoEncoder`'s residual (the autoencoder's maps, inherited)
+    and whose score is its own."""
 
-    residuals = RESIDUALS
+    generates = False  # the autoencoder is the method's first stage, not what the run offers
     own_scores = True
     resumable = True  # pretraining resumes as an autoencoder run does; the method's phase after it
-    uses_config = True
     defaults: dict = {}  # the method's options and their defaults (subclasses)
     weight_file: str = ""  # the method's own safetensors file next to the autoencoder's (subclasses)
 
     def __init__(self, model: AutoEncoder, options: dict):
-        self.model = model
+        super().__init__(model)
         self.options = options
-
-    @property
-    def input_shape(self) -> Optional[tuple[int, int, int]]:  # type: ignore[override]
-        return self.model.input_shape
 
     # --- construction ----------------------------------------------------------------------
 
@@ -120,35 +115,13 @@ class AEBackedDetector(Detector):
         """Adjust a freshly built or loaded autoencoder before training or scoring (default: nothing)."""
 
     def check_input(self, shape: tuple[int, int, int]) -> None:
-        from ..shapes import propagate  # raises ShapeError (a ValueError) when the input is too small
-
-        if shape[0] != self.model.config.in_channels:
-            raise ValueError(f"channels: the model takes {self.model.config.in_channels}, got {shape[0]}")
         if self.input_shape is not None and tuple(shape[1:]) != tuple(self.input_shape[1:]):
             # the latent code's size follows the image size: a score needs the size it was fitted on
             raise ValueError(f"size {shape[1]}x{shape[2]}: the {self.method} run was fitted on "
                              f"{self.input_shape[1]}x{self.input_shape[2]} images")
-        report = propagate(self.model.config, shape)
-        if not report.ok:
-            raise ValueError(f"size {shape[1]}x{shape[2]}: the model cannot reconstruct it ({report.problems[0].message})")
+        super().check_input(shape)
 
-    # --- maps and scores -------------------------------------------------------------------
-
-    def _kind(self, residual: Optional[str]) -> str:
-        kind = residual or self.residuals[0]
-        if kind not in self.residuals:
-            raise ValueError(f"residual: must be one of {self.residuals} for {self.method}, got {kind!r}")
-        return kind
-
-    def anomaly_maps(self, x: torch.Tensor, residual: Optional[str] = None) -> MapOutput:
-        kind = self._kind(residual)
-        y = self.model(x)  # (B, C, H, W)
-        if y.shape != x.shape:
-            raise ValueError(f"model output shape {tuple(y.shape)} differs from input shape {tuple(x.shape)}")
-        return MapOutput(maps=residual_map(x, y, kind), recon=y)
-
-    def map_module(self, residual: Optional[str] = None) -> nn.Module:
-        return ResidualMap(self.model, self._kind(residual)).eval()
+    # --- scores (the maps are the autoencoder's) ------------------------------------------------
 
     def score_module(self) -> nn.Module:
         """A traceable `nn.Module`: images (B, C, H, W) in [0, 1] -> (B,) image scores (for ONNX export)."""
@@ -213,7 +186,7 @@ class AEBackedDetector(Detector):
     def write_spec(self, run_dir: Union[str, Path]) -> None:
         # config.json too, so a run stopped before its first checkpoint still names its autoencoder
         write_json_atomic(Path(run_dir) / CONFIG_FILE, self.model.config.to_dict())
-        super().write_spec(run_dir)
+        Detector.write_spec(self, run_dir)  # and method.json, which the pixel autoencoder does not write
 
     @classmethod
     def is_saved(cls, run_dir: Union[str, Path]) -> bool:
@@ -233,10 +206,6 @@ class AEBackedDetector(Detector):
             raise ValueError(f"{p / METHOD_FILE}: not a {cls.method} run")
         opts = cls.check_options({k: info[k] for k in cls.defaults if k in info})
         return load_model(p, device=device), opts
-
-    def to(self, device: Union[str, torch.device]) -> "AEBackedDetector":
-        self.model.to(device)
-        return self
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, **self.options, "residual": self.residuals[0],

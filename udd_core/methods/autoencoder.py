@@ -20,14 +20,17 @@ from .base import Detector, MapOutput
 
 
 class ResidualMap(nn.Module):
-    """x (B, C, H, W) -> residual map (B, H, W) between x and the autoencoder's reconstruction."""
+    """x (B, C, H, W) -> residual map (B, H, W) between x and the autoencoder's reconstruction.
 
-    def __init__(self, model: AutoEncoder, residual: str):
+    `features` is the backbone of the "feature" residual (None for the others).
+    """
+
+    def __init__(self, model: AutoEncoder, residual: str, features: Optional[nn.Module] = None):
         super().__init__()
-        self.model, self.residual = model, residual
+        self.model, self.residual, self.features = model, residual, features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return residual_map(x, self.model(x), self.residual)
+        return residual_map(x, self.model(x), self.residual, features=self.features)
 
 
 class AutoencoderDetector(Detector):
@@ -41,6 +44,17 @@ class AutoencoderDetector(Detector):
 
     def __init__(self, model: AutoEncoder):
         self.model = model
+        self._features: Optional[nn.Module] = None  # the "feature" residual's backbone, loaded on first use
+
+    def _feature_extractor(self, kind: str) -> Optional[nn.Module]:
+        """The backbone for the "feature" residual (loaded once, on the model's device); None for the others."""
+        if kind != "feature":
+            return None
+        if self._features is None:
+            from ..backbone import FeatureExtractor
+
+            self._features = FeatureExtractor().to(next(self.model.parameters()).device)
+        return self._features
 
     @property
     def input_shape(self) -> Optional[tuple[int, int, int]]:  # type: ignore[override]
@@ -76,7 +90,7 @@ class AutoencoderDetector(Detector):
     def _kind(self, residual: Optional[str]) -> str:
         kind = residual or self.residuals[0]
         if kind not in self.residuals:
-            raise ValueError(f"residual: must be one of {self.residuals} for an autoencoder, got {kind!r}")
+            raise ValueError(f"residual: must be one of {self.residuals} for {self.method}, got {kind!r}")
         return kind
 
     def anomaly_maps(self, x: torch.Tensor, residual: Optional[str] = None) -> MapOutput:
@@ -84,10 +98,11 @@ class AutoencoderDetector(Detector):
         y = self.model(x)  # (B, C, H, W)
         if y.shape != x.shape:
             raise ValueError(f"model output shape {tuple(y.shape)} differs from input shape {tuple(x.shape)}")
-        return MapOutput(maps=residual_map(x, y, kind), recon=y)
+        return MapOutput(maps=residual_map(x, y, kind, features=self._feature_extractor(kind)), recon=y)
 
     def map_module(self, residual: Optional[str] = None) -> nn.Module:
-        return ResidualMap(self.model, self._kind(residual)).eval()
+        kind = self._kind(residual)
+        return ResidualMap(self.model, kind, self._feature_extractor(kind)).eval()
 
     def fit(self, train_images: np.ndarray, val_images: Optional[np.ndarray], settings: Any,
             run_dir: Union[str, Path], *, stop_event: Optional[threading.Event] = None,
@@ -112,4 +127,6 @@ class AutoencoderDetector(Detector):
 
     def to(self, device: Union[str, torch.device]) -> "AutoencoderDetector":
         self.model.to(device)
+        if self._features is not None:
+            self._features.to(device)
         return self

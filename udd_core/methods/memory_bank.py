@@ -32,7 +32,7 @@ BANK_FILE = "bank.safetensors"
 KNN_BUDGET = 64 << 20  # bytes of one chunk's (patches x bank) distance block
 
 DEFAULTS = {"backbone": "lite0", "layers": ["s8", "s16"], "pool": 3, "coreset": 0.01, "k": 1,
-            "smooth_sigma": 4.0, "proj_dim": 128}
+            "smooth_sigma": 4.0, "proj_dim": 64}
 
 
 def check_options(options: Optional[dict]) -> dict:
