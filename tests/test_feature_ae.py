@@ -172,7 +172,8 @@ def test_feature_ae_end_to_end_on_sample_data(tmp_path):
     assert (tmp_path / STATS_FILE).is_file() and (tmp_path / "calibration.json").is_file()
 
     loaded = load_detector(tmp_path)
-    assert loaded.describe()["smooth_sigma"] > 0 and loaded.describe()["score"] == "max"
+    assert loaded.describe()["smooth_sigma"] > 0 and loaded.describe()["score"] == "topk"
+    assert loaded.describe()["error"] == "channel" and not torch.equal(loaded.weight, torch.ones(152))
     from udd_core.data import to_tensor
 
     x = to_tensor(test.images, "cpu")
@@ -180,7 +181,7 @@ def test_feature_ae_end_to_end_on_sample_data(tmp_path):
         maps = loaded.anomaly_maps(x).maps
         traced = loaded.map_module()(x)
     assert maps.shape == (len(test.images), 64, 64) and torch.allclose(maps, traced)
-    scores = image_scores(maps, "max").numpy()
+    scores = image_scores(maps, "topk").numpy()
     m = compute_metrics(scores, list(test.labels))
     assert m.image_auroc > 0.75, m.image_auroc  # chance is 0.5; the defects are plain on sample_data
 
