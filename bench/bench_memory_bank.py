@@ -57,6 +57,12 @@ def log(msg: str) -> None:
     print(f"[{time.perf_counter() - T_START:7.1f} s] {msg}", file=sys.stderr, flush=True)
 
 
+def cpu_s() -> float:
+    """User + system CPU seconds of this process so far: on a shared machine, the load-independent cost."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -98,7 +104,7 @@ def run_default(args, train, test, labels, masks, pick) -> None:
     print(f"\n## memory bank on magnetic_tile: {args.size}x{args.size}, options {det.describe()}")
     print(f"\nfit {fit_s:.1f} s (embedding {det.stats['embed_s']:.1f} s, coreset {det.stats['coreset_s']:.1f} s), "
           f"scoring {n} photos {score_s:.1f} s, whole process (imports and photo loading included) "
-          f"{total_s:.1f} s; peak RSS {peak_rss_mib():.0f} MiB; kNN chunk block {det.knn_peak_bytes() / 2**20:.0f} MiB; "
+          f"{total_s:.1f} s, CPU {cpu_s():.0f} s (user + system); peak RSS {peak_rss_mib():.0f} MiB; kNN chunk block {det.knn_peak_bytes() / 2**20:.0f} MiB; "
           f"{torch.get_num_threads()} threads; load average at start {args.load_start}, at end {os.getloadavg()}")
     print("\n### All test photos\n\n" + table(scores, maps, labels, masks, np.ones(n, bool)))
     print("\n### Selection half\n\n" + table(scores, maps, labels, masks, pick))

@@ -40,6 +40,18 @@ def model_presets() -> dict[str, ModelPreset]:
             (3, 26, 26),
         ),
         ModelPreset(
+            "wafer-26-gen",
+            "Wafer maps at 26x26 for generation (train with the 'wafer-generation' preset): wafer-26's two "
+            "blocks, wider, with a softmax over the 3 one-hot channels for a cross-entropy loss "
+            "(bench/bench_wafer_generation.py).",
+            parse_config({
+                "block_ker": [3, 3], "drop": [0.0, 0.0],
+                "block_size_in": [[3, 32, 32], [32, 64, 64]], "block_size_out": [[64, 64, 32], [32, 32, 3]],
+                "latent_size": 16, "latent_ker": 3, "latent_opad": 0, "out_pad": [0, 1], "output": "softmax",
+            }),
+            (3, 26, 26),
+        ),
+        ModelPreset(
             "rgb-tile-256",
             "RGB surface tiles at 256x256: 4 blocks of 3x3 kernels down to an 8x8 latent.",
             parse_config({

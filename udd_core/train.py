@@ -22,10 +22,10 @@ from .atomic import write_atomic
 from .data import add_noise_patches, to_tensor
 from .feeds import ImageFeed, as_feed
 from .images import load_patterns
-from .losses import make_loss
+from .losses import check_loss_fits, make_loss
 from .model import WEIGHTS_FILE, AutoEncoder, build_model, load_model, save_model
 from .progress import ProgressBoard, frozen_copy
-from .settings import TrainSettings, resolve_device
+from .settings import TrainSettings, resolve_device, train_on_classes
 from .precision import PARITY_IMAGES, autocast, bf16_fast, check_bf16_parity
 from .scoring import calibrate, evaluating
 
@@ -64,6 +64,31 @@ def normal_images(ds: Any, for_training: bool = False) -> tuple[np.ndarray, Opti
                          f"(labels {'/'.join(NORMAL_LABELS)}) or unlabelled ones")
     return ds.images[keep], (f"trained on the {int(keep.sum())} normal images (labels {'/'.join(NORMAL_LABELS)}); "
                              f"{int((~keep).sum())} with other labels left out")
+
+
+def training_images(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Optional[str]]:
+    """The images a run with setting `train_on` learns from, and a note saying what was kept.
+
+    "normal": `normal_images(ds, for_training=True)`; "all": every image, defects included; class
+    labels ("Center,Donut"): the images with those labels, and a ValueError naming any label the
+    data does not have.
+    """
+    classes = train_on_classes(train_on)
+    if classes is None and train_on.strip() == "normal":
+        return normal_images(ds, for_training=True)
+    labels = [str(v) for v in ds.labels]
+    found = sorted(set(labels))
+    if classes is None:  # "all"
+        defects = sum(str(v).strip().lower() not in NORMAL_LABELS for v in labels)
+        return ds.images, (f"trained on all {len(labels)} images, {defects} of them labelled as defects"
+                           if defects else None)
+    unknown = [c for c in classes if c not in found]
+    if unknown:
+        raise ValueError(f"train_on: no images of class {', '.join(map(repr, unknown))} in the data "
+                         f"(classes: {', '.join(found[:12])}{' ...' if len(found) > 12 else ''})")
+    keep = np.isin(np.asarray(labels), classes)
+    return ds.images[keep], (f"trained on the {int(keep.sum())} images of {', '.join(classes)}; "
+                             f"{int((~keep).sum())} others left out")
 
 
 def seeded_model(config: Any, input_shape: tuple[int, int, int], seed: int) -> AutoEncoder:
@@ -118,6 +143,18 @@ def _mean_loss(fwd, model, feed, loss_fn, dev, bs, amp) -> float:
                 y = fwd(x)
             total += float(loss_fn(x, y.float())) * len(x)
     return total / len(feed)
+
+
+def _noised_forward(model: AutoEncoder, x: torch.Tensor, share: float) -> torch.Tensor:
+    """Decode the latent code of x (B, C, H, W) plus N(0, (share * its per-channel std)^2) noise.
+
+    The std is the batch's, detached: the noise scales with the codes without pushing them apart or
+    together. Draws from torch's global generator, which the loop seeds each epoch (reproducible).
+    """
+    z = model.encoder(x)  # (B, L, h, w)
+    std = z.detach().float().std(dim=(0, 2, 3), keepdim=True) if z.shape[0] * z.shape[2] * z.shape[3] > 1 \
+        else torch.zeros_like(z[:1, :, :1, :1])  # (1, L, 1, 1)
+    return model.decode(z + share * std.to(z.dtype) * torch.randn_like(z))
 
 
 def _notice(board: ProgressBoard, text: str) -> None:
@@ -210,6 +247,7 @@ def train(model: AutoEncoder, train_images: np.ndarray, val_images: Optional[np.
 
 def _train(model, train_images, val_images, s, run_dir, stop_event, board, resume, calibrate) -> str:
     check_images(train_images, model, "training images")
+    check_loss_fits(s.loss, model.config.output)
     if len(train_images) == 0:
         raise ValueError("training images: none given")
     has_val = val_images is not None and len(val_images) > 0
@@ -265,7 +303,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
                 x_in = to_tensor(add_noise_patches(batch, s.noise_patches, s.patch_size, rng, patterns), dev)
             opt.zero_grad(set_to_none=True)
             with autocast(dev, amp):
-                y = fwd(x_in)
+                y = fwd(x_in) if not s.latent_noise else _noised_forward(model, x_in, s.latent_noise)
             loss = loss_fn(x, y.float())
             loss.backward()
             opt.step()
