@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--error", default="channel", choices=("channel", "plain"), help="the map's channel weighting")
     ap.add_argument("--sigmas", default="0,4,8", help="Gaussian smoothing of the maps to compare (px)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="smoke run: 48 train and 30 test photos, 2 epochs")
@@ -87,7 +88,7 @@ def main() -> None:
 
     settings = TrainSettings(epochs=epochs, batch_size=args.batch_size, lr=args.lr, betas=(0.9, 0.999),
                              lr_step=max(1, epochs // 3), lr_gamma=0.5, seed=args.seed, device="cpu", n_probe=0)
-    det = detector_class("feature-ae").build(size, None, config, args.seed)
+    det = detector_class("feature-ae").build(size, {"error": args.error}, config, args.seed)
     log(f"features {det.model.input_shape}, float16 cache of the {len(images)} training photos: "
         f"{feature_cache_bytes(det.spec, size, len(images)) / 2**20:.0f} MiB")
     tr_idx, va_idx = split_indices(len(images), settings.val_split, settings.seed)
@@ -115,7 +116,7 @@ def main() -> None:
             held = compute_metrics(sc[~pick], [v for v, k in zip(labels, ~pick) if k], m_np[~pick], masks[~pick])
             rows.append((sigma, kind, sel, held, sc, m_np))
     best = max(rows, key=lambda r: (r[2].image_auroc or 0) + (r[2].pixel_auroc or 0))
-    print(f"\nfeature-ae {args.config}, {epochs} epochs, lr {args.lr}, batch {args.batch_size}; "
+    print(f"\nfeature-ae {args.config}, error {args.error}, {epochs} epochs, lr {args.lr}, batch {args.batch_size}; "
           f"fit {fit_s:.1f} s (epochs {epochs_s:.1f} s), scoring {score_s:.1f} s, "
           f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB, load {load()}\n")
     print("| smoothing | score | selection: img AUROC | pix AUROC | AUPRO | held-out: img AUROC | pix AUROC | AUPRO |")

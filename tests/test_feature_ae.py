@@ -125,16 +125,16 @@ def test_a_pixel_config_under_the_feature_method_takes_the_default_features(tiny
 def test_the_feature_ae_preset_mirrors_at_its_size():
     p = model_presets()["feature-ae"]
     report = propagate_image(p.config, p.input_shape)
-    assert report.ok and report.input == (152, 32, 32) and p.input_shape[1:] == (256, 256)
+    assert report.ok and report.input == (192, 16, 16) and p.input_shape[1:] == (256, 256)
 
 
 def test_udd_shapes_with_the_feature_method(capsys, tmp_path, tiny_config):
     assert cli_main(["shapes", "feature-ae", "--input", "1,256,256", "--method", "feature-ae", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["input"] == [152, 32, 32] and out["image_input"] == [1, 256, 256]
-    assert out["input_kind"]["layers"] == ["s8", "s16"] and out["ok"]
+    assert out["input"] == [192, 16, 16] and out["image_input"] == [1, 256, 256]
+    assert out["input_kind"]["layers"] == ["stage4", "s16"] and out["ok"]
     assert cli_main(["shapes", "feature-ae", "--input", "3,256,256"]) == 0  # the config's own input field
-    assert "152x32x32" in capsys.readouterr().out
+    assert "192x16x16" in capsys.readouterr().out
     path = tmp_path / "pixel.json"
     path.write_text(json.dumps(tiny_config))
     assert cli_main(["shapes", str(path), "--input", "1,256,256", "--method", "feature-ae"]) == 2
@@ -172,7 +172,8 @@ def test_feature_ae_end_to_end_on_sample_data(tmp_path):
     assert (tmp_path / STATS_FILE).is_file() and (tmp_path / "calibration.json").is_file()
 
     loaded = load_detector(tmp_path)
-    assert loaded.describe()["smooth_sigma"] > 0 and loaded.describe()["score"] == "max"
+    assert loaded.describe()["smooth_sigma"] > 0 and loaded.describe()["score"] == "topk"
+    assert loaded.describe()["error"] == "channel" and not torch.equal(loaded.weight, torch.ones(152))
     from udd_core.data import to_tensor
 
     x = to_tensor(test.images, "cpu")
@@ -180,7 +181,7 @@ def test_feature_ae_end_to_end_on_sample_data(tmp_path):
         maps = loaded.anomaly_maps(x).maps
         traced = loaded.map_module()(x)
     assert maps.shape == (len(test.images), 64, 64) and torch.allclose(maps, traced)
-    scores = image_scores(maps, "max").numpy()
+    scores = image_scores(maps, "topk").numpy()
     m = compute_metrics(scores, list(test.labels))
     assert m.image_auroc > 0.75, m.image_auroc  # chance is 0.5; the defects are plain on sample_data
 

@@ -91,9 +91,9 @@ def model_presets() -> dict[str, ModelPreset]:
             FEATURE_AE_NOTE,
             parse_config({
                 "block_ker": [3], "drop": [0.0],
-                "block_size_in": [[152, 32, 32]], "block_size_out": [[32, 32, 152]],
-                "latent_size": 16, "latent_ker": 3, "latent_opad": 1, "out_pad": [1],
-                "input": {"kind": "features", "backbone": "lite0", "layers": ["s8", "s16"], "pool": 3},
+                "block_size_in": [[192, 64, 64]], "block_size_out": [[64, 64, 192]],
+                "latent_size": 32, "latent_ker": 3, "latent_opad": 1, "out_pad": [1],
+                "input": {"kind": "features", "backbone": "lite0", "layers": ["stage4", "s16"], "pool": 3},
             }),
             (1, 256, 256),
         ),
@@ -103,5 +103,8 @@ def model_presets() -> dict[str, ModelPreset]:
 
 # Why the feature-ae preset looks as it does: measured in bench/bench_feature_ae.py (bench/RESULTS.md).
 FEATURE_AE_NOTE = (
-    "Feature autoencoder (method feature-ae) for 256x256 images: it reconstructs EfficientNet-Lite0 features "
-    "(stride 8 + 16, 3x3 pooled: 152x32x32), one block of 3x3 kernels down to a 16x8x8 latent.")
+    "Feature autoencoder (method feature-ae) for 256x256 images: it reconstructs EfficientNet-Lite0's "
+    "stride-16 features (stage4 + stage5, 3x3 pooled: 192x16x16), one block of 3x3 kernels down to a 32x4x4 "
+    "latent. Measured on magnetic_tile (bench/bench_feature_ae.py): DFR's 1x1 kernels cannot work in this block "
+    "structure (a stride-2 transposed 1x1 conv fills only every other cell, so 3/4 of the map is bias), and the "
+    "stride-8 grid (152x32x32) cost 4x the time per epoch for lower AUROC at equal time on a CPU.")

@@ -4,14 +4,16 @@ A frozen backbone turns each image into a feature tensor (C, H/s, W/s) (`feature
 which layers, pooling and grid); the features are standardised per channel with statistics of the
 training images, and the config's `AutoEncoder` learns to reconstruct them. The anomaly map is the
 per-location squared feature error, averaged over channels, upsampled bilinearly to the image and
-smoothed by scoring (describe()'s "smooth_sigma"); the image score is the map's maximum by default.
+smoothed by scoring (describe()'s "smooth_sigma"); the image score is the mean of the map's top 1%
+by default. With error "channel" (the default) each channel's error is first divided by its mean
+error on the normal validation features, so channels the AE never rebuilds well do not drown the rest.
 
 Training computes the features once per image into a float16 cache (`cache_features`) and runs
 the ordinary training loop (`train.train`) on it through a `feeds.FeatureFeed`: background thread,
 stop, resume and live curves come for free, and the live probes show residual heatmaps.
 
 A run folder holds config.json (with its "input" field), model.safetensors (the AE, as any AE
-run), method.json, and feature_stats.safetensors (the per-channel mean and std).
+run), method.json, and feature_stats.safetensors (the per-channel mean, std and error weight).
 """
 from __future__ import annotations
 
@@ -33,8 +35,12 @@ from .base import METHOD_FILE, Detector, MapOutput
 
 STATS_FILE = "feature_stats.safetensors"  # per-channel mean and std of the training features
 RESIDUALS = ("feature",)
-DEFAULT_SMOOTH = 4.0  # px at the image: the map is a 32x32 grid upsampled 8x; sigma about half a cell
-DEFAULT_SCORE = "max"
+# Scoring defaults chosen on the selection half of magnetic_tile (bench/RESULTS.md, "Feature autoencoder"):
+DEFAULT_SMOOTH = 8.0  # px at the image: the preset's map is a 16x16 grid upsampled 16x; sigma half a cell
+DEFAULT_SCORE = "topk"  # the mean of the map's top 1%: steadier than the maximum (+0.02 image AUROC there)
+TOPK_PERCENT = 1.0
+ERRORS = ("plain", "channel")  # the channel-mean squared error, or each channel's scaled by 1 / its normal error
+DEFAULT_ERROR = "channel"
 EMBED_BATCH = 16  # images per backbone pass while caching
 
 
@@ -90,18 +96,27 @@ def feature_cache_bytes(spec: Optional[FeatureInput], image_shape: tuple[int, in
 
 # --- the map ---------------------------------------------------------------------------------
 
-def feature_error(f: torch.Tensor, g: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Per-location squared error of features (B, C, h, w) x2, channel mean, upsampled: (B, H, W)."""
-    e = (f - g).square().mean(dim=1, keepdim=True)  # (B, 1, h, w)
+def feature_error(f: torch.Tensor, g: torch.Tensor, size: tuple[int, int],
+                  weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-location squared error of features (B, C, h, w) x2, channel mean, upsampled: (B, H, W).
+
+    `weight` (C,) scales each channel's error (the "channel" error: 1 / its mean error on normal images).
+    """
+    d = (f - g).square()  # (B, C, h, w)
+    if weight is not None:
+        d = d * weight.reshape(1, -1, 1, 1)
+    e = d.mean(dim=1, keepdim=True)  # (B, 1, h, w)
     return F.interpolate(e, size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
 class FeatureResidualMap(nn.Module):
     """x (B, C, H, W) in [0, 1] -> feature-error map (B, H, W): backbone, standardise, AE, error, upsample."""
 
-    def __init__(self, features: nn.Module, model: AutoEncoder, mean: torch.Tensor, std: torch.Tensor):
+    def __init__(self, features: nn.Module, model: AutoEncoder, mean: torch.Tensor, std: torch.Tensor,
+                 weight: torch.Tensor):
         super().__init__()
         self.features, self.model = features, model
+        self.register_buffer("weight", weight.reshape(-1).clone())  # (Cf,)
         self.register_buffer("mean", mean.reshape(1, -1, 1, 1).clone())  # (1, Cf, 1, 1)
         self.register_buffer("std", std.reshape(1, -1, 1, 1).clone())
 
@@ -110,7 +125,7 @@ class FeatureResidualMap(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.standardised(x)
-        return feature_error(f, self.model(f), (x.shape[-2], x.shape[-1]))
+        return feature_error(f, self.model(f), (x.shape[-2], x.shape[-1]), self.weight)
 
 
 # --- the detector ----------------------------------------------------------------------------
@@ -126,13 +141,15 @@ class FeatureAEDetector(Detector):
 
     def __init__(self, model: AutoEncoder, spec: FeatureInput, image_shape: tuple[int, int, int],
                  features: Optional[nn.Module] = None, mean: Optional[torch.Tensor] = None,
-                 std: Optional[torch.Tensor] = None, smooth_sigma: float = DEFAULT_SMOOTH, score: str = DEFAULT_SCORE):
+                 std: Optional[torch.Tensor] = None, smooth_sigma: float = DEFAULT_SMOOTH, score: str = DEFAULT_SCORE,
+                 error: str = DEFAULT_ERROR, weight: Optional[torch.Tensor] = None):
         self.model, self.spec, self.input_shape = model, spec, tuple(image_shape)
         c = model.config.in_channels
         self.features = features
         self.mean = mean if mean is not None else torch.zeros(c)
         self.std = std if std is not None else torch.ones(c)
-        self.smooth_sigma, self.score = float(smooth_sigma), score
+        self.smooth_sigma, self.score, self.error = float(smooth_sigma), score, error
+        self.weight = weight if weight is not None else torch.ones(c)  # (Cf,) per-channel error weights
 
     # building ------------------------------------------------------------------------------
     @classmethod
@@ -147,8 +164,11 @@ class FeatureAEDetector(Detector):
         options = dict(options or {})
         smooth = options.pop("smooth_sigma", DEFAULT_SMOOTH)
         score = options.pop("score", DEFAULT_SCORE)
+        error = options.pop("error", DEFAULT_ERROR)
         if options:
-            raise ValueError(f"{next(iter(options))}: not a feature-ae option (smooth_sigma, score)")
+            raise ValueError(f"{next(iter(options))}: not a feature-ae option (smooth_sigma, score, error)")
+        if error not in ERRORS:
+            raise ValueError(f"error: must be one of {', '.join(ERRORS)}, got {error!r}")
         if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or not 0 <= smooth <= 64:
             raise ValueError(f"smooth_sigma: must be a number in [0, 64], got {smooth!r}")
         if score not in ("mean", "max", "topk"):
@@ -163,7 +183,7 @@ class FeatureAEDetector(Detector):
         if not report.ok:
             raise ValueError(report.problems[0].message)
         model = seeded_model(c, report.input, seed)
-        return cls(model, spec, tuple(input_shape), smooth_sigma=float(smooth), score=score)
+        return cls(model, spec, tuple(input_shape), smooth_sigma=float(smooth), score=score, error=error)
 
     def check_input(self, shape: tuple[int, int, int]) -> None:
         if shape[0] not in (1, 3):
@@ -187,7 +207,8 @@ class FeatureAEDetector(Detector):
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "input": self.spec.to_dict(), "image_shape": list(self.input_shape),
                 "feature_shape": list(feature_shape(self.spec, self.input_shape)),
-                "residual": RESIDUALS[0], "smooth_sigma": self.smooth_sigma, "score": self.score}
+                "residual": RESIDUALS[0], "error": self.error, "smooth_sigma": self.smooth_sigma, "score": self.score,
+                "topk_percent": TOPK_PERCENT}
 
     # maps --------------------------------------------------------------------------------
     def _kind(self, residual: Optional[str]) -> str:
@@ -199,13 +220,13 @@ class FeatureAEDetector(Detector):
 
     def map_module(self, residual: Optional[str] = None) -> nn.Module:
         self._kind(residual)
-        return FeatureResidualMap(self.feature_extractor(), self.model, self.mean, self.std).eval()
+        return FeatureResidualMap(self.feature_extractor(), self.model, self.mean, self.std, self.weight).eval()
 
     def maps_of_features(self, f: torch.Tensor) -> torch.Tensor:
         """Maps (B, H, W) of raw cached features (B, Cf, h, w): what `anomaly_maps` gives for their images."""
         f = (f.to(self._device(), torch.float32) - self.mean.reshape(1, -1, 1, 1)) / self.std.reshape(1, -1, 1, 1)
         self.model.eval()
-        return feature_error(f, self.model(f), tuple(self.input_shape[1:]))
+        return feature_error(f, self.model(f), tuple(self.input_shape[1:]), self.weight)
 
     def anomaly_maps(self, x: torch.Tensor, residual: Optional[str] = None) -> MapOutput:
         self.model.eval()
@@ -272,13 +293,14 @@ class FeatureAEDetector(Detector):
             self.mean, self.std = channel_stats(train_f)
             self._save_stats(run_dir)
         self.mean, self.std = self.mean.to(self._device()), self.std.to(self._device())
+        self.weight = torch.ones_like(self.mean)  # set from the trained AE's errors below
         m, s = self.mean.reshape(1, -1, 1, 1).cpu().half(), self.std.reshape(1, -1, 1, 1).cpu().half()
         train_f = (train_f - m) / s  # standardised once, in the cache's float16
         val_f = (val_f - m) / s if val_f is not None else None
         size = tuple(self.input_shape[1:])
 
         def heat(f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-            return feature_error(f, g, size)  # (b, H, W): the probes' residual heatmaps
+            return feature_error(f, g, size)  # (b, H, W); plain error: the weights come after training
 
         status = train(self.model, FeatureFeed(train_f, train_images, heat),
                        FeatureFeed(val_f, val_images, heat) if val_f is not None else None,
@@ -287,6 +309,7 @@ class FeatureAEDetector(Detector):
         best = load_model(run_dir, device=str(self._device()))
         self.model.load_state_dict(best.state_dict())
         self.model.eval()
+        self._set_weight(val_f if val_f is not None else train_f)
         self.save(run_dir)
         self._calibrate(run_dir, val_f if val_f is not None else train_f, "validation" if val_f is not None else "train")
         return status
@@ -301,6 +324,21 @@ class FeatureAEDetector(Detector):
                              f"{self.input_shape[1]}x{self.input_shape[2]}")
         self.check_input((c, h, w))
 
+    def _set_weight(self, feats: torch.Tensor) -> None:
+        """The channel error weights: ones ("plain"), or 1 / each channel's mean squared error on normal
+        standardised features ("channel"), so channels the AE never reconstructs well do not drown the rest."""
+        c = self.model.config.in_channels
+        if self.error == "plain":
+            self.weight = torch.ones(c, device=self._device())
+            return
+        total = torch.zeros(c, dtype=torch.float64, device=self._device())
+        with torch.inference_mode():
+            for s in range(0, len(feats), 32):
+                f = feats[s:s + 32].to(self._device(), torch.float32)
+                total += (self.model(f) - f).square().mean(dim=(2, 3)).sum(dim=0).double()
+        err = (total / max(len(feats), 1)).float().clamp_min(1e-6)
+        self.weight = err.mean() / err  # mean weight about 1: the map keeps the plain error's scale
+
     def _calibrate(self, run_dir: Path, feats: torch.Tensor, source: str) -> None:
         """calibration.json as scoring.calibrate writes it, from the maps of normal standardised features."""
         from .. import runs
@@ -311,7 +349,7 @@ class FeatureAEDetector(Detector):
         with torch.inference_mode():
             for s in range(0, len(feats), 32):
                 f = feats[s:s + 32].to(dev, torch.float32)
-                m = feature_error(f, self.model(f), tuple(self.input_shape[1:]))  # (b, H, W)
+                m = feature_error(f, self.model(f), tuple(self.input_shape[1:]), self.weight)  # (b, H, W)
                 maps.append(m.float().cpu())
                 for k in scores:
                     scores[k] += image_scores(m, k, 1.0).float().cpu().tolist()
@@ -329,7 +367,7 @@ class FeatureAEDetector(Detector):
 
     # saving --------------------------------------------------------------------------------
     def _save_stats(self, run_dir: Path) -> None:
-        state = {"mean": self.mean.detach().cpu().float().contiguous(), "std": self.std.detach().cpu().float().contiguous()}
+        state = {k: getattr(self, k).detach().cpu().float().contiguous() for k in ("mean", "std", "weight")}
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         write_atomic(Path(run_dir) / STATS_FILE, lambda tmp: save_file(state, str(tmp)))
 
@@ -342,9 +380,9 @@ class FeatureAEDetector(Detector):
         except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
             raise ModelFileError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:200]})") from None
         c = self.model.config.in_channels
-        if set(state) != {"mean", "std"} or any(tuple(v.shape) != (c,) for v in state.values()):
-            raise ModelFileError(f"{path}: expected mean and std of {c} channels")
-        self.mean, self.std = state["mean"].to(self._device()), state["std"].to(self._device())
+        if set(state) != {"mean", "std", "weight"} or any(tuple(v.shape) != (c,) for v in state.values()):
+            raise ModelFileError(f"{path}: expected mean, std and weight of {c} channels")
+        self.mean, self.std, self.weight = (state[k].to(self._device()) for k in ("mean", "std", "weight"))
 
     def write_spec(self, run_dir: Union[str, Path]) -> None:
         from ..model import CONFIG_FILE
@@ -377,13 +415,14 @@ class FeatureAEDetector(Detector):
         if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)):
             raise ModelFileError(f"{p / METHOD_FILE}: image_shape must be three positive integers")
         det = cls(model, spec, tuple(shape), smooth_sigma=float(info.get("smooth_sigma", DEFAULT_SMOOTH)),
+                  error=str(info.get("error", DEFAULT_ERROR)),
                   score=str(info.get("score", DEFAULT_SCORE)))
         det._load_stats(p)
         return det
 
     def to(self, device: Union[str, torch.device]) -> "FeatureAEDetector":
         self.model.to(device)
-        self.mean, self.std = self.mean.to(device), self.std.to(device)
+        self.mean, self.std, self.weight = self.mean.to(device), self.std.to(device), self.weight.to(device)
         if self.features is not None:
             self.features.to(device)
         return self
