@@ -61,10 +61,6 @@ class TrainSettings:
     # What the run learns from: "normal" (defect-free images only: an autoencoder for detection), "all"
     # (defects too: a generator of every pattern) or class labels "Center,Donut". See train_on_classes.
     train_on: str = "normal"
-    # Generation: Gaussian noise added to the latent code in training, as a share of the batch's latent
-    # std per channel. The decoder then learns to draw a map like the target from a whole neighbourhood
-    # of its code, so variants at the Generate page's default σ (about 0.5 of the spread) keep their class.
-    latent_noise: float = 0.0
 
     def __post_init__(self) -> None:
         _validate_settings(self)
@@ -107,7 +103,6 @@ def _validate_settings(s: TrainSettings) -> None:
     num("seed", 0, 2**63 - 1, integer=True)
     num("noise_patches", 0, 1000, integer=True)
     num("n_probe", 0, 16, integer=True)
-    num("latent_noise", 0, 10)
     if s.lr_step is not None:
         num("lr_step", 1, 1_000_000, integer=True)
     for name, lo, hi, integer in (("betas", 0, 0.99999999, False), ("patch_size", 1, 100_000, True)):
