@@ -18,9 +18,10 @@ Data sets:
 Recipes:
 - detect: wafer-26 + the `wafer` preset (normal maps only, MSE): the status quo of the issue.
 - mse-all: wafer-26 + the `wafer` preset with --train-on all (patterns seen, still MSE).
-- gen: wafer-26-gen + the `wafer-generation` preset (all maps, class-balanced cross-entropy).
-- gen-ce: wafer-26-gen + `wafer-generation` with --loss ce (unbalanced cross-entropy).
-- gen-rare: gen-ce trained on the pattern maps only (--train-on CLASS,...), batch 4, no validation
+- gen: wafer-26-gen + the `wafer-generation` preset (all maps, cross-entropy, batch 8).
+- gen-b32, gen-balanced-b32: the same in batches of 32, with the plain and the class-balanced
+  cross-entropy.
+- gen-rare: gen trained on the pattern maps only (--train-on CLASS,...), batch 4, no validation
   split, 4x the epochs.
 
     .venv/bin/python bench/bench_wafer_generation.py --data sample real --epochs 120
@@ -50,10 +51,11 @@ RECIPES = {
     "detect": ["wafer-26", "--preset", "wafer"],
     "mse-all": ["wafer-26", "--preset", "wafer", "--train-on", "all"],
     "gen": ["wafer-26-gen", "--preset", "wafer-generation"],
-    "gen-ce": ["wafer-26-gen", "--preset", "wafer-generation", "--loss", "ce"],
+    "gen-b32": ["wafer-26-gen", "--preset", "wafer-generation", "--batch-size", "32"],
+    "gen-balanced-b32": ["wafer-26-gen", "--preset", "wafer-generation", "--loss", "ce-balanced", "--batch-size", "32"],
     # Only the pattern maps (--train-on with every defect class of the data), in small batches and for
     # EPOCHS_RARE times the epochs: the few real pattern maps are a tiny set, seen once per epoch.
-    "gen-rare": ["wafer-26-gen", "--preset", "wafer-generation", "--loss", "ce", "--train-on", "{patterns}",
+    "gen-rare": ["wafer-26-gen", "--preset", "wafer-generation", "--train-on", "{patterns}",
                  "--batch-size", "4", "--val-split", "0"],
 }
 EPOCHS_RARE = 4

@@ -59,7 +59,7 @@ def settings_widgets(s: TrainSettings) -> dict:
             "lr_step": s.lr_step or 0, "lr_gamma": s.lr_gamma, "val_split": s.val_split, "seed": s.seed,
             "loss": s.loss, "device": s.device, "noise_patches": s.noise_patches,
             "patch_min": s.patch_size[0], "patch_max": s.patch_size[1], "patch_dir": s.patch_dir or "",
-            "amp_bf16": s.amp_bf16, "latent_noise": s.latent_noise, "on_mode": s.train_on if s.train_on in ("normal", "all") else "classes",
+            "amp_bf16": s.amp_bf16, "on_mode": s.train_on if s.train_on in ("normal", "all") else "classes",
             "on_classes": "" if s.train_on in ("normal", "all") else s.train_on}
 
 
@@ -278,9 +278,6 @@ with left:
         help="0: plain autoencoder; > 0: patches are painted on the input, the target stays clean.")
     num(2, "Patch size min (px)", 1, 100_000, key="train_patch_min")
     num(2, "Patch size max (px)", 1, 100_000, key="train_patch_max")
-    num(0, "Latent noise (share of std)", 0.0, 10.0, key="train_latent_noise", step=0.05,
-        help="For generation: Gaussian noise added to the latent code in training, as a share of its std. The "
-             "decoder learns to draw the same map from near its code, so noised variants keep their class.")
     st.text_input("Noise pattern folder (optional)", key="train_patch_dir", persist_state=KEEP,
                   help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
     on = st.columns([2, 3])

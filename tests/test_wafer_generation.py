@@ -239,21 +239,3 @@ def test_sample_data_variants_resemble_their_class(tmp_path, capsys):
     print(f"in class {r.in_class:.3f} chance {r.chance:.3f} changed {r.changed:.3f} sigma {sigma:g}")
     assert r.n == 8 * 16 and set(np.unique(maps)) <= {0, 1, 2}
     assert r.in_class >= IN_CLASS_FLOOR and r.changed >= 0.01 and r.passes()
-
-
-def test_latent_noise_in_training_is_reproducible_and_changes_the_run(tmp_path, tiny_config):
-    from udd_core.jobs import TrainJob
-
-    images = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 1), dtype=np.uint8)
-    losses = {}
-    for name, share in (("a", 0.5), ("b", 0.5), ("off", 0.0)):
-        s = TrainSettings(epochs=1, batch_size=4, val_split=0.25, n_probe=0, device="cpu", latent_noise=share,
-                          amp_bf16=False)
-        job = TrainJob.create(tmp_path / name, tiny_config, (1, 32, 32), images, s).start()
-        job.join(60)
-        assert job.snapshot().status == "finished", job.snapshot().message
-        losses[name] = json.loads((tmp_path / name / "history.jsonl").read_text().splitlines()[0])["train_loss"]
-        assert json.loads((tmp_path / name / "train.json").read_text())["settings"]["latent_noise"] == share
-    assert losses["a"] == losses["b"] != losses["off"]
-    with pytest.raises(ValueError, match=r"latent_noise: expected a number in \[0, 10\]"):
-        TrainSettings(latent_noise=-1)

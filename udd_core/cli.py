@@ -360,9 +360,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-on", metavar="normal|all|CLASS[,CLASS...]",
                    help="what the run learns from: the normal images (default, for detection), all images "
                         "(defects too, for generation) or the images of the named classes")
-    p.add_argument("--latent-noise", type=float, metavar="F",
-                   help="generation: Gaussian noise added to the latent code in training, as a share of its std "
-                        "(0 = off; the wafer-generation preset's value by default)")
     p.add_argument("--precision", choices=("float32", "bf16"),
                    help="bf16: bfloat16 autocast steps after a parity check against float32 (validation stays float32)")
     p.add_argument("--fixed-order", action="store_true",

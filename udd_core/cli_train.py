@@ -42,7 +42,6 @@ def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
         "val_split": args.val_split, "seed": args.seed, "device": args.device, "loss": args.loss,
         "amp_bf16": None if args.precision is None else args.precision == "bf16",
         "shuffle": False if args.fixed_order else None, "train_on": args.train_on,
-        "latent_noise": args.latent_noise,
     }.items() if v is not None}
     try:
         settings = base.replace(**changes)
@@ -60,7 +59,6 @@ _FIXED_ON_RESUME = (("--batch-size", "batch_size"), ("--lr", "lr"), ("--size", "
                     ("--noise-patches", "noise_patches"), ("--patch-size", "patch_size"), ("--patch-dir", "patch_dir"),
                     ("--val-split", "val_split"), ("--seed", "seed"), ("--preset", "preset"), ("--loss", "loss"),
                     ("--precision", "precision"), ("--fixed-order", "fixed_order"), ("--method", "method"), ("--train-on", "train_on"),
-                    ("--latent-noise", "latent_noise"),
                     ("--backbone", "backbone"), ("--layers", "layers"), ("--coreset", "coreset"), ("--k", "k"),
                     ("--option", "option"))
 

@@ -145,18 +145,6 @@ def _mean_loss(fwd, model, feed, loss_fn, dev, bs, amp) -> float:
     return total / len(feed)
 
 
-def _noised_forward(model: AutoEncoder, x: torch.Tensor, share: float) -> torch.Tensor:
-    """Decode the latent code of x (B, C, H, W) plus N(0, (share * its per-channel std)^2) noise.
-
-    The std is the batch's, detached: the noise scales with the codes without pushing them apart or
-    together. Draws from torch's global generator, which the loop seeds each epoch (reproducible).
-    """
-    z = model.encoder(x)  # (B, L, h, w)
-    std = z.detach().float().std(dim=(0, 2, 3), keepdim=True) if z.shape[0] * z.shape[2] * z.shape[3] > 1 \
-        else torch.zeros_like(z[:1, :, :1, :1])  # (1, L, 1, 1)
-    return model.decode(z + share * std.to(z.dtype) * torch.randn_like(z))
-
-
 def _notice(board: ProgressBoard, text: str) -> None:
     with board.lock:
         board.notices.append(text)
@@ -303,7 +291,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
                 x_in = to_tensor(add_noise_patches(batch, s.noise_patches, s.patch_size, rng, patterns), dev)
             opt.zero_grad(set_to_none=True)
             with autocast(dev, amp):
-                y = fwd(x_in) if not s.latent_noise else _noised_forward(model, x_in, s.latent_noise)
+                y = fwd(x_in)
             loss = loss_fn(x, y.float())
             loss.backward()
             opt.step()
