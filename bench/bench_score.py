@@ -47,7 +47,7 @@ for s in range(0, len(files), a["batch_size"]):
     x = dd.load_batch(files[s:s + a["batch_size"]], dev=a["device"])
     y, loss = ae.batch_apply(x)
     x = x.cpu()  # emap takes numpy-able tensors
-    for j in range(len(y)):
+    for j in range(len(y) if a.get("emap", True) else 0):
         m = dd.emap(x[j], y[j], "mean")  # the per-pixel error map a user inspects
         peaks.append(float(m.max()))
     mse += loss.tolist()
@@ -243,6 +243,50 @@ def whole_process(a, work: Path, tiles_dir: Path, n: int) -> tuple[list[list[str
                   "runs": {k: [vars(c) | {"log": str(c.log)} for c in v] for k, v in res.items()}}
 
 
+def gray_mvtec_workload(a, work: Path) -> tuple[list[list[str]], dict]:
+    """Issue 10's workload: the seed example's 5x5-kernel model (reference format) and an MVTec folder
+    whose test split holds N grayscale 256x256 PNGs; `udd score` against load_batch + batch_apply."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from udd_core.presets import model_presets
+    from udd_core.train import seeded_model
+
+    n = 40 if a.quick else 200
+    root = work / "gray-mvtec"
+    rng = np.random.default_rng(a.seed)
+    for split, count in (("train/good", 4), ("test/good", n)):
+        (root / split).mkdir(parents=True)
+        for i in range(count):
+            xx = np.arange(256)[None, :]
+            g = np.clip(100 + 50 * np.sin(xx / 7 + i) + rng.normal(0, 8, (256, 256)), 0, 255).astype(np.uint8)
+            Image.fromarray(g).save(root / split / f"{i:04d}.png")
+    preset = model_presets()["reference-example"]
+    model_dir = work / "gray-model"
+    model_dir.mkdir()
+    (model_dir / "AE_config.txt").write_text(repr(preset.config.to_dict()))
+    torch.save(seeded_model(preset.config, (3, 256, 256), a.seed).state_dict(), model_dir / "AE_state.save")
+    files = sorted(str(p) for p in (root / "test" / "good").glob("*.png"))
+    script = work / "reference_score.py"
+    script.write_text(REFERENCE_SCRIPT)
+    env = thread_env(a.threads)
+    ref_arg = json.dumps({"model": str(model_dir) + "/", "files": files, "batch_size": 32, "threads": a.threads,
+                          "device": a.device, "emap": False})
+    cmds = {"reference: load_batch + batch_apply": [PYTHON, str(script), ref_arg],
+            "udd score --json": [*UDD_CMD, "score", str(model_dir), "--data", str(root), "--json",
+                                 "--device", a.device]}
+    res = {k: [] for k in cmds}
+    for rep in range(a.repeats):
+        for k in (list(cmds) if rep % 2 == 0 else list(cmds)[::-1]):
+            res[k].append(run_child(cmds[k], env, work, work / f"gray-{len(res[k])}-{k.split()[0]}.log").check(k))
+    ref_t = median([c.wall_s for c in res["reference: load_batch + batch_apply"]])
+    rows = [[f"{n} gray PNGs, 5x5 model", k, f"{median([c.wall_s for c in v]):.2f}",
+             f"{median([c.cpu_s for c in v]):.2f}", f"{ref_t / median([c.wall_s for c in v]):.2f}x",
+             f"{max(c.max_rss_mb for c in v):.0f}"] for k, v in res.items()]
+    return rows, {k: [vars(c) | {"log": str(c.log)} for c in v] for k, v in res.items()}
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="udd-bench-score-"))
@@ -272,10 +316,12 @@ def main(argv=None) -> int:
         for n in sorted({min(a.few, a.images), a.images}):
             r, whole[n] = whole_process(a, work, tiles_dir, n)
             whole_rows += r
+        r, whole["gray-mvtec"] = gray_mvtec_workload(a, work)
+        whole_rows += r
         print()
         print(markdown_table(["job", "process", "wall s (median)", "CPU s", "speed-up", "peak RSS MiB"], whole_rows))
         print("per-image MSE, udd score vs reference script: max abs diff "
-              + ", ".join(f"{whole[n]['mse_max_abs_diff']:.3g} ({n} images)" for n in whole))
+              + ", ".join(f"{w['mse_max_abs_diff']:.3g} ({n} images)" for n, w in whole.items() if n != "gray-mvtec"))
         print(f"\nbench time {time.perf_counter() - t0:.0f} s; machine: {note}")
         if a.json:
             Path(a.json).write_text(json.dumps({"machine": note, "source": source, "in_process": info,

@@ -1,11 +1,15 @@
 """Design page: edit the autoencoder's config (JSON text or block table) and see every shape live.
 
+The AE's input is the image's pixels or a pretrained backbone's feature tensor (the config's
+"input" field); with features, every shape, diagnostic and fix starts from the feature tensor.
+
 State: `design_config` (a valid config as a JSON-ready dict) and `design_input_shape` (C, H, W)
-are the single source of truth; other pages read them. Every widget's state is written from them
+of the images are the single source of truth; other pages read them. Every widget's state is written from them
 in callbacks (or at the top of the run, before any widget exists), never the other way round.
 """
 import json
 import warnings
+from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
@@ -13,8 +17,9 @@ import streamlit as st
 from pages.run_focus import hand_over_deep_link
 from udd_core import architecture as arch
 from udd_core.config import MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, parse_config
+from udd_core.feature_input import BACKBONES, DEFAULT_POOL, MAX_POOL, FeatureInput, describe_input, parse_input
 from udd_core.presets import model_presets
-from udd_core.shapes import ShapeError, propagate
+from udd_core.shapes import ShapeError, ae_input_shape, propagate_image
 
 hand_over_deep_link("pages/design.py")  # first: a deep link before app.py ever ran
 
@@ -22,6 +27,7 @@ CONFIG, SHAPE = "design_config", "design_input_shape"  # read by the other pages
 DEFAULT_PRESET = "gray-tile-128"
 ss = st.session_state
 presets = model_presets()
+INPUT_KINDS = ("pixels", "backbone features")
 
 
 def parse(source) -> tuple[AEConfig, list[str]]:
@@ -49,6 +55,11 @@ def sync_widgets(overwrite: bool) -> None:
     values = {"design_json": config_text(d), "design_latent_size": d["latent_size"],
               "design_latent_ker": d["latent_ker"], "design_lopad_h": ph, "design_lopad_w": pw,
               "design_blocks": len(d["block_ker"]), "design_c": c, "design_h": h, "design_w": w}
+    spec = parse_input(d.get("input"))
+    values["design_input_kind"] = INPUT_KINDS[0] if spec is None else INPUT_KINDS[1]
+    values["design_backbone"] = (spec or FeatureInput()).backbone
+    values["design_layers"] = list((spec or FeatureInput()).layers)
+    values["design_pool"] = (spec or FeatureInput()).pool
     if "design_json" not in ss:
         ss.pop("design_json_error", None)  # the text is reseeded from the config, so its error is gone
     for key, value in values.items():
@@ -57,10 +68,11 @@ def sync_widgets(overwrite: bool) -> None:
 
 
 def set_config(config: AEConfig, shape=None) -> None:
-    """Make `config` the design (channels follow it) and rewrite every widget from it."""
-    _, h, w = shape or ss[SHAPE]
+    """Make `config` the design (a pixel AE's image channels follow it) and rewrite every widget from it."""
+    c, h, w = shape or ss[SHAPE]
     ss[CONFIG] = config.to_dict()
-    ss[SHAPE] = (config.in_channels, h, w)
+    # A feature AE's channels are the backbone's; the images stay gray or RGB.
+    ss[SHAPE] = (config.in_channels if config.input is None else (c if c in (1, 3) else 3), h, w)
     ss.pop("design_json_error", None)
     ss["design_editor_version"] = ss.get("design_editor_version", 0) + 1
     sync_widgets(overwrite=True)
@@ -90,20 +102,46 @@ def on_latent() -> None:
     set_config(parse(d)[0])
 
 
-def on_blocks() -> None:
-    config = arch.resize_blocks(current(), int(ss["design_blocks"]))
-    try:  # a new block's output padding is a guess: take the solver's when there is one
-        config = propagate(config, ss[SHAPE]).suggested or config
+def solved(config: AEConfig) -> AEConfig:
+    """`config` with the solver's output paddings when it has some (a guess made by an edit)."""
+    try:
+        return propagate_image(config, ss[SHAPE]).suggested or config
     except ShapeError:
-        pass  # the page reports it on this run
-    set_config(config)
+        return config  # the page reports it on this run
+
+
+def on_blocks() -> None:
+    set_config(solved(arch.resize_blocks(current(), int(ss["design_blocks"]))))
+
+
+def on_input() -> None:
+    """Pixels or backbone features: the AE's first and last channels follow the new input, paddings are re-solved."""
+    config = current()
+    if ss["design_input_kind"] == INPUT_KINDS[0]:
+        config = arch.set_image_channels(replace(config, input=None), ss[SHAPE][0])
+    else:
+        try:
+            spec = parse_input({"kind": "features", "backbone": ss["design_backbone"],
+                                "layers": list(ss["design_layers"]), "pool": int(ss["design_pool"])})
+        except ValueError as e:  # e.g. no layer picked
+            ss["design_notice"] = ("error", str(e))
+            sync_widgets(overwrite=True)
+            return
+        config = arch.set_image_channels(replace(config, input=spec), spec.channels)
+    set_config(solved(config))
 
 
 def on_shape() -> None:
     c, h, w = (int(ss[k]) for k in ("design_c", "design_h", "design_w"))
     config = current()
+    if config.input is not None and c not in (1, 3):
+        ss["design_notice"] = ("error", f"Channels: the {config.input.backbone} backbone takes gray (1) or RGB (3) "
+                                        f"images, not {c}.")
+        c = ss[SHAPE][0]
     ss[SHAPE] = (c, h, w)
-    set_config(arch.set_image_channels(config, c) if c != config.in_channels else config)
+    if config.input is None and c != config.in_channels:
+        config = arch.set_image_channels(config, c)
+    set_config(config)
 
 
 def on_upload() -> None:
@@ -168,9 +206,27 @@ edited = ss[CONFIG] != chosen.config.to_dict() or tuple(ss[SHAPE]) != tuple(chos
 top[0].caption("Edited: the design below is no longer this preset's; pick a preset again to restore it."
                if edited else chosen.description)
 top[1].number_input("Channels (C)", min_value=1, max_value=MAX_FEATURES, step=1, key="design_c", on_change=on_shape,
-                    help="Image channels; the first encoder and last decoder features follow.")
+                    help="Image channels; for pixels the first encoder and last decoder features follow.")
 top[2].number_input("Height (H)", min_value=1, max_value=8192, step=1, key="design_h", on_change=on_shape)
 top[3].number_input("Width (W)", min_value=1, max_value=8192, step=1, key="design_w", on_change=on_shape)
+
+st.subheader("Input")
+inp = st.columns([2, 2, 3, 1])
+inp[0].radio("The autoencoder reconstructs", INPUT_KINDS, key="design_input_kind", on_change=on_input,
+             help="Pixels: the image itself. Backbone features: a frozen pretrained CNN's feature maps (DFR), "
+                  "which see texture and structure a small AE trained on a few hundred photos does not.")
+if ss["design_input_kind"] == INPUT_KINDS[1]:
+    inp[1].selectbox("Backbone", list(BACKBONES), key="design_backbone", on_change=on_input)
+    inp[2].multiselect("Layers", list(BACKBONES[ss["design_backbone"]]), key="design_layers", on_change=on_input,
+                       help="Each layer's maps are resized to the finest chosen layer's grid and stacked.")
+    inp[3].number_input("Pooling", min_value=1, max_value=MAX_POOL, step=2, key="design_pool", on_change=on_input,
+                        help=f"Average over a pool x pool neighbourhood of feature cells (odd; 1: none; "
+                             f"default {DEFAULT_POOL}).")
+try:
+    ae_input_shape(config, ss[SHAPE])  # refuses what the backbone cannot take (e.g. 5 image channels)
+    st.caption(f"The AE's input: {describe_input(config.input, tuple(ss[SHAPE]))}.")
+except ShapeError as e:
+    st.error(str(e))
 
 st.subheader("Blocks")
 st.caption("Row b holds entry b-1 of each list: block_ker, drop, block_size_in (encoder block b), and "
@@ -217,9 +273,12 @@ if unknown:
 
 # --- the shape report ----------------------------------------------------------------------------
 try:
-    report = propagate(config, ss[SHAPE])
+    report = propagate_image(config, ss[SHAPE])  # from the feature tensor when the AE takes features
 except ValueError as e:  # ShapeError: the network cannot run at this input size
     st.error(str(e))
+    if getattr(e, "suggested", None) is not None:  # e.g. the feature channels: one click sets them
+        st.button("Apply suggested fix", type="primary", on_click=on_apply, args=(e.suggested.to_dict(),),
+                  key="design_apply")
     st.stop()
 
 for col, (label, value, help_text) in zip(st.columns(4), arch.summary_metrics(report)):

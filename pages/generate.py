@@ -12,6 +12,7 @@ import streamlit as st
 
 from pages.run_focus import focused_run, follow_focus, hand_over_deep_link, set_focus
 from udd_core import generation as gen
+from udd_core import wafer_generation as wg
 from udd_core.data import data_kind, kind_mismatch
 from udd_core.methods import detector_class, has_detector, run_method
 from udd_core.model import WEIGHTS_FILE
@@ -41,10 +42,19 @@ def cached_data(run_dir: str, mtime: float, data_path: str, split: str, tile: bo
 
 @st.cache_resource(show_spinner="Measuring the latent spread ...", max_entries=4)
 def cached_sigma_scale(run_dir: str, mtime: float, data_path: str, split: str, tile: bool):
-    """(suggested σ, slider maximum) from the latent spread of the normal images."""
-    images, _ = normal_images(cached_data(run_dir, mtime, data_path, split, tile))
-    return gen.sigma_scale(cached_model(run_dir, mtime), images if len(images) else
-                           cached_data(run_dir, mtime, data_path, split, tile).images)
+    """(suggested σ, slider maximum) from the latent spread of the images the run trained on; the
+    same default `udd generate` takes without --sigma."""
+    return gen.default_sigma_scale(cached_model(run_dir, mtime), cached_data(run_dir, mtime, data_path, split, tile),
+                                   gen.run_train_on(run_dir))
+
+
+@st.cache_data(show_spinner="Generating the HW2 view ...", max_entries=4)
+def cached_class_grids(run_dir: str, mtime: float, data_path: str, split: str, tile: bool, sigma: float, seed: int,
+                       k: int, per: int):
+    """One grid per pattern class (sources, reconstructions, variants) as die values."""
+    ds = cached_data(run_dir, mtime, data_path, split, tile)
+    return wg.class_grids(cached_model(run_dir, mtime), ds.images, ds.labels, sigma, seed, n_sources=k,
+                          per_source=per)
 
 
 @st.cache_resource(show_spinner="Fitting latent statistics ...", max_entries=4)
@@ -83,21 +93,23 @@ st.title("Generate")
 st.caption("New images from a trained model: the latent code of a source image plus Gaussian noise of "
            "std σ, decoded. Small σ stays close to the source; large σ shows what else the decoder draws.")
 
+listed: list = []
 try:
     listed = [r for r in list_runs(ROOT) if has_detector(r.path)]
     found = [r for r in listed if detector_class(run_method(r.path)).generates]
 except OSError as e:
     found = []
     show_error(e)
+no_decoder = {r.name: run_method(r.path) for r in listed if r not in found}
+if (asked := focused_run()) in no_decoder:
+    st.info(f"{asked} is a {no_decoder[asked]} run: it has no decoder to generate from, so it is not listed "
+            "here. Generation needs an autoencoder run.")
 if not found:
-    st.info(f"No trained runs yet (looked in `{ROOT}`). Train a model on the **Train** page first; "
+    st.info(f"No trained autoencoder runs yet (looked in `{ROOT}`). Train a model on the **Train** page first; "
             "its runs show up here as soon as the first epoch has saved a model.")
     st.stop()
 
 runs_by_name = {r.name: r for r in found}
-if (asked := focused_run()) and asked not in runs_by_name and asked in {r.name for r in listed}:
-    st.info(f"{asked} is a {run_method(ROOT / asked)} run: it has no decoder to generate from, so it is not "
-            "listed here. Generation needs an autoencoder run.")
 
 
 follow_focus("gen_run", list(runs_by_name), ROOT)
@@ -146,44 +158,78 @@ shaded = kind == "wafer" and opts[1].toggle(
     "Shade dies by failing-die share", key="gen_shaded", persist_state=KEEP,
     help="Off: each generated die takes its most likely value. On: dies are blended from grey to red by the "
          "model's failing-die share, which shows failure rates that the most likely value hides.")
+patterns = wg.pattern_classes(ds.labels) if kind == "wafer" else []
+hw2 = bool(patterns) and mode == MODES[0] and opts[1].toggle(
+    "HW2 view", key="gen_hw2", persist_state=KEEP,
+    help="One grid per pattern class, as the HW2 study shows them: each row a source map, its reconstruction "
+         "and its noised variants.")
 ctl = st.columns(5)
 seed = int(ctl[0].number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed", persist_state=KEEP,
                                help="Same seed, same images. It picks the source images and the noise."))
-outputs, names = None, []
+outputs, names, npz = None, [], None
 if mode == MODES[0]:
     suggested, top = cached_sigma_scale(str(run.path), mtime, data_path, split, tile)
     sigma = ctl[1].slider("σ (latent noise std)", 0.0, top, suggested, top / 100, format="%.3g",
                           key=f"gen_sigma_{name}", persist_state=KEEP,
-                          help="Scaled to this model's latent codes: the starting value is about half their "
-                               "typical spread (std), the range goes to four times it.")
+                          help="Scaled to this model's latent codes: the starting value is about half the typical "
+                               "spread (std) of the latent codes of the images the run trained on (`udd generate` "
+                               "takes the same without --sigma); the range goes to four times it.")
     class_filter = None
-    if len(counts) > 1:
+    if len(counts) > 1 and not hw2:
         # One box per data set: another file brings other classes and counts, never a stale choice.
         class_filter = ctl[2].selectbox("Class", [None, *counts], key=f"gen_class_{abs(hash((data_path, split)))}",
                                         format_func=lambda k: f"all classes ({len(ds)})" if k is None else
                                         f"{k} ({counts[k]})")
-    most = min(16, counts[class_filter] if class_filter is not None else len(ds))
+    # HW2 view: up to 8 sources per class (a smaller class gives all it has).
+    most = 8 if hw2 else min(16, counts[class_filter] if class_filter is not None else len(ds))
     if ss.get("gen_sources", 1) > most:  # a smaller class than the last one
         ss["gen_sources"] = most
-    k = int(ctl[3].number_input("Source images", 1, most, min(4, most), key="gen_sources"))
+    k = int(ctl[3].number_input("Source images" + (" per class" if hw2 else ""), 1, most, min(4, most),
+                                key="gen_sources"))
     per = int(ctl[4].number_input("Variants per source", 1, 8, 4, key="gen_per_source", persist_state=KEEP))
-    try:
-        g = gen.generate(model, ds.images, sigma, k * per, seed, ds.labels, class_filter, n_sources=k)
-        rows = g.by_source()
-        srcs = [s for s, _ in rows]
-        src_img = gen.to_display(ds.images[srcs], kind)
-        rec_img = gen.to_display(gen.reconstruct(model, ds.images, srcs), kind, shaded=shaded)
-        outputs = gen.to_display(g.outputs, kind, shaded=shaded)
-        names = gen.output_names(len(outputs), "sample")
-        spread = gen.training_stats(model, ds.images[srcs]).std  # cheap: only the k sources
-    except (ValueError, OSError) as e:
-        show_error(e)
+    if hw2:
+        try:
+            grids = cached_class_grids(str(run.path), mtime, data_path, split, tile, float(sigma), seed, k, per)
+        except (ValueError, OSError) as e:
+            show_error(e)
+        else:
+            st.caption(f"One grid per pattern class: each row a source map, its reconstruction (σ = 0) and {per} "
+                       f"variants at σ {sigma:g}. Dies outside the source's wafer stay outside; each die on it takes "
+                       "the likelier of good and failing.")
+            maps, labels, srcs = [], [], []
+            for grid in grids:
+                st.markdown(f"**{grid.label}** · {counts.get(grid.label, 0)} maps")
+                for r, s_idx in enumerate(grid.sources.tolist()):
+                    pics = gen.upscale(gen.render_wafer(np.concatenate(
+                        [grid.source_maps[r:r + 1], grid.recon_maps[r:r + 1], grid.variant_maps[r]])))
+                    show(list(pics), [short(ds, s_idx), "reconstruction", *(f"variant {j + 1}" for j in range(per))])
+                maps.append(grid.variant_maps.reshape(-1, *grid.variant_maps.shape[2:]))
+                labels += [grid.label] * grid.variant_maps.shape[0] * per
+                srcs += [s_idx for s_idx in grid.sources.tolist() for _ in range(per)]
+            outputs = gen.upscale(gen.render_wafer(np.concatenate(maps)))
+            names = gen.output_names(len(outputs), "sample")
+            npz = wg.npz_bytes(np.concatenate(maps), labels, srcs)
     else:
-        st.caption(f"Each row: a source image, its reconstruction (σ = 0) and {per} variants. For scale, the "
-                   f"latent channels of these sources have std {min(spread):.3g}–{max(spread):.3g}.")
-        for r, (s, outs) in enumerate(rows):
-            show([src_img[r], rec_img[r], *(outputs[j] for j in outs)],
-                 [short(ds, s), "reconstruction", *(f"σ {sigma:g} · #{j}" for j in outs)])
+        try:
+            g = gen.generate(model, ds.images, sigma, k * per, seed, ds.labels, class_filter, n_sources=k)
+            rows = g.by_source()
+            srcs = [s for s, _ in rows]
+            src_img = gen.to_display(ds.images[srcs], kind)
+            rec_img = gen.to_display(gen.reconstruct(model, ds.images, srcs), kind, shaded=shaded)
+            outputs = gen.to_display(g.outputs, kind, shaded=shaded)
+            names = gen.output_names(len(outputs), "sample")
+            spread = gen.training_stats(model, ds.images[srcs]).std  # cheap: only the k sources
+            if kind == "wafer":
+                npz = wg.npz_bytes(wg.generated_maps(g.outputs, wg.source_maps(ds.images[g.sources])),
+                                   [ds.labels[i] for i in g.sources.tolist()], g.sources)
+        except (ValueError, OSError) as e:
+            show_error(e)
+        else:
+            st.caption(f"Each row: a source image, its reconstruction (σ = 0) and {per} variants. For scale, the "
+                       f"latent channels of these sources have std {min(spread):.3g}–{max(spread):.3g}.")
+            for r, (s, outs) in enumerate(rows):
+                show([src_img[r], rec_img[r], *(outputs[j] for j in outs)],
+                     [short(ds, s), "reconstruction", *(f"σ {sigma:g} · #{j}" for j in outs)])
 else:
     n = int(ctl[1].number_input("Samples", 1, 64, 16, key="gen_n_random", persist_state=KEEP))
     per_position = ctl[2].radio("Statistics", ("per channel", "per position"), key="gen_stats", persist_state=KEEP,
@@ -210,6 +256,13 @@ if outputs is not None and len(outputs):
                        gen.zip_pngs(list(outputs), names), mime="application/zip", key="gen_download",
                        file_name=f"{name}-{'noised' if mode == MODES[0] else 'random'}-seed{seed}.zip",
                        on_click="ignore")
+if npz is not None:
+    st.download_button(f"Download the {len(outputs)} generated maps for augmentation (.npz)", npz,
+                       mime="application/octet-stream", key="gen_download_npz", on_click="ignore",
+                       file_name=f"{name}-{'hw2' if hw2 else 'noised'}-seed{seed}.npz",
+                       help="maps: int (N, H, W) die values 0/1/2 (argmax, the wafer outline kept from the source); "
+                            "labels: each map's source class; sources: the source's index in the data. "
+                            "The same file as `udd generate ... --npz OUT.npz`.")
 
 st.subheader("Interpolate")
 st.caption("Blend the latent codes of two images in equal steps and decode each blend; the inputs are at both ends.")

@@ -15,9 +15,11 @@ import streamlit as st
 from pages.run_focus import follow_focus, hand_over_deep_link, set_focus
 from udd_core import runs
 from udd_core.data import data_kind
+from udd_core.export import ParityError, export_run
+from udd_core.generation import run_train_on
 from udd_core.inspection import inspect_run, load_inputs
 from udd_core.metrics import roc_points, threshold_for_fpr
-from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults
+from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
 from udd_core.render import plotly_colorscale
 from udd_core.report import build_report, heatmaps_zip, scores_csv
 from udd_core.scoring import SCORES
@@ -103,6 +105,11 @@ with st.sidebar:
 run = by_name[ss["insp_run"]]
 if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch
     st.warning(f"{run.name} has not finished an epoch: its model holds barely trained weights.")
+if (train_on := run_train_on(run.path)) != "normal":
+    seen = "every image, defects included" if train_on == "all" else f"the classes {train_on}"
+    st.warning(f"{run.name} was trained on {seen}, not on normal images only: it learned to reconstruct those "
+               "defects, so a low score no longer means 'like the normal images'. Use it to generate maps; "
+               "for detection, train a run on normal images.")
 stamp = runs.model_stamp(run.path)
 try:
     with st.spinner("Loading the model and the images, then scoring ..."):
@@ -111,6 +118,10 @@ try:
 except (ValueError, OSError) as e:
     st.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
     st.stop()
+spec = run_spec(run.path)
+if spec["method"] != "autoencoder":  # what the map and the score of this method are
+    own = f" Image score: {spec['image_score']}." if spec.get("image_score") else ""
+    st.caption(f"Method **{spec['method']}**: {spec.get('heatmap') or 'the heatmap is its anomaly map'}.{own}")
 for note in base.notices:
     st.caption(f"ℹ️ {note}")
 
@@ -243,3 +254,30 @@ with tab_export:
     st.download_button("One-page HTML report", lambda: build_report(insp, run.path), f"{run.name}_report.html",
                        "text/html", on_click="ignore")
     st.caption("The report is a single self-contained HTML file (images inline, no links): mail it as is.")
+    st.markdown("**ONNX model for the line**")
+    st.caption("One graph from images (N, C, H, W), float32 in [0, 1], to the anomaly map and the image score, with "
+               "the run's default post-processing: what `udd export` and `udd score` use, not the settings in the "
+               "sidebar. It is run in onnxruntime on the run's validation images and offered only when its scores "
+               "match udd's.")
+    onnx_key = (str(run.path), stamp)
+    if st.button("Export to ONNX", key="insp_onnx"):
+        with st.spinner("Exporting and checking the scores in onnxruntime ..."):
+            try:
+                ss["insp_onnx_result"] = (onnx_key, export_run(run.path))
+            except (ValueError, OSError, ParityError) as e:
+                ss["insp_onnx_result"] = (onnx_key, str(e).splitlines()[0] if str(e) else type(e).__name__)
+    done = ss.get("insp_onnx_result")
+    if done and done[0] == onnx_key:  # an export of another run (or older weights) is not offered
+        if isinstance(done[1], str):
+            st.error(done[1])
+        else:
+            exp, par = done[1], done[1].info["parity"]
+            d1, d2 = st.columns(2)
+            d1.download_button(f"Download {run.name}.onnx", exp.onnx, f"{run.name}.onnx", "application/octet-stream",
+                               on_click="ignore", key="insp_onnx_file")
+            d2.download_button(f"Download {run.name}.json (input, threshold, parity)", exp.json_text(),
+                               f"{run.name}.json", "application/json", on_click="ignore", key="insp_onnx_json")
+            st.caption(f"Parity on {par['images']} {par['source']} images: largest relative score difference "
+                       f"{par['max_rel_score_diff']:.2g}, largest map difference {par['max_rel_map_diff']:.2g} of "
+                       f"its scale (allowed {par['tolerance']:g}). Threshold {exp.info['threshold']:.5g} "
+                       f"(defective when score > threshold).")

@@ -5,6 +5,7 @@ switch or a browser refresh finds them again; the selected run lives in session 
 URL (?run=NAME). While a job runs, a fragment polls `job.snapshot()` every second and does nothing
 else: no st.* call ever comes from the training thread, and a full rerun stays cheap.
 """
+import json
 import os
 from pathlib import Path
 
@@ -17,12 +18,13 @@ from udd_core import runs, sources
 from udd_core.config import parse_config
 from udd_core.data import IMAGE_EXTS, data_kind
 from udd_core.losses import LOSSES
+from udd_core.methods import METHODS, detector_class, run_method
 from udd_core.presets import model_presets
-from udd_core.shapes import propagate
+from udd_core.shapes import propagate_image
 from udd_core.jobs import JobManager, TrainJob
 from udd_core.progress import format_eta, loss_curve
 from udd_core.settings import DEVICES, TrainSettings, training_presets
-from udd_core.train import normal_images
+from udd_core.train import training_images
 
 hand_over_deep_link("pages/train.py")  # first: a deep link before app.py ever ran
 
@@ -30,7 +32,13 @@ APP_ROOT = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
 POLL_S, DISK_POLL_S = 1.0, 2.0  # live job / a run trained by another process (status.json only)
 DATA_MODES, MODEL_MODES = ("Sample / shared", "Path", "Upload"), ("Design page", "Preset", "Config file")
+TRAIN_ON = {"normal": "Normal images (detection)", "all": "All images (generation)", "classes": "Chosen classes"}
 KEEP = "session"  # widget values survive a visit to another page
+METHOD_NOTES = {"autoencoder": "the pixel autoencoder of the config", "memory-bank": "pretrained features, no training",
+                "feature-ae": "an autoencoder on pretrained features", "dsvdd": "Deep SVDD on the AE's encoder",
+                "latent-knn": "distance to the training latent codes"}
+OPTION_EXAMPLES = {"memory-bank": '{"coreset": 0.1, "k": 1}', "dsvdd": '{"svdd_epochs": 20}',
+                   "latent-knn": '{"k": 1}'}
 ss = st.session_state
 
 
@@ -51,7 +59,14 @@ def settings_widgets(s: TrainSettings) -> dict:
             "lr_step": s.lr_step or 0, "lr_gamma": s.lr_gamma, "val_split": s.val_split, "seed": s.seed,
             "loss": s.loss, "device": s.device, "noise_patches": s.noise_patches,
             "patch_min": s.patch_size[0], "patch_max": s.patch_size[1], "patch_dir": s.patch_dir or "",
-            "amp_bf16": s.amp_bf16}
+            "amp_bf16": s.amp_bf16, "on_mode": s.train_on if s.train_on in ("normal", "all") else "classes",
+            "on_classes": "" if s.train_on in ("normal", "all") else s.train_on}
+
+
+def train_on_value() -> str:
+    """TrainSettings.train_on from the Train on widgets: "normal", "all" or the typed class names."""
+    mode = ss["train_on_mode"]
+    return mode if mode != "classes" else ss["train_on_classes"].strip()
 
 
 def on_train_preset() -> None:
@@ -77,8 +92,9 @@ def select(name: str) -> None:
     set_focus(name)
 
 
-def load_images(path, shape, tile):
-    """The normal images (N, H, W, C) uint8, decoded once per (path, shape, tile), and the loader's notes."""
+def load_images(path, shape, tile, train_on="normal"):
+    """The training images (N, H, W, C) uint8 (normal ones, or those `train_on` picks), decoded once
+    per (path, shape, tile), and the loader's notes."""
     if not path:  # None (nothing uploaded yet) or "": the page says what to do
         raise ValueError("data: no data set given (pick one, type a path or upload images)")
     bar = st.progress(0.0, text="Loading images")
@@ -86,7 +102,7 @@ def load_images(path, shape, tile):
         ds = dataset_cache().get(path, shape, "train", tile, lambda i, n: bar.progress(i / n, f"Loading {i}/{n}"))
     finally:
         bar.empty()
-    images, note = normal_images(ds, for_training=True)
+    images, note = training_images(ds, train_on)
     return images, ds.notices + ([note] if note else [])
 
 
@@ -101,9 +117,13 @@ def show_run(name: str, polled: str) -> None:
     if alive:
         steps = max(snap.steps_per_epoch, 1)
         done = (max(snap.epoch - 1, 0) + snap.step / steps) / max(snap.epochs, 1)
-        st.progress(min(done, 1.0), text=f"Epoch {snap.epoch}/{snap.epochs} · step {snap.step}/{snap.steps_per_epoch}"
-                    f" · ETA {format_eta(snap.eta_s)} · {snap.images_per_s:.1f} images/s · lr {snap.lr:.3g}"
-                    if snap.step else f"Starting: epoch {snap.epoch + 1}/{snap.epochs}, first batch…")
+        if job.model is None:  # a method without epochs (memory bank): its phase and its steps
+            st.progress(min(snap.step / steps, 1.0), text=f"{snap.message} · {snap.step}/{snap.steps_per_epoch}"
+                        f" · ETA {format_eta(snap.eta_s)}")
+        else:
+            st.progress(min(done, 1.0), text=f"Epoch {snap.epoch}/{snap.epochs} · step {snap.step}/{snap.steps_per_epoch}"
+                        f" · ETA {format_eta(snap.eta_s)} · {snap.images_per_s:.1f} images/s · lr {snap.lr:.3g}"
+                        if snap.step else f"Starting: epoch {snap.epoch + 1}/{snap.epochs}, first batch…")
         if st.button("Stop", key="train_stop", icon=":material/stop:",
                      help="Stops after the current batch; the weights are kept and the run can be resumed."):
             job.stop()
@@ -144,8 +164,8 @@ design_config, design_shape = ss.get("design_config"), ss.get("design_input_shap
 mgr = job_manager(str(ROOT.resolve()))
 
 st.title("Train")
-st.caption("Train an autoencoder on normal images. Jobs run in the background: switch pages or refresh the "
-           "browser at will, this page finds them again.")
+st.caption("Train an autoencoder on normal images (or, to generate maps of every pattern, on all of them). "
+           "Jobs run in the background: switch pages or refresh the browser at will, this page finds them again.")
 left, right = st.columns([5, 6], gap="large")
 
 # --- a new run -----------------------------------------------------------------------------------
@@ -169,12 +189,22 @@ with left:
                        persist_state=KEEP)
     estimate = st.empty()
 
-    st.subheader("2 · Model")
+    st.subheader("2 · Method and model")
+    method = st.selectbox("Method", METHODS, key="train_method", persist_state=KEEP,
+                          format_func=lambda m: f"{m} — {METHOD_NOTES.get(m, '')}".rstrip(" —"))
+    method_cls = detector_class(method)
+    options: dict = {}
     mmode = st.radio("Config", MODEL_MODES[0 if design_config and design_shape else 1:], key="train_model_mode",
-                     horizontal=True, persist_state=KEEP)
+                     horizontal=True, persist_state=KEEP, disabled=not method_cls.uses_config)
     config = shape = None
     try:
-        if mmode == MODEL_MODES[0]:
+        if not method_cls.uses_config:  # a pretrained backbone sees RGB: gray images load as 3 channels
+            ss.setdefault("train_h", 256), ss.setdefault("train_w", 256)
+            hw = st.columns(2)
+            h = hw[0].number_input("Height", 1, 8192, key="train_h", persist_state=KEEP)
+            w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)
+            shape = (3, int(h), int(w))
+        elif mmode == MODEL_MODES[0]:
             config, shape = parse_config(design_config), tuple(int(v) for v in design_shape)
             name = ss.get("design_preset_name") or "custom"
             if name in model_presets() and model_presets()[name].config.to_dict() != design_config:
@@ -193,16 +223,35 @@ with left:
             hw = st.columns(2)
             h = hw[0].number_input("Height", 1, 8192, key="train_h", persist_state=KEEP)
             w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)
-            shape = (config.in_channels, int(h), int(w)) if config else None
-        if config is not None and not (report := propagate(config, shape)).ok:
+            if config is None:
+                shape = None
+            elif config.input is not None or method == "feature-ae":  # the AE sees features; images stay pixels
+                preset = model_presets()[ss["train_model_preset"]] if mmode == MODEL_MODES[1] else None
+                shape = (preset.input_shape[0] if preset else 3, int(h), int(w))
+            else:
+                shape = (config.in_channels, int(h), int(w))
+        if config is not None and not (report := propagate_image(config, shape, method)).ok:
             raise ValueError(report.problems[0].message)
-    except ValueError as e:  # a bad config file, or a design that does not mirror at this size
-        st.error(f"model: {e}")
-        config = None
+        text = st.text_input("Method options (JSON)", key="train_options", persist_state=KEEP,
+                             placeholder=OPTION_EXAMPLES.get(method, "{}"),
+                             help="The method's own settings; empty: its defaults. See the README's table of methods.")
+        options = json.loads(text) if text.strip() else {}
+        if not isinstance(options, dict):
+            raise ValueError("method options: give a JSON object, e.g. " + OPTION_EXAMPLES.get(method, "{}"))
+    except json.JSONDecodeError as e:
+        st.error(f"method options: not JSON ({e.msg} at character {e.pos})")
+        shape = None
+    except ValueError as e:  # a bad config file, a design that does not mirror at this size, a bad option
+        st.error(str(e) if str(e).startswith("method options") else f"model: {e}")
+        config = shape = None
     data_error = None
     if path and shape:
         try:
-            estimate.caption(f"≈ {describe(path, shape, tile)}")
+            try:  # a bad option is reported with the model; the estimate then leaves the features out
+                per_image = method_cls.feature_bytes_per_image(shape, options or None, config)
+            except ValueError:
+                per_image = 0
+            estimate.caption(f"≈ {describe(path, shape, tile, per_image)}")
         except (ValueError, OSError) as e:
             data_error = str(e)
             estimate.error(data_error)  # shown once, here; Start stays off until the data is usable
@@ -231,22 +280,32 @@ with left:
     num(2, "Patch size max (px)", 1, 100_000, key="train_patch_max")
     st.text_input("Noise pattern folder (optional)", key="train_patch_dir", persist_state=KEEP,
                   help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
+    on = st.columns([2, 3])
+    on[0].selectbox("Train on", list(TRAIN_ON), key="train_on_mode", format_func=TRAIN_ON.get, persist_state=KEEP,
+                    help="Normal images: an autoencoder for detection learns only defect-free images (labels "
+                         "good/none/normal, or unlabelled). All images: defects too, to generate every pattern "
+                         "(its scores then no longer mean 'unlike normal'). Chosen classes: only those labels.")
+    if ss["train_on_mode"] == "classes":
+        on[1].text_input("Classes (labels, separated by commas)", key="train_on_classes", persist_state=KEEP,
+                         placeholder="e.g. Center,Donut,none")
     run_name = st.text_input("Run name", key="train_name", persist_state=KEEP,
                              placeholder=f"automatic, e.g. {sources.default_run_name(ROOT, path)}").strip()
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
-                 disabled=config is None or data_error is not None):
+                 disabled=shape is None or data_error is not None):
         try:
             values = {k: ss[f"train_{k}"] for k in settings_widgets(TrainSettings())}
-            settings = TrainSettings.from_dict({k: v for k, v in values.items() if k not in ("patch_min", "patch_max")}
-                                               | {"lr_step": values["lr_step"] or None,
+            settings = TrainSettings.from_dict({k: v for k, v in values.items()
+                                                if k not in ("patch_min", "patch_max", "on_mode", "on_classes")}
+                                               | {"lr_step": values["lr_step"] or None, "train_on": train_on_value(),
                                                   "patch_dir": values["patch_dir"].strip() or None,
                                                   "patch_size": (values["patch_min"], values["patch_max"])})
             name = run_name or sources.default_run_name(ROOT, path)
             if (run_dir := runs.run_path(ROOT, name)).exists():
                 raise ValueError(f"run name {name!r}: a run of that name already exists; choose another")
-            images, notices = load_images(path, shape, tile)
+            images, notices = load_images(path, shape, tile, settings.train_on)
             mgr.start(TrainJob.create(run_dir, config, shape, images, settings, source={
-                "path": str(Path(path).resolve()), "kind": data_kind(path), "tile": tile}))
+                "path": str(Path(path).resolve()), "kind": data_kind(path), "tile": tile},
+                method=method, options=options))
             ss.setdefault("train_notices", {})[name] = notices
             select(name)
         except (ValueError, OSError) as e:  # settings, run name, data, an unwritable runs folder: one line
@@ -274,7 +333,8 @@ with right:
         set_focus(sel)  # followed by the other pages
         polled = "job" if (j := mgr.get(sel)) and j.is_alive() else "disk" if status[sel] == "running" else ""
         st.fragment(run_every={"job": POLL_S, "disk": DISK_POLL_S}.get(polled))(show_run)(sel, polled)
-        if status[sel] in ("stopped", "interrupted", "finished"):
+        resumable = detector_class(run_method(runs.run_path(ROOT, sel))).resumable if sel in status else False
+        if status[sel] in ("stopped", "interrupted", "finished") and resumable:
             info = runs.read_json(runs.run_path(ROOT, sel) / runs.TRAIN_FILE, {}) or {}
             done = next(r.epochs_done for r in all_runs if r.name == sel)
             planned = int((info.get("settings") or {}).get("epochs", 1))

@@ -92,7 +92,8 @@ def test_random_latents_per_position(tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--sigma", "0.5", "--per-position"], "--per-position: applies only with --random"),
     (["--sigma", "0.5", "--class", "Nope"], "class 'Nope': no images with this label"),
-    (["--class", "Donut"], "--sigma is required"),
+    (["--sigma", "0.5", "--npz", "out.txt"], "--npz out.txt: the file name must end in .npz"),
+    (["--random", "--npz", "g.npz"], "--npz: needs source maps"),
     (["--random", "--class", "Donut"], "--class: does not apply with --random"),
     (["--sigma", "-1"], "--sigma: must be a number in [0, 1e+06], got -1.0"),
     (["--sigma", "nan"], "--sigma: must be a number in [0, 1e+06], got nan"),

@@ -44,6 +44,7 @@ def base_args(command: str, tmp_path) -> list[str]:
         "train": ["gray-tile-128", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")],
         "generate": [str(tmp_path / "run"), "--sigma", "0.5", "-n", "2", "--out", str(tmp_path / "out")],
         "score": [str(tmp_path / "run"), "--data", str(tmp_path / "data")],
+        "export": [str(tmp_path / "run"), "--onnx", str(tmp_path / "out" / "model.onnx")],
     }[command]
 
 
@@ -88,3 +89,10 @@ def test_the_sample_limit_is_the_generators():
     from udd_core.generation import MAX_SAMPLES
 
     assert next(r.hi for r in NUMERIC_OPTIONS["generate"] if r.flag == "-n") == MAX_SAMPLES
+
+
+def test_the_opset_range_is_the_exporters():
+    from udd_core.export import OPSETS
+
+    r = next(r for r in NUMERIC_OPTIONS["export"] if r.flag == "--opset")
+    assert (r.lo, r.hi) == OPSETS

@@ -82,6 +82,9 @@ def test_cli_train_score_and_generate_on_another_method(toy, tmp_path, data, cap
     out = json.loads(capsys.readouterr().out)
     assert out["settings"]["score"] == "max" and out["metrics"]["image_auroc"] == 1.0
     assert all(r["mse"] is None for r in out["images"])
+    assert main(["score", str(run), "--data", str(data)]) == 0
+    head = capsys.readouterr().out.splitlines()[0].split()
+    assert head == ["path", "label", "score", "verdict"]  # no MSE column for a method without reconstructions
     assert main(["generate", str(run), "-n", "2", "--sigma", "0.5", "--out", str(tmp_path / "gen")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has no decoder to generate from" in err

@@ -48,7 +48,7 @@ def test_other_channel_counts_are_refused_in_one_line():
 
 
 def _detector() -> AutoencoderDetector:
-    from conftest import TINY
+    from inspect_fixtures import TINY  # not conftest: with tests/browser collected, "conftest" is ambiguous
 
     cfg = parse_config(TINY)  # a 2-block gray model that mirrors at 32x32
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ from udd_core.metrics import compute_metrics
 from udd_core.methods import detector_class, load_detector
 from udd_core.methods.memory_bank import BANK_FILE, MemoryBankDetector
 from udd_core.progress import ProgressBoard
-from udd_core.scoring import image_scores, smooth_map
+from udd_core.scoring import image_scores, smooth_maps
 from udd_core.settings import TrainSettings
 
 SURFACE = Path(__file__).resolve().parents[1] / "sample_data" / "surface"
@@ -114,7 +114,7 @@ def test_fit_reports_both_phases_and_writes_the_run(fitted):
 
 def test_beats_chance_by_a_wide_margin_on_sample_data(fitted, surface):
     det, test = fitted[0], surface[1]
-    maps = smooth_map(det.anomaly_maps(to_tensor(test.images)).maps, 4.0)  # (N, H, W), the method's default
+    maps = smooth_maps(det.anomaly_maps(to_tensor(test.images)).maps, 4.0)  # (N, H, W), the method's default
     scores = image_scores(maps, "max")
     m = compute_metrics(scores.numpy(), test.labels, maps.numpy(), test.masks)
     # Measured: image AUROC 1.00, pixel AUROC ~0.97 at 64x64 (chance is 0.5 for both).

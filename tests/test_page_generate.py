@@ -155,3 +155,18 @@ def test_images_for_a_wafer_run_get_a_warning(at, tmp_path):
         Image.fromarray(np.full((26, 26, 3), 100 + i, np.uint8)).save(tmp_path / "photos" / f"{i}.png")
     at.text_input(key="gen_data_tiny").input(str(tmp_path / "photos")).run()
     assert not at.exception and "trained on wafer maps but these data are images" in at.warning[0].value
+
+
+def test_a_run_without_a_decoder_is_not_offered_and_says_why(runs_dir, monkeypatch, tmp_path):
+    from inspect_fixtures import make_mvtec
+    from test_detector_consumers import fit_toy
+    from toy_detector import register
+
+    register(monkeypatch)
+    fit_toy(runs_dir / "toy", make_mvtec(tmp_path / "parts"))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.session_state["udd_run"] = "toy"  # the run in focus on another page
+    app.run()
+    assert not app.exception and not app.error
+    assert "toy is a toy-mean run: it has no decoder to generate from" in " ".join(i.value for i in app.info)
+    assert [o.split(" ")[0] for o in app.selectbox(key="gen_run").options] == ["tiny"]

@@ -122,3 +122,21 @@ def test_the_drilled_image_stays_when_the_post_processing_changes(at):
     key = pick(at).key
     at.selectbox(key="insp_residual").set_value("l1").run()
     assert pick(at).key != key and pick(at).value == chosen  # a new widget, the same image
+
+
+def test_a_run_of_another_method_opens_with_its_own_defaults(monkeypatch, tmp_path):
+    """Inspect works on any detector: the toy method has no reconstruction and its own post-processing."""
+    from test_detector_consumers import fit_toy
+    from toy_detector import register
+
+    register(monkeypatch)
+    root = tmp_path / "runs"
+    fit_toy(root / "toy", make_mvtec(tmp_path / "parts"), smooth=2.0)
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception and not app.error
+    assert app.selectbox(key="insp_residual").options == ["sq"]
+    assert any("Method **toy-mean**: the heatmap is its anomaly map" in c.value for c in app.caption)
+    assert app.selectbox(key="insp_score").value == "max" and app.slider(key="insp_smooth").value == 2.0
+    assert float(metrics(app)["image AUROC"]) == 1.0
+    assert len(app.get("image")) == 8 * 3 + 1  # 8 x (input, residual, overlay), no reconstruction; + the drill-down

@@ -346,3 +346,46 @@ def test_app_navigation_lists_train_after_design():
     assert not at.exception
     assert at.title[0].value == "Train"
     assert "Design page" in at.radio(key="train_model_mode").options  # the design from the first page is offered
+
+
+def wait_finished(run_dir: Path, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while runs.read_status(run_dir)["status"] != "finished" and time.monotonic() < end:
+        time.sleep(0.2)
+    assert runs.read_status(run_dir)["status"] == "finished"
+
+
+def test_method_choice_fits_a_run_without_a_config(tiny_config, data, runs_dir, monkeypatch):
+    from toy_detector import NAME, register
+
+    from udd_core import methods
+
+    register(monkeypatch)
+    monkeypatch.setattr(methods, "METHODS", (*methods.METHODS, NAME))
+    at = page(tiny_config, data, train_method=NAME, train_name="toy")
+    assert at.radio(key="train_model_mode").disabled  # no autoencoder config for this method
+    at.number_input(key="train_h").set_value(32)
+    at.number_input(key="train_w").set_value(32)
+    at.text_input(key="train_options").set_value('{"depth": 3}').run()
+    start(at)
+    assert "depth: not a toy-mean option" in errors(at) and not (runs_dir / "toy").exists()
+    at.text_input(key="train_options").set_value("[1]").run()
+    assert "method options: give a JSON object" in errors(at)
+    assert next(b for b in at.button if b.label == "Start training").disabled
+    at.text_input(key="train_options").set_value('{"smooth": 2}').run()
+    start(at)
+    wait_finished(runs_dir / "toy")
+    info = json.loads((runs_dir / "toy" / "train.json").read_text())
+    assert info["method"] == NAME and info["options"] == {"smooth": 2} and info["input_shape"] == [3, 32, 32]
+    at.run()
+    assert not at.exception and not [b for b in at.button if b.label == "Resume"]  # a fit is not resumable
+
+
+def test_the_estimate_adds_the_memory_banks_backbone_features(tiny_config, data, runs_dir):
+    at = page(tiny_config, data, train_method="memory-bank")
+    at.number_input(key="train_h").set_value(64)
+    at.number_input(key="train_w").set_value(64).run()
+    from udd_core.backbone import feature_bytes_per_image
+
+    want = 12 * feature_bytes_per_image((3, 64, 64)) / 2**20  # 12 images, the default layers
+    assert f"+ {want:.3g} MB of backbone features" in " ".join(c.value for c in at.caption)

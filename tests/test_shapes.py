@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from udd_core import build_model, parse_config, propagate
 from udd_core.presets import model_presets
-from udd_core.shapes import ShapeError, nearest_inputs
+from udd_core.shapes import ShapeError, ae_input_shape, nearest_inputs
 
 
 @st.composite
@@ -155,9 +155,10 @@ def test_macs_match_a_hand_count(tiny_config):
 @pytest.mark.parametrize("name", list(model_presets()))
 def test_presets_mirror_and_match_forward(name):
     p = model_presets()[name]
-    r = propagate(p.config, p.input_shape)
+    inp = ae_input_shape(p.config, p.input_shape)  # the feature tensor for a feature-AE preset
+    r = propagate(p.config, inp)
     assert r.ok
-    small = (p.input_shape[0], min(p.input_shape[1], 64), min(p.input_shape[2], 64))
+    small = (inp[0], min(inp[1], 64), min(inp[2], 64))
     rs = propagate(p.config, small)
     seen, _ = forward_shapes(build_model(p.config).eval(), torch.zeros(1, *small))
     assert {l.name: l.out_shape for l in rs.layers} == seen

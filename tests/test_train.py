@@ -12,7 +12,7 @@ from safetensors import safe_open
 from udd_core import runs
 from udd_core import train as train_mod
 from udd_core.config import parse_config
-from udd_core.losses import LOSSES, make_loss
+from udd_core.losses import LOSSES, SOFTMAX_LOSSES, make_loss
 from udd_core.model import AutoEncoder, load_model
 from udd_core.jobs import JobManager, TrainJob
 from udd_core.settings import TrainSettings, training_presets
@@ -98,8 +98,12 @@ def test_split_is_seeded_disjoint_and_keeps_one_each():
 def test_losses_are_zero_on_identity_and_differentiable(name):
     fn = make_loss(name)
     x = torch.rand(2, 3, 16, 16)
+    if name in SOFTMAX_LOSSES:  # cross-entropy compares a one-hot target with probabilities
+        x = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 16, 16)), 3).permute(0, 3, 1, 2).float()
     assert float(fn(x, x.clone())) == pytest.approx(0.0, abs=1e-5)
     y = (x + 0.2 * torch.randn_like(x)).requires_grad_()
+    if name in SOFTMAX_LOSSES:
+        y = torch.softmax(torch.randn_like(x), dim=1).requires_grad_()
     loss = fn(x, y)
     loss.backward()
     assert float(loss.detach()) > 0 and y.grad is not None and y.grad.abs().sum() > 0

@@ -1,7 +1,7 @@
 """The `udd` command line: a thin layer over udd_core.
 
-Exit codes: 0 success (for `shapes`: the decoder mirrors), 1 the shapes do not mirror,
-2 bad input (one line on stderr, never a traceback), 130 interrupted.
+Exit codes: 0 success (for `shapes`: the decoder mirrors), 1 the shapes do not mirror (`shapes`) or
+the exported model failed its parity check (`export`), 2 bad input (one line on stderr, never a traceback), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from . import __version__
 from .atomic import write_text_atomic
 from .cli_numbers import check_numbers
 from .config import AEConfig, ConfigError, load_config
-from .shapes import ShapeError, ShapeReport, propagate
+from .shapes import ShapeError, ShapeReport, input_spec, propagate_image
 
 
 # Spelled out so `udd --help` needs no torch import; a test holds them to training_presets().
-TRAIN_PRESETS = ("reference", "wafer", "magnetic-tile")
+TRAIN_PRESETS = ("reference", "wafer", "magnetic-tile", "wafer-generation")
+TRAIN_LOSSES = ("mse", "ssim", "mse+ssim", "ce", "ce-balanced")  # a test holds them to losses.LOSSES
 
 
 class UsageError(ValueError):
@@ -109,8 +110,24 @@ def config_or_preset(spec: str) -> tuple[AEConfig, Optional[tuple[int, int, int]
 def cmd_shapes(args: argparse.Namespace) -> int:
     """Propagate shapes; exit 0 if the decoder mirrors, 1 if not."""
     config, _ = config_or_preset(args.config)
-    report = propagate(config, parse_ints(args.input, 3, "--input"))
-    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    image = parse_ints(args.input, 3, "--input")
+    if args.method is not None:
+        from .methods import METHODS  # only now: the registry pulls in torch
+
+        if args.method not in METHODS:
+            raise UsageError(f"--method: must be one of {', '.join(METHODS)}, got {args.method!r}")
+    report = propagate_image(config, image, args.method)  # from the feature tensor for feature inputs
+    if args.json:
+        out = report.to_dict()  # "input" is what the AE takes: the feature tensor for a feature AE
+        spec = input_spec(config, args.method)
+        out["image_input"] = list(image)
+        out["input_kind"] = "pixels" if spec is None else spec.to_dict()
+        print(json.dumps(out, indent=2))
+    else:
+        from .feature_input import describe_input
+
+        print(f"input: {describe_input(input_spec(config, args.method), image)}")
+        print(format_report(report))
     if args.fix:
         # A config that already fits is written as it is: OUT always holds a config for this input.
         fixed = config if report.ok else report.suggested
@@ -133,18 +150,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 # --- udd generate ----------------------------------------------------------------------------
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    """Write N images decoded from noised (or random) latents into a folder as PNGs; wafers as maps."""
+    """Write N images decoded from noised (or random) latents into a folder as PNGs; wafers as maps.
+
+    Without --sigma, σ is the Generate page's default (about half the latent spread of the images
+    the run trained on), printed. With --npz, the generated wafer maps are also saved as die values.
+    """
     from .data import kind_mismatch
-    from .generation import (generate, generate_random, load_generator, load_images, model_kind,
-                             output_names, run_data, to_display, training_stats, write_pngs)
+    from .generation import (default_sigma_scale, generate, generate_random, load_generator, load_images,
+                             model_kind, output_names, run_data, run_train_on, to_display, training_stats,
+                             write_pngs)
     from .train import normal_images
 
     if args.random and args.cls is not None:
         raise UsageError("--class: does not apply with --random (random latents have no source image)")
     if args.per_position and not args.random:
         raise UsageError("--per-position: applies only with --random (it chooses the random latents' statistics)")
-    if not args.random and args.sigma is None:
-        raise UsageError("--sigma is required (noise std added to the latent code), unless --random")
+    if args.npz and args.random:
+        raise UsageError("--npz: needs source maps (their outline and class); not with --random")
+    if args.npz and Path(args.npz).suffix.lower() != ".npz":
+        raise UsageError(f"--npz {args.npz}: the file name must end in .npz")
+    if args.npz and Path(args.npz).exists() and not args.force:
+        raise UsageError(f"--npz {args.npz}: already exists (pass --force to overwrite)")
     source = run_data(args.run)
     data = args.data or source.get("path")
     notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`
@@ -160,12 +186,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if mismatch := kind_mismatch(source.get("kind"), ds.kind):
         print(f"warning: {mismatch}", file=sys.stderr)
     kind = model_kind(model, ds.kind)
+    if args.npz and kind != "wafer":
+        raise UsageError(f"--npz: writes wafer maps; {data} holds images, not wafer maps for a 3-channel model")
     if args.random:
         images, _ = normal_images(ds)  # the statistics of what the model was trained on
         out = generate_random(model, training_stats(model, images, per_position=args.per_position), args.n, args.seed)
         origins, prefix = ["random latent"] * args.n, "random"
     else:
-        gen = generate(model, ds.images, args.sigma, args.n, args.seed, ds.labels, args.cls)
+        sigma = args.sigma
+        if sigma is None:
+            sigma = default_sigma_scale(model, ds, run_train_on(args.run))[0]
+            print(f"udd generate: sigma {sigma:g} (the default: about half the latent spread of the training images)",
+                  file=sys.stderr)
+        gen = generate(model, ds.images, sigma, args.n, args.seed, ds.labels, args.cls)
         out, prefix = gen.outputs, "sample"
         origins = [f"{ds.names[s]} ({ds.labels[s]})" for s in gen.sources.tolist()]
     paths = write_pngs(to_display(out, kind), args.out, output_names(args.n, prefix), force=args.force)
@@ -173,6 +206,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"{path}\t{origin}")
     what = "wafer maps" if kind == "wafer" else "images"
     print(f"udd generate: wrote {len(paths)} {what} to {args.out}", file=sys.stderr)
+    if args.npz:
+        from .wafer_generation import generated_maps, npz_bytes, source_maps, write_npz
+
+        src = gen.sources
+        maps = generated_maps(out, source_maps(ds.images[src]))
+        write_npz(args.npz, npz_bytes(maps, [ds.labels[s] for s in src.tolist()], src), force=args.force)
+        print(f"udd generate: wrote {len(maps)} maps (die values 0/1/2, labels, sources) to {args.npz}",
+              file=sys.stderr)
     return 0
 
 
@@ -207,11 +248,13 @@ def _score_table(insp) -> str:
     def num(v) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
-    rows = [("path", "label", "score", "mse", "verdict")]
-    for r in insp.to_rows():
+    items = insp.to_rows()
+    with_mse = any(r["mse"] is not None for r in items)  # methods that do not reconstruct have no MSE
+    rows = [("path", "label", "score", *(("mse",) if with_mse else ()), "verdict")]
+    for r in items:
         verdict = "" if r["defective"] is None else ("DEFECT" if r["defective"] else "ok")
-        rows.append((r["path"], r["label"], f"{r['score']:.6g}" if r["score"] is not None else "nan",
-                     f"{r['mse']:.6g}" if r["mse"] is not None else "nan", verdict))
+        mse = (f"{r['mse']:.6g}" if r["mse"] is not None else "nan",) if with_mse else ()
+        rows.append((r["path"], r["label"], f"{r['score']:.6g}" if r["score"] is not None else "nan", *mse, verdict))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
     m = insp.metrics
@@ -234,7 +277,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     insp = inspect_run(_score_run_dir(args.run), args.data, split=args.split, residual=args.residual,
                        score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, size=size,
                        threshold=args.threshold, target_fpr=args.target_fpr, batch_size=args.batch_size,
-                       device=args.device)
+                       device=args.device, keep_recon=False)  # scores, maps and metrics only
     for note in insp.notices:
         print(f"note: {note}", file=sys.stderr)
     if args.heatmaps:
@@ -250,6 +293,30 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- udd export ------------------------------------------------------------------------------
+
+class ParityFailed(Exception):
+    """The exported graph did not give udd's scores: one line, exit 1 (the input itself was fine)."""
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a run to ONNX (maps and scores in one graph) after a parity check in onnxruntime."""
+    from .export import ParityError, check_target, export_run, write_export
+
+    run_dir = _score_run_dir(args.run)
+    check_target(args.onnx, force=args.force)  # a bad or taken OUT fails before the minute of work
+    try:
+        result = export_run(run_dir, opset=args.opset)
+    except ParityError as e:
+        raise ParityFailed(str(e)) from None
+    onnx_path, side = write_export(result, args.onnx, force=args.force)
+    par = result.info["parity"]
+    print(f"udd export: wrote {onnx_path} ({len(result.onnx) / 1e6:.1f} MB) and {side}; parity on "
+          f"{par['images']} {par['source']} images: largest relative score difference {par['max_rel_score_diff']:.2g}",
+          file=sys.stderr)
+    return 0
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,7 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("shapes", help="propagate shapes through a config and check the decoder mirrors the encoder")
     p.add_argument("config", help="config file (JSON or the reference package's AE_config.txt) or a model preset name")
-    p.add_argument("--input", required=True, metavar="C,H,W", help="input shape, e.g. 3,256,256")
+    p.add_argument("--input", required=True, metavar="C,H,W", help="image shape, e.g. 3,256,256")
+    p.add_argument("--method", default=None, metavar="NAME",
+                   help="detection method: feature-ae propagates from the backbone's feature tensor (as does a "
+                        "config with an \"input\" field of kind features); default: the config's own input")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--fix", metavar="OUT", help="write the config with the suggested output paddings to OUT")
     p.add_argument("--force", action="store_true", help="let --fix overwrite an existing file")
@@ -284,7 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (same seed, same run)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--preset", choices=TRAIN_PRESETS, help="training settings to start from")
-    p.add_argument("--loss", choices=("mse", "ssim", "mse+ssim"), help="training loss")
+    p.add_argument("--loss", choices=TRAIN_LOSSES,
+                   help="training loss; ce and ce-balanced (cross-entropy over one-hot channels, the second "
+                        "weighing each channel alike) need a model with \"output\": \"softmax\"")
+    p.add_argument("--train-on", metavar="normal|all|CLASS[,CLASS...]",
+                   help="what the run learns from: the normal images (default, for detection), all images "
+                        "(defects too, for generation) or the images of the named classes")
     p.add_argument("--precision", choices=("float32", "bf16"),
                    help="bf16: bfloat16 autocast steps after a parity check against float32 (validation stays float32)")
     p.add_argument("--fixed-order", action="store_true",
@@ -307,7 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate new images from noised latent codes of a trained model")
     p.add_argument("run", metavar="RUN", help="run folder, or a reference-package model folder (needs --size)")
     p.add_argument("--data", metavar="PATH", help="images to start from (default: the run's training data)")
-    p.add_argument("--sigma", type=float, metavar="S", help="std of the Gaussian noise added to the latent code")
+    p.add_argument("--sigma", type=float, metavar="S",
+                   help="std of the Gaussian noise added to the latent code (default: the Generate page's, about "
+                        "half the latent spread of the training images; the value used is printed)")
     p.add_argument("-n", type=int, required=True, metavar="N", help="number of images to write")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs (created if missing)")
     p.add_argument("--seed", type=int, default=0, help="random seed: picks the sources and the noise (default 0)")
@@ -320,7 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-position", action="store_true",
                    help="with --random: statistics per latent position, not pooled per channel (keeps a shared "
                         "layout such as a wafer's outline)")
-    p.add_argument("--force", action="store_true", help="overwrite existing files of the same names")
+    p.add_argument("--npz", metavar="OUT.npz",
+                   help="also save the generated wafer maps for augmentation: maps int (N, H, W) in 0/1/2 "
+                        "(argmax, outline kept from the source), labels (source class), sources (source index)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files of the same names (and --npz)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("score", help="score a data set with a trained run: image scores, metrics, heatmaps")
@@ -347,6 +427,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument("--device", default="cpu", help="cpu, auto, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("export", help="export a run to ONNX (anomaly map and score in one graph), checked in onnxruntime")
+    p.add_argument("run", metavar="RUN", help="run folder, or a run name under $UDD_RUNS_DIR")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx",
+                   help="the ONNX file to write; OUT.json beside it gets the input size, normalisation, threshold "
+                        "and parity figures")
+    p.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset, 13 to 20 (default 17)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT.onnx and OUT.json")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
@@ -362,6 +451,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (UsageError, ConfigError, ShapeError, ValueError, OSError) as e:
         print(f"udd {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except ParityFailed as e:
+        print(f"udd {args.command}: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"udd {args.command}: interrupted", file=sys.stderr)
         return 130

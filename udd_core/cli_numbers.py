@@ -51,6 +51,9 @@ NUMERIC_OPTIONS: dict[str, tuple[NumberRange, ...]] = {
         NumberRange("n", "-n", True, 1, 10_000),  # generation.MAX_SAMPLES (a test holds them equal)
         NumberRange("seed", "--seed", True, 0, SEED_MAX),
     ),
+    "export": (
+        NumberRange("opset", "--opset", True, 13, 20),  # export.OPSETS (a test holds them equal)
+    ),
 }
 
 

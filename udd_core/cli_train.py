@@ -20,7 +20,17 @@ from .model import build_model
 from .progress import ProgressLine
 from .runs import is_empty_dir, read_history, read_json
 from .settings import TrainSettings, training_presets
-from .train import normal_images
+from .losses import check_loss_fits
+from .train import training_images
+
+
+def _chosen_images(ds, train_on: str):
+    """train.training_images, its refusals named by the option the user typed."""
+    try:
+        return training_images(ds, train_on)
+    except ValueError as e:
+        msg = str(e)
+        raise UsageError("--train-on: " + msg.split(": ", 1)[1] if msg.startswith("train_on: ") else msg) from None
 
 
 def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
@@ -31,7 +41,7 @@ def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
         "patch_dir": args.patch_dir,
         "val_split": args.val_split, "seed": args.seed, "device": args.device, "loss": args.loss,
         "amp_bf16": None if args.precision is None else args.precision == "bf16",
-        "shuffle": False if args.fixed_order else None,
+        "shuffle": False if args.fixed_order else None, "train_on": args.train_on,
     }.items() if v is not None}
     try:
         settings = base.replace(**changes)
@@ -48,7 +58,7 @@ def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
 _FIXED_ON_RESUME = (("--batch-size", "batch_size"), ("--lr", "lr"), ("--size", "size"),
                     ("--noise-patches", "noise_patches"), ("--patch-size", "patch_size"), ("--patch-dir", "patch_dir"),
                     ("--val-split", "val_split"), ("--seed", "seed"), ("--preset", "preset"), ("--loss", "loss"),
-                    ("--precision", "precision"), ("--fixed-order", "fixed_order"), ("--method", "method"),
+                    ("--precision", "precision"), ("--fixed-order", "fixed_order"), ("--method", "method"), ("--train-on", "train_on"),
                     ("--backbone", "backbone"), ("--layers", "layers"), ("--coreset", "coreset"), ("--k", "k"),
                     ("--option", "option"))
 
@@ -143,7 +153,8 @@ def run_train(args: argparse.Namespace) -> int:
             if not c:
                 raise UsageError(f"--out {out}: not a run folder to resume (no readable train.json)")
             ds = load_dataset(args.data, (c, h, w), split="train", progress=bar.loading)
-            images, _ = normal_images(ds, for_training=True)
+            train_on = str((info.get("settings") or {}).get("train_on", "normal"))
+            images, _ = _chosen_images(ds, train_on)
             bar.end()
         job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device)
         bar.epochs_shown = len(job.snapshot().train_loss) or len(read_history(out))  # print only the new epochs
@@ -164,6 +175,11 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError(f"--out {out}: already exists and is not empty (pass --resume to continue it)")
         config, preset_shape = config_or_preset(args.config) if args.config else (None, None)
         settings = _settings_from_args(args)
+        try:
+            if config is not None:
+                check_loss_fits(settings.loss, config.output)
+        except ValueError as e:
+            raise UsageError(f"--loss: {str(e).split(': ', 1)[1]}") from None
         checked_settings(settings)  # an unusable device or pattern folder fails now, not after the data loads
         size = parse_ints(args.size, 2, "--size") if args.size else None  # checked before the data is looked at
         kind = data_kind(args.data)
@@ -174,7 +190,11 @@ def run_train(args: argparse.Namespace) -> int:
         else:
             h, w = (26, 26) if kind == "wafer" else (256, 256)
         # Methods without a config see images through a pretrained RGB backbone: gray images load as 3 channels.
-        shape = (config.in_channels if config is not None else 3, h, w)
+        # A feature AE's config holds the feature channels, not the image's: its images load as the
+        # preset's channels (gray for feature-ae), else RGB, like the methods without a config.
+        features = config is not None and (config.input is not None or method == "feature-ae")
+        channels = (preset_shape[0] if preset_shape else 3) if features else config.in_channels if config else 3
+        shape = (channels, h, w)
         if config is not None and method == "autoencoder":
             try:  # refuse a non-mirroring design before spending time on the data
                 build_model(config, shape)
@@ -187,7 +207,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise _option_error(e) from None
         ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
         bar.end()
-        images, kept = normal_images(ds, for_training=True)
+        images, kept = _chosen_images(ds, settings.train_on)
         for note in ds.notices + ([kept] if kept else []):
             print(f"note: {note}", file=sys.stderr)
         job = TrainJob.create(out, config, shape, images, settings,

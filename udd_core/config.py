@@ -11,7 +11,9 @@ import json
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Union
+
+from .feature_input import FeatureInput, parse_input
 
 Pad = Union[int, tuple[int, int]]
 
@@ -19,6 +21,13 @@ FIELDS = (
     "block_ker", "drop", "block_size_in", "block_size_out",
     "latent_size", "latent_ker", "latent_opad", "out_pad",
 )
+# Optional fields of our own, absent from the reference format: (name, default, allowed values).
+# "output": what the last decoder layer gives. "linear" (the reference) is the raw value; "softmax"
+# turns the channels into probabilities that sum to one per pixel, for one-hot inputs such as wafer
+# maps trained with a cross-entropy loss. A config without the field is exactly the reference model.
+OUTPUTS = ("linear", "softmax")
+
+OPTIONAL_FIELDS = ("input",)  # udd's own: what the AE takes in (feature_input.py); absent = pixels
 # The reference docs also spell latent_opad this way; both are accepted on input.
 ALIASES = {"laten_opad": "latent_opad"}
 MAX_TEXT = 1_000_000  # bytes: a config is a few hundred; refuse anything that could choke the parser
@@ -46,7 +55,9 @@ class AEConfig:
     latent_ker: int  # kernel of the stride-2 conv that makes the latent code
     latent_opad: Pad  # output_padding of the first stride-2 transposed conv (int, or (h, w))
     out_pad: tuple[Pad, ...]  # output_padding of each decoder block's stride-2 transposed conv
+    output: str = "linear"  # "linear" (the reference) or "softmax" over the channels; see OUTPUTS
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)  # unknown keys, kept verbatim
+    input: Optional[FeatureInput] = None  # None: the AE takes pixels; else the backbone features it reconstructs
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -73,6 +84,11 @@ class AEConfig:
             "latent_opad": _pad_out(self.latent_opad),
             "out_pad": [_pad_out(p) for p in self.out_pad],
         }
+        if self.output != "linear":  # written only when set: a reference config stays the reference format
+            d["output"] = self.output
+
+        if self.input is not None:  # absent for pixels: a pixel config stays the reference's dict
+            d["input"] = self.input.to_dict()
         d.update(self.extra)
         return d
 
@@ -117,7 +133,10 @@ def parse_config(source: Union[str, Mapping[str, Any], AEConfig]) -> AEConfig:
     missing = [f for f in FIELDS if f not in raw]
     if missing:
         raise ConfigError(missing[0], "missing field" + (f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""))
-    extra = {k: v for k, v in raw.items() if k not in FIELDS}
+    output = raw.pop("output", "linear")
+    if output not in OUTPUTS:
+        raise ConfigError("output", f"must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}"[:200])
+    extra = {k: v for k, v in raw.items() if k not in FIELDS and k not in OPTIONAL_FIELDS}
     if extra:
         warnings.warn(f"config: unknown keys kept but unused: {', '.join(map(str, extra))}", UserWarning, stacklevel=2)
     n = _int_list(raw["block_ker"], "block_ker")
@@ -130,7 +149,9 @@ def parse_config(source: Union[str, Mapping[str, Any], AEConfig]) -> AEConfig:
         latent_ker=_int(raw["latent_ker"], "latent_ker"),
         latent_opad=_pad(raw["latent_opad"], "latent_opad"),
         out_pad=tuple(_pad(p, f"out_pad[{i}]") for i, p in enumerate(_seq(raw["out_pad"], "out_pad"))),
+        output=output,
         extra={str(k): v for k, v in extra.items()},
+        input=_input(raw.get("input")),
     )
 
 
@@ -171,6 +192,14 @@ def _parse_text(text: Union[str, bytes]) -> Any:
         if "malformed node" in reason:  # literal_eval met a name, call or operator: code, not data
             reason = "only literal values are allowed, and it contains code"
         raise ConfigError("config", f"neither JSON nor a Python literal dict ({reason})") from None
+
+
+def _input(v: Any) -> Optional[FeatureInput]:
+    try:
+        return parse_input(v)
+    except ValueError as e:  # "input.layers[1]: ..." -> ConfigError with that field name
+        name, _, reason = str(e).partition(": ")
+        raise ConfigError(name, reason) from None
 
 
 def _int(v: Any, name: str) -> int:
@@ -223,6 +252,11 @@ def _pad(v: Any, name: str) -> Pad:
 # --- validation ------------------------------------------------------------------------------
 
 def _validate(c: AEConfig) -> None:
+    if c.output not in OUTPUTS:
+        raise ConfigError("output", f"must be one of {', '.join(map(repr, OUTPUTS))}, got {c.output!r}"[:200])
+
+    if c.input is not None and not isinstance(c.input, FeatureInput):
+        raise ConfigError("input", f"expected a FeatureInput or None, got {type(c.input).__name__}")
     n = len(c.block_ker)
     if n == 0:
         raise ConfigError("block_ker", "needs at least one block")
@@ -256,6 +290,8 @@ def _validate(c: AEConfig) -> None:
             f"output channels {c.block_size_out[-1][2]} must equal the input channels "
             f"block_size_in[0][0] = {c.block_size_in[0][0]}",
         )
+    if c.output == "softmax" and c.in_channels < 2:
+        raise ConfigError("output", "'softmax' needs at least 2 channels (one per value, e.g. a wafer map's 3)")
     for name, p in [("latent_opad", c.latent_opad)] + [(f"out_pad[{i}]", p) for i, p in enumerate(c.out_pad)]:
         for v in pad_pair(p):
             if v not in (0, 1):

@@ -144,7 +144,7 @@ def pick_sources(pool: np.ndarray, k: int, seed: int) -> np.ndarray:
 class Generation:
     """Generated images and where each came from."""
 
-    outputs: torch.Tensor  # (n, C, H, W) raw decoder values
+    outputs: torch.Tensor  # (n, C, H, W) decoder values (softmax probabilities for a softmax model)
     sources: np.ndarray  # (n,) index into the data set of each output's source image
 
     def by_source(self) -> list[tuple[int, list[int]]]:
@@ -230,6 +230,27 @@ def sigma_scale(model: AutoEncoder, images, max_images: int = 64) -> tuple[float
         return next(m * e for m in (1, 2, 5, 10) if m * e >= x * (1 - 1e-9))
 
     return up125(spread / 2), up125(4 * spread)
+
+
+def run_train_on(path: Union[str, Path]) -> str:
+    """What a run trained on (train.json's settings.train_on): "normal" for older runs and model folders."""
+    info = runs.read_json(Path(path) / runs.TRAIN_FILE, {})
+    settings = info.get("settings") if isinstance(info, dict) else None
+    value = settings.get("train_on") if isinstance(settings, dict) else None
+    return value if isinstance(value, str) and value.strip() else "normal"
+
+
+def default_sigma_scale(model: AutoEncoder, ds: ImageSet, train_on: str = "normal") -> tuple[float, float]:
+    """(default σ, largest σ worth offering) of the Generate page and `udd generate` without --sigma:
+    `sigma_scale` over the images the run trained on (its ``train_on``), or all of ``ds`` when the
+    data holds none of them (another data set than the run's)."""
+    from .train import training_images  # the training stack, only when a default is needed
+
+    try:
+        images, _ = training_images(ds, train_on)
+    except ValueError:
+        images = ds.images
+    return sigma_scale(model, images if len(images) else ds.images)
 
 
 def latent_hw(model: AutoEncoder) -> tuple[int, int]:

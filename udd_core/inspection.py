@@ -96,23 +96,32 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     return Loaded(p, det, ds, str(data_path), split, shape, run, cal if isinstance(cal, dict) else None, notices)
 
 
+def run_validation_images(run: dict, input_shape: tuple[int, int, int]) -> tuple[Optional[np.ndarray], str, list[str]]:
+    """The normal validation images of a run (its train.json as ``run``), reloaded at ``input_shape`` (C, H, W)
+    and split as training split them: (images or None, "validation" / "training" / "", notes).
+
+    Without a validation split the training images stand in ("training"); when the data cannot be
+    reloaded the images are None and the notes say why.
+    """
+    src, st = run.get("data") or {}, run.get("settings") or {}
+    if not src.get("path"):
+        return None, "", []
+    try:
+        ds = load_dataset(src["path"], input_shape, split="train", tile=bool(src.get("tile", False)))
+        imgs, _ = normal_images(ds)
+        notes = [] if src.get("count") in (None, len(imgs)) else [
+            f"the training data now holds {len(imgs)} normal images, the run had {src['count']}; "
+            "its validation split may differ"]
+        _, va = split_indices(len(imgs), float(st.get("val_split", 0.1)), int(st.get("seed", 0)))
+        return (imgs[va], "validation", notes) if len(va) else (imgs, "training", notes)
+    except (ValueError, OSError) as e:
+        return None, "", [f"cannot reload the run's validation images: {e}"]
+
+
 def _validation_images(loaded: Loaded) -> tuple[Optional[np.ndarray], str, list[str]]:
-    """The run's normal validation images, reloaded like training split them (memoised)."""
+    """The run's normal validation images (memoised on ``loaded``)."""
     if "val" not in loaded.memo:
-        src, st = loaded.run.get("data") or {}, loaded.run.get("settings") or {}
-        out: tuple[Optional[np.ndarray], str, list[str]] = (None, "", [])
-        if src.get("path"):
-            try:
-                ds = load_dataset(src["path"], loaded.input_shape, split="train", tile=bool(src.get("tile", False)))
-                imgs, _ = normal_images(ds)
-                notes = [] if src.get("count") in (None, len(imgs)) else [
-                    f"the training data now holds {len(imgs)} normal images, the run had {src['count']}; "
-                    "its validation split may differ"]
-                _, va = split_indices(len(imgs), float(st.get("val_split", 0.1)), int(st.get("seed", 0)))
-                out = (imgs[va], "validation", notes) if len(va) else (imgs, "training", notes)
-            except (ValueError, OSError) as e:
-                out = (None, "", [f"cannot reload the run's validation images: {e}"])
-        loaded.memo["val"] = out
+        loaded.memo["val"] = run_validation_images(loaded.run, loaded.input_shape)
     return loaded.memo["val"]
 
 
@@ -256,11 +265,13 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
                 score: Optional[str] = None, smooth_sigma: Optional[float] = None, topk_percent: Optional[float] = None,
                 size: Optional[tuple[int, int]] = None, threshold: Optional[float] = None, target_fpr: float = 0.01,
                 batch_size: int = 32, device: str = "cpu", loaded: Optional[Loaded] = None,
-                progress: Optional[Callable[[int, int], None]] = None) -> Inspection:
+                progress: Optional[Callable[[int, int], None]] = None, keep_recon: bool = True) -> Inspection:
     """Score a data set with a run (or reference model) folder; see the module docstring.
 
     Pass ``loaded`` (from `load_inputs`) to reuse an already loaded detector and data set.
     Post-processing left at None takes the method's defaults (`methods.scoring_defaults`).
+    ``keep_recon`` False skips keeping the reconstructions (no reconstruction panels) when only
+    scores, maps and metrics are wanted.
     """
     if score is not None and score not in SCORES:
         raise ValueError(f"score: must be one of {SCORES}, got {score!r}")
@@ -278,7 +289,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     if residual not in det.residuals:
         raise ValueError(f"residual: must be one of {det.residuals} for a {det.method} run, got {residual!r}")
     kw = dict(post, batch_size=batch_size, device=device)
-    res = score_images(det, ds.images, progress=progress, **kw)
+    res = score_images(det, ds.images, progress=progress, keep_recon=keep_recon, **kw)
     labels = [normal_label(v) for v in ds.labels]
     known = np.array([v.lower() not in UNKNOWN_LABELS for v in labels], dtype=bool)
     if not known.all():
@@ -296,7 +307,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
         imgs, normal_source, notes = _validation_images(loaded) if loaded.run else (None, "", [])
         notices += notes
         if imgs is not None:
-            ref = score_images(det, imgs, **kw)
+            ref = score_images(det, imgs, keep_recon=False, **kw)
             norm, normal_scores = fit_norm_stats(ref.maps), ref.scores.astype(np.float64)
         elif good.any() and (data_kind(loaded.data_path) == "mvtec" or good.sum() < known.sum()):
             norm, normal_scores = fit_norm_stats(res.maps[good]), res.scores[good].astype(np.float64)

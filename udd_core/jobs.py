@@ -20,7 +20,8 @@ from .methods.autoencoder import AutoencoderDetector
 from .model import CONFIG_FILE, AutoEncoder
 from .progress import Progress, ProgressBoard
 from .settings import TrainSettings, resolve_device
-from .train import TrainingFailed, check_images, normal_images, split_indices
+from .losses import check_loss_fits
+from .train import TrainingFailed, check_images, split_indices, training_images
 
 
 def checked_settings(settings: TrainSettings) -> TrainSettings:
@@ -61,7 +62,8 @@ class TrainJob:
     def create(cls, run_dir: Union[str, Path], config: Any, input_shape: tuple[int, int, int], images: np.ndarray,
                settings: TrainSettings, source: Optional[Mapping[str, Any]] = None, method: str = "autoencoder",
                options: Optional[Mapping[str, Any]] = None) -> "TrainJob":
-        """A new run in `run_dir` (refused if it exists and is not empty) for normal images (N, H, W, C) uint8.
+        """A new run in `run_dir` (refused if it exists and is not empty) for images (N, H, W, C) uint8:
+        the normal ones, or those `settings.train_on` chose (`train.training_images`).
 
         Builds a seeded detector of `method` with its `options` (an autoencoder's shapes are checked),
         splits off the validation images, and writes the method's spec (config.json, method.json),
@@ -70,6 +72,8 @@ class TrainJob:
         detector = detector_class(method).build(tuple(input_shape), dict(options or {}) or None, config, settings.seed)
         detector.check_input(tuple(input_shape))
         check_images(images, tuple(input_shape), "images")
+        if (model := getattr(detector, "model", None)) is not None:
+            check_loss_fits(settings.loss, model.config.output)
         if len(images) == 0:
             raise ValueError("images: none given")
         settings = checked_settings(settings)
@@ -95,7 +99,8 @@ class TrainJob:
                device: Optional[str] = None) -> "TrainJob":
         """Continue a stopped, interrupted or finished run from last.safetensors and its optimizer state.
 
-        `images` are all the run's normal images (reloaded from train.json's data path when None);
+        `images` are the run's training images (the normal ones, or what its train_on chose),
+        reloaded from train.json's data path when None;
         `epochs` raises the total epoch count. History is appended to, never rewritten.
         """
         run_dir = Path(run_dir)
@@ -113,7 +118,9 @@ class TrainJob:
         if not (run_dir / runs.LAST_WEIGHTS).is_file():
             raise ValueError(f"run {run_dir.name}: nothing to resume ({runs.LAST_WEIGHTS} is missing)")
         done = len(runs.read_history(run_dir))
-        if done >= settings.epochs:
+        # A stopped run with every epoch in its history is a method with a phase after the autoencoder's
+        # epochs (Deep SVDD's one-class phase), and resuming continues that phase.
+        if done >= settings.epochs and st["status"] not in ("stopped", "interrupted"):
             raise ValueError(f"run {run_dir.name}: already has {done} epochs; "
                              f"ask for more than {done} (the epoch count is the new total)")
         c, h, w = (int(v) for v in info["input_shape"])
@@ -122,7 +129,7 @@ class TrainJob:
             if not data.get("path"):
                 raise ValueError(f"run {run_dir.name}: train.json names no data path; pass the images")
             ds = load_dataset(data["path"], (c, h, w), split="train", tile=bool(data.get("tile", False)))
-            images, _ = normal_images(ds, for_training=True)
+            images, _ = training_images(ds, settings.train_on)
         if data.get("count") not in (None, len(images)):
             raise ValueError(f"run {run_dir.name}: was trained on {data['count']} images, got {len(images)}; "
                              "resume needs the same data")

@@ -2,7 +2,8 @@
 
 Generation is deterministic given a seed: noise comes from a private CPU ``torch.Generator``
 (never the global RNG), so the same seed gives the same images on any device. Outputs are the
-raw decoder values (B, C, H, W); callers clamp to [0, 1] for display, or argmax the channels
+decoder values (B, C, H, W) after the config's output (raw, or a softmax over the channels of a
+one-hot model); callers clamp to [0, 1] for display, or argmax the channels
 for one-hot wafer maps.
 """
 from __future__ import annotations
@@ -36,7 +37,9 @@ def decode(model: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"z must be a (B, L, h, w) tensor, got {getattr(z, 'shape', type(z))}")
     z = z.to(model_device(model))
     with evaluating(model):
-        parts = [model.decoder(z[s : s + _DECODE_BATCH]) for s in range(0, z.shape[0], _DECODE_BATCH)]
+        # model.decode applies the config's output (a softmax for one-hot models); bare decoders have none.
+        dec = model.decode if hasattr(model, "decode") else model.decoder
+        parts = [dec(z[s : s + _DECODE_BATCH]) for s in range(0, z.shape[0], _DECODE_BATCH)]
     return torch.cat(parts) if parts else z.new_empty((0,))
 
 

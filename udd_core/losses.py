@@ -3,6 +3,13 @@
 The SSIM term reuses scoring's gaussian-window SSIM map (`residual_map(..., "ssim")`, which is
 1 - local SSIM and built from differentiable torch ops), so training and scoring measure
 structure the same way.
+
+The cross-entropy losses are for one-hot images (wafer maps: outside, good die, failing die) and
+a model whose config has ``"output": "softmax"``: the output is then a probability per channel,
+and MSE on it barely notices a sparse channel. On WM-811K-style maps about 2-5 % of the pixels
+are failing dies, so an MSE model learns to paint every die "good" (a blank wafer); cross-entropy
+charges -log p for each die it gets wrong, and the class-balanced variant weighs each channel by
+the inverse of its pixel count in the batch, so the few failing dies weigh as much as the rest.
 """
 from __future__ import annotations
 
@@ -12,8 +19,10 @@ import torch
 
 from .scoring import residual_map
 
-LOSSES = ("mse", "ssim", "mse+ssim")
+LOSSES = ("mse", "ssim", "mse+ssim", "ce", "ce-balanced")
+SOFTMAX_LOSSES = ("ce", "ce-balanced")  # need a model with "output": "softmax" (probabilities)
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_EPS = 1e-7  # floor of a probability under the log: a die predicted at exactly 0 costs 16, not inf
 
 
 def mse_loss(target: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
@@ -31,9 +40,37 @@ def mse_ssim_loss(target: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
     return mse_loss(target, recon) + ssim_loss(target, recon)
 
 
+def _pixel_ce(target: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """-sum_c t_c log p_c per pixel: (B, C, H, W) one-hot target and probabilities -> (B, H, W)."""
+    return -(target * torch.log(probs.clamp_min(0) + _EPS)).sum(dim=1)
+
+
+def ce_loss(target: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy per pixel between a one-hot target and softmax probabilities, (B, C, H, W)."""
+    return _pixel_ce(target, probs).mean()
+
+
+def ce_balanced_loss(target: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Class-balanced cross-entropy: the mean, over the channels present in the batch, of each
+    channel's mean pixel cross-entropy. Every value present counts alike, however few its pixels."""
+    ce = _pixel_ce(target, probs)  # (B, H, W)
+    counts = target.sum(dim=(0, 2, 3))  # (C,) pixels of each value in the batch
+    per_class = (target * ce.unsqueeze(1)).sum(dim=(0, 2, 3)) / counts.clamp_min(1)  # (C,)
+    present = counts > 0
+    return per_class[present].mean() if bool(present.any()) else ce.mean()
+
+
 def make_loss(name: str) -> LossFn:
-    """The loss function called `name` ('mse', 'ssim' or 'mse+ssim'): loss(target, recon) -> scalar."""
-    table = {"mse": mse_loss, "ssim": ssim_loss, "mse+ssim": mse_ssim_loss}
+    """The loss function called `name` (one of LOSSES): loss(target, recon) -> scalar."""
+    table = {"mse": mse_loss, "ssim": ssim_loss, "mse+ssim": mse_ssim_loss, "ce": ce_loss,
+             "ce-balanced": ce_balanced_loss}
     if name not in table:
         raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")
     return table[name]
+
+
+def check_loss_fits(loss: str, output: str) -> None:
+    """Refuse a cross-entropy loss on a model that does not output probabilities (one line, naming loss)."""
+    if loss in SOFTMAX_LOSSES and output != "softmax":
+        raise ValueError(f"loss: {loss!r} needs a model that outputs probabilities; set \"output\": \"softmax\" "
+                         "in its config (e.g. the wafer-26-gen preset)")

@@ -84,11 +84,17 @@ class AutoEncoder(nn.Module):
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latent (B, latent_size, h, w) -> reconstruction (B, C, H', W')."""
-        return self.decoder(z)
+        """Latent (B, latent_size, h, w) -> reconstruction (B, C, H', W'), through the config's output."""
+        return self.activate(self.decoder(z))
+
+    def activate(self, y: torch.Tensor) -> torch.Tensor:
+        """The config's output on raw decoder values (B, C, H, W): unchanged ("linear", the reference
+        model), or a softmax over the channels ("softmax": per-pixel probabilities of one-hot values)."""
+        # Functional, not a module: the module tree (and so the state dict) stays the reference's.
+        return torch.softmax(y, dim=1) if self.config.output == "softmax" else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))  # (B, C, H, W) -> (B, C, H, W) when the shapes mirror
+        return self.decode(self.encoder(x))  # (B, C, H, W) -> (B, C, H, W) when the shapes mirror
 
 
 def build_model(config: Any, input_shape: Optional[tuple[int, int, int]] = None) -> AutoEncoder:

@@ -40,6 +40,18 @@ def model_presets() -> dict[str, ModelPreset]:
             (3, 26, 26),
         ),
         ModelPreset(
+            "wafer-26-gen",
+            "Wafer maps at 26x26 for generation (train with the 'wafer-generation' preset): wafer-26's two "
+            "blocks, wider, with a softmax over the 3 one-hot channels for a cross-entropy loss "
+            "(bench/bench_wafer_generation.py).",
+            parse_config({
+                "block_ker": [3, 3], "drop": [0.0, 0.0],
+                "block_size_in": [[3, 32, 32], [32, 64, 64]], "block_size_out": [[64, 64, 32], [32, 32, 3]],
+                "latent_size": 16, "latent_ker": 3, "latent_opad": 0, "out_pad": [0, 1], "output": "softmax",
+            }),
+            (3, 26, 26),
+        ),
+        ModelPreset(
             "rgb-tile-256",
             "RGB surface tiles at 256x256: 4 blocks of 3x3 kernels down to an 8x8 latent.",
             parse_config({
@@ -74,5 +86,25 @@ def model_presets() -> dict[str, ModelPreset]:
             }),
             (1, 96, 96),
         ),
+        ModelPreset(
+            "feature-ae",
+            FEATURE_AE_NOTE,
+            parse_config({
+                "block_ker": [3], "drop": [0.0],
+                "block_size_in": [[192, 64, 64]], "block_size_out": [[64, 64, 192]],
+                "latent_size": 32, "latent_ker": 3, "latent_opad": 1, "out_pad": [1],
+                "input": {"kind": "features", "backbone": "lite0", "layers": ["stage4", "s16"], "pool": 3},
+            }),
+            (1, 256, 256),
+        ),
     ]
     return {p.name: p for p in presets}
+
+
+# Why the feature-ae preset looks as it does: measured in bench/bench_feature_ae.py (bench/RESULTS.md).
+FEATURE_AE_NOTE = (
+    "Feature autoencoder (method feature-ae) for 256x256 images: it reconstructs EfficientNet-Lite0's "
+    "stride-16 features (stage4 + stage5, 3x3 pooled: 192x16x16), one block of 3x3 kernels down to a 32x4x4 "
+    "latent. Measured on magnetic_tile (bench/bench_feature_ae.py): DFR's 1x1 kernels cannot work in this block "
+    "structure (a stride-2 transposed 1x1 conv fills only every other cell, so 3/4 of the map is bias), and the "
+    "stride-8 grid (152x32x32) cost 4x the time per epoch for lower AUROC at equal time on a CPU.")

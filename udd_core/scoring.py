@@ -26,12 +26,16 @@ _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
 
 
-def _gaussian_kernel(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
-    """1-D normalised Gaussian of odd length ``size``, on ``like``'s device and dtype."""
+def gaussian_weights(size: int, sigma: float) -> list[float]:
+    """Taps of a 1-D normalised Gaussian of odd length ``size``, as Python floats.
+
+    Plain numbers, not a tensor: the same taps on every device, and a traced or exported graph
+    (`udd export`) holds them as constants instead of computing them from its input.
+    """
     r = size // 2
-    t = torch.arange(-r, r + 1, dtype=like.dtype, device=like.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return k / k.sum()
+    k = [math.exp(-0.5 * (t / sigma) ** 2) for t in range(-r, r + 1)]
+    total = math.fsum(k)
+    return [v / total for v in k]
 
 
 def _blur(x: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
@@ -40,10 +44,11 @@ def _blur(x: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
     Reflect padding keeps borders from being darkened (zero padding would fake a low residual
     ring around every map); it needs pad < side, so tiny maps fall back to replicate padding.
     A weighted sum of shifted views is ~2x faster on CPU than a grouped (depthwise) conv2d.
+    Traceable for ONNX export: the taps and the padding mode depend on sizes only, never on values.
     """
     h, w = x.shape[-2:]
     r = size // 2
-    k = _gaussian_kernel(size, sigma, x).tolist()
+    k = gaussian_weights(size, sigma)
     mode = "reflect" if r < min(h, w) else "replicate"
     p = F.pad(x, (r, r, r, r), mode=mode)  # (B, G, H + 2r, W + 2r)
     rows = p[..., 0:h, :] * k[0]  # along H -> (B, G, H, W + 2r)
@@ -91,7 +96,7 @@ def residual_map(x: torch.Tensor, y: torch.Tensor, kind: str = "l2", smooth_sigm
         d = x - y
         d = d.abs() if kind == "l1" else d * d
         m = d.sum(dim=1) if kind == "l2sum" else d.mean(dim=1)
-    return smooth_map(m, smooth_sigma)
+    return smooth_maps(m, smooth_sigma)
 
 
 def feature_residual(x: torch.Tensor, y: torch.Tensor, features: Optional[torch.nn.Module] = None) -> torch.Tensor:
@@ -114,13 +119,15 @@ def feature_residual(x: torch.Tensor, y: torch.Tensor, features: Optional[torch.
     return F.interpolate(d, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
 
-def smooth_map(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur (radius 3 sigma) of maps (B, H, W); sigma 0 returns them unchanged.
+def smooth_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian smoothing of anomaly maps (B, H, W) -> (B, H, W); ``sigma`` 0 returns them as they are.
 
-    It suppresses isolated noisy pixels without moving blobs; every method's map goes through it.
+    The one smoothing of udd: `residual_map`, `udd score`, Inspect and the exported ONNX graph all
+    call it, so the exported maps cannot drift from udd's. The kernel spans 3 sigma each side.
+    Traceable (the kernel depends on ``sigma`` and the map size only).
     """
-    if sigma < 0:
-        raise ValueError(f"smooth_sigma must be >= 0, got {sigma}")
+    if not math.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"smooth_sigma must be a finite number >= 0, got {sigma}")
     if sigma == 0:
         return maps
     size = 2 * math.ceil(3 * sigma) + 1
@@ -137,7 +144,7 @@ def image_scores(maps: torch.Tensor, kind: str = "mean", topk_percent: float = 1
         raise ValueError(f"maps must be (B, H, W), got shape {tuple(maps.shape)}")
     if kind not in SCORES:
         raise ValueError(f"score kind must be one of {SCORES}, got {kind!r}")
-    flat = maps.reshape(maps.shape[0], -1)  # (B, H*W)
+    flat = maps.flatten(1)  # (B, H*W); no batch size read, so an exported graph keeps N dynamic
     if kind == "mean":
         return flat.mean(dim=1)
     if kind == "max":
@@ -262,8 +269,12 @@ def score_images(
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    keep_recon: bool = True,
 ) -> ScoreResult:
     """Score uint8 images (N, H, W, C) in batches with a detector (or a bare autoencoder); ``progress(done, total)``.
+
+    ``keep_recon`` False leaves out the reconstructions (N, C, H, W) float32, the largest output by far,
+    when only scores and maps are wanted (`udd score`).
 
     ``model`` is a `methods.Detector` or an autoencoder ``nn.Module`` (scored as the pixel AE).
     ``residual`` None takes the method's default. The model must already live on ``device``.
@@ -299,17 +310,18 @@ def score_images(
             e = min(s + batch_size, n)
             x = to_tensor(images[s:e], device)  # (b, C, H, W) float32 in [0, 1]
             out = det.anomaly_maps(x, residual)
-            m = smooth_map(out.maps, smooth_sigma)  # (b, H, W)
+            m = smooth_maps(out.maps, smooth_sigma)  # (b, H, W)
             if det.own_scores:
                 scores_t[s:e].copy_(det.image_scores(x))
             else:
                 scores_t[s:e].copy_(image_scores(m, score, topk_percent))
             maps_t[s:e].copy_(m)
             if out.recon is not None:
+                mse_t[s:e].copy_(mse_per_image(x, out.recon))
+            if out.recon is not None and keep_recon:
                 if recon is None:
                     recon = np.empty((n, c, h, w), dtype=np.float32)
                 torch.from_numpy(recon)[s:e].copy_(out.recon)
-                mse_t[s:e].copy_(mse_per_image(x, out.recon))
             if progress is not None:
                 progress(e, n)
     return ScoreResult(recon=recon, maps=maps, scores=scores, mse=mse)

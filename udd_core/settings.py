@@ -11,6 +11,25 @@ import torch
 from .losses import LOSSES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+TRAIN_ON_WORDS = ("normal", "all")  # besides these, train_on is a comma-separated list of class labels
+
+
+def train_on_classes(train_on: str) -> Optional[tuple[str, ...]]:
+    """The class labels a `train_on` value names, in order; None for "normal" or "all".
+
+    "normal": the defect-free images only (detection); "all": every image, defects included
+    (generation); "Center,Donut": the images of those classes only. Raises ValueError naming train_on.
+    """
+    if not isinstance(train_on, str) or not train_on.strip():
+        raise ValueError(f"train_on: expected 'normal', 'all' or class names separated by commas, got {train_on!r}")
+    if train_on.strip() in TRAIN_ON_WORDS:
+        return None
+    names = [p.strip() for p in train_on.split(",")]
+    if any(not p for p in names):
+        raise ValueError(f"train_on: an empty class name in {train_on!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"train_on: a class is named twice in {train_on!r}")
+    return tuple(names)
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -39,6 +58,9 @@ class TrainSettings:
     # On by default: used only on native-bf16 hardware and after a float32 parity check on real
     # images (precision.py), re-checked each epoch; validation stays float32. Else float32 + a notice.
     amp_bf16: bool = True  # bfloat16 autocast for the training steps (~1.8x per step on AVX512-BF16 CPUs)
+    # What the run learns from: "normal" (defect-free images only: an autoencoder for detection), "all"
+    # (defects too: a generator of every pattern) or class labels "Center,Donut". See train_on_classes.
+    train_on: str = "normal"
 
     def __post_init__(self) -> None:
         _validate_settings(self)
@@ -97,6 +119,7 @@ def _validate_settings(s: TrainSettings) -> None:
     if s.loss not in LOSSES:
         raise ValueError(f"loss: must be one of {LOSSES}, got {s.loss!r}")
     _check_device(s.device)
+    train_on_classes(s.train_on)
     for name in ("shuffle", "channels_last", "compile", "amp_bf16"):
         if not isinstance(getattr(s, name), bool):
             raise ValueError(f"{name}: expected true or false, got {getattr(s, name)!r}")
@@ -112,6 +135,13 @@ def training_presets() -> dict[str, TrainSettings]:
         # Magnetic-tile photos at 96x96 gray (bench/bench_quality.py): a denoising AE (two painted
         # patches per image) with an SSIM loss, insensitive to the photos' brightness differences.
         "magnetic-tile": TrainSettings(epochs=18, batch_size=8, loss="ssim", noise_patches=2, patch_size=(3, 19)),
+        # Wafer-map generation (bench/bench_wafer_generation.py): every map, patterns included, with the
+        # cross-entropy over the one-hot channels, for a softmax model such as wafer-26-gen. Plain, not
+        # class-balanced: balancing moves the argmax threshold down to the failing-die prior, so the random
+        # failing dies of real maps come out as a wafer half painted red. Small batches: a few hundred
+        # real maps give few steps per epoch.
+        "wafer-generation": TrainSettings(epochs=120, batch_size=8, lr_step=40, lr_gamma=0.5, loss="ce",
+                                          train_on="all"),
     }
 
 

@@ -80,14 +80,19 @@ def estimate_text(n: int, nbytes: int, input_shape: tuple[int, int, int]) -> str
     return f"{n} image{'s' if n != 1 else ''}, {nbytes / 2**20:.3g} MB in memory at {c}x{h}x{w}"
 
 
-def describe(path: Union[str, Path], input_shape: tuple[int, int, int], tile: bool = False) -> str:
-    """The kind and estimated cache size of a training source, without decoding pixels; DataError if unusable."""
+def describe(path: Union[str, Path], input_shape: tuple[int, int, int], tile: bool = False,
+             feature_bytes_per_image: int = 0) -> str:
+    """The kind and estimated cache size of a training source, without decoding pixels; DataError if unusable.
+
+    `feature_bytes_per_image` > 0 adds what a method computes once per image and keeps (backbone features).
+    """
     kind = data_kind(path)
     n, nbytes = estimate_cache_bytes(path, input_shape, split="train", tile=tile)
     if n == 0:
         tiles = f" (every image is smaller than one {input_shape[1]}x{input_shape[2]} tile)" if tile else ""
         raise DataError(f"{path}: no training images{tiles}")
-    return f"{KIND_TEXT[kind]}: {estimate_text(n, nbytes, input_shape)}"
+    features = f", + {n * feature_bytes_per_image / 2**20:.3g} MB of backbone features" if feature_bytes_per_image else ""
+    return f"{KIND_TEXT[kind]}: {estimate_text(n, nbytes, input_shape)}{features}"
 
 
 def _slug(text: str) -> str:

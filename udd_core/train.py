@@ -20,11 +20,12 @@ from safetensors.torch import load_file
 from . import runs
 from .atomic import write_atomic
 from .data import add_noise_patches, to_tensor
+from .feeds import ImageFeed, as_feed
 from .images import load_patterns
-from .losses import make_loss
+from .losses import check_loss_fits, make_loss
 from .model import WEIGHTS_FILE, AutoEncoder, build_model, load_model, save_model
 from .progress import ProgressBoard, frozen_copy
-from .settings import TrainSettings, resolve_device
+from .settings import TrainSettings, resolve_device, train_on_classes
 from .precision import PARITY_IMAGES, autocast, bf16_fast, check_bf16_parity
 from .scoring import calibrate, evaluating
 
@@ -65,6 +66,31 @@ def normal_images(ds: Any, for_training: bool = False) -> tuple[np.ndarray, Opti
                              f"{int((~keep).sum())} with other labels left out")
 
 
+def training_images(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Optional[str]]:
+    """The images a run with setting `train_on` learns from, and a note saying what was kept.
+
+    "normal": `normal_images(ds, for_training=True)`; "all": every image, defects included; class
+    labels ("Center,Donut"): the images with those labels, and a ValueError naming any label the
+    data does not have.
+    """
+    classes = train_on_classes(train_on)
+    if classes is None and train_on.strip() == "normal":
+        return normal_images(ds, for_training=True)
+    labels = [str(v) for v in ds.labels]
+    found = sorted(set(labels))
+    if classes is None:  # "all"
+        defects = sum(str(v).strip().lower() not in NORMAL_LABELS for v in labels)
+        return ds.images, (f"trained on all {len(labels)} images, {defects} of them labelled as defects"
+                           if defects else None)
+    unknown = [c for c in classes if c not in found]
+    if unknown:
+        raise ValueError(f"train_on: no images of class {', '.join(map(repr, unknown))} in the data "
+                         f"(classes: {', '.join(found[:12])}{' ...' if len(found) > 12 else ''})")
+    keep = np.isin(np.asarray(labels), classes)
+    return ds.images[keep], (f"trained on the {int(keep.sum())} images of {', '.join(classes)}; "
+                             f"{int((~keep).sum())} others left out")
+
+
 def seeded_model(config: Any, input_shape: tuple[int, int, int], seed: int) -> AutoEncoder:
     """build_model with weights drawn from `seed`, leaving the global RNG as it was."""
     with torch.random.fork_rng(devices=[]):
@@ -78,13 +104,19 @@ class TrainingFailed(RuntimeError):
     """Training cannot go on (the loss diverged); the message says what to change."""
 
 
-def _to_uint8(y: torch.Tensor) -> np.ndarray:
-    """(B, C, H, W) float reconstructions -> (B, H, W, C) uint8 for display."""
-    return y.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 def check_images(images: np.ndarray, model: Union[AutoEncoder, tuple[int, int, int]], what: str) -> None:
-    """Refuse images (N, H, W, C) whose size or channels do not fit the model (or an input shape (C, H, W)), naming `what`."""
+    """Refuse images (N, H, W, C) whose size or channels do not fit the model (or an input shape (C, H, W)), naming `what`.
+
+    A feed of cached features (`feeds.FeatureFeed`) is checked by its tensor shape instead.
+    """
+    if isinstance(images, ImageFeed):
+        images = images.images
+    elif not isinstance(images, np.ndarray) and hasattr(images, "features"):
+        want = model.input_shape if isinstance(model, AutoEncoder) else tuple(model)
+        if want is not None and tuple(images.shape) != tuple(want):
+            raise ValueError(f"{what}: features are {'x'.join(map(str, images.shape))}, the model was built for "
+                             f"{'x'.join(map(str, want))}")
+        return
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"{what}: expected uint8 images (N, H, W, C), got "
                          f"{type(images).__name__} {getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
@@ -97,7 +129,7 @@ def check_images(images: np.ndarray, model: Union[AutoEncoder, tuple[int, int, i
                          f"{shape[1]}x{shape[2]}")
 
 
-def _mean_loss(fwd, model, images, loss_fn, dev, bs, amp) -> float:
+def _mean_loss(fwd, model, feed, loss_fn, dev, bs, amp) -> float:
     """Image-weighted mean loss over `images` in eval mode, without gradients and without noise.
 
     Training passes amp=False: validation stays float32 even when the steps use bf16, so val losses
@@ -105,12 +137,12 @@ def _mean_loss(fwd, model, images, loss_fn, dev, bs, amp) -> float:
     """
     total = 0.0
     with evaluating(model):
-        for s in range(0, len(images), bs):
-            x = to_tensor(images[s:s + bs], dev)  # (b, C, H, W)
+        for s in range(0, len(feed), bs):
+            x = feed.tensor(slice(s, s + bs), dev)  # (b, C, H, W)
             with autocast(dev, amp):
                 y = fwd(x)
             total += float(loss_fn(x, y.float())) * len(x)
-    return total / len(images)
+    return total / len(feed)
 
 
 def _notice(board: ProgressBoard, text: str) -> None:
@@ -118,7 +150,7 @@ def _notice(board: ProgressBoard, text: str) -> None:
         board.notices.append(text)
 
 
-def _start_bf16(model: AutoEncoder, images: np.ndarray, s: TrainSettings, dev: torch.device, board: ProgressBoard) -> bool:
+def _start_bf16(model: AutoEncoder, feed, s: TrainSettings, dev: torch.device, board: ProgressBoard) -> bool:
     """Whether the steps may use bf16 autocast: asked for, fast on `dev`, and at parity on real images.
 
     The check feeds the first training images (with noise patches when the run paints them, from
@@ -130,10 +162,10 @@ def _start_bf16(model: AutoEncoder, images: np.ndarray, s: TrainSettings, dev: t
     if not bf16_fast(dev):
         _notice(board, f"bf16 autocast is not supported natively on {dev.type}; training in float32")
         return False
-    batch = images[:PARITY_IMAGES]  # (b, H, W, C) uint8
-    x = to_tensor(batch, dev)
+    x = feed.tensor(slice(0, PARITY_IMAGES), dev)  # (b, C, H, W)
     x_in = x
-    if s.noise_patches:
+    if s.noise_patches and feed.paints_noise:
+        batch = feed.images[:PARITY_IMAGES]  # (b, H, W, C) uint8
         x_in = to_tensor(add_noise_patches(batch, s.noise_patches, s.patch_size,
                                            np.random.default_rng([s.seed, 0xB16])), dev)
     parity = check_bf16_parity(model, x_in, x, with_grad=True)
@@ -144,9 +176,9 @@ def _start_bf16(model: AutoEncoder, images: np.ndarray, s: TrainSettings, dev: t
     return True
 
 
-def _recheck_bf16(model: AutoEncoder, images: np.ndarray, dev: torch.device, epoch: int, board: ProgressBoard) -> bool:
+def _recheck_bf16(model: AutoEncoder, feed, dev: torch.device, epoch: int, board: ProgressBoard) -> bool:
     """End-of-epoch loss parity on a few held-out images; False (and a notice) once bf16 has drifted."""
-    x = to_tensor(images[:PARITY_IMAGES], dev)  # (b, C, H, W)
+    x = feed.tensor(slice(0, PARITY_IMAGES), dev)  # (b, C, H, W)
     parity = check_bf16_parity(model, x, x, with_grad=False)
     if parity.ok:
         return True
@@ -173,8 +205,12 @@ def _save(model: AutoEncoder, run_dir: Path, weights: str, meta: dict) -> None:
 
 def train(model: AutoEncoder, train_images: np.ndarray, val_images: Optional[np.ndarray],
           settings: TrainSettings, run_dir: Union[str, Path], *, stop_event: Optional[threading.Event] = None,
-          board: Optional[ProgressBoard] = None, resume: bool = False) -> str:
+          board: Optional[ProgressBoard] = None, resume: bool = False, calibrate: bool = True) -> str:
     """Train `model` on uint8 images, writing checkpoints, history and status into `run_dir`.
+
+    `train_images` and `val_images` may also be feeds (`feeds.FeatureFeed`: cached backbone
+    features); the loop is the same, and the live probes show what the feed makes of the outputs.
+    `calibrate=False` leaves calibration.json to the caller (a detector whose maps are not pixel residuals).
 
     Returns the final status: "finished", or "stopped" when `stop_event` was set (checked at
     every batch boundary; weights and optimizer state are saved so the run can be resumed).
@@ -185,7 +221,8 @@ def train(model: AutoEncoder, train_images: np.ndarray, val_images: Optional[np.
     stop_event = stop_event or threading.Event()
     board = board or ProgressBoard(str(run_dir), s.epochs)
     try:
-        return _train(model, train_images, val_images, s, run_dir, stop_event, board, resume)
+        return _train(model, as_feed(train_images), as_feed(val_images), s, run_dir, stop_event, board, resume,
+                      calibrate)
     except Exception as e:
         msg = str(e) or type(e).__name__
         try:
@@ -196,8 +233,9 @@ def train(model: AutoEncoder, train_images: np.ndarray, val_images: Optional[np.
         raise
 
 
-def _train(model, train_images, val_images, s, run_dir, stop_event, board, resume) -> str:
+def _train(model, train_images, val_images, s, run_dir, stop_event, board, resume, calibrate) -> str:
     check_images(train_images, model, "training images")
+    check_loss_fits(s.loss, model.config.output)
     if len(train_images) == 0:
         raise ValueError("training images: none given")
     has_val = val_images is not None and len(val_images) > 0
@@ -218,11 +256,15 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
     done, best = len(history), math.inf
     if resume:
         done, best = _restore(model, opt, sched, run_dir, history)
-    probe = (val_images if has_val else train_images)[: s.n_probe]
+    probe_feed = val_images if has_val else train_images
+    n_probe = min(s.n_probe, len(probe_feed))
+    if s.noise_patches and not train_images.paints_noise:
+        _notice(board, "noise patches are painted on pixels; this feed is cached features, so none are painted")
     amp = _start_bf16(model, train_images, s, dev, board)
     board.update(status="running", epoch=done, step=0, steps_per_epoch=steps, epochs=s.epochs,
                  train_loss=[r.get("train_loss") for r in history], val_loss=[r.get("val_loss") for r in history],
-                 probe_input=frozen_copy(probe) if len(probe) else None, lr=opt.param_groups[0]["lr"])
+                 probe_input=frozen_copy(probe_feed.probe_pictures(n_probe)) if n_probe else None,
+                 lr=opt.param_groups[0]["lr"])
     if not resume:  # a process killed in epoch 1 still leaves a loadable checkpoint behind
         _save(model, run_dir, runs.LAST_WEIGHTS, {"epoch": 0, "partial": 1})
     runs.write_status(run_dir, "running", f"epoch {done + 1}/{s.epochs}", epoch=done, epochs=s.epochs)
@@ -241,10 +283,11 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
             if stop_event.is_set():
                 stopped = True
                 break
-            batch = train_images[order[(step - 1) * bs: step * bs]]  # (b, H, W, C) uint8
-            x = to_tensor(batch, dev)  # (b, C, H, W) float in [0, 1]: the clean target
+            idx = order[(step - 1) * bs: step * bs]  # (b,) image indices
+            x = train_images.tensor(idx, dev)  # (b, C, H, W) float (pixels in [0, 1], or features): the clean target
             x_in = x  # denoising: the model sees painted patches and must give back the clean batch
-            if s.noise_patches:
+            if s.noise_patches and train_images.paints_noise:
+                batch = train_images.images[idx]  # (b, H, W, C) uint8
                 x_in = to_tensor(add_noise_patches(batch, s.noise_patches, s.patch_size, rng, patterns), dev)
             opt.zero_grad(set_to_none=True)
             with autocast(dev, amp):
@@ -255,8 +298,8 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
             lv = loss.item()
             if not math.isfinite(lv):
                 raise TrainingFailed(f"loss became {lv} at epoch {epoch} step {step}; lower the learning rate")
-            total += lv * len(batch)
-            imgs_session += len(batch)
+            total += lv * len(idx)
+            imgs_session += len(idx)
             ema = lv if ema is None else (1 - EMA_ALPHA) * ema + EMA_ALPHA * lv
             now = time.monotonic()
             rate = imgs_session / max(now - t_session, 1e-9)
@@ -294,9 +337,10 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
                                       "seconds": round(seconds, 3), "images_per_s": round(n / max(seconds, 1e-9), 2),
                                       "best": monitor == best, "precision": "bf16" if epoch_amp else "float32"})
         recon = None
-        if len(probe):
+        if n_probe:
             with evaluating(model):
-                recon = frozen_copy(_to_uint8(fwd(to_tensor(probe, dev))))
+                xp = probe_feed.tensor(slice(0, n_probe), dev)  # (n_probe, C, H, W)
+                recon = frozen_copy(probe_feed.probe_outputs(xp, fwd(xp)))
         with board.lock:
             board.train_loss.append(train_loss)
             board.val_loss.append(val_loss)
@@ -311,8 +355,9 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
         _save_trainer_state(run_dir, opt, sched, done, best)
         if not (run_dir / WEIGHTS_FILE).is_file():  # stopped in epoch 1: still leave a loadable model
             _save(model, run_dir, WEIGHTS_FILE, {"epoch": done, "partial": 1})
-    _write_calibration(run_dir, val_images if has_val else train_images, dev, 2 * bs,
-                       "validation" if has_val else "train")
+    if calibrate:
+        _write_calibration(run_dir, (val_images if has_val else train_images).images, dev, 2 * bs,
+                           "validation" if has_val else "train")
     status = "stopped" if stopped else "finished"
     msg = (f"stopped after {done} of {s.epochs} epochs" if stopped else
            f"finished {s.epochs} epoch{'s' if s.epochs != 1 else ''}") + \

@@ -15,6 +15,9 @@ from .base import METHOD_FILE, Detector, MapOutput, defaults_from, scoring_defau
 _REGISTRY = {
     "autoencoder": "autoencoder:AutoencoderDetector",
     "memory-bank": "memory_bank:MemoryBankDetector",
+    "feature-ae": "feature_ae:FeatureAEDetector",
+    "dsvdd": "dsvdd:DeepSVDDDetector",
+    "latent-knn": "latent_knn:LatentKnnDetector",
 }
 METHODS = tuple(_REGISTRY)
 _LOCAL = frozenset(v.split(":")[0] for v in _REGISTRY.values())  # modules of this package
@@ -42,13 +45,19 @@ def run_method(run_dir: Union[str, Path]) -> str:
     return info["method"]
 
 
-def run_scoring_defaults(run_dir: Union[str, Path]) -> dict:
-    """A run's default post-processing (residual, score, smooth_sigma, topk_percent) without loading it."""
+def run_spec(run_dir: Union[str, Path]) -> dict:
+    """What a run's METHOD_FILE says (the method's describe()), or {"method": "autoencoder"}; no weights read."""
     from ..runs import read_json
 
     method = run_method(run_dir)
     info = read_json(Path(run_dir) / METHOD_FILE, None) if method != "autoencoder" else None
-    return defaults_from(info if isinstance(info, dict) else {}, detector_class(method).residuals)
+    return {**(info if isinstance(info, dict) else {}), "method": method}
+
+
+def run_scoring_defaults(run_dir: Union[str, Path]) -> dict:
+    """A run's default post-processing (residual, score, smooth_sigma, topk_percent) without loading it."""
+    spec = run_spec(run_dir)
+    return defaults_from(spec, detector_class(spec["method"]).residuals)
 
 
 def has_detector(run_dir: Union[str, Path]) -> bool:
@@ -65,4 +74,4 @@ def load_detector(run_dir: Union[str, Path], device: str = "cpu") -> Detector:
 
 
 __all__ = ["METHODS", "METHOD_FILE", "Detector", "MapOutput", "detector_class", "has_detector", "load_detector",
-           "run_method", "run_scoring_defaults", "scoring_defaults"]
+           "run_method", "run_scoring_defaults", "run_spec", "scoring_defaults"]

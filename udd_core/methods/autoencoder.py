@@ -67,7 +67,12 @@ class AutoencoderDetector(Detector):
             raise ValueError("config: the autoencoder needs a model config (a file or a preset name)")
         if options:
             raise ValueError(f"{next(iter(options))}: not an autoencoder option")
+        from ..config import parse_config
         from ..train import seeded_model
+
+        if parse_config(config).input is not None:
+            raise ValueError("config: its input is backbone features (the \"input\" field); "
+                             "train it with the feature-ae method")
 
         return cls(seeded_model(config, tuple(input_shape), seed))
 
@@ -90,7 +95,7 @@ class AutoencoderDetector(Detector):
     def _kind(self, residual: Optional[str]) -> str:
         kind = residual or self.residuals[0]
         if kind not in self.residuals:
-            raise ValueError(f"residual: must be one of {self.residuals} for an autoencoder, got {kind!r}")
+            raise ValueError(f"residual: must be one of {self.residuals} for {self.method}, got {kind!r}")
         return kind
 
     def anomaly_maps(self, x: torch.Tensor, residual: Optional[str] = None) -> MapOutput:

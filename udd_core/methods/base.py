@@ -60,6 +60,15 @@ class Detector(ABC):
         A bad value is a ValueError that names the option, e.g. "coreset: must be in (0, 1], got 2".
         """
 
+    @classmethod
+    def feature_bytes_per_image(cls, input_shape: tuple[int, int, int], options: Optional[dict] = None,
+                                config: Any = None) -> int:
+        """Bytes of what a fit computes once per image and keeps (backbone features); 0 when nothing.
+
+        The Train page adds it to the images' own memory estimate. A bad option is a ValueError.
+        """
+        return 0
+
     def check_input(self, shape: tuple[int, int, int]) -> None:
         """Raise a one-line ValueError when images of `shape` (C, H, W) cannot be scored."""
         if shape[0] != self.input_shape[0]:

@@ -119,6 +119,11 @@ class MemoryBankDetector(Detector):
         det.check_input(det.input_shape)
         return det
 
+    @classmethod
+    def feature_bytes_per_image(cls, input_shape: tuple[int, int, int], options: Optional[dict] = None,
+                                config: Any = None) -> int:
+        return bb.feature_bytes_per_image(input_shape, check_options(options)["layers"])
+
     def check_input(self, shape: tuple[int, int, int]) -> None:
         super().check_input(shape)
         if shape[0] not in (1, 3):

@@ -1,0 +1,221 @@
+"""The feature autoencoder: the config's "input" field, shapes from the feature tensor, the detector end to end."""
+import json
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from udd_core import backbone as bb
+from udd_core.cli import main as cli_main
+from udd_core.config import ConfigError, parse_config
+from udd_core.feature_input import BACKBONES, FeatureInput, cache_bytes, feature_shape, parse_input
+from udd_core.methods import detector_class, load_detector
+from udd_core.methods.feature_ae import STATS_FILE, feature_cache_bytes
+from udd_core.model import build_model
+from udd_core.presets import model_presets
+from udd_core.shapes import ShapeError, ae_input_shape, propagate_image
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "surface"
+REF_TEXT = """{'block_ker': [5, 5], 'drop': [0.1, 0.1], 'block_size_in': [[3, 25, 20], [20, 15, 10]],
+'block_size_out': [[5, 10, 15], [15, 20, 3]], 'latent_size': 3, 'latent_ker': 3,
+'latent_opad': (1, 1), 'out_pad': [(1, 1), (1, 1)]}"""
+
+
+def feature_config(channels: int = 152, mid: int = 16, latent: int = 8) -> dict:
+    """One 3x3 block over the default features: 152 x h x w -> latent x h/4 x w/4 (mirrors for h, w % 4 == 0)."""
+    return {"block_ker": [3], "drop": [0.0], "block_size_in": [[channels, mid, mid]],
+            "block_size_out": [[mid, mid, channels]], "latent_size": latent, "latent_ker": 3,
+            "latent_opad": 1, "out_pad": [1], "input": {"kind": "features", "backbone": "lite0",
+                                                       "layers": ["s8", "s16"], "pool": 3}}
+
+
+# --- the config field ------------------------------------------------------------------------
+
+def test_feature_config_round_trips_through_json():
+    c = parse_config(feature_config())
+    assert c.input == FeatureInput("lite0", ("s8", "s16"), 3)
+    again = parse_config(c.to_json())
+    assert again == c and again.input == c.input
+    assert json.loads(c.to_json())["input"] == {"kind": "features", "backbone": "lite0", "layers": ["s8", "s16"],
+                                                "pool": 3}
+
+
+def test_pixel_configs_and_the_reference_format_are_unchanged(tiny_config):
+    ref = parse_config(REF_TEXT)
+    assert ref.input is None and "input" not in ref.to_dict()
+    assert list(ref.to_dict()) == ["block_ker", "drop", "block_size_in", "block_size_out", "latent_size",
+                                   "latent_ker", "latent_opad", "out_pad"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "input" is a known field now: no unknown-key warning
+        assert parse_config(dict(tiny_config, input={"kind": "pixels"})).input is None
+    assert parse_config(tiny_config).to_dict() == tiny_config
+
+
+def test_input_aliases_and_order_are_normalised():
+    a = parse_input({"kind": "features", "backbone": "efficientnet-lite0", "layers": ["s16", "stage3"]})
+    assert a == FeatureInput("lite0", ("stage3", "s16"), 3) and a.channels == 152 and a.stride == 8
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"kind": "voxels"}, "input.kind"),
+    ({"kind": "features", "backbone": "resnet"}, "input.backbone"),
+    ({"kind": "features", "layers": []}, "input.layers"),
+    ({"kind": "features", "layers": ["s8", "s7"]}, "input.layers[1]"),
+    ({"kind": "features", "layers": ["s8", "stage3"]}, "input.layers"),
+    ({"kind": "features", "pool": 2}, "input.pool"),
+    ({"kind": "features", "pool": True}, "input.pool"),
+    ({"kind": "features", "stride": 8}, "input.stride"),
+    ({"kind": "pixels", "pool": 3}, "input.pool"),
+    ("features", "input"),
+])
+def test_bad_input_fields_are_named(bad, field, tiny_config):
+    with pytest.raises(ConfigError) as e:
+        parse_config(dict(tiny_config, input=bad))
+    assert str(e.value).startswith(f"{field}: ") and "\n" not in str(e.value)
+
+
+def test_layer_table_matches_the_backbone():
+    for name, (channels, stride) in BACKBONES["lite0"].items():
+        assert bb.layer_info(name) == (channels, stride)
+    assert set(BACKBONES) == set(bb.BACKBONES)
+
+
+# --- shapes ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("image", [(1, 256, 256), (3, 97, 130), (1, 64, 40)])
+def test_feature_shape_equals_a_real_forward_pass(image):
+    spec = FeatureInput()
+    fx = bb.FeatureExtractor(spec.layers, spec.pool)
+    with torch.inference_mode():
+        f = fx(torch.rand(1, *image))
+    assert tuple(f.shape[1:]) == feature_shape(spec, image) == bb.feature_shape(image, spec.layers)
+    assert cache_bytes(spec, image, 10) == 10 * 2 * int(np.prod(f.shape[1:]))
+
+
+def test_shape_table_from_the_feature_tensor_equals_the_autoencoder_forward():
+    image = (1, 128, 96)
+    config = feature_config()
+    report = propagate_image(config, image)
+    assert report.ok and report.input == (152, 16, 12) == ae_input_shape(config, image)
+    model = build_model(config).eval()
+    seen = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=name: seen.__setitem__(n, tuple(o.shape[1:])))
+             for name, m in model.named_modules() if not list(m.children())]
+    with torch.no_grad():
+        out = model(torch.zeros(1, *report.input))
+    for h in hooks:
+        h.remove()
+    assert {l.name: l.out_shape for l in report.layers} == seen
+    assert tuple(out.shape[1:]) == report.output == report.input
+
+
+def test_a_pixel_config_under_the_feature_method_takes_the_default_features(tiny_config):
+    assert ae_input_shape(tiny_config, (1, 256, 256)) == (1, 256, 256)
+    assert ae_input_shape(tiny_config, (1, 256, 256), "feature-ae") == (152, 32, 32)
+    with pytest.raises(ShapeError) as e:  # 1 channel in the config, 152 features: the fix is offered
+        propagate_image(tiny_config, (1, 256, 256), "feature-ae")
+    assert "152" in str(e.value) and e.value.suggested.in_channels == 152
+    with pytest.raises(ShapeError, match="gray"):
+        ae_input_shape(feature_config(), (4, 64, 64))
+
+
+def test_the_feature_ae_preset_mirrors_at_its_size():
+    p = model_presets()["feature-ae"]
+    report = propagate_image(p.config, p.input_shape)
+    assert report.ok and report.input == (192, 16, 16) and p.input_shape[1:] == (256, 256)
+
+
+def test_udd_shapes_with_the_feature_method(capsys, tmp_path, tiny_config):
+    assert cli_main(["shapes", "feature-ae", "--input", "1,256,256", "--method", "feature-ae", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["input"] == [192, 16, 16] and out["image_input"] == [1, 256, 256]
+    assert out["input_kind"]["layers"] == ["stage4", "s16"] and out["ok"]
+    assert cli_main(["shapes", "feature-ae", "--input", "3,256,256"]) == 0  # the config's own input field
+    assert "192x16x16" in capsys.readouterr().out
+    path = tmp_path / "pixel.json"
+    path.write_text(json.dumps(tiny_config))
+    assert cli_main(["shapes", str(path), "--input", "1,256,256", "--method", "feature-ae"]) == 2
+    assert "152 channels" in capsys.readouterr().err
+    assert cli_main(["shapes", str(path), "--input", "1,32,32", "--method", "nope"]) == 2
+
+
+# --- the detector ----------------------------------------------------------------------------
+
+def _sample(split: str):
+    from udd_core.data import load_dataset
+
+    if not SAMPLE.is_dir():
+        pytest.skip(f"{SAMPLE} is missing")
+    return load_dataset(SAMPLE, (1, 64, 64), split=split)
+
+
+def test_feature_ae_end_to_end_on_sample_data(tmp_path):
+    from udd_core.metrics import compute_metrics
+    from udd_core.progress import ProgressBoard
+    from udd_core.scoring import image_scores, residual_map  # noqa: F401 - residual_map: smoothing lives there
+    from udd_core.settings import TrainSettings
+
+    train, test = _sample("train"), _sample("test")
+    det = detector_class("feature-ae").build((1, 64, 64), None, feature_config(), seed=0)
+    assert det.generates is False and det.model.input_shape == (152, 8, 8)
+    settings = TrainSettings(epochs=4, batch_size=8, lr=2e-3, device="cpu", n_probe=2, val_split=0.0)
+    board = ProgressBoard(str(tmp_path), settings.epochs)
+    status = det.fit(train.images[:48], train.images[48:], settings, tmp_path, board=board)
+    assert status == "finished"
+    snap = board.snapshot()
+    assert len(snap.train_loss) == 4 and snap.train_loss[-1] < snap.train_loss[0]
+    # probes: the validation images above their residual heatmaps, both RGB at the image size
+    assert snap.probe_input.shape == (2, 64, 64, 3) and snap.probe_recon.shape == (2, 64, 64, 3)
+    assert (tmp_path / STATS_FILE).is_file() and (tmp_path / "calibration.json").is_file()
+
+    loaded = load_detector(tmp_path)
+    assert loaded.describe()["smooth_sigma"] > 0 and loaded.describe()["score"] == "topk"
+    assert loaded.describe()["error"] == "channel" and not torch.equal(loaded.weight, torch.ones(152))
+    from udd_core.data import to_tensor
+
+    x = to_tensor(test.images, "cpu")
+    with torch.inference_mode():
+        maps = loaded.anomaly_maps(x).maps
+        traced = loaded.map_module()(x)
+    assert maps.shape == (len(test.images), 64, 64) and torch.allclose(maps, traced)
+    scores = image_scores(maps, "topk").numpy()
+    m = compute_metrics(scores, list(test.labels))
+    assert m.image_auroc > 0.75, m.image_auroc  # chance is 0.5; the defects are plain on sample_data
+
+
+def test_fit_stops_and_resumes(tmp_path):
+    from udd_core.settings import TrainSettings
+
+    train = _sample("train")
+    det = detector_class("feature-ae").build((1, 64, 64), None, feature_config(), seed=0)
+    stop = threading.Event()
+    stop.set()  # stopped before any feature is computed
+    settings = TrainSettings(epochs=2, batch_size=8, device="cpu", n_probe=0, val_split=0.0)
+    assert det.fit(train.images[:16], None, settings, tmp_path, stop_event=stop) == "stopped"
+    assert det.fit(train.images[:16], None, settings.replace(epochs=1), tmp_path) == "finished"
+    again = detector_class("feature-ae").build((1, 64, 64), None, feature_config(), seed=0)
+    assert again.fit(train.images[:16], None, settings, tmp_path, resume=True) == "finished"
+    from udd_core import runs
+
+    assert [r["epoch"] for r in runs.read_history(tmp_path)] == [1, 2]
+
+
+def test_bad_images_and_options_are_named():
+    det = detector_class("feature-ae").build((1, 64, 64), None, feature_config(), seed=0)
+    with pytest.raises(ValueError, match="size 96x64"):
+        det.check_input((1, 96, 64))
+    with pytest.raises(ValueError, match="^channels"):
+        det.check_input((4, 64, 64))
+    with pytest.raises(ValueError, match="^coreset"):
+        detector_class("feature-ae").build((1, 64, 64), {"coreset": 0.1}, feature_config())
+    with pytest.raises(ValueError, match="^smooth_sigma"):
+        detector_class("feature-ae").build((1, 64, 64), {"smooth_sigma": -1}, feature_config())
+    with pytest.raises(ValueError, match="^config"):
+        detector_class("feature-ae").build((1, 64, 64), None, None)
+
+
+def test_cache_size_estimate():
+    assert feature_cache_bytes(None, (1, 256, 256), 760) == 760 * 152 * 32 * 32 * 2

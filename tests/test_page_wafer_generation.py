@@ -1,0 +1,107 @@
+"""Pages for wafer-map generation (issue 13), driven headless with AppTest: the Train page's "Train on"
+choice, the Generate page's HW2 view and .npz download, and the Inspect page's warning."""
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_generation import WAFER_CFG, fitted, make_run, write_wafers  # noqa: F401 - fitted is a fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 60
+
+
+def errors(app) -> str:
+    return " | ".join(e.value for e in app.error)
+
+
+@pytest.fixture(autouse=True)
+def _no_job_left_behind():
+    yield
+    left = [t for t in threading.enumerate() if t.name.startswith("udd-train-")]
+    for t in left:
+        t.join(60)
+    assert not any(t.is_alive() for t in left), "a training job outlived its test"
+
+
+def test_train_page_trains_on_the_chosen_classes(tmp_path, monkeypatch):
+    from udd_core.settings import training_presets
+
+    runs_dir = tmp_path / "runs"
+    monkeypatch.setenv("UDD_RUNS_DIR", str(runs_dir))
+    data = write_wafers(tmp_path / "w.npz")  # 3 maps of each pattern class, 6 none
+    at = AppTest.from_file(str(ROOT / "pages" / "train.py"), default_timeout=TIMEOUT)
+    for k, v in {"design_config": WAFER_CFG, "design_input_shape": (3, 26, 26), "train_data_mode": "Path",
+                 "train_path": str(data), "train_epochs": 1, "train_batch_size": 4, "train_name": "gen"}.items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception and at.selectbox(key="train_on_mode").value == "normal"  # detection by default
+    at.selectbox(key="train_preset").select("wafer-generation").run()
+    assert at.selectbox(key="train_on_mode").value == training_presets()["wafer-generation"].train_on == "all"
+    at.selectbox(key="train_loss").select("mse").run()  # the Design page's tiny model outputs raw values
+    at.number_input(key="train_epochs").set_value(1).run()
+    at.selectbox(key="train_on_mode").select("classes").run()
+    at.text_input(key="train_on_classes").input("Center,Nope").run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert "train_on: no images of class 'Nope'" in errors(at) and not (runs_dir / "gen").exists()
+    at.text_input(key="train_on_classes").input("Center,Donut").run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception and not at.error, errors(at)
+    for _ in range(300):
+        if json.loads((runs_dir / "gen" / "status.json").read_text())["status"] == "finished":
+            break
+        threading.Event().wait(0.2)
+    info = json.loads((runs_dir / "gen" / "train.json").read_text())
+    assert info["settings"]["train_on"] == "Center,Donut" and info["data"]["count"] == 6
+
+
+@pytest.fixture
+def gen_runs(tmp_path, monkeypatch, fitted):
+    root = tmp_path / "runs"
+    run = make_run(root, "tiny", *fitted)
+    info = json.loads((run / "train.json").read_text())
+    (run / "train.json").write_text(json.dumps({**info, "settings": {"train_on": "all"}}))
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    return root
+
+
+def test_generate_page_hw2_view_has_one_grid_per_pattern_class_and_the_npz(gen_runs, fitted):
+    at = AppTest.from_file(str(ROOT / "pages" / "generate.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error, errors(at)
+    at.toggle(key="gen_hw2").set_value(True).run()
+    assert not at.exception and not at.error, errors(at)
+    with np.load(fitted[0]) as z:
+        labels = z["labels"].tolist()
+    classes = sorted(set(labels) - {"none"})
+    heads = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert [h.split("**")[1] for h in heads] == classes  # one grid per pattern class, none left out
+    rows = [[c for _, c in row] for row in
+            ([(i.url, i.caption) for i in el.proto.imgs] for el in at.get("image"))][:-1]  # last: interpolation
+    k = min(4, 3)  # 4 sources asked, 3 maps per class
+    assert len(rows) == len(classes) * k
+    for row in rows:
+        assert row[1] == "reconstruction" and row[2:] == [f"variant {j}" for j in range(1, 5)]
+    first = rows[0][0]
+    assert first.startswith(classes[0])  # each row starts from a map of its class
+    downloads = [b.proto.label for b in at.get("download_button")]
+    assert any(f"the {len(classes) * k * 4} generated maps for augmentation (.npz)" in d for d in downloads), downloads
+
+
+def test_inspect_page_warns_about_a_run_trained_on_defects(tmp_path, monkeypatch):
+    from inspect_fixtures import make_mvtec
+    from inspect_fixtures import make_run as make_trained_run
+
+    data = make_mvtec(tmp_path / "parts")
+    run = make_trained_run(tmp_path / "runs" / "tiny", data)
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
+    page = str(ROOT / "pages" / "inspect.py")
+    at = AppTest.from_file(page, default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.warning  # trained on normal images: nothing to say
+    info = json.loads((run / "train.json").read_text())
+    info["settings"]["train_on"] = "all"
+    (run / "train.json").write_text(json.dumps(info))
+    at = AppTest.from_file(page, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert any("trained on every image, defects included" in w.value for w in at.warning)

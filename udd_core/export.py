@@ -1,0 +1,320 @@
+"""ONNX export of a run, with a parity check against udd's own scoring before anything is written.
+
+The exported graph takes ``images``, float32 (N, C, H, W) in [0, 1] (uint8 / 255) at the run's
+input size, N dynamic, and gives ``anomaly_map`` (N, 1, H, W), the map after the run's default
+residual and smoothing, and ``score`` (N), the image score `udd score --json` reports. It is built
+from the detector interface only (`map_module`, `image_scores` or `score_module`, and describe()'s
+scoring defaults), so every registered method exports the same way.
+
+Before the file is handed out, onnxruntime runs it on the run's normal validation images and its
+maps and scores are compared with udd's (`reference_outputs`). The file, and a small JSON beside
+it (input size, normalisation, threshold, parity figures), exist only when the largest relative
+score difference is at most `TOLERANCE`; otherwise `ParityError` says by how much it failed.
+
+Exporter: torch's TorchScript-based exporter (``dynamo=False``): see `_to_onnx` for why.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import runs
+from .atomic import write_bytes_atomic
+from .data import to_tensor
+from .methods import Detector, load_detector, run_method, scoring_defaults
+from .metrics import threshold_for_fpr
+from .scoring import SCORES, fit_norm_stats, image_scores, score_images, smooth_maps
+
+TOLERANCE = 1e-4  # largest relative score (and map) difference that passes parity
+OPSETS = (13, 20)  # opsets the TorchScript exporter of torch 2.13 writes this graph in (closed range)
+DEFAULT_OPSET = 17  # read by onnxruntime >= 1.11 and most C++ runtimes of the last years
+TARGET_FPR = 0.01  # `udd score`'s default: the threshold written into the JSON
+INPUT, OUTPUTS = "images", ("anomaly_map", "score")
+_BATCH = 16  # images per onnxruntime / torch call in the parity check
+
+
+class ParityError(RuntimeError):
+    """The exported graph does not give udd's scores; the message says by how much (CLI exit 1)."""
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """The post-processing baked into the graph: map kind, smoothing, image score."""
+
+    residual: str
+    smooth_sigma: float
+    score: str
+    topk_percent: float
+
+    def to_dict(self) -> dict:
+        return {"residual": self.residual, "smooth_sigma": self.smooth_sigma, "score": self.score,
+                "topk_percent": self.topk_percent}
+
+
+@dataclass(frozen=True)
+class Export:
+    """An exported run: the ONNX file's bytes and the JSON written beside it."""
+
+    onnx: bytes
+    info: dict
+
+    def json_text(self) -> str:
+        return json.dumps(self.info, indent=2, allow_nan=False) + "\n"
+
+
+def default_scoring(detector: Detector, residual: Optional[str] = None, smooth_sigma: Optional[float] = None,
+                    score: Optional[str] = None, topk_percent: Optional[float] = None) -> Scoring:
+    """The scoring `udd score` uses for this detector (`methods.scoring_defaults`: describe()'s defaults,
+    else the first residual, no smoothing, the mean score, top 1 %). Arguments given override them."""
+    given = {"residual": residual, "smooth_sigma": smooth_sigma, "score": score, "topk_percent": topk_percent}
+    post = {**scoring_defaults(detector), **{k: v for k, v in given.items() if v is not None}}
+    s = Scoring(residual=str(post["residual"]), smooth_sigma=float(post["smooth_sigma"]), score=str(post["score"]),
+                topk_percent=float(post["topk_percent"]))
+    if s.residual not in detector.residuals:
+        raise ValueError(f"residual: must be one of {detector.residuals} for {detector.method}, got {s.residual!r}")
+    if not math.isfinite(s.smooth_sigma) or not 0 <= s.smooth_sigma <= 100:
+        raise ValueError(f"smooth_sigma: must be in [0, 100], got {s.smooth_sigma}")
+    if s.score not in SCORES:
+        raise ValueError(f"score: must be one of {SCORES}, got {s.score!r}")
+    if not 0 < s.topk_percent <= 100:
+        raise ValueError(f"topk_percent: must be in (0, 100], got {s.topk_percent}")
+    return s
+
+
+class _OwnScores(nn.Module):
+    """x (N, C, H, W) -> (N,) scores of a method whose score is not a map reduction (Deep SVDD)."""
+
+    def __init__(self, detector: Detector):
+        super().__init__()
+        self.detector = detector  # not a Module: its tensors are traced in as constants
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.detector.image_scores(x)
+
+
+class ExportGraph(nn.Module):
+    """images (N, C, H, W) in [0, 1] -> (anomaly_map (N, 1, H, W), score (N,)), as udd scores them."""
+
+    def __init__(self, detector: Detector, scoring: Scoring):
+        super().__init__()
+        self.maps = detector.map_module(scoring.residual)  # (N, C, H, W) -> (N, H, W)
+        self.scores: Optional[nn.Module] = None  # None: the score reduces the smoothed map
+        if callable(getattr(detector, "score_module", None)):
+            self.scores = detector.score_module()
+        elif detector.own_scores:
+            self.scores = _OwnScores(detector)
+        self.scoring = scoring
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.scoring
+        m = smooth_maps(self.maps(images), s.smooth_sigma)  # (N, H, W)
+        score = self.scores(images) if self.scores is not None else image_scores(m, s.score, s.topk_percent)
+        return m.unsqueeze(1), score.reshape(-1)
+
+
+def reference_outputs(detector: Detector, images: np.ndarray, scoring: Scoring) -> tuple[np.ndarray, np.ndarray]:
+    """udd's own maps (N, H, W) and scores (N,) of uint8 images (N, H, W, C): `scoring.score_images`,
+    the function behind `udd score` and Inspect, with the same post-processing."""
+    res = score_images(detector, images, batch_size=_BATCH, keep_recon=False, **scoring.to_dict())
+    return res.maps, res.scores
+
+
+def _to_onnx(graph: ExportGraph, example: torch.Tensor, opset: int) -> bytes:
+    """Trace ``graph`` on ``example`` (N, C, H, W) into ONNX bytes with a dynamic batch axis.
+
+    The TorchScript exporter (``dynamo=False``), not the torch.export one: it writes the opset asked
+    for (13-20; the dynamo exporter starts at 18 and silently keeps 18 when asked for less), it needs
+    no onnxscript, and it exports the pixel AE in ~2 s where the dynamo path takes ~10 s on 2 cores.
+    Its one risk, a value baked in by tracing, is what the parity check (run at other batch sizes
+    than the traced one) catches. torch is pinned, so its deprecation warning is silenced here.
+    """
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TracerWarnings of shape checks, the exporter's deprecation note
+        torch.onnx.export(graph, (example,), buf, dynamo=False, opset_version=opset, input_names=[INPUT],
+                          output_names=list(OUTPUTS), do_constant_folding=True,
+                          dynamic_axes={INPUT: {0: "N"}, OUTPUTS[0]: {0: "N"}, OUTPUTS[1]: {0: "N"}})
+    return buf.getvalue()
+
+
+def _with_metadata(model_bytes: bytes, props: dict[str, str]) -> bytes:
+    """The model with ``props`` as metadata_props and a doc string, checked by onnx.checker."""
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    model.doc_string = "udd anomaly detector: images (N,C,H,W) float32 in [0,1] -> anomaly_map (N,1,H,W), score (N)"
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def onnx_outputs(model_bytes: bytes, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maps (N, H, W) and scores (N,) of uint8 images (N, H, W, C) from the ONNX model in onnxruntime.
+
+    The first call takes one image and the rest go in batches of up to 16, so the dynamic batch
+    axis is exercised at sizes other than the traced one.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # errors only: the session's info lines are noise for a user
+    opts.intra_op_num_threads = max(1, torch.get_num_threads())
+    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    maps, scores = [], []
+    bounds = [0, 1, *range(1 + _BATCH, len(images), _BATCH), len(images)] if len(images) > 1 else [0, len(images)]
+    for s, e in zip(bounds, bounds[1:]):
+        x = to_tensor(images[s:e]).contiguous().numpy()  # (b, C, H, W) float32
+        m, sc = sess.run(list(OUTPUTS), {INPUT: x})
+        maps.append(np.asarray(m)[:, 0])
+        scores.append(np.asarray(sc).reshape(-1))
+    return np.concatenate(maps), np.concatenate(scores)
+
+
+def parity(ref_maps: np.ndarray, ref_scores: np.ndarray, maps: np.ndarray, scores: np.ndarray) -> dict:
+    """Largest differences between the ONNX outputs and udd's: relative to each score, and to the map scale.
+
+    A score's relative difference is |onnx - udd| / |udd|, floored at 1e-6 of the largest |score|
+    so that a score of (almost) exactly 0 does not divide by 0. Non-finite outputs count as inf.
+    """
+    if maps.shape != ref_maps.shape or scores.shape != ref_scores.shape:
+        raise ParityError(f"parity failed: the ONNX outputs have shapes {maps.shape} and {scores.shape}, "
+                          f"udd's {ref_maps.shape} and {ref_scores.shape}")
+    d_s = np.abs(scores.astype(np.float64) - ref_scores)
+    floor = max(float(np.max(np.abs(ref_scores), initial=0.0)) * 1e-6, 1e-30)
+    rel_s = d_s / np.maximum(np.abs(ref_scores.astype(np.float64)), floor)
+    d_m = np.abs(maps.astype(np.float64) - ref_maps)
+    scale = max(float(np.max(np.abs(ref_maps), initial=0.0)), 1e-30)
+
+    def worst(a: np.ndarray) -> float:
+        return float("inf") if not np.all(np.isfinite(a)) else float(np.max(a, initial=0.0))
+
+    return {"images": int(len(ref_scores)), "max_rel_score_diff": worst(rel_s), "max_abs_score_diff": worst(d_s),
+            "max_abs_map_diff": worst(d_m), "max_rel_map_diff": worst(d_m / scale), "tolerance": TOLERANCE}
+
+
+def _input_description(kind: str, shape: tuple[int, int, int]) -> dict:
+    c, h, w = shape
+    channels = {1: "gray", 3: "RGB"}.get(c, f"{c} channels")
+    if kind == "wafer":
+        channels = "wafer one-hot: outside the wafer, good die, failing die (each 0 or 1)"
+    return {"name": INPUT, "shape": ["N", c, h, w], "dtype": "float32", "layout": "NCHW", "range": [0.0, 1.0],
+            "normalisation": "uint8 pixel / 255, nothing else (no mean or std)", "channels": channels}
+
+
+def run_input_shape(detector: Detector, run: dict, run_dir: Path) -> tuple[int, int, int]:
+    """The (C, H, W) the run was trained at: the detector's, else train.json's; ValueError without one."""
+    shape = getattr(detector, "input_shape", None) or run.get("input_shape")
+    if not shape or len(shape) != 3:
+        raise ValueError(f"{run_dir}: stores no input size, so it cannot be exported (export a run trained by udd)")
+    return tuple(int(v) for v in shape)  # type: ignore[return-value]
+
+
+def export_run(run_dir: Union[str, Path], opset: int = DEFAULT_OPSET, residual: Optional[str] = None,
+               smooth_sigma: Optional[float] = None, score: Optional[str] = None,
+               topk_percent: Optional[float] = None) -> Export:
+    """Export a run to ONNX in memory and check it against udd's scoring on the run's validation images.
+
+    Returns the file's bytes and its JSON; raises ValueError (one line) for a run that cannot be
+    exported and `ParityError` when onnxruntime's scores differ from udd's by more than `TOLERANCE`.
+    The scoring arguments override the method's defaults (None: the default, as `udd score`).
+    """
+    import onnxruntime
+
+    from . import __version__
+    from .inspection import run_validation_images
+
+    lo, hi = OPSETS
+    if isinstance(opset, bool) or not isinstance(opset, int) or not lo <= opset <= hi:
+        raise ValueError(f"opset: must be an integer in [{lo}, {hi}], got {opset!r}")
+    p = Path(run_dir)
+    if not p.is_dir():
+        raise ValueError(f"{p}: no such run folder")
+    method = run_method(p)
+    detector = load_detector(p, device="cpu")  # a folder without a model: a one-line ModelFileError
+    run = runs.read_json(p / runs.TRAIN_FILE, {}) or {}
+    shape = run_input_shape(detector, run, p)
+    scoring = default_scoring(detector, residual, smooth_sigma, score, topk_percent)
+    images, source, notes = run_validation_images(run, shape)
+    if images is None or not len(images):
+        why = notes[0] if notes else "the run names no training data (train.json data.path)"
+        raise ValueError(f"{p}: no images to check parity on: {why}")
+
+    ref_maps, ref_scores = reference_outputs(detector, images, scoring)
+    threshold = threshold_for_fpr(ref_scores, TARGET_FPR)
+    norm = fit_norm_stats(ref_maps)
+    example = to_tensor(images[np.arange(2) % len(images)])  # (2, C, H, W): parity then runs 1 and up to 16
+    graph = ExportGraph(detector, scoring).eval()
+    model = _with_metadata(_to_onnx(graph, example, opset), {
+        "udd.method": method, "udd.run": p.name, "udd.scoring": json.dumps(scoring.to_dict()),
+        "udd.threshold": repr(threshold), "udd.version": __version__})
+    maps, scores = onnx_outputs(model, images)
+    par = parity(ref_maps, ref_scores, maps, scores)
+    if not par["max_rel_score_diff"] <= TOLERANCE or not par["max_rel_map_diff"] <= TOLERANCE:
+        raise ParityError(
+            f"parity failed on {len(images)} {source} images: largest relative score difference "
+            f"{par['max_rel_score_diff']:.3g} (allowed {TOLERANCE:g}), largest map difference "
+            f"{par['max_rel_map_diff']:.3g} of the map's scale; nothing written")
+    kind = str((run.get("data") or {}).get("kind", "image"))
+    info: dict[str, Any] = {
+        "format": "udd-onnx 1", "run": p.name, "method": method, "opset": opset,
+        "input": _input_description(kind, shape),
+        "outputs": {OUTPUTS[0]: {"shape": ["N", 1, shape[1], shape[2]], "dtype": "float32"},
+                    OUTPUTS[1]: {"shape": ["N"], "dtype": "float32"}},
+        "scoring": scoring.to_dict(),
+        "threshold": threshold, "threshold_rule": "defective when score > threshold",
+        "threshold_source": f"target FPR {TARGET_FPR:.2%} on the run's {len(images)} {source} images",
+        "map_normalisation": {**norm.to_dict(), "rule": "heatmap value = (anomaly_map - mean) / std, "
+                                                        "0 = a typical normal pixel (udd's fixed heatmap scale)"},
+        "parity": {**par, "source": source, "notes": notes},
+        "sha256": hashlib.sha256(model).hexdigest(),
+        "versions": {"udd": __version__, "torch": torch.__version__.split("+")[0],
+                     "onnxruntime": onnxruntime.__version__},
+    }
+    return Export(model, info)
+
+
+def sidecar_path(out: Union[str, Path]) -> Path:
+    """The JSON written beside OUT.onnx: OUT.json."""
+    return Path(out).with_suffix(".json")
+
+
+def check_target(out: Union[str, Path], force: bool = False) -> tuple[Path, Path]:
+    """(OUT.onnx, OUT.json) when OUT can be written; one-line ValueError otherwise (checked before exporting)."""
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ValueError(f"--onnx: {out}: the file name must end in .onnx")
+    if out.is_dir():
+        raise ValueError(f"--onnx: {out}: is a folder")
+    if not out.parent.is_dir():
+        raise ValueError(f"--onnx: {out.parent}: no such folder")
+    side = sidecar_path(out)
+    if not force:
+        for t in (out, side):
+            if t.exists():
+                raise ValueError(f"{t}: already exists (pass --force to overwrite)")
+    if side.is_dir():
+        raise ValueError(f"{side}: is a folder")
+    return out, side
+
+
+def write_export(export: Export, out: Union[str, Path], force: bool = False) -> tuple[Path, Path]:
+    """Write OUT.onnx and OUT.json, each atomically; without ``force`` neither may exist yet."""
+    onnx_path, side = check_target(out, force)
+    write_bytes_atomic(onnx_path, export.onnx, durable=True)
+    try:
+        write_bytes_atomic(side, export.json_text().encode("utf-8"), durable=True)
+    except OSError:
+        onnx_path.unlink(missing_ok=True)  # no model without its JSON
+        raise
+    return onnx_path, side

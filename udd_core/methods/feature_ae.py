@@ -1,0 +1,429 @@
+"""The feature autoencoder: udd's autoencoder trained on pretrained backbone features (DFR's idea).
+
+A frozen backbone turns each image into a feature tensor (C, H/s, W/s) (`feature_input.py` says
+which layers, pooling and grid); the features are standardised per channel with statistics of the
+training images, and the config's `AutoEncoder` learns to reconstruct them. The anomaly map is the
+per-location squared feature error, averaged over channels, upsampled bilinearly to the image and
+smoothed by scoring (describe()'s "smooth_sigma"); the image score is the mean of the map's top 1%
+by default. With error "channel" (the default) each channel's error is first divided by its mean
+error on the normal validation features, so channels the AE never rebuilds well do not drown the rest.
+
+Training computes the features once per image into a float16 cache (`cache_features`) and runs
+the ordinary training loop (`train.train`) on it through a `feeds.FeatureFeed`: background thread,
+stop, resume and live curves come for free, and the live probes show residual heatmaps.
+
+A run folder holds config.json (with its "input" field), model.safetensors (the AE, as any AE
+run), method.json, and feature_stats.safetensors (the per-channel mean, std and error weight).
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..atomic import write_atomic
+from ..data import to_tensor
+from ..feature_input import FeatureInput, cache_bytes, feature_shape
+from ..model import WEIGHTS_FILE, AutoEncoder, load_model, save_model
+from .base import METHOD_FILE, Detector, MapOutput
+
+STATS_FILE = "feature_stats.safetensors"  # per-channel mean and std of the training features
+RESIDUALS = ("feature",)
+# Scoring defaults chosen on the selection half of magnetic_tile (bench/RESULTS.md, "Feature autoencoder"):
+DEFAULT_SMOOTH = 8.0  # px at the image: the preset's map is a 16x16 grid upsampled 16x; sigma half a cell
+DEFAULT_SCORE = "topk"  # the mean of the map's top 1%: steadier than the maximum (+0.02 image AUROC there)
+TOPK_PERCENT = 1.0
+ERRORS = ("plain", "channel")  # the channel-mean squared error, or each channel's scaled by 1 / its normal error
+DEFAULT_ERROR = "channel"
+EMBED_BATCH = 16  # images per backbone pass while caching
+
+
+# --- the features ----------------------------------------------------------------------------
+
+def make_feature_maps(spec: FeatureInput) -> nn.Module:
+    """The frozen extractor for `spec` (B, C, H, W) in [0, 1] -> (B, Cf, h, w), with the installed weights."""
+    from ..backbone import FeatureExtractor
+
+    return FeatureExtractor(spec.layers, spec.pool, spec.backbone)
+
+
+def cache_features(extractor: nn.Module, images: np.ndarray, device: Any = "cpu",
+                   stop_event: Optional[threading.Event] = None,
+                   progress: Optional[Callable[[int, int], None]] = None) -> Optional[torch.Tensor]:
+    """Features of uint8 images (N, H, W, C) as one float16 CPU tensor (N, Cf, h, w); None if stopped.
+
+    float16 halves the cache (see `feature_cache_bytes`); training casts each batch back to float32.
+    """
+    out: Optional[torch.Tensor] = None
+    n = len(images)
+    with torch.inference_mode():
+        for s in range(0, n, EMBED_BATCH):
+            if stop_event is not None and stop_event.is_set():
+                return None
+            f = extractor(to_tensor(images[s:s + EMBED_BATCH], device))  # (b, Cf, h, w)
+            if out is None:
+                out = torch.empty((n, *f.shape[1:]), dtype=torch.float16)
+            out[s:s + len(f)] = f.to("cpu", torch.float16)
+            if progress is not None:
+                progress(min(s + EMBED_BATCH, n), n)
+    return out if out is not None else torch.empty(0, dtype=torch.float16)
+
+
+def channel_stats(feats: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (Cf,) of cached features (N, Cf, h, w), in float64 chunks (no full float32 copy)."""
+    c = feats.shape[1]
+    total, sq, count = torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64), 0
+    for s in range(0, len(feats), chunk):
+        f = feats[s:s + chunk].to(torch.float64)  # (b, Cf, h, w)
+        total += f.sum(dim=(0, 2, 3))
+        sq += f.square().sum(dim=(0, 2, 3))
+        count += f.shape[0] * f.shape[2] * f.shape[3]
+    mean = total / count
+    var = (sq / count - mean.square()).clamp_min(0.0)
+    return mean.float(), var.sqrt().float().clamp_min(1e-6)
+
+
+def feature_cache_bytes(spec: Optional[FeatureInput], image_shape: tuple[int, int, int], n_images: int) -> int:
+    """Bytes of the float16 feature cache for `n_images` images of `image_shape` (C, H, W): for the Train page."""
+    return cache_bytes(spec or FeatureInput(), image_shape, n_images)
+
+
+# --- the map ---------------------------------------------------------------------------------
+
+def feature_error(f: torch.Tensor, g: torch.Tensor, size: tuple[int, int],
+                  weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-location squared error of features (B, C, h, w) x2, channel mean, upsampled: (B, H, W).
+
+    `weight` (C,) scales each channel's error (the "channel" error: 1 / its mean error on normal images).
+    """
+    d = (f - g).square()  # (B, C, h, w)
+    if weight is not None:
+        d = d * weight.reshape(1, -1, 1, 1)
+    e = d.mean(dim=1, keepdim=True)  # (B, 1, h, w)
+    return F.interpolate(e, size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+class FeatureResidualMap(nn.Module):
+    """x (B, C, H, W) in [0, 1] -> feature-error map (B, H, W): backbone, standardise, AE, error, upsample."""
+
+    def __init__(self, features: nn.Module, model: AutoEncoder, mean: torch.Tensor, std: torch.Tensor,
+                 weight: torch.Tensor):
+        super().__init__()
+        self.features, self.model = features, model
+        self.register_buffer("weight", weight.reshape(-1).clone())  # (Cf,)
+        self.register_buffer("mean", mean.reshape(1, -1, 1, 1).clone())  # (1, Cf, 1, 1)
+        self.register_buffer("std", std.reshape(1, -1, 1, 1).clone())
+
+    def standardised(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.features(x) - self.mean) / self.std  # (B, Cf, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.standardised(x)
+        return feature_error(f, self.model(f), (x.shape[-2], x.shape[-1]), self.weight)
+
+
+# --- the detector ----------------------------------------------------------------------------
+
+class FeatureAEDetector(Detector):
+    """An AutoEncoder over standardised backbone features; the feature error is the anomaly map."""
+
+    method = "feature-ae"
+    residuals = RESIDUALS
+    generates = False  # its decoder makes features, not images
+    resumable = True  # the AE continues from last.safetensors; the features are recomputed
+    uses_config = True  # the AE design, with its "input" field
+
+    def __init__(self, model: AutoEncoder, spec: FeatureInput, image_shape: tuple[int, int, int],
+                 features: Optional[nn.Module] = None, mean: Optional[torch.Tensor] = None,
+                 std: Optional[torch.Tensor] = None, smooth_sigma: float = DEFAULT_SMOOTH, score: str = DEFAULT_SCORE,
+                 error: str = DEFAULT_ERROR, weight: Optional[torch.Tensor] = None):
+        self.model, self.spec, self.input_shape = model, spec, tuple(image_shape)
+        c = model.config.in_channels
+        self.features = features
+        self.mean = mean if mean is not None else torch.zeros(c)
+        self.std = std if std is not None else torch.ones(c)
+        self.smooth_sigma, self.score, self.error = float(smooth_sigma), score, error
+        self.weight = weight if weight is not None else torch.ones(c)  # (Cf,) per-channel error weights
+
+    # building ------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, input_shape: tuple[int, int, int], options: Optional[dict] = None, config: Any = None,
+              seed: int = 0) -> "FeatureAEDetector":
+        from ..config import parse_config
+        from ..shapes import input_spec, propagate_image
+        from ..train import seeded_model
+
+        if config is None:
+            raise ValueError("config: the feature autoencoder needs a model config (a file or the feature-ae preset)")
+        options = dict(options or {})
+        smooth = options.pop("smooth_sigma", DEFAULT_SMOOTH)
+        score = options.pop("score", DEFAULT_SCORE)
+        error = options.pop("error", DEFAULT_ERROR)
+        if options:
+            raise ValueError(f"{next(iter(options))}: not a feature-ae option (smooth_sigma, score, error)")
+        if error not in ERRORS:
+            raise ValueError(f"error: must be one of {', '.join(ERRORS)}, got {error!r}")
+        if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or not 0 <= smooth <= 64:
+            raise ValueError(f"smooth_sigma: must be a number in [0, 64], got {smooth!r}")
+        if score not in ("mean", "max", "topk"):
+            raise ValueError(f"score: must be one of mean, max, topk, got {score!r}")
+        c = parse_config(config)
+        spec = input_spec(c, cls.method)
+        if c.input is None:  # a pixel config tried on features: record the input it now takes
+            from dataclasses import replace
+
+            c = replace(c, input=spec)
+        report = propagate_image(c, tuple(input_shape), cls.method)  # ShapeError (ValueError) names the fix
+        if not report.ok:
+            raise ValueError(report.problems[0].message)
+        model = seeded_model(c, report.input, seed)
+        return cls(model, spec, tuple(input_shape), smooth_sigma=float(smooth), score=score, error=error)
+
+    def check_input(self, shape: tuple[int, int, int]) -> None:
+        if shape[0] not in (1, 3):
+            raise ValueError(f"channels: the {self.spec.backbone} backbone takes gray or RGB images, got {shape[0]}")
+        want = feature_shape(self.spec, self.input_shape)
+        got = feature_shape(self.spec, tuple(shape))
+        if got != want:
+            raise ValueError(f"size {shape[1]}x{shape[2]}: its features are {'x'.join(map(str, got))}, the run "
+                             f"was trained on {'x'.join(map(str, want))} (images of {self.input_shape[1]}x"
+                             f"{self.input_shape[2]})")
+
+    def feature_extractor(self) -> nn.Module:
+        """The frozen backbone extractor, loaded on first use."""
+        if self.features is None:
+            self.features = make_feature_maps(self.spec).to(self._device())
+        return self.features
+
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.method, "input": self.spec.to_dict(), "image_shape": list(self.input_shape),
+                "feature_shape": list(feature_shape(self.spec, self.input_shape)),
+                "residual": RESIDUALS[0], "error": self.error, "smooth_sigma": self.smooth_sigma, "score": self.score,
+                "topk_percent": TOPK_PERCENT}
+
+    # maps --------------------------------------------------------------------------------
+    def _kind(self, residual: Optional[str]) -> str:
+        kind = residual or RESIDUALS[0]
+        if kind not in RESIDUALS:
+            raise ValueError(f"residual: the feature autoencoder's map is the feature error ({RESIDUALS[0]}), "
+                             f"got {kind!r}")
+        return kind
+
+    def map_module(self, residual: Optional[str] = None) -> nn.Module:
+        self._kind(residual)
+        return FeatureResidualMap(self.feature_extractor(), self.model, self.mean, self.std, self.weight).eval()
+
+    def maps_of_features(self, f: torch.Tensor) -> torch.Tensor:
+        """Maps (B, H, W) of raw cached features (B, Cf, h, w): what `anomaly_maps` gives for their images."""
+        f = (f.to(self._device(), torch.float32) - self.mean.reshape(1, -1, 1, 1)) / self.std.reshape(1, -1, 1, 1)
+        self.model.eval()
+        return feature_error(f, self.model(f), tuple(self.input_shape[1:]), self.weight)
+
+    def anomaly_maps(self, x: torch.Tensor, residual: Optional[str] = None) -> MapOutput:
+        self.model.eval()
+        return MapOutput(maps=self.map_module(residual)(x), recon=None)
+
+    # fitting ------------------------------------------------------------------------------
+    def fit(self, train_images: np.ndarray, val_images: Optional[np.ndarray], settings: Any,
+            run_dir: Union[str, Path], *, stop_event: Optional[threading.Event] = None,
+            board: Any = None, resume: bool = False) -> str:
+        from .. import runs
+        from ..progress import ProgressBoard
+        from ..settings import resolve_device
+
+        run_dir = Path(run_dir)
+        stop_event = stop_event or threading.Event()
+        board = board or ProgressBoard(str(run_dir), settings.epochs)
+        for what, imgs in (("training images", train_images), ("validation images", val_images)):
+            if imgs is not None:
+                self._check_images(imgs, what)
+        dev = resolve_device(settings.device)
+        self.to(dev)
+        extractor = self.feature_extractor()
+        n_all = len(train_images) + (0 if val_images is None else len(val_images))
+        board.update(status="running", message=f"computing features of {n_all} images "
+                     f"({feature_cache_bytes(self.spec, self.input_shape, n_all) / 2**20:.0f} MiB cache)")
+        done = [0]
+
+        def tick(k: int, n: int) -> None:
+            board.update(message=f"computing features: {done[0] + k}/{n_all} images")
+
+        train_f = cache_features(extractor, train_images, dev, stop_event, tick)
+        done[0] = len(train_images)
+        val_f = None
+        if train_f is not None and val_images is not None and len(val_images):
+            val_f = cache_features(extractor, val_images, dev, stop_event, tick)
+        if train_f is None or (val_images is not None and len(val_images) and val_f is None):
+            board.update(status="stopped", message="stopped while computing features")
+            runs.write_status(run_dir, "stopped", "stopped while computing features", epoch=0, epochs=settings.epochs)
+            return "stopped"
+        return self.fit_cached(train_f, val_f, train_images, val_images, settings, run_dir,
+                               stop_event=stop_event, board=board, resume=resume)
+
+    def fit_cached(self, train_f: torch.Tensor, val_f: Optional[torch.Tensor], train_images: np.ndarray,
+                   val_images: Optional[np.ndarray], settings: Any, run_dir: Union[str, Path], *,
+                   stop_event: Optional[threading.Event] = None, board: Any = None, resume: bool = False) -> str:
+        """`fit` on features already cached by `cache_features` (float16 (N, Cf, h, w), raw, unstandardised).
+
+        The images are only shown (the probes); a benchmark trying several designs embeds once.
+        """
+        from ..feeds import FeatureFeed
+        from ..progress import ProgressBoard
+        from ..train import train
+
+        run_dir = Path(run_dir)
+        stop_event = stop_event or threading.Event()
+        board = board or ProgressBoard(str(run_dir), settings.epochs)
+        want = feature_shape(self.spec, self.input_shape)
+        for what, f in (("training features", train_f), ("validation features", val_f)):
+            if f is not None and tuple(f.shape[1:]) != want:
+                raise ValueError(f"{what}: {tuple(f.shape[1:])}, the detector takes {want}")
+        if resume and (run_dir / STATS_FILE).is_file():
+            self._load_stats(run_dir)  # the standardisation the saved weights were trained with
+        else:
+            self.mean, self.std = channel_stats(train_f)
+            self._save_stats(run_dir)
+        self.mean, self.std = self.mean.to(self._device()), self.std.to(self._device())
+        self.weight = torch.ones_like(self.mean)  # set from the trained AE's errors below
+        m, s = self.mean.reshape(1, -1, 1, 1).cpu().half(), self.std.reshape(1, -1, 1, 1).cpu().half()
+        train_f = (train_f - m) / s  # standardised once, in the cache's float16
+        val_f = (val_f - m) / s if val_f is not None else None
+        size = tuple(self.input_shape[1:])
+
+        def heat(f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+            return feature_error(f, g, size)  # (b, H, W); plain error: the weights come after training
+
+        status = train(self.model, FeatureFeed(train_f, train_images, heat),
+                       FeatureFeed(val_f, val_images, heat) if val_f is not None else None,
+                       settings, run_dir, stop_event=stop_event, board=board, resume=resume, calibrate=False)
+        # The run's best weights score; calibrate the maps of the normal held-out images with them.
+        best = load_model(run_dir, device=str(self._device()))
+        self.model.load_state_dict(best.state_dict())
+        self.model.eval()
+        self._set_weight(val_f if val_f is not None else train_f)
+        self.save(run_dir)
+        self._calibrate(run_dir, val_f if val_f is not None else train_f, "validation" if val_f is not None else "train")
+        return status
+
+    def _check_images(self, images: np.ndarray, what: str) -> None:
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
+            raise ValueError(f"{what}: expected uint8 images (N, H, W, C), got {type(images).__name__} "
+                             f"{getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
+        n, h, w, c = images.shape
+        if (h, w) != tuple(self.input_shape[1:]):
+            raise ValueError(f"{what}: images are {h}x{w}, the detector was built for "
+                             f"{self.input_shape[1]}x{self.input_shape[2]}")
+        self.check_input((c, h, w))
+
+    def _set_weight(self, feats: torch.Tensor) -> None:
+        """The channel error weights: ones ("plain"), or 1 / each channel's mean squared error on normal
+        standardised features ("channel"), so channels the AE never reconstructs well do not drown the rest."""
+        c = self.model.config.in_channels
+        if self.error == "plain":
+            self.weight = torch.ones(c, device=self._device())
+            return
+        total = torch.zeros(c, dtype=torch.float64, device=self._device())
+        with torch.inference_mode():
+            for s in range(0, len(feats), 32):
+                f = feats[s:s + 32].to(self._device(), torch.float32)
+                total += (self.model(f) - f).square().mean(dim=(2, 3)).sum(dim=0).double()
+        err = (total / max(len(feats), 1)).float().clamp_min(1e-6)
+        self.weight = err.mean() / err  # mean weight about 1: the map keeps the plain error's scale
+
+    def _calibrate(self, run_dir: Path, feats: torch.Tensor, source: str) -> None:
+        """calibration.json as scoring.calibrate writes it, from the maps of normal standardised features."""
+        from .. import runs
+        from ..scoring import fit_norm_stats, image_scores
+
+        dev = self._device()
+        maps, scores = [], {"mean": [], "max": [], "topk": []}
+        with torch.inference_mode():
+            for s in range(0, len(feats), 32):
+                f = feats[s:s + 32].to(dev, torch.float32)
+                m = feature_error(f, self.model(f), tuple(self.input_shape[1:]), self.weight)  # (b, H, W)
+                maps.append(m.float().cpu())
+                for k in scores:
+                    scores[k] += image_scores(m, k, 1.0).float().cpu().tolist()
+        stats = fit_norm_stats(torch.cat(maps))
+
+        def summary(v: list) -> dict:
+            a = np.asarray(v, dtype=np.float64)
+            return {"mean": float(a.mean()), "std": float(a.std()), "q95": float(np.quantile(a, 0.95)),
+                    "q99": float(np.quantile(a, 0.99)), "max": float(a.max())}
+
+        runs.write_json_atomic(run_dir / runs.CALIBRATION_FILE, {
+            "residual": RESIDUALS[0], "smooth_sigma": 0.0, "n_images": len(feats), "norm": stats.to_dict(),
+            "topk_percent": 1.0, "scores": scores, "score_stats": {k: summary(v) for k, v in scores.items()},
+            "source": source, "weights": WEIGHTS_FILE, "created": runs.now_iso()})
+
+    # saving --------------------------------------------------------------------------------
+    def _save_stats(self, run_dir: Path) -> None:
+        state = {k: getattr(self, k).detach().cpu().float().contiguous() for k in ("mean", "std", "weight")}
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        write_atomic(Path(run_dir) / STATS_FILE, lambda tmp: save_file(state, str(tmp)))
+
+    def _load_stats(self, run_dir: Path) -> None:
+        from ..model import ModelFileError
+
+        path = Path(run_dir) / STATS_FILE
+        try:
+            state = load_file(str(path), device="cpu")
+        except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
+            raise ModelFileError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:200]})") from None
+        c = self.model.config.in_channels
+        if set(state) != {"mean", "std", "weight"} or any(tuple(v.shape) != (c,) for v in state.values()):
+            raise ModelFileError(f"{path}: expected mean, std and weight of {c} channels")
+        self.mean, self.std, self.weight = (state[k].to(self._device()) for k in ("mean", "std", "weight"))
+
+    def write_spec(self, run_dir: Union[str, Path]) -> None:
+        from ..model import CONFIG_FILE
+        from ..runs import write_json_atomic
+
+        super().write_spec(run_dir)
+        write_json_atomic(Path(run_dir) / CONFIG_FILE, self.model.config.to_dict())
+
+    def save(self, run_dir: Union[str, Path]) -> None:
+        from ..runs import write_json_atomic
+
+        save_model(self.model, run_dir)
+        self._save_stats(Path(run_dir))
+        write_json_atomic(Path(run_dir) / METHOD_FILE, self.describe())
+
+    @classmethod
+    def load(cls, run_dir: Union[str, Path], device: str = "cpu") -> "FeatureAEDetector":
+        from ..model import ModelFileError
+        from ..runs import read_json
+
+        p = Path(run_dir)
+        info = read_json(p / METHOD_FILE, None)
+        if not isinstance(info, dict) or info.get("method") != cls.method:
+            raise ModelFileError(f"{p / METHOD_FILE}: not a feature-ae method file")
+        model = load_model(p, device=device)
+        spec = model.config.input
+        if spec is None:
+            raise ModelFileError(f"{p}: config.json has no feature \"input\" field")
+        shape = info.get("image_shape")
+        if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)):
+            raise ModelFileError(f"{p / METHOD_FILE}: image_shape must be three positive integers")
+        det = cls(model, spec, tuple(shape), smooth_sigma=float(info.get("smooth_sigma", DEFAULT_SMOOTH)),
+                  error=str(info.get("error", DEFAULT_ERROR)),
+                  score=str(info.get("score", DEFAULT_SCORE)))
+        det._load_stats(p)
+        return det
+
+    def to(self, device: Union[str, torch.device]) -> "FeatureAEDetector":
+        self.model.to(device)
+        self.mean, self.std, self.weight = self.mean.to(device), self.std.to(device), self.weight.to(device)
+        if self.features is not None:
+            self.features.to(device)
+        return self
+

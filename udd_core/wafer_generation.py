@@ -1,0 +1,117 @@
+"""Generated wafer maps as data: die values from model output, the augmentation .npz, the HW2 view.
+
+A wafer model gives three channels per die (outside, good, failing). A generated map takes its
+wafer outline from its source map, so no variant grows or loses dies at the rim, and each die on
+the wafer takes the likelier of "good" and "failing" (argmax over those two channels). The maps
+are saved as an .npz a classifier can load as more examples of rare patterns: ``maps`` int
+(N, H, W) in {0, 1, 2}, ``labels`` (the source's class) and ``sources`` (the source's index).
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from .atomic import write_bytes_atomic
+from .train import NORMAL_LABELS
+from .wafermaps import onehot_to_wafer
+
+
+def generated_maps(outputs, source_maps: np.ndarray) -> np.ndarray:
+    """Die values (N, H, W) uint8 of model outputs (N, 3, H, W), the outline kept from ``source_maps``.
+
+    Outside the source's wafer every die is 0; on it, 1 or 2 by whichever of the good and failing
+    channels is larger (ties go to "good").
+    """
+    y = outputs.detach().float().cpu().numpy() if isinstance(outputs, torch.Tensor) else np.asarray(outputs)
+    src = np.asarray(source_maps)
+    if y.ndim != 4 or y.shape[1] != 3:
+        raise ValueError(f"outputs: expected wafer model output (N, 3, H, W), got shape {y.shape}")
+    if src.shape != (y.shape[0], *y.shape[2:]):
+        raise ValueError(f"source maps: expected shape {(y.shape[0], *y.shape[2:])}, got {src.shape}")
+    maps = np.where(y[:, 2] > y[:, 1], 2, 1).astype(np.uint8)  # (N, H, W) on-wafer dies
+    maps[src == 0] = 0
+    return maps
+
+
+def source_maps(images: np.ndarray) -> np.ndarray:
+    """Die values (N, H, W) uint8 of the one-hot image cache (N, H, W, 3) of a wafer ImageSet."""
+    return onehot_to_wafer(np.asarray(images))
+
+
+def npz_bytes(maps: np.ndarray, labels: Sequence[str], sources: Sequence[int]) -> bytes:
+    """The augmentation file as bytes: ``maps`` int64 (N, H, W) in {0, 1, 2}, ``labels`` str (N,),
+    ``sources`` int64 (N,). Plain arrays only: it loads with ``np.load(..., allow_pickle=False)``."""
+    maps = np.asarray(maps)
+    if maps.ndim != 3 or (maps.size and (maps.min() < 0 or maps.max() > 2)):
+        raise ValueError(f"maps: expected (N, H, W) die values 0..2, got shape {maps.shape}")
+    if not len(labels) == len(sources) == len(maps):
+        raise ValueError(f"labels/sources: {len(labels)} labels and {len(sources)} sources for {len(maps)} maps")
+    buf = io.BytesIO()
+    np.savez_compressed(buf, maps=maps.astype(np.int64), labels=np.asarray([str(v) for v in labels], dtype=str),
+                        sources=np.asarray(sources, dtype=np.int64))
+    return buf.getvalue()
+
+
+def write_npz(path: Union[str, Path], data: bytes, force: bool = False) -> Path:
+    """Write the augmentation file atomically; an existing file is refused unless ``force``."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz":
+        raise ValueError(f"--npz {path}: the file name must end in .npz")
+    if path.exists() and not force:
+        raise ValueError(f"{path}: already exists (pass --force to overwrite)")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path}: exists and is not a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, data)
+    except OSError as e:
+        raise OSError(f"{path}: cannot write ({e.strerror or e})") from None
+    return path
+
+
+def pattern_classes(labels: Sequence[str]) -> list[str]:
+    """The defect classes among ``labels`` (not none/good/normal), sorted by name."""
+    return sorted({str(v) for v in labels if str(v).strip().lower() not in NORMAL_LABELS})
+
+
+@dataclass(frozen=True)
+class ClassGrid:
+    """One class of the HW2 view: its source maps, their reconstructions and their noised variants."""
+
+    label: str
+    sources: np.ndarray  # (k,) data-set indices of the source maps
+    source_maps: np.ndarray  # (k, H, W) die values
+    recon_maps: np.ndarray  # (k, H, W) die values of the reconstructions (sigma 0), outline kept
+    variant_maps: np.ndarray  # (k, per, H, W) die values of the variants, outline kept
+
+
+def class_grids(model, images: np.ndarray, labels: Sequence[str], sigma: float, seed: int,
+                classes: Optional[Sequence[str]] = None, n_sources: int = 4, per_source: int = 4) -> list[ClassGrid]:
+    """The HW2 view: per class (default: every pattern class), ``n_sources`` source maps, their
+    reconstructions and ``per_source`` variants each, at latent noise ``sigma``. Deterministic."""
+    from .generation import generate, reconstruct  # generation imports the data stack; kept local
+
+    classes = pattern_classes(labels) if classes is None else list(classes)
+    if not classes:
+        raise ValueError("labels: the data has no pattern classes (only normal or unlabelled maps)")
+    all_maps = source_maps(images)  # (N, H, W)
+    grids = []
+    names = np.asarray([str(v) for v in labels])
+    for i, label in enumerate(classes):
+        k = max(1, min(n_sources, int((names == str(label)).sum())))  # a small class gives what it has
+        g = generate(model, images, sigma, k * per_source, seed + i, labels, label, n_sources=k)
+        rows = g.by_source()
+        srcs = np.asarray([s for s, _ in rows])
+        recon = generated_maps(reconstruct(model, images, srcs), all_maps[srcs])
+        variants = generated_maps(g.outputs, all_maps[g.sources])  # (n, H, W)
+        order = np.asarray([j for _, outs in rows for j in outs])
+        k = len(rows)
+        grids.append(ClassGrid(label, srcs, all_maps[srcs], recon,
+                               variants[order].reshape(k, -1, *variants.shape[1:])))
+    return grids
