@@ -28,7 +28,7 @@ from udd_core.backbone import FeatureExtractor  # noqa: E402
 from udd_core.data import load_dataset, to_tensor  # noqa: E402
 from udd_core.metrics import compute_metrics  # noqa: E402
 from udd_core.presets import model_presets  # noqa: E402
-from udd_core.scoring import image_scores, residual_map, score_images, smooth_map  # noqa: E402
+from udd_core.scoring import image_scores, residual_map, score_images, smooth_maps  # noqa: E402
 from udd_core.settings import training_presets  # noqa: E402
 
 RESIDUALS = ("l2", "ssim", "feature")
@@ -72,7 +72,7 @@ def main() -> None:
                              for s in range(0, len(x), 64)])  # (N, H, W)
             times[kind] = time.perf_counter() - t
             for sigma in SIGMAS:
-                m = smooth_map(raw, sigma)
+                m = smooth_maps(raw, sigma)
                 for score, k in SCORES:
                     results[(kind, sigma, score)] = (image_scores(m, score, k).numpy(), m.numpy())
     print(f"\n## feature residual vs l2 and SSIM: magnetic-tile recipe, {size}x{size}, {settings.epochs} epochs "

@@ -40,7 +40,7 @@ from udd_core.data import load_dataset, to_tensor  # noqa: E402
 from udd_core.methods import detector_class  # noqa: E402
 from udd_core.methods.memory_bank import DEFAULTS  # noqa: E402
 from udd_core.metrics import compute_metrics, pixel_auroc  # noqa: E402
-from udd_core.scoring import image_scores, smooth_map  # noqa: E402
+from udd_core.scoring import image_scores, smooth_maps  # noqa: E402
 
 # --search grid. Layers are scored from one pass of the union extractor (channel slices of it equal
 # the separate extractors: pooling and upsampling are per layer).
@@ -95,7 +95,7 @@ def run_default(args, train, test, labels, masks, pick) -> None:
     scores = np.empty(n, np.float32)
     sigma = det.options["smooth_sigma"]
     for s in range(0, n, args.batch):
-        m = smooth_map(det.anomaly_maps(to_tensor(test[s:s + args.batch])).maps, sigma)  # (b, H, W)
+        m = smooth_maps(det.anomaly_maps(to_tensor(test[s:s + args.batch])).maps, sigma)  # (b, H, W)
         maps[s:s + len(m)] = m.numpy()
         scores[s:s + len(m)] = image_scores(m, "max").numpy()
     score_s = time.perf_counter() - t_score
@@ -183,7 +183,7 @@ def run_search(args, train, test, labels, masks, pick) -> None:
             raw = d[:, :k].mean(1).reshape(len(sel), 1, h, w)
             up = torch.nn.functional.interpolate(raw, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
             for sigma in SIGMAS:
-                m = smooth_map(up, sigma)
+                m = smooth_maps(up, sigma)
                 sc = image_scores(m, "max").numpy()
                 img = compute_metrics(sc, lab_sel).image_auroc
                 pix = pixel_auroc(m.numpy(), masks[sel])  # AUPRO only for the winner: it is the slow one
@@ -201,7 +201,7 @@ def run_search(args, train, test, labels, masks, pick) -> None:
     _, name, ratio, k, sigma, bank = best
     cols = channel_slice(name)
     d = knn_k(fte[:, :, cols].reshape(-1, len(cols)), bank, k).mean(1).reshape(len(test), 1, h, w)
-    m = smooth_map(torch.nn.functional.interpolate(d, size=(size, size), mode="bilinear", align_corners=False)[:, 0], sigma)
+    m = smooth_maps(torch.nn.functional.interpolate(d, size=(size, size), mode="bilinear", align_corners=False)[:, 0], sigma)
     sc, mp = image_scores(m, "max").numpy(), m.numpy()
     print(f"\n### Selected: layers {name}, coreset {ratio}, k {k}, sigma {sigma:g}\n")
     print("Selection half:\n\n" + table(sc, mp, labels, masks, pick))
@@ -225,7 +225,7 @@ def run_border_study(args, labels, masks, pick) -> None:
     _, h, w = bb.feature_shape((1, size, size), UNION)
     d = knn_k(fte[:, :, cols].reshape(-1, len(cols)), bank, 1)[:, 0].reshape(len(fte), 1, h, w)
     up = torch.nn.functional.interpolate(d, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
-    m = smooth_map(up, DEFAULTS["smooth_sigma"])
+    m = smooth_maps(up, DEFAULTS["smooth_sigma"])
     print(f"\n## border study ({size}x{size}, bank {len(bank)}, sigma {DEFAULTS['smooth_sigma']})\n")
     print("| border left out of the image score | selection img AUROC | held-out img AUROC | all img AUROC |")
     print("| --- | --- | --- | --- |")
