@@ -311,7 +311,8 @@ class FeatureAEDetector(Detector):
         self.model.eval()
         self._set_weight(val_f if val_f is not None else train_f)
         self.save(run_dir)
-        self._calibrate(run_dir, val_f if val_f is not None else train_f, "validation" if val_f is not None else "train")
+        normal = (val_f, "validation") if val_f is not None else (train_f, "train")
+        self._calibrate(run_dir, *normal)
         return status
 
     def _check_images(self, images: np.ndarray, what: str) -> None:
