@@ -87,6 +87,25 @@ def real_files(tmp: Path, extra: bool) -> tuple[Path, Path]:
     return train, measured
 
 
+def measure_run(out: Path, measured: Path, seed: int, classes: list[str] | None, halves: bool) -> dict:
+    """The resemblance of a trained run's variants at its default σ, on the whole data or on each half."""
+    model = load_generator(out)
+    ds = load_images(model, measured)
+    train_on = json.loads((out / "train.json").read_text())["settings"].get("train_on", "normal")
+    sigma = default_sigma_scale(model, ds, train_on)[0]
+    labels = [str(v) for v in ds.labels]
+    row = {"recipe": out.name, "sigma": sigma}
+    parts = {"all": None}
+    if halves:
+        sel = stratified_half(labels, seed=0)
+        parts = {"selection": sel, "held-out": ~sel}
+    for part, mask in parts.items():
+        r, _, _ = measure_model(model, ds.images, labels, sigma, per_class=16, seed=seed, classes=classes,
+                                sources_from=mask)
+        row[part] = r.to_dict()
+    return row
+
+
 def run_recipe(name: str, train_data: Path, measured: Path, out: Path, epochs: int, seed: int,
                classes: list[str] | None, halves: bool) -> dict:
     from udd_core.wafer_generation import pattern_classes
@@ -101,21 +120,8 @@ def run_recipe(name: str, train_data: Path, measured: Path, out: Path, epochs: i
     if rc != 0:
         raise SystemExit(f"udd train for {name} failed ({rc})")
     train_s = time.monotonic() - t0
-    model = load_generator(out)
-    ds = load_images(model, measured)
-    train_on = json.loads((out / "train.json").read_text())["settings"]["train_on"]
-    sigma = default_sigma_scale(model, ds, train_on)[0]
-    labels = [str(v) for v in ds.labels]
-    row = {"recipe": name, "sigma": sigma, "train_s": round(train_s, 1), "epochs": epochs}
-    parts = {"all": None}
-    if halves:
-        sel = stratified_half(labels, seed=0)
-        parts = {"selection": sel, "held-out": ~sel}
-    for part, mask in parts.items():
-        r, _, _ = measure_model(model, ds.images, labels, sigma, per_class=16, seed=seed, classes=classes,
-                                sources_from=mask)
-        row[part] = r.to_dict()
-    return row
+    return {**measure_run(out, measured, seed, classes, halves), "recipe": name, "train_s": round(train_s, 1),
+            "epochs": epochs}
 
 
 def fmt(rows: list[dict]) -> str:
@@ -141,6 +147,8 @@ def main() -> int:
                     help="also train on the 716 unlabelled real maps (the measure still uses the 100 labelled ones)")
     ap.add_argument("--json", type=Path, help="also write the rows (with per-class detail) to this file")
     ap.add_argument("--keep", type=Path, help="train the runs into this (new) folder and keep them")
+    ap.add_argument("--measure", type=Path, nargs="+", metavar="RUN",
+                    help="measure these trained runs (a stopped one too) on --data instead of training")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="udd-wgen-") as tmp:
@@ -150,6 +158,12 @@ def main() -> int:
                 print(f"skipping real: {REAL} is absent", file=sys.stderr)
                 continue
             train_data, measured = (SAMPLE, SAMPLE) if data == "sample" else real_files(tmp, args.real_extra)
+            if args.measure:
+                for run in args.measure:
+                    row = measure_run(run, measured, args.seed, None if data == "sample" else REAL_CLASSES,
+                                      halves=data == "real")
+                    rows.append({**row, "data": data})
+                continue
             for name in args.recipes:
                 run_dir = (args.keep or tmp) / f"{data}-{name}"
                 row = run_recipe(name, train_data, measured, run_dir, args.epochs, args.seed,

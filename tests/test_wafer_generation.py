@@ -212,7 +212,7 @@ def test_changed_share_counts_only_dies_on_the_wafer():
 
 # --- the sample_data resemblance, held above a measured threshold --------------------------------
 
-# SLOW (about a minute on a free core): trains a small softmax model on sample_data with the
+# SLOW (7 s on an idle 2-core machine, 63 s under load): trains a small softmax model on sample_data with the
 # cross-entropy loss and measures its variants at the default σ. bench/RESULTS.md, "Wafer-map
 # generation (issue 13)", has the full-size figures; this short run measured IN_CLASS_MEASURED.
 QUICK_EPOCHS = 8
