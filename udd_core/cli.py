@@ -171,6 +171,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--npz {args.npz}: the file name must end in .npz")
     if args.npz and Path(args.npz).exists() and not args.force:
         raise UsageError(f"--npz {args.npz}: already exists (pass --force to overwrite)")
+    args.run = str(_score_run_dir(args.run))  # a run name under $UDD_RUNS_DIR, as `udd score` and `udd export` take
     source = run_data(args.run)
     data = args.data or source.get("path")
     notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`
@@ -383,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="generate new images from noised latent codes of a trained model")
-    p.add_argument("run", metavar="RUN", help="run folder, or a reference-package model folder (needs --size)")
+    p.add_argument("run", metavar="RUN", help="run folder (or a run name under $UDD_RUNS_DIR), or a reference-package "
+                   "model folder (its size from --size or the images)")
     p.add_argument("--data", metavar="PATH", help="images to start from (default: the run's training data)")
     p.add_argument("--sigma", type=float, metavar="S",
                    help="std of the Gaussian noise added to the latent code (default: the Generate page's, about "

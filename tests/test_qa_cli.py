@@ -1,0 +1,80 @@
+"""Gaps found in a QA sweep of the command line: run names, refusals that name what the user typed."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from udd_core.cli import main
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """8 smooth grayscale 32x32 PNGs in a plain folder."""
+    rng = np.random.default_rng(0)
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(8):
+        a = (np.kron(rng.random((8, 8)), np.ones((4, 4))) * 255).astype(np.uint8)
+        Image.fromarray(a, "L").save(d / f"{i}.png")
+    return d
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+def test_generate_takes_a_run_name_under_udd_runs_dir(tmp_path, tiny_config, image_folder, monkeypatch, capsys):
+    runs_dir = tmp_path / "runs"
+    monkeypatch.setenv("UDD_RUNS_DIR", str(runs_dir))
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_config))
+    assert main(["train", str(cfg), "--data", str(image_folder), "--out", str(runs_dir / "r1"), "--size", "32,32",
+                 "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--precision", "float32"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "gen"
+    # By name, as `udd score r1` and `udd export r1` take it.
+    assert main(["generate", "r1", "-n", "2", "--out", str(out), "--sigma", "0.1"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["sample_0000.png", "sample_0001.png"]
+    capsys.readouterr()
+    assert main(["generate", "no-such-run", "-n", "1", "--out", str(tmp_path / "gen2")]) == 2
+    assert "no-such-run: no such run or model folder" in _one_error_line(capsys)
+    assert not (tmp_path / "gen2").exists()
+
+
+@pytest.mark.parametrize("extra, flag", [
+    (["--epochs", "3"], "--epochs"), (["--lr", "0.5"], "--lr"), (["--preset", "wafer"], "--preset"),
+    (["--loss", "ssim"], "--loss"), (["--noise-patches", "2"], "--noise-patches"),
+    (["--fixed-order"], "--fixed-order"), (["--batch-size", "8"], "--batch-size"),
+])
+def test_memory_bank_refuses_training_loop_options(tmp_path, image_folder, capsys, extra, flag):
+    """A one-pass fit would record these in train.json and ignore them; refused before any file is written."""
+    out = tmp_path / "mb"
+    assert main(["train", "--method", "memory-bank", "--data", str(image_folder), "--out", str(out),
+                 "--size", "32,32", *extra]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"udd train: error: {flag}: --method memory-bank is fitted in one pass"), line
+    assert not out.exists()
+
+
+def test_method_refusals_name_the_size_or_the_config_not_option(tmp_path, image_folder, tiny_config, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--method", "memory-bank", "--data", str(image_folder), "--out", str(out),
+                 "--size", "4,4"]) == 2
+    line = _one_error_line(capsys)
+    assert "--size 4x4: the memory-bank method needs at least 16x16" in line and "--option" not in line
+    # A pixel config given to the feature AE: its channels do not fit the features; the config is named.
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_config))
+    assert main(["train", str(cfg), "--method", "feature-ae", "--data", str(image_folder), "--out", str(out),
+                 "--size", "32,32"]) == 2
+    line = _one_error_line(capsys)
+    assert f"error: {cfg} at 32x32: input shape: the lite0 features have" in line and "--option" not in line
+    # An --option the method refuses is still named as the option.
+    assert main(["train", str(cfg), "--method", "dsvdd", "--data", str(image_folder), "--out", str(out),
+                 "--size", "32,32", "--option", "svdd_epochs=-1"]) == 2
+    assert "error: --option svdd_epochs: expected an integer" in _one_error_line(capsys)
+    assert not out.exists()
