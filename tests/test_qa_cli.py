@@ -78,3 +78,11 @@ def test_method_refusals_name_the_size_or_the_config_not_option(tmp_path, image_
                  "--size", "32,32", "--option", "svdd_epochs=-1"]) == 2
     assert "error: --option svdd_epochs: expected an integer" in _one_error_line(capsys)
     assert not out.exists()
+
+
+def test_kind_mismatch_note_does_not_promise_reconstructions():
+    """The note is shown for every method, most of which reconstruct nothing."""
+    from udd_core.data import kind_mismatch
+
+    note = kind_mismatch("mvtec", "wafer")
+    assert note.endswith("its scores (and any reconstructions) mean little here")
