@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_stale_link
+from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_stale_link, run_label
 from udd_core import compare as cmp
 from udd_core import runs
 from udd_core.data import data_kind
@@ -79,7 +79,7 @@ if "cmp_picked" not in ss:  # the first visit: the focus and the newest other ru
 ss["cmp_runs"] = picked
 set_focus(focus)
 st.multiselect("Runs", list(by_name), key="cmp_runs", max_selections=cmp.MAX_RUNS, on_change=on_pick,
-               format_func=lambda n: f"{n} · {by_name[n].status}, {by_name[n].epochs_done} epochs",
+               format_func=lambda n: f"{n} · {run_label(by_name[n])}",
                help="The run in focus on the other pages comes first; add up to three more.")
 names = ss["cmp_picked"] = list(ss["cmp_runs"])
 if len(names) < cmp.MIN_RUNS:

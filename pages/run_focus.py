@@ -57,3 +57,18 @@ def follow_focus(key: str, names: Sequence[str], root: Path) -> bool:
         ss[key] = focus if focus in names else names[0]
     set_focus(ss[key])  # a refresh or a shared link opens it again
     return changed
+
+
+def run_label(info) -> str:
+    """A run picker's "status, N epochs" (a runs.RunInfo); a method fitted in one pass (the memory bank)
+    has no epochs to count, and a method other than the autoencoder is named."""
+    from udd_core.methods import detector_class, run_method
+
+    try:
+        method = run_method(info.path)
+        one_pass = not detector_class(method).resumable
+    except ValueError:  # an unreadable or unknown method file: the page that opens it says why
+        return f"{info.status}, {info.epochs_done} epochs"
+    if one_pass:
+        return f"{info.status}, {method} (one pass)"
+    return f"{info.status}, {info.epochs_done} epochs" + ("" if method == "autoencoder" else f", {method}")

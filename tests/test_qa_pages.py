@@ -24,3 +24,49 @@ def test_memory_bank_shows_only_the_settings_a_one_pass_fit_uses(tiny_config, da
     assert not at.exception
     assert set(LOOP) | {"train_preset", "train_loss"} <= _keys(at)
     assert not any("fitted in one pass" in c.value for c in at.caption)
+
+
+def test_run_pickers_do_not_count_epochs_of_a_one_pass_fit(tmp_path):
+    """"mb — finished, 0 epochs" read like a failed run; pickers name the method instead."""
+    import json
+
+    from pages.run_focus import run_label
+    from udd_core.runs import RunInfo
+
+    def info(method):
+        d = tmp_path / (method or "plain")
+        d.mkdir()
+        if method:
+            (d / "method.json").write_text(json.dumps({"method": method}))
+        return RunInfo(name=d.name, status="finished", epochs_done=0 if method == "memory-bank" else 3,
+                       best_val_loss=None, created="", path=d)
+
+    assert run_label(info("memory-bank")) == "finished, memory-bank (one pass)"
+    assert run_label(info("dsvdd")) == "finished, 3 epochs, dsvdd"
+    assert run_label(info(None)) == "finished, 3 epochs"
+
+
+def test_inspect_gallery_calls_a_map_without_reconstruction_an_anomaly_map(monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from inspect_fixtures import make_mvtec, make_run
+    from test_detector_consumers import fit_toy
+    from toy_detector import register
+
+    register(monkeypatch)
+    root = tmp_path / "runs"
+    data = make_mvtec(tmp_path / "parts")
+    fit_toy(root / "toy", data, smooth=2.0)
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    page = str(Path(__file__).resolve().parents[1] / "pages" / "inspect.py")
+    app = AppTest.from_file(page, default_timeout=60).run()
+    heads = [m.value for m in app.markdown if m.value.startswith("**") and m.value.endswith("**")]
+    assert "**anomaly map**" in heads and "**residual**" not in heads and "**reconstruction**" not in heads
+    # An autoencoder run keeps its residual.
+    make_run(root / "tiny", data)
+    app = AppTest.from_file(page, default_timeout=60)
+    app.query_params["run"] = "tiny"
+    app.run()
+    assert not app.exception and app.selectbox(key="insp_run").value == "tiny"
+    heads = [m.value for m in app.markdown if m.value.startswith("**") and m.value.endswith("**")]
+    assert "**residual**" in heads and "**reconstruction**" in heads
