@@ -95,12 +95,15 @@ with st.sidebar:
     if kind != "mvtec":
         st.caption(f"A {kind} data set is scored whole.")
     st.subheader("Post-processing")
-    residual = st.selectbox("Residual", detector_class(run_method(by_name[ss["insp_run"]].path)).residuals,
-                            key="insp_residual")
+    run_cls = detector_class(run_method(by_name[ss["insp_run"]].path))
+    residual = st.selectbox("Residual", run_cls.residuals, key="insp_residual")
     smooth = st.slider("Smoothing σ (px)", 0.0, SMOOTH_MAX, step=0.5, key="insp_smooth")
-    score = st.selectbox("Image score", SCORES, key="insp_score")
+    # A method with its own image score (a latent distance) does not reduce the map: the choice would do nothing.
+    own_help = "This method's image score is its own (see the caption), not taken from the map." if run_cls.own_scores else None
+    score = st.selectbox("Image score", SCORES, key="insp_score", disabled=run_cls.own_scores, help=own_help)
     ss.setdefault("insp_topk", 1.0)
-    topk = st.number_input("Top-k %", 0.01, 100.0, step=0.5, key="insp_topk", disabled=score != "topk")
+    topk = st.number_input("Top-k %", 0.01, 100.0, step=0.5, key="insp_topk",
+                           disabled=score != "topk" or run_cls.own_scores)
 
 run = by_name[ss["insp_run"]]
 if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch

@@ -86,3 +86,31 @@ def test_kind_mismatch_note_does_not_promise_reconstructions():
 
     note = kind_mismatch("mvtec", "wafer")
     assert note.endswith("its scores (and any reconstructions) mean little here")
+
+
+def test_score_and_inspect_refuse_an_image_score_kind_for_a_latent_distance(tmp_path, tiny_config, monkeypatch,
+                                                                            capsys):
+    """A latent-kNN (or Deep SVDD) image score is its own distance: --score/--topk and Inspect's choice do nothing."""
+    from streamlit.testing.v1 import AppTest
+
+    from inspect_fixtures import make_mvtec
+
+    data = make_mvtec(tmp_path / "parts")
+    runs_dir = tmp_path / "runs"
+    monkeypatch.setenv("UDD_RUNS_DIR", str(runs_dir))
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_config))
+    assert main(["train", str(cfg), "--method", "latent-knn", "--data", str(data), "--out", str(runs_dir / "lk"),
+                 "--size", "32,32", "--epochs", "1", "--batch-size", "4", "--device", "cpu",
+                 "--precision", "float32"]) == 0
+    capsys.readouterr()
+    for extra, flag in ((["--score", "max"], "--score"), (["--topk", "5"], "--topk")):
+        assert main(["score", "lk", *extra]) == 2
+        assert f"error: {flag}: a latent-knn run scores images by its own distance" in _one_error_line(capsys)
+    assert main(["score", "lk", "--smooth", "1", "--json"]) == 0  # the map's options still apply
+    capsys.readouterr()
+    page = str(Path(__file__).resolve().parents[1] / "pages" / "inspect.py")
+    app = AppTest.from_file(page, default_timeout=60).run()
+    assert not app.exception and not app.error
+    assert app.selectbox(key="insp_score").disabled and app.number_input(key="insp_topk").disabled
+    assert not app.slider(key="insp_smooth").disabled

@@ -274,8 +274,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .inspection import inspect_run
     from .report import write_heatmaps
 
+    from .methods import detector_class, run_method
+
     size = parse_ints(args.size, 2, "--size") if args.size else None
-    insp = inspect_run(_score_run_dir(args.run), args.data, split=args.split, residual=args.residual,
+    run_dir = _score_run_dir(args.run)
+    method = run_method(run_dir)
+    if detector_class(method).own_scores and (args.score or args.topk is not None):
+        # Its image score is a latent distance, not a reduction of the map: the option would change nothing.
+        raise UsageError(f"{'--score' if args.score else '--topk'}: a {method} run scores images by its own "
+                         "distance, not from the map; leave it out (--residual and --smooth still shape the map)")
+    insp = inspect_run(run_dir, args.data, split=args.split, residual=args.residual,
                        score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, size=size,
                        threshold=args.threshold, target_fpr=args.target_fpr, batch_size=args.batch_size,
                        device=args.device, keep_recon=False)  # scores, maps and metrics only
