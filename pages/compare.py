@@ -6,6 +6,7 @@ method compare alike. All comparing is in udd_core.compare; scoring is udd_core.
 cached per (run, weights time, data, split).
 """
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -41,10 +42,13 @@ def short(name: str, data: str) -> str:
     return os.path.relpath(name, data) if name.startswith(data.rstrip("/") + "/") else name
 
 
-def diff_table(rows: list, names: list[str], key: str) -> None:
-    """Fields as rows, runs as columns; changed rows highlighted (and listed in the "changed" column)."""
+def diff_table(rows: list, names: list[str], key: str, without: Sequence[str] = ()) -> None:
+    """Fields as rows, runs as columns; changed rows highlighted (and listed in the "changed" column).
+    ``without``: runs that have no such table (no autoencoder config); they take no part in "differ"."""
     changed = [r.field for r in rows if r.changed]
-    st.caption(f"Differ: {', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''}" if changed else "No field differs.")
+    among = f" among the runs with an autoencoder config ({', '.join(without)}: {cmp.NO_CONFIG})" if without else ""
+    st.caption(f"Differ{among}: {', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''}" if changed
+               else f"No field differs{among}.")
     if ss.get("cmp_only_changed"):
         rows = [r for r in rows if r.changed]
     df = pd.DataFrame([[r.field, *r.values, r.changed] for r in rows], columns=["field", *names, "changed"])
@@ -92,7 +96,7 @@ st.subheader("Config")
 if all(s.config is None for s in sides):
     st.info(f"None of these runs has an autoencoder config ({cmp.NO_CONFIG}).")
 else:
-    diff_table(cmp.config_diff(sides), names, "cmp_config")
+    diff_table(cmp.config_diff(sides), names, "cmp_config", [n for n, s in zip(names, sides) if s.config is None])
 
 st.subheader("Shapes")
 st.caption("Each stage's output (C x H x W) at the run's input size; stages that differ between the runs "
@@ -100,7 +104,7 @@ st.caption("Each stage's output (C x H x W) at the run's input size; stages that
 if all(s.config is None for s in sides):
     st.info(f"No shapes to show: {cmp.NO_CONFIG} in these runs.")
 else:
-    diff_table(cmp.shape_rows(sides), names, "cmp_shapes")
+    diff_table(cmp.shape_rows(sides), names, "cmp_shapes", [n for n, s in zip(names, sides) if s.config is None])
 
 st.subheader("Settings")
 diff_table(cmp.settings_diff(sides), names, "cmp_settings")

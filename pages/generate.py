@@ -112,7 +112,7 @@ if not found:
 runs_by_name = {r.name: r for r in found}
 
 
-follow_focus("gen_run", list(runs_by_name), ROOT)
+follow_focus("gen_run", list(runs_by_name), ROOT, warn=asked not in no_decoder)  # said above: not "no such run"
 top = st.columns([2, 3, 1])
 name = top[0].selectbox("Run", list(runs_by_name), key="gen_run", on_change=lambda: set_focus(ss["gen_run"]),
                         format_func=lambda n: f"{n} · {run_label(runs_by_name[n])}")

@@ -70,3 +70,51 @@ def test_inspect_gallery_calls_a_map_without_reconstruction_an_anomaly_map(monke
     assert not app.exception and app.selectbox(key="insp_run").value == "tiny"
     heads = [m.value for m in app.markdown if m.value.startswith("**") and m.value.endswith("**")]
     assert "**residual**" in heads and "**reconstruction**" in heads
+
+
+def test_generate_does_not_call_a_linked_run_without_decoder_missing(monkeypatch, tmp_path):
+    """?run=BANK: the page says why it is not listed, and no longer also says "No run named BANK"."""
+    from streamlit.testing.v1 import AppTest
+
+    from inspect_fixtures import make_mvtec, make_run
+    from test_detector_consumers import fit_toy
+    from toy_detector import register
+
+    register(monkeypatch)
+    root = tmp_path / "runs"
+    data = make_mvtec(tmp_path / "parts")
+    make_run(root / "tiny", data)
+    fit_toy(root / "toy", data)
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "generate.py"), default_timeout=60)
+    app.query_params["run"] = "toy"
+    app.run()
+    assert not app.exception
+    assert "toy is a toy-mean run: it has no decoder" in " ".join(i.value for i in app.info)
+    assert not any("No run named" in w.value for w in app.warning)
+    app = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "generate.py"), default_timeout=60)
+    app.query_params["run"] = "gone"  # a truly stale link still warns
+    app.run()
+    assert any("No run named 'gone'" in w.value for w in app.warning)
+
+
+def test_compare_says_whose_config_is_missing_instead_of_no_field_differs(monkeypatch, tmp_path):
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from inspect_fixtures import make_mvtec, make_run
+
+    root = tmp_path / "runs"
+    data = make_mvtec(tmp_path / "parts")
+    make_run(root / "ae", data)
+    shutil.copytree(root / "ae", root / "bank")
+    (root / "bank" / "config.json").unlink()  # as a method without an autoencoder config stores it
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "compare.py"), default_timeout=120)
+    app.query_params["run"] = "ae"
+    app.run()
+    assert not app.exception
+    caps = [c.value for c in app.caption]
+    assert caps.count("No field differs among the runs with an autoencoder config (bank: no autoencoder config).") == 2
+    assert "No field differs." not in caps[:3]
