@@ -112,6 +112,35 @@ _EPOCH_OPTIONS = (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr
                   ("--fixed-order", "fixed_order"), ("--latent-noise", "latent_noise"))
 
 
+def _available_bytes() -> int:
+    """Memory the system can still give (MemAvailable), or 0 when unknown."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _check_memory(path: str, shape: tuple[int, int, int], per_image_features: int) -> None:
+    """Refuse a data set whose in-memory cache at this size cannot fit, before loading it (a huge --size
+    would otherwise run the machine out of memory and get the process killed, with no message)."""
+    from .data import estimate_cache_bytes
+
+    n, nbytes = estimate_cache_bytes(path, shape, split="train")
+    need, avail = nbytes + n * per_image_features, _available_bytes()
+    if avail and need > avail:
+        raise UsageError(f"--size {shape[1]},{shape[2]}: the {n} images would take {need / 2**30:.3g} GiB in memory "
+                         f"at this size, more than the {avail / 2**30:.3g} GiB available; give a smaller --size")
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -227,8 +256,10 @@ def run_train(args: argparse.Namespace) -> int:
                 raise UsageError(f"{args.config} at {h}x{w}: {e} (`{fix}` writes a config that fits)") from None
         try:  # bad method options and sizes are refused before the data loads
             cls.build(shape, options or None, config, settings.seed).check_input(shape)
+            per_image = cls.feature_bytes_per_image(shape, options or None, config)
         except ValueError as e:
             raise _option_error(e, options, args.config, (h, w)) from None
+        _check_memory(args.data, shape, per_image)
         ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
         bar.end()
         images, kept = _chosen_images(ds, settings.train_on)
