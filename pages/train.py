@@ -20,7 +20,7 @@ from udd_core.data import IMAGE_EXTS, data_kind
 from udd_core.losses import LOSSES
 from udd_core.methods import METHODS, detector_class, run_method
 from udd_core.presets import model_presets
-from udd_core.shapes import propagate
+from udd_core.shapes import propagate_image
 from udd_core.jobs import JobManager, TrainJob
 from udd_core.progress import format_eta, loss_curve
 from udd_core.settings import DEVICES, TrainSettings, training_presets
@@ -225,8 +225,17 @@ with left:
             hw = st.columns(2)
             h = hw[0].number_input("Height", 1, 8192, key="train_h", persist_state=KEEP)
             w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)
-            shape = (config.in_channels, int(h), int(w)) if config else None
-        if config is not None and not (report := propagate(config, shape)).ok:
+            shape = None
+            if config is not None:
+                # A feature AE's config holds the feature channels, not the image's: its images load as the
+                # preset's channels (gray for feature-ae), else RGB, as `udd train` does.
+                if config.input is not None or method == "feature-ae":
+                    preset = model_presets().get(ss.get("train_model_preset")) if mmode == MODEL_MODES[1] else None
+                    channels = preset.input_shape[0] if preset is not None else 3
+                else:
+                    channels = config.in_channels
+                shape = (channels, int(h), int(w))
+        if config is not None and not (report := propagate_image(config, shape, method)).ok:
             raise ValueError(report.problems[0].message)
         text = st.text_input("Method options (JSON)", key="train_options", persist_state=KEEP,
                              placeholder=OPTION_EXAMPLES.get(method, "{}"),

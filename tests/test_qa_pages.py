@@ -118,3 +118,17 @@ def test_compare_says_whose_config_is_missing_instead_of_no_field_differs(monkey
     caps = [c.value for c in app.caption]
     assert caps.count("No field differs among the runs with an autoencoder config (bank: no autoencoder config).") == 2
     assert "No field differs." not in caps[:3]
+
+
+def test_train_page_takes_the_feature_ae_preset_for_a_feature_ae(tiny_config, data, runs_dir):
+    """The feature-ae preset's config holds the 152 feature channels: the page used to build the image shape from
+    them, (152, 256, 256), and refuse every size; now the images load gray (the preset's), as `udd train` does."""
+    at = page(tiny_config, data, train_method="feature-ae", train_model_mode="Preset")
+    at.selectbox(key="train_model_preset").set_value("feature-ae").run()
+    start = next(b for b in at.button if b.label == "Start training")
+    assert not at.error and not start.disabled
+    assert any("at 1x256x256" in c.value for c in at.caption)  # the images' shape, not the features'
+    # A pixel config for the feature AE is refused before Start, naming the fix.
+    at.selectbox(key="train_model_preset").set_value("gray-tile-128").run()
+    assert "the lite0 features have 152 channels" in " ".join(e.value for e in at.error)
+    assert next(b for b in at.button if b.label == "Start training").disabled
