@@ -134,3 +134,9 @@ def test_a_size_whose_images_cannot_fit_in_memory_is_refused_before_loading(tmp_
     assert "the 8 images would take" in _one_error_line(capsys)  # 3-channel images plus backbone features
     monkeypatch.undo()
     assert cli_train._available_bytes() > 0  # this machine reports its memory
+
+
+def test_shapes_refuses_a_method_without_an_autoencoder(capsys):
+    assert main(["shapes", "gray-tile-128", "--input", "1,64,64", "--method", "memory-bank"]) == 2
+    assert "--method memory-bank: takes no autoencoder config" in _one_error_line(capsys)
+    assert main(["shapes", "gray-tile-128", "--input", "1,64,64", "--method", "dsvdd"]) == 0  # an AE underneath

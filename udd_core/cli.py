@@ -116,6 +116,11 @@ def cmd_shapes(args: argparse.Namespace) -> int:
 
         if args.method not in METHODS:
             raise UsageError(f"--method: must be one of {', '.join(METHODS)}, got {args.method!r}")
+        from .methods import detector_class
+
+        if not detector_class(args.method).uses_config:  # the memory bank: no autoencoder to propagate
+            raise UsageError(f"--method {args.method}: takes no autoencoder config, so it has no shapes to "
+                             "propagate; use an autoencoder method (autoencoder, feature-ae, dsvdd, latent-knn)")
     report = propagate_image(config, image, args.method)  # from the feature tensor for feature inputs
     if args.json:
         out = report.to_dict()  # "input" is what the AE takes: the feature tensor for a feature AE
