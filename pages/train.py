@@ -79,7 +79,8 @@ def on_model_preset() -> None:
 
 
 def on_upload() -> None:
-    ss.pop("train_upload_dir", None), ss.pop("train_upload_error", None)
+    ss.pop("train_upload_dir", None)
+    ss.pop("train_upload_error", None)
     if files := ss.get("train_upload"):
         try:
             ss["train_upload_dir"] = str(sources.save_upload([(f.name, f.getvalue()) for f in files], ROOT))
@@ -201,7 +202,9 @@ with left:
     config = shape = None
     try:
         if not method_cls.uses_config:  # a pretrained backbone sees RGB: gray images load as 3 channels
-            ss.setdefault("train_h", 256), ss.setdefault("train_w", 256)
+            # Two statements: a bare tuple here would be drawn on the page by Streamlit's "magic".
+            ss.setdefault("train_h", 256)
+            ss.setdefault("train_w", 256)
             hw = st.columns(2)
             h = hw[0].number_input("Height", 1, 8192, key="train_h", persist_state=KEEP)
             w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)

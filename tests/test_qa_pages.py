@@ -132,3 +132,9 @@ def test_train_page_takes_the_feature_ae_preset_for_a_feature_ae(tiny_config, da
     at.selectbox(key="train_model_preset").set_value("gray-tile-128").run()
     assert "the lite0 features have 152 channels" in " ".join(e.value for e in at.error)
     assert next(b for b in at.button if b.label == "Start training").disabled
+
+
+def test_no_stray_values_are_drawn_above_the_size_inputs(tiny_config, data, runs_dir):
+    """A bare `a(), b()` statement in the page was drawn by Streamlit's magic as "256 256" for the memory bank."""
+    at = page(tiny_config, data, train_method="memory-bank")
+    assert not [m.value for m in at.markdown if "`256`" in m.value or "`128`" in m.value]
