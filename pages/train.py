@@ -78,6 +78,16 @@ def on_model_preset() -> None:
     _, ss["train_h"], ss["train_w"] = model_presets()[ss["train_model_preset"]].input_shape
 
 
+def on_method() -> None:
+    """Picking the feature AE with a pixel preset in place switches to the feature-ae preset (a pixel
+    config cannot take the backbone's features: the page would open on an error)."""
+    presets = model_presets()
+    current = presets.get(ss.get("train_model_preset"))
+    if ss.get("train_method") == "feature-ae" and (current is None or current.config.input is None):
+        ss["train_model_preset"] = "feature-ae"
+        on_model_preset()
+
+
 def on_upload() -> None:
     ss.pop("train_upload_dir", None)
     ss.pop("train_upload_error", None)
@@ -193,7 +203,7 @@ with left:
     estimate = st.empty()
 
     st.subheader("2 · Method and model")
-    method = st.selectbox("Method", METHODS, key="train_method", persist_state=KEEP,
+    method = st.selectbox("Method", METHODS, key="train_method", persist_state=KEEP, on_change=on_method,
                           format_func=lambda m: f"{m} — {METHOD_NOTES.get(m, '')}".rstrip(" —"))
     method_cls = detector_class(method)
     options: dict = {}

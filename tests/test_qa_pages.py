@@ -138,3 +138,14 @@ def test_no_stray_values_are_drawn_above_the_size_inputs(tiny_config, data, runs
     """A bare `a(), b()` statement in the page was drawn by Streamlit's magic as "256 256" for the memory bank."""
     at = page(tiny_config, data, train_method="memory-bank")
     assert not [m.value for m in at.markdown if "`256`" in m.value or "`128`" in m.value]
+
+
+def test_picking_the_feature_ae_switches_a_pixel_preset_to_the_feature_ae_preset(tiny_config, data, runs_dir):
+    at = page(tiny_config, data, train_model_mode="Preset")
+    assert at.selectbox(key="train_model_preset").value == "gray-tile-128"
+    at.selectbox(key="train_method").set_value("feature-ae").run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="train_model_preset").value == "feature-ae"
+    assert (at.number_input(key="train_h").value, at.number_input(key="train_w").value) == (256, 256)
+    at.selectbox(key="train_method").set_value("dsvdd").run()  # other methods keep the preset chosen
+    assert at.selectbox(key="train_model_preset").value == "feature-ae"
