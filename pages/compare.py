@@ -16,7 +16,8 @@ import streamlit as st
 from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_stale_link, run_label
 from udd_core import compare as cmp
 from udd_core import runs
-from udd_core.data import data_kind
+from udd_core.data import data_kind, kind_mismatch
+from udd_core.methods import METHODS, detector_class
 from udd_core.inspection import inspect_run
 
 hand_over_deep_link("pages/compare.py")  # first: a deep link before app.py ever ran
@@ -113,6 +114,8 @@ st.subheader("Loss curves")
 log = st.toggle("Log scale", key="cmp_log")
 if any(s.history for s in sides):
     st.plotly_chart(go.Figure(cmp.loss_figure(sides, log)), key="cmp_loss")
+elif all(not detector_class(s.method).resumable for s in sides if s.method in METHODS):
+    st.info("These runs are fitted in one pass, with no training epochs: they have no loss curves.")
 else:
     st.info("No epoch has finished in these runs yet.")
 
@@ -142,6 +145,8 @@ with st.spinner("Scoring every run on the data set ..."):
         try:
             inspections.append(cached_inspection(str(s.path), data, split, runs.model_stamp(s.path)))
             scored.append(s.name)
+            if mismatch := kind_mismatch((s.info.get("data") or {}).get("kind"), kind):  # e.g. a wafer run on photos
+                st.warning(f"{s.name}: {mismatch}")
         except (ValueError, OSError) as e:
             st.warning(f"{s.name}: not scored ({one_line(e)}).")
 if not inspections:

@@ -149,3 +149,36 @@ def test_picking_the_feature_ae_switches_a_pixel_preset_to_the_feature_ae_preset
     assert (at.number_input(key="train_h").value, at.number_input(key="train_w").value) == (256, 256)
     at.selectbox(key="train_method").set_value("dsvdd").run()  # other methods keep the preset chosen
     assert at.selectbox(key="train_model_preset").value == "feature-ae"
+
+
+def test_compare_one_pass_runs_and_a_run_trained_on_other_data(monkeypatch, tmp_path):
+    """Two one-pass fits: no "No epoch has finished ... yet" (they never will); a run trained on wafer maps
+    scored on photos gets the same warning as on Inspect."""
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    from inspect_fixtures import make_mvtec
+    from test_detector_consumers import fit_toy
+    from toy_detector import register
+
+    register(monkeypatch)
+    monkeypatch.setattr("udd_core.methods.METHODS", (*__import__("udd_core.methods").methods.METHODS, "toy-mean"))
+    root = tmp_path / "runs"
+    data = make_mvtec(tmp_path / "parts")
+    fit_toy(root / "a", data)
+    fit_toy(root / "b", data, smooth=2.0)
+    train = json.loads((root / "b" / "train.json").read_text())
+    train["data"]["kind"] = "wafer"  # as if b had been fitted on wafer maps
+    (root / "b" / "train.json").write_text(json.dumps(train))
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "compare.py"), default_timeout=120)
+    app.query_params["run"] = "a"
+    app.run()
+    assert not app.exception
+    infos = " ".join(i.value for i in app.info)
+    assert "fitted in one pass, with no training epochs: they have no loss curves" in infos
+    assert "No epoch has finished" not in infos
+    warns = [w.value for w in app.warning]
+    assert any(w.startswith("b: the run was trained on wafer maps but these data are images") for w in warns), warns
+    assert not any(w.startswith("a: the run was trained") for w in warns)
