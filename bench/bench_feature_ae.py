@@ -37,7 +37,7 @@ from udd_core.methods.feature_ae import cache_features, feature_cache_bytes  # n
 from udd_core.metrics import compute_metrics  # noqa: E402
 from udd_core.presets import model_presets  # noqa: E402
 from udd_core.runs import read_history  # noqa: E402
-from udd_core.scoring import image_scores, smooth_map  # noqa: E402
+from udd_core.scoring import image_scores, smooth_maps  # noqa: E402
 from udd_core.settings import TrainSettings  # noqa: E402
 from udd_core.train import split_indices  # noqa: E402
 
@@ -108,7 +108,7 @@ def main() -> None:
 
     rows = []
     for sigma in [float(v) for v in args.sigmas.split(",")]:
-        maps = smooth_map(raw, sigma) if sigma > 0 else raw
+        maps = smooth_maps(raw, sigma) if sigma > 0 else raw
         for kind in ("max", "topk"):
             sc = image_scores(maps, kind, 1.0).numpy()
             m_np = maps.numpy()

@@ -6,16 +6,18 @@ method compare alike. All comparing is in udd_core.compare; scoring is udd_core.
 cached per (run, weights time, data, split).
 """
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_stale_link
+from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_stale_link, run_label
 from udd_core import compare as cmp
 from udd_core import runs
-from udd_core.data import data_kind
+from udd_core.data import data_kind, kind_mismatch
+from udd_core.methods import METHODS, detector_class
 from udd_core.inspection import inspect_run
 
 hand_over_deep_link("pages/compare.py")  # first: a deep link before app.py ever ran
@@ -41,10 +43,13 @@ def short(name: str, data: str) -> str:
     return os.path.relpath(name, data) if name.startswith(data.rstrip("/") + "/") else name
 
 
-def diff_table(rows: list, names: list[str], key: str) -> None:
-    """Fields as rows, runs as columns; changed rows highlighted (and listed in the "changed" column)."""
+def diff_table(rows: list, names: list[str], key: str, without: Sequence[str] = ()) -> None:
+    """Fields as rows, runs as columns; changed rows highlighted (and listed in the "changed" column).
+    ``without``: runs that have no such table (no autoencoder config); they take no part in "differ"."""
     changed = [r.field for r in rows if r.changed]
-    st.caption(f"Differ: {', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''}" if changed else "No field differs.")
+    among = f" among the runs with an autoencoder config ({', '.join(without)}: {cmp.NO_CONFIG})" if without else ""
+    st.caption(f"Differ{among}: {', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''}" if changed
+               else f"No field differs{among}.")
     if ss.get("cmp_only_changed"):
         rows = [r for r in rows if r.changed]
     df = pd.DataFrame([[r.field, *r.values, r.changed] for r in rows], columns=["field", *names, "changed"])
@@ -79,7 +84,7 @@ if "cmp_picked" not in ss:  # the first visit: the focus and the newest other ru
 ss["cmp_runs"] = picked
 set_focus(focus)
 st.multiselect("Runs", list(by_name), key="cmp_runs", max_selections=cmp.MAX_RUNS, on_change=on_pick,
-               format_func=lambda n: f"{n} · {by_name[n].status}, {by_name[n].epochs_done} epochs",
+               format_func=lambda n: f"{n} · {run_label(by_name[n])}",
                help="The run in focus on the other pages comes first; add up to three more.")
 names = ss["cmp_picked"] = list(ss["cmp_runs"])
 if len(names) < cmp.MIN_RUNS:
@@ -92,7 +97,7 @@ st.subheader("Config")
 if all(s.config is None for s in sides):
     st.info(f"None of these runs has an autoencoder config ({cmp.NO_CONFIG}).")
 else:
-    diff_table(cmp.config_diff(sides), names, "cmp_config")
+    diff_table(cmp.config_diff(sides), names, "cmp_config", [n for n, s in zip(names, sides) if s.config is None])
 
 st.subheader("Shapes")
 st.caption("Each stage's output (C x H x W) at the run's input size; stages that differ between the runs "
@@ -100,7 +105,7 @@ st.caption("Each stage's output (C x H x W) at the run's input size; stages that
 if all(s.config is None for s in sides):
     st.info(f"No shapes to show: {cmp.NO_CONFIG} in these runs.")
 else:
-    diff_table(cmp.shape_rows(sides), names, "cmp_shapes")
+    diff_table(cmp.shape_rows(sides), names, "cmp_shapes", [n for n, s in zip(names, sides) if s.config is None])
 
 st.subheader("Settings")
 diff_table(cmp.settings_diff(sides), names, "cmp_settings")
@@ -109,6 +114,8 @@ st.subheader("Loss curves")
 log = st.toggle("Log scale", key="cmp_log")
 if any(s.history for s in sides):
     st.plotly_chart(go.Figure(cmp.loss_figure(sides, log)), key="cmp_loss")
+elif all(not detector_class(s.method).resumable for s in sides if s.method in METHODS):
+    st.info("These runs are fitted in one pass, with no training epochs: they have no loss curves.")
 else:
     st.info("No epoch has finished in these runs yet.")
 
@@ -138,6 +145,8 @@ with st.spinner("Scoring every run on the data set ..."):
         try:
             inspections.append(cached_inspection(str(s.path), data, split, runs.model_stamp(s.path)))
             scored.append(s.name)
+            if mismatch := kind_mismatch((s.info.get("data") or {}).get("kind"), kind):  # e.g. a wafer run on photos
+                st.warning(f"{s.name}: {mismatch}")
         except (ValueError, OSError) as e:
             st.warning(f"{s.name}: not scored ({one_line(e)}).")
 if not inspections:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from pages.run_focus import focused_run, follow_focus, hand_over_deep_link, set_focus
+from pages.run_focus import focused_run, follow_focus, hand_over_deep_link, set_focus, run_label
 from udd_core import generation as gen
 from udd_core import wafer_generation as wg
 from udd_core.data import data_kind, kind_mismatch
@@ -112,10 +112,10 @@ if not found:
 runs_by_name = {r.name: r for r in found}
 
 
-follow_focus("gen_run", list(runs_by_name), ROOT)
+follow_focus("gen_run", list(runs_by_name), ROOT, warn=asked not in no_decoder)  # said above: not "no such run"
 top = st.columns([2, 3, 1])
 name = top[0].selectbox("Run", list(runs_by_name), key="gen_run", on_change=lambda: set_focus(ss["gen_run"]),
-                        format_func=lambda n: f"{n} · {runs_by_name[n].status}, {runs_by_name[n].epochs_done} epochs")
+                        format_func=lambda n: f"{n} · {run_label(runs_by_name[n])}")
 run = runs_by_name[name]
 if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch
     st.warning(f"{run.name} has not finished an epoch: its model holds barely trained weights.")

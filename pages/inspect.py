@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.run_focus import follow_focus, hand_over_deep_link, set_focus
+from pages.run_focus import follow_focus, hand_over_deep_link, set_focus, run_label
 from udd_core import runs
 from udd_core.data import data_kind
 from udd_core.export import ParityError, export_run
@@ -84,7 +84,7 @@ if follow_focus("insp_run", list(by_name), ROOT):
 with st.sidebar:
     st.subheader("Run and data")
     st.selectbox("Run", list(by_name), key="insp_run", on_change=on_run,
-                 format_func=lambda n: f"{n} — {by_name[n].status}, {by_name[n].epochs_done} epochs")
+                 format_func=lambda n: f"{n} — {run_label(by_name[n])}")
     st.text_input("Data path", key="insp_data", help="MVTec folder, folder of images or wafer .npy/.npz")
     try:
         kind = data_kind(ss["insp_data"])
@@ -95,12 +95,15 @@ with st.sidebar:
     if kind != "mvtec":
         st.caption(f"A {kind} data set is scored whole.")
     st.subheader("Post-processing")
-    residual = st.selectbox("Residual", detector_class(run_method(by_name[ss["insp_run"]].path)).residuals,
-                            key="insp_residual")
+    run_cls = detector_class(run_method(by_name[ss["insp_run"]].path))
+    residual = st.selectbox("Residual", run_cls.residuals, key="insp_residual")
     smooth = st.slider("Smoothing σ (px)", 0.0, SMOOTH_MAX, step=0.5, key="insp_smooth")
-    score = st.selectbox("Image score", SCORES, key="insp_score")
+    # A method with its own image score (a latent distance) does not reduce the map: the choice would do nothing.
+    own_help = "This method's image score is its own (see the caption), not taken from the map." if run_cls.own_scores else None
+    score = st.selectbox("Image score", SCORES, key="insp_score", disabled=run_cls.own_scores, help=own_help)
     ss.setdefault("insp_topk", 1.0)
-    topk = st.number_input("Top-k %", 0.01, 100.0, step=0.5, key="insp_topk", disabled=score != "topk")
+    topk = st.number_input("Top-k %", 0.01, 100.0, step=0.5, key="insp_topk",
+                           disabled=score != "topk" or run_cls.own_scores)
 
 run = by_name[ss["insp_run"]]
 if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch
@@ -170,7 +173,8 @@ with tab_gallery:
     panel_names = [k for k in ("input", "reconstruction", "residual", "overlay")
                    if k != "reconstruction" or insp.recon_raw is not None]  # methods without one show 3
     for h, name in zip(st.columns(len(panel_names)), panel_names):
-        h.markdown(f"**{name}**")
+        # Without a reconstruction there is no residual: the map is the method's own anomaly map.
+        h.markdown(f"**{'anomaly map' if name == 'residual' and insp.recon_raw is None else name}**")
     for i in shown[:n_show]:
         verdict = ":red[**defective**]" if pred[i] else ":green[ok]"
         st.markdown(f"`{Path(insp.names[i]).name}` · label **{insp.labels[i]}** · score {insp.scores[i]:.5g} · {verdict}")

@@ -43,17 +43,33 @@ def warn_stale_link(names: Sequence[str], root: Path, why: str = "") -> None:
         st.warning(f"No run named {asked!r} in {root}{why}.")
 
 
-def follow_focus(key: str, names: Sequence[str], root: Path) -> bool:
+def follow_focus(key: str, names: Sequence[str], root: Path, warn: bool = True) -> bool:
     """Point the page's run picker ``st.session_state[key]`` at the run in focus, keep the focus on it.
 
     The picker keeps its run while that stays valid and no other run was put in focus; else it takes
     the focus, or the first of ``names`` (non-empty). True when the picker changed (the page resets
-    what depends on the run).
+    what depends on the run). ``warn`` False: the page has already said why the run in focus is not listed.
     """
     ss, focus = st.session_state, focused_run()
-    warn_stale_link(names, root, ", or it has no saved model yet; showing another run")
+    if warn:
+        warn_stale_link(names, root, ", or it has no saved model yet; showing another run")
     changed = ss.get(key) not in names or (focus in names and focus != ss[key])
     if changed:
         ss[key] = focus if focus in names else names[0]
     set_focus(ss[key])  # a refresh or a shared link opens it again
     return changed
+
+
+def run_label(info) -> str:
+    """A run picker's "status, N epochs" (a runs.RunInfo); a method fitted in one pass (the memory bank)
+    has no epochs to count, and a method other than the autoencoder is named."""
+    from udd_core.methods import detector_class, run_method
+
+    try:
+        method = run_method(info.path)
+        one_pass = not detector_class(method).resumable
+    except ValueError:  # an unreadable or unknown method file: the page that opens it says why
+        return f"{info.status}, {info.epochs_done} epochs"
+    if one_pass:
+        return f"{info.status}, {method} (one pass)"
+    return f"{info.status}, {info.epochs_done} epochs" + ("" if method == "autoencoder" else f", {method}")

@@ -78,8 +78,19 @@ def on_model_preset() -> None:
     _, ss["train_h"], ss["train_w"] = model_presets()[ss["train_model_preset"]].input_shape
 
 
+def on_method() -> None:
+    """Picking the feature AE with a pixel preset in place switches to the feature-ae preset (a pixel
+    config cannot take the backbone's features: the page would open on an error)."""
+    presets = model_presets()
+    current = presets.get(ss.get("train_model_preset"))
+    if ss.get("train_method") == "feature-ae" and (current is None or current.config.input is None):
+        ss["train_model_preset"] = "feature-ae"
+        on_model_preset()
+
+
 def on_upload() -> None:
-    ss.pop("train_upload_dir", None), ss.pop("train_upload_error", None)
+    ss.pop("train_upload_dir", None)
+    ss.pop("train_upload_error", None)
     if files := ss.get("train_upload"):
         try:
             ss["train_upload_dir"] = str(sources.save_upload([(f.name, f.getvalue()) for f in files], ROOT))
@@ -153,7 +164,9 @@ def show_run(name: str, polled: str) -> None:
         st.info("Training is done: open the **Inspect** page to score test images with this run.")
     if snap is not None and snap.probe_input is not None:
         kind = ((runs.read_json(run_dir / runs.TRAIN_FILE, {}) or {}).get("data") or {}).get("kind", "")
-        st.caption("Probe images: input (top), reconstruction after the latest epoch (bottom)")
+        # A feature AE's probes are its residual heatmaps: features cannot be shown as pictures.
+        below = "residual heatmap" if run_method(run_dir) == "feature-ae" else "reconstruction"
+        st.caption(f"Probe images: input (top), {below} after the latest epoch (bottom)")
         st.image(sources.probe_pairs(snap.probe_input, snap.probe_recon, kind), width=128, output_format="PNG")
 
 
@@ -190,7 +203,7 @@ with left:
     estimate = st.empty()
 
     st.subheader("2 · Method and model")
-    method = st.selectbox("Method", METHODS, key="train_method", persist_state=KEEP,
+    method = st.selectbox("Method", METHODS, key="train_method", persist_state=KEEP, on_change=on_method,
                           format_func=lambda m: f"{m} — {METHOD_NOTES.get(m, '')}".rstrip(" —"))
     method_cls = detector_class(method)
     options: dict = {}
@@ -199,7 +212,9 @@ with left:
     config = shape = None
     try:
         if not method_cls.uses_config:  # a pretrained backbone sees RGB: gray images load as 3 channels
-            ss.setdefault("train_h", 256), ss.setdefault("train_w", 256)
+            # Two statements: a bare tuple here would be drawn on the page by Streamlit's "magic".
+            ss.setdefault("train_h", 256)
+            ss.setdefault("train_w", 256)
             hw = st.columns(2)
             h = hw[0].number_input("Height", 1, 8192, key="train_h", persist_state=KEEP)
             w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)
@@ -223,13 +238,16 @@ with left:
             hw = st.columns(2)
             h = hw[0].number_input("Height", 1, 8192, key="train_h", persist_state=KEEP)
             w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)
-            if config is None:
-                shape = None
-            elif config.input is not None or method == "feature-ae":  # the AE sees features; images stay pixels
-                preset = model_presets()[ss["train_model_preset"]] if mmode == MODEL_MODES[1] else None
-                shape = (preset.input_shape[0] if preset else 3, int(h), int(w))
-            else:
-                shape = (config.in_channels, int(h), int(w))
+            shape = None
+            if config is not None:
+                # A feature AE's config holds the feature channels, not the image's: its images load as the
+                # preset's channels (gray for feature-ae), else RGB, as `udd train` does.
+                if config.input is not None or method == "feature-ae":
+                    preset = model_presets().get(ss.get("train_model_preset")) if mmode == MODEL_MODES[1] else None
+                    channels = preset.input_shape[0] if preset is not None else 3
+                else:
+                    channels = config.in_channels
+                shape = (channels, int(h), int(w))
         if config is not None and not (report := propagate_image(config, shape, method)).ok:
             raise ValueError(report.problems[0].message)
         text = st.text_input("Method options (JSON)", key="train_options", persist_state=KEEP,
@@ -257,29 +275,37 @@ with left:
             estimate.error(data_error)  # shown once, here; Start stays off until the data is usable
 
     st.subheader("3 · Settings")
-    st.selectbox("Training preset", list(training_presets()), key="train_preset", on_change=on_train_preset,
-                 persist_state=KEEP, help="Fills in every setting below; edit them afterwards.")
+    if method_cls.resumable:  # presets set the training loop, which a one-pass fit does not have
+        st.selectbox("Training preset", list(training_presets()), key="train_preset", on_change=on_train_preset,
+                     persist_state=KEEP, help="Fills in every setting below; edit them afterwards.")
     c = st.columns(3)
     num = lambda i, label, *a, **kw: c[i].number_input(label, *a, persist_state=KEEP, **kw)  # noqa: E731
-    num(0, "Epochs", 1, 1_000_000, key="train_epochs")
-    num(1, "Batch size", 1, 4096, key="train_batch_size")
-    num(2, "Learning rate", 1e-7, 10.0, key="train_lr", step=1e-4, format="%g")
-    num(0, "Weight decay", 0.0, 1.0, key="train_weight_decay", step=1e-4, format="%g")
-    num(1, "LR step (epochs, 0 = off)", 0, 1_000_000, key="train_lr_step")
-    num(2, "LR gamma", 0.01, 1.0, key="train_lr_gamma", step=0.05)
-    num(0, "Validation split", 0.0, 0.9, key="train_val_split", step=0.05)
-    num(1, "Seed", 0, 2**31 - 1, key="train_seed")
-    c[2].selectbox("Loss", LOSSES, key="train_loss", persist_state=KEEP)
-    c[0].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
-    c[0].toggle("bf16 steps", key="train_amp_bf16", persist_state=KEEP,
-                help="bfloat16 autocast for the training steps where the hardware runs it natively, after a check "
-                     "that loss and gradients match float32; validation stays float32. Off: float32 throughout.")
-    num(1, "Noise patches", 0, 1000, key="train_noise_patches",
-        help="0: plain autoencoder; > 0: patches are painted on the input, the target stays clean.")
-    num(2, "Patch size min (px)", 1, 100_000, key="train_patch_min")
-    num(2, "Patch size max (px)", 1, 100_000, key="train_patch_max")
-    st.text_input("Noise pattern folder (optional)", key="train_patch_dir", persist_state=KEEP,
-                  help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
+    if not method_cls.resumable:  # one pass, no epochs: the training loop's settings would do nothing
+        st.caption(f"{method} is fitted in one pass, with no training epochs: only the validation split, "
+                   "the seed, the device and what to train on apply.")
+        num(0, "Validation split", 0.0, 0.9, key="train_val_split", step=0.05)
+        num(1, "Seed", 0, 2**31 - 1, key="train_seed")
+        c[2].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
+    else:
+        num(0, "Epochs", 1, 1_000_000, key="train_epochs")
+        num(1, "Batch size", 1, 4096, key="train_batch_size")
+        num(2, "Learning rate", 1e-7, 10.0, key="train_lr", step=1e-4, format="%g")
+        num(0, "Weight decay", 0.0, 1.0, key="train_weight_decay", step=1e-4, format="%g")
+        num(1, "LR step (epochs, 0 = off)", 0, 1_000_000, key="train_lr_step")
+        num(2, "LR gamma", 0.01, 1.0, key="train_lr_gamma", step=0.05)
+        num(0, "Validation split", 0.0, 0.9, key="train_val_split", step=0.05)
+        num(1, "Seed", 0, 2**31 - 1, key="train_seed")
+        c[2].selectbox("Loss", LOSSES, key="train_loss", persist_state=KEEP)
+        c[0].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
+        c[0].toggle("bf16 steps", key="train_amp_bf16", persist_state=KEEP,
+                    help="bfloat16 autocast for the training steps where the hardware runs it natively, after a check "
+                         "that loss and gradients match float32; validation stays float32. Off: float32 throughout.")
+        num(1, "Noise patches", 0, 1000, key="train_noise_patches",
+            help="0: plain autoencoder; > 0: patches are painted on the input, the target stays clean.")
+        num(2, "Patch size min (px)", 1, 100_000, key="train_patch_min")
+        num(2, "Patch size max (px)", 1, 100_000, key="train_patch_max")
+        st.text_input("Noise pattern folder (optional)", key="train_patch_dir", persist_state=KEEP,
+                      help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
     on = st.columns([2, 3])
     on[0].selectbox("Train on", list(TRAIN_ON), key="train_on_mode", format_func=TRAIN_ON.get, persist_state=KEEP,
                     help="Normal images: an autoencoder for detection learns only defect-free images (labels "

@@ -116,6 +116,11 @@ def cmd_shapes(args: argparse.Namespace) -> int:
 
         if args.method not in METHODS:
             raise UsageError(f"--method: must be one of {', '.join(METHODS)}, got {args.method!r}")
+        from .methods import detector_class
+
+        if not detector_class(args.method).uses_config:  # the memory bank: no autoencoder to propagate
+            raise UsageError(f"--method {args.method}: takes no autoencoder config, so it has no shapes to "
+                             "propagate; use an autoencoder method (autoencoder, feature-ae, dsvdd, latent-knn)")
     report = propagate_image(config, image, args.method)  # from the feature tensor for feature inputs
     if args.json:
         out = report.to_dict()  # "input" is what the AE takes: the feature tensor for a feature AE
@@ -171,6 +176,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--npz {args.npz}: the file name must end in .npz")
     if args.npz and Path(args.npz).exists() and not args.force:
         raise UsageError(f"--npz {args.npz}: already exists (pass --force to overwrite)")
+    args.run = str(_score_run_dir(args.run))  # a run name under $UDD_RUNS_DIR, as `udd score` and `udd export` take
     source = run_data(args.run)
     data = args.data or source.get("path")
     notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`
@@ -273,8 +279,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .inspection import inspect_run
     from .report import write_heatmaps
 
+    from .methods import detector_class, run_method
+
     size = parse_ints(args.size, 2, "--size") if args.size else None
-    insp = inspect_run(_score_run_dir(args.run), args.data, split=args.split, residual=args.residual,
+    run_dir = _score_run_dir(args.run)
+    method = run_method(run_dir)
+    if detector_class(method).own_scores and (args.score or args.topk is not None):
+        # Its image score is a latent distance, not a reduction of the map: the option would change nothing.
+        raise UsageError(f"{'--score' if args.score else '--topk'}: a {method} run scores images by its own "
+                         "distance, not from the map; leave it out (--residual and --smooth still shape the map)")
+    insp = inspect_run(run_dir, args.data, split=args.split, residual=args.residual,
                        score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, size=size,
                        threshold=args.threshold, target_fpr=args.target_fpr, batch_size=args.batch_size,
                        device=args.device, keep_recon=False)  # scores, maps and metrics only
@@ -380,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="generate new images from noised latent codes of a trained model")
-    p.add_argument("run", metavar="RUN", help="run folder, or a reference-package model folder (needs --size)")
+    p.add_argument("run", metavar="RUN", help="run folder (or a run name under $UDD_RUNS_DIR), or a reference-package "
+                   "model folder (its size from --size or the images)")
     p.add_argument("--data", metavar="PATH", help="images to start from (default: the run's training data)")
     p.add_argument("--sigma", type=float, metavar="S",
                    help="std of the Gaussian noise added to the latent code (default: the Generate page's, about "

@@ -87,11 +87,56 @@ def _method_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def _option_error(e: ValueError) -> UsageError:
-    """A method's "coreset: must be ..." as "--coreset: must be ...", the flag the user typed."""
+def _option_error(e: ValueError, options: dict, config_spec, size: tuple[int, int]) -> UsageError:
+    """A method's refusal named by what the user typed: "coreset: must be ..." as "--coreset: must be ...",
+    an --option KEY as "--option KEY: ...", the input size as "--size", anything else as the config at that size."""
     field, sep, rest = str(e).partition(": ")
     flag = next((f for f, _, name in _OPTION_FLAGS if name == field), None)
-    return UsageError(f"{flag}: {rest}" if sep and flag else f"--option {str(e)}" if sep else str(e))
+    if sep and flag:
+        return UsageError(f"{flag}: {rest}")
+    if sep and field in options:
+        return UsageError(f"--option {field}: {rest}")
+    if field.startswith("size"):  # "size 4x4: the memory-bank method needs ..."
+        return UsageError(f"--size {field[4:].strip()}: {rest}" if sep else f"--size: {e}")
+    if config_spec:  # a design that does not fit the input (shapes, feature channels)
+        return UsageError(f"{config_spec} at {size[0]}x{size[1]}: {e}")
+    return UsageError(str(e))
+
+
+# Training-loop options that a method fitted in one pass (no epochs: the memory bank) would silently ignore.
+_EPOCH_OPTIONS = (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "lr"),
+                  ("--noise-patches", "noise_patches"), ("--patch-size", "patch_size"), ("--patch-dir", "patch_dir"),
+                  ("--preset", "preset"), ("--loss", "loss"), ("--precision", "precision"),
+                  ("--fixed-order", "fixed_order"), ("--latent-noise", "latent_noise"))
+
+
+def _available_bytes() -> int:
+    """Memory the system can still give (MemAvailable), or 0 when unknown."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _check_memory(path: str, shape: tuple[int, int, int], per_image_features: int) -> None:
+    """Refuse a data set whose in-memory cache at this size cannot fit, before loading it (a huge --size
+    would otherwise run the machine out of memory and get the process killed, with no message)."""
+    from .data import estimate_cache_bytes
+
+    n, nbytes = estimate_cache_bytes(path, shape, split="train")
+    need, avail = nbytes + n * per_image_features, _available_bytes()
+    if avail and need > avail:
+        raise UsageError(f"--size {shape[1]},{shape[2]}: the {n} images would take {need / 2**30:.3g} GiB in memory "
+                         f"at this size, more than the {avail / 2**30:.3g} GiB available; give a smaller --size")
 
 
 def _interrupt(signum, frame):
@@ -166,6 +211,12 @@ def run_train(args: argparse.Namespace) -> int:
                              "unless --resume is given")
         if not cls.uses_config and args.config:
             raise UsageError(f"CONFIG: --method {method} takes no autoencoder config (got {args.config})")
+        if not cls.resumable:  # fitted in one pass: a training-loop option would be recorded but do nothing
+            given = [flag for flag, attr in _EPOCH_OPTIONS if getattr(args, attr, None) not in (None, False)]
+            if given:
+                raise UsageError(f"{given[0]}: --method {method} is fitted in one pass, with no training epochs; "
+                                 "leave out the training options (its own are --backbone, --layers, --coreset, "
+                                 "--k and --option)")
         options = _method_options(args)
         if not args.data:
             raise UsageError("--data is required (a folder of images, an MVTec folder or a wafer .npy/.npz)")
@@ -203,8 +254,10 @@ def run_train(args: argparse.Namespace) -> int:
                 raise UsageError(f"{args.config} at {h}x{w}: {e} (`{fix}` writes a config that fits)") from None
         try:  # bad method options and sizes are refused before the data loads
             cls.build(shape, options or None, config, settings.seed).check_input(shape)
+            per_image = cls.feature_bytes_per_image(shape, options or None, config)
         except ValueError as e:
-            raise _option_error(e) from None
+            raise _option_error(e, options, args.config, (h, w)) from None
+        _check_memory(args.data, shape, per_image)
         ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
         bar.end()
         images, kept = _chosen_images(ds, settings.train_on)

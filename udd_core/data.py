@@ -104,7 +104,7 @@ def kind_mismatch(trained: str | None, given: str) -> str | None:
         return None
     what = {True: "wafer maps", False: "images"}
     return (f"the run was trained on {what[trained == 'wafer']} but these data are {what[given == 'wafer']}: "
-            "its reconstructions and scores mean little here")
+            "its scores (and any reconstructions) mean little here")
 
 
 def _check_shape(input_shape) -> tuple[int, int, int]:

@@ -1,0 +1,142 @@
+"""Gaps found in a QA sweep of the command line: run names, refusals that name what the user typed."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from udd_core.cli import main
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """8 smooth grayscale 32x32 PNGs in a plain folder."""
+    rng = np.random.default_rng(0)
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(8):
+        a = (np.kron(rng.random((8, 8)), np.ones((4, 4))) * 255).astype(np.uint8)
+        Image.fromarray(a, "L").save(d / f"{i}.png")
+    return d
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+def test_generate_takes_a_run_name_under_udd_runs_dir(tmp_path, tiny_config, image_folder, monkeypatch, capsys):
+    runs_dir = tmp_path / "runs"
+    monkeypatch.setenv("UDD_RUNS_DIR", str(runs_dir))
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_config))
+    assert main(["train", str(cfg), "--data", str(image_folder), "--out", str(runs_dir / "r1"), "--size", "32,32",
+                 "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--precision", "float32"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "gen"
+    # By name, as `udd score r1` and `udd export r1` take it.
+    assert main(["generate", "r1", "-n", "2", "--out", str(out), "--sigma", "0.1"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["sample_0000.png", "sample_0001.png"]
+    capsys.readouterr()
+    assert main(["generate", "no-such-run", "-n", "1", "--out", str(tmp_path / "gen2")]) == 2
+    assert "no-such-run: no such run or model folder" in _one_error_line(capsys)
+    assert not (tmp_path / "gen2").exists()
+
+
+@pytest.mark.parametrize("extra, flag", [
+    (["--epochs", "3"], "--epochs"), (["--lr", "0.5"], "--lr"), (["--preset", "wafer"], "--preset"),
+    (["--loss", "ssim"], "--loss"), (["--noise-patches", "2"], "--noise-patches"),
+    (["--fixed-order"], "--fixed-order"), (["--batch-size", "8"], "--batch-size"),
+])
+def test_memory_bank_refuses_training_loop_options(tmp_path, image_folder, capsys, extra, flag):
+    """A one-pass fit would record these in train.json and ignore them; refused before any file is written."""
+    out = tmp_path / "mb"
+    assert main(["train", "--method", "memory-bank", "--data", str(image_folder), "--out", str(out),
+                 "--size", "32,32", *extra]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"udd train: error: {flag}: --method memory-bank is fitted in one pass"), line
+    assert not out.exists()
+
+
+def test_method_refusals_name_the_size_or_the_config_not_option(tmp_path, image_folder, tiny_config, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--method", "memory-bank", "--data", str(image_folder), "--out", str(out),
+                 "--size", "4,4"]) == 2
+    line = _one_error_line(capsys)
+    assert "--size 4x4: the memory-bank method needs at least 16x16" in line and "--option" not in line
+    # A pixel config given to the feature AE: its channels do not fit the features; the config is named.
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_config))
+    assert main(["train", str(cfg), "--method", "feature-ae", "--data", str(image_folder), "--out", str(out),
+                 "--size", "32,32"]) == 2
+    line = _one_error_line(capsys)
+    assert f"error: {cfg} at 32x32: input shape: the lite0 features have" in line and "--option" not in line
+    # An --option the method refuses is still named as the option.
+    assert main(["train", str(cfg), "--method", "dsvdd", "--data", str(image_folder), "--out", str(out),
+                 "--size", "32,32", "--option", "svdd_epochs=-1"]) == 2
+    assert "error: --option svdd_epochs: expected an integer" in _one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_kind_mismatch_note_does_not_promise_reconstructions():
+    """The note is shown for every method, most of which reconstruct nothing."""
+    from udd_core.data import kind_mismatch
+
+    note = kind_mismatch("mvtec", "wafer")
+    assert note.endswith("its scores (and any reconstructions) mean little here")
+
+
+def test_score_and_inspect_refuse_an_image_score_kind_for_a_latent_distance(tmp_path, tiny_config, monkeypatch,
+                                                                            capsys):
+    """A latent-kNN (or Deep SVDD) image score is its own distance: --score/--topk and Inspect's choice do nothing."""
+    from streamlit.testing.v1 import AppTest
+
+    from inspect_fixtures import make_mvtec
+
+    data = make_mvtec(tmp_path / "parts")
+    runs_dir = tmp_path / "runs"
+    monkeypatch.setenv("UDD_RUNS_DIR", str(runs_dir))
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_config))
+    assert main(["train", str(cfg), "--method", "latent-knn", "--data", str(data), "--out", str(runs_dir / "lk"),
+                 "--size", "32,32", "--epochs", "1", "--batch-size", "4", "--device", "cpu",
+                 "--precision", "float32"]) == 0
+    capsys.readouterr()
+    for extra, flag in ((["--score", "max"], "--score"), (["--topk", "5"], "--topk")):
+        assert main(["score", "lk", *extra]) == 2
+        assert f"error: {flag}: a latent-knn run scores images by its own distance" in _one_error_line(capsys)
+    assert main(["score", "lk", "--smooth", "1", "--json"]) == 0  # the map's options still apply
+    capsys.readouterr()
+    page = str(Path(__file__).resolve().parents[1] / "pages" / "inspect.py")
+    app = AppTest.from_file(page, default_timeout=60).run()
+    assert not app.exception and not app.error
+    assert app.selectbox(key="insp_score").disabled and app.number_input(key="insp_topk").disabled
+    assert not app.slider(key="insp_smooth").disabled
+
+
+def test_a_size_whose_images_cannot_fit_in_memory_is_refused_before_loading(tmp_path, tiny_config, image_folder,
+                                                                           monkeypatch, capsys):
+    """--size 100000,100000 used to load until the kernel killed the process (exit 137, no message)."""
+    from udd_core import cli_train
+
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_config))
+    monkeypatch.setattr(cli_train, "_available_bytes", lambda: 8 * 32 * 32 - 1)  # one byte short of the 8 images
+    out = tmp_path / "r"
+    assert main(["train", str(cfg), "--data", str(image_folder), "--out", str(out), "--size", "32,32"]) == 2
+    line = _one_error_line(capsys)
+    assert "--size 32,32: the 8 images would take" in line and "give a smaller --size" in line
+    assert not out.exists()
+    assert cli_train._available_bytes.__name__ == "<lambda>" and main(
+        ["train", "--method", "memory-bank", "--data", str(image_folder), "--out", str(out), "--size", "32,32"]) == 2
+    assert "the 8 images would take" in _one_error_line(capsys)  # 3-channel images plus backbone features
+    monkeypatch.undo()
+    assert cli_train._available_bytes() > 0  # this machine reports its memory
+
+
+def test_shapes_refuses_a_method_without_an_autoencoder(capsys):
+    assert main(["shapes", "gray-tile-128", "--input", "1,64,64", "--method", "memory-bank"]) == 2
+    assert "--method memory-bank: takes no autoencoder config" in _one_error_line(capsys)
+    assert main(["shapes", "gray-tile-128", "--input", "1,64,64", "--method", "dsvdd"]) == 0  # an AE underneath
