@@ -107,7 +107,7 @@ def _option_error(e: ValueError, options: dict, config_spec, size: tuple[int, in
 _EPOCH_OPTIONS = (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "lr"),
                   ("--noise-patches", "noise_patches"), ("--patch-size", "patch_size"), ("--patch-dir", "patch_dir"),
                   ("--preset", "preset"), ("--loss", "loss"), ("--precision", "precision"),
-                  ("--fixed-order", "fixed_order"), ("--latent-noise", "latent_noise"))
+                  ("--fixed-order", "fixed_order"))
 
 
 def _available_bytes() -> int:
