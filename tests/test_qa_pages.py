@@ -6,7 +6,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from test_page_train import data, page, runs_dir  # noqa: E402,F401  (fixtures and the page driver)
 
-LOOP = ("train_epochs", "train_lr", "train_batch_size", "train_noise_patches", "train_latent_noise")
+LOOP = ("train_epochs", "train_lr", "train_batch_size", "train_noise_patches")
 
 
 def _keys(at) -> set:
