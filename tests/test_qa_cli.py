@@ -140,3 +140,15 @@ def test_shapes_refuses_a_method_without_an_autoencoder(capsys):
     assert main(["shapes", "gray-tile-128", "--input", "1,64,64", "--method", "memory-bank"]) == 2
     assert "--method memory-bank: takes no autoencoder config" in _one_error_line(capsys)
     assert main(["shapes", "gray-tile-128", "--input", "1,64,64", "--method", "dsvdd"]) == 0  # an AE underneath
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--epochs", "1e308", "--out", "x"], "udd train: error: argument --epochs: invalid int value: '1e308'"),
+    (["generate", "r", "-n", "2.5", "--out", "x"], "udd generate: error: argument -n: invalid int value: '2.5'"),
+    (["score"], "udd score: error: the following arguments are required: RUN"),
+])
+def test_argparse_refusals_are_one_line_too(argv, needle, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert needle in _one_error_line(capsys)

@@ -176,11 +176,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--npz {args.npz}: the file name must end in .npz")
     if args.npz and Path(args.npz).exists() and not args.force:
         raise UsageError(f"--npz {args.npz}: already exists (pass --force to overwrite)")
+    size = parse_ints(args.size, 2, "--size") if args.size else None  # refused before the run is looked at
     args.run = str(_score_run_dir(args.run))  # a run name under $UDD_RUNS_DIR, as `udd score` and `udd export` take
     source = run_data(args.run)
     data = args.data or source.get("path")
     notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`
-    model = load_generator(args.run, size=parse_ints(args.size, 2, "--size") if args.size else None,
+    model = load_generator(args.run, size=size,
                            data=data, split=args.split, notices=notices)
     for note in notices:
         print(f"note: {note}", file=sys.stderr)
@@ -333,9 +334,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # --- entry point -----------------------------------------------------------------------------
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's refusals ("argument --epochs: invalid int value: '1e308'") as one line, like every other
+    refusal of udd, instead of the whole usage block first; `-h` still prints the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
-    parser = argparse.ArgumentParser(prog="udd", description="Unsupervised defect detection with convolutional autoencoders.")
+    parser = _OneLineParser(prog="udd", description="Unsupervised defect detection with convolutional autoencoders.")
     parser.add_argument("--version", action="version", version=f"udd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
