@@ -102,7 +102,7 @@ except OSError as e:
     show_error(e)
 no_decoder = {r.name: run_method(r.path) for r in listed if r not in found}
 if (asked := focused_run()) in no_decoder:
-    st.info(f"{asked} is a {no_decoder[asked]} run: it has no decoder to generate from, so it is not listed "
+    st.info(f"{asked} is a {no_decoder[asked]} run: it does not generate images, so it is not listed "
             "here. Generation needs an autoencoder run.")
 if not found:
     st.info(f"No trained autoencoder runs yet (looked in `{ROOT}`). Train a model on the **Train** page first; "

@@ -87,7 +87,7 @@ def test_cli_train_score_and_generate_on_another_method(toy, tmp_path, data, cap
     assert head == ["path", "label", "score", "verdict"]  # no MSE column for a method without reconstructions
     assert main(["generate", str(run), "-n", "2", "--sigma", "0.5", "--out", str(tmp_path / "gen")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "has no decoder to generate from" in err
+    assert err.count("\n") == 1 and "does not generate images" in err
     assert not (tmp_path / "gen").exists()
 
 

@@ -168,5 +168,5 @@ def test_a_run_without_a_decoder_is_not_offered_and_says_why(runs_dir, monkeypat
     app.session_state["udd_run"] = "toy"  # the run in focus on another page
     app.run()
     assert not app.exception and not app.error
-    assert "toy is a toy-mean run: it has no decoder to generate from" in " ".join(i.value for i in app.info)
+    assert "toy is a toy-mean run: it does not generate images" in " ".join(i.value for i in app.info)
     assert [o.split(" ")[0] for o in app.selectbox(key="gen_run").options] == ["tiny"]

@@ -90,7 +90,7 @@ def test_generate_does_not_call_a_linked_run_without_decoder_missing(monkeypatch
     app.query_params["run"] = "toy"
     app.run()
     assert not app.exception
-    assert "toy is a toy-mean run: it has no decoder" in " ".join(i.value for i in app.info)
+    assert "toy is a toy-mean run: it does not generate" in " ".join(i.value for i in app.info)
     assert not any("No run named" in w.value for w in app.warning)
     app = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "generate.py"), default_timeout=60)
     app.query_params["run"] = "gone"  # a truly stale link still warns

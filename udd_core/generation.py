@@ -40,12 +40,12 @@ MAX_SAMPLES = 10_000  # more is a typo, not a request
 # --- loading ---------------------------------------------------------------------------------
 
 def require_decoder(path: Union[str, Path]) -> None:
-    """Refuse, in one line, a run whose method has no decoder to turn noised latent codes into images."""
+    """Refuse, in one line, a run whose method does not generate (no decoder, or one that only serves its score)."""
     from .methods import detector_class, run_method
 
     method = run_method(path)
     if not detector_class(method).generates:
-        raise ValueError(f"{path}: a {method} run has no decoder to generate from; "
+        raise ValueError(f"{path}: a {method} run does not generate images; "
                          "generation needs an autoencoder run")
 
 
