@@ -9,7 +9,6 @@ in callbacks (or at the top of the run, before any widget exists), never the oth
 """
 import json
 import warnings
-from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
@@ -19,7 +18,7 @@ from udd_core import architecture as arch
 from udd_core.config import MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, parse_config
 from udd_core.feature_input import BACKBONES, DEFAULT_POOL, MAX_POOL, FeatureInput, describe_input, parse_input
 from udd_core.presets import model_presets
-from udd_core.shapes import ShapeError, ae_input_shape, propagate_image
+from udd_core.shapes import ShapeError, ae_input_shape, image_channels, propagate_image
 
 hand_over_deep_link("pages/design.py")  # first: a deep link before app.py ever ran
 
@@ -71,8 +70,7 @@ def set_config(config: AEConfig, shape=None) -> None:
     """Make `config` the design (a pixel AE's image channels follow it) and rewrite every widget from it."""
     c, h, w = shape or ss[SHAPE]
     ss[CONFIG] = config.to_dict()
-    # A feature AE's channels are the backbone's; the images stay gray or RGB.
-    ss[SHAPE] = (config.in_channels if config.input is None else (c if c in (1, 3) else 3), h, w)
+    ss[SHAPE] = (image_channels(config, preferred=c), h, w)  # a feature AE's images stay gray or RGB
     ss.pop("design_json_error", None)
     ss["design_editor_version"] = ss.get("design_editor_version", 0) + 1
     sync_widgets(overwrite=True)
@@ -116,10 +114,8 @@ def on_blocks() -> None:
 
 def on_input() -> None:
     """Pixels or backbone features: the AE's first and last channels follow the new input, paddings are re-solved."""
-    config = current()
-    if ss["design_input_kind"] == INPUT_KINDS[0]:
-        config = arch.set_image_channels(replace(config, input=None), ss[SHAPE][0])
-    else:
+    spec = None
+    if ss["design_input_kind"] == INPUT_KINDS[1]:
         try:
             spec = parse_input({"kind": "features", "backbone": ss["design_backbone"],
                                 "layers": list(ss["design_layers"]), "pool": int(ss["design_pool"])})
@@ -127,8 +123,7 @@ def on_input() -> None:
             ss["design_notice"] = ("error", str(e))
             sync_widgets(overwrite=True)
             return
-        config = arch.set_image_channels(replace(config, input=spec), spec.channels)
-    set_config(solved(config))
+    set_config(solved(arch.with_input(current(), spec, ss[SHAPE][0])))
 
 
 def on_shape() -> None:

@@ -20,7 +20,7 @@ from udd_core.data import IMAGE_EXTS, data_kind
 from udd_core.losses import LOSSES
 from udd_core.methods import METHODS, detector_class, run_method
 from udd_core.presets import model_presets
-from udd_core.shapes import propagate_image
+from udd_core.shapes import image_channels, propagate_image
 from udd_core.jobs import JobManager, TrainJob
 from udd_core.progress import format_eta, loss_curve
 from udd_core.settings import DEVICES, TrainSettings, training_presets
@@ -34,11 +34,6 @@ POLL_S, DISK_POLL_S = 1.0, 2.0  # live job / a run trained by another process (s
 DATA_MODES, MODEL_MODES = ("Sample / shared", "Path", "Upload"), ("Design page", "Preset", "Config file")
 TRAIN_ON = {"normal": "Normal images (detection)", "all": "All images (generation)", "classes": "Chosen classes"}
 KEEP = "session"  # widget values survive a visit to another page
-METHOD_NOTES = {"autoencoder": "the pixel autoencoder of the config", "memory-bank": "pretrained features, no training",
-                "feature-ae": "an autoencoder on pretrained features", "dsvdd": "Deep SVDD on the AE's encoder",
-                "latent-knn": "distance to the training latent codes"}
-OPTION_EXAMPLES = {"memory-bank": '{"coreset": 0.1, "k": 1}', "dsvdd": '{"svdd_epochs": 20}',
-                   "latent-knn": '{"k": 1}'}
 ss = st.session_state
 
 
@@ -164,8 +159,7 @@ def show_run(name: str, polled: str) -> None:
         st.info("Training is done: open the **Inspect** page to score test images with this run.")
     if snap is not None and snap.probe_input is not None:
         kind = ((runs.read_json(run_dir / runs.TRAIN_FILE, {}) or {}).get("data") or {}).get("kind", "")
-        # A feature AE's probes are its residual heatmaps: features cannot be shown as pictures.
-        below = "residual heatmap" if run_method(run_dir) == "feature-ae" else "reconstruction"
+        below = detector_class(run_method(run_dir)).probe_label
         st.caption(f"Probe images: input (top), {below} after the latest epoch (bottom)")
         st.image(sources.probe_pairs(snap.probe_input, snap.probe_recon, kind), width=128, output_format="PNG")
 
@@ -204,7 +198,7 @@ with left:
 
     st.subheader("2 · Method and model")
     method = st.selectbox("Method", METHODS, key="train_method", persist_state=KEEP, on_change=on_method,
-                          format_func=lambda m: f"{m} — {METHOD_NOTES.get(m, '')}".rstrip(" —"))
+                          format_func=lambda m: f"{m} — {detector_class(m).summary}")
     method_cls = detector_class(method)
     options: dict = {}
     mmode = st.radio("Config", MODEL_MODES[0 if design_config and design_shape else 1:], key="train_model_mode",
@@ -238,24 +232,17 @@ with left:
             hw = st.columns(2)
             h = hw[0].number_input("Height", 1, 8192, key="train_h", persist_state=KEEP)
             w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)
-            shape = None
-            if config is not None:
-                # A feature AE's config holds the feature channels, not the image's: its images load as the
-                # preset's channels (gray for feature-ae), else RGB, as `udd train` does.
-                if config.input is not None or method == "feature-ae":
-                    preset = model_presets().get(ss.get("train_model_preset")) if mmode == MODEL_MODES[1] else None
-                    channels = preset.input_shape[0] if preset is not None else 3
-                else:
-                    channels = config.in_channels
-                shape = (channels, int(h), int(w))
+            preset = model_presets().get(ss.get("train_model_preset")) if mmode == MODEL_MODES[1] else None
+            shape = None if config is None else (
+                image_channels(config, method, preset.input_shape[0] if preset else None), int(h), int(w))
         if config is not None and not (report := propagate_image(config, shape, method)).ok:
             raise ValueError(report.problems[0].message)
         text = st.text_input("Method options (JSON)", key="train_options", persist_state=KEEP,
-                             placeholder=OPTION_EXAMPLES.get(method, "{}"),
+                             placeholder=method_cls.option_example,
                              help="The method's own settings; empty: its defaults. See the README's table of methods.")
         options = json.loads(text) if text.strip() else {}
         if not isinstance(options, dict):
-            raise ValueError("method options: give a JSON object, e.g. " + OPTION_EXAMPLES.get(method, "{}"))
+            raise ValueError("method options: give a JSON object, e.g. " + method_cls.option_example)
     except json.JSONDecodeError as e:
         st.error(f"method options: not JSON ({e.msg} at character {e.pos})")
         shape = None

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional
 import plotly.graph_objects as go
 
 from .config import AEConfig, ConfigError, pad_pair
+from .feature_input import FeatureInput
 from .shapes import ShapeReport
 
 # A latent with this many numbers per input number (or more) can simply copy the image through.
@@ -123,6 +124,12 @@ def set_image_channels(config: AEConfig, channels: int) -> AEConfig:
     first, last = config.block_size_in[0], config.block_size_out[-1]
     return replace(config, block_size_in=((channels, *first[1:]),) + config.block_size_in[1:],
                    block_size_out=config.block_size_out[:-1] + ((*last[:2], channels),))
+
+
+def with_input(config: AEConfig, spec: Optional[FeatureInput], image_channels: int) -> AEConfig:
+    """The config reconstructing the pixels of `image_channels`-channel images (`spec` None) or the backbone
+    features `spec` describes: the first encoder input and last decoder output follow its channels."""
+    return set_image_channels(replace(config, input=spec), image_channels if spec is None else spec.channels)
 
 
 # --- shape tables and totals -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from .model import build_model
 from .progress import ProgressLine
 from .runs import is_empty_dir, read_history, read_json
 from .settings import TrainSettings, training_presets
+from .shapes import image_channels
 from .losses import check_loss_fits
 from .train import training_images
 
@@ -240,12 +241,7 @@ def run_train(args: argparse.Namespace) -> int:
             h, w = preset_shape[1:]
         else:
             h, w = (26, 26) if kind == "wafer" else (256, 256)
-        # Methods without a config see images through a pretrained RGB backbone: gray images load as 3 channels.
-        # A feature AE's config holds the feature channels, not the image's: its images load as the
-        # preset's channels (gray for feature-ae), else RGB, like the methods without a config.
-        features = config is not None and (config.input is not None or method == "feature-ae")
-        channels = (preset_shape[0] if preset_shape else 3) if features else config.in_channels if config else 3
-        shape = (channels, h, w)
+        shape = (image_channels(config, method, preset_shape[0] if preset_shape else None), h, w)
         if config is not None and method == "autoencoder":
             try:  # refuse a non-mirroring design before spending time on the data
                 build_model(config, shape)

@@ -292,6 +292,18 @@ def input_spec(config: Any, method: Optional[str] = None) -> Optional[FeatureInp
     return FeatureInput()
 
 
+def image_channels(config: Any = None, method: Optional[str] = None, preferred: Optional[int] = None) -> int:
+    """Channels of the images a run of `config` under `method` loads.
+
+    A pixel AE's are its config's. An AE on backbone features (and a method with no config at all)
+    sees images through the RGB backbone: `preferred` when it takes it (gray 1 or RGB 3), else 3.
+    The CLI, the Train page and the Design page all ask here, so they load the same images.
+    """
+    if config is not None and input_spec(config, method) is None:
+        return parse_config(config).in_channels
+    return preferred if preferred in (1, 3) else 3
+
+
 def ae_input_shape(config: Any, image_shape: tuple[int, int, int], method: Optional[str] = None) -> Shape:
     """The AE's input (C, H, W) for images of `image_shape`: the image, or the backbone's feature tensor."""
     spec = input_spec(config, method)

@@ -41,6 +41,7 @@ class AutoencoderDetector(Detector):
     generates = True
     resumable = True
     uses_config = True
+    summary = "the pixel autoencoder of the config"
 
     def __init__(self, model: AutoEncoder):
         self.model = model

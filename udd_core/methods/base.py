@@ -46,6 +46,9 @@ class Detector(ABC):
     own_scores: ClassVar[bool] = False  # True when image scores come from `image_scores`, not the map
     resumable: ClassVar[bool] = False  # True when `fit(..., resume=True)` continues a stopped fit
     uses_config: ClassVar[bool] = False  # True when `build` needs an autoencoder config (AEConfig)
+    summary: ClassVar[str] = ""  # a few words for the Train page's method choice
+    option_example: ClassVar[str] = "{}"  # its options as JSON, the Train page's placeholder
+    probe_label: ClassVar[str] = "reconstruction"  # what its training probes show under each input
 
     input_shape: tuple[int, int, int]  # (C, H, W) of the images it takes
 

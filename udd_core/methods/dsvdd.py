@@ -87,6 +87,8 @@ class DeepSVDDDetector(AEBackedDetector):
     """Pretrained AE, then a one-class encoder; the image score is the squared distance to c."""
 
     method = "dsvdd"
+    summary = "Deep SVDD on the AE's encoder"
+    option_example = '{"svdd_epochs": 100}'
     # Weight decay 1e-6 and eps 0.1 are Ruff et al.'s; 100 epochs at Adam 1e-3 were the best of
     # {30, 100} x {1e-4, 1e-3} on digits classes 0-4 (bench/bench_dsvdd.py, bench/RESULTS.md).
     weight_file = SVDD_FILE

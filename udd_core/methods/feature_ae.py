@@ -135,6 +135,9 @@ class FeatureAEDetector(Detector):
 
     method = "feature-ae"
     residuals = RESIDUALS
+    summary = "an autoencoder on pretrained features"
+    option_example = '{"smooth_sigma": 8, "score": "topk"}'
+    probe_label = "residual heatmap"  # features cannot be shown as pictures
     generates = False  # its decoder makes features, not images
     resumable = True  # the AE continues from last.safetensors; the features are recomputed
     uses_config = True  # the AE design, with its "input" field

@@ -98,6 +98,8 @@ class MemoryBankDetector(Detector):
 
     method = NAME
     residuals = ("knn",)
+    summary = "pretrained features, no training"
+    option_example = '{"coreset": 0.01, "k": 1}'
 
     def __init__(self, input_shape: tuple[int, int, int], options: dict, seed: int = 0,
                  bank: Optional[torch.Tensor] = None, stats: Optional[dict] = None):
