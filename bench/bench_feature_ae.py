@@ -1,6 +1,6 @@
 """Benchmark: the feature autoencoder (method feature-ae) on the magnetic-tile photos at 256x256.
 
-Run:   .venv/bin/python bench/bench_feature_ae.py                       (the feature-ae preset, RESULTS.md's figures)
+Run:   .venv/bin/python bench/bench_feature_ae.py                       (the feature-ae model and training presets: RESULTS.md)
        .venv/bin/python bench/bench_feature_ae.py --config my.json --epochs 20 --lr 3e-3
        .venv/bin/python bench/bench_feature_ae.py --quick               (a smoke run: a few images, meaningless numbers)
 
@@ -33,12 +33,12 @@ from bench_quality import DATA, check_data, fmt, stratified_half  # noqa: E402
 from udd_core.config import load_config  # noqa: E402
 from udd_core.data import load_dataset  # noqa: E402
 from udd_core.methods import detector_class  # noqa: E402
-from udd_core.methods.feature_ae import cache_features, feature_cache_bytes  # noqa: E402
+from udd_core.feeds import cache_features, feature_cache_bytes  # noqa: E402
 from udd_core.metrics import compute_metrics  # noqa: E402
 from udd_core.presets import model_presets  # noqa: E402
 from udd_core.runs import read_history  # noqa: E402
 from udd_core.scoring import image_scores, smooth_maps  # noqa: E402
-from udd_core.settings import TrainSettings  # noqa: E402
+from udd_core.settings import training_presets  # noqa: E402
 from udd_core.train import split_indices  # noqa: E402
 
 
@@ -51,9 +51,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA, help="magnetic-tile folder (MVTec layout)")
     ap.add_argument("--config", default="feature-ae", help="config file or model preset name (default feature-ae)")
     ap.add_argument("--size", type=int, default=256, help="image side (default 256)")
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=None, help="default: the feature-ae training preset's")
+    ap.add_argument("--lr", type=float, default=None, help="default: the feature-ae training preset's")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the feature-ae training preset's")
     ap.add_argument("--error", default="channel", choices=("channel", "plain"), help="the map's channel weighting")
     ap.add_argument("--sigmas", default="0,4,8", help="Gaussian smoothing of the maps to compare (px)")
     ap.add_argument("--seed", type=int, default=0)
@@ -86,8 +86,12 @@ def main() -> None:
     images = tr.images[itr]
     log(f"loaded {len(images)} train and {len(ite)} test photos at {args.size}x{args.size}")
 
-    settings = TrainSettings(epochs=epochs, batch_size=args.batch_size, lr=args.lr, betas=(0.9, 0.999),
-                             lr_step=max(1, epochs // 3), lr_gamma=0.5, seed=args.seed, device="cpu", n_probe=0)
+    # the "feature-ae" training preset (what `udd train --preset feature-ae` and the Train page use);
+    # --epochs / --lr / --batch-size override it, the halving schedule keeping its three steps
+    base = training_presets()["feature-ae"]
+    epochs = epochs or base.epochs
+    settings = base.replace(epochs=epochs, batch_size=args.batch_size or base.batch_size, lr=args.lr or base.lr,
+                            lr_step=max(1, epochs // 3), seed=args.seed, device="cpu", n_probe=0)
     det = detector_class("feature-ae").build(size, {"error": args.error}, config, args.seed)
     log(f"features {det.model.input_shape}, float16 cache of the {len(images)} training photos: "
         f"{feature_cache_bytes(det.spec, size, len(images)) / 2**20:.0f} MiB")
@@ -116,7 +120,7 @@ def main() -> None:
             held = compute_metrics(sc[~pick], [v for v, k in zip(labels, ~pick) if k], m_np[~pick], masks[~pick])
             rows.append((sigma, kind, sel, held, sc, m_np))
     best = max(rows, key=lambda r: (r[2].image_auroc or 0) + (r[2].pixel_auroc or 0))
-    print(f"\nfeature-ae {args.config}, error {args.error}, {epochs} epochs, lr {args.lr}, batch {args.batch_size}; "
+    print(f"\nfeature-ae {args.config}, error {args.error}, {epochs} epochs, lr {settings.lr}, batch {settings.batch_size}; "
           f"fit {fit_s:.1f} s (epochs {epochs_s:.1f} s), scoring {score_s:.1f} s, "
           f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB, load {load()}\n")
     print("| smoothing | score | selection: img AUROC | pix AUROC | AUPRO | held-out: img AUROC | pix AUROC | AUPRO |")

@@ -5,6 +5,8 @@ Run:   .venv/bin/python bench/bench_memory_bank.py             (the detector's d
        .venv/bin/python bench/bench_memory_bank.py --search    (the choice of layers, coreset ratio, k and
                                                                smoothing, made on the selection half only)
        .venv/bin/python bench/bench_memory_bank.py --quick     (a smoke run on a few photos at 64x64)
+       .venv/bin/python bench/bench_memory_bank.py --layer-study   (the detector with each of LAYER_STUDY's
+                                                               options: how the context layers were chosen)
 
 All 760 train/good photos are the bank's source, all 584 test photos are scored, at 256x256 gray.
 Metrics: `udd_core.metrics.compute_metrics` (image AUROC, pixel AUROC, AUPRO per defect type).
@@ -23,6 +25,7 @@ import math  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -50,6 +53,16 @@ LAYER_SETS = {"s8+s16": ("s8", "s16"), "s8+stage4": ("s8", "stage4"), "s8+stage4
 GRID = [("s8+s16", "greedy", 0.01), ("s8+s16", "random", 0.01), ("s8+stage4", "greedy", 0.01),
         ("s8+stage4", "random", 0.01), ("s8+s16", "greedy", 0.03), ("s8+stage4+s16", "greedy", 0.01)]
 KS = (1, 3)
+FIRST_DEFAULTS = {"coreset": 0.01, "smooth_sigma": 4.0}  # the first session's, which --border-study studied
+# --layer-study: the product detector with these options, judged on the selection half. The first is the
+# previous default (PatchCore's stride-8 + stride-16 pair); the last is the current default.
+LAYER_STUDY = [
+    {"layers": ["s8", "s16"], "coreset": 0.01, "smooth_sigma": 4.0},
+    {"layers": ["s8", "s16"], "coreset": 0.05, "smooth_sigma": 8.0},
+    {"layers": ["stage6", "s32"], "coreset": 1.0, "smooth_sigma": 8.0},
+    {"layers": ["s16", "stage6", "s32"], "coreset": 0.05, "smooth_sigma": 8.0},
+    {"layers": ["s16", "stage6", "s32"], "coreset": 0.1, "smooth_sigma": 8.0},
+]
 SIGMAS = (0.0, 2.0, 4.0, 8.0)
 
 
@@ -109,6 +122,62 @@ def run_default(args, train, test, labels, masks, pick) -> None:
     print("\n### All test photos\n\n" + table(scores, maps, labels, masks, np.ones(n, bool)))
     print("\n### Selection half\n\n" + table(scores, maps, labels, masks, pick))
     print("\n### Held-out half (not used for any choice)\n\n" + table(scores, maps, labels, masks, ~pick))
+    print("\n### Where the pooled pixel AUROC is lost (all test photos)\n\n" + pixel_breakdown(maps, labels, masks))
+
+
+def pixel_breakdown(maps: np.ndarray, labels: list, masks: np.ndarray, n: int = 200_000) -> str:
+    """Pixel AUROC of each type's defect pixels against the normal pixels of each type's photos.
+
+    The pooled pixel AUROC mixes every photo's normal pixels; this shows which of them outscore which
+    defects (at most `n` seeded samples per group: an AUROC to about +-0.003).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    lab, rng = np.asarray(labels), np.random.default_rng(0)
+    types = sorted(set(labels) - {"good"})
+
+    def sample(a: np.ndarray) -> np.ndarray:
+        return a if len(a) <= n else rng.choice(a, n, replace=False)
+
+    pos = {t: sample(maps[lab == t][masks[lab == t] > 0]) for t in types}
+    neg = {t: sample(maps[lab == t][masks[lab == t] == 0]) for t in ["good", *types]}
+    total = sum(int((masks[lab == t] > 0).sum()) for t in types)
+    rows = ["| defect pixels of (share) | " + " | ".join(f"vs normal pixels of {t}" for t in neg) + " |",
+            "| --- |" + " --- |" * len(neg)]
+    for t in types:
+        share = (masks[lab == t] > 0).sum() / total
+        cells = [fmt(roc_auc_score(np.r_[np.ones(len(pos[t])), np.zeros(len(v))], np.r_[pos[t], v])) for v in neg.values()]
+        rows.append(f"| {t} ({share:.1%}) | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def run_layer_study(args, train, test, labels, masks, pick) -> None:
+    """Each LAYER_STUDY option set through the detector itself: fit on all train photos, score all test photos."""
+    rows = []
+    for opts in LAYER_STUDY:
+        det = detector_class("memory-bank").build((1, args.size, args.size), opts, None, args.seed)
+        t = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="udd_bank_") as tmp:
+            det.fit(train, None, None, tmp, stop_event=threading.Event())
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        maps = torch.cat([smooth_maps(det.anomaly_maps(to_tensor(test[s:s + args.batch])).maps, opts["smooth_sigma"])
+                          for s in range(0, len(test), args.batch)])  # (N, H, W)
+        score_s = time.perf_counter() - t
+        sc, mp = image_scores(maps, "max").numpy(), maps.numpy()
+        _, h, w = det.feature_shape()
+        cells = []
+        for keep in (pick, ~pick):
+            m = compute_metrics(sc[keep], [v for v, k in zip(labels, keep) if k], mp[keep], masks[keep])
+            cells.append(f"{fmt(m.image_auroc)} / {fmt(m.pixel_auroc)} / {fmt(m.aupro)}")
+        rows.append(f"| {'+'.join(opts['layers'])} | {h}x{w} | {opts['coreset']:g} ({len(det.bank)}) | "
+                    f"{opts['smooth_sigma']:g} | {cells[0]} | {cells[1]} | {fit_s:.0f} + {score_s:.0f} |")
+        log(rows[-1])
+    print(f"\n## memory-bank layer study on magnetic_tile ({args.size}x{args.size}), k 1, image score = max\n")
+    print("| layers | grid | coreset (bank) | sigma | selection img / pix AUROC / AUPRO | "
+          "held-out img / pix AUROC / AUPRO | fit + scoring s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n".join(rows))
 
 
 def union_features(images: np.ndarray, size: int, batch: int) -> torch.Tensor:
@@ -212,7 +281,7 @@ def run_search(args, train, test, labels, masks, pick) -> None:
 def run_border_study(args, labels, masks, pick) -> None:
     """Image score = max of the smoothed map with a border of 0..3 patches (8 px each) left out.
 
-    Uses the --cache features of a --search run and the default bank (s8+s16, greedy coreset).
+    Uses the --cache features of a --search run and the first session's default bank (s8+s16, 1% greedy coreset).
     """
     from safetensors.torch import load_file
 
@@ -220,13 +289,13 @@ def run_border_study(args, labels, masks, pick) -> None:
     data = load_file(str(args.cache / f"union_{size}.safetensors"))
     cols = channel_slice("s8+s16")
     x = data["train"][:, :, cols].reshape(-1, len(cols))
-    bank = x[greedy_coreset(x, DEFAULTS["coreset"], proj_dim=DEFAULTS["proj_dim"], seed=args.seed).indices]
+    bank = x[greedy_coreset(x, FIRST_DEFAULTS["coreset"], proj_dim=DEFAULTS["proj_dim"], seed=args.seed).indices]
     fte = data["test"]
     _, h, w = bb.feature_shape((1, size, size), UNION)
     d = knn_k(fte[:, :, cols].reshape(-1, len(cols)), bank, 1)[:, 0].reshape(len(fte), 1, h, w)
     up = torch.nn.functional.interpolate(d, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
-    m = smooth_maps(up, DEFAULTS["smooth_sigma"])
-    print(f"\n## border study ({size}x{size}, bank {len(bank)}, sigma {DEFAULTS['smooth_sigma']})\n")
+    m = smooth_maps(up, FIRST_DEFAULTS["smooth_sigma"])
+    print(f"\n## border study ({size}x{size}, bank {len(bank)}, sigma {FIRST_DEFAULTS['smooth_sigma']})\n")
     print("| border left out of the image score | selection img AUROC | held-out img AUROC | all img AUROC |")
     print("| --- | --- | --- | --- |")
     for border in (0, 1, 2, 3):
@@ -253,6 +322,7 @@ def main() -> None:
     ap.add_argument("--sigma", type=float, default=None)
     ap.add_argument("--layers", default=None, help="comma-separated, e.g. s8,s16")
     ap.add_argument("--border-study", action="store_true", help="with --cache: image score without the border")
+    ap.add_argument("--layer-study", action="store_true", help="the detector with each of LAYER_STUDY's options")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--cache", type=Path, default=None, help="--search: keep/reuse the backbone features here")
     ap.add_argument("--seed", type=int, default=0)
@@ -281,8 +351,9 @@ def main() -> None:
     if args.border_study:
         run_border_study(args, labels, masks, pick)
         return
-    import tempfile
-
+    if args.layer_study:
+        run_layer_study(args, train, test, labels, masks, pick)
+        return
     with tempfile.TemporaryDirectory(prefix="udd_bank_") as tmp:
         args.work = args.work or Path(tmp)
         run_default(args, train, test, labels, masks, pick)

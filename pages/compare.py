@@ -114,7 +114,7 @@ st.subheader("Loss curves")
 log = st.toggle("Log scale", key="cmp_log")
 if any(s.history for s in sides):
     st.plotly_chart(go.Figure(cmp.loss_figure(sides, log)), key="cmp_loss")
-elif all(not detector_class(s.method).resumable for s in sides if s.method in METHODS):
+elif all(not detector_class(s.method).trains_epochs for s in sides if s.method in METHODS):
     st.info("These runs are fitted in one pass, with no training epochs: they have no loss curves.")
 else:
     st.info("No epoch has finished in these runs yet.")

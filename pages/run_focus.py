@@ -67,7 +67,7 @@ def run_label(info) -> str:
 
     try:
         method = run_method(info.path)
-        one_pass = not detector_class(method).resumable
+        one_pass = not detector_class(method).trains_epochs
     except ValueError:  # an unreadable or unknown method file: the page that opens it says why
         return f"{info.status}, {info.epochs_done} epochs"
     if one_pass:

@@ -74,13 +74,15 @@ def on_model_preset() -> None:
 
 
 def on_method() -> None:
-    """Picking the feature AE with a pixel preset in place switches to the feature-ae preset (a pixel
-    config cannot take the backbone's features: the page would open on an error)."""
-    presets = model_presets()
-    current = presets.get(ss.get("train_model_preset"))
-    if ss.get("train_method") == "feature-ae" and (current is None or current.config.input is None):
-        ss["train_model_preset"] = "feature-ae"
+    """A method that cannot use the model preset in place (the feature AE and a pixel preset) switches to
+    its own: the page would otherwise open on an error."""
+    current = model_presets().get(ss.get("train_model_preset"))
+    if name := detector_class(ss["train_method"]).preferred_preset(current.config if current else None):
+        ss["train_model_preset"] = name
         on_model_preset()
+        if name in training_presets():  # its recipe too (the feature AE's epochs and rate)
+            ss["train_preset"] = name
+            on_train_preset()
 
 
 def on_upload() -> None:
@@ -123,7 +125,7 @@ def show_run(name: str, polled: str) -> None:
     if alive:
         steps = max(snap.steps_per_epoch, 1)
         done = (max(snap.epoch - 1, 0) + snap.step / steps) / max(snap.epochs, 1)
-        if job.model is None:  # a method without epochs (memory bank): its phase and its steps
+        if not job.detector.trains_epochs:  # fitted in one pass (memory bank): its phase and its steps
             st.progress(min(snap.step / steps, 1.0), text=f"{snap.message} · {snap.step}/{snap.steps_per_epoch}"
                         f" · ETA {format_eta(snap.eta_s)}")
         else:
@@ -262,12 +264,12 @@ with left:
             estimate.error(data_error)  # shown once, here; Start stays off until the data is usable
 
     st.subheader("3 · Settings")
-    if method_cls.resumable:  # presets set the training loop, which a one-pass fit does not have
+    if method_cls.trains_epochs:  # presets set the training loop, which a one-pass fit does not have
         st.selectbox("Training preset", list(training_presets()), key="train_preset", on_change=on_train_preset,
                      persist_state=KEEP, help="Fills in every setting below; edit them afterwards.")
     c = st.columns(3)
     num = lambda i, label, *a, **kw: c[i].number_input(label, *a, persist_state=KEEP, **kw)  # noqa: E731
-    if not method_cls.resumable:  # one pass, no epochs: the training loop's settings would do nothing
+    if not method_cls.trains_epochs:  # one pass, no epochs: the training loop's settings would do nothing
         st.caption(f"{method} is fitted in one pass, with no training epochs: only the validation split, "
                    "the seed, the device and what to train on apply.")
         num(0, "Validation split", 0.0, 0.9, key="train_val_split", step=0.05)

@@ -13,7 +13,8 @@ from udd_core.cli import main as cli_main
 from udd_core.config import ConfigError, parse_config
 from udd_core.feature_input import BACKBONES, FeatureInput, cache_bytes, feature_shape, parse_input
 from udd_core.methods import detector_class, load_detector
-from udd_core.methods.feature_ae import STATS_FILE, feature_cache_bytes
+from udd_core.feeds import feature_cache_bytes
+from udd_core.methods.feature_ae import STATS_FILE
 from udd_core.model import build_model
 from udd_core.presets import model_presets
 from udd_core.shapes import ShapeError, ae_input_shape, propagate_image
@@ -125,16 +126,16 @@ def test_a_pixel_config_under_the_feature_method_takes_the_default_features(tiny
 def test_the_feature_ae_preset_mirrors_at_its_size():
     p = model_presets()["feature-ae"]
     report = propagate_image(p.config, p.input_shape)
-    assert report.ok and report.input == (192, 16, 16) and p.input_shape[1:] == (256, 256)
+    assert report.ok and report.input == (512, 8, 8) and p.input_shape[1:] == (256, 256)
 
 
 def test_udd_shapes_with_the_feature_method(capsys, tmp_path, tiny_config):
     assert cli_main(["shapes", "feature-ae", "--input", "1,256,256", "--method", "feature-ae", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["input"] == [192, 16, 16] and out["image_input"] == [1, 256, 256]
-    assert out["input_kind"]["layers"] == ["stage4", "s16"] and out["ok"]
+    assert out["input"] == [512, 8, 8] and out["image_input"] == [1, 256, 256]
+    assert out["input_kind"]["layers"] == ["stage6", "s32"] and out["ok"]
     assert cli_main(["shapes", "feature-ae", "--input", "3,256,256"]) == 0  # the config's own input field
-    assert "192x16x16" in capsys.readouterr().out
+    assert "512x8x8" in capsys.readouterr().out
     path = tmp_path / "pixel.json"
     path.write_text(json.dumps(tiny_config))
     assert cli_main(["shapes", str(path), "--input", "1,256,256", "--method", "feature-ae"]) == 2

@@ -11,7 +11,7 @@ from udd_core import coreset as cs
 from udd_core.data import load_dataset, to_tensor
 from udd_core.metrics import compute_metrics
 from udd_core.methods import detector_class, load_detector
-from udd_core.methods.memory_bank import BANK_FILE, MemoryBankDetector
+from udd_core.methods.memory_bank import BANK_FILE, DEFAULTS, MemoryBankDetector, defaults_for
 from udd_core.progress import ProgressBoard
 from udd_core.scoring import image_scores, smooth_maps
 from udd_core.settings import TrainSettings
@@ -106,15 +106,18 @@ def test_fit_reports_both_phases_and_writes_the_run(fitted):
     assert any(m.startswith("embedding images") for m in messages)
     assert any(m.startswith("selecting the coreset") for m in messages)
     info = json.loads((run / "method.json").read_text())
-    assert info["method"] == "memory-bank" and info["score"] == "max" and info["smooth_sigma"] == 4.0
-    assert info["fit"]["bank"] == det.bank.shape[0] == int(np.ceil(0.1 * 60 * 8 * 8))
+    assert info["method"] == "memory-bank" and info["score"] == "max"
+    assert info["smooth_sigma"] == defaults_for(SHAPE)["smooth_sigma"] == 4.0
+    _, h, w = det.feature_shape()
+    assert (h, w) == (8, 8)  # 64x64 is small: the stride-8 + stride-16 pair
+    assert info["fit"]["bank"] == det.bank.shape[0] == int(np.ceil(0.1 * 60 * h * w))
     assert info["fit"]["covering_radius"] > 0
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
 
 
 def test_beats_chance_by_a_wide_margin_on_sample_data(fitted, surface):
     det, test = fitted[0], surface[1]
-    maps = smooth_maps(det.anomaly_maps(to_tensor(test.images)).maps, 4.0)  # (N, H, W), the method's default
+    maps = smooth_maps(det.anomaly_maps(to_tensor(test.images)).maps, det.options["smooth_sigma"])  # (N, H, W)
     scores = image_scores(maps, "max")
     m = compute_metrics(scores.numpy(), test.labels, maps.numpy(), test.masks)
     # Measured: image AUROC 1.00, pixel AUROC ~0.97 at 64x64 (chance is 0.5 for both).
@@ -180,3 +183,15 @@ def test_bad_inputs_are_refused_in_one_line(tmp_path):
     (tmp_path / "method.json").write_text(json.dumps(det.describe()))
     with pytest.raises(ValueError, match="bank.safetensors: missing"):
         load_detector(tmp_path)
+
+
+def test_the_default_layers_follow_the_image_size_and_a_users_choice_wins():
+    """Context layers (stride 32) from CONTEXT_MIN_SIDE pixels a side; PatchCore's pair below; never over the user's."""
+    big = detector_class("memory-bank").build((1, 256, 256), None, None, 0)
+    small = detector_class("memory-bank").build((1, 128, 256), None, None, 0)
+    assert big.options["layers"] == DEFAULTS["layers"] == ["s16", "stage6", "s32"] and big.options["smooth_sigma"] == 8.0
+    assert big.feature_shape() == (624, 16, 16)
+    assert small.options["layers"] == ["s8", "s16"] and small.options["smooth_sigma"] == 4.0
+    mine = detector_class("memory-bank").build((1, 64, 64), {"layers": ["stage6", "s32"], "smooth_sigma": 2}, None, 0)
+    assert mine.options["layers"] == ["stage6", "s32"] and mine.options["smooth_sigma"] == 2.0
+    assert defaults_for((1, 192, 192))["layers"] == DEFAULTS["layers"] and defaults_for(None) == DEFAULTS

@@ -57,8 +57,8 @@ def test_the_feature_ae_preset_shows_its_feature_tensor(at):
     p = model_presets()["feature-ae"]
     assert config_of(at) == p.config.to_dict() and not errors(at)
     assert at.radio(key="design_input_kind").value == "backbone features"
-    assert at.multiselect(key="design_layers").value == ["stage4", "s16"]
-    assert "192x16x16" in captions(at) and "192×16×16 in" in at.success[0].value
+    assert at.multiselect(key="design_layers").value == ["stage6", "s32"]
+    assert "512x8x8" in captions(at) and "512×8×8 in" in at.success[0].value
 
 
 def test_layers_and_pooling_change_the_feature_channels(at):
@@ -80,18 +80,18 @@ def test_a_channel_mismatch_with_the_features_is_fixed_in_one_click(at):
     d["block_size_in"][0][0] = 100
     d["block_size_out"][-1][2] = 100
     at.text_area(key="design_json").input(json.dumps(d)).run()
-    assert "192 channels" in errors(at)
+    assert "512 channels" in errors(at)
     at.button(key="design_apply").click().run()
-    assert not errors(at) and config_of(at)["block_size_in"][0][0] == 192
+    assert not errors(at) and config_of(at)["block_size_in"][0][0] == 512
 
 
 def test_an_image_size_whose_features_do_not_mirror_gets_the_padding_fix(at):
     at.selectbox(key="design_preset").select("feature-ae").run()
-    at.number_input(key="design_h").set_value(200).run()  # features 13 high: the paddings must change
-    assert "13x16" in captions(at)
+    at.number_input(key="design_h").set_value(200).run()  # features 7 high: the paddings must change
+    assert "7x8" in captions(at)
     assert at.error and any("out_pad" in e.value or "latent_opad" in e.value for e in at.error)
     at.button(key="design_apply").click().run()
-    assert not errors(at) and at.success and "192×13×16 in" in at.success[0].value
+    assert not errors(at) and at.success and "512×7×8 in" in at.success[0].value
 
 
 def test_a_backbone_refuses_four_channel_images(at):

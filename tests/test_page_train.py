@@ -386,6 +386,21 @@ def test_the_estimate_adds_the_memory_banks_backbone_features(tiny_config, data,
     at.number_input(key="train_h").set_value(64)
     at.number_input(key="train_w").set_value(64).run()
     from udd_core.backbone import feature_bytes_per_image
+    from udd_core.methods.memory_bank import defaults_for
 
-    want = 12 * feature_bytes_per_image((3, 64, 64)) / 2**20  # 12 images, the default layers
+    want = 12 * feature_bytes_per_image((3, 64, 64), defaults_for((3, 64, 64))["layers"]) / 2**20  # 12 images
     assert f"+ {want:.3g} MB of backbone features" in " ".join(c.value for c in at.caption)
+
+
+def test_a_size_whose_images_cannot_fit_in_memory_keeps_start_off(tiny_config, data, runs_dir, monkeypatch):
+    """The Train page refuses what `udd train` refuses: 12 images of 1x32x32 with one byte too few available."""
+    from udd_core import sources
+
+    monkeypatch.setattr(sources, "available_bytes", lambda: 12 * 32 * 32 - 1)
+    at = page(tiny_config, data)
+    assert "size 32x32: the 12 images would take" in errors(at) and "choose a smaller size" in errors(at)
+    assert next(b for b in at.button if b.label == "Start training").disabled
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
+    monkeypatch.setattr(sources, "available_bytes", lambda: 12 * 32 * 32)  # exactly enough
+    at.run()
+    assert not at.error and not next(b for b in at.button if b.label == "Start training").disabled

@@ -119,21 +119,21 @@ def test_score_and_inspect_refuse_an_image_score_kind_for_a_latent_distance(tmp_
 def test_a_size_whose_images_cannot_fit_in_memory_is_refused_before_loading(tmp_path, tiny_config, image_folder,
                                                                            monkeypatch, capsys):
     """--size 100000,100000 used to load until the kernel killed the process (exit 137, no message)."""
-    from udd_core import cli_train
+    from udd_core import sources
 
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps(tiny_config))
-    monkeypatch.setattr(cli_train, "_available_bytes", lambda: 8 * 32 * 32 - 1)  # one byte short of the 8 images
+    monkeypatch.setattr(sources, "available_bytes", lambda: 8 * 32 * 32 - 1)  # one byte short of the 8 images
     out = tmp_path / "r"
     assert main(["train", str(cfg), "--data", str(image_folder), "--out", str(out), "--size", "32,32"]) == 2
     line = _one_error_line(capsys)
     assert "--size 32,32: the 8 images would take" in line and "give a smaller --size" in line
     assert not out.exists()
-    assert cli_train._available_bytes.__name__ == "<lambda>" and main(
+    assert sources.available_bytes.__name__ == "<lambda>" and main(
         ["train", "--method", "memory-bank", "--data", str(image_folder), "--out", str(out), "--size", "32,32"]) == 2
     assert "the 8 images would take" in _one_error_line(capsys)  # 3-channel images plus backbone features
     monkeypatch.undo()
-    assert cli_train._available_bytes() > 0  # this machine reports its memory
+    assert sources.available_bytes() > 0  # this machine reports its memory
 
 
 def test_shapes_refuses_a_method_without_an_autoencoder(capsys):

@@ -147,6 +147,9 @@ def test_picking_the_feature_ae_switches_a_pixel_preset_to_the_feature_ae_preset
     assert not at.exception and not at.error
     assert at.selectbox(key="train_model_preset").value == "feature-ae"
     assert (at.number_input(key="train_h").value, at.number_input(key="train_w").value) == (256, 256)
+    # and its training recipe: the feature-ae training preset's epochs and rate
+    assert at.selectbox(key="train_preset").value == "feature-ae"
+    assert (at.number_input(key="train_epochs").value, at.number_input(key="train_lr").value) == (96, 3e-3)
     at.selectbox(key="train_method").set_value("dsvdd").run()  # other methods keep the preset chosen
     assert at.selectbox(key="train_model_preset").value == "feature-ae"
 

@@ -33,6 +33,7 @@ class MeanMap(nn.Module):
 class ToyMeanDetector(Detector):
     method = NAME
     residuals = ("sq",)
+    trains_epochs = False  # one pass: the per-pixel mean of the training images
 
     def __init__(self, input_shape, options=None):
         self.input_shape = tuple(input_shape)

@@ -20,7 +20,7 @@ from .shapes import ShapeError, ShapeReport, input_spec, propagate_image
 
 
 # Spelled out so `udd --help` needs no torch import; a test holds them to training_presets().
-TRAIN_PRESETS = ("reference", "wafer", "magnetic-tile", "wafer-generation")
+TRAIN_PRESETS = ("reference", "wafer", "magnetic-tile", "wafer-generation", "feature-ae")
 TRAIN_LOSSES = ("mse", "ssim", "mse+ssim", "ce", "ce-balanced")  # a test holds them to losses.LOSSES
 
 
@@ -152,82 +152,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run_train(args)
 
 
-# --- udd generate ----------------------------------------------------------------------------
+# --- udd generate / score: in their own modules, imported when the command runs ------------------
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    """Write N images decoded from noised (or random) latents into a folder as PNGs; wafers as maps.
+    """Write N images decoded from noised (or random) latents into a folder (see cli_generate)."""
+    from .cli_generate import run_generate
 
-    Without --sigma, σ is the Generate page's default (about half the latent spread of the images
-    the run trained on), printed. With --npz, the generated wafer maps are also saved as die values.
-    """
-    from .data import kind_mismatch
-    from .generation import (default_sigma_scale, generate, generate_random, load_generator, load_images,
-                             model_kind, output_names, run_data, run_train_on, to_display, training_stats,
-                             write_pngs)
-    from .train import normal_images
-
-    if args.random and args.cls is not None:
-        raise UsageError("--class: does not apply with --random (random latents have no source image)")
-    if args.per_position and not args.random:
-        raise UsageError("--per-position: applies only with --random (it chooses the random latents' statistics)")
-    if args.npz and args.random:
-        raise UsageError("--npz: needs source maps (their outline and class); not with --random")
-    if args.npz and Path(args.npz).suffix.lower() != ".npz":
-        raise UsageError(f"--npz {args.npz}: the file name must end in .npz")
-    if args.npz and Path(args.npz).exists() and not args.force:
-        raise UsageError(f"--npz {args.npz}: already exists (pass --force to overwrite)")
-    size = parse_ints(args.size, 2, "--size") if args.size else None  # refused before the run is looked at
-    args.run = str(_score_run_dir(args.run))  # a run name under $UDD_RUNS_DIR, as `udd score` and `udd export` take
-    source = run_data(args.run)
-    data = args.data or source.get("path")
-    notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`
-    model = load_generator(args.run, size=size,
-                           data=data, split=args.split, notices=notices)
-    for note in notices:
-        print(f"note: {note}", file=sys.stderr)
-    if not data:
-        raise UsageError(f"--data is required: {args.run} names no training data")
-    # A run trained on tiles generates from the same tiles of its own data.
-    same = bool(source.get("path")) and Path(data).resolve() == Path(source["path"]).resolve()
-    ds = load_images(model, data, split=args.split, tile=bool(source.get("tile")) and same)
-    if mismatch := kind_mismatch(source.get("kind"), ds.kind):
-        print(f"warning: {mismatch}", file=sys.stderr)
-    kind = model_kind(model, ds.kind)
-    if args.npz and kind != "wafer":
-        raise UsageError(f"--npz: writes wafer maps; {data} holds images, not wafer maps for a 3-channel model")
-    if args.random:
-        images, _ = normal_images(ds)  # the statistics of what the model was trained on
-        out = generate_random(model, training_stats(model, images, per_position=args.per_position), args.n, args.seed)
-        origins, prefix = ["random latent"] * args.n, "random"
-    else:
-        sigma = args.sigma
-        if sigma is None:
-            sigma = default_sigma_scale(model, ds, run_train_on(args.run))[0]
-            print(f"udd generate: sigma {sigma:g} (the default: about half the latent spread of the training images)",
-                  file=sys.stderr)
-        gen = generate(model, ds.images, sigma, args.n, args.seed, ds.labels, args.cls)
-        out, prefix = gen.outputs, "sample"
-        origins = [f"{ds.names[s]} ({ds.labels[s]})" for s in gen.sources.tolist()]
-    paths = write_pngs(to_display(out, kind), args.out, output_names(args.n, prefix), force=args.force)
-    for path, origin in zip(paths, origins):
-        print(f"{path}\t{origin}")
-    what = "wafer maps" if kind == "wafer" else "images"
-    print(f"udd generate: wrote {len(paths)} {what} to {args.out}", file=sys.stderr)
-    if args.npz:
-        from .wafer_generation import generated_maps, npz_bytes, source_maps, write_npz
-
-        src = gen.sources
-        maps = generated_maps(out, source_maps(ds.images[src]))
-        write_npz(args.npz, npz_bytes(maps, [ds.labels[s] for s in src.tolist()], src), force=args.force)
-        print(f"udd generate: wrote {len(maps)} maps (die values 0/1/2, labels, sources) to {args.npz}",
-              file=sys.stderr)
-    return 0
+    return run_generate(args)
 
 
-# --- udd score -------------------------------------------------------------------------------
-
-def _score_run_dir(spec: str) -> Path:
-    """RUN of `udd score`: a run/model folder, or the name of a run under $UDD_RUNS_DIR (default runs/)."""
+def run_dir_arg(spec: str) -> Path:
+    """RUN of `udd score`, `generate` and `export`: a run or model folder, or the name of a run under
+    $UDD_RUNS_DIR (default runs/)."""
     import os
 
     p = Path(spec)
@@ -239,73 +175,11 @@ def _score_run_dir(spec: str) -> Path:
     raise UsageError(f"{spec}: no such run or model folder")
 
 
-def _finite_json(v):
-    """NaN/inf are not JSON: null them (recursively)."""
-    if isinstance(v, float):
-        return v if v == v and v not in (float("inf"), float("-inf")) else None
-    if isinstance(v, dict):
-        return {k: _finite_json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite_json(x) for x in v]
-    return v
-
-
-def _score_table(insp) -> str:
-    """The readable per-image table, the threshold and the metrics of `udd score`."""
-    def num(v) -> str:
-        return "n/a" if v is None else f"{v:.4f}"
-
-    items = insp.to_rows()
-    with_mse = any(r["mse"] is not None for r in items)  # methods that do not reconstruct have no MSE
-    rows = [("path", "label", "score", *(("mse",) if with_mse else ()), "verdict")]
-    for r in items:
-        verdict = "" if r["defective"] is None else ("DEFECT" if r["defective"] else "ok")
-        mse = (f"{r['mse']:.6g}" if r["mse"] is not None else "nan",) if with_mse else ()
-        rows.append((r["path"], r["label"], f"{r['score']:.6g}" if r["score"] is not None else "nan", *mse, verdict))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
-    m = insp.metrics
-    thr = "none" if insp.threshold is None else f"{insp.threshold:.6g} ({insp.threshold_source})"
-    lines += ["", f"threshold {thr}   FPR {num(insp.fpr)}   TPR {num(insp.tpr)}",
-              f"image AUROC {num(m.image_auroc)}   image AP {num(m.image_ap)}   F1 max {num(m.f1_max)}   "
-              f"pixel AUROC {num(m.pixel_auroc)}   AUPRO {num(m.aupro)}"]
-    for t, d in m.per_type.items():
-        lines.append(f"  {t:<16} n={d['n']:<5} image AUROC {num(d['image_auroc'])}   pixel AUROC {num(d['pixel_auroc'])}"
-                     f"   AUPRO {num(d['aupro'])}")
-    return "\n".join(lines)
-
-
 def cmd_score(args: argparse.Namespace) -> int:
-    """Score a data set with a trained run (or a reference model folder): scores, metrics, heatmaps."""
-    from .inspection import inspect_run
-    from .report import write_heatmaps
+    """Score a data set with a trained run (or a reference model folder): see cli_score."""
+    from .cli_score import run_score
 
-    from .methods import detector_class, run_method
-
-    size = parse_ints(args.size, 2, "--size") if args.size else None
-    run_dir = _score_run_dir(args.run)
-    method = run_method(run_dir)
-    if detector_class(method).own_scores and (args.score or args.topk is not None):
-        # Its image score is a latent distance, not a reduction of the map: the option would change nothing.
-        raise UsageError(f"{'--score' if args.score else '--topk'}: a {method} run scores images by its own "
-                         "distance, not from the map; leave it out (--residual and --smooth still shape the map)")
-    insp = inspect_run(run_dir, args.data, split=args.split, residual=args.residual,
-                       score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, size=size,
-                       threshold=args.threshold, target_fpr=args.target_fpr, batch_size=args.batch_size,
-                       device=args.device, keep_recon=False)  # scores, maps and metrics only
-    for note in insp.notices:
-        print(f"note: {note}", file=sys.stderr)
-    if args.heatmaps:
-        paths = write_heatmaps(insp, args.heatmaps, force=args.force)
-        print(f"udd score: wrote {len(paths)} heatmaps to {args.heatmaps}", file=sys.stderr)
-    if args.json:
-        out = {"images": insp.to_rows(), "metrics": insp.metrics.to_dict(), "threshold": insp.threshold,
-               "threshold_source": insp.threshold_source, "fpr": insp.fpr, "tpr": insp.tpr,
-               "settings": insp.settings, "notices": insp.notices}
-        print(json.dumps(_finite_json(out), indent=1))
-    else:
-        print(_score_table(insp))
-    return 0
+    return run_score(args)
 
 
 # --- udd export ------------------------------------------------------------------------------
@@ -318,7 +192,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Export a run to ONNX (maps and scores in one graph) after a parity check in onnxruntime."""
     from .export import ParityError, check_target, export_run, write_export
 
-    run_dir = _score_run_dir(args.run)
+    run_dir = run_dir_arg(args.run)
     check_target(args.onnx, force=args.force)  # a bad or taken OUT fails before the minute of work
     try:
         result = export_run(run_dir, opset=args.opset)

@@ -111,33 +111,14 @@ _EPOCH_OPTIONS = (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr
                   ("--fixed-order", "fixed_order"))
 
 
-def _available_bytes() -> int:
-    """Memory the system can still give (MemAvailable), or 0 when unknown."""
-    import os
-
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
 def _check_memory(path: str, shape: tuple[int, int, int], per_image_features: int) -> None:
-    """Refuse a data set whose in-memory cache at this size cannot fit, before loading it (a huge --size
-    would otherwise run the machine out of memory and get the process killed, with no message)."""
+    """Refuse, before loading, a data set whose images (and the method's features) cannot fit in memory."""
     from .data import estimate_cache_bytes
+    from .sources import memory_shortfall
 
     n, nbytes = estimate_cache_bytes(path, shape, split="train")
-    need, avail = nbytes + n * per_image_features, _available_bytes()
-    if avail and need > avail:
-        raise UsageError(f"--size {shape[1]},{shape[2]}: the {n} images would take {need / 2**30:.3g} GiB in memory "
-                         f"at this size, more than the {avail / 2**30:.3g} GiB available; give a smaller --size")
+    if short := memory_shortfall(n, nbytes + n * per_image_features):
+        raise UsageError(f"--size {shape[1]},{shape[2]}: {short}; give a smaller --size")
 
 
 def _interrupt(signum, frame):
@@ -212,7 +193,7 @@ def run_train(args: argparse.Namespace) -> int:
                              "unless --resume is given")
         if not cls.uses_config and args.config:
             raise UsageError(f"CONFIG: --method {method} takes no autoencoder config (got {args.config})")
-        if not cls.resumable:  # fitted in one pass: a training-loop option would be recorded but do nothing
+        if not cls.trains_epochs:  # fitted in one pass: a training-loop option would be recorded but do nothing
             given = [flag for flag, attr in _EPOCH_OPTIONS if getattr(args, attr, None) not in (None, False)]
             if given:
                 raise UsageError(f"{given[0]}: --method {method} is fitted in one pass, with no training epochs; "

@@ -4,16 +4,22 @@
 An `ImageFeed` turns the uint8 images (N, H, W, C) into [0, 1] tensors a batch at a time (the pixel
 AE, unchanged); a `FeatureFeed` hands out rows of a float16 feature cache (N, C, h, w) computed once
 per image, and shows each epoch's residual heatmap on the probe images, since features cannot be
-looked at as pictures. Both keep the uint8 images as the source of truth.
+looked at as pictures. Both keep the uint8 images as the source of truth. `cache_features` fills
+that cache, a batch of images at a time through the frozen backbone.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
+from torch import nn
 
 from .data import to_tensor
+from .feature_input import FeatureInput, cache_bytes
+
+EMBED_BATCH = 16  # images per backbone pass while caching features
 
 
 class ImageFeed:
@@ -94,3 +100,53 @@ def as_feed(data: Any) -> Optional[Any]:
     if data is None or isinstance(data, (ImageFeed, FeatureFeed)):
         return data
     return ImageFeed(data)
+
+
+# --- the feature cache a FeatureFeed serves ------------------------------------------------
+
+def make_feature_maps(spec: FeatureInput) -> nn.Module:
+    """The frozen extractor for `spec` (B, C, H, W) in [0, 1] -> (B, Cf, h, w), with the installed weights."""
+    from .backbone import FeatureExtractor
+
+    return FeatureExtractor(spec.layers, spec.pool, spec.backbone)
+
+
+def cache_features(extractor: nn.Module, images: np.ndarray, device: Any = "cpu",
+                   stop_event: Optional[threading.Event] = None,
+                   progress: Optional[Callable[[int, int], None]] = None) -> Optional[torch.Tensor]:
+    """Features of uint8 images (N, H, W, C) as one float16 CPU tensor (N, Cf, h, w); None if stopped.
+
+    float16 halves the cache (see `feature_cache_bytes`); training casts each batch back to float32.
+    """
+    out: Optional[torch.Tensor] = None
+    n = len(images)
+    with torch.inference_mode():
+        for s in range(0, n, EMBED_BATCH):
+            if stop_event is not None and stop_event.is_set():
+                return None
+            f = extractor(to_tensor(images[s:s + EMBED_BATCH], device))  # (b, Cf, h, w)
+            if out is None:
+                out = torch.empty((n, *f.shape[1:]), dtype=torch.float16)
+            out[s:s + len(f)] = f.to("cpu", torch.float16)
+            if progress is not None:
+                progress(min(s + EMBED_BATCH, n), n)
+    return out if out is not None else torch.empty(0, dtype=torch.float16)
+
+
+def channel_stats(feats: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (Cf,) of cached features (N, Cf, h, w), in float64 chunks (no full float32 copy)."""
+    c = feats.shape[1]
+    total, sq, count = torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64), 0
+    for s in range(0, len(feats), chunk):
+        f = feats[s:s + chunk].to(torch.float64)  # (b, Cf, h, w)
+        total += f.sum(dim=(0, 2, 3))
+        sq += f.square().sum(dim=(0, 2, 3))
+        count += f.shape[0] * f.shape[2] * f.shape[3]
+    mean = total / count
+    var = (sq / count - mean.square()).clamp_min(0.0)
+    return mean.float(), var.sqrt().float().clamp_min(1e-6)
+
+
+def feature_cache_bytes(spec: Optional[FeatureInput], image_shape: tuple[int, int, int], n_images: int) -> int:
+    """Bytes of the float16 feature cache for `n_images` images of `image_shape` (C, H, W): for the Train page."""
+    return cache_bytes(spec or FeatureInput(), image_shape, n_images)

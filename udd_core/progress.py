@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -80,6 +81,13 @@ class ProgressBoard:
         for k in ("train_loss", "val_loss", "step_loss", "notices"):
             d[k] = tuple(d[k])
         return Progress(**d)
+
+
+def fit_handles(run_dir, epochs: int, stop_event: Optional[threading.Event] = None,
+                board: Optional[ProgressBoard] = None) -> tuple[Path, threading.Event, ProgressBoard]:
+    """(run folder, stop event, progress board) for a fit: a headless caller (a test, a benchmark) may
+    pass neither the event nor the board, and gets a fresh one of each."""
+    return Path(run_dir), stop_event or threading.Event(), board or ProgressBoard(str(run_dir), epochs)
 
 
 def frozen_copy(a: np.ndarray) -> np.ndarray:

@@ -80,6 +80,34 @@ def estimate_text(n: int, nbytes: int, input_shape: tuple[int, int, int]) -> str
     return f"{n} image{'s' if n != 1 else ''}, {nbytes / 2**20:.3g} MB in memory at {c}x{h}x{w}"
 
 
+def available_bytes() -> int:
+    """Memory the system can still give (MemAvailable), or 0 when unknown."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def memory_shortfall(n: int, need: int) -> Optional[str]:
+    """Why `need` bytes for `n` training images cannot be held in memory, or None when they can (or the
+    available memory is unknown): checked before a pixel is decoded, since a huge size would otherwise
+    run the machine out of memory and get the process killed, with no message."""
+    avail = available_bytes()
+    if avail and need > avail:
+        return (f"the {n} images would take {need / 2**30:.3g} GiB in memory at this size, "
+                f"more than the {avail / 2**30:.3g} GiB available")
+    return None
+
+
 def describe(path: Union[str, Path], input_shape: tuple[int, int, int], tile: bool = False,
              feature_bytes_per_image: int = 0) -> str:
     """The kind and estimated cache size of a training source, without decoding pixels; DataError if unusable.
@@ -91,6 +119,8 @@ def describe(path: Union[str, Path], input_shape: tuple[int, int, int], tile: bo
     if n == 0:
         tiles = f" (every image is smaller than one {input_shape[1]}x{input_shape[2]} tile)" if tile else ""
         raise DataError(f"{path}: no training images{tiles}")
+    if short := memory_shortfall(n, nbytes + n * feature_bytes_per_image):
+        raise DataError(f"size {input_shape[1]}x{input_shape[2]}: {short}; choose a smaller size")
     features = f", + {n * feature_bytes_per_image / 2**20:.3g} MB of backbone features" if feature_bytes_per_image else ""
     return f"{KIND_TEXT[kind]}: {estimate_text(n, nbytes, input_shape)}{features}"
 

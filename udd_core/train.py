@@ -24,7 +24,7 @@ from .feeds import ImageFeed, as_feed
 from .images import load_patterns
 from .losses import check_loss_fits, make_loss
 from .model import WEIGHTS_FILE, AutoEncoder, build_model, load_model, save_model
-from .progress import ProgressBoard, frozen_copy
+from .progress import ProgressBoard, fit_handles, frozen_copy
 from .settings import TrainSettings, resolve_device, train_on_classes
 from .precision import PARITY_IMAGES, autocast, bf16_fast, check_bf16_parity
 from .scoring import calibrate, evaluating
@@ -217,9 +217,8 @@ def train(model: AutoEncoder, train_images: np.ndarray, val_images: Optional[np.
     With `resume`, weights and optimizer state come from the run's last checkpoint and the
     epoch count continues. Failures set status "failed" in status.json and re-raise.
     """
-    run_dir, s = Path(run_dir), settings
-    stop_event = stop_event or threading.Event()
-    board = board or ProgressBoard(str(run_dir), s.epochs)
+    s = settings
+    run_dir, stop_event, board = fit_handles(run_dir, s.epochs, stop_event, board)
     try:
         return _train(model, as_feed(train_images), as_feed(val_images), s, run_dir, stop_event, board, resume,
                       calibrate)

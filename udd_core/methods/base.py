@@ -44,6 +44,7 @@ class Detector(ABC):
     residuals: ClassVar[tuple[str, ...]]  # the map kinds `anomaly_maps` accepts; the first is the default
     generates: ClassVar[bool] = False  # True when noised latent codes decode to images (Generate page)
     own_scores: ClassVar[bool] = False  # True when image scores come from `image_scores`, not the map
+    trains_epochs: ClassVar[bool] = True  # False when fitted in one pass (no epochs, loss curves or training loop)
     resumable: ClassVar[bool] = False  # True when `fit(..., resume=True)` continues a stopped fit
     uses_config: ClassVar[bool] = False  # True when `build` needs an autoencoder config (AEConfig)
     summary: ClassVar[str] = ""  # a few words for the Train page's method choice
@@ -71,6 +72,14 @@ class Detector(ABC):
         The Train page adds it to the images' own memory estimate. A bad option is a ValueError.
         """
         return 0
+
+    @classmethod
+    def preferred_preset(cls, config: Any) -> Optional[str]:
+        """The model preset to switch to when `config` (an AEConfig, or None) cannot serve this method; None: keep it.
+
+        The Train page asks when the method changes, so that it never opens on a config the method refuses.
+        """
+        return None
 
     def check_input(self, shape: tuple[int, int, int]) -> None:
         """Raise a one-line ValueError when images of `shape` (C, H, W) cannot be scored."""

@@ -133,12 +133,10 @@ class DeepSVDDDetector(AEBackedDetector):
     def fit(self, train_images: np.ndarray, val_images: Optional[np.ndarray], settings: Any,
             run_dir: Union[str, Path], *, stop_event: Optional[threading.Event] = None,
             board: Any = None, resume: bool = False) -> str:
-        from ..progress import ProgressBoard
+        from ..progress import fit_handles
         from ..settings import resolve_device
 
-        run_dir = Path(run_dir)
-        stop_event = stop_event or threading.Event()
-        board = board or ProgressBoard(str(run_dir), settings.epochs)
+        run_dir, stop_event, board = fit_handles(run_dir, settings.epochs, stop_event, board)
         # An SVDD phase only continues on the autoencoder it started from: pretraining was complete.
         continue_svdd = (resume and len(runs.read_history(run_dir)) >= settings.epochs
                          and (run_dir / SVDD_FILE).is_file())

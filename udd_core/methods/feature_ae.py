@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -28,70 +28,19 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..atomic import write_atomic
-from ..data import to_tensor
-from ..feature_input import FeatureInput, cache_bytes, feature_shape
+from ..feature_input import FeatureInput, feature_shape
+from ..feeds import cache_features, channel_stats, feature_cache_bytes, make_feature_maps
 from ..model import WEIGHTS_FILE, AutoEncoder, load_model, save_model
 from .base import METHOD_FILE, Detector, MapOutput
 
 STATS_FILE = "feature_stats.safetensors"  # per-channel mean and std of the training features
 RESIDUALS = ("feature",)
 # Scoring defaults chosen on the selection half of magnetic_tile (bench/RESULTS.md, "Feature autoencoder"):
-DEFAULT_SMOOTH = 8.0  # px at the image: the preset's map is a 16x16 grid upsampled 16x; sigma half a cell
+DEFAULT_SMOOTH = 8.0  # px at the image: the preset's map is an 8x8 grid upsampled 32x; it barely matters there
 DEFAULT_SCORE = "topk"  # the mean of the map's top 1%: steadier than the maximum (+0.02 image AUROC there)
 TOPK_PERCENT = 1.0
 ERRORS = ("plain", "channel")  # the channel-mean squared error, or each channel's scaled by 1 / its normal error
 DEFAULT_ERROR = "channel"
-EMBED_BATCH = 16  # images per backbone pass while caching
-
-
-# --- the features ----------------------------------------------------------------------------
-
-def make_feature_maps(spec: FeatureInput) -> nn.Module:
-    """The frozen extractor for `spec` (B, C, H, W) in [0, 1] -> (B, Cf, h, w), with the installed weights."""
-    from ..backbone import FeatureExtractor
-
-    return FeatureExtractor(spec.layers, spec.pool, spec.backbone)
-
-
-def cache_features(extractor: nn.Module, images: np.ndarray, device: Any = "cpu",
-                   stop_event: Optional[threading.Event] = None,
-                   progress: Optional[Callable[[int, int], None]] = None) -> Optional[torch.Tensor]:
-    """Features of uint8 images (N, H, W, C) as one float16 CPU tensor (N, Cf, h, w); None if stopped.
-
-    float16 halves the cache (see `feature_cache_bytes`); training casts each batch back to float32.
-    """
-    out: Optional[torch.Tensor] = None
-    n = len(images)
-    with torch.inference_mode():
-        for s in range(0, n, EMBED_BATCH):
-            if stop_event is not None and stop_event.is_set():
-                return None
-            f = extractor(to_tensor(images[s:s + EMBED_BATCH], device))  # (b, Cf, h, w)
-            if out is None:
-                out = torch.empty((n, *f.shape[1:]), dtype=torch.float16)
-            out[s:s + len(f)] = f.to("cpu", torch.float16)
-            if progress is not None:
-                progress(min(s + EMBED_BATCH, n), n)
-    return out if out is not None else torch.empty(0, dtype=torch.float16)
-
-
-def channel_stats(feats: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std (Cf,) of cached features (N, Cf, h, w), in float64 chunks (no full float32 copy)."""
-    c = feats.shape[1]
-    total, sq, count = torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64), 0
-    for s in range(0, len(feats), chunk):
-        f = feats[s:s + chunk].to(torch.float64)  # (b, Cf, h, w)
-        total += f.sum(dim=(0, 2, 3))
-        sq += f.square().sum(dim=(0, 2, 3))
-        count += f.shape[0] * f.shape[2] * f.shape[3]
-    mean = total / count
-    var = (sq / count - mean.square()).clamp_min(0.0)
-    return mean.float(), var.sqrt().float().clamp_min(1e-6)
-
-
-def feature_cache_bytes(spec: Optional[FeatureInput], image_shape: tuple[int, int, int], n_images: int) -> int:
-    """Bytes of the float16 feature cache for `n_images` images of `image_shape` (C, H, W): for the Train page."""
-    return cache_bytes(spec or FeatureInput(), image_shape, n_images)
 
 
 # --- the map ---------------------------------------------------------------------------------
@@ -188,6 +137,11 @@ class FeatureAEDetector(Detector):
         model = seeded_model(c, report.input, seed)
         return cls(model, spec, tuple(input_shape), smooth_sigma=float(smooth), score=score, error=error)
 
+    @classmethod
+    def preferred_preset(cls, config: Any) -> Optional[str]:
+        # a pixel config's channels are the image's, not the backbone's: it cannot take the features
+        return "feature-ae" if config is None or config.input is None else None
+
     def check_input(self, shape: tuple[int, int, int]) -> None:
         if shape[0] not in (1, 3):
             raise ValueError(f"channels: the {self.spec.backbone} backbone takes gray or RGB images, got {shape[0]}")
@@ -240,12 +194,10 @@ class FeatureAEDetector(Detector):
             run_dir: Union[str, Path], *, stop_event: Optional[threading.Event] = None,
             board: Any = None, resume: bool = False) -> str:
         from .. import runs
-        from ..progress import ProgressBoard
+        from ..progress import fit_handles
         from ..settings import resolve_device
 
-        run_dir = Path(run_dir)
-        stop_event = stop_event or threading.Event()
-        board = board or ProgressBoard(str(run_dir), settings.epochs)
+        run_dir, stop_event, board = fit_handles(run_dir, settings.epochs, stop_event, board)
         for what, imgs in (("training images", train_images), ("validation images", val_images)):
             if imgs is not None:
                 self._check_images(imgs, what)
@@ -280,12 +232,10 @@ class FeatureAEDetector(Detector):
         The images are only shown (the probes); a benchmark trying several designs embeds once.
         """
         from ..feeds import FeatureFeed
-        from ..progress import ProgressBoard
+        from ..progress import fit_handles
         from ..train import train
 
-        run_dir = Path(run_dir)
-        stop_event = stop_event or threading.Event()
-        board = board or ProgressBoard(str(run_dir), settings.epochs)
+        run_dir, stop_event, board = fit_handles(run_dir, settings.epochs, stop_event, board)
         want = feature_shape(self.spec, self.input_shape)
         for what, f in (("training features", train_f), ("validation features", val_f)):
             if f is not None and tuple(f.shape[1:]) != want:

@@ -79,13 +79,11 @@ class LatentKnnDetector(AEBackedDetector):
     def fit(self, train_images: np.ndarray, val_images: Optional[np.ndarray], settings: Any,
             run_dir: Union[str, Path], *, stop_event: Optional[threading.Event] = None,
             board: Any = None, resume: bool = False) -> str:
-        from ..progress import ProgressBoard
+        from ..progress import fit_handles
 
         if len(train_images) < self.options["k"]:  # refused before minutes of pretraining, not after
             raise ValueError(f"k: {self.options['k']} is more than the {len(train_images)} training images")
-        run_dir = Path(run_dir)
-        stop_event = stop_event or threading.Event()
-        board = board or ProgressBoard(str(run_dir), settings.epochs)
+        run_dir, stop_event, board = fit_handles(run_dir, settings.epochs, stop_event, board)
         status = self.pretrain(train_images, val_images, settings, run_dir, stop_event, board, resume)
         with failing_run(run_dir, board):
             self._fill_bank(train_images, val_images, settings, run_dir, board)

@@ -1,0 +1,79 @@
+"""`udd generate`: images (or wafer maps) decoded from noised latent codes of a run's autoencoder.
+
+Imported only when the command runs, so the rest of the command line starts without torch.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .cli import UsageError, parse_ints, run_dir_arg
+from .data import kind_mismatch
+from .generation import (default_sigma_scale, generate, generate_random, load_generator, load_images, model_kind,
+                         output_names, run_data, run_train_on, to_display, training_stats, write_pngs)
+from .train import normal_images
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """Write N images decoded from noised (or random) latents into a folder as PNGs; wafers as maps.
+
+    Without --sigma, σ is the Generate page's default (about half the latent spread of the images
+    the run trained on), printed. With --npz, the generated wafer maps are also saved as die values.
+    """
+    if args.random and args.cls is not None:
+        raise UsageError("--class: does not apply with --random (random latents have no source image)")
+    if args.per_position and not args.random:
+        raise UsageError("--per-position: applies only with --random (it chooses the random latents' statistics)")
+    if args.npz and args.random:
+        raise UsageError("--npz: needs source maps (their outline and class); not with --random")
+    if args.npz and Path(args.npz).suffix.lower() != ".npz":
+        raise UsageError(f"--npz {args.npz}: the file name must end in .npz")
+    if args.npz and Path(args.npz).exists() and not args.force:
+        raise UsageError(f"--npz {args.npz}: already exists (pass --force to overwrite)")
+    size = parse_ints(args.size, 2, "--size") if args.size else None  # refused before the run is looked at
+    args.run = str(run_dir_arg(args.run))  # a run name under $UDD_RUNS_DIR, as `udd score` and `udd export` take
+    source = run_data(args.run)
+    data = args.data or source.get("path")
+    notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`
+    model = load_generator(args.run, size=size,
+                           data=data, split=args.split, notices=notices)
+    for note in notices:
+        print(f"note: {note}", file=sys.stderr)
+    if not data:
+        raise UsageError(f"--data is required: {args.run} names no training data")
+    # A run trained on tiles generates from the same tiles of its own data.
+    same = bool(source.get("path")) and Path(data).resolve() == Path(source["path"]).resolve()
+    ds = load_images(model, data, split=args.split, tile=bool(source.get("tile")) and same)
+    if mismatch := kind_mismatch(source.get("kind"), ds.kind):
+        print(f"warning: {mismatch}", file=sys.stderr)
+    kind = model_kind(model, ds.kind)
+    if args.npz and kind != "wafer":
+        raise UsageError(f"--npz: writes wafer maps; {data} holds images, not wafer maps for a 3-channel model")
+    if args.random:
+        images, _ = normal_images(ds)  # the statistics of what the model was trained on
+        out = generate_random(model, training_stats(model, images, per_position=args.per_position), args.n, args.seed)
+        origins, prefix = ["random latent"] * args.n, "random"
+    else:
+        sigma = args.sigma
+        if sigma is None:
+            sigma = default_sigma_scale(model, ds, run_train_on(args.run))[0]
+            print(f"udd generate: sigma {sigma:g} (the default: about half the latent spread of the training images)",
+                  file=sys.stderr)
+        gen = generate(model, ds.images, sigma, args.n, args.seed, ds.labels, args.cls)
+        out, prefix = gen.outputs, "sample"
+        origins = [f"{ds.names[s]} ({ds.labels[s]})" for s in gen.sources.tolist()]
+    paths = write_pngs(to_display(out, kind), args.out, output_names(args.n, prefix), force=args.force)
+    for path, origin in zip(paths, origins):
+        print(f"{path}\t{origin}")
+    what = "wafer maps" if kind == "wafer" else "images"
+    print(f"udd generate: wrote {len(paths)} {what} to {args.out}", file=sys.stderr)
+    if args.npz:
+        from .wafer_generation import generated_maps, npz_bytes, source_maps, write_npz
+
+        src = gen.sources
+        maps = generated_maps(out, source_maps(ds.images[src]))
+        write_npz(args.npz, npz_bytes(maps, [ds.labels[s] for s in src.tolist()], src), force=args.force)
+        print(f"udd generate: wrote {len(maps)} maps (die values 0/1/2, labels, sources) to {args.npz}",
+              file=sys.stderr)
+    return 0

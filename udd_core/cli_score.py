@@ -1,0 +1,78 @@
+"""`udd score`: scores, verdicts, metrics and heatmaps of a data set under a trained run, any method.
+
+Imported only when the command runs, so the rest of the command line starts without torch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .cli import UsageError, parse_ints, run_dir_arg
+from .inspection import inspect_run
+from .methods import detector_class, run_method
+from .report import write_heatmaps
+
+
+def _finite_json(v):
+    """NaN/inf are not JSON: null them (recursively)."""
+    if isinstance(v, float):
+        return v if v == v and v not in (float("inf"), float("-inf")) else None
+    if isinstance(v, dict):
+        return {k: _finite_json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite_json(x) for x in v]
+    return v
+
+
+def _score_table(insp) -> str:
+    """The readable per-image table, the threshold and the metrics of `udd score`."""
+    def num(v) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    items = insp.to_rows()
+    with_mse = any(r["mse"] is not None for r in items)  # methods that do not reconstruct have no MSE
+    rows = [("path", "label", "score", *(("mse",) if with_mse else ()), "verdict")]
+    for r in items:
+        verdict = "" if r["defective"] is None else ("DEFECT" if r["defective"] else "ok")
+        mse = (f"{r['mse']:.6g}" if r["mse"] is not None else "nan",) if with_mse else ()
+        rows.append((r["path"], r["label"], f"{r['score']:.6g}" if r["score"] is not None else "nan", *mse, verdict))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    m = insp.metrics
+    thr = "none" if insp.threshold is None else f"{insp.threshold:.6g} ({insp.threshold_source})"
+    lines += ["", f"threshold {thr}   FPR {num(insp.fpr)}   TPR {num(insp.tpr)}",
+              f"image AUROC {num(m.image_auroc)}   image AP {num(m.image_ap)}   F1 max {num(m.f1_max)}   "
+              f"pixel AUROC {num(m.pixel_auroc)}   AUPRO {num(m.aupro)}"]
+    for t, d in m.per_type.items():
+        lines.append(f"  {t:<16} n={d['n']:<5} image AUROC {num(d['image_auroc'])}   pixel AUROC {num(d['pixel_auroc'])}"
+                     f"   AUPRO {num(d['aupro'])}")
+    return "\n".join(lines)
+
+
+def run_score(args: argparse.Namespace) -> int:
+    """Score a data set with a trained run (or a reference model folder): scores, metrics, heatmaps."""
+    size = parse_ints(args.size, 2, "--size") if args.size else None
+    run_dir = run_dir_arg(args.run)
+    method = run_method(run_dir)
+    if detector_class(method).own_scores and (args.score or args.topk is not None):
+        # Its image score is a latent distance, not a reduction of the map: the option would change nothing.
+        raise UsageError(f"{'--score' if args.score else '--topk'}: a {method} run scores images by its own "
+                         "distance, not from the map; leave it out (--residual and --smooth still shape the map)")
+    insp = inspect_run(run_dir, args.data, split=args.split, residual=args.residual,
+                       score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, size=size,
+                       threshold=args.threshold, target_fpr=args.target_fpr, batch_size=args.batch_size,
+                       device=args.device, keep_recon=False)  # scores, maps and metrics only
+    for note in insp.notices:
+        print(f"note: {note}", file=sys.stderr)
+    if args.heatmaps:
+        paths = write_heatmaps(insp, args.heatmaps, force=args.force)
+        print(f"udd score: wrote {len(paths)} heatmaps to {args.heatmaps}", file=sys.stderr)
+    if args.json:
+        out = {"images": insp.to_rows(), "metrics": insp.metrics.to_dict(), "threshold": insp.threshold,
+               "threshold_source": insp.threshold_source, "fpr": insp.fpr, "tpr": insp.tpr,
+               "settings": insp.settings, "notices": insp.notices}
+        print(json.dumps(_finite_json(out), indent=1))
+    else:
+        print(_score_table(insp))
+    return 0
