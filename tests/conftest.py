@@ -1,6 +1,12 @@
-"""Shared fixtures: small configs that build tiny models, and a clean torch state per test."""
+"""Shared fixtures: small configs that build tiny models, a folder of tiny images, a check that no
+training job outlives its test, and a clean torch state per test."""
+import threading
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 TINY = {
     "block_ker": [3, 3],
@@ -29,3 +35,26 @@ def _few_threads():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """8 smooth grayscale 32x32 PNGs in a plain folder."""
+    rng = np.random.default_rng(0)
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(8):
+        a = (np.kron(rng.random((8, 8)), np.ones((4, 4))) * 255).astype(np.uint8)
+        Image.fromarray(a, "L").save(d / f"{i}.png")
+    return d
+
+
+@pytest.fixture
+def no_job_left_behind():
+    """After the test, every training job it started has ended: a test that starts a long job stops it,
+    and anything still training after that is a leak."""
+    yield
+    left = [t for t in threading.enumerate() if t.name.startswith("udd-train-")]
+    for t in left:
+        t.join(60)
+    assert not any(t.is_alive() for t in left), "a training job outlived its test"

@@ -17,18 +17,6 @@ from udd_core.model import load_model
 
 
 @pytest.fixture
-def image_folder(tmp_path) -> Path:
-    """8 smooth grayscale 32x32 PNGs in a plain folder."""
-    rng = np.random.default_rng(0)
-    d = tmp_path / "imgs"
-    d.mkdir()
-    for i in range(8):
-        a = (np.kron(rng.random((8, 8)), np.ones((4, 4))) * 255).astype(np.uint8)
-        Image.fromarray(a, "L").save(d / f"{i}.png")
-    return d
-
-
-@pytest.fixture
 def config_file(tmp_path, tiny_config) -> Path:
     p = tmp_path / "tiny.json"
     p.write_text(json.dumps(tiny_config))

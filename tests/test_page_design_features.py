@@ -1,25 +1,9 @@
 """The Design page with a feature autoencoder (AppTest): the input kind, the feature tensor, fixes from it."""
 import json
-from pathlib import Path
 
-import pytest
-from streamlit.testing.v1 import AppTest
+from test_page_design import at, config_of  # noqa: F401 - at is a fixture
 
 from udd_core.presets import model_presets
-
-ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT = 30
-
-
-@pytest.fixture
-def at():
-    app = AppTest.from_file(str(ROOT / "pages" / "design.py"), default_timeout=TIMEOUT).run()
-    assert not app.exception
-    return app
-
-
-def config_of(app) -> dict:
-    return app.session_state["design_config"]
 
 
 def captions(app) -> str:

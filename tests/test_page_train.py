@@ -6,7 +6,6 @@ across sessions of one process, so a second AppTest is what a browser refresh lo
 import io
 import json
 import statistics
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -47,14 +46,7 @@ def runs_dir(tmp_path, monkeypatch) -> Path:
     return d
 
 
-@pytest.fixture(autouse=True)
-def _no_job_left_behind():
-    yield
-    # A test that starts a long job stops it; anything still training after that is a leak.
-    left = [t for t in threading.enumerate() if t.name.startswith("udd-train-")]
-    for t in left:
-        t.join(60)
-    assert not any(t.is_alive() for t in left), "a training job outlived its test"
+pytestmark = pytest.mark.usefixtures("no_job_left_behind")
 
 
 def page(tiny_config, data: Path, script: Path = PAGE, **state) -> AppTest:

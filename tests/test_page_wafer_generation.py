@@ -17,13 +17,7 @@ def errors(app) -> str:
     return " | ".join(e.value for e in app.error)
 
 
-@pytest.fixture(autouse=True)
-def _no_job_left_behind():
-    yield
-    left = [t for t in threading.enumerate() if t.name.startswith("udd-train-")]
-    for t in left:
-        t.join(60)
-    assert not any(t.is_alive() for t in left), "a training job outlived its test"
+pytestmark = pytest.mark.usefixtures("no_job_left_behind")
 
 
 def test_train_page_trains_on_the_chosen_classes(tmp_path, monkeypatch):

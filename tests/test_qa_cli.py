@@ -2,23 +2,9 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from udd_core.cli import main
-
-
-@pytest.fixture
-def image_folder(tmp_path) -> Path:
-    """8 smooth grayscale 32x32 PNGs in a plain folder."""
-    rng = np.random.default_rng(0)
-    d = tmp_path / "imgs"
-    d.mkdir()
-    for i in range(8):
-        a = (np.kron(rng.random((8, 8)), np.ones((4, 4))) * 255).astype(np.uint8)
-        Image.fromarray(a, "L").save(d / f"{i}.png")
-    return d
 
 
 def _one_error_line(capsys) -> str:
