@@ -22,7 +22,7 @@ from udd_core.methods import METHODS, detector_class, run_method
 from udd_core.presets import model_presets
 from udd_core.shapes import image_channels, propagate_image
 from udd_core.jobs import JobManager, TrainJob
-from udd_core.progress import format_eta, loss_curve
+from udd_core.progress import loss_curve, progress_bar
 from udd_core.settings import DEVICES, TrainSettings, training_presets
 from udd_core.train import training_images
 
@@ -123,15 +123,8 @@ def show_run(name: str, polled: str) -> None:
         st.rerun()  # the job just ended: a full rerun refreshes the runs table and stops the polling
     snap = job.snapshot() if job is not None else None
     if alive:
-        steps = max(snap.steps_per_epoch, 1)
-        done = (max(snap.epoch - 1, 0) + snap.step / steps) / max(snap.epochs, 1)
-        if not job.detector.trains_epochs:  # fitted in one pass (memory bank): its phase and its steps
-            st.progress(min(snap.step / steps, 1.0), text=f"{snap.message} · {snap.step}/{snap.steps_per_epoch}"
-                        f" · ETA {format_eta(snap.eta_s)}")
-        else:
-            st.progress(min(done, 1.0), text=f"Epoch {snap.epoch}/{snap.epochs} · step {snap.step}/{snap.steps_per_epoch}"
-                        f" · ETA {format_eta(snap.eta_s)} · {snap.images_per_s:.1f} images/s · lr {snap.lr:.3g}"
-                        if snap.step else f"Starting: epoch {snap.epoch + 1}/{snap.epochs}, first batch…")
+        done, text = progress_bar(snap, one_pass=not job.detector.trains_epochs)
+        st.progress(done, text=text)
         if st.button("Stop", key="train_stop", icon=":material/stop:",
                      help="Stops after the current batch; the weights are kept and the run can be resumed."):
             job.stop()

@@ -1,5 +1,5 @@
 """udd_core.progress: the loss-curve figure spec the Train page redraws every second."""
-from udd_core.progress import ProgressBoard, loss_curve
+from udd_core.progress import ProgressBoard, loss_curve, progress_bar
 
 
 def test_loss_curve_epochs_validation_and_steps():
@@ -33,3 +33,17 @@ def test_epochs_elapsed_through_an_epoch_and_its_validation():
     board.update(status="finished", epoch=1)  # stopped after epoch 1: epochs done
     seen.append(board.snapshot().epochs_elapsed)
     assert seen == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.25, 1.0]
+
+
+def test_progress_bar_for_epochs_and_for_a_one_pass_fit():
+    b = ProgressBoard("run", epochs=4)
+    b.update(status="running", epoch=2, step=0, steps_per_epoch=10)
+    assert progress_bar(b.snapshot(), one_pass=False) == (0.25, "Starting: epoch 3/4, first batch…")
+    b.update(step=5, eta_s=75.0, images_per_s=12.34, lr=1e-3)
+    done, text = progress_bar(b.snapshot(), one_pass=False)
+    assert done == (1 + 0.5) / 4 and text == "Epoch 2/4 · step 5/10 · ETA 01:15 · 12.3 images/s · lr 0.001"
+    b.update(epoch=1, step=30, steps_per_epoch=40, message="selecting the coreset 30/40", eta_s=None)
+    assert progress_bar(b.snapshot(), one_pass=True) == (0.75, "selecting the coreset 30/40 · 30/40 · ETA --:--")
+    b.update(step=50)  # a phase that overruns its announced steps never draws past the end
+    assert progress_bar(b.snapshot(), one_pass=True)[0] == 1.0
+

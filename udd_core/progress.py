@@ -104,6 +104,23 @@ def format_eta(seconds: Optional[float]) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
 
 
+def progress_bar(p: Progress, one_pass: bool) -> tuple[float, str]:
+    """(fraction done in [0, 1], the bar's text) for a running job's snapshot.
+
+    A fit in one pass (the memory bank) shows its phase and the phase's steps; a training run its
+    epoch, step, ETA, throughput and learning rate.
+    """
+    steps = max(p.steps_per_epoch, 1)
+    if one_pass:
+        return (min(p.step / steps, 1.0),
+                f"{p.message} · {p.step}/{p.steps_per_epoch} · ETA {format_eta(p.eta_s)}")
+    done = (max(p.epoch - 1, 0) + p.step / steps) / max(p.epochs, 1)
+    if not p.step:
+        return min(done, 1.0), f"Starting: epoch {p.epoch + 1}/{p.epochs}, first batch…"
+    return (min(done, 1.0), f"Epoch {p.epoch}/{p.epochs} · step {p.step}/{p.steps_per_epoch} · ETA "
+                            f"{format_eta(p.eta_s)} · {p.images_per_s:.1f} images/s · lr {p.lr:.3g}")
+
+
 def loss_curve(epochs, train, val, step=(), steps_per_epoch: int = 0, now: float = 0.0, log: bool = False) -> dict:
     """The loss curves as a plotly figure spec (a plain dict: no plotly import, cheap to redraw each second).
 
