@@ -195,3 +195,15 @@ def test_the_default_layers_follow_the_image_size_and_a_users_choice_wins():
     mine = detector_class("memory-bank").build((1, 64, 64), {"layers": ["stage6", "s32"], "smooth_sigma": 2}, None, 0)
     assert mine.options["layers"] == ["stage6", "s32"] and mine.options["smooth_sigma"] == 2.0
     assert defaults_for((1, 192, 192))["layers"] == DEFAULTS["layers"] and defaults_for(None) == DEFAULTS
+
+
+def test_udd_train_help_states_the_memory_banks_defaults():
+    """The help text spells the defaults out (no torch at --help time): a test keeps it from drifting."""
+    from udd_core.cli import build_parser
+    from udd_core.methods.memory_bank import CONTEXT_MIN_SIDE, SMALL_IMAGE_DEFAULTS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    helps = {a.dest: a.help for a in sub._actions}
+    assert f"default {','.join(DEFAULTS['layers'])}; {','.join(SMALL_IMAGE_DEFAULTS['layers'])} below " \
+           f"{CONTEXT_MIN_SIDE} px" in helps["layers"]
+    assert f"(default {DEFAULTS['coreset']:g})" in helps["coreset"] and f"(default {DEFAULTS['k']})" in helps["k"]

@@ -266,8 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detection method: autoencoder (default; needs CONFIG), memory-bank (no CONFIG, no training), "
                         "feature-ae, dsvdd or latent-knn (need CONFIG); see the README's table of methods")
     p.add_argument("--backbone", metavar="NAME", help="memory bank: pretrained backbone (efficientnet-lite0)")
-    p.add_argument("--layers", metavar="LAYERS", help="memory bank: backbone feature layers, comma-separated")
-    p.add_argument("--coreset", type=float, metavar="F", help="memory bank: share of patches kept by the coreset")
+    p.add_argument("--layers", metavar="LAYERS",
+                   help="memory bank: backbone feature layers, comma-separated (default s16,stage6,s32; "
+                        "s8,s16 below 192 px a side)")
+    p.add_argument("--coreset", type=float, metavar="F",
+                   help="memory bank: share of patches kept by the coreset (default 0.1)")
     p.add_argument("--k", type=int, metavar="K", help="memory bank: nearest neighbours averaged per patch (default 1)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="any other option of the method, e.g. --option svdd_epochs=20 (repeatable)")
