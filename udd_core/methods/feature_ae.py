@@ -8,7 +8,7 @@ smoothed by scoring (describe()'s "smooth_sigma"); the image score is the mean o
 by default. With error "channel" (the default) each channel's error is first divided by its mean
 error on the normal validation features, so channels the AE never rebuilds well do not drown the rest.
 
-Training computes the features once per image into a float16 cache (`cache_features`) and runs
+Training computes the features once per image into a float16 cache (`feeds.cache_features`) and runs
 the ordinary training loop (`train.train`) on it through a `feeds.FeatureFeed`: background thread,
 stop, resume and live curves come for free, and the live probes show residual heatmaps.
 
