@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_quality import DATA, check_data, fmt, stratified_half  # noqa: E402
+from bench_quality import DATA, check_data, first_of_each, fmt, stratified_half  # noqa: E402
 from udd_core.config import load_config  # noqa: E402
 from udd_core.data import load_dataset  # noqa: E402
 from udd_core.methods import detector_class  # noqa: E402
@@ -77,8 +77,7 @@ def main() -> None:
     epochs = args.epochs
     if args.quick:
         itr = itr[:48]
-        lab = np.asarray(te.labels)
-        ite = np.sort(np.concatenate([np.flatnonzero(lab == t)[:6] for t in sorted(set(te.labels))]))
+        ite = first_of_each(te.labels)
         epochs = 2
     labels = [te.labels[i] for i in ite]
     masks = te.masks[ite]

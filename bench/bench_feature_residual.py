@@ -16,16 +16,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_quality import DATA, RECIPE, check_data, fmt, stratified_half, train_udd  # noqa: E402
+from bench_quality import DATA, RECIPE, check_data, fmt, load_photos, stratified_half, train_udd  # noqa: E402
 
 from udd_core.backbone import FeatureExtractor  # noqa: E402
-from udd_core.data import load_dataset, to_tensor  # noqa: E402
+from udd_core.data import to_tensor  # noqa: E402
 from udd_core.metrics import compute_metrics  # noqa: E402
 from udd_core.presets import model_presets  # noqa: E402
 from udd_core.scoring import image_scores, residual_map, score_images, smooth_maps  # noqa: E402
@@ -47,14 +46,7 @@ def main() -> None:
     t0 = time.perf_counter()
     size = 32 if args.quick else model_presets()[RECIPE].input_shape[1]
     settings = training_presets()[RECIPE].replace(epochs=1 if args.quick else args.epochs, seed=args.seed, device="cpu")
-    tr = load_dataset(args.data, (1, size, size), split="train")
-    te = load_dataset(args.data, (1, size, size), split="test")
-    train, test, labels, masks = tr.images, te.images, list(te.labels), te.masks
-    if args.quick:
-        train = train[:48]
-        lab = np.asarray(labels)
-        keep = np.sort(np.concatenate([np.flatnonzero(lab == t)[:6] for t in sorted(set(labels))]))
-        test, labels, masks = test[keep], [labels[i] for i in keep], masks[keep]
+    train, test, labels, masks = load_photos(args.data, (1, size, size), args.quick)
     pick = stratified_half(labels, args.seed)
     with tempfile.TemporaryDirectory(prefix="udd_featres_") as tmp:
         t = time.perf_counter()

@@ -35,11 +35,11 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_quality import DATA, check_data, fmt, stratified_half  # noqa: E402
+from bench_quality import DATA, check_data, fmt, load_photos, stratified_half  # noqa: E402
 
 from udd_core import backbone as bb  # noqa: E402
 from udd_core.coreset import greedy_coreset, knn_chunk_rows  # noqa: E402
-from udd_core.data import load_dataset, to_tensor  # noqa: E402
+from udd_core.data import to_tensor  # noqa: E402
 from udd_core.methods import detector_class  # noqa: E402
 from udd_core.methods.memory_bank import DEFAULTS  # noqa: E402
 from udd_core.metrics import compute_metrics, pixel_auroc  # noqa: E402
@@ -335,14 +335,7 @@ def main() -> None:
     if args.layers:
         args.layers = args.layers.split(",")
     shape = (1, args.size, args.size)
-    tr = load_dataset(args.data, shape, split="train")
-    te = load_dataset(args.data, shape, split="test")
-    train, test, labels, masks = tr.images, te.images, list(te.labels), te.masks
-    if args.quick:
-        train = train[:40]
-        lab = np.asarray(labels)
-        keep = np.sort(np.concatenate([np.flatnonzero(lab == t)[:6] for t in sorted(set(labels))]))
-        test, labels, masks = test[keep], [labels[i] for i in keep], masks[keep]
+    train, test, labels, masks = load_photos(args.data, shape, args.quick, quick_train=40)
     pick = stratified_half(labels, args.seed)
     log(f"loaded {len(train)} train and {len(test)} test photos at {args.size}x{args.size}")
     if args.search:

@@ -89,6 +89,24 @@ def stratified_half(labels: list[str], seed: int) -> np.ndarray:
     return sel
 
 
+def load_photos(data: Path, shape: tuple[int, int, int], quick: bool, quick_train: int = 48):
+    """(train images, test images, test labels, test masks) of an MVTec folder at `shape` (C, H, W);
+    with `quick`, the first `quick_train` training images and `first_of_each` test label."""
+    tr = load_dataset(data, shape, split="train")
+    te = load_dataset(data, shape, split="test")
+    train, test, labels, masks = tr.images, te.images, list(te.labels), te.masks
+    if quick:
+        keep = first_of_each(labels)
+        train, test, labels, masks = train[:quick_train], test[keep], [labels[i] for i in keep], masks[keep]
+    return train, test, labels, masks
+
+
+def first_of_each(labels: list[str], k: int = 6) -> np.ndarray:
+    """Sorted indices of the first `k` images of every label: a --quick run's test set."""
+    lab = np.asarray(labels)
+    return np.sort(np.concatenate([np.flatnonzero(lab == t)[:k] for t in sorted(set(labels))]))
+
+
 def subsample(n: int, k: int, seed: int) -> np.ndarray:
     """Sorted seeded choice of min(k, n) indices out of n."""
     return np.sort(np.random.default_rng([seed, 0x5AB]).permutation(n)[: min(k, n)])
@@ -231,8 +249,7 @@ def main() -> None:
     itr, ite = np.arange(len(gray_tr)), np.arange(len(gray_te))
     if args.quick:
         itr = subsample(len(gray_tr), 48, args.seed)
-        lab = np.asarray(gray_te.labels)
-        ite = np.sort(np.concatenate([np.flatnonzero(lab == t)[:6] for t in sorted(set(gray_te.labels))]))
+        ite = first_of_each(gray_te.labels)
     labels = [gray_te.labels[i] for i in ite]
     masks = gray_te.masks[ite]
     pick = stratified_half(labels, args.seed)
