@@ -23,7 +23,7 @@ from udd_core.presets import model_presets
 from udd_core.shapes import image_channels, propagate_image
 from udd_core.jobs import JobManager, TrainJob
 from udd_core.progress import loss_curve, progress_bar
-from udd_core.settings import DEVICES, TrainSettings, training_presets
+from udd_core.settings import DEVICES, TrainSettings, form_values, settings_from_form, training_presets
 from udd_core.train import training_images
 
 hand_over_deep_link("pages/train.py")  # first: a deep link before app.py ever ran
@@ -48,24 +48,8 @@ data_sources = st.cache_data(ttl=60, show_spinner=False)(sources.list_sources)  
 describe = st.cache_data(ttl=60, show_spinner=False)(sources.describe)  # lists (and with tiles, opens) every file
 
 
-def settings_widgets(s: TrainSettings) -> dict:
-    """Widget values (keys train_<name>) for a TrainSettings."""
-    return {"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "weight_decay": s.weight_decay,
-            "lr_step": s.lr_step or 0, "lr_gamma": s.lr_gamma, "val_split": s.val_split, "seed": s.seed,
-            "loss": s.loss, "device": s.device, "noise_patches": s.noise_patches,
-            "patch_min": s.patch_size[0], "patch_max": s.patch_size[1], "patch_dir": s.patch_dir or "",
-            "amp_bf16": s.amp_bf16, "on_mode": s.train_on if s.train_on in ("normal", "all") else "classes",
-            "on_classes": "" if s.train_on in ("normal", "all") else s.train_on}
-
-
-def train_on_value() -> str:
-    """TrainSettings.train_on from the Train on widgets: "normal", "all" or the typed class names."""
-    mode = ss["train_on_mode"]
-    return mode if mode != "classes" else ss["train_on_classes"].strip()
-
-
 def on_train_preset() -> None:
-    for k, v in settings_widgets(training_presets()[ss["train_preset"]]).items():
+    for k, v in form_values(training_presets()[ss["train_preset"]]).items():
         ss[f"train_{k}"] = v
 
 
@@ -160,7 +144,7 @@ def show_run(name: str, polled: str) -> None:
 
 
 # --- state ---------------------------------------------------------------------------------------
-for k, v in settings_widgets(training_presets()["reference"]).items():
+for k, v in form_values(training_presets()["reference"]).items():
     ss.setdefault(f"train_{k}", v)
 design_config, design_shape = ss.get("design_config"), ss.get("design_input_shape")
 mgr = job_manager(str(ROOT.resolve()))
@@ -301,12 +285,7 @@ with left:
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
                  disabled=shape is None or data_error is not None):
         try:
-            values = {k: ss[f"train_{k}"] for k in settings_widgets(TrainSettings())}
-            settings = TrainSettings.from_dict({k: v for k, v in values.items()
-                                                if k not in ("patch_min", "patch_max", "on_mode", "on_classes")}
-                                               | {"lr_step": values["lr_step"] or None, "train_on": train_on_value(),
-                                                  "patch_dir": values["patch_dir"].strip() or None,
-                                                  "patch_size": (values["patch_min"], values["patch_max"])})
+            settings = settings_from_form({k: ss[f"train_{k}"] for k in form_values(TrainSettings())})
             name = run_name or sources.default_run_name(ROOT, path)
             if (run_dir := runs.run_path(ROOT, name)).exists():
                 raise ValueError(f"run name {name!r}: a run of that name already exists; choose another")

@@ -150,6 +150,7 @@ def test_picking_the_feature_ae_switches_a_pixel_preset_to_the_feature_ae_preset
     # and its training recipe: the feature-ae training preset's epochs and rate
     assert at.selectbox(key="train_preset").value == "feature-ae"
     assert (at.number_input(key="train_epochs").value, at.number_input(key="train_lr").value) == (96, 3e-3)
+    assert tuple(at.session_state["train_betas"]) == (0.9, 0.999)  # no widget: it comes with the preset
     at.selectbox(key="train_method").set_value("dsvdd").run()  # other methods keep the preset chosen
     assert at.selectbox(key="train_model_preset").value == "feature-ae"
 

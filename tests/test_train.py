@@ -15,7 +15,7 @@ from udd_core.config import parse_config
 from udd_core.losses import LOSSES, SOFTMAX_LOSSES, make_loss
 from udd_core.model import AutoEncoder, load_model
 from udd_core.jobs import JobManager, TrainJob
-from udd_core.settings import TrainSettings, training_presets
+from udd_core.settings import TrainSettings, form_values, settings_from_form, training_presets
 from udd_core.scoring import calibrate
 from udd_core.train import TrainingFailed, seeded_model, split_indices, train
 
@@ -79,6 +79,19 @@ def test_training_presets_are_fresh_and_differ():
     assert (w.weight_decay, w.lr_step, w.lr_gamma) == (1e-3, 40, 0.5)
     p["reference"] = None
     assert training_presets()["reference"] is not None
+
+
+def test_every_training_preset_round_trips_through_the_settings_form():
+    """The Train page's widgets hold `form_values`; Start builds `settings_from_form` of them: nothing lost
+    (the feature-ae preset's Adam betas have no widget and must still arrive)."""
+    for name, preset in training_presets().items():
+        assert settings_from_form(form_values(preset)) == preset, name
+    v = form_values(TrainSettings(train_on="Center, Donut", lr_step=5, patch_dir="/p"))
+    assert (v["on_mode"], v["on_classes"], v["lr_step"], v["patch_dir"]) == ("classes", "Center, Donut", 5, "/p")
+    back = settings_from_form(v | {"on_classes": " Center ", "lr_step": 0, "patch_dir": "  "})
+    assert (back.train_on, back.lr_step, back.patch_dir) == ("Center", None, None)
+    with pytest.raises(ValueError, match="^epochs"):
+        settings_from_form(v | {"epochs": 0})
 
 
 def test_split_is_seeded_disjoint_and_keeps_one_each():

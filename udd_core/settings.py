@@ -150,6 +150,31 @@ def training_presets() -> dict[str, TrainSettings]:
     }
 
 
+# The settings a form carries as they are (betas without a widget of its own: it comes with a preset);
+# `form_values` reshapes lr_step, patch_size, patch_dir and train_on.
+FORM_FIELDS = ("epochs", "batch_size", "lr", "betas", "weight_decay", "lr_gamma", "val_split", "seed", "loss",
+               "device", "noise_patches", "amp_bf16")
+
+
+def form_values(s: TrainSettings) -> dict[str, Any]:
+    """`s` as the flat values of a settings form (the Train page's widgets): the step schedule's "off" as
+    0, the patch size as min and max, and train_on as a mode ("normal", "all", "classes") plus class names."""
+    chosen = s.train_on not in ("normal", "all")
+    return {k: getattr(s, k) for k in FORM_FIELDS} | {
+        "lr_step": s.lr_step or 0, "patch_min": s.patch_size[0], "patch_max": s.patch_size[1],
+        "patch_dir": s.patch_dir or "", "on_mode": "classes" if chosen else s.train_on,
+        "on_classes": s.train_on if chosen else ""}
+
+
+def settings_from_form(values: Mapping[str, Any]) -> TrainSettings:
+    """The TrainSettings of a form's values (`form_values`' inverse); ValueError naming a bad field."""
+    v = dict(values)
+    mode, classes, lo, hi = v.pop("on_mode"), v.pop("on_classes"), v.pop("patch_min"), v.pop("patch_max")
+    return TrainSettings.from_dict(v | {"lr_step": v["lr_step"] or None, "patch_size": (lo, hi),
+                                        "patch_dir": str(v["patch_dir"]).strip() or None,
+                                        "train_on": classes.strip() if mode == "classes" else mode})
+
+
 def _check_device(name) -> None:
     if not (isinstance(name, str) and (name in DEVICES or re.fullmatch(r"cuda:\d+", name))):
         raise ValueError(f"device: must be one of {DEVICES} (or cuda:N), got {name!r}")
