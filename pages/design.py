@@ -7,15 +7,14 @@ State: `design_config` (a valid config as a JSON-ready dict) and `design_input_s
 of the images are the single source of truth; other pages read them. Every widget's state is written from them
 in callbacks (or at the top of the run, before any widget exists), never the other way round.
 """
-import json
-import warnings
 
 import pandas as pd
 import streamlit as st
 
 from pages.run_focus import hand_over_deep_link
 from udd_core import architecture as arch
-from udd_core.config import MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, parse_config
+from udd_core.config import (MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, config_text, noting_warnings,
+                             parse_config)
 from udd_core.feature_input import BACKBONES, DEFAULT_POOL, MAX_POOL, FeatureInput, describe_input, parse_input
 from udd_core.presets import model_presets
 from udd_core.shapes import ShapeError, ae_input_shape, image_channels, propagate_image
@@ -31,15 +30,7 @@ INPUT_KINDS = ("pixels", "backbone features")
 
 def parse(source) -> tuple[AEConfig, list[str]]:
     """The config and the parser's warnings (unknown keys); raises ValueError with a one-line message."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        config = parse_config(source)
-    return config, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
-
-
-def config_text(d: dict) -> str:
-    """JSON with one field per line: short enough to read at a glance, still plain JSON."""
-    return "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in d.items()) + "\n}"
+    return noting_warnings(lambda: parse_config(source))
 
 
 def editor_key() -> str:

@@ -112,3 +112,13 @@ def test_config_is_immutable(tiny_config):
         c.latent_size = 3  # type: ignore[misc]
     fixed = c.with_padding(0, (0, 0))
     assert fixed.latent_opad == 0 and c.latent_opad == 1
+
+
+def test_config_text_is_json_one_field_a_line_and_noting_warnings_keeps_the_messages(tiny_config):
+    from udd_core.config import config_text, noting_warnings
+
+    text = config_text(tiny_config | {"comment": "mine"})
+    assert json.loads(text) == tiny_config | {"comment": "mine"} and len(text.splitlines()) == len(tiny_config) + 3
+    config, notes = noting_warnings(lambda: parse_config(text))
+    assert config.extra == {"comment": "mine"} and notes == ["config: unknown keys kept but unused: comment"]
+    assert noting_warnings(lambda: parse_config(tiny_config))[1] == []

@@ -8,14 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from . import __version__
 from .atomic import write_text_atomic
 from .cli_numbers import check_numbers
-from .config import AEConfig, ConfigError, load_config
+from .config import AEConfig, ConfigError, load_config, noting_warnings
 from .shapes import ShapeError, ShapeReport, input_spec, propagate_image
 
 
@@ -84,11 +83,9 @@ def format_report(r: ShapeReport) -> str:
 
 def read_config(path) -> AEConfig:
     """A config file, with its warnings (unknown keys kept) printed as `warning:` lines on stderr."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        config = load_config(path)
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+    config, notes = noting_warnings(lambda: load_config(path))
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     return config
 
 

@@ -11,7 +11,7 @@ import json
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 from .feature_input import FeatureInput, parse_input
 
@@ -153,6 +153,20 @@ def parse_config(source: Union[str, Mapping[str, Any], AEConfig]) -> AEConfig:
         extra={str(k): v for k, v in extra.items()},
         input=_input(raw.get("input")),
     )
+
+
+def noting_warnings(read: Callable[[], AEConfig]) -> tuple[AEConfig, list[str]]:
+    """`read()` (e.g. `lambda: load_config(path)`) and the messages of the warnings it gave (unknown
+    keys kept), for a caller that shows them its own way: `udd` on stderr, the Design page on screen."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config = read()
+    return config, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def config_text(d: Mapping[str, Any]) -> str:
+    """A config dict as JSON with one field per line: short enough to read at a glance, still plain JSON."""
+    return "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in d.items()) + "\n}"
 
 
 def load_config(path: Union[str, Path]) -> AEConfig:

@@ -20,6 +20,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from . import runs
+from .config import config_text
 from .atomic import write_files
 from .inspection import Inspection
 from .render import auto_zoom, png_bytes
@@ -228,8 +229,7 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
             f"<h2>Worst {min(n_worst, len(insp))} images by score</h2>" + _worst(insp, n_worst),
             "<h2>Training curve</h2>" + loss_curve_svg(history)]
     if config is not None:
-        text = json.dumps(config) if not isinstance(config, dict) else \
-            "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in config.items()) + "\n}"
+        text = config_text(config) if isinstance(config, dict) else json.dumps(config)
         body.append("<h2>Model config</h2><pre>" + html.escape(text, quote=False) + "</pre>")
     if insp.notices:
         body.append("<h2>Notes</h2><ul>" + "".join(f"<li class=note>{_e(n)}</li>" for n in insp.notices) + "</ul>")
