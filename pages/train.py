@@ -60,12 +60,12 @@ def on_model_preset() -> None:
 def on_method() -> None:
     """A method that cannot use the model preset in place (the feature AE and a pixel preset) switches to
     its own: the page would otherwise open on an error."""
-    current = model_presets().get(ss.get("train_model_preset"))
-    if name := detector_class(ss["train_method"]).preferred_preset(current.config if current else None):
+    current, cls = model_presets().get(ss.get("train_model_preset")), detector_class(ss["train_method"])
+    if name := cls.preferred_preset(current.config if current else None):
         ss["train_model_preset"] = name
         on_model_preset()
-        if name in training_presets():  # its recipe too (the feature AE's epochs and rate)
-            ss["train_preset"] = name
+        if cls.training_preset:  # its recipe too (the feature AE's epochs and rate)
+            ss["train_preset"] = cls.training_preset
             on_train_preset()
 
 

@@ -7,6 +7,7 @@ from udd_core.methods.autoencoder import AutoencoderDetector
 from udd_core.model import build_model, save_model
 from udd_core.presets import model_presets
 from udd_core.scoring import residual_map
+from udd_core.settings import training_presets
 
 
 @pytest.fixture
@@ -22,6 +23,16 @@ def test_registry_names_autoencoder_and_refuses_unknown():
     assert detector_class("autoencoder") is AutoencoderDetector
     with pytest.raises(ValueError, match="method: must be one of"):
         detector_class("nope")
+
+
+def test_preferred_presets_exist():
+    # The Train page switches to these names when the method changes: each must be a real preset.
+    for name in METHODS:
+        cls = detector_class(name)
+        assert cls.training_preset is None or cls.training_preset in training_presets(), name
+        preferred = cls.preferred_preset(None)
+        assert preferred is None or preferred in model_presets(), name
+    assert detector_class("feature-ae").training_preset == "feature-ae"
 
 
 def test_folder_without_method_file_is_an_autoencoder(ae_dir):
