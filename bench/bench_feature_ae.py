@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_quality import DATA, check_data, first_of_each, fmt, stratified_half  # noqa: E402
+from bench_quality import DATA, check_data, first_of_each, fmt, leave_one_type_out, stratified_half  # noqa: E402
 from udd_core.config import load_config  # noqa: E402
 from udd_core.data import load_dataset  # noqa: E402
 from udd_core.methods import detector_class  # noqa: E402
@@ -136,6 +136,7 @@ def main() -> None:
         p = allm.per_type[t]
         print(f"| {t} ({p['n']}) | {fmt(p['image_auroc'])} | {fmt(p['pixel_auroc'])} | {fmt(p['aupro'])} |")
     print(f"| **all** | **{fmt(allm.image_auroc)}** | **{fmt(allm.pixel_auroc)}** | **{fmt(allm.aupro)}** |")
+    print("\npooled metrics with one defect type left out (all test photos):\n\n" + leave_one_type_out(sc, m_np, labels, masks))
     log("done")
 
 

@@ -35,7 +35,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_quality import DATA, check_data, fmt, load_photos, stratified_half  # noqa: E402
+from bench_quality import DATA, check_data, fmt, leave_one_type_out, load_photos, stratified_half  # noqa: E402
 
 from udd_core import backbone as bb  # noqa: E402
 from udd_core.coreset import greedy_coreset, knn_chunk_rows  # noqa: E402
@@ -123,6 +123,8 @@ def run_default(args, train, test, labels, masks, pick) -> None:
     print("\n### Selection half\n\n" + table(scores, maps, labels, masks, pick))
     print("\n### Held-out half (not used for any choice)\n\n" + table(scores, maps, labels, masks, ~pick))
     print("\n### Where the pooled pixel AUROC is lost (all test photos)\n\n" + pixel_breakdown(maps, labels, masks))
+    print("\n### Pooled metrics with one defect type left out (all test photos)\n\n"
+          + leave_one_type_out(scores, maps, labels, masks))
 
 
 def pixel_breakdown(maps: np.ndarray, labels: list, masks: np.ndarray, n: int = 200_000) -> str:
