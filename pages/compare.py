@@ -135,6 +135,9 @@ except ValueError as e:
     st.error(one_line(e))
     st.stop()
 split = c2.selectbox("Split", ("test", "train", "all"), key="cmp_split") if kind == "mvtec" else "all"
+if elsewhere := cmp.trained_elsewhere(sides, data):
+    st.info(f"Trained on other data than {data}: {'; '.join(elsewhere)}. Their scores here show how they "
+            "carry over, not how they do on their own data.")
 
 scored, inspections = [], []
 with st.spinner("Scoring every run on the data set ..."):
@@ -153,13 +156,13 @@ if not inspections:
     st.stop()
 
 rows = cmp.metric_rows(inspections)
-df = pd.DataFrame([[r.metric, *[None if v is None else round(float(v), 4) for v in r.values]] for r in rows],
-                  columns=["metric", *scored])
-best = {(k, r.best) for k, r in enumerate(rows) if r.best is not None}
+df = pd.DataFrame([[r.metric, *[None if v is None else round(float(v), cmp.SHOWN_DIGITS) for v in r.values]]
+                   for r in rows], columns=["metric", *scored])
+best = {(k, b) for k, r in enumerate(rows) for b in r.best}
 style = df.style.apply(lambda col: [BEST_BG if (k, scored.index(col.name)) in best else "" for k in range(len(col))],
-                       subset=scored).format(precision=4, na_rep="n/a")
+                       subset=scored).format(precision=cmp.SHOWN_DIGITS, na_rep="n/a")
 st.dataframe(style, hide_index=True, key="cmp_metrics")
-st.caption("Green: the best run of a metric. Threshold, FPR and TPR are each run's own operating point "
+st.caption("Green: the best run of a metric (every run that ties for it). Threshold, FPR and TPR are each run's own operating point "
            "(target FPR on its normal validation images).")
 
 roc = go.Figure()

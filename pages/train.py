@@ -312,7 +312,7 @@ with right:
     sel = ss["train_selected"] if ss["train_selected"] in status else next(iter(status), None)
     st.subheader("Run")
     if sel is None:
-        st.info(f"No runs in {ROOT} yet: start one on the left.")
+        st.info(f"No runs yet in the runs folder ({ROOT.resolve()}): start one on the left.")
     else:
         ss["train_run_pick"] = sel
         st.selectbox("Run", list(status), key="train_run_pick", format_func=lambda n: f"{n} ({status[n]})",
@@ -337,6 +337,11 @@ with right:
                 except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged
                     st.error(f"resume {sel}: {e}")
     st.subheader("All runs")
-    rows = [(r.name, status[r.name], r.epochs_done, r.best_val_loss, r.created, r.message) for r in all_runs]
-    st.dataframe(pd.DataFrame(rows, columns=["name", "status", "epochs", "best val loss", "created", "message"]),
-                 hide_index=True)
+    # A method fitted in one pass has no epochs or losses: blank cells there, not a misleading 0.
+    looped = {r.name: r.method not in METHODS or detector_class(r.method).trains_epochs for r in all_runs}
+    rows = [(r.name, r.method, status[r.name], r.epochs_done if looped[r.name] else None,
+             r.best_val_loss if looped[r.name] else None, r.created, r.message) for r in all_runs]
+    st.dataframe(pd.DataFrame(rows, columns=["name", "method", "status", "epochs", "best val loss", "created",
+                                             "message"]).astype({"epochs": "Int64", "best val loss": "Float64"}),
+                 hide_index=True, column_config={"epochs": st.column_config.NumberColumn(
+                     help="Epochs trained; blank for a method fitted in one pass (no training epochs)")})

@@ -51,17 +51,20 @@ def make_mvtec(root: Path, n_train: int = 12, n_good: int = 4, n_defect: int = 4
     return root
 
 
-def make_run(run_dir: Path, data: Path, epochs: int = 1, val_split: float = 0.25, config: dict | None = None) -> Path:
-    """A real (tiny) training run on the train split of `data`: model, history, calibration
-    (``config``: the model, default TINY)."""
+def make_run(run_dir: Path, data: Path, epochs: int = 1, val_split: float = 0.25, config: dict | None = None,
+             method: str = "autoencoder", options: dict | None = None, size: int = SIZE) -> Path:
+    """A real (tiny) run on the train split of `data` at `size` x `size`: model, history, calibration
+    (``config``: the model, default TINY; None for a method without one, such as "memory-bank")."""
     from udd_core.data import load_dataset
     from udd_core.jobs import TrainJob
     from udd_core.settings import TrainSettings
 
-    ds = load_dataset(data, (1, SIZE, SIZE), split="train")
+    ds = load_dataset(data, (1, size, size), split="train")
     settings = TrainSettings(epochs=epochs, batch_size=4, val_split=val_split, seed=0, n_probe=0, device="cpu")
-    job = TrainJob.create(run_dir, config or tiny_config(), (1, SIZE, SIZE), ds.images, settings,
-                          source={"path": str(data.resolve()), "kind": "mvtec", "tile": False})
+    config = (config or tiny_config()) if method in ("autoencoder", "dsvdd") else config
+    job = TrainJob.create(run_dir, config, (1, size, size), ds.images, settings,
+                          source={"path": str(data.resolve()), "kind": "mvtec", "tile": False},
+                          method=method, options=options)
     job.start().join(120)
     assert job.snapshot().status == "finished", job.snapshot().message
     return run_dir

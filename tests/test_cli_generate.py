@@ -109,6 +109,19 @@ def test_bad_input_is_one_line_and_exit_2(run, tmp_path, capsys, extra, message)
     assert not (tmp_path / "o").exists()
 
 
+def test_npz_from_a_one_channel_model_on_images_names_the_real_cause(tmp_path, capsys, tiny_config):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 32), 100 + 10 * i, np.uint8)).save(folder / f"{i}.png")
+    save_model(build_model(tiny_config), tmp_path / "gray")  # a 1-channel model
+    rc, _, err = udd(capsys, tmp_path / "gray", "--sigma", 0.5, "-n", 2, "--size", "32,32", "--data", folder,
+                     "--npz", tmp_path / "g.npz", "--out", tmp_path / "o")
+    assert rc == 2 and err.count("\n") == 1
+    assert "holds images, not wafer maps" in err and "3-channel" not in err  # it is not a 3-channel model
+    assert not (tmp_path / "g.npz").exists() and not (tmp_path / "o").exists()
+
+
 def test_model_folder_without_a_size_needs_size_and_data(tmp_path, capsys):
     data = write_wafers(tmp_path / "w.npz")
     save_model(build_model(WAFER_CFG), tmp_path / "bare")  # stores no input shape, names no data

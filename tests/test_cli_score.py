@@ -114,6 +114,14 @@ def test_bad_options_exit_2_with_one_line(capsys, run, data, argv, msg):
     assert msg in err and "\n" not in err and err.startswith("udd score: error:")
 
 
+def test_threshold_and_target_fpr_together_are_refused(capsys, run, data):
+    """Both given, the FPR would be silently ignored: argparse refuses the pair in one line, exit 2."""
+    with pytest.raises(SystemExit) as e:
+        main(["score", str(run), "--data", str(data), "--threshold", "1", "--target-fpr", "0.05"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "--target-fpr: not allowed with argument --threshold" in err and "\n" not in err
+
+
 def test_bad_run_or_data_exit_2(capsys, tmp_path, run):
     assert main(["score", str(tmp_path / "none"), "--data", str(tmp_path)]) == 2
     assert "no such run" in capsys.readouterr().err

@@ -11,10 +11,10 @@ from udd_core.inspection import inspect_run
 from udd_core.metrics import Metrics
 
 
-def side(name="a", config=None, shape=(1, 32, 32), info=None, history=(), method="autoencoder"):
+def side(name="a", config=None, shape=(1, 32, 32), info=None, history=(), method="autoencoder", spec=None):
     from pathlib import Path
 
-    return cmp.RunSide(name, Path(name), method, config, shape, info or {}, list(history))
+    return cmp.RunSide(name, Path(name), method, config, shape, info or {}, list(history), spec or {"method": method})
 
 
 def test_flatten_and_diff_rows():
@@ -55,11 +55,29 @@ def test_shape_rows_align_stages_and_mark_the_differing_ones():
 def test_settings_diff_leaves_out_creation_times_and_adds_the_method():
     a = side("a", info={"settings": {"epochs": 5, "lr": 0.001}, "created": "2026-01-01", "resumed": []})
     b = side("b", info={"settings": {"epochs": 9, "lr": 0.001}, "created": "2026-02-02", "resumed": [{"at": 1}]},
-             method="memory-bank")
+             method="dsvdd")
     rows = {r.field: r for r in cmp.settings_diff([a, b])}
     assert set(rows) == {"method", "settings.epochs", "settings.lr"}
-    assert rows["method"].values == ("autoencoder", "memory-bank") and rows["method"].changed
+    assert rows["method"].values == ("autoencoder", "dsvdd") and rows["method"].changed
     assert rows["settings.epochs"].changed and not rows["settings.lr"].changed
+
+
+def test_settings_diff_shows_a_one_pass_method_its_options_not_the_training_loop():
+    ae = side("ae", info={"settings": {"epochs": 5, "lr": 0.001, "seed": 0}, "options": {}})
+    bank_spec = {"method": "memory-bank", "input_shape": [1, 32, 32], "coreset": 0.1, "k": 1, "fit": {"bank": 9}}
+    # an older memory-bank run recorded the autoencoder's training settings too: they are not shown
+    bank = side("bank", method="memory-bank", spec=bank_spec,
+                info={"settings": {"epochs": 50, "lr": 0.01, "seed": 0}, "options": {"coreset": 0.1}})
+    rows = {r.field: r for r in cmp.settings_diff([ae, bank])}
+    assert rows["settings.epochs"].values == ("5", cmp.ONE_PASS) and not rows["settings.epochs"].changed
+    assert rows["settings.lr"].values == ("0.001", cmp.ONE_PASS) and not rows["settings.lr"].changed
+    assert rows["settings.seed"].values == ("0", "0") and not rows["settings.seed"].changed
+    assert rows["method options.coreset"].values == (cmp.MISSING, "0.1") and rows["method options.coreset"].changed
+    assert not any(f.startswith(("options", "method options.fit", "method options.input_shape")) for f in rows)
+    b2 = side("b2", method="memory-bank", spec={**bank_spec, "k": 3}, info={"settings": {"seed": 0}})
+    rows = {r.field: r for r in cmp.settings_diff([bank, b2])}
+    assert rows["method options.k"].values == ("1", "3") and rows["method options.k"].changed
+    assert not rows["method options.coreset"].changed and "settings.epochs" not in rows
 
 
 def test_loss_figure_has_one_colour_per_run():
@@ -81,10 +99,15 @@ def fake_insp(auroc, names=("a", "b"), scores=(0.1, 0.9), labels=("good", "spot"
 
 def test_metric_rows_mark_the_best_run_only_when_runs_differ():
     rows = {r.metric: r for r in cmp.metric_rows([fake_insp(0.7), fake_insp(0.9), fake_insp(None)])}
-    assert rows["image AUROC"].values == (0.7, 0.9, None) and rows["image AUROC"].best == 1
-    assert rows["F1 max"].best is None  # all tie
-    assert rows["image AP"].best is None  # nobody has it
-    assert rows["threshold"].best is None and rows["threshold"].values == (0.5, 0.5, 0.5)
+    assert rows["image AUROC"].values == (0.7, 0.9, None) and rows["image AUROC"].best == (1,)
+    assert rows["F1 max"].best == ()  # all tie
+    assert rows["image AP"].best == ()  # nobody has it
+    assert rows["threshold"].best == () and rows["threshold"].values == (0.5, 0.5, 0.5)
+
+
+def test_metric_rows_mark_every_run_that_ties_for_the_best():
+    rows = {r.metric: r for r in cmp.metric_rows([fake_insp(0.9), fake_insp(0.7), fake_insp(0.90000001)])}
+    assert rows["image AUROC"].best == (0, 2)  # equal as shown (4 places): both marked, not the first alone
 
 
 def test_common_and_picked_images():
@@ -128,3 +151,12 @@ def test_read_side_of_a_damaged_folder(tmp_path):
     (tmp_path / "r" / "method.json").write_text("{}")  # names no method
     s = cmp.read_side(tmp_path / "r")
     assert s.config is None and s.method == "unknown" and s.info == {} and s.history == [] and s.input_shape is None
+
+
+def test_trained_elsewhere_names_the_runs_of_other_data(tmp_path):
+    here, other = tmp_path / "parts", tmp_path / "other"
+    a = side("a", info={"data": {"path": str(here)}})
+    b = side("b", info={"data": {"path": str(other)}})
+    c = side("c", info={})  # a model folder: no data recorded, nothing to say
+    assert cmp.trained_elsewhere([a, b, c], here) == [f"b (trained on {other})"]
+    assert cmp.trained_elsewhere([a, b, c], str(here) + "/") == [f"b (trained on {other})"]  # same folder

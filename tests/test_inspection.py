@@ -64,6 +64,10 @@ def test_threshold_is_the_target_fpr_quantile_of_the_calibration(run, mvtec, ins
     loose = inspect_run(run, mvtec, target_fpr=0.5)
     assert loose.threshold <= insp.threshold
     assert np.mean(np.asarray(cal["scores"]["mean"]) > loose.threshold) <= 0.5
+    # 3 validation images cannot measure an FPR of 1% (that needs 100): said so; they can measure 50%
+    too_few = [n for n in insp.notices if "too few to measure an FPR of 1.00% (that needs 100)" in n]
+    assert len(too_few) == 1 and "rests on 3 validation images" in too_few[0]
+    assert not any("too few to measure" in n for n in loose.notices)
 
 
 def test_maps_use_the_normal_scale_not_per_image_min_max(run, mvtec, insp):

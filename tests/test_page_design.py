@@ -175,6 +175,13 @@ def test_unknown_keys_are_listed(at):
     assert config_of(at)["colour"] == "blue"
 
 
+def test_unknown_keys_are_shown_as_typed_not_as_markdown(at):
+    edit_json(at, __import__="x", **{"a*b*": 1})
+    shown = " ".join(w.value for w in at.warning)
+    # escaped markup: markdown would otherwise render __import__ as a bold "import" and a*b* as italics
+    assert r"\_\_import\_\_" in shown and r"a\*b\*" in shown
+
+
 def test_too_small_input_is_an_inline_error(at):
     edit_json(at, block_ker=[4] * len(config_of(at)["block_ker"]))  # even kernels can shrink a map to nothing
     at.number_input(key="design_h").set_value(2).run()

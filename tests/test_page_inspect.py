@@ -48,6 +48,7 @@ def test_page_renders_gallery_plots_and_exports(at):
     assert len(at.get("plotly_chart")) == 3  # drill-down heatmap, histogram, ROC
     assert len(at.get("download_button")) == 3
     assert at.selectbox(key="insp_run").value == "tiny"
+    assert any("Heatmap colours: 0 (left) to" in c.value for c in at.caption)  # the gallery's colour legend
     assert at.text_input(key="insp_data").value.endswith("parts")  # the run's training data by default
 
 
@@ -139,4 +140,5 @@ def test_a_run_of_another_method_opens_with_its_own_defaults(monkeypatch, tmp_pa
     assert any("Method **toy-mean**: the heatmap is its anomaly map" in c.value for c in app.caption)
     assert app.selectbox(key="insp_score").value == "max" and app.slider(key="insp_smooth").value == 2.0
     assert float(metrics(app)["image AUROC"]) == 1.0
-    assert len(app.get("image")) == 8 * 3 + 1  # 8 x (input, residual, overlay), no reconstruction; + the drill-down
+    # 8 x (input, residual, overlay), no reconstruction; + the colour legend and the drill-down
+    assert len(app.get("image")) == 8 * 3 + 2

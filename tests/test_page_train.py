@@ -371,6 +371,8 @@ def test_method_choice_fits_a_run_without_a_config(tiny_config, data, runs_dir, 
     assert info["method"] == NAME and info["options"] == {"smooth": 2} and info["input_shape"] == [3, 32, 32]
     at.run()
     assert not at.exception and not [b for b in at.button if b.label == "Resume"]  # a fit is not resumable
+    row = table(at).loc["toy"]  # a one-pass fit lists its method, and blank epochs and loss, not 0 and None
+    assert row["method"] == NAME and row.isna()["epochs"] and row.isna()["best val loss"]
 
 
 def test_the_estimate_adds_the_memory_banks_backbone_features(tiny_config, data, runs_dir):
@@ -396,3 +398,14 @@ def test_a_size_whose_images_cannot_fit_in_memory_keeps_start_off(tiny_config, d
     monkeypatch.setattr(sources, "available_bytes", lambda: 12 * 32 * 32)  # exactly enough
     at.run()
     assert not at.error and not next(b for b in at.button if b.label == "Start training").disabled
+
+
+def test_wafer_maps_with_a_one_channel_model_are_refused_before_start(tiny_config, tmp_path, runs_dir):
+    """Wafer maps load as 3 one-hot channels: a 1-channel design is named at the data step, Start stays off."""
+    from test_generation import write_wafers
+
+    wafers = write_wafers(tmp_path / "w.npz")
+    at = page(tiny_config, wafers)  # the tiny design takes 1 channel
+    assert "wafer maps need 3 input channels (one-hot), the model takes C=1" in errors(at)
+    assert "\n" not in errors(at) and next(b for b in at.button if b.label == "Start training").disabled
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())

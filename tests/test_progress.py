@@ -47,3 +47,11 @@ def test_progress_bar_for_epochs_and_for_a_one_pass_fit():
     b.update(step=50)  # a phase that overruns its announced steps never draws past the end
     assert progress_bar(b.snapshot(), one_pass=True)[0] == 1.0
 
+
+
+def test_loss_curve_ticks_whole_epochs():
+    from udd_core.progress import loss_curve
+
+    short = loss_curve([1, 2], [0.5, 0.4], [None, None], now=2.0)["layout"]["xaxis"]
+    assert short["dtick"] == 1 and short["tick0"] == 0  # 1, 2, never 0.5, 1.5
+    assert loss_curve(list(range(1, 201)), [0.1] * 200, [None] * 200)["layout"]["xaxis"]["dtick"] == 20

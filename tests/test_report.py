@@ -1,6 +1,7 @@
 """The one-page HTML report: self-contained, with metrics, threshold, curve, config and images."""
 import base64
 import io
+import json
 import re
 
 import pytest
@@ -10,6 +11,7 @@ from inspect_fixtures import make_mvtec, make_run
 from udd_core import runs
 from udd_core.inspection import inspect_run
 from udd_core.report import build_report, loss_curve_svg
+from udd_core.settings import ONE_PASS_FIELDS
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +52,22 @@ def test_report_without_threshold_or_history(insp, tmp_path):
     bare.threshold = None
     page = build_report(bare, run_dir=tmp_path)
     assert "No threshold" in page and "No training history" in page and "Model config" not in page
+
+
+def test_report_of_a_memory_bank_run_names_the_method_not_a_training_loop(tmp_path):
+    data = make_mvtec(tmp_path / "parts", size=64)
+    run = make_run(tmp_path / "bank", data, method="memory-bank", options={"coreset": 0.5}, size=64)
+    recorded = json.loads((run / "train.json").read_text())["settings"]
+    assert set(recorded) == set(ONE_PASS_FIELDS)  # train.json records no training loop it did not have
+    page = build_report(inspect_run(run, data))
+    setup = dict(re.findall(r"<tr><th>([^<]+)</th><td>([^<]*)</td></tr>", page))
+    assert setup["method"].startswith("memory-bank (")
+    assert '&quot;coreset&quot;: 0.5' in setup["method options"] and "fit" not in setup["method options"]
+    fit_settings = setup["fit settings"]  # only what a one-pass fit uses: no epochs, lr or loss
+    assert "seed" in fit_settings and not any(k in fit_settings for k in ("epochs", "lr", "loss"))
+    assert "training settings" not in setup and "No training history" not in page and "Training curve" not in page
+    assert "<h2>Fit</h2>" in page and setup["bank"].isdigit()  # the fit record, e.g. the bank's size
+    assert "anomaly map (knn)" in page and "residual on" not in page
 
 
 def test_loss_curve_svg_log_scale_and_gaps():

@@ -365,6 +365,20 @@ def test_resume_refusals(tmp_path, tiny_config):
         TrainJob.resume(tmp_path / "nothing")
 
 
+def test_resume_refuses_an_epoch_total_already_reached_even_when_stopped(tmp_path, tiny_config):
+    """--epochs is the new total: one at or below the epochs done would train nothing yet rewrite the run."""
+    job = _job(tmp_path, tiny_config, epochs=2).start()
+    assert job.join(30)
+    runs.write_status(job.run_dir, "stopped", "stopped after 2 of 5 epochs")  # as if stopped early
+    before = {p.name: p.read_bytes() for p in job.run_dir.iterdir() if p.is_file()}
+    for total in (1, 2):
+        with pytest.raises(ValueError, match="already has 2 epochs; --epochs is the new total"):
+            TrainJob.resume(job.run_dir, make_images(12), epochs=total)
+    assert {p.name: p.read_bytes() for p in job.run_dir.iterdir() if p.is_file()} == before
+    resumed = TrainJob.resume(job.run_dir, make_images(12), epochs=3).start()  # more than done: trains on
+    assert resumed.join(30) and len(runs.read_history(job.run_dir)) == 3
+
+
 class Boom(AutoEncoder):
     def forward(self, x):
         raise RuntimeError("boom in forward")

@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", metavar="NAME",
                    help="detection method: autoencoder (default; needs CONFIG), memory-bank (no CONFIG, no training), "
                         "feature-ae, dsvdd or latent-knn (need CONFIG); see the README's table of methods")
-    p.add_argument("--backbone", metavar="NAME", help="memory bank: pretrained backbone (efficientnet-lite0)")
+    p.add_argument("--backbone", metavar="NAME", help="memory bank: pretrained backbone: lite0 (EfficientNet-Lite0, the only one)")
     p.add_argument("--layers", metavar="LAYERS",
                    help="memory bank: backbone feature layers, comma-separated (default s16,stage6,s32; "
                         "s8,s16 below 192 px a side)")
@@ -316,9 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", type=float, metavar="SIGMA",
                    help="Gaussian smoothing of the map in px (default: the method's, 0 for an autoencoder)")
     p.add_argument("--size", metavar="H,W", help="input size (default: the model's, else the images' own size)")
-    p.add_argument("--threshold", type=float, metavar="T", help="image-score threshold (default: from --target-fpr)")
-    p.add_argument("--target-fpr", type=float, default=0.01, metavar="F",
-                   help="false-positive rate on the run's normal validation images that sets the threshold")
+    # One sets the threshold or the other: given both, the FPR would be silently ignored.
+    thr = p.add_mutually_exclusive_group()
+    thr.add_argument("--threshold", type=float, metavar="T", help="image-score threshold (default: from --target-fpr)")
+    thr.add_argument("--target-fpr", type=float, default=0.01, metavar="F",
+                     help="false-positive rate on the run's normal validation images that sets the threshold "
+                          "(default 0.01)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--heatmaps", metavar="DIR", help="write one overlay PNG per image into DIR")
     p.add_argument("--force", action="store_true", help="let --heatmaps overwrite PNGs of the same names")

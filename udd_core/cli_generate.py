@@ -49,7 +49,10 @@ def run_generate(args: argparse.Namespace) -> int:
         print(f"warning: {mismatch}", file=sys.stderr)
     kind = model_kind(model, ds.kind)
     if args.npz and kind != "wafer":
-        raise UsageError(f"--npz: writes wafer maps; {data} holds images, not wafer maps for a 3-channel model")
+        c = model.config.in_channels
+        raise UsageError(f"--npz: writes wafer maps; {data} holds images, not wafer maps" if ds.kind != "wafer" else
+                         f"--npz: writes wafer maps, which need a 3-channel (one-hot) model; this run's model takes "
+                         f"{c} channel{'s' if c != 1 else ''}")
     if args.random:
         images, _ = normal_images(ds)  # the statistics of what the model was trained on
         out = generate_random(model, training_stats(model, images, per_position=args.per_position), args.n, args.seed)

@@ -10,7 +10,7 @@ import sys
 
 from .cli import UsageError, parse_ints, run_dir_arg
 from .inspection import inspect_run
-from .methods import detector_class, run_method
+from .methods import a_method, detector_class, run_method
 from .report import write_heatmaps
 
 
@@ -57,7 +57,7 @@ def run_score(args: argparse.Namespace) -> int:
     method = run_method(run_dir)
     if detector_class(method).own_scores and (args.score or args.topk is not None):
         # Its image score is a latent distance, not a reduction of the map: the option would change nothing.
-        raise UsageError(f"{'--score' if args.score else '--topk'}: a {method} run scores images by its own "
+        raise UsageError(f"{'--score' if args.score else '--topk'}: {a_method(method)} run scores images by its own "
                          "distance, not from the map; leave it out (--residual and --smooth still shape the map)")
     insp = inspect_run(run_dir, args.data, split=args.split, residual=args.residual,
                        score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, size=size,

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 
 from . import runs
-from .methods import METHOD_FILE, run_method
+from .methods import METHOD_FILE, METHODS, detector_class, run_spec, spec_options
+from .progress import epoch_axis
+from .settings import applied_settings
 from .metrics import GOOD, roc_points
 from .model import CONFIG_FILE, WEIGHTS_FILE
 from .render import as_rgb, auto_zoom, heat_rgb, zoom
@@ -27,6 +29,7 @@ from .shapes import ShapeError, propagate
 MIN_RUNS, MAX_RUNS = 2, 4
 NO_CONFIG = "no autoencoder config"
 MISSING = "—"  # a field one run has and another has not
+ONE_PASS = "— (fitted in one pass)"  # a training-loop setting, in the column of a method without a training loop
 SKIPPED_INFO = ("created", "resumed")  # train.json keys that differ between any two runs and say nothing
 
 
@@ -41,6 +44,7 @@ class RunSide:
     input_shape: Optional[tuple[int, int, int]]  # (C, H, W) from train.json
     info: dict  # train.json ({} when missing)
     history: list[dict]  # history.jsonl, one dict per epoch
+    spec: dict = field(default_factory=dict)  # method.json (methods.run_spec): the method's parameters and fit
 
 
 def read_side(run_dir: Union[str, Path]) -> RunSide:
@@ -50,12 +54,12 @@ def read_side(run_dir: Union[str, Path]) -> RunSide:
     info = runs.read_json(p / runs.TRAIN_FILE, {}) or {}
     shape = info.get("input_shape") if isinstance(info, dict) else None
     try:
-        method = run_method(p)
+        spec = run_spec(p)
     except ValueError:
-        method = "unknown"
-    return RunSide(p.name, p, method, config if isinstance(config, dict) else None,
+        spec = {"method": "unknown"}
+    return RunSide(p.name, p, spec["method"], config if isinstance(config, dict) else None,
                    tuple(int(v) for v in shape) if isinstance(shape, list) and len(shape) == 3 else None,
-                   info if isinstance(info, dict) else {}, runs.read_history(p))
+                   info if isinstance(info, dict) else {}, runs.read_history(p), spec)
 
 
 # --- diffs -----------------------------------------------------------------------------------
@@ -108,10 +112,25 @@ def config_diff(sides: Sequence[RunSide]) -> list[DiffRow]:
 
 
 def settings_diff(sides: Sequence[RunSide]) -> list[DiffRow]:
-    """train.json field by field (settings, data, input shape, versions) plus the method;
-    the creation time and resume log are left out: they differ between any two runs."""
-    return diff_rows([{"method": s.method, **{k: v for k, v in s.info.items() if k not in SKIPPED_INFO}}
-                      for s in sides])
+    """The method and its parameters (method.json), then train.json field by field (settings, data,
+    input shape, versions). The creation time and resume log are left out: they differ between any two
+    runs. A method fitted in one pass shows ONE_PASS for the training-loop settings it does not have,
+    and those cells take no part in deciding whether a row changed."""
+    one_pass = [s.method in METHODS and not detector_class(s.method).trains_epochs for s in sides]
+    dicts = []
+    for s, single in zip(sides, one_pass):
+        info = {k: v for k, v in s.info.items() if k not in SKIPPED_INFO and k != "options"}  # options: in spec
+        if isinstance(info.get("settings"), Mapping):
+            info["settings"] = applied_settings(info["settings"], not single)
+        options = spec_options(s.spec)
+        dicts.append({"method": s.method, **({"method options": options} if options else {}), **info})
+    rows = []
+    for r in diff_rows(dicts):
+        if r.field.startswith("settings.") and any(single and v == MISSING for single, v in zip(one_pass, r.values)):
+            values = tuple(ONE_PASS if single and v == MISSING else v for single, v in zip(one_pass, r.values))
+            r = DiffRow(r.field, values, len({v for v in values if v != ONE_PASS}) > 1)
+        rows.append(r)
+    return rows
 
 
 def shape_rows(sides: Sequence[RunSide]) -> list[DiffRow]:
@@ -152,7 +171,8 @@ def loss_figure(sides: Sequence[RunSide], log: bool = False) -> dict:
                 data.append({"type": "scatter", "mode": "lines+markers", "x": epochs, "y": ys,
                              "name": f"{s.name} · {what}", "line": {"color": colour, "dash": dash}})
     layout = {"height": 360, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
-              "legend": {"orientation": "h", "y": 1.15, "x": 0}, "xaxis": {"title": {"text": "epoch"}},
+              "legend": {"orientation": "h", "y": 1.15, "x": 0},
+              "xaxis": epoch_axis(max((len(s.history) for s in sides), default=1)),
               "yaxis": {"title": {"text": "loss"}, "type": "log" if log else "linear"}}
     return {"data": data, "layout": layout}
 
@@ -163,13 +183,17 @@ METRIC_ROWS = (  # (label, Inspection attribute or metrics field, higher is bett
 )
 
 
+SHOWN_DIGITS = 4  # decimals the metric table shows; runs equal to that many places tie
+
+
 @dataclass(frozen=True)
 class MetricRow:
-    """One metric across the runs; ``best`` indexes the best run (None when no run has a value or all tie)."""
+    """One metric across the runs; ``best`` indexes every run with the best value as shown (to
+    `SHOWN_DIGITS` places), so that tied runs are marked alike; empty when no run has a value or all tie."""
 
     metric: str
     values: tuple[Optional[float], ...]
-    best: Optional[int]
+    best: tuple[int, ...]
 
 
 def metric_rows(inspections: Sequence) -> list[MetricRow]:
@@ -178,11 +202,12 @@ def metric_rows(inspections: Sequence) -> list[MetricRow]:
     rows = []
     for label, attr, _ in METRIC_ROWS:
         values = tuple(getattr(i.metrics, attr) for i in inspections)
-        present = [(v, k) for k, v in enumerate(values) if v is not None]
-        best = max(present, key=lambda t: t[0])[1] if len({v for v, _ in present}) > 1 else None
+        shown = {k: round(float(v), SHOWN_DIGITS) for k, v in enumerate(values) if v is not None}
+        top = max(shown.values(), default=None)
+        best = tuple(k for k, v in shown.items() if v == top) if len(set(shown.values())) > 1 else ()
         rows.append(MetricRow(label, values, best))
     for label, attr in (("threshold", "threshold"), ("FPR", "fpr"), ("TPR", "tpr")):
-        rows.append(MetricRow(label, tuple(getattr(i, attr) for i in inspections), None))
+        rows.append(MetricRow(label, tuple(getattr(i, attr) for i in inspections), ()))
     return rows
 
 
@@ -240,6 +265,18 @@ def heatmap_row(inspections: Sequence, name: str) -> list[np.ndarray]:
         mh, mw = insp.maps[j].shape
         row.append(heat_rgb(insp.maps[j], insp.scale, auto_zoom(mh, mw)))
     return row
+
+
+def trained_elsewhere(sides: Sequence[RunSide], data: Union[str, Path]) -> list[str]:
+    """The runs (by name) trained on another data set than `data`, each with the data it learned from:
+    comparing them on `data` is fair only when it stands for what each was meant to inspect."""
+    here = Path(data).expanduser().resolve()
+    out = []
+    for s in sides:
+        path = (s.info.get("data") or {}).get("path")
+        if isinstance(path, str) and path and Path(path).expanduser().resolve() != here:
+            out.append(f"{s.name} (trained on {path})")
+    return out
 
 
 def has_model(run_dir: Union[str, Path]) -> bool:

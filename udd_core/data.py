@@ -214,19 +214,25 @@ def load_dataset(path, input_shape: tuple[int, int, int], split: str = "train", 
     kind, root = _layout(path)
     if kind == "wafer":
         h, w, c = shape
-        if c != 3:
-            raise DataError(f"{root.name}: wafer maps need 3 input channels (one-hot), input_shape has C={c}")
+        _check_wafer_channels(root, c)
         images, labels, names, notices = load_wafer_file(root, (h, w), progress)
         notices += ["tiling does not apply to wafer maps; ignored"] if tile else []
         return ImageSet(images, labels, names, None, "wafer", notices)
     return _load_images(kind, root, shape, split, tile, progress)
 
 
+def _check_wafer_channels(root: Path, c: int) -> None:
+    if c != 3:
+        raise DataError(f"{root.name}: wafer maps need 3 input channels (one-hot), the model takes C={c}; "
+                        "choose a 3-channel config (such as the wafer-26 preset)")
+
+
 def estimate_cache_bytes(path, input_shape, split="train", tile=False) -> tuple[int, int]:
     """(number of cached images, bytes of images plus masks) without decoding any pixels."""
     h, w, c = _check_shape(input_shape)
     kind, root = _layout(path)
-    if kind == "wafer":
+    if kind == "wafer":  # refused here too, so that the Train page says so before Start
+        _check_wafer_channels(root, c)
         n = sum(k for k, _ in map_sizes(root))
         return n, n * h * w * 3
     sources, has_masks = _sources(kind, root, split)

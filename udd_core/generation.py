@@ -41,11 +41,11 @@ MAX_SAMPLES = 10_000  # more is a typo, not a request
 
 def require_decoder(path: Union[str, Path]) -> None:
     """Refuse, in one line, a run whose method does not generate (no decoder, or one that only serves its score)."""
-    from .methods import detector_class, run_method
+    from .methods import a_method, detector_class, run_method
 
     method = run_method(path)
     if not detector_class(method).generates:
-        raise ValueError(f"{path}: a {method} run does not generate images; "
+        raise ValueError(f"{path}: {a_method(method)} run does not generate images; "
                          "generation needs an autoencoder run")
 
 

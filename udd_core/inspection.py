@@ -16,7 +16,7 @@ import numpy as np
 
 from . import runs
 from .data import ImageSet, data_kind, kind_mismatch, load_dataset, size_for_sizeless_model, wafer_to_onehot
-from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr
+from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr, too_few_normals
 from .methods import Detector, load_detector, scoring_defaults
 from .model import WEIGHTS_FILE
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, overlay_rgb, zoom
@@ -328,6 +328,8 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     elif normal_scores is not None and normal_scores.size:
         thr = threshold_for_fpr(normal_scores, target_fpr)
         source = f"target FPR {target_fpr:.2%} on the {normal_source} images"
+        if note := too_few_normals(normal_scores.size, target_fpr, normal_source):
+            notices.append(note)
     elif y[known].any() and (~y[known]).any():
         thr, source = best_f1_threshold(res.scores[known], y[known])[0], "best F1 on this data"
     else:

@@ -15,11 +15,11 @@ from . import runs
 from .config import load_config
 from .data import load_dataset
 from .images import load_patterns
-from .methods import Detector, detector_class, run_method
+from .methods import Detector, a_method, detector_class, run_method
 from .methods.autoencoder import AutoencoderDetector
 from .model import CONFIG_FILE, AutoEncoder
 from .progress import Progress, ProgressBoard
-from .settings import TrainSettings, resolve_device
+from .settings import TrainSettings, applied_settings, resolve_device
 from .losses import check_loss_fits
 from .train import TrainingFailed, check_images, split_indices, training_images
 
@@ -85,7 +85,8 @@ class TrainJob:
         detector.write_spec(run_dir)
         from . import __version__
         info = {"method": method, "options": dict(options or {}),
-                "settings": settings.to_dict(), "input_shape": list(input_shape),
+                "settings": applied_settings(settings.to_dict(), detector.trains_epochs),
+                "input_shape": list(input_shape),
                 "data": {**dict(source or {}), "count": len(images), "n_train": len(tr), "n_val": len(va)},
                 "versions": {"udd": __version__, "torch": torch.__version__, "numpy": np.__version__,
                              "python": sys.version.split()[0]},
@@ -112,12 +113,17 @@ class TrainJob:
             raise ValueError(f"run {run_dir.name}: is still being trained (pid {st.get('pid')}); stop it first")
         method = info.get("method") or run_method(run_dir)
         if not detector_class(method).resumable:
-            raise ValueError(f"run {run_dir.name}: a {method} run cannot be resumed; fit a new run instead")
+            raise ValueError(f"run {run_dir.name}: {a_method(method)} run cannot be resumed; fit a new run instead")
         settings = TrainSettings.from_dict(info["settings"])
         settings = settings.replace(**{k: v for k, v in (("epochs", epochs), ("device", device)) if v is not None})
         if not (run_dir / runs.LAST_WEIGHTS).is_file():
             raise ValueError(f"run {run_dir.name}: nothing to resume ({runs.LAST_WEIGHTS} is missing)")
         done = len(runs.read_history(run_dir))
+        # The epoch count is the new total: asking for no more than are done would train nothing while
+        # train.json and status.json claimed a finished run of that length.
+        if epochs is not None and epochs <= done:
+            raise ValueError(f"run {run_dir.name}: already has {done} epochs; --epochs is the new total, so ask "
+                             f"for more than {done}, or leave it out to finish the run as it was set up")
         # A stopped run with every epoch in its history is a method with a phase after the autoencoder's
         # epochs (Deep SVDD's one-class phase), and resuming continues that phase.
         if done >= settings.epochs and st["status"] not in ("stopped", "interrupted"):

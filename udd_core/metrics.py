@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -45,6 +46,16 @@ def threshold_for_fpr(normal_scores, target_fpr: float) -> float:
     # 0.29 * 100 (= 28.999...) from losing one allowed false positive.
     k = min(math.floor(target_fpr * s.size + 1e-9), s.size)
     return float(s[max(s.size - k - 1, 0)])
+
+
+def too_few_normals(n_normal: int, target_fpr: float, source: str = "normal") -> Optional[str]:
+    """A note when `n_normal` images cannot measure `target_fpr` (not one false positive allowed among them):
+    the threshold is then simply their highest score. None when they can."""
+    if not 0 < target_fpr * n_normal < 1:
+        return None
+    return (f"the threshold rests on {n_normal} {source} images, too few to measure an FPR of {target_fpr:.2%} "
+            f"(that needs {math.ceil(1 / target_fpr)}): it is their highest score, and the FPR on new normal "
+            "images may well be higher")
 
 
 def rates_at(threshold: float, scores, labels_is_defect) -> dict:

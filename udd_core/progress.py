@@ -2,6 +2,7 @@
 and what they draw from them (the loss curves, the terminal progress line)."""
 from __future__ import annotations
 
+import math
 import sys
 import threading
 from dataclasses import dataclass, field, fields
@@ -121,6 +122,11 @@ def progress_bar(p: Progress, one_pass: bool) -> tuple[float, str]:
                             f"{format_eta(p.eta_s)} · {p.images_per_s:.1f} images/s · lr {p.lr:.3g}")
 
 
+def epoch_axis(last_epoch: float) -> dict:
+    """A plotly x axis of whole epochs: ticks 1, 2, ... (every few epochs on long runs), never 0.5."""
+    return dict(title=dict(text="epoch"), tick0=0, dtick=max(1, math.ceil(last_epoch / 10)))
+
+
 def loss_curve(epochs, train, val, step=(), steps_per_epoch: int = 0, now: float = 0.0, log: bool = False) -> dict:
     """The loss curves as a plotly figure spec (a plain dict: no plotly import, cheap to redraw each second).
 
@@ -141,7 +147,7 @@ def loss_curve(epochs, train, val, step=(), steps_per_epoch: int = 0, now: float
         data.insert(0, line(x=x[keep].tolist(), y=list(step)[keep], name="train, per step (smoothed)",
                             mode="lines", line=dict(width=1, color="rgba(76,120,168,0.45)")))
     layout = dict(height=330, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12, x=0),
-                  xaxis=dict(title=dict(text="epoch")),
+                  xaxis=epoch_axis(max([now, *epochs], default=1)),
                   yaxis=dict(title=dict(text="loss"), type="log" if log else "linear"))
     return dict(data=data, layout=layout)
 

@@ -50,6 +50,11 @@ def colormap(t: np.ndarray) -> np.ndarray:
     return np.rint(rgb).astype(np.uint8)
 
 
+def scale_bar_rgb(width: int = 256, height: int = 12) -> np.ndarray:
+    """The colormap as a horizontal bar (height, width, 3) uint8, low on the left: a legend for heatmaps."""
+    return np.repeat(colormap(np.linspace(0.0, 1.0, width))[None], height, axis=0)
+
+
 def plotly_colorscale() -> list[list]:
     """The same colormap as a plotly colorscale, in rgb() strings (hex '#000004' collides with
     Streamlit's theme placeholder colours and gets repainted)."""

@@ -21,8 +21,10 @@ import numpy as np
 
 from . import runs
 from .config import config_text
+from .settings import applied_settings
 from .atomic import write_files
 from .inspection import Inspection
+from .methods import METHODS, detector_class, run_spec, spec_options
 from .render import auto_zoom, png_bytes
 
 # --- exports ---------------------------------------------------------------------------------
@@ -204,7 +206,8 @@ def _worst(insp: Inspection, n: int) -> str:
                     f"</td><td>{verdict}</td><td class=imgs>{imgs}</td></tr>")
     return ("<table><tr><th>#</th><th>image</th><th>label</th><th>score</th><th>verdict</th>"
             f"<th>{' | '.join(shown)}</th></tr>" + "".join(rows) + "</table>"
-            '<p class="legend">Overlay: residual on a fixed scale from the normal images; cyan outline = pixels above '
+            f'<p class="legend">Overlay: the anomaly map ({_e(insp.settings.get("residual"))}) on a fixed scale from '
+            'the normal images; cyan outline = pixels above '
             "the pixel threshold, green outline = ground-truth defect.</p>")
 
 
@@ -220,14 +223,28 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     setup = [("model", s.get("model")), ("data", s.get("data")), ("split", s.get("split")),
              ("input shape (C, H, W)", s.get("input_shape")), ("images", len(insp)),
              ("scoring", json.dumps(scoring)), ("normal reference", insp.normal_source or "none")]
-    if train.get("settings"):
-        setup.append(("training", json.dumps(train["settings"])))
+    spec = run_spec(run)
+    method_cls = detector_class(spec["method"]) if spec["method"] in METHODS else None
+    one_pass = method_cls is not None and not method_cls.trains_epochs
+    options = spec_options(spec)
+    setup.insert(0, ("method", spec["method"] + (f" ({method_cls.summary})" if method_cls and method_cls.summary else "")))
+    if options:
+        setup.insert(1, ("method options", json.dumps(options)))
+    if isinstance(train.get("settings"), dict):
+        shown = applied_settings(train["settings"], not one_pass)
+        setup.append(("fit settings" if one_pass else "training settings", json.dumps(shown)))
+    if one_pass:  # no epochs, so no curve: what the fit did instead (method.json's "fit")
+        fit = spec.get("fit") if isinstance(spec.get("fit"), dict) else {}
+        last = ("<h2>Fit</h2><p class=sub>Fitted in one pass, with no training epochs.</p>" + (
+            "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in fit.items()) + "</table>"
+            if fit else ""))
+    else:
+        last = "<h2>Training curve</h2>" + loss_curve_svg(history)
     body = [f"<h1>{_e(title)}</h1><div class=sub>generated {_e(time.strftime('%Y-%m-%d %H:%M'))} by udd</div>",
             "<h2>Setup</h2><table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in setup) + "</table>",
             "<h2>Metrics</h2>" + _metrics_table(insp),
             "<h2>Threshold</h2>" + _threshold_block(insp),
-            f"<h2>Worst {min(n_worst, len(insp))} images by score</h2>" + _worst(insp, n_worst),
-            "<h2>Training curve</h2>" + loss_curve_svg(history)]
+            f"<h2>Worst {min(n_worst, len(insp))} images by score</h2>" + _worst(insp, n_worst), last]
     if config is not None:
         text = config_text(config) if isinstance(config, dict) else json.dumps(config)
         body.append("<h2>Model config</h2><pre>" + html.escape(text, quote=False) + "</pre>")

@@ -86,6 +86,17 @@ class TrainSettings:
         return replace(self, **changes)
 
 
+# What a method fitted in one pass (no training loop: a memory bank) still uses of the settings; the rest
+# (epochs, lr, loss, ...) would do nothing, so train.json leaves them out and the views do not show them.
+ONE_PASS_FIELDS = ("val_split", "seed", "device", "train_on")
+
+
+def applied_settings(settings: Mapping[str, Any], trains_epochs: bool) -> dict[str, Any]:
+    """The recorded settings (a `to_dict()`) that a method uses: all of them for a method trained in
+    epochs, `ONE_PASS_FIELDS` for one fitted in one pass (older runs recorded all of them)."""
+    return dict(settings) if trains_epochs else {k: v for k, v in settings.items() if k in ONE_PASS_FIELDS}
+
+
 def _validate_settings(s: TrainSettings) -> None:
     def num(name: str, lo: float, hi: float = math.inf, integer: bool = False, lo_open: bool = False) -> None:
         v = getattr(s, name)

@@ -9,7 +9,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Union
 
-from .base import METHOD_FILE, Detector, MapOutput, defaults_from, scoring_defaults
+from .base import METHOD_FILE, Detector, MapOutput, a_method, defaults_from, scoring_defaults
 
 # method name -> "module:Class" in this package
 _REGISTRY = {
@@ -54,6 +54,11 @@ def run_spec(run_dir: Union[str, Path]) -> dict:
     return {**(info if isinstance(info, dict) else {}), "method": method}
 
 
+def spec_options(spec: dict) -> dict:
+    """The method's own parameters in a `run_spec`: without its name, input shape and fit record."""
+    return {k: v for k, v in spec.items() if k not in ("method", "input_shape", "fit")}
+
+
 def run_scoring_defaults(run_dir: Union[str, Path]) -> dict:
     """A run's default post-processing (residual, score, smooth_sigma, topk_percent) without loading it."""
     spec = run_spec(run_dir)
@@ -73,5 +78,5 @@ def load_detector(run_dir: Union[str, Path], device: str = "cpu") -> Detector:
     return detector_class(run_method(run_dir)).load(run_dir, device=device)
 
 
-__all__ = ["METHODS", "METHOD_FILE", "Detector", "MapOutput", "detector_class", "has_detector", "load_detector",
-           "run_method", "run_scoring_defaults", "run_spec", "scoring_defaults"]
+__all__ = ["METHODS", "METHOD_FILE", "Detector", "MapOutput", "a_method", "detector_class", "has_detector",
+           "load_detector", "run_method", "run_scoring_defaults", "run_spec", "scoring_defaults", "spec_options"]

@@ -20,7 +20,7 @@ from torch import nn
 from ..model import CONFIG_FILE, WEIGHTS_FILE, AutoEncoder, load_model, save_model
 from ..runs import read_history, read_json, write_json_atomic, write_status
 from .autoencoder import AutoencoderDetector
-from .base import METHOD_FILE, Detector
+from .base import METHOD_FILE, Detector, a_method
 
 HEATMAP_NOTE = ("the heatmap is the pretrained autoencoder's residual map (of the residual kind chosen, {residual} "
                 "by default): it shows where the reconstruction fails, while the image score, and so the "
@@ -47,7 +47,7 @@ def merged_options(defaults: dict, options: Optional[dict], method: str) -> dict
         raise ValueError(f"options: expected a dict of {method} options, got {type(options).__name__}")
     for k in options or {}:
         if k not in defaults:
-            raise ValueError(f"{k}: not a {method} option (options: {', '.join(defaults)})")
+            raise ValueError(f"{k}: not {a_method(method)} option (options: {', '.join(defaults)})")
     return {**defaults, **(options or {})}
 
 

@@ -147,6 +147,11 @@ class Detector(ABC):
         return {"method": self.method}
 
 
+def a_method(method: str) -> str:
+    """The method's name with its article, for messages: "an autoencoder", "a memory-bank"."""
+    return ("an " if method[:1] in "aeiou" else "a ") + method
+
+
 def scoring_defaults(detector: Detector) -> dict[str, Any]:
     """The post-processing a detector is scored with when the user sets none; see `defaults_from`."""
     return defaults_from(detector.describe(), detector.residuals)
