@@ -7,7 +7,7 @@ Run:   .venv/bin/python bench/bench_feature_ae.py                       (the fea
 Every train/good photo (760) fits the detector, every test photo (584) is scored, gray at 256x256.
 The fit is the product's (`FeatureAEDetector.fit`, the training loop of `udd train`), timed as a
 whole: the backbone features of the training images, then the epochs. The test photos' features
-are computed once and every scoring choice (`--sigmas` x {max, topk 1%}) is applied to the same
+are computed once and every scoring choice (`--sigmas` x `score_choices`) is applied to the same
 maps. Scoring choices are picked on the seeded selection half of the test set (`stratified_half`
 of bench_quality.py) and the other half is reported beside it, so selection bias shows.
 
@@ -38,6 +38,12 @@ from udd_core.metrics import compute_metrics  # noqa: E402
 from udd_core.presets import model_presets  # noqa: E402
 from udd_core.runs import read_history  # noqa: E402
 from udd_core.scoring import image_scores, smooth_maps  # noqa: E402
+
+# Image scores compared on the same maps: (kind, top-k percent, border px); the border is a band of
+# 1/16 of the side, as the memory bank's default.
+def score_choices(border: int) -> tuple:
+    return (("max", 1.0, 0), ("topk", 1.0, 0), ("topk", 10.0, 0), ("max", 1.0, border), ("topk", 1.0, border),
+            ("topk", 10.0, border))
 from udd_core.settings import training_presets  # noqa: E402
 from udd_core.train import split_indices  # noqa: E402
 
@@ -110,14 +116,16 @@ def main() -> None:
     log(f"scored {len(ite)} test photos in {score_s:.1f} s")
 
     rows = []
+    border = args.size // 16  # the memory bank's default band (bench/RESULTS.md, "Memory bank")
     for sigma in [float(v) for v in args.sigmas.split(",")]:
         maps = smooth_maps(raw, sigma) if sigma > 0 else raw
-        for kind in ("max", "topk"):
-            sc = image_scores(maps, kind, 1.0).numpy()
-            m_np = maps.numpy()
+        m_np = maps.numpy()
+        for kind, topk, b in score_choices(border):
+            sc = image_scores(maps, kind, topk, b).numpy()
             sel = compute_metrics(sc[pick], [v for v, k in zip(labels, pick) if k], m_np[pick], masks[pick])
             held = compute_metrics(sc[~pick], [v for v, k in zip(labels, ~pick) if k], m_np[~pick], masks[~pick])
-            rows.append((sigma, kind, sel, held, sc, m_np))
+            name = kind + (f" {topk:g}%" if kind == "topk" else "") + (f", border {b} px" if b else "")
+            rows.append((sigma, name, sel, held, sc, m_np))
     best = max(rows, key=lambda r: (r[2].image_auroc or 0) + (r[2].pixel_auroc or 0))
     print(f"\nfeature-ae {args.config}, error {args.error}, {epochs} epochs, lr {settings.lr}, batch {settings.batch_size}; "
           f"fit {fit_s:.1f} s (epochs {epochs_s:.1f} s), scoring {score_s:.1f} s, "

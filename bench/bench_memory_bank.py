@@ -40,7 +40,7 @@ from bench_quality import DATA, check_data, fmt, leave_one_type_out, load_photos
 from udd_core import backbone as bb  # noqa: E402
 from udd_core.coreset import greedy_coreset, knn_chunk_rows  # noqa: E402
 from udd_core.data import to_tensor  # noqa: E402
-from udd_core.methods import detector_class  # noqa: E402
+from udd_core.methods import detector_class, scoring_defaults  # noqa: E402
 from udd_core.methods.memory_bank import DEFAULTS  # noqa: E402
 from udd_core.metrics import compute_metrics, pixel_auroc  # noqa: E402
 from udd_core.scoring import image_scores, smooth_maps  # noqa: E402
@@ -106,11 +106,12 @@ def run_default(args, train, test, labels, masks, pick) -> None:
     n = len(test)
     maps = np.empty((n, args.size, args.size), np.float32)
     scores = np.empty(n, np.float32)
-    sigma = det.options["smooth_sigma"]
+    post = scoring_defaults(det)  # the image score every consumer applies (udd score, Inspect)
+    sigma = post["smooth_sigma"]
     for s in range(0, n, args.batch):
         m = smooth_maps(det.anomaly_maps(to_tensor(test[s:s + args.batch])).maps, sigma)  # (b, H, W)
         maps[s:s + len(m)] = m.numpy()
-        scores[s:s + len(m)] = image_scores(m, "max").numpy()
+        scores[s:s + len(m)] = image_scores(m, post["score"], post["topk_percent"], post["border"]).numpy()
     score_s = time.perf_counter() - t_score
     total_s = time.perf_counter() - T_START
     log(f"scored {n} photos in {score_s:.1f} s")

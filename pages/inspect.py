@@ -40,8 +40,8 @@ def cached_inputs(run_dir: str, data: str, split: str, stamp: float):
 
 @st.cache_resource(show_spinner=False, max_entries=6)
 def cached_inspection(run_dir: str, data: str, split: str, stamp: float, residual: str, smooth: float,
-                      score: str, topk: float):
-    return inspect_run(residual=residual, score=score, smooth_sigma=smooth, topk_percent=topk,
+                      score: str, topk: float, border: int):
+    return inspect_run(residual=residual, score=score, smooth_sigma=smooth, topk_percent=topk, border=border,
                        loaded=cached_inputs(run_dir, data, split, stamp))
 
 
@@ -69,6 +69,7 @@ def new_run() -> None:
     post = run_scoring_defaults(path)
     ss["insp_residual"], ss["insp_score"] = post["residual"], post["score"]
     ss["insp_smooth"], ss["insp_topk"] = min(post["smooth_sigma"], SMOOTH_MAX), post["topk_percent"]
+    ss["insp_border"] = post["border"]
     ss["insp_show"] = PAGE
 
 
@@ -104,6 +105,11 @@ with st.sidebar:
     ss.setdefault("insp_topk", 1.0)
     topk = st.number_input("Top-k %", 0.01, 100.0, step=0.5, key="insp_topk",
                            disabled=score != "topk" or run_cls.own_scores)
+    ss.setdefault("insp_border", 0)
+    border = st.number_input("Border left out of the score (px)", 0, 100_000, step=1, key="insp_border",
+                             disabled=run_cls.own_scores,
+                             help="Pixels on each side that the image score ignores (the heatmap keeps them): "
+                                  "photo edges and backgrounds often vary more than the part itself.")
 
 run = by_name[ss["insp_run"]]
 if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch
@@ -117,7 +123,7 @@ stamp = runs.model_stamp(run.path)
 try:
     with st.spinner("Loading the model and the images, then scoring ..."):
         base = cached_inspection(str(run.path), ss["insp_data"], split, stamp, residual, float(smooth), score,
-                                 float(topk) if score == "topk" else 1.0)
+                                 float(topk) if score == "topk" else 1.0, int(border))
 except (ValueError, OSError) as e:
     st.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
     st.stop()
@@ -132,7 +138,7 @@ for note in base.notices:
         st.caption(f"ℹ️ {note}")
 
 # --- threshold: instant, from the cached scores ------------------------------------------------
-tag = abs(hash((run.name, stamp, ss["insp_data"], split, residual, smooth, score, topk))) % 10**8
+tag = abs(hash((run.name, stamp, ss["insp_data"], split, residual, smooth, score, topk, border))) % 10**8
 has_normal = base.normal_scores is not None and len(base.normal_scores) > 0
 modes = ("target FPR", "manual") if has_normal else ("manual",)
 c1, c2 = st.columns([1, 3])

@@ -63,6 +63,11 @@ def test_options_change_the_scores(capsys, run, data):
     assert [r["path"] for r in base["images"]] == [r["path"] for r in mx["images"]]
     assert all(m["score"] > b["score"] for m, b in zip(mx["images"], base["images"]))
     assert [r["mse"] for r in mx["images"]] == [r["mse"] for r in base["images"]]  # mse never changes
+    inner = score_json(capsys, run, "--data", data, "--score", "max", "--residual", "l1", "--smooth", "1",
+                       "--border", "4")
+    assert inner["settings"]["border"] == 4 and base["settings"]["border"] == 0
+    assert all(i["score"] <= m["score"] for i, m in zip(inner["images"], mx["images"]))  # the max over less
+    assert any(i["score"] < m["score"] for i, m in zip(inner["images"], mx["images"]))
     manual = score_json(capsys, run, "--data", data, "--threshold", "0")
     assert manual["threshold"] == 0.0 and all(r["defective"] for r in manual["images"])
     train = score_json(capsys, run, "--data", data, "--split", "train")
@@ -105,6 +110,8 @@ def test_table_output(capsys, run, data):
     (["--threshold", "nan"], "--threshold"),
     (["--device", "bogus"], "device: must be one of"),
     (["--topk", "0"], "--topk"),
+    (["--border", "-1"], "--border: must be an integer in [0, 100000]"),
+    (["--border", "16"], "border: must be an integer of pixels in [0, 15] for 32x32 maps"),
     (["--batch-size", "0"], "--batch-size"),
     (["--device", ""], "device: must be one of"),
 ])

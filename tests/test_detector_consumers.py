@@ -44,7 +44,8 @@ def test_a_job_fits_any_method_and_records_it(toy, tmp_path, data):
     train = json.loads((run / "train.json").read_text())
     assert train["method"] == NAME and train["options"] == {"smooth": 2.0}
     assert run_method(run) == NAME and has_detector(run)
-    assert run_scoring_defaults(run) == {"residual": "sq", "score": "max", "smooth_sigma": 2.0, "topk_percent": 1.0}
+    assert run_scoring_defaults(run) == {"residual": "sq", "score": "max", "smooth_sigma": 2.0, "topk_percent": 1.0,
+                                         "border": 0}
     assert not (run / "config.json").exists()
     with pytest.raises(ValueError, match="cannot be resumed"):
         TrainJob.resume(run)

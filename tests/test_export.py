@@ -119,7 +119,7 @@ def test_onnxruntime_gives_udds_maps_and_scores(method_runs, data, method, resid
     # On images the parity check never saw (the test split, in batches of 8 and 1): the scores that
     # `udd score --json` reports and the maps Inspect shows, un-standardised.
     insp = inspect_run(run, data, residual=sc["residual"], score=sc["score"], smooth_sigma=sc["smooth_sigma"],
-                       topk_percent=sc["topk_percent"])
+                       topk_percent=sc["topk_percent"], border=sc["border"])
     sess = ort.InferenceSession(exp.onnx, providers=["CPUExecutionProvider"])
     x = to_tensor(insp.images).contiguous().numpy()  # (8, C, H, W) float32 in [0, 1]
     maps, scores = sess.run(["anomaly_map", "score"], {"images": x})
@@ -134,9 +134,11 @@ def test_onnxruntime_gives_udds_maps_and_scores(method_runs, data, method, resid
 def test_the_defaults_come_from_describe(monkeypatch, ae_run):
     cls = detector_class("autoencoder")
     monkeypatch.setattr(cls, "describe", lambda self: {"method": "autoencoder", "residual": "l1",
-                                                        "smooth_sigma": 1.0, "score": "topk", "topk_percent": 10.0})
-    exp = export_run(ae_run)
-    assert exp.info["scoring"] == {"residual": "l1", "smooth_sigma": 1.0, "score": "topk", "topk_percent": 10.0}
+                                                        "smooth_sigma": 1.0, "score": "topk", "topk_percent": 10.0,
+                                                        "border": 3})
+    exp = export_run(ae_run)  # the border left out of the score is part of the graph too
+    assert exp.info["scoring"] == {"residual": "l1", "smooth_sigma": 1.0, "score": "topk", "topk_percent": 10.0,
+                                   "border": 3}
     images, _, _ = run_validation_images(runs.read_json(ae_run / runs.TRAIN_FILE), (1, 32, 32))
     det = load_detector(ae_run)
     ref_maps, ref_scores = reference_outputs(det, images, default_scoring(det))

@@ -162,7 +162,8 @@ def test_stop_during_the_coreset_returns_stopped_with_a_loadable_bank(surface, t
     ({"coreset": 0}, "coreset"), ({"coreset": 1.5}, "coreset"), ({"coreset": "a"}, "coreset"),
     ({"k": 0}, "k"), ({"k": 2.5}, "k"), ({"layers": ["s8", "s7"]}, "layers"), ({"pool": 4}, "pool"),
     ({"smooth_sigma": -1}, "smooth_sigma"), ({"backbone": "resnet18"}, "backbone"), ({"depth": 3}, "depth"),
-    ({"proj_dim": -2}, "proj_dim"),
+    ({"proj_dim": -2}, "proj_dim"), ({"score": "median"}, "score"), ({"topk_percent": 0}, "topk_percent"),
+    ({"border": 32}, "border"), ({"border": -1}, "border"), ({"border": 2.0}, "border"),
 ])
 def test_bad_options_are_refused_naming_the_option(options, name):
     with pytest.raises(ValueError, match=rf"^{name}: ") as e:
@@ -195,6 +196,27 @@ def test_the_default_layers_follow_the_image_size_and_a_users_choice_wins():
     mine = detector_class("memory-bank").build((1, 64, 64), {"layers": ["stage6", "s32"], "smooth_sigma": 2}, None, 0)
     assert mine.options["layers"] == ["stage6", "s32"] and mine.options["smooth_sigma"] == 2.0
     assert defaults_for((1, 192, 192))["layers"] == DEFAULTS["layers"] and defaults_for(None) == DEFAULTS
+
+
+def test_the_image_score_defaults_follow_the_size_and_older_runs_keep_theirs(tmp_path):
+    """From CONTEXT_MIN_SIDE px: top 10% without a border of 1/16 of the side (chosen on magnetic_tile);
+    below it the whole map's maximum; a run saved before these options keeps the maximum it was scored by."""
+    from safetensors.torch import save_file
+
+    from udd_core.methods import scoring_defaults
+
+    big = detector_class("memory-bank").build((1, 256, 320), None, None, 0)
+    assert scoring_defaults(big) == {"residual": "knn", "score": "topk", "topk_percent": 10.0, "border": 16,
+                                     "smooth_sigma": 8.0}
+    small = detector_class("memory-bank").build(SHAPE, None, None, 0)
+    assert scoring_defaults(small)["score"] == "max" and scoring_defaults(small)["border"] == 0
+    mine = detector_class("memory-bank").build((1, 256, 256), {"border": 0, "score": "max"}, None, 0)
+    assert (scoring_defaults(mine)["border"], scoring_defaults(mine)["score"]) == (0, "max")
+    old = {k: v for k, v in big.describe().items() if k not in ("score", "topk_percent", "border")}
+    (tmp_path / "method.json").write_text(json.dumps({**old, "score": "max"}))  # as written before the options
+    save_file({"bank": torch.zeros(4, big.feature_shape()[0])}, str(tmp_path / BANK_FILE))
+    again = load_detector(tmp_path)
+    assert (scoring_defaults(again)["score"], scoring_defaults(again)["border"]) == ("max", 0)
 
 
 def test_udd_train_help_states_the_memory_banks_defaults():

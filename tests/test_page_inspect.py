@@ -78,6 +78,15 @@ def test_target_fpr_smoothing_score_kind_and_regions(at):
     at.slider(key="insp_smooth").set_value(1.0).run()
     at.selectbox(key="insp_score").set_value("topk").run()
     assert not at.exception and not at.error
+    assert at.number_input(key="insp_border").value == 0  # an autoencoder's default: the whole map
+    at.selectbox(key="insp_score").set_value("max").run()
+    whole = float(metrics(at)["threshold"])  # the highest normal score, at a target FPR of 0
+    at.number_input(key="insp_border").set_value(4).run()
+    assert not at.exception and not at.error
+    assert float(metrics(at)["threshold"]) <= whole  # the maximum over the inner part of each map
+    at.number_input(key="insp_border").set_value(16).run()  # nothing left of a 32-pixel side: one line
+    assert "border: must be an integer of pixels in [0, 15]" in " ".join(e.value for e in at.error)
+    at.number_input(key="insp_border").set_value(0).run()
     at.radio(key="insp_method").set_value("dbscan").run()
     at.radio(key="insp_filter").set_value("predicted defective").run()
     assert not at.exception and not at.error

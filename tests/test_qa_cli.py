@@ -90,7 +90,7 @@ def test_score_and_inspect_refuse_an_image_score_kind_for_a_latent_distance(tmp_
                  "--size", "32,32", "--epochs", "1", "--batch-size", "4", "--device", "cpu",
                  "--precision", "float32"]) == 0
     capsys.readouterr()
-    for extra, flag in ((["--score", "max"], "--score"), (["--topk", "5"], "--topk")):
+    for extra, flag in ((["--score", "max"], "--score"), (["--topk", "5"], "--topk"), (["--border", "2"], "--border")):
         assert main(["score", "lk", *extra]) == 2
         assert f"error: {flag}: a latent-knn run scores images by its own distance" in _one_error_line(capsys)
     assert main(["score", "lk", "--smooth", "1", "--json"]) == 0  # the map's options still apply

@@ -103,6 +103,19 @@ def test_image_scores_by_hand():
     assert image_scores(m, "topk", topk_percent=0.01).item() == pytest.approx(5.0)  # at least 1 pixel
 
 
+def test_a_border_is_left_out_of_the_score_not_of_the_map():
+    m = torch.zeros((2, 10, 10))
+    m[:, 0, 0] = 9.0  # a hot corner: the photo's edge
+    m[1, 5, 5] = 4.0  # and, in the second image, a defect inside
+    assert image_scores(m, "max", border=0).tolist() == [9.0, 9.0]
+    assert image_scores(m, "max", border=1).tolist() == [0.0, 4.0]  # only the inner 8x8 counts
+    assert image_scores(m, "mean", border=1)[1].item() == pytest.approx(4.0 / 64)
+    assert image_scores(m, "topk", topk_percent=100, border=4)[1].item() == pytest.approx(4.0 / 4)  # inner 2x2
+    for bad in (5, -1, 1.5, True):  # 5 leaves nothing of a 10-pixel side
+        with pytest.raises(ValueError, match=r"^border: must be an integer of pixels in \[0, 4\] for 10x10 maps"):
+            image_scores(m, "max", border=bad)
+
+
 def test_bad_arguments_raise_value_error():
     x, y = _pair()
     with pytest.raises(ValueError, match="residual kind"):

@@ -315,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=float, metavar="PERCENT", help="share of pixels averaged by --score topk (default 1)")
     p.add_argument("--smooth", type=float, metavar="SIGMA",
                    help="Gaussian smoothing of the map in px (default: the method's, 0 for an autoencoder)")
+    p.add_argument("--border", type=int, metavar="PX",
+                   help="pixels on each side left out of the image score, not of the map (default: the method's; "
+                        "0 for an autoencoder, 1/16 of the side for a memory bank of 192 px or more)")
     p.add_argument("--size", metavar="H,W", help="input size (default: the model's, else the images' own size)")
     # One sets the threshold or the other: given both, the FPR would be silently ignored.
     thr = p.add_mutually_exclusive_group()

@@ -38,6 +38,7 @@ NUMERIC_OPTIONS: dict[str, tuple[NumberRange, ...]] = {
     "score": (
         NumberRange("topk", "--topk", False, 0, 100, lo_open=True),  # a percentage of the pixels
         NumberRange("smooth", "--smooth", False, 0, 100),  # px; the kernel is 6 sigma wide
+        NumberRange("border", "--border", True, 0, 100_000),  # px; the image size bounds it further
         NumberRange("threshold", "--threshold", False, -1e9, 1e9),  # image scores are residual means
         NumberRange("target_fpr", "--target-fpr", False, 0, 1),
         NumberRange("batch_size", "--batch-size", True, 1, 1_000_000),

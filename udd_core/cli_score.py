@@ -55,12 +55,13 @@ def run_score(args: argparse.Namespace) -> int:
     size = parse_ints(args.size, 2, "--size") if args.size else None
     run_dir = run_dir_arg(args.run)
     method = run_method(run_dir)
-    if detector_class(method).own_scores and (args.score or args.topk is not None):
+    given = [f for f, v in (("--score", args.score), ("--topk", args.topk), ("--border", args.border)) if v is not None]
+    if detector_class(method).own_scores and given:
         # Its image score is a latent distance, not a reduction of the map: the option would change nothing.
-        raise UsageError(f"{'--score' if args.score else '--topk'}: {a_method(method)} run scores images by its own "
+        raise UsageError(f"{given[0]}: {a_method(method)} run scores images by its own "
                          "distance, not from the map; leave it out (--residual and --smooth still shape the map)")
     insp = inspect_run(run_dir, args.data, split=args.split, residual=args.residual,
-                       score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, size=size,
+                       score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, border=args.border, size=size,
                        threshold=args.threshold, target_fpr=args.target_fpr, batch_size=args.batch_size,
                        device=args.device, keep_recon=False)  # scores, maps and metrics only
     for note in insp.notices:

@@ -55,10 +55,11 @@ class Scoring:
     smooth_sigma: float
     score: str
     topk_percent: float
+    border: int = 0  # px per side left out of the image score (not of the map)
 
     def to_dict(self) -> dict:
         return {"residual": self.residual, "smooth_sigma": self.smooth_sigma, "score": self.score,
-                "topk_percent": self.topk_percent}
+                "topk_percent": self.topk_percent, "border": self.border}
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def default_scoring(detector: Detector, residual: Optional[str] = None, smooth_s
     given = {"residual": residual, "smooth_sigma": smooth_sigma, "score": score, "topk_percent": topk_percent}
     post = {**scoring_defaults(detector), **{k: v for k, v in given.items() if v is not None}}
     s = Scoring(residual=str(post["residual"]), smooth_sigma=float(post["smooth_sigma"]), score=str(post["score"]),
-                topk_percent=float(post["topk_percent"]))
+                topk_percent=float(post["topk_percent"]), border=int(post["border"]))
     if s.residual not in detector.residuals:
         raise ValueError(f"residual: must be one of {detector.residuals} for {detector.method}, got {s.residual!r}")
     if not math.isfinite(s.smooth_sigma) or not 0 <= s.smooth_sigma <= 100:
@@ -118,7 +119,7 @@ class ExportGraph(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.scoring
         m = smooth_maps(self.maps(images), s.smooth_sigma)  # (N, H, W)
-        score = self.scores(images) if self.scores is not None else image_scores(m, s.score, s.topk_percent)
+        score = self.scores(images) if self.scores is not None else image_scores(m, s.score, s.topk_percent, s.border)
         return m.unsqueeze(1), score.reshape(-1)
 
 

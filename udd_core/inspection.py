@@ -20,7 +20,7 @@ from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshol
 from .methods import Detector, load_detector, scoring_defaults
 from .model import WEIGHTS_FILE
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, overlay_rgb, zoom
-from .scoring import SCORES, NormStats, fit_norm_stats, normalise, score_images
+from .scoring import SCORES, NormStats, check_border, fit_norm_stats, normalise, score_images
 from .settings import resolve_device
 from .train import NORMAL_LABELS, normal_images, split_indices
 
@@ -252,18 +252,20 @@ def _to_uint8_hwc(recon: np.ndarray, wafer: bool) -> np.ndarray:
     return np.rint(out).astype(np.uint8).transpose(0, 2, 3, 1).copy()
 
 
-def _calibration_fits(cal: Optional[dict], residual: str, score: str, smooth: float, topk: float) -> bool:
+def _calibration_fits(cal: Optional[dict], residual: str, score: str, smooth: float, topk: float,
+                      border: int = 0) -> bool:
     if not cal or cal.get("weights", WEIGHTS_FILE) != WEIGHTS_FILE:
         return False
-    scores = cal.get("scores") or {}
-    return (cal.get("residual") == residual and smooth == 0 and isinstance(scores.get(score), list)
+    scores = cal.get("scores") or {}  # computed over whole maps: no border left out
+    return (cal.get("residual") == residual and smooth == 0 and border == 0 and isinstance(scores.get(score), list)
             and len(scores[score]) > 0 and "norm" in cal
             and (score != "topk" or float(cal.get("topk_percent", -1)) == float(topk)))
 
 
 def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: Optional[str] = None,
                 score: Optional[str] = None, smooth_sigma: Optional[float] = None, topk_percent: Optional[float] = None,
-                size: Optional[tuple[int, int]] = None, threshold: Optional[float] = None, target_fpr: float = 0.01,
+                border: Optional[int] = None, size: Optional[tuple[int, int]] = None,
+                threshold: Optional[float] = None, target_fpr: float = 0.01,
                 batch_size: int = 32, device: str = "cpu", loaded: Optional[Loaded] = None,
                 progress: Optional[Callable[[int, int], None]] = None, keep_recon: bool = True) -> Inspection:
     """Score a data set with a run (or reference model) folder; see the module docstring.
@@ -283,11 +285,14 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
             raise ValueError("model_dir: give a run or model folder")
         loaded = load_inputs(model_dir, data_path, split, size, device=device)
     ds, det, notices = loaded.data, loaded.detector, list(loaded.notices)
-    given = {"residual": residual, "score": score, "smooth_sigma": smooth_sigma, "topk_percent": topk_percent}
+    given = {"residual": residual, "score": score, "smooth_sigma": smooth_sigma, "topk_percent": topk_percent,
+             "border": border}
     post = {**scoring_defaults(det), **{k: v for k, v in given.items() if v is not None}}
-    residual, score, smooth_sigma, topk_percent = (post[k] for k in ("residual", "score", "smooth_sigma", "topk_percent"))
+    residual, score, smooth_sigma, topk_percent, border = (
+        post[k] for k in ("residual", "score", "smooth_sigma", "topk_percent", "border"))
     if residual not in det.residuals:
         raise ValueError(f"residual: must be one of {det.residuals} for a {det.method} run, got {residual!r}")
+    check_border(border, tuple(loaded.input_shape[1:]))  # before any image is scored
     kw = dict(post, batch_size=batch_size, device=device)
     res = score_images(det, ds.images, progress=progress, keep_recon=keep_recon, **kw)
     labels = [normal_label(v) for v in ds.labels]
@@ -299,7 +304,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     # Normal reference: the run's calibration, else its validation images re-scored, else test goods.
     cal = loaded.calibration
     norm, normal_scores, normal_source = None, None, ""
-    if _calibration_fits(cal, residual, score, smooth_sigma, topk_percent):
+    if _calibration_fits(cal, residual, score, smooth_sigma, topk_percent, border):
         norm = NormStats.from_dict(cal["norm"])
         normal_scores = np.asarray(cal["scores"][score], dtype=np.float64)
         normal_source = {"train": "training"}.get(str(cal.get("source")), str(cal.get("source", "validation")))
@@ -352,7 +357,8 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
         metrics = _empty_metrics()
     settings = {"model": str(loaded.model_dir), "data": loaded.data_path, "split": loaded.split,
                 "input_shape": list(loaded.input_shape), "residual": residual, "score": score,
-                "smooth_sigma": float(smooth_sigma), "topk_percent": float(topk_percent), "target_fpr": float(target_fpr)}
+                "smooth_sigma": float(smooth_sigma), "topk_percent": float(topk_percent), "border": int(border),
+                "target_fpr": float(target_fpr)}
     insp = Inspection(list(ds.names), labels, res.scores, res.mse, maps, ds.images,
                       res.recon, masks, metrics, thr, source, None, None,
                       float(pix), norm, normal_scores, normal_source, ds.kind, settings, notices)

@@ -219,7 +219,7 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     history = runs.read_history(run)
     s = insp.settings
     title = title or f"udd inspection report: {run.name}"
-    scoring = {k: s.get(k) for k in ("residual", "score", "smooth_sigma", "topk_percent", "target_fpr")}
+    scoring = {k: s.get(k) for k in ("residual", "score", "smooth_sigma", "topk_percent", "border", "target_fpr")}
     setup = [("model", s.get("model")), ("data", s.get("data")), ("split", s.get("split")),
              ("input shape (C, H, W)", s.get("input_shape")), ("images", len(insp)),
              ("scoring", json.dumps(scoring)), ("normal reference", insp.normal_source or "none")]

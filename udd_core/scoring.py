@@ -134,16 +134,29 @@ def smooth_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return _blur(maps.unsqueeze(1), size, sigma).squeeze(1)
 
 
-def image_scores(maps: torch.Tensor, kind: str = "mean", topk_percent: float = 1.0) -> torch.Tensor:
+def check_border(border: int, size: tuple[int, int]) -> int:
+    """`border` px as a valid band to leave out of a (H, W) map's image score; ValueError naming it."""
+    if isinstance(border, bool) or not isinstance(border, int) or border < 0 or 2 * border >= min(size):
+        raise ValueError(f"border: must be an integer of pixels in [0, {(min(size) - 1) // 2}] for "
+                         f"{size[0]}x{size[1]} maps, got {border!r}")
+    return border
+
+
+def image_scores(maps: torch.Tensor, kind: str = "mean", topk_percent: float = 1.0, border: int = 0) -> torch.Tensor:
     """Reduce residual maps (B, H, W) to one score per image (B,).
 
     ``topk`` averages the highest ``topk_percent`` % of pixels (at least one): it reacts to
     small defects that a plain mean dilutes, while being less noise-driven than the max.
+    ``border`` px on every side are left out of the score (not of the map): a photo's edges and
+    background vary more than its inside, and on magnetic_tile they held normal photos' maxima
+    (bench/RESULTS.md, "Memory bank").
     """
     if maps.ndim != 3:
         raise ValueError(f"maps must be (B, H, W), got shape {tuple(maps.shape)}")
     if kind not in SCORES:
         raise ValueError(f"score kind must be one of {SCORES}, got {kind!r}")
+    if check_border(border, tuple(maps.shape[-2:])):
+        maps = maps[:, border:maps.shape[1] - border, border:maps.shape[2] - border]  # (B, H-2b, W-2b)
     flat = maps.flatten(1)  # (B, H*W); no batch size read, so an exported graph keeps N dynamic
     if kind == "mean":
         return flat.mean(dim=1)
@@ -266,6 +279,7 @@ def score_images(
     score: str = "mean",
     smooth_sigma: float = 0.0,
     topk_percent: float = 1.0,
+    border: int = 0,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
@@ -314,7 +328,7 @@ def score_images(
             if det.own_scores:
                 scores_t[s:e].copy_(det.image_scores(x))
             else:
-                scores_t[s:e].copy_(image_scores(m, score, topk_percent))
+                scores_t[s:e].copy_(image_scores(m, score, topk_percent, border))
             maps_t[s:e].copy_(m)
             if out.recon is not None:
                 mse_t[s:e].copy_(mse_per_image(x, out.recon))
