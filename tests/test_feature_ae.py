@@ -216,6 +216,29 @@ def test_bad_images_and_options_are_named():
         detector_class("feature-ae").build((1, 64, 64), {"smooth_sigma": -1}, feature_config())
     with pytest.raises(ValueError, match="^config"):
         detector_class("feature-ae").build((1, 64, 64), None, None)
+    for bad, name in (({"border": 32}, "border"), ({"topk_percent": 0}, "topk_percent"), ({"score": "p99"}, "score")):
+        with pytest.raises(ValueError, match=f"^{name}: "):
+            detector_class("feature-ae").build((1, 64, 64), bad, feature_config())
+
+
+def test_the_image_score_defaults_follow_the_size_and_older_runs_keep_theirs(tmp_path):
+    """From 192 px a side the top 10% without a border of 1/16 of the side (chosen on magnetic_tile);
+    below, the top 1% of the whole map; a run saved before the border keeps scoring the whole map."""
+    from udd_core.methods import scoring_defaults
+
+    wide = detector_class("feature-ae").build((1, 256, 256), None, model_presets()["feature-ae"].config, seed=0)
+    assert {k: scoring_defaults(wide)[k] for k in ("score", "topk_percent", "border")} == \
+        {"score": "topk", "topk_percent": 10.0, "border": 16}
+    small = detector_class("feature-ae").build((1, 64, 64), None, feature_config(), seed=0)
+    assert (scoring_defaults(small)["topk_percent"], scoring_defaults(small)["border"]) == (1.0, 0)
+    mine = detector_class("feature-ae").build((1, 256, 256), {"border": 0, "topk_percent": 2},
+                                              model_presets()["feature-ae"].config, seed=0)
+    assert (scoring_defaults(mine)["topk_percent"], scoring_defaults(mine)["border"]) == (2.0, 0)
+    wide.save(tmp_path)
+    assert load_detector(tmp_path).border == 16
+    info = json.loads((tmp_path / "method.json").read_text())
+    (tmp_path / "method.json").write_text(json.dumps({k: v for k, v in info.items() if k != "border"}))
+    assert load_detector(tmp_path).border == 0  # as written before the border existed
 
 
 def test_cache_size_estimate():

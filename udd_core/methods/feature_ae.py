@@ -4,8 +4,9 @@ A frozen backbone turns each image into a feature tensor (C, H/s, W/s) (`feature
 which layers, pooling and grid); the features are standardised per channel with statistics of the
 training images, and the config's `AutoEncoder` learns to reconstruct them. The anomaly map is the
 per-location squared feature error, averaged over channels, upsampled bilinearly to the image and
-smoothed by scoring (describe()'s "smooth_sigma"); the image score is the mean of the map's top 1%
-by default. With error "channel" (the default) each channel's error is first divided by its mean
+smoothed by scoring (describe()'s "smooth_sigma"); the image score is by default the mean of the
+map's top 10% without a band of 1/16 of the side at the edges (`scoring.wide_image_score`), or of its
+top 1% on images under 192 px a side. With error "channel" (the default) each channel's error is first divided by its mean
 error on the normal validation features, so channels the AE never rebuilds well do not drown the rest.
 
 Training computes the features once per image into a float16 cache (`feeds.cache_features`) and runs
@@ -31,6 +32,7 @@ from ..atomic import write_atomic
 from ..feature_input import FeatureInput, feature_shape
 from ..feeds import cache_features, channel_stats, feature_cache_bytes, make_feature_maps
 from ..model import WEIGHTS_FILE, AutoEncoder, load_model, save_model
+from ..scoring import SCORES, check_border, wide_image_score
 from .base import METHOD_FILE, Detector, MapOutput
 
 STATS_FILE = "feature_stats.safetensors"  # per-channel mean and std of the training features
@@ -38,7 +40,7 @@ RESIDUALS = ("feature",)
 # Scoring defaults chosen on the selection half of magnetic_tile (bench/RESULTS.md, "Feature autoencoder"):
 DEFAULT_SMOOTH = 8.0  # px at the image: the preset's map is an 8x8 grid upsampled 32x; it barely matters there
 DEFAULT_SCORE = "topk"  # the mean of the map's top 1%: steadier than the maximum (+0.02 image AUROC there)
-TOPK_PERCENT = 1.0
+TOPK_PERCENT = 1.0  # from 192 px a side, `scoring.wide_image_score` instead: top 10%, border (+0.026 there)
 ERRORS = ("plain", "channel")  # the channel-mean squared error, or each channel's scaled by 1 / its normal error
 DEFAULT_ERROR = "channel"
 
@@ -95,13 +97,15 @@ class FeatureAEDetector(Detector):
     def __init__(self, model: AutoEncoder, spec: FeatureInput, image_shape: tuple[int, int, int],
                  features: Optional[nn.Module] = None, mean: Optional[torch.Tensor] = None,
                  std: Optional[torch.Tensor] = None, smooth_sigma: float = DEFAULT_SMOOTH, score: str = DEFAULT_SCORE,
-                 error: str = DEFAULT_ERROR, weight: Optional[torch.Tensor] = None):
+                 error: str = DEFAULT_ERROR, weight: Optional[torch.Tensor] = None, topk_percent: float = TOPK_PERCENT,
+                 border: int = 0):
         self.model, self.spec, self.input_shape = model, spec, tuple(image_shape)
         c = model.config.in_channels
         self.features = features
         self.mean = mean if mean is not None else torch.zeros(c)
         self.std = std if std is not None else torch.ones(c)
         self.smooth_sigma, self.score, self.error = float(smooth_sigma), score, error
+        self.topk_percent, self.border = float(topk_percent), int(border)  # the image score's defaults
         self.weight = weight if weight is not None else torch.ones(c)  # (Cf,) per-channel error weights
 
     # building ------------------------------------------------------------------------------
@@ -115,17 +119,24 @@ class FeatureAEDetector(Detector):
         if config is None:
             raise ValueError("config: the feature autoencoder needs a model config (a file or the feature-ae preset)")
         options = dict(options or {})
+        wide = wide_image_score(input_shape) or {"score": DEFAULT_SCORE, "topk_percent": TOPK_PERCENT, "border": 0}
         smooth = options.pop("smooth_sigma", DEFAULT_SMOOTH)
-        score = options.pop("score", DEFAULT_SCORE)
+        score = options.pop("score", wide["score"])
+        topk = options.pop("topk_percent", wide["topk_percent"])
+        border = options.pop("border", wide["border"])
         error = options.pop("error", DEFAULT_ERROR)
         if options:
-            raise ValueError(f"{next(iter(options))}: not a feature-ae option (smooth_sigma, score, error)")
+            raise ValueError(f"{next(iter(options))}: not a feature-ae option "
+                             "(smooth_sigma, score, topk_percent, border, error)")
         if error not in ERRORS:
             raise ValueError(f"error: must be one of {', '.join(ERRORS)}, got {error!r}")
         if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or not 0 <= smooth <= 64:
             raise ValueError(f"smooth_sigma: must be a number in [0, 64], got {smooth!r}")
-        if score not in ("mean", "max", "topk"):
-            raise ValueError(f"score: must be one of mean, max, topk, got {score!r}")
+        if score not in SCORES:
+            raise ValueError(f"score: must be one of {', '.join(SCORES)}, got {score!r}")
+        if isinstance(topk, bool) or not isinstance(topk, (int, float)) or not 0 < topk <= 100:
+            raise ValueError(f"topk_percent: must be a number in (0, 100], got {topk!r}")
+        check_border(border, tuple(input_shape[1:]))
         c = parse_config(config)
         spec = input_spec(c, cls.method)
         if c.input is None:  # a pixel config tried on features: record the input it now takes
@@ -136,7 +147,8 @@ class FeatureAEDetector(Detector):
         if not report.ok:
             raise ValueError(report.problems[0].message)
         model = seeded_model(c, report.input, seed)
-        return cls(model, spec, tuple(input_shape), smooth_sigma=float(smooth), score=score, error=error)
+        return cls(model, spec, tuple(input_shape), smooth_sigma=float(smooth), score=score, error=error,
+                   topk_percent=float(topk), border=border)
 
     @classmethod
     def preferred_preset(cls, config: Any) -> Optional[str]:
@@ -166,7 +178,7 @@ class FeatureAEDetector(Detector):
         return {"method": self.method, "input": self.spec.to_dict(), "image_shape": list(self.input_shape),
                 "feature_shape": list(feature_shape(self.spec, self.input_shape)),
                 "residual": RESIDUALS[0], "error": self.error, "smooth_sigma": self.smooth_sigma, "score": self.score,
-                "topk_percent": TOPK_PERCENT}
+                "topk_percent": self.topk_percent, "border": self.border}
 
     # maps --------------------------------------------------------------------------------
     def _kind(self, residual: Optional[str]) -> str:
@@ -370,8 +382,9 @@ class FeatureAEDetector(Detector):
         if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)):
             raise ModelFileError(f"{p / METHOD_FILE}: image_shape must be three positive integers")
         det = cls(model, spec, tuple(shape), smooth_sigma=float(info.get("smooth_sigma", DEFAULT_SMOOTH)),
-                  error=str(info.get("error", DEFAULT_ERROR)),
-                  score=str(info.get("score", DEFAULT_SCORE)))
+                  error=str(info.get("error", DEFAULT_ERROR)), score=str(info.get("score", DEFAULT_SCORE)),
+                  topk_percent=float(info.get("topk_percent", TOPK_PERCENT)),
+                  border=int(info.get("border", 0)))  # runs saved before the border: the whole map
         det._load_stats(p)
         return det
 

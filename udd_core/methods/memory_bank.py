@@ -33,38 +33,37 @@ from torch import nn
 
 from .. import backbone as bb
 from ..coreset import greedy_coreset, knn_block, knn_chunk_rows, knn_distance
-from ..scoring import SCORES
+from ..scoring import SCORES, WIDE_SIDE, wide_image_score
 from .base import METHOD_FILE, Detector, MapOutput
 
 NAME = "memory-bank"
 BANK_FILE = "bank.safetensors"
 KNN_BUDGET = 64 << 20  # bytes of one chunk's (patches x bank) distance block
 
-# The image score (score, topk_percent, border) is the scoring default every consumer applies. The mean
-# of the top 10% of the map, without a band of 1/16 of the side, was chosen on magnetic_tile's selection
-# half over the map's maximum (image AUROC 0.946 vs 0.927; held-out 0.951 vs 0.939): the photo's edges
-# held normal photos' highest values (bench/RESULTS.md, "Memory bank").
+# The image score (score, topk_percent, border) is the scoring default every consumer applies: from
+# CONTEXT_MIN_SIDE px a side `scoring.wide_image_score`, the top 10% without a band of 1/16 of the side,
+# chosen on magnetic_tile's selection half over the map's maximum (image AUROC 0.946 vs 0.927; held-out
+# 0.951 vs 0.939): the photo's edges held normal photos' highest values (bench/RESULTS.md, "Memory bank").
 DEFAULTS = {"backbone": "lite0", "layers": ["s16", "stage6", "s32"], "pool": 3, "coreset": 0.1, "k": 1,
             "smooth_sigma": 8.0, "proj_dim": 64, "score": "topk", "topk_percent": 10.0, "border": 0}
-BORDER_PART = 16  # the default border: the shorter side // BORDER_PART (16 px at 256x256)
 # The stride-32 stages need a grid of at least 6x6 cells to place a defect; on smaller images the
 # defaults fall back to PatchCore's stride-8 + stride-16 pair (on sample_data's 64x64 surface the
 # context layers' 4x4 grid gave pixel AUROC 0.73, the pair 0.97), a sigma for their finer grid, and
 # the map's maximum over the whole image (what was measured there).
-CONTEXT_MIN_SIDE = 192
+CONTEXT_MIN_SIDE = WIDE_SIDE  # 192
 SMALL_IMAGE_DEFAULTS = {"layers": ["s8", "s16"], "smooth_sigma": 4.0, "score": "max"}
 # A run saved before the image-score options scored the whole map's maximum: it keeps doing so.
 SAVED_BEFORE_SCORE_OPTIONS = {"score": "max", "border": 0}
 
 
 def defaults_for(input_shape: Optional[tuple[int, int, int]]) -> dict:
-    """The default options for images of `input_shape` (C, H, W): DEFAULTS with a border of the shorter
-    side // BORDER_PART, or below CONTEXT_MIN_SIDE pixels a side SMALL_IMAGE_DEFAULTS over DEFAULTS."""
+    """The default options for images of `input_shape` (C, H, W): DEFAULTS with `scoring.wide_image_score`,
+    or below CONTEXT_MIN_SIDE pixels a side SMALL_IMAGE_DEFAULTS over DEFAULTS."""
     opts = dict(DEFAULTS)
     if input_shape is not None and min(input_shape[1], input_shape[2]) < CONTEXT_MIN_SIDE:
         opts.update(SMALL_IMAGE_DEFAULTS)
     elif input_shape is not None:
-        opts["border"] = min(input_shape[1], input_shape[2]) // BORDER_PART
+        opts.update(wide_image_score(input_shape))
     return opts
 
 
