@@ -162,8 +162,8 @@ best = {(k, b) for k, r in enumerate(rows) for b in r.best}
 style = df.style.apply(lambda col: [BEST_BG if (k, scored.index(col.name)) in best else "" for k in range(len(col))],
                        subset=scored).format(precision=cmp.SHOWN_DIGITS, na_rep="n/a")
 st.dataframe(style, hide_index=True, key="cmp_metrics")
-st.caption("Green: the best run of a metric (every run that ties for it). Threshold, FPR and TPR are each run's own operating point "
-           "(target FPR on its normal validation images).")
+st.caption("Green: the best run of a metric (every run that ties for it). Threshold, FPR and TPR are each run's own "
+           "operating point (target FPR on its normal validation images).")
 
 roc = go.Figure()
 for name, insp in zip(scored, inspections):

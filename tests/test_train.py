@@ -372,7 +372,7 @@ def test_resume_refuses_an_epoch_total_already_reached_even_when_stopped(tmp_pat
     runs.write_status(job.run_dir, "stopped", "stopped after 2 of 5 epochs")  # as if stopped early
     before = {p.name: p.read_bytes() for p in job.run_dir.iterdir() if p.is_file()}
     for total in (1, 2):
-        with pytest.raises(ValueError, match="already has 2 epochs; --epochs is the new total"):
+        with pytest.raises(ValueError, match="already has 2 epochs; the epoch count is the new total"):
             TrainJob.resume(job.run_dir, make_images(12), epochs=total)
     assert {p.name: p.read_bytes() for p in job.run_dir.iterdir() if p.is_file()} == before
     resumed = TrainJob.resume(job.run_dir, make_images(12), epochs=3).start()  # more than done: trains on

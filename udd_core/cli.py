@@ -262,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", metavar="NAME",
                    help="detection method: autoencoder (default; needs CONFIG), memory-bank (no CONFIG, no training), "
                         "feature-ae, dsvdd or latent-knn (need CONFIG); see the README's table of methods")
-    p.add_argument("--backbone", metavar="NAME", help="memory bank: pretrained backbone: lite0 (EfficientNet-Lite0, the only one)")
+    p.add_argument("--backbone", metavar="NAME",
+                   help="memory bank: pretrained backbone: lite0 (EfficientNet-Lite0, the only one)")
     p.add_argument("--layers", metavar="LAYERS",
                    help="memory bank: backbone feature layers, comma-separated (default s16,stage6,s32; "
                         "s8,s16 below 192 px a side)")
@@ -317,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Gaussian smoothing of the map in px (default: the method's, 0 for an autoencoder)")
     p.add_argument("--border", type=int, metavar="PX",
                    help="pixels on each side left out of the image score, not of the map (default: the method's; "
-                        "0 for an autoencoder, 1/16 of the side for a memory bank of 192 px or more)")
+                        "0 for an autoencoder, 1/16 of the side for the memory bank and the feature AE from 192 px)")
     p.add_argument("--size", metavar="H,W", help="input size (default: the model's, else the images' own size)")
     # One sets the threshold or the other: given both, the FPR would be silently ignored.
     thr = p.add_mutually_exclusive_group()

@@ -61,7 +61,8 @@ def run_score(args: argparse.Namespace) -> int:
         raise UsageError(f"{given[0]}: {a_method(method)} run scores images by its own "
                          "distance, not from the map; leave it out (--residual and --smooth still shape the map)")
     insp = inspect_run(run_dir, args.data, split=args.split, residual=args.residual,
-                       score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, border=args.border, size=size,
+                       score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, border=args.border,
+                       size=size,
                        threshold=args.threshold, target_fpr=args.target_fpr, batch_size=args.batch_size,
                        device=args.device, keep_recon=False)  # scores, maps and metrics only
     for note in insp.notices:

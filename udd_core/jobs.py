@@ -122,8 +122,8 @@ class TrainJob:
         # The epoch count is the new total: asking for no more than are done would train nothing while
         # train.json and status.json claimed a finished run of that length.
         if epochs is not None and epochs <= done:
-            raise ValueError(f"run {run_dir.name}: already has {done} epochs; --epochs is the new total, so ask "
-                             f"for more than {done}, or leave it out to finish the run as it was set up")
+            raise ValueError(f"run {run_dir.name}: already has {done} epochs; the epoch count is the new "
+                             f"total, so ask for more than {done}, or leave it out to finish the run as it was set up")
         # A stopped run with every epoch in its history is a method with a phase after the autoencoder's
         # epochs (Deep SVDD's one-class phase), and resuming continues that phase.
         if done >= settings.epochs and st["status"] not in ("stopped", "interrupted"):

@@ -227,7 +227,8 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     method_cls = detector_class(spec["method"]) if spec["method"] in METHODS else None
     one_pass = method_cls is not None and not method_cls.trains_epochs
     options = spec_options(spec)
-    setup.insert(0, ("method", spec["method"] + (f" ({method_cls.summary})" if method_cls and method_cls.summary else "")))
+    summary = f" ({method_cls.summary})" if method_cls and method_cls.summary else ""
+    setup.insert(0, ("method", spec["method"] + summary))
     if options:
         setup.insert(1, ("method options", json.dumps(options)))
     if isinstance(train.get("settings"), dict):

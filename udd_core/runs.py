@@ -262,7 +262,8 @@ def run_info(run_dir: Union[str, Path]) -> RunInfo:
     losses = [v for v in losses if isinstance(v, (int, float))]
     train = read_json(p / TRAIN_FILE, {}) or {}
     return RunInfo(p.name, st["status"], len(hist), min(losses) if losses else None,
-                   str(train.get("created", "")), p, str(st.get("message", "")), str(train.get("method") or "autoencoder"))
+                   str(train.get("created", "")), p, str(st.get("message", "")),
+                   str(train.get("method") or "autoencoder"))
 
 
 def model_stamp(run_dir: Union[str, Path]) -> float:

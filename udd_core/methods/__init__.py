@@ -55,8 +55,8 @@ def run_spec(run_dir: Union[str, Path]) -> dict:
 
 
 def spec_options(spec: dict) -> dict:
-    """The method's own parameters in a `run_spec`: without its name, input shape and fit record."""
-    return {k: v for k, v in spec.items() if k not in ("method", "input_shape", "fit")}
+    """The method's own parameters in a `run_spec`: without its name, its shapes and its fit record."""
+    return {k: v for k, v in spec.items() if k not in ("method", "input_shape", "image_shape", "feature_shape", "fit")}
 
 
 def run_scoring_defaults(run_dir: Union[str, Path]) -> dict:

@@ -161,5 +161,5 @@ def defaults_from(info: dict, residuals: tuple[str, ...]) -> dict[str, Any]:
     """Scoring defaults from a describe() dict (or METHOD_FILE): its own, else the first residual, the
     mean score, no smoothing, top 1% and no border left out."""
     return {"residual": info.get("residual") or residuals[0], "score": info.get("score") or "mean",
-            "smooth_sigma": float(info.get("smooth_sigma") or 0.0), "topk_percent": float(info.get("topk_percent") or 1.0),
-            "border": int(info.get("border") or 0)}
+            "smooth_sigma": float(info.get("smooth_sigma") or 0.0),
+            "topk_percent": float(info.get("topk_percent") or 1.0), "border": int(info.get("border") or 0)}

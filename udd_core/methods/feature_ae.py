@@ -6,8 +6,9 @@ training images, and the config's `AutoEncoder` learns to reconstruct them. The 
 per-location squared feature error, averaged over channels, upsampled bilinearly to the image and
 smoothed by scoring (describe()'s "smooth_sigma"); the image score is by default the mean of the
 map's top 10% without a band of 1/16 of the side at the edges (`scoring.wide_image_score`), or of its
-top 1% on images under 192 px a side. With error "channel" (the default) each channel's error is first divided by its mean
-error on the normal validation features, so channels the AE never rebuilds well do not drown the rest.
+top 1% on images under 192 px a side. With error "channel" (the default) each channel's error is
+first divided by its mean error on the normal validation features, so channels the AE never
+rebuilds well do not drown the rest.
 
 Training computes the features once per image into a float16 cache (`feeds.cache_features`) and runs
 the ordinary training loop (`train.train`) on it through a `feeds.FeatureFeed`: background thread,
