@@ -72,15 +72,17 @@ if len(found) < cmp.MIN_RUNS:
     st.info(f"Compare needs at least two runs (found {len(found)} in `{ROOT}`). Train them on the **Train** page.")
     st.stop()
 
-# The run in focus (picked on any page) is always among the compared ones; by default with the newest other run.
+# The run in focus (picked on any page) is always among the compared ones; by default with the newest other
+# run trained on the same data (else the newest other run).
 warn_stale_link(list(by_name), ROOT)
 focus = focused_run() if focused_run() in by_name else found[0].name
 # The widget's value; after a visit to another page (which drops widget values) the copy kept in cmp_picked.
 picked = [n for n in ss.get("cmp_runs", ss.get("cmp_picked", [])) if n in by_name]
 if focus not in picked:
     picked = [focus, *[n for n in picked if n != focus]][:cmp.MAX_RUNS]
-if "cmp_picked" not in ss:  # the first visit: the focus and the newest other run
-    picked += [n for n in by_name if n not in picked][:cmp.MIN_RUNS - len(picked)]
+if "cmp_picked" not in ss:  # the first visit: the focus and the newest other run, one on the same data first
+    others = cmp.same_data_first(by_name[focus].path, [by_name[n].path for n in by_name if n not in picked])
+    picked += [p.name for p in others][:cmp.MIN_RUNS - len(picked)]
 ss["cmp_runs"] = picked
 set_focus(focus)
 st.multiselect("Runs", list(by_name), key="cmp_runs", max_selections=cmp.MAX_RUNS, on_change=on_pick,

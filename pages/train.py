@@ -54,7 +54,13 @@ def on_train_preset() -> None:
 
 
 def on_model_preset() -> None:
-    _, ss["train_h"], ss["train_w"] = model_presets()[ss["train_model_preset"]].input_shape
+    """The preset's input size, and the training preset it was made with (wafer-26 -> wafer, feature-ae ->
+    its epochs and rate), where it names one and the method trains in epochs."""
+    preset = model_presets()[ss["train_model_preset"]]
+    _, ss["train_h"], ss["train_w"] = preset.input_shape
+    if preset.training and detector_class(ss.get("train_method", METHODS[0])).trains_epochs:
+        ss["train_preset"] = preset.training
+        on_train_preset()
 
 
 def on_method() -> None:
@@ -63,10 +69,7 @@ def on_method() -> None:
     current, cls = model_presets().get(ss.get("train_model_preset")), detector_class(ss["train_method"])
     if name := cls.preferred_preset(current.config if current else None):
         ss["train_model_preset"] = name
-        on_model_preset()
-        if cls.training_preset:  # its recipe too (the feature AE's epochs and rate)
-            ss["train_preset"] = cls.training_preset
-            on_train_preset()
+        on_model_preset()  # with its training preset: the feature AE's epochs and rate
 
 
 def on_upload() -> None:
@@ -326,8 +329,11 @@ with right:
             done = next(r.epochs_done for r in all_runs if r.name == sel)
             planned = int((info.get("settings") or {}).get("epochs", 1))
             r = st.columns([2, 1], vertical_alignment="bottom")
-            more = r[0].number_input("Resume up to epoch", done + 1, 1_000_000, key=f"train_resume_to_{sel}",
-                                     value=planned if planned > done else done + 10)
+            # No minimum of done + 1: Streamlit would silently keep its old value for a smaller one typed in,
+            # and Resume would train to that. A total at or below the epochs done is refused on Resume instead.
+            more = r[0].number_input("Resume up to epoch", 1, 1_000_000, key=f"train_resume_to_{sel}",
+                                     value=planned if planned > done else done + 10,
+                                     help=f"The new total; more than the {done} epochs done.")
             if r[1].button("Resume", icon=":material/resume:", key="train_resume"):
                 try:  # the run's own data, through the cache: a resume right after a stop decodes nothing
                     data = info.get("data") or {}

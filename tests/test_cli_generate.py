@@ -101,12 +101,25 @@ def test_random_latents_per_position(tmp_path, capsys):
     (["--sigma", "0.5", "-n", "0"], "-n: must be an integer in [1, 10000], got 0"),
     (["--sigma", "0.5", "--size", "32,32"], "trained for 26x26"),
     (["--sigma", "0.5", "--data", "/no/such/data.npz"], "no such file"),
+    (["--sigma", "0.5", "--out", " "], "--out: the folder name is empty"),
 ])
 def test_bad_input_is_one_line_and_exit_2(run, tmp_path, capsys, extra, message):
     rc, stdout, err = udd(capsys, run, "-n", 2, "--out", tmp_path / "o", *extra)
     assert rc == 2 and stdout == ""
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs a folder no file can be created in")
+def test_an_npz_that_cannot_be_written_leaves_no_pngs(run, tmp_path, capsys):
+    """Refused before any work where the folder is not writable; else the PNGs written are removed again."""
+    rc, stdout, err = udd(capsys, run, "--sigma", 0.5, "-n", 3, "--out", tmp_path / "o", "--npz", "/proc/udd_x.npz")
+    assert rc == 2 and err.count("\n") == 1 and "/proc" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists() and not Path("/proc/udd_x.npz").exists()
+    (tmp_path / "a_file").write_text("x")  # a file where a folder would have to be made: refused up front
+    bad = tmp_path / "a_file" / "sub" / "g.npz"
+    rc, _, err = udd(capsys, run, "--sigma", 0.5, "-n", 3, "--out", tmp_path / "o", "--npz", bad)
+    assert rc == 2 and f"cannot write into {tmp_path / 'a_file'}" in err and not (tmp_path / "o").exists()
 
 
 def test_npz_from_a_one_channel_model_on_images_names_the_real_cause(tmp_path, capsys, tiny_config):

@@ -51,6 +51,17 @@ def test_json_mismatch_exit_1_and_fix(cfg_file, tmp_path, capsys):
     assert "unchanged" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("out, needle", [("exists.json", "already exists (pass --force"), ("a_folder", "is a folder"),
+                                         ("no/such/f.json", "no such folder")])
+def test_a_bad_fix_target_is_one_line_before_any_report(cfg_file, tmp_path, capsys, out, needle):
+    (tmp_path / "exists.json").write_text("{}")
+    (tmp_path / "a_folder").mkdir()
+    assert main(["shapes", str(cfg_file), "--input", "1,33,30", "--fix", str(tmp_path / out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and needle in captured.err  # no table first
+    assert (tmp_path / "exists.json").read_text() == "{}"
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])

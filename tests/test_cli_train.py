@@ -66,6 +66,8 @@ def test_a_refused_resume_changes_nothing(tmp_path, config_file, image_folder, c
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert main(["train", "--out", str(tmp_path / "new"), "--data", str(image_folder)]) == 2
     assert "CONFIG is required" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    assert main(["train", "gray-tile-128", "--out", "", "--data", str(image_folder)]) == 2
+    assert "--out: the run folder name is empty" in capsys.readouterr().err  # not "--out .: already exists"
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")

@@ -160,3 +160,15 @@ def test_trained_elsewhere_names_the_runs_of_other_data(tmp_path):
     c = side("c", info={})  # a model folder: no data recorded, nothing to say
     assert cmp.trained_elsewhere([a, b, c], here) == [f"b (trained on {other})"]
     assert cmp.trained_elsewhere([a, b, c], str(here) + "/") == [f"b (trained on {other})"]  # same folder
+
+
+def test_same_data_first_puts_runs_of_the_focus_runs_data_first(tmp_path):
+    def run(name, data):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "train.json").write_text(json.dumps({"data": {"path": str(tmp_path / data)}} if data else {}))
+        return d
+
+    focus, wafer, photos, bare = run("focus", "photos"), run("wafer", "w.npz"), run("same", "photos"), run("bare", None)
+    assert [p.name for p in cmp.same_data_first(focus, [wafer, bare, photos])] == ["same", "wafer", "bare"]
+    assert [p.name for p in cmp.same_data_first(bare, [wafer, photos])] == ["wafer", "same"]  # no data: as given

@@ -28,11 +28,12 @@ def test_registry_names_autoencoder_and_refuses_unknown():
 def test_preferred_presets_exist():
     # The Train page switches to these names when the method changes: each must be a real preset.
     for name in METHODS:
-        cls = detector_class(name)
-        assert cls.training_preset is None or cls.training_preset in training_presets(), name
-        preferred = cls.preferred_preset(None)
+        preferred = detector_class(name).preferred_preset(None)
         assert preferred is None or preferred in model_presets(), name
-    assert detector_class("feature-ae").training_preset == "feature-ae"
+    # and a model preset to the training preset it was made with
+    for name, preset in model_presets().items():
+        assert preset.training is None or preset.training in training_presets(), name
+    assert model_presets()["feature-ae"].training == "feature-ae" and model_presets()["wafer-26"].training == "wafer"
 
 
 def test_folder_without_method_file_is_an_autoencoder(ae_dir):

@@ -164,6 +164,11 @@ def test_stop_resume_and_a_fast_rerun_while_training(tiny_config, data, runs_dir
     assert any("stopped" in w.value for w in at.warning)
     done = int(table(at).loc[name, "epochs"])
 
+    if done >= 1:  # a total already reached is refused in one line, the run left as it was
+        at.number_input(key=f"train_resume_to_{name}").set_value(done)
+        at.button(key="train_resume").click().run()
+        assert f"already has {done} epochs" in errors(at) and not alive(at)
+        assert runs.read_status(runs_dir / name)["status"] == "stopped" and len(runs.read_history(runs_dir / name)) == done
     at.number_input(key=f"train_resume_to_{name}").set_value(done + 1)
     at.button(key="train_resume").click().run()
     assert not at.exception and not at.error
@@ -318,6 +323,12 @@ def test_config_file_and_preset_modes(tiny_config, data, runs_dir):
     at.selectbox(key="train_model_preset").select("wafer-26").run()
     assert (at.number_input(key="train_h").value, at.number_input(key="train_w").value) == (26, 26)
     assert any("3x26x26" in c.value for c in at.caption)  # the estimate follows the preset's shape
+    from udd_core.settings import training_presets
+
+    # and the training preset wafer-26 was made with: wafer's epochs, schedule and weight decay
+    assert at.selectbox(key="train_preset").value == "wafer"
+    assert at.number_input(key="train_epochs").value == training_presets()["wafer"].epochs
+    assert at.number_input(key="train_lr_step").value == training_presets()["wafer"].lr_step
 
 
 def test_training_preset_fills_the_settings(tiny_config, data, runs_dir):

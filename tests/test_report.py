@@ -52,6 +52,15 @@ def test_report_without_threshold_or_history(insp, tmp_path):
     bare.threshold = None
     page = build_report(bare, run_dir=tmp_path)
     assert "No threshold" in page and "No training history" in page and "Model config" not in page
+    assert "run status" not in page  # not a run folder: no status to report
+
+
+def test_report_says_a_run_was_stopped(insp, tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    runs.write_status(run, "stopped", "stopped after 21 of 300 epochs")
+    setup = dict(re.findall(r"<tr><th>([^<]+)</th><td>([^<]*)</td></tr>", build_report(insp, run_dir=run)))
+    assert setup["run status"] == "stopped: stopped after 21 of 300 epochs"
 
 
 def test_report_of_a_memory_bank_run_names_the_method_not_a_training_loop(tmp_path):

@@ -37,6 +37,26 @@ def write_atomic(target: PathLike, write: Callable[[Path], None], durable: bool 
             pass
 
 
+def check_new_file(target: PathLike, what: str, force: bool = False, make_folder: bool = False) -> Path:
+    """Refuse, before any work, a file that could not be written: an existing file (unless ``force``) or
+    folder, or a folder that cannot be written to. Its folder must exist, or with ``make_folder`` (the
+    writer creates it, as for an output folder) the nearest existing one must be a writable folder.
+    ``what`` names the file in the one-line ValueError ("--fix out.json")."""
+    target = Path(target)
+    if target.is_dir():
+        raise ValueError(f"{what}: is a folder, not a file")
+    if target.exists() and not force:
+        raise ValueError(f"{what}: already exists (pass --force to overwrite)")
+    parent = target.parent
+    if not parent.is_dir() and not make_folder:
+        raise ValueError(f"{what}: {parent}: no such folder")
+    while not parent.exists():  # the folder that would be created in
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"{what}: cannot write into {parent}")
+    return target
+
+
 def write_bytes_atomic(target: PathLike, data: bytes, durable: bool = False) -> None:
     """Atomically replace ``target`` with ``data``."""
     write_atomic(target, lambda tmp: tmp.write_bytes(data), durable)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from . import __version__
-from .atomic import write_text_atomic
+from .atomic import check_new_file, write_text_atomic
 from .cli_numbers import check_numbers
 from .config import AEConfig, ConfigError, load_config, noting_warnings
 from .shapes import ShapeError, ShapeReport, input_spec, propagate_image
@@ -106,6 +106,8 @@ def config_or_preset(spec: str) -> tuple[AEConfig, Optional[tuple[int, int, int]
 
 def cmd_shapes(args: argparse.Namespace) -> int:
     """Propagate shapes; exit 0 if the decoder mirrors, 1 if not."""
+    if args.fix:  # refused before the report is printed: one line, not a table and then an error
+        check_new_file(args.fix, f"--fix {args.fix}", args.force)
     config, _ = config_or_preset(args.config)
     image = parse_ints(args.input, 3, "--input")
     if args.method is not None:

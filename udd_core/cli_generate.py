@@ -27,10 +27,12 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UsageError("--per-position: applies only with --random (it chooses the random latents' statistics)")
     if args.npz and args.random:
         raise UsageError("--npz: needs source maps (their outline and class); not with --random")
-    if args.npz and Path(args.npz).suffix.lower() != ".npz":
-        raise UsageError(f"--npz {args.npz}: the file name must end in .npz")
-    if args.npz and Path(args.npz).exists() and not args.force:
-        raise UsageError(f"--npz {args.npz}: already exists (pass --force to overwrite)")
+    if not args.out.strip():  # Path("") is the current folder: name the real mistake
+        raise UsageError("--out: the folder name is empty")
+    if args.npz:  # before any work or file: a PNG folder must not be left behind by an unwritable .npz
+        from .wafer_generation import check_npz_target
+
+        check_npz_target(args.npz, args.force)
     size = parse_ints(args.size, 2, "--size") if args.size else None  # refused before the run is looked at
     args.run = str(run_dir_arg(args.run))  # a run name under $UDD_RUNS_DIR, as `udd score` and `udd export` take
     source = run_data(args.run)
@@ -66,17 +68,31 @@ def run_generate(args: argparse.Namespace) -> int:
         gen = generate(model, ds.images, sigma, args.n, args.seed, ds.labels, args.cls)
         out, prefix = gen.outputs, "sample"
         origins = [f"{ds.names[s]} ({ds.labels[s]})" for s in gen.sources.tolist()]
+    npz = None
+    if args.npz:  # made before any file is written
+        from .wafer_generation import generated_maps, npz_bytes, source_maps
+
+        src = gen.sources
+        maps = generated_maps(out, source_maps(ds.images[src]))
+        npz = npz_bytes(maps, [ds.labels[s] for s in src.tolist()], src)
+    new_folder = not Path(args.out).exists()
     paths = write_pngs(to_display(out, kind), args.out, output_names(args.n, prefix), force=args.force)
+    if npz is not None:
+        from .wafer_generation import write_npz
+
+        try:
+            write_npz(args.npz, npz, force=args.force)
+        except (ValueError, OSError):  # checked at the start, so rare (a full disk, /proc): no half output
+            for p in paths:
+                p.unlink(missing_ok=True)
+            if new_folder:
+                Path(args.out).rmdir()
+            raise
     for path, origin in zip(paths, origins):
         print(f"{path}\t{origin}")
     what = "wafer maps" if kind == "wafer" else "images"
     print(f"udd generate: wrote {len(paths)} {what} to {args.out}", file=sys.stderr)
-    if args.npz:
-        from .wafer_generation import generated_maps, npz_bytes, source_maps, write_npz
-
-        src = gen.sources
-        maps = generated_maps(out, source_maps(ds.images[src]))
-        write_npz(args.npz, npz_bytes(maps, [ds.labels[s] for s in src.tolist()], src), force=args.force)
+    if npz is not None:
         print(f"udd generate: wrote {len(maps)} maps (die values 0/1/2, labels, sources) to {args.npz}",
               file=sys.stderr)
     return 0

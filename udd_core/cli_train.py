@@ -165,6 +165,8 @@ def _watch(job, bar: ProgressLine) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train a model on normal images into a run folder, with a progress line; Ctrl-C stops cleanly."""
+    if not args.out.strip():  # Path("") is the current folder: name the real mistake
+        raise UsageError("--out: the run folder name is empty")
     out = Path(args.out)
     bar = ProgressLine()
     if args.resume:

@@ -267,6 +267,21 @@ def heatmap_row(inspections: Sequence, name: str) -> list[np.ndarray]:
     return row
 
 
+def _data_path(run_dir: Path) -> Optional[Path]:
+    info = runs.read_json(Path(run_dir) / runs.TRAIN_FILE, {}) or {}
+    path = (info.get("data") or {}).get("path") if isinstance(info, dict) else None
+    return Path(path).expanduser().resolve() if isinstance(path, str) and path else None
+
+
+def same_data_first(focus: Union[str, Path], others: Sequence[Union[str, Path]]) -> list[Path]:
+    """`others` (run folders, in the caller's order) with the runs trained on the focus run's data first:
+    the default partner of a comparison is a run that can be judged on the same images."""
+    here = _data_path(Path(focus))
+    others = [Path(o) for o in others]
+    same = [o for o in others if here is not None and _data_path(o) == here]
+    return same + [o for o in others if o not in same]
+
+
 def trained_elsewhere(sides: Sequence[RunSide], data: Union[str, Path]) -> list[str]:
     """The runs (by name) trained on another data set than `data`, each with the data it learned from:
     comparing them on `data` is fair only when it stands for what each was meant to inspect."""

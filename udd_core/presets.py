@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from .config import AEConfig, parse_config
 
@@ -14,6 +15,7 @@ class ModelPreset:
     description: str
     config: AEConfig
     input_shape: tuple[int, int, int]  # (C, H, W)
+    training: Optional[str] = None  # the training preset it was made and measured with (the Train page picks it)
 
 
 def model_presets() -> dict[str, ModelPreset]:
@@ -38,6 +40,7 @@ def model_presets() -> dict[str, ModelPreset]:
                 "latent_size": 8, "latent_ker": 3, "latent_opad": 0, "out_pad": [0, 1],
             }),
             (3, 26, 26),
+            training="wafer",
         ),
         ModelPreset(
             "wafer-26-gen",
@@ -50,6 +53,7 @@ def model_presets() -> dict[str, ModelPreset]:
                 "latent_size": 16, "latent_ker": 3, "latent_opad": 0, "out_pad": [0, 1], "output": "softmax",
             }),
             (3, 26, 26),
+            training="wafer-generation",
         ),
         ModelPreset(
             "rgb-tile-256",
@@ -85,6 +89,7 @@ def model_presets() -> dict[str, ModelPreset]:
                 "latent_size": 16, "latent_ker": 3, "latent_opad": 1, "out_pad": [1, 1, 1],
             }),
             (1, 96, 96),
+            training="magnetic-tile",
         ),
         ModelPreset(
             "feature-ae",
@@ -96,6 +101,7 @@ def model_presets() -> dict[str, ModelPreset]:
                 "input": {"kind": "features", "backbone": "lite0", "layers": ["stage6", "s32"], "pool": 3},
             }),
             (1, 256, 256),
+            training="feature-ae",
         ),
     ]
     return {p.name: p for p in presets}

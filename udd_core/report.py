@@ -231,6 +231,9 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     setup.insert(0, ("method", spec["method"] + summary))
     if options:
         setup.insert(1, ("method options", json.dumps(options)))
+    if (run / runs.STATUS_FILE).is_file():  # a stopped run must not pass for a finished one
+        st = runs.read_status(run)
+        setup.append(("run status", f"{st['status']}: {st.get('message', '')}".rstrip(": ")))
     if isinstance(train.get("settings"), dict):
         shown = applied_settings(train["settings"], not one_pass)
         setup.append(("fit settings" if one_pass else "training settings", json.dumps(shown)))

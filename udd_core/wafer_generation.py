@@ -17,7 +17,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from .atomic import write_bytes_atomic
+from .atomic import check_new_file, write_bytes_atomic
 from .train import NORMAL_LABELS
 from .wafermaps import onehot_to_wafer
 
@@ -58,15 +58,19 @@ def npz_bytes(maps: np.ndarray, labels: Sequence[str], sources: Sequence[int]) -
     return buf.getvalue()
 
 
-def write_npz(path: Union[str, Path], data: bytes, force: bool = False) -> Path:
-    """Write the augmentation file atomically; an existing file is refused unless ``force``."""
+def check_npz_target(path: Union[str, Path], force: bool = False) -> Path:
+    """Refuse, before any work, an augmentation file that could not be written: a wrong suffix, an
+    existing file (unless ``force``) or folder, a folder that cannot be written to (a missing one is
+    created on writing, like `--out`'s)."""
     path = Path(path)
     if path.suffix.lower() != ".npz":
         raise ValueError(f"--npz {path}: the file name must end in .npz")
-    if path.exists() and not force:
-        raise ValueError(f"{path}: already exists (pass --force to overwrite)")
-    if path.exists() and not path.is_file():
-        raise ValueError(f"{path}: exists and is not a file")
+    return check_new_file(path, f"--npz {path}", force, make_folder=True)
+
+
+def write_npz(path: Union[str, Path], data: bytes, force: bool = False) -> Path:
+    """Write the augmentation file atomically, after `check_npz_target`."""
+    path = check_npz_target(path, force)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, data)

@@ -48,8 +48,6 @@ class Detector(ABC):
     resumable: ClassVar[bool] = False  # True when `fit(..., resume=True)` continues a stopped fit
     uses_config: ClassVar[bool] = False  # True when `build` needs an autoencoder config (AEConfig)
     summary: ClassVar[str] = ""  # a few words for the Train page's method choice
-    # The training preset tuned with `preferred_preset`'s model preset: the Train page switches to both together.
-    training_preset: ClassVar[Optional[str]] = None
     option_example: ClassVar[str] = "{}"  # its options as JSON, the Train page's placeholder
     probe_label: ClassVar[str] = "reconstruction"  # what its training probes show under each input
 

@@ -93,7 +93,6 @@ class FeatureAEDetector(Detector):
     generates = False  # its decoder makes features, not images
     resumable = True  # the AE continues from last.safetensors; the features are recomputed
     uses_config = True  # the AE design, with its "input" field
-    training_preset = "feature-ae"  # 96 epochs at 3e-3: the recipe the feature-ae model preset was measured with
 
     def __init__(self, model: AutoEncoder, spec: FeatureInput, image_shape: tuple[int, int, int],
                  features: Optional[nn.Module] = None, mean: Optional[torch.Tensor] = None,
