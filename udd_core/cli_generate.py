@@ -5,6 +5,7 @@ Imported only when the command runs, so the rest of the command line starts with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def run_generate(args: argparse.Namespace) -> int:
             for p in paths:
                 p.unlink(missing_ok=True)
             if new_folder:
-                Path(args.out).rmdir()
+                with contextlib.suppress(OSError):  # only if empty: nothing but what this call wrote
+                    Path(args.out).rmdir()
             raise
     for path, origin in zip(paths, origins):
         print(f"{path}\t{origin}")
