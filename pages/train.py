@@ -302,9 +302,28 @@ with left:
             st.error(str(e))
 
 # --- runs ----------------------------------------------------------------------------------------
+def run_statuses(all_runs) -> dict[str, str]:
+    """Each run's status, "running" for the jobs of this app that are alive."""
+    return {r.name: "running" if (j := mgr.get(r.name)) and j.is_alive() else r.status for r in all_runs}
+
+
+def runs_table() -> None:
+    """Every run under ROOT: method, status, epochs, best loss, creation time and last message."""
+    all_runs = runs.list_runs(ROOT)
+    status = run_statuses(all_runs)
+    # A method fitted in one pass has no epochs or losses: blank cells there, not a misleading 0.
+    looped = {r.name: r.method not in METHODS or detector_class(r.method).trains_epochs for r in all_runs}
+    rows = [(r.name, r.method, status[r.name], r.epochs_done if looped[r.name] else None,
+             r.best_val_loss if looped[r.name] else None, r.created, r.message) for r in all_runs]
+    st.dataframe(pd.DataFrame(rows, columns=["name", "method", "status", "epochs", "best val loss", "created",
+                                             "message"]).astype({"epochs": "Int64", "best val loss": "Float64"}),
+                 hide_index=True, column_config={"epochs": st.column_config.NumberColumn(
+                     help="Epochs trained; blank for a method fitted in one pass (no training epochs)")})
+
+
 with right:
     all_runs = runs.list_runs(ROOT)
-    status = {r.name: "running" if (j := mgr.get(r.name)) and j.is_alive() else r.status for r in all_runs}
+    status = run_statuses(all_runs)
     if active := mgr.active():  # names only: progress shown here would go stale between full reruns
         st.info("Training now: " + ", ".join(f"**{j.name}**" for j in active))
     if (focus := focused_run()) in status:
@@ -343,11 +362,5 @@ with right:
                 except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged
                     st.error(f"resume {sel}: {e}")
     st.subheader("All runs")
-    # A method fitted in one pass has no epochs or losses: blank cells there, not a misleading 0.
-    looped = {r.name: r.method not in METHODS or detector_class(r.method).trains_epochs for r in all_runs}
-    rows = [(r.name, r.method, status[r.name], r.epochs_done if looped[r.name] else None,
-             r.best_val_loss if looped[r.name] else None, r.created, r.message) for r in all_runs]
-    st.dataframe(pd.DataFrame(rows, columns=["name", "method", "status", "epochs", "best val loss", "created",
-                                             "message"]).astype({"epochs": "Int64", "best val loss": "Float64"}),
-                 hide_index=True, column_config={"epochs": st.column_config.NumberColumn(
-                     help="Epochs trained; blank for a method fitted in one pass (no training epochs)")})
+    # Re-read from disk every few seconds while a job trains: its epochs and best loss stay current.
+    st.fragment(run_every=DISK_POLL_S if mgr.active() else None)(runs_table)()
