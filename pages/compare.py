@@ -17,7 +17,7 @@ from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_st
 from udd_core import compare as cmp
 from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch
-from udd_core.methods import METHODS, detector_class
+from udd_core.methods import fitted_in_one_pass
 from udd_core.inspection import inspect_run
 
 hand_over_deep_link("pages/compare.py")  # first: a deep link before app.py ever ran
@@ -116,7 +116,7 @@ st.subheader("Loss curves")
 log = st.toggle("Log scale", key="cmp_log")
 if any(s.history for s in sides):
     st.plotly_chart(go.Figure(cmp.loss_figure(sides, log)), key="cmp_loss")
-elif all(not detector_class(s.method).trains_epochs for s in sides if s.method in METHODS):
+elif all(fitted_in_one_pass(s.method) for s in sides):
     st.info("These runs are fitted in one pass, with no training epochs: they have no loss curves.")
 else:
     st.info("No epoch has finished in these runs yet.")

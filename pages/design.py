@@ -8,8 +8,6 @@ of the images are the single source of truth; other pages read them. Every widge
 in callbacks (or at the top of the run, before any widget exists), never the other way round.
 """
 
-import re
-
 import pandas as pd
 import streamlit as st
 
@@ -28,12 +26,6 @@ DEFAULT_PRESET = "gray-tile-128"
 ss = st.session_state
 presets = model_presets()
 INPUT_KINDS = ("pixels", "backbone features")
-
-
-def plain(text: str) -> str:
-    """User text (config keys, parse errors) for st.* markdown, shown as typed: the characters that mark up
-    inline text (emphasis, code, strikethrough, LaTeX) are escaped; brackets and dots stay readable."""
-    return re.sub(r"([\\`*_~$])", r"\\\1", text)
 
 
 def parse(source) -> tuple[AEConfig, list[str]]:
@@ -253,19 +245,20 @@ with left:
                  on_change=on_json, label_visibility="collapsed",
                  help="Applied when you leave the box or press Ctrl+Enter.")
     if err := ss.get("design_json_error"):
-        st.error(f"{plain(err)} — the page still shows the last valid config.")
+        st.error(f"{arch.markdown_literal(err)} — the page still shows the last valid config.")
 with right:
     st.subheader("Files")
     st.file_uploader("Load a config (.json, or the reference AE_config.txt)", type=["json", "txt"],
                      key="design_upload", on_change=on_upload, max_upload_size=1)  # a config is < 1 kB
     if upload_notice := ss.pop("design_upload_notice", None):  # beside the uploader, not at the page's top
-        getattr(st, upload_notice[0])(plain(upload_notice[1]))
+        getattr(st, upload_notice[0])(arch.markdown_literal(upload_notice[1]))
     st.download_button("Download config.json", data=config.to_json(), file_name="config.json",
                        mime="application/json", on_click="ignore", icon=":material/download:")
     st.button(f"Reload preset {ss['design_preset']}", on_click=load_preset, key="design_reload",
               icon=":material/restart_alt:", help="Undo every edit: back to the preset's config and input shape.")
 if unknown:  # the keys are the user's text: escaped, so that "__import__" does not render as bold "import"
-    st.warning(plain(" ".join(unknown)) + " (the model ignores them; they are kept in the downloaded file).")
+    st.warning(arch.markdown_literal(" ".join(unknown)) + " (the model ignores them; they are kept in the "
+               "downloaded file).")
 
 # --- the shape report ----------------------------------------------------------------------------
 try:

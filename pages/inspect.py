@@ -18,7 +18,7 @@ from udd_core.data import data_kind
 from udd_core.export import ParityError, export_run
 from udd_core.generation import run_train_on
 from udd_core.inspection import inspect_run, load_inputs
-from udd_core.metrics import roc_points, threshold_for_fpr, too_few_normals
+from udd_core.metrics import roc_points
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
 from udd_core.render import plotly_colorscale, scale_bar_rgb
 from udd_core.report import build_report, heatmaps_zip, scores_csv
@@ -131,12 +131,6 @@ spec = run_spec(run.path)
 if spec["method"] != "autoencoder":  # what the map and the score of this method are
     own = f" Image score: {spec['image_score']}." if spec.get("image_score") else ""
     st.caption(f"Method **{spec['method']}**: {spec.get('heatmap') or 'the heatmap is its anomaly map'}.{own}")
-fpr_note = too_few_normals(len(base.normal_scores), base.settings["target_fpr"], base.normal_source) \
-    if base.normal_scores is not None else None
-for note in base.notices:
-    if note != fpr_note:  # said below for the target FPR the page's slider sets
-        st.caption(f"ℹ️ {note}")
-
 # --- threshold: instant, from the cached scores ------------------------------------------------
 tag = abs(hash((run.name, stamp, ss["insp_data"], split, residual, smooth, score, topk, border))) % 10**8
 has_normal = base.normal_scores is not None and len(base.normal_scores) > 0
@@ -146,10 +140,7 @@ mode = c1.radio("Threshold from", modes, key="insp_thr_mode", horizontal=True)
 if mode == "target FPR":
     pct = c2.slider(f"Target false-positive rate on the {base.normal_source} images (%)", 0.0, 20.0, 1.0, 0.1,
                     key="insp_fpr")
-    insp = base.with_threshold(threshold_for_fpr(base.normal_scores, pct / 100),
-                               f"target FPR {pct:.1f}% on the {base.normal_source} images")
-    if note := too_few_normals(len(base.normal_scores), pct / 100, base.normal_source):
-        c2.caption(f"ℹ️ {note}")
+    insp = base.at_target_fpr(pct / 100)
 else:
     pool = np.concatenate([base.scores, base.normal_scores if has_normal else []])
     lo, hi = float(pool.min()), float(pool.max())
@@ -158,6 +149,8 @@ else:
     t = c2.slider("Image-score threshold", lo, hi, float(np.clip(start, lo, hi)), (hi - lo) / 500, format="%.5g",
                   key=f"insp_thr_{tag}")
     insp = base.with_threshold(t, "manual")
+for note in insp.notices:  # after the threshold: the note on too few normal images follows the slider
+    st.caption(f"ℹ️ {note}")
 m = insp.metrics
 cols = st.columns([1] * 7 + [1.4])
 for col, (label, v) in zip(cols, [("image AUROC", m.image_auroc), ("image AP", m.image_ap), ("F1 max", m.f1_max),
@@ -183,12 +176,9 @@ with tab_gallery:
     st.caption(f"{len(shown)} images, highest score first.")
     panel_names = [k for k in ("input", "reconstruction", "residual", "overlay")
                    if k != "reconstruction" or insp.recon_raw is not None]  # methods without one show 3
-    sc = insp.scale  # one fixed scale for every heatmap: its legend, once above the gallery
-    legend = st.columns([2, 3], vertical_alignment="center")
+    legend = st.columns([2, 3], vertical_alignment="center")  # one fixed scale for every heatmap
     legend[0].image(scale_bar_rgb(), width="stretch")
-    ref = f"the normal {insp.normal_source} images" if insp.normal_source else "all scored images"
-    legend[1].caption(f"Heatmap colours: {sc.vmin:.4g} (left) to {sc.vmax:.4g} (right), one scale for every image, "
-                      f"set from {ref}; cyan outline: above the pixel threshold {sc.threshold:.4g}.")
+    legend[1].caption(insp.scale_legend())
     for h, name in zip(st.columns(len(panel_names)), panel_names):
         # Without a reconstruction there is no residual: the map is the method's own anomaly map.
         h.markdown(f"**{'anomaly map' if name == 'residual' and insp.recon_raw is None else name}**")

@@ -68,6 +68,11 @@ def test_threshold_is_the_target_fpr_quantile_of_the_calibration(run, mvtec, ins
     too_few = [n for n in insp.notices if "too few to measure an FPR of 1.00% (that needs 100)" in n]
     assert len(too_few) == 1 and "rests on 3 validation images" in too_few[0]
     assert not any("too few to measure" in n for n in loose.notices)
+    # the same from the cached scores: a new rate replaces the note, a manual threshold drops it
+    moved = insp.at_target_fpr(0.5)
+    assert moved.threshold == loose.threshold and moved.notices == loose.notices
+    assert insp.at_target_fpr(0.2).notices.count(insp.fpr_note(0.2)) == 1 and "20.00%" in insp.fpr_note(0.2)
+    assert not any("too few to measure" in n for n in insp.with_threshold(0.5).notices)
 
 
 def test_maps_use_the_normal_scale_not_per_image_min_max(run, mvtec, insp):

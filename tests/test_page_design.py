@@ -250,6 +250,10 @@ def test_figure_marks_mismatching_stages(tiny_config):
     assert {n for n, r in roles.items() if r == "mismatch"} == {s.name for s in bad.stages if not s.ok} != set()
 
 
+def test_markdown_literal_escapes_inline_markup_only():
+    assert arch.markdown_literal("__import__ a*b* `x` $y ~z~ drop[0].") == r"\_\_import\_\_ a\*b\* \`x\` \$y \~z\~ drop[0]."
+
+
 def test_identity_warning_threshold(tiny_config, report):
     assert arch.identity_warning(report) is None  # 4x4x4 latent for 1x32x32: 1/16
     assert arch.identity_warning(report, threshold=report.compression) is not None

@@ -55,3 +55,19 @@ def test_loss_curve_ticks_whole_epochs():
     short = loss_curve([1, 2], [0.5, 0.4], [None, None], now=2.0)["layout"]["xaxis"]
     assert short["dtick"] == 1 and short["tick0"] == 0  # 1, 2, never 0.5, 1.5
     assert loss_curve(list(range(1, 201)), [0.1] * 200, [None] * 200)["layout"]["xaxis"]["dtick"] == 20
+
+
+def test_curve_series_takes_the_snapshot_while_alive_else_the_history():
+    from types import SimpleNamespace
+
+    from udd_core.progress import curve_series
+
+    snap = SimpleNamespace(train_loss=(0.5, 0.4), val_loss=(0.6, None), step_loss=(0.7, 0.5, 0.45),
+                           steps_per_epoch=3, epochs_elapsed=2.0)
+    live = curve_series(snap, None, alive=True)
+    assert live["epochs"] == [1, 2] and live["train"] == (0.5, 0.4) and live["steps_per_epoch"] == 3
+    assert live["now"] == 2.0 and len(live["step"]) == 3
+    hist = [{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6}]
+    old = curve_series(snap, hist, alive=False)  # the snapshot covers 2 epochs, the history 1: no step curve
+    assert old["epochs"] == [1] and old["val"] == [0.6] and old["step"] == () and old["steps_per_epoch"] == 0
+    assert curve_series(None, hist, alive=False)["train"] == [0.5]

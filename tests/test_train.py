@@ -457,3 +457,15 @@ def test_noise_shaped_like_pattern_images(tmp_path, tiny_config):
     with pytest.raises(DataError, match="missing"):
         TrainJob.create(tmp_path / "run2", tiny_config, SHAPE, make_images(), s.replace(patch_dir=str(tmp_path / "missing")))
     assert not (tmp_path / "run2").exists()
+
+
+def test_run_rows_blank_a_one_pass_methods_epochs_and_show_live_jobs_running(tmp_path):
+    from udd_core.jobs import RUN_COLUMNS, run_rows
+
+    ae = runs.RunInfo("ae", "stopped", 3, 0.25, "2026-12-05", tmp_path / "ae", "stopped after 3", "autoencoder")
+    bank = runs.RunInfo("bank", "finished", 0, None, "2026-12-05", tmp_path / "bank", "", "memory-bank")
+    rows = {r[0]: dict(zip(RUN_COLUMNS, r)) for r in run_rows([ae, bank], {"ae": "running"})}
+    assert rows["ae"]["status"] == "running" and (rows["ae"]["epochs"], rows["ae"]["best val loss"]) == (3, 0.25)
+    assert rows["bank"]["method"] == "memory-bank" and rows["bank"]["epochs"] is None  # not a misleading 0
+    assert rows["bank"]["status"] == "finished"  # not in the statuses: its own
+    assert JobManager().statuses([ae, bank]) == {"ae": "stopped", "bank": "finished"}  # no live job here

@@ -10,6 +10,7 @@ counted from the latent). That is the config's own layout, so a row edit maps to
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 from typing import Any, Mapping, Optional
 
@@ -258,3 +259,10 @@ def architecture_figure(report: ShapeReport) -> go.Figure:
         title=dict(text="height ∝ √H, width ∝ √channels", font=dict(size=12), x=1, xanchor="right"),
     )
     return fig
+
+
+def markdown_literal(text: str) -> str:
+    """User text (config keys, parse errors) for a markdown renderer such as the page's messages, shown as
+    typed: the characters that mark up inline text (emphasis, code, strikethrough, LaTeX) are escaped, so
+    "__import__" is not a bold "import"; brackets and dots stay readable."""
+    return re.sub(r"([\\`*_~$])", r"\\\1", text)

@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import runs
-from .methods import METHOD_FILE, METHODS, detector_class, run_spec, spec_options
+from .methods import METHOD_FILE, fitted_in_one_pass, run_spec, spec_options
 from .progress import epoch_axis
 from .settings import applied_settings
 from .metrics import GOOD, roc_points
@@ -116,7 +116,7 @@ def settings_diff(sides: Sequence[RunSide]) -> list[DiffRow]:
     input shape, versions). The creation time and resume log are left out: they differ between any two
     runs. A method fitted in one pass shows ONE_PASS for the training-loop settings it does not have,
     and those cells take no part in deciding whether a row changed."""
-    one_pass = [s.method in METHODS and not detector_class(s.method).trains_epochs for s in sides]
+    one_pass = [fitted_in_one_pass(s.method) for s in sides]
     dicts = []
     for s, single in zip(sides, one_pass):
         info = {k: v for k, v in s.info.items() if k not in SKIPPED_INFO and k != "options"}  # options: in spec
@@ -267,10 +267,14 @@ def heatmap_row(inspections: Sequence, name: str) -> list[np.ndarray]:
     return row
 
 
-def _data_path(run_dir: Path) -> Optional[Path]:
-    info = runs.read_json(Path(run_dir) / runs.TRAIN_FILE, {}) or {}
+def _trained_on(info: Any) -> Optional[Path]:
+    """The data folder or file a train.json (``info``) names, resolved; None when it names none."""
     path = (info.get("data") or {}).get("path") if isinstance(info, dict) else None
     return Path(path).expanduser().resolve() if isinstance(path, str) and path else None
+
+
+def _data_path(run_dir: Path) -> Optional[Path]:
+    return _trained_on(runs.read_json(Path(run_dir) / runs.TRAIN_FILE, {}))
 
 
 def same_data_first(focus: Union[str, Path], others: Sequence[Union[str, Path]]) -> list[Path]:
@@ -286,12 +290,8 @@ def trained_elsewhere(sides: Sequence[RunSide], data: Union[str, Path]) -> list[
     """The runs (by name) trained on another data set than `data`, each with the data it learned from:
     comparing them on `data` is fair only when it stands for what each was meant to inspect."""
     here = Path(data).expanduser().resolve()
-    out = []
-    for s in sides:
-        path = (s.info.get("data") or {}).get("path")
-        if isinstance(path, str) and path and Path(path).expanduser().resolve() != here:
-            out.append(f"{s.name} (trained on {path})")
-    return out
+    return [f"{s.name} (trained on {s.info['data']['path']})" for s in sides
+            if (there := _trained_on(s.info)) is not None and there != here]
 
 
 def has_model(run_dir: Union[str, Path]) -> bool:

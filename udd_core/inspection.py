@@ -190,14 +190,42 @@ class Inspection:
                 "fpr": fp / (fp + tn) if fp + tn else None, "tpr": tp / (tp + fn) if tp + fn else None}
 
     def with_threshold(self, threshold: float, source: str = "manual") -> "Inspection":
-        """A copy at another image threshold (cheap: maps and metrics are shared, not recomputed)."""
+        """A copy at another image threshold (cheap: maps and metrics are shared, not recomputed).
+
+        The threshold no longer comes from the target FPR, so the note on too few normal images for
+        that rate (`fpr_note`) leaves the notices; `at_target_fpr` sets one for its own rate.
+        """
         r = self.at(threshold)
         confusion = {k: r[k] for k in ("threshold", "tp", "fp", "tn", "fn")}
         pix = self.pixel_threshold
         if self.settings.get("score") in ("max", "topk"):
             pix = self._to_map_units(threshold)
+        note = self.fpr_note(self.settings.get("target_fpr", 0.0))
         return replace(self, threshold=float(threshold), threshold_source=source, fpr=r["fpr"], tpr=r["tpr"],
-                       pixel_threshold=pix, metrics=replace(self.metrics, confusion=confusion))
+                       pixel_threshold=pix, metrics=replace(self.metrics, confusion=confusion),
+                       notices=[n for n in self.notices if n != note])
+
+    def at_target_fpr(self, target_fpr: float) -> "Inspection":
+        """A copy whose threshold gives `target_fpr` on the normal reference images, with `fpr_note` for it."""
+        if self.normal_scores is None or not len(self.normal_scores):
+            raise ValueError("target_fpr: no normal reference images to take a threshold from")
+        out = self.with_threshold(threshold_for_fpr(self.normal_scores, target_fpr),
+                                  f"target FPR {target_fpr:.2%} on the {self.normal_source} images")
+        note = self.fpr_note(target_fpr)
+        return replace(out, settings={**self.settings, "target_fpr": float(target_fpr)},
+                       notices=out.notices + ([note] if note else []))
+
+    def fpr_note(self, target_fpr: float) -> Optional[str]:
+        """`metrics.too_few_normals` for the normal reference images at `target_fpr`, or None."""
+        n = 0 if self.normal_scores is None else len(self.normal_scores)
+        return too_few_normals(n, target_fpr, self.normal_source) if n else None
+
+    def scale_legend(self) -> str:
+        """What the heatmap colours mean, beside `render.scale_bar_rgb` (low on the left)."""
+        sc = self.scale
+        ref = f"the normal {self.normal_source} images" if self.normal_source else "all scored images"
+        return (f"Heatmap colours: {sc.vmin:.4g} (left) to {sc.vmax:.4g} (right), one scale for every image, "
+                f"set from {ref}; cyan outline: above the pixel threshold {sc.threshold:.4g}.")
 
     def _to_map_units(self, v: float) -> float:
         return float((v - self.norm.mean) / self.norm.std) if self.norm else float(v)
@@ -333,8 +361,6 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     elif normal_scores is not None and normal_scores.size:
         thr = threshold_for_fpr(normal_scores, target_fpr)
         source = f"target FPR {target_fpr:.2%} on the {normal_source} images"
-        if note := too_few_normals(normal_scores.size, target_fpr, normal_source):
-            notices.append(note)
     elif y[known].any() and (~y[known]).any():
         thr, source = best_f1_threshold(res.scores[known], y[known])[0], "best F1 on this data"
     else:
@@ -365,4 +391,6 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     if thr is not None:
         r = insp.at(thr)
         insp.fpr, insp.tpr = r["fpr"], r["tpr"]
+    if threshold is None and (note := insp.fpr_note(target_fpr)):  # the threshold came from the target FPR
+        insp.notices.append(note)
     return insp

@@ -6,7 +6,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from . import runs
 from .config import load_config
 from .data import load_dataset
 from .images import load_patterns
-from .methods import Detector, a_method, detector_class, run_method
+from .methods import Detector, a_method, detector_class, fitted_in_one_pass, run_method
 from .methods.autoencoder import AutoencoderDetector
 from .model import CONFIG_FILE, AutoEncoder
 from .progress import Progress, ProgressBoard
@@ -200,6 +200,20 @@ class TrainJob:
         return self._board.snapshot()
 
 
+RUN_COLUMNS = ("name", "method", "status", "epochs", "best val loss", "created", "message")
+
+
+def run_rows(listed: Sequence[runs.RunInfo], statuses: Mapping[str, str]) -> list[tuple]:
+    """The runs table (`RUN_COLUMNS`), one row per run. A method fitted in one pass has no epochs or
+    losses: None there, not a misleading 0."""
+    rows = []
+    for r in listed:
+        looped = not fitted_in_one_pass(r.method)
+        rows.append((r.name, r.method, statuses.get(r.name, r.status), r.epochs_done if looped else None,
+                     r.best_val_loss if looped else None, r.created, r.message))
+    return rows
+
+
 class JobManager:
     """The training jobs of one process, by run name: a page refresh can find its running job again."""
 
@@ -225,6 +239,11 @@ class JobManager:
         """Jobs whose thread is still running."""
         with self._lock:
             return [j for j in self._jobs.values() if j.is_alive()]
+
+    def statuses(self, listed: Sequence[runs.RunInfo]) -> dict[str, str]:
+        """Each listed run's status, "running" for a job of this process whose thread is alive (its
+        status.json may lag behind by a heartbeat)."""
+        return {r.name: "running" if (j := self.get(r.name)) and j.is_alive() else r.status for r in listed}
 
     def stop_all(self, timeout: Optional[float] = None) -> bool:
         """Stop every job and wait up to `timeout` s for each; True when all have ended."""

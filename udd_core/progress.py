@@ -127,6 +127,19 @@ def epoch_axis(last_epoch: float) -> dict:
     return dict(title=dict(text="epoch"), tick0=0, dtick=max(1, math.ceil(last_epoch / 10)))
 
 
+def curve_series(snap: Optional[Progress], history: Optional[list[dict]], alive: bool) -> dict:
+    """`loss_curve`'s arguments for a run: the per-epoch losses from the live snapshot (``alive``) or the
+    run's history, with this session's smoothed per-step loss when the snapshot covers that history."""
+    if alive:
+        epochs, train, val = list(range(1, len(snap.train_loss) + 1)), snap.train_loss, snap.val_loss
+    else:
+        epochs, train, val = ([r.get(k) for r in history or []] for k in ("epoch", "train_loss", "val_loss"))
+    steps, now, step = 0, 0.0, ()
+    if snap is not None and (alive or len(snap.train_loss) == len(history or [])):
+        steps, step, now = max(snap.steps_per_epoch, 1), snap.step_loss, snap.epochs_elapsed
+    return {"epochs": epochs, "train": train, "val": val, "step": step, "steps_per_epoch": steps, "now": now}
+
+
 def loss_curve(epochs, train, val, step=(), steps_per_epoch: int = 0, now: float = 0.0, log: bool = False) -> dict:
     """The loss curves as a plotly figure spec (a plain dict: no plotly import, cheap to redraw each second).
 

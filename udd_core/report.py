@@ -24,7 +24,7 @@ from .config import config_text
 from .settings import applied_settings
 from .atomic import write_files
 from .inspection import Inspection
-from .methods import METHODS, detector_class, run_spec, spec_options
+from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
 from .render import auto_zoom, png_bytes
 
 # --- exports ---------------------------------------------------------------------------------
@@ -224,11 +224,10 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
              ("input shape (C, H, W)", s.get("input_shape")), ("images", len(insp)),
              ("scoring", json.dumps(scoring)), ("normal reference", insp.normal_source or "none")]
     spec = run_spec(run)
-    method_cls = detector_class(spec["method"]) if spec["method"] in METHODS else None
-    one_pass = method_cls is not None and not method_cls.trains_epochs
+    one_pass = fitted_in_one_pass(spec["method"])
     options = spec_options(spec)
-    summary = f" ({method_cls.summary})" if method_cls and method_cls.summary else ""
-    setup.insert(0, ("method", spec["method"] + summary))
+    summary = detector_class(spec["method"]).summary if spec["method"] in METHODS else ""
+    setup.insert(0, ("method", spec["method"] + (f" ({summary})" if summary else "")))
     if options:
         setup.insert(1, ("method options", json.dumps(options)))
     if (run / runs.STATUS_FILE).is_file():  # a stopped run must not pass for a finished one

@@ -33,6 +33,15 @@ def detector_class(method: str) -> type[Detector]:
     return getattr(import_module(f".{module}" if here else module, __name__ if here else None), cls)
 
 
+def fitted_in_one_pass(method: str) -> bool:
+    """True for a registered method without training epochs (the memory bank); False for the others
+    and for a name this udd does not know (its folder is shown as it is)."""
+    try:
+        return not detector_class(method).trains_epochs
+    except ValueError:
+        return False
+
+
 def run_method(run_dir: Union[str, Path]) -> str:
     """The method a run/model folder holds: method.json's "method", else "autoencoder" (older runs, reference folders)."""
     from ..runs import read_json
@@ -78,5 +87,5 @@ def load_detector(run_dir: Union[str, Path], device: str = "cpu") -> Detector:
     return detector_class(run_method(run_dir)).load(run_dir, device=device)
 
 
-__all__ = ["METHODS", "METHOD_FILE", "Detector", "MapOutput", "a_method", "detector_class", "has_detector",
+__all__ = ["METHODS", "METHOD_FILE", "Detector", "MapOutput", "a_method", "detector_class", "fitted_in_one_pass", "has_detector",
            "load_detector", "run_method", "run_scoring_defaults", "run_spec", "scoring_defaults", "spec_options"]

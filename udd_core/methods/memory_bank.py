@@ -33,7 +33,7 @@ from torch import nn
 
 from .. import backbone as bb
 from ..coreset import greedy_coreset, knn_block, knn_chunk_rows, knn_distance
-from ..scoring import SCORES, WIDE_SIDE, wide_image_score
+from ..scoring import SCORES, WIDE_SIDE, check_border, wide_image_score
 from .base import METHOD_FILE, Detector, MapOutput
 
 NAME = "memory-bank"
@@ -94,9 +94,10 @@ def check_options(options: Optional[dict], input_shape: Optional[tuple[int, int,
     number("score", opts["score"] in SCORES, "one of " + ", ".join(SCORES))
     t = opts["topk_percent"]
     number("topk_percent", isinstance(t, (int, float)) and math.isfinite(t) and 0 < t <= 100, "in (0, 100]")
-    b, side = opts["border"], None if input_shape is None else min(input_shape[1], input_shape[2])
-    number("border", isinstance(b, int) and b >= 0 and (side is None or 2 * b < side),
-           "an integer of pixels" + ("" if side is None else f" in 0..{(side - 1) // 2}"))
+    if input_shape is not None:
+        check_border(opts["border"], (input_shape[1], input_shape[2]))
+    else:
+        number("border", isinstance(opts["border"], int) and opts["border"] >= 0, "an integer of pixels")
     opts["coreset"], opts["smooth_sigma"], opts["topk_percent"] = float(c), float(s), float(t)
     return opts
 
