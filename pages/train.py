@@ -5,7 +5,6 @@ switch or a browser refresh finds them again; the selected run lives in session 
 URL (?run=NAME). While a job runs, a fragment polls `job.snapshot()` every second and does nothing
 else: no st.* call ever comes from the training thread, and a full rerun stays cheap.
 """
-import json
 import os
 from pathlib import Path
 
@@ -18,9 +17,9 @@ from udd_core import runs, sources
 from udd_core.config import parse_config
 from udd_core.data import IMAGE_EXTS, data_kind
 from udd_core.losses import LOSSES
-from udd_core.methods import METHODS, detector_class, run_method
+from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options, run_method
 from udd_core.presets import model_presets
-from udd_core.shapes import image_channels, propagate_image
+from udd_core.shapes import checked_image_shape
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, run_rows
 from udd_core.progress import curve_series, loss_curve, progress_bar
 from udd_core.settings import DEVICES, TrainSettings, form_values, settings_from_form, training_presets
@@ -178,6 +177,7 @@ with left:
     mmode = st.radio("Config", MODEL_MODES[0 if design_config and design_shape else 1:], key="train_model_mode",
                      horizontal=True, persist_state=KEEP, disabled=not method_cls.uses_config)
     config = shape = None
+    per_image = 0  # feature bytes a fit keeps per image, for the estimate
     try:
         if not method_cls.uses_config:  # a pretrained backbone sees RGB: gray images load as 3 channels
             # Two statements: a bare tuple here would be drawn on the page by Streamlit's "magic".
@@ -188,7 +188,8 @@ with left:
             w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)
             shape = (3, int(h), int(w))
         elif mmode == MODEL_MODES[0]:
-            config, shape = parse_config(design_config), tuple(int(v) for v in design_shape)
+            config = parse_config(design_config)
+            shape = checked_image_shape(config, method, design_shape[1:], int(design_shape[0]))
             name = ss.get("design_preset_name") or "custom"
             if name in model_presets() and model_presets()[name].config.to_dict() != design_config:
                 name += ", edited"
@@ -207,29 +208,20 @@ with left:
             h = hw[0].number_input("Height", 1, 8192, key="train_h", persist_state=KEEP)
             w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)
             preset = model_presets().get(ss.get("train_model_preset")) if mmode == MODEL_MODES[1] else None
-            shape = None if config is None else (
-                image_channels(config, method, preset.input_shape[0] if preset else None), int(h), int(w))
-        if config is not None and not (report := propagate_image(config, shape, method)).ok:
-            raise ValueError(report.problems[0].message)
+            if config is not None:
+                shape = checked_image_shape(config, method, (h, w), preset.input_shape[0] if preset else None)
         text = st.text_input("Method options (JSON)", key="train_options", persist_state=KEEP,
                              placeholder=method_cls.option_example,
                              help="The method's own settings; empty: its defaults. See the README's table of methods.")
-        options = json.loads(text) if text.strip() else {}
-        if not isinstance(options, dict):
-            raise ValueError("method options: give a JSON object, e.g. " + method_cls.option_example)
-    except json.JSONDecodeError as e:
-        st.error(f"method options: not JSON ({e.msg} at character {e.pos})")
-        shape = None
+        options = parse_options(text, method)
+        if shape is not None:  # bad options, sizes and configs are refused here, before any data loads
+            per_image = check_choice(method, shape, options, config)
     except ValueError as e:  # a bad config file, a design that does not mirror at this size, a bad option
-        st.error(str(e) if str(e).startswith("method options") else f"model: {e}")
+        st.error(choice_message(e, options))
         config = shape = None
     data_error = None
     if path and shape:
         try:
-            try:  # a bad option is reported with the model; the estimate then leaves the features out
-                per_image = method_cls.feature_bytes_per_image(shape, options or None, config)
-            except ValueError:
-                per_image = 0
             estimate.caption(f"≈ {describe(path, shape, tile, per_image)}")
         except (ValueError, OSError) as e:
             data_error = str(e)

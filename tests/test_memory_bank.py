@@ -74,6 +74,31 @@ def test_knn_equals_brute_force(k):
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_knn_divided_by_the_spread_equals_brute_force(k):
+    """Each distance is divided by the spread of the query's nearest bank row, chunked or not."""
+    g = torch.Generator().manual_seed(2)
+    q, bank = torch.randn(301, 12, generator=g) * 2, torch.randn(64, 12, generator=g)
+    spread = torch.rand(64, generator=g) + 0.5
+    d = torch.cdist(q.double(), bank.double())  # (Q, M)
+    want = d.topk(k, dim=1, largest=False).values.mean(dim=1) / spread.double()[d.argmin(dim=1)]
+    torch.testing.assert_close(cs.knn_distance(q, bank, k, chunk_rows=40, spread=spread).double(), want,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_bank_spread_is_the_mean_distance_to_the_other_rows_floored_at_a_quarter_of_the_median():
+    g = torch.Generator().manual_seed(4)
+    bank = torch.randn(90, 6, generator=g) * torch.linspace(0.5, 4, 90).unsqueeze(1)  # sparser further on
+    d = torch.cdist(bank.double(), bank.double()).fill_diagonal_(float("inf"))
+    want = d.topk(3, dim=1, largest=False).values.mean(dim=1)
+    torch.testing.assert_close(cs.bank_spread(bank, 3, chunk_rows=16).double(), want, rtol=1e-4, atol=1e-4)
+    dup = torch.cat([bank, bank[:1].repeat(5, 1)])  # six copies of one row: their spread would be 0
+    s = cs.bank_spread(dup, 3)
+    assert s.min().item() == pytest.approx(s.median().item() / 4) and s.min() > 0
+    assert cs.bank_spread(bank[:1], 9).tolist() == [1.0]  # one row: nothing to measure against
+    assert cs.bank_spread(bank[:3], 9).shape == (3,)  # k capped at M - 1
+
+
 def test_knn_of_a_bank_point_is_zero_and_chunks_bound_memory():
     bank = torch.randn(50, 8)
     assert cs.knn_distance(bank, bank, 1).max() < 5e-3  # clamped, never NaN from a tiny negative
@@ -212,11 +237,38 @@ def test_the_image_score_defaults_follow_the_size_and_older_runs_keep_theirs(tmp
     assert scoring_defaults(small)["score"] == "max" and scoring_defaults(small)["border"] == 0
     mine = detector_class("memory-bank").build((1, 256, 256), {"border": 0, "score": "max"}, None, 0)
     assert (scoring_defaults(mine)["border"], scoring_defaults(mine)["score"]) == (0, "max")
-    old = {k: v for k, v in big.describe().items() if k not in ("score", "topk_percent", "border")}
+    old = {k: v for k, v in big.describe().items() if k not in ("score", "topk_percent", "border", "spread_k")}
     (tmp_path / "method.json").write_text(json.dumps({**old, "score": "max"}))  # as written before the options
     save_file({"bank": torch.zeros(4, big.feature_shape()[0])}, str(tmp_path / BANK_FILE))
     again = load_detector(tmp_path)
     assert (scoring_defaults(again)["score"], scoring_defaults(again)["border"]) == ("max", 0)
+    assert again.options["spread_k"] == 0 and again.spread is None  # plain distances, as it was scored
+
+
+def test_the_spread_is_saved_and_a_bank_file_without_it_is_refused(fitted, tmp_path):
+    """Default spread_k 9: the fit stores the bank's spread beside it; maps are distances in its units."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    det, run = fitted[0], fitted[1]
+    assert det.options["spread_k"] == DEFAULTS["spread_k"] == 9
+    saved = load_file(str(run / BANK_FILE))
+    torch.testing.assert_close(saved["spread"], cs.bank_spread(det.bank, 9))
+    x = to_tensor(np.zeros((1, 64, 64, 1), np.uint8) + 128)
+    plain = MemoryBankDetector(det.input_shape, {**det.options, "spread_k": 0}, 0, det.bank)
+    q = det.anomaly_maps(x).maps
+    assert not torch.allclose(q, plain.anomaly_maps(x).maps)  # the spread changes the map
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    save_file({"bank": saved["bank"]}, str(copy / BANK_FILE))  # the spread lost
+    with pytest.raises(ValueError, match=r"bank.safetensors: spread must be \(\d+,\) for spread_k 9, got None$"):
+        load_detector(copy)
+
+
+def test_a_bad_spread_k_is_named():
+    with pytest.raises(ValueError, match=r"^spread_k: must be an integer in 0..100"):
+        detector_class("memory-bank").build(SHAPE, {"spread_k": -1}, None, 0)
 
 
 def test_udd_train_help_states_the_memory_banks_defaults():

@@ -57,3 +57,35 @@ def test_autoencoder_maps_equal_the_residual_and_the_export_module(ae_dir, kind)
     assert torch.equal(out.maps, want) and torch.equal(via_module, want)
     with pytest.raises(ValueError, match="residual: must be one of"):
         det.anomaly_maps(x, "feature-nope")
+
+
+def test_typed_options_are_a_json_object_or_a_one_line_refusal():
+    from udd_core.methods import parse_options
+
+    assert parse_options("  ", "memory-bank") == {} and parse_options('{"k": 3}', "memory-bank") == {"k": 3}
+    with pytest.raises(ValueError, match=r"^method options: not JSON \(Expecting value at character 0\)$"):
+        parse_options("k=3", "memory-bank")
+    with pytest.raises(ValueError, match=r"^method options: give a JSON object, e\.g\. \{\"coreset\""):
+        parse_options("[1]", "memory-bank")
+
+
+def test_a_choice_is_checked_before_any_data_and_its_refusal_names_what_was_wrong():
+    """The Train page and `udd train` refuse bad options, sizes and configs with the same check."""
+    from udd_core.backbone import feature_bytes_per_image
+    from udd_core.methods import check_choice, choice_message
+    from udd_core.methods.memory_bank import defaults_for
+
+    want = feature_bytes_per_image((3, 64, 64), defaults_for((3, 64, 64))["layers"])
+    assert check_choice("memory-bank", (3, 64, 64)) == want > 0
+    assert check_choice("autoencoder", (1, 128, 128), {}, model_presets()["gray-tile-128"].config) == 0
+    with pytest.raises(ValueError) as bad_option:
+        check_choice("memory-bank", (3, 64, 64), {"coreset": 2})
+    assert choice_message(bad_option.value, {"coreset": 2}) == "method options: coreset: must be in (0, 1], got 2"
+    with pytest.raises(ValueError) as too_small:
+        check_choice("memory-bank", (3, 8, 8))
+    assert choice_message(too_small.value, {}).startswith("model: size 8x8: the memory-bank method needs")
+    with pytest.raises(ValueError) as config_needed:
+        check_choice("memory-bank", (3, 64, 64), None, model_presets()["gray-tile-128"].config)
+    assert choice_message(config_needed.value, {}) == "model: config: the memory-bank method takes no model config"
+    typed = ValueError("method options: not JSON (x)")
+    assert choice_message(typed, {}) == "method options: not JSON (x)"  # already named: kept as it is

@@ -369,9 +369,9 @@ def test_method_choice_fits_a_run_without_a_config(tiny_config, data, runs_dir, 
     assert at.radio(key="train_model_mode").disabled  # no autoencoder config for this method
     at.number_input(key="train_h").set_value(32)
     at.number_input(key="train_w").set_value(32)
-    at.text_input(key="train_options").set_value('{"depth": 3}').run()
-    start(at)
-    assert "depth: not a toy-mean option" in errors(at) and not (runs_dir / "toy").exists()
+    at.text_input(key="train_options").set_value('{"depth": 3}').run()  # refused before any data loads
+    assert "method options: depth: not a toy-mean option" in errors(at) and not (runs_dir / "toy").exists()
+    assert next(b for b in at.button if b.label == "Start training").disabled
     at.text_input(key="train_options").set_value("[1]").run()
     assert "method options: give a JSON object" in errors(at)
     assert next(b for b in at.button if b.label == "Start training").disabled

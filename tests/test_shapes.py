@@ -170,3 +170,15 @@ def test_to_dict_has_the_cli_fields(tiny_config):
                 "latent", "compression", "receptive_field"):
         assert key in d
     assert set(d["layers"][0]) >= {"name", "kind", "in", "out", "params"}
+
+
+def test_checked_image_shape_gives_the_images_channels_or_the_first_shape_problem():
+    from udd_core.shapes import checked_image_shape
+
+    cfg = model_presets()["gray-tile-128"].config
+    assert checked_image_shape(cfg, "autoencoder", (128, 128), 3) == (1, 128, 128)  # a pixel AE: its own channels
+    with pytest.raises(ValueError, match=r"^latent_up outputs 48x14x14 but must mirror 48x13x13: set latent_opad"):
+        checked_image_shape(cfg, "autoencoder", (100, 100))
+    feat = model_presets()["feature-ae"].config
+    assert checked_image_shape(feat, "feature-ae", (256, 256), 1) == (1, 256, 256)  # the backbone takes gray
+    assert checked_image_shape(feat, "feature-ae", (256, 256), 2)[0] == 3  # ...or RGB

@@ -15,7 +15,7 @@ from pathlib import Path
 from .cli import UsageError, config_or_preset, parse_ints
 from .data import data_kind, load_dataset
 from .jobs import TrainJob, checked_settings
-from .methods import detector_class
+from .methods import check_choice, detector_class
 from .model import build_model
 from .progress import ProgressLine
 from .runs import is_empty_dir, read_history, read_json
@@ -232,8 +232,7 @@ def run_train(args: argparse.Namespace) -> int:
                 fix = f"udd shapes {args.config} --input {shape[0]},{h},{w} --fix OUT"
                 raise UsageError(f"{args.config} at {h}x{w}: {e} (`{fix}` writes a config that fits)") from None
         try:  # bad method options and sizes are refused before the data loads
-            cls.build(shape, options or None, config, settings.seed).check_input(shape)
-            per_image = cls.feature_bytes_per_image(shape, options or None, config)
+            per_image = check_choice(method, shape, options, config, settings.seed)
         except ValueError as e:
             raise _option_error(e, options, args.config, (h, w)) from None
         _check_memory(args.data, shape, per_image)

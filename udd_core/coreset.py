@@ -132,10 +132,11 @@ def knn_chunk_rows(bank_rows: int, budget_bytes: int = 64 << 20) -> int:
 
 
 def knn_distance(q: torch.Tensor, bank: torch.Tensor, k: int = 1, *, bank_sq: Optional[torch.Tensor] = None,
-                 chunk_rows: Optional[int] = None) -> torch.Tensor:
+                 chunk_rows: Optional[int] = None, spread: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Mean Euclidean distance of each row of q (Q, D) to its k nearest rows of bank (M, D) -> (Q,).
 
-    Chunked over q: peak extra memory is chunk_rows x M float32 (see `knn_chunk_rows`).
+    With `spread` (M,) (see `bank_spread`), each distance is divided by the spread of the row's nearest
+    bank row. Chunked over q: peak extra memory is chunk_rows x M float32 (see `knn_chunk_rows`).
     """
     if not 1 <= k <= bank.shape[0]:
         raise ValueError(f"k: must be in 1..{bank.shape[0]} (the bank size), got {k}")
@@ -144,11 +145,12 @@ def knn_distance(q: torch.Tensor, bank: torch.Tensor, k: int = 1, *, bank_sq: Op
     rows = chunk_rows or knn_chunk_rows(bank.shape[0])
     out = torch.empty(q.shape[0], dtype=torch.float32, device=q.device)
     for s in range(0, q.shape[0], rows):
-        out[s:s + rows] = knn_block(q[s:s + rows], bank, bank_sq, k)
+        out[s:s + rows] = knn_block(q[s:s + rows], bank, bank_sq, k, spread)
     return out
 
 
-def knn_block(q: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, k: int) -> torch.Tensor:
+def knn_block(q: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, k: int,
+              spread: Optional[torch.Tensor] = None) -> torch.Tensor:
     """One chunk of `knn_distance`, without Python control flow on data (traceable for ONNX export).
 
     |q|^2 is the same for every bank row, so it is added after the min/top-k, to (q,) values rather
@@ -157,7 +159,35 @@ def knn_block(q: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, k: int
     d2 = torch.addmm(bank_sq.unsqueeze(0), q, bank.t(), alpha=-2.0)  # (q, M) = |b|^2 - 2 q.b
     qq = (q * q).sum(1)  # (q,)
     if k == 1:
-        near = d2.min(dim=1).values + qq  # (q,)
-        return near.clamp_(min=0.0).sqrt_()
-    near = torch.topk(d2, k, dim=1, largest=False).values + qq.unsqueeze(1)  # (q, k)
-    return near.clamp_(min=0.0).sqrt_().mean(dim=1)
+        near, nearest = d2.min(dim=1)  # (q,), (q,)
+        d = (near + qq).clamp_(min=0.0).sqrt_()
+    else:
+        near, idx = torch.topk(d2, k, dim=1, largest=False)  # (q, k), nearest first
+        d = (near + qq.unsqueeze(1)).clamp_(min=0.0).sqrt_().mean(dim=1)
+        nearest = idx[:, 0]
+    return d if spread is None else d / spread[nearest]
+
+
+def bank_spread(bank: torch.Tensor, k: int, *, chunk_rows: Optional[int] = None) -> torch.Tensor:
+    """Mean distance of each bank row (M, D) to its k nearest other rows -> (M,) float32.
+
+    It is the bank's local spacing: a query's distance divided by its nearest row's spread counts in
+    units of that spacing, like the local outlier factor (Breunig et al. 2000), so a patch as far from
+    a dense cluster of normal patches as from a sparse one is not scored the same. Spreads are floored
+    at a quarter of their median: duplicated rows (flat image regions, a whole bank kept) would
+    otherwise divide by about zero. k is capped at M - 1; a one-row bank has a spread of 1.
+    """
+    m = bank.shape[0]
+    k = min(int(k), m - 1)
+    if k < 1:
+        return torch.ones(m, dtype=torch.float32, device=bank.device)
+    bank_sq = (bank * bank).sum(1)  # (M,)
+    rows = chunk_rows or knn_chunk_rows(m)
+    out = torch.empty(m, dtype=torch.float32, device=bank.device)
+    for s in range(0, m, rows):
+        b = bank[s:s + rows]
+        d2 = torch.addmm(bank_sq.unsqueeze(0), b, bank.t(), alpha=-2.0)  # (r, M), |b|^2 - 2 q.b
+        d2[torch.arange(len(b)), torch.arange(s, s + len(b))] = float("inf")  # not its own neighbour
+        near = torch.topk(d2, k, dim=1, largest=False).values + bank_sq[s:s + rows].unsqueeze(1)  # (r, k)
+        out[s:s + rows] = near.clamp_(min=0.0).sqrt_().mean(dim=1)
+    return out.clamp_(min=max(float(out.median()) / 4, 1e-6))

@@ -304,6 +304,16 @@ def image_channels(config: Any = None, method: Optional[str] = None, preferred: 
     return preferred if preferred in (1, 3) else 3
 
 
+def checked_image_shape(config: Any, method: Optional[str], size: tuple[int, int],
+                        preferred: Optional[int] = None) -> tuple[int, int, int]:
+    """The images' (C, H, W) for `config` under `method` at `size` (H, W) (channels: `image_channels`);
+    a ValueError with the first shape problem when the design does not fit that size."""
+    shape = (image_channels(config, method, preferred), int(size[0]), int(size[1]))
+    if not (report := propagate_image(config, shape, method)).ok:
+        raise ValueError(report.problems[0].message)
+    return shape
+
+
 def ae_input_shape(config: Any, image_shape: tuple[int, int, int], method: Optional[str] = None) -> Shape:
     """The AE's input (C, H, W) for images of `image_shape`: the image, or the backbone's feature tensor."""
     spec = input_spec(config, method)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib import import_module
 from pathlib import Path
-from typing import Union
+from typing import Any, Optional, Union
 
 from .base import METHOD_FILE, Detector, MapOutput, a_method, defaults_from, scoring_defaults
 
@@ -40,6 +40,40 @@ def fitted_in_one_pass(method: str) -> bool:
         return not detector_class(method).trains_epochs
     except ValueError:
         return False
+
+
+def parse_options(text: str, method: str) -> dict:
+    """Method options typed as a JSON object (blank: {}); ValueError "method options: ..." otherwise."""
+    import json
+
+    if not text.strip():
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"method options: not JSON ({e.msg} at character {e.pos})") from None
+    if not isinstance(options, dict):
+        raise ValueError("method options: give a JSON object, e.g. " + detector_class(method).option_example)
+    return options
+
+
+def check_choice(method: str, input_shape: tuple[int, int, int], options: Optional[dict] = None,
+                 config: Any = None, seed: int = 0) -> int:
+    """Refuse, before any data loads, what `method` cannot build for images of `input_shape` (C, H, W):
+    a bad option, size or config, as a ValueError naming it. Returns the feature bytes a fit keeps
+    per image (`Detector.feature_bytes_per_image`), for the memory estimate."""
+    cls, shape, opts = detector_class(method), tuple(input_shape), dict(options or {}) or None
+    cls.build(shape, opts, config, seed).check_input(shape)
+    return cls.feature_bytes_per_image(shape, opts, config)
+
+
+def choice_message(error: ValueError, options: dict) -> str:
+    """A refusal of `parse_options` or `check_choice` as one line for a form: "method options: ..." when it
+    names an option the user gave, else "model: ..." (the config, its fit to the size, the channels)."""
+    text = str(error)
+    if text.startswith("method options: "):
+        return text
+    return f"method options: {text}" if text.partition(": ")[0] in options else f"model: {text}"
 
 
 def run_method(run_dir: Union[str, Path]) -> str:
@@ -87,5 +121,6 @@ def load_detector(run_dir: Union[str, Path], device: str = "cpu") -> Detector:
     return detector_class(run_method(run_dir)).load(run_dir, device=device)
 
 
-__all__ = ["METHODS", "METHOD_FILE", "Detector", "MapOutput", "a_method", "detector_class", "fitted_in_one_pass", "has_detector",
-           "load_detector", "run_method", "run_scoring_defaults", "run_spec", "scoring_defaults", "spec_options"]
+__all__ = ["METHODS", "METHOD_FILE", "Detector", "MapOutput", "a_method", "check_choice", "choice_message",
+           "detector_class", "fitted_in_one_pass", "has_detector", "load_detector", "parse_options", "run_method",
+           "run_scoring_defaults", "run_spec", "scoring_defaults", "spec_options"]
