@@ -31,7 +31,7 @@ from torch import nn
 from . import runs
 from .atomic import write_bytes_atomic
 from .data import to_tensor
-from .methods import Detector, load_detector, run_method, scoring_defaults
+from .methods import Detector, load_detector, run_method, scoring_with
 from .metrics import threshold_for_fpr
 from .scoring import SCORES, fit_norm_stats, image_scores, score_images, smooth_maps
 
@@ -75,14 +75,11 @@ class Export:
 
 def default_scoring(detector: Detector, residual: Optional[str] = None, smooth_sigma: Optional[float] = None,
                     score: Optional[str] = None, topk_percent: Optional[float] = None) -> Scoring:
-    """The scoring `udd score` uses for this detector (`methods.scoring_defaults`: describe()'s defaults,
-    else the first residual, no smoothing, the mean score, top 1 %). Arguments given override them."""
-    given = {"residual": residual, "smooth_sigma": smooth_sigma, "score": score, "topk_percent": topk_percent}
-    post = {**scoring_defaults(detector), **{k: v for k, v in given.items() if v is not None}}
+    """The scoring `udd score` uses for this detector (`methods.scoring_with`: describe()'s defaults, else
+    the first residual, no smoothing, the mean score, top 1 %, no border), checked. Arguments given override them."""
+    post = scoring_with(detector, residual=residual, smooth_sigma=smooth_sigma, score=score, topk_percent=topk_percent)
     s = Scoring(residual=str(post["residual"]), smooth_sigma=float(post["smooth_sigma"]), score=str(post["score"]),
                 topk_percent=float(post["topk_percent"]), border=int(post["border"]))
-    if s.residual not in detector.residuals:
-        raise ValueError(f"residual: must be one of {detector.residuals} for {detector.method}, got {s.residual!r}")
     if not math.isfinite(s.smooth_sigma) or not 0 <= s.smooth_sigma <= 100:
         raise ValueError(f"smooth_sigma: must be in [0, 100], got {s.smooth_sigma}")
     if s.score not in SCORES:

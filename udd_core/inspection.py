@@ -17,7 +17,7 @@ import numpy as np
 from . import runs
 from .data import ImageSet, data_kind, kind_mismatch, load_dataset, size_for_sizeless_model, wafer_to_onehot
 from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr, too_few_normals
-from .methods import Detector, load_detector, scoring_defaults
+from .methods import Detector, load_detector, scoring_with
 from .model import WEIGHTS_FILE
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, overlay_rgb, zoom
 from .scoring import SCORES, NormStats, check_border, fit_norm_stats, normalise, score_images
@@ -299,7 +299,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     """Score a data set with a run (or reference model) folder; see the module docstring.
 
     Pass ``loaded`` (from `load_inputs`) to reuse an already loaded detector and data set.
-    Post-processing left at None takes the method's defaults (`methods.scoring_defaults`).
+    Post-processing left at None takes the method's defaults (`methods.scoring_with`).
     ``keep_recon`` False skips keeping the reconstructions (no reconstruction panels) when only
     scores, maps and metrics are wanted.
     """
@@ -313,13 +313,10 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
             raise ValueError("model_dir: give a run or model folder")
         loaded = load_inputs(model_dir, data_path, split, size, device=device)
     ds, det, notices = loaded.data, loaded.detector, list(loaded.notices)
-    given = {"residual": residual, "score": score, "smooth_sigma": smooth_sigma, "topk_percent": topk_percent,
-             "border": border}
-    post = {**scoring_defaults(det), **{k: v for k, v in given.items() if v is not None}}
+    post = scoring_with(det, residual=residual, score=score, smooth_sigma=smooth_sigma, topk_percent=topk_percent,
+                        border=border)
     residual, score, smooth_sigma, topk_percent, border = (
         post[k] for k in ("residual", "score", "smooth_sigma", "topk_percent", "border"))
-    if residual not in det.residuals:
-        raise ValueError(f"residual: must be one of {det.residuals} for a {det.method} run, got {residual!r}")
     check_border(border, tuple(loaded.input_shape[1:]))  # before any image is scored
     kw = dict(post, batch_size=batch_size, device=device)
     res = score_images(det, ds.images, progress=progress, keep_recon=keep_recon, **kw)

@@ -9,7 +9,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .base import METHOD_FILE, Detector, MapOutput, a_method, defaults_from, scoring_defaults
+from .base import METHOD_FILE, Detector, MapOutput, a_method, defaults_from, scoring_defaults, scoring_with
 
 # method name -> "module:Class" in this package
 _REGISTRY = {
@@ -123,4 +123,4 @@ def load_detector(run_dir: Union[str, Path], device: str = "cpu") -> Detector:
 
 __all__ = ["METHODS", "METHOD_FILE", "Detector", "MapOutput", "a_method", "check_choice", "choice_message",
            "detector_class", "fitted_in_one_pass", "has_detector", "load_detector", "parse_options", "run_method",
-           "run_scoring_defaults", "run_spec", "scoring_defaults", "spec_options"]
+           "run_scoring_defaults", "run_spec", "scoring_defaults", "scoring_with", "spec_options"]

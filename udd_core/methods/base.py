@@ -155,6 +155,16 @@ def scoring_defaults(detector: Detector) -> dict[str, Any]:
     return defaults_from(detector.describe(), detector.residuals)
 
 
+def scoring_with(detector: Detector, **given: Any) -> dict[str, Any]:
+    """`scoring_defaults` with the values given (not None) over them: residual, score, smooth_sigma,
+    topk_percent, border. A residual the method does not have is a one-line ValueError."""
+    post = {**scoring_defaults(detector), **{k: v for k, v in given.items() if v is not None}}
+    if post["residual"] not in detector.residuals:
+        raise ValueError(f"residual: must be one of {detector.residuals} for {a_method(detector.method)} run, "
+                         f"got {post['residual']!r}")
+    return post
+
+
 def defaults_from(info: dict, residuals: tuple[str, ...]) -> dict[str, Any]:
     """Scoring defaults from a describe() dict (or METHOD_FILE): its own, else the first residual, the
     mean score, no smoothing, top 1% and no border left out."""
