@@ -7,8 +7,8 @@ Run:   .venv/bin/python bench/bench_feature_ae.py                       (the fea
 Every train/good photo (760) fits the detector, every test photo (584) is scored, gray at 256x256.
 The fit is the product's (`FeatureAEDetector.fit`, the training loop of `udd train`), timed as a
 whole: the backbone features of the training images, then the epochs. The test photos' features
-are computed once and every scoring choice (`--sigmas` x `score_choices`) is applied to the same
-maps. Scoring choices are picked on the seeded selection half of the test set (`stratified_half`
+are computed once and every scoring choice (`--sigmas` x `score_choices` x `--powers` of the latent
+novelty factor) is applied to the same maps. Scoring choices are picked on the seeded selection half of the test set (`stratified_half`
 of bench_quality.py) and the other half is reported beside it, so selection bias shows.
 
 Records nothing itself: copy the printed tables to RESULTS.md, with `uptime`'s load (printed).
@@ -16,6 +16,7 @@ Records nothing itself: copy the printed tables to RESULTS.md, with `uptime`'s l
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import sys
@@ -62,6 +63,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="default: the feature-ae training preset's")
     ap.add_argument("--error", default="channel", choices=("channel", "plain"), help="the map's channel weighting")
     ap.add_argument("--sigmas", default="0,4,8", help="Gaussian smoothing of the maps to compare (px)")
+    ap.add_argument("--powers", default="0,1,2,3",
+                    help="latent-novelty exponents to compare (0: the map alone; the preset's default is 2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="smoke run: 48 train and 30 test photos, 2 epochs")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -111,20 +114,26 @@ def main() -> None:
     t1 = time.perf_counter()
     feats = cache_features(det.feature_extractor(), te.images[ite])  # (N, Cf, h, w) float16
     with torch.inference_mode():
-        raw = torch.cat([det.maps_of_features(feats[s:s + 32]) for s in range(0, len(feats), 32)])  # (N, H, W)
+        outs = [det.outputs_of_features(feats[s:s + 32]) for s in range(0, len(feats), 32)]
+        raw = torch.cat([o.maps for o in outs])  # (N, H, W)
+        factor = torch.cat([o.score_factor for o in outs]) if det.latent_power else None  # (N,) or None
     score_s = time.perf_counter() - t1
     log(f"scored {len(ite)} test photos in {score_s:.1f} s")
 
     rows = []
+    powers = [float(v) for v in args.powers.split(",")] if factor is not None else [0.0]
     border = args.size // 16  # the memory bank's default band (bench/RESULTS.md, "Memory bank")
     for sigma in [float(v) for v in args.sigmas.split(",")]:
         maps = smooth_maps(raw, sigma) if sigma > 0 else raw
         m_np = maps.numpy()
-        for kind, topk, b in score_choices(border):
+        for (kind, topk, b), power in itertools.product(score_choices(border), powers):
             sc = image_scores(maps, kind, topk, b).numpy()
+            if power:  # the latent-novelty factor at the preset's power, raised to this one instead
+                sc = sc * (factor.numpy() ** (power / det.latent_power))
             sel = compute_metrics(sc[pick], [v for v, k in zip(labels, pick) if k], m_np[pick], masks[pick])
             held = compute_metrics(sc[~pick], [v for v, k in zip(labels, ~pick) if k], m_np[~pick], masks[~pick])
-            name = kind + (f" {topk:g}%" if kind == "topk" else "") + (f", border {b} px" if b else "")
+            name = (kind + (f" {topk:g}%" if kind == "topk" else "") + (f", border {b} px" if b else "")
+                    + (f" x latent novelty^{power:g}" if power else ""))
             rows.append((sigma, name, sel, held, sc, m_np))
     best = max(rows, key=lambda r: (r[2].image_auroc or 0) + (r[2].pixel_auroc or 0))
     print(f"\nfeature-ae {args.config}, error {args.error}, {epochs} epochs, lr {settings.lr}, batch {settings.batch_size}; "

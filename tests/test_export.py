@@ -182,6 +182,10 @@ class Scaled(nn.Module):
     def forward(self, x):
         return self.inner(x) * self.factor
 
+    def parts(self, x):  # maps and score factor, as the feature AE's map module gives them
+        maps, score_factor = self.inner.parts(x) if hasattr(self.inner, "parts") else (self.inner(x), None)
+        return maps * self.factor, score_factor
+
 
 def tamper(monkeypatch, factor: float) -> None:
     """Export graphs whose maps are off by `factor`, while udd's own scoring stays as it is.

@@ -156,7 +156,9 @@ def _sample(split: str):
 def test_feature_ae_end_to_end_on_sample_data(tmp_path):
     from udd_core.metrics import compute_metrics
     from udd_core.progress import ProgressBoard
-    from udd_core.scoring import image_scores, residual_map  # noqa: F401 - residual_map: smoothing lives there
+    from udd_core.coreset import bank_spread
+    from udd_core.methods.feature_ae import CODE_SPREAD_K, LATENT_POWER
+    from udd_core.scoring import image_scores, score_images, smooth_maps
     from udd_core.settings import TrainSettings
 
     train, test = _sample("train"), _sample("test")
@@ -185,6 +187,21 @@ def test_feature_ae_end_to_end_on_sample_data(tmp_path):
     scores = image_scores(maps, "topk").numpy()
     m = compute_metrics(scores, list(test.labels))
     assert m.image_auroc > 0.75, m.image_auroc  # chance is 0.5; the defects are plain on sample_data
+
+    # The image score's latent-novelty factor: the nearest training code's distance in units of its spread, squared.
+    assert loaded.latent_power == LATENT_POWER == 2.0 and loaded.codes.shape[0] == 48  # the fitted images' codes
+    torch.testing.assert_close(loaded.code_spread, bank_spread(loaded.codes, CODE_SPREAD_K))
+    with torch.inference_mode():
+        out = loaded.anomaly_maps(x)
+        z = loaded.model.encode((loaded.feature_extractor()(x) - loaded.mean.reshape(1, -1, 1, 1))
+                                / loaded.std.reshape(1, -1, 1, 1)).flatten(1)
+    near, nearest = torch.cdist(z.double(), loaded.codes.double()).min(dim=1)
+    torch.testing.assert_close(out.score_factor.double(), (near / loaded.code_spread.double()[nearest]) ** 2,
+                               rtol=1e-4, atol=1e-6)
+    res = score_images(loaded, test.images, residual=None, smooth_sigma=2.0, score="topk", topk_percent=1.0)
+    want = image_scores(smooth_maps(out.maps, 2.0), "topk", 1.0) * out.score_factor  # every consumer scores so
+    np.testing.assert_allclose(res.scores, want.numpy(), rtol=1e-5)
+    assert compute_metrics(res.scores, list(test.labels)).image_auroc > 0.75
 
 
 def test_fit_stops_and_resumes(tmp_path):
@@ -239,6 +256,22 @@ def test_the_image_score_defaults_follow_the_size_and_older_runs_keep_theirs(tmp
     info = json.loads((tmp_path / "method.json").read_text())
     (tmp_path / "method.json").write_text(json.dumps({k: v for k, v in info.items() if k != "border"}))
     assert load_detector(tmp_path).border == 0  # as written before the border existed
+
+
+def test_older_runs_score_without_the_latent_factor_and_a_bad_power_is_named(tmp_path):
+    det = detector_class("feature-ae").build((1, 64, 64), None, feature_config(), seed=0)
+    d = det.model.encode(torch.zeros(1, *det.model.input_shape)).numel()  # a flattened code's length
+    det.codes, det.code_spread = torch.randn(5, d), torch.ones(5)
+    det.save(tmp_path)
+    x = torch.rand(2, 1, 64, 64)
+    assert load_detector(tmp_path).anomaly_maps(x).score_factor.shape == (2,)
+    info = json.loads((tmp_path / "method.json").read_text())
+    (tmp_path / "method.json").write_text(json.dumps({k: v for k, v in info.items() if k != "latent_power"}))
+    old = load_detector(tmp_path)
+    assert old.latent_power == 0 and old.anomaly_maps(x).score_factor is None  # as it was scored
+    for bad in (-1, 9, True, "2"):
+        with pytest.raises(ValueError, match=r"^latent_power: must be a number in \[0, 8\]"):
+            detector_class("feature-ae").build((1, 64, 64), {"latent_power": bad}, feature_config())
 
 
 def test_cache_size_estimate():

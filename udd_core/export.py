@@ -115,8 +115,12 @@ class ExportGraph(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.scoring
-        m = smooth_maps(self.maps(images), s.smooth_sigma)  # (N, H, W)
+        # A method with a score factor gives its maps and the factor from one pass (`parts`).
+        raw, factor = self.maps.parts(images) if hasattr(self.maps, "parts") else (self.maps(images), None)
+        m = smooth_maps(raw, s.smooth_sigma)  # (N, H, W)
         score = self.scores(images) if self.scores is not None else image_scores(m, s.score, s.topk_percent, s.border)
+        if factor is not None:
+            score = score * factor
         return m.unsqueeze(1), score.reshape(-1)
 
 

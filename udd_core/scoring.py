@@ -341,6 +341,8 @@ def score_images(
             m = smooth_maps(out.maps, smooth_sigma)  # (b, H, W)
             if det.own_scores:
                 scores_t[s:e].copy_(det.image_scores(x))
+            elif out.score_factor is not None:  # a reduction of the map, times the method's own factor
+                scores_t[s:e].copy_(image_scores(m, score, topk_percent, border) * out.score_factor)
             else:
                 scores_t[s:e].copy_(image_scores(m, score, topk_percent, border))
             maps_t[s:e].copy_(m)

@@ -7,7 +7,9 @@ talks to this interface only, so a new method is one new module in this package 
 its registry (`methods/__init__.py`).
 
 Image scores are, by default, the reduction of the (optionally smoothed) map that
-`scoring.image_scores` computes (mean, max or top-k), the same for every method. A method whose
+`scoring.image_scores` computes (mean, max or top-k), the same for every method, times the
+`MapOutput.score_factor` a method may give (the feature AE's latent novelty); a method that gives one
+lets its `map_module` have `parts(x) -> (maps, factor)` for the ONNX export. A method whose
 score is not a map reduction (Deep SVDD's distance to a centre) sets `own_scores` and implements
 `image_scores`; the map then only shows where to look.
 
@@ -35,6 +37,7 @@ class MapOutput:
 
     maps: torch.Tensor  # (B, H, W) float32 anomaly map at the input resolution, before any smoothing
     recon: Optional[torch.Tensor] = None  # (B, C, H, W) pixel reconstruction on the input's scale, or None
+    score_factor: Optional[torch.Tensor] = None  # (B,) multiplies the map's reduction into the image score, or None
 
 
 class Detector(ABC):

@@ -6,16 +6,21 @@ training images, and the config's `AutoEncoder` learns to reconstruct them. The 
 per-location squared feature error, averaged over channels, upsampled bilinearly to the image and
 smoothed by scoring (describe()'s "smooth_sigma"); the image score is by default the mean of the
 map's top 10% without a band of 1/16 of the side at the edges (`scoring.wide_image_score`), or of its
-top 1% on images under 192 px a side. With error "channel" (the default) each channel's error is
-first divided by its mean error on the normal validation features, so channels the AE never
-rebuilds well do not drown the rest.
+top 1% on images under 192 px a side, times the *latent novelty* to the power `latent_power` (2 by
+default; 0 leaves it out): the distance of the image's latent code to its nearest training code, in
+units of that code's spread (its mean distance to its 9 nearest training codes), as the memory bank
+measures patches. The map shows where the features are rebuilt badly; the factor says how unlike
+every training image the whole code is, which the error alone misses when an AE rebuilds an unusual
+photo well. With error "channel" (the default) each channel's error is first divided by its mean
+error on the normal validation features, so channels the AE never rebuilds well do not drown the rest.
 
 Training computes the features once per image into a float16 cache (`feeds.cache_features`) and runs
 the ordinary training loop (`train.train`) on it through a `feeds.FeatureFeed`: background thread,
 stop, resume and live curves come for free, and the live probes show residual heatmaps.
 
 A run folder holds config.json (with its "input" field), model.safetensors (the AE, as any AE
-run), method.json, and feature_stats.safetensors (the per-channel mean, std and error weight).
+run), method.json, and feature_stats.safetensors (the per-channel mean, std and error weight, and the
+training codes (N, D) with their spread (N,), written when the fit ends).
 """
 from __future__ import annotations
 
@@ -25,7 +30,6 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -35,6 +39,7 @@ from ..feeds import cache_features, channel_stats, feature_cache_bytes, make_fea
 from ..model import WEIGHTS_FILE, AutoEncoder, load_model, save_model
 from ..scoring import SCORES, check_border, wide_image_score
 from .base import METHOD_FILE, Detector, MapOutput
+from .feature_residual import FeatureResidualMap, feature_error
 
 STATS_FILE = "feature_stats.safetensors"  # per-channel mean and std of the training features
 RESIDUALS = ("feature",)
@@ -44,40 +49,11 @@ DEFAULT_SCORE = "topk"  # the mean of the map's top 1%: steadier than the maximu
 TOPK_PERCENT = 1.0  # from 192 px a side, `scoring.wide_image_score` instead: top 10%, border (+0.026 there)
 ERRORS = ("plain", "channel")  # the channel-mean squared error, or each channel's scaled by 1 / its normal error
 DEFAULT_ERROR = "channel"
-
-
-# --- the map ---------------------------------------------------------------------------------
-
-def feature_error(f: torch.Tensor, g: torch.Tensor, size: tuple[int, int],
-                  weight: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Per-location squared error of features (B, C, h, w) x2, channel mean, upsampled: (B, H, W).
-
-    `weight` (C,) scales each channel's error (the "channel" error: 1 / its mean error on normal images).
-    """
-    d = (f - g).square()  # (B, C, h, w)
-    if weight is not None:
-        d = d * weight.reshape(1, -1, 1, 1)
-    e = d.mean(dim=1, keepdim=True)  # (B, 1, h, w)
-    return F.interpolate(e, size=size, mode="bilinear", align_corners=False)[:, 0]
-
-
-class FeatureResidualMap(nn.Module):
-    """x (B, C, H, W) in [0, 1] -> feature-error map (B, H, W): backbone, standardise, AE, error, upsample."""
-
-    def __init__(self, features: nn.Module, model: AutoEncoder, mean: torch.Tensor, std: torch.Tensor,
-                 weight: torch.Tensor):
-        super().__init__()
-        self.features, self.model = features, model
-        self.register_buffer("weight", weight.reshape(-1).clone())  # (Cf,)
-        self.register_buffer("mean", mean.reshape(1, -1, 1, 1).clone())  # (1, Cf, 1, 1)
-        self.register_buffer("std", std.reshape(1, -1, 1, 1).clone())
-
-    def standardised(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.features(x) - self.mean) / self.std  # (B, Cf, h, w)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.standardised(x)
-        return feature_error(f, self.model(f), (x.shape[-2], x.shape[-1]), self.weight)
+# The image score is the map's reduction times the latent novelty to this power (0: the map alone).
+# magnetic_tile's selection half: image AUROC 0.922 for the map alone, 0.958 / 0.965 / 0.967 at powers
+# 1 / 2 / 3 (held-out 0.959 / 0.965 / 0.964): 2 keeps nearly all the gain with the milder exponent.
+LATENT_POWER = 2.0
+CODE_SPREAD_K = 9  # training codes that measure each code's spread (as the memory bank's spread_k)
 
 
 # --- the detector ----------------------------------------------------------------------------
@@ -88,7 +64,7 @@ class FeatureAEDetector(Detector):
     method = "feature-ae"
     residuals = RESIDUALS
     summary = "an autoencoder on pretrained features"
-    option_example = '{"smooth_sigma": 8, "score": "topk"}'
+    option_example = '{"smooth_sigma": 8, "latent_power": 2}'
     probe_label = "residual heatmap"  # features cannot be shown as pictures
     generates = False  # its decoder makes features, not images
     resumable = True  # the AE continues from last.safetensors; the features are recomputed
@@ -98,7 +74,7 @@ class FeatureAEDetector(Detector):
                  features: Optional[nn.Module] = None, mean: Optional[torch.Tensor] = None,
                  std: Optional[torch.Tensor] = None, smooth_sigma: float = DEFAULT_SMOOTH, score: str = DEFAULT_SCORE,
                  error: str = DEFAULT_ERROR, weight: Optional[torch.Tensor] = None, topk_percent: float = TOPK_PERCENT,
-                 border: int = 0):
+                 border: int = 0, latent_power: float = 0.0):
         self.model, self.spec, self.input_shape = model, spec, tuple(image_shape)
         c = model.config.in_channels
         self.features = features
@@ -107,6 +83,9 @@ class FeatureAEDetector(Detector):
         self.smooth_sigma, self.score, self.error = float(smooth_sigma), score, error
         self.topk_percent, self.border = float(topk_percent), int(border)  # the image score's defaults
         self.weight = weight if weight is not None else torch.ones(c)  # (Cf,) per-channel error weights
+        self.latent_power = float(latent_power)  # the image score's latent-novelty exponent; 0: none
+        self.codes: Optional[torch.Tensor] = None  # (N, D) flattened latent codes of the training features
+        self.code_spread: Optional[torch.Tensor] = None  # (N,) their spread (`coreset.bank_spread`)
 
     # building ------------------------------------------------------------------------------
     @classmethod
@@ -125,9 +104,12 @@ class FeatureAEDetector(Detector):
         topk = options.pop("topk_percent", wide["topk_percent"])
         border = options.pop("border", wide["border"])
         error = options.pop("error", DEFAULT_ERROR)
+        power = options.pop("latent_power", LATENT_POWER)
         if options:
             raise ValueError(f"{next(iter(options))}: not a feature-ae option "
-                             "(smooth_sigma, score, topk_percent, border, error)")
+                             "(smooth_sigma, score, topk_percent, border, error, latent_power)")
+        if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 <= power <= 8:
+            raise ValueError(f"latent_power: must be a number in [0, 8] (0: the map alone), got {power!r}")
         if error not in ERRORS:
             raise ValueError(f"error: must be one of {', '.join(ERRORS)}, got {error!r}")
         if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or not 0 <= smooth <= 64:
@@ -148,7 +130,7 @@ class FeatureAEDetector(Detector):
             raise ValueError(report.problems[0].message)
         model = seeded_model(c, report.input, seed)
         return cls(model, spec, tuple(input_shape), smooth_sigma=float(smooth), score=score, error=error,
-                   topk_percent=float(topk), border=border)
+                   topk_percent=float(topk), border=border, latent_power=float(power))
 
     @classmethod
     def preferred_preset(cls, config: Any) -> Optional[str]:
@@ -178,7 +160,10 @@ class FeatureAEDetector(Detector):
         return {"method": self.method, "input": self.spec.to_dict(), "image_shape": list(self.input_shape),
                 "feature_shape": list(feature_shape(self.spec, self.input_shape)),
                 "residual": RESIDUALS[0], "error": self.error, "smooth_sigma": self.smooth_sigma, "score": self.score,
-                "topk_percent": self.topk_percent, "border": self.border}
+                "topk_percent": self.topk_percent, "border": self.border, "latent_power": self.latent_power,
+                **({"image_score": f"the map's reduction times the latent novelty^{self.latent_power:g} (how far the "
+                    "image's latent code lies from its nearest training code, in units of that code's spread)"}
+                   if self.latent_power else {})}
 
     # maps --------------------------------------------------------------------------------
     def _kind(self, residual: Optional[str]) -> str:
@@ -188,19 +173,33 @@ class FeatureAEDetector(Detector):
                              f"got {kind!r}")
         return kind
 
+    def _novelty(self) -> Optional[nn.Module]:
+        """The latent-novelty factor's module, or None (latent_power 0, or no training codes yet)."""
+        from .latent_knn import CodeNovelty
+
+        if self.latent_power == 0 or self.codes is None:
+            return None
+        return CodeNovelty(self.codes, self.code_spread, self.latent_power)
+
     def map_module(self, residual: Optional[str] = None) -> nn.Module:
         self._kind(residual)
-        return FeatureResidualMap(self.feature_extractor(), self.model, self.mean, self.std, self.weight).eval()
+        return FeatureResidualMap(self.feature_extractor(), self.model, self.mean, self.std, self.weight,
+                                  self._novelty()).eval()
 
-    def maps_of_features(self, f: torch.Tensor) -> torch.Tensor:
-        """Maps (B, H, W) of raw cached features (B, Cf, h, w): what `anomaly_maps` gives for their images."""
-        f = (f.to(self._device(), torch.float32) - self.mean.reshape(1, -1, 1, 1)) / self.std.reshape(1, -1, 1, 1)
+    def outputs_of_features(self, f: torch.Tensor, standardised: bool = False) -> MapOutput:
+        """What `anomaly_maps` gives for the images of cached features (B, Cf, h, w) (raw, unless `standardised`)."""
+        f = f.to(self._device(), torch.float32)
+        if not standardised:
+            f = (f - self.mean.reshape(1, -1, 1, 1)) / self.std.reshape(1, -1, 1, 1)
         self.model.eval()
-        return feature_error(f, self.model(f), tuple(self.input_shape[1:]), self.weight)
+        module = FeatureResidualMap(nn.Identity(), self.model, self.mean, self.std, self.weight, self._novelty())
+        maps, factor = module.parts_of_features(f, tuple(self.input_shape[1:]))
+        return MapOutput(maps=maps, score_factor=factor)
 
     def anomaly_maps(self, x: torch.Tensor, residual: Optional[str] = None) -> MapOutput:
         self.model.eval()
-        return MapOutput(maps=self.map_module(residual)(x), recon=None)
+        maps, factor = self.map_module(residual).parts(x)
+        return MapOutput(maps=maps, recon=None, score_factor=factor)
 
     # fitting ------------------------------------------------------------------------------
     def fit(self, train_images: np.ndarray, val_images: Optional[np.ndarray], settings: Any,
@@ -257,7 +256,8 @@ class FeatureAEDetector(Detector):
             self._load_stats(run_dir)  # the standardisation the saved weights were trained with
         else:
             self.mean, self.std = channel_stats(train_f)
-            self._save_stats(run_dir)
+        self.codes = self.code_spread = None  # the trained AE's codes come after training
+        self._save_stats(run_dir)
         self.mean, self.std = self.mean.to(self._device()), self.std.to(self._device())
         self.weight = torch.ones_like(self.mean)  # set from the trained AE's errors below
         m, s = self.mean.reshape(1, -1, 1, 1).cpu().half(), self.std.reshape(1, -1, 1, 1).cpu().half()
@@ -276,6 +276,7 @@ class FeatureAEDetector(Detector):
         self.model.load_state_dict(best.state_dict())
         self.model.eval()
         self._set_weight(val_f if val_f is not None else train_f)
+        self._set_codes(train_f)
         self.save(run_dir)
         normal = (val_f, "validation") if val_f is not None else (train_f, "train")
         self._calibrate(run_dir, *normal)
@@ -306,6 +307,16 @@ class FeatureAEDetector(Detector):
         err = (total / max(len(feats), 1)).float().clamp_min(1e-6)
         self.weight = err.mean() / err  # mean weight about 1: the map keeps the plain error's scale
 
+    def _set_codes(self, feats: torch.Tensor) -> None:
+        """The flattened latent codes of the standardised training features (N, D) and their spread."""
+        from ..coreset import bank_spread
+
+        with torch.inference_mode():
+            codes = [self.model.encode(feats[s:s + 32].to(self._device(), torch.float32)).flatten(1)
+                     for s in range(0, len(feats), 32)]
+        self.codes = torch.cat(codes).float()
+        self.code_spread = bank_spread(self.codes, CODE_SPREAD_K)
+
     def _calibrate(self, run_dir: Path, feats: torch.Tensor, source: str) -> None:
         """calibration.json as scoring.calibrate writes it, from the maps of normal standardised features."""
         from .. import runs
@@ -315,11 +326,11 @@ class FeatureAEDetector(Detector):
         maps, scores = [], {"mean": [], "max": [], "topk": []}
         with torch.inference_mode():
             for s in range(0, len(feats), 32):
-                f = feats[s:s + 32].to(dev, torch.float32)
-                m = feature_error(f, self.model(f), tuple(self.input_shape[1:]), self.weight)  # (b, H, W)
+                out = self.outputs_of_features(feats[s:s + 32].to(dev), standardised=True)
+                m, factor = out.maps, 1.0 if out.score_factor is None else out.score_factor  # (b, H, W), (b,)
                 maps.append(m.float().cpu())
                 for k in scores:
-                    scores[k] += image_scores(m, k, 1.0).float().cpu().tolist()
+                    scores[k] += (image_scores(m, k, 1.0) * factor).float().cpu().tolist()
         stats = fit_norm_stats(torch.cat(maps))
 
         def summary(v: list) -> dict:
@@ -334,7 +345,8 @@ class FeatureAEDetector(Detector):
 
     # saving --------------------------------------------------------------------------------
     def _save_stats(self, run_dir: Path) -> None:
-        state = {k: getattr(self, k).detach().cpu().float().contiguous() for k in ("mean", "std", "weight")}
+        keys = ("mean", "std", "weight") + (("codes", "code_spread") if self.codes is not None else ())
+        state = {k: getattr(self, k).detach().cpu().float().contiguous() for k in keys}
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         write_atomic(Path(run_dir) / STATS_FILE, lambda tmp: save_file(state, str(tmp)))
 
@@ -347,9 +359,14 @@ class FeatureAEDetector(Detector):
         except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
             raise ModelFileError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:200]})") from None
         c = self.model.config.in_channels
+        codes, spread = state.pop("codes", None), state.pop("code_spread", None)
         if set(state) != {"mean", "std", "weight"} or any(tuple(v.shape) != (c,) for v in state.values()):
             raise ModelFileError(f"{path}: expected mean, std and weight of {c} channels")
         self.mean, self.std, self.weight = (state[k].to(self._device()) for k in ("mean", "std", "weight"))
+        if codes is not None and (spread is None or codes.ndim != 2 or tuple(spread.shape) != (len(codes),)):
+            raise ModelFileError(f"{path}: expected training codes (N, D) and their spread (N,)")
+        self.codes = None if codes is None else codes.to(self._device())
+        self.code_spread = None if spread is None else spread.to(self._device())
 
     def write_spec(self, run_dir: Union[str, Path]) -> None:
         from ..model import CONFIG_FILE
@@ -384,13 +401,16 @@ class FeatureAEDetector(Detector):
         det = cls(model, spec, tuple(shape), smooth_sigma=float(info.get("smooth_sigma", DEFAULT_SMOOTH)),
                   error=str(info.get("error", DEFAULT_ERROR)), score=str(info.get("score", DEFAULT_SCORE)),
                   topk_percent=float(info.get("topk_percent", TOPK_PERCENT)),
-                  border=int(info.get("border", 0)))  # runs saved before the border: the whole map
-        det._load_stats(p)
+                  border=int(info.get("border", 0)),  # runs saved before the border: the whole map
+                  latent_power=float(info.get("latent_power", 0.0)))  # and before the latent factor: none
+        det._load_stats(p)  # no codes while the fit runs: until it ends, the map's reduction alone scores
         return det
 
     def to(self, device: Union[str, torch.device]) -> "FeatureAEDetector":
         self.model.to(device)
         self.mean, self.std, self.weight = self.mean.to(device), self.std.to(device), self.weight.to(device)
+        if self.codes is not None:
+            self.codes, self.code_spread = self.codes.to(device), self.code_spread.to(device)
         if self.features is not None:
             self.features.to(device)
         return self

@@ -50,6 +50,25 @@ class KnnScore(nn.Module):
         return near.sqrt().mean(dim=1)
 
 
+class CodeNovelty(nn.Module):
+    """codes (B, ...) -> (B,): each flattened code's distance to its nearest training code, divided by that
+    code's spread (`coreset.bank_spread`) and raised to `power`; the feature AE's image-score factor.
+
+    Summed squared differences, as in KnnScore (the matmul form cancels into rounding noise near a code).
+    """
+
+    def __init__(self, bank: torch.Tensor, spread: torch.Tensor, power: float):
+        super().__init__()
+        self.power = float(power)
+        self.register_buffer("bank", bank.detach().clone())  # (N, D)
+        self.register_buffer("spread", spread.detach().clone())  # (N,)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        d2 = (z.flatten(1)[:, None, :] - self.bank[None]).square().sum(dim=2)  # (B, N)
+        near, nearest = d2.min(dim=1)  # (B,), (B,)
+        return (near.sqrt() / self.spread[nearest]).pow(self.power)
+
+
 class LatentKnnDetector(AEBackedDetector):
     """Pretrained AE; the image score is the mean distance of its code to the k nearest training codes."""
 
