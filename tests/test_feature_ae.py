@@ -190,6 +190,8 @@ def test_feature_ae_end_to_end_on_sample_data(tmp_path):
 
     # The image score's latent-novelty factor: the nearest training code's distance in units of its spread, squared.
     assert loaded.latent_power == LATENT_POWER == 2.0 and loaded.codes.shape[0] == 48  # the fitted images' codes
+    assert "times the latent novelty^2" in loaded.describe()["image_score"]  # Inspect's caption says so
+    assert "image_score" not in det.__class__.build((1, 64, 64), None, feature_config()).describe()  # not fitted
     torch.testing.assert_close(loaded.code_spread, bank_spread(loaded.codes, CODE_SPREAD_K))
     with torch.inference_mode():
         out = loaded.anomaly_maps(x)

@@ -163,7 +163,7 @@ class FeatureAEDetector(Detector):
                 "topk_percent": self.topk_percent, "border": self.border, "latent_power": self.latent_power,
                 **({"image_score": f"the map's reduction times the latent novelty^{self.latent_power:g} (how far the "
                     "image's latent code lies from its nearest training code, in units of that code's spread)"}
-                   if self.latent_power else {})}
+                   if self.latent_power and self.codes is not None else {})}  # no codes while the fit runs
 
     # maps --------------------------------------------------------------------------------
     def _kind(self, residual: Optional[str]) -> str:
@@ -403,7 +403,7 @@ class FeatureAEDetector(Detector):
                   topk_percent=float(info.get("topk_percent", TOPK_PERCENT)),
                   border=int(info.get("border", 0)),  # runs saved before the border: the whole map
                   latent_power=float(info.get("latent_power", 0.0)))  # and before the latent factor: none
-        det._load_stats(p)  # no codes while the fit runs: until it ends, the map's reduction alone scores
+        det._load_stats(p)  # no codes while the fit runs: until it ends, the map alone scores (and says so)
         return det
 
     def to(self, device: Union[str, torch.device]) -> "FeatureAEDetector":
