@@ -204,6 +204,10 @@ def test_feature_ae_end_to_end_on_sample_data(tmp_path):
     want = image_scores(smooth_maps(out.maps, 2.0), "topk", 1.0) * out.score_factor  # every consumer scores so
     np.testing.assert_allclose(res.scores, want.numpy(), rtol=1e-5)
     assert compute_metrics(res.scores, list(test.labels)).image_auroc > 0.75
+    # calibration.json's normal scores (Inspect's thresholds) carry the factor too (float16 cache: close, not equal)
+    cal = json.loads((tmp_path / "calibration.json").read_text())
+    val = score_images(loaded, train.images[48:], residual=None, smooth_sigma=0.0, score="topk", topk_percent=1.0)
+    np.testing.assert_allclose(cal["scores"]["topk"], val.scores, rtol=2e-2)
 
 
 def test_fit_stops_and_resumes(tmp_path):

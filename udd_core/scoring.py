@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -257,14 +257,21 @@ def calibrate(model: torch.nn.Module, images: np.ndarray, device: str | torch.de
     The Inspect page standardises heatmaps with these (never per-image min-max) and proposes
     thresholds from the score distribution.
     """
-    maps, scores = [], {"mean": [], "max": [], "topk": []}
     with evaluating(model):
-        for s in range(0, len(images), batch_size):
-            x = to_tensor(images[s:s + batch_size], device)  # (b, C, H, W)
-            m = residual_map(x, model(x), "l2")  # (b, H, W)
-            maps.append(m.float().cpu())
-            for k in scores:
-                scores[k] += image_scores(m, k, topk_percent).float().cpu().tolist()
+        xs = (to_tensor(images[s:s + batch_size], device) for s in range(0, len(images), batch_size))  # (b, C, H, W)
+        return calibration_record(((residual_map(x, model(x), "l2"), None) for x in xs), "l2", topk_percent)
+
+
+def calibration_record(outputs: Iterable[tuple[torch.Tensor, Optional[torch.Tensor]]], residual: str,
+                       topk_percent: float = 1.0) -> dict:
+    """What `calibrate` returns, from the maps (b, H, W) of normal images and their score factors ((b,) or
+    None; `MapOutput.score_factor`), batch by batch: the maps' NormStats and the image scores with a summary."""
+    maps, scores = [], {"mean": [], "max": [], "topk": []}
+    for m, factor in outputs:
+        maps.append(m.float().cpu())
+        for k in scores:
+            v = image_scores(m, k, topk_percent)
+            scores[k] += (v if factor is None else v * factor).float().cpu().tolist()
     stats = fit_norm_stats(torch.cat(maps))
 
     def summary(v: list) -> dict:
@@ -272,8 +279,8 @@ def calibrate(model: torch.nn.Module, images: np.ndarray, device: str | torch.de
         return {"mean": float(a.mean()), "std": float(a.std()), "q95": float(np.quantile(a, 0.95)),
                 "q99": float(np.quantile(a, 0.99)), "max": float(a.max())}
 
-    return {"residual": "l2", "n_images": len(images), "norm": stats.to_dict(), "topk_percent": topk_percent,
-            "scores": scores, "score_stats": {k: summary(v) for k, v in scores.items()}}
+    return {"residual": residual, "n_images": sum(len(m) for m in maps), "norm": stats.to_dict(),
+            "topk_percent": topk_percent, "scores": scores, "score_stats": {k: summary(v) for k, v in scores.items()}}
 
 
 @dataclass

@@ -318,30 +318,17 @@ class FeatureAEDetector(Detector):
         self.code_spread = bank_spread(self.codes, CODE_SPREAD_K)
 
     def _calibrate(self, run_dir: Path, feats: torch.Tensor, source: str) -> None:
-        """calibration.json as scoring.calibrate writes it, from the maps of normal standardised features."""
+        """calibration.json as scoring.calibrate writes it, from the maps (and score factors) of normal
+        standardised features."""
         from .. import runs
-        from ..scoring import fit_norm_stats, image_scores
+        from ..scoring import calibration_record
 
-        dev = self._device()
-        maps, scores = [], {"mean": [], "max": [], "topk": []}
         with torch.inference_mode():
-            for s in range(0, len(feats), 32):
-                out = self.outputs_of_features(feats[s:s + 32].to(dev), standardised=True)
-                m, factor = out.maps, 1.0 if out.score_factor is None else out.score_factor  # (b, H, W), (b,)
-                maps.append(m.float().cpu())
-                for k in scores:
-                    scores[k] += (image_scores(m, k, 1.0) * factor).float().cpu().tolist()
-        stats = fit_norm_stats(torch.cat(maps))
-
-        def summary(v: list) -> dict:
-            a = np.asarray(v, dtype=np.float64)
-            return {"mean": float(a.mean()), "std": float(a.std()), "q95": float(np.quantile(a, 0.95)),
-                    "q99": float(np.quantile(a, 0.99)), "max": float(a.max())}
-
+            outs = (self.outputs_of_features(feats[s:s + 32].to(self._device()), standardised=True)
+                    for s in range(0, len(feats), 32))
+            record = calibration_record(((o.maps, o.score_factor) for o in outs), RESIDUALS[0])
         runs.write_json_atomic(run_dir / runs.CALIBRATION_FILE, {
-            "residual": RESIDUALS[0], "smooth_sigma": 0.0, "n_images": len(feats), "norm": stats.to_dict(),
-            "topk_percent": 1.0, "scores": scores, "score_stats": {k: summary(v) for k, v in scores.items()},
-            "source": source, "weights": WEIGHTS_FILE, "created": runs.now_iso()})
+            **record, "smooth_sigma": 0.0, "source": source, "weights": WEIGHTS_FILE, "created": runs.now_iso()})
 
     # saving --------------------------------------------------------------------------------
     def _save_stats(self, run_dir: Path) -> None:
