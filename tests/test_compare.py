@@ -52,6 +52,15 @@ def test_shape_rows_align_stages_and_mark_the_differing_ones():
     assert any("(mismatch)" in r.values[1] for r in rows.values())
 
 
+def test_shape_rows_of_a_feature_autoencoder_start_from_its_features():
+    from udd_core.presets import model_presets
+
+    feat = model_presets()["feature-ae"].config.to_dict()
+    rows = {r.field: r for r in cmp.shape_rows([side("f", feat, (1, 256, 256), method="feature-ae")])}
+    assert rows["input"].values == ("512x8x8",) and rows["latent"].values == ("32x2x2",)
+    assert "error" not in rows
+
+
 def test_settings_diff_leaves_out_creation_times_and_adds_the_method():
     a = side("a", info={"settings": {"epochs": 5, "lr": 0.001}, "created": "2026-01-01", "resumed": []})
     b = side("b", info={"settings": {"epochs": 9, "lr": 0.001}, "created": "2026-02-02", "resumed": [{"at": 1}]},

@@ -70,7 +70,7 @@ def test_inspection_uses_the_methods_defaults_and_finds_the_defect(toy, tmp_path
     assert "<th>input | overlay</th>" in build_report(insp)  # the report leaves out the missing reconstruction
     # Explicit settings override the method's defaults.
     assert inspect_run(run, data, score="mean", smooth_sigma=0.0).settings["score"] == "mean"
-    with pytest.raises(ValueError, match="residual: must be one of \\('sq',\\) for a toy-mean run"):
+    with pytest.raises(ValueError, match="^residual: must be one of sq for a toy-mean run, got 'l2'$"):
         inspect_run(run, data, residual="l2")
 
 

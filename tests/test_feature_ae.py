@@ -227,6 +227,30 @@ def test_fit_stops_and_resumes(tmp_path):
     assert [r["epoch"] for r in runs.read_history(tmp_path)] == [1, 2]
 
 
+def test_a_resume_that_dies_leaves_a_run_that_says_it_scores_by_the_map_alone(tmp_path, monkeypatch):
+    """A hard kill mid-resume: the codes belonged to the old weights, so they go, and method.json stops naming
+    the latent factor (Inspect's caption, `udd score` and the export then agree: the map alone)."""
+    from udd_core import train as train_module
+    from udd_core.settings import TrainSettings
+
+    images = _sample("train").images[:16]
+    settings = TrainSettings(epochs=1, batch_size=8, device="cpu", n_probe=0, val_split=0.0)
+    det = detector_class("feature-ae").build((1, 64, 64), None, feature_config(), seed=0)
+    assert det.fit(images, None, settings, tmp_path) == "finished"
+    assert "image_score" in load_detector(tmp_path).describe()
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(train_module, "train", killed)
+    again = detector_class("feature-ae").build((1, 64, 64), None, feature_config(), seed=0)
+    with pytest.raises(RuntimeError, match="killed"):
+        again.fit(images, None, settings.replace(epochs=2), tmp_path, resume=True)
+    left = load_detector(tmp_path)
+    assert left.codes is None and "image_score" not in json.loads((tmp_path / "method.json").read_text())
+    assert left.anomaly_maps(torch.rand(1, 1, 64, 64)).score_factor is None
+
+
 def test_bad_images_and_options_are_named():
     det = detector_class("feature-ae").build((1, 64, 64), None, feature_config(), seed=0)
     with pytest.raises(ValueError, match="size 96x64"):

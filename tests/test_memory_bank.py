@@ -95,6 +95,9 @@ def test_bank_spread_is_the_mean_distance_to_the_other_rows_floored_at_a_quarter
     dup = torch.cat([bank, bank[:1].repeat(5, 1)])  # six copies of one row: their spread would be 0
     s = cs.bank_spread(dup, 3)
     assert s.min().item() == pytest.approx(s.median().item() / 4) and s.min() > 0
+    same = torch.full((20, 6), 3.0)  # identical rows (identical training images): every spread is noise
+    rms = 3.0 * 6 ** 0.5
+    assert cs.bank_spread(same, 3).tolist() == pytest.approx([0.01 * rms] * 20)  # not 1e-6: scores stay sane
     assert cs.bank_spread(bank[:1], 9).tolist() == [1.0]  # one row: nothing to measure against
     assert cs.bank_spread(bank[:3], 9).shape == (3,)  # k capped at M - 1
 

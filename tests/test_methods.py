@@ -83,7 +83,7 @@ def test_a_choice_is_checked_before_any_data_and_its_refusal_names_what_was_wron
     assert choice_message(bad_option.value, {"coreset": 2}) == "method options: coreset: must be in (0, 1], got 2"
     with pytest.raises(ValueError) as too_small:
         check_choice("memory-bank", (3, 8, 8))
-    assert choice_message(too_small.value, {}).startswith("model: size 8x8: the memory-bank method needs")
+    assert choice_message(too_small.value, {}).startswith("size 8x8: the memory-bank method needs")  # no "model:"
     with pytest.raises(ValueError) as config_needed:
         check_choice("memory-bank", (3, 64, 64), None, model_presets()["gray-tile-128"].config)
     assert choice_message(config_needed.value, {}) == "model: config: the memory-bank method takes no model config"

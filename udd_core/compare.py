@@ -24,7 +24,7 @@ from .settings import applied_settings
 from .metrics import GOOD, roc_points
 from .model import CONFIG_FILE, WEIGHTS_FILE
 from .render import as_rgb, auto_zoom, heat_rgb, zoom
-from .shapes import ShapeError, propagate
+from .shapes import ShapeError, propagate_image
 
 MIN_RUNS, MAX_RUNS = 2, 4
 NO_CONFIG = "no autoencoder config"
@@ -143,7 +143,7 @@ def shape_rows(sides: Sequence[RunSide]) -> list[DiffRow]:
             reports.append(None)
             continue
         try:
-            r = propagate(s.config, s.input_shape)
+            r = propagate_image(s.config, s.input_shape, s.method)  # a feature AE: from its feature tensor
         except (ShapeError, ValueError) as e:
             reports.append({"input": "x".join(map(str, s.input_shape)), "error": str(e).splitlines()[0]})
             continue

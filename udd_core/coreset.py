@@ -174,8 +174,9 @@ def bank_spread(bank: torch.Tensor, k: int, *, chunk_rows: Optional[int] = None)
     It is the bank's local spacing: a query's distance divided by its nearest row's spread counts in
     units of that spacing, like the local outlier factor (Breunig et al. 2000), so a patch as far from
     a dense cluster of normal patches as from a sparse one is not scored the same. Spreads are floored
-    at a quarter of their median: duplicated rows (flat image regions, a whole bank kept) would
-    otherwise divide by about zero. k is capped at M - 1; a one-row bank has a spread of 1.
+    at a quarter of their median and at 1% of the rows' RMS norm: duplicated rows (flat image regions,
+    identical training images, a whole bank kept) would otherwise divide rounding noise (about 1e-3 of
+    the norm in float32) by about zero. k is capped at M - 1; a one-row bank has a spread of 1.
     """
     m = bank.shape[0]
     k = min(int(k), m - 1)
@@ -190,4 +191,5 @@ def bank_spread(bank: torch.Tensor, k: int, *, chunk_rows: Optional[int] = None)
         d2[torch.arange(len(b)), torch.arange(s, s + len(b))] = float("inf")  # not its own neighbour
         near = torch.topk(d2, k, dim=1, largest=False).values + bank_sq[s:s + rows].unsqueeze(1)  # (r, k)
         out[s:s + rows] = near.clamp_(min=0.0).sqrt_().mean(dim=1)
-    return out.clamp_(min=max(float(out.median()) / 4, 1e-6))
+    rms = float(bank_sq.mean().sqrt())  # the rows' RMS norm: the scale of the rounding noise
+    return out.clamp_(min=max(float(out.median()) / 4, 0.01 * rms, 1e-12))

@@ -327,7 +327,7 @@ def score_images(
         raise ValueError(f"images must be (N, H, W, C), got shape {images.shape}")
     det = AutoencoderDetector(model) if isinstance(model, torch.nn.Module) else model
     if residual is not None and residual not in det.residuals:
-        raise ValueError(f"residual must be one of {det.residuals}, got {residual!r}")
+        raise ValueError(f"residual: must be one of {', '.join(det.residuals)}, got {residual!r}")
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     if batch_size < 1:

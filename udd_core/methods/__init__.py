@@ -71,9 +71,10 @@ def choice_message(error: ValueError, options: dict) -> str:
     """A refusal of `parse_options` or `check_choice` as one line for a form: "method options: ..." when it
     names an option the user gave, else "model: ..." (the config, its fit to the size, the channels)."""
     text = str(error)
-    if text.startswith("method options: "):
+    field = text.partition(": ")[0]
+    if text.startswith("method options: ") or field.startswith("size "):  # already named (the input size)
         return text
-    return f"method options: {text}" if text.partition(": ")[0] in options else f"model: {text}"
+    return f"method options: {text}" if field in options else f"model: {text}"
 
 
 def run_method(run_dir: Union[str, Path]) -> str:

@@ -163,7 +163,7 @@ def scoring_with(detector: Detector, **given: Any) -> dict[str, Any]:
     topk_percent, border. A residual the method does not have is a one-line ValueError."""
     post = {**scoring_defaults(detector), **{k: v for k, v in given.items() if v is not None}}
     if post["residual"] not in detector.residuals:
-        raise ValueError(f"residual: must be one of {detector.residuals} for {a_method(detector.method)} run, "
+        raise ValueError(f"residual: must be one of {', '.join(detector.residuals)} for {a_method(detector.method)} run, "
                          f"got {post['residual']!r}")
     return post
 

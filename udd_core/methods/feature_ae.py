@@ -256,8 +256,11 @@ class FeatureAEDetector(Detector):
             self._load_stats(run_dir)  # the standardisation the saved weights were trained with
         else:
             self.mean, self.std = channel_stats(train_f)
-        self.codes = self.code_spread = None  # the trained AE's codes come after training
+        # The codes of the trained AE come after training; until then (and after a hard kill) the run scores
+        # by the map alone, and method.json no longer names the latent factor.
+        self.codes = self.code_spread = None
         self._save_stats(run_dir)
+        self.write_spec(run_dir)
         self.mean, self.std = self.mean.to(self._device()), self.std.to(self._device())
         self.weight = torch.ones_like(self.mean)  # set from the trained AE's errors below
         m, s = self.mean.reshape(1, -1, 1, 1).cpu().half(), self.std.reshape(1, -1, 1, 1).cpu().half()

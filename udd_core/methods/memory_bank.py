@@ -217,7 +217,7 @@ class MemoryBankDetector(Detector):
 
     def _kind(self, residual: Optional[str]) -> None:
         if residual not in (None, "knn"):
-            raise ValueError(f"residual: must be one of ('knn',) for a {NAME} run, got {residual!r}")
+            raise ValueError(f"residual: must be one of knn for a {NAME} run, got {residual!r}")
 
     def map_module(self, residual: Optional[str] = None) -> nn.Module:
         self._kind(residual)
@@ -345,7 +345,7 @@ class MemoryBankDetector(Detector):
                       "embed_s": round(t_embed, 3), "coreset_s": round(t_coreset, 3), "spread_s": round(t_spread, 3),
                       "knn_peak_bytes": self.knn_peak_bytes(), "status": status}
         self.save(run_dir)
-        msg = (f"bank of {len(idx)} patches from {done} images"
+        msg = (f"bank of {len(idx)} patch{'es' * (len(idx) != 1)} from {done} image{'s' * (done != 1)}"
                + (f", covering radius {radius:.3g}" if radius is not None else "")
                + (" (stopped early)" if was_stopped else ""))
         runs.write_status(run_dir, status, msg, epoch=2 if not was_stopped else 1, epochs=2)
