@@ -108,8 +108,8 @@ class FeatureAEDetector(Detector):
         if options:
             raise ValueError(f"{next(iter(options))}: not a feature-ae option "
                              "(smooth_sigma, score, topk_percent, border, error, latent_power)")
-        if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 <= power <= 8:
-            raise ValueError(f"latent_power: must be a number in [0, 8] (0: the map alone), got {power!r}")
+        if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 <= power <= 4:
+            raise ValueError(f"latent_power: must be a number in [0, 4] (0: the map alone), got {power!r}")
         if error not in ERRORS:
             raise ValueError(f"error: must be one of {', '.join(ERRORS)}, got {error!r}")
         if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or not 0 <= smooth <= 64:
