@@ -30,6 +30,20 @@ ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
 PAGE = 12  # gallery rows per "show more"
 SMOOTH_MAX = 8.0  # px; the smoothing slider's top
 ss = st.session_state
+METRIC_HELP = {  # what each figure means, for an engineer who does not read anomaly-detection papers
+    "image AUROC": "The chance that a defective image scores above a normal one, over every threshold at once "
+                   "(0.5: chance, 1: perfect).",
+    "image AP": "Average precision of the image scores, defects as the positive class: precision averaged over "
+                "every recall level.",
+    "F1 max": "The best F1 (harmonic mean of precision and recall) over every image threshold.",
+    "pixel AUROC": "The chance that a defect pixel (ground-truth mask) scores above a normal pixel, pooled over all "
+                   "images: large defects weigh the most, so it can sit below every per-type figure.",
+    "AUPRO": "How much of each defect region the map covers, averaged over regions (small ones count as much as "
+             "large ones) and over pixel thresholds up to 30% false-positive pixels.",
+    "FPR": "At the threshold: the share of normal images called defective.",
+    "TPR": "At the threshold: the share of defective images found.",
+    "threshold": "Image-score threshold: an image is defective when its score is above it.",
+}
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -156,8 +170,8 @@ cols = st.columns([1] * 7 + [1.4])
 for col, (label, v) in zip(cols, [("image AUROC", m.image_auroc), ("image AP", m.image_ap), ("F1 max", m.f1_max),
                                   ("pixel AUROC", m.pixel_auroc), ("AUPRO", m.aupro), ("FPR", insp.fpr),
                                   ("TPR", insp.tpr)]):
-    col.metric(label, fmt(v, 3))
-cols[7].metric("threshold", f"{insp.threshold:.3g}")
+    col.metric(label, fmt(v, 3), help=METRIC_HELP[label])
+cols[7].metric("threshold", f"{insp.threshold:.3g}", help=METRIC_HELP["threshold"])
 st.caption(f"Threshold: {insp.threshold_source}. An image is defective when its score is above it. "
            "Heatmaps use one fixed scale from the normal images (0 = a typical normal pixel); "
            "cyan outline: pixels above the pixel threshold; green outline: ground truth.")
@@ -184,7 +198,7 @@ with tab_gallery:
         h.markdown(f"**{'anomaly map' if name == 'residual' and insp.recon_raw is None else name}**")
     for i in shown[:n_show]:
         verdict = ":red[**defective**]" if pred[i] else ":green[ok]"
-        st.markdown(f"`{Path(insp.names[i]).name}` · label **{insp.labels[i]}** · score {insp.scores[i]:.5g} · {verdict}")
+        st.markdown(f"`{Path(insp.names[i]).name}` · label **{insp.labels[i]}** · {insp.score_text(i)} · {verdict}")
         p = insp.panels(i)
         for col, key in zip(st.columns(len(panel_names)), panel_names):
             col.image(p[key], width="stretch")
@@ -208,11 +222,15 @@ with tab_image:
                                hovertemplate="row %{y}, col %{x}: %{customdata:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", scaleanchor="x")
     fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10),
-                      title="residual (normal-scale units)" if insp.norm else "residual")
+                      title=("residual" if insp.recon_raw is not None else "anomaly map")
+                      + (" (normal-pixel standard deviations)" if insp.norm else ""))
     left.plotly_chart(fig, key="insp_heat")
     right.image(insp.panels(pick)["overlay"], caption="overlay", width="stretch")
     right.metric("score", f"{insp.scores[pick]:.5g}", f"{insp.scores[pick] - insp.threshold:+.3g} vs threshold",
-                 delta_color="inverse")
+                 delta_color="inverse", help="This image's score; below it, how far it lies above (red: defective) "
+                                             "or below the threshold.")
+    if insp.factors is not None:  # the score is not the map's alone: show both parts
+        right.caption(insp.score_text(pick).capitalize())
     r1, r2, r3, r4, r5 = st.columns(5)
     method = r1.radio("Regions", ("components", "dbscan"), key="insp_method")
     pix = r2.number_input("Pixel threshold", value=float(insp.pixel_threshold), format="%.4g", key=f"insp_pix_{tag}")

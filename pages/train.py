@@ -66,6 +66,8 @@ def on_method() -> None:
     """A method that cannot use the model preset in place (the feature AE and a pixel preset) switches to
     its own: the page would otherwise open on an error."""
     current, cls = model_presets().get(ss.get("train_model_preset")), detector_class(ss["train_method"])
+    if cls.preferred_side:  # the size its defaults were tuned at (a pixel preset's 128 would be kept otherwise)
+        ss["train_h"] = ss["train_w"] = cls.preferred_side
     if name := cls.preferred_preset(current.config if current else None):
         ss["train_model_preset"] = name
         on_model_preset()  # with its training preset: the feature AE's epochs and rate
@@ -144,8 +146,9 @@ design_config, design_shape = ss.get("design_config"), ss.get("design_input_shap
 mgr = job_manager(str(ROOT.resolve()))
 
 st.title("Train")
-st.caption("Train an autoencoder on normal images (or, to generate maps of every pattern, on all of them). "
-           "Jobs run in the background: switch pages or refresh the browser at will, this page finds them again.")
+st.caption("Train a detector on normal images: an autoencoder (or, to generate maps of every pattern, one trained "
+           "on all of them), or a memory bank, which needs no training. Jobs run in the background: switch pages or "
+           "refresh the browser at will, this page finds them again.")
 left, right = st.columns([5, 6], gap="large")
 
 # --- a new run -----------------------------------------------------------------------------------
@@ -253,12 +256,13 @@ with left:
         c[0].toggle("bf16 steps", key="train_amp_bf16", persist_state=KEEP,
                     help="bfloat16 autocast for the training steps where the hardware runs it natively, after a check "
                          "that loss and gradients match float32; validation stays float32. Off: float32 throughout.")
-        num(1, "Noise patches", 0, 1000, key="train_noise_patches",
-            help="0: plain autoencoder; > 0: patches are painted on the input, the target stays clean.")
-        num(2, "Patch size min (px)", 1, 100_000, key="train_patch_min")
-        num(2, "Patch size max (px)", 1, 100_000, key="train_patch_max")
-        st.text_input("Noise pattern folder (optional)", key="train_patch_dir", persist_state=KEEP,
-                      help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
+        if method_cls.paints_noise:  # a feature AE trains on cached features: nothing to paint on
+            num(1, "Noise patches", 0, 1000, key="train_noise_patches",
+                help="0: plain autoencoder; > 0: patches are painted on the input, the target stays clean.")
+            num(2, "Patch size min (px)", 1, 100_000, key="train_patch_min")
+            num(2, "Patch size max (px)", 1, 100_000, key="train_patch_max")
+            st.text_input("Noise pattern folder (optional)", key="train_patch_dir", persist_state=KEEP,
+                          help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
     on = st.columns([2, 3])
     on[0].selectbox("Train on", list(TRAIN_ON), key="train_on_mode", format_func=TRAIN_ON.get, persist_state=KEEP,
                     help="Normal images: an autoencoder for detection learns only defect-free images (labels "

@@ -190,7 +190,7 @@ def test_feature_ae_end_to_end_on_sample_data(tmp_path):
 
     # The image score's latent-novelty factor: the nearest training code's distance in units of its spread, squared.
     assert loaded.latent_power == LATENT_POWER == 2.0 and loaded.codes.shape[0] == 48  # the fitted images' codes
-    assert "times the latent novelty^2" in loaded.describe()["image_score"]  # Inspect's caption says so
+    assert "times the latent novelty squared" in loaded.describe()["image_score"]  # Inspect's caption says so
     assert "image_score" not in det.__class__.build((1, 64, 64), None, feature_config()).describe()  # not fitted
     torch.testing.assert_close(loaded.code_spread, bank_spread(loaded.codes, CODE_SPREAD_K))
     with torch.inference_mode():
@@ -203,6 +203,16 @@ def test_feature_ae_end_to_end_on_sample_data(tmp_path):
     res = score_images(loaded, test.images, residual=None, smooth_sigma=2.0, score="topk", topk_percent=1.0)
     want = image_scores(smooth_maps(out.maps, 2.0), "topk", 1.0) * out.score_factor  # every consumer scores so
     np.testing.assert_allclose(res.scores, want.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(res.factors, out.score_factor.numpy(), rtol=1e-4)  # the factor each score carries
+    # Inspect shows both parts, and its pixel threshold is not the image threshold (a product, not map units)
+    from udd_core.inspection import inspect_run
+
+    insp = inspect_run(tmp_path, str(SAMPLE), keep_recon=False)
+    i = int(insp.order()[0])
+    assert insp.score_text(i) == (f"score {insp.scores[i]:.5g} = map {insp.scores[i] / insp.factors[i]:.4g} "
+                                  f"× latent novelty factor {insp.factors[i]:.4g}")
+    assert "the 99th percentile of the normal pixels" in insp.scale_legend()
+    assert insp.with_threshold(float(insp.scores.max())).pixel_threshold == insp.pixel_threshold
     assert compute_metrics(res.scores, list(test.labels)).image_auroc > 0.75
     # calibration.json's normal scores (Inspect's thresholds) carry the factor too (float16 cache: close, not equal)
     cal = json.loads((tmp_path / "calibration.json").read_text())

@@ -225,3 +225,14 @@ def test_bad_inputs_raise_one_line_value_errors(tmp_path, run, mvtec):
         inspect_run(run, tmp_path / "nothing")
     with pytest.raises(ValueError, match="size 30x30"):
         load_inputs(run, mvtec, size=(30, 30))
+
+
+def test_the_legend_names_the_heatmap_unit_and_where_the_pixel_threshold_comes_from(run, mvtec, insp):
+    """An autoencoder's mean score: the pixel threshold is the normal pixels' 99th percentile; with a max
+    score it is the image threshold in map units, and the legend says which."""
+    assert "standard deviations of the normal pixels" in insp.scale_legend()
+    assert "(the 99th percentile of the normal pixels)" in insp.scale_legend()
+    peak = inspect_run(run, mvtec, score="max")
+    assert peak.pixel_threshold == pytest.approx(peak._to_map_units(peak.threshold))
+    assert "(the image threshold in map units" in peak.scale_legend()
+    assert peak.factors is None and peak.score_text(0) == f"score {peak.scores[0]:.5g}"

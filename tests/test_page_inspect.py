@@ -58,6 +58,7 @@ def test_changing_residual_and_moving_the_threshold(at):
     assert not at.exception and not at.error
     assert metrics(at)["threshold"] != before["threshold"]  # rescored with another residual
     auto = metrics(at)
+    assert all(m.help for m in at.metric) and "over every threshold" in at.metric[0].help  # each figure explained
     at.radio(key="insp_thr_mode").set_value("manual").run()
     slider = next(s for s in at.slider if s.key.startswith("insp_thr_"))
     slider.set_value(slider.min).run()

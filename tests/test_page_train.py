@@ -420,3 +420,18 @@ def test_wafer_maps_with_a_one_channel_model_are_refused_before_start(tiny_confi
     assert "wafer maps need 3 input channels (one-hot), the model takes C=1" in errors(at)
     assert "\n" not in errors(at) and next(b for b in at.button if b.label == "Start training").disabled
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_a_method_brings_its_own_size_and_only_the_settings_that_apply(tiny_config, data, runs_dir):
+    """The memory bank opens at 256 px (its defaults' size), not at the pixel preset's 128; the feature AE
+    hides the painted-noise settings, which cannot apply to cached features."""
+    at = page(tiny_config, data, train_model_mode="Preset")
+    at.selectbox(key="train_model_preset").set_value("gray-tile-128").run()
+    assert at.number_input(key="train_h").value == 128
+    assert any(n.label == "Noise patches" for n in at.number_input)
+    at.selectbox(key="train_method").set_value("memory-bank").run()
+    assert (at.number_input(key="train_h").value, at.number_input(key="train_w").value) == (256, 256)
+    at.selectbox(key="train_method").set_value("feature-ae").run()
+    assert not at.exception and at.selectbox(key="train_model_preset").value == "feature-ae"
+    assert not any(n.label == "Noise patches" for n in at.number_input)
+    assert not any(t.label.startswith("Noise pattern folder") for t in at.text_input)

@@ -151,6 +151,7 @@ class Inspection:
     kind: str  # "image" or "wafer"
     settings: dict
     notices: list[str] = field(default_factory=list)
+    factors: Optional[np.ndarray] = None  # (N,) the score factor in each score (a feature AE's latent novelty)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -198,7 +199,7 @@ class Inspection:
         r = self.at(threshold)
         confusion = {k: r[k] for k in ("threshold", "tp", "fp", "tn", "fn")}
         pix = self.pixel_threshold
-        if self.settings.get("score") in ("max", "topk"):
+        if self.settings.get("score") in ("max", "topk") and self.factors is None:  # a score in map units
             pix = self._to_map_units(threshold)
         note = self.fpr_note(self.settings.get("target_fpr", 0.0))
         return replace(self, threshold=float(threshold), threshold_source=source, fpr=r["fpr"], tpr=r["tpr"],
@@ -224,8 +225,19 @@ class Inspection:
         """What the heatmap colours mean, beside `render.scale_bar_rgb` (low on the left)."""
         sc = self.scale
         ref = f"the normal {self.normal_source} images" if self.normal_source else "all scored images"
-        return (f"Heatmap colours: {sc.vmin:.4g} (left) to {sc.vmax:.4g} (right), one scale for every image, "
-                f"set from {ref}; cyan outline: above the pixel threshold {sc.threshold:.4g}.")
+        unit = " (in standard deviations of the normal pixels above their mean)" if self.norm else ""
+        if self.threshold is not None and self.settings.get("score") in ("max", "topk") and self.factors is None:
+            source = "the image threshold in map units: a pixel above it alone would make a max score defective"
+        else:
+            source = "the 99th percentile of the normal pixels"
+        return (f"Heatmap colours: {sc.vmin:.4g} (left) to {sc.vmax:.4g} (right){unit}, one scale for every image, "
+                f"set from {ref}; cyan outline: above the pixel threshold {sc.threshold:.4g} ({source}).")
+
+    def score_text(self, i: int) -> str:
+        """Image i's score for a caption, with its two parts when it carries a factor (the map's, the factor)."""
+        s = float(self.scores[i])
+        f = None if self.factors is None else float(self.factors[i])
+        return f"score {s:.5g} = map {s / f:.4g} × latent novelty factor {f:.4g}" if f else f"score {s:.5g}"
 
     def _to_map_units(self, v: float) -> float:
         return float((v - self.norm.mean) / self.norm.std) if self.norm else float(v)
@@ -368,7 +380,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
         q99 = (norm.q99 - norm.mean) / norm.std
     else:
         q99 = float(np.quantile(maps[good] if good.any() else maps, 0.99))
-    use_thr = thr is not None and score in ("max", "topk")
+    use_thr = thr is not None and score in ("max", "topk") and res.factors is None  # a score in map units
     pix = ((thr - norm.mean) / norm.std if norm else thr) if use_thr else q99
 
     masks = ds.masks
@@ -384,7 +396,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
                 "target_fpr": float(target_fpr)}
     insp = Inspection(list(ds.names), labels, res.scores, res.mse, maps, ds.images,
                       res.recon, masks, metrics, thr, source, None, None,
-                      float(pix), norm, normal_scores, normal_source, ds.kind, settings, notices)
+                      float(pix), norm, normal_scores, normal_source, ds.kind, settings, notices, res.factors)
     if thr is not None:
         r = insp.at(thr)
         insp.fpr, insp.tpr = r["fpr"], r["tpr"]

@@ -291,6 +291,7 @@ class ScoreResult:
     maps: np.ndarray  # (N, H, W) float32, after smoothing
     scores: np.ndarray  # (N,) float32
     mse: np.ndarray  # (N,) float32, reference-equal; NaN when the method does not reconstruct
+    factors: Optional[np.ndarray] = None  # (N,) float32 score factors (MapOutput.score_factor) in the scores, or None
 
 
 def score_images(
@@ -333,7 +334,7 @@ def score_images(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n, h, w, c = images.shape
-    recon = None
+    recon, factors = None, None
     maps = np.empty((n, h, w), dtype=np.float32)
     scores = np.empty(n, dtype=np.float32)
     mse = np.full(n, np.nan, dtype=np.float32)
@@ -350,6 +351,9 @@ def score_images(
                 scores_t[s:e].copy_(det.image_scores(x))
             elif out.score_factor is not None:  # a reduction of the map, times the method's own factor
                 scores_t[s:e].copy_(image_scores(m, score, topk_percent, border) * out.score_factor)
+                if factors is None:
+                    factors = np.ones(n, dtype=np.float32)
+                factors[s:e] = out.score_factor.float().cpu().numpy()
             else:
                 scores_t[s:e].copy_(image_scores(m, score, topk_percent, border))
             maps_t[s:e].copy_(m)
@@ -361,4 +365,4 @@ def score_images(
                 torch.from_numpy(recon)[s:e].copy_(out.recon)
             if progress is not None:
                 progress(e, n)
-    return ScoreResult(recon=recon, maps=maps, scores=scores, mse=mse)
+    return ScoreResult(recon=recon, maps=maps, scores=scores, mse=mse, factors=factors)

@@ -104,7 +104,7 @@ def test_feature_autoencoder_train_and_inspect(app_server, page, tmp_path):
     wait_idle(page, 120)
     page.locator('[data-testid="stImage"]').first.wait_for(timeout=120_000)
     wait_for_text(page, "Method feature-ae", 60)
-    wait_for_text(page, "times the latent novelty^2", 30)  # the caption says what the image score is
+    wait_for_text(page, "times the latent novelty squared", 30)  # the caption says what the image score is
     auroc = page.locator('[data-testid="stMetric"]').filter(has=page.get_by_text("image AUROC", exact=True)).first
     assert float(auroc.inner_text().split()[-1]) > 0.5  # above chance after two epochs on sample_data
     assert_no_exception(page)

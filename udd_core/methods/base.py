@@ -53,6 +53,8 @@ class Detector(ABC):
     summary: ClassVar[str] = ""  # a few words for the Train page's method choice
     option_example: ClassVar[str] = "{}"  # its options as JSON, the Train page's placeholder
     probe_label: ClassVar[str] = "reconstruction"  # what its training probes show under each input
+    paints_noise: ClassVar[bool] = True  # False when denoising patches cannot be painted on what it trains on
+    preferred_side: ClassVar[Optional[int]] = None  # the input side its defaults were tuned at, when it has one
 
     input_shape: tuple[int, int, int]  # (C, H, W) of the images it takes
 

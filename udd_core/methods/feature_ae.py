@@ -66,6 +66,7 @@ class FeatureAEDetector(Detector):
     summary = "an autoencoder on pretrained features"
     option_example = '{"smooth_sigma": 8, "latent_power": 2}'
     probe_label = "residual heatmap"  # features cannot be shown as pictures
+    paints_noise = False  # patches would have to go through the backbone, which the feature cache skips
     generates = False  # its decoder makes features, not images
     resumable = True  # the AE continues from last.safetensors; the features are recomputed
     uses_config = True  # the AE design, with its "input" field
@@ -161,9 +162,15 @@ class FeatureAEDetector(Detector):
                 "feature_shape": list(feature_shape(self.spec, self.input_shape)),
                 "residual": RESIDUALS[0], "error": self.error, "smooth_sigma": self.smooth_sigma, "score": self.score,
                 "topk_percent": self.topk_percent, "border": self.border, "latent_power": self.latent_power,
-                **({"image_score": f"the map's reduction times the latent novelty^{self.latent_power:g} (how far the "
-                    "image's latent code lies from its nearest training code, in units of that code's spread)"}
-                   if self.latent_power and self.codes is not None else {})}  # no codes while the fit runs
+                **({"image_score": self._score_words()} if self.latent_power and self.codes is not None else {})}
+
+    def _score_words(self) -> str:
+        """What the image score is, for Inspect's caption and the report (method.json's "image_score")."""
+        power = "squared" if self.latent_power == 2 else f"to the power {self.latent_power:g}"
+        return (f"the hottest part of the map (the image score setting) times the latent novelty {power}: how far "
+                "the image's code in the autoencoder's bottleneck lies from the closest training image's code, "
+                "relative to how far apart the training codes lie there. A bright map can still pass when the "
+                "code is familiar, and the score is not in the heatmap's units")
 
     # maps --------------------------------------------------------------------------------
     def _kind(self, residual: Optional[str]) -> str:

@@ -158,6 +158,7 @@ class MemoryBankDetector(Detector):
     trains_epochs = False
     summary = "pretrained features, no training"
     option_example = '{"coreset": 0.1, "k": 1}'
+    preferred_side = 256  # its defaults were chosen on 256x256 photos (below 192 px it falls back to s8 + s16)
 
     def __init__(self, input_shape: tuple[int, int, int], options: dict, seed: int = 0,
                  bank: Optional[torch.Tensor] = None, stats: Optional[dict] = None,
