@@ -197,7 +197,7 @@ with tab_gallery:
         # Without a reconstruction there is no residual: the map is the method's own anomaly map.
         h.markdown(f"**{'anomaly map' if name == 'residual' and insp.recon_raw is None else name}**")
     for i in shown[:n_show]:
-        verdict = ":red[**defective**]" if pred[i] else ":green[ok]"
+        verdict = ":red[**defective**]" if pred[i] else ":green[good]"
         st.markdown(f"`{Path(insp.names[i]).name}` · label **{insp.labels[i]}** · {insp.score_text(i)} · {verdict}")
         p = insp.panels(i)
         for col, key in zip(st.columns(len(panel_names)), panel_names):
@@ -270,7 +270,11 @@ with tab_plots:
     rows = [{"type": "all", "n": int(known.sum()), **{k: getattr(m, k) for k in
             ("image_auroc", "image_ap", "pixel_auroc", "aupro")}}]
     rows += [{"type": t, **d} for t, d in m.per_type.items()]
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    names = {"type": "defect type", "n": "images", "image_auroc": "image AUROC", "image_ap": "image AP",
+             "pixel_auroc": "pixel AUROC", "aupro": "AUPRO"}
+    st.dataframe(pd.DataFrame(rows).rename(columns=names), hide_index=True,
+                 column_config={names[k]: st.column_config.NumberColumn(help=METRIC_HELP.get(names[k]))
+                                for k in ("image_auroc", "image_ap", "pixel_auroc", "aupro")})
     cm = insp.at(insp.threshold)
     st.markdown("**Confusion matrix at the threshold**")
     st.dataframe(pd.DataFrame({"predicted defective": [cm["tp"], cm["fp"]], "predicted good": [cm["fn"], cm["tn"]]},
