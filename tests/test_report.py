@@ -76,6 +76,7 @@ def test_report_of_a_memory_bank_run_names_the_method_not_a_training_loop(tmp_pa
     assert "seed" in fit_settings and not any(k in fit_settings for k in ("epochs", "lr", "loss"))
     assert "training settings" not in setup and "No training history" not in page and "Training curve" not in page
     assert "<h2>Fit</h2>" in page and setup["bank"].isdigit()  # the fit record, e.g. the bank's size
+    assert re.fullmatch(r"[0-9.e+-]{1,10}", setup["covering radius"])  # readable: 4 digits, not 31.807020033909183
     assert "anomaly map (knn)" in page and "residual on" not in page
 
 
