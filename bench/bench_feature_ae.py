@@ -6,10 +6,11 @@ Run:   .venv/bin/python bench/bench_feature_ae.py                       (the fea
 
 Every train/good photo (760) fits the detector, every test photo (584) is scored, gray at 256x256.
 The fit is the product's (`FeatureAEDetector.fit`, the training loop of `udd train`), timed as a
-whole: the backbone features of the training images, then the epochs. The test photos' features
-are computed once and every scoring choice (`--sigmas` x `score_choices` x `--powers` of the latent
-novelty factor) is applied to the same maps. Scoring choices are picked on the seeded selection half of the test set (`stratified_half`
-of bench_quality.py) and the other half is reported beside it, so selection bias shows.
+whole: the backbone features of the training images, then the epochs. The test photos' features are
+computed once and every scoring choice (`--sigmas` x `score_choices` x `--powers` of the latent
+novelty factor) is applied to the same maps. Scoring choices are picked on the seeded selection half
+of the test set (`stratified_half` of bench_quality.py) and the other half is reported beside it, so
+selection bias shows.
 
 Records nothing itself: copy the printed tables to RESULTS.md, with `uptime`'s load (printed).
 """

@@ -161,6 +161,8 @@ if not inspections:
     st.stop()
 
 rows = cmp.metric_rows(inspections)
+method_of = {s.name: s.method for s in sides}
+st.caption("Runs: " + "; ".join(f"**{n}**: {method_of[n]}" for n in scored))  # timestamped names say no method
 df = pd.DataFrame([[r.metric, *[None if v is None else round(float(v), cmp.SHOWN_DIGITS) for v in r.values]]
                    for r in rows], columns=["metric", *scored])
 best = {(k, b) for k, r in enumerate(rows) for b in r.best}
@@ -174,8 +176,8 @@ roc = go.Figure()
 for name, insp in zip(scored, inspections):
     if (curve := cmp.roc_curve(insp)) is not None:
         auroc = insp.metrics.image_auroc
-        roc.add_trace(go.Scatter(x=curve[0], y=curve[1], mode="lines",
-                                 name=f"{name} (AUROC {auroc:.3f})" if auroc is not None else name))
+        legend = f"{name}, {method_of[name]}" + (f" (AUROC {auroc:.3f})" if auroc is not None else "")
+        roc.add_trace(go.Scatter(x=curve[0], y=curve[1], mode="lines", name=legend))
 if roc.data:
     roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="gray"), name="chance"))
     roc.update_layout(title="ROC", xaxis_title="FPR", yaxis_title="TPR", height=400, xaxis_range=[0, 1],
@@ -200,4 +202,4 @@ for name in shown:
     cols[0].image(row[0], caption=f"{short(name, data)} · {labels[name]}", width="stretch")
     for col, img, run_name, insp in zip(cols[1:], row[1:], scored, inspections):
         score = float(insp.scores[insp.names.index(name)])
-        col.image(img, caption=f"{run_name} · score {score:.4g}", width="stretch")
+        col.image(img, caption=f"{run_name} ({method_of[run_name]}) · score {score:.4g}", width="stretch")

@@ -64,6 +64,7 @@ def test_only_changed_fields_loss_curves_metrics_roc_and_heatmaps(at):
     assert len(charts) == 2  # loss curves and ROC
     metrics = frames(at)[-1]
     assert list(metrics.columns) == ["metric", "latent4", "latent8"]
+    assert "Runs: **latent4**: autoencoder; **latent8**: autoencoder" in [c.value for c in at.caption]  # methods named
     assert {"image AUROC", "pixel AUROC", "AUPRO", "threshold"} <= set(metrics["metric"])
     images = next(m for m in at.multiselect if m.key.startswith("cmp_images_"))
     assert 1 <= len(images.value) <= 4 and any("spot" in v for v in images.value)

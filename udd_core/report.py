@@ -239,8 +239,9 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     if one_pass:  # no epochs, so no curve: what the fit did instead (method.json's "fit")
         fit = spec.get("fit") if isinstance(spec.get("fit"), dict) else {}
         last = ("<h2>Fit</h2><p class=sub>Fitted in one pass, with no training epochs.</p>" + (
-            "<table>" + "".join(f"<tr><th>{_e(k.replace('_', ' '))}</th><td>{_e(f'{v:.4g}' if isinstance(v, float) else v)}"
-                                "</td></tr>" for k, v in fit.items()) + "</table>"
+            "<table>" + "".join(f"<tr><th>{_e(k.replace('_', ' '))}</th>"
+                                f"<td>{_e(f'{v:.4g}' if isinstance(v, float) else v)}</td></tr>"
+                                for k, v in fit.items()) + "</table>"
             if fit else ""))
     else:
         last = "<h2>Training curve</h2>" + loss_curve_svg(history)

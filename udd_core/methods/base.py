@@ -165,8 +165,8 @@ def scoring_with(detector: Detector, **given: Any) -> dict[str, Any]:
     topk_percent, border. A residual the method does not have is a one-line ValueError."""
     post = {**scoring_defaults(detector), **{k: v for k, v in given.items() if v is not None}}
     if post["residual"] not in detector.residuals:
-        raise ValueError(f"residual: must be one of {', '.join(detector.residuals)} for {a_method(detector.method)} run, "
-                         f"got {post['residual']!r}")
+        raise ValueError(f"residual: must be one of {', '.join(detector.residuals)} for "
+                         f"{a_method(detector.method)} run, got {post['residual']!r}")
     return post
 
 

@@ -1,29 +1,31 @@
 """The memory-bank detector (PatchCore, Roth et al. 2022): no training, a bank of normal patch features.
 
 Fit: every training image goes once through the frozen backbone (`backbone.FeatureExtractor`:
-EfficientNet-Lite0's stride-16 stage 5 and stride-32 stages 6 and 7, 3x3 neighbourhood pooling,
-the stride-32 maps resized to the stride-16 grid); greedy k-center selection
-(`coreset.greedy_coreset`) keeps a fraction of the patches as the bank, and each bank patch's
-spread (`coreset.bank_spread`: its mean distance to its 9 nearest bank patches) is stored with it.
-Map: each patch of an image gets the mean distance to its k nearest bank patches (k = 1 by
-default) divided by the nearest one's spread, upsampled bilinearly to the input size. Image score: the mean of the top 10% of the map after Gaussian
-smoothing, leaving out a band of 1/16 of the side at the photo's edges (the map's maximum on small
-images); these are the scoring defaults in `describe()`, which every consumer applies.
+EfficientNet-Lite0's stride-16 stage 5 and stride-32 stages 6 and 7, 3x3 neighbourhood pooling, the
+stride-32 maps resized to the stride-16 grid); greedy k-center selection (`coreset.greedy_coreset`)
+keeps a fraction of the patches as the bank, and each bank patch's spread (`coreset.bank_spread`:
+its mean distance to its 9 nearest bank patches) is stored with it. Map: each patch of an image gets
+the mean distance to its k nearest bank patches (k = 1 by default) divided by the nearest one's
+spread, upsampled bilinearly to the input size. Image score: the mean of the top 10% of the map
+after Gaussian smoothing, leaving out a band of 1/16 of the side at the photo's edges (the map's
+maximum on small images); these are the scoring defaults in `describe()`, which every consumer
+applies.
 
 Why these layers: on magnetic_tile (bench/RESULTS.md, "Memory bank") the stride-8 + stride-16
 features PatchCore uses see each patch's texture but not its context, and a region of a normal
-texture in the wrong place (the "uneven" defects, a quarter of a photo) looked normal to them.
-The stride-32 stages see most of a 256x256 image; with them image AUROC rose from 0.85 to 0.93
-and pixel AUROC from 0.76 to 0.82, within the time budget (bench/RESULTS.md).
+texture in the wrong place (the "uneven" defects, a quarter of a photo) looked normal to them. The
+stride-32 stages see most of a 256x256 image; with them image AUROC rose from 0.85 to 0.93 and pixel
+AUROC from 0.76 to 0.82, within the time budget (bench/RESULTS.md).
 
 Why the spread: a distance counted in units of the bank's local spacing (the local outlier factor's
 idea; PatchCore's paper reweights its image score by the nearest patch's neighbourhood for the same
-reason) tells a patch beside a sparse, varied kind of normal patch from one beside a tight
-cluster. On magnetic_tile it lifted image AUROC from 0.948 to 0.977 and pixel AUROC from 0.819 to
-0.836, at a cost in AUPRO (0.692 to 0.645) and 4 s of fit (bench/RESULTS.md, "Memory bank").
+reason) tells a patch beside a sparse, varied kind of normal patch from one beside a tight cluster.
+On magnetic_tile it lifted image AUROC from 0.948 to 0.977 and pixel AUROC from 0.819 to 0.836, at a
+cost in AUPRO (0.692 to 0.645) and 4 s of fit (bench/RESULTS.md, "Memory bank").
 
 Run folder: method.json (options, bank size, covering radius, timings) and bank.safetensors (the
-bank, (M, D) float32, and its spread, (M,) float32). The backbone's weights come from the installed weights package, not the run.
+bank, (M, D) float32, and its spread, (M,) float32). The backbone's weights come from the installed
+weights package, not the run.
 """
 from __future__ import annotations
 
@@ -340,7 +342,8 @@ class MemoryBankDetector(Detector):
         t_coreset = time.perf_counter() - t1
         if self.options["spread_k"]:  # a few seconds (M x M distances in chunks): not worth a stop check
             report(2, f"measuring the bank's spread ({len(idx)} patches)", len(idx), len(idx))
-            self.spread = bank_spread(self.bank, self.options["spread_k"], chunk_rows=knn_chunk_rows(len(idx), KNN_BUDGET))
+            rows = knn_chunk_rows(len(idx), KNN_BUDGET)
+            self.spread = bank_spread(self.bank, self.options["spread_k"], chunk_rows=rows)
         t_spread = time.perf_counter() - t1 - t_coreset
         status = "stopped" if was_stopped else "finished"
         self.stats = {"images": int(done), "patches": int(len(feats)), "bank": int(len(idx)),
