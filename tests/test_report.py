@@ -4,6 +4,7 @@ import io
 import json
 import re
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -22,7 +23,7 @@ def insp(tmp_path_factory):
 
 
 def test_report_is_self_contained_and_complete(insp):
-    page = build_report(insp, n_worst=3)
+    page = build_report(insp, n_worst=3, n_errors=0)
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert not re.search(r"https?://", page)  # no CDN, no external anything
     assert not re.search(r"""(src|href)=["'](?!data:)""", page)  # every source is inline data
@@ -41,10 +42,32 @@ def test_report_is_self_contained_and_complete(insp):
 
 
 def test_report_lists_the_worst_images_first(insp):
-    page = build_report(insp, n_worst=2)
+    page = build_report(insp, n_worst=2, n_errors=0)
     order = insp.order()
     top = insp.names[order[0]]
     assert top in page and insp.names[order[-1]] not in page
+
+
+def test_report_shows_the_missed_defects_and_false_alarms_nearest_the_threshold(insp):
+    """Where the detector fails is what a process engineer asks first: missed defects and false alarms get
+    their own galleries, nearest the threshold first."""
+    defect, normal = insp.scores[insp.is_defect], insp.scores[~insp.is_defect]
+    high = insp.with_threshold(float(np.quantile(defect, 0.75)))  # a quarter of the defects above: the rest missed
+    missed = [i for i in high.order() if high.is_defect[i] and high.scores[i] <= high.threshold]
+    page = build_report(high, n_worst=1, n_errors=2)
+    sections = re.findall(r"<h2>([^<]+)</h2>", page)
+    assert f"Missed defects: 2 of {len(missed)}, nearest the threshold first" in sections
+    gallery = page.split("<h2>Missed defects")[1].split("<h2>")[0]
+    assert high.names[missed[0]] in gallery  # the highest-scoring miss comes first
+    assert high.names[missed[-1]] not in gallery
+    assert "cyan outline: above the pixel threshold" in page  # the colour scale is explained in the report too
+    low = insp.with_threshold(float(np.quantile(normal, 0.1)))  # most normal images above: false alarms
+    alarms = [i for i in low.order() if not low.is_defect[i] and low.scores[i] > low.threshold]  # highest first
+    assert len(alarms) > 2
+    page = build_report(low, n_worst=1, n_errors=2)
+    gallery = page.split(f"<h2>False alarms: 2 of {len(alarms)}, nearest the threshold first")[1].split("<h2>")[0]
+    assert low.names[alarms[-1]] in gallery  # the one nearest the threshold comes first
+    assert low.names[alarms[0]] not in gallery  # the highest false alarm is left out at 2 shown
 
 
 def test_report_without_threshold_or_history(insp, tmp_path):

@@ -193,26 +193,46 @@ def _threshold_block(insp: Inspection) -> str:
             f"FPR {_num(r['fpr'])}, TPR {_num(r['tpr'])}. An image is defective when its score is above it.</p>{conf}")
 
 
-def _worst(insp: Inspection, n: int) -> str:
+def _image_table(insp: Inspection, indices) -> str:
+    """Rows of images (rank, name, label, score, verdict, panels) for the given indices, in that order."""
     shown = ("input", "reconstruction", "overlay") if insp.recon_raw is not None else ("input", "overlay")
     rows = []
-    for rank, i in enumerate(insp.order()[:n], 1):
-        p = insp.panels(int(i))
+    for rank, i in enumerate(indices, 1):
+        i = int(i)
+        p = insp.panels(i)
         verdict = "" if insp.threshold is None else (
-            '<span class="bad">defective</span>' if insp.scores[i] > insp.threshold else '<span class="ok">ok</span>')
+            '<span class="bad">defective</span>' if insp.scores[i] > insp.threshold else '<span class="ok">good</span>')
+        parts = "" if insp.factors is None else f"<br><span class=sub>{_e(insp.score_text(i))}</span>"
         imgs = "".join(_img(p[k], k) for k in shown)
         rows.append(f"<tr><td class=n>{rank}</td><td>{_e(Path(insp.names[i]).name)}<br><span class=sub>"
-                    f"{_e(insp.names[i])}</span></td><td>{_e(insp.labels[i])}</td><td class=n>{_num(float(insp.scores[i]), 5)}"
-                    f"</td><td>{verdict}</td><td class=imgs>{imgs}</td></tr>")
+                    f"{_e(insp.names[i])}</span></td><td>{_e(insp.labels[i])}</td><td class=n>"
+                    f"{_num(float(insp.scores[i]), 5)}{parts}</td><td>{verdict}</td><td class=imgs>{imgs}</td></tr>")
     return ("<table><tr><th>#</th><th>image</th><th>label</th><th>score</th><th>verdict</th>"
-            f"<th>{' | '.join(shown)}</th></tr>" + "".join(rows) + "</table>"
-            f'<p class="legend">Overlay: the anomaly map ({_e(insp.settings.get("residual"))}) on a fixed scale from '
-            'the normal images; cyan outline = pixels above '
-            "the pixel threshold, green outline = ground-truth defect.</p>")
+            f"<th>{' | '.join(shown)}</th></tr>" + "".join(rows) + "</table>")
 
 
-def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Optional[str] = None) -> str:
-    """The report as one HTML string: settings, config, training curve, metrics, threshold, worst images."""
+def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
+    """The worst images by score, then (at a threshold, on labelled images) the missed defects and the false
+    alarms nearest the threshold: an engineer sees where the detector fails, not only where it succeeds."""
+    order = insp.order()
+    out = [f"<h2>Worst {min(n_worst, len(insp))} images by score</h2>" + _image_table(insp, order[:n_worst])]
+    if insp.threshold is not None:
+        above = insp.scores > insp.threshold
+        missed = [i for i in order if insp.known[i] and insp.is_defect[i] and not above[i]]  # nearest misses first
+        alarms = [i for i in order[::-1] if insp.known[i] and not insp.is_defect[i] and above[i]]  # lowest first
+        for title, found in (("Missed defects", missed), ("False alarms", alarms)):
+            if found:
+                out.append(f"<h2>{title}: {min(n_errors, len(found))} of {len(found)}, nearest the threshold "
+                           "first</h2>" + _image_table(insp, found[:n_errors]))
+    out.append(f'<p class="legend">Overlay: the anomaly map ({_e(insp.settings.get("residual"))}) on a fixed scale; '
+               f"{_e(insp.scale_legend())} Green outline: ground-truth defect.</p>")
+    return out
+
+
+def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Optional[str] = None,
+                 n_errors: int = 4) -> str:
+    """The report as one HTML string: settings, config, training curve, metrics, threshold, the worst images,
+    and up to `n_errors` missed defects and false alarms."""
     run = Path(run_dir or insp.settings.get("model", "."))
     config = runs.read_json(run / "config.json")
     train = runs.read_json(run / runs.TRAIN_FILE, {}) or {}
@@ -249,7 +269,7 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
             "<h2>Setup</h2><table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in setup) + "</table>",
             "<h2>Metrics</h2>" + _metrics_table(insp),
             "<h2>Threshold</h2>" + _threshold_block(insp),
-            f"<h2>Worst {min(n_worst, len(insp))} images by score</h2>" + _worst(insp, n_worst), last]
+            *_galleries(insp, n_worst, n_errors), last]
     if config is not None:
         text = config_text(config) if isinstance(config, dict) else json.dumps(config)
         body.append("<h2>Model config</h2><pre>" + html.escape(text, quote=False) + "</pre>")
