@@ -13,9 +13,8 @@ import streamlit as st
 
 from pages.run_focus import hand_over_deep_link
 from udd_core import architecture as arch
-from udd_core.config import (MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, config_text, noting_warnings,
-                             parse_config)
-from udd_core.feature_input import BACKBONES, DEFAULT_POOL, MAX_POOL, FeatureInput, describe_input, parse_input
+from udd_core.config import MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, noting_warnings, parse_config
+from udd_core.feature_input import BACKBONES, DEFAULT_POOL, MAX_POOL, describe_input, parse_input
 from udd_core.presets import model_presets
 from udd_core.shapes import ShapeError, ae_input_shape, image_channels, propagate_image
 
@@ -40,16 +39,8 @@ def editor_key() -> str:
 
 def sync_widgets(overwrite: bool) -> None:
     """Write the widgets' state from the config and input shape (missing keys only unless overwrite)."""
-    d, (c, h, w) = ss[CONFIG], ss[SHAPE]
-    ph, pw = (d["latent_opad"], d["latent_opad"]) if isinstance(d["latent_opad"], int) else d["latent_opad"]
-    values = {"design_json": config_text(d), "design_latent_size": d["latent_size"],
-              "design_latent_ker": d["latent_ker"], "design_lopad_h": ph, "design_lopad_w": pw,
-              "design_blocks": len(d["block_ker"]), "design_c": c, "design_h": h, "design_w": w}
-    spec = parse_input(d.get("input"))
-    values["design_input_kind"] = INPUT_KINDS[0] if spec is None else INPUT_KINDS[1]
-    values["design_backbone"] = (spec or FeatureInput()).backbone
-    values["design_layers"] = list((spec or FeatureInput()).layers)
-    values["design_pool"] = (spec or FeatureInput()).pool
+    values = {f"design_{k}": v for k, v in arch.form_values(ss[CONFIG], ss[SHAPE]).items()}
+    values["design_input_kind"] = INPUT_KINDS[1] if values.pop("design_features") else INPUT_KINDS[0]
     if "design_json" not in ss:
         ss.pop("design_json_error", None)  # the text is reseeded from the config, so its error is gone
     for key, value in values.items():

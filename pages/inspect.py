@@ -18,7 +18,7 @@ from udd_core.data import data_kind
 from udd_core.export import ParityError, export_run
 from udd_core.generation import run_train_on
 from udd_core.inspection import inspect_run, load_inputs
-from udd_core.metrics import roc_points
+from udd_core.metrics import METRIC_HELP, roc_points
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
 from udd_core.render import plotly_colorscale, scale_bar_rgb
 from udd_core.report import build_report, heatmaps_zip, scores_csv
@@ -30,20 +30,6 @@ ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
 PAGE = 12  # gallery rows per "show more"
 SMOOTH_MAX = 8.0  # px; the smoothing slider's top
 ss = st.session_state
-METRIC_HELP = {  # what each figure means, for an engineer who does not read anomaly-detection papers
-    "image AUROC": "The chance that a defective image scores above a normal one, over every threshold at once "
-                   "(0.5: chance, 1: perfect).",
-    "image AP": "Average precision of the image scores, defects as the positive class: precision averaged over "
-                "every recall level.",
-    "F1 max": "The best F1 (harmonic mean of precision and recall) over every image threshold.",
-    "pixel AUROC": "The chance that a defect pixel (ground-truth mask) scores above a normal pixel, pooled over all "
-                   "images: large defects weigh the most, so it can sit below every per-type figure.",
-    "AUPRO": "How much of each defect region the map covers, averaged over regions (small ones count as much as "
-             "large ones) and over pixel thresholds up to 30% false-positive pixels.",
-    "FPR": "At the threshold: the share of normal images called defective.",
-    "TPR": "At the threshold: the share of defective images found.",
-    "threshold": "Image-score threshold: an image is defective when its score is above it.",
-}
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -267,14 +253,9 @@ with tab_plots:
         b.plotly_chart(roc, key="insp_roc")
     else:
         b.info("ROC and per-type metrics need both normal and defective images with labels.")
-    rows = [{"type": "all", "n": int(known.sum()), **{k: getattr(m, k) for k in
-            ("image_auroc", "image_ap", "pixel_auroc", "aupro")}}]
-    rows += [{"type": t, **d} for t, d in m.per_type.items()]
-    names = {"type": "defect type", "n": "images", "image_auroc": "image AUROC", "image_ap": "image AP",
-             "pixel_auroc": "pixel AUROC", "aupro": "AUPRO"}
-    st.dataframe(pd.DataFrame(rows).rename(columns=names), hide_index=True,
-                 column_config={names[k]: st.column_config.NumberColumn(help=METRIC_HELP.get(names[k]))
-                                for k in ("image_auroc", "image_ap", "pixel_auroc", "aupro")})
+    table = pd.DataFrame(insp.metric_table())
+    st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(help=METRIC_HELP[c])
+                                                        for c in table.columns if c in METRIC_HELP})
     cm = insp.at(insp.threshold)
     st.markdown("**Confusion matrix at the threshold**")
     st.dataframe(pd.DataFrame({"predicted defective": [cm["tp"], cm["fp"]], "predicted good": [cm["fn"], cm["tn"]]},

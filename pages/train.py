@@ -20,7 +20,7 @@ from udd_core.losses import LOSSES
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options, run_method
 from udd_core.presets import model_presets
 from udd_core.shapes import checked_image_shape
-from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, run_rows
+from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, resume_offer, run_rows
 from udd_core.progress import curve_series, loss_curve, progress_bar
 from udd_core.settings import DEVICES, TrainSettings, form_values, settings_from_form, training_presets
 from udd_core.train import training_images
@@ -320,21 +320,16 @@ with right:
         set_focus(sel)  # followed by the other pages
         polled = "job" if (j := mgr.get(sel)) and j.is_alive() else "disk" if status[sel] == "running" else ""
         st.fragment(run_every={"job": POLL_S, "disk": DISK_POLL_S}.get(polled))(show_run)(sel, polled)
-        resumable = detector_class(run_method(runs.run_path(ROOT, sel))).resumable if sel in status else False
-        if status[sel] in ("stopped", "interrupted", "finished") and resumable:
-            info = runs.read_json(runs.run_path(ROOT, sel) / runs.TRAIN_FILE, {}) or {}
-            done = next(r.epochs_done for r in all_runs if r.name == sel)
-            planned = int((info.get("settings") or {}).get("epochs", 1))
+        if offer := resume_offer(picked := next(r for r in all_runs if r.name == sel), status[sel]):
+            done = picked.epochs_done
             r = st.columns([2, 1], vertical_alignment="bottom")
             # No minimum of done + 1: Streamlit would silently keep its old value for a smaller one typed in,
             # and Resume would train to that. A total at or below the epochs done is refused on Resume instead.
             more = r[0].number_input("Resume up to epoch", 1, 1_000_000, key=f"train_resume_to_{sel}",
-                                     value=planned if planned > done else done + 10,
-                                     help=f"The new total; more than the {done} epochs done.")
+                                     value=offer.total, help=f"The new total; more than the {done} epochs done.")
             if r[1].button("Resume", icon=":material/resume:", key="train_resume"):
                 try:  # the run's own data, through the cache: a resume right after a stop decodes nothing
-                    data = info.get("data") or {}
-                    images, _ = load_images(data.get("path") or "", info.get("input_shape"), bool(data.get("tile")))
+                    images, _ = load_images(offer.data_path, offer.input_shape, offer.tile)
                     mgr.start(TrainJob.resume(runs.run_path(ROOT, sel), images=images, epochs=int(more)))
                     st.rerun()
                 except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged

@@ -309,3 +309,16 @@ def test_an_invalid_stored_design_falls_back_to_the_preset(at):
     assert not at.exception
     assert "invalid" in errors(at)
     assert config_of(at) == model_presets()[at.session_state["design_preset"]].config.to_dict()
+
+
+def test_form_values_follow_the_config_and_shape():
+    """The Design form is written from one udd_core function: the latent paddings split, the input kind."""
+    from udd_core import architecture as arch
+    from udd_core.presets import model_presets
+
+    pixel = arch.form_values({**model_presets()["gray-tile-128"].config.to_dict(), "latent_opad": [0, 1]},
+                             (1, 128, 100))
+    assert (pixel["lopad_h"], pixel["lopad_w"], pixel["c"], pixel["w"], pixel["features"]) == (0, 1, 1, 100, False)
+    feat = arch.form_values(model_presets()["feature-ae"].config.to_dict(), (1, 256, 256))
+    assert feat["features"] and feat["layers"] == ["stage6", "s32"] and feat["pool"] == 3
+    assert feat["blocks"] == 1 and '"latent_size": 32' in feat["json"]

@@ -469,3 +469,27 @@ def test_run_rows_blank_a_one_pass_methods_epochs_and_show_live_jobs_running(tmp
     assert rows["bank"]["method"] == "memory-bank" and rows["bank"]["epochs"] is None  # not a misleading 0
     assert rows["bank"]["status"] == "finished"  # not in the statuses: its own
     assert JobManager().statuses([ae, bank]) == {"ae": "stopped", "bank": "finished"}  # no live job here
+
+
+def test_resume_offer_follows_the_status_the_method_and_the_plan(tmp_path):
+    """The Train page's Resume box: offered for a stopped autoencoder run, with its data and a total of the
+    planned epochs (or done + 10 once they are reached); not for a running run or a one-pass method."""
+    import json
+
+    from udd_core import runs
+    from udd_core.jobs import resume_offer
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / runs.TRAIN_FILE).write_text(json.dumps({"settings": {"epochs": 30}, "input_shape": [1, 32, 32],
+                                                   "data": {"path": "/d", "tile": True}}))
+
+    def info(done: int) -> runs.RunInfo:
+        return runs.RunInfo(name="r", status="stopped", epochs_done=done, best_val_loss=None, created="", path=run)
+
+    offer = resume_offer(info(12), "stopped")
+    assert (offer.data_path, offer.input_shape, offer.tile, offer.total) == ("/d", [1, 32, 32], True, 30)
+    assert resume_offer(info(30), "finished").total == 40  # the plan is reached: ten more
+    assert resume_offer(info(12), "running") is None
+    (run / "method.json").write_text(json.dumps({"method": "memory-bank"}))
+    assert resume_offer(info(0), "finished") is None  # fitted in one pass: nothing to resume

@@ -16,8 +16,8 @@ from typing import Any, Mapping, Optional
 
 import plotly.graph_objects as go
 
-from .config import AEConfig, ConfigError, pad_pair
-from .feature_input import FeatureInput
+from .config import AEConfig, ConfigError, config_text, pad_pair
+from .feature_input import FeatureInput, parse_input
 from .shapes import ShapeReport
 
 # A latent with this many numbers per input number (or more) can simply copy the image through.
@@ -259,6 +259,21 @@ def architecture_figure(report: ShapeReport) -> go.Figure:
         title=dict(text="height ∝ √H, width ∝ √channels", font=dict(size=12), x=1, xanchor="right"),
     )
     return fig
+
+
+def form_values(config: Mapping[str, Any], shape: tuple[int, int, int]) -> dict[str, Any]:
+    """The Design form's fields for a config dict and an input shape (C, H, W): the JSON text, the latent's
+    size, kernel and output paddings, the block count, the shape, whether the input is backbone features,
+    and the features' backbone, layers and pool (the defaults' for pixels)."""
+    c, h, w = shape
+    pad = config["latent_opad"]
+    ph, pw = (pad, pad) if isinstance(pad, int) else pad
+    spec = parse_input(config.get("input"))
+    shown = spec or FeatureInput()
+    return {"json": config_text(config), "latent_size": config["latent_size"], "latent_ker": config["latent_ker"],
+            "lopad_h": ph, "lopad_w": pw, "blocks": len(config["block_ker"]), "c": c, "h": h, "w": w,
+            "features": spec is not None, "backbone": shown.backbone, "layers": list(shown.layers),
+            "pool": shown.pool}
 
 
 def markdown_literal(text: str) -> str:

@@ -269,6 +269,16 @@ class Inspection:
         mask = None if self.masks is None else self.masks[i]
         return heatmap_png(self.images[i], self.maps[i], self.scale, mask, self.kind == "wafer", factor)
 
+    def metric_table(self) -> list[dict]:
+        """The metrics of all labelled images, then of each defect type, one dict per row with the column names
+        Inspect shows (the keys of `metrics.METRIC_HELP`)."""
+        names = {"n": "images", "image_auroc": "image AUROC", "image_ap": "image AP", "pixel_auroc": "pixel AUROC",
+                 "aupro": "AUPRO"}
+        m = self.metrics
+        rows = [{"type": "all", "n": int(self.known.sum()), **{k: getattr(m, k) for k in list(names)[1:]}}]
+        rows += [{"type": t, **d} for t, d in m.per_type.items()]
+        return [{"defect type": r["type"], **{names.get(k, k): v for k, v in r.items() if k != "type"}} for r in rows]
+
     def to_rows(self) -> list[dict]:
         """One dict per image: path, label, score, mse, defective (None without a threshold)."""
         t = self.threshold

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -198,6 +199,32 @@ class TrainJob:
     def snapshot(self) -> Progress:
         """A frozen copy of the progress, cheap enough to poll several times a second."""
         return self._board.snapshot()
+
+
+@dataclass(frozen=True)
+class ResumeOffer:
+    """What resuming a stopped or finished run needs from its folder: its data and a starting total."""
+
+    data_path: str  # the data set it trained on ("" when train.json does not say)
+    input_shape: Optional[list]  # (C, H, W) as train.json records it
+    tile: bool  # cut into tiles of the input size
+    total: int  # the Resume box's first value: the planned epochs when more than done, else done + 10
+
+
+def resume_offer(run: runs.RunInfo, status: str) -> Optional[ResumeOffer]:
+    """A `ResumeOffer` for a run whose method resumes and whose status allows it (stopped, interrupted,
+    finished); None otherwise."""
+    try:
+        resumable = detector_class(run_method(run.path)).resumable
+    except ValueError:  # an unknown method or a damaged method.json: nothing to resume with
+        return None
+    if status not in ("stopped", "interrupted", "finished") or not resumable:
+        return None
+    info = runs.read_json(run.path / runs.TRAIN_FILE, {}) or {}
+    data = info.get("data") or {}
+    planned = int((info.get("settings") or {}).get("epochs", 1))
+    return ResumeOffer(str(data.get("path") or ""), info.get("input_shape"), bool(data.get("tile")),
+                       planned if planned > run.epochs_done else run.epochs_done + 10)
 
 
 RUN_COLUMNS = ("name", "method", "status", "epochs", "best val loss", "created", "message")

@@ -16,6 +16,22 @@ import numpy as np
 # add 1-2 s to every process start, and scoring a folder without labels or masks never uses them.
 
 GOOD = "good"
+# What each figure means, for an engineer who does not read anomaly-detection papers (Inspect's hover texts).
+METRIC_HELP = {
+    "image AUROC": "The chance that a defective image scores above a normal one, over every threshold at once "
+                   "(0.5: chance, 1: perfect).",
+    "image AP": "Average precision of the image scores, defects as the positive class: precision averaged over "
+                "every recall level.",
+    "F1 max": "The best F1 (harmonic mean of precision and recall) over every image threshold.",
+    "pixel AUROC": "The chance that a defect pixel (ground-truth mask) scores above a normal pixel, pooled over all "
+                   "images: large defects weigh the most, so it can sit below every per-type figure.",
+    "AUPRO": "How much of each defect region the map covers, averaged over regions (small ones count as much as "
+             "large ones) and over pixel thresholds up to 30% false-positive pixels.",
+    "FPR": "At the threshold: the share of normal images called defective.",
+    "TPR": "At the threshold: the share of defective images found.",
+    "threshold": "Image-score threshold: an image is defective when its score is above it.",
+}
+
 _PRO_STEPS = 200  # thresholds sampled for the PRO curve
 _QUANTILE_SAMPLE = 200_000  # normal pixels kept to place those thresholds
 
