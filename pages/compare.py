@@ -19,6 +19,7 @@ from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch
 from udd_core.methods import fitted_in_one_pass
 from udd_core.inspection import inspect_run
+from udd_core.render import scale_bar_rgb
 
 hand_over_deep_link("pages/compare.py")  # first: a deep link before app.py ever ran
 
@@ -172,21 +173,12 @@ st.dataframe(style, hide_index=True, key="cmp_metrics")
 st.caption("Green: the best run of a metric (every run that ties for it). Threshold, FPR and TPR are each run's own "
            "operating point (target FPR on its normal validation images).")
 
-roc = go.Figure()
-for name, insp in zip(scored, inspections):
-    if (curve := cmp.roc_curve(insp)) is not None:
-        auroc = insp.metrics.image_auroc
-        legend = f"{name}, {method_of[name]}" + (f" (AUROC {auroc:.3f})" if auroc is not None else "")
-        roc.add_trace(go.Scatter(x=curve[0], y=curve[1], mode="lines", name=legend))
-if roc.data:
-    roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="gray"), name="chance"))
-    roc.update_layout(title="ROC", xaxis_title="FPR", yaxis_title="TPR", height=400, xaxis_range=[0, 1],
-                      yaxis_range=[0, 1.02])
-    st.plotly_chart(roc, key="cmp_roc")
+if (roc := cmp.roc_figure(scored, [method_of[n] for n in scored], inspections)) is not None:
+    st.plotly_chart(go.Figure(roc), key="cmp_roc")
 else:
     st.info("ROC curves need both normal and defective images with labels.")
 
-st.markdown("**Heatmaps**: each on its run's fixed scale (0 = a typical normal pixel of that run).")
+st.markdown("**Heatmaps**: each run's anomaly map on the image, on the run's fixed scale.")
 common = cmp.common_images(inspections)
 if not common:
     st.info("The runs scored no image in common (tiled runs cut the images differently).")
@@ -196,6 +188,10 @@ shown = st.multiselect("Images", common, default=cmp.pick_images(inspections), f
                        key=f"cmp_images_{abs(hash((tuple(scored), data, split))) % 10**8}",
                        help="By default the defects the runs rank highest and the normal image they rank highest.")
 labels = dict(zip(inspections[0].names, inspections[0].labels))
+if shown:
+    legend = st.columns([2, 3], vertical_alignment="center")
+    legend[0].image(scale_bar_rgb(), width="stretch")
+    legend[1].caption(cmp.scale_caption(scored, inspections))
 for name in shown:
     row = cmp.heatmap_row(inspections, name)
     cols = st.columns(len(row))

@@ -9,6 +9,7 @@ from inspect_fixtures import make_mvtec, make_run, tiny_config
 from udd_core import compare as cmp
 from udd_core.inspection import inspect_run
 from udd_core.metrics import Metrics
+from udd_core.render import TRUTH_RGB
 
 
 def side(name="a", config=None, shape=(1, 32, 32), info=None, history=(), method="autoencoder", spec=None):
@@ -150,8 +151,22 @@ def test_real_runs_side_by_side(two_runs):
     row = cmp.heatmap_row(insps, cmp.pick_images(insps)[0])
     assert len(row) == 3 and all(img.dtype == np.uint8 and img.shape[2] == 3 for img in row)
     assert row[0].shape == row[1].shape == row[2].shape  # same size at the same input size
+    defect = next(n for n in cmp.pick_images(insps) if insps[0].labels[insps[0].names.index(n)] != "good")
+    for img in cmp.heatmap_row(insps, defect)[1:]:  # each run's map shows where the truth is
+        assert (img == TRUTH_RGB).all(axis=2).any()
+    caption = cmp.scale_caption(["r4", "r8"], insps)
+    assert "r4: " in caption and "r8: " in caption and "green: the ground truth" in caption
     fpr, tpr = cmp.roc_curve(insps[0])
     assert fpr[0] == 0 and tpr[-1] == 1
+    roc = cmp.roc_figure(["r4", "r8"], ["autoencoder", "autoencoder"], insps)
+    curves, chance = roc["data"][:2], roc["data"][2]
+    assert [c["name"].split(",")[0] for c in curves] == ["r4", "r8"] and chance["name"] == "chance"
+    assert curves[0]["line"]["color"] != curves[1]["line"]["color"]  # each run its own colour...
+    loss = cmp.loss_figure(sides)  # ...the same as in its loss curves
+    assert [d["line"]["color"] for d in loss["data"] if d["name"].startswith("r4")][0] == curves[0]["line"]["color"]
+    assert curves[0]["x"] == fpr.tolist() and "AUROC" in curves[0]["name"]
+    unlabelled = SimpleNamespace(known=np.ones(3, bool), is_defect=np.zeros(3, bool), scores=np.zeros(3))
+    assert cmp.roc_figure(["u"], ["autoencoder"], [unlabelled]) is None
 
 
 def test_read_side_of_a_damaged_folder(tmp_path):

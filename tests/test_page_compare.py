@@ -68,7 +68,10 @@ def test_only_changed_fields_loss_curves_metrics_roc_and_heatmaps(at):
     assert {"image AUROC", "pixel AUROC", "AUPRO", "threshold"} <= set(metrics["metric"])
     images = next(m for m in at.multiselect if m.key.startswith("cmp_images_"))
     assert 1 <= len(images.value) <= 4 and any("spot" in v for v in images.value)
-    assert len(at.get("image")) == len(images.value) * 3  # per image: the input and one heatmap per run
+    # the colour bar, then per image: the input and one heatmap per run
+    assert len(at.get("image")) == 1 + len(images.value) * 3
+    assert any(c.value.startswith("Colours from low (left) to high (right)") and "latent8: " in c.value
+               for c in at.caption)
 
 
 def test_the_focus_follows_the_pick(at):

@@ -23,7 +23,7 @@ from .progress import epoch_axis
 from .settings import applied_settings
 from .metrics import GOOD, roc_points
 from .model import CONFIG_FILE, WEIGHTS_FILE
-from .render import as_rgb, auto_zoom, heat_rgb, zoom
+from .render import as_rgb, auto_zoom, overlay_rgb, zoom
 from .shapes import ShapeError, propagate_image
 
 MIN_RUNS, MAX_RUNS = 2, 4
@@ -158,12 +158,16 @@ def shape_rows(sides: Sequence[RunSide]) -> list[DiffRow]:
 
 # --- training and scores ---------------------------------------------------------------------
 
+# One colour per run (MAX_RUNS of them), the same in the loss curves and the ROC: Streamlit's theme would
+# give runs neighbouring shades of one blue.
+RUN_COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756")
+
+
 def loss_figure(sides: Sequence[RunSide], log: bool = False) -> dict:
     """Every run's per-epoch train (solid) and validation (dotted) loss in one plotly figure spec,
     one colour per run."""
-    colours = ("#4c78a8", "#f58518", "#54a24b", "#e45756")
     data = []
-    for s, colour in zip(sides, colours):
+    for s, colour in zip(sides, RUN_COLOURS):
         epochs = [h.get("epoch", i + 1) for i, h in enumerate(s.history)]
         for key, dash, what in (("train_loss", "solid", "train"), ("val_loss", "dot", "validation")):
             ys = [h.get(key) for h in s.history]
@@ -221,6 +225,25 @@ def roc_curve(inspection) -> Optional[tuple[np.ndarray, np.ndarray]]:
     return fpr, tpr
 
 
+def roc_figure(names: Sequence[str], methods: Sequence[str], inspections: Sequence) -> Optional[dict]:
+    """Every labelled run's image ROC in one plotly figure spec, in the run's colour (`RUN_COLOURS`) and
+    named with its method and AUROC, beside the chance line; None when no run has both kinds of label."""
+    data = []
+    for name, method, insp, colour in zip(names, methods, inspections, RUN_COLOURS):
+        if (curve := roc_curve(insp)) is not None:
+            auroc = insp.metrics.image_auroc
+            data.append({"type": "scatter", "mode": "lines", "x": curve[0].tolist(), "y": curve[1].tolist(),
+                         "line": {"color": colour},
+                         "name": f"{name}, {method}" + (f" (AUROC {auroc:.3f})" if auroc is not None else "")})
+    if not data:
+        return None
+    data.append({"type": "scatter", "mode": "lines", "x": [0, 1], "y": [0, 1], "name": "chance",
+                 "line": {"dash": "dot", "color": "gray"}})
+    layout = {"title": {"text": "ROC"}, "height": 400, "xaxis": {"title": {"text": "FPR"}, "range": [0, 1]},
+              "yaxis": {"title": {"text": "TPR"}, "range": [0, 1.02]}}
+    return {"data": data, "layout": layout}
+
+
 def common_images(inspections: Sequence) -> list[str]:
     """Names of the images every run scored, in the first run's order (runs of different input
     sizes still score the same files of one data set)."""
@@ -253,9 +276,10 @@ def pick_images(inspections: Sequence, k: int = 4) -> list[str]:
 
 
 def heatmap_row(inspections: Sequence, name: str) -> list[np.ndarray]:
-    """Image ``name`` as the first run loaded it, then each run's residual heatmap of it on that run's
-    fixed scale (`Inspection.scale`: its normal validation images'), each (h, w, 3) uint8 at about
-    the same display size whatever the run's input size."""
+    """Image ``name`` as the first run loaded it, then each run's anomaly map of it blended on the image
+    (`render.overlay_rgb`) on that run's fixed scale (`Inspection.scale`: its normal validation images'),
+    with the run's pixel-threshold contour (cyan) and the ground-truth contour (green) where a mask is
+    known; each (h, w, 3) uint8 at about the same display size whatever the run's input size."""
     first = inspections[0]
     i = first.names.index(name)
     h, w = first.images[i].shape[:2]
@@ -263,8 +287,19 @@ def heatmap_row(inspections: Sequence, name: str) -> list[np.ndarray]:
     for insp in inspections:
         j = insp.names.index(name)
         mh, mw = insp.maps[j].shape
-        row.append(heat_rgb(insp.maps[j], insp.scale, auto_zoom(mh, mw)))
+        mask = None if insp.masks is None else insp.masks[j]
+        row.append(overlay_rgb(insp.images[j], insp.maps[j], insp.scale, mask, insp.kind == "wafer",
+                               auto_zoom(mh, mw)))
     return row
+
+
+def scale_caption(names: Sequence[str], inspections: Sequence) -> str:
+    """The legend of `heatmap_row`'s colours beside `render.scale_bar_rgb`: each run's own scale and threshold."""
+    scales = "; ".join(f"{n}: {i.scale.vmin:.4g} to {i.scale.vmax:.4g}, pixel threshold {i.scale.threshold:.4g}"
+                       for n, i in zip(names, inspections))
+    truth = ", green: the ground truth" if any(i.masks is not None for i in inspections) else ""
+    return (f"Colours from low (left) to high (right) on each run's own scale ({scales}). "
+            f"Outlines: cyan, above the run's pixel threshold{truth}.")
 
 
 def _trained_on(info: Any) -> Optional[Path]:

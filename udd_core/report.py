@@ -118,6 +118,20 @@ def _num(v, digits: int = 4) -> str:
     return f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.{digits}f}"
 
 
+def _fields(d: dict) -> str:
+    """Settings as a line a process engineer reads ("score: topk; topk percent: 10"), not a JSON blob;
+    unset (None) fields are left out."""
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        if isinstance(v, (list, tuple)):
+            return ", ".join(value(x) for x in v)
+        return json.dumps(v) if isinstance(v, dict) else str(v)
+    return "; ".join(f"{k.replace('_', ' ')}: {value(v)}" for k, v in d.items() if v is not None) or "none"
+
+
 def _img(rgb: np.ndarray, alt: str) -> str:
     data = base64.b64encode(png_bytes(rgb)).decode("ascii")
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
@@ -242,20 +256,20 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     scoring = {k: s.get(k) for k in ("residual", "score", "smooth_sigma", "topk_percent", "border", "target_fpr")}
     setup = [("model", s.get("model")), ("data", s.get("data")), ("split", s.get("split")),
              ("input shape (C, H, W)", s.get("input_shape")), ("images", len(insp)),
-             ("scoring", json.dumps(scoring)), ("normal reference", insp.normal_source or "none")]
+             ("scoring", _fields(scoring)), ("normal reference", insp.normal_source or "none")]
     spec = run_spec(run)
     one_pass = fitted_in_one_pass(spec["method"])
     options = spec_options(spec)
     summary = detector_class(spec["method"]).summary if spec["method"] in METHODS else ""
     setup.insert(0, ("method", spec["method"] + (f" ({summary})" if summary else "")))
     if options:
-        setup.insert(1, ("method options", json.dumps(options)))
+        setup.insert(1, ("method options", _fields(options)))
     if (run / runs.STATUS_FILE).is_file():  # a stopped run must not pass for a finished one
         st = runs.read_status(run)
         setup.append(("run status", f"{st['status']}: {st.get('message', '')}".rstrip(": ")))
     if isinstance(train.get("settings"), dict):
         shown = applied_settings(train["settings"], not one_pass)
-        setup.append(("fit settings" if one_pass else "training settings", json.dumps(shown)))
+        setup.append(("fit settings" if one_pass else "training settings", _fields(shown)))
     if one_pass:  # no epochs, so no curve: what the fit did instead (method.json's "fit")
         fit = spec.get("fit") if isinstance(spec.get("fit"), dict) else {}
         last = ("<h2>Fit</h2><p class=sub>Fitted in one pass, with no training epochs.</p>" + (

@@ -40,7 +40,9 @@ def test_compare_two_runs(app_server, page, tmp_path):
     assert page.locator('[data-testid="stDataFrame"]').count() >= 4  # config, shapes, settings, metrics
     assert page.locator('[data-testid="stPlotlyChart"]').count() == 2  # loss curves, ROC
     images = page.locator('[data-testid="stImage"]')
-    assert images.count() >= 3 and images.count() % 3 == 0  # per image: the input and one heatmap per run
+    # the colour bar, then per image: the input and one heatmap per run
+    assert images.count() >= 4 and (images.count() - 1) % 3 == 0
+    assert "Colours from low (left) to high (right)" in body
     shot(page, "11-compare")
     images.last.scroll_into_view_if_needed()
     page.screenshot(path=str(shot(page, "12-compare-heatmaps")))  # the viewport at the heatmap rows
