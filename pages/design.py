@@ -16,7 +16,8 @@ from udd_core import architecture as arch
 from udd_core.config import MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, noting_warnings, parse_config
 from udd_core.feature_input import BACKBONES, DEFAULT_POOL, MAX_POOL, describe_input, parse_input
 from udd_core.presets import model_presets
-from udd_core.shapes import ShapeError, ae_input_shape, image_channels, propagate_image
+from udd_core.image_shapes import ae_input_shape, image_channels, propagate_image
+from udd_core.shapes import ShapeError
 
 hand_over_deep_link("pages/design.py")  # first: a deep link before app.py ever ran
 

@@ -19,7 +19,7 @@ from udd_core.data import IMAGE_EXTS, data_kind
 from udd_core.losses import LOSSES
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options, run_method
 from udd_core.presets import model_presets
-from udd_core.shapes import checked_image_shape
+from udd_core.image_shapes import checked_image_shape
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, resume_offer, run_rows
 from udd_core.progress import curve_series, loss_curve, progress_bar
 from udd_core.settings import DEVICES, TrainSettings, form_values, settings_from_form, training_presets

@@ -35,8 +35,6 @@ def test_missing_folder_is_an_oserror_and_creates_nothing(tmp_path):
 
 
 def test_write_files_refuses_to_overwrite_unless_forced(tmp_path):
-    from udd_core.atomic import write_files
-
     out = tmp_path / "pngs"
     assert write_files(out, ["a.png", "b.png"], [b"1", b"2"]) == [out / "a.png", out / "b.png"]
     made = []

@@ -17,7 +17,8 @@ from udd_core.feeds import feature_cache_bytes
 from udd_core.methods.feature_ae import STATS_FILE
 from udd_core.model import build_model
 from udd_core.presets import model_presets
-from udd_core.shapes import ShapeError, ae_input_shape, propagate_image
+from udd_core.image_shapes import ae_input_shape, propagate_image
+from udd_core.shapes import ShapeError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "surface"
 REF_TEXT = """{'block_ker': [5, 5], 'drop': [0.1, 0.1], 'block_size_in': [[3, 25, 20], [20, 15, 10]],

@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from udd_core import build_model, parse_config, propagate
 from udd_core.presets import model_presets
-from udd_core.shapes import ShapeError, ae_input_shape, nearest_inputs
+from udd_core.image_shapes import ae_input_shape, checked_image_shape
+from udd_core.shapes import ShapeError, nearest_inputs
 
 
 @st.composite
@@ -173,7 +174,6 @@ def test_to_dict_has_the_cli_fields(tiny_config):
 
 
 def test_checked_image_shape_gives_the_images_channels_or_the_first_shape_problem():
-    from udd_core.shapes import checked_image_shape
 
     cfg = model_presets()["gray-tile-128"].config
     assert checked_image_shape(cfg, "autoencoder", (128, 128), 3) == (1, 128, 128)  # a pixel AE: its own channels

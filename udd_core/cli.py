@@ -15,7 +15,8 @@ from . import __version__
 from .atomic import check_new_file, write_text_atomic
 from .cli_numbers import check_numbers
 from .config import AEConfig, ConfigError, load_config, noting_warnings
-from .shapes import ShapeError, ShapeReport, input_spec, propagate_image
+from .image_shapes import input_spec, propagate_image
+from .shapes import ShapeError, ShapeReport
 
 
 # Spelled out so `udd --help` needs no torch import; a test holds them to training_presets().

@@ -20,7 +20,7 @@ from .model import build_model
 from .progress import ProgressLine
 from .runs import is_empty_dir, read_history, read_json
 from .settings import TrainSettings, training_presets
-from .shapes import image_channels
+from .image_shapes import image_channels
 from .losses import check_loss_fits
 from .train import training_images
 

@@ -24,7 +24,8 @@ from .settings import applied_settings
 from .metrics import GOOD, roc_points
 from .model import CONFIG_FILE, WEIGHTS_FILE
 from .render import as_rgb, auto_zoom, overlay_rgb, zoom
-from .shapes import ShapeError, propagate_image
+from .image_shapes import propagate_image
+from .shapes import ShapeError
 
 MIN_RUNS, MAX_RUNS = 2, 4
 NO_CONFIG = "no autoencoder config"

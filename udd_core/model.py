@@ -12,20 +12,15 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .atomic import write_atomic, write_text_atomic
+from .atomic import write_text_atomic
+from .tensor_files import ModelFileError, read_tensors, write_tensors  # noqa: F401 - ModelFileError re-exported
 from .config import AEConfig, ConfigError, Pad, load_config, pad_pair, parse_config  # noqa: F401 - ConfigError re-exported
 
 LEAK = 0.1  # LeakyReLU slope of the reference architecture (in place: saves an allocation per layer)
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 REF_CONFIG_FILE, REF_WEIGHTS_FILE = "AE_config.txt", "AE_state.save"
-
-
-class ModelFileError(ValueError):
-    """A model folder that cannot be loaded; the message names the file."""
 
 
 def encoder_block(features: tuple[int, int, int], kernel: int, drop: float) -> nn.Sequential:
@@ -122,8 +117,7 @@ def save_model(model: AutoEncoder, path: Union[str, Path], metadata: Optional[Ma
     if model.input_shape is not None:
         meta["input_shape"] = ",".join(map(str, model.input_shape))
     meta.update(metadata or {})
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    write_atomic(path / weights_name, lambda tmp: save_file(state, str(tmp), metadata=meta))
+    write_tensors(path / weights_name, model.state_dict(), meta)
     write_text_atomic(path / CONFIG_FILE, model.config.to_json() + "\n")
     return path
 
@@ -145,12 +139,7 @@ def load_model(path: Union[str, Path], weights_name: str = WEIGHTS_FILE, device:
     if (p / CONFIG_FILE).is_file() and (p / weights_name).is_file():
         config = load_config(p / CONFIG_FILE)
         wfile = p / weights_name
-        try:
-            state = load_file(str(wfile), device="cpu")
-            with safe_open(str(wfile), framework="pt") as f:
-                meta = f.metadata() or {}
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ModelFileError(f"{wfile}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+        state, meta = read_tensors(wfile)
         shape = tuple(int(v) for v in meta["input_shape"].split(",")) if meta.get("input_shape") else None
         model = AutoEncoder(config, shape)  # type: ignore[arg-type]
         model.metadata = dict(meta)

@@ -8,11 +8,10 @@ Height and width never interact in these layers, so each is propagated and solve
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .config import AEConfig, Pad, pad_pair, parse_config
-from .feature_input import FeatureInput, feature_shape
 
 Shape = tuple[int, int, int]  # (C, H, W)
 SEARCH = 512  # how far (in pixels) to look for the nearest input size that works
@@ -275,74 +274,6 @@ def propagate(config: Any, input_shape: tuple[int, int, int]) -> ShapeReport:
         compression=(latent[0] * latent[1] * latent[2]) / (inp[0] * inp[1] * inp[2]),
         receptive_field=receptive_field(c), nearest_inputs=nearest,
     )
-
-
-FEATURE_METHODS = ("feature-ae",)  # methods whose AE reconstructs backbone features, not pixels
-
-
-def input_spec(config: Any, method: Optional[str] = None) -> Optional[FeatureInput]:
-    """What the AE of `config` takes under `method`: a FeatureInput, or None for pixels.
-
-    The config's own "input" field decides; a feature method with a pixel config takes the default
-    backbone features (so any config can be tried on features from the command line).
-    """
-    c = parse_config(config)
-    if c.input is not None or method not in FEATURE_METHODS:
-        return c.input
-    return FeatureInput()
-
-
-def image_channels(config: Any = None, method: Optional[str] = None, preferred: Optional[int] = None) -> int:
-    """Channels of the images a run of `config` under `method` loads.
-
-    A pixel AE's are its config's. An AE on backbone features (and a method with no config at all)
-    sees images through the RGB backbone: `preferred` when it takes it (gray 1 or RGB 3), else 3.
-    The CLI, the Train page and the Design page all ask here, so they load the same images.
-    """
-    if config is not None and input_spec(config, method) is None:
-        return parse_config(config).in_channels
-    return preferred if preferred in (1, 3) else 3
-
-
-def checked_image_shape(config: Any, method: Optional[str], size: tuple[int, int],
-                        preferred: Optional[int] = None) -> tuple[int, int, int]:
-    """The images' (C, H, W) for `config` under `method` at `size` (H, W) (channels: `image_channels`);
-    a ValueError with the first shape problem when the design does not fit that size."""
-    shape = (image_channels(config, method, preferred), int(size[0]), int(size[1]))
-    if not (report := propagate_image(config, shape, method)).ok:
-        raise ValueError(report.problems[0].message)
-    return shape
-
-
-def ae_input_shape(config: Any, image_shape: tuple[int, int, int], method: Optional[str] = None) -> Shape:
-    """The AE's input (C, H, W) for images of `image_shape`: the image, or the backbone's feature tensor."""
-    spec = input_spec(config, method)
-    if spec is not None:
-        if len(image_shape) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in image_shape):
-            raise ShapeError(f"input shape: expected three positive integers C,H,W, got {tuple(image_shape)}")
-        if image_shape[0] not in (1, 3):
-            raise ShapeError(f"input shape: the {spec.backbone} backbone takes gray (1) or RGB (3) images, "
-                             f"got {image_shape[0]} channels")
-    return feature_shape(spec, tuple(image_shape))
-
-
-def propagate_image(config: Any, image_shape: tuple[int, int, int], method: Optional[str] = None) -> ShapeReport:
-    """`propagate` from what the AE really sees for images of `image_shape` (pixels or features).
-
-    For features, a channel mismatch is a ShapeError whose `suggested` config takes the feature
-    channels (the Design page's one-click fix).
-    """
-    c = parse_config(config)
-    inp = ae_input_shape(c, image_shape, method)
-    spec = input_spec(c, method)
-    if spec is not None and inp[0] != c.in_channels:
-        first, last = c.block_size_in[0], c.block_size_out[-1]
-        fixed = replace(c, block_size_in=((inp[0], *first[1:]),) + c.block_size_in[1:],
-                        block_size_out=c.block_size_out[:-1] + ((*last[:2], inp[0]),))
-        raise ShapeError(f"input shape: the {spec.backbone} features have {inp[0]} channels "
-                         f"({' + '.join(spec.layers)}), but block_size_in[0][0] = {c.in_channels}; "
-                         f"set block_size_in[0][0] and block_size_out[-1][2] to {inp[0]}", fixed)
-    return propagate(c, inp)
 
 
 def _too_small(c: AEConfig, inp: Shape, stage: str, out: Shape) -> ShapeError:

@@ -15,7 +15,6 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from . import runs
 from .atomic import write_atomic
@@ -28,6 +27,7 @@ from .progress import ProgressBoard, fit_handles, frozen_copy
 from .settings import TrainSettings, resolve_device, train_on_classes
 from .precision import PARITY_IMAGES, autocast, bf16_fast, check_bf16_parity
 from .scoring import calibrate, evaluating
+from .tensor_files import read_tensors
 
 EMA_ALPHA = 0.1  # weight of the newest step in the smoothed per-step loss curve
 HEARTBEAT_S = 10.0  # status.json heartbeat period while an epoch runs
@@ -372,7 +372,7 @@ def _restore(model, opt, sched, run_dir: Path, history: list) -> tuple[int, floa
     last = run_dir / runs.LAST_WEIGHTS
     if not last.is_file():
         raise ValueError(f"{run_dir}: nothing to resume ({runs.LAST_WEIGHTS} is missing)")
-    model.load_state_dict(load_file(str(last), device="cpu"))
+    model.load_state_dict(read_tensors(last)[0])
     done = len(history)
     losses = [r["val_loss"] if r.get("val_loss") is not None else r.get("train_loss") for r in history]
     best = min((v for v in losses if isinstance(v, (int, float))), default=math.inf)

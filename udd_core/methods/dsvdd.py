@@ -34,13 +34,12 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .. import runs
 from ..atomic import write_atomic
 from ..model import AutoEncoder
+from ..tensor_files import read_tensors, write_tensors
 from .ae_backed import AEBackedDetector, batched, check_float, check_int, failing_run
 
 SVDD_FILE, SVDD_TRAINER, SVDD_HISTORY = "svdd.safetensors", "svdd_trainer.pt", "svdd_history.json"
@@ -233,10 +232,9 @@ class DeepSVDDDetector(AEBackedDetector):
     # --- files -----------------------------------------------------------------------------
 
     def _save_svdd(self, run_dir: Path) -> None:
-        state = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in self.svdd.encoder.state_dict().items()}
-        state["c"] = self.svdd.c.detach().cpu().contiguous()
-        meta = {"format": "udd-dsvdd-1", "epochs_done": str(self.epochs_done)}
-        write_atomic(run_dir / SVDD_FILE, lambda tmp: save_file(state, str(tmp), metadata=meta))
+        state = {f"encoder.{k}": v for k, v in self.svdd.encoder.state_dict().items()}
+        write_tensors(run_dir / SVDD_FILE, {**state, "c": self.svdd.c},
+                      {"format": "udd-dsvdd-1", "epochs_done": str(self.epochs_done)})
 
     def save(self, run_dir: Union[str, Path]) -> None:
         run_dir = Path(run_dir)
@@ -247,12 +245,7 @@ class DeepSVDDDetector(AEBackedDetector):
 
     def _restore_svdd(self, run_dir: Path, device: Union[str, torch.device]) -> None:
         path = run_dir / SVDD_FILE
-        try:
-            state = load_file(str(path), device="cpu")
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ValueError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+        state, meta = read_tensors(path)
         enc = bias_free_copy(self.model.encoder).cpu()
         want = {f"encoder.{k}": v for k, v in enc.state_dict().items()}
         missing = [k for k in want if k not in state or state[k].shape != want[k].shape]

@@ -30,14 +30,13 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..atomic import write_atomic
 from ..feature_input import FeatureInput, feature_shape
 from ..feeds import cache_features, channel_stats, feature_cache_bytes, make_feature_maps
 from ..model import WEIGHTS_FILE, AutoEncoder, load_model, save_model
 from ..scoring import SCORES, check_border, wide_image_score
+from ..tensor_files import ModelFileError, read_tensors, write_tensors
 from .base import METHOD_FILE, Detector, MapOutput
 from .feature_residual import FeatureResidualMap, feature_error
 
@@ -93,7 +92,7 @@ class FeatureAEDetector(Detector):
     def build(cls, input_shape: tuple[int, int, int], options: Optional[dict] = None, config: Any = None,
               seed: int = 0) -> "FeatureAEDetector":
         from ..config import parse_config
-        from ..shapes import input_spec, propagate_image
+        from ..image_shapes import input_spec, propagate_image
         from ..train import seeded_model
 
         if config is None:
@@ -343,18 +342,12 @@ class FeatureAEDetector(Detector):
     # saving --------------------------------------------------------------------------------
     def _save_stats(self, run_dir: Path) -> None:
         keys = ("mean", "std", "weight") + (("codes", "code_spread") if self.codes is not None else ())
-        state = {k: getattr(self, k).detach().cpu().float().contiguous() for k in keys}
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        write_atomic(Path(run_dir) / STATS_FILE, lambda tmp: save_file(state, str(tmp)))
+        write_tensors(Path(run_dir) / STATS_FILE, {k: getattr(self, k).float() for k in keys})
 
     def _load_stats(self, run_dir: Path) -> None:
-        from ..model import ModelFileError
-
         path = Path(run_dir) / STATS_FILE
-        try:
-            state = load_file(str(path), device="cpu")
-        except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
-            raise ModelFileError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:200]})") from None
+        state, _ = read_tensors(path)
         c = self.model.config.in_channels
         codes, spread = state.pop("codes", None), state.pop("code_spread", None)
         if set(state) != {"mean", "std", "weight"} or any(tuple(v.shape) != (c,) for v in state.values()):
@@ -381,7 +374,6 @@ class FeatureAEDetector(Detector):
 
     @classmethod
     def load(cls, run_dir: Union[str, Path], device: str = "cpu") -> "FeatureAEDetector":
-        from ..model import ModelFileError
         from ..runs import read_json
 
         p = Path(run_dir)

@@ -17,13 +17,11 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .. import runs
-from ..atomic import write_atomic
 from ..model import AutoEncoder
+from ..tensor_files import read_tensors, write_tensors
 from .ae_backed import AEBackedDetector, batched, check_int, failing_run
 
 BANK_FILE = "latent_bank.safetensors"
@@ -126,9 +124,7 @@ class LatentKnnDetector(AEBackedDetector):
             raise ValueError("latent-knn: the detector is not fitted (no bank of training codes yet)")
         run_dir = Path(run_dir)
         self.save_ae(run_dir)
-        bank = self.bank.detach().cpu().contiguous()
-        write_atomic(run_dir / BANK_FILE, lambda tmp: save_file({"bank": bank}, str(tmp),
-                                                                metadata={"format": "udd-latent-bank-1"}))
+        write_tensors(run_dir / BANK_FILE, {"bank": self.bank}, {"format": "udd-latent-bank-1"})
 
     @classmethod
     def load(cls, run_dir: Union[str, Path], device: str = "cpu") -> "LatentKnnDetector":
@@ -137,12 +133,7 @@ class LatentKnnDetector(AEBackedDetector):
         path = run_dir / BANK_FILE
         if not path.is_file():
             raise ValueError(f"{path}: missing (the latent-knn run has not been fitted)")
-        try:
-            state = load_file(str(path), device="cpu")
-            with safe_open(str(path), framework="pt"):
-                pass
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ValueError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+        state, _ = read_tensors(path)
         bank = state.get("bank")
         if bank is None or bank.ndim != 2 or bank.shape[0] < 1:
             raise ValueError(f"{path}: holds no (N, D) 'bank' of codes")

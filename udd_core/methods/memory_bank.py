@@ -37,12 +37,13 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import backbone as bb
-from ..coreset import bank_spread, greedy_coreset, knn_block, knn_chunk_rows, knn_distance
+from ..coreset import bank_spread, greedy_coreset, knn_chunk_rows
 from ..scoring import SCORES, WIDE_SIDE, check_border, wide_image_score
+from ..tensor_files import read_tensors, write_tensors
+from .bank_map import BankMap, patches
 from .base import METHOD_FILE, Detector, MapOutput
 
 NAME = "memory-bank"
@@ -115,41 +116,6 @@ def check_options(options: Optional[dict], input_shape: Optional[tuple[int, int,
         number("border", isinstance(opts["border"], int) and opts["border"] >= 0, "an integer of pixels")
     opts["coreset"], opts["smooth_sigma"], opts["topk_percent"] = float(c), float(s), float(t)
     return opts
-
-
-def patches(f: torch.Tensor) -> torch.Tensor:
-    """Feature maps (B, D, h, w) -> patch rows (B * h * w, D), row-major over (b, y, x)."""
-    return f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])
-
-
-class BankMap(nn.Module):
-    """x (B, C, H, W) in [0, 1] -> (B, H, W): mean distance of each patch to its k nearest bank rows,
-    divided by the nearest row's spread when one is given (`coreset.bank_spread`).
-
-    Self-contained and traceable (ONNX): backbone, bank as a buffer, one matrix product, min/top-k,
-    bilinear upsampling. `chunk_rows` bounds memory by splitting the patches (0: one block).
-    """
-
-    def __init__(self, features: bb.FeatureExtractor, bank: torch.Tensor, k: int, chunk_rows: int = 0,
-                 spread: Optional[torch.Tensor] = None):
-        super().__init__()
-        self.features, self.k, self.chunk_rows = features, int(k), int(chunk_rows)
-        self.register_buffer("bank", bank)  # (M, D)
-        self.register_buffer("bank_sq", (bank * bank).sum(1))  # (M,)
-        self.register_buffer("spread", spread)  # (M,) or None: plain distances
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features(x)  # (B, D, h, w)
-        b, _, h, w = f.shape
-        q = patches(f)  # (B*h*w, D)
-        if self.chunk_rows > 0:
-            d = knn_distance(q, self.bank, self.k, bank_sq=self.bank_sq, chunk_rows=self.chunk_rows,
-                             spread=self.spread)
-        else:
-            d = knn_block(q, self.bank, self.bank_sq, self.k, self.spread)  # (B*h*w,)
-        m = d.reshape(b, 1, h, w)
-        m = F.interpolate(m, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return m[:, 0]  # (B, H, W)
 
 
 class MemoryBankDetector(Detector):
@@ -360,24 +326,17 @@ class MemoryBankDetector(Detector):
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, run_dir: Union[str, Path]) -> None:
-        from safetensors.torch import save as st_save
-
-        from ..atomic import write_bytes_atomic
         from ..runs import write_json_atomic
 
         run_dir = Path(run_dir)
-        bank = self._need_bank().detach().to("cpu", torch.float32).contiguous()
-        tensors = {"bank": bank}
+        tensors = {"bank": self._need_bank().float()}
         if self.spread is not None:
-            tensors["spread"] = self.spread.detach().to("cpu", torch.float32).contiguous()
-        write_bytes_atomic(run_dir / BANK_FILE, st_save(tensors))
+            tensors["spread"] = self.spread.float()
+        write_tensors(run_dir / BANK_FILE, tensors)
         write_json_atomic(run_dir / METHOD_FILE, self.describe())
 
     @classmethod
     def load(cls, run_dir: Union[str, Path], device: str = "cpu") -> "MemoryBankDetector":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         from ..runs import read_json
 
         run_dir = Path(run_dir)
@@ -396,10 +355,7 @@ class MemoryBankDetector(Detector):
         path = run_dir / BANK_FILE
         if not path.is_file():
             raise ValueError(f"{path}: missing (the fit did not finish)")
-        try:
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError) as e:
-            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+        tensors, _ = read_tensors(path)
         bank = tensors.get("bank")
         want = bb.feature_shape(shape, opts["layers"])[0]
         if bank is None or bank.ndim != 2 or bank.shape[1] != want or bank.shape[0] < 1:
