@@ -28,7 +28,8 @@ def val_curve(a, work: Path, shuffle: bool) -> list[float]:
     from udd_core import runs
     from udd_core.data import load_dataset
     from udd_core.settings import TrainSettings
-    from udd_core.train import seeded_model, split_indices, train
+    from udd_core.train import seeded_model, train
+    from udd_core.training_data import split_indices
 
     torch.set_num_threads(a.threads)
     folder = bench_train.udd_folder(a, work / "data")

@@ -47,7 +47,7 @@ def score_choices(border: int) -> tuple:
     return (("max", 1.0, 0), ("topk", 1.0, 0), ("topk", 10.0, 0), ("max", 1.0, border), ("topk", 1.0, border),
             ("topk", 10.0, border))
 from udd_core.settings import training_presets  # noqa: E402
-from udd_core.train import split_indices  # noqa: E402
+from udd_core.training_data import split_indices  # noqa: E402
 
 
 def load() -> str:

@@ -125,7 +125,7 @@ def udd_folder(a, data_dir: Path) -> Path:
     seeded random split. Placing those images at udd's validation positions makes both sides
     train on the same images and report the loss of the same held-out ones.
     """
-    from udd_core.train import split_indices
+    from udd_core.training_data import split_indices
 
     n, k = a.images, a.val_batches * a.batch_size
     tr, va = split_indices(n, k / n, a.seed)

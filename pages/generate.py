@@ -17,7 +17,7 @@ from udd_core.data import data_kind, kind_mismatch
 from udd_core.methods import detector_class, has_detector, run_method
 from udd_core.model import WEIGHTS_FILE
 from udd_core.runs import list_runs
-from udd_core.train import normal_images
+from udd_core.training_data import normal_images
 
 hand_over_deep_link("pages/generate.py")  # first: a deep link before app.py ever ran
 

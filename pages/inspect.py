@@ -17,7 +17,8 @@ from udd_core import runs
 from udd_core.data import data_kind
 from udd_core.export import ParityError, export_run
 from udd_core.generation import run_train_on
-from udd_core.inspection import inspect_run, load_inputs
+from udd_core.inspection import inspect_run
+from udd_core.inspection_inputs import load_inputs
 from udd_core.metrics import METRIC_HELP, roc_points
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
 from udd_core.render import plotly_colorscale, scale_bar_rgb

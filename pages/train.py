@@ -23,7 +23,7 @@ from udd_core.image_shapes import checked_image_shape
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, resume_offer, run_rows
 from udd_core.progress import curve_series, loss_curve, progress_bar
 from udd_core.settings import DEVICES, TrainSettings, form_values, settings_from_form, training_presets
-from udd_core.train import training_images
+from udd_core.training_data import training_images
 
 hand_over_deep_link("pages/train.py")  # first: a deep link before app.py ever ran
 

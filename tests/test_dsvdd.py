@@ -261,7 +261,7 @@ def test_images_of_another_size_or_channel_count_are_refused(tiny_config):
 
 def test_a_job_stopped_in_the_svdd_phase_resumes_through_trainjob(tmp_path, tiny_config):
     from udd_core.jobs import TrainJob
-    from udd_core.train import split_indices
+    from udd_core.training_data import split_indices
 
     imgs, s = images(30, 1), settings(2).replace(val_split=0.2)
     run = tmp_path / "run"

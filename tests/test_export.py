@@ -24,7 +24,8 @@ from udd_core.cli import main
 from udd_core.data import load_dataset, to_tensor
 from udd_core.export import (DEFAULT_OPSET, TOLERANCE, ExportGraph, ParityError, default_scoring, export_run,
                              onnx_outputs, reference_outputs)
-from udd_core.inspection import inspect_run, run_validation_images
+from udd_core.inspection import inspect_run
+from udd_core.inspection_inputs import run_validation_images
 from udd_core.methods import METHODS, detector_class, load_detector
 from udd_core.metrics import threshold_for_fpr
 

@@ -12,13 +12,14 @@ from PIL import Image
 from inspect_fixtures import DEFECT, METRIC_KEYS, SIZE, make_mvtec, make_run, texture, tiny_config
 from udd_core import runs
 from udd_core.data import load_dataset, to_tensor
-from udd_core.inspection import inspect_run, load_inputs
+from udd_core.inspection import inspect_run
+from udd_core.inspection_inputs import load_inputs
 from udd_core.metrics import threshold_for_fpr
 from udd_core.model import build_model, load_model, save_model
 from udd_core.render import THRESHOLD_RGB, TRUTH_RGB, HeatScale, heatmap_png
 from udd_core.report import heatmaps_zip, scores_csv, write_heatmaps
 from udd_core.scoring import residual_map, score_images
-from udd_core.train import normal_images, split_indices
+from udd_core.training_data import normal_images, split_indices
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from udd_core.data import to_tensor
 from udd_core.model import load_model
 from udd_core.precision import Parity, bf16_fast, check_bf16_parity
 from udd_core.settings import TrainSettings
-from udd_core.train import seeded_model, split_indices, train
+from udd_core.train import seeded_model, train
+from udd_core.training_data import split_indices
 
 from test_train import SHAPE, make_images
 

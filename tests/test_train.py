@@ -17,7 +17,8 @@ from udd_core.model import AutoEncoder, load_model
 from udd_core.jobs import JobManager, TrainJob
 from udd_core.settings import TrainSettings, form_values, settings_from_form, training_presets
 from udd_core.scoring import calibrate
-from udd_core.train import TrainingFailed, seeded_model, split_indices, train
+from udd_core.train import TrainingFailed, seeded_model, train
+from udd_core.training_data import normal_images, split_indices
 
 SHAPE = (1, 32, 32)
 
@@ -424,10 +425,10 @@ def test_normal_images_leave_labelled_defects_out():
         images = make_images(5)
         labels = ["none", "Edge-Loc", "good", "Loc", "None"]
 
-    imgs, note = train_mod.normal_images(Set)
+    imgs, note = normal_images(Set)
     assert np.array_equal(imgs, Set.images[[0, 2, 4]]) and "3 normal" in note and "2 with other labels" in note
     Set.labels = ["good"] * 5
-    assert train_mod.normal_images(Set) == (Set.images, None)
+    assert normal_images(Set) == (Set.images, None)
 
 
 def test_engine_never_imports_streamlit():

@@ -16,7 +16,7 @@ from udd_core.model import build_model
 from udd_core.presets import model_presets
 from udd_core.resemblance import changed_share, resemblance
 from udd_core.settings import TrainSettings, train_on_classes, training_presets
-from udd_core.train import training_images
+from udd_core.training_data import training_images
 from udd_core.wafer_generation import generated_maps, npz_bytes, write_npz
 
 ROOT = Path(__file__).resolve().parents[1]

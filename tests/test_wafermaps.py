@@ -108,7 +108,7 @@ def test_labels_of_another_length_are_a_notice_and_an_empty_file_names_itself(tm
 
 
 def test_training_refuses_a_file_of_defect_labels_only(tmp_path):
-    from udd_core.train import normal_images
+    from udd_core.training_data import normal_images
 
     np.savez(tmp_path / "d.npz", maps=np.ones((4, 6, 6), np.uint8), labels=np.array(["Center", "Donut"] * 2))
     with pytest.raises(ValueError, match=r"every image is labelled as a defect \(Center, Donut\)"):

@@ -13,7 +13,7 @@ from .cli import UsageError, parse_ints, run_dir_arg
 from .data import kind_mismatch
 from .generation import (default_sigma_scale, generate, generate_random, load_generator, load_images, model_kind,
                          output_names, run_data, run_train_on, to_display, training_stats, write_pngs)
-from .train import normal_images
+from .training_data import normal_images
 
 
 def run_generate(args: argparse.Namespace) -> int:

@@ -22,11 +22,11 @@ from .runs import is_empty_dir, read_history, read_json
 from .settings import TrainSettings, training_presets
 from .image_shapes import image_channels
 from .losses import check_loss_fits
-from .train import training_images
+from .training_data import training_images
 
 
 def _chosen_images(ds, train_on: str):
-    """train.training_images, its refusals named by the option the user typed."""
+    """training_data.training_images, its refusals named by the option the user typed."""
     try:
         return training_images(ds, train_on)
     except ValueError as e:

@@ -234,7 +234,7 @@ def export_run(run_dir: Union[str, Path], opset: int = DEFAULT_OPSET, residual: 
     import onnxruntime
 
     from . import __version__
-    from .inspection import run_validation_images
+    from .inspection_inputs import run_validation_images
 
     lo, hi = OPSETS
     if isinstance(opset, bool) or not isinstance(opset, int) or not lo <= opset <= hi:

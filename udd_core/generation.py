@@ -27,6 +27,7 @@ from .latent import LatentStats, decode, encode, interpolate, noised_samples, ra
 from .model import AutoEncoder, load_model
 from .render import WAFER_RGB
 from .scoring import model_device
+from .training_data import training_images
 
 # Display colours (RGB) of die values 0 outside the wafer, 1 good die, 2 failing die: the Inspect
 # page's, so a die looks the same on every page. Tuples: immutable, no module-level mutable state.
@@ -244,8 +245,6 @@ def default_sigma_scale(model: AutoEncoder, ds: ImageSet, train_on: str = "norma
     """(default σ, largest σ worth offering) of the Generate page and `udd generate` without --sigma:
     `sigma_scale` over the images the run trained on (its ``train_on``), or all of ``ds`` when the
     data holds none of them (another data set than the run's)."""
-    from .train import training_images  # the training stack, only when a default is needed
-
     try:
         images, _ = training_images(ds, train_on)
     except ValueError:

@@ -4,25 +4,25 @@
 residual maps on the scale of the run's NORMAL validation images (never a per-image min-max),
 picks a threshold (hand-set, else the target false-positive rate on normal validation scores,
 else the best F1 on labelled data) and computes the metrics. The result, `Inspection`, feeds
-the Inspect page, `udd score`, the CSV/PNG exports and the HTML report.
+the Inspect page, `udd score`, the CSV/PNG exports and the HTML report. What it scores (the
+detector, the data at the run's size, the validation images) comes from `inspection_inputs.py`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
-from . import runs
-from .data import ImageSet, data_kind, kind_mismatch, load_dataset, size_for_sizeless_model, wafer_to_onehot
+from .data import data_kind, wafer_to_onehot
+from .inspection_inputs import Loaded, load_inputs, validation_images
 from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr, too_few_normals
-from .methods import Detector, load_detector, scoring_with
+from .methods import scoring_with
 from .model import WEIGHTS_FILE
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, overlay_rgb, zoom
 from .scoring import SCORES, NormStats, check_border, fit_norm_stats, normalise, score_images
 from .settings import resolve_device
-from .train import NORMAL_LABELS, normal_images, split_indices
+from .training_data import NORMAL_LABELS
 
 UNKNOWN_LABELS = ("unlabeled", "unlabelled", "unknown", "?")  # neither normal nor a defect: left out of metrics
 
@@ -31,98 +31,6 @@ def normal_label(label) -> str:
     """'good' for any normal label (MVTec 'good', WM-811K 'none', 'normal'), else the label itself."""
     s = str(label).strip()
     return GOOD if s.lower() in NORMAL_LABELS or not s else s
-
-
-# --- loading ---------------------------------------------------------------------------------
-
-@dataclass
-class Loaded:
-    """A detector and the images to score, loaded once (the app caches this across reruns)."""
-
-    model_dir: Path
-    detector: Detector
-    data: ImageSet
-    data_path: str
-    split: str
-    input_shape: tuple[int, int, int]  # (C, H, W) the images were loaded at
-    run: dict  # train.json; {} for a reference-package folder
-    calibration: Optional[dict]  # calibration.json when it was made at this input size
-    notices: list[str] = field(default_factory=list)
-    memo: dict = field(default_factory=dict, repr=False)  # reloaded validation images, filled on first need
-
-
-def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[tuple[int, int]] = None,
-                tile: Optional[bool] = None, device: str = "cpu",
-                progress: Optional[Callable[[int, int], None]] = None) -> Loaded:
-    """Load a run/model folder and a data set at the model's input size (or ``size`` (H, W)).
-
-    ``data_path`` defaults to the run's training data; ``tile`` to the run's tiling. A folder
-    without a stored size (reference package) scores images at their own (common) size.
-    """
-    p = Path(model_dir)
-    det = load_detector(p, device=str(resolve_device(device)))
-    run = runs.read_json(p / runs.TRAIN_FILE, {}) or {}
-    source = run.get("data") or {}
-    if data_path is None:
-        data_path = source.get("path")
-        if not data_path:
-            raise ValueError(f"{p}: no data given and the run names no training data (train.json data.path)")
-        if not Path(data_path).exists():
-            raise ValueError(f"{data_path}: the run's training data is gone (moved or deleted); give the data path")
-    trained = tuple(int(v) for v in (det.input_shape or run.get("input_shape") or ()))
-    c = trained[0] if trained else det.model.config.in_channels  # only a reference AE folder stores no size
-    if size is not None:
-        shape = (c, int(size[0]), int(size[1]))
-    elif trained:
-        shape = trained
-    else:
-        hw, size_notice = size_for_sizeless_model(data_path, split)
-        shape = (c, *hw)
-    det.check_input(shape)
-    tile = bool(source.get("tile", False)) if tile is None else tile
-    ds = load_dataset(data_path, shape, split=split, tile=tile, progress=progress)
-    cal = None
-    if shape == trained and (p / runs.CALIBRATION_FILE).is_file():
-        cal = runs.read_json(p / runs.CALIBRATION_FILE)
-    notices = ([] if size is not None or trained else [size_notice]) + list(ds.notices)
-    same = source.get("path") and Path(data_path).resolve() == Path(source["path"]).resolve()
-    if same and (data_kind(data_path) != "mvtec" or split != "test"):
-        notices.append("these are the run's training data: the normal images it learned are scored too, "
-                       "so normal scores look better than on unseen images")
-    if mismatch := kind_mismatch(source.get("kind"), ds.kind):
-        notices.insert(0, mismatch)
-    if trained and shape != trained:
-        notices.append(f"scored at {shape[1]}x{shape[2]}, the model was trained at {trained[1]}x{trained[2]}")
-    return Loaded(p, det, ds, str(data_path), split, shape, run, cal if isinstance(cal, dict) else None, notices)
-
-
-def run_validation_images(run: dict, input_shape: tuple[int, int, int]) -> tuple[Optional[np.ndarray], str, list[str]]:
-    """The normal validation images of a run (its train.json as ``run``), reloaded at ``input_shape`` (C, H, W)
-    and split as training split them: (images or None, "validation" / "training" / "", notes).
-
-    Without a validation split the training images stand in ("training"); when the data cannot be
-    reloaded the images are None and the notes say why.
-    """
-    src, st = run.get("data") or {}, run.get("settings") or {}
-    if not src.get("path"):
-        return None, "", []
-    try:
-        ds = load_dataset(src["path"], input_shape, split="train", tile=bool(src.get("tile", False)))
-        imgs, _ = normal_images(ds)
-        notes = [] if src.get("count") in (None, len(imgs)) else [
-            f"the training data now holds {len(imgs)} normal images, the run had {src['count']}; "
-            "its validation split may differ"]
-        _, va = split_indices(len(imgs), float(st.get("val_split", 0.1)), int(st.get("seed", 0)))
-        return (imgs[va], "validation", notes) if len(va) else (imgs, "training", notes)
-    except (ValueError, OSError) as e:
-        return None, "", [f"cannot reload the run's validation images: {e}"]
-
-
-def _validation_images(loaded: Loaded) -> tuple[Optional[np.ndarray], str, list[str]]:
-    """The run's normal validation images (memoised on ``loaded``)."""
-    if "val" not in loaded.memo:
-        loaded.memo["val"] = run_validation_images(loaded.run, loaded.input_shape)
-    return loaded.memo["val"]
 
 
 # --- the result ------------------------------------------------------------------------------
@@ -356,7 +264,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
         normal_scores = np.asarray(cal["scores"][score], dtype=np.float64)
         normal_source = {"train": "training"}.get(str(cal.get("source")), str(cal.get("source", "validation")))
     else:
-        imgs, normal_source, notes = _validation_images(loaded) if loaded.run else (None, "", [])
+        imgs, normal_source, notes = validation_images(loaded) if loaded.run else (None, "", [])
         notices += notes
         if imgs is not None:
             ref = score_images(det, imgs, keep_recon=False, **kw)

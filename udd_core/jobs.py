@@ -22,7 +22,8 @@ from .model import CONFIG_FILE, AutoEncoder
 from .progress import Progress, ProgressBoard
 from .settings import TrainSettings, applied_settings, resolve_device
 from .losses import check_loss_fits
-from .train import TrainingFailed, check_images, split_indices, training_images
+from .train import TrainingFailed, check_images
+from .training_data import split_indices, training_images
 
 
 def checked_settings(settings: TrainSettings) -> TrainSettings:
@@ -64,7 +65,7 @@ class TrainJob:
                settings: TrainSettings, source: Optional[Mapping[str, Any]] = None, method: str = "autoencoder",
                options: Optional[Mapping[str, Any]] = None) -> "TrainJob":
         """A new run in `run_dir` (refused if it exists and is not empty) for images (N, H, W, C) uint8:
-        the normal ones, or those `settings.train_on` chose (`train.training_images`).
+        the normal ones, or those `settings.train_on` chose (`training_data.training_images`).
 
         Builds a seeded detector of `method` with its `options` (an autoencoder's shapes are checked),
         splits off the validation images, and writes the method's spec (config.json, method.json),

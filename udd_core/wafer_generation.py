@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .atomic import check_new_file, write_bytes_atomic
-from .train import NORMAL_LABELS
+from .training_data import NORMAL_LABELS
 from .wafermaps import onehot_to_wafer
 
 

@@ -1,0 +1,111 @@
+"""What an inspection scores: a run's detector and a data set loaded at the run's input size.
+
+`load_inputs` loads both once (the Inspect page caches the result across reruns) and gathers the
+notes a user must see beside the numbers: the run's own training data scored again, another kind of
+data, another size. `run_validation_images` reloads a run's normal validation images, split as
+training split them, which fix the heatmap scale and the threshold (`inspection.inspect_run`) and
+check an ONNX export (`export.py`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import runs
+from .data import ImageSet, data_kind, kind_mismatch, load_dataset, size_for_sizeless_model
+from .methods import Detector, load_detector
+from .settings import resolve_device
+from .training_data import normal_images, split_indices
+
+
+@dataclass
+class Loaded:
+    """A detector and the images to score, loaded once (the app caches this across reruns)."""
+
+    model_dir: Path
+    detector: Detector
+    data: ImageSet
+    data_path: str
+    split: str
+    input_shape: tuple[int, int, int]  # (C, H, W) the images were loaded at
+    run: dict  # train.json; {} for a reference-package folder
+    calibration: Optional[dict]  # calibration.json when it was made at this input size
+    notices: list[str] = field(default_factory=list)
+    memo: dict = field(default_factory=dict, repr=False)  # reloaded validation images, filled on first need
+
+
+def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[tuple[int, int]] = None,
+                tile: Optional[bool] = None, device: str = "cpu",
+                progress: Optional[Callable[[int, int], None]] = None) -> Loaded:
+    """Load a run/model folder and a data set at the model's input size (or ``size`` (H, W)).
+
+    ``data_path`` defaults to the run's training data; ``tile`` to the run's tiling. A folder
+    without a stored size (reference package) scores images at their own (common) size.
+    """
+    p = Path(model_dir)
+    det = load_detector(p, device=str(resolve_device(device)))
+    run = runs.read_json(p / runs.TRAIN_FILE, {}) or {}
+    source = run.get("data") or {}
+    if data_path is None:
+        data_path = source.get("path")
+        if not data_path:
+            raise ValueError(f"{p}: no data given and the run names no training data (train.json data.path)")
+        if not Path(data_path).exists():
+            raise ValueError(f"{data_path}: the run's training data is gone (moved or deleted); give the data path")
+    trained = tuple(int(v) for v in (det.input_shape or run.get("input_shape") or ()))
+    c = trained[0] if trained else det.model.config.in_channels  # only a reference AE folder stores no size
+    if size is not None:
+        shape = (c, int(size[0]), int(size[1]))
+    elif trained:
+        shape = trained
+    else:
+        hw, size_notice = size_for_sizeless_model(data_path, split)
+        shape = (c, *hw)
+    det.check_input(shape)
+    tile = bool(source.get("tile", False)) if tile is None else tile
+    ds = load_dataset(data_path, shape, split=split, tile=tile, progress=progress)
+    cal = None
+    if shape == trained and (p / runs.CALIBRATION_FILE).is_file():
+        cal = runs.read_json(p / runs.CALIBRATION_FILE)
+    notices = ([] if size is not None or trained else [size_notice]) + list(ds.notices)
+    same = source.get("path") and Path(data_path).resolve() == Path(source["path"]).resolve()
+    if same and (data_kind(data_path) != "mvtec" or split != "test"):
+        notices.append("these are the run's training data: the normal images it learned are scored too, "
+                       "so normal scores look better than on unseen images")
+    if mismatch := kind_mismatch(source.get("kind"), ds.kind):
+        notices.insert(0, mismatch)
+    if trained and shape != trained:
+        notices.append(f"scored at {shape[1]}x{shape[2]}, the model was trained at {trained[1]}x{trained[2]}")
+    return Loaded(p, det, ds, str(data_path), split, shape, run, cal if isinstance(cal, dict) else None, notices)
+
+
+def run_validation_images(run: dict, input_shape: tuple[int, int, int]) -> tuple[Optional[np.ndarray], str, list[str]]:
+    """The normal validation images of a run (its train.json as ``run``), reloaded at ``input_shape`` (C, H, W)
+    and split as training split them: (images or None, "validation" / "training" / "", notes).
+
+    Without a validation split the training images stand in ("training"); when the data cannot be
+    reloaded the images are None and the notes say why.
+    """
+    src, st = run.get("data") or {}, run.get("settings") or {}
+    if not src.get("path"):
+        return None, "", []
+    try:
+        ds = load_dataset(src["path"], input_shape, split="train", tile=bool(src.get("tile", False)))
+        imgs, _ = normal_images(ds)
+        notes = [] if src.get("count") in (None, len(imgs)) else [
+            f"the training data now holds {len(imgs)} normal images, the run had {src['count']}; "
+            "its validation split may differ"]
+        _, va = split_indices(len(imgs), float(st.get("val_split", 0.1)), int(st.get("seed", 0)))
+        return (imgs[va], "validation", notes) if len(va) else (imgs, "training", notes)
+    except (ValueError, OSError) as e:
+        return None, "", [f"cannot reload the run's validation images: {e}"]
+
+
+def validation_images(loaded: Loaded) -> tuple[Optional[np.ndarray], str, list[str]]:
+    """The run's normal validation images (memoised on ``loaded``)."""
+    if "val" not in loaded.memo:
+        loaded.memo["val"] = run_validation_images(loaded.run, loaded.input_shape)
+    return loaded.memo["val"]

@@ -1,0 +1,71 @@
+"""Which images a run learns from and which it validates on.
+
+Normal images only by default (an autoencoder must never learn to reconstruct a defect), all of
+them, or chosen classes of a labelled wafer set; then a seeded split into training and validation
+that Inspect, `udd score` and the ONNX check repeat exactly to find a run's validation images again.
+Plain numpy, no torch: the pages and the generators ask here without loading the training stack.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from .settings import train_on_classes
+
+
+def split_indices(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices of n images: a seeded random `val_split` share for validation.
+
+    At least one image stays in each part when there are two or more and val_split > 0.
+    """
+    n_val = 0 if val_split <= 0 or n < 2 else min(n - 1, max(1, round(n * val_split)))
+    order = np.random.default_rng([seed, 0x5A11]).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+NORMAL_LABELS = ("good", "none", "normal")  # labels of defect-free images (MVTec "good", WM-811K "none")
+
+
+def normal_images(ds: Any, for_training: bool = False) -> tuple[np.ndarray, Optional[str]]:
+    """The defect-free images of a loaded ImageSet, and a note when labelled defects were left out.
+
+    MVTec train splits hold only good images already; labelled wafer files mix normal maps and
+    failure patterns, and an autoencoder must only ever learn the normal ones. A set whose labels are
+    all defects gives all its images back, except `for_training`, where it is a ValueError.
+    """
+    labels = [str(v).strip().lower() for v in ds.labels]
+    keep = np.array([v in NORMAL_LABELS for v in labels], dtype=bool)
+    if keep.all() or (not keep.any() and not for_training):
+        return ds.images, None
+    if not keep.any():  # training on defects would teach the model to reconstruct them
+        found = ", ".join(sorted(set(map(str, ds.labels)))[:5])
+        raise ValueError(f"data: every image is labelled as a defect ({found}); training needs normal images "
+                         f"(labels {'/'.join(NORMAL_LABELS)}) or unlabelled ones")
+    return ds.images[keep], (f"trained on the {int(keep.sum())} normal images (labels {'/'.join(NORMAL_LABELS)}); "
+                             f"{int((~keep).sum())} with other labels left out")
+
+
+def training_images(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Optional[str]]:
+    """The images a run with setting `train_on` learns from, and a note saying what was kept.
+
+    "normal": `normal_images(ds, for_training=True)`; "all": every image, defects included; class
+    labels ("Center,Donut"): the images with those labels, and a ValueError naming any label the
+    data does not have.
+    """
+    classes = train_on_classes(train_on)
+    if classes is None and train_on.strip() == "normal":
+        return normal_images(ds, for_training=True)
+    labels = [str(v) for v in ds.labels]
+    found = sorted(set(labels))
+    if classes is None:  # "all"
+        defects = sum(str(v).strip().lower() not in NORMAL_LABELS for v in labels)
+        return ds.images, (f"trained on all {len(labels)} images, {defects} of them labelled as defects"
+                           if defects else None)
+    unknown = [c for c in classes if c not in found]
+    if unknown:
+        raise ValueError(f"train_on: no images of class {', '.join(map(repr, unknown))} in the data "
+                         f"(classes: {', '.join(found[:12])}{' ...' if len(found) > 12 else ''})")
+    keep = np.isin(np.asarray(labels), classes)
+    return ds.images[keep], (f"trained on the {int(keep.sum())} images of {', '.join(classes)}; "
+                             f"{int((~keep).sum())} others left out")
