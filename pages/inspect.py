@@ -69,7 +69,7 @@ def new_run() -> None:
     ss["insp_data"] = default_data(path)
     post = run_scoring_defaults(path)
     ss["insp_residual"], ss["insp_score"] = post["residual"], post["score"]
-    ss["insp_smooth"], ss["insp_topk"] = min(post["smooth_sigma"], SMOOTH_MAX), post["topk_percent"]
+    ss["insp_smooth"], ss["insp_topk"] = float(post["smooth_sigma"]), post["topk_percent"]
     ss["insp_border"] = post["border"]
     ss["insp_show"] = PAGE
 
@@ -99,7 +99,9 @@ with st.sidebar:
     st.subheader("Post-processing")
     run_cls = detector_class(run_method(by_name[ss["insp_run"]].path))
     residual = st.selectbox("Residual", run_cls.residuals, key="insp_residual")
-    smooth = st.slider("Smoothing σ (px)", 0.0, SMOOTH_MAX, step=0.5, key="insp_smooth")
+    # The slider reaches a run's own larger default (an option of its method): never clamped silently.
+    smooth = st.slider("Smoothing σ (px)", 0.0, max(SMOOTH_MAX, ss.get("insp_smooth", 0.0)), step=0.5,
+                       key="insp_smooth")
     # A method with its own image score (a latent distance) does not reduce the map: the choice would do nothing.
     own_help = "This method's image score is its own (see the caption), not taken from the map." if run_cls.own_scores else None
     score = st.selectbox("Image score", SCORES, key="insp_score", disabled=run_cls.own_scores, help=own_help)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from udd_core.scoring import (
+    check_post_processing,
     RESIDUALS,
     SCORES,
     NormStats,
@@ -220,3 +221,19 @@ def test_norm_stats_fit_roundtrip_and_normalise():
         NormStats.from_dict({"mean": 0.0, "std": 1.0})
     with pytest.raises(ValueError, match="empty"):
         fit_norm_stats(np.zeros((0, 4, 4)))
+
+
+@pytest.mark.parametrize("args, field", [
+    ((-1, "max", 1.0), "smooth_sigma"), ((float("nan"), "max", 1.0), "smooth_sigma"), ((True, "max", 1.0), "smooth_sigma"),
+    ((101, "max", 1.0), "smooth_sigma"), ((0, "median", 1.0), "score"), ((0, "topk", 0), "topk_percent"),
+    ((0, "topk", 100.5), "topk_percent"), ((0, "topk", 1.0, -1), "border"), ((0, "topk", 1.0, 16, (32, 32)), "border"),
+])
+def test_post_processing_refusals_name_the_field(args, field):
+    with pytest.raises(ValueError) as e:
+        check_post_processing(*args)
+    assert str(e.value).startswith(f"{field}: ")
+
+
+def test_post_processing_comes_back_typed():
+    assert check_post_processing(4, "topk", 10, 15, (32, 32)) == (4.0, "topk", 10.0, 15)
+    assert check_post_processing(0.0, "mean", 100) == (0.0, "mean", 100.0, 0)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from .atomic import write_bytes_atomic
 from .data import to_tensor
 from .methods import Detector, load_detector, run_method, scoring_with
 from .metrics import threshold_for_fpr
-from .scoring import SCORES, fit_norm_stats, image_scores, score_images, smooth_maps
+from .scoring import check_post_processing, fit_norm_stats, image_scores, score_images, smooth_maps
 
 TOLERANCE = 1e-4  # largest relative score (and map) difference that passes parity
 OPSETS = (13, 20)  # opsets the TorchScript exporter of torch 2.13 writes this graph in (closed range)
@@ -78,15 +77,9 @@ def default_scoring(detector: Detector, residual: Optional[str] = None, smooth_s
     """The scoring `udd score` uses for this detector (`methods.scoring_with`: describe()'s defaults, else
     the first residual, no smoothing, the mean score, top 1 %, no border), checked. Arguments given override them."""
     post = scoring_with(detector, residual=residual, smooth_sigma=smooth_sigma, score=score, topk_percent=topk_percent)
-    s = Scoring(residual=str(post["residual"]), smooth_sigma=float(post["smooth_sigma"]), score=str(post["score"]),
-                topk_percent=float(post["topk_percent"]), border=int(post["border"]))
-    if not math.isfinite(s.smooth_sigma) or not 0 <= s.smooth_sigma <= 100:
-        raise ValueError(f"smooth_sigma: must be in [0, 100], got {s.smooth_sigma}")
-    if s.score not in SCORES:
-        raise ValueError(f"score: must be one of {SCORES}, got {s.score!r}")
-    if not 0 < s.topk_percent <= 100:
-        raise ValueError(f"topk_percent: must be in (0, 100], got {s.topk_percent}")
-    return s
+    smooth, score, topk, border = check_post_processing(post["smooth_sigma"], post["score"], post["topk_percent"],
+                                                        post["border"])
+    return Scoring(residual=str(post["residual"]), smooth_sigma=smooth, score=score, topk_percent=topk, border=border)
 
 
 class _OwnScores(nn.Module):

@@ -156,6 +156,30 @@ def check_border(border: int, size: tuple[int, int]) -> int:
     return border
 
 
+MAX_SMOOTH = 100.0  # px: the Gaussian kernel is 6 sigma wide, so beyond this it blurs the map away
+
+
+def check_post_processing(smooth_sigma, score, topk_percent, border=0, size: Optional[tuple[int, int]] = None
+                          ) -> tuple[float, str, float, int]:
+    """The post-processing of a map (smoothing, image score, top-k share, border), checked alike for every
+    method's options, `udd score` and the export: (smooth_sigma, score, topk_percent, border), or a
+    ValueError naming the first bad field. `border` is checked against the map `size` (H, W) when given."""
+    def number(v) -> bool:
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+    if not (number(smooth_sigma) and 0 <= smooth_sigma <= MAX_SMOOTH):
+        raise ValueError(f"smooth_sigma: must be a number of pixels in [0, {MAX_SMOOTH:g}], got {smooth_sigma!r}")
+    if score not in SCORES:
+        raise ValueError(f"score: must be one of {', '.join(SCORES)}, got {score!r}")
+    if not (number(topk_percent) and 0 < topk_percent <= 100):
+        raise ValueError(f"topk_percent: must be a number in (0, 100], got {topk_percent!r}")
+    if size is not None:
+        check_border(border, size)
+    elif isinstance(border, bool) or not isinstance(border, int) or border < 0:
+        raise ValueError(f"border: must be an integer of pixels, got {border!r}")
+    return float(smooth_sigma), str(score), float(topk_percent), int(border)
+
+
 def image_scores(maps: torch.Tensor, kind: str = "mean", topk_percent: float = 1.0, border: int = 0) -> torch.Tensor:
     """Reduce residual maps (B, H, W) to one score per image (B,).
 

@@ -35,7 +35,7 @@ from torch import nn
 from ..feature_input import FeatureInput, feature_shape
 from ..feeds import cache_features, channel_stats, feature_cache_bytes, make_feature_maps
 from ..model import WEIGHTS_FILE, AutoEncoder, load_model, save_model
-from ..scoring import SCORES, check_border, wide_image_score
+from ..scoring import check_post_processing, wide_image_score
 from ..tensor_files import ModelFileError, read_tensors, write_tensors
 from .base import METHOD_FILE, Detector, MapOutput
 from .feature_residual import FeatureResidualMap, feature_error
@@ -112,13 +112,7 @@ class FeatureAEDetector(Detector):
             raise ValueError(f"latent_power: must be a number in [0, 4] (0: the map alone), got {power!r}")
         if error not in ERRORS:
             raise ValueError(f"error: must be one of {', '.join(ERRORS)}, got {error!r}")
-        if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or not 0 <= smooth <= 64:
-            raise ValueError(f"smooth_sigma: must be a number in [0, 64], got {smooth!r}")
-        if score not in SCORES:
-            raise ValueError(f"score: must be one of {', '.join(SCORES)}, got {score!r}")
-        if isinstance(topk, bool) or not isinstance(topk, (int, float)) or not 0 < topk <= 100:
-            raise ValueError(f"topk_percent: must be a number in (0, 100], got {topk!r}")
-        check_border(border, tuple(input_shape[1:]))
+        smooth, score, topk, border = check_post_processing(smooth, score, topk, border, tuple(input_shape[1:]))
         c = parse_config(config)
         spec = input_spec(c, cls.method)
         if c.input is None:  # a pixel config tried on features: record the input it now takes
@@ -129,8 +123,8 @@ class FeatureAEDetector(Detector):
         if not report.ok:
             raise ValueError(report.problems[0].message)
         model = seeded_model(c, report.input, seed)
-        return cls(model, spec, tuple(input_shape), smooth_sigma=float(smooth), score=score, error=error,
-                   topk_percent=float(topk), border=border, latent_power=float(power))
+        return cls(model, spec, tuple(input_shape), smooth_sigma=smooth, score=score, error=error,
+                   topk_percent=topk, border=border, latent_power=float(power))
 
     @classmethod
     def preferred_preset(cls, config: Any) -> Optional[str]:

@@ -41,7 +41,7 @@ from torch import nn
 
 from .. import backbone as bb
 from ..coreset import bank_spread, greedy_coreset, knn_chunk_rows
-from ..scoring import SCORES, WIDE_SIDE, check_border, wide_image_score
+from ..scoring import WIDE_SIDE, check_post_processing, wide_image_score
 from ..tensor_files import read_tensors, write_tensors
 from .bank_map import BankMap, patches
 from .base import METHOD_FILE, Detector, MapOutput
@@ -101,20 +101,14 @@ def check_options(options: Optional[dict], input_shape: Optional[tuple[int, int,
     c = opts["coreset"]
     number("coreset", isinstance(c, (int, float)) and math.isfinite(c) and 0 < c <= 1, "in (0, 1]")
     number("k", isinstance(opts["k"], int) and 1 <= opts["k"] <= 100, "an integer in 1..100")
-    s = opts["smooth_sigma"]
-    number("smooth_sigma", isinstance(s, (int, float)) and math.isfinite(s) and 0 <= s <= 64, "in [0, 64]")
     number("spread_k", isinstance(opts["spread_k"], int) and 0 <= opts["spread_k"] <= 100,
            "an integer in 0..100 (0: plain distances)")
     number("proj_dim", isinstance(opts["proj_dim"], int) and 0 <= opts["proj_dim"] <= 4096,
            "an integer in 0..4096 (0: no projection)")
-    number("score", opts["score"] in SCORES, "one of " + ", ".join(SCORES))
-    t = opts["topk_percent"]
-    number("topk_percent", isinstance(t, (int, float)) and math.isfinite(t) and 0 < t <= 100, "in (0, 100]")
-    if input_shape is not None:
-        check_border(opts["border"], (input_shape[1], input_shape[2]))
-    else:
-        number("border", isinstance(opts["border"], int) and opts["border"] >= 0, "an integer of pixels")
-    opts["coreset"], opts["smooth_sigma"], opts["topk_percent"] = float(c), float(s), float(t)
+    opts["smooth_sigma"], opts["score"], opts["topk_percent"], opts["border"] = check_post_processing(
+        opts["smooth_sigma"], opts["score"], opts["topk_percent"], opts["border"],
+        None if input_shape is None else (input_shape[1], input_shape[2]))
+    opts["coreset"] = float(c)
     return opts
 
 
