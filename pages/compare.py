@@ -49,7 +49,7 @@ def diff_table(rows: list, names: list[str], key: str, without: Sequence[str] = 
     ``without``: runs that have no such table (no autoencoder config); they take no part in "differ"."""
     changed = [r.field for r in rows if r.changed]
     among = f" among the runs with an autoencoder config ({', '.join(without)}: {cmp.NO_CONFIG})" if without else ""
-    if len(names) - len(without) < 2:  # nothing to compare a lone config with
+    if lone := len(names) - len(without) < 2:  # nothing to compare a lone config with: no "changed" column
         st.caption(f"Only one of these runs has an autoencoder config ({', '.join(without)}: {cmp.NO_CONFIG}).")
     else:
         st.caption(f"Differ{among}: {', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''}" if changed
@@ -58,6 +58,9 @@ def diff_table(rows: list, names: list[str], key: str, without: Sequence[str] = 
         rows = [r for r in rows if r.changed]
     df = pd.DataFrame([[r.field, *r.values, r.changed] for r in rows], columns=["field", *names, "changed"])
     if df.empty:
+        return
+    if lone:
+        st.dataframe(df.drop(columns="changed"), hide_index=True, key=key)
         return
     style = df.style.apply(lambda row: [CHANGED_BG if row["changed"] else ""] * len(row), axis=1)
     st.dataframe(style, hide_index=True, key=key, column_config={"changed": st.column_config.CheckboxColumn()})
@@ -170,8 +173,9 @@ best = {(k, b) for k, r in enumerate(rows) for b in r.best}
 style = df.style.apply(lambda col: [BEST_BG if (k, scored.index(col.name)) in best else "" for k in range(len(col))],
                        subset=scored).format(precision=cmp.SHOWN_DIGITS, na_rep="n/a")
 st.dataframe(style, hide_index=True, key="cmp_metrics")
-st.caption("Green: the best run of a metric (every run that ties for it). Threshold, FPR and TPR are each run's own "
-           "operating point (target FPR on its normal validation images).")
+st.caption("Green: the best run of a metric (every run that ties for it). Each run scores with its own default "
+           "post-processing (as `udd score` does), not the Inspect sidebar's. Threshold, FPR and TPR are each run's "
+           "own operating point (target FPR on its normal validation images).")
 
 if (roc := cmp.roc_figure(scored, [method_of[n] for n in scored], inspections)) is not None:
     st.plotly_chart(go.Figure(roc), key="cmp_roc")

@@ -253,7 +253,7 @@ with left:
         num(1, "Seed", 0, 2**31 - 1, key="train_seed")
         c[2].selectbox("Loss", LOSSES, key="train_loss", persist_state=KEEP)
         c[0].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
-        c[0].toggle("bf16 steps", key="train_amp_bf16", persist_state=KEEP,
+        c[0].toggle("bf16", key="train_amp_bf16", persist_state=KEEP,
                     help="bfloat16 autocast for the training steps where the hardware runs it natively, after a check "
                          "that loss and gradients match float32; validation stays float32. Off: float32 throughout.")
         if method_cls.paints_noise:  # a feature AE trains on cached features: nothing to paint on
@@ -263,7 +263,7 @@ with left:
             num(2, "Patch size max (px)", 1, 100_000, key="train_patch_max")
             st.text_input("Noise pattern folder (optional)", key="train_patch_dir", persist_state=KEEP,
                           help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
-    on = st.columns([2, 3])
+    on = st.columns([3, 2])
     on[0].selectbox("Train on", list(TRAIN_ON), key="train_on_mode", format_func=TRAIN_ON.get, persist_state=KEEP,
                     help="Normal images: an autoencoder for detection learns only defect-free images (labels "
                          "good/none/normal, or unlabelled). All images: defects too, to generate every pattern "

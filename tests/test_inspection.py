@@ -235,5 +235,7 @@ def test_the_legend_names_the_heatmap_unit_and_where_the_pixel_threshold_comes_f
     assert "(the 99th percentile of the normal pixels)" in insp.scale_legend()
     peak = inspect_run(run, mvtec, score="max")
     assert peak.pixel_threshold == pytest.approx(peak._to_map_units(peak.threshold))
-    assert "(the image threshold in map units" in peak.scale_legend()
+    assert "(the image threshold in map units: a pixel above it alone makes the image defective)" in peak.scale_legend()
+    top = inspect_run(run, mvtec, score="topk", topk_percent=2.5)  # says top-k, not max
+    assert "top 2.5% of pixels average above it" in top.scale_legend() and "alone" not in top.scale_legend()
     assert peak.factors is None and peak.score_text(0) == f"score {peak.scores[0]:.5g}"

@@ -98,6 +98,8 @@ def test_report_of_a_memory_bank_run_names_the_method_not_a_training_loop(tmp_pa
     assert "coreset: 0.5" in setup["method options"].split("; ") and "fit" not in setup["method options"]
     assert "&quot;" not in setup["method options"] + setup["scoring"] + setup["fit settings"]
     assert "layers: " in setup["method options"] and "[" not in setup["method options"]
+    assert "score: max" in setup["scoring"] and "topk" not in setup["scoring"]  # a max score has no top-k share
+    assert "topk" not in setup["method options"] and "target FPR: 1%" in setup["scoring"]
     fit_settings = setup["fit settings"]  # only what a one-pass fit uses: no epochs, lr or loss
     assert "seed" in fit_settings and not any(k in fit_settings for k in ("epochs", "lr", "loss"))
     assert "training settings" not in setup and "No training history" not in page and "Training curve" not in page

@@ -234,14 +234,15 @@ def roc_figure(names: Sequence[str], methods: Sequence[str], inspections: Sequen
         if (curve := roc_curve(insp)) is not None:
             auroc = insp.metrics.image_auroc
             data.append({"type": "scatter", "mode": "lines", "x": curve[0].tolist(), "y": curve[1].tolist(),
-                         "line": {"color": colour},
+                         "line": {"color": colour, "width": 3},
                          "name": f"{name}, {method}" + (f" (AUROC {auroc:.3f})" if auroc is not None else "")})
     if not data:
         return None
     data.append({"type": "scatter", "mode": "lines", "x": [0, 1], "y": [0, 1], "name": "chance",
                  "line": {"dash": "dot", "color": "gray"}})
-    layout = {"title": {"text": "ROC"}, "height": 400, "xaxis": {"title": {"text": "FPR"}, "range": [0, 1]},
-              "yaxis": {"title": {"text": "TPR"}, "range": [0, 1.02]}}
+    # A margin past 0 and 1, so that a perfect run's curve (up the TPR axis, along the top) stays visible.
+    layout = {"title": {"text": "ROC"}, "height": 400, "xaxis": {"title": {"text": "FPR"}, "range": [-0.02, 1]},
+              "yaxis": {"title": {"text": "TPR"}, "range": [0, 1.03]}}
     return {"data": data, "layout": layout}
 
 

@@ -120,7 +120,7 @@ def _num(v, digits: int = 4) -> str:
 
 def _fields(d: dict) -> str:
     """Settings as a line a process engineer reads ("score: topk; topk percent: 10"), not a JSON blob;
-    unset (None) fields are left out."""
+    unset (None) fields are left out, and so is the top-k share of a score that is not top-k."""
     def value(v) -> str:
         if isinstance(v, bool):
             return "yes" if v else "no"
@@ -129,7 +129,9 @@ def _fields(d: dict) -> str:
         if isinstance(v, (list, tuple)):
             return ", ".join(value(x) for x in v)
         return json.dumps(v) if isinstance(v, dict) else str(v)
-    return "; ".join(f"{k.replace('_', ' ')}: {value(v)}" for k, v in d.items() if v is not None) or "none"
+    unused = {"topk_percent"} if d.get("score") not in (None, "topk") else set()
+    return "; ".join(f"{k.replace('_', ' ')}: {value(v)}" for k, v in d.items()
+                     if v is not None and k not in unused) or "none"
 
 
 def _img(rgb: np.ndarray, alt: str) -> str:
@@ -253,7 +255,9 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     history = runs.read_history(run)
     s = insp.settings
     title = title or f"udd inspection report: {run.name}"
-    scoring = {k: s.get(k) for k in ("residual", "score", "smooth_sigma", "topk_percent", "border", "target_fpr")}
+    scoring = {k: s.get(k) for k in ("residual", "score", "smooth_sigma", "topk_percent", "border")}
+    if s.get("target_fpr") is not None:  # as the Threshold section writes it
+        scoring["target FPR"] = f"{100 * float(s['target_fpr']):g}%"
     setup = [("model", s.get("model")), ("data", s.get("data")), ("split", s.get("split")),
              ("input shape (C, H, W)", s.get("input_shape")), ("images", len(insp)),
              ("scoring", _fields(scoring)), ("normal reference", insp.normal_source or "none")]
