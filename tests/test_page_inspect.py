@@ -138,32 +138,30 @@ def test_the_drilled_image_stays_when_the_post_processing_changes(at):
     assert pick(at).key != key and pick(at).value == chosen  # a new widget, the same image
 
 
-def test_a_run_smoothing_more_than_the_slider_top_is_not_clamped(monkeypatch, tmp_path):
-    """A method option above the slider's usual top (8 px) is what Inspect applies, as `udd score` does."""
+def toy_run_page(monkeypatch, tmp_path, smooth: float) -> AppTest:
+    """The page on one run of the toy method (no reconstruction, its own post-processing: `smooth` px)."""
     from test_detector_consumers import fit_toy
     from toy_detector import register
 
     register(monkeypatch)
     root = tmp_path / "runs"
-    fit_toy(root / "toy", make_mvtec(tmp_path / "parts"), smooth=12.0)
+    fit_toy(root / "toy", make_mvtec(tmp_path / "parts"), smooth=smooth)
     monkeypatch.setenv("UDD_RUNS_DIR", str(root))
     app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     assert not app.exception and not app.error
+    return app
+
+
+def test_a_run_smoothing_more_than_the_slider_top_is_not_clamped(monkeypatch, tmp_path):
+    """A method option above the slider's usual top (8 px) is what Inspect applies, as `udd score` does."""
+    app = toy_run_page(monkeypatch, tmp_path, 12.0)
     slider = app.slider(key="insp_smooth")
     assert slider.value == 12.0 and slider.max == 12.0
 
 
 def test_a_run_of_another_method_opens_with_its_own_defaults(monkeypatch, tmp_path):
     """Inspect works on any detector: the toy method has no reconstruction and its own post-processing."""
-    from test_detector_consumers import fit_toy
-    from toy_detector import register
-
-    register(monkeypatch)
-    root = tmp_path / "runs"
-    fit_toy(root / "toy", make_mvtec(tmp_path / "parts"), smooth=2.0)
-    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
-    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
-    assert not app.exception and not app.error
+    app = toy_run_page(monkeypatch, tmp_path, 2.0)
     assert app.selectbox(key="insp_residual").options == ["sq"]
     assert any("Method **toy-mean**: the heatmap is its anomaly map" in c.value for c in app.caption)
     assert app.selectbox(key="insp_score").value == "max" and app.slider(key="insp_smooth").value == 2.0
