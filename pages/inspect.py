@@ -51,7 +51,7 @@ def fmt(v, digits: int = 4) -> str:
 
 
 def default_data(run_dir: Path) -> str:
-    return str(((runs.read_json(run_dir / runs.TRAIN_FILE, {}) or {}).get("data") or {}).get("path", ""))
+    return str(runs.run_source(run_dir).get("path", ""))
 
 
 st.title("Inspect")

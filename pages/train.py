@@ -15,10 +15,10 @@ import streamlit as st
 from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_stale_link
 from udd_core import runs, sources
 from udd_core.config import parse_config
-from udd_core.data import IMAGE_EXTS, data_kind
+from udd_core.data import IMAGE_EXTS
 from udd_core.losses import LOSSES
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options, run_method
-from udd_core.presets import model_presets
+from udd_core.presets import design_label, model_presets
 from udd_core.image_shapes import checked_image_shape
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, resume_offer, run_rows
 from udd_core.progress import curve_series, loss_curve, progress_bar
@@ -120,8 +120,7 @@ def show_run(name: str, polled: str) -> None:
         st.error(f"Training failed: {snap.error}" + (f" (at {snap.error_where})" if snap.error_where else ""))
     else:
         show = {"finished": st.success, "failed": st.error, "running": st.info}.get(disk["status"], st.warning)
-        where = f" (pid {disk.get('pid')} on {disk.get('host')})" if disk["status"] == "running" else ""
-        show(f"**{disk['status']}** · {disk.get('message', '')}{where}")
+        show(runs.status_line(disk))
     for note in ss.get("train_notices", {}).get(name, []) + list(snap.notices if snap else ()):
         st.caption(f"ℹ️ {note}")
     hist = None if alive else runs.read_history(run_dir)  # the whole record, from this or an earlier app session
@@ -133,7 +132,7 @@ def show_run(name: str, polled: str) -> None:
     if disk.get("status") == "finished" and hist:
         st.info("Training is done: open the **Inspect** page to score test images with this run.")
     if snap is not None and snap.probe_input is not None:
-        kind = ((runs.read_json(run_dir / runs.TRAIN_FILE, {}) or {}).get("data") or {}).get("kind", "")
+        kind = runs.run_source(run_dir).get("kind", "")
         below = detector_class(run_method(run_dir)).probe_label
         st.caption(f"Probe images: input (top), {below} after the latest epoch (bottom)")
         st.image(sources.probe_pairs(snap.probe_input, snap.probe_recon, kind), width=128, output_format="PNG")
@@ -182,36 +181,32 @@ with left:
     config = shape = None
     per_image = 0  # feature bytes a fit keeps per image, for the estimate
     try:
-        if not method_cls.uses_config:  # a pretrained backbone sees RGB: gray images load as 3 channels
-            # Two statements: a bare tuple here would be drawn on the page by Streamlit's "magic".
-            ss.setdefault("train_h", 256)
-            ss.setdefault("train_w", 256)
-            hw = st.columns(2)
-            h = hw[0].number_input("Height", 1, 8192, key="train_h", persist_state=KEEP)
-            w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)
-            shape = (3, int(h), int(w))
-        elif mmode == MODEL_MODES[0]:
+        if method_cls.uses_config and mmode == MODEL_MODES[0]:  # the Design page's config, at its size
             config = parse_config(design_config)
             shape = checked_image_shape(config, method, design_shape[1:], int(design_shape[0]))
-            name = ss.get("design_preset_name") or "custom"
-            if name in model_presets() and model_presets()[name].config.to_dict() != design_config:
-                name += ", edited"
+            name = design_label(ss.get("design_preset_name"), design_config)
             st.caption(f"The Design page's config ({name}), input {'x'.join(map(str, shape))}; change it there.")
         else:
-            ss.setdefault("train_model_preset", "gray-tile-128")
-            if "train_h" not in ss:
-                on_model_preset()
-            if mmode == MODEL_MODES[1]:
-                config = model_presets()[st.selectbox("Preset", list(model_presets()), key="train_model_preset",
-                                                      on_change=on_model_preset, persist_state=KEEP)].config
-            elif up := st.file_uploader("config.json or the reference AE_config.txt", type=["json", "txt"],
-                                        key="train_config_file", max_upload_size=1):
-                config = parse_config(up.getvalue())
+            preset = None
+            if not method_cls.uses_config:
+                # Two statements: a bare tuple here would be drawn on the page by Streamlit's "magic".
+                ss.setdefault("train_h", 256)
+                ss.setdefault("train_w", 256)
+            else:
+                ss.setdefault("train_model_preset", "gray-tile-128")
+                if "train_h" not in ss:
+                    on_model_preset()
+                if mmode == MODEL_MODES[1]:
+                    preset = model_presets()[st.selectbox("Preset", list(model_presets()), key="train_model_preset",
+                                                          on_change=on_model_preset, persist_state=KEEP)]
+                    config = preset.config
+                elif up := st.file_uploader("config.json or the reference AE_config.txt", type=["json", "txt"],
+                                            key="train_config_file", max_upload_size=1):
+                    config = parse_config(up.getvalue())
             hw = st.columns(2)
             h = hw[0].number_input("Height", 1, 8192, key="train_h", persist_state=KEEP)
             w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)
-            preset = model_presets().get(ss.get("train_model_preset")) if mmode == MODEL_MODES[1] else None
-            if config is not None:
+            if config is not None or not method_cls.uses_config:  # no config: a backbone method, RGB images
                 shape = checked_image_shape(config, method, (h, w), preset.input_shape[0] if preset else None)
         text = st.text_input("Method options (JSON)", key="train_options", persist_state=KEEP,
                              placeholder=method_cls.option_example,
@@ -277,15 +272,12 @@ with left:
                  disabled=shape is None or data_error is not None):
         try:
             settings = settings_from_form({k: ss[f"train_{k}"] for k in form_values(TrainSettings())})
-            name = run_name or sources.default_run_name(ROOT, path)
-            if (run_dir := runs.run_path(ROOT, name)).exists():
-                raise ValueError(f"run name {name!r}: a run of that name already exists; choose another")
+            run_dir = sources.new_run_path(ROOT, run_name, path)
             images, notices = load_images(path, shape, tile, settings.train_on)
-            mgr.start(TrainJob.create(run_dir, config, shape, images, settings, source={
-                "path": str(Path(path).resolve()), "kind": data_kind(path), "tile": tile},
-                method=method, options=options))
-            ss.setdefault("train_notices", {})[name] = notices
-            select(name)
+            mgr.start(TrainJob.create(run_dir, config, shape, images, settings, sources.source_record(path, tile),
+                                      method=method, options=options))
+            ss.setdefault("train_notices", {})[run_dir.name] = notices
+            select(run_dir.name)
         except (ValueError, OSError) as e:  # settings, run name, data, an unwritable runs folder: one line
             st.error(str(e))
 

@@ -100,3 +100,12 @@ def test_cli_offers_every_training_preset():
     from udd_core.settings import training_presets
 
     assert set(TRAIN_PRESETS) == set(training_presets())
+
+
+def test_design_label_names_the_preset_and_an_edit():
+    from udd_core.presets import design_label, model_presets
+
+    cfg = model_presets()["gray-tile-128"].config.to_dict()
+    assert design_label("gray-tile-128", cfg) == "gray-tile-128"
+    assert design_label("gray-tile-128", {**cfg, "latent_size": cfg["latent_size"] + 1}) == "gray-tile-128, edited"
+    assert design_label(None, cfg) == "custom" and design_label("my own", cfg) == "my own"

@@ -172,3 +172,16 @@ def test_list_runs_summarises_each_run(tmp_path):
     assert (ra.status, ra.epochs_done, ra.best_val_loss, ra.path) == ("finished", 2, 0.25, a)
     assert (rb.status, rb.epochs_done, rb.best_val_loss) == ("interrupted", 1, 0.9)  # train loss without val
     assert runs.list_runs(tmp_path / "missing") == []
+
+
+def test_status_line_and_run_source(tmp_path):
+    from udd_core.runs import run_source, status_line
+
+    assert status_line({"status": "stopped", "message": "stopped after 21 of 300 epochs"}) == \
+        "**stopped** · stopped after 21 of 300 epochs"
+    assert status_line({"status": "running", "message": "epoch 3", "pid": 7, "host": "h"}).endswith("(pid 7 on h)")
+    assert run_source(tmp_path) == {}  # no train.json
+    (tmp_path / "train.json").write_text('{"data": {"path": "/d", "kind": "mvtec"}}')
+    assert run_source(tmp_path) == {"path": "/d", "kind": "mvtec"}
+    (tmp_path / "train.json").write_text('{"data": [1]}')  # damaged: unknown, not a crash
+    assert run_source(tmp_path) == {}

@@ -174,7 +174,6 @@ def test_to_dict_has_the_cli_fields(tiny_config):
 
 
 def test_checked_image_shape_gives_the_images_channels_or_the_first_shape_problem():
-
     cfg = model_presets()["gray-tile-128"].config
     assert checked_image_shape(cfg, "autoencoder", (128, 128), 3) == (1, 128, 128)  # a pixel AE: its own channels
     with pytest.raises(ValueError, match=r"^latent_up outputs 48x14x14 but must mirror 48x13x13: set latent_opad"):
@@ -182,3 +181,4 @@ def test_checked_image_shape_gives_the_images_channels_or_the_first_shape_proble
     feat = model_presets()["feature-ae"].config
     assert checked_image_shape(feat, "feature-ae", (256, 256), 1) == (1, 256, 256)  # the backbone takes gray
     assert checked_image_shape(feat, "feature-ae", (256, 256), 2)[0] == 3  # ...or RGB
+    assert checked_image_shape(None, "memory-bank", (100, 60)) == (3, 100, 60)  # no config: RGB, nothing to check

@@ -172,3 +172,18 @@ def test_sources_never_import_streamlit():
 
     code = "import sys, udd_core.sources; assert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_new_run_path_and_source_record(tmp_path):
+    from udd_core.sources import new_run_path, source_record
+
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ValueError, match="run name 'taken': a run of that name already exists"):
+        new_run_path(tmp_path, "taken", None)
+    assert new_run_path(tmp_path, "fresh", None) == tmp_path / "fresh"
+    auto = new_run_path(tmp_path, "", tmp_path / "parts")  # empty: the data set's default name
+    assert auto.parent == tmp_path and auto.name.startswith("parts-") and not auto.exists()
+    data = tmp_path / "imgs"
+    data.mkdir()
+    Image.new("L", (8, 8)).save(data / "a.png")
+    assert source_record(data, tile=True) == {"path": str(data.resolve()), "kind": "folder", "tile": True}

@@ -20,6 +20,7 @@ from .model import build_model
 from .progress import ProgressLine
 from .runs import is_empty_dir, read_history, read_json
 from .settings import TrainSettings, training_presets
+from .sources import source_record
 from .image_shapes import image_channels
 from .losses import check_loss_fits
 from .training_data import training_images
@@ -242,7 +243,7 @@ def run_train(args: argparse.Namespace) -> int:
         for note in ds.notices + ([kept] if kept else []):
             print(f"note: {note}", file=sys.stderr)
         job = TrainJob.create(out, config, shape, images, settings,
-                              source={"path": str(Path(args.data).resolve()), "kind": kind, "tile": False},
+                              source=source_record(args.data),
                               method=method, options=options)
         del ds, images
     for note in job.snapshot().notices:

@@ -135,9 +135,10 @@ class Inspection:
         ref = f"the normal {self.normal_source} images" if self.normal_source else "all scored images"
         unit = " (in standard deviations of the normal pixels above their mean)" if self.norm else ""
         if self.threshold is not None and self.settings.get("score") in ("max", "topk") and self.factors is None:
+            top = f"its top {self.settings.get('topk_percent'):g}% of pixels average above it"
             source = "the image threshold in map units: " + (
-                "a pixel above it alone makes the image defective" if self.settings["score"] == "max" else
-                f"the image is defective when its top {self.settings.get('topk_percent'):g}% of pixels average above it")
+                "a pixel above it alone makes the image defective" if self.settings["score"] == "max"
+                else f"the image is defective when {top}")
         else:
             source = "the 99th percentile of the normal pixels"
         return (f"Heatmap colours: {sc.vmin:.4g} (left) to {sc.vmax:.4g} (right){unit}, one scale for every image, "

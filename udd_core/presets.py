@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from .config import AEConfig, parse_config
 
@@ -119,3 +119,11 @@ FEATURE_AE_NOTE = (
     "the method multiplies in). DFR's 1x1 kernels cannot work in this block structure (a stride-2 transposed 1x1 "
     "conv fills only every other cell, so 3/4 of the map is bias). The narrow 32x2x2 latent is also what the "
     "latent novelty compares. The memory bank is still a little stronger there (0.977).")
+
+
+def design_label(preset_name: Optional[str], config: Any) -> str:
+    """How the Train page names the Design page's config: the preset it started from ("unet-ish"), with
+    ", edited" once its fields differ from the preset's, or "custom"."""
+    name = preset_name or "custom"
+    preset = model_presets().get(name)
+    return f"{name}, edited" if preset is not None and preset.config.to_dict() != config else name

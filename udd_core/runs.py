@@ -24,7 +24,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 from .atomic import write_text_atomic
 
@@ -107,6 +107,20 @@ def create_run_dir(path: Union[str, Path]) -> Path:
 def new_run(root: Union[str, Path], name: str) -> Path:
     """Create run `name` under `root` (default runs/) and return its folder."""
     return create_run_dir(run_path(root, name))
+
+
+def status_line(status: Mapping[str, Any]) -> str:
+    """A run's status.json as one markdown line: "**stopped** · stopped after 21 of 300 epochs", and for a
+    run training in another process, which one (pid and host)."""
+    where = f" (pid {status.get('pid')} on {status.get('host')})" if status.get("status") == "running" else ""
+    return f"**{status.get('status')}** · {status.get('message', '')}{where}"
+
+
+def run_source(run_dir: Union[str, Path]) -> dict:
+    """The data a run trained on, as train.json records it (path, kind, tile, count, ...); {} when unknown."""
+    train = read_json(Path(run_dir) / TRAIN_FILE, {})
+    data = train.get("data") if isinstance(train, dict) else None
+    return data if isinstance(data, dict) else {}
 
 
 def validate_name_quietly(name: str) -> bool:

@@ -136,6 +136,20 @@ def default_run_name(root: Union[str, Path], data_path: Union[str, Path, None], 
     return runs.unique_run_name(root, f"{_slug(stem)}-{stamp}")
 
 
+def new_run_path(root: Union[str, Path], name: str, data_path: Union[str, Path, None]) -> Path:
+    """The folder of a new run called `name` (empty: `default_run_name`) under `root`; a ValueError naming
+    the run when one of that name exists, before any data is loaded for it."""
+    name = name or default_run_name(root, data_path)
+    if (run_dir := runs.run_path(root, name)).exists():
+        raise ValueError(f"run name {name!r}: a run of that name already exists; choose another")
+    return run_dir
+
+
+def source_record(data_path: Union[str, Path], tile: bool = False) -> dict:
+    """What train.json records of the data a run trains on: the absolute path, its kind, the tiling."""
+    return {"path": str(Path(data_path).resolve()), "kind": data_kind(data_path), "tile": bool(tile)}
+
+
 def save_upload(files: Iterable[tuple[str, bytes]], runs_root: Union[str, Path]) -> Path:
     """Save uploaded (name, bytes) pairs, zips unpacked safely, into a new `<runs_root>/uploads/upload-<time>`.
 
