@@ -39,7 +39,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 from udd_core.methods import detector_class  # noqa: E402
-from udd_core.scoring import image_scores, residual_map  # noqa: E402
+from udd_core.residuals import residual_map  # noqa: E402
+from udd_core.scoring import image_scores  # noqa: E402
 from udd_core.settings import TrainSettings  # noqa: E402
 
 SIZE = 32

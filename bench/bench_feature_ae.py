@@ -39,7 +39,8 @@ from udd_core.feeds import cache_features, feature_cache_bytes  # noqa: E402
 from udd_core.metrics import compute_metrics  # noqa: E402
 from udd_core.presets import model_presets  # noqa: E402
 from udd_core.runs import read_history  # noqa: E402
-from udd_core.scoring import image_scores, smooth_maps  # noqa: E402
+from udd_core.residuals import smooth_maps  # noqa: E402
+from udd_core.scoring import image_scores  # noqa: E402
 
 # Image scores compared on the same maps: (kind, top-k percent, border px); the border is a band of
 # 1/16 of the side, as the memory bank's default.

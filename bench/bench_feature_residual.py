@@ -27,7 +27,8 @@ from udd_core.backbone import FeatureExtractor  # noqa: E402
 from udd_core.data import to_tensor  # noqa: E402
 from udd_core.metrics import compute_metrics  # noqa: E402
 from udd_core.presets import model_presets  # noqa: E402
-from udd_core.scoring import image_scores, residual_map, score_images, smooth_maps  # noqa: E402
+from udd_core.residuals import residual_map, smooth_maps  # noqa: E402
+from udd_core.scoring import image_scores, score_images  # noqa: E402
 from udd_core.settings import training_presets  # noqa: E402
 
 RESIDUALS = ("l2", "ssim", "feature")

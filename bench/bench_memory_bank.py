@@ -43,7 +43,8 @@ from udd_core.data import to_tensor  # noqa: E402
 from udd_core.methods import detector_class, scoring_defaults  # noqa: E402
 from udd_core.methods.memory_bank import DEFAULTS  # noqa: E402
 from udd_core.metrics import compute_metrics, pixel_auroc  # noqa: E402
-from udd_core.scoring import image_scores, smooth_maps  # noqa: E402
+from udd_core.residuals import smooth_maps  # noqa: E402
+from udd_core.scoring import image_scores  # noqa: E402
 
 # --search grid. Layers are scored from one pass of the union extractor (channel slices of it equal
 # the separate extractors: pooling and upsampling are per layer).

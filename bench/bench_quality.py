@@ -40,7 +40,8 @@ from udd_core.data import load_dataset, to_tensor  # noqa: E402
 from udd_core.metrics import compute_metrics  # noqa: E402
 from udd_core.model import load_model  # noqa: E402
 from udd_core.presets import model_presets  # noqa: E402
-from udd_core.scoring import image_scores, residual_map, score_images  # noqa: E402
+from udd_core.residuals import residual_map  # noqa: E402
+from udd_core.scoring import image_scores, score_images  # noqa: E402
 from udd_core.jobs import TrainJob  # noqa: E402
 from udd_core.settings import training_presets  # noqa: E402
 

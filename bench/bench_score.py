@@ -115,7 +115,8 @@ def in_process(a, model, tiles_dir: Path) -> tuple[list[list[str]], dict]:
     from defect_detection.functions import loss_def
     from udd_core.data import load_dataset, to_tensor
     from udd_core.precision import autocast
-    from udd_core.scoring import residual_map, score_images
+    from udd_core.residuals import residual_map
+    from udd_core.scoring import score_images
 
     torch.set_num_threads(a.threads)
     files = sorted(str(p) for p in tiles_dir.glob("*.jpg"))

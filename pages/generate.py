@@ -11,6 +11,7 @@ import numpy as np
 import streamlit as st
 
 from pages.run_focus import focused_run, follow_focus, hand_over_deep_link, set_focus, run_label
+from udd_core import display
 from udd_core import generation as gen
 from udd_core import wafer_generation as wg
 from udd_core.data import data_kind, kind_mismatch
@@ -200,24 +201,24 @@ if mode == MODES[0]:
             for grid in grids:
                 st.markdown(f"**{grid.label}** · {counts.get(grid.label, 0)} maps")
                 for r, s_idx in enumerate(grid.sources.tolist()):
-                    pics = gen.upscale(gen.render_wafer(np.concatenate(
+                    pics = display.upscale(display.render_wafer(np.concatenate(
                         [grid.source_maps[r:r + 1], grid.recon_maps[r:r + 1], grid.variant_maps[r]])))
                     show(list(pics), [short(ds, s_idx), "reconstruction", *(f"variant {j + 1}" for j in range(per))])
                 maps.append(grid.variant_maps.reshape(-1, *grid.variant_maps.shape[2:]))
                 labels += [grid.label] * grid.variant_maps.shape[0] * per
                 srcs += [s_idx for s_idx in grid.sources.tolist() for _ in range(per)]
-            outputs = gen.upscale(gen.render_wafer(np.concatenate(maps)))
-            names = gen.output_names(len(outputs), "sample")
+            outputs = display.upscale(display.render_wafer(np.concatenate(maps)))
+            names = display.output_names(len(outputs), "sample")
             npz = wg.npz_bytes(np.concatenate(maps), labels, srcs)
     else:
         try:
             g = gen.generate(model, ds.images, sigma, k * per, seed, ds.labels, class_filter, n_sources=k)
             rows = g.by_source()
             srcs = [s for s, _ in rows]
-            src_img = gen.to_display(ds.images[srcs], kind)
-            rec_img = gen.to_display(gen.reconstruct(model, ds.images, srcs), kind, shaded=shaded)
-            outputs = gen.to_display(g.outputs, kind, shaded=shaded)
-            names = gen.output_names(len(outputs), "sample")
+            src_img = display.to_display(ds.images[srcs], kind)
+            rec_img = display.to_display(gen.reconstruct(model, ds.images, srcs), kind, shaded=shaded)
+            outputs = display.to_display(g.outputs, kind, shaded=shaded)
+            names = display.output_names(len(outputs), "sample")
             spread = gen.training_stats(model, ds.images[srcs]).std  # cheap: only the k sources
             if kind == "wafer":
                 npz = wg.npz_bytes(wg.generated_maps(g.outputs, wg.source_maps(ds.images[g.sources])),
@@ -238,8 +239,8 @@ else:
                                      "the images share (a wafer's outline).") == "per position"
     try:
         stats = cached_stats(str(run.path), mtime, data_path, split, tile, per_position)
-        outputs = gen.to_display(gen.generate_random(model, stats, n, seed), kind, shaded=shaded)
-        names = gen.output_names(len(outputs), "random")
+        outputs = display.to_display(gen.generate_random(model, stats, n, seed), kind, shaded=shaded)
+        names = display.output_names(len(outputs), "random")
     except (ValueError, OSError) as e:
         show_error(e)
     else:
@@ -253,7 +254,7 @@ else:
 
 if outputs is not None and len(outputs):
     st.download_button(f"Download the {len(outputs)} generated images (zip of PNGs)",
-                       gen.zip_pngs(list(outputs), names), mime="application/zip", key="gen_download",
+                       display.zip_pngs(list(outputs), names), mime="application/zip", key="gen_download",
                        file_name=f"{name}-{'noised' if mode == MODES[0] else 'random'}-seed{seed}.zip",
                        on_click="ignore")
 if npz is not None:
@@ -277,9 +278,9 @@ else:  # thousands of options make a slow select box; an index is as good
     b = ic[1].number_input("To (index)", 0, len(ds) - 1, other, key="gen_interp_b")
 steps = int(ic[2].slider("Steps", 3, 12, 7, key="gen_steps"))
 try:
-    strip = gen.to_display(gen.interpolation(model, ds.images, int(a), int(b), steps), kind, shaded=shaded)
+    strip = display.to_display(gen.interpolation(model, ds.images, int(a), int(b), steps), kind, shaded=shaded)
 except (ValueError, OSError) as e:
     show_error(e)
 else:
-    ends = gen.to_display(ds.images[[int(a), int(b)]], kind)
+    ends = display.to_display(ds.images[[int(a), int(b)]], kind)
     show([ends[0], *strip, ends[1]], ["from", *(f"{t / (steps - 1):.2f}" for t in range(steps)), "to"])

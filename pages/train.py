@@ -15,6 +15,7 @@ import streamlit as st
 from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_stale_link
 from udd_core import runs, sources
 from udd_core.config import parse_config
+from udd_core.display import probe_pairs
 from udd_core.data import IMAGE_EXTS
 from udd_core.losses import LOSSES
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options, run_method
@@ -135,7 +136,7 @@ def show_run(name: str, polled: str) -> None:
         kind = runs.run_source(run_dir).get("kind", "")
         below = detector_class(run_method(run_dir)).probe_label
         st.caption(f"Probe images: input (top), {below} after the latest epoch (bottom)")
-        st.image(sources.probe_pairs(snap.probe_input, snap.probe_recon, kind), width=128, output_format="PNG")
+        st.image(probe_pairs(snap.probe_input, snap.probe_recon, kind), width=128, output_format="PNG")
 
 
 # --- state ---------------------------------------------------------------------------------------

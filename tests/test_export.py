@@ -309,7 +309,7 @@ def test_a_run_name_under_the_runs_folder_and_a_real_subprocess(ae_run, tmp_path
 
 
 def test_export_graph_smoothing_is_udds(ae_run):
-    """The graph's smoothing is scoring.smooth_maps, the function `udd score` applies: same maps in torch."""
+    """The graph's smoothing is residuals.smooth_maps, the function `udd score` applies: same maps in torch."""
     det = load_detector(ae_run)
     sc = default_scoring(det, "ssim", 2.0, "topk", 3.0)
     x = to_tensor(load_dataset(exp_data(ae_run), (1, 32, 32), split="test").images)

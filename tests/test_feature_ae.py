@@ -14,7 +14,7 @@ from udd_core.config import ConfigError, parse_config
 from udd_core.feature_input import BACKBONES, FeatureInput, cache_bytes, feature_shape, parse_input
 from udd_core.methods import detector_class, load_detector
 from udd_core.feeds import feature_cache_bytes
-from udd_core.methods.feature_ae import STATS_FILE
+from udd_core.methods.feature_stats import STATS_FILE
 from udd_core.model import build_model
 from udd_core.presets import model_presets
 from udd_core.image_shapes import ae_input_shape, propagate_image
@@ -158,8 +158,10 @@ def test_feature_ae_end_to_end_on_sample_data(tmp_path):
     from udd_core.metrics import compute_metrics
     from udd_core.progress import ProgressBoard
     from udd_core.coreset import bank_spread
-    from udd_core.methods.feature_ae import CODE_SPREAD_K, LATENT_POWER
-    from udd_core.scoring import image_scores, score_images, smooth_maps
+    from udd_core.methods.feature_ae import LATENT_POWER
+    from udd_core.methods.feature_stats import CODE_SPREAD_K
+    from udd_core.residuals import smooth_maps
+    from udd_core.scoring import image_scores, score_images
     from udd_core.settings import TrainSettings
 
     train, test = _sample("train"), _sample("test")
@@ -177,7 +179,7 @@ def test_feature_ae_end_to_end_on_sample_data(tmp_path):
 
     loaded = load_detector(tmp_path)
     assert loaded.describe()["smooth_sigma"] > 0 and loaded.describe()["score"] == "topk"
-    assert loaded.describe()["error"] == "channel" and not torch.equal(loaded.weight, torch.ones(152))
+    assert loaded.describe()["error"] == "channel" and not torch.equal(loaded.stats.weight, torch.ones(152))
     from udd_core.data import to_tensor
 
     x = to_tensor(test.images, "cpu")
@@ -190,16 +192,16 @@ def test_feature_ae_end_to_end_on_sample_data(tmp_path):
     assert m.image_auroc > 0.75, m.image_auroc  # chance is 0.5; the defects are plain on sample_data
 
     # The image score's latent-novelty factor: the nearest training code's distance in units of its spread, squared.
-    assert loaded.latent_power == LATENT_POWER == 2.0 and loaded.codes.shape[0] == 48  # the fitted images' codes
+    assert loaded.latent_power == LATENT_POWER == 2.0 and loaded.stats.codes.shape[0] == 48  # the fitted images' codes
     assert "times the latent novelty squared" in loaded.describe()["image_score"]  # Inspect's caption says so
     assert "image_score" not in det.__class__.build((1, 64, 64), None, feature_config()).describe()  # not fitted
-    torch.testing.assert_close(loaded.code_spread, bank_spread(loaded.codes, CODE_SPREAD_K))
+    torch.testing.assert_close(loaded.stats.code_spread, bank_spread(loaded.stats.codes, CODE_SPREAD_K))
     with torch.inference_mode():
         out = loaded.anomaly_maps(x)
-        z = loaded.model.encode((loaded.feature_extractor()(x) - loaded.mean.reshape(1, -1, 1, 1))
-                                / loaded.std.reshape(1, -1, 1, 1)).flatten(1)
-    near, nearest = torch.cdist(z.double(), loaded.codes.double()).min(dim=1)
-    torch.testing.assert_close(out.score_factor.double(), (near / loaded.code_spread.double()[nearest]) ** 2,
+        z = loaded.model.encode((loaded.feature_extractor()(x) - loaded.stats.mean.reshape(1, -1, 1, 1))
+                                / loaded.stats.std.reshape(1, -1, 1, 1)).flatten(1)
+    near, nearest = torch.cdist(z.double(), loaded.stats.codes.double()).min(dim=1)
+    torch.testing.assert_close(out.score_factor.double(), (near / loaded.stats.code_spread.double()[nearest]) ** 2,
                                rtol=1e-4, atol=1e-6)
     res = score_images(loaded, test.images, residual=None, smooth_sigma=2.0, score="topk", topk_percent=1.0)
     want = image_scores(smooth_maps(out.maps, 2.0), "topk", 1.0) * out.score_factor  # every consumer scores so
@@ -258,7 +260,7 @@ def test_a_resume_that_dies_leaves_a_run_that_says_it_scores_by_the_map_alone(tm
     with pytest.raises(RuntimeError, match="killed"):
         again.fit(images, None, settings.replace(epochs=2), tmp_path, resume=True)
     left = load_detector(tmp_path)
-    assert left.codes is None and "image_score" not in json.loads((tmp_path / "method.json").read_text())
+    assert left.stats.codes is None and "image_score" not in json.loads((tmp_path / "method.json").read_text())
     assert left.anomaly_maps(torch.rand(1, 1, 64, 64)).score_factor is None
 
 
@@ -302,7 +304,7 @@ def test_the_image_score_defaults_follow_the_size_and_older_runs_keep_theirs(tmp
 def test_older_runs_score_without_the_latent_factor_and_a_bad_power_is_named(tmp_path):
     det = detector_class("feature-ae").build((1, 64, 64), None, feature_config(), seed=0)
     d = det.model.encode(torch.zeros(1, *det.model.input_shape)).numel()  # a flattened code's length
-    det.codes, det.code_spread = torch.randn(5, d), torch.ones(5)
+    det.stats.codes, det.stats.code_spread = torch.randn(5, d), torch.ones(5)
     det.save(tmp_path)
     x = torch.rand(2, 1, 64, 64)
     assert load_detector(tmp_path).anomaly_maps(x).score_factor.shape == (2,)
@@ -317,3 +319,44 @@ def test_older_runs_score_without_the_latent_factor_and_a_bad_power_is_named(tmp
 
 def test_cache_size_estimate():
     assert feature_cache_bytes(None, (1, 256, 256), 760) == 760 * 152 * 32 * 32 * 2
+
+
+def test_feature_stats_round_trip_and_a_damaged_file_is_named(tmp_path):
+    from udd_core.methods.feature_stats import FeatureStats
+    from udd_core.tensor_files import ModelFileError
+
+    g = torch.Generator().manual_seed(0)
+    stats = FeatureStats(torch.randn(6, generator=g), torch.rand(6, generator=g) + 0.5, torch.rand(6, generator=g))
+    stats.save(tmp_path)
+    back = FeatureStats.load(tmp_path, 6)
+    assert back.codes is None and back.code_spread is None  # not fitted to the end: no codes saved
+    for a, b in zip((stats.mean, stats.std, stats.weight), (back.mean, back.std, back.weight)):
+        torch.testing.assert_close(a, b)
+    f = torch.randn(2, 6, 3, 4, generator=g).half()  # the cache's dtype stays
+    z = stats.standardise(f)
+    assert z.dtype == torch.float16
+    torch.testing.assert_close(z.float(), (f.float() - stats.mean.reshape(1, -1, 1, 1))
+                               / stats.std.reshape(1, -1, 1, 1), rtol=2e-3, atol=2e-3)
+    FeatureStats(stats.mean, stats.std, stats.weight, torch.randn(4, 3, generator=g), torch.ones(4)).save(tmp_path)
+    assert FeatureStats.load(tmp_path, 6).codes.shape == (4, 3)
+    with pytest.raises(ModelFileError, match=f"{STATS_FILE}: expected mean, std and weight of 7 channels"):
+        FeatureStats.load(tmp_path, 7)  # another AE's statistics
+    FeatureStats(stats.mean, stats.std, stats.weight, torch.randn(4, 3), torch.ones(3)).save(tmp_path)
+    with pytest.raises(ModelFileError, match=r"training codes \(N, D\) and their spread \(N,\)"):
+        FeatureStats.load(tmp_path, 6)
+
+
+def test_channel_error_weights_favour_the_channels_rebuilt_well():
+    from udd_core.methods.feature_stats import channel_error_weight
+
+    class Halves(torch.nn.Module):  # rebuilds channel 0 exactly and halves channel 1
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, f):
+            return f * torch.tensor([1.0, 0.5]).reshape(1, 2, 1, 1)
+
+    w = channel_error_weight(Halves(), torch.randn(40, 2, 4, 4, generator=torch.Generator().manual_seed(1)))
+    assert w[0] > 100 * w[1]  # the exact channel's error is clamped at 1e-6: by far the larger weight
+    torch.testing.assert_close((1 / w).mean(), torch.tensor(1.0))  # scaled so the map keeps the plain error's scale

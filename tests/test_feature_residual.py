@@ -6,7 +6,8 @@ from udd_core import backbone as bb
 from udd_core.methods.autoencoder import AutoencoderDetector
 from udd_core.model import AutoEncoder
 from udd_core.config import parse_config
-from udd_core.scoring import feature_residual, residual_map, score_images
+from udd_core.residuals import feature_residual, residual_map
+from udd_core.scoring import score_images
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,16 @@
 The helpers at the top (tiny wafer model, labelled wafer file, run folder) are shared with
 test_cli_generate.py and test_page_generate.py.
 """
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from udd_core import display
 from udd_core import generation as gen
-from udd_core.data import load_dataset, to_tensor, wafer_to_onehot
+from udd_core.data import load_dataset, onehot_to_wafer, to_tensor, wafer_to_onehot
 from udd_core.latent import latent_stats
 from udd_core.model import build_model, save_model
 from udd_core.synthetic import wafer_maps
@@ -23,7 +21,7 @@ WAFER_CFG = {"block_ker": [3, 3], "drop": [0.0, 0.0], "block_size_in": [[3, 4, 4
              "block_size_out": [[8, 8, 4], [4, 4, 3]], "latent_size": 4, "latent_ker": 3,
              "latent_opad": 0, "out_pad": [0, 1]}  # mirrors at 3x26x26, latent 4x4x4
 SHAPE = (3, 26, 26)
-COLOURS = {tuple(c) for c in gen.WAFER_COLOURS}
+COLOURS = {tuple(c) for c in display.WAFER_COLOURS}
 
 
 def wafer_model(seed: int = 0):
@@ -159,11 +157,11 @@ def test_per_position_random_wafers_keep_the_outline(tmp_path):
     data = write_wafers(tmp_path / "w.npz")
     model = fitted_model(data, steps=300)  # long enough that reconstructions keep the outline
     ds = load_dataset(data, SHAPE)
-    outside = (gen.onehot_to_wafer(ds.images) == 0).mean(axis=0) > 0.5  # (26, 26) off-wafer in most maps
+    outside = (onehot_to_wafer(ds.images) == 0).mean(axis=0) > 0.5  # (26, 26) off-wafer in most maps
 
     def outline_agreement(per_position: bool) -> float:
         stats = gen.training_stats(model, ds.images, per_position=per_position)
-        maps = gen.onehot_to_wafer(gen.generate_random(model, stats, 16, seed=0))  # (16, 26, 26)
+        maps = onehot_to_wafer(gen.generate_random(model, stats, 16, seed=0))  # (16, 26, 26)
         return float(((maps == 0) == outside).mean())
 
     kept, pooled = outline_agreement(True), outline_agreement(False)
@@ -193,70 +191,15 @@ def test_interpolation_runs_from_one_reconstruction_to_the_other(model, ds):
 # --- display -----------------------------------------------------------------------------------
 
 def test_wafer_rendering_uses_only_the_three_colours(fitted, ds):
-    out = gen.to_display(gen.generate(fitted[1], ds.images, 2.0, 6, seed=0).outputs, "wafer")
+    out = display.to_display(gen.generate(fitted[1], ds.images, 2.0, 6, seed=0).outputs, "wafer")
     assert out.shape == (6, 130, 130, 3) and out.dtype == np.uint8  # 26 px upscaled x5 to >= 128
     used = {tuple(c) for c in out.reshape(-1, 3)}
     assert used <= COLOURS and len(used) >= 2  # a fitted model draws the wafer, not just "outside"
     # Sources (the one-hot uint8 cache) render to exactly the colours of their die values.
     maps = np.array([[[0, 1], [2, 1]]], dtype=np.uint8)
-    shown = gen.to_display(wafer_to_onehot(maps), "wafer", min_side=1)
+    shown = display.to_display(wafer_to_onehot(maps), "wafer", min_side=1)
     assert shown.shape == (1, 2, 2, 3)
-    assert [tuple(shown[0, i, j]) for i, j in ((0, 0), (0, 1), (1, 0))] == list(gen.WAFER_COLOURS)
-
-
-def test_shaded_wafers_blend_good_to_failing():
-    y = torch.zeros((1, 3, 1, 3))
-    y[0, 0, 0, 0] = 1.0  # outside
-    y[0, 1, 0, 1], y[0, 2, 0, 1] = 0.8, 0.2  # mostly good
-    y[0, 1, 0, 2], y[0, 2, 0, 2] = 0.4, 0.6  # argmax says failing
-    out = gen.to_display(y, "wafer", min_side=1, shaded=True)[0, 0]
-    good, fail = (np.array(c, dtype=float) for c in gen.WAFER_COLOURS[1:])
-    assert tuple(out[0]) == gen.WAFER_COLOURS[0]
-    np.testing.assert_allclose(out[1], 0.8 * good + 0.2 * fail, atol=0.51)
-    np.testing.assert_allclose(out[2], 0.4 * good + 0.6 * fail, atol=0.51)
-    hard = gen.to_display(y, "wafer", min_side=1)[0, 0]
-    assert tuple(hard[1]) == gen.WAFER_COLOURS[1] and tuple(hard[2]) == gen.WAFER_COLOURS[2]
-
-
-def test_image_outputs_are_clipped_and_gray_is_2d():
-    y = torch.tensor([-0.5, 0.25, 1.7]).view(1, 1, 1, 3)
-    out = gen.to_display(y, "image", min_side=1)
-    assert out.shape == (1, 1, 3) and out.tolist() == [[[0, 64, 255]]]
-    rgb = gen.to_display(torch.full((2, 3, 40, 50), 0.5), "image")
-    assert rgb.shape == (2, 160, 200, 3) and (rgb == 128).all()  # upscaled x4: 40 -> 160 >= 128
-    cache = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4, 1)
-    np.testing.assert_array_equal(gen.to_display(cache, "image", min_side=1), cache[..., 0])
-    with pytest.raises(ValueError, match="kind"):
-        gen.to_display(y, "video")
-
-
-def test_png_and_zip_round_trip():
-    imgs = [np.full((5, 6, 3), v, dtype=np.uint8) for v in (10, 200)] + [np.eye(4, dtype=np.uint8) * 255]
-    names = gen.output_names(3, "sample")
-    assert names == ["sample_0000.png", "sample_0001.png", "sample_0002.png"]
-    assert gen.output_names(12345)[-1] == "sample_12344.png"
-    with zipfile.ZipFile(io.BytesIO(gen.zip_pngs(imgs, names))) as zf:
-        assert zf.namelist() == names
-        back = [np.asarray(Image.open(io.BytesIO(zf.read(n)))) for n in names]
-    for a, b in zip(imgs, back):
-        np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="uint8"):
-        gen.png_bytes(np.zeros((4, 4), dtype=np.float32))
-
-
-def test_write_pngs_refuses_to_overwrite_unless_forced(tmp_path):
-    out = tmp_path / "new" / "dir"
-    imgs = [np.full((4, 4, 3), v, dtype=np.uint8) for v in (1, 2)]
-    paths = gen.write_pngs(imgs, out, ["a.png", "b.png"])
-    assert [p.name for p in paths] == ["a.png", "b.png"]
-    before = (out / "a.png").read_bytes()
-    other = [np.full((4, 4, 3), 99, dtype=np.uint8)] * 2
-    with pytest.raises(ValueError, match="b.png: already exists"):
-        gen.write_pngs(other, out, ["c.png", "b.png"])
-    assert not (out / "c.png").exists()  # nothing written when any name is taken
-    gen.write_pngs(other, out, ["a.png", "b.png"], force=True)
-    assert (out / "a.png").read_bytes() != before
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]  # no temp files left
+    assert [tuple(shown[0, i, j]) for i, j in ((0, 0), (0, 1), (1, 0))] == list(display.WAFER_COLOURS)
 
 
 # --- loading -----------------------------------------------------------------------------------

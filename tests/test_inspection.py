@@ -18,7 +18,8 @@ from udd_core.metrics import threshold_for_fpr
 from udd_core.model import build_model, load_model, save_model
 from udd_core.render import THRESHOLD_RGB, TRUTH_RGB, HeatScale, heatmap_png
 from udd_core.report import heatmaps_zip, scores_csv, write_heatmaps
-from udd_core.scoring import residual_map, score_images
+from udd_core.residuals import residual_map
+from udd_core.scoring import score_images
 from udd_core.training_data import normal_images, split_indices
 
 

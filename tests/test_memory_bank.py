@@ -13,7 +13,8 @@ from udd_core.metrics import compute_metrics
 from udd_core.methods import detector_class, load_detector
 from udd_core.methods.memory_bank import BANK_FILE, DEFAULTS, MemoryBankDetector, defaults_for
 from udd_core.progress import ProgressBoard
-from udd_core.scoring import image_scores, smooth_maps
+from udd_core.residuals import smooth_maps
+from udd_core.scoring import image_scores
 from udd_core.settings import TrainSettings
 
 SURFACE = Path(__file__).resolve().parents[1] / "sample_data" / "surface"

@@ -6,7 +6,7 @@ from udd_core.methods import METHODS, detector_class, load_detector, run_method
 from udd_core.methods.autoencoder import AutoencoderDetector
 from udd_core.model import build_model, save_model
 from udd_core.presets import model_presets
-from udd_core.scoring import residual_map
+from udd_core.residuals import residual_map
 from udd_core.settings import training_presets
 
 

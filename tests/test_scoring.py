@@ -2,16 +2,15 @@ import numpy as np
 import pytest
 import torch
 
+from udd_core.residuals import RESIDUALS, residual_map
 from udd_core.scoring import (
-    check_post_processing,
-    RESIDUALS,
     SCORES,
     NormStats,
+    check_post_processing,
     fit_norm_stats,
     image_scores,
     mse_per_image,
     normalise,
-    residual_map,
     score_images,
 )
 

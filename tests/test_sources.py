@@ -9,8 +9,7 @@ import pytest
 from PIL import Image
 
 from udd_core import sources
-from udd_core.data import DataError, wafer_to_onehot
-from udd_core.render import WAFER_RGB
+from udd_core.data import DataError
 
 
 def png(path: Path, size=(20, 16), value=100) -> Path:
@@ -139,31 +138,6 @@ def test_dataset_cache_decodes_once_and_notices_changes(tree, monkeypatch):
     assert len(cache.get(folder, (1, 16, 16))) == 4 and len(calls) == 5
     with pytest.raises(DataError, match="input_shape"):
         cache.get(folder, None)
-
-
-def test_display_images_colour_wafers_and_enlarge_small_ones():
-    maps = np.array([[[0, 1], [2, 1]]], np.uint8)  # (1, 2, 2)
-    out = sources.display_images(wafer_to_onehot(maps), "wafer", min_side=6)
-    assert len(out) == 1 and out[0].shape == (6, 6, 3)
-    assert (out[0][0, 0] == WAFER_RGB[0]).all() and (out[0][5, 0] == WAFER_RGB[2]).all()
-    assert (out[0][0, 5] == WAFER_RGB[1]).all()  # the palette of Inspect and Generate too
-    gray = sources.display_images(np.zeros((2, 128, 100, 1), np.uint8), "mvtec")
-    assert [g.shape for g in gray] == [(128, 100), (128, 100)]  # big enough already: left alone
-    rgb = sources.display_images(np.zeros((1, 30, 40, 3), np.uint8), "folder", min_side=96)
-    assert rgb[0].shape == (120, 160, 3)
-    with pytest.raises(ValueError, match="uint8"):
-        sources.display_images(np.zeros((2, 4, 4, 1)), "folder")
-
-
-def test_probe_pairs_stack_input_over_reconstruction():
-    inputs = np.zeros((3, 40, 50, 1), np.uint8)
-    recons = np.full((3, 40, 50, 1), 7, np.uint8)
-    pairs = sources.probe_pairs(inputs, recons, "folder", min_side=40, gap=2)
-    assert len(pairs) == 3 and pairs[0].shape == (82, 50)
-    assert (pairs[0][:40] == 0).all() and (pairs[0][40:42] == 255).all() and (pairs[0][42:] == 7).all()
-    assert [p.shape for p in sources.probe_pairs(inputs, None, "folder", min_side=40)] == [(40, 50)] * 3
-    with pytest.raises(ValueError, match="recons"):
-        sources.probe_pairs(inputs, recons[:2], "folder")
 
 
 def test_sources_never_import_streamlit():

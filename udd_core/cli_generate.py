@@ -11,8 +11,9 @@ from pathlib import Path
 
 from .cli import UsageError, parse_ints, run_dir_arg
 from .data import kind_mismatch
+from .display import output_names, to_display, write_pngs
 from .generation import (default_sigma_scale, generate, generate_random, load_generator, load_images, model_kind,
-                         output_names, run_data, run_train_on, to_display, training_stats, write_pngs)
+                         run_data, run_train_on, training_stats)
 from .training_data import normal_images
 
 

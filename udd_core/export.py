@@ -32,7 +32,8 @@ from .atomic import write_bytes_atomic
 from .data import to_tensor
 from .methods import Detector, load_detector, run_method, scoring_with
 from .metrics import threshold_for_fpr
-from .scoring import check_post_processing, fit_norm_stats, image_scores, score_images, smooth_maps
+from .residuals import smooth_maps
+from .scoring import check_post_processing, fit_norm_stats, image_scores, score_images
 
 TOLERANCE = 1e-4  # largest relative score (and map) difference that passes parity
 OPSETS = (13, 20)  # opsets the TorchScript exporter of torch 2.13 writes this graph in (closed range)

@@ -1,15 +1,12 @@
-"""Generation glue: load a model and its data, pick source images, generate, and render the results.
+"""Generation glue: load a model and its data, pick source images, and generate from their latent codes.
 
-Sits between the latent tools (`latent`) and the front ends (the Generate page, `udd generate`):
-it knows run folders, class labels and how a model output becomes something a person can look at.
-Wafer models (3 one-hot channels) are rendered as wafer maps in three fixed colours; everything
-else is shown as the clipped image. Deterministic: the seed picks the sources and the noise.
+Sits between the latent tools (`latent`) and the front ends (the Generate page, `udd generate`): it
+knows run folders and class labels; `display` turns what it makes into pictures and files.
+Deterministic: the seed picks the sources and the noise.
 """
 from __future__ import annotations
 
-import io
 import math
-import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,21 +15,14 @@ from typing import Optional, Union
 
 import numpy as np
 import torch
-from PIL import Image
 
 from . import runs
-from .atomic import write_files
-from .data import ImageSet, load_dataset, onehot_to_wafer, size_for_sizeless_model, to_tensor
+from .data import ImageSet, load_dataset, size_for_sizeless_model, to_tensor
 from .latent import LatentStats, decode, encode, interpolate, noised_samples, random_samples, stats_of
 from .model import AutoEncoder, load_model
-from .render import WAFER_RGB
 from .scoring import model_device
 from .training_data import training_images
 
-# Display colours (RGB) of die values 0 outside the wafer, 1 good die, 2 failing die: the Inspect
-# page's, so a die looks the same on every page. Tuples: immutable, no module-level mutable state.
-WAFER_COLOURS = tuple(tuple(int(v) for v in rgb) for rgb in WAFER_RGB)
-DISPLAY_MIN_SIDE = 128  # smaller images are upscaled (nearest, integer factor) to at least this
 STATS_MAX_IMAGES = 1024  # latent statistics use at most this many images, evenly spaced
 _ENCODE_BATCH = 32  # images encoded per forward pass when fitting latent statistics
 MAX_SAMPLES = 10_000  # more is a typo, not a request
@@ -278,102 +268,3 @@ def reconstruct(model: AutoEncoder, images, idx: Sequence[int]) -> torch.Tensor:
     """Plain reconstructions (k, C, H, W) of images ``idx``: what sigma = 0 gives."""
     x = _as_batch(images, np.asarray(idx, dtype=int), model_device(model))  # (k, C, H, W)
     return decode(model, encode(model, x))
-
-
-# --- display ---------------------------------------------------------------------------------
-
-def render_wafer(maps: np.ndarray) -> np.ndarray:
-    """(N, H, W) die values {0, 1, 2} -> (N, H, W, 3) uint8 in the fixed WAFER_COLOURS."""
-    maps = np.asarray(maps)
-    if maps.ndim != 3 or (maps.size and (maps.min() < 0 or maps.max() > 2)):
-        raise ValueError(f"maps: expected (N, H, W) die values 0..2, got shape {maps.shape}")
-    return np.asarray(WAFER_COLOURS, dtype=np.uint8)[maps.astype(np.intp)]
-
-
-def upscale(images: np.ndarray, min_side: int = DISPLAY_MIN_SIDE) -> np.ndarray:
-    """(N, H, W[, C]) -> the same, repeated by an integer factor so that min(H, W) >= min_side."""
-    h, w = images.shape[1:3]
-    s = max(1, math.ceil(min_side / max(1, min(h, w))))
-    return images if s == 1 else images.repeat(s, axis=1).repeat(s, axis=2)
-
-
-def shade_wafer(y: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) wafer model output -> (N, H, W, 3) uint8: dies shaded by failing-die share.
-
-    Argmax hides a model that expects, say, 20 % failing dies on the rim: every die stays
-    "good". Here each die on the wafer (argmax not outside) is blended from the good-die to the
-    failing-die colour by p = fail / (good + fail), both clipped to [0, 1].
-    """
-    y = y.detach().float().clamp(0, 1).cpu()
-    good, fail = y[:, 1], y[:, 2]  # (N, H, W)
-    p = (fail / (good + fail).clamp_min(1e-6)).numpy()[..., None]  # (N, H, W, 1)
-    colours = np.asarray(WAFER_COLOURS, dtype=np.float32)
-    rgb = (1 - p) * colours[1] + p * colours[2]  # (N, H, W, 3)
-    outside = onehot_to_wafer(y) == 0  # (N, H, W)
-    rgb[outside] = colours[0]
-    return np.rint(rgb).astype(np.uint8)
-
-
-def to_display(x, kind: str, min_side: int = DISPLAY_MIN_SIDE, shaded: bool = False) -> np.ndarray:
-    """Images a person can look at: (N, H', W', 3) RGB or (N, H', W') gray uint8.
-
-    ``x`` is model output (a (N, C, H, W) float tensor, clipped to [0, 1]) or the uint8 cache
-    (N, H, W, C) of an ImageSet. Wafer data (``kind`` 'wafer') becomes die values by argmax and
-    is drawn in WAFER_COLOURS; with ``shaded``, model output is drawn by `shade_wafer` instead.
-    Small images are upscaled with nearest neighbour.
-    """
-    if kind not in ("image", "wafer"):
-        raise ValueError(f"kind must be 'image' or 'wafer', got {kind!r}")
-    if isinstance(x, torch.Tensor):
-        if x.ndim != 4:
-            raise ValueError(f"outputs must be (N, C, H, W), got shape {tuple(x.shape)}")
-        if kind == "wafer":
-            out = shade_wafer(x) if shaded else render_wafer(onehot_to_wafer(x))
-        else:  # (N, C, H, W) float -> (N, H, W, C) uint8
-            out = x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    else:
-        a = np.asarray(x)
-        if a.ndim != 4 or a.dtype != np.uint8:
-            raise ValueError(f"images must be uint8 (N, H, W, C), got {a.dtype} {a.shape}")
-        out = render_wafer(onehot_to_wafer(a)) if kind == "wafer" else a
-    if out.shape[-1] == 1:
-        out = out[..., 0]  # (N, H, W) gray
-    return np.ascontiguousarray(upscale(out, min_side))
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """One display image (H, W) gray or (H, W, 3) RGB uint8 as PNG file bytes."""
-    a = np.asarray(image)
-    if a.dtype != np.uint8 or not (a.ndim == 2 or a.ndim == 3 and a.shape[2] in (1, 3)):
-        raise ValueError(f"image must be uint8 (H, W) or (H, W, 3), got {a.dtype} {a.shape}")
-    buf = io.BytesIO()
-    Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def output_names(n: int, prefix: str = "sample") -> list[str]:
-    """``prefix_0000.png`` ... for n images (wider numbers when n needs them)."""
-    width = max(4, len(str(n - 1)))
-    return [f"{prefix}_{i:0{width}d}.png" for i in range(n)]
-
-
-def zip_pngs(images: Sequence[np.ndarray], names: Sequence[str]) -> bytes:
-    """A zip archive (bytes) holding each display image as a PNG under its name."""
-    if len(images) != len(names):
-        raise ValueError(f"names: {len(names)} names for {len(images)} images")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:  # PNG is compressed already
-        for img, name in zip(images, names):
-            zf.writestr(name, png_bytes(img))
-    return buf.getvalue()
-
-
-def write_pngs(images: Sequence[np.ndarray], out_dir: Union[str, Path], names: Sequence[str],
-               force: bool = False) -> list[Path]:
-    """Write each image as ``out_dir/name`` (the folder is created), each atomically.
-
-    Without ``force``, nothing is written when any of the names exists already.
-    """
-    if len(images) != len(names):
-        raise ValueError(f"names: {len(names)} names for {len(images)} images")
-    return write_files(out_dir, names, (png_bytes(img) for img in images), force)

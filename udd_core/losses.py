@@ -1,6 +1,6 @@
 """Training losses: reconstruction error between the clean input and the model's output.
 
-The SSIM term reuses scoring's gaussian-window SSIM map (`residual_map(..., "ssim")`, which is
+The SSIM term reuses the gaussian-window SSIM map (`residual_map(..., "ssim")`, which is
 1 - local SSIM and built from differentiable torch ops), so training and scoring measure
 structure the same way.
 
@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from .scoring import residual_map
+from .residuals import residual_map
 
 LOSSES = ("mse", "ssim", "mse+ssim", "ce", "ce-balanced")
 SOFTMAX_LOSSES = ("ce", "ce-balanced")  # need a model with "output": "softmax" (probabilities)

@@ -123,10 +123,15 @@ def overlay_rgb(image: np.ndarray, map2d: np.ndarray, scale: HeatScale, mask: np
     return out
 
 
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """Encode an (H, W, 3) uint8 array as PNG."""
+def png_bytes(image: np.ndarray) -> bytes:
+    """One picture, (H, W) gray or (H, W, 3) RGB uint8 (or (H, W, 1)), as PNG file bytes."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8 or not (a.ndim == 2 or a.ndim == 3 and a.shape[2] in (1, 3)):
+        raise ValueError(f"image must be uint8 (H, W) or (H, W, 3), got {a.dtype} {a.shape}")
+    a = a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a  # Pillow takes gray as (H, W)
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").save(buf, "PNG", compress_level=3)
+    # compress_level 3 instead of Pillow's 6: quicker to encode the many pictures of a report or a zip
+    Image.fromarray(np.ascontiguousarray(a)).save(buf, "PNG", compress_level=3)
     return buf.getvalue()
 
 

@@ -18,15 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-import numpy as np
-
 from . import runs
-from .data import WAFER_EXTS, DataError, ImageSet, data_kind, estimate_cache_bytes, load_dataset, onehot_to_wafer
-from .render import WAFER_RGB
+from .data import WAFER_EXTS, DataError, ImageSet, data_kind, estimate_cache_bytes, load_dataset
 from .uploads import save_uploads
 
 KIND_TEXT = {"mvtec": "MVTec folder", "folder": "image folder", "wafer": "wafer maps"}
-# Die value -> RGB: outside the wafer light grey, good die blue, failing die red.
 
 
 @dataclass(frozen=True)
@@ -218,42 +214,3 @@ class DatasetCache:
 
     def __len__(self) -> int:
         return len(self._sets)
-
-
-def display_images(images: np.ndarray, kind: str, min_side: int = 96) -> list[np.ndarray]:
-    """Cached uint8 images (N, H, W, C) as pictures to show: gray as (H, W), wafer maps argmax-coloured RGB.
-
-    Small images are enlarged by a whole factor with nearest neighbour, so a 26x26 wafer map shows
-    crisp dies instead of a blur.
-    """
-    a = np.asarray(images)
-    if a.ndim != 4 or a.dtype != np.uint8:
-        raise ValueError(f"images: expected uint8 (N, H, W, C), got {a.dtype} {a.shape}")
-    if kind == "wafer" and a.shape[-1] == 3:
-        a = WAFER_RGB[onehot_to_wafer(a)]  # (N, H, W) die values -> (N, H, W, 3), the colours of every page
-    elif a.shape[-1] == 1:
-        a = a[..., 0]  # (N, H, W)
-    k = max(1, -(-min_side // max(1, min(a.shape[1:3]))))  # ceil(min_side / shortest side)
-    if k > 1:
-        a = a.repeat(k, axis=1).repeat(k, axis=2)
-    return list(a)
-
-
-def probe_pairs(inputs: np.ndarray, recons: Optional[np.ndarray], kind: str, min_side: int = 96,
-                gap: int = 4) -> list[np.ndarray]:
-    """Each probe's input above its reconstruction (white gap between), as display_images pictures.
-
-    One picture per probe keeps the pair together however narrow the page wraps them. Without
-    reconstructions yet (epoch 1 still running) the inputs are shown alone.
-    """
-    tops = display_images(inputs, kind, min_side)
-    if recons is None:
-        return tops
-    bottoms = display_images(recons, kind, min_side)
-    if len(bottoms) != len(tops):
-        raise ValueError(f"recons: {len(bottoms)} images for {len(tops)} probe inputs")
-    out = []
-    for top, bottom in zip(tops, bottoms):
-        white = np.full((gap, *top.shape[1:]), 255, np.uint8)  # (gap, W[, 3])
-        out.append(np.concatenate([top, white, bottom], axis=0))  # (2H + gap, W[, 3])
-    return out

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..model import WEIGHTS_FILE, AutoEncoder, load_model, save_model
-from ..scoring import RESIDUALS, residual_map
+from ..residuals import RESIDUALS, residual_map
 from .base import Detector, MapOutput
 
 

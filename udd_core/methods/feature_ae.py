@@ -19,8 +19,8 @@ the ordinary training loop (`train.train`) on it through a `feeds.FeatureFeed`: 
 stop, resume and live curves come for free, and the live probes show residual heatmaps.
 
 A run folder holds config.json (with its "input" field), model.safetensors (the AE, as any AE
-run), method.json, and feature_stats.safetensors (the per-channel mean, std and error weight, and the
-training codes (N, D) with their spread (N,), written when the fit ends).
+run), method.json, and feature_stats.safetensors (`feature_stats.FeatureStats`: the per-channel mean, std
+and error weight, and the training codes (N, D) with their spread (N,), written when the fit ends).
 """
 from __future__ import annotations
 
@@ -36,11 +36,11 @@ from ..feature_input import FeatureInput, feature_shape
 from ..feeds import cache_features, channel_stats, feature_cache_bytes, make_feature_maps
 from ..model import WEIGHTS_FILE, AutoEncoder, load_model, save_model
 from ..scoring import check_post_processing, wide_image_score
-from ..tensor_files import ModelFileError, read_tensors, write_tensors
+from ..tensor_files import ModelFileError
 from .base import METHOD_FILE, Detector, MapOutput
 from .feature_residual import FeatureResidualMap, feature_error
+from .feature_stats import STATS_FILE, FeatureStats, channel_error_weight, latent_codes
 
-STATS_FILE = "feature_stats.safetensors"  # per-channel mean and std of the training features
 RESIDUALS = ("feature",)
 # Scoring defaults chosen on the selection half of magnetic_tile (bench/RESULTS.md, "Feature autoencoder"):
 DEFAULT_SMOOTH = 8.0  # px at the image: the preset's map is an 8x8 grid upsampled 32x; it barely matters there
@@ -52,7 +52,6 @@ DEFAULT_ERROR = "channel"
 # magnetic_tile's selection half: image AUROC 0.922 for the map alone, 0.958 / 0.965 / 0.967 at powers
 # 1 / 2 / 3 (held-out 0.959 / 0.965 / 0.964): 2 keeps nearly all the gain with the milder exponent.
 LATENT_POWER = 2.0
-CODE_SPREAD_K = 9  # training codes that measure each code's spread (as the memory bank's spread_k)
 
 
 # --- the detector ----------------------------------------------------------------------------
@@ -71,21 +70,15 @@ class FeatureAEDetector(Detector):
     uses_config = True  # the AE design, with its "input" field
 
     def __init__(self, model: AutoEncoder, spec: FeatureInput, image_shape: tuple[int, int, int],
-                 features: Optional[nn.Module] = None, mean: Optional[torch.Tensor] = None,
-                 std: Optional[torch.Tensor] = None, smooth_sigma: float = DEFAULT_SMOOTH, score: str = DEFAULT_SCORE,
-                 error: str = DEFAULT_ERROR, weight: Optional[torch.Tensor] = None, topk_percent: float = TOPK_PERCENT,
-                 border: int = 0, latent_power: float = 0.0):
+                 features: Optional[nn.Module] = None, stats: Optional[FeatureStats] = None,
+                 smooth_sigma: float = DEFAULT_SMOOTH, score: str = DEFAULT_SCORE, error: str = DEFAULT_ERROR,
+                 topk_percent: float = TOPK_PERCENT, border: int = 0, latent_power: float = 0.0):
         self.model, self.spec, self.input_shape = model, spec, tuple(image_shape)
-        c = model.config.in_channels
         self.features = features
-        self.mean = mean if mean is not None else torch.zeros(c)
-        self.std = std if std is not None else torch.ones(c)
+        self.stats = stats or FeatureStats.neutral(model.config.in_channels)  # standardisation, weights, codes
         self.smooth_sigma, self.score, self.error = float(smooth_sigma), score, error
         self.topk_percent, self.border = float(topk_percent), int(border)  # the image score's defaults
-        self.weight = weight if weight is not None else torch.ones(c)  # (Cf,) per-channel error weights
         self.latent_power = float(latent_power)  # the image score's latent-novelty exponent; 0: none
-        self.codes: Optional[torch.Tensor] = None  # (N, D) flattened latent codes of the training features
-        self.code_spread: Optional[torch.Tensor] = None  # (N,) their spread (`coreset.bank_spread`)
 
     # building ------------------------------------------------------------------------------
     @classmethod
@@ -155,7 +148,7 @@ class FeatureAEDetector(Detector):
                 "feature_shape": list(feature_shape(self.spec, self.input_shape)),
                 "residual": RESIDUALS[0], "error": self.error, "smooth_sigma": self.smooth_sigma, "score": self.score,
                 "topk_percent": self.topk_percent, "border": self.border, "latent_power": self.latent_power,
-                **({"image_score": self._score_words()} if self.latent_power and self.codes is not None else {})}
+                **({"image_score": self._score_words()} if self.latent_power and self.stats.codes is not None else {})}
 
     def _score_words(self) -> str:
         """What the image score is, for Inspect's caption and the report (method.json's "image_score")."""
@@ -177,22 +170,24 @@ class FeatureAEDetector(Detector):
         """The latent-novelty factor's module, or None (latent_power 0, or no training codes yet)."""
         from .latent_knn import CodeNovelty
 
-        if self.latent_power == 0 or self.codes is None:
+        if self.latent_power == 0 or self.stats.codes is None:
             return None
-        return CodeNovelty(self.codes, self.code_spread, self.latent_power)
+        return CodeNovelty(self.stats.codes, self.stats.code_spread, self.latent_power)
 
     def map_module(self, residual: Optional[str] = None) -> nn.Module:
         self._kind(residual)
-        return FeatureResidualMap(self.feature_extractor(), self.model, self.mean, self.std, self.weight,
+        st = self.stats
+        return FeatureResidualMap(self.feature_extractor(), self.model, st.mean, st.std, st.weight,
                                   self._novelty()).eval()
 
     def outputs_of_features(self, f: torch.Tensor, standardised: bool = False) -> MapOutput:
         """What `anomaly_maps` gives for the images of cached features (B, Cf, h, w) (raw, unless `standardised`)."""
         f = f.to(self._device(), torch.float32)
         if not standardised:
-            f = (f - self.mean.reshape(1, -1, 1, 1)) / self.std.reshape(1, -1, 1, 1)
+            f = self.stats.standardise(f)
         self.model.eval()
-        module = FeatureResidualMap(nn.Identity(), self.model, self.mean, self.std, self.weight, self._novelty())
+        st = self.stats
+        module = FeatureResidualMap(nn.Identity(), self.model, st.mean, st.std, st.weight, self._novelty())
         maps, factor = module.parts_of_features(f, tuple(self.input_shape[1:]))
         return MapOutput(maps=maps, score_factor=factor)
 
@@ -252,20 +247,21 @@ class FeatureAEDetector(Detector):
         for what, f in (("training features", train_f), ("validation features", val_f)):
             if f is not None and tuple(f.shape[1:]) != want:
                 raise ValueError(f"{what}: {tuple(f.shape[1:])}, the detector takes {want}")
+        c = self.model.config.in_channels
+        # Resuming, the standardisation the saved weights were trained with. The error weights are set from the
+        # trained AE below, and its codes after training: until then (and after a hard kill) the run scores by the
+        # map alone, and method.json no longer names the latent factor.
         if resume and (run_dir / STATS_FILE).is_file():
-            self._load_stats(run_dir)  # the standardisation the saved weights were trained with
+            old = FeatureStats.load(run_dir, c)
+            mean, std = old.mean, old.std
         else:
-            self.mean, self.std = channel_stats(train_f)
-        # The codes of the trained AE come after training; until then (and after a hard kill) the run scores
-        # by the map alone, and method.json no longer names the latent factor.
-        self.codes = self.code_spread = None
-        self._save_stats(run_dir)
+            mean, std = channel_stats(train_f)
+        self.stats = FeatureStats(mean, std, torch.ones(c))
+        self.stats.save(run_dir)
         self.write_spec(run_dir)
-        self.mean, self.std = self.mean.to(self._device()), self.std.to(self._device())
-        self.weight = torch.ones_like(self.mean)  # set from the trained AE's errors below
-        m, s = self.mean.reshape(1, -1, 1, 1).cpu().half(), self.std.reshape(1, -1, 1, 1).cpu().half()
-        train_f = (train_f - m) / s  # standardised once, in the cache's float16
-        val_f = (val_f - m) / s if val_f is not None else None
+        self.stats = self.stats.to(self._device())
+        train_f = self.stats.standardise(train_f)  # once, in the cache's float16
+        val_f = self.stats.standardise(val_f) if val_f is not None else None
         size = tuple(self.input_shape[1:])
 
         def heat(f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -278,8 +274,10 @@ class FeatureAEDetector(Detector):
         best = load_model(run_dir, device=str(self._device()))
         self.model.load_state_dict(best.state_dict())
         self.model.eval()
-        self._set_weight(val_f if val_f is not None else train_f)
-        self._set_codes(train_f)
+        c = self.model.config.in_channels
+        weight = (torch.ones(c, device=self._device()) if self.error == "plain" else
+                  channel_error_weight(self.model, val_f if val_f is not None else train_f))
+        self.stats = FeatureStats(self.stats.mean, self.stats.std, weight, *latent_codes(self.model, train_f))
         self.save(run_dir)
         normal = (val_f, "validation") if val_f is not None else (train_f, "train")
         self._calibrate(run_dir, *normal)
@@ -295,31 +293,6 @@ class FeatureAEDetector(Detector):
                              f"{self.input_shape[1]}x{self.input_shape[2]}")
         self.check_input((c, h, w))
 
-    def _set_weight(self, feats: torch.Tensor) -> None:
-        """The channel error weights: ones ("plain"), or 1 / each channel's mean squared error on normal
-        standardised features ("channel"), so channels the AE never reconstructs well do not drown the rest."""
-        c = self.model.config.in_channels
-        if self.error == "plain":
-            self.weight = torch.ones(c, device=self._device())
-            return
-        total = torch.zeros(c, dtype=torch.float64, device=self._device())
-        with torch.inference_mode():
-            for s in range(0, len(feats), 32):
-                f = feats[s:s + 32].to(self._device(), torch.float32)
-                total += (self.model(f) - f).square().mean(dim=(2, 3)).sum(dim=0).double()
-        err = (total / max(len(feats), 1)).float().clamp_min(1e-6)
-        self.weight = err.mean() / err  # mean weight about 1: the map keeps the plain error's scale
-
-    def _set_codes(self, feats: torch.Tensor) -> None:
-        """The flattened latent codes of the standardised training features (N, D) and their spread."""
-        from ..coreset import bank_spread
-
-        with torch.inference_mode():
-            codes = [self.model.encode(feats[s:s + 32].to(self._device(), torch.float32)).flatten(1)
-                     for s in range(0, len(feats), 32)]
-        self.codes = torch.cat(codes).float()
-        self.code_spread = bank_spread(self.codes, CODE_SPREAD_K)
-
     def _calibrate(self, run_dir: Path, feats: torch.Tensor, source: str) -> None:
         """calibration.json as scoring.calibrate writes it, from the maps (and score factors) of normal
         standardised features."""
@@ -334,24 +307,6 @@ class FeatureAEDetector(Detector):
             **record, "smooth_sigma": 0.0, "source": source, "weights": WEIGHTS_FILE, "created": runs.now_iso()})
 
     # saving --------------------------------------------------------------------------------
-    def _save_stats(self, run_dir: Path) -> None:
-        keys = ("mean", "std", "weight") + (("codes", "code_spread") if self.codes is not None else ())
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        write_tensors(Path(run_dir) / STATS_FILE, {k: getattr(self, k).float() for k in keys})
-
-    def _load_stats(self, run_dir: Path) -> None:
-        path = Path(run_dir) / STATS_FILE
-        state, _ = read_tensors(path)
-        c = self.model.config.in_channels
-        codes, spread = state.pop("codes", None), state.pop("code_spread", None)
-        if set(state) != {"mean", "std", "weight"} or any(tuple(v.shape) != (c,) for v in state.values()):
-            raise ModelFileError(f"{path}: expected mean, std and weight of {c} channels")
-        self.mean, self.std, self.weight = (state[k].to(self._device()) for k in ("mean", "std", "weight"))
-        if codes is not None and (spread is None or codes.ndim != 2 or tuple(spread.shape) != (len(codes),)):
-            raise ModelFileError(f"{path}: expected training codes (N, D) and their spread (N,)")
-        self.codes = None if codes is None else codes.to(self._device())
-        self.code_spread = None if spread is None else spread.to(self._device())
-
     def write_spec(self, run_dir: Union[str, Path]) -> None:
         from ..model import CONFIG_FILE
         from ..runs import write_json_atomic
@@ -363,7 +318,7 @@ class FeatureAEDetector(Detector):
         from ..runs import write_json_atomic
 
         save_model(self.model, run_dir)
-        self._save_stats(Path(run_dir))
+        self.stats.save(run_dir)
         write_json_atomic(Path(run_dir) / METHOD_FILE, self.describe())
 
     @classmethod
@@ -381,19 +336,17 @@ class FeatureAEDetector(Detector):
         shape = info.get("image_shape")
         if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)):
             raise ModelFileError(f"{p / METHOD_FILE}: image_shape must be three positive integers")
-        det = cls(model, spec, tuple(shape), smooth_sigma=float(info.get("smooth_sigma", DEFAULT_SMOOTH)),
-                  error=str(info.get("error", DEFAULT_ERROR)), score=str(info.get("score", DEFAULT_SCORE)),
-                  topk_percent=float(info.get("topk_percent", TOPK_PERCENT)),
-                  border=int(info.get("border", 0)),  # runs saved before the border: the whole map
-                  latent_power=float(info.get("latent_power", 0.0)))  # and before the latent factor: none
-        det._load_stats(p)  # no codes while the fit runs: until it ends, the map alone scores (and says so)
-        return det
+        # No codes while the fit runs: until it ends, the map alone scores (and method.json says so).
+        stats = FeatureStats.load(p, model.config.in_channels, device)
+        return cls(model, spec, tuple(shape), stats=stats, smooth_sigma=float(info.get("smooth_sigma", DEFAULT_SMOOTH)),
+                   error=str(info.get("error", DEFAULT_ERROR)), score=str(info.get("score", DEFAULT_SCORE)),
+                   topk_percent=float(info.get("topk_percent", TOPK_PERCENT)),
+                   border=int(info.get("border", 0)),  # runs saved before the border: the whole map
+                   latent_power=float(info.get("latent_power", 0.0)))  # and before the latent factor: none
 
     def to(self, device: Union[str, torch.device]) -> "FeatureAEDetector":
         self.model.to(device)
-        self.mean, self.std, self.weight = self.mean.to(device), self.std.to(device), self.weight.to(device)
-        if self.codes is not None:
-            self.codes, self.code_spread = self.codes.to(device), self.code_spread.to(device)
+        self.stats = self.stats.to(device)
         if self.features is not None:
             self.features.to(device)
         return self

@@ -1,0 +1,135 @@
+"""What a person looks at of images and model outputs: display pictures, and PNG files and zips of them.
+
+Wafer data (3 one-hot channels) is drawn as die maps in the fixed `render.WAFER_RGB` colours, every
+other image as the clipped image; small images are upscaled by an integer factor so that a 26x26
+wafer map is not a smudge. The Generate page and `udd generate` show and write their outputs so.
+"""
+from __future__ import annotations
+
+import io
+import math
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from .atomic import write_files
+from .data import onehot_to_wafer
+from .render import WAFER_RGB, png_bytes
+
+# Display colours (RGB) of die values 0 outside the wafer, 1 good die, 2 failing die: the Inspect
+# page's, so a die looks the same on every page. Tuples: immutable, no module-level mutable state.
+WAFER_COLOURS = tuple(tuple(int(v) for v in rgb) for rgb in WAFER_RGB)
+DISPLAY_MIN_SIDE = 128  # smaller images are upscaled (nearest, integer factor) to at least this
+
+
+def render_wafer(maps: np.ndarray) -> np.ndarray:
+    """(N, H, W) die values {0, 1, 2} -> (N, H, W, 3) uint8 in the fixed WAFER_COLOURS."""
+    maps = np.asarray(maps)
+    if maps.ndim != 3 or (maps.size and (maps.min() < 0 or maps.max() > 2)):
+        raise ValueError(f"maps: expected (N, H, W) die values 0..2, got shape {maps.shape}")
+    return np.asarray(WAFER_COLOURS, dtype=np.uint8)[maps.astype(np.intp)]
+
+
+def upscale(images: np.ndarray, min_side: int = DISPLAY_MIN_SIDE) -> np.ndarray:
+    """(N, H, W[, C]) -> the same, repeated by an integer factor so that min(H, W) >= min_side."""
+    h, w = images.shape[1:3]
+    s = max(1, math.ceil(min_side / max(1, min(h, w))))
+    return images if s == 1 else images.repeat(s, axis=1).repeat(s, axis=2)
+
+
+def shade_wafer(y: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) wafer model output -> (N, H, W, 3) uint8: dies shaded by failing-die share.
+
+    Argmax hides a model that expects, say, 20 % failing dies on the rim: every die stays
+    "good". Here each die on the wafer (argmax not outside) is blended from the good-die to the
+    failing-die colour by p = fail / (good + fail), both clipped to [0, 1].
+    """
+    y = y.detach().float().clamp(0, 1).cpu()
+    good, fail = y[:, 1], y[:, 2]  # (N, H, W)
+    p = (fail / (good + fail).clamp_min(1e-6)).numpy()[..., None]  # (N, H, W, 1)
+    colours = np.asarray(WAFER_COLOURS, dtype=np.float32)
+    rgb = (1 - p) * colours[1] + p * colours[2]  # (N, H, W, 3)
+    outside = onehot_to_wafer(y) == 0  # (N, H, W)
+    rgb[outside] = colours[0]
+    return np.rint(rgb).astype(np.uint8)
+
+
+def to_display(x, kind: str, min_side: int = DISPLAY_MIN_SIDE, shaded: bool = False) -> np.ndarray:
+    """Images a person can look at: (N, H', W', 3) RGB or (N, H', W') gray uint8.
+
+    ``x`` is model output (a (N, C, H, W) float tensor, clipped to [0, 1]) or the uint8 cache
+    (N, H, W, C) of an ImageSet. Wafer data (``kind`` 'wafer') becomes die values by argmax and
+    is drawn in WAFER_COLOURS; with ``shaded``, model output is drawn by `shade_wafer` instead.
+    Small images are upscaled with nearest neighbour.
+    """
+    if kind not in ("image", "wafer"):
+        raise ValueError(f"kind must be 'image' or 'wafer', got {kind!r}")
+    if isinstance(x, torch.Tensor):
+        if x.ndim != 4:
+            raise ValueError(f"outputs must be (N, C, H, W), got shape {tuple(x.shape)}")
+        if kind == "wafer":
+            out = shade_wafer(x) if shaded else render_wafer(onehot_to_wafer(x))
+        else:  # (N, C, H, W) float -> (N, H, W, C) uint8
+            out = x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    else:
+        a = np.asarray(x)
+        if a.ndim != 4 or a.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 (N, H, W, C), got {a.dtype} {a.shape}")
+        out = render_wafer(onehot_to_wafer(a)) if kind == "wafer" else a
+    if out.shape[-1] == 1:
+        out = out[..., 0]  # (N, H, W) gray
+    return np.ascontiguousarray(upscale(out, min_side))
+
+
+def output_names(n: int, prefix: str = "sample") -> list[str]:
+    """``prefix_0000.png`` ... for n images (wider numbers when n needs them)."""
+    width = max(4, len(str(n - 1)))
+    return [f"{prefix}_{i:0{width}d}.png" for i in range(n)]
+
+
+def zip_pngs(images: Sequence[np.ndarray], names: Sequence[str]) -> bytes:
+    """A zip archive (bytes) holding each display image as a PNG under its name."""
+    if len(images) != len(names):
+        raise ValueError(f"names: {len(names)} names for {len(images)} images")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:  # PNG is compressed already
+        for img, name in zip(images, names):
+            zf.writestr(name, png_bytes(img))
+    return buf.getvalue()
+
+
+def write_pngs(images: Sequence[np.ndarray], out_dir: Union[str, Path], names: Sequence[str],
+               force: bool = False) -> list[Path]:
+    """Write each image as ``out_dir/name`` (the folder is created), each atomically.
+
+    Without ``force``, nothing is written when any of the names exists already.
+    """
+    if len(images) != len(names):
+        raise ValueError(f"names: {len(names)} names for {len(images)} images")
+    return write_files(out_dir, names, (png_bytes(img) for img in images), force)
+
+
+def probe_pairs(inputs: np.ndarray, recons: Optional[np.ndarray], kind: str, min_side: int = 96,
+                gap: int = 4) -> list[np.ndarray]:
+    """The Train page's probes: each input (N, H, W, C) uint8 above its reconstruction, a white gap between.
+
+    ``kind`` is the data's (`data.data_kind`): wafer maps are drawn as dies, anything else as the image.
+    One picture per probe keeps the pair together however narrow the page wraps them. Without
+    reconstructions yet (epoch 1 still running) the inputs are shown alone.
+    """
+    shown = "wafer" if kind == "wafer" and np.shape(inputs)[-1] == 3 else "image"
+    tops = list(to_display(inputs, shown, min_side))
+    if recons is None:
+        return tops
+    bottoms = list(to_display(recons, shown, min_side))
+    if len(bottoms) != len(tops):
+        raise ValueError(f"recons: {len(bottoms)} images for {len(tops)} probe inputs")
+    out = []
+    for top, bottom in zip(tops, bottoms):
+        white = np.full((gap, *top.shape[1:]), 255, np.uint8)  # (gap, W[, 3])
+        out.append(np.concatenate([top, white, bottom], axis=0))  # (2H + gap, W[, 3])
+    return out
