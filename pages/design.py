@@ -15,14 +15,13 @@ from pages.run_focus import hand_over_deep_link
 from udd_core import architecture as arch
 from udd_core.config import MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, noting_warnings, parse_config
 from udd_core.feature_input import BACKBONES, DEFAULT_POOL, MAX_POOL, describe_input, parse_input
-from udd_core.presets import model_presets
+from udd_core.presets import PIXEL_PRESET, model_presets
 from udd_core.image_shapes import ae_input_shape, image_channels, propagate_image
 from udd_core.shapes import ShapeError
 
 hand_over_deep_link("pages/design.py")  # first: a deep link before app.py ever ran
 
 CONFIG, SHAPE = "design_config", "design_input_shape"  # read by the other pages: keep the names
-DEFAULT_PRESET = "gray-tile-128"
 ss = st.session_state
 presets = model_presets()
 INPUT_KINDS = ("pixels", "backbone features")
@@ -155,10 +154,10 @@ def absorb_table_edits() -> None:
 
 # --- state ---------------------------------------------------------------------------------------
 if CONFIG not in ss or SHAPE not in ss:
-    ss["design_preset"] = DEFAULT_PRESET
+    ss["design_preset"] = PIXEL_PRESET
     load_preset()
 ss.setdefault("design_editor_version", 0)
-ss.setdefault("design_preset", ss.get("design_preset_name", DEFAULT_PRESET))
+ss.setdefault("design_preset", ss.get("design_preset_name", PIXEL_PRESET))
 try:  # another page may have stored a design; it must still be one
     parse(ss[CONFIG])
 except ValueError as e:

@@ -102,12 +102,14 @@ except OSError as e:
     found = []
     show_error(e)
 no_decoder = {r.name: run_method(r.path) for r in listed if r not in found}
-if (asked := focused_run()) in no_decoder:
+if (asked := focused_run()) in no_decoder and found:  # with none found, the line below names it
     st.info(f"{asked} is a {no_decoder[asked]} run: it does not generate images, so it is not listed "
             "here. Generation needs an autoencoder run.")
 if not found:
-    st.info(f"No trained autoencoder runs yet (looked in `{ROOT}`). Train a model on the **Train** page first; "
-            "its runs show up here as soon as the first epoch has saved a model.")
+    others = "" if not no_decoder else (" The runs there (" + ", ".join(f"{n}: {m}" for n, m in no_decoder.items())
+                                        + ") do not generate images.")
+    st.info(f"No trained autoencoder runs yet (looked in `{ROOT}`).{others} Train an autoencoder on the **Train** "
+            "page first; its runs show up here as soon as the first epoch has saved a model.")
     st.stop()
 
 runs_by_name = {r.name: r for r in found}
@@ -124,7 +126,8 @@ source = gen.run_data(run.path)
 data_path = top[1].text_input("Data", value=source.get("path", ""), key=f"gen_data_{name}",
                               help="The images to start from; by default the data the run was trained on.").strip()
 if not data_path:
-    st.error("Data: this run names no training data; enter the path of a data set.")
+    trained_on = f" (the run was trained on {source['path']})" if source.get("path") else ""
+    st.error(f"Data: enter the path of a data set{trained_on}.")
     st.stop()
 try:
     splits = ("train", "test", "all") if data_kind(data_path) == "mvtec" else ("train",)
@@ -142,7 +145,7 @@ try:
 except (ValueError, OSError) as e:
     show_error(e)
     st.stop()
-if mismatch := kind_mismatch(source.get("kind"), ds.kind):
+if mismatch := kind_mismatch(source.get("kind"), ds.kind, "its reconstructions and generated images"):
     st.warning(mismatch[0].upper() + mismatch[1:] + ".")
 kind = gen.model_kind(model, ds.kind)
 counts = gen.class_counts(ds.labels)

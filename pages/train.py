@@ -19,7 +19,7 @@ from udd_core.display import probe_pairs
 from udd_core.data import IMAGE_EXTS
 from udd_core.losses import LOSSES
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options, run_method
-from udd_core.presets import design_label, model_presets
+from udd_core.presets import PIXEL_PRESET, design_label, model_presets
 from udd_core.image_shapes import checked_image_shape
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, resume_offer, run_rows
 from udd_core.progress import curve_series, loss_curve, progress_bar
@@ -64,14 +64,17 @@ def on_model_preset() -> None:
 
 
 def on_method() -> None:
-    """A method that cannot use the model preset in place (the feature AE and a pixel preset) switches to
-    its own: the page would otherwise open on an error."""
+    """A method that cannot use the model preset in place (the feature AE and a pixel preset, or a pixel
+    method and the feature-ae preset) switches to its own: the page would otherwise open on an error."""
     current, cls = model_presets().get(ss.get("train_model_preset")), detector_class(ss["train_method"])
     if cls.preferred_side:  # the size its defaults were tuned at (a pixel preset's 128 would be kept otherwise)
         ss["train_h"] = ss["train_w"] = cls.preferred_side
     if name := cls.preferred_preset(current.config if current else None):
         ss["train_model_preset"] = name
         on_model_preset()  # with its training preset: the feature AE's epochs and rate
+        if cls.trains_epochs and current and current.training and not model_presets()[name].training:
+            ss["train_preset"] = next(iter(training_presets()))  # not the old preset's epochs and rate
+            on_train_preset()
 
 
 def on_upload() -> None:
@@ -181,10 +184,16 @@ with left:
                      horizontal=True, persist_state=KEEP, disabled=not method_cls.uses_config)
     config = shape = None
     per_image = 0  # feature bytes a fit keeps per image, for the estimate
+    refusal = None  # the first thing wrong with the model choice, shown under the options box
     try:
         if method_cls.uses_config and mmode == MODEL_MODES[0]:  # the Design page's config, at its size
             config = parse_config(design_config)
-            shape = checked_image_shape(config, method, design_shape[1:], int(design_shape[0]))
+            try:
+                shape = checked_image_shape(config, method, design_shape[1:], int(design_shape[0]))
+            except ValueError as e:  # the Design page shows every problem, and the fixes, at its own size
+                size = "x".join(map(str, design_shape[1:]))
+                raise ValueError(f"the Design page's config does not mirror at {size} ({e}): apply the "
+                                 "suggested paddings on the Design page") from None
             name = design_label(ss.get("design_preset_name"), design_config)
             st.caption(f"The Design page's config ({name}), input {'x'.join(map(str, shape))}; change it there.")
         else:
@@ -194,7 +203,7 @@ with left:
                 ss.setdefault("train_h", 256)
                 ss.setdefault("train_w", 256)
             else:
-                ss.setdefault("train_model_preset", "gray-tile-128")
+                ss.setdefault("train_model_preset", PIXEL_PRESET)
                 if "train_h" not in ss:
                     on_model_preset()
                 if mmode == MODEL_MODES[1]:
@@ -209,15 +218,20 @@ with left:
             w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)
             if config is not None or not method_cls.uses_config:  # no config: a backbone method, RGB images
                 shape = checked_image_shape(config, method, (h, w), preset.input_shape[0] if preset else None)
-        text = st.text_input("Method options (JSON)", key="train_options", persist_state=KEEP,
-                             placeholder=method_cls.option_example,
-                             help="The method's own settings; empty: its defaults. See the README's table of methods.")
+    except ValueError as e:  # a bad config file, a design that does not mirror at this size
+        refusal, config, shape = e, None, None
+    text = st.text_input("Method options (JSON)", key="train_options", persist_state=KEEP,
+                         placeholder=method_cls.option_example,
+                         help="The method's own settings; empty: its defaults. See the README's table of methods.")
+    try:
         options = parse_options(text, method)
         if shape is not None:  # bad options, sizes and configs are refused here, before any data loads
             per_image = check_choice(method, shape, options, config)
-    except ValueError as e:  # a bad config file, a design that does not mirror at this size, a bad option
-        st.error(choice_message(e, options))
+    except ValueError as e:  # a bad option, or one the size or config cannot take
+        refusal = refusal or e
         config = shape = None
+    if refusal is not None:
+        st.error(choice_message(refusal, options))
     data_error = None
     if path and shape:
         try:
@@ -243,7 +257,8 @@ with left:
         num(1, "Batch size", 1, 4096, key="train_batch_size")
         num(2, "Learning rate", 1e-7, 10.0, key="train_lr", step=1e-4, format="%g")
         num(0, "Weight decay", 0.0, 1.0, key="train_weight_decay", step=1e-4, format="%g")
-        num(1, "LR step (epochs, 0 = off)", 0, 1_000_000, key="train_lr_step")
+        num(1, "LR step (0 = off)", 0, 1_000_000, key="train_lr_step",
+            help="Epochs between two multiplications of the learning rate by LR gamma; 0: a constant rate.")
         num(2, "LR gamma", 0.01, 1.0, key="train_lr_gamma", step=0.05)
         num(0, "Validation split", 0.0, 0.9, key="train_val_split", step=0.05)
         num(1, "Seed", 0, 2**31 - 1, key="train_seed")
@@ -287,9 +302,13 @@ def runs_table() -> None:
     """Every run under ROOT: method, status, epochs, best loss, creation time and last message."""
     listed = runs.list_runs(ROOT)
     rows = run_rows(listed, mgr.statuses(listed))
-    st.dataframe(pd.DataFrame(rows, columns=list(RUN_COLUMNS)).astype({"epochs": "Int64", "best val loss": "Float64"}),
-                 hide_index=True, column_config={"epochs": st.column_config.NumberColumn(
-                     help="Epochs trained; blank for a method fitted in one pass (no training epochs)")})
+    table = pd.DataFrame(rows, columns=list(RUN_COLUMNS)).astype({"epochs": "Int64", "best val loss": "Float64"})
+    col = st.column_config
+    st.dataframe(table, hide_index=True, column_config={
+        "epochs": col.NumberColumn(width="small", help="Epochs trained; none for a method fitted in one pass "
+                                                       "(no training epochs)"),
+        "best val loss": col.NumberColumn(width="small", format="%.4g"),
+        "created": col.DatetimeColumn(width="small", format="D MMM HH:mm"), "message": col.TextColumn(width="large")})
 
 
 with right:
@@ -321,12 +340,15 @@ with right:
             more = r[0].number_input("Resume up to epoch", 1, 1_000_000, key=f"train_resume_to_{sel}",
                                      value=offer.total, help=f"The new total; more than the {done} epochs done.")
             if r[1].button("Resume", icon=":material/resume:", key="train_resume"):
-                try:  # the run's own data, through the cache: a resume right after a stop decodes nothing
-                    images, _ = load_images(offer.data_path, offer.input_shape, offer.tile)
-                    mgr.start(TrainJob.resume(runs.run_path(ROOT, sel), images=images, epochs=int(more)))
-                    st.rerun()
-                except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged
-                    st.error(f"resume {sel}: {e}")
+                if more <= done:  # the page's words; the CLI's refusal also talks of its own options
+                    st.error(f"Resume: enter a total above the {done} epochs done.")
+                else:
+                    try:  # the run's own data, through the cache: a resume right after a stop decodes nothing
+                        images, _ = load_images(offer.data_path, offer.input_shape, offer.tile)
+                        mgr.start(TrainJob.resume(runs.run_path(ROOT, sel), images=images, epochs=int(more)))
+                        st.rerun()
+                    except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged
+                        st.error(f"resume {sel}: {e}")
     st.subheader("All runs")
     # Re-read from disk every few seconds while a job trains: its epochs and best loss stay current.
     st.fragment(run_every=DISK_POLL_S if mgr.active() else None)(runs_table)()

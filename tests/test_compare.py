@@ -26,7 +26,7 @@ def test_flatten_and_diff_rows():
     by = {r.field: r for r in rows}
     assert not by["x"].changed and by["y"].changed and by["y"].values == ("[1, 2]", "[1, 3]")
     assert by["z"].values == ("s", cmp.MISSING) and by["z"].changed  # present in one run only
-    assert by["w"].values == (cmp.MISSING, "null")
+    assert by["w"].values == (cmp.MISSING, "none")  # unset, e.g. lr_step off
     assert all(isinstance(v, str) for r in rows for v in r.values)  # one type per table column
 
 

@@ -87,5 +87,12 @@ def test_a_choice_is_checked_before_any_data_and_its_refusal_names_what_was_wron
     with pytest.raises(ValueError) as config_needed:
         check_choice("memory-bank", (3, 64, 64), None, model_presets()["gray-tile-128"].config)
     assert choice_message(config_needed.value, {}) == "model: config: the memory-bank method takes no model config"
+    features = model_presets()["feature-ae"].config  # a design on backbone features, under a pixel method
+    for method in ("autoencoder", "dsvdd", "latent-knn"):
+        with pytest.raises(ValueError, match=rf"^config: its input is backbone features .* and {method} needs a "
+                                             r"pixel autoencoder: pick a pixel design \(such as gray-tile-128\)"):
+            check_choice(method, (1, 256, 256), None, features)
+        assert detector_class(method).preferred_preset(features) == "gray-tile-128"  # what the Train page picks
+        assert detector_class(method).preferred_preset(model_presets()["gray-tile-128"].config) is None
     typed = ValueError("method options: not JSON (x)")
     assert choice_message(typed, {}) == "method options: not JSON (x)"  # already named: kept as it is

@@ -155,6 +155,9 @@ def test_images_for_a_wafer_run_get_a_warning(at, tmp_path):
         Image.fromarray(np.full((26, 26, 3), 100 + i, np.uint8)).save(tmp_path / "photos" / f"{i}.png")
     at.text_input(key="gen_data_tiny").input(str(tmp_path / "photos")).run()
     assert not at.exception and "trained on wafer maps but these data are images" in at.warning[0].value
+    assert at.warning[0].value.endswith("its reconstructions and generated images mean little here.")  # no scores
+    at.text_input(key="gen_data_tiny").input("").run()
+    assert not at.exception and errors(at).startswith("Data: enter the path of a data set (the run was trained on ")
 
 
 def test_a_run_without_a_decoder_is_not_offered_and_says_why(runs_dir, monkeypatch, tmp_path):
@@ -170,3 +173,19 @@ def test_a_run_without_a_decoder_is_not_offered_and_says_why(runs_dir, monkeypat
     assert not app.exception and not app.error
     assert "toy is a toy-mean run: it does not generate images" in " ".join(i.value for i in app.info)
     assert [o.split(" ")[0] for o in app.selectbox(key="gen_run").options] == ["tiny"]
+
+
+def test_only_runs_without_a_decoder_get_one_line_that_names_them(monkeypatch, tmp_path):
+    from inspect_fixtures import make_mvtec
+    from test_detector_consumers import fit_toy
+    from toy_detector import register
+
+    register(monkeypatch)
+    root = tmp_path / "only-toy"
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    fit_toy(root / "toy", make_mvtec(tmp_path / "parts"))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.session_state["udd_run"] = "toy"  # in focus: still one line, not two
+    app.run()
+    assert not app.exception and not app.error
+    assert len(app.info) == 1 and "(toy: toy-mean) do not generate images" in app.info[0].value

@@ -167,7 +167,7 @@ def test_stop_resume_and_a_fast_rerun_while_training(tiny_config, data, runs_dir
     if done >= 1:  # a total already reached is refused in one line, the run left as it was
         at.number_input(key=f"train_resume_to_{name}").set_value(done)
         at.button(key="train_resume").click().run()
-        assert f"already has {done} epochs" in errors(at) and not alive(at)
+        assert f"Resume: enter a total above the {done} epochs done." in errors(at) and not alive(at)
         assert runs.read_status(runs_dir / name)["status"] == "stopped" and len(runs.read_history(runs_dir / name)) == done
     at.number_input(key=f"train_resume_to_{name}").set_value(done + 1)
     at.button(key="train_resume").click().run()
@@ -213,7 +213,7 @@ def test_runs_table_shows_every_status_and_old_runs_show_their_curves(tiny_confi
     assert traces["validation"]["y"] == pytest.approx([1.5, 0.75, 0.5])
     assert any("Inspect" in i.value for i in at.info)
     at.selectbox(key="train_run_pick").select("b-failed").run()
-    assert "failed here" in errors(at)
+    assert "**failed** · here" in errors(at)  # status.json says "failed here": the word once
     at.selectbox(key="train_run_pick").select("c-stopped").run()
     at.button(key="train_resume").click().run()  # stopped runs can be resumed, but this one has no data path
     assert not at.exception and "resume c-stopped: data:" in errors(at)
@@ -435,3 +435,17 @@ def test_a_method_brings_its_own_size_and_only_the_settings_that_apply(tiny_conf
     assert not at.exception and at.selectbox(key="train_model_preset").value == "feature-ae"
     assert not any(n.label == "Noise patches" for n in at.number_input)
     assert not any(t.label.startswith("Noise pattern folder") for t in at.text_input)
+
+
+@pytest.mark.parametrize("method", ["dsvdd", "autoencoder"])
+def test_a_pixel_method_after_the_feature_ae_goes_back_to_a_pixel_design(tiny_config, data, runs_dir, method):
+    """The feature-ae preset reconstructs backbone features: a pixel method picked after it switches back to
+    the pixel preset and the default training settings, instead of opening on a channel mismatch."""
+    at = page(tiny_config, data, train_model_mode="Preset")
+    at.selectbox(key="train_method").set_value("feature-ae").run()
+    assert at.selectbox(key="train_preset").value == "feature-ae" and at.number_input(key="train_epochs").value == 96
+    at.selectbox(key="train_method").set_value(method).run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="train_model_preset").value == "gray-tile-128"
+    assert at.selectbox(key="train_preset").value == "reference" and at.number_input(key="train_epochs").value == 50
+    assert at.number_input(key="train_h").value == 128

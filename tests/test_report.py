@@ -83,7 +83,7 @@ def test_report_says_a_run_was_stopped(insp, tmp_path):
     run.mkdir()
     runs.write_status(run, "stopped", "stopped after 21 of 300 epochs")
     setup = dict(re.findall(r"<tr><th>([^<]+)</th><td>([^<]*)</td></tr>", build_report(insp, run_dir=run)))
-    assert setup["run status"] == "stopped: stopped after 21 of 300 epochs"
+    assert setup["run status"] == "stopped: after 21 of 300 epochs"
 
 
 def test_report_of_a_memory_bank_run_names_the_method_not_a_training_loop(tmp_path):

@@ -178,7 +178,9 @@ def test_status_line_and_run_source(tmp_path):
     from udd_core.runs import run_source, status_line
 
     assert status_line({"status": "stopped", "message": "stopped after 21 of 300 epochs"}) == \
-        "**stopped** · stopped after 21 of 300 epochs"
+        "**stopped** · after 21 of 300 epochs"  # the status word said once
+    assert status_line({"status": "finished", "message": "finished 3 epochs"}) == "**finished** · 3 epochs"
+    assert status_line({"status": "failed", "message": "out of memory"}) == "**failed** · out of memory"
     assert status_line({"status": "running", "message": "epoch 3", "pid": 7, "host": "h"}).endswith("(pid 7 on h)")
     assert run_source(tmp_path) == {}  # no train.json
     (tmp_path / "train.json").write_text('{"data": {"path": "/d", "kind": "mvtec"}}')

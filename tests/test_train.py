@@ -3,6 +3,7 @@ import json
 import math
 import threading
 import time
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -469,6 +470,10 @@ def test_run_rows_blank_a_one_pass_methods_epochs_and_show_live_jobs_running(tmp
     assert rows["ae"]["status"] == "running" and (rows["ae"]["epochs"], rows["ae"]["best val loss"]) == (3, 0.25)
     assert rows["bank"]["method"] == "memory-bank" and rows["bank"]["epochs"] is None  # not a misleading 0
     assert rows["bank"]["status"] == "finished"  # not in the statuses: its own
+    assert rows["ae"]["created"] == datetime(2026, 12, 5)  # a datetime the table shows short
+    late = runs.RunInfo("late", "finished", 1, 0.1, "2026-12-05T17:10:36+01:00", tmp_path / "l", "", "autoencoder")
+    odd = runs.RunInfo("odd", "finished", 1, 0.1, "yesterday", tmp_path / "o", "", "autoencoder")
+    assert [r[5] for r in run_rows([late, odd], {})] == [datetime(2026, 12, 5, 17, 10, 36), None]  # own clock
     assert JobManager().statuses([ae, bank]) == {"ae": "stopped", "bank": "finished"}  # no live job here
 
 

@@ -49,7 +49,7 @@ def run_generate(args: argparse.Namespace) -> int:
     # A run trained on tiles generates from the same tiles of its own data.
     same = bool(source.get("path")) and Path(data).resolve() == Path(source["path"]).resolve()
     ds = load_images(model, data, split=args.split, tile=bool(source.get("tile")) and same)
-    if mismatch := kind_mismatch(source.get("kind"), ds.kind):
+    if mismatch := kind_mismatch(source.get("kind"), ds.kind, "its generated images"):
         print(f"warning: {mismatch}", file=sys.stderr)
     kind = model_kind(model, ds.kind)
     if args.npz and kind != "wafer":

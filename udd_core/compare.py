@@ -87,9 +87,9 @@ def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
 
 
 def _show(v: Any) -> str:
-    """A value as table text: strings as they are, anything else as compact JSON ("[[1, 4, 4], [4, 8, 8]]",
-    "null", "0.001"), so that one column holds one type."""
-    return v if isinstance(v, str) else json.dumps(v)
+    """A value as table text: strings as they are, an unset value (lr_step off, no patch_dir) as "none",
+    anything else as compact JSON ("[[1, 4, 4], [4, 8, 8]]", "0.001"), so that one column holds one type."""
+    return v if isinstance(v, str) else "none" if v is None else json.dumps(v)
 
 
 def diff_rows(dicts: Sequence[Optional[Mapping]], absent: str = MISSING) -> list[DiffRow]:

@@ -98,13 +98,14 @@ def data_kind(path) -> str:
     return _layout(path)[0]
 
 
-def kind_mismatch(trained: str | None, given: str) -> str | None:
-    """A warning when a run trained on wafer maps meets images, or the other way round; None otherwise."""
+def kind_mismatch(trained: str | None, given: str, effect: str = "its scores (and any reconstructions)") -> str | None:
+    """A warning when a run trained on wafer maps meets images, or the other way round, saying that `effect`
+    (what the run makes of them) means little; None otherwise."""
     if not trained or (trained == "wafer") == (given == "wafer"):
         return None
     what = {True: "wafer maps", False: "images"}
     return (f"the run was trained on {what[trained == 'wafer']} but these data are {what[given == 'wafer']}: "
-            "its scores (and any reconstructions) mean little here")
+            f"{effect} mean little here")
 
 
 def _check_shape(input_shape) -> tuple[int, int, int]:
@@ -223,8 +224,8 @@ def load_dataset(path, input_shape: tuple[int, int, int], split: str = "train", 
 
 def _check_wafer_channels(root: Path, c: int) -> None:
     if c != 3:
-        raise DataError(f"{root.name}: wafer maps need 3 input channels (one-hot), the model takes C={c}; "
-                        "choose a 3-channel config (such as the wafer-26 preset)")
+        raise DataError(f"{root.name}: wafer maps need 3 input channels (one-hot), the model takes C={c}: "
+                        "give this model images, or wafer maps to a 3-channel model (such as the wafer-26 preset)")
 
 
 def estimate_cache_bytes(path, input_shape, split="train", tile=False) -> tuple[int, int]:

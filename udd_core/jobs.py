@@ -6,6 +6,7 @@ import sys
 import threading
 import traceback
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -233,13 +234,21 @@ RUN_COLUMNS = ("name", "method", "status", "epochs", "best val loss", "created",
 
 def run_rows(listed: Sequence[runs.RunInfo], statuses: Mapping[str, str]) -> list[tuple]:
     """The runs table (`RUN_COLUMNS`), one row per run. A method fitted in one pass has no epochs or
-    losses: None there, not a misleading 0."""
+    losses: None there, not a misleading 0. "created" is the run's local wall time as a datetime (None when
+    train.json holds none or garbage), so a table can show it short."""
     rows = []
     for r in listed:
         looped = not fitted_in_one_pass(r.method)
         rows.append((r.name, r.method, statuses.get(r.name, r.status), r.epochs_done if looped else None,
-                     r.best_val_loss if looped else None, r.created, r.message))
+                     r.best_val_loss if looped else None, _wall_time(r.created), r.message))
     return rows
+
+
+def _wall_time(text: Any) -> Optional[datetime]:
+    try:  # the offset dropped: runs made in summer and in winter sort and show by their own clocks
+        return datetime.fromisoformat(text).replace(tzinfo=None)
+    except (TypeError, ValueError):
+        return None
 
 
 class JobManager:

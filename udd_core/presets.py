@@ -6,6 +6,8 @@ from typing import Any, Optional
 
 from .config import AEConfig, parse_config
 
+PIXEL_PRESET = "gray-tile-128"  # the pixel design the pages open on: small, quick to train on a CPU
+
 
 @dataclass(frozen=True)
 class ModelPreset:

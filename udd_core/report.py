@@ -270,7 +270,7 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
         setup.insert(1, ("method options", _fields(options)))
     if (run / runs.STATUS_FILE).is_file():  # a stopped run must not pass for a finished one
         st = runs.read_status(run)
-        setup.append(("run status", f"{st['status']}: {st.get('message', '')}".rstrip(": ")))
+        setup.append(("run status", f"{st['status']}: {runs.status_message(st)}".rstrip(": ")))
     if isinstance(train.get("settings"), dict):
         shown = applied_settings(train["settings"], not one_pass)
         setup.append(("fit settings" if one_pass else "training settings", _fields(shown)))

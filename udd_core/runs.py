@@ -109,11 +109,19 @@ def new_run(root: Union[str, Path], name: str) -> Path:
     return create_run_dir(run_path(root, name))
 
 
+def status_message(status: Mapping[str, Any]) -> str:
+    """A status.json's message without the status word it may start with: "after 21 of 300 epochs" for
+    {"status": "stopped", "message": "stopped after 21 of 300 epochs"}, to follow the word itself."""
+    word, message = str(status.get("status")), str(status.get("message", ""))
+    return message[len(word) + 1:] if message.startswith(word + " ") else message
+
+
 def status_line(status: Mapping[str, Any]) -> str:
-    """A run's status.json as one markdown line: "**stopped** · stopped after 21 of 300 epochs", and for a
-    run training in another process, which one (pid and host)."""
-    where = f" (pid {status.get('pid')} on {status.get('host')})" if status.get("status") == "running" else ""
-    return f"**{status.get('status')}** · {status.get('message', '')}{where}"
+    """A run's status.json as one markdown line: "**stopped** · after 21 of 300 epochs", and for a run
+    training in another process, which one (pid and host)."""
+    word = status.get("status")
+    where = f" (pid {status.get('pid')} on {status.get('host')})" if word == "running" else ""
+    return f"**{word}** · {status_message(status)}{where}"
 
 
 def run_source(run_dir: Union[str, Path]) -> dict:

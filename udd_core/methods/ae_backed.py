@@ -102,8 +102,7 @@ class AEBackedDetector(AutoencoderDetector):
     @classmethod
     def build(cls, input_shape: tuple[int, int, int], options: Optional[dict] = None, config: Any = None,
               seed: int = 0) -> "AEBackedDetector":
-        if config is None:
-            raise ValueError(f"config: {cls.method} pretrains an autoencoder and needs a model config (a file or a preset name)")
+        config = cls.pixel_config(config)  # it pretrains a pixel autoencoder
         opts = cls.check_options(options)
         from ..train import seeded_model
 

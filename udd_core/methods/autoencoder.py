@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..model import WEIGHTS_FILE, AutoEncoder, load_model, save_model
+from ..presets import PIXEL_PRESET
 from ..residuals import RESIDUALS, residual_map
 from .base import Detector, MapOutput
 
@@ -64,18 +65,31 @@ class AutoencoderDetector(Detector):
     @classmethod
     def build(cls, input_shape: tuple[int, int, int], options: Optional[dict] = None, config: Any = None,
               seed: int = 0) -> "AutoencoderDetector":
-        if config is None:
-            raise ValueError("config: the autoencoder needs a model config (a file or a preset name)")
         if options:
             raise ValueError(f"{next(iter(options))}: not an autoencoder option")
-        from ..config import parse_config
         from ..train import seeded_model
 
-        if parse_config(config).input is not None:
-            raise ValueError("config: its input is backbone features (the \"input\" field); "
-                             "train it with the feature-ae method")
+        return cls(seeded_model(cls.pixel_config(config), tuple(input_shape), seed))
 
-        return cls(seeded_model(config, tuple(input_shape), seed))
+    @classmethod
+    def pixel_config(cls, config: Any) -> Any:
+        """`config` parsed, when it is a pixel design; a ValueError naming the config for none, or for a design
+        on backbone features (its channels are the backbone's: the images would never fit it)."""
+        from ..config import parse_config
+
+        if config is None:
+            raise ValueError(f"config: {cls.method} needs a pixel autoencoder config (a file or a preset name)")
+        c = parse_config(config)
+        if c.input is not None:
+            raise ValueError(f"config: its input is backbone features (the \"input\" field), and {cls.method} "
+                             f"needs a pixel autoencoder: pick a pixel design (such as {PIXEL_PRESET}), or train "
+                             "this one with the feature-ae method")
+        return c
+
+    @classmethod
+    def preferred_preset(cls, config: Any) -> Optional[str]:
+        # a design on backbone features (the feature-ae preset) cannot take images
+        return None if config is None or config.input is None else PIXEL_PRESET
 
     def check_input(self, shape: tuple[int, int, int]) -> None:
         from ..shapes import propagate  # raises ShapeError (a ValueError) when the input is too small
