@@ -151,8 +151,7 @@ def test_picking_the_feature_ae_switches_a_pixel_preset_to_the_feature_ae_preset
     assert at.selectbox(key="train_preset").value == "feature-ae"
     assert (at.number_input(key="train_epochs").value, at.number_input(key="train_lr").value) == (96, 3e-3)
     assert tuple(at.session_state["train_betas"]) == (0.9, 0.999)  # no widget: it comes with the preset
-    at.selectbox(key="train_method").set_value("dsvdd").run()  # other methods keep the preset chosen
-    assert at.selectbox(key="train_model_preset").value == "feature-ae"
+    # a pixel method picked next goes back to a pixel design: test_page_train.py, test_a_pixel_method_after_...
 
 
 def test_compare_one_pass_runs_and_a_run_trained_on_other_data(monkeypatch, tmp_path):

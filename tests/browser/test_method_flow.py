@@ -62,7 +62,7 @@ def test_memory_bank_train_inspect_and_generate_refusal(app_server, page):
     shot(page, "m2-inspect-memory-bank")
 
     go_to(page, "Generate")
-    wait_for_text(page, "e2e-bank is a memory-bank run: it does not generate", 60)
+    wait_for_text(page, "(e2e-bank: memory-bank) do not generate images", 60)  # the only run: one line names it
     assert_no_exception(page)
     shot(page, "m3-generate-refuses")
 
