@@ -41,7 +41,7 @@ from udd_core import backbone as bb  # noqa: E402
 from udd_core.coreset import greedy_coreset, knn_chunk_rows  # noqa: E402
 from udd_core.data import to_tensor  # noqa: E402
 from udd_core.methods import detector_class, scoring_defaults  # noqa: E402
-from udd_core.methods.memory_bank import DEFAULTS  # noqa: E402
+from udd_core.methods.bank_options import DEFAULTS  # noqa: E402
 from udd_core.metrics import compute_metrics, pixel_auroc  # noqa: E402
 from udd_core.residuals import smooth_maps  # noqa: E402
 from udd_core.scoring import image_scores  # noqa: E402

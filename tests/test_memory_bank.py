@@ -11,7 +11,8 @@ from udd_core import coreset as cs
 from udd_core.data import load_dataset, to_tensor
 from udd_core.metrics import compute_metrics
 from udd_core.methods import detector_class, load_detector
-from udd_core.methods.memory_bank import BANK_FILE, DEFAULTS, MemoryBankDetector, defaults_for
+from udd_core.methods.bank_options import DEFAULTS, defaults_for
+from udd_core.methods.memory_bank import BANK_FILE, MemoryBankDetector
 from udd_core.progress import ProgressBoard
 from udd_core.residuals import smooth_maps
 from udd_core.scoring import image_scores
@@ -278,7 +279,7 @@ def test_a_bad_spread_k_is_named():
 def test_udd_train_help_states_the_memory_banks_defaults():
     """The help text spells the defaults out (no torch at --help time): a test keeps it from drifting."""
     from udd_core.cli import build_parser
-    from udd_core.methods.memory_bank import CONTEXT_MIN_SIDE, SMALL_IMAGE_DEFAULTS
+    from udd_core.methods.bank_options import CONTEXT_MIN_SIDE, SMALL_IMAGE_DEFAULTS
 
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
     helps = {a.dest: a.help for a in sub._actions}

@@ -73,7 +73,7 @@ def test_a_choice_is_checked_before_any_data_and_its_refusal_names_what_was_wron
     """The Train page and `udd train` refuse bad options, sizes and configs with the same check."""
     from udd_core.backbone import feature_bytes_per_image
     from udd_core.methods import check_choice, choice_message
-    from udd_core.methods.memory_bank import defaults_for
+    from udd_core.methods.bank_options import defaults_for
 
     want = feature_bytes_per_image((3, 64, 64), defaults_for((3, 64, 64))["layers"])
     assert check_choice("memory-bank", (3, 64, 64)) == want > 0

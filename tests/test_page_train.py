@@ -391,7 +391,7 @@ def test_the_estimate_adds_the_memory_banks_backbone_features(tiny_config, data,
     at.number_input(key="train_h").set_value(64)
     at.number_input(key="train_w").set_value(64).run()
     from udd_core.backbone import feature_bytes_per_image
-    from udd_core.methods.memory_bank import defaults_for
+    from udd_core.methods.bank_options import defaults_for
 
     want = 12 * feature_bytes_per_image((3, 64, 64), defaults_for((3, 64, 64))["layers"]) / 2**20  # 12 images
     assert f"+ {want:.3g} MB of backbone features" in " ".join(c.value for c in at.caption)
