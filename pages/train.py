@@ -23,7 +23,8 @@ from udd_core.presets import PIXEL_PRESET, design_label, model_presets
 from udd_core.image_shapes import checked_image_shape
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, resume_offer, run_rows
 from udd_core.progress import curve_series, loss_curve, progress_bar
-from udd_core.settings import DEVICES, TrainSettings, form_values, settings_from_form, training_presets
+from udd_core.settings import (DEVICES, FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NUMBERS, TrainSettings, form_values,
+                                settings_from_form, training_presets)
 from udd_core.training_data import training_images
 
 hand_over_deep_link("pages/train.py")  # first: a deep link before app.py ever ran
@@ -244,34 +245,30 @@ with left:
     if method_cls.trains_epochs:  # presets set the training loop, which a one-pass fit does not have
         st.selectbox("Training preset", list(training_presets()), key="train_preset", on_change=on_train_preset,
                      persist_state=KEEP, help="Fills in every setting below; edit them afterwards.")
-    c = st.columns(3)
-    num = lambda i, label, *a, **kw: c[i].number_input(label, *a, persist_state=KEEP, **kw)  # noqa: E731
+    def numbers(boxes) -> list:
+        """The boxes in rows of three; the columns of the last row, for what follows them."""
+        for i, f in enumerate(boxes):
+            if i % 3 == 0:
+                row = st.columns(3)
+            row[i % 3].number_input(f.label, f.lo, f.hi, key=f"train_{f.key}", step=f.step, format=f.format,
+                                    help=f.help, persist_state=KEEP)
+        return row
+
     if not method_cls.trains_epochs:  # one pass, no epochs: the training loop's settings would do nothing
         st.caption(f"{method} is fitted in one pass, with no training epochs: only the validation split, "
                    "the seed, the device and what to train on apply.")
-        num(0, "Validation split", 0.0, 0.9, key="train_val_split", step=0.05)
-        num(1, "Seed", 0, 2**31 - 1, key="train_seed")
-        c[2].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
+        row = numbers([f for f in FORM_NUMBERS if f.key in ONE_PASS_NUMBERS])
+        row[2].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
     else:
-        num(0, "Epochs", 1, 1_000_000, key="train_epochs")
-        num(1, "Batch size", 1, 4096, key="train_batch_size")
-        num(2, "Learning rate", 1e-7, 10.0, key="train_lr", step=1e-4, format="%g")
-        num(0, "Weight decay", 0.0, 1.0, key="train_weight_decay", step=1e-4, format="%g")
-        num(1, "LR step (0 = off)", 0, 1_000_000, key="train_lr_step",
-            help="Epochs between two multiplications of the learning rate by LR gamma; 0: a constant rate.")
-        num(2, "LR gamma", 0.01, 1.0, key="train_lr_gamma", step=0.05)
-        num(0, "Validation split", 0.0, 0.9, key="train_val_split", step=0.05)
-        num(1, "Seed", 0, 2**31 - 1, key="train_seed")
-        c[2].selectbox("Loss", LOSSES, key="train_loss", persist_state=KEEP)
-        c[0].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
-        c[0].toggle("bf16", key="train_amp_bf16", persist_state=KEEP,
-                    help="bfloat16 autocast for the training steps where the hardware runs it natively, after a check "
-                         "that loss and gradients match float32; validation stays float32. Off: float32 throughout.")
+        numbers(FORM_NUMBERS)[2].selectbox("Loss", LOSSES, key="train_loss", persist_state=KEEP)
+        row = st.columns(3, vertical_alignment="bottom")
+        row[0].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
+        row[1].toggle("bf16", key="train_amp_bf16", persist_state=KEEP,
+                      help="bfloat16 autocast for the training steps where the hardware runs it natively, after a "
+                           "check that loss and gradients match float32; validation stays float32. Off: float32 "
+                           "throughout.")
         if method_cls.paints_noise:  # a feature AE trains on cached features: nothing to paint on
-            num(1, "Noise patches", 0, 1000, key="train_noise_patches",
-                help="0: plain autoencoder; > 0: patches are painted on the input, the target stays clean.")
-            num(2, "Patch size min (px)", 1, 100_000, key="train_patch_min")
-            num(2, "Patch size max (px)", 1, 100_000, key="train_patch_max")
+            numbers(NOISE_NUMBERS)
             st.text_input("Noise pattern folder (optional)", key="train_patch_dir", persist_state=KEEP,
                           help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
     on = st.columns([3, 2])

@@ -96,6 +96,22 @@ def test_every_training_preset_round_trips_through_the_settings_form():
         settings_from_form(v | {"epochs": 0})
 
 
+def test_the_settings_form_offers_only_values_the_settings_accept():
+    """Every number box's ends (`FORM_NUMBERS`, `NOISE_NUMBERS`) go through `settings_from_form` unrefused,
+    and every box edits a form value that Start reads."""
+    from udd_core.settings import FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NUMBERS
+
+    base = form_values(TrainSettings())
+    boxes = FORM_NUMBERS + NOISE_NUMBERS
+    assert {f.key for f in boxes} <= set(base) and set(ONE_PASS_NUMBERS) <= {f.key for f in FORM_NUMBERS}
+    for f in boxes:
+        for end in (f.lo, f.hi):
+            v = base | {f.key: end} | ({"patch_min": end, "patch_max": end} if f.key.startswith("patch_") else {})
+            settings_from_form(v)  # a ValueError here: the page would offer a value Start refuses
+        assert f.lo <= base[f.key] <= f.hi, f.key  # the default is inside the box
+    assert [f.format for f in FORM_NUMBERS if f.key in ("epochs", "lr", "lr_gamma")] == [None, "%g", None]
+
+
 def test_split_is_seeded_disjoint_and_keeps_one_each():
     tr, va = split_indices(20, 0.1, seed=3)
     assert len(va) == 2 and sorted(np.concatenate([tr, va]).tolist()) == list(range(20))

@@ -167,6 +167,45 @@ FORM_FIELDS = ("epochs", "batch_size", "lr", "betas", "weight_decay", "lr_gamma"
                "device", "noise_patches", "amp_bf16")
 
 
+@dataclass(frozen=True)
+class FormNumber:
+    """One number box of the settings form: the form value it edits (`form_values`) and what it offers."""
+
+    key: str  # the form value's key: a TrainSettings field, or lr_step (0 = off), patch_min, patch_max
+    label: str  # the box's label on the Train page
+    lo: float  # the smallest value offered; a float makes a float box
+    hi: float  # the largest value offered
+    step: Optional[float] = None  # the +/- step; None: 1 for integers, Streamlit's 0.01 for floats
+    help: Optional[str] = None  # the box's tooltip
+
+    @property
+    def format(self) -> Optional[str]:
+        """"%g" for small float steps (1e-4 would show as 0.00), else Streamlit's own format."""
+        return "%g" if self.step is not None and self.step < 0.01 else None
+
+
+# The settings form's number boxes in page order (rows of three), and those a method fitted in one pass uses.
+# A test holds every range to what TrainSettings accepts, so that the form never offers a value it refuses.
+FORM_NUMBERS = (
+    FormNumber("epochs", "Epochs", 1, 1_000_000),
+    FormNumber("batch_size", "Batch size", 1, 4096),
+    FormNumber("lr", "Learning rate", 1e-7, 10.0, 1e-4),
+    FormNumber("weight_decay", "Weight decay", 0.0, 1.0, 1e-4),
+    FormNumber("lr_step", "LR step (0 = off)", 0, 1_000_000,
+               help="Epochs between two multiplications of the learning rate by LR gamma; 0: a constant rate."),
+    FormNumber("lr_gamma", "LR gamma", 0.01, 1.0, 0.05),
+    FormNumber("val_split", "Validation split", 0.0, 0.9, 0.05),
+    FormNumber("seed", "Seed", 0, 2**31 - 1),
+)
+ONE_PASS_NUMBERS = ("val_split", "seed")
+NOISE_NUMBERS = (  # only for methods that paint noise on their input images
+    FormNumber("noise_patches", "Noise patches", 0, 1000,
+               help="0: plain autoencoder; > 0: patches are painted on the input, the target stays clean."),
+    FormNumber("patch_min", "Patch size min (px)", 1, 100_000),
+    FormNumber("patch_max", "Patch size max (px)", 1, 100_000),
+)
+
+
 def form_values(s: TrainSettings) -> dict[str, Any]:
     """`s` as the flat values of a settings form (the Train page's widgets): the step schedule's "off" as
     0, the patch size as min and max, and train_on as a mode ("normal", "all", "classes") plus class names."""
