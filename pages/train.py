@@ -31,6 +31,7 @@ hand_over_deep_link("pages/train.py")  # first: a deep link before app.py ever r
 
 APP_ROOT = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
+PROBES_PER_ROW = 4  # the default n_probe: one row
 POLL_S, DISK_POLL_S = 1.0, 2.0  # live job / a run trained by another process (status.json only)
 DATA_MODES, MODEL_MODES = ("Sample / shared", "Path", "Upload"), ("Design page", "Preset", "Config file")
 TRAIN_ON = {"normal": "Normal images (detection)", "all": "All images (generation)", "classes": "Chosen classes"}
@@ -140,7 +141,10 @@ def show_run(name: str, polled: str) -> None:
         kind = runs.run_source(run_dir).get("kind", "")
         below = detector_class(run_method(run_dir)).probe_label
         st.caption(f"Probe images: input (top), {below} after the latest epoch (bottom)")
-        st.image(probe_pairs(snap.probe_input, snap.probe_recon, kind), width=128, output_format="PNG")
+        pairs = probe_pairs(snap.probe_input, snap.probe_recon, kind)
+        for start in range(0, len(pairs), PROBES_PER_ROW):  # whole rows: 4 probes never wrap as 3 + 1
+            for col, pair in zip(st.columns(PROBES_PER_ROW), pairs[start:start + PROBES_PER_ROW]):
+                col.image(pair, width="stretch", output_format="PNG")
 
 
 # --- state ---------------------------------------------------------------------------------------
