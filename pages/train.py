@@ -147,6 +147,17 @@ def show_run(name: str, polled: str) -> None:
                 col.image(pair, width="stretch", output_format="PNG")
 
 
+def number_boxes(boxes) -> list:
+    """Number boxes of the settings form (`settings.FormNumber`s) in rows of three; returns the last row's
+    columns, for what follows them."""
+    for i, f in enumerate(boxes):
+        if i % 3 == 0:
+            row = st.columns(3)
+        row[i % 3].number_input(f.label, f.lo, f.hi, key=f"train_{f.key}", step=f.step, format=f.format,
+                                help=f.help, persist_state=KEEP)
+    return row
+
+
 # --- state ---------------------------------------------------------------------------------------
 for k, v in form_values(training_presets()["reference"]).items():
     ss.setdefault(f"train_{k}", v)
@@ -249,22 +260,13 @@ with left:
     if method_cls.trains_epochs:  # presets set the training loop, which a one-pass fit does not have
         st.selectbox("Training preset", list(training_presets()), key="train_preset", on_change=on_train_preset,
                      persist_state=KEEP, help="Fills in every setting below; edit them afterwards.")
-    def numbers(boxes) -> list:
-        """The boxes in rows of three; the columns of the last row, for what follows them."""
-        for i, f in enumerate(boxes):
-            if i % 3 == 0:
-                row = st.columns(3)
-            row[i % 3].number_input(f.label, f.lo, f.hi, key=f"train_{f.key}", step=f.step, format=f.format,
-                                    help=f.help, persist_state=KEEP)
-        return row
-
     if not method_cls.trains_epochs:  # one pass, no epochs: the training loop's settings would do nothing
         st.caption(f"{method} is fitted in one pass, with no training epochs: only the validation split, "
                    "the seed, the device and what to train on apply.")
-        row = numbers([f for f in FORM_NUMBERS if f.key in ONE_PASS_NUMBERS])
+        row = number_boxes([f for f in FORM_NUMBERS if f.key in ONE_PASS_NUMBERS])
         row[2].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
     else:
-        numbers(FORM_NUMBERS)[2].selectbox("Loss", LOSSES, key="train_loss", persist_state=KEEP)
+        number_boxes(FORM_NUMBERS)[2].selectbox("Loss", LOSSES, key="train_loss", persist_state=KEEP)
         row = st.columns(3, vertical_alignment="bottom")
         row[0].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
         row[1].toggle("bf16", key="train_amp_bf16", persist_state=KEEP,
@@ -272,7 +274,7 @@ with left:
                            "check that loss and gradients match float32; validation stays float32. Off: float32 "
                            "throughout.")
         if method_cls.paints_noise:  # a feature AE trains on cached features: nothing to paint on
-            numbers(NOISE_NUMBERS)
+            number_boxes(NOISE_NUMBERS)
             st.text_input("Noise pattern folder (optional)", key="train_patch_dir", persist_state=KEEP,
                           help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
     on = st.columns([3, 2])
