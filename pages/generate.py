@@ -17,6 +17,7 @@ from udd_core import wafer_generation as wg
 from udd_core.data import data_kind, kind_mismatch
 from udd_core.methods import detector_class, has_detector, run_method
 from udd_core.model import WEIGHTS_FILE
+from udd_core import runs
 from udd_core.runs import list_runs
 from udd_core.training_data import normal_images
 
@@ -122,7 +123,7 @@ name = top[0].selectbox("Run", list(runs_by_name), key="gen_run", on_change=lamb
 run = runs_by_name[name]
 if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch
     st.warning(f"{run.name} has not finished an epoch: its model holds barely trained weights.")
-source = gen.run_data(run.path)
+source = runs.run_source(run.path)
 data_path = top[1].text_input("Data", value=source.get("path", ""), key=f"gen_data_{name}",
                               help="The images to start from; by default the data the run was trained on.").strip()
 if not data_path:

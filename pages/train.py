@@ -18,8 +18,8 @@ from udd_core.config import parse_config
 from udd_core.display import probe_pairs
 from udd_core.data import IMAGE_EXTS
 from udd_core.losses import LOSSES
-from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options, run_method
-from udd_core.presets import PIXEL_PRESET, design_label, model_presets
+from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options
+from udd_core.presets import PIXEL_PRESET, design_input, design_label, method_choice, model_presets, preset_choice
 from udd_core.image_shapes import checked_image_shape
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, resume_offer, run_rows
 from udd_core.progress import curve_series, loss_curve, progress_bar
@@ -55,28 +55,22 @@ def on_train_preset() -> None:
         ss[f"train_{k}"] = v
 
 
-def on_model_preset() -> None:
-    """The preset's input size, and the training preset it was made with (wafer-26 -> wafer, feature-ae ->
-    its epochs and rate), where it names one and the method trains in epochs."""
-    preset = model_presets()[ss["train_model_preset"]]
-    _, ss["train_h"], ss["train_w"] = preset.input_shape
-    if preset.training and detector_class(ss.get("train_method", METHODS[0])).trains_epochs:
-        ss["train_preset"] = preset.training
+def apply_choice(changes: dict) -> None:
+    """Form changes of `presets.preset_choice` / `method_choice`; a training preset fills in its settings."""
+    for k, v in changes.items():
+        ss[f"train_{k}"] = v
+    if "preset" in changes:
         on_train_preset()
 
 
+def on_model_preset() -> None:
+    apply_choice(preset_choice(ss["train_model_preset"],
+                               detector_class(ss.get("train_method", METHODS[0])).trains_epochs))
+
+
 def on_method() -> None:
-    """A method that cannot use the model preset in place (the feature AE and a pixel preset, or a pixel
-    method and the feature-ae preset) switches to its own: the page would otherwise open on an error."""
-    current, cls = model_presets().get(ss.get("train_model_preset")), detector_class(ss["train_method"])
-    if cls.preferred_side:  # the size its defaults were tuned at (a pixel preset's 128 would be kept otherwise)
-        ss["train_h"] = ss["train_w"] = cls.preferred_side
-    if name := cls.preferred_preset(current.config if current else None):
-        ss["train_model_preset"] = name
-        on_model_preset()  # with its training preset: the feature AE's epochs and rate
-        if cls.trains_epochs and current and current.training and not model_presets()[name].training:
-            ss["train_preset"] = next(iter(training_presets()))  # not the old preset's epochs and rate
-            on_train_preset()
+    # a method that cannot use the model preset in place switches to its own: the page would open on an error
+    apply_choice(method_choice(detector_class(ss["train_method"]), ss.get("train_model_preset")))
 
 
 def on_upload() -> None:
@@ -139,7 +133,7 @@ def show_run(name: str, polled: str) -> None:
         st.info("Training is done: open the **Inspect** page to score test images with this run.")
     if snap is not None and snap.probe_input is not None:
         kind = runs.run_source(run_dir).get("kind", "")
-        below = detector_class(run_method(run_dir)).probe_label
+        below = job.detector.probe_label  # the live job's own: no method.json read every second
         st.caption(f"Probe images: input (top), {below} after the latest epoch (bottom)")
         pairs = probe_pairs(snap.probe_input, snap.probe_recon, kind)
         for start in range(0, len(pairs), PROBES_PER_ROW):  # whole rows: 4 probes never wrap as 3 + 1
@@ -204,12 +198,7 @@ with left:
     try:
         if method_cls.uses_config and mmode == MODEL_MODES[0]:  # the Design page's config, at its size
             config = parse_config(design_config)
-            try:
-                shape = checked_image_shape(config, method, design_shape[1:], int(design_shape[0]))
-            except ValueError as e:  # the Design page shows every problem, and the fixes, at its own size
-                size = "x".join(map(str, design_shape[1:]))
-                raise ValueError(f"the Design page's config does not mirror at {size} ({e}): apply the "
-                                 "suggested paddings on the Design page") from None
+            shape = design_input(config, method, design_shape)
             name = design_label(ss.get("design_preset_name"), design_config)
             st.caption(f"The Design page's config ({name}), input {'x'.join(map(str, shape))}; change it there.")
         else:
@@ -335,20 +324,21 @@ with right:
         set_focus(sel)  # followed by the other pages
         polled = "job" if (j := mgr.get(sel)) and j.is_alive() else "disk" if status[sel] == "running" else ""
         st.fragment(run_every={"job": POLL_S, "disk": DISK_POLL_S}.get(polled))(show_run)(sel, polled)
-        if offer := resume_offer(picked := next(r for r in all_runs if r.name == sel), status[sel]):
-            done = picked.epochs_done
+        if offer := resume_offer(next(r for r in all_runs if r.name == sel), status[sel]):
             r = st.columns([2, 1], vertical_alignment="bottom")
             # No minimum of done + 1: Streamlit would silently keep its old value for a smaller one typed in,
             # and Resume would train to that. A total at or below the epochs done is refused on Resume instead.
             more = r[0].number_input("Resume up to epoch", 1, 1_000_000, key=f"train_resume_to_{sel}",
-                                     value=offer.total, help=f"The new total; more than the {done} epochs done.")
+                                     value=offer.total, help=f"The new total; more than the {offer.done} epochs done.")
             if r[1].button("Resume", icon=":material/resume:", key="train_resume"):
-                if more <= done:  # the page's words; the CLI's refusal also talks of its own options
-                    st.error(f"Resume: enter a total above the {done} epochs done.")
+                try:
+                    total = offer.check_total(more)
+                except ValueError as e:  # a total that would train nothing
+                    st.error(str(e))
                 else:
                     try:  # the run's own data, through the cache: a resume right after a stop decodes nothing
                         images, _ = load_images(offer.data_path, offer.input_shape, offer.tile)
-                        mgr.start(TrainJob.resume(runs.run_path(ROOT, sel), images=images, epochs=int(more)))
+                        mgr.start(TrainJob.resume(runs.run_path(ROOT, sel), images=images, epochs=total))
                         st.rerun()
                     except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged
                         st.error(f"resume {sel}: {e}")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from udd_core import display
+from udd_core import display, runs
 from udd_core import generation as gen
 from udd_core.data import load_dataset, onehot_to_wafer, to_tensor, wafer_to_onehot
 from udd_core.latent import latent_stats
@@ -208,7 +208,7 @@ def test_load_generator_needs_a_size_when_the_folder_stores_none(tmp_path, ds):
     run = make_run(tmp_path, data=tmp_path / "w.npz")
     m = gen.load_generator(run)
     assert m.input_shape == SHAPE
-    assert gen.run_data(run)["path"] == str(tmp_path / "w.npz") and gen.run_data(tmp_path) == {}
+    assert runs.run_source(run)["path"] == str(tmp_path / "w.npz") and runs.run_source(tmp_path) == {}
     with pytest.raises(ValueError, match="trained for 26x26"):
         gen.load_generator(run, size=(32, 32))
 

@@ -109,3 +109,31 @@ def test_design_label_names_the_preset_and_an_edit():
     assert design_label("gray-tile-128", cfg) == "gray-tile-128"
     assert design_label("gray-tile-128", {**cfg, "latent_size": cfg["latent_size"] + 1}) == "gray-tile-128, edited"
     assert design_label(None, cfg) == "custom" and design_label("my own", cfg) == "my own"
+
+
+def test_what_picking_a_preset_or_a_method_sets_on_the_training_form():
+    """The Train page applies these as they are (pages/train.py, apply_choice)."""
+    from udd_core.methods import detector_class
+    from udd_core.presets import method_choice, preset_choice
+
+    assert preset_choice("wafer-26", True) == {"model_preset": "wafer-26", "h": 26, "w": 26, "preset": "wafer"}
+    assert "preset" not in preset_choice("wafer-26", False)  # a one-pass fit has no training preset
+    assert "preset" not in preset_choice("gray-tile-128", True)  # none of its own: the user's settings stay
+    # the memory bank's tuned side, and no preset: it takes no config
+    assert method_choice(detector_class("memory-bank"), "gray-tile-128") == {"h": 256, "w": 256}
+    feature = method_choice(detector_class("feature-ae"), "gray-tile-128")  # a pixel preset cannot serve it
+    assert (feature["model_preset"], feature["preset"]) == ("feature-ae", "feature-ae")
+    back = method_choice(detector_class("dsvdd"), "feature-ae")  # and a pixel method leaves the feature preset
+    assert back == {"model_preset": "gray-tile-128", "h": 128, "w": 128, "preset": "reference"}
+    assert method_choice(detector_class("dsvdd"), "gray-tile-128") == {}  # it serves: nothing changes
+    assert method_choice(detector_class("autoencoder"), None) == {}
+
+
+def test_a_design_that_does_not_mirror_sends_the_user_back_to_the_design_page():
+    from udd_core.presets import design_input, model_presets
+
+    cfg = model_presets()["gray-tile-128"].config
+    assert design_input(cfg, None, (1, 128, 128)) == (1, 128, 128)
+    with pytest.raises(ValueError, match=r"^the Design page's config does not mirror at 100x128 \(.+\): apply the "
+                                         r"suggested paddings on the Design page$"):
+        design_input(cfg, None, (1, 100, 128))

@@ -512,6 +512,10 @@ def test_resume_offer_follows_the_status_the_method_and_the_plan(tmp_path):
     offer = resume_offer(info(12), "stopped")
     assert (offer.data_path, offer.input_shape, offer.tile, offer.total) == ("/d", [1, 32, 32], True, 30)
     assert resume_offer(info(30), "finished").total == 40  # the plan is reached: ten more
+    assert offer.check_total(13) == 13  # a total above the 12 epochs done
+    for total in (12, 3):
+        with pytest.raises(ValueError, match=r"^Resume: enter a total above the 12 epochs done\.$"):
+            offer.check_total(total)  # would train nothing
     assert resume_offer(info(12), "running") is None
     (run / "method.json").write_text(json.dumps({"method": "memory-bank"}))
     assert resume_offer(info(0), "finished") is None  # fitted in one pass: nothing to resume

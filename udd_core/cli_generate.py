@@ -9,11 +9,12 @@ import contextlib
 import sys
 from pathlib import Path
 
+from . import runs
 from .cli import UsageError, parse_ints, run_dir_arg
 from .data import kind_mismatch
 from .display import output_names, to_display, write_pngs
 from .generation import (default_sigma_scale, generate, generate_random, load_generator, load_images, model_kind,
-                         run_data, run_train_on, training_stats)
+                         run_train_on, training_stats)
 from .training_data import normal_images
 
 
@@ -37,7 +38,7 @@ def run_generate(args: argparse.Namespace) -> int:
         check_npz_target(args.npz, args.force)
     size = parse_ints(args.size, 2, "--size") if args.size else None  # refused before the run is looked at
     args.run = str(run_dir_arg(args.run))  # a run name under $UDD_RUNS_DIR, as `udd score` and `udd export` take
-    source = run_data(args.run)
+    source = runs.run_source(args.run)
     data = args.data or source.get("path")
     notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`
     model = load_generator(args.run, size=size,

@@ -74,13 +74,6 @@ def load_generator(path: Union[str, Path], size: Optional[Sequence[int]] = None,
     return model
 
 
-def run_data(path: Union[str, Path]) -> dict:
-    """The data source a run was trained on (train.json's ``data``: path, kind, tile); {} when unknown."""
-    info = runs.read_json(Path(path) / runs.TRAIN_FILE, {})
-    data = info.get("data") if isinstance(info, dict) else None
-    return dict(data) if isinstance(data, dict) else {}
-
-
 def load_images(model: AutoEncoder, data_path: Union[str, Path], split: str = "train",
                 tile: bool = False) -> ImageSet:
     """The data set at ``data_path`` loaded at the model's input size (C, H, W)."""

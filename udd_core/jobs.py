@@ -211,6 +211,14 @@ class ResumeOffer:
     input_shape: Optional[list]  # (C, H, W) as train.json records it
     tile: bool  # cut into tiles of the input size
     total: int  # the Resume box's first value: the planned epochs when more than done, else done + 10
+    done: int = 0  # epochs in the run's history
+
+    def check_total(self, total: int) -> int:
+        """`total` as the new epoch count, or a ValueError in the Resume box's words when it would train
+        nothing (`TrainJob.resume` refuses the same, worded for `udd train --resume`)."""
+        if total <= self.done:
+            raise ValueError(f"Resume: enter a total above the {self.done} epochs done.")
+        return int(total)
 
 
 def resume_offer(run: runs.RunInfo, status: str) -> Optional[ResumeOffer]:
@@ -226,7 +234,7 @@ def resume_offer(run: runs.RunInfo, status: str) -> Optional[ResumeOffer]:
     data = info.get("data") or {}
     planned = int((info.get("settings") or {}).get("epochs", 1))
     return ResumeOffer(str(data.get("path") or ""), info.get("input_shape"), bool(data.get("tile")),
-                       planned if planned > run.epochs_done else run.epochs_done + 10)
+                       planned if planned > run.epochs_done else run.epochs_done + 10, run.epochs_done)
 
 
 RUN_COLUMNS = ("name", "method", "status", "epochs", "best val loss", "created", "message")

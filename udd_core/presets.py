@@ -1,8 +1,9 @@
-"""Ready-made model designs: a config and the input shape it was made for."""
+"""Ready-made model designs (a config and the input shape it was made for), and what picking one, or a
+detection method, sets on the Train page's form."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from .config import AEConfig, parse_config
 
@@ -129,3 +130,48 @@ def design_label(preset_name: Optional[str], config: Any) -> str:
     name = preset_name or "custom"
     preset = model_presets().get(name)
     return f"{name}, edited" if preset is not None and preset.config.to_dict() != config else name
+
+
+def design_input(config: Any, method: Optional[str], design_shape: Sequence[int]) -> tuple[int, int, int]:
+    """The images' (C, H, W) for the Design page's `config` at its own input `design_shape` (C, H, W) under
+    `method`; a ValueError that sends the user back to the Design page when the design does not mirror there
+    (that page lists every problem and applies the fixes)."""
+    from .image_shapes import checked_image_shape
+
+    try:
+        return checked_image_shape(config, method, tuple(design_shape[1:]), int(design_shape[0]))
+    except ValueError as e:
+        size = "x".join(map(str, design_shape[1:]))
+        raise ValueError(f"the Design page's config does not mirror at {size} ({e}): apply the suggested "
+                         "paddings on the Design page") from None
+
+
+def preset_choice(name: str, trains_epochs: bool) -> dict[str, Any]:
+    """What picking model preset `name` sets on a training form: "model_preset", its input size ("h", "w"),
+    and the training preset it was made with ("preset": wafer-26 -> wafer, feature-ae -> its epochs and rate)
+    where it names one and the method trains in epochs."""
+    preset = model_presets()[name]
+    out: dict[str, Any] = {"model_preset": name, "h": preset.input_shape[1], "w": preset.input_shape[2]}
+    if preset.training and trains_epochs:
+        out["preset"] = preset.training
+    return out
+
+
+def method_choice(method: Any, current: Optional[str]) -> dict[str, Any]:
+    """What picking a detection method (a `methods.Detector` class) sets on a training form whose model preset
+    is `current`: the side its defaults were tuned at, and, when `current` cannot serve it (the feature AE on a
+    pixel preset, a pixel method on the feature-ae preset), its own preset with `preset_choice`'s changes. A
+    method leaving a preset that brought its own training preset for one that brings none goes back to the
+    first training preset, not the old preset's epochs and rate. Keys as `preset_choice`'s; {} for none."""
+    from .settings import training_presets
+
+    out: dict[str, Any] = {}
+    if method.preferred_side:  # a pixel preset's 128 would be kept otherwise
+        out["h"] = out["w"] = method.preferred_side
+    presets = model_presets()
+    old = presets.get(current) if current else None
+    if name := method.preferred_preset(old.config if old else None):
+        out |= preset_choice(name, method.trains_epochs)
+        if method.trains_epochs and old is not None and old.training and not presets[name].training:
+            out["preset"] = next(iter(training_presets()))
+    return out
