@@ -157,7 +157,10 @@ def test_interrupt_stops_the_run_cleanly(tmp_path, config_file, image_folder, si
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([str(udd), "train", str(config_file), "--data", str(image_folder), "--out", str(out),
                              "--size", "32,32", "--batch-size", "2", "--epochs", "100000", "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                            # A shell's background job inherits SIGINT ignored, and Python then keeps it so
+                            # (no KeyboardInterrupt): give the child the default, as a terminal would.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         t0 = time.monotonic()
         while not runs.read_history(out):
