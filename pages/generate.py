@@ -28,6 +28,7 @@ MODES = ("Noised latents", "Random latents")
 KEEP = "session"  # widget values survive a visit to another page
 DISPLAY_W = 138  # px per image in the grids: a 26x26 wafer at 5 px per die plus the gaps
 GAP = 4  # px of transparent space either side of each image
+STRIP_W = 960  # px an interpolation strip may take: one row in a wide page beside the sidebar, at 1400 px
 ss = st.session_state
 
 
@@ -85,10 +86,12 @@ def spaced(img: np.ndarray) -> np.ndarray:
     return out
 
 
-def show(images, captions) -> None:
-    """A row of images at one width: a long caption must not widen its image. PNG: JPEG smears die grids."""
+def show(images, captions, row_px: int = 0) -> None:
+    """A row of images at one width: a long caption must not widen its image. PNG: JPEG smears die grids.
+    `row_px` > 0 narrows the images so that the whole list fits in one row of that many px."""
     images = [spaced(i) for i in images]
-    st.image(images, caption=list(captions), width=min(DISPLAY_W, images[0].shape[1]), output_format="PNG")
+    st.image(images, caption=list(captions), width=display.row_width(len(images), images[0].shape[1], DISPLAY_W, row_px),
+             output_format="PNG")
 
 
 st.title("Generate")
@@ -287,4 +290,5 @@ except (ValueError, OSError) as e:
     show_error(e)
 else:
     ends = display.to_display(ds.images[[int(a), int(b)]], kind)
-    show([ends[0], *strip, ends[1]], ["from", *(f"{t / (steps - 1):.2f}" for t in range(steps)), "to"])
+    show([ends[0], *strip, ends[1]], ["from", *(f"{t / (steps - 1):.2f}" for t in range(steps)), "to"],
+         row_px=STRIP_W)  # a strip read left to right must not wrap

@@ -108,8 +108,11 @@ with st.sidebar:
     ss.setdefault("insp_topk", 1.0)
     topk = st.number_input("Top-k %", 0.01, 100.0, step=0.5, key="insp_topk",
                            disabled=score != "topk" or run_cls.own_scores)
-    ss.setdefault("insp_border", 0)
-    border = st.number_input("Border left out of the score (px)", 0, 100_000, step=1, key="insp_border",
+    # The band must leave some of the map: at most (shorter side - 1) // 2 of the run's maps.
+    shape = runs.trained_shape(by_name[ss["insp_run"]].path)
+    border_max = (min(shape[1:]) - 1) // 2 if shape else 100_000
+    ss["insp_border"] = min(ss.get("insp_border", 0), border_max)
+    border = st.number_input("Border left out of the score (px)", 0, border_max, step=1, key="insp_border",
                              disabled=run_cls.own_scores,
                              help="Pixels on each side that the image score ignores (the heatmap keeps them): "
                                   "photo edges and backgrounds often vary more than the part itself.")

@@ -50,6 +50,16 @@ def test_train_end_to_end_then_resume(tmp_path, config_file, image_folder, capsy
     assert len(runs.read_history(out)) == 4 and runs.read_status(out)["status"] == "finished"
 
 
+def test_a_run_outside_the_runs_folder_says_how_the_app_sees_it(tmp_path, config_file, image_folder, capsys,
+                                                                 monkeypatch):
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
+    assert _train(config_file, image_folder, tmp_path / "runs" / "listed", "--epochs", "1") == 0
+    assert "note: the app lists" not in capsys.readouterr().err  # already in the app's list
+    assert _train(config_file, image_folder, tmp_path / "elsewhere" / "r", "--epochs", "1") == 0
+    err = capsys.readouterr().err
+    assert f"start it with UDD_RUNS_DIR={(tmp_path / 'elsewhere').resolve()}" in err
+
+
 def test_a_refused_resume_changes_nothing(tmp_path, config_file, image_folder, capsys):
     out = tmp_path / "run"
     assert _train(config_file, image_folder, out, "--epochs", "1") == 0

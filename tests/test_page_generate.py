@@ -59,6 +59,8 @@ def test_grid_shows_sources_reconstructions_and_variants(at):
     assert at.get("download_button")
     strip = images(at)[-1]
     assert len(strip) == 7 + 2 and strip[0][1] == "from" and strip[-1][1] == "to"
+    at.slider(key="gen_steps").set_value(12).run()
+    assert len(images(at)[-1]) == 14 and not at.exception
 
 
 def test_changing_sigma_and_seed_regenerates(at):

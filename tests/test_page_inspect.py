@@ -88,8 +88,7 @@ def test_target_fpr_smoothing_score_kind_and_regions(at):
     at.number_input(key="insp_border").set_value(4).run()
     assert not at.exception and not at.error
     assert float(metrics(at)["threshold"]) <= whole  # the maximum over the inner part of each map
-    at.number_input(key="insp_border").set_value(16).run()  # nothing left of a 32-pixel side: one line
-    assert "border: must be an integer of pixels in [0, 15]" in " ".join(e.value for e in at.error)
+    assert at.number_input(key="insp_border").max == 15  # 16 would leave nothing of a 32-pixel side
     at.number_input(key="insp_border").set_value(0).run()
     at.radio(key="insp_method").set_value("dbscan").run()
     at.radio(key="insp_filter").set_value("predicted defective").run()

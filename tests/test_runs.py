@@ -187,3 +187,14 @@ def test_status_line_and_run_source(tmp_path):
     assert run_source(tmp_path) == {"path": "/d", "kind": "mvtec"}
     (tmp_path / "train.json").write_text('{"data": [1]}')  # damaged: unknown, not a crash
     assert run_source(tmp_path) == {}
+
+
+def test_trained_shape_reads_train_json_and_tolerates_damage(tmp_path):
+    from udd_core.runs import trained_shape
+
+    assert trained_shape(tmp_path) is None  # no train.json
+    (tmp_path / "train.json").write_text('{"input_shape": [3, 64, 48]}')
+    assert trained_shape(tmp_path) == (3, 64, 48)
+    for bad in ('{"input_shape": [3, 64]}', '{"input_shape": [3, -1, 8]}', '{"input_shape": "3,64,48"}', "[]"):
+        (tmp_path / "train.json").write_text(bad)
+        assert trained_shape(tmp_path) is None, bad

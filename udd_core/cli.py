@@ -90,15 +90,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return run_generate(args)
 
 
+def runs_root() -> Path:
+    """The folder of named runs, the app's list: $UDD_RUNS_DIR, default runs/."""
+    import os
+
+    return Path(os.environ.get("UDD_RUNS_DIR", "runs"))
+
+
 def run_dir_arg(spec: str) -> Path:
     """RUN of `udd score`, `generate` and `export`: a run or model folder, or the name of a run under
     $UDD_RUNS_DIR (default runs/)."""
-    import os
-
     p = Path(spec)
     if p.is_dir():
         return p
-    named = Path(os.environ.get("UDD_RUNS_DIR", "runs")) / spec
+    named = runs_root() / spec
     if named.is_dir():
         return named
     raise UsageError(f"{spec}: no such run or model folder")

@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .cli import UsageError, config_or_preset, parse_ints
+from .cli import UsageError, config_or_preset, parse_ints, runs_root
 from .data import data_kind, load_dataset
 from .jobs import TrainJob, checked_settings
 from .methods import check_choice, detector_class
@@ -147,6 +147,7 @@ def _watch(job, bar: ProgressLine) -> int:
                 signal.signal(signal.SIGINT, old)
         p = job.snapshot()
         print(f"udd train: {p.message}; run left in {job.run_dir}", file=sys.stderr)
+        _app_hint(job.run_dir)
         return 130
     finally:
         if main_thread:
@@ -161,7 +162,16 @@ def _watch(job, bar: ProgressLine) -> int:
         print(f"udd train: error: {p.error or p.message}{where}", file=sys.stderr)
         return 2
     print(f"udd train: {p.message}; model in {job.run_dir}", file=sys.stderr)
+    _app_hint(job.run_dir)
     return 0
+
+
+def _app_hint(run_dir: Path) -> None:
+    """A run outside the runs folder is not in the app's list: say how to see it there."""
+    parent = Path(run_dir).resolve().parent
+    if parent != runs_root().resolve():
+        print(f"note: the app lists the runs in {runs_root()}; to see this one, start it with "
+              f"UDD_RUNS_DIR={parent}", file=sys.stderr)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -131,6 +131,15 @@ def run_source(run_dir: Union[str, Path]) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def trained_shape(run_dir: Union[str, Path]) -> Optional[tuple[int, int, int]]:
+    """The (C, H, W) a run was trained at, as train.json records it (its maps' size); None when unknown."""
+    train = read_json(Path(run_dir) / TRAIN_FILE, {})
+    shape = train.get("input_shape") if isinstance(train, dict) else None
+    if not isinstance(shape, list) or len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
+        return None
+    return tuple(shape)  # type: ignore[return-value]
+
+
 def validate_name_quietly(name: str) -> bool:
     """True when `name` is a valid run name."""
     try:
