@@ -144,7 +144,7 @@ except ValueError as e:
     st.error(one_line(e))
     st.stop()
 split = c2.selectbox("Split", ("test", "train", "all"), key="cmp_split") if kind == "mvtec" else "all"
-if elsewhere := cmp.trained_elsewhere(sides, data):
+if elsewhere := cmp.trained_elsewhere(sides, data, kind):  # a wafer run on photos: its own warning below
     st.info(f"Trained on other data than {data}: {'; '.join(elsewhere)}. Their scores here show how they "
             "carry over, not how they do on their own data.")
 

@@ -184,6 +184,10 @@ def test_trained_elsewhere_names_the_runs_of_other_data(tmp_path):
     c = side("c", info={})  # a model folder: no data recorded, nothing to say
     assert cmp.trained_elsewhere([a, b, c], here) == [f"b (trained on {other})"]
     assert cmp.trained_elsewhere([a, b, c], str(here) + "/") == [f"b (trained on {other})"]  # same folder
+    w = side("w", info={"data": {"path": str(other), "kind": "wafer"}})
+    assert cmp.trained_elsewhere([a, w], here) == [f"w (trained on {other})"]
+    assert cmp.trained_elsewhere([a, w], here, "mvtec") == []  # the kind mismatch warns on its own
+    assert cmp.trained_elsewhere([a, w], here, "wafer") == [f"w (trained on {other})"]
 
 
 def test_same_data_first_puts_runs_of_the_focus_runs_data_first(tmp_path):

@@ -306,7 +306,8 @@ def scale_caption(names: Sequence[str], inspections: Sequence) -> str:
 
 def _trained_on(info: Any) -> Optional[Path]:
     """The data folder or file a train.json (``info``) names, resolved; None when it names none."""
-    path = (info.get("data") or {}).get("path") if isinstance(info, dict) else None
+    data = info.get("data") if isinstance(info, dict) else None
+    path = data.get("path") if isinstance(data, dict) else None
     return Path(path).expanduser().resolve() if isinstance(path, str) and path else None
 
 
@@ -323,12 +324,17 @@ def same_data_first(focus: Union[str, Path], others: Sequence[Union[str, Path]])
     return same + [o for o in others if o not in same]
 
 
-def trained_elsewhere(sides: Sequence[RunSide], data: Union[str, Path]) -> list[str]:
+def trained_elsewhere(sides: Sequence[RunSide], data: Union[str, Path], kind: Optional[str] = None) -> list[str]:
     """The runs (by name) trained on another data set than `data`, each with the data it learned from:
-    comparing them on `data` is fair only when it stands for what each was meant to inspect."""
+    comparing them on `data` is fair only when it stands for what each was meant to inspect. With the
+    data's `kind`, a run trained on the other kind (wafer maps against images) is left to its own,
+    stronger warning (`data.kind_mismatch`)."""
+    from .data import kind_mismatch
+
     here = Path(data).expanduser().resolve()
     return [f"{s.name} (trained on {s.info['data']['path']})" for s in sides
-            if (there := _trained_on(s.info)) is not None and there != here]
+            if (there := _trained_on(s.info)) is not None and there != here
+            and not (kind and kind_mismatch(s.info["data"].get("kind"), kind))]
 
 
 def has_model(run_dir: Union[str, Path]) -> bool:
