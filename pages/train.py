@@ -16,6 +16,7 @@ from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_st
 from udd_core import runs, sources
 from udd_core.config import parse_config
 from udd_core.display import probe_pairs
+from udd_core.generation import run_train_on
 from udd_core.data import IMAGE_EXTS
 from udd_core.losses import LOSSES
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options
@@ -129,8 +130,13 @@ def show_run(name: str, polled: str) -> None:
         log = st.toggle("Log scale", key="train_log", persist_state=KEEP)
         # Plain dicts, unvalidated: 10x faster to redraw every second than a validated go.Figure.
         st.plotly_chart(go.Figure(loss_curve(**series, log=log), _validate=False), key="train_curves")
-    if disk.get("status") == "finished" and hist:
-        st.info("Training is done: open the **Inspect** page to score test images with this run.")
+    if disk.get("status") == "finished":
+        # A run trained on defects too is for generating maps; every other run is for inspecting.
+        title, page, verb = (("Generate", "pages/generate.py", "generate maps") if run_train_on(run_dir) != "normal"
+                             else ("Inspect", "pages/inspect.py", "score test images"))
+        st.info(f"Done: open the **{title}** page to {verb} with this run.")
+        if st.button(f"Open in {title}", key="train_open_next", icon=":material/arrow_forward:"):
+            st.switch_page(page)  # the run is in focus: the page opens it
     if snap is not None and snap.probe_input is not None:
         kind = runs.run_source(run_dir).get("kind", "")
         below = job.detector.probe_label  # the live job's own: no method.json read every second
@@ -274,6 +280,8 @@ with left:
     if ss["train_on_mode"] == "classes":
         on[1].text_input("Classes (labels, separated by commas)", key="train_on_classes", persist_state=KEEP,
                          placeholder="e.g. Center,Donut,none")
+    if ss.pop("train_name_taken", False):  # the last start used the typed name: the next run needs its own
+        ss["train_name"] = ""
     run_name = st.text_input("Run name", key="train_name", persist_state=KEEP,
                              placeholder=f"automatic, e.g. {sources.default_run_name(ROOT, path)}").strip()
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
@@ -288,6 +296,10 @@ with left:
             select(run_dir.name)
         except (ValueError, OSError) as e:  # settings, run name, data, an unwritable runs folder: one line
             st.error(str(e))
+        else:
+            if run_name:
+                ss["train_name_taken"] = True
+                st.rerun()  # clears the name box before the next Start could reuse it
 
 # --- runs ----------------------------------------------------------------------------------------
 def runs_table() -> None:

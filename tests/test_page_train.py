@@ -119,7 +119,8 @@ def test_one_epoch_job_shows_its_curve_and_writes_history(tiny_config, data, run
     n_train = json.loads((runs_dir / name / "train.json").read_text())["data"]["n_train"]
     assert len(traces["train, per step (smoothed)"]["y"]) == -(-n_train // 4)  # one point per batch of 4
     assert table(at).loc[name, "status"] == "finished" and table(at).loc[name, "epochs"] == 1
-    assert any("Inspect" in i.value for i in at.info)
+    assert any("**Inspect** page" in i.value for i in at.info)
+    assert any(b.key == "train_open_next" and b.label == "Open in Inspect" for b in at.button)
     n_val = json.loads((runs_dir / name / "train.json").read_text())["data"]["n_val"]
     assert len(at.image) == min(4, n_val)  # probes, input over recon, one per column of a row of four
     assert all(len(i.proto.imgs) == 1 for i in at.image)
@@ -245,8 +246,10 @@ def test_bad_settings_are_named(tiny_config, data, runs_dir, state, field):
 
 def test_an_existing_run_name_is_never_overwritten(tiny_config, data, runs_dir):
     at = start(page(tiny_config, data, train_name="mine"))
+    assert at.text_input(key="train_name").value == ""  # used: cleared for the next run
     wait_for(at, finished)
     before = (runs_dir / "mine" / "history.jsonl").read_text()
+    at.text_input(key="train_name").input("mine").run()  # typed again on purpose
     start(at)
     assert "'mine'" in errors(at) and "already exists" in errors(at)
     assert (runs_dir / "mine" / "history.jsonl").read_text() == before

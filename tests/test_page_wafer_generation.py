@@ -49,6 +49,9 @@ def test_train_page_trains_on_the_chosen_classes(tmp_path, monkeypatch):
         threading.Event().wait(0.2)
     info = json.loads((runs_dir / "gen" / "train.json").read_text())
     assert info["settings"]["train_on"] == "Center,Donut" and info["data"]["count"] == 6
+    at.run()
+    assert any("**Generate** page" in i.value for i in at.info)  # a run for generating, not for inspecting
+    assert any(b.key == "train_open_next" and b.label == "Open in Generate" for b in at.button)
 
 
 @pytest.fixture
