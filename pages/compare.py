@@ -85,8 +85,10 @@ warn_stale_link(list(by_name), ROOT)
 focus = focused_run() if focused_run() in by_name else found[0].name
 # The widget's value; after a visit to another page (which drops widget values) the copy kept in cmp_picked.
 picked = [n for n in ss.get("cmp_runs", ss.get("cmp_picked", [])) if n in by_name]
-if focus not in picked:
+# A run newly put in focus joins; one the user took out here stays out (the list may be cleared).
+if focus not in picked and ss.get("cmp_focus_seen") != focus:
     picked = [focus, *[n for n in picked if n != focus]][:cmp.MAX_RUNS]
+ss["cmp_focus_seen"] = focus
 if "cmp_picked" not in ss:  # the first visit: the focus and the newest other run, one on the same data first
     others = cmp.same_data_first(by_name[focus].path, [by_name[n].path for n in by_name if n not in picked])
     picked += [p.name for p in others][:cmp.MIN_RUNS - len(picked)]

@@ -263,8 +263,9 @@ except ValueError as e:  # ShapeError: the network cannot run at this input size
 
 for col, (label, value, help_text) in zip(st.columns(4), arch.summary_metrics(report)):
     col.metric(label, value, help=help_text)
-if warn := arch.identity_warning(report):
-    st.warning(warn, icon="⚠️")
+for warn in (arch.identity_warning(report), arch.collapse_warning(report)):
+    if warn:
+        st.warning(warn, icon="⚠️")
 
 st.plotly_chart(arch.architecture_figure(report), key="design_figure")
 
@@ -288,6 +289,7 @@ status = {"ok": st.column_config.CheckboxColumn("ok", help="the stage's output m
 st.subheader("Stages")
 st.dataframe(red_when_bad(pd.DataFrame(arch.stage_rows(report))), hide_index=True, column_config=status)
 st.subheader("Layers")
-layers = pd.DataFrame(arch.layer_rows(report)).astype({"kernel": "Int64", "stride": "Int64", "padding": "Int64"})
-st.dataframe(red_when_bad(layers), hide_index=True, column_config=status,
+layers = pd.DataFrame(arch.layer_rows(report))
+right = {c: st.column_config.TextColumn(alignment="right") for c in ("kernel", "stride", "padding", "output_padding")}
+st.dataframe(red_when_bad(layers), hide_index=True, column_config={**status, **right},
              height=min(38 + 35 * len(report.layers), 600))

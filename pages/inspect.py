@@ -167,6 +167,10 @@ cols[7].metric("threshold", f"{insp.threshold:.3g}", help=METRIC_HELP["threshold
 st.caption(f"Threshold: {insp.threshold_source}. An image is defective when its score is above it. "
            "Heatmaps use one fixed scale from the normal images (0 = a typical normal pixel); "
            "cyan outline: pixels above the pixel threshold; green outline: ground truth.")
+own = st.toggle("Each heatmap on its own colour scale", key="insp_own_scale",
+                help="Off: one scale for every image, so colours compare across images. On: each image from its "
+                     "median pixel to its highest, to see where its map peaks when all of it is above the fixed "
+                     "scale (a small image, or a photo unusual everywhere).")
 
 tab_gallery, tab_image, tab_plots, tab_export = st.tabs(["Gallery", "One image", "Plots", "Export"])
 order = insp.order()
@@ -184,14 +188,14 @@ with tab_gallery:
                    if k != "reconstruction" or insp.recon_raw is not None]  # methods without one show 3
     legend = st.columns([2, 3], vertical_alignment="center")  # one fixed scale for every heatmap
     legend[0].image(scale_bar_rgb(), width="stretch")
-    legend[1].caption(insp.scale_legend())
+    legend[1].caption(insp.scale_legend(own))
     for h, name in zip(st.columns(len(panel_names)), panel_names):
         # Without a reconstruction there is no residual: the map is the method's own anomaly map.
         h.markdown(f"**{'anomaly map' if name == 'residual' and insp.recon_raw is None else name}**")
     for i in shown[:n_show]:
         verdict = ":red[**defective**]" if pred[i] else ":green[good]"
         st.markdown(f"`{Path(insp.names[i]).name}` · label **{insp.labels[i]}** · {insp.score_text(i)} · {verdict}")
-        p = insp.panels(i)
+        p = insp.panels(i, own_scale=own)
         for col, key in zip(st.columns(len(panel_names)), panel_names):
             col.image(p[key], width="stretch")
     if len(shown) > n_show and st.button(f"Show {min(PAGE, len(shown) - n_show)} more", key="insp_more"):
@@ -207,8 +211,8 @@ with tab_image:
                         format_func=lambda i: f"{insp.names[i]} — {insp.labels[i]}, score {insp.scores[i]:.5g}")
     ss["insp_picked"] = insp.names[pick]
     left, right = st.columns([3, 2])
-    sc = insp.scale
-    # Clipped to the fixed scale for colour; the hover shows the true value.
+    sc = insp.image_scale(pick) if own else insp.scale
+    # Clipped to the scale for colour; the hover shows the true value.
     fig = go.Figure(go.Heatmap(z=np.clip(insp.maps[pick], sc.vmin, sc.vmax), customdata=insp.maps[pick],
                                zmin=sc.vmin, zmax=sc.vmax, colorscale=plotly_colorscale(),
                                hovertemplate="row %{y}, col %{x}: %{customdata:.3f}<extra></extra>"))
@@ -217,10 +221,12 @@ with tab_image:
                       title=("residual" if insp.recon_raw is not None else "anomaly map")
                       + (" (normal-pixel standard deviations)" if insp.norm else ""))
     left.plotly_chart(fig, key="insp_heat")
-    right.image(insp.panels(pick)["overlay"], caption="overlay", width="stretch")
+    right.image(insp.panels(pick, own_scale=own)["overlay"], caption="overlay", width="stretch")
+    units = (" Scores are in the map's own units; the heatmap shows the map in standard deviations of the normal "
+             f"pixels, with the outline's pixel threshold at {insp.pixel_threshold:.4g}." if insp.norm else "")
     right.metric("score", f"{insp.scores[pick]:.5g}", f"{insp.scores[pick] - insp.threshold:+.3g} vs threshold",
                  delta_color="inverse", help="This image's score; below it, how far it lies above (red: defective) "
-                                             "or below the threshold.")
+                                             "or below the threshold." + units)
     if insp.factors is not None:  # the score is not the map's alone: show both parts
         right.caption(insp.score_text(pick).capitalize())
     r1, r2, r3, r4, r5 = st.columns(5)

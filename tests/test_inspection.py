@@ -89,6 +89,16 @@ def test_maps_use_the_normal_scale_not_per_image_min_max(run, mvtec, insp):
     assert insp.maps[spot][:, DEFECT[0], DEFECT[1]].mean() > insp.maps[good].mean() + 1
 
 
+def test_an_images_own_scale_spans_its_median_to_its_peak(insp):
+    i = int(np.argmax(insp.maps.reshape(len(insp), -1).max(axis=1)))  # the image that peaks highest
+    own = insp.image_scale(i)
+    assert own.vmin == pytest.approx(float(np.median(insp.maps[i]))) and own.vmax == pytest.approx(insp.maps[i].max())
+    assert own.threshold == insp.pixel_threshold  # the outline still marks the run's threshold
+    fixed, mine = insp.panels(i)["residual"], insp.panels(i, own_scale=True)["residual"]
+    assert fixed.shape == mine.shape and not np.array_equal(fixed, mine)
+    assert "own scale" in insp.scale_legend(own_scale=True) and "own scale" not in insp.scale_legend()
+
+
 def test_manual_threshold_and_with_threshold(run, mvtec, insp):
     t = float(np.median(insp.scores))
     manual = inspect_run(run, mvtec, threshold=t)

@@ -79,6 +79,17 @@ def test_the_focus_follows_the_pick(at):
     assert not at.exception
     assert at.session_state["udd_run"] == "latent8" and at.query_params["run"] == "latent8"
     assert any("at least two" in i.value for i in at.info)
+    at.multiselect(key="cmp_runs").set_value([]).run()  # cleared, the run in focus too: it stays cleared
+    assert not at.exception and at.multiselect(key="cmp_runs").value == []
+    at.multiselect(key="cmp_runs").set_value(["latent4", "latent8"]).run()
+    assert at.multiselect(key="cmp_runs").value == ["latent4", "latent8"] and not at.info
+
+
+def test_a_run_newly_in_focus_joins_the_comparison(at):
+    at.multiselect(key="cmp_runs").set_value([]).run()
+    at.session_state["udd_run"] = at.query_params["run"] = "latent8"  # picked on another page (set_focus)
+    at.run()
+    assert at.multiselect(key="cmp_runs").value == ["latent8"]
 
 
 def test_a_run_without_an_autoencoder_config(monkeypatch, runs_dir, tmp_path):

@@ -261,6 +261,19 @@ def test_identity_warning_threshold(tiny_config, report):
     assert big.compression == arch.IDENTITY_RATIO and "identity" in arch.identity_warning(big)
 
 
+def test_collapse_warning_names_the_stages_left_at_one_cell(tiny_config, report):
+    assert arch.collapse_warning(report) is None  # 32 -> 16 -> 8 -> latent 4x4
+    assert arch.collapse_warning(propagate(tiny_config, (1, 8, 8))) is None  # only the latent is 1x1
+    warn = arch.collapse_warning(propagate(tiny_config, (1, 2, 2)))
+    assert warn.startswith("enc1, enc2, latent are 1x1") and "after enc1" in warn and "2x2 input" in warn
+
+
+def test_compression_reads_as_a_plain_ratio(tiny_config):
+    wide = propagate({**tiny_config, "latent_size": 1}, (1, 128, 128))  # 1 x 16 x 16 latent for 128 x 128
+    assert dict((k, v) for k, v, _ in arch.summary_metrics(wide))["Compression"] == "1:64"
+    assert arch.ratio_text(1024.0) == "1,024" and arch.ratio_text(12.5) == "12.5"  # never 1.02e+03
+
+
 @pytest.mark.parametrize("name", list(model_presets()))
 def test_every_single_feature_edit_keeps_the_config_valid(name):
     config = model_presets()[name].config
@@ -292,7 +305,12 @@ def test_resize_blocks_keeps_a_valid_chain(tiny_config, n):
 def test_image_channels_and_tables(report, tiny_config):
     rgb = arch.set_image_channels(parse_config(tiny_config), 3)
     assert rgb.in_channels == 3 and rgb.block_size_out[-1][2] == 3
-    assert len(arch.layer_rows(report)) == len(report.layers)
+    rows = arch.layer_rows(report)
+    assert len(rows) == len(report.layers)
+    conv = next(r for r, l in zip(rows, report.layers) if l.kernel is not None)
+    assert conv["kernel"] == str(next(l.kernel for l in report.layers if l.kernel is not None))
+    assert all(r["kernel"] == "" and r["output_padding"] == "" for r, l in zip(rows, report.layers)
+               if l.kernel is None)  # activations and dropouts: blank, never "None"
     assert [r["stage"] for r in arch.stage_rows(report)] == [s.name for s in report.stages]
     bad = propagate({**tiny_config, "latent_opad": 0}, (1, 32, 32))
     rows = {r["stage"]: r for r in arch.stage_rows(bad)}

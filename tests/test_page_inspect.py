@@ -50,6 +50,10 @@ def test_page_renders_gallery_plots_and_exports(at):
     assert at.selectbox(key="insp_run").value == "tiny"
     assert any("Heatmap colours: 0 (left) to" in c.value for c in at.caption)  # the gallery's colour legend
     assert at.text_input(key="insp_data").value.endswith("parts")  # the run's training data by default
+    fixed = [i.proto.imgs[0].url for i in at.get("image")]
+    at.toggle(key="insp_own_scale").set_value(True).run()
+    assert not at.exception and any("each image on its own scale" in c.value for c in at.caption)
+    assert [i.proto.imgs[0].url for i in at.get("image")] != fixed  # the heatmaps were redrawn
 
 
 def test_changing_residual_and_moving_the_threshold(at):

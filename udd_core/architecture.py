@@ -141,12 +141,17 @@ def shape_text(shape: Optional[tuple[int, ...]]) -> str:
 
 
 def layer_rows(report: ShapeReport) -> list[dict[str, Any]]:
-    """One row per layer; `ok` is False for every layer of a stage that does not mirror the encoder."""
+    """One row per layer; `ok` is False for every layer of a stage that does not mirror the encoder.
+    Kernel, stride and the paddings are text, blank where the layer has none (an activation, a dropout)."""
     ok = {s.name: s.ok for s in report.stages}
+
+    def text(v: Any) -> str:
+        return "" if v is None else ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
+
     return [{
         "layer": l.name, "stage": l.stage, "kind": l.kind, "in": shape_text(l.in_shape), "out": shape_text(l.out_shape),
-        "kernel": l.kernel, "stride": l.stride, "padding": l.padding,
-        "output_padding": ",".join(map(str, l.output_padding)) if l.output_padding else None,
+        "kernel": text(l.kernel), "stride": text(l.stride), "padding": text(l.padding),
+        "output_padding": text(l.output_padding or None),
         "params": l.params, "ok": ok[l.stage],
     } for l in report.layers]
 
@@ -166,13 +171,18 @@ def human(n: float) -> str:
     return f"{n:g}"
 
 
+def ratio_text(x: float) -> str:
+    """A compression factor as people read it: 1,024 rather than 1.02e+03; 3 digits below 100."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def summary_metrics(report: ShapeReport) -> list[tuple[str, str, str]]:
     """(label, value, help) for the totals: parameters, MACs, compression, receptive field."""
     ratio = report.compression
     return [
         ("Parameters", human(report.params), f"{report.params:,} trainable weights and biases"),
         ("MACs / image", human(report.macs), f"{report.macs:,} multiply-accumulates for one forward pass"),
-        ("Compression", f"1:{1 / ratio:.3g}" if ratio < 1 else f"{ratio:.3g}:1",
+        ("Compression", f"1:{ratio_text(1 / ratio)}" if ratio < 1 else f"{ratio_text(ratio)}:1",
          f"latent {shape_text(report.latent)} holds {ratio:.3g} numbers per input number"),
         ("Receptive field", f"{report.receptive_field} px",
          "input pixels along one side that one latent cell sees: defects much larger than this are hard to model"),
@@ -187,6 +197,17 @@ def identity_warning(report: ShapeReport, threshold: float = IDENTITY_RATIO) -> 
             f"{shape_text(report.input)} (warning from {threshold:.0%}). With that much room the autoencoder can "
             "learn the identity: it then reconstructs defects as well as good texture, the residual stays flat, "
             "and it finds no defects. Lower latent_size or add a block.")
+
+
+def collapse_warning(report: ShapeReport) -> Optional[str]:
+    """A warning when encoder stages (or the latent) after the first 1x1 map are 1x1 too, else None:
+    a block on a single cell sees nothing new, and its receptive field outgrows the image."""
+    flat = [s.name for s in report.stages if s.target is None and s.out[1:] == (1, 1)]
+    if len(flat) < 2:
+        return None
+    return (f"{', '.join(flat)} are 1x1: the map has no space left after {flat[0]}, so the later blocks only add "
+            f"weights (receptive field {report.receptive_field} px on a {report.input[1]}x{report.input[2]} "
+            "input). Remove blocks, or give the model a larger input.")
 
 
 # --- the picture -------------------------------------------------------------------------------

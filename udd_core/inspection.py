@@ -85,6 +85,14 @@ class Inspection:
         vmax = 2 * self.pixel_threshold if self.pixel_threshold > vmin else float(np.max(self.maps, initial=1.0))
         return HeatScale(vmin, max(vmax, vmin + 1e-6), self.pixel_threshold)
 
+    def image_scale(self, i: int) -> HeatScale:
+        """Image ``i``'s own colour scale: its median pixel to its highest, with the run's pixel threshold.
+        Shows where this image's map peaks even when all of it lies above the fixed scale's top (a
+        defective photo whose every patch is unusual); its colours do not compare across images."""
+        m = self.maps[i]
+        lo, hi = float(np.median(m)), float(np.max(m))
+        return HeatScale(lo, max(hi, lo + 1e-6), self.pixel_threshold)
+
     def order(self) -> np.ndarray:
         """Indices by score, highest first."""
         return np.argsort(-self.scores, kind="stable")
@@ -129,8 +137,9 @@ class Inspection:
         n = 0 if self.normal_scores is None else len(self.normal_scores)
         return too_few_normals(n, target_fpr, self.normal_source) if n else None
 
-    def scale_legend(self) -> str:
-        """What the heatmap colours mean, beside `render.scale_bar_rgb` (low on the left)."""
+    def scale_legend(self, own_scale: bool = False) -> str:
+        """What the heatmap colours mean, beside `render.scale_bar_rgb` (low on the left); ``own_scale``:
+        each image on its own (`image_scale`)."""
         sc = self.scale
         ref = f"the normal {self.normal_source} images" if self.normal_source else "all scored images"
         unit = " (in standard deviations of the normal pixels above their mean)" if self.norm else ""
@@ -141,6 +150,10 @@ class Inspection:
                 else f"the image is defective when {top}")
         else:
             source = "the 99th percentile of the normal pixels"
+        if own_scale:
+            return (f"Heatmap colours: each image on its own scale, from its median pixel (left) to its highest "
+                    f"(right){unit}: where each map peaks; colours do not compare across images. Cyan outline: "
+                    f"above the pixel threshold {sc.threshold:.4g} ({source}).")
         return (f"Heatmap colours: {sc.vmin:.4g} (left) to {sc.vmax:.4g} (right){unit}, one scale for every image, "
                 f"set from {ref}; cyan outline: above the pixel threshold {sc.threshold:.4g} ({source}).")
 
@@ -161,11 +174,14 @@ class Inspection:
         thr = self.pixel_threshold if threshold is None else threshold
         return find_regions(self.maps[i], thr, method, eps, min_samples, min_pixels)
 
-    def panels(self, i: int, factor: Optional[int] = None, pixel_threshold: Optional[float] = None) -> dict:
-        """RGB pictures of image ``i``: input, reconstruction (when the method makes one), residual heatmap, overlay."""
+    def panels(self, i: int, factor: Optional[int] = None, pixel_threshold: Optional[float] = None,
+               own_scale: bool = False) -> dict:
+        """RGB pictures of image ``i``: input, reconstruction (when the method makes one), residual heatmap, overlay;
+        on the fixed scale, or with ``own_scale`` on the image's own (`image_scale`)."""
         h, w = self.maps.shape[1:]
         f = auto_zoom(h, w) if factor is None else factor
-        scale = self.scale if pixel_threshold is None else replace(self.scale, threshold=pixel_threshold)
+        scale = self.image_scale(i) if own_scale else self.scale
+        scale = scale if pixel_threshold is None else replace(scale, threshold=pixel_threshold)
         wafer = self.kind == "wafer"
         mask = None if self.masks is None else self.masks[i]
         out = {"input": zoom(as_rgb(self.images[i], wafer), f)}
