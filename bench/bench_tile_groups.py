@@ -87,7 +87,7 @@ def fitted(method: str, images: np.ndarray, size: int, seed: int, epochs: int | 
         det = detector_class(method).build(shape, None, model_presets()[method].config, seed)
         tr, va = split_indices(len(images), settings.val_split, seed)
         images, val = images[tr], images[va]
-    with tempfile.TemporaryDirectory(prefix="udd_tiles_") as run_dir, torch.no_grad():
+    with tempfile.TemporaryDirectory(prefix="udd_tiles_") as run_dir:
         det.fit(images, val, settings, run_dir, stop_event=threading.Event())
     return det
 

@@ -242,7 +242,10 @@ with left:
         refusal = refusal or e
         config = shape = None
     if refusal is not None:
-        st.error(choice_message(refusal, options))
+        # Paddings are a design field this page has no box for: say where they are set.
+        fix = (" Another Height/Width may fit; or set the size on the **Design** page, where one click applies "
+               "the paddings." if getattr(refusal, "suggested", None) is not None else "")
+        st.error(choice_message(refusal, options) + fix)
     data_error = None
     if path and shape:
         try:

@@ -322,7 +322,8 @@ def test_config_file_and_preset_modes(tiny_config, data, runs_dir):
     at.number_input(key="train_w").set_value(32).run()
     assert not at.error and not next(b for b in at.button if b.label == "Start training").disabled
     at.number_input(key="train_h").set_value(33).run()  # the tiny design does not mirror at 33 px
-    assert "model:" in errors(at)
+    assert "model:" in errors(at) and "latent_opad" in errors(at)
+    assert "**Design** page" in errors(at)  # a padding has no box here: the page says where it is set
     at.radio(key="train_model_mode").set_value("Preset").run()
     at.selectbox(key="train_model_preset").select("wafer-26").run()
     assert (at.number_input(key="train_h").value, at.number_input(key="train_w").value) == (26, 26)

@@ -45,11 +45,12 @@ def image_channels(config: Any = None, method: Optional[str] = None, preferred: 
 def checked_image_shape(config: Any, method: Optional[str], size: tuple[int, int],
                         preferred: Optional[int] = None) -> tuple[int, int, int]:
     """The images' (C, H, W) for `config` under `method` at `size` (H, W) (channels: `image_channels`);
-    a ValueError with the first shape problem when the design does not fit that size. A method with no
+    a ShapeError (a ValueError) with the first shape problem, and the fixed config when paddings fix it,
+    when the design does not fit that size. A method with no
     config (the memory bank) has no design to check: its images load as the backbone takes them."""
     shape = (image_channels(config, method, preferred), int(size[0]), int(size[1]))
     if config is not None and not (report := propagate_image(config, shape, method)).ok:
-        raise ValueError(report.problems[0].message)
+        raise ShapeError(report.problems[0].message, report.suggested)
     return shape
 
 
