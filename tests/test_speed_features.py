@@ -129,6 +129,20 @@ def test_drift_after_an_epoch_switches_to_float32(tmp_path, tiny_config, monkeyp
     assert any(n.startswith("epoch 1: bf16 vs float32") and "float32 from now on" in n for n in board.notices)
 
 
+def test_no_bf16_recheck_after_the_last_epoch(tmp_path, tiny_config, monkeypatch):
+    monkeypatch.setattr(train_mod, "bf16_fast", lambda dev: True)
+    calls = []
+
+    def drifting(model, x_in, x, with_grad=True, **kw):
+        calls.append(with_grad)
+        return Parity(0.1, 0.1, 0.0, 0.0) if with_grad else Parity(0.1, 0.15, 0.5, None)
+
+    monkeypatch.setattr(train_mod, "check_bf16_parity", drifting)
+    _, _, run, board, _ = run_sync(tmp_path, tiny_config, fast(amp_bf16=True, epochs=1))
+    assert calls == [True]  # nothing trains after the last epoch: no check, no "float32 from now on"
+    assert not any("from now on" in n for n in board.notices)
+
+
 def test_no_native_bf16_means_float32(tmp_path, tiny_config, monkeypatch):
     monkeypatch.setattr(train_mod, "bf16_fast", lambda dev: False)
     _, _, run, board, _ = run_sync(tmp_path, tiny_config, fast(amp_bf16=True, epochs=1))
@@ -155,7 +169,7 @@ def test_parity_batch_gets_noise_patches_from_its_own_generator(tmp_path, tiny_c
         return Parity(0.1, 0.1, 0.0, 0.0 if with_grad else None)
 
     monkeypatch.setattr(train_mod, "check_bf16_parity", spy)
-    s = fast(amp_bf16=True, epochs=1, noise_patches=2, patch_size=(3, 6))
+    s = fast(amp_bf16=True, epochs=2, noise_patches=2, patch_size=(3, 6))
     _, m_amp, run_amp, _, _ = run_sync(tmp_path, tiny_config, s, "a")
     assert seen[0] == (True, False)  # the start check sees painted inputs and clean targets
     assert seen[1] == (False, True)  # the epoch check reconstructs clean held-out images

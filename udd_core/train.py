@@ -263,7 +263,8 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
         train_loss = total / n
         val_loss = _mean_loss(fwd, model, val_images, loss_fn, dev, 2 * bs, False) if has_val else None
         epoch_amp = amp
-        if amp:  # bf16 error grows relative to a shrinking loss: re-check it on held-out images
+        if amp and epoch < s.epochs:  # bf16 error grows relative to a shrinking loss: re-check it on held-out
+            # images before the next epoch (none after the last: a resume checks again at its start)
             amp = _recheck_bf16(model, val_images if has_val else train_images, dev, epoch, board)
         if val_loss is not None and not math.isfinite(val_loss):
             raise TrainingFailed(f"validation loss became {val_loss} at epoch {epoch}; lower the learning rate")
