@@ -114,7 +114,8 @@ def test_failed_parity_falls_back_to_float32_with_a_notice(tmp_path, tiny_config
     assert any("too far apart, training in float32" in n for n in board.notices)
 
 
-def test_drift_after_an_epoch_switches_to_float32(tmp_path, tiny_config, monkeypatch):
+def drift_after_start(monkeypatch) -> list:
+    """bf16 on, the start check passing and every end-of-epoch check failing; the checks' with_grad flags."""
     monkeypatch.setattr(train_mod, "bf16_fast", lambda dev: True)
     calls = []
 
@@ -123,6 +124,11 @@ def test_drift_after_an_epoch_switches_to_float32(tmp_path, tiny_config, monkeyp
         return Parity(0.1, 0.1, 0.0, 0.0) if with_grad else Parity(0.1, 0.15, 0.5, None)
 
     monkeypatch.setattr(train_mod, "check_bf16_parity", scripted)
+    return calls
+
+
+def test_drift_after_an_epoch_switches_to_float32(tmp_path, tiny_config, monkeypatch):
+    calls = drift_after_start(monkeypatch)
     _, _, run, board, _ = run_sync(tmp_path, tiny_config, fast(amp_bf16=True, epochs=3))
     assert calls == [True, False]  # the start check, then one end-of-epoch check until it failed
     assert [h["precision"] for h in runs.read_history(run)] == ["bf16", "float32", "float32"]
@@ -130,14 +136,7 @@ def test_drift_after_an_epoch_switches_to_float32(tmp_path, tiny_config, monkeyp
 
 
 def test_no_bf16_recheck_after_the_last_epoch(tmp_path, tiny_config, monkeypatch):
-    monkeypatch.setattr(train_mod, "bf16_fast", lambda dev: True)
-    calls = []
-
-    def drifting(model, x_in, x, with_grad=True, **kw):
-        calls.append(with_grad)
-        return Parity(0.1, 0.1, 0.0, 0.0) if with_grad else Parity(0.1, 0.15, 0.5, None)
-
-    monkeypatch.setattr(train_mod, "check_bf16_parity", drifting)
+    calls = drift_after_start(monkeypatch)
     _, _, run, board, _ = run_sync(tmp_path, tiny_config, fast(amp_bf16=True, epochs=1))
     assert calls == [True]  # nothing trains after the last epoch: no check, no "float32 from now on"
     assert not any("from now on" in n for n in board.notices)
