@@ -23,7 +23,7 @@ from udd_core.metrics import METRIC_HELP, roc_points
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
 from udd_core.render import plotly_colorscale, scale_bar_rgb
 from udd_core.report import build_report, heatmaps_zip, scores_csv
-from udd_core.scoring import SCORES
+from udd_core.scoring import SCORES, max_border
 
 hand_over_deep_link("pages/inspect.py")  # first: a deep link before app.py ever ran
 
@@ -108,9 +108,8 @@ with st.sidebar:
     ss.setdefault("insp_topk", 1.0)
     topk = st.number_input("Top-k %", 0.01, 100.0, step=0.5, key="insp_topk",
                            disabled=score != "topk" or run_cls.own_scores)
-    # The band must leave some of the map: at most (shorter side - 1) // 2 of the run's maps.
-    shape = runs.trained_shape(by_name[ss["insp_run"]].path)
-    border_max = (min(shape[1:]) - 1) // 2 if shape else 100_000
+    shape = runs.trained_shape(by_name[ss["insp_run"]].path)  # the run's maps are this size
+    border_max = max_border(shape[1:]) if shape else 100_000
     ss["insp_border"] = min(ss.get("insp_border", 0), border_max)
     border = st.number_input("Border left out of the score (px)", 0, border_max, step=1, key="insp_border",
                              disabled=run_cls.own_scores,
@@ -222,11 +221,9 @@ with tab_image:
                       + (" (normal-pixel standard deviations)" if insp.norm else ""))
     left.plotly_chart(fig, key="insp_heat")
     right.image(insp.panels(pick, own_scale=own)["overlay"], caption="overlay", width="stretch")
-    units = (" Scores are in the map's own units; the heatmap shows the map in standard deviations of the normal "
-             f"pixels, with the outline's pixel threshold at {insp.pixel_threshold:.4g}." if insp.norm else "")
     right.metric("score", f"{insp.scores[pick]:.5g}", f"{insp.scores[pick] - insp.threshold:+.3g} vs threshold",
                  delta_color="inverse", help="This image's score; below it, how far it lies above (red: defective) "
-                                             "or below the threshold." + units)
+                                             "or below the threshold." + insp.units_note())
     if insp.factors is not None:  # the score is not the map's alone: show both parts
         right.caption(insp.score_text(pick).capitalize())
     r1, r2, r3, r4, r5 = st.columns(5)

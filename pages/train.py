@@ -16,7 +16,7 @@ from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_st
 from udd_core import runs, sources
 from udd_core.config import parse_config
 from udd_core.display import probe_pairs
-from udd_core.generation import run_train_on
+from udd_core.generation import next_page
 from udd_core.data import IMAGE_EXTS
 from udd_core.losses import LOSSES
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options
@@ -131,12 +131,10 @@ def show_run(name: str, polled: str) -> None:
         # Plain dicts, unvalidated: 10x faster to redraw every second than a validated go.Figure.
         st.plotly_chart(go.Figure(loss_curve(**series, log=log), _validate=False), key="train_curves")
     if disk.get("status") == "finished":
-        # A run trained on defects too is for generating maps; every other run is for inspecting.
-        title, page, verb = (("Generate", "pages/generate.py", "generate maps") if run_train_on(run_dir) != "normal"
-                             else ("Inspect", "pages/inspect.py", "score test images"))
+        title, verb = next_page(run_dir)
         st.info(f"Done: open the **{title}** page to {verb} with this run.")
         if st.button(f"Open in {title}", key="train_open_next", icon=":material/arrow_forward:"):
-            st.switch_page(page)  # the run is in focus: the page opens it
+            st.switch_page(f"pages/{title.lower()}.py")  # the run is in focus: the page opens it
     if snap is not None and snap.probe_input is not None:
         kind = runs.run_source(run_dir).get("kind", "")
         below = job.detector.probe_label  # the live job's own: no method.json read every second
@@ -242,10 +240,7 @@ with left:
         refusal = refusal or e
         config = shape = None
     if refusal is not None:
-        # Paddings are a design field this page has no box for: say where they are set.
-        fix = (" Another Height/Width may fit; or set the size on the **Design** page, where one click applies "
-               "the paddings." if getattr(refusal, "suggested", None) is not None else "")
-        st.error(choice_message(refusal, options) + fix)
+        st.error(choice_message(refusal, options))
     data_error = None
     if path and shape:
         try:

@@ -223,3 +223,11 @@ def test_load_generator_needs_a_size_when_the_folder_stores_none(tmp_path, ds):
     loaded = gen.load_images(m, tmp_path / "w.npz")
     assert loaded.kind == "wafer" and gen.model_kind(m, loaded.kind) == "wafer"
     assert gen.class_counts(loaded.labels)["none"] == 6
+
+
+def test_next_page_after_a_run_follows_what_it_trained_on(tmp_path):
+    from udd_core.generation import next_page
+
+    assert next_page(tmp_path) == ("Inspect", "score test images")  # no train.json: a detection run
+    (tmp_path / "train.json").write_text('{"settings": {"train_on": "all"}}')
+    assert next_page(tmp_path) == ("Generate", "generate maps")

@@ -236,3 +236,11 @@ def test_post_processing_refusals_name_the_field(args, field):
 def test_post_processing_comes_back_typed():
     assert check_post_processing(4, "topk", 10, 15, (32, 32)) == (4.0, "topk", 10.0, 15)
     assert check_post_processing(0.0, "mean", 100) == (0.0, "mean", 100.0, 0)
+
+
+def test_max_border_is_the_widest_band_check_border_takes():
+    from udd_core.scoring import check_border, max_border
+
+    assert max_border((32, 48)) == 15 and check_border(15, (32, 48)) == 15
+    with pytest.raises(ValueError, match=r"\[0, 15\]"):
+        check_border(16, (32, 48))

@@ -18,6 +18,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import runs
+from .data import kind_mismatch
 from .methods import METHOD_FILE, fitted_in_one_pass, run_spec, spec_options
 from .progress import epoch_axis
 from .settings import applied_settings
@@ -329,8 +330,6 @@ def trained_elsewhere(sides: Sequence[RunSide], data: Union[str, Path], kind: Op
     comparing them on `data` is fair only when it stands for what each was meant to inspect. With the
     data's `kind`, a run trained on the other kind (wafer maps against images) is left to its own,
     stronger warning (`data.kind_mismatch`)."""
-    from .data import kind_mismatch
-
     here = Path(data).expanduser().resolve()
     return [f"{s.name} (trained on {s.info['data']['path']})" for s in sides
             if (there := _trained_on(s.info)) is not None and there != here

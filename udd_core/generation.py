@@ -224,6 +224,12 @@ def run_train_on(path: Union[str, Path]) -> str:
     return value if isinstance(value, str) and value.strip() else "normal"
 
 
+def next_page(path: Union[str, Path]) -> tuple[str, str]:
+    """(page, what to do there) after a run has finished: a run trained on defects too is for generating
+    maps, every other run for inspecting."""
+    return ("Generate", "generate maps") if run_train_on(path) != "normal" else ("Inspect", "score test images")
+
+
 def default_sigma_scale(model: AutoEncoder, ds: ImageSet, train_on: str = "normal") -> tuple[float, float]:
     """(default σ, largest σ worth offering) of the Generate page and `udd generate` without --sigma:
     `sigma_scale` over the images the run trained on (its ``train_on``), or all of ``ds`` when the

@@ -137,6 +137,13 @@ class Inspection:
         n = 0 if self.normal_scores is None else len(self.normal_scores)
         return too_few_normals(n, target_fpr, self.normal_source) if n else None
 
+    def units_note(self) -> str:
+        """How the image scores' units relate to the heatmap's ("" when the heatmap shows the map as it is)."""
+        if not self.norm:
+            return ""
+        return (" Scores are in the map's own units; the heatmap shows the map in standard deviations of the "
+                f"normal pixels, with the outline's pixel threshold at {self.pixel_threshold:.4g}.")
+
     def scale_legend(self, own_scale: bool = False) -> str:
         """What the heatmap colours mean, beside `render.scale_bar_rgb` (low on the left); ``own_scale``:
         each image on its own (`image_scale`)."""

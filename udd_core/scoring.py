@@ -35,10 +35,15 @@ def wide_image_score(input_shape) -> Optional[dict]:
     return {"score": "topk", "topk_percent": WIDE_TOPK, "border": min(input_shape[1], input_shape[2]) // BORDER_PART}
 
 
+def max_border(size: tuple[int, int]) -> int:
+    """The widest band (px) that leaves some of a (H, W) map to score."""
+    return (min(size) - 1) // 2
+
+
 def check_border(border: int, size: tuple[int, int]) -> int:
     """`border` px as a valid band to leave out of a (H, W) map's image score; ValueError naming it."""
-    if isinstance(border, bool) or not isinstance(border, int) or border < 0 or 2 * border >= min(size):
-        raise ValueError(f"border: must be an integer of pixels in [0, {(min(size) - 1) // 2}] for "
+    if isinstance(border, bool) or not isinstance(border, int) or border < 0 or border > max_border(size):
+        raise ValueError(f"border: must be an integer of pixels in [0, {max_border(size)}] for "
                          f"{size[0]}x{size[1]} maps, got {border!r}")
     return border
 

@@ -74,7 +74,12 @@ def choice_message(error: ValueError, options: dict) -> str:
     field = text.partition(": ")[0]
     if text.startswith("method options: ") or field.startswith("size "):  # already named (the input size)
         return text
-    return f"method options: {text}" if field in options else f"model: {text}"
+    if field in options:
+        return f"method options: {text}"
+    # A padding is a design field a training form has no box for: say where it is set.
+    fix = (" Another Height/Width may fit; or set the size on the **Design** page, where one click applies "
+           "the paddings." if getattr(error, "suggested", None) is not None else "")
+    return f"model: {text}{fix}"
 
 
 def run_method(run_dir: Union[str, Path]) -> str:
