@@ -52,8 +52,7 @@ def diff_table(rows: list, names: list[str], key: str, without: Sequence[str] = 
     if lone := len(names) - len(without) < 2:  # nothing to compare a lone config with: no "changed" column
         st.caption(f"Only one of these runs has an autoencoder config ({', '.join(without)}: {cmp.NO_CONFIG}).")
     else:
-        st.caption(f"Differ{among}: {', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''}" if changed
-                   else f"No field differs{among}.")
+        st.caption(cmp.differ_line(changed, among))
     if ss.get("cmp_only_changed"):
         rows = [r for r in rows if r.changed]
     df = pd.DataFrame([[r.field, *r.values, r.changed] for r in rows], columns=["field", *names, "changed"])

@@ -48,7 +48,7 @@ def cached_sigma_scale(run_dir: str, mtime: float, data_path: str, split: str, t
     """(suggested σ, slider maximum) from the latent spread of the images the run trained on; the
     same default `udd generate` takes without --sigma."""
     return gen.default_sigma_scale(cached_model(run_dir, mtime), cached_data(run_dir, mtime, data_path, split, tile),
-                                   gen.run_train_on(run_dir))
+                                   runs.run_train_on(run_dir))
 
 
 @st.cache_data(show_spinner="Generating the HW2 view ...", max_entries=4)

@@ -13,15 +13,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.run_focus import follow_focus, hand_over_deep_link, set_focus, run_label
+from udd_core import inspection_views as views
 from udd_core import runs
 from udd_core.data import data_kind
 from udd_core.export import ParityError, export_run
-from udd_core.generation import run_train_on
 from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import load_inputs
-from udd_core.metrics import METRIC_HELP, roc_points
+from udd_core.metrics import METRIC_HELP
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
-from udd_core.render import plotly_colorscale, scale_bar_rgb
+from udd_core.render import scale_bar_rgb
 from udd_core.report import build_report, heatmaps_zip, scores_csv
 from udd_core.scoring import SCORES, max_border
 
@@ -83,6 +83,7 @@ if follow_focus("insp_run", list(by_name), ROOT):
     new_run()
 
 
+main = st.empty()  # the page's first line: where a bad data path is reported, not in the narrow sidebar
 with st.sidebar:
     st.subheader("Run and data")
     st.selectbox("Run", list(by_name), key="insp_run", on_change=on_run,
@@ -91,7 +92,7 @@ with st.sidebar:
     try:
         kind = data_kind(ss["insp_data"])
     except ValueError as e:
-        st.error(str(e))
+        main.error(f"Data path (sidebar): {e}")
         st.stop()
     split = st.selectbox("Split", ("test", "train", "all"), key="insp_split") if kind == "mvtec" else "all"
     if kind != "mvtec":
@@ -119,7 +120,7 @@ with st.sidebar:
 run = by_name[ss["insp_run"]]
 if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch
     st.warning(f"{run.name} has not finished an epoch: its model holds barely trained weights.")
-if (train_on := run_train_on(run.path)) != "normal":
+if (train_on := runs.run_train_on(run.path)) != "normal":
     seen = "every image, defects included" if train_on == "all" else f"the classes {train_on}"
     st.warning(f"{run.name} was trained on {seen}, not on normal images only: it learned to reconstruct those "
                "defects, so a low score no longer means 'like the normal images'. Use it to generate maps; "
@@ -174,11 +175,9 @@ own = st.toggle("Each heatmap on its own colour scale", key="insp_own_scale",
 tab_gallery, tab_image, tab_plots, tab_export = st.tabs(["Gallery", "One image", "Plots", "Export"])
 order = insp.order()
 pred = insp.scores > insp.threshold
-defect = insp.is_defect
 
 with tab_gallery:
-    filters = {"all": np.ones(len(insp), bool), "predicted defective": pred, "predicted good": ~pred,
-               "missed defects (FN)": defect & ~pred & insp.known, "false alarms (FP)": ~defect & pred & insp.known}
+    filters = views.gallery_filters(insp)
     which = st.radio("Show", list(filters), horizontal=True, key="insp_filter")
     shown = [int(i) for i in order if filters[which][i]]
     n_show = ss.setdefault("insp_show", PAGE)
@@ -210,16 +209,8 @@ with tab_image:
                         format_func=lambda i: f"{insp.names[i]} — {insp.labels[i]}, score {insp.scores[i]:.5g}")
     ss["insp_picked"] = insp.names[pick]
     left, right = st.columns([3, 2])
-    sc = insp.image_scale(pick) if own else insp.scale
-    # Clipped to the scale for colour; the hover shows the true value.
-    fig = go.Figure(go.Heatmap(z=np.clip(insp.maps[pick], sc.vmin, sc.vmax), customdata=insp.maps[pick],
-                               zmin=sc.vmin, zmax=sc.vmax, colorscale=plotly_colorscale(),
-                               hovertemplate="row %{y}, col %{x}: %{customdata:.3f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", scaleanchor="x")
-    fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10),
-                      title=("residual" if insp.recon_raw is not None else "anomaly map")
-                      + (" (normal-pixel standard deviations)" if insp.norm else ""))
-    left.plotly_chart(fig, key="insp_heat")
+    left.plotly_chart(go.Figure(views.heatmap_figure(insp, pick, insp.image_scale(pick) if own else insp.scale)),
+                      key="insp_heat")
     right.image(insp.panels(pick, own_scale=own)["overlay"], caption="overlay", width="stretch")
     right.metric("score", f"{insp.scores[pick]:.5g}", f"{insp.scores[pick] - insp.threshold:+.3g} vs threshold",
                  delta_color="inverse", help="This image's score; below it, how far it lies above (red: defective) "
@@ -233,33 +224,13 @@ with tab_image:
     min_s = r4.number_input("DBSCAN min samples", 1, 100, 4, key="insp_mins", disabled=method != "dbscan")
     min_px = r5.number_input("Min pixels", 0, 100000, 5, key="insp_minpx")
     regs = insp.regions(pick, method, pix, eps, int(min_s), int(min_px))
-    st.dataframe(pd.DataFrame([{"top": r.bbox[0], "left": r.bbox[1], "bottom": r.bbox[2], "right": r.bbox[3],
-                                "area (px)": r.area, "peak": r.peak} for r in regs]) if regs else
-                 pd.DataFrame(columns=["top", "left", "bottom", "right", "area (px)", "peak"]), hide_index=True)
+    st.dataframe(pd.DataFrame(views.region_rows(regs), columns=list(views.REGION_COLUMNS)), hide_index=True)
 
 with tab_plots:
     a, b = st.columns(2)
-    hist = go.Figure()
-    known = insp.known
-    pool = np.concatenate([insp.scores, base.normal_scores if has_normal else []])
-    bins = dict(start=float(pool.min()), end=float(pool.max()), size=max(float(np.ptp(pool)) / 40, 1e-12))
-    traces = [("normal (this data)", insp.scores[known & ~defect], "#2ca02c"),
-              ("defective", insp.scores[known & defect], "#d62728")]
-    if has_normal and base.normal_source != "test good":
-        traces.append((f"normal ({base.normal_source})", base.normal_scores, "#7f7f7f"))
-    for name, x, colour in traces:
-        if len(x):
-            hist.add_trace(go.Histogram(x=x, name=name, opacity=0.55, xbins=bins, marker_color=colour))
-    hist.add_vline(x=insp.threshold, line_dash="dash", annotation_text="threshold")
-    hist.update_layout(barmode="overlay", title="Image scores", xaxis_title="score", height=380)
-    a.plotly_chart(hist, key="insp_hist")
-    if (known & defect).any() and (known & ~defect).any():
-        fpr, tpr, _ = roc_points(insp.scores[known], defect[known])
-        roc = go.Figure(go.Scatter(x=fpr, y=tpr, mode="lines", name="ROC"))
-        roc.add_trace(go.Scatter(x=[insp.fpr], y=[insp.tpr], mode="markers", marker_size=11, name="threshold"))
-        roc.update_layout(title=f"ROC (AUROC {fmt(m.image_auroc, 3)})", xaxis_title="FPR", yaxis_title="TPR",
-                          height=380, xaxis_range=[0, 1], yaxis_range=[0, 1.02])
-        b.plotly_chart(roc, key="insp_roc")
+    a.plotly_chart(go.Figure(views.score_histogram(insp, base.normal_scores, base.normal_source)), key="insp_hist")
+    if (roc := views.roc_with_threshold(insp)) is not None:
+        b.plotly_chart(go.Figure(roc), key="insp_roc")
     else:
         b.info("ROC and per-type metrics need both normal and defective images with labels.")
     table = pd.DataFrame(insp.metric_table())

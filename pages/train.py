@@ -26,7 +26,6 @@ from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, resume_offer, run_r
 from udd_core.progress import curve_series, loss_curve, progress_bar
 from udd_core.settings import (DEVICES, FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NUMBERS, TrainSettings, form_values,
                                 settings_from_form, training_presets)
-from udd_core.training_data import training_images
 
 hand_over_deep_link("pages/train.py")  # first: a deep link before app.py ever ran
 
@@ -90,17 +89,13 @@ def select(name: str) -> None:
 
 
 def load_images(path, shape, tile, train_on="normal"):
-    """The training images (N, H, W, C) uint8 (normal ones, or those `train_on` picks), decoded once
-    per (path, shape, tile), and the loader's notes."""
-    if not path:  # None (nothing uploaded yet) or "": the page says what to do
-        raise ValueError("data: no data set given (pick one, type a path or upload images)")
+    """`DatasetCache.training_set` with a progress bar while images decode."""
     bar = st.progress(0.0, text="Loading images")
     try:
-        ds = dataset_cache().get(path, shape, "train", tile, lambda i, n: bar.progress(i / n, f"Loading {i}/{n}"))
+        return dataset_cache().training_set(path, shape, tile, train_on,
+                                            lambda i, n: bar.progress(i / n, f"Loading {i}/{n}"))
     finally:
         bar.empty()
-    images, note = training_images(ds, train_on)
-    return images, ds.notices + ([note] if note else [])
 
 
 def show_run(name: str, polled: str) -> None:

@@ -30,6 +30,14 @@ def test_flatten_and_diff_rows():
     assert all(isinstance(v, str) for r in rows for v in r.values)  # one type per table column
 
 
+def test_differ_line_counts_the_fields_and_names_what_it_leaves_to_the_table():
+    assert cmp.differ_line([]) == "No field differs."
+    assert cmp.differ_line(["lr"], " among x") == "1 field differs among x: lr."
+    fields = [f"f{i}" for i in range(11)]
+    assert cmp.differ_line(fields) == "11 fields differ: f0, f1, f2, f3, f4, f5, f6, f7, and 3 more in the table."
+    assert cmp.differ_line(fields[:8]).endswith("f7.")  # all shown: no "more"
+
+
 def test_a_run_without_a_config_changes_no_field():
     cfg = tiny_config()
     rows = cmp.config_diff([side("a", cfg), side("b", None), side("c", {**cfg, "latent_size": 8})])

@@ -60,6 +60,7 @@ def test_only_changed_fields_loss_curves_metrics_roc_and_heatmaps(at):
     assert not at.exception
     config = frames(at)[0]
     assert config["field"].tolist() == ["latent_size"]
+    assert "1 field differs: latent_size." in [c.value for c in at.caption]
     charts = at.get("plotly_chart")
     assert len(charts) == 2  # loss curves and ROC
     metrics = frames(at)[-1]

@@ -103,6 +103,7 @@ def test_bad_data_path_is_one_error_line(at):
     at.text_input(key="insp_data").input("/no/such/folder").run()
     assert not at.exception
     assert len(at.error) == 1 and "no such file" in at.error[0].value
+    assert at.error[0].value.startswith("Data path (sidebar): ") and not at.sidebar.error  # in the main area
     at.text_input(key="insp_data").input("").run()  # never the server's working folder, scanned whole
     assert not at.exception and not at.dataframe
     assert len(at.error) == 1 and "no data set given" in at.error[0].value

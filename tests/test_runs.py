@@ -174,6 +174,25 @@ def test_list_runs_summarises_each_run(tmp_path):
     assert runs.list_runs(tmp_path / "missing") == []
 
 
+@pytest.mark.parametrize("damaged", ["[1]", '"text"', "{bad json", ""])
+def test_a_damaged_train_json_lists_as_an_unknown_run(tmp_path, damaged):
+    run = runs.new_run(tmp_path, "r")
+    (run / runs.TRAIN_FILE).write_text(damaged)  # e.g. a JSON list: it used to crash the listing
+    (info,) = runs.list_runs(tmp_path)
+    assert (info.name, info.created, info.method) == ("r", "", "autoencoder")
+    assert runs.read_train(run) == {} and runs.run_source(run) == {} and runs.trained_shape(run) is None
+
+
+def test_train_json_fields_are_read_in_one_place():
+    info = {"data": {"path": "/d", "tile": True}, "input_shape": [1, 32, 48], "settings": {"train_on": "all"}}
+    assert runs.train_source(info) == {"path": "/d", "tile": True}
+    assert runs.train_shape(info) == (1, 32, 48)
+    assert runs.train_on(info) == "all"
+    assert runs.train_on({}) == runs.train_on({"settings": {"train_on": " "}}) == "normal"  # older runs
+    assert runs.train_on({"settings": ["all"]}) == "normal"
+    assert runs.train_shape({"input_shape": [1, True, 4]}) is None  # a bool is no size
+
+
 def test_status_line_and_run_source(tmp_path):
     from udd_core.runs import run_source, status_line
 

@@ -140,6 +140,19 @@ def test_dataset_cache_decodes_once_and_notices_changes(tree, monkeypatch):
         cache.get(folder, None)
 
 
+def test_training_set_picks_the_normal_images_and_reports_notes(tmp_path):
+    maps = np.random.default_rng(0).integers(0, 3, (5, 8, 8)).astype(np.uint8)  # a labelled wafer file
+    np.savez(tmp_path / "w.npz", maps=maps, labels=np.array(["none", "none", "none", "Scratch", "Donut"]))
+    cache = sources.DatasetCache()
+    normal, notes = cache.training_set(tmp_path / "w.npz", (3, 8, 8))
+    both, _ = cache.training_set(tmp_path / "w.npz", (3, 8, 8), train_on="all")
+    assert normal.shape == (3, 8, 8, 3) and both.shape == (5, 8, 8, 3) and len(cache) == 1  # decoded once
+    assert any("3 normal images" in n and "2 with other labels left out" in n for n in notes)
+    for empty in (None, ""):
+        with pytest.raises(DataError, match="no data set given"):
+            cache.training_set(empty, (3, 8, 8))
+
+
 def test_sources_never_import_streamlit():
     import subprocess
     import sys

@@ -381,6 +381,11 @@ def test_resume_refusals(tmp_path, tiny_config):
         TrainJob.resume(job.run_dir, make_images(12), epochs=3)
     with pytest.raises(ValueError, match="not a run"):
         TrainJob.resume(tmp_path / "nothing")
+    runs.write_status(job.run_dir, "stopped", "stopped")
+    info = json.loads((job.run_dir / runs.TRAIN_FILE).read_text())
+    runs.write_json_atomic(job.run_dir / runs.TRAIN_FILE, {**info, "input_shape": [1, 32]})  # damaged by hand
+    with pytest.raises(ValueError, match="not a run folder"):  # one line, not an unpacking error
+        TrainJob.resume(job.run_dir, make_images(12), epochs=3)
 
 
 def test_resume_refuses_an_epoch_total_already_reached_even_when_stopped(tmp_path, tiny_config):
@@ -510,12 +515,18 @@ def test_resume_offer_follows_the_status_the_method_and_the_plan(tmp_path):
         return runs.RunInfo(name="r", status="stopped", epochs_done=done, best_val_loss=None, created="", path=run)
 
     offer = resume_offer(info(12), "stopped")
-    assert (offer.data_path, offer.input_shape, offer.tile, offer.total) == ("/d", [1, 32, 32], True, 30)
+    assert (offer.data_path, offer.input_shape, offer.tile, offer.total) == ("/d", (1, 32, 32), True, 30)
     assert resume_offer(info(30), "finished").total == 40  # the plan is reached: ten more
     assert offer.check_total(13) == 13  # a total above the 12 epochs done
     for total in (12, 3):
         with pytest.raises(ValueError, match=r"^Resume: enter a total above the 12 epochs done\.$"):
             offer.check_total(total)  # would train nothing
     assert resume_offer(info(12), "running") is None
+    good = (run / runs.TRAIN_FILE).read_text()
+    for damaged in ('{"settings": {"epochs": 30}, "input_shape": [1, 32]}', "[1]"):
+        (run / runs.TRAIN_FILE).write_text(damaged)  # TrainJob.resume would refuse it: no Resume box
+        assert resume_offer(info(12), "stopped") is None
+    (run / runs.TRAIN_FILE).write_text(good.replace('"epochs": 30', '"epochs": "many"'))
+    assert resume_offer(info(12), "stopped").total == 22  # no readable plan: ten more
     (run / "method.json").write_text(json.dumps({"method": "memory-bank"}))
     assert resume_offer(info(0), "finished") is None  # fitted in one pass: nothing to resume

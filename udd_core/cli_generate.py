@@ -14,7 +14,7 @@ from .cli import UsageError, parse_ints, run_dir_arg
 from .data import kind_mismatch
 from .display import output_names, to_display, write_pngs
 from .generation import (default_sigma_scale, generate, generate_random, load_generator, load_images, model_kind,
-                         run_train_on, training_stats)
+                         training_stats)
 from .training_data import normal_images
 
 
@@ -65,7 +65,7 @@ def run_generate(args: argparse.Namespace) -> int:
     else:
         sigma = args.sigma
         if sigma is None:
-            sigma = default_sigma_scale(model, ds, run_train_on(args.run))[0]
+            sigma = default_sigma_scale(model, ds, runs.run_train_on(args.run))[0]
             print(f"udd generate: sigma {sigma:g} (the default: about half the latent spread of the training images)",
                   file=sys.stderr)
         gen = generate(model, ds.images, sigma, args.n, args.seed, ds.labels, args.cls)

@@ -18,7 +18,7 @@ from .jobs import TrainJob, checked_settings
 from .methods import check_choice, detector_class
 from .model import build_model
 from .progress import ProgressLine
-from .runs import is_empty_dir, read_history, read_json
+from .runs import is_empty_dir, read_history, read_train, train_on, train_shape
 from .settings import TrainSettings, training_presets
 from .sources import source_record
 from .image_shapes import image_channels
@@ -188,13 +188,12 @@ def run_train(args: argparse.Namespace) -> int:
         _settings_from_args(args)  # --epochs and --device refused with the option's name before any data loads
         images = None
         if args.data:
-            info = read_json(out / "train.json") or {}
-            c, h, w = info.get("input_shape") or (0, 0, 0)
-            if not c:
+            info = read_train(out)
+            shape = train_shape(info)
+            if shape is None:
                 raise UsageError(f"--out {out}: not a run folder to resume (no readable train.json)")
-            ds = load_dataset(args.data, (c, h, w), split="train", progress=bar.loading)
-            train_on = str((info.get("settings") or {}).get("train_on", "normal"))
-            images, _ = _chosen_images(ds, train_on)
+            ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
+            images, _ = _chosen_images(ds, train_on(info))
             bar.end()
         job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device)
         bar.epochs_shown = len(job.snapshot().train_loss) or len(read_history(out))  # print only the new epochs

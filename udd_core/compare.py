@@ -22,7 +22,8 @@ from .data import kind_mismatch
 from .methods import METHOD_FILE, fitted_in_one_pass, run_spec, spec_options
 from .progress import epoch_axis
 from .settings import applied_settings
-from .metrics import GOOD, roc_points
+from .inspection_views import roc_curve
+from .metrics import GOOD
 from .model import CONFIG_FILE, WEIGHTS_FILE
 from .render import as_rgb, auto_zoom, overlay_rgb, zoom
 from .image_shapes import propagate_image
@@ -53,18 +54,26 @@ def read_side(run_dir: Union[str, Path]) -> RunSide:
     """One run's config, train.json and history; unreadable files count as missing."""
     p = Path(run_dir)
     config = runs.read_json(p / CONFIG_FILE, None)
-    info = runs.read_json(p / runs.TRAIN_FILE, {}) or {}
-    shape = info.get("input_shape") if isinstance(info, dict) else None
+    info = runs.read_train(p)
     try:
         spec = run_spec(p)
     except ValueError:
         spec = {"method": "unknown"}
     return RunSide(p.name, p, spec["method"], config if isinstance(config, dict) else None,
-                   tuple(int(v) for v in shape) if isinstance(shape, list) and len(shape) == 3 else None,
-                   info if isinstance(info, dict) else {}, runs.read_history(p), spec)
+                   runs.train_shape(info), info, runs.read_history(p), spec)
 
 
 # --- diffs -----------------------------------------------------------------------------------
+
+def differ_line(changed: Sequence[str], among: str = "", shown: int = 8) -> str:
+    """The line above a diff table: how many fields differ and the first `shown` of them, naming how many
+    more the table holds (`among`: which runs took part, when not all)."""
+    if not changed:
+        return f"No field differs{among}."
+    more = f", and {len(changed) - shown} more in the table" if len(changed) > shown else ""
+    word = "field differs" if len(changed) == 1 else "fields differ"
+    return f"{len(changed)} {word}{among}: {', '.join(changed[:shown])}{more}."
+
 
 @dataclass(frozen=True)
 class DiffRow:
@@ -217,16 +226,6 @@ def metric_rows(inspections: Sequence) -> list[MetricRow]:
     return rows
 
 
-def roc_curve(inspection) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    """(FPR, TPR) of a run's image scores on its labelled images; None without both classes."""
-    k = inspection.known
-    y = inspection.is_defect[k]
-    if not (y.any() and (~y).any()):
-        return None
-    fpr, tpr, _ = roc_points(inspection.scores[k], y)
-    return fpr, tpr
-
-
 def roc_figure(names: Sequence[str], methods: Sequence[str], inspections: Sequence) -> Optional[dict]:
     """Every labelled run's image ROC in one plotly figure spec, in the run's colour (`RUN_COLOURS`) and
     named with its method and AUROC, beside the chance line; None when no run has both kinds of label."""
@@ -305,15 +304,14 @@ def scale_caption(names: Sequence[str], inspections: Sequence) -> str:
             f"Outlines: cyan, above the run's pixel threshold{truth}.")
 
 
-def _trained_on(info: Any) -> Optional[Path]:
+def _trained_on(info: Mapping[str, Any]) -> Optional[Path]:
     """The data folder or file a train.json (``info``) names, resolved; None when it names none."""
-    data = info.get("data") if isinstance(info, dict) else None
-    path = data.get("path") if isinstance(data, dict) else None
+    path = runs.train_source(info).get("path")
     return Path(path).expanduser().resolve() if isinstance(path, str) and path else None
 
 
 def _data_path(run_dir: Path) -> Optional[Path]:
-    return _trained_on(runs.read_json(Path(run_dir) / runs.TRAIN_FILE, {}))
+    return _trained_on(runs.read_train(run_dir))
 
 
 def same_data_first(focus: Union[str, Path], others: Sequence[Union[str, Path]]) -> list[Path]:

@@ -210,7 +210,7 @@ def _input_description(kind: str, shape: tuple[int, int, int]) -> dict:
 
 def run_input_shape(detector: Detector, run: dict, run_dir: Path) -> tuple[int, int, int]:
     """The (C, H, W) the run was trained at: the detector's, else train.json's; ValueError without one."""
-    shape = getattr(detector, "input_shape", None) or run.get("input_shape")
+    shape = getattr(detector, "input_shape", None) or runs.train_shape(run)
     if not shape or len(shape) != 3:
         raise ValueError(f"{run_dir}: stores no input size, so it cannot be exported (export a run trained by udd)")
     return tuple(int(v) for v in shape)  # type: ignore[return-value]
@@ -238,7 +238,7 @@ def export_run(run_dir: Union[str, Path], opset: int = DEFAULT_OPSET, residual: 
         raise ValueError(f"{p}: no such run folder")
     method = run_method(p)
     detector = load_detector(p, device="cpu")  # a folder without a model: a one-line ModelFileError
-    run = runs.read_json(p / runs.TRAIN_FILE, {}) or {}
+    run = runs.read_train(p)
     shape = run_input_shape(detector, run, p)
     scoring = default_scoring(detector, residual, smooth_sigma, score, topk_percent)
     images, source, notes = run_validation_images(run, shape)

@@ -216,18 +216,10 @@ def sigma_scale(model: AutoEncoder, images, max_images: int = 64) -> tuple[float
     return up125(spread / 2), up125(4 * spread)
 
 
-def run_train_on(path: Union[str, Path]) -> str:
-    """What a run trained on (train.json's settings.train_on): "normal" for older runs and model folders."""
-    info = runs.read_json(Path(path) / runs.TRAIN_FILE, {})
-    settings = info.get("settings") if isinstance(info, dict) else None
-    value = settings.get("train_on") if isinstance(settings, dict) else None
-    return value if isinstance(value, str) and value.strip() else "normal"
-
-
 def next_page(path: Union[str, Path]) -> tuple[str, str]:
     """(page, what to do there) after a run has finished: a run trained on defects too is for generating
     maps, every other run for inspecting."""
-    return ("Generate", "generate maps") if run_train_on(path) != "normal" else ("Inspect", "score test images")
+    return ("Generate", "generate maps") if runs.run_train_on(path) != "normal" else ("Inspect", "score test images")
 
 
 def default_sigma_scale(model: AutoEncoder, ds: ImageSet, train_on: str = "normal") -> tuple[float, float]:

@@ -47,15 +47,15 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     """
     p = Path(model_dir)
     det = load_detector(p, device=str(resolve_device(device)))
-    run = runs.read_json(p / runs.TRAIN_FILE, {}) or {}
-    source = run.get("data") or {}
+    run = runs.read_train(p)
+    source = runs.train_source(run)
     if data_path is None:
         data_path = source.get("path")
         if not data_path:
             raise ValueError(f"{p}: no data given and the run names no training data (train.json data.path)")
         if not Path(data_path).exists():
             raise ValueError(f"{data_path}: the run's training data is gone (moved or deleted); give the data path")
-    trained = tuple(int(v) for v in (det.input_shape or run.get("input_shape") or ()))
+    trained = tuple(int(v) for v in (det.input_shape or runs.train_shape(run) or ()))
     c = trained[0] if trained else det.model.config.in_channels  # only a reference AE folder stores no size
     if size is not None:
         shape = (c, int(size[0]), int(size[1]))

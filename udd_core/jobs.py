@@ -108,8 +108,9 @@ class TrainJob:
         `epochs` raises the total epoch count. History is appended to, never rewritten.
         """
         run_dir = Path(run_dir)
-        info = runs.read_json(run_dir / runs.TRAIN_FILE)
-        if not isinstance(info, dict) or "settings" not in info:
+        info = runs.read_train(run_dir)
+        shape = runs.train_shape(info)
+        if "settings" not in info or shape is None:
             raise ValueError(f"{run_dir}: not a run folder (no readable {runs.TRAIN_FILE})")
         st = runs.read_status(run_dir)
         if st["status"] == "running":
@@ -132,8 +133,8 @@ class TrainJob:
         if done >= settings.epochs and st["status"] not in ("stopped", "interrupted"):
             raise ValueError(f"run {run_dir.name}: already has {done} epochs; "
                              f"ask for more than {done} (the epoch count is the new total)")
-        c, h, w = (int(v) for v in info["input_shape"])
-        data = info.get("data") or {}
+        c, h, w = shape
+        data = runs.train_source(info)
         if images is None:
             if not data.get("path"):
                 raise ValueError(f"run {run_dir.name}: train.json names no data path; pass the images")
@@ -208,7 +209,7 @@ class ResumeOffer:
     """What resuming a stopped or finished run needs from its folder: its data and a starting total."""
 
     data_path: str  # the data set it trained on ("" when train.json does not say)
-    input_shape: Optional[list]  # (C, H, W) as train.json records it
+    input_shape: Optional[tuple[int, int, int]]  # (C, H, W) as train.json records it; None when it does not
     tile: bool  # cut into tiles of the input size
     total: int  # the Resume box's first value: the planned epochs when more than done, else done + 10
     done: int = 0  # epochs in the run's history
@@ -230,10 +231,13 @@ def resume_offer(run: runs.RunInfo, status: str) -> Optional[ResumeOffer]:
         return None
     if status not in ("stopped", "interrupted", "finished") or not resumable:
         return None
-    info = runs.read_json(run.path / runs.TRAIN_FILE, {}) or {}
-    data = info.get("data") or {}
-    planned = int((info.get("settings") or {}).get("epochs", 1))
-    return ResumeOffer(str(data.get("path") or ""), info.get("input_shape"), bool(data.get("tile")),
+    info = runs.read_train(run.path)
+    shape, data = runs.train_shape(info), runs.train_source(info)
+    if shape is None:  # a damaged train.json: TrainJob.resume would refuse it
+        return None
+    settings = info.get("settings") if isinstance(info.get("settings"), dict) else {}
+    planned = settings.get("epochs") if isinstance(settings.get("epochs"), int) else 1
+    return ResumeOffer(str(data.get("path") or ""), shape, bool(data.get("tile")),
                        planned if planned > run.epochs_done else run.epochs_done + 10, run.epochs_done)
 
 

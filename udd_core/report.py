@@ -251,7 +251,7 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     and up to `n_errors` missed defects and false alarms."""
     run = Path(run_dir or insp.settings.get("model", "."))
     config = runs.read_json(run / "config.json")
-    train = runs.read_json(run / runs.TRAIN_FILE, {}) or {}
+    train = runs.read_train(run)
     history = runs.read_history(run)
     s = insp.settings
     title = title or f"udd inspection report: {run.name}"

@@ -124,20 +124,48 @@ def status_line(status: Mapping[str, Any]) -> str:
     return f"**{word}** · {status_message(status)}{where}"
 
 
-def run_source(run_dir: Union[str, Path]) -> dict:
-    """The data a run trained on, as train.json records it (path, kind, tile, count, ...); {} when unknown."""
-    train = read_json(Path(run_dir) / TRAIN_FILE, {})
-    data = train.get("data") if isinstance(train, dict) else None
+def read_train(run_dir: Union[str, Path]) -> dict:
+    """A run's train.json; {} when it is missing, unreadable or not a JSON object. The one reader of it:
+    every field is then taken with `train_source` / `train_shape`, which tolerate damage too."""
+    info = read_json(Path(run_dir) / TRAIN_FILE, {})
+    return info if isinstance(info, dict) else {}
+
+
+def train_source(info: Mapping[str, Any]) -> dict:
+    """The data a train.json (`info`) records (path, kind, tile, count, ...); {} when unknown."""
+    data = info.get("data")
     return data if isinstance(data, dict) else {}
 
 
-def trained_shape(run_dir: Union[str, Path]) -> Optional[tuple[int, int, int]]:
-    """The (C, H, W) a run was trained at, as train.json records it (its maps' size); None when unknown."""
-    train = read_json(Path(run_dir) / TRAIN_FILE, {})
-    shape = train.get("input_shape") if isinstance(train, dict) else None
-    if not isinstance(shape, list) or len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
+def train_shape(info: Mapping[str, Any]) -> Optional[tuple[int, int, int]]:
+    """The (C, H, W) a train.json (`info`) records (the run's maps' size); None when unknown or damaged."""
+    shape = info.get("input_shape")
+    if not isinstance(shape, list) or len(shape) != 3 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape):
         return None
     return tuple(shape)  # type: ignore[return-value]
+
+
+def train_on(info: Mapping[str, Any]) -> str:
+    """What a train.json (`info`) says the run trained on (settings.train_on): "normal" for older runs."""
+    settings = info.get("settings")
+    value = settings.get("train_on") if isinstance(settings, dict) else None
+    return value if isinstance(value, str) and value.strip() else "normal"
+
+
+def run_source(run_dir: Union[str, Path]) -> dict:
+    """The data a run trained on, as its train.json records it; {} when unknown."""
+    return train_source(read_train(run_dir))
+
+
+def run_train_on(run_dir: Union[str, Path]) -> str:
+    """What a run trained on, as its train.json records it (settings.train_on); "normal" when unknown."""
+    return train_on(read_train(run_dir))
+
+
+def trained_shape(run_dir: Union[str, Path]) -> Optional[tuple[int, int, int]]:
+    """The (C, H, W) a run was trained at, as its train.json records it; None when unknown."""
+    return train_shape(read_train(run_dir))
 
 
 def validate_name_quietly(name: str) -> bool:
@@ -291,7 +319,7 @@ def run_info(run_dir: Union[str, Path]) -> RunInfo:
     hist = read_history(p)
     losses = [r.get("val_loss") if r.get("val_loss") is not None else r.get("train_loss") for r in hist]
     losses = [v for v in losses if isinstance(v, (int, float))]
-    train = read_json(p / TRAIN_FILE, {}) or {}
+    train = read_train(p)
     return RunInfo(p.name, st["status"], len(hist), min(losses) if losses else None,
                    str(train.get("created", "")), p, str(st.get("message", "")),
                    str(train.get("method") or "autoencoder"))

@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+import numpy as np
+
 from . import runs
 from .data import WAFER_EXTS, DataError, ImageSet, data_kind, estimate_cache_bytes, load_dataset
+from .training_data import training_images
 from .uploads import save_uploads
 
 KIND_TEXT = {"mvtec": "MVTec folder", "folder": "image folder", "wafer": "wafer maps"}
@@ -211,6 +214,17 @@ class DatasetCache:
             while len(self._sets) > self.max_entries:
                 self._sets.popitem(last=False)
             return ds
+
+    def training_set(self, path: Union[str, Path, None], input_shape: tuple[int, int, int], tile: bool = False,
+                     train_on: str = "normal", progress: Optional[Callable[[int, int], None]] = None
+                     ) -> tuple[np.ndarray, list[str]]:
+        """The training images (N, H, W, C) uint8 of a data set (the normal ones, or those `train_on`
+        picks), decoded once per (path, shape, tile), and the loader's notes for the user."""
+        if not path:  # None (nothing uploaded yet) or "": say what to do, not "no such file"
+            raise DataError("data: no data set given (pick one, type a path or upload images)")
+        ds = self.get(path, input_shape, "train", tile, progress)
+        images, note = training_images(ds, train_on)
+        return images, ds.notices + ([note] if note else [])
 
     def __len__(self) -> int:
         return len(self._sets)

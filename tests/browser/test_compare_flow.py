@@ -36,7 +36,7 @@ def test_compare_two_runs(app_server, page, tmp_path):
     picked = page.locator('[data-testid="stMultiSelect"]').first.inner_text()
     assert picked.index("latent4") < picked.index("latent8")  # the focus first, the other run beside it
     body = page.inner_text("body")
-    assert "Differ: latent_size" in body  # the config diff: exactly the changed field
+    assert "1 field differs: latent_size." in body  # the config diff: exactly the changed field
     assert page.locator('[data-testid="stDataFrame"]').count() >= 4  # config, shapes, settings, metrics
     assert page.locator('[data-testid="stPlotlyChart"]').count() == 2  # loss curves, ROC
     images = page.locator('[data-testid="stImage"]')

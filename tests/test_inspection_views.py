@@ -1,0 +1,68 @@
+"""udd_core.inspection_views: what the Inspect page draws of an Inspection, read as plain figure specs."""
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from inspect_fixtures import make_mvtec, make_run
+from udd_core import inspection_views as views
+from udd_core.inspection import inspect_run
+from udd_core.render import HeatScale
+
+
+@pytest.fixture(scope="module")
+def insp(tmp_path_factory):
+    data = make_mvtec(tmp_path_factory.mktemp("data") / "parts")
+    return inspect_run(make_run(tmp_path_factory.mktemp("runs") / "tiny", data), data)
+
+
+def test_gallery_filters_split_the_images_at_the_threshold(insp):
+    f = views.gallery_filters(insp)
+    pred = insp.scores > insp.threshold
+    assert f["all"].all() and len(f["all"]) == len(insp)
+    assert (f["predicted defective"] == pred).all() and (f["predicted good"] == ~pred).all()
+    assert (f["missed defects (FN)"] == (insp.is_defect & ~pred)).all()  # every image here is labelled
+    assert (f["false alarms (FP)"] == (~insp.is_defect & pred)).all()
+    low = insp.with_threshold(float(insp.scores.min()) - 1)  # everything defective: no misses, every good one FP
+    f = views.gallery_filters(low)
+    assert not f["missed defects (FN)"].any() and f["false alarms (FP)"].sum() == (~insp.is_defect).sum()
+
+
+def test_histogram_shows_each_group_once_on_shared_bins(insp):
+    fig = views.score_histogram(insp, insp.normal_scores, insp.normal_source)
+    names = [t["name"] for t in fig["data"]]
+    assert names[:2] == ["normal (this data)", "defective"]
+    assert len(fig["data"][1]["x"]) == int(insp.is_defect.sum())
+    assert len({str(t["xbins"]) for t in fig["data"]}) == 1  # one set of bins: the bars compare
+    assert (insp.normal_source != "test good") == (len(names) == 3)  # the threshold's reference, when other
+    assert fig["layout"]["shapes"][0]["x0"] == insp.threshold
+    go.Figure(fig)  # a valid plotly spec
+    same = views.score_histogram(insp, insp.normal_scores, "test good")
+    assert [t["name"] for t in same["data"]] == names[:2]  # this data's own good images: not drawn twice
+
+
+def test_roc_marks_the_operating_point_and_needs_both_classes(insp):
+    fig = views.roc_with_threshold(insp)
+    curve, point = fig["data"]
+    assert curve["x"][0] == 0 and curve["y"][-1] == 1 and point["x"] == [insp.fpr] and point["y"] == [insp.tpr]
+    assert f"{insp.metrics.image_auroc:.3f}" in fig["layout"]["title"]["text"]
+    go.Figure(fig)
+    good_only = insp.with_threshold(insp.threshold)
+    good_only.labels = ["good"] * len(insp)
+    assert views.roc_with_threshold(good_only) is None and views.roc_curve(good_only) is None
+
+
+def test_heatmap_colours_within_the_scale_and_hovers_the_true_value(insp):
+    i = int(insp.order()[0])
+    scale = HeatScale(0.0, float(np.median(insp.maps[i])), 0.1)  # a top below the map's peak
+    trace = views.heatmap_figure(insp, i, scale)["data"][0]
+    assert trace["z"].max() == scale.vmax and trace["customdata"].max() == insp.maps[i].max() > scale.vmax
+    assert trace["z"].shape == insp.maps[i].shape
+
+
+def test_region_rows_follow_the_columns(insp):
+    i = int(insp.order()[0])  # the highest score: the planted square
+    regs = insp.regions(i)
+    rows = views.region_rows(regs)
+    assert regs and len(rows) == len(regs) and all(tuple(r) == views.REGION_COLUMNS for r in rows)
+    assert (rows[0]["top"], rows[0]["right"], rows[0]["area (px)"]) == (regs[0].bbox[0], regs[0].bbox[3], regs[0].area)
+    assert views.region_rows([]) == []

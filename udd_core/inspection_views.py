@@ -1,0 +1,95 @@
+"""What the Inspect page shows of an `Inspection`, without streamlit.
+
+The gallery's filters, the image-score histogram, the ROC with the threshold on it, one image's
+heatmap figure and its regions table: plotly figure specs as plain dicts and lists of rows, so
+that the page only lays them out, and a test can read what a user will see.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+import numpy as np
+
+from .metrics import roc_points
+from .regions import Region
+from .render import HeatScale, plotly_colorscale
+
+REGION_COLUMNS = ("top", "left", "bottom", "right", "area (px)", "peak")
+HISTOGRAM_BINS = 40
+NORMAL, DEFECTIVE, REFERENCE = "#2ca02c", "#d62728", "#7f7f7f"  # the histogram's colours
+
+
+def gallery_filters(insp) -> dict[str, np.ndarray]:
+    """The gallery's choices, each an (N,) bool mask over the images at the inspection's threshold.
+    Missed defects and false alarms count only labelled images (an unlabelled one is neither)."""
+    pred = insp.scores > insp.threshold
+    defect, known = insp.is_defect, insp.known
+    return {"all": np.ones(len(insp), bool), "predicted defective": pred, "predicted good": ~pred,
+            "missed defects (FN)": defect & ~pred & known, "false alarms (FP)": ~defect & pred & known}
+
+
+def roc_curve(insp) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(FPR, TPR) of an inspection's image scores on its labelled images; None without both classes."""
+    k = insp.known
+    y = insp.is_defect[k]
+    if not (y.any() and (~y).any()):
+        return None
+    fpr, tpr, _ = roc_points(insp.scores[k], y)
+    return fpr, tpr
+
+
+def score_histogram(insp, normal_scores: Optional[np.ndarray] = None, normal_source: str = "") -> dict:
+    """The image scores as overlaid histograms on one set of bins: the labelled normal and defective
+    images of this data, and the normal reference images the threshold came from (`normal_scores`,
+    from `normal_source`) when they are not this data's own good images; the threshold as a line."""
+    extra = normal_scores is not None and len(normal_scores) > 0 and normal_source != "test good"
+    pool = np.concatenate([insp.scores, normal_scores if extra else []])  # (N [+ M],)
+    bins = {"start": float(pool.min()), "end": float(pool.max()),
+            "size": max(float(np.ptp(pool)) / HISTOGRAM_BINS, 1e-12)}
+    known, defect = insp.known, insp.is_defect
+    parts = [("normal (this data)", insp.scores[known & ~defect], NORMAL),
+             ("defective", insp.scores[known & defect], DEFECTIVE)]
+    if extra:
+        parts.append((f"normal ({normal_source})", normal_scores, REFERENCE))
+    data = [{"type": "histogram", "x": np.asarray(x, float).tolist(), "name": name, "opacity": 0.55,
+             "xbins": bins, "marker": {"color": colour}} for name, x, colour in parts if len(x)]
+    line = {"type": "line", "x0": insp.threshold, "x1": insp.threshold, "y0": 0, "y1": 1, "yref": "paper",
+            "line": {"dash": "dash"}}
+    label = {"x": insp.threshold, "y": 1, "yref": "paper", "text": "threshold", "showarrow": False,
+             "xanchor": "left", "yanchor": "bottom"}
+    return {"data": data, "layout": {"barmode": "overlay", "title": {"text": "Image scores"}, "height": 380,
+                                     "xaxis": {"title": {"text": "score"}}, "shapes": [line], "annotations": [label]}}
+
+
+def roc_with_threshold(insp) -> Optional[dict]:
+    """The image ROC of one inspection with its operating point (FPR, TPR at the threshold) marked;
+    None without both normal and defective labelled images."""
+    if (curve := roc_curve(insp)) is None:
+        return None
+    auroc = insp.metrics.image_auroc
+    data = [{"type": "scatter", "mode": "lines", "x": curve[0].tolist(), "y": curve[1].tolist(), "name": "ROC"},
+            {"type": "scatter", "mode": "markers", "x": [insp.fpr], "y": [insp.tpr], "marker": {"size": 11},
+             "name": "threshold"}]
+    title = "ROC" + (f" (AUROC {auroc:.3f})" if auroc is not None else "")
+    return {"data": data, "layout": {"title": {"text": title}, "height": 380, "xaxis": {"title": {"text": "FPR"},
+                                     "range": [0, 1]}, "yaxis": {"title": {"text": "TPR"}, "range": [0, 1.02]}}}
+
+
+def heatmap_figure(insp, i: int, scale: HeatScale) -> dict:
+    """Image ``i``'s map as a plotly heatmap on `scale`: coloured clipped to the scale, while the hover
+    shows each pixel's true value; rows downward, square pixels."""
+    m = insp.maps[i]  # (H, W)
+    title = ("residual" if insp.recon_raw is not None else "anomaly map") + \
+        (" (normal-pixel standard deviations)" if insp.norm else "")
+    trace = {"type": "heatmap", "z": np.clip(m, scale.vmin, scale.vmax), "customdata": m,
+             "zmin": scale.vmin, "zmax": scale.vmax, "colorscale": plotly_colorscale(),
+             "hovertemplate": "row %{y}, col %{x}: %{customdata:.3f}<extra></extra>"}
+    return {"data": [trace], "layout": {"height": 420, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+                                        "title": {"text": title},
+                                        "yaxis": {"autorange": "reversed", "scaleanchor": "x"}}}
+
+
+def region_rows(regions: Sequence[Region]) -> list[dict]:
+    """The regions table: one row per region, `REGION_COLUMNS` (inclusive bounding box, area, peak)."""
+    return [dict(zip(REGION_COLUMNS, (*r.bbox, r.area, r.peak))) for r in regions]
