@@ -7,6 +7,7 @@ State: `design_config` (a valid config as a JSON-ready dict) and `design_input_s
 of the images are the single source of truth; other pages read them. Every widget's state is written from them
 in callbacks (or at the top of the run, before any widget exists), never the other way round.
 """
+from functools import partial
 
 import pandas as pd
 import streamlit as st
@@ -213,12 +214,13 @@ if err := ss.pop("design_table_error", None):
     st.error(err)
 table = pd.DataFrame(arch.block_rows(config), columns=arch.BLOCK_COLUMNS)
 table.index = pd.RangeIndex(1, len(table) + 1, name="block")
-num = st.column_config.NumberColumn
+# Widths in px, so that every column and its header fit the page's width at 1400 px, the out_pad pair included.
+num = partial(st.column_config.NumberColumn, width=84)
 st.data_editor(table, key=editor_key(), num_rows="fixed", column_config={
-    "kernel": num("kernel", min_value=1, max_value=MAX_KERNEL, step=1),
-    "drop": num("drop", min_value=0.0, max_value=0.99, step=0.05, format="%.2f"),
-    "out_pad_h": num("out_pad (h)", min_value=0, max_value=1, step=1, help="out_pad[i] along H"),
-    "out_pad_w": num("out_pad (w)", min_value=0, max_value=1, step=1, help="out_pad[i] along W"),
+    "kernel": num("kernel", width=72, min_value=1, max_value=MAX_KERNEL, step=1),
+    "drop": num("drop", width=72, min_value=0.0, max_value=0.99, step=0.05, format="%.2f"),
+    "out_pad_h": num("out_pad (h)", width=104, min_value=0, max_value=1, step=1, help="out_pad[i] along H"),
+    "out_pad_w": num("out_pad (w)", width=104, min_value=0, max_value=1, step=1, help="out_pad[i] along W"),
     **{c: num(c, min_value=1, max_value=MAX_FEATURES, step=1) for c in arch.BLOCK_COLUMNS[2:8]}})
 row = st.columns(5)
 row[0].number_input("blocks", min_value=1, max_value=MAX_BLOCKS, step=1, key="design_blocks", on_change=on_blocks,
@@ -285,9 +287,12 @@ def red_when_bad(frame: pd.DataFrame):
                              axis=1)
 
 
-status = {"ok": st.column_config.CheckboxColumn("ok", help="the stage's output mirrors the encoder")}
+status = {"ok": st.column_config.CheckboxColumn("ok", width="small", help="the stage's output mirrors the encoder")}
 st.subheader("Stages")
-st.dataframe(red_when_bad(pd.DataFrame(arch.stage_rows(report))), hide_index=True, column_config=status)
+# The fix is the long text: the other columns stay narrow so that it shows whole.
+narrow = {c: st.column_config.TextColumn(width="small") for c in ("stage", "output", "must mirror")}
+st.dataframe(red_when_bad(pd.DataFrame(arch.stage_rows(report))), hide_index=True,
+             column_config={**status, **narrow, "fix": st.column_config.TextColumn(width="large")})
 st.subheader("Layers")
 layers = pd.DataFrame(arch.layer_rows(report))
 right = {c: st.column_config.TextColumn(alignment="right") for c in ("kernel", "stride", "padding", "output_padding")}

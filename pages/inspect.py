@@ -158,7 +158,7 @@ else:
 for note in insp.notices:  # after the threshold: the note on too few normal images follows the slider
     st.caption(f"ℹ️ {note}")
 m = insp.metrics
-cols = st.columns([1] * 7 + [1.4])
+cols = st.columns([1.35, 1, 1, 1.35, 1, 1, 1, 1.3])  # the AUROC labels and their help icons fit on one line
 for col, (label, v) in zip(cols, [("image AUROC", m.image_auroc), ("image AP", m.image_ap), ("F1 max", m.f1_max),
                                   ("pixel AUROC", m.pixel_auroc), ("AUPRO", m.aupro), ("FPR", insp.fpr),
                                   ("TPR", insp.tpr)]):
