@@ -304,8 +304,8 @@ def runs_table() -> None:
     st.dataframe(table, hide_index=True, column_config={
         "epochs": col.NumberColumn(width="small", help="Epochs trained; none for a method fitted in one pass "
                                                        "(no training epochs)"),
-        "best val loss": col.NumberColumn(width="small", format="%.4g"),
-        "created": col.DatetimeColumn(width="small", format="D MMM HH:mm"), "message": col.TextColumn(width="large")})
+        "best val loss": col.NumberColumn(width=110, format="%.4g"),
+        "created": col.DatetimeColumn(width=110, format="D MMM HH:mm"), "message": col.TextColumn()})
 
 
 with right:
@@ -347,6 +347,7 @@ with right:
                         st.rerun()
                     except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged
                         st.error(f"resume {sel}: {e}")
-    st.subheader("All runs")
-    # Re-read from disk every few seconds while a job trains: its epochs and best loss stay current.
-    st.fragment(run_every=DISK_POLL_S if mgr.active() else None)(runs_table)()
+
+st.subheader("All runs")  # the page's width: seven columns, none cut off
+# Re-read from disk every few seconds while a job trains: its epochs and best loss stay current.
+st.fragment(run_every=DISK_POLL_S if mgr.active() else None)(runs_table)()
