@@ -116,10 +116,14 @@ def test_an_npz_that_cannot_be_written_leaves_no_pngs(run, tmp_path, capsys):
     rc, stdout, err = udd(capsys, run, "--sigma", 0.5, "-n", 3, "--out", tmp_path / "o", "--npz", "/proc/udd_x.npz")
     assert rc == 2 and err.count("\n") == 1 and "/proc" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists() and not Path("/proc/udd_x.npz").exists()
-    (tmp_path / "a_file").write_text("x")  # a file where a folder would have to be made: refused up front
-    bad = tmp_path / "a_file" / "sub" / "g.npz"
-    rc, _, err = udd(capsys, run, "--sigma", 0.5, "-n", 3, "--out", tmp_path / "o", "--npz", bad)
+    (tmp_path / "a_file").write_text("x")  # a file where the folder should be: refused up front
+    rc, _, err = udd(capsys, run, "--sigma", 0.5, "-n", 3, "--out", tmp_path / "o", "--npz", tmp_path / "a_file" / "g.npz")
     assert rc == 2 and f"cannot write into {tmp_path / 'a_file'}" in err and not (tmp_path / "o").exists()
+    typo = tmp_path / "no_such" / "deeper" / "g.npz"  # a typo in the folder: refused, no folders made
+    rc, _, err = udd(capsys, run, "--sigma", 0.5, "-n", 3, "--out", tmp_path / "o", "--npz", typo)
+    assert rc == 2 and f"{typo.parent}: no such folder" in err and not (tmp_path / "no_such").exists()
+    rc, _, err = udd(capsys, run, "--sigma", 0.5, "-n", 3, "--out", tmp_path / "gen", "--npz", tmp_path / "gen" / "g.npz")
+    assert rc == 0 and (tmp_path / "gen" / "g.npz").is_file(), err  # into the PNG folder it creates: as the README does
 
 
 def test_npz_from_a_one_channel_model_on_images_names_the_real_cause(tmp_path, capsys, tiny_config):

@@ -190,3 +190,29 @@ def test_interrupt_stops_the_run_cleanly(tmp_path, config_file, image_folder, si
     assert runs.read_status(out)["status"] == "stopped"
     assert load_model(out).input_shape == (1, 32, 32)
     assert load_model(out, weights_name="last.safetensors") is not None
+
+
+def test_a_closed_output_pipe_stops_the_run_cleanly(tmp_path, config_file, image_folder):
+    """`udd train ... 2>&1 | head -2`: the reader goes away while the run trains. The run used to be left
+    "running" by a process that died on BrokenPipeError (exit 1, or an abort); now it stops as on Ctrl-C."""
+    udd = Path(sys.executable).parent / "udd"
+    if not udd.exists():
+        pytest.skip("the udd console script is not installed next to this python")
+    out = tmp_path / "run"
+    proc = subprocess.Popen([str(udd), "train", str(config_file), "--data", str(image_folder), "--out", str(out),
+                             "--size", "32,32", "--batch-size", "2", "--epochs", "100000", "--device", "cpu"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        t0 = time.monotonic()
+        while not runs.read_history(out):  # training for real: the progress line is being written
+            assert proc.poll() is None
+            assert time.monotonic() - t0 < 90, "training never finished an epoch"
+            time.sleep(0.1)
+        proc.stderr.close()  # as `head` exits
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 141  # 128 + SIGPIPE, as a shell reports a process its pipe ended
+    assert runs.read_status(out)["status"] == "stopped"
+    assert load_model(out, weights_name="last.safetensors") is not None

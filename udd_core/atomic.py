@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 PathLike = Union[str, Path]
 
@@ -37,21 +37,22 @@ def write_atomic(target: PathLike, write: Callable[[Path], None], durable: bool 
             pass
 
 
-def check_new_file(target: PathLike, what: str, force: bool = False, make_folder: bool = False) -> Path:
+def check_new_file(target: PathLike, what: str, force: bool = False, new_folder: Optional[PathLike] = None) -> Path:
     """Refuse, before any work, a file that could not be written: an existing file (unless ``force``) or
-    folder, or a folder that cannot be written to. Its folder must exist, or with ``make_folder`` (the
-    writer creates it, as for an output folder) the nearest existing one must be a writable folder.
-    ``what`` names the file in the one-line ValueError ("--fix out.json")."""
+    folder, a missing folder (a typo in it must not leave new folders behind) or one that cannot be
+    written to. ``new_folder``: the output folder the caller creates before writing this file, which
+    may be its missing folder. ``what`` names the file in the one-line ValueError ("--fix out.json")."""
     target = Path(target)
     if target.is_dir():
         raise ValueError(f"{what}: is a folder, not a file")
     if target.exists() and not force:
         raise ValueError(f"{what}: already exists (pass --force to overwrite)")
     parent = target.parent
-    if not parent.is_dir() and not make_folder:
-        raise ValueError(f"{what}: {parent}: no such folder")
-    while not parent.exists():  # the folder that would be created in
-        parent = parent.parent
+    if not parent.exists():
+        if new_folder is None or parent.resolve() != Path(new_folder).resolve():
+            raise ValueError(f"{what}: {parent}: no such folder")
+        while not parent.exists():  # the folder the output folder will be created in
+            parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise ValueError(f"{what}: cannot write into {parent}")
     return target

@@ -6,6 +6,7 @@ the exported model failed its parity check (`export`), 2 bad input (one line on 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -281,6 +282,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PIPE_CLOSED = 141  # the exit code of a process ended by SIGPIPE (128 + 13), as shells report it
+
+
+def silence_output() -> None:
+    """Point stdout and stderr at /dev/null once their reader has gone (`udd ... | head`): every later
+    write, and Python's own flush at exit, would fail with BrokenPipeError again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):  # not a file descriptor (a test's captured stream): nothing to point
+            pass
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
@@ -290,6 +305,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if refusal := check_numbers(args):  # NaN, infinities, huge numbers: before any work starts
             raise UsageError(refusal)
         return func(args)
+    except BrokenPipeError:  # before OSError: there is nobody left to read an error message
+        silence_output()
+        return PIPE_CLOSED
     except (UsageError, ConfigError, ShapeError, ValueError, OSError) as e:
         print(f"udd {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -35,7 +35,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.npz:  # before any work or file: a PNG folder must not be left behind by an unwritable .npz
         from .wafer_generation import check_npz_target
 
-        check_npz_target(args.npz, args.force)
+        check_npz_target(args.npz, args.force, new_folder=args.out)  # `--out gen/ --npz gen/x.npz` is fine
     size = parse_ints(args.size, 2, "--size") if args.size else None  # refused before the run is looked at
     args.run = str(run_dir_arg(args.run))  # a run name under $UDD_RUNS_DIR, as `udd score` and `udd export` take
     source = runs.run_source(args.run)

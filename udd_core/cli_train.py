@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .cli import UsageError, config_or_preset, parse_ints, runs_root
+from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, runs_root, silence_output
 from .data import data_kind, load_dataset
 from .jobs import TrainJob, checked_settings
 from .methods import check_choice, detector_class
@@ -134,6 +134,13 @@ def _watch(job, bar: ProgressLine) -> int:
     try:
         while not job.join(0.2):
             bar.show(job.snapshot())
+    except BrokenPipeError:
+        # Whoever read the progress has gone (`udd train ... | head`): stop as on Ctrl-C, silently, so the
+        # run is saved and marked stopped instead of left "running" by a dying process.
+        silence_output()
+        job.stop()
+        job.join(60)
+        return PIPE_CLOSED
     except KeyboardInterrupt:
         job.stop()
         bar.end()

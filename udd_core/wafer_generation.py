@@ -58,21 +58,20 @@ def npz_bytes(maps: np.ndarray, labels: Sequence[str], sources: Sequence[int]) -
     return buf.getvalue()
 
 
-def check_npz_target(path: Union[str, Path], force: bool = False) -> Path:
+def check_npz_target(path: Union[str, Path], force: bool = False, new_folder: Union[str, Path, None] = None) -> Path:
     """Refuse, before any work, an augmentation file that could not be written: a wrong suffix, an
-    existing file (unless ``force``) or folder, a folder that cannot be written to (a missing one is
-    created on writing, like `--out`'s)."""
+    existing file (unless ``force``) or folder, a missing folder (other than ``new_folder``, the PNG
+    folder written first) or one that cannot be written to."""
     path = Path(path)
     if path.suffix.lower() != ".npz":
         raise ValueError(f"--npz {path}: the file name must end in .npz")
-    return check_new_file(path, f"--npz {path}", force, make_folder=True)
+    return check_new_file(path, f"--npz {path}", force, new_folder)
 
 
 def write_npz(path: Union[str, Path], data: bytes, force: bool = False) -> Path:
     """Write the augmentation file atomically, after `check_npz_target`."""
     path = check_npz_target(path, force)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, data)
     except OSError as e:
         raise OSError(f"{path}: cannot write ({e.strerror or e})") from None
