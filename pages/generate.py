@@ -28,7 +28,7 @@ MODES = ("Noised latents", "Random latents")
 KEEP = "session"  # widget values survive a visit to another page
 DISPLAY_W = 138  # px per image in the grids: a 26x26 wafer at 5 px per die plus the gaps
 GAP = 4  # px of transparent space either side of each image
-STRIP_W = 960  # px an interpolation strip may take: one row in a wide page beside the sidebar, at 1400 px
+STRIP_W = 900  # px an interpolation strip may take: one row (with the gaps between images) beside the sidebar, at 1400 px
 ss = st.session_state
 
 

@@ -74,11 +74,12 @@ def on_method() -> None:
 
 
 def on_upload() -> None:
-    ss.pop("train_upload_dir", None)
-    ss.pop("train_upload_error", None)
+    for k in ("train_upload_dir", "train_upload_error", "train_upload_notes"):
+        ss.pop(k, None)
     if files := ss.get("train_upload"):
         try:
-            ss["train_upload_dir"] = str(sources.save_upload([(f.name, f.getvalue()) for f in files], ROOT))
+            folder, ss["train_upload_notes"] = sources.save_upload([(f.name, f.getvalue()) for f in files], ROOT)
+            ss["train_upload_dir"] = str(folder)
         except ValueError as e:  # DataError: a hostile zip, too large, unwritable runs folder
             ss["train_upload_error"] = str(e)
 
@@ -178,6 +179,8 @@ with left:
                          on_change=on_upload, type=sorted(e[1:] for e in IMAGE_EXTS | {".zip"}))
         if err := ss.get("train_upload_error"):
             st.error(err)
+        for note in ss.get("train_upload_notes", []):  # unreadable files, left out of the saved folder
+            st.warning(note)
         path = ss.get("train_upload_dir")
         st.caption(f"Saved in {path}" if path else "Uploads are saved in a new folder under the runs folder.")
     tile = st.checkbox("Cut images into tiles of the input size (instead of resizing them)", key="train_tile",

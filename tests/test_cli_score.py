@@ -51,10 +51,13 @@ def test_json_output_and_heatmaps(capsys, tmp_path, run, data):
     # the heatmaps of an earlier call are never overwritten by surprise
     before = pngs[0].read_bytes()
     assert main(["score", str(run), "--data", str(data), "--residual", "l1", "--heatmaps", str(tmp_path / "hm")]) == 2
-    assert "already exists and 7 more (pass --force" in capsys.readouterr().err and pngs[0].read_bytes() == before
+    assert "hm: holds 8 PNG files already" in capsys.readouterr().err and pngs[0].read_bytes() == before
     assert main(["score", str(run), "--data", str(data), "--residual", "l1", "--heatmaps", str(tmp_path / "hm"),
                  "--force"]) == 0
     assert pngs[0].read_bytes() != before
+    (tmp_path / "afile").write_text("x")
+    assert main(["score", str(run), "--data", str(data), "--heatmaps", str(tmp_path / "afile")]) == 2
+    assert "afile: exists and is not a folder" in capsys.readouterr().err
 
 
 def test_options_change_the_scores(capsys, run, data):

@@ -44,6 +44,16 @@ def test_code_is_never_run(text, tmp_path):
     assert not os.path.exists("/tmp/udd_pwned")
 
 
+def test_a_typo_is_named_by_its_position_not_called_code():
+    with pytest.raises(ConfigError) as e:
+        parse_config('{"block_ker": [3, 3],\n "drop": oops}')
+    msg = str(e.value)
+    assert "not valid JSON (Expecting value at line 2, column 10)" in msg
+    assert "`oops` at line 2, column 10 is not a number, string, list or dict" in msg and "code" not in msg
+    with pytest.raises(ConfigError, match="never closed"):
+        parse_config('{"block_ker": [3, 3]')  # cut short: the parser's own reason
+
+
 def test_unknown_keys_are_kept_and_warned(tiny_config):
     tiny_config["comment"] = "mine"
     with warnings.catch_warnings(record=True) as w:

@@ -260,6 +260,17 @@ def test_cli_writes_model_and_json_then_refuses_to_overwrite(capsys, ae_run, dat
     assert sorted(p.name for p in out.parent.iterdir()) == ["detector.json", "detector.onnx"]  # no temp files
 
 
+def test_cli_notes_a_run_that_did_not_finish(capsys, ae_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "halfway"
+    shutil.copytree(ae_run, run)
+    runs.write_status(run, "stopped", "stopped after 1 of 9 epochs")
+    assert main(["export", str(run), "--onnx", str(tmp_path / "d.onnx")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("note: run halfway is stopped (after 1 of 9 epochs): this is the model saved so far")
+
+
 def test_bad_inputs_are_one_line_and_write_nothing(capsys, ae_run, tmp_path, monkeypatch):
     (tmp_path / "a folder.onnx").mkdir()
     (tmp_path / "empty").mkdir()

@@ -56,6 +56,17 @@ def test_shapes_labels_and_metrics(insp):
     assert list(insp.order()) == list(np.argsort(-insp.scores, kind="stable"))
 
 
+def test_a_stopped_run_says_so_first(run, mvtec, tmp_path):
+    import shutil
+
+    stopped = tmp_path / "stopped"
+    shutil.copytree(run, stopped)
+    runs.write_status(stopped, "stopped", "stopped after 1 of 9 epochs")
+    notes = inspect_run(stopped, mvtec).notices
+    assert notes[0] == "run stopped is stopped (after 1 of 9 epochs): this is the model saved so far, not a finished one"
+    assert not any("model saved so far" in n for n in inspect_run(run, mvtec).notices)  # finished: no note
+
+
 def test_threshold_is_the_target_fpr_quantile_of_the_calibration(run, mvtec, insp):
     cal = runs.read_json(run / runs.CALIBRATION_FILE)
     assert insp.threshold == threshold_for_fpr(cal["scores"]["mean"], 0.01)

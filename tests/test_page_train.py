@@ -301,7 +301,14 @@ def test_upload_saves_a_zip_and_refuses_a_hostile_one(tiny_config, data, runs_di
     assert not at.exception and not at.error
     saved = Path(at.session_state["train_upload_dir"])
     assert saved.parent == runs_dir / "uploads" and len(list(saved.rglob("*.png"))) == 5
+    assert any("5 images" in c.value for c in at.caption) and not at.warning
+
+    broken = {**pngs, "set/train/good/bad.png": b"no image"}  # counted as 6 images before
+    at.file_uploader(key="train_upload").set_value([("more.zip", _zip(broken), "application/zip")]).run()
+    assert not at.exception and not at.error
+    assert [w.value for w in at.warning] == ["left out 1 file(s) that are not readable images: set/train/good/bad.png"]
     assert any("5 images" in c.value for c in at.caption)
+    second = Path(at.session_state["train_upload_dir"])
 
     evil = _zip({"ok.png": pngs[next(iter(pngs))], "../../evil.png": b"x"})
     at.file_uploader(key="train_upload").set_value([("evil.zip", evil, "application/zip")]).run()
@@ -309,7 +316,7 @@ def test_upload_saves_a_zip_and_refuses_a_hostile_one(tiny_config, data, runs_di
     assert "'..'" in errors(at) and "\n" not in errors(at)
     assert "train_upload_dir" not in at.session_state
     assert not list(tmp_path.rglob("evil.png"))
-    assert sorted(p.name for p in (runs_dir / "uploads").iterdir()) == [saved.name]  # nothing half-written
+    assert sorted(p.name for p in (runs_dir / "uploads").iterdir()) == sorted([saved.name, second.name])  # nothing half-written
 
 
 def test_config_file_and_preset_modes(tiny_config, data, runs_dir):

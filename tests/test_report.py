@@ -56,7 +56,9 @@ def test_report_shows_the_missed_defects_and_false_alarms_nearest_the_threshold(
     missed = [i for i in high.order() if high.is_defect[i] and high.scores[i] <= high.threshold]
     page = build_report(high, n_worst=1, n_errors=2)
     sections = re.findall(r"<h2>([^<]+)</h2>", page)
-    assert f"Missed defects: 2 of {len(missed)}, nearest the threshold first" in sections
+    n_defect = int(insp.is_defect.sum())
+    assert f"Missed defects: {len(missed)} of the {n_defect} defective images; the 2 shown, nearest the threshold " \
+           "first" in sections  # how many are missed, then how many of them the page shows
     gallery = page.split("<h2>Missed defects")[1].split("<h2>")[0]
     assert high.names[missed[0]] in gallery  # the highest-scoring miss comes first
     assert high.names[missed[-1]] not in gallery
@@ -65,7 +67,8 @@ def test_report_shows_the_missed_defects_and_false_alarms_nearest_the_threshold(
     alarms = [i for i in low.order() if not low.is_defect[i] and low.scores[i] > low.threshold]  # highest first
     assert len(alarms) > 2
     page = build_report(low, n_worst=1, n_errors=2)
-    gallery = page.split(f"<h2>False alarms: 2 of {len(alarms)}, nearest the threshold first")[1].split("<h2>")[0]
+    n_normal = int((~insp.is_defect).sum())
+    gallery = page.split(f"<h2>False alarms: {len(alarms)} of the {n_normal} normal images; the 2 shown")[1].split("<h2>")[0]
     assert low.names[alarms[-1]] in gallery  # the one nearest the threshold comes first
     assert low.names[alarms[0]] not in gallery  # the highest false alarm is left out at 2 shown
 

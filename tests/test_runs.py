@@ -183,6 +183,18 @@ def test_a_damaged_train_json_lists_as_an_unknown_run(tmp_path, damaged):
     assert runs.read_train(run) == {} and runs.run_source(run) == {} and runs.trained_shape(run) is None
 
 
+def test_unfinished_note_names_a_run_that_did_not_finish(tmp_path):
+    run = runs.new_run(tmp_path, "r")
+    assert runs.unfinished_note(run) is None  # no status.json: a model folder of the reference package
+    runs.write_status(run, "finished", "finished 5 epochs")
+    assert runs.unfinished_note(run) is None
+    runs.write_status(run, "stopped", "stopped after 2 of 5 epochs")
+    assert runs.unfinished_note(run) == "run r is stopped (after 2 of 5 epochs): this is the model saved so far, " \
+                                        "not a finished one"
+    runs.write_status(run, "failed", "")
+    assert runs.unfinished_note(run).startswith("run r is failed: ")
+
+
 def test_train_json_fields_are_read_in_one_place():
     info = {"data": {"path": "/d", "tile": True}, "input_shape": [1, 32, 48], "settings": {"train_on": "all"}}
     assert runs.train_source(info) == {"path": "/d", "tile": True}

@@ -90,10 +90,21 @@ def _zip(members: dict) -> bytes:
 
 def test_save_upload_makes_a_new_folder_each_time(tmp_path):
     img = png(tmp_path / "x.png").read_bytes()
-    a = sources.save_upload([("x.png", img), ("pack.zip", _zip({"d/y.png": img}))], tmp_path / "runs")
-    b = sources.save_upload([("x.png", img)], tmp_path / "runs")
-    assert a != b and a.parent == b.parent == tmp_path / "runs" / "uploads"
+    a, notes = sources.save_upload([("x.png", img), ("pack.zip", _zip({"d/y.png": img}))], tmp_path / "runs")
+    b, _ = sources.save_upload([("x.png", img)], tmp_path / "runs")
+    assert a != b and a.parent == b.parent == tmp_path / "runs" / "uploads" and notes == []
     assert sorted(p.relative_to(a).as_posix() for p in a.rglob("*.png")) == ["d/y.png", "x.png"]
+
+
+def test_unreadable_images_are_not_kept_and_named(tmp_path):
+    img = png(tmp_path / "x.png").read_bytes()
+    folder, notes = sources.save_upload([("x.png", img), ("a.png", b"not a png"), ("cut.png", img[:30])],
+                                        tmp_path / "runs")
+    assert [p.name for p in folder.iterdir()] == ["x.png"]  # the size estimate counts only what will load
+    assert notes == ["left out 2 file(s) that are not readable images: a.png, cut.png"]
+    with pytest.raises(DataError, match=r"^upload a.png: 1 file\(s\) that are not readable images: a.png$"):
+        sources.save_upload([("a.png", b"not a png")], tmp_path / "runs")  # nothing usable: refused whole
+    assert len(list((tmp_path / "runs" / "uploads").iterdir())) == 1
 
 
 @pytest.mark.parametrize("member", ["../evil.png", "/abs/evil.png", "a/../../evil.png"])
@@ -151,6 +162,16 @@ def test_training_set_picks_the_normal_images_and_reports_notes(tmp_path):
     for empty in (None, ""):
         with pytest.raises(DataError, match="no data set given"):
             cache.training_set(empty, (3, 8, 8))
+
+
+def test_a_path_typed_with_a_tilde_is_the_home_folder(tree, monkeypatch):
+    monkeypatch.setenv("HOME", str(tree))  # ~ = the app folder of the fixture
+    assert sources.describe("~/sample_data/surface", (1, 8, 8)).startswith("MVTec")
+    assert sources.source_record("~/sample_data/surface")["path"] == str((tree / "sample_data" / "surface").resolve())
+    images, _ = sources.DatasetCache().training_set("~/sample_data/surface", (1, 8, 8))
+    assert images.shape == (3, 8, 8, 1)
+    with pytest.raises(DataError, match=f"^{tree}/nothing: no such file or folder$"):
+        sources.describe("~/nothing", (1, 8, 8))  # the error names the real folder
 
 
 def test_sources_never_import_streamlit():

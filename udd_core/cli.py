@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from . import __version__
+from . import __version__, runs
 from .cli_numbers import check_numbers
 from .config import AEConfig, ConfigError, load_config, noting_warnings
 from .shapes import ShapeError
@@ -129,6 +129,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     run_dir = run_dir_arg(args.run)
     check_target(args.onnx, force=args.force)  # a bad or taken OUT fails before the minute of work
+    if unfinished := runs.unfinished_note(run_dir):
+        print(f"note: {unfinished}", file=sys.stderr)
     try:
         result = export_run(run_dir, opset=args.opset)
     except ParityError as e:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .cli import UsageError, parse_ints, run_dir_arg
 from .inspection import inspect_run
@@ -50,10 +51,23 @@ def _score_table(insp) -> str:
     return "\n".join(lines)
 
 
+def check_heatmap_folder(folder: str, force: bool) -> None:
+    """Refuse, before any scoring, a --heatmaps folder that cannot take the PNGs: a file, or (without
+    --force) a folder holding PNGs already, which names of this data set could overwrite."""
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--heatmaps {out}: exists and is not a folder")
+    if not force and out.is_dir() and (n := sum(1 for _ in out.glob("*.png"))):
+        raise UsageError(f"--heatmaps {out}: holds {n} PNG files already (choose a new folder, or pass --force to "
+                         "overwrite those of the same names)")
+
+
 def run_score(args: argparse.Namespace) -> int:
     """Score a data set with a trained run (or a reference model folder): scores, metrics, heatmaps."""
     size = parse_ints(args.size, 2, "--size") if args.size else None
     run_dir = run_dir_arg(args.run)
+    if args.heatmaps:
+        check_heatmap_folder(args.heatmaps, args.force)
     method = run_method(run_dir)
     given = [f for f, v in (("--score", args.score), ("--topk", args.topk), ("--border", args.border)) if v is not None]
     if detector_class(method).own_scores and given:

@@ -194,8 +194,10 @@ def _parse_text(text: Union[str, bytes]) -> Any:
         raise ConfigError("config", "empty text")
     try:
         return json.loads(text)
-    except ValueError:
-        pass
+    except json.JSONDecodeError as e:
+        json_error = f"{e.msg} at line {e.lineno}, column {e.colno}"
+    except ValueError as e:
+        json_error = str(e).splitlines()[0]
     except RecursionError:
         raise ConfigError("config", "nested too deeply") from None
     try:
@@ -203,9 +205,27 @@ def _parse_text(text: Union[str, bytes]) -> Any:
         return ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "malformed node" in reason:  # literal_eval met a name, call or operator: code, not data
-            reason = "only literal values are allowed, and it contains code"
-        raise ConfigError("config", f"neither JSON nor a Python literal dict ({reason})") from None
+        if "malformed node" in reason:  # literal_eval met a name, call or operator: a typo, or code
+            reason = _not_a_literal(text.strip())
+        raise ConfigError("config", f"not valid JSON ({json_error}), nor a Python literal dict ({reason})") from None
+
+
+_LITERAL_NODES = (ast.Expression, ast.Constant, ast.Dict, ast.List, ast.Tuple, ast.Set, ast.UnaryOp, ast.USub,
+                  ast.UAdd, ast.Load)
+
+
+def _not_a_literal(text: str) -> str:
+    """Where literal_eval stopped: the first piece of `text` that is not a literal value, by position
+    (`oops` for `{"drop": oops}`, a misspelt word or code alike)."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return "only literal values are allowed"
+    node = next((n for n in ast.walk(tree) if not isinstance(n, _LITERAL_NODES)), None)
+    if node is None or not hasattr(node, "lineno"):
+        return "only literal values are allowed"
+    piece = (ast.get_source_segment(text, node) or type(node).__name__).splitlines()[0][:40]
+    return f"`{piece}` at line {node.lineno}, column {node.col_offset + 1} is not a number, string, list or dict"
 
 
 def _input(v: Any) -> Optional[FeatureInput]:

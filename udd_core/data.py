@@ -68,7 +68,7 @@ def _layout(path) -> tuple[str, Path]:
     """
     if not str(path).strip():  # Path("") is the working folder: scanning all of it is never what was meant
         raise DataError("data: no data set given (a path is empty)")
-    p = Path(path)
+    p = Path(path).expanduser()  # "~/parts" typed into a page's path box: no shell expanded it
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
     if p.is_file():

@@ -29,6 +29,17 @@ def image_files(folder: Path, recursive: bool = False) -> list[Path]:
     return sorted(p for p in found if _is_image(p) and "__MACOSX" not in p.parts)
 
 
+def readable_image(path: Path) -> bool:
+    """Whether Pillow can identify and check `path` as an image without decoding its pixels (cheap: a
+    truncated or empty file, or text with an image's name, fails)."""
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        return True
+    except DECODE_ERRORS:
+        return False
+
+
 def open_image(path: Path, draft: tuple[int, int] | None = None) -> Image.Image:
     """Open and decode one file; decompression bombs count as errors even below Pillow's hard limit.
 

@@ -71,7 +71,7 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     if shape == trained and (p / runs.CALIBRATION_FILE).is_file():
         cal = runs.read_json(p / runs.CALIBRATION_FILE)
     notices = ([] if size is not None or trained else [size_notice]) + list(ds.notices)
-    same = source.get("path") and Path(data_path).resolve() == Path(source["path"]).resolve()
+    same = source.get("path") and Path(data_path).expanduser().resolve() == Path(source["path"]).resolve()
     if same and (data_kind(data_path) != "mvtec" or split != "test"):
         notices.append("these are the run's training data: the normal images it learned are scored too, "
                        "so normal scores look better than on unseen images")
@@ -79,6 +79,8 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
         notices.insert(0, mismatch)
     if trained and shape != trained:
         notices.append(f"scored at {shape[1]}x{shape[2]}, the model was trained at {trained[1]}x{trained[2]}")
+    if unfinished := runs.unfinished_note(p):  # first: every score below comes from that model
+        notices.insert(0, unfinished)
     return Loaded(p, det, ds, str(data_path), split, shape, run, cal if isinstance(cal, dict) else None, notices)
 
 

@@ -236,9 +236,14 @@ def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
         above = insp.scores > insp.threshold
         missed = [i for i in order if insp.known[i] and insp.is_defect[i] and not above[i]]  # nearest misses first
         alarms = [i for i in order[::-1] if insp.known[i] and not insp.is_defect[i] and above[i]]  # lowest first
-        for title, found in (("Missed defects", missed), ("False alarms", alarms)):
-            if found:
-                out.append(f"<h2>{title}: {min(n_errors, len(found))} of {len(found)}, nearest the threshold "
+        n_defect = int((insp.known & insp.is_defect).sum())
+        n_normal = int((insp.known & ~insp.is_defect).sum())
+        for title, found, of in (("Missed defects", missed, f"{n_defect} defective"),
+                                 ("False alarms", alarms, f"{n_normal} normal")):
+            if found:  # "14 of the 24 defective images", then how many of them are shown
+                shown = min(n_errors, len(found))
+                out.append(f"<h2>{title}: {len(found)} of the {of} images; "
+                           f"{'the ' + str(shown) if shown < len(found) else 'all'} shown, nearest the threshold "
                            "first</h2>" + _image_table(insp, found[:n_errors]))
     out.append(f'<p class="legend">Overlay: the anomaly map ({_e(insp.settings.get("residual"))}) on a fixed scale; '
                f"{_e(insp.scale_legend())} Green outline: ground-truth defect.</p>")

@@ -287,6 +287,21 @@ def read_status(run_dir: Union[str, Path], now: Optional[float] = None) -> dict:
     return d
 
 
+def unfinished_note(run_dir: Union[str, Path]) -> Optional[str]:
+    """One line for a run whose training has not finished (stopped, interrupted, failed or still running):
+    what scores it, exports it or compares it uses the model saved so far. None for a finished run and
+    for a model folder without status.json (the reference package's)."""
+    p = Path(run_dir)
+    if not (p / STATUS_FILE).is_file():
+        return None
+    st = read_status(p)
+    if st["status"] == "finished":
+        return None
+    said = status_message(st)
+    return (f"run {p.name} is {st['status']}" + (f" ({said})" if said else "") +
+            ": this is the model saved so far, not a finished one")
+
+
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
 

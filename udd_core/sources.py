@@ -22,6 +22,7 @@ import numpy as np
 
 from . import runs
 from .data import WAFER_EXTS, DataError, ImageSet, data_kind, estimate_cache_bytes, load_dataset
+from .images import IMAGE_EXTS, readable_image
 from .training_data import training_images
 from .uploads import save_uploads
 
@@ -146,14 +147,16 @@ def new_run_path(root: Union[str, Path], name: str, data_path: Union[str, Path, 
 
 def source_record(data_path: Union[str, Path], tile: bool = False) -> dict:
     """What train.json records of the data a run trains on: the absolute path, its kind, the tiling."""
-    return {"path": str(Path(data_path).resolve()), "kind": data_kind(data_path), "tile": bool(tile)}
+    return {"path": str(Path(data_path).expanduser().resolve()), "kind": data_kind(data_path), "tile": bool(tile)}
 
 
-def save_upload(files: Iterable[tuple[str, bytes]], runs_root: Union[str, Path]) -> Path:
+def save_upload(files: Iterable[tuple[str, bytes]], runs_root: Union[str, Path]) -> tuple[Path, list[str]]:
     """Save uploaded (name, bytes) pairs, zips unpacked safely, into a new `<runs_root>/uploads/upload-<time>`.
 
-    Returns that folder. On any error (a hostile zip, an unwritable runs folder) the folder is
-    removed again and DataError says why in one line.
+    Returns that folder and notes for the user: image files Pillow cannot read are not kept (the
+    size estimate would count them, and training would skip them only later). On any error (a
+    hostile zip, an unwritable runs folder, nothing usable) the folder is removed again and
+    DataError says why in one line.
     """
     files = list(files)  # read twice: saved, then named in an error
     parent = Path(runs_root) / runs.UPLOADS_DIR
@@ -168,13 +171,18 @@ def save_upload(files: Iterable[tuple[str, bytes]], runs_root: Union[str, Path])
     if not written:
         shutil.rmtree(dest, ignore_errors=True)
         raise DataError("upload: no files received")
+    broken = [p for p in written if p.suffix.lower() in IMAGE_EXTS and not readable_image(p)]
+    for p in broken:
+        p.unlink(missing_ok=True)
+    named = ", ".join(p.relative_to(dest).as_posix() for p in broken[:3]) + (" ..." if len(broken) > 3 else "")
+    left_out = f"{len(broken)} file(s) that are not readable images: {named}"
     try:
         data_kind(dest)  # only .txt files in a zip, say: refused now, and no folder is left behind
     except DataError as e:
         shutil.rmtree(dest, ignore_errors=True)
         names = ", ".join(name for name, _ in files)[:120]
-        raise DataError(f"upload {names}: {str(e).split(': ', 1)[-1]}") from None
-    return dest
+        raise DataError(f"upload {names}: " + (left_out if broken else str(e).split(": ", 1)[-1])) from None
+    return dest, [f"left out {left_out}"] if broken else []
 
 
 def _stamp(path: Path) -> tuple:
@@ -203,7 +211,7 @@ class DatasetCache:
             shape = tuple(int(v) for v in input_shape)
         except (TypeError, ValueError):
             raise DataError(f"input_shape must be (C, H, W), got {input_shape!r}") from None
-        p = Path(path).resolve()
+        p = Path(path).expanduser().resolve()
         key = (str(p), shape, split, bool(tile), _stamp(p))
         with self._lock:  # one loader at a time: two identical requests decode once
             if key in self._sets:
