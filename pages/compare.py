@@ -17,6 +17,7 @@ from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_st
 from udd_core import compare as cmp
 from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch
+from udd_core.display import markdown_literal
 from udd_core.methods import fitted_in_one_pass
 from udd_core.inspection import inspect_run
 from udd_core.render import scale_bar_rgb
@@ -168,12 +169,14 @@ if not inspections:
 rows = cmp.metric_rows(inspections)
 method_of = {s.name: s.method for s in sides}
 st.caption("Runs: " + "; ".join(f"**{n}**: {method_of[n]}" for n in scored))  # timestamped names say no method
-df = pd.DataFrame([[r.metric, *[None if v is None else round(float(v), cmp.SHOWN_DIGITS) for v in r.values]]
+# As text: Streamlit shows a missing number as "None" whatever the Styler's na_rep says.
+df = pd.DataFrame([[r.metric, *["n/a" if v is None else f"{float(v):.{cmp.SHOWN_DIGITS}f}" for v in r.values]]
                    for r in rows], columns=["metric", *scored])
 best = {(k, b) for k, r in enumerate(rows) for b in r.best}
 style = df.style.apply(lambda col: [BEST_BG if (k, scored.index(col.name)) in best else "" for k in range(len(col))],
-                       subset=scored).format(precision=cmp.SHOWN_DIGITS, na_rep="n/a")
-st.dataframe(style, hide_index=True, key="cmp_metrics")
+                       subset=scored)
+st.dataframe(style, hide_index=True, key="cmp_metrics",
+             column_config={n: st.column_config.TextColumn(alignment="right") for n in scored})
 st.caption("Green: the best run of a metric (every run that ties for it). Each run scores with its own default "
            "post-processing (as `udd score` does), not the Inspect sidebar's. Threshold, FPR and TPR are each run's "
            "own operating point (target FPR on its normal validation images).")
@@ -200,7 +203,7 @@ if shown:
 for name in shown:
     row = cmp.heatmap_row(inspections, name)
     cols = st.columns(len(row))
-    cols[0].image(row[0], caption=f"{short(name, data)} · {labels[name]}", width="stretch")
+    cols[0].image(row[0], caption=markdown_literal(f"{short(name, data)} · {labels[name]}"), width="stretch")
     for col, img, run_name, insp in zip(cols[1:], row[1:], scored, inspections):
         score = float(insp.scores[insp.names.index(name)])
         col.image(img, caption=f"{run_name} ({method_of[run_name]}) · score {score:.4g}", width="stretch")

@@ -14,6 +14,7 @@ import streamlit as st
 
 from pages.run_focus import hand_over_deep_link
 from udd_core import architecture as arch
+from udd_core.display import markdown_literal
 from udd_core.config import MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, noting_warnings, parse_config
 from udd_core.feature_input import BACKBONES, DEFAULT_POOL, MAX_POOL, describe_input, parse_input
 from udd_core.presets import PIXEL_PRESET, model_presets
@@ -238,19 +239,19 @@ with left:
                  on_change=on_json, label_visibility="collapsed",
                  help="Applied when you leave the box or press Ctrl+Enter.")
     if err := ss.get("design_json_error"):
-        st.error(f"{arch.markdown_literal(err)} — the page still shows the last valid config.")
+        st.error(f"{markdown_literal(err)} — the page still shows the last valid config.")
 with right:
     st.subheader("Files")
     st.file_uploader("Load a config (.json, or the reference AE_config.txt)", type=["json", "txt"],
                      key="design_upload", on_change=on_upload, max_upload_size=1)  # a config is < 1 kB
     if upload_notice := ss.pop("design_upload_notice", None):  # beside the uploader, not at the page's top
-        getattr(st, upload_notice[0])(arch.markdown_literal(upload_notice[1]))
+        getattr(st, upload_notice[0])(markdown_literal(upload_notice[1]))
     st.download_button("Download config.json", data=config.to_json(), file_name="config.json",
                        mime="application/json", on_click="ignore", icon=":material/download:")
     st.button(f"Reload preset {ss['design_preset']}", on_click=load_preset, key="design_reload",
               icon=":material/restart_alt:", help="Undo every edit: back to the preset's config and input shape.")
 if unknown:  # the keys are the user's text: escaped, so that "__import__" does not render as bold "import"
-    st.warning(arch.markdown_literal(" ".join(unknown)) + " (the model ignores them; they are kept in the "
+    st.warning(markdown_literal(" ".join(unknown)) + " (the model ignores them; they are kept in the "
                "downloaded file).")
 
 # --- the shape report ----------------------------------------------------------------------------

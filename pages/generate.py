@@ -90,7 +90,7 @@ def show(images, captions, row_px: int = 0) -> None:
     """A row of images at one width: a long caption must not widen its image. PNG: JPEG smears die grids.
     `row_px` > 0 narrows the images so that the whole list fits in one row of that many px."""
     images = [spaced(i) for i in images]
-    st.image(images, caption=list(captions), width=display.row_width(len(images), images[0].shape[1], DISPLAY_W, row_px),
+    st.image(images, caption=[display.markdown_literal(c) for c in captions], width=display.row_width(len(images), images[0].shape[1], DISPLAY_W, row_px),
              output_format="PNG")
 
 
@@ -215,7 +215,7 @@ if mode == MODES[0]:
                 labels += [grid.label] * grid.variant_maps.shape[0] * per
                 srcs += [s_idx for s_idx in grid.sources.tolist() for _ in range(per)]
             outputs = display.upscale(display.render_wafer(np.concatenate(maps)))
-            names = display.output_names(len(outputs), "sample")
+            names = display.class_output_names(labels)  # the zip's files say their class
             npz = wg.npz_bytes(np.concatenate(maps), labels, srcs)
     else:
         try:
@@ -234,7 +234,8 @@ if mode == MODES[0]:
             show_error(e)
         else:
             st.caption(f"Each row: a source image, its reconstruction (σ = 0) and {per} variants. For scale, the "
-                       f"latent channels of these sources have std {min(spread):.3g}–{max(spread):.3g}.")
+                       f"latent channels of these sources have std {min(spread):.3g}–{max(spread):.3g}. The same "
+                       f"images headless: `{gen.command_line(run.path, k * per, k, sigma, seed, class_filter, data_path, split)}`")
             for r, (s, outs) in enumerate(rows):
                 show([src_img[r], rec_img[r], *(outputs[j] for j in outs)],
                      [short(ds, s), "reconstruction", *(f"σ {sigma:g} · #{j}" for j in outs)])
@@ -262,7 +263,7 @@ else:
 if outputs is not None and len(outputs):
     st.download_button(f"Download the {len(outputs)} generated images (zip of PNGs)",
                        display.zip_pngs(list(outputs), names), mime="application/zip", key="gen_download",
-                       file_name=f"{name}-{'noised' if mode == MODES[0] else 'random'}-seed{seed}.zip",
+                       file_name=f"{name}-{'hw2' if hw2 else 'noised' if mode == MODES[0] else 'random'}-seed{seed}.zip",
                        on_click="ignore")
 if npz is not None:
     st.download_button(f"Download the {len(outputs)} generated maps for augmentation (.npz)", npz,

@@ -16,6 +16,7 @@ from pages.run_focus import follow_focus, hand_over_deep_link, set_focus, run_la
 from udd_core import inspection_views as views
 from udd_core import runs
 from udd_core.data import data_kind
+from udd_core.display import markdown_literal
 from udd_core.export import ParityError, export_run
 from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import load_inputs
@@ -29,7 +30,7 @@ hand_over_deep_link("pages/inspect.py")  # first: a deep link before app.py ever
 
 ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
 PAGE = 12  # gallery rows per "show more"
-SMOOTH_MAX = 8.0  # px; the smoothing slider's top
+SMOOTH_MAX = 16.0  # px; the smoothing slider's top: twice the largest default (8 px), so a default is never at the end
 ss = st.session_state
 
 
@@ -192,7 +193,8 @@ with tab_gallery:
         h.markdown(f"**{'anomaly map' if name == 'residual' and insp.recon_raw is None else name}**")
     for i in shown[:n_show]:
         verdict = ":red[**defective**]" if pred[i] else ":green[good]"
-        st.markdown(f"`{Path(insp.names[i]).name}` · label **{insp.labels[i]}** · {insp.score_text(i)} · {verdict}")
+        label = markdown_literal(insp.labels[i])  # a folder's name, shown as typed
+        st.markdown(f"`{Path(insp.names[i]).name}` · label **{label}** · {insp.score_text(i)} · {verdict}")
         p = insp.panels(i, own_scale=own)
         for col, key in zip(st.columns(len(panel_names)), panel_names):
             col.image(p[key], width="stretch")

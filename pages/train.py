@@ -36,6 +36,7 @@ POLL_S, DISK_POLL_S = 1.0, 2.0  # live job / a run trained by another process (s
 DATA_MODES, MODEL_MODES = ("Sample / shared", "Path", "Upload"), ("Design page", "Preset", "Config file")
 TRAIN_ON = {"normal": "Normal images (detection)", "all": "All images (generation)", "classes": "Chosen classes"}
 KEEP = "session"  # widget values survive a visit to another page
+FEATURE_AE = "feature-ae"  # the method that trains a design whose input is backbone features
 ss = st.session_state
 
 
@@ -71,6 +72,11 @@ def on_model_preset() -> None:
 def on_method() -> None:
     # a method that cannot use the model preset in place switches to its own: the page would open on an error
     apply_choice(method_choice(detector_class(ss["train_method"]), ss.get("train_model_preset")))
+
+
+def use_method(name: str) -> None:
+    ss["train_method"] = name
+    on_method()
 
 
 def on_upload() -> None:
@@ -239,6 +245,11 @@ with left:
         config = shape = None
     if refusal is not None:
         st.error(choice_message(refusal, options))
+        # The Design page's feature-AE design, with a pixel method still chosen: one click trains it as designed.
+        if (mmode == MODEL_MODES[0] and method != FEATURE_AE and isinstance(design_config, dict)
+                and design_config.get("input")):
+            st.button(f"Train this design with {FEATURE_AE}", key="train_use_feature_ae", on_click=use_method,
+                      args=(FEATURE_AE,))
     data_error = None
     if path and shape:
         try:
@@ -280,6 +291,8 @@ with left:
         ss["train_name"] = ""
     run_name = st.text_input("Run name", key="train_name", persist_state=KEEP,
                              placeholder=f"automatic, e.g. {sources.default_run_name(ROOT, path)}").strip()
+    if sharing := mgr.sharing_note():
+        st.caption(f"ℹ️ {sharing}")
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
                  disabled=shape is None or data_error is not None):
         try:

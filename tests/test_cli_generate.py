@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from test_generation import COLOURS, WAFER_CFG, fitted, fitted_model, make_run, write_wafers  # noqa: F401 - fitted is a fixture
 
+from udd_core import runs
 from udd_core.cli import main
 from udd_core.model import build_model, save_model
 
@@ -45,6 +46,21 @@ def test_writes_n_wafer_pngs_from_the_chosen_class(run, tmp_path, capsys):
     for f in files:
         im = Image.open(f)
         assert im.size == (130, 130) and colours(f) <= COLOURS  # rendered maps, not raw channels
+
+
+def test_sources_gives_the_generate_pages_rows(run, tmp_path, capsys):
+    """The page's 'Source images' K x 'Variants per source' V is `-n K*V --sources K`: the same sources, the
+    same noise, so the same maps (the page calls generate with n_sources=K)."""
+    from udd_core.generation import generate, load_generator, load_images
+
+    rc, stdout, err = udd(capsys, run, "--sigma", 0.5, "-n", 6, "--sources", 2, "--out", tmp_path / "o", "--seed", 4)
+    assert rc == 0, err
+    origins = [line.split("\t")[1] for line in stdout.splitlines()]
+    assert len(set(origins)) == 2 and origins[:2] == origins[2:4] == origins[4:]  # output j from source j % 2
+    model = load_generator(run)
+    ds = load_images(model, runs.run_source(run)["path"])
+    page = generate(model, ds.images, 0.5, 6, 4, ds.labels, None, n_sources=2)
+    assert [f"{ds.names[s]} ({ds.labels[s]})" for s in page.sources.tolist()] == origins
 
 
 def test_same_seed_same_files_other_seed_differs(run, tmp_path, capsys):
@@ -95,6 +111,9 @@ def test_random_latents_per_position(tmp_path, capsys):
     (["--sigma", "0.5", "--npz", "out.txt"], "--npz out.txt: the file name must end in .npz"),
     (["--random", "--npz", "g.npz"], "--npz: needs source maps"),
     (["--random", "--class", "Donut"], "--class: does not apply with --random"),
+    (["--random", "--sources", "1"], "--sources: does not apply with --random"),
+    (["--sigma", "0.5", "--sources", "3"], "--sources: must be between 1 and -n (2), got 3"),
+    (["--class", "Nope"], "class 'Nope': no images with this label"),  # before the default σ is printed
     (["--sigma", "-1"], "--sigma: must be a number in [0, 1e+06], got -1.0"),
     (["--sigma", "nan"], "--sigma: must be a number in [0, 1e+06], got nan"),
     (["--sigma", "1e308"], "--sigma: must be a number in [0, 1e+06], got 1e+308"),

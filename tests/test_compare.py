@@ -170,6 +170,7 @@ def test_real_runs_side_by_side(two_runs):
     curves, chance = roc["data"][:2], roc["data"][2]
     assert [c["name"].split(",")[0] for c in curves] == ["r4", "r8"] and chance["name"] == "chance"
     assert curves[0]["line"]["color"] != curves[1]["line"]["color"]  # each run its own colour...
+    assert curves[0]["line"]["dash"] != curves[1]["line"]["dash"]  # and dash: equal curves stay both visible
     loss = cmp.loss_figure(sides)  # ...the same as in its loss curves
     assert [d["line"]["color"] for d in loss["data"] if d["name"].startswith("r4")][0] == curves[0]["line"]["color"]
     assert curves[0]["x"] == fpr.tolist() and "AUROC" in curves[0]["name"]

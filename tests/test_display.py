@@ -98,3 +98,8 @@ def test_row_width_fits_a_row_and_never_enlarges():
     assert 14 * row_width(14, 400, 138, row_px=960) <= 960
     assert row_width(3, 400, 138, row_px=960) == 138  # a short strip keeps the grid's width
     assert row_width(5000, 400, 138, row_px=960) == 1  # never zero
+
+
+def test_class_output_names_number_within_each_class():
+    assert display.class_output_names(["Donut", "Donut", "Edge-Loc", "Donut", "a/b c", ".."]) == [
+        "Donut_0000.png", "Donut_0001.png", "Edge-Loc_0000.png", "Donut_0002.png", "a_b_c_0000.png", "class_0000.png"]

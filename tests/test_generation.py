@@ -231,3 +231,15 @@ def test_next_page_after_a_run_follows_what_it_trained_on(tmp_path):
     assert next_page(tmp_path) == ("Inspect", "score test images")  # no train.json: a detection run
     (tmp_path / "train.json").write_text('{"settings": {"train_on": "all"}}')
     assert next_page(tmp_path) == ("Generate", "generate maps")
+
+
+def test_command_line_names_only_what_differs_from_the_run(tmp_path):
+    data = write_wafers(tmp_path / "w.npz")
+    run = make_run(tmp_path / "runs", data=data)
+    cmd = gen.command_line(run, 16, 4, 1 / 3, 7)
+    assert cmd == f"udd generate {run} -n 16 --sources 4 --sigma 0.3333333333333333 --seed 7 --out OUT"  # σ exact
+    assert gen.command_line(run, 4, 2, 5.0, 0, data=data) == f"udd generate {run} -n 4 --sources 2 --sigma 5.0 " \
+                                                             "--seed 0 --out OUT"  # its own data: left out
+    other = tmp_path / "my data.npz"
+    assert gen.command_line(run, 4, 2, 5.0, 0, "Edge-Loc", other, "test").endswith(
+        f"--class Edge-Loc --data '{other}' --split test --out OUT")  # quoted for a shell

@@ -251,7 +251,11 @@ def test_figure_marks_mismatching_stages(tiny_config):
 
 
 def test_markdown_literal_escapes_inline_markup_only():
-    assert arch.markdown_literal("__import__ a*b* `x` $y ~z~ drop[0].") == r"\_\_import\_\_ a\*b\* \`x\` \$y \~z\~ drop[0]."
+    from udd_core.display import markdown_literal
+
+    assert markdown_literal("__import__ a*b* `x` $y ~z~ drop[0].") == r"\_\_import\_\_ a\*b\* \`x\` \$y \~z\~ drop[0]."
+    # Streamlit reads ":name[text]" as a colour directive and drops the text: a wafer map's name keeps its index
+    assert markdown_literal("w.npz:maps[376] · a: b [c]") == r"w.npz\:maps[376] · a: b [c]"
 
 
 def test_identity_warning_threshold(tiny_config, report):

@@ -157,10 +157,11 @@ def toy_run_page(monkeypatch, tmp_path, smooth: float) -> AppTest:
 
 
 def test_a_run_smoothing_more_than_the_slider_top_is_not_clamped(monkeypatch, tmp_path):
-    """A method option above the slider's usual top (8 px) is what Inspect applies, as `udd score` does."""
-    app = toy_run_page(monkeypatch, tmp_path, 12.0)
+    """A method option above the slider's usual top (16 px) is what Inspect applies, as `udd score` does."""
+    app = toy_run_page(monkeypatch, tmp_path, 24.0)
     slider = app.slider(key="insp_smooth")
-    assert slider.value == 12.0 and slider.max == 12.0
+    assert slider.value == 24.0 and slider.max == 24.0
+    assert toy_run_page(monkeypatch, tmp_path / "b", 8.0).slider(key="insp_smooth").max == 16.0  # room on both sides
 
 
 def test_a_run_of_another_method_opens_with_its_own_defaults(monkeypatch, tmp_path):

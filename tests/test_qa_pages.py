@@ -134,6 +134,22 @@ def test_train_page_takes_the_feature_ae_preset_for_a_feature_ae(tiny_config, da
     assert next(b for b in at.button if b.label == "Start training").disabled
 
 
+def test_a_feature_ae_design_sent_from_design_trains_with_one_click(tiny_config, data, runs_dir):
+    """QA: the Design page's feature-ae design, with Method left on autoencoder, only got the refusal; a button now
+    picks the method that trains it."""
+    from udd_core.presets import model_presets
+
+    fae = model_presets()["feature-ae"]
+    at = page(tiny_config, data, design_config=fae.config.to_dict(), design_input_shape=fae.input_shape)
+    assert at.selectbox(key="train_method").value == "autoencoder"
+    assert "train this one with the feature-ae method" in " ".join(e.value for e in at.error)
+    at.button(key="train_use_feature_ae").click().run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="train_method").value == "feature-ae"
+    assert not next(b for b in at.button if b.label == "Start training").disabled
+    assert not [b for b in at.button if b.key == "train_use_feature_ae"]  # nothing left to fix
+
+
 def test_no_stray_values_are_drawn_above_the_size_inputs(tiny_config, data, runs_dir):
     """A bare `a(), b()` statement in the page was drawn by Streamlit's magic as "256 256" for the memory bank."""
     at = page(tiny_config, data, train_method="memory-bank")

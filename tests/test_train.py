@@ -430,13 +430,15 @@ def test_many_start_stop_cycles_leave_no_thread(tmp_path, tiny_config):
 
 def test_job_manager_refuses_two_jobs_on_one_run(tmp_path, tiny_config):
     mgr = JobManager()
+    assert mgr.sharing_note() is None  # nothing trains: Start says nothing
     job = mgr.start(_job(tmp_path, tiny_config, epochs=100000))
     assert mgr.get("r") is job and mgr.active() == [job]
+    assert mgr.sharing_note() == "r is training already: a new run shares the processor with it, and each trains slower."
     twin = TrainJob(job.run_dir, seeded_model(tiny_config, SHAPE, 0), make_images(4), None, fast())
     with pytest.raises(ValueError, match="already running"):
         mgr.start(twin)
     assert mgr.stop_all(10)
-    assert mgr.active() == [] and mgr.get("r").snapshot().status == "stopped"
+    assert mgr.active() == [] and mgr.get("r").snapshot().status == "stopped" and mgr.sharing_note() is None
     again = mgr.start(TrainJob.resume(job.run_dir, make_images(12), epochs=len(runs.read_history(job.run_dir)) + 1))
     assert again.join(30) and mgr.get("r") is again
     assert mgr.get("nope") is None

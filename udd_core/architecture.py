@@ -10,7 +10,6 @@ counted from the latent). That is the config's own layout, so a row edit maps to
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import replace
 from typing import Any, Mapping, Optional
 
@@ -295,10 +294,3 @@ def form_values(config: Mapping[str, Any], shape: tuple[int, int, int]) -> dict[
             "lopad_h": ph, "lopad_w": pw, "blocks": len(config["block_ker"]), "c": c, "h": h, "w": w,
             "features": spec is not None, "backbone": shown.backbone, "layers": list(shown.layers),
             "pool": shown.pool}
-
-
-def markdown_literal(text: str) -> str:
-    """User text (config keys, parse errors) for a markdown renderer such as the page's messages, shown as
-    typed: the characters that mark up inline text (emphasis, code, strikethrough, LaTeX) are escaped, so
-    "__import__" is not a bold "import"; brackets and dots stay readable."""
-    return re.sub(r"([\\`*_~$])", r"\\\1", text)

@@ -228,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs (created if missing)")
     p.add_argument("--seed", type=int, default=0, help="random seed: picks the sources and the noise (default 0)")
     p.add_argument("--class", dest="cls", metavar="NAME", help="start only from images with this label")
+    p.add_argument("--sources", type=int, metavar="K",
+                   help="draw the N images from K source images, output j from source j %% K (default: N, each "
+                        "image its own source); the Generate page's 'Source images' x 'Variants per source' is "
+                        "-n K*V --sources K")
     p.add_argument("--split", choices=("train", "test", "all"), default="train",
                    help="MVTec split to start from (default train; wafer files and plain folders ignore it)")
     p.add_argument("--size", metavar="H,W", help="input size, for model folders that store none")

@@ -13,8 +13,8 @@ from . import runs
 from .cli import UsageError, parse_ints, run_dir_arg
 from .data import kind_mismatch
 from .display import output_names, to_display, write_pngs
-from .generation import (default_sigma_scale, generate, generate_random, load_generator, load_images, model_kind,
-                         training_stats)
+from .generation import (class_pool, default_sigma_scale, generate, generate_random, load_generator, load_images,
+                         model_kind, training_stats)
 from .training_data import normal_images
 
 
@@ -30,6 +30,10 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UsageError("--per-position: applies only with --random (it chooses the random latents' statistics)")
     if args.npz and args.random:
         raise UsageError("--npz: needs source maps (their outline and class); not with --random")
+    if args.sources is not None and args.random:
+        raise UsageError("--sources: does not apply with --random (random latents have no source image)")
+    if args.sources is not None and not 1 <= args.sources <= max(args.n, 1):
+        raise UsageError(f"--sources: must be between 1 and -n ({args.n}), got {args.sources}")
     if not args.out.strip():  # Path("") is the current folder: name the real mistake
         raise UsageError("--out: the folder name is empty")
     if args.npz:  # before any work or file: a PNG folder must not be left behind by an unwritable .npz
@@ -63,12 +67,13 @@ def run_generate(args: argparse.Namespace) -> int:
         out = generate_random(model, training_stats(model, images, per_position=args.per_position), args.n, args.seed)
         origins, prefix = ["random latent"] * args.n, "random"
     else:
+        class_pool(ds.labels, len(ds), args.cls)  # an unknown class is refused before the σ line is printed
         sigma = args.sigma
         if sigma is None:
             sigma = default_sigma_scale(model, ds, runs.run_train_on(args.run))[0]
             print(f"udd generate: sigma {sigma:g} (the default: about half the latent spread of the training images)",
                   file=sys.stderr)
-        gen = generate(model, ds.images, sigma, args.n, args.seed, ds.labels, args.cls)
+        gen = generate(model, ds.images, sigma, args.n, args.seed, ds.labels, args.cls, n_sources=args.sources)
         out, prefix = gen.outputs, "sample"
         origins = [f"{ds.names[s]} ({ds.labels[s]})" for s in gen.sources.tolist()]
     npz = None

@@ -51,6 +51,7 @@ NUMERIC_OPTIONS: dict[str, tuple[NumberRange, ...]] = {
         NumberRange("sigma", "--sigma", False, 0, 1e6),  # float32 latents stay finite through the decoder
         NumberRange("n", "-n", True, 1, 10_000),  # generation.MAX_SAMPLES (a test holds them equal)
         NumberRange("seed", "--seed", True, 0, SEED_MAX),
+        NumberRange("sources", "--sources", True, 1, 10_000),  # at most -n, checked by udd generate
     ),
     "export": (
         NumberRange("opset", "--opset", True, 13, 20),  # export.OPSETS (a test holds them equal)

@@ -172,6 +172,7 @@ def shape_rows(sides: Sequence[RunSide]) -> list[DiffRow]:
 # One colour per run (MAX_RUNS of them), the same in the loss curves and the ROC: Streamlit's theme would
 # give runs neighbouring shades of one blue.
 RUN_COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756")
+ROC_DASHES = ("solid", "dash", "dot", "dashdot")  # one per run, as the colours
 
 
 def loss_figure(sides: Sequence[RunSide], log: bool = False) -> dict:
@@ -230,11 +231,12 @@ def roc_figure(names: Sequence[str], methods: Sequence[str], inspections: Sequen
     """Every labelled run's image ROC in one plotly figure spec, in the run's colour (`RUN_COLOURS`) and
     named with its method and AUROC, beside the chance line; None when no run has both kinds of label."""
     data = []
-    for name, method, insp, colour in zip(names, methods, inspections, RUN_COLOURS):
+    # A dash per run besides its colour: two runs with the same curve (both perfect, say) stay both visible.
+    for name, method, insp, colour, dash in zip(names, methods, inspections, RUN_COLOURS, ROC_DASHES):
         if (curve := roc_curve(insp)) is not None:
             auroc = insp.metrics.image_auroc
             data.append({"type": "scatter", "mode": "lines", "x": curve[0].tolist(), "y": curve[1].tolist(),
-                         "line": {"color": colour, "width": 3},
+                         "line": {"color": colour, "width": 3, "dash": dash},
                          "name": f"{name}, {method}" + (f" (AUROC {auroc:.3f})" if auroc is not None else "")})
     if not data:
         return None

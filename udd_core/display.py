@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,6 +99,18 @@ def output_names(n: int, prefix: str = "sample") -> list[str]:
     return [f"{prefix}_{i:0{width}d}.png" for i in range(n)]
 
 
+def class_output_names(labels: Sequence[str]) -> list[str]:
+    """``<class>_0000.png`` ... one name per output, numbered within its class (a label's characters that
+    do not belong in a file name become "_")."""
+    seen: dict[str, int] = {}
+    names = []
+    for label in labels:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(label)).strip("._") or "class"
+        names.append(f"{stem}_{seen.get(stem, 0):04d}.png")
+        seen[stem] = seen.get(stem, 0) + 1
+    return names
+
+
 def zip_pngs(images: Sequence[np.ndarray], names: Sequence[str]) -> bytes:
     """A zip archive (bytes) holding each display image as a PNG under its name."""
     if len(images) != len(names):
@@ -140,3 +153,12 @@ def probe_pairs(inputs: np.ndarray, recons: Optional[np.ndarray], kind: str, min
         white = np.full((gap, *top.shape[1:]), 255, np.uint8)  # (gap, W[, 3])
         out.append(np.concatenate([top, white, bottom], axis=0))  # (2H + gap, W[, 3])
     return out
+
+
+def markdown_literal(text: str) -> str:
+    """User text (config keys, parse errors) for a markdown renderer such as the page's messages, shown as
+    typed: the characters that mark up inline text (emphasis, code, strikethrough, LaTeX) are escaped, so
+    "__import__" is not a bold "import", and "npz:maps[3]" is not Streamlit's ":color[text]" directive
+    (which would swallow "[3]"); brackets and dots stay readable."""
+    text = re.sub(r"([\\`*_~$])", r"\\\1", text)
+    return re.sub(r":(?=[A-Za-z][\w-]*\[)", r"\\:", text)

@@ -7,6 +7,7 @@ Deterministic: the seed picks the sources and the noise.
 from __future__ import annotations
 
 import math
+import shlex
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -220,6 +221,23 @@ def next_page(path: Union[str, Path]) -> tuple[str, str]:
     """(page, what to do there) after a run has finished: a run trained on defects too is for generating
     maps, every other run for inspecting."""
     return ("Generate", "generate maps") if runs.run_train_on(path) != "normal" else ("Inspect", "score test images")
+
+
+def command_line(run_dir: Union[str, Path], n: int, sources: int, sigma: float, seed: int,
+                 class_filter: Optional[str] = None, data: Union[str, Path, None] = None, split: str = "train") -> str:
+    """The `udd generate` call that writes the images of the Generate page's choices: ``sources`` source
+    images, ``n`` outputs in all, at ``sigma`` (exactly: its repr) and ``seed``; ``data`` and ``split``
+    only where they differ from the run's training data and the train split."""
+    words = ["udd", "generate", str(run_dir), "-n", str(n), "--sources", str(sources), "--sigma", repr(float(sigma)),
+             "--seed", str(seed)]
+    if class_filter is not None:
+        words += ["--class", str(class_filter)]
+    trained = runs.run_source(run_dir).get("path")
+    if data is not None and (not trained or Path(data).expanduser().resolve() != Path(trained).resolve()):
+        words += ["--data", str(data)]
+    if split != "train":
+        words += ["--split", split]
+    return shlex.join(words + ["--out", "OUT"])
 
 
 def default_sigma_scale(model: AutoEncoder, ds: ImageSet, train_on: str = "normal") -> tuple[float, float]:

@@ -245,7 +245,7 @@ def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
                 out.append(f"<h2>{title}: {len(found)} of the {of} images; "
                            f"{'the ' + str(shown) if shown < len(found) else 'all'} shown, nearest the threshold "
                            "first</h2>" + _image_table(insp, found[:n_errors]))
-    out.append(f'<p class="legend">Overlay: the anomaly map ({_e(insp.settings.get("residual"))}) on a fixed scale; '
+    out.append(f'<p class="legend">Overlay: the anomaly map ({_e(insp.settings.get("residual"))}) on a fixed scale. '
                f"{_e(insp.scale_legend())} Green outline: ground-truth defect.</p>")
     return out
 
