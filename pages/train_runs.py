@@ -1,0 +1,140 @@
+"""The Train page's runs side: the selected run (live from its job, or from its files), Resume, all runs.
+
+Not a page: app.py's st.navigation names the pages. pages/train.py holds the form for a new run
+and calls `run_panel` and `runs_table` with its job manager; while a job trains, a fragment polls
+`job.snapshot()` every second and nothing else, so no st.* call ever comes from a training thread.
+"""
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages.run_focus import focused_run, set_focus, warn_stale_link
+from udd_core import runs
+from udd_core.display import probe_pairs
+from udd_core.generation import next_page
+from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, resume_offer, run_rows
+from udd_core.progress import curve_series, loss_curve, progress_bar
+
+PROBES_PER_ROW = 4  # the default n_probe: one row
+POLL_S, DISK_POLL_S = 1.0, 2.0  # live job / a run trained by another process (status.json only)
+KEEP = "session"  # widget values survive a visit to another page
+ss = st.session_state
+
+
+def select(name: str) -> None:
+    """Make run `name` the selected one here and the run in focus on every page."""
+    ss["train_selected"] = name
+    set_focus(name)
+
+
+def show_run(mgr: JobManager, root: Path, name: str, polled: str) -> None:
+    """The selected run: live progress from the job's snapshot, or its files when nothing trains it here."""
+    run_dir, job = runs.run_path(root, name), mgr.get(name)
+    alive = job is not None and job.is_alive()
+    disk = {} if alive else runs.read_status(run_dir)
+    if (polled == "job" and not alive) or (polled == "disk" and disk["status"] != "running"):
+        st.rerun()  # the job just ended: a full rerun refreshes the runs table and stops the polling
+    snap = job.snapshot() if job is not None else None
+    if alive:
+        done, text = progress_bar(snap, one_pass=not job.detector.trains_epochs)
+        st.progress(done, text=text)
+        if st.button("Stop", key="train_stop", icon=":material/stop:",
+                     help="Stops after the current batch; the weights are kept and the run can be resumed."):
+            job.stop()
+    elif snap is not None and snap.status == "failed":
+        st.error(f"Training failed: {snap.error}" + (f" (at {snap.error_where})" if snap.error_where else ""))
+    else:
+        show = {"finished": st.success, "failed": st.error, "running": st.info}.get(disk["status"], st.warning)
+        show(runs.status_line(disk))
+    for note in ss.get("train_notices", {}).get(name, []) + list(snap.notices if snap else ()):
+        st.caption(f"ℹ️ {note}")
+    hist = None if alive else runs.read_history(run_dir)  # the whole record, from this or an earlier app session
+    series = curve_series(snap, hist, alive)
+    if len(series["epochs"]) or len(series["step"]):
+        log = st.toggle("Log scale", key="train_log", persist_state=KEEP)
+        # Plain dicts, unvalidated: 10x faster to redraw every second than a validated go.Figure.
+        st.plotly_chart(go.Figure(loss_curve(**series, log=log), _validate=False), key="train_curves")
+    if disk.get("status") == "finished":
+        title, verb = next_page(run_dir)
+        st.info(f"Done: open the **{title}** page to {verb} with this run.")
+        if st.button(f"Open in {title}", key="train_open_next", icon=":material/arrow_forward:"):
+            st.switch_page(f"pages/{title.lower()}.py")  # the run is in focus: the page opens it
+    if snap is not None and snap.probe_input is not None:
+        kind = runs.run_source(run_dir).get("kind", "")
+        below = job.detector.probe_label  # the live job's own: no method.json read every second
+        st.caption(f"Probe images: input (top), {below} after the latest epoch (bottom)")
+        pairs = probe_pairs(snap.probe_input, snap.probe_recon, kind)
+        for start in range(0, len(pairs), PROBES_PER_ROW):  # whole rows: 4 probes never wrap as 3 + 1
+            for col, pair in zip(st.columns(PROBES_PER_ROW), pairs[start:start + PROBES_PER_ROW]):
+                col.image(pair, width="stretch", output_format="PNG")
+
+
+def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load_images: Callable) -> None:
+    """Resume up to a new total, for a run whose method resumes and whose status allows it."""
+    if not (offer := resume_offer(run, status)):
+        return
+    r = st.columns([2, 1], vertical_alignment="bottom")
+    # No minimum of done + 1: Streamlit would silently keep its old value for a smaller one typed in,
+    # and Resume would train to that. A total at or below the epochs done is refused on Resume instead.
+    more = r[0].number_input("Resume up to epoch", 1, 1_000_000, key=f"train_resume_to_{run.name}",
+                             value=offer.total, help=f"The new total; more than the {offer.done} epochs done.")
+    if not r[1].button("Resume", icon=":material/resume:", key="train_resume"):
+        return
+    try:
+        total = offer.check_total(more)
+    except ValueError as e:  # a total that would train nothing
+        st.error(str(e))
+        return
+    try:  # the run's own data, through the cache: a resume right after a stop decodes nothing
+        images, _ = load_images(offer.data_path, offer.input_shape, offer.tile)
+        mgr.start(TrainJob.resume(runs.run_path(root, run.name), images=images, epochs=total))
+        st.rerun()
+    except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged
+        st.error(f"resume {run.name}: {e}")
+
+
+def run_panel(mgr: JobManager, root: Path, load_images: Callable) -> None:
+    """Which runs train now, the run picker (following the run in focus), the selected run and its Resume box.
+    `load_images(path, shape, tile)` loads a run's images again for Resume."""
+    all_runs = runs.list_runs(root)
+    status = mgr.statuses(all_runs)
+    if active := mgr.active():  # names only: progress shown here would go stale between full reruns
+        st.info("Training now: " + ", ".join(f"**{j.name}**" for j in active))
+    if (focus := focused_run()) in status:
+        ss["train_selected"] = focus
+    else:
+        warn_stale_link(list(status), root)
+    ss.setdefault("train_selected", None)
+    sel = ss["train_selected"] if ss["train_selected"] in status else next(iter(status), None)
+    st.subheader("Run")
+    if sel is None:
+        st.info(f"No runs yet in the runs folder ({root.resolve()}): start one on the left.")
+        return
+    ss["train_run_pick"] = sel
+    st.selectbox("Run", list(status), key="train_run_pick", format_func=lambda n: f"{n} ({status[n]})",
+                 on_change=lambda: select(ss["train_run_pick"]), label_visibility="collapsed")
+    set_focus(sel)  # followed by the other pages
+    polled = "job" if (j := mgr.get(sel)) and j.is_alive() else "disk" if status[sel] == "running" else ""
+    st.fragment(run_every={"job": POLL_S, "disk": DISK_POLL_S}.get(polled))(show_run)(mgr, root, sel, polled)
+    resume_box(mgr, root, next(r for r in all_runs if r.name == sel), status[sel], load_images)
+
+
+def runs_table(mgr: JobManager, root: Path) -> None:
+    """Every run under `root`: method, status, epochs, best loss, creation time and last message; re-read from
+    disk every few seconds while a job trains, so its epochs and best loss stay current."""
+    st.fragment(run_every=DISK_POLL_S if mgr.active() else None)(_runs_table)(mgr, root)
+
+
+def _runs_table(mgr: JobManager, root: Path) -> None:
+    listed = runs.list_runs(root)
+    rows = run_rows(listed, mgr.statuses(listed))
+    table = pd.DataFrame(rows, columns=list(RUN_COLUMNS)).astype({"epochs": "Int64", "best val loss": "Float64"})
+    col = st.column_config
+    st.dataframe(table, hide_index=True, column_config={
+        "epochs": col.NumberColumn(width="small", help="Epochs trained; none for a method fitted in one pass "
+                                                       "(no training epochs)"),
+        "best val loss": col.NumberColumn(width=110, format="%.4g"),
+        "created": col.DatetimeColumn(width=110, format="D MMM HH:mm"), "message": col.TextColumn()})
