@@ -28,7 +28,7 @@ MODES = ("Noised latents", "Random latents")
 KEEP = "session"  # widget values survive a visit to another page
 DISPLAY_W = 138  # px per image in the grids: a 26x26 wafer at 5 px per die plus the gaps
 GAP = 4  # px of transparent space either side of each image
-STRIP_W = 900  # px an interpolation strip may take: one row (with the gaps between images) beside the sidebar, at 1400 px
+STRIP_W = 900  # px an interpolation strip may take: one row, with the gaps between images, beside the sidebar at 1400 px
 ss = st.session_state
 
 
@@ -90,8 +90,8 @@ def show(images, captions, row_px: int = 0) -> None:
     """A row of images at one width: a long caption must not widen its image. PNG: JPEG smears die grids.
     `row_px` > 0 narrows the images so that the whole list fits in one row of that many px."""
     images = [spaced(i) for i in images]
-    st.image(images, caption=[display.markdown_literal(c) for c in captions], width=display.row_width(len(images), images[0].shape[1], DISPLAY_W, row_px),
-             output_format="PNG")
+    st.image(images, caption=[display.markdown_literal(c) for c in captions],  # data labels shown as typed
+             width=display.row_width(len(images), images[0].shape[1], DISPLAY_W, row_px), output_format="PNG")
 
 
 st.title("Generate")
@@ -233,9 +233,10 @@ if mode == MODES[0]:
         except (ValueError, OSError) as e:
             show_error(e)
         else:
+            cmd = gen.command_line(run.path, k * per, k, sigma, seed, class_filter, data_path, split)
             st.caption(f"Each row: a source image, its reconstruction (σ = 0) and {per} variants. For scale, the "
                        f"latent channels of these sources have std {min(spread):.3g}–{max(spread):.3g}. The same "
-                       f"images headless: `{gen.command_line(run.path, k * per, k, sigma, seed, class_filter, data_path, split)}`")
+                       f"images headless: `{cmd}`")
             for r, (s, outs) in enumerate(rows):
                 show([src_img[r], rec_img[r], *(outputs[j] for j in outs)],
                      [short(ds, s), "reconstruction", *(f"σ {sigma:g} · #{j}" for j in outs)])
