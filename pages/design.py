@@ -78,22 +78,12 @@ def on_json() -> None:
 
 
 def on_latent() -> None:
-    h, w = ss["design_lopad_h"], ss["design_lopad_w"]
-    d = dict(ss[CONFIG], latent_size=ss["design_latent_size"], latent_ker=ss["design_latent_ker"],
-             latent_opad=h if h == w else [h, w])
-    set_config(parse(d)[0])
-
-
-def solved(config: AEConfig) -> AEConfig:
-    """`config` with the solver's output paddings when it has some (a guess made by an edit)."""
-    try:
-        return propagate_image(config, ss[SHAPE]).suggested or config
-    except ShapeError:
-        return config  # the page reports it on this run
+    fields = arch.latent_fields(*(ss[f"design_{k}"] for k in ("latent_size", "latent_ker", "lopad_h", "lopad_w")))
+    set_config(parse(dict(ss[CONFIG], **fields))[0])
 
 
 def on_blocks() -> None:
-    set_config(solved(arch.resize_blocks(current(), int(ss["design_blocks"]))))
+    set_config(arch.with_solved_paddings(arch.resize_blocks(current(), int(ss["design_blocks"])), ss[SHAPE]))
 
 
 def on_input() -> None:
@@ -107,19 +97,14 @@ def on_input() -> None:
             ss["design_notice"] = ("error", str(e))
             sync_widgets(overwrite=True)
             return
-    set_config(solved(arch.with_input(current(), spec, ss[SHAPE][0])))
+    set_config(arch.with_solved_paddings(arch.with_input(current(), spec, ss[SHAPE][0]), ss[SHAPE]))
 
 
 def on_shape() -> None:
-    c, h, w = (int(ss[k]) for k in ("design_c", "design_h", "design_w"))
-    config = current()
-    if config.input is not None and c not in (1, 3):
-        ss["design_notice"] = ("error", f"Channels: the {config.input.backbone} backbone takes gray (1) or RGB (3) "
-                                        f"images, not {c}.")
-        c = ss[SHAPE][0]
-    ss[SHAPE] = (c, h, w)
-    if config.input is None and c != config.in_channels:
-        config = arch.set_image_channels(config, c)
+    config, ss[SHAPE], refusal = arch.with_image_shape(current(), ss[SHAPE],
+                                                       tuple(int(ss[k]) for k in ("design_c", "design_h", "design_w")))
+    if refusal:
+        ss["design_notice"] = ("error", refusal)
     set_config(config)
 
 

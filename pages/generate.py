@@ -14,7 +14,7 @@ from pages.run_focus import focused_run, follow_focus, hand_over_deep_link, set_
 from udd_core import display
 from udd_core import generation as gen
 from udd_core import wafer_generation as wg
-from udd_core.data import data_kind, kind_mismatch
+from udd_core.data import data_kind, kind_mismatch, same_data
 from udd_core.methods import detector_class, has_detector, run_method
 from udd_core.model import WEIGHTS_FILE
 from udd_core import runs
@@ -140,7 +140,7 @@ except ValueError as e:
     st.stop()
 split = top[2].selectbox("Split", splits, key="gen_split", disabled=len(splits) == 1,
                          help="MVTec folders: start from the training images, the test images (with defects) or both.")
-tile = bool(source.get("tile")) and data_path == source.get("path")
+tile = bool(source.get("tile")) and same_data(data_path, source.get("path"))  # as `udd generate` decides
 
 try:
     mtime = (run.path / WEIGHTS_FILE).stat().st_mtime

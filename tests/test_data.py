@@ -347,3 +347,14 @@ def test_kind_mismatch_between_a_run_and_its_data():
     assert "trained on images but these data are wafer maps" in kind_mismatch("mvtec", "wafer")
     assert kind_mismatch("folder", "image") is None and kind_mismatch("wafer", "wafer") is None
     assert kind_mismatch(None, "wafer") is None  # a reference-package folder records no data
+
+
+def test_same_data_compares_resolved_paths(tmp_path, monkeypatch):
+    from udd_core.data import resolved, same_data
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "d").mkdir()
+    assert resolved("~/d") == (tmp_path / "d").resolve()
+    assert same_data("~/d", str(tmp_path / "d")) and same_data(tmp_path / "x" / ".." / "d", tmp_path / "d")
+    assert not same_data(tmp_path / "d", tmp_path / "e")
+    assert not same_data(tmp_path / "d", None) and not same_data("", tmp_path / "d")  # nothing recorded or given

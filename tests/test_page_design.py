@@ -306,6 +306,26 @@ def test_resize_blocks_keeps_a_valid_chain(tiny_config, n):
     assert report.ok or report.suggested is not None
 
 
+def test_latent_fields_and_solved_paddings(tiny_config):
+    assert arch.latent_fields(8, 3, 1, 1) == {"latent_size": 8, "latent_ker": 3, "latent_opad": 1}
+    assert arch.latent_fields(8, 3, 0, 1)["latent_opad"] == [0, 1]
+    broken = parse_config({**tiny_config, "latent_opad": 0})  # does not mirror at 1x32x32
+    fixed = arch.with_solved_paddings(broken, (1, 32, 32))
+    assert propagate(fixed, (1, 32, 32)).ok and not propagate(broken, (1, 32, 32)).ok
+    fae = model_presets()["feature-ae"].config
+    assert arch.with_solved_paddings(fae, (5, 256, 256)) is fae  # the backbone refuses 5 channels: the page says so
+
+
+def test_with_image_shape_follows_pixels_and_guards_features(tiny_config):
+    config = parse_config(tiny_config)
+    rgb, shape, refusal = arch.with_image_shape(config, (1, 32, 32), (3, 64, 48))
+    assert (rgb.in_channels, shape, refusal) == (3, (3, 64, 48), None)  # a pixel AE follows the images
+    fae = model_presets()["feature-ae"]
+    same, shape, refusal = arch.with_image_shape(fae.config, fae.input_shape, (5, 128, 128))
+    assert same is fae.config and shape == (fae.input_shape[0], 128, 128)  # the size applies, 5 channels do not
+    assert refusal == "Channels: the lite0 backbone takes gray (1) or RGB (3) images, not 5."
+
+
 def test_image_channels_and_tables(report, tiny_config):
     rgb = arch.set_image_channels(parse_config(tiny_config), 3)
     assert rgb.in_channels == 3 and rgb.block_size_out[-1][2] == 3

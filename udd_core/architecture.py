@@ -17,7 +17,8 @@ import plotly.graph_objects as go
 
 from .config import AEConfig, ConfigError, config_text, pad_pair
 from .feature_input import FeatureInput, parse_input
-from .shapes import ShapeReport
+from .image_shapes import propagate_image
+from .shapes import ShapeError, ShapeReport
 
 # A latent with this many numbers per input number (or more) can simply copy the image through.
 IDENTITY_RATIO = 0.25
@@ -130,6 +131,36 @@ def with_input(config: AEConfig, spec: Optional[FeatureInput], image_channels: i
     """The config reconstructing the pixels of `image_channels`-channel images (`spec` None) or the backbone
     features `spec` describes: the first encoder input and last decoder output follow its channels."""
     return set_image_channels(replace(config, input=spec), image_channels if spec is None else spec.channels)
+
+
+def latent_fields(size: int, kernel: int, opad_h: int, opad_w: int) -> dict[str, Any]:
+    """The latent block's config fields from the form's boxes: one output padding when H and W agree."""
+    return {"latent_size": size, "latent_ker": kernel, "latent_opad": opad_h if opad_h == opad_w else [opad_h, opad_w]}
+
+
+def with_solved_paddings(config: AEConfig, image_shape: tuple[int, int, int]) -> AEConfig:
+    """`config` with the padding solver's output paddings at `image_shape` (C, H, W) when it has some: an
+    edit that adds a block or changes the input only guesses them. Unchanged when the network cannot run
+    at that size (the page reports that on its own)."""
+    try:
+        return propagate_image(config, image_shape).suggested or config
+    except ShapeError:
+        return config
+
+
+def with_image_shape(config: AEConfig, shape: tuple[int, int, int],
+                     new_shape: tuple[int, int, int]) -> tuple[AEConfig, tuple[int, int, int], Optional[str]]:
+    """(config, image shape, refusal) after the image size or channels change from `shape` to `new_shape`:
+    a pixel AE's first and last channels follow the images; a feature AE keeps its channels (the backbone's),
+    and its images must stay gray or RGB, else the channels are kept and the refusal says why."""
+    c, h, w = new_shape
+    refusal = None
+    if config.input is not None and c not in (1, 3):
+        refusal = f"Channels: the {config.input.backbone} backbone takes gray (1) or RGB (3) images, not {c}."
+        c = shape[0]
+    if config.input is None and c != config.in_channels:
+        config = set_image_channels(config, c)
+    return config, (c, h, w), refusal
 
 
 # --- shape tables and totals -------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import runs
 from .cli import UsageError, parse_ints, run_dir_arg
-from .data import kind_mismatch
+from .data import kind_mismatch, same_data
 from .display import output_names, to_display, write_pngs
 from .generation import (class_pool, default_sigma_scale, generate, generate_random, load_generator, load_images,
                          model_kind, training_stats)
@@ -52,8 +52,8 @@ def run_generate(args: argparse.Namespace) -> int:
     if not data:
         raise UsageError(f"--data is required: {args.run} names no training data")
     # A run trained on tiles generates from the same tiles of its own data.
-    same = bool(source.get("path")) and Path(data).resolve() == Path(source["path"]).resolve()
-    ds = load_images(model, data, split=args.split, tile=bool(source.get("tile")) and same)
+    tile = bool(source.get("tile")) and same_data(data, source.get("path"))
+    ds = load_images(model, data, split=args.split, tile=tile)
     if mismatch := kind_mismatch(source.get("kind"), ds.kind, "its generated images"):
         print(f"warning: {mismatch}", file=sys.stderr)
     kind = model_kind(model, ds.kind)

@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import runs
-from .data import kind_mismatch
+from .data import kind_mismatch, resolved
 from .methods import METHOD_FILE, fitted_in_one_pass, run_spec, spec_options
 from .progress import epoch_axis
 from .settings import applied_settings
@@ -309,7 +309,7 @@ def scale_caption(names: Sequence[str], inspections: Sequence) -> str:
 def _trained_on(info: Mapping[str, Any]) -> Optional[Path]:
     """The data folder or file a train.json (``info``) names, resolved; None when it names none."""
     path = runs.train_source(info).get("path")
-    return Path(path).expanduser().resolve() if isinstance(path, str) and path else None
+    return resolved(path) if isinstance(path, str) and path else None
 
 
 def _data_path(run_dir: Path) -> Optional[Path]:
@@ -330,7 +330,7 @@ def trained_elsewhere(sides: Sequence[RunSide], data: Union[str, Path], kind: Op
     comparing them on `data` is fair only when it stands for what each was meant to inspect. With the
     data's `kind`, a run trained on the other kind (wafer maps against images) is left to its own,
     stronger warning (`data.kind_mismatch`)."""
-    here = Path(data).expanduser().resolve()
+    here = resolved(data)
     return [f"{s.name} (trained on {s.info['data']['path']})" for s in sides
             if (there := _trained_on(s.info)) is not None and there != here
             and not (kind and kind_mismatch(s.info["data"].get("kind"), kind))]

@@ -93,6 +93,16 @@ def _layout(path) -> tuple[str, Path]:
     raise DataError(f"{p}: folder holds no images ({', '.join(sorted(IMAGE_EXTS))})")
 
 
+def resolved(path) -> Path:
+    """A data path as runs record and compare it: `~` expanded (a page's box has no shell), absolute, resolved."""
+    return Path(path).expanduser().resolve()
+
+
+def same_data(path, recorded) -> bool:
+    """Whether `path` names the data set a run recorded (train.json's data.path); False when none is recorded."""
+    return bool(path) and bool(recorded) and resolved(path) == resolved(recorded)
+
+
 def data_kind(path) -> str:
     """'mvtec', 'folder' or 'wafer' for a data path; DataError when it is none of them."""
     return _layout(path)[0]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import runs
-from .data import ImageSet, load_dataset, size_for_sizeless_model, to_tensor
+from .data import ImageSet, load_dataset, same_data, size_for_sizeless_model, to_tensor
 from .latent import LatentStats, decode, encode, interpolate, noised_samples, random_samples, stats_of
 from .model import AutoEncoder, load_model
 from .scoring import model_device
@@ -232,8 +232,7 @@ def command_line(run_dir: Union[str, Path], n: int, sources: int, sigma: float, 
              "--seed", str(seed)]
     if class_filter is not None:
         words += ["--class", str(class_filter)]
-    trained = runs.run_source(run_dir).get("path")
-    if data is not None and (not trained or Path(data).expanduser().resolve() != Path(trained).resolve()):
+    if data is not None and not same_data(data, runs.run_source(run_dir).get("path")):
         words += ["--data", str(data)]
     if split != "train":
         words += ["--split", split]

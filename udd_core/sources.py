@@ -21,7 +21,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import runs
-from .data import WAFER_EXTS, DataError, ImageSet, data_kind, estimate_cache_bytes, load_dataset
+from .data import WAFER_EXTS, DataError, ImageSet, data_kind, estimate_cache_bytes, load_dataset, resolved
 from .images import IMAGE_EXTS, readable_image
 from .training_data import training_images
 from .uploads import save_uploads
@@ -147,7 +147,7 @@ def new_run_path(root: Union[str, Path], name: str, data_path: Union[str, Path, 
 
 def source_record(data_path: Union[str, Path], tile: bool = False) -> dict:
     """What train.json records of the data a run trains on: the absolute path, its kind, the tiling."""
-    return {"path": str(Path(data_path).expanduser().resolve()), "kind": data_kind(data_path), "tile": bool(tile)}
+    return {"path": str(resolved(data_path)), "kind": data_kind(data_path), "tile": bool(tile)}
 
 
 def save_upload(files: Iterable[tuple[str, bytes]], runs_root: Union[str, Path]) -> tuple[Path, list[str]]:
@@ -211,7 +211,7 @@ class DatasetCache:
             shape = tuple(int(v) for v in input_shape)
         except (TypeError, ValueError):
             raise DataError(f"input_shape must be (C, H, W), got {input_shape!r}") from None
-        p = Path(path).expanduser().resolve()
+        p = resolved(path)
         key = (str(p), shape, split, bool(tile), _stamp(p))
         with self._lock:  # one loader at a time: two identical requests decode once
             if key in self._sets:
