@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from pages.run_focus import focused_run, follow_focus, hand_over_deep_link, set_focus, run_label
+from pages.run_focus import focused_run, follow_focus, hand_over_deep_link, set_focus, run_label, warn_unfinished
 from udd_core import display
 from udd_core import generation as gen
 from udd_core import wafer_generation as wg
@@ -124,8 +124,7 @@ top = st.columns([2, 3, 1])
 name = top[0].selectbox("Run", list(runs_by_name), key="gen_run", on_change=lambda: set_focus(ss["gen_run"]),
                         format_func=lambda n: f"{n} · {run_label(runs_by_name[n])}")
 run = runs_by_name[name]
-if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch
-    st.warning(f"{run.name} has not finished an epoch: its model holds barely trained weights.")
+warn_unfinished(run.path)
 source = runs.run_source(run.path)
 data_path = top[1].text_input("Data", value=source.get("path", ""), key=f"gen_data_{name}",
                               help="The images to start from; by default the data the run was trained on.").strip()

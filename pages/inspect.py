@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.run_focus import follow_focus, hand_over_deep_link, set_focus, run_label
+from pages.run_focus import follow_focus, hand_over_deep_link, set_focus, run_label, warn_unfinished
 from udd_core import inspection_views as views
 from udd_core import runs
 from udd_core.data import data_kind
@@ -119,8 +119,7 @@ with st.sidebar:
                                   "photo edges and backgrounds often vary more than the part itself.")
 
 run = by_name[ss["insp_run"]]
-if run.epochs_done == 0 and run.status != "finished":  # stopped or interrupted inside its first epoch
-    st.warning(f"{run.name} has not finished an epoch: its model holds barely trained weights.")
+unfinished = warn_unfinished(run.path)
 if (train_on := runs.run_train_on(run.path)) != "normal":
     seen = "every image, defects included" if train_on == "all" else f"the classes {train_on}"
     st.warning(f"{run.name} was trained on {seen}, not on normal images only: it learned to reconstruct those "
@@ -157,7 +156,8 @@ else:
                   key=f"insp_thr_{tag}")
     insp = base.with_threshold(t, "manual")
 for note in insp.notices:  # after the threshold: the note on too few normal images follows the slider
-    st.caption(f"ℹ️ {note}")
+    if note != unfinished:  # shown above as a warning
+        st.caption(f"ℹ️ {note}")
 m = insp.metrics
 cols = st.columns([1.35, 1, 1, 1.35, 1, 1, 1, 1.3])  # the AUROC labels and their help icons fit on one line
 for col, (label, v) in zip(cols, [("image AUROC", m.image_auroc), ("image AP", m.image_ap), ("F1 max", m.f1_max),

@@ -73,3 +73,14 @@ def run_label(info) -> str:
     if one_pass:
         return f"{info.status}, {method} (one pass)"
     return f"{info.status}, {info.epochs_done} epochs" + ("" if method == "autoencoder" else f", {method}")
+
+
+def warn_unfinished(run_dir: Path) -> str | None:
+    """Warn when the run in view has not finished training (`runs.unfinished_note`, the line `udd score`
+    prints first among its notices) and return that line; None for a finished run."""
+    from udd_core.runs import unfinished_note
+
+    note = unfinished_note(run_dir)
+    if note:
+        st.warning(note[0].upper() + note[1:] + ".")
+    return note

@@ -1,16 +1,15 @@
 """Tests for udd_core.data (loaders, noise patches, preprocessing) and udd_core.uploads."""
 from __future__ import annotations
 
-import io
 import shutil
 import struct
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from archives import zip_bytes
 from udd_core.data import (
     DataError, ImageSet, add_noise_patches, data_kind, estimate_cache_bytes, extract_zip, load_dataset,
     native_size, preprocess, save_uploads,
@@ -174,23 +173,12 @@ def test_native_size_from_headers(tmp_path, mvtec):
 # ----------------------------------------------------------------------------- uploads
 
 
-def make_zip(members: dict[str, bytes], symlinks: tuple[str, ...] = ()) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            info = zipfile.ZipInfo(name)
-            if name in symlinks:
-                info.external_attr = 0o120777 << 16
-            zf.writestr(info, data)
-    return buf.getvalue()
-
-
 def tree(p: Path) -> list[str]:
     return sorted(str(q.relative_to(p)) for q in p.rglob("*"))
 
 
 def test_extract_zip_normal(tmp_path):
-    data = make_zip({"set/a.png": b"A", "set/sub/b.png": b"BB", "set/": b"", "__MACOSX/set/._a.png": b"x"})
+    data = zip_bytes({"set/a.png": b"A", "set/sub/b.png": b"BB", "set/": b"", "__MACOSX/set/._a.png": b"x"})
     out = extract_zip(data, tmp_path / "dest")
     assert [p.relative_to(tmp_path / "dest").as_posix() for p in out] == ["set/a.png", "set/sub/b.png"]
     assert out[1].read_bytes() == b"BB"
@@ -204,7 +192,7 @@ def test_extract_zip_rejects_hostile_members(tmp_path, bad):
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / "keep.txt").write_text("mine")
-    data = make_zip({"fine.txt": b"ok", bad: b"x"}, symlinks=("link",))
+    data = zip_bytes({"fine.txt": b"ok", bad: b"x"}, symlinks=("link",))
     with pytest.raises(DataError, match="member"):
         extract_zip(data, dest)
     assert tree(dest) == ["keep.txt"] and (dest / "keep.txt").read_text() == "mine"
@@ -212,10 +200,10 @@ def test_extract_zip_rejects_hostile_members(tmp_path, bad):
 
 
 def test_extract_zip_limits(tmp_path):
-    many = make_zip({f"{i}.txt": b"x" for i in range(5)})
+    many = zip_bytes({f"{i}.txt": b"x" for i in range(5)})
     with pytest.raises(DataError, match="limit of 4"):
         extract_zip(many, tmp_path / "d1", max_files=4)
-    big = make_zip({"zeros.bin": bytes(2**20)})
+    big = zip_bytes({"zeros.bin": bytes(2**20)})
     with pytest.raises(DataError, match="bytes"):
         extract_zip(big, tmp_path / "d2", max_total_bytes=2**19)
     assert not (tmp_path / "d1").exists() and not (tmp_path / "d2").exists()
@@ -224,7 +212,7 @@ def test_extract_zip_limits(tmp_path):
 
 
 def test_extract_zip_bomb_with_lying_sizes(tmp_path):
-    data = bytearray(make_zip({"a.txt": b"fine", "bomb.bin": bytes(4 * 2**20)}))
+    data = bytearray(zip_bytes({"a.txt": b"fine", "bomb.bin": bytes(4 * 2**20)}))
     # Claim 100 bytes uncompressed for bomb.bin in both its local and its central header.
     for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
         pos = data.index(sig, data.index(sig) + 1)  # second member's header
@@ -238,11 +226,11 @@ def test_extract_zip_bomb_with_lying_sizes(tmp_path):
 
 def test_save_uploads(tmp_path):
     dest = tmp_path / "up"
-    out = save_uploads([("C:\\Users\\me\\a.png", b"A"), ("set.zip", make_zip({"x/b.png": b"B"}))], dest)
+    out = save_uploads([("C:\\Users\\me\\a.png", b"A"), ("set.zip", zip_bytes({"x/b.png": b"B"}))], dest)
     assert [p.relative_to(dest).as_posix() for p in out] == ["a.png", "x/b.png"]
     assert (dest / "a.png").read_bytes() == b"A"
     with pytest.raises(DataError, match="evil"):
-        save_uploads([("c.png", b"C"), ("bad.zip", make_zip({"../evil": b"x"}))], dest)
+        save_uploads([("c.png", b"C"), ("bad.zip", zip_bytes({"../evil": b"x"}))], dest)
     assert not (dest / "c.png").exists() and tree(dest) == ["a.png", "x", "x/b.png"]
     with pytest.raises(DataError, match="upload name"):
         save_uploads([("..", b"x")], dest)
@@ -334,9 +322,9 @@ def test_extract_zip_replaces_files_but_restores_them_on_failure(tmp_path):
     (dest / "set" / "a.txt").write_text("old")
     (dest / "set" / "b").mkdir()  # a member named set/b cannot replace a folder
     with pytest.raises(DataError, match="set/b"):
-        extract_zip(make_zip({"set/a.txt": b"new", "set/new/c.txt": b"c", "set/b": b"x"}), dest)
+        extract_zip(zip_bytes({"set/a.txt": b"new", "set/new/c.txt": b"c", "set/b": b"x"}), dest)
     assert (dest / "set" / "a.txt").read_text() == "old" and tree(dest) == ["set", "set/a.txt", "set/b"]
-    extract_zip(make_zip({"set/a.txt": b"new"}), dest)
+    extract_zip(zip_bytes({"set/a.txt": b"new"}), dest)
     assert (dest / "set" / "a.txt").read_text() == "new" and not list(dest.glob(".udd-unzip-*"))
 
 

@@ -261,3 +261,18 @@ def test_the_legend_names_the_heatmap_unit_and_where_the_pixel_threshold_comes_f
     top = inspect_run(run, mvtec, score="topk", topk_percent=2.5)  # says top-k, not max
     assert "top 2.5% of pixels average above it" in top.scale_legend() and "alone" not in top.scale_legend()
     assert peak.factors is None and peak.score_text(0) == f"score {peak.scores[0]:.5g}"
+
+
+def test_validation_images_survive_a_damaged_train_json(run):
+    """Damaged data or settings fields in train.json give a note (or no images), never a crash."""
+    from udd_core.inspection_inputs import run_validation_images
+
+    info = runs.read_train(run)
+    images, source, notes = run_validation_images(info, (1, SIZE, SIZE))
+    assert source == "validation" and len(images) and not notes
+    assert run_validation_images({**info, "data": [1]}, (1, SIZE, SIZE)) == (None, "", [])  # no data: nothing
+    for bad in ({"val_split": None}, {"seed": "x"}):
+        images, source, notes = run_validation_images({**info, "settings": bad}, (1, SIZE, SIZE))
+        assert images is None and notes[0].startswith("cannot reload the run's validation images"), bad
+    images, source, _ = run_validation_images({**info, "settings": ["x"]}, (1, SIZE, SIZE))  # defaults apply
+    assert source == "validation" and len(images)

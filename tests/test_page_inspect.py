@@ -173,3 +173,18 @@ def test_a_run_of_another_method_opens_with_its_own_defaults(monkeypatch, tmp_pa
     assert float(metrics(app)["image AUROC"]) == 1.0
     # 8 x (input, residual, overlay), no reconstruction; + the colour legend and the drill-down
     assert len(app.get("image")) == 8 * 3 + 2
+
+
+def test_an_unfinished_run_is_one_warning_not_also_a_notice(monkeypatch, runs_dir, tmp_path):
+    import json
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir, root)
+    (root / "tiny" / "status.json").write_text(json.dumps({"status": "interrupted", "message": "no heartbeat"}))
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception
+    assert [w.value for w in app.warning] == [
+        "Run tiny is interrupted (no heartbeat): this is the model saved so far, not a finished one."]
+    assert not any("is interrupted" in c.value for c in app.caption)  # udd score's notice, said once here

@@ -3,11 +3,9 @@
 Jobs are real TrainJob threads; the JobManager lives in st.cache_resource, which AppTest shares
 across sessions of one process, so a second AppTest is what a browser refresh looks like.
 """
-import io
 import json
 import statistics
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from archives import zip_bytes
 from udd_core import runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -286,31 +285,23 @@ def test_a_failing_job_shows_the_error_and_where(tiny_config, data, runs_dir, mo
     assert table(at).loc[selected(at), "status"] == "failed"
 
 
-def _zip(members: dict) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, payload in members.items():
-            z.writestr(name, payload)
-    return buf.getvalue()
-
-
 def test_upload_saves_a_zip_and_refuses_a_hostile_one(tiny_config, data, runs_dir, tmp_path):
     at = page(tiny_config, data, train_data_mode="Upload")
     pngs = {f"set/train/good/{p.name}": p.read_bytes() for p in sorted(data.iterdir())[:5]}
-    at.file_uploader(key="train_upload").set_value([("good.zip", _zip(pngs), "application/zip")]).run()
+    at.file_uploader(key="train_upload").set_value([("good.zip", zip_bytes(pngs), "application/zip")]).run()
     assert not at.exception and not at.error
     saved = Path(at.session_state["train_upload_dir"])
     assert saved.parent == runs_dir / "uploads" and len(list(saved.rglob("*.png"))) == 5
     assert any("5 images" in c.value for c in at.caption) and not at.warning
 
     broken = {**pngs, "set/train/good/bad.png": b"no image"}  # counted as 6 images before
-    at.file_uploader(key="train_upload").set_value([("more.zip", _zip(broken), "application/zip")]).run()
+    at.file_uploader(key="train_upload").set_value([("more.zip", zip_bytes(broken), "application/zip")]).run()
     assert not at.exception and not at.error
     assert [w.value for w in at.warning] == ["left out 1 file(s) that are not readable images: set/train/good/bad.png"]
     assert any("5 images" in c.value for c in at.caption)
     second = Path(at.session_state["train_upload_dir"])
 
-    evil = _zip({"ok.png": pngs[next(iter(pngs))], "../../evil.png": b"x"})
+    evil = zip_bytes({"ok.png": pngs[next(iter(pngs))], "../../evil.png": b"x"})
     at.file_uploader(key="train_upload").set_value([("evil.zip", evil, "application/zip")]).run()
     assert not at.exception
     assert "'..'" in errors(at) and "\n" not in errors(at)

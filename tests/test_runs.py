@@ -193,6 +193,10 @@ def test_unfinished_note_names_a_run_that_did_not_finish(tmp_path):
                                         "not a finished one"
     runs.write_status(run, "failed", "")
     assert runs.unfinished_note(run).startswith("run r is failed: ")
+    (run / runs.LAST_WEIGHTS).write_bytes(b"")  # weights saved inside epoch 1, no epoch in the history
+    assert runs.unfinished_note(run) == "run r is failed: no epoch has finished, so its weights are barely trained"
+    runs.append_history(run, {"epoch": 1, "train_loss": 0.5})
+    assert runs.unfinished_note(run).endswith("this is the model saved so far, not a finished one")
 
 
 def test_train_json_fields_are_read_in_one_place():
@@ -203,6 +207,10 @@ def test_train_json_fields_are_read_in_one_place():
     assert runs.train_on({}) == runs.train_on({"settings": {"train_on": " "}}) == "normal"  # older runs
     assert runs.train_on({"settings": ["all"]}) == "normal"
     assert runs.train_shape({"input_shape": [1, True, 4]}) is None  # a bool is no size
+    assert runs.train_settings(info) == {"train_on": "all"} and runs.train_settings({"settings": "x"}) == {}
+    assert runs.train_epochs({"settings": {"epochs": 30}}) == 30
+    for bad in (True, 0, "30", 3.0, None):
+        assert runs.train_epochs({"settings": {"epochs": bad}}) is None, bad
 
 
 def test_status_line_and_run_source(tmp_path):

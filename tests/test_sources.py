@@ -1,13 +1,12 @@
 """udd_core.sources: the data sets offered for training, their size estimate, uploads and the set cache."""
-import io
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from archives import zip_bytes
 from udd_core import sources
 from udd_core.data import DataError
 
@@ -80,17 +79,9 @@ def test_default_run_names_are_unique_and_valid(tmp_path):
     assert sources.default_run_name(tmp_path, "/x/....", now=t).startswith("run-")  # nothing usable in the name
 
 
-def _zip(members: dict) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, payload in members.items():
-            z.writestr(name, payload)
-    return buf.getvalue()
-
-
 def test_save_upload_makes_a_new_folder_each_time(tmp_path):
     img = png(tmp_path / "x.png").read_bytes()
-    a, notes = sources.save_upload([("x.png", img), ("pack.zip", _zip({"d/y.png": img}))], tmp_path / "runs")
+    a, notes = sources.save_upload([("x.png", img), ("pack.zip", zip_bytes({"d/y.png": img}))], tmp_path / "runs")
     b, _ = sources.save_upload([("x.png", img)], tmp_path / "runs")
     assert a != b and a.parent == b.parent == tmp_path / "runs" / "uploads" and notes == []
     assert sorted(p.relative_to(a).as_posix() for p in a.rglob("*.png")) == ["d/y.png", "x.png"]
@@ -110,7 +101,7 @@ def test_unreadable_images_are_not_kept_and_named(tmp_path):
 @pytest.mark.parametrize("member", ["../evil.png", "/abs/evil.png", "a/../../evil.png"])
 def test_hostile_zip_is_refused_and_leaves_nothing(tmp_path, member):
     with pytest.raises(DataError) as e:
-        sources.save_upload([("evil.zip", _zip({"fine.png": b"1", member: b"2"}))], tmp_path / "runs")
+        sources.save_upload([("evil.zip", zip_bytes({"fine.png": b"1", member: b"2"}))], tmp_path / "runs")
     assert "\n" not in str(e.value) and str(e.value).startswith("evil.zip: zip member")
     assert list((tmp_path / "runs" / "uploads").iterdir()) == []
     assert not list(tmp_path.rglob("evil.png"))
@@ -118,7 +109,7 @@ def test_hostile_zip_is_refused_and_leaves_nothing(tmp_path, member):
 
 def test_an_upload_without_images_is_refused_and_leaves_nothing(tmp_path):
     with pytest.raises(DataError, match=r"upload notes.zip: folder holds no images"):
-        sources.save_upload([("notes.zip", _zip({"a.txt": b"1", "b.csv": b"2"}))], tmp_path / "runs")
+        sources.save_upload([("notes.zip", zip_bytes({"a.txt": b"1", "b.csv": b"2"}))], tmp_path / "runs")
     assert list((tmp_path / "runs" / "uploads").iterdir()) == []
 
 

@@ -91,7 +91,7 @@ def run_validation_images(run: dict, input_shape: tuple[int, int, int]) -> tuple
     Without a validation split the training images stand in ("training"); when the data cannot be
     reloaded the images are None and the notes say why.
     """
-    src, st = run.get("data") or {}, run.get("settings") or {}
+    src, st = runs.train_source(run), runs.train_settings(run)
     if not src.get("path"):
         return None, "", []
     try:
@@ -102,7 +102,7 @@ def run_validation_images(run: dict, input_shape: tuple[int, int, int]) -> tuple
             "its validation split may differ"]
         _, va = split_indices(len(imgs), float(st.get("val_split", 0.1)), int(st.get("seed", 0)))
         return (imgs[va], "validation", notes) if len(va) else (imgs, "training", notes)
-    except (ValueError, OSError) as e:
+    except (ValueError, TypeError, OSError) as e:  # TypeError: a damaged val_split or seed in train.json
         return None, "", [f"cannot reload the run's validation images: {e}"]
 
 

@@ -235,8 +235,7 @@ def resume_offer(run: runs.RunInfo, status: str) -> Optional[ResumeOffer]:
     shape, data = runs.train_shape(info), runs.train_source(info)
     if shape is None:  # a damaged train.json: TrainJob.resume would refuse it
         return None
-    settings = info.get("settings") if isinstance(info.get("settings"), dict) else {}
-    planned = settings.get("epochs") if isinstance(settings.get("epochs"), int) else 1
+    planned = runs.train_epochs(info) or 1
     return ResumeOffer(str(data.get("path") or ""), shape, bool(data.get("tile")),
                        planned if planned > run.epochs_done else run.epochs_done + 10, run.epochs_done)
 

@@ -276,8 +276,8 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     if (run / runs.STATUS_FILE).is_file():  # a stopped run must not pass for a finished one
         st = runs.read_status(run)
         setup.append(("run status", f"{st['status']}: {runs.status_message(st)}".rstrip(": ")))
-    if isinstance(train.get("settings"), dict):
-        shown = applied_settings(train["settings"], not one_pass)
+    if runs.train_settings(train):
+        shown = applied_settings(runs.train_settings(train), not one_pass)
         setup.append(("fit settings" if one_pass else "training settings", _fields(shown)))
     if one_pass:  # no epochs, so no curve: what the fit did instead (method.json's "fit")
         fit = spec.get("fit") if isinstance(spec.get("fit"), dict) else {}

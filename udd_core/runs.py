@@ -146,10 +146,21 @@ def train_shape(info: Mapping[str, Any]) -> Optional[tuple[int, int, int]]:
     return tuple(shape)  # type: ignore[return-value]
 
 
+def train_settings(info: Mapping[str, Any]) -> dict:
+    """The training settings a train.json (`info`) records, as saved; {} when missing or damaged."""
+    settings = info.get("settings")
+    return settings if isinstance(settings, dict) else {}
+
+
+def train_epochs(info: Mapping[str, Any]) -> Optional[int]:
+    """The epoch count a train.json (`info`) planned (settings.epochs); None when unknown or damaged."""
+    value = train_settings(info).get("epochs")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def train_on(info: Mapping[str, Any]) -> str:
     """What a train.json (`info`) says the run trained on (settings.train_on): "normal" for older runs."""
-    settings = info.get("settings")
-    value = settings.get("train_on") if isinstance(settings, dict) else None
+    value = train_settings(info).get("train_on")
     return value if isinstance(value, str) and value.strip() else "normal"
 
 
@@ -298,8 +309,11 @@ def unfinished_note(run_dir: Union[str, Path]) -> Optional[str]:
     if st["status"] == "finished":
         return None
     said = status_message(st)
+    # Weights saved inside epoch 1 (a stop or a crash there) and no epoch in the history: barely trained.
+    untrained = (p / LAST_WEIGHTS).is_file() and not read_history(p)
     return (f"run {p.name} is {st['status']}" + (f" ({said})" if said else "") +
-            ": this is the model saved so far, not a finished one")
+            (": no epoch has finished, so its weights are barely trained" if untrained else
+             ": this is the model saved so far, not a finished one"))
 
 
 def _iso(t: float) -> str:
