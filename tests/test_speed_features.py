@@ -142,6 +142,42 @@ def test_no_bf16_recheck_after_the_last_epoch(tmp_path, tiny_config, monkeypatch
     assert not any("from now on" in n for n in board.notices)
 
 
+def resume_sync(run, cfg, settings) -> train_mod.ProgressBoard:
+    """Train the stopped or finished `run` on to `settings.epochs`, as TrainJob.resume does."""
+    imgs = make_images()
+    tr, va = split_indices(len(imgs), settings.val_split, settings.seed)
+    board = train_mod.ProgressBoard(str(run), settings.epochs)
+    assert train(seeded_model(cfg, SHAPE, settings.seed), imgs[tr], imgs[va], settings, run, board=board,
+                 resume=True) == "finished"
+    return board
+
+
+def test_resume_goes_on_in_bf16_after_the_loss_check_only(tmp_path, tiny_config, monkeypatch):
+    monkeypatch.setattr(train_mod, "bf16_fast", lambda dev: True)
+    _, _, run, _, _ = run_sync(tmp_path, tiny_config, fast(amp_bf16=True))
+    calls = []
+
+    def scripted(model, x_in, x, with_grad=True, **kw):  # a trained model's gradients fail, its loss does not
+        calls.append(with_grad)
+        return Parity(0.1, 0.1, 0.0, 0.7 if with_grad else None)
+
+    monkeypatch.setattr(train_mod, "check_bf16_parity", scripted)
+    board = resume_sync(run, tiny_config, fast(amp_bf16=True, epochs=4))
+    assert calls == [False, False]  # the end-of-epoch loss check at the resume, then after epoch 3
+    assert [h["precision"] for h in runs.read_history(run)] == ["bf16"] * 4
+    assert any(n.startswith("resuming in bf16 autocast, as epoch 2 trained") for n in board.notices)
+
+
+def test_resume_stays_in_float32_once_bf16_had_drifted(tmp_path, tiny_config, monkeypatch):
+    calls = drift_after_start(monkeypatch)
+    _, _, run, _, _ = run_sync(tmp_path, tiny_config, fast(amp_bf16=True))
+    del calls[:]
+    board = resume_sync(run, tiny_config, fast(amp_bf16=True, epochs=3))
+    assert calls == []  # no check: the run had already left bf16
+    assert [h["precision"] for h in runs.read_history(run)] == ["bf16", "float32", "float32"]
+    assert "epoch 2 trained in float32, so the resumed epochs do too" in board.notices
+
+
 def test_no_native_bf16_means_float32(tmp_path, tiny_config, monkeypatch):
     monkeypatch.setattr(train_mod, "bf16_fast", lambda dev: False)
     _, _, run, board, _ = run_sync(tmp_path, tiny_config, fast(amp_bf16=True, epochs=1))

@@ -93,18 +93,32 @@ def _notice(board: ProgressBoard, text: str) -> None:
         board.notices.append(text)
 
 
-def _start_bf16(model: AutoEncoder, feed, s: TrainSettings, dev: torch.device, board: ProgressBoard) -> bool:
+def _start_bf16(model: AutoEncoder, feed, s: TrainSettings, dev: torch.device, board: ProgressBoard,
+                history: list[dict], check_feed) -> bool:
     """Whether the steps may use bf16 autocast: asked for, fast on `dev`, and at parity on real images.
 
-    The check feeds the first training images (with noise patches when the run paints them, from
-    their own generator so the run's random streams are untouched) through the model in float32
-    and in bf16, comparing the MSE and the weight gradients. Any refusal leaves a notice.
+    A new run: the check feeds the first training images (with noise patches when the run paints
+    them, from their own generator so the run's random streams are untouched) through the model in
+    float32 and in bf16, comparing the MSE and the weight gradients. A resumed run (its `history`)
+    goes on as its last epoch trained: in float32 once bf16 had drifted, else after the end-of-epoch
+    loss check on `check_feed`. The gradient check is not repeated there: near a minimum the float32
+    gradient is small, so bf16's rounding is large relative to it although the epochs trained in
+    bf16 kept the loss at parity. Any refusal leaves a notice.
     """
     if not s.amp_bf16:
         return False
     if not bf16_fast(dev):
         _notice(board, f"bf16 autocast is not supported natively on {dev.type}; training in float32")
         return False
+    last = history[-1].get("precision") if history else None
+    if last == "float32":
+        _notice(board, f"epoch {len(history)} trained in float32, so the resumed epochs do too")
+        return False
+    if last == "bf16":
+        if not _recheck_bf16(model, check_feed, dev, len(history), board):
+            return False
+        _notice(board, f"resuming in bf16 autocast, as epoch {len(history)} trained; validation stays float32")
+        return True
     x = feed.tensor(slice(0, PARITY_IMAGES), dev)  # (b, C, H, W)
     x_in = x
     if s.noise_patches and feed.paints_noise:
@@ -202,7 +216,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
     n_probe = min(s.n_probe, len(probe_feed))
     if s.noise_patches and not train_images.paints_noise:
         _notice(board, "noise patches are painted on pixels; this feed is cached features, so none are painted")
-    amp = _start_bf16(model, train_images, s, dev, board)
+    amp = _start_bf16(model, train_images, s, dev, board, history, val_images if has_val else train_images)
     board.update(status="running", epoch=done, step=0, steps_per_epoch=steps, epochs=s.epochs,
                  train_loss=[r.get("train_loss") for r in history], val_loss=[r.get("val_loss") for r in history],
                  probe_input=frozen_copy(probe_feed.probe_pictures(n_probe)) if n_probe else None,
