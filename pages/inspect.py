@@ -236,8 +236,9 @@ with tab_plots:
     else:
         b.info("ROC and per-type metrics need both normal and defective images with labels.")
     table = pd.DataFrame(insp.metric_table())
-    st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(help=METRIC_HELP[c])
-                                                        for c in table.columns if c in METRIC_HELP})
+    st.dataframe(table, hide_index=True, placeholder="—",  # a metric a type cannot have (no masks): not "None"
+                 column_config={c: st.column_config.NumberColumn(help=METRIC_HELP[c])
+                                for c in table.columns if c in METRIC_HELP})
     cm = insp.at(insp.threshold)
     st.markdown("**Confusion matrix at the threshold**")
     st.dataframe(pd.DataFrame({"predicted defective": [cm["tp"], cm["fp"]], "predicted good": [cm["fn"], cm["tn"]]},

@@ -133,8 +133,8 @@ def _runs_table(mgr: JobManager, root: Path) -> None:
     rows = run_rows(listed, mgr.statuses(listed))
     table = pd.DataFrame(rows, columns=list(RUN_COLUMNS)).astype({"epochs": "Int64", "best val loss": "Float64"})
     col = st.column_config
-    st.dataframe(table, hide_index=True, column_config={
-        "epochs": col.NumberColumn(width="small", help="Epochs trained; none for a method fitted in one pass "
+    st.dataframe(table, hide_index=True, placeholder="—", column_config={  # not "None" where a run has no value
+        "epochs": col.NumberColumn(width="small", help="Epochs trained; — for a method fitted in one pass "
                                                        "(no training epochs)"),
         "best val loss": col.NumberColumn(width=110, format="%.4g"),
         "created": col.DatetimeColumn(width=110, format="D MMM HH:mm"), "message": col.TextColumn()})

@@ -63,7 +63,9 @@ def test_changing_residual_and_moving_the_threshold(at):
     assert metrics(at)["threshold"] != before["threshold"]  # rescored with another residual
     auto = metrics(at)
     assert all(m.help for m in at.metric) and "over every threshold" in at.metric[0].help  # each figure explained
-    per_type = next(d.value for d in at.dataframe if "defect type" in d.value.columns)
+    per_type_frame = next(d for d in at.dataframe if "defect type" in d.value.columns)
+    per_type = per_type_frame.value
+    assert per_type_frame.proto.placeholder == "—"  # a metric a type cannot have shows a dash, not "None"
     assert {"image AUROC", "pixel AUROC", "AUPRO", "images"} <= set(per_type.columns)  # no raw field names
     assert per_type["defect type"].iloc[0] == "all"
     at.radio(key="insp_thr_mode").set_value("manual").run()
