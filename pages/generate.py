@@ -19,7 +19,6 @@ from udd_core.methods import detector_class, has_detector, run_method
 from udd_core.model import WEIGHTS_FILE
 from udd_core import runs
 from udd_core.runs import list_runs
-from udd_core.training_data import normal_images
 
 hand_over_deep_link("pages/generate.py")  # first: a deep link before app.py ever ran
 
@@ -62,8 +61,8 @@ def cached_class_grids(run_dir: str, mtime: float, data_path: str, split: str, t
 
 @st.cache_resource(show_spinner="Fitting latent statistics ...", max_entries=4)
 def cached_stats(run_dir: str, mtime: float, data_path: str, split: str, tile: bool, per_position: bool):
-    """Latent statistics of the normal images: what the model was trained on."""
-    images, _ = normal_images(cached_data(run_dir, mtime, data_path, split, tile))
+    """Latent statistics of the images the run learned from (its train_on)."""
+    images = gen.images_trained_on(cached_data(run_dir, mtime, data_path, split, tile), runs.run_train_on(run_dir))
     return gen.training_stats(cached_model(run_dir, mtime), images, per_position=per_position)
 
 

@@ -16,7 +16,7 @@ from udd_core.model import build_model
 from udd_core.presets import model_presets
 from udd_core.resemblance import changed_share, resemblance
 from udd_core.settings import TrainSettings, train_on_classes, training_presets
-from udd_core.training_data import training_images
+from udd_core.training_data import reference_normals, split_indices, training_images, training_mask
 from udd_core.wafer_generation import generated_maps, npz_bytes, write_npz
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +54,37 @@ def test_training_images_follow_train_on():
     with pytest.raises(ValueError, match=r"train_on: no images of class 'Nope', 'Edge' in the data \(classes: Center, "
                                          r"Donut, none\)"):
         training_images(ds, "Nope,Center,Edge")
+
+
+def test_reference_normals_are_the_normal_images_of_the_runs_own_validation_split():
+    labels = ["none", "Center"] * 10  # image i holds the value i; the even ones are normal
+    ds = _ds(labels)
+    idx = lambda imgs: imgs[:, 0, 0, 0].tolist()  # noqa: E731
+    for train_on in ("normal", "all", "Center,none"):
+        keep, _ = training_mask(ds, train_on)
+        seen = np.flatnonzero(keep)
+        _, va = split_indices(len(seen), 0.3, 7)  # the split training made of its images
+        images, source = reference_normals(ds, train_on, 0.3, 7)
+        assert source == "validation" and idx(images) == [i for i in seen[va] if labels[i] == "none"], train_on
+        assert images.shape[0] and all(labels[i] == "none" for i in idx(images))  # never a defect
+    images, source = reference_normals(ds, "Center", 0.3, 7)  # validated on defects only: the unseen normals
+    assert source == "unseen normal" and idx(images) == list(range(0, 20, 2))
+    images, source = reference_normals(ds, "all", 0.0, 7)  # no validation split
+    assert source == "training" and idx(images) == list(range(0, 20, 2))
+    assert reference_normals(_ds(["Center", "Donut"]), "all", 0.5, 0) == (None, "")  # no normal image at all
+    images, source = reference_normals(_ds(["good"] * 4), "normal", 0.5, 0)  # the default: as before
+    assert source == "validation" and idx(images) == sorted(split_indices(4, 0.5, 0)[1].tolist())
+
+
+def test_latent_statistics_come_from_what_the_run_learned():
+    from udd_core.generation import images_trained_on
+
+    ds = _ds(["none", "Center", "none", "Donut"])
+    idx = lambda imgs: imgs[:, 0, 0, 0].tolist()  # noqa: E731
+    assert idx(images_trained_on(ds, "normal")) == [0, 2]
+    assert idx(images_trained_on(ds, "all")) == [0, 1, 2, 3]  # a generation run learned the patterns too
+    assert idx(images_trained_on(ds, "Donut")) == [3]
+    assert idx(images_trained_on(ds, "Scratch")) == [0, 1, 2, 3]  # other data than the run's: all of it
 
 
 def test_cli_loss_choices_are_the_engine_losses():
@@ -134,6 +165,18 @@ def test_generation_run_end_to_end_with_the_npz_round_trip(tmp_path, capsys):
     assert rc == 0, err
     assert "trained on all 480 images, 320 of them labelled as defects" in err
     assert json.loads((run / "train.json").read_text())["settings"]["train_on"] == "all"
+    # Its threshold rests on the normal maps of its validation split, as udd export's does; the calibration
+    # that training made of that split (defects among them) is not used.
+    from udd_core.inspection import inspect_run
+    from udd_core.inspection_inputs import run_validation_images
+
+    normals, source, _ = run_validation_images(json.loads((run / "train.json").read_text()), (3, 26, 26))
+    insp = inspect_run(run, SAMPLE, split="train")
+    with np.load(SAMPLE) as z:
+        _, va = split_indices(480, 0.1, 0)  # the run's split of all 480 maps (train_on all)
+        expected = int((z["labels"][va] == "none").sum())
+    assert source == insp.normal_source == "validation" and len(insp.normal_scores) == len(normals) == expected > 0
+    assert "target FPR 1.00% on the validation images" in insp.threshold_source
     out, npz = tmp_path / "png", tmp_path / "gen.npz"
     argv = ["generate", str(run), "-n", "12", "--class", "Donut", "--out", str(out), "--npz", str(npz)]
     assert main(argv) == 0

@@ -13,9 +13,8 @@ from . import runs
 from .cli import UsageError, parse_ints, run_dir_arg
 from .data import kind_mismatch, same_data
 from .display import output_names, to_display, write_pngs
-from .generation import (class_pool, default_sigma_scale, generate, generate_random, load_generator, load_images,
-                         model_kind, training_stats)
-from .training_data import normal_images
+from .generation import (class_pool, default_sigma_scale, generate, generate_random, images_trained_on,
+                         load_generator, load_images, model_kind, training_stats)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -63,7 +62,7 @@ def run_generate(args: argparse.Namespace) -> int:
                          f"--npz: writes wafer maps, which need a 3-channel (one-hot) model; this run's model takes "
                          f"{c} channel{'s' if c != 1 else ''}")
     if args.random:
-        images, _ = normal_images(ds)  # the statistics of what the model was trained on
+        images = images_trained_on(ds, runs.run_train_on(args.run))  # the statistics of what the model learned
         out = generate_random(model, training_stats(model, images, per_position=args.per_position), args.n, args.seed)
         origins, prefix = ["random latent"] * args.n, "random"
     else:

@@ -239,15 +239,21 @@ def command_line(run_dir: Union[str, Path], n: int, sources: int, sigma: float, 
     return shlex.join(words + ["--out", "OUT"])
 
 
-def default_sigma_scale(model: AutoEncoder, ds: ImageSet, train_on: str = "normal") -> tuple[float, float]:
-    """(default σ, largest σ worth offering) of the Generate page and `udd generate` without --sigma:
-    `sigma_scale` over the images the run trained on (its ``train_on``), or all of ``ds`` when the
-    data holds none of them (another data set than the run's)."""
+def images_trained_on(ds: ImageSet, train_on: str = "normal") -> np.ndarray:
+    """The images of ``ds`` that a run with setting ``train_on`` learns from (`training_images`), or all
+    of them when the data holds none (another data set than the run's): where the latent statistics of
+    random latents and of the default σ come from. (N, H, W, C) uint8."""
     try:
         images, _ = training_images(ds, train_on)
     except ValueError:
-        images = ds.images
-    return sigma_scale(model, images if len(images) else ds.images)
+        return ds.images
+    return images if len(images) else ds.images
+
+
+def default_sigma_scale(model: AutoEncoder, ds: ImageSet, train_on: str = "normal") -> tuple[float, float]:
+    """(default σ, largest σ worth offering) of the Generate page and `udd generate` without --sigma:
+    `sigma_scale` over the images the run trained on (`images_trained_on`)."""
+    return sigma_scale(model, images_trained_on(ds, train_on))
 
 
 def latent_hw(model: AutoEncoder) -> tuple[int, int]:

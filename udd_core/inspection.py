@@ -55,7 +55,7 @@ class Inspection:
     pixel_threshold: float  # in map units: contours and regions
     norm: Optional[NormStats]
     normal_scores: Optional[np.ndarray]  # scores of the normal reference images the threshold came from
-    normal_source: str  # "validation", "training", "test good" or ""
+    normal_source: str  # "validation", "unseen normal", "training", "test good" or ""
     kind: str  # "image" or "wafer"
     settings: dict
     notices: list[str] = field(default_factory=list)

@@ -18,7 +18,7 @@ from . import runs
 from .data import ImageSet, data_kind, kind_mismatch, load_dataset, same_data, size_for_sizeless_model
 from .methods import Detector, load_detector
 from .settings import resolve_device
-from .training_data import normal_images, split_indices
+from .training_data import normal_images, reference_normals, training_mask
 
 
 @dataclass
@@ -68,7 +68,9 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     tile = bool(source.get("tile", False)) if tile is None else tile
     ds = load_dataset(data_path, shape, split=split, tile=tile, progress=progress)
     cal = None
-    if shape == trained and (p / runs.CALIBRATION_FILE).is_file():
+    # Training calibrates on its validation split, which for a run trained on every image or on chosen
+    # classes holds defects: such a run's normal reference is re-scored from `run_validation_images`.
+    if shape == trained and (p / runs.CALIBRATION_FILE).is_file() and runs.train_on(run) == "normal":
         cal = runs.read_json(p / runs.CALIBRATION_FILE)
     notices = ([] if size is not None or trained else [size_notice]) + list(ds.notices)
     same = same_data(data_path, source.get("path"))
@@ -85,23 +87,25 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
 
 
 def run_validation_images(run: dict, input_shape: tuple[int, int, int]) -> tuple[Optional[np.ndarray], str, list[str]]:
-    """The normal validation images of a run (its train.json as ``run``), reloaded at ``input_shape`` (C, H, W)
-    and split as training split them: (images or None, "validation" / "training" / "", notes).
+    """The normal images that set a run's heatmap scale and threshold (its train.json as ``run``), reloaded
+    at ``input_shape`` (C, H, W): (images or None, "validation" / "unseen normal" / "training" / "", notes).
 
-    Without a validation split the training images stand in ("training"); when the data cannot be
-    reloaded the images are None and the notes say why.
+    The normal images of the run's validation split, as training split them
+    (`training_data.reference_normals`, which also covers runs trained on chosen classes or on every
+    image); when the data cannot be reloaded the images are None and the notes say why.
     """
     src, st = runs.train_source(run), runs.train_settings(run)
     if not src.get("path"):
         return None, "", []
     try:
         ds = load_dataset(src["path"], input_shape, split="train", tile=bool(src.get("tile", False)))
-        imgs, _ = normal_images(ds)
-        notes = [] if src.get("count") in (None, len(imgs)) else [
-            f"the training data now holds {len(imgs)} normal images, the run had {src['count']}; "
+        train_on = runs.train_on(run)
+        count = int(training_mask(ds, train_on)[0].sum()) if train_on != "normal" else len(normal_images(ds)[0])
+        notes = [] if src.get("count") in (None, count) else [
+            f"the training data now holds {count} images the run would train on, the run had {src['count']}; "
             "its validation split may differ"]
-        _, va = split_indices(len(imgs), float(st.get("val_split", 0.1)), int(st.get("seed", 0)))
-        return (imgs[va], "validation", notes) if len(va) else (imgs, "training", notes)
+        images, source = reference_normals(ds, train_on, float(st.get("val_split", 0.1)), int(st.get("seed", 0)))
+        return images, source, notes
     except (ValueError, TypeError, OSError) as e:  # TypeError: a damaged val_split or seed in train.json
         return None, "", [f"cannot reload the run's validation images: {e}"]
 

@@ -46,26 +46,62 @@ def normal_images(ds: Any, for_training: bool = False) -> tuple[np.ndarray, Opti
                              f"{int((~keep).sum())} with other labels left out")
 
 
-def training_images(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Optional[str]]:
-    """The images a run with setting `train_on` learns from, and a note saying what was kept.
+def is_normal(labels) -> np.ndarray:
+    """(N,) bool: which labels name a defect-free image (`NORMAL_LABELS`, any case)."""
+    return np.array([str(v).strip().lower() in NORMAL_LABELS for v in labels], dtype=bool)
 
-    "normal": `normal_images(ds, for_training=True)`; "all": every image, defects included; class
-    labels ("Center,Donut"): the images with those labels, and a ValueError naming any label the
-    data does not have.
+
+def training_mask(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Optional[str]]:
+    """(N,) bool: the images of a loaded ImageSet that a run with setting `train_on` learns from (before
+    the validation split), and a note saying what was kept.
+
+    "normal": the normal images (a ValueError when every image is labelled as a defect); "all": every
+    image, defects included; class labels ("Center,Donut"): the images with those labels, and a
+    ValueError naming any label the data does not have.
     """
     classes = train_on_classes(train_on)
     if classes is None and train_on.strip() == "normal":
-        return normal_images(ds, for_training=True)
+        normal_images(ds, for_training=True)  # its refusal of an all-defect set
+        keep = is_normal(ds.labels)
+        return (keep if keep.any() else np.ones(len(keep), dtype=bool)), normal_images(ds)[1]
     labels = [str(v) for v in ds.labels]
     found = sorted(set(labels))
     if classes is None:  # "all"
-        defects = sum(str(v).strip().lower() not in NORMAL_LABELS for v in labels)
-        return ds.images, (f"trained on all {len(labels)} images, {defects} of them labelled as defects"
-                           if defects else None)
+        defects = int((~is_normal(labels)).sum())
+        return np.ones(len(labels), dtype=bool), (
+            f"trained on all {len(labels)} images, {defects} of them labelled as defects" if defects else None)
     unknown = [c for c in classes if c not in found]
     if unknown:
         raise ValueError(f"train_on: no images of class {', '.join(map(repr, unknown))} in the data "
                          f"(classes: {', '.join(found[:12])}{' ...' if len(found) > 12 else ''})")
     keep = np.isin(np.asarray(labels), classes)
-    return ds.images[keep], (f"trained on the {int(keep.sum())} images of {', '.join(classes)}; "
-                             f"{int((~keep).sum())} others left out")
+    return keep, (f"trained on the {int(keep.sum())} images of {', '.join(classes)}; "
+                  f"{int((~keep).sum())} others left out")
+
+
+def training_images(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Optional[str]]:
+    """The images a run with setting `train_on` learns from (`training_mask`), and its note."""
+    keep, note = training_mask(ds, train_on)
+    return (ds.images if keep.all() else ds.images[keep]), note
+
+
+def reference_normals(ds: Any, train_on: str, val_split: float, seed: int) -> tuple[Optional[np.ndarray], str]:
+    """The normal images that set a run's heatmap scale and threshold, and what they are.
+
+    The run's validation split is repeated as training made it (`training_mask`, then `split_indices`);
+    its normal images are "validation". A run that validated on defects only (trained on chosen classes)
+    takes the normal images it never saw ("unseen normal"); one with no validation split its normal
+    training images ("training"). (None, "") when the data holds no normal image.
+    """
+    normal = is_normal(ds.labels)
+    if not normal.any() and train_on.strip() == "normal":  # an unlabelled or all-defect set: all count
+        normal = np.ones(len(normal), dtype=bool)
+    keep, _ = training_mask(ds, train_on) if train_on.strip() != "normal" else (normal, None)
+    seen = np.flatnonzero(keep)
+    tr, va = split_indices(len(seen), val_split, seed)
+    for idx, source in ((seen[va], "validation"), (np.flatnonzero(normal & ~keep), "unseen normal"),
+                        (seen[tr], "training")):
+        idx = idx[normal[idx]]
+        if len(idx):
+            return ds.images[idx], source
+    return None, ""
