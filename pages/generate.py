@@ -221,12 +221,16 @@ if mode == MODES[0]:
             rows = g.by_source()
             srcs = [s for s, _ in rows]
             src_img = display.to_display(ds.images[srcs], kind)
-            rec_img = display.to_display(gen.reconstruct(model, ds.images, srcs), kind, shaded=shaded)
-            outputs = display.to_display(g.outputs, kind, shaded=shaded)
+            # Wafer maps keep their source's outline (none for images): what is shown is what the .npz holds.
+            wafer = kind == "wafer"
+            rec_img = display.to_display(gen.reconstruct(model, ds.images, srcs), kind, shaded=shaded,
+                                         outline=wg.source_maps(ds.images[srcs]) if wafer else None)
+            outline = wg.source_maps(ds.images[g.sources]) if wafer else None  # (k * per, H, W)
+            outputs = display.to_display(g.outputs, kind, shaded=shaded, outline=outline)
             names = display.output_names(len(outputs), "sample")
             spread = gen.training_stats(model, ds.images[srcs]).std  # cheap: only the k sources
-            if kind == "wafer":
-                npz = wg.npz_bytes(wg.generated_maps(g.outputs, wg.source_maps(ds.images[g.sources])),
+            if wafer:
+                npz = wg.npz_bytes(wg.generated_maps(g.outputs, outline),
                                    [ds.labels[i] for i in g.sources.tolist()], g.sources)
         except (ValueError, OSError) as e:
             show_error(e)

@@ -25,6 +25,18 @@ def test_shaded_wafers_blend_good_to_failing():
     assert tuple(hard[1]) == display.WAFER_COLOURS[1] and tuple(hard[2]) == display.WAFER_COLOURS[2]
 
 
+def test_an_outline_draws_the_dies_of_the_source_wafer():
+    y = torch.zeros((1, 3, 1, 3))
+    y[0, 0, 0, 0] = y[0, 0, 0, 1] = 1.0  # the model says "outside" at dies 0 and 1 ...
+    y[0, 1, 0, 2], y[0, 2, 0, 2] = 0.3, 0.7
+    outline = np.array([[[0, 1, 2]]])  # ... but the source wafer has die 1
+    hard = display.to_display(y, "wafer", min_side=1, outline=outline)[0, 0]
+    assert [tuple(c) for c in hard] == [display.WAFER_COLOURS[0], display.WAFER_COLOURS[1], display.WAFER_COLOURS[2]]
+    shaded = display.to_display(y, "wafer", min_side=1, shaded=True, outline=outline)[0, 0]
+    assert tuple(shaded[0]) == display.WAFER_COLOURS[0] and tuple(shaded[1]) != display.WAFER_COLOURS[0]
+    assert tuple(display.to_display(y, "wafer", min_side=1)[0, 0, 1]) == display.WAFER_COLOURS[0]  # no outline
+
+
 def test_image_outputs_are_clipped_and_gray_is_2d():
     y = torch.tensor([-0.5, 0.25, 1.7]).view(1, 1, 1, 3)
     out = display.to_display(y, "image", min_side=1)

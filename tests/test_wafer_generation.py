@@ -190,6 +190,12 @@ def test_generation_run_end_to_end_with_the_npz_round_trip(tmp_path, capsys):
         real, real_labels = z["maps"], z["labels"]
     assert (real_labels[sources] == "Donut").all() and len(set(sources.tolist())) == 12
     assert ((maps == 0) == (real[sources] == 0)).all()  # the wafer outline is the source's
+    from PIL import Image
+
+    from udd_core.display import render_wafer, upscale
+
+    pngs = np.stack([np.asarray(Image.open(p)) for p in sorted(out.glob("*.png"))])
+    assert (pngs == upscale(render_wafer(maps))).all()  # the PNGs draw exactly the maps of the .npz
     assert main(argv) == 2 and "already exists (pass --force" in capsys.readouterr().err
     assert main([*argv, "--force", "--sigma", "0"]) == 0
 

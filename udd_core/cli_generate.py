@@ -75,15 +75,17 @@ def run_generate(args: argparse.Namespace) -> int:
         gen = generate(model, ds.images, sigma, args.n, args.seed, ds.labels, args.cls, n_sources=args.sources)
         out, prefix = gen.outputs, "sample"
         origins = [f"{ds.names[s]} ({ds.labels[s]})" for s in gen.sources.tolist()]
-    npz = None
-    if args.npz:  # made before any file is written
+    npz, outline = None, None
+    if kind == "wafer" and not args.random:  # each map keeps its source's outline, in the PNGs as in the .npz
         from .wafer_generation import generated_maps, npz_bytes, source_maps
 
-        src = gen.sources
-        maps = generated_maps(out, source_maps(ds.images[src]))
-        npz = npz_bytes(maps, [ds.labels[s] for s in src.tolist()], src)
+        outline = source_maps(ds.images[gen.sources])  # (N, H, W)
+        if args.npz:  # made before any file is written
+            maps = generated_maps(out, outline)
+            npz = npz_bytes(maps, [ds.labels[s] for s in gen.sources.tolist()], gen.sources)
     new_folder = not Path(args.out).exists()
-    paths = write_pngs(to_display(out, kind), args.out, output_names(args.n, prefix), force=args.force)
+    paths = write_pngs(to_display(out, kind, outline=outline), args.out, output_names(args.n, prefix),
+                       force=args.force)
     if npz is not None:
         from .wafer_generation import write_npz
 

@@ -42,29 +42,33 @@ def upscale(images: np.ndarray, min_side: int = DISPLAY_MIN_SIDE) -> np.ndarray:
     return images if s == 1 else images.repeat(s, axis=1).repeat(s, axis=2)
 
 
-def shade_wafer(y: torch.Tensor) -> np.ndarray:
+def shade_wafer(y: torch.Tensor, outline: Optional[np.ndarray] = None) -> np.ndarray:
     """(N, 3, H, W) wafer model output -> (N, H, W, 3) uint8: dies shaded by failing-die share.
 
     Argmax hides a model that expects, say, 20 % failing dies on the rim: every die stays
-    "good". Here each die on the wafer (argmax not outside) is blended from the good-die to the
-    failing-die colour by p = fail / (good + fail), both clipped to [0, 1].
+    "good". Here each die on the wafer (argmax not outside, or nonzero in ``outline``, (N, H, W)
+    die values) is blended from the good-die to the failing-die colour by p = fail / (good + fail),
+    both clipped to [0, 1].
     """
     y = y.detach().float().clamp(0, 1).cpu()
     good, fail = y[:, 1], y[:, 2]  # (N, H, W)
     p = (fail / (good + fail).clamp_min(1e-6)).numpy()[..., None]  # (N, H, W, 1)
     colours = np.asarray(WAFER_COLOURS, dtype=np.float32)
     rgb = (1 - p) * colours[1] + p * colours[2]  # (N, H, W, 3)
-    outside = onehot_to_wafer(y) == 0  # (N, H, W)
+    outside = (onehot_to_wafer(y) if outline is None else np.asarray(outline)) == 0  # (N, H, W)
     rgb[outside] = colours[0]
     return np.rint(rgb).astype(np.uint8)
 
 
-def to_display(x, kind: str, min_side: int = DISPLAY_MIN_SIDE, shaded: bool = False) -> np.ndarray:
+def to_display(x, kind: str, min_side: int = DISPLAY_MIN_SIDE, shaded: bool = False,
+               outline: Optional[np.ndarray] = None) -> np.ndarray:
     """Images a person can look at: (N, H', W', 3) RGB or (N, H', W') gray uint8.
 
     ``x`` is model output (a (N, C, H, W) float tensor, clipped to [0, 1]) or the uint8 cache
     (N, H, W, C) of an ImageSet. Wafer data (``kind`` 'wafer') becomes die values by argmax and
     is drawn in WAFER_COLOURS; with ``shaded``, model output is drawn by `shade_wafer` instead.
+    ``outline`` (N, H, W) die values: the wafer outline of model output made from source maps, so a
+    generated map shows exactly the dies that `wafer_generation.generated_maps` (the .npz) gives it.
     Small images are upscaled with nearest neighbour.
     """
     if kind not in ("image", "wafer"):
@@ -73,7 +77,14 @@ def to_display(x, kind: str, min_side: int = DISPLAY_MIN_SIDE, shaded: bool = Fa
         if x.ndim != 4:
             raise ValueError(f"outputs must be (N, C, H, W), got shape {tuple(x.shape)}")
         if kind == "wafer":
-            out = shade_wafer(x) if shaded else render_wafer(onehot_to_wafer(x))
+            if shaded:
+                out = shade_wafer(x, outline)
+            elif outline is not None:
+                from .wafer_generation import generated_maps
+
+                out = render_wafer(generated_maps(x, outline))
+            else:
+                out = render_wafer(onehot_to_wafer(x))
         else:  # (N, C, H, W) float -> (N, H, W, C) uint8
             out = x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     else:
