@@ -14,8 +14,8 @@ from pages.run_focus import hand_over_deep_link
 from pages.train_runs import KEEP, run_panel, runs_table, select
 from udd_core import sources
 from udd_core.config import parse_config
-from udd_core.data import IMAGE_EXTS
-from udd_core.losses import LOSSES
+from udd_core.data import IMAGE_EXTS, data_kind
+from udd_core.losses import LOSSES, check_fits_data
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options
 from udd_core.presets import PIXEL_PRESET, design_input, design_label, method_choice, model_presets, preset_choice
 from udd_core.image_shapes import checked_image_shape
@@ -239,6 +239,12 @@ with left:
                              placeholder=f"automatic, e.g. {sources.default_run_name(ROOT, path)}").strip()
     if sharing := mgr.sharing_note():
         st.caption(f"ℹ️ {sharing}")
+    if path and config is not None and data_error is None and method_cls.trains_epochs:
+        try:  # a wafer (die-class) model or loss on photos: said before Start, as TrainJob.create refuses it
+            check_fits_data(ss["train_loss"], config.output, data_kind(path))
+        except (ValueError, OSError) as e:
+            data_error = str(e)
+            st.error(f"{data_error}. Pick wafer data, or another model or loss.")
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
                  disabled=shape is None or data_error is not None):
         try:

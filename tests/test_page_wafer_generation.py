@@ -20,6 +20,22 @@ def errors(app) -> str:
 pytestmark = pytest.mark.usefixtures("no_job_left_behind")
 
 
+def test_a_wafer_generation_model_on_photos_is_refused_before_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "pages" / "train.py"), default_timeout=TIMEOUT)
+    for k, v in {"train_data_mode": "Path", "train_path": str(ROOT / "sample_data" / "surface")}.items():
+        at.session_state[k] = v
+    at.run()
+    at.radio(key="train_model_mode").set_value("Preset").run()
+    at.selectbox(key="train_model_preset").select("wafer-26-gen").run()
+    assert not at.exception and at.selectbox(key="train_loss").value == "ce"  # the preset's training preset
+    assert "loss: 'ce' is a cross-entropy over die classes and needs wafer maps" in errors(at)
+    assert next(b for b in at.button if b.label == "Start training").disabled
+    at.text_input(key="train_path").input(str(ROOT / "sample_data" / "wafer_maps_26x26.npz")).run()
+    assert not at.error, errors(at)  # wafer maps: nothing to refuse
+    assert not next(b for b in at.button if b.label == "Start training").disabled
+
+
 def test_train_page_trains_on_the_chosen_classes(tmp_path, monkeypatch):
     from udd_core.settings import training_presets
 

@@ -146,6 +146,32 @@ def test_balanced_cross_entropy_weighs_a_sparse_channel_like_the_others():
 
 # --- udd train / udd generate end to end ---------------------------------------------------------
 
+def test_die_class_training_on_photos_is_refused_naming_the_field(tmp_path, capsys):
+    from udd_core.losses import check_fits_data
+
+    check_fits_data("ce", "softmax", "wafer")  # what they are for
+    check_fits_data("mse", "linear", "mvtec")
+    with pytest.raises(ValueError, match=r"^loss: 'ce-balanced' is a cross-entropy over die classes and needs wafer"):
+        check_fits_data("ce-balanced", "softmax", "folder")
+    with pytest.raises(ValueError, match=r'^output: "softmax" gives die-class probabilities and needs wafer maps'):
+        check_fits_data("mse", "softmax", "mvtec")
+    surface = ROOT / "sample_data" / "surface"
+    for argv, message in ((["--preset", "wafer-generation"], "--loss: 'ce' is a cross-entropy over die classes"),
+                          (["--loss", "mse"], 'wafer-26-gen: output: "softmax" gives die-class probabilities')):
+        rc = main(["train", "wafer-26-gen", "--data", str(surface), "--out", str(tmp_path / "r"), "--epochs", "1",
+                   *argv])
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err and err.count("\n") == 1 and not (tmp_path / "r").exists(), err
+    from udd_core.jobs import TrainJob
+    from udd_core.presets import model_presets
+
+    preset = model_presets()["wafer-26-gen"]
+    with pytest.raises(ValueError, match="^loss: 'ce' is a cross-entropy"):  # the engine refuses it too
+        TrainJob.create(tmp_path / "j", preset.config, preset.input_shape, np.zeros((4, 26, 26, 3), np.uint8),
+                        TrainSettings(loss="ce"), {"path": str(surface), "kind": "mvtec"})
+    assert not (tmp_path / "j").exists()
+
+
 def test_train_refusals_name_the_option(tmp_path, capsys):
     for extra, message in ((["--train-on", "Nope,Center"], "--train-on: no images of class 'Nope' in the data"),
                            (["--train-on", "Loc,,Donut"], "--train-on: an empty class name"),

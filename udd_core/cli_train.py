@@ -22,7 +22,7 @@ from .runs import is_empty_dir, read_history, read_train, train_on, train_shape
 from .settings import TrainSettings, training_presets
 from .sources import source_record
 from .image_shapes import image_channels
-from .losses import check_loss_fits
+from .losses import check_fits_data, check_loss_fits
 from .training_data import training_images
 
 
@@ -235,6 +235,12 @@ def run_train(args: argparse.Namespace) -> int:
         checked_settings(settings)  # an unusable device or pattern folder fails now, not after the data loads
         size = parse_ints(args.size, 2, "--size") if args.size else None  # checked before the data is looked at
         kind = data_kind(args.data)
+        if config is not None:
+            try:  # a wafer (die-class) model or loss on photos: refused before the data loads
+                check_fits_data(settings.loss, config.output, kind)
+            except ValueError as e:
+                field, why = str(e).split(": ", 1)
+                raise UsageError(f"--loss: {why}" if field == "loss" else f"{args.config}: {field}: {why}") from None
         if size:
             h, w = size
         elif preset_shape is not None:

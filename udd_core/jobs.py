@@ -22,7 +22,7 @@ from .methods.autoencoder import AutoencoderDetector
 from .model import CONFIG_FILE, AutoEncoder
 from .progress import Progress, ProgressBoard
 from .settings import TrainSettings, applied_settings, resolve_device
-from .losses import check_loss_fits
+from .losses import check_fits_data, check_loss_fits
 from .train import TrainingFailed, check_images
 from .training_data import split_indices, training_images
 
@@ -77,6 +77,8 @@ class TrainJob:
         check_images(images, tuple(input_shape), "images")
         if (model := getattr(detector, "model", None)) is not None:
             check_loss_fits(settings.loss, model.config.output)
+            if (source or {}).get("kind"):
+                check_fits_data(settings.loss, model.config.output, source["kind"])
         if len(images) == 0:
             raise ValueError("images: none given")
         settings = checked_settings(settings)

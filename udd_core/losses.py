@@ -74,3 +74,17 @@ def check_loss_fits(loss: str, output: str) -> None:
     if loss in SOFTMAX_LOSSES and output != "softmax":
         raise ValueError(f"loss: {loss!r} needs a model that outputs probabilities; set \"output\": \"softmax\" "
                          "in its config (e.g. the wafer-26-gen preset)")
+
+
+def check_fits_data(loss: str, output: str, kind: str) -> None:
+    """Refuse die-class training on images (`kind` from data.data_kind, not "wafer"): a cross-entropy
+    loss or a softmax output treats the channels as one-hot die classes, which a photo's are not.
+    The ValueError starts with the field at fault: "loss:" or "output:"."""
+    if kind == "wafer":
+        return
+    if loss in SOFTMAX_LOSSES:
+        raise ValueError(f"loss: {loss!r} is a cross-entropy over die classes and needs wafer maps; these data are "
+                         "images (train them with mse, ssim or mse+ssim)")
+    if output == "softmax":
+        raise ValueError("output: \"softmax\" gives die-class probabilities and needs wafer maps; these data are "
+                         "images (use a model whose config leaves output at \"linear\")")
