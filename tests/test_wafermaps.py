@@ -96,12 +96,17 @@ def test_onehot_round_trip():
         onehot_to_wafer(np.zeros((2, 4, 4)))
 
 
-def test_labels_of_another_length_are_a_notice_and_an_empty_file_names_itself(tmp_path):
+def test_labels_of_another_length_are_refused_and_an_empty_file_names_itself(tmp_path):
     maps = np.ones((4, 6, 6), np.uint8)
     np.savez(tmp_path / "w.npz", maps=maps, labels=np.array(["Center"] * 3))
-    s = load_dataset(tmp_path / "w.npz", (3, 6, 6))
-    assert s.labels == ["good"] * 4
-    assert any("3 labels for the 4 maps of maps; ignored" in n for n in s.notices)
+    # Taken as unlabelled, the Center maps would train a detector as normal ones.
+    with pytest.raises(DataError, match=r"^w.npz:labels: 3 labels fit no map array \(maps: 4 maps\); give one label"):
+        load_dataset(tmp_path / "w.npz", (3, 6, 6))
+    np.savez(tmp_path / "two.npz", maps_a=maps, maps_b=maps[:3], labels=np.array(["Center"] * 3))
+    with pytest.raises(DataError, match=r"two.npz:labels: 3 labels fit no map array \(maps_a: 4, maps_b: 3 maps\)"):
+        load_dataset(tmp_path / "two.npz", (3, 6, 6))  # the length fits maps_b, the name does not: not guessed
+    np.savez(tmp_path / "two.npz", maps_a=maps, maps_b=maps[:3], labels_b=np.array(["Center"] * 3))
+    assert load_dataset(tmp_path / "two.npz", (3, 6, 6)).labels == ["good"] * 4 + ["Center"] * 3
     np.save(tmp_path / "empty.npy", np.zeros((0, 6, 6), np.uint8))
     with pytest.raises(DataError, match="empty.npy: holds no wafer maps"):
         load_dataset(tmp_path / "empty.npy", (3, 6, 6))

@@ -83,6 +83,19 @@ def _resize_nearest(maps: np.ndarray, h: int, w: int) -> np.ndarray:
     return maps[:, rows][:, :, cols]
 
 
+def _refuse_stray_labels(path: Path, keys: list[str], headers: Headers) -> None:
+    """A DataError for a labels array that belongs to no map array (another length, another suffix):
+    taken as unlabelled, its defect maps would train a detector as normal ones."""
+    count = lambda k: 1 if len(headers[k][0]) == 2 else headers[k][0][0]  # noqa: E731 - a 2-D array is one map
+    used = {_label_key(k, count(k), headers) for k in keys if k}
+    stray = [k for k, (s, _) in headers.items() if k in _LABEL_KEYS and k not in keys and len(s) in (1, 2)
+             and k not in used]
+    if stray:
+        arrays = ", ".join(f"{k}: {count(k)}" for k in keys if k)
+        raise DataError(f"{path.name}:{stray[0]}: {headers[stray[0]][0][0]} labels fit no map array ({arrays} maps); "
+                        "give one label per map (labels_X for maps_X), or leave the labels out")
+
+
 def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, int], None] | None = None
                     ) -> tuple[np.ndarray, list[str], list[str], list[str]]:
     """Every map of a .npy/.npz at `size` (H, W): (one-hot uint8 (N, H, W, 3), labels, names, notices).
@@ -95,6 +108,7 @@ def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, 
     keys = _map_keys(headers)
     if not keys:
         raise DataError(f"{path.name}: holds no (N, H, W) wafer map array")
+    _refuse_stray_labels(path, keys, headers)
     images, labels, names, notices = [], [], [], []
     try:
         z = np.load(path, allow_pickle=False)  # ndarray for .npy, a lazy NpzFile for .npz
@@ -116,10 +130,6 @@ def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, 
             if lkey and headers[lkey][1].hasobject:
                 notices.append(f"{path.name}:{lkey}: labels need pickle to load; ignored")
                 lkey = None
-            if lkey is None and key:  # a labels array of another length belongs to no map array: say so
-                odd = [k for k, (s, _) in headers.items() if k in _LABEL_KEYS and len(s) in (1, 2) and s[0] != n]
-                notices += [f"{path.name}:{odd[0]}: {headers[odd[0]][0][0]} labels for the {n} maps of {key}; "
-                            "ignored, the maps count as unlabelled"] if odd else []
             labels += _as_labels(z[lkey]) if lkey else ["good"] * n
             if (mh, mw) != (h, w):
                 maps = _resize_nearest(maps, h, w)
