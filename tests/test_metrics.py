@@ -201,3 +201,13 @@ def test_metric_input_validation():
         aupro(np.zeros((1, 4, 4)), np.ones((1, 4, 4)), max_fpr=0.0)
     with pytest.raises(ValueError, match="NaN"):
         compute_metrics([0.1, float("nan")], ["good", "a"])
+
+
+def test_too_few_normals_counts_one_image_as_one():
+    from udd_core.metrics import too_few_normals
+
+    assert too_few_normals(1, 0.01, "validation").startswith(
+        "the threshold rests on 1 validation image, too few to measure an FPR of 1.00% (that needs 100): "
+        "it is that image's score")
+    assert "rests on 3 normal images" in too_few_normals(3, 0.01) and "their highest score" in too_few_normals(3, 0.01)
+    assert too_few_normals(100, 0.01) is None and too_few_normals(3, 0.0) is None

@@ -119,3 +119,16 @@ def test_training_refuses_a_file_of_defect_labels_only(tmp_path):
     with pytest.raises(ValueError, match=r"every image is labelled as a defect \(Center, Donut\)"):
         normal_images(load_dataset(tmp_path / "d.npz", (3, 6, 6)), for_training=True)
     assert len(normal_images(load_dataset(tmp_path / "d.npz", (3, 6, 6)))[0]) == 4  # scoring and latents use them all
+
+
+def test_the_refusal_lists_every_class_up_to_twelve(tmp_path):
+    from udd_core.training_data import normal_images
+
+    classes = ["Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random", "Scratch"]
+    np.savez(tmp_path / "d.npz", maps=np.ones((8, 6, 6), np.uint8), labels=np.array(classes))
+    with pytest.raises(ValueError, match=r"\(Center, Donut, Edge-Loc, Edge-Ring, Loc, Near-full, Random, Scratch\)"):
+        normal_images(load_dataset(tmp_path / "d.npz", (3, 6, 6)), for_training=True)  # none cut silently
+    many = [f"c{i:02d}" for i in range(14)]
+    np.savez(tmp_path / "d.npz", maps=np.ones((14, 6, 6), np.uint8), labels=np.array(many))
+    with pytest.raises(ValueError, match=r"c11 and 2 more\)"):
+        normal_images(load_dataset(tmp_path / "d.npz", (3, 6, 6)), for_training=True)

@@ -69,8 +69,10 @@ def too_few_normals(n_normal: int, target_fpr: float, source: str = "normal") ->
     the threshold is then simply their highest score. None when they can."""
     if not 0 < target_fpr * n_normal < 1:
         return None
-    return (f"the threshold rests on {n_normal} {source} images, too few to measure an FPR of {target_fpr:.2%} "
-            f"(that needs {math.ceil(1 / target_fpr)}): it is their highest score, and the FPR on new normal "
+    images = f"{n_normal} {source} image" + ("s" if n_normal != 1 else "")
+    top = "their highest score" if n_normal != 1 else "that image's score"
+    return (f"the threshold rests on {images}, too few to measure an FPR of {target_fpr:.2%} "
+            f"(that needs {math.ceil(1 / target_fpr)}): it is {top}, and the FPR on new normal "
             "images may well be higher")
 
 

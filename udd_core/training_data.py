@@ -39,7 +39,7 @@ def normal_images(ds: Any, for_training: bool = False) -> tuple[np.ndarray, Opti
     if keep.all() or (not keep.any() and not for_training):
         return ds.images, None
     if not keep.any():  # training on defects would teach the model to reconstruct them
-        found = ", ".join(sorted(set(map(str, ds.labels)))[:5])
+        found = _listed(sorted(set(map(str, ds.labels))))
         raise ValueError(f"data: every image is labelled as a defect ({found}); training needs normal images "
                          f"(labels {'/'.join(NORMAL_LABELS)}) or unlabelled ones")
     return ds.images[keep], (f"trained on the {int(keep.sum())} normal images (labels {'/'.join(NORMAL_LABELS)}); "
@@ -73,10 +73,15 @@ def training_mask(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Option
     unknown = [c for c in classes if c not in found]
     if unknown:
         raise ValueError(f"train_on: no images of class {', '.join(map(repr, unknown))} in the data "
-                         f"(classes: {', '.join(found[:12])}{' ...' if len(found) > 12 else ''})")
+                         f"(classes: {_listed(found)})")
     keep = np.isin(np.asarray(labels), classes)
     return keep, (f"trained on the {int(keep.sum())} images of {', '.join(classes)}; "
                   f"{int((~keep).sum())} others left out")
+
+
+def _listed(names: list[str], most: int = 12) -> str:
+    """'a, b, c' with at most `most` names, and how many more: a data set's classes in one line."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def training_images(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Optional[str]]:
