@@ -124,8 +124,15 @@ def run_panel(mgr: JobManager, root: Path, load_images: Callable) -> None:
 
 def runs_table(mgr: JobManager, root: Path) -> None:
     """Every run under `root`: method, status, epochs, best loss, creation time and last message; re-read from
-    disk every few seconds while a job trains, so its epochs and best loss stay current."""
-    st.fragment(run_every=DISK_POLL_S if mgr.active() else None)(_runs_table)(mgr, root)
+    disk every few seconds while a run trains, here or in another process (`udd train`), so its epochs and
+    best loss stay current."""
+    st.fragment(run_every=DISK_POLL_S if table_polls(mgr, runs.list_runs(root)) else None)(_runs_table)(mgr, root)
+
+
+def table_polls(mgr: JobManager, listed: list) -> bool:
+    """Whether the runs table must follow the disk: a job of this process trains, or a listed run's
+    status.json says "running" (a live `udd train` elsewhere; a dead one reads as interrupted)."""
+    return bool(mgr.active()) or any(r.status == "running" for r in listed)
 
 
 def _runs_table(mgr: JobManager, root: Path) -> None:

@@ -453,3 +453,14 @@ def test_a_pixel_method_after_the_feature_ae_goes_back_to_a_pixel_design(tiny_co
     assert at.selectbox(key="train_model_preset").value == "gray-tile-128"
     assert at.selectbox(key="train_preset").value == "reference" and at.number_input(key="train_epochs").value == 50
     assert at.number_input(key="train_h").value == 128
+
+
+def test_the_runs_table_follows_a_run_that_another_process_trains(tmp_path):
+    from pages.train_runs import table_polls
+    from udd_core.jobs import JobManager
+
+    run = runs.new_run(tmp_path, "cli-run")
+    runs.write_status(run, "finished", "finished 3 epochs")
+    assert not table_polls(JobManager(), runs.list_runs(tmp_path))  # nothing trains: no polling
+    runs.write_status(run, "running", "epoch 2/40 done")  # a live udd train elsewhere (this pid: alive)
+    assert table_polls(JobManager(), runs.list_runs(tmp_path))
