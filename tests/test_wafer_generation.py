@@ -51,6 +51,10 @@ def test_training_images_follow_train_on():
     images, note = training_images(ds, "all")
     assert idx(images) == [0, 1, 2, 3, 4] and "3 of them labelled as defects" in note
     assert idx(training_images(ds, "Center,none")[0]) == [0, 1, 2, 4]
+    assert idx(training_images(ds, "center,NONE")[0]) == [0, 1, 2, 4]  # the case as the data spells it
+    from udd_core.generation import class_pool
+
+    assert class_pool(ds.labels, 5, "donut").tolist() == [3]
     with pytest.raises(ValueError, match=r"train_on: no images of class 'Nope', 'Edge' in the data \(classes: Center, "
                                          r"Donut, none\)"):
         training_images(ds, "Nope,Center,Edge")

@@ -22,7 +22,7 @@ from .data import ImageSet, load_dataset, same_data, size_for_sizeless_model, to
 from .latent import LatentStats, decode, encode, interpolate, noised_samples, random_samples, stats_of
 from .model import AutoEncoder, load_model
 from .scoring import model_device
-from .training_data import training_images
+from .training_data import as_spelled, training_images
 
 STATS_MAX_IMAGES = 1024  # latent statistics use at most this many images, evenly spaced
 _ENCODE_BATCH = 32  # images encoded per forward pass when fitting latent statistics
@@ -106,7 +106,7 @@ def class_pool(labels: Optional[Sequence[str]], n_images: int, class_filter: Opt
         raise ValueError(f"class {class_filter!r}: the data has no labels to filter by")
     if len(labels) != n_images:
         raise ValueError(f"labels: {len(labels)} labels for {n_images} images")
-    pool = np.flatnonzero(np.asarray([str(v) for v in labels]) == str(class_filter))
+    pool = np.flatnonzero(np.asarray([str(v) for v in labels]) == as_spelled(str(class_filter), labels))
     if not len(pool):
         raise ValueError(f"class {class_filter!r}: no images with this label "
                          f"(classes: {', '.join(class_counts(labels)) or 'none'})")

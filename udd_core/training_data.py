@@ -70,6 +70,7 @@ def training_mask(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Option
         defects = int((~is_normal(labels)).sum())
         return np.ones(len(labels), dtype=bool), (
             f"trained on all {len(labels)} images, {defects} of them labelled as defects" if defects else None)
+    classes = tuple(as_spelled(c, found) for c in classes)
     unknown = [c for c in classes if c not in found]
     if unknown:
         raise ValueError(f"train_on: no images of class {', '.join(map(repr, unknown))} in the data "
@@ -77,6 +78,16 @@ def training_mask(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Option
     keep = np.isin(np.asarray(labels), classes)
     return keep, (f"trained on the {int(keep.sum())} images of {', '.join(classes)}; "
                   f"{int((~keep).sum())} others left out")
+
+
+def as_spelled(name: str, labels) -> str:
+    """`name` as the data spells it ("center" -> "Center") when exactly one of its labels matches it
+    without regard to case; `name` itself otherwise (an exact match, or none, or an ambiguous one)."""
+    found = set(map(str, labels))
+    if name in found:
+        return name
+    same = [v for v in found if v.casefold() == name.casefold()]
+    return same[0] if len(same) == 1 else name
 
 
 def _listed(names: list[str], most: int = 12) -> str:
