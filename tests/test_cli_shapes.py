@@ -31,6 +31,15 @@ def test_a_model_preset_name_is_a_config(capsys):
     params = sum(p.numel() for p in build_model(preset.config).parameters())
     assert json.loads(capsys.readouterr().out)["params"] == params
     assert main(["shapes", "gray-tile-128", "--input", f"{c},{h + 1},{w + 1}"]) == 1  # 129 does not mirror
+    capsys.readouterr()
+    assert main(["shapes", "gray-tile-128", "--json"]) == 0  # without --input: the preset's own input
+    assert json.loads(capsys.readouterr().out)["image_input"] == [c, h, w]
+
+
+def test_a_config_file_needs_input(cfg_file, capsys):
+    assert main(["shapes", str(cfg_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("udd shapes: error: --input: required for a config file")
 
 
 def test_json_mismatch_exit_1_and_fix(cfg_file, tmp_path, capsys):

@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("shapes", help="propagate shapes through a config and check the decoder mirrors the encoder")
     p.add_argument("config", help="config file (JSON or the reference package's AE_config.txt) or a model preset name")
-    p.add_argument("--input", required=True, metavar="C,H,W", help="image shape, e.g. 3,256,256")
+    p.add_argument("--input", metavar="C,H,W",
+                   help="image shape, e.g. 3,256,256; a model preset's own input when left out")
     p.add_argument("--method", default=None, metavar="NAME",
                    help="detection method: feature-ae propagates from the backbone's feature tensor (as does a "
                         "config with an \"input\" field of kind features); default: the config's own input")

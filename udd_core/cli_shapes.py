@@ -58,8 +58,10 @@ def run_shapes(args: argparse.Namespace) -> int:
     """`udd shapes`: propagate shapes; exit 0 if the decoder mirrors, 1 if not."""
     if args.fix:  # refused before the report is printed: one line, not a table and then an error
         check_new_file(args.fix, f"--fix {args.fix}", args.force)
-    config, _ = config_or_preset(args.config)
-    image = parse_ints(args.input, 3, "--input")
+    config, preset_shape = config_or_preset(args.config)
+    if args.input is None and preset_shape is None:
+        raise UsageError(f"--input: required for a config file ({args.config}); e.g. --input 3,256,256")
+    image = parse_ints(args.input, 3, "--input") if args.input is not None else preset_shape
     if args.method is not None:
         from .methods import METHODS  # only now: the registry pulls in torch
 
