@@ -272,7 +272,7 @@ if npz is not None:
     st.download_button(f"Download the {len(outputs)} generated maps for augmentation (.npz)", npz,
                        mime="application/octet-stream", key="gen_download_npz", on_click="ignore",
                        file_name=f"{name}-{'hw2' if hw2 else 'noised'}-seed{seed}.npz",
-                       help="maps: int (N, H, W) die values 0/1/2 (argmax, the wafer outline kept from the source); "
+                       help="maps: uint8 (N, H, W) die values 0/1/2 (argmax, the wafer outline kept from the source); "
                             "labels: each map's source class; sources: the source's index in the data. "
                             "The same file as `udd generate ... --npz OUT.npz`.")
 

@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --random: statistics per latent position, not pooled per channel (keeps a shared "
                         "layout such as a wafer's outline)")
     p.add_argument("--npz", metavar="OUT.npz",
-                   help="also save the generated wafer maps for augmentation: maps int (N, H, W) in 0/1/2 "
+                   help="also save the generated wafer maps for augmentation: maps uint8 (N, H, W) in 0/1/2 "
                         "(argmax, outline kept from the source), labels (source class), sources (source index)")
     p.add_argument("--force", action="store_true", help="overwrite existing files of the same names (and --npz)")
     p.set_defaults(func=cmd_generate)

@@ -3,7 +3,7 @@
 A wafer model gives three channels per die (outside, good, failing). A generated map takes its
 wafer outline from its source map, so no variant grows or loses dies at the rim, and each die on
 the wafer takes the likelier of "good" and "failing" (argmax over those two channels). The maps
-are saved as an .npz a classifier can load as more examples of rare patterns: ``maps`` int
+are saved as an .npz a classifier can load as more examples of rare patterns: ``maps`` uint8
 (N, H, W) in {0, 1, 2}, ``labels`` (the source's class) and ``sources`` (the source's index).
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ def source_maps(images: np.ndarray) -> np.ndarray:
 
 
 def npz_bytes(maps: np.ndarray, labels: Sequence[str], sources: Sequence[int]) -> bytes:
-    """The augmentation file as bytes: ``maps`` int64 (N, H, W) in {0, 1, 2}, ``labels`` str (N,),
+    """The augmentation file as bytes: ``maps`` uint8 (N, H, W) in {0, 1, 2}, ``labels`` str (N,),
     ``sources`` int64 (N,). Plain arrays only: it loads with ``np.load(..., allow_pickle=False)``."""
     maps = np.asarray(maps)
     if maps.ndim != 3 or (maps.size and (maps.min() < 0 or maps.max() > 2)):
@@ -53,7 +53,7 @@ def npz_bytes(maps: np.ndarray, labels: Sequence[str], sources: Sequence[int]) -
     if not len(labels) == len(sources) == len(maps):
         raise ValueError(f"labels/sources: {len(labels)} labels and {len(sources)} sources for {len(maps)} maps")
     buf = io.BytesIO()
-    np.savez_compressed(buf, maps=maps.astype(np.int64), labels=np.asarray([str(v) for v in labels], dtype=str),
+    np.savez_compressed(buf, maps=maps.astype(np.uint8), labels=np.asarray([str(v) for v in labels], dtype=str),
                         sources=np.asarray(sources, dtype=np.int64))
     return buf.getvalue()
 
