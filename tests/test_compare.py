@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from inspect_fixtures import make_mvtec, make_run, tiny_config
 from udd_core import compare as cmp
@@ -184,6 +185,22 @@ def test_read_side_of_a_damaged_folder(tmp_path):
     (tmp_path / "r" / "method.json").write_text("{}")  # names no method
     s = cmp.read_side(tmp_path / "r")
     assert s.config is None and s.method == "unknown" and s.info == {} and s.history == [] and s.input_shape is None
+
+
+def test_trained_here_names_the_runs_whose_training_images_are_scored(tmp_path):
+    wafers, other = tmp_path / "w.npz", tmp_path / "o.npz"
+    for p in (wafers, other):
+        np.savez(p, maps=np.ones((2, 4, 4), np.uint8))
+    a = side("a", info={"data": {"path": str(wafers)}})
+    b = side("b", info={"data": {"path": str(other)}})
+    assert cmp.trained_here([a, b, side("c", info={})], wafers, "all") == ["a"]
+    mvtec = tmp_path / "parts"
+    for d in ("train/good", "test/good"):
+        (mvtec / d).mkdir(parents=True)
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(mvtec / d / "0.png")
+    m = side("m", info={"data": {"path": str(mvtec)}})
+    assert cmp.trained_here([m], mvtec, "test") == []  # a run never trains on an MVTec test split
+    assert cmp.trained_here([m], mvtec, "train") == ["m"]
 
 
 def test_trained_elsewhere_names_the_runs_of_other_data(tmp_path):

@@ -73,6 +73,10 @@ def test_only_changed_fields_loss_curves_metrics_roc_and_heatmaps(at):
     assert len(at.get("image")) == 1 + len(images.value) * 3
     assert any(c.value.startswith("Colours from low (left) to high (right)") and "latent8: " in c.value
                for c in at.caption)
+    assert not any("Trained on these images" in i.value for i in at.info)  # the MVTec test split: unseen
+    at.selectbox(key="cmp_split").set_value("train").run()
+    assert not at.exception and any(i.value.startswith("Trained on these images: latent4, latent8. The normal "
+                                                       "images they learned are scored too") for i in at.info)
 
 
 def test_the_focus_follows_the_pick(at):

@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import runs
-from .data import kind_mismatch, resolved
+from .data import kind_mismatch, resolved, scores_training_data
 from .methods import METHOD_FILE, fitted_in_one_pass, run_spec, spec_options
 from .progress import epoch_axis
 from .settings import applied_settings
@@ -334,6 +334,12 @@ def trained_elsewhere(sides: Sequence[RunSide], data: Union[str, Path], kind: Op
     return [f"{s.name} (trained on {s.info['data']['path']})" for s in sides
             if (there := _trained_on(s.info)) is not None and there != here
             and not (kind and kind_mismatch(s.info["data"].get("kind"), kind))]
+
+
+def trained_here(sides: Sequence[RunSide], data: Union[str, Path], split: str) -> list[str]:
+    """The runs (by name) whose training images are among those `split` of `data` scores: their normal
+    scores include images they learned, so their metrics look better than on unseen images."""
+    return [s.name for s in sides if scores_training_data(data, runs.train_source(s.info).get("path"), split)]
 
 
 def has_model(run_dir: Union[str, Path]) -> bool:

@@ -103,6 +103,12 @@ def same_data(path, recorded) -> bool:
     return bool(path) and bool(recorded) and resolved(path) == resolved(recorded)
 
 
+def scores_training_data(path, recorded, split: str) -> bool:
+    """Whether scoring `split` of `path` scores the normal images a run trained on (train.json's data.path
+    as `recorded`): the same data, other than an MVTec test split (which a run never trains on)."""
+    return same_data(path, recorded) and (data_kind(path) != "mvtec" or split != "test")
+
+
 def data_kind(path) -> str:
     """'mvtec', 'folder' or 'wafer' for a data path; DataError when it is none of them."""
     return _layout(path)[0]
