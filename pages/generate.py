@@ -68,8 +68,7 @@ def cached_stats(run_dir: str, mtime: float, data_path: str, split: str, tile: b
 
 def short(ds, i: int) -> str:
     """'Center · maps[12]': the label and the tail of the image's file or array name."""
-    name = ds.names[i].replace("\\", "/").rsplit("/", 1)[-1].split(":", 1)[-1]
-    return f"{ds.labels[i]} · {name[-24:]}"
+    return f"{ds.labels[i]} · {display.short_name(ds.names[i])}"
 
 
 def show_error(e: Exception) -> None:

@@ -115,3 +115,11 @@ def test_row_width_fits_a_row_and_never_enlarges():
 def test_class_output_names_number_within_each_class():
     assert display.class_output_names(["Donut", "Donut", "Edge-Loc", "Donut", "a/b c", ".."]) == [
         "Donut_0000.png", "Donut_0001.png", "Edge-Loc_0000.png", "Donut_0002.png", "a_b_c_0000.png", "class_0000.png"]
+
+
+def test_short_names_keep_the_index_whole():
+    assert display.short_name("/data/w.npz:maps[12]") == "maps[12]"  # short: the array and index
+    s = display.short_name("/d/maps_26x26_unlabelled.npy[249]")
+    assert len(s) == 24 and s.startswith("…") and s.endswith("unlabelled.npy[249]")
+    long_file = display.short_name("C:\\photos\\a_very_long_photograph_name_0001.png")
+    assert len(long_file) == 24 and long_file.startswith("…") and long_file.endswith("_0001.png")

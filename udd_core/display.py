@@ -166,6 +166,17 @@ def probe_pairs(inputs: np.ndarray, recons: Optional[np.ndarray], kind: str, min
     return out
 
 
+def short_name(name: str, most: int = 24) -> str:
+    """A caption-sized tail of an image's file or array name: its last path part, at most `most`
+    characters, cut at the front ("…unlabelled.npy[249]") so that a map's index stays whole."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].split(":", 1)[-1]
+    if len(name) <= most:
+        return name
+    head, bracket, index = name.rpartition("[")
+    room = most - 1 - len(bracket + index)  # after the ellipsis and the whole "[index]"
+    return "…" + (head[-room:] + bracket + index if bracket and room > 0 else name[-(most - 1):])
+
+
 def markdown_literal(text: str) -> str:
     """User text (config keys, parse errors) for a markdown renderer such as the page's messages, shown as
     typed: the characters that mark up inline text (emphasis, code, strikethrough, LaTeX) are escaped, so
