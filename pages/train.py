@@ -14,7 +14,7 @@ from pages.run_focus import hand_over_deep_link
 from pages.train_runs import KEEP, run_panel, runs_table, select
 from udd_core import sources
 from udd_core.config import parse_config
-from udd_core.data import IMAGE_EXTS, data_kind
+from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind
 from udd_core.losses import LOSSES, check_fits_data
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options
 from udd_core.presets import PIXEL_PRESET, design_input, design_label, method_choice, model_presets, preset_choice
@@ -27,6 +27,7 @@ hand_over_deep_link("pages/train.py")  # first: a deep link before app.py ever r
 
 APP_ROOT = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
+UPLOAD_EXTS = IMAGE_EXTS | WAFER_EXTS | {".zip"}  # a lone wafer file in the upload folder is the data set
 DATA_MODES, MODEL_MODES = ("Sample / shared", "Path", "Upload"), ("Design page", "Preset", "Config file")
 TRAIN_ON = {"normal": "Normal images (detection)", "all": "All images (generation)", "classes": "Chosen classes"}
 FEATURE_AE = "feature-ae"  # the method that trains a design whose input is backbone features
@@ -127,8 +128,8 @@ with left:
         path = st.text_input("Folder (MVTec or plain images) or wafer .npz/.npy file", key="train_path",
                              persist_state=KEEP).strip() or None
     else:
-        st.file_uploader("Image files, or one .zip of a data set", accept_multiple_files=True, key="train_upload",
-                         on_change=on_upload, type=sorted(e[1:] for e in IMAGE_EXTS | {".zip"}))
+        st.file_uploader("Image files, one .zip of a data set, or one wafer .npz/.npy", accept_multiple_files=True,
+                         key="train_upload", on_change=on_upload, type=sorted(e[1:] for e in UPLOAD_EXTS))
         if err := ss.get("train_upload_error"):
             st.error(err)
         for note in ss.get("train_upload_notes", []):  # unreadable files, left out of the saved folder

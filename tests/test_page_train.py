@@ -464,3 +464,23 @@ def test_the_runs_table_follows_a_run_that_another_process_trains(tmp_path):
     assert not table_polls(JobManager(), runs.list_runs(tmp_path))  # nothing trains: no polling
     runs.write_status(run, "running", "epoch 2/40 done")  # a live udd train elsewhere (this pid: alive)
     assert table_polls(JobManager(), runs.list_runs(tmp_path))
+
+
+def test_upload_takes_a_wafer_file(tiny_config, data, runs_dir, tmp_path):
+    import io
+
+    at = page(tiny_config, data, train_data_mode="Upload")
+    uploader = at.file_uploader(key="train_upload")
+    assert {".npz", ".npy", ".zip", ".png"} <= set(uploader.proto.type)  # offered by the browser's file dialog
+    buf = io.BytesIO()
+    np.savez(buf, maps=np.ones((7, 26, 26), np.uint8), labels=np.array(["none"] * 7))
+    uploader.set_value([("maps.npz", buf.getvalue(), "application/octet-stream")]).run()
+    assert not at.exception and "wafer maps need 3 input channels" in errors(at)  # the 1-channel Design model
+    at.radio(key="train_model_mode").set_value("Preset").run()
+    at.selectbox(key="train_model_preset").select("wafer-26").run()
+    assert not at.exception and not at.error, errors(at)
+    saved = Path(at.session_state["train_upload_dir"])
+    from udd_core.data import data_kind
+
+    assert data_kind(saved) == "wafer" and (saved / "maps.npz").is_file()
+    assert any("7 maps" in c.value or "7 images" in c.value for c in at.caption), [c.value for c in at.caption]
