@@ -45,7 +45,7 @@ def short(name: str, data: str) -> str:
     return os.path.relpath(name, data) if name.startswith(data.rstrip("/") + "/") else name
 
 
-def diff_table(rows: list, names: list[str], key: str, without: Sequence[str] = ()) -> None:
+def diff_table(rows: list, names: list[str], key: str, without: Sequence[str] = (), noun: str = "field") -> None:
     """Fields as rows, runs as columns; changed rows highlighted (and listed in the "changed" column).
     ``without``: runs that have no such table (no autoencoder config); they take no part in "differ"."""
     changed = [r.field for r in rows if r.changed]
@@ -53,7 +53,7 @@ def diff_table(rows: list, names: list[str], key: str, without: Sequence[str] = 
     if lone := len(names) - len(without) < 2:  # nothing to compare a lone config with: no "changed" column
         st.caption(f"Only one of these runs has an autoencoder config ({', '.join(without)}: {cmp.NO_CONFIG}).")
     else:
-        st.caption(cmp.differ_line(changed, among))
+        st.caption(cmp.differ_line(changed, among, noun=noun))
     if ss.get("cmp_only_changed"):
         rows = [r for r in rows if r.changed]
     df = pd.DataFrame([[r.field, *r.values, r.changed] for r in rows], columns=["field", *names, "changed"])
@@ -116,7 +116,8 @@ st.caption("Each stage's output (C x H x W) at the run's input size; stages that
 if all(s.config is None for s in sides):
     st.info(f"No shapes to show: {cmp.NO_CONFIG} in these runs.")
 else:
-    diff_table(cmp.shape_rows(sides), names, "cmp_shapes", [n for n, s in zip(names, sides) if s.config is None])
+    diff_table(cmp.shape_rows(sides), names, "cmp_shapes", [n for n, s in zip(names, sides) if s.config is None],
+               noun="row")  # stages and the totals (params, MACs, ...), not config fields
 
 st.subheader("Settings")
 diff_table(cmp.settings_diff(sides), names, "cmp_settings")

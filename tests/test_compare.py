@@ -34,6 +34,8 @@ def test_flatten_and_diff_rows():
 def test_differ_line_counts_the_fields_and_names_what_it_leaves_to_the_table():
     assert cmp.differ_line([]) == "No field differs."
     assert cmp.differ_line(["lr"], " among x") == "1 field differs among x: lr."
+    assert cmp.differ_line([], noun="row") == "No row differs."  # the shape table: stages and totals
+    assert cmp.differ_line(["enc1", "params"], noun="row") == "2 rows differ: enc1, params."
     fields = [f"f{i}" for i in range(11)]
     assert cmp.differ_line(fields) == "11 fields differ: f0, f1, f2, f3, f4, f5, f6, f7, and 3 more in the table."
     assert cmp.differ_line(fields[:8]).endswith("f7.")  # all shown: no "more"

@@ -51,6 +51,7 @@ def test_the_config_diff_highlights_exactly_the_changed_field(at):
     assert by_field(shapes, "latent")["changed"] and not by_field(shapes, "enc1")["changed"]
     assert by_field(shapes, "latent")[["latent4", "latent8"]].tolist() == ["4x4x4", "8x4x4"]
     assert by_field(shapes, "params")["changed"]
+    assert "4 rows differ: latent, params, MACs, compression." in [c.value for c in at.caption]  # not "fields"
     # Same settings, same data: no settings row differs (creation times are left out).
     assert not settings["changed"].any() and "settings.epochs" in settings["field"].tolist()
 

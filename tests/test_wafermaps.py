@@ -67,6 +67,12 @@ def test_wafer_errors(tmp_path):
     np.savez(tmp_path / "nomaps.npz", labels=np.array(["a"]))
     with pytest.raises(DataError, match="nomaps.npz"):
         load_dataset(tmp_path / "nomaps.npz", (3, 4, 4))
+    mixed = np.empty(2, dtype=object)  # LSWMD's style: maps of several sizes in one pickled array
+    mixed[0], mixed[1] = np.ones((3, 3), np.uint8), np.ones((4, 5), np.uint8)
+    np.save(tmp_path / "mixed.npy", mixed, allow_pickle=True)
+    with pytest.raises(DataError, match=r"mixed.npy: holds no \(N, H, W\) wafer map array; an object array would "
+                                        r"need pickle.*maps_26x26"):
+        load_dataset(tmp_path / "mixed.npy", (3, 4, 4))
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(DataError, match="junk.npz"):
         load_dataset(tmp_path / "junk.npz", (3, 4, 4))

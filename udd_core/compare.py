@@ -65,13 +65,14 @@ def read_side(run_dir: Union[str, Path]) -> RunSide:
 
 # --- diffs -----------------------------------------------------------------------------------
 
-def differ_line(changed: Sequence[str], among: str = "", shown: int = 8) -> str:
-    """The line above a diff table: how many fields differ and the first `shown` of them, naming how many
-    more the table holds (`among`: which runs took part, when not all)."""
+def differ_line(changed: Sequence[str], among: str = "", shown: int = 8, noun: str = "field") -> str:
+    """The line above a diff table: how many of its rows (fields, or a shape table's rows: `noun`) differ
+    and the first `shown` of them, naming how many more the table holds (`among`: which runs took part,
+    when not all)."""
     if not changed:
-        return f"No field differs{among}."
+        return f"No {noun} differs{among}."
     more = f", and {len(changed) - shown} more in the table" if len(changed) > shown else ""
-    word = "field differs" if len(changed) == 1 else "fields differ"
+    word = f"{noun} differs" if len(changed) == 1 else f"{noun}s differ"
     return f"{len(changed)} {word}{among}: {', '.join(changed[:shown])}{more}."
 
 

@@ -107,7 +107,10 @@ def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, 
     headers = _wafer_headers(path)
     keys = _map_keys(headers)
     if not keys:
-        raise DataError(f"{path.name}: holds no (N, H, W) wafer map array")
+        pickled = any(d.hasobject for _, d in headers.values())  # e.g. LSWMD's maps of many sizes in one array
+        raise DataError(f"{path.name}: holds no (N, H, W) wafer map array" + (
+            "; an object array would need pickle, which udd never loads: save each map size as its own array "
+            "(np.savez(f, maps_26x26=..., labels_26x26=...))" if pickled else ""))
     _refuse_stray_labels(path, keys, headers)
     images, labels, names, notices = [], [], [], []
     try:
