@@ -135,8 +135,10 @@ try:
 except ValueError as e:
     show_error(e)
     st.stop()
-split = top[2].selectbox("Split", splits, key="gen_split", disabled=len(splits) == 1,
-                         help="MVTec folders: start from the training images, the test images (with defects) or both.")
+split = "train"  # a wafer file or a folder of images has no splits: no box for them
+if len(splits) > 1:
+    split = top[2].selectbox("Split", splits, key="gen_split",
+                             help="MVTec folders: start from the training images, the test images (with defects) or both.")
 tile = bool(source.get("tile")) and same_data(data_path, source.get("path"))  # as `udd generate` decides
 
 try:

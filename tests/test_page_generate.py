@@ -50,6 +50,7 @@ def test_no_runs_points_to_the_train_page(tmp_path, monkeypatch):
 
 
 def test_grid_shows_sources_reconstructions_and_variants(at):
+    assert not [s for s in at.selectbox if s.key == "gen_split"]  # a wafer file has no splits to pick
     rows = grid(at)
     assert len(rows) == 4  # 4 source images by default
     for row in rows:
