@@ -34,16 +34,21 @@ def normal_images(ds: Any, for_training: bool = False) -> tuple[np.ndarray, Opti
     failure patterns, and an autoencoder must only ever learn the normal ones. A set whose labels are
     all defects gives all its images back, except `for_training`, where it is a ValueError.
     """
-    labels = [str(v).strip().lower() for v in ds.labels]
-    keep = np.array([v in NORMAL_LABELS for v in labels], dtype=bool)
+    keep, note = _normal_mask(ds, for_training)
+    return (ds.images if keep.all() else ds.images[keep]), note
+
+
+def _normal_mask(ds: Any, for_training: bool) -> tuple[np.ndarray, Optional[str]]:
+    """`normal_images` as an (N,) bool mask: all True for a set without normal labels (unless `for_training`)."""
+    keep = is_normal(ds.labels)
     if keep.all() or (not keep.any() and not for_training):
-        return ds.images, None
+        return np.ones(len(keep), dtype=bool), None
     if not keep.any():  # training on defects would teach the model to reconstruct them
         found = _listed(sorted(set(map(str, ds.labels))))
         raise ValueError(f"data: every image is labelled as a defect ({found}); training needs normal images "
                          f"(labels {'/'.join(NORMAL_LABELS)}) or unlabelled ones")
-    return ds.images[keep], (f"trained on the {int(keep.sum())} normal images (labels {'/'.join(NORMAL_LABELS)}); "
-                             f"{int((~keep).sum())} with other labels left out")
+    return keep, (f"trained on the {int(keep.sum())} normal images (labels {'/'.join(NORMAL_LABELS)}); "
+                  f"{int((~keep).sum())} with other labels left out")
 
 
 def is_normal(labels) -> np.ndarray:
@@ -61,9 +66,7 @@ def training_mask(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Option
     """
     classes = train_on_classes(train_on)
     if classes is None and train_on.strip() == "normal":
-        normal_images(ds, for_training=True)  # its refusal of an all-defect set
-        keep = is_normal(ds.labels)
-        return (keep if keep.any() else np.ones(len(keep), dtype=bool)), normal_images(ds)[1]
+        return _normal_mask(ds, for_training=True)
     labels = [str(v) for v in ds.labels]
     found = sorted(set(labels))
     if classes is None:  # "all"
@@ -110,9 +113,10 @@ def reference_normals(ds: Any, train_on: str, val_split: float, seed: int) -> tu
     training images ("training"). (None, "") when the data holds no normal image.
     """
     normal = is_normal(ds.labels)
-    if not normal.any() and train_on.strip() == "normal":  # an unlabelled or all-defect set: all count
-        normal = np.ones(len(normal), dtype=bool)
-    keep, _ = training_mask(ds, train_on) if train_on.strip() != "normal" else (normal, None)
+    if train_on.strip() == "normal":  # what training kept; an all-defect set (scored, not trained on): all
+        normal = keep = _normal_mask(ds, for_training=False)[0]
+    else:
+        keep = training_mask(ds, train_on)[0]
     seen = np.flatnonzero(keep)
     tr, va = split_indices(len(seen), val_split, seed)
     for idx, source in ((seen[va], "validation"), (np.flatnonzero(normal & ~keep), "unseen normal"),
