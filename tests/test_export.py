@@ -236,6 +236,14 @@ def test_cli_writes_model_and_json_then_refuses_to_overwrite(capsys, ae_run, dat
     assert info["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest() and info["opset"] == 18
     assert info["input"]["normalisation"].startswith("uint8 pixel / 255")
     assert info["input"]["range"] == [0.0, 1.0] and info["input"]["channels"] == "gray"
+    # how a file becomes that input: the resize filter and the colour conversion move scores near the threshold
+    steps = info["input"]["preprocessing"]
+    assert "BILINEAR" in steps and "aspect ratio not kept" in steps and "ITU-R 601-2 luma" in steps
+    from udd_core.export import _input_description
+
+    assert "repeated to 3 channels" in _input_description("mvtec", (3, 8, 8))["preprocessing"]
+    assert "tiles" in _input_description("folder", (1, 8, 8), tile=True)["preprocessing"]
+    assert "nearest neighbour" in _input_description("wafer", (3, 26, 26))["preprocessing"]
     # the threshold is the one `udd score` sets by default (1 % FPR on the run's validation scores)
     cal = runs.read_json(ae_run / runs.CALIBRATION_FILE)
     assert info["threshold"] == pytest.approx(threshold_for_fpr(cal["scores"]["mean"], 0.01), rel=1e-5)

@@ -199,13 +199,25 @@ def parity(ref_maps: np.ndarray, ref_scores: np.ndarray, maps: np.ndarray, score
             "max_abs_map_diff": worst(d_m), "max_rel_map_diff": worst(d_m / scale), "tolerance": TOLERANCE}
 
 
-def _input_description(kind: str, shape: tuple[int, int, int]) -> dict:
+def _input_description(kind: str, shape: tuple[int, int, int], tile: bool = False) -> dict:
+    """The model input and how udd made it from a file (`images.decode_one`): a production line that
+    resizes or converts otherwise gets other scores near the threshold."""
     c, h, w = shape
     channels = {1: "gray", 3: "RGB"}.get(c, f"{c} channels")
     if kind == "wafer":
         channels = "wafer one-hot: outside the wafer, good die, failing die (each 0 or 1)"
+        steps = (f"die values 0/1/2 one-hot encoded; maps of another size resized to {h}x{w} by nearest "
+                 "neighbour")
+    else:
+        convert = ("colour images to gray by Pillow's ITU-R 601-2 luma (L = R*299/1000 + G*587/1000 + B*114/1000)"
+                   if c == 1 else "gray images repeated to 3 channels")
+        fit = (f"cut into {h}x{w} tiles from the top-left (the remainder dropped)" if tile else
+               f"resized to {w}x{h} (width x height, aspect ratio not kept) with Pillow's BILINEAR filter "
+               "(JPEGs first decoded at Pillow's reduced draft scale no smaller than that)")
+        steps = f"8-bit (16-bit images scaled down); {convert}; {fit}"
     return {"name": INPUT, "shape": ["N", c, h, w], "dtype": "float32", "layout": "NCHW", "range": [0.0, 1.0],
-            "normalisation": "uint8 pixel / 255, nothing else (no mean or std)", "channels": channels}
+            "normalisation": "uint8 pixel / 255, nothing else (no mean or std)", "channels": channels,
+            "preprocessing": steps}
 
 
 def run_input_shape(detector: Detector, run: dict, run_dir: Path) -> tuple[int, int, int]:
@@ -264,7 +276,7 @@ def export_run(run_dir: Union[str, Path], opset: int = DEFAULT_OPSET, residual: 
     kind = str((run.get("data") or {}).get("kind", "image"))
     info: dict[str, Any] = {
         "format": "udd-onnx 1", "run": p.name, "method": method, "opset": opset,
-        "input": _input_description(kind, shape),
+        "input": _input_description(kind, shape, bool(runs.train_source(run).get("tile"))),
         "outputs": {OUTPUTS[0]: {"shape": ["N", 1, shape[1], shape[2]], "dtype": "float32"},
                     OUTPUTS[1]: {"shape": ["N"], "dtype": "float32"}},
         "scoring": scoring.to_dict(),
