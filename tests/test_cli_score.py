@@ -163,3 +163,17 @@ def test_subprocess_end_to_end(tmp_path, run, data):
                         "print(sorted(m for m in ('streamlit', 'plotly', 'sklearn') if m in sys.modules))"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert q.stdout.strip() == "[]", q.stderr
+
+
+def test_data_of_the_other_kind_is_refused_and_other_data_is_noted(capsys, tmp_path, run, data):
+    wafers = tmp_path / "w.npz"
+    np.savez(wafers, maps=np.ones((3, 32, 32), np.uint8))
+    assert main(["score", str(run), "--data", str(wafers)]) == 2  # an image model on wafer maps
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the run was trained on images but these data are wafer maps" in err
+    other = make_mvtec(tmp_path / "other", seed=5)
+    assert main(["score", str(run), "--data", str(other)]) == 0  # same kind, other data: scored, with a note
+    err = capsys.readouterr().err
+    assert f"note: the run was trained on {runs.run_source(run)['path']}: scores on other data" in err
+    assert main(["score", str(run), "--data", str(data)]) == 0  # its own data: no such note
+    assert "scores on other data" not in capsys.readouterr().err

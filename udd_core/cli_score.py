@@ -74,6 +74,12 @@ def run_score(args: argparse.Namespace) -> int:
         # Its image score is a latent distance, not a reduction of the map: the option would change nothing.
         raise UsageError(f"{given[0]}: {a_method(method)} run scores images by its own "
                          "distance, not from the map; leave it out (--residual and --smooth still shape the map)")
+    if args.data:  # wafer maps scored by an image model, or images by a wafer model: numbers without meaning
+        from .data import data_kind, kind_mismatch
+        from .runs import run_source
+
+        if mismatch := kind_mismatch(run_source(run_dir).get("kind"), data_kind(args.data), "its scores"):
+            raise UsageError(f"--data {args.data}: {mismatch}; score it on data of the kind it trained on")
     insp = inspect_run(run_dir, args.data, split=args.split, residual=args.residual,
                        score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, border=args.border,
                        size=size,

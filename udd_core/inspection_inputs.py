@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import runs
-from .data import ImageSet, kind_mismatch, load_dataset, scores_training_data, size_for_sizeless_model
+from .data import ImageSet, kind_mismatch, load_dataset, same_data, scores_training_data, size_for_sizeless_model
 from .methods import Detector, load_detector
 from .settings import resolve_device
 from .training_data import normal_images, reference_normals, training_mask
@@ -73,6 +73,9 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     if shape == trained and (p / runs.CALIBRATION_FILE).is_file() and runs.train_on(run) == "normal":
         cal = runs.read_json(p / runs.CALIBRATION_FILE)
     notices = ([] if size is not None or trained else [size_notice]) + list(ds.notices)
+    if source.get("path") and not same_data(data_path, source.get("path")):
+        notices.append(f"the run was trained on {source['path']}: scores on other data show how it carries over, "
+                       "and its threshold (set on its own normal images) may not fit them")
     if scores_training_data(data_path, source.get("path"), split):
         notices.append("these are the run's training data: the normal images it learned are scored too, "
                        "so normal scores look better than on unseen images")
