@@ -58,6 +58,12 @@ def test_a_run_outside_the_runs_folder_says_how_the_app_sees_it(tmp_path, config
     assert _train(config_file, image_folder, tmp_path / "elsewhere" / "r", "--epochs", "1") == 0
     err = capsys.readouterr().err
     assert f"start it with UDD_RUNS_DIR={(tmp_path / 'elsewhere').resolve()}" in err
+    monkeypatch.chdir(tmp_path / "elsewhere")  # "listed" is no folder here: the run of that name is resumed
+    assert main(["train", "--out", "listed", "--resume", "--epochs", "2"]) == 0
+    assert len(runs.read_history(tmp_path / "runs" / "listed")) == 2 and not (tmp_path / "elsewhere" / "listed").exists()
+    capsys.readouterr()
+    assert main(["train", "--out", "nothing", "--resume"]) == 2
+    assert "--out nothing: no such run folder (nor a run of that name in" in capsys.readouterr().err
 
 
 def test_a_refused_resume_changes_nothing(tmp_path, config_file, image_folder, capsys):

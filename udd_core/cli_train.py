@@ -193,6 +193,10 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError(f"{given[0]}: a resumed run keeps the settings in its train.json; only --epochs, "
                              "--device and --data may be given with --resume (start a new run to change others)")
         _settings_from_args(args)  # --epochs and --device refused with the option's name before any data loads
+        if not out.is_dir():  # a run's name, as udd score takes it: the run under $UDD_RUNS_DIR
+            if not (runs_root() / args.out).is_dir():
+                raise UsageError(f"--out {out}: no such run folder (nor a run of that name in {runs_root()})")
+            out = runs_root() / args.out
         images = None
         if args.data:
             info = read_train(out)
