@@ -96,3 +96,21 @@ def test_the_opset_range_is_the_exporters():
 
     r = next(r for r in NUMERIC_OPTIONS["export"] if r.flag == "--opset")
     assert (r.lo, r.hi) == OPSETS
+
+
+def test_engine_errors_name_the_option_the_user_typed(capsys, tmp_path):
+    import argparse
+
+    from udd_core.cli import as_option_error
+
+    score = argparse.Namespace(command="score", run="r", border=500, residual="l2", data=None)
+    assert as_option_error("border: must be an integer of pixels in [0, 127]", score) == \
+        "--border: must be an integer of pixels in [0, 127]"
+    assert as_option_error("residual: must be one of knn", score) == "--residual: must be one of knn"
+    train = argparse.Namespace(command="train", size="4,4", train_on="x", config="c")
+    assert as_option_error("size 4x4: needs at least 16x16 pixels", train) == "--size 4x4: needs at least 16x16 pixels"
+    assert as_option_error("train_on: no images of class 'x'", train) == "--train-on: no images of class 'x'"
+    assert as_option_error("config: not valid JSON", train) == "config: not valid JSON"  # a positional: as it is
+    assert as_option_error("output: needs wafer maps", train) == "output: needs wafer maps"  # no such option
+    assert main(["train", "--method", "memroy-bank", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.startswith("udd train: error: --method: must be one of")

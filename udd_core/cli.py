@@ -6,6 +6,7 @@ the exported model failed its parity check (`export`), 2 bad input (one line on 
 from __future__ import annotations
 
 import argparse
+import re
 import os
 import sys
 from pathlib import Path
@@ -303,6 +304,18 @@ def silence_output() -> None:
             pass
 
 
+POSITIONALS = ("command", "func", "config", "run")  # argparse names that are no --option
+
+
+def as_option_error(message: str, args: argparse.Namespace) -> str:
+    """An engine error in the command line's words: a leading field name that is one of this command's
+    options ("border: must be ...", "size 4x4: ...") becomes that option ("--border: ...")."""
+    m = re.match(r"([a-z][a-z_]*)([ :])", message)
+    if m and m.group(1) not in POSITIONALS and hasattr(args, m.group(1)):
+        return "--" + m.group(1).replace("_", "-") + message[len(m.group(1)):]
+    return message
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
@@ -315,8 +328,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:  # before OSError: there is nobody left to read an error message
         silence_output()
         return PIPE_CLOSED
-    except (UsageError, ConfigError, ShapeError, ValueError, OSError) as e:
+    except UsageError as e:
         print(f"udd {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (ConfigError, ShapeError, ValueError, OSError) as e:
+        print(f"udd {args.command}: error: {as_option_error(str(e), args)}", file=sys.stderr)
         return 2
     except ParityFailed as e:
         print(f"udd {args.command}: {e}", file=sys.stderr)
