@@ -360,3 +360,14 @@ def test_channel_error_weights_favour_the_channels_rebuilt_well():
     w = channel_error_weight(Halves(), torch.randn(40, 2, 4, 4, generator=torch.Generator().manual_seed(1)))
     assert w[0] > 100 * w[1]  # the exact channel's error is clamped at 1e-6: by far the larger weight
     torch.testing.assert_close((1 / w).mean(), torch.tensor(1.0))  # scaled so the map keeps the plain error's scale
+
+
+def test_layers_given_as_an_option_point_to_the_config(tmp_path, capsys):
+    from udd_core.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    rc = main(["train", "feature-ae", "--method", "feature-ae", "--data", str(root / "sample_data" / "surface"),
+               "--out", str(tmp_path / "r"), "--layers", "s8"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and not (tmp_path / "r").exists()
+    assert "--layers: not a feature-ae option" in err and "from its config's \"input\" field" in err

@@ -99,8 +99,11 @@ class FeatureAEDetector(Detector):
         error = options.pop("error", DEFAULT_ERROR)
         power = options.pop("latent_power", LATENT_POWER)
         if options:
-            raise ValueError(f"{next(iter(options))}: not a feature-ae option "
-                             "(smooth_sigma, score, topk_percent, border, error, latent_power)")
+            key = next(iter(options))
+            where = ("; a feature AE takes its backbone and layers from its config's \"input\" field (the Design "
+                     "page's input kind, or the feature-ae preset)" if key in ("backbone", "layers", "pool") else "")
+            raise ValueError(f"{key}: not a feature-ae option "
+                             f"(smooth_sigma, score, topk_percent, border, error, latent_power){where}")
         if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 <= power <= 4:
             raise ValueError(f"latent_power: must be a number in [0, 4] (0: the map alone), got {power!r}")
         if error not in ERRORS:
