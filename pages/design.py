@@ -249,7 +249,7 @@ except ValueError as e:  # ShapeError: the network cannot run at this input size
                   key="design_apply")
     st.stop()
 
-for col, (label, value, help_text) in zip(st.columns(4), arch.summary_metrics(report)):
+for col, (label, value, help_text) in zip(st.columns(4), arch.summary_metrics(report, tuple(ss[SHAPE][1:]))):
     col.metric(label, value, help=help_text)
 for warn in (arch.identity_warning(report), arch.collapse_warning(report)):
     if warn:

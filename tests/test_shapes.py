@@ -182,3 +182,14 @@ def test_checked_image_shape_gives_the_images_channels_or_the_first_shape_proble
     assert checked_image_shape(feat, "feature-ae", (256, 256), 1) == (1, 256, 256)  # the backbone takes gray
     assert checked_image_shape(feat, "feature-ae", (256, 256), 2)[0] == 3  # ...or RGB
     assert checked_image_shape(None, "memory-bank", (100, 60)) == (3, 100, 60)  # no config: RGB, nothing to check
+
+
+def test_the_receptive_field_says_its_unit():
+    from types import SimpleNamespace
+
+    from udd_core.shapes import receptive_field_text
+
+    pixels = SimpleNamespace(receptive_field=21, input=(3, 26, 26))
+    assert receptive_field_text(pixels) == receptive_field_text(pixels, (26, 26)) == "21 px"
+    features = SimpleNamespace(receptive_field=9, input=(512, 8, 8))  # a feature AE's input on 256x256 images
+    assert receptive_field_text(features, (256, 256)) == "9 feature cells (stride 32: about 288 px)"

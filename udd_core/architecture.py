@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from .config import AEConfig, ConfigError, config_text, pad_pair
 from .feature_input import FeatureInput, parse_input
 from .image_shapes import propagate_image
-from .shapes import ShapeError, ShapeReport
+from .shapes import ShapeError, ShapeReport, receptive_field_text
 
 # A latent with this many numbers per input number (or more) can simply copy the image through.
 IDENTITY_RATIO = 0.25
@@ -206,16 +206,18 @@ def ratio_text(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
-def summary_metrics(report: ShapeReport) -> list[tuple[str, str, str]]:
-    """(label, value, help) for the totals: parameters, MACs, compression, receptive field."""
+def summary_metrics(report: ShapeReport, image_hw: Optional[tuple[int, int]] = None) -> list[tuple[str, str, str]]:
+    """(label, value, help) for the totals: parameters, MACs, compression, receptive field (in feature
+    cells when the AE's input is smaller than the image `image_hw`)."""
     ratio = report.compression
     return [
         ("Parameters", human(report.params), f"{report.params:,} trainable weights and biases"),
         ("MACs / image", human(report.macs), f"{report.macs:,} multiply-accumulates for one forward pass"),
         ("Compression", f"1:{ratio_text(1 / ratio)}" if ratio < 1 else f"{ratio_text(ratio)}:1",
          f"latent {shape_text(report.latent)} holds {ratio:.3g} numbers per input number"),
-        ("Receptive field", f"{report.receptive_field} px",
-         "input pixels along one side that one latent cell sees: defects much larger than this are hard to model"),
+        ("Receptive field", receptive_field_text(report, image_hw),
+         "input pixels (or feature cells) along one side that one latent cell sees: defects much larger than "
+         "this are hard to model"),
     ]
 
 

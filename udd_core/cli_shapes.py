@@ -9,15 +9,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .atomic import check_new_file, write_text_atomic
 from .cli import UsageError, config_or_preset, parse_ints
 from .image_shapes import input_spec, propagate_image
-from .shapes import ShapeReport
+from .shapes import ShapeReport, receptive_field_text
 
 
-def format_report(r: ShapeReport) -> str:
+def format_report(r: ShapeReport, image_hw: Optional[tuple[int, int]] = None) -> str:
     """The human-readable layer table, stage check and totals."""
     def shp(s: Sequence[int]) -> str:
         return "x".join(map(str, s))
@@ -35,7 +35,7 @@ def format_report(r: ShapeReport) -> str:
         lines.append(f"{s.name:<10} {shp(s.out)}{mark}")
     lines.append("")
     lines.append(f"params {r.params:,}   MACs {r.macs:,}   latent {shp(r.latent)}   "
-                 f"compression {r.compression:.4f}   receptive field {r.receptive_field} px")
+                 f"compression {r.compression:.4f}   receptive field {receptive_field_text(r, image_hw)}")
     for p in r.problems:
         lines.append(f"problem: {p.message}")
     if r.suggested is not None:
@@ -83,7 +83,7 @@ def run_shapes(args: argparse.Namespace) -> int:
         from .feature_input import describe_input
 
         print(f"input: {describe_input(input_spec(config, args.method), image)}")
-        print(format_report(report))
+        print(format_report(report, tuple(image[1:])))
     if args.fix:
         # A config that already fits is written as it is: OUT always holds a config for this input.
         fixed = config if report.ok else report.suggested

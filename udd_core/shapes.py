@@ -322,6 +322,16 @@ def _diagnose(c: AEConfig, inp: Shape, stages: list[Stage]) -> tuple[list[Proble
     return problems, suggested, []
 
 
+def receptive_field_text(report: ShapeReport, image_hw: Optional[tuple[int, int]] = None) -> str:
+    """The receptive field in its unit: image pixels, or, for an AE on backbone features (its input
+    smaller than the image `image_hw`), cells of the feature grid with their size in pixels."""
+    rf = report.receptive_field
+    if image_hw is None or report.input[1] >= image_hw[0]:
+        return f"{rf} px"
+    stride = image_hw[0] // report.input[1]  # (H / h): the feature grid's stride
+    return f"{rf} feature cells (stride {stride}: about {rf * stride} px)"
+
+
 def receptive_field(c: AEConfig) -> int:
     """Input pixels along one side that influence one latent cell (ignoring border clipping)."""
     rf, jump = 1, 1
