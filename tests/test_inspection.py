@@ -258,6 +258,10 @@ def test_the_legend_names_the_heatmap_unit_and_where_the_pixel_threshold_comes_f
     peak = inspect_run(run, mvtec, score="max")
     assert peak.pixel_threshold == pytest.approx(peak._to_map_units(peak.threshold))
     assert "(the image threshold in map units: a pixel above it alone makes the image defective)" in peak.scale_legend()
+    # The scale's top is twice the pixel threshold: a new image threshold moves it, and the legend says so.
+    moved = peak.with_threshold(peak.threshold * 1.5)
+    assert moved.scale.vmax == pytest.approx(2 * moved.pixel_threshold) and moved.scale.vmax != peak.scale.vmax
+    assert "the top twice the pixel threshold, so a new threshold rescales every heatmap alike" in peak.scale_legend()
     top = inspect_run(run, mvtec, score="topk", topk_percent=2.5)  # says top-k, not max
     assert "top 2.5% of pixels average above it" in top.scale_legend() and "alone" not in top.scale_legend()
     assert peak.factors is None and peak.score_text(0) == f"score {peak.scores[0]:.5g}"

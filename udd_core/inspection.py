@@ -161,8 +161,9 @@ class Inspection:
             return (f"Heatmap colours: each image on its own scale, from its median pixel (left) to its highest "
                     f"(right){unit}: where each map peaks; colours do not compare across images. Cyan outline: "
                     f"above the pixel threshold {sc.threshold:.4g} ({source}).")
-        return (f"Heatmap colours: {sc.vmin:.4g} (left) to {sc.vmax:.4g} (right){unit}, one scale for every image, "
-                f"set from {ref}; cyan outline: above the pixel threshold {sc.threshold:.4g} ({source}).")
+        return (f"Heatmap colours: {sc.vmin:.4g} (left) to {sc.vmax:.4g} (right){unit}, one scale for every image: "
+                f"0 is a typical pixel of {ref}, the top twice the pixel threshold, so a new threshold rescales "
+                f"every heatmap alike; cyan outline: above the pixel threshold {sc.threshold:.4g} ({source}).")
 
     def score_text(self, i: int) -> str:
         """Image i's score for a caption, with its two parts when it carries a factor (the map's, the factor)."""
