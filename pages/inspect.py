@@ -237,6 +237,8 @@ with tab_plots:
     else:
         b.info("ROC and per-type metrics need both normal and defective images with labels.")
     table = pd.DataFrame(insp.metric_table())
+    st.caption("Each type's row: the normal images against that type's images alone; \"all\": against every "
+               "defective image, so its pixel AUROC can lie below every type's (the types' maps differ in level).")
     st.dataframe(table, hide_index=True, placeholder="—",  # a metric a type cannot have (no masks): not "None"
                  column_config={c: st.column_config.NumberColumn(help=METRIC_HELP[c])
                                 for c in table.columns if c in METRIC_HELP})

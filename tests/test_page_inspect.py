@@ -66,6 +66,8 @@ def test_changing_residual_and_moving_the_threshold(at):
     per_type_frame = next(d for d in at.dataframe if "defect type" in d.value.columns)
     per_type = per_type_frame.value
     assert per_type_frame.proto.placeholder == "—"  # a metric a type cannot have shows a dash, not "None"
+    assert any(c.value.startswith("Each type's row: the normal images against that type's images alone")
+               for c in at.caption)  # why "all" can lie below every type
     assert {"image AUROC", "pixel AUROC", "AUPRO", "images"} <= set(per_type.columns)  # no raw field names
     assert per_type["defect type"].iloc[0] == "all"
     at.radio(key="insp_thr_mode").set_value("manual").run()

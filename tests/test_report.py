@@ -106,8 +106,9 @@ def test_report_of_a_memory_bank_run_names_the_method_not_a_training_loop(tmp_pa
     fit_settings = setup["fit settings"]  # only what a one-pass fit uses: no epochs, lr or loss
     assert "seed" in fit_settings and not any(k in fit_settings for k in ("epochs", "lr", "loss"))
     assert "training settings" not in setup and "No training history" not in page and "Training curve" not in page
-    assert "<h2>Fit</h2>" in page and setup["bank"].isdigit()  # the fit record, e.g. the bank's size
-    assert re.fullmatch(r"[0-9.e+-]{1,10}", setup["covering radius"])  # readable: 4 digits, not 31.807020033909183
+    assert "<h2>Fit</h2>" in page and setup["bank (patches kept)"].isdigit()  # the fit record, e.g. the bank's size
+    assert re.fullmatch(r"[0-9.e+-]{1,10}", setup["coreset covering radius"])  # 4 digits, not 31.807020033909183
+    assert "embedding time (s)" in setup and "embed s" not in setup  # named for a reader, not the JSON key
     assert "anomaly map (knn)" in page and "residual on" not in page
 
 

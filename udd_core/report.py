@@ -27,6 +27,13 @@ from .inspection import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
 from .render import auto_zoom, png_bytes
 
+# method.json's "fit" record as a reader names it (a memory bank's; other keys are shown with spaces for _)
+FIT_LABELS = {"images": "images embedded", "patches": "patches", "bank": "bank (patches kept)",
+              "feature_dim": "feature channels", "covering_radius": "coreset covering radius",
+              "embed_s": "embedding time (s)", "coreset_s": "coreset selection time (s)",
+              "spread_s": "bank spread time (s)", "knn_peak_bytes": "kNN peak memory (bytes)", "status": "status"}
+
+
 # --- exports ---------------------------------------------------------------------------------
 
 def scores_csv(insp: Inspection) -> str:
@@ -37,6 +44,7 @@ def scores_csv(insp: Inspection) -> str:
     for row in insp.to_rows():
         w.writerow({k: "" if v is None else v for k, v in row.items()})
     return buf.getvalue()
+
 
 
 def _file_stem(name: str) -> str:
@@ -282,7 +290,7 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     if one_pass:  # no epochs, so no curve: what the fit did instead (method.json's "fit")
         fit = spec.get("fit") if isinstance(spec.get("fit"), dict) else {}
         last = ("<h2>Fit</h2><p class=sub>Fitted in one pass, with no training epochs.</p>" + (
-            "<table>" + "".join(f"<tr><th>{_e(k.replace('_', ' '))}</th>"
+            "<table>" + "".join(f"<tr><th>{_e(FIT_LABELS.get(k, k.replace('_', ' ')))}</th>"
                                 f"<td>{_e(f'{v:.4g}' if isinstance(v, float) else v)}</td></tr>"
                                 for k, v in fit.items()) + "</table>"
             if fit else ""))
