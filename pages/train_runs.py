@@ -89,8 +89,9 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
         st.error(str(e))
         return
     try:  # the run's own data, through the cache: a resume right after a stop decodes nothing
-        images, _ = load_images(offer.data_path, offer.input_shape, offer.tile)
-        mgr.start(TrainJob.resume(runs.run_path(root, run.name), images=images, epochs=total))
+        with st.spinner(f"Resuming {run.name}: loading its images, model and optimiser state ..."):
+            images, _ = load_images(offer.data_path, offer.input_shape, offer.tile)
+            mgr.start(TrainJob.resume(runs.run_path(root, run.name), images=images, epochs=total))
         st.rerun()
     except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged
         st.error(f"resume {run.name}: {e}")

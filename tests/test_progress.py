@@ -42,8 +42,11 @@ def test_progress_bar_for_epochs_and_for_a_one_pass_fit():
     b.update(step=5, eta_s=75.0, images_per_s=12.34, lr=1e-3)
     done, text = progress_bar(b.snapshot(), one_pass=False)
     assert done == (1 + 0.5) / 4 and text == "Epoch 2/4 · step 5/10 · ETA 01:15 · 12.3 images/s · lr 0.001"
-    b.update(epoch=1, step=30, steps_per_epoch=40, message="selecting the coreset 30/40", eta_s=None)
-    assert progress_bar(b.snapshot(), one_pass=True) == (0.75, "selecting the coreset 30/40 · 30/40 · ETA --:--")
+    b.update(epoch=2, epochs=2, step=30, steps_per_epoch=40, message="selecting the coreset 30/40", eta_s=None)
+    # the phase's message counts its work: no bare "30/40" beside it, and no ETA before one is known
+    assert progress_bar(b.snapshot(), one_pass=True) == (0.75, "Phase 2/2: selecting the coreset 30/40")
+    b.update(eta_s=12.0)
+    assert progress_bar(b.snapshot(), one_pass=True)[1] == "Phase 2/2: selecting the coreset 30/40 · ETA 00:12"
     b.update(step=50)  # a phase that overruns its announced steps never draws past the end
     assert progress_bar(b.snapshot(), one_pass=True)[0] == 1.0
 

@@ -108,13 +108,15 @@ def format_eta(seconds: Optional[float]) -> str:
 def progress_bar(p: Progress, one_pass: bool) -> tuple[float, str]:
     """(fraction done in [0, 1], the bar's text) for a running job's snapshot.
 
-    A fit in one pass (the memory bank) shows its phase and the phase's steps; a training run its
-    epoch, step, ETA, throughput and learning rate.
+    A fit in one pass (the memory bank) shows its phase and what the phase has done (its message
+    counts the images or picks), with an ETA once one is known; a training run its epoch, step, ETA,
+    throughput and learning rate.
     """
     steps = max(p.steps_per_epoch, 1)
     if one_pass:
+        eta = format_eta(p.eta_s)
         return (min(p.step / steps, 1.0),
-                f"{p.message} · {p.step}/{p.steps_per_epoch} · ETA {format_eta(p.eta_s)}")
+                f"Phase {p.epoch}/{p.epochs}: {p.message}" + ("" if eta == "--:--" else f" · ETA {eta}"))
     done = (max(p.epoch - 1, 0) + p.step / steps) / max(p.epochs, 1)
     if not p.step:
         return min(done, 1.0), f"Starting: epoch {p.epoch + 1}/{p.epochs}, first batch…"
