@@ -111,6 +111,9 @@ def test_engine_errors_name_the_option_the_user_typed(capsys, tmp_path):
     assert as_option_error("size 4x4: needs at least 16x16 pixels", train) == "--size 4x4: needs at least 16x16 pixels"
     assert as_option_error("train_on: no images of class 'x'", train) == "--train-on: no images of class 'x'"
     assert as_option_error("config: not valid JSON", train) == "config: not valid JSON"  # a positional: as it is
+    generate = argparse.Namespace(command="generate", n=0, cls="x")
+    assert as_option_error("n must be >= 1, got 0", generate) == "-n must be >= 1, got 0"  # its own spelling
+    assert as_option_error("cls: unknown", generate) == "--class: unknown"
     assert as_option_error("output: needs wafer maps", train) == "output: needs wafer maps"  # no such option
     assert main(["train", "--method", "memroy-bank", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert capsys.readouterr().err.startswith("udd train: error: --method: must be one of")

@@ -305,6 +305,7 @@ def silence_output() -> None:
 
 
 POSITIONALS = ("command", "func", "config", "run")  # argparse names that are no --option
+SHORT_FLAGS = {"n": "-n", "cls": "--class"}  # argparse names whose option is not "--" + the name
 
 
 def as_option_error(message: str, args: argparse.Namespace) -> str:
@@ -312,7 +313,8 @@ def as_option_error(message: str, args: argparse.Namespace) -> str:
     options ("border: must be ...", "size 4x4: ...") becomes that option ("--border: ...")."""
     m = re.match(r"([a-z][a-z_]*)([ :])", message)
     if m and m.group(1) not in POSITIONALS and hasattr(args, m.group(1)):
-        return "--" + m.group(1).replace("_", "-") + message[len(m.group(1)):]
+        flag = SHORT_FLAGS.get(m.group(1), "--" + m.group(1).replace("_", "-"))
+        return flag + message[len(m.group(1)):]
     return message
 
 
