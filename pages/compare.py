@@ -151,7 +151,7 @@ if elsewhere := cmp.trained_elsewhere(sides, data, kind):  # a wafer run on phot
     st.info(f"Trained on other data than {data}: {'; '.join(elsewhere)}. Their scores here show how they "
             "carry over, not how they do on their own data.")
 
-if here := cmp.trained_here(sides, data, split):  # as Inspect notes it for one run
+if here := cmp.trained_here(sides, data, split, kind):  # as Inspect notes it for one run
     one = len(here) == 1
     st.info(f"Trained on these images: {', '.join(here)}. The normal images {'it' if one else 'they'} learned are "
             f"scored too, so {'its' if one else 'their'} normal scores and metrics look better than on unseen images.")

@@ -43,6 +43,7 @@ def job_manager(root: str) -> JobManager:
 dataset_cache = st.cache_resource(show_spinner=False)(lambda: sources.DatasetCache(max_entries=2))
 data_sources = st.cache_data(ttl=60, show_spinner=False)(sources.list_sources)  # cheap, but every rerun counts
 describe = st.cache_data(ttl=60, show_spinner=False)(sources.describe)  # lists (and with tiles, opens) every file
+kind_of = st.cache_data(ttl=60, show_spinner=False)(data_kind)  # a plain folder's kind lists its files: not per rerun
 
 
 def on_train_preset() -> None:
@@ -242,7 +243,7 @@ with left:
         st.caption(f"ℹ️ {sharing}")
     if path and config is not None and data_error is None and method_cls.trains_epochs:
         try:  # a wafer (die-class) model or loss on photos: said before Start, as TrainJob.create refuses it
-            check_fits_data(ss["train_loss"], config.output, data_kind(path))
+            check_fits_data(ss["train_loss"], config.output, kind_of(path))
         except (ValueError, OSError) as e:
             data_error = str(e)
             st.error(f"{data_error}. Pick wafer data, or another model or loss.")

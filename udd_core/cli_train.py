@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, runs_root, silence_output
+from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, runs_root, silence_output
 from .data import data_kind, load_dataset
 from .jobs import TrainJob, checked_settings
 from .methods import check_choice, detector_class
@@ -193,10 +193,10 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError(f"{given[0]}: a resumed run keeps the settings in its train.json; only --epochs, "
                              "--device and --data may be given with --resume (start a new run to change others)")
         _settings_from_args(args)  # --epochs and --device refused with the option's name before any data loads
-        if not out.is_dir():  # a run's name, as udd score takes it: the run under $UDD_RUNS_DIR
-            if not (runs_root() / args.out).is_dir():
-                raise UsageError(f"--out {out}: no such run folder (nor a run of that name in {runs_root()})")
-            out = runs_root() / args.out
+        try:  # a folder, or a run's name under $UDD_RUNS_DIR, as udd score takes RUN
+            out = run_dir_arg(args.out)
+        except UsageError:
+            raise UsageError(f"--out {out}: no such run folder (nor a run of that name in {runs_root()})") from None
         images = None
         if args.data:
             info = read_train(out)

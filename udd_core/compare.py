@@ -337,10 +337,13 @@ def trained_elsewhere(sides: Sequence[RunSide], data: Union[str, Path], kind: Op
             and not (kind and kind_mismatch(s.info["data"].get("kind"), kind))]
 
 
-def trained_here(sides: Sequence[RunSide], data: Union[str, Path], split: str) -> list[str]:
-    """The runs (by name) whose training images are among those `split` of `data` scores: their normal
-    scores include images they learned, so their metrics look better than on unseen images."""
-    return [s.name for s in sides if scores_training_data(data, runs.train_source(s.info).get("path"), split)]
+def trained_here(sides: Sequence[RunSide], data: Union[str, Path], split: str,
+                 kind: Optional[str] = None) -> list[str]:
+    """The runs (by name) whose training images are among those `split` of `data` (of `kind`, when known)
+    scores: their normal scores include images they learned, so their metrics look better than on unseen
+    images."""
+    return [s.name for s in sides
+            if scores_training_data(data, runs.train_source(s.info).get("path"), split, kind)]
 
 
 def has_model(run_dir: Union[str, Path]) -> bool:

@@ -103,10 +103,11 @@ def same_data(path, recorded) -> bool:
     return bool(path) and bool(recorded) and resolved(path) == resolved(recorded)
 
 
-def scores_training_data(path, recorded, split: str) -> bool:
+def scores_training_data(path, recorded, split: str, kind: str | None = None) -> bool:
     """Whether scoring `split` of `path` scores the normal images a run trained on (train.json's data.path
-    as `recorded`): the same data, other than an MVTec test split (which a run never trains on)."""
-    return same_data(path, recorded) and (data_kind(path) != "mvtec" or split != "test")
+    as `recorded`): the same data, other than an MVTec test split (which a run never trains on). `kind`:
+    `data_kind(path)` when the caller has it (it lists a plain folder's files)."""
+    return same_data(path, recorded) and ((kind or data_kind(path)) != "mvtec" or split != "test")
 
 
 def data_kind(path) -> str:

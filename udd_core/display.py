@@ -20,6 +20,7 @@ import torch
 from .atomic import write_files
 from .data import onehot_to_wafer
 from .render import WAFER_RGB, png_bytes
+from .wafer_generation import generated_maps
 
 # Display colours (RGB) of die values 0 outside the wafer, 1 good die, 2 failing die: the Inspect
 # page's, so a die looks the same on every page. Tuples: immutable, no module-level mutable state.
@@ -80,8 +81,6 @@ def to_display(x, kind: str, min_side: int = DISPLAY_MIN_SIDE, shaded: bool = Fa
             if shaded:
                 out = shade_wafer(x, outline)
             elif outline is not None:
-                from .wafer_generation import generated_maps
-
                 out = render_wafer(generated_maps(x, outline))
             else:
                 out = render_wafer(onehot_to_wafer(x))

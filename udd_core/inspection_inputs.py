@@ -18,7 +18,7 @@ from . import runs
 from .data import ImageSet, kind_mismatch, load_dataset, same_data, scores_training_data, size_for_sizeless_model
 from .methods import Detector, load_detector
 from .settings import resolve_device
-from .training_data import normal_images, reference_normals, training_mask
+from .training_data import reference_normals, training_mask
 
 
 @dataclass
@@ -102,7 +102,7 @@ def run_validation_images(run: dict, input_shape: tuple[int, int, int]) -> tuple
     try:
         ds = load_dataset(src["path"], input_shape, split="train", tile=bool(src.get("tile", False)))
         train_on = runs.train_on(run)
-        count = int(training_mask(ds, train_on)[0].sum()) if train_on != "normal" else len(normal_images(ds)[0])
+        count = int(training_mask(ds, train_on, for_training=False)[0].sum())  # no copy of the images
         notes = [] if src.get("count") in (None, count) else [
             f"the training data now holds {count} images the run would train on, the run had {src['count']}; "
             "its validation split may differ"]

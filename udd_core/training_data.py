@@ -56,17 +56,18 @@ def is_normal(labels) -> np.ndarray:
     return np.array([str(v).strip().lower() in NORMAL_LABELS for v in labels], dtype=bool)
 
 
-def training_mask(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Optional[str]]:
+def training_mask(ds: Any, train_on: str = "normal", for_training: bool = True) -> tuple[np.ndarray, Optional[str]]:
     """(N,) bool: the images of a loaded ImageSet that a run with setting `train_on` learns from (before
     the validation split), and a note saying what was kept.
 
-    "normal": the normal images (a ValueError when every image is labelled as a defect); "all": every
-    image, defects included; class labels ("Center,Donut"): the images with those labels, and a
-    ValueError naming any label the data does not have.
+    "normal": the normal images (when every image is labelled as a defect: a ValueError, or all of
+    them when not `for_training`, as `normal_images` gives them); "all": every image, defects included;
+    class labels ("Center,Donut"): the images with those labels, and a ValueError naming any label the
+    data does not have.
     """
     classes = train_on_classes(train_on)
     if classes is None and train_on.strip() == "normal":
-        return _normal_mask(ds, for_training=True)
+        return _normal_mask(ds, for_training)
     labels = [str(v) for v in ds.labels]
     found = sorted(set(labels))
     if classes is None:  # "all"
@@ -112,11 +113,9 @@ def reference_normals(ds: Any, train_on: str, val_split: float, seed: int) -> tu
     takes the normal images it never saw ("unseen normal"); one with no validation split its normal
     training images ("training"). (None, "") when the data holds no normal image.
     """
-    normal = is_normal(ds.labels)
-    if train_on.strip() == "normal":  # what training kept; an all-defect set (scored, not trained on): all
-        normal = keep = _normal_mask(ds, for_training=False)[0]
-    else:
-        keep = training_mask(ds, train_on)[0]
+    keep = training_mask(ds, train_on, for_training=False)[0]
+    # What counts as normal: for a run of normal images, what training kept (all of an all-defect set).
+    normal = keep if train_on.strip() == "normal" else is_normal(ds.labels)
     seen = np.flatnonzero(keep)
     tr, va = split_indices(len(seen), val_split, seed)
     for idx, source in ((seen[va], "validation"), (np.flatnonzero(normal & ~keep), "unseen normal"),
