@@ -15,6 +15,7 @@ from pages.run_focus import focused_run, set_focus, warn_stale_link
 from udd_core import runs
 from udd_core.display import probe_pairs
 from udd_core.generation import next_page
+from udd_core.methods import still_learning_note
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, resume_offer, run_rows
 from udd_core.progress import curve_series, loss_curve, progress_bar
 
@@ -60,6 +61,8 @@ def show_run(mgr: JobManager, root: Path, name: str, polled: str) -> None:
     if disk.get("status") == "finished":
         title, verb = next_page(run_dir)
         st.info(f"Done: open the **{title}** page to {verb} with this run.")
+        if learning := still_learning_note(run_dir):
+            st.caption(f"ℹ️ {learning[0].upper()}{learning[1:]}.")
         if st.button(f"Open in {title}", key="train_open_next", icon=":material/arrow_forward:"):
             st.switch_page(f"pages/{title.lower()}.py")  # the run is in focus: the page opens it
     if snap is not None and snap.probe_input is not None:

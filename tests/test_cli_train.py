@@ -34,6 +34,8 @@ def test_train_end_to_end_then_resume(tmp_path, config_file, image_folder, capsy
     err = capsys.readouterr().err
     assert "finished 2 epochs" in err and "6 training and 2 validation images" in err
     assert "epoch 1/2  loss" in err and "epoch 2/2  loss" in err  # one line per epoch when not a terminal
+    losses = [h["val_loss"] for h in runs.read_history(out)]
+    assert (losses[1] > 0.95 * losses[0]) == ("still learning" not in err)  # 4% lower: not yet worth a note
     assert load_model(out).input_shape == (1, 32, 32)
     info = json.loads((out / "train.json").read_text())
     assert info["settings"]["seed"] == 3 and info["data"]["kind"] == "folder" and info["data"]["count"] == 8
@@ -45,6 +47,12 @@ def test_train_end_to_end_then_resume(tmp_path, config_file, image_folder, capsy
     assert [h["epoch"] for h in runs.read_history(out)] == [1, 2, 3]
     err = capsys.readouterr().err
     assert "epoch 3/3  loss" in err and "epoch 1/3" not in err  # only the new epochs are printed
+    losses = [h["val_loss"] for h in runs.read_history(out)]
+    if losses[2] < 0.95 * losses[0] and losses[2] == min(losses):  # 7.5% lower over two epochs: still learning
+        assert f"note: run run was still learning when its training ended: its validation loss fell " \
+               f"{1 - losses[2] / losses[0]:.0%} over the last 2 epochs" in err and "--resume --epochs 6`" in err
+    else:
+        assert "still learning" not in err
     # without --data, resume reloads the data named in train.json; CONFIG may be given, and is not needed
     assert main(["train", str(config_file), "--out", str(out), "--epochs", "4", "--resume"]) == 0
     assert len(runs.read_history(out)) == 4 and runs.read_status(out)["status"] == "finished"

@@ -192,3 +192,20 @@ def test_an_unfinished_run_is_one_warning_not_also_a_notice(monkeypatch, runs_di
     assert [w.value for w in app.warning] == [
         "Run tiny is interrupted (no heartbeat): this is the model saved so far, not a finished one."]
     assert not any("is interrupted" in c.value for c in app.caption)  # udd score's notice, said once here
+
+
+def test_a_run_still_learning_says_so(monkeypatch, runs_dir, tmp_path):
+    import json
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir, root)
+    history = root / "tiny" / "history.jsonl"
+    (first,) = [json.loads(line) for line in history.read_text().splitlines()]
+    with history.open("a") as f:  # as if a second epoch had lowered the loss by a third
+        f.write(json.dumps({**first, "epoch": 2, "val_loss": first["val_loss"] * 2 / 3}) + "\n")
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception and not app.warning
+    assert any(c.value.startswith("ℹ️ run tiny was still learning when its training ended: its validation loss "
+                                  "fell 33% over the last epoch") for c in app.caption)

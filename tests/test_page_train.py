@@ -125,6 +125,12 @@ def test_one_epoch_job_shows_its_curve_and_writes_history(tiny_config, data, run
     assert all(len(i.proto.imgs) == 1 for i in at.image)
     assert at.image[0].proto.imgs[0].url.endswith(".png")  # lossless: no JPEG artefacts in a reconstruction
     assert json.loads((runs_dir / name / "train.json").read_text())["settings"]["amp_bf16"] is True  # the default
+    assert not any("still learning" in c.value for c in at.caption)  # one epoch: nothing to compare it with
+    with open(runs_dir / name / "history.jsonl", "a") as f:  # as if a second epoch had halved the loss
+        f.write(json.dumps({"epoch": 2, "val_loss": json.loads(lines[0])["val_loss"] / 2}) + "\n")
+    at.run()
+    assert any(c.value.startswith(f"ℹ️ Run {name} was still learning when its training ended: its validation "
+                                  "loss fell 50% over the last epoch") for c in at.caption)
 
 
 def test_bf16_toggle_off_trains_in_float32(tiny_config, data, runs_dir):

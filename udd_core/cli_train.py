@@ -15,7 +15,7 @@ from pathlib import Path
 from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, runs_root, silence_output
 from .data import data_kind, load_dataset
 from .jobs import TrainJob, checked_settings
-from .methods import check_choice, detector_class
+from .methods import check_choice, detector_class, still_learning_note
 from .model import build_model
 from .progress import ProgressLine
 from .runs import is_empty_dir, read_history, read_train, train_on, train_shape
@@ -169,6 +169,8 @@ def _watch(job, bar: ProgressLine) -> int:
         print(f"udd train: error: {p.error or p.message}{where}", file=sys.stderr)
         return 2
     print(f"udd train: {p.message}; model in {job.run_dir}", file=sys.stderr)
+    if learning := still_learning_note(job.run_dir):
+        print(f"note: {learning}", file=sys.stderr)
     _app_hint(job.run_dir)
     return 0
 
