@@ -76,9 +76,9 @@ def run_label(info) -> str:
 
 
 def warn_unfinished(run_dir: Path) -> str | None:
-    """Warn when the run in view has not finished training (`runs.unfinished_note`, the line `udd score`
+    """Warn when the run in view has not finished training (`run_notes.unfinished_note`, the line `udd score`
     prints first among its notices) and return that line; None for a finished run."""
-    from udd_core.runs import unfinished_note
+    from udd_core.run_notes import unfinished_note
 
     note = unfinished_note(run_dir)
     if note:

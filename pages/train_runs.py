@@ -15,9 +15,9 @@ from pages.run_focus import focused_run, set_focus, warn_stale_link
 from udd_core import runs
 from udd_core.display import probe_pairs
 from udd_core.generation import next_page
-from udd_core.methods import still_learning_note
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, resume_offer, run_rows
 from udd_core.progress import curve_series, loss_curve, progress_bar
+from udd_core.run_notes import still_learning_note
 
 PROBES_PER_ROW = 4  # the default n_probe: one row
 POLL_S, DISK_POLL_S = 1.0, 2.0  # live job / a run trained by another process (status.json only)

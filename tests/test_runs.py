@@ -183,22 +183,6 @@ def test_a_damaged_train_json_lists_as_an_unknown_run(tmp_path, damaged):
     assert runs.read_train(run) == {} and runs.run_source(run) == {} and runs.trained_shape(run) is None
 
 
-def test_unfinished_note_names_a_run_that_did_not_finish(tmp_path):
-    run = runs.new_run(tmp_path, "r")
-    assert runs.unfinished_note(run) is None  # no status.json: a model folder of the reference package
-    runs.write_status(run, "finished", "finished 5 epochs")
-    assert runs.unfinished_note(run) is None
-    runs.write_status(run, "stopped", "stopped after 2 of 5 epochs")
-    assert runs.unfinished_note(run) == "run r is stopped (after 2 of 5 epochs): this is the model saved so far, " \
-                                        "not a finished one"
-    runs.write_status(run, "failed", "")
-    assert runs.unfinished_note(run).startswith("run r is failed: ")
-    (run / runs.LAST_WEIGHTS).write_bytes(b"")  # weights saved inside epoch 1, no epoch in the history
-    assert runs.unfinished_note(run) == "run r is failed: no epoch has finished, so its weights are barely trained"
-    runs.append_history(run, {"epoch": 1, "train_loss": 0.5})
-    assert runs.unfinished_note(run).endswith("this is the model saved so far, not a finished one")
-
-
 def test_train_json_fields_are_read_in_one_place():
     info = {"data": {"path": "/d", "tile": True}, "input_shape": [1, 32, 48], "settings": {"train_on": "all"}}
     assert runs.train_source(info) == {"path": "/d", "tile": True}
@@ -238,45 +222,3 @@ def test_trained_shape_reads_train_json_and_tolerates_damage(tmp_path):
         (tmp_path / "train.json").write_text(bad)
         assert trained_shape(tmp_path) is None, bad
 
-
-def _finished_with_losses(root, name, losses):
-    run = runs.new_run(root, name)
-    runs.write_status(run, "finished", f"finished {len(losses)} epochs")
-    for i, v in enumerate(losses, 1):
-        runs.append_history(run, {"epoch": i, "train_loss": v, "val_loss": v})
-    return run
-
-
-def test_still_learning_note_names_a_run_whose_loss_was_still_falling(tmp_path):
-    run = _finished_with_losses(tmp_path, "r", [1.0, 0.5, 0.40, 0.36, 0.33, 0.30])  # -25% over the last 3
-    assert runs.still_learning_note(run) == (
-        "run r was still learning when its training ended: its validation loss fell 25% over the last 3 epochs, "
-        "so more epochs would likely lower it further (Resume on the Train page, or "
-        "`udd train --out r --resume --epochs 12`)")
-    two = _finished_with_losses(tmp_path, "two", [0.5, 0.4])
-    assert "fell 20% over the last epoch," in runs.still_learning_note(two)
-    runs.write_status(run, "stopped", "stopped after 6 of 9 epochs")  # unfinished_note speaks for it
-    assert runs.still_learning_note(run) is None
-
-
-@pytest.mark.parametrize("losses", [
-    [1.0, 0.5, 0.40, 0.39, 0.385, 0.384],  # a plateau: 4% over the last 3 epochs
-    [1.0, 0.5, 0.40, 0.30, 0.25, 0.26],  # the last epoch is not the best: it has turned
-    [0.5],  # one epoch: nothing to compare
-    [1.0, 0.5, float("nan")],  # a diverged epoch
-    [0.0, 0.0, 0.0],  # a perfect fit
-])
-def test_still_learning_note_is_quiet_otherwise(tmp_path, losses):
-    assert runs.still_learning_note(_finished_with_losses(tmp_path, "r", losses)) is None
-
-
-def test_still_learning_note_only_for_runs_scored_by_what_their_epochs_train(tmp_path):
-    from udd_core.methods import METHOD_FILE, still_learning_note
-
-    falling = [1.0, 0.5, 0.25]
-    assert still_learning_note(_finished_with_losses(tmp_path, "ae", falling)) is not None  # no method.json
-    for method in ("feature-ae", "dsvdd", "latent-knn", "memory-bank", "no-such-method"):
-        run = _finished_with_losses(tmp_path, method, falling)
-        (run / METHOD_FILE).write_text(json.dumps({"method": method}))
-        # Deep SVDD and latent-knn score latent codes, not the reconstruction loss shown; the bank has no epochs.
-        assert (still_learning_note(run) is not None) == (method == "feature-ae"), method

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from . import __version__, runs
+from . import __version__
 from .cli_numbers import check_numbers
 from .config import AEConfig, ConfigError, load_config, noting_warnings
 from .shapes import ShapeError
@@ -127,10 +127,11 @@ class ParityFailed(Exception):
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a run to ONNX (maps and scores in one graph) after a parity check in onnxruntime."""
     from .export import ParityError, check_target, export_run, write_export
+    from .run_notes import unfinished_note
 
     run_dir = run_dir_arg(args.run)
     check_target(args.onnx, force=args.force)  # a bad or taken OUT fails before the minute of work
-    if unfinished := runs.unfinished_note(run_dir):
+    if unfinished := unfinished_note(run_dir):
         print(f"note: {unfinished}", file=sys.stderr)
     try:
         result = export_run(run_dir, opset=args.opset)

@@ -15,9 +15,10 @@ from pathlib import Path
 from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, runs_root, silence_output
 from .data import data_kind, load_dataset
 from .jobs import TrainJob, checked_settings
-from .methods import check_choice, detector_class, still_learning_note
+from .methods import check_choice, detector_class
 from .model import build_model
 from .progress import ProgressLine
+from .run_notes import still_learning_note
 from .runs import is_empty_dir, read_history, read_train, train_on, train_shape
 from .settings import TrainSettings, training_presets
 from .sources import source_record

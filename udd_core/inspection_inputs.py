@@ -16,7 +16,8 @@ import numpy as np
 
 from . import runs
 from .data import ImageSet, kind_mismatch, load_dataset, same_data, scores_training_data, size_for_sizeless_model
-from .methods import Detector, load_detector, still_learning_note
+from .methods import Detector, load_detector
+from .run_notes import still_learning_note, unfinished_note
 from .settings import resolve_device
 from .training_data import reference_normals, training_mask
 
@@ -83,7 +84,7 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
         notices.insert(0, mismatch)
     if trained and shape != trained:
         notices.append(f"scored at {shape[1]}x{shape[2]}, the model was trained at {trained[1]}x{trained[2]}")
-    if unfinished := runs.unfinished_note(p):  # first: every score below comes from that model
+    if unfinished := unfinished_note(p):  # first: every score below comes from that model
         notices.insert(0, unfinished)
     elif learning := still_learning_note(p):
         notices.append(learning)

@@ -298,56 +298,6 @@ def read_status(run_dir: Union[str, Path], now: Optional[float] = None) -> dict:
     return d
 
 
-def unfinished_note(run_dir: Union[str, Path]) -> Optional[str]:
-    """One line for a run whose training has not finished (stopped, interrupted, failed or still running):
-    what scores it, exports it or compares it uses the model saved so far. None for a finished run and
-    for a model folder without status.json (the reference package's)."""
-    p = Path(run_dir)
-    if not (p / STATUS_FILE).is_file():
-        return None
-    st = read_status(p)
-    if st["status"] == "finished":
-        return None
-    said = status_message(st)
-    # Weights saved inside epoch 1 (a stop or a crash there) and no epoch in the history: barely trained.
-    untrained = (p / LAST_WEIGHTS).is_file() and not read_history(p)
-    return (f"run {p.name} is {st['status']}" + (f" ({said})" if said else "") +
-            (": no epoch has finished, so its weights are barely trained" if untrained else
-             ": this is the model saved so far, not a finished one"))
-
-
-STILL_FALLING = 0.05  # the share by which the validation loss fell over a run's last epochs that means "still learning"
-FALL_EPOCHS = 3  # how many of the last epochs that share is measured over
-
-
-def still_learning_note(run_dir: Union[str, Path]) -> Optional[str]:
-    """One line for a finished run whose validation loss was still falling when training ended: its last
-    epoch is its best, and the loss fell by `STILL_FALLING` or more over the last `FALL_EPOCHS` epochs: the
-    reconstructions, and so the heatmaps, would likely improve with more epochs. None otherwise (an unfinished
-    run has `unfinished_note`)."""
-    p = Path(run_dir)
-    if not (p / STATUS_FILE).is_file() or read_status(p)["status"] != "finished":
-        return None
-    history = read_history(p)
-    losses = [r.get("val_loss") for r in history]
-    if len(losses) < 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in losses):
-        return None
-    k = min(FALL_EPOCHS, len(losses) - 1)
-    before, last = losses[-1 - k], losses[-1]
-    if last > min(losses) or before <= 0 or (drop := (before - last) / before) < STILL_FALLING:
-        return None
-    epochs = "the last epoch" if k == 1 else f"the last {k} epochs"
-    return (f"run {p.name} was still learning when its training ended: its validation loss fell {drop:.0%} over "
-            f"{epochs}, so more epochs would likely lower it further (Resume on the Train page, or "
-            f"`udd train --out {p.name} --resume --epochs {2 * _epoch_of(history[-1], len(history))}`)")
-
-
-def _epoch_of(record: Mapping[str, Any], default: int) -> int:
-    """A history record's epoch number, or `default` where it has none (a hand-edited file)."""
-    e = record.get("epoch")
-    return e if isinstance(e, int) and e > 0 else default
-
-
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
 

@@ -42,19 +42,6 @@ def fitted_in_one_pass(method: str) -> bool:
         return False
 
 
-def still_learning_note(run_dir: Union[str, Path]) -> Optional[str]:
-    """`runs.still_learning_note` for a run whose maps come from the model its epochs train (an autoencoder, a
-    feature AE); None for the others: they score latent codes, which a lower reconstruction loss need not
-    improve (Deep SVDD, latent-knn), or train no epochs (the memory bank)."""
-    from ..runs import still_learning_note as note
-
-    try:
-        cls = detector_class(run_method(run_dir))
-    except ValueError:  # an unknown or damaged method file: the page that opens it says why
-        return None
-    return note(run_dir) if cls.trains_epochs and not cls.own_scores else None
-
-
 def parse_options(text: str, method: str) -> dict:
     """Method options typed as a JSON object (blank: {}); ValueError "method options: ..." otherwise."""
     import json

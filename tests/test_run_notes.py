@@ -1,0 +1,65 @@
+"""run_notes: the one-line notes on an unfinished run and on a run that ended while still learning."""
+import json
+
+import pytest
+
+from udd_core import runs
+from udd_core.methods import METHOD_FILE
+from udd_core.run_notes import still_learning_note, unfinished_note
+
+
+def test_unfinished_note_names_a_run_that_did_not_finish(tmp_path):
+    run = runs.new_run(tmp_path, "r")
+    assert unfinished_note(run) is None  # no status.json: a model folder of the reference package
+    runs.write_status(run, "finished", "finished 5 epochs")
+    assert unfinished_note(run) is None
+    runs.write_status(run, "stopped", "stopped after 2 of 5 epochs")
+    assert unfinished_note(run) == "run r is stopped (after 2 of 5 epochs): this is the model saved so far, " \
+                                        "not a finished one"
+    runs.write_status(run, "failed", "")
+    assert unfinished_note(run).startswith("run r is failed: ")
+    (run / runs.LAST_WEIGHTS).write_bytes(b"")  # weights saved inside epoch 1, no epoch in the history
+    assert unfinished_note(run) == "run r is failed: no epoch has finished, so its weights are barely trained"
+    runs.append_history(run, {"epoch": 1, "train_loss": 0.5})
+    assert unfinished_note(run).endswith("this is the model saved so far, not a finished one")
+
+
+def _finished_with_losses(root, name, losses):
+    run = runs.new_run(root, name)
+    runs.write_status(run, "finished", f"finished {len(losses)} epochs")
+    for i, v in enumerate(losses, 1):
+        runs.append_history(run, {"epoch": i, "train_loss": v, "val_loss": v})
+    return run
+
+
+def test_still_learning_note_names_a_run_whose_loss_was_still_falling(tmp_path):
+    run = _finished_with_losses(tmp_path, "r", [1.0, 0.5, 0.40, 0.36, 0.33, 0.30])  # -25% over the last 3
+    assert still_learning_note(run) == (
+        "run r was still learning when its training ended: its validation loss fell 25% over the last 3 epochs, "
+        "so more epochs would likely lower it further (Resume on the Train page, or "
+        "`udd train --out r --resume --epochs 12`)")
+    two = _finished_with_losses(tmp_path, "two", [0.5, 0.4])
+    assert "fell 20% over the last epoch," in still_learning_note(two)
+    runs.write_status(run, "stopped", "stopped after 6 of 9 epochs")  # unfinished_note speaks for it
+    assert still_learning_note(run) is None
+
+
+@pytest.mark.parametrize("losses", [
+    [1.0, 0.5, 0.40, 0.39, 0.385, 0.384],  # a plateau: 4% over the last 3 epochs
+    [1.0, 0.5, 0.40, 0.30, 0.25, 0.26],  # the last epoch is not the best: it has turned
+    [0.5],  # one epoch: nothing to compare
+    [1.0, 0.5, float("nan")],  # a diverged epoch
+    [0.0, 0.0, 0.0],  # a perfect fit
+])
+def test_still_learning_note_is_quiet_otherwise(tmp_path, losses):
+    assert still_learning_note(_finished_with_losses(tmp_path, "r", losses)) is None
+
+
+def test_still_learning_note_only_for_runs_scored_by_what_their_epochs_train(tmp_path):
+    falling = [1.0, 0.5, 0.25]
+    assert still_learning_note(_finished_with_losses(tmp_path, "ae", falling)) is not None  # no method.json
+    for method in ("feature-ae", "dsvdd", "latent-knn", "memory-bank", "no-such-method"):
+        run = _finished_with_losses(tmp_path, method, falling)
+        (run / METHOD_FILE).write_text(json.dumps({"method": method}))
+        # Deep SVDD and latent-knn score latent codes, not the reconstruction loss shown; the bank has no epochs.
+        assert (still_learning_note(run) is not None) == (method == "feature-ae"), method

@@ -1,0 +1,75 @@
+"""What a run's files mean for whoever uses its model: one line each, shown by `udd train`, `udd score`,
+`udd export`, the Train and Inspect pages and the report.
+
+- `unfinished_note`: the run's training has not finished, so its model is the one saved so far.
+- `still_learning_note`: it finished while its validation loss was still falling, so more epochs
+  (a resume) would likely give better maps.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+from .runs import LAST_WEIGHTS, STATUS_FILE, read_history, read_status, status_message
+
+STILL_FALLING = 0.05  # the share by which the validation loss fell over a run's last epochs that means "still learning"
+FALL_EPOCHS = 3  # how many of the last epochs that share is measured over
+
+
+def unfinished_note(run_dir: Union[str, Path]) -> Optional[str]:
+    """One line for a run whose training has not finished (stopped, interrupted, failed or still running):
+    what scores it, exports it or compares it uses the model saved so far. None for a finished run and
+    for a model folder without status.json (the reference package's)."""
+    p = Path(run_dir)
+    if not (p / STATUS_FILE).is_file():
+        return None
+    st = read_status(p)
+    if st["status"] == "finished":
+        return None
+    said = status_message(st)
+    # Weights saved inside epoch 1 (a stop or a crash there) and no epoch in the history: barely trained.
+    untrained = (p / LAST_WEIGHTS).is_file() and not read_history(p)
+    return (f"run {p.name} is {st['status']}" + (f" ({said})" if said else "") +
+            (": no epoch has finished, so its weights are barely trained" if untrained else
+             ": this is the model saved so far, not a finished one"))
+
+
+def still_learning_note(run_dir: Union[str, Path]) -> Optional[str]:
+    """One line for a finished run whose validation loss was still falling when training ended: its last
+    epoch is its best, and the loss fell by `STILL_FALLING` or more over the last `FALL_EPOCHS` epochs: the
+    reconstructions, and so the heatmaps, would likely improve with more epochs. None otherwise: for an
+    unfinished run (`unfinished_note` speaks for it), and for methods that score latent codes, which a
+    lower reconstruction loss need not improve (Deep SVDD, latent-knn), or train no epochs (the memory bank)."""
+    p = Path(run_dir)
+    if not (p / STATUS_FILE).is_file() or read_status(p)["status"] != "finished" or not _scored_by_its_epochs(p):
+        return None
+    history = read_history(p)
+    losses = [r.get("val_loss") for r in history]
+    if len(losses) < 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in losses):
+        return None
+    k = min(FALL_EPOCHS, len(losses) - 1)
+    before, last = losses[-1 - k], losses[-1]
+    if last > min(losses) or before <= 0 or (drop := (before - last) / before) < STILL_FALLING:
+        return None
+    epochs = "the last epoch" if k == 1 else f"the last {k} epochs"
+    return (f"run {p.name} was still learning when its training ended: its validation loss fell {drop:.0%} over "
+            f"{epochs}, so more epochs would likely lower it further (Resume on the Train page, or "
+            f"`udd train --out {p.name} --resume --epochs {2 * _epoch_of(history[-1], len(history))}`)")
+
+
+def _epoch_of(record: Mapping[str, Any], default: int) -> int:
+    """A history record's epoch number, or `default` where it has none (a hand-edited file)."""
+    e = record.get("epoch")
+    return e if isinstance(e, int) and e > 0 else default
+
+
+def _scored_by_its_epochs(run_dir: Path) -> bool:
+    """True when a run's maps come from the model its epochs train (an autoencoder, a feature AE)."""
+    from .methods import detector_class, run_method
+
+    try:
+        cls = detector_class(run_method(run_dir))
+    except ValueError:  # an unknown or damaged method file: the page that opens it says why
+        return False
+    return cls.trains_epochs and not cls.own_scores
