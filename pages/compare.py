@@ -19,6 +19,7 @@ from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch
 from udd_core.display import markdown_literal
 from udd_core.methods import fitted_in_one_pass
+from udd_core.run_notes import still_learning_note, unfinished_note
 from udd_core.inspection import inspect_run
 from udd_core.render import scale_bar_rgb
 
@@ -130,6 +131,9 @@ elif all(fitted_in_one_pass(s.method) for s in sides):
     st.info("These runs are fitted in one pass, with no training epochs: they have no loss curves.")
 else:
     st.info("No epoch has finished in these runs yet.")
+for s in sides:  # why a run may lose: it is not done, or it ended while its loss still fell
+    if note := unfinished_note(s.path) or still_learning_note(s.path):
+        st.caption(f"ℹ️ {note[0].upper()}{note[1:]}.")
 
 # --- one data set, scored by every run ---------------------------------------------------------------
 st.subheader("On one data set")

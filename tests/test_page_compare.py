@@ -74,6 +74,7 @@ def test_only_changed_fields_loss_curves_metrics_roc_and_heatmaps(at):
     assert len(at.get("image")) == 1 + len(images.value) * 3
     assert any(c.value.startswith("Colours from low (left) to high (right)") and "latent8: " in c.value
                for c in at.caption)
+    assert not any("still learning" in c.value or "is stopped" in c.value for c in at.caption)
     assert not any("Trained on these images" in i.value for i in at.info)  # the MVTec test split: unseen
     at.selectbox(key="cmp_split").set_value("train").run()
     assert not at.exception and any(i.value.startswith("Trained on these images: latent4, latent8. The normal "
@@ -120,3 +121,25 @@ def test_fewer_than_two_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "empty"))
     app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     assert not app.exception and any("at least two runs" in i.value for i in app.info)
+
+
+def test_a_run_not_done_learning_says_so(monkeypatch, runs_dir, tmp_path):
+    import json
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir, root)
+    history = root / "latent8" / "history.jsonl"
+    (first,) = [json.loads(line) for line in history.read_text().splitlines()]
+    with history.open("a") as f:  # as if a second epoch had halved the loss: its metrics may understate it
+        f.write(json.dumps({**first, "epoch": 2, "val_loss": first["val_loss"] / 2}) + "\n")
+    (root / "latent4" / "status.json").write_text(json.dumps({"status": "stopped", "message": "stopped by the user"}))
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.session_state["udd_run"] = "latent4"
+    app.run()
+    assert not app.exception
+    notes = [c.value for c in app.caption if c.value.startswith("ℹ️ Run ")]
+    assert notes == ["ℹ️ Run latent4 is stopped (by the user): this is the model saved so far, not a finished one.",
+                     "ℹ️ Run latent8 was still learning when its training ended: its validation loss fell 50% over "
+                     "the last epoch, so more epochs would likely lower it further (Resume on the Train page, or "
+                     "`udd train --out latent8 --resume --epochs 4`)."]
