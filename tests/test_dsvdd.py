@@ -276,3 +276,45 @@ def test_a_job_stopped_in_the_svdd_phase_resumes_through_trainjob(tmp_path, tiny
     assert again.join(60)
     assert again.snapshot().status == "finished"
     assert load_detector(run).epochs_done == 3 and len(json.loads((run / SVDD_HISTORY).read_text())) == 3
+
+
+def test_a_new_total_on_resume_counts_the_deep_svdd_epochs_once_they_have_begun(tmp_path, tiny_config):
+    from udd_core import runs
+    from udd_core.jobs import ResumeOffer, TrainJob, resume_offer
+    from udd_core.tensor_files import read_tensors
+
+    imgs, s = images(30, 1), settings(2).replace(val_split=0.2)
+    run = tmp_path / "run"
+    job = TrainJob.create(run, tiny_config, (1, 32, 32), imgs, s, method="dsvdd",
+                          options={"svdd_epochs": 3, "svdd_lr": 1e-3}).start()
+    assert job.join(60) and job.snapshot().status == "finished"
+    first = json.loads((run / SVDD_HISTORY).read_text())
+    centre = read_tensors(run / "svdd.safetensors")[0]["c"]
+    (info,) = runs.list_runs(tmp_path)
+    assert resume_offer(info, "finished") == ResumeOffer("", (1, 32, 32), False, 13, 3, "Deep SVDD epoch")
+    with pytest.raises(ValueError, match="already has 3 Deep SVDD epochs; the epoch count is the new total"):
+        TrainJob.resume(run, imgs, epochs=3)  # would train nothing
+    again = TrainJob.resume(run, imgs, epochs=5).start()  # used to pretrain to 5 and restart Deep SVDD from a new c
+    assert again.join(60) and again.snapshot().status == "finished"
+    assert len(runs.read_history(run)) == 2  # no more pretraining
+    history = json.loads((run / SVDD_HISTORY).read_text())
+    assert len(history) == 5 and history[:3] == first  # the 3 epochs kept, 2 more trained on
+    assert torch.equal(read_tensors(run / "svdd.safetensors")[0]["c"], centre)  # the same centre
+    assert load_detector(run).epochs_done == 5 and load_detector(run).options["svdd_epochs"] == 5
+    assert runs.read_status(run)["message"] == "finished 2 pretraining and 5 Deep SVDD epochs"
+    train = runs.read_train(run)
+    assert train["options"]["svdd_epochs"] == 5 and train["settings"]["epochs"] == 2
+    assert train["resumed"][-1]["after_epoch"] == 3 and train["resumed"][-1]["phase"] == "Deep SVDD epoch"
+
+
+def test_a_new_total_on_resume_still_counts_pretraining_epochs_before_deep_svdd_began(tmp_path, tiny_config):
+    from udd_core import runs
+    from udd_core.jobs import TrainJob
+
+    imgs, s = images(30, 1), settings(3).replace(val_split=0.2)
+    run = tmp_path / "run"
+    job = TrainJob.create(run, tiny_config, (1, 32, 32), imgs, s, method="dsvdd", options={"svdd_epochs": 2})
+    assert job.detector.fit(*(imgs[:24], imgs[24:]), s, run, stop_event=StopAfter(4)) == "stopped"  # in epoch 2
+    again = TrainJob.resume(run, imgs, epochs=4).start()
+    assert again.join(60) and again.snapshot().status == "finished"
+    assert len(runs.read_history(run)) == 4 and len(json.loads((run / SVDD_HISTORY).read_text())) == 2

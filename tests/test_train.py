@@ -513,7 +513,8 @@ def test_resume_offer_follows_the_status_the_method_and_the_plan(tmp_path):
     (run / runs.TRAIN_FILE).write_text(json.dumps({"settings": {"epochs": 30}, "input_shape": [1, 32, 32],
                                                    "data": {"path": "/d", "tile": True}}))
 
-    def info(done: int) -> runs.RunInfo:
+    def info(done: int) -> runs.RunInfo:  # the epochs done are counted in the history, as a resume counts them
+        (run / runs.HISTORY_FILE).write_text("".join(json.dumps({"epoch": e + 1}) + "\n" for e in range(done)))
         return runs.RunInfo(name="r", status="stopped", epochs_done=done, best_val_loss=None, created="", path=run)
 
     offer = resume_offer(info(12), "stopped")

@@ -121,20 +121,28 @@ class TrainJob:
         if not detector_class(method).resumable:
             raise ValueError(f"run {run_dir.name}: {a_method(method)} run cannot be resumed; fit a new run instead")
         settings = TrainSettings.from_dict(info["settings"])
-        settings = settings.replace(**{k: v for k, v in (("epochs", epochs), ("device", device)) if v is not None})
+        settings = settings.replace(**{k: v for k, v in (("device", device),) if v is not None})
         if not (run_dir / runs.LAST_WEIGHTS).is_file():
             raise ValueError(f"run {run_dir.name}: nothing to resume ({runs.LAST_WEIGHTS} is missing)")
-        done = len(runs.read_history(run_dir))
+        options = dict(info.get("options") or {})
+        # The epoch loop to continue: the training loop's, or a later phase under way (Deep SVDD's one-class
+        # epochs), whose total then takes the new count, so no epoch of it is trained again or lost.
+        phase = detector_class(method).resume_phase(run_dir, settings.epochs, options)
+        done, unit = phase.done, phase.unit
         # The epoch count is the new total: asking for no more than are done would train nothing while
         # train.json and status.json claimed a finished run of that length.
         if epochs is not None and epochs <= done:
-            raise ValueError(f"run {run_dir.name}: already has {done} epochs; the epoch count is the new "
+            raise ValueError(f"run {run_dir.name}: already has {done} {unit}s; the epoch count is the new "
                              f"total, so ask for more than {done}, or leave it out to finish the run as it was set up")
-        # A stopped run with every epoch in its history is a method with a phase after the autoencoder's
-        # epochs (Deep SVDD's one-class phase), and resuming continues that phase.
-        if done >= settings.epochs and st["status"] not in ("stopped", "interrupted"):
-            raise ValueError(f"run {run_dir.name}: already has {done} epochs; "
+        # A stopped run with every epoch of its loop done was stopped after it (in calibration): resuming ends it.
+        if epochs is None and done >= phase.total and st["status"] not in ("stopped", "interrupted"):
+            raise ValueError(f"run {run_dir.name}: already has {done} {unit}s; "
                              f"ask for more than {done} (the epoch count is the new total)")
+        if epochs is not None and phase.option:
+            options[phase.option] = epochs
+            info["options"] = options
+        elif epochs is not None:
+            settings = settings.replace(epochs=epochs)
         c, h, w = shape
         data = runs.train_source(info)
         if images is None:
@@ -146,12 +154,13 @@ class TrainJob:
             raise ValueError(f"run {run_dir.name}: was trained on {data['count']} images, got {len(images)}; "
                              "resume needs the same data")
         config = load_config(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else None
-        detector = detector_class(method).build((c, h, w), info.get("options") or None, config, settings.seed)
+        detector = detector_class(method).build((c, h, w), options or None, config, settings.seed)
         check_images(images, (c, h, w), "images")
         settings = checked_settings(settings)  # everything is checked before train.json changes
         tr, va = split_indices(len(images), settings.val_split, settings.seed)
         info["settings"] = settings.to_dict()
-        info["resumed"] = list(info.get("resumed", [])) + [{"time": runs.now_iso(), "after_epoch": done}]
+        info["resumed"] = list(info.get("resumed", [])) + [{"time": runs.now_iso(), "after_epoch": done}
+                                                           | ({"phase": unit} if phase.option else {})]
         runs.write_json_atomic(run_dir / runs.TRAIN_FILE, info)
         return cls(run_dir, detector, images[tr], images[va] if len(va) else None, settings, resume=True)
 
@@ -214,13 +223,14 @@ class ResumeOffer:
     input_shape: Optional[tuple[int, int, int]]  # (C, H, W) as train.json records it; None when it does not
     tile: bool  # cut into tiles of the input size
     total: int  # the Resume box's first value: the planned epochs when more than done, else done + 10
-    done: int = 0  # epochs in the run's history
+    done: int = 0  # epochs done of the loop a resume continues (`Detector.resume_phase`)
+    unit: str = "epoch"  # that loop's epochs: "epoch", or a later phase's ("Deep SVDD epoch")
 
     def check_total(self, total: int) -> int:
         """`total` as the new epoch count, or a ValueError in the Resume box's words when it would train
         nothing (`TrainJob.resume` refuses the same, worded for `udd train --resume`)."""
         if total <= self.done:
-            raise ValueError(f"Resume: enter a total above the {self.done} epochs done.")
+            raise ValueError(f"Resume: enter a total above the {self.done} {self.unit}s done.")
         return int(total)
 
 
@@ -228,18 +238,22 @@ def resume_offer(run: runs.RunInfo, status: str) -> Optional[ResumeOffer]:
     """A `ResumeOffer` for a run whose method resumes and whose status allows it (stopped, interrupted,
     finished); None otherwise."""
     try:
-        resumable = detector_class(run_method(run.path)).resumable
+        cls = detector_class(run_method(run.path))
     except ValueError:  # an unknown method or a damaged method.json: nothing to resume with
         return None
-    if status not in ("stopped", "interrupted", "finished") or not resumable:
+    if status not in ("stopped", "interrupted", "finished") or not cls.resumable:
         return None
     info = runs.read_train(run.path)
     shape, data = runs.train_shape(info), runs.train_source(info)
+    options = info.get("options")
     if shape is None:  # a damaged train.json: TrainJob.resume would refuse it
         return None
-    planned = runs.train_epochs(info) or 1
+    try:
+        phase = cls.resume_phase(run.path, runs.train_epochs(info) or 1, options if isinstance(options, dict) else {})
+    except ValueError:  # damaged method options: TrainJob.resume would refuse them
+        return None
     return ResumeOffer(str(data.get("path") or ""), shape, bool(data.get("tile")),
-                       planned if planned > run.epochs_done else run.epochs_done + 10, run.epochs_done)
+                       phase.total if phase.total > phase.done else phase.done + 10, phase.done, phase.unit)
 
 
 RUN_COLUMNS = ("name", "method", "status", "epochs", "best val loss", "created", "message")

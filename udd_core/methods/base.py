@@ -120,6 +120,14 @@ class Detector(ABC):
         a loadable detector in `run_dir` when it returns. Returns "finished" or "stopped".
         """
 
+    @classmethod
+    def resume_phase(cls, run_dir: Union[str, Path], epochs: int, options: dict) -> "ResumePhase":
+        """The epoch loop that resuming the run in `run_dir` continues (the training settings ask for `epochs`,
+        the method options are `options`): the training loop's, unless a method has a later one under way."""
+        from ..runs import read_history
+
+        return ResumePhase(len(read_history(run_dir)), epochs)
+
     def write_spec(self, run_dir: Union[str, Path]) -> None:
         """Write what defines the detector before it is fitted (METHOD_FILE), so a half-fitted run is readable."""
         from ..runs import write_json_atomic
@@ -148,6 +156,16 @@ class Detector(ABC):
     def describe(self) -> dict[str, Any]:
         """The method's parameters, as written to METHOD_FILE (shown on Inspect and Compare)."""
         return {"method": self.method}
+
+
+@dataclass(frozen=True)
+class ResumePhase:
+    """The epoch loop a resume continues: its epochs done and planned, and where a new total goes."""
+
+    done: int  # epochs of this loop in the run's files
+    total: int  # the epochs planned for it
+    unit: str = "epoch"  # how messages count them: "epoch", "Deep SVDD epoch"
+    option: Optional[str] = None  # the method option that holds its total; None: the training settings' epochs
 
 
 def a_method(method: str) -> str:

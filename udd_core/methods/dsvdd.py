@@ -41,6 +41,7 @@ from ..atomic import write_atomic
 from ..model import AutoEncoder
 from ..tensor_files import read_tensors, write_tensors
 from .ae_backed import AEBackedDetector, batched, check_float, check_int, failing_run
+from .base import ResumePhase
 
 SVDD_FILE, SVDD_TRAINER, SVDD_HISTORY = "svdd.safetensors", "svdd_trainer.pt", "svdd_history.json"
 BOUNDED = (nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Softsign, nn.Hardsigmoid)  # ReLU6 is a Hardtanh
@@ -108,6 +109,17 @@ class DeepSVDDDetector(AEBackedDetector):
         check_float(o, "weight_decay", 0, 1)
         check_float(o, "eps", 0, 1e3, lo_open=True)
         return o
+
+    @classmethod
+    def resume_phase(cls, run_dir: Union[str, Path], epochs: int, options: dict) -> ResumePhase:
+        # Once pretraining is complete and the one-class phase has begun, a resume continues that phase: more
+        # pretraining would move the encoder away from the codes the Deep SVDD epochs were trained on, and
+        # restart them from a new centre.
+        pre = super().resume_phase(run_dir, epochs, options)
+        history = runs.read_json(Path(run_dir) / SVDD_HISTORY, None)
+        if pre.done < epochs or not (Path(run_dir) / SVDD_FILE).is_file() or not isinstance(history, list):
+            return pre
+        return ResumePhase(len(history), cls.check_options(options)["svdd_epochs"], "Deep SVDD epoch", "svdd_epochs")
 
     def prepare_model(self) -> None:
         # Zeroed, frozen encoder biases: pretraining then fits the bias-free encoder SVDD trains on.
