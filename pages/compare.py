@@ -18,7 +18,7 @@ from udd_core import compare as cmp
 from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch
 from udd_core.display import markdown_literal
-from udd_core.methods import fitted_in_one_pass
+from udd_core.methods import epoch_loops, fitted_in_one_pass
 from udd_core.run_notes import still_learning_note, unfinished_note
 from udd_core.inspection import inspect_run
 from udd_core.render import scale_bar_rgb
@@ -127,6 +127,9 @@ st.subheader("Loss curves")
 log = st.toggle("Log scale", key="cmp_log")
 if any(s.history for s in sides):
     st.plotly_chart(go.Figure(cmp.loss_figure(sides, log)), key="cmp_loss")
+    if later := [s.name for s in sides if len(epoch_loops(s.path)) > 1]:  # Deep SVDD's loss measures another thing
+        st.caption(f"{', '.join(later)}: the pretraining loss; the later epoch loop (Deep SVDD's distance to its "
+                   "centre) is drawn on the Train page.")
 elif all(fitted_in_one_pass(s.method) for s in sides):
     st.info("These runs are fitted in one pass, with no training epochs: they have no loss curves.")
 else:

@@ -15,8 +15,9 @@ from pages.run_focus import focused_run, set_focus, warn_stale_link
 from udd_core import runs
 from udd_core.display import probe_pairs
 from udd_core.generation import next_page
+from udd_core.methods import epoch_loops
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, resume_offer, run_rows
-from udd_core.progress import curve_series, loss_curve, progress_bar
+from udd_core.progress import loop_series, loss_curve, progress_bar
 from udd_core.run_notes import still_learning_note
 
 PROBES_PER_ROW = 4  # the default n_probe: one row
@@ -52,12 +53,15 @@ def show_run(mgr: JobManager, root: Path, name: str, polled: str) -> None:
         show(runs.status_line(disk))
     for note in ss.get("train_notices", {}).get(name, []) + list(snap.notices if snap else ()):
         st.caption(f"ℹ️ {note}")
-    hist = None if alive else runs.read_history(run_dir)  # the whole record, from this or an earlier app session
-    series = curve_series(snap, hist, alive)
-    if len(series["epochs"]) or len(series["step"]):
+    # The whole record, from this or an earlier app session; a live job of one epoch loop reads no file.
+    loops = [("", None)] if alive and not snap.earlier else epoch_loops(run_dir)
+    if drawn := loop_series(snap, loops, alive):
         log = st.toggle("Log scale", key="train_log", persist_state=KEEP)
-        # Plain dicts, unvalidated: 10x faster to redraw every second than a validated go.Figure.
-        st.plotly_chart(go.Figure(loss_curve(**series, log=log), _validate=False), key="train_curves")
+        for i, (caption, series) in enumerate(drawn):  # Deep SVDD: pretraining, then the distance to c
+            if caption:
+                st.caption(caption)
+            # Plain dicts, unvalidated: 10x faster to redraw every second than a validated go.Figure.
+            st.plotly_chart(go.Figure(loss_curve(**series, log=log), _validate=False), key=f"train_curves_{i}")
     if disk.get("status") == "finished":
         title, verb = next_page(run_dir)
         st.info(f"Done: open the **{title}** page to {verb} with this run.")

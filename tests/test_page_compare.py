@@ -143,3 +143,17 @@ def test_a_run_not_done_learning_says_so(monkeypatch, runs_dir, tmp_path):
                      "ℹ️ Run latent8 was still learning when its training ended: its validation loss fell 50% over "
                      "the last epoch, so more epochs would likely lower it further (Resume on the Train page, or "
                      "`udd train --out latent8 --resume --epochs 4`)."]
+
+
+def test_a_deep_svdd_run_says_its_overlay_is_the_pretraining_loss(monkeypatch, runs_dir, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir / "latent4", root / "latent4")
+    make_run(root / "svdd", make_mvtec(tmp_path / "parts"), method="dsvdd", options={"svdd_epochs": 2})
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.session_state["udd_run"] = "latent4"
+    app.run()
+    assert not app.exception
+    assert ("svdd: the pretraining loss; the later epoch loop (Deep SVDD's distance to its centre) is drawn on the "
+            "Train page.") in [c.value for c in app.caption]
+    assert not any(c.value.startswith("latent4:") for c in app.caption)

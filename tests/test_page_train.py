@@ -490,3 +490,24 @@ def test_upload_takes_a_wafer_file(tiny_config, data, runs_dir, tmp_path):
 
     assert data_kind(saved) == "wafer" and (saved / "maps.npz").is_file()
     assert any("7 maps" in c.value or "7 images" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+def test_a_deep_svdd_run_shows_both_of_its_loss_curves_and_resumes_its_one_class_phase(tiny_config, data, runs_dir):
+    from udd_core.data import load_dataset
+    from udd_core.jobs import TrainJob
+    from udd_core.settings import TrainSettings
+
+    ds = load_dataset(data, (1, 32, 32), split="train")
+    s = TrainSettings(epochs=2, batch_size=4, val_split=0.25, device="cpu", n_probe=0)
+    job = TrainJob.create(runs_dir / "svdd", tiny_config, (1, 32, 32), ds.images, s,
+                          source={"path": str(data), "kind": "folder", "tile": False}, method="dsvdd",
+                          options={"svdd_epochs": 3}).start()
+    assert job.join(60) and job.snapshot().status == "finished"
+    at = page(tiny_config, data, train_selected="svdd")  # opened later, from the files
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert [len(c["data"][0]["x"]) for c in charts] == [2, 3]  # 2 pretraining epochs, then 3 Deep SVDD epochs
+    assert [c.value for c in at.caption if c.value.startswith(("Pretraining:", "Deep SVDD:"))] == [
+        "Pretraining: the autoencoder's reconstruction loss",
+        "Deep SVDD: the mean squared distance of the codes to the centre c"]
+    assert at.number_input(key="train_resume_to_svdd").label == "Resume up to Deep SVDD epoch"
+    assert at.number_input(key="train_resume_to_svdd").value == 13  # the 3 planned are done: ten more

@@ -74,3 +74,52 @@ def test_curve_series_takes_the_snapshot_while_alive_else_the_history():
     old = curve_series(snap, hist, alive=False)  # the snapshot covers 2 epochs, the history 1: no step curve
     assert old["epochs"] == [1] and old["val"] == [0.6] and old["step"] == () and old["steps_per_epoch"] == 0
     assert curve_series(None, hist, alive=False)["train"] == [0.5]
+
+
+def test_progress_line_prints_every_epoch_of_every_loop_once_even_between_polls():
+    import io
+
+    from udd_core.progress import ProgressBoard, ProgressLine
+
+    out, board = io.StringIO(), ProgressBoard("r", epochs=3)
+    line = ProgressLine(out)
+    board.update(train_loss=[0.9, 0.8], val_loss=[0.85, 0.75], phase_start=2)  # a resumed run's 2 old epochs
+    line.show(board.snapshot())
+    board.train_loss.append(0.7), board.val_loss.append(0.65)  # epoch 3 ends, and before the next poll ...
+    board.next_phase("Deep SVDD", 4, [], [], status="running")  # ... the second loop begins
+    board.notices.append("pretraining done")
+    for v in (0.5, 0.4):
+        board.train_loss.append(v), board.val_loss.append(None)
+    line.show(board.snapshot())
+    line.show(board.snapshot())  # nothing new: nothing printed twice
+    assert out.getvalue().splitlines() == [
+        "epoch 3/3  loss 0.7  val 0.65",  # the last epoch of the first loop is not lost at the switch
+        "note: pretraining done",
+        "Deep SVDD epoch 1/4  loss 0.5",
+        "Deep SVDD epoch 2/4  loss 0.4"]
+    snap = board.snapshot()
+    assert (snap.phase, snap.phase_start, snap.step_loss) == ("Deep SVDD", 0, ())
+    assert [(c.name, c.train_loss, c.start, c.epochs) for c in snap.earlier] == [("", (0.9, 0.8, 0.7), 2, 3)]
+    board.update(epoch=3, step=1, steps_per_epoch=4, epochs=4)
+    assert progress_bar(board.snapshot(), one_pass=False)[1].startswith("Deep SVDD epoch 3/4 · step 1/4")
+
+
+def test_loop_series_draws_each_epoch_loop_with_the_live_one_from_the_snapshot():
+    from udd_core.progress import ProgressBoard, loop_series
+
+    pre = [{"epoch": 1, "train_loss": 0.9, "val_loss": 0.8}, {"epoch": 2, "train_loss": 0.7, "val_loss": 0.6}]
+    svdd = [{"epoch": 1, "train_loss": 5.0, "val_loss": 6.0}]
+    loops = [("Pretraining", pre), ("Deep SVDD", svdd)]
+    board = ProgressBoard("r", epochs=2)
+    board.update(train_loss=[0.9, 0.7], val_loss=[0.8, 0.6], step_loss=[1.0, 0.8], steps_per_epoch=1, epoch=2)
+    live = loop_series(board.snapshot(), loops, alive=True)  # still pretraining: the later loop is not drawn
+    assert [(c, s["train"]) for c, s in live] == [("Pretraining", (0.9, 0.7))] and len(live[0][1]["step"]) == 2
+    board.next_phase("Deep SVDD", 3, [5.0], [6.0], step_loss=[5.5], epoch=1)
+    live = loop_series(board.snapshot(), loops, alive=True)
+    assert [(c, list(s["train"])) for c, s in live] == [("Pretraining", [0.9, 0.7]), ("Deep SVDD", [5.0])]
+    assert len(live[0][1]["step"]) == 0 and live[1][1]["step"] == (5.5,)  # the steps go with the live loop
+    done = loop_series(board.snapshot(), loops, alive=False)  # from the files, the steps with the last loop
+    assert [s["val"] for _, s in done] == [[0.8, 0.6], [6.0]] and done[1][1]["step"] == (5.5,)
+    assert loop_series(None, [("Pretraining", pre), ("Deep SVDD", [])], alive=False)[0][0] == "Pretraining"
+    assert loop_series(None, [("", pre)], alive=False)[0][0] == ""  # one loop: no caption
+    assert loop_series(None, [("", [])], alive=False) == []

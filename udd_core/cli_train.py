@@ -19,7 +19,7 @@ from .methods import check_choice, detector_class
 from .model import build_model
 from .progress import ProgressLine
 from .run_notes import still_learning_note
-from .runs import is_empty_dir, read_history, read_train, train_on, train_shape
+from .runs import is_empty_dir, read_train, train_on, train_shape
 from .settings import TrainSettings, training_presets
 from .sources import source_record
 from .image_shapes import image_channels
@@ -210,7 +210,6 @@ def run_train(args: argparse.Namespace) -> int:
             images, _ = _chosen_images(ds, train_on(info))
             bar.end()
         job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device)
-        bar.epochs_shown = len(job.snapshot().train_loss) or len(read_history(out))  # print only the new epochs
     else:
         method = args.method or "autoencoder"
         cls = detector_class(method)  # an unknown method is refused with the list of them

@@ -12,6 +12,18 @@ from typing import Any, Optional
 import numpy as np
 
 @dataclass(frozen=True)
+class PhaseCurve:
+    """The per-epoch losses of one epoch loop of a fit: Deep SVDD pretrains an autoencoder, then trains its
+    encoder in a second loop, whose losses measure something else (the distance of the codes to c)."""
+
+    name: str  # "" for the training loop; a later loop's name ("Deep SVDD") prefixes its epochs
+    train_loss: tuple[float, ...]
+    val_loss: tuple[Optional[float], ...]
+    start: int  # epochs it held from earlier sessions when this session began it (a resumed run)
+    epochs: int  # its planned total
+
+
+@dataclass(frozen=True)
 class Progress:
     """A frozen snapshot of a job, safe to read from any thread."""
 
@@ -33,6 +45,9 @@ class Progress:
     error_where: Optional[str]  # "file:line in func" of the innermost frame
     run_dir: str
     notices: tuple[str, ...] = ()
+    phase: str = ""  # the epoch loop under way: "" for the training loop, else its name ("Deep SVDD")
+    phase_start: int = 0  # epochs of that loop from earlier sessions (a resumed run): they are not new
+    earlier: tuple[PhaseCurve, ...] = ()  # the loops before it in this session, whole
 
     @property
     def epochs_elapsed(self) -> float:
@@ -69,6 +84,9 @@ class ProgressBoard:
     error: Optional[str] = None
     error_where: Optional[str] = None
     notices: list = field(default_factory=list)
+    phase: str = ""
+    phase_start: int = 0
+    earlier: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def update(self, **kw: Any) -> None:
@@ -76,10 +94,21 @@ class ProgressBoard:
             for k, v in kw.items():
                 setattr(self, k, v)
 
+    def next_phase(self, name: str, epochs: int, train_loss: list, val_loss: list, **kw: Any) -> None:
+        """Begin a fit's next epoch loop, `name`, with the losses it holds from earlier sessions; the loop
+        before it is kept whole in `earlier`, so no reader misses its last epochs."""
+        with self.lock:
+            self.earlier.append(PhaseCurve(self.phase, tuple(self.train_loss), tuple(self.val_loss),
+                                           self.phase_start, self.epochs))
+            self.phase, self.epochs, self.phase_start = name, epochs, len(train_loss)
+            self.train_loss, self.val_loss, self.step_loss = list(train_loss), list(val_loss), []
+            for k, v in kw.items():
+                setattr(self, k, v)
+
     def snapshot(self) -> Progress:
         with self.lock:
             d = {f.name: getattr(self, f.name) for f in fields(Progress)}
-        for k in ("train_loss", "val_loss", "step_loss", "notices"):
+        for k in ("train_loss", "val_loss", "step_loss", "notices", "earlier"):
             d[k] = tuple(d[k])
         return Progress(**d)
 
@@ -118,10 +147,16 @@ def progress_bar(p: Progress, one_pass: bool) -> tuple[float, str]:
         return (min(p.step / steps, 1.0),
                 f"Phase {p.epoch}/{p.epochs}: {p.message}" + ("" if eta == "--:--" else f" · ETA {eta}"))
     done = (max(p.epoch - 1, 0) + p.step / steps) / max(p.epochs, 1)
+    epoch = f"{_named(p.phase)}epoch"  # "epoch", "Deep SVDD epoch"
     if not p.step:
-        return min(done, 1.0), f"Starting: epoch {p.epoch + 1}/{p.epochs}, first batch…"
-    return (min(done, 1.0), f"Epoch {p.epoch}/{p.epochs} · step {p.step}/{p.steps_per_epoch} · ETA "
+        return min(done, 1.0), f"Starting: {epoch} {p.epoch + 1}/{p.epochs}, first batch…"
+    return (min(done, 1.0), f"{epoch[0].upper()}{epoch[1:]} {p.epoch}/{p.epochs} · step {p.step}/{p.steps_per_epoch} · ETA "
                             f"{format_eta(p.eta_s)} · {p.images_per_s:.1f} images/s · lr {p.lr:.3g}")
+
+
+def _named(phase: str) -> str:
+    """An epoch loop's name as the prefix of its epoch counts ("Deep SVDD epoch 3/40"); "" for the training loop."""
+    return f"{phase} " if phase else ""
 
 
 def epoch_axis(last_epoch: float) -> dict:
@@ -140,6 +175,22 @@ def curve_series(snap: Optional[Progress], history: Optional[list[dict]], alive:
     if snap is not None and (alive or len(snap.train_loss) == len(history or [])):
         steps, step, now = max(snap.steps_per_epoch, 1), snap.step_loss, snap.epochs_elapsed
     return {"epochs": epochs, "train": train, "val": val, "step": step, "steps_per_epoch": steps, "now": now}
+
+
+def loop_series(snap: Optional[Progress], loops: list[tuple[str, Optional[list[dict]]]], alive: bool) -> list[tuple[str, dict]]:
+    """(caption, `curve_series`) for each epoch loop of a fit that has something to draw; ``loops`` are
+    (caption, records) from `Detector.epoch_loops`. While the job is alive, the loop under way comes from
+    the snapshot and the loops after it are left out; the session's per-step curve goes with the last loop
+    that has epochs. The caption is "" for a fit of one loop."""
+    live = len(snap.earlier) if alive else None
+    last = max((i for i, (_, records) in enumerate(loops) if records), default=0)
+    out = []
+    for i, (caption, records) in enumerate(loops[:None if live is None else live + 1]):
+        series = (curve_series(snap, None, True) if i == live else
+                  curve_series(snap if i == last and live is None else None, records, False))
+        if len(series["epochs"]) or len(series["step"]):
+            out.append((caption if len(loops) > 1 else "", series))
+    return out
 
 
 def loss_curve(epochs, train, val, step=(), steps_per_epoch: int = 0, now: float = 0.0, log: bool = False) -> dict:
@@ -174,7 +225,7 @@ class ProgressLine:
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.width = 0
-        self.epochs_shown = 0
+        self.shown: dict[int, int] = {}  # epochs printed, per epoch loop (its place in the fit)
         self.notices_shown = 0
 
     def _put(self, line: str, final: bool) -> None:
@@ -192,17 +243,23 @@ class ProgressLine:
 
     def show(self, p: Progress) -> None:
         """Print new notices and finished epochs as lines; on a terminal, redraw the live step line."""
+        for i, loop in enumerate(p.earlier):  # before the notices: a later loop's first notice follows them
+            self._epochs(i, loop)
         for note in p.notices[self.notices_shown:]:  # e.g. the bf16 parity verdict, known only after start
             self._put(f"note: {note}", final=True)
         self.notices_shown = len(p.notices)
-        for e in range(self.epochs_shown, len(p.train_loss)):  # finished epochs get a permanent line
-            val = p.val_loss[e]
-            self._put(f"epoch {e + 1}/{p.epochs}  loss {p.train_loss[e]:.5g}"
-                      + (f"  val {val:.5g}" if val is not None else ""), final=True)
-        self.epochs_shown = max(self.epochs_shown, len(p.train_loss))  # a resumed job's history arrives later
+        self._epochs(len(p.earlier), PhaseCurve(p.phase, p.train_loss, p.val_loss, p.phase_start, p.epochs))
         if self.tty and p.status == "running" and p.step_loss:
-            self._put(f"epoch {p.epoch}/{p.epochs}  step {p.step}/{p.steps_per_epoch}  loss {p.step_loss[-1]:.5g}"
-                      f"  {p.images_per_s:.1f} img/s  ETA {format_eta(p.eta_s)}", final=False)
+            self._put(f"{_named(p.phase)}epoch {p.epoch}/{p.epochs}  step {p.step}/{p.steps_per_epoch}  "
+                      f"loss {p.step_loss[-1]:.5g}  {p.images_per_s:.1f} img/s  ETA {format_eta(p.eta_s)}", final=False)
+
+    def _epochs(self, i: int, loop: PhaseCurve) -> None:
+        """A permanent line for each epoch of the fit's `i`-th loop finished this session and not yet printed."""
+        for e in range(max(self.shown.get(i, 0), loop.start), len(loop.train_loss)):
+            val = loop.val_loss[e]
+            self._put(f"{_named(loop.name)}epoch {e + 1}/{loop.epochs}  loss {loop.train_loss[e]:.5g}"
+                      + (f"  val {val:.5g}" if val is not None else ""), final=True)
+        self.shown[i] = max(self.shown.get(i, 0), len(loop.train_loss))
 
     def end(self) -> None:
         """Clear a live line so that normal output follows on a clean line."""

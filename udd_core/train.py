@@ -217,7 +217,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
     if s.noise_patches and not train_images.paints_noise:
         _notice(board, "noise patches are painted on pixels; this feed is cached features, so none are painted")
     amp = _start_bf16(model, train_images, s, dev, board, history, val_images if has_val else train_images)
-    board.update(status="running", epoch=done, step=0, steps_per_epoch=steps, epochs=s.epochs,
+    board.update(status="running", epoch=done, step=0, steps_per_epoch=steps, epochs=s.epochs, phase_start=len(history),
                  train_loss=[r.get("train_loss") for r in history], val_loss=[r.get("val_loss") for r in history],
                  probe_input=frozen_copy(probe_feed.probe_pictures(n_probe)) if n_probe else None,
                  lr=opt.param_groups[0]["lr"])

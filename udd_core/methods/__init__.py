@@ -42,6 +42,17 @@ def fitted_in_one_pass(method: str) -> bool:
         return False
 
 
+def epoch_loops(run_dir: Union[str, Path]) -> list[tuple[str, list[dict]]]:
+    """`Detector.epoch_loops` of the run's method: (caption, records) per epoch loop; the history alone for a
+    method this udd does not know."""
+    from ..runs import read_history
+
+    try:
+        return detector_class(run_method(run_dir)).epoch_loops(run_dir)
+    except ValueError:  # an unknown method or a damaged method.json: its training loop's history is all there is
+        return [("", read_history(run_dir))]
+
+
 def parse_options(text: str, method: str) -> dict:
     """Method options typed as a JSON object (blank: {}); ValueError "method options: ..." otherwise."""
     import json

@@ -121,6 +121,14 @@ class Detector(ABC):
         """
 
     @classmethod
+    def epoch_loops(cls, run_dir: Union[str, Path]) -> list[tuple[str, list[dict]]]:
+        """(caption, per-epoch records) of each epoch loop a fit of this method runs, in order; where there are
+        several, the caption says what each loop's loss measures."""
+        from ..runs import read_history
+
+        return [("", read_history(run_dir))]
+
+    @classmethod
     def resume_phase(cls, run_dir: Union[str, Path], epochs: int, options: dict) -> "ResumePhase":
         """The epoch loop that resuming the run in `run_dir` continues (the training settings ask for `epochs`,
         the method options are `options`): the training loop's, unless a method has a later one under way."""

@@ -44,6 +44,7 @@ from .ae_backed import AEBackedDetector, batched, check_float, check_int, failin
 from .base import ResumePhase
 
 SVDD_FILE, SVDD_TRAINER, SVDD_HISTORY = "svdd.safetensors", "svdd_trainer.pt", "svdd_history.json"
+PHASE = "Deep SVDD"  # the one-class epoch loop's name in progress lines and charts
 BOUNDED = (nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Softsign, nn.Hardsigmoid)  # ReLU6 is a Hardtanh
 
 
@@ -111,6 +112,13 @@ class DeepSVDDDetector(AEBackedDetector):
         return o
 
     @classmethod
+    def epoch_loops(cls, run_dir: Union[str, Path]) -> list[tuple[str, list[dict]]]:
+        svdd = runs.read_json(Path(run_dir) / SVDD_HISTORY, [])
+        return [("Pretraining: the autoencoder's reconstruction loss", runs.read_history(run_dir)),
+                (f"{PHASE}: the mean squared distance of the codes to the centre c",
+                 [r for r in svdd if isinstance(r, dict)] if isinstance(svdd, list) else [])]
+
+    @classmethod
     def resume_phase(cls, run_dir: Union[str, Path], epochs: int, options: dict) -> ResumePhase:
         # Once pretraining is complete and the one-class phase has begun, a resume continues that phase: more
         # pretraining would move the encoder away from the codes the Deep SVDD epochs were trained on, and
@@ -174,11 +182,11 @@ class DeepSVDDDetector(AEBackedDetector):
             opt.load_state_dict(torch.load(run_dir / SVDD_TRAINER, map_location="cpu", weights_only=True)["optimizer"])
         has_val = val_images is not None and len(val_images) > 0
         with board.lock:
-            board.notices.append("pretraining done; Deep SVDD phase: the curves show the mean squared distance "
+            board.notices.append("pretraining done; Deep SVDD phase: its curves show the mean squared distance "
                                  "of the codes to the centre c")
-        board.update(status="running", epoch=self.epochs_done, epochs=total_epochs, step=0, steps_per_epoch=steps,
-                     train_loss=[r["train_loss"] for r in history], val_loss=[r.get("val_loss") for r in history],
-                     step_loss=[], lr=o["svdd_lr"], message=f"Deep SVDD epoch {self.epochs_done + 1}/{total_epochs}")
+        board.next_phase(PHASE, total_epochs, [r["train_loss"] for r in history], [r.get("val_loss") for r in history],
+                         status="running", epoch=self.epochs_done, step=0, steps_per_epoch=steps, lr=o["svdd_lr"],
+                         message=f"Deep SVDD epoch {self.epochs_done + 1}/{total_epochs}")
         from ..data import to_tensor
 
         stopped, ema, beat = False, None, time.monotonic()
