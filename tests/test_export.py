@@ -26,7 +26,7 @@ from udd_core.export import (DEFAULT_OPSET, TOLERANCE, ExportGraph, ParityError,
                              onnx_outputs, reference_outputs)
 from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import run_validation_images
-from udd_core.methods import METHODS, detector_class, load_detector
+from udd_core.methods import METHODS, detector_class, load_detector, scoring_record
 from udd_core.metrics import threshold_for_fpr
 
 ort = pytest.importorskip("onnxruntime")
@@ -113,14 +113,14 @@ def test_onnxruntime_gives_udds_maps_and_scores(method_runs, data, method, resid
     assert par["max_rel_score_diff"] <= TOLERANCE and par["max_rel_map_diff"] <= TOLERANCE
     sc = exp.info["scoring"]
     want = default_scoring(det, kind, smooth, score, topk)
-    assert sc == want.to_dict() and sc["residual"] == (kind or det.residuals[0])
+    assert sc == scoring_record(det, want.to_dict()) and sc["residual"] == (kind or det.residuals[0])
     c, h, w = det.input_shape
     assert exp.info["input"]["shape"] == ["N", c, h, w] and exp.info["outputs"]["anomaly_map"]["shape"] == ["N", 1, h, w]
 
     # On images the parity check never saw (the test split, in batches of 8 and 1): the scores that
     # `udd score --json` reports and the maps Inspect shows, un-standardised.
-    insp = inspect_run(run, data, residual=sc["residual"], score=sc["score"], smooth_sigma=sc["smooth_sigma"],
-                       topk_percent=sc["topk_percent"], border=sc["border"])
+    insp = inspect_run(run, data, residual=want.residual, score=want.score, smooth_sigma=want.smooth_sigma,
+                       topk_percent=want.topk_percent, border=want.border)
     sess = ort.InferenceSession(exp.onnx, providers=["CPUExecutionProvider"])
     x = to_tensor(insp.images).contiguous().numpy()  # (8, C, H, W) float32 in [0, 1]
     maps, scores = sess.run(["anomaly_map", "score"], {"images": x})
@@ -364,3 +364,18 @@ def test_the_inspect_page_shows_a_failed_export_as_an_error(monkeypatch, ae_run)
     assert not at.exception
     assert len(at.error) == 1 and at.error[0].value.startswith("parity failed")
     assert len(at.get("download_button")) == 3  # no model offered
+
+
+@pytest.mark.parametrize("method", ["dsvdd", "latent-knn"])
+def test_a_method_with_its_own_image_score_records_that_score_not_a_map_reduction(method_runs, data, method):
+    import html
+
+    from udd_core.report import build_report
+
+    run = method_runs(method)
+    own = load_detector(run).describe()["image_score"]  # e.g. "squared distance of the encoder's code to ..."
+    for recorded in (export_run(run).info["scoring"], inspect_run(run, data).settings):
+        assert recorded["score"] == f"{own} (not from the map)" and recorded["residual"] == "l2"
+        assert "topk_percent" not in recorded and "border" not in recorded  # which it does not use
+    page = build_report(inspect_run(run, data), run_dir=run)
+    assert html.escape(f"score: {own} (not from the map)") in page and "topk percent" not in page

@@ -30,7 +30,7 @@ from torch import nn
 from . import runs
 from .atomic import write_bytes_atomic
 from .data import to_tensor
-from .methods import Detector, load_detector, run_method, scoring_with
+from .methods import Detector, load_detector, run_method, scoring_record, scoring_with
 from .metrics import threshold_for_fpr
 from .residuals import smooth_maps
 from .scoring import check_post_processing, fit_norm_stats, image_scores, score_images
@@ -279,7 +279,7 @@ def export_run(run_dir: Union[str, Path], opset: int = DEFAULT_OPSET, residual: 
         "input": _input_description(kind, shape, bool(runs.train_source(run).get("tile"))),
         "outputs": {OUTPUTS[0]: {"shape": ["N", 1, shape[1], shape[2]], "dtype": "float32"},
                     OUTPUTS[1]: {"shape": ["N"], "dtype": "float32"}},
-        "scoring": scoring.to_dict(),
+        "scoring": scoring_record(detector, scoring.to_dict()),
         "threshold": threshold, "threshold_rule": "defective when score > threshold",
         "threshold_source": f"target FPR {TARGET_FPR:.2%} on the run's {len(images)} {source} images",
         "map_normalisation": {**norm.to_dict(), "rule": "heatmap value = (anomaly_map - mean) / std, "

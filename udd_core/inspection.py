@@ -17,7 +17,7 @@ import numpy as np
 from .data import data_kind, wafer_to_onehot
 from .inspection_inputs import Loaded, load_inputs, validation_images
 from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr, too_few_normals
-from .methods import scoring_with
+from .methods import scoring_record, scoring_with
 from .model import WEIGHTS_FILE
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, overlay_rgb, zoom
 from .scoring import SCORES, NormStats, check_border, fit_norm_stats, normalise, score_images
@@ -335,10 +335,10 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
         metrics = compute_metrics(res.scores[pick], [v for v, k in zip(labels, known) if k], *pm, threshold=thr)
     else:
         metrics = _empty_metrics()
+    post = scoring_record(det, {"residual": residual, "score": score, "smooth_sigma": float(smooth_sigma),
+                                "topk_percent": float(topk_percent), "border": int(border)})
     settings = {"model": str(loaded.model_dir), "data": loaded.data_path, "split": loaded.split,
-                "input_shape": list(loaded.input_shape), "residual": residual, "score": score,
-                "smooth_sigma": float(smooth_sigma), "topk_percent": float(topk_percent), "border": int(border),
-                "target_fpr": float(target_fpr)}
+                "input_shape": list(loaded.input_shape), **post, "target_fpr": float(target_fpr)}
     insp = Inspection(list(ds.names), labels, res.scores, res.mse, maps, ds.images,
                       res.recon, masks, metrics, thr, source, None, None,
                       float(pix), norm, normal_scores, normal_source, ds.kind, settings, notices, res.factors)

@@ -268,7 +268,7 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     history = runs.read_history(run)
     s = insp.settings
     title = title or f"udd inspection report: {run.name}"
-    scoring = {k: s.get(k) for k in ("residual", "score", "smooth_sigma", "topk_percent", "border")}
+    scoring = {k: s[k] for k in ("residual", "score", "smooth_sigma", "topk_percent", "border") if k in s}
     if s.get("target_fpr") is not None:  # as the Threshold section writes it
         scoring["target FPR"] = f"{100 * float(s['target_fpr']):g}%"
     setup = [("model", s.get("model")), ("data", s.get("data")), ("split", s.get("split")),

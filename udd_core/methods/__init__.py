@@ -9,7 +9,8 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .base import METHOD_FILE, Detector, MapOutput, a_method, defaults_from, scoring_defaults, scoring_with
+from .base import (METHOD_FILE, Detector, MapOutput, a_method, defaults_from, scoring_defaults, scoring_record,
+                   scoring_with)
 
 # method name -> "module:Class" in this package
 _REGISTRY = {

@@ -196,6 +196,17 @@ def scoring_with(detector: Detector, **given: Any) -> dict[str, Any]:
     return post
 
 
+def scoring_record(detector: Detector, post: dict[str, Any]) -> dict[str, Any]:
+    """The post-processing `post` as outputs record it (udd score --json, the report, the ONNX JSON). For a
+    method with its own image score (`own_scores`), that score in words replaces the map reduction, top-k
+    share and border, which it does not use: a reader would take them for how the score is made."""
+    if not detector.own_scores:
+        return dict(post)
+    own = detector.describe().get("image_score") or f"the {detector.method} method's own"
+    return {**{k: v for k, v in post.items() if k not in ("score", "topk_percent", "border")},
+            "score": f"{own} (not from the map)"}
+
+
 def defaults_from(info: dict, residuals: tuple[str, ...]) -> dict[str, Any]:
     """Scoring defaults from a describe() dict (or METHOD_FILE): its own, else the first residual, the
     mean score, no smoothing, top 1% and no border left out."""
