@@ -48,7 +48,8 @@ def follow_focus(key: str, names: Sequence[str], root: Path, warn: bool = True) 
 
     The picker keeps its run while that stays valid and no other run was put in focus; else it takes
     the focus, or the first of ``names`` (non-empty). True when the picker changed (the page resets
-    what depends on the run). ``warn`` False: the page has already said why the run in focus is not listed.
+    what depends on the run). ``warn`` False: the page has already said why the run in focus is not
+    listed (Generate, for a run that cannot generate), and the focus stays on that run for the other pages.
     """
     ss, focus = st.session_state, focused_run()
     if warn:
@@ -56,7 +57,8 @@ def follow_focus(key: str, names: Sequence[str], root: Path, warn: bool = True) 
     changed = ss.get(key) not in names or (focus in names and focus != ss[key])
     if changed:
         ss[key] = focus if focus in names else names[0]
-    set_focus(ss[key])  # a refresh or a shared link opens it again
+    if warn or focus in names or focus is None:
+        set_focus(ss[key])  # a refresh or a shared link opens it again
     return changed
 
 

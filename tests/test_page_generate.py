@@ -177,6 +177,8 @@ def test_a_run_without_a_decoder_is_not_offered_and_says_why(runs_dir, monkeypat
     assert not app.exception and not app.error
     assert "toy is a toy-mean run: it does not generate images" in " ".join(i.value for i in app.info)
     assert [o.split(" ")[0] for o in app.selectbox(key="gen_run").options] == ["tiny"]
+    # The run in focus stays toy, for the page the user came from (it used to move to tiny, in the URL too).
+    assert app.session_state["udd_run"] == "toy" and app.query_params.get("run") != "tiny"
 
 
 def test_only_runs_without_a_decoder_get_one_line_that_names_them(monkeypatch, tmp_path):
