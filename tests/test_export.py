@@ -379,3 +379,15 @@ def test_a_method_with_its_own_image_score_records_that_score_not_a_map_reductio
         assert "topk_percent" not in recorded and "border" not in recorded  # which it does not use
     page = build_report(inspect_run(run, data), run_dir=run)
     assert html.escape(f"score: {own} (not from the map)") in page and "topk percent" not in page
+
+
+def test_parity_of_scores_that_are_all_zero_is_their_plain_difference():
+    from udd_core.export import parity
+
+    maps = np.ones((2, 1, 4, 4), np.float32)
+    zero = np.zeros(2)  # a latent-knn run of one image, checked on the image it stored: distance 0
+    par = parity(maps, zero, maps, np.array([8.5e-8, 0.0], np.float32))  # float round-off, not a "1e22" error
+    assert par["max_rel_score_diff"] == pytest.approx(8.5e-8) and par["max_rel_score_diff"] <= TOLERANCE
+    assert parity(maps, zero, maps, np.array([0.5, 0.0], np.float32))["max_rel_score_diff"] > TOLERANCE  # still judged
+    near = parity(maps, np.array([1e-9, 2.0]), maps, np.array([2e-9, 2.0], np.float32))  # one score near 0
+    assert near["max_rel_score_diff"] == pytest.approx(1e-9 / 2e-6)  # floored at 1e-6 of the largest, as before

@@ -181,13 +181,16 @@ def parity(ref_maps: np.ndarray, ref_scores: np.ndarray, maps: np.ndarray, score
     """Largest differences between the ONNX outputs and udd's: relative to each score, and to the map scale.
 
     A score's relative difference is |onnx - udd| / |udd|, floored at 1e-6 of the largest |score|
-    so that a score of (almost) exactly 0 does not divide by 0. Non-finite outputs count as inf.
+    so that a score of (almost) exactly 0 does not divide by 0; when every udd score is exactly 0 (a
+    latent-knn run of one image, checked on the image it stored), the difference is taken as it is,
+    since float round-off of 1e-8 would otherwise be "1e22 times" nothing. Non-finite outputs count as inf.
     """
     if maps.shape != ref_maps.shape or scores.shape != ref_scores.shape:
         raise ParityError(f"parity failed: the ONNX outputs have shapes {maps.shape} and {scores.shape}, "
                           f"udd's {ref_maps.shape} and {ref_scores.shape}")
     d_s = np.abs(scores.astype(np.float64) - ref_scores)
-    floor = max(float(np.max(np.abs(ref_scores), initial=0.0)) * 1e-6, 1e-30)
+    top = float(np.max(np.abs(ref_scores), initial=0.0))
+    floor = top * 1e-6 if top > 0 else 1.0
     rel_s = d_s / np.maximum(np.abs(ref_scores.astype(np.float64)), floor)
     d_m = np.abs(maps.astype(np.float64) - ref_maps)
     scale = max(float(np.max(np.abs(ref_maps), initial=0.0)), 1e-30)
