@@ -101,6 +101,14 @@ def test_settings_diff_shows_a_one_pass_method_its_options_not_the_training_loop
     assert not rows["method options.coreset"].changed and "settings.epochs" not in rows
 
 
+def test_settings_diff_leaves_out_the_score_statistics_a_fit_measured():
+    spec = {"method": "dsvdd", "svdd_epochs": 100, "score_stats": {"mean": 1.5, "std": 0.2}}
+    a = side("a", method="dsvdd", spec=spec, info={"settings": {"seed": 0}})
+    b = side("b", method="dsvdd", spec={**spec, "score_stats": {"mean": 2.5, "std": 0.3}}, info={"settings": {"seed": 0}})
+    rows = {r.field: r for r in cmp.settings_diff([a, b])}
+    assert not any("score_stats" in f for f in rows) and not any(r.changed for r in rows.values())
+
+
 def test_loss_figure_has_one_colour_per_run():
     hist = [{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6}, {"epoch": 2, "train_loss": 0.4, "val_loss": None}]
     fig = cmp.loss_figure([side("a", history=hist), side("b", history=[{"epoch": 1, "train_loss": 0.3}])], log=True)

@@ -116,8 +116,10 @@ def run_spec(run_dir: Union[str, Path]) -> dict:
 
 
 def spec_options(spec: dict) -> dict:
-    """The method's own parameters in a `run_spec`: without its name, its shapes and its fit record."""
-    return {k: v for k, v in spec.items() if k not in ("method", "input_shape", "image_shape", "feature_shape", "fit")}
+    """The method's own parameters in a `run_spec`: without its name, its shapes and what its fit measured
+    (the fit record, the normal images' score statistics), which differ between any two runs."""
+    return {k: v for k, v in spec.items()
+            if k not in ("method", "input_shape", "image_shape", "feature_shape", "fit", "score_stats")}
 
 
 def run_scoring_defaults(run_dir: Union[str, Path]) -> dict:
