@@ -136,6 +136,8 @@ def test_existing_run_folder_is_refused(tmp_path, config_file, image_folder, cap
     (["--patch-size", "9"], "--patch-size"),
     (["--lr", "-1"], "--lr: "),
     (["--noise-patches", "1", "--patch-dir", "/no/such/patterns"], "pattern folder not found"),
+    (["--method", "latent-knn", "--option", "k=0"], "error: --option k: "),  # as typed, not as the --k flag
+    (["--method", "latent-knn", "--k", "0"], "error: --k: "),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, config_file, image_folder, capsys, args, needle):
     assert _train(config_file, image_folder, tmp_path / "run", *args) == 2

@@ -90,19 +90,20 @@ def _method_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def _option_error(e: ValueError, options: dict, config_spec, size: tuple[int, int]) -> UsageError:
+def _option_error(e: ValueError, args: argparse.Namespace, options: dict, size: tuple[int, int]) -> UsageError:
     """A method's refusal named by what the user typed: "coreset: must be ..." as "--coreset: must be ...",
     an --option KEY as "--option KEY: ...", the input size as "--size", anything else as the config at that size."""
     field, sep, rest = str(e).partition(": ")
-    flag = next((f for f, _, name in _OPTION_FLAGS if name == field), None)
+    # The flag only when it was typed: latent-knn's k comes as --option k=..., not as the memory bank's --k.
+    flag = next((f for f, attr, name in _OPTION_FLAGS if name == field and getattr(args, attr, None) is not None), None)
     if sep and flag:
         return UsageError(f"{flag}: {rest}")
     if sep and field in options:
         return UsageError(f"--option {field}: {rest}")
     if field.startswith("size"):  # "size 4x4: the memory-bank method needs ..."
         return UsageError(f"--size {field[4:].strip()}: {rest}" if sep else f"--size: {e}")
-    if config_spec:  # a design that does not fit the input (shapes, feature channels)
-        return UsageError(f"{config_spec} at {size[0]}x{size[1]}: {e}")
+    if args.config:  # a design that does not fit the input (shapes, feature channels)
+        return UsageError(f"{args.config} at {size[0]}x{size[1]}: {e}")
     return UsageError(str(e))
 
 
@@ -263,7 +264,7 @@ def run_train(args: argparse.Namespace) -> int:
         try:  # bad method options and sizes are refused before the data loads
             per_image = check_choice(method, shape, options, config, settings.seed)
         except ValueError as e:
-            raise _option_error(e, options, args.config, (h, w)) from None
+            raise _option_error(e, args, options, (h, w)) from None
         _check_memory(args.data, shape, per_image)
         ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
         bar.end()
