@@ -114,8 +114,9 @@ mgr = job_manager(str(ROOT.resolve()))
 
 st.title("Train")
 st.caption("Train a detector on normal images: an autoencoder (or, to generate maps of every pattern, one trained "
-           "on all of them), or a memory bank, which needs no training. Jobs run in the background: switch pages or "
-           "refresh the browser at will, this page finds them again.")
+           "on all of them); a memory bank of pretrained backbone features, which needs no training; an autoencoder "
+           "on those features (feature-ae); or Deep SVDD and latent-knn, which score the autoencoder's latent code. "
+           "Jobs run in the background: switch pages or refresh the browser at will, this page finds them again.")
 left, right = st.columns([5, 6], gap="large")
 
 # --- a new run -----------------------------------------------------------------------------------
