@@ -58,6 +58,21 @@ def test_train_end_to_end_then_resume(tmp_path, config_file, image_folder, capsy
     assert len(runs.read_history(out)) == 4 and runs.read_status(out)["status"] == "finished"
 
 
+def test_a_bare_run_name_trains_into_the_runs_folder_and_a_folder_path_where_it_points(tmp_path, config_file,
+                                                                                       image_folder, capsys, monkeypatch):
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert _train(config_file, image_folder, "bare", "--epochs", "1") == 0  # as the app and udd score name runs
+    assert (tmp_path / "runs" / "bare" / "model.safetensors").is_file() and not (tmp_path / "here" / "bare").exists()
+    assert "note: the app lists" not in capsys.readouterr().err
+    assert _train(config_file, image_folder, "./local", "--epochs", "1") == 0  # a folder part: that folder
+    assert (tmp_path / "here" / "local" / "model.safetensors").is_file()
+    assert "note: the app lists the runs in" in capsys.readouterr().err
+    assert _train(config_file, image_folder, "bare", "--epochs", "1") == 2  # never over an existing run
+    assert "already exists" in capsys.readouterr().err
+
+
 def test_a_run_outside_the_runs_folder_says_how_the_app_sees_it(tmp_path, config_file, image_folder, capsys,
                                                                  monkeypatch):
     monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -185,6 +186,15 @@ def _app_hint(run_dir: Path) -> None:
               f"UDD_RUNS_DIR={parent}", file=sys.stderr)
 
 
+def _new_run_dir(spec: str) -> Path:
+    """--out of a new run: a bare name ("wdet") is a run under $UDD_RUNS_DIR (default runs/), where the app
+    lists runs and where `udd score NAME` and `--resume` look; anything with a folder part ("./wdet",
+    "runs/wdet", "/data/wdet") is that folder."""
+    if "/" in spec or os.sep in spec or spec in (".", ".."):
+        return Path(spec)
+    return runs_root() / spec
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train a model on normal images into a run folder, with a progress line; Ctrl-C stops cleanly."""
     if not args.out.strip():  # Path("") is the current folder: name the real mistake
@@ -212,6 +222,7 @@ def run_train(args: argparse.Namespace) -> int:
             bar.end()
         job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device)
     else:
+        out = _new_run_dir(args.out)
         method = args.method or "autoencoder"
         cls = detector_class(method)  # an unknown method is refused with the list of them
         if cls.uses_config and not args.config:
