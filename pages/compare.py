@@ -18,7 +18,7 @@ from udd_core import compare as cmp
 from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch
 from udd_core.display import markdown_literal
-from udd_core.methods import epoch_loops, fitted_in_one_pass
+from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass
 from udd_core.run_notes import still_learning_note, unfinished_note
 from udd_core.inspection import inspect_run
 from udd_core.render import scale_bar_rgb
@@ -190,6 +190,9 @@ style = df.style.apply(lambda col: [BEST_BG if (k, scored.index(col.name)) in be
                        subset=scored)
 st.dataframe(style, hide_index=True, key="cmp_metrics",
              column_config={n: st.column_config.TextColumn(alignment="right") for n in scored})
+if borrowed := [n for n in scored if detector_class(method_of[n]).own_scores]:  # dsvdd, latent-knn
+    st.caption(f"{', '.join(borrowed)}: the pixel AUROC and AUPRO judge the pretrained autoencoder's residual map, "
+               "the heatmap these runs show; their image score is a latent distance, not read from that map.")
 st.caption("Green: the best run of a metric (every run that ties for it). Each run scores with its own default "
            "post-processing (as `udd score` does), not the Inspect sidebar's. Threshold, FPR and TPR are each run's "
            "own operating point (target FPR on its normal validation images).")

@@ -157,3 +157,5 @@ def test_a_deep_svdd_run_says_its_overlay_is_the_pretraining_loss(monkeypatch, r
     assert ("svdd: the pretraining loss; the later epoch loop (Deep SVDD's distance to its centre) is drawn on the "
             "Train page.") in [c.value for c in app.caption]
     assert not any(c.value.startswith("latent4:") for c in app.caption)
+    assert ("svdd: the pixel AUROC and AUPRO judge the pretrained autoencoder's residual map, the heatmap these runs "
+            "show; their image score is a latent distance, not read from that map.") in [c.value for c in app.caption]
