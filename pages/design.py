@@ -232,10 +232,11 @@ with right:
     if upload_notice := ss.pop("design_upload_notice", None):  # beside the uploader, not at the page's top
         getattr(st, upload_notice[0])(markdown_literal(upload_notice[1]))
     st.download_button("Download config.json", data=config.to_json(), file_name="config.json",
-                       mime="application/json", on_click="ignore", icon=":material/download:")
+                       mime="application/json", on_click="ignore", icon=":material/download:",
+                       help="The config the page shows: the last valid one while the JSON box holds an error.")
     st.button(f"Reload preset {ss['design_preset']}", on_click=load_preset, key="design_reload",
               icon=":material/restart_alt:", help="Undo every edit: back to the preset's config and input shape.")
-if unknown:  # the keys are the user's text: escaped, so that "__import__" does not render as bold "import"
+if unknown and not ss.get("design_json_error"):  # escaped user text: "__import__" must not render as bold "import"
     st.warning(markdown_literal(" ".join(unknown)) + " (the model ignores them; they are kept in the "
                "downloaded file).")
 

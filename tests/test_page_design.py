@@ -129,6 +129,14 @@ def test_invalid_json_shows_an_error_and_keeps_the_last_config(at):
     assert len(at.dataframe) == 3  # the shape tables still show the last valid config
 
 
+def test_a_stale_unknown_key_warning_goes_while_the_json_is_invalid(at):
+    d = {**config_of(at), "blok_ker": [3]}
+    at.text_area(key="design_json").input(json.dumps(d)).run()
+    assert any("unknown keys kept but unused: blok\\_ker" in w.value for w in at.warning)  # markdown-escaped
+    at.text_area(key="design_json").input(json.dumps(d)[:-5]).run()  # now broken: only its error is shown
+    assert "config:" in errors(at) and not any("blok" in w.value for w in at.warning)
+
+
 def test_any_valid_config_shows_as_it_is_and_survives_other_edits(at):
     # Values beyond any "typical" range, all accepted by the parser: the boxes must show them, and an
     # edit of another box must not clamp them (a loaded config is never silently rewritten).
