@@ -280,3 +280,18 @@ def test_validation_images_survive_a_damaged_train_json(run):
         assert images is None and notes[0].startswith("cannot reload the run's validation images"), bad
     images, source, _ = run_validation_images({**info, "settings": ["x"]}, (1, SIZE, SIZE))  # defaults apply
     assert source == "validation" and len(images)
+
+
+def test_scores_that_point_the_wrong_way_are_named():
+    from dataclasses import replace
+
+    from udd_core.inspection import _empty_metrics, inverted_notes
+
+    m = _empty_metrics()
+    assert inverted_notes(m, "the l2 residual") == []  # no labels, no AUROC: nothing to say
+    assert inverted_notes(replace(m, image_auroc=0.5, pixel_auroc=0.36), "the l2 residual") == []  # weak, not inverted
+    notes = inverted_notes(replace(m, image_auroc=0.21, pixel_auroc=0.08), "the feature residual")
+    assert notes == ["image AUROC 0.21: the feature residual scores the defective images below the normal ones, so "
+                     "it misses what makes them defective here; try another residual or method",
+                     "pixel AUROC 0.08: with the feature residual the heatmap is brighter on normal pixels than on "
+                     "the defects"]

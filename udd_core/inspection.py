@@ -225,6 +225,22 @@ def _num(v: float) -> Optional[float]:
     return v if np.isfinite(v) else None
 
 
+INVERTED = 0.35  # an AUROC this far below chance says the scores point the wrong way, not that they are weak
+
+
+def inverted_notes(m: Metrics, scoring: str) -> list[str]:
+    """A note for each AUROC far below chance: the scores rank defects below normal images (or pixels), so
+    `scoring` misses what makes these defects, and a look at another residual or method is due."""
+    notes = []
+    if m.image_auroc is not None and m.image_auroc < INVERTED:
+        notes.append(f"image AUROC {m.image_auroc:.2f}: {scoring} scores the defective images below the normal "
+                     "ones, so it misses what makes them defective here; try another residual or method")
+    if m.pixel_auroc is not None and m.pixel_auroc < INVERTED:
+        notes.append(f"pixel AUROC {m.pixel_auroc:.2f}: with {scoring} the heatmap is brighter on normal pixels "
+                     "than on the defects")
+    return notes
+
+
 def _empty_metrics() -> Metrics:
     return Metrics(None, None, None, None, None, {}, None)
 
@@ -335,6 +351,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
         metrics = compute_metrics(res.scores[pick], [v for v, k in zip(labels, known) if k], *pm, threshold=thr)
     else:
         metrics = _empty_metrics()
+    notices += inverted_notes(metrics, "this run's own score" if det.own_scores else f"the {residual} residual")
     post = scoring_record(det, {"residual": residual, "score": score, "smooth_sigma": float(smooth_sigma),
                                 "topk_percent": float(topk_percent), "border": int(border)})
     settings = {"model": str(loaded.model_dir), "data": loaded.data_path, "split": loaded.split,
