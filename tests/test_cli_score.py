@@ -58,6 +58,9 @@ def test_json_output_and_heatmaps(capsys, tmp_path, run, data):
     (tmp_path / "afile").write_text("x")
     assert main(["score", str(run), "--data", str(data), "--heatmaps", str(tmp_path / "afile")]) == 2
     assert "afile: exists and is not a folder" in capsys.readouterr().err
+    assert main(["score", str(run), "--data", str(data), "--heatmaps", str(tmp_path / "hm2" / "000.png")]) == 2
+    assert "000.png: names a folder for the PNGs (one per image), not a file" in capsys.readouterr().err
+    assert not (tmp_path / "hm2").exists()
 
 
 def test_options_change_the_scores(capsys, run, data):

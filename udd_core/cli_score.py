@@ -57,6 +57,9 @@ def check_heatmap_folder(folder: str, force: bool) -> None:
     out = Path(folder)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--heatmaps {out}: exists and is not a folder")
+    if not out.exists() and out.suffix.lower() in (".png", ".jpg", ".jpeg"):  # a folder named "000.png" helps nobody
+        raise UsageError(f"--heatmaps {out}: names a folder for the PNGs (one per image), not a file; e.g. "
+                         f"--heatmaps {out.parent / 'heatmaps'}")
     if not force and out.is_dir() and (n := sum(1 for _ in out.glob("*.png"))):
         raise UsageError(f"--heatmaps {out}: holds {n} PNG files already (choose a new folder, or pass --force to "
                          "overwrite those of the same names)")
