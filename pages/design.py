@@ -18,7 +18,7 @@ from udd_core.display import markdown_literal
 from udd_core.config import MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, noting_warnings, parse_config
 from udd_core.feature_input import BACKBONES, DEFAULT_POOL, MAX_POOL, describe_input, parse_input
 from udd_core.presets import PIXEL_PRESET, model_presets
-from udd_core.image_shapes import ae_input_shape, image_channels, propagate_image
+from udd_core.image_shapes import MAX_SIDE, ae_input_shape, image_channels, propagate_image
 from udd_core.shapes import ShapeError
 
 hand_over_deep_link("pages/design.py")  # first: a deep link before app.py ever ran
@@ -171,8 +171,8 @@ top[0].caption("Edited: the design below is no longer this preset's; pick a pres
                if edited else chosen.description)
 top[1].number_input("Channels (C)", min_value=1, max_value=MAX_FEATURES, step=1, key="design_c", on_change=on_shape,
                     help="Image channels; for pixels the first encoder and last decoder features follow.")
-top[2].number_input("Height (H)", min_value=1, max_value=8192, step=1, key="design_h", on_change=on_shape)
-top[3].number_input("Width (W)", min_value=1, max_value=8192, step=1, key="design_w", on_change=on_shape)
+top[2].number_input("Height (H)", min_value=1, max_value=MAX_SIDE, step=1, key="design_h", on_change=on_shape)
+top[3].number_input("Width (W)", min_value=1, max_value=MAX_SIDE, step=1, key="design_w", on_change=on_shape)
 
 st.subheader("Input")
 inp = st.columns([2, 2, 3, 1])
@@ -201,13 +201,15 @@ if err := ss.pop("design_table_error", None):
 table = pd.DataFrame(arch.block_rows(config), columns=arch.BLOCK_COLUMNS)
 table.index = pd.RangeIndex(1, len(table) + 1, name="block")
 # Widths in px, so that every column and its header fit the page's width at 1400 px, the out_pad pair included.
+# No min/max on the columns: the grid would drop an out-of-range cell without a word, where the parser
+# refuses it with a line that names the field (absorb_table_edits).
 num = partial(st.column_config.NumberColumn, width=84)
 st.data_editor(table, key=editor_key(), num_rows="fixed", column_config={
-    "kernel": num("kernel", width=72, min_value=1, max_value=MAX_KERNEL, step=1),
-    "drop": num("drop", width=72, min_value=0.0, max_value=0.99, step=0.05, format="%.2f"),
-    "out_pad_h": num("out_pad (h)", width=104, min_value=0, max_value=1, step=1, help="out_pad[i] along H"),
-    "out_pad_w": num("out_pad (w)", width=104, min_value=0, max_value=1, step=1, help="out_pad[i] along W"),
-    **{c: num(c, min_value=1, max_value=MAX_FEATURES, step=1) for c in arch.BLOCK_COLUMNS[2:8]}})
+    "kernel": num("kernel", width=72, step=1, help=f"1 to {MAX_KERNEL}"),
+    "drop": num("drop", width=72, step=0.05, format="%.2f", help="dropout, in [0, 1)"),
+    "out_pad_h": num("out_pad (h)", width=104, step=1, help="out_pad[i] along H: 0 or 1"),
+    "out_pad_w": num("out_pad (w)", width=104, step=1, help="out_pad[i] along W: 0 or 1"),
+    **{c: num(c, step=1, help=f"features, 1 to {MAX_FEATURES}") for c in arch.BLOCK_COLUMNS[2:8]}})
 row = st.columns(5)
 row[0].number_input("blocks", min_value=1, max_value=MAX_BLOCKS, step=1, key="design_blocks", on_change=on_blocks,
                     help="Adds or removes the deepest block on both sides.")

@@ -18,7 +18,7 @@ from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind
 from udd_core.losses import LOSSES, check_fits_data
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options
 from udd_core.presets import PIXEL_PRESET, design_input, design_label, method_choice, model_presets, preset_choice
-from udd_core.image_shapes import checked_image_shape
+from udd_core.image_shapes import MAX_SIDE, checked_image_shape
 from udd_core.jobs import JobManager, TrainJob
 from udd_core.settings import (DEVICES, FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NUMBERS, TrainSettings, form_values,
                                 settings_from_form, training_presets)
@@ -176,8 +176,8 @@ with left:
                                             key="train_config_file", max_upload_size=1):
                     config = parse_config(up.getvalue())
             hw = st.columns(2)
-            h = hw[0].number_input("Height", 1, 8192, key="train_h", persist_state=KEEP)
-            w = hw[1].number_input("Width", 1, 8192, key="train_w", persist_state=KEEP)
+            h = hw[0].number_input("Height", 1, MAX_SIDE, key="train_h", persist_state=KEEP)
+            w = hw[1].number_input("Width", 1, MAX_SIDE, key="train_w", persist_state=KEEP)
             if config is not None or not method_cls.uses_config:  # no config: a backbone method, RGB images
                 shape = checked_image_shape(config, method, (h, w), preset.input_shape[0] if preset else None)
     except ValueError as e:  # a bad config file, a design that does not mirror at this size

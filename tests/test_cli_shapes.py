@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,16 @@ def test_shapes_and_help_start_without_torch(cfg_file):
             "print('torch' in sys.modules, rc in (0, 1), 'train' in h.getvalue())")
     r = subprocess.run([sys.executable, "-c", code, str(cfg_file)], capture_output=True, text=True)
     assert r.stdout.strip().splitlines()[-1] == "False True True", r.stderr
+
+
+def test_a_side_beyond_the_apps_limit_is_refused_like_the_app_refuses_it(cfg_file, capsys):
+    """One limit for H and W everywhere: the Design and Train pages' boxes stop at MAX_SIDE too."""
+    from streamlit.testing.v1 import AppTest
+
+    from udd_core.image_shapes import MAX_SIDE
+
+    assert main(["shapes", str(cfg_file), "--input", f"1,{MAX_SIDE + 1},32"]) == 2
+    assert f"--input: expected 3 integers in [1, {MAX_SIDE}]" in capsys.readouterr().err
+    design = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "design.py"),
+                               default_timeout=30).run()
+    assert design.number_input(key="design_h").max == design.number_input(key="design_w").max == MAX_SIDE

@@ -331,6 +331,10 @@ def test_config_file_and_preset_modes(tiny_config, data, runs_dir):
     at.radio(key="train_model_mode").set_value("Preset").run()
     at.selectbox(key="train_model_preset").select("wafer-26").run()
     assert (at.number_input(key="train_h").value, at.number_input(key="train_w").value) == (26, 26)
+    from udd_core.image_shapes import MAX_SIDE
+
+    # the size boxes take what `udd train --size` takes (QA: 8192 here, 100,000 on the command line)
+    assert at.number_input(key="train_h").max == at.number_input(key="train_w").max == MAX_SIDE
     assert any("3x26x26" in c.value for c in at.caption)  # the estimate follows the preset's shape
     from udd_core.settings import training_presets
 

@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 from . import __version__
 from .cli_numbers import check_numbers
 from .config import AEConfig, ConfigError, load_config, noting_warnings
+from .image_shapes import MAX_SIDE
 from .shapes import ShapeError
 
 
@@ -25,9 +26,6 @@ TRAIN_LOSSES = ("mse", "ssim", "mse+ssim", "ce", "ce-balanced")  # a test holds 
 
 class UsageError(ValueError):
     """Bad command-line input; reported as one line with exit code 2."""
-
-
-MAX_SIDE = 100_000  # largest size or channel count a C,H,W / H,W option takes: more is a typo
 
 
 def parse_ints(text: str, n: int, what: str, hi: int = MAX_SIDE) -> tuple[int, ...]:

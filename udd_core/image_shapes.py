@@ -16,6 +16,7 @@ from .feature_input import FeatureInput, feature_shape
 from .shapes import Shape, ShapeError, ShapeReport, propagate
 
 FEATURE_METHODS = ("feature-ae",)  # methods whose AE reconstructs backbone features, not pixels
+MAX_SIDE = 16_384  # largest image height or width the app's boxes and the CLI's --size / --input take
 
 
 def input_spec(config: Any, method: Optional[str] = None) -> Optional[FeatureInput]:

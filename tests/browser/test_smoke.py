@@ -17,3 +17,19 @@ def test_slash_design_opens_the_design_page(app_server, page):
     nav = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
     assert [t.split()[-1] for t in nav] == ["Design", "Train", "Inspect", "Generate", "Compare"]  # alias hidden
     assert_no_exception(page)
+
+
+def test_an_out_of_range_table_cell_is_refused_with_a_line_naming_the_field(app_server, page):
+    """Typing kernel 0 in the block table: the grid used to drop it without a word (its column minimum)."""
+    open_app(page, app_server.url)
+    grid = page.locator('[data-testid="stDataFrame"]').first.bounding_box()  # the block table, a canvas
+    # The header and each row are 35 px tall; the left edge is the read-only index column of block 1.
+    page.mouse.click(grid["x"] + 10, grid["y"] + 35 + 17)
+    page.keyboard.press("ArrowRight")  # to block 1's kernel cell
+    page.keyboard.type("0")  # typing opens the cell's editor
+    page.locator("input.gdg-input").wait_for()
+    page.keyboard.press("Enter")
+    page.get_by_text("Table edit not applied: block_ker[0]: kernel size must be between 1 and 255, got 0").wait_for()
+    shot(page, "00-design-table-kernel-0")
+    assert "[3, 3, 3]" in page.get_by_role("textbox", name="Config as JSON").input_value()
+    assert_no_exception(page)
