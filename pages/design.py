@@ -57,6 +57,7 @@ def set_config(config: AEConfig, shape=None) -> None:
     ss[SHAPE] = (image_channels(config, preferred=c), h, w)  # a feature AE's images stay gray or RGB
     ss.pop("design_json_error", None)
     ss["design_editor_version"] = ss.get("design_editor_version", 0) + 1
+    ss.pop("design_undo", None)  # offered only until the next change
     sync_widgets(overwrite=True)
 
 
@@ -65,9 +66,23 @@ def current() -> AEConfig:
 
 
 def load_preset() -> None:
+    """The chosen preset replaces the design; edits it throws away can be taken back (design_undo)."""
+    before = ss.get("design_preset_name")
+    edited = CONFIG in ss and SHAPE in ss and before in presets and (
+        ss[CONFIG] != presets[before].config.to_dict() or tuple(ss[SHAPE]) != tuple(presets[before].input_shape))
+    undo = (ss[CONFIG], tuple(ss[SHAPE]), before) if edited else None
     ss["design_preset_name"] = ss["design_preset"]  # survives a visit to another page; the widget's key may not
     p = presets[ss["design_preset"]]
     set_config(p.config, p.input_shape)
+    if undo:
+        ss["design_undo"] = undo
+
+
+def undo_preset() -> None:
+    """Back to the edited design that loading a preset replaced, under its preset's name."""
+    config, shape, name = ss.pop("design_undo")
+    ss["design_preset"] = ss["design_preset_name"] = name
+    set_config(parse(config)[0], shape)
 
 
 def on_json() -> None:
@@ -169,6 +184,9 @@ chosen = presets[ss["design_preset"]]
 edited = ss[CONFIG] != chosen.config.to_dict() or tuple(ss[SHAPE]) != tuple(chosen.input_shape)
 top[0].caption("Edited: the design below is no longer this preset's; pick a preset again to restore it."
                if edited else chosen.description)
+if undo := ss.get("design_undo"):
+    top[0].button(f"Undo: back to the edited {undo[2]} design", key="design_undo_button", on_click=undo_preset,
+                  icon=":material/undo:", help="Loading the preset replaced your edits; this brings them back.")
 top[1].number_input("Channels (C)", min_value=1, max_value=MAX_FEATURES, step=1, key="design_c", on_change=on_shape,
                     help="Image channels; for pixels the first encoder and last decoder features follow.")
 top[2].number_input("Height (H)", min_value=1, max_value=MAX_SIDE, step=1, key="design_h", on_change=on_shape)

@@ -79,6 +79,32 @@ def test_choosing_another_preset_changes_everything(at):
     assert text(at) == p.config.to_dict()
 
 
+def test_edits_a_preset_switch_replaced_come_back_with_one_click(at):
+    """QA: picking another preset (or Reload) threw the edited design away for good."""
+    first = at.session_state["design_preset"]
+    other = next(n for n in model_presets() if n != first)
+    at.selectbox(key="design_preset").select(other).run()
+    assert not [b for b in at.button if b.key == "design_undo_button"]  # nothing was edited: nothing to undo
+    at.selectbox(key="design_preset").select(first).run()
+    at.number_input(key="design_h").set_value(96).run()
+    edited = dict(text(at), block_ker=[5] + text(at)["block_ker"][1:])
+    at.text_area(key="design_json").input(json.dumps(edited)).run()
+    assert config_of(at) == edited
+    at.selectbox(key="design_preset").select(other).run()
+    assert config_of(at) == model_presets()[other].config.to_dict()
+    undo = at.button(key="design_undo_button")
+    assert first in undo.label
+    undo.click().run()
+    assert not at.exception
+    assert config_of(at) == edited and at.number_input(key="design_h").value == 96
+    assert at.session_state["design_preset"] == first and text(at) == edited
+    assert not [b for b in at.button if b.key == "design_undo_button"]  # used once, then gone
+    at.button(key="design_reload").click().run()  # Reload throws the edits away too: undoable alike
+    assert config_of(at) == model_presets()[first].config.to_dict()
+    at.number_input(key="design_w").set_value(96).run()  # any later change ends the offer
+    assert not [b for b in at.button if b.key == "design_undo_button"]
+
+
 def test_json_padding_edit_shows_the_mismatch_and_apply_fixes_it(at):
     pads = text(at)["out_pad"]
     pads[0] = 1 - pads[0]
