@@ -15,7 +15,8 @@ import streamlit as st
 from pages.run_focus import hand_over_deep_link
 from udd_core import architecture as arch
 from udd_core.display import markdown_literal
-from udd_core.config import MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, noting_warnings, parse_config
+from udd_core.config import (CONFIG_UPLOAD_MB, MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, noting_warnings,
+                             parse_config)
 from udd_core.feature_input import BACKBONES, DEFAULT_POOL, MAX_POOL, describe_input, parse_input
 from udd_core.presets import PIXEL_PRESET, model_presets
 from udd_core.image_shapes import MAX_SIDE, ae_input_shape, image_channels, propagate_image
@@ -248,7 +249,7 @@ with left:
 with right:
     st.subheader("Files")
     st.file_uploader("Load a config (.json, or the reference AE_config.txt)", type=["json", "txt"],
-                     key="design_upload", on_change=on_upload, max_upload_size=1)  # a config is < 1 kB
+                     key="design_upload", on_change=on_upload, max_upload_size=CONFIG_UPLOAD_MB)
     if upload_notice := ss.pop("design_upload_notice", None):  # beside the uploader, not at the page's top
         getattr(st, upload_notice[0])(markdown_literal(upload_notice[1]))
     st.download_button("Download config.json", data=config.to_json(), file_name="config.json",

@@ -13,7 +13,7 @@ import streamlit as st
 from pages.run_focus import hand_over_deep_link
 from pages.train_runs import KEEP, run_panel, runs_table, select
 from udd_core import sources
-from udd_core.config import parse_config
+from udd_core.config import CONFIG_UPLOAD_MB, parse_config
 from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind
 from udd_core.losses import LOSSES, check_fits_data
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options
@@ -173,7 +173,7 @@ with left:
                                                           on_change=on_model_preset, persist_state=KEEP)]
                     config = preset.config
                 elif up := st.file_uploader("config.json or the reference AE_config.txt", type=["json", "txt"],
-                                            key="train_config_file", max_upload_size=1):
+                                            key="train_config_file", max_upload_size=CONFIG_UPLOAD_MB):
                     config = parse_config(up.getvalue())
             hw = st.columns(2)
             h = hw[0].number_input("Height", 1, MAX_SIDE, key="train_h", persist_state=KEEP)

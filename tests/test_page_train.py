@@ -515,3 +515,16 @@ def test_a_deep_svdd_run_shows_both_of_its_loss_curves_and_resumes_its_one_class
         "Deep SVDD: the mean squared distance of the codes to the centre c"]
     assert at.number_input(key="train_resume_to_svdd").label == "Resume up to Deep SVDD epoch"
     assert at.number_input(key="train_resume_to_svdd").value == 13  # the 3 planned are done: ten more
+
+
+def test_a_config_file_too_large_for_a_config_is_refused_in_words(tiny_config, data, runs_dir):
+    """The uploader lets files up to CONFIG_UPLOAD_MB through, so the parser's line is what the user reads."""
+    from udd_core.config import CONFIG_UPLOAD_MB, MAX_TEXT
+
+    assert CONFIG_UPLOAD_MB * 2**20 > MAX_TEXT
+    at = page(tiny_config, data, train_model_mode="Config file")
+    at.file_uploader(key="train_config_file").set_value(("weights.json", b" " * (MAX_TEXT + 1), "application/json"))
+    at.run()
+    assert not at.exception
+    assert f"more than the {MAX_TEXT} allowed" in errors(at)
+    assert next(b for b in at.button if b.label == "Start training").disabled

@@ -31,6 +31,9 @@ OPTIONAL_FIELDS = ("input",)  # udd's own: what the AE takes in (feature_input.p
 # The reference docs also spell latent_opad this way; both are accepted on input.
 ALIASES = {"laten_opad": "latent_opad"}
 MAX_TEXT = 1_000_000  # bytes: a config is a few hundred; refuse anything that could choke the parser
+# The app's config uploaders take files up to this many MB, so that a larger wrong file reaches the parser and
+# gets its one-line refusal (above MAX_TEXT) instead of only the uploader's red icon.
+CONFIG_UPLOAD_MB = 20
 # Beyond these a typo, not a design: building such a model would exhaust memory before saying why.
 MAX_FEATURES, MAX_KERNEL, MAX_BLOCKS = 16_384, 255, 32
 

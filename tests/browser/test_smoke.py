@@ -33,3 +33,14 @@ def test_an_out_of_range_table_cell_is_refused_with_a_line_naming_the_field(app_
     shot(page, "00-design-table-kernel-0")
     assert "[3, 3, 3]" in page.get_by_role("textbox", name="Config as JSON").input_value()
     assert_no_exception(page)
+
+
+def test_a_config_upload_too_large_for_a_config_gets_a_line_naming_the_file(app_server, page, tmp_path):
+    """A 2 MB file used to stop at the uploader's own limit (1 MB): a red icon, no words on the page."""
+    big = tmp_path / "weights.json"
+    big.write_bytes(b" " * 2_000_000)
+    open_app(page, app_server.url)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(big))
+    page.get_by_text("weights.json: config: text is 2000000 bytes, more than the 1000000 allowed").wait_for()
+    shot(page, "00-design-upload-too-large")
+    assert_no_exception(page)
