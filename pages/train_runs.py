@@ -150,6 +150,7 @@ def _runs_table(mgr: JobManager, root: Path) -> None:
     col = st.column_config
     st.dataframe(table, hide_index=True, placeholder="—", column_config={  # not "None" where a run has no value
         "epochs": col.NumberColumn(width="small", help="Epochs trained; — for a method fitted in one pass "
-                                                       "(no training epochs)"),
+                                                       "(no training epochs). Deep SVDD: its autoencoder "
+                                                       "pretraining epochs; the message gives its own too."),
         "best val loss": col.NumberColumn(width=110, format="%.4g"),
         "created": col.DatetimeColumn(width=110, format="D MMM HH:mm"), "message": col.TextColumn()})
