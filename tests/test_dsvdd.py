@@ -194,6 +194,29 @@ def test_stop_in_the_svdd_phase_then_resume_equals_an_uninterrupted_run(tmp_path
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
 
 
+def test_the_svdd_phase_reports_its_own_speed_and_eta(tmp_path, tiny_config):
+    """QA: the bar read 'Deep SVDD epoch 17/400 · ETA 00:00 · 47.1 images/s', pretraining's last values."""
+    from udd_core.methods.dsvdd import PHASE
+    from udd_core.progress import ProgressBoard
+
+    class Recording(ProgressBoard):
+        def __setattr__(self, name, value):
+            if name == "eta_s" and getattr(self, "phase", None) == PHASE:
+                self.__dict__.setdefault("svdd_etas", []).append((value, self.images_per_s))
+            super().__setattr__(name, value)
+
+    board = Recording(str(tmp_path / "run"), 2)
+    det = DeepSVDDDetector.build((1, 32, 32), {"svdd_epochs": 3}, tiny_config, seed=0)
+    assert det.fit(images(24, 1), None, settings(2), tmp_path / "run", board=board) == "finished"
+    seen = board.svdd_etas
+    assert seen[0] == (None, 0.0)  # the phase starts with no estimate, not pretraining's
+    steps, final = seen[1:-1], seen[-1]
+    assert len(steps) == 3 * 3 and final[0] == 0.0  # every step of 3 epochs of 3 batches, then "finished"
+    assert all(rate > 0 for _, rate in steps)
+    etas = [eta for eta, _ in steps]
+    assert etas[0] > etas[4] > etas[-1] == 0.0  # counts down over the phase
+
+
 def test_stop_in_pretraining_leaves_a_loadable_detector_and_resume_finishes(tmp_path, tiny_config):
     run = tmp_path / "run"
     det = DeepSVDDDetector.build((1, 32, 32), {"svdd_epochs": 2}, tiny_config, seed=0)

@@ -102,6 +102,7 @@ class ProgressBoard:
                                            self.phase_start, self.epochs))
             self.phase, self.epochs, self.phase_start = name, epochs, len(train_loss)
             self.train_loss, self.val_loss, self.step_loss = list(train_loss), list(val_loss), []
+            self.images_per_s, self.eta_s = 0.0, None  # the last loop's speed says nothing of this one's
             for k, v in kw.items():
                 setattr(self, k, v)
 

@@ -190,6 +190,7 @@ class DeepSVDDDetector(AEBackedDetector):
         from ..data import to_tensor
 
         stopped, ema, beat = False, None, time.monotonic()
+        seen, t_phase = 0, time.monotonic()  # images trained on in this session of the phase, for speed and ETA
         for epoch in range(self.epochs_done + 1, total_epochs + 1):
             rng = np.random.default_rng([s.seed, 0x5FDD, epoch])  # reproducible, and a resumed epoch draws the same
             torch.manual_seed(int(rng.integers(2**62)))  # dropout, if the config has any
@@ -211,8 +212,11 @@ class DeepSVDDDetector(AEBackedDetector):
                     raise ValueError(f"svdd_lr: the Deep SVDD loss became {lv} at epoch {epoch}; lower it")
                 total += lv * len(x)
                 ema = lv if ema is None else 0.9 * ema + 0.1 * lv
+                seen += len(x)
+                rate = seen / max(time.monotonic() - t_phase, 1e-9)
+                left = (n - min(step * bs, n)) + (total_epochs - epoch) * n  # images still to train on
                 with board.lock:
-                    board.epoch, board.step = epoch, step
+                    board.epoch, board.step, board.images_per_s, board.eta_s = epoch, step, rate, left / rate
                     board.step_loss.append(ema)
                     board.message = f"Deep SVDD epoch {epoch}/{total_epochs}"
                 if time.monotonic() - beat > 10.0:
