@@ -123,3 +123,8 @@ def test_loop_series_draws_each_epoch_loop_with_the_live_one_from_the_snapshot()
     assert loop_series(None, [("Pretraining", pre), ("Deep SVDD", [])], alive=False)[0][0] == "Pretraining"
     assert loop_series(None, [("", pre)], alive=False)[0][0] == ""  # one loop: no caption
     assert loop_series(None, [("", [])], alive=False) == []
+    first = ProgressBoard("r", epochs=2)  # stopped during its first epoch, after one step
+    first.update(step_loss=[0.9], steps_per_epoch=4, step=1)
+    assert loop_series(first.snapshot(), [("", [])], alive=False) == []  # one point: no chart (QA: an empty one)
+    first.update(step_loss=[0.9, 0.8], step=2)
+    assert len(loop_series(first.snapshot(), [("", [])], alive=False)[0][1]["step"]) == 2

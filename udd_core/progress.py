@@ -189,7 +189,7 @@ def loop_series(snap: Optional[Progress], loops: list[tuple[str, Optional[list[d
     for i, (caption, records) in enumerate(loops[:None if live is None else live + 1]):
         series = (curve_series(snap, None, True) if i == live else
                   curve_series(snap if i == last and live is None else None, records, False))
-        if len(series["epochs"]) or len(series["step"]):
+        if len(series["epochs"]) or len(series["step"]) > 1:  # one step point alone draws an empty-looking chart
             out.append((caption if len(loops) > 1 else "", series))
     return out
 
