@@ -1,8 +1,9 @@
 """The Train page's runs side: the selected run (live from its job, or from its files), Resume, all runs.
 
 Not a page: app.py's st.navigation names the pages. pages/train.py holds the form for a new run
-and calls `run_panel` and `runs_table` with its job manager; while a job trains, a fragment polls
-`job.snapshot()` every second and nothing else, so no st.* call ever comes from a training thread.
+and calls `run_panel` and `runs_table` with its job manager; while a job trains, two fragments poll
+`job.snapshot()` (the progress bar every second, the curves and probes every few seconds) and nothing
+else, so no st.* call ever comes from a training thread.
 """
 from pathlib import Path
 from typing import Callable
