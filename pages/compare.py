@@ -130,6 +130,8 @@ if any(s.history for s in sides):
     if later := [s.name for s in sides if len(epoch_loops(s.path)) > 1]:  # Deep SVDD's loss measures another thing
         st.caption(f"{', '.join(later)}: the pretraining loss; the later epoch loop (Deep SVDD's distance to its "
                    "centre) is drawn on the Train page.")
+    for note in cmp.curve_notes(sides):
+        st.caption(f"ℹ️ {note[0].upper()}{note[1:]}.")
 elif all(fitted_in_one_pass(s.method) for s in sides):
     st.info("These runs are fitted in one pass, with no training epochs: they have no loss curves.")
 else:

@@ -119,6 +119,26 @@ def test_loss_figure_has_one_colour_per_run():
     json.dumps(fig)  # a plain, serialisable spec
 
 
+def test_curve_notes_say_when_heights_do_not_compare():
+    """QA: a cross-entropy curve beside MSE curves on one axis looked 4x worse, with no word."""
+    hist = [{"epoch": 1, "train_loss": 0.5}]
+    data = {"path": "/d/wafers.npz"}
+    mse = side("mse-run", info={"settings": {"loss": "mse"}, "data": data}, history=hist)
+    old = side("old-run", info={"data": data}, history=hist)  # no loss recorded: the default, mse
+    ce = side("ce-run", info={"settings": {"loss": "ce"}, "data": data}, history=hist)
+    feat = side("feat-run", info={"settings": {"loss": "mse"}, "data": data}, history=hist, method="feature-ae")
+    bank = side("bank", method="memory-bank")
+    assert cmp.curve_notes([mse, old]) == []
+    notes = cmp.curve_notes([mse, ce, old, feat, bank])
+    assert notes[0] == ("these curves measure different losses (mse on pixels: mse-run, old-run; ce on pixels: "
+                        "ce-run; mse on features: feat-run): compare their shapes, not their heights")
+    assert notes[1].startswith("bank: fitted in one pass") and len(notes) == 2
+    elsewhere = side("elsewhere", info={"settings": {"loss": "mse"}, "data": {"path": "/d/other.npz"}}, history=hist)
+    assert cmp.curve_notes([mse, elsewhere]) == [
+        "these runs trained on different data: the same loss can sit at another level on other images"]
+    assert cmp.curve_notes([bank, side("bank2", method="memory-bank")]) == []  # no curve at all: the page says so
+
+
 def fake_insp(auroc, names=("a", "b"), scores=(0.1, 0.9), labels=("good", "spot"), threshold=0.5):
     m = Metrics(auroc, None, 0.5, None, None)
     return SimpleNamespace(metrics=m, threshold=threshold, fpr=0.0, tpr=1.0, names=list(names),

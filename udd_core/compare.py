@@ -26,7 +26,7 @@ from .inspection_views import roc_curve
 from .metrics import GOOD
 from .model import CONFIG_FILE, WEIGHTS_FILE
 from .render import as_rgb, auto_zoom, overlay_rgb, zoom
-from .image_shapes import propagate_image
+from .image_shapes import FEATURE_METHODS, propagate_image
 from .shapes import ShapeError
 
 MIN_RUNS, MAX_RUNS = 2, 4
@@ -192,6 +192,25 @@ def loss_figure(sides: Sequence[RunSide], log: bool = False) -> dict:
               "xaxis": epoch_axis(max((len(s.history) for s in sides), default=1)),
               "yaxis": {"title": {"text": "loss"}, "type": "log" if log else "linear"}}
     return {"data": data, "layout": layout}
+
+
+def curve_notes(sides: Sequence[RunSide]) -> list[str]:
+    """Why the loss curves of `loss_figure` may not compare by value: runs whose losses measure different
+    things (the loss, on pixels or on backbone features), or that trained on different data; and the runs
+    that draw no curve (fitted in one pass)."""
+    drawn, kinds = [s for s in sides if s.history], {}
+    for s in drawn:
+        on = "features" if s.method in FEATURE_METHODS or (s.config or {}).get("input") else "pixels"
+        kinds.setdefault(f"{runs.train_settings(s.info).get('loss') or 'mse'} on {on}", []).append(s.name)
+    notes = []
+    if len(kinds) > 1:
+        groups = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in kinds.items())
+        notes.append(f"these curves measure different losses ({groups}): compare their shapes, not their heights")
+    elif len({str(runs.train_source(s.info).get("path")) for s in drawn}) > 1:
+        notes.append("these runs trained on different data: the same loss can sit at another level on other images")
+    if drawn and (flat := [s.name for s in sides if fitted_in_one_pass(s.method)]):
+        notes.append(f"{', '.join(flat)}: fitted in one pass, with no training epochs, so no curve")
+    return notes
 
 
 METRIC_ROWS = (  # (label, Inspection attribute or metrics field, higher is better)
