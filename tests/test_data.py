@@ -346,3 +346,16 @@ def test_same_data_compares_resolved_paths(tmp_path, monkeypatch):
     assert same_data("~/d", str(tmp_path / "d")) and same_data(tmp_path / "x" / ".." / "d", tmp_path / "d")
     assert not same_data(tmp_path / "d", tmp_path / "e")
     assert not same_data(tmp_path / "d", None) and not same_data("", tmp_path / "d")  # nothing recorded or given
+
+
+def test_a_damaged_wafer_file_is_named_before_the_models_channels(tmp_path):
+    """QA: a truncated .npz with a 1-channel model was reported as 'wafer maps need 3 input channels'."""
+    good = tmp_path / "good.npz"
+    np.savez(good, maps=np.ones((4, 8, 8), np.uint8))
+    damaged = tmp_path / "w_trunc.npz"
+    damaged.write_bytes(good.read_bytes()[:100])
+    for call in (lambda p: estimate_cache_bytes(p, (1, 8, 8)), lambda p: load_dataset(p, (1, 8, 8))):
+        with pytest.raises(DataError, match=r"w_trunc\.npz: not a readable numpy file"):
+            call(damaged)
+        with pytest.raises(DataError, match="wafer maps need 3 input channels"):  # a sound file: the channels
+            call(good)

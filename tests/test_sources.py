@@ -1,4 +1,5 @@
 """udd_core.sources: the data sets offered for training, their size estimate, uploads and the set cache."""
+import io
 import time
 from pathlib import Path
 
@@ -93,9 +94,19 @@ def test_unreadable_images_are_not_kept_and_named(tmp_path):
                                         tmp_path / "runs")
     assert [p.name for p in folder.iterdir()] == ["x.png"]  # the size estimate counts only what will load
     assert notes == ["left out 2 file(s) that are not readable images: a.png, cut.png"]
+    jpeg = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)).save(jpeg, "JPEG")
+    folder, notes = sources.save_upload([("x.png", img), ("truncated.jpg", jpeg.getvalue()[:500])], tmp_path / "runs")
+    assert [p.name for p in folder.iterdir()] == ["x.png"]  # QA: a JPEG cut short passed the header check
+    assert notes == ["left out 1 file(s) that are not readable images: truncated.jpg"]
+    buf = io.BytesIO()
+    np.save(buf, np.ones((2, 8, 8), np.uint8))
+    folder, notes = sources.save_upload([("x.png", img), ("w_tiny.npy", buf.getvalue())], tmp_path / "runs")
+    assert notes == ["left out w_tiny.npy: wafer files among images are not used; upload a wafer file on its own "
+                     "to train on its maps"]  # QA: the maps were dropped without a word
     with pytest.raises(DataError, match=r"^upload a.png: 1 file\(s\) that are not readable images: a.png$"):
         sources.save_upload([("a.png", b"not a png")], tmp_path / "runs")  # nothing usable: refused whole
-    assert len(list((tmp_path / "runs" / "uploads").iterdir())) == 1
+    assert len(list((tmp_path / "runs" / "uploads").iterdir())) == 3  # the kept uploads, nothing more
 
 
 @pytest.mark.parametrize("member", ["../evil.png", "/abs/evil.png", "a/../../evil.png"])

@@ -240,6 +240,7 @@ def load_dataset(path, input_shape: tuple[int, int, int], split: str = "train", 
 
 
 def _check_wafer_channels(root: Path, c: int) -> None:
+    map_sizes(root)  # a damaged file first: its DataError names the real fault, not the model's channels
     if c != 3:
         raise DataError(f"{root.name}: wafer maps need 3 input channels (one-hot), the model takes C={c}: "
                         "give this model images, or wafer maps to a 3-channel model (such as the wafer-26 preset)")

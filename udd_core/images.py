@@ -30,11 +30,11 @@ def image_files(folder: Path, recursive: bool = False) -> list[Path]:
 
 
 def readable_image(path: Path) -> bool:
-    """Whether Pillow can identify and check `path` as an image without decoding its pixels (cheap: a
-    truncated or empty file, or text with an image's name, fails)."""
+    """Whether `path` decodes whole as an image, as training will decode it: an empty or truncated file
+    (a JPEG cut short too, which Pillow's header-only `verify` lets through), or text with an image's
+    name, fails."""
     try:
-        with Image.open(path) as im:
-            im.verify()
+        open_image(path).close()  # decodes every pixel
         return True
     except DECODE_ERRORS:
         return False

@@ -177,12 +177,16 @@ def save_upload(files: Iterable[tuple[str, bytes]], runs_root: Union[str, Path])
     named = ", ".join(p.relative_to(dest).as_posix() for p in broken[:3]) + (" ..." if len(broken) > 3 else "")
     left_out = f"{len(broken)} file(s) that are not readable images: {named}"
     try:
-        data_kind(dest)  # only .txt files in a zip, say: refused now, and no folder is left behind
+        kind = data_kind(dest)  # only .txt files in a zip, say: refused now, and no folder is left behind
     except DataError as e:
         shutil.rmtree(dest, ignore_errors=True)
         names = ", ".join(name for name, _ in files)[:120]
         raise DataError(f"upload {names}: " + (left_out if broken else str(e).split(": ", 1)[-1])) from None
-    return dest, [f"left out {left_out}"] if broken else []
+    notes = [f"left out {left_out}"] if broken else []
+    if kind != "wafer" and (wafers := [p.name for p in written if p.suffix.lower() in WAFER_EXTS]):
+        notes.append(f"left out {', '.join(wafers[:3])}{' ...' if len(wafers) > 3 else ''}: wafer files among "
+                     "images are not used; upload a wafer file on its own to train on its maps")
+    return dest, notes
 
 
 def _stamp(path: Path) -> tuple:
