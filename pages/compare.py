@@ -19,7 +19,7 @@ from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch
 from udd_core.display import markdown_literal
 from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass
-from udd_core.run_notes import still_learning_note, unfinished_note
+from udd_core.run_notes import learned_defects_note, still_learning_note, unfinished_note
 from udd_core.inspection import inspect_run
 from udd_core.render import scale_bar_rgb
 
@@ -137,8 +137,9 @@ elif all(fitted_in_one_pass(s.method) for s in sides):
 else:
     st.info("No epoch has finished in these runs yet.")
 for s in sides:  # why a run may lose: it is not done, or it ended while its loss still fell
-    if note := unfinished_note(s.path) or still_learning_note(s.path):
-        st.caption(f"ℹ️ {note[0].upper()}{note[1:]}.")
+    for note in (unfinished_note(s.path) or still_learning_note(s.path), learned_defects_note(s.path)):
+        if note:
+            st.caption(f"ℹ️ {note[0].upper()}{note[1:]}.")
 
 # --- one data set, scored by every run ---------------------------------------------------------------
 st.subheader("On one data set")
@@ -162,8 +163,9 @@ if elsewhere := cmp.trained_elsewhere(sides, data, kind):  # a wafer run on phot
 
 if here := cmp.trained_here(sides, data, split, kind):  # as Inspect notes it for one run
     one = len(here) == 1
-    st.info(f"Trained on these images: {', '.join(here)}. The normal images {'it' if one else 'they'} learned are "
-            f"scored too, so {'its' if one else 'their'} normal scores and metrics look better than on unseen images.")
+    st.info(f"Trained on these images: {', '.join(here)}. The images {'it' if one else 'they'} learned are "
+            f"scored too, and score more normal than unseen images would, so {'its' if one else 'their'} metrics "
+            "here are not those of new images.")
 
 scored, inspections = [], []
 with st.spinner("Scoring every run on the data set ..."):

@@ -15,6 +15,7 @@ import streamlit as st
 from pages.run_focus import follow_focus, hand_over_deep_link, set_focus, run_label, warn_unfinished
 from udd_core import inspection_views as views
 from udd_core import runs
+from udd_core.run_notes import learned_defects_note
 from udd_core.data import data_kind
 from udd_core.display import markdown_literal
 from udd_core.export import ParityError, export_run
@@ -120,11 +121,8 @@ with st.sidebar:
 
 run = by_name[ss["insp_run"]]
 unfinished = warn_unfinished(run.path)
-if (train_on := runs.run_train_on(run.path)) != "normal":
-    seen = "every image, defects included" if train_on == "all" else f"the classes {train_on}"
-    st.warning(f"{run.name} was trained on {seen}, not on normal images only: it learned to reconstruct those "
-               "defects, so a low score no longer means 'like the normal images'. Use it to generate maps; "
-               "for detection, train a run on normal images.")
+if learned := learned_defects_note(run.path):  # before scoring; the notices below leave it out
+    st.warning(f"{learned[0].upper()}{learned[1:]}.")
 stamp = runs.model_stamp(run.path)
 try:
     with st.spinner("Loading the model and the images, then scoring ..."):
@@ -156,7 +154,7 @@ else:
                   key=f"insp_thr_{tag}")
     insp = base.with_threshold(t, "manual")
 for note in insp.notices:  # after the threshold: the note on too few normal images follows the slider
-    if note != unfinished:  # shown above as a warning
+    if note not in (unfinished, learned):  # shown above as warnings
         st.caption(f"ℹ️ {note}")
 m = insp.metrics
 cols = st.columns([1.35, 1, 1, 1.35, 1, 1, 1, 1.3])  # the AUROC labels and their help icons fit on one line

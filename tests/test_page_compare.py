@@ -77,8 +77,8 @@ def test_only_changed_fields_loss_curves_metrics_roc_and_heatmaps(at):
     assert not any("still learning" in c.value or "is stopped" in c.value for c in at.caption)
     assert not any("Trained on these images" in i.value for i in at.info)  # the MVTec test split: unseen
     at.selectbox(key="cmp_split").set_value("train").run()
-    assert not at.exception and any(i.value.startswith("Trained on these images: latent4, latent8. The normal "
-                                                       "images they learned are scored too") for i in at.info)
+    assert not at.exception and any(i.value.startswith("Trained on these images: latent4, latent8. The images "
+                                                       "they learned are scored too") for i in at.info)
 
 
 def test_the_focus_follows_the_pick(at):

@@ -63,3 +63,39 @@ def test_still_learning_note_only_for_runs_scored_by_what_their_epochs_train(tmp
         (run / METHOD_FILE).write_text(json.dumps({"method": method}))
         # Deep SVDD and latent-knn score latent codes, not the reconstruction loss shown; the bank has no epochs.
         assert (still_learning_note(run) is not None) == (method == "feature-ae"), method
+
+
+def test_a_run_trained_on_defects_says_so_and_its_training_data_note_follows(tmp_path):
+    """QA: a run trained on pattern classes was told 'the normal images it learned are scored too', and only
+    Inspect said that it had learned defects; udd score, the report and Compare take these notes too."""
+    from udd_core.run_notes import learned_defects_note, scored_training_data_note
+
+    run = runs.new_run(tmp_path, "gen")
+    runs.write_json_atomic(run / runs.TRAIN_FILE, {"settings": {"train_on": "normal"}})
+    assert learned_defects_note(run) is None
+    assert "the normal images it learned are scored too" in scored_training_data_note(run)
+    runs.write_json_atomic(run / runs.TRAIN_FILE, {"settings": {"train_on": "Center,Loc"}})
+    assert learned_defects_note(run).startswith("run gen was trained on the classes Center,Loc, not on normal "
+                                                "images only: it learned to reconstruct those defects")
+    assert scored_training_data_note(run) == ("these are the run's training data: it learned the classes "
+                                              "Center,Loc, and those scored here look more normal than unseen "
+                                              "ones would")
+    runs.write_json_atomic(run / runs.TRAIN_FILE, {"settings": {"train_on": "all"}})
+    assert "trained on every image, defects included" in learned_defects_note(run)
+
+
+def test_udd_score_prints_the_learned_defects_note(tmp_path, capsys):
+    from inspect_fixtures import make_mvtec, make_run
+    from udd_core.cli import main
+
+    data = make_mvtec(tmp_path / "parts")
+    run = make_run(tmp_path / "r", data)
+    info = json.loads((run / runs.TRAIN_FILE).read_text())
+    info["settings"]["train_on"] = "all"
+    (run / runs.TRAIN_FILE).write_text(json.dumps(info))
+    assert main(["score", str(run), "--data", str(data), "--json"]) == 0
+    notices = json.loads(capsys.readouterr().out)["notices"]
+    assert notices[0].startswith("run r was trained on every image, defects included")
+    out = json.loads(main(["score", str(run), "--data", str(data / "train" / "good"), "--json"]) == 0
+                     and capsys.readouterr().out)
+    assert out["settings"]["split"] == "all"  # a plain folder is scored whole, whatever --split said (QA: "test")

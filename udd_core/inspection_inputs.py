@@ -15,9 +15,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import runs
-from .data import ImageSet, kind_mismatch, load_dataset, same_data, scores_training_data, size_for_sizeless_model
+from .data import ImageSet, data_kind, kind_mismatch, load_dataset, same_data, scores_training_data, size_for_sizeless_model
 from .methods import Detector, load_detector
-from .run_notes import still_learning_note, unfinished_note
+from .run_notes import learned_defects_note, scored_training_data_note, still_learning_note, unfinished_note
 from .settings import resolve_device
 from .training_data import reference_normals, training_mask
 
@@ -78,8 +78,9 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
         notices.append(f"the run was trained on {source['path']}: scores on other data show how it carries over, "
                        "and its threshold (set on its own normal images) may not fit them")
     if scores_training_data(data_path, source.get("path"), split):
-        notices.append("these are the run's training data: the normal images it learned are scored too, "
-                       "so normal scores look better than on unseen images")
+        notices.append(scored_training_data_note(p))
+    if learned := learned_defects_note(p):
+        notices.insert(0, learned)
     if mismatch := kind_mismatch(source.get("kind"), ds.kind):
         notices.insert(0, mismatch)
     if trained and shape != trained:
@@ -88,7 +89,8 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
         notices.insert(0, unfinished)
     elif learning := still_learning_note(p):
         notices.append(learning)
-    return Loaded(p, det, ds, str(data_path), split, shape, run, cal if isinstance(cal, dict) else None, notices)
+    scored = split if data_kind(data_path) == "mvtec" else "all"  # a plain folder or a wafer file is scored whole
+    return Loaded(p, det, ds, str(data_path), scored, shape, run, cal if isinstance(cal, dict) else None, notices)
 
 
 def run_validation_images(run: dict, input_shape: tuple[int, int, int]) -> tuple[Optional[np.ndarray], str, list[str]]:

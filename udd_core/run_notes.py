@@ -4,6 +4,9 @@
 - `unfinished_note`: the run's training has not finished, so its model is the one saved so far.
 - `still_learning_note`: it finished while its validation loss was still falling, so more epochs
   (a resume) would likely give better maps.
+- `learned_defects_note`: it trained on defects too (every image, or chosen classes), so a low score no
+  longer means "like the normal images".
+- `scored_training_data_note`: the images scored include those it learned.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from .runs import LAST_WEIGHTS, STATUS_FILE, read_history, read_status, status_message
+from .runs import LAST_WEIGHTS, STATUS_FILE, read_history, read_status, run_train_on, status_message
 
 STILL_FALLING = 0.05  # the share by which the validation loss fell over a run's last epochs that means "still learning"
 FALL_EPOCHS = 3  # how many of the last epochs that share is measured over
@@ -56,6 +59,34 @@ def still_learning_note(run_dir: Union[str, Path]) -> Optional[str]:
     return (f"run {p.name} was still learning when its training ended: its validation loss fell {drop:.0%} over "
             f"{epochs}, so more epochs would likely lower it further (Resume on the Train page, or "
             f"`udd train --out {p.name} --resume --epochs {2 * _epoch_of(history[-1], len(history))}`)")
+
+
+def _learned(run_dir: Union[str, Path]) -> str:
+    """What a run trained on, in words."""
+    train_on = run_train_on(run_dir)
+    return ("normal images" if train_on == "normal" else "every image, defects included" if train_on == "all"
+            else f"the classes {train_on}")
+
+
+def learned_defects_note(run_dir: Union[str, Path]) -> Optional[str]:
+    """One line for a run trained on defects too (`--train-on all` or chosen classes); None for a run
+    trained on normal images only."""
+    if run_train_on(run_dir) == "normal":
+        return None
+    return (f"run {Path(run_dir).name} was trained on {_learned(run_dir)}, not on normal images only: it learned "
+            "to reconstruct those defects, so a low score no longer means 'like the normal images'. Use it to "
+            "generate maps; for detection, train a run on normal images")
+
+
+def scored_training_data_note(run_dir: Union[str, Path]) -> str:
+    """The line for scoring a run on the images it trained on: what it learned scores lower (more normal)
+    than unseen images would."""
+    learned = _learned(run_dir)
+    if learned == "normal images":
+        return ("these are the run's training data: the normal images it learned are scored too, "
+                "so normal scores look better than on unseen images")
+    return (f"these are the run's training data: it learned {learned}, and those scored here look more "
+            "normal than unseen ones would")
 
 
 def _epoch_of(record: Mapping[str, Any], default: int) -> int:
