@@ -244,6 +244,8 @@ def test_cli_writes_model_and_json_then_refuses_to_overwrite(capsys, ae_run, dat
     assert "repeated to 3 channels" in _input_description("mvtec", (3, 8, 8))["preprocessing"]
     assert "tiles" in _input_description("folder", (1, 8, 8), tile=True)["preprocessing"]
     assert "nearest neighbour" in _input_description("wafer", (3, 26, 26))["preprocessing"]
+    assert _input_description("wafer", (3, 26, 26))["normalisation"].startswith("none: each channel is 0 or 1")  # QA: "/ 255"
+    assert "/ 255" in _input_description("mvtec", (1, 8, 8))["normalisation"]
     # the threshold is the one `udd score` sets by default (1 % FPR on the run's validation scores)
     cal = runs.read_json(ae_run / runs.CALIBRATION_FILE)
     assert info["threshold"] == pytest.approx(threshold_for_fpr(cal["scores"]["mean"], 0.01), rel=1e-5)

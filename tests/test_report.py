@@ -35,6 +35,8 @@ def test_report_is_self_contained_and_complete(insp):
     assert float(shown) == pytest.approx(insp.threshold, rel=1e-5)
     assert page.count("<svg") == 1 and page.count("<polyline") == 2  # train and validation curves
     assert '"latent_size": 4' in page  # the model config
+    ran = {r["precision"] for r in runs.read_history(insp.settings["model"])}
+    assert f"<th>precision used</th><td>{ran.pop()} in all " in page and not ran
     imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(imgs) == 3 * 3  # input, reconstruction, overlay for each worst image
     first = Image.open(io.BytesIO(base64.b64decode(imgs[0])))
@@ -119,3 +121,14 @@ def test_loss_curve_svg_log_scale_and_gaps():
     assert "log loss" in svg and svg.count("<polyline") == 2
     assert "http" not in svg
     assert runs.read_history("/nonexistent") == [] and "No training history" in loss_curve_svg([])
+
+
+def test_precision_used_says_what_the_epochs_ran_in():
+    """QA: the report showed 'amp bf16: yes' for a run whose every epoch ran in float32 (no bf16 on that CPU)."""
+    from udd_core.report import precision_used
+
+    assert precision_used([{"precision": "float32"}] * 30) == "float32 in all 30 epochs"
+    assert precision_used([{"precision": "bf16"}] * 12 + [{"precision": "float32"}] * 18) == \
+        "bf16 in epochs 1-12, float32 in epochs 13-30"
+    assert precision_used([{"precision": "bf16"}, {"precision": "float32"}]) == "bf16 in epoch 1, float32 in epoch 2"
+    assert precision_used([{"train_loss": 1.0}]) == precision_used([]) == ""  # older runs recorded none

@@ -218,9 +218,10 @@ def _input_description(kind: str, shape: tuple[int, int, int], tile: bool = Fals
                f"resized to {w}x{h} (width x height, aspect ratio not kept) with Pillow's BILINEAR filter "
                "(JPEGs first decoded at Pillow's reduced draft scale no smaller than that)")
         steps = f"8-bit (16-bit images scaled down); {convert}; {fit}"
+    norm = ("none: each channel is 0 or 1 as encoded" if kind == "wafer" else
+            "uint8 pixel / 255, nothing else (no mean or std)")
     return {"name": INPUT, "shape": ["N", c, h, w], "dtype": "float32", "layout": "NCHW", "range": [0.0, 1.0],
-            "normalisation": "uint8 pixel / 255, nothing else (no mean or std)", "channels": channels,
-            "preprocessing": steps}
+            "normalisation": norm, "channels": channels, "preprocessing": steps}
 
 
 def run_input_shape(detector: Detector, run: dict, run_dir: Path) -> tuple[int, int, int]:

@@ -258,6 +258,23 @@ def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
     return out
 
 
+def precision_used(history: list[dict]) -> str:
+    """What the training steps ran in, from history.jsonl's per-epoch `precision`: "float32 in all 30
+    epochs", or "bf16 in epochs 1-12, float32 in epochs 13-30" after a switch; "" for older runs."""
+    used = [r.get("precision") for r in history]
+    if not used or any(not isinstance(u, str) for u in used):
+        return ""
+    if len(set(used)) == 1:
+        return f"{used[0]} in all {len(used)} epoch{'s' if len(used) > 1 else ''}"
+    parts, start = [], 0
+    for i in range(1, len(used) + 1):
+        if i == len(used) or used[i] != used[start]:
+            parts.append(f"{used[start]} in epoch{'s' if i - start > 1 else ''} "
+                         + (f"{start + 1}-{i}" if i - start > 1 else f"{i}"))
+            start = i
+    return ", ".join(parts)
+
+
 def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Optional[str] = None,
                  n_errors: int = 4) -> str:
     """The report as one HTML string: settings, config, training curve, metrics, threshold, the worst images,
@@ -287,6 +304,8 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     if runs.train_settings(train):
         shown = applied_settings(runs.train_settings(train), not one_pass)
         setup.append(("fit settings" if one_pass else "training settings", _fields(shown)))
+    if used := precision_used(history):  # amp_bf16 above is what was asked; this is what the epochs ran
+        setup.append(("precision used", used))
     if one_pass:  # no epochs, so no curve: what the fit did instead (method.json's "fit")
         fit = spec.get("fit") if isinstance(spec.get("fit"), dict) else {}
         last = ("<h2>Fit</h2><p class=sub>Fitted in one pass, with no training epochs.</p>" + (
