@@ -180,3 +180,24 @@ def test_data_of_the_other_kind_is_refused_and_other_data_is_noted(capsys, tmp_p
     assert f"note: the run was trained on {runs.run_source(run)['path']}: scores on other data" in err
     assert main(["score", str(run), "--data", str(data)]) == 0  # its own data: no such note
     assert "scores on other data" not in capsys.readouterr().err
+
+
+def test_report_writes_the_inspect_pages_html_report_and_keeps_an_existing_one(tmp_path, capsys):
+    """QA: the one-page report existed only on Inspect's Export tab; line and CI users could not make it."""
+    data = make_mvtec(tmp_path / "parts")
+    run = make_run(tmp_path / "r", data)
+    out = tmp_path / "r.html"
+    assert main(["score", str(run), "--data", str(data), "--report", str(out)]) == 0
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "udd inspection report: r" in page
+    assert "reconstruction" in page  # the worst images with their reconstructions, as Inspect gives them
+    out.write_text("mine")
+    capsys.readouterr()
+    assert main(["score", str(run), "--data", str(data), "--report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--report {out}: already exists (pass --force to overwrite)" in err and err.count("\n") == 1
+    assert out.read_text() == "mine"
+    assert main(["score", str(run), "--data", str(data), "--report", str(tmp_path / "no" / "r.html")]) == 2
+    assert "no such folder" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    assert main(["score", str(run), "--data", str(data), "--report", str(out), "--force"]) == 0
+    assert out.read_text().startswith("<!DOCTYPE html>")

@@ -12,7 +12,8 @@ from pathlib import Path
 from .cli import UsageError, parse_ints, run_dir_arg
 from .inspection import inspect_run
 from .methods import a_method, detector_class, run_method
-from .report import write_heatmaps
+from .atomic import check_new_file, write_text_atomic
+from .report import build_report, write_heatmaps
 
 
 def _finite_json(v):
@@ -71,6 +72,11 @@ def run_score(args: argparse.Namespace) -> int:
     run_dir = run_dir_arg(args.run)
     if args.heatmaps:
         check_heatmap_folder(args.heatmaps, args.force)
+    if args.report:  # refused before any scoring: an existing report is not overwritten without --force
+        try:
+            check_new_file(args.report, f"--report {args.report}", args.force)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     method = run_method(run_dir)
     given = [f for f, v in (("--score", args.score), ("--topk", args.topk), ("--border", args.border)) if v is not None]
     if detector_class(method).own_scores and given:
@@ -87,12 +93,15 @@ def run_score(args: argparse.Namespace) -> int:
                        score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, border=args.border,
                        size=size,
                        threshold=args.threshold, target_fpr=args.target_fpr, batch_size=args.batch_size,
-                       device=args.device, keep_recon=False)  # scores, maps and metrics only
+                       device=args.device, keep_recon=bool(args.report))  # the report shows reconstructions
     for note in insp.notices:
         print(f"note: {note}", file=sys.stderr)
     if args.heatmaps:
         paths = write_heatmaps(insp, args.heatmaps, force=args.force)
         print(f"udd score: wrote {len(paths)} heatmaps to {args.heatmaps}", file=sys.stderr)
+    if args.report:
+        write_text_atomic(args.report, build_report(insp, run_dir))
+        print(f"udd score: wrote the report to {args.report}", file=sys.stderr)
     if args.json:
         out = {"images": insp.to_rows(), "metrics": insp.metrics.to_dict(), "threshold": insp.threshold,
                "threshold_source": insp.threshold_source, "fpr": insp.fpr, "tpr": insp.tpr,
