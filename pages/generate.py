@@ -256,11 +256,13 @@ else:
     except (ValueError, OSError) as e:
         show_error(e)
     else:
-        st.caption("Every latent position is drawn on its own from its position's mean and std over the normal "
-                   "images: their shared layout is kept, the correlation between neighbours is not."
+        learned = {"normal": "the normal images", "all": "every image (the run trained on all)"}.get(
+            runs.run_train_on(run.path), f"the images of the classes {runs.run_train_on(run.path)} (those it trained on)")
+        st.caption(f"Every latent position is drawn on its own from its position's mean and std over {learned}: "
+                   "their shared layout is kept, the correlation between neighbours is not."
                    if per_position else
-                   "Every latent position is drawn on its own from its channel's mean and std over the normal "
-                   "images: the layout that positions share (a wafer's outline) is not kept, so shapes come out "
+                   f"Every latent position is drawn on its own from its channel's mean and std over {learned}: "
+                   "the layout that positions share (a wafer's outline) is not kept, so shapes come out "
                    "rough. Per-position statistics keep it.")
         show(outputs, [f"#{j}" for j in range(len(outputs))])
 

@@ -112,7 +112,7 @@ def test_random_mode_shaded_and_interpolation(at):
     at.radio(key="gen_stats").set_value("per position").run()
     assert not at.exception and not at.error, errors(at)
     assert len(grid(at)[0]) == 5 and grid(at) != shaded
-    assert any("shared layout is kept" in c.value for c in at.caption)
+    assert any("shared layout is kept" in c.value and "over the normal images" in c.value for c in at.caption)
     at.slider(key="gen_steps").set_value(4).run()
     assert not at.exception and len(images(at)[-1]) == 4 + 2
 

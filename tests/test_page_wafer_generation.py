@@ -100,6 +100,9 @@ def test_generate_page_hw2_view_has_one_grid_per_pattern_class_and_the_npz(gen_r
     assert first.startswith(classes[0])  # each row starts from a map of its class
     downloads = [b.proto.label for b in at.get("download_button")]
     assert any(f"the {len(classes) * k * 4} generated maps for augmentation (.npz)" in d for d in downloads), downloads
+    at.toggle(key="gen_hw2").set_value(False).run()
+    at.radio(key="gen_mode").set_value("Random latents").run()  # a run trained on all maps draws from all of them
+    assert not at.exception and any("over every image (the run trained on all)" in c.value for c in at.caption)
 
 
 def test_inspect_page_warns_about_a_run_trained_on_defects(tmp_path, monkeypatch):
