@@ -1,4 +1,5 @@
 """`udd generate`: PNGs from noised or random latents of a run, end to end through cli.main and the script."""
+import json
 import os
 import subprocess
 import sys
@@ -202,3 +203,21 @@ def test_installed_script(run, tmp_path):
     r = subprocess.run([*cmd, "generate", str(run), "--sigma", "1", "-n", "2", "--out", str(out)],
                        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_run_still_training_is_noted_first(run, tmp_path, capsys):
+    """QA: `udd score` and `udd export` said that a run was unfinished; `udd generate` did not."""
+    from udd_core import runs
+
+    runs.write_status(run, "stopped", "stopped after 1 of 3 epochs")
+    rc, _, err = udd(capsys, run, "--sigma", 0.5, "-n", 2, "--out", tmp_path / "g")
+    assert rc == 0 and err.splitlines()[0].startswith(f"note: run {run.name} is stopped (after 1 of 3 epochs)")
+
+
+def test_scoring_wafer_maps_with_the_feature_residual_is_noted(run, capsys):
+    """QA: `udd score --residual feature` took one-hot wafer maps without a word."""
+    assert main(["score", str(run), "--residual", "feature", "--json"]) == 0
+    notices = json.loads(capsys.readouterr().out)["notices"]
+    assert any(n.startswith("the feature residual compares an ImageNet backbone's features") for n in notices)
+    assert main(["score", str(run), "--json"]) == 0
+    assert not any("feature residual" in n for n in json.loads(capsys.readouterr().out)["notices"])

@@ -12,6 +12,7 @@ from pathlib import Path
 from . import runs
 from .cli import UsageError, parse_ints, run_dir_arg
 from .data import kind_mismatch, same_data
+from .run_notes import unfinished_note
 from .display import output_names, to_display, write_pngs
 from .generation import (class_pool, default_sigma_scale, generate, generate_random, images_trained_on,
                          load_generator, load_images, model_kind, training_stats)
@@ -46,6 +47,8 @@ def run_generate(args: argparse.Namespace) -> int:
     notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`
     model = load_generator(args.run, size=size,
                            data=data, split=args.split, notices=notices)
+    if unfinished := unfinished_note(args.run):  # first, as `udd score` and `udd export` print it
+        notices.insert(0, unfinished)
     for note in notices:
         print(f"note: {note}", file=sys.stderr)
     if not data:

@@ -291,6 +291,9 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     residual, score, smooth_sigma, topk_percent, border = (
         post[k] for k in ("residual", "score", "smooth_sigma", "topk_percent", "border"))
     check_border(border, tuple(loaded.input_shape[1:]))  # before any image is scored
+    if residual == "feature" and ds.kind == "wafer":
+        notices.append("the feature residual compares an ImageNet backbone's features, which mean little on "
+                       "one-hot wafer maps: l2 or l1 measure the dies themselves")
     kw = dict(post, batch_size=batch_size, device=device)
     res = score_images(det, ds.images, progress=progress, keep_recon=keep_recon, **kw)
     labels = [normal_label(v) for v in ds.labels]
