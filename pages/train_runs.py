@@ -112,7 +112,9 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
             mgr.start(TrainJob.resume(runs.run_path(root, run.name), images=images, epochs=total))
         st.rerun()
     except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged
-        st.error(f"resume {run.name}: {e}")
+        moved = not offer.data_path or not Path(offer.data_path).exists()
+        st.error(f"resume {run.name}: {e}" + (f" — if the data has moved, resume with its new place: "
+                                              f"`udd train --out {run.name} --resume --data NEWPATH`" if moved else ""))
 
 
 def run_panel(mgr: JobManager, root: Path, load_images: Callable) -> None:

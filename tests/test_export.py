@@ -308,14 +308,18 @@ def test_bad_inputs_are_one_line_and_write_nothing(capsys, ae_run, tmp_path, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a folder.onnx", "empty"]
 
 
-def test_a_run_whose_data_is_gone_says_so(capsys, tmp_path, data):
+def test_a_run_whose_data_moved_says_so_and_exports_with_data(capsys, tmp_path, data):
+    """QA: with its data moved, a run could not be exported at all (no --data, no hint)."""
     moved = make_mvtec(tmp_path / "moved")
     run = make_run(tmp_path / "run", moved)
-    for f in sorted(moved.rglob("*.png")):
-        f.unlink()
+    moved.rename(tmp_path / "elsewhere")
     assert main(["export", str(run), "--onnx", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no images to check parity on" in err and not (tmp_path / "m.onnx").exists()
+    assert "give its new place with --data PATH" in err
+    assert main(["export", str(run), "--onnx", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "elsewhere")]) == 0
+    info = json.loads((tmp_path / "m.json").read_text())
+    assert (tmp_path / "m.onnx").is_file() and info["parity"]["images"] == 3  # 12 train images, val split 0.25
 
 
 def test_a_run_name_under_the_runs_folder_and_a_real_subprocess(ae_run, tmp_path):

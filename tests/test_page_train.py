@@ -224,6 +224,7 @@ def test_runs_table_shows_every_status_and_old_runs_show_their_curves(tiny_confi
     at.selectbox(key="train_run_pick").select("c-stopped").run()
     at.button(key="train_resume").click().run()  # stopped runs can be resumed, but this one has no data path
     assert not at.exception and "resume c-stopped: data:" in errors(at)
+    assert "`udd train --out c-stopped --resume --data NEWPATH`" in errors(at)  # QA: no way on from here
     assert not any("no loss curve" in c.value for c in at.caption)
     at.selectbox(key="train_run_pick").select("d-dead").run()  # stopped before its first epoch ended
     assert not at.get("plotly_chart") and any("No epoch has finished" in c.value for c in at.caption)

@@ -132,7 +132,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if unfinished := unfinished_note(run_dir):
         print(f"note: {unfinished}", file=sys.stderr)
     try:
-        result = export_run(run_dir, opset=args.opset)
+        result = export_run(run_dir, opset=args.opset, data=args.data)
     except ParityError as e:
         raise ParityFailed(str(e)) from None
     onnx_path, side = write_export(result, args.onnx, force=args.force)
@@ -286,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the ONNX file to write; OUT.json beside it gets the input size, normalisation, threshold "
                         "and parity figures")
     p.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset, 13 to 20 (default 17)")
+    p.add_argument("--data", metavar="PATH", help="the run's training data where it is now, when it has moved "
+                                                  "(the parity check reloads the run's validation images)")
     p.add_argument("--force", action="store_true", help="overwrite OUT.onnx and OUT.json")
     p.set_defaults(func=cmd_export)
     return parser

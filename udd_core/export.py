@@ -234,12 +234,13 @@ def run_input_shape(detector: Detector, run: dict, run_dir: Path) -> tuple[int, 
 
 def export_run(run_dir: Union[str, Path], opset: int = DEFAULT_OPSET, residual: Optional[str] = None,
                smooth_sigma: Optional[float] = None, score: Optional[str] = None,
-               topk_percent: Optional[float] = None) -> Export:
+               topk_percent: Optional[float] = None, data: Union[str, Path, None] = None) -> Export:
     """Export a run to ONNX in memory and check it against udd's scoring on the run's validation images.
 
     Returns the file's bytes and its JSON; raises ValueError (one line) for a run that cannot be
     exported and `ParityError` when onnxruntime's scores differ from udd's by more than `TOLERANCE`.
-    The scoring arguments override the method's defaults (None: the default, as `udd score`).
+    The scoring arguments override the method's defaults (None: the default, as `udd score`); `data` is
+    the run's training data where it is now, when it has moved since training.
     """
     import onnxruntime
 
@@ -255,12 +256,15 @@ def export_run(run_dir: Union[str, Path], opset: int = DEFAULT_OPSET, residual: 
     method = run_method(p)
     detector = load_detector(p, device="cpu")  # a folder without a model: a one-line ModelFileError
     run = runs.read_train(p)
+    if data is not None:  # the same images, moved: the split below picks the same validation images
+        run = {**run, "data": {**runs.train_source(run), "path": str(data)}}
     shape = run_input_shape(detector, run, p)
     scoring = default_scoring(detector, residual, smooth_sigma, score, topk_percent)
     images, source, notes = run_validation_images(run, shape)
     if images is None or not len(images):
         why = notes[0] if notes else "the run names no training data (train.json data.path)"
-        raise ValueError(f"{p}: no images to check parity on: {why}")
+        hint = "" if data is not None else " (where the data has moved, give its new place with --data PATH)"
+        raise ValueError(f"{p}: no images to check parity on: {why}{hint}")
 
     ref_maps, ref_scores = reference_outputs(detector, images, scoring)
     threshold = threshold_for_fpr(ref_scores, TARGET_FPR)
