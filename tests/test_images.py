@@ -127,6 +127,8 @@ def test_load_patterns_skips_broken_and_names_empty_folder(tmp_path):
         load_patterns(tmp_path / "q")
     with pytest.raises(DataError, match="pattern folder not found"):
         load_patterns(tmp_path / "missing")
+    with pytest.raises(DataError, match="bar.png: a file; the pattern option takes a folder"):  # QA: "not found"
+        load_patterns(tmp_path / "p" / "bar.png")
 
 
 def test_a_jpeg_decoded_small_still_counts_as_resized(tmp_path):

@@ -63,6 +63,8 @@ def load_patterns(folder) -> list[np.ndarray]:
     Unreadable files are skipped; a folder with no readable image is a DataError naming it.
     """
     root = Path(folder)
+    if root.is_file():
+        raise DataError(f"{root}: a file; the pattern option takes a folder of pattern images")
     if not root.is_dir():
         raise DataError(f"{root}: pattern folder not found")
     out = []
