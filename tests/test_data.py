@@ -107,9 +107,11 @@ def test_wrapped_mvtec_folder_is_unwrapped(tmp_path, mvtec):
 
 
 def test_bad_arguments(mvtec):
-    for shape in [(8, 8), (2, 8, 8), (1, 0, 8), "abc"]:
+    for shape in [(8, 8), (1, 0, 8), "abc"]:
         with pytest.raises(DataError, match="input_shape"):
             load_dataset(mvtec, shape)
+    with pytest.raises(DataError, match=r"block_size_in\[0\]\[0\]: the model takes 2 input channels"):
+        load_dataset(mvtec, (2, 8, 8))
     with pytest.raises(DataError, match="split"):
         load_dataset(mvtec, (1, 8, 8), split="val")
 
@@ -359,3 +361,15 @@ def test_a_damaged_wafer_file_is_named_before_the_models_channels(tmp_path):
             call(damaged)
         with pytest.raises(DataError, match="wafer maps need 3 input channels"):  # a sound file: the channels
             call(good)
+
+
+def test_a_model_of_other_channels_is_refused_naming_the_config_field(tmp_path):
+    """QA: a 4-channel config got 'input_shape must be (C, H, W) with C in {1, 3}', naming no field."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "a.png")
+    with pytest.raises(DataError, match=r"^block_size_in\[0\]\[0\]: the model takes 4 input channels; data load "
+                                        r"as 1 \(gray\) or 3"):
+        load_dataset(folder, (4, 8, 8))
+    with pytest.raises(DataError, match="H, W >= 1"):
+        load_dataset(folder, (1, 0, 8))

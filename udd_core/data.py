@@ -131,8 +131,11 @@ def _check_shape(input_shape) -> tuple[int, int, int]:
         c, h, w = (int(v) for v in input_shape)
     except (TypeError, ValueError):
         raise DataError(f"input_shape must be (C, H, W), got {input_shape!r}") from None
-    if h < 1 or w < 1 or c not in (1, 3):
-        raise DataError(f"input_shape must be (C, H, W) with C in {{1, 3}} and H, W >= 1, got {input_shape!r}")
+    if h < 1 or w < 1:
+        raise DataError(f"input_shape must be (C, H, W) with H, W >= 1, got {input_shape!r}")
+    if c not in (1, 3):  # a config's first channels (QA: the message used to name no field)
+        raise DataError(f"block_size_in[0][0]: the model takes {c} input channels; data load as 1 (gray) or "
+                        "3 (RGB, or one-hot wafer maps)")
     return h, w, c
 
 
