@@ -256,8 +256,9 @@ else:
     except (ValueError, OSError) as e:
         show_error(e)
     else:
+        train_on = runs.run_train_on(run.path)
         learned = {"normal": "the normal images", "all": "every image (the run trained on all)"}.get(
-            runs.run_train_on(run.path), f"the images of the classes {runs.run_train_on(run.path)} (those it trained on)")
+            train_on, f"the images of the classes {train_on} (those it trained on)")
         st.caption(f"Every latent position is drawn on its own from its position's mean and std over {learned}: "
                    "their shared layout is kept, the correlation between neighbours is not."
                    if per_position else

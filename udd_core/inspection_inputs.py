@@ -15,7 +15,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import runs
-from .data import ImageSet, data_kind, kind_mismatch, load_dataset, same_data, scores_training_data, size_for_sizeless_model
+from .data import (ImageSet, data_kind, kind_mismatch, load_dataset, same_data, scores_training_data,
+                   size_for_sizeless_model)
 from .methods import Detector, load_detector
 from .run_notes import learned_defects_note, scored_training_data_note, still_learning_note, unfinished_note
 from .settings import resolve_device
