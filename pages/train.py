@@ -259,7 +259,8 @@ with left:
             ss.setdefault("train_notices", {})[run_dir.name] = notices
             select(run_dir.name)
         except (ValueError, OSError) as e:  # settings, run name, data, an unwritable runs folder: one line
-            st.error(str(e))
+            msg = str(e)  # the field as this page labels it
+            st.error("Train on: " + msg.removeprefix("train_on: ") if msg.startswith("train_on: ") else msg)
         else:
             if run_name:
                 ss["train_name_taken"] = True

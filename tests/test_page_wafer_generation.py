@@ -55,7 +55,7 @@ def test_train_page_trains_on_the_chosen_classes(tmp_path, monkeypatch):
     at.selectbox(key="train_on_mode").select("classes").run()
     at.text_input(key="train_on_classes").input("Center,Nope").run()
     next(b for b in at.button if b.label == "Start training").click().run()
-    assert "train_on: no images of class 'Nope'" in errors(at) and not (runs_dir / "gen").exists()
+    assert "Train on: no images of class 'Nope'" in errors(at) and not (runs_dir / "gen").exists()  # the label
     at.text_input(key="train_on_classes").input("Center,Donut").run()
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception and not at.error, errors(at)
