@@ -108,7 +108,7 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
         return
     try:  # the run's own data, through the cache: a resume right after a stop decodes nothing
         with st.spinner(f"Resuming {run.name}: loading its images, model and optimiser state ..."):
-            images, _ = load_images(offer.data_path, offer.input_shape, offer.tile)
+            images, _ = load_images(offer.data_path, offer.input_shape, offer.tile, offer.train_on)
             mgr.start(TrainJob.resume(runs.run_path(root, run.name), images=images, epochs=total))
         st.rerun()
     except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged
@@ -119,7 +119,7 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
 
 def run_panel(mgr: JobManager, root: Path, load_images: Callable) -> None:
     """Which runs train now, the run picker (following the run in focus), the selected run and its Resume box.
-    `load_images(path, shape, tile)` loads a run's images again for Resume."""
+    `load_images(path, shape, tile, train_on)` loads a run's training images again for Resume."""
     all_runs = runs.list_runs(root)
     status = mgr.statuses(all_runs)
     if active := mgr.active():  # names only: progress shown here would go stale between full reruns

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from udd_core import runs
 from test_generation import WAFER_CFG, fitted, make_run, write_wafers  # noqa: F401 - fitted is a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +58,7 @@ def test_train_page_trains_on_the_chosen_classes(tmp_path, monkeypatch):
     at.text_input(key="train_on_classes").input("Center,Nope").run()
     next(b for b in at.button if b.label == "Start training").click().run()
     assert "Train on: no images of class 'Nope'" in errors(at) and not (runs_dir / "gen").exists()  # the label
-    at.text_input(key="train_on_classes").input("Center,Donut").run()
+    at.text_input(key="train_on_classes").input("Center,Donut,Loc").run()  # 9 maps, beside 6 normal ones
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception and not at.error, errors(at)
     for _ in range(300):
@@ -64,10 +66,20 @@ def test_train_page_trains_on_the_chosen_classes(tmp_path, monkeypatch):
             break
         threading.Event().wait(0.2)
     info = json.loads((runs_dir / "gen" / "train.json").read_text())
-    assert info["settings"]["train_on"] == "Center,Donut" and info["data"]["count"] == 6
+    assert info["settings"]["train_on"] == "Center,Donut,Loc" and info["data"]["count"] == 9
     at.run()
     assert any("**Generate** page" in i.value for i in at.info)  # a run for generating, not for inspecting
     assert any(b.key == "train_open_next" and b.label == "Open in Generate" for b in at.button)
+    # Resume trains on the same chosen classes (it used to reload the normal maps, 6 none of them, and be
+    # refused, or train on maps the run had not chosen)
+    at.number_input(key="train_resume_to_gen").set_value(2)
+    at.button(key="train_resume").click().run()
+    assert not at.exception and not at.error, errors(at)
+    for _ in range(300):
+        if len(runs.read_history(runs_dir / "gen")) == 2 and runs.read_status(runs_dir / "gen")["status"] == "finished":
+            break
+        threading.Event().wait(0.2)
+    assert runs.read_status(runs_dir / "gen")["status"] == "finished" and len(runs.read_history(runs_dir / "gen")) == 2
 
 
 @pytest.fixture

@@ -225,6 +225,7 @@ class ResumeOffer:
     total: int  # the Resume box's first value: the planned epochs when more than done, else done + 10
     done: int = 0  # epochs done of the loop a resume continues (`Detector.resume_phase`)
     unit: str = "epoch"  # that loop's epochs: "epoch", or a later phase's ("Deep SVDD epoch")
+    train_on: str = "normal"  # what it trained on (settings.train_on): a resume reloads the same images
 
     def check_total(self, total: int) -> int:
         """`total` as the new epoch count, or a ValueError in the Resume box's words when it would train
@@ -253,7 +254,8 @@ def resume_offer(run: runs.RunInfo, status: str) -> Optional[ResumeOffer]:
     except ValueError:  # damaged method options: TrainJob.resume would refuse them
         return None
     return ResumeOffer(str(data.get("path") or ""), shape, bool(data.get("tile")),
-                       phase.total if phase.total > phase.done else phase.done + 10, phase.done, phase.unit)
+                       phase.total if phase.total > phase.done else phase.done + 10, phase.done, phase.unit,
+                       runs.train_on(info))
 
 
 RUN_COLUMNS = ("name", "method", "status", "epochs", "best val loss", "created", "message")
