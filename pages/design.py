@@ -69,8 +69,7 @@ def current() -> AEConfig:
 def load_preset() -> None:
     """The chosen preset replaces the design; edits it throws away can be taken back (design_undo)."""
     before = ss.get("design_preset_name")
-    edited = CONFIG in ss and SHAPE in ss and before in presets and (
-        ss[CONFIG] != presets[before].config.to_dict() or tuple(ss[SHAPE]) != tuple(presets[before].input_shape))
+    edited = CONFIG in ss and SHAPE in ss and before in presets and not presets[before].is_design(ss[CONFIG], ss[SHAPE])
     undo = (ss[CONFIG], tuple(ss[SHAPE]), before) if edited else None
     ss["design_preset_name"] = ss["design_preset"]  # survives a visit to another page; the widget's key may not
     p = presets[ss["design_preset"]]
@@ -182,7 +181,7 @@ top = st.columns([3, 1, 1, 1])
 top[0].selectbox("Preset", list(presets), key="design_preset", on_change=load_preset,
                  help="Pick a ready-made design; it replaces the current config and input shape.")
 chosen = presets[ss["design_preset"]]
-edited = ss[CONFIG] != chosen.config.to_dict() or tuple(ss[SHAPE]) != tuple(chosen.input_shape)
+edited = not chosen.is_design(ss[CONFIG], ss[SHAPE])
 top[0].caption("Edited: the design below is no longer this preset's; pick a preset again to restore it."
                if edited else chosen.description)
 if undo := ss.get("design_undo"):

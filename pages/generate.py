@@ -256,15 +256,7 @@ else:
     except (ValueError, OSError) as e:
         show_error(e)
     else:
-        train_on = runs.run_train_on(run.path)
-        learned = {"normal": "the normal images", "all": "every image (the run trained on all)"}.get(
-            train_on, f"the images of the classes {train_on} (those it trained on)")
-        st.caption(f"Every latent position is drawn on its own from its position's mean and std over {learned}: "
-                   "their shared layout is kept, the correlation between neighbours is not."
-                   if per_position else
-                   f"Every latent position is drawn on its own from its channel's mean and std over {learned}: "
-                   "the layout that positions share (a wafer's outline) is not kept, so shapes come out "
-                   "rough. Per-position statistics keep it.")
+        st.caption(gen.random_latents_caption(per_position, runs.run_train_on(run.path)))
         show(outputs, [f"#{j}" for j in range(len(outputs))])
 
 if outputs is not None and len(outputs):

@@ -71,7 +71,7 @@ def show_record(mgr: JobManager, root: Path, name: str) -> None:
                 st.caption(caption)
             # Plain dicts, unvalidated: 10x faster to redraw than a validated go.Figure.
             st.plotly_chart(go.Figure(loss_curve(**series, log=log), _validate=False), key=f"train_curves_{i}")
-    elif not alive and not fitted_in_one_pass(runs.run_info(run_dir).method):
+    elif not alive and not fitted_in_one_pass(str(runs.read_train(run_dir).get("method") or "autoencoder")):
         st.caption("No epoch has finished: there is no loss curve to draw yet.")
     if not alive and runs.read_status(run_dir).get("status") == "finished":
         title, verb = next_page(run_dir)

@@ -73,10 +73,7 @@ def run_score(args: argparse.Namespace) -> int:
     if args.heatmaps:
         check_heatmap_folder(args.heatmaps, args.force)
     if args.report:  # refused before any scoring: an existing report is not overwritten without --force
-        try:
-            check_new_file(args.report, f"--report {args.report}", args.force)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        check_new_file(args.report, f"--report {args.report}", args.force)
     method = run_method(run_dir)
     given = [f for f, v in (("--score", args.score), ("--topk", args.topk), ("--border", args.border)) if v is not None]
     if detector_class(method).own_scores and given:

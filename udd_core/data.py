@@ -235,6 +235,7 @@ def load_dataset(path, input_shape: tuple[int, int, int], split: str = "train", 
     kind, root = _layout(path)
     if kind == "wafer":
         h, w, c = shape
+        map_sizes(root)  # headers only: a damaged file is named before the channels are checked
         _check_wafer_channels(root, c)
         images, labels, names, notices = load_wafer_file(root, (h, w), progress)
         notices += ["tiling does not apply to wafer maps; ignored"] if tile else []
@@ -243,7 +244,7 @@ def load_dataset(path, input_shape: tuple[int, int, int], split: str = "train", 
 
 
 def _check_wafer_channels(root: Path, c: int) -> None:
-    map_sizes(root)  # a damaged file first: its DataError names the real fault, not the model's channels
+    """Call after `map_sizes(root)`, so that a damaged file is named as such, not as the model's channels."""
     if c != 3:
         raise DataError(f"{root.name}: wafer maps need 3 input channels (one-hot), the model takes C={c}: "
                         "give this model images, or wafer maps to a 3-channel model (such as the wafer-26 preset)")
@@ -254,8 +255,8 @@ def estimate_cache_bytes(path, input_shape, split="train", tile=False) -> tuple[
     h, w, c = _check_shape(input_shape)
     kind, root = _layout(path)
     if kind == "wafer":  # refused here too, so that the Train page says so before Start
+        n = sum(k for k, _ in map_sizes(root))  # a damaged file fails here, before the channels are checked
         _check_wafer_channels(root, c)
-        n = sum(k for k, _ in map_sizes(root))
         return n, n * h * w * 3
     sources, has_masks = _sources(kind, root, split)
     if not tile:

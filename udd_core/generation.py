@@ -282,3 +282,15 @@ def reconstruct(model: AutoEncoder, images, idx: Sequence[int]) -> torch.Tensor:
     """Plain reconstructions (k, C, H, W) of images ``idx``: what sigma = 0 gives."""
     x = _as_batch(images, np.asarray(idx, dtype=int), model_device(model))  # (k, C, H, W)
     return decode(model, encode(model, x))
+
+
+def random_latents_caption(per_position: bool, train_on: str) -> str:
+    """What random latents are drawn from, for a run that trained on `train_on` (settings.train_on)."""
+    over = {"normal": "the normal images", "all": "every image (the run trained on all)"}.get(
+        train_on, f"the images of the classes {train_on} (those it trained on)")
+    if per_position:
+        return (f"Every latent position is drawn on its own from its position's mean and std over {over}: "
+                "their shared layout is kept, the correlation between neighbours is not.")
+    return (f"Every latent position is drawn on its own from its channel's mean and std over {over}: the layout "
+            "that positions share (a wafer's outline) is not kept, so shapes come out rough. Per-position "
+            "statistics keep it.")

@@ -20,6 +20,10 @@ class ModelPreset:
     input_shape: tuple[int, int, int]  # (C, H, W)
     training: Optional[str] = None  # the training preset it was made and measured with (the Train page picks it)
 
+    def is_design(self, config: dict, input_shape) -> bool:
+        """Whether a design (a config as a dict, its images' (C, H, W)) is still this preset, unedited."""
+        return config == self.config.to_dict() and tuple(input_shape) == tuple(self.input_shape)
+
 
 def model_presets() -> dict[str, ModelPreset]:
     """All presets by name, built fresh on each call (nothing module-level to mutate)."""

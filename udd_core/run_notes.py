@@ -81,12 +81,11 @@ def learned_defects_note(run_dir: Union[str, Path]) -> Optional[str]:
 def scored_training_data_note(run_dir: Union[str, Path]) -> str:
     """The line for scoring a run on the images it trained on: what it learned scores lower (more normal)
     than unseen images would."""
-    learned = _learned(run_dir)
-    if learned == "normal images":
+    if run_train_on(run_dir) == "normal":
         return ("these are the run's training data: the normal images it learned are scored too, "
                 "so normal scores look better than on unseen images")
-    return (f"these are the run's training data: it learned {learned}, and those scored here look more "
-            "normal than unseen ones would")
+    return (f"these are the run's training data: it learned {_learned(run_dir)}, and those scored here look "
+            "more normal than unseen ones would")
 
 
 def _epoch_of(record: Mapping[str, Any], default: int) -> int:
