@@ -3,9 +3,8 @@
 The AE's input is the image's pixels or a pretrained backbone's feature tensor (the config's
 "input" field); with features, every shape, diagnostic and fix starts from the feature tensor.
 
-State: `design_config` (a valid config as a JSON-ready dict) and `design_input_shape` (C, H, W)
-of the images are the single source of truth; other pages read them. Every widget's state is written from them
-in callbacks (or at the top of the run, before any widget exists), never the other way round.
+State: udd_core.design_state.DesignState owns it and every edit; this page draws the widgets, wires their
+callbacks to it, and renders the shape report.
 """
 from functools import partial
 
@@ -15,198 +14,65 @@ import streamlit as st
 from pages.run_focus import hand_over_deep_link
 from udd_core import architecture as arch
 from udd_core.display import markdown_literal
-from udd_core.config import (CONFIG_UPLOAD_MB, MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL, AEConfig, noting_warnings,
-                             parse_config)
-from udd_core.feature_input import BACKBONES, DEFAULT_POOL, MAX_POOL, describe_input, parse_input
-from udd_core.presets import PIXEL_PRESET, model_presets
-from udd_core.image_shapes import MAX_SIDE, ae_input_shape, image_channels, propagate_image
+from udd_core.config import CONFIG_UPLOAD_MB, MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL
+from udd_core.design_state import CONFIG, INPUT_KINDS, DesignState, parse
+from udd_core.feature_input import BACKBONES, DEFAULT_POOL, MAX_POOL, describe_input
+from udd_core.image_shapes import MAX_SIDE, ae_input_shape, propagate_image
 from udd_core.shapes import ShapeError
 
 hand_over_deep_link("pages/design.py")  # first: a deep link before app.py ever ran
 
-CONFIG, SHAPE = "design_config", "design_input_shape"  # read by the other pages: keep the names
 ss = st.session_state
-presets = model_presets()
-INPUT_KINDS = ("pixels", "backbone features")
-
-
-def parse(source) -> tuple[AEConfig, list[str]]:
-    """The config and the parser's warnings (unknown keys); raises ValueError with a one-line message."""
-    return noting_warnings(lambda: parse_config(source))
-
-
-def editor_key() -> str:
-    # A new key per config version gives the data editor a fresh, empty edit state.
-    return f"design_blocks_table_{ss['design_editor_version']}"
-
-
-def sync_widgets(overwrite: bool) -> None:
-    """Write the widgets' state from the config and input shape (missing keys only unless overwrite)."""
-    values = {f"design_{k}": v for k, v in arch.form_values(ss[CONFIG], ss[SHAPE]).items()}
-    values["design_input_kind"] = INPUT_KINDS[1] if values.pop("design_features") else INPUT_KINDS[0]
-    if "design_json" not in ss:
-        ss.pop("design_json_error", None)  # the text is reseeded from the config, so its error is gone
-    for key, value in values.items():
-        if overwrite or key not in ss:
-            ss[key] = value
-
-
-def set_config(config: AEConfig, shape=None) -> None:
-    """Make `config` the design (a pixel AE's image channels follow it) and rewrite every widget from it."""
-    c, h, w = shape or ss[SHAPE]
-    ss[CONFIG] = config.to_dict()
-    ss[SHAPE] = (image_channels(config, preferred=c), h, w)  # a feature AE's images stay gray or RGB
-    ss.pop("design_json_error", None)
-    ss["design_editor_version"] = ss.get("design_editor_version", 0) + 1
-    ss.pop("design_undo", None)  # offered only until the next change
-    sync_widgets(overwrite=True)
-
-
-def current() -> AEConfig:
-    return parse(ss[CONFIG])[0]
-
-
-def load_preset() -> None:
-    """The chosen preset replaces the design; edits it throws away can be taken back (design_undo)."""
-    before = ss.get("design_preset_name")
-    edited = CONFIG in ss and SHAPE in ss and before in presets and not presets[before].is_design(ss[CONFIG], ss[SHAPE])
-    undo = (ss[CONFIG], tuple(ss[SHAPE]), before) if edited else None
-    ss["design_preset_name"] = ss["design_preset"]  # survives a visit to another page; the widget's key may not
-    p = presets[ss["design_preset"]]
-    set_config(p.config, p.input_shape)
-    if undo:
-        ss["design_undo"] = undo
-
-
-def undo_preset() -> None:
-    """Back to the edited design that loading a preset replaced, under its preset's name."""
-    config, shape, name = ss.pop("design_undo")
-    ss["design_preset"] = ss["design_preset_name"] = name
-    set_config(parse(config)[0], shape)
-
-
-def on_json() -> None:
-    try:
-        set_config(parse(ss["design_json"])[0])
-    except ValueError as e:  # bad JSON, code instead of literals, or a ConfigError
-        ss["design_json_error"] = str(e)
-
-
-def on_latent() -> None:
-    fields = arch.latent_fields(*(ss[f"design_{k}"] for k in ("latent_size", "latent_ker", "lopad_h", "lopad_w")))
-    set_config(parse(dict(ss[CONFIG], **fields))[0])
-
-
-def on_blocks() -> None:
-    set_config(arch.with_solved_paddings(arch.resize_blocks(current(), int(ss["design_blocks"])), ss[SHAPE]))
-
-
-def on_input() -> None:
-    """Pixels or backbone features: the AE's first and last channels follow the new input, paddings are re-solved."""
-    spec = None
-    if ss["design_input_kind"] == INPUT_KINDS[1]:
-        try:
-            spec = parse_input({"kind": "features", "backbone": ss["design_backbone"],
-                                "layers": list(ss["design_layers"]), "pool": int(ss["design_pool"])})
-        except ValueError as e:  # e.g. no layer picked
-            ss["design_notice"] = ("error", str(e))
-            sync_widgets(overwrite=True)
-            return
-    set_config(arch.with_solved_paddings(arch.with_input(current(), spec, ss[SHAPE][0]), ss[SHAPE]))
-
-
-def on_shape() -> None:
-    config, ss[SHAPE], refusal = arch.with_image_shape(current(), ss[SHAPE],
-                                                       tuple(int(ss[k]) for k in ("design_c", "design_h", "design_w")))
-    if refusal:
-        ss["design_notice"] = ("error", refusal)
-    set_config(config)
+design = DesignState(ss)  # every callback below is one of its methods
+presets = design.presets
 
 
 def on_upload() -> None:
-    f = ss.get("design_upload")
-    if f is None:
-        return
-    try:
-        set_config(parse(f.getvalue())[0])
-        ss["design_upload_notice"] = ("success", f"Loaded {f.name}.")
-    except ValueError as e:
-        ss["design_upload_notice"] = ("error", f"{f.name}: {e}")
+    if (f := ss.get("design_upload")) is not None:
+        design.on_upload(f.name, f.getvalue())
 
 
-def on_apply(suggested: dict) -> None:
-    set_config(parse(suggested)[0])
-
-
-def absorb_table_edits() -> None:
-    """Fold the data editor's pending cell edits into the config, before any widget is drawn.
-
-    Done here rather than in an on_change callback so the same path runs when a test seeds the
-    editor's state; afterwards the editor gets a new key and starts from the updated config.
-    """
-    pending = ss.get(editor_key())
-    if not pending or not pending.get("edited_rows"):
-        return
-    try:
-        set_config(parse(arch.apply_block_edits(current(), pending["edited_rows"]))[0])
-    except ValueError as e:
-        ss["design_table_error"] = f"Table edit not applied: {e}"
-        ss["design_editor_version"] += 1  # drop the rejected edit from the editor
-
-
-# --- state ---------------------------------------------------------------------------------------
-if CONFIG not in ss or SHAPE not in ss:
-    ss["design_preset"] = PIXEL_PRESET
-    load_preset()
-ss.setdefault("design_editor_version", 0)
-ss.setdefault("design_preset", ss.get("design_preset_name", PIXEL_PRESET))
-try:  # another page may have stored a design; it must still be one
-    parse(ss[CONFIG])
-except ValueError as e:
-    ss["design_notice"] = ("error", f"The stored design was invalid ({e}); the preset is loaded instead.")
-    load_preset()
-absorb_table_edits()
-sync_widgets(overwrite=False)  # widgets of this page lose their state while another page is shown
+design.start()
 config, unknown = parse(ss[CONFIG])
+shape = design.shape()  # (C, H, W) of the images
 
 # The boxes take every value the parser accepts (same limits), so a loaded config always shows as it is
 # and an edit never rewrites a field the user did not touch.
 # --- inputs --------------------------------------------------------------------------------------
 st.title("Design")
 st.caption("Shape the autoencoder: every edit re-runs the shape check at once, no tensor is built.")
-if notice := ss.pop("design_notice", None):
+if notice := design.pop_notice():
     (st.success if notice[0] == "success" else st.error)(notice[1])
 
 top = st.columns([3, 1, 1, 1])
-top[0].selectbox("Preset", list(presets), key="design_preset", on_change=load_preset,
+top[0].selectbox("Preset", list(presets), key="design_preset", on_change=design.load_preset,
                  help="Pick a ready-made design; it replaces the current config and input shape.")
-chosen = presets[ss["design_preset"]]
-edited = not chosen.is_design(ss[CONFIG], ss[SHAPE])
 top[0].caption("Edited: the design below is no longer this preset's; pick a preset again to restore it."
-               if edited else chosen.description)
+               if design.is_edited() else presets[ss["design_preset"]].description)
 if undo := ss.get("design_undo"):
-    top[0].button(f"Undo: back to the edited {undo[2]} design", key="design_undo_button", on_click=undo_preset,
+    top[0].button(f"Undo: back to the edited {undo[2]} design", key="design_undo_button", on_click=design.undo_preset,
                   icon=":material/undo:", help="Loading the preset replaced your edits; this brings them back.")
-top[1].number_input("Channels (C)", min_value=1, max_value=MAX_FEATURES, step=1, key="design_c", on_change=on_shape,
+top[1].number_input("Channels (C)", min_value=1, max_value=MAX_FEATURES, step=1, key="design_c", on_change=design.on_shape,
                     help="Image channels; for pixels the first encoder and last decoder features follow.")
-top[2].number_input("Height (H)", min_value=1, max_value=MAX_SIDE, step=1, key="design_h", on_change=on_shape)
-top[3].number_input("Width (W)", min_value=1, max_value=MAX_SIDE, step=1, key="design_w", on_change=on_shape)
+top[2].number_input("Height (H)", min_value=1, max_value=MAX_SIDE, step=1, key="design_h", on_change=design.on_shape)
+top[3].number_input("Width (W)", min_value=1, max_value=MAX_SIDE, step=1, key="design_w", on_change=design.on_shape)
 
 st.subheader("Input")
 inp = st.columns([2, 2, 3, 1])
-inp[0].radio("The autoencoder reconstructs", INPUT_KINDS, key="design_input_kind", on_change=on_input,
+inp[0].radio("The autoencoder reconstructs", INPUT_KINDS, key="design_input_kind", on_change=design.on_input,
              help="Pixels: the image itself. Backbone features: a frozen pretrained CNN's feature maps (DFR), "
                   "which see texture and structure a small AE trained on a few hundred photos does not.")
 if ss["design_input_kind"] == INPUT_KINDS[1]:
-    inp[1].selectbox("Backbone", list(BACKBONES), key="design_backbone", on_change=on_input)
-    inp[2].multiselect("Layers", list(BACKBONES[ss["design_backbone"]]), key="design_layers", on_change=on_input,
+    inp[1].selectbox("Backbone", list(BACKBONES), key="design_backbone", on_change=design.on_input)
+    inp[2].multiselect("Layers", list(BACKBONES[ss["design_backbone"]]), key="design_layers",
+                       on_change=design.on_input,
                        help="Each layer's maps are resized to the finest chosen layer's grid and stacked.")
-    inp[3].number_input("Pooling", min_value=1, max_value=MAX_POOL, step=2, key="design_pool", on_change=on_input,
+    inp[3].number_input("Pooling", min_value=1, max_value=MAX_POOL, step=2, key="design_pool", on_change=design.on_input,
                         help=f"Average over a pool x pool neighbourhood of feature cells (odd; 1: none; "
                              f"default {DEFAULT_POOL}).")
 try:
-    ae_input_shape(config, ss[SHAPE])  # refuses what the backbone cannot take (e.g. 5 image channels)
-    st.caption(f"The AE's input: {describe_input(config.input, tuple(ss[SHAPE]))}.")
+    ae_input_shape(config, shape)  # refuses what the backbone cannot take (e.g. 5 image channels)
+    st.caption(f"The AE's input: {describe_input(config.input, shape)}.")
 except ShapeError as e:
     st.error(str(e))
 
@@ -222,26 +88,26 @@ table.index = pd.RangeIndex(1, len(table) + 1, name="block")
 # No min/max on the columns: the grid would drop an out-of-range cell without a word, where the parser
 # refuses it with a line that names the field (absorb_table_edits).
 num = partial(st.column_config.NumberColumn, width=84)
-st.data_editor(table, key=editor_key(), num_rows="fixed", column_config={
+st.data_editor(table, key=design.editor_key(), num_rows="fixed", column_config={
     "kernel": num("kernel", width=72, step=1, help=f"1 to {MAX_KERNEL}"),
     "drop": num("drop", width=72, step=0.05, format="%.2f", help="dropout, in [0, 1)"),
     "out_pad_h": num("out_pad (h)", width=104, step=1, help="out_pad[i] along H: 0 or 1"),
     "out_pad_w": num("out_pad (w)", width=104, step=1, help="out_pad[i] along W: 0 or 1"),
     **{c: num(c, step=1, help=f"features, 1 to {MAX_FEATURES}") for c in arch.BLOCK_COLUMNS[2:8]}})
 row = st.columns(5)
-row[0].number_input("blocks", min_value=1, max_value=MAX_BLOCKS, step=1, key="design_blocks", on_change=on_blocks,
+row[0].number_input("blocks", min_value=1, max_value=MAX_BLOCKS, step=1, key="design_blocks", on_change=design.on_blocks,
                     help="Adds or removes the deepest block on both sides.")
 row[1].number_input("latent_size", min_value=1, max_value=MAX_FEATURES, step=1, key="design_latent_size",
-                    on_change=on_latent, help="Channels of the latent code.")
-row[2].number_input("latent_ker", min_value=1, max_value=MAX_KERNEL, step=1, key="design_latent_ker", on_change=on_latent)
-row[3].number_input("latent_opad (h)", min_value=0, max_value=1, step=1, key="design_lopad_h", on_change=on_latent)
-row[4].number_input("latent_opad (w)", min_value=0, max_value=1, step=1, key="design_lopad_w", on_change=on_latent)
+                    on_change=design.on_latent, help="Channels of the latent code.")
+row[2].number_input("latent_ker", min_value=1, max_value=MAX_KERNEL, step=1, key="design_latent_ker", on_change=design.on_latent)
+row[3].number_input("latent_opad (h)", min_value=0, max_value=1, step=1, key="design_lopad_h", on_change=design.on_latent)
+row[4].number_input("latent_opad (w)", min_value=0, max_value=1, step=1, key="design_lopad_w", on_change=design.on_latent)
 
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Config (JSON)")
     st.text_area("Config as JSON (or the reference's printed-dict format)", key="design_json", height=260,
-                 on_change=on_json, label_visibility="collapsed",
+                 on_change=design.on_json, label_visibility="collapsed",
                  help="Applied when you leave the box or press Ctrl+Enter.")
     if err := ss.get("design_json_error"):
         st.error(f"{markdown_literal(err)} — the page still shows the last valid config.")
@@ -249,12 +115,12 @@ with right:
     st.subheader("Files")
     st.file_uploader("Load a config (.json, or the reference AE_config.txt)", type=["json", "txt"],
                      key="design_upload", on_change=on_upload, max_upload_size=CONFIG_UPLOAD_MB)
-    if upload_notice := ss.pop("design_upload_notice", None):  # beside the uploader, not at the page's top
+    if upload_notice := design.pop_notice("design_upload_notice"):  # beside the uploader, not at the page's top
         getattr(st, upload_notice[0])(markdown_literal(upload_notice[1]))
     st.download_button("Download config.json", data=config.to_json(), file_name="config.json",
                        mime="application/json", on_click="ignore", icon=":material/download:",
                        help="The config the page shows: the last valid one while the JSON box holds an error.")
-    st.button(f"Reload preset {ss['design_preset']}", on_click=load_preset, key="design_reload",
+    st.button(f"Reload preset {ss['design_preset']}", on_click=design.load_preset, key="design_reload",
               icon=":material/restart_alt:", help="Undo every edit: back to the preset's config and input shape.")
 if unknown and not ss.get("design_json_error"):  # escaped user text: "__import__" must not render as bold "import"
     st.warning(markdown_literal(" ".join(unknown)) + " (the model ignores them; they are kept in the "
@@ -262,15 +128,15 @@ if unknown and not ss.get("design_json_error"):  # escaped user text: "__import_
 
 # --- the shape report ----------------------------------------------------------------------------
 try:
-    report = propagate_image(config, ss[SHAPE])  # from the feature tensor when the AE takes features
+    report = propagate_image(config, shape)  # from the feature tensor when the AE takes features
 except ValueError as e:  # ShapeError: the network cannot run at this input size
     st.error(str(e))
     if getattr(e, "suggested", None) is not None:  # e.g. the feature channels: one click sets them
-        st.button("Apply suggested fix", type="primary", on_click=on_apply, args=(e.suggested.to_dict(),),
+        st.button("Apply suggested fix", type="primary", on_click=design.apply, args=(e.suggested.to_dict(),),
                   key="design_apply")
     st.stop()
 
-for col, (label, value, help_text) in zip(st.columns(4), arch.summary_metrics(report, tuple(ss[SHAPE][1:]))):
+for col, (label, value, help_text) in zip(st.columns(4), arch.summary_metrics(report, shape[1:])):
     col.metric(label, value, help=help_text)
 for warn in (arch.identity_warning(report), arch.collapse_warning(report)):
     if warn:
@@ -285,7 +151,7 @@ else:
     st.error(f"{len(report.problems)} stage(s) do not mirror the encoder:\n\n"
              + "\n".join(f"- {p.message}" for p in report.problems))
     if report.suggested is not None:
-        st.button("Apply suggested paddings", type="primary", on_click=on_apply,
+        st.button("Apply suggested paddings", type="primary", on_click=design.apply,
                   args=(report.suggested.to_dict(),), key="design_apply")
 
 
