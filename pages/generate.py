@@ -7,12 +7,12 @@ All computing is in udd_core.generation; models and data are cached per run fold
 import os
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from pages.run_focus import focused_run, follow_focus, hand_over_deep_link, set_focus, run_label, warn_unfinished
 from udd_core import display
 from udd_core import generation as gen
+from udd_core import generation_views as views
 from udd_core import wafer_generation as wg
 from udd_core.data import data_kind, kind_mismatch, same_data
 from udd_core.methods import detector_class, has_detector, run_method
@@ -66,29 +66,17 @@ def cached_stats(run_dir: str, mtime: float, data_path: str, split: str, tile: b
     return gen.training_stats(cached_model(run_dir, mtime), images, per_position=per_position)
 
 
-def short(ds, i: int) -> str:
-    """'Center · maps[12]': the label and the tail of the image's file or array name."""
-    return f"{ds.labels[i]} · {display.short_name(ds.names[i])}"
-
-
 def show_error(e: Exception) -> None:
     st.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
-def spaced(img: np.ndarray) -> np.ndarray:
-    """(H, W[, 3]) uint8 -> (H, W + 2 * GAP, 4) with transparent side bands: st.image sets a list edge to
-    edge, and dark wafer surrounds would merge into one band. Transparent suits light and dark themes."""
-    rgb = np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img
-    out = np.zeros((rgb.shape[0], rgb.shape[1] + 2 * GAP, 4), dtype=np.uint8)
-    out[:, GAP:GAP + rgb.shape[1], :3], out[:, GAP:GAP + rgb.shape[1], 3] = rgb, 255
-    return out
-
-
-def show(images, captions, row_px: int = 0) -> None:
+def show(row: views.ImageRow, row_px: int = 0) -> None:
     """A row of images at one width: a long caption must not widen its image. PNG: JPEG smears die grids.
-    `row_px` > 0 narrows the images so that the whole list fits in one row of that many px."""
-    images = [spaced(i) for i in images]
-    st.image(images, caption=[display.markdown_literal(c) for c in captions],  # data labels shown as typed
+    `row_px` > 0 narrows the images so that the whole row fits in one line of that many px."""
+    if row.heading:
+        st.markdown(row.heading)
+    images = [display.spaced(i, GAP) for i in row.images]
+    st.image(images, caption=[display.markdown_literal(c) for c in row.captions],  # data labels shown as typed
              width=display.row_width(len(images), images[0].shape[1], DISPLAY_W, row_px), output_format="PNG")
 
 
@@ -173,7 +161,7 @@ hw2 = bool(patterns) and mode == MODES[0] and opts[1].toggle(
 ctl = st.columns(5)
 seed = int(ctl[0].number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed", persist_state=KEEP,
                                help="Same seed, same images. It picks the source images and the noise."))
-outputs, names, npz = None, [], None
+view = None  # a views.GeneratedView once the images are made
 if mode == MODES[0]:
     suggested, top = cached_sigma_scale(str(run.path), mtime, data_path, split, tile)
     sigma = ctl[1].slider("σ (latent noise std)", 0.0, top, suggested, top / 100, format="%.3g",
@@ -194,55 +182,15 @@ if mode == MODES[0]:
     k = int(ctl[3].number_input("Source images" + (" per class" if hw2 else ""), 1, most, min(4, most),
                                 key="gen_sources"))
     per = int(ctl[4].number_input("Variants per source", 1, 8, 4, key="gen_per_source", persist_state=KEEP))
-    if hw2:
-        try:
-            grids = cached_class_grids(str(run.path), mtime, data_path, split, tile, float(sigma), seed, k, per)
-        except (ValueError, OSError) as e:
-            show_error(e)
-        else:
-            st.caption(f"One grid per pattern class: each row a source map, its reconstruction (σ = 0) and {per} "
-                       f"variants at σ {sigma:g}. Dies outside the source's wafer stay outside; each die on it takes "
-                       "the likelier of good and failing.")
-            maps, labels, srcs = [], [], []
-            for grid in grids:
-                st.markdown(f"**{grid.label}** · {counts.get(grid.label, 0)} maps")
-                for r, s_idx in enumerate(grid.sources.tolist()):
-                    pics = display.upscale(display.render_wafer(np.concatenate(
-                        [grid.source_maps[r:r + 1], grid.recon_maps[r:r + 1], grid.variant_maps[r]])))
-                    show(list(pics), [short(ds, s_idx), "reconstruction", *(f"variant {j + 1}" for j in range(per))])
-                maps.append(grid.variant_maps.reshape(-1, *grid.variant_maps.shape[2:]))
-                labels += [grid.label] * grid.variant_maps.shape[0] * per
-                srcs += [s_idx for s_idx in grid.sources.tolist() for _ in range(per)]
-            outputs = display.upscale(display.render_wafer(np.concatenate(maps)))
-            names = display.class_output_names(labels)  # the zip's files say their class
-            npz = wg.npz_bytes(np.concatenate(maps), labels, srcs)
-    else:
-        try:
-            g = gen.generate(model, ds.images, sigma, k * per, seed, ds.labels, class_filter, n_sources=k)
-            rows = g.by_source()
-            srcs = [s for s, _ in rows]
-            src_img = display.to_display(ds.images[srcs], kind)
-            # Wafer maps keep their source's outline (none for images): what is shown is what the .npz holds.
-            wafer = kind == "wafer"
-            rec_img = display.to_display(gen.reconstruct(model, ds.images, srcs), kind, shaded=shaded,
-                                         outline=wg.source_maps(ds.images[srcs]) if wafer else None)
-            outline = wg.source_maps(ds.images[g.sources]) if wafer else None  # (k * per, H, W)
-            outputs = display.to_display(g.outputs, kind, shaded=shaded, outline=outline)
-            names = display.output_names(len(outputs), "sample")
-            spread = gen.training_stats(model, ds.images[srcs]).std  # cheap: only the k sources
-            if wafer:
-                npz = wg.npz_bytes(wg.generated_maps(g.outputs, outline),
-                                   [ds.labels[i] for i in g.sources.tolist()], g.sources)
-        except (ValueError, OSError) as e:
-            show_error(e)
+    try:
+        if hw2:
+            view = views.class_grid_view(cached_class_grids(str(run.path), mtime, data_path, split, tile,
+                                                            float(sigma), seed, k, per), ds, sigma)
         else:
             cmd = gen.command_line(run.path, k * per, k, sigma, seed, class_filter, data_path, split)
-            st.caption(f"Each row: a source image, its reconstruction (σ = 0) and {per} variants. For scale, the "
-                       f"latent channels of these sources have std {min(spread):.3g}–{max(spread):.3g}. The same "
-                       f"images headless: `{cmd}`")
-            for r, (s, outs) in enumerate(rows):
-                show([src_img[r], rec_img[r], *(outputs[j] for j in outs)],
-                     [short(ds, s), "reconstruction", *(f"σ {sigma:g} · #{j}" for j in outs)])
+            view = views.noised_view(model, ds, kind, sigma, k, per, seed, class_filter, shaded, cmd)
+    except (ValueError, OSError) as e:
+        show_error(e)
 else:
     n = int(ctl[1].number_input("Samples", 1, 64, 16, key="gen_n_random", persist_state=KEEP))
     per_position = ctl[2].radio("Statistics", ("per channel", "per position"), key="gen_stats", persist_state=KEEP,
@@ -251,44 +199,44 @@ else:
                                      "the images share (a wafer's outline).") == "per position"
     try:
         stats = cached_stats(str(run.path), mtime, data_path, split, tile, per_position)
-        outputs = display.to_display(gen.generate_random(model, stats, n, seed), kind, shaded=shaded)
-        names = display.output_names(len(outputs), "random")
+        view = views.random_view(model, stats, n, seed, kind, per_position, runs.run_train_on(run.path), shaded)
     except (ValueError, OSError) as e:
         show_error(e)
-    else:
-        st.caption(gen.random_latents_caption(per_position, runs.run_train_on(run.path)))
-        show(outputs, [f"#{j}" for j in range(len(outputs))])
 
-if outputs is not None and len(outputs):
-    st.download_button(f"Download the {len(outputs)} generated images (zip of PNGs)",
-                       display.zip_pngs(list(outputs), names), mime="application/zip", key="gen_download",
-                       file_name=f"{name}-{'hw2' if hw2 else 'noised' if mode == MODES[0] else 'random'}-seed{seed}.zip",
-                       on_click="ignore")
-if npz is not None:
-    st.download_button(f"Download the {len(outputs)} generated maps for augmentation (.npz)", npz,
-                       mime="application/octet-stream", key="gen_download_npz", on_click="ignore",
-                       file_name=f"{name}-{'hw2' if hw2 else 'noised'}-seed{seed}.npz",
-                       help="maps: uint8 (N, H, W) die values 0/1/2 (argmax, the wafer outline kept from the source); "
-                            "labels: each map's source class; sources: the source's index in the data. "
-                            "The same file as `udd generate ... --npz OUT.npz`.")
+if view is not None:
+    st.caption(view.caption)
+    for row in view.rows:
+        show(row)
+if view is not None and len(view.outputs):
+    made = "hw2" if hw2 else "noised" if mode == MODES[0] else "random"
+    st.download_button(f"Download the {len(view.outputs)} generated images (zip of PNGs)",
+                       display.zip_pngs(list(view.outputs), view.names), mime="application/zip", key="gen_download",
+                       file_name=f"{name}-{made}-seed{seed}.zip", on_click="ignore")
+    if view.npz is not None:
+        st.download_button(f"Download the {len(view.outputs)} generated maps for augmentation (.npz)", view.npz,
+                           mime="application/octet-stream", key="gen_download_npz", on_click="ignore",
+                           file_name=f"{name}-{made}-seed{seed}.npz",
+                           help="maps: uint8 (N, H, W) die values 0/1/2 (argmax, the wafer outline kept from the "
+                                "source); labels: each map's source class; sources: the source's index in the data. "
+                                "The same file as `udd generate ... --npz OUT.npz`.")
 
 st.subheader("Interpolate")
 st.caption("Blend the latent codes of two images in equal steps and decode each blend; the inputs are at both ends.")
 ic = st.columns([2, 2, 1])
-other = next((i for i, lab in enumerate(ds.labels) if lab != ds.labels[0]), len(ds) - 1)  # another class if any
+other = views.other_class_index(ds.labels)  # another class if any
 if len(ds) <= 2000:
     idx = list(range(len(ds)))
-    a = ic[0].selectbox("From", idx, index=0, key="gen_interp_a", format_func=lambda i: f"{i} · {short(ds, i)}")
-    b = ic[1].selectbox("To", idx, index=other, key="gen_interp_b", format_func=lambda i: f"{i} · {short(ds, i)}")
+    a = ic[0].selectbox("From", idx, index=0, key="gen_interp_a",
+                        format_func=lambda i: f"{i} · {views.image_label(ds, i)}")
+    b = ic[1].selectbox("To", idx, index=other, key="gen_interp_b",
+                        format_func=lambda i: f"{i} · {views.image_label(ds, i)}")
 else:  # thousands of options make a slow select box; an index is as good
     a = ic[0].number_input("From (index)", 0, len(ds) - 1, 0, key="gen_interp_a")
     b = ic[1].number_input("To (index)", 0, len(ds) - 1, other, key="gen_interp_b")
 steps = int(ic[2].slider("Steps", 3, 12, 7, key="gen_steps"))
 try:
-    strip = display.to_display(gen.interpolation(model, ds.images, int(a), int(b), steps), kind, shaded=shaded)
+    strip = views.interpolation_row(model, ds, kind, int(a), int(b), steps, shaded)
 except (ValueError, OSError) as e:
     show_error(e)
 else:
-    ends = display.to_display(ds.images[[int(a), int(b)]], kind)
-    show([ends[0], *strip, ends[1]], ["from", *(f"{t / (steps - 1):.2f}" for t in range(steps)), "to"],
-         row_px=STRIP_W)  # a strip read left to right must not wrap
+    show(strip, row_px=STRIP_W)  # a strip read left to right must not wrap

@@ -96,6 +96,15 @@ def to_display(x, kind: str, min_side: int = DISPLAY_MIN_SIDE, shaded: bool = Fa
     return np.ascontiguousarray(upscale(out, min_side))
 
 
+def spaced(img: np.ndarray, gap: int) -> np.ndarray:
+    """(H, W[, 3]) uint8 -> (H, W + 2 * gap, 4) RGBA with transparent side bands: st.image sets a list edge
+    to edge, and dark wafer surrounds would merge into one band. Transparent suits light and dark themes."""
+    rgb = np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img
+    out = np.zeros((rgb.shape[0], rgb.shape[1] + 2 * gap, 4), dtype=np.uint8)
+    out[:, gap:gap + rgb.shape[1], :3], out[:, gap:gap + rgb.shape[1], 3] = rgb, 255
+    return out
+
+
 def row_width(n: int, image_w: int, most: int, row_px: int = 0) -> int:
     """The px width to show `n` images of `image_w` px at: never wider than the image or `most`, and
     with `row_px` > 0 narrow enough that all `n` fit in one row of that many px (at least 1)."""

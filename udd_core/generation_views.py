@@ -1,0 +1,117 @@
+"""What the Generate page shows, without streamlit: rows of pictures with captions, and the files to download.
+
+Each view (noised latents, the HW2 class grids, random latents, an interpolation strip) turns what
+`generation` and `wafer_generation` make into display-ready uint8 pictures, so that the page only lays
+the rows out and a test can read exactly what a user will see and download.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from . import display
+from . import generation as gen
+from . import wafer_generation as wg
+from .data import ImageSet
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One row of pictures, read left to right."""
+
+    images: list[np.ndarray]  # display-ready uint8, each (H, W) gray or (H, W, 3) RGB
+    captions: list[str]  # one per picture, shown as typed (data labels are not markdown)
+    heading: Optional[str] = None  # a title above the row (the HW2 view's class name)
+
+
+@dataclass(frozen=True)
+class GeneratedView:
+    """A generation as the page shows it, and what its download buttons hand out."""
+
+    rows: list[ImageRow]
+    caption: str  # what the rows are, above them
+    outputs: np.ndarray  # (n, H, W[, 3]) uint8: the generated pictures alone, for the zip of PNGs
+    names: list[str]  # their file names in the zip
+    npz: Optional[bytes] = None  # wafer runs: the generated die maps for augmentation (`udd generate --npz`)
+
+
+def image_label(ds: ImageSet, i: int) -> str:
+    """'Center · maps[12]': the image's label and the tail of its file or array name."""
+    return f"{ds.labels[i]} · {display.short_name(ds.names[i])}"
+
+
+def noised_view(model, ds: ImageSet, kind: str, sigma: float, n_sources: int, per_source: int, seed: int,
+                class_filter: Optional[str] = None, shaded: bool = False, command: str = "") -> GeneratedView:
+    """Per source image (of `class_filter`, or any): the source, its reconstruction (σ 0) and `per_source`
+    variants at latent noise `sigma`. Wafer maps keep their source's outline, so what is shown is what the
+    .npz holds. `command` is the `udd generate` line that writes the same images."""
+    g = gen.generate(model, ds.images, sigma, n_sources * per_source, seed, ds.labels, class_filter,
+                     n_sources=n_sources)
+    by_source = g.by_source()
+    srcs = [s for s, _ in by_source]
+    wafer = kind == "wafer"
+    src_img = display.to_display(ds.images[srcs], kind)
+    rec_img = display.to_display(gen.reconstruct(model, ds.images, srcs), kind, shaded=shaded,
+                                 outline=wg.source_maps(ds.images[srcs]) if wafer else None)
+    outline = wg.source_maps(ds.images[g.sources]) if wafer else None  # (k * per, H, W)
+    outputs = display.to_display(g.outputs, kind, shaded=shaded, outline=outline)
+    spread = gen.training_stats(model, ds.images[srcs]).std  # cheap: only the k sources
+    caption = (f"Each row: a source image, its reconstruction (σ = 0) and {per_source} variants. For scale, the "
+               f"latent channels of these sources have std {min(spread):.3g}–{max(spread):.3g}."
+               + (f" The same images headless: `{command}`" if command else ""))
+    rows = [ImageRow([src_img[r], rec_img[r], *(outputs[j] for j in outs)],
+                     [image_label(ds, s), "reconstruction", *(f"σ {sigma:g} · #{j}" for j in outs)])
+            for r, (s, outs) in enumerate(by_source)]
+    npz = None
+    if wafer:
+        npz = wg.npz_bytes(wg.generated_maps(g.outputs, outline), [ds.labels[i] for i in g.sources.tolist()],
+                           g.sources)
+    return GeneratedView(rows, caption, outputs, display.output_names(len(outputs), "sample"), npz)
+
+
+def class_grid_view(grids: Sequence[wg.ClassGrid], ds: ImageSet, sigma: float) -> GeneratedView:
+    """The HW2 view of `wafer_generation.class_grids`: per pattern class a heading, then one row per
+    source map (the map, its reconstruction, its variants); the zip's files are named by class."""
+    counts = gen.class_counts(ds.labels)
+    rows, maps, labels, srcs = [], [], [], []
+    per = grids[0].variant_maps.shape[1] if grids else 0
+    for grid in grids:
+        for r, s in enumerate(grid.sources.tolist()):
+            pics = display.upscale(display.render_wafer(np.concatenate(
+                [grid.source_maps[r:r + 1], grid.recon_maps[r:r + 1], grid.variant_maps[r]])))
+            rows.append(ImageRow(list(pics), [image_label(ds, s), "reconstruction",
+                                              *(f"variant {j + 1}" for j in range(per))],
+                                 heading=f"**{grid.label}** · {counts.get(grid.label, 0)} maps" if r == 0 else None))
+        maps.append(grid.variant_maps.reshape(-1, *grid.variant_maps.shape[2:]))  # (k * per, H, W)
+        labels += [grid.label] * grid.variant_maps.shape[0] * per
+        srcs += [s for s in grid.sources.tolist() for _ in range(per)]
+    caption = (f"One grid per pattern class: each row a source map, its reconstruction (σ = 0) and {per} "
+               f"variants at σ {sigma:g}. Dies outside the source's wafer stay outside; each die on it takes "
+               "the likelier of good and failing.")
+    all_maps = np.concatenate(maps)  # (n, H, W) die values
+    return GeneratedView(rows, caption, display.upscale(display.render_wafer(all_maps)),
+                         display.class_output_names(labels), wg.npz_bytes(all_maps, labels, srcs))
+
+
+def random_view(model, stats, n: int, seed: int, kind: str, per_position: bool, train_on: str,
+                shaded: bool = False) -> GeneratedView:
+    """`n` pictures decoded from latents drawn from `stats` (`generation.training_stats`), in one row."""
+    outputs = display.to_display(gen.generate_random(model, stats, n, seed), kind, shaded=shaded)
+    return GeneratedView([ImageRow(list(outputs), [f"#{j}" for j in range(len(outputs))])],
+                         gen.random_latents_caption(per_position, train_on), outputs,
+                         display.output_names(len(outputs), "random"))
+
+
+def interpolation_row(model, ds: ImageSet, kind: str, a: int, b: int, steps: int, shaded: bool = False) -> ImageRow:
+    """Image `a`, `steps` decoded blends of its latent code into image `b`'s, and image `b`."""
+    strip = display.to_display(gen.interpolation(model, ds.images, int(a), int(b), steps), kind, shaded=shaded)
+    ends = display.to_display(ds.images[[int(a), int(b)]], kind)
+    return ImageRow([ends[0], *strip, ends[1]], ["from", *(f"{t / (steps - 1):.2f}" for t in range(steps)), "to"])
+
+
+def other_class_index(labels: Sequence[str]) -> int:
+    """The first image whose class differs from the first image's (the last image if all share one): the
+    interpolation's default far end."""
+    return next((i for i, lab in enumerate(labels) if lab != labels[0]), len(labels) - 1)
