@@ -2,8 +2,9 @@
 
 Config diff, shape tables, settings diff (train.json), loss curves, and on one data set the
 metrics, ROC curves and the same images' heatmaps, each on its run's fixed scale. Runs of every
-method compare alike. All comparing is in udd_core.compare; scoring is udd_core.inspection,
-cached per (run, weights time, data, split).
+method compare alike. What differs between the runs is udd_core.compare, how they score the same
+images udd_core.compare_scores; the scoring is udd_core.inspection, cached per (run, weights time,
+data, split).
 """
 import os
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ import streamlit as st
 
 from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_stale_link, run_label
 from udd_core import compare as cmp
+from udd_core import compare_scores as cmp_scores
 from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch
 from udd_core.display import markdown_literal
@@ -183,11 +185,11 @@ with st.spinner("Scoring every run on the data set ..."):
 if not inspections:
     st.stop()
 
-rows = cmp.metric_rows(inspections)
+rows = cmp_scores.metric_rows(inspections)
 method_of = {s.name: s.method for s in sides}
 st.caption("Runs: " + "; ".join(f"**{n}**: {method_of[n]}" for n in scored))  # timestamped names say no method
 # As text: Streamlit shows a missing number as "None" whatever the Styler's na_rep says.
-df = pd.DataFrame([[r.metric, *["n/a" if v is None else f"{float(v):.{cmp.SHOWN_DIGITS}f}" for v in r.values]]
+df = pd.DataFrame([[r.metric, *["n/a" if v is None else f"{float(v):.{cmp_scores.SHOWN_DIGITS}f}" for v in r.values]]
                    for r in rows], columns=["metric", *scored])
 best = {(k, b) for k, r in enumerate(rows) for b in r.best}
 style = df.style.apply(lambda col: [BEST_BG if (k, scored.index(col.name)) in best else "" for k in range(len(col))],
@@ -201,27 +203,28 @@ st.caption("Green: the best run of a metric (every run that ties for it). Each r
            "post-processing (as `udd score` does), not the Inspect sidebar's. Threshold, FPR and TPR are each run's "
            "own operating point (target FPR on its normal validation images).")
 
-if (roc := cmp.roc_figure(scored, [method_of[n] for n in scored], inspections)) is not None:
+if (roc := cmp_scores.roc_figure(scored, [method_of[n] for n in scored], inspections)) is not None:
     st.plotly_chart(go.Figure(roc), key="cmp_roc")
 else:
     st.info("ROC curves need both normal and defective images with labels.")
 
 st.markdown("**Heatmaps**: each run's anomaly map on the image, on the run's fixed scale.")
-common = cmp.common_images(inspections)
+common = cmp_scores.common_images(inspections)
 if not common:
     st.info("The runs scored no image in common (tiled runs cut the images differently).")
     st.stop()
 
-shown = st.multiselect("Images", common, default=cmp.pick_images(inspections), format_func=lambda n: short(n, data),
+shown = st.multiselect("Images", common, default=cmp_scores.pick_images(inspections),
+                       format_func=lambda n: short(n, data),
                        key=f"cmp_images_{abs(hash((tuple(scored), data, split))) % 10**8}",
                        help="By default the defects the runs rank highest and the normal image they rank highest.")
 labels = dict(zip(inspections[0].names, inspections[0].labels))
 if shown:
     legend = st.columns([2, 3], vertical_alignment="center")
     legend[0].image(scale_bar_rgb(), width="stretch")
-    legend[1].caption(cmp.scale_caption(scored, inspections))
+    legend[1].caption(cmp_scores.scale_caption(scored, inspections))
 for name in shown:
-    row = cmp.heatmap_row(inspections, name)
+    row = cmp_scores.heatmap_row(inspections, name)
     cols = st.columns(len(row))
     cols[0].image(row[0], caption=markdown_literal(f"{short(name, data)} · {labels[name]}"), width="stretch")
     for col, img, run_name, insp in zip(cols[1:], row[1:], scored, inspections):

@@ -1,16 +1,11 @@
-"""udd_core.compare: diffs, aligned shape tables, loss figures, metric rows and the images to compare."""
+"""udd_core.compare: diffs, aligned shape tables, loss figures and notes, and the data runs compare on."""
 import json
-from types import SimpleNamespace
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from inspect_fixtures import make_mvtec, make_run, tiny_config
+from inspect_fixtures import tiny_config
 from udd_core import compare as cmp
-from udd_core.inspection import inspect_run
-from udd_core.metrics import Metrics
-from udd_core.render import TRUTH_RGB
 
 
 def side(name="a", config=None, shape=(1, 32, 32), info=None, history=(), method="autoencoder", spec=None):
@@ -137,76 +132,6 @@ def test_curve_notes_say_when_heights_do_not_compare():
     assert cmp.curve_notes([mse, elsewhere]) == [
         "these runs trained on different data: the same loss can sit at another level on other images"]
     assert cmp.curve_notes([bank, side("bank2", method="memory-bank")]) == []  # no curve at all: the page says so
-
-
-def fake_insp(auroc, names=("a", "b"), scores=(0.1, 0.9), labels=("good", "spot"), threshold=0.5):
-    m = Metrics(auroc, None, 0.5, None, None)
-    return SimpleNamespace(metrics=m, threshold=threshold, fpr=0.0, tpr=1.0, names=list(names),
-                           scores=np.asarray(scores, np.float32), labels=list(labels),
-                           known=np.ones(len(names), bool), is_defect=np.array([v != "good" for v in labels]))
-
-
-def test_metric_rows_mark_the_best_run_only_when_runs_differ():
-    rows = {r.metric: r for r in cmp.metric_rows([fake_insp(0.7), fake_insp(0.9), fake_insp(None)])}
-    assert rows["image AUROC"].values == (0.7, 0.9, None) and rows["image AUROC"].best == (1,)
-    assert rows["F1 max"].best == ()  # all tie
-    assert rows["image AP"].best == ()  # nobody has it
-    assert rows["threshold"].best == () and rows["threshold"].values == (0.5, 0.5, 0.5)
-
-
-def test_metric_rows_mark_every_run_that_ties_for_the_best():
-    rows = {r.metric: r for r in cmp.metric_rows([fake_insp(0.9), fake_insp(0.7), fake_insp(0.90000001)])}
-    assert rows["image AUROC"].best == (0, 2)  # equal as shown (4 places): both marked, not the first alone
-
-
-def test_common_and_picked_images():
-    a = fake_insp(0.9, names=("g1", "g2", "d1", "d2", "d3"), scores=(0.1, 0.5, 0.9, 0.2, 0.8),
-                  labels=("good", "good", "spot", "spot", "spot"))
-    b = fake_insp(0.9, names=("d3", "g2", "d1", "g1"), scores=(5.0, 4.0, 9.0, 1.0),
-                  labels=("spot", "good", "spot", "good"))
-    assert cmp.common_images([a, b]) == ["g1", "g2", "d1", "d3"]  # the first run's order
-    # Ranks (not raw scores) across both runs: d1 top, then d3; the normal image ranked highest is g2.
-    assert cmp.pick_images([a, b], k=3) == ["d1", "d3", "g2"]
-    assert cmp.pick_images([a, b], k=2) == ["d1", "g2"]  # always the likeliest false alarm
-    assert cmp.pick_images([a, b], k=10) == ["d1", "d3", "g2", "g1"]
-    assert cmp.common_images([]) == [] and cmp.pick_images([fake_insp(0.5, names=(), scores=(), labels=())]) == []
-    assert cmp.roc_curve(fake_insp(1.0, labels=("good", "good"))) is None
-
-
-@pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-    data = make_mvtec(tmp_path_factory.mktemp("data") / "parts")
-    root = tmp_path_factory.mktemp("runs")
-    return data, make_run(root / "r4", data), make_run(root / "r8", data, config={**tiny_config(), "latent_size": 8})
-
-
-def test_real_runs_side_by_side(two_runs):
-    data, r4, r8 = two_runs
-    sides = [cmp.read_side(r4), cmp.read_side(r8)]
-    assert sides[0].input_shape == (1, 32, 32) and sides[0].method == "autoencoder" and len(sides[0].history) == 1
-    assert [r.field for r in cmp.config_diff(sides) if r.changed] == ["latent_size"]
-    assert cmp.has_model(r4) and not cmp.has_model(r4.parent)
-    insps = [inspect_run(r, data) for r in (r4, r8)]
-    row = cmp.heatmap_row(insps, cmp.pick_images(insps)[0])
-    assert len(row) == 3 and all(img.dtype == np.uint8 and img.shape[2] == 3 for img in row)
-    assert row[0].shape == row[1].shape == row[2].shape  # same size at the same input size
-    defect = next(n for n in cmp.pick_images(insps) if insps[0].labels[insps[0].names.index(n)] != "good")
-    for img in cmp.heatmap_row(insps, defect)[1:]:  # each run's map shows where the truth is
-        assert (img == TRUTH_RGB).all(axis=2).any()
-    caption = cmp.scale_caption(["r4", "r8"], insps)
-    assert "r4: " in caption and "r8: " in caption and "green: the ground truth" in caption
-    fpr, tpr = cmp.roc_curve(insps[0])
-    assert fpr[0] == 0 and tpr[-1] == 1
-    roc = cmp.roc_figure(["r4", "r8"], ["autoencoder", "autoencoder"], insps)
-    curves, chance = roc["data"][:2], roc["data"][2]
-    assert [c["name"].split(",")[0] for c in curves] == ["r4", "r8"] and chance["name"] == "chance"
-    assert curves[0]["line"]["color"] != curves[1]["line"]["color"]  # each run its own colour...
-    assert curves[0]["line"]["dash"] != curves[1]["line"]["dash"]  # and dash: equal curves stay both visible
-    loss = cmp.loss_figure(sides)  # ...the same as in its loss curves
-    assert [d["line"]["color"] for d in loss["data"] if d["name"].startswith("r4")][0] == curves[0]["line"]["color"]
-    assert curves[0]["x"] == fpr.tolist() and "AUROC" in curves[0]["name"]
-    unlabelled = SimpleNamespace(known=np.ones(3, bool), is_defect=np.zeros(3, bool), scores=np.zeros(3))
-    assert cmp.roc_figure(["u"], ["autoencoder"], [unlabelled]) is None
 
 
 def test_read_side_of_a_damaged_folder(tmp_path):

@@ -1,0 +1,132 @@
+"""Comparing how 2 to 4 runs score the same images: metrics in one table, ROCs in one figure, heatmap rows.
+
+The Compare page's scoring side, without streamlit (what differs between the runs themselves is
+`compare`'s). Each run's `inspection.Inspection` of one data set comes in; runs of every detector
+method compare alike, and runs of different input sizes on the same files of one data set.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .compare import RUN_COLOURS
+from .inspection_views import roc_curve
+from .metrics import GOOD
+from .render import as_rgb, auto_zoom, overlay_rgb, zoom
+
+ROC_DASHES = ("solid", "dash", "dot", "dashdot")  # one per run, as the colours: equal curves stay both visible
+
+METRIC_ROWS = (  # (label, Inspection attribute or metrics field, higher is better)
+    ("image AUROC", "image_auroc", True), ("image AP", "image_ap", True), ("F1 max", "f1_max", True),
+    ("pixel AUROC", "pixel_auroc", True), ("AUPRO", "aupro", True),
+)
+
+
+SHOWN_DIGITS = 4  # decimals the metric table shows; runs equal to that many places tie
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One metric across the runs; ``best`` indexes every run with the best value as shown (to
+    `SHOWN_DIGITS` places), so that tied runs are marked alike; empty when no run has a value or all tie."""
+
+    metric: str
+    values: tuple[Optional[float], ...]
+    best: tuple[int, ...]
+
+
+def metric_rows(inspections: Sequence) -> list[MetricRow]:
+    """The detection metrics of each run's `Inspection` on the same data, with the best run marked,
+    then threshold, FPR and TPR at each run's own threshold (not ranked: they are operating points)."""
+    rows = []
+    for label, attr, _ in METRIC_ROWS:
+        values = tuple(getattr(i.metrics, attr) for i in inspections)
+        shown = {k: round(float(v), SHOWN_DIGITS) for k, v in enumerate(values) if v is not None}
+        top = max(shown.values(), default=None)
+        best = tuple(k for k, v in shown.items() if v == top) if len(set(shown.values())) > 1 else ()
+        rows.append(MetricRow(label, values, best))
+    for label, attr in (("threshold", "threshold"), ("FPR", "fpr"), ("TPR", "tpr")):
+        rows.append(MetricRow(label, tuple(getattr(i, attr) for i in inspections), ()))
+    return rows
+
+
+def roc_figure(names: Sequence[str], methods: Sequence[str], inspections: Sequence) -> Optional[dict]:
+    """Every labelled run's image ROC in one plotly figure spec, in the run's colour (`RUN_COLOURS`) and
+    named with its method and AUROC, beside the chance line; None when no run has both kinds of label."""
+    data = []
+    # A dash per run besides its colour: two runs with the same curve (both perfect, say) stay both visible.
+    for name, method, insp, colour, dash in zip(names, methods, inspections, RUN_COLOURS, ROC_DASHES):
+        if (curve := roc_curve(insp)) is not None:
+            auroc = insp.metrics.image_auroc
+            data.append({"type": "scatter", "mode": "lines", "x": curve[0].tolist(), "y": curve[1].tolist(),
+                         "line": {"color": colour, "width": 3, "dash": dash},
+                         "name": f"{name}, {method}" + (f" (AUROC {auroc:.3f})" if auroc is not None else "")})
+    if not data:
+        return None
+    data.append({"type": "scatter", "mode": "lines", "x": [0, 1], "y": [0, 1], "name": "chance",
+                 "line": {"dash": "dot", "color": "gray"}})
+    # A margin past 0 and 1, so that a perfect run's curve (up the TPR axis, along the top) stays visible.
+    layout = {"title": {"text": "ROC"}, "height": 400, "xaxis": {"title": {"text": "FPR"}, "range": [-0.02, 1]},
+              "yaxis": {"title": {"text": "TPR"}, "range": [0, 1.03]}}
+    return {"data": data, "layout": layout}
+
+
+def common_images(inspections: Sequence) -> list[str]:
+    """Names of the images every run scored, in the first run's order (runs of different input
+    sizes still score the same files of one data set)."""
+    if not inspections:
+        return []
+    others = [set(i.names) for i in inspections[1:]]
+    return [n for n in inspections[0].names if all(n in o for o in others)]
+
+
+def pick_images(inspections: Sequence, k: int = 4) -> list[str]:
+    """Up to ``k`` common images worth comparing: the defective ones the runs rank highest on
+    average, and the normal one they rank highest (the likeliest false alarm). Ranks, not scores:
+    the runs' scores are on different scales."""
+    names = common_images(inspections)
+    if not names:
+        return []
+    ranks = np.zeros(len(names))
+    for insp in inspections:
+        at = {n: j for j, n in enumerate(insp.names)}
+        s = insp.scores[[at[n] for n in names]]
+        ranks += np.argsort(np.argsort(s, kind="stable"), kind="stable") / max(len(names) - 1, 1)  # 0 low .. 1 high
+    first = inspections[0]
+    label = dict(zip(first.names, first.labels))
+    order = [names[j] for j in np.argsort(-ranks, kind="stable")]
+    normal = [n for n in order if label[n] == GOOD][:1]
+    defects = [n for n in order if label[n] != GOOD][: k - len(normal)]
+    chosen = set(defects + normal)
+    rest = [n for n in order if n not in chosen][: k - len(chosen)]  # unlabelled data: the top ranked
+    return [n for n in order if n in chosen or n in rest]
+
+
+def heatmap_row(inspections: Sequence, name: str) -> list[np.ndarray]:
+    """Image ``name`` as the first run loaded it, then each run's anomaly map of it blended on the image
+    (`render.overlay_rgb`) on that run's fixed scale (`Inspection.scale`: its normal validation images'),
+    with the run's pixel-threshold contour (cyan) and the ground-truth contour (green) where a mask is
+    known; each (h, w, 3) uint8 at about the same display size whatever the run's input size."""
+    first = inspections[0]
+    i = first.names.index(name)
+    h, w = first.images[i].shape[:2]
+    row = [zoom(as_rgb(first.images[i], first.kind == "wafer"), auto_zoom(h, w))]
+    for insp in inspections:
+        j = insp.names.index(name)
+        mh, mw = insp.maps[j].shape
+        mask = None if insp.masks is None else insp.masks[j]
+        row.append(overlay_rgb(insp.images[j], insp.maps[j], insp.scale, mask, insp.kind == "wafer",
+                               auto_zoom(mh, mw)))
+    return row
+
+
+def scale_caption(names: Sequence[str], inspections: Sequence) -> str:
+    """The legend of `heatmap_row`'s colours beside `render.scale_bar_rgb`: each run's own scale and threshold."""
+    scales = "; ".join(f"{n}: {i.scale.vmin:.4g} to {i.scale.vmax:.4g}, pixel threshold {i.scale.threshold:.4g}"
+                       for n, i in zip(names, inspections))
+    truth = ", green: the ground truth" if any(i.masks is not None for i in inspections) else ""
+    return (f"Colours from low (left) to high (right) on each run's own scale ({scales}). "
+            f"Outlines: cyan, above the run's pixel threshold{truth}.")
