@@ -23,7 +23,7 @@ from . import runs
 from .config import config_text
 from .settings import applied_settings
 from .atomic import write_files
-from .inspection import Inspection
+from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
 from .render import auto_zoom, png_bytes
 

@@ -1,0 +1,227 @@
+"""The result of scoring a run on a data set: `Inspection`, and what it answers without scoring again.
+
+Its images, maps, scores and metrics, and from them: another threshold (or a target FPR) in a cheap
+copy, the confusion counts, the fixed and per-image heatmap scales and their legends, defect regions,
+the pictures of one image, and its rows for the CSV and the metric table. `inspection.inspect_run`
+makes it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+import numpy as np
+
+from .data import wafer_to_onehot
+from .metrics import GOOD, Metrics, threshold_for_fpr, too_few_normals
+from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, overlay_rgb, zoom
+from .scoring import NormStats
+from .training_data import NORMAL_LABELS
+
+UNKNOWN_LABELS = ("unlabeled", "unlabelled", "unknown", "?")  # neither normal nor a defect: left out of metrics
+
+
+def normal_label(label) -> str:
+    """'good' for any normal label (MVTec 'good', WM-811K 'none', 'normal'), else the label itself."""
+    s = str(label).strip()
+    return GOOD if s.lower() in NORMAL_LABELS or not s else s
+
+
+# --- the result ------------------------------------------------------------------------------
+
+@dataclass
+class Inspection:
+    """Scores, maps and metrics of one data set under one model and one post-processing."""
+
+    names: list[str]
+    labels: list[str]  # "good" or the defect type (normal labels such as "none" become "good")
+    scores: np.ndarray  # (N,) float32 image scores
+    mse: np.ndarray  # (N,) float32 plain per-image MSE (reference-equal)
+    maps: np.ndarray  # (N, H, W) float32, standardised by `norm` when known (0 = typical normal pixel)
+    images: np.ndarray  # (N, H, W, C) uint8 inputs
+    recon_raw: Optional[np.ndarray]  # (N, C, H, W) float32 reconstructions; None for a method without them
+    masks: Optional[np.ndarray]  # (N, H, W) bool ground truth, or None
+    metrics: Metrics
+    threshold: Optional[float]  # image-score threshold: defective when score > threshold
+    threshold_source: str
+    fpr: Optional[float]
+    tpr: Optional[float]
+    pixel_threshold: float  # in map units: contours and regions
+    norm: Optional[NormStats]
+    normal_scores: Optional[np.ndarray]  # scores of the normal reference images the threshold came from
+    normal_source: str  # "validation", "unseen normal", "training", "test good" or ""
+    kind: str  # "image" or "wafer"
+    settings: dict
+    notices: list[str] = field(default_factory=list)
+    factors: Optional[np.ndarray] = None  # (N,) the score factor in each score (a feature AE's latent novelty)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def known(self) -> np.ndarray:
+        """(N,) bool: images whose label says normal or defective (metrics use only these)."""
+        return np.array([v.lower() not in UNKNOWN_LABELS for v in self.labels], dtype=bool)
+
+    @property
+    def recon(self) -> Optional[np.ndarray]:
+        """(N, H, W, C) uint8 reconstructions (wafers: one-hot of the argmax), or None; converted on each call."""
+        return None if self.recon_raw is None else _to_uint8_hwc(self.recon_raw, self.kind == "wafer")
+
+    @property
+    def is_defect(self) -> np.ndarray:
+        return np.array([v != GOOD for v in self.labels], dtype=bool)
+
+    @property
+    def scale(self) -> HeatScale:
+        """Fixed colour scale: 0 (the normal mean) to twice the pixel threshold."""
+        vmin = 0.0
+        vmax = 2 * self.pixel_threshold if self.pixel_threshold > vmin else float(np.max(self.maps, initial=1.0))
+        return HeatScale(vmin, max(vmax, vmin + 1e-6), self.pixel_threshold)
+
+    def image_scale(self, i: int) -> HeatScale:
+        """Image ``i``'s own colour scale: its median pixel to its highest, with the run's pixel threshold.
+        Shows where this image's map peaks even when all of it lies above the fixed scale's top (a
+        defective photo whose every patch is unusual); its colours do not compare across images."""
+        m = self.maps[i]
+        lo, hi = float(np.median(m)), float(np.max(m))
+        return HeatScale(lo, max(hi, lo + 1e-6), self.pixel_threshold)
+
+    def order(self) -> np.ndarray:
+        """Indices by score, highest first."""
+        return np.argsort(-self.scores, kind="stable")
+
+    def at(self, threshold: float) -> dict:
+        """FPR, TPR and confusion counts of the labelled images at an image-score threshold."""
+        k = self.known
+        pred, y = self.scores[k] > threshold, self.is_defect[k]
+        tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
+        tn, fn = int((~pred & ~y).sum()), int((~pred & y).sum())
+        return {"threshold": float(threshold), "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+                "fpr": fp / (fp + tn) if fp + tn else None, "tpr": tp / (tp + fn) if tp + fn else None}
+
+    def with_threshold(self, threshold: float, source: str = "manual") -> "Inspection":
+        """A copy at another image threshold (cheap: maps and metrics are shared, not recomputed).
+
+        The threshold no longer comes from the target FPR, so the note on too few normal images for
+        that rate (`fpr_note`) leaves the notices; `at_target_fpr` sets one for its own rate.
+        """
+        r = self.at(threshold)
+        confusion = {k: r[k] for k in ("threshold", "tp", "fp", "tn", "fn")}
+        pix = self.pixel_threshold
+        if self.settings.get("score") in ("max", "topk") and self.factors is None:  # a score in map units
+            pix = self._to_map_units(threshold)
+        note = self.fpr_note(self.settings.get("target_fpr", 0.0))
+        return replace(self, threshold=float(threshold), threshold_source=source, fpr=r["fpr"], tpr=r["tpr"],
+                       pixel_threshold=pix, metrics=replace(self.metrics, confusion=confusion),
+                       notices=[n for n in self.notices if n != note])
+
+    def at_target_fpr(self, target_fpr: float) -> "Inspection":
+        """A copy whose threshold gives `target_fpr` on the normal reference images, with `fpr_note` for it."""
+        if self.normal_scores is None or not len(self.normal_scores):
+            raise ValueError("target_fpr: no normal reference images to take a threshold from")
+        out = self.with_threshold(threshold_for_fpr(self.normal_scores, target_fpr),
+                                  f"target FPR {target_fpr:.2%} on the {self.normal_source} images")
+        note = self.fpr_note(target_fpr)
+        return replace(out, settings={**self.settings, "target_fpr": float(target_fpr)},
+                       notices=out.notices + ([note] if note else []))
+
+    def fpr_note(self, target_fpr: float) -> Optional[str]:
+        """`metrics.too_few_normals` for the normal reference images at `target_fpr`, or None."""
+        n = 0 if self.normal_scores is None else len(self.normal_scores)
+        return too_few_normals(n, target_fpr, self.normal_source) if n else None
+
+    def units_note(self) -> str:
+        """How the image scores' units relate to the heatmap's ("" when the heatmap shows the map as it is)."""
+        if not self.norm:
+            return ""
+        return (" Scores are in the map's own units; the heatmap shows the map in standard deviations of the "
+                f"normal pixels, with the outline's pixel threshold at {self.pixel_threshold:.4g}.")
+
+    def scale_legend(self, own_scale: bool = False) -> str:
+        """What the heatmap colours mean, beside `render.scale_bar_rgb` (low on the left); ``own_scale``:
+        each image on its own (`image_scale`)."""
+        sc = self.scale
+        ref = f"the normal {self.normal_source} images" if self.normal_source else "all scored images"
+        unit = " (in standard deviations of the normal pixels above their mean)" if self.norm else ""
+        if self.threshold is not None and self.settings.get("score") in ("max", "topk") and self.factors is None:
+            top = f"its top {self.settings.get('topk_percent'):g}% of pixels average above it"
+            source = "the image threshold in map units: " + (
+                "a pixel above it alone makes the image defective" if self.settings["score"] == "max"
+                else f"the image is defective when {top}")
+        else:
+            source = "the 99th percentile of the normal pixels"
+        if own_scale:
+            return (f"Heatmap colours: each image on its own scale, from its median pixel (left) to its highest "
+                    f"(right){unit}: where each map peaks; colours do not compare across images. Cyan outline: "
+                    f"above the pixel threshold {sc.threshold:.4g} ({source}).")
+        return (f"Heatmap colours: {sc.vmin:.4g} (left) to {sc.vmax:.4g} (right){unit}, one scale for every image: "
+                f"0 is a typical pixel of {ref}, the top twice the pixel threshold, so a new threshold rescales "
+                f"every heatmap alike; cyan outline: above the pixel threshold {sc.threshold:.4g} ({source}).")
+
+    def score_text(self, i: int) -> str:
+        """Image i's score for a caption, with its two parts when it carries a factor (the map's, the factor)."""
+        s = float(self.scores[i])
+        f = None if self.factors is None else float(self.factors[i])
+        return f"score {s:.5g} = map {s / f:.4g} × latent novelty factor {f:.4g}" if f else f"score {s:.5g}"
+
+    def _to_map_units(self, v: float) -> float:
+        return float((v - self.norm.mean) / self.norm.std) if self.norm else float(v)
+
+    def regions(self, i: int, method: str = "components", threshold: Optional[float] = None, eps: float = 2.0,
+                min_samples: int = 4, min_pixels: int = 5) -> list:
+        """Defect regions of image ``i`` above ``threshold`` (map units; default the pixel threshold)."""
+        from .regions import find_regions  # sklearn's DBSCAN is slow to import; only load it when asked
+
+        thr = self.pixel_threshold if threshold is None else threshold
+        return find_regions(self.maps[i], thr, method, eps, min_samples, min_pixels)
+
+    def panels(self, i: int, factor: Optional[int] = None, pixel_threshold: Optional[float] = None,
+               own_scale: bool = False) -> dict:
+        """RGB pictures of image ``i``: input, reconstruction (when the method makes one), residual heatmap, overlay;
+        on the fixed scale, or with ``own_scale`` on the image's own (`image_scale`)."""
+        h, w = self.maps.shape[1:]
+        f = auto_zoom(h, w) if factor is None else factor
+        scale = self.image_scale(i) if own_scale else self.scale
+        scale = scale if pixel_threshold is None else replace(scale, threshold=pixel_threshold)
+        wafer = self.kind == "wafer"
+        mask = None if self.masks is None else self.masks[i]
+        out = {"input": zoom(as_rgb(self.images[i], wafer), f)}
+        if self.recon_raw is not None:  # only image i is converted: a gallery shows a few of many
+            out["reconstruction"] = zoom(as_rgb(_to_uint8_hwc(self.recon_raw[i:i + 1], wafer)[0], wafer), f)
+        out["residual"] = heat_rgb(self.maps[i], scale, f)
+        out["overlay"] = overlay_rgb(self.images[i], self.maps[i], scale, mask, wafer, f)
+        return out
+
+    def heatmap_png(self, i: int, factor: int = 1) -> bytes:
+        """PNG overlay of image ``i`` (threshold and ground-truth contours) at ``factor`` x its size."""
+        mask = None if self.masks is None else self.masks[i]
+        return heatmap_png(self.images[i], self.maps[i], self.scale, mask, self.kind == "wafer", factor)
+
+    def metric_table(self) -> list[dict]:
+        """The metrics of all labelled images, then of each defect type, one dict per row with the column names
+        Inspect shows (the keys of `metrics.METRIC_HELP`)."""
+        names = {"n": "images", "image_auroc": "image AUROC", "image_ap": "image AP", "pixel_auroc": "pixel AUROC",
+                 "aupro": "AUPRO"}
+        m = self.metrics
+        rows = [{"type": "all", "n": int(self.known.sum()), **{k: getattr(m, k) for k in list(names)[1:]}}]
+        rows += [{"type": t, **d} for t, d in m.per_type.items()]
+        return [{"defect type": r["type"], **{names.get(k, k): v for k, v in r.items() if k != "type"}} for r in rows]
+
+    def to_rows(self) -> list[dict]:
+        """One dict per image: path, label, score, mse, defective (None without a threshold)."""
+        t = self.threshold
+        return [{"path": n, "label": lab, "score": _num(s), "mse": _num(m), "defective": None if t is None else bool(s > t)}
+                for n, lab, s, m in zip(self.names, self.labels, self.scores.tolist(), self.mse.tolist())]
+
+
+def _num(v: float) -> Optional[float]:
+    return v if np.isfinite(v) else None
+
+
+def _to_uint8_hwc(recon: np.ndarray, wafer: bool) -> np.ndarray:
+    """(N, C, H, W) float reconstructions -> (N, H, W, C) uint8 (wafers: one-hot of the argmax)."""
+    if wafer:
+        return wafer_to_onehot(np.argmax(recon, axis=1))
+    out = np.clip(recon, 0.0, 1.0) * 255.0
+    return np.rint(out).astype(np.uint8).transpose(0, 2, 3, 1).copy()
