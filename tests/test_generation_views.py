@@ -4,23 +4,12 @@ import io
 import numpy as np
 import pytest
 import torch
-from test_generation import SHAPE, wafer_model, write_wafers
+from test_generation import ds, model  # noqa: F401 - fixtures: a tiny wafer model and its labelled maps
 
 from udd_core import display
 from udd_core import generation as gen
 from udd_core import generation_views as views
 from udd_core import wafer_generation as wg
-from udd_core.data import load_dataset
-
-
-@pytest.fixture
-def model():
-    return wafer_model()
-
-
-@pytest.fixture
-def ds(tmp_path):
-    return load_dataset(write_wafers(tmp_path / "w.npz"), SHAPE)
 
 
 def test_noised_view_rows_match_the_download_and_the_npz(model, ds):
