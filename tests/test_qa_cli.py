@@ -138,3 +138,27 @@ def test_argparse_refusals_are_one_line_too(argv, needle, capsys):
         main(argv)
     assert e.value.code == 2
     assert needle in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("val_split,noted", [("0", True), ("0.25", False)])
+def test_a_knn_run_without_validation_images_says_its_threshold_flags_every_unseen_image(
+        tmp_path, tiny_config, capsys, val_split, noted):
+    """QA: a latent-knn run with no validation split scores its training images 0 (each its own neighbour): the
+    threshold became 0 and the FPR 1.0, with only the general 'more false positives' note."""
+    from inspect_fixtures import make_mvtec
+
+    data = make_mvtec(tmp_path / "parts")
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(tiny_config))
+    run = tmp_path / "lk"
+    assert main(["train", str(cfg), "--method", "latent-knn", "--k", "1", "--data", str(data), "--out", str(run),
+                 "--size", "32,32", "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--precision", "float32",
+                 "--val-split", val_split]) == 0
+    capsys.readouterr()
+    assert main(["score", str(run), "--data", str(data), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    seen = [n for n in out["notices"] if "scores them as seen" in n]
+    assert bool(seen) is noted
+    if noted:
+        assert out["threshold"] == 0 and seen[0].startswith("every training image scores 0:")
+        assert "--threshold" in seen[0]

@@ -39,6 +39,14 @@ def inverted_notes(m: Metrics, scoring: str) -> list[str]:
     return notes
 
 
+def seen_scores_note(value: float) -> str:
+    """Why a threshold from training images that all score alike says nothing: a method that keeps its
+    training images (a kNN on their latent codes) scores each one as its own nearest neighbour."""
+    return (f"every training image scores {value:.4g}: this method keeps its training images and scores them as "
+            "seen, so a threshold from them flags every image it has not seen. Set a threshold by hand "
+            "(--threshold, or Threshold from: manual on Inspect), or train with a validation split")
+
+
 def _empty_metrics() -> Metrics:
     return Metrics(None, None, None, None, None, {}, None)
 
@@ -117,6 +125,8 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     if normal_source == "training":
         notices.append("the run has no validation split: normal statistics come from its training images "
                        "(expect more false positives than the target)")
+        if normal_scores is not None and len(normal_scores) and np.ptp(normal_scores) == 0:
+            notices.append(seen_scores_note(float(normal_scores[0])))
 
     y = np.array([v != GOOD for v in labels], dtype=bool)
     if threshold is not None:
