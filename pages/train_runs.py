@@ -94,6 +94,13 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
     """Resume up to a new total, for a run whose method resumes and whose status allows it."""
     if not (offer := resume_offer(run, status)):
         return
+    moved = not offer.data_path or not Path(offer.data_path).exists()
+    new_place = None
+    if moved:  # the data is not where train.json says: ask for its new place, which train.json then records
+        was = f"{offer.data_path}, which is no longer there" if offer.data_path else "data its train.json does not name"
+        new_place = st.text_input("Data: its new place", key=f"train_resume_data_{run.name}",
+                                  help=f"The run trained on {was}. Type the folder or file's new place; "
+                                       "the run records it, so Inspect and Generate find it too.").strip() or None
     r = st.columns([2, 1], vertical_alignment="bottom")
     # No minimum of done + 1: Streamlit would silently keep its old value for a smaller one typed in,
     # and Resume would train to that. A total at or below the epochs done is refused on Resume instead.
@@ -108,13 +115,12 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
         return
     try:  # the run's own data, through the cache: a resume right after a stop decodes nothing
         with st.spinner(f"Resuming {run.name}: loading its images, model and optimiser state ..."):
-            images, _ = load_images(offer.data_path, offer.input_shape, offer.tile, offer.train_on)
-            mgr.start(TrainJob.resume(runs.run_path(root, run.name), images=images, epochs=total))
+            images, _ = load_images(new_place or offer.data_path, offer.input_shape, offer.tile, offer.train_on)
+            mgr.start(TrainJob.resume(runs.run_path(root, run.name), images=images, epochs=total, data_path=new_place))
         st.rerun()
     except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged
-        moved = not offer.data_path or not Path(offer.data_path).exists()
-        st.error(f"resume {run.name}: {e}" + (f" — if the data has moved, resume with its new place: "
-                                              f"`udd train --out {run.name} --resume --data NEWPATH`" if moved else ""))
+        hint = " — if the data has moved, type its new place above" if moved and not new_place else ""
+        st.error(f"resume {run.name}: {e}{hint}")
 
 
 def run_panel(mgr: JobManager, root: Path, load_images: Callable) -> None:

@@ -89,6 +89,25 @@ def test_a_run_outside_the_runs_folder_says_how_the_app_sees_it(tmp_path, config
     assert "--out nothing: no such run folder (nor a run of that name in" in capsys.readouterr().err
 
 
+def test_resume_with_moved_data_records_its_new_place(tmp_path, config_file, image_folder, capsys):
+    """QA: resuming with --data NEWPATH trained, but train.json kept the old place, so `udd score RUN` (and
+    Inspect, Generate, the Train page's Resume) still looked there."""
+    out = tmp_path / "run"
+    assert _train(config_file, image_folder, out, "--epochs", "1") == 0
+    moved = image_folder.rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2"]) == 2  # the old place is gone
+    assert "imgs" in capsys.readouterr().err
+    assert main(["train", "--data", str(moved), "--out", str(out), "--epochs", "2", "--resume"]) == 0
+    info = json.loads((out / "train.json").read_text())
+    assert info["data"]["path"] == str(moved.resolve())
+    assert info["resumed"][-1]["data_moved_from"] == str((tmp_path / "imgs").resolve())
+    capsys.readouterr()
+    assert main(["score", str(out), "--json"]) == 0  # no --data: the new place is the run's own now
+    assert json.loads(capsys.readouterr().out)["settings"]["data"] == str(moved.resolve())
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "3"]) == 0  # and resume finds it too
+
+
 def test_a_refused_resume_changes_nothing(tmp_path, config_file, image_folder, capsys):
     out = tmp_path / "run"
     assert _train(config_file, image_folder, out, "--epochs", "1") == 0

@@ -184,6 +184,24 @@ def test_stop_resume_and_a_fast_rerun_while_training(tiny_config, data, runs_dir
     assert table(at).loc[name, "epochs"] == done + 1
 
 
+def test_resume_finds_moved_data_at_the_place_typed_and_the_run_records_it(tiny_config, data, runs_dir, tmp_path):
+    """QA: a run whose data had moved could only be resumed from the command line."""
+    at = start(page(tiny_config, data))
+    name = selected(at)
+    wait_for(at, finished)
+    assert not [t for t in at.text_input if t.key == f"train_resume_data_{name}"]  # the data is where it was
+    moved = data.rename(tmp_path / "moved")
+    at.run()
+    at.number_input(key=f"train_resume_to_{name}").set_value(2)
+    at.text_input(key=f"train_resume_data_{name}").input(str(moved)).run()
+    at.button(key="train_resume").click().run()
+    assert not at.exception and not at.error, errors(at)
+    wait_for(at, lambda a: finished(a) and len(runs.read_history(runs_dir / name)) == 2)
+    info = runs.read_train(runs_dir / name)
+    assert info["data"]["path"] == str(moved.resolve()) and info["resumed"][-1]["data_moved_from"] == str(data.resolve())
+    assert not [t for t in at.text_input if t.key == f"train_resume_data_{name}"]  # found again: no box
+
+
 def test_a_new_session_reattaches_to_the_running_job(tiny_config, data, runs_dir):
     first = start(page(tiny_config, data, train_epochs=10_000))
     name = selected(first)
@@ -224,7 +242,8 @@ def test_runs_table_shows_every_status_and_old_runs_show_their_curves(tiny_confi
     at.selectbox(key="train_run_pick").select("c-stopped").run()
     at.button(key="train_resume").click().run()  # stopped runs can be resumed, but this one has no data path
     assert not at.exception and "resume c-stopped: data:" in errors(at)
-    assert "`udd train --out c-stopped --resume --data NEWPATH`" in errors(at)  # QA: no way on from here
+    assert "if the data has moved, type its new place above" in errors(at)  # QA: no way on from here
+    assert at.text_input(key="train_resume_data_c-stopped").label == "Data: its new place"
     assert not any("no loss curve" in c.value for c in at.caption)
     at.selectbox(key="train_run_pick").select("d-dead").run()  # stopped before its first epoch ended
     assert not at.get("plotly_chart") and any("No epoch has finished" in c.value for c in at.caption)

@@ -220,7 +220,7 @@ def run_train(args: argparse.Namespace) -> int:
             ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
             images, _ = _chosen_images(ds, train_on(info))
             bar.end()
-        job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device)
+        job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device, data_path=args.data or None)
     else:
         out = _new_run_dir(args.out)
         method = args.method or "autoencoder"

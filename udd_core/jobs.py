@@ -15,7 +15,7 @@ import torch
 
 from . import runs
 from .config import load_config
-from .data import load_dataset
+from .data import load_dataset, resolved
 from .images import load_patterns
 from .methods import Detector, a_method, detector_class, fitted_in_one_pass, run_method
 from .methods.autoencoder import AutoencoderDetector
@@ -102,11 +102,12 @@ class TrainJob:
 
     @classmethod
     def resume(cls, run_dir: Union[str, Path], images: Optional[np.ndarray] = None, epochs: Optional[int] = None,
-               device: Optional[str] = None) -> "TrainJob":
+               device: Optional[str] = None, data_path: Union[str, Path, None] = None) -> "TrainJob":
         """Continue a stopped, interrupted or finished run from last.safetensors and its optimizer state.
 
         `images` are the run's training images (the normal ones, or what its train_on chose),
-        reloaded from train.json's data path when None;
+        reloaded from train.json's data path when None; `data_path` is the data's new place when it
+        has moved: train.json records it (and where it was), so scoring and generating find it too.
         `epochs` raises the total epoch count. History is appended to, never rewritten.
         """
         run_dir = Path(run_dir)
@@ -145,6 +146,10 @@ class TrainJob:
             settings = settings.replace(epochs=epochs)
         c, h, w = shape
         data = runs.train_source(info)
+        moved_from = None
+        if data_path is not None and str(resolved(data_path)) != str(data.get("path")):
+            moved_from, data = data.get("path"), {**data, "path": str(resolved(data_path))}  # absolute, as at create
+            info["data"] = data  # written with the rest below, once every check has passed
         if images is None:
             if not data.get("path"):
                 raise ValueError(f"run {run_dir.name}: train.json names no data path; pass the images")
@@ -160,7 +165,8 @@ class TrainJob:
         tr, va = split_indices(len(images), settings.val_split, settings.seed)
         info["settings"] = settings.to_dict()
         info["resumed"] = list(info.get("resumed", [])) + [{"time": runs.now_iso(), "after_epoch": done}
-                                                           | ({"phase": unit} if phase.option else {})]
+                                                           | ({"phase": unit} if phase.option else {})
+                                                           | ({"data_moved_from": moved_from} if moved_from else {})]
         runs.write_json_atomic(run_dir / runs.TRAIN_FILE, info)
         return cls(run_dir, detector, images[tr], images[va] if len(va) else None, settings, resume=True)
 
