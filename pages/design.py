@@ -32,7 +32,12 @@ def on_upload() -> None:
         design.on_upload(f.name, f.getvalue())
 
 
-design.start()
+design.start(st.query_params.get("design"))
+# The edited design rides in the URL: a refresh or a shared link opens it again.
+if (link := design.link_value()) is None:
+    st.query_params.pop("design", None)
+elif st.query_params.get("design") != link:
+    st.query_params["design"] = link
 config, unknown = parse(ss[CONFIG])
 shape = design.shape()  # (C, H, W) of the images
 

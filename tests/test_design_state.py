@@ -147,3 +147,41 @@ def test_apply_takes_a_suggested_fix(design):
     assert not report.ok and report.suggested is not None
     design.apply(report.suggested.to_dict())
     assert propagate(ss[CONFIG], design.shape()).ok
+
+
+def test_an_edited_design_rides_in_the_link_and_comes_back_from_it(design):
+    assert design.link_value() is None  # the preset as it is: nothing to carry
+    design.ss["design_h"] = 96
+    design.on_shape()
+    link = design.link_value()
+    assert link and " " not in link  # compact
+    again = DesignState({})
+    again.start(link)
+    assert again.ss[CONFIG] == design.ss[CONFIG] and again.shape() == design.shape()
+    assert again.ss["design_preset"] == PIXEL_PRESET and again.is_edited() and again.pop_notice() is None
+    assert again.link_value() == link
+
+
+@pytest.mark.parametrize("link,why", [
+    ("{not json", "could not be read"),
+    ('{"shape": [1, 0, 64], "config": {}}', "shape: expected 3 whole numbers"),
+    ('{"shape": [1, 64, 64], "config": {"block_ker": [0]}}', "drop: missing field"),
+    ("[1, 2]", "not a JSON object"),
+])
+def test_a_link_that_holds_no_design_opens_the_preset_with_a_line_why(link, why):
+    d = DesignState({})
+    d.start(link)
+    level, text = d.pop_notice()
+    assert level == "error" and why in text and text.startswith("The design in the link could not be read")
+    assert d.ss[CONFIG] == model_presets()[PIXEL_PRESET].config.to_dict()
+
+
+def test_a_session_that_has_a_design_ignores_the_link(design):
+    design.ss["design_h"] = 80
+    design.on_shape()
+    other = DesignState({}, design.presets)
+    other.start()
+    other.ss["design_w"] = 72
+    other.on_shape()
+    design.start(other.link_value())  # a link changed by hand while the session lives: the session's design stays
+    assert design.shape()[1:] == (80, model_presets()[PIXEL_PRESET].input_shape[2])

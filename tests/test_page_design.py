@@ -398,3 +398,27 @@ def test_form_values_follow_the_config_and_shape():
     feat = arch.form_values(model_presets()["feature-ae"].config.to_dict(), (1, 256, 256))
     assert feat["features"] and feat["layers"] == ["stage6", "s32"] and feat["pool"] == 3
     assert feat["blocks"] == 1 and '"latent_size": 32' in feat["json"]
+
+
+def test_an_edited_design_is_in_the_url_and_a_fresh_session_opens_it(at):
+    """QA: a browser refresh threw the edited design away; it now rides in `?design=`."""
+    assert "design" not in at.query_params  # the preset, unedited: a clean URL
+    at.number_input(key="design_h").set_value(96).run()
+    link = at.query_params["design"]
+    link = link[0] if isinstance(link, list) else link
+    fresh = AppTest.from_file(str(ROOT / "pages" / "design.py"), default_timeout=TIMEOUT)
+    fresh.query_params["design"] = link
+    fresh.run()
+    assert not fresh.exception and not fresh.error
+    assert config_of(fresh) == config_of(at) and fresh.number_input(key="design_h").value == 96
+    at.button(key="design_reload").click().run()  # back to the preset: the URL is clean again
+    assert "design" not in at.query_params
+
+
+def test_a_broken_design_link_opens_the_preset_with_one_line(at):
+    fresh = AppTest.from_file(str(ROOT / "pages" / "design.py"), default_timeout=TIMEOUT)
+    fresh.query_params["design"] = '{"shape": [1, 64], "config": {}}'
+    fresh.run()
+    assert not fresh.exception
+    assert "The design in the link could not be read (shape: expected 3 whole numbers" in errors(fresh)
+    assert config_of(fresh) == config_of(at)

@@ -8,12 +8,13 @@ read them: `design_config` (a valid config as a JSON-ready dict) and `design_inp
 """
 from __future__ import annotations
 
+import json
 from typing import Any, MutableMapping, Optional
 
 from . import architecture as arch
 from .config import AEConfig, noting_warnings, parse_config
 from .feature_input import parse_input
-from .image_shapes import image_channels
+from .image_shapes import MAX_SIDE, image_channels
 from .presets import PIXEL_PRESET, ModelPreset, model_presets
 
 CONFIG, SHAPE = "design_config", "design_input_shape"  # read by the Train page: keep the names
@@ -56,12 +57,41 @@ class DesignState:
         """(level, text) left by the last callback, shown once."""
         return self.ss.pop(key, None)
 
+    def link_value(self) -> Optional[str]:
+        """The design as one compact JSON text for the page's URL (`?design=`), so that a browser refresh or a
+        shared link opens it again; None while the design is its preset's, unedited (the URL stays clean)."""
+        if not self.is_edited():
+            return None
+        return json.dumps({"preset": self.ss["design_preset"], "shape": list(self.shape()), "config": self.ss[CONFIG]},
+                          separators=(",", ":"))
+
+    def restore_link(self, text: str) -> None:
+        """Open the design a `link_value` text holds; a text that is not one leaves a one-line notice and the
+        default preset."""
+        try:
+            d = json.loads(text)
+            if not isinstance(d, dict):
+                raise ValueError("not a JSON object")
+            shape = tuple(d.get("shape") or ())
+            if len(shape) != 3 or not all(isinstance(v, int) and 1 <= v <= MAX_SIDE for v in shape):
+                raise ValueError(f"shape: expected 3 whole numbers from 1 to {MAX_SIDE}, got {d.get('shape')!r}")
+            config = parse(d.get("config"))[0]
+        except ValueError as e:  # json's JSONDecodeError is one
+            self.ss["design_notice"] = ("error", f"The design in the link could not be read ({e}); the preset is "
+                                                 "loaded instead.")
+            return
+        preset = d.get("preset") if d.get("preset") in self.presets else PIXEL_PRESET
+        self.ss["design_preset"] = self.ss[PRESET_NAME] = preset
+        self.set_config(config, shape)
+
     # --- the top of every run ---------------------------------------------------------------------
-    def start(self) -> None:
-        """Before any widget is drawn: a first visit loads the default preset, a stored design that no longer
-        parses is replaced, pending table edits are folded in, and widgets that lost their state (another page
-        was shown) get it back."""
+    def start(self, link: Optional[str] = None) -> None:
+        """Before any widget is drawn: a first visit opens the design in the link (`link_value`), else the
+        default preset; a stored design that no longer parses is replaced, pending table edits are folded in,
+        and widgets that lost their state (another page was shown) get it back."""
         ss = self.ss
+        if (CONFIG not in ss or SHAPE not in ss) and link:
+            self.restore_link(link)
         if CONFIG not in ss or SHAPE not in ss:
             ss["design_preset"] = PIXEL_PRESET
             self.load_preset()

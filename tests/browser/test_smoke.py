@@ -1,5 +1,6 @@
 """The app starts under `streamlit run` and opens on the Design page with no exception."""
 from appdriver import assert_no_exception, open_app, shot
+from playwright.sync_api import expect
 
 
 def test_app_opens_on_design_page(app_server, page):
@@ -43,4 +44,20 @@ def test_a_config_upload_too_large_for_a_config_gets_a_line_naming_the_file(app_
     page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(big))
     page.get_by_text("weights.json: config: text is 2000000 bytes, more than the 1000000 allowed").wait_for()
     shot(page, "00-design-upload-too-large")
+    assert_no_exception(page)
+
+
+def test_a_refresh_keeps_the_edited_design(app_server, page):
+    """QA: a browser refresh threw the edited design away (back to the preset); it rides in the URL now."""
+    open_app(page, app_server.url)
+    height = page.get_by_role("spinbutton", name="Height (H)", exact=True)
+    height.fill("96")
+    height.press("Enter")
+    page.wait_for_url(lambda url: "design=" in url, timeout=30_000)
+    page.get_by_text("Edited: the design below is no longer this preset's").wait_for()
+    page.reload()
+    page.locator('[data-testid="stMain"] h1', has_text="Design").first.wait_for(timeout=60_000)
+    page.get_by_text("Edited: the design below is no longer this preset's").wait_for()
+    expect(page.get_by_role("spinbutton", name="Height (H)", exact=True)).to_have_value("96")
+    assert "design=" in page.url
     assert_no_exception(page)
