@@ -33,6 +33,12 @@ def test_histogram_shows_each_group_once_on_shared_bins(insp):
     assert names[:2] == ["normal (this data)", "defective"]
     assert len(fig["data"][1]["x"]) == int(insp.is_defect.sum())
     assert len({str(t["xbins"]) for t in fig["data"]}) == 1  # one set of bins: the bars compare
+    bins = fig["data"][0]["xbins"]
+    for t in fig["data"]:  # QA: the highest score sat on the last bin's open edge, and plotly left it out
+        x = np.asarray(t["x"])
+        assert ((x >= bins["start"]) & (x < bins["end"])).all()
+    assert max(max(t["x"]) for t in fig["data"]) + 1e-12 < bins["end"] <= max(max(t["x"]) for t in fig["data"]) \
+        + 1.0001 * bins["size"]
     assert (insp.normal_source != "test good") == (len(names) == 3)  # the threshold's reference, when other
     assert fig["layout"]["shapes"][0]["x0"] == insp.threshold
     go.Figure(fig)  # a valid plotly spec

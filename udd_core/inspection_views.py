@@ -45,8 +45,10 @@ def score_histogram(insp, normal_scores: Optional[np.ndarray] = None, normal_sou
     from `normal_source`) when they are not this data's own good images; the threshold as a line."""
     extra = normal_scores is not None and len(normal_scores) > 0 and normal_source != "test good"
     pool = np.concatenate([insp.scores, normal_scores if extra else []])  # (N [+ M],)
-    bins = {"start": float(pool.min()), "end": float(pool.max()),
-            "size": max(float(np.ptp(pool)) / HISTOGRAM_BINS, 1e-12)}
+    size = max(float(np.ptp(pool)) / HISTOGRAM_BINS, 1e-12)
+    # Plotly's bins are half-open [edge, next edge): an end at the highest score would drop that image
+    # (the worst defect, or the worst false alarm), so the last bin reaches one size past it.
+    bins = {"start": float(pool.min()), "end": float(pool.max()) + size, "size": size}
     known, defect = insp.known, insp.is_defect
     parts = [("normal (this data)", insp.scores[known & ~defect], NORMAL),
              ("defective", insp.scores[known & defect], DEFECTIVE)]
