@@ -108,6 +108,29 @@ def test_resume_with_moved_data_records_its_new_place(tmp_path, config_file, ima
     assert main(["train", "--out", str(out), "--resume", "--epochs", "3"]) == 0  # and resume finds it too
 
 
+def test_resume_refuses_other_data_before_it_touches_the_run(tmp_path, config_file, image_folder, capsys):
+    """QA: a resume checked only the image count, so wafer maps (or other photos) of the same number trained
+    the run on, and replaced its best model."""
+    out = tmp_path / "run"
+    assert _train(config_file, image_folder, out, "--epochs", "1") == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    wafers = Path(__file__).resolve().parents[1] / "sample_data" / "wafer_maps_26x26.npz"
+    others = tmp_path / "others"
+    others.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(8):  # as many images as the run's, other content
+        Image.fromarray((rng.random((32, 32)) * 255).astype(np.uint8), "L").save(others / f"{i}.png")
+    for data, needle in ((wafers, f"{wafers}: run run was trained on images, these are wafer maps; resume needs "
+                                  "the same data"),
+                         (others, "run run: these are not the images it was trained on (the same number, other "
+                                  "content); resume needs the same data")):
+        capsys.readouterr()
+        assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "3", "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing changed
+
+
 def test_a_refused_resume_changes_nothing(tmp_path, config_file, image_folder, capsys):
     out = tmp_path / "run"
     assert _train(config_file, image_folder, out, "--epochs", "1") == 0

@@ -376,6 +376,8 @@ def test_resume_refusals(tmp_path, tiny_config):
         TrainJob.resume(job.run_dir, make_images(12))
     with pytest.raises(ValueError, match="same data"):
         TrainJob.resume(job.run_dir, make_images(10), epochs=3)
+    with pytest.raises(ValueError, match="not the images it was trained on"):  # same count, other content
+        TrainJob.resume(job.run_dir, make_images(12, seed=1), epochs=3)
     runs.write_status(job.run_dir, "running")  # as if another live process trained it
     with pytest.raises(ValueError, match="still being trained"):
         TrainJob.resume(job.run_dir, make_images(12), epochs=3)

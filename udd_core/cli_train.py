@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, runs_root, silence_output
 from .data import data_kind, load_dataset
-from .jobs import TrainJob, checked_settings
+from .jobs import TrainJob, check_resume_data, checked_settings
 from .methods import check_choice, detector_class
 from .model import build_model
 from .progress import ProgressLine
@@ -28,13 +28,14 @@ from .losses import check_fits_data, check_loss_fits
 from .training_data import training_images
 
 
-def _chosen_images(ds, train_on: str):
-    """training_data.training_images, its refusals named by the option the user typed."""
+def _chosen_images(ds, train_on: str, field: str = "--train-on"):
+    """training_data.training_images, its refusals named by `field`: the option the user typed, or on a resume
+    the run's own setting (the user typed none)."""
     try:
         return training_images(ds, train_on)
     except ValueError as e:
         msg = str(e)
-        raise UsageError("--train-on: " + msg.split(": ", 1)[1] if msg.startswith("train_on: ") else msg) from None
+        raise UsageError(f"{field}: " + msg.split(": ", 1)[1] if msg.startswith("train_on: ") else msg) from None
 
 
 def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
@@ -217,8 +218,9 @@ def run_train(args: argparse.Namespace) -> int:
             shape = train_shape(info)
             if shape is None:
                 raise UsageError(f"--out {out}: not a run folder to resume (no readable train.json)")
+            check_resume_data(info, args.data, out.name)  # before loading: the other kind is refused in one line
             ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
-            images, _ = _chosen_images(ds, train_on(info))
+            images, _ = _chosen_images(ds, train_on(info), f"--data {args.data} (the run's train_on)")
             bar.end()
         job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device, data_path=args.data or None)
     else:

@@ -2,6 +2,7 @@
 `JobManager` holds one process's jobs by run name so a page refresh finds its job again."""
 from __future__ import annotations
 
+import hashlib
 import sys
 import threading
 import traceback
@@ -15,7 +16,7 @@ import torch
 
 from . import runs
 from .config import load_config
-from .data import load_dataset, resolved
+from .data import data_kind, kind_mismatch, load_dataset, resolved
 from .images import load_patterns
 from .methods import Detector, a_method, detector_class, fitted_in_one_pass, run_method
 from .methods.autoencoder import AutoencoderDetector
@@ -92,7 +93,8 @@ class TrainJob:
         info = {"method": method, "options": dict(options or {}),
                 "settings": applied_settings(settings.to_dict(), detector.trains_epochs),
                 "input_shape": list(input_shape),
-                "data": {**dict(source or {}), "count": len(images), "n_train": len(tr), "n_val": len(va)},
+                "data": {**dict(source or {}), "count": len(images), "n_train": len(tr), "n_val": len(va),
+                         "digest": images_digest(images)},
                 "versions": {"udd": __version__, "torch": torch.__version__, "numpy": np.__version__,
                              "python": sys.version.split()[0]},
                 "created": runs.now_iso(), "resumed": []}
@@ -148,6 +150,7 @@ class TrainJob:
         data = runs.train_source(info)
         moved_from = None
         if data_path is not None and str(resolved(data_path)) != str(data.get("path")):
+            check_resume_data(info, data_path, run_dir.name)
             moved_from, data = data.get("path"), {**data, "path": str(resolved(data_path))}  # absolute, as at create
             info["data"] = data  # written with the rest below, once every check has passed
         if images is None:
@@ -158,6 +161,9 @@ class TrainJob:
         if data.get("count") not in (None, len(images)):
             raise ValueError(f"run {run_dir.name}: was trained on {data['count']} images, got {len(images)}; "
                              "resume needs the same data")
+        if data.get("digest") not in (None, images_digest(images)):  # runs made before the digest have none
+            raise ValueError(f"run {run_dir.name}: these are not the images it was trained on (the same number, "
+                             "other content); resume needs the same data")
         config = load_config(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else None
         detector = detector_class(method).build((c, h, w), options or None, config, settings.seed)
         check_images(images, (c, h, w), "images")
@@ -219,6 +225,24 @@ class TrainJob:
     def snapshot(self) -> Progress:
         """A frozen copy of the progress, cheap enough to poll several times a second."""
         return self._board.snapshot()
+
+
+def images_digest(images: np.ndarray) -> str:
+    """A fingerprint of a run's training images (N, H, W, C) uint8, as loaded at its size: a resume checks
+    that it trains on the same images, wherever they now lie (the count alone let other data through)."""
+    h = hashlib.sha1(repr(images.shape).encode())
+    h.update(np.ascontiguousarray(images).data)
+    return h.hexdigest()
+
+
+def check_resume_data(info: Mapping[str, Any], data_path: Union[str, Path], run_name: str) -> None:
+    """Refuse, in one line and before anything loads, resume data of the other kind than the run's
+    (wafer maps for a run trained on images, or the other way round)."""
+    recorded, given = runs.train_source(info).get("kind"), data_kind(data_path)
+    if kind_mismatch(recorded, given):
+        what = {True: "wafer maps", False: "images"}
+        raise ValueError(f"{data_path}: run {run_name} was trained on {what[recorded == 'wafer']}, these are "
+                         f"{what[given == 'wafer']}; resume needs the same data")
 
 
 @dataclass(frozen=True)
