@@ -231,8 +231,11 @@ def test_model_preset_name_as_config(tmp_path, image_folder, capsys):
     assert "resized to 64x64" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupt_stops_the_run_cleanly(tmp_path, config_file, image_folder, sig):
+@pytest.mark.parametrize("sig,times", [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGINT, 2)],
+                         ids=["SIGINT", "SIGTERM", "SIGTERM-twice", "SIGINT-twice"])
+def test_interrupt_stops_the_run_cleanly(tmp_path, config_file, image_folder, sig, times):
+    """QA: a second SIGTERM while the run wound down (GNU timeout signals the process and its group) aborted
+    it (exit 134), leaving the run "running" with no calibration."""
     udd = Path(sys.executable).parent / "udd"
     if not udd.exists():
         pytest.skip("the udd console script is not installed next to this python")
@@ -251,7 +254,9 @@ def test_interrupt_stops_the_run_cleanly(tmp_path, config_file, image_folder, si
             assert time.monotonic() - t0 < 90, "training never finished an epoch"
             time.sleep(0.1)
         t_int = time.monotonic()
-        proc.send_signal(sig)
+        for _ in range(times):
+            proc.send_signal(sig)
+            time.sleep(0.05)
         _, err = proc.communicate(timeout=30)
         waited = time.monotonic() - t_int
     finally:

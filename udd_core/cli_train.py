@@ -126,15 +126,27 @@ def _check_memory(path: str, shape: tuple[int, int, int], per_image_features: in
         raise UsageError(f"--size {shape[1]},{shape[2]}: {short}; give a smaller --size")
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+def _stop_signals() -> dict:
+    """Make the first Ctrl-C or SIGTERM (kill, a container stop) raise KeyboardInterrupt, and every later one do
+    nothing while the job winds down: a second signal (GNU timeout sends SIGTERM to the process and to its
+    group) used to abort mid-checkpoint and leave the run "running". Returns the handlers it replaced."""
+    first = threading.Event()
+
+    def stop(signum, frame):
+        if not first.is_set():
+            first.set()
+            raise KeyboardInterrupt
+
+    old = {signal.SIGTERM: signal.signal(signal.SIGTERM, stop)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an inherited SIG_IGN stays ignored
+        old[signal.SIGINT] = signal.signal(signal.SIGINT, stop)
+    return old
 
 
 def _watch(job, bar: ProgressLine) -> int:
     """Follow a started job until it ends; Ctrl-C (or SIGTERM) stops it gracefully (exit 130)."""
     main_thread = threading.current_thread() is threading.main_thread()
-    # SIGTERM (kill, a container stop) gets the same clean stop as Ctrl-C instead of a dead "running" run.
-    old_term = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    old_handlers = _stop_signals() if main_thread else {}
     try:
         while not job.join(0.2):
             bar.show(job.snapshot())
@@ -149,20 +161,19 @@ def _watch(job, bar: ProgressLine) -> int:
         job.stop()
         bar.end()
         print("udd train: stopping, saving the model ...", file=sys.stderr)
-        # A second Ctrl-C must not kill the checkpoint half-written: ignore it while the job winds down.
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
-        try:
-            job.join(60)
-        finally:
-            if main_thread:
-                signal.signal(signal.SIGINT, old)
+        job.join(60)  # a second Ctrl-C or SIGTERM does nothing now (_stop_signals): the checkpoint is written whole
+        if main_thread:  # nor until the process exits: at its end Python resets its own handlers to the default
+            # (not SIG_IGN), and a late second signal would turn the clean 130 into a kill
+            for sig in old_handlers:
+                signal.signal(sig, signal.SIG_IGN)
+            old_handlers.clear()
         p = job.snapshot()
         print(f"udd train: {p.message}; run left in {job.run_dir}", file=sys.stderr)
         _app_hint(job.run_dir)
         return 130
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, old_term)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
     p = job.snapshot()
     bar.show(p)
     bar.end()
