@@ -50,7 +50,7 @@ def test_rgb_to_gray_uses_pillow_luminance(tmp_path):
     s = load_dataset(tmp_path, (1, 8, 8))
     expect = np.asarray(Image.fromarray(rgb).convert("L"))
     assert np.array_equal(s.images[0, ..., 0], expect)
-    assert any("1 RGB images converted to 1 channel by luminance" in n for n in s.notices)
+    assert any("1 RGB image converted to 1 channel by luminance" in n for n in s.notices)
 
 
 def test_broken_files_are_skipped_with_notices(tmp_path):
@@ -114,8 +114,25 @@ def test_decode_one_unreadable_mask_is_a_note(tmp_path):
 
 def test_conversion_notices_count_and_size():
     text = conversion_notices(Counter({"resized": 3, "palette": 1, "YCbCr": 2}), "32x48")
-    assert sorted(text) == ["1 palette images expanded to RGB", "2 YCbCr images converted to RGB",
-                            "3 images resized to 32x48 (bilinear)"]
+    assert sorted(text) == ["1 palette image expanded to RGB", "2 YCbCr images converted to RGB",
+                            "3 images resized to 32x48 (bilinear)"]  # QA: "1 palette images"
+
+
+def test_a_mask_of_another_size_or_with_many_values_is_noted(tmp_path):
+    """QA: a 10x10 mask was stretched over its 219x264 photo, and a mask of random values taken as it was,
+    both without a word, and the pixel metrics reported as valid."""
+    src = png(tmp_path / "a.png", gray(20, 24))
+    small = png(tmp_path / "a_mask.png", np.full((10, 10), 255, np.uint8))
+    _, masks, tags, note = decode_one(src, small, (8, 8, 1), tile=False)
+    assert note == "mask a_mask.png is 10x10, its image 24x20: stretched over the image; check that it belongs to it"
+    assert masks.all() and "mask-levels" not in tags
+    levels = png(tmp_path / "b_mask.png", (np.arange(20 * 24).reshape(20, 24) % 7 * 30).astype(np.uint8))
+    _, masks, tags, note = decode_one(src, levels, (8, 8, 1), tile=False)
+    assert note is None and tags.count("mask-levels") == 1
+    assert conversion_notices(Counter(tags), "8x8")[0] == ("1 defect mask with more than two values: every value "
+                                                           "above 0 counts as defect")
+    fine = png(tmp_path / "c_mask.png", np.where(np.arange(20 * 24).reshape(20, 24) % 2, 255, 0).astype(np.uint8))
+    assert decode_one(src, fine, (8, 8, 1), tile=False)[3] is None  # a right-sized 0/255 mask: nothing to say
 
 
 def test_load_patterns_skips_broken_and_names_empty_folder(tmp_path):

@@ -209,7 +209,8 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
     if kind == "mvtec" and not has_masks and any(lab != "good" for lab in labels):
         notices.append("no defect masks found in ground_truth/; the set has no masks")
     if missing_masks:
-        notices.append(f"{missing_masks} defect images have no mask in ground_truth/; treated as empty")
+        notices.append(f"{missing_masks} defect image{'s' * (missing_masks != 1)} {'have' if missing_masks != 1 else 'has'} "
+                       "no mask in ground_truth/; treated as empty")
     if tile:
         notices.append(f"{len(images)} images cut into {len(names)} tiles of {h}x{w}")
     return ImageSet(np.concatenate(images), labels, names, np.concatenate(masks) if has_masks else None,

@@ -106,21 +106,22 @@ def to_8bit(im: Image.Image) -> tuple[Image.Image, str | None]:
     return im.convert("RGB"), mode  # CMYK, YCbCr, LAB, HSV
 
 
-_CONVERSION_TEXT = {
-    "1-bit": "{n} 1-bit images converted to 8-bit",
-    "16-bit": "{n} 16-bit images scaled to 8 bits (0..65535 -> 0..255)",
-    "float": "{n} floating-point images scaled to 8 bits",
-    "alpha": "{n} images with transparency composited onto black",
-    "palette": "{n} palette images expanded to RGB",
-    "to-gray": "{n} RGB images converted to 1 channel by luminance (ITU-R 601-2)",
-    "to-rgb": "{n} grayscale images repeated to 3 channels",
-    "resized": "{n} images resized to {hw} (bilinear)",
+_CONVERSION_TEXT = {  # {s}: the plural's "s", so that one image reads "1 ... image"
+    "1-bit": "{n} 1-bit image{s} converted to 8-bit",
+    "16-bit": "{n} 16-bit image{s} scaled to 8 bits (0..65535 -> 0..255)",
+    "float": "{n} floating-point image{s} scaled to 8 bits",
+    "alpha": "{n} image{s} with transparency composited onto black",
+    "palette": "{n} palette image{s} expanded to RGB",
+    "to-gray": "{n} RGB image{s} converted to 1 channel by luminance (ITU-R 601-2)",
+    "to-rgb": "{n} grayscale image{s} repeated to 3 channels",
+    "resized": "{n} image{s} resized to {hw} (bilinear)",
+    "mask-levels": "{n} defect mask{s} with more than two values: every value above 0 counts as defect",
 }
 
 
 def conversion_notices(counts: Mapping[str, int], hw: str) -> list[str]:
     """One notice per conversion tag of `decode_one` (tag -> image count); `hw` is the "HxW" size."""
-    return [_CONVERSION_TEXT.get(tag, "{n} " + tag + " images converted to RGB").format(n=n, hw=hw)
+    return [_CONVERSION_TEXT.get(tag, "{n} " + tag + " image{s} converted to RGB").format(n=n, hw=hw, s="s" * (n != 1))
             for tag, n in sorted(counts.items())]
 
 
@@ -164,8 +165,13 @@ def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], t
     if mask_path is not None:
         try:
             m = open_image(mask_path).convert("L")
+            if m.size != tuple(full):  # a mask of another image, or a thumbnail: its outline lands elsewhere
+                note = (f"mask {mask_path.name} is {m.size[0]}x{m.size[1]}, its image {full[0]}x{full[1]}: "
+                        "stretched over the image; check that it belongs to it")
             if tile and m.size != size:
-                m, note = m.resize(size, Image.NEAREST), f"mask of {src.name} resized to its image"
+                m = m.resize(size, Image.NEAREST)
+            if len(np.unique(np.asarray(m))) > 2:  # anti-aliased edges, or no mask at all: > 0 is taken as defect
+                tags.append("mask-levels")
             m = _tiles(np.asarray(m), h, w) if tile else np.asarray(m.resize((w, h), Image.NEAREST))[None]
             masks = m > 0
         except DECODE_ERRORS as exc:
