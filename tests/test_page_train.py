@@ -225,6 +225,7 @@ def test_runs_table_shows_every_status_and_old_runs_show_their_curves(tiny_confi
         for e in (1, 2, 3):
             runs.append_history(d, {"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.5 / e})
         runs.write_status(d, status, f"{status} here")
+        (d / runs.LAST_WEIGHTS).write_bytes(b"")  # a save to resume from (its content is never read here)
     d = runs.new_run(runs_dir, "d-dead")  # "running", but its process is gone
     runs.write_json_atomic(d / runs.TRAIN_FILE, {"settings": {}, "input_shape": [1, 32, 32], "created": "2024"})
     runs.write_json_atomic(d / runs.STATUS_FILE, {"status": "running", "pid": 2**22 + 12345,

@@ -1,6 +1,7 @@
 """Training: settings, losses, the loop (checkpoints, reproducibility, failures) and the job."""
 import json
 import math
+import os
 import threading
 import time
 from datetime import datetime
@@ -15,7 +16,7 @@ from udd_core import train as train_mod
 from udd_core.config import parse_config
 from udd_core.losses import LOSSES, SOFTMAX_LOSSES, make_loss
 from udd_core.model import AutoEncoder, load_model
-from udd_core.jobs import JobManager, TrainJob
+from udd_core.jobs import JobManager, TrainJob, images_digest, resume_offer
 from udd_core.settings import TrainSettings, form_values, settings_from_form, training_presets
 from udd_core.scoring import calibrate
 from udd_core.train import TrainingFailed, seeded_model, train
@@ -296,7 +297,9 @@ def test_create_writes_train_json_and_refuses_a_used_folder(tmp_path, tiny_confi
     job = _job(tmp_path, tiny_config, epochs=3, val_split=0.25)
     info = json.loads((tmp_path / "r" / "train.json").read_text())
     assert info["settings"]["epochs"] == 3 and info["input_shape"] == [1, 32, 32]
-    assert info["data"] == {"path": "synthetic", "count": 12, "n_train": 9, "n_val": 3}
+    assert info["data"] == {"path": "synthetic", "count": 12, "n_train": 9, "n_val": 3,
+                            "digest": images_digest(make_images(12))}
+    assert images_digest(make_images(12, seed=1)) != info["data"]["digest"]
     assert set(info["versions"]) >= {"torch", "numpy", "udd"} and info["created"]
     assert (job.n_train, job.n_val) == (9, 3)
     with pytest.raises(ValueError, match="not empty"):
@@ -357,6 +360,27 @@ def test_job_progress_stop_and_resume(tmp_path, tiny_config):
     assert len(q.train_loss) == done + 2 and q.train_loss[:done] == p.train_loss[:done]
     info = json.loads((job.run_dir / "train.json").read_text())
     assert info["settings"]["epochs"] == done + 2 and info["resumed"][0]["after_epoch"] == done
+
+
+def test_a_started_run_is_running_before_its_first_epoch_and_a_run_never_saved_offers_no_resume(tmp_path, tiny_config):
+    """QA: a run read "stopped, created; not started yet" while it computed its features, and one whose process
+    died then offered a Resume that could only fail (no last.safetensors)."""
+    job = _job(tmp_path, tiny_config, epochs=1)
+    assert runs.read_status(job.run_dir)["status"] == "stopped"
+    info = next(r for r in runs.list_runs(tmp_path) if r.name == "r")
+    assert resume_offer(info, "stopped") is None  # nothing saved yet: nothing to resume
+    seen, real = {}, job.detector.fit
+
+    def fit(*args, **kw):
+        seen.update(runs.read_status(job.run_dir))  # what another page sees as the fit begins
+        return real(*args, **kw)
+
+    job.detector.fit = fit
+    job.start()
+    assert job.join(30)
+    assert seen["status"] == "running" and seen["message"] == "starting" and seen["pid"] == os.getpid()
+    assert seen["epochs"] == 1
+    assert resume_offer(info, "finished") is not None  # saved now: a resume can train it on
 
 
 def test_stop_in_the_first_epoch_still_leaves_a_loadable_model(tmp_path, tiny_config):
@@ -514,6 +538,7 @@ def test_resume_offer_follows_the_status_the_method_and_the_plan(tmp_path):
     run.mkdir()
     (run / runs.TRAIN_FILE).write_text(json.dumps({"settings": {"epochs": 30}, "input_shape": [1, 32, 32],
                                                    "data": {"path": "/d", "tile": True}}))
+    (run / runs.LAST_WEIGHTS).write_bytes(b"")  # a resume needs a save to start from; its content is not read here
 
     def info(done: int) -> runs.RunInfo:  # the epochs done are counted in the history, as a resume counts them
         (run / runs.HISTORY_FILE).write_text("".join(json.dumps({"epoch": e + 1}) + "\n" for e in range(done)))

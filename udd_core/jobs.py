@@ -187,6 +187,12 @@ class TrainJob:
 
     def _run(self) -> None:
         train_images, val_images = self._data
+        # From now on the run is live: "running" with this process's id, so that other pages, Compare and a
+        # later look at the folder see it so (and "interrupted" should the process die before its first epoch,
+        # e.g. while a feature AE computes its features), not "stopped, created; not started yet".
+        was = runs.read_status(self.run_dir)
+        runs.write_status(self.run_dir, "running", "starting",
+                          **{k: was[k] for k in ("epoch", "epochs") if k in was})
         try:
             self.detector.fit(train_images, val_images, self.settings, self.run_dir,
                               stop_event=self._stop, board=self._board, resume=self._resume)
@@ -273,6 +279,8 @@ def resume_offer(run: runs.RunInfo, status: str) -> Optional[ResumeOffer]:
     except ValueError:  # an unknown method or a damaged method.json: nothing to resume with
         return None
     if status not in ("stopped", "interrupted", "finished") or not cls.resumable:
+        return None
+    if not (run.path / runs.LAST_WEIGHTS).is_file():  # stopped before its first save: nothing to resume from
         return None
     info = runs.read_train(run.path)
     shape, data = runs.train_shape(info), runs.train_source(info)

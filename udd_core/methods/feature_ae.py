@@ -25,6 +25,7 @@ and error weight, and the training codes (N, D) with their spread (N,), written 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -217,10 +218,15 @@ class FeatureAEDetector(Detector):
         n_all = len(train_images) + (0 if val_images is None else len(val_images))
         board.update(status="running", message=f"computing features of {n_all} images "
                      f"({feature_cache_bytes(self.spec, self.input_shape, n_all) / 2**20:.0f} MiB cache)")
-        done = [0]
+        done, beat = [0], [time.monotonic()]
+        counts = {k: v for k, v in runs.read_status(run_dir).items() if k in ("epoch", "epochs")}  # a resume's
 
         def tick(k: int, n: int) -> None:
-            board.update(message=f"computing features: {done[0] + k}/{n_all} images")
+            message = f"computing features: {done[0] + k}/{n_all} images"
+            board.update(message=message)
+            if time.monotonic() - beat[0] > 5.0:  # status.json's heartbeat: a long cache is not a dead run
+                beat[0] = time.monotonic()
+                runs.write_status(run_dir, "running", message, **counts)
 
         train_f = cache_features(extractor, train_images, dev, stop_event, tick)
         done[0] = len(train_images)
