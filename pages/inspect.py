@@ -166,7 +166,8 @@ cols[7].metric("threshold", f"{insp.threshold:.3g}", help=METRIC_HELP["threshold
 st.caption(f"Threshold: {insp.threshold_source}. An image is defective when its score is above it. "
            "Heatmaps share one scale from the normal images (0 = a typical normal pixel, top = twice the pixel "
            "threshold); "
-           "cyan outline: pixels above the pixel threshold; green outline: ground truth.")
+           "cyan outline: pixels above the pixel threshold" + ("; green outline: ground truth." if insp.masks is not None
+                                                               else "."))
 own = st.toggle("Each heatmap on its own colour scale", key="insp_own_scale",
                 help="Off: one scale for every image, so colours compare across images. On: each image from its "
                      "median pixel to its highest, to see where its map peaks when all of it is above the fixed "

@@ -12,6 +12,7 @@ from inspect_fixtures import make_mvtec, make_run
 from udd_core import runs
 from udd_core.inspection import inspect_run
 from udd_core.report import build_report, loss_curve_svg
+from udd_core.render import scale_bar_rgb
 from udd_core.settings import ONE_PASS_FIELDS
 
 
@@ -38,9 +39,16 @@ def test_report_is_self_contained_and_complete(insp):
     ran = {r["precision"] for r in runs.read_history(insp.settings["model"])}
     assert f"<th>precision used</th><td>{ran.pop()} in all " in page and not ran
     imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(imgs) == 3 * 3  # input, reconstruction, overlay for each worst image
+    assert len(imgs) == 3 * 3 + 1  # input, reconstruction, overlay for each worst image; the colour bar
     first = Image.open(io.BytesIO(base64.b64decode(imgs[0])))
     assert first.size[0] >= 32
+    # QA: the legend named a left and a right of colours the report never drew
+    bar = re.search(r'<p class="legend scale"><span>([^<]+)</span><img alt="colour scale" src="data:image/png;base64,'
+                    r'([^"]+)"><span>([^<]+)</span>', page)
+    assert (float(bar.group(1)), float(bar.group(3))) == pytest.approx((insp.scale.vmin, insp.scale.vmax), rel=1e-3)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(bar.group(2))))),
+                                  scale_bar_rgb(256, 14))
+    assert ("Green outline: ground-truth defect." in page) == (insp.masks is not None)
 
 
 def test_report_lists_the_worst_images_first(insp):
@@ -65,6 +73,8 @@ def test_report_shows_the_missed_defects_and_false_alarms_nearest_the_threshold(
     assert high.names[missed[0]] in gallery  # the highest-scoring miss comes first
     assert high.names[missed[-1]] not in gallery
     assert "cyan outline: above the pixel threshold" in page  # the colour scale is explained in the report too
+    assert "target FPR" not in page.split("<th>scoring</th>")[1].split("</tr>")[0]  # QA: beside a manual threshold
+    assert "target FPR: 1%" in build_report(insp).split("<th>scoring</th>")[1].split("</tr>")[0]
     low = insp.with_threshold(float(np.quantile(normal, 0.1)))  # most normal images above: false alarms
     alarms = [i for i in low.order() if not low.is_defect[i] and low.scores[i] > low.threshold]  # highest first
     assert len(alarms) > 2

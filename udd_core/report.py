@@ -25,7 +25,7 @@ from .settings import applied_settings
 from .atomic import write_files
 from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
-from .render import auto_zoom, png_bytes
+from .render import auto_zoom, png_bytes, scale_bar_rgb
 
 # method.json's "fit" record as a reader names it (a memory bank's; other keys are shown with spaces for _)
 FIT_LABELS = {"images": "images embedded", "patches": "patches", "bank": "bank (patches kept)",
@@ -113,6 +113,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums} pre{background:#f7f7f7;
 .imgs img{width:150px;image-rendering:pixelated;margin-right:4px;border:1px solid #ccc}
 .bad{color:#b00;font-weight:600} .ok{color:#070} .note{color:#8a5a00;font-size:13px}
 .legend{font-size:12px;color:#555}
+.scale img{vertical-align:middle;margin:0 6px}
 """
 
 
@@ -253,8 +254,13 @@ def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
                 out.append(f"<h2>{title}: {len(found)} of the {of} images; "
                            f"{'the ' + str(shown) if shown < len(found) else 'all'} shown, nearest the threshold "
                            "first</h2>" + _image_table(insp, found[:n_errors]))
-    out.append(f'<p class="legend">Overlay: the anomaly map ({_e(insp.settings.get("residual"))}) on a fixed scale. '
-               f"{_e(insp.scale_legend())} Green outline: ground-truth defect.</p>")
+    sc = insp.scale
+    truth = " Green outline: ground-truth defect." if insp.masks is not None else ""  # wafer maps have no masks
+    # The colours themselves, as the app's Inspect page shows them: the legend's words alone name no colour.
+    bar = (f'<p class="legend scale"><span>{sc.vmin:.4g}</span>{_img(scale_bar_rgb(256, 14), "colour scale")}'
+           f"<span>{sc.vmax:.4g}</span></p>")
+    out.append(bar + f'<p class="legend">Overlay: the anomaly map ({_e(insp.settings.get("residual"))}) on a fixed '
+               f"scale. {_e(insp.scale_legend())}{truth}</p>")
     return out
 
 
@@ -286,8 +292,8 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     s = insp.settings
     title = title or f"udd inspection report: {run.name}"
     scoring = {k: s[k] for k in ("residual", "score", "smooth_sigma", "topk_percent", "border") if k in s}
-    if s.get("target_fpr") is not None:  # as the Threshold section writes it
-        scoring["target FPR"] = f"{100 * float(s['target_fpr']):g}%"
+    if s.get("target_fpr") is not None and insp.threshold_source.startswith("target FPR"):  # not beside a threshold
+        scoring["target FPR"] = f"{100 * float(s['target_fpr']):g}%"  # set by hand; as the Threshold section says
     setup = [("model", s.get("model")), ("data", s.get("data")), ("split", s.get("split")),
              ("input shape (C, H, W)", s.get("input_shape")), ("images", len(insp)),
              ("scoring", _fields(scoring)), ("normal reference", insp.normal_source or "none")]
