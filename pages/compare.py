@@ -126,7 +126,9 @@ st.subheader("Settings")
 diff_table(cmp.settings_diff(sides), names, "cmp_settings")
 
 st.subheader("Loss curves")
-log = st.toggle("Log scale", key="cmp_log")
+log = st.toggle("Log scale", key=f"cmp_log_{abs(hash(tuple(names))) % 10**8}", value=cmp.wants_log_scale(sides),
+                help="On by default when the runs' losses lie ten times apart or more: on a linear axis the lower "
+                     "curves would lie flat on zero.")
 if any(s.history for s in sides):
     st.plotly_chart(go.Figure(cmp.loss_figure(sides, log)), key="cmp_loss")
     if later := [s.name for s in sides if len(epoch_loops(s.path)) > 1]:  # Deep SVDD's loss measures another thing

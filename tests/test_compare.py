@@ -127,7 +127,7 @@ def test_curve_notes_say_when_heights_do_not_compare():
     notes = cmp.curve_notes([mse, ce, old, feat, bank])
     assert notes[0] == ("these curves measure different losses (mse on pixels: mse-run, old-run; ce on pixels: "
                         "ce-run; mse on features: feat-run): compare their shapes, not their heights")
-    assert notes[1].startswith("bank: fitted in one pass") and len(notes) == 2
+    assert notes[1] == "no curve for bank: fitted in one pass, with no training epochs" and len(notes) == 2
     elsewhere = side("elsewhere", info={"settings": {"loss": "mse"}, "data": {"path": "/d/other.npz"}}, history=hist)
     assert cmp.curve_notes([mse, elsewhere]) == [
         "these runs trained on different data: the same loss can sit at another level on other images"]
@@ -181,3 +181,12 @@ def test_same_data_first_puts_runs_of_the_focus_runs_data_first(tmp_path):
     focus, wafer, photos, bare = run("focus", "photos"), run("wafer", "w.npz"), run("same", "photos"), run("bare", None)
     assert [p.name for p in cmp.same_data_first(focus, [wafer, bare, photos])] == ["same", "wafer", "bare"]
     assert [p.name for p in cmp.same_data_first(bare, [wafer, photos])] == ["wafer", "same"]  # no data: as given
+
+
+def test_log_scale_is_wanted_when_the_losses_lie_ten_times_apart():
+    """QA: a feature AE's loss (~0.8) beside pixel AEs' (~0.006) left the pixel curves flat on zero."""
+    feat = side("feat", history=[{"epoch": 1, "train_loss": 0.9, "val_loss": 0.8}])
+    pix = side("pix", history=[{"epoch": 1, "train_loss": 0.01, "val_loss": 0.006}])
+    near = side("near", history=[{"epoch": 1, "train_loss": 0.5, "val_loss": 0.4}])
+    assert cmp.wants_log_scale([feat, pix]) and not cmp.wants_log_scale([feat, near])
+    assert not cmp.wants_log_scale([feat, side("bank")])  # one run with a curve: nothing to compare

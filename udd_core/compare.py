@@ -188,6 +188,14 @@ def loss_figure(sides: Sequence[RunSide], log: bool = False) -> dict:
     return {"data": data, "layout": layout}
 
 
+def wants_log_scale(sides: Sequence[RunSide], ratio: float = 10.0) -> bool:
+    """Whether the runs' loss curves sit more than `ratio` times apart (a feature AE's ~0.8 beside a pixel AE's
+    ~0.006): on a linear axis the lower curves lie flat on zero, so the Compare page opens them on a log one."""
+    lasts = [v for s in sides for h in s.history[-1:] for k in ("train_loss", "val_loss")
+             if isinstance(v := h.get(k), (int, float)) and v > 0]
+    return len(lasts) > 1 and max(lasts) > ratio * min(lasts)
+
+
 def curve_notes(sides: Sequence[RunSide]) -> list[str]:
     """Why the loss curves of `loss_figure` may not compare by value: runs whose losses measure different
     things (the loss, on pixels or on backbone features), or that trained on different data; and the runs
@@ -203,7 +211,8 @@ def curve_notes(sides: Sequence[RunSide]) -> list[str]:
     elif len({str(runs.train_source(s.info).get("path")) for s in drawn}) > 1:
         notes.append("these runs trained on different data: the same loss can sit at another level on other images")
     if drawn and (flat := [s.name for s in sides if fitted_in_one_pass(s.method)]):
-        notes.append(f"{', '.join(flat)}: fitted in one pass, with no training epochs, so no curve")
+        # The note starts with words, not a run name: the page capitalises a note's first letter.
+        notes.append(f"no curve for {', '.join(flat)}: fitted in one pass, with no training epochs")
     return notes
 
 
