@@ -51,3 +51,28 @@ def test_write_files_refuses_to_overwrite_unless_forced(tmp_path):
     assert (out / "b.png").read_bytes() == b"4" and sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
     with pytest.raises(ValueError, match="exists and is not a folder"):
         write_files(out / "a.png", ["x.png"], [b"5"])
+
+
+def test_a_new_file_gets_the_umask_mode_and_a_replaced_one_keeps_its_own(tmp_path):
+    """QA: safetensors writes its file 0600, so a run's weights were unreadable to a colleague who could read
+    its config (0644)."""
+    import os
+
+    import torch
+
+    from udd_core.tensor_files import write_tensors
+
+    old = os.umask(0o022)
+    try:
+        write_tensors(tmp_path / "w.safetensors", {"a": torch.zeros(2)})
+        write_atomic(tmp_path / "t.txt", lambda p: p.write_text("x"))
+        assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / "t.txt").stat().st_mode & 0o777 == 0o644
+        os.chmod(tmp_path / "w.safetensors", 0o640)  # the user's own choice survives a rewrite
+        write_tensors(tmp_path / "w.safetensors", {"a": torch.ones(2)})
+        assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o640
+        os.umask(0o077)
+        write_atomic(tmp_path / "private.txt", lambda p: p.write_text("x"))
+        assert (tmp_path / "private.txt").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

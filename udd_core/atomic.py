@@ -23,6 +23,9 @@ def write_atomic(target: PathLike, write: Callable[[Path], None], durable: bool 
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")  # per process: two writers never share it
     try:
         write(tmp)
+        # Some writers (safetensors) create their file 0600: a run's weights would be unreadable to a colleague
+        # who can read its config. A replaced file keeps its mode; a new one gets what the umask gives any file.
+        os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_umask())
         if durable:
             fd = os.open(tmp, os.O_RDONLY)
             try:
@@ -35,6 +38,18 @@ def write_atomic(target: PathLike, write: Callable[[Path], None], durable: bool 
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask can only be read by setting it, which would
+    race with other threads creating files); 0o022 where /proc does not say."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def check_new_file(target: PathLike, what: str, force: bool = False, new_folder: Optional[PathLike] = None) -> Path:
