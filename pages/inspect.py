@@ -94,7 +94,8 @@ with st.sidebar:
     try:
         kind = data_kind(ss["insp_data"])
     except ValueError as e:
-        main.error(f"Data path (sidebar): {e}")
+        why = f" ({runs.no_data_why(by_name[ss['insp_run']].path)})" if not ss["insp_data"].strip() else ""  # no default
+        main.error(f"Data path (sidebar): {e}{why}")
         st.stop()
     split = st.selectbox("Split", ("test", "train", "all"), key="insp_split") if kind == "mvtec" else "all"
     if kind != "mvtec":

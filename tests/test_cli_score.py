@@ -201,3 +201,18 @@ def test_report_writes_the_inspect_pages_html_report_and_keeps_an_existing_one(t
     assert "no such folder" in capsys.readouterr().err and not (tmp_path / "no").exists()
     assert main(["score", str(run), "--data", str(data), "--report", str(out), "--force"]) == 0
     assert out.read_text().startswith("<!DOCTYPE html>")
+
+
+@pytest.mark.parametrize("text,why", [("{bad json", "its train.json is not valid JSON"),
+                                      ("[1, 2]", "its train.json is not a JSON object"),
+                                      ('{"settings": {}}', "the run names no training data (train.json data.path)")])
+def test_a_damaged_train_json_is_named_as_such(capsys, tmp_path, run, text, why):
+    """QA: a corrupt train.json read as 'the run names no training data'."""
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    (damaged / "train.json").write_text(text)
+    assert main(["score", str(damaged)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"no data given and {why}") and "\n" not in err

@@ -52,7 +52,7 @@ def run_generate(args: argparse.Namespace) -> int:
     for note in notices:
         print(f"note: {note}", file=sys.stderr)
     if not data:
-        raise UsageError(f"--data is required: {args.run} names no training data")
+        raise UsageError(f"--data is required: {runs.no_data_why(args.run)}")
     # A run trained on tiles generates from the same tiles of its own data.
     tile = bool(source.get("tile")) and same_data(data, source.get("path"))
     ds = load_images(model, data, split=args.split, tile=tile)

@@ -262,7 +262,7 @@ def export_run(run_dir: Union[str, Path], opset: int = DEFAULT_OPSET, residual: 
     scoring = default_scoring(detector, residual, smooth_sigma, score, topk_percent)
     images, source, notes = run_validation_images(run, shape)
     if images is None or not len(images):
-        why = notes[0] if notes else "the run names no training data (train.json data.path)"
+        why = notes[0] if notes else runs.no_data_why(p)
         hint = "" if data is not None else " (where the data has moved, give its new place with --data PATH)"
         raise ValueError(f"{p}: no images to check parity on: {why}{hint}")
 

@@ -54,7 +54,7 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     if data_path is None:
         data_path = source.get("path")
         if not data_path:
-            raise ValueError(f"{p}: no data given and the run names no training data (train.json data.path)")
+            raise ValueError(f"{p}: no data given and {runs.no_data_why(p)}")
         if not Path(data_path).exists():
             raise ValueError(f"{data_path}: the run's training data is gone (moved or deleted); give the data path")
     trained = tuple(int(v) for v in (det.input_shape or runs.train_shape(run) or ()))

@@ -132,6 +132,20 @@ def read_train(run_dir: Union[str, Path]) -> dict:
     return info if isinstance(info, dict) else {}
 
 
+def no_data_why(run_dir: Union[str, Path]) -> str:
+    """Why a run names no training data, for the one-line errors that need a data path: its train.json is
+    missing, damaged, or records none."""
+    path = Path(run_dir) / TRAIN_FILE
+    if not path.is_file():
+        return f"the run has no {TRAIN_FILE}"
+    raw = read_json(path, None)
+    if raw is None:
+        return f"its {TRAIN_FILE} is not valid JSON"
+    if not isinstance(raw, dict):
+        return f"its {TRAIN_FILE} is not a JSON object"
+    return f"the run names no training data ({TRAIN_FILE} data.path)"
+
+
 def train_source(info: Mapping[str, Any]) -> dict:
     """The data a train.json (`info`) records (path, kind, tile, count, ...); {} when unknown."""
     data = info.get("data")
