@@ -228,6 +228,7 @@ with tab_image:
     min_px = r5.number_input("Min pixels", 0, 100000, 5, key="insp_minpx")
     regs = insp.regions(pick, method, pix, eps, int(min_s), int(min_px))
     st.dataframe(pd.DataFrame(views.region_rows(regs), columns=list(views.REGION_COLUMNS)), hide_index=True)
+    st.caption(views.regions_caption(insp, pick))
 
 with tab_plots:
     a, b = st.columns(2)

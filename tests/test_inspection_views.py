@@ -60,9 +60,13 @@ def test_roc_marks_the_operating_point_and_needs_both_classes(insp):
 def test_heatmap_colours_within_the_scale_and_hovers_the_true_value(insp):
     i = int(insp.order()[0])
     scale = HeatScale(0.0, float(np.median(insp.maps[i])), 0.1)  # a top below the map's peak
-    trace = views.heatmap_figure(insp, i, scale)["data"][0]
+    fig = views.heatmap_figure(insp, i, scale)
+    trace = fig["data"][0]
     assert trace["z"].max() == scale.vmax and trace["customdata"].max() == insp.maps[i].max() > scale.vmax
     assert trace["z"].shape == insp.maps[i].shape
+    h, w = insp.maps[i].shape  # QA: square pixels stretched the x axis to 150 for a 128-px map
+    assert fig["layout"]["xaxis"]["range"] == [-0.5, w - 0.5] and fig["layout"]["yaxis"]["range"] == [h - 0.5, -0.5]
+    assert fig["layout"]["xaxis"]["constrain"] == fig["layout"]["yaxis"]["constrain"] == "domain"
 
 
 def test_region_rows_follow_the_columns(insp):
@@ -72,3 +76,6 @@ def test_region_rows_follow_the_columns(insp):
     assert regs and len(rows) == len(regs) and all(tuple(r) == views.REGION_COLUMNS for r in rows)
     assert (rows[0]["top"], rows[0]["right"], rows[0]["area (px)"]) == (regs[0].bbox[0], regs[0].bbox[3], regs[0].area)
     assert views.region_rows([]) == []
+    h, w = insp.maps[i].shape  # QA: nothing said the boxes live in the model's resized frame
+    caption = views.regions_caption(insp, i)
+    assert f"pixels of the {h}x{w} map" in caption and f"height / {h} and width / {w}" in caption

@@ -87,9 +87,26 @@ def heatmap_figure(insp, i: int, scale: HeatScale) -> dict:
     trace = {"type": "heatmap", "z": np.clip(m, scale.vmin, scale.vmax), "customdata": m,
              "zmin": scale.vmin, "zmax": scale.vmax, "colorscale": plotly_colorscale(),
              "hovertemplate": "row %{y}, col %{x}: %{customdata:.3f}<extra></extra>"}
+    h, w = m.shape
+    # Square pixels shrink the plot's domain ("constrain") instead of stretching an axis past the map's edge.
     return {"data": [trace], "layout": {"height": 420, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
                                         "title": {"text": title},
-                                        "yaxis": {"autorange": "reversed", "scaleanchor": "x"}}}
+                                        "xaxis": {"range": [-0.5, w - 0.5], "constrain": "domain"},
+                                        "yaxis": {"range": [h - 0.5, -0.5], "scaleanchor": "x",
+                                                  "constrain": "domain"}}}
+
+
+def regions_caption(insp, i: int) -> str:
+    """Where the regions table's numbers live: rows, columns and areas in pixels of the map the model scored
+    (the image resized to its input, so a box maps back by the two scale factors), the peak in map units."""
+    h, w = insp.maps[i].shape
+    unit = "standard deviations of the normal pixels" if insp.norm else "the map's units"
+    frame = (f"one {h}x{w} tile of the image (tiles run row by row from its top-left; the name says which)"
+             if "#tile " in insp.names[i] else
+             f"the image resized to the model's input, so scale a box by the image's height / {h} and width / {w} "
+             "to find it on the part")
+    return (f"Boxes (top, left, bottom, right; inclusive) and areas are in pixels of the {h}x{w} map the model "
+            f"scores: {frame}. Peak: the region's highest map value, in {unit}.")
 
 
 def region_rows(regions: Sequence[Region]) -> list[dict]:
