@@ -177,11 +177,14 @@ with st.spinner("Scoring every run on the data set ..."):
         if not cmp.has_model(s.path):
             st.warning(f"{s.name}: not scored (no saved model yet).")
             continue
+        # A wafer run on photos (or the other way round) is left out: its numbers would rank beside the others'
+        # in the table and the ROC, as `udd score` refuses to produce them.
+        if mismatch := kind_mismatch((s.info.get("data") or {}).get("kind"), kind, "its scores"):
+            st.warning(f"{s.name}: not scored ({mismatch}).")
+            continue
         try:
             inspections.append(cached_inspection(str(s.path), data, split, runs.model_stamp(s.path)))
             scored.append(s.name)
-            if mismatch := kind_mismatch((s.info.get("data") or {}).get("kind"), kind):  # e.g. a wafer run on photos
-                st.warning(f"{s.name}: {mismatch}")
         except (ValueError, OSError) as e:
             st.warning(f"{s.name}: not scored ({one_line(e)}).")
 if not inspections:

@@ -221,3 +221,13 @@ def test_scoring_wafer_maps_with_the_feature_residual_is_noted(run, capsys):
     assert any(n.startswith("the feature residual compares an ImageNet backbone's features") for n in notices)
     assert main(["score", str(run), "--json"]) == 0
     assert not any("feature residual" in n for n in json.loads(capsys.readouterr().out)["notices"])
+
+
+def test_photos_for_a_wafer_run_are_refused_as_udd_score_refuses_them(run, tmp_path, capsys):
+    """QA: `udd generate` only warned, wrote the images, and took its default σ from the photos."""
+    photos = Path(__file__).resolve().parents[1] / "sample_data" / "surface"
+    rc, stdout, err = udd(capsys, run, "-n", 2, "--out", tmp_path / "o", "--data", photos)
+    assert rc == 2 and stdout == "" and err.count("\n") == 1
+    assert "the run was trained on wafer maps but these data are images" in err
+    assert err.rstrip().endswith("generate from data of the kind it trained on")
+    assert not (tmp_path / "o").exists()

@@ -159,3 +159,24 @@ def test_a_deep_svdd_run_says_its_overlay_is_the_pretraining_loss(monkeypatch, r
     assert not any(c.value.startswith("latent4:") for c in app.caption)
     assert ("svdd: the pixel AUROC and AUPRO judge the pretrained autoencoder's residual map, the heatmap these runs "
             "show; their image score is a latent distance, not read from that map.") in [c.value for c in app.caption]
+
+
+def test_a_run_of_the_other_data_kind_is_left_out_of_the_scores(monkeypatch, runs_dir, tmp_path):
+    """QA: a photo run scored on wafer maps (or the other way round) got an AUROC in the table and the ROC,
+    ranked beside the others with only a caption; `udd score` refuses to produce those numbers."""
+    import json
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir, root)
+    info = json.loads((root / "latent8" / "train.json").read_text())
+    info["data"]["kind"] = "wafer"  # as if latent8 had learned wafer maps
+    (root / "latent8" / "train.json").write_text(json.dumps(info))
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.session_state["udd_run"] = "latent4"
+    app.run()
+    assert not app.exception
+    assert any(w.value.startswith("latent8: not scored (the run was trained on wafer maps but these data are "
+                                  "images") for w in app.warning)
+    metrics = next(d.value for d in app.dataframe if "metric" in d.value.columns)
+    assert list(metrics.columns) == ["metric", "latent4"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import runs
 from .cli import UsageError, parse_ints, run_dir_arg
-from .data import kind_mismatch, same_data
+from .data import data_kind, kind_mismatch, same_data
 from .run_notes import unfinished_note
 from .display import output_names, to_display, write_pngs
 from .generation import (class_pool, default_sigma_scale, generate, generate_random, images_trained_on,
@@ -55,9 +55,10 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--data is required: {runs.no_data_why(args.run)}")
     # A run trained on tiles generates from the same tiles of its own data.
     tile = bool(source.get("tile")) and same_data(data, source.get("path"))
+    # Wafer maps for an image run, or photos for a wafer run: refused, as `udd score` refuses to score them.
+    if mismatch := kind_mismatch(source.get("kind"), data_kind(data), "its generated images"):
+        raise UsageError(f"--data {data}: {mismatch}; generate from data of the kind it trained on")
     ds = load_images(model, data, split=args.split, tile=tile)
-    if mismatch := kind_mismatch(source.get("kind"), ds.kind, "its generated images"):
-        print(f"warning: {mismatch}", file=sys.stderr)
     kind = model_kind(model, ds.kind)
     if args.npz and kind != "wafer":
         c = model.config.in_channels
