@@ -187,7 +187,8 @@ if mode == MODES[0]:
             view = views.class_grid_view(cached_class_grids(str(run.path), mtime, data_path, split, tile,
                                                             float(sigma), seed, k, per), ds, sigma)
         else:
-            cmd = gen.command_line(run.path, k * per, k, sigma, seed, class_filter, data_path, split)
+            cmd = gen.command_line(run.path, k * per, k, sigma, seed, class_filter, data_path, split,
+                                   npz=kind == "wafer")
             view = views.noised_view(model, ds, kind, sigma, k, per, seed, class_filter, shaded, cmd)
     except (ValueError, OSError) as e:
         show_error(e)
@@ -199,7 +200,9 @@ else:
                                      "the images share (a wafer's outline).") == "per position"
     try:
         stats = cached_stats(str(run.path), mtime, data_path, split, tile, per_position)
-        view = views.random_view(model, stats, n, seed, kind, per_position, runs.run_train_on(run.path), shaded)
+        cmd = gen.command_line(run.path, n, 0, 0.0, seed, data=data_path, split=split, random=True,
+                               per_position=per_position)
+        view = views.random_view(model, stats, n, seed, kind, per_position, runs.run_train_on(run.path), shaded, cmd)
     except (ValueError, OSError) as e:
         show_error(e)
 

@@ -195,3 +195,40 @@ def test_only_runs_without_a_decoder_get_one_line_that_names_them(monkeypatch, t
     app.run()
     assert not app.exception and not app.error
     assert len(app.info) == 1 and "(toy: toy-mean) do not generate images" in app.info[0].value
+
+
+def test_every_mode_prints_the_headless_call_that_writes_its_images(at, runs_dir, tmp_path, monkeypatch, capsys):
+    """QA: only noised latents printed a `udd generate` line; it left out --npz and echoed a relative data path."""
+    import re
+    import shlex
+
+    from PIL import Image
+
+    from udd_core import generation as gen
+    from udd_core import generation_views as views
+    from udd_core.cli import main
+
+    def command() -> str:
+        return next(re.search(r"`(udd generate [^`]+)`", c.value).group(1) for c in at.caption
+                    if "udd generate" in c.value)
+
+    noised = command()
+    assert noised.endswith("--out OUT --npz OUT.npz")  # a wafer run: the page offers the .npz too
+    at.radio(key="gen_mode").set_value("Random latents").run()
+    at.number_input(key="gen_n_random").set_value(3).run()
+    at.radio(key="gen_stats").set_value("per position").run()
+    cmd = command()
+    assert "--random --per-position" in cmd and " -n 3 " in cmd and "--npz" not in cmd
+    out = tmp_path / "cli"
+    assert main(shlex.split(cmd.replace("OUT", str(out)))[1:]) == 0
+    capsys.readouterr()
+    written = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(out.glob("*.png"))]
+    run = runs_dir / "tiny"
+    model = gen.load_generator(run)
+    ds = gen.load_images(model, gen.runs.run_source(run)["path"])
+    stats = gen.training_stats(model, gen.images_trained_on(ds), per_position=True)
+    shown = views.random_view(model, stats, 3, 0, "wafer", True, "normal").outputs
+    assert len(written) == 3 and all(np.array_equal(a, b) for a, b in zip(written, shown))
+
+    monkeypatch.chdir(tmp_path)  # a data path typed relative: the line names it absolute, to run from anywhere
+    assert f"--data {tmp_path / 'x.npz'} " in gen.command_line(run, 2, 1, 0.5, 0, data="x.npz")

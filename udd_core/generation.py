@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import runs
-from .data import ImageSet, load_dataset, same_data, size_for_sizeless_model, to_tensor
+from .data import ImageSet, load_dataset, resolved, same_data, size_for_sizeless_model, to_tensor
 from .latent import LatentStats, decode, encode, interpolate, noised_samples, random_samples, stats_of
 from .model import AutoEncoder, load_model
 from .scoring import model_device
@@ -224,19 +224,27 @@ def next_page(path: Union[str, Path]) -> tuple[str, str]:
 
 
 def command_line(run_dir: Union[str, Path], n: int, sources: int, sigma: float, seed: int,
-                 class_filter: Optional[str] = None, data: Union[str, Path, None] = None, split: str = "train") -> str:
+                 class_filter: Optional[str] = None, data: Union[str, Path, None] = None, split: str = "train",
+                 random: bool = False, per_position: bool = False, npz: bool = False) -> str:
     """The `udd generate` call that writes the images of the Generate page's choices: ``sources`` source
-    images, ``n`` outputs in all, at ``sigma`` (exactly: its repr) and ``seed``; ``data`` and ``split``
-    only where they differ from the run's training data and the train split."""
-    words = ["udd", "generate", str(run_dir), "-n", str(n), "--sources", str(sources), "--sigma", repr(float(sigma)),
-             "--seed", str(seed)]
-    if class_filter is not None:
+    images, ``n`` outputs in all, at ``sigma`` (exactly: its repr) and ``seed``; or with ``random`` the ``n``
+    random latents (``per_position`` statistics). ``data`` (absolute, so the line runs from any folder) and
+    ``split`` only where they differ from the run's training data and the train split; ``npz``: the wafer
+    maps' .npz too."""
+    words = ["udd", "generate", str(run_dir), "-n", str(n)]
+    if random:
+        words += ["--random"] + (["--per-position"] if per_position else [])
+    else:
+        words += ["--sources", str(sources), "--sigma", repr(float(sigma))]
+    words += ["--seed", str(seed)]
+    if class_filter is not None and not random:
         words += ["--class", str(class_filter)]
     if data is not None and not same_data(data, runs.run_source(run_dir).get("path")):
-        words += ["--data", str(data)]
+        words += ["--data", str(resolved(data))]
     if split != "train":
         words += ["--split", split]
-    return shlex.join(words + ["--out", "OUT"])
+    words += ["--out", "OUT"] + (["--npz", "OUT.npz"] if npz and not random else [])
+    return shlex.join(words)
 
 
 def images_trained_on(ds: ImageSet, train_on: str = "normal") -> np.ndarray:

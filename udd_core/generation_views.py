@@ -96,11 +96,13 @@ def class_grid_view(grids: Sequence[wg.ClassGrid], ds: ImageSet, sigma: float) -
 
 
 def random_view(model, stats, n: int, seed: int, kind: str, per_position: bool, train_on: str,
-                shaded: bool = False) -> GeneratedView:
-    """`n` pictures decoded from latents drawn from `stats` (`generation.training_stats`), in one row."""
+                shaded: bool = False, command: str = "") -> GeneratedView:
+    """`n` pictures decoded from latents drawn from `stats` (`generation.training_stats`), in one row;
+    `command` is the `udd generate --random` line that writes the same images."""
     outputs = display.to_display(gen.generate_random(model, stats, n, seed), kind, shaded=shaded)
-    return GeneratedView([ImageRow(list(outputs), [f"#{j}" for j in range(len(outputs))])],
-                         gen.random_latents_caption(per_position, train_on), outputs,
+    caption = gen.random_latents_caption(per_position, train_on) + (
+        f" The same images headless: `{command}`" if command else "")
+    return GeneratedView([ImageRow(list(outputs), [f"#{j}" for j in range(len(outputs))])], caption, outputs,
                          display.output_names(len(outputs), "random"))
 
 
