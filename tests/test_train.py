@@ -17,6 +17,7 @@ from udd_core.config import parse_config
 from udd_core.losses import LOSSES, SOFTMAX_LOSSES, make_loss
 from udd_core.model import AutoEncoder, load_model
 from udd_core.jobs import JobManager, TrainJob, images_digest, resume_offer
+from udd_core.progress import progress_bar
 from udd_core.settings import TrainSettings, form_values, settings_from_form, training_presets
 from udd_core.scoring import calibrate
 from udd_core.train import TrainingFailed, seeded_model, train
@@ -352,7 +353,11 @@ def test_job_progress_stop_and_resume(tmp_path, tiny_config):
     assert runs.read_status(job.run_dir)["status"] == "stopped"
     assert load_model(job.run_dir).input_shape == SHAPE
 
-    again = TrainJob.resume(job.run_dir, make_images(12), epochs=done + 2).start()
+    again = TrainJob.resume(job.run_dir, make_images(12), epochs=done + 2)
+    first = again.snapshot()  # QA: the bar read "Starting: epoch 1/N" before the resumed loop caught up
+    assert (first.epoch, first.epochs) == (done, done + 2)
+    assert progress_bar(first, one_pass=False)[1].startswith(f"Starting: epoch {done + 1}/{done + 2}")
+    again.start()
     assert again.join(30)
     q = again.snapshot()
     assert q.status == "finished", q.error

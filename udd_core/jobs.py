@@ -174,7 +174,10 @@ class TrainJob:
                                                            | ({"phase": unit} if phase.option else {})
                                                            | ({"data_moved_from": moved_from} if moved_from else {})]
         runs.write_json_atomic(run_dir / runs.TRAIN_FILE, info)
-        return cls(run_dir, detector, images[tr], images[va] if len(va) else None, settings, resume=True)
+        job = cls(run_dir, detector, images[tr], images[va] if len(va) else None, settings, resume=True)
+        if not phase.option:  # the bar counts on from the epochs done ("epoch 4/8"), not from "epoch 1/8"
+            job._board.update(epoch=done)
+        return job
 
     def start(self) -> "TrainJob":
         """Start training in a daemon thread (once)."""
