@@ -117,7 +117,7 @@ def test_random_latents_per_position(tmp_path, capsys):
     (["--random", "--sources", "1"], "--sources: does not apply with --random"),
     (["--sigma", "0.5", "--sources", "3"], "--sources: must be between 1 and -n (2), got 3"),
     (["--class", "Nope"], "class 'Nope': no images with this label"),  # before the default σ is printed
-    (["--sigma", "-1"], "--sigma: must be a number in [0, 1e+06], got -1.0"),
+    (["--sigma", "-1"], "--sigma: must be a number in [0, 1e+06], got -1"),  # QA: as typed, not -1.0
     (["--sigma", "nan"], "--sigma: must be a number in [0, 1e+06], got nan"),
     (["--sigma", "1e308"], "--sigma: must be a number in [0, 1e+06], got 1e+308"),
     (["--sigma", "0.5", "-n", "0"], "-n: must be an integer in [1, 10000], got 0"),
@@ -221,6 +221,17 @@ def test_scoring_wafer_maps_with_the_feature_residual_is_noted(run, capsys):
     assert any(n.startswith("the feature residual compares an ImageNet backbone's features") for n in notices)
     assert main(["score", str(run), "--json"]) == 0
     assert not any("feature residual" in n for n in json.loads(capsys.readouterr().out)["notices"])
+
+
+def test_a_split_given_for_a_wafer_file_is_noted(run, capsys):
+    """QA: `udd score --split train` on a wafer file was ignored without a word."""
+    assert main(["score", str(run), "--split", "train", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["notices"][0].startswith("--split train: ") and out["notices"][0].endswith(
+        "has no splits; all its images were scored")
+    assert out["settings"]["split"] == "all"
+    assert main(["score", str(run), "--json"]) == 0  # no --split typed: nothing to say
+    assert not any(n.startswith("--split") for n in json.loads(capsys.readouterr().out)["notices"])
 
 
 def test_photos_for_a_wafer_run_are_refused_as_udd_score_refuses_them(run, tmp_path, capsys):

@@ -201,6 +201,9 @@ def test_report_writes_the_inspect_pages_html_report_and_keeps_an_existing_one(t
     assert "no such folder" in capsys.readouterr().err and not (tmp_path / "no").exists()
     assert main(["score", str(run), "--data", str(data), "--report", str(out), "--force"]) == 0
     assert out.read_text().startswith("<!DOCTYPE html>")
+    capsys.readouterr()
+    assert main(["score", str(run), "--data", str(data), "--report", str(tmp_path / "r.txt")]) == 2  # QA
+    assert "--report" in capsys.readouterr().err and not (tmp_path / "r.txt").exists()
 
 
 @pytest.mark.parametrize("text,why", [("{bad json", "its train.json is not valid JSON"),

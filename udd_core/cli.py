@@ -252,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="PATH",
                    help="MVTec folder (scores test/ by default), folder of images, or wafer .npy/.npz "
                         "(default: the run's training data)")
-    p.add_argument("--split", choices=("test", "train", "all"), default="test", help="MVTec split to score")
+    p.add_argument("--split", choices=("test", "train", "all"),
+                   help="MVTec split to score (default test; a wafer file or a plain folder has none)")
     p.add_argument("--residual", metavar="KIND",
                    help="anomaly map: l2, l2sum, l1 or ssim for an autoencoder; each method lists its own "
                         "(default: the run's method default, l2 for an autoencoder)")

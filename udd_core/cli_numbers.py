@@ -29,7 +29,8 @@ class NumberRange:
         if above and value <= self.hi:
             return None
         kind = "an integer" if self.integer else "a number"
-        return f"{self.flag}: must be {kind} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}], got {value}"
+        shown = f"{value:g}" if isinstance(value, float) else value  # as typed: "--coreset 0" is "got 0", not "0.0"
+        return f"{self.flag}: must be {kind} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}], got {shown}"
 
 
 # Bounds are far beyond any sensible value but small enough that nothing downstream overflows.

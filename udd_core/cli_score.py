@@ -73,6 +73,8 @@ def run_score(args: argparse.Namespace) -> int:
     if args.heatmaps:
         check_heatmap_folder(args.heatmaps, args.force)
     if args.report:  # refused before any scoring: an existing report is not overwritten without --force
+        if Path(args.report).suffix.lower() not in (".html", ".htm"):  # a browser opens it by its name
+            raise UsageError(f"--report {args.report}: the report is an HTML page; give a name ending in .html")
         check_new_file(args.report, f"--report {args.report}", args.force)
     method = run_method(run_dir)
     given = [f for f, v in (("--score", args.score), ("--topk", args.topk), ("--border", args.border)) if v is not None]
@@ -86,11 +88,14 @@ def run_score(args: argparse.Namespace) -> int:
 
         if mismatch := kind_mismatch(run_source(run_dir).get("kind"), data_kind(args.data), "its scores"):
             raise UsageError(f"--data {args.data}: {mismatch}; score it on data of the kind it trained on")
-    insp = inspect_run(run_dir, args.data, split=args.split, residual=args.residual,
+    insp = inspect_run(run_dir, args.data, split=args.split or "test", residual=args.residual,
                        score=args.score, smooth_sigma=args.smooth, topk_percent=args.topk, border=args.border,
                        size=size,
                        threshold=args.threshold, target_fpr=args.target_fpr, batch_size=args.batch_size,
                        device=args.device, keep_recon=bool(args.report))  # the report shows reconstructions
+    if args.split and insp.settings.get("split") == "all" and args.split != "all":  # a wafer file or plain folder
+        insp.notices.insert(0, f"--split {args.split}: {insp.settings.get('data')} has no splits; all its images "
+                               "were scored")
     for note in insp.notices:
         print(f"note: {note}", file=sys.stderr)
     if args.heatmaps:
