@@ -13,7 +13,13 @@ if [ ! -x .venv/bin/python ]; then
     "$py" -m venv .venv
 fi
 stamp=".venv/.udd-installed-$kind"
-want="$(cat requirements.txt "$req" pyproject.toml | sha256sum | cut -d' ' -f1)"
+hash_of() { cat requirements.txt "$1" pyproject.toml | sha256sum | cut -d' ' -f1; }
+want="$(hash_of "$req")"
+# The test set includes the app's (-r requirements.txt): a current test install serves ./run-app as it is,
+# instead of a reinstall that briefly removes .venv/bin/udd from under a running command.
+if [ "$kind" = app ] && [ "$(cat .venv/.udd-installed-test 2>/dev/null)" = "$(hash_of requirements-test.txt)" ]; then
+    exit 0
+fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "udd: installing $req into .venv (first run takes a minute or two)" >&2
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$req"
