@@ -229,8 +229,10 @@ def _image_table(insp: Inspection, indices) -> str:
             '<span class="bad">defective</span>' if insp.scores[i] > insp.threshold else '<span class="ok">good</span>')
         parts = "" if insp.factors is None else f"<br><span class=sub>{_e(insp.score_text(i))}</span>"
         imgs = "".join(_img(p[k], k) for k in shown)
-        rows.append(f"<tr><td class=n>{rank}</td><td>{_e(Path(insp.names[i]).name)}<br><span class=sub>"
-                    f"{_e(insp.names[i])}</span></td><td>{_e(insp.labels[i])}</td><td class=n>"
+        short = Path(insp.names[i]).name
+        full = "" if short == insp.names[i] else f"<br><span class=sub>{_e(insp.names[i])}</span>"  # a wafer map's
+        # name ("maps.npz:maps[15]") has no folder: shown once
+        rows.append(f"<tr><td class=n>{rank}</td><td>{_e(short)}{full}</td><td>{_e(insp.labels[i])}</td><td class=n>"
                     f"{_num(float(insp.scores[i]), 5)}{parts}</td><td>{verdict}</td><td class=imgs>{imgs}</td></tr>")
     return ("<table><tr><th>#</th><th>image</th><th>label</th><th>score</th><th>verdict</th>"
             f"<th>{' | '.join(shown)}</th></tr>" + "".join(rows) + "</table>")
