@@ -17,7 +17,8 @@ from udd_core import runs
 from udd_core.display import probe_pairs
 from udd_core.generation import next_page
 from udd_core.methods import epoch_loops, fitted_in_one_pass
-from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, resume_offer, run_rows
+from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, run_rows
+from udd_core.resume import resume_offer
 from udd_core.progress import loop_series, loss_curve, progress_bar
 from udd_core.run_notes import still_learning_note
 

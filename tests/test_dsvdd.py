@@ -303,7 +303,8 @@ def test_a_job_stopped_in_the_svdd_phase_resumes_through_trainjob(tmp_path, tiny
 
 def test_a_new_total_on_resume_counts_the_deep_svdd_epochs_once_they_have_begun(tmp_path, tiny_config):
     from udd_core import runs
-    from udd_core.jobs import ResumeOffer, TrainJob, resume_offer
+    from udd_core.jobs import TrainJob
+    from udd_core.resume import ResumeOffer, resume_offer
     from udd_core.tensor_files import read_tensors
 
     imgs, s = images(30, 1), settings(2).replace(val_split=0.2)

@@ -16,7 +16,8 @@ from udd_core import train as train_mod
 from udd_core.config import parse_config
 from udd_core.losses import LOSSES, SOFTMAX_LOSSES, make_loss
 from udd_core.model import AutoEncoder, load_model
-from udd_core.jobs import JobManager, TrainJob, images_digest, resume_offer
+from udd_core.jobs import JobManager, TrainJob
+from udd_core.resume import images_digest, resume_offer
 from udd_core.progress import progress_bar
 from udd_core.settings import TrainSettings, form_values, settings_from_form, training_presets
 from udd_core.scoring import calibrate
@@ -537,7 +538,7 @@ def test_resume_offer_follows_the_status_the_method_and_the_plan(tmp_path):
     import json
 
     from udd_core import runs
-    from udd_core.jobs import resume_offer
+    from udd_core.resume import resume_offer
 
     run = tmp_path / "r"
     run.mkdir()

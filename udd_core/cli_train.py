@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, runs_root, silence_output
 from .data import data_kind, load_dataset
-from .jobs import TrainJob, check_resume_data, checked_settings
+from .jobs import TrainJob, checked_settings
+from .resume import check_resume_data
 from .methods import check_choice, detector_class
 from .model import build_model
 from .progress import ProgressLine

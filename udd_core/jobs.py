@@ -2,11 +2,9 @@
 `JobManager` holds one process's jobs by run name so a page refresh finds its job again."""
 from __future__ import annotations
 
-import hashlib
 import sys
 import threading
 import traceback
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -16,12 +14,13 @@ import torch
 
 from . import runs
 from .config import load_config
-from .data import data_kind, kind_mismatch, load_dataset, resolved
+from .data import load_dataset, resolved
 from .images import load_patterns
 from .methods import Detector, a_method, detector_class, fitted_in_one_pass, run_method
 from .methods.autoencoder import AutoencoderDetector
 from .model import CONFIG_FILE, AutoEncoder
 from .progress import Progress, ProgressBoard
+from .resume import check_resume_data, images_digest
 from .settings import TrainSettings, applied_settings, resolve_device
 from .losses import check_fits_data, check_loss_fits
 from .train import TrainingFailed, check_images
@@ -234,69 +233,6 @@ class TrainJob:
     def snapshot(self) -> Progress:
         """A frozen copy of the progress, cheap enough to poll several times a second."""
         return self._board.snapshot()
-
-
-def images_digest(images: np.ndarray) -> str:
-    """A fingerprint of a run's training images (N, H, W, C) uint8, as loaded at its size: a resume checks
-    that it trains on the same images, wherever they now lie (the count alone let other data through)."""
-    h = hashlib.sha1(repr(images.shape).encode())
-    h.update(np.ascontiguousarray(images).data)
-    return h.hexdigest()
-
-
-def check_resume_data(info: Mapping[str, Any], data_path: Union[str, Path], run_name: str) -> None:
-    """Refuse, in one line and before anything loads, resume data of the other kind than the run's
-    (wafer maps for a run trained on images, or the other way round)."""
-    recorded, given = runs.train_source(info).get("kind"), data_kind(data_path)
-    if kind_mismatch(recorded, given):
-        what = {True: "wafer maps", False: "images"}
-        raise ValueError(f"{data_path}: run {run_name} was trained on {what[recorded == 'wafer']}, these are "
-                         f"{what[given == 'wafer']}; resume needs the same data")
-
-
-@dataclass(frozen=True)
-class ResumeOffer:
-    """What resuming a stopped or finished run needs from its folder: its data and a starting total."""
-
-    data_path: str  # the data set it trained on ("" when train.json does not say)
-    input_shape: Optional[tuple[int, int, int]]  # (C, H, W) as train.json records it; None when it does not
-    tile: bool  # cut into tiles of the input size
-    total: int  # the Resume box's first value: the planned epochs when more than done, else done + 10
-    done: int = 0  # epochs done of the loop a resume continues (`Detector.resume_phase`)
-    unit: str = "epoch"  # that loop's epochs: "epoch", or a later phase's ("Deep SVDD epoch")
-    train_on: str = "normal"  # what it trained on (settings.train_on): a resume reloads the same images
-
-    def check_total(self, total: int) -> int:
-        """`total` as the new epoch count, or a ValueError in the Resume box's words when it would train
-        nothing (`TrainJob.resume` refuses the same, worded for `udd train --resume`)."""
-        if total <= self.done:
-            raise ValueError(f"Resume: enter a total above the {self.done} {self.unit}s done.")
-        return int(total)
-
-
-def resume_offer(run: runs.RunInfo, status: str) -> Optional[ResumeOffer]:
-    """A `ResumeOffer` for a run whose method resumes and whose status allows it (stopped, interrupted,
-    finished); None otherwise."""
-    try:
-        cls = detector_class(run_method(run.path))
-    except ValueError:  # an unknown method or a damaged method.json: nothing to resume with
-        return None
-    if status not in ("stopped", "interrupted", "finished") or not cls.resumable:
-        return None
-    if not (run.path / runs.LAST_WEIGHTS).is_file():  # stopped before its first save: nothing to resume from
-        return None
-    info = runs.read_train(run.path)
-    shape, data = runs.train_shape(info), runs.train_source(info)
-    options = info.get("options")
-    if shape is None:  # a damaged train.json: TrainJob.resume would refuse it
-        return None
-    try:
-        phase = cls.resume_phase(run.path, runs.train_epochs(info) or 1, options if isinstance(options, dict) else {})
-    except ValueError:  # damaged method options: TrainJob.resume would refuse them
-        return None
-    return ResumeOffer(str(data.get("path") or ""), shape, bool(data.get("tile")),
-                       phase.total if phase.total > phase.done else phase.done + 10, phase.done, phase.unit,
-                       runs.train_on(info))
 
 
 RUN_COLUMNS = ("name", "method", "status", "epochs", "best val loss", "created", "message")

@@ -1,0 +1,82 @@
+"""What resuming a run needs: that it trains on the very images it learned, and what the Train page offers.
+
+A resume must continue on the run's own data, wherever that now lies: `check_resume_data` refuses
+data of the other kind before anything loads, and `images_digest` fingerprints the images at the
+run's size (train.json's data.digest), so other images of the same number are refused too.
+`resume_offer` is what the Train page's Resume box needs from a run folder.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import numpy as np
+
+from . import runs
+from .data import data_kind, kind_mismatch
+from .methods import detector_class, run_method
+
+
+def images_digest(images: np.ndarray) -> str:
+    """A fingerprint of a run's training images (N, H, W, C) uint8, as loaded at its size: a resume checks
+    that it trains on the same images, wherever they now lie (the count alone let other data through)."""
+    h = hashlib.sha1(repr(images.shape).encode())
+    h.update(np.ascontiguousarray(images).data)
+    return h.hexdigest()
+
+
+def check_resume_data(info: Mapping[str, Any], data_path: Union[str, Path], run_name: str) -> None:
+    """Refuse, in one line and before anything loads, resume data of the other kind than the run's
+    (wafer maps for a run trained on images, or the other way round)."""
+    recorded, given = runs.train_source(info).get("kind"), data_kind(data_path)
+    if kind_mismatch(recorded, given):
+        what = {True: "wafer maps", False: "images"}
+        raise ValueError(f"{data_path}: run {run_name} was trained on {what[recorded == 'wafer']}, these are "
+                         f"{what[given == 'wafer']}; resume needs the same data")
+
+
+@dataclass(frozen=True)
+class ResumeOffer:
+    """What resuming a stopped or finished run needs from its folder: its data and a starting total."""
+
+    data_path: str  # the data set it trained on ("" when train.json does not say)
+    input_shape: Optional[tuple[int, int, int]]  # (C, H, W) as train.json records it; None when it does not
+    tile: bool  # cut into tiles of the input size
+    total: int  # the Resume box's first value: the planned epochs when more than done, else done + 10
+    done: int = 0  # epochs done of the loop a resume continues (`Detector.resume_phase`)
+    unit: str = "epoch"  # that loop's epochs: "epoch", or a later phase's ("Deep SVDD epoch")
+    train_on: str = "normal"  # what it trained on (settings.train_on): a resume reloads the same images
+
+    def check_total(self, total: int) -> int:
+        """`total` as the new epoch count, or a ValueError in the Resume box's words when it would train
+        nothing (`TrainJob.resume` refuses the same, worded for `udd train --resume`)."""
+        if total <= self.done:
+            raise ValueError(f"Resume: enter a total above the {self.done} {self.unit}s done.")
+        return int(total)
+
+
+def resume_offer(run: runs.RunInfo, status: str) -> Optional[ResumeOffer]:
+    """A `ResumeOffer` for a run whose method resumes and whose status allows it (stopped, interrupted,
+    finished); None otherwise."""
+    try:
+        cls = detector_class(run_method(run.path))
+    except ValueError:  # an unknown method or a damaged method.json: nothing to resume with
+        return None
+    if status not in ("stopped", "interrupted", "finished") or not cls.resumable:
+        return None
+    if not (run.path / runs.LAST_WEIGHTS).is_file():  # stopped before its first save: nothing to resume from
+        return None
+    info = runs.read_train(run.path)
+    shape, data = runs.train_shape(info), runs.train_source(info)
+    options = info.get("options")
+    if shape is None:  # a damaged train.json: TrainJob.resume would refuse it
+        return None
+    try:
+        phase = cls.resume_phase(run.path, runs.train_epochs(info) or 1, options if isinstance(options, dict) else {})
+    except ValueError:  # damaged method options: TrainJob.resume would refuse them
+        return None
+    return ResumeOffer(str(data.get("path") or ""), shape, bool(data.get("tile")),
+                       phase.total if phase.total > phase.done else phase.done + 10, phase.done, phase.unit,
+                       runs.train_on(info))
