@@ -263,8 +263,11 @@ with tab_export:
     onnx_key = (str(run.path), stamp)
     if st.button("Export to ONNX", key="insp_onnx"):
         with st.spinner("Exporting and checking the scores in onnxruntime ..."):
+            # The run's training data, or, where it has moved, the data typed here (as `udd export --data`).
+            recorded = runs.run_source(run.path).get("path")
+            moved = ss["insp_data"] if recorded and not Path(recorded).exists() else None
             try:
-                ss["insp_onnx_result"] = (onnx_key, export_run(run.path))
+                ss["insp_onnx_result"] = (onnx_key, export_run(run.path, data=moved))
             except (ValueError, OSError, ParityError) as e:
                 ss["insp_onnx_result"] = (onnx_key, str(e).splitlines()[0] if str(e) else type(e).__name__)
     done = ss.get("insp_onnx_result")

@@ -360,6 +360,21 @@ def test_the_inspect_page_exports_the_run(monkeypatch, ae_run):
     assert any("Parity on 3 validation images" in c.value for c in at.caption)
 
 
+def test_the_inspect_page_exports_a_run_whose_data_moved_from_its_data_path_box(monkeypatch, tmp_path):
+    """QA: the ONNX export ignored the Data path typed on the page and told the user to pass --data."""
+    from streamlit.testing.v1 import AppTest
+
+    moved = make_mvtec(tmp_path / "was")
+    run = make_run(tmp_path / "runs" / "r", moved)
+    moved.rename(tmp_path / "now")
+    monkeypatch.setenv("UDD_RUNS_DIR", str(run.parent))
+    at = AppTest.from_file(str(ROOT / "pages" / "inspect.py"), default_timeout=120).run()
+    at.text_input(key="insp_data").input(str(tmp_path / "now")).run()
+    at.button(key="insp_onnx").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Parity on 3 validation images" in c.value for c in at.caption)
+
+
 def test_the_inspect_page_shows_a_failed_export_as_an_error(monkeypatch, ae_run):
     from streamlit.testing.v1 import AppTest
 
