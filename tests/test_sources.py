@@ -104,9 +104,23 @@ def test_unreadable_images_are_not_kept_and_named(tmp_path):
     folder, notes = sources.save_upload([("x.png", img), ("w_tiny.npy", buf.getvalue())], tmp_path / "runs")
     assert notes == ["left out w_tiny.npy: wafer files among images are not used; upload a wafer file on its own "
                      "to train on its maps"]  # QA: the maps were dropped without a word
+    assert [p.name for p in folder.iterdir()] == ["x.png"]  # QA sweep 6: "left out", yet kept in the folder
     with pytest.raises(DataError, match=r"^upload a.png: 1 file\(s\) that are not readable images: a.png$"):
         sources.save_upload([("a.png", b"not a png")], tmp_path / "runs")  # nothing usable: refused whole
     assert len(list((tmp_path / "runs" / "uploads").iterdir())) == 3  # the kept uploads, nothing more
+
+
+def test_two_uploads_of_one_name_are_refused_naming_both(tmp_path):
+    """QA sweep 6: two zips of good/000.png ... kept only the second's 10 images, without a word."""
+    img = png(tmp_path / "x.png").read_bytes()
+    with pytest.raises(DataError, match=r"^upload: good/000.png comes twice \(b1.zip and b2.zip\); rename one"):
+        sources.save_upload([("b1.zip", zip_bytes({"good/000.png": img})), ("b2.zip", zip_bytes({"good/000.png": img}))],
+                            tmp_path / "runs")
+    with pytest.raises(DataError, match=r"^upload: a.png comes twice \(a.png and a.png\)"):
+        sources.save_upload([("a.png", img), ("C:\\other\\a.png", img)], tmp_path / "runs")
+    with pytest.raises(DataError, match=r"^upload: 001.png comes twice \(001.png and set.zip\)"):
+        sources.save_upload([("001.png", img), ("set.zip", zip_bytes({"001.png": img}))], tmp_path / "runs")
+    assert list((tmp_path / "runs" / "uploads").iterdir()) == []  # nothing half kept
 
 
 @pytest.mark.parametrize("member", ["../evil.png", "/abs/evil.png", "a/../../evil.png"])

@@ -184,6 +184,9 @@ def save_upload(files: Iterable[tuple[str, bytes]], runs_root: Union[str, Path])
         raise DataError(f"upload {names}: " + (left_out if broken else str(e).split(": ", 1)[-1])) from None
     notes = [f"left out {left_out}"] if broken else []
     if kind != "wafer" and (wafers := [p.name for p in written if p.suffix.lower() in WAFER_EXTS]):
+        for p in written:  # left out in the folder too, as the note says
+            if p.suffix.lower() in WAFER_EXTS:
+                p.unlink(missing_ok=True)
         notes.append(f"left out {', '.join(wafers[:3])}{' ...' if len(wafers) > 3 else ''}: wafer files among "
                      "images are not used; upload a wafer file on its own to train on its maps")
     return dest, notes

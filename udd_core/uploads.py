@@ -164,14 +164,26 @@ def save_uploads(
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    origin: dict[Path, str] = {}  # each file written: the upload it came from
     plain_bytes = 0
+
+    def claim(path: Path, source: str) -> None:
+        # Two uploads of one name (two zips of good/000.png, a.png twice) would keep only the last, silently.
+        if path in origin:
+            raise DataError(f"upload: {path.relative_to(dest).as_posix()} comes twice ({origin[path]} and "
+                            f"{source}); rename one, or every file of that name but the last would be lost")
+        origin[path] = source
+
     try:
         for name, data in files:
             base = _upload_name(name)
             if base.lower().endswith(".zip"):
                 buf = io.BytesIO(data)
                 buf.name = base  # so errors about the archive name the upload
-                written += extract_zip(buf, dest, max_files, max_total_bytes)
+                unpacked = extract_zip(buf, dest, max_files, max_total_bytes)
+                written += unpacked
+                for p in unpacked:
+                    claim(p, base)
                 continue
             plain_bytes += len(data)
             if plain_bytes > max_total_bytes:
@@ -179,6 +191,7 @@ def save_uploads(
             target = dest / base
             if target.is_dir():
                 raise DataError(f"upload {base!r}: a folder of that name exists in {dest}")
+            claim(target, base)
             write_bytes_atomic(target, data)  # a reader never sees half a file
             written.append(target)
         if len(written) > max_files:
