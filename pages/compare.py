@@ -20,7 +20,7 @@ from udd_core import compare_scores as cmp_scores
 from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch
 from udd_core.display import markdown_literal
-from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass
+from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass, has_detector
 from udd_core.run_notes import learned_defects_note, still_learning_note, unfinished_note
 from udd_core.inspection import inspect_run
 from udd_core.render import scale_bar_rgb
@@ -93,7 +93,9 @@ if focus not in picked and ss.get("cmp_focus_seen") != focus:
     picked = [focus, *[n for n in picked if n != focus]][:cmp.MAX_RUNS]
 ss["cmp_focus_seen"] = focus
 if "cmp_picked" not in ss:  # the first visit: the focus and the newest other run, one on the same data first
-    others = cmp.same_data_first(by_name[focus].path, [by_name[n].path for n in by_name if n not in picked])
+    candidates = [by_name[n].path for n in by_name if n not in picked]
+    scorable = [p for p in candidates if has_detector(p)] or candidates  # not a run that saved nothing yet
+    others = cmp.same_data_first(by_name[focus].path, scorable)
     picked += [p.name for p in others][:cmp.MIN_RUNS - len(picked)]
 ss["cmp_runs"] = picked
 set_focus(focus)
@@ -174,7 +176,7 @@ if here := cmp.trained_here(sides, data, split, kind):  # as Inspect notes it fo
 scored, inspections = [], []
 with st.spinner("Scoring every run on the data set ..."):
     for s in sides:
-        if not cmp.has_model(s.path):
+        if not has_detector(s.path):
             st.warning(f"{s.name}: not scored (no saved model yet).")
             continue
         # A wafer run on photos (or the other way round) is left out: its numbers would rank beside the others'

@@ -51,6 +51,20 @@ def test_a_job_fits_any_method_and_records_it(toy, tmp_path, data):
         TrainJob.resume(run)
 
 
+def test_a_run_that_saved_nothing_yet_says_so(toy, tmp_path, data, capsys):
+    """QA sweep 6: a run stopped before its first save read "not a model folder (expected config.json + ...)"
+    in udd score and on Compare, though its folder holds method.json."""
+    run = fit_toy(tmp_path / "run", data)
+    for f in run.glob("*.safetensors"):
+        f.unlink()  # as a run stopped while it computed its features
+    assert not has_detector(run)
+    with pytest.raises(ValueError, match="no saved model yet"):
+        load_detector(run)
+    assert main(["score", str(run), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "no saved model yet" in err and err.count("\n") == 1
+
+
 def test_bad_method_options_are_refused_naming_them(toy, tmp_path, data):
     with pytest.raises(ValueError, match="^depth: not a toy-mean option"):
         fit_toy(tmp_path / "run", data, depth=3)

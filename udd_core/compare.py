@@ -17,10 +17,10 @@ from typing import Any, Optional, Union
 
 from . import runs
 from .data import kind_mismatch, resolved, scores_training_data
-from .methods import METHOD_FILE, fitted_in_one_pass, run_spec, spec_options
+from .methods import fitted_in_one_pass, run_spec, spec_options
 from .progress import epoch_axis
 from .settings import applied_settings
-from .model import CONFIG_FILE, WEIGHTS_FILE
+from .model import CONFIG_FILE
 from .image_shapes import FEATURE_METHODS, propagate_image
 from .shapes import ShapeError
 
@@ -253,9 +253,3 @@ def trained_here(sides: Sequence[RunSide], data: Union[str, Path], split: str,
     images."""
     return [s.name for s in sides
             if scores_training_data(data, runs.train_source(s.info).get("path"), split, kind)]
-
-
-def has_model(run_dir: Union[str, Path]) -> bool:
-    """Whether a run folder holds a model to score with (an autoencoder's weights or a method file)."""
-    p = Path(run_dir)
-    return (p / WEIGHTS_FILE).is_file() or (p / METHOD_FILE).is_file()
