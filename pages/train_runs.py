@@ -18,7 +18,7 @@ from udd_core.display import probe_pairs
 from udd_core.generation import next_page
 from udd_core.methods import epoch_loops, fitted_in_one_pass
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, run_rows
-from udd_core.resume import resume_offer
+from udd_core.resume import check_resume_data, resume_offer
 from udd_core.progress import loop_series, loss_curve, progress_bar
 from udd_core.run_notes import still_learning_note
 
@@ -116,6 +116,8 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
         return
     try:  # the run's own data, through the cache: a resume right after a stop decodes nothing
         with st.spinner(f"Resuming {run.name}: loading its images, model and optimiser state ..."):
+            if new_place:  # the other kind of data is refused before it loads, as `udd train --resume --data` does
+                check_resume_data(runs.read_train(run.path), new_place, run.name)
             images, _ = load_images(new_place or offer.data_path, offer.input_shape, offer.tile, offer.train_on)
             mgr.start(TrainJob.resume(runs.run_path(root, run.name), images=images, epochs=total, data_path=new_place))
         st.rerun()

@@ -192,6 +192,10 @@ def test_resume_finds_moved_data_at_the_place_typed_and_the_run_records_it(tiny_
     assert not [t for t in at.text_input if t.key == f"train_resume_data_{name}"]  # the data is where it was
     moved = data.rename(tmp_path / "moved")
     at.run()
+    wafers = ROOT / "sample_data" / "wafer_maps_26x26.npz"  # QA sweep 6: the other kind got advice on channels
+    at.text_input(key=f"train_resume_data_{name}").input(str(wafers)).run()
+    at.button(key="train_resume").click().run()
+    assert f"{wafers}: run {name} was trained on images, these are wafer maps; resume needs the same data" in errors(at)
     at.number_input(key=f"train_resume_to_{name}").set_value(2)
     at.text_input(key=f"train_resume_data_{name}").input(str(moved)).run()
     at.button(key="train_resume").click().run()
