@@ -96,3 +96,8 @@ def test_a_choice_is_checked_before_any_data_and_its_refusal_names_what_was_wron
         assert detector_class(method).preferred_preset(model_presets()["gray-tile-128"].config) is None
     typed = ValueError("method options: not JSON (x)")
     assert choice_message(typed, {}) == "method options: not JSON (x)"  # already named: kept as it is
+    pads = ValueError("latent_up outputs 48x2x2 but must mirror 48x1x1: set latent_opad = [0, 0]")
+    pads.suggested = model_presets()["gray-tile-128"].config  # a shape error that carries its padding fix
+    assert choice_message(pads, {}) == ("model: latent_up outputs 48x2x2 but must mirror 48x1x1: set latent_opad = "
+                                        "[0, 0]. Another Height/Width may fit; or set the size on the **Design** "
+                                        "page, where one click applies the paddings.")  # QA sweep 6: no full stop

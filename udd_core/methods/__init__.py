@@ -91,6 +91,8 @@ def choice_message(error: ValueError, options: dict) -> str:
     # A padding is a design field a training form has no box for: say where it is set.
     fix = (" Another Height/Width may fit; or set the size on the **Design** page, where one click applies "
            "the paddings." if getattr(error, "suggested", None) is not None else "")
+    if fix and not text.rstrip().endswith((".", ")")):  # "... set latent_opad = [0, 0]" then a new sentence
+        text = text.rstrip() + "."
     return f"model: {text}{fix}"
 
 
