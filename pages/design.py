@@ -52,8 +52,11 @@ if notice := design.pop_notice():
 top = st.columns([3, 1, 1, 1])
 top[0].selectbox("Preset", list(presets), key="design_preset", on_change=design.load_preset,
                  help="Pick a ready-made design; it replaces the current config and input shape.")
-top[0].caption("Edited: the design below is no longer this preset's; pick a preset again to restore it."
-               if design.is_edited() else presets[ss["design_preset"]].description)
+if ss.get("design_source"):
+    top[0].caption(f"Loaded from {markdown_literal(design.label())}; pick a preset to replace it.")
+else:
+    top[0].caption("Edited: the design below is no longer this preset's; pick a preset again to restore it."
+                   if design.is_edited() else presets[ss["design_preset"]].description)
 if undo := ss.get("design_undo"):
     top[0].button(f"Undo: back to the edited {undo[2]} design", key="design_undo_button", on_click=design.undo_preset,
                   icon=":material/undo:", help="Loading the preset replaced your edits; this brings them back.")

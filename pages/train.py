@@ -17,7 +17,8 @@ from udd_core.config import CONFIG_UPLOAD_MB, parse_config
 from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind
 from udd_core.losses import LOSSES, check_fits_data
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options
-from udd_core.presets import PIXEL_PRESET, design_input, design_label, method_choice, model_presets, preset_choice
+from udd_core.design_state import DesignState
+from udd_core.presets import PIXEL_PRESET, design_input, method_choice, model_presets, preset_choice
 from udd_core.image_shapes import MAX_SIDE, checked_image_shape
 from udd_core.jobs import JobManager, TrainJob
 from udd_core.settings import (DEVICES, FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NUMBERS, TrainSettings, form_values,
@@ -156,7 +157,7 @@ with left:
         if method_cls.uses_config and mmode == MODEL_MODES[0]:  # the Design page's config, at its size
             config = parse_config(design_config)
             shape = design_input(config, method, design_shape)
-            name = design_label(ss.get("design_preset_name"), design_config)
+            name = DesignState(ss).label()  # the preset it started from, or the uploaded file
             st.caption(f"The Design page's config ({name}), input {'x'.join(map(str, shape))}; change it there.")
         else:
             preset = None

@@ -185,3 +185,19 @@ def test_a_session_that_has_a_design_ignores_the_link(design):
     other.on_shape()
     design.start(other.link_value())  # a link changed by hand while the session lives: the session's design stays
     assert design.shape()[1:] == (80, model_presets()[PIXEL_PRESET].input_shape[2])
+
+
+def test_an_uploaded_config_is_named_after_its_file_until_a_preset_replaces_it(design, tiny_config):
+    """QA sweep 6: an uploaded AE_config.txt was called "gray-tile-128, edited" here and on the Train page."""
+    assert design.label() == PIXEL_PRESET
+    design.on_upload("AE_config.txt", json.dumps(tiny_config).encode())
+    assert design.label() == "AE_config.txt"
+    design.ss["design_latent_size"] = design.ss["design_latent_size"] + 1
+    design.on_latent()
+    assert design.label() == "AE_config.txt, edited"
+    design.ss["design_preset"] = other_preset()
+    design.load_preset()
+    assert design.label() == other_preset()
+    design.ss["design_h"] += 8
+    design.on_shape()
+    assert design.label() == other_preset()  # the shape is not the config: the Train page's name is unchanged

@@ -15,10 +15,11 @@ from . import architecture as arch
 from .config import AEConfig, noting_warnings, parse_config
 from .feature_input import parse_input
 from .image_shapes import MAX_SIDE, image_channels
-from .presets import PIXEL_PRESET, ModelPreset, model_presets
+from .presets import PIXEL_PRESET, ModelPreset, design_label, model_presets
 
 CONFIG, SHAPE = "design_config", "design_input_shape"  # read by the Train page: keep the names
 PRESET_NAME = "design_preset_name"  # the preset the design came from; survives a visit to another page
+SOURCE = "design_source"  # (file name, config dict) of an uploaded config, until a preset is loaded
 INPUT_KINDS = ("pixels", "backbone features")  # the "reconstructs" radio's choices
 
 
@@ -52,6 +53,14 @@ class DesignState:
     def is_edited(self) -> bool:
         """Whether the design is no longer the chosen preset's."""
         return not self.presets[self.ss["design_preset"]].is_design(self.ss[CONFIG], self.ss[SHAPE])
+
+    def label(self) -> str:
+        """What the design is called beside its preset box and on the Train page: the uploaded file it came from
+        ("AE_config.txt", ", edited" once changed), else the preset's name (", edited" likewise)."""
+        if source := self.ss.get(SOURCE):
+            name, loaded = source
+            return f"{name}, edited" if loaded != self.ss[CONFIG] else name
+        return design_label(self.ss.get(PRESET_NAME), self.ss[CONFIG])
 
     def pop_notice(self, key: str = "design_notice") -> Optional[tuple[str, str]]:
         """(level, text) left by the last callback, shown once."""
@@ -136,6 +145,7 @@ class DesignState:
                   and not self.presets[before].is_design(ss[CONFIG], ss[SHAPE]))
         undo = (ss[CONFIG], tuple(ss[SHAPE]), before) if edited else None
         ss[PRESET_NAME] = ss["design_preset"]
+        ss.pop(SOURCE, None)  # a preset, not the uploaded file, from now on
         p = self.presets[ss["design_preset"]]
         self.set_config(p.config, p.input_shape)
         if undo:
@@ -187,6 +197,7 @@ class DesignState:
         """A config file chosen in the uploader: loaded, or refused naming the file."""
         try:
             self.set_config(parse(data)[0])
+            self.ss[SOURCE] = (name, self.ss[CONFIG])  # named after the file, not "<preset>, edited"
             self.ss["design_upload_notice"] = ("success", f"Loaded {name}.")
         except ValueError as e:
             self.ss["design_upload_notice"] = ("error", f"{name}: {e}")
