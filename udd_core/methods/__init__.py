@@ -142,10 +142,13 @@ def load_detector(run_dir: Union[str, Path], device: str = "cpu") -> Detector:
     """Load whatever detector `run_dir` holds; a run folder that has saved none yet is refused in those words
     (not as "not a model folder": its config.json and method.json are there)."""
     cls = detector_class(run_method(run_dir))
-    if (Path(run_dir) / METHOD_FILE).is_file() and not cls.is_saved(run_dir):
-        raise ValueError(f"{run_dir}: no saved model yet (the run stopped, or is still running, before its first "
-                         "save)")
-    return cls.load(run_dir, device=device)
+    try:
+        return cls.load(run_dir, device=device)
+    except (ValueError, OSError) as e:  # a method's own loader names the missing file
+        if (Path(run_dir) / METHOD_FILE).is_file() and not cls.is_saved(run_dir):
+            raise ValueError(f"{run_dir}: no saved model yet: the run stopped, or is still running, before its first "
+                             f"save ({e})") from None
+        raise
 
 
 __all__ = ["METHODS", "METHOD_FILE", "Detector", "MapOutput", "a_method", "check_choice", "choice_message",
