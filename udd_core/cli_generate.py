@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import runs
 from .cli import UsageError, parse_ints, run_dir_arg
-from .data import data_kind, kind_mismatch, same_data
+from .data import data_kind, kind_mismatch, kind_noun, same_data
 from .run_notes import unfinished_note
 from .display import output_names, to_display, write_pngs
 from .generation import (class_pool, default_sigma_scale, generate, generate_random, images_trained_on,
@@ -104,7 +104,7 @@ def run_generate(args: argparse.Namespace) -> int:
             raise
     for path, origin in zip(paths, origins):
         print(f"{path}\t{origin}")
-    what = "wafer maps" if kind == "wafer" else "images"
+    what = kind_noun(kind)
     print(f"udd generate: wrote {len(paths)} {what} to {args.out}", file=sys.stderr)
     if npz is not None:
         print(f"udd generate: wrote {len(maps)} maps (die values 0/1/2, labels, sources) to {args.npz}",

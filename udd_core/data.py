@@ -115,14 +115,17 @@ def data_kind(path) -> str:
     return _layout(path)[0]
 
 
+def kind_noun(kind: str | None) -> str:
+    """What a data kind holds, in words: "wafer maps" for a wafer file, "images" for every other kind."""
+    return "wafer maps" if kind == "wafer" else "images"
+
+
 def kind_mismatch(trained: str | None, given: str, effect: str = "its scores (and any reconstructions)") -> str | None:
     """A warning when a run trained on wafer maps meets images, or the other way round, saying that `effect`
     (what the run makes of them) means little; None otherwise."""
-    if not trained or (trained == "wafer") == (given == "wafer"):
+    if not trained or kind_noun(trained) == kind_noun(given):
         return None
-    what = {True: "wafer maps", False: "images"}
-    return (f"the run was trained on {what[trained == 'wafer']} but these data are {what[given == 'wafer']}: "
-            f"{effect} mean little here")
+    return f"the run was trained on {kind_noun(trained)} but these data are {kind_noun(given)}: {effect} mean little here"
 
 
 def _check_shape(input_shape) -> tuple[int, int, int]:

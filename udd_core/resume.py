@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 
 from . import runs
-from .data import data_kind, kind_mismatch
+from .data import data_kind, kind_mismatch, kind_noun
 from .methods import detector_class, run_method
 
 
@@ -32,9 +32,8 @@ def check_resume_data(info: Mapping[str, Any], data_path: Union[str, Path], run_
     (wafer maps for a run trained on images, or the other way round)."""
     recorded, given = runs.train_source(info).get("kind"), data_kind(data_path)
     if kind_mismatch(recorded, given):
-        what = {True: "wafer maps", False: "images"}
-        raise ValueError(f"{data_path}: run {run_name} was trained on {what[recorded == 'wafer']}, these are "
-                         f"{what[given == 'wafer']}; resume needs the same data")
+        raise ValueError(f"{data_path}: run {run_name} was trained on {kind_noun(recorded)}, these are "
+                         f"{kind_noun(given)}; resume needs the same data")
 
 
 @dataclass(frozen=True)
