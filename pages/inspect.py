@@ -23,7 +23,7 @@ from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import load_inputs
 from udd_core.metrics import METRIC_HELP
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
-from udd_core.render import scale_bar_rgb
+from udd_core.render import outlines_legend, scale_bar_rgb
 from udd_core.report import build_report, heatmaps_zip, scores_csv
 from udd_core.scoring import SCORES, max_border
 
@@ -166,9 +166,7 @@ for col, (label, v) in zip(cols, [("image AUROC", m.image_auroc), ("image AP", m
 cols[7].metric("threshold", f"{insp.threshold:.3g}", help=METRIC_HELP["threshold"])
 st.caption(f"Threshold: {insp.threshold_source}. An image is defective when its score is above it. "
            "Heatmaps share one scale from the normal images (0 = a typical normal pixel, top = twice the pixel "
-           "threshold); "
-           "cyan outline: pixels above the pixel threshold" + ("; green outline: ground truth." if insp.masks is not None
-                                                               else "."))
+           "threshold); " + outlines_legend(insp.masks is not None) + ".")
 own = st.toggle("Each heatmap on its own colour scale", key="insp_own_scale",
                 help="Off: one scale for every image, so colours compare across images. On: each image from its "
                      "median pixel to its highest, to see where its map peaks when all of it is above the fixed "

@@ -67,7 +67,7 @@ def test_real_runs_side_by_side(two_runs):
     for img in scores.heatmap_row(insps, defect)[1:]:  # each run's map shows where the truth is
         assert (img == TRUTH_RGB).all(axis=2).any()
     caption = scores.scale_caption(["r4", "r8"], insps)
-    assert "r4: " in caption and "r8: " in caption and "green: the ground truth" in caption
+    assert "r4: " in caption and "r8: " in caption and "green outline: the ground-truth defect." in caption
     fpr, tpr = roc_curve(insps[0])
     assert fpr[0] == 0 and tpr[-1] == 1
     roc = scores.roc_figure(["r4", "r8"], ["autoencoder", "autoencoder"], insps)

@@ -1,5 +1,6 @@
 """inspect_run and its exports on a tiny trained run, a reference-package folder and wafer maps."""
 import csv
+import dataclasses
 import io
 import json
 import zipfile
@@ -108,6 +109,12 @@ def test_an_images_own_scale_spans_its_median_to_its_peak(insp):
     fixed, mine = insp.panels(i)["residual"], insp.panels(i, own_scale=True)["residual"]
     assert fixed.shape == mine.shape and not np.array_equal(fixed, mine)
     assert "own scale" in insp.scale_legend(own_scale=True) and "own scale" not in insp.scale_legend()
+    # Both legends name both outlines, the green one only where masks are drawn.
+    has_masks = insp.masks is not None
+    for legend in (insp.scale_legend(), insp.scale_legend(own_scale=True)):
+        assert "cyan outline: above the pixel threshold" in legend
+        assert ("green outline: the ground-truth defect" in legend) == has_masks
+    assert "green outline" not in dataclasses.replace(insp, masks=None).scale_legend()
 
 
 def test_manual_threshold_and_with_threshold(run, mvtec, insp):

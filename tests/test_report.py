@@ -48,7 +48,7 @@ def test_report_is_self_contained_and_complete(insp):
     assert (float(bar.group(1)), float(bar.group(3))) == pytest.approx((insp.scale.vmin, insp.scale.vmax), rel=1e-3)
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(bar.group(2))))),
                                   scale_bar_rgb(256, 14))
-    assert ("Green outline: ground-truth defect." in page) == (insp.masks is not None)
+    assert ("green outline: the ground-truth defect." in page) == (insp.masks is not None)
 
 
 def test_report_lists_the_worst_images_first(insp):

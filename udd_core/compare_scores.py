@@ -15,7 +15,7 @@ import numpy as np
 from .compare import RUN_COLOURS
 from .inspection_views import roc_curve
 from .metrics import GOOD
-from .render import as_rgb, auto_zoom, overlay_rgb, zoom
+from .render import as_rgb, auto_zoom, outlines_legend, overlay_rgb, zoom
 
 ROC_DASHES = ("solid", "dash", "dot", "dashdot")  # one per run, as the colours: equal curves stay both visible
 
@@ -127,6 +127,6 @@ def scale_caption(names: Sequence[str], inspections: Sequence) -> str:
     """The legend of `heatmap_row`'s colours beside `render.scale_bar_rgb`: each run's own scale and threshold."""
     scales = "; ".join(f"{n}: {i.scale.vmin:.4g} to {i.scale.vmax:.4g}, pixel threshold {i.scale.threshold:.4g}"
                        for n, i in zip(names, inspections))
-    truth = ", green: the ground truth" if any(i.masks is not None for i in inspections) else ""
-    return (f"Colours from low (left) to high (right) on each run's own scale ({scales}). "
-            f"Outlines: cyan, above the run's pixel threshold{truth}.")
+    truth = any(i.masks is not None for i in inspections)
+    return (f"Colours from low (left) to high (right) on each run's own scale ({scales}); "
+            + outlines_legend(truth, "the run's pixel threshold") + ".")

@@ -14,7 +14,7 @@ import numpy as np
 
 from .data import wafer_to_onehot
 from .metrics import GOOD, Metrics, threshold_for_fpr, too_few_normals
-from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, overlay_rgb, zoom
+from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, outlines_legend, overlay_rgb, zoom
 from .scoring import NormStats
 from .training_data import NORMAL_LABELS
 
@@ -151,13 +151,13 @@ class Inspection:
                 else f"the image is defective when {top}")
         else:
             source = "the 99th percentile of the normal pixels"
+        outline = outlines_legend(self.masks is not None, f"the pixel threshold {sc.threshold:.4g} ({source})")
         if own_scale:
             return (f"Heatmap colours: each image on its own scale, from its median pixel (left) to its highest "
-                    f"(right){unit}: where each map peaks; colours do not compare across images. Cyan outline: "
-                    f"above the pixel threshold {sc.threshold:.4g} ({source}).")
+                    f"(right){unit}: where each map peaks; colours do not compare across images; {outline}.")
         return (f"Heatmap colours: {sc.vmin:.4g} (left) to {sc.vmax:.4g} (right){unit}, one scale for every image: "
                 f"0 is a typical pixel of {ref}, the top twice the pixel threshold, so a new threshold rescales "
-                f"every heatmap alike; cyan outline: above the pixel threshold {sc.threshold:.4g} ({source}).")
+                f"every heatmap alike; {outline}.")
 
     def score_text(self, i: int) -> str:
         """Image i's score for a caption, with its two parts when it carries a factor (the map's, the factor)."""

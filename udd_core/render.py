@@ -27,6 +27,12 @@ _WAFER_GRAY = np.array([25.0, 120.0, 235.0], dtype=np.float32)  # overlay base: 
 _OVERLAY_ALPHA = 0.8  # opacity of the heat colour at the top of the scale; 0 at the bottom
 
 
+def outlines_legend(truth: bool, threshold: str = "the pixel threshold") -> str:
+    """The words for `overlay_rgb`'s outlines (`THRESHOLD_RGB`, `TRUTH_RGB`), without a full stop; ``truth``:
+    a mask is drawn (wafer maps have none), ``threshold``: which pixel threshold the cyan outline marks."""
+    return f"cyan outline: above {threshold}" + ("; green outline: the ground-truth defect" if truth else "")
+
+
 @dataclass(frozen=True)
 class HeatScale:
     """Fixed colour scale of residual maps: ``vmin`` -> darkest, ``vmax`` -> brightest, and the

@@ -257,12 +257,11 @@ def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
                            f"{'the ' + str(shown) if shown < len(found) else 'all'} shown, nearest the threshold "
                            "first</h2>" + _image_table(insp, found[:n_errors]))
     sc = insp.scale
-    truth = " Green outline: ground-truth defect." if insp.masks is not None else ""  # wafer maps have no masks
     # The colours themselves, as the app's Inspect page shows them: the legend's words alone name no colour.
     bar = (f'<p class="legend scale"><span>{sc.vmin:.4g}</span>{_img(scale_bar_rgb(256, 14), "colour scale")}'
            f"<span>{sc.vmax:.4g}</span></p>")
     out.append(bar + f'<p class="legend">Overlay: the anomaly map ({_e(insp.settings.get("residual"))}) on a fixed '
-               f"scale. {_e(insp.scale_legend())}{truth}</p>")
+               f"scale. {_e(insp.scale_legend())}</p>")
     return out
 
 
