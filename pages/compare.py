@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.run_focus import focused_run, hand_over_deep_link, set_focus, warn_stale_link, run_label
+from pages.run_focus import KEEP, focused_run, hand_over_deep_link, set_focus, warn_stale_link, run_label
 from udd_core import compare as cmp
 from udd_core import compare_scores as cmp_scores
 from udd_core import runs
@@ -99,15 +99,17 @@ if "cmp_picked" not in ss:  # the first visit: the focus and the newest other ru
     picked += [p.name for p in others][:cmp.MIN_RUNS - len(picked)]
 ss["cmp_runs"] = picked
 set_focus(focus)
+# No "Select all" (it would fill the 4 places with the list's first runs) and no fuzzy matching: typing part
+# of a run's name lists the runs whose names contain it.
 st.multiselect("Runs", list(by_name), key="cmp_runs", max_selections=cmp.MAX_RUNS, on_change=on_pick,
-               format_func=lambda n: f"{n} · {run_label(by_name[n])}",
+               select_all=False, filter_mode="contains", format_func=lambda n: f"{n} · {run_label(by_name[n])}",
                help="The run in focus on the other pages comes first; add up to three more.")
 names = ss["cmp_picked"] = list(ss["cmp_runs"])
 if len(names) < cmp.MIN_RUNS:
     st.info("Pick at least two runs to compare.")
     st.stop()
 sides = [cmp.read_side(by_name[n].path) for n in names]
-st.toggle("Only fields that differ", key="cmp_only_changed")
+st.toggle("Only fields that differ", key="cmp_only_changed", persist_state=KEEP)
 
 st.subheader("Config")
 if all(s.config is None for s in sides):

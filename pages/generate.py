@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.run_focus import focused_run, follow_focus, hand_over_deep_link, set_focus, run_label, warn_unfinished
+from pages.run_focus import KEEP, focused_run, follow_focus, hand_over_deep_link, set_focus, run_label, warn_unfinished
 from udd_core import display
 from udd_core import generation as gen
 from udd_core import generation_views as views
@@ -24,7 +24,6 @@ hand_over_deep_link("pages/generate.py")  # first: a deep link before app.py eve
 
 ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
 MODES = ("Noised latents", "Random latents")
-KEEP = "session"  # widget values survive a visit to another page
 DISPLAY_W = 138  # px per image in the grids: a 26x26 wafer at 5 px per die plus the gaps
 GAP = 4  # px of transparent space either side of each image
 STRIP_W = 900  # px an interpolation strip may take: one row, with the gaps between images, beside the sidebar at 1400 px

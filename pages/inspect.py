@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.run_focus import follow_focus, hand_over_deep_link, set_focus, run_label, warn_unfinished
+from pages.run_focus import KEEP, follow_focus, hand_over_deep_link, set_focus, run_label, warn_unfinished
 from udd_core import inspection_views as views
 from udd_core import runs
 from udd_core.run_notes import learned_defects_note
@@ -88,35 +88,38 @@ if follow_focus("insp_run", list(by_name), ROOT):
 main = st.empty()  # the page's first line: where a bad data path is reported, not in the narrow sidebar
 with st.sidebar:
     st.subheader("Run and data")
-    st.selectbox("Run", list(by_name), key="insp_run", on_change=on_run,
+    st.selectbox("Run", list(by_name), key="insp_run", persist_state=KEEP, on_change=on_run,
                  format_func=lambda n: f"{n} — {run_label(by_name[n])}")
-    st.text_input("Data path", key="insp_data", help="MVTec folder, folder of images or wafer .npy/.npz")
+    st.text_input("Data path", key="insp_data", persist_state=KEEP,
+                  help="MVTec folder, folder of images or wafer .npy/.npz")
     try:
         kind = data_kind(ss["insp_data"])
     except ValueError as e:
         why = f" ({runs.no_data_why(by_name[ss['insp_run']].path)})" if not ss["insp_data"].strip() else ""  # no default
         main.error(f"Data path (sidebar): {e}{why}")
         st.stop()
-    split = st.selectbox("Split", ("test", "train", "all"), key="insp_split") if kind == "mvtec" else "all"
+    split = (st.selectbox("Split", ("test", "train", "all"), key="insp_split", persist_state=KEEP)
+             if kind == "mvtec" else "all")
     if kind != "mvtec":
         st.caption(f"A {kind} data set is scored whole.")
     st.subheader("Post-processing")
     run_cls = detector_class(run_method(by_name[ss["insp_run"]].path))
-    residual = st.selectbox("Residual", run_cls.residuals, key="insp_residual")
+    residual = st.selectbox("Residual", run_cls.residuals, key="insp_residual", persist_state=KEEP)
     # The slider reaches a run's own larger default (an option of its method): never clamped silently.
     smooth = st.slider("Smoothing σ (px)", 0.0, max(SMOOTH_MAX, ss.get("insp_smooth", 0.0)), step=0.5,
-                       key="insp_smooth")
+                       key="insp_smooth", persist_state=KEEP)
     # A method with its own image score (a latent distance) does not reduce the map: the choice would do nothing.
     own_help = "This method's image score is its own (see the caption), not taken from the map." if run_cls.own_scores else None
-    score = st.selectbox("Image score", SCORES, key="insp_score", disabled=run_cls.own_scores, help=own_help)
+    score = st.selectbox("Image score", SCORES, key="insp_score", persist_state=KEEP, disabled=run_cls.own_scores,
+                         help=own_help)
     ss.setdefault("insp_topk", 1.0)
-    topk = st.number_input("Top-k %", 0.01, 100.0, step=0.5, key="insp_topk",
+    topk = st.number_input("Top-k %", 0.01, 100.0, step=0.5, key="insp_topk", persist_state=KEEP,
                            disabled=score != "topk" or run_cls.own_scores)
     shape = runs.trained_shape(by_name[ss["insp_run"]].path)  # the run's maps are this size
     border_max = max_border(shape[1:]) if shape else 100_000
     ss["insp_border"] = min(ss.get("insp_border", 0), border_max)
     border = st.number_input("Border left out of the score (px)", 0, border_max, step=1, key="insp_border",
-                             disabled=run_cls.own_scores,
+                             persist_state=KEEP, disabled=run_cls.own_scores,
                              help="Pixels on each side that the image score ignores (the heatmap keeps them): "
                                   "photo edges and backgrounds often vary more than the part itself.")
 
@@ -141,10 +144,10 @@ tag = abs(hash((run.name, stamp, ss["insp_data"], split, residual, smooth, score
 has_normal = base.normal_scores is not None and len(base.normal_scores) > 0
 modes = ("target FPR", "manual") if has_normal else ("manual",)
 c1, c2 = st.columns([1, 3])
-mode = c1.radio("Threshold from", modes, key="insp_thr_mode", horizontal=True)
+mode = c1.radio("Threshold from", modes, key="insp_thr_mode", persist_state=KEEP, horizontal=True)
 if mode == "target FPR":
     pct = c2.slider(f"Target false-positive rate on the {base.normal_source} images (%)", 0.0, 20.0, 1.0, 0.1,
-                    key="insp_fpr")
+                    key="insp_fpr", persist_state=KEEP)
     insp = base.at_target_fpr(pct / 100)
 else:
     pool = np.concatenate([base.scores, base.normal_scores if has_normal else []])
@@ -152,7 +155,7 @@ else:
     hi = hi if hi > lo else lo + 1e-6
     start = base.threshold if base.threshold is not None else float(np.median(base.scores))
     t = c2.slider("Image-score threshold", lo, hi, float(np.clip(start, lo, hi)), (hi - lo) / 500, format="%.5g",
-                  key=f"insp_thr_{tag}")
+                  key=f"insp_thr_{tag}", persist_state=KEEP)
     insp = base.with_threshold(t, "manual")
 for note in insp.notices:  # after the threshold: the note on too few normal images follows the slider
     if note not in (unfinished, learned):  # shown above as warnings
@@ -167,7 +170,7 @@ cols[7].metric("threshold", f"{insp.threshold:.3g}", help=METRIC_HELP["threshold
 st.caption(f"Threshold: {insp.threshold_source}. An image is defective when its score is above it. "
            "Heatmaps share one scale from the normal images (0 = a typical normal pixel, top = twice the pixel "
            "threshold); " + outlines_legend(insp.masks is not None) + ".")
-own = st.toggle("Each heatmap on its own colour scale", key="insp_own_scale",
+own = st.toggle("Each heatmap on its own colour scale", key="insp_own_scale", persist_state=KEEP,
                 help="Off: one scale for every image, so colours compare across images. On: each image from its "
                      "median pixel to its highest, to see where its map peaks when all of it is above the fixed "
                      "scale (a small image, or a photo unusual everywhere).")
@@ -178,7 +181,7 @@ pred = insp.scores > insp.threshold
 
 with tab_gallery:
     filters = views.gallery_filters(insp)
-    which = st.radio("Show", list(filters), horizontal=True, key="insp_filter")
+    which = st.radio("Show", list(filters), horizontal=True, key="insp_filter", persist_state=KEEP)
     shown = [int(i) for i in order if filters[which][i]]
     n_show = ss.setdefault("insp_show", PAGE)
     st.caption(f"{len(shown)} images, highest score first.")
@@ -206,7 +209,7 @@ with tab_image:
     # The widget's key follows the post-processing (its options are reordered); the chosen image does not.
     same = [i for i in options if insp.names[i] == ss.get("insp_picked")]
     pick = st.selectbox("Image (by score)", options, index=options.index(same[0]) if same else 0,
-                        key=f"insp_pick_{tag}",
+                        key=f"insp_pick_{tag}", persist_state=KEEP,
                         format_func=lambda i: f"{insp.names[i]} — {insp.labels[i]}, score {insp.scores[i]:.5g}")
     ss["insp_picked"] = insp.names[pick]
     left, right = st.columns([3, 2])
@@ -219,11 +222,14 @@ with tab_image:
     if insp.factors is not None:  # the score is not the map's alone: show both parts
         right.caption(insp.score_text(pick).capitalize())
     r1, r2, r3, r4, r5 = st.columns(5)
-    method = r1.radio("Regions", ("components", "dbscan"), key="insp_method")
-    pix = r2.number_input("Pixel threshold", value=float(insp.pixel_threshold), format="%.4g", key=f"insp_pix_{tag}")
-    eps = r3.number_input("DBSCAN eps", 0.5, 50.0, 2.0, 0.5, key="insp_eps", disabled=method != "dbscan")
-    min_s = r4.number_input("DBSCAN min samples", 1, 100, 4, key="insp_mins", disabled=method != "dbscan")
-    min_px = r5.number_input("Min pixels", 0, 100000, 5, key="insp_minpx")
+    method = r1.radio("Regions", ("components", "dbscan"), key="insp_method", persist_state=KEEP)
+    pix = r2.number_input("Pixel threshold", value=float(insp.pixel_threshold), format="%.4g", key=f"insp_pix_{tag}",
+                          persist_state=KEEP)
+    eps = r3.number_input("DBSCAN eps", 0.5, 50.0, 2.0, 0.5, key="insp_eps", persist_state=KEEP,
+                          disabled=method != "dbscan")
+    min_s = r4.number_input("DBSCAN min samples", 1, 100, 4, key="insp_mins", persist_state=KEEP,
+                            disabled=method != "dbscan")
+    min_px = r5.number_input("Min pixels", 0, 100000, 5, key="insp_minpx", persist_state=KEEP)
     regs = insp.regions(pick, method, pix, eps, int(min_s), int(min_px))
     st.dataframe(pd.DataFrame(views.region_rows(regs), columns=list(views.REGION_COLUMNS)), hide_index=True)
     st.caption(views.regions_caption(insp, pick))

@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 FOCUS = "udd_run"  # session key of the run in focus, read by every page
+KEEP = "session"  # a widget's `persist_state`: its value survives a visit to another page
 
 
 def hand_over_deep_link(page: str) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import streamlit as st
 
 from pages.run_focus import hand_over_deep_link
-from pages.train_runs import KEEP, run_panel, runs_table, select
+from pages.run_focus import KEEP
+from pages.train_runs import run_panel, runs_table, select
 from udd_core import sources
 from udd_core.config import CONFIG_UPLOAD_MB, parse_config
 from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind

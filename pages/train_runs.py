@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.run_focus import focused_run, set_focus, warn_stale_link
+from pages.run_focus import KEEP, focused_run, set_focus, warn_stale_link
 from udd_core import runs
 from udd_core.display import probe_pairs
 from udd_core.generation import next_page
@@ -25,7 +25,6 @@ from udd_core.run_notes import still_learning_note
 PROBES_PER_ROW = 4  # the default n_probe: one row
 POLL_S, DISK_POLL_S = 1.0, 2.0  # the progress bar: a live job / a run trained by another process (status.json)
 CURVES_POLL_S = 5.0  # the loss curves and probe images of a run that trains
-KEEP = "session"  # widget values survive a visit to another page
 ss = st.session_state
 
 

@@ -180,3 +180,16 @@ def test_a_run_of_the_other_data_kind_is_left_out_of_the_scores(monkeypatch, run
                                   "images") for w in app.warning)
     metrics = next(d.value for d in app.dataframe if "metric" in d.value.columns)
     assert list(metrics.columns) == ["metric", "latent4"]
+
+
+def test_only_fields_that_differ_survives_a_visit_to_another_page(monkeypatch, runs_dir):
+    monkeypatch.setenv("UDD_RUNS_DIR", str(runs_dir))
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception and app.title[0].value == "Compare"
+    app.toggle(key="cmp_only_changed").set_value(True).run()
+    assert list(frames(app)[0]["field"]) == ["latent_size"]
+    app.switch_page("pages/design.py").run()
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception and app.toggle(key="cmp_only_changed").value  # QA: it was off again
+    assert list(frames(app)[0]["field"]) == ["latent_size"]

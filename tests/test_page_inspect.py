@@ -209,3 +209,27 @@ def test_a_run_still_learning_says_so(monkeypatch, runs_dir, tmp_path):
     assert not app.exception and not app.warning
     assert any(c.value.startswith("ℹ️ run tiny was still learning when its training ended: its validation loss "
                                   "fell 33% over the last epoch") for c in app.caption)
+
+
+def test_settings_survive_a_visit_to_another_page(monkeypatch, runs_dir):
+    """QA: residual, score, split and a manual threshold went back to the run's defaults after a visit to
+    Design or Compare (Streamlit drops a widget's state when its page is not shown, unless it persists)."""
+    monkeypatch.setenv("UDD_RUNS_DIR", str(runs_dir))
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    app.switch_page("pages/inspect.py").run()
+    assert not app.exception and app.title[0].value == "Inspect"
+    app.selectbox(key="insp_residual").set_value("ssim").run()
+    app.selectbox(key="insp_score").set_value("max").run()
+    app.selectbox(key="insp_split").set_value("all").run()
+    app.radio(key="insp_thr_mode").set_value("manual").run()
+    manual = next(s for s in app.slider if s.key.startswith("insp_thr_"))
+    manual.set_value(manual.min + (manual.max - manual.min) / 3).run()
+    chosen = next(s for s in app.slider if s.key.startswith("insp_thr_")).value
+    for other in ("pages/design.py", "pages/compare.py"):
+        app.switch_page(other).run()
+        assert not app.exception
+        app.switch_page("pages/inspect.py").run()
+        assert not app.exception
+        assert app.selectbox(key="insp_residual").value == "ssim" and app.selectbox(key="insp_score").value == "max"
+        assert app.selectbox(key="insp_split").value == "all" and app.radio(key="insp_thr_mode").value == "manual"
+        assert next(s for s in app.slider if s.key.startswith("insp_thr_")).value == pytest.approx(chosen)
