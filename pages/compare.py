@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.run_focus import KEEP, focused_run, hand_over_deep_link, set_focus, warn_stale_link, run_label
+from pages.run_focus import KEEP, focused_run, hand_over_deep_link, heal_pick, run_label, set_focus, warn_stale_link
 from udd_core import compare as cmp
 from udd_core import compare_scores as cmp_scores
 from udd_core import runs
@@ -70,6 +70,7 @@ def diff_table(rows: list, names: list[str], key: str, without: Sequence[str] = 
 
 
 def on_pick() -> None:
+    heal_pick("cmp_runs", list(by_name))  # runs, not their old status labels
     if ss["cmp_runs"] and focused_run() not in ss["cmp_runs"]:
         set_focus(ss["cmp_runs"][0])  # the focused run left the comparison: the first one takes its place
 

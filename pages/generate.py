@@ -9,7 +9,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.run_focus import KEEP, focused_run, follow_focus, hand_over_deep_link, set_focus, run_label, warn_unfinished
+from pages.run_focus import (KEEP, focused_run, follow_focus, hand_over_deep_link, heal_pick, run_label, set_focus,
+                             warn_unfinished)
 from udd_core import display
 from udd_core import generation as gen
 from udd_core import generation_views as views
@@ -104,9 +105,14 @@ if not found:
 runs_by_name = {r.name: r for r in found}
 
 
+def on_pick() -> None:
+    if name := heal_pick("gen_run", list(runs_by_name)):  # a run, not its old status label
+        set_focus(name)
+
+
 follow_focus("gen_run", list(runs_by_name), ROOT, warn=asked not in no_decoder)  # said above: not "no such run"
 top = st.columns([2, 3, 1])
-name = top[0].selectbox("Run", list(runs_by_name), key="gen_run", on_change=lambda: set_focus(ss["gen_run"]),
+name = top[0].selectbox("Run", list(runs_by_name), key="gen_run", on_change=on_pick,
                         format_func=lambda n: f"{n} · {run_label(runs_by_name[n])}")
 run = runs_by_name[name]
 warn_unfinished(run.path)

@@ -12,7 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.run_focus import KEEP, follow_focus, hand_over_deep_link, set_focus, run_label, warn_unfinished
+from pages.run_focus import (KEEP, focused_run, follow_focus, hand_over_deep_link, heal_pick, run_label, set_focus,
+                             warn_unfinished)
 from udd_core import inspection_views as views
 from udd_core import runs
 from udd_core.run_notes import learned_defects_note
@@ -77,8 +78,10 @@ def new_run() -> None:
 
 
 def on_run() -> None:
-    set_focus(ss["insp_run"])  # the new focus, before follow_focus reads it
-    new_run()
+    # Only another run resets the settings, not the same run under its new status label (heal_pick).
+    if (name := heal_pick("insp_run", list(by_name))) and name != focused_run():
+        set_focus(name)  # the new focus, before follow_focus reads it
+        new_run()
 
 
 if follow_focus("insp_run", list(by_name), ROOT):

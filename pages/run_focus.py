@@ -38,6 +38,30 @@ def set_focus(name: str) -> None:
         st.query_params["run"] = name
 
 
+def heal_pick(key: str, names: Sequence[str]):
+    """Put run names back into the run picker ``st.session_state[key]`` (a selectbox's value or a multiselect's).
+
+    The pickers label each run with its status. When a status changes between two reruns (a run finishes),
+    a browser that has not drawn the new labels yet sends the old one, and Streamlit hands that label back
+    as the value: not a run, and `?run=` would name it. Call first in the picker's on_change. A label is
+    the run's name and a space, then its status; names hold no spaces (`runs.validate_run_name`).
+    Returns the healed value: a run name (None when the label names no run) or a list of them.
+    """
+    ss = st.session_state
+
+    def name_of(v):
+        if v in names or not isinstance(v, str):
+            return v
+        return max((n for n in names if v.startswith(n + " ")), key=len, default=None)
+
+    value = ss.get(key)
+    if isinstance(value, list):
+        ss[key] = [n for n in map(name_of, value) if n is not None]
+    elif value is not None:
+        ss[key] = name_of(value)
+    return ss.get(key)
+
+
 def warn_stale_link(names: Sequence[str], root: Path, why: str = "") -> None:
     """A warning when the URL names a run that is not among ``names`` (a stale or mistyped link)."""
     if (asked := st.query_params.get("run")) and asked not in names:

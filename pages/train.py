@@ -10,8 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.run_focus import hand_over_deep_link
-from pages.run_focus import KEEP
+from pages.run_focus import KEEP, hand_over_deep_link
 from pages.train_runs import run_panel, runs_table, select
 from udd_core import sources
 from udd_core.config import CONFIG_UPLOAD_MB, parse_config

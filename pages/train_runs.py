@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.run_focus import KEEP, focused_run, set_focus, warn_stale_link
+from pages.run_focus import KEEP, focused_run, heal_pick, set_focus, warn_stale_link
 from udd_core import runs
 from udd_core.display import probe_pairs
 from udd_core.generation import next_page
@@ -28,10 +28,11 @@ CURVES_POLL_S = 5.0  # the loss curves and probe images of a run that trains
 ss = st.session_state
 
 
-def select(name: str) -> None:
-    """Make run `name` the selected one here and the run in focus on every page."""
-    ss["train_selected"] = name
-    set_focus(name)
+def select(name: str | None) -> None:
+    """Make run `name` the selected one here and the run in focus on every page (None: a label of no run)."""
+    if name:
+        ss["train_selected"] = name
+        set_focus(name)
 
 
 def show_status(mgr: JobManager, root: Path, name: str, polled: str) -> None:
@@ -144,7 +145,7 @@ def run_panel(mgr: JobManager, root: Path, load_images: Callable) -> None:
         return
     ss["train_run_pick"] = sel
     st.selectbox("Run", list(status), key="train_run_pick", format_func=lambda n: f"{n} ({status[n]})",
-                 on_change=lambda: select(ss["train_run_pick"]), label_visibility="collapsed")
+                 on_change=lambda: select(heal_pick("train_run_pick", list(status))), label_visibility="collapsed")
     set_focus(sel)  # followed by the other pages
     polled = "job" if (j := mgr.get(sel)) and j.is_alive() else "disk" if status[sel] == "running" else ""
     # Two fragments: the bar is cheap to redraw every second; the charts and images cost the browser far more

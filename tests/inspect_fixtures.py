@@ -68,3 +68,15 @@ def make_run(run_dir: Path, data: Path, epochs: int = 1, val_split: float = 0.25
     job.start().join(120)
     assert job.snapshot().status == "finished", job.snapshot().message
     return run_dir
+
+
+def send_label(app, picker, label) -> None:
+    """Make the next ``app.run()`` send ``label`` (a string, or a list for a multiselect) as the run picker's
+    value, as a browser does with an option's label that the server no longer offers; AppTest itself only
+    sends labels of the current options."""
+    from streamlit.runtime.state.common import TESTING_KEY
+
+    if isinstance(label, str):  # a selectbox sends the index of one of its options
+        picker.options.append(label)
+    app.session_state[TESTING_KEY][picker.id] = lambda v: v  # the label is sent as it is
+    picker.set_value(label)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from inspect_fixtures import make_mvtec, make_run, tiny_config
+from inspect_fixtures import make_mvtec, make_run, send_label, tiny_config
 from udd_core.compare import NO_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,3 +193,25 @@ def test_only_fields_that_differ_survives_a_visit_to_another_page(monkeypatch, r
     app.switch_page("pages/compare.py").run()
     assert not app.exception and app.toggle(key="cmp_only_changed").value  # QA: it was off again
     assert list(frames(app)[0]["field"]) == ["latent_size"]
+
+
+def test_runs_whose_status_changes_under_the_picker_stay_picked(monkeypatch, runs_dir, tmp_path):
+    """QA: a run's status label changed between reruns and the browser sent the old label back."""
+    import json
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir, root)
+    status = root / "latent8" / "status.json"
+    status.write_text(json.dumps({"status": "stopped", "message": "stopped after 1 of 1 epochs"}))
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.session_state["udd_run"] = "latent4"
+    app.run()
+    picker = app.multiselect(key="cmp_runs")
+    labels = [picker.format_func(n) for n in ("latent4", "latent8")]
+    status.write_text(json.dumps({"status": "finished", "message": "done"}))
+    app.run()
+    send_label(app, app.multiselect(key="cmp_runs"), labels)  # latent8's label is stale now
+    app.run()
+    assert not app.exception
+    assert app.multiselect(key="cmp_runs").value == ["latent4", "latent8"] and app.query_params["run"] == "latent4"

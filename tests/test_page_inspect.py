@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from inspect_fixtures import make_mvtec, make_run
+from inspect_fixtures import make_mvtec, make_run, send_label
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "inspect.py")
@@ -233,3 +233,28 @@ def test_settings_survive_a_visit_to_another_page(monkeypatch, runs_dir):
         assert app.selectbox(key="insp_residual").value == "ssim" and app.selectbox(key="insp_score").value == "max"
         assert app.selectbox(key="insp_split").value == "all" and app.radio(key="insp_thr_mode").value == "manual"
         assert next(s for s in app.slider if s.key.startswith("insp_thr_")).value == pytest.approx(chosen)
+
+
+def test_a_run_whose_status_changes_under_the_picker_stays_picked(monkeypatch, runs_dir, tmp_path):
+    """QA: the picker's labels carry each run's status; when it changed between two reruns (a run finished),
+    the browser sent the old label, Streamlit handed it back as the value, and `?run=` became
+    'tiny (running)', a run that does not exist."""
+    import json
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir, root)
+    status = root / "tiny" / "status.json"
+    status.write_text(json.dumps({"status": "stopped", "message": "stopped after 1 of 1 epochs"}))
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    stale = app.selectbox(key="insp_run").format_func("tiny")
+    assert "stopped" in stale
+    status.write_text(json.dumps({"status": "finished", "message": "done"}))
+    app.run()
+    picker = app.selectbox(key="insp_run")
+    assert "finished" in picker.format_func("tiny")
+    send_label(app, picker, stale)  # a browser that has not seen the new labels yet sends the old one
+    app.run()
+    assert not app.exception and not app.warning
+    assert app.selectbox(key="insp_run").value == "tiny" and app.query_params["run"] == "tiny"

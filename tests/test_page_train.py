@@ -556,3 +556,22 @@ def test_a_config_file_too_large_for_a_config_is_refused_in_words(tiny_config, d
     assert not at.exception
     assert f"more than the {MAX_TEXT} allowed" in errors(at)
     assert next(b for b in at.button if b.label == "Start training").disabled
+
+
+def test_the_run_picker_keeps_a_run_whose_status_changed_under_it(tiny_config, data, runs_dir):
+    """QA: a run finished while the page showed it; the browser sent the picker's old label
+    'NAME (running)' back, and `?run=` named that label, a run that does not exist."""
+    from inspect_fixtures import make_mvtec, make_run, send_label
+
+    make_run(runs_dir / "tiny", make_mvtec(runs_dir.parent / "parts"))
+    status = runs_dir / "tiny" / "status.json"
+    status.write_text(json.dumps({"status": "stopped", "message": "stopped after 1 of 1 epochs"}))
+    at = page(tiny_config, data)
+    stale = at.selectbox(key="train_run_pick").format_func("tiny")
+    assert stale == "tiny (stopped)"
+    status.write_text(json.dumps({"status": "finished", "message": "done"}))
+    at.run()
+    send_label(at, at.selectbox(key="train_run_pick"), stale)
+    at.run()
+    assert not at.exception and not at.warning
+    assert selected(at) == "tiny" and at.query_params["run"] == "tiny"
