@@ -242,3 +242,21 @@ def test_photos_for_a_wafer_run_are_refused_as_udd_score_refuses_them(run, tmp_p
     assert "the run was trained on wafer maps but these data are images" in err
     assert err.rstrip().endswith("generate from data of the kind it trained on")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs a folder no folder can be created in")
+def test_output_places_are_refused_before_any_work(run, tmp_path, capsys, monkeypatch):
+    import udd_core.cli_generate as cli_generate
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(cli_generate, "load_generator", no_model)
+    (tmp_path / "a_file").write_text("x")
+    for extra, message in ((["--out", "/proc/gen"], "--out /proc/gen: cannot write into /proc"),
+                           (["--out", tmp_path / "a_file"], f"--out {tmp_path / 'a_file'}: exists and is not a folder"),
+                           (["--out", tmp_path / "o", "--npz", f"{tmp_path / 'g.npz'}/"],
+                            f"--npz {tmp_path / 'g.npz'}/: names a folder (it ends in /); give a file name")):
+        rc, stdout, err = udd(capsys, run, "--sigma", 0.5, "-n", 2, *extra)
+        assert rc == 2 and stdout == "" and err == f"udd generate: error: {message}\n"
+    assert not (tmp_path / "o").exists() and not (tmp_path / "g.npz").exists()

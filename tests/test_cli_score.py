@@ -219,3 +219,23 @@ def test_a_damaged_train_json_is_named_as_such(capsys, tmp_path, run, text, why)
     assert main(["score", str(damaged)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith(f"no data given and {why}") and "\n" not in err
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs a folder no folder can be created in")
+def test_output_places_are_refused_before_any_scoring(capsys, tmp_path, run, data, monkeypatch):
+    """QA: `--heatmaps /readonly/hm` scored everything, then failed without naming the option; `--report
+    dir.html/` wrote a file dir.html and said it wrote dir.html/."""
+    import udd_core.cli_score as cli_score
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("the data was scored")
+
+    monkeypatch.setattr(cli_score, "inspect_run", no_scoring)
+    monkeypatch.chdir(tmp_path)
+    for argv, message in ((["--heatmaps", "/proc/hm"], "--heatmaps /proc/hm: cannot write into /proc"),
+                          (["--report", "/proc/r.html"], "--report /proc/r.html: cannot write into /proc"),
+                          (["--report", "dir.html/"], "--report dir.html/: names a folder (it ends in /); "
+                                                      "give a file name")):
+        assert main(["score", str(run), "--data", str(data), *argv]) == 2
+        assert capsys.readouterr().err == f"udd score: error: {message}\n"
+    assert list(tmp_path.iterdir()) == []

@@ -122,3 +122,13 @@ def test_a_side_beyond_the_apps_limit_is_refused_like_the_app_refuses_it(cfg_fil
     design = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "design.py"),
                                default_timeout=30).run()
     assert design.number_input(key="design_h").max == design.number_input(key="design_w").max == MAX_SIDE
+
+
+def test_a_fix_name_ending_in_a_slash_is_refused(tmp_path, capsys, monkeypatch):
+    """QA: `--fix fixslash.json/` wrote a file fixslash.json."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["shapes", "gray-tile-128", "--fix", "fixslash.json/"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ("udd shapes: error: --fix fixslash.json/: names a folder (it "
+                                                   "ends in /); give a file name\n")
+    assert list(tmp_path.iterdir()) == []

@@ -53,8 +53,8 @@ def test_train_end_to_end_then_resume(tmp_path, config_file, image_folder, capsy
                f"{1 - losses[2] / losses[0]:.0%} over the last 2 epochs" in err and "--resume --epochs 6`" in err
     else:
         assert "still learning" not in err
-    # without --data, resume reloads the data named in train.json; CONFIG may be given, and is not needed
-    assert main(["train", str(config_file), "--out", str(out), "--epochs", "4", "--resume"]) == 0
+    # without --data, resume reloads the data named in train.json; CONFIG is not needed (and refused: see below)
+    assert main(["train", "--out", str(out), "--epochs", "4", "--resume"]) == 0
     assert len(runs.read_history(out)) == 4 and runs.read_status(out)["status"] == "finished"
 
 
@@ -294,3 +294,108 @@ def test_a_closed_output_pipe_stops_the_run_cleanly(tmp_path, config_file, image
     assert proc.returncode == 141  # 128 + SIGPIPE, as a shell reports a process its pipe ended
     assert runs.read_status(out)["status"] == "stopped"
     assert load_model(out, weights_name="last.safetensors") is not None
+
+
+def test_resume_refuses_a_config_instead_of_ignoring_it(tmp_path, config_file, image_folder, capsys):
+    """QA: `udd train CONFIG --resume` ignored CONFIG (another preset, a missing file) and exited 0."""
+    out = tmp_path / "run"
+    assert _train(config_file, image_folder, out, "--epochs", "1") == 0
+    before = (out / "train.json").read_text(), (out / "status.json").read_text()
+    capsys.readouterr()
+    for config in (str(config_file), "wafer-26", str(tmp_path / "missing.json")):
+        assert main(["train", config, "--out", str(out), "--resume", "--epochs", "2"]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"udd train: error: CONFIG {config}: a resumed run keeps its own config (the run's "
+                       "config.json); leave CONFIG out\n")
+    assert ((out / "train.json").read_text(), (out / "status.json").read_text()) == before
+    assert len(runs.read_history(out)) == 1
+
+
+def _feature_config_file(tmp_path) -> Path:
+    """A small design on lite0's s8 features (40 channels): mirrors for images of 64x64 (8x8 features)."""
+    p = tmp_path / "feat.json"
+    p.write_text(json.dumps({"block_ker": [3], "drop": [0.0], "block_size_in": [[40, 8, 8]],
+                             "block_size_out": [[8, 8, 40]], "latent_size": 4, "latent_ker": 3, "latent_opad": 1,
+                             "out_pad": [1], "input": {"kind": "features", "backbone": "lite0", "layers": ["s8"]}}))
+    return p
+
+
+@pytest.mark.parametrize("method", ["autoencoder", "dsvdd", "latent-knn"])
+def test_a_pixel_method_is_refused_for_a_config_on_backbone_features(tmp_path, image_folder, capsys, method):
+    """QA: the pixel AE's channel error sent the user to `udd shapes --fix`, which found nothing to fix."""
+    cfg = _feature_config_file(tmp_path)
+    assert _train(cfg, image_folder, tmp_path / "run", "--method", method, "--size", "64,64") == 2
+    err = capsys.readouterr().err
+    assert err == (f"udd train: error: --method {method}: {cfg} takes backbone features (its \"input\" field), "
+                   "not pixels; use --method feature-ae (or leave --method out)\n")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_config_on_backbone_features_trains_as_feature_ae_without_method(tmp_path, image_folder, capsys):
+    cfg = _feature_config_file(tmp_path)
+    out = tmp_path / "run"
+    assert _train(cfg, image_folder, out, "--size", "64,64", "--epochs", "1") == 0
+    err = capsys.readouterr().err
+    assert f"note: {cfg} takes backbone features (its \"input\" field): training it with --method feature-ae" in err
+    assert "note: training preset feature-ae, the one the app pairs with --method feature-ae" in err
+    info = json.loads((out / "train.json").read_text())
+    assert info["method"] == "feature-ae" and info["settings"]["lr"] == 3e-3  # the feature-ae training preset
+    assert info["settings"]["epochs"] == 1 and info["settings"]["batch_size"] == 4  # options given still win
+
+
+def test_the_training_preset_follows_the_model_preset_and_method_as_in_the_app():
+    """QA: `udd train wafer-26` trained with the reference settings; the Train page brings the wafer preset."""
+    from udd_core.methods import detector_class
+    from udd_core.presets import model_presets, paired_training_preset, preset_choice
+
+    ae, fae, bank = (detector_class(m) for m in ("autoencoder", "feature-ae", "memory-bank"))
+    for name, preset in model_presets().items():
+        if preset.config.input is None:  # a pixel design: its own training preset, as picking it on the page
+            assert paired_training_preset(name, ae) == preset_choice(name, True).get("preset") == preset.training
+    assert paired_training_preset("wafer-26", ae) == "wafer" and paired_training_preset("gray-tile-128", ae) is None
+    assert paired_training_preset(None, ae) is None and paired_training_preset("my.json", ae) is None  # a file
+    for name in (None, "feature-ae", "wafer-26"):  # the method brings its own, whatever the design
+        assert paired_training_preset(name, fae) == "feature-ae"
+    assert paired_training_preset(None, bank) is None  # no training loop
+
+
+def test_a_model_preset_trains_with_its_training_preset_unless_told_otherwise(tmp_path, capsys):
+    data = Path(__file__).resolve().parents[1] / "sample_data" / "wafer_maps_26x26.npz"
+    base = ["--data", str(data), "--epochs", "1", "--device", "cpu", "--precision", "float32"]
+    assert main(["train", "wafer-26", "--out", str(tmp_path / "w"), "--lr", "0.002", *base]) == 0
+    err = capsys.readouterr().err
+    assert "note: training preset wafer, the one the app pairs with model preset wafer-26" in err
+    s = json.loads((tmp_path / "w" / "train.json").read_text())["settings"]
+    assert (s["weight_decay"], s["lr_step"], s["batch_size"]) == (1e-3, 40, 64)  # the wafer preset's
+    assert (s["lr"], s["epochs"]) == (0.002, 1)  # the options given override it
+    assert main(["train", "wafer-26", "--out", str(tmp_path / "r"), "--preset", "reference", *base]) == 0
+    assert "note: training preset" not in capsys.readouterr().err  # chosen: nothing to say
+    s = json.loads((tmp_path / "r" / "train.json").read_text())["settings"]
+    assert (s["weight_decay"], s["batch_size"]) == (0.0, 16)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs a folder no folder can be created in")
+def test_an_unwritable_out_is_refused_before_the_data_loads(tmp_path, config_file, image_folder, capsys,
+                                                              monkeypatch):
+    """QA: `--out /proc/foo` loaded the data, then said "cannot create /proc/foo" without naming --out."""
+    import udd_core.cli_train as cli_train
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the data was loaded")
+
+    monkeypatch.setattr(cli_train, "load_dataset", no_loading)
+    assert _train(config_file, image_folder, "/proc/udd_run", "--epochs", "1") == 2
+    assert capsys.readouterr().err == "udd train: error: --out /proc/udd_run: cannot write into /proc\n"
+    assert _train(config_file, image_folder, image_folder / "0.png" / "run", "--epochs", "1") == 2
+    assert f"--out {image_folder / '0.png' / 'run'}: cannot write into {image_folder / '0.png'}" in capsys.readouterr().err
+    # a writable place passes (and a later refusal leaves no folder behind, nor any trace of the check)
+    assert _train(config_file, image_folder, tmp_path / "new" / "run", "--size", "30,30") == 2
+    assert "at 30x30" in capsys.readouterr().err and sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "tiny.json"]
+
+
+def test_the_resume_help_says_finished_runs_continue_too():
+    from udd_core.cli import build_parser
+
+    train = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                 if "--resume" in a.option_strings)
+    assert "finished" in train.help and "interrupted" in train.help

@@ -260,7 +260,7 @@ def test_cli_writes_model_and_json_then_refuses_to_overwrite(capsys, ae_run, dat
     before = out.read_bytes(), out.with_suffix(".json").read_text()
     assert main(["export", str(ae_run), "--onnx", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err == f"udd export: error: {out}: already exists (pass --force to overwrite)\n"
+    assert err == f"udd export: error: --onnx {out}: already exists (pass --force to overwrite)\n"
     out.unlink()  # only the JSON is left: still refused, the model is not written alone
     assert main(["export", str(ae_run), "--onnx", str(out)]) == 2
     assert "detector.json: already exists" in capsys.readouterr().err and not out.exists()
@@ -412,3 +412,21 @@ def test_parity_of_scores_that_are_all_zero_is_their_plain_difference():
     assert parity(maps, zero, maps, np.array([0.5, 0.0], np.float32))["max_rel_score_diff"] > TOLERANCE  # still judged
     near = parity(maps, np.array([1e-9, 2.0]), maps, np.array([2e-9, 2.0], np.float32))  # one score near 0
     assert near["max_rel_score_diff"] == pytest.approx(1e-9 / 2e-6)  # floored at 1e-6 of the largest, as before
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs a folder no file can be created in")
+def test_an_unwritable_or_slashed_onnx_is_refused_before_the_export(capsys, ae_run, tmp_path, monkeypatch):
+    """QA: `--onnx /readonly/m.onnx` failed with "[Errno 13] ..." after the whole build and parity check, and
+    `--onnx slash.onnx/` wrote slash.onnx."""
+    import udd_core.export as export
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the export ran")
+
+    monkeypatch.setattr(export, "export_run", no_export)
+    monkeypatch.chdir(tmp_path)
+    for out, message in (("/proc/m.onnx", "--onnx /proc/m.onnx: cannot write into /proc"),
+                         ("slash.onnx/", "--onnx slash.onnx/: names a folder (it ends in /); give a file name")):
+        assert main(["export", str(ae_run), "--onnx", out]) == 2
+        assert capsys.readouterr().err == f"udd export: error: {message}\n"
+    assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@ the old file or the new one, never half a file. Every file udd writes for a user
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
@@ -52,11 +53,34 @@ def _umask() -> int:
     return 0o022
 
 
+def can_write_into(folder: PathLike) -> bool:
+    """Whether new files and folders can be made in ``folder``. os.access alone is not enough: root passes it
+    for /proc and for other users' folders, so a throwaway folder is made there and removed again."""
+    folder = Path(folder)
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        return False
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".udd-probe-", dir=folder))
+    except OSError:
+        return False
+    return True
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (what a mkdir with parents would create in)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_new_file(target: PathLike, what: str, force: bool = False, new_folder: Optional[PathLike] = None) -> Path:
-    """Refuse, before any work, a file that could not be written: an existing file (unless ``force``) or
-    folder, a missing folder (a typo in it must not leave new folders behind) or one that cannot be
-    written to. ``new_folder``: the output folder the caller creates before writing this file, which
-    may be its missing folder. ``what`` names the file in the one-line ValueError ("--fix out.json")."""
+    """Refuse, before any work, a file that could not be written: a name ending in a slash (a folder's name,
+    which Path would silently drop), an existing file (unless ``force``) or folder, a missing folder (a typo
+    in it must not leave new folders behind) or one that cannot be written to. ``new_folder``: the output
+    folder the caller creates before writing this file, which may be its missing folder. ``what`` names the
+    file in the one-line ValueError ("--fix out.json")."""
+    if str(target).endswith(("/", os.sep)):
+        raise ValueError(f"{what}: names a folder (it ends in {str(target)[-1]}); give a file name")
     target = Path(target)
     if target.is_dir():
         raise ValueError(f"{what}: is a folder, not a file")
@@ -66,10 +90,22 @@ def check_new_file(target: PathLike, what: str, force: bool = False, new_folder:
     if not parent.exists():
         if new_folder is None or parent.resolve() != Path(new_folder).resolve():
             raise ValueError(f"{what}: {parent}: no such folder")
-        while not parent.exists():  # the folder the output folder will be created in
-            parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        parent = _nearest_existing(parent)  # the folder the output folder will be created in
+    if not can_write_into(parent):
         raise ValueError(f"{what}: cannot write into {parent}")
+    return target
+
+
+def check_new_folder(target: PathLike, what: str) -> Path:
+    """Refuse, before any work, an output folder that could not be made or written into: a file in its
+    place, or a nearest existing folder (itself, or the one it would be created in) that cannot be written
+    to. Nothing is created. ``what`` names the folder in the one-line ValueError ("--out runs/x")."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{what}: exists and is not a folder")
+    where = _nearest_existing(target)
+    if not can_write_into(where):
+        raise ValueError(f"{what}: cannot write into {where}")
     return target
 
 

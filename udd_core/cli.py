@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on normal images into a run folder")
     p.add_argument("config", nargs="?",
-                   help="config file (JSON or AE_config.txt) or a model preset name; not needed with --resume")
+                   help="config file (JSON or AE_config.txt) or a model preset name; left out with --resume "
+                        "(a resumed run keeps its own)")
     p.add_argument("--data", metavar="PATH",
                    help="MVTec folder (trains on train/good), folder of images, or wafer .npy/.npz")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to create (or to continue with --resume)")
@@ -188,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split", type=float, metavar="F", help="share of the images held out for validation")
     p.add_argument("--seed", type=int, help="random seed (same seed, same run)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--preset", choices=TRAIN_PRESETS, help="training settings to start from")
+    p.add_argument("--preset", choices=TRAIN_PRESETS,
+                   help="training settings to start from (default: the one the app pairs with the model preset or "
+                        "the method, e.g. wafer for wafer-26, feature-ae for feature-ae; else reference)")
     p.add_argument("--loss", choices=TRAIN_LOSSES,
                    help="training loss; ce and ce-balanced (cross-entropy over one-hot channels, the second "
                         "weighing each channel alike) need a model with \"output\": \"softmax\"")
@@ -201,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the same batches in the same order every epoch, as the reference package trains "
                         "(default: reshuffled each epoch)")
     p.add_argument("--method", metavar="NAME",
-                   help="detection method: autoencoder (default; needs CONFIG), memory-bank (no CONFIG, no training), "
-                        "feature-ae, dsvdd or latent-knn (need CONFIG); see the README's table of methods")
+                   help="detection method: autoencoder (needs CONFIG), memory-bank (no CONFIG, no training), "
+                        "feature-ae, dsvdd or latent-knn (need CONFIG); default: feature-ae for a CONFIG on backbone "
+                        "features (an \"input\" field), else autoencoder; see the README's table of methods")
     p.add_argument("--backbone", metavar="NAME",
                    help="memory bank: pretrained backbone: lite0 (EfficientNet-Lite0, the only one)")
     p.add_argument("--layers", metavar="LAYERS",
@@ -214,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="any other option of the method, e.g. --option svdd_epochs=20 (repeatable)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the stopped or interrupted run in --out with its own settings "
-                        "(only --epochs, --device and --data may be given)")
+                   help="continue the run in --out with its own config and settings: a stopped or interrupted one, "
+                        "or a finished one to a larger --epochs (only --epochs, --device and --data may be given)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="generate new images from noised latent codes of a trained model")

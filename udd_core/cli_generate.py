@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from . import runs
+from .atomic import check_new_folder
 from .cli import UsageError, parse_ints, run_dir_arg
 from .data import data_kind, kind_mismatch, kind_noun, same_data
 from .run_notes import unfinished_note
@@ -36,6 +37,7 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--sources: must be between 1 and -n ({args.n}), got {args.sources}")
     if not args.out.strip():  # Path("") is the current folder: name the real mistake
         raise UsageError("--out: the folder name is empty")
+    check_new_folder(args.out, f"--out {args.out}")  # a file there, or an unwritable place: before any work
     if args.npz:  # before any work or file: a PNG folder must not be left behind by an unwritable .npz
         from .wafer_generation import check_npz_target
 

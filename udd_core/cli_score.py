@@ -12,7 +12,7 @@ from pathlib import Path
 from .cli import UsageError, parse_ints, run_dir_arg
 from .inspection import inspect_run
 from .methods import a_method, detector_class, run_method
-from .atomic import check_new_file, write_text_atomic
+from .atomic import check_new_file, check_new_folder, write_text_atomic
 from .report import build_report, write_heatmaps
 
 
@@ -53,8 +53,8 @@ def _score_table(insp) -> str:
 
 
 def check_heatmap_folder(folder: str, force: bool) -> None:
-    """Refuse, before any scoring, a --heatmaps folder that cannot take the PNGs: a file, or (without
-    --force) a folder holding PNGs already, which names of this data set could overwrite."""
+    """Refuse, before any scoring, a --heatmaps folder that cannot take the PNGs: a file, (without --force) a
+    folder holding PNGs already, which names of this data set could overwrite, or a place that cannot be written."""
     out = Path(folder)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--heatmaps {out}: exists and is not a folder")
@@ -64,6 +64,7 @@ def check_heatmap_folder(folder: str, force: bool) -> None:
     if not force and out.is_dir() and (n := sum(1 for _ in out.glob("*.png"))):
         raise UsageError(f"--heatmaps {out}: holds {n} PNG files already (choose a new folder, or pass --force to "
                          "overwrite those of the same names)")
+    check_new_folder(out, f"--heatmaps {out}")  # an unwritable place: refused now, not after the scoring
 
 
 def run_score(args: argparse.Namespace) -> int:

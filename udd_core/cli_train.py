@@ -12,19 +12,23 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Optional
 
+from .atomic import check_new_folder
 from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, runs_root, silence_output
 from .data import data_kind, load_dataset
 from .jobs import TrainJob, checked_settings
 from .resume import check_resume_data
 from .methods import check_choice, detector_class
+from .methods.autoencoder import AutoencoderDetector
 from .model import build_model
+from .presets import model_presets, paired_training_preset
 from .progress import ProgressLine
 from .run_notes import still_learning_note
 from .runs import is_empty_dir, read_train, train_on, train_shape
 from .settings import TrainSettings, training_presets
 from .sources import source_record
-from .image_shapes import image_channels
+from .image_shapes import FEATURE_METHODS, config_method, image_channels
 from .losses import check_fits_data, check_loss_fits
 from .training_data import training_images
 
@@ -39,8 +43,11 @@ def _chosen_images(ds, train_on: str, field: str = "--train-on"):
         raise UsageError(f"{field}: " + msg.split(": ", 1)[1] if msg.startswith("train_on: ") else msg) from None
 
 
-def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
-    base = training_presets()[args.preset] if args.preset else TrainSettings()
+def _settings_from_args(args: argparse.Namespace, paired: Optional[str] = None) -> TrainSettings:
+    """The run's settings: --preset (else `paired`, the training preset the app pairs with the model preset and
+    method; else the defaults), with every option given on top; a bad value names its option."""
+    name = args.preset or paired
+    base = training_presets()[name] if name else TrainSettings()
     changes = {k: v for k, v in {
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "noise_patches": args.noise_patches,
         "patch_size": parse_ints(args.patch_size, 2, "--patch-size") if args.patch_size else None,
@@ -115,6 +122,41 @@ _EPOCH_OPTIONS = (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr
                   ("--noise-patches", "noise_patches"), ("--patch-size", "patch_size"), ("--patch-dir", "patch_dir"),
                   ("--preset", "preset"), ("--loss", "loss"), ("--precision", "precision"),
                   ("--fixed-order", "fixed_order"))
+
+
+def _method_for(args: argparse.Namespace, config, notes: list) -> str:
+    """--method, or without it the method the config's input takes (`image_shapes.config_method`: a design on
+    backbone features trains as feature-ae, said in `notes`). A pixel method named for such a design is refused
+    with the Train page's own check (`pixel_config`), before any size is checked against the wrong input."""
+    if args.method is None:
+        method = config_method(config)
+        if method != "autoencoder":
+            notes.append(f"{args.config} takes backbone features (its \"input\" field): training it with "
+                         f"--method {method}")
+        return method
+    cls = detector_class(args.method)
+    if config is not None and issubclass(cls, AutoencoderDetector):
+        try:
+            cls.pixel_config(config)
+        except ValueError:
+            raise UsageError(f"--method {args.method}: {args.config} takes backbone features (its \"input\" field), "
+                             f"not pixels; use --method {FEATURE_METHODS[0]} (or leave --method out)") from None
+    return args.method
+
+
+def _paired_preset(args: argparse.Namespace, method, preset_shape, notes: list) -> Optional[str]:
+    """Without --preset, the training preset the Train page pairs with the model preset or the method
+    (`presets.paired_training_preset`), said in `notes`; None: the defaults (the reference preset)."""
+    if args.preset:
+        return None
+    model_preset = args.config if preset_shape is not None else None  # a file of the same name wins over a preset
+    paired = paired_training_preset(model_preset, method)
+    if paired:
+        own = model_preset is not None and model_presets()[model_preset].training == paired
+        why = f"model preset {model_preset}" if own else f"--method {method.method}"
+        notes.append(f"training preset {paired}, the one the app pairs with {why} (--preset picks another; "
+                     "options given still override it)")
+    return paired
 
 
 def _check_memory(path: str, shape: tuple[int, int, int], per_image_features: int) -> None:
@@ -219,6 +261,9 @@ def run_train(args: argparse.Namespace) -> int:
         if given:
             raise UsageError(f"{given[0]}: a resumed run keeps the settings in its train.json; only --epochs, "
                              "--device and --data may be given with --resume (start a new run to change others)")
+        if args.config:  # it would be silently ignored: a run goes on with the model it has
+            raise UsageError(f"CONFIG {args.config}: a resumed run keeps its own config (the run's config.json); "
+                             "leave CONFIG out")
         _settings_from_args(args)  # --epochs and --device refused with the option's name before any data loads
         try:  # a folder, or a run's name under $UDD_RUNS_DIR, as udd score takes RUN
             out = run_dir_arg(args.out)
@@ -237,13 +282,16 @@ def run_train(args: argparse.Namespace) -> int:
         job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device, data_path=args.data or None)
     else:
         out = _new_run_dir(args.out)
-        method = args.method or "autoencoder"
-        cls = detector_class(method)  # an unknown method is refused with the list of them
+        # Before CONFIG is read: its own refusal would hide this one (an unknown method: the list of them).
+        if args.method and args.config and not detector_class(args.method).uses_config:
+            raise UsageError(f"CONFIG: --method {args.method} takes no autoencoder config (got {args.config})")
+        config, preset_shape = config_or_preset(args.config) if args.config else (None, None)
+        notes: list[str] = []  # printed once the run will go ahead: a refusal stays one line
+        method = _method_for(args, config, notes)
+        cls = detector_class(method)
         if cls.uses_config and not args.config:
             raise UsageError(f"CONFIG is required for --method {method} (a config file or a model preset name) "
                              "unless --resume is given")
-        if not cls.uses_config and args.config:
-            raise UsageError(f"CONFIG: --method {method} takes no autoencoder config (got {args.config})")
         if not cls.trains_epochs:  # fitted in one pass: a training-loop option would be recorded but do nothing
             given = [flag for flag, attr in _EPOCH_OPTIONS if getattr(args, attr, None) not in (None, False)]
             if given:
@@ -257,8 +305,8 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError(f"--out {out}: is a file, not a run folder")
         if out.exists() and not is_empty_dir(out):
             raise UsageError(f"--out {out}: already exists and is not empty (pass --resume to continue it)")
-        config, preset_shape = config_or_preset(args.config) if args.config else (None, None)
-        settings = _settings_from_args(args)
+        check_new_folder(out, f"--out {out}")  # an unwritable place is refused before the data loads
+        settings = _settings_from_args(args, _paired_preset(args, cls, preset_shape, notes))
         try:
             if config is not None:
                 check_loss_fits(settings.loss, config.output)
@@ -294,7 +342,7 @@ def run_train(args: argparse.Namespace) -> int:
         ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
         bar.end()
         images, kept = _chosen_images(ds, settings.train_on)
-        for note in ds.notices + ([kept] if kept else []):
+        for note in notes + ds.notices + ([kept] if kept else []):
             print(f"note: {note}", file=sys.stderr)
         job = TrainJob.create(out, config, shape, images, settings,
                               source=source_record(args.data),

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import runs
-from .atomic import write_bytes_atomic
+from .atomic import check_new_file, write_bytes_atomic
 from .data import to_tensor
 from .methods import Detector, load_detector, run_method, scoring_record, scoring_with
 from .metrics import threshold_for_fpr
@@ -306,22 +306,14 @@ def sidecar_path(out: Union[str, Path]) -> Path:
 
 
 def check_target(out: Union[str, Path], force: bool = False) -> tuple[Path, Path]:
-    """(OUT.onnx, OUT.json) when OUT can be written; one-line ValueError otherwise (checked before exporting)."""
-    out = Path(out)
-    if out.suffix.lower() != ".onnx":
-        raise ValueError(f"--onnx: {out}: the file name must end in .onnx")
-    if out.is_dir():
-        raise ValueError(f"--onnx: {out}: is a folder")
-    if not out.parent.is_dir():
-        raise ValueError(f"--onnx: {out.parent}: no such folder")
-    side = sidecar_path(out)
-    if not force:
-        for t in (out, side):
-            if t.exists():
-                raise ValueError(f"{t}: already exists (pass --force to overwrite)")
-    if side.is_dir():
-        raise ValueError(f"{side}: is a folder")
-    return out, side
+    """(OUT.onnx, OUT.json) when both can be written; a one-line ValueError naming --onnx otherwise, checked
+    before exporting (`atomic.check_new_file`, as `udd score --report` checks its file)."""
+    what = f"--onnx {out}"
+    if Path(out).suffix.lower() != ".onnx":
+        raise ValueError(f"{what}: the file name must end in .onnx")
+    onnx_path = check_new_file(out, what, force)
+    side = sidecar_path(onnx_path)
+    return onnx_path, check_new_file(side, f"{what}: {side}", force)
 
 
 def write_export(export: Export, out: Union[str, Path], force: bool = False) -> tuple[Path, Path]:

@@ -31,6 +31,12 @@ def input_spec(config: Any, method: Optional[str] = None) -> Optional[FeatureInp
     return FeatureInput()
 
 
+def config_method(config: Any = None) -> str:
+    """The detection method that trains `config` when none is chosen: the feature AE for a design on backbone
+    features (its "input" field, which every pixel method refuses), else the pixel autoencoder."""
+    return FEATURE_METHODS[0] if config is not None and parse_config(config).input is not None else "autoencoder"
+
+
 def image_channels(config: Any = None, method: Optional[str] = None, preferred: Optional[int] = None) -> int:
     """Channels of the images a run of `config` under `method` loads.
 

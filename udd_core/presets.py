@@ -179,3 +179,17 @@ def method_choice(method: Any, current: Optional[str]) -> dict[str, Any]:
         if method.trains_epochs and old is not None and old.training and not presets[name].training:
             out["preset"] = next(iter(training_presets()))
     return out
+
+
+def paired_training_preset(model_preset: Optional[str], method: Any) -> Optional[str]:
+    """The training preset the Train page brings for model preset `model_preset` (None or a name that is no
+    preset: a config file) under `method` (a `methods.Detector` class), as `method_choice` and `preset_choice`
+    set it there: the method's own where it needs its own model preset (feature-ae), else the model preset's
+    (wafer-26: wafer). None where neither names one, and for a method without training epochs."""
+    if not method.trains_epochs:
+        return None
+    name = model_preset if model_preset in model_presets() else None
+    choice = method_choice(method, name)
+    if "preset" not in choice and name is not None:
+        choice = preset_choice(name, True)
+    return choice.get("preset")

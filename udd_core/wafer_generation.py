@@ -62,10 +62,9 @@ def check_npz_target(path: Union[str, Path], force: bool = False, new_folder: Un
     """Refuse, before any work, an augmentation file that could not be written: a wrong suffix, an
     existing file (unless ``force``) or folder, a missing folder (other than ``new_folder``, the PNG
     folder written first) or one that cannot be written to."""
-    path = Path(path)
-    if path.suffix.lower() != ".npz":
+    if Path(path).suffix.lower() != ".npz":
         raise ValueError(f"--npz {path}: the file name must end in .npz")
-    return check_new_file(path, f"--npz {path}", force, new_folder)
+    return check_new_file(path, f"--npz {path}", force, new_folder)  # as typed: a trailing slash is refused there
 
 
 def write_npz(path: Union[str, Path], data: bytes, force: bool = False) -> Path:
