@@ -25,6 +25,7 @@ from udd_core.run_notes import still_learning_note
 PROBES_PER_ROW = 4  # the default n_probe: one row
 POLL_S, DISK_POLL_S = 1.0, 2.0  # the progress bar: a live job / a run trained by another process (status.json)
 CURVES_POLL_S = 5.0  # the loss curves and probe images of a run that trains
+TABLE_POLL_S = 10.0  # the runs table while a run trains: it reads every run's files, and the browser redraws it
 ss = st.session_state
 
 
@@ -159,7 +160,7 @@ def runs_table(mgr: JobManager, root: Path) -> None:
     """Every run under `root`: method, status, epochs, best loss, creation time and last message; re-read from
     disk every few seconds while a run trains, here or in another process (`udd train`), so its epochs and
     best loss stay current."""
-    st.fragment(run_every=DISK_POLL_S if table_polls(mgr, runs.list_runs(root)) else None)(_runs_table)(mgr, root)
+    st.fragment(run_every=TABLE_POLL_S if table_polls(mgr, runs.list_runs(root)) else None)(_runs_table)(mgr, root)
 
 
 def table_polls(mgr: JobManager, listed: list) -> bool:
