@@ -124,7 +124,8 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
         st.rerun()
     except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged
         hint = " — if the data has moved, type its new place above" if moved and not new_place else ""
-        st.error(f"resume {run.name}: {e}{hint}")
+        said = str(e).startswith(f"run {run.name}:")  # the resume checks name the run themselves
+        st.error(f"{'' if said else f'resume {run.name}: '}{e}{hint}")
 
 
 def run_panel(mgr: JobManager, root: Path, load_images: Callable) -> None:

@@ -534,7 +534,7 @@ def test_run_rows_blank_a_one_pass_methods_epochs_and_show_live_jobs_running(tmp
 
 def test_resume_offer_follows_the_status_the_method_and_the_plan(tmp_path):
     """The Train page's Resume box: offered for a stopped autoencoder run, with its data and a total of the
-    planned epochs (or done + 10 once they are reached); not for a running run or a one-pass method."""
+    planned epochs (or twice those done once they are reached, as the still-learning note suggests); not for a running run or a one-pass method."""
     import json
 
     from udd_core import runs
@@ -552,7 +552,7 @@ def test_resume_offer_follows_the_status_the_method_and_the_plan(tmp_path):
 
     offer = resume_offer(info(12), "stopped")
     assert (offer.data_path, offer.input_shape, offer.tile, offer.total) == ("/d", (1, 32, 32), True, 30)
-    assert resume_offer(info(30), "finished").total == 40  # the plan is reached: ten more
+    assert resume_offer(info(30), "finished").total == 60  # the plan is reached: twice the epochs done
     assert offer.check_total(13) == 13  # a total above the 12 epochs done
     for total in (12, 3):
         with pytest.raises(ValueError, match=r"^Resume: enter a total above the 12 epochs done\.$"):
@@ -563,6 +563,6 @@ def test_resume_offer_follows_the_status_the_method_and_the_plan(tmp_path):
         (run / runs.TRAIN_FILE).write_text(damaged)  # TrainJob.resume would refuse it: no Resume box
         assert resume_offer(info(12), "stopped") is None
     (run / runs.TRAIN_FILE).write_text(good.replace('"epochs": 30', '"epochs": "many"'))
-    assert resume_offer(info(12), "stopped").total == 22  # no readable plan: ten more
+    assert resume_offer(info(12), "stopped").total == 24  # no readable plan: twice the epochs done
     (run / "method.json").write_text(json.dumps({"method": "memory-bank"}))
     assert resume_offer(info(0), "finished") is None  # fitted in one pass: nothing to resume

@@ -17,6 +17,7 @@ import numpy as np
 from . import runs
 from .data import data_kind, kind_mismatch, kind_noun
 from .methods import detector_class, run_method
+from .run_notes import more_epochs
 
 
 def images_digest(images: np.ndarray) -> str:
@@ -43,7 +44,7 @@ class ResumeOffer:
     data_path: str  # the data set it trained on ("" when train.json does not say)
     input_shape: Optional[tuple[int, int, int]]  # (C, H, W) as train.json records it; None when it does not
     tile: bool  # cut into tiles of the input size
-    total: int  # the Resume box's first value: the planned epochs when more than done, else done + 10
+    total: int  # the Resume box's first value: the planned epochs when more than done, else `more_epochs`
     done: int = 0  # epochs done of the loop a resume continues (`Detector.resume_phase`)
     unit: str = "epoch"  # that loop's epochs: "epoch", or a later phase's ("Deep SVDD epoch")
     train_on: str = "normal"  # what it trained on (settings.train_on): a resume reloads the same images
@@ -77,5 +78,5 @@ def resume_offer(run: runs.RunInfo, status: str) -> Optional[ResumeOffer]:
     except ValueError:  # damaged method options: TrainJob.resume would refuse them
         return None
     return ResumeOffer(str(data.get("path") or ""), shape, bool(data.get("tile")),
-                       phase.total if phase.total > phase.done else phase.done + 10, phase.done, phase.unit,
+                       phase.total if phase.total > phase.done else more_epochs(phase.done), phase.done, phase.unit,
                        runs.train_on(info))

@@ -58,7 +58,13 @@ def still_learning_note(run_dir: Union[str, Path]) -> Optional[str]:
     epochs = "the last epoch" if k == 1 else f"the last {k} epochs"
     return (f"run {p.name} was still learning when its training ended: its validation loss fell {drop:.0%} over "
             f"{epochs}, so more epochs would likely lower it further (Resume on the Train page, or "
-            f"`udd train --out {p.name} --resume --epochs {2 * _epoch_of(history[-1], len(history))}`)")
+            f"`udd train --out {p.name} --resume --epochs {more_epochs(_epoch_of(history[-1], len(history)))}`)")
+
+
+def more_epochs(done: int) -> int:
+    """The new total that resuming a run suggests once its planned epochs are done: twice those done, as
+    both the still-learning note and the Train page's Resume box offer it."""
+    return max(2 * int(done), int(done) + 1)
 
 
 def _learned(run_dir: Union[str, Path]) -> str:
