@@ -138,6 +138,8 @@ try:
 except (ValueError, OSError) as e:
     st.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
     st.stop()
+if mismatch := base.mismatch:  # data of the other kind: the fact every figure below depends on
+    st.warning(f"{mismatch[0].upper()}{mismatch[1:]}.")
 spec = run_spec(run.path)
 if spec["method"] != "autoencoder":  # what the map and the score of this method are
     own = f" Image score: {spec['image_score']}." if spec.get("image_score") else ""
@@ -161,7 +163,7 @@ else:
                   key=f"insp_thr_{tag}", persist_state=KEEP)
     insp = base.with_threshold(t, "manual")
 for note in insp.notices:  # after the threshold: the note on too few normal images follows the slider
-    if note not in (unfinished, learned):  # shown above as warnings
+    if note not in (unfinished, learned, mismatch):  # shown above as warnings
         st.caption(f"ℹ️ {note}")
 m = insp.metrics
 cols = st.columns([1.35, 1, 1, 1.35, 1, 1, 1, 1.3])  # the AUROC labels and their help icons fit on one line

@@ -59,10 +59,11 @@ def make_run(run_dir: Path, data: Path, epochs: int = 1, val_split: float = 0.25
     from udd_core.jobs import TrainJob
     from udd_core.settings import TrainSettings
 
-    ds = load_dataset(data, (1, size, size), split="train")
-    settings = TrainSettings(epochs=epochs, batch_size=4, val_split=val_split, seed=0, n_probe=0, device="cpu")
     config = (config or tiny_config()) if method in ("autoencoder", "dsvdd") else config
-    job = TrainJob.create(run_dir, config, (1, size, size), ds.images, settings,
+    shape = (config["block_size_in"][0][0] if config else 1, size, size)  # gray images load as RGB for C = 3
+    ds = load_dataset(data, shape, split="train")
+    settings = TrainSettings(epochs=epochs, batch_size=4, val_split=val_split, seed=0, n_probe=0, device="cpu")
+    job = TrainJob.create(run_dir, config, shape, ds.images, settings,
                           source={"path": str(data.resolve()), "kind": "mvtec", "tile": False},
                           method=method, options=options)
     job.start().join(120)

@@ -4,6 +4,7 @@ import dataclasses
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -302,3 +303,21 @@ def test_scores_that_point_the_wrong_way_are_named():
                      "it misses what makes them defective here; try another residual or method",
                      "pixel AUROC 0.08: with the feature residual the heatmap is brighter on normal pixels than on "
                      "the defects"]
+
+
+def test_data_of_the_other_kind_is_named_and_gets_no_scoring_advice(tmp_path, monkeypatch):
+    """QA sweep 7: an image run scored on wafer maps also got "try another residual or method" from an AUROC
+    below chance, advice on scoring when the data was the mistake."""
+    from udd_core import inspection
+
+    rgb = {**tiny_config(), "block_size_in": [[3, 4, 4], [4, 8, 8]], "block_size_out": [[8, 8, 4], [4, 4, 3]]}
+    parts = make_mvtec(tmp_path / "parts")
+    run = make_run(tmp_path / "rgb", parts, config=rgb)
+    monkeypatch.setattr(inspection, "inverted_notes", lambda metrics, scoring: ["scores point the wrong way"])
+    own = inspect_run(run, parts)
+    assert own.mismatch is None and "scores point the wrong way" in own.notices
+    wafers = inspect_run(run, Path(__file__).resolve().parents[1] / "sample_data" / "wafer_maps_26x26.npz")
+    assert wafers.mismatch == ("the run was trained on images but these data are wafer maps: its scores (and any "
+                               "reconstructions) mean little here")
+    assert wafers.notices[0] == wafers.mismatch and "scores point the wrong way" not in wafers.notices
+    assert wafers.with_threshold(0.5).mismatch == wafers.mismatch  # the threshold slider keeps it

@@ -258,3 +258,18 @@ def test_a_run_whose_status_changes_under_the_picker_stays_picked(monkeypatch, r
     app.run()
     assert not app.exception and not app.warning
     assert app.selectbox(key="insp_run").value == "tiny" and app.query_params["run"] == "tiny"
+
+
+def test_data_of_the_other_kind_is_a_warning_above_the_figures(monkeypatch, tmp_path):
+    from inspect_fixtures import tiny_config
+
+    rgb = {**tiny_config(), "block_size_in": [[3, 4, 4], [4, 8, 8]], "block_size_out": [[8, 8, 4], [4, 4, 3]]}
+    make_run(tmp_path / "runs" / "rgb", make_mvtec(tmp_path / "parts"), config=rgb)
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.warning
+    app.text_input(key="insp_data").input(str(ROOT / "sample_data" / "wafer_maps_26x26.npz")).run()
+    assert not app.exception
+    assert [w.value for w in app.warning] == ["The run was trained on images but these data are wafer maps: its scores "
+                                              "(and any reconstructions) mean little here."]
+    assert not any("wafer maps: its scores" in c.value for c in app.caption)  # said once, as the warning

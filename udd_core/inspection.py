@@ -154,14 +154,16 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
         metrics = compute_metrics(res.scores[pick], [v for v, k in zip(labels, known) if k], *pm, threshold=thr)
     else:
         metrics = _empty_metrics()
-    notices += inverted_notes(metrics, "this run's own score" if det.own_scores else f"the {residual} residual")
+    if not loaded.mismatch:  # on data of the other kind, scores pointing the wrong way are no advice on scoring
+        notices += inverted_notes(metrics, "this run's own score" if det.own_scores else f"the {residual} residual")
     post = scoring_record(det, {"residual": residual, "score": score, "smooth_sigma": float(smooth_sigma),
                                 "topk_percent": float(topk_percent), "border": int(border)})
     settings = {"model": str(loaded.model_dir), "data": loaded.data_path, "split": loaded.split,
                 "input_shape": list(loaded.input_shape), **post, "target_fpr": float(target_fpr)}
     insp = Inspection(list(ds.names), labels, res.scores, res.mse, maps, ds.images,
                       res.recon, masks, metrics, thr, source, None, None,
-                      float(pix), norm, normal_scores, normal_source, ds.kind, settings, notices, res.factors)
+                      float(pix), norm, normal_scores, normal_source, ds.kind, settings, notices, res.factors,
+                      loaded.mismatch)
     if thr is not None:
         r = insp.at(thr)
         insp.fpr, insp.tpr = r["fpr"], r["tpr"]

@@ -36,6 +36,7 @@ class Loaded:
     run: dict  # train.json; {} for a reference-package folder
     calibration: Optional[dict]  # calibration.json when it was made at this input size
     notices: list[str] = field(default_factory=list)
+    mismatch: Optional[str] = None  # `data.kind_mismatch`: data of the other kind than the run's (also a notice)
     memo: dict = field(default_factory=dict, repr=False)  # reloaded validation images, filled on first need
 
 
@@ -91,7 +92,8 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     elif learning := still_learning_note(p):
         notices.append(learning)
     scored = split if data_kind(data_path) == "mvtec" else "all"  # a plain folder or a wafer file is scored whole
-    return Loaded(p, det, ds, str(data_path), scored, shape, run, cal if isinstance(cal, dict) else None, notices)
+    return Loaded(p, det, ds, str(data_path), scored, shape, run, cal if isinstance(cal, dict) else None, notices,
+                  mismatch)
 
 
 def run_validation_images(run: dict, input_shape: tuple[int, int, int]) -> tuple[Optional[np.ndarray], str, list[str]]:

@@ -54,6 +54,7 @@ class Inspection:
     settings: dict
     notices: list[str] = field(default_factory=list)
     factors: Optional[np.ndarray] = None  # (N,) the score factor in each score (a feature AE's latent novelty)
+    mismatch: Optional[str] = None  # data of the other kind than the run's (`data.kind_mismatch`), also a notice
 
     def __len__(self) -> int:
         return len(self.names)
