@@ -15,7 +15,7 @@ from pages.train_runs import run_panel, runs_table, select
 from udd_core import sources
 from udd_core.config import CONFIG_UPLOAD_MB, parse_config
 from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind
-from udd_core.losses import LOSSES, check_fits_data
+from udd_core.losses import LOSSES, check_fits_data, check_loss_fits
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options
 from udd_core.design_state import DesignState
 from udd_core.presets import PIXEL_PRESET, design_input, method_choice, model_presets, preset_choice
@@ -243,8 +243,14 @@ with left:
                              placeholder=f"automatic, e.g. {sources.default_run_name(ROOT, path)}").strip()
     if sharing := mgr.sharing_note():
         st.caption(f"ℹ️ {sharing}")
+    if config is not None and data_error is None and method_cls.trains_epochs:
+        try:  # said before Start, as TrainJob.create refuses them: a cross-entropy loss on a model without
+            check_loss_fits(ss["train_loss"], config.output)  # probabilities (QA sweep 7: only after Start)
+        except ValueError as e:
+            data_error = str(e)
+            st.error(f"{data_error}, or pick another loss.")
     if path and config is not None and data_error is None and method_cls.trains_epochs:
-        try:  # a wafer (die-class) model or loss on photos: said before Start, as TrainJob.create refuses it
+        try:  # a wafer (die-class) model or loss on photos
             check_fits_data(ss["train_loss"], config.output, kind_of(path))
         except (ValueError, OSError) as e:
             data_error = str(e)

@@ -579,3 +579,17 @@ def test_the_run_picker_keeps_a_run_whose_status_changed_under_it(tiny_config, d
     at.run()
     assert not at.exception and not at.warning
     assert selected(at) == "tiny" and at.query_params["run"] == "tiny"
+
+
+def test_a_cross_entropy_loss_on_a_model_without_probabilities_is_said_before_start(tiny_config, data, runs_dir):
+    """QA sweep 7: wafer-26 with the wafer-generation training preset (loss ce) was refused only after Start."""
+    wafers = ROOT / "sample_data" / "wafer_maps_26x26.npz"
+    at = page(tiny_config, data, train_path=str(wafers))
+    at.radio(key="train_model_mode").set_value("Preset").run()
+    at.selectbox(key="train_model_preset").set_value("wafer-26").run()
+    assert not at.error
+    at.selectbox(key="train_preset").set_value("wafer-generation").run()
+    assert not at.exception and errors(at).startswith("loss: 'ce' needs a model that outputs probabilities")
+    assert next(b for b in at.button if b.label == "Start training").disabled
+    at.selectbox(key="train_model_preset").set_value("wafer-26-gen").run()  # the model the message names
+    assert not at.error and not next(b for b in at.button if b.label == "Start training").disabled
