@@ -97,6 +97,11 @@ def test_every_training_preset_round_trips_through_the_settings_form():
     assert (back.train_on, back.lr_step, back.patch_dir) == ("Center", None, None)
     with pytest.raises(ValueError, match="^epochs"):
         settings_from_form(v | {"epochs": 0})
+    # QA sweep 7: recorded as typed, spaces and all; an empty box got "expected 'normal', 'all' or ..., got ''"
+    assert settings_from_form(v | {"on_classes": "center, edge-loc ,loc"}).train_on == "center,edge-loc,loc"
+    for empty in ("", "  "):
+        with pytest.raises(ValueError, match=r"^train_on: type the class labels to train on, separated by commas$"):
+            settings_from_form(v | {"on_classes": empty})
 
 
 def test_the_settings_form_offers_only_values_the_settings_accept():

@@ -220,9 +220,13 @@ def settings_from_form(values: Mapping[str, Any]) -> TrainSettings:
     """The TrainSettings of a form's values (`form_values`' inverse); ValueError naming a bad field."""
     v = dict(values)
     mode, classes, lo, hi = v.pop("on_mode"), v.pop("on_classes"), v.pop("patch_min"), v.pop("patch_max")
+    if mode == "classes" and not str(classes).strip():
+        raise ValueError("train_on: type the class labels to train on, separated by commas")
+    # "center, edge-loc ,loc" is recorded (and shown on Inspect) as "center,edge-loc,loc"
+    chosen = ",".join(c.strip() for c in str(classes).split(","))
     return TrainSettings.from_dict(v | {"lr_step": v["lr_step"] or None, "patch_size": (lo, hi),
                                         "patch_dir": str(v["patch_dir"]).strip() or None,
-                                        "train_on": classes.strip() if mode == "classes" else mode})
+                                        "train_on": chosen if mode == "classes" else mode})
 
 
 def _check_device(name) -> None:
