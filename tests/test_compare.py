@@ -111,6 +111,7 @@ def test_loss_figure_has_one_colour_per_run():
     assert names == ["a · train", "a · validation", "b · train"]  # b has no validation loss
     assert fig["data"][0]["line"]["color"] == fig["data"][1]["line"]["color"] != fig["data"][2]["line"]["color"]
     assert fig["data"][0]["x"] == [1, 2] and fig["layout"]["yaxis"]["type"] == "log"
+    assert fig["layout"]["yaxis"]["minorloglabels"] == "complete"  # 0.5 and 0.2 between decades, not 5 and 2
     json.dumps(fig)  # a plain, serialisable spec
 
 

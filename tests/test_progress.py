@@ -17,6 +17,10 @@ def test_loss_curve_log_scale_no_validation_and_thinned_steps():
     assert [t["name"] for t in spec["data"]] == ["train, per step (smoothed)", "train"]
     assert len(spec["data"][0]["x"]) == 3000 and spec["data"][0]["x"][-1] == 1.0  # thinned, newest kept
     assert spec["layout"]["yaxis"]["type"] == "log"
+    # QA sweep 7: the ticks between decades read "5" and "2" under a "1"; plotly itself must accept the fix
+    import plotly.graph_objects as go
+
+    assert go.Figure(spec).layout.yaxis.minorloglabels == "complete"
 
 
 def test_epochs_elapsed_through_an_epoch_and_its_validation():

@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 from . import runs
 from .data import kind_mismatch, resolved, scores_training_data
 from .methods import fitted_in_one_pass, run_spec, spec_options
-from .progress import epoch_axis
+from .progress import epoch_axis, loss_axis
 from .settings import applied_settings
 from .model import CONFIG_FILE
 from .image_shapes import FEATURE_METHODS, propagate_image
@@ -184,7 +184,7 @@ def loss_figure(sides: Sequence[RunSide], log: bool = False) -> dict:
     layout = {"height": 360, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
               "legend": {"orientation": "h", "y": 1.15, "x": 0},
               "xaxis": epoch_axis(max((len(s.history) for s in sides), default=1)),
-              "yaxis": {"title": {"text": "loss"}, "type": "log" if log else "linear"}}
+              "yaxis": loss_axis(log)}
     return {"data": data, "layout": layout}
 
 

@@ -165,6 +165,13 @@ def epoch_axis(last_epoch: float) -> dict:
     return dict(title=dict(text="epoch"), tick0=0, dtick=max(1, math.ceil(last_epoch / 10)))
 
 
+def loss_axis(log: bool) -> dict:
+    """The y axis of every loss chart. On a log scale the ticks between decades are written in full (0.5, 0.2):
+    plotly's default writes them as a bare 5 and 2, which read as values above the 1 beside them."""
+    axis = dict(title=dict(text="loss"), type="log" if log else "linear")
+    return axis | dict(minorloglabels="complete") if log else axis
+
+
 def curve_series(snap: Optional[Progress], history: Optional[list[dict]], alive: bool) -> dict:
     """`loss_curve`'s arguments for a run: the per-epoch losses from the live snapshot (``alive``) or the
     run's history, with this session's smoothed per-step loss when the snapshot covers that history."""
@@ -215,7 +222,7 @@ def loss_curve(epochs, train, val, step=(), steps_per_epoch: int = 0, now: float
                             mode="lines", line=dict(width=1, color="rgba(76,120,168,0.45)")))
     layout = dict(height=330, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12, x=0),
                   xaxis=epoch_axis(max([now, *epochs], default=1)),
-                  yaxis=dict(title=dict(text="loss"), type="log" if log else "linear"))
+                  yaxis=loss_axis(log))
     return dict(data=data, layout=layout)
 
 
