@@ -76,7 +76,7 @@ def show(row: views.ImageRow, row_px: int = 0) -> None:
     if row.heading:
         st.markdown(row.heading)
     images = [display.spaced(i, GAP) for i in row.images]
-    st.image(images, caption=[display.markdown_literal(c) for c in row.captions],  # data labels shown as typed
+    st.image(images, caption=[display.markdown_literal(display.breakable(c)) for c in row.captions],  # as typed
              width=display.row_width(len(images), images[0].shape[1], DISPLAY_W, row_px), output_format="PNG")
 
 

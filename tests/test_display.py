@@ -123,3 +123,12 @@ def test_short_names_keep_the_index_whole():
     assert len(s) == 24 and s.startswith("…") and s.endswith("unlabelled.npy[249]")
     long_file = display.short_name("C:\\photos\\a_very_long_photograph_name_0001.png")
     assert len(long_file) == 24 and long_file.startswith("…") and long_file.endswith("_0001.png")
+
+
+def test_breakable_captions_wrap_file_names_between_their_parts():
+    """QA sweep 7: Generate's narrow captions broke 'exp1_num_138599.jpg' as 'exp1_num_138599.jp' / 'g'."""
+    zw = "\u200b"
+    assert display.breakable("good · exp1_num_138599.jpg") == f"good · exp1_{zw}num_{zw}138599.{zw}jpg"
+    assert display.breakable("good · exp1_num_138599.jpg").replace(zw, "") == "good · exp1_num_138599.jpg"
+    assert display.breakable("a_ b.") == "a_ b."  # nothing added before a space or at the end
+    assert display.breakable("σ 2.5 · #0") == "σ 2.5 · #0"  # a number stays whole

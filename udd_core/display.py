@@ -185,6 +185,13 @@ def short_name(name: str, most: int = 24) -> str:
     return "…" + (head[-room:] + bracket + index if bracket and room > 0 else name[-(most - 1):])
 
 
+def breakable(text: str) -> str:
+    """``text`` with a zero-width space after each '_', and each '.' or '-' before a letter (not in "2.5"), so
+    that a narrow caption wraps a file name there ("exp1_num_ | 138599.jpg") instead of in the middle of a
+    word ("exp1_num_138599.jp | g")."""
+    return re.sub(r"(_(?=\S)|[.-](?=[A-Za-z]))", "\\1\u200b", text)
+
+
 def markdown_literal(text: str) -> str:
     """User text (config keys, parse errors) for a markdown renderer such as the page's messages, shown as
     typed: the characters that mark up inline text (emphasis, code, strikethrough, LaTeX) are escaped, so
