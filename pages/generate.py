@@ -189,8 +189,9 @@ if mode == MODES[0]:
     per = int(ctl[4].number_input("Variants per source", 1, 8, 4, key="gen_per_source", persist_state=KEEP))
     try:
         if hw2:
-            view = views.class_grid_view(cached_class_grids(str(run.path), mtime, data_path, split, tile,
-                                                            float(sigma), seed, k, per), ds, sigma)
+            grids = cached_class_grids(str(run.path), mtime, data_path, split, tile, float(sigma), seed, k, per)
+            view = views.class_grid_view(grids, ds, sigma,
+                                         views.class_commands(run.path, grids, sigma, seed, per, data_path, split))
         else:
             cmd = gen.command_line(run.path, k * per, k, sigma, seed, class_filter, data_path, split,
                                    npz=kind == "wafer")

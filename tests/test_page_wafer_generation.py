@@ -92,7 +92,7 @@ def gen_runs(tmp_path, monkeypatch, fitted):
     return root
 
 
-def test_generate_page_hw2_view_has_one_grid_per_pattern_class_and_the_npz(gen_runs, fitted):
+def test_generate_page_hw2_view_has_one_grid_per_pattern_class_and_the_npz(gen_runs, fitted, tmp_path, capsys):
     at = AppTest.from_file(str(ROOT / "pages" / "generate.py"), default_timeout=TIMEOUT).run()
     assert not at.exception and not at.error, errors(at)
     at.toggle(key="gen_hw2").set_value(True).run()
@@ -112,6 +112,26 @@ def test_generate_page_hw2_view_has_one_grid_per_pattern_class_and_the_npz(gen_r
     assert first.startswith(classes[0])  # each row starts from a map of its class
     downloads = [b.proto.label for b in at.get("download_button")]
     assert any(f"the {len(classes) * k * 4} generated maps for augmentation (.npz)" in d for d in downloads), downloads
+    # QA sweep 7: the HW2 view printed no headless call. Each class's heading has the one for its grid.
+    import shlex
+
+    from udd_core import generation as gen
+    from udd_core import wafer_generation as wg
+    from udd_core.cli import main
+
+    commands = [h.split("headless: `", 1)[1].rstrip("`") for h in heads]
+    out = tmp_path / "cli"
+    assert main(shlex.split(commands[1].replace("OUT", str(out)))[1:]) == 0  # the second class: seed + 1
+    run = gen_runs / "tiny"
+    model = gen.load_generator(run)
+    ds = gen.load_images(model, gen.runs.run_source(run)["path"])
+    grid = wg.class_grids(model, ds.images, ds.labels, float(at.slider(key=next(
+        s.key for s in at.slider if s.key.startswith("gen_sigma_"))).value), 0, n_sources=4, per_source=4)[1]
+    with np.load(f"{out}-{classes[1]}.npz") as z:
+        written = z["maps"]
+    shown = grid.variant_maps.reshape(-1, *grid.variant_maps.shape[2:])
+    assert len(written) == len(shown) == k * 4
+    assert sorted(m.tobytes() for m in written) == sorted(m.tobytes() for m in shown)  # the same maps
     at.toggle(key="gen_hw2").set_value(False).run()
     at.radio(key="gen_mode").set_value("Random latents").run()  # a run trained on all maps draws from all of them
     assert not at.exception and any("over every image (the run trained on all)" in c.value for c in at.caption)

@@ -225,12 +225,12 @@ def next_page(path: Union[str, Path]) -> tuple[str, str]:
 
 def command_line(run_dir: Union[str, Path], n: int, sources: int, sigma: float, seed: int,
                  class_filter: Optional[str] = None, data: Union[str, Path, None] = None, split: str = "train",
-                 random: bool = False, per_position: bool = False, npz: bool = False) -> str:
+                 random: bool = False, per_position: bool = False, npz: bool = False, out: str = "OUT") -> str:
     """The `udd generate` call that writes the images of the Generate page's choices: ``sources`` source
     images, ``n`` outputs in all, at ``sigma`` (exactly: its repr) and ``seed``; or with ``random`` the ``n``
     random latents (``per_position`` statistics). ``data`` (absolute, so the line runs from any folder) and
     ``split`` only where they differ from the run's training data and the train split; ``npz``: the wafer
-    maps' .npz too."""
+    maps' .npz too; ``out``: the placeholder of the output folder (and of the .npz's name)."""
     words = ["udd", "generate", str(run_dir), "-n", str(n)]
     if random:
         words += ["--random"] + (["--per-position"] if per_position else [])
@@ -243,7 +243,7 @@ def command_line(run_dir: Union[str, Path], n: int, sources: int, sigma: float, 
         words += ["--data", str(resolved(data))]
     if split != "train":
         words += ["--split", split]
-    words += ["--out", "OUT"] + (["--npz", "OUT.npz"] if npz and not random else [])
+    words += ["--out", out] + (["--npz", f"{out}.npz"] if npz and not random else [])
     return shlex.join(words)
 
 

@@ -71,19 +71,22 @@ def noised_view(model, ds: ImageSet, kind: str, sigma: float, n_sources: int, pe
     return GeneratedView(rows, caption, outputs, display.output_names(len(outputs), "sample"), npz)
 
 
-def class_grid_view(grids: Sequence[wg.ClassGrid], ds: ImageSet, sigma: float) -> GeneratedView:
-    """The HW2 view of `wafer_generation.class_grids`: per pattern class a heading, then one row per
-    source map (the map, its reconstruction, its variants); the zip's files are named by class."""
+def class_grid_view(grids: Sequence[wg.ClassGrid], ds: ImageSet, sigma: float,
+                    commands: Sequence[str] = ()) -> GeneratedView:
+    """The HW2 view of `wafer_generation.class_grids`: per pattern class a heading (with its `udd generate`
+    line from ``commands``, `class_commands`), then one row per source map (the map, its reconstruction, its
+    variants); the zip's files are named by class."""
     counts = gen.class_counts(ds.labels)
     rows, maps, labels, srcs = [], [], [], []
     per = grids[0].variant_maps.shape[1] if grids else 0
-    for grid in grids:
+    for grid, command in zip(grids, list(commands) or [""] * len(grids)):
+        heading = f"**{grid.label}** · {counts.get(grid.label, 0)} maps" + (f" · headless: `{command}`" * bool(command))
         for r, s in enumerate(grid.sources.tolist()):
             pics = display.upscale(display.render_wafer(np.concatenate(
                 [grid.source_maps[r:r + 1], grid.recon_maps[r:r + 1], grid.variant_maps[r]])))
             rows.append(ImageRow(list(pics), [image_label(ds, s), "reconstruction",
                                               *(f"variant {j + 1}" for j in range(per))],
-                                 heading=f"**{grid.label}** · {counts.get(grid.label, 0)} maps" if r == 0 else None))
+                                 heading=heading if r == 0 else None))
         maps.append(grid.variant_maps.reshape(-1, *grid.variant_maps.shape[2:]))  # (k * per, H, W)
         labels += [grid.label] * grid.variant_maps.shape[0] * per
         srcs += [s for s in grid.sources.tolist() for _ in range(per)]
@@ -93,6 +96,14 @@ def class_grid_view(grids: Sequence[wg.ClassGrid], ds: ImageSet, sigma: float) -
     all_maps = np.concatenate(maps)  # (n, H, W) die values
     return GeneratedView(rows, caption, display.upscale(display.render_wafer(all_maps)),
                          display.class_output_names(labels), wg.npz_bytes(all_maps, labels, srcs))
+
+
+def class_commands(run_dir, grids: Sequence[wg.ClassGrid], sigma: float, seed: int, per: int, data, split: str
+                   ) -> list[str]:
+    """Per grid of `wafer_generation.class_grids(..., seed)`, the `udd generate` call that writes its variants
+    (class i draws with seed + i, as the grids do), each into its own OUT-<class> folder and .npz."""
+    return [gen.command_line(run_dir, len(g.sources) * per, len(g.sources), sigma, seed + i, g.label, data, split,
+                             npz=True, out=f"OUT-{g.label}") for i, g in enumerate(grids)]
 
 
 def random_view(model, stats, n: int, seed: int, kind: str, per_position: bool, train_on: str,
