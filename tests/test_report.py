@@ -49,6 +49,9 @@ def test_report_is_self_contained_and_complete(insp):
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(bar.group(2))))),
                                   scale_bar_rgb(256, 14))
     assert ("green outline: the ground-truth defect." in page) == (insp.masks is not None)
+    # QA sweep 7: in a 1200 px mail window the overlay wrapped under the input while long names took the width
+    assert ".imgs{white-space:nowrap}" in page and "td.name{overflow-wrap:anywhere}" in page
+    assert page.count("<td class=name>") == page.count("<td class=imgs>") == 3
 
 
 def test_report_lists_the_worst_images_first(insp):

@@ -110,7 +110,8 @@ h1{font-size:22px;margin-bottom:2px} h2{font-size:17px;margin:26px 0 8px;border-
 .sub{color:#666;font-size:13px} table{border-collapse:collapse;font-size:13px}
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:left} th{background:#f4f4f4}
 td.n{text-align:right;font-variant-numeric:tabular-nums} pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto}
-.imgs img{width:150px;image-rendering:pixelated;margin-right:4px;border:1px solid #ccc}
+.imgs{white-space:nowrap} .imgs img{width:150px;image-rendering:pixelated;margin-right:4px;border:1px solid #ccc}
+td.name{overflow-wrap:anywhere}
 .bad{color:#b00;font-weight:600} .ok{color:#070} .note{color:#8a5a00;font-size:13px}
 .legend{font-size:12px;color:#555}
 .scale img{vertical-align:middle;margin:0 6px}
@@ -232,7 +233,7 @@ def _image_table(insp: Inspection, indices) -> str:
         short = Path(insp.names[i]).name
         full = "" if short == insp.names[i] else f"<br><span class=sub>{_e(insp.names[i])}</span>"  # a wafer map's
         # name ("maps.npz:maps[15]") has no folder: shown once
-        rows.append(f"<tr><td class=n>{rank}</td><td>{_e(short)}{full}</td><td>{_e(insp.labels[i])}</td><td class=n>"
+        rows.append(f"<tr><td class=n>{rank}</td><td class=name>{_e(short)}{full}</td><td>{_e(insp.labels[i])}</td><td class=n>"
                     f"{_num(float(insp.scores[i]), 5)}{parts}</td><td>{verdict}</td><td class=imgs>{imgs}</td></tr>")
     return ("<table><tr><th>#</th><th>image</th><th>label</th><th>score</th><th>verdict</th>"
             f"<th>{' | '.join(shown)}</th></tr>" + "".join(rows) + "</table>")
