@@ -399,3 +399,13 @@ def test_the_resume_help_says_finished_runs_continue_too():
     train = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
                  if "--resume" in a.option_strings)
     assert "finished" in train.help and "interrupted" in train.help
+
+
+def test_a_new_run_name_follows_the_apps_rule(tmp_path, capsys, monkeypatch):
+    """QA sweep 7: `--out "bad name!"` made a run the Train page would refuse to name."""
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
+    for out in ("bad name!", str(tmp_path / "x" / "bad name!"), ".hidden", "uploads"):
+        assert main(["train", "gray-tile-128", "--data", str(tmp_path), "--out", out, "--epochs", "1"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"udd train: error: --out {out}: run name ") and "\n" not in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "x").exists()  # nothing made

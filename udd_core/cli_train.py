@@ -25,7 +25,7 @@ from .model import build_model
 from .presets import model_presets, paired_training_preset
 from .progress import ProgressLine
 from .run_notes import still_learning_note
-from .runs import is_empty_dir, read_train, train_on, train_shape
+from .runs import is_empty_dir, read_train, train_on, train_shape, validate_run_name
 from .settings import TrainSettings, training_presets
 from .sources import source_record
 from .image_shapes import FEATURE_METHODS, config_method, image_channels
@@ -244,8 +244,13 @@ def _app_hint(run_dir: Path) -> None:
 def _new_run_dir(spec: str) -> Path:
     """--out of a new run: a bare name ("wdet") is a run under $UDD_RUNS_DIR (default runs/), where the app
     lists runs and where `udd score NAME` and `--resume` look; anything with a folder part ("./wdet",
-    "runs/wdet", "/data/wdet") is that folder."""
-    if "/" in spec or os.sep in spec or spec in (".", ".."):
+    "runs/wdet", "/data/wdet") is that folder. Its name follows the app's rule (`runs.validate_run_name`), so
+    that the app can list, open and link every run: "bad name!" is refused here as on the Train page."""
+    try:
+        validate_run_name(Path(spec).name)
+    except ValueError as e:
+        raise UsageError(f"--out {spec}: {e}") from None
+    if "/" in spec or os.sep in spec:
         return Path(spec)
     return runs_root() / spec
 
