@@ -255,6 +255,12 @@ with left:
         except (ValueError, OSError) as e:
             data_error = str(e)
             st.error(f"{data_error}. Pick wafer data, or another model or loss.")
+    if run_name and data_error is None:
+        try:  # a name the runs folder refuses or already holds: said as typed, not after Start (QA sweep 7)
+            sources.new_run_path(ROOT, run_name, path)
+        except ValueError as e:
+            data_error = str(e)
+            st.error(data_error)
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
                  disabled=shape is None or data_error is not None):
         try:

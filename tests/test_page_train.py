@@ -272,7 +272,6 @@ def test_bad_data_path_is_one_line_error_and_creates_nothing(tiny_config, tmp_pa
 
 @pytest.mark.parametrize("state, field", [
     ({"train_patch_min": 50, "train_patch_max": 10}, "patch_size"),
-    ({"train_name": "../escape"}, "run name"),
     ({"train_path": ""}, "data:"),
 ])
 def test_bad_settings_are_named(tiny_config, data, runs_dir, state, field):
@@ -287,8 +286,9 @@ def test_an_existing_run_name_is_never_overwritten(tiny_config, data, runs_dir):
     wait_for(at, finished)
     before = (runs_dir / "mine" / "history.jsonl").read_text()
     at.text_input(key="train_name").input("mine").run()  # typed again on purpose
-    start(at)
+    # QA sweep 7: said as typed, with Start disabled, not only after Start
     assert "'mine'" in errors(at) and "already exists" in errors(at)
+    assert next(b for b in at.button if b.label == "Start training").disabled
     assert (runs_dir / "mine" / "history.jsonl").read_text() == before
 
 
@@ -593,3 +593,11 @@ def test_a_cross_entropy_loss_on_a_model_without_probabilities_is_said_before_st
     assert next(b for b in at.button if b.label == "Start training").disabled
     at.selectbox(key="train_model_preset").set_value("wafer-26-gen").run()  # the model the message names
     assert not at.error and not next(b for b in at.button if b.label == "Start training").disabled
+
+
+@pytest.mark.parametrize("name", ["../escape", "bad name!", "uploads"])
+def test_a_run_name_the_runs_folder_refuses_is_said_before_start(tiny_config, data, runs_dir, name):
+    at = page(tiny_config, data, train_name=name)
+    assert errors(at).startswith(f"run name {name!r}: ") and not at.exception
+    assert next(b for b in at.button if b.label == "Start training").disabled
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
