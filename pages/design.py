@@ -11,7 +11,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from pages.run_focus import hand_over_deep_link
+from pages.run_focus import KEEP, hand_over_deep_link
 from udd_core import architecture as arch
 from udd_core.display import markdown_literal
 from udd_core.config import CONFIG_UPLOAD_MB, MAX_BLOCKS, MAX_FEATURES, MAX_KERNEL
@@ -114,8 +114,9 @@ row[4].number_input("latent_opad (w)", min_value=0, max_value=1, step=1, key="de
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Config (JSON)")
+    # Kept across a visit to another page: a half-typed (invalid) config is not thrown away (QA sweep 7).
     st.text_area("Config as JSON (or the reference's printed-dict format)", key="design_json", height=260,
-                 on_change=design.on_json, label_visibility="collapsed",
+                 on_change=design.on_json, label_visibility="collapsed", persist_state=KEEP,
                  help="Applied when you leave the box or press Ctrl+Enter.")
     if err := ss.get("design_json_error"):
         st.error(f"{markdown_literal(err)} — the page still shows the last valid config.")

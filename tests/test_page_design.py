@@ -422,3 +422,20 @@ def test_a_broken_design_link_opens_the_preset_with_one_line(at):
     assert not fresh.exception
     assert "The design in the link could not be read (shape: expected 3 whole numbers" in errors(fresh)
     assert config_of(fresh) == config_of(at)
+
+
+def test_a_half_typed_config_survives_a_visit_to_another_page(monkeypatch, tmp_path):
+    """QA sweep 7: invalid text in the JSON box was replaced by the last valid config after a page switch."""
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    valid = config_of(app)
+    typed = '{"block_ker": [3, 3], "drop": '
+    app.text_area(key="design_json").input(typed).run()
+    assert app.error and config_of(app) == valid  # refused; the design is the last valid one
+    app.switch_page("pages/train.py").run()
+    app.switch_page("pages/design.py").run()
+    assert not app.exception
+    assert app.text_area(key="design_json").value == typed and app.error  # the typing and why it is refused
+    assert config_of(app) == valid
+    app.text_area(key="design_json").input(json.dumps({**valid, "latent_size": 7})).run()  # finished typing
+    assert not app.error and config_of(app)["latent_size"] == 7
