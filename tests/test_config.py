@@ -1,5 +1,6 @@
 """Config parsing and validation: JSON, the reference's printed-dict format, and every rule."""
 import json
+import re
 import warnings
 
 import pytest
@@ -110,7 +111,7 @@ def test_load_config_names_the_file(tmp_path, tiny_config):
     assert isinstance(load_config(p), AEConfig)
     bad = tmp_path / "bad.json"
     bad.write_text('{"block_ker": [3]}')
-    with pytest.raises(ConfigError, match="bad.json"):
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(bad))}: "):  # as given, not only its name (QA sweep 7)
         load_config(bad)
     with pytest.raises(ConfigError, match="missing.json"):
         load_config(tmp_path / "missing.json")

@@ -182,7 +182,7 @@ def load_config(path: Union[str, Path]) -> AEConfig:
     try:
         return parse_config(data)
     except ConfigError as e:
-        raise ConfigError(f"{path.name}: {e.field}", str(e).split(": ", 1)[1]) from None
+        raise ConfigError(f"{path}: {e.field}", str(e).split(": ", 1)[1]) from None
 
 
 def _parse_text(text: Union[str, bytes]) -> Any:
