@@ -211,7 +211,7 @@ def test_generation_run_end_to_end_with_the_npz_round_trip(tmp_path, capsys):
 
     page = build_report(insp, run, n_worst=2, n_errors=0)  # QA: a wafer map's name printed twice in its row
     top = Path(insp.names[int(insp.order()[0])]).name
-    row = page.split(f"<td>{top}", 1)[1].split("</tr>", 1)[0]
+    row = page.split(f"<td class=name>{top}", 1)[1].split("</tr>", 1)[0]
     assert top not in row and "green outline" not in page  # wafer maps have no masks either
     out, npz = tmp_path / "png", tmp_path / "gen.npz"
     argv = ["generate", str(run), "-n", "12", "--class", "Donut", "--out", str(out), "--npz", str(npz)]
