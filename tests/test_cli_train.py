@@ -409,3 +409,13 @@ def test_a_new_run_name_follows_the_apps_rule(tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"udd train: error: --out {out}: run name ") and "\n" not in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "x").exists()  # nothing made
+
+
+def test_a_trailing_slash_on_a_bare_run_name_still_means_the_runs_folder(tmp_path, capsys, monkeypatch):
+    """QA: `--out wdet/` (as a shell completes a folder) trained into ./wdet, outside the runs folder."""
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.chdir(tmp_path)
+    from udd_core.cli_train import _new_run_dir
+
+    assert _new_run_dir("wdet/") == _new_run_dir("wdet") == tmp_path / "runs" / "wdet"
+    assert _new_run_dir("./wdet/") == Path("./wdet")  # a path stays a path

@@ -99,6 +99,8 @@ def test_every_training_preset_round_trips_through_the_settings_form():
         settings_from_form(v | {"epochs": 0})
     # QA sweep 7: recorded as typed, spaces and all; an empty box got "expected 'normal', 'all' or ..., got ''"
     assert settings_from_form(v | {"on_classes": "center, edge-loc ,loc"}).train_on == "center,edge-loc,loc"
+    with pytest.raises(ValueError, match=r"^train_on: an empty class name in ' , ,'$"):
+        settings_from_form(v | {"on_classes": " , ,"})
     for empty in ("", "  "):
         with pytest.raises(ValueError, match=r"^train_on: type the class labels to train on, separated by commas$"):
             settings_from_form(v | {"on_classes": empty})

@@ -250,6 +250,7 @@ def _new_run_dir(spec: str) -> Path:
         validate_run_name(Path(spec).name)
     except ValueError as e:
         raise UsageError(f"--out {spec}: {e}") from None
+    spec = spec.rstrip("/" + os.sep)  # "wdet/" (a shell's completion) is the bare name, not ./wdet
     if "/" in spec or os.sep in spec:
         return Path(spec)
     return runs_root() / spec
