@@ -21,8 +21,8 @@ from udd_core.design_state import DesignState
 from udd_core.presets import PIXEL_PRESET, design_input, method_choice, model_presets, preset_choice
 from udd_core.image_shapes import MAX_SIDE, checked_image_shape
 from udd_core.jobs import JobManager, TrainJob
-from udd_core.settings import (DEVICES, FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NUMBERS, TrainSettings, form_values,
-                                settings_from_form, training_presets)
+from udd_core.settings import (DEVICES, FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NUMBERS, TrainSettings, chosen_classes,
+                                form_values, settings_from_form, training_presets)
 
 hand_over_deep_link("pages/train.py")  # first: a deep link before app.py ever ran
 
@@ -237,6 +237,11 @@ with left:
     if ss["train_on_mode"] == "classes":
         on[1].text_input("Classes (labels, separated by commas)", key="train_on_classes", persist_state=KEEP,
                          placeholder="e.g. Center,Donut,none")
+        try:  # an empty box or an empty name: said as typed; a name the data lacks only once it loads
+            chosen_classes(ss["train_on_classes"])
+        except ValueError as e:
+            data_error = data_error or str(e)
+            on[1].error("Train on: " + str(e).removeprefix("train_on: "))
     if ss.pop("train_name_taken", False):  # the last start used the typed name: the next run needs its own
         ss["train_name"] = ""
     run_name = st.text_input("Run name", key="train_name", persist_state=KEEP,

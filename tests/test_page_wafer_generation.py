@@ -55,7 +55,13 @@ def test_train_page_trains_on_the_chosen_classes(tmp_path, monkeypatch):
     at.selectbox(key="train_loss").select("mse").run()  # the Design page's tiny model outputs raw values
     at.number_input(key="train_epochs").set_value(1).run()
     at.selectbox(key="train_on_mode").select("classes").run()
+    start_button = lambda: next(b for b in at.button if b.label == "Start training")  # noqa: E731
+    # QA: an empty box, or an empty name, was refused only after Start; now as typed, with Start off
+    assert "Train on: type the class labels to train on" in errors(at) and start_button().disabled
+    at.text_input(key="train_on_classes").input(" , ,").run()
+    assert "Train on: an empty class name in ' , ,'" in errors(at) and start_button().disabled
     at.text_input(key="train_on_classes").input("Center,Nope").run()
+    assert not at.error and not start_button().disabled  # a class the data lacks: known once the data loads
     next(b for b in at.button if b.label == "Start training").click().run()
     assert "Train on: no images of class 'Nope'" in errors(at) and not (runs_dir / "gen").exists()  # the label
     at.text_input(key="train_on_classes").input("Center,Donut,Loc").run()  # 9 maps, beside 6 normal ones

@@ -220,15 +220,18 @@ def settings_from_form(values: Mapping[str, Any]) -> TrainSettings:
     """The TrainSettings of a form's values (`form_values`' inverse); ValueError naming a bad field."""
     v = dict(values)
     mode, classes, lo, hi = v.pop("on_mode"), v.pop("on_classes"), v.pop("patch_min"), v.pop("patch_max")
-    if mode == "classes":
-        if not str(classes).strip():
-            raise ValueError("train_on: type the class labels to train on, separated by commas")
-        train_on_classes(str(classes))  # a refusal quotes what was typed (" , ,"), not its tidied form
-    # "center, edge-loc ,loc" is recorded (and shown on Inspect) as "center,edge-loc,loc"
-    chosen = ",".join(c.strip() for c in str(classes).split(","))
     return TrainSettings.from_dict(v | {"lr_step": v["lr_step"] or None, "patch_size": (lo, hi),
                                         "patch_dir": str(v["patch_dir"]).strip() or None,
-                                        "train_on": chosen if mode == "classes" else mode})
+                                        "train_on": chosen_classes(classes) if mode == "classes" else mode})
+
+
+def chosen_classes(typed: str) -> str:
+    """The Train page's "Chosen classes" box as a `train_on` value, tidied ("center, edge-loc ,loc" is
+    recorded, and shown on Inspect, as "center,edge-loc,loc"); a ValueError quoting what was typed."""
+    if not str(typed).strip():
+        raise ValueError("train_on: type the class labels to train on, separated by commas")
+    train_on_classes(str(typed))  # an empty or repeated name: refused as typed (" , ,"), not tidied
+    return ",".join(c.strip() for c in str(typed).split(","))
 
 
 def _check_device(name) -> None:
