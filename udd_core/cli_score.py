@@ -56,15 +56,13 @@ def check_heatmap_folder(folder: str, force: bool) -> None:
     """Refuse, before any scoring, a --heatmaps folder that cannot take the PNGs: a file, (without --force) a
     folder holding PNGs already, which names of this data set could overwrite, or a place that cannot be written."""
     out = Path(folder)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--heatmaps {out}: exists and is not a folder")
+    check_new_folder(out, f"--heatmaps {out}")  # a file in its place, or an unwritable place: refused now
     if not out.exists() and out.suffix.lower() in (".png", ".jpg", ".jpeg"):  # a folder named "000.png" helps nobody
         raise UsageError(f"--heatmaps {out}: names a folder for the PNGs (one per image), not a file; e.g. "
                          f"--heatmaps {out.parent / 'heatmaps'}")
     if not force and out.is_dir() and (n := sum(1 for _ in out.glob("*.png"))):
         raise UsageError(f"--heatmaps {out}: holds {n} PNG files already (choose a new folder, or pass --force to "
                          "overwrite those of the same names)")
-    check_new_folder(out, f"--heatmaps {out}")  # an unwritable place: refused now, not after the scoring
 
 
 def run_score(args: argparse.Namespace) -> int:
