@@ -14,13 +14,14 @@ from pages.run_focus import KEEP, hand_over_deep_link
 from pages.train_runs import run_panel, runs_table, select
 from udd_core import sources
 from udd_core.config import CONFIG_UPLOAD_MB, parse_config
-from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind
+from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind, training_labels
 from udd_core.losses import LOSSES, check_fits_data, check_loss_fits
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options
 from udd_core.design_state import DesignState
 from udd_core.presets import PIXEL_PRESET, design_input, method_choice, model_presets, preset_choice
 from udd_core.image_shapes import MAX_SIDE, checked_image_shape
 from udd_core.jobs import JobManager, TrainJob
+from udd_core.training_data import check_train_on, class_census
 from udd_core.settings import (DEVICES, FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NUMBERS, TrainSettings, chosen_classes,
                                 form_values, settings_from_form, training_presets)
 
@@ -45,6 +46,7 @@ dataset_cache = st.cache_resource(show_spinner=False)(lambda: sources.DatasetCac
 data_sources = st.cache_data(ttl=60, show_spinner=False)(sources.list_sources)  # cheap, but every rerun counts
 describe = st.cache_data(ttl=60, show_spinner=False)(sources.describe)  # lists (and with tiles, opens) every file
 kind_of = st.cache_data(ttl=60, show_spinner=False)(data_kind)  # a plain folder's kind lists its files: not per rerun
+labels_of = st.cache_data(ttl=60, show_spinner=False)(training_labels)  # a wafer file's labels: read once a minute
 
 
 def on_train_preset() -> None:
@@ -234,14 +236,24 @@ with left:
                     help="Normal images: an autoencoder for detection learns only defect-free images (labels "
                          "good/none/normal, or unlabelled). All images: defects too, to generate every pattern "
                          "(its scores then no longer mean 'unlike normal'). Chosen classes: only those labels.")
-    if ss["train_on_mode"] == "classes":
+    train_on = ss["train_on_mode"]
+    if train_on == "classes":
         on[1].text_input("Classes (labels, separated by commas)", key="train_on_classes", persist_state=KEEP,
                          placeholder="e.g. Center,Donut,none")
-        try:  # an empty box or an empty name: said as typed; a name the data lacks only once it loads
-            chosen_classes(ss["train_on_classes"])
+        try:  # an empty box or an empty name: said as typed
+            train_on = chosen_classes(ss["train_on_classes"])
         except ValueError as e:
             data_error = data_error or str(e)
             on[1].error("Train on: " + str(e).removeprefix("train_on: "))
+    if path and shape and data_error is None:  # the data is readable (its estimate above)
+        try:  # a class the data lacks, or no normal image to learn: from the labels, before Start (QA sweep 7)
+            labels = labels_of(path)
+            if ss["train_on_mode"] == "classes":
+                on[1].caption("The data's classes: " + class_census(labels))
+            check_train_on(labels, train_on)
+        except (ValueError, OSError) as e:
+            data_error = str(e)
+            st.error("Train on: " + data_error.removeprefix("train_on: "))
     if ss.pop("train_name_taken", False):  # the last start used the typed name: the next run needs its own
         ss["train_name"] = ""
     run_name = st.text_input("Run name", key="train_name", persist_state=KEEP,
@@ -272,6 +284,7 @@ with left:
             settings = settings_from_form({k: ss[f"train_{k}"] for k in form_values(TrainSettings())})
             run_dir = sources.new_run_path(ROOT, run_name, path)
             images, notices = load_images(path, shape, tile, settings.train_on)
+            settings = settings.replace(train_on=check_train_on(labels_of(path), settings.train_on))  # its spelling
             mgr.start(TrainJob.create(run_dir, config, shape, images, settings, sources.source_record(path, tile),
                                       method=method, options=options))
             ss.setdefault("train_notices", {})[run_dir.name] = notices

@@ -264,6 +264,9 @@ def test_interrupt_stops_the_run_cleanly(tmp_path, config_file, image_folder, si
             proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "stopped after" in err
+    # QA: SIGTERM's output ended one epoch short of history.jsonl (the last epoch ended between two polls)
+    last = runs.read_history(out)[-1]["epoch"]
+    assert f"epoch {last}/100000 " in err, err
     assert waited < 10
     assert runs.read_status(out)["status"] == "stopped"
     assert load_model(out).input_shape == (1, 32, 32)

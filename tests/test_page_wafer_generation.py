@@ -61,10 +61,13 @@ def test_train_page_trains_on_the_chosen_classes(tmp_path, monkeypatch):
     at.text_input(key="train_on_classes").input(" , ,").run()
     assert "Train on: an empty class name in ' , ,'" in errors(at) and start_button().disabled
     at.text_input(key="train_on_classes").input("Center,Nope").run()
-    assert not at.error and not start_button().disabled  # a class the data lacks: known once the data loads
-    next(b for b in at.button if b.label == "Start training").click().run()
-    assert "Train on: no images of class 'Nope'" in errors(at) and not (runs_dir / "gen").exists()  # the label
-    at.text_input(key="train_on_classes").input("Center,Donut,Loc").run()  # 9 maps, beside 6 normal ones
+    # QA: a class the data lacks was refused only after Start; now from the file's labels, with Start off
+    assert "Train on: no images of class 'Nope' in the data (classes: Center, Donut," in errors(at)
+    assert start_button().disabled and not (runs_dir / "gen").exists()
+    assert "The data's classes: Center (3), Donut (3), Edge-Loc (3)" in " ".join(c.value for c in at.caption)
+    at.text_input(key="train_on_classes").input("center").run()  # the data's spelling is found regardless of case
+    assert not at.error and not start_button().disabled, errors(at)
+    at.text_input(key="train_on_classes").input("center, Donut ,LOC").run()  # 9 maps, beside 6 normal ones
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception and not at.error, errors(at)
     for _ in range(300):
@@ -159,3 +162,20 @@ def test_inspect_page_warns_about_a_run_trained_on_defects(tmp_path, monkeypatch
     at = AppTest.from_file(page, default_timeout=TIMEOUT).run()
     assert not at.exception
     assert any("trained on every image, defects included" in w.value for w in at.warning)
+
+
+def test_train_page_refuses_a_file_of_defects_only_before_start(tmp_path, monkeypatch):
+    """Normal images asked of a file whose every map is labelled as a defect: said before Start, with the
+    classes it holds; "All images" of the same file is fine."""
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
+    np.savez(tmp_path / "d.npz", maps=np.ones((4, 26, 26), np.uint8), labels=np.array(["Center", "Donut"] * 2))
+    at = AppTest.from_file(str(ROOT / "pages" / "train.py"), default_timeout=TIMEOUT)
+    for k, v in {"design_config": WAFER_CFG, "design_input_shape": (3, 26, 26), "train_data_mode": "Path",
+                 "train_path": str(tmp_path / "d.npz")}.items():
+        at.session_state[k] = v
+    at.run()
+    start = next(b for b in at.button if b.label == "Start training")
+    assert "every image is labelled as a defect (Center, Donut)" in errors(at) and start.disabled
+    at.selectbox(key="train_on_mode").select("all").run()
+    assert not at.exception and not at.error, errors(at)
+    assert not next(b for b in at.button if b.label == "Start training").disabled

@@ -324,3 +324,34 @@ def test_sample_data_variants_resemble_their_class(tmp_path, capsys):
     print(f"in class {r.in_class:.3f} chance {r.chance:.3f} changed {r.changed:.3f} sigma {sigma:g}")
     assert r.n == 8 * 16 and set(np.unique(maps)) <= {0, 1, 2}
     assert r.in_class >= IN_CLASS_FLOOR and r.changed >= 0.01 and r.passes()
+
+
+def test_a_class_the_data_lacks_is_refused_before_any_image_loads(tmp_path, capsys, monkeypatch):
+    """`udd train --train-on` is checked against the file's labels alone: a long load of the images no
+    longer comes before the refusal."""
+    import udd_core.cli_train as cli_train
+
+    def no_loading(*a, **k):
+        raise AssertionError("the images were loaded before --train-on was checked")
+
+    monkeypatch.setattr(cli_train, "load_dataset", no_loading)
+    rc = main(["train", "wafer-26", "--data", str(SAMPLE), "--out", str(tmp_path / "r"), "--train-on", "Nope"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--train-on: no images of class 'Nope' in the data (classes: Center, Donut" in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_chosen_classes_are_recorded_as_the_data_spells_them(tmp_path, capsys):
+    """QA sweep 7: `--train-on "center, edge-loc"` was recorded (and shown on Inspect) as typed."""
+    from udd_core.training_data import check_train_on
+
+    labels = ["Center", "Edge-Loc", "none", "Loc"]
+    assert check_train_on(labels, " center, edge-loc ,LOC") == "Center,Edge-Loc,Loc"
+    assert check_train_on(labels, "normal") == "normal" and check_train_on(labels, "all") == "all"
+    with pytest.raises(ValueError, match="every image is labelled as a defect"):
+        check_train_on(["Center", "Loc"], "normal")
+    run = tmp_path / "r"
+    rc = main(["train", "wafer-26", "--data", str(SAMPLE), "--out", str(run), "--epochs", "1",
+               "--train-on", "center, donut", "--precision", "float32"])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads((run / "train.json").read_text())["settings"]["train_on"] == "Center,Donut"

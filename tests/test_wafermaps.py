@@ -138,3 +138,33 @@ def test_the_refusal_lists_every_class_up_to_twelve(tmp_path):
     np.savez(tmp_path / "d.npz", maps=np.ones((14, 6, 6), np.uint8), labels=np.array(many))
     with pytest.raises(ValueError, match=r"c11 and 2 more\)"):
         normal_images(load_dataset(tmp_path / "d.npz", (3, 6, 6)), for_training=True)
+
+
+def test_wafer_labels_match_the_loader_without_reading_maps(tmp_path):
+    """`wafer_labels` (the Train page's check of chosen classes before Start) gives load_dataset's labels, in
+    its order, for labelled, unlabelled and pickled-label files alike."""
+    from udd_core.data import training_labels
+    from udd_core.wafermaps import wafer_labels
+
+    pickled = np.empty(2, object)
+    pickled[:] = ["none", "Loc"]
+    np.savez(tmp_path / "w.npz", maps_8x8=np.ones((2, 8, 8), np.uint8), failureType_8x8=np.array(["none", "Loc"]),
+             maps_10x12=np.ones((3, 10, 12), np.uint8), failureType_10x12=np.array([b"Center", b"", b"Scratch"]),
+             maps_4x4=np.ones((1, 4, 4), np.uint8))
+    np.savez(tmp_path / "p.npz", maps=np.zeros((2, 4, 4), np.uint8), labels=pickled)
+    np.save(tmp_path / "m.npy", np.ones((3, 5, 5), np.uint8))
+    for name in ("w.npz", "p.npz", "m.npy"):
+        expected = load_dataset(tmp_path / name, (3, 8, 8)).labels
+        assert wafer_labels(tmp_path / name) == training_labels(tmp_path / name) == expected
+    assert wafer_labels(tmp_path / "w.npz") == ["Center", "good", "Scratch", "good", "none", "Loc"]
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(DataError, match="bad.npz: not a readable numpy file"):
+        wafer_labels(tmp_path / "bad.npz")
+
+
+def test_training_labels_of_image_folders_are_good(tmp_path):
+    from udd_core.data import training_labels
+
+    root = Path(__file__).resolve().parents[1] / "sample_data" / "surface"
+    labels = training_labels(root)
+    assert labels and set(labels) == {"good"} and len(labels) == len(load_dataset(root, (1, 32, 32)).labels)

@@ -16,7 +16,7 @@ from typing import Optional
 
 from .atomic import check_new_folder
 from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, runs_root, silence_output
-from .data import data_kind, load_dataset
+from .data import data_kind, load_dataset, training_labels
 from .jobs import TrainJob, checked_settings
 from .resume import check_resume_data
 from .methods import check_choice, detector_class
@@ -30,14 +30,14 @@ from .settings import TrainSettings, training_presets
 from .sources import source_record
 from .image_shapes import FEATURE_METHODS, config_method, image_channels
 from .losses import check_fits_data, check_loss_fits
-from .training_data import training_images
+from .training_data import check_train_on, training_images
 
 
-def _chosen_images(ds, train_on: str, field: str = "--train-on"):
-    """training_data.training_images, its refusals named by `field`: the option the user typed, or on a resume
-    the run's own setting (the user typed none)."""
+def _refuse_train_on(labels, train_on: str, field: str = "--train-on") -> str:
+    """training_data.check_train_on (train_on as the data spells it), its refusals named by `field`: the option
+    the user typed, or on a resume the run's own setting (the user typed none)."""
     try:
-        return training_images(ds, train_on)
+        return check_train_on(labels, train_on)
     except ValueError as e:
         msg = str(e)
         raise UsageError(f"{field}: " + msg.split(": ", 1)[1] if msg.startswith("train_on: ") else msg) from None
@@ -202,6 +202,7 @@ def _watch(job, bar: ProgressLine) -> int:
         return PIPE_CLOSED
     except KeyboardInterrupt:
         job.stop()
+        bar.show(job.snapshot())  # an epoch that ended since the last poll still gets its line
         bar.end()
         print("udd train: stopping, saving the model ...", file=sys.stderr)
         job.join(60)  # a second Ctrl-C or SIGTERM does nothing now (_stop_signals): the checkpoint is written whole
@@ -211,6 +212,7 @@ def _watch(job, bar: ProgressLine) -> int:
                 signal.signal(sig, signal.SIG_IGN)
             old_handlers.clear()
         p = job.snapshot()
+        bar.show(p)  # and one that ended while the stop was on its way (the loop stops only between steps)
         print(f"udd train: {p.message}; run left in {job.run_dir}", file=sys.stderr)
         _app_hint(job.run_dir)
         return 130
@@ -283,7 +285,8 @@ def run_train(args: argparse.Namespace) -> int:
                 raise UsageError(f"--out {out}: not a run folder to resume (no readable train.json)")
             check_resume_data(info, args.data, out.name)  # before loading: the other kind is refused in one line
             ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
-            images, _ = _chosen_images(ds, train_on(info), f"--data {args.data} (the run's train_on)")
+            _refuse_train_on(ds.labels, train_on(info), f"--data {args.data} (the run's train_on)")
+            images, _ = training_images(ds, train_on(info))
             bar.end()
         job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device, data_path=args.data or None)
     else:
@@ -321,6 +324,7 @@ def run_train(args: argparse.Namespace) -> int:
         checked_settings(settings)  # an unusable device or pattern folder fails now, not after the data loads
         size = parse_ints(args.size, 2, "--size") if args.size else None  # checked before the data is looked at
         kind = data_kind(args.data)
+        settings = settings.replace(train_on=_refuse_train_on(training_labels(args.data), settings.train_on))
         if config is not None:
             try:  # a wafer (die-class) model or loss on photos: refused before the data loads
                 check_fits_data(settings.loss, config.output, kind)
@@ -347,7 +351,7 @@ def run_train(args: argparse.Namespace) -> int:
         _check_memory(args.data, shape, per_image)
         ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
         bar.end()
-        images, kept = _chosen_images(ds, settings.train_on)
+        images, kept = training_images(ds, settings.train_on)
         for note in notes + ds.notices + ([kept] if kept else []):
             print(f"note: {note}", file=sys.stderr)
         job = TrainJob.create(out, config, shape, images, settings,

@@ -24,7 +24,7 @@ from .images import DECODE_ERRORS, IMAGE_EXTS, conversion_notices, decode_one, i
 from .images import load_patterns  # noqa: F401
 from .synthetic import add_noise_patches, preprocess  # noqa: F401
 from .uploads import DataError, extract_zip, save_uploads  # noqa: F401
-from .wafermaps import WAFER_EXTS, load_wafer_file, map_sizes, onehot_to_wafer, wafer_to_onehot  # noqa: F401
+from .wafermaps import WAFER_EXTS, load_wafer_file, map_sizes, onehot_to_wafer, wafer_labels, wafer_to_onehot  # noqa: F401
 
 SPLITS = ("train", "test", "all")
 
@@ -245,6 +245,15 @@ def load_dataset(path, input_shape: tuple[int, int, int], split: str = "train", 
         notices += ["tiling does not apply to wafer maps; ignored"] if tile else []
         return ImageSet(images, labels, names, None, "wafer", notices)
     return _load_images(kind, root, shape, split, tile, progress)
+
+
+def training_labels(path) -> list[str]:
+    """The label of every image a run could train on (a wafer file's labels; "good" for each image of a
+    folder or an MVTec train split), from file names and label arrays only, no pixels decoded."""
+    kind, root = _layout(path)
+    if kind == "wafer":
+        return wafer_labels(root)
+    return [label for _, label, _ in _sources(kind, root, "train")[0]]
 
 
 def _check_wafer_channels(root: Path, c: int) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import shlex
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from .data import ImageSet, load_dataset, resolved, same_data, size_for_sizeless
 from .latent import LatentStats, decode, encode, interpolate, noised_samples, random_samples, stats_of
 from .model import AutoEncoder, load_model
 from .scoring import model_device
-from .training_data import as_spelled, training_images
+from .training_data import as_spelled, class_counts, training_images  # noqa: F401 - class_counts: the pages' name
 
 STATS_MAX_IMAGES = 1024  # latent statistics use at most this many images, evenly spaced
 _ENCODE_BATCH = 32  # images encoded per forward pass when fitting latent statistics
@@ -92,11 +91,6 @@ def model_kind(model: AutoEncoder, data_kind: str) -> str:
 
 
 # --- choosing sources ------------------------------------------------------------------------
-
-def class_counts(labels: Sequence[str]) -> dict[str, int]:
-    """Images per label, classes sorted by name."""
-    return dict(sorted(Counter(str(v) for v in labels).items()))
-
 
 def class_pool(labels: Optional[Sequence[str]], n_images: int, class_filter: Optional[str] = None) -> np.ndarray:
     """Indices (ascending) of the images of class ``class_filter``; all images when it is None."""

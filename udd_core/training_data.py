@@ -7,6 +7,8 @@ Plain numpy, no torch: the pages and the generators ask here without loading the
 """
 from __future__ import annotations
 
+from collections import Counter
+from types import SimpleNamespace
 from typing import Any, Optional
 
 import numpy as np
@@ -82,6 +84,28 @@ def training_mask(ds: Any, train_on: str = "normal", for_training: bool = True) 
     keep = np.isin(np.asarray(labels), classes)
     return keep, (f"trained on the {int(keep.sum())} images of {', '.join(classes)}; "
                   f"{int((~keep).sum())} others left out")
+
+
+def check_train_on(labels, train_on: str) -> str:
+    """`train_on` as a run records it for data with these labels: chosen classes as the data spells them
+    (" center, loc" -> "Center,Loc"). Raises `training_mask`'s ValueError (a class the data lacks, or no
+    normal image to train on) before any image is decoded."""
+    training_mask(SimpleNamespace(labels=labels), train_on)
+    classes = train_on_classes(train_on)
+    if classes is None:
+        return train_on
+    found = sorted(set(map(str, labels)))
+    return ",".join(as_spelled(c, found) for c in classes)
+
+
+def class_counts(labels) -> dict[str, int]:
+    """Images per label, classes sorted by name."""
+    return dict(sorted(Counter(str(v) for v in labels).items()))
+
+
+def class_census(labels) -> str:
+    """'Center (3), Donut (3), none (6)': each label of a data set and how many images carry it."""
+    return _listed([f"{name} ({n})" for name, n in class_counts(labels).items()], most=20)
 
 
 def as_spelled(name: str, labels) -> str:

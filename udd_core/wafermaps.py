@@ -75,6 +75,31 @@ def _as_labels(a: np.ndarray) -> list[str]:
     return [str(v).strip() or "good" for v in a.tolist()]
 
 
+def _labels_of(path: Path, z, key: str, n: int, headers: Headers, notices: list[str]) -> list[str]:
+    """The n labels of map array `key` from the open file `z` ("good" for unlabelled maps); a labels
+    array that would need pickle is never loaded, said in `notices`."""
+    lkey = _label_key(key, n, headers) if key else None
+    if lkey and headers[lkey][1].hasobject:
+        notices.append(f"{path.name}:{lkey}: labels need pickle to load; ignored")
+        lkey = None
+    return _as_labels(z[lkey]) if lkey else ["good"] * n
+
+
+def wafer_labels(path: Path) -> list[str]:
+    """The label of every map in a wafer file, in `load_wafer_file`'s order, reading no map array: what
+    the Train page checks chosen classes against before Start."""
+    headers = _wafer_headers(path)
+    keys = _map_keys(headers)
+    _refuse_stray_labels(path, keys, headers)
+    if keys == [""]:  # a .npy holds maps only
+        return ["good"] * map_sizes(path)[0][0]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return [v for k in keys for v in _labels_of(path, z, k, headers[k][0][0], headers, [])]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path.name}: not a readable numpy file ({exc})") from None
+
+
 def _resize_nearest(maps: np.ndarray, h: int, w: int) -> np.ndarray:
     """(N, mh, mw) -> (N, h, w) by nearest neighbour, which keeps die values discrete."""
     mh, mw = maps.shape[1:]
@@ -129,11 +154,7 @@ def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, 
                 bad = np.setdiff1d(np.unique(maps), [0, 1, 2])[:5]
                 raise DataError(f"{where}: die values must be 0, 1 or 2, found {bad.tolist()}")
             n, mh, mw = maps.shape
-            lkey = _label_key(key, n, headers) if key else None
-            if lkey and headers[lkey][1].hasobject:
-                notices.append(f"{path.name}:{lkey}: labels need pickle to load; ignored")
-                lkey = None
-            labels += _as_labels(z[lkey]) if lkey else ["good"] * n
+            labels += _labels_of(path, z, key, n, headers, notices)
             if (mh, mw) != (h, w):
                 maps = _resize_nearest(maps, h, w)
                 notices.append(f"{n} maps from {where} resized {mh}x{mw} -> {h}x{w} (nearest)")
