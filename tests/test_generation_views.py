@@ -81,3 +81,31 @@ def test_torch_state_is_untouched(model, ds):
     before = torch.random.get_rng_state()
     views.noised_view(model, ds, "wafer", 0.5, 2, 2, seed=9)
     assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_hw2_npz_holds_each_class_in_the_order_its_udd_generate_line_writes(tmp_path, capsys):
+    """QA: the HW2 download held each class's maps grouped by source, its printed `udd generate` line cycling
+    the sources: the same set, but index i of one was not index i of the other."""
+    import shlex
+
+    from test_generation import SHAPE, fitted_model, make_run, write_wafers
+    from udd_core.cli import main
+    from udd_core.data import load_dataset
+
+    data = write_wafers(tmp_path / "w.npz")
+    run = make_run(tmp_path / "runs", "tiny", data, fitted_model(data, steps=10))
+    ds = load_dataset(data, SHAPE)
+    model = gen.load_model(run)
+    grids = wg.class_grids(model, ds.images, ds.labels, 0.3, seed=5, classes=["Donut", "Loc"], n_sources=2,
+                           per_source=3)
+    v = views.class_grid_view(grids, ds, 0.3)
+    with np.load(io.BytesIO(v.npz)) as z:
+        app_maps, app_labels, app_sources = z["maps"], z["labels"].tolist(), z["sources"]
+    for cmd, grid in zip(views.class_commands(run, grids, 0.3, 5, 3, data, "train"), grids):
+        argv = shlex.split(cmd.replace("OUT-", str(tmp_path / "out-")))[1:]
+        assert main(argv) == 0, capsys.readouterr().err
+        with np.load(tmp_path / f"out-{grid.label}.npz") as z:
+            mine = [i for i, lab in enumerate(app_labels) if lab == grid.label]
+            np.testing.assert_array_equal(z["maps"], app_maps[mine])  # index by index
+            np.testing.assert_array_equal(z["sources"], app_sources[mine])
+        assert len(set(app_sources[mine][:2].tolist())) == 2  # the order cycles the sources: not grouped

@@ -87,9 +87,9 @@ def class_grid_view(grids: Sequence[wg.ClassGrid], ds: ImageSet, sigma: float,
             rows.append(ImageRow(list(pics), [image_label(ds, s), "reconstruction",
                                               *(f"variant {j + 1}" for j in range(per))],
                                  heading=heading if r == 0 else None))
-        maps.append(grid.variant_maps.reshape(-1, *grid.variant_maps.shape[2:]))  # (k * per, H, W)
-        labels += [grid.label] * grid.variant_maps.shape[0] * per
-        srcs += [s for s in grid.sources.tolist() for _ in range(per)]
+        maps.append(grid.generated)  # (k * per, H, W): as its `udd generate` line writes them (QA: not regrouped)
+        labels += [grid.label] * len(grid.generated)
+        srcs += grid.generated_sources.tolist()
     caption = (f"One grid per pattern class: each row a source map, its reconstruction (σ = 0) and {per} "
                f"variants at σ {sigma:g}. Dies outside the source's wafer stay outside; each die on it takes "
                "the likelier of good and failing.")

@@ -91,6 +91,8 @@ class ClassGrid:
     source_maps: np.ndarray  # (k, H, W) die values
     recon_maps: np.ndarray  # (k, H, W) die values of the reconstructions (sigma 0), outline kept
     variant_maps: np.ndarray  # (k, per, H, W) die values of the variants, outline kept
+    generated: np.ndarray  # (k * per, H, W) the same variants in `udd generate`'s order (cycling the sources)
+    generated_sources: np.ndarray  # (k * per,) the data-set index of each one's source map
 
 
 def class_grids(model, images: np.ndarray, labels: Sequence[str], sigma: float, seed: int,
@@ -115,5 +117,5 @@ def class_grids(model, images: np.ndarray, labels: Sequence[str], sigma: float, 
         order = np.asarray([j for _, outs in rows for j in outs])
         k = len(rows)
         grids.append(ClassGrid(label, srcs, all_maps[srcs], recon,
-                               variants[order].reshape(k, -1, *variants.shape[1:])))
+                               variants[order].reshape(k, -1, *variants.shape[1:]), variants, g.sources))
     return grids
