@@ -132,3 +132,22 @@ def test_loop_series_draws_each_epoch_loop_with_the_live_one_from_the_snapshot()
     assert loop_series(first.snapshot(), [("", [])], alive=False) == []  # one point: no chart (QA: an empty one)
     first.update(step_loss=[0.9, 0.8], step=2)
     assert len(loop_series(first.snapshot(), [("", [])], alive=False)[0][1]["step"]) == 2
+
+
+def test_a_log_loss_axis_labels_only_1_2_5_over_one_to_three_decades():
+    """QA: over about one decade plotly labels every digit (0.009, 0.008, ...), on top of each other on the
+    Train page's small chart; there the labels are 1, 2 and 5 (dtick D2), checked by plotly itself."""
+    import plotly.graph_objects as go
+
+    from udd_core.progress import loss_axis
+
+    def dtick(*ys):
+        spec = loss_curve(list(range(1, len(ys) + 1)), list(ys), [None] * len(ys), log=True)
+        return go.Figure(spec).layout.yaxis.dtick
+
+    assert dtick(0.04, 0.01, 0.002) == "D2"  # 1.3 decades
+    assert dtick(0.3, 0.0005) == "D2"
+    assert dtick(0.031, 0.012) is None  # under a decade: plotly's own 0.012 ... 0.03 labels are the readable ones
+    assert dtick(1.0, 1e-5) is None  # five decades: plotly labels the decades only
+    assert dtick(0.5) is None and "dtick" not in loss_axis(False, [{"y": [0.04, 0.002]}])
+    assert "dtick" not in loss_axis(True, [{"y": [None, float("nan"), 0.0, 0.5]}])  # nothing to span

@@ -184,7 +184,7 @@ def loss_figure(sides: Sequence[RunSide], log: bool = False) -> dict:
     layout = {"height": 360, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
               "legend": {"orientation": "h", "y": 1.15, "x": 0},
               "xaxis": epoch_axis(max((len(s.history) for s in sides), default=1)),
-              "yaxis": loss_axis(log)}
+              "yaxis": loss_axis(log, data)}
     return {"data": data, "layout": layout}
 
 

@@ -7,7 +7,7 @@ import sys
 import threading
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -165,11 +165,17 @@ def epoch_axis(last_epoch: float) -> dict:
     return dict(title=dict(text="epoch"), tick0=0, dtick=max(1, math.ceil(last_epoch / 10)))
 
 
-def loss_axis(log: bool) -> dict:
-    """The y axis of every loss chart. On a log scale the ticks between decades are written in full (0.5, 0.2):
-    plotly's default writes them as a bare 5 and 2, which read as values above the 1 beside them."""
+def loss_axis(log: bool, traces: Sequence[dict] = ()) -> dict:
+    """The y axis of every loss chart (`traces`: the chart's plotly traces). On a log scale the ticks between
+    decades are written in full (0.5, 0.2): plotly's default writes them as a bare 5 and 2, which read as
+    values above the 1 beside them. Over about one to three decades plotly labels every digit, which crowds a
+    small chart (QA: 0.009, 0.008, 0.007 on top of each other), so only 1, 2 and 5 are labelled there."""
     axis = dict(title=dict(text="loss"), type="log" if log else "linear")
-    return axis | dict(minorloglabels="complete") if log else axis
+    if not log:
+        return axis
+    ys = [v for t in traces for v in t.get("y", ()) if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+    decades = math.log10(max(ys) / min(ys)) if ys else 0.0
+    return axis | dict(minorloglabels="complete") | (dict(dtick="D2") if 0.9 <= decades < 3 else {})
 
 
 def curve_series(snap: Optional[Progress], history: Optional[list[dict]], alive: bool) -> dict:
@@ -222,7 +228,7 @@ def loss_curve(epochs, train, val, step=(), steps_per_epoch: int = 0, now: float
                             mode="lines", line=dict(width=1, color="rgba(76,120,168,0.45)")))
     layout = dict(height=330, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12, x=0),
                   xaxis=epoch_axis(max([now, *epochs], default=1)),
-                  yaxis=loss_axis(log))
+                  yaxis=loss_axis(log, data))
     return dict(data=data, layout=layout)
 
 
