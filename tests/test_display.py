@@ -132,3 +132,10 @@ def test_breakable_captions_wrap_file_names_between_their_parts():
     assert display.breakable("good · exp1_num_138599.jpg").replace(zw, "") == "good · exp1_num_138599.jpg"
     assert display.breakable("a_ b.") == "a_ b."  # nothing added before a space or at the end
     assert display.breakable("σ 2.5 · #0") == "σ 2.5 · #0"  # a number stays whole
+
+
+def test_breakable_takes_another_mark_and_breaks_paths_after_slashes():
+    """The HTML report marks break points with <wbr> (nothing is copied with the text) and breaks a long path
+    after its '/' (QA: it wrapped "exp1_num_192 | 126.jpg")."""
+    assert display.breakable("/d/mt_small/exp1_num_192126.jpg", "<wbr>") == \
+        "/<wbr>d/<wbr>mt_<wbr>small/<wbr>exp1_<wbr>num_<wbr>192126.<wbr>jpg"

@@ -209,7 +209,7 @@ def test_generation_run_end_to_end_with_the_npz_round_trip(tmp_path, capsys):
     assert "target FPR 1.00% on the validation images" in insp.threshold_source
     from udd_core.report import build_report
 
-    page = build_report(insp, run, n_worst=2, n_errors=0)  # QA: a wafer map's name printed twice in its row
+    page = build_report(insp, run, n_worst=2, n_errors=0).replace("<wbr>", "")  # QA: a wafer map's name printed twice
     top = Path(insp.names[int(insp.order()[0])]).name
     row = page.split(f"<td class=name>{top}", 1)[1].split("</tr>", 1)[0]
     assert top not in row and "green outline" not in page  # wafer maps have no masks either

@@ -185,11 +185,11 @@ def short_name(name: str, most: int = 24) -> str:
     return "…" + (head[-room:] + bracket + index if bracket and room > 0 else name[-(most - 1):])
 
 
-def breakable(text: str) -> str:
-    """``text`` with a zero-width space after each '_', and each '.' or '-' before a letter (not in "2.5"), so
-    that a narrow caption wraps a file name there ("exp1_num_ | 138599.jpg") instead of in the middle of a
-    word ("exp1_num_138599.jp | g")."""
-    return re.sub(r"(_(?=\S)|[.-](?=[A-Za-z]))", "\\1\u200b", text)
+def breakable(text: str, mark: str = "\u200b") -> str:
+    """``text`` with `mark` (a zero-width space; "<wbr>" in HTML) after each '_' or '/', and each '.' or '-'
+    before a letter (not in "2.5"), so that a narrow caption wraps a file name there ("exp1_num_ | 138599.jpg")
+    instead of in the middle of a word ("exp1_num_138599.jp | g")."""
+    return re.sub(r"([_/](?=\S)|[.-](?=[A-Za-z]))", lambda m: m.group(1) + mark, text)
 
 
 def markdown_literal(text: str) -> str:

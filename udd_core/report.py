@@ -25,6 +25,7 @@ from .settings import applied_settings
 from .atomic import write_files
 from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
+from .display import breakable
 from .render import auto_zoom, png_bytes, scale_bar_rgb
 
 # method.json's "fit" record as a reader names it (a memory bank's; other keys are shown with spaces for _)
@@ -231,9 +232,9 @@ def _image_table(insp: Inspection, indices) -> str:
         parts = "" if insp.factors is None else f"<br><span class=sub>{_e(insp.score_text(i))}</span>"
         imgs = "".join(_img(p[k], k) for k in shown)
         short = Path(insp.names[i]).name
-        full = "" if short == insp.names[i] else f"<br><span class=sub>{_e(insp.names[i])}</span>"  # a wafer map's
-        # name ("maps.npz:maps[15]") has no folder: shown once
-        rows.append(f"<tr><td class=n>{rank}</td><td class=name>{_e(short)}{full}</td><td>{_e(insp.labels[i])}</td><td class=n>"
+        # <wbr>: a long path wraps after a '/' or '_', not mid-number (QA); a wafer map's name has no folder
+        full = "" if short == insp.names[i] else f"<br><span class=sub>{breakable(_e(insp.names[i]), '<wbr>')}</span>"
+        rows.append(f"<tr><td class=n>{rank}</td><td class=name>{breakable(_e(short), '<wbr>')}{full}</td><td>{_e(insp.labels[i])}</td><td class=n>"
                     f"{_num(float(insp.scores[i]), 5)}{parts}</td><td>{verdict}</td><td class=imgs>{imgs}</td></tr>")
     return ("<table><tr><th>#</th><th>image</th><th>label</th><th>score</th><th>verdict</th>"
             f"<th>{' | '.join(shown)}</th></tr>" + "".join(rows) + "</table>")
