@@ -205,7 +205,7 @@ def test_bad_options_are_one_line_errors(tmp_path, config_file, image_folder, ca
 def test_out_is_a_file_and_a_patch_dir_without_patches(tmp_path, config_file, image_folder, capsys):
     (tmp_path / "afile.txt").write_text("mine")
     assert _train(config_file, image_folder, tmp_path / "afile.txt", "--epochs", "1") == 2
-    assert "is a file, not a run folder" in capsys.readouterr().err
+    assert "exists and is not a folder" in capsys.readouterr().err  # the words of every output option
     assert (tmp_path / "afile.txt").read_text() == "mine"
     (tmp_path / "pats").mkdir()
     Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / "pats" / "dot.png")

@@ -310,11 +310,9 @@ def run_train(args: argparse.Namespace) -> int:
         options = _method_options(args)
         if not args.data:
             raise UsageError("--data is required (a folder of images, an MVTec folder or a wafer .npy/.npz)")
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out}: is a file, not a run folder")
+        check_new_folder(out, f"--out {out}")  # a file in its place, or an unwritable place: before the data loads
         if out.exists() and not is_empty_dir(out):
             raise UsageError(f"--out {out}: already exists and is not empty (pass --resume to continue it)")
-        check_new_folder(out, f"--out {out}")  # an unwritable place is refused before the data loads
         settings = _settings_from_args(args, _paired_preset(args, cls, preset_shape, notes))
         try:
             if config is not None:
