@@ -117,19 +117,19 @@ def test_loss_figure_has_one_colour_per_run():
 
 def test_curve_notes_say_when_heights_do_not_compare():
     """QA: a cross-entropy curve beside MSE curves on one axis looked 4x worse, with no word."""
-    hist = [{"epoch": 1, "train_loss": 0.5}]
+    hist = lambda v: [{"epoch": 1, "train_loss": v}]  # noqa: E731 - a curve of each run's own
     data = {"path": "/d/wafers.npz"}
-    mse = side("mse-run", info={"settings": {"loss": "mse"}, "data": data}, history=hist)
-    old = side("old-run", info={"data": data}, history=hist)  # no loss recorded: the default, mse
-    ce = side("ce-run", info={"settings": {"loss": "ce"}, "data": data}, history=hist)
-    feat = side("feat-run", info={"settings": {"loss": "mse"}, "data": data}, history=hist, method="feature-ae")
+    mse = side("mse-run", info={"settings": {"loss": "mse"}, "data": data}, history=hist(0.5))
+    old = side("old-run", info={"data": data}, history=hist(0.4))  # no loss recorded: the default, mse
+    ce = side("ce-run", info={"settings": {"loss": "ce"}, "data": data}, history=hist(0.3))
+    feat = side("feat-run", info={"settings": {"loss": "mse"}, "data": data}, history=hist(0.2), method="feature-ae")
     bank = side("bank", method="memory-bank")
     assert cmp.curve_notes([mse, old]) == []
     notes = cmp.curve_notes([mse, ce, old, feat, bank])
     assert notes[0] == ("these curves measure different losses (mse on pixels: mse-run, old-run; ce on pixels: "
                         "ce-run; mse on features: feat-run): compare their shapes, not their heights")
     assert notes[1] == "no curve for bank: fitted in one pass, with no training epochs" and len(notes) == 2
-    elsewhere = side("elsewhere", info={"settings": {"loss": "mse"}, "data": {"path": "/d/other.npz"}}, history=hist)
+    elsewhere = side("elsewhere", info={"settings": {"loss": "mse"}, "data": {"path": "/d/other.npz"}}, history=hist(0.1))
     assert cmp.curve_notes([mse, elsewhere]) == [
         "these runs trained on different data: the same loss can sit at another level on other images"]
     assert cmp.curve_notes([bank, side("bank2", method="memory-bank")]) == []  # no curve at all: the page says so
@@ -191,3 +191,19 @@ def test_log_scale_is_wanted_when_the_losses_lie_ten_times_apart():
     near = side("near", history=[{"epoch": 1, "train_loss": 0.5, "val_loss": 0.4}])
     assert cmp.wants_log_scale([feat, pix]) and not cmp.wants_log_scale([feat, near])
     assert not cmp.wants_log_scale([feat, side("bank")])  # one run with a curve: nothing to compare
+
+
+def test_identical_curves_are_said_and_told_apart_by_their_markers():
+    """QA sweep 7: two runs with the same losses (the same seed and settings) drew one line, the later run's
+    hiding the earlier's, with no word."""
+    hist = [{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6}, {"epoch": 2, "train_loss": 0.4, "val_loss": 0.5}]
+    a, b, c = side("a", history=hist), side("b", history=hist), side("c", history=hist[:1])
+    assert cmp.curve_notes([a, c, b]) == [
+        "the loss curves of a and b are identical and drawn on top of each other (the marker shapes tell them apart)"]
+    assert cmp.curve_notes([a, c]) == []
+    fig = cmp.loss_figure([a, c, b])
+    symbols = {t["name"].split(" · ")[0]: t["marker"]["symbol"] for t in fig["data"]}
+    assert len(set(symbols.values())) == 3 and symbols["b"].endswith("-open")  # b's hollow markers show a's
+    import plotly.graph_objects as go
+
+    go.Figure(fig)  # plotly accepts the symbols

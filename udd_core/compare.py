@@ -168,19 +168,21 @@ def shape_rows(sides: Sequence[RunSide]) -> list[DiffRow]:
 # One colour per run (MAX_RUNS of them), the same in the loss curves and the ROC: Streamlit's theme would
 # give runs neighbouring shades of one blue.
 RUN_COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756")
+RUN_MARKERS = ("circle", "square-open", "diamond-open", "x-thin-open")  # identical curves still show each run
 
 
 def loss_figure(sides: Sequence[RunSide], log: bool = False) -> dict:
     """Every run's per-epoch train (solid) and validation (dotted) loss in one plotly figure spec,
     one colour per run."""
     data = []
-    for s, colour in zip(sides, RUN_COLOURS):
+    for s, colour, marker in zip(sides, RUN_COLOURS, RUN_MARKERS):
         epochs = [h.get("epoch", i + 1) for i, h in enumerate(s.history)]
         for key, dash, what in (("train_loss", "solid", "train"), ("val_loss", "dot", "validation")):
             ys = [h.get(key) for h in s.history]
             if any(isinstance(v, (int, float)) for v in ys):
                 data.append({"type": "scatter", "mode": "lines+markers", "x": epochs, "y": ys,
-                             "name": f"{s.name} · {what}", "line": {"color": colour, "dash": dash}})
+                             "name": f"{s.name} · {what}", "line": {"color": colour, "dash": dash},
+                             "marker": {"symbol": marker, "size": 9}})
     layout = {"height": 360, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
               "legend": {"orientation": "h", "y": 1.15, "x": 0},
               "xaxis": epoch_axis(max((len(s.history) for s in sides), default=1)),
@@ -210,6 +212,12 @@ def curve_notes(sides: Sequence[RunSide]) -> list[str]:
         notes.append(f"these curves measure different losses ({groups}): compare their shapes, not their heights")
     elif len({str(runs.train_source(s.info).get("path")) for s in drawn}) > 1:
         notes.append("these runs trained on different data: the same loss can sit at another level on other images")
+    curves: dict[tuple, list[str]] = {}
+    for s in drawn:  # the same numbers draw the same line: the later run's hides the earlier's (QA sweep 7)
+        curves.setdefault(tuple((h.get("train_loss"), h.get("val_loss")) for h in s.history), []).append(s.name)
+    for names in (n for n in curves.values() if len(n) > 1):
+        notes.append(f"the loss curves of {' and '.join(names)} are identical and drawn on top of each other "
+                     "(the marker shapes tell them apart)")
     if drawn and (flat := [s.name for s in sides if fitted_in_one_pass(s.method)]):
         # The note starts with words, not a run name: the page capitalises a note's first letter.
         notes.append(f"no curve for {', '.join(flat)}: fitted in one pass, with no training epochs")
