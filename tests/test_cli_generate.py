@@ -260,3 +260,19 @@ def test_output_places_are_refused_before_any_work(run, tmp_path, capsys, monkey
         rc, stdout, err = udd(capsys, run, "--sigma", 0.5, "-n", 2, *extra)
         assert rc == 2 and stdout == "" and err == f"udd generate: error: {message}\n"
     assert not (tmp_path / "o").exists() and not (tmp_path / "g.npz").exists()
+
+
+def test_out_inside_the_data_folder_is_refused(tmp_path, capsys, tiny_config):
+    """QA sweep 8: PNGs written into the image folder a run generates from join its images on the next load."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 32), 100 + 10 * i, np.uint8)).save(folder / f"{i}.png")
+    save_model(build_model(tiny_config), tmp_path / "gray")
+    rc, _, err = udd(capsys, tmp_path / "gray", "--sigma", 0.5, "-n", 2, "--size", "32,32", "--data", folder,
+                     "--out", folder / "gen")
+    assert rc == 2 and f"--out {folder / 'gen'}: lies inside the data set" in err and err.count("\n") == 1, err
+    assert not (folder / "gen").exists() and len(list(folder.iterdir())) == 3
+    rc, _, err = udd(capsys, tmp_path / "gray", "--sigma", 0.5, "-n", 2, "--size", "32,32", "--data", folder,
+                     "--out", tmp_path / "gen")
+    assert rc == 0, err

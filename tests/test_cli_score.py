@@ -239,3 +239,14 @@ def test_output_places_are_refused_before_any_scoring(capsys, tmp_path, run, dat
         assert main(["score", str(run), "--data", str(data), *argv]) == 2
         assert capsys.readouterr().err == f"udd score: error: {message}\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_heatmaps_inside_the_data_set_are_refused(capsys, tmp_path, run, data):
+    """QA sweep 8: `--heatmaps DATA/test/good` (a folder of JPEGs passed the PNG check) wrote the overlays into
+    the data set, and the next scoring counted them as good photos."""
+    for target, given in ((data / "test" / "good" / "hm", ["--data", str(data)]), (data / "hm", [])):
+        rc = main(["score", str(run), *given, "--heatmaps", str(target)])  # [] : the run's own data
+        err = capsys.readouterr().err
+        assert rc == 2 and f"--heatmaps {target}: lies inside the data set" in err and err.count("\n") == 1, err
+        assert not target.exists()
+    assert main(["score", str(run), "--data", str(data), "--heatmaps", str(tmp_path / "beside")]) == 0

@@ -12,7 +12,7 @@ from pathlib import Path
 from . import runs
 from .atomic import check_new_folder
 from .cli import UsageError, parse_ints, run_dir_arg
-from .data import data_kind, kind_mismatch, kind_noun, same_data
+from .data import check_outside_data, data_kind, kind_mismatch, kind_noun, same_data
 from .run_notes import unfinished_note
 from .display import output_names, to_display, write_pngs
 from .generation import (class_pool, default_sigma_scale, generate, generate_random, images_trained_on,
@@ -46,6 +46,7 @@ def run_generate(args: argparse.Namespace) -> int:
     args.run = str(run_dir_arg(args.run))  # a run name under $UDD_RUNS_DIR, as `udd score` and `udd export` take
     source = runs.run_source(args.run)
     data = args.data or source.get("path")
+    check_outside_data(args.out, data, f"--out {args.out}")  # its PNGs would join the data set's images
     notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`
     model = load_generator(args.run, size=size,
                            data=data, split=args.split, notices=notices)

@@ -13,7 +13,9 @@ from .cli import UsageError, parse_ints, run_dir_arg
 from .inspection import inspect_run
 from .methods import a_method, detector_class, run_method
 from .atomic import check_new_file, check_new_folder, write_text_atomic
+from .data import check_outside_data
 from .report import build_report, write_heatmaps
+from .runs import run_source
 
 
 def _finite_json(v):
@@ -71,6 +73,7 @@ def run_score(args: argparse.Namespace) -> int:
     run_dir = run_dir_arg(args.run)
     if args.heatmaps:
         check_heatmap_folder(args.heatmaps, args.force)
+        check_outside_data(args.heatmaps, args.data or run_source(run_dir).get("path"), f"--heatmaps {args.heatmaps}")
     if args.report:  # refused before any scoring: an existing report is not overwritten without --force
         if Path(args.report).suffix.lower() not in (".html", ".htm"):  # a browser opens it by its name
             raise UsageError(f"--report {args.report}: the report is an HTML page; give a name ending in .html")
@@ -83,7 +86,6 @@ def run_score(args: argparse.Namespace) -> int:
                          "distance, not from the map; leave it out (--residual and --smooth still shape the map)")
     if args.data:  # wafer maps scored by an image model, or images by a wafer model: numbers without meaning
         from .data import data_kind, kind_mismatch
-        from .runs import run_source
 
         if mismatch := kind_mismatch(run_source(run_dir).get("kind"), data_kind(args.data), "its scores"):
             raise UsageError(f"--data {args.data}: {mismatch}; score it on data of the kind it trained on")

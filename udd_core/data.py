@@ -98,6 +98,18 @@ def resolved(path) -> Path:
     return Path(path).expanduser().resolve()
 
 
+def check_outside_data(folder, data, what: str) -> None:
+    """Refuse an output folder of PNGs inside a data set's folder (``what`` names the option): the next load
+    would take them for images of the set (QA: heatmaps of defects scored as 'good' photos). A wafer file's
+    folder is fine; its maps live in the file."""
+    if not data or not Path(data).expanduser().is_dir():
+        return
+    root = resolved(data)
+    if resolved(folder).is_relative_to(root):
+        raise DataError(f"{what}: lies inside the data set {data}, whose next load would take its PNGs for "
+                        "images of the set; choose a folder outside it")
+
+
 def same_data(path, recorded) -> bool:
     """Whether `path` names the data set a run recorded (train.json's data.path); False when none is recorded."""
     return bool(path) and bool(recorded) and resolved(path) == resolved(recorded)
