@@ -162,3 +162,15 @@ def test_a_knn_run_without_validation_images_says_its_threshold_flags_every_unse
     if noted:
         assert out["threshold"] == 0 and seen[0].startswith("every training image scores 0:")
         assert "--threshold" in seen[0]
+
+
+def test_a_run_of_one_training_image_is_not_said_to_keep_its_images(tmp_path, capsys):
+    """QA sweep 8: a pixel AE trained on a single image (no validation split possible) got the latent-kNN note
+    "this method keeps its training images": one score always equals itself."""
+    from inspect_fixtures import make_mvtec, make_run
+    from udd_core.inspection import inspect_run
+
+    data = make_mvtec(tmp_path / "parts", n_train=1)
+    insp = inspect_run(make_run(tmp_path / "one", data, val_split=0.0), data)
+    assert insp.normal_source == "training" and len(insp.normal_scores) == 1
+    assert not any("scores them as seen" in n for n in insp.notices), insp.notices

@@ -125,7 +125,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     if normal_source == "training":
         notices.append("the run has no validation split: normal statistics come from its training images "
                        "(expect more false positives than the target)")
-        if normal_scores is not None and len(normal_scores) and np.ptp(normal_scores) == 0:
+        if normal_scores is not None and len(normal_scores) > 1 and np.ptp(normal_scores) == 0:  # one image: always
             notices.append(seen_scores_note(float(normal_scores[0])))
 
     y = np.array([v != GOOD for v in labels], dtype=bool)
