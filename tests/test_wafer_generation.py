@@ -2,6 +2,7 @@
 `udd generate` with its default σ and the augmentation .npz, and the resemblance measure."""
 import json
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -245,9 +246,10 @@ def test_generated_maps_keep_the_source_outline_and_argmax_the_dies(tmp_path):
                        [[0.1, 0.6], [0.4, 0.3]]]])  # failing: (0,1) fails; (1,0) good; (1,1) good
     maps = generated_maps(y, src)
     assert maps.tolist() == [[[0, 2], [1, 1]]]
-    path = write_npz(tmp_path / "a.npz", npz_bytes(maps, ["Loc"], [7]))
+    path = write_npz(tmp_path / "a.npz", npz_bytes(maps, ["Loc"], [7], ["w.npz:maps_2x2[3]"]))
     with np.load(path, allow_pickle=False) as z:
         assert z["maps"].tolist() == maps.tolist() and z["labels"].tolist() == ["Loc"] and z["sources"].tolist() == [7]
+        assert z["source_names"].tolist() == ["w.npz:maps_2x2[3]"]
     with pytest.raises(ValueError, match="already exists"):
         write_npz(path, b"x")
     assert path.read_bytes()[:2] == b"PK"  # untouched
@@ -355,3 +357,24 @@ def test_chosen_classes_are_recorded_as_the_data_spells_them(tmp_path, capsys):
                "--train-on", "center, donut", "--precision", "float32"])
     assert rc == 0, capsys.readouterr().err
     assert json.loads((run / "train.json").read_text())["settings"]["train_on"] == "Center,Donut"
+
+
+def test_the_npz_names_each_source_as_its_file_array_and_index(tmp_path, capsys):
+    """QA sweep 8: in a file of two map arrays, `sources` counts through both (44 for maps_53x58[19]); each map
+    now also carries `source_names`, the caption's name, which looks the source up in the file itself."""
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(1, 3, (5, 26, 26)), rng.integers(1, 3, (4, 30, 30))
+    data = tmp_path / "two.npz"
+    np.savez(data, maps_26x26=a, labels_26x26=np.array(["none"] * 5), maps_30x30=b,
+             labels_30x30=np.array(["Loc", "none", "Loc", "none"]))
+    run = tmp_path / "r"
+    assert main(["train", "wafer-26", "--data", str(data), "--out", str(run), "--epochs", "1", "--precision",
+                 "float32", "--train-on", "all"]) == 0
+    npz = tmp_path / "g.npz"
+    assert main(["generate", str(run), "--class", "Loc", "-n", "4", "--out", str(tmp_path / "g"), "--npz", str(npz)]) == 0
+    capsys.readouterr()
+    with np.load(npz) as z, np.load(data) as src:
+        for idx, name in zip(z["sources"].tolist(), z["source_names"].tolist()):
+            key, j = re.fullmatch(r"two\.npz:(\w+)\[(\d+)\]", name).groups()
+            assert key == "maps_30x30" and idx == 5 + int(j)  # after the 5 maps of the first array
+            assert src["labels_30x30"][int(j)] == "Loc"

@@ -89,7 +89,8 @@ def run_generate(args: argparse.Namespace) -> int:
         outline = source_maps(ds.images[gen.sources])  # (N, H, W)
         if args.npz:  # made before any file is written
             maps = generated_maps(out, outline)
-            npz = npz_bytes(maps, [ds.labels[s] for s in gen.sources.tolist()], gen.sources)
+            npz = npz_bytes(maps, [ds.labels[s] for s in gen.sources.tolist()], gen.sources,
+                            [ds.names[s] for s in gen.sources.tolist()])
     new_folder = not Path(args.out).exists()
     paths = write_pngs(to_display(out, kind, outline=outline), args.out, output_names(args.n, prefix),
                        force=args.force)

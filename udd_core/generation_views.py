@@ -67,7 +67,7 @@ def noised_view(model, ds: ImageSet, kind: str, sigma: float, n_sources: int, pe
     npz = None
     if wafer:
         npz = wg.npz_bytes(wg.generated_maps(g.outputs, outline), [ds.labels[i] for i in g.sources.tolist()],
-                           g.sources)
+                           g.sources, [ds.names[i] for i in g.sources.tolist()])
     return GeneratedView(rows, caption, outputs, display.output_names(len(outputs), "sample"), npz)
 
 
@@ -95,7 +95,7 @@ def class_grid_view(grids: Sequence[wg.ClassGrid], ds: ImageSet, sigma: float,
                "the likelier of good and failing.")
     all_maps = np.concatenate(maps)  # (n, H, W) die values
     return GeneratedView(rows, caption, display.upscale(display.render_wafer(all_maps)),
-                         display.class_output_names(labels), wg.npz_bytes(all_maps, labels, srcs))
+                         display.class_output_names(labels), wg.npz_bytes(all_maps, labels, srcs, [ds.names[i] for i in srcs]))
 
 
 def class_commands(run_dir, grids: Sequence[wg.ClassGrid], sigma: float, seed: int, per: int, data, split: str

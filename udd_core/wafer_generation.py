@@ -44,17 +44,21 @@ def source_maps(images: np.ndarray) -> np.ndarray:
     return onehot_to_wafer(np.asarray(images))
 
 
-def npz_bytes(maps: np.ndarray, labels: Sequence[str], sources: Sequence[int]) -> bytes:
+def npz_bytes(maps: np.ndarray, labels: Sequence[str], sources: Sequence[int], source_names: Sequence[str]) -> bytes:
     """The augmentation file as bytes: ``maps`` uint8 (N, H, W) in {0, 1, 2}, ``labels`` str (N,),
-    ``sources`` int64 (N,). Plain arrays only: it loads with ``np.load(..., allow_pickle=False)``."""
+    ``sources`` int64 (N,): each one's source map as an index into the loaded data set (all its map arrays in
+    turn), and ``source_names`` str (N,): the same map as the captions name it, file, array and index in that
+    array ("w.npz:maps_53x58[19]"). Plain arrays only: it loads with ``np.load(..., allow_pickle=False)``."""
     maps = np.asarray(maps)
     if maps.ndim != 3 or (maps.size and (maps.min() < 0 or maps.max() > 2)):
         raise ValueError(f"maps: expected (N, H, W) die values 0..2, got shape {maps.shape}")
-    if not len(labels) == len(sources) == len(maps):
-        raise ValueError(f"labels/sources: {len(labels)} labels and {len(sources)} sources for {len(maps)} maps")
+    if not len(labels) == len(sources) == len(source_names) == len(maps):
+        raise ValueError(f"labels/sources: {len(labels)} labels, {len(sources)} sources and {len(source_names)} "
+                         f"source names for {len(maps)} maps")
     buf = io.BytesIO()
     np.savez_compressed(buf, maps=maps.astype(np.uint8), labels=np.asarray([str(v) for v in labels], dtype=str),
-                        sources=np.asarray(sources, dtype=np.int64))
+                        sources=np.asarray(sources, dtype=np.int64),
+                        source_names=np.asarray([str(v) for v in source_names], dtype=str))
     return buf.getvalue()
 
 
