@@ -211,3 +211,27 @@ def test_new_run_path_and_source_record(tmp_path):
     data.mkdir()
     Image.new("L", (8, 8)).save(data / "a.png")
     assert source_record(data, tile=True) == {"path": str(data.resolve()), "kind": "folder", "tile": True}
+
+
+def test_an_upload_of_a_wafer_file_without_maps_names_the_file_and_why(tmp_path):
+    """QA sweep 8: an object array, maps of the wrong rank or an empty file uploaded on the Train page said only
+    "<upload folder>: no training images"; now each is refused at upload as `udd train` refuses the file."""
+    def npz(**arrays) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    objects = np.empty(2, object)
+    objects[:] = [np.zeros((3, 3)), np.zeros((4, 4))]
+    for name, data, why in (("objarr.npz", npz(maps=objects), "objarr.npz: holds no (N, H, W) wafer map array; an "
+                             "object array would need pickle"),
+                            ("ndim.npz", npz(maps=np.ones((10, 26))), "ndim.npz: holds no (N, H, W) wafer map array"),
+                            ("empty.npz", npz(maps=np.zeros((0, 26, 26))), "empty.npz: holds no wafer maps")):
+        with pytest.raises(DataError) as e:
+            sources.save_upload([(name, data)], tmp_path)
+        assert str(e.value).startswith(f"upload {why}"), e.value
+    with pytest.raises(DataError, match="upload a.npz, b.npz: upload one wafer file at a time"):
+        sources.save_upload([("a.npz", npz(maps=np.ones((2, 5, 5)))), ("b.npz", npz(maps=np.ones((2, 5, 5))))], tmp_path)
+    assert not any((tmp_path / "uploads").iterdir())  # nothing left behind
+    folder, _ = sources.save_upload([("ok.npz", npz(maps=np.ones((2, 5, 5))))], tmp_path)
+    assert (folder / "ok.npz").is_file()

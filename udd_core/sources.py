@@ -21,7 +21,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import runs
-from .data import WAFER_EXTS, DataError, ImageSet, data_kind, estimate_cache_bytes, load_dataset, resolved
+from .data import WAFER_EXTS, DataError, ImageSet, data_kind, estimate_cache_bytes, load_dataset, map_sizes, resolved
 from .images import IMAGE_EXTS, readable_image
 from .training_data import training_images
 from .uploads import save_uploads
@@ -176,18 +176,26 @@ def save_upload(files: Iterable[tuple[str, bytes]], runs_root: Union[str, Path])
         p.unlink(missing_ok=True)
     named = ", ".join(p.relative_to(dest).as_posix() for p in broken[:3]) + (" ..." if len(broken) > 3 else "")
     left_out = f"{len(broken)} file(s) that are not readable images: {named}"
+    wafers, kind = [p for p in written if p.suffix.lower() in WAFER_EXTS], None
     try:
         kind = data_kind(dest)  # only .txt files in a zip, say: refused now, and no folder is left behind
+        if kind == "wafer":
+            map_sizes(wafers[0])  # a file without maps, said as the CLI says it (QA: "no training images")
     except DataError as e:
         shutil.rmtree(dest, ignore_errors=True)
         names = ", ".join(name for name, _ in files)[:120]
-        raise DataError(f"upload {names}: " + (left_out if broken else str(e).split(": ", 1)[-1])) from None
+        if kind == "wafer":
+            raise DataError(f"upload {e}") from None
+        why = left_out if broken else str(e).split(": ", 1)[-1]
+        if len(wafers) > 1 and not broken:
+            why = "upload one wafer file at a time (its maps are the data set)"
+        raise DataError(f"upload {names}: {why}") from None
     notes = [f"left out {left_out}"] if broken else []
-    if kind != "wafer" and (wafers := [p.name for p in written if p.suffix.lower() in WAFER_EXTS]):
-        for p in written:  # left out in the folder too, as the note says
-            if p.suffix.lower() in WAFER_EXTS:
-                p.unlink(missing_ok=True)
-        notes.append(f"left out {', '.join(wafers[:3])}{' ...' if len(wafers) > 3 else ''}: wafer files among "
+    if kind != "wafer" and wafers:
+        for p in wafers:  # left out in the folder too, as the note says
+            p.unlink(missing_ok=True)
+        named = ", ".join(p.name for p in wafers[:3])
+        notes.append(f"left out {named}{' ...' if len(wafers) > 3 else ''}: wafer files among "
                      "images are not used; upload a wafer file on its own to train on its maps")
     return dest, notes
 

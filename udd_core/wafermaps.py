@@ -50,13 +50,28 @@ def _map_keys(headers: Headers) -> list[str]:
     return sorted(k for k, (s, d) in headers.items() if (len(s) == 3 or k == "" and len(s) == 2) and d.kind in "biuf")
 
 
+def _checked_map_keys(path: Path, headers: Headers) -> list[str]:
+    """`_map_keys`, or the DataError that says why a file holds no maps to load (no map array at all, or
+    an object array that would need pickle), from its headers only."""
+    keys = _map_keys(headers)
+    if not keys:
+        pickled = any(d.hasobject for _, d in headers.values())  # e.g. LSWMD's maps of many sizes in one array
+        raise DataError(f"{path.name}: holds no (N, H, W) wafer map array" + (
+            "; an object array would need pickle, which udd never loads: save each map size as its own array "
+            "(np.savez(f, maps_26x26=..., labels_26x26=...))" if pickled else ""))
+    return keys
+
+
 def map_sizes(path: Path) -> list[tuple[int, tuple[int, int]]]:
-    """(number of maps, (H, W)) of each map array in a wafer file, from its headers only."""
+    """(number of maps, (H, W)) of each map array in a wafer file, from its headers only; a DataError for a
+    file with no maps, said as loading it would say it (the Train page's estimate, before Start)."""
     headers = _wafer_headers(path)
     out = []
-    for k in _map_keys(headers):
+    for k in _checked_map_keys(path, headers):
         shape = headers[k][0]
         out.append((1 if len(shape) == 2 else shape[0], tuple(shape[-2:])))
+    if not sum(n for n, _ in out):
+        raise DataError(f"{path.name}: holds no wafer maps (its arrays are empty)")
     return out
 
 
@@ -89,7 +104,7 @@ def wafer_labels(path: Path) -> list[str]:
     """The label of every map in a wafer file, in `load_wafer_file`'s order, reading no map array: what
     the Train page checks chosen classes against before Start."""
     headers = _wafer_headers(path)
-    keys = _map_keys(headers)
+    keys = _checked_map_keys(path, headers)
     _refuse_stray_labels(path, keys, headers)
     if keys == [""]:  # a .npy holds maps only
         return ["good"] * map_sizes(path)[0][0]
@@ -130,12 +145,7 @@ def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, 
     """
     h, w = size
     headers = _wafer_headers(path)
-    keys = _map_keys(headers)
-    if not keys:
-        pickled = any(d.hasobject for _, d in headers.values())  # e.g. LSWMD's maps of many sizes in one array
-        raise DataError(f"{path.name}: holds no (N, H, W) wafer map array" + (
-            "; an object array would need pickle, which udd never loads: save each map size as its own array "
-            "(np.savez(f, maps_26x26=..., labels_26x26=...))" if pickled else ""))
+    keys = _checked_map_keys(path, headers)
     _refuse_stray_labels(path, keys, headers)
     images, labels, names, notices = [], [], [], []
     try:
