@@ -171,7 +171,7 @@ for col, (label, v) in zip(cols, [("image AUROC", m.image_auroc), ("image AP", m
                                   ("pixel AUROC", m.pixel_auroc), ("AUPRO", m.aupro), ("FPR", insp.fpr),
                                   ("TPR", insp.tpr)]):
     col.metric(label, fmt(v, 3), help=METRIC_HELP[label])
-cols[7].metric("threshold", f"{insp.threshold:.3g}", help=METRIC_HELP["threshold"])
+cols[7].metric("threshold", f"{insp.threshold:.5g}", help=METRIC_HELP["threshold"])  # copyable, not "1.2"
 st.caption(f"Threshold: {insp.threshold_source}. An image is defective when its score is above it. "
            "Heatmaps share one scale from the normal images (0 = a typical normal pixel, top = twice the pixel "
            "threshold); " + outlines_legend(insp.masks is not None) + ".")

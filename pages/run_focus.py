@@ -92,14 +92,15 @@ def run_label(info) -> str:
     has no epochs to count, and a method other than the autoencoder is named."""
     from udd_core.methods import detector_class, run_method
 
+    epochs = f"{info.status}, {info.epochs_done} epoch{'s' * (info.epochs_done != 1)}"
     try:
         method = run_method(info.path)
         one_pass = not detector_class(method).trains_epochs
     except ValueError:  # an unreadable or unknown method file: the page that opens it says why
-        return f"{info.status}, {info.epochs_done} epochs"
+        return epochs
     if one_pass:
         return f"{info.status}, {method} (one pass)"
-    return f"{info.status}, {info.epochs_done} epochs" + ("" if method == "autoencoder" else f", {method}")
+    return epochs + ("" if method == "autoencoder" else f", {method}")
 
 
 def warn_unfinished(run_dir: Path) -> str | None:

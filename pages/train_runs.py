@@ -107,7 +107,7 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
     # No minimum of done + 1: Streamlit would silently keep its old value for a smaller one typed in,
     # and Resume would train to that. A total at or below the epochs done is refused on Resume instead.
     more = r[0].number_input(f"Resume up to {offer.unit}", 1, 1_000_000, key=f"train_resume_to_{run.name}",
-                             value=offer.total, help=f"The new total; more than the {offer.done} {offer.unit}s done.")
+                             value=offer.total, help=f"The new total; more than the {offer.done} {offer.unit}{'s' * (offer.done != 1)} done.")
     if not r[1].button("Resume", icon=":material/resume:", key="train_resume"):
         return
     try:
@@ -173,11 +173,12 @@ def table_polls(mgr: JobManager, listed: list) -> bool:
 def _runs_table(mgr: JobManager, root: Path) -> None:
     listed = runs.list_runs(root)
     rows = run_rows(listed, mgr.statuses(listed))
-    table = pd.DataFrame(rows, columns=list(RUN_COLUMNS)).astype({"epochs": "Int64", "best val loss": "Float64"})
+    table = pd.DataFrame(rows, columns=list(RUN_COLUMNS)).astype({"epochs": "Int64", "best loss": "Float64"})
     col = st.column_config
     st.dataframe(table, hide_index=True, placeholder="—", column_config={  # not "None" where a run has no value
         "epochs": col.NumberColumn(width="small", help="Epochs trained; — for a method fitted in one pass "
                                                        "(no training epochs). Deep SVDD: its autoencoder "
                                                        "pretraining epochs; the message gives its own too."),
-        "best val loss": col.NumberColumn(width=110, format="%.4g"),
+        "best loss": col.NumberColumn(width=110, format="%.4g", help="The lowest validation loss; the training "
+                                      "loss for a run without a validation split"),  # QA: headed "val" for both
         "created": col.DatetimeColumn(width=110, format="D MMM HH:mm"), "message": col.TextColumn()})

@@ -138,7 +138,7 @@ def test_a_refused_resume_changes_nothing(tmp_path, config_file, image_folder, c
     for extra, needle in ((["--lr", "0.5"], "--lr: a resumed run keeps the settings"),
                           (["--fixed-order"], "--fixed-order: a resumed run keeps"),
                           (["--device", "bogus"], "device: must be one of"),
-                          (["--epochs", "1"], "already has 1 epochs")):
+                          (["--epochs", "1"], "already has 1 epoch;")):
         capsys.readouterr()
         epochs = [] if "--epochs" in extra else ["--epochs", "2"]
         assert main(["train", "--out", str(out), "--resume", *epochs, *extra]) == 2

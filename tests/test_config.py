@@ -133,3 +133,18 @@ def test_config_text_is_json_one_field_a_line_and_noting_warnings_keeps_the_mess
     config, notes = noting_warnings(lambda: parse_config(text))
     assert config.extra == {"comment": "mine"} and notes == ["config: unknown keys kept but unused: comment"]
     assert noting_warnings(lambda: parse_config(tiny_config))[1] == []
+
+
+def test_a_missing_field_names_the_unknown_key_that_looks_like_it():
+    """QA sweep 8: a typo ("latnet_size") only said "latent_size: missing field"; the unknown key is named too."""
+    from udd_core.presets import model_presets
+
+    cfg = json.loads(model_presets()["wafer-26"].config.to_json())
+    cfg["latnet_size"] = cfg.pop("latent_size")
+    with pytest.raises(ConfigError, match=r"^latent_size: missing field; the config has 'latnet_size': a misspelling"):
+        parse_config(cfg)
+    del cfg["latnet_size"]
+    cfg["colour"] = 1  # nothing like the missing field: not offered
+    with pytest.raises(ConfigError) as e:
+        parse_config(cfg)
+    assert str(e.value) == "latent_size: missing field"

@@ -428,7 +428,7 @@ def test_method_choice_fits_a_run_without_a_config(tiny_config, data, runs_dir, 
     at.run()
     assert not at.exception and not [b for b in at.button if b.label == "Resume"]  # a fit is not resumable
     row = table(at).loc["toy"]  # a one-pass fit lists its method, and blank epochs and loss, not 0 and None
-    assert row["method"] == NAME and row.isna()["epochs"] and row.isna()["best val loss"]
+    assert row["method"] == NAME and row.isna()["epochs"] and row.isna()["best loss"]
     assert at.dataframe[0].proto.placeholder == "—"  # shown as a dash, not Streamlit's default "None"
 
 

@@ -409,7 +409,7 @@ def test_stop_in_the_first_epoch_still_leaves_a_loadable_model(tmp_path, tiny_co
 def test_resume_refusals(tmp_path, tiny_config):
     job = _job(tmp_path, tiny_config, epochs=1).start()
     assert job.join(30)
-    with pytest.raises(ValueError, match="already has 1 epochs"):
+    with pytest.raises(ValueError, match="already has 1 epoch;"):
         TrainJob.resume(job.run_dir, make_images(12))
     with pytest.raises(ValueError, match="same data"):
         TrainJob.resume(job.run_dir, make_images(10), epochs=3)
@@ -529,7 +529,7 @@ def test_run_rows_blank_a_one_pass_methods_epochs_and_show_live_jobs_running(tmp
     ae = runs.RunInfo("ae", "stopped", 3, 0.25, "2026-12-05", tmp_path / "ae", "stopped after 3", "autoencoder")
     bank = runs.RunInfo("bank", "finished", 0, None, "2026-12-05", tmp_path / "bank", "", "memory-bank")
     rows = {r[0]: dict(zip(RUN_COLUMNS, r)) for r in run_rows([ae, bank], {"ae": "running"})}
-    assert rows["ae"]["status"] == "running" and (rows["ae"]["epochs"], rows["ae"]["best val loss"]) == (3, 0.25)
+    assert rows["ae"]["status"] == "running" and (rows["ae"]["epochs"], rows["ae"]["best loss"]) == (3, 0.25)
     assert rows["bank"]["method"] == "memory-bank" and rows["bank"]["epochs"] is None  # not a misleading 0
     assert rows["bank"]["status"] == "finished"  # not in the statuses: its own
     assert rows["ae"]["created"] == datetime(2026, 12, 5)  # a datetime the table shows short

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -240,7 +241,7 @@ def _app_hint(run_dir: Path) -> None:
     parent = Path(run_dir).resolve().parent
     if parent != runs_root().resolve():
         print(f"note: the app lists the runs in {runs_root()}; to see this one, start it with "
-              f"UDD_RUNS_DIR={parent}", file=sys.stderr)
+              f"UDD_RUNS_DIR={shlex.quote(str(parent))}", file=sys.stderr)
 
 
 def _new_run_dir(spec: str) -> Path:

@@ -7,6 +7,7 @@ format and JSON with literal parsers only, so a config file can never run code.
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import warnings
 from dataclasses import dataclass, field, replace
@@ -135,7 +136,10 @@ def parse_config(source: Union[str, Mapping[str, Any], AEConfig]) -> AEConfig:
             raw[name] = raw.pop(alias)
     missing = [f for f in FIELDS if f not in raw]
     if missing:
-        raise ConfigError(missing[0], "missing field" + (f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""))
+        unknown = [str(k) for k in raw if k not in FIELDS and k not in OPTIONAL_FIELDS]
+        typo = difflib.get_close_matches(missing[0], unknown, n=1, cutoff=0.75)  # "latnet_size": a typo, said
+        raise ConfigError(missing[0], "missing field" + (f" (also missing: {', '.join(missing[1:])})" if missing[1:] else "")
+                          + (f"; the config has {typo[0]!r}: a misspelling of it?" if typo else ""))
     output = raw.pop("output", "linear")
     if output not in OUTPUTS:
         raise ConfigError("output", f"must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}"[:200])

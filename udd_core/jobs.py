@@ -131,14 +131,15 @@ class TrainJob:
         # epochs), whose total then takes the new count, so no epoch of it is trained again or lost.
         phase = detector_class(method).resume_phase(run_dir, settings.epochs, options)
         done, unit = phase.done, phase.unit
+        units = unit + "s" * (done != 1)  # "1 epoch", "2 epochs"
         # The epoch count is the new total: asking for no more than are done would train nothing while
         # train.json and status.json claimed a finished run of that length.
         if epochs is not None and epochs <= done:
-            raise ValueError(f"run {run_dir.name}: already has {done} {unit}s; the epoch count is the new "
+            raise ValueError(f"run {run_dir.name}: already has {done} {units}; the epoch count is the new "
                              f"total, so ask for more than {done}, or leave it out to finish the run as it was set up")
         # A stopped run with every epoch of its loop done was stopped after it (in calibration): resuming ends it.
         if epochs is None and done >= phase.total and st["status"] not in ("stopped", "interrupted"):
-            raise ValueError(f"run {run_dir.name}: already has {done} {unit}s; "
+            raise ValueError(f"run {run_dir.name}: already has {done} {units}; "
                              f"ask for more than {done} (the epoch count is the new total)")
         if epochs is not None and phase.option:
             options[phase.option] = epochs
@@ -235,7 +236,7 @@ class TrainJob:
         return self._board.snapshot()
 
 
-RUN_COLUMNS = ("name", "method", "status", "epochs", "best val loss", "created", "message")
+RUN_COLUMNS = ("name", "method", "status", "epochs", "best loss", "created", "message")
 
 
 def run_rows(listed: Sequence[runs.RunInfo], statuses: Mapping[str, str]) -> list[tuple]:

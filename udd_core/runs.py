@@ -57,7 +57,7 @@ def validate_run_name(name: str) -> str:
     """Return `name` if it is a safe run name: letters, digits and `-_.`, no `..`, not hidden, not reserved."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name or name.startswith("."):
         shown = repr(name[:60] + "...") if isinstance(name, str) and len(name) > 60 else repr(name)  # one line
-        raise ValueError(f"run name {shown}: use 1-100 letters, digits, '-', '_' or '.', "
+        raise ValueError(f"run name {shown}: use 1-100 ASCII letters, digits, '-', '_' or '.', "
                          "not starting with '.' and without '..' or path separators")
     if name == UPLOADS_DIR:
         raise ValueError(f"run name {name!r}: reserved for the app's uploaded data; choose another")

@@ -316,7 +316,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
         _write_calibration(run_dir, (val_images if has_val else train_images).images, dev, 2 * bs,
                            "validation" if has_val else "train")
     status = "stopped" if stopped else "finished"
-    msg = (f"stopped after {done} of {s.epochs} epochs" if stopped else
+    msg = (f"stopped after {done} of {s.epochs} epoch{'s' * (s.epochs != 1)}" if stopped else
            f"finished {s.epochs} epoch{'s' if s.epochs != 1 else ''}") + \
         (f"; best {'validation' if has_val else 'training'} loss {best:.4g}" if math.isfinite(best) else "")
     runs.write_status(run_dir, status, msg, epoch=done, epochs=s.epochs)
