@@ -172,7 +172,8 @@ for col, (label, v) in zip(cols, [("image AUROC", m.image_auroc), ("image AP", m
                                   ("TPR", insp.tpr)]):
     col.metric(label, fmt(v, 3), help=METRIC_HELP[label])
 cols[7].metric("threshold", f"{insp.threshold:.5g}", help=METRIC_HELP["threshold"])  # copyable, not "1.2"
-st.caption(f"Threshold: {insp.threshold_source}. An image is defective when its score is above it. "
+st.caption(f"Threshold: {insp.threshold_source}. An image is defective when its score is above it"
+           + (f"; the score is {markdown_literal(insp.score_meaning)}. " if insp.score_meaning else ". ") +
            "Heatmaps share one scale from the normal images (0 = a typical normal pixel, top = twice the pixel "
            "threshold); " + outlines_legend(insp.masks is not None) + ".")
 own = st.toggle("Each heatmap on its own colour scale", key="insp_own_scale", persist_state=KEEP,

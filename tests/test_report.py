@@ -127,6 +127,9 @@ def test_report_of_a_memory_bank_run_names_the_method_not_a_training_loop(tmp_pa
     assert re.fullmatch(r"[0-9.e+-]{1,10}", setup["coreset covering radius"])  # 4 digits, not 31.807020033909183
     assert "embedding time (s)" in setup and "embed s" not in setup  # named for a reader, not the JSON key
     assert "anomaly map (knn)" in page and "residual on" not in page
+    # QA sweep 8: the score had no unit anywhere; the report says what it is, and in which units
+    assert "Score: the highest value of the anomaly map; a map value is each patch&#x27;s feature distance to its " \
+           "nearest normal patch in the bank, in units of that bank patch&#x27;s spread" in page
 
 
 def test_loss_curve_svg_log_scale_and_gaps():
@@ -147,3 +150,34 @@ def test_precision_used_says_what_the_epochs_ran_in():
         "bf16 in epochs 1-12, float32 in epochs 13-30"
     assert precision_used([{"precision": "bf16"}, {"precision": "float32"}]) == "bf16 in epoch 1, float32 in epoch 2"
     assert precision_used([{"train_loss": 1.0}]) == precision_used([]) == ""  # older runs recorded none
+
+
+def test_report_puts_its_notes_before_the_numbers_and_the_key_before_the_overlays(insp):
+    """QA sweep 8: the notes that qualify the metrics (too few normal images for the FPR) came last, after the
+    galleries and the config, and the colour key after every overlay."""
+    page = build_report(insp, n_worst=2, n_errors=2)
+    assert insp.notices and page.index("<h2>Notes</h2>") < page.index("<h2>Metrics</h2>")
+    assert page.index('<p class="legend scale">') < page.index("<td class=imgs>") < page.index("<h2>Model config")
+    assert page.count('<p class="legend scale">') == 1
+    assert "Score: the mean of the anomaly map; a map value is the squared difference between a pixel" in page
+    assert "Scores are in the map&#x27;s own units; the heatmap shows the map in standard deviations" in page
+
+
+def test_score_meaning_of_a_method_with_its_own_score(tmp_path):
+    from udd_core.inspection import score_meaning
+    from udd_core.methods import detector_class
+
+    class Own:  # a latent-kNN-like detector: the words come from its describe(), as udd score --json has them
+        own_scores, method = True, "latent-knn"
+
+        def describe(self):
+            return {"image_score": "mean distance of the encoder's code to its 1 nearest training codes"}
+
+    post = {"residual": "l2", "score": "mean", "smooth_sigma": 0.0, "topk_percent": 1.0, "border": 0}
+    assert score_meaning(Own(), post, False) == \
+        "mean distance of the encoder's code to its 1 nearest training codes (not from the map)"
+    assert detector_class("latent-knn").own_scores
+    ae = detector_class("autoencoder")
+    words = score_meaning(ae.__new__(ae), {**post, "score": "topk", "topk_percent": 10.0, "border": 16}, True)
+    assert words.startswith("the mean of the top 10% of values of the anomaly map, leaving out a 16-px border, "
+                            "times the image's latent novelty factor; a map value is the squared difference")

@@ -45,7 +45,8 @@ def _score_table(insp) -> str:
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
     m = insp.metrics
     thr = "none" if insp.threshold is None else f"{insp.threshold:.6g} ({insp.threshold_source})"
-    lines += ["", f"threshold {thr}   FPR {num(insp.fpr)}   TPR {num(insp.tpr)}",
+    lines += ["", *([f"score: {insp.score_meaning}"] if insp.score_meaning else []),
+              f"threshold {thr}   FPR {num(insp.fpr)}   TPR {num(insp.tpr)}",
               f"image AUROC {num(m.image_auroc)}   image AP {num(m.image_ap)}   F1 max {num(m.f1_max)}   "
               f"pixel AUROC {num(m.pixel_auroc)}   AUPRO {num(m.aupro)}"]
     for t, d in m.per_type.items():

@@ -47,6 +47,19 @@ def seen_scores_note(value: float) -> str:
             "(--threshold, or Threshold from: manual on Inspect), or train with a validation split")
 
 
+def score_meaning(det, post: dict, factors: bool) -> str:
+    """An image score in words, with its unit: the reduction of the map and what one map value measures
+    (`Detector.map_meaning`), or a method's own score (`scoring_record`'s words); `factors`: each score is
+    also multiplied by the image's latent novelty (a feature AE)."""
+    if det.own_scores:
+        return str(scoring_record(det, post)["score"])
+    border = f", leaving out a {post['border']}-px border" if post.get("border") else ""
+    reduction = {"mean": "the mean", "max": "the highest value",
+                 "topk": f"the mean of the top {post.get('topk_percent', 1):g}% of values"}.get(post["score"], post["score"])
+    factor = ", times the image's latent novelty factor" if factors else ""
+    return f"{reduction} of the anomaly map{border}{factor}; a map value is {det.map_meaning(post['residual'])}"
+
+
 def _empty_metrics() -> Metrics:
     return Metrics(None, None, None, None, None, {}, None)
 
@@ -163,7 +176,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     insp = Inspection(list(ds.names), labels, res.scores, res.mse, maps, ds.images,
                       res.recon, masks, metrics, thr, source, None, None,
                       float(pix), norm, normal_scores, normal_source, ds.kind, settings, notices, res.factors,
-                      loaded.mismatch)
+                      loaded.mismatch, score_meaning(det, post, res.factors is not None))
     if thr is not None:
         r = insp.at(thr)
         insp.fpr, insp.tpr = r["fpr"], r["tpr"]

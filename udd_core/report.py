@@ -216,8 +216,10 @@ def _threshold_block(insp: Inspection) -> str:
     conf = (f"<table><tr><th></th><th>predicted defective</th><th>predicted good</th></tr>"
             f"<tr><th>defective</th><td class=n>{r['tp']}</td><td class=n>{r['fn']}</td></tr>"
             f"<tr><th>good</th><td class=n>{r['fp']}</td><td class=n>{r['tn']}</td></tr></table>")
+    meaning = f"<p class=sub>Score: {_e(insp.score_meaning)}.{_e(insp.units_note())}</p>" if insp.score_meaning else ""
     return (f"<p>Image threshold <b>{_num(insp.threshold, 6)}</b> ({_e(insp.threshold_source)}): "
-            f"FPR {_num(r['fpr'])}, TPR {_num(r['tpr'])}. An image is defective when its score is above it.</p>{conf}")
+            f"FPR {_num(r['fpr'])}, TPR {_num(r['tpr'])}. An image is defective when its score is above it.</p>"
+            f"{meaning}{conf}")
 
 
 def _image_table(insp: Inspection, indices) -> str:
@@ -243,8 +245,15 @@ def _image_table(insp: Inspection, indices) -> str:
 def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
     """The worst images by score, then (at a threshold, on labelled images) the missed defects and the false
     alarms nearest the threshold: an engineer sees where the detector fails, not only where it succeeds."""
+    sc = insp.scale
+    # The colours themselves, as the app's Inspect page shows them: the legend's words alone name no colour. Before
+    # the first overlay, so that a reader of the galleries has the key (QA sweep 8: it came after all of them).
+    bar = (f'<p class="legend scale"><span>{sc.vmin:.4g}</span>{_img(scale_bar_rgb(256, 14), "colour scale")}'
+           f"<span>{sc.vmax:.4g}</span></p>")
     order = insp.order()
-    out = [f"<h2>Worst {min(n_worst, len(insp))} images by score</h2>" + _image_table(insp, order[:n_worst])]
+    out = [f"<h2>Worst {min(n_worst, len(insp))} images by score</h2>" + bar
+           + f'<p class="legend">Overlay: the anomaly map ({_e(insp.settings.get("residual"))}) on a fixed '
+             f"scale. {_e(insp.scale_legend())}</p>" + _image_table(insp, order[:n_worst])]
     if insp.threshold is not None:
         above = insp.scores > insp.threshold
         missed = [i for i in order if insp.known[i] and insp.is_defect[i] and not above[i]]  # nearest misses first
@@ -258,12 +267,6 @@ def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
                 out.append(f"<h2>{title}: {len(found)} of the {of} images; "
                            f"{'the ' + str(shown) if shown < len(found) else 'all'} shown, nearest the threshold "
                            "first</h2>" + _image_table(insp, found[:n_errors]))
-    sc = insp.scale
-    # The colours themselves, as the app's Inspect page shows them: the legend's words alone name no colour.
-    bar = (f'<p class="legend scale"><span>{sc.vmin:.4g}</span>{_img(scale_bar_rgb(256, 14), "colour scale")}'
-           f"<span>{sc.vmax:.4g}</span></p>")
-    out.append(bar + f'<p class="legend">Overlay: the anomaly map ({_e(insp.settings.get("residual"))}) on a fixed '
-               f"scale. {_e(insp.scale_legend())}</p>")
     return out
 
 
@@ -324,15 +327,17 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
             if fit else ""))
     else:
         last = "<h2>Training curve</h2>" + loss_curve_svg(history)
+    # The notes qualify the numbers below them (too few normal images for the FPR, the run's own training data
+    # scored): read before them, not after the galleries and the config (QA sweep 8).
+    notes = ["<h2>Notes</h2><ul>" + "".join(f"<li class=note>{_e(n)}</li>" for n in insp.notices) + "</ul>"
+             ] if insp.notices else []
     body = [f"<h1>{_e(title)}</h1><div class=sub>generated {_e(time.strftime('%Y-%m-%d %H:%M'))} by udd</div>",
             "<h2>Setup</h2><table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in setup) + "</table>",
-            "<h2>Metrics</h2>" + _metrics_table(insp),
+            *notes, "<h2>Metrics</h2>" + _metrics_table(insp),
             "<h2>Threshold</h2>" + _threshold_block(insp),
             *_galleries(insp, n_worst, n_errors), last]
     if config is not None:
         text = config_text(config) if isinstance(config, dict) else json.dumps(config)
         body.append("<h2>Model config</h2><pre>" + html.escape(text, quote=False) + "</pre>")
-    if insp.notices:
-        body.append("<h2>Notes</h2><ul>" + "".join(f"<li class=note>{_e(n)}</li>" for n in insp.notices) + "</ul>")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
             f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")

@@ -13,6 +13,14 @@ import torch
 import torch.nn.functional as F
 
 RESIDUALS = ("l2", "l2sum", "l1", "ssim", "feature")
+# What one value of each residual map measures: the unit of a score, said in reports and on Inspect.
+RESIDUAL_MEANING = {
+    "l2": "the squared difference between a pixel (in [0, 1]) and its reconstruction, mean over the channels",
+    "l2sum": "the squared difference between a pixel (in [0, 1]) and its reconstruction, summed over the channels",
+    "l1": "the absolute difference between a pixel (in [0, 1]) and its reconstruction, mean over the channels",
+    "ssim": "one minus the local structural similarity (SSIM) of the input and its reconstruction",
+    "feature": "the distance between the pretrained backbone's features of the input and of its reconstruction",
+}
 
 # SSIM constants for data in [0, 1] (K1 = 0.01, K2 = 0.03 of the data range).
 _SSIM_C1 = 0.01**2

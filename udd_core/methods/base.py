@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..residuals import RESIDUAL_MEANING
+
 METHOD_FILE = "method.json"  # in a run folder: {"method": NAME, ...the method's own parameters}
 
 
@@ -104,6 +106,10 @@ class Detector(ABC):
 
         Used for ONNX export: it must be traceable (no Python data-dependent control flow, no numpy).
         """
+
+    def map_meaning(self, residual: str) -> str:
+        """What one value of the `residual` map measures: the unit of its heatmap and of scores reduced from it."""
+        return RESIDUAL_MEANING.get(residual, f"the {residual} residual")
 
     def image_scores(self, x: torch.Tensor) -> torch.Tensor:
         """(B,) image scores of a batch (B, C, H, W), for methods with `own_scores`; traceable for export."""

@@ -163,6 +163,11 @@ class FeatureAEDetector(Detector):
                 "code is familiar, and the score is not in the heatmap's units")
 
     # maps --------------------------------------------------------------------------------
+    def map_meaning(self, residual: str) -> str:
+        weighed = ", each channel's in units of its mean error on normal images" if self.error == "channel" else ""
+        return ("the squared error between the standardised backbone features and their reconstruction, mean over "
+                f"the channels{weighed}")
+
     def _kind(self, residual: Optional[str]) -> str:
         kind = residual or RESIDUALS[0]
         if kind not in RESIDUALS:

@@ -117,6 +117,11 @@ class MemoryBankDetector(Detector):
             raise ValueError(f"{NAME}: not fitted (no bank)")
         return self.bank
 
+    def map_meaning(self, residual: str) -> str:
+        spread = (f" in units of that bank patch's spread (its mean distance to its {self.options['spread_k']} "
+                  "nearest bank patches)" if self.spread is not None else "")
+        return f"each patch's feature distance to its nearest normal patch in the bank{',' * bool(spread)}{spread}"
+
     def _kind(self, residual: Optional[str]) -> None:
         if residual not in (None, "knn"):
             raise ValueError(f"residual: must be one of knn for a {NAME} run, got {residual!r}")
