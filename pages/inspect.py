@@ -25,7 +25,8 @@ from udd_core.inspection_inputs import load_inputs
 from udd_core.metrics import METRIC_HELP
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
 from udd_core.render import outlines_legend, scale_bar_rgb
-from udd_core.report import build_report, heatmaps_zip, scores_csv
+from udd_core.heatmap_export import heatmaps_zip
+from udd_core.report import build_report, scores_csv
 from udd_core.scoring import SCORES, max_border
 
 hand_over_deep_link("pages/inspect.py")  # first: a deep link before app.py ever ran

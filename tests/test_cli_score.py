@@ -44,14 +44,14 @@ def test_json_output_and_heatmaps(capsys, tmp_path, run, data):
     assert all(isinstance(out["metrics"][k], float) for k in METRIC_KEYS - {"per_type"})
     cal = runs.read_json(run / runs.CALIBRATION_FILE)
     assert out["threshold"] == threshold_for_fpr(cal["scores"]["mean"], 0.01)
-    pngs = sorted((tmp_path / "hm").glob("*.png"))
-    assert len(pngs) == 8 and Image.open(pngs[0]).size[0] >= 32
+    pngs = sorted(p for p in (tmp_path / "hm").glob("*.png") if p.name != "colour_scale.png")  # and the key
+    assert len(pngs) == 8 and Image.open(pngs[0]).size[0] >= 32 and (tmp_path / "hm" / "README.txt").is_file()
     # mse is the plain MSE: with the default mean-of-l2 score they are the same number.
     assert all(r["score"] == pytest.approx(r["mse"], rel=1e-6) for r in out["images"])
     # the heatmaps of an earlier call are never overwritten by surprise
     before = pngs[0].read_bytes()
     assert main(["score", str(run), "--data", str(data), "--residual", "l1", "--heatmaps", str(tmp_path / "hm")]) == 2
-    assert "hm: holds 8 PNG files already" in capsys.readouterr().err and pngs[0].read_bytes() == before
+    assert "hm: holds 9 PNG files already" in capsys.readouterr().err and pngs[0].read_bytes() == before
     assert main(["score", str(run), "--data", str(data), "--residual", "l1", "--heatmaps", str(tmp_path / "hm"),
                  "--force"]) == 0
     assert pngs[0].read_bytes() != before
@@ -159,7 +159,7 @@ def test_subprocess_end_to_end(tmp_path, run, data):
                         "--heatmaps", str(tmp_path / "hm")], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
-    assert len(out["images"]) == 8 and len(list((tmp_path / "hm").glob("*.png"))) == 8
+    assert len(out["images"]) == 8 and len(list((tmp_path / "hm").glob("*.png"))) == 8 + 1  # the colour bar
     assert "streamlit" not in p.stderr
     # Importing the CLI must not drag in the app's heavy modules.
     q = subprocess.run([sys.executable, "-c", "import sys, udd_core.cli; "

@@ -19,7 +19,8 @@ from udd_core.inspection_inputs import load_inputs
 from udd_core.metrics import threshold_for_fpr
 from udd_core.model import build_model, load_model, save_model
 from udd_core.render import THRESHOLD_RGB, TRUTH_RGB, HeatScale, heatmap_png
-from udd_core.report import heatmaps_zip, scores_csv, write_heatmaps
+from udd_core.heatmap_export import LEGEND_FILE, SCALE_FILE, heatmaps_zip, write_heatmaps
+from udd_core.report import scores_csv
 from udd_core.residuals import residual_map
 from udd_core.scoring import score_images
 from udd_core.training_data import normal_images, split_indices
@@ -193,11 +194,22 @@ def test_heatmap_png_fixed_scale_and_errors():
 
 def test_heatmap_files_zip_and_regions(tmp_path, insp):
     paths = write_heatmaps(insp, tmp_path / "hm" / "deep")
-    assert len(paths) == len({p.name for p in paths}) == len(insp)
-    assert all(p.suffix == ".png" and p.stat().st_size > 0 for p in paths)
+    assert len(paths) == len({p.name for p in paths}) == len(insp) + 2  # and the key: README.txt, the colour bar
+    assert [p.name for p in paths[-2:]] == [LEGEND_FILE, SCALE_FILE]
+    assert all(p.suffix == ".png" and p.stat().st_size > 0 for p in paths[:-2])
     assert {p.name for p in paths} >= {"good_000.png", "spot_003.png"}
     zf = zipfile.ZipFile(io.BytesIO(heatmaps_zip(insp)))
     assert sorted(zf.namelist()) == sorted(p.name for p in paths)
+    # QA sweep 8: a folder of bare overlays told a process engineer nothing; its README is the key
+    readme = (paths[-2]).read_text()
+    assert f"Threshold: {insp.threshold:.6g}" in readme and insp.scale_legend() in readme
+    assert "cyan" in readme and "resized to it" in readme and f"Score: {insp.score_meaning}" in readme
+    table = readme.split("file\tlabel\tscore\tverdict\timage\n", 1)[1].splitlines()
+    assert len(table) == len(insp) and [r.split("\t")[0] for r in table] == [p.name for p in paths[:-2]]
+    row = dict(zip(("file", "label", "score", "verdict", "image"), table[insp.labels.index("spot")].split("\t")))
+    assert row["label"] == "spot" and float(row["score"]) == pytest.approx(float(insp.scores[insp.labels.index("spot")]),
+                                                                             rel=1e-5)
+    assert Image.open(paths[-1]).size == (256, 14)
     i = insp.labels.index("spot")
     regs = insp.regions(i, threshold=float(insp.maps[i][DEFECT].min()) - 1e-3)
     top, left, bottom, right = regs[0].bbox

@@ -14,7 +14,8 @@ from .inspection import inspect_run
 from .methods import a_method, detector_class, run_method
 from .atomic import check_new_file, check_new_folder, write_text_atomic
 from .data import check_outside_data
-from .report import build_report, write_heatmaps
+from .heatmap_export import LEGEND_FILE, write_heatmaps
+from .report import build_report
 from .runs import run_source
 
 
@@ -101,8 +102,9 @@ def run_score(args: argparse.Namespace) -> int:
     for note in insp.notices:
         print(f"note: {note}", file=sys.stderr)
     if args.heatmaps:
-        paths = write_heatmaps(insp, args.heatmaps, force=args.force)
-        print(f"udd score: wrote {len(paths)} heatmaps to {args.heatmaps}", file=sys.stderr)
+        write_heatmaps(insp, args.heatmaps, force=args.force)
+        print(f"udd score: wrote {len(insp)} heatmaps to {args.heatmaps}, with their key in {LEGEND_FILE}",
+              file=sys.stderr)
     if args.report:
         write_text_atomic(args.report, build_report(insp, run_dir))
         print(f"udd score: wrote the report to {args.report}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Exports of an inspection: the scores as CSV, the heatmaps as PNGs, and a one-page HTML report.
+"""Exports of an inspection: the scores as CSV and a one-page HTML report (the heatmap PNGs: `heatmap_export`).
 
 The report is a single self-contained file an engineer can mail: everything is inline (CSS, the
 training curve as SVG, images as base64 PNGs), so it opens offline and references no URL at all.
@@ -11,22 +11,19 @@ import html
 import io
 import json
 import math
-import re
 import time
-import zipfile
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 
 from . import runs
 from .config import config_text
 from .settings import applied_settings
-from .atomic import write_files
 from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
 from .display import breakable
-from .render import auto_zoom, png_bytes, scale_bar_rgb
+from .render import png_bytes, scale_bar_rgb
 
 # method.json's "fit" record as a reader names it (a memory bank's; other keys are shown with spaces for _)
 FIT_LABELS = {"images": "images embedded", "patches": "patches", "bank": "bank (patches kept)",
@@ -46,61 +43,6 @@ def scores_csv(insp: Inspection) -> str:
         w.writerow({k: "" if v is None else v for k, v in row.items()})
     return buf.getvalue()
 
-
-
-def _file_stem(name: str) -> str:
-    """A safe file stem from an image name: its folder and stem ('crack_003'), tile suffix kept."""
-    path, _, tile = name.partition("#")
-    if path.endswith("]"):  # a wafer map: "file.npz:key[i]" or "file.npy[i]"
-        stem = re.sub(r"\.np[yz]\b", "", path)
-    else:
-        p = Path(path)
-        stem = f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem
-    stem += f"_{tile}" if tile else ""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "image"
-
-
-def _heatmap_names(insp: Inspection) -> list[str]:
-    """A unique PNG file name per image, from its source name (case-insensitively unique)."""
-    seen: set[str] = set()
-    out = []
-    for name in insp.names:
-        stem = _file_stem(name)
-        cand, k = stem, 2
-        while cand.lower() in seen:
-            cand, k = f"{stem}-{k}", k + 1
-        seen.add(cand.lower())
-        out.append(f"{cand}.png")
-    return out
-
-
-def _heatmap_pngs(insp: Inspection, factor: Optional[int] = None) -> Iterator[bytes]:
-    """PNG bytes of every image's overlay, made one at a time; tiny images are enlarged."""
-    h, w = insp.maps.shape[1:]
-    f = auto_zoom(h, w) if factor is None else factor
-    return (insp.heatmap_png(i, f) for i in range(len(insp.names)))
-
-
-def heatmap_files(insp: Inspection, factor: Optional[int] = None) -> Iterator[tuple[str, bytes]]:
-    """(unique file name, PNG bytes) of every image's overlay; tiny images are enlarged."""
-    return zip(_heatmap_names(insp), _heatmap_pngs(insp, factor))
-
-
-def write_heatmaps(insp: Inspection, out_dir, force: bool = False) -> list[Path]:
-    """Write one overlay PNG per image into ``out_dir`` (created), each atomically; returns the paths.
-
-    Without ``force`` nothing is written when a file of the same name exists (a ValueError names it).
-    """
-    return write_files(out_dir, _heatmap_names(insp), _heatmap_pngs(insp), force)
-
-
-def heatmaps_zip(insp: Inspection) -> bytes:
-    """A zip of every overlay PNG (stored: PNGs are compressed already)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        for fname, png in heatmap_files(insp):
-            zf.writestr(fname, png)
-    return buf.getvalue()
 
 
 # --- the HTML report --------------------------------------------------------------------------

@@ -1,0 +1,112 @@
+"""The heatmaps of an inspection as PNG files, in a folder (`udd score --heatmaps`) or a zip (Inspect's
+Export), with their key beside them.
+
+An overlay alone says nothing to the process engineer it is sent to: which run made it, what the colours
+and the two outlines mean, what a score is and where the threshold sits. So every export also holds
+`README.txt` (that key, then one line per file: label, score, verdict, source image) and
+`colour_scale.png` (the bar the README's values refer to, low on the left).
+"""
+from __future__ import annotations
+
+import io
+import re
+import time
+import zipfile
+from pathlib import Path
+from typing import Iterator, Optional
+
+from .atomic import write_files
+from .inspection_result import Inspection
+from .render import auto_zoom, png_bytes, scale_bar_rgb
+
+LEGEND_FILE = "README.txt"
+SCALE_FILE = "colour_scale.png"
+
+
+def _file_stem(name: str) -> str:
+    """A safe file stem from an image name: its folder and stem ('crack_003'), tile suffix kept."""
+    path, _, tile = name.partition("#")
+    if path.endswith("]"):  # a wafer map: "file.npz:key[i]" or "file.npy[i]"
+        stem = re.sub(r"\.np[yz]\b", "", path)
+    else:
+        p = Path(path)
+        stem = f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem
+    stem += f"_{tile}" if tile else ""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "image"
+
+
+def _heatmap_names(insp: Inspection) -> list[str]:
+    """A unique PNG file name per image, from its source name (case-insensitively unique, and never the
+    colour scale's)."""
+    seen: set[str] = {Path(SCALE_FILE).stem.lower()}
+    out = []
+    for name in insp.names:
+        stem = _file_stem(name)
+        cand, k = stem, 2
+        while cand.lower() in seen:
+            cand, k = f"{stem}-{k}", k + 1
+        seen.add(cand.lower())
+        out.append(f"{cand}.png")
+    return out
+
+
+def _zoom(insp: Inspection) -> int:
+    """The factor tiny maps are enlarged by in the PNGs (1 for large ones)."""
+    return auto_zoom(*insp.maps.shape[1:])
+
+
+def legend_text(insp: Inspection, files: list[str]) -> str:
+    """README.txt of an export: what made the overlays, what their colours, outlines and scores mean, then
+    one line per file (`files`, in data order): label, score, verdict and the source image."""
+    s = insp.settings
+    h, w = insp.maps.shape[1:]
+    f = _zoom(insp)
+    size = f"{h}x{w} px" + (f", enlarged {f}x to {h * f}x{w * f}" if f > 1 else "")
+    thr = ("No threshold is set (no normal reference images or labels): the verdict column is empty."
+           if insp.threshold is None else
+           f"Threshold: {insp.threshold:.6g} ({insp.threshold_source}); an image is defective when its score is "
+           "above it.")
+    scoring = ", ".join(f"{k} {s[k]}" for k in ("residual", "score", "smooth_sigma", "topk_percent", "border") if k in s)
+    lines = [f"Heatmaps made by udd on {time.strftime('%Y-%m-%d %H:%M')}",
+             f"run: {s.get('model')}", f"data: {s.get('data')} (split {s.get('split')})", f"scoring: {scoring}", "",
+             f"Each PNG overlays the anomaly map on the image as the model saw it, {size}: photos of another size "
+             "or aspect ratio were resized to it, so they may look stretched.",
+             f"{insp.scale_legend()} The colour bar is {SCALE_FILE}, low on the left.",
+             *([f"Score: {insp.score_meaning}.{insp.units_note()}"] if insp.score_meaning else []), thr]
+    if insp.notices:
+        lines += ["", "Notes:", *(f"- {n}" for n in insp.notices)]
+    lines += ["", "file\tlabel\tscore\tverdict\timage"]
+    for name, row in zip(files, insp.to_rows()):
+        verdict = "" if row["defective"] is None else ("defective" if row["defective"] else "good")
+        score = "nan" if row["score"] is None else f"{row['score']:.6g}"
+        lines.append(f"{name}\t{row['label']}\t{score}\t{verdict}\t{row['path']}")
+    return "\n".join(lines) + "\n"
+
+
+def heatmap_files(insp: Inspection, factor: Optional[int] = None) -> Iterator[tuple[str, bytes]]:
+    """(unique file name, PNG bytes) of every image's overlay, made one at a time (tiny maps enlarged), then
+    the key: README.txt and the colour scale."""
+    names = _heatmap_names(insp)
+    f = _zoom(insp) if factor is None else factor
+    yield from zip(names, (insp.heatmap_png(i, f) for i in range(len(names))))
+    yield LEGEND_FILE, legend_text(insp, names).encode("utf-8")
+    yield SCALE_FILE, png_bytes(scale_bar_rgb(256, 14))
+
+
+def write_heatmaps(insp: Inspection, out_dir, force: bool = False) -> list[Path]:
+    """Write one overlay PNG per image into ``out_dir`` (created), each atomically, and their key (README.txt,
+    colour_scale.png); returns the paths, the key last.
+
+    Without ``force`` nothing is written when a file of the same name exists (a ValueError names it).
+    """
+    names = [*_heatmap_names(insp), LEGEND_FILE, SCALE_FILE]  # heatmap_files' order; its PNGs made one at a time
+    return write_files(out_dir, names, (data for _, data in heatmap_files(insp)), force)
+
+
+def heatmaps_zip(insp: Inspection) -> bytes:
+    """A zip of every overlay PNG and their key (stored: PNGs are compressed already)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for fname, data in heatmap_files(insp):
+            zf.writestr(fname, data)
+    return buf.getvalue()
