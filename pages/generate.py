@@ -18,6 +18,7 @@ from udd_core import wafer_generation as wg
 from udd_core.data import data_kind, kind_mismatch, same_data
 from udd_core.methods import detector_class, has_detector, run_method
 from udd_core.model import WEIGHTS_FILE
+from udd_core.render import WAFER_DIES
 from udd_core import runs
 from udd_core.runs import list_runs
 
@@ -148,7 +149,7 @@ counts = gen.class_counts(ds.labels)
 c, h, w = model.input_shape
 st.caption(f"{len(ds)} {'wafer maps' if kind == 'wafer' else 'images'} at {h}x{w}, {c} channel{'s' * (c > 1)}"
            + (f" · {len(counts)} classes" if len(counts) > 1 else "")
-           + (" · dark = outside the wafer, grey = good die, red = failing die" if kind == "wafer" else ""))
+           + (f" · {WAFER_DIES}" if kind == "wafer" else ""))
 
 opts = st.columns([3, 2])
 mode = opts[0].radio("Latents", MODES, key="gen_mode", horizontal=True, persist_state=KEEP,

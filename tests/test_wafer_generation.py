@@ -214,6 +214,10 @@ def test_generation_run_end_to_end_with_the_npz_round_trip(tmp_path, capsys):
     top = Path(insp.names[int(insp.order()[0])]).name
     row = page.split(f"<td class=name>{top}", 1)[1].split("</tr>", 1)[0]
     assert top not in row and "green outline" not in page  # wafer maps have no masks either
+    # QA sweep 8: the overlay's heat colours turn pale on the light failing dies; the map itself is shown too,
+    # and what the die colours mean is said
+    assert "<th>input | reconstruction | anomaly map | overlay</th>" in page and row.count("<img") == 4
+    assert "Wafer maps: dark = outside the wafer, grey = good die, red = failing die" in page
     out, npz = tmp_path / "png", tmp_path / "gen.npz"
     argv = ["generate", str(run), "-n", "12", "--class", "Donut", "--out", str(out), "--npz", str(npz)]
     assert main(argv) == 0

@@ -17,7 +17,7 @@ from typing import Iterator, Optional
 
 from .atomic import write_files
 from .inspection_result import Inspection
-from .render import auto_zoom, png_bytes, scale_bar_rgb
+from .render import WAFER_LEGEND, auto_zoom, png_bytes, scale_bar_rgb
 
 LEGEND_FILE = "README.txt"
 SCALE_FILE = "colour_scale.png"
@@ -72,6 +72,7 @@ def legend_text(insp: Inspection, files: list[str]) -> str:
              f"Each PNG overlays the anomaly map on the image as the model saw it, {size}: photos of another size "
              "or aspect ratio were resized to it, so they may look stretched.",
              f"{insp.scale_legend()} The colour bar is {SCALE_FILE}, low on the left.",
+             *([f"{WAFER_LEGEND}."] if insp.kind == "wafer" else []),
              *([f"Score: {insp.score_meaning}.{insp.units_note()}"] if insp.score_meaning else []), thr]
     if insp.notices:
         lines += ["", "Notes:", *(f"- {n}" for n in insp.notices)]

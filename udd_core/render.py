@@ -23,6 +23,8 @@ TRUTH_RGB = (60, 255, 60)  # green: the ground-truth defect mask
 # Outside, good die, failing die: the one wafer palette of every page, export and report.
 WAFER_RGB = np.array([(40, 40, 40), (150, 150, 150), (230, 60, 50)], dtype=np.uint8)
 WAFER_RGB.flags.writeable = False  # shared by every call: nobody may repaint it
+WAFER_DIES = "dark = outside the wafer, grey = good die, red = failing die"  # WAFER_RGB in words
+WAFER_LEGEND = f"Wafer maps: {WAFER_DIES}; in the overlay the dies are greys (failing dies lightest) under the heat colours"
 _WAFER_GRAY = np.array([25.0, 120.0, 235.0], dtype=np.float32)  # overlay base: failing dies brightest
 _OVERLAY_ALPHA = 0.8  # opacity of the heat colour at the top of the scale; 0 at the bottom
 

@@ -23,7 +23,9 @@ from .settings import applied_settings
 from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
 from .display import breakable
-from .render import png_bytes, scale_bar_rgb
+from .render import WAFER_LEGEND, png_bytes, scale_bar_rgb
+
+PANEL_NAMES = {"residual": "anomaly map"}  # a panel's column title where its key is no word for a reader
 
 # method.json's "fit" record as a reader names it (a memory bank's; other keys are shown with spaces for _)
 FIT_LABELS = {"images": "images embedded", "patches": "patches", "bank": "bank (patches kept)",
@@ -167,6 +169,8 @@ def _threshold_block(insp: Inspection) -> str:
 def _image_table(insp: Inspection, indices) -> str:
     """Rows of images (rank, name, label, score, verdict, panels) for the given indices, in that order."""
     shown = ("input", "reconstruction", "overlay") if insp.recon_raw is not None else ("input", "overlay")
+    if insp.kind == "wafer":  # on the bright failing dies the overlay's heat colours turn pale (QA sweep 8):
+        shown = (*shown[:-1], "residual", "overlay")  # the map itself, in the colour bar's colours
     rows = []
     for rank, i in enumerate(indices, 1):
         i = int(i)
@@ -181,7 +185,7 @@ def _image_table(insp: Inspection, indices) -> str:
         rows.append(f"<tr><td class=n>{rank}</td><td class=name>{breakable(_e(short), '<wbr>')}{full}</td><td>{_e(insp.labels[i])}</td><td class=n>"
                     f"{_num(float(insp.scores[i]), 5)}{parts}</td><td>{verdict}</td><td class=imgs>{imgs}</td></tr>")
     return ("<table><tr><th>#</th><th>image</th><th>label</th><th>score</th><th>verdict</th>"
-            f"<th>{' | '.join(shown)}</th></tr>" + "".join(rows) + "</table>")
+            f"<th>{' | '.join(PANEL_NAMES.get(k, k) for k in shown)}</th></tr>" + "".join(rows) + "</table>")
 
 
 def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
@@ -193,9 +197,10 @@ def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
     bar = (f'<p class="legend scale"><span>{sc.vmin:.4g}</span>{_img(scale_bar_rgb(256, 14), "colour scale")}'
            f"<span>{sc.vmax:.4g}</span></p>")
     order = insp.order()
+    dies = f'<p class="legend">{_e(WAFER_LEGEND)}.</p>' if insp.kind == "wafer" else ""
     out = [f"<h2>Worst {min(n_worst, len(insp))} images by score</h2>" + bar
            + f'<p class="legend">Overlay: the anomaly map ({_e(insp.settings.get("residual"))}) on a fixed '
-             f"scale. {_e(insp.scale_legend())}</p>" + _image_table(insp, order[:n_worst])]
+             f"scale. {_e(insp.scale_legend())}</p>" + dies + _image_table(insp, order[:n_worst])]
     if insp.threshold is not None:
         above = insp.scores > insp.threshold
         missed = [i for i in order if insp.known[i] and insp.is_defect[i] and not above[i]]  # nearest misses first
