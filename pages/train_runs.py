@@ -20,7 +20,7 @@ from udd_core.methods import epoch_loops, fitted_in_one_pass
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, run_rows
 from udd_core.resume import check_resume_data, resume_offer
 from udd_core.progress import loop_series, loss_curve, progress_bar
-from udd_core.run_notes import still_learning_note
+from udd_core.run_notes import damaged_note, still_learning_note
 
 PROBES_PER_ROW = 4  # the default n_probe: one row
 POLL_S, DISK_POLL_S = 1.0, 2.0  # the progress bar: a live job / a run trained by another process (status.json)
@@ -75,7 +75,10 @@ def show_record(mgr: JobManager, root: Path, name: str) -> None:
             st.plotly_chart(go.Figure(loss_curve(**series, log=log), _validate=False), key=f"train_curves_{i}")
     elif not alive and not fitted_in_one_pass(str(runs.read_train(run_dir).get("method") or "autoencoder")):
         st.caption("No epoch has finished: there is no loss curve to draw yet.")
-    if not alive and runs.read_status(run_dir).get("status") == "finished":
+    if not alive and (damage := damaged_note(run_dir)):  # whatever its status says, nothing can load it
+        st.error(f"This run's files are damaged: {damage}. Inspect, Generate and `udd score` will refuse it; "
+                 "a resume, where offered, writes its model again from last.safetensors.")
+    elif not alive and runs.read_status(run_dir).get("status") == "finished":
         title, verb = next_page(run_dir)
         st.info(f"Done: open the **{title}** page to {verb} with this run.")
         if learning := still_learning_note(run_dir):

@@ -601,3 +601,17 @@ def test_a_run_name_the_runs_folder_refuses_is_said_before_start(tiny_config, da
     assert errors(at).startswith(f"run name {name!r}: ") and not at.exception
     assert next(b for b in at.button if b.label == "Start training").disabled
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_a_finished_run_with_a_damaged_file_is_not_sent_to_inspect(tiny_config, data, runs_dir):
+    """QA sweep 8: a finished run with a truncated model (or a config that no longer parses) was shown as
+    "finished · Done: open the Inspect page", where it could only fail."""
+    at = start(page(tiny_config, data, train_name="dmg"))
+    wait_for(at, finished)
+    assert any("**Inspect** page" in i.value for i in at.info)
+    model = runs_dir / "dmg" / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:100])  # cut short, as a full disk or a killed copy leaves it
+    at.run()
+    assert "This run's files are damaged:" in errors(at) and "model.safetensors: not a readable safetensors" in errors(at)
+    assert not any("**Inspect** page" in i.value for i in at.info)
+    assert not any(b.key == "train_open_next" for b in at.button)

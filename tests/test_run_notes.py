@@ -99,3 +99,25 @@ def test_udd_score_prints_the_learned_defects_note(tmp_path, capsys):
     out = json.loads(main(["score", str(run), "--data", str(data / "train" / "good"), "--json"]) == 0
                      and capsys.readouterr().out)
     assert out["settings"]["split"] == "all"  # a plain folder is scored whole, whatever --split said (QA: "test")
+
+
+def test_damaged_note_names_the_file_that_cannot_load(tmp_path):
+    """QA sweep 8: the Train page called such runs finished and sent them to Inspect."""
+    import torch
+
+    from udd_core.run_notes import damaged_note
+    from udd_core.tensor_files import write_tensors
+
+    run = runs.new_run(tmp_path, "r")
+    write_tensors(run / "bank.safetensors", {"bank": torch.zeros(50, 8)})
+    (run / METHOD_FILE).write_text(json.dumps({"method": "memory-bank"}))
+    assert damaged_note(run) is None
+    data = (run / "bank.safetensors").read_bytes()
+    (run / "bank.safetensors").write_bytes(data[:-40])
+    assert damaged_note(run).startswith(f"{run / 'bank.safetensors'}: not a readable safetensors file")
+    (run / "bank.safetensors").write_bytes(data)
+    (run / "config.json").write_text(json.dumps({"latent_size": 16}))  # no longer a config
+    note = damaged_note(run)
+    assert note.startswith(f"{run / 'config.json'}: ") and ": missing field" in note
+    (run / "train.json").write_text("{not json")
+    assert damaged_note(run) == f"{run / 'train.json'}: not a readable JSON object"

@@ -7,14 +7,16 @@
 - `learned_defects_note`: it trained on defects too (every image, or chosen classes), so a low score no
   longer means "like the normal images".
 - `scored_training_data_note`: the images scored include those it learned.
+- `damaged_note`: one of its files cannot be read, so nothing can load it, whatever its status says.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from .runs import LAST_WEIGHTS, STATUS_FILE, read_history, read_status, run_train_on, status_message
+from .runs import LAST_WEIGHTS, STATUS_FILE, TRAIN_FILE, read_history, read_json, read_status, run_train_on, status_message
 
 STILL_FALLING = 0.05  # the share by which the validation loss fell over a run's last epochs that means "still learning"
 FALL_EPOCHS = 3  # how many of the last epochs that share is measured over
@@ -109,3 +111,33 @@ def _scored_by_its_epochs(run_dir: Path) -> bool:
     except ValueError:  # an unknown or damaged method file: the page that opens it says why
         return False
     return cls.trains_epochs and not cls.own_scores
+
+
+def damaged_note(run_dir: Union[str, Path]) -> Optional[str]:
+    """Why a run's files cannot be loaded (a config, train.json or method.json that does not parse, a
+    truncated or foreign tensor file), or None; headers only, cheap enough for every rerun of a page.
+    QA sweep 8: a run with a truncated bank was shown as "finished · Done: open Inspect"."""
+    from .config import parse_config  # the config parser and safetensors: only for whoever asks here
+    from .tensor_files import check_tensor_file
+
+    run = Path(run_dir)
+    for name in (TRAIN_FILE, "method.json", "config.json"):
+        path = run / name
+        if not path.is_file():
+            continue
+        value = read_json(path)
+        if not isinstance(value, dict):
+            return f"{path}: not a readable JSON object"
+        if name == "config.json":
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # unknown keys are kept, not damage
+                    parse_config(value)
+            except ValueError as e:
+                return f"{path}: {e}"
+    for path in sorted(run.glob("*.safetensors")):
+        try:
+            check_tensor_file(path)
+        except ValueError as e:
+            return str(e)
+    return None

@@ -38,3 +38,14 @@ def read_tensors(path: Union[str, Path]) -> tuple[dict[str, torch.Tensor], dict[
     except Exception as e:  # noqa: BLE001 - safetensors raises several types (SafetensorError, OSError, ...)
         why = (str(e).splitlines() or [type(e).__name__])[0][:200]
         raise ModelFileError(f"{path}: not a readable safetensors file ({why})") from None
+
+
+def check_tensor_file(path: Union[str, Path]) -> None:
+    """`ModelFileError` naming the file when it is not a whole safetensors file (truncated, foreign); reads its
+    header only, so a page can check a run's files on every rerun."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            f.keys()
+    except Exception as e:  # noqa: BLE001 - as read_tensors
+        why = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise ModelFileError(f"{path}: not a readable safetensors file ({why})") from None
