@@ -573,3 +573,36 @@ def test_resume_offer_follows_the_status_the_method_and_the_plan(tmp_path):
     assert resume_offer(info(12), "stopped").total == 24  # no readable plan: twice the epochs done
     (run / "method.json").write_text(json.dumps({"method": "memory-bank"}))
     assert resume_offer(info(0), "finished") is None  # fitted in one pass: nothing to resume
+
+
+def test_a_process_that_ends_stops_its_jobs_and_saves_them(tmp_path):
+    """QA sweep 8: stopping the app (Ctrl-C, a kill) while a run trained killed its daemon thread mid-step
+    (torch aborted the process) and left the run "running"; JobManager stops its jobs at exit, as Stop does."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    script = tmp_path / "ends.py"
+    script.write_text(f"""
+import sys, time
+sys.path.insert(0, {str(tests)!r})
+import numpy as np
+from inspect_fixtures import tiny_config
+from udd_core import runs
+from udd_core.jobs import JobManager, TrainJob
+from udd_core.settings import TrainSettings
+out = {str(tmp_path / "run")!r}
+images = np.random.default_rng(0).integers(0, 255, (16, 32, 32, 1), dtype=np.uint8)
+job = TrainJob.create(out, tiny_config(), (1, 32, 32), images, TrainSettings(epochs=100000, batch_size=2, device="cpu"),
+                      {{"path": "", "kind": "folder", "tile": False}})
+JobManager().start(job)
+while not runs.read_history(out):
+    time.sleep(0.05)
+""")  # the main thread returns while the job trains: the interpreter shuts down around it
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0 and "terminate called" not in p.stderr, p.stderr
+    st = runs.read_status(tmp_path / "run")
+    assert st["status"] == "stopped" and st["message"].startswith("stopped after "), st
+    assert load_model(tmp_path / "run", weights_name="last.safetensors") is not None

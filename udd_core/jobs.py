@@ -2,6 +2,7 @@
 `JobManager` holds one process's jobs by run name so a page refresh finds its job again."""
 from __future__ import annotations
 
+import atexit
 import sys
 import threading
 import traceback
@@ -185,8 +186,16 @@ class TrainJob:
             raise RuntimeError(f"job {self.name}: already started")
         self._board.update(status="running", message="starting")
         self._thread = threading.Thread(target=self._run, name=f"udd-train-{self.name}", daemon=True)
+        # When the process ends while the job trains (the app stopped with Ctrl-C or a kill), the daemon thread
+        # would die mid-step, leaving the run "running" (QA sweep 8: and torch aborted the process): stop it
+        # first, as the Stop button does. Unregistered when the job ends, so an ended job is not kept alive.
+        atexit.register(self._stop_at_exit)
         self._thread.start()
         return self
+
+    def _stop_at_exit(self) -> None:
+        self.stop()
+        self.join(60)
 
     def _run(self) -> None:
         train_images, val_images = self._data
@@ -208,6 +217,7 @@ class TrainJob:
             self._board.update(status="failed", message=msg, error=msg, error_where=where, eta_s=None)
         finally:
             self._data = (None, None)  # let the image cache go once the job is over
+            atexit.unregister(self._stop_at_exit)
             self._done.set()
 
     def stop(self) -> None:
