@@ -151,3 +151,10 @@ def test_a_log_loss_axis_labels_only_1_2_5_over_one_to_three_decades():
     assert dtick(1.0, 1e-5) is None  # five decades: plotly labels the decades only
     assert dtick(0.5) is None and "dtick" not in loss_axis(False, [{"y": [0.04, 0.002]}])
     assert "dtick" not in loss_axis(True, [{"y": [None, float("nan"), 0.0, 0.5]}])  # nothing to span
+
+
+def test_a_single_loss_value_is_drawn_on_an_axis_from_zero():
+    """QA sweep 8: after one epoch the linear axis ran from -0.5 to 1 around a loss of 0.127."""
+    spec = loss_curve([1], [0.127], [None])
+    assert spec["layout"]["yaxis"]["range"] == [0, 0.254]
+    assert "range" not in loss_curve([1, 2], [0.127, 0.1], [None, None])["layout"]["yaxis"]  # plotly's own

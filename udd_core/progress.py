@@ -171,9 +171,9 @@ def loss_axis(log: bool, traces: Sequence[dict] = ()) -> dict:
     values above the 1 beside them. Over about one to three decades plotly labels every digit, which crowds a
     small chart (QA: 0.009, 0.008, 0.007 on top of each other), so only 1, 2 and 5 are labelled there."""
     axis = dict(title=dict(text="loss"), type="log" if log else "linear")
-    if not log:
-        return axis
     ys = [v for t in traces for v in t.get("y", ()) if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+    if not log:  # one value alone (a first epoch): plotly spans it -0.5 to 1 (QA sweep 8), a loss below zero
+        return axis | (dict(range=[0, 2 * ys[0]]) if len(set(ys)) == 1 else {})
     decades = math.log10(max(ys) / min(ys)) if ys else 0.0
     return axis | dict(minorloglabels="complete") | (dict(dtick="D2") if 0.9 <= decades < 3 else {})
 
