@@ -162,7 +162,8 @@ def test_split_without_defects_gives_null_metrics(run, mvtec):
 
 def test_csv_rows(insp):
     rows = list(csv.DictReader(io.StringIO(scores_csv(insp))))
-    assert len(rows) == len(insp) and list(rows[0]) == ["path", "label", "score", "mse", "defective"]
+    assert len(rows) == len(insp) and list(rows[0]) == ["path", "label", "score", "mse", "defective", "threshold"]
+    assert all(float(r["threshold"]) == pytest.approx(insp.threshold) for r in rows)
     assert [r["path"] for r in rows] == insp.names
     np.testing.assert_allclose([float(r["score"]) for r in rows], insp.scores, rtol=1e-6)
     assert {r["defective"] for r in rows} <= {"True", "False"}

@@ -37,12 +37,13 @@ FIT_LABELS = {"images": "images embedded", "patches": "patches", "bank": "bank (
 # --- exports ---------------------------------------------------------------------------------
 
 def scores_csv(insp: Inspection) -> str:
-    """CSV text: path, label, score, mse, defective; one line per image in data order."""
+    """CSV text: path, label, score, mse, defective, and the threshold that `defective` compares the score
+    with (the same on every line: the file reads on its own, QA sweep 8); one line per image in data order."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["path", "label", "score", "mse", "defective"], lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=["path", "label", "score", "mse", "defective", "threshold"], lineterminator="\n")
     w.writeheader()
     for row in insp.to_rows():
-        w.writerow({k: "" if v is None else v for k, v in row.items()})
+        w.writerow({k: "" if v is None else v for k, v in {**row, "threshold": insp.threshold}.items()})
     return buf.getvalue()
 
 
