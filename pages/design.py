@@ -147,9 +147,8 @@ except ValueError as e:  # ShapeError: the network cannot run at this input size
 
 for col, (label, value, help_text) in zip(st.columns(4), arch.summary_metrics(report, shape[1:])):
     col.metric(label, value, help=help_text)
-for warn in (arch.identity_warning(report), arch.collapse_warning(report)):
-    if warn:
-        st.warning(warn, icon="⚠️")
+for warn in arch.design_warnings(report):
+    st.warning(warn, icon="⚠️")
 
 st.plotly_chart(arch.architecture_figure(report), key="design_figure")
 

@@ -132,3 +132,22 @@ def test_a_fix_name_ending_in_a_slash_is_refused(tmp_path, capsys, monkeypatch):
     assert captured.out == "" and captured.err == ("udd shapes: error: --fix fixslash.json/: names a folder (it "
                                                    "ends in /); give a file name\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_design_pages_warnings_and_compression_are_said_too(capsys):
+    """QA sweep 8: the Design page warned that a 16x1x1 latent on a 5x5 input can learn the identity, and
+    wrote the compression as 1:16; `udd shapes` said neither, and wrote 0.0625."""
+    from udd_core.architecture import design_warnings
+    from udd_core.image_shapes import propagate_image
+    from udd_core.presets import model_presets
+
+    expected = design_warnings(propagate_image(model_presets()["gray-tile-128"].config, (1, 5, 5)))
+    assert len(expected) == 2  # the identity and the 1x1 collapse
+    assert main(["shapes", "gray-tile-128", "--input", "1,5,5"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert [line[len("warning: "):] for line in out.splitlines() if line.startswith("warning: ")] == expected
+    main(["shapes", "gray-tile-128", "--input", "1,5,5", "--json"])
+    assert json.loads(capsys.readouterr().out)["warnings"] == expected
+    assert main(["shapes", "gray-tile-128", "--input", "1,16,16"]) == 0
+    out = capsys.readouterr().out
+    assert "compression 1:16 " in out and "warning:" not in out

@@ -242,6 +242,12 @@ def collapse_warning(report: ShapeReport) -> Optional[str]:
             "input). Remove blocks, or give the model a larger input.")
 
 
+def design_warnings(report: ShapeReport) -> list[str]:
+    """The warnings on a design that mirrors but may not detect (`identity_warning`, `collapse_warning`): the
+    Design page and `udd shapes` say the same ones."""
+    return [w for w in (identity_warning(report), collapse_warning(report)) if w]
+
+
 # --- the picture -------------------------------------------------------------------------------
 
 def _role(name: str, ok: bool) -> str:

@@ -34,10 +34,14 @@ def format_report(r: ShapeReport, image_hw: Optional[tuple[int, int]] = None) ->
         mark = "" if s.target is None else ("  ok" if s.ok else f"  MISMATCH (must be {shp(s.target)})")
         lines.append(f"{s.name:<10} {shp(s.out)}{mark}")
     lines.append("")
+    from .architecture import design_warnings, summary_metrics  # plotly comes along: only for the text table
+
+    compression = next(v for label, v, _ in summary_metrics(r, image_hw) if label == "Compression")  # as Design
     lines.append(f"params {r.params:,}   MACs {r.macs:,}   latent {shp(r.latent)}   "
-                 f"compression {r.compression:.4f}   receptive field {receptive_field_text(r, image_hw)}")
+                 f"compression {compression}   receptive field {receptive_field_text(r, image_hw)}")
     for p in r.problems:
         lines.append(f"problem: {p.message}")
+    lines += [f"warning: {w}" for w in design_warnings(r)]  # the Design page's, word for word (QA sweep 8)
     if r.suggested is not None:
         lines.append("suggested config (apply with --fix OUT):")
         lines.append(r.suggested.to_json())
@@ -78,6 +82,9 @@ def run_shapes(args: argparse.Namespace) -> int:
         spec = input_spec(config, args.method)
         out["image_input"] = list(image)
         out["input_kind"] = "pixels" if spec is None else spec.to_dict()
+        from .architecture import design_warnings
+
+        out["warnings"] = design_warnings(report)
         print(json.dumps(out, indent=2))
     else:
         from .feature_input import describe_input
