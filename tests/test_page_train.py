@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from archives import zip_bytes
 from udd_core import runs
+from udd_core.tensor_files import write_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "pages" / "train.py"
@@ -233,7 +234,8 @@ def test_runs_table_shows_every_status_and_old_runs_show_their_curves(tiny_confi
         for e in (1, 2, 3):
             runs.append_history(d, {"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.5 / e})
         runs.write_status(d, status, f"{status} here")
-        (d / runs.LAST_WEIGHTS).write_bytes(b"")  # a save to resume from (its content is never read here)
+        write_tensors(d / runs.LAST_WEIGHTS, {"w": torch.zeros(1)})  # a save to resume from (a whole file:
+        # the page checks its header, not its weights)
     d = runs.new_run(runs_dir, "d-dead")  # "running", but its process is gone
     runs.write_json_atomic(d / runs.TRAIN_FILE, {"settings": {}, "input_shape": [1, 32, 32], "created": "2024"})
     runs.write_json_atomic(d / runs.STATUS_FILE, {"status": "running", "pid": 2**22 + 12345,
