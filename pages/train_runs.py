@@ -110,7 +110,8 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
     # No minimum of done + 1: Streamlit would silently keep its old value for a smaller one typed in,
     # and Resume would train to that. A total at or below the epochs done is refused on Resume instead.
     more = r[0].number_input(f"Resume up to {offer.unit}", 1, 1_000_000, key=f"train_resume_to_{run.name}",
-                             value=offer.total, help=f"The new total; more than the {offer.done} {offer.unit}{'s' * (offer.done != 1)} done.")
+                             value=offer.total,
+                             help=f"The new total; more than the {offer.done} {offer.unit}{'s' * (offer.done != 1)} done.")
     if not r[1].button("Resume", icon=":material/resume:", key="train_resume"):
         return
     try:

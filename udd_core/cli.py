@@ -138,7 +138,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     onnx_path, side = write_export(result, args.onnx, force=args.force)
     par = result.info["parity"]
     print(f"udd export: wrote {onnx_path} ({len(result.onnx) / 1e6:.1f} MB) and {side}; parity on "
-          f"{par['images']} {par['source']} image{'s' * (par['images'] != 1)}: largest relative score difference {par['max_rel_score_diff']:.2g}",
+          f"{par['images']} {par['source']} image{'s' * (par['images'] != 1)}: largest relative score difference "
+          f"{par['max_rel_score_diff']:.2g}",
           file=sys.stderr)
     return 0
 

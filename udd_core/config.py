@@ -138,7 +138,8 @@ def parse_config(source: Union[str, Mapping[str, Any], AEConfig]) -> AEConfig:
     if missing:
         unknown = [str(k) for k in raw if k not in FIELDS and k not in OPTIONAL_FIELDS]
         typo = difflib.get_close_matches(missing[0], unknown, n=1, cutoff=0.75)  # "latnet_size": a typo, said
-        raise ConfigError(missing[0], "missing field" + (f" (also missing: {', '.join(missing[1:])})" if missing[1:] else "")
+        also = f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""
+        raise ConfigError(missing[0], f"missing field{also}"
                           + (f"; the config has {typo[0]!r}: a misspelling of it?" if typo else ""))
     output = raw.pop("output", "linear")
     if output not in OUTPUTS:

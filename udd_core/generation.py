@@ -21,7 +21,7 @@ from .data import ImageSet, load_dataset, resolved, same_data, size_for_sizeless
 from .latent import LatentStats, decode, encode, interpolate, noised_samples, random_samples, stats_of
 from .model import AutoEncoder, load_model
 from .scoring import model_device
-from .training_data import as_spelled, class_counts, training_images  # noqa: F401 - class_counts: the pages' name
+from .training_data import as_spelled, class_counts, training_images
 
 STATS_MAX_IMAGES = 1024  # latent statistics use at most this many images, evenly spaced
 _ENCODE_BATCH = 32  # images encoded per forward pass when fitting latent statistics

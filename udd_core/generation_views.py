@@ -95,7 +95,8 @@ def class_grid_view(grids: Sequence[wg.ClassGrid], ds: ImageSet, sigma: float,
                "the likelier of good and failing.")
     all_maps = np.concatenate(maps)  # (n, H, W) die values
     return GeneratedView(rows, caption, display.upscale(display.render_wafer(all_maps)),
-                         display.class_output_names(labels), wg.npz_bytes(all_maps, labels, srcs, [ds.names[i] for i in srcs]))
+                         display.class_output_names(labels),
+                         wg.npz_bytes(all_maps, labels, srcs, [ds.names[i] for i in srcs]))
 
 
 def class_commands(run_dir, grids: Sequence[wg.ClassGrid], sigma: float, seed: int, per: int, data, split: str

@@ -66,7 +66,8 @@ def legend_text(insp: Inspection, files: list[str]) -> str:
            if insp.threshold is None else
            f"Threshold: {insp.threshold:.6g} ({insp.threshold_source}); an image is defective when its score is "
            "above it.")
-    scoring = ", ".join(f"{k} {s[k]}" for k in ("residual", "score", "smooth_sigma", "topk_percent", "border") if k in s)
+    scoring = ", ".join(f"{k} {s[k]}" for k in ("residual", "score", "smooth_sigma", "topk_percent", "border")
+                        if k in s)
     lines = [f"Heatmaps made by udd on {time.strftime('%Y-%m-%d %H:%M')}",
              f"run: {s.get('model')}", f"data: {s.get('data')} (split {s.get('split')})", f"scoring: {scoring}", "",
              f"Each PNG overlays the anomaly map on the image as the model saw it, {size}: photos of another size "

@@ -55,7 +55,8 @@ def score_meaning(det, post: dict, factors: bool) -> str:
         return str(scoring_record(det, post)["score"])
     border = f", leaving out a {post['border']}-px border" if post.get("border") else ""
     reduction = {"mean": "the mean", "max": "the highest value",
-                 "topk": f"the mean of the top {post.get('topk_percent', 1):g}% of values"}.get(post["score"], post["score"])
+                 "topk": f"the mean of the top {post.get('topk_percent', 1):g}% of values"}.get(post["score"],
+                                                                                                post["score"])
     factor = ", times the image's latent novelty factor" if factors else ""
     return f"{reduction} of the anomaly map{border}{factor}; a map value is {det.map_meaning(post['residual'])}"
 
