@@ -76,8 +76,7 @@ def show_record(mgr: JobManager, root: Path, name: str) -> None:
     elif not alive and not fitted_in_one_pass(str(runs.read_train(run_dir).get("method") or "autoencoder")):
         st.caption("No epoch has finished: there is no loss curve to draw yet.")
     if not alive and (damage := damaged_note(run_dir)):  # whatever its status says, nothing can load it
-        st.error(f"This run's files are damaged: {damage}. Inspect, Generate and `udd score` will refuse it; "
-                 "a resume, where offered, writes its model again from last.safetensors.")
+        st.error(f"This run's files are damaged: {damage}.")
     elif not alive and runs.read_status(run_dir).get("status") == "finished":
         title, verb = next_page(run_dir)
         st.info(f"Done: open the **{title}** page to {verb} with this run.")

@@ -120,4 +120,30 @@ def test_damaged_note_names_the_file_that_cannot_load(tmp_path):
     note = damaged_note(run)
     assert note.startswith(f"{run / 'config.json'}: ") and ": missing field" in note
     (run / "train.json").write_text("{not json")
-    assert damaged_note(run) == f"{run / 'train.json'}: not a readable JSON object"
+    assert damaged_note(run).startswith(f"{run / 'train.json'}: not a readable JSON object. ")
+
+
+def test_damage_advice_fits_the_file_and_a_bad_last_save_blocks_resume_before_the_run_changes(tmp_path, capsys):
+    """QA sweep 8: one fixed text for every damage (a resume 'writes its model again' for a memory bank, or
+    for a broken config); and a resume from a truncated last.safetensors failed after it had marked a finished,
+    scorable run "failed" and rewritten its train.json."""
+    from inspect_fixtures import make_mvtec, make_run
+    from udd_core.cli import main
+    from udd_core.run_notes import damaged_note, resume_blocker
+
+    run = make_run(tmp_path / "r", make_mvtec(tmp_path / "parts"))
+    assert damaged_note(run) is None and resume_blocker(run) is None
+    model = (run / "model.safetensors").read_bytes()
+    (run / "model.safetensors").write_bytes(model[:100])
+    assert damaged_note(run).endswith("Resume writes it again from last.safetensors")
+    (run / "model.safetensors").write_bytes(model)
+    last = run / runs.LAST_WEIGHTS
+    last.write_bytes(last.read_bytes()[:100])
+    assert damaged_note(run) is None  # the model still loads and scores
+    assert resume_blocker(run).startswith(f"{last}: not a readable safetensors file")
+    before = {f: (run / f).read_bytes() for f in (runs.TRAIN_FILE, runs.STATUS_FILE)}
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "3"]) == 2
+    assert "cannot resume: " in capsys.readouterr().err
+    assert {f: (run / f).read_bytes() for f in before} == before  # nothing changed
+    (run / "config.json").write_text("{")
+    assert damaged_note(run).endswith("no resume can repair it: train a new run")

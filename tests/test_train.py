@@ -21,6 +21,7 @@ from udd_core.resume import images_digest, resume_offer
 from udd_core.progress import progress_bar
 from udd_core.settings import TrainSettings, form_values, settings_from_form, training_presets
 from udd_core.scoring import calibrate
+from udd_core.tensor_files import write_tensors
 from udd_core.train import TrainingFailed, seeded_model, train
 from udd_core.training_data import normal_images, split_indices
 
@@ -551,7 +552,7 @@ def test_resume_offer_follows_the_status_the_method_and_the_plan(tmp_path):
     run.mkdir()
     (run / runs.TRAIN_FILE).write_text(json.dumps({"settings": {"epochs": 30}, "input_shape": [1, 32, 32],
                                                    "data": {"path": "/d", "tile": True}}))
-    (run / runs.LAST_WEIGHTS).write_bytes(b"")  # a resume needs a save to start from; its content is not read here
+    write_tensors(run / runs.LAST_WEIGHTS, {"w": torch.zeros(1)})  # a resume needs a save to start from (a whole file)
 
     def info(done: int) -> runs.RunInfo:  # the epochs done are counted in the history, as a resume counts them
         (run / runs.HISTORY_FILE).write_text("".join(json.dumps({"epoch": e + 1}) + "\n" for e in range(done)))
@@ -565,6 +566,10 @@ def test_resume_offer_follows_the_status_the_method_and_the_plan(tmp_path):
         with pytest.raises(ValueError, match=r"^Resume: enter a total above the 12 epochs done\.$"):
             offer.check_total(total)  # would train nothing
     assert resume_offer(info(12), "running") is None
+    saved = (run / runs.LAST_WEIGHTS).read_bytes()
+    (run / runs.LAST_WEIGHTS).write_bytes(saved[:20])  # QA sweep 8: a truncated save offered a resume that failed
+    assert resume_offer(info(12), "stopped") is None
+    (run / runs.LAST_WEIGHTS).write_bytes(saved)
     good = (run / runs.TRAIN_FILE).read_text()
     for damaged in ('{"settings": {"epochs": 30}, "input_shape": [1, 32]}', "[1]"):
         (run / runs.TRAIN_FILE).write_text(damaged)  # TrainJob.resume would refuse it: no Resume box

@@ -22,6 +22,7 @@ from .methods.autoencoder import AutoencoderDetector
 from .model import CONFIG_FILE, AutoEncoder
 from .progress import Progress, ProgressBoard
 from .resume import check_resume_data, images_digest
+from .run_notes import resume_blocker
 from .settings import TrainSettings, applied_settings, resolve_device
 from .losses import check_fits_data, check_loss_fits
 from .train import TrainingFailed, check_images
@@ -127,6 +128,8 @@ class TrainJob:
         settings = settings.replace(**{k: v for k, v in (("device", device),) if v is not None})
         if not (run_dir / runs.LAST_WEIGHTS).is_file():
             raise ValueError(f"run {run_dir.name}: nothing to resume ({runs.LAST_WEIGHTS} is missing)")
+        if blocker := resume_blocker(run_dir):  # before train.json or status.json change (QA sweep 8)
+            raise ValueError(f"run {run_dir.name}: cannot resume: {blocker}")
         options = dict(info.get("options") or {})
         # The epoch loop to continue: the training loop's, or a later phase under way (Deep SVDD's one-class
         # epochs), whose total then takes the new count, so no epoch of it is trained again or lost.

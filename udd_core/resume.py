@@ -17,7 +17,7 @@ import numpy as np
 from . import runs
 from .data import data_kind, kind_mismatch, kind_noun
 from .methods import detector_class, run_method
-from .run_notes import more_epochs
+from .run_notes import more_epochs, resume_blocker
 
 
 def images_digest(images: np.ndarray) -> str:
@@ -67,6 +67,8 @@ def resume_offer(run: runs.RunInfo, status: str) -> Optional[ResumeOffer]:
     if status not in ("stopped", "interrupted", "finished") or not cls.resumable:
         return None
     if not (run.path / runs.LAST_WEIGHTS).is_file():  # stopped before its first save: nothing to resume from
+        return None
+    if resume_blocker(run.path):  # a damaged last.safetensors or config: TrainJob.resume would refuse it
         return None
     info = runs.read_train(run.path)
     shape, data = runs.train_shape(info), runs.train_source(info)

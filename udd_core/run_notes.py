@@ -114,31 +114,52 @@ def _scored_by_its_epochs(run_dir: Path) -> bool:
     return cls.trains_epochs and not cls.own_scores
 
 
-def damaged_note(run_dir: Union[str, Path]) -> Optional[str]:
-    """Why a run's files cannot be loaded (a config, train.json or method.json that does not parse, a
-    truncated or foreign tensor file), or None; headers only, cheap enough for every rerun of a page.
-    QA sweep 8: a run with a truncated bank was shown as "finished · Done: open Inspect"."""
+def _unreadable(run: Path, skip: tuple[str, ...] = ()) -> Optional[tuple[str, str]]:
+    """(file name, why) of the first run file that does not parse: train.json, method.json, config.json, then
+    the tensor files other than `skip`; None when all read. Headers only, cheap enough for every rerun."""
     from .config import parse_config  # the config parser and safetensors: only for whoever asks here
     from .tensor_files import check_tensor_file
 
-    run = Path(run_dir)
     for name in (TRAIN_FILE, "method.json", "config.json"):
         path = run / name
         if not path.is_file():
             continue
         value = read_json(path)
         if not isinstance(value, dict):
-            return f"{path}: not a readable JSON object"
+            return name, f"{path}: not a readable JSON object"
         if name == "config.json":
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # unknown keys are kept, not damage
                     parse_config(value)
             except ValueError as e:
-                return f"{path}: {e}"
+                return name, f"{path}: {e}"
     for path in sorted(run.glob("*.safetensors")):
-        try:
-            check_tensor_file(path)
-        except ValueError as e:
-            return str(e)
+        if path.name not in skip:
+            try:
+                check_tensor_file(path)
+            except ValueError as e:
+                return path.name, str(e)
     return None
+
+
+def damaged_note(run_dir: Union[str, Path]) -> Optional[str]:
+    """Why a run cannot be loaded for scoring (a config, train.json or method.json that does not parse, a
+    truncated or foreign model file), with what can still be done; None when it loads. last.safetensors only
+    serves a resume (`resume_blocker`). QA sweep 8: such runs were shown as "finished · Done: open Inspect"."""
+    run = Path(run_dir)
+    found = _unreadable(run, skip=(LAST_WEIGHTS,))
+    if found is None:
+        return None
+    name, why = found
+    if name == "model.safetensors" and resume_blocker(run) is None:
+        return f"{why}. Inspect, Generate and `udd score` refuse it; Resume writes it again from {LAST_WEIGHTS}"
+    return f"{why}. Inspect, Generate and `udd score` refuse it, and no resume can repair it: train a new run"
+
+
+def resume_blocker(run_dir: Union[str, Path]) -> Optional[str]:
+    """Why a resume of the run could not start (last.safetensors, the config or another file it reads does
+    not parse), said before the run changes; None when it can. model.safetensors is not read: a resume
+    writes it again. QA sweep 8: a failed resume had already marked a good run "failed"."""
+    found = _unreadable(Path(run_dir), skip=("model.safetensors",))
+    return None if found is None else found[1]
