@@ -317,6 +317,15 @@ def test_a_run_whose_data_moved_says_so_and_exports_with_data(capsys, tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no images to check parity on" in err and not (tmp_path / "m.onnx").exists()
     assert "give its new place with --data PATH" in err
+    # QA sweep 9: other images given as --data set the exported threshold (a defect's score among them), with
+    # only a note inside the JSON; now they are refused, as a resume refuses them
+    other = make_mvtec(tmp_path / "other", seed=5)  # as many images, other content
+    assert main(["export", str(run), "--onnx", str(tmp_path / "m.onnx"), "--data", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "not the images the run trained on (it holds 12 images, as the run had, but other ones)" in err
+    assert err.count("\n") == 1 and not (tmp_path / "m.onnx").exists()
+    assert main(["export", str(run), "--onnx", str(tmp_path / "m.onnx"), "--data", str(other / "test")]) == 2
+    assert "the run had 12" in capsys.readouterr().err
     assert main(["export", str(run), "--onnx", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "elsewhere")]) == 0
     info = json.loads((tmp_path / "m.json").read_text())
     assert (tmp_path / "m.onnx").is_file() and info["parity"]["images"] == 3  # 12 train images, val split 0.25

@@ -260,7 +260,7 @@ def export_run(run_dir: Union[str, Path], opset: int = DEFAULT_OPSET, residual: 
         run = {**run, "data": {**runs.train_source(run), "path": str(data)}}
     shape = run_input_shape(detector, run, p)
     scoring = default_scoring(detector, residual, smooth_sigma, score, topk_percent)
-    images, source, notes = run_validation_images(run, shape)
+    images, source, notes = run_validation_images(run, shape, exact=True)  # the line gets the run's threshold
     if images is None or not len(images):
         why = notes[0] if notes else runs.no_data_why(p)
         hint = "" if data is not None else " (where the data has moved, give its new place with --data PATH)"

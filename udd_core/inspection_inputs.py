@@ -18,6 +18,7 @@ from . import runs
 from .data import (ImageSet, data_kind, kind_mismatch, load_dataset, same_data, scores_training_data,
                    size_for_sizeless_model)
 from .methods import Detector, load_detector
+from .resume import images_digest
 from .run_notes import learned_defects_note, scored_training_data_note, still_learning_note, unfinished_note
 from .settings import resolve_device
 from .training_data import reference_normals, training_mask
@@ -96,28 +97,38 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
                   mismatch)
 
 
-def run_validation_images(run: dict, input_shape: tuple[int, int, int]) -> tuple[Optional[np.ndarray], str, list[str]]:
+def run_validation_images(run: dict, input_shape: tuple[int, int, int], exact: bool = False
+                          ) -> tuple[Optional[np.ndarray], str, list[str]]:
     """The normal images that set a run's heatmap scale and threshold (its train.json as ``run``), reloaded
     at ``input_shape`` (C, H, W): (images or None, "validation" / "unseen normal" / "training" / "", notes).
 
     The normal images of the run's validation split, as training split them
     (`training_data.reference_normals`, which also covers runs trained on chosen classes or on every
-    image); when the data cannot be reloaded the images are None and the notes say why.
+    image); when the data cannot be reloaded the images are None and the notes say why. ``exact``: data that
+    is not the images the run trained on (another count, or train.json's digest differs) is a ValueError,
+    not a note: an exported threshold must come from the run's own split (QA sweep 9).
     """
     src, st = runs.train_source(run), runs.train_settings(run)
     if not src.get("path"):
         return None, "", []
+    other = None
     try:
         ds = load_dataset(src["path"], input_shape, split="train", tile=bool(src.get("tile", False)))
         train_on = runs.train_on(run)
-        count = int(training_mask(ds, train_on, for_training=False)[0].sum())  # no copy of the images
-        notes = [] if src.get("count") in (None, count) else [
-            f"the training data now holds {count} images the run would train on, the run had {src['count']}; "
-            "its validation split may differ"]
+        keep = training_mask(ds, train_on, for_training=False)[0]
+        count = int(keep.sum())  # no copy of the images
+        if src.get("count") not in (None, count):
+            other = f"holds {count} images the run would train on, the run had {src['count']}"
+        elif exact and src.get("digest") and images_digest(ds.images[keep]) != src["digest"]:
+            other = f"holds {count} images, as the run had, but other ones"
+        notes = [f"the training data now {other}; its validation split may differ"] if other else []
         images, source = reference_normals(ds, train_on, float(st.get("val_split", 0.1)), int(st.get("seed", 0)))
-        return images, source, notes
     except (ValueError, TypeError, OSError) as e:  # TypeError: a damaged val_split or seed in train.json
         return None, "", [f"cannot reload the run's validation images: {e}"]
+    if exact and other:
+        raise ValueError(f"{src['path']}: not the images the run trained on (it {other}): its threshold and "
+                         "heatmap scale would come from other images; give the run's own data")
+    return images, source, notes
 
 
 def validation_images(loaded: Loaded) -> tuple[Optional[np.ndarray], str, list[str]]:
