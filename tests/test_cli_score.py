@@ -250,3 +250,7 @@ def test_heatmaps_inside_the_data_set_are_refused(capsys, tmp_path, run, data):
         assert rc == 2 and f"--heatmaps {target}: lies inside the data set" in err and err.count("\n") == 1, err
         assert not target.exists()
     assert main(["score", str(run), "--data", str(data), "--heatmaps", str(tmp_path / "beside")]) == 0
+    # QA sweep 9: into the run's own training data while another set is scored: its split sets the threshold
+    other = make_mvtec(tmp_path / "other", seed=3)
+    assert main(["score", str(run), "--data", str(other), "--heatmaps", str(data / "train" / "hm")]) == 2
+    assert "lies inside the data set" in capsys.readouterr().err and not (data / "train" / "hm").exists()

@@ -46,7 +46,8 @@ def run_generate(args: argparse.Namespace) -> int:
     args.run = str(run_dir_arg(args.run))  # a run name under $UDD_RUNS_DIR, as `udd score` and `udd export` take
     source = runs.run_source(args.run)
     data = args.data or source.get("path")
-    check_outside_data(args.out, data, f"--out {args.out}")  # its PNGs would join the data set's images
+    for images in {data, source.get("path")}:  # its PNGs would join the images of either set
+        check_outside_data(args.out, images, f"--out {args.out}")
     notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`
     model = load_generator(args.run, size=size,
                            data=data, split=args.split, notices=notices)
