@@ -439,3 +439,19 @@ def test_an_unwritable_or_slashed_onnx_is_refused_before_the_export(capsys, ae_r
         assert main(["export", str(ae_run), "--onnx", out]) == 2
         assert capsys.readouterr().err == f"udd export: error: {message}\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_feature_ae_score_with_its_novelty_factor_says_so_in_the_json(method_runs, data):
+    """QA sweep 9: the feature AE's exported JSON described its score as the map's top 1% alone; the graph
+    multiplies it by the latent novelty (0.1-0.3x here), so a line computing it from the map flagged every
+    part. The JSON, udd score's settings and the units note now say what the score is."""
+    run = method_runs("feature-ae")
+    det = load_detector(run)
+    words = det.describe().get("image_score")
+    if not words:
+        pytest.skip("this tiny feature-AE run scores without a latent factor")
+    assert "latent novelty" in words
+    assert export_run(run).info["scoring"]["image_score"] == words
+    insp = inspect_run(run, data)
+    assert insp.settings["image_score"] == words and insp.factors is not None
+    assert "Scores are not in the map's units" in insp.units_note()

@@ -137,7 +137,9 @@ class Inspection:
         """How the image scores' units relate to the heatmap's ("" when the heatmap shows the map as it is)."""
         if not self.norm:
             return ""
-        return (" Scores are in the map's own units; the heatmap shows the map in standard deviations of the "
+        units = ("Scores are not in the map's units (each is multiplied by its image's latent novelty factor)"
+                 if self.factors is not None else "Scores are in the map's own units")
+        return (f" {units}; the heatmap shows the map in standard deviations of the "
                 f"normal pixels, with the outline's pixel threshold at {self.pixel_threshold:.4g}.")
 
     def scale_legend(self, own_scale: bool = False) -> str:

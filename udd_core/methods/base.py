@@ -206,8 +206,9 @@ def scoring_record(detector: Detector, post: dict[str, Any]) -> dict[str, Any]:
     """The post-processing `post` as outputs record it (udd score --json, the report, the ONNX JSON). For a
     method with its own image score (`own_scores`), that score in words replaces the map reduction, top-k
     share and border, which it does not use: a reader would take them for how the score is made."""
-    if not detector.own_scores:
-        return dict(post)
+    if not detector.own_scores:  # a score with a factor (a feature AE's latent novelty) says so in words
+        words = detector.describe().get("image_score")
+        return dict(post) | ({"image_score": words} if words else {})
     own = detector.describe().get("image_score") or f"the {detector.method} method's own"
     return {**{k: v for k, v in post.items() if k not in ("score", "topk_percent", "border")},
             "score": f"{own} (not from the map)"}
