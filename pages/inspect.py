@@ -172,8 +172,8 @@ for col, (label, v) in zip(cols, [("image AUROC", m.image_auroc), ("image AP", m
                                   ("pixel AUROC", m.pixel_auroc), ("AUPRO", m.aupro), ("FPR", insp.fpr),
                                   ("TPR", insp.tpr)]):
     col.metric(label, fmt(v, 3), help=METRIC_HELP[label])
-cols[7].metric("threshold", f"{insp.threshold:.5g}", help=METRIC_HELP["threshold"])  # copyable, not "1.2"
-st.caption(f"Threshold: {insp.threshold_source}. An image is defective when its score is above it"
+cols[7].metric("threshold", f"{insp.threshold:.3g}", help=METRIC_HELP["threshold"])  # fits a narrow column
+st.caption(f"Threshold {insp.threshold:.6g}: {insp.threshold_source}. An image is defective when its score is above it"
            + (f"; the score is {markdown_literal(insp.score_meaning)}. " if insp.score_meaning else ". ") +
            "Heatmaps share one scale from the normal images (0 = a typical normal pixel, top = twice the pixel "
            "threshold); " + outlines_legend(insp.masks is not None) + ".")
@@ -292,7 +292,8 @@ with tab_export:
                                on_click="ignore", key="insp_onnx_file")
             d2.download_button(f"Download {run.name}.json (input, threshold, parity)", exp.json_text(),
                                f"{run.name}.json", "application/json", on_click="ignore", key="insp_onnx_json")
-            st.caption(f"Parity on {par['images']} {par['source']} images: largest relative score difference "
+            st.caption(f"Parity on {par['images']} {par['source']} image{'s' * (par['images'] != 1)}: largest "
+                       "relative score difference "
                        f"{par['max_rel_score_diff']:.2g}, largest map difference {par['max_rel_map_diff']:.2g} of "
                        f"its scale (allowed {par['tolerance']:g}). Threshold {exp.info['threshold']:.5g} "
                        f"(defective when score > threshold).")

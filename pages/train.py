@@ -279,7 +279,7 @@ with left:
             data_error = str(e)
             st.error(data_error)
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
-                 disabled=shape is None or data_error is not None):
+                 disabled=not path or shape is None or data_error is not None):  # no data: nothing to start
         try:
             settings = settings_from_form({k: ss[f"train_{k}"] for k in form_values(TrainSettings())})
             run_dir = sources.new_run_path(ROOT, run_name, path)

@@ -44,6 +44,9 @@ def test_page_renders_gallery_plots_and_exports(at):
     m = metrics(at)
     assert {"image AUROC", "pixel AUROC", "AUPRO", "FPR", "TPR", "threshold"} <= set(m)
     assert 0 <= float(m["image AUROC"]) <= 1
+    # QA sweep 9: 5 digits in the metric were cut to "0.00…" in its narrow column; the caption has them all
+    thr = float(next(c.value for c in at.caption if c.value.startswith("Threshold ")).split()[1].rstrip(":"))
+    assert thr == pytest.approx(float(m["threshold"]), rel=5e-3) and len(m["threshold"]) <= 6
     assert len(at.get("image")) >= 8 * 4  # 8 test images x (input, reconstruction, residual, overlay)
     assert len(at.get("plotly_chart")) == 3  # drill-down heatmap, histogram, ROC
     assert len(at.get("download_button")) == 3
