@@ -150,6 +150,8 @@ c, h, w = model.input_shape
 st.caption(f"{len(ds)} {'wafer maps' if kind == 'wafer' else 'images'} at {h}x{w}, {c} channel{'s' * (c > 1)}"
            + (f" · {len(counts)} classes" if len(counts) > 1 else "")
            + (f" · {WAFER_DIES}" if kind == "wafer" else ""))
+for note in ds.notices:  # skipped files, converted modes, resized maps: as Inspect and `udd score` say them
+    st.caption(f"ℹ️ {note}")
 
 opts = st.columns([3, 2])
 mode = opts[0].radio("Latents", MODES, key="gen_mode", horizontal=True, persist_state=KEEP,

@@ -276,3 +276,17 @@ def test_out_inside_the_data_folder_is_refused(tmp_path, capsys, tiny_config):
     rc, _, err = udd(capsys, tmp_path / "gray", "--sigma", 0.5, "-n", 2, "--size", "32,32", "--data", folder,
                      "--out", tmp_path / "gen")
     assert rc == 0, err
+
+
+def test_skipped_and_converted_files_are_noted(tmp_path, capsys, tiny_config):
+    """QA sweep 9: `udd generate` and the Generate page skipped unreadable files and converted images in
+    silence, where `udd score` names them."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 32), 100 + 10 * i, np.uint8)).save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    save_model(build_model(tiny_config), tmp_path / "gray")
+    rc, _, err = udd(capsys, tmp_path / "gray", "--sigma", 0.5, "-n", 2, "--size", "32,32", "--data", folder,
+                     "--out", tmp_path / "o")
+    assert rc == 0 and "note: skipped broken.png" in err, err

@@ -232,3 +232,16 @@ def test_every_mode_prints_the_headless_call_that_writes_its_images(at, runs_dir
 
     monkeypatch.chdir(tmp_path)  # a data path typed relative: the line names it absolute, to run from anywhere
     assert f"--data {tmp_path / 'x.npz'} " in gen.command_line(run, 2, 1, 0.5, 0, data="x.npz")
+
+
+def test_the_loaders_notes_are_shown(tmp_path, monkeypatch, fitted):
+    """QA sweep 9: the Generate page converted and skipped files in silence (here: maps resized to the model)."""
+    import numpy as np
+
+    small = tmp_path / "small.npz"
+    np.savez(small, maps=np.ones((4, 13, 13), np.uint8), labels=np.array(["none"] * 4))
+    make_run(tmp_path / "runs", "tiny", small, fitted[1])
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error, errors(at)
+    assert any("4 maps from small.npz:maps resized 13x13 -> 26x26 (nearest)" in c.value for c in at.caption)

@@ -63,6 +63,8 @@ def run_generate(args: argparse.Namespace) -> int:
     if mismatch := kind_mismatch(source.get("kind"), data_kind(data), "its generated images"):
         raise UsageError(f"--data {data}: {mismatch}; generate from data of the kind it trained on")
     ds = load_images(model, data, split=args.split, tile=tile)
+    for note in ds.notices:  # skipped files, converted modes: as `udd score` prints them (QA sweep 9)
+        print(f"note: {note}", file=sys.stderr)
     kind = model_kind(model, ds.kind)
     if args.npz and kind != "wafer":
         c = model.config.in_channels
