@@ -210,7 +210,8 @@ def test_heatmap_files_zip_and_regions(tmp_path, insp):
     row = dict(zip(("file", "label", "score", "verdict", "image"), table[insp.labels.index("spot")].split("\t")))
     assert row["label"] == "spot" and float(row["score"]) == pytest.approx(float(insp.scores[insp.labels.index("spot")]),
                                                                              rel=1e-5)
-    assert Image.open(paths[-1]).size == (256, 14)
+    bar = Image.open(paths[-1])
+    assert bar.size[0] >= 256 and bar.size[1] > 14  # the bar, with its end values written under it
     i = insp.labels.index("spot")
     regs = insp.regions(i, threshold=float(insp.maps[i][DEFECT].min()) - 1e-3)
     top, left, bottom, right = regs[0].bbox

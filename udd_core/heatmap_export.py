@@ -15,6 +15,8 @@ import zipfile
 from pathlib import Path
 from typing import Iterator, Optional
 
+import numpy as np
+
 from .atomic import write_files
 from .inspection_result import Inspection
 from .render import WAFER_LEGEND, auto_zoom, png_bytes, scale_bar_rgb
@@ -70,14 +72,16 @@ def legend_text(insp: Inspection, files: list[str]) -> str:
                         if k in s)
     lines = [f"Heatmaps made by udd on {time.strftime('%Y-%m-%d %H:%M')}",
              f"run: {s.get('model')}", f"data: {s.get('data')} (split {s.get('split')})", f"scoring: {scoring}", "",
-             f"Each PNG overlays the anomaly map on the image as the model saw it, {size}: photos of another size "
-             "or aspect ratio were resized to it, so they may look stretched.",
+             f"Each PNG overlays the anomaly map on the image as the model saw it, {size}: "
+             + ("maps of another size were resized to it (nearest die)." if insp.kind == "wafer" else
+                "photos of another size or aspect ratio were resized to it, so they may look stretched."),
              f"{insp.scale_legend()} The colour bar is {SCALE_FILE}, low on the left.",
              *([f"{WAFER_LEGEND}."] if insp.kind == "wafer" else []),
              *([f"Score: {insp.score_meaning}.{insp.units_note()}"] if insp.score_meaning else []), thr]
     if insp.notices:
         lines += ["", "Notes:", *(f"- {n}" for n in insp.notices)]
-    lines += ["", "file\tlabel\tscore\tverdict\timage"]
+    lines += ["", "label: the image's class in the data (its folder or label array: the truth, where the data has "
+              "one); verdict: the model's call at the threshold.", "file\tlabel\tscore\tverdict\timage"]
     for name, row in zip(files, insp.to_rows()):
         verdict = "" if row["defective"] is None else ("defective" if row["defective"] else "good")
         score = "nan" if row["score"] is None else f"{row['score']:.6g}"
@@ -92,7 +96,21 @@ def heatmap_files(insp: Inspection, factor: Optional[int] = None) -> Iterator[tu
     f = _zoom(insp) if factor is None else factor
     yield from zip(names, (insp.heatmap_png(i, f) for i in range(len(names))))
     yield LEGEND_FILE, legend_text(insp, names).encode("utf-8")
-    yield SCALE_FILE, png_bytes(scale_bar_rgb(256, 14))
+    yield SCALE_FILE, _scale_png(insp)
+
+
+def _scale_png(insp: Inspection) -> bytes:
+    """The colour bar with its two end values written under it: forwarded alone, it still says its scale."""
+    from PIL import Image, ImageDraw
+
+    bar = Image.fromarray(scale_bar_rgb(256, 14))
+    canvas = Image.new("RGB", (bar.width + 16, bar.height + 22), "white")  # (W, H): 8 px margins, a text row
+    canvas.paste(bar, (8, 4))
+    draw = ImageDraw.Draw(canvas)
+    lo, hi = f"{insp.scale.vmin:.4g}", f"{insp.scale.vmax:.4g}"
+    draw.text((8, bar.height + 7), lo, fill="black")
+    draw.text((canvas.width - 8 - draw.textlength(hi), bar.height + 7), hi, fill="black")
+    return png_bytes(np.asarray(canvas))
 
 
 def write_heatmaps(insp: Inspection, out_dir, force: bool = False) -> list[Path]:
