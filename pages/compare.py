@@ -199,7 +199,7 @@ rows = cmp_scores.metric_rows(inspections)
 method_of = {s.name: s.method for s in sides}
 st.caption("Runs: " + "; ".join(f"**{n}**: {method_of[n]}" for n in scored))  # timestamped names say no method
 # As text: Streamlit shows a missing number as "None" whatever the Styler's na_rep says.
-df = pd.DataFrame([[r.metric, *["n/a" if v is None else f"{float(v):.{cmp_scores.SHOWN_DIGITS}f}" for v in r.values]]
+df = pd.DataFrame([[r.metric, *["n/a" if v is None else cmp_scores.shown_value(r.metric, v) for v in r.values]]
                    for r in rows], columns=["metric", *scored])
 best = {(k, b) for k, r in enumerate(rows) for b in r.best}
 style = df.style.apply(lambda col: [BEST_BG if (k, scored.index(col.name)) in best else "" for k in range(len(col))],
@@ -239,4 +239,5 @@ for name in shown:
     cols[0].image(row[0], caption=markdown_literal(f"{short(name, data)} · {labels[name]}"), width="stretch")
     for col, img, run_name, insp in zip(cols[1:], row[1:], scored, inspections):
         score = float(insp.scores[insp.names.index(name)])
-        col.image(img, caption=f"{run_name} ({method_of[run_name]}) · score {score:.4g}", width="stretch")
+        col.image(img, caption=f"{run_name} ({method_of[run_name]}) · score {score:.4g}"
+                  + cmp_scores.verdict_words(insp, score), width="stretch")

@@ -80,3 +80,15 @@ def test_real_runs_side_by_side(two_runs):
     assert curves[0]["x"] == fpr.tolist() and "AUROC" in curves[0]["name"]
     unlabelled = SimpleNamespace(known=np.ones(3, bool), is_defect=np.zeros(3, bool), scores=np.zeros(3))
     assert scores.roc_figure(["u"], ["autoencoder"], [unlabelled]) is None
+
+
+def test_thresholds_keep_their_digits_and_captions_say_each_runs_call():
+    """QA sweep 9: two thresholds both read "0.0021" (0.00213818 and 0.00209941), and the heatmap row gave
+    four scores in four units with no word on which run flags the image."""
+    from udd_core.compare_scores import shown_value, verdict_words
+
+    assert shown_value("threshold", 0.00213818) == "0.0021382" != shown_value("threshold", 0.00209941)
+    assert shown_value("image AUROC", 0.98765) == f"{0.98765:.{scores.SHOWN_DIGITS}f}"
+    insp = fake_insp(0.9, threshold=0.5)
+    assert verdict_words(insp, 0.7) == " · defective" and verdict_words(insp, 0.5) == " · ok"
+    assert verdict_words(fake_insp(0.9, threshold=None), 0.7) == ""

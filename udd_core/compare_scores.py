@@ -53,6 +53,20 @@ def metric_rows(inspections: Sequence) -> list[MetricRow]:
     return rows
 
 
+def shown_value(metric: str, value: float) -> str:
+    """A metrics-table cell: rates to `SHOWN_DIGITS` decimals; a threshold, in its run's own units, to 5
+    significant digits (QA sweep 9: 0.00213818 and 0.00209941 both read "0.0021")."""
+    return f"{float(value):.5g}" if metric == "threshold" else f"{float(value):.{SHOWN_DIGITS}f}"
+
+
+def verdict_words(insp, score: float) -> str:
+    """' · defective' or ' · ok' for a heatmap caption at the run's own threshold ('' without one): scores of
+    different runs are in different units, so the caption says what the run calls the image."""
+    if insp.threshold is None:
+        return ""
+    return " · defective" if score > insp.threshold else " · ok"
+
+
 def roc_figure(names: Sequence[str], methods: Sequence[str], inspections: Sequence) -> Optional[dict]:
     """Every labelled run's image ROC in one plotly figure spec, in the run's colour (`RUN_COLOURS`) and
     named with its method and AUROC, beside the chance line; None when no run has both kinds of label."""
