@@ -117,3 +117,11 @@ def test_engine_errors_name_the_option_the_user_typed(capsys, tmp_path):
     assert as_option_error("output: needs wafer maps", train) == "output: needs wafer maps"  # no such option
     assert main(["train", "--method", "memroy-bank", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert capsys.readouterr().err.startswith("udd train: error: --method: must be one of")
+
+
+def test_integer_ranges_are_written_as_integers(capsys):
+    """QA sweep 9: `--seed 9223372036854775808` was told "[0, 9.22337e+18]"; the README says 2^63-1."""
+    from udd_core.cli import main
+
+    assert main(["generate", "x", "-n", "2", "--seed", "9223372036854775808", "--out", "o"]) == 2
+    assert "--seed: must be an integer in [0, 9223372036854775807], got 9223372036854775808" in capsys.readouterr().err

@@ -114,6 +114,6 @@ def run_generate(args: argparse.Namespace) -> int:
     what = kind_noun(kind)
     print(f"udd generate: wrote {len(paths)} {what} to {args.out}", file=sys.stderr)
     if npz is not None:
-        print(f"udd generate: wrote {len(maps)} maps (die values 0/1/2, labels, sources) to {args.npz}",
+        print(f"udd generate: wrote {len(maps)} maps (die values 0/1/2, labels, sources, source_names) to {args.npz}",
               file=sys.stderr)
     return 0

@@ -30,7 +30,8 @@ class NumberRange:
             return None
         kind = "an integer" if self.integer else "a number"
         shown = f"{value:g}" if isinstance(value, float) else value  # as typed: "--coreset 0" is "got 0", not "0.0"
-        return f"{self.flag}: must be {kind} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}], got {shown}"
+        lo, hi = (f"{int(self.lo)}", f"{int(self.hi)}") if self.integer else (f"{self.lo:g}", f"{self.hi:g}")  # 2^63-1
+        return f"{self.flag}: must be {kind} in {'(' if self.lo_open else '['}{lo}, {hi}], got {shown}"
 
 
 # Bounds are far beyond any sensible value but small enough that nothing downstream overflows.
