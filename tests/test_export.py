@@ -455,3 +455,14 @@ def test_a_feature_ae_score_with_its_novelty_factor_says_so_in_the_json(method_r
     insp = inspect_run(run, data)
     assert insp.settings["image_score"] == words and insp.factors is not None
     assert "Scores are not in the map's units" in insp.units_note()
+
+
+@pytest.mark.parametrize("method", ["autoencoder", "memory-bank"])
+def test_the_json_gives_inspects_outline_threshold_and_heatmap_top(method_runs, data, method):
+    """QA sweep 9: the JSON had the map normalisation but not the pixel threshold of Inspect's cyan outline,
+    nor the heatmap's top, so a line could not draw the same outline."""
+    run = method_runs(method)
+    norm = export_run(run).info["map_normalisation"]
+    insp = inspect_run(run, exp_data(run), split="train")  # the same validation images set both
+    assert norm["pixel_threshold"] == pytest.approx(insp.pixel_threshold, rel=1e-5)
+    assert norm["heatmap_top"] == pytest.approx(insp.scale.vmax, rel=1e-5)

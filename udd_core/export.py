@@ -33,7 +33,7 @@ from .data import to_tensor
 from .methods import Detector, load_detector, run_method, scoring_record, scoring_with
 from .metrics import threshold_for_fpr
 from .residuals import smooth_maps
-from .scoring import check_post_processing, fit_norm_stats, image_scores, score_images
+from .scoring import check_post_processing, fit_norm_stats, image_scores, outline_threshold, score_images
 
 TOLERANCE = 1e-4  # largest relative score (and map) difference that passes parity
 OPSETS = (13, 20)  # opsets the TorchScript exporter of torch 2.13 writes this graph in (closed range)
@@ -269,6 +269,8 @@ def export_run(run_dir: Union[str, Path], opset: int = DEFAULT_OPSET, residual: 
     ref_maps, ref_scores = reference_outputs(detector, images, scoring)
     threshold = threshold_for_fpr(ref_scores, TARGET_FPR)
     norm = fit_norm_stats(ref_maps)
+    scaled = detector.own_scores or bool(detector.describe().get("image_score"))  # a score not in map units
+    outline = outline_threshold(norm, threshold, scoring.score, scaled)  # Inspect's cyan outline, as a line needs it
     example = to_tensor(images[np.arange(2) % len(images)])  # (2, C, H, W): parity then runs 1 and up to 16
     graph = ExportGraph(detector, scoring).eval()
     model = _with_metadata(_to_onnx(graph, example, opset), {
@@ -291,7 +293,10 @@ def export_run(run_dir: Union[str, Path], opset: int = DEFAULT_OPSET, residual: 
         "threshold": threshold, "threshold_rule": "defective when score > threshold",
         "threshold_source": f"target FPR {TARGET_FPR:.2%} on the run's {len(images)} {source} images",
         "map_normalisation": {**norm.to_dict(), "rule": "heatmap value = (anomaly_map - mean) / std, "
-                                                        "0 = a typical normal pixel (udd's fixed heatmap scale)"},
+                                                        "0 = a typical normal pixel (udd's fixed heatmap scale)",
+                              "pixel_threshold": outline, "heatmap_top": 2 * outline,
+                              "outline_rule": "udd outlines heatmap values above pixel_threshold (cyan) and colours "
+                                              "0 to heatmap_top"},
         "parity": {**par, "source": source, "notes": notes},
         "sha256": hashlib.sha256(model).hexdigest(),
         "versions": {"udd": __version__, "torch": torch.__version__.split("+")[0],

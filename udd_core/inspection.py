@@ -20,7 +20,7 @@ from .inspection_result import UNKNOWN_LABELS, Inspection, normal_label
 from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr
 from .methods import scoring_record, scoring_with
 from .model import WEIGHTS_FILE
-from .scoring import SCORES, NormStats, check_border, fit_norm_stats, normalise, score_images
+from .scoring import SCORES, NormStats, check_border, fit_norm_stats, normalise, outline_threshold, score_images
 from .settings import resolve_device
 
 INVERTED = 0.35  # an AUROC this far below chance says the scores point the wrong way, not that they are weak
@@ -155,11 +155,11 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
 
     maps = normalise(res.maps, norm).astype(np.float32, copy=False) if norm else res.maps
     if norm:
-        q99 = (norm.q99 - norm.mean) / norm.std
+        pix = outline_threshold(norm, thr, score, res.factors is not None)
+    elif thr is not None and score in ("max", "topk") and res.factors is None:  # a score in map units
+        pix = thr
     else:
-        q99 = float(np.quantile(maps[good] if good.any() else maps, 0.99))
-    use_thr = thr is not None and score in ("max", "topk") and res.factors is None  # a score in map units
-    pix = ((thr - norm.mean) / norm.std if norm else thr) if use_thr else q99
+        pix = float(np.quantile(maps[good] if good.any() else maps, 0.99))
 
     masks = ds.masks
     if known.any():

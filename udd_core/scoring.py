@@ -122,6 +122,16 @@ class NormStats:
             raise ValueError(f"NormStats dict needs numeric mean, std, q99: {e}") from None
 
 
+def outline_threshold(norm: NormStats, threshold: Optional[float], score: str, scaled: bool) -> float:
+    """The pixel threshold of the heatmaps' cyan outline, in heatmap units (standard deviations of the normal
+    pixels above their mean): the image threshold in map units when the image score is the map's max or top-k
+    mean (and not `scaled` by a factor), so that the outline marks what makes an image defective; else the
+    normal pixels' 99th percentile. Inspect, reports and the ONNX JSON draw the same outline."""
+    if threshold is not None and score in ("max", "topk") and not scaled:
+        return (threshold - norm.mean) / norm.std
+    return (norm.q99 - norm.mean) / norm.std
+
+
 def fit_norm_stats(maps: np.ndarray | torch.Tensor) -> NormStats:
     """Fit pixel statistics on residual maps (N, H, W) of NORMAL images."""
     a = maps.detach().cpu().numpy() if isinstance(maps, torch.Tensor) else np.asarray(maps)
