@@ -15,12 +15,13 @@ from pages.train_runs import run_panel, runs_table, select
 from udd_core import sources
 from udd_core.config import CONFIG_UPLOAD_MB, parse_config
 from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind, training_labels
-from udd_core.losses import LOSSES, check_fits_data, check_loss_fits
+from udd_core.losses import LOSSES
 from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options
 from udd_core.design_state import DesignState
 from udd_core.presets import PIXEL_PRESET, design_input, method_choice, model_presets, preset_choice
 from udd_core.image_shapes import MAX_SIDE, checked_image_shape
 from udd_core.jobs import JobManager, TrainJob
+from udd_core.start_checks import form_message, start_refusal
 from udd_core.training_data import check_train_on, class_census
 from udd_core.settings import (DEVICES, FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NUMBERS, TrainSettings, chosen_classes,
                                 form_values, settings_from_form, training_presets)
@@ -244,54 +245,38 @@ with left:
             train_on = chosen_classes(ss["train_on_classes"])
         except ValueError as e:
             data_error = data_error or str(e)
-            on[1].error("Train on: " + str(e).removeprefix("train_on: "))
+            on[1].error(form_message(e))
     if path and shape and data_error is None:  # the data is readable (its estimate above)
         try:  # a class the data lacks, or no normal image to learn: from the labels, before Start (QA sweep 7)
             labels = labels_of(path)
             if ss["train_on_mode"] == "classes":
                 on[1].caption("The data's classes: " + class_census(labels))
-            check_train_on(labels, train_on)
+            train_on = check_train_on(labels, train_on)  # as the data spells the classes: what Start records
         except (ValueError, OSError) as e:
             data_error = str(e)
-            st.error("Train on: " + data_error.removeprefix("train_on: "))
+            st.error(form_message(e))
     if ss.pop("train_name_taken", False):  # the last start used the typed name: the next run needs its own
         ss["train_name"] = ""
     run_name = st.text_input("Run name", key="train_name", persist_state=KEEP,
                              placeholder=f"automatic, e.g. {sources.default_run_name(ROOT, path)}").strip()
     if sharing := mgr.sharing_note():
         st.caption(f"ℹ️ {sharing}")
-    if config is not None and data_error is None and method_cls.trains_epochs:
-        try:  # said before Start, as TrainJob.create refuses them: a cross-entropy loss on a model without
-            check_loss_fits(ss["train_loss"], config.output)  # probabilities (QA sweep 7: only after Start)
-        except ValueError as e:
-            data_error = str(e)
-            st.error(f"{data_error}, or pick another loss.")
-    if path and config is not None and data_error is None and method_cls.trains_epochs:
-        try:  # a wafer (die-class) model or loss on photos
-            check_fits_data(ss["train_loss"], config.output, kind_of(path))
-        except (ValueError, OSError) as e:
-            data_error = str(e)
-            st.error(f"{data_error}. Pick wafer data, or another model or loss.")
-    if run_name and data_error is None:
-        try:  # a name the runs folder refuses or already holds: said as typed, not after Start (QA sweep 7)
-            sources.new_run_path(ROOT, run_name, path)
-        except ValueError as e:
-            data_error = str(e)
-            st.error(data_error)
+    if data_error is None and (data_error := start_refusal(ROOT, run_name, path, config, ss["train_loss"],
+                                                           method_cls.trains_epochs, kind_of)):
+        st.error(data_error)
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
                  disabled=not path or shape is None or data_error is not None):  # no data: nothing to start
         try:
             settings = settings_from_form({k: ss[f"train_{k}"] for k in form_values(TrainSettings())})
             run_dir = sources.new_run_path(ROOT, run_name, path)
             images, notices = load_images(path, shape, tile, settings.train_on)
-            settings = settings.replace(train_on=check_train_on(labels_of(path), settings.train_on))  # its spelling
+            settings = settings.replace(train_on=train_on)  # the classes as the data spells them (checked above)
             mgr.start(TrainJob.create(run_dir, config, shape, images, settings, sources.source_record(path, tile),
                                       method=method, options=options))
             ss.setdefault("train_notices", {})[run_dir.name] = notices
             select(run_dir.name)
         except (ValueError, OSError) as e:  # settings, run name, data, an unwritable runs folder: one line
-            msg = str(e)  # the field as this page labels it
-            st.error("Train on: " + msg.removeprefix("train_on: ") if msg.startswith("train_on: ") else msg)
+            st.error(form_message(e))  # the field as this page labels it
         else:
             if run_name:
                 ss["train_name_taken"] = True
