@@ -16,12 +16,12 @@ from udd_core import sources
 from udd_core.config import CONFIG_UPLOAD_MB, parse_config
 from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind, training_labels
 from udd_core.losses import LOSSES
-from udd_core.methods import METHODS, check_choice, choice_message, detector_class, parse_options
+from udd_core.methods import METHODS, detector_class
 from udd_core.design_state import DesignState
-from udd_core.presets import PIXEL_PRESET, design_input, method_choice, model_presets, preset_choice
-from udd_core.image_shapes import MAX_SIDE, checked_image_shape
+from udd_core.presets import PIXEL_PRESET, method_choice, model_presets, preset_choice
+from udd_core.image_shapes import MAX_SIDE
 from udd_core.jobs import JobManager, TrainJob
-from udd_core.start_checks import form_message, start_refusal
+from udd_core.start_checks import form_message, model_choice, start_refusal
 from udd_core.training_data import check_train_on, class_census
 from udd_core.settings import (DEVICES, FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NUMBERS, TrainSettings, chosen_classes,
                                 form_values, settings_from_form, training_presets)
@@ -150,63 +150,54 @@ with left:
     method = st.selectbox("Method", METHODS, key="train_method", persist_state=KEEP, on_change=on_method,
                           format_func=lambda m: f"{m} — {detector_class(m).summary}")
     method_cls = detector_class(method)
-    options: dict = {}
     mmode = st.radio("Config", MODEL_MODES[0 if design_config and design_shape else 1:], key="train_model_mode",
                      horizontal=True, persist_state=KEEP, disabled=not method_cls.uses_config)
-    config = shape = None
-    per_image = 0  # feature bytes a fit keeps per image, for the estimate
-    refusal = None  # the first thing wrong with the model choice, shown under the options box
+    design_note = st.empty()  # the Design page's config and its input, once checked below
+    config = config_error = preset = size = None
+    from_design = False
     try:
         if method_cls.uses_config and mmode == MODEL_MODES[0]:  # the Design page's config, at its size
-            config = parse_config(design_config)
-            shape = design_input(config, method, design_shape)
-            name = DesignState(ss).label()  # the preset it started from, or the uploaded file
-            st.caption(f"The Design page's config ({name}), input {'x'.join(map(str, shape))}; change it there.")
+            from_design, config = True, parse_config(design_config)
+        elif not method_cls.uses_config:
+            # Two statements: a bare tuple here would be drawn on the page by Streamlit's "magic".
+            ss.setdefault("train_h", 256)
+            ss.setdefault("train_w", 256)
         else:
-            preset = None
-            if not method_cls.uses_config:
-                # Two statements: a bare tuple here would be drawn on the page by Streamlit's "magic".
-                ss.setdefault("train_h", 256)
-                ss.setdefault("train_w", 256)
-            else:
-                ss.setdefault("train_model_preset", PIXEL_PRESET)
-                if "train_h" not in ss:
-                    on_model_preset()
-                if mmode == MODEL_MODES[1]:
-                    preset = model_presets()[st.selectbox("Preset", list(model_presets()), key="train_model_preset",
-                                                          on_change=on_model_preset, persist_state=KEEP)]
-                    config = preset.config
-                elif up := st.file_uploader("config.json or the reference AE_config.txt", type=["json", "txt"],
-                                            key="train_config_file", max_upload_size=CONFIG_UPLOAD_MB):
-                    config = parse_config(up.getvalue())
-            hw = st.columns(2)
-            h = hw[0].number_input("Height", 1, MAX_SIDE, key="train_h", persist_state=KEEP)
-            w = hw[1].number_input("Width", 1, MAX_SIDE, key="train_w", persist_state=KEEP)
-            if config is not None or not method_cls.uses_config:  # no config: a backbone method, RGB images
-                shape = checked_image_shape(config, method, (h, w), preset.input_shape[0] if preset else None)
-    except ValueError as e:  # a bad config file, a design that does not mirror at this size
-        refusal, config, shape = e, None, None
+            ss.setdefault("train_model_preset", PIXEL_PRESET)
+            if "train_h" not in ss:
+                on_model_preset()
+            if mmode == MODEL_MODES[1]:
+                preset = model_presets()[st.selectbox("Preset", list(model_presets()), key="train_model_preset",
+                                                      on_change=on_model_preset, persist_state=KEEP)]
+                config = preset.config
+            elif up := st.file_uploader("config.json or the reference AE_config.txt", type=["json", "txt"],
+                                        key="train_config_file", max_upload_size=CONFIG_UPLOAD_MB):
+                config = parse_config(up.getvalue())
+    except ValueError as e:  # a config file (or design) that does not parse
+        config_error = e
+    if not from_design:
+        hw = st.columns(2)
+        size = (hw[0].number_input("Height", 1, MAX_SIDE, key="train_h", persist_state=KEEP),
+                hw[1].number_input("Width", 1, MAX_SIDE, key="train_w", persist_state=KEEP))
     text = st.text_input("Method options (JSON)", key="train_options", persist_state=KEEP,
                          placeholder=method_cls.option_example,
                          help="The method's own settings; empty: its defaults. See the README's table of methods.")
-    try:
-        options = parse_options(text, method)
-        if shape is not None:  # bad options, sizes and configs are refused here, before any data loads
-            per_image = check_choice(method, shape, options, config)
-    except ValueError as e:  # a bad option, or one the size or config cannot take
-        refusal = refusal or e
-        config = shape = None
-    if refusal is not None:
-        st.error(choice_message(refusal, options))
+    choice = model_choice(method, text, config, size, preset.input_shape[0] if preset else None,
+                          design_shape if from_design else None, config_error)
+    config, shape, options = choice.config, choice.shape, choice.options
+    if from_design and shape:
+        design_note.caption(f"The Design page's config ({DesignState(ss).label()}), input "
+                            f"{'x'.join(map(str, shape))}; change it there.")
+    if choice.refusal is not None:
+        st.error(choice.refusal)
         # The Design page's feature-AE design, with a pixel method still chosen: one click trains it as designed.
-        if (mmode == MODEL_MODES[0] and method != FEATURE_AE and isinstance(design_config, dict)
-                and design_config.get("input")):
+        if from_design and method != FEATURE_AE and isinstance(design_config, dict) and design_config.get("input"):
             st.button(f"Train this design with {FEATURE_AE}", key="train_use_feature_ae", on_click=use_method,
                       args=(FEATURE_AE,))
     data_error = None
     if path and shape:
         try:
-            estimate.caption(f"≈ {describe(path, shape, tile, per_image)}")
+            estimate.caption(f"≈ {describe(path, shape, tile, choice.per_image)}")
         except (ValueError, OSError) as e:
             data_error = str(e)
             estimate.error(data_error)  # shown once, here; Start stays off until the data is usable
