@@ -185,10 +185,10 @@ if mode == MODES[0]:
                                         f"{k} ({counts[k]})")
     # HW2 view: up to 8 sources per class (a smaller class gives all it has).
     most = 8 if hw2 else min(16, counts[class_filter] if class_filter is not None else len(ds))
-    ss.setdefault("gen_sources", min(4, most))  # the state holds the value: a widget default beside it warns
-    if ss["gen_sources"] > most:  # a smaller class than the last one
-        ss["gen_sources"] = most
-    k = int(ctl[3].number_input("Source images" + (" per class" if hw2 else ""), 1, most, key="gen_sources"))
+    # The count typed last, clamped to what this class or data set has: a larger one brings it back.
+    ss["gen_sources"] = min(ss.setdefault("gen_sources_wanted", 4), most)  # state only: a widget default warns
+    k = int(ctl[3].number_input("Source images" + (" per class" if hw2 else ""), 1, most, key="gen_sources",
+                                on_change=lambda: ss.update(gen_sources_wanted=ss["gen_sources"])))
     per = int(ctl[4].number_input("Variants per source", 1, 8, 4, key="gen_per_source", persist_state=KEEP))
     try:
         if hw2:

@@ -88,6 +88,13 @@ def test_class_filter_picks_sources_of_that_class(at, tmp_path):
     rows = grid(at)
     assert rows and all(r[0][1].startswith("Scratch ·") for r in rows)
     assert len(rows) == 3  # the class holds 3 maps: the source count follows it down
+    at.selectbox(key=next(b.key for b in at.selectbox if b.label == "Class")).set_value(None).run()
+    assert len(grid(at)) == 4  # ... and back up to the count last asked for (QA sweep 9 left it at 3)
+    at.number_input(key="gen_sources").set_value(6).run()
+    at.selectbox(key=next(b.key for b in at.selectbox if b.label == "Class")).set_value("Scratch").run()
+    at.selectbox(key=next(b.key for b in at.selectbox if b.label == "Class")).set_value(None).run()
+    assert len(grid(at)) == 6 and at.number_input(key="gen_sources").value == 6
+    at.selectbox(key=next(b.key for b in at.selectbox if b.label == "Class")).set_value("Scratch").run()
     classes = next(b for b in at.selectbox if b.label == "Class")
     at.text_input(key="gen_data_tiny").input(at.text_input(key="gen_data_tiny").value + " ").run()
     other = next(b for b in at.selectbox if b.label == "Class")  # the same data typed again: the same box
