@@ -7,6 +7,7 @@ All computing is in udd_core.generation; models and data are cached per run fold
 import os
 from pathlib import Path
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from pages.run_focus import (KEEP, focused_run, follow_focus, hand_over_deep_link, heal_pick, run_label, set_focus,
@@ -14,6 +15,7 @@ from pages.run_focus import (KEEP, focused_run, follow_focus, hand_over_deep_lin
 from udd_core import display
 from udd_core import generation as gen
 from udd_core import generation_views as views
+from udd_core import latent_map
 from udd_core import wafer_generation as wg
 from udd_core.data import data_kind, kind_mismatch, same_data
 from udd_core.methods import detector_class, has_detector, run_method
@@ -58,6 +60,11 @@ def cached_class_grids(run_dir: str, mtime: float, data_path: str, split: str, t
     ds = cached_data(run_dir, mtime, data_path, split, tile)
     return wg.class_grids(cached_model(run_dir, mtime), ds.images, ds.labels, sigma, seed, n_sources=k,
                           per_source=per)
+
+
+@st.cache_resource(show_spinner="Encoding the images for the latent map ...", max_entries=2)
+def cached_latent_map(run_dir: str, mtime: float, data_path: str, split: str, tile: bool):
+    return latent_map.fit_latent_map(cached_model(run_dir, mtime), cached_data(run_dir, mtime, data_path, split, tile))
 
 
 @st.cache_resource(show_spinner="Fitting latent statistics ...", max_entries=4)
@@ -231,6 +238,20 @@ if view is not None and len(view.outputs):
                            help="maps: uint8 (N, H, W) die values 0/1/2 (argmax, the wafer outline kept from the "
                                 "source); labels: each map's source class; sources: the source's index in the data. "
                                 "The same file as `udd generate ... --npz OUT.npz`.")
+
+st.subheader("Latent map")
+if st.toggle("Show every image's latent code on a map", True, key="gen_latent_map", persist_state=KEEP):
+    try:
+        lmap = cached_latent_map(str(run.path), mtime, data_path, split, tile)
+    except (ValueError, OSError) as e:  # fewer than two images, or one code for all
+        st.info(str(e).splitlines()[0])
+    else:
+        drawn = view if view is not None and view.latents is not None else None
+        made = None if drawn is None else "noised" if drawn.origins is not None else "random"
+        st.caption(latent_map.map_caption(lmap, made))
+        st.plotly_chart(go.Figure(latent_map.latent_figure(
+            lmap, drawn and drawn.latents, drawn and drawn.origins, "generated" if made == "noised" else "random",
+            drawn and drawn.hover)), key="gen_latent_figure")
 
 st.subheader("Interpolate")
 st.caption("Blend the latent codes of two images in equal steps and decode each blend; the inputs are at both ends.")

@@ -252,3 +252,18 @@ def test_the_loaders_notes_are_shown(tmp_path, monkeypatch, fitted):
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     assert not at.exception and not at.error, errors(at)
     assert any("4 maps from small.npz:maps resized 13x13 -> 26x26 (nearest)" in c.value for c in at.caption)
+
+
+def latent_traces(app) -> list[str]:
+    charts = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    return [t.get("name") for t in charts[0]["data"]] if charts else []
+
+
+def test_the_latent_map_shows_the_data_and_the_codes_drawn_above(at):
+    names = latent_traces(at)
+    assert names[0].startswith("none (") and names[-2:] == ["sources", "generated"]
+    assert any("Crosses: the generated codes above" in c.value for c in at.caption)
+    at.radio(key="gen_mode").set_value("Random latents").run()
+    assert not at.exception and latent_traces(at)[-1] == "random" and "sources" not in latent_traces(at)
+    at.toggle(key="gen_latent_map").set_value(False).run()
+    assert not at.exception and not at.get("plotly_chart")  # off: nothing encoded, nothing drawn

@@ -18,7 +18,7 @@ import torch
 
 from . import runs
 from .data import ImageSet, load_dataset, resolved, same_data, size_for_sizeless_model, to_tensor
-from .latent import LatentStats, decode, encode, interpolate, noised_samples, random_samples, stats_of
+from .latent import LatentStats, decode, encode, interpolate, noised_latents, random_latents, stats_of
 from .model import AutoEncoder, load_model
 from .scoring import model_device
 from .training_data import as_spelled, class_counts, training_images
@@ -125,6 +125,7 @@ class Generation:
 
     outputs: torch.Tensor  # (n, C, H, W) decoder values (softmax probabilities for a softmax model)
     sources: np.ndarray  # (n,) index into the data set of each output's source image
+    latents: torch.Tensor  # (n, L, h, w) the noised codes that were decoded, for the latent map
 
     def by_source(self) -> list[tuple[int, list[int]]]:
         """(source index, output indices) per distinct source, in order of first appearance."""
@@ -172,25 +173,28 @@ def generate(model: AutoEncoder, images, sigma: float, n: int, seed: int,
     pool = class_pool(labels, len(images), class_filter)
     chosen = pick_sources(pool, n if n_sources is None else _check_count(n_sources, "n_sources"), seed)
     x = _as_batch(images, chosen, model_device(model))  # (k, C, H, W)
-    out = noised_samples(model, x, float(sigma), n, seed)  # (n, C, H, W), output j from x[j % k]
-    return Generation(out, chosen[np.arange(n) % len(chosen)])
+    z = noised_latents(model, x, float(sigma), n, seed)  # (n, L, h, w), output j from x[j % k]
+    return Generation(decode(model, z), chosen[np.arange(n) % len(chosen)], z)
 
 
 def training_stats(model: AutoEncoder, images, max_images: int = STATS_MAX_IMAGES,
                    per_position: bool = False) -> LatentStats:
-    """Latent mean/std (per channel, or per position) over up to ``max_images`` evenly spaced images.
-
-    Images are encoded in chunks: that bounds the encoder's activation memory, which for large
-    images dwarfs the latents.
-    """
+    """Latent mean/std (per channel, or per position) over up to ``max_images`` evenly spaced images."""
     n = len(images)
     if n == 0:
         raise ValueError("images: none given to fit latent statistics on")
     idx = np.unique(np.linspace(0, n - 1, min(n, max_images)).round().astype(int))
-    dev = model_device(model)
-    z = torch.cat([encode(model, _as_batch(images, idx[s:s + _ENCODE_BATCH], dev)).double().cpu()
-                   for s in range(0, len(idx), _ENCODE_BATCH)])  # (k, L, h, w)
-    return stats_of(z, per_position)
+    return stats_of(encode_images(model, images, idx).double(), per_position)
+
+
+def encode_images(model: AutoEncoder, images, idx: Sequence[int]) -> torch.Tensor:
+    """Latent codes (k, L, h, w) of images ``idx``, on the CPU. Encoded in chunks: that bounds the
+    encoder's activation memory, which for large images dwarfs the latents."""
+    idx, dev = np.asarray(idx, dtype=int), model_device(model)
+    if not len(idx):
+        raise ValueError("images: none given to encode")
+    return torch.cat([encode(model, _as_batch(images, idx[s:s + _ENCODE_BATCH], dev)).cpu()
+                      for s in range(0, len(idx), _ENCODE_BATCH)])
 
 
 def sigma_scale(model: AutoEncoder, images, max_images: int = 64) -> tuple[float, float]:
@@ -266,9 +270,14 @@ def latent_hw(model: AutoEncoder) -> tuple[int, int]:
     return int(z.shape[2]), int(z.shape[3])
 
 
+def random_codes(model: AutoEncoder, stats: LatentStats, n: int, seed: int) -> torch.Tensor:
+    """``n`` latent codes (n, L, h, w) drawn from ``stats`` (see ``training_stats``): what `generate_random` decodes."""
+    return random_latents(stats, _check_count(n), _check_seed(seed), latent_hw(model))
+
+
 def generate_random(model: AutoEncoder, stats: LatentStats, n: int, seed: int) -> torch.Tensor:
     """``n`` images (n, C, H, W) decoded from latents drawn from ``stats`` (see ``training_stats``)."""
-    return random_samples(model, stats, _check_count(n), _check_seed(seed), latent_hw(model))
+    return decode(model, random_codes(model, stats, n, seed))
 
 
 def interpolation(model: AutoEncoder, images, i: int, j: int, steps: int) -> torch.Tensor:

@@ -35,6 +35,9 @@ class GeneratedView:
     outputs: np.ndarray  # (n, H, W[, 3]) uint8: the generated pictures alone, for the zip of PNGs
     names: list[str]  # their file names in the zip
     npz: Optional[bytes] = None  # wafer runs: the generated die maps for augmentation (`udd generate --npz`)
+    latents: Optional[np.ndarray] = None  # (n, D) the codes that were decoded, for the latent map
+    origins: Optional[np.ndarray] = None  # (n, D) each one's source image's code (noised latents only)
+    hover: Optional[list[str]] = None  # what the latent map says of each generated code
 
 
 def image_label(ds: ImageSet, i: int) -> str:
@@ -68,7 +71,11 @@ def noised_view(model, ds: ImageSet, kind: str, sigma: float, n_sources: int, pe
     if wafer:
         npz = wg.npz_bytes(wg.generated_maps(g.outputs, outline), [ds.labels[i] for i in g.sources.tolist()],
                            g.sources, [ds.names[i] for i in g.sources.tolist()])
-    return GeneratedView(rows, caption, outputs, display.output_names(len(outputs), "sample"), npz)
+    codes = gen.encode_images(model, ds.images, srcs).flatten(1).numpy()  # (k, D): the sources, at σ 0
+    origins = codes[[srcs.index(i) for i in g.sources.tolist()]]  # (n, D): each variant's source code
+    hover = [f"σ {sigma:g} · #{j} from {display.short_name(ds.names[i])}" for j, i in enumerate(g.sources.tolist())]
+    return GeneratedView(rows, caption, outputs, display.output_names(len(outputs), "sample"), npz,
+                         g.latents.flatten(1).cpu().numpy(), origins, hover)
 
 
 def class_grid_view(grids: Sequence[wg.ClassGrid], ds: ImageSet, sigma: float,
@@ -111,11 +118,13 @@ def random_view(model, stats, n: int, seed: int, kind: str, per_position: bool, 
                 shaded: bool = False, command: str = "") -> GeneratedView:
     """`n` pictures decoded from latents drawn from `stats` (`generation.training_stats`), in one row;
     `command` is the `udd generate --random` line that writes the same images."""
-    outputs = display.to_display(gen.generate_random(model, stats, n, seed), kind, shaded=shaded)
+    z = gen.random_codes(model, stats, n, seed)  # (n, L, h, w): what `generate_random` decodes
+    outputs = display.to_display(gen.decode(model, z), kind, shaded=shaded)
     caption = gen.random_latents_caption(per_position, train_on) + (
         f" The same images headless: `{command}`" if command else "")
     return GeneratedView([ImageRow(list(outputs), [f"#{j}" for j in range(len(outputs))])], caption, outputs,
-                         display.output_names(len(outputs), "random"))
+                         display.output_names(len(outputs), "random"), latents=z.flatten(1).cpu().numpy(),
+                         hover=[f"random #{j}" for j in range(len(outputs))])
 
 
 def interpolation_row(model, ds: ImageSet, kind: str, a: int, b: int, steps: int, shaded: bool = False) -> ImageRow:

@@ -49,8 +49,8 @@ def _normal(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=g, dtype=torch.float32)
 
 
-def noised_samples(model: torch.nn.Module, x: torch.Tensor, sigma: float, n: int, seed: int) -> torch.Tensor:
-    """``n`` variations of images ``x``: source i % B's latent + N(0, sigma^2) noise, decoded."""
+def noised_latents(model: torch.nn.Module, x: torch.Tensor, sigma: float, n: int, seed: int) -> torch.Tensor:
+    """``n`` latent codes (n, L, h, w): source i % B's code + N(0, sigma^2) noise (what `noised_samples` decodes)."""
     _check_images(x)
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
@@ -59,7 +59,12 @@ def noised_samples(model: torch.nn.Module, x: torch.Tensor, sigma: float, n: int
     z = encode(model, x)  # (B, L, h, w)
     z = z[torch.arange(n, device=z.device) % z.shape[0]]  # (n, L, h, w), sources round-robin
     noise = _normal(tuple(z.shape), seed).to(z.device)
-    return decode(model, z + sigma * noise)
+    return z + sigma * noise
+
+
+def noised_samples(model: torch.nn.Module, x: torch.Tensor, sigma: float, n: int, seed: int) -> torch.Tensor:
+    """``n`` variations of images ``x``: source i % B's latent + N(0, sigma^2) noise, decoded."""
+    return decode(model, noised_latents(model, x, sigma, n, seed))
 
 
 @dataclass(frozen=True)
@@ -124,13 +129,19 @@ def latent_stats(model: torch.nn.Module, x: torch.Tensor, per_position: bool = F
 
 
 def random_samples(model: torch.nn.Module, stats: LatentStats, n: int, seed: int, latent_hw: tuple[int, int]) -> torch.Tensor:
-    """Decode ``n`` latents (n, L, h, w) drawn independently per position from the statistics' normals.
+    """Decode ``n`` latents (n, L, h, w) drawn independently per position from the statistics' normals
+    (`random_latents`).
 
     Independent positions ignore the correlation between neighbours, so these look less natural
     than ``noised_samples``; they show what the decoder has learned to draw from scratch.
     Per-channel statistics give every position the same distribution; per-position ones keep
     each position's own mean, i.e. the layout the training images share.
     """
+    return decode(model, random_latents(stats, n, seed, latent_hw))
+
+
+def random_latents(stats: LatentStats, n: int, seed: int, latent_hw: tuple[int, int]) -> torch.Tensor:
+    """``n`` latent codes (n, L, h, w) drawn from the statistics' normals, each position on its own."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     h, w = (int(v) for v in latent_hw)
@@ -140,8 +151,7 @@ def random_samples(model: torch.nn.Module, stats: LatentStats, n: int, seed: int
         raise ValueError(f"latent statistics were fitted at latent size {stats.hw[0]}x{stats.hw[1]}, "
                          f"this model's latent is {h}x{w}")
     mean, std = stats.tensors()  # (1, L, 1, 1) or (1, L, h, w)
-    z = mean + std * _normal((n, mean.shape[1], h, w), seed)  # (n, L, h, w)
-    return decode(model, z)
+    return mean + std * _normal((n, mean.shape[1], h, w), seed)  # (n, L, h, w)
 
 
 def interpolate(model: torch.nn.Module, xa: torch.Tensor, xb: torch.Tensor, steps: int) -> torch.Tensor:
