@@ -249,9 +249,17 @@ if st.toggle("Show every image's latent code on a map", True, key="gen_latent_ma
         drawn = view if view is not None and view.latents is not None else None
         made = None if drawn is None else "noised" if drawn.origins is not None else "random"
         st.caption(latent_map.map_caption(lmap, made))
-        st.plotly_chart(go.Figure(latent_map.latent_figure(
-            lmap, drawn and drawn.latents, drawn and drawn.origins, "generated" if made == "noised" else "random",
-            drawn and drawn.hover)), key="gen_latent_figure")
+        kind_name = "generated" if made == "noised" else "random"
+        codes, origins, sources, hover = ((drawn.latents, drawn.origins, drawn.sources, drawn.hover) if drawn
+                                          else (None, None, None, None))
+        st.plotly_chart(go.Figure(latent_map.latent_figure(lmap, codes, origins, kind_name, hover)),
+                        key="gen_latent_figure")
+        table = latent_map.map_csv(lmap, codes, kind_name, drawn and drawn.names, sources,
+                                   None if sources is None else [ds.labels[i] for i in sources.tolist()])
+        st.download_button("Download the latent map (CSV)", table, f"{name}-latent-map.csv", "text/csv",
+                           key="gen_latent_csv", on_click="ignore",
+                           help="Each image's and each generated code's place on the two axes: the same file as "
+                                "`udd generate ... --latent-map OUT.csv`.")
 
 st.subheader("Interpolate")
 st.caption("Blend the latent codes of two images in equal steps and decode each blend; the inputs are at both ends.")

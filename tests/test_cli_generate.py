@@ -124,6 +124,8 @@ def test_random_latents_per_position(tmp_path, capsys):
     (["--sigma", "0.5", "--size", "32,32"], "trained for 26x26"),
     (["--sigma", "0.5", "--data", "/no/such/data.npz"], "no such file"),
     (["--sigma", "0.5", "--out", " "], "--out: the folder name is empty"),
+    (["--sigma", "0.5", "--latent-map", "map.txt"], "--latent-map map.txt: the file name must end in .csv"),
+    (["--sigma", "0.5", "--latent-map", "/no/such/map.csv"], "--latent-map /no/such/map.csv: /no/such: no such folder"),
 ])
 def test_bad_input_is_one_line_and_exit_2(run, tmp_path, capsys, extra, message):
     rc, stdout, err = udd(capsys, run, "-n", 2, "--out", tmp_path / "o", *extra)
@@ -290,3 +292,38 @@ def test_skipped_and_converted_files_are_noted(tmp_path, capsys, tiny_config):
     rc, _, err = udd(capsys, tmp_path / "gray", "--sigma", 0.5, "-n", 2, "--size", "32,32", "--data", folder,
                      "--out", tmp_path / "o")
     assert rc == 0 and "note: skipped broken.png" in err, err
+
+
+def test_latent_map_csv_holds_the_pages_map_and_the_codes_it_decoded(run, tmp_path, capsys):
+    """`--latent-map` writes the Generate page's map: the same axes, each image's place, and each generated
+    code placed where the page draws its cross (the codes that were decoded into the PNGs)."""
+    import csv
+
+    from udd_core.generation import generate, load_generator, load_images
+    from udd_core.latent_map import fit_latent_map
+
+    table = tmp_path / "o" / "map.csv"
+    rc, stdout, err = udd(capsys, run, "--sigma", 0.5, "-n", 6, "--sources", 2, "--out", tmp_path / "o",
+                          "--seed", 4, "--latent-map", table)
+    assert rc == 0, err
+    assert "wrote the latent map (" in err and str(table) in err
+    rows = list(csv.DictReader(table.open()))
+    model = load_generator(run)
+    ds = load_images(model, json.loads((run / "train.json").read_text())["data"]["path"])
+    lmap = fit_latent_map(model, ds)
+    data, made = [r for r in rows if r["kind"] == "data"], [r for r in rows if r["kind"] == "generated"]
+    assert len(data) == len(ds) and [r["label"] for r in data] == list(ds.labels)
+    np.testing.assert_allclose([[float(r["x"]), float(r["y"])] for r in data], lmap.xy, rtol=1e-5, atol=1e-5)
+    g = generate(model, ds.images, 0.5, 6, 4, ds.labels, n_sources=2)
+    assert [r["name"] for r in made] == [f"sample_{j:04d}.png" for j in range(6)]
+    assert [int(r["source"]) for r in made] == g.sources.tolist()
+    assert [r["label"] for r in made] == [ds.labels[i] for i in g.sources.tolist()]
+    np.testing.assert_allclose([[float(r["x"]), float(r["y"])] for r in made], lmap.place(g.latents),
+                               rtol=1e-5, atol=1e-5)
+    assert float(rows[0]["axis1_variance"]) == pytest.approx(lmap.explained[0], rel=1e-5)
+    rc, _, err = udd(capsys, run, "--random", "-n", 3, "--out", tmp_path / "r", "--latent-map", table)
+    assert rc == 2 and "--latent-map" in err and "already exists" in err and not (tmp_path / "r").exists()
+    rc, _, err = udd(capsys, run, "--random", "-n", 3, "--out", tmp_path / "r", "--latent-map", table, "--force")
+    assert rc == 0, err
+    made = [r for r in csv.DictReader(table.open()) if r["kind"] != "data"]
+    assert [r["kind"] for r in made] == ["random"] * 3 and {r["source"] for r in made} == {""}

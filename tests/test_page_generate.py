@@ -263,6 +263,7 @@ def test_the_latent_map_shows_the_data_and_the_codes_drawn_above(at):
     names = latent_traces(at)
     assert names[0].startswith("none (") and names[-2:] == ["sources", "generated"]
     assert any("Crosses: the generated codes above" in c.value for c in at.caption)
+    assert "Download the latent map (CSV)" in [b.proto.label for b in at.get("download_button")]
     at.radio(key="gen_mode").set_value("Random latents").run()
     assert not at.exception and latent_traces(at)[-1] == "random" and "sources" not in latent_traces(at)
     at.toggle(key="gen_latent_map").set_value(False).run()

@@ -249,7 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--npz", metavar="OUT.npz",
                    help="also save the generated wafer maps for augmentation: maps uint8 (N, H, W) in 0/1/2 "
                         "(argmax, outline kept from the source), labels (source class), sources (source index)")
-    p.add_argument("--force", action="store_true", help="overwrite existing files of the same names (and --npz)")
+    p.add_argument("--latent-map", metavar="OUT.csv",
+                   help="also save the Generate page's latent map: each image's code (up to 1,000) and each "
+                        "generated code on the two main axes of the data's codes (PCA), as CSV")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite existing files of the same names (and --npz, --latent-map)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("score", help="score a data set with a trained run: image scores, metrics, heatmaps")

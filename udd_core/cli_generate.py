@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 from . import runs
-from .atomic import check_new_folder
+from .atomic import check_new_file, check_new_folder, write_text_atomic
 from .cli import UsageError, parse_ints, run_dir_arg
 from .data import check_outside_data, data_kind, kind_mismatch, kind_noun, same_data
 from .run_notes import unfinished_note
 from .display import output_names, to_display, write_pngs
-from .generation import (class_pool, default_sigma_scale, generate, generate_random, images_trained_on,
-                         load_generator, load_images, model_kind, training_stats)
+from .generation import (class_pool, decode, default_sigma_scale, generate, images_trained_on, load_generator,
+                         load_images, model_kind, random_codes, training_stats)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -42,6 +42,10 @@ def run_generate(args: argparse.Namespace) -> int:
         from .wafer_generation import check_npz_target
 
         check_npz_target(args.npz, args.force, new_folder=args.out)  # `--out gen/ --npz gen/x.npz` is fine
+    if args.latent_map:
+        if Path(args.latent_map).suffix.lower() != ".csv":
+            raise UsageError(f"--latent-map {args.latent_map}: the file name must end in .csv")
+        check_new_file(args.latent_map, f"--latent-map {args.latent_map}", args.force, new_folder=args.out)
     size = parse_ints(args.size, 2, "--size") if args.size else None  # refused before the run is looked at
     args.run = str(run_dir_arg(args.run))  # a run name under $UDD_RUNS_DIR, as `udd score` and `udd export` take
     source = runs.run_source(args.run)
@@ -73,8 +77,8 @@ def run_generate(args: argparse.Namespace) -> int:
                          f"{c} channel{'s' if c != 1 else ''}")
     if args.random:
         images = images_trained_on(ds, runs.run_train_on(args.run))  # the statistics of what the model learned
-        out = generate_random(model, training_stats(model, images, per_position=args.per_position), args.n, args.seed)
-        origins, prefix = ["random latent"] * args.n, "random"
+        codes = random_codes(model, training_stats(model, images, per_position=args.per_position), args.n, args.seed)
+        out, origins, prefix = decode(model, codes), ["random latent"] * args.n, "random"
     else:
         class_pool(ds.labels, len(ds), args.cls)  # an unknown class is refused before the σ line is printed
         sigma = args.sigma
@@ -83,7 +87,7 @@ def run_generate(args: argparse.Namespace) -> int:
             print(f"udd generate: sigma {sigma:g} (the default: about half the latent spread of the training images)",
                   file=sys.stderr)
         gen = generate(model, ds.images, sigma, args.n, args.seed, ds.labels, args.cls, n_sources=args.sources)
-        out, prefix = gen.outputs, "sample"
+        out, codes, prefix = gen.outputs, gen.latents, "sample"
         origins = [f"{ds.names[s]} ({ds.labels[s]})" for s in gen.sources.tolist()]
     npz, outline = None, None
     if kind == "wafer" and not args.random:  # each map keeps its source's outline, in the PNGs as in the .npz
@@ -94,26 +98,42 @@ def run_generate(args: argparse.Namespace) -> int:
             maps = generated_maps(out, outline)
             npz = npz_bytes(maps, [ds.labels[s] for s in gen.sources.tolist()], gen.sources,
                             [ds.names[s] for s in gen.sources.tolist()])
-    new_folder = not Path(args.out).exists()
-    paths = write_pngs(to_display(out, kind, outline=outline), args.out, output_names(args.n, prefix),
-                       force=args.force)
-    if npz is not None:
-        from .wafer_generation import write_npz
+    names, table = output_names(args.n, prefix), None
+    if args.latent_map:  # made before any file is written
+        from .latent_map import fit_latent_map, map_csv
 
-        try:
-            write_npz(args.npz, npz, force=args.force)
-        except (ValueError, OSError):  # checked at the start, so rare (a full disk, /proc): no half output
-            for p in paths:
-                p.unlink(missing_ok=True)
-            if new_folder:
-                with contextlib.suppress(OSError):  # only if empty: nothing but what this call wrote
-                    Path(args.out).rmdir()
-            raise
+        lmap = fit_latent_map(model, ds)
+        picked = None if args.random else gen.sources.tolist()
+        table = map_csv(lmap, codes, "random" if args.random else "generated", names, picked,
+                        None if picked is None else [ds.labels[s] for s in picked])
+    new_folder = not Path(args.out).exists()
+    paths = write_pngs(to_display(out, kind, outline=outline), args.out, names, force=args.force)
+    written: list[Path] = []
+    try:
+        if npz is not None:
+            from .wafer_generation import write_npz
+
+            written.append(write_npz(args.npz, npz, force=args.force))
+        if table is not None:
+            target = check_new_file(args.latent_map, f"--latent-map {args.latent_map}", args.force)
+            write_text_atomic(target, table)
+            written.append(target)
+    except (ValueError, OSError):  # checked at the start, so rare (a full disk, /proc): no half output
+        for p in [*paths, *written]:
+            p.unlink(missing_ok=True)
+        if new_folder:
+            with contextlib.suppress(OSError):  # only if empty: nothing but what this call wrote
+                Path(args.out).rmdir()
+        raise
     for path, origin in zip(paths, origins):
         print(f"{path}\t{origin}")
     what = kind_noun(kind)
     print(f"udd generate: wrote {len(paths)} {what} to {args.out}", file=sys.stderr)
     if npz is not None:
         print(f"udd generate: wrote {len(maps)} maps (die values 0/1/2, labels, sources, source_names) to {args.npz}",
+              file=sys.stderr)
+    if table is not None:
+        print(f"udd generate: wrote the latent map ({len(lmap.index)} images and {args.n} generated codes on axes "
+              f"holding {lmap.explained[0]:.0%} and {lmap.explained[1]:.0%} of the variance) to {args.latent_map}",
               file=sys.stderr)
     return 0

@@ -37,6 +37,7 @@ class GeneratedView:
     npz: Optional[bytes] = None  # wafer runs: the generated die maps for augmentation (`udd generate --npz`)
     latents: Optional[np.ndarray] = None  # (n, D) the codes that were decoded, for the latent map
     origins: Optional[np.ndarray] = None  # (n, D) each one's source image's code (noised latents only)
+    sources: Optional[np.ndarray] = None  # (n,) each one's source image's index in the data (noised latents only)
     hover: Optional[list[str]] = None  # what the latent map says of each generated code
 
 
@@ -75,7 +76,7 @@ def noised_view(model, ds: ImageSet, kind: str, sigma: float, n_sources: int, pe
     origins = codes[[srcs.index(i) for i in g.sources.tolist()]]  # (n, D): each variant's source code
     hover = [f"σ {sigma:g} · #{j} from {display.short_name(ds.names[i])}" for j, i in enumerate(g.sources.tolist())]
     return GeneratedView(rows, caption, outputs, display.output_names(len(outputs), "sample"), npz,
-                         g.latents.flatten(1).cpu().numpy(), origins, hover)
+                         g.latents.flatten(1).cpu().numpy(), origins, g.sources, hover)
 
 
 def class_grid_view(grids: Sequence[wg.ClassGrid], ds: ImageSet, sigma: float,

@@ -8,6 +8,8 @@ data's points.
 """
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -150,3 +152,25 @@ def map_caption(lmap: LatentMap, generated: Optional[str] = None) -> str:
     elif generated == "random":
         text += " Crosses: the random latents above."
     return text
+
+
+def map_csv(lmap: LatentMap, generated=None, kind: str = "generated", names: Optional[Sequence[str]] = None,
+            sources: Optional[Sequence[int]] = None, labels: Optional[Sequence[str]] = None) -> str:
+    """CSV text of the map: one line per mapped image (kind "data", its index in the data set, file name,
+    label, x, y), then one per `generated` code (kind `kind`, its output number, its file name in `names`,
+    its source's label and data-set index when there are `sources`, x, y). The axes' shares of the
+    variance are columns too, so the file reads on its own."""
+    buf = io.StringIO()
+    cols = ["kind", "index", "name", "label", "source", "x", "y", "axis1_variance", "axis2_variance"]
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    shares = {"axis1_variance": f"{lmap.explained[0]:.6g}", "axis2_variance": f"{lmap.explained[1]:.6g}"}
+    for (x, y), i, name, label in zip(lmap.xy.tolist(), lmap.index.tolist(), lmap.names, lmap.labels):
+        w.writerow({"kind": "data", "index": i, "name": name, "label": label, "source": "",
+                    "x": f"{x:.6g}", "y": f"{y:.6g}", **shares})
+    for j, (x, y) in enumerate(lmap.place(generated).tolist() if generated is not None else []):
+        w.writerow({"kind": kind, "index": j, "name": names[j] if names is not None else "",
+                    "label": labels[j] if labels is not None else "",
+                    "source": int(sources[j]) if sources is not None else "", "x": f"{x:.6g}", "y": f"{y:.6g}",
+                    **shares})
+    return buf.getvalue()
