@@ -22,6 +22,7 @@ from udd_core.display import markdown_literal
 from udd_core.export import ParityError, export_run
 from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import load_inputs
+from udd_core.losses import SSIM_SCORING_NOTE
 from udd_core.metrics import METRIC_HELP
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
 from udd_core.render import outlines_legend, scale_bar_rgb
@@ -142,7 +143,9 @@ except (ValueError, OSError) as e:
 if mismatch := base.mismatch:  # data of the other kind: the fact every figure below depends on
     st.warning(f"{mismatch[0].upper()}{mismatch[1:]}.")
 spec = run_spec(run.path)
-if spec["method"] != "autoencoder":  # what the map and the score of this method are
+if spec["method"] == "autoencoder" and spec.get("residual"):  # scoring defaults from its training loss
+    st.caption(f"ℹ️ {SSIM_SCORING_NOTE[0].upper()}{SSIM_SCORING_NOTE[1:]}.")
+elif spec["method"] != "autoencoder":  # what the map and the score of this method are
     own = f" Image score: {spec['image_score']}." if spec.get("image_score") else ""
     st.caption(f"Method **{spec['method']}**: {spec.get('heatmap') or 'the heatmap is its anomaly map'}.{own}")
 # --- threshold: instant, from the cached scores ------------------------------------------------

@@ -276,3 +276,19 @@ def test_data_of_the_other_kind_is_a_warning_above_the_figures(monkeypatch, tmp_
     assert [w.value for w in app.warning] == ["The run was trained on images but these data are wafer maps: its scores "
                                               "(and any reconstructions) mean little here."]
     assert not any("wafer maps: its scores" in c.value for c in app.caption)  # said once, as the warning
+
+
+def test_an_ssim_trained_run_opens_on_its_losss_scoring_and_says_why(monkeypatch, runs_dir, tmp_path):
+    import json
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir / "tiny", root / "tiny")
+    info = json.loads((root / "tiny" / "train.json").read_text())
+    info["settings"]["loss"] = "ssim"  # as the magnetic-tile recipe trains
+    (root / "tiny" / "train.json").write_text(json.dumps(info))
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception and not app.error
+    assert app.selectbox(key="insp_residual").value == "ssim" and app.selectbox(key="insp_score").value == "topk"
+    assert any("trained with an SSIM loss" in c.value for c in app.caption)

@@ -258,6 +258,24 @@ def test_ssim_losses_train(tmp_path, tiny_config, loss):
     assert status == "finished" and math.isfinite(runs.read_history(run)[0]["train_loss"])
 
 
+def test_an_ssim_trained_run_is_scored_the_way_its_loss_measures(tmp_path, tiny_config):
+    """The magnetic-tile recipe trains with SSIM: every consumer then scores it with the SSIM residual and the
+    top-1% score by default (QA sweep 10: they used l2/mean, which localised its defects at half the AUPRO)."""
+    from udd_core.methods import load_detector, run_scoring_defaults, scoring_defaults
+
+    assert _job(tmp_path, tiny_config, epochs=1, loss="ssim", val_split=0.25).start().join(60)
+    run = tmp_path / "r"
+    want = {"residual": "ssim", "score": "topk", "topk_percent": 1.0}
+    assert {k: run_scoring_defaults(run)[k] for k in want} == want  # read without loading (Inspect's sidebar)
+    assert {k: scoring_defaults(load_detector(run))[k] for k in want} == want  # udd score, export, reports
+    cal = json.loads((run / "calibration.json").read_text())
+    assert cal["residual"] == "ssim"  # Inspect's default needs no rescoring of the normal images
+    assert _job(tmp_path, tiny_config, "m", epochs=1, loss="mse").start().join(60)
+    assert run_scoring_defaults(tmp_path / "m")["residual"] == "l2"  # MSE: the reference's scoring, unchanged
+    assert run_scoring_defaults(tmp_path / "m")["score"] == "mean"
+    assert json.loads((tmp_path / "m" / "calibration.json").read_text())["residual"] == "l2"
+
+
 def test_images_that_do_not_fit_the_model_are_refused(tmp_path, tiny_config):
     model = seeded_model(tiny_config, SHAPE, 0)
     rgb = make_images(4, c=3)

@@ -20,6 +20,7 @@ from .inspection_result import UNKNOWN_LABELS, Inspection, normal_label
 from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr
 from .methods import scoring_record, scoring_with
 from .model import WEIGHTS_FILE
+from .losses import SSIM_SCORING_NOTE
 from .scoring import SCORES, NormStats, check_border, fit_norm_stats, normalise, outline_threshold, score_images
 from .settings import resolve_device
 
@@ -98,6 +99,8 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
             raise ValueError("model_dir: give a run or model folder")
         loaded = load_inputs(model_dir, data_path, split, size, device=device)
     ds, det, notices = loaded.data, loaded.detector, list(loaded.notices)
+    if residual is None and det.method == "autoencoder" and det.describe().get("residual"):
+        notices.append(SSIM_SCORING_NOTE)  # the defaults below come from its training loss: say why
     post = scoring_with(det, residual=residual, score=score, smooth_sigma=smooth_sigma, topk_percent=topk_percent,
                         border=border)
     residual, score, smooth_sigma, topk_percent, border = (

@@ -177,15 +177,15 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def calibrate(model: torch.nn.Module, images: np.ndarray, device: str | torch.device = "cpu",
-              batch_size: int = 32, topk_percent: float = 1.0) -> dict:
-    """Residual statistics of normal images: l2 pixel NormStats and image scores (mean/max/topk).
+              batch_size: int = 32, topk_percent: float = 1.0, residual: str = "l2") -> dict:
+    """Residual statistics of normal images: the `residual`'s pixel NormStats and image scores (mean/max/topk).
 
     The Inspect page standardises heatmaps with these (never per-image min-max) and proposes
     thresholds from the score distribution.
     """
     with evaluating(model):
         xs = (to_tensor(images[s:s + batch_size], device) for s in range(0, len(images), batch_size))  # (b, C, H, W)
-        return calibration_record(((residual_map(x, model(x), "l2"), None) for x in xs), "l2", topk_percent)
+        return calibration_record(((residual_map(x, model(x), residual), None) for x in xs), residual, topk_percent)
 
 
 def calibration_record(outputs: Iterable[tuple[torch.Tensor, Optional[torch.Tensor]]], residual: str,

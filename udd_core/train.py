@@ -21,7 +21,7 @@ from .atomic import write_atomic
 from .data import add_noise_patches, to_tensor
 from .feeds import ImageFeed, as_feed
 from .images import load_patterns
-from .losses import check_loss_fits, make_loss
+from .losses import check_loss_fits, loss_scoring, make_loss
 from .model import WEIGHTS_FILE, AutoEncoder, build_model, load_model, save_model
 from .progress import ProgressBoard, fit_handles, frozen_copy
 from .settings import TrainSettings, resolve_device
@@ -314,7 +314,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
             _save(model, run_dir, WEIGHTS_FILE, {"epoch": done, "partial": 1})
     if calibrate:
         _write_calibration(run_dir, (val_images if has_val else train_images).images, dev, 2 * bs,
-                           "validation" if has_val else "train")
+                           "validation" if has_val else "train", loss_scoring(s.loss).get("residual", "l2"))
     status = "stopped" if stopped else "finished"
     msg = (f"stopped after {done} of {s.epochs} epoch{'s' * (s.epochs != 1)}" if stopped else
            f"finished {s.epochs} epoch{'s' if s.epochs != 1 else ''}") + \
@@ -347,11 +347,13 @@ def _restore(model, opt, sched, run_dir: Path, history: list) -> tuple[int, floa
     return done, best
 
 
-def _write_calibration(run_dir: Path, images: np.ndarray, dev, bs: int, source: str) -> None:
+def _write_calibration(run_dir: Path, images: np.ndarray, dev, bs: int, source: str, residual: str) -> None:
+    """calibration.json: the normal images' statistics under the run's default residual, so that Inspect
+    need not score them again."""
     if not (run_dir / WEIGHTS_FILE).is_file() or len(images) == 0:
         return
     best = load_model(run_dir, device=str(dev))
-    cal = calibrate(best, images, dev, bs)
+    cal = calibrate(best, images, dev, bs, residual=residual)
     cal.update(source=source, weights=WEIGHTS_FILE, epoch=int(best.metadata.get("epoch", 0)),
                created=runs.now_iso())
     runs.write_json_atomic(run_dir / runs.CALIBRATION_FILE, cal)

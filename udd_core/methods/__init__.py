@@ -109,12 +109,9 @@ def run_method(run_dir: Union[str, Path]) -> str:
 
 
 def run_spec(run_dir: Union[str, Path]) -> dict:
-    """What a run's METHOD_FILE says (the method's describe()), or {"method": "autoencoder"}; no weights read."""
-    from ..runs import read_json
-
-    method = run_method(run_dir)
-    info = read_json(Path(run_dir) / METHOD_FILE, None) if method != "autoencoder" else None
-    return {**(info if isinstance(info, dict) else {}), "method": method}
+    """What a run's describe() says (its METHOD_FILE; a pixel AE's scoring defaults from its training loss);
+    no weights read."""
+    return detector_class(run_method(run_dir)).saved_spec(run_dir)
 
 
 def spec_options(spec: dict) -> dict:

@@ -20,6 +20,14 @@ from ..residuals import RESIDUALS, residual_map
 from .base import Detector, MapOutput
 
 
+def run_loss_scoring(run_dir: Union[str, Path]) -> dict[str, Any]:
+    """`losses.loss_scoring` of the loss a run's train.json records ({} for a reference folder, which has none)."""
+    from ..losses import loss_scoring
+    from ..runs import read_train, train_settings
+
+    return loss_scoring(train_settings(read_train(run_dir)).get("loss"))
+
+
 class ResidualMap(nn.Module):
     """x (B, C, H, W) -> residual map (B, H, W) between x and the autoencoder's reconstruction.
 
@@ -44,8 +52,9 @@ class AutoencoderDetector(Detector):
     uses_config = True
     summary = "the pixel autoencoder of the config"
 
-    def __init__(self, model: AutoEncoder):
+    def __init__(self, model: AutoEncoder, scoring: Optional[dict] = None):
         self.model = model
+        self.scoring = dict(scoring or {})  # scoring defaults of its training loss (`losses.loss_scoring`)
         self._features: Optional[nn.Module] = None  # the "feature" residual's backbone, loaded on first use
 
     def _feature_extractor(self, kind: str) -> Optional[nn.Module]:
@@ -135,6 +144,13 @@ class AutoencoderDetector(Detector):
     def save(self, run_dir: Union[str, Path]) -> None:
         save_model(self.model, run_dir)
 
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.method, **self.scoring}
+
+    @classmethod
+    def saved_spec(cls, run_dir: Union[str, Path]) -> dict[str, Any]:
+        return {"method": cls.method, **run_loss_scoring(run_dir)}
+
     @classmethod
     def is_saved(cls, run_dir: Union[str, Path]) -> bool:
         from ..model import is_model_dir
@@ -143,7 +159,7 @@ class AutoencoderDetector(Detector):
 
     @classmethod
     def load(cls, run_dir: Union[str, Path], device: str = "cpu", weights: str = WEIGHTS_FILE) -> "AutoencoderDetector":
-        return cls(load_model(run_dir, weights_name=weights, device=device))
+        return cls(load_model(run_dir, weights_name=weights, device=device), run_loss_scoring(run_dir))
 
     def to(self, device: Union[str, torch.device]) -> "AutoencoderDetector":
         self.model.to(device)

@@ -171,6 +171,14 @@ class Detector(ABC):
         """The method's parameters, as written to METHOD_FILE (shown on Inspect and Compare)."""
         return {"method": self.method}
 
+    @classmethod
+    def saved_spec(cls, run_dir: Union[str, Path]) -> dict[str, Any]:
+        """What a saved run's describe() says, read without loading its weights: its METHOD_FILE."""
+        from ..runs import read_json
+
+        info = read_json(Path(run_dir) / METHOD_FILE, None)
+        return {**(info if isinstance(info, dict) else {}), "method": cls.method}
+
 
 @dataclass(frozen=True)
 class ResumePhase:
