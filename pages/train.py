@@ -197,7 +197,8 @@ with left:
     data_error = None
     if path and shape:
         try:
-            estimate.caption(f"≈ {describe(path, shape, tile, choice.per_image)}")
+            batch = ss["train_batch_size"]  # the settings below: a step's activations count too (QA sweep 10)
+            estimate.caption(f"≈ {describe(path, shape, tile, choice.per_image, choice.step_bytes(batch), batch)}")
         except (ValueError, OSError) as e:
             data_error = str(e)
             estimate.error(data_error)  # shown once, here; Start stays off until the data is usable

@@ -71,6 +71,10 @@ def errors(at) -> str:
     return " | ".join(e.value for e in at.error)
 
 
+def captions(at) -> str:
+    return " | ".join(c.value for c in at.caption)
+
+
 def selected(at) -> str:
     return at.session_state["train_selected"]
 
@@ -449,17 +453,25 @@ def test_the_estimate_adds_the_memory_banks_backbone_features(tiny_config, data,
 
 
 def test_a_size_whose_images_cannot_fit_in_memory_keeps_start_off(tiny_config, data, runs_dir, monkeypatch):
-    """The Train page refuses what `udd train` refuses: 12 images of 1x32x32 with one byte too few available."""
+    """The Train page refuses what `udd train` refuses: 12 images of 1x32x32 and a training step on a batch of
+    them (QA sweep 10: the step's activations were not counted, and 4096x4096 got the process killed), with
+    one byte too few available."""
     from udd_core import sources
+    from udd_core.image_shapes import batch_bytes
 
-    monkeypatch.setattr(sources, "available_bytes", lambda: 12 * 32 * 32 - 1)
+    batch = 4  # as `page` sets it
+    step = batch_bytes(tiny_config, (1, 32, 32), "autoencoder", batch)
+    assert step > 12 * 32 * 32
+    monkeypatch.setattr(sources, "available_bytes", lambda: 12 * 32 * 32 + step - 1)
     at = page(tiny_config, data)
-    assert "size 32x32: the 12 images would take" in errors(at) and "choose a smaller size" in errors(at)
+    assert f"size 32x32: the 12 images and a training step on {batch} of them would take" in errors(at)
+    assert "choose a smaller size or batch size" in errors(at)
     assert next(b for b in at.button if b.label == "Start training").disabled
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
-    monkeypatch.setattr(sources, "available_bytes", lambda: 12 * 32 * 32)  # exactly enough
+    monkeypatch.setattr(sources, "available_bytes", lambda: 12 * 32 * 32 + step)  # exactly enough
     at.run()
     assert not at.error and not next(b for b in at.button if b.label == "Start training").disabled
+    assert f"MB for a training step on {batch}" in captions(at)  # the estimate counts it
 
 
 def test_wafer_maps_with_a_one_channel_model_are_refused_before_start(tiny_config, tmp_path, runs_dir):

@@ -109,12 +109,22 @@ def test_a_size_whose_images_cannot_fit_in_memory_is_refused_before_loading(tmp_
 
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps(tiny_config))
-    monkeypatch.setattr(sources, "available_bytes", lambda: 8 * 32 * 32 - 1)  # one byte short of the 8 images
+    from udd_core.image_shapes import batch_bytes
+
+    step = batch_bytes(tiny_config, (1, 32, 32), "autoencoder", 2)  # a training step on a batch of 2
+    monkeypatch.setattr(sources, "available_bytes", lambda: 8 * 32 * 32 + step - 1)  # one byte short
     out = tmp_path / "r"
-    assert main(["train", str(cfg), "--data", str(image_folder), "--out", str(out), "--size", "32,32"]) == 2
+    argv = ["train", str(cfg), "--data", str(image_folder), "--out", str(out), "--size", "32,32", "--batch-size"]
+    assert main([*argv, "2"]) == 2
     line = _one_error_line(capsys)
-    assert "--size 32,32: the 8 images would take" in line and "give a smaller --size" in line
+    # QA sweep 10: the step's activations were not counted, and 4096x4096 ran until the kernel killed it
+    assert "--size 32,32: the 8 images and a training step on 2 of them would take" in line
+    assert "give a smaller --size or --batch-size" in line
     assert not out.exists()
+    assert main([*argv, "1", "--epochs", "1"]) == 0  # half the step fits
+    capsys.readouterr()
+    out = tmp_path / "r2"
+    monkeypatch.setattr(sources, "available_bytes", lambda: 8 * 32 * 32 - 1)  # one byte short of the 8 images
     assert sources.available_bytes.__name__ == "<lambda>" and main(
         ["train", "--method", "memory-bank", "--data", str(image_folder), "--out", str(out), "--size", "32,32"]) == 2
     assert "the 8 images would take" in _one_error_line(capsys)  # 3-channel images plus backbone features

@@ -51,3 +51,13 @@ def test_model_choice_says_a_bad_config_first_and_sends_a_non_mirroring_design_b
     assert design.shape == (3, 26, 26) and design.refusal is None
     off = model_choice("autoencoder", "", model_presets()["wafer-26"].config, design_shape=(3, 30, 30))
     assert off.shape is None and "the Design page's config does not mirror at 30x30" in off.refusal
+
+
+def test_a_training_step_is_counted_for_methods_that_train_in_epochs():
+    wafer = model_presets()["wafer-26"].config
+    ae = model_choice("autoencoder", "", wafer, (26, 26), 3)
+    assert ae.step_bytes(8) == 2 * ae.step_bytes(4) > 0  # linear in the batch
+    big = model_choice("autoencoder", "", wafer, (50, 50), 3)
+    assert big.step_bytes(4) > 3.4 * ae.step_bytes(4)  # about the pixel count (3.7x)
+    assert model_choice("memory-bank", "", size=(64, 64)).step_bytes(16) == 0  # one pass, no training step
+    assert model_choice("autoencoder", "", wafer, (27, 26), 3).step_bytes(4) == 0  # refused: nothing to count

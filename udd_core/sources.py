@@ -97,32 +97,37 @@ def available_bytes() -> int:
         return 0
 
 
-def memory_shortfall(n: int, need: int) -> Optional[str]:
-    """Why `need` bytes for `n` training images cannot be held in memory, or None when they can (or the
-    available memory is unknown): checked before a pixel is decoded, since a huge size would otherwise
-    run the machine out of memory and get the process killed, with no message."""
+def memory_shortfall(n: int, need: int, batch: int = 0, batch_size: int = 0) -> Optional[str]:
+    """Why `need` bytes for `n` training images, and `batch` bytes for a training step of `batch_size` of them
+    (`image_shapes.batch_bytes`), cannot be held in memory, or None when they can (or the available memory is
+    unknown): checked before a pixel is decoded, since a huge size would otherwise run the machine out of
+    memory and get the process killed, with no message."""
     avail = available_bytes()
-    if avail and need > avail:
-        return (f"the {n} images would take {need / 2**30:.3g} GiB in memory at this size, "
+    if avail and need + batch > avail:
+        what = f"the {n} images" + (f" and a training step on {batch_size} of them" if batch else "")
+        return (f"{what} would take {(need + batch) / 2**30:.3g} GiB in memory at this size, "
                 f"more than the {avail / 2**30:.3g} GiB available")
     return None
 
 
 def describe(path: Union[str, Path], input_shape: tuple[int, int, int], tile: bool = False,
-             feature_bytes_per_image: int = 0) -> str:
+             feature_bytes_per_image: int = 0, batch: int = 0, batch_size: int = 0) -> str:
     """The kind and estimated cache size of a training source, without decoding pixels; DataError if unusable.
 
-    `feature_bytes_per_image` > 0 adds what a method computes once per image and keeps (backbone features).
+    `feature_bytes_per_image` > 0 adds what a method computes once per image and keeps (backbone features);
+    `batch` the bytes of a training step on `batch_size` images (`image_shapes.batch_bytes`).
     """
     kind = data_kind(path)
     n, nbytes = estimate_cache_bytes(path, input_shape, split="train", tile=tile)
     if n == 0:
         tiles = f" (every image is smaller than one {input_shape[1]}x{input_shape[2]} tile)" if tile else ""
         raise DataError(f"{path}: no training images{tiles}")
-    if short := memory_shortfall(n, nbytes + n * feature_bytes_per_image):
-        raise DataError(f"size {input_shape[1]}x{input_shape[2]}: {short}; choose a smaller size")
+    if short := memory_shortfall(n, nbytes + n * feature_bytes_per_image, batch, batch_size):
+        raise DataError(f"size {input_shape[1]}x{input_shape[2]}: {short}; choose a smaller size"
+                        + (" or batch size" if batch else ""))
     features = f", + {n * feature_bytes_per_image / 2**20:.3g} MB of backbone features" if feature_bytes_per_image else ""
-    return f"{KIND_TEXT[kind]}: {estimate_text(n, nbytes, input_shape)}{features}"
+    step = f", + {batch / 2**20:.3g} MB for a training step on {batch_size}" if batch else ""
+    return f"{KIND_TEXT[kind]}: {estimate_text(n, nbytes, input_shape)}{features}{step}"
 
 
 def _slug(text: str) -> str:

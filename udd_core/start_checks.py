@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 from .data import data_kind
-from .image_shapes import checked_image_shape
+from .image_shapes import batch_bytes, checked_image_shape
 from .losses import check_fits_data, check_loss_fits
 from .methods import check_choice, choice_message, detector_class, parse_options
 from .presets import design_input
@@ -28,6 +28,14 @@ class ModelChoice:
     options: dict  # the method options as typed ({} when blank or not JSON)
     per_image: int  # feature bytes a fit keeps per image, for the memory estimate (0 for pixel methods)
     refusal: Optional[str]  # the first thing wrong, as one line for the form; None when Start may go
+    method: str = "autoencoder"  # the detection method chosen
+
+    def step_bytes(self, batch_size: int) -> int:
+        """Bytes of a training step on `batch_size` images (`image_shapes.batch_bytes`); 0 for a method fitted
+        in one pass, or while the choice is refused."""
+        if self.shape is None or not detector_class(self.method).trains_epochs:
+            return 0
+        return batch_bytes(self.config, self.shape, self.method, batch_size)
 
 
 def model_choice(method: str, options_text: str, config: Any = None, size: Optional[Sequence[int]] = None,
@@ -57,8 +65,8 @@ def model_choice(method: str, options_text: str, config: Any = None, size: Optio
     except ValueError as e:
         refusal = refusal or e
     if refusal is not None:
-        return ModelChoice(None, None, options, 0, choice_message(refusal, options))
-    return ModelChoice(config, shape, options, per_image, None)
+        return ModelChoice(None, None, options, 0, choice_message(refusal, options), method)
+    return ModelChoice(config, shape, options, per_image, None, method)
 
 
 def form_message(error: Union[Exception, str]) -> str:
