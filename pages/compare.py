@@ -206,6 +206,8 @@ style = df.style.apply(lambda col: [BEST_BG if (k, scored.index(col.name)) in be
                        subset=scored)
 st.dataframe(style, hide_index=True, key="cmp_metrics",
              column_config={n: st.column_config.TextColumn(alignment="right") for n in scored})
+if units := cmp_scores.counting_note(scored, inspections):  # tiles beside whole images
+    st.warning(f"{units[0].upper()}{units[1:]}.")
 if borrowed := [n for n in scored if detector_class(method_of[n]).own_scores]:  # dsvdd, latent-knn
     st.caption(f"{', '.join(borrowed)}: the pixel AUROC and AUPRO judge the pretrained autoencoder's residual map, "
                "the heatmap these runs show; their image score is a latent distance, not read from that map.")

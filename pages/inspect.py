@@ -194,7 +194,8 @@ with tab_gallery:
     which = st.radio("Show", list(filters), horizontal=True, key="insp_filter", persist_state=KEEP)
     shown = [int(i) for i in order if filters[which][i]]
     n_show = ss.setdefault("insp_show", PAGE)
-    st.caption(f"{len(shown)} images, highest score first.")
+    unit = insp.units()[1]  # a tiled run scores (and counts) tiles
+    st.caption(f"{len(shown)} {unit if len(shown) != 1 else unit[:-1]}, highest score first.")
     panel_names = [k for k in ("input", "reconstruction", "residual", "overlay")
                    if k != "reconstruction" or insp.recon_raw is not None]  # methods without one show 3
     legend = st.columns([2, 3], vertical_alignment="center")  # one fixed scale for every heatmap

@@ -8,6 +8,7 @@ from inspect_fixtures import make_mvtec, make_run, tiny_config
 from udd_core import compare as cmp
 from udd_core import compare_scores as scores
 from udd_core.inspection import inspect_run
+from udd_core.inspection_result import Inspection
 from udd_core.inspection_views import roc_curve
 from udd_core.metrics import Metrics
 from udd_core.render import TRUTH_RGB
@@ -92,3 +93,14 @@ def test_thresholds_keep_their_digits_and_captions_say_each_runs_call():
     insp = fake_insp(0.9, threshold=0.5)
     assert verdict_words(insp, 0.7) == " · defective" and verdict_words(insp, 0.5) == " · ok"
     assert verdict_words(fake_insp(0.9, threshold=None), 0.7) == ""
+
+
+def test_tiled_and_whole_image_runs_get_a_note_that_their_image_metrics_count_different_things():
+    whole = fake_insp(0.9, names=("a.png", "b.png"))
+    tiles = fake_insp(0.6, names=("a.png#tile 0", "a.png#tile 1", "b.png#tile 0"), scores=(0.1, 0.2, 0.9),
+                      labels=("good", "good", "spot"))
+    for f in (whole, tiles):  # the Inspection method on these stand-ins
+        f.units = (lambda names: lambda: Inspection.units(SimpleNamespace(names=names)))(f.names)
+    note = scores.counting_note(["w", "t"], [whole, tiles])
+    assert "2 images (w), 3 tiles (t)" in note and "do not compare" in note and "pixel AUROC and AUPRO do" in note
+    assert scores.counting_note(["w", "w2"], [whole, whole]) is None  # same units: nothing to say

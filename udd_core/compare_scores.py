@@ -53,6 +53,17 @@ def metric_rows(inspections: Sequence) -> list[MetricRow]:
     return rows
 
 
+def counting_note(names: Sequence[str], inspections: Sequence) -> Optional[str]:
+    """A note when the runs' image metrics count different things (tiles beside whole images, QA sweep 10):
+    those rows then do not rank the runs, while the pixel metrics (every pixel of the data) still do."""
+    seen = [i.units() for i in inspections]
+    if len({what for _, what in seen}) < 2:
+        return None
+    parts = ", ".join(f"{n} {what} ({name})" for name, (n, what) in zip(names, seen))
+    return (f"the runs score different units: {parts}. Image AUROC, AP, F1, FPR and TPR count those units, so "
+            "they do not compare between tiled and whole-image runs; the pixel AUROC and AUPRO do")
+
+
 def shown_value(metric: str, value: float) -> str:
     """A metrics-table cell: rates to `SHOWN_DIGITS` decimals; a threshold, in its run's own units, to 5
     significant digits (QA sweep 9: 0.00213818 and 0.00209941 both read "0.0021")."""

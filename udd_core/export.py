@@ -214,7 +214,8 @@ def _input_description(kind: str, shape: tuple[int, int, int], tile: bool = Fals
     else:
         convert = ("colour images to gray by Pillow's ITU-R 601-2 luma (L = R*299/1000 + G*587/1000 + B*114/1000)"
                    if c == 1 else "gray images repeated to 3 channels")
-        fit = (f"cut into {h}x{w} tiles from the top-left (the remainder dropped)" if tile else
+        fit = (f"cut into {h}x{w} tiles every {h} rows and {w} columns from the top-left, plus a last row and "
+               "column flush with the bottom and right edges (overlapping) where the size is no multiple" if tile else
                f"resized to {w}x{h} (width x height, aspect ratio not kept) with Pillow's BILINEAR filter "
                "(JPEGs first decoded at Pillow's reduced draft scale no smaller than that)")
         steps = f"8-bit (16-bit images scaled down); {convert}; {fit}"

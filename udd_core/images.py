@@ -125,11 +125,22 @@ def conversion_notices(counts: Mapping[str, int], hw: str) -> list[str]:
             for tag, n in sorted(counts.items())]
 
 
+def tile_starts(n: int, t: int) -> list[int]:
+    """Where tiles of side `t` start along a side of `n` pixels: every `t` from 0, and, when `t` does not divide
+    `n`, one more flush with the far edge (overlapping its neighbour), so that every pixel is in a tile (QA
+    sweep 10: dropping the remainder left 21% of magnetic_tile's photos, and their defects, uninspected)."""
+    if n < t:
+        return []
+    starts = list(range(0, n - t + 1, t))
+    return starts + [n - t] if starts[-1] != n - t else starts
+
+
 def _tiles(a: np.ndarray, h: int, w: int) -> np.ndarray:
-    """(Hi, Wi, ...) -> (k, h, w, ...): all full h x w tiles, row-major from the top-left."""
-    ny, nx = a.shape[0] // h, a.shape[1] // w
-    t = a[: ny * h, : nx * w].reshape(ny, h, nx, w, *a.shape[2:])
-    return np.swapaxes(t, 1, 2).reshape(ny * nx, h, w, *a.shape[2:])
+    """(Hi, Wi, ...) -> (k, h, w, ...): h x w tiles covering the whole array (`tile_starts`), row-major."""
+    ys, xs = tile_starts(a.shape[0], h), tile_starts(a.shape[1], w)
+    if not ys or not xs:
+        return np.zeros((0, h, w, *a.shape[2:]), dtype=a.dtype)
+    return np.stack([a[y:y + h, x:x + w] for y in ys for x in xs])
 
 
 def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], tile: bool):

@@ -89,6 +89,11 @@ class Inspection:
         lo, hi = float(np.median(m)), float(np.max(m))
         return HeatScale(lo, max(hi, lo + 1e-6), self.pixel_threshold)
 
+    def units(self) -> tuple[int, str]:
+        """(how many, what) the image metrics count: the tiles of a tiled run's images, else images."""
+        tiles = sum("#tile " in n for n in self.names)
+        return (tiles, "tiles") if tiles else (len(self.names), "images")
+
     def order(self) -> np.ndarray:
         """Indices by score, highest first."""
         return np.argsort(-self.scores, kind="stable")
