@@ -50,11 +50,12 @@ def short(name: str, data: str) -> str:
 
 def diff_table(rows: list, names: list[str], key: str, without: Sequence[str] = (), noun: str = "field") -> None:
     """Fields as rows, runs as columns; changed rows highlighted (and listed in the "changed" column).
-    ``without``: runs that have no such table (no autoencoder config); they take no part in "differ"."""
+    ``without``: "run: why" of the runs that have no such table (no autoencoder config, or an unreadable one);
+    they take no part in "differ"."""
     changed = [r.field for r in rows if r.changed]
-    among = f" among the runs with an autoencoder config ({', '.join(without)}: {cmp.NO_CONFIG})" if without else ""
+    among = f" among the runs with an autoencoder config ({'; '.join(without)})" if without else ""
     if lone := len(names) - len(without) < 2:  # nothing to compare a lone config with: no "changed" column
-        st.caption(f"Only one of these runs has an autoencoder config ({', '.join(without)}: {cmp.NO_CONFIG}).")
+        st.caption(f"Only one of these runs has a readable autoencoder config ({'; '.join(without)}).")
     else:
         st.caption(cmp.differ_line(changed, among, noun=noun))
     if ss.get("cmp_only_changed"):
@@ -113,10 +114,11 @@ sides = [cmp.read_side(by_name[n].path) for n in names]
 st.toggle("Only fields that differ", key="cmp_only_changed", persist_state=KEEP)
 
 st.subheader("Config")
+without = [f"{n}: {s.no_config}" for n, s in zip(names, sides) if s.config is None]
 if all(s.config is None for s in sides):
     st.info(f"None of these runs has an autoencoder config ({cmp.NO_CONFIG}).")
 else:
-    diff_table(cmp.config_diff(sides), names, "cmp_config", [n for n, s in zip(names, sides) if s.config is None])
+    diff_table(cmp.config_diff(sides), names, "cmp_config", without)
 
 st.subheader("Shapes")
 st.caption("Each stage's output (C x H x W) at the run's input size; stages that differ between the runs "
@@ -124,7 +126,7 @@ st.caption("Each stage's output (C x H x W) at the run's input size; stages that
 if all(s.config is None for s in sides):
     st.info(f"No shapes to show: {cmp.NO_CONFIG} in these runs.")
 else:
-    diff_table(cmp.shape_rows(sides), names, "cmp_shapes", [n for n, s in zip(names, sides) if s.config is None],
+    diff_table(cmp.shape_rows(sides), names, "cmp_shapes", without,
                noun="row")  # stages and the totals (params, MACs, ...), not config fields
 
 st.subheader("Settings")

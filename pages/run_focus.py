@@ -92,6 +92,8 @@ def run_label(info) -> str:
     has no epochs to count, and a method other than the autoencoder is named."""
     from udd_core.methods import detector_class, run_method
 
+    if info.damaged:  # whatever its status says, nothing can load it: the page that opens it says why
+        return "damaged"
     epochs = f"{info.status}, {info.epochs_done} epoch{'s' * (info.epochs_done != 1)}"
     try:
         method = run_method(info.path)

@@ -157,7 +157,9 @@ def run_panel(mgr: JobManager, root: Path, load_images: Callable) -> None:
     # (QA: redrawn every second, they slowed a small training 2.5-4x on the same two cores).
     st.fragment(run_every={"job": POLL_S, "disk": DISK_POLL_S}.get(polled))(show_status)(mgr, root, sel, polled)
     st.fragment(run_every={"job": CURVES_POLL_S, "disk": CURVES_POLL_S}.get(polled))(show_record)(mgr, root, sel)
-    resume_box(mgr, root, next(r for r in all_runs if r.name == sel), status[sel], load_images)
+    info = next(r for r in all_runs if r.name == sel)
+    # Its own status, not "damaged": a damaged model.safetensors is what Resume writes again.
+    resume_box(mgr, root, info, "running" if status[sel] == "running" else info.status, load_images)
 
 
 def runs_table(mgr: JobManager, root: Path) -> None:

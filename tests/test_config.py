@@ -51,8 +51,9 @@ def test_a_typo_is_named_by_its_position_not_called_code():
     msg = str(e.value)
     assert "not valid JSON (Expecting value at line 2, column 10)" in msg
     assert "`oops` at line 2, column 10 is not a number, string, list or dict" in msg and "code" not in msg
-    with pytest.raises(ConfigError, match="never closed"):
+    with pytest.raises(ConfigError, match="never closed at line 1") as e:
         parse_config('{"block_ker": [3, 3]')  # cut short: the parser's own reason
+    assert "<unknown>" not in str(e.value)  # QA sweep 10: Python's file name for a string was shown
 
 
 def test_unknown_keys_are_kept_and_warned(tiny_config):

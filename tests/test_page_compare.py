@@ -6,7 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from inspect_fixtures import make_mvtec, make_run, send_label, tiny_config
-from udd_core.compare import NO_CONFIG
+from udd_core.compare import NO_CONFIG, UNREADABLE_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "compare.py")
@@ -112,9 +112,14 @@ def test_a_run_without_an_autoencoder_config(monkeypatch, runs_dir, tmp_path):
     config = frames(app)[0]
     assert set(config["bank"]) == {NO_CONFIG} and "changed" not in config  # nothing to compare a lone config with
     assert set(frames(app)[1]["bank"]) == {NO_CONFIG} and "changed" not in frames(app)[1]
-    lone = [c.value for c in app.caption if c.value.startswith("Only one of these runs has an autoencoder config")]
+    lone = [c.value for c in app.caption if c.value.startswith("Only one of these runs has a readable autoencoder")]
     assert len(lone) == 2 and not any("among the runs with an autoencoder config" in c.value for c in app.caption)
+    assert all(f"(bank: {NO_CONFIG})" in c for c in lone)
     assert any("bank: not scored" in w.value for w in app.warning)  # its model cannot load without the config
+    (root / "bank" / "config.json").write_text("{bad")  # one that is there but does not parse: said so
+    app.run()
+    assert set(frames(app)[0]["bank"]) == {UNREADABLE_CONFIG}
+    assert any("(bank: config.json unreadable)" in c.value for c in app.caption)
 
 
 def test_fewer_than_two_runs(monkeypatch, tmp_path):

@@ -632,3 +632,9 @@ def test_a_finished_run_with_a_damaged_file_is_not_sent_to_inspect(tiny_config, 
     assert "This run's files are damaged:" in errors(at) and "model.safetensors: not a readable safetensors" in errors(at)
     assert not any("**Inspect** page" in i.value for i in at.info)
     assert not any(b.key == "train_open_next" for b in at.button)
+    # QA sweep 10: the pickers and the runs table said "finished"; they say "damaged" (and why, in the table)
+    assert at.selectbox(key="train_run_pick").format_func("dmg") == "dmg (damaged)"
+    table = at.dataframe[-1].value
+    row = table[table["name"] == "dmg"].iloc[0]
+    assert row["status"] == "damaged" and row["message"].startswith("damaged: ") and "model.safetensors" in row["message"]
+    assert any(b.label == "Resume" for b in at.button)  # Resume writes the model again from last.safetensors

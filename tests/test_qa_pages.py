@@ -116,7 +116,7 @@ def test_compare_says_whose_config_is_missing_instead_of_no_field_differs(monkey
     app.run()
     assert not app.exception
     caps = [c.value for c in app.caption]
-    assert caps.count("Only one of these runs has an autoencoder config (bank: no autoencoder config).") == 2
+    assert caps.count("Only one of these runs has a readable autoencoder config (bank: no autoencoder config).") == 2
     assert "No field differs." not in caps[:3]
 
 

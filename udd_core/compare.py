@@ -26,6 +26,7 @@ from .shapes import ShapeError
 
 MIN_RUNS, MAX_RUNS = 2, 4
 NO_CONFIG = "no autoencoder config"
+UNREADABLE_CONFIG = "config.json unreadable"  # a run that has one, damaged: not "no config" (QA sweep 10)
 MISSING = "—"  # a field one run has and another has not
 ONE_PASS = "— (fitted in one pass)"  # a training-loop setting, in the column of a method without a training loop
 SKIPPED_INFO = ("created", "resumed")  # train.json keys that differ between any two runs and say nothing
@@ -43,6 +44,11 @@ class RunSide:
     info: dict  # train.json ({} when missing)
     history: list[dict]  # history.jsonl, one dict per epoch
     spec: dict = field(default_factory=dict)  # method.json (methods.run_spec): the method's parameters and fit
+
+    @property
+    def no_config(self) -> str:
+        """Why the config column is empty: the run has none, or its config.json does not parse."""
+        return UNREADABLE_CONFIG if (self.path / CONFIG_FILE).is_file() else NO_CONFIG
 
 
 def read_side(run_dir: Union[str, Path]) -> RunSide:
@@ -98,24 +104,26 @@ def _show(v: Any) -> str:
     return v if isinstance(v, str) else "none" if v is None else json.dumps(v)
 
 
-def diff_rows(dicts: Sequence[Optional[Mapping]], absent: str = MISSING) -> list[DiffRow]:
-    """One row per field of any of ``dicts`` (first-seen order). A None dict shows ``absent`` in its column
-    and takes no part in deciding whether a row changed (a run without a config changes no config field)."""
+def diff_rows(dicts: Sequence[Optional[Mapping]], absent: Union[str, Sequence[str]] = MISSING) -> list[DiffRow]:
+    """One row per field of any of ``dicts`` (first-seen order). A None dict shows ``absent`` (one text, or
+    one per dict) in its column and takes no part in deciding whether a row changed (a run without a config
+    changes no config field)."""
     flat = [None if d is None else flatten(d) for d in dicts]
+    gaps = [absent] * len(flat) if isinstance(absent, str) else list(absent)
     keys: dict[str, None] = {}
     for f in flat:
         keys.update(dict.fromkeys(f or {}))
     rows = []
     for k in keys:
-        values = tuple(absent if f is None else _show(f.get(k, MISSING)) for f in flat)
+        values = tuple(gap if f is None else _show(f.get(k, MISSING)) for f, gap in zip(flat, gaps))
         present = [v for f, v in zip(flat, values) if f is not None]
         rows.append(DiffRow(k, values, len(set(map(repr, present))) > 1))
     return rows
 
 
 def config_diff(sides: Sequence[RunSide]) -> list[DiffRow]:
-    """The autoencoder configs field by field; NO_CONFIG in the column of a run without one."""
-    return diff_rows([s.config for s in sides], absent=NO_CONFIG)
+    """The autoencoder configs field by field; NO_CONFIG (or UNREADABLE_CONFIG) in the column of a run without one."""
+    return diff_rows([s.config for s in sides], absent=[s.no_config for s in sides])
 
 
 def settings_diff(sides: Sequence[RunSide]) -> list[DiffRow]:
@@ -142,7 +150,7 @@ def settings_diff(sides: Sequence[RunSide]) -> list[DiffRow]:
 
 def shape_rows(sides: Sequence[RunSide]) -> list[DiffRow]:
     """The stage shapes (C x H x W) aligned by stage name, then params, MACs, latent, compression and
-    receptive field; a stage that differs between runs is flagged. NO_CONFIG for runs without a config,
+    receptive field; a stage that differs between runs is flagged. `RunSide.no_config` for runs without one,
     and the reason for a config that cannot run at its input size."""
     reports: list[Optional[dict]] = []
     for s in sides:
@@ -160,7 +168,7 @@ def shape_rows(sides: Sequence[RunSide]) -> list[DiffRow]:
         row.update(params=r.params, MACs=r.macs, latent="x".join(map(str, r.latent)),
                    compression=round(r.compression, 6), receptive_field=r.receptive_field)
         reports.append(row)
-    return diff_rows(reports, absent=NO_CONFIG)
+    return diff_rows(reports, absent=[s.no_config for s in sides])
 
 
 # --- training ---------------------------------------------------------------------------------

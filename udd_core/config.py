@@ -212,7 +212,10 @@ def _parse_text(text: Union[str, bytes]) -> Any:
         # literal_eval accepts only literals: names, calls and attribute access are refused.
         return ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, SyntaxError):  # its str() ends in "(<unknown>, line 1)": the parser's, not the user's
+            reason = f"{e.msg} at line {e.lineno}" if e.lineno else str(e.msg)
+        else:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "malformed node" in reason:  # literal_eval met a name, call or operator: a typo, or code
             reason = _not_a_literal(text.strip())
         raise ConfigError("config", f"not valid JSON ({json_error}), nor a Python literal dict ({reason})") from None

@@ -259,8 +259,9 @@ def run_rows(listed: Sequence[runs.RunInfo], statuses: Mapping[str, str]) -> lis
     rows = []
     for r in listed:
         looped = not fitted_in_one_pass(r.method)
-        rows.append((r.name, r.method, statuses.get(r.name, r.status), r.epochs_done if looped else None,
-                     r.best_val_loss if looped else None, _wall_time(r.created), r.message))
+        rows.append((r.name, r.method, statuses.get(r.name, r.shown_status), r.epochs_done if looped else None,
+                     r.best_val_loss if looped else None, _wall_time(r.created),
+                     f"damaged: {r.damaged}" if r.damaged and statuses.get(r.name) != "running" else r.message))
     return rows
 
 
@@ -309,8 +310,8 @@ class JobManager:
 
     def statuses(self, listed: Sequence[runs.RunInfo]) -> dict[str, str]:
         """Each listed run's status, "running" for a job of this process whose thread is alive (its
-        status.json may lag behind by a heartbeat)."""
-        return {r.name: "running" if (j := self.get(r.name)) and j.is_alive() else r.status for r in listed}
+        status.json may lag behind by a heartbeat), "damaged" for a run whose files cannot be read."""
+        return {r.name: "running" if (j := self.get(r.name)) and j.is_alive() else r.shown_status for r in listed}
 
     def stop_all(self, timeout: Optional[float] = None) -> bool:
         """Stop every job and wait up to `timeout` s for each; True when all have ended."""
