@@ -121,6 +121,7 @@ def test_damaged_note_names_the_file_that_cannot_load(tmp_path):
     assert note.startswith(f"{run / 'config.json'}: ") and ": missing field" in note
     (run / "train.json").write_text("{not json")
     assert damaged_note(run).startswith(f"{run / 'train.json'}: not a readable JSON object. ")
+    assert "still scores, given the data's path" in damaged_note(run)  # QA sweep 10: `udd score --data` does
 
 
 def test_damage_advice_fits_the_file_and_a_bad_last_save_blocks_resume_before_the_run_changes(tmp_path, capsys):

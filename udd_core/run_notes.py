@@ -152,6 +152,9 @@ def damaged_note(run_dir: Union[str, Path]) -> Optional[str]:
     if found is None:
         return None
     name, why = found
+    if name == TRAIN_FILE:  # the model loads; only what it trained on, and how, is lost (QA sweep 10)
+        return (f"{why}. The model still scores, given the data's path (Inspect's data path, `udd score --data`), "
+                "but its training data and settings are unknown, and no resume can repair it")
     if name == "model.safetensors" and resume_blocker(run) is None:
         return f"{why}. Inspect, Generate and `udd score` refuse it; Resume writes it again from {LAST_WEIGHTS}"
     return f"{why}. Inspect, Generate and `udd score` refuse it, and no resume can repair it: train a new run"
