@@ -15,12 +15,11 @@ import streamlit as st
 from pages.run_focus import KEEP, focused_run, heal_pick, set_focus, warn_stale_link
 from udd_core import runs
 from udd_core.display import probe_pairs
-from udd_core.generation import next_page
 from udd_core.methods import epoch_loops, fitted_in_one_pass
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, run_rows
 from udd_core.resume import check_resume_data, resume_offer
 from udd_core.progress import loop_series, loss_curve, progress_bar
-from udd_core.run_notes import damaged_note, still_learning_note
+from udd_core.run_notes import damaged_note, next_step, still_learning_note
 
 PROBES_PER_ROW = 4  # the default n_probe: one row
 POLL_S, DISK_POLL_S = 1.0, 2.0  # the progress bar: a live job / a run trained by another process (status.json)
@@ -77,9 +76,9 @@ def show_record(mgr: JobManager, root: Path, name: str) -> None:
         st.caption("No epoch has finished: there is no loss curve to draw yet.")
     if not alive and (damage := damaged_note(run_dir)):  # whatever its status says, nothing can load it
         st.error(f"This run's files are damaged: {damage}.")
-    elif not alive and runs.read_status(run_dir).get("status") == "finished":
-        title, verb = next_page(run_dir)
-        st.info(f"Done: open the **{title}** page to {verb} with this run.")
+    elif not alive and (step := next_step(run_dir)):  # finished, or stopped with a model that scores
+        title, text = step
+        st.info(text)
         if learning := still_learning_note(run_dir):
             st.caption(f"ℹ️ {learning[0].upper()}{learning[1:]}.")
         if st.button(f"Open in {title}", key="train_open_next", icon=":material/arrow_forward:"):

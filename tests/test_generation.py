@@ -226,7 +226,7 @@ def test_load_generator_needs_a_size_when_the_folder_stores_none(tmp_path, ds):
 
 
 def test_next_page_after_a_run_follows_what_it_trained_on(tmp_path):
-    from udd_core.generation import next_page
+    from udd_core.run_notes import next_page
 
     assert next_page(tmp_path) == ("Inspect", "score test images")  # no train.json: a detection run
     (tmp_path / "train.json").write_text('{"settings": {"train_on": "all"}}')

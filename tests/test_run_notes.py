@@ -148,3 +148,25 @@ def test_damage_advice_fits_the_file_and_a_bad_last_save_blocks_resume_before_th
     assert {f: (run / f).read_bytes() for f in before} == before  # nothing changed
     (run / "config.json").write_text("{")
     assert damaged_note(run).endswith("no resume can repair it: train a new run")
+
+
+def test_next_step_of_a_finished_or_stopped_run(tmp_path):
+    """QA sweep 10: a memory bank stopped during its coreset selection scores, but the Train page said nothing."""
+    import torch
+
+    from udd_core.run_notes import next_step
+    from udd_core.tensor_files import write_tensors
+
+    run = runs.new_run(tmp_path, "r")
+    runs.write_status(run, "stopped", "stopped in epoch 1")
+    assert next_step(run) is None  # nothing saved: no page to go to
+    write_tensors(run / "bank.safetensors", {"bank": torch.zeros(50, 8)})
+    (run / METHOD_FILE).write_text(json.dumps({"method": "memory-bank"}))
+    runs.write_status(run, "stopped", "bank of 50 patches (stopped early)")
+    page, text = next_step(run)
+    assert page == "Inspect" and "saved before the run stopped scores" in text
+    assert text.endswith("a complete memory-bank needs a new run.")
+    runs.write_status(run, "finished", "done")
+    assert next_step(run)[1].startswith("Done: open the **Inspect** page")
+    runs.write_status(run, "failed", "boom")
+    assert next_step(run) is None

@@ -215,12 +215,6 @@ def sigma_scale(model: AutoEncoder, images, max_images: int = 64) -> tuple[float
     return up125(spread / 2), up125(4 * spread)
 
 
-def next_page(path: Union[str, Path]) -> tuple[str, str]:
-    """(page, what to do there) after a run has finished: a run trained on defects too is for generating
-    maps, every other run for inspecting."""
-    return ("Generate", "generate maps") if runs.run_train_on(path) != "normal" else ("Inspect", "score test images")
-
-
 def command_line(run_dir: Union[str, Path], n: int, sources: int, sigma: float, seed: int,
                  class_filter: Optional[str] = None, data: Union[str, Path, None] = None, split: str = "train",
                  random: bool = False, per_position: bool = False, npz: bool = False, out: str = "OUT") -> str:

@@ -8,6 +8,7 @@
   longer means "like the normal images".
 - `scored_training_data_note`: the images scored include those it learned.
 - `damaged_note`: one of its files cannot be read, so nothing can load it, whatever its status says.
+- `next_step`: where a run that has stopped goes next (Inspect or Generate), finished or not.
 """
 from __future__ import annotations
 
@@ -166,3 +167,27 @@ def resume_blocker(run_dir: Union[str, Path]) -> Optional[str]:
     writes it again. QA sweep 8: a failed resume had already marked a good run "failed"."""
     found = _unreadable(Path(run_dir), skip=("model.safetensors",))
     return None if found is None else found[1]
+
+
+def next_page(path: Union[str, Path]) -> tuple[str, str]:
+    """(page, what to do there) after a run: a run trained on defects too is for generating maps, every other
+    run for inspecting."""
+    return ("Generate", "generate maps") if run_train_on(path) != "normal" else ("Inspect", "score test images")
+
+
+def next_step(run_dir: Union[str, Path]) -> Optional[tuple[str, str]]:
+    """(page, one line) for a run that finished, or that stopped with a model that scores; None otherwise.
+    QA sweep 10: a memory bank stopped while selecting its coreset got no word that its partial bank scores."""
+    from .methods import detector_class, has_detector, run_method
+
+    status = read_status(run_dir)["status"]
+    title, verb = next_page(run_dir)
+    if status == "finished":
+        return title, f"Done: open the **{title}** page to {verb} with this run."
+    if status not in ("stopped", "interrupted") or not has_detector(run_dir):
+        return None
+    method = run_method(run_dir)
+    resumes = detector_class(method).resumable and (Path(run_dir) / LAST_WEIGHTS).is_file()
+    on = ", or **Resume** below to train it further" if resumes else f"; a complete {method} needs a new run"
+    ended = "stopped" if status == "stopped" else "ended"
+    return title, f"The model saved before the run {ended} scores: open the **{title}** page to {verb} with it{on}."
