@@ -174,7 +174,7 @@ def test_training_set_picks_the_normal_images_and_reports_notes(tmp_path):
     normal, notes = cache.training_set(tmp_path / "w.npz", (3, 8, 8))
     both, _ = cache.training_set(tmp_path / "w.npz", (3, 8, 8), train_on="all")
     assert normal.shape == (3, 8, 8, 3) and both.shape == (5, 8, 8, 3) and len(cache) == 1  # decoded once
-    assert any("3 normal images" in n and "2 with other labels left out" in n for n in notes)
+    assert any("3 normal images" in n and "the 2 labelled as defects left out" in n for n in notes)
     for empty in (None, ""):
         with pytest.raises(DataError, match="no data set given"):
             cache.training_set(empty, (3, 8, 8))

@@ -508,7 +508,7 @@ def test_normal_images_leave_labelled_defects_out():
         labels = ["none", "Edge-Loc", "good", "Loc", "None"]
 
     imgs, note = normal_images(Set)
-    assert np.array_equal(imgs, Set.images[[0, 2, 4]]) and "3 normal" in note and "2 with other labels" in note
+    assert np.array_equal(imgs, Set.images[[0, 2, 4]]) and "3 normal" in note and "the 2 labelled as defects left out" in note
     Set.labels = ["good"] * 5
     assert normal_images(Set) == (Set.images, None)
 

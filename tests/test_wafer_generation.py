@@ -18,7 +18,7 @@ from udd_core.presets import model_presets
 from udd_core.resemblance import changed_share, resemblance
 from udd_core.settings import TrainSettings, train_on_classes, training_presets
 from udd_core.training_data import reference_normals, split_indices, training_images, training_mask
-from udd_core.wafer_generation import generated_maps, npz_bytes, write_npz
+from udd_core.wafer_generation import generated_maps, npz_bytes, pattern_classes, write_npz
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "wafer_maps_26x26.npz"
@@ -50,9 +50,14 @@ def test_training_images_follow_train_on():
     idx = lambda imgs: imgs[:, 0, 0, 0].tolist()  # noqa: E731 - image i holds the value i
     assert idx(training_images(ds, "normal")[0]) == [0, 2]
     images, note = training_images(ds, "all")
-    assert idx(images) == [0, 1, 2, 3, 4] and "3 of them labelled as defects" in note
+    assert idx(images) == [0, 1, 2, 3, 4] and "of them 3 labelled as defects" in note
     assert idx(training_images(ds, "Center,none")[0]) == [0, 1, 2, 4]
     assert idx(training_images(ds, "center,NONE")[0]) == [0, 1, 2, 4]  # the case as the data spells it
+    # WM-811K's "unlabeled" maps are no defect and no pattern (QA sweep 10: counted as defects, an HW2 grid)
+    odd = _ds(["none", "Center", "unlabeled"])
+    assert training_images(odd, "all")[1] == "trained on all 3 images, of them 1 labelled as defects and 1 with an unknown label"
+    assert "the 1 labelled as defects and 1 with an unknown label left out" in training_images(odd, "normal")[1]
+    assert pattern_classes(["none", "Center", "unlabeled", "Unknown", "Loc"]) == ["Center", "Loc"]
     from udd_core.generation import class_pool
 
     assert class_pool(ds.labels, 5, "donut").tolist() == [3]
@@ -194,7 +199,7 @@ def test_generation_run_end_to_end_with_the_npz_round_trip(tmp_path, capsys):
                "--epochs", "1", "--precision", "float32"])
     err = capsys.readouterr().err
     assert rc == 0, err
-    assert "trained on all 480 images, 320 of them labelled as defects" in err
+    assert "trained on all 480 images, of them 320 labelled as defects" in err
     assert json.loads((run / "train.json").read_text())["settings"]["train_on"] == "all"
     # Its threshold rests on the normal maps of its validation split, as udd export's does; the calibration
     # that training made of that split (defects among them) is not used.

@@ -16,7 +16,8 @@ import numpy as np
 
 from .data import data_kind
 from .inspection_inputs import Loaded, load_inputs, validation_images
-from .inspection_result import UNKNOWN_LABELS, Inspection, normal_label
+from .inspection_result import Inspection, normal_label
+from .training_data import UNKNOWN_LABELS
 from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr
 from .methods import scoring_record, scoring_with
 from .model import WEIGHTS_FILE

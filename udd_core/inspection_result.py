@@ -16,9 +16,8 @@ from .data import wafer_to_onehot
 from .metrics import GOOD, Metrics, threshold_for_fpr, too_few_normals
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, outlines_legend, overlay_rgb, zoom
 from .scoring import NormStats
-from .training_data import NORMAL_LABELS
+from .training_data import NORMAL_LABELS, UNKNOWN_LABELS
 
-UNKNOWN_LABELS = ("unlabeled", "unlabelled", "unknown", "?")  # neither normal nor a defect: left out of metrics
 
 
 def normal_label(label) -> str:

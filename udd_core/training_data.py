@@ -27,6 +27,7 @@ def split_indices(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.n
 
 
 NORMAL_LABELS = ("good", "none", "normal")  # labels of defect-free images (MVTec "good", WM-811K "none")
+UNKNOWN_LABELS = ("unlabeled", "unlabelled", "unknown", "?")  # neither normal nor a defect (WM-811K "unlabeled")
 
 
 def normal_images(ds: Any, for_training: bool = False) -> tuple[np.ndarray, Optional[str]]:
@@ -49,13 +50,26 @@ def _normal_mask(ds: Any, for_training: bool) -> tuple[np.ndarray, Optional[str]
         found = _listed(sorted(set(map(str, ds.labels))))
         raise ValueError(f"data: every image is labelled as a defect ({found}); training needs normal images "
                          f"(labels {'/'.join(NORMAL_LABELS)}) or unlabelled ones")
-    return keep, (f"trained on the {int(keep.sum())} normal images (labels {'/'.join(NORMAL_LABELS)}); "
-                  f"{int((~keep).sum())} with other labels left out")
+    return keep, (f"trained on the {int(keep.sum())} normal images (labels {'/'.join(NORMAL_LABELS)}); the "
+                  f"{_defects_and_unknown([v for v, k in zip(ds.labels, keep) if not k])} left out")
 
 
 def is_normal(labels) -> np.ndarray:
     """(N,) bool: which labels name a defect-free image (`NORMAL_LABELS`, any case)."""
     return np.array([str(v).strip().lower() in NORMAL_LABELS for v in labels], dtype=bool)
+
+
+def is_unknown(labels) -> np.ndarray:
+    """(N,) bool: which labels say the image's class is unknown (`UNKNOWN_LABELS`, any case): no defect class."""
+    return np.array([str(v).strip().lower() in UNKNOWN_LABELS for v in labels], dtype=bool)
+
+
+def _defects_and_unknown(labels) -> str:
+    """'14 labelled as defects and 3 with an unknown label' for the labels that are not normal."""
+    unknown = int(is_unknown(labels).sum())
+    defects = len(labels) - int(is_normal(labels).sum()) - unknown
+    parts = [f"{defects} labelled as defects"] * bool(defects) + [f"{unknown} with an unknown label"] * bool(unknown)
+    return " and ".join(parts)
 
 
 def training_mask(ds: Any, train_on: str = "normal", for_training: bool = True) -> tuple[np.ndarray, Optional[str]]:
@@ -73,9 +87,9 @@ def training_mask(ds: Any, train_on: str = "normal", for_training: bool = True) 
     labels = [str(v) for v in ds.labels]
     found = sorted(set(labels))
     if classes is None:  # "all"
-        defects = int((~is_normal(labels)).sum())
-        return np.ones(len(labels), dtype=bool), (
-            f"trained on all {len(labels)} images, {defects} of them labelled as defects" if defects else None)
+        others = _defects_and_unknown(labels)
+        return np.ones(len(labels), dtype=bool), (f"trained on all {len(labels)} images, of them {others}"
+                                                  if others else None)
     classes = tuple(as_spelled(c, found) for c in classes)
     unknown = [c for c in classes if c not in found]
     if unknown:

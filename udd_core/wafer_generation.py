@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .atomic import check_new_file, write_bytes_atomic
-from .training_data import NORMAL_LABELS
+from .training_data import NORMAL_LABELS, UNKNOWN_LABELS
 from .wafermaps import onehot_to_wafer
 
 
@@ -82,8 +82,9 @@ def write_npz(path: Union[str, Path], data: bytes, force: bool = False) -> Path:
 
 
 def pattern_classes(labels: Sequence[str]) -> list[str]:
-    """The defect classes among ``labels`` (not none/good/normal), sorted by name."""
-    return sorted({str(v) for v in labels if str(v).strip().lower() not in NORMAL_LABELS})
+    """The defect classes among ``labels`` (not none/good/normal, nor an unknown label such as WM-811K's
+    "unlabeled": no pattern to show or augment), sorted by name."""
+    return sorted({str(v) for v in labels if str(v).strip().lower() not in NORMAL_LABELS + UNKNOWN_LABELS})
 
 
 @dataclass(frozen=True)
