@@ -95,6 +95,17 @@ def test_to_8bit_modes_and_tags(mode, tag):
     assert got == tag and out.mode in ("L", "RGB") and out.size == (4, 3)
 
 
+def test_12_bit_camera_data_in_16_bit_pngs_keeps_its_grey_levels(tmp_path):
+    """QA sweep 10: values 0..3808 scaled as 16-bit became 15 grey levels, with only the generic note."""
+    a12 = np.linspace(0, 3808, 64).reshape(8, 8).astype(np.uint16)
+    png(tmp_path / "cam.png", a12)
+    s = load_dataset(tmp_path, (1, 8, 8))
+    assert len(np.unique(s.images)) == 64 and s.images.max() == round(3808 * 255 / 4095)
+    assert any("holding only values up to 4095 (12-bit camera data)" in n for n in s.notices)
+    png(tmp_path / "full.png", (a12.astype(np.uint32) * 16).astype(np.uint16))  # a 16-bit image beside it
+    assert any("scaled two ways" in n for n in load_dataset(tmp_path, (1, 8, 8)).notices)
+
+
 def test_decode_one_resizes_repeats_and_explains_skips(tmp_path):
     src = png(tmp_path / "a.png", gray(10, 12))
     arr, masks, tags, note = decode_one(src, None, (5, 6, 3), tile=False)

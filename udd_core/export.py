@@ -218,7 +218,8 @@ def _input_description(kind: str, shape: tuple[int, int, int], tile: bool = Fals
                "column flush with the bottom and right edges (overlapping) where the size is no multiple" if tile else
                f"resized to {w}x{h} (width x height, aspect ratio not kept) with Pillow's BILINEAR filter "
                "(JPEGs first decoded at Pillow's reduced draft scale no smaller than that)")
-        steps = f"8-bit (16-bit images scaled down); {convert}; {fit}"
+        steps = (f"8-bit (16-bit images scaled down: by 255/4095 when no value exceeds 4095, 12-bit camera data, "
+                 f"else by 255/65535); {convert}; {fit}")
     norm = ("none: each channel is 0 or 1 as encoded" if kind == "wafer" else
             "uint8 pixel / 255, nothing else (no mean or std)")
     return {"name": INPUT, "shape": ["N", c, h, w], "dtype": "float32", "layout": "NCHW", "range": [0.0, 1.0],

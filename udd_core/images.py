@@ -90,7 +90,10 @@ def to_8bit(im: Image.Image) -> tuple[Image.Image, str | None]:
         return im.convert("L"), "1-bit"
     if mode.startswith("I"):  # I;16, I;16B, I (32-bit int): read as 16-bit, 0..65535 -> 0..255
         a = np.asarray(im).astype(np.float64)
-        return Image.fromarray(np.clip(np.rint(a * (255 / 65535)), 0, 255).astype(np.uint8), "L"), "16-bit"
+        # 12-bit cameras write 0..4095 into 16-bit PNGs: scaled as 16-bit that is 16 grey levels (QA sweep 10).
+        # A 16-bit image that dark (below 1/16 of its range) is rare; the notice says which rule each image got.
+        top, tag = (4095, "12-bit") if a.size and 0 < a.max() <= 4095 else (65535, "16-bit")
+        return Image.fromarray(np.clip(np.rint(a * (255 / top)), 0, 255).astype(np.uint8), "L"), tag
     if mode == "F":  # floats in [0, 1] are scaled, anything else is clipped to 0..255
         a = np.nan_to_num(np.asarray(im, dtype=np.float64))
         if a.size and a.min() >= 0 and a.max() <= 1:
@@ -109,6 +112,8 @@ def to_8bit(im: Image.Image) -> tuple[Image.Image, str | None]:
 _CONVERSION_TEXT = {  # {s}: the plural's "s", so that one image reads "1 ... image"
     "1-bit": "{n} 1-bit image{s} converted to 8-bit",
     "16-bit": "{n} 16-bit image{s} scaled to 8 bits (0..65535 -> 0..255)",
+    "12-bit": "{n} 16-bit image{s} holding only values up to 4095 (12-bit camera data) scaled to 8 bits as 12-bit "
+              "(0..4095 -> 0..255)",
     "float": "{n} floating-point image{s} scaled to 8 bits",
     "alpha": "{n} image{s} with transparency composited onto black",
     "palette": "{n} palette image{s} expanded to RGB",
@@ -121,8 +126,12 @@ _CONVERSION_TEXT = {  # {s}: the plural's "s", so that one image reads "1 ... im
 
 def conversion_notices(counts: Mapping[str, int], hw: str) -> list[str]:
     """One notice per conversion tag of `decode_one` (tag -> image count); `hw` is the "HxW" size."""
-    return [_CONVERSION_TEXT.get(tag, "{n} " + tag + " image{s} converted to RGB").format(n=n, hw=hw, s="s" * (n != 1))
-            for tag, n in sorted(counts.items())]
+    notes = [_CONVERSION_TEXT.get(tag, "{n} " + tag + " image{s} converted to RGB").format(n=n, hw=hw, s="s" * (n != 1))
+             for tag, n in sorted(counts.items())]
+    if counts.get("12-bit") and counts.get("16-bit"):  # one camera writes one depth: a mix means a dark image
+        notes.append("the 16-bit images were scaled two ways (up to 4095 as 12-bit, the others as 16-bit), so "
+                     "their brightness does not compare: convert them to one bit depth first")
+    return notes
 
 
 def tile_starts(n: int, t: int) -> list[int]:
