@@ -98,19 +98,27 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
     if not (offer := resume_offer(run, status)):
         return
     moved = not offer.data_path or not Path(offer.data_path).exists()
-    new_place = None
+    new_place, place_error = None, None
     if moved:  # the data is not where train.json says: ask for its new place, which train.json then records
         was = f"{offer.data_path}, which is no longer there" if offer.data_path else "data its train.json does not name"
+        st.warning(f"To resume, the run needs the images it trained on: {was}.")  # QA sweep 10: said only on Resume
         new_place = st.text_input("Data: its new place", key=f"train_resume_data_{run.name}",
-                                  help=f"The run trained on {was}. Type the folder or file's new place; "
-                                       "the run records it, so Inspect and Generate find it too.").strip() or None
+                                  help="Type the folder or file's new place; the run records it, so Inspect and "
+                                       "Generate find it too.").strip() or None
+        if new_place:
+            try:  # as typed, like the Path box: a missing path, or data of the other kind
+                check_resume_data(runs.read_train(run.path), new_place, run.name)
+            except (ValueError, OSError) as e:
+                place_error = str(e)
+                st.error(place_error)
     r = st.columns([2, 1], vertical_alignment="bottom")
     # No minimum of done + 1: Streamlit would silently keep its old value for a smaller one typed in,
     # and Resume would train to that. A total at or below the epochs done is refused on Resume instead.
     more = r[0].number_input(f"Resume up to {offer.unit}", 1, 1_000_000, key=f"train_resume_to_{run.name}",
                              value=offer.total,
                              help=f"The new total; more than the {offer.done} {offer.unit}{'s' * (offer.done != 1)} done.")
-    if not r[1].button("Resume", icon=":material/resume:", key="train_resume"):
+    if not r[1].button("Resume", icon=":material/resume:", key="train_resume",
+                       disabled=moved and (not new_place or place_error is not None)):  # nothing to load yet
         return
     try:
         total = offer.check_total(more)
@@ -119,8 +127,6 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
         return
     try:  # the run's own data, through the cache: a resume right after a stop decodes nothing
         with st.spinner(f"Resuming {run.name}: loading its images, model and optimiser state ..."):
-            if new_place:  # the other kind of data is refused before it loads, as `udd train --resume --data` does
-                check_resume_data(runs.read_train(run.path), new_place, run.name)
             images, _ = load_images(new_place or offer.data_path, offer.input_shape, offer.tile, offer.train_on)
             mgr.start(TrainJob.resume(runs.run_path(root, run.name), images=images, epochs=total, data_path=new_place))
         st.rerun()

@@ -197,10 +197,15 @@ def test_resume_finds_moved_data_at_the_place_typed_and_the_run_records_it(tiny_
     assert not [t for t in at.text_input if t.key == f"train_resume_data_{name}"]  # the data is where it was
     moved = data.rename(tmp_path / "moved")
     at.run()
+    # QA sweep 10: the page now says at once that the data is gone, and Resume waits for a usable place
+    assert any(f"{data.resolve()}, which is no longer there" in w.value for w in at.warning)
+    assert at.button(key="train_resume").disabled
+    at.text_input(key=f"train_resume_data_{name}").input(str(tmp_path / "nowhere")).run()
+    assert "nowhere" in errors(at) and at.button(key="train_resume").disabled  # checked as typed
     wafers = ROOT / "sample_data" / "wafer_maps_26x26.npz"  # QA sweep 6: the other kind got advice on channels
     at.text_input(key=f"train_resume_data_{name}").input(str(wafers)).run()
-    at.button(key="train_resume").click().run()
     assert f"{wafers}: run {name} was trained on images, these are wafer maps; resume needs the same data" in errors(at)
+    assert at.button(key="train_resume").disabled
     few = write_pngs(tmp_path / "few", n=5)  # QA sweep 7: "resume NAME: run NAME: was trained on ..."
     at.text_input(key=f"train_resume_data_{name}").input(str(few)).run()
     at.button(key="train_resume").click().run()
@@ -255,9 +260,9 @@ def test_runs_table_shows_every_status_and_old_runs_show_their_curves(tiny_confi
     at.selectbox(key="train_run_pick").select("b-failed").run()
     assert "**failed** · here" in errors(at)  # status.json says "failed here": the word once
     at.selectbox(key="train_run_pick").select("c-stopped").run()
-    at.button(key="train_resume").click().run()  # stopped runs can be resumed, but this one has no data path
-    assert not at.exception and "resume c-stopped: data:" in errors(at)
-    assert "if the data has moved, type its new place above" in errors(at)  # QA: no way on from here
+    # Stopped runs can be resumed, but this one names no data: the page asks for it, Resume waits for it
+    assert any("data its train.json does not name" in w.value for w in at.warning)
+    assert at.button(key="train_resume").disabled and not at.exception
     assert at.text_input(key="train_resume_data_c-stopped").label == "Data: its new place"
     assert not any("no loss curve" in c.value for c in at.caption)
     at.selectbox(key="train_run_pick").select("d-dead").run()  # stopped before its first epoch ended
