@@ -170,12 +170,13 @@ for note in insp.notices:  # after the threshold: the note on too few normal ima
     if note not in (unfinished, learned, mismatch):  # shown above as warnings
         st.caption(f"ℹ️ {note}")
 m = insp.metrics
-cols = st.columns([1.35, 1, 1, 1.35, 1, 1, 1, 1.3])  # the AUROC labels and their help icons fit on one line
+# Two rows of four: eight in one row cut the values to "0.…" at 1280 px (QA sweep 10).
+cols = [*st.columns(4), *st.columns(4)]
 for col, (label, v) in zip(cols, [("image AUROC", m.image_auroc), ("image AP", m.image_ap), ("F1 max", m.f1_max),
                                   ("pixel AUROC", m.pixel_auroc), ("AUPRO", m.aupro), ("FPR", insp.fpr),
                                   ("TPR", insp.tpr)]):
     col.metric(label, fmt(v, 3), help=METRIC_HELP[label])
-cols[7].metric("threshold", f"{insp.threshold:.3g}", help=METRIC_HELP["threshold"])  # fits a narrow column
+cols[7].metric("threshold", f"{insp.threshold:.3g}", help=METRIC_HELP["threshold"])
 st.caption(f"Threshold {insp.threshold:.6g}: {insp.threshold_source}. An image is defective when its score is above it"
            + (f"; the score is {markdown_literal(insp.score_meaning)}. " if insp.score_meaning else ". ") +
            "Heatmaps share one scale from the normal images (0 = a typical normal pixel, top = twice the pixel "
