@@ -19,7 +19,7 @@ from udd_core import compare as cmp
 from udd_core import compare_scores as cmp_scores
 from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch
-from udd_core.display import markdown_literal
+from udd_core.display import markdown_literal, score_text
 from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass, has_detector
 from udd_core.run_notes import learned_defects_note, still_learning_note, unfinished_note
 from udd_core.inspection import inspect_run
@@ -243,5 +243,5 @@ for name in shown:
     cols[0].image(row[0], caption=markdown_literal(f"{short(name, data)} · {labels[name]}"), width="stretch")
     for col, img, run_name, insp in zip(cols[1:], row[1:], scored, inspections):
         score = float(insp.scores[insp.names.index(name)])
-        col.image(img, caption=f"{run_name} ({method_of[run_name]}) · score {score:.4g}"
+        col.image(img, caption=f"{run_name} ({method_of[run_name]}) · score {score_text(score)}"
                   + cmp_scores.verdict_words(insp, score), width="stretch")

@@ -18,7 +18,7 @@ from udd_core import inspection_views as views
 from udd_core import runs
 from udd_core.run_notes import learned_defects_note
 from udd_core.data import data_kind
-from udd_core.display import markdown_literal
+from udd_core.display import markdown_literal, score_text
 from udd_core.export import ParityError, export_run
 from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import load_inputs
@@ -177,7 +177,7 @@ for col, (label, v) in zip(cols, [("image AUROC", m.image_auroc), ("image AP", m
                                   ("TPR", insp.tpr)]):
     col.metric(label, fmt(v, 3), help=METRIC_HELP[label])
 cols[7].metric("threshold", f"{insp.threshold:.3g}", help=METRIC_HELP["threshold"])
-st.caption(f"Threshold {insp.threshold:.6g}: {insp.threshold_source}. An image is defective when its score is above it"
+st.caption(f"Threshold {score_text(insp.threshold)}: {insp.threshold_source}. An image is defective when its score is above it"
            + (f"; the score is {markdown_literal(insp.score_meaning)}. " if insp.score_meaning else ". ") +
            "Heatmaps share one scale from the normal images (0 = a typical normal pixel, top = twice the pixel "
            "threshold); " + outlines_legend(insp.masks is not None) + ".")
@@ -222,13 +222,13 @@ with tab_image:
     same = [i for i in options if insp.names[i] == ss.get("insp_picked")]
     pick = st.selectbox("Image (by score)", options, index=options.index(same[0]) if same else 0,
                         key=f"insp_pick_{tag}", persist_state=KEEP,
-                        format_func=lambda i: f"{insp.names[i]} — {insp.labels[i]}, score {insp.scores[i]:.5g}")
+                        format_func=lambda i: f"{insp.names[i]} — {insp.labels[i]}, score {score_text(insp.scores[i])}")
     ss["insp_picked"] = insp.names[pick]
     left, right = st.columns([3, 2])
     left.plotly_chart(go.Figure(views.heatmap_figure(insp, pick, insp.image_scale(pick) if own else insp.scale)),
                       key="insp_heat")
     right.image(insp.panels(pick, own_scale=own)["overlay"], caption="overlay", width="stretch")
-    right.metric("score", f"{insp.scores[pick]:.5g}", f"{insp.scores[pick] - insp.threshold:+.3g} vs threshold",
+    right.metric("score", score_text(insp.scores[pick]), f"{insp.scores[pick] - insp.threshold:+.3g} vs threshold",
                  delta_color="inverse", help="This image's score; below it, how far it lies above (red: defective) "
                                              "or below the threshold." + insp.units_note())
     if insp.factors is not None:  # the score is not the map's alone: show both parts
@@ -300,5 +300,5 @@ with tab_export:
             st.caption(f"Parity on {par['images']} {par['source']} image{'s' * (par['images'] != 1)}: largest "
                        "relative score difference "
                        f"{par['max_rel_score_diff']:.2g}, largest map difference {par['max_rel_map_diff']:.2g} of "
-                       f"its scale (allowed {par['tolerance']:g}). Threshold {exp.info['threshold']:.5g} "
+                       f"its scale (allowed {par['tolerance']:g}). Threshold {score_text(exp.info['threshold'])} "
                        f"(defective when score > threshold).")

@@ -199,3 +199,13 @@ def markdown_literal(text: str) -> str:
     (which would swallow "[3]"); brackets and dots stay readable."""
     text = re.sub(r"([\\`*_~$])", r"\\\1", text)
     return re.sub(r":(?=[A-Za-z][\w-]*\[)", r"\\:", text)
+
+
+SCORE_DIGITS = 5  # significant digits of a score or threshold shown to a person, in every output alike
+
+
+def score_text(v: float) -> str:
+    """A score or threshold as every view shows it: `SCORE_DIGITS` significant digits, so that 0.0076097 and
+    1.2027 read alike in the gallery, Compare, the report and the heatmaps' README (QA sweep 10: 4 to 6 digits,
+    or 5 decimals, by output). Exports meant for machines (CSV, JSON) keep full precision."""
+    return f"{float(v):.{SCORE_DIGITS}g}"

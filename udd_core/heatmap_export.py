@@ -18,6 +18,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from .atomic import write_files
+from .display import score_text
 from .inspection_result import Inspection
 from .render import WAFER_LEGEND, auto_zoom, png_bytes, scale_bar_rgb
 
@@ -66,7 +67,7 @@ def legend_text(insp: Inspection, files: list[str]) -> str:
     size = f"{h}x{w} px" + (f", enlarged {f}x to {h * f}x{w * f}" if f > 1 else "")
     thr = ("No threshold is set (no normal reference images or labels): the verdict column is empty."
            if insp.threshold is None else
-           f"Threshold: {insp.threshold:.6g} ({insp.threshold_source}); an image is defective when its score is "
+           f"Threshold: {score_text(insp.threshold)} ({insp.threshold_source}); an image is defective when its score is "
            "above it.")
     scoring = ", ".join(f"{k} {s[k]}" for k in ("residual", "score", "smooth_sigma", "topk_percent", "border")
                         if k in s)
@@ -84,7 +85,7 @@ def legend_text(insp: Inspection, files: list[str]) -> str:
               "one); verdict: the model's call at the threshold.", "file\tlabel\tscore\tverdict\timage"]
     for name, row in zip(files, insp.to_rows()):
         verdict = "" if row["defective"] is None else ("defective" if row["defective"] else "good")
-        score = "nan" if row["score"] is None else f"{row['score']:.6g}"
+        score = "nan" if row["score"] is None else score_text(row["score"])
         lines.append(f"{name}\t{row['label']}\t{score}\t{verdict}\t{row['path']}")
     return "\n".join(lines) + "\n"
 

@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from .data import wafer_to_onehot
+from .display import score_text
 from .metrics import GOOD, Metrics, threshold_for_fpr, too_few_normals
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, outlines_legend, overlay_rgb, zoom
 from .scoring import NormStats
@@ -171,7 +172,8 @@ class Inspection:
         """Image i's score for a caption, with its two parts when it carries a factor (the map's, the factor)."""
         s = float(self.scores[i])
         f = None if self.factors is None else float(self.factors[i])
-        return f"score {s:.5g} = map {s / f:.4g} × latent novelty factor {f:.4g}" if f else f"score {s:.5g}"
+        return (f"score {score_text(s)} = map {s / f:.4g} × latent novelty factor {f:.4g}" if f
+                else f"score {score_text(s)}")
 
     def _to_map_units(self, v: float) -> float:
         return float((v - self.norm.mean) / self.norm.std) if self.norm else float(v)

@@ -22,7 +22,7 @@ from .config import config_text
 from .settings import applied_settings
 from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
-from .display import breakable
+from .display import breakable, score_text
 from .render import WAFER_LEGEND, png_bytes, scale_bar_rgb
 
 PANEL_NAMES = {"residual": "anomaly map"}  # a panel's column title where its key is no word for a reader
@@ -162,7 +162,7 @@ def _threshold_block(insp: Inspection) -> str:
             f"<tr><th>defective</th><td class=n>{r['tp']}</td><td class=n>{r['fn']}</td></tr>"
             f"<tr><th>good</th><td class=n>{r['fp']}</td><td class=n>{r['tn']}</td></tr></table>")
     meaning = f"<p class=sub>Score: {_e(insp.score_meaning)}.{_e(insp.units_note())}</p>" if insp.score_meaning else ""
-    return (f"<p>Image threshold <b>{_num(insp.threshold, 6)}</b> ({_e(insp.threshold_source)}): "
+    return (f"<p>Image threshold <b>{score_text(insp.threshold)}</b> ({_e(insp.threshold_source)}): "
             f"FPR {_num(r['fpr'])}, TPR {_num(r['tpr'])}. An image is defective when its score is above it.</p>"
             f"{meaning}{conf}")
 
@@ -184,7 +184,7 @@ def _image_table(insp: Inspection, indices) -> str:
         # <wbr>: a long path wraps after a '/' or '_', not mid-number (QA); a wafer map's name has no folder
         full = "" if short == insp.names[i] else f"<br><span class=sub>{breakable(_e(insp.names[i]), '<wbr>')}</span>"
         rows.append(f"<tr><td class=n>{rank}</td><td class=name>{breakable(_e(short), '<wbr>')}{full}</td><td>{_e(insp.labels[i])}</td><td class=n>"
-                    f"{_num(float(insp.scores[i]), 5)}{parts}</td><td>{verdict}</td><td class=imgs>{imgs}</td></tr>")
+                    f"{score_text(insp.scores[i])}{parts}</td><td>{verdict}</td><td class=imgs>{imgs}</td></tr>")
     return ("<table><tr><th>#</th><th>image</th><th>label</th><th>score</th><th>verdict</th>"
             f"<th>{' | '.join(PANEL_NAMES.get(k, k) for k in shown)}</th></tr>" + "".join(rows) + "</table>")
 
