@@ -244,13 +244,14 @@ def test_output_places_are_refused_before_any_scoring(capsys, tmp_path, run, dat
 def test_heatmaps_inside_the_data_set_are_refused(capsys, tmp_path, run, data):
     """QA sweep 8: `--heatmaps DATA/test/good` (a folder of JPEGs passed the PNG check) wrote the overlays into
     the data set, and the next scoring counted them as good photos."""
-    for target, given in ((data / "test" / "good" / "hm", ["--data", str(data)]), (data / "hm", [])):
-        rc = main(["score", str(run), *given, "--heatmaps", str(target)])  # [] : the run's own data
+    for target, given, whose in ((data / "test" / "good" / "hm", ["--data", str(data)], "the data set"),
+                                 (data / "hm", [], "the run's training data")):  # [] : the run's own data
+        rc = main(["score", str(run), *given, "--heatmaps", str(target)])
         err = capsys.readouterr().err
-        assert rc == 2 and f"--heatmaps {target}: lies inside the data set" in err and err.count("\n") == 1, err
+        assert rc == 2 and f"--heatmaps {target}: lies inside {whose}" in err and err.count("\n") == 1, err
         assert not target.exists()
     assert main(["score", str(run), "--data", str(data), "--heatmaps", str(tmp_path / "beside")]) == 0
     # QA sweep 9: into the run's own training data while another set is scored: its split sets the threshold
     other = make_mvtec(tmp_path / "other", seed=3)
     assert main(["score", str(run), "--data", str(other), "--heatmaps", str(data / "train" / "hm")]) == 2
-    assert "lies inside the data set" in capsys.readouterr().err and not (data / "train" / "hm").exists()
+    assert "lies inside the run's training data" in capsys.readouterr().err and not (data / "train" / "hm").exists()

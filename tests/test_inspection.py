@@ -317,6 +317,9 @@ def test_scores_that_point_the_wrong_way_are_named():
                      "it misses what makes them defective here; try another residual or method",
                      "pixel AUROC 0.08: with the feature residual the heatmap is brighter on normal pixels than on "
                      "the defects"]
+    # QA sweep 10: a method's own score (Deep SVDD's distance) is not the map's: no residual changes it
+    own = inverted_notes(replace(m, image_auroc=0.34), "this run's own score", own_score=True)
+    assert own[0].endswith("; try another method")
 
 
 def test_data_of_the_other_kind_is_named_and_gets_no_scoring_advice(tmp_path, monkeypatch):
@@ -327,7 +330,7 @@ def test_data_of_the_other_kind_is_named_and_gets_no_scoring_advice(tmp_path, mo
     rgb = {**tiny_config(), "block_size_in": [[3, 4, 4], [4, 8, 8]], "block_size_out": [[8, 8, 4], [4, 4, 3]]}
     parts = make_mvtec(tmp_path / "parts")
     run = make_run(tmp_path / "rgb", parts, config=rgb)
-    monkeypatch.setattr(inspection, "inverted_notes", lambda metrics, scoring: ["scores point the wrong way"])
+    monkeypatch.setattr(inspection, "inverted_notes", lambda metrics, scoring, own=False: ["scores point the wrong way"])
     own = inspect_run(run, parts)
     assert own.mismatch is None and "scores point the wrong way" in own.notices
     wafers = inspect_run(run, Path(__file__).resolve().parents[1] / "sample_data" / "wafer_maps_26x26.npz")

@@ -50,8 +50,8 @@ def run_generate(args: argparse.Namespace) -> int:
     args.run = str(run_dir_arg(args.run))  # a run name under $UDD_RUNS_DIR, as `udd score` and `udd export` take
     source = runs.run_source(args.run)
     data = args.data or source.get("path")
-    for images in {data, source.get("path")}:  # its PNGs would join the images of either set
-        check_outside_data(args.out, images, f"--out {args.out}")
+    for images, whose in ((data, "the data set"), (source.get("path"), "the run's training data")):
+        check_outside_data(args.out, images, f"--out {args.out}", whose)  # its PNGs would join either set
     notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`
     model = load_generator(args.run, size=size,
                            data=data, split=args.split, notices=notices)

@@ -75,8 +75,9 @@ def run_score(args: argparse.Namespace) -> int:
     run_dir = run_dir_arg(args.run)
     if args.heatmaps:
         check_heatmap_folder(args.heatmaps, args.force)
-        for data in {args.data, run_source(run_dir).get("path")}:  # the scored set, and the run's training set,
-            check_outside_data(args.heatmaps, data, f"--heatmaps {args.heatmaps}")  # whose split sets the threshold
+        trained = run_source(run_dir).get("path")  # the run's training set, whose split sets the threshold
+        for data, whose in ((args.data, "the data set"), (trained, "the run's training data")):
+            check_outside_data(args.heatmaps, data, f"--heatmaps {args.heatmaps}", whose)
     if args.report:  # refused before any scoring: an existing report is not overwritten without --force
         if Path(args.report).suffix.lower() not in (".html", ".htm"):  # a browser opens it by its name
             raise UsageError(f"--report {args.report}: the report is an HTML page; give a name ending in .html")

@@ -98,15 +98,15 @@ def resolved(path) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def check_outside_data(folder, data, what: str) -> None:
-    """Refuse an output folder of PNGs inside a data set's folder (``what`` names the option): the next load
-    would take them for images of the set (QA: heatmaps of defects scored as 'good' photos). A wafer file's
-    folder is fine; its maps live in the file."""
+def check_outside_data(folder, data, what: str, whose: str = "the data set") -> None:
+    """Refuse an output folder of PNGs inside a data set's folder (``what`` names the option, ``whose`` the set,
+    e.g. "the run's training data"): the next load would take them for images of the set (QA: heatmaps of
+    defects scored as 'good' photos). A wafer file's folder is fine; its maps live in the file."""
     if not data or not Path(data).expanduser().is_dir():
         return
     root = resolved(data)
     if resolved(folder).is_relative_to(root):
-        raise DataError(f"{what}: lies inside the data set {data}, whose next load would take its PNGs for "
+        raise DataError(f"{what}: lies inside {whose} {data}, whose next load would take its PNGs for "
                         "images of the set; choose a folder outside it")
 
 

@@ -28,13 +28,15 @@ from .settings import resolve_device
 INVERTED = 0.35  # an AUROC this far below chance says the scores point the wrong way, not that they are weak
 
 
-def inverted_notes(m: Metrics, scoring: str) -> list[str]:
+def inverted_notes(m: Metrics, scoring: str, own_score: bool = False) -> list[str]:
     """A note for each AUROC far below chance: the scores rank defects below normal images (or pixels), so
-    `scoring` misses what makes these defects, and a look at another residual or method is due."""
+    `scoring` misses what makes these defects, and a look at another residual or method is due (another
+    method alone for a method's `own_score`, which no residual changes)."""
     notes = []
     if m.image_auroc is not None and m.image_auroc < INVERTED:
+        instead = "another method" if own_score else "another residual or method"
         notes.append(f"image AUROC {m.image_auroc:.2f}: {scoring} scores the defective images below the normal "
-                     "ones, so it misses what makes them defective here; try another residual or method")
+                     f"ones, so it misses what makes them defective here; try {instead}")
     if m.pixel_auroc is not None and m.pixel_auroc < INVERTED:
         notes.append(f"pixel AUROC {m.pixel_auroc:.2f}: with {scoring} the heatmap is brighter on normal pixels "
                      "than on the defects")
@@ -173,7 +175,8 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     else:
         metrics = _empty_metrics()
     if not loaded.mismatch:  # on data of the other kind, scores pointing the wrong way are no advice on scoring
-        notices += inverted_notes(metrics, "this run's own score" if det.own_scores else f"the {residual} residual")
+        notices += inverted_notes(metrics, "this run's own score" if det.own_scores else f"the {residual} residual",
+                                  det.own_scores)
     post = scoring_record(det, {"residual": residual, "score": score, "smooth_sigma": float(smooth_sigma),
                                 "topk_percent": float(topk_percent), "border": int(border)})
     settings = {"model": str(loaded.model_dir), "data": loaded.data_path, "split": loaded.split,
