@@ -165,3 +165,10 @@ def test_a_jpeg_decoded_small_still_counts_as_resized(tmp_path):
     assert arr.shape == (1, 16, 16, 1) and "resized" in tags
     Image.fromarray(gray(16, 16)).save(tmp_path / "same.jpg")
     assert "resized" not in decode_one(tmp_path / "same.jpg", None, (16, 16, 1), tile=False)[2]
+
+
+def test_a_thumbnail_enlarged_more_than_twice_is_named(tmp_path):
+    png(tmp_path / "photo.png", gray(40, 40))
+    png(tmp_path / "thumb.png", gray(8, 8))
+    notes = load_dataset(tmp_path, (1, 32, 32)).notices
+    assert "1 image less than half of 32x32 in a side, enlarged more than twice" in " ".join(notes)  # the thumb only

@@ -120,6 +120,8 @@ _CONVERSION_TEXT = {  # {s}: the plural's "s", so that one image reads "1 ... im
     "to-gray": "{n} RGB image{s} converted to 1 channel by luminance (ITU-R 601-2)",
     "to-rgb": "{n} grayscale image{s} repeated to 3 channels",
     "resized": "{n} image{s} resized to {hw} (bilinear)",
+    "upscaled": "{n} image{s} less than half of {hw} in a side, enlarged more than twice: blurred, "
+                "they may score as defects; check that they belong to the set",
     "mask-levels": "{n} defect mask{s} with more than two values: every value above 0 counts as defect",
 }
 
@@ -177,6 +179,8 @@ def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], t
             im = im.resize((w, h), Image.BILINEAR)
         if full != (w, h):
             tags.append("resized")
+        if w > 2 * full[0] or h > 2 * full[1]:  # a thumbnail among photos (QA sweep 10): said apart
+            tags.append("upscaled")
         arr = np.asarray(im)[None]
     if arr.ndim == 3:  # (k, H, W) grayscale -> (k, H, W, C)
         arr = np.repeat(arr[..., None], c, axis=-1)
