@@ -177,7 +177,8 @@ for col, (label, v) in zip(cols, [("image AUROC", m.image_auroc), ("image AP", m
                                   ("TPR", insp.tpr)]):
     col.metric(label, fmt(v, 3), help=METRIC_HELP[label])
 cols[7].metric("threshold", f"{insp.threshold:.3g}", help=METRIC_HELP["threshold"])
-st.caption(f"Threshold {score_text(insp.threshold)}: {insp.threshold_source}. An image is defective when its score is above it"
+st.caption(f"Threshold {score_text(insp.threshold)}: {insp.threshold_source}. An image is defective when its score is "
+           "above it"
            + (f"; the score is {markdown_literal(insp.score_meaning)}. " if insp.score_meaning else ". ") +
            "Heatmaps share one scale from the normal images (0 = a typical normal pixel, top = twice the pixel "
            "threshold); " + outlines_legend(insp.masks is not None) + ".")
@@ -222,7 +223,8 @@ with tab_image:
     same = [i for i in options if insp.names[i] == ss.get("insp_picked")]
     pick = st.selectbox("Image (by score)", options, index=options.index(same[0]) if same else 0,
                         key=f"insp_pick_{tag}", persist_state=KEEP,
-                        format_func=lambda i: f"{insp.names[i]} — {insp.labels[i]}, score {score_text(insp.scores[i])}")
+                        format_func=lambda i: f"{insp.names[i]} — {insp.labels[i]}, "
+                                              f"score {score_text(insp.scores[i])}")
     ss["insp_picked"] = insp.names[pick]
     left, right = st.columns([3, 2])
     left.plotly_chart(go.Figure(views.heatmap_figure(insp, pick, insp.image_scale(pick) if own else insp.scale)),

@@ -19,7 +19,7 @@ import torch
 from .data import ImageSet
 from .display import short_name
 from .generation import encode_images
-from .training_data import NORMAL_LABELS, class_counts
+from .training_data import class_counts, is_normal
 
 MAP_MAX_IMAGES = 1000  # codes on the map: evenly spaced beyond this, so the encoding stays a few seconds
 NORMAL_COLOUR = "#9e9e9e"  # defect-free classes in grey: the defect classes take the colours
@@ -98,10 +98,6 @@ def fit_latent_map(model, ds: ImageSet, max_images: int = MAP_MAX_IMAGES) -> Lat
                      mean, axes, explained, n)
 
 
-def _normal(label: str) -> bool:
-    return label.strip().lower() in NORMAL_LABELS
-
-
 def latent_figure(lmap: LatentMap, generated=None, origins=None, generated_name: str = "generated",
                   hover: Optional[Sequence[str]] = None) -> dict:
     """The map as a plotly figure dict: one colour per class (defect-free classes grey), and optionally
@@ -109,9 +105,10 @@ def latent_figure(lmap: LatentMap, generated=None, origins=None, generated_name:
     (M, ...) and the sources ringed (random latents have none). `hover`: a text per generated code."""
     data: list[dict] = []
     labels = np.asarray(lmap.labels, dtype=object)
-    for label, count in sorted(class_counts(lmap.labels).items(), key=lambda kv: (not _normal(kv[0]), kv[0])):
+    normal = dict(zip(lmap.labels, is_normal(lmap.labels).tolist()))  # defect-free classes first, in grey
+    for label, count in sorted(class_counts(lmap.labels).items(), key=lambda kv: (not normal[kv[0]], kv[0])):
         at = labels == label
-        marker = {"size": 6, "opacity": 0.75, **({"color": NORMAL_COLOUR} if _normal(label) else {})}
+        marker = {"size": 6, "opacity": 0.75, **({"color": NORMAL_COLOUR} if normal[label] else {})}
         data.append({"type": "scattergl", "mode": "markers", "x": lmap.xy[at, 0].tolist(),
                      "y": lmap.xy[at, 1].tolist(), "name": f"{label} ({count})", "marker": marker,
                      "text": [f"{short_name(lmap.names[k])} · {label}" for k in np.flatnonzero(at)],
@@ -129,7 +126,8 @@ def latent_figure(lmap: LatentMap, generated=None, origins=None, generated_name:
                          "name": "sources", "hoverinfo": "skip",
                          "marker": {"size": 13, "symbol": "circle-open", "color": "black", "line": {"width": 2}}})
         data.append({"type": "scatter", "mode": "markers", "x": g[:, 0].tolist(), "y": g[:, 1].tolist(),
-                     "name": generated_name, "text": list(hover) if hover is not None else [f"#{j}" for j in range(len(g))],
+                     "name": generated_name,
+                     "text": list(hover) if hover is not None else [f"#{j}" for j in range(len(g))],
                      "hovertemplate": "%{text}<extra></extra>", "marker": {"size": 8, "symbol": "x", "color": "black"}})
     e1, e2 = lmap.explained
     layout = {"height": 460, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}, "legend": {"itemsizing": "constant"},

@@ -26,9 +26,9 @@ SOFTMAX_LOSSES = ("ce", "ce-balanced")  # need a model with "output": "softmax" 
 # loss; an AE trained otherwise keeps the reference package's scoring (l2, mean), so its scores stay the reference's.
 SSIM_LOSSES = ("ssim", "mse+ssim")
 SSIM_SCORING = {"residual": "ssim", "score": "topk", "topk_percent": 1.0}
-SSIM_SCORING_NOTE = ("this autoencoder trained with an SSIM loss, so it is scored by default with the SSIM residual and "
-                     "the mean of the top 1% of its map, which localised defects best for such models (bench/RESULTS.md, "
-                     "\"Quality on magnetic_tile\"); l2 and the map's mean remain a choice")
+SSIM_SCORING_NOTE = ("this autoencoder trained with an SSIM loss, so it is scored by default with the SSIM residual "
+                     "and the mean of the top 1% of its map, which localised defects best for such models "
+                     "(bench/RESULTS.md, \"Quality on magnetic_tile\"); l2 and the map's mean remain a choice")
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _EPS = 1e-7  # floor of a probability under the log: a die predicted at exactly 0 costs 16, not inf
 
