@@ -12,7 +12,7 @@ import streamlit as st
 
 from pages.run_focus import KEEP, hand_over_deep_link
 from pages.train_runs import run_panel, runs_table, select
-from udd_core import sources
+from udd_core import runs, sources
 from udd_core.config import CONFIG_UPLOAD_MB, parse_config
 from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind, training_labels
 from udd_core.losses import LOSSES
@@ -275,7 +275,8 @@ with left:
                 st.rerun()  # clears the name box before the next Start could reuse it
 
 # --- runs ----------------------------------------------------------------------------------------
+all_runs = runs.list_runs(ROOT)  # read once for the panel and the table's poll decision
 with right:
-    run_panel(mgr, ROOT, load_images)
+    run_panel(mgr, ROOT, all_runs, load_images)
 st.subheader("All runs")  # the page's width: seven columns, none cut off
-runs_table(mgr, ROOT)
+runs_table(mgr, ROOT, all_runs)

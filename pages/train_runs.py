@@ -136,10 +136,10 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
         st.error(f"{'' if said else f'resume {run.name}: '}{e}{hint}")
 
 
-def run_panel(mgr: JobManager, root: Path, load_images: Callable) -> None:
+def run_panel(mgr: JobManager, root: Path, all_runs: list, load_images: Callable) -> None:
     """Which runs train now, the run picker (following the run in focus), the selected run and its Resume box.
-    `load_images(path, shape, tile, train_on)` loads a run's training images again for Resume."""
-    all_runs = runs.list_runs(root)
+    `all_runs` is this rerun's `runs.list_runs(root)`; `load_images(path, shape, tile, train_on)` loads a
+    run's training images again for Resume."""
     status = mgr.statuses(all_runs)
     if active := mgr.active():  # names only: progress shown here would go stale between full reruns
         st.info("Training now: " + ", ".join(f"**{j.name}**" for j in active))
@@ -167,11 +167,11 @@ def run_panel(mgr: JobManager, root: Path, load_images: Callable) -> None:
     resume_box(mgr, root, info, "running" if status[sel] == "running" else info.status, load_images)
 
 
-def runs_table(mgr: JobManager, root: Path) -> None:
+def runs_table(mgr: JobManager, root: Path, all_runs: list) -> None:
     """Every run under `root`: method, status, epochs, best loss, creation time and last message; re-read from
     disk every few seconds while a run trains, here or in another process (`udd train`), so its epochs and
-    best loss stay current."""
-    st.fragment(run_every=TABLE_POLL_S if table_polls(mgr, runs.list_runs(root)) else None)(_runs_table)(mgr, root)
+    best loss stay current. `all_runs` (this rerun's listing) only decides whether the table polls."""
+    st.fragment(run_every=TABLE_POLL_S if table_polls(mgr, all_runs) else None)(_runs_table)(mgr, root)
 
 
 def table_polls(mgr: JobManager, listed: list) -> bool:
