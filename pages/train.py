@@ -198,7 +198,7 @@ with left:
     if path and shape:
         try:
             batch = ss["train_batch_size"]  # the settings below: a step's activations count too (QA sweep 10)
-            estimate.caption(f"≈ {describe(path, shape, tile, choice.per_image, choice.step_bytes(batch), batch)}")
+            estimate.caption(f"≈ {describe(path, shape, tile, choice.per_image, choice.step_bytes(), batch)}")
         except (ValueError, OSError) as e:
             data_error = str(e)
             estimate.error(data_error)  # shown once, here; Start stays off until the data is usable

@@ -63,6 +63,12 @@ def test_describe_counts_and_sizes_before_loading(tree):
     text = sources.describe(tree / "sample_data" / "surface", (1, 32, 32))
     assert text == "MVTec folder: 3 images, 0.00293 MB in memory at 1x32x32"  # 3 * 32 * 32 bytes
     assert "5 images" in sources.describe(tree / "sample_data" / "maps.npz", (3, 8, 8))
+    # A training step holds the batch size, or every image when there are fewer (QA sweep 11: a batch of 16
+    # on 1 uploaded image was counted as 16 images' activations).
+    assert text + ", + 0.0286 MB for a training step on 3" == sources.describe(
+        tree / "sample_data" / "surface", (1, 32, 32), step_per_image=10_000, batch_size=16)
+    assert sources.describe(tree / "sample_data" / "surface", (1, 32, 32), step_per_image=10_000,
+                            batch_size=2).endswith("+ 0.0191 MB for a training step on 2")
     with pytest.raises(DataError, match="smaller than one 64x64 tile"):
         sources.describe(tree / "sample_data" / "surface", (1, 64, 64), tile=True)
     with pytest.raises(DataError, match="no such file"):

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from udd_core.presets import model_presets
+from udd_core.image_shapes import batch_bytes
 from udd_core.start_checks import form_message, model_choice, start_refusal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,8 +57,8 @@ def test_model_choice_says_a_bad_config_first_and_sends_a_non_mirroring_design_b
 def test_a_training_step_is_counted_for_methods_that_train_in_epochs():
     wafer = model_presets()["wafer-26"].config
     ae = model_choice("autoencoder", "", wafer, (26, 26), 3)
-    assert ae.step_bytes(8) == 2 * ae.step_bytes(4) > 0  # linear in the batch
+    assert ae.step_bytes() == batch_bytes(wafer, (3, 26, 26), "autoencoder", 8) / 8 > 0  # per image of a step
     big = model_choice("autoencoder", "", wafer, (50, 50), 3)
-    assert big.step_bytes(4) > 3.4 * ae.step_bytes(4)  # about the pixel count (3.7x)
-    assert model_choice("memory-bank", "", size=(64, 64)).step_bytes(16) == 0  # one pass, no training step
-    assert model_choice("autoencoder", "", wafer, (27, 26), 3).step_bytes(4) == 0  # refused: nothing to count
+    assert big.step_bytes() > 3.4 * ae.step_bytes()  # about the pixel count (3.7x)
+    assert model_choice("memory-bank", "", size=(64, 64)).step_bytes() == 0  # one pass, no training step
+    assert model_choice("autoencoder", "", wafer, (27, 26), 3).step_bytes() == 0  # refused: nothing to count

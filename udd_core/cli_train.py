@@ -160,17 +160,17 @@ def _paired_preset(args: argparse.Namespace, method, preset_shape, notes: list) 
     return paired
 
 
-def _check_memory(path: str, shape: tuple[int, int, int], per_image_features: int, batch: int = 0,
+def _check_memory(path: str, shape: tuple[int, int, int], per_image_features: int, step_per_image: int = 0,
                   batch_size: int = 0) -> None:
     """Refuse, before loading, a data set whose images (and the method's features, and a training step of
-    `batch` bytes on `batch_size` images) cannot fit in memory."""
+    `batch_size` images at `step_per_image` bytes each) cannot fit in memory."""
     from .data import estimate_cache_bytes
     from .sources import memory_shortfall
 
     n, nbytes = estimate_cache_bytes(path, shape, split="train")
-    if short := memory_shortfall(n, nbytes + n * per_image_features, batch, batch_size):
+    if short := memory_shortfall(n, nbytes + n * per_image_features, step_per_image, batch_size):
         raise UsageError(f"--size {shape[1]},{shape[2]}: {short}; give a smaller --size"
-                         + (" or --batch-size" if batch else ""))
+                         + (" or --batch-size" if step_per_image else ""))
 
 
 def _stop_signals() -> dict:
@@ -350,8 +350,8 @@ def run_train(args: argparse.Namespace) -> int:
             per_image = check_choice(method, shape, options, config, settings.seed)
         except ValueError as e:
             raise _option_error(e, args, options, (h, w)) from None
-        batch = batch_bytes(config, shape, method, settings.batch_size) if cls.trains_epochs else 0
-        _check_memory(args.data, shape, per_image, batch, settings.batch_size)
+        step = batch_bytes(config, shape, method, 1) if cls.trains_epochs else 0  # per image of a step
+        _check_memory(args.data, shape, per_image, step, settings.batch_size)
         ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
         bar.end()
         images, kept = training_images(ds, settings.train_on)

@@ -97,36 +97,45 @@ def available_bytes() -> int:
         return 0
 
 
-def memory_shortfall(n: int, need: int, batch: int = 0, batch_size: int = 0) -> Optional[str]:
-    """Why `need` bytes for `n` training images, and `batch` bytes for a training step of `batch_size` of them
-    (`image_shapes.batch_bytes`), cannot be held in memory, or None when they can (or the available memory is
-    unknown): checked before a pixel is decoded, since a huge size would otherwise run the machine out of
-    memory and get the process killed, with no message."""
+def step_images(n: int, batch_size: int) -> int:
+    """How many images one training step holds: the batch size, or all `n` images when there are fewer."""
+    return min(int(batch_size), int(n))
+
+
+def memory_shortfall(n: int, need: int, step_per_image: int = 0, batch_size: int = 0) -> Optional[str]:
+    """Why `need` bytes for `n` training images, plus a training step of `batch_size` of them at
+    `step_per_image` bytes each (`image_shapes.batch_bytes(..., 1)`), cannot be held in memory, or None when
+    they can (or the available memory is unknown): checked before a pixel is decoded, since a huge size would
+    otherwise run the machine out of memory and get the process killed, with no message. A step never holds
+    more than the `n` images (QA sweep 11: a batch size of 200000 on 36 images was counted as 200000)."""
     avail = available_bytes()
-    if avail and need + batch > avail:
-        what = f"the {n} images" + (f" and a training step on {batch_size} of them" if batch else "")
-        return (f"{what} would take {(need + batch) / 2**30:.3g} GiB in memory at this size, "
+    k = step_images(n, batch_size) if step_per_image else 0
+    if avail and need + k * step_per_image > avail:
+        what = f"the {n} images" + (f" and a training step on {k} of them" if k else "")
+        return (f"{what} would take {(need + k * step_per_image) / 2**30:.3g} GiB in memory at this size, "
                 f"more than the {avail / 2**30:.3g} GiB available")
     return None
 
 
 def describe(path: Union[str, Path], input_shape: tuple[int, int, int], tile: bool = False,
-             feature_bytes_per_image: int = 0, batch: int = 0, batch_size: int = 0) -> str:
+             feature_bytes_per_image: int = 0, step_per_image: int = 0, batch_size: int = 0) -> str:
     """The kind and estimated cache size of a training source, without decoding pixels; DataError if unusable.
 
     `feature_bytes_per_image` > 0 adds what a method computes once per image and keeps (backbone features);
-    `batch` the bytes of a training step on `batch_size` images (`image_shapes.batch_bytes`).
+    `step_per_image` the bytes of a training step per image (`image_shapes.batch_bytes(..., 1)`), of which a
+    step holds `batch_size`, or every image when there are fewer.
     """
     kind = data_kind(path)
     n, nbytes = estimate_cache_bytes(path, input_shape, split="train", tile=tile)
     if n == 0:
         tiles = f" (every image is smaller than one {input_shape[1]}x{input_shape[2]} tile)" if tile else ""
         raise DataError(f"{path}: no training images{tiles}")
-    if short := memory_shortfall(n, nbytes + n * feature_bytes_per_image, batch, batch_size):
+    if short := memory_shortfall(n, nbytes + n * feature_bytes_per_image, step_per_image, batch_size):
         raise DataError(f"size {input_shape[1]}x{input_shape[2]}: {short}; choose a smaller size"
-                        + (" or batch size" if batch else ""))
+                        + (" or batch size" if step_per_image else ""))
     features = f", + {n * feature_bytes_per_image / 2**20:.3g} MB of backbone features" if feature_bytes_per_image else ""
-    step = f", + {batch / 2**20:.3g} MB for a training step on {batch_size}" if batch else ""
+    k = step_images(n, batch_size)
+    step = f", + {k * step_per_image / 2**20:.3g} MB for a training step on {k}" if step_per_image else ""
     return f"{KIND_TEXT[kind]}: {estimate_text(n, nbytes, input_shape)}{features}{step}"
 
 

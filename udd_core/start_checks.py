@@ -30,12 +30,12 @@ class ModelChoice:
     refusal: Optional[str]  # the first thing wrong, as one line for the form; None when Start may go
     method: str = "autoencoder"  # the detection method chosen
 
-    def step_bytes(self, batch_size: int) -> int:
-        """Bytes of a training step on `batch_size` images (`image_shapes.batch_bytes`); 0 for a method fitted
-        in one pass, or while the choice is refused."""
+    def step_bytes(self) -> int:
+        """Bytes a training step holds per image (`image_shapes.batch_bytes` of one); 0 for a method fitted in
+        one pass, or while the choice is refused."""
         if self.shape is None or not detector_class(self.method).trains_epochs:
             return 0
-        return batch_bytes(self.config, self.shape, self.method, batch_size)
+        return batch_bytes(self.config, self.shape, self.method, 1)
 
 
 def model_choice(method: str, options_text: str, config: Any = None, size: Optional[Sequence[int]] = None,
