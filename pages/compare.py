@@ -21,6 +21,7 @@ from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch
 from udd_core.display import markdown_literal, score_text
 from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass, has_detector
+from udd_core.losses import SSIM_SCORING_NOTE
 from udd_core.run_notes import learned_defects_note, still_learning_note, unfinished_note
 from udd_core.inspection import inspect_run
 from udd_core.render import scale_bar_rgb
@@ -116,7 +117,7 @@ st.toggle("Only fields that differ", key="cmp_only_changed", persist_state=KEEP)
 st.subheader("Config")
 without = [f"{n}: {s.no_config}" for n, s in zip(names, sides) if s.config is None]
 if all(s.config is None for s in sides):
-    st.info(f"None of these runs has an autoencoder config ({cmp.NO_CONFIG}).")
+    st.info(f"None of these runs has a readable autoencoder config ({'; '.join(without)}).")
 else:
     diff_table(cmp.config_diff(sides), names, "cmp_config", without)
 
@@ -124,7 +125,7 @@ st.subheader("Shapes")
 st.caption("Each stage's output (C x H x W) at the run's input size; stages that differ between the runs "
            "are highlighted.")
 if all(s.config is None for s in sides):
-    st.info(f"No shapes to show: {cmp.NO_CONFIG} in these runs.")
+    st.info(f"No shapes to show: none of these runs has a readable autoencoder config ({'; '.join(without)}).")
 else:
     diff_table(cmp.shape_rows(sides), names, "cmp_shapes", without,
                noun="row")  # stages and the totals (params, MACs, ...), not config fields
@@ -213,9 +214,16 @@ if units := cmp_scores.counting_note(scored, inspections):  # tiles beside whole
 if borrowed := [n for n in scored if detector_class(method_of[n]).own_scores]:  # dsvdd, latent-knn
     st.caption(f"{', '.join(borrowed)}: the pixel AUROC and AUPRO judge the pretrained autoencoder's residual map, "
                "the heatmap these runs show; their image score is a latent distance, not read from that map.")
+ssim = [n for n, i in zip(scored, inspections) if SSIM_SCORING_NOTE in i.notices]  # QA sweep 11: unsaid here
+own = f"; {', '.join(ssim)}: the SSIM residual and top 1%, as its SSIM training loss suggests" if ssim else ""
 st.caption("Green: the best run of a metric (every run that ties for it). Each run scores with its own default "
-           "post-processing (as `udd score` does), not the Inspect sidebar's. Threshold, FPR and TPR are each run's "
-           "own operating point (target FPR on its normal validation images).")
+           f"post-processing (as `udd score` does{own}), not the Inspect sidebar's. Threshold, FPR and TPR are each "
+           "run's own operating point (target FPR on its normal validation images).")
+if notes := [(n, note) for n, i in zip(scored, inspections) for note in i.notices]:
+    with st.expander(f"Scoring notes ({len(notes)}): what the loader and each run's scoring said, such as images "
+                     "left out"):
+        for n, note in notes:
+            st.caption(f"**{n}**: {markdown_literal(note)}")
 
 if (roc := cmp_scores.roc_figure(scored, [method_of[n] for n in scored], inspections)) is not None:
     st.plotly_chart(go.Figure(roc), key="cmp_roc")

@@ -143,7 +143,7 @@ except (ValueError, OSError) as e:
 if mismatch := base.mismatch:  # data of the other kind: the fact every figure below depends on
     st.warning(f"{mismatch[0].upper()}{mismatch[1:]}.")
 spec = run_spec(run.path)
-if spec["method"] == "autoencoder" and spec.get("residual"):  # scoring defaults from its training loss
+if SSIM_SCORING_NOTE in base.notices:  # scored as its training loss suggests: said near the top
     st.caption(f"ℹ️ {SSIM_SCORING_NOTE[0].upper()}{SSIM_SCORING_NOTE[1:]}.")
 elif spec["method"] != "autoencoder":  # what the map and the score of this method are
     own = f" Image score: {spec['image_score']}." if spec.get("image_score") else ""
@@ -167,7 +167,7 @@ else:
                   key=f"insp_thr_{tag}", persist_state=KEEP)
     insp = base.with_threshold(t, "manual")
 for note in insp.notices:  # after the threshold: the note on too few normal images follows the slider
-    if note not in (unfinished, learned, mismatch):  # shown above as warnings
+    if note not in (unfinished, learned, mismatch, SSIM_SCORING_NOTE):  # shown above
         st.caption(f"ℹ️ {note}")
 m = insp.metrics
 # Two rows of four: eight in one row cut the values to "0.…" at 1280 px (QA sweep 10).

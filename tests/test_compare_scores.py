@@ -1,4 +1,5 @@
 """udd_core.compare_scores: metric rows, the ROC figure, the images to compare and their heatmap rows."""
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,7 +9,6 @@ from inspect_fixtures import make_mvtec, make_run, tiny_config
 from udd_core import compare as cmp
 from udd_core import compare_scores as scores
 from udd_core.inspection import inspect_run
-from udd_core.inspection_result import Inspection
 from udd_core.inspection_views import roc_curve
 from udd_core.metrics import Metrics
 from udd_core.render import TRUTH_RGB
@@ -99,8 +99,14 @@ def test_tiled_and_whole_image_runs_get_a_note_that_their_image_metrics_count_di
     whole = fake_insp(0.9, names=("a.png", "b.png"))
     tiles = fake_insp(0.6, names=("a.png#tile 0", "a.png#tile 1", "b.png#tile 0"), scores=(0.1, 0.2, 0.9),
                       labels=("good", "good", "spot"))
-    for f in (whole, tiles):  # the Inspection method on these stand-ins
-        f.units = (lambda names: lambda: Inspection.units(SimpleNamespace(names=names)))(f.names)
     note = scores.counting_note(["w", "t"], [whole, tiles])
     assert "2 images (w), 3 tiles (t)" in note and "do not compare" in note and "pixel AUROC and AUPRO do" in note
+    assert "no run is marked best" in note and "ROC curves" in note
     assert scores.counting_note(["w", "w2"], [whole, whole]) is None  # same units: nothing to say
+    # QA sweep 11: the table still painted the "best" image AUROC green above that note.
+    rows = {r.metric: r for r in scores.metric_rows([whole, tiles])}
+    assert rows["image AUROC"].values == (0.9, 0.6) and rows["image AUROC"].best == ()
+    assert rows["F1 max"].best == () and rows["image AP"].best == ()
+    whole.metrics, tiles.metrics = (dataclasses.replace(i.metrics, pixel_auroc=p) for i, p in ((whole, 0.8),
+                                                                                                (tiles, 0.7)))
+    assert {r.metric: r for r in scores.metric_rows([whole, tiles])}["pixel AUROC"].best == (0,)  # pixels compare

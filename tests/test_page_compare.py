@@ -120,6 +120,13 @@ def test_a_run_without_an_autoencoder_config(monkeypatch, runs_dir, tmp_path):
     app.run()
     assert set(frames(app)[0]["bank"]) == {UNREADABLE_CONFIG}
     assert any("(bank: config.json unreadable)" in c.value for c in app.caption)
+    # Beside a run with no config at all, the damaged one is still said to be damaged (QA sweep 11: "None of
+    # these runs has an autoencoder config (no autoencoder config)" hid it).
+    (root / "latent8" / "config.json").unlink()
+    app.run()
+    said = [i.value for i in app.info]
+    assert f"None of these runs has a readable autoencoder config (latent8: {NO_CONFIG}; bank: {UNREADABLE_CONFIG})." in said
+    assert any(v.startswith("No shapes to show") and f"bank: {UNREADABLE_CONFIG}" in v for v in said)
 
 
 def test_fewer_than_two_runs(monkeypatch, tmp_path):
@@ -220,3 +227,25 @@ def test_runs_whose_status_changes_under_the_picker_stay_picked(monkeypatch, run
     app.run()
     assert not app.exception
     assert app.multiselect(key="cmp_runs").value == ["latent4", "latent8"] and app.query_params["run"] == "latent4"
+
+
+def test_an_ssim_trained_run_is_said_to_score_with_ssim_and_each_runs_notes_are_listed(monkeypatch, runs_dir,
+                                                                                       tmp_path):
+    """QA sweep 11: Compare scored an SSIM-trained run with the SSIM residual and top 1% and said nothing."""
+    import json
+
+    root = tmp_path / "runs"
+    for name in ("latent4", "latent8"):
+        shutil.copytree(runs_dir / name, root / name)
+    info = json.loads((root / "latent8" / "train.json").read_text())
+    info["settings"]["loss"] = "ssim"
+    (root / "latent8" / "train.json").write_text(json.dumps(info))
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.query_params["run"] = "latent4"
+    app.run()
+    assert not app.exception
+    green = next(c.value for c in app.caption if c.value.startswith("Green: the best run"))
+    assert "latent8: the SSIM residual and top 1%" in green and "latent4:" not in green
+    notes = next(e for e in app.expander if e.label.startswith("Scoring notes"))
+    assert any(c.value.startswith("**latent8**: this autoencoder trained with an SSIM loss") for c in notes.caption)

@@ -291,4 +291,18 @@ def test_an_ssim_trained_run_opens_on_its_losss_scoring_and_says_why(monkeypatch
     app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     assert not app.exception and not app.error
     assert app.selectbox(key="insp_residual").value == "ssim" and app.selectbox(key="insp_score").value == "topk"
-    assert any("trained with an SSIM loss" in c.value for c in app.caption)
+    assert sum("trained with an SSIM loss" in c.value for c in app.caption) == 1  # near the top, once
+    app.selectbox(key="insp_residual").set_value("l2").run()  # no longer the loss's scoring: nothing to say
+    assert not app.exception and not any("trained with an SSIM loss" in c.value for c in app.caption)
+    # The page's heatmap zip and report are written from the Inspection, whose notes now carry it whenever the
+    # residual in effect is the loss's, passed or not (QA sweep 11: the page passes it, and both lost the note).
+    import html
+
+    from udd_core.inspection import inspect_run
+    from udd_core.losses import SSIM_SCORING_NOTE
+    from udd_core.report import build_report
+
+    data = json.loads((root / "tiny" / "train.json").read_text())["data"]["path"]
+    said = inspect_run(root / "tiny", data, residual="ssim", keep_recon=False)
+    assert SSIM_SCORING_NOTE in said.notices and html.escape(SSIM_SCORING_NOTE) in build_report(said, root / "tiny")
+    assert SSIM_SCORING_NOTE not in inspect_run(root / "tiny", data, residual="l2", keep_recon=False).notices

@@ -13,15 +13,16 @@ from typing import Optional
 import numpy as np
 
 from .compare import RUN_COLOURS
+from .inspection_result import image_units
 from .inspection_views import roc_curve
 from .metrics import GOOD
 from .render import as_rgb, auto_zoom, outlines_legend, overlay_rgb, zoom
 
 ROC_DASHES = ("solid", "dash", "dot", "dashdot")  # one per run, as the colours: equal curves stay both visible
 
-METRIC_ROWS = (  # (label, Inspection attribute or metrics field, higher is better)
+METRIC_ROWS = (  # (label, Inspection attribute or metrics field, per image: counts the scored units)
     ("image AUROC", "image_auroc", True), ("image AP", "image_ap", True), ("F1 max", "f1_max", True),
-    ("pixel AUROC", "pixel_auroc", True), ("AUPRO", "aupro", True),
+    ("pixel AUROC", "pixel_auroc", False), ("AUPRO", "aupro", False),
 )
 
 
@@ -38,15 +39,22 @@ class MetricRow:
     best: tuple[int, ...]
 
 
+def units_differ(inspections: Sequence) -> bool:
+    """Whether the runs' image metrics count different units (tiles beside whole images)."""
+    return len({image_units(i.names)[1] for i in inspections}) > 1
+
+
 def metric_rows(inspections: Sequence) -> list[MetricRow]:
-    """The detection metrics of each run's `Inspection` on the same data, with the best run marked,
-    then threshold, FPR and TPR at each run's own threshold (not ranked: they are operating points)."""
-    rows = []
-    for label, attr, _ in METRIC_ROWS:
+    """The detection metrics of each run's `Inspection` on the same data, with the best run marked (not on the
+    per-image rows when the runs count different units: `units_differ`), then threshold, FPR and TPR at each
+    run's own threshold (not ranked: they are operating points)."""
+    rows, differ = [], units_differ(inspections)
+    for label, attr, per_image in METRIC_ROWS:
         values = tuple(getattr(i.metrics, attr) for i in inspections)
         shown = {k: round(float(v), SHOWN_DIGITS) for k, v in enumerate(values) if v is not None}
         top = max(shown.values(), default=None)
-        best = tuple(k for k, v in shown.items() if v == top) if len(set(shown.values())) > 1 else ()
+        ranked = len(set(shown.values())) > 1 and not (per_image and differ)  # QA sweep 11: crowned anyway
+        best = tuple(k for k, v in shown.items() if v == top) if ranked else ()
         rows.append(MetricRow(label, values, best))
     for label, attr in (("threshold", "threshold"), ("FPR", "fpr"), ("TPR", "tpr")):
         rows.append(MetricRow(label, tuple(getattr(i, attr) for i in inspections), ()))
@@ -56,12 +64,13 @@ def metric_rows(inspections: Sequence) -> list[MetricRow]:
 def counting_note(names: Sequence[str], inspections: Sequence) -> Optional[str]:
     """A note when the runs' image metrics count different things (tiles beside whole images, QA sweep 10):
     those rows then do not rank the runs, while the pixel metrics (every pixel of the data) still do."""
-    seen = [i.units() for i in inspections]
-    if len({what for _, what in seen}) < 2:
+    if not units_differ(inspections):
         return None
+    seen = [image_units(i.names) for i in inspections]
     parts = ", ".join(f"{n} {what} ({name})" for name, (n, what) in zip(names, seen))
-    return (f"the runs score different units: {parts}. Image AUROC, AP, F1, FPR and TPR count those units, so "
-            "they do not compare between tiled and whole-image runs; the pixel AUROC and AUPRO do")
+    return (f"the runs score different units: {parts}. Image AUROC, AP, F1, FPR, TPR and the ROC curves count "
+            "those units, so they do not compare between tiled and whole-image runs and no run is marked best on "
+            "them; the pixel AUROC and AUPRO do compare")
 
 
 def shown_value(metric: str, value: float) -> str:

@@ -8,7 +8,7 @@ makes it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -28,6 +28,12 @@ def normal_label(label) -> str:
 
 
 # --- the result ------------------------------------------------------------------------------
+
+def image_units(names: Sequence[str]) -> tuple[int, str]:
+    """(how many, what) scored images named `names` count as: tiles ("a.png#tile 3") of a tiled run, else images."""
+    tiles = sum("#tile " in n for n in names)
+    return (tiles, "tiles") if tiles else (len(names), "images")
+
 
 @dataclass
 class Inspection:
@@ -91,8 +97,7 @@ class Inspection:
 
     def units(self) -> tuple[int, str]:
         """(how many, what) the image metrics count: the tiles of a tiled run's images, else images."""
-        tiles = sum("#tile " in n for n in self.names)
-        return (tiles, "tiles") if tiles else (len(self.names), "images")
+        return image_units(self.names)
 
     def order(self) -> np.ndarray:
         """Indices by score, highest first."""
