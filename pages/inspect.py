@@ -18,7 +18,7 @@ from udd_core import inspection_views as views
 from udd_core import runs
 from udd_core.run_notes import learned_defects_note
 from udd_core.data import data_kind
-from udd_core.display import markdown_literal, score_text
+from udd_core.display import markdown_literal, score_text, verdict_word
 from udd_core.export import ParityError, export_run
 from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import load_inputs
@@ -176,7 +176,7 @@ for col, (label, v) in zip(cols, [("image AUROC", m.image_auroc), ("image AP", m
                                   ("pixel AUROC", m.pixel_auroc), ("AUPRO", m.aupro), ("FPR", insp.fpr),
                                   ("TPR", insp.tpr)]):
     col.metric(label, fmt(v, 3), help=METRIC_HELP[label])
-cols[7].metric("threshold", f"{insp.threshold:.3g}", help=METRIC_HELP["threshold"])
+cols[7].metric("threshold", score_text(insp.threshold), help=METRIC_HELP["threshold"])  # as every view shows it
 st.caption(f"Threshold {score_text(insp.threshold)}: {insp.threshold_source}. An image is defective when its score is "
            "above it"
            + (f"; the score is {markdown_literal(insp.score_meaning)}. " if insp.score_meaning else ". ") +
@@ -207,7 +207,7 @@ with tab_gallery:
         # Without a reconstruction there is no residual: the map is the method's own anomaly map.
         h.markdown(f"**{'anomaly map' if name == 'residual' and insp.recon_raw is None else name}**")
     for i in shown[:n_show]:
-        verdict = ":red[**defective**]" if pred[i] else ":green[good]"
+        verdict = f":red[**{verdict_word(True)}**]" if pred[i] else f":green[{verdict_word(False)}]"
         label = markdown_literal(insp.labels[i])  # a folder's name, shown as typed
         st.markdown(f"`{Path(insp.names[i]).name}` · label **{label}** · {insp.score_text(i)} · {verdict}")
         p = insp.panels(i, own_scale=own)

@@ -91,7 +91,7 @@ def test_thresholds_keep_their_digits_and_captions_say_each_runs_call():
     assert shown_value("threshold", 0.00213818) == "0.0021382" != shown_value("threshold", 0.00209941)
     assert shown_value("image AUROC", 0.98765) == f"{0.98765:.{scores.SHOWN_DIGITS}f}"
     insp = fake_insp(0.9, threshold=0.5)
-    assert verdict_words(insp, 0.7) == " · defective" and verdict_words(insp, 0.5) == " · ok"
+    assert verdict_words(insp, 0.7) == " · defective" and verdict_words(insp, 0.5) == " · good"
     assert verdict_words(fake_insp(0.9, threshold=None), 0.7) == ""
 
 

@@ -12,6 +12,7 @@ from toy_detector import NAME, register
 
 from udd_core.cli import main
 from udd_core.data import load_dataset
+from udd_core.display import score_text
 from udd_core.inspection import inspect_run
 from udd_core.jobs import TrainJob
 from udd_core.methods import has_detector, load_detector, run_method, run_scoring_defaults
@@ -98,8 +99,14 @@ def test_cli_train_score_and_generate_on_another_method(toy, tmp_path, data, cap
     assert out["settings"]["score"] == "max" and out["metrics"]["image_auroc"] == 1.0
     assert all(r["mse"] is None for r in out["images"])
     assert main(["score", str(run), "--data", str(data)]) == 0
-    head = capsys.readouterr().out.splitlines()[0].split()
-    assert head == ["path", "label", "score", "verdict"]  # no MSE column for a method without reconstructions
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["path", "label", "score", "verdict"]  # no MSE column for a method without recon
+    # The verdict and the numbers read as in every other view (QA sweep 11: "ok"/"DEFECT" and 6 digits here).
+    rows = [line.split() for line in table[1:] if line.startswith(str(data))]
+    assert rows and {r[3] for r in rows} == {"good", "defective"}
+    assert all(r[2] == score_text(float(r[2])) for r in rows)
+    thr = next(line for line in table if line.startswith("threshold ")).split()[1]
+    assert thr == score_text(out["threshold"])  # the --json run's full-precision threshold, to 5 digits
     assert main(["generate", str(run), "-n", "2", "--sigma", "0.5", "--out", str(tmp_path / "gen")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not generate images" in err

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from udd_core.display import score_text
 from inspect_fixtures import make_mvtec, make_run, send_label
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,9 +45,9 @@ def test_page_renders_gallery_plots_and_exports(at):
     m = metrics(at)
     assert {"image AUROC", "pixel AUROC", "AUPRO", "FPR", "TPR", "threshold"} <= set(m)
     assert 0 <= float(m["image AUROC"]) <= 1
-    # QA sweep 9: 5 digits in the metric were cut to "0.00…" in its narrow column; the caption has them all
+    # QA sweep 9 cut 5 digits to "0.00…" in a row of eight; in two rows of four they fit, as the caption has them
     thr = float(next(c.value for c in at.caption if c.value.startswith("Threshold ")).split()[1].rstrip(":"))
-    assert thr == pytest.approx(float(m["threshold"]), rel=5e-3) and len(m["threshold"]) <= 6
+    assert m["threshold"] == score_text(thr)  # 5 significant digits, as the caption and every view (QA sweep 11)
     assert len(at.get("image")) >= 8 * 4  # 8 test images x (input, reconstruction, residual, overlay)
     assert len(at.get("plotly_chart")) == 3  # drill-down heatmap, histogram, ROC
     assert len(at.get("download_button")) == 3

@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from .display import score_text, verdict_word
 from .cli import UsageError, parse_ints, run_dir_arg
 from .inspection import inspect_run
 from .methods import a_method, detector_class, run_method
@@ -39,13 +40,13 @@ def _score_table(insp) -> str:
     with_mse = any(r["mse"] is not None for r in items)  # methods that do not reconstruct have no MSE
     rows = [("path", "label", "score", *(("mse",) if with_mse else ()), "verdict")]
     for r in items:
-        verdict = "" if r["defective"] is None else ("DEFECT" if r["defective"] else "ok")
-        mse = (f"{r['mse']:.6g}" if r["mse"] is not None else "nan",) if with_mse else ()
-        rows.append((r["path"], r["label"], f"{r['score']:.6g}" if r["score"] is not None else "nan", *mse, verdict))
+        verdict = "" if r["defective"] is None else verdict_word(r["defective"])
+        mse = (f"{r['mse']:.6g}" if r["mse"] is not None else "nan",) if with_mse else ()  # as the reference's loss
+        rows.append((r["path"], r["label"], score_text(r["score"]) if r["score"] is not None else "nan", *mse, verdict))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
     m = insp.metrics
-    thr = "none" if insp.threshold is None else f"{insp.threshold:.6g} ({insp.threshold_source})"
+    thr = "none" if insp.threshold is None else f"{score_text(insp.threshold)} ({insp.threshold_source})"
     lines += ["", *([f"score: {insp.score_meaning}"] if insp.score_meaning else []),
               f"threshold {thr}   FPR {num(insp.fpr)}   TPR {num(insp.tpr)}",
               f"image AUROC {num(m.image_auroc)}   image AP {num(m.image_ap)}   F1 max {num(m.f1_max)}   "

@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from .compare import RUN_COLOURS
+from .display import verdict_word
 from .inspection_result import image_units
 from .inspection_views import roc_curve
 from .metrics import GOOD
@@ -80,11 +81,11 @@ def shown_value(metric: str, value: float) -> str:
 
 
 def verdict_words(insp, score: float) -> str:
-    """' · defective' or ' · ok' for a heatmap caption at the run's own threshold ('' without one): scores of
+    """' · defective' or ' · good' (`display.verdict_word`) for a heatmap caption at the run's own threshold ('' without one): scores of
     different runs are in different units, so the caption says what the run calls the image."""
     if insp.threshold is None:
         return ""
-    return " · defective" if score > insp.threshold else " · ok"
+    return f" · {verdict_word(score > insp.threshold)}"
 
 
 def roc_figure(names: Sequence[str], methods: Sequence[str], inspections: Sequence) -> Optional[dict]:

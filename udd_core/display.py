@@ -209,3 +209,9 @@ def score_text(v: float) -> str:
     1.2027 read alike in the gallery, Compare, the report and the heatmaps' README (QA sweep 10: 4 to 6 digits,
     or 5 decimals, by output). Exports meant for machines (CSV, JSON) keep full precision."""
     return f"{float(v):.{SCORE_DIGITS}g}"
+
+
+def verdict_word(defective: bool) -> str:
+    """The model's call on an image at its threshold, in the same words in every output (QA sweep 11: "ok" /
+    "DEFECT" in `udd score`, "ok" / "defective" in Compare, "good" / "defective" elsewhere)."""
+    return "defective" if defective else "good"

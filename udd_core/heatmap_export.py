@@ -18,7 +18,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from .atomic import write_files
-from .display import score_text
+from .display import score_text, verdict_word
 from .inspection_result import Inspection
 from .render import WAFER_LEGEND, auto_zoom, png_bytes, scale_bar_rgb
 
@@ -84,7 +84,7 @@ def legend_text(insp: Inspection, files: list[str]) -> str:
     lines += ["", "label: the image's class in the data (its folder or label array: the truth, where the data has "
               "one); verdict: the model's call at the threshold.", "file\tlabel\tscore\tverdict\timage"]
     for name, row in zip(files, insp.to_rows()):
-        verdict = "" if row["defective"] is None else ("defective" if row["defective"] else "good")
+        verdict = "" if row["defective"] is None else verdict_word(row["defective"])
         score = "nan" if row["score"] is None else score_text(row["score"])
         lines.append(f"{name}\t{row['label']}\t{score}\t{verdict}\t{row['path']}")
     return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ from .config import config_text
 from .settings import applied_settings
 from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
-from .display import breakable, score_text
+from .display import breakable, score_text, verdict_word
 from .render import WAFER_LEGEND, png_bytes, scale_bar_rgb
 
 PANEL_NAMES = {"residual": "anomaly map"}  # a panel's column title where its key is no word for a reader
@@ -176,8 +176,8 @@ def _image_table(insp: Inspection, indices) -> str:
     for rank, i in enumerate(indices, 1):
         i = int(i)
         p = insp.panels(i)
-        verdict = "" if insp.threshold is None else (
-            '<span class="bad">defective</span>' if insp.scores[i] > insp.threshold else '<span class="ok">good</span>')
+        bad = insp.threshold is not None and bool(insp.scores[i] > insp.threshold)
+        verdict = "" if insp.threshold is None else f'<span class="{"bad" if bad else "ok"}">{verdict_word(bad)}</span>'
         parts = "" if insp.factors is None else f"<br><span class=sub>{_e(insp.score_text(i))}</span>"
         imgs = "".join(_img(p[k], k) for k in shown)
         short = Path(insp.names[i]).name
