@@ -21,6 +21,7 @@ from udd_core.data import data_kind, kind_mismatch, same_data
 from udd_core.methods import detector_class, has_detector, run_method
 from udd_core.model import WEIGHTS_FILE
 from udd_core.render import WAFER_DIES
+from udd_core.training_data import is_unknown
 from udd_core import runs
 from udd_core.runs import list_runs
 
@@ -154,8 +155,11 @@ if mismatch := kind_mismatch(source.get("kind"), ds.kind, "its reconstructions a
 kind = gen.model_kind(model, ds.kind)
 counts = gen.class_counts(ds.labels)
 c, h, w = model.input_shape
+unknown = {k for k in counts if is_unknown([k])[0]}  # WM-811K's "unlabeled": a label, not a pattern class
+n_unknown = sum(counts[k] for k in unknown)
 st.caption(f"{len(ds)} {'wafer maps' if kind == 'wafer' else 'images'} at {h}x{w}, {c} channel{'s' * (c > 1)}"
-           + (f" · {len(counts)} classes" if len(counts) > 1 else "")
+           + (f" · {len(counts) - len(unknown)} classes" if len(counts) - len(unknown) > 1 else "")
+           + (f" · {n_unknown} with an unknown label" if n_unknown else "")
            + (f" · {WAFER_DIES}" if kind == "wafer" else ""))
 for note in ds.notices:  # skipped files, converted modes, resized maps: as Inspect and `udd score` say them
     st.caption(f"ℹ️ {note}")
@@ -189,7 +193,7 @@ if mode == MODES[0]:
         # One box per data set: another file brings other classes and counts, never a stale choice.
         class_filter = ctl[2].selectbox("Class", [None, *counts], key=f"gen_class_{abs(hash((data_path, split)))}",
                                         format_func=lambda k: f"all classes ({len(ds)})" if k is None else
-                                        f"{k} ({counts[k]})")
+                                        f"{k} ({counts[k]}{', unknown label' if k in unknown else ''})")
     # HW2 view: up to 8 sources per class (a smaller class gives all it has).
     most = 8 if hw2 else min(16, counts[class_filter] if class_filter is not None else len(ds))
     # The count typed last, clamped to what this class or data set has: a larger one brings it back.

@@ -6,7 +6,8 @@ from test_generation import ds, model  # noqa: F401 - fixtures: a tiny wafer mod
 
 from udd_core import generation as gen
 from udd_core import generation_views as views
-from udd_core.latent_map import NORMAL_COLOUR, fit_latent_map, latent_figure, main_axes, map_caption
+from udd_core.latent_map import (CLASS_COLOURS, NORMAL_COLOUR, LatentMap, fit_latent_map, fitted_ranges, latent_figure,
+                                  main_axes, map_caption)
 
 
 def pca_by_svd(x):
@@ -89,3 +90,26 @@ def test_figure_has_a_trace_per_class_normal_in_grey_and_the_crosses_joined_to_t
     np.testing.assert_allclose(lines["x"][0::3], lmap.place(v.origins)[:, 0])
     assert "%" in fig["layout"]["xaxis"]["title"]["text"] and fig["layout"]["yaxis"]["scaleanchor"] == "x"
     assert len(latent_figure(lmap)["data"]) == len(counts)  # no generation: the data alone
+
+
+def test_the_axes_fit_the_points_even_when_one_axis_does_not_spread():
+    """QA sweep 11: two images (axis 2 at 0% of the variance) put codes 0.08 apart in one blob on plotly's
+    default -1..1 range, stretched to -1.5..1.5 by the common scale."""
+    (x0, x1), (y0, y1) = fitted_ranges(np.array([[-0.04, 0.0], [0.04, 0.0]]))
+    assert x0 < -0.04 and x1 > 0.04 and x1 - x0 < 0.1  # fits the two codes, with a margin
+    assert (y0, y1) == pytest.approx((-(x1 - x0) / 2, (x1 - x0) / 2))  # as wide, centred on the line
+    assert fitted_ranges(np.zeros((3, 2))) == ((-1.0, 1.0), (-1.0, 1.0))  # one spot: any range shows it
+
+
+def test_classes_take_strong_colours_and_unknown_labels_are_grey_rings():
+    """QA sweep 11: an "unlabeled" map was drawn as a pattern class, in one of the theme's pale colours."""
+    xy = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [2, 2.0]])
+    lmap = LatentMap(xy, np.arange(5), ["none", "Loc", "unlabeled", "Center", "Loc"], [f"m{i}" for i in range(5)],
+                     np.zeros(1), np.zeros((1, 2)), (0.6, 0.4), 5)
+    fig = latent_figure(lmap)
+    by_name = {t["name"]: t["marker"] for t in fig["data"]}
+    assert list(by_name) == ["none (1)", "unlabeled (1, unknown label)", "Center (1)", "Loc (2)"]
+    assert by_name["unlabeled (1, unknown label)"] == {"size": 6, "opacity": 0.8, "color": NORMAL_COLOUR,
+                                                      "symbol": "circle-open"}
+    assert [by_name["Center (1)"]["color"], by_name["Loc (2)"]["color"]] == list(CLASS_COLOURS[:2])
+    assert fig["layout"]["xaxis"]["range"][1] > 2 and fig["layout"]["yaxis"]["range"][1] > 2

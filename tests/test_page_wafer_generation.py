@@ -179,3 +179,19 @@ def test_train_page_refuses_a_file_of_defects_only_before_start(tmp_path, monkey
     at.selectbox(key="train_on_mode").select("all").run()
     assert not at.exception and not at.error, errors(at)
     assert not next(b for b in at.button if b.label == "Start training").disabled
+
+
+def test_generate_page_counts_an_unknown_label_apart_from_the_pattern_classes(gen_runs, fitted, tmp_path):
+    """QA sweep 11: WM-811K's "unlabeled" was counted and offered as one more pattern class."""
+    with np.load(fitted[0]) as z:
+        maps, labels = z["maps"], z["labels"].tolist()
+    labels[:2] = ["unlabeled", "unlabeled"]
+    data = tmp_path / "with_unknown.npz"
+    np.savez(data, maps=maps, labels=np.array(labels))
+    at = AppTest.from_file(str(ROOT / "pages" / "generate.py"), default_timeout=TIMEOUT).run()
+    at.text_input(key="gen_data_tiny").input(str(data)).run()
+    assert not at.exception and not at.error, errors(at)
+    known = len(set(labels) - {"unlabeled"})
+    assert any(f"· {known} classes · 2 with an unknown label" in c.value for c in at.caption)
+    box = next(s for s in at.selectbox if s.key.startswith("gen_class_"))
+    assert "unlabeled (2, unknown label)" in box.options

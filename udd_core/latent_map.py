@@ -19,10 +19,14 @@ import torch
 from .data import ImageSet
 from .display import short_name
 from .generation import encode_images
-from .training_data import class_counts, is_normal
+from .training_data import class_counts, is_normal, is_unknown
 
 MAP_MAX_IMAGES = 1000  # codes on the map: evenly spaced beyond this, so the encoding stays a few seconds
 NORMAL_COLOUR = "#9e9e9e"  # defect-free classes in grey: the defect classes take the colours
+# Strong colours for the defect classes, set on each trace (Streamlit's chart theme would give pale ones that
+# small dots on white hide: QA sweep 11); plotly's D3 set without its grey.
+CLASS_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+                 "#bcbd22", "#393b79")
 
 
 @dataclass(frozen=True)
@@ -106,11 +110,18 @@ def latent_figure(lmap: LatentMap, generated=None, origins=None, generated_name:
     data: list[dict] = []
     labels = np.asarray(lmap.labels, dtype=object)
     normal = dict(zip(lmap.labels, is_normal(lmap.labels).tolist()))  # defect-free classes first, in grey
-    for label, count in sorted(class_counts(lmap.labels).items(), key=lambda kv: (not normal[kv[0]], kv[0])):
+    unknown = dict(zip(lmap.labels, is_unknown(lmap.labels).tolist()))  # then unknown labels, grey rings
+    defects = 0
+    for label, count in sorted(class_counts(lmap.labels).items(),
+                               key=lambda kv: (not normal[kv[0]], not unknown[kv[0]], kv[0])):
         at = labels == label
-        marker = {"size": 6, "opacity": 0.75, **({"color": NORMAL_COLOUR} if normal[label] else {})}
+        grey = normal[label] or unknown[label]
+        colour = NORMAL_COLOUR if grey else CLASS_COLOURS[defects % len(CLASS_COLOURS)]
+        defects += not grey
+        marker = {"size": 6, "opacity": 0.8, "color": colour, **({"symbol": "circle-open"} if unknown[label] else {})}
         data.append({"type": "scattergl", "mode": "markers", "x": lmap.xy[at, 0].tolist(),
-                     "y": lmap.xy[at, 1].tolist(), "name": f"{label} ({count})", "marker": marker,
+                     "y": lmap.xy[at, 1].tolist(), "marker": marker,
+                     "name": f"{label} ({count}{', unknown label' if unknown[label] else ''})",
                      "text": [f"{short_name(lmap.names[k])} · {label}" for k in np.flatnonzero(at)],
                      "hovertemplate": "%{text}<extra></extra>"})
     if generated is not None and len(generated):
@@ -130,11 +141,24 @@ def latent_figure(lmap: LatentMap, generated=None, origins=None, generated_name:
                      "text": list(hover) if hover is not None else [f"#{j}" for j in range(len(g))],
                      "hovertemplate": "%{text}<extra></extra>", "marker": {"size": 8, "symbol": "x", "color": "black"}})
     e1, e2 = lmap.explained
-    layout = {"height": 460, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}, "legend": {"itemsizing": "constant"},
-              "xaxis": {"title": {"text": f"axis 1 ({e1:.0%} of the variance)"}, "zeroline": False},
+    (x0, x1), (y0, y1) = fitted_ranges(np.concatenate([lmap.xy, lmap.place(generated)])
+                                       if generated is not None and len(generated) else lmap.xy)
+    layout = {"height": 460, "margin": {"l": 10, "r": 10, "t": 36, "b": 10},  # t: the modebar, off the legend
+              "legend": {"itemsizing": "constant"},
+              "xaxis": {"title": {"text": f"axis 1 ({e1:.0%} of the variance)"}, "zeroline": False,
+                        "range": [x0, x1]},
               "yaxis": {"title": {"text": f"axis 2 ({e2:.0%} of the variance)"}, "zeroline": False,
-                        "scaleanchor": "x"}}  # one scale on both axes: distances on the map are not stretched
+                        "range": [y0, y1], "scaleanchor": "x"}}  # one scale: distances on the map are not stretched
     return {"data": data, "layout": layout}
+
+
+def fitted_ranges(xy: np.ndarray, pad: float = 0.08) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Axis ranges that fit the points `xy` (N, 2) with a margin, each as wide as the wider span, so that on
+    one scale neither axis falls back to plotly's default of -1..1 when its points do not spread (QA sweep 11:
+    two images, axis 2 at 0% of the variance, put codes 0.08 apart in one blob on a -1.5..1.5 axis)."""
+    lo, hi = xy.min(axis=0), xy.max(axis=0)  # (2,) each
+    half = float((hi - lo).max()) / 2 * (1 + 2 * pad) or 1.0  # every point on one spot: any range shows it
+    return tuple((float(c) - half, float(c) + half) for c in (lo + hi) / 2)
 
 
 def map_caption(lmap: LatentMap, generated: Optional[str] = None) -> str:
