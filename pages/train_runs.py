@@ -14,7 +14,7 @@ import streamlit as st
 
 from pages.run_focus import KEEP, focused_run, heal_pick, set_focus, warn_stale_link
 from udd_core import runs
-from udd_core.display import probe_pairs
+from udd_core.display import markdown_literal, probe_pairs
 from udd_core.methods import epoch_loops, fitted_in_one_pass
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, run_rows
 from udd_core.resume import check_resume_data, resume_offer
@@ -106,11 +106,14 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
                                   help="Type the folder or file's new place; the run records it, so Inspect and "
                                        "Generate find it too.").strip() or None
         if new_place:
-            try:  # as typed, like the Path box: a missing path, or data of the other kind
+            try:  # as typed, like the Path box: a missing path, data of the other kind, another count
                 check_resume_data(runs.read_train(run.path), new_place, run.name)
             except (ValueError, OSError) as e:
                 place_error = str(e)
                 st.error(place_error)
+            else:  # QA sweep 11: nothing said the place was usable
+                st.caption(f"✅ {markdown_literal(new_place)}: the run's kind of data and number of images; "
+                           "Resume checks that they are the very images it trained on.")
     r = st.columns([2, 1], vertical_alignment="bottom")
     # No minimum of done + 1: Streamlit would silently keep its old value for a smaller one typed in,
     # and Resume would train to that. A total at or below the epochs done is refused on Resume instead.

@@ -208,10 +208,12 @@ def test_resume_finds_moved_data_at_the_place_typed_and_the_run_records_it(tiny_
     assert at.button(key="train_resume").disabled
     few = write_pngs(tmp_path / "few", n=5)  # QA sweep 7: "resume NAME: run NAME: was trained on ..."
     at.text_input(key=f"train_resume_data_{name}").input(str(few)).run()
-    at.button(key="train_resume").click().run()
-    assert errors(at).startswith(f"run {name}: was trained on 12 images, got 5")
+    # QA sweep 11: counted as typed (it was refused only on Resume's click), Resume stays off
+    assert f"{few}: run {name} was trained on 12 images, this data holds 5 it would train on" in errors(at)
+    assert at.button(key="train_resume").disabled
     at.number_input(key=f"train_resume_to_{name}").set_value(2)
     at.text_input(key=f"train_resume_data_{name}").input(str(moved)).run()
+    assert not at.error and any(c.value.startswith("✅") and "number of images" in c.value for c in at.caption)
     at.button(key="train_resume").click().run()
     assert not at.exception and not at.error, errors(at)
     wait_for(at, lambda a: finished(a) and len(runs.read_history(runs_dir / name)) == 2)

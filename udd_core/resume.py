@@ -15,9 +15,10 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 
 from . import runs
-from .data import data_kind, kind_mismatch, kind_noun
+from .data import data_kind, kind_mismatch, kind_noun, training_labels
 from .methods import detector_class, run_method
 from .run_notes import more_epochs, resume_blocker
+from .training_data import training_count
 
 
 def images_digest(images: np.ndarray) -> str:
@@ -30,11 +31,19 @@ def images_digest(images: np.ndarray) -> str:
 
 def check_resume_data(info: Mapping[str, Any], data_path: Union[str, Path], run_name: str) -> None:
     """Refuse, in one line and before anything loads, resume data of the other kind than the run's
-    (wafer maps for a run trained on images, or the other way round)."""
-    recorded, given = runs.train_source(info).get("kind"), data_kind(data_path)
+    (wafer maps for a run trained on images, or the other way round), or holding another number of images
+    to train on (counted from file names and labels; a tiled run's tiles are left to the load)."""
+    source = runs.train_source(info)
+    recorded, given = source.get("kind"), data_kind(data_path)
     if kind_mismatch(recorded, given):
         raise ValueError(f"{data_path}: run {run_name} was trained on {kind_noun(recorded)}, these are "
                          f"{kind_noun(given)}; resume needs the same data")
+    if (count := source.get("count")) is None or source.get("tile"):
+        return
+    n = training_count(training_labels(data_path), runs.train_settings(info).get("train_on") or "normal")
+    if n != count:  # QA sweep 11: other images enabled Resume, refused only on its click
+        raise ValueError(f"{data_path}: run {run_name} was trained on {count} images, this data holds {n} it "
+                         "would train on; resume needs the same data")
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,12 @@ def training_mask(ds: Any, train_on: str = "normal", for_training: bool = True) 
                   f"{int((~keep).sum())} others left out")
 
 
+def training_count(labels, train_on: str = "normal") -> int:
+    """How many images labelled `labels` a run with setting `train_on` learns from (`training_mask`, on the
+    labels alone: counted before any pixel is decoded)."""
+    return int(training_mask(SimpleNamespace(labels=list(labels)), train_on)[0].sum())
+
+
 def check_train_on(labels, train_on: str) -> str:
     """`train_on` as a run records it for data with these labels: chosen classes as the data spells them
     (" center, loc" -> "Center,Loc"). Raises `training_mask`'s ValueError (a class the data lacks, or no
