@@ -166,7 +166,7 @@ else:
     t = c2.slider("Image-score threshold", lo, hi, float(np.clip(start, lo, hi)), (hi - lo) / 500, format="%.5g",
                   key=f"insp_thr_{tag}", persist_state=KEEP)
     insp = base.with_threshold(t, "manual")
-for note in insp.notices:  # after the threshold: the note on too few normal images follows the slider
+for note in [*insp.notices, *filter(None, [insp.unmarked_note()])]:  # after the threshold: they follow it
     if note not in (unfinished, learned, mismatch, SSIM_SCORING_NOTE):  # shown above
         st.caption(f"ℹ️ {note}")
 m = insp.metrics
@@ -235,6 +235,10 @@ with tab_image:
                                              "or below the threshold." + insp.units_note())
     if insp.factors is not None:  # the score is not the map's alone: show both parts
         right.caption(insp.score_text(pick).capitalize())
+    if pick in insp.unmarked():  # defective, yet no outline: say why beside it (QA sweep 11)
+        right.caption("ℹ️ Called defective with no pixel above the pixel threshold: its score is raised across the "
+                      "map, not at one spot, so no outline or region marks it. Lower the pixel threshold below to "
+                      "outline where its map is highest.")
     r1, r2, r3, r4, r5 = st.columns(5)
     method = r1.radio("Regions", ("components", "dbscan"), key="insp_method", persist_state=KEEP)
     pix = r2.number_input("Pixel threshold", value=float(insp.pixel_threshold), format="%.4g", key=f"insp_pix_{tag}",

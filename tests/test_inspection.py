@@ -338,3 +338,25 @@ def test_data_of_the_other_kind_is_named_and_gets_no_scoring_advice(tmp_path, mo
                                "reconstructions) mean little here")
     assert wafers.notices[0] == wafers.mismatch and "scores point the wrong way" not in wafers.notices
     assert wafers.with_threshold(0.5).mismatch == wafers.mismatch  # the threshold slider keeps it
+
+
+def test_defective_calls_without_an_outline_are_named_and_said(insp, tmp_path):
+    """QA sweep 11: a wafer map scored 3x the threshold (its score a mean raised everywhere) while no die passed
+    the pixel threshold; the verdict came with a blank outline and an empty regions table, and nothing said why."""
+    import dataclasses
+    import html
+
+    from udd_core.heatmap_export import write_heatmaps
+    from udd_core.report import build_report
+
+    low = insp.with_threshold(float(insp.scores.min()) - 1.0)  # every image called defective
+    peaks = low.maps.reshape(len(low), -1).max(axis=1)
+    high = dataclasses.replace(low, pixel_threshold=float(np.median(peaks)))  # half the peaks at or below it
+    want = np.flatnonzero(peaks <= high.pixel_threshold)
+    assert 0 < len(want) < len(low) and np.array_equal(high.unmarked(), want)
+    note = high.unmarked_note()
+    assert note.startswith(f"{len(want)} of the {len(low)} images called defective have no pixel above")
+    assert html.escape(note) in build_report(high)
+    write_heatmaps(high, tmp_path / "hm")
+    assert note in (tmp_path / "hm" / "README.txt").read_text()
+    assert dataclasses.replace(low, pixel_threshold=float(peaks.min()) - 1).unmarked_note() is None  # all marked

@@ -112,6 +112,25 @@ class Inspection:
         return {"threshold": float(threshold), "tp": tp, "fp": fp, "tn": tn, "fn": fn,
                 "fpr": fp / (fp + tn) if fp + tn else None, "tpr": tp / (tp + fn) if tp + fn else None}
 
+    def unmarked(self) -> np.ndarray:
+        """Indices of the images called defective (score above the threshold) with no map value above the
+        pixel threshold: no outline or region marks them (a mean score raised across a whole wafer map)."""
+        if self.threshold is None:
+            return np.zeros(0, dtype=int)
+        peak = self.maps.reshape(len(self.maps), -1).max(axis=1)  # (N,)
+        return np.flatnonzero((self.scores > self.threshold) & (peak <= self.pixel_threshold))
+
+    def unmarked_note(self) -> Optional[str]:
+        """Why some defective calls show no outline (`unmarked`), or None when every one has one. QA sweep 11:
+        a Near-full wafer map scored 3x the threshold with its map just under the pixel threshold everywhere."""
+        n = len(self.unmarked())
+        if not n:
+            return None
+        called = int((self.scores > self.threshold).sum())
+        return (f"{n} of the {called} images called defective have no pixel above the pixel threshold "
+                f"({score_text(self.pixel_threshold)} in map units): their score is raised across the map, not at "
+                "one spot, so no outline or region marks them; the heatmap's colour shows where it is highest")
+
     def with_threshold(self, threshold: float, source: str = "manual") -> "Inspection":
         """A copy at another image threshold (cheap: maps and metrics are shared, not recomputed).
 
