@@ -231,6 +231,11 @@ else:
     st.info("ROC curves need both normal and defective images with labels.")
 
 st.markdown("**Heatmaps**: each run's anomaly map on the image, on the run's fixed scale.")
+rowed = cmp_scores.heatmap_runs(inspections)
+if left_out := [scored[k] for k in range(len(scored)) if k not in rowed]:
+    st.caption(f"ℹ️ {', '.join(left_out)}: tiled, so {'its' if len(left_out) == 1 else 'their'} heatmaps are of "
+               "tiles, not of the images the other runs scored; Inspect shows them.")
+scored, inspections = [scored[k] for k in rowed], [inspections[k] for k in rowed]
 common = cmp_scores.common_images(inspections)
 if not common:
     st.info("The runs scored no image in common (tiled runs cut the images differently).")

@@ -110,3 +110,6 @@ def test_tiled_and_whole_image_runs_get_a_note_that_their_image_metrics_count_di
     whole.metrics, tiles.metrics = (dataclasses.replace(i.metrics, pixel_auroc=p) for i, p in ((whole, 0.8),
                                                                                                 (tiles, 0.7)))
     assert {r.metric: r for r in scores.metric_rows([whole, tiles])}["pixel AUROC"].best == (0,)  # pixels compare
+    # Heatmap rows: the whole-image runs (a tile is not an image they scored), all runs when none is tiled.
+    assert scores.heatmap_runs([tiles, whole, whole]) == [1, 2] and scores.heatmap_runs([whole, whole]) == [0, 1]
+    assert scores.common_images([whole, whole]) == ["a.png", "b.png"] and scores.common_images([whole, tiles]) == []

@@ -109,6 +109,15 @@ def roc_figure(names: Sequence[str], methods: Sequence[str], inspections: Sequen
     return {"data": data, "layout": layout}
 
 
+def heatmap_runs(inspections: Sequence) -> list[int]:
+    """Indices of the runs whose heatmaps can stand in one row per image: all of them, or the whole-image
+    runs when tiled runs are among them (a tile is not an image the others scored: QA sweep 11, one tiled
+    run among three whole-image runs emptied every row)."""
+    if not units_differ(inspections):
+        return list(range(len(inspections)))
+    return [k for k, i in enumerate(inspections) if image_units(i.names)[1] == "images"]
+
+
 def common_images(inspections: Sequence) -> list[str]:
     """Names of the images every run scored, in the first run's order (runs of different input
     sizes still score the same files of one data set)."""
