@@ -327,3 +327,20 @@ def test_latent_map_csv_holds_the_pages_map_and_the_codes_it_decoded(run, tmp_pa
     assert rc == 0, err
     made = [r for r in csv.DictReader(table.open()) if r["kind"] != "data"]
     assert [r["kind"] for r in made] == ["random"] * 3 and {r["source"] for r in made} == {""}
+
+
+def test_a_latent_map_of_one_image_is_refused_before_the_sigma_line(run, tmp_path, capsys):
+    """QA sweep 11: the refusal came after `sigma ... (the default ...)` was printed, and named no option."""
+    with np.load(json.loads((run / "train.json").read_text())["data"]["path"]) as z:
+        np.savez(tmp_path / "one.npz", maps=z["maps"][:1], labels=z["labels"][:1])
+    rc, _, err = udd(capsys, run, "-n", 2, "--data", tmp_path / "one.npz", "--out", tmp_path / "o",
+                     "--latent-map", tmp_path / "m.csv")
+    assert rc == 2 and "sigma" not in err and not (tmp_path / "o").exists() and not (tmp_path / "m.csv").exists()
+    assert f"--latent-map {tmp_path / 'm.csv'}: a map needs the codes of at least 2 images" in err
+
+
+def test_a_file_given_as_run_is_said_to_be_a_file(tmp_path, capsys):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text("{}")
+    rc, _, err = udd(capsys, cfg, "-n", 1, "--out", tmp_path / "o")
+    assert rc == 2 and f"{cfg}: a file, not a run or model folder" in err  # it was "no such run or model folder"

@@ -351,7 +351,7 @@ def test_upload_saves_a_zip_and_refuses_a_hostile_one(tiny_config, data, runs_di
     broken = {**pngs, "set/train/good/bad.png": b"no image"}  # counted as 6 images before
     at.file_uploader(key="train_upload").set_value([("more.zip", zip_bytes(broken), "application/zip")]).run()
     assert not at.exception and not at.error
-    assert [w.value for w in at.warning] == ["left out 1 file(s) that are not readable images: set/train/good/bad.png"]
+    assert [w.value for w in at.warning] == ["left out 1 file that is not a readable image: set/train/good/bad.png"]
     assert any("5 images" in c.value for c in at.caption)
     second = Path(at.session_state["train_upload_dir"])
 

@@ -99,19 +99,19 @@ def test_unreadable_images_are_not_kept_and_named(tmp_path):
     folder, notes = sources.save_upload([("x.png", img), ("a.png", b"not a png"), ("cut.png", img[:30])],
                                         tmp_path / "runs")
     assert [p.name for p in folder.iterdir()] == ["x.png"]  # the size estimate counts only what will load
-    assert notes == ["left out 2 file(s) that are not readable images: a.png, cut.png"]
+    assert notes == ["left out 2 files that are not readable images: a.png, cut.png"]
     jpeg = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)).save(jpeg, "JPEG")
     folder, notes = sources.save_upload([("x.png", img), ("truncated.jpg", jpeg.getvalue()[:500])], tmp_path / "runs")
     assert [p.name for p in folder.iterdir()] == ["x.png"]  # QA: a JPEG cut short passed the header check
-    assert notes == ["left out 1 file(s) that are not readable images: truncated.jpg"]
+    assert notes == ["left out 1 file that is not a readable image: truncated.jpg"]
     buf = io.BytesIO()
     np.save(buf, np.ones((2, 8, 8), np.uint8))
     folder, notes = sources.save_upload([("x.png", img), ("w_tiny.npy", buf.getvalue())], tmp_path / "runs")
     assert notes == ["left out w_tiny.npy: wafer files among images are not used; upload a wafer file on its own "
                      "to train on its maps"]  # QA: the maps were dropped without a word
     assert [p.name for p in folder.iterdir()] == ["x.png"]  # QA sweep 6: "left out", yet kept in the folder
-    with pytest.raises(DataError, match=r"^upload a.png: 1 file\(s\) that are not readable images: a.png$"):
+    with pytest.raises(DataError, match=r"^upload a.png: 1 file that is not a readable image: a.png$"):
         sources.save_upload([("a.png", b"not a png")], tmp_path / "runs")  # nothing usable: refused whole
     assert len(list((tmp_path / "runs" / "uploads").iterdir())) == 3  # the kept uploads, nothing more
 

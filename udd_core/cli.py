@@ -106,6 +106,8 @@ def run_dir_arg(spec: str) -> Path:
     named = runs_root() / spec
     if named.is_dir():
         return named
+    if p.is_file():  # QA sweep 11: a config file given as RUN was said not to exist
+        raise UsageError(f"{spec}: a file, not a run or model folder (a run is the folder `udd train --out` made)")
     raise UsageError(f"{spec}: no such run or model folder")
 
 

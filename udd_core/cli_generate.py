@@ -75,6 +75,9 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--npz: writes wafer maps; {data} holds images, not wafer maps" if ds.kind != "wafer" else
                          f"--npz: writes wafer maps, which need a 3-channel (one-hot) model; this run's model takes "
                          f"{c} channel{'s' if c != 1 else ''}")
+    if args.latent_map and len(ds) < 2:  # before the σ line: nothing printed is then refused (QA sweep 11)
+        raise UsageError(f"--latent-map {args.latent_map}: a map needs the codes of at least 2 images; {data} "
+                         f"holds {len(ds)}")
     if args.random:
         images = images_trained_on(ds, runs.run_train_on(args.run))  # the statistics of what the model learned
         codes = random_codes(model, training_stats(model, images, per_position=args.per_position), args.n, args.seed)

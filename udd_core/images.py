@@ -121,15 +121,15 @@ _CONVERSION_TEXT = {  # {s}: the plural's "s", so that one image reads "1 ... im
     "to-rgb": "{n} grayscale image{s} repeated to 3 channels",
     "resized": "{n} image{s} resized to {hw} (bilinear)",
     "upscaled": "{n} image{s} less than half of {hw} in a side, enlarged more than twice: blurred, "
-                "they may score as defects; check that they belong to the set",
+                "{they} may score as defects; check that {they} {belong} to the set",
     "mask-levels": "{n} defect mask{s} with more than two values: every value above 0 counts as defect",
 }
 
 
 def conversion_notices(counts: Mapping[str, int], hw: str) -> list[str]:
     """One notice per conversion tag of `decode_one` (tag -> image count); `hw` is the "HxW" size."""
-    notes = [_CONVERSION_TEXT.get(tag, "{n} " + tag + " image{s} converted to RGB").format(n=n, hw=hw, s="s" * (n != 1))
-             for tag, n in sorted(counts.items())]
+    notes = [_CONVERSION_TEXT.get(tag, "{n} " + tag + " image{s} converted to RGB").format(
+             n=n, hw=hw, s="s" * (n != 1), they="they" if n != 1 else "it", belong="belong" + "s" * (n == 1)) for tag, n in sorted(counts.items())]
     if counts.get("12-bit") and counts.get("16-bit"):  # one camera writes one depth: a mix means a dark image
         notes.append("the 16-bit images were scaled two ways (up to 4095 as 12-bit, the others as 16-bit), so "
                      "their brightness does not compare: convert them to one bit depth first")

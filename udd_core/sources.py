@@ -189,7 +189,8 @@ def save_upload(files: Iterable[tuple[str, bytes]], runs_root: Union[str, Path])
     for p in broken:
         p.unlink(missing_ok=True)
     named = ", ".join(p.relative_to(dest).as_posix() for p in broken[:3]) + (" ..." if len(broken) > 3 else "")
-    left_out = f"{len(broken)} file(s) that are not readable images: {named}"
+    left_out = (f"{len(broken)} file{'s' * (len(broken) != 1)} that {'are' if len(broken) != 1 else 'is'} not "
+                f"{'a readable image' if len(broken) == 1 else 'readable images'}: {named}")
     wafers, kind = [p for p in written if p.suffix.lower() in WAFER_EXTS], None
     try:
         kind = data_kind(dest)  # only .txt files in a zip, say: refused now, and no folder is left behind
