@@ -639,6 +639,9 @@ def test_a_finished_run_with_a_damaged_file_is_not_sent_to_inspect(tiny_config, 
     assert "This run's files are damaged:" in errors(at) and "model.safetensors: not a readable safetensors" in errors(at)
     assert not any("**Inspect** page" in i.value for i in at.info)
     assert not any(b.key == "train_open_next" for b in at.button)
+    # QA sweep 11: a green "finished" above the red error; now a warning that says the files are damaged since
+    assert not at.success and any(w.value.startswith("**finished**") and "files are damaged since" in w.value
+                                  for w in at.warning)
     # QA sweep 10: the pickers and the runs table said "finished"; they say "damaged" (and why, in the table)
     assert at.selectbox(key="train_run_pick").format_func("dmg") == "dmg (damaged)"
     table = at.dataframe[-1].value
