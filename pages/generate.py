@@ -31,7 +31,6 @@ ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
 MODES = ("Noised latents", "Random latents")
 DISPLAY_W = 138  # px per image in the grids: a 26x26 wafer at 5 px per die plus the gaps
 GAP = 4  # px of transparent space either side of each image
-STRIP_W = 900  # px an interpolation strip may take: one row, with the gaps between images, beside the sidebar at 1400 px
 ss = st.session_state
 
 
@@ -79,14 +78,20 @@ def show_error(e: Exception) -> None:
     st.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
-def show(row: views.ImageRow, row_px: int = 0) -> None:
-    """A row of images at one width: a long caption must not widen its image. PNG: JPEG smears die grids.
-    `row_px` > 0 narrows the images so that the whole row fits in one line of that many px."""
+def show(row: views.ImageRow) -> None:
+    """A row of images at one width: a long caption must not widen its image. PNG: JPEG smears die grids."""
     if row.heading:
         st.markdown(row.heading)
     images = [display.spaced(i, GAP) for i in row.images]
     st.image(images, caption=[display.markdown_literal(display.breakable(c)) for c in row.captions],  # as typed
-             width=display.row_width(len(images), images[0].shape[1], DISPLAY_W, row_px), output_format="PNG")
+             width=min(images[0].shape[1], DISPLAY_W), output_format="PNG")
+
+
+def show_strip(row: views.ImageRow) -> None:
+    """A strip read left to right, in one line whatever the window's width: a column per image, each image at
+    most its own width (QA sweep 11: as a list of images, the last one wrapped alone at 1280 and 1600 px)."""
+    for col, image, caption in zip(st.columns(len(row.images), gap="small"), row.images, row.captions):
+        col.image(image, caption=caption, width="content", output_format="PNG")
 
 
 st.title("Generate")
@@ -269,19 +274,21 @@ st.subheader("Interpolate")
 st.caption("Blend the latent codes of two images in equal steps and decode each blend; the inputs are at both ends.")
 ic = st.columns([2, 2, 1])
 other = views.other_class_index(ds.labels)  # another class if any
+# Keyed by the data set: another set's picks (QA sweep 11: both ends on image 0 after a smaller set) never stay.
+ends = f"{abs(hash((data_path, split, len(ds)))) % 10**8}"
 if len(ds) <= 2000:
     idx = list(range(len(ds)))
-    a = ic[0].selectbox("From", idx, index=0, key="gen_interp_a",
+    a = ic[0].selectbox("From", idx, index=0, key=f"gen_interp_a_{ends}",
                         format_func=lambda i: f"{i} · {views.image_label(ds, i)}")
-    b = ic[1].selectbox("To", idx, index=other, key="gen_interp_b",
+    b = ic[1].selectbox("To", idx, index=other, key=f"gen_interp_b_{ends}",
                         format_func=lambda i: f"{i} · {views.image_label(ds, i)}")
 else:  # thousands of options make a slow select box; an index is as good
-    a = ic[0].number_input("From (index)", 0, len(ds) - 1, 0, key="gen_interp_a")
-    b = ic[1].number_input("To (index)", 0, len(ds) - 1, other, key="gen_interp_b")
+    a = ic[0].number_input("From (index)", 0, len(ds) - 1, 0, key=f"gen_interp_a_{ends}")
+    b = ic[1].number_input("To (index)", 0, len(ds) - 1, other, key=f"gen_interp_b_{ends}")
 steps = int(ic[2].slider("Steps", 3, 12, 7, key="gen_steps"))
 try:
     strip = views.interpolation_row(model, ds, kind, int(a), int(b), steps, shaded)
 except (ValueError, OSError) as e:
     show_error(e)
 else:
-    show(strip, row_px=STRIP_W)  # a strip read left to right must not wrap
+    show_strip(strip)

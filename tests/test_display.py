@@ -101,17 +101,6 @@ def test_wafer_probes_are_drawn_as_dies_and_enlarged():
         display.probe_pairs(np.zeros((2, 4, 4, 1)), None, "folder")
 
 
-def test_row_width_fits_a_row_and_never_enlarges():
-    from udd_core.display import row_width
-
-    assert row_width(6, 130, 138) == 130  # never wider than the image
-    assert row_width(6, 400, 138) == 138  # nor than the grid's width
-    assert row_width(14, 400, 138, row_px=960) == 960 // 14  # the longest strip in one row
-    assert 14 * row_width(14, 400, 138, row_px=960) <= 960
-    assert row_width(3, 400, 138, row_px=960) == 138  # a short strip keeps the grid's width
-    assert row_width(5000, 400, 138, row_px=960) == 1  # never zero
-
-
 def test_class_output_names_number_within_each_class():
     assert display.class_output_names(["Donut", "Donut", "Edge-Loc", "Donut", "a/b c", ".."]) == [
         "Donut_0000.png", "Donut_0001.png", "Edge-Loc_0000.png", "Donut_0002.png", "a_b_c_0000.png", "class_0000.png"]

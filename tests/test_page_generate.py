@@ -1,5 +1,6 @@
 """The Generate page, driven headless with AppTest on a tiny wafer run under a temporary UDD_RUNS_DIR."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,17 @@ def images(app) -> list[list[tuple[str, str]]]:
     return [[(i.url, i.caption) for i in el.proto.imgs] for el in app.get("image")]
 
 
+STRIP_CAPTION = re.compile(r"from|to|\d\.\d\d")  # the interpolation strip's: its ends and blend weights
+
+
+def strip(app) -> list[tuple[str, str]]:
+    """The interpolation strip: one st.image per column (it must not wrap), captioned by `STRIP_CAPTION`."""
+    return [row[0] for row in images(app) if len(row) == 1 and STRIP_CAPTION.fullmatch(row[0][1])]
+
+
 def grid(app) -> list[list[tuple[str, str]]]:
-    """The generation grid: every st.image row but the last (the interpolation strip)."""
-    return images(app)[:-1]
+    """The generation grid: every st.image row but the interpolation strip's."""
+    return [row for row in images(app) if not (len(row) == 1 and STRIP_CAPTION.fullmatch(row[0][1]))]
 
 
 def errors(app) -> str:
@@ -58,10 +67,10 @@ def test_grid_shows_sources_reconstructions_and_variants(at):
         sigma = at.slider(key="gen_sigma_tiny").value  # the suggestion for this model's latent spread
         assert row[1][1] == "reconstruction" and all(c.startswith(f"σ {sigma:g} ") for _, c in row[2:])
     assert at.get("download_button")
-    strip = images(at)[-1]
-    assert len(strip) == 7 + 2 and strip[0][1] == "from" and strip[-1][1] == "to"
+    row = strip(at)
+    assert len(row) == 7 + 2 and row[0][1] == "from" and row[-1][1] == "to"
     at.slider(key="gen_steps").set_value(12).run()
-    assert len(images(at)[-1]) == 14 and not at.exception
+    assert len(strip(at)) == 14 and not at.exception
 
 
 def test_changing_sigma_and_seed_regenerates(at):
@@ -121,7 +130,7 @@ def test_random_mode_shaded_and_interpolation(at):
     assert len(grid(at)[0]) == 5 and grid(at) != shaded
     assert any("shared layout is kept" in c.value and "over the normal images" in c.value for c in at.caption)
     at.slider(key="gen_steps").set_value(4).run()
-    assert not at.exception and len(images(at)[-1]) == 4 + 2
+    assert not at.exception and len(strip(at)) == 4 + 2
 
 
 def test_an_unfinished_run_is_flagged(at, runs_dir):
@@ -268,3 +277,14 @@ def test_the_latent_map_shows_the_data_and_the_codes_drawn_above(at):
     assert not at.exception and latent_traces(at)[-1] == "random" and "sources" not in latent_traces(at)
     at.toggle(key="gen_latent_map").set_value(False).run()
     assert not at.exception and not at.get("plotly_chart")  # off: nothing encoded, nothing drawn
+
+
+def test_the_interpolation_ends_follow_the_data_set(at, fitted, tmp_path):
+    """QA sweep 11: after a larger set, a set of two images opened with both ends on image 0."""
+    at.selectbox(key=next(s.key for s in at.selectbox if s.key.startswith("gen_interp_b_"))).set_value(5).run()
+    with np.load(fitted[0]) as z:
+        np.savez(tmp_path / "two.npz", maps=z["maps"][:2], labels=z["labels"][:2])
+    at.text_input(key="gen_data_tiny").input(str(tmp_path / "two.npz")).run()
+    assert not at.exception and not at.error, errors(at)
+    ends = {s.label: s.value for s in at.selectbox if s.key.startswith("gen_interp_")}
+    assert ends == {"From": 0, "To": 1}

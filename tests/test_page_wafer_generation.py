@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from udd_core import runs
 from test_generation import WAFER_CFG, fitted, make_run, write_wafers  # noqa: F401 - fitted is a fixture
+from test_page_generate import grid as image_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
@@ -111,8 +112,7 @@ def test_generate_page_hw2_view_has_one_grid_per_pattern_class_and_the_npz(gen_r
     classes = sorted(set(labels) - {"none"})
     heads = [m.value for m in at.markdown if m.value.startswith("**")]
     assert [h.split("**")[1] for h in heads] == classes  # one grid per pattern class, none left out
-    rows = [[c for _, c in row] for row in
-            ([(i.url, i.caption) for i in el.proto.imgs] for el in at.get("image"))][:-1]  # last: interpolation
+    rows = [[c for _, c in row] for row in image_rows(at)]  # the interpolation strip left out
     k = min(4, 3)  # 4 sources asked, 3 maps per class
     assert len(rows) == len(classes) * k
     for row in rows:

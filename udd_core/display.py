@@ -105,13 +105,6 @@ def spaced(img: np.ndarray, gap: int) -> np.ndarray:
     return out
 
 
-def row_width(n: int, image_w: int, most: int, row_px: int = 0) -> int:
-    """The px width to show `n` images of `image_w` px at: never wider than the image or `most`, and
-    with `row_px` > 0 narrow enough that all `n` fit in one row of that many px (at least 1)."""
-    width = min(image_w, most, row_px // max(n, 1) if row_px > 0 else most)
-    return max(width, 1)
-
-
 def output_names(n: int, prefix: str = "sample") -> list[str]:
     """``prefix_0000.png`` ... for n images (wider numbers when n needs them)."""
     width = max(4, len(str(n - 1)))
