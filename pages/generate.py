@@ -108,7 +108,7 @@ except OSError as e:
 no_decoder = {r.name: run_method(r.path) for r in listed if r not in found}
 if (asked := focused_run()) in no_decoder and found:  # with none found, the line below names it
     st.info(f"{asked} is a {no_decoder[asked]} run: it does not generate images, so it is not listed "
-            "here. Generation needs an autoencoder run.")
+            "here. Generation needs an autoencoder run: the page shows the run picked below.")  # QA sweep 11
 if not found:
     others = "" if not no_decoder else (" The runs there (" + ", ".join(f"{n}: {m}" for n, m in no_decoder.items())
                                         + ") do not generate images.")
