@@ -207,3 +207,12 @@ def test_identical_curves_are_said_and_told_apart_by_their_markers():
     import plotly.graph_objects as go
 
     go.Figure(fig)  # plotly accepts the symbols
+
+
+def test_settings_diff_names_the_residual_an_autoencoder_scores_with_by_default():
+    """QA sweep 11: '—' beside an SSIM-trained run's 'ssim' read as unknown; an l2 autoencoder says its default."""
+    plain = side("plain", info={"settings": {"loss": "mse"}}, spec={"method": "autoencoder"})
+    ssim = side("ssim", info={"settings": {"loss": "ssim"}}, spec={"method": "autoencoder", "residual": "ssim"})
+    bank = side("bank", method="memory-bank", spec={"method": "memory-bank", "residual": "knn"}, info={})
+    row = {r.field: r for r in cmp.settings_diff([plain, ssim, bank])}["method options.residual"]
+    assert row.values == (cmp.DEFAULT_RESIDUAL, "ssim", "knn") and row.changed

@@ -26,6 +26,7 @@ from .shapes import ShapeError
 
 MIN_RUNS, MAX_RUNS = 2, 4
 NO_CONFIG = "no autoencoder config"
+DEFAULT_RESIDUAL = "l2 (default)"  # an autoencoder run's residual when its method.json records none (QA sweep 11)
 UNREADABLE_CONFIG = "config.json unreadable"  # a run that has one, damaged: not "no config" (QA sweep 10)
 MISSING = "—"  # a field one run has and another has not
 ONE_PASS = "— (fitted in one pass)"  # a training-loop setting, in the column of a method without a training loop
@@ -144,6 +145,10 @@ def settings_diff(sides: Sequence[RunSide]) -> list[DiffRow]:
         if r.field.startswith("settings.") and any(single and v == MISSING for single, v in zip(one_pass, r.values)):
             values = tuple(ONE_PASS if single and v == MISSING else v for single, v in zip(one_pass, r.values))
             r = DiffRow(r.field, values, len({v for v in values if v != ONE_PASS}) > 1)
+        elif r.field == "method options.residual":  # an SSIM-trained AE records its own; the others score l2
+            values = tuple(DEFAULT_RESIDUAL if v == MISSING and s.method == "autoencoder" else v
+                           for s, v in zip(sides, r.values))
+            r = DiffRow(r.field, values, r.changed)
         rows.append(r)
     return rows
 
