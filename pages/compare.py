@@ -22,6 +22,7 @@ from udd_core.data import data_kind, kind_mismatch
 from udd_core.display import markdown_literal, score_text
 from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass, has_detector
 from udd_core.losses import SSIM_SCORING_NOTE
+from udd_core.notices import is_caution
 from udd_core.run_notes import learned_defects_note, still_learning_note, unfinished_note
 from udd_core.inspection import inspect_run
 from udd_core.render import scale_bar_rgb
@@ -223,7 +224,7 @@ if notes := [(n, note) for n, i in zip(scored, inspections) for note in i.notice
     with st.expander(f"Scoring notes ({len(notes)}): what the loader and each run's scoring said, such as images "
                      "left out"):
         for n, note in notes:
-            st.caption(f"**{n}**: {markdown_literal(note)}")
+            st.caption(f"{'⚠️ ' if is_caution(note) else ''}**{n}**: {markdown_literal(note)}")
 
 if (roc := cmp_scores.roc_figure(scored, [method_of[n] for n in scored], inspections)) is not None:
     st.plotly_chart(go.Figure(roc), key="cmp_roc")

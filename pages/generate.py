@@ -17,6 +17,7 @@ from udd_core import generation as gen
 from udd_core import generation_views as views
 from udd_core import latent_map
 from udd_core import wafer_generation as wg
+from udd_core.notices import is_caution
 from udd_core.data import data_kind, kind_mismatch, same_data
 from udd_core.methods import detector_class, has_detector, run_method
 from udd_core.model import WEIGHTS_FILE
@@ -167,7 +168,10 @@ st.caption(f"{len(ds)} {'wafer map' if kind == 'wafer' else 'image'}{'s' * (len(
            + (f" · {n_unknown} with an unknown label" if n_unknown else "")
            + (f" · {WAFER_DIES}" if kind == "wafer" else ""))
 for note in ds.notices:  # skipped files, converted modes, resized maps: as Inspect and `udd score` say them
-    st.caption(f"ℹ️ {note}")
+    if is_caution(note):  # one that changes how the numbers read (QA sweep 11)
+        st.warning(note[0].upper() + note[1:])
+    else:
+        st.caption(f"ℹ️ {note}")
 
 opts = st.columns([3, 2])
 mode = opts[0].radio("Latents", MODES, key="gen_mode", horizontal=True, persist_state=KEEP,

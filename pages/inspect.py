@@ -16,6 +16,7 @@ from pages.run_focus import (KEEP, focused_run, follow_focus, hand_over_deep_lin
                              warn_unfinished)
 from udd_core import inspection_views as views
 from udd_core import runs
+from udd_core.notices import is_caution
 from udd_core.run_notes import learned_defects_note
 from udd_core.data import data_kind
 from udd_core.display import markdown_literal, score_text, verdict_word
@@ -168,7 +169,10 @@ else:
     insp = base.with_threshold(t, "manual")
 for note in [*insp.notices, *filter(None, [insp.unmarked_note()])]:  # after the threshold: they follow it
     if note not in (unfinished, learned, mismatch, SSIM_SCORING_NOTE):  # shown above
-        st.caption(f"ℹ️ {note}")
+        if is_caution(note):  # one that changes how the numbers read (QA sweep 11)
+            st.warning(note[0].upper() + note[1:])
+        else:
+            st.caption(f"ℹ️ {note}")
 m = insp.metrics
 # Two rows of four: eight in one row cut the values to "0.…" at 1280 px (QA sweep 10).
 cols = [*st.columns(4), *st.columns(4)]

@@ -14,6 +14,7 @@ import streamlit as st
 
 from pages.run_focus import KEEP, focused_run, heal_pick, set_focus, warn_stale_link
 from udd_core import runs
+from udd_core.notices import is_caution
 from udd_core.display import markdown_literal, probe_pairs
 from udd_core.methods import epoch_loops, fitted_in_one_pass
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, run_rows
@@ -57,7 +58,10 @@ def show_status(mgr: JobManager, root: Path, name: str, polled: str) -> None:
         show = {"finished": st.success, "failed": st.error, "running": st.info}.get(disk["status"], st.warning)
         show(runs.status_line(disk))
     for note in ss.get("train_notices", {}).get(name, []) + list(snap.notices if snap else ()):
-        st.caption(f"ℹ️ {note}")
+        if is_caution(note):  # one that changes how the numbers read (QA sweep 11)
+            st.warning(note[0].upper() + note[1:])
+        else:
+            st.caption(f"ℹ️ {note}")
 
 
 def show_record(mgr: JobManager, root: Path, name: str) -> None:

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from udd_core import runs
 from test_generation import WAFER_CFG, fitted, make_run, write_wafers  # noqa: F401 - fitted is a fixture
 from test_page_generate import grid as image_rows
+from test_page_inspect import warnings
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
@@ -155,7 +156,7 @@ def test_inspect_page_warns_about_a_run_trained_on_defects(tmp_path, monkeypatch
     monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
     page = str(ROOT / "pages" / "inspect.py")
     at = AppTest.from_file(page, default_timeout=TIMEOUT).run()
-    assert not at.exception and not at.warning  # trained on normal images: nothing to say
+    assert not at.exception and not warnings(at)  # trained on normal images: nothing to say
     info = json.loads((run / "train.json").read_text())
     info["settings"]["train_on"] = "all"
     (run / "train.json").write_text(json.dumps(info))

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from . import runs
+from .notices import notice_line
 from .atomic import check_new_file, check_new_folder, write_text_atomic
 from .cli import UsageError, parse_ints, run_dir_arg
 from .data import check_outside_data, data_kind, kind_mismatch, kind_noun, same_data
@@ -58,7 +59,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if unfinished := unfinished_note(args.run):  # first, as `udd score` and `udd export` print it
         notices.insert(0, unfinished)
     for note in notices:
-        print(f"note: {note}", file=sys.stderr)
+        print(notice_line(note), file=sys.stderr)
     if not data:
         raise UsageError(f"--data is required: {runs.no_data_why(args.run)}")
     # A run trained on tiles generates from the same tiles of its own data.
@@ -68,7 +69,7 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--data {data}: {mismatch}; generate from data of the kind it trained on")
     ds = load_images(model, data, split=args.split, tile=tile)
     for note in ds.notices:  # skipped files, converted modes: as `udd score` prints them (QA sweep 9)
-        print(f"note: {note}", file=sys.stderr)
+        print(notice_line(note), file=sys.stderr)
     kind = model_kind(model, ds.kind)
     if args.npz and kind != "wafer":
         c = model.config.in_channels

@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from .notices import notice_line
 from .display import score_text, verdict_word
 from .cli import UsageError, parse_ints, run_dir_arg
 from .inspection import inspect_run
@@ -103,7 +104,7 @@ def run_score(args: argparse.Namespace) -> int:
         insp.notices.insert(0, f"--split {args.split}: {insp.settings.get('data')} has no splits; all its images "
                                "were scored")
     for note in insp.notices:
-        print(f"note: {note}", file=sys.stderr)
+        print(notice_line(note), file=sys.stderr)
     if args.heatmaps:
         write_heatmaps(insp, args.heatmaps, force=args.force)
         print(f"udd score: wrote {len(insp)} heatmaps to {args.heatmaps}, with their key in {LEGEND_FILE}",

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Optional
 
+from .notices import notice_line
 from .atomic import check_new_folder
 from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, runs_root, silence_output
 from .data import data_kind, load_dataset, training_labels
@@ -356,13 +357,13 @@ def run_train(args: argparse.Namespace) -> int:
         bar.end()
         images, kept = training_images(ds, settings.train_on)
         for note in notes + ds.notices + ([kept] if kept else []):
-            print(f"note: {note}", file=sys.stderr)
+            print(notice_line(note), file=sys.stderr)
         job = TrainJob.create(out, config, shape, images, settings,
                               source=source_record(args.data),
                               method=method, options=options)
         del ds, images
     for note in job.snapshot().notices:
-        print(f"note: {note}", file=sys.stderr)
+        print(notice_line(note), file=sys.stderr)
     bar.notices_shown = len(job.snapshot().notices)
     print(f"udd train: {job.n_train} training and {job.n_val} validation images; run {job.run_dir}", file=sys.stderr)
     return _watch(job.start(), bar)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .notices import Caution
 from .uploads import DataError
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm", ".pbm"})
@@ -131,8 +132,8 @@ def conversion_notices(counts: Mapping[str, int], hw: str) -> list[str]:
     notes = [_CONVERSION_TEXT.get(tag, "{n} " + tag + " image{s} converted to RGB").format(
              n=n, hw=hw, s="s" * (n != 1), they="they" if n != 1 else "it", belong="belong" + "s" * (n == 1)) for tag, n in sorted(counts.items())]
     if counts.get("12-bit") and counts.get("16-bit"):  # one camera writes one depth: a mix means a dark image
-        notes.append("the 16-bit images were scaled two ways (up to 4095 as 12-bit, the others as 16-bit), so "
-                     "their brightness does not compare: convert them to one bit depth first")
+        notes.append(Caution("the 16-bit images were scaled two ways (up to 4095 as 12-bit, the others as 16-bit), so "
+                     "their brightness does not compare: convert them to one bit depth first"))
     return notes
 
 

@@ -22,6 +22,7 @@ from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshol
 from .methods import scoring_record, scoring_with
 from .model import WEIGHTS_FILE
 from .losses import SSIM_SCORING_NOTE
+from .notices import Caution
 from .scoring import SCORES, NormStats, check_border, fit_norm_stats, normalise, outline_threshold, score_images
 from .settings import resolve_device
 
@@ -35,11 +36,11 @@ def inverted_notes(m: Metrics, scoring: str, own_score: bool = False) -> list[st
     notes = []
     if m.image_auroc is not None and m.image_auroc < INVERTED:
         instead = "another method" if own_score else "another residual or method"
-        notes.append(f"image AUROC {m.image_auroc:.2f}: {scoring} scores the defective images below the normal "
-                     f"ones, so it misses what makes them defective here; try {instead}")
+        notes.append(Caution(f"image AUROC {m.image_auroc:.2f}: {scoring} scores the defective images below the "
+                             f"normal ones, so it misses what makes them defective here; try {instead}"))
     if m.pixel_auroc is not None and m.pixel_auroc < INVERTED:
-        notes.append(f"pixel AUROC {m.pixel_auroc:.2f}: with {scoring} the heatmap is brighter on normal pixels "
-                     "than on the defects")
+        notes.append(Caution(f"pixel AUROC {m.pixel_auroc:.2f}: with {scoring} the heatmap is brighter on normal "
+                             "pixels than on the defects"))
     return notes
 
 

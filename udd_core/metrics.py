@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from .notices import Caution
+
 import numpy as np
 
 # scikit-learn and scipy.ndimage are imported inside the functions that need them: together they
@@ -71,9 +73,9 @@ def too_few_normals(n_normal: int, target_fpr: float, source: str = "normal") ->
         return None
     images = f"{n_normal} {source} image" + ("s" if n_normal != 1 else "")
     top = "their highest score" if n_normal != 1 else "that image's score"
-    return (f"the threshold rests on {images}, too few to measure an FPR of {target_fpr:.2%} "
-            f"(that needs {math.ceil(1 / target_fpr)}): it is {top}, and the FPR on new normal "
-            "images may well be higher")
+    return Caution(f"the threshold rests on {images}, too few to measure an FPR of {target_fpr:.2%} "
+                   f"(that needs {math.ceil(1 / target_fpr)}): it is {top}, and the FPR on new normal "
+                   "images may well be higher")
 
 
 def rates_at(threshold: float, scores, labels_is_defect) -> dict:

@@ -1,0 +1,19 @@
+"""udd_core.notices: cautions stand apart from routine notices, on the pages and on the command line."""
+from udd_core.images import conversion_notices
+from udd_core.metrics import too_few_normals
+from udd_core.notices import Caution, is_caution, notice_line
+
+
+def test_a_caution_is_a_string_that_prints_as_a_warning():
+    note = Caution("the threshold rests on 4 images")
+    assert note == "the threshold rests on 4 images" and is_caution(note) and not is_caution(str(note))
+    assert notice_line(note) == "warning: the threshold rests on 4 images"
+    assert notice_line("12 images resized to 96x96 (bilinear)") == "note: 12 images resized to 96x96 (bilinear)"
+
+
+def test_the_notices_that_change_how_numbers_read_are_cautions():
+    """QA sweep 11: seven identical info boxes, three of which changed how the page reads."""
+    assert is_caution(too_few_normals(4, 0.01, "validation"))
+    notes = conversion_notices({"12-bit": 6, "16-bit": 6, "resized": 12}, "96x96")
+    assert [is_caution(n) for n in notes] == [False, False, False, True]  # only the mixed depths
+    assert notes[-1].startswith("the 16-bit images were scaled two ways")

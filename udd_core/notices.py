@@ -1,0 +1,22 @@
+"""Notices: what the engine says beside its results, routine ("12 images resized") or a caution that changes
+how the numbers read ("the threshold rests on 4 images"). Both are plain strings, so every consumer joins,
+prints and stores them alike; a caution is a `Caution`, which the pages show as a warning and the command
+line prints as `warning:` (QA sweep 11: seven identical blue boxes hid the three that mattered)."""
+from __future__ import annotations
+
+
+class Caution(str):
+    """A notice that changes how a result reads (a mixed bit depth, too few normal images, an inverted
+    AUROC), shown apart from the routine ones."""
+
+    __slots__ = ()
+
+
+def is_caution(note: str) -> bool:
+    """Whether `note` is a `Caution`."""
+    return isinstance(note, Caution)
+
+
+def notice_line(note: str) -> str:
+    """`note` as the command line prints it: "warning: ..." for a caution, "note: ..." otherwise."""
+    return f"{'warning' if is_caution(note) else 'note'}: {note}"
