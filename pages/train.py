@@ -79,6 +79,7 @@ def use_method(name: str) -> None:
 
 
 def on_upload() -> None:
+    replaced = ss.get("train_upload_dir")  # this session's last upload: removed below unless a run trained on it
     for k in ("train_upload_dir", "train_upload_error", "train_upload_notes"):
         ss.pop(k, None)
     if files := ss.get("train_upload"):
@@ -87,6 +88,8 @@ def on_upload() -> None:
             ss["train_upload_dir"] = str(folder)
         except ValueError as e:  # DataError: a hostile zip, too large, unwritable runs folder
             ss["train_upload_error"] = str(e)
+    if replaced:  # after the save: the new folder never takes the old one's name
+        sources.discard_upload(replaced, ROOT)
 
 
 def load_images(path, shape, tile, train_on="normal"):

@@ -94,6 +94,21 @@ def test_save_upload_makes_a_new_folder_each_time(tmp_path):
     assert sorted(p.relative_to(a).as_posix() for p in a.rglob("*.png")) == ["d/y.png", "x.png"]
 
 
+def test_a_replaced_upload_is_removed_unless_a_run_trained_on_it(tmp_path):
+    """QA sweep 11: each change of the upload selection left a full copy under runs/uploads."""
+    import json
+
+    img = png(tmp_path / "x.png").read_bytes()
+    root = tmp_path / "runs"
+    used, _ = sources.save_upload([("x.png", img)], root)
+    unused, _ = sources.save_upload([("y.png", img)], root)
+    (root / "r1").mkdir()
+    (root / "r1" / "train.json").write_text(json.dumps({"data": {"path": str(used), "kind": "folder"}}))
+    assert not sources.discard_upload(used, root) and used.is_dir()  # a run trained on it: kept
+    assert sources.discard_upload(unused, root) and not unused.exists()
+    assert not sources.discard_upload(tmp_path, root) and tmp_path.is_dir()  # not an upload folder: untouched
+
+
 def test_unreadable_images_are_not_kept_and_named(tmp_path):
     img = png(tmp_path / "x.png").read_bytes()
     folder, notes = sources.save_upload([("x.png", img), ("a.png", b"not a png"), ("cut.png", img[:30])],

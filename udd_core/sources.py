@@ -164,6 +164,21 @@ def source_record(data_path: Union[str, Path], tile: bool = False) -> dict:
     return {"path": str(resolved(data_path)), "kind": data_kind(data_path), "tile": bool(tile)}
 
 
+def discard_upload(folder: Union[str, Path], runs_root: Union[str, Path]) -> bool:
+    """Remove an upload folder that a changed upload selection replaced, unless a run trained on it (or it is
+    not an upload folder under `runs_root`): each change used to leave a full copy behind (QA sweep 11).
+    True when removed."""
+    folder, parent = Path(folder).resolve(), (Path(runs_root) / runs.UPLOADS_DIR).resolve()
+    if folder.parent != parent or not folder.is_dir():
+        return False
+    used = {str(Path(str(runs.train_source(runs.read_train(r.path)).get("path") or "")).resolve())
+            for r in runs.list_runs(runs_root)}
+    if str(folder) in used or any(u.startswith(str(folder) + "/") for u in used):
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return not folder.exists()
+
+
 def save_upload(files: Iterable[tuple[str, bytes]], runs_root: Union[str, Path]) -> tuple[Path, list[str]]:
     """Save uploaded (name, bytes) pairs, zips unpacked safely, into a new `<runs_root>/uploads/upload-<time>`.
 
