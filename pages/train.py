@@ -145,8 +145,9 @@ with left:
             st.warning(note)
         path = ss.get("train_upload_dir")
         st.caption(f"Saved in {path}" if path else "Uploads are saved in a new folder under the runs folder.")
-    tile = st.checkbox("Cut images into tiles of the input size (instead of resizing them)", key="train_tile",
-                       persist_state=KEEP)
+    tile = st.checkbox("Cut images into tiles", key="train_tile", persist_state=KEEP,  # a short label: cut at 1280 px
+                       help="Tiles of the input size instead of resizing each image to it: one every H rows and W "
+                            "columns, the last row and column flush with the far edges, so every pixel is in a tile.")
     estimate = st.empty()
 
     st.subheader("2 · Method and model")
