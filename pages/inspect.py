@@ -267,7 +267,7 @@ with tab_plots:
     st.caption("Each type's row: the normal images against that type's images alone; \"all\": against every "
                "defective image, so its pixel AUROC can lie below every type's (the types' maps differ in level).")
     st.dataframe(table, hide_index=True, placeholder="—",  # a metric a type cannot have (no masks): not "None"
-                 column_config={c: st.column_config.NumberColumn(help=METRIC_HELP[c])
+                 column_config={c: st.column_config.NumberColumn(help=METRIC_HELP[c], format="%.4f")  # 0.7 -> 0.7000
                                 for c in table.columns if c in METRIC_HELP})
     cm = insp.at(insp.threshold)
     st.markdown("**Confusion matrix at the threshold**")
