@@ -22,7 +22,7 @@ from udd_core.presets import PIXEL_PRESET, method_choice, model_presets, preset_
 from udd_core.image_shapes import MAX_SIDE
 from udd_core.jobs import JobManager, TrainJob
 from udd_core.start_checks import form_message, model_choice, start_refusal
-from udd_core.training_data import check_train_on, class_census
+from udd_core.training_data import check_train_on, class_counts
 from udd_core.settings import (DEVICES, FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NUMBERS, TrainSettings, chosen_classes,
                                 form_values, settings_from_form, training_presets)
 
@@ -48,6 +48,15 @@ data_sources = st.cache_data(ttl=60, show_spinner=False)(sources.list_sources)  
 describe = st.cache_data(ttl=60, show_spinner=False)(sources.describe)  # lists (and with tiles, opens) every file
 kind_of = st.cache_data(ttl=60, show_spinner=False)(data_kind)  # a plain folder's kind lists its files: not per rerun
 labels_of = st.cache_data(ttl=60, show_spinner=False)(training_labels)  # a wafer file's labels: read once a minute
+
+
+def data_classes(path) -> dict | None:
+    """Images per label of the data at `path`, read from file names and label arrays; None when unreadable
+    (the data check below says why)."""
+    try:
+        return class_counts(labels_of(path))
+    except (ValueError, OSError):
+        return None
 
 
 def on_train_preset() -> None:
@@ -235,9 +244,20 @@ with left:
                          "(its scores then no longer mean 'unlike normal'). Chosen classes: only those labels.")
     train_on = ss["train_on_mode"]
     if train_on == "classes":
-        on[1].text_input("Classes (labels, separated by commas)", key="train_on_classes", persist_state=KEEP,
-                         placeholder="e.g. Center,Donut,none")
-        try:  # an empty box or an empty name: said as typed
+        known = data_classes(path) if path and shape and data_error is None else None
+        if known:  # QA sweep 11: picked from the data's own labels, not typed (a typo was the usual mistake)
+            pick_key = f"train_on_picked_{abs(hash(path)) % 10**8}"
+            typed = [c.strip() for c in str(ss.get("train_on_classes") or "").split(",")]
+            ss.setdefault(pick_key, [c for c in typed if c in known])  # the classes of a preset or a resume
+            on[1].multiselect("Classes", list(known), key=pick_key, format_func=lambda k: f"{k} ({known[k]})",
+                              placeholder="the labels to train on")
+            ss["train_on_classes"] = ",".join(ss[pick_key])  # the form's text value, which settings read
+        else:  # no readable labels yet: typed, and checked once the data reads
+            on[1].text_input("Classes (labels, separated by commas)", key="train_on_classes", persist_state=KEEP,
+                             placeholder="e.g. Center,Donut,none")
+        try:  # none picked, or an empty name typed: said at once
+            if known and not ss["train_on_classes"]:
+                raise ValueError("train_on: pick the classes to train on")
             train_on = chosen_classes(ss["train_on_classes"])
         except ValueError as e:
             data_error = data_error or str(e)
@@ -245,8 +265,6 @@ with left:
     if path and shape and data_error is None:  # the data is readable (its estimate above)
         try:  # a class the data lacks, or no normal image to learn: from the labels, before Start (QA sweep 7)
             labels = labels_of(path)
-            if ss["train_on_mode"] == "classes":
-                on[1].caption("The data's classes: " + class_census(labels))
             train_on = check_train_on(labels, train_on)  # as the data spells the classes: what Start records
         except (ValueError, OSError) as e:
             data_error = str(e)
