@@ -379,3 +379,11 @@ def test_a_model_of_other_channels_is_refused_naming_the_config_field(tmp_path):
         load_dataset(folder, (4, 8, 8))
     with pytest.raises(DataError, match="H, W >= 1"):
         load_dataset(folder, (1, 0, 8))
+
+
+def test_a_train_only_set_scored_on_its_test_split_is_told_which_splits_it_has(tmp_path):
+    """QA sweep 11: "no test folder" alone left the user to guess that the train split would do."""
+    png(tmp_path / "set" / "train" / "good" / "a.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(DataError, match=r"set: no test folder \(it has train/good only: score the train split"):
+        load_dataset(tmp_path / "set", (1, 8, 8), split="test")
+    assert len(load_dataset(tmp_path / "set", (1, 8, 8), split="train")) == 1

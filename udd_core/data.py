@@ -178,7 +178,7 @@ def _sources(kind: str, root: Path, split: str) -> tuple[list[tuple[Path, str, P
     if split in ("test", "all"):
         test = root / "test"
         if not test.is_dir():
-            raise DataError(f"{root}: no test folder")
+            raise DataError(f"{root}: no test folder (it has train/good only: score the train split, or all)")
         subdirs = sorted((d for d in test.iterdir() if d.is_dir()), key=lambda d: (d.name != "good", d.name))
         gt, cache = root / "ground_truth", {}
         for d in subdirs:
