@@ -261,7 +261,9 @@ if st.toggle("Show every image's latent code on a map", True, key="gen_latent_ma
     else:
         drawn = view if view is not None and view.latents is not None else None
         made = None if drawn is None else "noised" if drawn.origins is not None else "random"
-        st.caption(latent_map.map_caption(lmap, made))
+        st.caption(latent_map.map_caption(lmap, made)
+                   + (" The HW2 view's variants are not drawn on it: switch that view off to see the generated "
+                      "codes as crosses." if hw2 else ""))  # QA sweep 11: the crosses vanished unexplained
         kind_name = "generated" if made == "noised" else "random"
         codes, origins, sources, hover = ((drawn.latents, drawn.origins, drawn.sources, drawn.hover) if drawn
                                           else (None, None, None, None))

@@ -105,6 +105,7 @@ def test_generate_page_hw2_view_has_one_grid_per_pattern_class_and_the_npz(gen_r
     assert not at.exception and not at.error, errors(at)
     at.toggle(key="gen_hw2").set_value(True).run()
     assert not at.exception and not at.error, errors(at)
+    assert any("HW2 view's variants are not drawn on it" in c.value for c in at.caption)  # the map says why
     with np.load(fitted[0]) as z:
         labels = z["labels"].tolist()
     classes = sorted(set(labels) - {"none"})
