@@ -36,6 +36,23 @@ def frames(app) -> list:
     return [d.value for d in app.dataframe]
 
 
+def with_latent8_edited(monkeypatch, runs_dir, tmp_path, section: str, key: str, value) -> AppTest:
+    """The page on a copy of the two runs whose latent8 train.json has `section.key` = `value`, latent4 in focus."""
+    import json
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir, root)
+    info = json.loads((root / "latent8" / "train.json").read_text())
+    info[section][key] = value
+    (root / "latent8" / "train.json").write_text(json.dumps(info))
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.session_state["udd_run"] = "latent4"
+    app.run()
+    assert not app.exception
+    return app
+
+
 def by_field(df, field: str):
     return df[df["field"] == field].iloc[0]
 
@@ -176,18 +193,7 @@ def test_a_deep_svdd_run_says_its_overlay_is_the_pretraining_loss(monkeypatch, r
 def test_a_run_of_the_other_data_kind_is_left_out_of_the_scores(monkeypatch, runs_dir, tmp_path):
     """QA: a photo run scored on wafer maps (or the other way round) got an AUROC in the table and the ROC,
     ranked beside the others with only a caption; `udd score` refuses to produce those numbers."""
-    import json
-
-    root = tmp_path / "runs"
-    shutil.copytree(runs_dir, root)
-    info = json.loads((root / "latent8" / "train.json").read_text())
-    info["data"]["kind"] = "wafer"  # as if latent8 had learned wafer maps
-    (root / "latent8" / "train.json").write_text(json.dumps(info))
-    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
-    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    app.session_state["udd_run"] = "latent4"
-    app.run()
-    assert not app.exception
+    app = with_latent8_edited(monkeypatch, runs_dir, tmp_path, "data", "kind", "wafer")  # as if it learned wafers
     assert any(w.value.startswith("latent8: not scored (the run was trained on wafer maps but these data are "
                                   "images") for w in app.warning)
     metrics = next(d.value for d in app.dataframe if "metric" in d.value.columns)
@@ -232,19 +238,7 @@ def test_runs_whose_status_changes_under_the_picker_stay_picked(monkeypatch, run
 def test_an_ssim_trained_run_is_said_to_score_with_ssim_and_each_runs_notes_are_listed(monkeypatch, runs_dir,
                                                                                        tmp_path):
     """QA sweep 11: Compare scored an SSIM-trained run with the SSIM residual and top 1% and said nothing."""
-    import json
-
-    root = tmp_path / "runs"
-    for name in ("latent4", "latent8"):
-        shutil.copytree(runs_dir / name, root / name)
-    info = json.loads((root / "latent8" / "train.json").read_text())
-    info["settings"]["loss"] = "ssim"
-    (root / "latent8" / "train.json").write_text(json.dumps(info))
-    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
-    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    app.query_params["run"] = "latent4"
-    app.run()
-    assert not app.exception
+    app = with_latent8_edited(monkeypatch, runs_dir, tmp_path, "settings", "loss", "ssim")
     green = next(c.value for c in app.caption if c.value.startswith("Green: the best run"))
     assert "latent8: the SSIM residual and top 1%" in green and "latent4:" not in green
     notes = next(e for e in app.expander if e.label.startswith("Scoring notes"))
