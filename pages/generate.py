@@ -163,7 +163,8 @@ counts = gen.class_counts(ds.labels)
 c, h, w = model.input_shape
 unknown = {k for k in counts if is_unknown([k])[0]}  # WM-811K's "unlabeled": a label, not a pattern class
 n_unknown = sum(counts[k] for k in unknown)
-st.caption(f"{len(ds)} {'wafer map' if kind == 'wafer' else 'image'}{'s' * (len(ds) != 1)} at {h}x{w}, {c} channel{'s' * (c > 1)}"
+noun = f"{'wafer map' if kind == 'wafer' else 'image'}{'s' * (len(ds) != 1)}"
+st.caption(f"{len(ds)} {noun} at {h}x{w}, {c} channel{'s' * (c > 1)}"
            + (f" · {len(counts) - len(unknown)} classes" if len(counts) - len(unknown) > 1 else "")
            + (f" · {n_unknown} with an unknown label" if n_unknown else "")
            + (f" · {WAFER_DIES}" if kind == "wafer" else ""))

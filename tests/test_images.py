@@ -171,4 +171,5 @@ def test_a_thumbnail_enlarged_more_than_twice_is_named(tmp_path):
     png(tmp_path / "photo.png", gray(40, 40))
     png(tmp_path / "thumb.png", gray(8, 8))
     notes = load_dataset(tmp_path, (1, 32, 32)).notices
-    assert "1 image less than half of 32x32 in a side, enlarged more than twice: blurred, it may score as defects; check that it belongs to the set" in " ".join(notes)  # the thumb only
+    assert ("1 image less than half of 32x32 in a side, enlarged more than twice: blurred, it may score as defects; "
+            "check that it belongs to the set") in " ".join(notes)  # the thumb only

@@ -142,7 +142,8 @@ def test_a_run_without_an_autoencoder_config(monkeypatch, runs_dir, tmp_path):
     (root / "latent8" / "config.json").unlink()
     app.run()
     said = [i.value for i in app.info]
-    assert f"None of these runs has a readable autoencoder config (latent8: {NO_CONFIG}; bank: {UNREADABLE_CONFIG})." in said
+    assert (f"None of these runs has a readable autoencoder config (latent8: {NO_CONFIG}; "
+            f"bank: {UNREADABLE_CONFIG}).") in said
     assert any(v.startswith("No shapes to show") and f"bank: {UNREADABLE_CONFIG}" in v for v in said)
 
 

@@ -67,8 +67,8 @@ def check_heatmap_folder(folder: str, force: bool) -> None:
         raise UsageError(f"--heatmaps {out}: names a folder for the PNGs (one per image), not a file; e.g. "
                          f"--heatmaps {out.parent / 'heatmaps'}")
     if not force and out.is_dir() and (n := sum(1 for _ in out.glob("*.png"))):
-        raise UsageError(f"--heatmaps {out}: holds {n} PNG file{'s' * (n != 1)} already (choose a new folder, or pass --force to "
-                         "overwrite those of the same names)")
+        raise UsageError(f"--heatmaps {out}: holds {n} PNG file{'s' * (n != 1)} already (choose a new folder, or "
+                         "pass --force to overwrite those of the same names)")
 
 
 def run_score(args: argparse.Namespace) -> int:

@@ -81,8 +81,9 @@ def shown_value(metric: str, value: float) -> str:
 
 
 def verdict_words(insp, score: float) -> str:
-    """' · defective' or ' · good' (`display.verdict_word`) for a heatmap caption at the run's own threshold ('' without one): scores of
-    different runs are in different units, so the caption says what the run calls the image."""
+    """' · defective' or ' · good' (`display.verdict_word`) for a heatmap caption at the run's own threshold
+    ('' without one): scores of different runs are in different units, so the caption says what the run
+    calls the image."""
     if insp.threshold is None:
         return ""
     return f" · {verdict_word(score > insp.threshold)}"

@@ -127,10 +127,15 @@ _CONVERSION_TEXT = {  # {s}: the plural's "s", so that one image reads "1 ... im
 }
 
 
+def _number(n: int) -> dict[str, str]:
+    """The words of `_CONVERSION_TEXT` that follow the count: "1 image ... it belongs", "2 images ... they belong"."""
+    return {"s": "s" * (n != 1), "they": "they" if n != 1 else "it", "belong": "belong" + "s" * (n == 1)}
+
+
 def conversion_notices(counts: Mapping[str, int], hw: str) -> list[str]:
     """One notice per conversion tag of `decode_one` (tag -> image count); `hw` is the "HxW" size."""
-    notes = [_CONVERSION_TEXT.get(tag, "{n} " + tag + " image{s} converted to RGB").format(
-             n=n, hw=hw, s="s" * (n != 1), they="they" if n != 1 else "it", belong="belong" + "s" * (n == 1)) for tag, n in sorted(counts.items())]
+    notes = [_CONVERSION_TEXT.get(tag, "{n} " + tag + " image{s} converted to RGB").format(n=n, hw=hw, **_number(n))
+             for tag, n in sorted(counts.items())]
     if counts.get("12-bit") and counts.get("16-bit"):  # one camera writes one depth: a mix means a dark image
         notes.append(Caution("the 16-bit images were scaled two ways (up to 4095 as 12-bit, the others as 16-bit), so "
                      "their brightness does not compare: convert them to one bit depth first"))
