@@ -167,7 +167,7 @@ else:
     t = c2.slider("Image-score threshold", lo, hi, float(np.clip(start, lo, hi)), (hi - lo) / 500, format="%.5g",
                   key=f"insp_thr_{tag}", persist_state=KEEP)
     insp = base.with_threshold(t, "manual")
-for note in [*insp.notices, *filter(None, [insp.unmarked_note()])]:  # after the threshold: they follow it
+for note in insp.all_notes():  # after the threshold: they follow it
     if note not in (unfinished, learned, mismatch, SSIM_SCORING_NOTE):  # shown above
         if is_caution(note):  # one that changes how the numbers read (QA sweep 11)
             st.warning(note[0].upper() + note[1:])

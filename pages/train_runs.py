@@ -52,7 +52,7 @@ def show_status(mgr: JobManager, root: Path, name: str, polled: str) -> None:
             job.stop()
     elif snap is not None and snap.status == "failed":
         st.error(f"Training failed: {snap.error}" + (f" (at {snap.error_where})" if snap.error_where else ""))
-    elif damaged_note(run_dir):  # QA sweep 11: a green "finished" sat above the red "files are damaged"
+    elif disk["status"] != "running" and damaged_note(run_dir):  # QA sweep 11: a green "finished" sat above the red "files are damaged"
         st.warning(f"{runs.status_line(disk)}; its files are damaged since (below)")
     else:
         show = {"finished": st.success, "failed": st.error, "running": st.info}.get(disk["status"], st.warning)

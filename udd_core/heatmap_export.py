@@ -79,7 +79,7 @@ def legend_text(insp: Inspection, files: list[str]) -> str:
              f"{insp.scale_legend()} The colour bar is {SCALE_FILE}, low on the left.",
              *([f"{WAFER_LEGEND}."] if insp.kind == "wafer" else []),
              *([f"Score: {insp.score_meaning}.{insp.units_note()}"] if insp.score_meaning else []), thr]
-    if said := [*insp.notices, *filter(None, [insp.unmarked_note()])]:
+    if said := insp.all_notes():
         lines += ["", "Notes:", *(f"- {n}" for n in said)]
     lines += ["", "label: the image's class in the data (its folder or label array: the truth, where the data has "
               "one); verdict: the model's call at the threshold.", "file\tlabel\tscore\tverdict\timage"]

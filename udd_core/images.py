@@ -137,8 +137,8 @@ def conversion_notices(counts: Mapping[str, int], hw: str) -> list[str]:
     notes = [_CONVERSION_TEXT.get(tag, "{n} " + tag + " image{s} converted to RGB").format(n=n, hw=hw, **_number(n))
              for tag, n in sorted(counts.items())]
     if counts.get("12-bit") and counts.get("16-bit"):  # one camera writes one depth: a mix means a dark image
-        notes.append(Caution("the 16-bit images were scaled two ways (up to 4095 as 12-bit, the others as 16-bit), so "
-                     "their brightness does not compare: convert them to one bit depth first"))
+        notes.append(Caution("the 16-bit images were scaled two ways (up to 4095 as 12-bit, the others as 16-bit), "
+                             "so their brightness does not compare: convert them to one bit depth first"))
     return notes
 
 

@@ -131,6 +131,10 @@ class Inspection:
                 f"({score_text(self.pixel_threshold)} in map units): their score is raised across the map, not at "
                 "one spot, so no outline or region marks them; the heatmap's colour shows where it is highest")
 
+    def all_notes(self) -> list[str]:
+        """The notices, then `unmarked_note` at the current threshold: what every view of this scoring says."""
+        return [*self.notices, *filter(None, [self.unmarked_note()])]
+
     def with_threshold(self, threshold: float, source: str = "manual") -> "Inspection":
         """A copy at another image threshold (cheap: maps and metrics are shared, not recomputed).
 

@@ -277,7 +277,7 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
         last = "<h2>Training curve</h2>" + loss_curve_svg(history)
     # The notes qualify the numbers below them (too few normal images for the FPR, the run's own training data
     # scored): read before them, not after the galleries and the config (QA sweep 8).
-    said = [*insp.notices, *filter(None, [insp.unmarked_note()])]
+    said = insp.all_notes()
     notes = ["<h2>Notes</h2><ul>" + "".join(f"<li class=note>{_e(n)}</li>" for n in said) + "</ul>"] if said else []
     body = [f"<h1>{_e(title)}</h1><div class=sub>generated {_e(time.strftime('%Y-%m-%d %H:%M'))} by udd</div>",
             "<h2>Setup</h2><table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in setup) + "</table>",
