@@ -256,3 +256,8 @@ def test_an_upload_of_a_wafer_file_without_maps_names_the_file_and_why(tmp_path)
     assert not any((tmp_path / "uploads").iterdir())  # nothing left behind
     folder, _ = sources.save_upload([("ok.npz", npz(maps=np.ones((2, 5, 5))))], tmp_path)
     assert (folder / "ok.npz").is_file()
+
+
+def test_gib_reads_as_a_number_a_person_writes():
+    """QA sweep 11: a memory refusal said "2.08e+03 GiB"."""
+    assert [sources.gib(v * 2**30) for v in (0.5, 12.345, 2080.4, 171.0)] == ["0.5", "12.3", "2,080", "171"]

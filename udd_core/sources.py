@@ -97,6 +97,12 @@ def available_bytes() -> int:
         return 0
 
 
+def gib(nbytes: float) -> str:
+    """Bytes as GiB for a person: 3 significant digits, whole numbers from 1,000 (not "2.08e+03")."""
+    v = nbytes / 2**30
+    return f"{v:,.0f}" if v >= 1000 else f"{v:.3g}"
+
+
 def step_images(n: int, batch_size: int) -> int:
     """How many images one training step holds: the batch size, or all `n` images when there are fewer."""
     return min(int(batch_size), int(n))
@@ -112,8 +118,8 @@ def memory_shortfall(n: int, need: int, step_per_image: int = 0, batch_size: int
     k = step_images(n, batch_size) if step_per_image else 0
     if avail and need + k * step_per_image > avail:
         what = f"the {n} images" + (f" and a training step on {k} of them" if k else "")
-        return (f"{what} would take {(need + k * step_per_image) / 2**30:.3g} GiB in memory at this size, "
-                f"more than the {avail / 2**30:.3g} GiB available")
+        return (f"{what} would take {gib(need + k * step_per_image)} GiB in memory at this size, "
+                f"more than the {gib(avail)} GiB available")
     return None
 
 

@@ -318,7 +318,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
     status = "stopped" if stopped else "finished"
     msg = (f"stopped after {done} of {s.epochs} epoch{'s' * (s.epochs != 1)}" if stopped else
            f"finished {s.epochs} epoch{'s' if s.epochs != 1 else ''}") + \
-        (f"; best {'validation' if has_val else 'training'} loss {best:.4g}" if math.isfinite(best) else "")
+        (f"; best {'validation' if has_val else 'training'} loss {best:.5g}" if math.isfinite(best) else "")
     runs.write_status(run_dir, status, msg, epoch=done, epochs=s.epochs)
     board.update(status=status, message=msg, epoch=done, eta_s=0.0 if not stopped else None)
     model.eval()  # whoever uses job.model next reconstructs, not trains
