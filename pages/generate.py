@@ -11,18 +11,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.run_focus import (KEEP, focused_run, follow_focus, hand_over_deep_link, heal_pick, run_label, set_focus,
-                             warn_unfinished)
+                             show_notice, warn_unfinished)
 from udd_core import display
 from udd_core import generation as gen
 from udd_core import generation_views as views
 from udd_core import latent_map
 from udd_core import wafer_generation as wg
-from udd_core.notices import is_caution
 from udd_core.data import data_kind, kind_mismatch, same_data
 from udd_core.methods import detector_class, has_detector, run_method
 from udd_core.model import WEIGHTS_FILE
-from udd_core.render import WAFER_DIES
-from udd_core.training_data import is_unknown
 from udd_core import runs
 from udd_core.runs import list_runs
 
@@ -160,19 +157,9 @@ if mismatch := kind_mismatch(source.get("kind"), ds.kind, "its reconstructions a
     st.warning(mismatch[0].upper() + mismatch[1:] + ".")
 kind = gen.model_kind(model, ds.kind)
 counts = gen.class_counts(ds.labels)
-c, h, w = model.input_shape
-unknown = {k for k in counts if is_unknown([k])[0]}  # WM-811K's "unlabeled": a label, not a pattern class
-n_unknown = sum(counts[k] for k in unknown)
-noun = f"{'wafer map' if kind == 'wafer' else 'image'}{'s' * (len(ds) != 1)}"
-st.caption(f"{len(ds)} {noun} at {h}x{w}, {c} channel{'s' * (c > 1)}"
-           + (f" · {len(counts) - len(unknown)} classes" if len(counts) - len(unknown) > 1 else "")
-           + (f" · {n_unknown} with an unknown label" if n_unknown else "")
-           + (f" · {WAFER_DIES}" if kind == "wafer" else ""))
+st.caption(views.data_summary(ds, kind, model.input_shape))
 for note in ds.notices:  # skipped files, converted modes, resized maps: as Inspect and `udd score` say them
-    if is_caution(note):  # one that changes how the numbers read (QA sweep 11)
-        st.warning(note[0].upper() + note[1:])
-    else:
-        st.caption(f"ℹ️ {note}")
+    show_notice(note)
 
 opts = st.columns([3, 2])
 mode = opts[0].radio("Latents", MODES, key="gen_mode", horizontal=True, persist_state=KEEP,
@@ -202,8 +189,7 @@ if mode == MODES[0]:
     if len(counts) > 1 and not hw2:
         # One box per data set: another file brings other classes and counts, never a stale choice.
         class_filter = ctl[2].selectbox("Class", [None, *counts], key=f"gen_class_{abs(hash((data_path, split)))}",
-                                        format_func=lambda k: f"all classes ({len(ds)})" if k is None else
-                                        f"{k} ({counts[k]}{', unknown label' if k in unknown else ''})")
+                                        format_func=lambda k: views.class_option(k, counts, len(ds)))
     # HW2 view: up to 8 sources per class (a smaller class gives all it has).
     most = 8 if hw2 else min(16, counts[class_filter] if class_filter is not None else len(ds))
     # The count typed last, clamped to what this class or data set has: a larger one brings it back.
@@ -262,9 +248,7 @@ if st.toggle("Show every image's latent code on a map", True, key="gen_latent_ma
     else:
         drawn = view if view is not None and view.latents is not None else None
         made = None if drawn is None else "noised" if drawn.origins is not None else "random"
-        st.caption(latent_map.map_caption(lmap, made)
-                   + (" The HW2 view's variants are not drawn on it: switch that view off to see the generated "
-                      "codes as crosses." if hw2 else ""))  # QA sweep 11: the crosses vanished unexplained
+        st.caption(latent_map.map_caption(lmap, "hw2" if hw2 else made))
         kind_name = "generated" if made == "noised" else "random"
         codes, origins, sources, hover = ((drawn.latents, drawn.origins, drawn.sources, drawn.hover) if drawn
                                           else (None, None, None, None))

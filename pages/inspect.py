@@ -7,16 +7,14 @@ the threshold only re-counts the confusion matrix. All logic lives in udd_core.i
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from pages.run_focus import (KEEP, focused_run, follow_focus, hand_over_deep_link, heal_pick, run_label, set_focus,
-                             warn_unfinished)
+                             show_notice, warn_unfinished)
 from udd_core import inspection_views as views
 from udd_core import runs
-from udd_core.notices import is_caution
 from udd_core.run_notes import learned_defects_note
 from udd_core.data import data_kind
 from udd_core.display import markdown_literal, score_text, verdict_word
@@ -26,7 +24,7 @@ from udd_core.inspection_inputs import load_inputs
 from udd_core.losses import SSIM_SCORING_NOTE
 from udd_core.metrics import METRIC_HELP
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
-from udd_core.render import outlines_legend, scale_bar_rgb
+from udd_core.render import scale_bar_rgb
 from udd_core.heatmap_export import heatmaps_zip
 from udd_core.report import build_report, scores_csv
 from udd_core.scoring import SCORES, max_border
@@ -50,10 +48,6 @@ def cached_inspection(run_dir: str, data: str, split: str, stamp: float, residua
                       score: str, topk: float, border: int):
     return inspect_run(residual=residual, score=score, smooth_sigma=smooth, topk_percent=topk, border=border,
                        loaded=cached_inputs(run_dir, data, split, stamp))
-
-
-def fmt(v, digits: int = 4) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}"
 
 
 def default_data(run_dir: Path) -> str:
@@ -143,12 +137,8 @@ except (ValueError, OSError) as e:
     st.stop()
 if mismatch := base.mismatch:  # data of the other kind: the fact every figure below depends on
     st.warning(f"{mismatch[0].upper()}{mismatch[1:]}.")
-spec = run_spec(run.path)
-if SSIM_SCORING_NOTE in base.notices:  # scored as its training loss suggests: said near the top
-    st.caption(f"ℹ️ {SSIM_SCORING_NOTE[0].upper()}{SSIM_SCORING_NOTE[1:]}.")
-elif spec["method"] != "autoencoder":  # what the map and the score of this method are
-    own = f" Image score: {spec['image_score']}." if spec.get("image_score") else ""
-    st.caption(f"Method **{spec['method']}**: {spec.get('heatmap') or 'the heatmap is its anomaly map'}.{own}")
+if said := views.method_caption(run_spec(run.path), base.notices):  # the method, or its loss's scoring
+    st.caption(said)
 # --- threshold: instant, from the cached scores ------------------------------------------------
 tag = abs(hash((run.name, stamp, ss["insp_data"], split, residual, smooth, score, topk, border))) % 10**8
 has_normal = base.normal_scores is not None and len(base.normal_scores) > 0
@@ -160,32 +150,17 @@ if mode == "target FPR":
                     key="insp_fpr", persist_state=KEEP)
     insp = base.at_target_fpr(pct / 100)
 else:
-    pool = np.concatenate([base.scores, base.normal_scores if has_normal else []])
-    lo, hi = float(pool.min()), float(pool.max())
-    hi = hi if hi > lo else lo + 1e-6
-    start = base.threshold if base.threshold is not None else float(np.median(base.scores))
-    t = c2.slider("Image-score threshold", lo, hi, float(np.clip(start, lo, hi)), (hi - lo) / 500, format="%.5g",
+    lo, hi, start = views.manual_threshold_range(base)
+    t = c2.slider("Image-score threshold", lo, hi, start, (hi - lo) / 500, format="%.5g",
                   key=f"insp_thr_{tag}", persist_state=KEEP)
     insp = base.with_threshold(t, "manual")
 for note in insp.all_notes():  # after the threshold: they follow it
     if note not in (unfinished, learned, mismatch, SSIM_SCORING_NOTE):  # shown above
-        if is_caution(note):  # one that changes how the numbers read (QA sweep 11)
-            st.warning(note[0].upper() + note[1:])
-        else:
-            st.caption(f"ℹ️ {note}")
-m = insp.metrics
+        show_notice(note)
 # Two rows of four: eight in one row cut the values to "0.…" at 1280 px (QA sweep 10).
-cols = [*st.columns(4), *st.columns(4)]
-for col, (label, v) in zip(cols, [("image AUROC", m.image_auroc), ("image AP", m.image_ap), ("F1 max", m.f1_max),
-                                  ("pixel AUROC", m.pixel_auroc), ("AUPRO", m.aupro), ("FPR", insp.fpr),
-                                  ("TPR", insp.tpr)]):
-    col.metric(label, fmt(v, 3), help=METRIC_HELP[label])
-cols[7].metric("threshold", score_text(insp.threshold), help=METRIC_HELP["threshold"])  # as every view shows it
-st.caption(f"Threshold {score_text(insp.threshold)}: {insp.threshold_source}. An image is defective when its score is "
-           "above it"
-           + (f"; the score is {markdown_literal(insp.score_meaning)}. " if insp.score_meaning else ". ") +
-           "Heatmaps share one scale from the normal images (0 = a typical normal pixel, top = twice the pixel "
-           "threshold); " + outlines_legend(insp.masks is not None) + ".")
+for col, (label, value) in zip([*st.columns(4), *st.columns(4)], views.metric_tiles(insp)):
+    col.metric(label, value, help=METRIC_HELP[label])
+st.caption(views.threshold_caption(insp))
 own = st.toggle("Each heatmap on its own colour scale", key="insp_own_scale", persist_state=KEEP,
                 help="Off: one scale for every image, so colours compare across images. On: each image from its "
                      "median pixel to its highest, to see where its map peaks when all of it is above the fixed "
@@ -239,10 +214,8 @@ with tab_image:
                                              "or below the threshold." + insp.units_note())
     if insp.factors is not None:  # the score is not the map's alone: show both parts
         right.caption(insp.score_text(pick).capitalize())
-    if pick in insp.unmarked():  # defective, yet no outline: say why beside it (QA sweep 11)
-        right.caption("ℹ️ Called defective with no pixel above the pixel threshold: its score is raised across the "
-                      "map, not at one spot, so no outline or region marks it. Lower the pixel threshold below to "
-                      "outline where its map is highest.")
+    if unmarked := insp.unmarked_line(pick):  # defective, yet no outline: say why beside it (QA sweep 11)
+        right.caption(unmarked)
     r1, r2, r3, r4, r5 = st.columns(5)
     method = r1.radio("Regions", ("components", "dbscan"), key="insp_method", persist_state=KEEP)
     pix = r2.number_input("Pixel threshold", value=float(insp.pixel_threshold), format="%.4g", key=f"insp_pix_{tag}",

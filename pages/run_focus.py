@@ -1,4 +1,4 @@
-"""What every page shares: the deep-link hand-over to app.py, and the run in focus.
+"""What every page shares: the deep-link hand-over to app.py, the run in focus, and how a notice shows.
 
 Not a page: app.py's st.navigation names the pages, and Streamlit lists only those. The run in
 focus is `udd_run` in the session and `?run=` in the URL: the run picked on any page is the one
@@ -114,3 +114,14 @@ def warn_unfinished(run_dir: Path) -> str | None:
     if note:
         st.warning(note[0].upper() + note[1:] + ".")
     return note
+
+
+def show_notice(note: str) -> None:
+    """A loader or scoring notice: a caution (`notices.Caution`: it changes how the numbers read) as a warning,
+    a routine one as an ℹ️ caption (QA sweep 11: seven identical boxes hid the three that mattered)."""
+    from udd_core.notices import is_caution
+
+    if is_caution(note):
+        st.warning(note[0].upper() + note[1:])
+    else:
+        st.caption(f"ℹ️ {note}")

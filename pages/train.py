@@ -6,6 +6,7 @@ URL (?run=NAME). This file is the form for a new run; the runs side (the selecte
 trains, Resume and the runs table) is pages/train_runs.py.
 """
 import os
+from contextlib import suppress
 from pathlib import Path
 
 import streamlit as st
@@ -24,7 +25,7 @@ from udd_core.jobs import JobManager, TrainJob
 from udd_core.start_checks import form_message, model_choice, start_refusal
 from udd_core.training_data import check_train_on, class_counts
 from udd_core.settings import (DEVICES, FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NUMBERS, TrainSettings, chosen_classes,
-                                form_values, settings_from_form, training_presets)
+                               classes_among, form_values, settings_from_form, training_presets)
 
 hand_over_deep_link("pages/train.py")  # first: a deep link before app.py ever ran
 
@@ -48,15 +49,6 @@ data_sources = st.cache_data(ttl=60, show_spinner=False)(sources.list_sources)  
 describe = st.cache_data(ttl=60, show_spinner=False)(sources.describe)  # lists (and with tiles, opens) every file
 kind_of = st.cache_data(ttl=60, show_spinner=False)(data_kind)  # a plain folder's kind lists its files: not per rerun
 labels_of = st.cache_data(ttl=60, show_spinner=False)(training_labels)  # a wafer file's labels: read once a minute
-
-
-def data_classes(path) -> dict | None:
-    """Images per label of the data at `path`, read from file names and label arrays; None when unreadable
-    (the data check below says why)."""
-    try:
-        return class_counts(labels_of(path))
-    except (ValueError, OSError):
-        return None
 
 
 def on_train_preset() -> None:
@@ -242,13 +234,13 @@ with left:
                     help="Normal images: an autoencoder for detection learns only defect-free images (labels "
                          "good/none/normal, or unlabelled). All images: defects too, to generate every pattern "
                          "(its scores then no longer mean 'unlike normal'). Chosen classes: only those labels.")
-    train_on = ss["train_on_mode"]
+    train_on, known = ss["train_on_mode"], None
     if train_on == "classes":
-        known = data_classes(path) if path and shape and data_error is None else None
+        with suppress(ValueError, OSError):  # the data's labels and counts; unreadable: the check below says why
+            known = class_counts(labels_of(path)) if path and shape and data_error is None else None
         if known:  # QA sweep 11: picked from the data's own labels, not typed (a typo was the usual mistake)
             pick_key = f"train_on_picked_{abs(hash(path)) % 10**8}"
-            typed = [c.strip() for c in str(ss.get("train_on_classes") or "").split(",")]
-            ss.setdefault(pick_key, [c for c in typed if c in known])  # the classes of a preset or a resume
+            ss.setdefault(pick_key, classes_among(ss.get("train_on_classes"), known))  # a preset's, or typed
             on[1].multiselect("Classes", list(known), key=pick_key, format_func=lambda k: f"{k} ({known[k]})",
                               placeholder="the labels to train on")
             ss["train_on_classes"] = ",".join(ss[pick_key])  # the form's text value, which settings read
@@ -256,9 +248,7 @@ with left:
             on[1].text_input("Classes (labels, separated by commas)", key="train_on_classes", persist_state=KEEP,
                              placeholder="e.g. Center,Donut,none")
         try:  # none picked, or an empty name typed: said at once
-            if known and not ss["train_on_classes"]:
-                raise ValueError("train_on: pick the classes to train on")
-            train_on = chosen_classes(ss["train_on_classes"])
+            train_on = chosen_classes(ss["train_on_classes"], picked=bool(known))
         except ValueError as e:
             data_error = data_error or str(e)
             on[1].error(form_message(e))

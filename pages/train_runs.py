@@ -12,15 +12,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.run_focus import KEEP, focused_run, heal_pick, set_focus, warn_stale_link
+from pages.run_focus import KEEP, focused_run, heal_pick, set_focus, show_notice, warn_stale_link
 from udd_core import runs
-from udd_core.notices import is_caution
 from udd_core.display import markdown_literal, probe_pairs
 from udd_core.methods import epoch_loops, fitted_in_one_pass
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, run_rows
 from udd_core.resume import check_resume_data, resume_offer
 from udd_core.progress import loop_series, loss_curve, progress_bar
-from udd_core.run_notes import damaged_note, next_step, still_learning_note
+from udd_core.run_notes import next_step, still_learning_note
 
 PROBES_PER_ROW = 4  # the default n_probe: one row
 POLL_S, DISK_POLL_S = 1.0, 2.0  # the progress bar: a live job / a run trained by another process (status.json)
@@ -36,8 +35,9 @@ def select(name: str | None) -> None:
         set_focus(name)
 
 
-def show_status(mgr: JobManager, root: Path, name: str, polled: str) -> None:
-    """The selected run's state: live progress from the job's snapshot, or its status file."""
+def show_status(mgr: JobManager, root: Path, name: str, polled: str, damage: str | None) -> None:
+    """The selected run's state: live progress from the job's snapshot, or its status file; `damage`: why its
+    files cannot be read (`RunInfo.damaged`, judged when the runs were listed; None for a running run)."""
     run_dir, job = runs.run_path(root, name), mgr.get(name)
     alive = job is not None and job.is_alive()
     disk = {} if alive else runs.read_status(run_dir)
@@ -52,20 +52,18 @@ def show_status(mgr: JobManager, root: Path, name: str, polled: str) -> None:
             job.stop()
     elif snap is not None and snap.status == "failed":
         st.error(f"Training failed: {snap.error}" + (f" (at {snap.error_where})" if snap.error_where else ""))
-    elif disk["status"] != "running" and damaged_note(run_dir):  # QA sweep 11: a green "finished" sat above the red "files are damaged"
+    elif damage:  # QA sweep 11: a green "finished" sat above the red "files are damaged"
         st.warning(f"{runs.status_line(disk)}; its files are damaged since (below)")
     else:
         show = {"finished": st.success, "failed": st.error, "running": st.info}.get(disk["status"], st.warning)
         show(runs.status_line(disk))
     for note in ss.get("train_notices", {}).get(name, []) + list(snap.notices if snap else ()):
-        if is_caution(note):  # one that changes how the numbers read (QA sweep 11)
-            st.warning(note[0].upper() + note[1:])
-        else:
-            st.caption(f"ℹ️ {note}")
+        show_notice(note)
 
 
-def show_record(mgr: JobManager, root: Path, name: str) -> None:
-    """The selected run's loss curves and probe images: from the live job, or from the run's files."""
+def show_record(mgr: JobManager, root: Path, name: str, damage: str | None) -> None:
+    """The selected run's loss curves and probe images: from the live job, or from the run's files; `damage`
+    as `show_status` takes it."""
     run_dir, job = runs.run_path(root, name), mgr.get(name)
     alive = job is not None and job.is_alive()
     snap = job.snapshot() if job is not None else None
@@ -80,7 +78,7 @@ def show_record(mgr: JobManager, root: Path, name: str) -> None:
             st.plotly_chart(go.Figure(loss_curve(**series, log=log), _validate=False), key=f"train_curves_{i}")
     elif not alive and not fitted_in_one_pass(str(runs.read_train(run_dir).get("method") or "autoencoder")):
         st.caption("No epoch has finished: there is no loss curve to draw yet.")
-    if not alive and (damage := damaged_note(run_dir)):  # whatever its status says, nothing can load it
+    if not alive and damage:  # whatever its status says, nothing can load it
         st.error(f"This run's files are damaged: {damage}.")
     elif not alive and (step := next_step(run_dir)):  # finished, or stopped with a model that scores
         title, text = step
@@ -169,9 +167,12 @@ def run_panel(mgr: JobManager, root: Path, all_runs: list, load_images: Callable
     polled = "job" if (j := mgr.get(sel)) and j.is_alive() else "disk" if status[sel] == "running" else ""
     # Two fragments: the bar is cheap to redraw every second; the charts and images cost the browser far more
     # (QA: redrawn every second, they slowed a small training 2.5-4x on the same two cores).
-    st.fragment(run_every={"job": POLL_S, "disk": DISK_POLL_S}.get(polled))(show_status)(mgr, root, sel, polled)
-    st.fragment(run_every={"job": CURVES_POLL_S, "disk": CURVES_POLL_S}.get(polled))(show_record)(mgr, root, sel)
     info = next(r for r in all_runs if r.name == sel)
+    damage = None if polled else info.damaged  # a run that trains is judged once it has stopped
+    st.fragment(run_every={"job": POLL_S, "disk": DISK_POLL_S}.get(polled))(show_status)(mgr, root, sel, polled,
+                                                                                     damage)
+    st.fragment(run_every={"job": CURVES_POLL_S, "disk": CURVES_POLL_S}.get(polled))(show_record)(mgr, root, sel,
+                                                                                             damage)
     # Its own status, not "damaged": a damaged model.safetensors is what Resume writes again.
     resume_box(mgr, root, info, "running" if status[sel] == "running" else info.status, load_images)
 

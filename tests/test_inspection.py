@@ -354,6 +354,7 @@ def test_defective_calls_without_an_outline_are_named_and_said(insp, tmp_path):
     high = dataclasses.replace(low, pixel_threshold=float(np.median(peaks)))  # half the peaks at or below it
     want = np.flatnonzero(peaks <= high.pixel_threshold)
     assert 0 < len(want) < len(low) and np.array_equal(high.unmarked(), want)
+    assert [high.unmarked_line(i) is not None for i in range(len(high))] == [i in want for i in range(len(high))]
     note = high.unmarked_note()
     assert note.startswith(f"{len(want)} of the {len(low)} images called defective have no pixel above")
     assert html.escape(note) in build_report(high)

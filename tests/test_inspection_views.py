@@ -79,3 +79,29 @@ def test_region_rows_follow_the_columns(insp):
     h, w = insp.maps[i].shape  # QA: nothing said the boxes live in the model's resized frame
     caption = views.regions_caption(insp, i)
     assert f"pixels of the {h}x{w} map" in caption and f"height / {h} and width / {w}" in caption
+
+
+def test_the_manual_threshold_spans_every_score_and_starts_at_the_inspections_own(insp):
+    lo, hi, start = views.manual_threshold_range(insp)
+    every = np.concatenate([insp.scores, insp.normal_scores])
+    assert (lo, hi) == (float(every.min()), float(every.max())) and start == pytest.approx(insp.threshold)
+
+
+def test_the_method_caption_says_the_loss_scoring_or_the_method():
+    from udd_core.losses import SSIM_SCORING_NOTE
+
+    assert views.method_caption({"method": "autoencoder"}, []) is None
+    assert views.method_caption({"method": "autoencoder"}, [SSIM_SCORING_NOTE]).startswith("ℹ️ This autoencoder")
+    bank = views.method_caption({"method": "memory-bank", "heatmap": "patch distances", "image_score": "top 10%"}, [])
+    assert bank == "Method **memory-bank**: patch distances. Image score: top 10%."
+
+
+def test_the_metric_tiles_and_the_threshold_caption(insp):
+    from udd_core.display import score_text
+
+    tiles = dict(views.metric_tiles(insp))
+    assert list(tiles) == ["image AUROC", "image AP", "F1 max", "pixel AUROC", "AUPRO", "FPR", "TPR", "threshold"]
+    assert tiles["image AUROC"] == f"{insp.metrics.image_auroc:.3f}" and tiles["threshold"] == score_text(insp.threshold)
+    said = views.threshold_caption(insp)
+    assert said.startswith(f"Threshold {score_text(insp.threshold)}: {insp.threshold_source}.")
+    assert "Heatmaps share one scale" in said

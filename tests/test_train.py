@@ -105,6 +105,13 @@ def test_every_training_preset_round_trips_through_the_settings_form():
     for empty in ("", "  "):
         with pytest.raises(ValueError, match=r"^train_on: type the class labels to train on, separated by commas$"):
             settings_from_form(v | {"on_classes": empty})
+    # The Train page's class picker: an empty pick is asked to be picked; it starts from the known classes
+    from udd_core.settings import chosen_classes, classes_among
+
+    with pytest.raises(ValueError, match=r"^train_on: pick the classes to train on$"):
+        chosen_classes("", picked=True)
+    assert classes_among(" Loc, nope,Center,", {"Center": 3, "Loc": 2}) == ["Loc", "Center"]
+    assert classes_among(None, {"Center": 3}) == []
 
 
 def test_the_settings_form_offers_only_values_the_settings_accept():

@@ -15,6 +15,8 @@ from . import display
 from . import generation as gen
 from . import wafer_generation as wg
 from .data import ImageSet
+from .render import WAFER_DIES
+from .training_data import is_unknown
 
 
 @dataclass(frozen=True)
@@ -139,3 +141,24 @@ def other_class_index(labels: Sequence[str]) -> int:
     """The first image whose class differs from the first image's (the last image if all share one): the
     interpolation's default far end."""
     return next((i for i, lab in enumerate(labels) if lab != labels[0]), len(labels) - 1)
+
+
+def data_summary(ds: ImageSet, kind: str, input_shape: Sequence[int]) -> str:
+    """The Generate page's line on its data: count, size, channels, pattern classes apart from an unknown
+    label (WM-811K's "unlabeled" is no class: QA sweep 11), and for wafer maps what the die colours mean."""
+    c, h, w = input_shape
+    counts = gen.class_counts(ds.labels)
+    unknown = sum(n for k, n in counts.items() if is_unknown([k])[0])
+    classes = sum(not is_unknown([k])[0] for k in counts)
+    noun = f"{'wafer map' if kind == 'wafer' else 'image'}{'s' * (len(ds) != 1)}"
+    return (f"{len(ds)} {noun} at {h}x{w}, {c} channel{'s' * (c > 1)}"
+            + (f" · {classes} classes" if classes > 1 else "")
+            + (f" · {unknown} with an unknown label" if unknown else "")
+            + (f" · {WAFER_DIES}" if kind == "wafer" else ""))
+
+
+def class_option(label: Optional[str], counts: dict, total: int) -> str:
+    """A Class filter option: "all classes (N)" for None, else the label with its count (and "unknown label")."""
+    if label is None:
+        return f"all classes ({total})"
+    return f"{label} ({counts[label]}{', unknown label' if is_unknown([label])[0] else ''})"

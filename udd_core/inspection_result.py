@@ -120,6 +120,14 @@ class Inspection:
         peak = self.maps.reshape(len(self.maps), -1).max(axis=1)  # (N,)
         return np.flatnonzero((self.scores > self.threshold) & (peak <= self.pixel_threshold))
 
+    def unmarked_line(self, i: int) -> Optional[str]:
+        """Why image `i`, called defective, shows no outline (`unmarked`, for this one image); None otherwise."""
+        if self.threshold is None or self.scores[i] <= self.threshold or self.maps[i].max() > self.pixel_threshold:
+            return None
+        return ("ℹ️ Called defective with no pixel above the pixel threshold: its score is raised across the map, "
+                "not at one spot, so no outline or region marks it. Lower the pixel threshold below to outline "
+                "where its map is highest.")
+
     def unmarked_note(self) -> Optional[str]:
         """Why some defective calls show no outline (`unmarked`), or None when every one has one. QA sweep 11:
         a Near-full wafer map scored 3x the threshold with its map just under the pixel threshold everywhere."""

@@ -1,7 +1,7 @@
 """What the Inspect page shows of an `Inspection`, without streamlit.
 
-The gallery's filters, the image-score histogram, the ROC with the threshold on it, one image's
-heatmap figure and its regions table: plotly figure specs as plain dicts and lists of rows, so
+The method's caption, the manual threshold's range, the gallery's filters, the image-score histogram,
+the ROC with the threshold on it, one image's heatmap figure and its regions table: plotly figure specs as plain dicts and lists of rows, so
 that the page only lays them out, and a test can read what a user will see.
 """
 from __future__ import annotations
@@ -11,13 +11,55 @@ from typing import Optional
 
 import numpy as np
 
+from .losses import SSIM_SCORING_NOTE
 from .metrics import roc_points
 from .regions import Region
-from .render import HeatScale, plotly_colorscale
+from .display import markdown_literal, score_text
+from .render import HeatScale, outlines_legend, plotly_colorscale
 
 REGION_COLUMNS = ("top", "left", "bottom", "right", "area (px)", "peak")
 HISTOGRAM_BINS = 40
 NORMAL, DEFECTIVE, REFERENCE = "#2ca02c", "#d62728", "#7f7f7f"  # the histogram's colours
+
+
+def method_caption(spec: dict, notices: Sequence[str]) -> Optional[str]:
+    """The line under the run's name: why an SSIM-trained autoencoder is scored with SSIM (when it is, as its
+    `notices` say), or what the map and the score of another method are; None for a plain pixel AE."""
+    if SSIM_SCORING_NOTE in notices:
+        return f"ℹ️ {SSIM_SCORING_NOTE[0].upper()}{SSIM_SCORING_NOTE[1:]}."
+    if spec["method"] == "autoencoder":
+        return None
+    own = f" Image score: {spec['image_score']}." if spec.get("image_score") else ""
+    return f"Method **{spec['method']}**: {spec.get('heatmap') or 'the heatmap is its anomaly map'}.{own}"
+
+
+def manual_threshold_range(insp) -> tuple[float, float, float]:
+    """(low, high, start) of the manual threshold slider: every score, the normal reference ones included,
+    and the inspection's own threshold (or the median score) to start from."""
+    normal = insp.normal_scores if insp.normal_scores is not None else []
+    pool = np.concatenate([insp.scores, normal])
+    lo, hi = float(pool.min()), float(pool.max())
+    hi = hi if hi > lo else lo + 1e-6
+    start = insp.threshold if insp.threshold is not None else float(np.median(insp.scores))
+    return lo, hi, float(np.clip(start, lo, hi))
+
+
+def metric_tiles(insp) -> list[tuple[str, str]]:
+    """(label, value) of Inspect's eight metric tiles: rates to 3 decimals ("n/a" where the data cannot give
+    one), the threshold to 5 significant digits as every view shows it."""
+    m = insp.metrics
+    rates = [("image AUROC", m.image_auroc), ("image AP", m.image_ap), ("F1 max", m.f1_max),
+             ("pixel AUROC", m.pixel_auroc), ("AUPRO", m.aupro), ("FPR", insp.fpr), ("TPR", insp.tpr)]
+    return [(k, "n/a" if v is None else f"{v:.3f}") for k, v in rates] + [("threshold", score_text(insp.threshold))]
+
+
+def threshold_caption(insp) -> str:
+    """The line under the metric tiles: the threshold, where it comes from, what a score is, and how the
+    heatmaps' shared scale and outlines read."""
+    meaning = f"; the score is {markdown_literal(insp.score_meaning)}. " if insp.score_meaning else ". "
+    return (f"Threshold {score_text(insp.threshold)}: {insp.threshold_source}. An image is defective when its score "
+            f"is above it{meaning}Heatmaps share one scale from the normal images (0 = a typical normal pixel, top = "
+            "twice the pixel threshold); " + outlines_legend(insp.masks is not None) + ".")
 
 
 def gallery_filters(insp) -> dict[str, np.ndarray]:

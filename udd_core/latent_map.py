@@ -163,7 +163,7 @@ def fitted_ranges(xy: np.ndarray, pad: float = 0.08) -> tuple[tuple[float, float
 
 def map_caption(lmap: LatentMap, generated: Optional[str] = None) -> str:
     """What the map shows, in words: its dots, how much of the spread its axes hold, and `generated`
-    ("noised" or "random") when crosses are drawn on it."""
+    ("noised" or "random") when crosses are drawn on it, or "hw2" when the HW2 view's variants are not."""
     part = (f"{len(lmap.index)} of the {lmap.n_images} images, evenly spaced" if len(lmap.index) < lmap.n_images
             else f"all {lmap.n_images} images")
     text = (f"Each dot is an image's latent code ({part}), seen along the two directions in which this data's "
@@ -173,6 +173,9 @@ def map_caption(lmap: LatentMap, generated: Optional[str] = None) -> str:
         text += " Crosses: the generated codes above (source code + noise), each joined to its ringed source."
     elif generated == "random":
         text += " Crosses: the random latents above."
+    elif generated == "hw2":  # QA sweep 11: the crosses vanished unexplained
+        text += (" The HW2 view's variants are not drawn on it: switch that view off to see the generated codes "
+                 "as crosses.")
     return text
 
 

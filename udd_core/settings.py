@@ -225,13 +225,21 @@ def settings_from_form(values: Mapping[str, Any]) -> TrainSettings:
                                         "train_on": chosen_classes(classes) if mode == "classes" else mode})
 
 
-def chosen_classes(typed: str) -> str:
-    """The Train page's "Chosen classes" box as a `train_on` value, tidied ("center, edge-loc ,loc" is
-    recorded, and shown on Inspect, as "center,edge-loc,loc"); a ValueError quoting what was typed."""
+def chosen_classes(typed: str, picked: bool = False) -> str:
+    """The Train page's "Chosen classes" as a `train_on` value, tidied ("center, edge-loc ,loc" is recorded,
+    and shown on Inspect, as "center,edge-loc,loc"); a ValueError quoting what was typed. `picked`: the
+    classes came from its multiselect (joined with commas), so an empty choice is asked to be picked."""
     if not str(typed).strip():
-        raise ValueError("train_on: type the class labels to train on, separated by commas")
+        raise ValueError("train_on: pick the classes to train on" if picked else
+                         "train_on: type the class labels to train on, separated by commas")
     train_on_classes(str(typed))  # an empty or repeated name: refused as typed (" , ,"), not tidied
     return ",".join(c.strip() for c in str(typed).split(","))
+
+
+def classes_among(train_on: str, known) -> list[str]:
+    """The classes of a `train_on` value (a preset's, a resumed run's, what was typed) that are among `known`
+    labels, in its order: what the Train page's class picker starts from."""
+    return [c for c in (s.strip() for s in str(train_on or "").split(",")) if c in known]
 
 
 def _check_device(name) -> None:
