@@ -101,7 +101,8 @@ def test_the_metric_tiles_and_the_threshold_caption(insp):
 
     tiles = dict(views.metric_tiles(insp))
     assert list(tiles) == ["image AUROC", "image AP", "F1 max", "pixel AUROC", "AUPRO", "FPR", "TPR", "threshold"]
-    assert tiles["image AUROC"] == f"{insp.metrics.image_auroc:.3f}" and tiles["threshold"] == score_text(insp.threshold)
+    assert tiles["image AUROC"] == f"{insp.metrics.image_auroc:.3f}"
+    assert tiles["threshold"] == score_text(insp.threshold)
     said = views.threshold_caption(insp)
     assert said.startswith(f"Threshold {score_text(insp.threshold)}: {insp.threshold_source}.")
     assert "Heatmaps share one scale" in said

@@ -1,8 +1,9 @@
 """What the Inspect page shows of an `Inspection`, without streamlit.
 
-The method's caption, the manual threshold's range, the gallery's filters, the image-score histogram,
-the ROC with the threshold on it, one image's heatmap figure and its regions table: plotly figure specs as plain dicts and lists of rows, so
-that the page only lays them out, and a test can read what a user will see.
+The method's caption, the manual threshold's range, the metric tiles and the threshold's caption, the
+gallery's filters, the image-score histogram, the ROC with the threshold on it, one image's heatmap
+figure and its regions table: text, plotly figure specs as plain dicts and lists of rows, so that the
+page only lays them out, and a test can read what a user will see.
 """
 from __future__ import annotations
 
