@@ -8,13 +8,13 @@ data, split).
 """
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.run_focus import KEEP, focused_run, hand_over_deep_link, heal_pick, run_label, set_focus, warn_stale_link
+from pages.run_focus import (KEEP, focused_run, hand_over_deep_link, heal_pick, run_label, set_focus, show_notice,
+                             warn_stale_link)
 from udd_core import compare as cmp
 from udd_core import compare_scores as cmp_scores
 from udd_core import runs
@@ -29,7 +29,7 @@ from udd_core.render import scale_bar_rgb
 
 hand_over_deep_link("pages/compare.py")  # first: a deep link before app.py ever ran
 
-ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
+ROOT = runs.runs_root()
 CHANGED_BG = "background-color: rgba(245, 133, 24, 0.28)"  # changed fields and differing stages
 BEST_BG = "background-color: rgba(84, 162, 75, 0.30)"  # the best run of a metric
 ss = st.session_state
@@ -144,7 +144,7 @@ if any(s.history for s in sides):
         st.caption(f"{', '.join(later)}: the pretraining loss; the later epoch loop (Deep SVDD's distance to its "
                    "centre) is drawn on the Train page.")
     for note in cmp.curve_notes(sides):
-        st.caption(f"ℹ️ {note[0].upper()}{note[1:]}.")
+        show_notice(note)
 elif all(fitted_in_one_pass(s.method) for s in sides):
     st.info("These runs are fitted in one pass, with no training epochs: they have no loss curves.")
 else:
@@ -152,7 +152,7 @@ else:
 for s in sides:  # why a run may lose: it is not done, or it ended while its loss still fell
     for note in (unfinished_note(s.path) or still_learning_note(s.path), learned_defects_note(s.path)):
         if note:
-            st.caption(f"ℹ️ {note[0].upper()}{note[1:]}.")
+            show_notice(note)
 
 # --- one data set, scored by every run ---------------------------------------------------------------
 st.subheader("On one data set")

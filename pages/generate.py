@@ -4,8 +4,8 @@ Shows what a model has learned: source images next to their reconstruction and n
 random latents drawn from the training images' latent statistics, and a latent interpolation strip.
 All computing is in udd_core.generation; models and data are cached per run folder and mtime.
 """
-import os
-from pathlib import Path
+
+import math
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -18,6 +18,7 @@ from udd_core import generation_views as views
 from udd_core import latent_map
 from udd_core import wafer_generation as wg
 from udd_core.data import data_kind, kind_mismatch, same_data
+from udd_core.inspection_inputs import training_data_gone
 from udd_core.methods import detector_class, has_detector, run_method
 from udd_core.model import WEIGHTS_FILE
 from udd_core import runs
@@ -25,9 +26,9 @@ from udd_core.runs import list_runs
 
 hand_over_deep_link("pages/generate.py")  # first: a deep link before app.py ever ran
 
-ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
+ROOT = runs.runs_root()
 MODES = ("Noised latents", "Random latents")
-DISPLAY_W = 138  # px per image in the grids: a 26x26 wafer at 5 px per die plus the gaps
+LINE = 10  # images to a line: a source, its reconstruction and up to 8 variants
 GAP = 4  # px of transparent space either side of each image
 ss = st.session_state
 
@@ -76,20 +77,18 @@ def show_error(e: Exception) -> None:
     st.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
-def show(row: views.ImageRow) -> None:
-    """A row of images at one width: a long caption must not widen its image. PNG: JPEG smears die grids."""
+def show(row: views.ImageRow, per_line: int = LINE) -> None:
+    """A row of images read left to right, in columns of one width, at most `per_line` to a line: as one list of
+    images, a row wrapped its last picture alone onto a line of its own at 1280 px (QA sweeps 11 and 12). Each
+    image is at most its own width, and a long caption cannot widen it. PNG: JPEG smears die grids."""
     if row.heading:
         st.markdown(row.heading)
     images = [display.spaced(i, GAP) for i in row.images]
-    st.image(images, caption=[display.markdown_literal(display.breakable(c)) for c in row.captions],  # as typed
-             width=min(images[0].shape[1], DISPLAY_W), output_format="PNG")
-
-
-def show_strip(row: views.ImageRow) -> None:
-    """A strip read left to right, in one line whatever the window's width: a column per image, each image at
-    most its own width (QA sweep 11: as a list of images, the last one wrapped alone at 1280 and 1600 px)."""
-    for col, image, caption in zip(st.columns(len(row.images), gap="small"), row.images, row.captions):
-        col.image(image, caption=caption, width="content", output_format="PNG")
+    captions = [display.markdown_literal(display.breakable(c)) for c in row.captions]  # labels shown as typed
+    n = math.ceil(len(images) / math.ceil(len(images) / per_line))  # lines of one length: 16 as 8 + 8
+    for start in range(0, len(images), n):
+        for col, image, caption in zip(st.columns(n, gap="small"), images[start:start + n], captions[start:start + n]):
+            col.image(image, caption=caption, width="content", output_format="PNG")
 
 
 st.title("Generate")
@@ -134,6 +133,9 @@ data_path = top[1].text_input("Data", value=source.get("path", ""), key=f"gen_da
 if not data_path:
     trained_on = f" (the run was trained on {source['path']})" if source.get("path") else ""
     st.error(f"Data: enter the path of a data set{trained_on}.")
+    st.stop()
+if gone := training_data_gone(data_path, source.get("path"), "type its new place in Data above"):
+    st.error(gone)
     st.stop()
 try:
     splits = ("train", "test", "all") if data_kind(data_path) == "mvtec" else ("train",)
@@ -282,4 +284,4 @@ try:
 except (ValueError, OSError) as e:
     show_error(e)
 else:
-    show_strip(strip)
+    show(strip, per_line=len(strip.images))  # one line, however many steps

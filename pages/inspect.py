@@ -4,7 +4,6 @@ The expensive part (model + images, then scoring per post-processing) is cached 
 st.cache_resource on (run, weights time, data, split) and (residual, smoothing, score): moving
 the threshold only re-counts the confusion matrix. All logic lives in udd_core.inspection.
 """
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +19,7 @@ from udd_core.data import data_kind
 from udd_core.display import markdown_literal, score_text, verdict_word
 from udd_core.export import ParityError, export_run
 from udd_core.inspection import inspect_run
-from udd_core.inspection_inputs import load_inputs
+from udd_core.inspection_inputs import load_inputs, training_data_gone
 from udd_core.losses import SSIM_SCORING_NOTE
 from udd_core.metrics import METRIC_HELP
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
@@ -31,7 +30,7 @@ from udd_core.scoring import SCORES, max_border
 
 hand_over_deep_link("pages/inspect.py")  # first: a deep link before app.py ever ran
 
-ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
+ROOT = runs.runs_root()
 PAGE = 12  # gallery rows per "show more"
 SMOOTH_MAX = 16.0  # px; the smoothing slider's top: twice the largest default (8 px), so a default is never at the end
 ss = st.session_state
@@ -92,6 +91,10 @@ with st.sidebar:
                  format_func=lambda n: f"{n} — {run_label(by_name[n])}")
     st.text_input("Data path", key="insp_data", persist_state=KEEP,
                   help="MVTec folder, folder of images or wafer .npy/.npz")
+    recorded = runs.run_source(by_name[ss["insp_run"]].path).get("path")
+    if gone := training_data_gone(ss["insp_data"].strip(), recorded, "type its new place in Data path"):
+        main.error(f"Data path (sidebar): {gone}")
+        st.stop()
     try:
         kind = data_kind(ss["insp_data"])
     except ValueError as e:
@@ -227,6 +230,8 @@ with tab_image:
     min_px = r5.number_input("Min pixels", 0, 100000, 5, key="insp_minpx", persist_state=KEEP)
     regs = insp.regions(pick, method, pix, eps, int(min_s), int(min_px))
     st.dataframe(pd.DataFrame(views.region_rows(regs), columns=list(views.REGION_COLUMNS)), hide_index=True)
+    if specks := views.empty_regions_line(insp, pick, regs, pix, int(min_px)):
+        st.caption(specks)
     st.caption(views.regions_caption(insp, pick))
 
 with tab_plots:

@@ -119,9 +119,9 @@ def warn_unfinished(run_dir: Path) -> str | None:
 def show_notice(note: str) -> None:
     """A loader or scoring notice: a caution (`notices.Caution`: it changes how the numbers read) as a warning,
     a routine one as an ℹ️ caption (QA sweep 11: seven identical boxes hid the three that mattered)."""
-    from udd_core.notices import is_caution
+    from udd_core.notices import as_sentence, is_caution
 
     if is_caution(note):
-        st.warning(note[0].upper() + note[1:])
+        st.warning(as_sentence(note))
     else:
-        st.caption(f"ℹ️ {note}")
+        st.caption(f"ℹ️ {as_sentence(note)}")

@@ -5,7 +5,6 @@ switch or a browser refresh finds them again; the selected run lives in session 
 URL (?run=NAME). This file is the form for a new run; the runs side (the selected run, live while it
 trains, Resume and the runs table) is pages/train_runs.py.
 """
-import os
 from contextlib import suppress
 from pathlib import Path
 
@@ -19,8 +18,9 @@ from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind, training_labels
 from udd_core.losses import LOSSES
 from udd_core.methods import METHODS, detector_class
 from udd_core.design_state import DesignState
-from udd_core.presets import PIXEL_PRESET, method_choice, model_presets, preset_choice
+from udd_core.presets import PIXEL_PRESET, method_choice, model_presets, preset_choice, resized_note
 from udd_core.image_shapes import MAX_SIDE
+from udd_core.images import pattern_folder_problem
 from udd_core.jobs import JobManager, TrainJob
 from udd_core.start_checks import form_message, model_choice, start_refusal
 from udd_core.training_data import check_train_on, class_counts
@@ -30,10 +30,10 @@ from udd_core.settings import (DEVICES, FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NU
 hand_over_deep_link("pages/train.py")  # first: a deep link before app.py ever ran
 
 APP_ROOT = Path(__file__).resolve().parents[1]
-ROOT = Path(os.environ.get("UDD_RUNS_DIR", "runs"))
+ROOT = runs.runs_root()
 UPLOAD_EXTS = IMAGE_EXTS | WAFER_EXTS | {".zip"}  # a lone wafer file in the upload folder is the data set
 DATA_MODES, MODEL_MODES = ("Sample / shared", "Path", "Upload"), ("Design page", "Preset", "Config file")
-TRAIN_ON = {"normal": "Normal images (detection)", "all": "All images (generation)", "classes": "Chosen classes"}
+TRAIN_ON = {"normal": "Normal images", "all": "All images", "classes": "Chosen classes"}  # the help says what for
 FEATURE_AE = "feature-ae"  # the method that trains a design whose input is backbone features
 ss = st.session_state
 
@@ -71,7 +71,9 @@ def on_model_preset() -> None:
 
 def on_method() -> None:
     # a method that cannot use the model preset in place switches to its own: the page would open on an error
-    apply_choice(method_choice(detector_class(ss["train_method"]), ss.get("train_model_preset")))
+    changes = method_choice(method := detector_class(ss["train_method"]), ss.get("train_model_preset"))
+    ss["train_size_note"] = resized_note(method, (ss.get("train_h"), ss.get("train_w")), changes)
+    apply_choice(changes)
 
 
 def use_method(name: str) -> None:
@@ -164,9 +166,8 @@ with left:
         if method_cls.uses_config and mmode == MODEL_MODES[0]:  # the Design page's config, at its size
             from_design, config = True, parse_config(design_config)
         elif not method_cls.uses_config:
-            # Two statements: a bare tuple here would be drawn on the page by Streamlit's "magic".
-            ss.setdefault("train_h", 256)
-            ss.setdefault("train_w", 256)
+            for side in ("train_h", "train_w"):  # not a bare tuple, which Streamlit's "magic" would draw
+                ss.setdefault(side, 256)
         else:
             ss.setdefault("train_model_preset", PIXEL_PRESET)
             if "train_h" not in ss:
@@ -184,6 +185,8 @@ with left:
         hw = st.columns(2)
         size = (hw[0].number_input("Height", 1, MAX_SIDE, key="train_h", persist_state=KEEP),
                 hw[1].number_input("Width", 1, MAX_SIDE, key="train_w", persist_state=KEEP))
+        if note := ss.pop("train_size_note", None):  # once, right after the method switch that set it
+            st.caption(note)
     text = st.text_input("Method options (JSON)", key="train_options", persist_state=KEEP,
                          placeholder=method_cls.option_example,
                          help="The method's own settings; empty: its defaults. See the README's table of methods.")
@@ -199,7 +202,7 @@ with left:
         if from_design and method != FEATURE_AE and isinstance(design_config, dict) and design_config.get("input"):
             st.button(f"Train this design with {FEATURE_AE}", key="train_use_feature_ae", on_click=use_method,
                       args=(FEATURE_AE,))
-    data_error = None
+    data_error = patterns_error = None
     if path and shape:
         try:
             batch = ss["train_batch_size"]  # the settings below: a step's activations count too (QA sweep 10)
@@ -229,6 +232,8 @@ with left:
             number_boxes(NOISE_NUMBERS)
             st.text_input("Noise pattern folder (optional)", key="train_patch_dir", persist_state=KEEP,
                           help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
+            if ss["train_noise_patches"] and (patterns_error := pattern_folder_problem(ss["train_patch_dir"])):
+                st.error(f"Noise pattern folder: {patterns_error}")  # as typed, not after Start (QA sweep 12)
     on = st.columns([3, 2])
     on[0].selectbox("Train on", list(TRAIN_ON), key="train_on_mode", format_func=TRAIN_ON.get, persist_state=KEEP,
                     help="Normal images: an autoencoder for detection learns only defect-free images (labels "
@@ -269,7 +274,7 @@ with left:
                                                            method_cls.trains_epochs, kind_of)):
         st.error(data_error)
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
-                 disabled=not path or shape is None or data_error is not None):  # no data: nothing to start
+                 disabled=not path or shape is None or bool(data_error or patterns_error)):  # nothing to start
         try:
             settings = settings_from_form({k: ss[f"train_{k}"] for k in form_values(TrainSettings())})
             run_dir = sources.new_run_path(ROOT, run_name, path)

@@ -53,7 +53,7 @@ def show_status(mgr: JobManager, root: Path, name: str, polled: str, damage: str
     elif snap is not None and snap.status == "failed":
         st.error(f"Training failed: {snap.error}" + (f" (at {snap.error_where})" if snap.error_where else ""))
     elif damage:  # QA sweep 11: a green "finished" sat above the red "files are damaged"
-        st.warning(f"{runs.status_line(disk)}; its files are damaged since (below)")
+        st.warning(f"{runs.status_line(disk)}; its files have been damaged since (see below)")
     else:
         show = {"finished": st.success, "failed": st.error, "running": st.info}.get(disk["status"], st.warning)
         show(runs.status_line(disk))
@@ -84,7 +84,7 @@ def show_record(mgr: JobManager, root: Path, name: str, damage: str | None) -> N
         title, text = step
         st.info(text)
         if learning := still_learning_note(run_dir):
-            st.caption(f"ℹ️ {learning[0].upper()}{learning[1:]}.")
+            show_notice(learning)
         if st.button(f"Open in {title}", key="train_open_next", icon=":material/arrow_forward:"):
             st.switch_page(f"pages/{title.lower()}.py")  # the run is in focus: the page opens it
     if snap is not None and snap.probe_input is not None and snap.probe_recon is not None:

@@ -82,10 +82,15 @@ def test_refuses_to_overwrite_unless_forced(run, tmp_path, capsys):
     assert rc == 2 and stdout == ""
     assert err.count("\n") == 1 and "sample_0000.png: already exists" in err and "--force" in err
     assert (out / "sample_0000.png").read_bytes() == before
+    rc, _, err = udd(capsys, run, "-n", 3, "--out", out)  # QA sweep 12: refused only after the default σ line
+    assert rc == 2 and err.count("\n") == 1 and "sample_0000.png: already exists and 2 more" in err
+    assert udd(capsys, run, "-n", 3, "--out", out, "--random")[0] == 0  # random_*.png: other names
+    rc, _, err = udd(capsys, run, "-n", 3, "--out", out, "--random")
+    assert rc == 2 and err.count("\n") == 1 and "random_0000.png: already exists" in err
     rc, _, err = udd(capsys, run, "--sigma", 100, "-n", 3, "--out", out, "--seed", 9, "--force")
     assert rc == 0, err
     assert (out / "sample_0000.png").read_bytes() != before
-    assert len(list(out.iterdir())) == 3  # no temp files left behind
+    assert len(list(out.iterdir())) == 6  # no temp files left behind
 
 
 def test_random_latents(run, tmp_path, capsys):
@@ -344,3 +349,9 @@ def test_a_file_given_as_run_is_said_to_be_a_file(tmp_path, capsys):
     cfg.write_text("{}")
     rc, _, err = udd(capsys, cfg, "-n", 1, "--out", tmp_path / "o")
     assert rc == 2 and f"{cfg}: a file, not a run or model folder" in err  # it was "no such run or model folder"
+
+
+def test_one_output_is_counted_in_the_singular(run, tmp_path, capsys):
+    """QA sweep 12: "wrote 1 wafer maps"."""
+    rc, _, err = udd(capsys, run, "--sigma", 0.5, "-n", 1, "--out", tmp_path / "one", "--npz", tmp_path / "one.npz")
+    assert rc == 0 and f"wrote 1 wafer map to {tmp_path / 'one'}" in err and "wrote 1 map (die values" in err

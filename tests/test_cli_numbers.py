@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from udd_core.cli import build_parser, main
+from udd_core.cli import build_parser, joined_negative_numbers, main
 from udd_core.cli_numbers import NUMERIC_OPTIONS, NumberRange, check_numbers
 
 
@@ -79,6 +79,20 @@ def test_the_ranges_are_closed_and_say_so():
     assert r.refusal(100) is None and r.refusal(1e-9) is None
     assert r.refusal(0) == "--topk: must be a number in (0, 100], got 0"
     assert r.refusal(float("nan")) == "--topk: must be a number in (0, 100], got nan"
+    # QA sweep 12: "got 100" for 100.0001 read as an allowed value; every digit that counts is quoted
+    assert r.refusal(100.0001).endswith("got 100.0001") and r.refusal(1.0000001e9).endswith("got 1000000100")
+    assert r.refusal(0.0).endswith("got 0") and r.refusal(float("inf")).endswith("got inf")
+
+
+@pytest.mark.parametrize("value", ["-1e9", "-1e-3", "-inf"])
+def test_a_negative_number_in_e_notation_is_a_value_not_an_option(value):
+    """QA sweep 12: `--threshold -1e9`, the README's own bound, was refused as "expected one argument"."""
+    assert joined_negative_numbers(["score", "r", "--threshold", value, "--json"]) == [
+        "score", "r", f"--threshold={value}", "--json"]
+    assert joined_negative_numbers(["score", "r", "--threshold", "-x"]) == ["score", "r", "--threshold", "-x"]
+    assert joined_negative_numbers(["score", "r", "--threshold=1", value]) == ["score", "r", "--threshold=1", value]
+    assert build_parser().parse_args(joined_negative_numbers(["score", "r", "--threshold", value])).threshold == \
+        float(value)
     assert "an integer in [1, 10000]" in check_numbers(argparse.Namespace(command="generate", n=10_001, sigma=None,
                                                                          seed=0))
     assert check_numbers(argparse.Namespace(command="generate", n=10_000, sigma=1e6, seed=2**63 - 1)) is None

@@ -206,6 +206,28 @@ def test_report_writes_the_inspect_pages_html_report_and_keeps_an_existing_one(t
     assert "--report" in capsys.readouterr().err and not (tmp_path / "r.txt").exists()
 
 
+def test_csv_writes_the_export_tabs_scores_and_keeps_an_existing_file(tmp_path, capsys):
+    """QA sweep 12: the scores CSV came only from Inspect's Export tab."""
+    import csv
+
+    data = make_mvtec(tmp_path / "parts")
+    run = make_run(tmp_path / "r", data)
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(run), "--data", str(data), "--csv", str(out), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["path", "label", "score", "mse", "defective", "threshold"]
+    assert [r["path"] for r in rows] == [i["path"] for i in shown["images"]]
+    assert [float(r["score"]) for r in rows] == pytest.approx([i["score"] for i in shown["images"]])
+    assert [float(r["threshold"]) for r in rows] == pytest.approx([shown["threshold"]] * len(rows))
+    out.write_text("mine")
+    assert main(["score", str(run), "--data", str(data), "--csv", str(out)]) == 2
+    assert f"--csv {out}: already exists (pass --force to overwrite)" in capsys.readouterr().err
+    assert out.read_text() == "mine"
+    assert main(["score", str(run), "--data", str(data), "--csv", str(tmp_path / "s.txt")]) == 2
+    assert "--csv" in capsys.readouterr().err and not (tmp_path / "s.txt").exists()
+
+
 @pytest.mark.parametrize("text,why", [("{bad json", "its train.json is not valid JSON"),
                                       ("[1, 2]", "its train.json is not a JSON object"),
                                       ('{"settings": {}}', "the run names no training data (train.json data.path)")])

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from udd_core import runs
-from udd_core.cli import main
+from udd_core.cli import interrupts_held, main
 from udd_core.model import load_model
 
 
@@ -97,7 +97,9 @@ def test_resume_with_moved_data_records_its_new_place(tmp_path, config_file, ima
     moved = image_folder.rename(tmp_path / "moved")
     capsys.readouterr()
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2"]) == 2  # the old place is gone
-    assert "imgs" in capsys.readouterr().err
+    # QA sweep 12: it said only "no such file or folder"; udd export and score named --data
+    assert capsys.readouterr().err == (f"udd train: error: run run: its training data {tmp_path.resolve() / 'imgs'} "
+                                       "is gone (moved or deleted); give its new place with --data PATH\n")
     assert main(["train", "--data", str(moved), "--out", str(out), "--epochs", "2", "--resume"]) == 0
     info = json.loads((out / "train.json").read_text())
     assert info["data"]["path"] == str(moved.resolve())
@@ -192,7 +194,7 @@ def test_existing_run_folder_is_refused(tmp_path, config_file, image_folder, cap
     (["--val-split", "1"], "--val-split: "),
     (["--patch-size", "9"], "--patch-size"),
     (["--lr", "-1"], "--lr: "),
-    (["--noise-patches", "1", "--patch-dir", "/no/such/patterns"], "pattern folder not found"),
+    (["--noise-patches", "1", "--patch-dir", "/no/such/patterns"], "--patch-dir: /no/such/patterns: pattern folder"),
     (["--method", "latent-knn", "--option", "k=0"], "error: --option k: "),  # as typed, not as the --k flag
     (["--method", "latent-knn", "--k", "0"], "error: --k: "),
 ])
@@ -200,6 +202,20 @@ def test_bad_options_are_one_line_errors(tmp_path, config_file, image_folder, ca
     assert _train(config_file, image_folder, tmp_path / "run", *args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("udd train: error:") and needle in err and "\n" not in err
+
+
+def test_a_preset_that_does_not_fit_the_size_gets_the_call_that_fixes_it(tmp_path, image_folder, capsys):
+    """QA sweep 12: "feature-ae at 64x64: ... set latent_opad = [0, 0]" asked to edit a preset's field."""
+    assert main(["train", "feature-ae", "--data", str(image_folder), "--out", str(tmp_path / "r"),
+                 "--size", "64,64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("udd train: error: feature-ae at 64x64: latent_up outputs") and err.count("\n") == 1
+    call = err.split("`")[1]
+    assert call.startswith("udd shapes feature-ae --input ") and call.endswith(",64,64 --fix OUT")
+    fixed = tmp_path / "fits.json"
+    assert main(call.removeprefix("udd ").replace("OUT", str(fixed)).split()) == 1  # the preset: 1, not mirrored
+    shape = call.split()[4]
+    assert main(["shapes", str(fixed), "--input", shape]) == 0 and not (tmp_path / "r").exists()  # the fix fits
 
 
 def test_out_is_a_file_and_a_patch_dir_without_patches(tmp_path, config_file, image_folder, capsys):
@@ -271,6 +287,25 @@ def test_interrupt_stops_the_run_cleanly(tmp_path, config_file, image_folder, si
     assert runs.read_status(out)["status"] == "stopped"
     assert load_model(out).input_shape == (1, 32, 32)
     assert load_model(out, weights_name="last.safetensors") is not None
+
+
+def test_ctrl_c_while_the_command_imports_is_held_until_the_import_ends():
+    """QA sweep 12: Ctrl-C in the first half second of `udd train`, while torch imported, sometimes aborted the
+    process from C++ (exit 134, 'terminate called ... KeyboardInterrupt') instead of exiting 130."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        finished = []
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the handler has run by now; an import here would not have been cut short
+                finished.append(True)
+        assert finished == [True]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with interrupts_held():  # no Ctrl-C: nothing is raised
+            pass
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_a_closed_output_pipe_stops_the_run_cleanly(tmp_path, config_file, image_folder):

@@ -128,3 +128,10 @@ def test_breakable_takes_another_mark_and_breaks_paths_after_slashes():
     after its '/' (QA: it wrapped "exp1_num_192 | 126.jpg")."""
     assert display.breakable("/d/mt_small/exp1_num_192126.jpg", "<wbr>") == \
         "/<wbr>d/<wbr>mt_<wbr>small/<wbr>exp1_<wbr>num_<wbr>192126.<wbr>jpg"
+
+
+@pytest.mark.parametrize("value, shown", [(0.77595123, "0.77595"), (0.917, "0.91700"), (1.28000009, "1.2800"),
+                                          (12345.0, "12345"), (123456.0, "1.2346e+05"), (1e-5, "1.0000e-05")])
+def test_scores_keep_five_significant_digits_with_their_trailing_zeros(value, shown):
+    """QA sweep 12: 0.917 beside 0.77595 read as another precision."""
+    assert display.score_text(value) == shown

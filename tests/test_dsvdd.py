@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from udd_core.methods import METHODS, detector_class, load_detector
-from udd_core.methods.dsvdd import BOUNDED, SVDD_HISTORY, DeepSVDDDetector, bias_free_copy, init_center
+from udd_core.methods.dsvdd import (BOUNDED, SVDD_HISTORY, DeepSVDDDetector, bias_free_copy, check_codes_alive,
+                                   init_center)
 from udd_core.methods.latent_knn import LatentKnnDetector
 from udd_core.settings import TrainSettings
 
@@ -271,6 +272,36 @@ def test_a_failure_in_the_svdd_phase_marks_the_run_failed(tmp_path, tiny_config,
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["status"] == "failed" and "svdd broke" in status["message"]
     assert board.snapshot().status == "failed"
+
+
+@pytest.mark.parametrize("method", ["dsvdd", "latent-knn"])
+def test_inspect_says_the_heatmap_is_the_pretrained_autoencoders_residual(tmp_path, tiny_config, method):
+    """QA sweep 12: Inspect's caption said "the heatmap is its anomaly map": the run's spec was the pixel
+    autoencoder's (no method.json read), so it had no words for the heatmap."""
+    from udd_core.inspection_views import method_caption
+    from udd_core.methods import run_spec
+
+    _, status, run = fitted(method, tmp_path, tiny_config, None, epochs=1)
+    spec = run_spec(run)
+    assert status == "finished" and spec == json.loads((run / "method.json").read_text())
+    assert method_caption(spec, []).startswith(f"Method **{method}**: the heatmap is the pretrained autoencoder's "
+                                               "residual map (of the residual kind chosen, l2 by default)")
+
+
+def test_an_encoder_that_pretrained_into_zero_codes_fails_the_run_saying_why(tmp_path, tiny_config):
+    """QA sweep 12: the wafer preset's weight decay shrank wafer-26's bias-free encoder to codes of 1e-16; every
+    map then scored 1.28 (image AUROC 0.5) and the run finished as if nothing were wrong."""
+    det = DeepSVDDDetector.build((1, 32, 32), {}, tiny_config, seed=0)
+    with torch.no_grad():  # zero weights, no biases: zero codes and zero gradients, as the collapse left them
+        for p in det.model.encoder.parameters():
+            p.zero_()
+    with pytest.raises(ValueError, match=r"^dsvdd: the pretrained encoder maps every image to zero \(largest "
+                                         r"\|code\| 0\), so every image would score the same: weight decay 0.001 "
+                                         r"shrank its bias-free weights away; train again with a weight decay of 0"):
+        det.fit(images(16, 1), None, settings(1).replace(weight_decay=1e-3), tmp_path / "run")
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "failed" and "maps every image to zero" in status["message"]
+    check_codes_alive(torch.full((4, 8), 1e-3), 0.0)  # small codes that still differ are fine
 
 
 def test_images_of_another_size_or_channel_count_are_refused(tiny_config):

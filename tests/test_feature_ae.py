@@ -11,6 +11,7 @@ import torch
 from udd_core import backbone as bb
 from udd_core.cli import main as cli_main
 from udd_core.config import ConfigError, parse_config
+from udd_core.display import score_text
 from udd_core.feature_input import BACKBONES, FeatureInput, cache_bytes, feature_shape, parse_input
 from udd_core.methods import detector_class, load_detector
 from udd_core.feeds import feature_cache_bytes
@@ -212,7 +213,7 @@ def test_feature_ae_end_to_end_on_sample_data(tmp_path):
 
     insp = inspect_run(tmp_path, str(SAMPLE), keep_recon=False)
     i = int(insp.order()[0])
-    assert insp.score_text(i) == (f"score {insp.scores[i]:.5g} = map {insp.scores[i] / insp.factors[i]:.4g} "
+    assert insp.score_text(i) == (f"score {score_text(insp.scores[i])} = map {insp.scores[i] / insp.factors[i]:.4g} "
                                   f"× latent novelty factor {insp.factors[i]:.4g}")
     assert "the 99th percentile of the normal pixels" in insp.scale_legend()
     assert insp.with_threshold(float(insp.scores.max())).pixel_threshold == insp.pixel_threshold

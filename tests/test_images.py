@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from udd_core.data import DataError, load_dataset
-from udd_core.images import conversion_notices, decode_one, load_patterns, to_8bit
+from udd_core.images import conversion_notices, decode_one, load_patterns, pattern_folder_problem, to_8bit
 
 from test_data import gray, png
 
@@ -151,12 +151,20 @@ def test_load_patterns_skips_broken_and_names_empty_folder(tmp_path):
     (tmp_path / "p" / "broken.png").write_bytes(b"nope")
     assert [a.shape for a in load_patterns(tmp_path / "p")] == [(6, 9)]
     (tmp_path / "q").mkdir()
-    with pytest.raises(DataError, match="q: no readable pattern images"):
+    with pytest.raises(DataError, match="q: holds no image files to use as patterns"):
         load_patterns(tmp_path / "q")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "broken.png").write_bytes(b"nope")
+    with pytest.raises(DataError, match="r: no readable pattern images"):
+        load_patterns(tmp_path / "r")
     with pytest.raises(DataError, match="pattern folder not found"):
         load_patterns(tmp_path / "missing")
     with pytest.raises(DataError, match="bar.png: a file; the pattern option takes a folder"):  # QA: "not found"
         load_patterns(tmp_path / "p" / "bar.png")
+    # The Train page's check as the field is typed: no image is read (QA sweep 12: said only after Start)
+    assert pattern_folder_problem(tmp_path / "p") is None and pattern_folder_problem("  ") is None
+    assert pattern_folder_problem(tmp_path / "q") == f"{tmp_path / 'q'}: holds no image files to use as patterns"
+    assert pattern_folder_problem(f" {tmp_path / 'missing'} ").endswith("missing: pattern folder not found")
 
 
 def test_a_jpeg_decoded_small_still_counts_as_resized(tmp_path):

@@ -14,6 +14,7 @@ from PIL import Image
 from inspect_fixtures import DEFECT, METRIC_KEYS, SIZE, make_mvtec, make_run, texture, tiny_config
 from udd_core import runs
 from udd_core.data import load_dataset, to_tensor
+from udd_core.display import score_text
 from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import load_inputs
 from udd_core.metrics import threshold_for_fpr
@@ -203,7 +204,7 @@ def test_heatmap_files_zip_and_regions(tmp_path, insp):
     assert sorted(zf.namelist()) == sorted(p.name for p in paths)
     # QA sweep 8: a folder of bare overlays told a process engineer nothing; its README is the key
     readme = (paths[-2]).read_text()
-    assert f"Threshold: {insp.threshold:.6g}" in readme and insp.scale_legend() in readme
+    assert f"Threshold: {score_text(insp.threshold)} " in readme and insp.scale_legend() in readme
     assert "cyan" in readme and "resized to it" in readme and f"Score: {insp.score_meaning}" in readme
     table = readme.split("file\tlabel\tscore\tverdict\timage\n", 1)[1].splitlines()
     assert len(table) == len(insp) and [r.split("\t")[0] for r in table] == [p.name for p in paths[:-2]]
@@ -286,7 +287,7 @@ def test_the_legend_names_the_heatmap_unit_and_where_the_pixel_threshold_comes_f
     assert "the top twice the pixel threshold, so a new threshold rescales every heatmap alike" in peak.scale_legend()
     top = inspect_run(run, mvtec, score="topk", topk_percent=2.5)  # says top-k, not max
     assert "top 2.5% of pixels average above it" in top.scale_legend() and "alone" not in top.scale_legend()
-    assert peak.factors is None and peak.score_text(0) == f"score {peak.scores[0]:.5g}"
+    assert peak.factors is None and peak.score_text(0) == f"score {score_text(peak.scores[0])}"
 
 
 def test_validation_images_survive_a_damaged_train_json(run):
@@ -310,16 +311,30 @@ def test_scores_that_point_the_wrong_way_are_named():
     from udd_core.inspection import _empty_metrics, inverted_notes
 
     m = _empty_metrics()
-    assert inverted_notes(m, "the l2 residual") == []  # no labels, no AUROC: nothing to say
-    assert inverted_notes(replace(m, image_auroc=0.5, pixel_auroc=0.36), "the l2 residual") == []  # weak, not inverted
-    notes = inverted_notes(replace(m, image_auroc=0.21, pixel_auroc=0.08), "the feature residual")
+    assert inverted_notes(m, "l2") == []  # no labels, no AUROC: nothing to say
+    assert inverted_notes(replace(m, image_auroc=0.5, pixel_auroc=0.36), "l2") == []  # weak, not inverted
+    notes = inverted_notes(replace(m, image_auroc=0.21, pixel_auroc=0.08), "feature")
     assert notes == ["image AUROC 0.21: the feature residual scores the defective images below the normal ones, so "
                      "it misses what makes them defective here; try another residual or method",
                      "pixel AUROC 0.08: with the feature residual the heatmap is brighter on normal pixels than on "
                      "the defects"]
     # QA sweep 10: a method's own score (Deep SVDD's distance) is not the map's: no residual changes it
-    own = inverted_notes(replace(m, image_auroc=0.34), "this run's own score", own_score=True)
+    own = inverted_notes(replace(m, image_auroc=0.34, pixel_auroc=0.17), "l1", own_score=True)
+    assert own[0].startswith("image AUROC 0.34: this run's own score scores")
     assert own[0].endswith("; try another method")
+    # QA sweep 12: its heatmap is still the residual's, and the note said "with this run's own score"
+    assert own[1].startswith("pixel AUROC 0.17: with the l1 residual the heatmap is brighter")
+
+
+def test_scores_that_are_all_equal_are_a_caution():
+    """QA sweep 12: a collapsed Deep SVDD run scored every wafer map 1.28 and nothing said so."""
+    from udd_core.inspection import same_scores_note
+    from udd_core.notices import is_caution
+
+    note = same_scores_note(np.full(480, 1.28000009, np.float32))
+    assert is_caution(note) and note.startswith("all 480 images score 1.28: this run gives every image the same")
+    assert same_scores_note(np.array([1.28, 1.2800001])) is None  # 1e-7 apart: scores that differ
+    assert same_scores_note(np.array([0.5])) is None  # one image: nothing to compare
 
 
 def test_data_of_the_other_kind_is_named_and_gets_no_scoring_advice(tmp_path, monkeypatch):
@@ -330,7 +345,8 @@ def test_data_of_the_other_kind_is_named_and_gets_no_scoring_advice(tmp_path, mo
     rgb = {**tiny_config(), "block_size_in": [[3, 4, 4], [4, 8, 8]], "block_size_out": [[8, 8, 4], [4, 4, 3]]}
     parts = make_mvtec(tmp_path / "parts")
     run = make_run(tmp_path / "rgb", parts, config=rgb)
-    monkeypatch.setattr(inspection, "inverted_notes", lambda metrics, scoring, own=False: ["scores point the wrong way"])
+    monkeypatch.setattr(inspection, "inverted_notes",
+                        lambda metrics, residual, own=False: ["scores point the wrong way"])
     own = inspect_run(run, parts)
     assert own.mismatch is None and "scores point the wrong way" in own.notices
     wafers = inspect_run(run, Path(__file__).resolve().parents[1] / "sample_data" / "wafer_maps_26x26.npz")

@@ -79,6 +79,15 @@ def test_region_rows_follow_the_columns(insp):
     h, w = insp.maps[i].shape  # QA: nothing said the boxes live in the model's resized frame
     caption = views.regions_caption(insp, i)
     assert f"pixels of the {h}x{w} map" in caption and f"height / {h} and width / {w}" in caption
+    # QA sweep 12: an empty table beside pixels above the threshold said nothing
+    assert views.empty_regions_line(insp, i, regs, insp.pixel_threshold, 5) is None  # rows: nothing to add
+    biggest = max(r.area for r in regs)
+    none = insp.regions(i, min_pixels=biggest + 1)
+    above = int((insp.maps[i] > insp.pixel_threshold).sum())
+    assert not none and views.empty_regions_line(insp, i, none, insp.pixel_threshold, biggest + 1) == (
+        f"ℹ️ {above} pixels above the pixel threshold, in no region of {biggest + 1} pixels or more: lower Min "
+        "pixels to list them.")
+    assert views.empty_regions_line(insp, i, [], float(insp.maps[i].max()), 5) is None  # nothing above
 
 
 def test_the_manual_threshold_spans_every_score_and_starts_at_the_inspections_own(insp):

@@ -201,6 +201,12 @@ def test_bad_options_are_refused_naming_the_option(options, name):
     assert "\n" not in str(e.value)
 
 
+def test_the_backbone_takes_its_weights_package_name_as_a_config_does():
+    """QA sweep 12: a config's input.backbone took "efficientnet-lite0", `udd train --backbone` refused it."""
+    det = detector_class("memory-bank").build(SHAPE, {"backbone": "efficientnet-lite0"}, None, 0)
+    assert det.options["backbone"] == "lite0"
+
+
 def test_bad_inputs_are_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match="^config: "):
         detector_class("memory-bank").build(SHAPE, None, {"x": 1}, 0)

@@ -17,3 +17,13 @@ def test_the_notices_that_change_how_numbers_read_are_cautions():
     notes = conversion_notices({"12-bit": 6, "16-bit": 6, "resized": 12}, "96x96")
     assert [is_caution(n) for n in notes] == [False, False, False, True]  # only the mixed depths
     assert notes[-1].startswith("the 16-bit images were scaled two ways")
+
+
+def test_a_page_shows_every_notice_as_a_sentence():
+    """QA sweep 12: "ℹ️ these are the run's training data" beside "ℹ️ Called defective ..." on one page."""
+    from udd_core.notices import as_sentence
+
+    assert as_sentence("these are the run's training data") == "These are the run's training data."
+    assert as_sentence("Called defective with no pixel above it.") == "Called defective with no pixel above it."
+    assert as_sentence("resume it (`udd train --out r --resume`)") == "Resume it (`udd train --out r --resume`)."
+    assert as_sentence("") == ""

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Column
 from test_generation import fitted, make_run  # noqa: F401 - fitted is a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,21 +15,35 @@ TIMEOUT = 60
 
 
 def images(app) -> list[list[tuple[str, str]]]:
-    """(url, caption) of every image, per st.image call; the url is a hash of the PNG bytes."""
-    return [[(i.url, i.caption) for i in el.proto.imgs] for el in app.get("image")]
+    """(url, caption) of every image of each line of columns, in page order; the url is a hash of the PNG bytes.
+    The page draws each row of pictures as a line of columns, one image in each (a list of images wrapped)."""
+    lines: list[list[tuple[str, str]]] = []
+
+    def walk(node) -> None:
+        kids = list(getattr(node, "children", {}).values())
+        shown = [[(i.url, i.caption) for el in k.get("image") for i in el.proto.imgs] for k in kids
+                 if isinstance(k, Column)]
+        if kids and len(shown) == len(kids) and all(len(one) == 1 for one in shown):
+            lines.append([one[0] for one in shown])
+            return
+        for kid in kids:
+            walk(kid)
+
+    walk(app._tree)
+    return lines
 
 
 STRIP_CAPTION = re.compile(r"from|to|\d\.\d\d")  # the interpolation strip's: its ends and blend weights
 
 
 def strip(app) -> list[tuple[str, str]]:
-    """The interpolation strip: one st.image per column (it must not wrap), captioned by `STRIP_CAPTION`."""
-    return [row[0] for row in images(app) if len(row) == 1 and STRIP_CAPTION.fullmatch(row[0][1])]
+    """The interpolation strip: one line, however many steps, captioned by `STRIP_CAPTION`."""
+    return next((line for line in images(app) if all(STRIP_CAPTION.fullmatch(c) for _, c in line)), [])
 
 
 def grid(app) -> list[list[tuple[str, str]]]:
-    """The generation grid: every st.image row but the interpolation strip's."""
-    return [row for row in images(app) if not (len(row) == 1 and STRIP_CAPTION.fullmatch(row[0][1]))]
+    """The generation grid: every line of images but the interpolation strip."""
+    return [line for line in images(app) if not all(STRIP_CAPTION.fullmatch(c) for _, c in line)]
 
 
 def errors(app) -> str:
@@ -117,7 +132,7 @@ def test_class_filter_picks_sources_of_that_class(at, tmp_path):
 def test_random_mode_shaded_and_interpolation(at):
     at.radio(key="gen_mode").set_value("Random latents").run()
     assert not at.exception and not at.error, errors(at)
-    assert len(grid(at)[0]) == 16
+    assert [len(line) for line in grid(at)] == [8, 8]  # 16 at most 10 to a line (QA sweep 12: one wrapped alone)
     at.number_input(key="gen_n_random").set_value(5).run()
     plain = grid(at)
     assert len(plain[0]) == 5
@@ -145,6 +160,19 @@ def test_bad_data_path_is_a_one_line_error(at):
     at.text_input(key="gen_data_tiny").input("/no/such/data.npz").run()
     assert not at.exception
     assert len(at.error) == 1 and "no such file" in at.error[0].value and "\n" not in at.error[0].value
+
+
+def test_a_run_whose_data_moved_says_so_and_takes_the_new_place(runs_dir, fitted, tmp_path):
+    """QA sweep 12: only "/x: no such file or folder" was said, where `udd generate` says what happened."""
+    make_run(runs_dir, "moved", tmp_path / "gone.npz", fitted[1])
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.session_state["udd_run"] = "moved"
+    app.run()
+    assert not app.exception and [e.value for e in app.error] == [
+        f"{tmp_path / 'gone.npz'}: the run's training data is gone (moved or deleted); type its new place in Data "
+        "above"]
+    app.text_input(key="gen_data_moved").input(str(fitted[0])).run()
+    assert not app.exception and not app.error and grid(app)
 
 
 def test_follows_the_run_in_focus_and_keeps_it_in_the_url(runs_dir, fitted):

@@ -126,6 +126,20 @@ def test_bad_data_path_is_one_error_line(at):
     assert len(at.error) == 1 and "no data set given" in at.error[0].value
 
 
+def test_a_run_whose_data_moved_says_so_and_takes_the_new_place(monkeypatch, tmp_path):
+    """QA sweep 12: only "/x: no such file or folder" was said, where `udd score` says what happened."""
+    data = make_mvtec(tmp_path / "parts")
+    make_run(tmp_path / "runs" / "moved", data)
+    moved = data.rename(tmp_path / "elsewhere")
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception and [e.value for e in app.error] == [
+        f"Data path (sidebar): {data}: the run's training data is gone (moved or deleted); type its new place in "
+        "Data path"]
+    app.text_input(key="insp_data").input(str(moved)).run()
+    assert not app.exception and not app.error and app.metric
+
+
 def test_follows_the_run_in_focus_and_keeps_it_in_the_url(monkeypatch, runs_dir, tmp_path):
     import shutil
     root = tmp_path / "runs"
@@ -220,7 +234,7 @@ def test_a_run_still_learning_says_so(monkeypatch, runs_dir, tmp_path):
     monkeypatch.setenv("UDD_RUNS_DIR", str(root))
     app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     assert not app.exception and not warnings(app)
-    assert any(c.value.startswith("ℹ️ run tiny was still learning when its training ended: its validation loss "
+    assert any(c.value.startswith("ℹ️ Run tiny was still learning when its training ended: its validation loss "
                                   "fell 33% over the last epoch") for c in app.caption)
 
 

@@ -289,6 +289,16 @@ def test_bad_settings_are_named(tiny_config, data, runs_dir):
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
 
 
+def test_a_noise_pattern_folder_is_checked_as_typed(tiny_config, data, runs_dir, tmp_path):
+    """QA sweep 12: a missing pattern folder was refused only after Start."""
+    at = page(tiny_config, data, train_noise_patches=2, train_patch_dir=str(tmp_path / "nowhere"))
+    start_button = next(b for b in at.button if b.label == "Start training")
+    assert errors(at) == f"Noise pattern folder: {tmp_path / 'nowhere'}: pattern folder not found"
+    assert start_button.disabled and not at.exception
+    at.number_input(key="train_noise_patches").set_value(0).run()  # no patches: the folder is not used
+    assert not at.error and not next(b for b in at.button if b.label == "Start training").disabled
+
+
 def test_no_data_leaves_start_disabled(tiny_config, data, runs_dir):
     """QA sweep 9: with no data (an empty path, or an upload refused) Start stayed on and said so only after."""
     at = page(tiny_config, data, train_path="")
@@ -502,6 +512,13 @@ def test_a_method_brings_its_own_size_and_only_the_settings_that_apply(tiny_conf
     assert any(n.label == "Noise patches" for n in at.number_input)
     at.selectbox(key="train_method").set_value("memory-bank").run()
     assert (at.number_input(key="train_h").value, at.number_input(key="train_w").value) == (256, 256)
+    # QA sweep 12: the typed 128 was replaced without a word
+    said = [c.value for c in at.caption if c.value.startswith("ℹ️ Height and Width set to")]
+    assert said == ["ℹ️ Height and Width set to 256x256 for memory-bank, the size its defaults suit (they were "
+                    "128x128: type them again to keep those)."]
+    at.number_input(key="train_h").set_value(128).run()
+    assert at.number_input(key="train_h").value == 128
+    assert not any("Height and Width set" in c.value for c in at.caption)  # said once, after the switch
     at.selectbox(key="train_method").set_value("feature-ae").run()
     assert not at.exception and at.selectbox(key="train_model_preset").value == "feature-ae"
     assert not any(n.label == "Noise patches" for n in at.number_input)
@@ -641,8 +658,8 @@ def test_a_finished_run_with_a_damaged_file_is_not_sent_to_inspect(tiny_config, 
     assert not any("**Inspect** page" in i.value for i in at.info)
     assert not any(b.key == "train_open_next" for b in at.button)
     # QA sweep 11: a green "finished" above the red error; now a warning that says the files are damaged since
-    assert not at.success and any(w.value.startswith("**finished**") and "files are damaged since" in w.value
-                                  for w in at.warning)
+    assert not at.success and any(w.value.startswith("**finished**") and w.value.endswith(
+        "; its files have been damaged since (see below)") for w in at.warning)  # QA sweep 12: "damaged since (below)"
     # QA sweep 10: the pickers and the runs table said "finished"; they say "damaged" (and why, in the table)
     assert at.selectbox(key="train_run_pick").format_func("dmg") == "dmg (damaged)"
     table = at.dataframe[-1].value

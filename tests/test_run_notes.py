@@ -32,7 +32,8 @@ def _finished_with_losses(root, name, losses):
     return run
 
 
-def test_still_learning_note_names_a_run_whose_loss_was_still_falling(tmp_path):
+def test_still_learning_note_names_a_run_whose_loss_was_still_falling(tmp_path, monkeypatch):
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path))  # a run in the runs folder is resumed by its name
     run = _finished_with_losses(tmp_path, "r", [1.0, 0.5, 0.40, 0.36, 0.33, 0.30])  # -25% over the last 3
     assert still_learning_note(run) == (
         "run r was still learning when its training ended: its validation loss fell 25% over the last 3 epochs, "
@@ -40,6 +41,8 @@ def test_still_learning_note_names_a_run_whose_loss_was_still_falling(tmp_path):
         "`udd train --out r --resume --epochs 12`)")
     two = _finished_with_losses(tmp_path, "two", [0.5, 0.4])
     assert "fell 20% over the last epoch," in still_learning_note(two)
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "elsewhere"))  # QA sweep 12: `--out r` was not found
+    assert still_learning_note(run).endswith(f"`udd train --out {run.resolve()} --resume --epochs 12`)")
     runs.write_status(run, "stopped", "stopped after 6 of 9 epochs")  # unfinished_note speaks for it
     assert still_learning_note(run) is None
 

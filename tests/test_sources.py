@@ -1,5 +1,6 @@
 """udd_core.sources: the data sets offered for training, their size estimate, uploads and the set cache."""
 import io
+import re
 import time
 from pathlib import Path
 
@@ -69,6 +70,9 @@ def test_describe_counts_and_sizes_before_loading(tree):
         tree / "sample_data" / "surface", (1, 32, 32), step_per_image=10_000, batch_size=16)
     assert sources.describe(tree / "sample_data" / "surface", (1, 32, 32), step_per_image=10_000,
                             batch_size=2).endswith("+ 0.0191 MB for a training step on 2")
+    tiled = sources.describe(tree / "sample_data" / "surface", (1, 16, 16), tile=True)  # QA sweep 12: "12 images"
+    n_tiles = int(re.match(r"MVTec folder: 3 images → (\d+) tiles, ", tiled).group(1))
+    assert n_tiles > 3 and f", {n_tiles * 16 * 16 / 2**20:.3g} MB in memory at 1x16x16" in tiled
     with pytest.raises(DataError, match="smaller than one 64x64 tile"):
         sources.describe(tree / "sample_data" / "surface", (1, 64, 64), tile=True)
     with pytest.raises(DataError, match="no such file"):
@@ -137,7 +141,8 @@ def test_two_uploads_of_one_name_are_refused_naming_both(tmp_path):
     with pytest.raises(DataError, match=r"^upload: good/000.png comes twice \(b1.zip and b2.zip\); rename one"):
         sources.save_upload([("b1.zip", zip_bytes({"good/000.png": img})), ("b2.zip", zip_bytes({"good/000.png": img}))],
                             tmp_path / "runs")
-    with pytest.raises(DataError, match=r"^upload: a.png comes twice \(a.png and a.png\)"):
+    # QA sweep 12: "a.png comes twice (a.png and a.png)"
+    with pytest.raises(DataError, match=r"^upload: a.png was added twice \(two files of that name\); remove or rename"):
         sources.save_upload([("a.png", img), ("C:\\other\\a.png", img)], tmp_path / "runs")
     with pytest.raises(DataError, match=r"^upload: 001.png comes twice \(001.png and set.zip\)"):
         sources.save_upload([("001.png", img), ("set.zip", zip_bytes({"001.png": img}))], tmp_path / "runs")
@@ -260,4 +265,5 @@ def test_an_upload_of_a_wafer_file_without_maps_names_the_file_and_why(tmp_path)
 
 def test_gib_reads_as_a_number_a_person_writes():
     """QA sweep 11: a memory refusal said "2.08e+03 GiB"."""
-    assert [sources.gib(v * 2**30) for v in (0.5, 12.345, 2080.4, 171.0)] == ["0.5", "12.3", "2,080", "171"]
+    assert [sources.gib(v * 2**30) for v in (0.5, 12.345, 2080.4, 171.0)] == ["0.500", "12.3", "2,080", "171"]
+    assert [sources.gib(v * 2**30) for v in (21.97, 99.97)] == ["22.0", "100"]  # QA sweep 12: "22" beside "22.3"

@@ -12,6 +12,8 @@ PHOTOS = ROOT / "sample_data" / "surface"
 
 def test_form_message_labels_the_train_on_field():
     assert form_message(ValueError("train_on: no images of class 'x'")) == "Train on: no images of class 'x'"
+    assert form_message("patch_dir: /p: not found") == "Noise pattern folder: /p: not found"
+    assert form_message("lr: must be > 0") == "lr: must be > 0"  # no such label: as the engine said it
     assert form_message("run name 'a b': use ...") == "run name 'a b': use ..."
 
 

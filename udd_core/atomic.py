@@ -119,12 +119,10 @@ def write_text_atomic(target: PathLike, text: str, durable: bool = False) -> Non
     write_bytes_atomic(target, text.encode("utf-8"), durable)
 
 
-def write_files(out_dir: PathLike, names: Sequence[str], payloads: Iterable[bytes], force: bool = False) -> list[Path]:
-    """Write each payload as ``out_dir/name`` (the folder is created), each atomically.
-
-    Without ``force`` nothing is written when any of the names exists already: a user's earlier
-    images are never overwritten by surprise. ``payloads`` may be a generator (made one at a time).
-    """
+def check_names_free(out_dir: PathLike, names: Sequence[str], force: bool = False) -> list[Path]:
+    """The paths ``out_dir/name``; a ValueError naming the first one that exists (unless ``force``), or a
+    file in the folder's place. `write_files` checks this itself; a command calls it first too, so that a
+    taken name is refused before its work (QA sweep 12: `udd generate` encoded the data first)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
@@ -134,6 +132,17 @@ def write_files(out_dir: PathLike, names: Sequence[str], payloads: Iterable[byte
         if taken:
             more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
             raise ValueError(f"{taken[0]}: already exists{more} (pass --force to overwrite)")
+    return targets
+
+
+def write_files(out_dir: PathLike, names: Sequence[str], payloads: Iterable[bytes], force: bool = False) -> list[Path]:
+    """Write each payload as ``out_dir/name`` (the folder is created), each atomically.
+
+    Without ``force`` nothing is written when any of the names exists already: a user's earlier
+    images are never overwritten by surprise. ``payloads`` may be a generator (made one at a time).
+    """
+    out = Path(out_dir)
+    targets = check_names_free(out, names, force)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -6,9 +6,13 @@ the exported model failed its parity check (`export`), 2 bad input (one line on 
 from __future__ import annotations
 
 import argparse
-import re
+import contextlib
+import importlib
 import os
+import re
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -16,6 +20,7 @@ from . import __version__
 from .cli_numbers import check_numbers
 from .config import AEConfig, ConfigError, load_config, noting_warnings
 from .image_shapes import MAX_SIDE
+from .runs import runs_root
 from .shapes import ShapeError
 
 
@@ -40,7 +45,7 @@ def parse_ints(text: str, n: int, what: str, hi: int = MAX_SIDE) -> tuple[int, .
     return values
 
 
-# --- udd shapes ------------------------------------------------------------------------------
+# --- CONFIG: a file or a model preset -------------------------------------------------------
 
 def read_config(path) -> AEConfig:
     """A config file, with its warnings (unknown keys kept) printed as `warning:` lines on stderr."""
@@ -65,36 +70,52 @@ def config_or_preset(spec: str) -> tuple[AEConfig, Optional[tuple[int, int, int]
     raise UsageError(f"{spec}: neither a config file nor a model preset ({', '.join(presets)})")
 
 
+# --- subcommands: each in its own module, imported when it runs ---------------------------------
+
+@contextlib.contextmanager
+def interrupts_held():
+    """Hold Ctrl-C while a command's modules import, torch among them, and raise it once they have: a
+    KeyboardInterrupt raised inside torch's import unwinds through its C++ and aborts the process (SIGABRT,
+    exit 134, QA sweep 12) instead of exiting 130 with one line."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):  # ignored, or a caller's own
+        yield
+        return
+    held: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
+
+
+def _command(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """A subcommand's function from its own module, imported when the command runs (torch loads only then)."""
+    with interrupts_held():
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+
+
+# --- udd shapes ------------------------------------------------------------------------------
+
 def cmd_shapes(args: argparse.Namespace) -> int:
     """Propagate shapes; exit 0 if the decoder mirrors, 1 if not (see cli_shapes)."""
-    from .cli_shapes import run_shapes
-
-    return run_shapes(args)
+    return _command("cli_shapes", "run_shapes")(args)
 
 
 # --- udd train -------------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model on normal images into a run folder (see cli_train)."""
-    from .cli_train import run_train  # torch and the data stack load only for this command
-
-    return run_train(args)
+    return _command("cli_train", "run_train")(args)
 
 
-# --- udd generate / score: in their own modules, imported when the command runs ------------------
+# --- udd generate / score ---------------------------------------------------------------------
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Write N images decoded from noised (or random) latents into a folder (see cli_generate)."""
-    from .cli_generate import run_generate
-
-    return run_generate(args)
-
-
-def runs_root() -> Path:
-    """The folder of named runs, the app's list: $UDD_RUNS_DIR, default runs/."""
-    import os
-
-    return Path(os.environ.get("UDD_RUNS_DIR", "runs"))
+    return _command("cli_generate", "run_generate")(args)
 
 
 def run_dir_arg(spec: str) -> Path:
@@ -113,9 +134,7 @@ def run_dir_arg(spec: str) -> Path:
 
 def cmd_score(args: argparse.Namespace) -> int:
     """Score a data set with a trained run (or a reference model folder): see cli_score."""
-    from .cli_score import run_score
-
-    return run_score(args)
+    return _command("cli_score", "run_score")(args)
 
 
 # --- udd export ------------------------------------------------------------------------------
@@ -126,8 +145,9 @@ class ParityFailed(Exception):
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a run to ONNX (maps and scores in one graph) after a parity check in onnxruntime."""
-    from .export import ParityError, check_target, export_run, write_export
-    from .run_notes import unfinished_note
+    with interrupts_held():
+        from .export import ParityError, check_target, export_run, write_export
+        from .run_notes import unfinished_note
 
     run_dir = run_dir_arg(args.run)
     check_target(args.onnx, force=args.force)  # a bad or taken OUT fails before the minute of work
@@ -211,13 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "feature-ae, dsvdd or latent-knn (need CONFIG); default: feature-ae for a CONFIG on backbone "
                         "features (an \"input\" field), else autoencoder; see the README's table of methods")
     p.add_argument("--backbone", metavar="NAME",
-                   help="memory bank: pretrained backbone: lite0 (EfficientNet-Lite0, the only one)")
+                   help="memory bank: pretrained backbone: lite0 (EfficientNet-Lite0, the only one; "
+                        "efficientnet-lite0 names it too)")
     p.add_argument("--layers", metavar="LAYERS",
                    help="memory bank: backbone feature layers, comma-separated (default s16,stage6,s32; "
                         "s8,s16 below 192 px a side)")
     p.add_argument("--coreset", type=float, metavar="F",
                    help="memory bank: share of patches kept by the coreset (default 0.1)")
-    p.add_argument("--k", type=int, metavar="K", help="memory bank: nearest neighbours averaged per patch (default 1)")
+    p.add_argument("--k", type=int, metavar="K",
+                   help="memory bank: nearest bank patches averaged per patch; latent-knn: nearest training codes "
+                        "averaged per image (default 1)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="any other option of the method, e.g. --option svdd_epochs=20 (repeatable)")
     p.add_argument("--resume", action="store_true",
@@ -286,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--heatmaps", metavar="DIR", help="write one overlay PNG per image into DIR")
     p.add_argument("--report", metavar="FILE", help="write the one-page HTML report (as Inspect's Export tab gives it)")
+    p.add_argument("--csv", metavar="FILE.csv", help="write the scores as CSV, one line per image (path, label, score, "
+                   "mse, defective, threshold), as Inspect's Export tab gives it")
     p.add_argument("--force", action="store_true",
                    help="let --heatmaps overwrite PNGs of the same names, and --report an existing file")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
@@ -333,10 +358,31 @@ def as_option_error(message: str, args: argparse.Namespace) -> str:
     return message
 
 
+def joined_negative_numbers(argv: Sequence[str]) -> list[str]:
+    """`--threshold -1e9` as `--threshold=-1e9`: argparse reads a word that starts with '-' as an option unless
+    it is a plain negative decimal ('-0.5'), so '-1e9' (the README's own bound), '-inf' or '-nan' was refused as
+    "expected one argument" instead of being range-checked like any other value (QA sweep 12)."""
+    out: list[str] = []
+    for word in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and word.startswith("-") and _is_number(word):
+            out[-1] = f"{out[-1]}={word}"
+        else:
+            out.append(word)
+    return out
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(joined_negative_numbers(sys.argv[1:] if argv is None else argv))
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         if refusal := check_numbers(args):  # NaN, infinities, huge numbers: before any work starts

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import runs
 from .notices import notice_line
-from .atomic import check_new_file, check_new_folder, write_text_atomic
+from .atomic import check_names_free, check_new_file, check_new_folder, write_text_atomic
 from .cli import UsageError, parse_ints, run_dir_arg
 from .data import check_outside_data, data_kind, kind_mismatch, kind_noun, same_data
 from .run_notes import unfinished_note
@@ -39,6 +39,8 @@ def run_generate(args: argparse.Namespace) -> int:
     if not args.out.strip():  # Path("") is the current folder: name the real mistake
         raise UsageError("--out: the folder name is empty")
     check_new_folder(args.out, f"--out {args.out}")  # a file there, or an unwritable place: before any work
+    names = output_names(args.n, "random" if args.random else "sample")
+    check_names_free(args.out, names, args.force)  # an earlier run's PNGs: before the model loads
     if args.npz:  # before any work or file: a PNG folder must not be left behind by an unwritable .npz
         from .wafer_generation import check_npz_target
 
@@ -82,7 +84,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.random:
         images = images_trained_on(ds, runs.run_train_on(args.run))  # the statistics of what the model learned
         codes = random_codes(model, training_stats(model, images, per_position=args.per_position), args.n, args.seed)
-        out, origins, prefix = decode(model, codes), ["random latent"] * args.n, "random"
+        out, origins = decode(model, codes), ["random latent"] * args.n
     else:
         class_pool(ds.labels, len(ds), args.cls)  # an unknown class is refused before the σ line is printed
         sigma = args.sigma
@@ -91,7 +93,7 @@ def run_generate(args: argparse.Namespace) -> int:
             print(f"udd generate: sigma {sigma:g} (the default: about half the latent spread of the training images)",
                   file=sys.stderr)
         gen = generate(model, ds.images, sigma, args.n, args.seed, ds.labels, args.cls, n_sources=args.sources)
-        out, codes, prefix = gen.outputs, gen.latents, "sample"
+        out, codes = gen.outputs, gen.latents
         origins = [f"{ds.names[s]} ({ds.labels[s]})" for s in gen.sources.tolist()]
     npz, outline = None, None
     if kind == "wafer" and not args.random:  # each map keeps its source's outline, in the PNGs as in the .npz
@@ -102,7 +104,7 @@ def run_generate(args: argparse.Namespace) -> int:
             maps = generated_maps(out, outline)
             npz = npz_bytes(maps, [ds.labels[s] for s in gen.sources.tolist()], gen.sources,
                             [ds.names[s] for s in gen.sources.tolist()])
-    names, table = output_names(args.n, prefix), None
+    table = None
     if args.latent_map:  # made before any file is written
         from .latent_map import fit_latent_map, map_csv
 
@@ -131,11 +133,11 @@ def run_generate(args: argparse.Namespace) -> int:
         raise
     for path, origin in zip(paths, origins):
         print(f"{path}\t{origin}")
-    what = kind_noun(kind)
+    what = kind_noun(kind) if len(paths) != 1 else kind_noun(kind)[:-1]  # "1 image", not "1 images"
     print(f"udd generate: wrote {len(paths)} {what} to {args.out}", file=sys.stderr)
     if npz is not None:
-        print(f"udd generate: wrote {len(maps)} maps (die values 0/1/2, labels, sources, source_names) to {args.npz}",
-              file=sys.stderr)
+        print(f"udd generate: wrote {len(maps)} map{'s' * (len(maps) != 1)} (die values 0/1/2, labels, sources, "
+              f"source_names) to {args.npz}", file=sys.stderr)
     if table is not None:
         print(f"udd generate: wrote the latent map ({len(lmap.index)} images and {args.n} generated codes on axes "
               f"holding {lmap.explained[0]:.0%} and {lmap.explained[1]:.0%} of the variance) to {args.latent_map}",

@@ -29,7 +29,9 @@ class NumberRange:
         if above and value <= self.hi:
             return None
         kind = "an integer" if self.integer else "a number"
-        shown = f"{value:g}" if isinstance(value, float) else value  # as typed: "--coreset 0" is "got 0", not "0.0"
+        # Every digit that counts ("got 100.0001", not a rounded "got 100" that looks allowed: QA sweep 12), and
+        # "--coreset 0" is "got 0", not "0.0".
+        shown = repr(value).removesuffix(".0") if isinstance(value, float) else value
         lo, hi = (f"{int(self.lo)}", f"{int(self.hi)}") if self.integer else (f"{self.lo:g}", f"{self.hi:g}")  # 2^63-1
         return f"{self.flag}: must be {kind} in {'(' if self.lo_open else '['}{lo}, {hi}], got {shown}"
 

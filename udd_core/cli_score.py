@@ -17,7 +17,7 @@ from .methods import a_method, detector_class, run_method
 from .atomic import check_new_file, check_new_folder, write_text_atomic
 from .data import check_outside_data
 from .heatmap_export import LEGEND_FILE, write_heatmaps
-from .report import build_report
+from .report import build_report, scores_csv
 from .runs import run_source
 
 
@@ -84,6 +84,10 @@ def run_score(args: argparse.Namespace) -> int:
         if Path(args.report).suffix.lower() not in (".html", ".htm"):  # a browser opens it by its name
             raise UsageError(f"--report {args.report}: the report is an HTML page; give a name ending in .html")
         check_new_file(args.report, f"--report {args.report}", args.force)
+    if args.csv:  # the Export tab's scores CSV, headless (QA sweep 12: only the app wrote it)
+        if Path(args.csv).suffix.lower() != ".csv":
+            raise UsageError(f"--csv {args.csv}: the file name must end in .csv")
+        check_new_file(args.csv, f"--csv {args.csv}", args.force)
     method = run_method(run_dir)
     given = [f for f, v in (("--score", args.score), ("--topk", args.topk), ("--border", args.border)) if v is not None]
     if detector_class(method).own_scores and given:
@@ -112,6 +116,9 @@ def run_score(args: argparse.Namespace) -> int:
     if args.report:
         write_text_atomic(args.report, build_report(insp, run_dir))
         print(f"udd score: wrote the report to {args.report}", file=sys.stderr)
+    if args.csv:
+        write_text_atomic(args.csv, scores_csv(insp))
+        print(f"udd score: wrote {len(insp)} scores to {args.csv}", file=sys.stderr)
     if args.json:
         out = {"images": insp.to_rows(), "metrics": insp.metrics.to_dict(), "threshold": insp.threshold,
                "threshold_source": insp.threshold_source, "fpr": insp.fpr, "tpr": insp.tpr,

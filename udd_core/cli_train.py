@@ -17,7 +17,7 @@ from typing import Optional
 
 from .notices import notice_line
 from .atomic import check_new_folder
-from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, runs_root, silence_output
+from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, silence_output
 from .data import data_kind, load_dataset, training_labels
 from .jobs import TrainJob, checked_settings
 from .resume import check_resume_data
@@ -27,7 +27,7 @@ from .model import build_model
 from .presets import model_presets, paired_training_preset
 from .progress import ProgressLine
 from .run_notes import still_learning_note
-from .runs import is_empty_dir, read_train, train_on, train_shape, validate_run_name
+from .runs import is_empty_dir, read_train, runs_root, train_on, train_shape, validate_run_name
 from .settings import TrainSettings, training_presets
 from .sources import source_record
 from .image_shapes import FEATURE_METHODS, batch_bytes, config_method, image_channels
@@ -102,9 +102,16 @@ def _method_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def _option_error(e: ValueError, args: argparse.Namespace, options: dict, size: tuple[int, int]) -> UsageError:
+def _fix_hint(config: str, shape: tuple[int, int, int]) -> str:
+    """The call that writes a version of `config` (a file or a preset name) whose paddings fit `shape`."""
+    return f" (`udd shapes {config} --input {','.join(map(str, shape))} --fix OUT` writes a config that fits)"
+
+
+def _option_error(e: ValueError, args: argparse.Namespace, options: dict, shape: tuple[int, int, int]) -> UsageError:
     """A method's refusal named by what the user typed: "coreset: must be ..." as "--coreset: must be ...",
-    an --option KEY as "--option KEY: ...", the input size as "--size", anything else as the config at that size."""
+    an --option KEY as "--option KEY: ...", the input size as "--size", anything else as the config at that size
+    (with the `udd shapes --fix` call where paddings are to blame: QA sweep 12, "set latent_opad" alone could
+    not be done to a preset)."""
     field, sep, rest = str(e).partition(": ")
     # The flag only when it was typed: latent-knn's k comes as --option k=..., not as the memory bank's --k.
     flag = next((f for f, attr, name in _OPTION_FLAGS if name == field and getattr(args, attr, None) is not None), None)
@@ -115,7 +122,8 @@ def _option_error(e: ValueError, args: argparse.Namespace, options: dict, size: 
     if field.startswith("size"):  # "size 4x4: the memory-bank method needs ..."
         return UsageError(f"--size {field[4:].strip()}: {rest}" if sep else f"--size: {e}")
     if args.config:  # a design that does not fit the input (shapes, feature channels)
-        return UsageError(f"{args.config} at {size[0]}x{size[1]}: {e}")
+        fix = _fix_hint(args.config, shape) if "must mirror" in str(e) else ""
+        return UsageError(f"{args.config} at {shape[1]}x{shape[2]}: {e}{fix}")
     return UsageError(str(e))
 
 
@@ -345,12 +353,11 @@ def run_train(args: argparse.Namespace) -> int:
             try:  # refuse a non-mirroring design before spending time on the data
                 build_model(config, shape)
             except ValueError as e:
-                fix = f"udd shapes {args.config} --input {shape[0]},{h},{w} --fix OUT"
-                raise UsageError(f"{args.config} at {h}x{w}: {e} (`{fix}` writes a config that fits)") from None
+                raise UsageError(f"{args.config} at {h}x{w}: {e}{_fix_hint(args.config, shape)}") from None
         try:  # bad method options and sizes are refused before the data loads
             per_image = check_choice(method, shape, options, config, settings.seed)
         except ValueError as e:
-            raise _option_error(e, args, options, (h, w)) from None
+            raise _option_error(e, args, options, shape) from None
         step = batch_bytes(config, shape, method, 1) if cls.trains_epochs else 0  # per image of a step
         _check_memory(args.data, shape, per_image, step, settings.batch_size)
         ds = load_dataset(args.data, shape, split="train", progress=bar.loading)

@@ -17,7 +17,8 @@ from typing import Any, Optional, Union
 
 from . import runs
 from .data import kind_mismatch, resolved, scores_training_data
-from .methods import fitted_in_one_pass, run_spec, spec_options
+from .methods import detector_class, fitted_in_one_pass, run_spec, spec_options
+from .methods.base import defaults_from
 from .progress import epoch_axis, loss_axis
 from .settings import applied_settings
 from .model import CONFIG_FILE
@@ -26,7 +27,7 @@ from .shapes import ShapeError
 
 MIN_RUNS, MAX_RUNS = 2, 4
 NO_CONFIG = "no autoencoder config"
-DEFAULT_RESIDUAL = "l2 (default)"  # an autoencoder run's residual when its method.json records none (QA sweep 11)
+SCORING_KEYS = ("residual", "score", "smooth_sigma", "topk_percent", "border")  # `methods.base.defaults_from`'s
 UNREADABLE_CONFIG = "config.json unreadable"  # a run that has one, damaged: not "no config" (QA sweep 10)
 MISSING = "—"  # a field one run has and another has not
 ONE_PASS = "— (fitted in one pass)"  # a training-loop setting, in the column of a method without a training loop
@@ -145,12 +146,19 @@ def settings_diff(sides: Sequence[RunSide]) -> list[DiffRow]:
         if r.field.startswith("settings.") and any(single and v == MISSING for single, v in zip(one_pass, r.values)):
             values = tuple(ONE_PASS if single and v == MISSING else v for single, v in zip(one_pass, r.values))
             r = DiffRow(r.field, values, len({v for v in values if v != ONE_PASS}) > 1)
-        elif r.field == "method options.residual":  # an SSIM-trained AE records its own; the others score l2
-            values = tuple(DEFAULT_RESIDUAL if v == MISSING and s.method == "autoencoder" else v
+        elif (key := r.field.removeprefix("method options.")) in SCORING_KEYS:
+            # A run that records no scoring key scores with the method's default: said so, not "—" as if
+            # missing (QA sweeps 11 and 12: an SSIM-trained AE records its own, a plain one none).
+            values = tuple(f"{_show(scoring_default(s, key))} (default)" if v == MISSING else v
                            for s, v in zip(sides, r.values))
-            r = DiffRow(r.field, values, r.changed)
+            r = DiffRow(r.field, values, len({str(v).removesuffix(" (default)") for v in values}) > 1)
         rows.append(r)
     return rows
+
+
+def scoring_default(side: RunSide, key: str) -> Any:
+    """The value a run scores with for scoring `key` when its method.json records none: its method's default."""
+    return defaults_from(side.spec, detector_class(side.method).residuals)[key]
 
 
 def shape_rows(sides: Sequence[RunSide]) -> list[DiffRow]:

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from .compare import RUN_COLOURS
-from .display import verdict_word
+from .display import score_text, verdict_word
 from .inspection_result import image_units
 from .inspection_views import roc_curve
 from .metrics import GOOD
@@ -77,7 +77,7 @@ def counting_note(names: Sequence[str], inspections: Sequence) -> Optional[str]:
 def shown_value(metric: str, value: float) -> str:
     """A metrics-table cell: rates to `SHOWN_DIGITS` decimals; a threshold, in its run's own units, to 5
     significant digits (QA sweep 9: 0.00213818 and 0.00209941 both read "0.0021")."""
-    return f"{float(value):.5g}" if metric == "threshold" else f"{float(value):.{SHOWN_DIGITS}f}"
+    return score_text(value) if metric == "threshold" else f"{float(value):.{SHOWN_DIGITS}f}"
 
 
 def verdict_words(insp, score: float) -> str:

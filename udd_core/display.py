@@ -200,8 +200,10 @@ SCORE_DIGITS = 5  # significant digits of a score or threshold shown to a person
 def score_text(v: float) -> str:
     """A score or threshold as every view shows it: `SCORE_DIGITS` significant digits, so that 0.0076097 and
     1.2027 read alike in the gallery, Compare, the report and the heatmaps' README (QA sweep 10: 4 to 6 digits,
-    or 5 decimals, by output). Exports meant for machines (CSV, JSON) keep full precision."""
-    return f"{float(v):.{SCORE_DIGITS}g}"
+    or 5 decimals, by output), trailing zeros kept, so that 0.91700 does not read as less precise than 0.77595
+    beside it (QA sweep 12). Exports meant for machines (CSV, JSON) keep full precision."""
+    text = f"{float(v):#.{SCORE_DIGITS}g}"  # "#": 1.2800, not 1.28
+    return text.removesuffix(".") if "e" not in text else text  # 12345., the alternate form's point, goes
 
 
 def verdict_word(defective: bool) -> str:

@@ -58,16 +58,29 @@ def open_image(path: Path, draft: tuple[int, int] | None = None) -> Image.Image:
     return im
 
 
+def pattern_folder_problem(folder) -> str | None:
+    """Why `folder` cannot be a folder of noise patterns, found without reading an image (the Train page asks
+    as the field is typed, QA sweep 12): missing, a file, or no image file in it; None when it may be one."""
+    if not str(folder).strip():  # an empty field: no patterns asked for
+        return None
+    root = Path(str(folder).strip())
+    if root.is_file():
+        return f"{root}: a file; the pattern option takes a folder of pattern images"
+    if not root.is_dir():
+        return f"{root}: pattern folder not found"
+    if not image_files(root):
+        return f"{root}: holds no image files to use as patterns"
+    return None
+
+
 def load_patterns(folder) -> list[np.ndarray]:
     """Gray uint8 (h, w) pattern images from a folder, at their own sizes, for shaped noise patches.
 
     Unreadable files are skipped; a folder with no readable image is a DataError naming it.
     """
     root = Path(folder)
-    if root.is_file():
-        raise DataError(f"{root}: a file; the pattern option takes a folder of pattern images")
-    if not root.is_dir():
-        raise DataError(f"{root}: pattern folder not found")
+    if problem := pattern_folder_problem(root):
+        raise DataError(problem)
     out = []
     for p in image_files(root):
         try:

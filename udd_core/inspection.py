@@ -29,17 +29,20 @@ from .settings import resolve_device
 INVERTED = 0.35  # an AUROC this far below chance says the scores point the wrong way, not that they are weak
 
 
-def inverted_notes(m: Metrics, scoring: str, own_score: bool = False) -> list[str]:
+def inverted_notes(m: Metrics, residual: str, own_score: bool = False) -> list[str]:
     """A note for each AUROC far below chance: the scores rank defects below normal images (or pixels), so
-    `scoring` misses what makes these defects, and a look at another residual or method is due (another
-    method alone for a method's `own_score`, which no residual changes)."""
+    what made them misses what makes these defects, and a look at another residual or method is due. The
+    heatmap is always the `residual`'s; a method's `own_score` (Deep SVDD's distance) makes the image scores,
+    which no residual changes, so another method alone is suggested for those."""
     notes = []
+    by_map = f"the {residual} residual"
+    scoring = "this run's own score" if own_score else by_map
     if m.image_auroc is not None and m.image_auroc < INVERTED:
         instead = "another method" if own_score else "another residual or method"
         notes.append(Caution(f"image AUROC {m.image_auroc:.2f}: {scoring} scores the defective images below the "
                              f"normal ones, so it misses what makes them defective here; try {instead}"))
     if m.pixel_auroc is not None and m.pixel_auroc < INVERTED:
-        notes.append(Caution(f"pixel AUROC {m.pixel_auroc:.2f}: with {scoring} the heatmap is brighter on normal "
+        notes.append(Caution(f"pixel AUROC {m.pixel_auroc:.2f}: with {by_map} the heatmap is brighter on normal "
                              "pixels than on the defects"))
     return notes
 
@@ -50,6 +53,17 @@ def seen_scores_note(value: float) -> str:
     return (f"every training image scores {value:.4g}: this method keeps its training images and scores them as "
             "seen, so a threshold from them flags every image it has not seen. Set a threshold by hand "
             "(--threshold, or Threshold from: manual on Inspect), or train with a validation split")
+
+
+def same_scores_note(scores: np.ndarray) -> Optional[str]:
+    """A caution when every image scores the same: the detector cannot tell any image from another (every
+    AUROC 0.5), which a collapsed model gives (QA sweep 12: a Deep SVDD run whose encoder decayed to zero
+    scored 480 wafer maps 1.28 each, and nothing said so). None when the scores differ or are too few."""
+    if len(scores) < 2 or np.ptp(scores) > 1e-9 * max(1.0, float(np.abs(scores).max())):
+        return None
+    return Caution(f"all {len(scores)} images score {float(scores[0]):.5g}: this run gives every image the same "
+                   "score, so it cannot tell a defect from a normal image; its model has likely collapsed during "
+                   "training (see the run's loss curve) and needs training again")
 
 
 def score_meaning(det, post: dict, factors: bool) -> str:
@@ -177,9 +191,10 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
         metrics = compute_metrics(res.scores[pick], [v for v, k in zip(labels, known) if k], *pm, threshold=thr)
     else:
         metrics = _empty_metrics()
+    if same := same_scores_note(res.scores):
+        notices.append(same)
     if not loaded.mismatch:  # on data of the other kind, scores pointing the wrong way are no advice on scoring
-        notices += inverted_notes(metrics, "this run's own score" if det.own_scores else f"the {residual} residual",
-                                  det.own_scores)
+        notices += inverted_notes(metrics, residual, det.own_scores)
     post = scoring_record(det, {"residual": residual, "score": score, "smooth_sigma": float(smooth_sigma),
                                 "topk_percent": float(topk_percent), "border": int(border)})
     settings = {"model": str(loaded.model_dir), "data": loaded.data_path, "split": loaded.split,

@@ -41,6 +41,15 @@ class Loaded:
     memo: dict = field(default_factory=dict, repr=False)  # reloaded validation images, filled on first need
 
 
+def training_data_gone(data_path: str, recorded: Optional[str], fix: str) -> Optional[str]:
+    """The line for a run's own training data (train.json's data.path, `recorded`) that is no longer where the
+    run saw it, with `fix` saying where to give its new place; None for other data, or data that is there.
+    A bare "no such file or folder" on Inspect and Generate said nothing of what happened (QA sweep 12)."""
+    if not data_path or not same_data(data_path, recorded) or Path(data_path).exists():
+        return None
+    return f"{data_path}: the run's training data is gone (moved or deleted); {fix}"
+
+
 def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[tuple[int, int]] = None,
                 tile: Optional[bool] = None, device: str = "cpu",
                 progress: Optional[Callable[[int, int], None]] = None) -> Loaded:
@@ -57,8 +66,8 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
         data_path = source.get("path")
         if not data_path:
             raise ValueError(f"{p}: no data given and {runs.no_data_why(p)}")
-        if not Path(data_path).exists():
-            raise ValueError(f"{data_path}: the run's training data is gone (moved or deleted); give the data path")
+        if gone := training_data_gone(data_path, data_path, "give the data path"):
+            raise ValueError(gone)
     trained = tuple(int(v) for v in (det.input_shape or runs.train_shape(run) or ()))
     c = trained[0] if trained else det.model.config.in_channels  # only a reference AE folder stores no size
     if size is not None:

@@ -152,6 +152,18 @@ def regions_caption(insp, i: int) -> str:
             f"scores: {frame}. Peak: the region's highest map value, in {unit}.")
 
 
+def empty_regions_line(insp, i: int, regions: Sequence[Region], pixel_threshold: float,
+                       min_pixels: int) -> Optional[str]:
+    """Why the regions table is empty although image `i` has pixels above `pixel_threshold` (map units): they
+    form no region of `min_pixels` or more (QA sweep 12: an empty table beside cyan specks said nothing).
+    None when the table has rows, or no pixel is above."""
+    above = int((insp.maps[i] > pixel_threshold).sum())
+    if regions or not above:
+        return None
+    return (f"ℹ️ {above} pixel{'s' if above != 1 else ''} above the pixel threshold, in no region of {min_pixels} "
+            "pixels or more: lower Min pixels to list them.")
+
+
 def region_rows(regions: Sequence[Region]) -> list[dict]:
     """The regions table: one row per region, `REGION_COLUMNS` (inclusive bounding box, area, peak)."""
     return [dict(zip(REGION_COLUMNS, (*r.bbox, r.area, r.peak))) for r in regions]

@@ -33,9 +33,12 @@ def checked_settings(settings: TrainSettings) -> TrainSettings:
     """Fail now, before a run folder is written, on what the thread would only find later: an unavailable
     device or a wrong pattern folder. The pattern folder is kept absolute, so a resume works from anywhere."""
     resolve_device(settings.device)
-    if not settings.patch_dir:
+    if not settings.patch_dir or not settings.noise_patches:  # unused without patches (`udd train` says so)
         return settings
-    load_patterns(settings.patch_dir)
+    try:
+        load_patterns(settings.patch_dir)
+    except ValueError as e:  # named as the field, so `udd train` says --patch-dir (QA sweep 12)
+        raise type(e)(f"patch_dir: {e}") from None  # a DataError stays one
     return settings.replace(patch_dir=str(Path(settings.patch_dir).resolve()))
 
 
@@ -160,6 +163,9 @@ class TrainJob:
         if images is None:
             if not data.get("path"):
                 raise ValueError(f"run {run_dir.name}: train.json names no data path; pass the images")
+            if not Path(data["path"]).exists():  # QA sweep 12: "/x: no such file or folder" said not what to do
+                raise ValueError(f"run {run_dir.name}: its training data {data['path']} is gone (moved or deleted); "
+                                 "give its new place with --data PATH")
             ds = load_dataset(data["path"], (c, h, w), split="train", tile=bool(data.get("tile", False)))
             images, _ = training_images(ds, settings.train_on)
         if data.get("count") not in (None, len(images)):

@@ -20,3 +20,13 @@ def is_caution(note: str) -> bool:
 def notice_line(note: str) -> str:
     """`note` as the command line prints it: "warning: ..." for a caution, "note: ..." otherwise."""
     return f"{'warning' if is_caution(note) else 'note'}: {note}"
+
+
+def as_sentence(note: str) -> str:
+    """`note` as a page shows it: a capital first letter and a closing full stop, so that a page's notices
+    read alike whoever wrote them (QA sweep 12: "ℹ️ these are ..." beside "ℹ️ Called defective ...")."""
+    text = note.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."

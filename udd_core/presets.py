@@ -181,6 +181,16 @@ def method_choice(method: Any, current: Optional[str]) -> dict[str, Any]:
     return out
 
 
+def resized_note(method: Any, before: tuple, changes: dict[str, Any]) -> Optional[str]:
+    """The line that says a method switch (`method_choice`'s `changes`) replaced the typed Height and Width
+    `before` (QA sweep 12: the memory bank set 256x256 over a typed 128 without a word); None when it did not."""
+    after = (changes.get("h", before[0]), changes.get("w", before[1]))
+    if None in before or after == tuple(before):
+        return None
+    return (f"ℹ️ Height and Width set to {after[0]}x{after[1]} for {method.method}, the size its defaults suit "
+            f"(they were {before[0]}x{before[1]}: type them again to keep those).")
+
+
 def paired_training_preset(model_preset: Optional[str], method: Any) -> Optional[str]:
     """The training preset the Train page brings for model preset `model_preset` (None or a name that is no
     preset: a config file) under `method` (a `methods.Detector` class), as `method_choice` and `preset_choice`

@@ -13,12 +13,13 @@
 from __future__ import annotations
 
 import math
+import shlex
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from .runs import (LAST_WEIGHTS, STATUS_FILE, TRAIN_FILE, read_history, read_json, read_status, run_train_on,
-                   status_message)
+from .runs import (LAST_WEIGHTS, STATUS_FILE, TRAIN_FILE, out_spec, read_history, read_json, read_status,
+                   run_train_on, status_message)
 
 STILL_FALLING = 0.05  # the share by which the validation loss fell over a run's last epochs that means "still learning"
 FALL_EPOCHS = 3  # how many of the last epochs that share is measured over
@@ -60,9 +61,10 @@ def still_learning_note(run_dir: Union[str, Path]) -> Optional[str]:
     if last > min(losses) or before <= 0 or (drop := (before - last) / before) < STILL_FALLING:
         return None
     epochs = "the last epoch" if k == 1 else f"the last {k} epochs"
+    total = more_epochs(_epoch_of(history[-1], len(history)))
     return (f"run {p.name} was still learning when its training ended: its validation loss fell {drop:.0%} over "
             f"{epochs}, so more epochs would likely lower it further (Resume on the Train page, or "
-            f"`udd train --out {p.name} --resume --epochs {more_epochs(_epoch_of(history[-1], len(history)))}`)")
+            f"`udd train --out {shlex.quote(out_spec(p))} --resume --epochs {total}`)")
 
 
 def more_epochs(done: int) -> int:

@@ -8,8 +8,12 @@ A run is one folder (by default under ``runs/``)::
     trainer.pt         optimizer/scheduler state (plain tensors and numbers, read with weights_only)
     train.json         every setting, the data source, input shape, library versions, created time
     history.jsonl      one JSON object per finished epoch, appended and fsync'ed line by line
-    status.json        running|finished|stopped|failed|interrupted, message, pid, host, heartbeat
+    status.json        running|finished|stopped|failed, message, pid, host, heartbeat (a run whose process
+                       died keeps "running" here; `read_status` reports it "interrupted")
     calibration.json   residual statistics of the normal validation images (for the Inspect page)
+    method.json        every method but the pixel autoencoder: the method, its options and fit, beside
+                       its own weights (bank.safetensors, svdd.safetensors, latent_bank.safetensors,
+                       feature_stats.safetensors); a memory bank has only these, train.json and status.json
 
 Every JSON file is replaced atomically (temp file, fsync, rename), so a killed process leaves
 either the old or the new file, never half of one.
@@ -103,6 +107,20 @@ def create_run_dir(path: Union[str, Path]) -> Path:
     except OSError as e:
         raise storage_error(path, e, "create") from None
     return path
+
+
+def runs_root() -> Path:
+    """The folder of named runs: the app lists it, and `udd` looks run names up in it: $UDD_RUNS_DIR, default runs/."""
+    return Path(os.environ.get("UDD_RUNS_DIR", DEFAULT_ROOT))
+
+
+def out_spec(run_dir: Union[str, Path]) -> str:
+    """How `udd train --out` names an existing run: its bare name when it lies in `runs_root()`, else its
+    absolute path (a name alone would be looked up in the runs folder and not found: QA sweep 12)."""
+    p = Path(run_dir)
+    if p.resolve() == (runs_root() / p.name).resolve():
+        return p.name
+    return str(p.resolve())
 
 
 def new_run(root: Union[str, Path], name: str) -> Path:

@@ -74,10 +74,16 @@ def list_sources(app_root: Union[str, Path]) -> list[DataSource]:
     return _sources_in(root / "sample_data", "sample_data") + _sources_in(shared_data_dir(root), "shared/data")
 
 
-def estimate_text(n: int, nbytes: int, input_shape: tuple[int, int, int]) -> str:
-    """'60 images, 0.98 MB in memory at 1x128x128'."""
+def estimate_text(n: int, nbytes: int, input_shape: tuple[int, int, int], photos: Optional[int] = None) -> str:
+    """'60 images, 0.98 MB in memory at 1x128x128'; with the `photos` that `n` tiles are cut from, '40 images
+    → 1138 tiles, ...' (QA sweep 12: the tiles were counted as images)."""
     c, h, w = input_shape
-    return f"{n} image{'s' if n != 1 else ''}, {nbytes / 2**20:.3g} MB in memory at {c}x{h}x{w}"
+    what = _count(n, "image") if photos is None else f"{_count(photos, 'image')} → {_count(n, 'tile')}"
+    return f"{what}, {nbytes / 2**20:.3g} MB in memory at {c}x{h}x{w}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def available_bytes() -> int:
@@ -98,9 +104,10 @@ def available_bytes() -> int:
 
 
 def gib(nbytes: float) -> str:
-    """Bytes as GiB for a person: 3 significant digits, whole numbers from 1,000 (not "2.08e+03")."""
+    """Bytes as GiB for a person: 3 significant digits, trailing zeros kept ("22.0", which read "22" beside
+    "22.3" a moment later: QA sweep 12), whole numbers from 100, with commas from 1,000 (not "2.08e+03")."""
     v = nbytes / 2**30
-    return f"{v:,.0f}" if v >= 1000 else f"{v:.3g}"
+    return f"{v:,.0f}" if v >= 100 else f"{v:#.3g}".removesuffix(".")  # 99.97: "100.", the alternate form's point
 
 
 def step_images(n: int, batch_size: int) -> int:
@@ -142,7 +149,8 @@ def describe(path: Union[str, Path], input_shape: tuple[int, int, int], tile: bo
     features = f", + {n * feature_bytes_per_image / 2**20:.3g} MB of backbone features" if feature_bytes_per_image else ""
     k = step_images(n, batch_size)
     step = f", + {k * step_per_image / 2**20:.3g} MB for a training step on {k}" if step_per_image else ""
-    return f"{KIND_TEXT[kind]}: {estimate_text(n, nbytes, input_shape)}{features}{step}"
+    photos = estimate_cache_bytes(path, input_shape, split="train")[0] if tile else None  # no header read
+    return f"{KIND_TEXT[kind]}: {estimate_text(n, nbytes, input_shape, photos)}{features}{step}"
 
 
 def _slug(text: str) -> str:

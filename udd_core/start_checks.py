@@ -69,10 +69,13 @@ def model_choice(method: str, options_text: str, config: Any = None, size: Optio
     return ModelChoice(config, shape, options, per_image, None, method)
 
 
+FORM_LABELS = {"train_on": "Train on", "patch_dir": "Noise pattern folder"}  # engine field -> the page's label
+
+
 def form_message(error: Union[Exception, str]) -> str:
     """An engine error as the Train page labels its field: "train_on: ..." reads "Train on: ..."."""
-    msg = str(error)
-    return "Train on: " + msg.removeprefix("train_on: ") if msg.startswith("train_on: ") else msg
+    field, sep, rest = str(error).partition(": ")
+    return f"{FORM_LABELS[field]}: {rest}" if sep and field in FORM_LABELS else str(error)
 
 
 def start_refusal(root: Union[str, Path], run_name: str, data_path: Optional[str], config: Any, loss: str,

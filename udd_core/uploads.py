@@ -169,6 +169,8 @@ def save_uploads(
 
     def claim(path: Path, source: str) -> None:
         # Two uploads of one name (two zips of good/000.png, a.png twice) would keep only the last, silently.
+        if path in origin and origin[path] == source:  # QA sweep 12: "empty.npz comes twice (empty.npz and empty.npz)"
+            raise DataError(f"upload: {source} was added twice (two files of that name); remove or rename one")
         if path in origin:
             raise DataError(f"upload: {path.relative_to(dest).as_posix()} comes twice ({origin[path]} and "
                             f"{source}); rename one, or every file of that name but the last would be lost")

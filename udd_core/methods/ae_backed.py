@@ -188,6 +188,12 @@ class AEBackedDetector(AutoencoderDetector):
         Detector.write_spec(self, run_dir)  # and method.json, which the pixel autoencoder does not write
 
     @classmethod
+    def saved_spec(cls, run_dir: Union[str, Path]) -> dict[str, Any]:
+        # Its method.json, as every method but the pixel autoencoder (whose spec this class would inherit): that
+        # one left out the heatmap's words, and Inspect said "the heatmap is its anomaly map" (QA sweep 12).
+        return Detector.saved_spec.__func__(cls, run_dir)
+
+    @classmethod
     def is_saved(cls, run_dir: Union[str, Path]) -> bool:
         p = Path(run_dir)
         return all((p / f).is_file() for f in (METHOD_FILE, WEIGHTS_FILE, CONFIG_FILE, cls.weight_file))

@@ -50,7 +50,7 @@ class AutoencoderDetector(Detector):
     generates = True
     resumable = True
     uses_config = True
-    summary = "the pixel autoencoder of the config"
+    summary = "pixel AE of the config"
 
     def __init__(self, model: AutoEncoder, scoring: Optional[dict] = None):
         self.model = model

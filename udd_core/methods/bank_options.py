@@ -9,6 +9,7 @@ import math
 from typing import Optional
 
 from .. import backbone as bb
+from ..feature_input import BACKBONE_ALIASES
 from ..scoring import WIDE_SIDE, check_post_processing, wide_image_score
 
 NAME = "memory-bank"
@@ -52,6 +53,7 @@ def check_options(options: Optional[dict], input_shape: Optional[tuple[int, int,
         if key not in DEFAULTS:
             raise ValueError(f"{key}: not a {NAME} option (options: {', '.join(DEFAULTS)})")
         opts[key] = value
+    opts["backbone"] = BACKBONE_ALIASES.get(opts["backbone"], opts["backbone"])  # as a config's input.backbone
     if opts["backbone"] not in bb.BACKBONES:
         raise ValueError(f"backbone: must be one of {', '.join(bb.BACKBONES)}, got {opts['backbone']!r}")
     opts["layers"] = list(bb.check_layers(opts["layers"]))

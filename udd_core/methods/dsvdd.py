@@ -71,6 +71,23 @@ def init_center(codes: torch.Tensor, eps: float) -> torch.Tensor:
     return c.float()
 
 
+DEAD_CODE = 1e-6  # a pretrained code no larger than this everywhere carries nothing of its image
+
+
+def check_codes_alive(codes: torch.Tensor, weight_decay: float) -> None:
+    """Refuse pretrained codes (N, D) that are all about zero. The bias-free encoder can collapse there in
+    pretraining: the decoder's biases alone draw the mean image, and weight decay shrinks the encoder's
+    unused weights away (QA sweep 12: the wafer preset's 1e-3 on wafer-26 gave codes of 1e-16, and every
+    map then scored 1.28, image AUROC 0.5). The one-class phase cannot leave that point: zero codes get no
+    gradient through LeakyReLU's zero input, so every image would score the same."""
+    largest = float(codes.abs().max()) if codes.numel() else 0.0
+    if largest <= DEAD_CODE:
+        cause = (f"weight decay {weight_decay:g} shrank its bias-free weights away; train again with a weight "
+                 "decay of 0 (the reference preset's)" if weight_decay > 0 else "its weights carry no signal")
+        raise ValueError(f"dsvdd: the pretrained encoder maps every image to zero (largest |code| {largest:.1g}), so "
+                         f"every image would score the same: {cause}")
+
+
 class SVDDScore(nn.Module):
     """x (B, C, H, W) -> (B,) squared distance of the flattened code phi(x) to the centre c."""
 
@@ -142,11 +159,12 @@ class DeepSVDDDetector(AEBackedDetector):
             raise ValueError("dsvdd: the detector is not fitted (no centre yet)")
         return self.svdd.eval()
 
-    def _start_svdd(self, images: np.ndarray, device: torch.device, bs: int) -> SVDDScore:
+    def _start_svdd(self, images: np.ndarray, device: torch.device, bs: int, weight_decay: float) -> SVDDScore:
         enc = bias_free_copy(self.model.encoder).to(device)
         for p in enc.parameters():
             p.requires_grad_(True)
         codes = batched(enc, images, device, bs).flatten(1)  # (N, D) pretrained codes
+        check_codes_alive(codes, weight_decay)
         return SVDDScore(enc, init_center(codes, self.options["eps"]).to(device))
 
     def fit(self, train_images: np.ndarray, val_images: Optional[np.ndarray], settings: Any,
@@ -165,7 +183,8 @@ class DeepSVDDDetector(AEBackedDetector):
             if continue_svdd:
                 self._restore_svdd(run_dir, dev)
             else:
-                self.svdd, self.epochs_done = self._start_svdd(train_images, dev, 2 * settings.batch_size), 0
+                self.svdd = self._start_svdd(train_images, dev, 2 * settings.batch_size, settings.weight_decay)
+                self.epochs_done = 0
             if status == "finished":
                 status = self._train_svdd(train_images, val_images, settings, run_dir, stop_event, board, dev)
             else:  # stopped while pretraining: still leave a loadable detector (c from the AE so far)

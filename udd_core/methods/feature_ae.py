@@ -62,7 +62,7 @@ class FeatureAEDetector(Detector):
 
     method = "feature-ae"
     residuals = RESIDUALS
-    summary = "an autoencoder on pretrained features"
+    summary = "AE on pretrained features"
     option_example = '{"smooth_sigma": 8, "latent_power": 2}'
     probe_label = "residual heatmap"  # features cannot be shown as pictures
     paints_noise = False  # patches would have to go through the backbone, which the feature cache skips

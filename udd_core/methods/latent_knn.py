@@ -71,7 +71,7 @@ class LatentKnnDetector(AEBackedDetector):
     """Pretrained AE; the image score is the mean distance of its code to the k nearest training codes."""
 
     method = "latent-knn"
-    summary = "distance to the training latent codes"
+    summary = "kNN on the AE's latent codes"
     option_example = '{"k": 1}'
     weight_file = BANK_FILE
     defaults = {"k": 1}  # digits classes 0-4 (bench/bench_dsvdd.py): mean AUROC 0.996 with k=1, 0.994 with k=5

@@ -55,7 +55,7 @@ class MemoryBankDetector(Detector):
     method = NAME
     residuals = ("knn",)
     trains_epochs = False
-    summary = "pretrained features, no training"
+    summary = "pretrained, no training"
     option_example = '{"coreset": 0.1, "k": 1}'
     preferred_side = 256  # its defaults were chosen on 256x256 photos (below 192 px it falls back to s8 + s16)
 
