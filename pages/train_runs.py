@@ -14,6 +14,7 @@ import streamlit as st
 
 from pages.run_focus import KEEP, focused_run, heal_pick, set_focus, show_notice, warn_stale_link
 from udd_core import runs
+from udd_core import run_status
 from udd_core.display import markdown_literal, probe_pairs
 from udd_core.methods import epoch_loops, fitted_in_one_pass
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, run_rows
@@ -40,7 +41,7 @@ def show_status(mgr: JobManager, root: Path, name: str, polled: str, damage: str
     files cannot be read (`RunInfo.damaged`, judged when the runs were listed; None for a running run)."""
     run_dir, job = runs.run_path(root, name), mgr.get(name)
     alive = job is not None and job.is_alive()
-    disk = {} if alive else runs.read_status(run_dir)
+    disk = {} if alive else run_status.read_status(run_dir)
     if (polled == "job" and not alive) or (polled == "disk" and disk["status"] != "running"):
         st.rerun()  # the job just ended: a full rerun refreshes the runs table and stops the polling
     snap = job.snapshot() if job is not None else None
@@ -53,10 +54,10 @@ def show_status(mgr: JobManager, root: Path, name: str, polled: str, damage: str
     elif snap is not None and snap.status == "failed":
         st.error(f"Training failed: {snap.error}" + (f" (at {snap.error_where})" if snap.error_where else ""))
     elif damage:  # QA sweep 11: a green "finished" sat above the red "files are damaged"
-        st.warning(f"{runs.status_line(disk)}; its files have been damaged since (see below)")
+        st.warning(f"{run_status.status_line(disk)}; its files have been damaged since (see below)")
     else:
         show = {"finished": st.success, "failed": st.error, "running": st.info}.get(disk["status"], st.warning)
-        show(runs.status_line(disk))
+        show(run_status.status_line(disk))
     for note in ss.get("train_notices", {}).get(name, []) + list(snap.notices if snap else ()):
         show_notice(note)
 

@@ -11,6 +11,7 @@ from PIL import Image
 from test_generation import COLOURS, WAFER_CFG, fitted, fitted_model, make_run, write_wafers  # noqa: F401 - fitted is a fixture
 
 from udd_core import runs
+from udd_core import run_status
 from udd_core.cli import main
 from udd_core.model import build_model, save_model
 
@@ -214,9 +215,7 @@ def test_installed_script(run, tmp_path):
 
 def test_a_run_still_training_is_noted_first(run, tmp_path, capsys):
     """QA: `udd score` and `udd export` said that a run was unfinished; `udd generate` did not."""
-    from udd_core import runs
-
-    runs.write_status(run, "stopped", "stopped after 1 of 3 epochs")
+    run_status.write_status(run, "stopped", "stopped after 1 of 3 epochs")
     rc, _, err = udd(capsys, run, "--sigma", 0.5, "-n", 2, "--out", tmp_path / "g")
     assert rc == 0 and err.splitlines()[0].startswith(f"note: run {run.name} is stopped (after 1 of 3 epochs)")
 

@@ -7,7 +7,8 @@ import argparse
 
 import pytest
 
-from udd_core.cli import build_parser, joined_negative_numbers, main
+from udd_core.cli import joined_negative_numbers, main
+from udd_core.cli_parser import build_parser
 from udd_core.cli_numbers import NUMERIC_OPTIONS, NumberRange, check_numbers
 
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from udd_core import runs
+from udd_core import run_status
 from udd_core.cli import interrupts_held, main
 from udd_core.model import load_model
 
@@ -55,7 +56,7 @@ def test_train_end_to_end_then_resume(tmp_path, config_file, image_folder, capsy
         assert "still learning" not in err
     # without --data, resume reloads the data named in train.json; CONFIG is not needed (and refused: see below)
     assert main(["train", "--out", str(out), "--epochs", "4", "--resume"]) == 0
-    assert len(runs.read_history(out)) == 4 and runs.read_status(out)["status"] == "finished"
+    assert len(runs.read_history(out)) == 4 and run_status.read_status(out)["status"] == "finished"
 
 
 def test_a_bare_run_name_trains_into_the_runs_folder_and_a_folder_path_where_it_points(tmp_path, config_file,
@@ -284,7 +285,7 @@ def test_interrupt_stops_the_run_cleanly(tmp_path, config_file, image_folder, si
     last = runs.read_history(out)[-1]["epoch"]
     assert f"epoch {last}/100000 " in err, err
     assert waited < 10
-    assert runs.read_status(out)["status"] == "stopped"
+    assert run_status.read_status(out)["status"] == "stopped"
     assert load_model(out).input_shape == (1, 32, 32)
     assert load_model(out, weights_name="last.safetensors") is not None
 
@@ -330,7 +331,7 @@ def test_a_closed_output_pipe_stops_the_run_cleanly(tmp_path, config_file, image
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 141  # 128 + SIGPIPE, as a shell reports a process its pipe ended
-    assert runs.read_status(out)["status"] == "stopped"
+    assert run_status.read_status(out)["status"] == "stopped"
     assert load_model(out, weights_name="last.safetensors") is not None
 
 
@@ -432,7 +433,7 @@ def test_an_unwritable_out_is_refused_before_the_data_loads(tmp_path, config_fil
 
 
 def test_the_resume_help_says_finished_runs_continue_too():
-    from udd_core.cli import build_parser
+    from udd_core.cli_parser import build_parser
 
     train = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
                  if "--resume" in a.option_strings)

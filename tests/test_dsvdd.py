@@ -334,6 +334,7 @@ def test_a_job_stopped_in_the_svdd_phase_resumes_through_trainjob(tmp_path, tiny
 
 def test_a_new_total_on_resume_counts_the_deep_svdd_epochs_once_they_have_begun(tmp_path, tiny_config):
     from udd_core import runs
+    from udd_core import run_status
     from udd_core.jobs import TrainJob
     from udd_core.resume import ResumeOffer, resume_offer
     from udd_core.tensor_files import read_tensors
@@ -356,7 +357,7 @@ def test_a_new_total_on_resume_counts_the_deep_svdd_epochs_once_they_have_begun(
     assert len(history) == 5 and history[:3] == first  # the 3 epochs kept, 2 more trained on
     assert torch.equal(read_tensors(run / "svdd.safetensors")[0]["c"], centre)  # the same centre
     assert load_detector(run).epochs_done == 5 and load_detector(run).options["svdd_epochs"] == 5
-    assert runs.read_status(run)["message"] == "finished 2 pretraining and 5 Deep SVDD epochs"
+    assert run_status.read_status(run)["message"] == "finished 2 pretraining and 5 Deep SVDD epochs"
     train = runs.read_train(run)
     assert train["options"]["svdd_epochs"] == 5 and train["settings"]["epochs"] == 2
     assert train["resumed"][-1]["after_epoch"] == 3 and train["resumed"][-1]["phase"] == "Deep SVDD epoch"

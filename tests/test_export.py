@@ -20,6 +20,7 @@ from torch import nn
 from inspect_fixtures import make_mvtec, make_run, tiny_config
 from test_feature_ae import feature_config
 from udd_core import runs
+from udd_core import run_status
 from udd_core.cli import main
 from udd_core.data import load_dataset, to_tensor
 from udd_core.export import (DEFAULT_OPSET, TOLERANCE, ExportGraph, ParityError, default_scoring, export_run,
@@ -275,7 +276,7 @@ def test_cli_notes_a_run_that_did_not_finish(capsys, ae_run, tmp_path):
 
     run = tmp_path / "halfway"
     shutil.copytree(ae_run, run)
-    runs.write_status(run, "stopped", "stopped after 1 of 9 epochs")
+    run_status.write_status(run, "stopped", "stopped after 1 of 9 epochs")
     assert main(["export", str(run), "--onnx", str(tmp_path / "d.onnx")]) == 0
     err = capsys.readouterr().err
     assert err.startswith("note: run halfway is stopped (after 1 of 9 epochs): this is the model saved so far")

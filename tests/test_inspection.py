@@ -13,6 +13,7 @@ from PIL import Image
 
 from inspect_fixtures import DEFECT, METRIC_KEYS, SIZE, make_mvtec, make_run, texture, tiny_config
 from udd_core import runs
+from udd_core import run_status
 from udd_core.data import load_dataset, to_tensor
 from udd_core.display import score_text
 from udd_core.inspection import inspect_run
@@ -65,7 +66,7 @@ def test_a_stopped_run_says_so_first(run, mvtec, tmp_path):
 
     stopped = tmp_path / "stopped"
     shutil.copytree(run, stopped)
-    runs.write_status(stopped, "stopped", "stopped after 1 of 9 epochs")
+    run_status.write_status(stopped, "stopped", "stopped after 1 of 9 epochs")
     notes = inspect_run(stopped, mvtec).notices
     assert notes[0] == "run stopped is stopped (after 1 of 9 epochs): this is the model saved so far, not a finished one"
     assert not any("model saved so far" in n for n in inspect_run(run, mvtec).notices)  # finished: no note

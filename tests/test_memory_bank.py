@@ -284,7 +284,7 @@ def test_a_bad_spread_k_is_named():
 
 def test_udd_train_help_states_the_memory_banks_defaults():
     """The help text spells the defaults out (no torch at --help time): a test keeps it from drifting."""
-    from udd_core.cli import build_parser
+    from udd_core.cli_parser import build_parser
     from udd_core.methods.bank_options import CONTEXT_MIN_SIDE, SMALL_IMAGE_DEFAULTS
 
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]

@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from archives import zip_bytes
 from udd_core import runs
+from udd_core import run_status
 from udd_core.tensor_files import write_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,14 +174,15 @@ def test_stop_resume_and_a_fast_rerun_while_training(tiny_config, data, runs_dir
     at.button(key="train_stop").click().run()
     # The job's own status and status.json agree a moment apart: wait for both (the page polls again).
     wait_for(at, lambda a: table(a).loc[name, "status"] == "stopped" and any("stopped" in w.value for w in a.warning))
-    assert runs.read_status(runs_dir / name)["status"] == "stopped"
+    assert run_status.read_status(runs_dir / name)["status"] == "stopped"
     done = int(table(at).loc[name, "epochs"])
 
     if done >= 1:  # a total already reached is refused in one line, the run left as it was
         at.number_input(key=f"train_resume_to_{name}").set_value(done)
         at.button(key="train_resume").click().run()
         assert f"Resume: enter a total above the {done} epochs done." in errors(at) and not alive(at)
-        assert runs.read_status(runs_dir / name)["status"] == "stopped" and len(runs.read_history(runs_dir / name)) == done
+        assert run_status.read_status(runs_dir / name)["status"] == "stopped"
+        assert len(runs.read_history(runs_dir / name)) == done
     at.number_input(key=f"train_resume_to_{name}").set_value(done + 1)
     at.button(key="train_resume").click().run()
     assert not at.exception and not at.error
@@ -244,7 +246,7 @@ def test_runs_table_shows_every_status_and_old_runs_show_their_curves(tiny_confi
                                                      "created": f"2024-01-0{len(name)}T00:00:00"})
         for e in (1, 2, 3):
             runs.append_history(d, {"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.5 / e})
-        runs.write_status(d, status, f"{status} here")
+        run_status.write_status(d, status, f"{status} here")
         write_tensors(d / runs.LAST_WEIGHTS, {"w": torch.zeros(1)})  # a save to resume from (a whole file:
         # the page checks its header, not its weights)
     d = runs.new_run(runs_dir, "d-dead")  # "running", but its process is gone
@@ -425,9 +427,9 @@ def test_app_navigation_lists_train_after_design():
 
 def wait_finished(run_dir: Path, timeout: float = 60) -> None:
     end = time.monotonic() + timeout
-    while runs.read_status(run_dir)["status"] != "finished" and time.monotonic() < end:
+    while run_status.read_status(run_dir)["status"] != "finished" and time.monotonic() < end:
         time.sleep(0.2)
-    assert runs.read_status(run_dir)["status"] == "finished"
+    assert run_status.read_status(run_dir)["status"] == "finished"
 
 
 def test_method_choice_fits_a_run_without_a_config(tiny_config, data, runs_dir, monkeypatch):
@@ -544,9 +546,9 @@ def test_the_runs_table_follows_a_run_that_another_process_trains(tmp_path):
     from udd_core.jobs import JobManager
 
     run = runs.new_run(tmp_path, "cli-run")
-    runs.write_status(run, "finished", "finished 3 epochs")
+    run_status.write_status(run, "finished", "finished 3 epochs")
     assert not table_polls(JobManager(), runs.list_runs(tmp_path))  # nothing trains: no polling
-    runs.write_status(run, "running", "epoch 2/40 done")  # a live udd train elsewhere (this pid: alive)
+    run_status.write_status(run, "running", "epoch 2/40 done")  # a live udd train elsewhere (this pid: alive)
     assert table_polls(JobManager(), runs.list_runs(tmp_path))
 
 

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from udd_core import runs
+from udd_core import run_status
 from test_generation import WAFER_CFG, fitted, make_run, write_wafers  # noqa: F401 - fitted is a fixture
 from test_page_generate import grid as image_rows
 from test_page_inspect import warnings
@@ -84,10 +85,12 @@ def test_train_page_trains_on_the_chosen_classes(tmp_path, monkeypatch):
     at.button(key="train_resume").click().run()
     assert not at.exception and not at.error, errors(at)
     for _ in range(300):
-        if len(runs.read_history(runs_dir / "gen")) == 2 and runs.read_status(runs_dir / "gen")["status"] == "finished":
+        if (len(runs.read_history(runs_dir / "gen")) == 2
+                and run_status.read_status(runs_dir / "gen")["status"] == "finished"):
             break
         threading.Event().wait(0.2)
-    assert runs.read_status(runs_dir / "gen")["status"] == "finished" and len(runs.read_history(runs_dir / "gen")) == 2
+    assert run_status.read_status(runs_dir / "gen")["status"] == "finished"
+    assert len(runs.read_history(runs_dir / "gen")) == 2
 
 
 @pytest.fixture

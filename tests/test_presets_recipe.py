@@ -96,7 +96,7 @@ def test_bench_reference_scales_keep_patches_and_jitter_inside_the_image(size):
 
 
 def test_cli_offers_every_training_preset():
-    from udd_core.cli import TRAIN_PRESETS
+    from udd_core.cli_parser import TRAIN_PRESETS
     from udd_core.settings import training_presets
 
     assert set(TRAIN_PRESETS) == set(training_presets())

@@ -10,6 +10,7 @@ from PIL import Image
 
 from inspect_fixtures import make_mvtec, make_run
 from udd_core import runs
+from udd_core import run_status
 from udd_core.inspection import inspect_run
 from udd_core.report import build_report, loss_curve_svg
 from udd_core.render import scale_bar_rgb
@@ -101,7 +102,7 @@ def test_report_without_threshold_or_history(insp, tmp_path):
 def test_report_says_a_run_was_stopped(insp, tmp_path):
     run = tmp_path / "r"
     run.mkdir()
-    runs.write_status(run, "stopped", "stopped after 21 of 300 epochs")
+    run_status.write_status(run, "stopped", "stopped after 21 of 300 epochs")
     setup = dict(re.findall(r"<tr><th>([^<]+)</th><td>([^<]*)</td></tr>", build_report(insp, run_dir=run)))
     assert setup["run status"] == "stopped: after 21 of 300 epochs"
 

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from udd_core import runs
+from udd_core import run_status
 from udd_core.methods import METHOD_FILE
 from udd_core.run_notes import still_learning_note, unfinished_note
 
@@ -11,12 +12,12 @@ from udd_core.run_notes import still_learning_note, unfinished_note
 def test_unfinished_note_names_a_run_that_did_not_finish(tmp_path):
     run = runs.new_run(tmp_path, "r")
     assert unfinished_note(run) is None  # no status.json: a model folder of the reference package
-    runs.write_status(run, "finished", "finished 5 epochs")
+    run_status.write_status(run, "finished", "finished 5 epochs")
     assert unfinished_note(run) is None
-    runs.write_status(run, "stopped", "stopped after 2 of 5 epochs")
+    run_status.write_status(run, "stopped", "stopped after 2 of 5 epochs")
     assert unfinished_note(run) == "run r is stopped (after 2 of 5 epochs): this is the model saved so far, " \
                                         "not a finished one"
-    runs.write_status(run, "failed", "")
+    run_status.write_status(run, "failed", "")
     assert unfinished_note(run).startswith("run r is failed: ")
     (run / runs.LAST_WEIGHTS).write_bytes(b"")  # weights saved inside epoch 1, no epoch in the history
     assert unfinished_note(run) == "run r is failed: no epoch has finished, so its weights are barely trained"
@@ -26,7 +27,7 @@ def test_unfinished_note_names_a_run_that_did_not_finish(tmp_path):
 
 def _finished_with_losses(root, name, losses):
     run = runs.new_run(root, name)
-    runs.write_status(run, "finished", f"finished {len(losses)} epochs")
+    run_status.write_status(run, "finished", f"finished {len(losses)} epochs")
     for i, v in enumerate(losses, 1):
         runs.append_history(run, {"epoch": i, "train_loss": v, "val_loss": v})
     return run
@@ -43,7 +44,7 @@ def test_still_learning_note_names_a_run_whose_loss_was_still_falling(tmp_path, 
     assert "fell 20% over the last epoch," in still_learning_note(two)
     monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "elsewhere"))  # QA sweep 12: `--out r` was not found
     assert still_learning_note(run).endswith(f"`udd train --out {run.resolve()} --resume --epochs 12`)")
-    runs.write_status(run, "stopped", "stopped after 6 of 9 epochs")  # unfinished_note speaks for it
+    run_status.write_status(run, "stopped", "stopped after 6 of 9 epochs")  # unfinished_note speaks for it
     assert still_learning_note(run) is None
 
 
@@ -161,15 +162,15 @@ def test_next_step_of_a_finished_or_stopped_run(tmp_path):
     from udd_core.tensor_files import write_tensors
 
     run = runs.new_run(tmp_path, "r")
-    runs.write_status(run, "stopped", "stopped in epoch 1")
+    run_status.write_status(run, "stopped", "stopped in epoch 1")
     assert next_step(run) is None  # nothing saved: no page to go to
     write_tensors(run / "bank.safetensors", {"bank": torch.zeros(50, 8)})
     (run / METHOD_FILE).write_text(json.dumps({"method": "memory-bank"}))
-    runs.write_status(run, "stopped", "bank of 50 patches (stopped early)")
+    run_status.write_status(run, "stopped", "bank of 50 patches (stopped early)")
     page, text = next_step(run)
     assert page == "Inspect" and "saved before the run stopped scores" in text
     assert text.endswith("a complete memory-bank needs a new run.")
-    runs.write_status(run, "finished", "done")
+    run_status.write_status(run, "finished", "done")
     assert next_step(run)[1].startswith("Done: open the **Inspect** page")
-    runs.write_status(run, "failed", "boom")
+    run_status.write_status(run, "failed", "boom")
     assert next_step(run) is None

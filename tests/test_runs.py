@@ -9,6 +9,7 @@ import time
 import pytest
 
 from udd_core import runs
+from udd_core import run_status
 
 
 # --- names -----------------------------------------------------------------------------------
@@ -110,44 +111,44 @@ def _dead_pid() -> int:
 
 
 def test_live_running_status_stays_running(tmp_path):
-    runs.write_status(tmp_path, "running", "epoch 1/2")
-    st = runs.read_status(tmp_path)
+    run_status.write_status(tmp_path, "running", "epoch 1/2")
+    st = run_status.read_status(tmp_path)
     assert st["status"] == "running" and st["pid"] == os.getpid() and st["message"] == "epoch 1/2"
 
 
 def test_running_with_dead_pid_is_interrupted(tmp_path):
-    runs.write_status(tmp_path, "running")
+    run_status.write_status(tmp_path, "running")
     d = json.loads((tmp_path / runs.STATUS_FILE).read_text())
     d["pid"] = _dead_pid()
     (tmp_path / runs.STATUS_FILE).write_text(json.dumps(d))
-    assert runs.read_status(tmp_path)["status"] == "interrupted"
+    assert run_status.read_status(tmp_path)["status"] == "interrupted"
 
 
 def test_running_with_stale_heartbeat_is_interrupted(tmp_path):
-    runs.write_status(tmp_path, "running")
-    later = time.time() + runs.HEARTBEAT_STALE_S + 5
-    st = runs.read_status(tmp_path, now=later)
+    run_status.write_status(tmp_path, "running")
+    later = time.time() + run_status.HEARTBEAT_STALE_S + 5
+    st = run_status.read_status(tmp_path, now=later)
     assert st["status"] == "interrupted" and "heartbeat" in st["message"]
-    assert runs.read_status(tmp_path, now=time.time() + 5)["status"] == "running"
+    assert run_status.read_status(tmp_path, now=time.time() + 5)["status"] == "running"
 
 
 def test_other_host_is_judged_by_heartbeat_only(tmp_path):
-    runs.write_status(tmp_path, "running")
+    run_status.write_status(tmp_path, "running")
     d = json.loads((tmp_path / runs.STATUS_FILE).read_text())
     d.update(pid=_dead_pid(), host=socket.gethostname() + "-elsewhere")
     (tmp_path / runs.STATUS_FILE).write_text(json.dumps(d))
-    assert runs.read_status(tmp_path)["status"] == "running"
+    assert run_status.read_status(tmp_path)["status"] == "running"
 
 
 def test_finished_status_is_not_second_guessed_and_bad_status_refused(tmp_path):
-    runs.write_status(tmp_path, "finished", "done")
+    run_status.write_status(tmp_path, "finished", "done")
     d = json.loads((tmp_path / runs.STATUS_FILE).read_text())
     d["pid"] = _dead_pid()
     (tmp_path / runs.STATUS_FILE).write_text(json.dumps(d))
-    assert runs.read_status(tmp_path)["status"] == "finished"
+    assert run_status.read_status(tmp_path)["status"] == "finished"
     with pytest.raises(ValueError, match="status"):
-        runs.write_status(tmp_path, "exploded")
-    assert runs.read_status(tmp_path / "none")["status"] == "interrupted"
+        run_status.write_status(tmp_path, "exploded")
+    assert run_status.read_status(tmp_path / "none")["status"] == "interrupted"
 
 
 # --- listing ---------------------------------------------------------------------------------
@@ -157,11 +158,11 @@ def test_list_runs_summarises_each_run(tmp_path):
     runs.write_json_atomic(a / runs.TRAIN_FILE, {"created": "2024-01-01T00:00:00+0000"})
     runs.append_history(a, {"epoch": 1, "train_loss": 0.3, "val_loss": 0.4})
     runs.append_history(a, {"epoch": 2, "train_loss": 0.2, "val_loss": 0.25})
-    runs.write_status(a, "finished", "ok")
+    run_status.write_status(a, "finished", "ok")
     b = runs.new_run(tmp_path, "b")
     runs.write_json_atomic(b / runs.TRAIN_FILE, {"created": "2025-01-01T00:00:00+0000"})
     runs.append_history(b, {"epoch": 1, "train_loss": 0.9, "val_loss": None})
-    runs.write_status(b, "running")
+    run_status.write_status(b, "running")
     d = json.loads((b / runs.STATUS_FILE).read_text())
     d["pid"] = _dead_pid()
     (b / runs.STATUS_FILE).write_text(json.dumps(d))
@@ -200,7 +201,8 @@ def test_train_json_fields_are_read_in_one_place():
 
 
 def test_status_line_and_run_source(tmp_path):
-    from udd_core.runs import run_source, status_line
+    from udd_core.run_status import status_line
+    from udd_core.runs import run_source
 
     assert status_line({"status": "stopped", "message": "stopped after 21 of 300 epochs"}) == \
         "**stopped** · after 21 of 300 epochs"  # the status word said once

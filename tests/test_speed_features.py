@@ -7,7 +7,8 @@ from torch import nn
 
 from udd_core import precision, runs
 from udd_core import train as train_mod
-from udd_core.cli import build_parser, main
+from udd_core.cli import main
+from udd_core.cli_parser import build_parser
 from udd_core.cli_train import _settings_from_args
 from udd_core.data import to_tensor
 from udd_core.model import load_model

@@ -12,6 +12,7 @@ import torch
 from safetensors import safe_open
 
 from udd_core import runs
+from udd_core import run_status
 from udd_core import train as train_mod
 from udd_core.config import parse_config
 from udd_core.losses import LOSSES, SOFTMAX_LOSSES, make_loss
@@ -185,7 +186,7 @@ def test_train_writes_every_run_file_and_learns(tmp_path, tiny_config):
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert all(h["images_per_s"] > 0 and h["seconds"] >= 0 and h["lr"] == 1e-3 for h in hist)
-    assert runs.read_status(run)["status"] == "finished"
+    assert run_status.read_status(run)["status"] == "finished"
     loaded = load_model(run)
     assert loaded.input_shape == SHAPE
 
@@ -290,7 +291,7 @@ def test_images_that_do_not_fit_the_model_are_refused(tmp_path, tiny_config):
         train(model, rgb, None, fast(), runs.new_run(tmp_path, "r"))
     with pytest.raises(ValueError, match="uint8"):
         train(model, make_images(4).astype(np.float32), None, fast(), runs.new_run(tmp_path, "s"))
-    assert runs.read_status(tmp_path / "s")["status"] == "failed"
+    assert run_status.read_status(tmp_path / "s")["status"] == "failed"
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path, tiny_config, monkeypatch):
@@ -311,7 +312,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, tiny_config, monkeypatch)
     p = job.snapshot()
     assert p.status == "failed"
     assert p.error == "loss became nan at epoch 1 step 3; lower the learning rate"
-    st = runs.read_status(run)
+    st = run_status.read_status(run)
     assert st["status"] == "failed" and "nan" in st["message"]
 
 
@@ -363,7 +364,7 @@ def test_storage_failure_mid_run_fails_the_job_cleanly(tmp_path, tiny_config, mo
     assert job.join(30)
     p = job.snapshot()
     assert p.status == "failed" and "No space left on device" in p.error and "history.jsonl" in p.error
-    assert runs.read_status(job.run_dir)["status"] == "failed"
+    assert run_status.read_status(job.run_dir)["status"] == "failed"
 
 
 def test_job_progress_stop_and_resume(tmp_path, tiny_config):
@@ -376,7 +377,7 @@ def test_job_progress_stop_and_resume(tmp_path, tiny_config):
     assert p.step_loss and p.images_per_s > 0 and p.eta_s > 0 and p.lr == 1e-3
     assert p.probe_input.shape == (2, 32, 32, 1) and p.probe_recon.shape == (2, 32, 32, 1)
     assert p.probe_recon.dtype == np.uint8 and not p.probe_recon.flags.writeable
-    assert runs.read_status(job.run_dir)["status"] == "running"
+    assert run_status.read_status(job.run_dir)["status"] == "running"
     t0 = time.monotonic()
     job.stop()
     assert job.join(10)
@@ -384,7 +385,7 @@ def test_job_progress_stop_and_resume(tmp_path, tiny_config):
     p = job.snapshot()
     done = len(runs.read_history(job.run_dir))
     assert p.status == "stopped" and done >= 2 and f"after {done} of" in p.message
-    assert runs.read_status(job.run_dir)["status"] == "stopped"
+    assert run_status.read_status(job.run_dir)["status"] == "stopped"
     assert load_model(job.run_dir).input_shape == SHAPE
 
     again = TrainJob.resume(job.run_dir, make_images(12), epochs=done + 2)
@@ -405,13 +406,13 @@ def test_a_started_run_is_running_before_its_first_epoch_and_a_run_never_saved_o
     """QA: a run read "stopped, created; not started yet" while it computed its features, and one whose process
     died then offered a Resume that could only fail (no last.safetensors)."""
     job = _job(tmp_path, tiny_config, epochs=1)
-    assert runs.read_status(job.run_dir)["status"] == "stopped"
+    assert run_status.read_status(job.run_dir)["status"] == "stopped"
     info = next(r for r in runs.list_runs(tmp_path) if r.name == "r")
     assert resume_offer(info, "stopped") is None  # nothing saved yet: nothing to resume
     seen, real = {}, job.detector.fit
 
     def fit(*args, **kw):
-        seen.update(runs.read_status(job.run_dir))  # what another page sees as the fit begins
+        seen.update(run_status.read_status(job.run_dir))  # what another page sees as the fit begins
         return real(*args, **kw)
 
     job.detector.fit = fit
@@ -441,12 +442,12 @@ def test_resume_refusals(tmp_path, tiny_config):
         TrainJob.resume(job.run_dir, make_images(10), epochs=3)
     with pytest.raises(ValueError, match="not the images it was trained on"):  # same count, other content
         TrainJob.resume(job.run_dir, make_images(12, seed=1), epochs=3)
-    runs.write_status(job.run_dir, "running")  # as if another live process trained it
+    run_status.write_status(job.run_dir, "running")  # as if another live process trained it
     with pytest.raises(ValueError, match="still being trained"):
         TrainJob.resume(job.run_dir, make_images(12), epochs=3)
     with pytest.raises(ValueError, match="not a run"):
         TrainJob.resume(tmp_path / "nothing")
-    runs.write_status(job.run_dir, "stopped", "stopped")
+    run_status.write_status(job.run_dir, "stopped", "stopped")
     info = json.loads((job.run_dir / runs.TRAIN_FILE).read_text())
     runs.write_json_atomic(job.run_dir / runs.TRAIN_FILE, {**info, "input_shape": [1, 32]})  # damaged by hand
     with pytest.raises(ValueError, match="not a run folder"):  # one line, not an unpacking error
@@ -457,7 +458,7 @@ def test_resume_refuses_an_epoch_total_already_reached_even_when_stopped(tmp_pat
     """--epochs is the new total: one at or below the epochs done would train nothing yet rewrite the run."""
     job = _job(tmp_path, tiny_config, epochs=2).start()
     assert job.join(30)
-    runs.write_status(job.run_dir, "stopped", "stopped after 2 of 5 epochs")  # as if stopped early
+    run_status.write_status(job.run_dir, "stopped", "stopped after 2 of 5 epochs")  # as if stopped early
     before = {p.name: p.read_bytes() for p in job.run_dir.iterdir() if p.is_file()}
     for total in (1, 2):
         with pytest.raises(ValueError, match="already has 2 epochs; the epoch count is the new total"):
@@ -480,7 +481,7 @@ def test_exception_in_the_thread_is_captured_with_its_location(tmp_path, tiny_co
     assert p.status == "failed"
     assert p.error == "RuntimeError: boom in forward"
     assert p.error_where.startswith("test_train.py:") and p.error_where.endswith("in forward")
-    assert runs.read_status(run)["status"] == "failed"
+    assert run_status.read_status(run)["status"] == "failed"
 
 
 def test_many_start_stop_cycles_leave_no_thread(tmp_path, tiny_config):
@@ -633,6 +634,6 @@ while not runs.read_history(out):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0 and "terminate called" not in p.stderr, p.stderr
-    st = runs.read_status(tmp_path / "run")
+    st = run_status.read_status(tmp_path / "run")
     assert st["status"] == "stopped" and st["message"].startswith("stopped after "), st
     assert load_model(tmp_path / "run", weights_name="last.safetensors") is not None

@@ -98,7 +98,7 @@ def test_latent_statistics_come_from_what_the_run_learned():
 
 
 def test_cli_loss_choices_are_the_engine_losses():
-    from udd_core.cli import TRAIN_LOSSES
+    from udd_core.cli_parser import TRAIN_LOSSES
     from udd_core.losses import LOSSES
 
     assert TRAIN_LOSSES == LOSSES

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from udd_core import runs
+from udd_core import run_status
 from udd_core.data import to_tensor
 from udd_core.methods import METHOD_FILE, Detector, MapOutput
 
@@ -58,7 +59,7 @@ class ToyMeanDetector(Detector):
     def fit(self, train_images, val_images, settings, run_dir, *, stop_event=None, board=None, resume=False):
         self.mean = to_tensor(train_images).mean(dim=0)  # (C, H, W)
         self.save(run_dir)
-        runs.write_status(run_dir, "finished", "fitted", epoch=0, epochs=0)
+        run_status.write_status(run_dir, "finished", "fitted", epoch=0, epochs=0)
         if board is not None:
             board.update(status="finished", message="fitted")
         return "finished"

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import runs
+from . import run_status
 from .config import load_config
 from .data import load_dataset, resolved
 from .images import load_patterns
@@ -101,9 +102,9 @@ class TrainJob:
                          "digest": images_digest(images)},
                 "versions": {"udd": __version__, "torch": torch.__version__, "numpy": np.__version__,
                              "python": sys.version.split()[0]},
-                "created": runs.now_iso(), "resumed": []}
+                "created": run_status.now_iso(), "resumed": []}
         runs.write_json_atomic(run_dir / runs.TRAIN_FILE, info)
-        runs.write_status(run_dir, "stopped", "created; not started yet", epoch=0, epochs=settings.epochs)
+        run_status.write_status(run_dir, "stopped", "created; not started yet", epoch=0, epochs=settings.epochs)
         return cls(run_dir, detector, images[tr], images[va] if len(va) else None, settings, notices=tuple(notices))
 
     @classmethod
@@ -121,7 +122,7 @@ class TrainJob:
         shape = runs.train_shape(info)
         if "settings" not in info or shape is None:
             raise ValueError(f"{run_dir}: not a run folder (no readable {runs.TRAIN_FILE})")
-        st = runs.read_status(run_dir)
+        st = run_status.read_status(run_dir)
         if st["status"] == "running":
             raise ValueError(f"run {run_dir.name}: is still being trained (pid {st.get('pid')}); stop it first")
         method = info.get("method") or run_method(run_dir)
@@ -180,7 +181,7 @@ class TrainJob:
         settings = checked_settings(settings)  # everything is checked before train.json changes
         tr, va = split_indices(len(images), settings.val_split, settings.seed)
         info["settings"] = settings.to_dict()
-        info["resumed"] = list(info.get("resumed", [])) + [{"time": runs.now_iso(), "after_epoch": done}
+        info["resumed"] = list(info.get("resumed", [])) + [{"time": run_status.now_iso(), "after_epoch": done}
                                                            | ({"phase": unit} if phase.option else {})
                                                            | ({"data_moved_from": moved_from} if moved_from else {})]
         runs.write_json_atomic(run_dir / runs.TRAIN_FILE, info)
@@ -211,8 +212,8 @@ class TrainJob:
         # From now on the run is live: "running" with this process's id, so that other pages, Compare and a
         # later look at the folder see it so (and "interrupted" should the process die before its first epoch,
         # e.g. while a feature AE computes its features), not "stopped, created; not started yet".
-        was = runs.read_status(self.run_dir)
-        runs.write_status(self.run_dir, "running", "starting",
+        was = run_status.read_status(self.run_dir)
+        run_status.write_status(self.run_dir, "running", "starting",
                           **{k: was[k] for k in ("epoch", "epochs") if k in was})
         try:
             self.detector.fit(train_images, val_images, self.settings, self.run_dir,

@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 
 from . import runs
+from . import run_status
 from .config import config_text
 from .settings import applied_settings
 from .inspection_result import Inspection
@@ -259,8 +260,8 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     if options:
         setup.insert(1, ("method options", _fields(options)))
     if (run / runs.STATUS_FILE).is_file():  # a stopped run must not pass for a finished one
-        st = runs.read_status(run)
-        setup.append(("run status", f"{st['status']}: {runs.status_message(st)}".rstrip(": ")))
+        st = run_status.read_status(run)
+        setup.append(("run status", f"{st['status']}: {run_status.status_message(st)}".rstrip(": ")))
     if runs.train_settings(train):
         shown = applied_settings(runs.train_settings(train), not one_pass)
         setup.append(("fit settings" if one_pass else "training settings", _fields(shown)))

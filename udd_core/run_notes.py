@@ -18,8 +18,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from .runs import (LAST_WEIGHTS, STATUS_FILE, TRAIN_FILE, out_spec, read_history, read_json, read_status,
-                   run_train_on, status_message)
+from .run_status import read_status, status_message
+from .runs import LAST_WEIGHTS, STATUS_FILE, TRAIN_FILE, out_spec, read_history, read_json, run_train_on
 
 STILL_FALLING = 0.05  # the share by which the validation loss fell over a run's last epochs that means "still learning"
 FALL_EPOCHS = 3  # how many of the last epochs that share is measured over

@@ -24,8 +24,6 @@ import json
 import math
 import os
 import re
-import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -33,8 +31,6 @@ from typing import Any, Mapping, Optional, Union
 from .atomic import write_text_atomic
 
 DEFAULT_ROOT = "runs"
-STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
-HEARTBEAT_STALE_S = 120.0  # a "running" run silent for longer than this is reported interrupted
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 TRAIN_FILE, HISTORY_FILE, STATUS_FILE = "train.json", "history.jsonl", "status.json"
 UPLOADS_DIR = "uploads"  # under the runs root, the app's uploads; holds no train.json, so list_runs never shows it
@@ -126,21 +122,6 @@ def out_spec(run_dir: Union[str, Path]) -> str:
 def new_run(root: Union[str, Path], name: str) -> Path:
     """Create run `name` under `root` (default runs/) and return its folder."""
     return create_run_dir(run_path(root, name))
-
-
-def status_message(status: Mapping[str, Any]) -> str:
-    """A status.json's message without the status word it may start with: "after 21 of 300 epochs" for
-    {"status": "stopped", "message": "stopped after 21 of 300 epochs"}, to follow the word itself."""
-    word, message = str(status.get("status")), str(status.get("message", ""))
-    return message[len(word) + 1:] if message.startswith(word + " ") else message
-
-
-def status_line(status: Mapping[str, Any]) -> str:
-    """A run's status.json as one markdown line: "**stopped** · after 21 of 300 epochs", and for a run
-    training in another process, which one (pid and host)."""
-    word = status.get("status")
-    where = f" (pid {status.get('pid')} on {status.get('host')})" if word == "running" else ""
-    return f"**{word}** · {status_message(status)}{where}"
 
 
 def read_train(run_dir: Union[str, Path]) -> dict:
@@ -285,61 +266,6 @@ def read_history(run_dir: Union[str, Path]) -> list[dict]:
     return out
 
 
-# --- status ----------------------------------------------------------------------------------
-
-def write_status(run_dir: Union[str, Path], status: str, message: str = "", **extra: Any) -> dict:
-    """Replace status.json; also the heartbeat (a running job rewrites it every few seconds)."""
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-    now = time.time()
-    d = {"status": status, "message": message, "pid": os.getpid(), "host": socket.gethostname(),
-         "heartbeat": now, "updated": _iso(now), **extra}
-    write_json_atomic(Path(run_dir) / STATUS_FILE, d)
-    return d
-
-
-def pid_alive(pid: Any) -> bool:
-    """True when a process with this id exists on this machine."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def read_status(run_dir: Union[str, Path], now: Optional[float] = None) -> dict:
-    """status.json, with a dead "running" run (pid gone, or heartbeat stale) reported "interrupted"."""
-    d = read_json(Path(run_dir) / STATUS_FILE, None)
-    if not isinstance(d, dict) or d.get("status") not in STATUSES:
-        return {"status": "interrupted", "message": "no readable status.json"}
-    if d["status"] == "running":
-        now = time.time() if now is None else now
-        beat = d.get("heartbeat")
-        stale = not isinstance(beat, (int, float)) or now - beat > HEARTBEAT_STALE_S
-        # On another host the pid means nothing; only the heartbeat can tell.
-        dead = d.get("host") == socket.gethostname() and not pid_alive(d.get("pid"))
-        if stale or dead:
-            d = {**d, "status": "interrupted",
-                 "message": "the training process ended without closing the run" if dead else
-                 f"no heartbeat for {now - beat:.0f} s" if isinstance(beat, (int, float)) else "no heartbeat"}
-    return d
-
-
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
-
-
-def now_iso() -> str:
-    """The local time as ISO 8601 with the UTC offset."""
-    return _iso(time.time())
-
-
 # --- listing ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -347,7 +273,7 @@ class RunInfo:
     """One run as the Runs table shows it."""
 
     name: str
-    status: str  # one of STATUSES
+    status: str  # one of run_status.STATUSES
     epochs_done: int
     best_val_loss: Optional[float]  # best validation loss (train loss when the run has no validation)
     created: str  # ISO time from train.json, "" when unknown
@@ -364,6 +290,8 @@ class RunInfo:
 
 def run_info(run_dir: Union[str, Path]) -> RunInfo:
     """Summarise one run folder."""
+    from .run_status import read_status  # it reads and writes this module's files: imported here, not at the top
+
     p = Path(run_dir)
     st = read_status(p)
     hist = read_history(p)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import runs
+from . import run_status
 from .atomic import write_atomic
 from .data import add_noise_patches, to_tensor
 from .feeds import ImageFeed, as_feed
@@ -182,7 +183,7 @@ def train(model: AutoEncoder, train_images: np.ndarray, val_images: Optional[np.
     except Exception as e:
         msg = str(e) or type(e).__name__
         try:
-            runs.write_status(run_dir, "failed", msg)
+            run_status.write_status(run_dir, "failed", msg)
         except (OSError, ValueError):
             pass  # the folder itself may be what failed; the job's snapshot still says why
         board.update(status="failed", message=msg)
@@ -223,7 +224,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
                  lr=opt.param_groups[0]["lr"])
     if not resume:  # a process killed in epoch 1 still leaves a loadable checkpoint behind
         _save(model, run_dir, runs.LAST_WEIGHTS, {"epoch": 0, "partial": 1})
-    runs.write_status(run_dir, "running", f"epoch {done + 1}/{s.epochs}", epoch=done, epochs=s.epochs)
+    run_status.write_status(run_dir, "running", f"epoch {done + 1}/{s.epochs}", epoch=done, epochs=s.epochs)
     ema, beat, t_session, imgs_session = None, time.monotonic(), time.monotonic(), 0
     saved = beat
     stopped = False
@@ -265,7 +266,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
                 board.step_loss.append(ema)
                 board.message = f"epoch {epoch}/{s.epochs}"
             if now - beat > HEARTBEAT_S:
-                runs.write_status(run_dir, "running", f"epoch {epoch}/{s.epochs} step {step}/{steps}",
+                run_status.write_status(run_dir, "running", f"epoch {epoch}/{s.epochs} step {step}/{steps}",
                                   epoch=epoch - 1, epochs=s.epochs)
                 beat = now
             if now - saved > CHECKPOINT_S:  # long epochs: a crash loses at most this much work
@@ -303,7 +304,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
             board.val_loss.append(val_loss)
             board.probe_recon = recon
             board.epoch = epoch
-        runs.write_status(run_dir, "running", f"epoch {epoch}/{s.epochs} done", epoch=epoch, epochs=s.epochs)
+        run_status.write_status(run_dir, "running", f"epoch {epoch}/{s.epochs} done", epoch=epoch, epochs=s.epochs)
         beat = time.monotonic()
         done = epoch
     if stopped:
@@ -319,7 +320,7 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
     msg = (f"stopped after {done} of {s.epochs} epoch{'s' * (s.epochs != 1)}" if stopped else
            f"finished {s.epochs} epoch{'s' if s.epochs != 1 else ''}") + \
         (f"; best {'validation' if has_val else 'training'} loss {best:.5g}" if math.isfinite(best) else "")
-    runs.write_status(run_dir, status, msg, epoch=done, epochs=s.epochs)
+    run_status.write_status(run_dir, status, msg, epoch=done, epochs=s.epochs)
     board.update(status=status, message=msg, epoch=done, eta_s=0.0 if not stopped else None)
     model.eval()  # whoever uses job.model next reconstructs, not trains
     return status
@@ -355,5 +356,5 @@ def _write_calibration(run_dir: Path, images: np.ndarray, dev, bs: int, source: 
     best = load_model(run_dir, device=str(dev))
     cal = calibrate(best, images, dev, bs, residual=residual)
     cal.update(source=source, weights=WEIGHTS_FILE, epoch=int(best.metadata.get("epoch", 0)),
-               created=runs.now_iso())
+               created=run_status.now_iso())
     runs.write_json_atomic(run_dir / runs.CALIBRATION_FILE, cal)

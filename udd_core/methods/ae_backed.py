@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..model import CONFIG_FILE, WEIGHTS_FILE, AutoEncoder, load_model, save_model
-from ..runs import read_history, read_json, write_json_atomic, write_status
+from ..run_status import write_status
+from ..runs import read_history, read_json, write_json_atomic
 from .autoencoder import AutoencoderDetector
 from .base import METHOD_FILE, Detector, a_method
 

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from .. import runs
+from .. import run_status
 from ..atomic import write_atomic
 from ..model import AutoEncoder
 from ..tensor_files import read_tensors, write_tensors
@@ -239,7 +240,8 @@ class DeepSVDDDetector(AEBackedDetector):
                     board.step_loss.append(ema)
                     board.message = f"Deep SVDD epoch {epoch}/{total_epochs}"
                 if time.monotonic() - beat > 10.0:
-                    runs.write_status(run_dir, "running", f"Deep SVDD epoch {epoch}/{total_epochs} step {step}/{steps}")
+                    run_status.write_status(run_dir, "running",
+                                            f"Deep SVDD epoch {epoch}/{total_epochs} step {step}/{steps}")
                     beat = time.monotonic()
             if stopped:
                 break
@@ -255,12 +257,12 @@ class DeepSVDDDetector(AEBackedDetector):
                 board.train_loss.append(total / n)
                 board.val_loss.append(val)
                 board.epoch = epoch
-            runs.write_status(run_dir, "running", f"Deep SVDD epoch {epoch}/{total_epochs} done")
+            run_status.write_status(run_dir, "running", f"Deep SVDD epoch {epoch}/{total_epochs} done")
         self._finish(run_dir, val_images, train_images, s, dev)
         status = "stopped" if stopped else "finished"
         msg = (f"stopped after {self.epochs_done} of {total_epochs} Deep SVDD epochs" if stopped else
                f"finished {s.epochs} pretraining and {total_epochs} Deep SVDD epochs")
-        runs.write_status(run_dir, status, msg, epoch=self.epochs_done, epochs=total_epochs)
+        run_status.write_status(run_dir, status, msg, epoch=self.epochs_done, epochs=total_epochs)
         board.update(status=status, message=msg, epoch=self.epochs_done, eta_s=0.0 if not stopped else None)
         return status
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import run_status
 from ..feature_input import FeatureInput, feature_shape
 from ..feeds import cache_features, channel_stats, feature_cache_bytes, make_feature_maps
 from ..model import WEIGHTS_FILE, AutoEncoder, load_model, save_model
@@ -209,7 +210,6 @@ class FeatureAEDetector(Detector):
     def fit(self, train_images: np.ndarray, val_images: Optional[np.ndarray], settings: Any,
             run_dir: Union[str, Path], *, stop_event: Optional[threading.Event] = None,
             board: Any = None, resume: bool = False) -> str:
-        from .. import runs
         from ..progress import fit_handles
         from ..settings import resolve_device
 
@@ -224,14 +224,15 @@ class FeatureAEDetector(Detector):
         board.update(status="running", message=f"computing features of {n_all} images "
                      f"({feature_cache_bytes(self.spec, self.input_shape, n_all) / 2**20:.0f} MiB cache)")
         done, beat = [0], [time.monotonic()]
-        counts = {k: v for k, v in runs.read_status(run_dir).items() if k in ("epoch", "epochs")}  # a resume's
+        counts = {k: v for k, v in run_status.read_status(run_dir).items()
+                  if k in ("epoch", "epochs")}  # a resume's
 
         def tick(k: int, n: int) -> None:
             message = f"computing features: {done[0] + k}/{n_all} images"
             board.update(message=message)
             if time.monotonic() - beat[0] > 5.0:  # status.json's heartbeat: a long cache is not a dead run
                 beat[0] = time.monotonic()
-                runs.write_status(run_dir, "running", message, **counts)
+                run_status.write_status(run_dir, "running", message, **counts)
 
         train_f = cache_features(extractor, train_images, dev, stop_event, tick)
         done[0] = len(train_images)
@@ -240,7 +241,8 @@ class FeatureAEDetector(Detector):
             val_f = cache_features(extractor, val_images, dev, stop_event, tick)
         if train_f is None or (val_images is not None and len(val_images) and val_f is None):
             board.update(status="stopped", message="stopped while computing features")
-            runs.write_status(run_dir, "stopped", "stopped while computing features", epoch=0, epochs=settings.epochs)
+            run_status.write_status(run_dir, "stopped", "stopped while computing features", epoch=0,
+                                    epochs=settings.epochs)
             return "stopped"
         return self.fit_cached(train_f, val_f, train_images, val_images, settings, run_dir,
                                stop_event=stop_event, board=board, resume=resume)
@@ -318,7 +320,7 @@ class FeatureAEDetector(Detector):
                     for s in range(0, len(feats), 32))
             record = calibration_record(((o.maps, o.score_factor) for o in outs), RESIDUALS[0])
         runs.write_json_atomic(run_dir / runs.CALIBRATION_FILE, {
-            **record, "smooth_sigma": 0.0, "source": source, "weights": WEIGHTS_FILE, "created": runs.now_iso()})
+            **record, "smooth_sigma": 0.0, "source": source, "weights": WEIGHTS_FILE, "created": run_status.now_iso()})
 
     # saving --------------------------------------------------------------------------------
     def write_spec(self, run_dir: Union[str, Path]) -> None:

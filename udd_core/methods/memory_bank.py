@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from .. import backbone as bb
+from .. import run_status
 from ..coreset import bank_spread, greedy_coreset, knn_chunk_rows
 from ..tensor_files import read_tensors, write_tensors
 from .bank_map import BankMap, patches
@@ -168,8 +169,6 @@ class MemoryBankDetector(Detector):
     def fit(self, train_images: np.ndarray, val_images: Optional[np.ndarray], settings: Any,
             run_dir: Union[str, Path], *, stop_event: Optional[threading.Event] = None,
             board: Any = None, resume: bool = False) -> str:
-        from .. import runs
-
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -178,13 +177,12 @@ class MemoryBankDetector(Detector):
             return self._fit(train_images, settings, run_dir, stop_event, board)
         except Exception as e:
             msg = f"{type(e).__name__}: {e}"
-            runs.write_status(run_dir, "failed", msg)
+            run_status.write_status(run_dir, "failed", msg)
             if board is not None:
                 board.update(status="failed", message=msg, error=msg)
             raise
 
     def _fit(self, images: np.ndarray, settings: Any, run_dir: Path, stop_event, board) -> str:
-        from .. import runs
         from ..settings import resolve_device
 
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
@@ -208,20 +206,20 @@ class MemoryBankDetector(Detector):
         n = len(images)
         steps = math.ceil(n / bs)
         report(1, f"embedding images 0/{n}", 0, steps)
-        runs.write_status(run_dir, "running", f"embedding {n} images", epoch=0, epochs=2)
+        run_status.write_status(run_dir, "running", f"embedding {n} images", epoch=0, epochs=2)
         last = [0.0]
 
         def embed_progress(done: int, total: int) -> None:
             report(1, f"embedding images {done}/{total}", math.ceil(done / bs), steps)
             if time.time() - last[0] > 5.0:  # heartbeat
                 last[0] = time.time()
-                runs.write_status(run_dir, "running", f"embedding images {done}/{total}", epoch=0, epochs=2)
+                run_status.write_status(run_dir, "running", f"embedding images {done}/{total}", epoch=0, epochs=2)
 
         feats, done = self.embed(images, bs, stop_event, embed_progress)
         t_embed = time.perf_counter() - t0
         if done == 0:
             msg = "stopped before any image was embedded (no bank)"
-            runs.write_status(run_dir, "stopped", msg, epoch=0, epochs=2)
+            run_status.write_status(run_dir, "stopped", msg, epoch=0, epochs=2)
             report(1, msg, 0, steps, status="stopped")
             return "stopped"
 
@@ -229,7 +227,7 @@ class MemoryBankDetector(Detector):
             report(2, f"selecting the coreset {step}/{total}", step, total)
             if time.time() - last[0] > 5.0:
                 last[0] = time.time()
-                runs.write_status(run_dir, "running", f"selecting the coreset {step}/{total}", epoch=1, epochs=2)
+                run_status.write_status(run_dir, "running", f"selecting the coreset {step}/{total}", epoch=1, epochs=2)
 
         t1 = time.perf_counter()
         if stopped():  # stopped while embedding: keep a random subset of what was embedded
@@ -256,7 +254,7 @@ class MemoryBankDetector(Detector):
         msg = (f"bank of {len(idx)} patch{'es' * (len(idx) != 1)} from {done} image{'s' * (done != 1)}"
                + (f", covering radius {radius:.3g}" if radius is not None else "")
                + (" (stopped early)" if was_stopped else ""))
-        runs.write_status(run_dir, status, msg, epoch=2 if not was_stopped else 1, epochs=2)
+        run_status.write_status(run_dir, status, msg, epoch=2 if not was_stopped else 1, epochs=2)
         report(2, msg, len(idx), len(idx), status=status)
         return status
 
