@@ -23,7 +23,7 @@ from udd_core.display import markdown_literal, score_text
 from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass, has_detector
 from udd_core.losses import SSIM_SCORING_NOTE
 from udd_core.notices import is_caution
-from udd_core.run_notes import learned_defects_note, still_learning_note, unfinished_note
+from udd_core.run_notes import ending_note, learned_defects_note, unfinished_note
 from udd_core.inspection import inspect_run
 from udd_core.render import scale_bar_rgb
 
@@ -150,7 +150,7 @@ elif all(fitted_in_one_pass(s.method) for s in sides):
 else:
     st.info("No epoch has finished in these runs yet.")
 for s in sides:  # why a run may lose: it is not done, or it ended while its loss still fell
-    for note in (unfinished_note(s.path) or still_learning_note(s.path), learned_defects_note(s.path)):
+    for note in (unfinished_note(s.path) or ending_note(s.path), learned_defects_note(s.path)):
         if note:
             show_notice(note)
 

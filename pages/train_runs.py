@@ -20,7 +20,7 @@ from udd_core.methods import epoch_loops, fitted_in_one_pass
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, run_rows
 from udd_core.resume import check_resume_data, resume_offer
 from udd_core.progress import loop_series, loss_curve, progress_bar
-from udd_core.run_notes import next_step, still_learning_note
+from udd_core.run_notes import ending_note, next_step
 
 PROBES_PER_ROW = 4  # the default n_probe: one row
 POLL_S, DISK_POLL_S = 1.0, 2.0  # the progress bar: a live job / a run trained by another process (status.json)
@@ -84,7 +84,7 @@ def show_record(mgr: JobManager, root: Path, name: str, damage: str | None) -> N
     elif not alive and (step := next_step(run_dir)):  # finished, or stopped with a model that scores
         title, text = step
         st.info(text)
-        if learning := still_learning_note(run_dir):
+        if learning := ending_note(run_dir):
             show_notice(learning)
         if st.button(f"Open in {title}", key="train_open_next", icon=":material/arrow_forward:"):
             st.switch_page(f"pages/{title.lower()}.py")  # the run is in focus: the page opens it

@@ -354,3 +354,13 @@ def test_one_output_is_counted_in_the_singular(run, tmp_path, capsys):
     """QA sweep 12: "wrote 1 wafer maps"."""
     rc, _, err = udd(capsys, run, "--sigma", 0.5, "-n", 1, "--out", tmp_path / "one", "--npz", tmp_path / "one.npz")
     assert rc == 0 and f"wrote 1 wafer map to {tmp_path / 'one'}" in err and "wrote 1 map (die values" in err
+
+
+def test_a_run_whose_data_moved_is_told_to_give_its_new_place(tmp_path, fitted, capsys):
+    """QA sweep 13: "/x: no such file or folder", where udd score and train say what happened."""
+    gone = make_run(tmp_path / "runs", "gone", data=tmp_path / "moved-away.npz", model=fitted[1])
+    rc, _, err = udd(capsys, gone, "-n", 2, "--out", tmp_path / "g")
+    assert rc == 2 and err == (f"udd generate: error: {tmp_path / 'moved-away.npz'}: the run's training data is gone "
+                               "(moved or deleted); give its new place with --data PATH\n")
+    assert not (tmp_path / "g").exists()
+    assert udd(capsys, gone, "-n", 2, "--out", tmp_path / "g", "--data", fitted[0])[0] == 0

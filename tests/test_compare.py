@@ -215,11 +215,12 @@ def test_settings_diff_names_the_residual_an_autoencoder_scores_with_by_default(
     ssim = side("ssim", info={"settings": {"loss": "ssim"}}, spec={"method": "autoencoder", "residual": "ssim"})
     bank = side("bank", method="memory-bank", spec={"method": "memory-bank", "residual": "knn"}, info={})
     rows = {r.field: r for r in cmp.settings_diff([plain, ssim, bank])}
-    assert rows["method options.residual"].values == ("l2 (default)", "ssim", "knn")
+    assert rows["method options.residual"].values == ("l2 (default)", "ssim (default)", "knn")  # the loss's
     assert rows["method options.residual"].changed
     # QA sweep 12: the other scoring keys read "—" as if unknown; each says the method's default
     ssim.spec.update(score="topk", topk_percent=1.0)
     rows = {r.field: r for r in cmp.settings_diff([plain, ssim])}
-    assert rows["method options.score"].values == ("mean (default)", "topk") and rows["method options.score"].changed
-    assert rows["method options.topk_percent"].values == ("1.0 (default)", "1.0")
+    assert rows["method options.score"].values == ("mean (default)", "topk (default)")
+    assert rows["method options.score"].changed
+    assert rows["method options.topk_percent"].values == ("1.0 (default)", "1.0 (default)")
     assert not rows["method options.topk_percent"].changed  # the same value, one of them by default

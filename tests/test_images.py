@@ -180,4 +180,9 @@ def test_a_thumbnail_enlarged_more_than_twice_is_named(tmp_path):
     png(tmp_path / "thumb.png", gray(8, 8))
     notes = load_dataset(tmp_path, (1, 32, 32)).notices
     assert ("1 image less than half of 32x32 in a side, enlarged more than twice: blurred, it may score as defects; "
-            "check that it belongs to the set") in " ".join(notes)  # the thumb only
+            "check that it belongs to the set: thumb.png") in notes  # the thumb only, named (QA sweep 13)
+    for k in range(6):
+        png(tmp_path / f"t{k}.png", gray(8, 8))
+    note = next(n for n in load_dataset(tmp_path, (1, 32, 32)).notices if "enlarged" in n)
+    assert note.startswith("7 images less than half") and note.endswith(": t0.png, t1.png, t2.png, t3.png, t4.png "
+                                                                        "and 2 more")

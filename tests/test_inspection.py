@@ -315,13 +315,13 @@ def test_scores_that_point_the_wrong_way_are_named():
     assert inverted_notes(m, "l2") == []  # no labels, no AUROC: nothing to say
     assert inverted_notes(replace(m, image_auroc=0.5, pixel_auroc=0.36), "l2") == []  # weak, not inverted
     notes = inverted_notes(replace(m, image_auroc=0.21, pixel_auroc=0.08), "feature")
-    assert notes == ["image AUROC 0.21: the feature residual scores the defective images below the normal ones, so "
+    assert notes == ["image AUROC 0.21: the feature residual ranks the defective images below the normal ones, so "
                      "it misses what makes them defective here; try another residual or method",
                      "pixel AUROC 0.08: with the feature residual the heatmap is brighter on normal pixels than on "
                      "the defects"]
     # QA sweep 10: a method's own score (Deep SVDD's distance) is not the map's: no residual changes it
     own = inverted_notes(replace(m, image_auroc=0.34, pixel_auroc=0.17), "l1", own_score=True)
-    assert own[0].startswith("image AUROC 0.34: this run's own score scores")
+    assert own[0].startswith("image AUROC 0.34: this run's own score ranks")
     assert own[0].endswith("; try another method")
     # QA sweep 12: its heatmap is still the residual's, and the note said "with this run's own score"
     assert own[1].startswith("pixel AUROC 0.17: with the l1 residual the heatmap is brighter")
@@ -378,3 +378,10 @@ def test_defective_calls_without_an_outline_are_named_and_said(insp, tmp_path):
     write_heatmaps(high, tmp_path / "hm")
     assert note in (tmp_path / "hm" / "README.txt").read_text()
     assert dataclasses.replace(low, pixel_threshold=float(peaks.min()) - 1).unmarked_note() is None  # all marked
+    assert "their score is raised across the map, not at one spot" in note  # a score read from the map
+    # QA sweep 13: said of Deep SVDD too, whose score is a latent distance the map does not carry
+    own = dataclasses.replace(high, settings={**high.settings, "score": "the squared distance ... (not from the map)"})
+    assert "their score is the method's latent distance, which the map does not locate, so no" in own.unmarked_note()
+    assert "its score is the method's latent distance" in own.unmarked_line(int(want[0]))
+    factor = dataclasses.replace(high, factors=np.full(len(high), 2.0))
+    assert "times a latent novelty factor, which can make the call on its own" in factor.unmarked_note()

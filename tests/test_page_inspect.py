@@ -138,6 +138,9 @@ def test_a_run_whose_data_moved_says_so_and_takes_the_new_place(monkeypatch, tmp
         "Data path"]
     app.text_input(key="insp_data").input(str(moved)).run()
     assert not app.exception and not app.error and app.metric
+    # QA sweep 13: the same data at its new place was called "other data"
+    assert any(c.value.startswith(f"ℹ️ The run was trained on {data}, which is no longer there: if these are its "
+                                  "data moved, its scores and threshold hold here") for c in app.caption)
 
 
 def test_follows_the_run_in_focus_and_keeps_it_in_the_url(monkeypatch, runs_dir, tmp_path):

@@ -171,11 +171,13 @@ def test_a_knn_run_without_validation_images_says_its_threshold_flags_every_unse
                  "--val-split", val_split]) == 0
     capsys.readouterr()
     assert main(["score", str(run), "--data", str(data), "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out, err = json.loads(captured.out), captured.err
     seen = [n for n in out["notices"] if "scores them as seen" in n]
     assert bool(seen) is noted
     if noted:
         assert out["threshold"] == 0 and seen[0].startswith("every training image scores 0:")
+        assert f"warning: {seen[0]}" in err  # a caution: every number after it reads otherwise (QA sweep 13)
         assert "--threshold" in seen[0]
 
 

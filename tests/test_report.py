@@ -182,3 +182,10 @@ def test_score_meaning_of_a_method_with_its_own_score(tmp_path):
     words = score_meaning(ae.__new__(ae), {**post, "score": "topk", "topk_percent": 10.0, "border": 16}, True)
     assert words.startswith("the mean of the top 10% of values of the anomaly map, leaving out a 16-px border, "
                             "times the image's latent novelty factor; a map value is the squared difference")
+
+
+def test_report_numbers_keep_one_format_for_an_exact_zero():
+    """QA sweep 13: "FPR 0, TPR 0.6400" in one report, "FPR 0.4000" in another."""
+    from udd_core.report import _num
+
+    assert [_num(v) for v in (0.0, 0.4, 0.00001, None)] == ["0.0000", "0.4000", "1e-05", "n/a"]

@@ -44,6 +44,10 @@ def test_still_learning_note_names_a_run_whose_loss_was_still_falling(tmp_path, 
     assert "fell 20% over the last epoch," in still_learning_note(two)
     monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "elsewhere"))  # QA sweep 12: `--out r` was not found
     assert still_learning_note(run).endswith(f"`udd train --out {run.resolve()} --resume --epochs 12`)")
+    info = json.loads((run / "train.json").read_text()) if (run / "train.json").exists() else {}
+    (run / "train.json").write_text(json.dumps({**info, "data": {"path": str(tmp_path / "gone")}}))
+    assert still_learning_note(run).endswith(  # QA sweep 13: the call failed as printed, its data had moved
+        f"--epochs 12 --data NEW_PLACE`, NEW_PLACE being where its data {tmp_path / 'gone'} now lies)")
     run_status.write_status(run, "stopped", "stopped after 6 of 9 epochs")  # unfinished_note speaks for it
     assert still_learning_note(run) is None
 
@@ -174,3 +178,19 @@ def test_next_step_of_a_finished_or_stopped_run(tmp_path):
     assert next_step(run)[1].startswith("Done: open the **Inspect** page")
     run_status.write_status(run, "failed", "boom")
     assert next_step(run) is None
+
+
+def test_overfit_note_names_a_run_whose_validation_loss_rose_far_after_its_best(tmp_path):
+    """QA sweep 13: the wafer-generation preset's best epoch was 52 of 120, its last validation loss 3x the best,
+    and nothing said so."""
+    from udd_core.run_notes import ending_note, overfit_note
+
+    run = _finished_with_losses(tmp_path, "r", [1.0, 0.3, 0.2, 0.25, 0.3, 0.35, 0.4])
+    assert overfit_note(run) == ending_note(run) == (
+        "run r overfit: its validation loss was lowest at epoch 3 (0.2) and rose to 0.4 by epoch 7; its model is "
+        "epoch 3's (model.safetensors), which every score and image uses, so the epochs after it cost time only: "
+        "about 3 epochs train the same model")
+    assert overfit_note(_finished_with_losses(tmp_path, "small", [1.0, 0.3, 0.2, 0.22, 0.25, 0.26, 0.28])) is None
+    assert overfit_note(_finished_with_losses(tmp_path, "late", [1.0, 0.8, 0.6, 0.5, 0.4, 0.2, 0.4])) is None
+    learning = _finished_with_losses(tmp_path, "learning", [1.0, 0.5, 0.40, 0.36, 0.33, 0.30])
+    assert overfit_note(learning) is None and ending_note(learning) == still_learning_note(learning)

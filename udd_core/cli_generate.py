@@ -15,6 +15,7 @@ from .atomic import check_names_free, check_new_file, check_new_folder, write_te
 from .cli import UsageError, parse_ints, run_dir_arg
 from .data import check_outside_data, data_kind, kind_mismatch, kind_noun, same_data
 from .run_notes import unfinished_note
+from .inspection_inputs import training_data_gone
 from .display import output_names, to_display, write_pngs
 from .generation import (class_pool, decode, default_sigma_scale, generate, images_trained_on, load_generator,
                          load_images, model_kind, random_codes, training_stats)
@@ -53,6 +54,8 @@ def run_generate(args: argparse.Namespace) -> int:
     args.run = str(run_dir_arg(args.run))  # a run name under $UDD_RUNS_DIR, as `udd score` and `udd export` take
     source = runs.run_source(args.run)
     data = args.data or source.get("path")
+    if gone := training_data_gone(data, source.get("path"), "give its new place with --data PATH"):
+        raise UsageError(gone)  # as udd score and train say it (QA sweep 13: "no such file or folder")
     for images, whose in ((data, "the data set"), (source.get("path"), "the run's training data")):
         check_outside_data(args.out, images, f"--out {args.out}", whose)  # its PNGs would join either set
     notices: list[str] = []  # a folder that stores no input size takes the images' own, like `udd score`

@@ -26,7 +26,7 @@ from .methods.autoencoder import AutoencoderDetector
 from .model import build_model
 from .presets import model_presets, paired_training_preset
 from .progress import ProgressLine
-from .run_notes import still_learning_note
+from .run_notes import ending_note
 from .runs import is_empty_dir, read_train, runs_root, train_on, train_shape, validate_run_name
 from .settings import TrainSettings, training_presets
 from .sources import source_record
@@ -242,7 +242,7 @@ def _watch(job, bar: ProgressLine) -> int:
         print(f"udd train: error: {p.error or p.message}{where}", file=sys.stderr)
         return 2
     print(f"udd train: {p.message}; model in {job.run_dir}", file=sys.stderr)
-    if learning := still_learning_note(job.run_dir):
+    if learning := ending_note(job.run_dir):
         print(f"note: {learning}", file=sys.stderr)
     _app_hint(job.run_dir)
     return 0

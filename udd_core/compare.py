@@ -148,9 +148,10 @@ def settings_diff(sides: Sequence[RunSide]) -> list[DiffRow]:
             r = DiffRow(r.field, values, len({v for v in values if v != ONE_PASS}) > 1)
         elif (key := r.field.removeprefix("method options.")) in SCORING_KEYS:
             # A run that records no scoring key scores with the method's default: said so, not "—" as if
-            # missing (QA sweeps 11 and 12: an SSIM-trained AE records its own, a plain one none).
-            values = tuple(f"{_show(scoring_default(s, key))} (default)" if v == MISSING else v
-                           for s, v in zip(sides, r.values))
+            # missing (QA sweeps 11 and 12). An autoencoder records none at all: what its spec holds is the
+            # default its training loss suggests (SSIM: ssim, top 1%), a default too (QA sweep 13).
+            values = tuple(f"{_show(scoring_default(s, key))} (default)" if v == MISSING else
+                           f"{v} (default)" if s.method == "autoencoder" else v for s, v in zip(sides, r.values))
             r = DiffRow(r.field, values, len({str(v).removesuffix(" (default)") for v in values}) > 1)
         rows.append(r)
     return rows

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .images import DECODE_ERRORS, IMAGE_EXTS, conversion_notices, decode_one, image_files, tile_starts
+from .images import DECODE_ERRORS, IMAGE_EXTS, NAMED_TAGS, conversion_notices, decode_one, image_files, tile_starts
 
 # Re-exported so callers find the whole data API here; each lives in the module of its concept.
 from .images import load_patterns  # noqa: F401
@@ -194,6 +194,7 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
     h, w, c = shape
     images, masks, labels, names, notices = [], [], [], [], []
     counts: Counter[str] = Counter()
+    named: dict[str, list[Path]] = {tag: [] for tag in NAMED_TAGS}  # the images a notice asks to check
     missing_masks = clear_tiles = 0
     # Pillow releases the GIL while decoding and resizing, so a few threads overlap files.
     # The warnings filter turns Pillow's soft bomb warning into an error in the workers too.
@@ -207,6 +208,8 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
             else:
                 arr, m, tags, note = res
                 counts.update(tags)
+                for tag in set(tags) & set(named):
+                    named[tag].append(rel)
                 notices += [note] if note else []
                 images.append(arr)
                 if tile and m is not None and label != "good":  # the mask says which tiles hold the defect
@@ -225,7 +228,7 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
         first = notices[0].removeprefix("skipped ") if notices else ""
         raise DataError(f"{root}: no loadable images ({len(sources)} files skipped"
                         + (f"; {first}" if first else "") + ")")
-    notices += conversion_notices(counts, f"{h}x{w}")
+    notices += conversion_notices(counts, f"{h}x{w}", named)
     if kind == "mvtec" and not has_masks and any(lab != "good" for lab in labels):
         notices.append("no defect masks found in ground_truth/; the set has no masks")
     if missing_masks:

@@ -5,7 +5,8 @@ arrays at the model's input size, and tags every conversion it made so the loade
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
@@ -145,10 +146,22 @@ def _number(n: int) -> dict[str, str]:
     return {"s": "s" * (n != 1), "they": "they" if n != 1 else "it", "belong": "belong" + "s" * (n == 1)}
 
 
-def conversion_notices(counts: Mapping[str, int], hw: str) -> list[str]:
-    """One notice per conversion tag of `decode_one` (tag -> image count); `hw` is the "HxW" size."""
-    notes = [_CONVERSION_TEXT.get(tag, "{n} " + tag + " image{s} converted to RGB").format(n=n, hw=hw, **_number(n))
-             for tag, n in sorted(counts.items())]
+NAMED_TAGS = ("upscaled",)  # conversions whose notice names the images: the user is asked to check them
+NAMES_SHOWN = 5  # at most this many names in a notice, then "and N more"
+
+
+def conversion_notices(counts: Mapping[str, int], hw: str, names: Optional[Mapping[str, Sequence[str]]] = None
+                       ) -> list[str]:
+    """One notice per conversion tag of `decode_one` (tag -> image count); `hw` is the "HxW" size; `names`, the
+    images of a tag in `NAMED_TAGS`, which its notice lists (QA sweep 13: "check that it belongs to the set"
+    named no image, among 760)."""
+    notes = []
+    for tag, n in sorted(counts.items()):
+        note = _CONVERSION_TEXT.get(tag, "{n} " + tag + " image{s} converted to RGB").format(n=n, hw=hw, **_number(n))
+        if listed := list((names or {}).get(tag, ())):
+            more = len(listed) - NAMES_SHOWN
+            note += ": " + ", ".join(map(str, listed[:NAMES_SHOWN])) + (f" and {more} more" if more > 0 else "")
+        notes.append(note)
     if counts.get("12-bit") and counts.get("16-bit"):  # one camera writes one depth: a mix means a dark image
         notes.append(Caution("the 16-bit images were scaled two ways (up to 4095 as 12-bit, the others as 16-bit), "
                              "so their brightness does not compare: convert them to one bit depth first"))

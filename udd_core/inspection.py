@@ -39,7 +39,7 @@ def inverted_notes(m: Metrics, residual: str, own_score: bool = False) -> list[s
     scoring = "this run's own score" if own_score else by_map
     if m.image_auroc is not None and m.image_auroc < INVERTED:
         instead = "another method" if own_score else "another residual or method"
-        notes.append(Caution(f"image AUROC {m.image_auroc:.2f}: {scoring} scores the defective images below the "
+        notes.append(Caution(f"image AUROC {m.image_auroc:.2f}: {scoring} ranks the defective images below the "
                              f"normal ones, so it misses what makes them defective here; try {instead}"))
     if m.pixel_auroc is not None and m.pixel_auroc < INVERTED:
         notes.append(Caution(f"pixel AUROC {m.pixel_auroc:.2f}: with {by_map} the heatmap is brighter on normal "
@@ -50,9 +50,10 @@ def inverted_notes(m: Metrics, residual: str, own_score: bool = False) -> list[s
 def seen_scores_note(value: float) -> str:
     """Why a threshold from training images that all score alike says nothing: a method that keeps its
     training images (a kNN on their latent codes) scores each one as its own nearest neighbour."""
-    return (f"every training image scores {value:.4g}: this method keeps its training images and scores them as "
-            "seen, so a threshold from them flags every image it has not seen. Set a threshold by hand "
-            "(--threshold, or Threshold from: manual on Inspect), or train with a validation split")
+    # A caution: every number after it reads otherwise (QA sweep 13: only a note)
+    return Caution(f"every training image scores {value:.4g}: this method keeps its training images and scores "
+                   "them as seen, so a threshold from them flags every image it has not seen. Set a threshold by "
+                   "hand (--threshold, or Threshold from: manual on Inspect), or train with a validation split")
 
 
 def same_scores_note(scores: np.ndarray) -> Optional[str]:

@@ -19,7 +19,7 @@ from .data import (ImageSet, data_kind, kind_mismatch, load_dataset, same_data, 
                    size_for_sizeless_model)
 from .methods import Detector, load_detector
 from .resume import images_digest
-from .run_notes import learned_defects_note, scored_training_data_note, still_learning_note, unfinished_note
+from .run_notes import ending_note, learned_defects_note, scored_training_data_note, unfinished_note
 from .settings import resolve_device
 from .training_data import reference_normals, training_mask
 
@@ -66,7 +66,7 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
         data_path = source.get("path")
         if not data_path:
             raise ValueError(f"{p}: no data given and {runs.no_data_why(p)}")
-        if gone := training_data_gone(data_path, data_path, "give the data path"):
+        if gone := training_data_gone(data_path, data_path, "give its new place with --data PATH"):
             raise ValueError(gone)
     trained = tuple(int(v) for v in (det.input_shape or runs.train_shape(run) or ()))
     c = trained[0] if trained else det.model.config.in_channels  # only a reference AE folder stores no size
@@ -87,8 +87,13 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
         cal = runs.read_json(p / runs.CALIBRATION_FILE)
     notices = ([] if size is not None or trained else [size_notice]) + list(ds.notices)
     if source.get("path") and not same_data(data_path, source.get("path")):
-        notices.append(f"the run was trained on {source['path']}: scores on other data show how it carries over, "
-                       "and its threshold (set on its own normal images) may not fit them")
+        if Path(source["path"]).exists():
+            notices.append(f"the run was trained on {source['path']}: scores on other data show how it carries "
+                           "over, and its threshold (set on its own normal images) may not fit them")
+        else:  # moved, most likely (QA sweep 13: the same data at its new place was called "other data")
+            notices.append(f"the run was trained on {source['path']}, which is no longer there: if these are its "
+                           "data moved, its scores and threshold hold here; if not, they show how it carries over "
+                           "to other data")
     if scores_training_data(data_path, source.get("path"), split):
         notices.append(scored_training_data_note(p))
     if learned := learned_defects_note(p):
@@ -99,7 +104,7 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
         notices.append(f"scored at {shape[1]}x{shape[2]}, the model was trained at {trained[1]}x{trained[2]}")
     if unfinished := unfinished_note(p):  # first: every score below comes from that model
         notices.insert(0, unfinished)
-    elif learning := still_learning_note(p):
+    elif learning := ending_note(p):
         notices.append(learning)
     scored = split if data_kind(data_path) == "mvtec" else "all"  # a plain folder or a wafer file is scored whole
     return Loaded(p, det, ds, str(data_path), scored, shape, run, cal if isinstance(cal, dict) else None, notices,

@@ -226,7 +226,10 @@ def loss_curve(epochs, train, val, step=(), steps_per_epoch: int = 0, now: float
         keep = slice((len(step) - 1) % k, None, k)  # every k-th step, counted back from the newest
         data.insert(0, line(x=x[keep].tolist(), y=list(step)[keep], name="train, per step (smoothed)",
                             mode="lines", line=dict(width=1, color="rgba(76,120,168,0.45)")))
-    layout = dict(height=330, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12, x=0),
+    # The legend above the plot, anchored at its bottom, with room for it to wrap into three rows in the Train
+    # page's narrow column (QA sweep 13: it wrapped down over the validation curve)
+    layout = dict(height=370, margin=dict(l=10, r=10, t=75, b=10),
+                  legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"),
                   xaxis=epoch_axis(max([now, *epochs], default=1)),
                   yaxis=loss_axis(log, data))
     return dict(data=data, layout=layout)

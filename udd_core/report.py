@@ -72,7 +72,8 @@ def _e(v) -> str:
 def _num(v, digits: int = 4) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
-    return f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.{digits}f}"
+    tiny = v != 0 and abs(v) < 1e-3  # an exact 0 (an FPR) as 0.0000 beside 0.4000, not "0" (QA sweep 13)
+    return f"{v:.{digits}g}" if tiny or abs(v) >= 1e4 else f"{v:.{digits}f}"
 
 
 def _fields(d: dict) -> str:

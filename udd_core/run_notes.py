@@ -3,7 +3,8 @@
 
 - `unfinished_note`: the run's training has not finished, so its model is the one saved so far.
 - `still_learning_note`: it finished while its validation loss was still falling, so more epochs
-  (a resume) would likely give better maps.
+  (a resume) would likely give better maps; `overfit_note`: its validation loss rose far above its early
+  best, so fewer epochs give the same model; `ending_note`: either.
 - `learned_defects_note`: it trained on defects too (every image, or chosen classes), so a low score no
   longer means "like the normal images".
 - `scored_training_data_note`: the images scored include those it learned.
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from .run_status import read_status, status_message
-from .runs import LAST_WEIGHTS, STATUS_FILE, TRAIN_FILE, out_spec, read_history, read_json, run_train_on
+from .runs import LAST_WEIGHTS, STATUS_FILE, TRAIN_FILE, out_spec, read_history, read_json, run_source, run_train_on
 
 STILL_FALLING = 0.05  # the share by which the validation loss fell over a run's last epochs that means "still learning"
 FALL_EPOCHS = 3  # how many of the last epochs that share is measured over
@@ -62,9 +63,43 @@ def still_learning_note(run_dir: Union[str, Path]) -> Optional[str]:
         return None
     epochs = "the last epoch" if k == 1 else f"the last {k} epochs"
     total = more_epochs(_epoch_of(history[-1], len(history)))
+    data = run_source(p).get("path")
+    moved = bool(data) and not Path(data).exists()  # QA sweep 13: the call failed as printed, asking for --data
+    call = (f"udd train --out {shlex.quote(out_spec(p))} --resume --epochs {total}"
+            + (" --data NEW_PLACE" if moved else ""))
     return (f"run {p.name} was still learning when its training ended: its validation loss fell {drop:.0%} over "
-            f"{epochs}, so more epochs would likely lower it further (Resume on the Train page, or "
-            f"`udd train --out {shlex.quote(out_spec(p))} --resume --epochs {total}`)")
+            f"{epochs}, so more epochs would likely lower it further (Resume on the Train page, or `{call}`"
+            + (f", NEW_PLACE being where its data {data} now lies" if moved else "") + ")")
+
+
+OVERFIT_RISE = 1.5  # the last validation loss this many times the best one, long after it: "overfit"
+OVERFIT_SHARE = 0.7  # ... with the best epoch within this share of the run's epochs
+
+
+def overfit_note(run_dir: Union[str, Path]) -> Optional[str]:
+    """One line for a finished run whose validation loss reached its lowest early and then rose a lot (QA sweep
+    13: the wafer-generation preset's best epoch was 52 of 120, its last validation loss 3x the best). Its
+    model.safetensors is the best epoch, which every score and image uses; the epochs after it cost time
+    only. None otherwise, and for methods whose maps do not come from the epochs' model."""
+    p = Path(run_dir)
+    if not (p / STATUS_FILE).is_file() or read_status(p)["status"] != "finished" or not _scored_by_its_epochs(p):
+        return None
+    history = read_history(p)
+    losses = [r.get("val_loss") for r in history]
+    if len(losses) < 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in losses):
+        return None
+    best = min(range(len(losses)), key=losses.__getitem__)
+    if best + 1 > OVERFIT_SHARE * len(losses) or losses[best] <= 0 or losses[-1] < OVERFIT_RISE * losses[best]:
+        return None
+    at, last = _epoch_of(history[best], best + 1), _epoch_of(history[-1], len(history))
+    return (f"run {p.name} overfit: its validation loss was lowest at epoch {at} ({losses[best]:.4g}) and rose to "
+            f"{losses[-1]:.4g} by epoch {last}; its model is epoch {at}'s (model.safetensors), which every score "
+            f"and image uses, so the epochs after it cost time only: about {at} epochs train the same model")
+
+
+def ending_note(run_dir: Union[str, Path]) -> Optional[str]:
+    """What the end of a finished run's training says of its model: still learning, or overfit; None."""
+    return still_learning_note(run_dir) or overfit_note(run_dir)
 
 
 def more_epochs(done: int) -> int:

@@ -324,7 +324,7 @@ class DeepSVDDDetector(AEBackedDetector):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d["image_score"] = "squared distance of the encoder's code to the centre c"
+        d["image_score"] = "the squared distance of the encoder's code to the centre c"
         if self.score_stats is not None:
             d["score_stats"] = self.score_stats
         return d

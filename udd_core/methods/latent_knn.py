@@ -156,7 +156,9 @@ class LatentKnnDetector(AEBackedDetector):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d["image_score"] = f"mean distance of the encoder's code to its {self.options['k']} nearest training codes"
+        k = self.options["k"]
+        d["image_score"] = ("the distance of the encoder's code to its nearest training code" if k == 1 else
+                            f"the mean distance of the encoder's code to its {k} nearest training codes")
         if self.score_stats is not None:
             d["score_stats"] = self.score_stats
         return d
