@@ -51,12 +51,9 @@ def still_learning_note(run_dir: Union[str, Path]) -> Optional[str]:
     unfinished run (`unfinished_note` speaks for it), and for methods that score latent codes, which a
     lower reconstruction loss need not improve (Deep SVDD, latent-knn), or train no epochs (the memory bank)."""
     p = Path(run_dir)
-    if not (p / STATUS_FILE).is_file() or read_status(p)["status"] != "finished" or not _scored_by_its_epochs(p):
+    if (curve := _finished_curve(p, 2)) is None:
         return None
-    history = read_history(p)
-    losses = [r.get("val_loss") for r in history]
-    if len(losses) < 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in losses):
-        return None
+    history, losses = curve
     k = min(FALL_EPOCHS, len(losses) - 1)
     before, last = losses[-1 - k], losses[-1]
     if last > min(losses) or before <= 0 or (drop := (before - last) / before) < STILL_FALLING:
@@ -82,12 +79,9 @@ def overfit_note(run_dir: Union[str, Path]) -> Optional[str]:
     model.safetensors is the best epoch, which every score and image uses; the epochs after it cost time
     only. None otherwise, and for methods whose maps do not come from the epochs' model."""
     p = Path(run_dir)
-    if not (p / STATUS_FILE).is_file() or read_status(p)["status"] != "finished" or not _scored_by_its_epochs(p):
+    if (curve := _finished_curve(p, 4)) is None:
         return None
-    history = read_history(p)
-    losses = [r.get("val_loss") for r in history]
-    if len(losses) < 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in losses):
-        return None
+    history, losses = curve
     best = min(range(len(losses)), key=losses.__getitem__)
     if best + 1 > OVERFIT_SHARE * len(losses) or losses[best] <= 0 or losses[-1] < OVERFIT_RISE * losses[best]:
         return None
@@ -133,6 +127,18 @@ def scored_training_data_note(run_dir: Union[str, Path]) -> str:
                 "so normal scores look better than on unseen images")
     return (f"these are the run's training data: it learned {_learned(run_dir)}, and those scored here look "
             "more normal than unseen ones would")
+
+
+def _finished_curve(p: Path, at_least: int) -> Optional[tuple[list[dict], list[float]]]:
+    """(history, validation losses) of a finished run whose maps come from its epochs' model, with at least
+    `at_least` epochs, every one with a finite validation loss; None otherwise."""
+    if not (p / STATUS_FILE).is_file() or read_status(p)["status"] != "finished" or not _scored_by_its_epochs(p):
+        return None
+    history = read_history(p)
+    losses = [r.get("val_loss") for r in history]
+    if len(losses) < at_least or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in losses):
+        return None
+    return history, losses
 
 
 def _epoch_of(record: Mapping[str, Any], default: int) -> int:
