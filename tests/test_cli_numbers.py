@@ -83,6 +83,7 @@ def test_the_ranges_are_closed_and_say_so():
     # QA sweep 12: "got 100" for 100.0001 read as an allowed value; every digit that counts is quoted
     assert r.refusal(100.0001).endswith("got 100.0001") and r.refusal(1.0000001e9).endswith("got 1000000100")
     assert r.refusal(0.0).endswith("got 0") and r.refusal(float("inf")).endswith("got inf")
+    assert r.refusal(-1e10).endswith("got -1e+10")  # QA sweep 13: "got -10000000000"
 
 
 @pytest.mark.parametrize("value", ["-1e9", "-1e-3", "-inf"])

@@ -31,7 +31,9 @@ class NumberRange:
         kind = "an integer" if self.integer else "a number"
         # Every digit that counts ("got 100.0001", not a rounded "got 100" that looks allowed: QA sweep 12), and
         # "--coreset 0" is "got 0", not "0.0".
-        shown = repr(value).removesuffix(".0") if isinstance(value, float) else value
+        shown = value
+        if isinstance(value, float):  # short where that is exact ("-1e+10", not "-10000000000")
+            shown = f"{value:g}" if float(f"{value:g}") == value or value != value else repr(value).removesuffix(".0")
         lo, hi = (f"{int(self.lo)}", f"{int(self.hi)}") if self.integer else (f"{self.lo:g}", f"{self.hi:g}")  # 2^63-1
         return f"{self.flag}: must be {kind} in {'(' if self.lo_open else '['}{lo}, {hi}], got {shown}"
 
