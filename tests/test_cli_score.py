@@ -277,3 +277,15 @@ def test_heatmaps_inside_the_data_set_are_refused(capsys, tmp_path, run, data):
     other = make_mvtec(tmp_path / "other", seed=3)
     assert main(["score", str(run), "--data", str(other), "--heatmaps", str(data / "train" / "hm")]) == 2
     assert "lies inside the run's training data" in capsys.readouterr().err and not (data / "train" / "hm").exists()
+
+
+def test_the_note_on_unmarked_defective_calls_is_printed_as_inspect_shows_it(run, data, capsys, monkeypatch):
+    """QA sweep 14: `udd score` printed the notices without the one `Inspection.all_notes` adds (defective calls
+    with no pixel above the pixel threshold), which Inspect, the report and the heatmaps' README give."""
+    from udd_core.inspection_result import Inspection
+
+    monkeypatch.setattr(Inspection, "unmarked_note", lambda self: "2 of the 3 images called defective have no pixel")
+    assert main(["score", str(run), "--data", str(data)]) == 0
+    assert "note: 2 of the 3 images called defective have no pixel\n" in capsys.readouterr().err
+    assert "2 of the 3 images called defective have no pixel" in score_json(capsys, str(run), "--data", str(data))[
+        "notices"]

@@ -280,6 +280,12 @@ def test_cli_notes_a_run_that_did_not_finish(capsys, ae_run, tmp_path):
     assert main(["export", str(run), "--onnx", str(tmp_path / "d.onnx")]) == 0
     err = capsys.readouterr().err
     assert err.startswith("note: run halfway is stopped (after 1 of 9 epochs): this is the model saved so far")
+    # QA sweep 14: the still-learning (or overfit) note, which udd score gives, was not given here
+    run_status.write_status(run, "finished", "finished 2 epochs")
+    (run / "history.jsonl").write_text("".join(json.dumps({"epoch": e, "train_loss": v, "val_loss": v}) + "\n"
+                                               for e, v in ((1, 1.0), (2, 0.5))))
+    assert main(["export", str(run), "--onnx", str(tmp_path / "e.onnx")]) == 0
+    assert capsys.readouterr().err.startswith("note: run halfway was still learning when its training ended")
 
 
 def test_bad_inputs_are_one_line_and_write_nothing(capsys, ae_run, tmp_path, monkeypatch):

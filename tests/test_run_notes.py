@@ -25,11 +25,11 @@ def test_unfinished_note_names_a_run_that_did_not_finish(tmp_path):
     assert unfinished_note(run).endswith("this is the model saved so far, not a finished one")
 
 
-def _finished_with_losses(root, name, losses):
+def _finished_with_losses(root, name, losses, train=None):
     run = runs.new_run(root, name)
     run_status.write_status(run, "finished", f"finished {len(losses)} epochs")
-    for i, v in enumerate(losses, 1):
-        runs.append_history(run, {"epoch": i, "train_loss": v, "val_loss": v})
+    for i, (v, t) in enumerate(zip(losses, train or losses), 1):
+        runs.append_history(run, {"epoch": i, "train_loss": t, "val_loss": v})
     return run
 
 
@@ -185,12 +185,16 @@ def test_overfit_note_names_a_run_whose_validation_loss_rose_far_after_its_best(
     and nothing said so."""
     from udd_core.run_notes import ending_note, overfit_note
 
-    run = _finished_with_losses(tmp_path, "r", [1.0, 0.3, 0.2, 0.25, 0.3, 0.35, 0.4])
+    falling = [1.0, 0.3, 0.2, 0.15, 0.1, 0.08, 0.05]  # the training loss, still falling: overfitting
+    run = _finished_with_losses(tmp_path, "r", [1.0, 0.3, 0.2, 0.25, 0.3, 0.35, 0.4], falling)
     assert overfit_note(run) == ending_note(run) == (
         "run r overfit: its validation loss was lowest at epoch 3 (0.2) and rose to 0.4 by epoch 7; its model is "
         "epoch 3's (model.safetensors), which every score and image uses, so the epochs after it cost time only: "
         "about 3 epochs train the same model")
-    assert overfit_note(_finished_with_losses(tmp_path, "small", [1.0, 0.3, 0.2, 0.22, 0.25, 0.26, 0.28])) is None
-    assert overfit_note(_finished_with_losses(tmp_path, "late", [1.0, 0.8, 0.6, 0.5, 0.4, 0.2, 0.4])) is None
+    assert overfit_note(_finished_with_losses(tmp_path, "small", [1.0, 0.3, 0.2, 0.22, 0.25, 0.26, 0.28],
+                                              falling)) is None
+    # QA sweep 14: a run whose training loss blew up too diverged (its rate too high): no "fewer epochs" advice
+    assert overfit_note(_finished_with_losses(tmp_path, "diverged", [1.0, 0.3, 0.2, 0.25, 0.3, 0.35, 0.4])) is None
+    assert overfit_note(_finished_with_losses(tmp_path, "late", [1.0, 0.8, 0.6, 0.5, 0.4, 0.2, 0.4], falling)) is None
     learning = _finished_with_losses(tmp_path, "learning", [1.0, 0.5, 0.40, 0.36, 0.33, 0.30])
     assert overfit_note(learning) is None and ending_note(learning) == still_learning_note(learning)

@@ -107,7 +107,7 @@ def run_score(args: argparse.Namespace) -> int:
     if args.split and insp.settings.get("split") == "all" and args.split != "all":  # a wafer file or plain folder
         insp.notices.insert(0, f"--split {args.split}: {insp.settings.get('data')} has no splits; all its images "
                                "were scored")
-    for note in insp.notices:
+    for note in insp.all_notes():  # with the one on defective calls left unmarked, as Inspect (QA sweep 14)
         print(notice_line(note), file=sys.stderr)
     if args.heatmaps:
         write_heatmaps(insp, args.heatmaps, force=args.force)
@@ -122,7 +122,7 @@ def run_score(args: argparse.Namespace) -> int:
     if args.json:
         out = {"images": insp.to_rows(), "metrics": insp.metrics.to_dict(), "threshold": insp.threshold,
                "threshold_source": insp.threshold_source, "fpr": insp.fpr, "tpr": insp.tpr,
-               "settings": insp.settings, "notices": insp.notices}
+               "settings": insp.settings, "notices": insp.all_notes()}
         print(json.dumps(_finite_json(out), indent=1))
     else:
         print(_score_table(insp))

@@ -85,6 +85,9 @@ def overfit_note(run_dir: Union[str, Path]) -> Optional[str]:
     best = min(range(len(losses)), key=losses.__getitem__)
     if best + 1 > OVERFIT_SHARE * len(losses) or losses[best] <= 0 or losses[-1] < OVERFIT_RISE * losses[best]:
         return None
+    trained = [r.get("train_loss") for r in (history[best], history[-1])]
+    if not all(isinstance(v, (int, float)) for v in trained) or trained[1] > trained[0]:
+        return None  # the training loss rose too: diverged (a rate too high), not overfit (QA sweep 14)
     at, last = _epoch_of(history[best], best + 1), _epoch_of(history[-1], len(history))
     return (f"run {p.name} overfit: its validation loss was lowest at epoch {at} ({losses[best]:.4g}) and rose to "
             f"{losses[-1]:.4g} by epoch {last}; its model is epoch {at}'s (model.safetensors), which every score "
