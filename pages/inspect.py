@@ -230,7 +230,7 @@ with tab_image:
     min_px = r5.number_input("Min pixels", 0, 100000, 5, key="insp_minpx", persist_state=KEEP)
     regs = insp.regions(pick, method, pix, eps, int(min_s), int(min_px))
     st.dataframe(pd.DataFrame(views.region_rows(regs), columns=list(views.REGION_COLUMNS)), hide_index=True)
-    if specks := views.empty_regions_line(insp, pick, regs, pix, int(min_px)):
+    if specks := views.regions_line(insp, pick, regs, pix, int(min_px)):
         st.caption(specks)
     st.caption(views.regions_caption(insp, pick))
 

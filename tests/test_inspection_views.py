@@ -80,14 +80,21 @@ def test_region_rows_follow_the_columns(insp):
     caption = views.regions_caption(insp, i)
     assert f"pixels of the {h}x{w} map" in caption and f"height / {h} and width / {w}" in caption
     # QA sweep 12: an empty table beside pixels above the threshold said nothing
-    assert views.empty_regions_line(insp, i, regs, insp.pixel_threshold, 5) is None  # rows: nothing to add
+    assert views.regions_line(insp, i, regs, insp.pixel_threshold, 5) is None  # rows: nothing to add
     biggest = max(r.area for r in regs)
     none = insp.regions(i, min_pixels=biggest + 1)
     above = int((insp.maps[i] > insp.pixel_threshold).sum())
-    assert not none and views.empty_regions_line(insp, i, none, insp.pixel_threshold, biggest + 1) == (
+    assert not none and views.regions_line(insp, i, none, insp.pixel_threshold, biggest + 1) == (
         f"ℹ️ {above} pixels above the pixel threshold, in no region of {biggest + 1} pixels or more: lower Min "
         "pixels to list them.")
-    assert views.empty_regions_line(insp, i, [], float(insp.maps[i].max()), 5) is None  # nothing above
+    assert views.regions_line(insp, i, [], float(insp.maps[i].max()), 5) is None  # nothing above
+    # QA sweep 13: one region over most of the map (a fray tile: 0,0,255,255) locates nothing, and said nothing
+    low = float(np.quantile(insp.maps[i], 0.2))  # 80% of the pixels above it: one wide region
+    wide = insp.regions(i, threshold=low)
+    share = max(r.area for r in wide) / insp.maps[i].size
+    assert share > 0.5 and views.regions_line(insp, i, wide, low, 5) == (
+        f"ℹ️ One region covers {share:.0%} of the map: the map is raised across most of the part, so it does not "
+        "locate a defect there; the heatmap's brightest parts may.")
 
 
 def test_the_manual_threshold_spans_every_score_and_starts_at_the_inspections_own(insp):

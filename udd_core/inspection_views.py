@@ -152,11 +152,18 @@ def regions_caption(insp, i: int) -> str:
             f"scores: {frame}. Peak: the region's highest map value, in {unit}.")
 
 
-def empty_regions_line(insp, i: int, regions: Sequence[Region], pixel_threshold: float,
-                       min_pixels: int) -> Optional[str]:
-    """Why the regions table is empty although image `i` has pixels above `pixel_threshold` (map units): they
-    form no region of `min_pixels` or more (QA sweep 12: an empty table beside cyan specks said nothing).
-    None when the table has rows, or no pixel is above."""
+WHOLE_PART = 0.5  # a region over this share of the map marks the whole part, not a defect on it
+
+
+def regions_line(insp, i: int, regions: Sequence[Region], pixel_threshold: float, min_pixels: int) -> Optional[str]:
+    """What the regions table of image `i` cannot say itself: that it is empty although pixels lie above
+    `pixel_threshold` (map units), in no region of `min_pixels` or more (QA sweep 12), or that one region
+    covers most of the map, which locates nothing (QA sweep 13: fray and uneven tiles, one region
+    0,0,255,255). None otherwise."""
+    area, widest = insp.maps[i].size, max((r.area for r in regions), default=0)
+    if widest > WHOLE_PART * area:
+        return (f"ℹ️ One region covers {widest / area:.0%} of the map: the map is raised "
+                "across most of the part, so it does not locate a defect there; the heatmap's brightest parts may.")
     above = int((insp.maps[i] > pixel_threshold).sum())
     if regions or not above:
         return None
