@@ -178,6 +178,8 @@ def test_a_knn_run_without_validation_images_says_its_threshold_flags_every_unse
     if noted:
         assert out["threshold"] == 0 and seen[0].startswith("every training image scores 0:")
         assert f"warning: {seen[0]}" in err  # a caution: every number after it reads otherwise (QA sweep 13)
+        # QA sweep 14: it came with "no validation split" and "too few to measure an FPR", which it says itself
+        assert not [n for n in out["notices"] if "no validation split" in n or "too few" in n]
         assert "--threshold" in seen[0]
 
 

@@ -161,10 +161,11 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
             notices.append("no normal reference images: the heatmap scale comes from all scored images "
                            "and no threshold is set (give one)")
     if normal_source == "training":
-        notices.append("the run has no validation split: normal statistics come from its training images "
-                       "(expect more false positives than the target)")
         if normal_scores is not None and len(normal_scores) > 1 and np.ptp(normal_scores) == 0:  # one image: always
-            notices.append(seen_scores_note(float(normal_scores[0])))
+            notices.append(seen_scores_note(float(normal_scores[0])))  # it says the rest too (QA sweep 14)
+        else:
+            notices.append("the run has no validation split: normal statistics come from its training images "
+                           "(expect more false positives than the target)")
 
     y = np.array([v != GOOD for v in labels], dtype=bool)
     if threshold is not None:

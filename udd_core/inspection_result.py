@@ -180,8 +180,11 @@ class Inspection:
                        notices=out.notices + ([note] if note else []))
 
     def fpr_note(self, target_fpr: float) -> Optional[str]:
-        """`metrics.too_few_normals` for the normal reference images at `target_fpr`, or None."""
+        """`metrics.too_few_normals` for the normal reference images at `target_fpr`, or None. None too when
+        they all score the same: a note on why speaks for them (QA sweep 14: three overlapping notes)."""
         n = 0 if self.normal_scores is None else len(self.normal_scores)
+        if n > 1 and np.ptp(self.normal_scores) == 0:
+            return None
         return too_few_normals(n, target_fpr, self.normal_source) if n else None
 
     def units_note(self) -> str:
