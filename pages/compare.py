@@ -22,7 +22,7 @@ from udd_core.data import data_kind, kind_mismatch
 from udd_core.display import markdown_literal, score_text
 from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass, has_detector
 from udd_core.losses import SSIM_SCORING_NOTE
-from udd_core.notices import is_caution
+from udd_core.notices import as_sentence, is_caution
 from udd_core.run_notes import ending_note, learned_defects_note, unfinished_note
 from udd_core.inspection import inspect_run
 from udd_core.render import scale_bar_rgb
@@ -211,7 +211,7 @@ style = df.style.apply(lambda col: [BEST_BG if (k, scored.index(col.name)) in be
 st.dataframe(style, hide_index=True, key="cmp_metrics",
              column_config={n: st.column_config.TextColumn(alignment="right") for n in scored})
 if units := cmp_scores.counting_note(scored, inspections):  # tiles beside whole images
-    st.warning(f"{units[0].upper()}{units[1:]}.")
+    st.warning(as_sentence(units))
 if borrowed := [n for n in scored if detector_class(method_of[n]).own_scores]:  # dsvdd, latent-knn
     st.caption(f"{', '.join(borrowed)}: the pixel AUROC and AUPRO judge the pretrained autoencoder's residual map, "
                "the heatmap these runs show; their image score is a latent distance, not read from that map.")

@@ -21,6 +21,7 @@ from udd_core.data import data_kind, kind_mismatch, same_data
 from udd_core.inspection_inputs import training_data_gone
 from udd_core.methods import detector_class, has_detector, run_method
 from udd_core.model import WEIGHTS_FILE
+from udd_core.notices import as_sentence
 from udd_core import runs
 from udd_core.runs import list_runs
 
@@ -156,7 +157,7 @@ except (ValueError, OSError) as e:
     show_error(e)
     st.stop()
 if mismatch := kind_mismatch(source.get("kind"), ds.kind, "its reconstructions and generated images"):
-    st.warning(mismatch[0].upper() + mismatch[1:] + ".")
+    st.warning(as_sentence(mismatch))
 kind = gen.model_kind(model, ds.kind)
 counts = gen.class_counts(ds.labels)
 st.caption(views.data_summary(ds, kind, model.input_shape))

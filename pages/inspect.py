@@ -22,6 +22,7 @@ from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import load_inputs, training_data_gone
 from udd_core.losses import SSIM_SCORING_NOTE
 from udd_core.metrics import METRIC_HELP
+from udd_core.notices import as_sentence
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
 from udd_core.render import scale_bar_rgb
 from udd_core.heatmap_export import heatmaps_zip
@@ -129,7 +130,7 @@ with st.sidebar:
 run = by_name[ss["insp_run"]]
 unfinished = warn_unfinished(run.path)
 if learned := learned_defects_note(run.path):  # before scoring; the notices below leave it out
-    st.warning(f"{learned[0].upper()}{learned[1:]}.")
+    st.warning(as_sentence(learned))
 stamp = runs.model_stamp(run.path)
 try:
     with st.spinner("Loading the model and the images, then scoring ..."):
@@ -139,7 +140,7 @@ except (ValueError, OSError) as e:
     st.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
     st.stop()
 if mismatch := base.mismatch:  # data of the other kind: the fact every figure below depends on
-    st.warning(f"{mismatch[0].upper()}{mismatch[1:]}.")
+    st.warning(as_sentence(mismatch))
 if said := views.method_caption(run_spec(run.path), base.notices):  # the method, or its loss's scoring
     st.caption(said)
 # --- threshold: instant, from the cached scores ------------------------------------------------

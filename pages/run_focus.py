@@ -108,11 +108,12 @@ def run_label(info) -> str:
 def warn_unfinished(run_dir: Path) -> str | None:
     """Warn when the run in view has not finished training (`run_notes.unfinished_note`, the line `udd score`
     prints first among its notices) and return that line; None for a finished run."""
+    from udd_core.notices import as_sentence
     from udd_core.run_notes import unfinished_note
 
     note = unfinished_note(run_dir)
     if note:
-        st.warning(note[0].upper() + note[1:] + ".")
+        st.warning(as_sentence(note))
     return note
 
 

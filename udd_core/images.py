@@ -6,8 +6,8 @@ arrays at the model's input size, and tags every conversion it made so the loade
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Optional
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image

@@ -124,9 +124,8 @@ class Inspection:
         """Why image `i`, called defective, shows no outline (`unmarked`, for this one image); None otherwise."""
         if self.threshold is None or self.scores[i] <= self.threshold or self.maps[i].max() > self.pixel_threshold:
             return None
-        why = self._unmarked_why().replace("their", "its")
-        return (f"ℹ️ Called defective with no pixel above the pixel threshold: {why}, so no outline or region "
-                "marks it. Lower the pixel threshold below to outline where its map is highest.")
+        return (f"ℹ️ Called defective with no pixel above the pixel threshold: {self._unmarked_why('its')}, so no "
+                "outline or region marks it. Lower the pixel threshold below to outline where its map is highest.")
 
     def unmarked_note(self) -> Optional[str]:
         """Why some defective calls show no outline (`unmarked`), or None when every one has one. QA sweep 11:
@@ -139,15 +138,15 @@ class Inspection:
                 f"pixel threshold ({score_text(self.pixel_threshold)} in the heatmap's units): {self._unmarked_why()}, "
                 "so no outline or region marks them; the heatmap's colour shows where it is highest")
 
-    def _unmarked_why(self) -> str:
+    def _unmarked_why(self, whose: str = "their") -> str:
         """Why a defective call can leave the map unmarked, by what makes this run's score (QA sweep 13: "raised
         across the map" was said of Deep SVDD, whose score is a latent distance the map does not carry)."""
         if "(not from the map)" in str(self.settings.get("score", "")):
-            return "their score is the method's latent distance, which the map does not locate"
+            return f"{whose} score is the method's latent distance, which the map does not locate"
         if self.factors is not None:
-            return ("their score is the map's times a latent novelty factor, which can make the call on its own, "
+            return (f"{whose} score is the map's times a latent novelty factor, which can make the call on its own, "
                     "or it is raised across the map, not at one spot")
-        return "their score is raised across the map, not at one spot"
+        return f"{whose} score is raised across the map, not at one spot"
 
     def all_notes(self) -> list[str]:
         """The notices, then `unmarked_note` at the current threshold: what every view of this scoring says."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from .losses import SSIM_SCORING_NOTE
 from .metrics import roc_points
+from .notices import as_sentence
 from .regions import Region
 from .display import markdown_literal, score_text
 from .render import HeatScale, outlines_legend, plotly_colorscale
@@ -27,7 +28,7 @@ def method_caption(spec: dict, notices: Sequence[str]) -> Optional[str]:
     """The line under the run's name: why an SSIM-trained autoencoder is scored with SSIM (when it is, as its
     `notices` say), or what the map and the score of another method are; None for a plain pixel AE."""
     if SSIM_SCORING_NOTE in notices:
-        return f"ℹ️ {SSIM_SCORING_NOTE[0].upper()}{SSIM_SCORING_NOTE[1:]}."
+        return f"ℹ️ {as_sentence(SSIM_SCORING_NOTE)}"
     if spec["method"] == "autoencoder":
         return None
     own = f" Image score: {spec['image_score']}." if spec.get("image_score") else ""

@@ -102,7 +102,7 @@ class TrainJob:
                          "digest": images_digest(images)},
                 "versions": {"udd": __version__, "torch": torch.__version__, "numpy": np.__version__,
                              "python": sys.version.split()[0]},
-                "created": run_status.now_iso(), "resumed": []}
+                "created": runs.now_iso(), "resumed": []}
         runs.write_json_atomic(run_dir / runs.TRAIN_FILE, info)
         run_status.write_status(run_dir, "stopped", "created; not started yet", epoch=0, epochs=settings.epochs)
         return cls(run_dir, detector, images[tr], images[va] if len(va) else None, settings, notices=tuple(notices))
@@ -181,7 +181,7 @@ class TrainJob:
         settings = checked_settings(settings)  # everything is checked before train.json changes
         tr, va = split_indices(len(images), settings.val_split, settings.seed)
         info["settings"] = settings.to_dict()
-        info["resumed"] = list(info.get("resumed", [])) + [{"time": run_status.now_iso(), "after_epoch": done}
+        info["resumed"] = list(info.get("resumed", [])) + [{"time": runs.now_iso(), "after_epoch": done}
                                                            | ({"phase": unit} if phase.option else {})
                                                            | ({"data_moved_from": moved_from} if moved_from else {})]
         runs.write_json_atomic(run_dir / runs.TRAIN_FILE, info)

@@ -10,9 +10,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
-from .notices import Caution
-
 import numpy as np
+
+from .notices import Caution
 
 # scikit-learn and scipy.ndimage are imported inside the functions that need them: together they
 # add 1-2 s to every process start, and scoring a folder without labels or masks never uses them.

@@ -51,9 +51,10 @@ def still_learning_note(run_dir: Union[str, Path]) -> Optional[str]:
     unfinished run (`unfinished_note` speaks for it), and for methods that score latent codes, which a
     lower reconstruction loss need not improve (Deep SVDD, latent-knn), or train no epochs (the memory bank)."""
     p = Path(run_dir)
-    if (curve := _finished_curve(p, 2)) is None:
-        return None
-    history, losses = curve
+    return _still_learning(p, *curve) if (curve := _finished_curve(p)) else None
+
+
+def _still_learning(p: Path, history: list[dict], losses: list[float]) -> Optional[str]:
     k = min(FALL_EPOCHS, len(losses) - 1)
     before, last = losses[-1 - k], losses[-1]
     if last > min(losses) or before <= 0 or (drop := (before - last) / before) < STILL_FALLING:
@@ -79,9 +80,12 @@ def overfit_note(run_dir: Union[str, Path]) -> Optional[str]:
     model.safetensors is the best epoch, which every score and image uses; the epochs after it cost time
     only. None otherwise, and for methods whose maps do not come from the epochs' model."""
     p = Path(run_dir)
-    if (curve := _finished_curve(p, 4)) is None:
+    return _overfit(p, *curve) if (curve := _finished_curve(p)) else None
+
+
+def _overfit(p: Path, history: list[dict], losses: list[float]) -> Optional[str]:
+    if len(losses) < 4:
         return None
-    history, losses = curve
     best = min(range(len(losses)), key=losses.__getitem__)
     if best + 1 > OVERFIT_SHARE * len(losses) or losses[best] <= 0 or losses[-1] < OVERFIT_RISE * losses[best]:
         return None
@@ -95,8 +99,10 @@ def overfit_note(run_dir: Union[str, Path]) -> Optional[str]:
 
 
 def ending_note(run_dir: Union[str, Path]) -> Optional[str]:
-    """What the end of a finished run's training says of its model: still learning, or overfit; None."""
-    return still_learning_note(run_dir) or overfit_note(run_dir)
+    """What the end of a finished run's training says of its model: still learning, or overfit; None. Its
+    files are read once for both (Compare asks for each of its runs on every rerun)."""
+    p = Path(run_dir)
+    return (_still_learning(p, *curve) or _overfit(p, *curve)) if (curve := _finished_curve(p)) else None
 
 
 def more_epochs(done: int) -> int:
@@ -132,14 +138,14 @@ def scored_training_data_note(run_dir: Union[str, Path]) -> str:
             "more normal than unseen ones would")
 
 
-def _finished_curve(p: Path, at_least: int) -> Optional[tuple[list[dict], list[float]]]:
-    """(history, validation losses) of a finished run whose maps come from its epochs' model, with at least
-    `at_least` epochs, every one with a finite validation loss; None otherwise."""
+def _finished_curve(p: Path) -> Optional[tuple[list[dict], list[float]]]:
+    """(history, validation losses) of a finished run whose maps come from its epochs' model, with at least two
+    epochs, every one with a finite validation loss; None otherwise."""
     if not (p / STATUS_FILE).is_file() or read_status(p)["status"] != "finished" or not _scored_by_its_epochs(p):
         return None
     history = read_history(p)
     losses = [r.get("val_loss") for r in history]
-    if len(losses) < at_least or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in losses):
+    if len(losses) < 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in losses):
         return None
     return history, losses
 

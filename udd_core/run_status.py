@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from .runs import STATUS_FILE, read_json, write_json_atomic
+from .runs import STATUS_FILE, iso_time, read_json, write_json_atomic
 
 STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
 HEARTBEAT_STALE_S = 120.0  # a "running" run silent for longer than this is reported interrupted
@@ -39,7 +39,7 @@ def write_status(run_dir: Union[str, Path], status: str, message: str = "", **ex
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
     now = time.time()
     d = {"status": status, "message": message, "pid": os.getpid(), "host": socket.gethostname(),
-         "heartbeat": now, "updated": _iso(now), **extra}
+         "heartbeat": now, "updated": iso_time(now), **extra}
     write_json_atomic(Path(run_dir) / STATUS_FILE, d)
     return d
 
@@ -75,12 +75,3 @@ def read_status(run_dir: Union[str, Path], now: Optional[float] = None) -> dict:
                  "message": "the training process ended without closing the run" if dead else
                  f"no heartbeat for {now - beat:.0f} s" if isinstance(beat, (int, float)) else "no heartbeat"}
     return d
-
-
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
-
-
-def now_iso() -> str:
-    """The local time as ISO 8601 with the UTC offset."""
-    return _iso(time.time())

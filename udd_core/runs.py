@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -264,6 +265,16 @@ def read_history(run_dir: Union[str, Path]) -> list[dict]:
         if isinstance(rec, dict):
             out.append(rec)
     return out
+
+
+def iso_time(t: float) -> str:
+    """Time `t` (seconds since the epoch) as local ISO 8601 with the UTC offset, as every run file stamps it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
+
+
+def now_iso() -> str:
+    """The local time as ISO 8601 with the UTC offset."""
+    return iso_time(time.time())
 
 
 # --- listing ---------------------------------------------------------------------------------

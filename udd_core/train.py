@@ -356,5 +356,5 @@ def _write_calibration(run_dir: Path, images: np.ndarray, dev, bs: int, source: 
     best = load_model(run_dir, device=str(dev))
     cal = calibrate(best, images, dev, bs, residual=residual)
     cal.update(source=source, weights=WEIGHTS_FILE, epoch=int(best.metadata.get("epoch", 0)),
-               created=run_status.now_iso())
+               created=runs.now_iso())
     runs.write_json_atomic(run_dir / runs.CALIBRATION_FILE, cal)

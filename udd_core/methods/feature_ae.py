@@ -320,7 +320,7 @@ class FeatureAEDetector(Detector):
                     for s in range(0, len(feats), 32))
             record = calibration_record(((o.maps, o.score_factor) for o in outs), RESIDUALS[0])
         runs.write_json_atomic(run_dir / runs.CALIBRATION_FILE, {
-            **record, "smooth_sigma": 0.0, "source": source, "weights": WEIGHTS_FILE, "created": run_status.now_iso()})
+            **record, "smooth_sigma": 0.0, "source": source, "weights": WEIGHTS_FILE, "created": runs.now_iso()})
 
     # saving --------------------------------------------------------------------------------
     def write_spec(self, run_dir: Union[str, Path]) -> None:
