@@ -19,7 +19,7 @@ from udd_core import compare as cmp
 from udd_core import compare_scores as cmp_scores
 from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch
-from udd_core.display import markdown_literal, score_text
+from udd_core.display import breakable, markdown_literal, score_text
 from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass, has_detector
 from udd_core.losses import SSIM_SCORING_NOTE
 from udd_core.notices import as_sentence, is_caution
@@ -254,7 +254,9 @@ if shown:
 for name in shown:
     row = cmp_scores.heatmap_row(inspections, name)
     cols = st.columns(len(row))
-    cols[0].image(row[0], caption=markdown_literal(f"{short(name, data)} · {labels[name]}"), width="stretch")
+    # breakable: a narrow column wraps the name at its '/' and '_', not mid-word (QA sweep 13: "….j | pg").
+    cols[0].image(row[0], caption=markdown_literal(breakable(f"{short(name, data)} · {labels[name]}")),
+                  width="stretch")
     for col, img, run_name, insp in zip(cols[1:], row[1:], scored, inspections):
         score = float(insp.scores[insp.names.index(name)])
         col.image(img, caption=f"{run_name} ({method_of[run_name]}) · score {score_text(score)}"

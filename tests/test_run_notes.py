@@ -43,7 +43,8 @@ def test_still_learning_note_names_a_run_whose_loss_was_still_falling(tmp_path, 
     two = _finished_with_losses(tmp_path, "two", [0.5, 0.4])
     assert "fell 20% over the last epoch," in still_learning_note(two)
     monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "elsewhere"))  # QA sweep 12: `--out r` was not found
-    assert still_learning_note(run).endswith(f"`udd train --out {run.resolve()} --resume --epochs 12`)")
+    assert still_learning_note(run).endswith(  # the Train page lists the runs folder's runs only (QA sweep 13)
+        f"further (Resume with `udd train --out {run.resolve()} --resume --epochs 12`)")
     info = json.loads((run / "train.json").read_text()) if (run / "train.json").exists() else {}
     (run / "train.json").write_text(json.dumps({**info, "data": {"path": str(tmp_path / "gone")}}))
     assert still_learning_note(run).endswith(  # QA sweep 13: the call failed as printed, its data had moved

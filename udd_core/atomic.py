@@ -130,7 +130,7 @@ def check_names_free(out_dir: PathLike, names: Sequence[str], force: bool = Fals
     if not force:
         taken = [t for t in targets if t.exists()]
         if taken:
-            more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
+            more = f", and so do {len(taken) - 1} more of the files to write" if len(taken) > 1 else ""
             raise ValueError(f"{taken[0]}: already exists{more} (pass --force to overwrite)")
     return targets
 

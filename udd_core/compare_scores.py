@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from .compare import RUN_COLOURS
-from .display import score_text, verdict_word
+from .display import scale_text, score_text, verdict_word
 from .inspection_result import image_units
 from .inspection_views import roc_curve
 from .metrics import GOOD
@@ -170,7 +170,7 @@ def heatmap_row(inspections: Sequence, name: str) -> list[np.ndarray]:
 
 def scale_caption(names: Sequence[str], inspections: Sequence) -> str:
     """The legend of `heatmap_row`'s colours beside `render.scale_bar_rgb`: each run's own scale and threshold."""
-    scales = "; ".join(f"{n}: {i.scale.vmin:.4g} to {i.scale.vmax:.4g}, pixel threshold {i.scale.threshold:.4g}"
+    scales = "; ".join(f"{n}: {scale_text(i.scale.vmin)} to {scale_text(i.scale.vmax)}, pixel threshold {scale_text(i.scale.threshold)}"
                        for n, i in zip(names, inspections))
     truth = any(i.masks is not None for i in inspections)
     return (f"Colours from low (left) to high (right) on each run's own scale ({scales}); "

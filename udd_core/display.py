@@ -195,6 +195,7 @@ def markdown_literal(text: str) -> str:
 
 
 SCORE_DIGITS = 5  # significant digits of a score or threshold shown to a person, in every output alike
+SCALE_DIGITS = 4  # ... of a heatmap scale value: a colour bar's ends, the pixel threshold
 
 
 def score_text(v: float) -> str:
@@ -202,7 +203,18 @@ def score_text(v: float) -> str:
     1.2027 read alike in the gallery, Compare, the report and the heatmaps' README (QA sweep 10: 4 to 6 digits,
     or 5 decimals, by output), trailing zeros kept, so that 0.91700 does not read as less precise than 0.77595
     beside it (QA sweep 12). Exports meant for machines (CSV, JSON) keep full precision."""
-    text = f"{float(v):#.{SCORE_DIGITS}g}"  # "#": 1.2800, not 1.28
+    return _significant(v, SCORE_DIGITS)
+
+
+def scale_text(v: float) -> str:
+    """A heatmap scale value (a colour bar's end, a pixel threshold) as every view shows it: 4 significant
+    digits, trailing zeros kept (QA sweep 13: a top of 7.090 read "7.09" in the export and 4.561 in Inspect).
+    An exact 0, the scale's usual left end ("a typical normal pixel"), stays "0"."""
+    return "0" if v == 0 else _significant(v, SCALE_DIGITS)
+
+
+def _significant(v: float, digits: int) -> str:
+    text = f"{float(v):#.{digits}g}"  # "#": 1.2800, not 1.28
     return text.removesuffix(".") if "e" not in text else text  # 12345., the alternate form's point, goes
 
 

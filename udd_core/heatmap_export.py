@@ -18,7 +18,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from .atomic import write_files
-from .display import score_text, verdict_word
+from .display import scale_text, score_text, verdict_word
 from .inspection_result import Inspection
 from .render import WAFER_LEGEND, auto_zoom, png_bytes, scale_bar_rgb
 
@@ -108,7 +108,7 @@ def _scale_png(insp: Inspection) -> bytes:
     canvas = Image.new("RGB", (bar.width + 16, bar.height + 22), "white")  # (W, H): 8 px margins, a text row
     canvas.paste(bar, (8, 4))
     draw = ImageDraw.Draw(canvas)
-    lo, hi = f"{insp.scale.vmin:.4g}", f"{insp.scale.vmax:.4g}"
+    lo, hi = scale_text(insp.scale.vmin), scale_text(insp.scale.vmax)
     draw.text((8, bar.height + 7), lo, fill="black")
     draw.text((canvas.width - 8 - draw.textlength(hi), bar.height + 7), hi, fill="black")
     return png_bytes(np.asarray(canvas))

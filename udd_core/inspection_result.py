@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .data import wafer_to_onehot
-from .display import score_text
+from .display import scale_text, score_text
 from .metrics import GOOD, Metrics, threshold_for_fpr, too_few_normals
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, outlines_legend, overlay_rgb, zoom
 from .scoring import NormStats
@@ -193,7 +193,7 @@ class Inspection:
         units = ("Scores are not in the map's units (each is multiplied by its image's latent novelty factor)"
                  if self.factors is not None else "Scores are in the map's own units")
         return (f" {units}; the heatmap shows the map in standard deviations of the "
-                f"normal pixels, with the outline's pixel threshold at {self.pixel_threshold:.4g}.")
+                f"normal pixels, with the outline's pixel threshold at {scale_text(self.pixel_threshold)}.")
 
     def scale_legend(self, own_scale: bool = False) -> str:
         """What the heatmap colours mean, beside `render.scale_bar_rgb` (low on the left); ``own_scale``:
@@ -208,11 +208,11 @@ class Inspection:
                 else f"the image is defective when {top}")
         else:
             source = "the 99th percentile of the normal pixels"
-        outline = outlines_legend(self.masks is not None, f"the pixel threshold {sc.threshold:.4g} ({source})")
+        outline = outlines_legend(self.masks is not None, f"the pixel threshold {scale_text(sc.threshold)} ({source})")
         if own_scale:
             return (f"Heatmap colours: each image on its own scale, from its median pixel (left) to its highest "
                     f"(right){unit}: where each map peaks; colours do not compare across images; {outline}.")
-        return (f"Heatmap colours: {sc.vmin:.4g} (left) to {sc.vmax:.4g} (right){unit}, one scale for every image: "
+        return (f"Heatmap colours: {scale_text(sc.vmin)} (left) to {scale_text(sc.vmax)} (right){unit}, one scale for every image: "
                 f"0 is a typical pixel of {ref}, the top twice the pixel threshold, so a new threshold rescales "
                 f"every heatmap alike; {outline}.")
 

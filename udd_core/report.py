@@ -23,7 +23,7 @@ from .config import config_text
 from .settings import applied_settings
 from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
-from .display import breakable, score_text, verdict_word
+from .display import breakable, scale_text, score_text, verdict_word
 from .render import WAFER_LEGEND, png_bytes, scale_bar_rgb
 
 PANEL_NAMES = {"residual": "anomaly map"}  # a panel's column title where its key is no word for a reader
@@ -197,8 +197,8 @@ def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
     sc = insp.scale
     # The colours themselves, as the app's Inspect page shows them: the legend's words alone name no colour. Before
     # the first overlay, so that a reader of the galleries has the key (QA sweep 8: it came after all of them).
-    bar = (f'<p class="legend scale"><span>{sc.vmin:.4g}</span>{_img(scale_bar_rgb(256, 14), "colour scale")}'
-           f"<span>{sc.vmax:.4g}</span></p>")
+    bar = (f'<p class="legend scale"><span>{scale_text(sc.vmin)}</span>{_img(scale_bar_rgb(256, 14), "colour scale")}'
+           f"<span>{scale_text(sc.vmax)}</span></p>")
     order = insp.order()
     dies = f'<p class="legend">{_e(WAFER_LEGEND)}.</p>' if insp.kind == "wafer" else ""
     out = [f"<h2>Worst {min(n_worst, len(insp))} images by score</h2>" + bar

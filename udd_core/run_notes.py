@@ -63,10 +63,12 @@ def _still_learning(p: Path, history: list[dict], losses: list[float]) -> Option
     total = more_epochs(_epoch_of(history[-1], len(history)))
     data = run_source(p).get("path")
     moved = bool(data) and not Path(data).exists()  # QA sweep 13: the call failed as printed, asking for --data
-    call = (f"udd train --out {shlex.quote(out_spec(p))} --resume --epochs {total}"
-            + (" --data NEW_PLACE" if moved else ""))
+    spec = out_spec(p)
+    call = f"udd train --out {shlex.quote(spec)} --resume --epochs {total}" + (" --data NEW_PLACE" if moved else "")
+    # The Train page lists the runs folder's runs only (QA sweep 13: it was offered for a run outside it).
+    where = "Resume on the Train page, or" if spec == p.name else "Resume with"
     return (f"run {p.name} was still learning when its training ended: its validation loss fell {drop:.0%} over "
-            f"{epochs}, so more epochs would likely lower it further (Resume on the Train page, or `{call}`"
+            f"{epochs}, so more epochs would likely lower it further ({where} `{call}`"
             + (f", NEW_PLACE being where its data {data} now lies" if moved else "") + ")")
 
 

@@ -96,6 +96,27 @@ def open_app(page, url: str) -> None:
     wait_idle(page)
 
 
+def go_to(page, title: str, idle: float = 30.0) -> None:
+    """Open a page from the sidebar and wait until its title shows.
+
+    The wait for the title has twice run out on a loaded 2-core CI machine, right after a training
+    stopped (cause not found; the suspect is a click landing during a rerun of the live training
+    fragment). So after 45 s the state is saved as a screenshot and the link clicked once more; a
+    second miss fails.
+    """
+    heading = page.locator('[data-testid="stMain"] h1', has_text=title).first
+    link = page.locator('[data-testid="stSidebarNav"] a', has_text=title).first
+    link.click()
+    try:
+        heading.wait_for(timeout=45_000)
+    except Exception:  # playwright's TimeoutError: the click was lost or the page is slow
+        assert_no_exception(page)
+        shot(page, f"go_to-{title.lower()}-second-click")
+        link.click()
+        heading.wait_for(timeout=60_000)
+    wait_idle(page, idle)
+
+
 def wait_idle(page, timeout: float = 30.0) -> None:
     """Wait until Streamlit has finished rendering: no skeletons, no running status, text steady."""
     deadline = time.time() + timeout

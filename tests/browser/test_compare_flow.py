@@ -6,16 +6,10 @@ The two runs are tiny (32x32, one epoch) and made before the app opens, so the f
 import sys
 from pathlib import Path
 
-from appdriver import assert_no_exception, open_app, shot, wait_idle
+from appdriver import assert_no_exception, go_to, open_app, shot, wait_idle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared tiny-run fixtures
 from inspect_fixtures import make_mvtec, make_run, tiny_config  # noqa: E402
-
-
-def go_to(page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
-    page.locator('[data-testid="stMain"] h1', has_text=title).first.wait_for(timeout=60_000)
-    wait_idle(page, 120)
 
 
 def test_compare_two_runs(app_server, page, tmp_path):
@@ -28,7 +22,7 @@ def test_compare_two_runs(app_server, page, tmp_path):
     page.locator('[data-testid="stImage"]').first.wait_for(timeout=120_000)
     assert page.get_by_label("Run", exact=True).input_value().startswith("latent4")
 
-    go_to(page, "Compare")
+    go_to(page, "Compare", idle=120)
     page.locator('[data-testid="stImage"]').first.wait_for(timeout=120_000)
     wait_idle(page, 60)
     assert_no_exception(page)

@@ -6,19 +6,13 @@ exception. Training runs on sample_data/surface at 64x64 so two epochs take seco
 import json
 import time
 
-from appdriver import assert_no_exception, open_app, shot, wait_idle
+from appdriver import assert_no_exception, go_to, open_app, shot, wait_idle
 
 
 def set_number(page, label: str, value) -> None:
     box = page.get_by_label(label, exact=True)
     box.fill(str(value))
     box.press("Enter")
-    wait_idle(page)
-
-
-def go_to(page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
-    page.locator('[data-testid="stMain"] h1', has_text=title).first.wait_for(timeout=60_000)
     wait_idle(page)
 
 

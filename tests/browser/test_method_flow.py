@@ -7,8 +7,8 @@ from the installed weights package; nothing is downloaded).
 import json
 import time
 
-from appdriver import assert_no_exception, open_app, shot, wait_idle
-from test_e2e_flow import go_to, set_number, status_of, wait_for_text
+from appdriver import assert_no_exception, go_to, open_app, shot, wait_idle
+from test_e2e_flow import set_number, status_of, wait_for_text
 
 
 def pick(page, label: str, option: str) -> None:
