@@ -97,7 +97,7 @@ def test_thresholds_keep_their_digits_and_captions_say_each_runs_call():
 
 def test_tiled_and_whole_image_runs_get_a_note_that_their_image_metrics_count_different_things():
     whole = fake_insp(0.9, names=("a.png", "b.png"))
-    tiles = fake_insp(0.6, names=("a.png#tile 0", "a.png#tile 1", "b.png#tile 0"), scores=(0.1, 0.2, 0.9),
+    tiles = fake_insp(0.6, names=("a.png#tile0", "a.png#tile1", "b.png#tile0"), scores=(0.1, 0.2, 0.9),
                       labels=("good", "good", "spot"))
     note = scores.counting_note(["w", "t"], [whole, tiles])
     assert "2 images (w), 3 tiles (t)" in note and "do not compare" in note and "pixel AUROC and AUPRO do" in note

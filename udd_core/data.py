@@ -27,6 +27,17 @@ from .uploads import DataError, extract_zip, save_uploads  # noqa: F401
 from .wafermaps import WAFER_EXTS, load_wafer_file, map_sizes, onehot_to_wafer, wafer_labels, wafer_to_onehot  # noqa: F401
 
 SPLITS = ("train", "test", "all")
+TILE_MARK = "#tile"  # "a.png#tile3": the fourth tile of a.png, row by row; no space (QA: tables split on it)
+
+
+def tile_name(src, k: int) -> str:
+    """The name of tile ``k`` of image ``src`` in a tiled data set."""
+    return f"{src}{TILE_MARK}{k}"
+
+
+def is_tile(name: str) -> bool:
+    """Whether an image name is a tile's (`tile_name`)."""
+    return TILE_MARK in name
 
 
 def to_tensor(images: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -44,7 +55,7 @@ class ImageSet:
 
     images: np.ndarray  # (N, H, W, C) uint8
     labels: list[str]  # "good" / defect type (MVTec), or the wafer class
-    names: list[str]  # source path, "path#tile k", or "file.npz:key[i]"
+    names: list[str]  # source path, "path#tileK" (`tile_name`), or "file.npz:key[i]"
     masks: np.ndarray | None  # (N, H, W) bool, or None when the set has no masks at all
     kind: str  # "image" or "wafer"
     notices: list[str] = field(default_factory=list)
@@ -218,7 +229,7 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
                     clear_tiles += int((~hit).sum())
                 else:
                     labels += [label] * len(arr)
-                names += [str(src)] if not tile else [f"{src}#tile {k}" for k in range(len(arr))]
+                names += [str(src)] if not tile else [tile_name(src, k) for k in range(len(arr))]
                 if has_masks:
                     missing_masks += label != "good" and mpath is None
                     masks.append(m if m is not None else np.zeros(arr.shape[:3], dtype=bool))

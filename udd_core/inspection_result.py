@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .data import wafer_to_onehot
+from .data import is_tile, wafer_to_onehot
 from .display import scale_text, score_text
 from .metrics import GOOD, Metrics, threshold_for_fpr, too_few_normals
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, outlines_legend, overlay_rgb, zoom
@@ -30,8 +30,8 @@ def normal_label(label) -> str:
 # --- the result ------------------------------------------------------------------------------
 
 def image_units(names: Sequence[str]) -> tuple[int, str]:
-    """(how many, what) scored images named `names` count as: tiles ("a.png#tile 3") of a tiled run, else images."""
-    tiles = sum("#tile " in n for n in names)
+    """(how many, what) scored images named `names` count as: tiles ("a.png#tile3") of a tiled run, else images."""
+    tiles = sum(map(is_tile, names))
     return (tiles, "tiles") if tiles else (len(names), "images")
 
 

@@ -16,6 +16,7 @@ from .losses import SSIM_SCORING_NOTE
 from .metrics import roc_points
 from .notices import as_sentence
 from .regions import Region
+from .data import is_tile
 from .display import markdown_literal, score_text
 from .render import HeatScale, outlines_legend, plotly_colorscale
 
@@ -146,7 +147,7 @@ def regions_caption(insp, i: int) -> str:
     h, w = insp.maps[i].shape
     unit = "standard deviations of the normal pixels" if insp.norm else "the map's units"
     frame = (f"one {h}x{w} tile of the image (tiles run row by row from its top-left; the name says which)"
-             if "#tile " in insp.names[i] else
+             if is_tile(insp.names[i]) else
              f"the image resized to the model's input, so scale a box by the image's height / {h} and width / {w} "
              "to find it on the part")
     return (f"Boxes (top, left, bottom, right; inclusive) and areas are in pixels of the {h}x{w} map the model "
