@@ -170,16 +170,6 @@ except ValueError as e:
     st.error(one_line(e))
     st.stop()
 split = c2.selectbox("Split", ("test", "train", "all"), key="cmp_split") if kind == "mvtec" else "all"
-if elsewhere := cmp.trained_elsewhere(sides, data, kind):  # a wafer run on photos: its own warning below
-    st.info(f"Trained on other data than {data}: {'; '.join(elsewhere)}. Their scores here show how they "
-            "carry over, not how they do on their own data.")
-
-if here := cmp.trained_here(sides, data, split, kind):  # as Inspect notes it for one run
-    one = len(here) == 1
-    st.info(f"Trained on these images: {', '.join(here)}. The images {'it' if one else 'they'} learned are "
-            f"scored too, and score more normal than unseen images would, so {'its' if one else 'their'} metrics "
-            "here are not those of new images.")
-
 scored, inspections = [], []
 with st.spinner("Scoring every run on the data set ..."):
     for s in sides:
@@ -198,6 +188,16 @@ with st.spinner("Scoring every run on the data set ..."):
             st.warning(f"{s.name}: not scored ({one_line(e)}).")
 if not inspections:
     st.stop()
+# After scoring: a copy of a run's own images elsewhere is told apart from other data by their digest.
+trained_on = [str((s.info.get("data") or {}).get("path", "")) for s in sides if s.name in scored]
+if elsewhere := cmp_scores.trained_elsewhere(scored, trained_on, inspections):
+    st.info(f"Trained on other data than {data}: {'; '.join(elsewhere)}. Their scores here show how they "
+            "carry over, not how they do on their own data.")
+if here := cmp_scores.trained_here(scored, inspections):  # as Inspect notes it for one run
+    one = len(here) == 1
+    st.info(f"Trained on these images: {', '.join(here)}. The images {'it' if one else 'they'} learned are "
+            f"scored too, and score more normal than unseen images would, so {'its' if one else 'their'} metrics "
+            "here are not those of new images.")
 
 rows = cmp_scores.metric_rows(inspections)
 method_of = {s.name: s.method for s in sides}

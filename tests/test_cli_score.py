@@ -182,6 +182,23 @@ def test_data_of_the_other_kind_is_refused_and_other_data_is_noted(capsys, tmp_p
     assert "scores on other data" not in capsys.readouterr().err
 
 
+def test_a_copy_of_the_training_images_is_the_training_data_not_other_data(capsys, tmp_path, run, data):
+    """QA sweep 15: a byte-identical copy at another path was 'other data', and the caution that the metrics
+    include images the run learned went away. train.json's digest of the training images tells them apart."""
+    import shutil
+
+    copy = shutil.copytree(data, tmp_path / "copy")
+    assert main(["score", str(run), "--data", str(copy), "--split", "train"]) == 0
+    err = capsys.readouterr().err
+    assert "scores on other data" not in err and "note: these are the run's training data" in err
+    assert main(["score", str(run), "--data", str(data), "--split", "train"]) == 0  # at its own place alike
+    assert "note: these are the run's training data" in capsys.readouterr().err
+    (copy / "train" / "good" / sorted(p.name for p in (copy / "train" / "good").iterdir())[0]).unlink()
+    assert main(["score", str(run), "--data", str(copy), "--split", "train"]) == 0  # one image fewer: other data
+    err = capsys.readouterr().err
+    assert "scores on other data" in err and "these are the run's training data" not in err
+
+
 def test_report_writes_the_inspect_pages_html_report_and_keeps_an_existing_one(tmp_path, capsys):
     """QA: the one-page report existed only on Inspect's Export tab; line and CI users could not make it."""
     data = make_mvtec(tmp_path / "parts")

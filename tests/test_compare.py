@@ -1,9 +1,6 @@
 """udd_core.compare: diffs, aligned shape tables, loss figures and notes, and the data runs compare on."""
 import json
 
-import numpy as np
-from PIL import Image
-
 from inspect_fixtures import tiny_config
 from udd_core import compare as cmp
 
@@ -141,35 +138,6 @@ def test_read_side_of_a_damaged_folder(tmp_path):
     (tmp_path / "r" / "method.json").write_text("{}")  # names no method
     s = cmp.read_side(tmp_path / "r")
     assert s.config is None and s.method == "unknown" and s.info == {} and s.history == [] and s.input_shape is None
-
-
-def test_trained_here_names_the_runs_whose_training_images_are_scored(tmp_path):
-    wafers, other = tmp_path / "w.npz", tmp_path / "o.npz"
-    for p in (wafers, other):
-        np.savez(p, maps=np.ones((2, 4, 4), np.uint8))
-    a = side("a", info={"data": {"path": str(wafers)}})
-    b = side("b", info={"data": {"path": str(other)}})
-    assert cmp.trained_here([a, b, side("c", info={})], wafers, "all") == ["a"]
-    mvtec = tmp_path / "parts"
-    for d in ("train/good", "test/good"):
-        (mvtec / d).mkdir(parents=True)
-        Image.fromarray(np.zeros((4, 4), np.uint8)).save(mvtec / d / "0.png")
-    m = side("m", info={"data": {"path": str(mvtec)}})
-    assert cmp.trained_here([m], mvtec, "test") == []  # a run never trains on an MVTec test split
-    assert cmp.trained_here([m], mvtec, "train") == ["m"]
-
-
-def test_trained_elsewhere_names_the_runs_of_other_data(tmp_path):
-    here, other = tmp_path / "parts", tmp_path / "other"
-    a = side("a", info={"data": {"path": str(here)}})
-    b = side("b", info={"data": {"path": str(other)}})
-    c = side("c", info={})  # a model folder: no data recorded, nothing to say
-    assert cmp.trained_elsewhere([a, b, c], here) == [f"b (trained on {other})"]
-    assert cmp.trained_elsewhere([a, b, c], str(here) + "/") == [f"b (trained on {other})"]  # same folder
-    w = side("w", info={"data": {"path": str(other), "kind": "wafer"}})
-    assert cmp.trained_elsewhere([a, w], here) == [f"w (trained on {other})"]
-    assert cmp.trained_elsewhere([a, w], here, "mvtec") == []  # the kind mismatch warns on its own
-    assert cmp.trained_elsewhere([a, w], here, "wafer") == [f"w (trained on {other})"]
 
 
 def test_same_data_first_puts_runs_of_the_focus_runs_data_first(tmp_path):

@@ -113,3 +113,12 @@ def test_tiled_and_whole_image_runs_get_a_note_that_their_image_metrics_count_di
     # Heatmap rows: the whole-image runs (a tile is not an image they scored), all runs when none is tiled.
     assert scores.heatmap_runs([tiles, whole, whole]) == [1, 2] and scores.heatmap_runs([whole, whole]) == [0, 1]
     assert scores.common_images([whole, whole]) == ["a.png", "b.png"] and scores.common_images([whole, tiles]) == []
+
+
+def test_trained_here_and_elsewhere_follow_each_inspections_relation():
+    """Judged after scoring, from `inspection_inputs.data_relation`: a copy of a run's images is its training
+    data, not other data (QA sweep 15); a run that records no data (a reference model folder) is in neither."""
+    insps = [SimpleNamespace(relation=r) for r in ("training", "other", "own", "")]
+    names, paths = ["a", "b", "c", "d"], ["/d/a", "/d/b", "/d/c", ""]
+    assert scores.trained_here(names, insps) == ["a"]
+    assert scores.trained_elsewhere(names, paths, insps) == ["b (trained on /d/b)"]

@@ -98,6 +98,22 @@ def test_only_changed_fields_loss_curves_metrics_roc_and_heatmaps(at):
                                                        "they learned are scored too") for i in at.info)
 
 
+def test_a_copy_of_the_runs_images_is_their_training_data_and_other_images_are_other_data(at, tmp_path):
+    """QA sweep 15: judged by path, a copy of the training images was "other data" (runs scored first now)."""
+    data = Path(at.text_input(key="cmp_data_latent4").value)
+    copy = shutil.copytree(data, tmp_path / "copy")
+    at.text_input(key="cmp_data_latent4").input(str(copy)).run()
+    at.selectbox(key="cmp_split").set_value("train").run()
+    assert not at.exception and not any(i.value.startswith("Trained on other data") for i in at.info)
+    assert any(i.value.startswith("Trained on these images: latent4, latent8.") for i in at.info)
+    other = make_mvtec(tmp_path / "other", seed=5)
+    at.text_input(key="cmp_data_latent4").input(str(other)).run()
+    assert not at.exception and not any(i.value.startswith("Trained on these images") for i in at.info)
+    assert any(i.value == f"Trained on other data than {other}: latent4 (trained on {data}); latent8 (trained on "
+               f"{data}). Their scores here show how they carry over, not how they do on their own data."
+               for i in at.info)
+
+
 def test_the_focus_follows_the_pick(at):
     at.multiselect(key="cmp_runs").set_value(["latent8"]).run()  # the focused run left the comparison
     assert not at.exception

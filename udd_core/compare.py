@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from . import runs
-from .data import kind_mismatch, resolved, scores_training_data
+from .data import resolved
 from .methods import detector_class, fitted_in_one_pass, run_spec, spec_options
 from .methods.base import defaults_from
 from .progress import epoch_axis, loss_axis
@@ -263,23 +263,3 @@ def same_data_first(focus: Union[str, Path], others: Sequence[Union[str, Path]])
     others = [Path(o) for o in others]
     same = [o for o in others if here is not None and _data_path(o) == here]
     return same + [o for o in others if o not in same]
-
-
-def trained_elsewhere(sides: Sequence[RunSide], data: Union[str, Path], kind: Optional[str] = None) -> list[str]:
-    """The runs (by name) trained on another data set than `data`, each with the data it learned from:
-    comparing them on `data` is fair only when it stands for what each was meant to inspect. With the
-    data's `kind`, a run trained on the other kind (wafer maps against images) is left to its own,
-    stronger warning (`data.kind_mismatch`)."""
-    here = resolved(data)
-    return [f"{s.name} (trained on {s.info['data']['path']})" for s in sides
-            if (there := _trained_on(s.info)) is not None and there != here
-            and not (kind and kind_mismatch(s.info["data"].get("kind"), kind))]
-
-
-def trained_here(sides: Sequence[RunSide], data: Union[str, Path], split: str,
-                 kind: Optional[str] = None) -> list[str]:
-    """The runs (by name) whose training images are among those `split` of `data` (of `kind`, when known)
-    scores: their normal scores include images they learned, so their metrics look better than on unseen
-    images."""
-    return [s.name for s in sides
-            if scores_training_data(data, runs.train_source(s.info).get("path"), split, kind)]

@@ -14,6 +14,7 @@ import numpy as np
 
 from .compare import RUN_COLOURS
 from .display import scale_text, score_text, verdict_word
+from .inspection_inputs import OTHER, TRAINING
 from .inspection_result import image_units
 from .inspection_views import roc_curve
 from .metrics import GOOD
@@ -72,6 +73,20 @@ def counting_note(names: Sequence[str], inspections: Sequence) -> Optional[str]:
     return (f"the runs score different units: {parts}. Image AUROC, AP, F1, FPR, TPR and the ROC curves count "
             "those units, so they do not compare between tiled and whole-image runs and no run is marked best on "
             "them; the pixel AUROC and AUPRO do compare")
+
+
+def trained_elsewhere(names: Sequence[str], trained_on: Sequence[str], inspections: Sequence) -> list[str]:
+    """The scored runs (by name) trained on other data than they were scored on, each with the data it learned
+    from (``trained_on``, train.json's data.path per run): comparing them on it is fair only when it stands for
+    what each was meant to inspect. Judged by each inspection's `relation`, so a copy of a run's own images
+    elsewhere is not other data (QA sweep 15)."""
+    return [f"{n} (trained on {path})" for n, path, i in zip(names, trained_on, inspections) if i.relation == OTHER]
+
+
+def trained_here(names: Sequence[str], inspections: Sequence) -> list[str]:
+    """The scored runs (by name) whose normal scores include images they learned (wherever those lie): their
+    metrics look better than on unseen images."""
+    return [n for n, i in zip(names, inspections) if i.relation == TRAINING]
 
 
 def shown_value(metric: str, value: float) -> str:

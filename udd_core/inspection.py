@@ -204,7 +204,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     insp = Inspection(list(ds.names), labels, res.scores, res.mse, maps, ds.images,
                       res.recon, masks, metrics, thr, source, None, None,
                       float(pix), norm, normal_scores, normal_source, ds.kind, settings, notices, res.factors,
-                      loaded.mismatch, score_meaning(det, post, res.factors is not None))
+                      loaded.mismatch, score_meaning(det, post, res.factors is not None), loaded.relation)
     if thr is not None:
         r = insp.at(thr)
         insp.fpr, insp.tpr = r["fpr"], r["tpr"]

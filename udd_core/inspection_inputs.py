@@ -38,7 +38,40 @@ class Loaded:
     calibration: Optional[dict]  # calibration.json when it was made at this input size
     notices: list[str] = field(default_factory=list)
     mismatch: Optional[str] = None  # `data.kind_mismatch`: data of the other kind than the run's (also a notice)
+    relation: str = ""  # `data_relation`: TRAINING, OWN, OTHER, or "" (the run records no data)
     memo: dict = field(default_factory=dict, repr=False)  # reloaded validation images, filled on first need
+
+
+# How scored data stands to a run's training data (`data_relation`).
+TRAINING = "training"  # the scored images include those the run learned: its data, or a copy of them elsewhere
+OWN = "own"  # the run's data set, a split it never trained on (an MVTec test split)
+OTHER = "other"  # other data
+
+
+def data_relation(data_path: str, split: str, ds: ImageSet, run: dict, at_trained_size: bool) -> str:
+    """TRAINING, OWN or OTHER for data set `ds` loaded from `data_path` (`split`), "" when train.json (`run`)
+    names no data. A copy of the training images at another path is TRAINING, known by train.json's digest of
+    them (QA sweep 15: a byte-identical copy was "other data", and the caution that its metrics include
+    images the run learned went away); the digest holds at the run's input size only."""
+    recorded = runs.train_source(run).get("path")
+    if not recorded:
+        return ""
+    if scores_training_data(data_path, recorded, split):
+        return TRAINING
+    if same_data(data_path, recorded):
+        return OWN
+    return TRAINING if at_trained_size and _holds_training_images(ds, run) else OTHER
+
+
+def _holds_training_images(ds: ImageSet, run: dict) -> bool:
+    src = runs.train_source(run)
+    if not src.get("digest"):
+        return False
+    try:
+        keep = training_mask(ds, runs.train_on(run))[0]
+    except ValueError:  # none of the classes the run learned
+        return False
+    return int(keep.sum()) == src.get("count") and images_digest(ds.images[keep]) == src["digest"]
 
 
 def training_data_gone(data_path: str, recorded: Optional[str], fix: str) -> Optional[str]:
@@ -86,7 +119,8 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     if shape == trained and (p / runs.CALIBRATION_FILE).is_file() and runs.train_on(run) == "normal":
         cal = runs.read_json(p / runs.CALIBRATION_FILE)
     notices = ([] if size is not None or trained else [size_notice]) + list(ds.notices)
-    if source.get("path") and not same_data(data_path, source.get("path")):
+    relation = data_relation(str(data_path), split, ds, run, shape == trained)
+    if relation == OTHER:
         if Path(source["path"]).exists():
             notices.append(f"the run was trained on {source['path']}: scores on other data show how it carries "
                            "over, and its threshold (set on its own normal images) may not fit them")
@@ -94,7 +128,7 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
             notices.append(f"the run was trained on {source['path']}, which is no longer there: if these are its "
                            "data moved, its scores and threshold hold here; if not, they show how it carries over "
                            "to other data")
-    if scores_training_data(data_path, source.get("path"), split):
+    if relation == TRAINING:
         notices.append(scored_training_data_note(p))
     if learned := learned_defects_note(p):
         notices.insert(0, learned)
@@ -108,7 +142,7 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
         notices.append(learning)
     scored = split if data_kind(data_path) == "mvtec" else "all"  # a plain folder or a wafer file is scored whole
     return Loaded(p, det, ds, str(data_path), scored, shape, run, cal if isinstance(cal, dict) else None, notices,
-                  mismatch)
+                  mismatch, relation)
 
 
 def run_validation_images(run: dict, input_shape: tuple[int, int, int], exact: bool = False

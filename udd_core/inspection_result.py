@@ -62,6 +62,7 @@ class Inspection:
     factors: Optional[np.ndarray] = None  # (N,) the score factor in each score (a feature AE's latent novelty)
     mismatch: Optional[str] = None  # data of the other kind than the run's (`data.kind_mismatch`), also a notice
     score_meaning: str = ""  # what an image score is, in words, with its unit (`inspection.score_meaning`)
+    relation: str = ""  # how the data stands to the run's training data (`inspection_inputs.data_relation`)
 
     def __len__(self) -> int:
         return len(self.names)
