@@ -22,6 +22,7 @@ from udd_core.presets import PIXEL_PRESET, method_choice, model_presets, preset_
 from udd_core.image_shapes import MAX_SIDE
 from udd_core.images import pattern_folder_problem
 from udd_core.jobs import JobManager, TrainJob
+from udd_core.notices import as_sentence
 from udd_core.start_checks import form_message, model_choice, start_refusal
 from udd_core.training_data import check_train_on, class_counts
 from udd_core.settings import (DEVICES, FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NUMBERS, TrainSettings, chosen_classes,
@@ -222,6 +223,8 @@ with left:
         row[2].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
     else:
         number_boxes(FORM_NUMBERS)[2].selectbox("Loss", LOSSES, key="train_loss", persist_state=KEEP)
+        if caution := method_cls.settings_caution({"weight_decay": ss["train_weight_decay"]}):  # Deep SVDD's
+            st.warning(as_sentence(caution))
         row = st.columns(3, vertical_alignment="bottom")
         row[0].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
         row[1].toggle("bf16", key="train_amp_bf16", persist_state=KEEP,

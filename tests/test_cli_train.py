@@ -413,6 +413,25 @@ def test_a_model_preset_trains_with_its_training_preset_unless_told_otherwise(tm
     assert (s["weight_decay"], s["batch_size"]) == (0.0, 16)
 
 
+def test_weight_decay_is_an_option_and_deep_svdd_is_warned_of_it_before_it_starts(tmp_path, capsys):
+    """QA sweep 15: dsvdd with the wafer preset's weight decay failed only after its pretraining, and its fix
+    named no option a command-line user could give."""
+    data = Path(__file__).resolve().parents[1] / "sample_data" / "wafer_maps_26x26.npz"
+    base = ["--data", str(data), "--epochs", "1", "--device", "cpu", "--option", "svdd_epochs=1"]
+    assert main(["train", "wafer-26", "--method", "dsvdd", "--out", str(tmp_path / "d"), *base]) in (0, 2)
+    err = capsys.readouterr().err
+    assert "warning: weight decay 0.001 can shrink Deep SVDD's bias-free encoder to zero codes" in err
+    assert "use weight decay 0 (udd train --weight-decay 0; Weight decay on the Train page)" in err
+    assert main(["train", "wafer-26", "--method", "dsvdd", "--out", str(tmp_path / "z"), "--weight-decay", "0",
+                 *base]) == 0
+    assert "can shrink" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "z" / "train.json").read_text())["settings"]["weight_decay"] == 0.0
+    assert main(["train", "wafer-26", "--out", str(tmp_path / "n"), "--weight-decay", "-1", *base[:6]]) == 2
+    assert "--weight-decay: " in capsys.readouterr().err  # the option as typed, not weight_decay
+    assert main(["train", "--out", str(tmp_path / "z"), "--resume", "--epochs", "2", "--weight-decay", "0"]) == 2
+    assert "--weight-decay" in capsys.readouterr().err  # a resumed run keeps its own
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs a folder no folder can be created in")
 def test_an_unwritable_out_is_refused_before_the_data_loads(tmp_path, config_file, image_folder, capsys,
                                                               monkeypatch):

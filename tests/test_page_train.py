@@ -541,6 +541,20 @@ def test_a_pixel_method_after_the_feature_ae_goes_back_to_a_pixel_design(tiny_co
     assert at.number_input(key="train_h").value == 128
 
 
+def test_deep_svdd_with_weight_decay_is_warned_before_start(tiny_config, data, runs_dir):
+    """QA sweep 15: the wafer preset's weight decay collapsed Deep SVDD's encoder, said only after pretraining."""
+    at = page(tiny_config, data)
+    at.selectbox(key="train_method").set_value("dsvdd").run()
+    at.number_input(key="train_weight_decay").set_value(1e-3).run()
+    assert not at.exception and any(w.value.startswith("Weight decay 0.001 can shrink Deep SVDD's bias-free "
+                                                       "encoder to zero codes") for w in at.warning)
+    at.number_input(key="train_weight_decay").set_value(0.0).run()
+    assert not any("can shrink" in w.value for w in at.warning)
+    at.selectbox(key="train_method").set_value("autoencoder").run()
+    at.number_input(key="train_weight_decay").set_value(1e-3).run()
+    assert not any("can shrink" in w.value for w in at.warning)  # a plain autoencoder has biases
+
+
 def test_the_runs_table_follows_a_run_that_another_process_trains(tmp_path):
     from pages.train_runs import table_polls
     from udd_core.jobs import JobManager

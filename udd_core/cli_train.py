@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from .notices import notice_line
+from .notices import Caution, notice_line
 from .atomic import check_new_folder
 from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, silence_output
 from .data import data_kind, load_dataset, training_labels
@@ -51,7 +51,8 @@ def _settings_from_args(args: argparse.Namespace, paired: Optional[str] = None) 
     name = args.preset or paired
     base = training_presets()[name] if name else TrainSettings()
     changes = {k: v for k, v in {
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "noise_patches": args.noise_patches,
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
+        "noise_patches": args.noise_patches,
         "patch_size": parse_ints(args.patch_size, 2, "--patch-size") if args.patch_size else None,
         "patch_dir": args.patch_dir,
         "val_split": args.val_split, "seed": args.seed, "device": args.device, "loss": args.loss,
@@ -70,10 +71,11 @@ def _settings_from_args(args: argparse.Namespace, paired: Optional[str] = None) 
 
 
 # Options a resumed run cannot change (its train.json holds them): (flag, argparse attribute).
-_FIXED_ON_RESUME = (("--batch-size", "batch_size"), ("--lr", "lr"), ("--size", "size"),
-                    ("--noise-patches", "noise_patches"), ("--patch-size", "patch_size"), ("--patch-dir", "patch_dir"),
-                    ("--val-split", "val_split"), ("--seed", "seed"), ("--preset", "preset"), ("--loss", "loss"),
-                    ("--precision", "precision"), ("--fixed-order", "fixed_order"), ("--method", "method"), ("--train-on", "train_on"),
+_FIXED_ON_RESUME = (("--batch-size", "batch_size"), ("--lr", "lr"), ("--weight-decay", "weight_decay"),
+                    ("--size", "size"), ("--noise-patches", "noise_patches"), ("--patch-size", "patch_size"),
+                    ("--patch-dir", "patch_dir"), ("--val-split", "val_split"), ("--seed", "seed"),
+                    ("--preset", "preset"), ("--loss", "loss"), ("--precision", "precision"),
+                    ("--fixed-order", "fixed_order"), ("--method", "method"), ("--train-on", "train_on"),
                     ("--backbone", "backbone"), ("--layers", "layers"), ("--coreset", "coreset"), ("--k", "k"),
                     ("--option", "option"))
 
@@ -127,8 +129,16 @@ def _option_error(e: ValueError, args: argparse.Namespace, options: dict, shape:
     return UsageError(str(e))
 
 
+def _given(args: argparse.Namespace, attr: str) -> bool:
+    """Whether an option was typed: a value other than None, or a flag set (`--seed 0` and `--weight-decay 0`
+    are given: `0 in (None, False)` held, so a resume ignored them silently)."""
+    value = getattr(args, attr, None)
+    return value is not None and value is not False
+
+
 # Training-loop options that a method fitted in one pass (no epochs: the memory bank) would silently ignore.
 _EPOCH_OPTIONS = (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "lr"),
+                  ("--weight-decay", "weight_decay"),
                   ("--noise-patches", "noise_patches"), ("--patch-size", "patch_size"), ("--patch-dir", "patch_dir"),
                   ("--preset", "preset"), ("--loss", "loss"), ("--precision", "precision"),
                   ("--fixed-order", "fixed_order"))
@@ -278,7 +288,7 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     bar = ProgressLine()
     if args.resume:
-        given = [flag for flag, attr in _FIXED_ON_RESUME if getattr(args, attr) not in (None, False)]
+        given = [flag for flag, attr in _FIXED_ON_RESUME if _given(args, attr)]
         if given:
             raise UsageError(f"{given[0]}: a resumed run keeps the settings in its train.json; only --epochs, "
                              "--device and --data may be given with --resume (start a new run to change others)")
@@ -315,7 +325,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError(f"CONFIG is required for --method {method} (a config file or a model preset name) "
                              "unless --resume is given")
         if not cls.trains_epochs:  # fitted in one pass: a training-loop option would be recorded but do nothing
-            given = [flag for flag, attr in _EPOCH_OPTIONS if getattr(args, attr, None) not in (None, False)]
+            given = [flag for flag, attr in _EPOCH_OPTIONS if _given(args, attr)]
             if given:
                 raise UsageError(f"{given[0]}: --method {method} is fitted in one pass, with no training epochs; "
                                  "leave out the training options (its own are --backbone, --layers, --coreset, "
@@ -327,6 +337,8 @@ def run_train(args: argparse.Namespace) -> int:
         if out.exists() and not is_empty_dir(out):
             raise UsageError(f"--out {out}: already exists and is not empty (pass --resume to continue it)")
         settings = _settings_from_args(args, _paired_preset(args, cls, preset_shape, notes))
+        if caution := cls.settings_caution(settings.to_dict()):  # Deep SVDD with weight decay (QA sweep 15)
+            notes.append(Caution(caution))
         try:
             if config is not None:
                 check_loss_fits(settings.loss, config.output)

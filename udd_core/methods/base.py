@@ -127,6 +127,12 @@ class Detector(ABC):
         """
 
     @classmethod
+    def settings_caution(cls, settings: dict) -> Optional[str]:
+        """A warning, before Start, on training settings (`TrainSettings.to_dict()` keys) that this method is
+        known to fail with; None when they are fine (the default)."""
+        return None
+
+    @classmethod
     def epoch_loops(cls, run_dir: Union[str, Path]) -> list[tuple[str, list[dict]]]:
         """(caption, per-epoch records) of each epoch loop a fit of this method runs, in order; where there are
         several, the caption says what each loop's loss measures."""

@@ -75,6 +75,9 @@ def init_center(codes: torch.Tensor, eps: float) -> torch.Tensor:
 DEAD_CODE = 1e-6  # a pretrained code no larger than this everywhere carries nothing of its image
 
 
+NO_DECAY = "weight decay 0 (udd train --weight-decay 0; Weight decay on the Train page)"
+
+
 def check_codes_alive(codes: torch.Tensor, weight_decay: float) -> None:
     """Refuse pretrained codes (N, D) that are all about zero. The bias-free encoder can collapse there in
     pretraining: the decoder's biases alone draw the mean image, and weight decay shrinks the encoder's
@@ -83,8 +86,8 @@ def check_codes_alive(codes: torch.Tensor, weight_decay: float) -> None:
     gradient through LeakyReLU's zero input, so every image would score the same."""
     largest = float(codes.abs().max()) if codes.numel() else 0.0
     if largest <= DEAD_CODE:
-        cause = (f"weight decay {weight_decay:g} shrank its bias-free weights away; train again with a weight "
-                 "decay of 0 (the reference preset's)" if weight_decay > 0 else "its weights carry no signal")
+        cause = (f"weight decay {weight_decay:g} shrank its bias-free weights away; train again with {NO_DECAY}"
+                 if weight_decay > 0 else "its weights carry no signal")
         raise ValueError(f"dsvdd: the pretrained encoder maps every image to zero (largest |code| {largest:.1g}), so "
                          f"every image would score the same: {cause}")
 
@@ -128,6 +131,14 @@ class DeepSVDDDetector(AEBackedDetector):
         check_float(o, "weight_decay", 0, 1)
         check_float(o, "eps", 0, 1e3, lo_open=True)
         return o
+
+    @classmethod
+    def settings_caution(cls, settings: dict) -> Optional[str]:
+        # QA sweep 15: the wafer preset, which the Train page pairs with wafer-26, failed only after pretraining.
+        wd = settings.get("weight_decay") or 0
+        return (f"weight decay {wd:g} can shrink Deep SVDD's bias-free encoder to zero codes during pretraining "
+                f"(wafer-26 with the wafer preset's 1e-3 did; the run then fails when pretraining ends): use {NO_DECAY}"
+                if wd > 0 else None)
 
     @classmethod
     def epoch_loops(cls, run_dir: Union[str, Path]) -> list[tuple[str, list[dict]]]:
