@@ -214,6 +214,7 @@ if mode == MODES[0]:
 else:
     n = int(ctl[1].number_input("Samples", 1, 64, 16, key="gen_n_random", persist_state=KEEP))
     per_position = ctl[2].radio("Statistics", ("per channel", "per position"), key="gen_stats", persist_state=KEEP,
+                                index=int(kind == "wafer"),  # QA sweep 15: per channel drew blank squares
                                 help="Per channel: one mean and std for each latent channel, pooled over all positions. "
                                      "Per position: one for each channel at each position, which keeps the layout "
                                      "the images share (a wafer's outline).") == "per position"

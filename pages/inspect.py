@@ -212,7 +212,9 @@ with tab_image:
     left, right = st.columns([3, 2])
     left.plotly_chart(go.Figure(views.heatmap_figure(insp, pick, insp.image_scale(pick) if own else insp.scale)),
                       key="insp_heat")
-    right.image(insp.panels(pick, own_scale=own)["overlay"], caption="overlay", width="stretch")
+    pix = ss.get(f"insp_pix_{tag}", insp.pixel_threshold)  # the box below: its outline and its regions agree
+    right.image(insp.panels(pick, pixel_threshold=pix, own_scale=own)["overlay"], width="stretch",
+                caption="overlay" + ("" if pix == insp.pixel_threshold else f", outline at {score_text(pix)}"))
     right.metric("score", score_text(insp.scores[pick]), f"{insp.scores[pick] - insp.threshold:+.3g} vs threshold",
                  delta_color="inverse", help="This image's score; below it, how far it lies above (red: defective) "
                                              "or below the threshold." + insp.units_note())

@@ -332,10 +332,15 @@ def test_scores_that_are_all_equal_are_a_caution():
     from udd_core.inspection import same_scores_note
     from udd_core.notices import is_caution
 
-    note = same_scores_note(np.full(480, 1.28000009, np.float32))
+    maps = np.random.default_rng(0).integers(0, 3, (480, 26, 26), dtype=np.uint8)
+    note = same_scores_note(np.full(480, 1.28000009, np.float32), maps)
     assert is_caution(note) and note.startswith("all 480 images score 1.28: this run gives every image the same")
-    assert same_scores_note(np.array([1.28, 1.2800001])) is None  # 1e-7 apart: scores that differ
-    assert same_scores_note(np.array([0.5])) is None  # one image: nothing to compare
+    assert same_scores_note(np.array([1.28, 1.2800001]), maps[:2]) is None  # 1e-7 apart: scores that differ
+    assert same_scores_note(np.array([0.5]), maps[:1]) is None  # one image: nothing to compare
+    # QA sweep 15: twelve copies of one map score alike rightly; the model is not to blame.
+    same = same_scores_note(np.full(12, 0.12652, np.float32), np.repeat(maps[:1], 12, axis=0))
+    assert not is_caution(same) and same == ("all 12 images are identical, so they score the same (0.12652); "
+                                             "no image can rank above another")
 
 
 def test_data_of_the_other_kind_is_named_and_gets_no_scoring_advice(tmp_path, monkeypatch):

@@ -132,6 +132,8 @@ def test_class_filter_picks_sources_of_that_class(at, tmp_path):
 def test_random_mode_shaded_and_interpolation(at):
     at.radio(key="gen_mode").set_value("Random latents").run()
     assert not at.exception and not at.error, errors(at)
+    assert at.radio(key="gen_stats").value == "per position"  # a wafer run: per channel drew blank squares
+    at.radio(key="gen_stats").set_value("per channel").run()
     assert [len(line) for line in grid(at)] == [8, 8]  # 16 at most 10 to a line (QA sweep 12: one wrapped alone)
     at.number_input(key="gen_n_random").set_value(5).run()
     plain = grid(at)

@@ -333,3 +333,18 @@ def test_an_ssim_trained_run_opens_on_its_losss_scoring_and_says_why(monkeypatch
     said = inspect_run(root / "tiny", data, residual="ssim", keep_recon=False)
     assert SSIM_SCORING_NOTE in said.notices and html.escape(SSIM_SCORING_NOTE) in build_report(said, root / "tiny")
     assert SSIM_SCORING_NOTE not in inspect_run(root / "tiny", data, residual="l2", keep_recon=False).notices
+
+
+def test_the_one_image_overlay_follows_the_pixel_threshold_box(at):
+    """QA sweep 15: the box changed the regions table but not the overlay's outline beside it."""
+    def overlay():
+        # the One image tab's, after the gallery's
+        return [i.proto.imgs[0] for i in at.get("image") if i.proto.imgs[0].caption.startswith("overlay")][-1]
+
+    box = next(n for n in at.number_input if n.key.startswith("insp_pix_"))
+    before = overlay()
+    assert before.caption == "overlay"
+    box.set_value(box.value / 4).run()
+    assert not at.exception
+    after = overlay()
+    assert after.caption == f"overlay, outline at {score_text(box.value)}" and after.url != before.url

@@ -56,12 +56,17 @@ def seen_scores_note(value: float) -> str:
                    "hand (--threshold, or Threshold from: manual on Inspect), or train with a validation split")
 
 
-def same_scores_note(scores: np.ndarray) -> Optional[str]:
+def same_scores_note(scores: np.ndarray, images: np.ndarray) -> Optional[str]:
     """A caution when every image scores the same: the detector cannot tell any image from another (every
     AUROC 0.5), which a collapsed model gives (QA sweep 12: a Deep SVDD run whose encoder decayed to zero
-    scored 480 wafer maps 1.28 each, and nothing said so). None when the scores differ or are too few."""
+    scored 480 wafer maps 1.28 each, and nothing said so). When the `images` (N, ...) are all alike too, the
+    scores are right and only that is said (QA sweep 15: a lot of perfect wafers of one product). None when
+    the scores differ or are too few."""
     if len(scores) < 2 or np.ptp(scores) > 1e-9 * max(1.0, float(np.abs(scores).max())):
         return None
+    if all(np.array_equal(images[0], im) for im in images[1:]):
+        return (f"all {len(scores)} images are identical, so they score the same ({float(scores[0]):.5g}); "
+                "no image can rank above another")
     return Caution(f"all {len(scores)} images score {float(scores[0]):.5g}: this run gives every image the same "
                    "score, so it cannot tell a defect from a normal image; its model has likely collapsed during "
                    "training (see the run's loss curve) and needs training again")
@@ -193,7 +198,7 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
         metrics = compute_metrics(res.scores[pick], [v for v, k in zip(labels, known) if k], *pm, threshold=thr)
     else:
         metrics = _empty_metrics()
-    if same := same_scores_note(res.scores):
+    if same := same_scores_note(res.scores, ds.images):
         notices.append(same)
     if not loaded.mismatch:  # on data of the other kind, scores pointing the wrong way are no advice on scoring
         notices += inverted_notes(metrics, residual, det.own_scores)
