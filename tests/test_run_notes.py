@@ -53,6 +53,19 @@ def test_still_learning_note_names_a_run_whose_loss_was_still_falling(tmp_path, 
     assert still_learning_note(run) is None
 
 
+def test_still_learning_note_names_a_slow_steady_fall_over_a_long_run(tmp_path):
+    """QA sweep 15: the README's wafer run fell 15% over its last 20 of 120 epochs but only 3% over the last 3."""
+    slow = [1.0 - 0.003 * i for i in range(120)]  # 0.9% over the last 3 epochs
+    note = still_learning_note(_finished_with_losses(tmp_path, "slow", slow))
+    assert note is not None and "its validation loss fell 12% over the last 30 epochs," in note
+    turned = slow[:-1] + [slow[-2] + 0.001]  # the best is epoch 119 of 120: within the last 5%, still learning
+    assert "fell 12% over the last 30 epochs" in still_learning_note(_finished_with_losses(tmp_path, "t", turned))
+    early = slow[:100] + [slow[99] + 0.01] * 20  # the best 20 epochs back: it has stopped falling
+    assert still_learning_note(_finished_with_losses(tmp_path, "e", early)) is None
+    flat = [1.0 - 0.001 * i for i in range(40)]  # 1% over the last quarter: a plateau
+    assert still_learning_note(_finished_with_losses(tmp_path, "f", flat)) is None
+
+
 @pytest.mark.parametrize("losses", [
     [1.0, 0.5, 0.40, 0.39, 0.385, 0.384],  # a plateau: 4% over the last 3 epochs
     [1.0, 0.5, 0.40, 0.30, 0.25, 0.26],  # the last epoch is not the best: it has turned
