@@ -81,7 +81,10 @@ def test_changing_residual_and_moving_the_threshold(at):
     assert per_type_frame.proto.placeholder == "—"  # a metric a type cannot have shows a dash, not "None"
     assert any(c.value.startswith("Each type's row: the normal images against that type's images alone")
                for c in at.caption)  # why "all" can lie below every type
-    assert {"image AUROC", "pixel AUROC", "AUPRO", "images"} <= set(per_type.columns)  # no raw field names
+    assert {"image AUROC", "pixel AUROC", "AUPRO", "defective", "normal"} <= set(per_type.columns)  # no raw names
+    # QA sweep 15: "all" counted normal images too, the type rows did not; now both counts, alike in every row
+    assert per_type["defective"].iloc[0] == per_type["defective"].iloc[1:].sum()
+    assert per_type["normal"].nunique() == 1 and per_type["normal"].iloc[0] > 0
     assert per_type["defect type"].iloc[0] == "all"
     at.radio(key="insp_thr_mode").set_value("manual").run()
     slider = next(s for s in at.slider if s.key.startswith("insp_thr_"))

@@ -33,6 +33,9 @@ def test_report_is_self_contained_and_complete(insp):
     for v in (m.image_auroc, m.pixel_auroc, m.aupro):
         assert f"{v:.4f}" in page
     assert "spot" in page and insp.threshold_source in page
+    n_def, n_norm = int((insp.known & insp.is_defect).sum()), int((insp.known & ~insp.is_defect).sum())
+    assert "<th>defective</th><th>normal</th>" in page  # Inspect's counts (QA sweep 15: one n, two meanings)
+    assert f"<tr><td><b>all</b></td><td class=n>{n_def}</td><td class=n>{n_norm}</td>" in page
     shown = re.search(r"Image threshold <b>([^<]+)</b>", page).group(1)
     assert float(shown) == pytest.approx(insp.threshold, rel=1e-5)
     assert page.count("<svg") == 1 and page.count("<polyline") == 2  # train and validation curves

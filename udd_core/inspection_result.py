@@ -260,12 +260,16 @@ class Inspection:
     def metric_table(self) -> list[dict]:
         """The metrics of all labelled images, then of each defect type, one dict per row with the column names
         Inspect shows (the keys of `metrics.METRIC_HELP`)."""
-        names = {"n": "images", "image_auroc": "image AUROC", "image_ap": "image AP", "pixel_auroc": "pixel AUROC",
-                 "aupro": "AUPRO"}
-        m = self.metrics
-        rows = [{"type": "all", "n": int(self.known.sum()), **{k: getattr(m, k) for k in list(names)[1:]}}]
+        names = {"n": "defective", "normal": "normal", "image_auroc": "image AUROC", "image_ap": "image AP",
+                 "pixel_auroc": "pixel AUROC", "aupro": "AUPRO"}
+        m, known = self.metrics, self.known
+        # Two counts, as each row measures its defects against every normal image (QA sweep 15: "all 97" beside
+        # "Center 2" counted normal images in one row only).
+        normal = int((known & ~self.is_defect).sum())
+        rows = [{"type": "all", "n": int((known & self.is_defect).sum()),
+                 **{k: getattr(m, k) for k in list(names)[2:]}}]
         rows += [{"type": t, **d} for t, d in m.per_type.items()]
-        return [{"defect type": r["type"], **{names.get(k, k): v for k, v in r.items() if k != "type"}} for r in rows]
+        return [{"defect type": r["type"], **{names[k]: r.get(k, normal) for k in names}} for r in rows]
 
     def to_rows(self) -> list[dict]:
         """One dict per image: path, label, score, mse, defective (None without a threshold)."""

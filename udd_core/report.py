@@ -145,14 +145,12 @@ def loss_curve_svg(history: list[dict], width: int = 560, height: int = 220) -> 
 
 def _metrics_table(insp: Inspection) -> str:
     m = insp.metrics
-    head = "<tr><th>set</th><th>n</th><th>image AUROC</th><th>image AP</th><th>pixel AUROC</th><th>AUPRO</th></tr>"
-    n_all = int(insp.known.sum())
-    rows = [f"<tr><td><b>all</b></td><td class=n>{n_all}</td><td class=n>{_num(m.image_auroc)}</td>"
-            f"<td class=n>{_num(m.image_ap)}</td><td class=n>{_num(m.pixel_auroc)}</td><td class=n>{_num(m.aupro)}</td></tr>"]
-    for t, d in m.per_type.items():
-        rows.append(f"<tr><td>{_e(t)}</td><td class=n>{d['n']}</td><td class=n>{_num(d['image_auroc'])}</td>"
-                    f"<td class=n>{_num(d['image_ap'])}</td><td class=n>{_num(d['pixel_auroc'])}</td>"
-                    f"<td class=n>{_num(d['aupro'])}</td></tr>")
+    table = insp.metric_table()  # Inspect's rows: each set's defective images against every normal one
+    cols = list(table[0]) if table else []
+    head = "<tr>" + "".join(f"<th>{_e(c)}</th>" for c in cols) + "</tr>"
+    rows = [f"<tr><td>{'<b>all</b>' if r['defect type'] == 'all' else _e(r['defect type'])}</td>"
+            + "".join(f"<td class=n>{v if isinstance(v, int) else _num(v)}</td>" for v in list(r.values())[1:])
+            + "</tr>" for r in table]
     return f"<table>{head}{''.join(rows)}</table><p>F1 max: {_num(m.f1_max)}</p>"
 
 
