@@ -342,6 +342,14 @@ def test_create_writes_train_json_and_refuses_a_used_folder(tmp_path, tiny_confi
         _job(tmp_path, tiny_config)
 
 
+def test_a_handful_of_validation_images_is_noted(tmp_path, tiny_config):
+    """QA sweep 15: a generation run of 14 maps validated on 1, and its best epoch rested on it unsaid."""
+    few = list(_job(tmp_path, tiny_config, "few", val_split=0.1).snapshot().notices)  # 12 images: 1 to validate
+    assert few == ["only 1 validation image: the best epoch (the model kept) and the still-learning and overfit "
+                   "notes rest on so few; a larger validation split, or more images, steadies them"]
+    assert not _job(tmp_path, tiny_config, "enough", val_split=0.5).snapshot().notices  # 6 of them
+
+
 def test_create_refuses_a_design_that_does_not_mirror(tmp_path, tiny_config):
     with pytest.raises(ValueError):
         TrainJob.create(tmp_path / "r", tiny_config, (1, 30, 30), make_images(4, size=32)[:, :30, :30], fast())

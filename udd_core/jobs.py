@@ -29,6 +29,8 @@ from .losses import check_fits_data, check_loss_fits
 from .train import TrainingFailed, check_images
 from .training_data import split_indices, training_images
 
+FEW_VALIDATION = 5  # fewer validation images than this: the best epoch rests on a handful (a note says so)
+
 
 def checked_settings(settings: TrainSettings) -> TrainSettings:
     """Fail now, before a run folder is written, on what the thread would only find later: an unavailable
@@ -92,6 +94,10 @@ class TrainJob:
         notices = []
         if settings.val_split > 0 and len(va) == 0:
             notices.append(f"only {len(images)} image: no validation; the best model follows the training loss")
+        elif 0 < len(va) < FEW_VALIDATION and detector.trains_epochs:  # QA sweep 15: 13 training maps, 1 to validate
+            notices.append(f"only {len(va)} validation image{'s' if len(va) > 1 else ''}: the best epoch (the model "
+                           "kept) and the still-learning and overfit notes rest on so few; a larger validation "
+                           "split, or more images, steadies them")
         run_dir = runs.create_run_dir(run_dir)
         detector.write_spec(run_dir)
         from . import __version__
