@@ -156,11 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default 0.01)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--heatmaps", metavar="DIR", help="write one overlay PNG per image into DIR")
-    p.add_argument("--report", metavar="FILE", help="write the one-page HTML report (as Inspect's Export tab gives it)")
+    p.add_argument("--report", metavar="FILE.html",
+                   help="write the one-page HTML report (as Inspect's Export tab gives it)")
     p.add_argument("--csv", metavar="FILE.csv", help="write the scores as CSV, one line per image (path, label, score, "
                    "mse, defective, threshold), as Inspect's Export tab gives it")
     p.add_argument("--force", action="store_true",
-                   help="let --heatmaps overwrite PNGs of the same names, and --report an existing file")
+                   help="let --heatmaps overwrite PNGs of the same names, and --report and --csv an existing file")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument("--device", default="cpu", help="cpu, auto, cuda, cuda:N or mps")
     p.set_defaults(handler=("cli_score", "run_score"))
