@@ -70,9 +70,21 @@ def test_settings_diff_leaves_out_creation_times_and_adds_the_method():
     b = side("b", info={"settings": {"epochs": 9, "lr": 0.001}, "created": "2026-02-02", "resumed": [{"at": 1}]},
              method="dsvdd")
     rows = {r.field: r for r in cmp.settings_diff([a, b])}
-    assert set(rows) == {"method", "settings.epochs", "settings.lr"}
+    scoring = {f"method options.{k}" for k in cmp.SCORING_KEYS}  # each run's own defaults
+    assert set(rows) == {"method", "settings.epochs", "settings.lr"} | scoring
     assert rows["method"].values == ("autoencoder", "dsvdd") and rows["method"].changed
     assert rows["settings.epochs"].changed and not rows["settings.lr"].changed
+
+
+def test_settings_diff_shows_two_autoencoders_what_they_score_with():
+    """QA sweep 15: two plain autoencoder runs record no scoring options, and Compare showed no scoring row."""
+    a, b = side("a", info={"settings": {"loss": "mse"}}), side("b", info={"settings": {"loss": "mse"}})
+    rows = {r.field: r for r in cmp.settings_diff([a, b])}
+    assert rows["method options.residual"].values == ("l2 (default)", "l2 (default)")
+    assert rows["method options.score"].values == ("mean (default)",) * 2 and not rows["method options.score"].changed
+    odd = side("odd", method="unknown", spec={"method": "unknown"}, info={"settings": {"loss": "mse"}})
+    rows = {r.field: r for r in cmp.settings_diff([a, odd])}  # no method known: no defaults to name, no error
+    assert rows["method options.residual"].values == ("l2 (default)", cmp.MISSING)
 
 
 def test_settings_diff_shows_a_one_pass_method_its_options_not_the_training_loop():

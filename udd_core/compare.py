@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 
 from . import runs
 from .data import resolved
-from .methods import detector_class, fitted_in_one_pass, run_spec, spec_options
+from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
 from .methods.base import defaults_from
 from .progress import epoch_axis, loss_axis
 from .settings import applied_settings
@@ -139,7 +139,10 @@ def settings_diff(sides: Sequence[RunSide]) -> list[DiffRow]:
         info = {k: v for k, v in s.info.items() if k not in SKIPPED_INFO and k != "options"}  # options: in spec
         if isinstance(info.get("settings"), Mapping):
             info["settings"] = applied_settings(info["settings"], not single)
-        options = spec_options(s.spec)
+        # Every scoring key, so that two runs that record none (plain autoencoders) still show what they score
+        # with (QA sweep 15); a run of no known method has no defaults to show.
+        scoring = dict.fromkeys(SCORING_KEYS, MISSING) if s.method in METHODS else {}
+        options = {**scoring, **spec_options(s.spec)}
         dicts.append({"method": s.method, **({"method options": options} if options else {}), **info})
     rows = []
     for r in diff_rows(dicts):
@@ -150,7 +153,8 @@ def settings_diff(sides: Sequence[RunSide]) -> list[DiffRow]:
             # A run that records no scoring key scores with the method's default: said so, not "—" as if
             # missing (QA sweeps 11 and 12). An autoencoder records none at all: what its spec holds is the
             # default its training loss suggests (SSIM: ssim, top 1%), a default too (QA sweep 13).
-            values = tuple(f"{_show(scoring_default(s, key))} (default)" if v == MISSING else
+            values = tuple(v if s.method not in METHODS else
+                           f"{_show(scoring_default(s, key))} (default)" if v == MISSING else
                            f"{v} (default)" if s.method == "autoencoder" else v for s, v in zip(sides, r.values))
             r = DiffRow(r.field, values, len({str(v).removesuffix(" (default)") for v in values}) > 1)
         rows.append(r)
