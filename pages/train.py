@@ -237,11 +237,11 @@ with left:
                           help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
             if ss["train_noise_patches"] and (patterns_error := pattern_folder_problem(ss["train_patch_dir"])):
                 st.error(f"Noise pattern folder: {patterns_error}")  # as typed, not after Start (QA sweep 12)
-    on = st.columns([3, 2])
-    on[0].selectbox("Train on", list(TRAIN_ON), key="train_on_mode", format_func=TRAIN_ON.get, persist_state=KEEP,
-                    help="Normal images: an autoencoder for detection learns only defect-free images (labels "
-                         "good/none/normal, or unlabelled). All images: defects too, to generate every pattern "
-                         "(its scores then no longer mean 'unlike normal'). Chosen classes: only those labels.")
+    # The classes go below, at the form's width (QA sweep 15: in a column beside, a picked class read as a sliver).
+    st.selectbox("Train on", list(TRAIN_ON), key="train_on_mode", format_func=TRAIN_ON.get, persist_state=KEEP,
+                 help="Normal images: an autoencoder for detection learns only defect-free images (labels "
+                      "good/none/normal, or unlabelled). All images: defects too, to generate every pattern "
+                      "(its scores then no longer mean 'unlike normal'). Chosen classes: only those labels.")
     train_on, known = ss["train_on_mode"], None
     if train_on == "classes":
         with suppress(ValueError, OSError):  # the data's labels and counts; unreadable: the check below says why
@@ -249,17 +249,17 @@ with left:
         if known:  # QA sweep 11: picked from the data's own labels, not typed (a typo was the usual mistake)
             pick_key = f"train_on_picked_{abs(hash(path)) % 10**8}"
             ss.setdefault(pick_key, classes_among(ss.get("train_on_classes"), known))  # a preset's, or typed
-            on[1].multiselect("Classes", list(known), key=pick_key, format_func=lambda k: f"{k} ({known[k]})",
-                              placeholder="the labels to train on")
+            st.multiselect("Classes", list(known), key=pick_key, format_func=lambda k: f"{k} ({known[k]})",
+                           placeholder="the labels to train on")
             ss["train_on_classes"] = ",".join(ss[pick_key])  # the form's text value, which settings read
         else:  # no readable labels yet: typed, and checked once the data reads
-            on[1].text_input("Classes (labels, separated by commas)", key="train_on_classes", persist_state=KEEP,
-                             placeholder="e.g. Center,Donut,none")
+            st.text_input("Classes (labels, separated by commas)", key="train_on_classes", persist_state=KEEP,
+                          placeholder="e.g. Center,Donut,none")
         try:  # none picked, or an empty name typed: said at once
             train_on = chosen_classes(ss["train_on_classes"], picked=bool(known))
         except ValueError as e:
             data_error = data_error or str(e)
-            on[1].error(form_message(e))
+            st.error(form_message(e))
     if path and shape and data_error is None:  # the data is readable (its estimate above)
         try:  # a class the data lacks, or no normal image to learn: from the labels, before Start (QA sweep 7)
             labels = labels_of(path)
