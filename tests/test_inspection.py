@@ -327,6 +327,25 @@ def test_scores_that_point_the_wrong_way_are_named():
     assert own[1].startswith("pixel AUROC 0.17: with the l1 residual the heatmap is brighter")
 
 
+def test_most_images_called_defective_with_none_labelled_a_defect_is_a_caution():
+    """QA sweep 15: 716 unlabelled wafer maps of a new lot were all called defective, 'FPR 1.0000', unsaid."""
+    from udd_core.inspection import unlabelled_alarm_note
+    from udd_core.notices import is_caution
+
+    class Fake(list):  # len() is the number of images
+        def __init__(self, scores, labels, threshold=0.5, relation="other"):
+            super().__init__(scores)
+            self.scores, self.threshold, self.relation = np.asarray(scores), threshold, relation
+            self.is_defect = np.array([v != "good" for v in labels])
+
+    note = unlabelled_alarm_note(Fake([0.9, 0.8, 0.1], ["good"] * 3))
+    assert is_caution(note) and note.startswith("2 of 3 images are called defective, and none is labelled a defect")
+    assert unlabelled_alarm_note(Fake([0.9, 0.1, 0.1], ["good"] * 3)) is None  # one of three: an FPR to trust
+    assert unlabelled_alarm_note(Fake([0.9, 0.8, 0.1], ["good", "good", "spot"])) is None  # labelled: metrics say it
+    assert unlabelled_alarm_note(Fake([0.9, 0.8, 0.1], ["good"] * 3, relation="training")) is None
+    assert unlabelled_alarm_note(Fake([0.9, 0.8, 0.1], ["good"] * 3, threshold=None)) is None
+
+
 def test_scores_that_are_all_equal_are_a_caution():
     """QA sweep 12: a collapsed Deep SVDD run scored every wafer map 1.28 and nothing said so."""
     from udd_core.inspection import same_scores_note

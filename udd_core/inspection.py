@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .data import data_kind
-from .inspection_inputs import Loaded, load_inputs, validation_images
+from .inspection_inputs import TRAINING, Loaded, load_inputs, validation_images
 from .inspection_result import Inspection, normal_label
 from .training_data import UNKNOWN_LABELS
 from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr
@@ -215,4 +215,24 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
         insp.fpr, insp.tpr = r["fpr"], r["tpr"]
     if threshold is None and (note := insp.fpr_note(target_fpr)):  # the threshold came from the target FPR
         insp.notices.append(note)
+    if note := unlabelled_alarm_note(insp):
+        insp.notices.append(note)
     return insp
+
+
+UNLABELLED_ALARM = 0.5  # this share of images called defective, none labelled a defect: a caution
+
+
+def unlabelled_alarm_note(insp) -> Optional[str]:
+    """A caution when most images are called defective and none is labelled a defect (a plain folder, a .npy of
+    maps, a new lot): the FPR then counts images nobody judged (QA sweep 15: 'FPR 1.0000' on 716 unlabelled
+    maps, with no word on it). None for the run's own training images, which other notes cover."""
+    if insp.threshold is None or insp.is_defect.any() or insp.relation == TRAINING or not len(insp):
+        return None
+    called = int((insp.scores > insp.threshold).sum())
+    if called < UNLABELLED_ALARM * len(insp):
+        return None
+    return Caution(f"{called} of {len(insp)} images are called defective, and none is labelled a defect: if "
+                   "they are normal, the run's threshold does not fit them (another product, lot or imaging "
+                   "than its training images); if some are not, label them (MVTec folders by type, labels in "
+                   "the .npz) to measure the run on them. Its FPR counts them all as normal")
