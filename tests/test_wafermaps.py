@@ -45,8 +45,12 @@ def test_wafer_npz_mixed_sizes_and_labels(tmp_path):
     assert s.labels == ["Center", "good", "Scratch", "none", "Loc"]  # keys in sorted order
     assert s.names[0] == "w.npz:maps_10x12[0]" and s.names[-1] == "w.npz:maps_8x8[1]"
     assert (onehot_to_wafer(s.images[:3]) == 2).all() and (onehot_to_wafer(s.images[3:]) == 1).all()
+    # QA sweep 15: two products in one file scored apart; said once, with the sizes
+    assert ("w.npz holds maps of 2 sizes (10x12, 8x8), likely different products, all resized to one: a product's "
+            "normal maps can score apart from another's; a run per product gives each its own threshold") in s.notices
     np.savez(tmp_path / "simple.npz", maps=a, labels=np.array([3, 7]))
-    assert load_dataset(tmp_path / "simple.npz", (3, 8, 8)).labels == ["3", "7"]
+    simple = load_dataset(tmp_path / "simple.npz", (3, 8, 8))
+    assert simple.labels == ["3", "7"] and not any("sizes" in n for n in simple.notices)
 
 
 def test_wafer_labels_needing_pickle_are_dropped(tmp_path):

@@ -147,7 +147,7 @@ def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, 
     headers = _wafer_headers(path)
     keys = _checked_map_keys(path, headers)
     _refuse_stray_labels(path, keys, headers)
-    images, labels, names, notices = [], [], [], []
+    images, labels, names, notices, sizes = [], [], [], [], set()
     try:
         z = np.load(path, allow_pickle=False)  # ndarray for .npy, a lazy NpzFile for .npz
     except (OSError, ValueError, EOFError) as exc:
@@ -164,6 +164,8 @@ def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, 
                 bad = np.setdiff1d(np.unique(maps), [0, 1, 2])[:5]
                 raise DataError(f"{where}: die values must be 0, 1 or 2, found {bad.tolist()}")
             n, mh, mw = maps.shape
+            if n:
+                sizes.add(f"{mh}x{mw}")
             labels += _labels_of(path, z, key, n, headers, notices)
             if (mh, mw) != (h, w):
                 maps = _resize_nearest(maps, h, w)
@@ -177,6 +179,10 @@ def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, 
             z.close()
     if not names:
         raise DataError(f"{path.name}: holds no wafer maps (its arrays are empty)")
+    if len(sizes) > 1:  # QA sweep 15: two products' normal maps scored 0.013 apart, as much as defects from normal
+        notices.append(f"{path.name} holds maps of {len(sizes)} sizes ({', '.join(sorted(sizes))}), likely "
+                       "different products, all resized to one: a product's normal maps can score apart from "
+                       "another's; a run per product gives each its own threshold")
     return np.concatenate(images), labels, names, notices
 
 
