@@ -122,3 +122,21 @@ def test_the_metric_tiles_and_the_threshold_caption(insp):
     said = views.threshold_caption(insp)
     assert said.startswith(f"Threshold {score_text(insp.threshold)}: {insp.threshold_source}.")
     assert "Heatmaps share one scale" in said
+
+
+def test_a_region_over_most_of_a_wafer_is_measured_on_the_wafer_and_may_be_its_pattern():
+    """QA sweep 15: the share counted the off-wafer corners, and a Near-full pattern legitimately covers the
+    whole wafer, so "locates nothing" was the wrong thing to say there."""
+    from types import SimpleNamespace
+
+    from udd_core.data import wafer_to_onehot
+
+    yy, xx = np.mgrid[:26, :26]
+    die = np.where((yy - 12.5) ** 2 + (xx - 12.5) ** 2 <= 12.5 ** 2, 1, 0).astype(np.uint8)  # a round wafer
+    on = int(die.sum())
+    insp = SimpleNamespace(kind="wafer", images=wafer_to_onehot(die[None]), maps=np.ones((1, 26, 26), np.float32))
+    near_full = [SimpleNamespace(area=int(0.9 * on))]  # 90% of the dies: 69% of the 26x26 map
+    assert views.regions_line(insp, 0, near_full, 0.5, 5) == (
+        "ℹ️ One region covers 90% of the wafer: a failure over most of the wafer (such as Near-full), or a map "
+        "raised everywhere; the heatmap's brightest dies say which.")
+    assert views.regions_line(insp, 0, [SimpleNamespace(area=int(0.4 * on))], 0.5, 5) is None  # a local pattern

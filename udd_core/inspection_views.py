@@ -162,7 +162,12 @@ def regions_line(insp, i: int, regions: Sequence[Region], pixel_threshold: float
     `pixel_threshold` (map units), in no region of `min_pixels` or more (QA sweep 12), or that one region
     covers most of the map, which locates nothing (QA sweep 13: fray and uneven tiles, one region
     0,0,255,255). None otherwise."""
-    area, widest = insp.maps[i].size, max((r.area for r in regions), default=0)
+    wafer = insp.kind == "wafer"  # its share is of the dies on the wafer (QA sweep 15: the corners counted)
+    area = int((insp.images[i][..., 0] == 0).sum()) if wafer else insp.maps[i].size  # channel 0: off the wafer
+    widest = max((r.area for r in regions), default=0)
+    if wafer and widest > WHOLE_PART * max(area, 1):  # a Near-full pattern is the whole wafer, rightly
+        return (f"ℹ️ One region covers {min(widest / max(area, 1), 1):.0%} of the wafer: a failure over most of "
+                "the wafer (such as Near-full), or a map raised everywhere; the heatmap's brightest dies say which.")
     if widest > WHOLE_PART * area:
         return (f"ℹ️ One region covers {widest / area:.0%} of the map: the map is raised "
                 "across most of the part, so it does not locate a defect there; the heatmap's brightest parts may.")
