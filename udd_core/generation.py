@@ -21,7 +21,7 @@ from .data import ImageSet, load_dataset, resolved, same_data, size_for_sizeless
 from .latent import LatentStats, decode, encode, interpolate, noised_latents, random_latents, stats_of
 from .model import AutoEncoder, load_model
 from .scoring import model_device
-from .training_data import as_spelled, class_counts, training_images
+from .training_data import NORMAL_LABELS, as_spelled, class_counts, training_images
 
 STATS_MAX_IMAGES = 1024  # latent statistics use at most this many images, evenly spaced
 _ENCODE_BATCH = 32  # images encoded per forward pass when fitting latent statistics
@@ -100,7 +100,11 @@ def class_pool(labels: Optional[Sequence[str]], n_images: int, class_filter: Opt
         raise ValueError(f"class {class_filter!r}: the data has no labels to filter by")
     if len(labels) != n_images:
         raise ValueError(f"labels: {len(labels)} labels for {n_images} images")
-    pool = np.flatnonzero(np.asarray([str(v) for v in labels]) == as_spelled(str(class_filter), labels))
+    names = np.asarray([str(v) for v in labels])
+    want = as_spelled(str(class_filter), labels)
+    pool = np.flatnonzero(names == want)
+    if not len(pool) and want.lower() in NORMAL_LABELS:  # "good", as scores call WM-811K's "none" (QA sweep 15)
+        pool = np.flatnonzero(np.isin(np.char.lower(names.astype(str)), NORMAL_LABELS))
     if not len(pool):
         raise ValueError(f"class {class_filter!r}: no images with this label "
                          f"(classes: {', '.join(class_counts(labels)) or 'none'})")
