@@ -20,14 +20,13 @@ from udd_core.display import markdown_literal, score_text, verdict_word
 from udd_core.export import ParityError, export_run
 from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import load_inputs, training_data_gone
-from udd_core.losses import SSIM_SCORING_NOTE
 from udd_core.metrics import METRIC_HELP
 from udd_core.notices import as_sentence
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
 from udd_core.render import scale_bar_rgb
 from udd_core.heatmap_export import heatmaps_zip
 from udd_core.report import build_report, scores_csv
-from udd_core.scoring import SCORES, max_border
+from udd_core.scoring import SCORES, max_border, trained_scoring_note
 
 hand_over_deep_link("pages/inspect.py")  # first: a deep link before app.py ever ran
 
@@ -159,7 +158,7 @@ else:
                   key=f"insp_thr_{tag}", persist_state=KEEP)
     insp = base.with_threshold(t, "manual")
 for note in insp.all_notes():  # after the threshold: they follow it
-    if note not in (unfinished, learned, mismatch, SSIM_SCORING_NOTE):  # shown above
+    if note not in (unfinished, learned, mismatch, trained_scoring_note([note])):  # shown above
         show_notice(note)
 # Two rows of four: eight in one row cut the values to "0.…" at 1280 px (QA sweep 10).
 for col, (label, value) in zip([*st.columns(4), *st.columns(4)], views.metric_tiles(insp)):

@@ -390,3 +390,26 @@ def test_the_npz_names_each_source_as_its_file_array_and_index(tmp_path, capsys)
             key, j = re.fullmatch(r"two\.npz:(\w+)\[(\d+)\]", name).groups()
             assert key == "maps_30x30" and idx == 5 + int(j)  # after the 5 maps of the first array
             assert src["labels_30x30"][int(j)] == "Loc"
+
+
+def test_a_wafer_autoencoder_scores_with_smoothing_and_top_5_percent_and_says_why(tmp_path):
+    """Per die, a pattern's failing die and a lone random one have the same residual, so the outline fell on
+    single dies (QA sweep 15); a wafer run's defaults smooth the map over 1.5 dies and score its top 5%."""
+    from test_generation import fitted_model, make_run, write_wafers
+
+    from udd_core.inspection import inspect_run
+    from udd_core.inspection_views import method_caption
+    from udd_core.methods import run_scoring_defaults, run_spec
+    from udd_core.scoring import WAFER_SCORING_NOTE
+
+    data = write_wafers(tmp_path / "w.npz")
+    run = make_run(tmp_path / "runs", "w", data, fitted_model(data, steps=5))
+    assert run_scoring_defaults(run) == {"residual": "l2", "score": "topk", "smooth_sigma": 1.5,
+                                         "topk_percent": 5.0, "border": 0}
+    insp = inspect_run(run, data)
+    assert insp.settings["smooth_sigma"] == 1.5 and WAFER_SCORING_NOTE in insp.notices
+    assert method_caption(run_spec(run), insp.notices).startswith("ℹ️ This autoencoder works on wafer maps")
+    assert WAFER_SCORING_NOTE not in inspect_run(run, data, smooth_sigma=0.0).notices  # not the defaults: no why
+    info = json.loads((run / "train.json").read_text())
+    (run / "train.json").write_text(json.dumps({**info, "data": {**info["data"], "kind": "folder"}}))
+    assert run_scoring_defaults(run)["smooth_sigma"] == 0.0  # images keep the plain autoencoder's

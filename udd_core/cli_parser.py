@@ -140,10 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="anomaly map: l2, l2sum, l1 or ssim for an autoencoder; each method lists its own "
                         "(default: the run's method default, l2 for an autoencoder)")
     p.add_argument("--score", choices=("mean", "max", "topk"),
-                   help="image score from the map (default: the method's, mean for an autoencoder)")
-    p.add_argument("--topk", type=float, metavar="PERCENT", help="share of pixels averaged by --score topk (default 1)")
+                   help="image score from the map (default: the method's; mean for an autoencoder, topk for one on "
+                        "wafer maps or trained with an SSIM loss)")
+    p.add_argument("--topk", type=float, metavar="PERCENT",
+                   help="share of pixels averaged by --score topk (default: the method's; 1, 5 on wafer maps)")
     p.add_argument("--smooth", type=float, metavar="SIGMA",
-                   help="Gaussian smoothing of the map in px (default: the method's, 0 for an autoencoder)")
+                   help="Gaussian smoothing of the map in px (default: the method's; 0 for an autoencoder, 1.5 for "
+                        "one on wafer maps)")
     p.add_argument("--border", type=int, metavar="PX",
                    help="pixels on each side left out of the image score, not of the map (default: the method's; "
                         "0 for an autoencoder, 1/16 of the side for the memory bank and the feature AE from 192 px)")

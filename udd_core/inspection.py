@@ -21,7 +21,6 @@ from .training_data import UNKNOWN_LABELS
 from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr
 from .methods import scoring_record, scoring_with
 from .model import WEIGHTS_FILE
-from .losses import SSIM_SCORING_NOTE
 from .notices import Caution
 from .scoring import SCORES, NormStats, check_border, fit_norm_stats, normalise, outline_threshold, score_images
 from .settings import resolve_device
@@ -125,10 +124,11 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     ds, det, notices = loaded.data, loaded.detector, list(loaded.notices)
     post = scoring_with(det, residual=residual, score=score, smooth_sigma=smooth_sigma, topk_percent=topk_percent,
                         border=border)
-    if det.method == "autoencoder" and post["residual"] == det.describe().get("residual"):
-        # Its defaults come from its training loss: say why, in every view and export of this scoring (QA sweep
-        # 11: Inspect passes the sidebar's residual, and its zip and report lost the note).
-        notices.append(SSIM_SCORING_NOTE)
+    why = getattr(det, "scoring_note", None)  # an autoencoder whose training suggests its own defaults
+    if why and all(post[k] == v for k, v in det.scoring.items()):
+        # Scored with them: say why, in every view and export of this scoring (QA sweep 11: Inspect passes the
+        # sidebar's values, and its zip and report lost the note).
+        notices.append(why)
     residual, score, smooth_sigma, topk_percent, border = (
         post[k] for k in ("residual", "score", "smooth_sigma", "topk_percent", "border"))
     check_border(border, tuple(loaded.input_shape[1:]))  # before any image is scored

@@ -12,13 +12,13 @@ from typing import Optional
 
 import numpy as np
 
-from .losses import SSIM_SCORING_NOTE
 from .metrics import roc_points
 from .notices import as_sentence
 from .regions import Region
 from .data import is_tile
 from .display import markdown_literal, score_text
 from .render import HeatScale, outlines_legend, plotly_colorscale
+from .scoring import trained_scoring_note
 
 REGION_COLUMNS = ("top", "left", "bottom", "right", "area (px)", "peak")
 HISTOGRAM_BINS = 40
@@ -26,10 +26,11 @@ NORMAL, DEFECTIVE, REFERENCE = "#2ca02c", "#d62728", "#7f7f7f"  # the histogram'
 
 
 def method_caption(spec: dict, notices: Sequence[str]) -> Optional[str]:
-    """The line under the run's name: why an SSIM-trained autoencoder is scored with SSIM (when it is, as its
-    `notices` say), or what the map and the score of another method are; None for a plain pixel AE."""
-    if SSIM_SCORING_NOTE in notices:
-        return f"ℹ️ {as_sentence(SSIM_SCORING_NOTE)}"
+    """The line under the run's name: why an autoencoder is scored with the defaults its training suggests
+    (an SSIM loss, wafer maps; when it is, as its `notices` say), or what the map and the score of another
+    method are; None for a plain pixel AE."""
+    if why := trained_scoring_note(notices):
+        return f"ℹ️ {as_sentence(why)}"
     if spec["method"] == "autoencoder":
         return None
     own = f" Image score: {spec['image_score']}." if spec.get("image_score") else ""

@@ -20,12 +20,17 @@ from ..residuals import RESIDUALS, residual_map
 from .base import Detector, MapOutput
 
 
-def run_loss_scoring(run_dir: Union[str, Path]) -> dict[str, Any]:
-    """`losses.loss_scoring` of the loss a run's train.json records ({} for a reference folder, which has none)."""
+def run_trained_scoring(run_dir: Union[str, Path]) -> dict[str, Any]:
+    """The scoring defaults a run's training suggests: its SSIM loss's (`losses.loss_scoring`), else a wafer
+    run's (`scoring.WAFER_SCORING`); {} otherwise, and for a reference folder, which records neither."""
     from ..losses import loss_scoring
-    from ..runs import read_train, train_settings
+    from ..runs import read_train, train_settings, train_source
+    from ..scoring import WAFER_SCORING
 
-    return loss_scoring(train_settings(read_train(run_dir)).get("loss"))
+    info = read_train(run_dir)
+    if own := loss_scoring(train_settings(info).get("loss")):
+        return own
+    return dict(WAFER_SCORING) if train_source(info).get("kind") == "wafer" else {}
 
 
 class ResidualMap(nn.Module):
@@ -54,8 +59,18 @@ class AutoencoderDetector(Detector):
 
     def __init__(self, model: AutoEncoder, scoring: Optional[dict] = None):
         self.model = model
-        self.scoring = dict(scoring or {})  # scoring defaults of its training loss (`losses.loss_scoring`)
+        self.scoring = dict(scoring or {})  # scoring defaults its training suggests (`run_trained_scoring`)
         self._features: Optional[nn.Module] = None  # the "feature" residual's backbone, loaded on first use
+
+    @property
+    def scoring_note(self) -> Optional[str]:
+        """Why this autoencoder has scoring defaults of its own (an SSIM loss, wafer maps); None without any."""
+        from ..losses import SSIM_SCORING_NOTE
+        from ..scoring import WAFER_SCORING, WAFER_SCORING_NOTE
+
+        if self.scoring.get("residual") == "ssim":
+            return SSIM_SCORING_NOTE
+        return WAFER_SCORING_NOTE if self.scoring == WAFER_SCORING else None
 
     def _feature_extractor(self, kind: str) -> Optional[nn.Module]:
         """The backbone for the "feature" residual (loaded once, on the model's device); None for the others."""
@@ -149,7 +164,7 @@ class AutoencoderDetector(Detector):
 
     @classmethod
     def saved_spec(cls, run_dir: Union[str, Path]) -> dict[str, Any]:
-        return {"method": cls.method, **run_loss_scoring(run_dir)}
+        return {"method": cls.method, **run_trained_scoring(run_dir)}
 
     @classmethod
     def is_saved(cls, run_dir: Union[str, Path]) -> bool:
@@ -159,7 +174,7 @@ class AutoencoderDetector(Detector):
 
     @classmethod
     def load(cls, run_dir: Union[str, Path], device: str = "cpu", weights: str = WEIGHTS_FILE) -> "AutoencoderDetector":
-        return cls(load_model(run_dir, weights_name=weights, device=device), run_loss_scoring(run_dir))
+        return cls(load_model(run_dir, weights_name=weights, device=device), run_trained_scoring(run_dir))
 
     def to(self, device: Union[str, torch.device]) -> "AutoencoderDetector":
         self.model.to(device)
