@@ -84,7 +84,8 @@ def test_refuses_to_overwrite_unless_forced(run, tmp_path, capsys):
     assert err.count("\n") == 1 and "sample_0000.png: already exists" in err and "--force" in err
     assert (out / "sample_0000.png").read_bytes() == before
     rc, _, err = udd(capsys, run, "-n", 3, "--out", out)  # QA sweep 12: refused only after the default σ line
-    assert rc == 2 and err.count("\n") == 1 and "sample_0000.png: already exists, and so do 2 more of the files to write" in err
+    assert rc == 2 and err.count("\n") == 1
+    assert "sample_0000.png: already exists, and so do 2 more of the files to write" in err
     assert udd(capsys, run, "-n", 3, "--out", out, "--random")[0] == 0  # random_*.png: other names
     rc, _, err = udd(capsys, run, "-n", 3, "--out", out, "--random")
     assert rc == 2 and err.count("\n") == 1 and "random_0000.png: already exists" in err

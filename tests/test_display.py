@@ -137,7 +137,8 @@ def test_scores_keep_five_significant_digits_with_their_trailing_zeros(value, sh
     assert display.score_text(value) == shown
 
 
-@pytest.mark.parametrize("value, shown", [(7.09, "7.090"), (4.5612, "4.561"), (0.0, "0"), (0.01, "0.01000"), (1234.0, "1234")])
+@pytest.mark.parametrize("value, shown", [(7.09, "7.090"), (4.5612, "4.561"), (0.0, "0"), (0.01, "0.01000"),
+                                          (1234.0, "1234")])
 def test_scale_values_keep_four_significant_digits_with_their_trailing_zeros(value, shown):
     """QA sweep 13: a colour bar's top of 7.090 read "7.09" in the heatmaps' README and 4.561 in Inspect."""
     assert display.scale_text(value) == shown

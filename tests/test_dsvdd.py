@@ -297,7 +297,8 @@ def test_an_encoder_that_pretrained_into_zero_codes_fails_the_run_saying_why(tmp
             p.zero_()
     with pytest.raises(ValueError, match=r"^dsvdd: the pretrained encoder maps every image to zero \(largest "
                                          r"\|code\| 0\), so every image would score the same: weight decay 0.001 "
-                                         r"shrank its bias-free weights away; train again with weight decay 0 \(udd train "
+                                         r"shrank its bias-free weights away; train again with weight decay 0 "
+                                         r"\(udd train "
                                          r"--weight-decay 0; Weight decay on the Train page\)$"):
         det.fit(images(16, 1), None, settings(1).replace(weight_decay=1e-3), tmp_path / "run")
     status = json.loads((tmp_path / "run" / "status.json").read_text())

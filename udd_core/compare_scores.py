@@ -185,8 +185,8 @@ def heatmap_row(inspections: Sequence, name: str) -> list[np.ndarray]:
 
 def scale_caption(names: Sequence[str], inspections: Sequence) -> str:
     """The legend of `heatmap_row`'s colours beside `render.scale_bar_rgb`: each run's own scale and threshold."""
-    scales = "; ".join(f"{n}: {scale_text(i.scale.vmin)} to {scale_text(i.scale.vmax)}, pixel threshold {scale_text(i.scale.threshold)}"
-                       for n, i in zip(names, inspections))
+    scales = "; ".join(f"{n}: {scale_text(i.scale.vmin)} to {scale_text(i.scale.vmax)}, pixel threshold "
+                       f"{scale_text(i.scale.threshold)}" for n, i in zip(names, inspections))
     truth = any(i.masks is not None for i in inspections)
     return (f"Colours from low (left) to high (right) on each run's own scale ({scales}); "
             + outlines_legend(truth, "the run's pixel threshold") + ".")

@@ -213,7 +213,8 @@ class Inspection:
         if own_scale:
             return (f"Heatmap colours: each image on its own scale, from its median pixel (left) to its highest "
                     f"(right){unit}: where each map peaks; colours do not compare across images; {outline}.")
-        return (f"Heatmap colours: {scale_text(sc.vmin)} (left) to {scale_text(sc.vmax)} (right){unit}, one scale for every image: "
+        return (f"Heatmap colours: {scale_text(sc.vmin)} (left) to {scale_text(sc.vmax)} (right){unit}, one scale "
+                "for every image: "
                 f"0 is a typical pixel of {ref}, the top twice the pixel threshold, so a new threshold rescales "
                 f"every heatmap alike; {outline}.")
 
