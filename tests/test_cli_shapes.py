@@ -72,6 +72,18 @@ def test_a_bad_fix_target_is_one_line_before_any_report(cfg_file, tmp_path, caps
     assert (tmp_path / "exists.json").read_text() == "{}"
 
 
+def test_fix_writes_only_a_config_file_outside_run_folders(cfg_file, tmp_path, capsys):
+    """QA sweep 15: --fix ... --force wrote JSON over a run's model.safetensors, and said "unchanged"."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.safetensors").write_bytes(b"weights")
+    for target, needle in ((run / "model.safetensors", "the file name must end in .json"),
+                           (run / "config.json", "lies in a run or model folder")):
+        assert main(["shapes", str(cfg_file), "--input", "1,33,30", "--fix", str(target), "--force"]) == 2
+        assert needle in capsys.readouterr().err
+    assert (run / "model.safetensors").read_bytes() == b"weights" and not (run / "config.json").exists()
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])

@@ -198,6 +198,7 @@ def test_existing_run_folder_is_refused(tmp_path, config_file, image_folder, cap
     (["--noise-patches", "1", "--patch-dir", "/no/such/patterns"], "--patch-dir: /no/such/patterns: pattern folder"),
     (["--method", "latent-knn", "--option", "k=0"], "error: --option k: "),  # as typed, not as the --k flag
     (["--method", "latent-knn", "--k", "0"], "error: --k: "),
+    (["--method", "dsvdd", "--option", "svdd_epochs=" + "[" * 5000], "--option svdd_epochs: nested too deeply"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, config_file, image_folder, capsys, args, needle):
     assert _train(config_file, image_folder, tmp_path / "run", *args) == 2

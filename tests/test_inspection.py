@@ -141,6 +141,22 @@ def test_other_residual_recomputes_normal_scores_from_validation_images(run, mvt
     assert ins.normal_source == "validation" and ins.threshold == threshold_for_fpr(want, 0.01)
 
 
+def test_a_calibration_of_an_earlier_epoch_is_not_used(tmp_path, run, mvtec, insp):
+    """QA sweep 15: a resume killed after saving a later epoch left calibration.json of the earlier model,
+    whose threshold and heatmap scale then judged the new weights (0 of 300 called defective, not 10)."""
+    import shutil
+
+    copy = shutil.copytree(run, tmp_path / "stale")
+    cal = runs.read_json(copy / runs.CALIBRATION_FILE)
+    assert inspect_run(copy, mvtec).threshold == insp.threshold  # its own epoch: used as it is
+    planted = [s * 10 for s in cal["scores"]["mean"]]  # what another model's normal images could score
+    runs.write_json_atomic(copy / runs.CALIBRATION_FILE, {**cal, "scores": {**cal["scores"], "mean": planted}})
+    assert inspect_run(copy, mvtec).threshold == pytest.approx(threshold_for_fpr(np.array(planted), 0.01))
+    runs.write_json_atomic(copy / runs.CALIBRATION_FILE, {**cal, "epoch": int(cal["epoch"]) + 8,
+                                                          "scores": {**cal["scores"], "mean": planted}})
+    assert inspect_run(copy, mvtec).threshold == insp.threshold  # another epoch's: re-scored, not trusted
+
+
 def test_missing_training_data_falls_back_to_test_good_images(tmp_path, run, mvtec):
     import shutil
 

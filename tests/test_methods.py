@@ -67,6 +67,8 @@ def test_typed_options_are_a_json_object_or_a_one_line_refusal():
         parse_options("k=3", "memory-bank")
     with pytest.raises(ValueError, match=r"^method options: give a JSON object, e\.g\. \{\"coreset\""):
         parse_options("[1]", "memory-bank")
+    with pytest.raises(ValueError, match=r"^method options: nested too deeply$"):  # QA sweep 15: a traceback
+        parse_options('{"a": ' + "[" * 5000, "memory-bank")
 
 
 def test_a_choice_is_checked_before_any_data_and_its_refusal_names_what_was_wrong():

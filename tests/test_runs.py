@@ -94,6 +94,11 @@ def test_history_appends_lines_and_tolerates_a_truncated_tail(tmp_path):
     assert [r["epoch"] for r in hist] == [1, 2]
     assert hist[1]["train_loss"] == 0.25 and hist[0]["val_loss"] is None  # NaN is not JSON: null
     assert runs.read_history(tmp_path / "nowhere") == []
+    # QA sweep 15: the next record was glued onto the cut line, and lost with it
+    runs.append_history(tmp_path, {"epoch": 3, "train_loss": 0.1})
+    assert [r["epoch"] for r in runs.read_history(tmp_path)] == [1, 2, 3]
+    runs.append_history(tmp_path, {"epoch": 4, "train_loss": 0.1})  # a whole last line: nothing added before it
+    assert (tmp_path / runs.HISTORY_FILE).read_text().count("\n\n") == 0
 
 
 def test_history_write_failure_is_a_storage_error(tmp_path):

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 from .atomic import check_new_file, write_text_atomic
 from .cli import UsageError, config_or_preset, parse_ints
 from .image_shapes import input_spec, propagate_image
+from .runs import TRAIN_FILE
 from .shapes import ShapeReport, receptive_field_text
 
 
@@ -58,10 +59,23 @@ def write_new_text(path: Path, text: str, overwrite: bool = False) -> None:
         raise UsageError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
+def check_fix_target(target: str) -> None:
+    """A config to write must be a .json or .txt file outside any run folder (QA sweep 15: --fix ... --force
+    wrote JSON over a run's model.safetensors, and over a run's config.json its weights no longer loaded)."""
+    path = Path(target)
+    if path.suffix.lower() not in (".json", ".txt"):
+        raise UsageError(f"--fix {target}: the file name must end in .json (or .txt, as AE_config.txt)")
+    folder = path.parent  # weights by their suffix: model.py's names would import torch here
+    if (folder / TRAIN_FILE).is_file() or any(folder.glob("*.safetensors")) or any(folder.glob("*.save")):
+        raise UsageError(f"--fix {target}: lies in a run or model folder, whose config its weights need; "
+                         "write the new config elsewhere")
+
+
 def run_shapes(args: argparse.Namespace) -> int:
     """`udd shapes`: propagate shapes; exit 0 if the decoder mirrors, 1 if not."""
     if args.fix:  # refused before the report is printed: one line, not a table and then an error
         check_new_file(args.fix, f"--fix {args.fix}", args.force)
+        check_fix_target(args.fix)
     config, preset_shape = config_or_preset(args.config)
     if args.input is None and preset_shape is None:
         raise UsageError(f"--input: required for a config file ({args.config}); e.g. --input 3,256,256")

@@ -100,6 +100,8 @@ def _method_options(args: argparse.Namespace) -> dict:
             value = json.loads(text)  # numbers, true/false, lists; anything else is a string
         except json.JSONDecodeError:
             value = text
+        except RecursionError:  # QA sweep 15: a traceback
+            raise UsageError(f"--option {key.strip()}: nested too deeply") from None
         options[key.strip().replace("-", "_")] = value
     return options
 

@@ -74,6 +74,18 @@ def _holds_training_images(ds: ImageSet, run: dict) -> bool:
     return int(keep.sum()) == src.get("count") and images_digest(ds.images[keep]) == src["digest"]
 
 
+def _same_epoch(cal: dict, det: Detector) -> bool:
+    """Whether calibration.json (``cal``) was made for the model the detector loaded: the epoch in both
+    (QA sweep 15: a resume killed after saving epoch 10 left epoch 2's threshold and heatmap scale, which
+    called 0 of 300 images defective where the model's own called 10). Either without an epoch: trusted."""
+    made = cal.get("epoch")
+    saved = (getattr(getattr(det, "model", None), "metadata", None) or {}).get("epoch")
+    try:
+        return made is None or saved is None or int(made) == int(saved)
+    except (TypeError, ValueError):  # a damaged field: not trusted
+        return False
+
+
 def training_data_gone(data_path: str, recorded: Optional[str], fix: str) -> Optional[str]:
     """The line for a run's own training data (train.json's data.path, `recorded`) that is no longer where the
     run saw it, with `fix` saying where to give its new place; None for other data, or data that is there.
@@ -118,6 +130,8 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
     # classes holds defects: such a run's normal reference is re-scored from `run_validation_images`.
     if shape == trained and (p / runs.CALIBRATION_FILE).is_file() and runs.train_on(run) == "normal":
         cal = runs.read_json(p / runs.CALIBRATION_FILE)
+        if isinstance(cal, dict) and not _same_epoch(cal, det):
+            cal = None  # made for an earlier model: its validation images are re-scored instead
     notices = ([] if size is not None or trained else [size_notice]) + list(ds.notices)
     relation = data_relation(str(data_path), split, ds, run, shape == trained)
     if relation == OTHER:

@@ -242,8 +242,14 @@ def append_history(run_dir: Union[str, Path], record: dict) -> None:
     path = Path(run_dir) / HISTORY_FILE
     line = json.dumps({k: _finite(v) for k, v in record.items()}, default=_json_default) + "\n"
     try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(line)
+        with open(path, "a+b") as f:
+            # A killed writer's cut last line is ended first, or this record would be glued onto it and lost
+            # with it (QA sweep 15: two resumes recorded epochs 1, 3, 3, 4, 5 for 7 trained).
+            cut = False
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                cut = f.read(1) != b"\n"
+            f.write((b"\n" if cut else b"") + line.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:

@@ -64,6 +64,8 @@ def parse_options(text: str, method: str) -> dict:
         options = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"method options: not JSON ({e.msg} at character {e.pos})") from None
+    except RecursionError:  # QA sweep 15: a traceback, where a config says "nested too deeply"
+        raise ValueError("method options: nested too deeply") from None
     if not isinstance(options, dict):
         raise ValueError("method options: give a JSON object, e.g. " + detector_class(method).option_example)
     return options
