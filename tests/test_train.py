@@ -16,7 +16,7 @@ from udd_core import run_status
 from udd_core import train as train_mod
 from udd_core.config import parse_config
 from udd_core.losses import LOSSES, SOFTMAX_LOSSES, make_loss
-from udd_core.model import AutoEncoder, load_model
+from udd_core.model import CONFIG_FILE, AutoEncoder, load_model
 from udd_core.jobs import JobManager, TrainJob
 from udd_core.resume import images_digest, resume_offer
 from udd_core.progress import progress_bar
@@ -460,6 +460,27 @@ def test_resume_refusals(tmp_path, tiny_config):
     runs.write_json_atomic(job.run_dir / runs.TRAIN_FILE, {**info, "input_shape": [1, 32]})  # damaged by hand
     with pytest.raises(ValueError, match="not a run folder"):  # one line, not an unpacking error
         TrainJob.resume(job.run_dir, make_images(12), epochs=3)
+
+
+def test_a_resume_that_could_not_load_its_files_leaves_the_run_as_it_was(tmp_path, tiny_config):
+    """QA sweep 15: a damaged trainer.pt, weights that no longer fit the config, or a loss the model cannot take
+    failed the resume after it had marked the finished run failed and rewritten train.json."""
+    job = _job(tmp_path, tiny_config, epochs=1).start()
+    assert job.join(30)
+    before = {p.name: p.read_bytes() for p in job.run_dir.iterdir() if p.is_file()}
+    state = before[runs.TRAINER_STATE]
+    (job.run_dir / runs.TRAINER_STATE).write_bytes(state[:500])  # cut, as a full disk leaves it
+    with pytest.raises(ValueError, match=r"^run r: cannot resume: trainer\.pt: does not load into the run's model "
+                                         r"\([^\n]+\)$"):
+        TrainJob.resume(job.run_dir, make_images(12), epochs=3)
+    (job.run_dir / runs.TRAINER_STATE).write_bytes(state)
+    config = json.loads(before[CONFIG_FILE])
+    (job.run_dir / CONFIG_FILE).write_text(json.dumps({**config, "latent_size": config["latent_size"] * 2}))
+    with pytest.raises(ValueError, match=r"cannot resume: last\.safetensors: does not load into the run's model"):
+        TrainJob.resume(job.run_dir, make_images(12), epochs=3)
+    (job.run_dir / CONFIG_FILE).write_bytes(before[CONFIG_FILE])
+    assert {p.name: p.read_bytes() for p in job.run_dir.iterdir() if p.is_file()} == before  # nothing changed
+    TrainJob.resume(job.run_dir, make_images(12), epochs=2)  # and, restored, it resumes
 
 
 def test_resume_refuses_an_epoch_total_already_reached_even_when_stopped(tmp_path, tiny_config):

@@ -22,7 +22,7 @@ from .methods import Detector, a_method, detector_class, fitted_in_one_pass, run
 from .methods.autoencoder import AutoencoderDetector
 from .model import CONFIG_FILE, AutoEncoder
 from .progress import Progress, ProgressBoard
-from .resume import check_resume_data, images_digest
+from .resume import check_restorable, check_resume_data, images_digest
 from .run_notes import resume_blocker
 from .settings import TrainSettings, applied_settings, resolve_device
 from .losses import check_fits_data, check_loss_fits
@@ -185,6 +185,7 @@ class TrainJob:
         detector = detector_class(method).build((c, h, w), options or None, config, settings.seed)
         check_images(images, (c, h, w), "images")
         settings = checked_settings(settings)  # everything is checked before train.json changes
+        check_restorable(run_dir, detector, settings.loss)
         tr, va = split_indices(len(images), settings.val_split, settings.seed)
         info["settings"] = settings.to_dict()
         info["resumed"] = list(info.get("resumed", [])) + [{"time": runs.now_iso(), "after_epoch": done}

@@ -91,3 +91,35 @@ def resume_offer(run: runs.RunInfo, status: str) -> Optional[ResumeOffer]:
     return ResumeOffer(str(data.get("path") or ""), shape, bool(data.get("tile")),
                        phase.total if phase.total > phase.done else more_epochs(phase.done), phase.done, phase.unit,
                        runs.train_on(info))
+
+
+def check_restorable(run_dir: Union[str, Path], detector: Any, loss: str) -> None:
+    """Load what a resume will load, before train.json or status.json change: weights that no longer fit the
+    config, a damaged trainer.pt, or a loss the model cannot train with fail here in one line naming the file,
+    the run left as it was (QA sweep 15: such a resume failed after marking a finished run failed, with a new
+    epoch total and a resume entry in train.json, and the app then offered no Resume)."""
+    import torch
+
+    from .losses import check_loss_fits
+    from .tensor_files import read_tensors
+
+    p, name = Path(run_dir), Path(run_dir).name
+    model = getattr(detector, "model", None)
+    if model is None:
+        return
+    if detector.trains_epochs and getattr(model, "config", None) is not None:
+        try:
+            check_loss_fits(loss, model.config.output)
+        except ValueError as e:
+            raise ValueError(f"run {name}: cannot resume: {runs.TRAIN_FILE}: {e}") from None
+    for file in (runs.LAST_WEIGHTS, runs.TRAINER_STATE):
+        if not (p / file).is_file():
+            continue  # no trainer.pt: the optimizer starts afresh, as it always has
+        try:
+            if file == runs.LAST_WEIGHTS:
+                model.load_state_dict(read_tensors(p / file)[0])
+            else:
+                torch.load(p / file, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch's zip and size-mismatch errors: RuntimeError, ValueError, pickle's own
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"run {name}: cannot resume: {file}: does not load into the run's model ({why})") from None
