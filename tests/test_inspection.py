@@ -157,6 +157,17 @@ def test_a_calibration_of_an_earlier_epoch_is_not_used(tmp_path, run, mvtec, ins
     assert inspect_run(copy, mvtec).threshold == insp.threshold  # another epoch's: re-scored, not trusted
 
 
+@pytest.mark.parametrize("norm", [{"mean": 0.1, "std": 0, "q99": 0.3}, "x", {"mean": "a", "std": 1, "q99": 2}])
+def test_damaged_calibration_statistics_are_scored_again(tmp_path, run, mvtec, insp, norm):
+    """QA sweep 15: a std of 0 in calibration.json was a ZeroDivisionError in udd score, Inspect and Compare."""
+    import shutil
+
+    copy = shutil.copytree(run, tmp_path / "cal")
+    cal = runs.read_json(copy / runs.CALIBRATION_FILE)
+    runs.write_json_atomic(copy / runs.CALIBRATION_FILE, {**cal, "norm": norm})
+    assert inspect_run(copy, mvtec).threshold == insp.threshold  # from the validation images, as without it
+
+
 def test_missing_training_data_falls_back_to_test_good_images(tmp_path, run, mvtec):
     import shutil
 

@@ -101,6 +101,18 @@ def test_history_appends_lines_and_tolerates_a_truncated_tail(tmp_path):
     assert (tmp_path / runs.HISTORY_FILE).read_text().count("\n\n") == 0
 
 
+def test_hand_edited_run_files_read_as_missing_where_their_types_are_wrong(tmp_path):
+    """QA sweep 15: text for an epoch or a loss, or a number for the data path, were tracebacks in the CLI and
+    exception boxes on every page."""
+    runs.append_history(tmp_path, {"epoch": 1, "train_loss": 0.5, "val_loss": 0.6})
+    with open(tmp_path / runs.HISTORY_FILE, "a") as f:
+        f.write('{"epoch": "a", "val_loss": "x", "train_loss": null}\n{"epoch": 3, "train_loss": true}\n')
+    runs.append_history(tmp_path, {"epoch": 4, "train_loss": 0.4, "val_loss": None})
+    assert [r["epoch"] for r in runs.read_history(tmp_path)] == [1, 4]
+    assert runs.train_source({"data": {"path": 5, "kind": "folder"}}) == {"kind": "folder"}
+    assert runs.train_source({"data": {"path": "/d", "kind": "folder"}})["path"] == "/d"
+
+
 def test_history_write_failure_is_a_storage_error(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(runs.RunStorageError, match="cannot write"):

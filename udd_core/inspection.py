@@ -10,6 +10,7 @@ from `inspection_inputs.py`.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import numpy as np
@@ -95,8 +96,19 @@ def _calibration_fits(cal: Optional[dict], residual: str, score: str, smooth: fl
         return False
     scores = cal.get("scores") or {}  # computed over whole maps: no border left out
     return (cal.get("residual") == residual and smooth == 0 and border == 0 and isinstance(scores.get(score), list)
-            and len(scores[score]) > 0 and "norm" in cal
+            and len(scores[score]) > 0 and _usable_norm(cal.get("norm"))
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in scores[score])
             and (score != "topk" or float(cal.get("topk_percent", -1)) == float(topk)))
+
+
+def _usable_norm(d: object) -> bool:
+    """Whether calibration.json's norm statistics can scale a map (QA sweep 15: a std of 0 was a
+    ZeroDivisionError, a norm of text a line not naming the file); a damaged one is re-scored instead."""
+    try:
+        norm = NormStats.from_dict(d)  # type: ignore[arg-type]
+    except ValueError:
+        return False
+    return all(map(math.isfinite, (norm.mean, norm.std, norm.q99))) and norm.std > 0
 
 
 def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: Optional[str] = None,

@@ -169,7 +169,7 @@ class TrainJob:
             info["data"] = data  # written with the rest below, once every check has passed
         if images is None:
             if not data.get("path"):
-                raise ValueError(f"run {run_dir.name}: train.json names no data path; pass the images")
+                raise ValueError(f"run {run_dir.name}: train.json names no data path; give its data (--data PATH)")
             if not Path(data["path"]).exists():  # QA sweep 12: "/x: no such file or folder" said not what to do
                 raise ValueError(f"run {run_dir.name}: its training data {data['path']} is gone (moved or deleted); "
                                  "give its new place with --data PATH")

@@ -147,9 +147,12 @@ def no_data_why(run_dir: Union[str, Path]) -> str:
 
 
 def train_source(info: Mapping[str, Any]) -> dict:
-    """The data a train.json (`info`) records (path, kind, tile, count, ...); {} when unknown."""
+    """The data a train.json (`info`) records (path, kind, tile, count, ...); {} when unknown. A path that is
+    not text (a hand edit) counts as none recorded (QA sweep 15: `"path": 5` was a traceback everywhere)."""
     data = info.get("data")
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return data if isinstance(data.get("path"), (str, type(None))) else {k: v for k, v in data.items() if k != "path"}
 
 
 def train_shape(info: Mapping[str, Any]) -> Optional[tuple[int, int, int]]:
@@ -257,7 +260,8 @@ def append_history(run_dir: Union[str, Path], record: dict) -> None:
 
 
 def read_history(run_dir: Union[str, Path]) -> list[dict]:
-    """All epoch records; a truncated or garbled line (a killed writer) is skipped."""
+    """All epoch records; a truncated or garbled line (a killed writer), or a record whose epoch or losses
+    are not numbers, is skipped."""
     try:
         text = (Path(run_dir) / HISTORY_FILE).read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -268,9 +272,16 @@ def read_history(run_dir: Union[str, Path]) -> list[dict]:
             rec = json.loads(line)
         except ValueError:
             continue
-        if isinstance(rec, dict):
-            out.append(rec)
+        if isinstance(rec, dict) and all(_number_or_none(rec.get(k)) for k in HISTORY_NUMBERS):
+            out.append(rec)  # a record with text for a number (a hand edit) is as garbled as a cut line
     return out
+
+
+HISTORY_NUMBERS = ("epoch", "train_loss", "val_loss")  # fields every reader of a history record computes with
+
+
+def _number_or_none(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
 def iso_time(t: float) -> str:
