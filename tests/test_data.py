@@ -98,6 +98,9 @@ def test_data_kind(tmp_path, mvtec):
     for blank in ("", "  "):  # never the working folder, scanned whole
         with pytest.raises(DataError, match="no data set given"):
             data_kind(blank)
+    with pytest.raises(DataError) as e:  # QA sweep 15: OSError "File name too long", an exception box on a page
+        data_kind(tmp_path / ("a" * 5000))
+    assert len(str(e.value)) < 200 and "\n" not in str(e.value) and "…" in str(e.value)
 
 
 def test_wrapped_mvtec_folder_is_unwrapped(tmp_path, mvtec):

@@ -80,7 +80,12 @@ def _layout(path) -> tuple[str, Path]:
     if not str(path).strip():  # Path("") is the working folder: scanning all of it is never what was meant
         raise DataError("data: no data set given (a path is empty)")
     p = Path(path).expanduser()  # "~/parts" typed into a page's path box: no shell expanded it
-    if not p.exists():
+    try:
+        exists = p.exists()
+    except OSError as e:  # a name too long for the file system (QA sweep 15: an exception box on two pages)
+        shown = str(p) if len(str(p)) <= 80 else str(p)[:80] + "…"
+        raise DataError(f"{shown}: {e.strerror or e}") from None
+    if not exists:
         raise DataError(f"{p}: no such file or folder")
     if p.is_file():
         if p.suffix.lower() in WAFER_EXTS:
