@@ -479,6 +479,12 @@ def test_a_resume_that_could_not_load_its_files_leaves_the_run_as_it_was(tmp_pat
     with pytest.raises(ValueError, match=r"cannot resume: last\.safetensors: does not load into the run's model"):
         TrainJob.resume(job.run_dir, make_images(12), epochs=3)
     (job.run_dir / CONFIG_FILE).write_bytes(before[CONFIG_FILE])
+    info = json.loads(before[runs.TRAIN_FILE])  # a size typed into train.json: the data would load at it (OOM)
+    runs.write_json_atomic(job.run_dir / runs.TRAIN_FILE, {**info, "input_shape": [1, 64, 64]})
+    with pytest.raises(ValueError, match=r"train\.json: input_shape \[1, 64, 64\] is not the size its weights "
+                                         r"trained at \(1x32x32\)$"):
+        TrainJob.resume(job.run_dir, None, epochs=3)
+    (job.run_dir / runs.TRAIN_FILE).write_bytes(before[runs.TRAIN_FILE])
     assert {p.name: p.read_bytes() for p in job.run_dir.iterdir() if p.is_file()} == before  # nothing changed
     TrainJob.resume(job.run_dir, make_images(12), epochs=2)  # and, restored, it resumes
 

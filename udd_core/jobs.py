@@ -167,6 +167,9 @@ class TrainJob:
             check_resume_data(info, data_path, run_dir.name)
             moved_from, data = data.get("path"), {**data, "path": str(resolved(data_path))}  # absolute, as at create
             info["data"] = data  # written with the rest below, once every check has passed
+        config = load_config(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else None
+        detector = detector_class(method).build((c, h, w), options or None, config, settings.seed)
+        check_restorable(run_dir, detector, settings.loss)  # before the data loads at train.json's size
         if images is None:
             if not data.get("path"):
                 raise ValueError(f"run {run_dir.name}: train.json names no data path; give its data (--data PATH)")
@@ -181,11 +184,8 @@ class TrainJob:
         if data.get("digest") not in (None, images_digest(images)):  # runs made before the digest have none
             raise ValueError(f"run {run_dir.name}: these are not the images it was trained on (the same number, "
                              "other content); resume needs the same data")
-        config = load_config(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else None
-        detector = detector_class(method).build((c, h, w), options or None, config, settings.seed)
         check_images(images, (c, h, w), "images")
         settings = checked_settings(settings)  # everything is checked before train.json changes
-        check_restorable(run_dir, detector, settings.loss)
         tr, va = split_indices(len(images), settings.val_split, settings.seed)
         info["settings"] = settings.to_dict()
         info["resumed"] = list(info.get("resumed", [])) + [{"time": runs.now_iso(), "after_epoch": done}

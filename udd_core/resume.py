@@ -117,9 +117,25 @@ def check_restorable(run_dir: Union[str, Path], detector: Any, loss: str) -> Non
             continue  # no trainer.pt: the optimizer starts afresh, as it always has
         try:
             if file == runs.LAST_WEIGHTS:
-                model.load_state_dict(read_tensors(p / file)[0])
+                state, meta = read_tensors(p / file)
+                _check_shape(name, meta.get("input_shape"), getattr(model, "input_shape", None))
+                model.load_state_dict(state)
             else:
                 torch.load(p / file, map_location="cpu", weights_only=True)
+        except ResumeShapeError:
+            raise
         except Exception as e:  # torch's zip and size-mismatch errors: RuntimeError, ValueError, pickle's own
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ValueError(f"run {name}: cannot resume: {file}: does not load into the run's model ({why})") from None
+
+
+class ResumeShapeError(ValueError):
+    """train.json's input shape is not the one the run's weights trained at."""
+
+
+def _check_shape(name: str, saved: Optional[str], built: Optional[tuple]) -> None:
+    # QA sweep 15: an input_shape of 99999x99999 typed into train.json loaded the data at that size (23 GB,
+    # killed by the kernel), while the weights record the size they trained at.
+    if saved and built is not None and saved != ",".join(map(str, built)):
+        raise ResumeShapeError(f"run {name}: cannot resume: {runs.TRAIN_FILE}: input_shape {list(built)} is not "
+                               f"the size its weights trained at ({saved.replace(',', 'x')})")
