@@ -4,6 +4,7 @@ The expensive part (model + images, then scoring per post-processing) is cached 
 st.cache_resource on (run, weights time, data, split) and (residual, smoothing, score): moving
 the threshold only re-counts the confusion matrix. All logic lives in udd_core.inspection.
 """
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +48,13 @@ def cached_inspection(run_dir: str, data: str, split: str, stamp: float, residua
                       score: str, topk: float, border: int):
     return inspect_run(residual=residual, score=score, smooth_sigma=smooth, topk_percent=topk, border=border,
                        loaded=cached_inputs(run_dir, data, split, stamp))
+
+
+@st.cache_resource
+def onnx_export_lock() -> threading.Lock:
+    """One ONNX export at a time in this app: torch's exporter keeps process-wide state, and two at once (a
+    double click, two sessions) failed with "GLOBALS.in_onnx_export must be False" (QA sweep 15)."""
+    return threading.Lock()
 
 
 def default_data(run_dir: Path) -> str:
@@ -268,7 +276,7 @@ with tab_export:
                "match udd's.")
     onnx_key = (str(run.path), stamp)
     if st.button("Export to ONNX", key="insp_onnx"):
-        with st.spinner("Exporting and checking the scores in onnxruntime ..."):
+        with st.spinner("Exporting and checking the scores in onnxruntime ..."), onnx_export_lock():
             # The run's training data, or, where it has moved, the data typed here (as `udd export --data`).
             recorded = runs.run_source(run.path).get("path")
             moved = ss["insp_data"] if recorded and not Path(recorded).exists() else None
