@@ -18,7 +18,7 @@ from pages.run_focus import (KEEP, focused_run, hand_over_deep_link, heal_pick, 
 from udd_core import compare as cmp
 from udd_core import compare_scores as cmp_scores
 from udd_core import runs
-from udd_core.data import data_kind, kind_mismatch
+from udd_core.data import data_kind, kind_mismatch, typed_path
 from udd_core.display import breakable, markdown_literal, score_text
 from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass, has_detector
 from udd_core.scoring import TRAINED_SCORING_NOTES
@@ -158,9 +158,9 @@ for s in sides:  # why a run may lose: it is not done, or it ended while its los
 st.subheader("On one data set")
 c1, c2 = st.columns([4, 1])
 default = str((sides[0].info.get("data") or {}).get("path", ""))
-data = c1.text_input("Data set", value=default, key=f"cmp_data_{names[0]}",
-                     help="MVTec folder, folder of images or wafer .npy/.npz; by default the first run's "
-                          "training data.").strip()
+data = typed_path(c1.text_input("Data set", value=default, key=f"cmp_data_{names[0]}",
+                                help="MVTec folder, folder of images or wafer .npy/.npz; by default the first run's "
+                                     "training data."))
 if not data:
     st.info("Enter the path of a data set to score every run on it.")
     st.stop()

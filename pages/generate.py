@@ -17,7 +17,7 @@ from udd_core import generation as gen
 from udd_core import generation_views as views
 from udd_core import latent_map
 from udd_core import wafer_generation as wg
-from udd_core.data import data_kind, kind_mismatch, same_data
+from udd_core.data import data_kind, kind_mismatch, same_data, typed_path
 from udd_core.inspection_inputs import training_data_gone
 from udd_core.methods import detector_class, has_detector, run_method
 from udd_core.model import WEIGHTS_FILE
@@ -130,7 +130,8 @@ run = runs_by_name[name]
 warn_unfinished(run.path)
 source = runs.run_source(run.path)
 data_path = top[1].text_input("Data", value=source.get("path", ""), key=f"gen_data_{name}",
-                              help="The images to start from; by default the data the run was trained on.").strip()
+                              help="The images to start from; by default the data the run was trained on.")
+data_path = typed_path(data_path)
 if not data_path:
     trained_on = f" (the run was trained on {source['path']})" if source.get("path") else ""
     st.error(f"Data: enter the path of a data set{trained_on}.")

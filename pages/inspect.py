@@ -16,7 +16,7 @@ from pages.run_focus import (KEEP, focused_run, follow_focus, hand_over_deep_lin
 from udd_core import inspection_views as views
 from udd_core import runs
 from udd_core.run_notes import learned_defects_note
-from udd_core.data import data_kind
+from udd_core.data import data_kind, typed_path
 from udd_core.display import markdown_literal, score_text, verdict_word
 from udd_core.export import ParityError, export_run
 from udd_core.inspection import inspect_run
@@ -99,14 +99,15 @@ with st.sidebar:
                  format_func=lambda n: f"{n} — {run_label(by_name[n])}")
     st.text_input("Data path", key="insp_data", persist_state=KEEP,
                   help="MVTec folder, folder of images or wafer .npy/.npz")
+    data_path = typed_path(ss["insp_data"])
     recorded = runs.run_source(by_name[ss["insp_run"]].path).get("path")
-    if gone := training_data_gone(ss["insp_data"].strip(), recorded, "type its new place in Data path"):
+    if gone := training_data_gone(data_path, recorded, "type its new place in Data path"):
         main.error(f"Data path (sidebar): {gone}")
         st.stop()
     try:
-        kind = data_kind(ss["insp_data"])
+        kind = data_kind(data_path)
     except ValueError as e:
-        why = f" ({runs.no_data_why(by_name[ss['insp_run']].path)})" if not ss["insp_data"].strip() else ""  # no default
+        why = f" ({runs.no_data_why(by_name[ss['insp_run']].path)})" if not data_path else ""  # no default
         main.error(f"Data path (sidebar): {e}{why}")
         st.stop()
     split = (st.selectbox("Split", ("test", "train", "all"), key="insp_split", persist_state=KEEP)
@@ -141,7 +142,7 @@ if learned := learned_defects_note(run.path):  # before scoring; the notices bel
 stamp = runs.model_stamp(run.path)
 try:
     with st.spinner("Loading the model and the images, then scoring ..."):
-        base = cached_inspection(str(run.path), ss["insp_data"], split, stamp, residual, float(smooth), score,
+        base = cached_inspection(str(run.path), data_path, split, stamp, residual, float(smooth), score,
                                  float(topk) if score == "topk" else 1.0, int(border))
 except (ValueError, OSError) as e:
     st.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
@@ -151,7 +152,7 @@ if mismatch := base.mismatch:  # data of the other kind: the fact every figure b
 if said := views.method_caption(run_spec(run.path), base.notices):  # the method, or its loss's scoring
     st.caption(said)
 # --- threshold: instant, from the cached scores ------------------------------------------------
-tag = abs(hash((run.name, stamp, ss["insp_data"], split, residual, smooth, score, topk, border))) % 10**8
+tag = abs(hash((run.name, stamp, data_path, split, residual, smooth, score, topk, border))) % 10**8
 has_normal = base.normal_scores is not None and len(base.normal_scores) > 0
 modes = ("target FPR", "manual") if has_normal else ("manual",)
 c1, c2 = st.columns([1, 3])
@@ -279,7 +280,7 @@ with tab_export:
         with st.spinner("Exporting and checking the scores in onnxruntime ..."), onnx_export_lock():
             # The run's training data, or, where it has moved, the data typed here (as `udd export --data`).
             recorded = runs.run_source(run.path).get("path")
-            moved = ss["insp_data"] if recorded and not Path(recorded).exists() else None
+            moved = data_path if recorded and not Path(recorded).exists() else None
             try:
                 ss["insp_onnx_result"] = (onnx_key, export_run(run.path, data=moved))
             except (ValueError, OSError, ParityError) as e:

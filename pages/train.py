@@ -14,7 +14,7 @@ from pages.run_focus import KEEP, hand_over_deep_link
 from pages.train_runs import run_panel, runs_table, select
 from udd_core import runs, sources
 from udd_core.config import CONFIG_UPLOAD_MB, parse_config
-from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind, training_labels
+from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind, training_labels, typed_path
 from udd_core.losses import LOSSES
 from udd_core.methods import METHODS, detector_class
 from udd_core.design_state import DesignState
@@ -138,8 +138,8 @@ with left:
         found = {s.label: str(s.path) for s in data_sources(str(APP_ROOT))}
         path = found.get(st.selectbox("Data set", list(found), key="train_source", persist_state=KEEP))
     elif mode == DATA_MODES[1]:
-        path = st.text_input("Folder (MVTec or plain images) or wafer .npz/.npy file", key="train_path",
-                             persist_state=KEEP).strip() or None
+        path = typed_path(st.text_input("Folder (MVTec or plain images) or wafer .npz/.npy file", key="train_path",
+                                        persist_state=KEEP)) or None
     else:
         st.file_uploader("Image files, one .zip of a data set, or one wafer .npz/.npy", accept_multiple_files=True,
                          key="train_upload", on_change=on_upload, type=sorted(e[1:] for e in UPLOAD_EXTS))

@@ -83,6 +83,14 @@ def test_plain_folder_ignores_split_and_recurses(tmp_path):
     assert [Path(n).name for n in s.names] == ["a.png", "b.jpg"]
 
 
+def test_a_typed_path_loses_its_spaces_and_one_pair_of_quotes():
+    """QA sweep 15: " /d/good " and a pasted '"/d/good"' read as no such file or folder."""
+    from udd_core.data import typed_path
+
+    assert typed_path("  /d/good ") == "/d/good" and typed_path('"/d/my parts"') == "/d/my parts"
+    assert typed_path(" '/d/x' ") == "/d/x" and typed_path("'/d/x\"") == "'/d/x\"" and typed_path('"') == '"'
+
+
 def test_data_kind(tmp_path, mvtec):
     assert data_kind(mvtec) == "mvtec"
     np.save(tmp_path / "w.npy", np.ones((2, 4, 4), np.uint8))

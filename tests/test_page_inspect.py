@@ -139,7 +139,7 @@ def test_a_run_whose_data_moved_says_so_and_takes_the_new_place(monkeypatch, tmp
     assert not app.exception and [e.value for e in app.error] == [
         f"Data path (sidebar): {data}: the run's training data is gone (moved or deleted); type its new place in "
         "Data path"]
-    app.text_input(key="insp_data").input(str(moved)).run()
+    app.text_input(key="insp_data").input(f' "{moved}" ').run()  # as pasted: spaces, quotes (QA sweep 15)
     assert not app.exception and not app.error and app.metric
     # QA sweep 13: the same data at its new place was called "other data"
     assert any(c.value.startswith(f"ℹ️ The run was trained on {data}, which is no longer there: if these are its "

@@ -30,6 +30,15 @@ SPLITS = ("train", "test", "all")
 TILE_MARK = "#tile"  # "a.png#tile3": the fourth tile of a.png, row by row; no space (QA: tables split on it)
 
 
+def typed_path(text: str) -> str:
+    """A path as typed into a page's box: without surrounding spaces or one pair of matching quotes (as a file
+    manager's "Copy as path" gives it; QA sweep 15: both read as "no such file or folder")."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1].strip()
+    return text
+
+
 def tile_name(src, k: int) -> str:
     """The name of tile ``k`` of image ``src`` in a tiled data set."""
     return f"{src}{TILE_MARK}{k}"

@@ -90,7 +90,7 @@ def training_data_gone(data_path: str, recorded: Optional[str], fix: str) -> Opt
     """The line for a run's own training data (train.json's data.path, `recorded`) that is no longer where the
     run saw it, with `fix` saying where to give its new place; None for other data, or data that is there.
     A bare "no such file or folder" on Inspect and Generate said nothing of what happened (QA sweep 12)."""
-    if not data_path or not same_data(data_path, recorded) or Path(data_path).exists():
+    if not data_path or not same_data(data_path, recorded) or Path(data_path).expanduser().exists():
         return None
     return f"{data_path}: the run's training data is gone (moved or deleted); {fix}"
 
