@@ -42,6 +42,9 @@ def test_folder_without_method_file_is_an_autoencoder(ae_dir):
     (path / "method.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a method file"):
         run_method(path)
+    (path / "method.json").write_text('{"method": "memory-ba')  # QA sweep 15: cut, it read as an autoencoder's
+    with pytest.raises(ValueError, match=r"method\.json: not a readable JSON object \(damaged\)"):
+        run_method(path)
 
 
 @pytest.mark.parametrize("kind", ["l2", "ssim"])
