@@ -23,7 +23,7 @@ from udd_core.display import breakable, markdown_literal, score_text
 from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass, has_detector
 from udd_core.scoring import TRAINED_SCORING_NOTES
 from udd_core.notices import as_sentence, is_caution
-from udd_core.run_notes import ending_note, learned_defects_note, unfinished_note
+from udd_core.run_notes import damaged_note, ending_note, learned_defects_note, unfinished_note
 from udd_core.inspection import inspect_run
 from udd_core.render import scale_bar_rgb
 
@@ -174,7 +174,7 @@ scored, inspections = [], []
 with st.spinner("Scoring every run on the data set ..."):
     for s in sides:
         if not has_detector(s.path):
-            st.warning(f"{s.name}: not scored (no saved model yet).")
+            st.warning(f"{s.name}: not scored ({one_line(damaged_note(s.path) or 'no saved model yet')}).")
             continue
         # A wafer run on photos (or the other way round) is left out: its numbers would rank beside the others'
         # in the table and the ROC, as `udd score` refuses to produce them.

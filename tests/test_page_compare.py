@@ -260,3 +260,17 @@ def test_an_ssim_trained_run_is_said_to_score_with_ssim_and_each_runs_notes_are_
     assert "latent8: the SSIM residual and top 1%" in green and "latent4:" not in green
     notes = next(e for e in app.expander if e.label.startswith("Scoring notes"))
     assert any(c.value.startswith("**latent8**: this autoencoder trained with an SSIM loss") for c in notes.caption)
+
+
+def test_a_damaged_run_is_said_to_be_damaged_not_unsaved(monkeypatch, runs_dir, tmp_path):
+    """QA sweep 15: a run with a cut method.json was "not scored (no saved model yet)"."""
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir, root)
+    (root / "latent8" / "method.json").write_text('{"method": "autoenc')
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.session_state["udd_run"] = "latent4"
+    app.run()
+    assert not app.exception
+    assert any(w.value.startswith(f"latent8: not scored ({root / 'latent8' / 'method.json'}: not a readable JSON "
+                                  "object.") for w in app.warning)
