@@ -9,7 +9,7 @@ from udd_core import precision, runs
 from udd_core import train as train_mod
 from udd_core.cli import main
 from udd_core.cli_parser import build_parser
-from udd_core.cli_train import _settings_from_args
+from udd_core.train_options import settings_from_args
 from udd_core.data import to_tensor
 from udd_core.model import load_model
 from udd_core.precision import Parity, bf16_fast, check_bf16_parity
@@ -225,7 +225,7 @@ def test_parity_batch_gets_noise_patches_from_its_own_generator(tmp_path, tiny_c
                                            (["--precision", "float32"], False)])
 def test_cli_precision_flag(flag, expected):
     args = build_parser().parse_args(["train", "cfg", "--data", "d", "--out", "o", *flag])
-    assert _settings_from_args(args).amp_bf16 is expected
+    assert settings_from_args(args).amp_bf16 is expected
 
 
 def test_cli_prints_the_parity_verdict(tmp_path, tiny_config, monkeypatch, capsys):

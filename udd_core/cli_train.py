@@ -6,7 +6,6 @@ Imported only when the command runs, so the rest of the command line starts with
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import signal
@@ -28,122 +27,12 @@ from .presets import model_presets, paired_training_preset
 from .progress import ProgressLine
 from .run_notes import ending_note
 from .runs import is_empty_dir, read_train, runs_root, train_on, train_shape, validate_run_name
-from .settings import TrainSettings, training_presets
 from .sources import source_record
 from .image_shapes import FEATURE_METHODS, batch_bytes, config_method, image_channels
 from .losses import check_fits_data, check_loss_fits
-from .training_data import check_train_on, training_images
-
-
-def _refuse_train_on(labels, train_on: str, field: str = "--train-on") -> str:
-    """training_data.check_train_on (train_on as the data spells it), its refusals named by `field`: the option
-    the user typed, or on a resume the run's own setting (the user typed none)."""
-    try:
-        return check_train_on(labels, train_on)
-    except ValueError as e:
-        msg = str(e)
-        raise UsageError(f"{field}: " + msg.split(": ", 1)[1] if msg.startswith("train_on: ") else msg) from None
-
-
-def _settings_from_args(args: argparse.Namespace, paired: Optional[str] = None) -> TrainSettings:
-    """The run's settings: --preset (else `paired`, the training preset the app pairs with the model preset and
-    method; else the defaults), with every option given on top; a bad value names its option."""
-    name = args.preset or paired
-    base = training_presets()[name] if name else TrainSettings()
-    changes = {k: v for k, v in {
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
-        "noise_patches": args.noise_patches,
-        "patch_size": parse_ints(args.patch_size, 2, "--patch-size") if args.patch_size else None,
-        "patch_dir": args.patch_dir,
-        "val_split": args.val_split, "seed": args.seed, "device": args.device, "loss": args.loss,
-        "amp_bf16": None if args.precision is None else args.precision == "bf16",
-        "shuffle": False if args.fixed_order else None, "train_on": args.train_on,
-    }.items() if v is not None}
-    try:
-        settings = base.replace(**changes)
-    except ValueError as e:  # "batch_size: ..." -> "--batch-size: ...": the option the user typed
-        field, sep, rest = str(e).partition(": ")
-        flag = {"amp_bf16": "--precision", "shuffle": "--fixed-order"}.get(field, "--" + field.replace("_", "-"))
-        raise UsageError(f"{flag}: {rest}" if sep and field in changes else str(e)) from None
-    if settings.patch_dir and not settings.noise_patches:
-        print("note: --patch-dir has no effect without noise patches (--noise-patches N)", file=sys.stderr)
-    return settings
-
-
-# Options a resumed run cannot change (its train.json holds them): (flag, argparse attribute).
-_FIXED_ON_RESUME = (("--batch-size", "batch_size"), ("--lr", "lr"), ("--weight-decay", "weight_decay"),
-                    ("--size", "size"), ("--noise-patches", "noise_patches"), ("--patch-size", "patch_size"),
-                    ("--patch-dir", "patch_dir"), ("--val-split", "val_split"), ("--seed", "seed"),
-                    ("--preset", "preset"), ("--loss", "loss"), ("--precision", "precision"),
-                    ("--fixed-order", "fixed_order"), ("--method", "method"), ("--train-on", "train_on"),
-                    ("--backbone", "backbone"), ("--layers", "layers"), ("--coreset", "coreset"), ("--k", "k"),
-                    ("--option", "option"))
-
-
-# Method options with a flag of their own: (flag, argparse attribute, option name).
-_OPTION_FLAGS = (("--backbone", "backbone", "backbone"), ("--layers", "layers", "layers"),
-                 ("--coreset", "coreset", "coreset"), ("--k", "k", "k"))
-
-
-def _method_options(args: argparse.Namespace) -> dict:
-    """The method's options from --backbone/--layers/--coreset/--k and every --option KEY=VALUE."""
-    options: dict = {}
-    for flag, attr, name in _OPTION_FLAGS:
-        if getattr(args, attr, None) is not None:
-            value = getattr(args, attr)
-            options[name] = [v.strip() for v in value.split(",") if v.strip()] if name == "layers" else value
-    for item in args.option or ():
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--option {item!r}: expected KEY=VALUE, e.g. --option svdd_epochs=20")
-        try:
-            value = json.loads(text)  # numbers, true/false, lists; anything else is a string
-        except json.JSONDecodeError:
-            value = text
-        except RecursionError:  # QA sweep 15: a traceback
-            raise UsageError(f"--option {key.strip()}: nested too deeply") from None
-        options[key.strip().replace("-", "_")] = value
-    return options
-
-
-def _fix_hint(config: str, shape: tuple[int, int, int]) -> str:
-    """The call that writes a version of `config` (a file or a preset name) whose paddings fit `shape`."""
-    return f" (`udd shapes {config} --input {','.join(map(str, shape))} --fix OUT` writes a config that fits)"
-
-
-def _option_error(e: ValueError, args: argparse.Namespace, options: dict, shape: tuple[int, int, int]) -> UsageError:
-    """A method's refusal named by what the user typed: "coreset: must be ..." as "--coreset: must be ...",
-    an --option KEY as "--option KEY: ...", the input size as "--size", anything else as the config at that size
-    (with the `udd shapes --fix` call where paddings are to blame: QA sweep 12, "set latent_opad" alone could
-    not be done to a preset)."""
-    field, sep, rest = str(e).partition(": ")
-    # The flag only when it was typed: latent-knn's k comes as --option k=..., not as the memory bank's --k.
-    flag = next((f for f, attr, name in _OPTION_FLAGS if name == field and getattr(args, attr, None) is not None), None)
-    if sep and flag:
-        return UsageError(f"{flag}: {rest}")
-    if sep and field in options:
-        return UsageError(f"--option {field}: {rest}")
-    if field.startswith("size"):  # "size 4x4: the memory-bank method needs ..."
-        return UsageError(f"--size {field[4:].strip()}: {rest}" if sep else f"--size: {e}")
-    if args.config:  # a design that does not fit the input (shapes, feature channels)
-        fix = _fix_hint(args.config, shape) if "must mirror" in str(e) else ""
-        return UsageError(f"{args.config} at {shape[1]}x{shape[2]}: {e}{fix}")
-    return UsageError(str(e))
-
-
-def _given(args: argparse.Namespace, attr: str) -> bool:
-    """Whether an option was typed: a value other than None, or a flag set (`--seed 0` and `--weight-decay 0`
-    are given: `0 in (None, False)` held, so a resume ignored them silently)."""
-    value = getattr(args, attr, None)
-    return value is not None and value is not False
-
-
-# Training-loop options that a method fitted in one pass (no epochs: the memory bank) would silently ignore.
-_EPOCH_OPTIONS = (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "lr"),
-                  ("--weight-decay", "weight_decay"),
-                  ("--noise-patches", "noise_patches"), ("--patch-size", "patch_size"), ("--patch-dir", "patch_dir"),
-                  ("--preset", "preset"), ("--loss", "loss"), ("--precision", "precision"),
-                  ("--fixed-order", "fixed_order"))
+from .training_data import training_images
+from .train_options import (EPOCH_OPTIONS, FIXED_ON_RESUME, fix_hint, method_options, option_error,
+                            option_typed, refuse_train_on, settings_from_args)
 
 
 def _method_for(args: argparse.Namespace, config, notes: list) -> str:
@@ -290,14 +179,14 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     bar = ProgressLine()
     if args.resume:
-        given = [flag for flag, attr in _FIXED_ON_RESUME if _given(args, attr)]
+        given = [flag for flag, attr in FIXED_ON_RESUME if option_typed(args, attr)]
         if given:
             raise UsageError(f"{given[0]}: a resumed run keeps the settings in its train.json; only --epochs, "
                              "--device and --data may be given with --resume (start a new run to change others)")
         if args.config:  # it would be silently ignored: a run goes on with the model it has
             raise UsageError(f"CONFIG {args.config}: a resumed run keeps its own config (the run's config.json); "
                              "leave CONFIG out")
-        _settings_from_args(args)  # --epochs and --device refused with the option's name before any data loads
+        settings_from_args(args)  # --epochs and --device refused with the option's name before any data loads
         try:  # a folder, or a run's name under $UDD_RUNS_DIR, as udd score takes RUN
             out = run_dir_arg(args.out)
         except UsageError:
@@ -310,7 +199,7 @@ def run_train(args: argparse.Namespace) -> int:
                 raise UsageError(f"--out {out}: not a run folder to resume (no readable train.json)")
             check_resume_data(info, args.data, out.name)  # before loading: the other kind is refused in one line
             ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
-            _refuse_train_on(ds.labels, train_on(info), f"--data {args.data} (the run's train_on)")
+            refuse_train_on(ds.labels, train_on(info), f"--data {args.data} (the run's train_on)")
             images, _ = training_images(ds, train_on(info))
             bar.end()
         job = TrainJob.resume(out, images, epochs=args.epochs, device=args.device, data_path=args.data or None)
@@ -327,18 +216,18 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError(f"CONFIG is required for --method {method} (a config file or a model preset name) "
                              "unless --resume is given")
         if not cls.trains_epochs:  # fitted in one pass: a training-loop option would be recorded but do nothing
-            given = [flag for flag, attr in _EPOCH_OPTIONS if _given(args, attr)]
+            given = [flag for flag, attr in EPOCH_OPTIONS if option_typed(args, attr)]
             if given:
                 raise UsageError(f"{given[0]}: --method {method} is fitted in one pass, with no training epochs; "
                                  "leave out the training options (its own are --backbone, --layers, --coreset, "
                                  "--k and --option)")
-        options = _method_options(args)
+        options = method_options(args)
         if not args.data:
             raise UsageError("--data is required (a folder of images, an MVTec folder or a wafer .npy/.npz)")
         check_new_folder(out, f"--out {out}")  # a file in its place, or an unwritable place: before the data loads
         if out.exists() and not is_empty_dir(out):
             raise UsageError(f"--out {out}: already exists and is not empty (pass --resume to continue it)")
-        settings = _settings_from_args(args, _paired_preset(args, cls, preset_shape, notes))
+        settings = settings_from_args(args, _paired_preset(args, cls, preset_shape, notes))
         if caution := cls.settings_caution(settings.to_dict()):  # Deep SVDD with weight decay (QA sweep 15)
             notes.append(Caution(caution))
         try:
@@ -349,7 +238,7 @@ def run_train(args: argparse.Namespace) -> int:
         checked_settings(settings)  # an unusable device or pattern folder fails now, not after the data loads
         size = parse_ints(args.size, 2, "--size") if args.size else None  # checked before the data is looked at
         kind = data_kind(args.data)
-        settings = settings.replace(train_on=_refuse_train_on(training_labels(args.data), settings.train_on))
+        settings = settings.replace(train_on=refuse_train_on(training_labels(args.data), settings.train_on))
         if config is not None:
             try:  # a wafer (die-class) model or loss on photos: refused before the data loads
                 check_fits_data(settings.loss, config.output, kind)
@@ -367,11 +256,11 @@ def run_train(args: argparse.Namespace) -> int:
             try:  # refuse a non-mirroring design before spending time on the data
                 build_model(config, shape)
             except ValueError as e:
-                raise UsageError(f"{args.config} at {h}x{w}: {e}{_fix_hint(args.config, shape)}") from None
+                raise UsageError(f"{args.config} at {h}x{w}: {e}{fix_hint(args.config, shape)}") from None
         try:  # bad method options and sizes are refused before the data loads
             per_image = check_choice(method, shape, options, config, settings.seed)
         except ValueError as e:
-            raise _option_error(e, args, options, shape) from None
+            raise option_error(e, args, options, shape) from None
         step = batch_bytes(config, shape, method, 1) if cls.trains_epochs else 0  # per image of a step
         _check_memory(args.data, shape, per_image, step, settings.batch_size)
         ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
