@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="images per step")
     p.add_argument("--lr", type=float, help="Adam learning rate")
     p.add_argument("--weight-decay", type=float, metavar="WD",
-                   help="Adam L2 weight decay (default: the preset's; 0 for Deep SVDD, whose bias-free encoder it "
-                        "can shrink to zero codes)")
+                   help="Adam L2 weight decay (default: the preset's; give 0 for Deep SVDD, whose bias-free "
+                        "encoder weight decay can shrink to zero codes)")
     p.add_argument("--size", metavar="H,W",
                    help="input size (default: the preset's, else 256,256 for images, 26,26 for wafers)")
     p.add_argument("--noise-patches", type=int, metavar="N", help="noise patches per training image (denoising AE)")

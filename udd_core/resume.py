@@ -126,6 +126,7 @@ def check_restorable(run_dir: Union[str, Path], detector: Any, loss: str) -> Non
             raise
         except Exception as e:  # torch's zip and size-mismatch errors: RuntimeError, ValueError, pickle's own
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            why = why if len(why) <= 100 else why[:100] + "…"  # torch's zip errors run to 400 characters
             raise ValueError(f"run {name}: cannot resume: {file}: does not load into the run's model ({why})") from None
 
 
