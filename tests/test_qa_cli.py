@@ -193,3 +193,20 @@ def test_a_run_of_one_training_image_is_not_said_to_keep_its_images(tmp_path, ca
     insp = inspect_run(make_run(tmp_path / "one", data, val_split=0.0), data)
     assert insp.normal_source == "training" and len(insp.normal_scores) == 1
     assert not any("scores them as seen" in n for n in insp.notices), insp.notices
+
+
+def test_a_quoted_home_folder_is_expanded_in_every_path_option(monkeypatch, tmp_path):
+    """QA sweep 15: only --data expanded "~"; `--out "~/x"` made a folder named "~" in the working folder."""
+    from udd_core.cli import PATH_OPTIONS, expand_home
+    from udd_core.cli_parser import build_parser
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = expand_home(build_parser().parse_args(["score", "~/runs/r", "--data", "~/d", "--csv", "~/s.csv",
+                                                 "--heatmaps", "~/h", "--report", "~/r.html"]))
+    want = [str(tmp_path / p) for p in ("runs/r", "d", "s.csv", "h", "r.html")]
+    assert [args.run, args.data, args.csv, args.heatmaps, args.report] == want
+    train = expand_home(build_parser().parse_args(["train", "cfg.json", "--out", "~/new", "--data", "x~y"]))
+    assert train.out == str(tmp_path / "new") and train.data == "x~y"  # a "~" inside a name stays
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command").choices.values()
+    dests = {action.dest for sub in subparsers for action in sub._actions}
+    assert set(PATH_OPTIONS) <= dests  # every name is an option some command has

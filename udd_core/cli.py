@@ -142,6 +142,20 @@ def as_option_error(message: str, args: argparse.Namespace) -> str:
     return message
 
 
+# Options that name a file or folder: a leading "~" is the home folder there too (QA sweep 15: only --data
+# expanded it, and `--out "~/x"` made a folder named "~" in the working folder).
+PATH_OPTIONS = ("run", "out", "data", "csv", "heatmaps", "report", "npz", "latent_map", "onnx", "fix", "patch_dir")
+
+
+def expand_home(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with "~" expanded at the start of every `PATH_OPTIONS` value (the shell leaves a quoted one)."""
+    for name in PATH_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value.startswith("~"):
+            setattr(args, name, os.path.expanduser(value))
+    return args
+
+
 def joined_negative_numbers(argv: Sequence[str]) -> list[str]:
     """`--threshold -1e9` as `--threshold=-1e9`: argparse reads a word that starts with '-' as an option unless
     it is a plain negative decimal ('-0.5'), so '-1e9' (the README's own bound), '-inf' or '-nan' was refused as
@@ -165,7 +179,7 @@ def _is_number(word: str) -> bool:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(joined_negative_numbers(sys.argv[1:] if argv is None else argv))
+    args = expand_home(build_parser().parse_args(joined_negative_numbers(sys.argv[1:] if argv is None else argv)))
     try:
         if refusal := check_numbers(args):  # NaN, infinities, huge numbers: before any work starts
             raise UsageError(refusal)
