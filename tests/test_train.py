@@ -489,6 +489,19 @@ def test_a_resume_that_could_not_load_its_files_leaves_the_run_as_it_was(tmp_pat
     TrainJob.resume(job.run_dir, make_images(12), epochs=2)  # and, restored, it resumes
 
 
+def test_a_resume_after_a_cut_last_history_line_trains_on_from_the_epochs_really_done(tmp_path, tiny_config):
+    """QA sweep 15: the epoch whose record was cut was trained again and recorded twice (8 epochs run, 7 said)."""
+    job = _job(tmp_path, tiny_config, epochs=3).start()
+    assert job.join(30)
+    path = job.run_dir / runs.HISTORY_FILE
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]) + lines[-1][:12])  # epoch 3's record cut mid-line
+    again = TrainJob.resume(job.run_dir, make_images(12), epochs=5).start()
+    assert again.join(30) and again.snapshot().status == "finished"
+    assert [r["epoch"] for r in runs.read_history(job.run_dir)] == [1, 2, 4, 5]  # 3's record is lost, not redone
+    assert load_model(job.run_dir, runs.LAST_WEIGHTS).metadata["epoch"] == "5"
+
+
 def test_resume_refuses_an_epoch_total_already_reached_even_when_stopped(tmp_path, tiny_config):
     """--epochs is the new total: one at or below the epochs done would train nothing yet rewrite the run."""
     job = _job(tmp_path, tiny_config, epochs=2).start()

@@ -343,6 +343,10 @@ def _restore(model, opt, sched, run_dir: Path, history: list) -> tuple[int, floa
             sched.load_state_dict(state["scheduler"])
         if isinstance(state.get("best"), float):
             best = min(best, state["best"])
+        if isinstance(state.get("epochs_done"), int) and state["epochs_done"] > done:
+            # The history's last record was cut (a writer killed mid-line, QA sweep 15): its epoch was trained
+            # all the same, and training it again would record it twice.
+            done = state["epochs_done"]
     elif sched is not None:
         sched.last_epoch = done  # no saved state: at least keep the schedule in step with the epochs
     return done, best
