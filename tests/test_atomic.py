@@ -76,3 +76,20 @@ def test_a_new_file_gets_the_umask_mode_and_a_replaced_one_keeps_its_own(tmp_pat
         assert (tmp_path / "private.txt").stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
+
+
+def test_outputs_are_refused_inside_a_run_or_model_folder(tmp_path):
+    """QA sweep 15: heatmaps, generated images and ONNX files were written among a run's own files."""
+    from udd_core.atomic import check_new_file, check_new_folder
+
+    run, ref = tmp_path / "run", tmp_path / "ref"
+    run.mkdir()
+    (run / "train.json").write_text("{}")
+    ref.mkdir()
+    (ref / "AE_state.save").write_bytes(b"")  # a reference-package model folder
+    for call in (lambda: check_new_folder(run, "--heatmaps run"), lambda: check_new_folder(run / "gen", "--out x"),
+                 lambda: check_new_file(run / "model.onnx", "--onnx x"), lambda: check_new_file(ref / "s.csv", "--csv x")):
+        with pytest.raises(ValueError, match="lies in the run or model folder .*; choose a place outside it$"):
+            call()
+    assert check_new_folder(tmp_path / "heatmaps", "--heatmaps h") == tmp_path / "heatmaps"  # beside the run: fine
+    assert check_new_file(tmp_path / "r.html", "--report r") == tmp_path / "r.html"

@@ -93,7 +93,22 @@ def check_new_file(target: PathLike, what: str, force: bool = False, new_folder:
         parent = _nearest_existing(parent)  # the folder the output folder will be created in
     if not can_write_into(parent):
         raise ValueError(f"{what}: cannot write into {parent}")
+    check_outside_runs(target.parent, what)
     return target
+
+
+# What marks a run or model folder (runs.TRAIN_FILE, weights files): named here, as runs imports this module.
+RUN_FOLDER_MARKS = ("train.json", "*.safetensors", "AE_state.save")
+
+
+def check_outside_runs(folder: PathLike, what: str) -> None:
+    """Refuse an output in a run or model folder, or below one (QA sweep 15: `udd score r --heatmaps r` wrote
+    PNGs among the run's files, `udd export r --onnx r/model.onnx` beside its weights, `udd generate` into
+    another run): they would mix with what the run is made of, and a name could replace one of its files."""
+    here = Path(folder).resolve()
+    for place in (here, *here.parents):
+        if place.is_dir() and any(any(place.glob(mark)) for mark in RUN_FOLDER_MARKS):
+            raise ValueError(f"{what}: lies in the run or model folder {place}; choose a place outside it")
 
 
 def check_new_folder(target: PathLike, what: str) -> Path:
@@ -106,6 +121,7 @@ def check_new_folder(target: PathLike, what: str) -> Path:
     where = _nearest_existing(target)
     if not can_write_into(where):
         raise ValueError(f"{what}: cannot write into {where}")
+    check_outside_runs(target, what)
     return target
 
 

@@ -14,7 +14,6 @@ from typing import Optional, Sequence
 from .atomic import check_new_file, write_text_atomic
 from .cli import UsageError, config_or_preset, parse_ints
 from .image_shapes import input_spec, propagate_image
-from .runs import TRAIN_FILE
 from .shapes import ShapeReport, receptive_field_text
 
 
@@ -60,15 +59,10 @@ def write_new_text(path: Path, text: str, overwrite: bool = False) -> None:
 
 
 def check_fix_target(target: str) -> None:
-    """A config to write must be a .json or .txt file outside any run folder (QA sweep 15: --fix ... --force
-    wrote JSON over a run's model.safetensors, and over a run's config.json its weights no longer loaded)."""
-    path = Path(target)
-    if path.suffix.lower() not in (".json", ".txt"):
+    """A config to write must be a .json or .txt file (QA sweep 15: --fix ... --force wrote JSON over a run's
+    model.safetensors; `atomic.check_new_file` refuses any output inside a run folder)."""
+    if Path(target).suffix.lower() not in (".json", ".txt"):
         raise UsageError(f"--fix {target}: the file name must end in .json (or .txt, as AE_config.txt)")
-    folder = path.parent  # weights by their suffix: model.py's names would import torch here
-    if (folder / TRAIN_FILE).is_file() or any(folder.glob("*.safetensors")) or any(folder.glob("*.save")):
-        raise UsageError(f"--fix {target}: lies in a run or model folder, whose config its weights need; "
-                         "write the new config elsewhere")
 
 
 def run_shapes(args: argparse.Namespace) -> int:

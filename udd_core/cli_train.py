@@ -224,9 +224,9 @@ def run_train(args: argparse.Namespace) -> int:
         options = method_options(args)
         if not args.data:
             raise UsageError("--data is required (a folder of images, an MVTec folder or a wafer .npy/.npz)")
-        check_new_folder(out, f"--out {out}")  # a file in its place, or an unwritable place: before the data loads
-        if out.exists() and not is_empty_dir(out):
+        if out.is_dir() and not is_empty_dir(out):  # first: a run there is said to exist, with what to do
             raise UsageError(f"--out {out}: already exists and is not empty (pass --resume to continue it)")
+        check_new_folder(out, f"--out {out}")  # a file in its place, or an unwritable place: before the data loads
         settings = settings_from_args(args, _paired_preset(args, cls, preset_shape, notes))
         if caution := cls.settings_caution(settings.to_dict()):  # Deep SVDD with weight decay (QA sweep 15)
             notes.append(Caution(caution))
