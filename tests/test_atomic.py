@@ -85,11 +85,15 @@ def test_outputs_are_refused_inside_a_run_or_model_folder(tmp_path):
     run, ref = tmp_path / "run", tmp_path / "ref"
     run.mkdir()
     (run / "train.json").write_text("{}")
+    (run / "status.json").write_text("{}")
     ref.mkdir()
-    (ref / "AE_state.save").write_bytes(b"")  # a reference-package model folder
+    for name in ("AE_config.txt", "AE_state.save"):  # a reference-package model folder
+        (ref / name).write_bytes(b"")
     for call in (lambda: check_new_folder(run, "--heatmaps run"), lambda: check_new_folder(run / "gen", "--out x"),
                  lambda: check_new_file(run / "model.onnx", "--onnx x"), lambda: check_new_file(ref / "s.csv", "--csv x")):
         with pytest.raises(ValueError, match="lies in the run or model folder .*; choose a place outside it$"):
             call()
     assert check_new_folder(tmp_path / "heatmaps", "--heatmaps h") == tmp_path / "heatmaps"  # beside the run: fine
     assert check_new_file(tmp_path / "r.html", "--report r") == tmp_path / "r.html"
+    (tmp_path / "mine.safetensors").write_bytes(b"")  # a stray weights file marks no model folder
+    assert check_new_file(tmp_path / "s.csv", "--csv s") == tmp_path / "s.csv"

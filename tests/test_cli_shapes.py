@@ -77,12 +77,13 @@ def test_fix_writes_only_a_config_file_outside_run_folders(cfg_file, tmp_path, c
     run = tmp_path / "run"
     run.mkdir()
     (run / "model.safetensors").write_bytes(b"weights")
+    (run / "config.json").write_text("{}")  # with its weights: a model folder
     for target, needle in ((run / "model.safetensors", "lies in the run or model folder"),
                            (run / "config.json", "lies in the run or model folder"),
                            (tmp_path / "new.safetensors", "the file name must end in .json")):
         assert main(["shapes", str(cfg_file), "--input", "1,33,30", "--fix", str(target), "--force"]) == 2
         assert needle in capsys.readouterr().err
-    assert (run / "model.safetensors").read_bytes() == b"weights" and not (run / "config.json").exists()
+    assert (run / "model.safetensors").read_bytes() == b"weights" and (run / "config.json").read_text() == "{}"
 
 
 def test_version(capsys):

@@ -97,8 +97,11 @@ def check_new_file(target: PathLike, what: str, force: bool = False, new_folder:
     return target
 
 
-# What marks a run or model folder (runs.TRAIN_FILE, weights files): named here, as runs imports this module.
-RUN_FOLDER_MARKS = ("train.json", "*.safetensors", "AE_state.save")
+# The files that together mark a run (train.json, status.json), a model (config.json, model.safetensors) or a
+# reference-package model folder: named here, as runs and model import this module. Pairs, so that a stray
+# weights file or a project's own train.json in a parent folder marks nothing.
+RUN_FOLDER_MARKS = (("train.json", "status.json"), ("config.json", "model.safetensors"),
+                    ("AE_config.txt", "AE_state.save"))
 
 
 def check_outside_runs(folder: PathLike, what: str) -> None:
@@ -107,7 +110,7 @@ def check_outside_runs(folder: PathLike, what: str) -> None:
     another run): they would mix with what the run is made of, and a name could replace one of its files."""
     here = Path(folder).resolve()
     for place in (here, *here.parents):
-        if place.is_dir() and any(any(place.glob(mark)) for mark in RUN_FOLDER_MARKS):
+        if any(all((place / name).is_file() for name in pair) for pair in RUN_FOLDER_MARKS):
             raise ValueError(f"{what}: lies in the run or model folder {place}; choose a place outside it")
 
 
