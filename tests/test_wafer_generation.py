@@ -229,7 +229,7 @@ def test_generation_run_end_to_end_with_the_npz_round_trip(tmp_path, capsys):
     argv = ["generate", str(run), "-n", "12", "--class", "Donut", "--out", str(out), "--npz", str(npz)]
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert "sigma " in err and "(the default" in err and f"wrote 12 maps" in err
+    assert "sigma " in err and "(the default" in err and "wrote 12 maps" in err
     with np.load(npz, allow_pickle=False) as z:
         maps, labels, sources = z["maps"], z["labels"], z["sources"]
     assert maps.shape == (12, 26, 26) and maps.dtype == np.uint8 and set(np.unique(maps)) <= {0, 1, 2}
