@@ -225,21 +225,21 @@ def test_heatmap_png_fixed_scale_and_errors():
 def test_heatmap_files_zip_and_regions(tmp_path, insp):
     paths = write_heatmaps(insp, tmp_path / "hm" / "deep")
     assert len(paths) == len({p.name for p in paths}) == len(insp) + 2  # and the key: README.txt, the colour bar
-    assert [p.name for p in paths[-2:]] == [LEGEND_FILE, SCALE_FILE]
-    assert all(p.suffix == ".png" and p.stat().st_size > 0 for p in paths[:-2])
+    assert [p.name for p in paths[:2]] == [LEGEND_FILE, SCALE_FILE]  # first: a folder cut short keeps its key
+    assert all(p.suffix == ".png" and p.stat().st_size > 0 for p in paths[2:])
     assert {p.name for p in paths} >= {"good_000.png", "spot_003.png"}
     zf = zipfile.ZipFile(io.BytesIO(heatmaps_zip(insp)))
     assert sorted(zf.namelist()) == sorted(p.name for p in paths)
     # QA sweep 8: a folder of bare overlays told a process engineer nothing; its README is the key
-    readme = (paths[-2]).read_text()
+    readme = paths[0].read_text()
     assert f"Threshold: {score_text(insp.threshold)} " in readme and insp.scale_legend() in readme
     assert "cyan" in readme and "resized to it" in readme and f"Score: {insp.score_meaning}" in readme
     table = readme.split("file\tlabel\tscore\tverdict\timage\n", 1)[1].splitlines()
-    assert len(table) == len(insp) and [r.split("\t")[0] for r in table] == [p.name for p in paths[:-2]]
+    assert len(table) == len(insp) and [r.split("\t")[0] for r in table] == [p.name for p in paths[2:]]
     row = dict(zip(("file", "label", "score", "verdict", "image"), table[insp.labels.index("spot")].split("\t")))
     assert row["label"] == "spot" and float(row["score"]) == pytest.approx(float(insp.scores[insp.labels.index("spot")]),
                                                                              rel=1e-5)
-    bar = Image.open(paths[-1])
+    bar = Image.open(paths[1])
     assert bar.size[0] >= 256 and bar.size[1] > 14  # the bar, with its end values written under it
     i = insp.labels.index("spot")
     regs = insp.regions(i, threshold=float(insp.maps[i][DEFECT].min()) - 1e-3)

@@ -91,13 +91,14 @@ def legend_text(insp: Inspection, files: list[str]) -> str:
 
 
 def heatmap_files(insp: Inspection, factor: Optional[int] = None) -> Iterator[tuple[str, bytes]]:
-    """(unique file name, PNG bytes) of every image's overlay, made one at a time (tiny maps enlarged), then
-    the key: README.txt and the colour scale."""
+    """The key (README.txt and the colour scale), then (unique file name, PNG bytes) of every image's overlay,
+    made one at a time (tiny maps enlarged). The key first: a folder cut short (Ctrl-C in `udd score
+    --heatmaps`, QA sweep 15) still says what its overlays are, and its README lists every file to come."""
     names = _heatmap_names(insp)
     f = _zoom(insp) if factor is None else factor
-    yield from zip(names, (insp.heatmap_png(i, f) for i in range(len(names))))
     yield LEGEND_FILE, legend_text(insp, names).encode("utf-8")
     yield SCALE_FILE, _scale_png(insp)
+    yield from zip(names, (insp.heatmap_png(i, f) for i in range(len(names))))
 
 
 def _scale_png(insp: Inspection) -> bytes:
@@ -116,11 +117,11 @@ def _scale_png(insp: Inspection) -> bytes:
 
 def write_heatmaps(insp: Inspection, out_dir, force: bool = False) -> list[Path]:
     """Write one overlay PNG per image into ``out_dir`` (created), each atomically, and their key (README.txt,
-    colour_scale.png); returns the paths, the key last.
+    colour_scale.png); returns the paths, the key first.
 
     Without ``force`` nothing is written when a file of the same name exists (a ValueError names it).
     """
-    names = [*_heatmap_names(insp), LEGEND_FILE, SCALE_FILE]  # heatmap_files' order; its PNGs made one at a time
+    names = [LEGEND_FILE, SCALE_FILE, *_heatmap_names(insp)]  # heatmap_files' order; its PNGs made one at a time
     return write_files(out_dir, names, (data for _, data in heatmap_files(insp)), force)
 
 
