@@ -79,6 +79,7 @@ def test_region_rows_follow_the_columns(insp):
     h, w = insp.maps[i].shape  # QA: nothing said the boxes live in the model's resized frame
     caption = views.regions_caption(insp, i)
     assert f"pixels of the {h}x{w} map" in caption and f"height / {h} and width / {w}" in caption
+    assert caption.endswith("specks smaller than Min pixels too, which the table leaves out.")  # QA sweep 16
     # QA sweep 12: an empty table beside pixels above the threshold said nothing
     assert views.regions_line(insp, i, regs, insp.pixel_threshold, 5) is None  # rows: nothing to add
     biggest = max(r.area for r in regs)

@@ -152,7 +152,8 @@ def regions_caption(insp, i: int) -> str:
              f"the image resized to the model's input, so scale a box by the image's height / {h} and width / {w} "
              "to find it on the part")
     return (f"Boxes (top, left, bottom, right; inclusive) and areas are in pixels of the {h}x{w} map the model "
-            f"scores: {frame}. Peak: the region's highest map value, in {unit}.")
+            f"scores: {frame}. Peak: the region's highest map value, in {unit}. The overlay outlines every pixel "
+            "above the pixel threshold, specks smaller than Min pixels too, which the table leaves out.")
 
 
 WHOLE_PART = 0.5  # a region over this share of the map marks the whole part, not a defect on it
