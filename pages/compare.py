@@ -21,7 +21,6 @@ from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch, typed_path
 from udd_core.display import breakable, markdown_literal, score_text
 from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass, has_detector
-from udd_core.scoring import TRAINED_SCORING_NOTES
 from udd_core.notices import as_sentence, is_caution
 from udd_core.run_notes import damaged_note, ending_note, learned_defects_note, unfinished_note
 from udd_core.inspection import inspect_run
@@ -215,8 +214,7 @@ if units := cmp_scores.counting_note(scored, inspections):  # tiles beside whole
 if borrowed := [n for n in scored if detector_class(method_of[n]).own_scores]:  # dsvdd, latent-knn
     st.caption(f"{', '.join(borrowed)}: the pixel AUROC and AUPRO judge the pretrained autoencoder's residual map, "
                "the heatmap these runs show; their image score is a latent distance, not read from that map.")
-own = "".join(f"; {', '.join(runs_of)}: {words}" for note, words in TRAINED_SCORING_NOTES  # QA sweep 11: unsaid
-              if (runs_of := [n for n, i in zip(scored, inspections) if note in i.notices]))
+own = cmp_scores.trained_scoring_words(scored, inspections)
 st.caption("Green: the best run of a metric (every run that ties for it). Each run scores with its own default "
            f"post-processing (as `udd score` does{own}), not the Inspect sidebar's. Threshold, FPR and TPR are each "
            "run's own operating point (target FPR on its normal validation images).")

@@ -20,7 +20,7 @@ from udd_core.data import data_kind, typed_path
 from udd_core.display import markdown_literal, score_text, verdict_word
 from udd_core.export import ParityError, export_run
 from udd_core.inspection import inspect_run
-from udd_core.inspection_inputs import load_inputs, training_data_gone
+from udd_core.inspection_inputs import load_inputs, moved_data, training_data_gone
 from udd_core.metrics import METRIC_HELP
 from udd_core.notices import as_sentence
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
@@ -52,8 +52,7 @@ def cached_inspection(run_dir: str, data: str, split: str, stamp: float, residua
 
 @st.cache_resource
 def onnx_export_lock() -> threading.Lock:
-    """One ONNX export at a time in this app: torch's exporter keeps process-wide state, and two at once (a
-    double click, two sessions) failed with "GLOBALS.in_onnx_export must be False" (QA sweep 15)."""
+    """One ONNX export at a time: torch's exporter keeps process-wide state (QA sweep 15: a double click)."""
     return threading.Lock()
 
 
@@ -278,11 +277,8 @@ with tab_export:
     onnx_key = (str(run.path), stamp)
     if st.button("Export to ONNX", key="insp_onnx"):
         with st.spinner("Exporting and checking the scores in onnxruntime ..."), onnx_export_lock():
-            # The run's training data, or, where it has moved, the data typed here (as `udd export --data`).
-            recorded = runs.run_source(run.path).get("path")
-            moved = data_path if recorded and not Path(recorded).exists() else None
-            try:
-                ss["insp_onnx_result"] = (onnx_key, export_run(run.path, data=moved))
+            try:  # the run's training data, or, where it has moved, the data typed here
+                ss["insp_onnx_result"] = (onnx_key, export_run(run.path, data=moved_data(run.path, data_path)))
             except (ValueError, OSError, ParityError) as e:
                 ss["insp_onnx_result"] = (onnx_key, str(e).splitlines()[0] if str(e) else type(e).__name__)
     done = ss.get("insp_onnx_result")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.run_focus import KEEP, hand_over_deep_link
+from pages.run_focus import KEEP, hand_over_deep_link, show_notice
 from pages.train_runs import run_panel, runs_table, select
 from udd_core import runs, sources
 from udd_core.config import CONFIG_UPLOAD_MB, parse_config
@@ -22,7 +22,6 @@ from udd_core.presets import PIXEL_PRESET, method_choice, model_presets, preset_
 from udd_core.image_shapes import MAX_SIDE
 from udd_core.images import pattern_folder_problem
 from udd_core.jobs import JobManager, TrainJob
-from udd_core.notices import as_sentence
 from udd_core.start_checks import form_message, model_choice, start_refusal
 from udd_core.training_data import check_train_on, class_counts
 from udd_core.settings import (DEVICES, FORM_NUMBERS, NOISE_NUMBERS, ONE_PASS_NUMBERS, TrainSettings, chosen_classes,
@@ -213,18 +212,17 @@ with left:
             estimate.error(data_error)  # shown once, here; Start stays off until the data is usable
 
     st.subheader("3 · Settings")
-    if method_cls.trains_epochs:  # presets set the training loop, which a one-pass fit does not have
-        st.selectbox("Training preset", list(training_presets()), key="train_preset", on_change=on_train_preset,
-                     persist_state=KEEP, help="Fills in every setting below; edit them afterwards.")
-    if not method_cls.trains_epochs:  # one pass, no epochs: the training loop's settings would do nothing
+    if not method_cls.trains_epochs:  # one pass, no epochs: the training loop's settings (and presets) do nothing
         st.caption(f"{method} is fitted in one pass, with no training epochs: only the validation split, "
                    "the seed, the device and what to train on apply.")
         row = number_boxes([f for f in FORM_NUMBERS if f.key in ONE_PASS_NUMBERS])
         row[2].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
     else:
+        st.selectbox("Training preset", list(training_presets()), key="train_preset", on_change=on_train_preset,
+                     persist_state=KEEP, help="Fills in every setting below; edit them afterwards.")
         number_boxes(FORM_NUMBERS)[2].selectbox("Loss", LOSSES, key="train_loss", persist_state=KEEP)
         if caution := method_cls.settings_caution({"weight_decay": ss["train_weight_decay"]}):  # Deep SVDD's
-            st.warning(as_sentence(caution))
+            show_notice(caution)
         row = st.columns(3, vertical_alignment="bottom")
         row[0].selectbox("Device", DEVICES, key="train_device", persist_state=KEEP)
         row[1].toggle("bf16", key="train_amp_bf16", persist_state=KEEP,

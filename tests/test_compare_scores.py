@@ -122,3 +122,15 @@ def test_trained_here_and_elsewhere_follow_each_inspections_relation():
     names, paths = ["a", "b", "c", "d"], ["/d/a", "/d/b", "/d/c", ""]
     assert scores.trained_here(names, insps) == ["a"]
     assert scores.trained_elsewhere(names, paths, insps) == ["b (trained on /d/b)"]
+
+
+def test_trained_scoring_words_name_the_runs_scored_with_their_trainings_defaults():
+    from udd_core.losses import SSIM_SCORING_NOTE
+    from udd_core.scoring import WAFER_SCORING_NOTE
+
+    insps = [SimpleNamespace(notices=[SSIM_SCORING_NOTE]), SimpleNamespace(notices=[WAFER_SCORING_NOTE]),
+             SimpleNamespace(notices=[SSIM_SCORING_NOTE]), SimpleNamespace(notices=[])]
+    assert scores.trained_scoring_words(["a", "b", "c", "d"], insps) == (
+        "; a, c: the SSIM residual and top 1%, as its SSIM training loss suggests"
+        "; b: its map smoothed over 1.5 dies and top 5%, as on wafer maps")
+    assert scores.trained_scoring_words(["d"], insps[3:]) == ""

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from .notices import Caution, notice_line
+from .notices import notice_line
 from .atomic import check_new_folder
 from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, silence_output
 from .data import data_kind, load_dataset, training_labels
@@ -229,7 +229,7 @@ def run_train(args: argparse.Namespace) -> int:
         check_new_folder(out, f"--out {out}")  # a file in its place, or an unwritable place: before the data loads
         settings = settings_from_args(args, _paired_preset(args, cls, preset_shape, notes))
         if caution := cls.settings_caution(settings.to_dict()):  # Deep SVDD with weight decay (QA sweep 15)
-            notes.append(Caution(caution))
+            notes.append(caution)
         try:
             if config is not None:
                 check_loss_fits(settings.loss, config.output)

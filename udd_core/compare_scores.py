@@ -18,6 +18,7 @@ from .inspection_inputs import OTHER, TRAINING
 from .inspection_result import image_units
 from .inspection_views import roc_curve
 from .metrics import GOOD
+from .scoring import TRAINED_SCORING_NOTES
 from .render import as_rgb, auto_zoom, outlines_legend, overlay_rgb, zoom
 
 ROC_DASHES = ("solid", "dash", "dot", "dashdot")  # one per run, as the colours: equal curves stay both visible
@@ -87,6 +88,16 @@ def trained_here(names: Sequence[str], inspections: Sequence) -> list[str]:
     """The scored runs (by name) whose normal scores include images they learned (wherever those lie): their
     metrics look better than on unseen images."""
     return [n for n, i in zip(names, inspections) if i.relation == TRAINING]
+
+
+def trained_scoring_words(names: Sequence[str], inspections: Sequence) -> str:
+    """"; run, run: what they score with" for each run scored with the defaults its training suggests (an
+    SSIM loss, wafer maps), as their `scoring.TRAINED_SCORING_NOTES` say; "" for none (QA sweep 11)."""
+    parts = []
+    for note, words in TRAINED_SCORING_NOTES:
+        if with_it := [n for n, i in zip(names, inspections) if note in i.notices]:
+            parts.append(f"; {', '.join(with_it)}: {words}")
+    return "".join(parts)
 
 
 def shown_value(metric: str, value: float) -> str:

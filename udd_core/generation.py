@@ -104,7 +104,7 @@ def class_pool(labels: Optional[Sequence[str]], n_images: int, class_filter: Opt
     want = as_spelled(str(class_filter), labels)
     pool = np.flatnonzero(names == want)
     if not len(pool) and want.lower() in NORMAL_LABELS:  # "good", as scores call WM-811K's "none" (QA sweep 15)
-        pool = np.flatnonzero(np.isin(np.char.lower(names.astype(str)), NORMAL_LABELS))
+        pool = np.flatnonzero(np.isin(np.char.lower(names), NORMAL_LABELS))
     if not len(pool):
         raise ValueError(f"class {class_filter!r}: no images with this label "
                          f"(classes: {', '.join(class_counts(labels)) or 'none'})")

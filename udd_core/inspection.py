@@ -136,8 +136,8 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     ds, det, notices = loaded.data, loaded.detector, list(loaded.notices)
     post = scoring_with(det, residual=residual, score=score, smooth_sigma=smooth_sigma, topk_percent=topk_percent,
                         border=border)
-    why = getattr(det, "scoring_note", None)  # an autoencoder whose training suggests its own defaults
-    if why and all(post[k] == v for k, v in det.scoring.items()):
+    why = det.scoring_note  # an autoencoder whose training suggests its own defaults: an SSIM loss, wafer maps
+    if why and all(post[k] == v for k, v in det.describe().items() if k in post):
         # Scored with them: say why, in every view and export of this scoring (QA sweep 11: Inspect passes the
         # sidebar's values, and its zip and report lost the note).
         notices.append(why)

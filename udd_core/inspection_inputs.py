@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -84,6 +84,13 @@ def _same_epoch(cal: dict, det: Detector) -> bool:
         return made is None or saved is None or int(made) == int(saved)
     except (TypeError, ValueError):  # a damaged field: not trusted
         return False
+
+
+def moved_data(run_dir: Union[str, Path], typed: str) -> Optional[str]:
+    """The data typed on a page when the run's own training data is gone: its new place, which an export
+    takes as `udd export --data`; None while the run's data is where it was."""
+    recorded = runs.run_source(run_dir).get("path")
+    return typed if recorded and not Path(recorded).expanduser().exists() else None
 
 
 def training_data_gone(data_path: str, recorded: Optional[str], fix: str) -> Optional[str]:

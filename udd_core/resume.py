@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 import numpy as np
 
@@ -112,31 +112,30 @@ def check_restorable(run_dir: Union[str, Path], detector: Any, loss: str) -> Non
             check_loss_fits(loss, model.config.output)
         except ValueError as e:
             raise ValueError(f"run {name}: cannot resume: {runs.TRAIN_FILE}: {e}") from None
-    for file in (runs.LAST_WEIGHTS, runs.TRAINER_STATE):
-        if not (p / file).is_file():
-            continue  # no trainer.pt: the optimizer starts afresh, as it always has
-        try:
-            if file == runs.LAST_WEIGHTS:
-                state, meta = read_tensors(p / file)
-                _check_shape(name, meta.get("input_shape"), getattr(model, "input_shape", None))
-                model.load_state_dict(state)
-            else:
-                torch.load(p / file, map_location="cpu", weights_only=True)
-        except ResumeShapeError:
-            raise
-        except Exception as e:  # torch's zip and size-mismatch errors: RuntimeError, ValueError, pickle's own
-            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            why = why if len(why) <= 100 else why[:100] + "…"  # torch's zip errors run to 400 characters
-            raise ValueError(f"run {name}: cannot resume: {file}: does not load into the run's model ({why})") from None
+    last, state = p / runs.LAST_WEIGHTS, p / runs.TRAINER_STATE
+    if last.is_file():
+        weights, meta = _loaded(name, last, lambda: read_tensors(last))
+        _check_shape(name, meta.get("input_shape"), getattr(model, "input_shape", None))
+        _loaded(name, last, lambda: model.load_state_dict(weights))
+    if state.is_file():  # without it the optimizer starts afresh, as it always has
+        _loaded(name, state, lambda: torch.load(state, map_location="cpu", weights_only=True))
 
 
-class ResumeShapeError(ValueError):
-    """train.json's input shape is not the one the run's weights trained at."""
+def _loaded(name: str, path: Path, load: Callable[[], Any]) -> Any:
+    """`load()`, its failure one line naming the file (torch's zip and size-mismatch errors: RuntimeError,
+    ValueError, pickle's own; quoted to 100 characters, as they run to 400)."""
+    try:
+        return load()
+    except Exception as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        why = why if len(why) <= 100 else why[:100] + "…"
+        raise ValueError(f"run {name}: cannot resume: {path.name}: does not load into the run's model "
+                         f"({why})") from None
 
 
 def _check_shape(name: str, saved: Optional[str], built: Optional[tuple]) -> None:
     # QA sweep 15: an input_shape of 99999x99999 typed into train.json loaded the data at that size (23 GB,
     # killed by the kernel), while the weights record the size they trained at.
     if saved and built is not None and saved != ",".join(map(str, built)):
-        raise ResumeShapeError(f"run {name}: cannot resume: {runs.TRAIN_FILE}: input_shape {list(built)} is not "
-                               f"the size its weights trained at ({saved.replace(',', 'x')})")
+        raise ValueError(f"run {name}: cannot resume: {runs.TRAIN_FILE}: input_shape {list(built)} is not "
+                         f"the size its weights trained at ({saved.replace(',', 'x')})")

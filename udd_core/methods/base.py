@@ -128,8 +128,8 @@ class Detector(ABC):
 
     @classmethod
     def settings_caution(cls, settings: dict) -> Optional[str]:
-        """A warning, before Start, on training settings (`TrainSettings.to_dict()` keys) that this method is
-        known to fail with; None when they are fine (the default)."""
+        """A caution (`notices.Caution`), before Start, on training settings (`TrainSettings.to_dict()` keys)
+        that this method is known to fail with; None when they are fine (the default)."""
         return None
 
     @classmethod
@@ -176,6 +176,12 @@ class Detector(ABC):
     def describe(self) -> dict[str, Any]:
         """The method's parameters, as written to METHOD_FILE (shown on Inspect and Compare)."""
         return {"method": self.method}
+
+    @property
+    def scoring_note(self) -> Optional[str]:
+        """Why the detector's scoring defaults (in `describe`) are what they are, said wherever it scores with
+        them; None when they need no word (the default)."""
+        return None
 
     @classmethod
     def saved_spec(cls, run_dir: Union[str, Path]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from .. import runs
 from .. import run_status
 from ..atomic import write_atomic
 from ..model import AutoEncoder
+from ..notices import Caution
 from ..tensor_files import read_tensors, write_tensors
 from .ae_backed import AEBackedDetector, batched, check_float, check_int, failing_run
 from .base import ResumePhase
@@ -136,9 +137,9 @@ class DeepSVDDDetector(AEBackedDetector):
     def settings_caution(cls, settings: dict) -> Optional[str]:
         # QA sweep 15: the wafer preset, which the Train page pairs with wafer-26, failed only after pretraining.
         wd = settings.get("weight_decay") or 0
-        return (f"weight decay {wd:g} can shrink Deep SVDD's bias-free encoder to zero codes during pretraining "
-                f"(wafer-26 with the wafer preset's 1e-3 did; the run then fails when pretraining ends): use {NO_DECAY}"
-                if wd > 0 else None)
+        return (Caution(f"weight decay {wd:g} can shrink Deep SVDD's bias-free encoder to zero codes during "
+                        "pretraining (wafer-26 with the wafer preset's 1e-3 did; the run then fails when pretraining "
+                        f"ends): use {NO_DECAY}") if wd > 0 else None)
 
     @classmethod
     def epoch_loops(cls, run_dir: Union[str, Path]) -> list[tuple[str, list[dict]]]:
