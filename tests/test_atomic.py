@@ -53,6 +53,32 @@ def test_write_files_refuses_to_overwrite_unless_forced(tmp_path):
         write_files(out / "a.png", ["x.png"], [b"5"])
 
 
+def _stopping_after(n, exc):
+    """Payloads that raise ``exc`` after ``n`` of them (a Ctrl-C, or a failing image, part way)."""
+    for i in range(n):
+        yield bytes([i])
+    raise exc
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), ValueError("bad image")])
+def test_write_files_stopped_part_way_removes_what_it_made(tmp_path, exc):
+    """QA sweep 15b: an interrupted `udd generate -n 3000` left 56 of the PNGs, and a rerun was refused."""
+    out = tmp_path / "new" / "pngs"
+    with pytest.raises(type(exc)):
+        write_files(out, ["a.png", "b.png", "c.png"], _stopping_after(2, exc))
+    assert not (tmp_path / "new").exists()  # both folders it made are gone with its files
+
+
+def test_write_files_stopped_part_way_keeps_what_was_there(tmp_path):
+    out = tmp_path / "pngs"
+    write_files(out, ["mine.png", "b.png"], [b"m", b"old"])
+    with pytest.raises(KeyboardInterrupt):
+        write_files(out, ["a.png", "b.png", "c.png"], _stopping_after(2, KeyboardInterrupt()), force=True)
+    # a.png was new and goes; b.png was replaced under --force and stays replaced; the user's file stays
+    assert sorted(p.name for p in out.iterdir()) == ["b.png", "mine.png"]
+    assert (out / "b.png").read_bytes() == bytes([1]) and (out / "mine.png").read_bytes() == b"m"
+
+
 def test_a_new_file_gets_the_umask_mode_and_a_replaced_one_keeps_its_own(tmp_path):
     """QA: safetensors writes its file 0600, so a run's weights were unreadable to a colleague who could read
     its config (0644)."""

@@ -159,13 +159,39 @@ def write_files(out_dir: PathLike, names: Sequence[str], payloads: Iterable[byte
 
     Without ``force`` nothing is written when any of the names exists already: a user's earlier
     images are never overwritten by surprise. ``payloads`` may be a generator (made one at a time).
+    All or nothing: when the writing stops part way (Ctrl-C, an error in a payload, a page rerun), the
+    files this call created are removed again, and the folder if this call made it (QA sweep 15b: an
+    interrupted `udd generate -n 3000` left 56 PNGs, and its rerun was refused until --force). Files it
+    replaced under ``force`` stay replaced: their old content is gone either way.
     """
     out = Path(out_dir)
     targets = check_names_free(out, names, force)
+    made_folders = [p for p in (out, *out.parents) if not p.exists()]  # deepest first: removed in this order
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OSError(f"{out}: cannot create the folder ({e.strerror or e})") from None
-    for target, data in zip(targets, payloads):
-        write_bytes_atomic(target, data)
+    created: list[Path] = []
+    try:
+        for target, data in zip(targets, payloads):
+            if not target.exists():
+                created.append(target)  # before the write: a Ctrl-C just after its rename must not miss it
+            write_bytes_atomic(target, data)
+    except BaseException:
+        _remove_quietly(created, made_folders)
+        raise
     return targets
+
+
+def _remove_quietly(files: Sequence[Path], folders: Sequence[Path]) -> None:
+    """Remove ``files``, then each of ``folders`` that is empty, ignoring what cannot be removed."""
+    for path in files:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+    for folder in folders:
+        try:
+            folder.rmdir()  # only when empty: a file someone else put there keeps its folder
+        except OSError:
+            pass
