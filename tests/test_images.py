@@ -69,6 +69,26 @@ def test_broken_files_are_skipped_with_notices(tmp_path):
         assert any(name in n for n in skipped)
 
 
+def test_linked_folders_are_read_and_broken_links_named(tmp_path):
+    """QA sweep 15b: images in a linked subfolder read as "no images" (Path.rglob does not follow links before
+    Python 3.13), and dangling or looping links were skipped with no notice."""
+    for i in range(3):
+        png(tmp_path / "elsewhere" / f"{i}.png", gray(10, 10, i))
+    data = tmp_path / "data"
+    (data / "set1").mkdir(parents=True)
+    (data / "set1" / "linked").symlink_to(tmp_path / "elsewhere")
+    (data / "loop").symlink_to(data)  # walked once, not forever
+    (data / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (data / "a.png").symlink_to(data / "b.png")
+    (data / "b.png").symlink_to(data / "a.png")
+    s = load_dataset(data, (1, 10, 10))
+    assert sorted(Path(n).name for n in s.names) == ["0.png", "1.png", "2.png"]
+    skipped = sorted(n for n in s.notices if n.startswith("skipped"))
+    assert skipped == ["skipped a.png: too many levels of symbolic links",
+                       "skipped b.png: too many levels of symbolic links",
+                       "skipped dangling.png: no such file or directory"]
+
+
 def test_nothing_loadable_names_folder(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.png").write_text("nope")

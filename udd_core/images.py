@@ -5,6 +5,7 @@ arrays at the model's input size, and tags every conversion it made so the loade
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Optional
@@ -22,12 +23,34 @@ DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, MemoryError, Image.
 
 
 def _is_image(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".") and p.is_file()
+    """An image's name, on a file or on a link that is not a folder's: a dangling or looping link is kept, so
+    that its decode fails and the loader names it among the unreadable files (QA sweep 15b: skipped silently)."""
+    if p.suffix.lower() not in IMAGE_EXTS or p.name.startswith("."):
+        return False
+    return p.is_file() or (p.is_symlink() and not p.is_dir())
+
+
+def _files_below(folder: Path) -> list[Path]:
+    """Every file below ``folder``, through linked subfolders too (Path.rglob skips them before Python 3.13:
+    a data set whose class folders are links read as empty, QA sweep 15b); a folder reached twice, as a link
+    loop makes it, is walked once."""
+    seen: set[tuple[int, int]] = set()
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []  # walked already: its subfolders too
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        found.extend(Path(root, name) for name in files)
+        # os.walk lists a link to a folder it cannot enter among the folders: a dangling link among the files
+        found.extend(Path(root, name) for name in dirs if not os.path.isdir(os.path.join(root, name)))
+    return found
 
 
 def image_files(folder: Path, recursive: bool = False) -> list[Path]:
     """Sorted image files of a folder; hidden files and macOS resource forks are ignored."""
-    found = folder.rglob("*") if recursive else folder.iterdir()
+    found = _files_below(folder) if recursive else folder.iterdir()
     return sorted(p for p in found if _is_image(p) and "__MACOSX" not in p.parts)
 
 
@@ -197,6 +220,8 @@ def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], t
     except DECODE_ERRORS as exc:
         if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
             return f"too large, possible decompression bomb ({exc})"
+        if isinstance(exc, OSError) and exc.strerror and exc.filename:  # a dangling or looping link, no access
+            return exc.strerror.lower()
         return "empty file" if src.stat().st_size == 0 else f"not a readable image ({type(exc).__name__})"
     tags = [tag] if tag else []
     if c == 1 and im.mode == "RGB":
