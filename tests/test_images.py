@@ -115,6 +115,24 @@ def test_to_8bit_modes_and_tags(mode, tag):
     assert got == tag and out.mode in ("L", "RGB") and out.size == (4, 3)
 
 
+def test_clipped_32_bit_and_float_images_and_extra_frames_are_named(tmp_path):
+    """QA sweep 15b: a 32-bit TIFF above 65535 turned white and a float TIFF above 255 was clipped, each with
+    the plain "scaled" notice; an animated GIF trained on its first frame with no word."""
+    Image.fromarray(np.full((8, 8), 200_000, np.int32), "I").save(tmp_path / "deep.tif")
+    Image.fromarray(np.full((8, 8), 1000.0, np.float32), "F").save(tmp_path / "hot.tif")
+    Image.fromarray(np.full((8, 8), 0.5, np.float32), "F").save(tmp_path / "unit.tif")  # 0..1: scaled, not clipped
+    frames = [Image.fromarray(gray(8, 8, i)) for i in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    png(tmp_path / "plain.png", gray(8, 8))
+    notes = [str(n) for n in load_dataset(tmp_path, (1, 8, 8)).notices]
+    assert any(n.startswith("1 32-bit image with values outside 0..65535 clipped") and n.endswith(": deep.tif")
+               for n in notes), notes
+    assert any(n.startswith("1 floating-point image with values outside 0..255 clipped") and n.endswith(": hot.tif")
+               for n in notes), notes
+    assert "1 floating-point image scaled to 8 bits" in notes  # unit.tif alone
+    assert any(n.startswith("1 image with several frames") and n.endswith(": anim.gif") for n in notes), notes
+
+
 def test_12_bit_camera_data_in_16_bit_pngs_keeps_its_grey_levels(tmp_path):
     """QA sweep 10: values 0..3808 scaled as 16-bit became 15 grey levels, with only the generic note."""
     a12 = np.linspace(0, 3808, 64).reshape(8, 8).astype(np.uint16)

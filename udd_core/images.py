@@ -131,12 +131,17 @@ def to_8bit(im: Image.Image) -> tuple[Image.Image, str | None]:
         # 12-bit cameras write 0..4095 into 16-bit PNGs: scaled as 16-bit that is 16 grey levels (QA sweep 10).
         # A 16-bit image that dark (below 1/16 of its range) is rare; the notice says which rule each image got.
         top, tag = (4095, "12-bit") if a.size and 0 < a.max() <= 4095 else (65535, "16-bit")
+        if a.size and (a.min() < 0 or a.max() > 65535):  # 32-bit data: clipped, and said so (QA sweep 15b)
+            tag = "32-bit"
         return Image.fromarray(np.clip(np.rint(a * (255 / top)), 0, 255).astype(np.uint8), "L"), tag
     if mode == "F":  # floats in [0, 1] are scaled, anything else is clipped to 0..255
         a = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        tag = "float"
         if a.size and a.min() >= 0 and a.max() <= 1:
             a = a * 255
-        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L"), "float"
+        elif a.size and (a.min() < 0 or a.max() > 255):
+            tag = "float-clipped"
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L"), tag
     if mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in im.info):
         a = np.asarray(im.convert("LA" if mode in ("LA", "La") else "RGBA"), dtype=np.uint32)
         col = (a[..., :-1] * a[..., -1:] + 127) // 255  # (h, w, c) premultiplied = over black
@@ -152,7 +157,12 @@ _CONVERSION_TEXT = {  # {s}: the plural's "s", so that one image reads "1 ... im
     "16-bit": "{n} 16-bit image{s} scaled to 8 bits (0..65535 -> 0..255)",
     "12-bit": "{n} 16-bit image{s} holding only values up to 4095 (12-bit camera data) scaled to 8 bits as 12-bit "
               "(0..4095 -> 0..255)",
+    "32-bit": "{n} 32-bit image{s} with values outside 0..65535 clipped to 8 bits as 16-bit ones: what lies "
+              "outside reads as black or white; convert {them} to 16 or 8 bits first",
     "float": "{n} floating-point image{s} scaled to 8 bits",
+    "float-clipped": "{n} floating-point image{s} with values outside 0..255 clipped to 8 bits: what lies outside "
+                     "reads as black or white; scale {them} to 0..1 or 0..255 first",
+    "frames": "{n} image{s} with several frames (an animated GIF, a multi-page TIFF): only the first frame is used",
     "alpha": "{n} image{s} with transparency composited onto black",
     "palette": "{n} palette image{s} expanded to RGB",
     "to-gray": "{n} RGB image{s} converted to 1 channel by luminance (ITU-R 601-2)",
@@ -166,10 +176,12 @@ _CONVERSION_TEXT = {  # {s}: the plural's "s", so that one image reads "1 ... im
 
 def _number(n: int) -> dict[str, str]:
     """The words of `_CONVERSION_TEXT` that follow the count: "1 image ... it belongs", "2 images ... they belong"."""
-    return {"s": "s" * (n != 1), "they": "they" if n != 1 else "it", "belong": "belong" + "s" * (n == 1)}
+    return {"s": "s" * (n != 1), "they": "they" if n != 1 else "it", "them": "them" if n != 1 else "it",
+            "belong": "belong" + "s" * (n == 1)}
 
 
-NAMED_TAGS = ("upscaled",)  # conversions whose notice names the images: the user is asked to check them
+# conversions whose notice names the images: the user is asked to check or convert them
+NAMED_TAGS = ("upscaled", "32-bit", "float-clipped", "frames")
 NAMES_SHOWN = 5  # at most this many names in a notice, then "and N more"
 
 
@@ -224,6 +236,8 @@ def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], t
             return exc.strerror.lower()
         return "empty file" if src.stat().st_size == 0 else f"not a readable image ({type(exc).__name__})"
     tags = [tag] if tag else []
+    if getattr(raw, "n_frames", 1) > 1:  # Pillow decodes the first frame; the others would go unseen
+        tags.append("frames")
     if c == 1 and im.mode == "RGB":
         im, tags = im.convert("L"), tags + ["to-gray"]  # Pillow's ITU-R 601-2 luma
     size = im.size  # (width, height)
