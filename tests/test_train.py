@@ -502,6 +502,18 @@ def test_a_resume_after_a_cut_last_history_line_trains_on_from_the_epochs_really
     assert load_model(job.run_dir, runs.LAST_WEIGHTS).metadata["epoch"] == "5"
 
 
+def test_a_resume_without_its_optimizer_state_says_so(tmp_path, tiny_config):
+    """QA sweep 15b: with trainer.pt deleted, a resume trained with fresh Adam state and said nothing."""
+    job = _job(tmp_path, tiny_config, epochs=2).start()
+    assert job.join(30)
+    again = TrainJob.resume(job.run_dir, make_images(12), epochs=3).start()
+    assert again.join(30) and not any(runs.TRAINER_STATE in n for n in again.snapshot().notices)
+    (job.run_dir / runs.TRAINER_STATE).unlink()
+    again = TrainJob.resume(job.run_dir, make_images(12), epochs=4).start()
+    assert again.join(30) and again.snapshot().status == "finished"
+    assert any(n.startswith("trainer.pt is missing: the optimizer") for n in again.snapshot().notices)
+
+
 def test_resume_refuses_an_epoch_total_already_reached_even_when_stopped(tmp_path, tiny_config):
     """--epochs is the new total: one at or below the epochs done would train nothing yet rewrite the run."""
     job = _job(tmp_path, tiny_config, epochs=2).start()

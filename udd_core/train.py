@@ -213,6 +213,9 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
     done, best = len(history), math.inf
     if resume:
         done, best = _restore(model, opt, sched, run_dir, history)
+        if not (run_dir / runs.TRAINER_STATE).is_file():  # QA sweep 15b: a deleted trainer.pt went unsaid
+            _notice(board, f"{runs.TRAINER_STATE} is missing: the optimizer and learning-rate schedule start "
+                           "afresh from these weights, so the first epochs may not continue the loss curve smoothly")
     probe_feed = val_images if has_val else train_images
     n_probe = min(s.n_probe, len(probe_feed))
     if s.noise_patches and not train_images.paints_noise:
