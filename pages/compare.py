@@ -21,7 +21,7 @@ from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch, typed_path
 from udd_core.display import breakable, markdown_literal, score_text
 from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass, has_detector
-from udd_core.notices import as_sentence, is_caution
+from udd_core.notices import as_sentence, error_line, is_caution
 from udd_core.run_notes import damaged_note, ending_note, learned_defects_note, unfinished_note
 from udd_core.inspection import inspect_run
 from udd_core.render import scale_bar_rgb
@@ -38,10 +38,6 @@ ss = st.session_state
 def cached_inspection(run_dir: str, data: str, split: str, stamp: float):
     """One run scored on the data set with its default post-processing (stamp: the model files' mtime)."""
     return inspect_run(run_dir, data, split=split)
-
-
-def one_line(e: Exception) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def short(name: str, data: str) -> str:
@@ -166,14 +162,14 @@ if not data:
 try:
     kind = data_kind(data)
 except ValueError as e:
-    st.error(one_line(e))
+    st.error(error_line(e))
     st.stop()
 split = c2.selectbox("Split", ("test", "train", "all"), key="cmp_split") if kind == "mvtec" else "all"
 scored, inspections = [], []
 with st.spinner("Scoring every run on the data set ..."):
     for s in sides:
         if not has_detector(s.path):
-            st.warning(f"{s.name}: not scored ({one_line(damaged_note(s.path) or 'no saved model yet')}).")
+            st.warning(f"{s.name}: not scored ({error_line(damaged_note(s.path) or 'no saved model yet')}).")
             continue
         # A wafer run on photos (or the other way round) is left out: its numbers would rank beside the others'
         # in the table and the ROC, as `udd score` refuses to produce them.
@@ -184,7 +180,7 @@ with st.spinner("Scoring every run on the data set ..."):
             inspections.append(cached_inspection(str(s.path), data, split, runs.model_stamp(s.path)))
             scored.append(s.name)
         except (ValueError, OSError) as e:
-            st.warning(f"{s.name}: not scored ({one_line(e)}).")
+            st.warning(f"{s.name}: not scored ({error_line(e)}).")
 if not inspections:
     st.stop()
 # After scoring: a copy of a run's own images elsewhere is told apart from other data by their digest.

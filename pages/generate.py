@@ -21,7 +21,7 @@ from udd_core.data import data_kind, kind_mismatch, same_data, typed_path
 from udd_core.inspection_inputs import training_data_gone
 from udd_core.methods import detector_class, has_detector, run_method
 from udd_core.model import WEIGHTS_FILE
-from udd_core.notices import as_sentence
+from udd_core.notices import as_sentence, error_line
 from udd_core import runs
 from udd_core.runs import list_runs
 
@@ -75,7 +75,7 @@ def cached_stats(run_dir: str, mtime: float, data_path: str, split: str, tile: b
 
 
 def show_error(e: Exception) -> None:
-    st.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    st.error(error_line(e))
 
 
 def show(row: views.ImageRow, per_line: int = LINE) -> None:
@@ -249,7 +249,7 @@ if st.toggle("Show every image's latent code on a map", True, key="gen_latent_ma
     try:
         lmap = cached_latent_map(str(run.path), mtime, data_path, split, tile)
     except (ValueError, OSError) as e:  # fewer than two images, or one code for all
-        st.info(str(e).splitlines()[0])
+        st.info(error_line(e))
     else:
         drawn = view if view is not None and view.latents is not None else None
         made = None if drawn is None else "noised" if drawn.origins is not None else "random"

@@ -22,7 +22,7 @@ from udd_core.export import ParityError, export_run
 from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import load_inputs, moved_data, training_data_gone
 from udd_core.metrics import METRIC_HELP
-from udd_core.notices import as_sentence
+from udd_core.notices import as_sentence, error_line
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
 from udd_core.render import scale_bar_rgb
 from udd_core.heatmap_export import heatmaps_zip
@@ -144,7 +144,7 @@ try:
         base = cached_inspection(str(run.path), data_path, split, stamp, residual, float(smooth), score,
                                  float(topk) if score == "topk" else 1.0, int(border))
 except (ValueError, OSError) as e:
-    st.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    st.error(error_line(e))
     st.stop()
 if mismatch := base.mismatch:  # data of the other kind: the fact every figure below depends on
     st.warning(as_sentence(mismatch))
@@ -280,7 +280,7 @@ with tab_export:
             try:  # the run's training data, or, where it has moved, the data typed here
                 ss["insp_onnx_result"] = (onnx_key, export_run(run.path, data=moved_data(run.path, data_path)))
             except (ValueError, OSError, ParityError) as e:
-                ss["insp_onnx_result"] = (onnx_key, str(e).splitlines()[0] if str(e) else type(e).__name__)
+                ss["insp_onnx_result"] = (onnx_key, error_line(e))
     done = ss.get("insp_onnx_result")
     if done and done[0] == onnx_key:  # an export of another run (or older weights) is not offered
         if isinstance(done[1], str):

@@ -106,6 +106,13 @@ def test_garbage_text_is_one_line_error(text):
     assert "\n" not in str(e.value)
 
 
+def test_a_huge_integer_is_named_without_pythons_hint(tiny_config):
+    """QA sweep 15b: a 5001-digit latent_size repeated Python's "use sys.set_int_max_str_digits()" hint twice."""
+    text = json.dumps({**tiny_config, "latent_size": 7}).replace(": 7", ": " + "9" * 5001)
+    with pytest.raises(ConfigError, match=r"^config: holds an integer of more than 4300 digits$"):
+        parse_config(text)
+
+
 def test_load_config_names_the_file(tmp_path, tiny_config):
     p = tmp_path / "AE_config.txt"
     p.write_text(str(tiny_config))  # the reference writes print(dict)

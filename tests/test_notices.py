@@ -1,7 +1,7 @@
 """udd_core.notices: cautions stand apart from routine notices, on the pages and on the command line."""
 from udd_core.images import conversion_notices
 from udd_core.metrics import too_few_normals
-from udd_core.notices import Caution, is_caution, notice_line
+from udd_core.notices import Caution, error_line, is_caution, notice_line
 
 
 def test_a_caution_is_a_string_that_prints_as_a_warning():
@@ -27,3 +27,12 @@ def test_a_page_shows_every_notice_as_a_sentence():
     assert as_sentence("Called defective with no pixel above it.") == "Called defective with no pixel above it."
     assert as_sentence("resume it (`udd train --out r --resume`)") == "Resume it (`udd train --out r --resume`)."
     assert as_sentence("") == ""
+
+
+def test_a_system_error_reads_as_the_path_and_what_happened():
+    """QA sweep 15b: an unreadable run folder printed "[Errno 13] Permission denied: '…/method.json'"."""
+    assert error_line(PermissionError(13, "Permission denied", "/r/method.json")) == "/r/method.json: permission denied"
+    assert error_line(OSError("x.png: cannot create the folder (No space left)")) == \
+        "x.png: cannot create the folder (No space left)"  # udd's own words stay as they are
+    assert error_line(ValueError("--size: bad")) == "--size: bad"
+    assert error_line(ValueError("\nfirst\nsecond")) == "first" and error_line(RuntimeError()) == "RuntimeError"

@@ -210,3 +210,4 @@ def test_a_quoted_home_folder_is_expanded_in_every_path_option(monkeypatch, tmp_
     subparsers = next(a for a in build_parser()._actions if a.dest == "command").choices.values()
     dests = {action.dest for sub in subparsers for action in sub._actions}
     assert set(PATH_OPTIONS) <= dests  # every name is an option some command has
+

@@ -20,6 +20,7 @@ from .cli_numbers import check_numbers
 from .cli_parser import build_parser
 from .config import AEConfig, ConfigError, load_config, noting_warnings
 from .image_shapes import MAX_SIDE
+from .notices import error_line
 from .runs import runs_root
 from .shapes import ShapeError
 
@@ -191,7 +192,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"udd {args.command}: error: {e}", file=sys.stderr)
         return 2
     except (ConfigError, ShapeError, ValueError, OSError) as e:
-        print(f"udd {args.command}: error: {as_option_error(str(e), args)}", file=sys.stderr)
+        print(f"udd {args.command}: error: {as_option_error(error_line(e), args)}", file=sys.stderr)
         return 2
     except ParityFailed as e:
         print(f"udd {args.command}: {e}", file=sys.stderr)

@@ -205,6 +205,8 @@ def _parse_text(text: Union[str, bytes]) -> Any:
     except json.JSONDecodeError as e:
         json_error = f"{e.msg} at line {e.lineno}, column {e.colno}"
     except ValueError as e:
+        if "integer string conversion" in str(e):  # Python's own hint (set_int_max_str_digits) is no use here
+            raise ConfigError("config", "holds an integer of more than 4300 digits") from None
         json_error = str(e).splitlines()[0]
     except RecursionError:
         raise ConfigError("config", "nested too deeply") from None

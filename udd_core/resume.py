@@ -17,6 +17,7 @@ import numpy as np
 from . import runs
 from .data import data_kind, kind_mismatch, kind_noun, training_labels
 from .methods import detector_class, run_method
+from .notices import error_line
 from .run_notes import more_epochs, resume_blocker
 from .training_data import training_count
 
@@ -127,7 +128,7 @@ def _loaded(name: str, path: Path, load: Callable[[], Any]) -> Any:
     try:
         return load()
     except Exception as e:
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        why = error_line(e)
         why = why if len(why) <= 100 else why[:100] + "…"
         raise ValueError(f"run {name}: cannot resume: {path.name}: does not load into the run's model "
                          f"({why})") from None
