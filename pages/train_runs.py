@@ -15,6 +15,7 @@ import streamlit as st
 from pages.run_focus import KEEP, focused_run, heal_pick, set_focus, show_notice, warn_stale_link
 from udd_core import runs
 from udd_core import run_status
+from udd_core.data import typed_path
 from udd_core.display import markdown_literal, probe_pairs
 from udd_core.methods import epoch_loops, fitted_in_one_pass
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, run_rows
@@ -109,7 +110,8 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
         st.warning(f"To resume, the run needs the images it trained on: {was}.")  # QA sweep 10: said only on Resume
         new_place = st.text_input("Data: its new place", key=f"train_resume_data_{run.name}",
                                   help="Type the folder or file's new place; the run records it, so Inspect and "
-                                       "Generate find it too.").strip() or None
+                                       "Generate find it too.")
+        new_place = typed_path(new_place) or None  # as pasted: spaces and one pair of quotes (QA sweep 17)
         if new_place:
             try:  # as typed, like the Path box: a missing path, data of the other kind, another count
                 check_resume_data(runs.read_train(run.path), new_place, run.name)

@@ -214,7 +214,7 @@ def test_resume_finds_moved_data_at_the_place_typed_and_the_run_records_it(tiny_
     assert f"{few}: run {name} was trained on 12 images, this data holds 5 it would train on" in errors(at)
     assert at.button(key="train_resume").disabled
     at.number_input(key=f"train_resume_to_{name}").set_value(2)
-    at.text_input(key=f"train_resume_data_{name}").input(str(moved)).run()
+    at.text_input(key=f"train_resume_data_{name}").input(f' "{moved}" ').run()  # as pasted (QA sweep 17)
     assert not at.error and any(c.value.startswith("✅") and "number of images" in c.value for c in at.caption)
     at.button(key="train_resume").click().run()
     assert not at.exception and not at.error, errors(at)
