@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inspect_fixtures import METRIC_KEYS, make_mvtec, make_run, tiny_config
+from inspect_fixtures import METRIC_KEYS, SIZE, make_mvtec, make_run, tiny_config
 from udd_core import runs
 from udd_core.cli import main
 from udd_core.metrics import threshold_for_fpr
@@ -193,7 +193,15 @@ def test_a_copy_of_the_training_images_is_the_training_data_not_other_data(capsy
     assert "scores on other data" not in err and "note: these are the run's training data" in err
     assert main(["score", str(run), "--data", str(data), "--split", "train"]) == 0  # at its own place alike
     assert "note: these are the run's training data" in capsys.readouterr().err
-    (copy / "train" / "good" / sorted(p.name for p in (copy / "train" / "good").iterdir())[0]).unlink()
+    # QA sweep 17: the copy's test split is the run's own test split, not "other data" whose threshold may not fit
+    assert main(["score", str(run), "--data", str(copy)]) == 0
+    err = capsys.readouterr().err
+    assert "scores on other data" not in err and "training data" not in err
+    first = sorted(p.name for p in (copy / "train" / "good").iterdir())[0]
+    Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(copy / "train" / "good" / first)  # one changed: other data
+    assert main(["score", str(run), "--data", str(copy)]) == 0
+    assert "scores on other data" in capsys.readouterr().err
+    (copy / "train" / "good" / first).unlink()
     assert main(["score", str(run), "--data", str(copy), "--split", "train"]) == 0  # one image fewer: other data
     err = capsys.readouterr().err
     assert "scores on other data" in err and "these are the run's training data" not in err

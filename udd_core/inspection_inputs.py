@@ -15,8 +15,9 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from . import runs
-from .data import (ImageSet, data_kind, kind_mismatch, load_dataset, same_data, scores_training_data,
+from .data import (ImageSet, data_kind, data_root, kind_mismatch, load_dataset, same_data, scores_training_data,
                    size_for_sizeless_model)
+from .images import image_files
 from .methods import Detector, load_detector
 from .resume import images_digest
 from .run_notes import ending_note, learned_defects_note, scored_training_data_note, unfinished_note
@@ -48,19 +49,38 @@ OWN = "own"  # the run's data set, a split it never trained on (an MVTec test sp
 OTHER = "other"  # other data
 
 
-def data_relation(data_path: str, split: str, ds: ImageSet, run: dict, at_trained_size: bool) -> str:
+def data_relation(data_path: str, split: str, ds: ImageSet, run: dict, at_trained_size: bool,
+                  train_split: Optional[Callable[[], ImageSet]] = None) -> str:
     """TRAINING, OWN or OTHER for data set `ds` loaded from `data_path` (`split`), "" when train.json (`run`)
     names no data. A copy of the training images at another path is TRAINING, known by train.json's digest of
     them (QA sweep 15: a byte-identical copy was "other data", and the caution that its metrics include
-    images the run learned went away); the digest holds at the run's input size only."""
-    recorded = runs.train_source(run).get("path")
+    images the run learned went away); the digest holds at the run's input size only. The test split of a
+    data set whose train split is such a copy (the run's data set moved or copied whole) is OWN: `train_split`
+    loads that train split, asked only when its image count is the run's (QA sweep 17: "other data", and a
+    threshold that "may not fit", on the very data set the run came from)."""
+    src = runs.train_source(run)
+    recorded = src.get("path")
     if not recorded:
         return ""
     if scores_training_data(data_path, recorded, split):
         return TRAINING
     if same_data(data_path, recorded):
         return OWN
-    return TRAINING if at_trained_size and _holds_training_images(ds, run) else OTHER
+    if not at_trained_size:
+        return OTHER
+    if _holds_training_images(ds, run):
+        return TRAINING
+    if split == "test" and train_split is not None and _train_count(data_path) == src.get("count"):
+        return OWN if _holds_training_images(train_split(), run) else OTHER
+    return OTHER
+
+
+def _train_count(data_path: str) -> Optional[int]:
+    """How many images an MVTec-style data set's train/good holds, by their names (nothing decoded); None for
+    other layouts."""
+    if data_kind(data_path) != "mvtec":
+        return None
+    return len(image_files(data_root(data_path) / "train" / "good"))
 
 
 def _holds_training_images(ds: ImageSet, run: dict) -> bool:
@@ -140,7 +160,8 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
         if isinstance(cal, dict) and not _same_epoch(cal, det):
             cal = None  # made for an earlier model: its validation images are re-scored instead
     notices = ([] if size is not None or trained else [size_notice]) + list(ds.notices)
-    relation = data_relation(str(data_path), split, ds, run, shape == trained)
+    relation = data_relation(str(data_path), split, ds, run, shape == trained,
+                             lambda: load_dataset(data_path, shape, split="train", tile=tile))
     if relation == OTHER:
         if Path(source["path"]).exists():
             notices.append(f"the run was trained on {source['path']}: scores on other data show how it carries "
