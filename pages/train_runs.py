@@ -59,7 +59,7 @@ def show_status(mgr: JobManager, root: Path, name: str, polled: str, damage: str
     else:
         show = {"finished": st.success, "failed": st.error, "running": st.info}.get(disk["status"], st.warning)
         show(run_status.status_line(disk))
-    for note in ss.get("train_notices", {}).get(name, []) + list(snap.notices if snap else ()):
+    for note in runs.train_notices(runs.read_train(run_dir)) + list(snap.notices if snap else ()):
         show_notice(note)
 
 

@@ -239,6 +239,22 @@ def test_a_new_session_reattaches_to_the_running_job(tiny_config, data, runs_dir
     wait_for(first, lambda a: table(a).loc[name, "status"] == "stopped")
 
 
+def test_the_loaders_notes_stay_with_the_run_after_a_reload(tiny_config, data, runs_dir):
+    """QA sweep 17: "check that it belongs to the set: tiny8.png" and the other loader notes went with the
+    session; a reload showed the run without them. train.json keeps them (a caution stays a warning)."""
+    (data / "text.png").write_text("not an image")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(data / "tiny.png")  # enlarged 8x: a caution-worthy note
+    first = start(page(tiny_config, data))
+    name = selected(first)
+    wait_for(first, finished)
+    second = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)  # a browser refresh: only the URL
+    second.query_params["run"] = name
+    second.run()
+    assert not second.exception and selected(second) == name
+    assert "ℹ️ Skipped text.png: not a readable image (UnidentifiedImageError)." in captions(second)
+    assert any("enlarged more than twice" in c.value and "tiny.png" in c.value for c in second.caption)
+
+
 def test_runs_table_shows_every_status_and_old_runs_show_their_curves(tiny_config, data, runs_dir):
     for name, status in (("a-done", "finished"), ("b-failed", "failed"), ("c-stopped", "stopped")):
         d = runs.new_run(runs_dir, name)

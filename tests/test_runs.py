@@ -243,3 +243,20 @@ def test_trained_shape_reads_train_json_and_tolerates_damage(tmp_path):
         (tmp_path / "train.json").write_text(bad)
         assert trained_shape(tmp_path) is None, bad
 
+
+
+def test_the_loaders_notes_round_trip_through_train_json(tmp_path):
+    """sources.source_record keeps the loader's notes in train.json; runs.train_notices reads them back, a caution
+    as a caution, and passes over what a hand edit damaged."""
+    from udd_core.notices import Caution, is_caution
+    from udd_core.sources import source_record
+
+    (tmp_path / "a.png").write_bytes(b"")  # a folder the record can describe
+    rec = source_record(tmp_path, notices=["skipped a.png: empty file", Caution("the 16-bit images were scaled")])
+    back = runs.train_notices(json.loads(json.dumps({"data": rec})))
+    assert back == ["skipped a.png: empty file", "the 16-bit images were scaled"]
+    assert [is_caution(n) for n in back] == [False, True]
+    assert "notices" not in source_record(tmp_path)  # nothing said: nothing kept
+    damaged = {"data": {"notices": ["bare", {"text": 5}, {"text": "kept", "caution": "yes"}]}}
+    assert runs.train_notices(damaged) == ["kept"] and not is_caution(runs.train_notices(damaged)[0])
+    assert runs.train_notices({"data": {"notices": "x"}}) == [] == runs.train_notices({})

@@ -269,7 +269,7 @@ def run_train(args: argparse.Namespace) -> int:
         for note in notes + ds.notices + ([kept] if kept else []):
             print(notice_line(note), file=sys.stderr)
         job = TrainJob.create(out, config, shape, images, settings,
-                              source=source_record(args.data),
+                              source=source_record(args.data, notices=ds.notices + ([kept] if kept else [])),
                               method=method, options=options)
         del ds, images
     for note in job.snapshot().notices:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from .atomic import write_text_atomic
+from .notices import Caution
 
 DEFAULT_ROOT = "runs"
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
@@ -153,6 +154,16 @@ def train_source(info: Mapping[str, Any]) -> dict:
     if not isinstance(data, dict):
         return {}
     return data if isinstance(data.get("path"), (str, type(None))) else {k: v for k, v in data.items() if k != "path"}
+
+
+def train_notices(info: Mapping[str, Any]) -> list[str]:
+    """What the loader said of a run's training data when it started (converted, resized or skipped images; a
+    `Caution` stays one), as train.json (`info`) keeps them under data.notices; entries of a wrong type are
+    passed over. Kept with the run, the Train page shows them after a reload too (QA sweep 17)."""
+    kept = train_source(info).get("notices")
+    entries = [e for e in (kept if isinstance(kept, list) else []) if isinstance(e, dict)
+               and isinstance(e.get("text"), str)]
+    return [Caution(e["text"]) if e.get("caution") is True else e["text"] for e in entries]
 
 
 def train_shape(info: Mapping[str, Any]) -> Optional[tuple[int, int, int]]:

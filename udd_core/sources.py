@@ -23,6 +23,7 @@ import numpy as np
 from . import runs
 from .data import WAFER_EXTS, DataError, ImageSet, data_kind, estimate_cache_bytes, load_dataset, map_sizes, resolved
 from .images import IMAGE_EXTS, readable_image
+from .notices import is_caution
 from .training_data import training_images
 from .uploads import save_uploads
 
@@ -173,9 +174,13 @@ def new_run_path(root: Union[str, Path], name: str, data_path: Union[str, Path, 
     return run_dir
 
 
-def source_record(data_path: Union[str, Path], tile: bool = False) -> dict:
-    """What train.json records of the data a run trains on: the absolute path, its kind, the tiling."""
-    return {"path": str(resolved(data_path)), "kind": data_kind(data_path), "tile": bool(tile)}
+def source_record(data_path: Union[str, Path], tile: bool = False, notices: Iterable[str] = ()) -> dict:
+    """What train.json records of the data a run trains on: the absolute path, its kind, the tiling, and what
+    the loader said of it (`notices`, read back by `runs.train_notices`)."""
+    record = {"path": str(resolved(data_path)), "kind": data_kind(data_path), "tile": bool(tile)}
+    if notices := [{"text": str(n), "caution": is_caution(n)} for n in notices]:
+        record["notices"] = notices
+    return record
 
 
 def discard_upload(folder: Union[str, Path], runs_root: Union[str, Path]) -> bool:
