@@ -224,3 +224,15 @@ def test_a_thumbnail_enlarged_more_than_twice_is_named(tmp_path):
     note = next(n for n in load_dataset(tmp_path, (1, 32, 32)).notices if "enlarged" in n)
     assert note.startswith("7 images less than half") and note.endswith(": t0.png, t1.png, t2.png, t3.png, t4.png "
                                                                         "and 2 more")
+
+
+def test_many_unreadable_files_are_named_up_to_a_limit_then_counted(tmp_path):
+    """500 broken files gave 500 notices: 500 lines on the Train page and in train.json."""
+    from udd_core.data import SKIPS_NAMED
+
+    png(tmp_path / "good.png", gray(8, 8))
+    for i in range(SKIPS_NAMED + 5):
+        (tmp_path / f"bad{i:03d}.png").write_text("nope")
+    notes = load_dataset(tmp_path, (1, 8, 8)).notices
+    assert sum(n.startswith("skipped bad") for n in notes) == SKIPS_NAMED
+    assert f"skipped 5 more files (the first {SKIPS_NAMED} skipped are named with why)" in notes

@@ -28,6 +28,7 @@ from .wafermaps import WAFER_EXTS, load_wafer_file, map_sizes, onehot_to_wafer, 
 
 SPLITS = ("train", "test", "all")
 TILE_MARK = "#tile"  # "a.png#tile3": the fourth tile of a.png, row by row; no space (QA: tables split on it)
+SKIPS_NAMED = 20  # skipped files named one by one, with why; the rest are counted in one notice
 
 
 def typed_path(text: str) -> str:
@@ -225,7 +226,7 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
     images, masks, labels, names, notices = [], [], [], [], []
     counts: Counter[str] = Counter()
     named: dict[str, list[Path]] = {tag: [] for tag in NAMED_TAGS}  # the images a notice asks to check
-    missing_masks = clear_tiles = 0
+    missing_masks = clear_tiles = skipped = 0
     # Pillow releases the GIL while decoding and resizing, so a few threads overlap files.
     # The warnings filter turns Pillow's soft bomb warning into an error in the workers too.
     with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
@@ -234,7 +235,9 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
         for i, ((src, label, mpath), res) in enumerate(zip(sources, results)):
             rel = src.relative_to(root) if src.is_relative_to(root) else src
             if isinstance(res, str):
-                notices.append(f"skipped {rel}: {res}")
+                skipped += 1
+                if skipped <= SKIPS_NAMED:
+                    notices.append(f"skipped {rel}: {res}")
             else:
                 arr, m, tags, note = res
                 counts.update(tags)
@@ -254,6 +257,8 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
                     masks.append(m if m is not None else np.zeros(arr.shape[:3], dtype=bool))
             if progress is not None:
                 progress(i + 1, len(sources))
+    if skipped > SKIPS_NAMED:  # a folder of 500 broken files: 500 lines on the page and in train.json
+        notices.append(f"skipped {skipped - SKIPS_NAMED} more files (the first {SKIPS_NAMED} skipped are named with why)")
     if not images:
         first = notices[0].removeprefix("skipped ") if notices else ""
         raise DataError(f"{root}: no loadable images ({len(sources)} files skipped"
