@@ -258,7 +258,8 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
             if progress is not None:
                 progress(i + 1, len(sources))
     if skipped > SKIPS_NAMED:  # a folder of 500 broken files: 500 lines on the page and in train.json
-        notices.append(f"skipped {skipped - SKIPS_NAMED} more files (the first {SKIPS_NAMED} skipped are named with why)")
+        more = skipped - SKIPS_NAMED
+        notices.append(f"skipped {more} more files (the first {SKIPS_NAMED} skipped are named with why)")
     if not images:
         first = notices[0].removeprefix("skipped ") if notices else ""
         raise DataError(f"{root}: no loadable images ({len(sources)} files skipped"
