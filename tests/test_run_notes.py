@@ -207,8 +207,12 @@ def test_overfit_note_names_a_run_whose_validation_loss_rose_far_after_its_best(
         "about 3 epochs train the same model")
     assert overfit_note(_finished_with_losses(tmp_path, "small", [1.0, 0.3, 0.2, 0.22, 0.25, 0.26, 0.28],
                                               falling)) is None
-    # QA sweep 14: a run whose training loss blew up too diverged (its rate too high): no "fewer epochs" advice
-    assert overfit_note(_finished_with_losses(tmp_path, "diverged", [1.0, 0.3, 0.2, 0.25, 0.3, 0.35, 0.4])) is None
+    # QA sweep 14: a run whose training loss blew up too diverged (its rate too high): no "fewer epochs" advice;
+    # QA sweep 17: but not silence either (validation 4.4x its best at epoch 1, the training loss up at the end)
+    assert overfit_note(_finished_with_losses(tmp_path, "diverged", [1.0, 0.3, 0.2, 0.25, 0.3, 0.35, 0.4])) == (
+        "run diverged diverged: its validation loss was lowest at epoch 3 (0.2) and rose to 0.4 by epoch 7, and its "
+        "training loss rose too (0.2 to 0.4), as a learning rate too high makes it; its model is epoch 3's "
+        "(model.safetensors), which every score and image uses; a lower learning rate may reach a lower loss")
     assert overfit_note(_finished_with_losses(tmp_path, "late", [1.0, 0.8, 0.6, 0.5, 0.4, 0.2, 0.4], falling)) is None
     learning = _finished_with_losses(tmp_path, "learning", [1.0, 0.5, 0.40, 0.36, 0.33, 0.30])
     assert overfit_note(learning) is None and ending_note(learning) == still_learning_note(learning)

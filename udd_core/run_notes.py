@@ -4,7 +4,8 @@
 - `unfinished_note`: the run's training has not finished, so its model is the one saved so far.
 - `still_learning_note`: it finished while its validation loss was still falling, so more epochs
   (a resume) would likely give better maps; `overfit_note`: its validation loss rose far above its early
-  best, so fewer epochs give the same model; `ending_note`: either.
+  best, so fewer epochs give the same model (or, its training loss rising too, it diverged: a lower
+  learning rate may do better); `ending_note`: either.
 - `learned_defects_note`: it trained on defects too (every image, or chosen classes), so a low score no
   longer means "like the normal images".
 - `scored_training_data_note`: the images scored include those it learned.
@@ -101,12 +102,18 @@ def _overfit(p: Path, history: list[dict], losses: list[float]) -> Optional[str]
     if best + 1 > OVERFIT_SHARE * len(losses) or losses[best] <= 0 or losses[-1] < OVERFIT_RISE * losses[best]:
         return None
     trained = [r.get("train_loss") for r in (history[best], history[-1])]
-    if not all(isinstance(v, (int, float)) for v in trained) or trained[1] > trained[0]:
-        return None  # the training loss rose too: diverged (a rate too high), not overfit (QA sweep 14)
+    if not all(isinstance(v, (int, float)) for v in trained):
+        return None
     at, last = _epoch_of(history[best], best + 1), _epoch_of(history[-1], len(history))
-    return (f"run {p.name} overfit: its validation loss was lowest at epoch {at} ({losses[best]:.4g}) and rose to "
-            f"{losses[-1]:.4g} by epoch {last}; its model is epoch {at}'s (model.safetensors), which every score "
-            f"and image uses, so the epochs after it cost time only: about {at} epochs train the same model")
+    rose = (f"its validation loss was lowest at epoch {at} ({losses[best]:.4g}) and rose to {losses[-1]:.4g} by "
+            f"epoch {last}")
+    kept = f"its model is epoch {at}'s (model.safetensors), which every score and image uses"
+    if trained[1] > trained[0]:  # the training loss rose too: diverged, not overfit (QA sweeps 14 and 17)
+        return (f"run {p.name} diverged: {rose}, and its training loss rose too ({trained[0]:.4g} to "
+                f"{trained[1]:.4g}), as a learning rate too high makes it; {kept}; a lower learning rate may "
+                "reach a lower loss")
+    return (f"run {p.name} overfit: {rose}; {kept}, so the epochs after it cost time only: about {at} epochs "
+            "train the same model")
 
 
 def ending_note(run_dir: Union[str, Path]) -> Optional[str]:
