@@ -521,11 +521,18 @@ def test_resume_refuses_an_epoch_total_already_reached_even_when_stopped(tmp_pat
     run_status.write_status(job.run_dir, "stopped", "stopped after 2 of 5 epochs")  # as if stopped early
     before = {p.name: p.read_bytes() for p in job.run_dir.iterdir() if p.is_file()}
     for total in (1, 2):
-        with pytest.raises(ValueError, match="already has 2 epochs; the epoch count is the new total"):
+        with pytest.raises(ValueError, match="already has 2 epochs; the epoch count is the new total") as e:
             TrainJob.resume(job.run_dir, make_images(12), epochs=total)
+        # QA sweep 17: "or leave it out" only where that trains on; these 2 epochs were all it planned
+        assert str(e.value).endswith("ask for more than 2")
     assert {p.name: p.read_bytes() for p in job.run_dir.iterdir() if p.is_file()} == before
     resumed = TrainJob.resume(job.run_dir, make_images(12), epochs=3).start()  # more than done: trains on
     assert resumed.join(30) and len(runs.read_history(job.run_dir)) == 3
+    info = runs.read_train(job.run_dir)
+    runs.write_json_atomic(job.run_dir / runs.TRAIN_FILE, {**info, "settings": {**info["settings"], "epochs": 5}})
+    run_status.write_status(job.run_dir, "stopped", "stopped after 3 of 5 epochs")  # planned epochs remain
+    with pytest.raises(ValueError, match="ask for more than 3, or leave it out to finish the run as it was set up$"):
+        TrainJob.resume(job.run_dir, make_images(12), epochs=2)
 
 
 class Boom(AutoEncoder):

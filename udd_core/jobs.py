@@ -149,8 +149,10 @@ class TrainJob:
         # The epoch count is the new total: asking for no more than are done would train nothing while
         # train.json and status.json claimed a finished run of that length.
         if epochs is not None and epochs <= done:
+            # "leave it out" only where that trains on: a run whose planned epochs are not all done (QA sweep 17)
+            rest = ", or leave it out to finish the run as it was set up" if done < phase.total else ""
             raise ValueError(f"run {run_dir.name}: already has {done} {units}; the epoch count is the new "
-                             f"total, so ask for more than {done}, or leave it out to finish the run as it was set up")
+                             f"total, so ask for more than {done}{rest}")
         # A stopped run with every epoch of its loop done was stopped after it (in calibration): resuming ends it.
         if epochs is None and done >= phase.total and st["status"] not in ("stopped", "interrupted"):
             raise ValueError(f"run {run_dir.name}: already has {done} {units}; "
