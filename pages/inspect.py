@@ -17,7 +17,7 @@ from udd_core import inspection_views as views
 from udd_core import runs
 from udd_core.run_notes import learned_defects_note
 from udd_core.data import data_kind, typed_path
-from udd_core.display import markdown_literal, score_text, verdict_word
+from udd_core.display import markdown_literal, scale_text, score_text, verdict_word
 from udd_core.export import ParityError, export_run
 from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import load_inputs, moved_data, training_data_gone
@@ -221,7 +221,7 @@ with tab_image:
                       key="insp_heat")
     pix = ss.get(f"insp_pix_{tag}", insp.pixel_threshold)  # the box below: its outline and its regions agree
     right.image(insp.panels(pick, pixel_threshold=pix, own_scale=own)["overlay"], width="stretch",
-                caption="overlay" + ("" if pix == insp.pixel_threshold else f", outline at {score_text(pix)}"))
+                caption="overlay" + ("" if pix == insp.pixel_threshold else f", outline at {scale_text(pix)}"))
     right.metric("score", score_text(insp.scores[pick]), f"{insp.scores[pick] - insp.threshold:+.3g} vs threshold",
                  delta_color="inverse", help="This image's score; below it, how far it lies above (red: defective) "
                                              "or below the threshold." + insp.units_note())

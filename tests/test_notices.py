@@ -27,6 +27,8 @@ def test_a_page_shows_every_notice_as_a_sentence():
     assert as_sentence("Called defective with no pixel above it.") == "Called defective with no pixel above it."
     assert as_sentence("resume it (`udd train --out r --resume`)") == "Resume it (`udd train --out r --resume`)."
     assert as_sentence("") == ""
+    # QA sweep 17: a file name keeps its case ("Labelled_first100.npz holds maps of 2 sizes")
+    assert as_sentence("labelled_first100.npz holds maps of 2 sizes") == "labelled_first100.npz holds maps of 2 sizes."
 
 
 def test_a_system_error_reads_as_the_path_and_what_happened():

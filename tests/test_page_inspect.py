@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from udd_core.display import score_text
+from udd_core.display import scale_text, score_text
 from inspect_fixtures import make_mvtec, make_run, send_label
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +141,11 @@ def test_a_run_whose_data_moved_says_so_and_takes_the_new_place(monkeypatch, tmp
         "Data path"]
     app.text_input(key="insp_data").input(f' "{moved}" ').run()  # as pasted: spaces, quotes (QA sweep 15)
     assert not app.exception and not app.error and app.metric
-    # QA sweep 13: the same data at its new place was called "other data"
+    # QA sweep 13: the same data at its new place was called "other data"; QA sweep 17: its train split is the
+    # run's training images, so this is the run's own data set, moved, and no hedge is needed
+    assert not [c.value for c in app.caption if "other data" in c.value or "no longer there" in c.value]
+    (moved / "train" / "good" / "000.png").unlink()  # no longer the images it trained on: maybe other data
+    app.text_input(key="insp_data").input(str(moved.rename(tmp_path / "thinned"))).run()  # a new place: not cached
     assert any(c.value.startswith(f"ℹ️ The run was trained on {data}, which is no longer there: if these are its "
                                   "data moved, its scores and threshold hold here") for c in app.caption)
 
@@ -350,4 +354,4 @@ def test_the_one_image_overlay_follows_the_pixel_threshold_box(at):
     box.set_value(box.value / 4).run()
     assert not at.exception
     after = overlay()
-    assert after.caption == f"overlay, outline at {score_text(box.value)}" and after.url != before.url
+    assert after.caption == f"overlay, outline at {scale_text(box.value)}" and after.url != before.url

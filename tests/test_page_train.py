@@ -251,7 +251,7 @@ def test_the_loaders_notes_stay_with_the_run_after_a_reload(tiny_config, data, r
     second.query_params["run"] = name
     second.run()
     assert not second.exception and selected(second) == name
-    assert "ℹ️ Skipped text.png: not a readable image (UnidentifiedImageError)." in captions(second)
+    assert "ℹ️ Skipped text.png: not a readable image (no image format Pillow knows)." in captions(second)
     assert any("enlarged more than twice" in c.value and "tiny.png" in c.value for c in second.caption)
 
 

@@ -262,7 +262,7 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
         notices.append(f"skipped {more} more files (the first {SKIPS_NAMED} skipped are named with why)")
     if not images:
         first = notices[0].removeprefix("skipped ") if notices else ""
-        raise DataError(f"{root}: no loadable images ({len(sources)} files skipped"
+        raise DataError(f"{root}: no loadable images ({len(sources)} file{'s' * (len(sources) != 1)} skipped"
                         + (f"; {first}" if first else "") + ")")
     notices += conversion_notices(counts, f"{h}x{w}", named)
     if kind == "mvtec" and not has_masks and any(lab != "good" for lab in labels):

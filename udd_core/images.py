@@ -234,7 +234,10 @@ def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], t
             return f"too large, possible decompression bomb ({exc})"
         if isinstance(exc, OSError) and exc.strerror and exc.filename:  # a dangling or looping link, no access
             return exc.strerror.lower()
-        return "empty file" if src.stat().st_size == 0 else f"not a readable image ({type(exc).__name__})"
+        if src.stat().st_size == 0:
+            return "empty file"
+        why = "no image format Pillow knows" if isinstance(exc, Image.UnidentifiedImageError) else type(exc).__name__
+        return f"not a readable image ({why})"
     tags = [tag] if tag else []
     if getattr(raw, "n_frames", 1) > 1:  # Pillow decodes the first frame; the others would go unseen
         tags.append("frames")

@@ -28,7 +28,9 @@ def as_sentence(note: str) -> str:
     text = note.strip()
     if not text:
         return text
-    text = text[0].upper() + text[1:]
+    first = text.split(maxsplit=1)[0]
+    if not any(c in first for c in "./\\_"):  # a file name or path keeps its case ("labelled_first100.npz holds")
+        text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
