@@ -207,6 +207,13 @@ def test_a_copy_of_the_training_images_is_the_training_data_not_other_data(capsy
     assert "scores on other data" in err and "these are the run's training data" not in err
 
 
+def test_one_image_file_is_scored_alone(capsys, run, data):
+    """QA sweep 17: `udd score RUN --data part.jpg` was "not a data set"; checking one suspect part is common."""
+    part = sorted((data / "test" / "spot").iterdir())[0]
+    out = score_json(capsys, run, "--data", part)
+    assert [r["path"] for r in out["images"]] == [str(part)] and isinstance(out["images"][0]["score"], float)
+
+
 def test_report_writes_the_inspect_pages_html_report_and_keeps_an_existing_one(tmp_path, capsys):
     """QA: the one-page report existed only on Inspect's Export tab; line and CI users could not make it."""
     data = make_mvtec(tmp_path / "parts")

@@ -83,6 +83,18 @@ def test_plain_folder_ignores_split_and_recurses(tmp_path):
     assert [Path(n).name for n in s.names] == ["a.png", "b.jpg"]
 
 
+def test_one_image_file_is_a_data_set_of_one(tmp_path):
+    """QA sweep 17: checking one suspect part meant putting it in a folder first ("not a data set")."""
+    one = png(tmp_path / "part 3 – prüf.png", gray(10, 12))
+    assert data_kind(one) == "folder" and estimate_cache_bytes(one, (1, 6, 6)) == (1, 36)
+    s = load_dataset(one, (1, 6, 6), split="test")
+    assert len(s) == 1 and s.names == [str(one)] and s.labels == ["good"]
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("no")
+    with pytest.raises(DataError, match=r"no loadable images \(1 file skipped; broken.jpg: not a readable image"):
+        load_dataset(broken, (1, 6, 6))
+
+
 def test_a_typed_path_loses_its_spaces_and_one_pair_of_quotes():
     """QA sweep 15: " /d/good " and a pasted '"/d/good"' read as no such file or folder."""
     from udd_core.data import typed_path

@@ -129,6 +129,16 @@ def test_bad_data_path_is_one_error_line(at):
     assert len(at.error) == 1 and "no data set given" in at.error[0].value
 
 
+def test_one_image_file_is_inspected_alone(at, runs_dir, tmp_path):
+    """QA sweep 17: Data path `part.png` was "not a data set"; one suspect part is the common question."""
+    import shutil
+
+    part = shutil.copy(next(runs_dir.parent.glob("data*/parts/test/spot/000.png")), tmp_path / "suspect part.png")
+    at.text_input(key="insp_data").input(str(part)).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("suspect part.png" in m.value for m in at.markdown)  # its gallery row
+
+
 def test_a_run_whose_data_moved_says_so_and_takes_the_new_place(monkeypatch, tmp_path):
     """QA sweep 12: only "/x: no such file or folder" was said, where `udd score` says what happened."""
     data = make_mvtec(tmp_path / "parts")

@@ -100,7 +100,10 @@ def _layout(path) -> tuple[str, Path]:
     if p.is_file():
         if p.suffix.lower() in WAFER_EXTS:
             return "wafer", p
-        raise DataError(f"{p}: not a data set (expected a folder of images, or a wafer .npy/.npz file)")
+        if p.suffix.lower() in IMAGE_EXTS:  # one suspect part, scored alone (QA sweep 17: it had to be foldered)
+            return "folder", p
+        raise DataError(f"{p}: not a data set (expected a folder of images, an image file, or a wafer .npy/.npz "
+                        "file)")
     root = p
     for _ in range(3):
         if _is_mvtec(root):
@@ -198,7 +201,7 @@ def _mask_for(gt: Path, label: str, stem: str, cache: dict[str, dict[str, Path]]
 def _sources(kind: str, root: Path, split: str) -> tuple[list[tuple[Path, str, Path | None]], bool]:
     """(image path, label, mask path) triples in a fixed order, and whether masks apply at all."""
     if kind == "folder":
-        return [(f, "good", None) for f in image_files(root, recursive=True)], False
+        return [(f, "good", None) for f in ([root] if root.is_file() else image_files(root, recursive=True))], False
     if split not in SPLITS:
         raise DataError(f"split must be one of {SPLITS}, got {split!r}")
     out: list[tuple[Path, str, Path | None]] = []
@@ -223,6 +226,7 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
     if not sources:
         raise DataError(f"{root}: no images for split {split!r}")
     h, w, c = shape
+    base = root.parent if root.is_file() else root  # what notices name files relative to
     images, masks, labels, names, notices = [], [], [], [], []
     counts: Counter[str] = Counter()
     named: dict[str, list[Path]] = {tag: [] for tag in NAMED_TAGS}  # the images a notice asks to check
@@ -233,7 +237,7 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         results = pool.map(lambda s: decode_one(s[0], s[2], shape, tile), sources)
         for i, ((src, label, mpath), res) in enumerate(zip(sources, results)):
-            rel = src.relative_to(root) if src.is_relative_to(root) else src
+            rel = src.relative_to(base) if src.is_relative_to(base) else src
             if isinstance(res, str):
                 skipped += 1
                 if skipped <= SKIPS_NAMED:
