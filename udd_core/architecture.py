@@ -215,9 +215,9 @@ def summary_metrics(report: ShapeReport, image_hw: Optional[tuple[int, int]] = N
         ("MACs / image", human(report.macs), f"{report.macs:,} multiply-accumulates for one forward pass"),
         ("Compression", f"1:{ratio_text(1 / ratio)}" if ratio < 1 else f"{ratio_text(ratio)}:1",
          f"latent {shape_text(report.latent)} holds {ratio:.3g} numbers per input number"),
-        ("Receptive field", receptive_field_text(report, image_hw),
-         "input pixels (or feature cells) along one side that one latent cell sees: defects much larger than "
-         "this are hard to model"),
+        ("Receptive field", receptive_field_text(report, image_hw, short=True),
+         f"{receptive_field_text(report, image_hw)}: the input pixels (or feature cells) along one side that one "
+         "latent cell sees; defects much larger than this are hard to model"),
     ]
 
 
