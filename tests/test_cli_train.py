@@ -111,6 +111,27 @@ def test_resume_with_moved_data_records_its_new_place(tmp_path, config_file, ima
     assert main(["train", "--out", str(out), "--resume", "--epochs", "3"]) == 0  # and resume finds it too
 
 
+def test_tile_cuts_large_photos_into_tiles_as_the_train_page_does(tmp_path, config_file, capsys):
+    """QA sweep 17: only the app could make a tiled run; `udd score` then tiled its data, `udd train` could not."""
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(3):  # 64x64 photos for a 32x32 model: 4 tiles each
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64), dtype=np.uint8)).save(big / f"{i}.png")
+    out = tmp_path / "tiled"
+    assert _train(config_file, big, out, "--epochs", "1", "--tile") == 0
+    data = json.loads((out / "train.json").read_text())["data"]
+    assert data["tile"] is True and data["count"] == 12
+    moved = big.rename(tmp_path / "moved")  # a resume at the new place tiles them as before (same 12 images)
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--data", str(moved)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "3", "--tile"]) == 2
+    assert "--tile: a resumed run keeps the settings in its train.json" in capsys.readouterr().err
+    wafers = tmp_path / "w.npy"
+    np.save(wafers, np.ones((4, 26, 26), np.uint8))
+    assert main(["train", "wafer-26", "--data", str(wafers), "--out", str(tmp_path / "w"), "--tile"]) == 2
+    assert "--tile: " in capsys.readouterr().err and not (tmp_path / "w").exists()
+
+
 def test_resume_refuses_other_data_before_it_touches_the_run(tmp_path, config_file, image_folder, capsys):
     """QA: a resume checked only the image count, so wafer maps (or other photos) of the same number trained
     the run on, and replaced its best model."""

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "encoder weight decay can shrink to zero codes)")
     p.add_argument("--size", metavar="H,W",
                    help="input size (default: the preset's, else 256,256 for images, 26,26 for wafers)")
+    p.add_argument("--tile", action="store_true",
+                   help="cut each image into tiles of the input size (--size), each tile an image of its own, as the "
+                        "Train page's 'Cut images into tiles': for photos much larger than the model's input")
     p.add_argument("--noise-patches", type=int, metavar="N", help="noise patches per training image (denoising AE)")
     p.add_argument("--patch-size", metavar="MIN,MAX", help="noise patch side range in pixels")
     p.add_argument("--patch-dir", metavar="DIR", help="pattern images whose shapes are painted as noise instead of rectangles")

@@ -26,7 +26,7 @@ from .model import build_model
 from .presets import model_presets, paired_training_preset
 from .progress import ProgressLine
 from .run_notes import ending_note
-from .runs import is_empty_dir, read_train, runs_root, train_on, train_shape, validate_run_name
+from .runs import is_empty_dir, read_train, runs_root, train_on, train_shape, train_source, validate_run_name
 from .sources import source_record
 from .image_shapes import FEATURE_METHODS, batch_bytes, config_method, image_channels
 from .losses import check_fits_data, check_loss_fits
@@ -71,13 +71,13 @@ def _paired_preset(args: argparse.Namespace, method, preset_shape, notes: list) 
 
 
 def _check_memory(path: str, shape: tuple[int, int, int], per_image_features: int, step_per_image: int = 0,
-                  batch_size: int = 0) -> None:
+                  batch_size: int = 0, tile: bool = False) -> None:
     """Refuse, before loading, a data set whose images (and the method's features, and a training step of
     `batch_size` images at `step_per_image` bytes each) cannot fit in memory."""
     from .data import estimate_cache_bytes
     from .sources import memory_shortfall
 
-    n, nbytes = estimate_cache_bytes(path, shape, split="train")
+    n, nbytes = estimate_cache_bytes(path, shape, split="train", tile=tile)
     if short := memory_shortfall(n, nbytes + n * per_image_features, step_per_image, batch_size):
         raise UsageError(f"--size {shape[1]},{shape[2]}: {short}; give a smaller --size"
                          + (" or --batch-size" if step_per_image else ""))
@@ -198,7 +198,8 @@ def run_train(args: argparse.Namespace) -> int:
             if shape is None:
                 raise UsageError(f"--out {out}: not a run folder to resume (no readable train.json)")
             check_resume_data(info, args.data, out.name)  # before loading: the other kind is refused in one line
-            ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
+            tile = bool(train_source(info).get("tile"))  # a tiled run's moved photos are tiled as before
+            ds = load_dataset(args.data, shape, split="train", tile=tile, progress=bar.loading)
             refuse_train_on(ds.labels, train_on(info), f"--data {args.data} (the run's train_on)")
             images, _ = training_images(ds, train_on(info))
             bar.end()
@@ -238,6 +239,8 @@ def run_train(args: argparse.Namespace) -> int:
         checked_settings(settings)  # an unusable device or pattern folder fails now, not after the data loads
         size = parse_ints(args.size, 2, "--size") if args.size else None  # checked before the data is looked at
         kind = data_kind(args.data)
+        if args.tile and kind == "wafer":
+            raise UsageError(f"--tile: {args.data} holds wafer maps, which are scored whole; leave --tile out")
         settings = settings.replace(train_on=refuse_train_on(training_labels(args.data), settings.train_on))
         if config is not None:
             try:  # a wafer (die-class) model or loss on photos: refused before the data loads
@@ -262,14 +265,14 @@ def run_train(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise option_error(e, args, options, shape) from None
         step = batch_bytes(config, shape, method, 1) if cls.trains_epochs else 0  # per image of a step
-        _check_memory(args.data, shape, per_image, step, settings.batch_size)
-        ds = load_dataset(args.data, shape, split="train", progress=bar.loading)
+        _check_memory(args.data, shape, per_image, step, settings.batch_size, args.tile)
+        ds = load_dataset(args.data, shape, split="train", tile=args.tile, progress=bar.loading)
         bar.end()
         images, kept = training_images(ds, settings.train_on)
         for note in notes + ds.notices + ([kept] if kept else []):
             print(notice_line(note), file=sys.stderr)
         job = TrainJob.create(out, config, shape, images, settings,
-                              source=source_record(args.data, notices=ds.notices + ([kept] if kept else [])),
+                              source=source_record(args.data, args.tile, ds.notices + ([kept] if kept else [])),
                               method=method, options=options)
         del ds, images
     for note in job.snapshot().notices:
