@@ -160,7 +160,9 @@ def test_tiling_images_and_masks(tmp_path):
     # a: 1 tile; b (40x70): rows at 0, 16 and 24 (flush with the bottom), columns at 0, 16, 32, 48 and 54:
     # every pixel is in a tile (QA sweep 10: the remainder was dropped, defects in it never inspected)
     assert s.images.shape == (1 + 3 * 5, 16, 16, 1)
-    assert s.names[1].endswith("b.png#tile0") and s.names[-1].endswith("b.png#tile14")
+    # QA sweep 17: each tile's name says where it lies in its image (x, y of its top-left)
+    assert s.names[1].endswith("b.png#tile0@x0,y0") and s.names[-1].endswith("b.png#tile14@x54,y24")
+    assert s.names[1 + 6].endswith("b.png#tile6@x16,y16")
     assert np.array_equal(s.images[1 + 6, ..., 0], img[16:32, 16:32])  # tile (1, 1)
     assert np.array_equal(s.images[-1, ..., 0], img[24:40, 54:70])  # the bottom-right corner
     assert s.masks[1 + 6].all() and s.masks.sum() == 16 * 16 + 8 * 16  # tile (2, 1) overlaps the defect too

@@ -146,7 +146,7 @@ def test_12_bit_camera_data_in_16_bit_pngs_keeps_its_grey_levels(tmp_path):
 
 def test_decode_one_resizes_repeats_and_explains_skips(tmp_path):
     src = png(tmp_path / "a.png", gray(10, 12))
-    arr, masks, tags, note = decode_one(src, None, (5, 6, 3), tile=False)
+    arr, masks, tags, note, _ = decode_one(src, None, (5, 6, 3), tile=False)
     assert arr.shape == (1, 5, 6, 3) and arr.dtype == np.uint8 and masks is None and note is None
     assert tags == ["resized", "to-rgb"] and (arr[..., 0] == arr[..., 2]).all()
     (tmp_path / "empty.png").write_bytes(b"")
@@ -157,7 +157,7 @@ def test_decode_one_resizes_repeats_and_explains_skips(tmp_path):
 def test_decode_one_unreadable_mask_is_a_note(tmp_path):
     src = png(tmp_path / "a.png", gray(8, 8))
     (tmp_path / "a_mask.png").write_text("not a mask")
-    arr, masks, _, note = decode_one(src, tmp_path / "a_mask.png", (8, 8, 1), tile=False)
+    arr, masks, _, note, _ = decode_one(src, tmp_path / "a_mask.png", (8, 8, 1), tile=False)
     assert arr.shape == (1, 8, 8, 1) and masks is None and "a_mask.png unreadable" in note
 
 
@@ -172,11 +172,11 @@ def test_a_mask_of_another_size_or_with_many_values_is_noted(tmp_path):
     both without a word, and the pixel metrics reported as valid."""
     src = png(tmp_path / "a.png", gray(20, 24))
     small = png(tmp_path / "a_mask.png", np.full((10, 10), 255, np.uint8))
-    _, masks, tags, note = decode_one(src, small, (8, 8, 1), tile=False)
+    _, masks, tags, note, _ = decode_one(src, small, (8, 8, 1), tile=False)
     assert note == "mask a_mask.png is 10x10, its image 24x20: stretched over the image; check that it belongs to it"
     assert masks.all() and "mask-levels" not in tags
     levels = png(tmp_path / "b_mask.png", (np.arange(20 * 24).reshape(20, 24) % 7 * 30).astype(np.uint8))
-    _, masks, tags, note = decode_one(src, levels, (8, 8, 1), tile=False)
+    _, masks, tags, note, _ = decode_one(src, levels, (8, 8, 1), tile=False)
     assert note is None and tags.count("mask-levels") == 1
     assert conversion_notices(Counter(tags), "8x8")[0] == ("1 defect mask with more than two values: every value "
                                                            "above 0 counts as defect")
@@ -207,7 +207,7 @@ def test_load_patterns_skips_broken_and_names_empty_folder(tmp_path):
 
 def test_a_jpeg_decoded_small_still_counts_as_resized(tmp_path):
     Image.fromarray(gray(64, 64)).save(tmp_path / "big.jpg", quality=90)
-    arr, _, tags, _ = decode_one(tmp_path / "big.jpg", None, (16, 16, 1), tile=False)  # draft decodes at 16x16
+    arr, _, tags, _, _ = decode_one(tmp_path / "big.jpg", None, (16, 16, 1), tile=False)  # draft decodes at 16x16
     assert arr.shape == (1, 16, 16, 1) and "resized" in tags
     Image.fromarray(gray(16, 16)).save(tmp_path / "same.jpg")
     assert "resized" not in decode_one(tmp_path / "same.jpg", None, (16, 16, 1), tile=False)[2]

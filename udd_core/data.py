@@ -27,7 +27,7 @@ from .uploads import DataError, extract_zip, save_uploads  # noqa: F401
 from .wafermaps import WAFER_EXTS, load_wafer_file, map_sizes, onehot_to_wafer, wafer_labels, wafer_to_onehot  # noqa: F401
 
 SPLITS = ("train", "test", "all")
-TILE_MARK = "#tile"  # "a.png#tile3": the fourth tile of a.png, row by row; no space (QA: tables split on it)
+TILE_MARK = "#tile"  # "a.png#tile3@x48,y0": a.png's fourth tile, row by row; no space (QA: tables split on it)
 SKIPS_NAMED = 20  # skipped files named one by one, with why; the rest are counted in one notice
 
 
@@ -40,9 +40,10 @@ def typed_path(text: str) -> str:
     return text
 
 
-def tile_name(src, k: int) -> str:
-    """The name of tile ``k`` of image ``src`` in a tiled data set."""
-    return f"{src}{TILE_MARK}{k}"
+def tile_name(src, k: int, origin: tuple[int, int]) -> str:
+    """The name of tile ``k`` of image ``src`` in a tiled data set, with where it lies in the image, its
+    top-left `origin` (y, x) in pixels: "a.png#tile3@x192,y0" (QA sweep 17: "tile3" said not where)."""
+    return f"{src}{TILE_MARK}{k}@x{origin[1]},y{origin[0]}"
 
 
 def is_tile(name: str) -> bool:
@@ -243,7 +244,7 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
                 if skipped <= SKIPS_NAMED:
                     notices.append(f"skipped {rel}: {res}")
             else:
-                arr, m, tags, note = res
+                arr, m, tags, note, origins = res
                 counts.update(tags)
                 for tag in set(tags) & set(named):
                     named[tag].append(rel)
@@ -255,7 +256,7 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
                     clear_tiles += int((~hit).sum())
                 else:
                     labels += [label] * len(arr)
-                names += [str(src)] if not tile else [tile_name(src, k) for k in range(len(arr))]
+                names += [str(src)] if not tile else [tile_name(src, k, o) for k, o in enumerate(origins)]
                 if has_masks:
                     missing_masks += label != "good" and mpath is None
                     masks.append(m if m is not None else np.zeros(arr.shape[:3], dtype=bool))

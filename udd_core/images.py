@@ -222,8 +222,9 @@ def _tiles(a: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], tile: bool):
-    """Decode one image (and its mask). Returns (images (k,H,W,C), masks (k,H,W) | None, tags, note)
-    or a string: the reason to skip the file."""
+    """Decode one image (and its mask). Returns (images (k,H,W,C), masks (k,H,W) | None, tags, note, origins)
+    or a string: the reason to skip the file. `origins`: each tile's (top, left) in the image, row by row;
+    [(0, 0)] for an image not tiled."""
     h, w, c = shape
     try:
         raw = open_image(src, None if tile else (w, h))
@@ -276,4 +277,5 @@ def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], t
             masks = m > 0
         except DECODE_ERRORS as exc:
             note = f"mask {mask_path.name} unreadable ({type(exc).__name__}); treated as empty"
-    return np.ascontiguousarray(arr), masks, tags, note
+    origins = [(y, x) for y in tile_starts(size[1], h) for x in tile_starts(size[0], w)] if tile else [(0, 0)]
+    return np.ascontiguousarray(arr), masks, tags, note, origins

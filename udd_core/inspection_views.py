@@ -147,7 +147,8 @@ def regions_caption(insp, i: int) -> str:
     (the image resized to its input, so a box maps back by the two scale factors), the peak in map units."""
     h, w = insp.maps[i].shape
     unit = "standard deviations of the normal pixels" if insp.norm else "the map's units"
-    frame = (f"one {h}x{w} tile of the image (tiles run row by row from its top-left; the name says which)"
+    frame = (f"one {h}x{w} tile of the image (its name ends in @x,y: its top-left pixel in the image, so add x to "
+             "a box's columns and y to its rows to find it on the part)"
              if is_tile(insp.names[i]) else
              f"the image resized to the model's input, so scale a box by the image's height / {h} and width / {w} "
              "to find it on the part")
