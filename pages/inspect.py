@@ -97,7 +97,7 @@ with st.sidebar:
     st.selectbox("Run", list(by_name), key="insp_run", persist_state=KEEP, on_change=on_run,
                  format_func=lambda n: f"{n} — {run_label(by_name[n])}")
     st.text_input("Data path", key="insp_data", persist_state=KEEP,
-                  help="MVTec folder, folder of images or wafer .npy/.npz")
+                  help="MVTec folder, folder of images, one image file, or wafer .npy/.npz")
     data_path = typed_path(ss["insp_data"])
     recorded = runs.run_source(by_name[ss["insp_run"]].path).get("path")
     if gone := training_data_gone(data_path, recorded, "type its new place in Data path"):
@@ -261,6 +261,9 @@ with tab_plots:
     st.markdown("**Confusion matrix at the threshold**")
     st.dataframe(pd.DataFrame({"predicted defective": [cm["tp"], cm["fp"]], "predicted good": [cm["fn"], cm["tn"]]},
                               index=["defective", "good"]))
+    if rolled := views.image_rollup(insp):  # a tiled run: a verdict per image, which an inspector acts on
+        st.markdown(rolled[0])
+        st.dataframe(pd.DataFrame(rolled[1]), hide_index=True)
 
 with tab_export:
     st.download_button("Scores (CSV)", scores_csv(insp), f"{run.name}_scores.csv", "text/csv", on_click="ignore")
@@ -271,9 +274,8 @@ with tab_export:
     st.caption("The report is a single self-contained HTML file (images inline, no links): mail it as is.")
     st.markdown("**ONNX model for the line**")
     st.caption("One graph from images (N, C, H, W), float32 in [0, 1], to the anomaly map and the image score, with "
-               "the run's default post-processing: what `udd export` and `udd score` use, not the settings in the "
-               "sidebar. It is run in onnxruntime on the run's validation images and offered only when its scores "
-               "match udd's.")
+               "the run's default post-processing (what `udd export` and `udd score` use, not the sidebar's). It runs "
+               "in onnxruntime on the run's validation images and is offered only when its scores match udd's.")
     onnx_key = (str(run.path), stamp)
     if st.button("Export to ONNX", key="insp_onnx"):
         with st.spinner("Exporting and checking the scores in onnxruntime ..."), onnx_export_lock():
@@ -292,8 +294,7 @@ with tab_export:
                                on_click="ignore", key="insp_onnx_file")
             d2.download_button(f"Download {run.name}.json (input, threshold, parity)", exp.json_text(),
                                f"{run.name}.json", "application/json", on_click="ignore", key="insp_onnx_json")
-            st.caption(f"Parity on {par['images']} {par['source']} image{'s' * (par['images'] != 1)}: largest "
-                       "relative score difference "
-                       f"{par['max_rel_score_diff']:.2g}, largest map difference {par['max_rel_map_diff']:.2g} of "
-                       f"its scale (allowed {par['tolerance']:g}). Threshold {score_text(exp.info['threshold'])} "
-                       f"(defective when score > threshold).")
+            st.caption(f"Parity on {par['images']} {par['source']} image{'s' * (par['images'] != 1)}: largest relative "
+                       f"score difference {par['max_rel_score_diff']:.2g}, largest map difference "
+                       f"{par['max_rel_map_diff']:.2g} of its scale (allowed {par['tolerance']:g}). Threshold "
+                       f"{score_text(exp.info['threshold'])} (defective when score > threshold).")

@@ -52,7 +52,7 @@ def make_mvtec(root: Path, n_train: int = 12, n_good: int = 4, n_defect: int = 4
 
 
 def make_run(run_dir: Path, data: Path, epochs: int = 1, val_split: float = 0.25, config: dict | None = None,
-             method: str = "autoencoder", options: dict | None = None, size: int = SIZE) -> Path:
+             method: str = "autoencoder", options: dict | None = None, size: int = SIZE, tile: bool = False) -> Path:
     """A real (tiny) run on the train split of `data` at `size` x `size`: model, history, calibration
     (``config``: the model, default TINY; None for a method without one, such as "memory-bank")."""
     from udd_core.data import load_dataset
@@ -61,10 +61,10 @@ def make_run(run_dir: Path, data: Path, epochs: int = 1, val_split: float = 0.25
 
     config = (config or tiny_config()) if method in ("autoencoder", "dsvdd") else config
     shape = (config["block_size_in"][0][0] if config else 1, size, size)  # gray images load as RGB for C = 3
-    ds = load_dataset(data, shape, split="train")
+    ds = load_dataset(data, shape, split="train", tile=tile)
     settings = TrainSettings(epochs=epochs, batch_size=4, val_split=val_split, seed=0, n_probe=0, device="cpu")
     job = TrainJob.create(run_dir, config, shape, ds.images, settings,
-                          source={"path": str(data.resolve()), "kind": "mvtec", "tile": False},
+                          source={"path": str(data.resolve()), "kind": "mvtec", "tile": tile},
                           method=method, options=options)
     job.start().join(120)
     assert job.snapshot().status == "finished", job.snapshot().message

@@ -139,6 +139,18 @@ def test_one_image_file_is_inspected_alone(at, runs_dir, tmp_path):
     assert any("suspect part.png" in m.value for m in at.markdown)  # its gallery row
 
 
+def test_a_tiled_run_rolls_its_tiles_up_to_a_verdict_per_image(monkeypatch, tmp_path):
+    """QA sweep 17: a tiled run gave verdicts per tile only, where an inspector acts on the part."""
+    data = make_mvtec(tmp_path / "parts")
+    make_run(tmp_path / "runs" / "tiled", data, size=16, tile=True)
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception and not app.error
+    assert any(m.value.startswith("**Per image, its tiles rolled up.** 8 images (32 tiles): ") for m in app.markdown)
+    table = app.dataframe[-1].value
+    assert len(table) == 8 and set(table["tiles"]) == {4} and set(table["label"]) == {"good", "spot"}
+
+
 def test_a_run_whose_data_moved_says_so_and_takes_the_new_place(monkeypatch, tmp_path):
     """QA sweep 12: only "/x: no such file or folder" was said, where `udd score` says what happened."""
     data = make_mvtec(tmp_path / "parts")

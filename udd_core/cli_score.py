@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from .notices import notice_line
@@ -19,6 +20,7 @@ from .data import check_outside_data
 from .heatmap_export import LEGEND_FILE, write_heatmaps
 from .report import build_report, scores_csv
 from .runs import run_source
+from .tile_rollup import rollup, rollup_summary
 
 
 def _finite_json(v):
@@ -55,6 +57,8 @@ def _score_table(insp) -> str:
     for t, d in m.per_type.items():
         lines.append(f"  {t:<16} n={d['n']:<5} image AUROC {num(d['image_auroc'])}   pixel AUROC {num(d['pixel_auroc'])}"
                      f"   AUPRO {num(d['aupro'])}")
+    if rolled := rollup(insp.names, insp.labels, insp.scores, insp.threshold):  # a tiled run: per image too
+        lines.append(f"per image, its tiles rolled up: {rollup_summary(rolled)}")
     return "\n".join(lines)
 
 
@@ -122,7 +126,8 @@ def run_score(args: argparse.Namespace) -> int:
     if args.json:
         out = {"images": insp.to_rows(), "metrics": insp.metrics.to_dict(), "threshold": insp.threshold,
                "threshold_source": insp.threshold_source, "fpr": insp.fpr, "tpr": insp.tpr,
-               "settings": insp.settings, "notices": insp.all_notes()}
+               "settings": insp.settings, "notices": insp.all_notes(),
+               "per_image": [asdict(r) for r in rollup(insp.names, insp.labels, insp.scores, insp.threshold)]}
         print(json.dumps(_finite_json(out), indent=1))
     else:
         print(_score_table(insp))

@@ -30,7 +30,8 @@ def normal_label(label) -> str:
 # --- the result ------------------------------------------------------------------------------
 
 def image_units(names: Sequence[str]) -> tuple[int, str]:
-    """(how many, what) scored images named `names` count as: tiles ("a.png#tile3@x48,y0") of a tiled run, else images."""
+    """(how many, what) scored images named `names` count as: tiles ("a.png#tile3@x48,y0") of a tiled run, else
+    images."""
     tiles = sum(map(is_tile, names))
     return (tiles, "tiles") if tiles else (len(names), "images")
 

@@ -19,6 +19,7 @@ from .data import is_tile
 from .display import markdown_literal, score_text
 from .render import HeatScale, outlines_legend, plotly_colorscale
 from .scoring import trained_scoring_note
+from .tile_rollup import rollup, rollup_summary
 
 REGION_COLUMNS = ("top", "left", "bottom", "right", "area (px)", "peak")
 HISTOGRAM_BINS = 40
@@ -184,3 +185,12 @@ def regions_line(insp, i: int, regions: Sequence[Region], pixel_threshold: float
 def region_rows(regions: Sequence[Region]) -> list[dict]:
     """The regions table: one row per region, `REGION_COLUMNS` (inclusive bounding box, area, peak)."""
     return [dict(zip(REGION_COLUMNS, (*r.bbox, r.area, r.peak))) for r in regions]
+
+
+def image_rollup(insp) -> Optional[tuple[str, list[dict]]]:
+    """For a tiled run, its tiles rolled up to their images (`tile_rollup`): the heading with its one-line
+    summary, and a row per image, worst first; None when whole images were scored."""
+    rows = rollup(insp.names, insp.labels, insp.scores, insp.threshold)
+    if not rows:
+        return None
+    return f"**Per image, its tiles rolled up.** {rollup_summary(rows)}.", [r.to_row() for r in rows]

@@ -1,0 +1,43 @@
+"""udd_core.tile_rollup: a tiled run's tiles rolled up to the images they were cut from (QA sweep 17)."""
+import json
+
+import numpy as np
+
+from inspect_fixtures import make_mvtec, make_run
+from udd_core.cli import main
+from udd_core.tile_rollup import rollup, rollup_summary, source_image
+
+NAMES = ["a.png#tile0@x0,y0", "a.png#tile1@x16,y0", "b.png#tile0@x0,y0", "b.png#tile1@x16,y0", "c.png#tile0@x0,y0"]
+LABELS = ["good", "crack", "good", "good", "good"]  # a's second tile holds its crack
+
+
+def test_an_image_is_defective_when_any_tile_is_and_takes_its_worst_tile():
+    rows = rollup(NAMES, LABELS, np.array([0.1, 0.9, 0.2, 0.6, 0.05]), threshold=0.5)
+    assert [(r.image, r.label, r.tiles, r.above, r.score, r.worst, r.defective) for r in rows] == [
+        ("a.png", "crack", 2, 1, 0.9, "#tile1@x16,y0", True),
+        ("b.png", "good", 2, 1, 0.6, "#tile1@x16,y0", True),  # a normal image with one tile above: a false alarm
+        ("c.png", "good", 1, 0, 0.05, "#tile0@x0,y0", False)]
+    assert rollup_summary(rows) == ("3 images (5 tiles): 2 called defective (a tile above the threshold); 1 of 1 "
+                                    "defective caught, 1 of 2 normal called defective; image AUROC of the highest "
+                                    "tile score 1.0000")
+    assert rows[0].to_row()["verdict"] == "defective" and rows[0].to_row()["highest tile score"] == "0.90000"
+
+
+def test_without_a_threshold_or_labels_it_says_less_and_whole_images_roll_up_to_nothing():
+    rows = rollup(NAMES, ["good"] * 5, [0.1, 0.9, 0.2, 0.6, 0.05], threshold=None)
+    assert all(r.above is None and r.defective is None for r in rows)
+    assert rollup_summary(rows) == "3 images (5 tiles)"  # no verdicts, and no AUROC with one kind of label
+    assert rollup(["a.png", "b.png"], ["good", "crack"], [0.1, 0.9], 0.5) == [] and rollup_summary([]) == ""
+    assert source_image("dir/a b.png#tile3@x48,y0") == "dir/a b.png" and source_image("m.npz:maps[2]") == "m.npz:maps[2]"
+
+
+def test_udd_score_on_a_tiled_run_gives_the_verdict_per_image(tmp_path, capsys):
+    data = make_mvtec(tmp_path / "parts")
+    run = make_run(tmp_path / "tiled", data, size=16, tile=True)  # 32x32 photos: 4 tiles each
+    assert main(["score", str(run), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["images"]) == 32 and len(out["per_image"]) == 8  # 4 good + 4 spot photos
+    assert {r["label"] for r in out["per_image"]} == {"good", "spot"} and all(r["tiles"] == 4 for r in out["per_image"])
+    assert all(r["worst"].startswith("#tile") and r["image"].endswith(".png") for r in out["per_image"])
+    assert main(["score", str(run)]) == 0
+    assert "per image, its tiles rolled up: 8 images (32 tiles): " in capsys.readouterr().out

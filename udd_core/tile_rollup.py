@@ -1,0 +1,90 @@
+"""Tiles rolled up to the images they were cut from: an inspector acts on a part, not on a tile.
+
+A tiled run scores tiles ("a.png#tile3@x48,y0"), so its metrics and verdicts count tiles. Here each image
+is called defective when any of its tiles is (its score: its highest tile score), and labelled with the
+defect type of any of its tiles (QA sweep 17: a tiled run gave no verdict per photo). Inspect and
+`udd score` show the result beside the tile metrics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .data import TILE_MARK, is_tile
+from .display import score_text, verdict_word
+
+GOOD = "good"
+
+
+@dataclass
+class ImageRollup:
+    """One image of a tiled data set: its tiles' scores rolled up."""
+
+    image: str  # the source path
+    label: str  # the defect type of any of its tiles, else "good"
+    tiles: int
+    above: Optional[int]  # tiles scoring above the threshold; None without a threshold
+    score: float  # its highest tile score
+    worst: str  # that tile's part of the name ("#tile3@x48,y0")
+
+    @property
+    def defective(self) -> Optional[bool]:
+        """Called defective: any tile above the threshold; None without a threshold."""
+        return None if self.above is None else self.above > 0
+
+    def to_row(self) -> dict:
+        """The row a table shows (scores in the views' digits)."""
+        return {"image": self.image, "label": self.label, "tiles": self.tiles, "tiles above": self.above,
+                "highest tile score": score_text(self.score), "at": self.worst,
+                "verdict": "" if self.defective is None else verdict_word(self.defective)}
+
+
+def source_image(name: str) -> str:
+    """The image a tile's name comes from ("a.png" for "a.png#tile3@x48,y0"); other names as they are."""
+    return name.split(TILE_MARK, 1)[0]
+
+
+def rollup(names: Sequence[str], labels: Sequence[str], scores, threshold: Optional[float]) -> list[ImageRollup]:
+    """Each image of the tiles named `names` (its tiles' `labels` and `scores` (N,)), worst first; [] when
+    no name is a tile's."""
+    if not any(map(is_tile, names)):
+        return []
+    scores = np.asarray(scores, dtype=np.float64)
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(source_image(name), []).append(i)
+    out = []
+    for image, idx in groups.items():
+        s = scores[idx]  # (tiles,)
+        worst = idx[int(np.nanargmax(s))] if np.isfinite(s).any() else idx[0]
+        defects = sorted({labels[i] for i in idx} - {GOOD})
+        above = None if threshold is None else int((s > threshold).sum())
+        out.append(ImageRollup(image, defects[0] if defects else GOOD, len(idx), above, float(np.nanmax(s)),
+                               names[worst][len(image):]))
+    return sorted(out, key=lambda r: -r.score)
+
+
+def rollup_summary(rows: Sequence[ImageRollup]) -> str:
+    """One line: how many images, how many called defective, and, with labels of both kinds, how many of the
+    defective ones were caught, the normal ones called defective, and the image AUROC of the highest tile
+    score."""
+    if not rows:
+        return ""
+    n, tiles = len(rows), sum(r.tiles for r in rows)
+    text = f"{n} image{'s' * (n != 1)} ({tiles} tiles)"
+    if rows[0].defective is not None:
+        text += f": {sum(bool(r.defective) for r in rows)} called defective (a tile above the threshold)"
+    y = np.array([r.label != GOOD for r in rows])
+    if y.any() and not y.all():
+        from sklearn.metrics import roc_auc_score
+
+        auroc = float(roc_auc_score(y, [r.score for r in rows]))
+        if rows[0].defective is not None:
+            caught = sum(bool(r.defective) for r in rows if r.label != GOOD)
+            false = sum(bool(r.defective) for r in rows if r.label == GOOD)
+            text += (f"; {caught} of {int(y.sum())} defective caught, {false} of {int((~y).sum())} normal called "
+                     "defective")
+        text += f"; image AUROC of the highest tile score {auroc:.4f}"
+    return text
