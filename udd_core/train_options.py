@@ -51,7 +51,8 @@ def settings_from_args(args: argparse.Namespace, paired: Optional[str] = None) -
 
 # Options a resumed run cannot change (its train.json holds them): (flag, argparse attribute).
 FIXED_ON_RESUME = (("--batch-size", "batch_size"), ("--lr", "lr"), ("--weight-decay", "weight_decay"),
-                    ("--size", "size"), ("--tile", "tile"), ("--noise-patches", "noise_patches"), ("--patch-size", "patch_size"),
+                    ("--size", "size"), ("--tile", "tile"), ("--noise-patches", "noise_patches"),
+                    ("--patch-size", "patch_size"),
                     ("--patch-dir", "patch_dir"), ("--val-split", "val_split"), ("--seed", "seed"),
                     ("--preset", "preset"), ("--loss", "loss"), ("--precision", "precision"),
                     ("--fixed-order", "fixed_order"), ("--method", "method"), ("--train-on", "train_on"),
