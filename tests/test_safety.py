@@ -14,6 +14,12 @@ def test_server_defaults_bind_localhost_keep_xsrf_and_cap_uploads():
     assert 0 < cfg["maxUploadSize"] <= 1024
 
 
+def test_no_full_garbage_collection_after_every_script_run():
+    # Streamlit's default gc.collect(2) after each rerun, live fragments included, held the GIL ~0.3 s at a time
+    # and slowed a run trained with the Train page open 1.5-2x (bench/RESULTS.md).
+    assert tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["runner"]["postScriptGC"] is False
+
+
 def test_no_eval_exec_or_pickle_anywhere_in_the_product():
     bad = re.compile(r"(?<![\w.])(eval|exec)\(|pickle\.loads?\(|weights_only\s*=\s*False|allow_pickle\s*=\s*True")
     hits = [f"{p.name}:{i}: {line.strip()}" for p in SOURCES
