@@ -92,7 +92,8 @@ def test_linked_folders_are_read_and_broken_links_named(tmp_path):
 def test_nothing_loadable_names_folder(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.png").write_text("nope")
-    with pytest.raises(DataError, match=r"bad: no loadable images \(1 file skipped; x.png: not a readable image \(no image format Pillow knows\)"):
+    with pytest.raises(DataError, match=r"bad: no loadable images \(1 file skipped; x.png: not a readable image "
+                                        r"\(no image format Pillow knows\)"):
         load_dataset(tmp_path / "bad", (1, 8, 8))
 
 

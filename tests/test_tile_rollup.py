@@ -28,7 +28,8 @@ def test_without_a_threshold_or_labels_it_says_less_and_whole_images_roll_up_to_
     assert all(r.above is None and r.defective is None for r in rows)
     assert rollup_summary(rows) == "3 images (5 tiles)"  # no verdicts, and no AUROC with one kind of label
     assert rollup(["a.png", "b.png"], ["good", "crack"], [0.1, 0.9], 0.5) == [] and rollup_summary([]) == ""
-    assert source_image("dir/a b.png#tile3@x48,y0") == "dir/a b.png" and source_image("m.npz:maps[2]") == "m.npz:maps[2]"
+    assert source_image("dir/a b.png#tile3@x48,y0") == "dir/a b.png"
+    assert source_image("m.npz:maps[2]") == "m.npz:maps[2]"  # not a tile: as it is
 
 
 def test_udd_score_on_a_tiled_run_gives_the_verdict_per_image(tmp_path, capsys):
