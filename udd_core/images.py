@@ -42,9 +42,7 @@ def _files_below(folder: Path) -> list[Path]:
             dirs[:] = []  # walked already: its subfolders too
             continue
         seen.add((st.st_dev, st.st_ino))
-        found.extend(Path(root, name) for name in files)
-        # os.walk lists a link to a folder it cannot enter among the folders: a dangling link among the files
-        found.extend(Path(root, name) for name in dirs if not os.path.isdir(os.path.join(root, name)))
+        found.extend(Path(root, name) for name in files)  # dangling and looping links among them
     return found
 
 
