@@ -34,9 +34,10 @@ def as_sentence(note: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def error_line(e: BaseException) -> str:
-    """An error as one line: a system error as "PATH: what happened" (QA sweep 15b: "[Errno 13] Permission
-    denied: '…/method.json'"), any other as the first line it says, or its type's name when it says nothing."""
+def error_line(e: BaseException | str) -> str:
+    """An error (or an error's message) as one line: a system error as "PATH: what happened" (QA sweep 15b:
+    "[Errno 13] Permission denied: '…/method.json'"), any other as the first line it says, or its type's name
+    when it says nothing."""
     if isinstance(e, OSError) and e.strerror and e.filename:
         return f"{e.filename}: {e.strerror[:1].lower()}{e.strerror[1:]}"
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
