@@ -132,6 +132,25 @@ def test_tile_cuts_large_photos_into_tiles_as_the_train_page_does(tmp_path, conf
     assert "--tile: " in capsys.readouterr().err and not (tmp_path / "w").exists()
 
 
+def test_a_resume_with_data_checks_the_shape_its_weights_trained_at_before_loading(tmp_path, config_file,
+                                                                                   image_folder, capsys, monkeypatch):
+    """QA sweep 15b: `--resume --data` loaded the images at a typed train.json shape (99999x99999: killed by the
+    kernel) before the weights' own shape was checked."""
+    out = tmp_path / "run"
+    assert _train(config_file, image_folder, out, "--epochs", "1") == 0
+    info = json.loads((out / "train.json").read_text())
+    (out / "train.json").write_text(json.dumps({**info, "input_shape": [1, 99999, 99999]}))
+
+    def no_loading(*a, **k):
+        raise AssertionError("the data was loaded")
+
+    monkeypatch.setattr("udd_core.cli_train.load_dataset", no_loading)
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--data", str(image_folder)]) == 2
+    assert capsys.readouterr().err == ("udd train: error: run run: cannot resume: train.json: input_shape "
+                                       "[1, 99999, 99999] is not the size its weights trained at (1x32x32)\n")
+
+
 def test_resume_refuses_other_data_before_it_touches_the_run(tmp_path, config_file, image_folder, capsys):
     """QA: a resume checked only the image count, so wafer maps (or other photos) of the same number trained
     the run on, and replaced its best model."""

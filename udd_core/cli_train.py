@@ -19,7 +19,7 @@ from .atomic import check_new_folder
 from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, silence_output
 from .data import data_kind, load_dataset, training_labels
 from .jobs import TrainJob, checked_settings
-from .resume import check_resume_data
+from .resume import check_resume_data, check_saved_shape
 from .methods import check_choice, detector_class
 from .methods.autoencoder import AutoencoderDetector
 from .model import build_model
@@ -198,6 +198,7 @@ def run_train(args: argparse.Namespace) -> int:
             if shape is None:
                 raise UsageError(f"--out {out}: not a run folder to resume (no readable train.json)")
             check_resume_data(info, args.data, out.name)  # before loading: the other kind is refused in one line
+            check_saved_shape(out, shape)  # and a shape its weights did not train at, as TrainJob.resume would
             tile = bool(train_source(info).get("tile"))  # a tiled run's moved photos are tiled as before
             ds = load_dataset(args.data, shape, split="train", tile=tile, progress=bar.loading)
             refuse_train_on(ds.labels, train_on(info), f"--data {args.data} (the run's train_on)")

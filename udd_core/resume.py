@@ -122,6 +122,17 @@ def check_restorable(run_dir: Union[str, Path], detector: Any, loss: str) -> Non
         _loaded(name, state, lambda: torch.load(state, map_location="cpu", weights_only=True))
 
 
+def check_saved_shape(run_dir: Union[str, Path], shape: tuple[int, int, int]) -> None:
+    """Refuse, from last.safetensors' header alone, a train.json input shape other than the one its weights
+    trained at, before a resume loads its data at that shape (`udd train --resume --data`: a typed 99999x99999
+    loaded the images before `check_restorable` could say so)."""
+    from .tensor_files import read_metadata
+
+    p = Path(run_dir)
+    if (last := p / runs.LAST_WEIGHTS).is_file():
+        _check_shape(p.name, _loaded(p.name, last, lambda: read_metadata(last)).get("input_shape"), tuple(shape))
+
+
 def _loaded(name: str, path: Path, load: Callable[[], Any]) -> Any:
     """`load()`, its failure one line naming the file (torch's zip and size-mismatch errors: RuntimeError,
     ValueError, pickle's own; quoted to 100 characters, as they run to 400)."""

@@ -40,6 +40,17 @@ def read_tensors(path: Union[str, Path]) -> tuple[dict[str, torch.Tensor], dict[
         raise ModelFileError(f"{path}: not a readable safetensors file ({why})") from None
 
 
+def read_metadata(path: Union[str, Path]) -> dict[str, str]:
+    """The metadata of the safetensors file `path`, from its header alone (no tensor is read); `ModelFileError`
+    as `read_tensors` gives it."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # noqa: BLE001 - as read_tensors
+        why = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise ModelFileError(f"{path}: not a readable safetensors file ({why})") from None
+
+
 def check_tensor_file(path: Union[str, Path]) -> None:
     """`ModelFileError` naming the file when it is not a whole safetensors file (truncated, foreign); reads its
     header only, so a page can check a run's files on every rerun."""
