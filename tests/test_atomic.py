@@ -123,3 +123,8 @@ def test_outputs_are_refused_inside_a_run_or_model_folder(tmp_path):
     assert check_new_file(tmp_path / "r.html", "--report r") == tmp_path / "r.html"
     (tmp_path / "mine.safetensors").write_bytes(b"")  # a stray weights file marks no model folder
     assert check_new_file(tmp_path / "s.csv", "--csv s") == tmp_path / "s.csv"
+
+
+def test_write_files_through_dot_dot_makes_only_the_folder_it_names(tmp_path):
+    written = write_files(tmp_path / "a" / ".." / "b", ["x.png"], [b"1"])
+    assert written == [tmp_path.resolve() / "b" / "x.png"] and not (tmp_path / "a").exists()

@@ -165,6 +165,8 @@ def write_files(out_dir: PathLike, names: Sequence[str], payloads: Iterable[byte
     replaced under ``force`` stay replaced: their old content is gone either way.
     """
     out = Path(out_dir)
+    if ".." in out.parts:  # "a/../b" is b: made as written, it would leave an empty folder a (QA sweep 15b)
+        out = Path(os.path.realpath(out))
     targets = check_names_free(out, names, force)
     made_folders = [p for p in (out, *out.parents) if not p.exists()]  # deepest first: removed in this order
     try:

@@ -168,7 +168,8 @@ def _new_run_dir(spec: str) -> Path:
         raise UsageError(f"--out {spec}: {e}") from None
     spec = spec.rstrip("/" + os.sep)  # "wdet/" (a shell's completion) is the bare name, not ./wdet
     if "/" in spec or os.sep in spec:
-        return Path(spec)
+        # "a/../b" is b, as the shell would find it: made as written, it left an empty folder a (QA sweep 15b)
+        return Path(os.path.realpath(spec)) if ".." in Path(spec).parts else Path(spec)
     return runs_root() / spec
 
 
