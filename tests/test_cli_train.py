@@ -74,10 +74,15 @@ def test_a_bare_run_name_trains_into_the_runs_folder_and_a_folder_path_where_it_
     assert "already exists" in capsys.readouterr().err
 
 
-def test_out_through_a_missing_folder_and_dot_dot_leaves_no_folder_behind(tmp_path, config_file, image_folder):
+def test_out_through_a_missing_folder_and_dot_dot_leaves_no_folder_behind(tmp_path, config_file, image_folder,
+                                                                         capsys, monkeypatch):
     """QA sweep 15b: `--out a/../b` trained into b and left an empty folder a beside it."""
     assert _train(config_file, image_folder, tmp_path / "a" / ".." / "b", "--epochs", "1") == 0
     assert (tmp_path / "b" / "train.json").is_file() and not (tmp_path / "a").exists()
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["train", "--out", "./b", "--resume", "--epochs", "2"]) == 0  # a resume names the run absolute too
+    assert f"model in {(tmp_path / 'b').resolve()}\n" in capsys.readouterr().err
 
 
 def test_a_run_outside_the_runs_folder_says_how_the_app_sees_it(tmp_path, config_file, image_folder, capsys,

@@ -142,7 +142,7 @@ def _watch(job, bar: ProgressLine) -> int:
         where = f" (at {p.error_where})" if p.error_where and head.isidentifier() and head.endswith(("Error", "Exception")) else ""
         print(f"udd train: error: {p.error or p.message}{where}", file=sys.stderr)
         return 2
-    print(f"udd train: {p.message}; model in {job.run_dir}", file=sys.stderr)
+    print(f"udd train: {p.message}; model in {job.run_dir.resolve()}", file=sys.stderr)
     if learning := ending_note(job.run_dir):
         print(f"note: {learning}", file=sys.stderr)
     _app_hint(job.run_dir)
