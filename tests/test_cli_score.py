@@ -197,6 +197,9 @@ def test_a_copy_of_the_training_images_is_the_training_data_not_other_data(capsy
     assert main(["score", str(run), "--data", str(copy)]) == 0
     err = capsys.readouterr().err
     assert "scores on other data" not in err and "training data" not in err
+    assert main(["score", str(run), "--data", str(copy), "--split", "all"]) == 0  # QA sweep 18: it holds them
+    err = capsys.readouterr().err
+    assert "scores on other data" not in err and "note: these are the run's training data" in err
     first = sorted(p.name for p in (copy / "train" / "good").iterdir())[0]
     Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(copy / "train" / "good" / first)  # one changed: other data
     assert main(["score", str(run), "--data", str(copy)]) == 0

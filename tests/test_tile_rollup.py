@@ -1,5 +1,6 @@
 """udd_core.tile_rollup: a tiled run's tiles rolled up to the images they were cut from (QA sweep 17)."""
 import json
+import shutil
 
 import numpy as np
 
@@ -23,6 +24,15 @@ def test_an_image_is_defective_when_any_tile_is_and_takes_its_worst_tile():
     assert rows[0].to_row()["verdict"] == "defective" and rows[0].to_row()["highest tile score"] == "0.90000"
 
 
+def test_an_mvtec_test_image_keeps_its_folders_label_whatever_its_tiles_masks_say():
+    """QA sweep 18: a defective photo with an empty mask (4 of magnetic_tile's uneven ones) has only "good"
+    tiles, and was rolled up as a normal photo."""
+    names = ["/d/test/scratch/s03.png#tile0@x0,y0", "/d/test/scratch/s03.png#tile1@x64,y0",
+             "/d/test/good/g.png#tile0@x0,y0"]
+    rows = rollup(names, ["good", "good", "good"], [0.2, 0.3, 0.1], 0.5)
+    assert {r.image.split("/")[-1]: r.label for r in rows} == {"s03.png": "scratch", "g.png": "good"}
+
+
 def test_without_a_threshold_or_labels_it_says_less_and_whole_images_roll_up_to_nothing():
     rows = rollup(NAMES, ["good"] * 5, [0.1, 0.9, 0.2, 0.6, 0.05], threshold=None)
     assert all(r.above is None and r.defective is None for r in rows)
@@ -42,3 +52,7 @@ def test_udd_score_on_a_tiled_run_gives_the_verdict_per_image(tmp_path, capsys):
     assert all(r["worst"].startswith("#tile") and r["image"].endswith(".png") for r in out["per_image"])
     assert main(["score", str(run)]) == 0
     assert "per image, its tiles rolled up: 8 images (32 tiles): " in capsys.readouterr().out
+    # QA sweep 18: a whole copy of a tiled run's data set is its own data set too (its count is in tiles)
+    copy = shutil.copytree(data, tmp_path / "copy")
+    assert main(["score", str(run), "--data", str(copy)]) == 0
+    assert "other data" not in capsys.readouterr().err

@@ -157,11 +157,6 @@ def data_kind(path) -> str:
     return _layout(path)[0]
 
 
-def data_root(path) -> Path:
-    """The folder (or wafer file) that a data path's images live in, past wrapping single subfolders."""
-    return _layout(path)[1]
-
-
 def kind_noun(kind: str | None) -> str:
     """What a data kind holds, in words: "wafer maps" for a wafer file, "images" for every other kind."""
     return "wafer maps" if kind == "wafer" else "images"

@@ -15,9 +15,8 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from . import runs
-from .data import (ImageSet, data_kind, data_root, kind_mismatch, load_dataset, same_data, scores_training_data,
-                   size_for_sizeless_model)
-from .images import image_files
+from .data import (DataError, ImageSet, data_kind, estimate_cache_bytes, kind_mismatch, load_dataset, same_data,
+                   scores_training_data, size_for_sizeless_model)
 from .methods import Detector, load_detector
 from .resume import images_digest
 from .run_notes import ending_note, learned_defects_note, scored_training_data_note, unfinished_note
@@ -49,15 +48,16 @@ OWN = "own"  # the run's data set, a split it never trained on (an MVTec test sp
 OTHER = "other"  # other data
 
 
-def data_relation(data_path: str, split: str, ds: ImageSet, run: dict, at_trained_size: bool,
-                  train_split: Optional[Callable[[], ImageSet]] = None) -> str:
-    """TRAINING, OWN or OTHER for data set `ds` loaded from `data_path` (`split`), "" when train.json (`run`)
-    names no data. A copy of the training images at another path is TRAINING, known by train.json's digest of
-    them (QA sweep 15: a byte-identical copy was "other data", and the caution that its metrics include
-    images the run learned went away); the digest holds at the run's input size only. The test split of a
-    data set whose train split is such a copy (the run's data set moved or copied whole) is OWN: `train_split`
-    loads that train split, asked only when its image count is the run's (QA sweep 17: "other data", and a
-    threshold that "may not fit", on the very data set the run came from)."""
+def data_relation(data_path: str, split: str, ds: ImageSet, run: dict, shape: Optional[tuple[int, int, int]],
+                  tile: bool = False) -> str:
+    """TRAINING, OWN or OTHER for data set `ds` loaded from `data_path` (`split`) at the run's input `shape`
+    (None: at another size), "" when train.json (`run`) names no data. A copy of the training images at
+    another path is TRAINING, known by train.json's digest of them (QA sweep 15: a byte-identical copy was
+    "other data", and the caution that its metrics include images the run learned went away); the digest holds
+    at the run's input size only. A data set whose train split is such a copy (the run's data set moved or
+    copied whole) has the run's own test split (OWN), and its "all" split holds the training images (TRAINING):
+    that train split is decoded only when its image count, read from file headers (tiles for a `tile` run),
+    is the run's (QA sweeps 17 and 18: "other data", whose threshold "may not fit", on the run's own data)."""
     src = runs.train_source(run)
     recorded = src.get("path")
     if not recorded:
@@ -66,21 +66,18 @@ def data_relation(data_path: str, split: str, ds: ImageSet, run: dict, at_traine
         return TRAINING
     if same_data(data_path, recorded):
         return OWN
-    if not at_trained_size:
+    if shape is None:
         return OTHER
     if _holds_training_images(ds, run):
         return TRAINING
-    if split == "test" and train_split is not None and _train_count(data_path) == src.get("count"):
-        return OWN if _holds_training_images(train_split(), run) else OTHER
+    if split in ("test", "all") and data_kind(data_path) == "mvtec":
+        try:
+            same_count = estimate_cache_bytes(data_path, shape, split="train", tile=tile)[0] == src.get("count")
+            if same_count and _holds_training_images(load_dataset(data_path, shape, split="train", tile=tile), run):
+                return OWN if split == "test" else TRAINING
+        except DataError:  # no train split here (a test-only copy), or none of it loads
+            pass
     return OTHER
-
-
-def _train_count(data_path: str) -> Optional[int]:
-    """How many images an MVTec-style data set's train/good holds, by their names (nothing decoded); None for
-    other layouts."""
-    if data_kind(data_path) != "mvtec":
-        return None
-    return len(image_files(data_root(data_path) / "train" / "good"))
 
 
 def _holds_training_images(ds: ImageSet, run: dict) -> bool:
@@ -160,8 +157,7 @@ def load_inputs(model_dir, data_path=None, split: str = "test", size: Optional[t
         if isinstance(cal, dict) and not _same_epoch(cal, det):
             cal = None  # made for an earlier model: its validation images are re-scored instead
     notices = ([] if size is not None or trained else [size_notice]) + list(ds.notices)
-    relation = data_relation(str(data_path), split, ds, run, shape == trained,
-                             lambda: load_dataset(data_path, shape, split="train", tile=tile))
+    relation = data_relation(str(data_path), split, ds, run, shape if shape == trained else None, tile)
     if relation == OTHER:
         if Path(source["path"]).exists():
             notices.append(f"the run was trained on {source['path']}: scores on other data show how it carries "
