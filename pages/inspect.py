@@ -112,7 +112,7 @@ with st.sidebar:
     split = (st.selectbox("Split", ("test", "train", "all"), key="insp_split", persist_state=KEEP)
              if kind == "mvtec" else "all")
     if kind != "mvtec":
-        st.caption(f"A {kind} data set is scored whole.")
+        st.caption(views.unsplit_caption(data_path, kind))
     st.subheader("Post-processing")
     run_cls = detector_class(run_method(by_name[ss["insp_run"]].path))
     residual = st.selectbox("Residual", run_cls.residuals, key="insp_residual", persist_state=KEEP)

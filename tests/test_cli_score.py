@@ -215,6 +215,14 @@ def test_one_image_file_is_scored_alone(capsys, run, data):
     part = sorted((data / "test" / "spot").iterdir())[0]
     out = score_json(capsys, run, "--data", part)
     assert [r["path"] for r in out["images"]] == [str(part)] and isinstance(out["images"][0]["score"], float)
+    # QA sweep 18: a part of the run's own test split is not "other data", and a flagged part is no alarm about
+    # the threshold (one of one called defective is what the user checks for)
+    assert not [n for n in out["notices"] if "other data" in n or "are called defective" in n]
+    assert main(["score", str(run), "--data", str(part), "--threshold", "0"]) == 0
+    assert "are called defective" not in capsys.readouterr().err
+    trained = sorted((data / "train" / "good").iterdir())[0]
+    assert any(n.startswith("these are the run's training data") for n in score_json(capsys, run, "--data",
+                                                                                        trained)["notices"])
 
 
 def test_report_writes_the_inspect_pages_html_report_and_keeps_an_existing_one(tmp_path, capsys):

@@ -360,10 +360,11 @@ def test_most_images_called_defective_with_none_labelled_a_defect_is_a_caution()
     from udd_core.notices import is_caution
 
     class Fake(list):  # len() is the number of images
-        def __init__(self, scores, labels, threshold=0.5, relation="other"):
+        def __init__(self, scores, labels, threshold=0.5, relation="other", names=None):
             super().__init__(scores)
             self.scores, self.threshold, self.relation = np.asarray(scores), threshold, relation
             self.is_defect = np.array([v != "good" for v in labels])
+            self.names = names or [f"{i}.png" for i in range(len(scores))]
 
     note = unlabelled_alarm_note(Fake([0.9, 0.8, 0.1], ["good"] * 3))
     assert is_caution(note) and note.startswith("2 of 3 images are called defective, and none is labelled a defect")
@@ -371,6 +372,10 @@ def test_most_images_called_defective_with_none_labelled_a_defect_is_a_caution()
     assert unlabelled_alarm_note(Fake([0.9, 0.8, 0.1], ["good", "good", "spot"])) is None  # labelled: metrics say it
     assert unlabelled_alarm_note(Fake([0.9, 0.8, 0.1], ["good"] * 3, relation="training")) is None
     assert unlabelled_alarm_note(Fake([0.9, 0.8, 0.1], ["good"] * 3, threshold=None)) is None
+    # QA sweep 18: one suspect part checked alone (or one photo's tiles): its flag is the answer, not an alarm
+    assert unlabelled_alarm_note(Fake([0.9], ["good"])) is None
+    tiles = ["a.png#tile0@x0,y0", "a.png#tile1@x16,y0"]
+    assert unlabelled_alarm_note(Fake([0.9, 0.8], ["good"] * 2, names=tiles)) is None
 
 
 def test_scores_that_are_all_equal_are_a_caution():

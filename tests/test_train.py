@@ -12,6 +12,7 @@ import torch
 from safetensors import safe_open
 
 from udd_core import runs
+from udd_core.notices import is_caution
 from udd_core import run_status
 from udd_core import train as train_mod
 from udd_core.config import parse_config
@@ -500,6 +501,18 @@ def test_a_resume_after_a_cut_last_history_line_trains_on_from_the_epochs_really
     assert again.join(30) and again.snapshot().status == "finished"
     assert [r["epoch"] for r in runs.read_history(job.run_dir)] == [1, 2, 4, 5]  # 3's record is lost, not redone
     assert load_model(job.run_dir, runs.LAST_WEIGHTS).metadata["epoch"] == "5"
+
+
+def test_a_tiled_run_is_told_that_its_validation_tiles_come_from_its_training_photos(tmp_path, tiny_config):
+    """QA sweep 18: 12 of 14 validation tiles shared 66-88% of their pixels with training tiles, and the run's
+    threshold then called every normal test photo defective, with no word on why."""
+    def notes(source):
+        job = TrainJob.create(tmp_path / source["path"], tiny_config, SHAPE, make_images(12), fast(), source=source)
+        return [n for n in job.snapshot().notices if "validation tiles are drawn from the same photos" in n]
+
+    tiled = notes({"path": "tiled", "tile": True})
+    assert len(tiled) == 1 and is_caution(tiled[0])
+    assert notes({"path": "whole", "tile": False}) == []
 
 
 def test_a_resume_without_its_optimizer_state_says_so(tmp_path, tiny_config):

@@ -271,8 +271,8 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
         notices.append(f"{missing_masks} defect image{'s' * (missing_masks != 1)} {'have' if missing_masks != 1 else 'has'} "
                        "no mask in ground_truth/; treated as empty")
     if tile:
-        notices.append(f"{len(images)} images cut into {len(names)} tiles of {h}x{w}, the last row and column "
-                       "flush with the far edges (overlapping), so that every pixel is in a tile")
+        notices.append(f"{len(images)} image{'s' * (len(images) != 1)} cut into {len(names)} tiles of {h}x{w}, the "
+                       "last row and column flush with the far edges (overlapping), so that every pixel is in a tile")
     if clear_tiles:  # QA sweep 10: a photo's label on all its tiles made per-tile metrics count clean tiles as misses
         notices.append(f"{clear_tiles} tiles of defective images hold no defect pixel in their masks: "
                        "labelled good, so that each tile is judged by what it shows")

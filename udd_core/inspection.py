@@ -25,6 +25,7 @@ from .model import WEIGHTS_FILE
 from .notices import Caution
 from .scoring import SCORES, NormStats, check_border, fit_norm_stats, normalise, outline_threshold, score_images
 from .settings import resolve_device
+from .tile_rollup import source_image
 
 INVERTED = 0.35  # an AUROC this far below chance says the scores point the wrong way, not that they are weak
 
@@ -240,6 +241,8 @@ def unlabelled_alarm_note(insp) -> Optional[str]:
     maps, a new lot): the FPR then counts images nobody judged (QA sweep 15: 'FPR 1.0000' on 716 unlabelled
     maps, with no word on it). None for the run's own training images, which other notes cover."""
     if insp.threshold is None or insp.is_defect.any() or insp.relation == TRAINING or not len(insp):
+        return None
+    if len({source_image(n) for n in insp.names}) == 1:  # one suspect part, checked alone: its verdict is the point
         return None
     called = int((insp.scores > insp.threshold).sum())
     if called < UNLABELLED_ALARM * len(insp):

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import runs
 from .data import (DataError, ImageSet, data_kind, estimate_cache_bytes, kind_mismatch, load_dataset, same_data,
-                   scores_training_data, size_for_sizeless_model)
+                   resolved, scores_training_data, size_for_sizeless_model)
 from .methods import Detector, load_detector
 from .resume import images_digest
 from .run_notes import ending_note, learned_defects_note, scored_training_data_note, unfinished_note
@@ -66,6 +66,11 @@ def data_relation(data_path: str, split: str, ds: ImageSet, run: dict, shape: Op
         return TRAINING
     if same_data(data_path, recorded):
         return OWN
+    if Path(data_path).expanduser().is_file() and resolved(data_path).is_relative_to(resolved(recorded)):
+        # one image of the run's own data set, scored alone (QA sweep 18: "other data"): a training image, or
+        # one of an MVTec set's test split
+        within = resolved(data_path).relative_to(resolved(recorded)).parts
+        return OWN if data_kind(recorded) == "mvtec" and "train" not in within[:-1] else TRAINING
     if shape is None:
         return OTHER
     if _holds_training_images(ds, run):

@@ -8,6 +8,7 @@ page only lays them out, and a test can read what a user will see.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -141,6 +142,14 @@ def heatmap_figure(insp, i: int, scale: HeatScale) -> dict:
                                         "xaxis": {"range": [-0.5, w - 0.5], "constrain": "domain"},
                                         "yaxis": {"range": [h - 0.5, -0.5], "scaleanchor": "x",
                                                   "constrain": "domain"}}}
+
+
+def unsplit_caption(data_path: str, kind: str) -> str:
+    """What Inspect scores of data without splits: a folder or a wafer file whole, one image file alone (QA
+    sweep 18: "A folder data set is scored whole" for one file)."""
+    if kind == "folder" and Path(data_path).expanduser().is_file():
+        return "One image file is scored alone."
+    return f"A {kind} data set is scored whole."
 
 
 def regions_caption(insp, i: int) -> str:

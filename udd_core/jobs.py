@@ -21,6 +21,7 @@ from .images import load_patterns
 from .methods import Detector, a_method, detector_class, fitted_in_one_pass, run_method
 from .methods.autoencoder import AutoencoderDetector
 from .model import CONFIG_FILE, AutoEncoder
+from .notices import Caution
 from .progress import Progress, ProgressBoard
 from .resume import check_restorable, check_resume_data, images_digest
 from .run_notes import resume_blocker
@@ -98,6 +99,12 @@ class TrainJob:
             notices.append(f"only {len(va)} validation image{'s' if len(va) > 1 else ''}: the best epoch (the model "
                            "kept) and the still-learning and overfit notes rest on so few; a larger validation "
                            "split, or more images, steadies them")
+        if (source or {}).get("tile") and len(va):  # QA sweep 18: 12 of 14 validation tiles overlapped training ones
+            notices.append(Caution(
+                "the validation tiles are drawn from the same photos as the training tiles, and a photo's last row "
+                "and column of tiles overlap their neighbours, so the best epoch, the threshold and the heatmap scale "
+                "rest on pixels much like the trained ones: expect more false alarms on new photos, and set the "
+                "threshold on unseen normal photos (Inspect's target FPR on a test split with good images)"))
         run_dir = runs.create_run_dir(run_dir)
         detector.write_spec(run_dir)
         from . import __version__
