@@ -50,8 +50,14 @@ def test_udd_score_on_a_tiled_run_gives_the_verdict_per_image(tmp_path, capsys):
     assert len(out["images"]) == 32 and len(out["per_image"]) == 8  # 4 good + 4 spot photos
     assert {r["label"] for r in out["per_image"]} == {"good", "spot"} and all(r["tiles"] == 4 for r in out["per_image"])
     assert all(r["worst"].startswith("#tile") and r["image"].endswith(".png") for r in out["per_image"])
-    assert main(["score", str(run)]) == 0
+    assert main(["score", str(run), "--report", str(tmp_path / "r.html")]) == 0
     assert "per image, its tiles rolled up: 8 images (32 tiles): " in capsys.readouterr().out
+    page = (tmp_path / "r.html").read_text()  # QA sweep 18: the report, the file that is mailed, had none
+    assert "<h2>Per image, its tiles rolled up</h2><p class=sub>8 images (32 tiles): " in page
+    assert page.count("#tile") >= 8  # each image's worst tile, named with where it lies
+    assert main(["score", str(run), "--heatmaps", str(tmp_path / "hm")]) == 0
+    key = (tmp_path / "hm" / "README.txt").read_text()
+    assert "each is one tile cut from its photo" in key and "may look stretched" not in key
     # QA sweep 18: a whole copy of a tiled run's data set is its own data set too (its count is in tiles)
     copy = shutil.copytree(data, tmp_path / "copy")
     assert main(["score", str(run), "--data", str(copy)]) == 0

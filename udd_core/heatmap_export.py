@@ -18,6 +18,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from .atomic import write_files
+from .data import is_tile
 from .display import scale_text, score_text, verdict_word
 from .inspection_result import Inspection
 from .render import WAFER_LEGEND, auto_zoom, png_bytes, scale_bar_rgb
@@ -75,6 +76,8 @@ def legend_text(insp: Inspection, files: list[str]) -> str:
              f"run: {s.get('model')}", f"data: {s.get('data')} (split {s.get('split')})", f"scoring: {scoring}", "",
              f"Each PNG overlays the anomaly map on the image as the model saw it, {size}: "
              + ("maps of another size were resized to it (nearest die)." if insp.kind == "wafer" else
+                "each is one tile cut from its photo, which its name places (@x,y: the tile's top-left pixel)."
+                if any(map(is_tile, insp.names)) else
                 "photos of another size or aspect ratio were resized to it, so they may look stretched."),
              f"{insp.scale_legend()} The colour bar is {SCALE_FILE}, low on the left.",
              *([f"{WAFER_LEGEND}."] if insp.kind == "wafer" else []),

@@ -25,6 +25,7 @@ from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
 from .display import breakable, scale_text, score_text, verdict_word
 from .render import WAFER_LEGEND, png_bytes, scale_bar_rgb
+from .tile_rollup import rollup, rollup_summary
 
 PANEL_NAMES = {"residual": "anomaly map"}  # a panel's column title where its key is no word for a reader
 
@@ -189,6 +190,20 @@ def _image_table(insp: Inspection, indices) -> str:
             f"<th>{' | '.join(PANEL_NAMES.get(k, k) for k in shown)}</th></tr>" + "".join(rows) + "</table>")
 
 
+def _rollup(insp: Inspection) -> list[str]:
+    """For a tiled run, the verdict per image, its tiles rolled up (`tile_rollup`), as Inspect shows it: the
+    report is what reaches the process engineer, who acts on a part (QA sweep 18: per tile only)."""
+    rows = rollup(insp.names, insp.labels, insp.scores, insp.threshold)
+    if not rows:
+        return []
+    table = [r.to_row() for r in rows]
+    head = "".join(f"<th>{_e(k)}</th>" for k in table[0])
+    body = "".join("<tr>" + "".join(f"<td>{_e('' if v is None else v)}</td>" for v in row.values()) + "</tr>"
+                   for row in table)
+    return [f"<h2>Per image, its tiles rolled up</h2><p class=sub>{_e(rollup_summary(rows))}.</p>"
+            f"<table><tr>{head}</tr>{body}</table>"]
+
+
 def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
     """The worst images by score, then (at a threshold, on labelled images) the missed defects and the false
     alarms nearest the threshold: an engineer sees where the detector fails, not only where it succeeds."""
@@ -282,7 +297,7 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     body = [f"<h1>{_e(title)}</h1><div class=sub>generated {_e(time.strftime('%Y-%m-%d %H:%M'))} by udd</div>",
             "<h2>Setup</h2><table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in setup) + "</table>",
             *notes, "<h2>Metrics</h2>" + _metrics_table(insp),
-            "<h2>Threshold</h2>" + _threshold_block(insp),
+            "<h2>Threshold</h2>" + _threshold_block(insp), *_rollup(insp),
             *_galleries(insp, n_worst, n_errors), last]
     if config is not None:
         text = config_text(config) if isinstance(config, dict) else json.dumps(config)
