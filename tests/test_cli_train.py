@@ -130,6 +130,7 @@ def test_tile_cuts_large_photos_into_tiles_as_the_train_page_does(tmp_path, conf
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64), dtype=np.uint8)).save(big / f"{i}.png")
     out = tmp_path / "tiled"
     assert _train(config_file, big, out, "--epochs", "1", "--tile") == 0
+    assert "udd train: 11 training and 1 validation tiles;" in capsys.readouterr().err  # QA sweep 18: "images"
     data = json.loads((out / "train.json").read_text())["data"]
     assert data["tile"] is True and data["count"] == 12
     moved = big.rename(tmp_path / "moved")  # a resume at the new place tiles them as before (same 12 images)

@@ -280,5 +280,6 @@ def run_train(args: argparse.Namespace) -> int:
     for note in job.snapshot().notices:
         print(notice_line(note), file=sys.stderr)
     bar.notices_shown = len(job.snapshot().notices)
-    print(f"udd train: {job.n_train} training and {job.n_val} validation images; run {job.run_dir}", file=sys.stderr)
+    unit = "tiles" if train_source(read_train(job.run_dir)).get("tile") else "images"  # a tiled run counts tiles
+    print(f"udd train: {job.n_train} training and {job.n_val} validation {unit}; run {job.run_dir}", file=sys.stderr)
     return _watch(job.start(), bar)
