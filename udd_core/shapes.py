@@ -325,13 +325,14 @@ def _diagnose(c: AEConfig, inp: Shape, stages: list[Stage]) -> tuple[list[Proble
 def receptive_field_text(report: ShapeReport, image_hw: Optional[tuple[int, int]] = None, short: bool = False) -> str:
     """The receptive field in its unit: image pixels, or, for an AE on backbone features (its input
     smaller than the image `image_hw`), cells of the feature grid with their size in pixels; `short` for a
-    narrow place, such as the Design page's metric (QA sweep 17: "45 feature c…" cut there)."""
+    narrow place, such as the Design page's metric (QA sweeps 17 and 18: "45 feature c…", then "9 cells …" at
+    1100 px, cut there)."""
     rf = report.receptive_field
     if image_hw is None or report.input[1] >= image_hw[0]:
         return f"{rf} px"
     stride = image_hw[0] // report.input[1]  # (H / h): the feature grid's stride
-    if short:
-        return f"{rf} cells ≈ {rf * stride} px"
+    if short:  # the pixels, which a defect's size is measured in; the cells are in the long form
+        return f"≈ {rf * stride} px"
     return f"{rf} feature cells (stride {stride}: about {rf * stride} px)"
 
 
