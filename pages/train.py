@@ -279,10 +279,10 @@ with left:
         try:
             settings = settings_from_form({k: ss[f"train_{k}"] for k in form_values(TrainSettings())})
             run_dir = sources.new_run_path(ROOT, run_name, path)
-            images, notices = load_images(path, shape, tile, settings.train_on)
+            images, notices, groups = load_images(path, shape, tile, settings.train_on)
             settings = settings.replace(train_on=train_on)  # the classes as the data spells them (checked above)
-            mgr.start(TrainJob.create(run_dir, config, shape, images, settings,
-                                      sources.source_record(path, tile, notices), method=method, options=options))
+            source = sources.source_record(path, tile, notices)
+            mgr.start(TrainJob.create(run_dir, config, shape, images, settings, source, method, options, groups))
             select(run_dir.name)
         except (ValueError, OSError) as e:  # settings, run name, data, an unwritable runs folder: one line
             st.error(form_message(e))  # the field as this page labels it

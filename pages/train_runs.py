@@ -137,7 +137,7 @@ def resume_box(mgr: JobManager, root: Path, run: runs.RunInfo, status: str, load
         return
     try:  # the run's own data, through the cache: a resume right after a stop decodes nothing
         with st.spinner(f"Resuming {run.name}: loading its images, model and optimiser state ..."):
-            images, _ = load_images(new_place or offer.data_path, offer.input_shape, offer.tile, offer.train_on)
+            images = load_images(new_place or offer.data_path, offer.input_shape, offer.tile, offer.train_on)[0]
             mgr.start(TrainJob.resume(runs.run_path(root, run.name), images=images, epochs=total, data_path=new_place))
         st.rerun()
     except (ValueError, OSError) as e:  # the data moved, or the run folder is damaged

@@ -130,9 +130,11 @@ def test_tile_cuts_large_photos_into_tiles_as_the_train_page_does(tmp_path, conf
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64), dtype=np.uint8)).save(big / f"{i}.png")
     out = tmp_path / "tiled"
     assert _train(config_file, big, out, "--epochs", "1", "--tile") == 0
-    assert "udd train: 11 training and 1 validation tiles;" in capsys.readouterr().err  # QA sweep 18: "images"
+    err = capsys.readouterr().err
+    # QA sweep 18: validation takes whole photos (4 tiles of one), not tiles of the training photos; counted as tiles
+    assert "udd train: 8 training and 4 validation tiles;" in err and "validation tiles are drawn" not in err
     data = json.loads((out / "train.json").read_text())["data"]
-    assert data["tile"] is True and data["count"] == 12
+    assert data["tile"] is True and data["count"] == 12 and data["val"] in ([0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11])
     moved = big.rename(tmp_path / "moved")  # a resume at the new place tiles them as before (same 12 images)
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--data", str(moved)]) == 0
     capsys.readouterr()

@@ -6,7 +6,8 @@ import numpy as np
 
 from inspect_fixtures import make_mvtec, make_run
 from udd_core.cli import main
-from udd_core.tile_rollup import rollup, rollup_summary, source_image
+from udd_core.data import source_image
+from udd_core.tile_rollup import rollup, rollup_summary
 
 NAMES = ["a.png#tile0@x0,y0", "a.png#tile1@x16,y0", "b.png#tile0@x0,y0", "b.png#tile1@x16,y0", "c.png#tile0@x0,y0"]
 LABELS = ["good", "crack", "good", "good", "good"]  # a's second tile holds its crack

@@ -143,6 +143,22 @@ def test_split_is_seeded_disjoint_and_keeps_one_each():
     assert [len(x) for x in split_indices(10, 0.0, 0)] == [10, 0]
 
 
+def test_a_split_by_groups_keeps_each_photos_tiles_on_one_side_and_a_run_keeps_it():
+    """QA sweep 18: a tiled run drew its validation tiles one by one, from its training photos."""
+    from udd_core.training_data import run_split
+
+    groups = [f"p{i // 4}.png" for i in range(48)]  # 12 photos of 4 tiles
+    tr, va = split_indices(48, 0.1, 0, groups)
+    assert {groups[i] for i in va}.isdisjoint({groups[i] for i in tr}) and len(va) >= 5 and len(va) % 4 == 0
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(48))
+    assert np.array_equal(va, split_indices(48, 0.1, 0, groups)[1])  # seeded
+    assert np.array_equal(split_indices(8, 0.5, 0, ["one.png"] * 8)[1], split_indices(8, 0.5, 0)[1])  # one photo
+    assert len(split_indices(8, 0.9, 0, ["a", "b"] * 4)[0]) == 4  # one group always trains
+    # a run keeps its drawn validation indices in train.json, and resume and Inspect take them from there
+    assert np.array_equal(run_split({"data": {"val": va.tolist()}}, 48, 0.1, 0)[1], va)
+    assert np.array_equal(run_split({"data": {"val": [99]}}, 48, 0.1, 0)[1], split_indices(48, 0.1, 0)[1])
+
+
 # --- losses ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -506,13 +522,17 @@ def test_a_resume_after_a_cut_last_history_line_trains_on_from_the_epochs_really
 def test_a_tiled_run_is_told_that_its_validation_tiles_come_from_its_training_photos(tmp_path, tiny_config):
     """QA sweep 18: 12 of 14 validation tiles shared 66-88% of their pixels with training tiles, and the run's
     threshold then called every normal test photo defective, with no word on why."""
-    def notes(source):
-        job = TrainJob.create(tmp_path / source["path"], tiny_config, SHAPE, make_images(12), fast(), source=source)
+    def notes(source, groups=None):
+        job = TrainJob.create(tmp_path / source["path"], tiny_config, SHAPE, make_images(12), fast(), source=source,
+                              groups=groups)
         return [n for n in job.snapshot().notices if "validation tiles are drawn from the same photos" in n]
 
-    tiled = notes({"path": "tiled", "tile": True})
+    tiled = notes({"path": "tiled", "tile": True})  # split tile by tile: no photos given (or one photo only)
     assert len(tiled) == 1 and is_caution(tiled[0])
     assert notes({"path": "whole", "tile": False}) == []
+    photos = [f"p{i // 4}.png" for i in range(12)]  # split by photo: nothing to warn of
+    assert notes({"path": "by-photo", "tile": True}, photos) == []
+    assert runs.read_train(tmp_path / "by-photo")["data"]["val"] in ([0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11])
 
 
 def test_a_resume_without_its_optimizer_state_says_so(tmp_path, tiny_config):

@@ -30,7 +30,7 @@ from .runs import is_empty_dir, read_train, runs_root, train_on, train_shape, tr
 from .sources import source_record
 from .image_shapes import FEATURE_METHODS, batch_bytes, config_method, image_channels
 from .losses import check_fits_data, check_loss_fits
-from .training_data import training_images
+from .training_data import split_groups, training_images
 from .train_options import (EPOCH_OPTIONS, FIXED_ON_RESUME, fix_hint, method_options, option_error,
                             option_typed, refuse_train_on, settings_from_args)
 
@@ -275,7 +275,7 @@ def run_train(args: argparse.Namespace) -> int:
             print(notice_line(note), file=sys.stderr)
         job = TrainJob.create(out, config, shape, images, settings,
                               source=source_record(args.data, args.tile, ds.notices + ([kept] if kept else [])),
-                              method=method, options=options)
+                              method=method, options=options, groups=split_groups(ds, settings.train_on))
         del ds, images
     for note in job.snapshot().notices:
         print(notice_line(note), file=sys.stderr)

@@ -51,6 +51,11 @@ def is_tile(name: str) -> bool:
     return TILE_MARK in name
 
 
+def source_image(name: str) -> str:
+    """The image a tile's name comes from ("a.png" for "a.png#tile3@x48,y0"); other names as they are."""
+    return name.split(TILE_MARK, 1)[0]
+
+
 def to_tensor(images: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
     """Turn a cached uint8 batch (B, H, W, C) into a float32 tensor (B, C, H, W) in [0, 1].
 

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .data import data_kind
+from .data import data_kind, source_image
 from .inspection_inputs import TRAINING, Loaded, load_inputs, validation_images
 from .inspection_result import Inspection, normal_label
 from .training_data import UNKNOWN_LABELS
@@ -25,7 +25,6 @@ from .model import WEIGHTS_FILE
 from .notices import Caution
 from .scoring import SCORES, NormStats, check_border, fit_norm_stats, normalise, outline_threshold, score_images
 from .settings import resolve_device
-from .tile_rollup import source_image
 
 INVERTED = 0.35  # an AUROC this far below chance says the scores point the wrong way, not that they are weak
 

@@ -28,7 +28,7 @@ from .run_notes import resume_blocker
 from .settings import TrainSettings, applied_settings, resolve_device
 from .losses import check_fits_data, check_loss_fits
 from .train import TrainingFailed, check_images
-from .training_data import split_indices, training_images
+from .training_data import run_split, split_indices, training_images
 
 FEW_VALIDATION = 5  # fewer validation images than this: the best epoch rests on a handful (a note says so)
 
@@ -73,9 +73,10 @@ class TrainJob:
     @classmethod
     def create(cls, run_dir: Union[str, Path], config: Any, input_shape: tuple[int, int, int], images: np.ndarray,
                settings: TrainSettings, source: Optional[Mapping[str, Any]] = None, method: str = "autoencoder",
-               options: Optional[Mapping[str, Any]] = None) -> "TrainJob":
+               options: Optional[Mapping[str, Any]] = None, groups: Optional[Sequence[str]] = None) -> "TrainJob":
         """A new run in `run_dir` (refused if it exists and is not empty) for images (N, H, W, C) uint8:
-        the normal ones, or those `settings.train_on` chose (`training_data.training_images`).
+        the normal ones, or those `settings.train_on` chose (`training_data.training_images`). `groups`: for
+        tiles, the photo each was cut from (`training_data.split_groups`), kept whole on one side of the split.
 
         Builds a seeded detector of `method` with its `options` (an autoencoder's shapes are checked),
         splits off the validation images, and writes the method's spec (config.json, method.json),
@@ -91,7 +92,10 @@ class TrainJob:
         if len(images) == 0:
             raise ValueError("images: none given")
         settings = checked_settings(settings)
-        tr, va = split_indices(len(images), settings.val_split, settings.seed)
+        if groups is not None and len(groups) != len(images):
+            raise ValueError(f"groups: {len(groups)} names for {len(images)} images")
+        tr, va = split_indices(len(images), settings.val_split, settings.seed, groups)
+        by_photo = groups is not None and len(set(groups)) > 1  # else split tile by tile
         notices = []
         if settings.val_split > 0 and len(va) == 0:
             notices.append(f"only {len(images)} image: no validation; the best model follows the training loss")
@@ -99,7 +103,7 @@ class TrainJob:
             notices.append(f"only {len(va)} validation image{'s' if len(va) > 1 else ''}: the best epoch (the model "
                            "kept) and the still-learning and overfit notes rest on so few; a larger validation "
                            "split, or more images, steadies them")
-        if (source or {}).get("tile") and len(va):  # QA sweep 18: 12 of 14 validation tiles overlapped training ones
+        if (source or {}).get("tile") and len(va) and not by_photo:  # QA sweep 18: tiles overlapping training ones
             notices.append(Caution(
                 "the validation tiles are drawn from the same photos as the training tiles, and a photo's last row "
                 "and column of tiles overlap their neighbours, so the best epoch, the threshold and the heatmap scale "
@@ -112,7 +116,7 @@ class TrainJob:
                 "settings": applied_settings(settings.to_dict(), detector.trains_epochs),
                 "input_shape": list(input_shape),
                 "data": {**dict(source or {}), "count": len(images), "n_train": len(tr), "n_val": len(va),
-                         "digest": images_digest(images)},
+                         "digest": images_digest(images), **({"val": va.tolist()} if by_photo else {})},
                 "versions": {"udd": __version__, "torch": torch.__version__, "numpy": np.__version__,
                              "python": sys.version.split()[0]},
                 "created": runs.now_iso(), "resumed": []}
@@ -195,7 +199,7 @@ class TrainJob:
                              "other content); resume needs the same data")
         check_images(images, (c, h, w), "images")
         settings = checked_settings(settings)  # everything is checked before train.json changes
-        tr, va = split_indices(len(images), settings.val_split, settings.seed)
+        tr, va = run_split(info, len(images), settings.val_split, settings.seed)  # whole photos, if tiled
         info["settings"] = settings.to_dict()
         info["resumed"] = list(info.get("resumed", [])) + [{"time": runs.now_iso(), "after_epoch": done}
                                                            | ({"phase": unit} if phase.option else {})

@@ -24,7 +24,7 @@ from . import runs
 from .data import WAFER_EXTS, DataError, ImageSet, data_kind, estimate_cache_bytes, load_dataset, map_sizes, resolved
 from .images import IMAGE_EXTS, readable_image
 from .notices import is_caution
-from .training_data import training_images
+from .training_data import split_groups, training_images
 from .uploads import save_uploads
 
 KIND_TEXT = {"mvtec": "MVTec folder", "folder": "image folder", "wafer": "wafer maps"}
@@ -289,14 +289,15 @@ class DatasetCache:
 
     def training_set(self, path: Union[str, Path, None], input_shape: tuple[int, int, int], tile: bool = False,
                      train_on: str = "normal", progress: Optional[Callable[[int, int], None]] = None
-                     ) -> tuple[np.ndarray, list[str]]:
+                     ) -> tuple[np.ndarray, list[str], Optional[list[str]]]:
         """The training images (N, H, W, C) uint8 of a data set (the normal ones, or those `train_on`
-        picks), decoded once per (path, shape, tile), and the loader's notes for the user."""
+        picks), decoded once per (path, shape, tile), the loader's notes for the user, and for tiles the photo
+        each was cut from (`training_data.split_groups`, which `TrainJob.create` takes)."""
         if not path:  # None (nothing uploaded yet) or "": say what to do, not "no such file"
             raise DataError("data: no data set given (pick one, type a path or upload images)")
         ds = self.get(path, input_shape, "train", tile, progress)
         images, note = training_images(ds, train_on)
-        return images, ds.notices + ([note] if note else [])
+        return images, ds.notices + ([note] if note else []), split_groups(ds, train_on)
 
     def __len__(self) -> int:
         return len(self._sets)

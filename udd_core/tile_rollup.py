@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .data import TILE_MARK, is_tile
+from .data import is_tile, source_image
 from .display import score_text, verdict_word
 from .inspection_result import normal_label
 from .metrics import GOOD
@@ -40,11 +40,6 @@ class ImageRollup:
         return {"image": self.image, "label": self.label, "tiles": self.tiles, "tiles above": self.above,
                 "highest tile score": score_text(self.score), "at": self.worst,
                 "verdict": "" if self.defective is None else verdict_word(self.defective)}
-
-
-def source_image(name: str) -> str:
-    """The image a tile's name comes from ("a.png" for "a.png#tile3@x48,y0"); other names as they are."""
-    return name.split(TILE_MARK, 1)[0]
 
 
 def rollup(names: Sequence[str], labels: Sequence[str], scores, threshold: Optional[float]) -> list[ImageRollup]:

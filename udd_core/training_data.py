@@ -9,21 +9,38 @@ from __future__ import annotations
 
 from collections import Counter
 from types import SimpleNamespace
-from typing import Any, Optional
+from collections.abc import Mapping
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .data import is_tile, source_image
 from .settings import train_on_classes
 
 
-def split_indices(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(n: int, val_split: float, seed: int, groups: Optional[Sequence[str]] = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) indices of n images: a seeded random `val_split` share for validation.
 
-    At least one image stays in each part when there are two or more and val_split > 0.
+    At least one image stays in each part when there are two or more and val_split > 0. `groups` (n names,
+    such as the photo each tile was cut from) keeps a group whole on one side: whole groups are drawn for
+    validation until they hold the share (QA sweep 18: a tiled run validated on tiles of its training
+    photos, overlapping its training tiles). With fewer than two groups the images are split one by one.
     """
     n_val = 0 if val_split <= 0 or n < 2 else min(n - 1, max(1, round(n * val_split)))
-    order = np.random.default_rng([seed, 0x5A11]).permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    rng = np.random.default_rng([seed, 0x5A11])
+    if groups is None or len(set(groups)) < 2 or n_val == 0:
+        order = rng.permutation(n)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    names = list(dict.fromkeys(groups))  # in first-seen order, so that the draw depends on the seed alone
+    index = {g: i for i, g in enumerate(names)}
+    member = np.array([index[g] for g in groups])  # (n,) group number of each image
+    val = np.zeros(n, dtype=bool)
+    for g in rng.permutation(len(names))[:len(names) - 1]:  # one group at least stays for training
+        if val.sum() >= n_val:
+            break
+        val |= member == g
+    return np.flatnonzero(~val), np.flatnonzero(val)
 
 
 NORMAL_LABELS = ("good", "none", "normal")  # labels of defect-free images (MVTec "good", WM-811K "none")
@@ -149,7 +166,28 @@ def training_images(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Opti
     return (ds.images if keep.all() else ds.images[keep]), note
 
 
-def reference_normals(ds: Any, train_on: str, val_split: float, seed: int) -> tuple[Optional[np.ndarray], str]:
+def run_split(info: Mapping[str, Any], n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices of a run's `n` training images as the run split them: the validation indices its
+    train.json (`info`) keeps (a tiled run's, drawn as whole photos), else `split_indices` with its
+    `val_split` and `seed` (the same draw, as it depends on them alone)."""
+    val = info.get("data", {}).get("val") if isinstance(info.get("data"), dict) else None
+    if isinstance(val, list) and val and all(isinstance(i, int) and 0 <= i < n for i in val):
+        va = np.unique(np.array(val))
+        return np.setdiff1d(np.arange(n), va), va
+    return split_indices(n, val_split, seed)
+
+
+def split_groups(ds: Any, train_on: str = "normal") -> Optional[list[str]]:
+    """For a tiled data set, the photo each of the images `training_images` gives was cut from, which its
+    validation split keeps whole (`split_indices`); None for whole images."""
+    if not any(is_tile(n) for n in ds.names):
+        return None
+    keep = training_mask(ds, train_on)[0]
+    return [source_image(n) for n, k in zip(ds.names, keep) if k]
+
+
+def reference_normals(ds: Any, train_on: str, val_split: float, seed: int, info: Optional[Mapping[str, Any]] = None
+                      ) -> tuple[Optional[np.ndarray], str]:
     """The normal images that set a run's heatmap scale and threshold, and what they are.
 
     The run's validation split is repeated as training made it (`training_mask`, then `split_indices`);
@@ -161,7 +199,7 @@ def reference_normals(ds: Any, train_on: str, val_split: float, seed: int) -> tu
     # What counts as normal: for a run of normal images, what training kept (all of an all-defect set).
     normal = keep if train_on.strip() == "normal" else is_normal(ds.labels)
     seen = np.flatnonzero(keep)
-    tr, va = split_indices(len(seen), val_split, seed)
+    tr, va = run_split(info or {}, len(seen), val_split, seed)  # `info`: the run's train.json, which may keep it
     for idx, source in ((seen[va], "validation"), (np.flatnonzero(normal & ~keep), "unseen normal"),
                         (seen[tr], "training")):
         idx = idx[normal[idx]]
