@@ -239,6 +239,16 @@ def test_a_new_session_reattaches_to_the_running_job(tiny_config, data, runs_dir
     wait_for(first, lambda a: table(a).loc[name, "status"] == "stopped")
 
 
+def test_cut_into_tiles_validates_on_whole_photos(tiny_config, runs_dir, tmp_path):
+    """QA sweep 18: a tiled run drew its validation tiles from its training photos, overlapping their tiles."""
+    photos = write_pngs(tmp_path / "photos", n=10, size=64)  # 4 tiles of 32x32 each
+    at = start(page(tiny_config, photos, train_tile=True))
+    wait_for(at, finished)
+    data = runs.read_train(runs_dir / selected(at))["data"]
+    assert data["tile"] is True and data["count"] == 40 and len(data["val"]) == 4  # one photo's 4 tiles
+    assert data["val"] == list(range(data["val"][0], data["val"][0] + 4)) and data["val"][0] % 4 == 0
+
+
 def test_the_loaders_notes_stay_with_the_run_after_a_reload(tiny_config, data, runs_dir):
     """QA sweep 17: "check that it belongs to the set: tiny8.png" and the other loader notes went with the
     session; a reload showed the run without them. train.json keeps them (a caution stays a warning)."""

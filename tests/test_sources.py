@@ -197,9 +197,10 @@ def test_training_set_picks_the_normal_images_and_reports_notes(tmp_path):
     maps = np.random.default_rng(0).integers(0, 3, (5, 8, 8)).astype(np.uint8)  # a labelled wafer file
     np.savez(tmp_path / "w.npz", maps=maps, labels=np.array(["none", "none", "none", "Scratch", "Donut"]))
     cache = sources.DatasetCache()
-    normal, notes = cache.training_set(tmp_path / "w.npz", (3, 8, 8))
-    both, _ = cache.training_set(tmp_path / "w.npz", (3, 8, 8), train_on="all")
+    normal, notes, groups = cache.training_set(tmp_path / "w.npz", (3, 8, 8))
+    both, _, _ = cache.training_set(tmp_path / "w.npz", (3, 8, 8), train_on="all")
     assert normal.shape == (3, 8, 8, 3) and both.shape == (5, 8, 8, 3) and len(cache) == 1  # decoded once
+    assert groups is None  # whole maps: no photos to keep together in the split
     assert any("3 normal images" in n and "the 2 labelled as defects left out" in n for n in notes)
     for empty in (None, ""):
         with pytest.raises(DataError, match="no data set given"):
@@ -210,7 +211,7 @@ def test_a_path_typed_with_a_tilde_is_the_home_folder(tree, monkeypatch):
     monkeypatch.setenv("HOME", str(tree))  # ~ = the app folder of the fixture
     assert sources.describe("~/sample_data/surface", (1, 8, 8)).startswith("MVTec")
     assert sources.source_record("~/sample_data/surface")["path"] == str((tree / "sample_data" / "surface").resolve())
-    images, _ = sources.DatasetCache().training_set("~/sample_data/surface", (1, 8, 8))
+    images, _, _ = sources.DatasetCache().training_set("~/sample_data/surface", (1, 8, 8))
     assert images.shape == (3, 8, 8, 1)
     with pytest.raises(DataError, match=f"^{tree}/nothing: no such file or folder$"):
         sources.describe("~/nothing", (1, 8, 8))  # the error names the real folder
