@@ -19,9 +19,10 @@ def test_an_image_is_defective_when_any_tile_is_and_takes_its_worst_tile():
         ("a.png", "crack", 2, 1, 0.9, "#tile1@x16,y0", True),
         ("b.png", "good", 2, 1, 0.6, "#tile1@x16,y0", True),  # a normal image with one tile above: a false alarm
         ("c.png", "good", 1, 0, 0.05, "#tile0@x0,y0", False)]
-    assert rollup_summary(rows) == ("3 images (5 tiles): 2 called defective (a tile above the threshold); 1 of 1 "
-                                    "defective caught, 1 of 2 normal called defective; image AUROC of the highest "
-                                    "tile score 1.0000")
+    assert rollup_summary(rows) == ("3 images (5 tiles): 2 called defective (a tile above the threshold, which was "
+                                    "set per tile: a normal photo of 2 tiles is flagged more often than one tile); "
+                                    "1 of 1 defective caught, 1 of 2 normal called defective; image AUROC of the "
+                                    "highest tile score 1.0000")
     assert rows[0].to_row()["verdict"] == "defective" and rows[0].to_row()["highest tile score"] == "0.90000"
 
 

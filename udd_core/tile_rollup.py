@@ -80,7 +80,9 @@ def rollup_summary(rows: Sequence[ImageRollup]) -> str:
     n, tiles = len(rows), sum(r.tiles for r in rows)
     text = f"{n} image{'s' * (n != 1)} ({tiles} tiles)"
     if rows[0].defective is not None:
-        text += f": {sum(bool(r.defective) for r in rows)} called defective (a tile above the threshold)"
+        # QA sweep 18: the threshold's false-positive rate is per tile; a photo of T tiles has T chances
+        text += (f": {sum(bool(r.defective) for r in rows)} called defective (a tile above the threshold, which "
+                 f"was set per tile: a normal photo of {round(tiles / n)} tiles is flagged more often than one tile)")
     y = np.array([r.label != GOOD for r in rows])
     if y.any() and not y.all():
         from sklearn.metrics import roc_auc_score
