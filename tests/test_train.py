@@ -155,8 +155,8 @@ def test_a_split_by_groups_keeps_each_photos_tiles_on_one_side_and_a_run_keeps_i
     assert np.array_equal(split_indices(8, 0.5, 0, ["one.png"] * 8)[1], split_indices(8, 0.5, 0)[1])  # one photo
     assert len(split_indices(8, 0.9, 0, ["a", "b"] * 4)[0]) == 4  # one group always trains
     # a run keeps its drawn validation indices in train.json, and resume and Inspect take them from there
-    assert np.array_equal(run_split({"data": {"val": va.tolist()}}, 48, 0.1, 0)[1], va)
-    assert np.array_equal(run_split({"data": {"val": [99]}}, 48, 0.1, 0)[1], split_indices(48, 0.1, 0)[1])
+    assert np.array_equal(run_split(48, 0.1, 0, va.tolist())[1], va)
+    assert np.array_equal(run_split(48, 0.1, 0, [99])[1], split_indices(48, 0.1, 0)[1])  # damaged: drawn again
 
 
 # --- losses ----------------------------------------------------------------------------------

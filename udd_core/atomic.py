@@ -114,6 +114,12 @@ def check_outside_runs(folder: PathLike, what: str) -> None:
             raise ValueError(f"{what}: lies in the run or model folder {place}; choose a place outside it")
 
 
+def folder_to_make(path: PathLike) -> Path:
+    """A folder path to create, as the shell would find it: "a/../b" is b (QA sweep 15b: made as written, with
+    parents, it left an empty folder a beside b); a path without ".." as given."""
+    return Path(os.path.realpath(path)) if ".." in Path(path).parts else Path(path)
+
+
 def check_new_folder(target: PathLike, what: str) -> Path:
     """Refuse, before any work, an output folder that could not be made or written into: a file in its
     place, or a nearest existing folder (itself, or the one it would be created in) that cannot be written
@@ -164,9 +170,7 @@ def write_files(out_dir: PathLike, names: Sequence[str], payloads: Iterable[byte
     interrupted `udd generate -n 3000` left 56 PNGs, and its rerun was refused until --force). Files it
     replaced under ``force`` stay replaced: their old content is gone either way.
     """
-    out = Path(out_dir)
-    if ".." in out.parts:  # "a/../b" is b: made as written, it would leave an empty folder a (QA sweep 15b)
-        out = Path(os.path.realpath(out))
+    out = folder_to_make(out_dir)
     targets = check_names_free(out, names, force)
     made_folders = [p for p in (out, *out.parents) if not p.exists()]  # deepest first: removed in this order
     try:

@@ -20,7 +20,7 @@ from .data import check_outside_data
 from .heatmap_export import LEGEND_FILE, write_heatmaps
 from .report import build_report, scores_csv
 from .runs import run_source
-from .tile_rollup import rollup, rollup_summary
+from .tile_rollup import rollup_of, rollup_summary
 
 
 def _finite_json(v):
@@ -57,7 +57,7 @@ def _score_table(insp) -> str:
     for t, d in m.per_type.items():
         lines.append(f"  {t:<16} n={d['n']:<5} image AUROC {num(d['image_auroc'])}   pixel AUROC {num(d['pixel_auroc'])}"
                      f"   AUPRO {num(d['aupro'])}")
-    if rolled := rollup(insp.names, insp.labels, insp.scores, insp.threshold):  # a tiled run: per image too
+    if rolled := rollup_of(insp):  # a tiled run: per image too
         lines.append(f"per image, its tiles rolled up: {rollup_summary(rolled)}")
     return "\n".join(lines)
 
@@ -127,7 +127,7 @@ def run_score(args: argparse.Namespace) -> int:
         out = {"images": insp.to_rows(), "metrics": insp.metrics.to_dict(), "threshold": insp.threshold,
                "threshold_source": insp.threshold_source, "fpr": insp.fpr, "tpr": insp.tpr,
                "settings": insp.settings, "notices": insp.all_notes(),
-               "per_image": [asdict(r) for r in rollup(insp.names, insp.labels, insp.scores, insp.threshold)]}
+               "per_image": [asdict(r) for r in rollup_of(insp)]}
         print(json.dumps(_finite_json(out), indent=1))
     else:
         print(_score_table(insp))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from .notices import notice_line
-from .atomic import check_new_folder
+from .atomic import check_new_folder, folder_to_make
 from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, silence_output
 from .data import data_kind, load_dataset, training_labels
 from .jobs import TrainJob, checked_settings
@@ -168,8 +168,7 @@ def _new_run_dir(spec: str) -> Path:
         raise UsageError(f"--out {spec}: {e}") from None
     spec = spec.rstrip("/" + os.sep)  # "wdet/" (a shell's completion) is the bare name, not ./wdet
     if "/" in spec or os.sep in spec:
-        # "a/../b" is b, as the shell would find it: made as written, it left an empty folder a (QA sweep 15b)
-        return Path(os.path.realpath(spec)) if ".." in Path(spec).parts else Path(spec)
+        return folder_to_make(spec)
     return runs_root() / spec
 
 

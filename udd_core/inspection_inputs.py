@@ -213,7 +213,8 @@ def run_validation_images(run: dict, input_shape: tuple[int, int, int], exact: b
         elif exact and src.get("digest") and images_digest(ds.images[keep]) != src["digest"]:
             other = f"holds {count} images, as the run had, but other ones"
         notes = [f"the training data now {other}; its validation split may differ"] if other else []
-        images, source = reference_normals(ds, train_on, float(st.get("val_split", 0.1)), int(st.get("seed", 0)), run)
+        images, source = reference_normals(ds, train_on, float(st.get("val_split", 0.1)), int(st.get("seed", 0)),
+                                           src.get("val"))
     except (ValueError, TypeError, OSError) as e:  # TypeError: a damaged val_split or seed in train.json
         return None, "", [f"cannot reload the run's validation images: {e}"]
     if exact and other:

@@ -20,7 +20,7 @@ from .data import is_tile
 from .display import markdown_literal, score_text
 from .render import HeatScale, outlines_legend, plotly_colorscale
 from .scoring import trained_scoring_note
-from .tile_rollup import rollup, rollup_summary
+from .tile_rollup import rollup_of, rollup_summary
 
 REGION_COLUMNS = ("top", "left", "bottom", "right", "area (px)", "peak")
 HISTOGRAM_BINS = 40
@@ -199,7 +199,7 @@ def region_rows(regions: Sequence[Region]) -> list[dict]:
 def image_rollup(insp) -> Optional[tuple[str, list[dict]]]:
     """For a tiled run, its tiles rolled up to their images (`tile_rollup`): the heading with its one-line
     summary, and a row per image, worst first; None when whole images were scored."""
-    rows = rollup(insp.names, insp.labels, insp.scores, insp.threshold)
+    rows = rollup_of(insp)
     if not rows:
         return None
     return f"**Per image, its tiles rolled up.** {rollup_summary(rows)}.", [r.to_row() for r in rows]

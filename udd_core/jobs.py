@@ -199,7 +199,7 @@ class TrainJob:
                              "other content); resume needs the same data")
         check_images(images, (c, h, w), "images")
         settings = checked_settings(settings)  # everything is checked before train.json changes
-        tr, va = run_split(info, len(images), settings.val_split, settings.seed)  # whole photos, if tiled
+        tr, va = run_split(len(images), settings.val_split, settings.seed, data.get("val"))  # whole photos, if tiled
         info["settings"] = settings.to_dict()
         info["resumed"] = list(info.get("resumed", [])) + [{"time": runs.now_iso(), "after_epoch": done}
                                                            | ({"phase": unit} if phase.option else {})

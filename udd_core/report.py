@@ -25,7 +25,7 @@ from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
 from .display import breakable, scale_text, score_text, verdict_word
 from .render import WAFER_LEGEND, png_bytes, scale_bar_rgb
-from .tile_rollup import rollup, rollup_summary
+from .tile_rollup import rollup_of, rollup_summary
 
 PANEL_NAMES = {"residual": "anomaly map"}  # a panel's column title where its key is no word for a reader
 
@@ -193,7 +193,7 @@ def _image_table(insp: Inspection, indices) -> str:
 def _rollup(insp: Inspection) -> list[str]:
     """For a tiled run, the verdict per image, its tiles rolled up (`tile_rollup`), as Inspect shows it: the
     report is what reaches the process engineer, who acts on a part (QA sweep 18: per tile only)."""
-    rows = rollup(insp.names, insp.labels, insp.scores, insp.threshold)
+    rows = rollup_of(insp)
     if not rows:
         return []
     table = [r.to_row() for r in rows]

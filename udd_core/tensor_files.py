@@ -8,7 +8,7 @@ tensors and a str -> str metadata table; nothing is unpickled.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 import torch
 from safetensors import safe_open
@@ -32,31 +32,26 @@ def write_tensors(path: Union[str, Path], tensors: Mapping[str, torch.Tensor],
 def read_tensors(path: Union[str, Path]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors (on the CPU) and the metadata of the safetensors file `path`; `ModelFileError`
     naming the file when it is missing, truncated or not safetensors."""
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except Exception as e:  # noqa: BLE001 - safetensors raises several types (SafetensorError, OSError, ...)
-        why = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise ModelFileError(f"{path}: not a readable safetensors file ({why})") from None
+    return _opened(path, lambda f: ({k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})))
 
 
 def read_metadata(path: Union[str, Path]) -> dict[str, str]:
     """The metadata of the safetensors file `path`, from its header alone (no tensor is read); `ModelFileError`
     as `read_tensors` gives it."""
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return dict(f.metadata() or {})
-    except Exception as e:  # noqa: BLE001 - as read_tensors
-        why = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise ModelFileError(f"{path}: not a readable safetensors file ({why})") from None
+    return _opened(path, lambda f: dict(f.metadata() or {}))
 
 
 def check_tensor_file(path: Union[str, Path]) -> None:
     """`ModelFileError` naming the file when it is not a whole safetensors file (truncated, foreign); reads its
     header only, so a page can check a run's files on every rerun."""
+    read_metadata(path)
+
+
+def _opened(path: Union[str, Path], use: Callable[[Any], Any]) -> Any:
+    """`use(f)` on the safetensors file `path` opened on the CPU; any failure a `ModelFileError` naming it."""
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            f.keys()
-    except Exception as e:  # noqa: BLE001 - as read_tensors
+            return use(f)
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types (SafetensorError, OSError, ...)
         why = (str(e).splitlines() or [type(e).__name__])[0][:200]
         raise ModelFileError(f"{path}: not a readable safetensors file ({why})") from None

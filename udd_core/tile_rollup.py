@@ -61,6 +61,11 @@ def rollup(names: Sequence[str], labels: Sequence[str], scores, threshold: Optio
     return sorted(out, key=lambda r: -r.score)
 
 
+def rollup_of(insp) -> list[ImageRollup]:
+    """`rollup` of a scored data set (an `Inspection`, at its threshold)."""
+    return rollup(insp.names, insp.labels, insp.scores, insp.threshold)
+
+
 def _image_label(image: str, tile_labels: Sequence[str]) -> str:
     """An MVTec test image's own label, its folder's (QA sweep 18: a defective photo whose mask is empty has
     only "good" tiles, and read as a normal one); else the defect type of any of its tiles, or "good"."""

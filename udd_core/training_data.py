@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from types import SimpleNamespace
-from collections.abc import Mapping
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -166,13 +165,12 @@ def training_images(ds: Any, train_on: str = "normal") -> tuple[np.ndarray, Opti
     return (ds.images if keep.all() else ds.images[keep]), note
 
 
-def run_split(info: Mapping[str, Any], n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) indices of a run's `n` training images as the run split them: the validation indices its
-    train.json (`info`) keeps (a tiled run's, drawn as whole photos), else `split_indices` with its
-    `val_split` and `seed` (the same draw, as it depends on them alone)."""
-    val = info.get("data", {}).get("val") if isinstance(info.get("data"), dict) else None
-    if isinstance(val, list) and val and all(isinstance(i, int) and 0 <= i < n for i in val):
-        va = np.unique(np.array(val))
+def run_split(n: int, val_split: float, seed: int, kept: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices of a run's `n` training images as the run split them: `kept`, the validation
+    indices its train.json keeps (data.val: a tiled run's, drawn as whole photos), else `split_indices` with
+    its `val_split` and `seed` (the same draw, as it depends on them alone). A damaged `kept` is passed over."""
+    if isinstance(kept, list) and kept and all(isinstance(i, int) and 0 <= i < n for i in kept):
+        va = np.unique(np.array(kept))
         return np.setdiff1d(np.arange(n), va), va
     return split_indices(n, val_split, seed)
 
@@ -186,7 +184,7 @@ def split_groups(ds: Any, train_on: str = "normal") -> Optional[list[str]]:
     return [source_image(n) for n, k in zip(ds.names, keep) if k]
 
 
-def reference_normals(ds: Any, train_on: str, val_split: float, seed: int, info: Optional[Mapping[str, Any]] = None
+def reference_normals(ds: Any, train_on: str, val_split: float, seed: int, kept_val: Any = None
                       ) -> tuple[Optional[np.ndarray], str]:
     """The normal images that set a run's heatmap scale and threshold, and what they are.
 
@@ -199,7 +197,7 @@ def reference_normals(ds: Any, train_on: str, val_split: float, seed: int, info:
     # What counts as normal: for a run of normal images, what training kept (all of an all-defect set).
     normal = keep if train_on.strip() == "normal" else is_normal(ds.labels)
     seen = np.flatnonzero(keep)
-    tr, va = run_split(info or {}, len(seen), val_split, seed)  # `info`: the run's train.json, which may keep it
+    tr, va = run_split(len(seen), val_split, seed, kept_val)  # `kept_val`: train.json's data.val, if it keeps one
     for idx, source in ((seen[va], "validation"), (np.flatnonzero(normal & ~keep), "unseen normal"),
                         (seen[tr], "training")):
         idx = idx[normal[idx]]
