@@ -56,10 +56,6 @@ def onnx_export_lock() -> threading.Lock:
     return threading.Lock()
 
 
-def default_data(run_dir: Path) -> str:
-    return str(runs.run_source(run_dir).get("path", ""))
-
-
 st.title("Inspect")
 all_runs = [r for r in runs.list_runs(ROOT) if has_detector(r.path)]
 if not all_runs:
@@ -72,7 +68,7 @@ by_name = {r.name: r for r in all_runs}
 def new_run() -> None:
     """A new run on this page: its own training data, its method's post-processing, the gallery from its top."""
     path = by_name[ss["insp_run"]].path
-    ss["insp_data"] = default_data(path)
+    ss["insp_data"] = str(runs.run_source(path).get("path", ""))
     post = run_scoring_defaults(path)
     ss["insp_residual"], ss["insp_score"] = post["residual"], post["score"]
     ss["insp_smooth"], ss["insp_topk"] = float(post["smooth_sigma"]), post["topk_percent"]
@@ -264,6 +260,8 @@ with tab_plots:
     if rolled := views.image_rollup(insp):  # a tiled run: a verdict per image, which an inspector acts on
         st.markdown(rolled[0])
         st.dataframe(pd.DataFrame(rolled[1]), hide_index=True)
+        whole = st.selectbox("Whole image", [r["image"] for r in rolled[1]], key="insp_whole", persist_state=KEEP)
+        st.image(*views.whole_image_overlay(insp, whole, own))
 
 with tab_export:
     st.download_button("Scores (CSV)", scores_csv(insp), f"{run.name}_scores.csv", "text/csv", on_click="ignore")

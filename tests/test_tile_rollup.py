@@ -3,10 +3,13 @@ import json
 import shutil
 
 import numpy as np
+import pytest
+from PIL import Image
 
 from inspect_fixtures import make_mvtec, make_run
 from udd_core.cli import main
-from udd_core.data import source_image
+from udd_core.data import load_dataset
+from udd_core.tiles import source_image
 from udd_core.tile_rollup import rollup, rollup_summary
 
 NAMES = ["a.png#tile0@x0,y0", "a.png#tile1@x16,y0", "b.png#tile0@x0,y0", "b.png#tile1@x16,y0", "c.png#tile0@x0,y0"]
@@ -26,13 +29,25 @@ def test_an_image_is_defective_when_any_tile_is_and_takes_its_worst_tile():
     assert rows[0].to_row()["verdict"] == "defective" and rows[0].to_row()["highest tile score"] == "0.90000"
 
 
-def test_an_mvtec_test_image_keeps_its_folders_label_whatever_its_tiles_masks_say():
+def test_an_image_keeps_its_own_label_whatever_its_tiles_masks_say(tmp_path):
     """QA sweep 18: a defective photo with an empty mask (4 of magnetic_tile's uneven ones) has only "good"
-    tiles, and was rolled up as a normal photo."""
+    tiles, and was rolled up as a normal photo. The loader keeps each photo's own label for the roll-up; a
+    plain folder's photos are "good" whatever their path, and with no label of its own a tile's defect counts."""
     names = ["/d/test/scratch/s03.png#tile0@x0,y0", "/d/test/scratch/s03.png#tile1@x64,y0",
              "/d/test/good/g.png#tile0@x0,y0"]
-    rows = rollup(names, ["good", "good", "good"], [0.2, 0.3, 0.1], 0.5)
+    rows = rollup(names, ["good", "good", "good"], [0.2, 0.3, 0.1], 0.5,
+                  {"/d/test/scratch/s03.png": "scratch", "/d/test/good/g.png": "good"})
     assert {r.image.split("/")[-1]: r.label for r in rows} == {"s03.png": "scratch", "g.png": "good"}
+    assert {r.label for r in rollup(names, ["good"] * 3, [0.2, 0.3, 0.1], 0.5)} == {"good"}  # not from its path
+    data = make_mvtec(tmp_path / "parts", n_defect=2, size=32)
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(data / "ground_truth" / "spot" / "001_mask.png")  # empty
+    ds = load_dataset(data, (1, 16, 16), split="test", tile=True)
+    empty = str(data / "test" / "spot" / "001.png")
+    assert [lab for n, lab in zip(ds.names, ds.labels) if n.startswith(empty)] == ["good"] * 4
+    assert ds.source_labels[empty] == "spot" and len(ds.source_labels) == 6
+    plain = load_dataset(data / "test" / "spot", (1, 16, 16), tile=True)  # a plain folder named after a defect
+    assert set(plain.source_labels.values()) == {"good"}
+    assert load_dataset(data, (1, 16, 16), split="test").source_labels == {}  # not tiled: its labels are its own
 
 
 def test_without_a_threshold_or_labels_it_says_less_and_whole_images_roll_up_to_nothing():
@@ -64,3 +79,42 @@ def test_udd_score_on_a_tiled_run_gives_the_verdict_per_image(tmp_path, capsys):
     copy = shutil.copytree(data, tmp_path / "copy")
     assert main(["score", str(run), "--data", str(copy)]) == 0
     assert "other data" not in capsys.readouterr().err
+
+
+def test_a_whole_image_is_its_tiles_put_back_with_the_highest_map_where_they_overlap(tmp_path):
+    """QA sweep 17 left: tiles alone did not show where on the part the defect lies. 40x40 photos in 16x16 tiles:
+    the last row and column overlap their neighbours (origins 0, 16, 24)."""
+    from udd_core.inspection import inspect_run
+    from udd_core.inspection_views import whole_image_overlay
+    from udd_core.tile_rollup import whole_image
+
+    data = make_mvtec(tmp_path / "parts", n_train=4, n_good=1, n_defect=1, size=40)
+    run = make_run(tmp_path / "tiled", data, size=16, tile=True)
+    insp = inspect_run(run, str(data), split="test")
+    photo = str(data / "test" / "spot" / "000.png")
+    whole = whole_image(insp, photo)
+    assert np.array_equal(whole.image[..., 0], np.asarray(Image.open(photo)))  # every pixel back in place
+    assert np.array_equal(whole.mask, np.asarray(Image.open(data / "ground_truth" / "spot" / "000_mask.png")) > 0)
+    tiles = [i for i, n in enumerate(insp.names) if n.startswith(photo + "#")]
+    assert len(tiles) == 9 and whole.map.max() == insp.maps[tiles].max()
+    at = {insp.names[i].rsplit("@", 1)[1]: insp.maps[i] for i in tiles}
+    assert whole.map[8, 24] == max(at["x16,y0"][8, 8], at["x24,y0"][8, 0])  # column 24 lies in both tiles
+    picture, caption = whole_image_overlay(insp, photo)
+    assert picture.shape == (160, 160, 3) and caption.startswith("000.png, 40x40, its tiles' maps")
+    with pytest.raises(ValueError, match="image: 'x.png' is not an image of these tiles"):
+        whole_image(insp, "x.png")
+
+
+def test_exports_and_the_report_of_a_tiled_run_hold_each_photo_whole(tmp_path, capsys):
+    data = make_mvtec(tmp_path / "parts", n_train=4, n_good=2, n_defect=2, size=32)
+    run = make_run(tmp_path / "tiled", data, size=16, tile=True)
+    assert main(["score", str(run), "--heatmaps", str(tmp_path / "hm"), "--report", str(tmp_path / "r.html")]) == 0
+    assert "wrote 16 tile heatmaps and 4 whole images to" in capsys.readouterr().err
+    wholes = sorted(p.name for p in (tmp_path / "hm").glob("whole_*.png"))
+    assert wholes == ["whole_good_000.png", "whole_good_001.png", "whole_spot_000.png", "whole_spot_001.png"]
+    assert Image.open(tmp_path / "hm" / "whole_spot_000.png").size == (128, 128)  # 32x32 enlarged 4x
+    key = (tmp_path / "hm" / "README.txt").read_text()
+    assert "whole_*.png: each photo with its tiles' maps put back in place" in key
+    assert "\nwhole_spot_001.png\tspot\t" in key and len(list((tmp_path / "hm").glob("*.png"))) == 1 + 16 + 4
+    page = (tmp_path / "r.html").read_text()
+    assert "<h2>Whole images, highest score first</h2><p class=sub>The 4 highest-scoring images" in page

@@ -114,9 +114,9 @@ def run_score(args: argparse.Namespace) -> int:
     for note in insp.all_notes():  # with the one on defective calls left unmarked, as Inspect (QA sweep 14)
         print(notice_line(note), file=sys.stderr)
     if args.heatmaps:
-        write_heatmaps(insp, args.heatmaps, force=args.force)
-        print(f"udd score: wrote {len(insp)} heatmaps to {args.heatmaps}, with their key in {LEGEND_FILE}",
-              file=sys.stderr)
+        wholes = len(write_heatmaps(insp, args.heatmaps, force=args.force)) - 2 - len(insp)  # less the key's 2
+        what = f"{len(insp)} tile heatmaps and {wholes} whole images" if wholes else f"{len(insp)} heatmaps"
+        print(f"udd score: wrote {what} to {args.heatmaps}, with their key in {LEGEND_FILE}", file=sys.stderr)
     if args.report:
         write_text_atomic(args.report, build_report(insp, run_dir))
         print(f"udd score: wrote the report to {args.report}", file=sys.stderr)

@@ -2,7 +2,8 @@
 
 Image folders (MVTec AD layout or plain) and wafer-map arrays load at the model's input size.
 Decoding one image file lives in `images`, wafer files in `wafermaps`, upload handling in `uploads`,
-noise patches and tiling/augmentation in `synthetic`; their public names are re-exported here.
+tiles and their names in `tiles`, noise patches and augmentation in `synthetic`; their public loading names
+are re-exported here.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .images import DECODE_ERRORS, IMAGE_EXTS, NAMED_TAGS, conversion_notices, decode_one, image_files, tile_starts
+from .images import DECODE_ERRORS, IMAGE_EXTS, NAMED_TAGS, conversion_notices, decode_one, image_files
+from .tiles import tile_name, tile_starts
 
 # Re-exported so callers find the whole data API here; each lives in the module of its concept.
 from .images import load_patterns  # noqa: F401
@@ -27,7 +29,6 @@ from .uploads import DataError, extract_zip, save_uploads  # noqa: F401
 from .wafermaps import WAFER_EXTS, load_wafer_file, map_sizes, onehot_to_wafer, wafer_labels, wafer_to_onehot  # noqa: F401
 
 SPLITS = ("train", "test", "all")
-TILE_MARK = "#tile"  # "a.png#tile3@x48,y0": a.png's fourth tile, row by row; no space (QA: tables split on it)
 SKIPS_NAMED = 20  # skipped files named one by one, with why; the rest are counted in one notice
 
 
@@ -38,22 +39,6 @@ def typed_path(text: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         text = text[1:-1].strip()
     return text
-
-
-def tile_name(src, k: int, origin: tuple[int, int]) -> str:
-    """The name of tile ``k`` of image ``src`` in a tiled data set, with where it lies in the image, its
-    top-left `origin` (y, x) in pixels: "a.png#tile3@x192,y0" (QA sweep 17: "tile3" said not where)."""
-    return f"{src}{TILE_MARK}{k}@x{origin[1]},y{origin[0]}"
-
-
-def is_tile(name: str) -> bool:
-    """Whether an image name is a tile's (`tile_name`)."""
-    return TILE_MARK in name
-
-
-def source_image(name: str) -> str:
-    """The image a tile's name comes from ("a.png" for "a.png#tile3@x48,y0"); other names as they are."""
-    return name.split(TILE_MARK, 1)[0]
 
 
 def to_tensor(images: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -75,6 +60,9 @@ class ImageSet:
     masks: np.ndarray | None  # (N, H, W) bool, or None when the set has no masks at all
     kind: str  # "image" or "wafer"
     notices: list[str] = field(default_factory=list)
+    # a tiled set's own label of each image its tiles were cut from (its folder's), which a tile's label is not:
+    # a defective photo's clear tiles are "good"
+    source_labels: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -229,6 +217,7 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
     h, w, c = shape
     base = root.parent if root.is_file() else root  # what notices name files relative to
     images, masks, labels, names, notices = [], [], [], [], []
+    source_labels: dict[str, str] = {}
     counts: Counter[str] = Counter()
     named: dict[str, list[Path]] = {tag: [] for tag in NAMED_TAGS}  # the images a notice asks to check
     missing_masks = clear_tiles = skipped = 0
@@ -257,6 +246,8 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
                 else:
                     labels += [label] * len(arr)
                 names += [str(src)] if not tile else [tile_name(src, k, o) for k, o in enumerate(origins)]
+                if tile:
+                    source_labels[str(src)] = label
                 if has_masks:
                     missing_masks += label != "good" and mpath is None
                     masks.append(m if m is not None else np.zeros(arr.shape[:3], dtype=bool))
@@ -282,7 +273,7 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
         notices.append(f"{clear_tiles} tiles of defective images hold no defect pixel in their masks: "
                        "labelled good, so that each tile is judged by what it shows")
     return ImageSet(np.concatenate(images), labels, names, np.concatenate(masks) if has_masks else None,
-                    "image", notices)
+                    "image", notices, source_labels)
 
 
 # ----------------------------------------------------------------------------- public loaders

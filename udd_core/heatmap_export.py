@@ -18,13 +18,15 @@ from typing import Iterator, Optional
 import numpy as np
 
 from .atomic import write_files
-from .data import is_tile
+from .tiles import is_tile
 from .display import scale_text, score_text, verdict_word
 from .inspection_result import Inspection
 from .render import WAFER_LEGEND, auto_zoom, png_bytes, scale_bar_rgb
+from .tile_rollup import rollup_of, source_images, whole_image
 
 LEGEND_FILE = "README.txt"
 SCALE_FILE = "colour_scale.png"
+WHOLE = "whole_"  # a tiled run's whole image, its tiles put back together
 
 
 def _file_stem(name: str) -> str:
@@ -41,11 +43,10 @@ def _file_stem(name: str) -> str:
 
 def _heatmap_names(insp: Inspection) -> list[str]:
     """A unique PNG file name per image, from its source name (case-insensitively unique, and never the
-    colour scale's)."""
+    colour scale's), then, for a tiled run, one per whole image ("whole_" and its stem: `tile_rollup`)."""
     seen: set[str] = {Path(SCALE_FILE).stem.lower()}
     out = []
-    for name in insp.names:
-        stem = _file_stem(name)
+    for stem in [*map(_file_stem, insp.names), *(f"{WHOLE}{_file_stem(n)}" for n in source_images(insp.names))]:
         cand, k = stem, 2
         while cand.lower() in seen:
             cand, k = f"{stem}-{k}", k + 1
@@ -90,6 +91,14 @@ def legend_text(insp: Inspection, files: list[str]) -> str:
         verdict = "" if row["defective"] is None else verdict_word(row["defective"])
         score = "nan" if row["score"] is None else score_text(row["score"])
         lines.append(f"{name}\t{row['label']}\t{score}\t{verdict}\t{row['path']}")
+    if rolled := {r.image: r for r in rollup_of(insp)}:  # a tiled run: its whole images, after its tiles
+        lines += ["", f"{WHOLE}*.png: each photo with its tiles' maps put back in place (where tiles overlap, the "
+                  "higher value). score: its highest tile's; verdict: defective when any tile is.",
+                  "file\tlabel\tscore\tverdict\timage"]
+        for name, image in zip(files[len(insp):], source_images(insp.names)):
+            r = rolled[image]
+            lines.append(f"{name}\t{r.label}\t{score_text(r.score)}\t"
+                         f"{'' if r.defective is None else verdict_word(r.defective)}\t{image}")
     return "\n".join(lines) + "\n"
 
 
@@ -101,7 +110,9 @@ def heatmap_files(insp: Inspection, factor: Optional[int] = None) -> Iterator[tu
     f = _zoom(insp) if factor is None else factor
     yield LEGEND_FILE, legend_text(insp, names).encode("utf-8")
     yield SCALE_FILE, _scale_png(insp)
-    yield from zip(names, (insp.heatmap_png(i, f) for i in range(len(names))))
+    yield from zip(names, (insp.heatmap_png(i, f) for i in range(len(insp))))
+    wholes = (png_bytes(whole_image(insp, image).overlay(insp.scale)) for image in source_images(insp.names))
+    yield from zip(names[len(insp):], wholes)
 
 
 def _scale_png(insp: Inspection) -> bytes:

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .notices import Caution
+from .tiles import cut_tiles, tile_starts
 from .uploads import DataError
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm", ".pbm"})
@@ -201,24 +202,6 @@ def conversion_notices(counts: Mapping[str, int], hw: str, names: Optional[Mappi
     return notes
 
 
-def tile_starts(n: int, t: int) -> list[int]:
-    """Where tiles of side `t` start along a side of `n` pixels: every `t` from 0, and, when `t` does not divide
-    `n`, one more flush with the far edge (overlapping its neighbour), so that every pixel is in a tile (QA
-    sweep 10: dropping the remainder left 21% of magnetic_tile's photos, and their defects, uninspected)."""
-    if n < t:
-        return []
-    starts = list(range(0, n - t + 1, t))
-    return starts + [n - t] if starts[-1] != n - t else starts
-
-
-def _tiles(a: np.ndarray, h: int, w: int) -> np.ndarray:
-    """(Hi, Wi, ...) -> (k, h, w, ...): h x w tiles covering the whole array (`tile_starts`), row-major."""
-    ys, xs = tile_starts(a.shape[0], h), tile_starts(a.shape[1], w)
-    if not ys or not xs:
-        return np.zeros((0, h, w, *a.shape[2:]), dtype=a.dtype)
-    return np.stack([a[y:y + h, x:x + w] for y in ys for x in xs])
-
-
 def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], tile: bool):
     """Decode one image (and its mask). Returns (images (k,H,W,C), masks (k,H,W) | None, tags, note, origins)
     or a string: the reason to skip the file. `origins`: each tile's (top, left) in the image, row by row;
@@ -244,7 +227,7 @@ def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], t
         im, tags = im.convert("L"), tags + ["to-gray"]  # Pillow's ITU-R 601-2 luma
     size = im.size  # (width, height)
     if tile:
-        arr = _tiles(np.asarray(im), h, w)
+        arr = cut_tiles(np.asarray(im), h, w)
         if not len(arr):
             return f"smaller than one {h}x{w} tile ({size[0]}x{size[1]})"
     else:
@@ -271,7 +254,7 @@ def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], t
             # over the mask, where np.unique would sort it (every defect image's full-size mask, at load).
             if np.count_nonzero(np.bincount(np.asarray(m).ravel(), minlength=256)) > 2:
                 tags.append("mask-levels")
-            m = _tiles(np.asarray(m), h, w) if tile else np.asarray(m.resize((w, h), Image.NEAREST))[None]
+            m = cut_tiles(np.asarray(m), h, w) if tile else np.asarray(m.resize((w, h), Image.NEAREST))[None]
             masks = m > 0
         except DECODE_ERRORS as exc:
             note = f"mask {mask_path.name} unreadable ({type(exc).__name__}); treated as empty"

@@ -15,7 +15,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .data import data_kind, source_image
+from .data import data_kind
+from .tiles import source_image
 from .inspection_inputs import TRAINING, Loaded, load_inputs, validation_images
 from .inspection_result import Inspection, normal_label
 from .training_data import UNKNOWN_LABELS
@@ -221,7 +222,8 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     insp = Inspection(list(ds.names), labels, res.scores, res.mse, maps, ds.images,
                       res.recon, masks, metrics, thr, source, None, None,
                       float(pix), norm, normal_scores, normal_source, ds.kind, settings, notices, res.factors,
-                      loaded.mismatch, score_meaning(det, post, res.factors is not None), loaded.relation)
+                      loaded.mismatch, score_meaning(det, post, res.factors is not None), loaded.relation,
+                      {k: normal_label(v) for k, v in ds.source_labels.items()})
     if thr is not None:
         r = insp.at(thr)
         insp.fpr, insp.tpr = r["fpr"], r["tpr"]

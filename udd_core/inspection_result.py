@@ -12,7 +12,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .data import is_tile, wafer_to_onehot
+from .data import wafer_to_onehot
+from .tiles import is_tile
 from .display import scale_text, score_text
 from .metrics import GOOD, Metrics, threshold_for_fpr, too_few_normals
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, outlines_legend, overlay_rgb, zoom
@@ -64,6 +65,7 @@ class Inspection:
     mismatch: Optional[str] = None  # data of the other kind than the run's (`data.kind_mismatch`), also a notice
     score_meaning: str = ""  # what an image score is, in words, with its unit (`inspection.score_meaning`)
     relation: str = ""  # how the data stands to the run's training data (`inspection_inputs.data_relation`)
+    image_labels: dict[str, str] = field(default_factory=dict)  # a tiled set's label of each source image
 
     def __len__(self) -> int:
         return len(self.names)

@@ -16,11 +16,11 @@ import numpy as np
 from .metrics import roc_points
 from .notices import as_sentence
 from .regions import Region
-from .data import is_tile
+from .tiles import is_tile
 from .display import markdown_literal, score_text
 from .render import HeatScale, outlines_legend, plotly_colorscale
 from .scoring import trained_scoring_note
-from .tile_rollup import rollup_of, rollup_summary
+from .tile_rollup import rollup_of, rollup_summary, whole_image
 
 REGION_COLUMNS = ("top", "left", "bottom", "right", "area (px)", "peak")
 HISTOGRAM_BINS = 40
@@ -203,3 +203,17 @@ def image_rollup(insp) -> Optional[tuple[str, list[dict]]]:
     if not rows:
         return None
     return f"**Per image, its tiles rolled up.** {rollup_summary(rows)}.", [r.to_row() for r in rows]
+
+
+def whole_image_overlay(insp, image: str, own_scale: bool = False) -> tuple[np.ndarray, str]:
+    """A tiled run's image `image` put back together (`tile_rollup.whole_image`) as an overlay picture
+    (H*f, W*f, 3) uint8, and its caption (QA sweep 17: tiles alone did not show where the defect lies on the
+    part). On the fixed scale, or with ``own_scale`` from the image's median pixel to its highest."""
+    whole = whole_image(insp, image)
+    scale = insp.scale
+    if own_scale:
+        lo = float(np.median(whole.map))
+        scale = HeatScale(lo, max(float(whole.map.max()), lo + 1e-6), insp.pixel_threshold)
+    h, w = whole.map.shape
+    return whole.overlay(scale), (f"{Path(image).name}, {w}x{h}, its tiles' maps put back in place (where tiles "
+                                  f"overlap, the higher value); {outlines_legend(whole.mask is not None)}.")

@@ -25,7 +25,7 @@ from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
 from .display import breakable, scale_text, score_text, verdict_word
 from .render import WAFER_LEGEND, png_bytes, scale_bar_rgb
-from .tile_rollup import rollup_of, rollup_summary
+from .tile_rollup import rollup_of, rollup_summary, whole_image
 
 PANEL_NAMES = {"residual": "anomaly map"}  # a panel's column title where its key is no word for a reader
 
@@ -190,9 +190,10 @@ def _image_table(insp: Inspection, indices) -> str:
             f"<th>{' | '.join(PANEL_NAMES.get(k, k) for k in shown)}</th></tr>" + "".join(rows) + "</table>")
 
 
-def _rollup(insp: Inspection) -> list[str]:
+def _rollup(insp: Inspection, n_worst: int) -> list[str]:
     """For a tiled run, the verdict per image, its tiles rolled up (`tile_rollup`), as Inspect shows it: the
-    report is what reaches the process engineer, who acts on a part (QA sweep 18: per tile only)."""
+    report is what reaches the process engineer, who acts on a part (QA sweep 18: per tile only). The
+    `n_worst` highest-scoring images are shown whole, their tiles' maps put back in place."""
     rows = rollup_of(insp)
     if not rows:
         return []
@@ -200,8 +201,14 @@ def _rollup(insp: Inspection) -> list[str]:
     head = "".join(f"<th>{_e(k)}</th>" for k in table[0])
     body = "".join("<tr>" + "".join(f"<td>{_e('' if v is None else v)}</td>" for v in row.values()) + "</tr>"
                    for row in table)
+    wholes = "".join(f"<tr><td>{_e(r.image)}<br>{_e(r.label)} · {_e(r.to_row()['highest tile score'])}</td>"
+                     f"<td>{_img(whole_image(insp, r.image).overlay(insp.scale), r.image)}</td></tr>"
+                     for r in rows[:n_worst])
     return [f"<h2>Per image, its tiles rolled up</h2><p class=sub>{_e(rollup_summary(rows))}.</p>"
-            f"<table><tr>{head}</tr>{body}</table>"]
+            f"<table><tr>{head}</tr>{body}</table>",
+            f"<h2>Whole images, highest score first</h2><p class=sub>The {min(n_worst, len(rows))} highest-scoring "
+            "images with their tiles' maps put back in place (where tiles overlap, the higher value), on the "
+            f"colour scale of the galleries below.</p><table>{wholes}</table>"]
 
 
 def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
@@ -297,7 +304,7 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     body = [f"<h1>{_e(title)}</h1><div class=sub>generated {_e(time.strftime('%Y-%m-%d %H:%M'))} by udd</div>",
             "<h2>Setup</h2><table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in setup) + "</table>",
             *notes, "<h2>Metrics</h2>" + _metrics_table(insp),
-            "<h2>Threshold</h2>" + _threshold_block(insp), *_rollup(insp),
+            "<h2>Threshold</h2>" + _threshold_block(insp), *_rollup(insp, n_worst),
             *_galleries(insp, n_worst, n_errors), last]
     if config is not None:
         text = config_text(config) if isinstance(config, dict) else json.dumps(config)

@@ -1,22 +1,21 @@
 """Tiles rolled up to the images they were cut from: an inspector acts on a part, not on a tile.
 
 A tiled run scores tiles ("a.png#tile3@x48,y0"), so its metrics and verdicts count tiles. Here each image
-is called defective when any of its tiles is (its score: its highest tile score), and labelled with the
-defect type of any of its tiles (QA sweep 17: a tiled run gave no verdict per photo). Inspect and
+is called defective when any of its tiles is (its score: its highest tile score), and labelled as the loader
+labelled the image itself (QA sweep 17: a tiled run gave no verdict per photo). Inspect and
 `udd score` show the result beside the tile metrics.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from .data import is_tile, source_image
+from .tiles import is_tile, source_image, tile_origin
 from .display import score_text, verdict_word
-from .inspection_result import normal_label
 from .metrics import GOOD
+from .render import HeatScale, auto_zoom, overlay_rgb
 
 
 @dataclass
@@ -24,7 +23,7 @@ class ImageRollup:
     """One image of a tiled data set: its tiles' scores rolled up."""
 
     image: str  # the source path
-    label: str  # its own (an MVTec test folder's), else the defect type of any of its tiles, else "good"
+    label: str  # its own (its MVTec test folder's), else the defect type of any of its tiles, else "good"
     tiles: int
     above: Optional[int]  # tiles scoring above the threshold; None without a threshold
     score: float  # its highest tile score
@@ -42,9 +41,10 @@ class ImageRollup:
                 "verdict": "" if self.defective is None else verdict_word(self.defective)}
 
 
-def rollup(names: Sequence[str], labels: Sequence[str], scores, threshold: Optional[float]) -> list[ImageRollup]:
+def rollup(names: Sequence[str], labels: Sequence[str], scores, threshold: Optional[float],
+           image_labels: Optional[Mapping[str, str]] = None) -> list[ImageRollup]:
     """Each image of the tiles named `names` (its tiles' `labels` and `scores` (N,)), worst first; [] when
-    no name is a tile's."""
+    no name is a tile's. `image_labels` holds each image's own label (`ImageSet.source_labels`)."""
     if not any(map(is_tile, names)):
         return []
     scores = np.asarray(scores, dtype=np.float64)
@@ -56,22 +56,60 @@ def rollup(names: Sequence[str], labels: Sequence[str], scores, threshold: Optio
         s = scores[idx]  # (tiles,)
         worst = idx[int(np.nanargmax(s))] if np.isfinite(s).any() else idx[0]
         above = None if threshold is None else int((s > threshold).sum())
-        out.append(ImageRollup(image, _image_label(image, [labels[i] for i in idx]), len(idx), above,
+        label = (image_labels or {}).get(image) or _any_defect([labels[i] for i in idx])
+        out.append(ImageRollup(image, label, len(idx), above,
                                float(np.nanmax(s)), names[worst][len(image):]))
     return sorted(out, key=lambda r: -r.score)
 
 
+def source_images(names: Sequence[str]) -> list[str]:
+    """The images tiles named `names` were cut from, in data order; [] when no name is a tile's."""
+    return list(dict.fromkeys(source_image(n) for n in names if is_tile(n)))
+
+
 def rollup_of(insp) -> list[ImageRollup]:
     """`rollup` of a scored data set (an `Inspection`, at its threshold)."""
-    return rollup(insp.names, insp.labels, insp.scores, insp.threshold)
+    return rollup(insp.names, insp.labels, insp.scores, insp.threshold, insp.image_labels)
 
 
-def _image_label(image: str, tile_labels: Sequence[str]) -> str:
-    """An MVTec test image's own label, its folder's (QA sweep 18: a defective photo whose mask is empty has
-    only "good" tiles, and read as a normal one); else the defect type of any of its tiles, or "good"."""
-    p = Path(image)
-    if p.parent.parent.name == "test":
-        return normal_label(p.parent.name)
+@dataclass
+class WholeImage:
+    """An image of a tiled data set put back together from its tiles."""
+
+    image: np.ndarray  # (H, W, C) uint8
+    map: np.ndarray  # (H, W) float32: where tiles overlap, the highest of their values
+    mask: Optional[np.ndarray]  # (H, W) bool ground truth, or None
+
+    def overlay(self, scale: HeatScale) -> np.ndarray:
+        """The overlay picture on `scale` (`render.overlay_rgb`), tiny images enlarged: (H*f, W*f, 3) uint8."""
+        return overlay_rgb(self.image, self.map, scale, self.mask, factor=auto_zoom(*self.map.shape))
+
+
+def whole_image(insp, image: str) -> WholeImage:
+    """The image `image` (a source path of `insp`'s tile names) from its tiles, with its anomaly map and mask.
+
+    Tiles of the last row and column overlap their neighbours (`data.load_dataset`); there the map keeps the
+    highest value, so that an anomaly seen by either tile shows."""
+    idx = [i for i, name in enumerate(insp.names) if is_tile(name) and source_image(name) == image]
+    if not idx:
+        raise ValueError(f"image: {image!r} is not an image of these tiles")
+    th, tw = insp.maps.shape[1:]
+    at = [tile_origin(insp.names[i]) for i in idx]
+    h, w = max(y for y, _ in at) + th, max(x for _, x in at) + tw
+    out = np.zeros((h, w, insp.images.shape[-1]), np.uint8)  # (H, W, C)
+    heat = np.full((h, w), -np.inf, np.float32)  # (H, W)
+    mask = None if insp.masks is None else np.zeros((h, w), bool)
+    for i, (y, x) in zip(idx, at):
+        out[y:y + th, x:x + tw] = insp.images[i]
+        np.maximum(heat[y:y + th, x:x + tw], insp.maps[i], out=heat[y:y + th, x:x + tw])
+        if mask is not None:
+            mask[y:y + th, x:x + tw] |= insp.masks[i]
+    return WholeImage(out, heat, mask)
+
+
+def _any_defect(tile_labels: Sequence[str]) -> str:
+    """Without the image's own label: the defect type of any of its tiles, or "good". (QA sweep 18: a defective
+    photo whose mask is empty has only "good" tiles, which is why the image's own label comes first.)"""
     defects = sorted(set(tile_labels) - {GOOD})
     return defects[0] if defects else GOOD
 

@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .data import is_tile, source_image
+from .tiles import is_tile, source_image
 from .settings import train_on_classes
 
 
