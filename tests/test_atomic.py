@@ -74,9 +74,13 @@ def test_write_files_stopped_part_way_keeps_what_was_there(tmp_path):
     write_files(out, ["mine.png", "b.png"], [b"m", b"old"])
     with pytest.raises(KeyboardInterrupt):
         write_files(out, ["a.png", "b.png", "c.png"], _stopping_after(2, KeyboardInterrupt()), force=True)
-    # a.png was new and goes; b.png was replaced under --force and stays replaced; the user's file stays
+    # a.png was new and goes; b.png, replaced under --force, gets its old content back; the user's file stays;
+    # no kept copy is left behind (an export cut short is the old one, not half of each)
     assert sorted(p.name for p in out.iterdir()) == ["b.png", "mine.png"]
-    assert (out / "b.png").read_bytes() == bytes([1]) and (out / "mine.png").read_bytes() == b"m"
+    assert (out / "b.png").read_bytes() == b"old" and (out / "mine.png").read_bytes() == b"m"
+    write_files(out, ["a.png", "b.png"], [b"A", b"B"], force=True)  # a whole write replaces for good
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "mine.png"]
+    assert (out / "b.png").read_bytes() == b"B"
 
 
 def test_a_new_file_gets_the_umask_mode_and_a_replaced_one_keeps_its_own(tmp_path):

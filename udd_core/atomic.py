@@ -6,7 +6,9 @@ the old file or the new one, never half a file. Every file udd writes for a user
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
@@ -167,8 +169,9 @@ def write_files(out_dir: PathLike, names: Sequence[str], payloads: Iterable[byte
     images are never overwritten by surprise. ``payloads`` may be a generator (made one at a time).
     All or nothing: when the writing stops part way (Ctrl-C, an error in a payload, a page rerun), the
     files this call created are removed again, and the folder if this call made it (QA sweep 15b: an
-    interrupted `udd generate -n 3000` left 56 PNGs, and its rerun was refused until --force). Files it
-    replaced under ``force`` stay replaced: their old content is gone either way.
+    interrupted `udd generate -n 3000` left 56 PNGs, and its rerun was refused until --force), and the files
+    it replaced under ``force`` get their old content back, kept meanwhile as a hard link (or a copy) beside
+    them: an export cut short is the old one, not half of each.
     """
     out = folder_to_make(out_dir)
     targets = check_names_free(out, names, force)
@@ -178,15 +181,31 @@ def write_files(out_dir: PathLike, names: Sequence[str], payloads: Iterable[byte
     except OSError as e:
         raise OSError(f"{out}: cannot create the folder ({e.strerror or e})") from None
     created: list[Path] = []
+    kept: list[tuple[Path, Path]] = []  # (replaced file, its old content)
     try:
         for target, data in zip(targets, payloads):
-            if not target.exists():
+            if target.exists():
+                kept.append((target, _keep_old(target)))
+            else:
                 created.append(target)  # before the write: a Ctrl-C just after its rename must not miss it
             write_bytes_atomic(target, data)
     except BaseException:
         _remove_quietly(created, made_folders)
+        for target, old in kept:
+            os.replace(old, target)
         raise
+    _remove_quietly([old for _, old in kept], [])
     return targets
+
+
+def _keep_old(target: Path) -> Path:
+    """Keep ``target``'s content under a hidden name beside it until a replacement of it has landed."""
+    old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+    try:
+        os.link(target, old)  # no copy: the atomic write replaces the name, and this link keeps the old file
+    except OSError:
+        shutil.copy2(target, old)
+    return old
 
 
 def _remove_quietly(files: Sequence[Path], folders: Sequence[Path]) -> None:
