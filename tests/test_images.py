@@ -40,8 +40,26 @@ def test_odd_modes_to_rgb(tmp_path):
     assert (b[:, :4] == 0).all() and (b[:, 4:] == 255).all()
     assert (f == 128).all()
     text = " ".join(s.notices)
-    for word in ("16-bit", "transparency", "palette", "1-bit", "floating-point", "3 grayscale images repeated"):
+    for word in ("16-bit", "transparent pixels composited onto black: on a lighter part a black area may score as a "
+                 "defect: b_rgba.png", "palette", "1-bit",
+                 "floating-point", "3 grayscale images repeated"):
         assert word in text
+
+
+def test_stretched_images_and_real_transparency_are_told_apart_and_named(tmp_path):
+    """QA sweep 19b: portrait boards squeezed to landscape were counted as "resized" with the 4:3 ones, and fully
+    opaque RGBA files as "with transparency"; no file was named, and both then scored as defects."""
+    rgb = np.full((30, 40, 3), 90, np.uint8)
+    png(tmp_path / "land.png", rgb, "RGB")  # 4:3, as the model's 60x80
+    png(tmp_path / "big.png", np.full((60, 80, 3), 90, np.uint8), "RGB")  # the size itself
+    png(tmp_path / "port.png", rgb.transpose(1, 0, 2), "RGB")  # 3:4: stretched
+    png(tmp_path / "opaque.png", np.dstack([rgb, np.full((30, 40), 255, np.uint8)]), "RGBA")
+    s = load_dataset(tmp_path, (3, 60, 80))
+    assert sorted(n for n in s.notices if "bilinear" in n) == [
+        "1 image of another aspect ratio stretched to 60x80 (bilinear), its shapes distorted: fine when every image "
+        "is stretched alike, else a likely false alarm; rotate, crop or pad it, or cut the photos into tiles: port.png",
+        "2 images resized to 60x80 (bilinear)"]  # land.png and opaque.png keep their 4:3
+    assert not any("transparen" in n for n in s.notices)  # an alpha channel opaque everywhere changes nothing
 
 
 def test_rgb_to_gray_uses_pillow_luminance(tmp_path):

@@ -145,7 +145,9 @@ def to_8bit(im: Image.Image) -> tuple[Image.Image, str | None]:
         a = np.asarray(im.convert("LA" if mode in ("LA", "La") else "RGBA"), dtype=np.uint32)
         col = (a[..., :-1] * a[..., -1:] + 127) // 255  # (h, w, c) premultiplied = over black
         col = col.astype(np.uint8)
-        return Image.fromarray(col[..., 0] if col.shape[-1] == 1 else col, "L" if col.shape[-1] == 1 else "RGB"), "alpha"
+        # an alpha channel that is opaque everywhere changes nothing: not "transparency" (QA sweep 19b)
+        tag = "alpha" if a.size and a[..., -1].min() < 255 else None
+        return Image.fromarray(col[..., 0] if col.shape[-1] == 1 else col, "L" if col.shape[-1] == 1 else "RGB"), tag
     if mode == "P":
         return im.convert("RGB"), "palette"
     return im.convert("RGB"), mode  # CMYK, YCbCr, LAB, HSV
@@ -162,11 +164,15 @@ _CONVERSION_TEXT = {  # {s}: the plural's "s", so that one image reads "1 ... im
     "float-clipped": "{n} floating-point image{s} with values outside 0..255 clipped to 8 bits: what lies outside "
                      "reads as black or white; scale {them} to 0..1 or 0..255 first",
     "frames": "{n} image{s} with several frames (an animated GIF, a multi-page TIFF): only the first frame is used",
-    "alpha": "{n} image{s} with transparency composited onto black",
+    "alpha": "{n} image{s} with transparent pixels composited onto black: on a lighter part a black area may "
+             "score as a defect",
     "palette": "{n} palette image{s} expanded to RGB",
     "to-gray": "{n} RGB image{s} converted to 1 channel by luminance (ITU-R 601-2)",
     "to-rgb": "{n} grayscale image{s} repeated to 3 channels",
     "resized": "{n} image{s} resized to {hw} (bilinear)",
+    "stretched": "{n} image{s} of another aspect ratio stretched to {hw} (bilinear), {their} shapes distorted: "
+                 "fine when every image is stretched alike, else a likely false alarm; rotate, crop or pad {them}, "
+                 "or cut the photos into tiles",
     "upscaled": "{n} image{s} less than half of {hw} in a side, enlarged more than twice: blurred, "
                 "{they} may score as defects; check that {they} {belong} to the set",
     "mask-levels": "{n} defect mask{s} with more than two values: every value above 0 counts as defect",
@@ -176,11 +182,13 @@ _CONVERSION_TEXT = {  # {s}: the plural's "s", so that one image reads "1 ... im
 def _number(n: int) -> dict[str, str]:
     """The words of `_CONVERSION_TEXT` that follow the count: "1 image ... it belongs", "2 images ... they belong"."""
     return {"s": "s" * (n != 1), "they": "they" if n != 1 else "it", "them": "them" if n != 1 else "it",
+            "their": "their" if n != 1 else "its",
             "belong": "belong" + "s" * (n == 1)}
 
 
 # conversions whose notice names the images: the user is asked to check or convert them
-NAMED_TAGS = ("upscaled", "32-bit", "float-clipped", "frames")
+NAMED_TAGS = ("upscaled", "32-bit", "float-clipped", "frames", "stretched", "alpha")
+STRETCH = np.log(1.1)  # an aspect ratio changed by more than 10% is a stretch, not a resize
 NAMES_SHOWN = 5  # at most this many names in a notice, then "and N more"
 
 
@@ -233,8 +241,8 @@ def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], t
     else:
         if size != (w, h):
             im = im.resize((w, h), Image.BILINEAR)
-        if full != (w, h):
-            tags.append("resized")
+        if full != (w, h):  # QA sweep 19b: portrait boards squeezed to landscape read as "resized", and as defects
+            tags.append("stretched" if abs(np.log(full[0] * h / (full[1] * w))) > STRETCH else "resized")
         if w > 2 * full[0] or h > 2 * full[1]:  # a thumbnail among photos (QA sweep 10): said apart
             tags.append("upscaled")
         arr = np.asarray(im)[None]
