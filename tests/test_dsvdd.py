@@ -376,3 +376,19 @@ def test_a_new_total_on_resume_still_counts_pretraining_epochs_before_deep_svdd_
     again = TrainJob.resume(run, imgs, epochs=4).start()
     assert again.join(60) and again.snapshot().status == "finished"
     assert len(runs.read_history(run)) == 4 and len(json.loads((run / SVDD_HISTORY).read_text())) == 2
+
+
+def test_the_run_reads_running_between_pretraining_and_its_own_phase(tmp_path, tiny_config, monkeypatch):
+    """QA sweep 19b: status.json said "finished" after pretraining while the Deep SVDD phase had yet to run, and
+    a run killed then stayed "finished", with no svdd.safetensors to score."""
+    from udd_core import run_status
+
+    written = []
+    real = run_status.write_status
+    monkeypatch.setattr(run_status, "write_status", lambda d, status, msg, **kw: (written.append((status, msg)),
+                                                                                  real(d, status, msg, **kw))[1])
+    det = DeepSVDDDetector.build((1, 32, 32), {"svdd_epochs": 2}, tiny_config, seed=0)
+    assert det.fit(images(24, 1), None, settings(2), tmp_path / "run") == "finished"
+    statuses = [status for status, _ in written]
+    assert statuses[-1] == "finished" and "finished" not in statuses[:-1]
+    assert any(msg.startswith("finished 2 epochs") and msg.endswith("; the dsvdd phase next") for _, msg in written)

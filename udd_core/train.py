@@ -163,12 +163,15 @@ def _save(model: AutoEncoder, run_dir: Path, weights: str, meta: dict) -> None:
 
 def train(model: AutoEncoder, train_images: np.ndarray, val_images: Optional[np.ndarray],
           settings: TrainSettings, run_dir: Union[str, Path], *, stop_event: Optional[threading.Event] = None,
-          board: Optional[ProgressBoard] = None, resume: bool = False, calibrate: bool = True) -> str:
+          board: Optional[ProgressBoard] = None, resume: bool = False, calibrate: bool = True,
+          then: Optional[str] = None) -> str:
     """Train `model` on uint8 images, writing checkpoints, history and status into `run_dir`.
 
     `train_images` and `val_images` may also be feeds (`feeds.FeatureFeed`: cached backbone
     features); the loop is the same, and the live probes show what the feed makes of the outputs.
     `calibrate=False` leaves calibration.json to the caller (a detector whose maps are not pixel residuals).
+    `then`: what the caller does next with a finished training (a method's own phase), said in status.json,
+    which stays "running" (QA sweep 19b: a Deep SVDD run read "finished" between its two phases).
 
     Returns the final status: "finished", or "stopped" when `stop_event` was set (checked at
     every batch boundary; weights and optimizer state are saved so the run can be resumed).
@@ -179,7 +182,7 @@ def train(model: AutoEncoder, train_images: np.ndarray, val_images: Optional[np.
     run_dir, stop_event, board = fit_handles(run_dir, s.epochs, stop_event, board)
     try:
         return _train(model, as_feed(train_images), as_feed(val_images), s, run_dir, stop_event, board, resume,
-                      calibrate)
+                      calibrate, then)
     except Exception as e:
         msg = str(e) or type(e).__name__
         try:
@@ -190,7 +193,7 @@ def train(model: AutoEncoder, train_images: np.ndarray, val_images: Optional[np.
         raise
 
 
-def _train(model, train_images, val_images, s, run_dir, stop_event, board, resume, calibrate) -> str:
+def _train(model, train_images, val_images, s, run_dir, stop_event, board, resume, calibrate, then) -> str:
     check_images(train_images, model, "training images")
     check_loss_fits(s.loss, model.config.output)
     if len(train_images) == 0:
@@ -323,7 +326,10 @@ def _train(model, train_images, val_images, s, run_dir, stop_event, board, resum
     msg = (f"stopped after {done} of {s.epochs} epoch{'s' * (s.epochs != 1)}" if stopped else
            f"finished {s.epochs} epoch{'s' if s.epochs != 1 else ''}") + \
         (f"; best {'validation' if has_val else 'training'} loss {best:.5g}" if math.isfinite(best) else "")
-    run_status.write_status(run_dir, status, msg, epoch=done, epochs=s.epochs)
+    if then and not stopped:
+        run_status.write_status(run_dir, "running", f"{msg}; {then}", epoch=done, epochs=s.epochs)
+    else:
+        run_status.write_status(run_dir, status, msg, epoch=done, epochs=s.epochs)
     board.update(status=status, message=msg, epoch=done, eta_s=0.0 if not stopped else None)
     model.eval()  # whoever uses job.model next reconstructs, not trains
     return status

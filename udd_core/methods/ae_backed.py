@@ -151,7 +151,7 @@ class AEBackedDetector(AutoencoderDetector):
         status = "finished"
         if not resume or done < settings.epochs:
             status = train(self.model, train_images, val_images, settings, run_dir, stop_event=stop_event,
-                           board=board, resume=resume)
+                           board=board, resume=resume, then=f"the {self.method} phase next")
         best = load_model(run_dir, device=str(next(self.model.parameters()).device))
         self.model.load_state_dict(best.state_dict())
         self.model.metadata = getattr(best, "metadata", {})

@@ -21,6 +21,7 @@ from torch import nn
 
 from .. import runs
 from ..model import AutoEncoder
+from ..run_status import write_status
 from ..tensor_files import read_tensors, write_tensors
 from .ae_backed import AEBackedDetector, batched, check_int, failing_run
 
@@ -104,6 +105,8 @@ class LatentKnnDetector(AEBackedDetector):
         status = self.pretrain(train_images, val_images, settings, run_dir, stop_event, board, resume)
         with failing_run(run_dir, board):
             self._fill_bank(train_images, val_images, settings, run_dir, board)
+            if status == "finished":  # pretraining left "running" (`train`'s then): the bank was the last step
+                write_status(run_dir, status, board.message, epoch=settings.epochs, epochs=settings.epochs)
         return status
 
     def _fill_bank(self, train_images, val_images, settings, run_dir: Path, board) -> None:
