@@ -352,6 +352,15 @@ def test_scores_that_point_the_wrong_way_are_named():
     assert own[0].endswith("; try another method")
     # QA sweep 12: its heatmap is still the residual's, and the note said "with this run's own score"
     assert own[1].startswith("pixel AUROC 0.17: with the l1 residual the heatmap is brighter")
+    # QA sweep 19b: one type far below chance among others that are not, with 0.73 over all: named
+    per_type = {"missing_pad": {"n": 7, "image_auroc": 0.2024, "pixel_auroc": 0.2733},
+                "scratch": {"n": 7, "image_auroc": 0.95, "pixel_auroc": 0.30}, "bridge": {"n": 7, "image_auroc": 0.9}}
+    notes = inverted_notes(replace(m, image_auroc=0.73, pixel_auroc=0.8, per_type=per_type), "l2")
+    assert notes == ["scored below the normal images: missing_pad (image AUROC 0.20, pixel AUROC 0.27); scratch "
+                     "(pixel AUROC 0.30). The l2 residual misses what makes these "
+                     "types defective; look at their images, and try another residual or method"]
+    one = {"scratch": per_type["missing_pad"]}  # a single type: its row is the overall one, said above
+    assert inverted_notes(replace(m, image_auroc=0.2, per_type=one), "l2")[-1].startswith("image AUROC 0.20")
 
 
 def test_most_images_called_defective_with_none_labelled_a_defect_is_a_caution():

@@ -45,6 +45,16 @@ def inverted_notes(m: Metrics, residual: str, own_score: bool = False) -> list[s
     if m.pixel_auroc is not None and m.pixel_auroc < INVERTED:
         notes.append(Caution(f"pixel AUROC {m.pixel_auroc:.2f}: with {by_map} the heatmap is brighter on normal "
                              "pixels than on the defects"))
+    # QA sweep 19b: missing pads ranked below good boards (image AUROC 0.20) with 0.73 over all types: unsaid
+    low = {t: [f"{name} AUROC {r[k]:.2f}" for k, name in (("image_auroc", "image"), ("pixel_auroc", "pixel"))
+               if r.get(k) is not None and r[k] < INVERTED] for t, r in m.per_type.items()}
+    if len(m.per_type) > 1 and (low := {t: v for t, v in low.items() if v}):
+        types = "; ".join(f"{t} ({', '.join(v)})" for t, v in low.items())
+        who = f"This run's own score (and the heatmap, {by_map})" if own_score else f"The {residual} residual"
+        notes.append(Caution(f"scored below the normal images: {types}. {who} misses what makes "
+                             f"{'this type' if len(low) == 1 else 'these types'} "
+                             "defective; look at their images, and try another "
+                             + ("method" if own_score else "residual or method")))
     return notes
 
 
