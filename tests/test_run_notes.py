@@ -216,3 +216,28 @@ def test_overfit_note_names_a_run_whose_validation_loss_rose_far_after_its_best(
     assert overfit_note(_finished_with_losses(tmp_path, "late", [1.0, 0.8, 0.6, 0.5, 0.4, 0.2, 0.4], falling)) is None
     learning = _finished_with_losses(tmp_path, "learning", [1.0, 0.5, 0.40, 0.36, 0.33, 0.30])
     assert overfit_note(learning) is None and ending_note(learning) == still_learning_note(learning)
+
+
+def test_a_jump_of_the_training_loss_that_came_back_down_is_named(tmp_path):
+    """QA sweep 19b: a bf16 run's training loss went from 0.027 to 20.3 at epoch 18 and back, and nothing said so
+    (the Train page's linear curve went flat)."""
+    from udd_core.run_notes import ending_note
+
+    val = [0.05, 0.04, 0.03, 0.029, 0.038, 0.03, 0.028]
+    train = [0.06, 0.04, 0.03, 0.027, 20.3, 0.041, 0.029]
+    run = _finished_with_losses(tmp_path, "spike", val, train)
+    assert ending_note(run) == (
+        "run spike's training loss jumped 752x at epoch 5 (0.027 to 20.3) and came back down: an unstable step, as a "
+        "learning rate too high makes it; its model is epoch 7's, the best validation loss; the Train page's log "
+        "scale shows the rest of the curve")
+    bf16 = _finished_with_losses(tmp_path, "bf16", val, train)
+    lines = (bf16 / runs.HISTORY_FILE).read_text().splitlines()
+    (bf16 / runs.HISTORY_FILE).write_text("".join(json.dumps({**json.loads(x), "precision": "bf16"}) + "\n"
+                                                  for x in lines))
+    assert "as a learning rate too high makes it (its steps ran in bf16 then: --precision float32" in ending_note(bf16)
+    # a rise of 5x is noise for this note, and a jump that stays is the overfit note's "diverged"
+    assert ending_note(_finished_with_losses(tmp_path, "noise", val, [0.06, 0.04, 0.03, 0.027, 0.13, 0.04, 0.03]))\
+        is None
+    stays = _finished_with_losses(tmp_path, "stays", [0.05, 0.04, 0.03, 0.2, 0.3, 0.4, 0.5],
+                                  [0.06, 0.04, 0.03, 2.0, 3.0, 4.0, 5.0])
+    assert ending_note(stays).startswith("run stays diverged:")

@@ -5,7 +5,7 @@
 - `still_learning_note`: it finished while its validation loss was still falling, so more epochs
   (a resume) would likely give better maps; `overfit_note`: its validation loss rose far above its early
   best, so fewer epochs give the same model (or, its training loss rising too, it diverged: a lower
-  learning rate may do better); `ending_note`: either.
+  learning rate may do better); `ending_note`: either, or a jump of its training loss on the way.
 - `learned_defects_note`: it trained on defects too (every image, or chosen classes), so a low score no
   longer means "like the normal images".
 - `scored_training_data_note`: the images scored include those it learned.
@@ -116,11 +116,37 @@ def _overfit(p: Path, history: list[dict], losses: list[float]) -> Optional[str]
             "train the same model")
 
 
+SPIKE = 10.0  # an epoch's training loss this many times the lowest before it: a jump, not noise
+
+
+def _spiked(p: Path, history: list[dict], losses: list[float]) -> Optional[str]:
+    """The largest jump of the training loss in one epoch, when it came back down (a rise that stays is
+    `_overfit`'s "diverged"): QA sweep 19b, a bf16 run's loss went from 0.027 to 20.3 for one epoch, unsaid, and
+    the Train page's linear curve went flat."""
+    trained = [r.get("train_loss") for r in history]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in trained):
+        return None
+    jumps = [(trained[i] / min(trained[:i]), i) for i in range(1, len(trained))]
+    ratio, i = max(jumps, default=(0.0, 0))
+    if ratio < SPIKE or min(trained[i + 1:], default=math.inf) > 2 * min(trained[:i]):
+        return None
+    best = min(range(len(losses)), key=losses.__getitem__)
+    bf16 = " (its steps ran in bf16 then: --precision float32, or Precision on the Train page, avoids it)" \
+        if history[i].get("precision") == "bf16" else ""
+    return (f"run {p.name}'s training loss jumped {ratio:.0f}x at epoch {_epoch_of(history[i], i + 1)} "
+            f"({min(trained[:i]):.4g} to {trained[i]:.4g}) and came back down: an unstable step, as a learning rate "
+            f"too high makes it{bf16}; its model is epoch {_epoch_of(history[best], best + 1)}'s, the best "
+            "validation loss; the Train page's log scale shows the rest of the curve")
+
+
 def ending_note(run_dir: Union[str, Path]) -> Optional[str]:
-    """What the end of a finished run's training says of its model: still learning, or overfit; None. Its
-    files are read once for both (Compare asks for each of its runs on every rerun)."""
+    """What the end of a finished run's training says of its model: a jump of its loss on the way, still
+    learning, or overfit; None. Its files are read once for all (Compare asks for each of its runs on every
+    rerun)."""
     p = Path(run_dir)
-    return (_still_learning(p, *curve) or _overfit(p, *curve)) if (curve := _finished_curve(p)) else None
+    if not (curve := _finished_curve(p)):
+        return None
+    return _spiked(p, *curve) or _still_learning(p, *curve) or _overfit(p, *curve)
 
 
 def more_epochs(done: int) -> int:
