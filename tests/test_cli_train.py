@@ -532,3 +532,20 @@ def test_a_trailing_slash_on_a_bare_run_name_still_means_the_runs_folder(tmp_pat
 
     assert _new_run_dir("wdet/") == _new_run_dir("wdet") == tmp_path / "runs" / "wdet"
     assert _new_run_dir("./wdet/") == Path("./wdet")  # a path stays a path
+
+
+def test_a_configs_unknown_key_is_one_warning_line_in_every_command(tmp_path, tiny_config, image_folder, capsys):
+    """QA sweep 19a: after the clean line, every later read of the run's config printed Python's raw form
+    ("udd_core/config.py:188: UserWarning: ..." and the source line) once or twice per command."""
+    cfg = tmp_path / "extra.json"
+    cfg.write_text(json.dumps({**tiny_config, "extra": 1}))
+    run = tmp_path / "run"
+    line = "warning: config: unknown keys kept but unused: extra\n"
+    assert _train(cfg, image_folder, run, "--epochs", "1") == 0
+    assert capsys.readouterr().err.count(line) == 1
+    for argv in (["score", str(run)], ["train", "--out", str(run), "--resume", "--epochs", "2"]):
+        # a process of its own: pytest would catch the raw warnings that a user's terminal shows
+        done = subprocess.run([sys.executable, "-m", "udd_core.cli", *argv], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.count(line) == 1 and "UserWarning" not in done.stderr, done.stderr

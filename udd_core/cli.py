@@ -13,12 +13,13 @@ import re
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .cli_numbers import check_numbers
 from .cli_parser import build_parser
-from .config import AEConfig, ConfigError, load_config, noting_warnings
+from .config import AEConfig, ConfigError, load_config
 from .image_shapes import MAX_SIDE
 from .notices import error_line
 from .runs import runs_root
@@ -48,11 +49,18 @@ def parse_ints(text: str, n: int, what: str, hi: int = MAX_SIDE) -> tuple[int, .
 # --- arguments: CONFIG (a file or a model preset), RUN (a folder or a run's name) -----------------
 
 def read_config(path) -> AEConfig:
-    """A config file, with its warnings (unknown keys kept) printed as `warning:` lines on stderr."""
-    config, notes = noting_warnings(lambda: load_config(path))
-    for note in notes:
-        print(f"warning: {note}", file=sys.stderr)
-    return config
+    """A config file; its warnings (unknown keys kept) become `warning:` lines on stderr (`main`)."""
+    return load_config(path)
+
+
+def _one_line_warnings(shown: set) -> Callable:
+    """A `warnings.showwarning` that prints each message once, as "warning: ..." on stderr: a config's unknown keys
+    were printed raw, with udd's source line, at every later read of the run's config (QA sweep 19a)."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if (text := str(message)) not in shown:
+            shown.add(text)
+            print(f"warning: {text}", file=sys.stderr)
+    return show
 
 
 def config_or_preset(spec: str) -> tuple[AEConfig, Optional[tuple[int, int, int]]]:
@@ -184,7 +192,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if refusal := check_numbers(args):  # NaN, infinities, huge numbers: before any work starts
             raise UsageError(refusal)
-        return _command(*args.handler)(args)
+        with warnings.catch_warnings():  # restored on return: main is called again in tests and scripts
+            warnings.showwarning = _one_line_warnings(set())
+            return _command(*args.handler)(args)
     except BrokenPipeError:  # before OSError: there is nobody left to read an error message
         silence_output()
         return PIPE_CLOSED
