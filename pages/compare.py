@@ -20,7 +20,7 @@ from udd_core import compare_scores as cmp_scores
 from udd_core import runs
 from udd_core.data import data_kind, kind_mismatch, typed_path
 from udd_core.display import breakable, markdown_literal, score_text
-from udd_core.methods import detector_class, epoch_loops, fitted_in_one_pass, has_detector
+from udd_core.methods import WAFER_FEATURES, detector_class, epoch_loops, fitted_in_one_pass, has_detector
 from udd_core.notices import as_sentence, error_line, is_caution
 from udd_core.run_notes import damaged_note, ending_note, learned_defects_note, unfinished_note
 from udd_core.inspection import inspect_run
@@ -193,6 +193,11 @@ if here := cmp_scores.trained_here(scored, inspections):  # as Inspect notes it 
     st.info(f"Trained on these images: {', '.join(here)}. The images {'it' if one else 'they'} learned are "
             f"scored too, and score more normal than unseen images would, so {'its' if one else 'their'} metrics "
             "here are not those of new images.")
+
+if blind := cmp_scores.wafer_features_runs(scored, inspections):  # their heatmaps are no equals of the others'
+    whose = "its" if len(blind) == 1 else "their"
+    st.warning(f"{', '.join(blind)}: ImageNet backbone features {WAFER_FEATURES}, so {whose} heatmaps may miss the "
+               "pattern whatever the metrics say; a pixel autoencoder measures the dies.")
 
 rows = cmp_scores.metric_rows(inspections)
 method_of = {s.name: s.method for s in sides}

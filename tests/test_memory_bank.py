@@ -292,3 +292,18 @@ def test_udd_train_help_states_the_memory_banks_defaults():
     assert f"default {','.join(DEFAULTS['layers'])}; {','.join(SMALL_IMAGE_DEFAULTS['layers'])} below " \
            f"{CONTEXT_MIN_SIDE} px" in helps["layers"]
     assert f"(default {DEFAULTS['coreset']:g})" in helps["coreset"] and f"(default {DEFAULTS['k']})" in helps["k"]
+
+
+def test_a_memory_bank_on_wafer_maps_is_cautioned_at_training_and_scoring(tmp_path, capsys):
+    """QA sweep 19a: a memory bank's wafer heatmaps missed the patterns (image AUROC 0.89 all the same), and only
+    the feature AE's scoring said that ImageNet features mean little on one-hot die maps."""
+    from udd_core.cli import main
+
+    wafers = Path(__file__).resolve().parents[1] / "sample_data" / "wafer_maps_26x26.npz"
+    run = tmp_path / "bank"
+    assert main(["train", "--method", "memory-bank", "--data", str(wafers), "--out", str(run), "--size", "64,64"]) == 0
+    said = "warning: memory-bank compares an ImageNet backbone's features, which mean little on one-hot wafer maps"
+    err = capsys.readouterr().err
+    assert said in err and err.index(said) < err.index("udd train: ")  # before the fit's time is spent
+    assert main(["score", str(run)]) == 0
+    assert said in capsys.readouterr().err

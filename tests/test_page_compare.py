@@ -274,3 +274,23 @@ def test_a_damaged_run_is_said_to_be_damaged_not_unsaved(monkeypatch, runs_dir, 
     assert not app.exception
     assert any(w.value.startswith(f"latent8: not scored ({root / 'latent8' / 'method.json'}: not a readable JSON "
                                   "object.") for w in app.warning)
+
+
+def test_a_memory_bank_on_wafer_maps_is_no_equal_of_a_pixel_autoencoder(monkeypatch, tmp_path):
+    """QA sweep 19a: Compare set a memory bank's wafer heatmaps, which missed the patterns, beside the
+    autoencoder's as equals."""
+    from udd_core.cli import main
+
+    wafers = str(ROOT / "sample_data" / "wafer_maps_26x26.npz")
+    root = tmp_path / "runs"
+    assert main(["train", "wafer-26", "--data", wafers, "--out", str(root / "ae"), "--epochs", "1"]) == 0
+    assert main(["train", "--method", "memory-bank", "--data", wafers, "--out", str(root / "bank"),
+                 "--size", "64,64"]) == 0
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.session_state["udd_run"] = "ae"
+    app.run()
+    assert not app.exception, app.exception
+    said = [w.value for w in app.warning if "ImageNet backbone features" in w.value]
+    assert said == ["bank: ImageNet backbone features mean little on one-hot wafer maps, so its heatmaps may miss "
+                    "the pattern whatever the metrics say; a pixel autoencoder measures the dies."]

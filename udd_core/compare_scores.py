@@ -17,6 +17,7 @@ from .display import scale_text, score_text, verdict_word
 from .inspection_inputs import OTHER, TRAINING
 from .inspection_result import image_units
 from .inspection_views import roc_curve
+from .methods import WAFER_FEATURES
 from .metrics import GOOD
 from .scoring import TRAINED_SCORING_NOTES
 from .render import as_rgb, auto_zoom, outlines_legend, overlay_rgb, zoom
@@ -88,6 +89,12 @@ def trained_here(names: Sequence[str], inspections: Sequence) -> list[str]:
     """The scored runs (by name) whose normal scores include images they learned (wherever those lie): their
     metrics look better than on unseen images."""
     return [n for n, i in zip(names, inspections) if i.relation == TRAINING]
+
+
+def wafer_features_runs(names: Sequence[str], inspections: Sequence) -> list[str]:
+    """The scored runs whose maps of these wafer maps come from ImageNet features (`methods.wafer_features_note`):
+    Compare sets their heatmaps beside the others as equals (QA sweep 19a)."""
+    return [n for n, i in zip(names, inspections) if any(WAFER_FEATURES in note for note in i.notices)]
 
 
 def trained_scoring_words(names: Sequence[str], inspections: Sequence) -> str:

@@ -21,7 +21,7 @@ from .inspection_inputs import TRAINING, Loaded, load_inputs, validation_images
 from .inspection_result import Inspection, normal_label
 from .training_data import UNKNOWN_LABELS
 from .metrics import GOOD, Metrics, best_f1_threshold, compute_metrics, threshold_for_fpr
-from .methods import scoring_record, scoring_with
+from .methods import scoring_record, scoring_with, wafer_features_note
 from .model import WEIGHTS_FILE
 from .notices import Caution
 from .scoring import SCORES, NormStats, check_border, fit_norm_stats, normalise, outline_threshold, score_images
@@ -155,9 +155,8 @@ def inspect_run(model_dir=None, data_path=None, split: str = "test", residual: O
     residual, score, smooth_sigma, topk_percent, border = (
         post[k] for k in ("residual", "score", "smooth_sigma", "topk_percent", "border"))
     check_border(border, tuple(loaded.input_shape[1:]))  # before any image is scored
-    if residual == "feature" and ds.kind == "wafer":
-        notices.append("the feature residual compares an ImageNet backbone's features, which mean little on "
-                       "one-hot wafer maps: l2 or l1 measure the dies themselves")
+    if ds.kind == "wafer" and (note := wafer_features_note(det, residual)):
+        notices.append(note)
     kw = dict(post, batch_size=batch_size, device=device)
     res = score_images(det, ds.images, progress=progress, keep_recon=keep_recon, **kw)
     labels = [normal_label(v) for v in ds.labels]

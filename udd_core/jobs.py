@@ -18,7 +18,7 @@ from . import run_status
 from .config import load_config
 from .data import load_dataset, resolved
 from .images import load_patterns
-from .methods import Detector, a_method, detector_class, fitted_in_one_pass, run_method
+from .methods import Detector, a_method, detector_class, fitted_in_one_pass, run_method, wafer_features_note
 from .methods.autoencoder import AutoencoderDetector
 from .model import CONFIG_FILE, AutoEncoder
 from .notices import Caution
@@ -103,6 +103,8 @@ class TrainJob:
             notices.append(f"only {len(va)} validation image{'s' if len(va) > 1 else ''}: the best epoch (the model "
                            "kept) and the still-learning and overfit notes rest on so few; a larger validation "
                            "split, or more images, steadies them")
+        if (source or {}).get("kind") == "wafer" and (note := wafer_features_note(detector)):  # before the fit's time
+            notices.append(note)
         if (source or {}).get("tile") and len(va) and not by_photo:  # QA sweep 18: tiles overlapping training ones
             notices.append(Caution(
                 "the validation tiles are drawn from the same photos as the training tiles, and a photo's last row "

@@ -43,6 +43,25 @@ def fitted_in_one_pass(method: str) -> bool:
         return False
 
 
+WAFER_FEATURES = "mean little on one-hot wafer maps"  # the words of `wafer_features_note`, which Compare looks for
+
+
+def wafer_features_note(method: Detector, residual: Optional[str] = None) -> Optional[str]:
+    """A caution for wafer maps scored through an ImageNet backbone (a `method`'s own maps, or an autoencoder's
+    feature `residual`), which sees no such thing in one-hot die maps; None otherwise. QA sweep 19a: a memory
+    bank's heatmaps on wafer maps missed the patterns at image AUROC 0.89, unsaid, where the feature AE's note
+    pointed to residuals it refuses."""
+    from ..notices import Caution
+
+    if method.imagenet_features:
+        return Caution(f"{method.method} compares an ImageNet backbone's features, which {WAFER_FEATURES}: its heatmaps may miss the pattern, whatever its AUROC; a pixel autoencoder (the "
+                       "wafer-26 model) measures the dies themselves")
+    if residual == "feature":
+        return Caution(f"the feature residual compares an ImageNet backbone's features, which {WAFER_FEATURES}: l2 or "
+                       "l1 measure the dies themselves")
+    return None
+
+
 def epoch_loops(run_dir: Union[str, Path]) -> list[tuple[str, list[dict]]]:
     """`Detector.epoch_loops` of the run's method: (caption, records) per epoch loop; the history alone for a
     method this udd does not know."""

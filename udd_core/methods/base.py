@@ -52,6 +52,7 @@ class Detector(ABC):
     trains_epochs: ClassVar[bool] = True  # False when fitted in one pass (no epochs, loss curves or training loop)
     resumable: ClassVar[bool] = False  # True when `fit(..., resume=True)` continues a stopped fit
     uses_config: ClassVar[bool] = False  # True when `build` needs an autoencoder config (AEConfig)
+    imagenet_features: ClassVar[bool] = False  # True when its maps come from an ImageNet backbone's features
     summary: ClassVar[str] = ""  # a few words for the Train page's method choice
     option_example: ClassVar[str] = "{}"  # its options as JSON, the Train page's placeholder
     probe_label: ClassVar[str] = "reconstruction"  # what its training probes show under each input

@@ -63,6 +63,7 @@ class FeatureAEDetector(Detector):
 
     method = "feature-ae"
     residuals = RESIDUALS
+    imagenet_features = True
     summary = "AE on pretrained features"
     option_example = '{"smooth_sigma": 8, "latent_power": 2}'
     probe_label = "residual heatmap"  # features cannot be shown as pictures

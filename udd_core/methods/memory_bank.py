@@ -55,6 +55,7 @@ class MemoryBankDetector(Detector):
 
     method = NAME
     residuals = ("knn",)
+    imagenet_features = True
     trains_epochs = False
     summary = "pretrained, no training"
     option_example = '{"coreset": 0.1, "k": 1}'
