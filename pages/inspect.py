@@ -5,7 +5,6 @@ st.cache_resource on (run, weights time, data, split) and (residual, smoothing, 
 the threshold only re-counts the confusion matrix. All logic lives in udd_core.inspection.
 """
 import threading
-from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -17,7 +16,7 @@ from udd_core import inspection_views as views
 from udd_core import runs
 from udd_core.run_notes import learned_defects_note
 from udd_core.data import data_kind, typed_path
-from udd_core.display import markdown_literal, scale_text, score_text, verdict_word
+from udd_core.display import folder_and_name, markdown_literal, scale_text, score_text, verdict_word
 from udd_core.export import ParityError, export_run
 from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import load_inputs, moved_data, training_data_gone
@@ -195,7 +194,7 @@ with tab_gallery:
     for i in shown[:n_show]:
         verdict = f":red[**{verdict_word(True)}**]" if pred[i] else f":green[{verdict_word(False)}]"
         label = markdown_literal(insp.labels[i])  # a folder's name, shown as typed
-        st.markdown(f"`{Path(insp.names[i]).name}` · label **{label}** · {insp.score_text(i)} · {verdict}")
+        st.markdown(f"`{folder_and_name(insp.names[i])}` · label **{label}** · {insp.score_text(i)} · {verdict}")
         p = insp.panels(i, own_scale=own)
         for col, key in zip(st.columns(len(panel_names)), panel_names):
             col.image(p[key], width="stretch")

@@ -114,6 +114,14 @@ def test_short_names_keep_the_index_whole():
     assert len(long_file) == 24 and long_file.startswith("…") and long_file.endswith("_0001.png")
 
 
+def test_a_gallery_names_an_image_with_its_folder_and_a_wafer_map_without():
+    """QA sweeps 19a and 19b: "003.png#tile1@x64,y0 · label spot" beside "003.png#tile1@x64,y0 · label scratch"."""
+    assert display.folder_and_name("/d/test/scratch/003.png#tile1@x64,y0") == "scratch/003.png#tile1@x64,y0"
+    assert display.folder_and_name("C:\\boards\\good\\001.png") == "good/001.png"
+    assert display.folder_and_name("a.png") == "a.png"
+    assert display.folder_and_name("/data/w.npz:maps[12]") == "w.npz:maps[12]"
+
+
 def test_breakable_captions_wrap_file_names_between_their_parts():
     """QA sweep 7: Generate's narrow captions broke 'exp1_num_138599.jpg' as 'exp1_num_138599.jp' / 'g'."""
     zw = "\u200b"

@@ -149,6 +149,7 @@ def test_a_tiled_run_rolls_its_tiles_up_to_a_verdict_per_image(monkeypatch, tmp_
     assert any(m.value.startswith("**Per image, its tiles rolled up.** 8 images (32 tiles): ") for m in app.markdown)
     table = app.dataframe[-1].value
     assert len(table) == 8 and set(table["tiles"]) == {4} and set(table["label"]) == {"good", "spot"}
+    assert any(m.value.startswith("`spot/000.png#tile") for m in app.markdown)  # a gallery row names its folder
     whole = app.selectbox(key="insp_whole")  # each photo whole, its tiles' maps put back in place
     assert whole.options == list(table["image"]) and whole.value == table["image"][0]
     whole.select(table["image"][7]).run()

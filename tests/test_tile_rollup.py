@@ -45,6 +45,7 @@ def test_an_image_keeps_its_own_label_whatever_its_tiles_masks_say(tmp_path):
     empty = str(data / "test" / "spot" / "001.png")
     assert [lab for n, lab in zip(ds.names, ds.labels) if n.startswith(empty)] == ["good"] * 4
     assert ds.source_labels[empty] == "spot" and len(ds.source_labels) == 6
+    assert "6 images cut into 24 tiles of 16x16" in ds.notices  # 32 = 2 x 16: no overlap to speak of (QA 19a)
     plain = load_dataset(data / "test" / "spot", (1, 16, 16), tile=True)  # a plain folder named after a defect
     assert set(plain.source_labels.values()) == {"good"}
     assert load_dataset(data, (1, 16, 16), split="test").source_labels == {}  # not tiled: its labels are its own
@@ -67,6 +68,7 @@ def test_udd_score_on_a_tiled_run_gives_the_verdict_per_image(tmp_path, capsys):
     assert len(out["images"]) == 32 and len(out["per_image"]) == 8  # 4 good + 4 spot photos
     assert {r["label"] for r in out["per_image"]} == {"good", "spot"} and all(r["tiles"] == 4 for r in out["per_image"])
     assert all(r["worst"].startswith("#tile") and r["image"].endswith(".png") for r in out["per_image"])
+    assert all(r["defective"] is (r["above"] > 0) for r in out["per_image"])  # the verdict itself (QA sweep 19a)
     assert main(["score", str(run), "--report", str(tmp_path / "r.html")]) == 0
     assert "per image, its tiles rolled up: 8 images (32 tiles): " in capsys.readouterr().out
     page = (tmp_path / "r.html").read_text()  # QA sweep 18: the report, the file that is mailed, had none
@@ -91,6 +93,8 @@ def test_a_whole_image_is_its_tiles_put_back_with_the_highest_map_where_they_ove
     data = make_mvtec(tmp_path / "parts", n_train=4, n_good=1, n_defect=1, size=40)
     run = make_run(tmp_path / "tiled", data, size=16, tile=True)
     insp = inspect_run(run, str(data), split="test")
+    assert ("2 images cut into 18 tiles of 16x16, the last row and column of each flush with the far edges "
+            "(overlapping their neighbours), so that every pixel is in a tile") in insp.notices
     photo = str(data / "test" / "spot" / "000.png")
     whole = whole_image(insp, photo)
     assert np.array_equal(whole.image[..., 0], np.asarray(Image.open(photo)))  # every pixel back in place

@@ -127,7 +127,7 @@ def run_score(args: argparse.Namespace) -> int:
         out = {"images": insp.to_rows(), "metrics": insp.metrics.to_dict(), "threshold": insp.threshold,
                "threshold_source": insp.threshold_source, "fpr": insp.fpr, "tpr": insp.tpr,
                "settings": insp.settings, "notices": insp.all_notes(),
-               "per_image": [asdict(r) for r in rollup_of(insp)]}
+               "per_image": [{**asdict(r), "defective": r.defective} for r in rollup_of(insp)]}
         print(json.dumps(_finite_json(out), indent=1))
     else:
         print(_score_table(insp))

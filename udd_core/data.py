@@ -220,7 +220,7 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
     source_labels: dict[str, str] = {}
     counts: Counter[str] = Counter()
     named: dict[str, list[Path]] = {tag: [] for tag in NAMED_TAGS}  # the images a notice asks to check
-    missing_masks = clear_tiles = skipped = 0
+    missing_masks = clear_tiles = skipped = overlapped = 0
     # Pillow releases the GIL while decoding and resizing, so a few threads overlap files.
     # The warnings filter turns Pillow's soft bomb warning into an error in the workers too.
     with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
@@ -246,6 +246,7 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
                 else:
                     labels += [label] * len(arr)
                 names += [str(src)] if not tile else [tile_name(src, k, o) for k, o in enumerate(origins)]
+                overlapped += tile and any(y % h or x % w for y, x in origins)  # a side not a multiple of the tile
                 if tile:
                     source_labels[str(src)] = label
                 if has_masks:
@@ -267,8 +268,10 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
         notices.append(f"{missing_masks} defect image{'s' * (missing_masks != 1)} {'have' if missing_masks != 1 else 'has'} "
                        "no mask in ground_truth/; treated as empty")
     if tile:
-        notices.append(f"{len(images)} image{'s' * (len(images) != 1)} cut into {len(names)} tiles of {h}x{w}, the "
-                       "last row and column flush with the far edges (overlapping), so that every pixel is in a tile")
+        n = len(images)  # QA sweep 19a: "(overlapping)" was said of 128 px photos in 64 px tiles too
+        notices.append(f"{n} image{'s' * (n != 1)} cut into {len(names)} tiles of {h}x{w}" + (
+            "" if not overlapped else f", the last row and column of {'each' if overlapped == n else f'{overlapped} of them'} flush "
+            "with the far edges (overlapping their neighbours), so that every pixel is in a tile"))
     if clear_tiles:  # QA sweep 10: a photo's label on all its tiles made per-tile metrics count clean tiles as misses
         notices.append(f"{clear_tiles} tiles of defective images hold no defect pixel in their masks: "
                        "labelled good, so that each tile is judged by what it shows")

@@ -178,6 +178,14 @@ def short_name(name: str, most: int = 24) -> str:
     return "…" + (head[-room:] + bracket + index if bracket and room > 0 else name[-(most - 1):])
 
 
+def folder_and_name(name: str) -> str:
+    """An image's file name with its folder ("scratch/003.png#tile1@x64,y0"): MVTec's defect folders reuse file
+    names, so the name alone did not say which file a gallery row is (QA sweeps 19a, 19b). A wafer map's name
+    ("maps.npz:key[3]") as it is, without its folder."""
+    name = name.replace("\\", "/")
+    return name.rsplit("/", 1)[-1] if name.endswith("]") else "/".join(name.rsplit("/", 2)[-2:])
+
+
 def breakable(text: str, mark: str = "\u200b") -> str:
     """``text`` with `mark` (a zero-width space; "<wbr>" in HTML) after each '_' or '/', and each '.' or '-'
     before a letter (not in "2.5"), so that a narrow caption wraps a file name there ("exp1_num_ | 138599.jpg")

@@ -23,7 +23,7 @@ from .config import config_text
 from .settings import applied_settings
 from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
-from .display import breakable, scale_text, score_text, verdict_word
+from .display import breakable, folder_and_name, scale_text, score_text, verdict_word
 from .render import WAFER_LEGEND, png_bytes, scale_bar_rgb
 from .tile_rollup import rollup_of, rollup_summary, whole_image
 
@@ -181,7 +181,7 @@ def _image_table(insp: Inspection, indices) -> str:
         verdict = "" if insp.threshold is None else f'<span class="{"bad" if bad else "ok"}">{verdict_word(bad)}</span>'
         parts = "" if insp.factors is None else f"<br><span class=sub>{_e(insp.score_text(i))}</span>"
         imgs = "".join(_img(p[k], k) for k in shown)
-        short = Path(insp.names[i]).name
+        short = folder_and_name(insp.names[i])
         # <wbr>: a long path wraps after a '/' or '_', not mid-number (QA); a wafer map's name has no folder
         full = "" if short == insp.names[i] else f"<br><span class=sub>{breakable(_e(insp.names[i]), '<wbr>')}</span>"
         rows.append(f"<tr><td class=n>{rank}</td><td class=name>{breakable(_e(short), '<wbr>')}{full}</td><td>{_e(insp.labels[i])}</td><td class=n>"
