@@ -228,6 +228,8 @@ else:
         show_error(e)
 
 if view is not None:
+    if view.notice:  # blank wafers from a detection run: before the rows that show them
+        st.warning(as_sentence(view.notice))
     st.caption(view.caption)
     for row in view.rows:
         show(row)

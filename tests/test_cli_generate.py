@@ -365,3 +365,20 @@ def test_a_run_whose_data_moved_is_told_to_give_its_new_place(tmp_path, fitted, 
                                "(moved or deleted); give its new place with --data PATH\n")
     assert not (tmp_path / "g").exists()
     assert udd(capsys, gone, "-n", 2, "--out", tmp_path / "g", "--data", fitted[0])[0] == 0
+
+
+def test_blank_wafers_from_a_detection_run_are_cautioned(run, tmp_path, capsys, monkeypatch):
+    """QA sweep 19a: a run trained for detection generated 12 of 12 blank wafers, said only "wrote 12 wafer maps"."""
+    from udd_core import wafer_generation as wg
+
+    maps = np.array([[[0, 1], [1, 2]], [[0, 1], [1, 1]]], np.uint8)  # (2, 2, 2) die values
+    assert wg.no_failing_dies_note(maps, maps) is None  # a failing die among the variants: nothing to say
+    blank = np.minimum(maps, 1)
+    assert wg.no_failing_dies_note(blank, blank) is None  # sources without failing dies: nothing lost
+    assert wg.no_failing_dies_note(blank, maps).startswith("none of the 2 generated maps has a failing die, where "
+                                                          "their sources have 1: this run rebuilds normal maps")
+    real = wg.generated_maps
+    monkeypatch.setattr(wg, "generated_maps", lambda out, outline: np.minimum(real(out, outline), 1))  # detection-like
+    rc, _, err = udd(capsys, run, "--sigma", 0.5, "-n", 4, "--out", tmp_path / "o", "--class", "Donut")
+    assert rc == 0 and "warning: none of the 4 generated maps has a failing die" in err
+    assert "train the wafer-26-gen model with the wafer-generation training preset" in err

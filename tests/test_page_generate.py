@@ -318,3 +318,27 @@ def test_the_interpolation_ends_follow_the_data_set(at, fitted, tmp_path):
     assert not at.exception and not at.error, errors(at)
     ends = {s.label: s.value for s in at.selectbox if s.key.startswith("gen_interp_")}
     assert ends == {"From": 0, "To": 1}
+
+
+def test_blank_wafers_from_a_detection_run_are_cautioned_above_them(runs_dir, monkeypatch):
+    """QA sweep 19a: the page's 16 variants of a detection run were blank wafers, offered "for augmentation". The
+    tiny test model rebuilds normal maps, as such a run does."""
+    import numpy as np
+
+    from udd_core import wafer_generation as wg
+
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception
+    said = [w.value for w in app.warning if "has a failing die" in w.value]
+    assert len(said) == 1 and said[0].startswith("None of the 16 generated maps has a failing die, where their "
+                                                 "sources have ")
+    real = wg.generated_maps
+
+    def one_failing(out, outline):  # variants with a failing die each: nothing to caution
+        maps = real(out, outline)
+        maps[outline == 1] = 2
+        return maps
+
+    monkeypatch.setattr(wg, "generated_maps", one_failing)
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception and not [w for w in app.warning if "has a failing die" in w.value]

@@ -100,11 +100,13 @@ def run_generate(args: argparse.Namespace) -> int:
         origins = [f"{ds.names[s]} ({ds.labels[s]})" for s in gen.sources.tolist()]
     npz, outline = None, None
     if kind == "wafer" and not args.random:  # each map keeps its source's outline, in the PNGs as in the .npz
-        from .wafer_generation import generated_maps, npz_bytes, source_maps
+        from .wafer_generation import generated_maps, no_failing_dies_note, npz_bytes, source_maps
 
         outline = source_maps(ds.images[gen.sources])  # (N, H, W)
+        maps = generated_maps(out, outline)
+        if blank := no_failing_dies_note(maps, outline):
+            print(notice_line(blank), file=sys.stderr)
         if args.npz:  # made before any file is written
-            maps = generated_maps(out, outline)
             npz = npz_bytes(maps, [ds.labels[s] for s in gen.sources.tolist()], gen.sources,
                             [ds.names[s] for s in gen.sources.tolist()])
     table = None

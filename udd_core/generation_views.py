@@ -41,6 +41,7 @@ class GeneratedView:
     origins: Optional[np.ndarray] = None  # (n, D) each one's source image's code (noised latents only)
     sources: Optional[np.ndarray] = None  # (n,) each one's source image's index in the data (noised latents only)
     hover: Optional[list[str]] = None  # what the latent map says of each generated code
+    notice: Optional[str] = None  # a caution on what was generated (`wafer_generation.no_failing_dies_note`)
 
 
 def image_label(ds: ImageSet, i: int) -> str:
@@ -70,15 +71,17 @@ def noised_view(model, ds: ImageSet, kind: str, sigma: float, n_sources: int, pe
     rows = [ImageRow([src_img[r], rec_img[r], *(outputs[j] for j in outs)],
                      [image_label(ds, s), "reconstruction", *(f"σ {sigma:g} · #{j}" for j in outs)])
             for r, (s, outs) in enumerate(by_source)]
-    npz = None
+    npz = notice = None
     if wafer:
-        npz = wg.npz_bytes(wg.generated_maps(g.outputs, outline), [ds.labels[i] for i in g.sources.tolist()],
-                           g.sources, [ds.names[i] for i in g.sources.tolist()])
+        maps = wg.generated_maps(g.outputs, outline)  # (n, H, W)
+        notice = wg.no_failing_dies_note(maps, outline)
+        npz = wg.npz_bytes(maps, [ds.labels[i] for i in g.sources.tolist()], g.sources,
+                           [ds.names[i] for i in g.sources.tolist()])
     codes = gen.encode_images(model, ds.images, srcs).flatten(1).numpy()  # (k, D): the sources, at σ 0
     origins = codes[[srcs.index(i) for i in g.sources.tolist()]]  # (n, D): each variant's source code
     hover = [f"σ {sigma:g} · #{j} from {display.short_name(ds.names[i])}" for j, i in enumerate(g.sources.tolist())]
     return GeneratedView(rows, caption, outputs, display.output_names(len(outputs), "sample"), npz,
-                         g.latents.flatten(1).cpu().numpy(), origins, g.sources, hover)
+                         g.latents.flatten(1).cpu().numpy(), origins, g.sources, hover, notice)
 
 
 def class_grid_view(grids: Sequence[wg.ClassGrid], ds: ImageSet, sigma: float,
@@ -106,7 +109,8 @@ def class_grid_view(grids: Sequence[wg.ClassGrid], ds: ImageSet, sigma: float,
     all_maps = np.concatenate(maps)  # (n, H, W) die values
     return GeneratedView(rows, caption, display.upscale(display.render_wafer(all_maps)),
                          display.class_output_names(labels),
-                         wg.npz_bytes(all_maps, labels, srcs, [ds.names[i] for i in srcs]))
+                         wg.npz_bytes(all_maps, labels, srcs, [ds.names[i] for i in srcs]),
+                         notice=wg.no_failing_dies_note(all_maps, wg.source_maps(ds.images[srcs])))
 
 
 def class_commands(run_dir, grids: Sequence[wg.ClassGrid], sigma: float, seed: int, per: int, data, split: str

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .atomic import check_new_file, write_bytes_atomic
+from .notices import Caution
 from .training_data import NORMAL_LABELS, UNKNOWN_LABELS
 from .wafermaps import onehot_to_wafer
 
@@ -37,6 +38,17 @@ def generated_maps(outputs, source_maps: np.ndarray) -> np.ndarray:
     maps = np.where(y[:, 2] > y[:, 1], 2, 1).astype(np.uint8)  # (N, H, W) on-wafer dies
     maps[src == 0] = 0
     return maps
+
+
+def no_failing_dies_note(maps: np.ndarray, sources: np.ndarray) -> Optional[str]:
+    """A caution when none of the generated die `maps` (N, H, W) has a failing die while their `sources` (N, H, W)
+    have some: a run trained for detection rebuilds normal maps, so its variants are blank wafers, which taught
+    a classifier nothing (QA sweep 19a: 12 of 12 blank, said only "wrote 12 wafer maps")."""
+    if (np.asarray(maps) == 2).any() or not (failing := int((np.asarray(sources) == 2).sum())):
+        return None
+    return Caution(f"none of the {len(maps)} generated maps has a failing die, where their sources have {failing}: "
+                   "this run rebuilds normal maps, as a model trained for detection does; for maps with the "
+                   "patterns, train the wafer-26-gen model with the wafer-generation training preset")
 
 
 def source_maps(images: np.ndarray) -> np.ndarray:
