@@ -1,6 +1,7 @@
 """Tests for udd_core.wafermaps: .npy/.npz wafer files through load_dataset, labels, one-hot round trips."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,28 @@ def test_wafer_errors(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(DataError, match="junk.npz"):
         load_dataset(tmp_path / "junk.npz", (3, 4, 4))
+
+
+def test_bad_die_values_are_placed_and_refused_as_the_path_is_typed(tmp_path):
+    """QA sweep 19a: "bad3.npy: die values must be 0, 1 or 2, found [3]" came only at the Train page's Start, and
+    said not which of thousands of maps holds the value."""
+    from udd_core.sources import describe
+
+    maps = np.ones((6, 5, 5), np.float32)
+    maps[3, 2, 4], maps[5, 0, 0], maps[4, 1, 1] = 3, -1, 0.5
+    np.savez(tmp_path / "w.npz", maps=maps)
+    said = "w.npz:maps: die values must be 0, 1 or 2, found [-1.0, 0.5, 3.0] in 3 maps, the first [3] at row 2, column 4"
+    with pytest.raises(DataError, match=re.escape(said)):
+        load_dataset(tmp_path / "w.npz", (3, 5, 5))
+    with pytest.raises(DataError, match=re.escape(said)):  # the Train page's estimate, before Start
+        describe(tmp_path / "w.npz", (3, 5, 5))
+    maps[:] = 1
+    maps[0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", maps)
+    with pytest.raises(DataError, match=r"nan.npy: die values must be 0, 1 or 2, found \[nan\] in 1 map, the first"):
+        describe(tmp_path / "nan.npy", (3, 5, 5))
+    np.save(tmp_path / "ok.npy", np.ones((6, 5, 5), np.uint8))
+    assert describe(tmp_path / "ok.npy", (3, 5, 5)).startswith("wafer maps: 6 ")
 
 
 @pytest.mark.skipif(not (REAL / "wm811k_small").is_dir(), reason="real WM-811K subset not present")

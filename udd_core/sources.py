@@ -26,6 +26,7 @@ from .images import IMAGE_EXTS, readable_image
 from .notices import is_caution
 from .training_data import split_groups, training_images
 from .uploads import save_uploads
+from .wafermaps import check_die_values
 
 KIND_TEXT = {"mvtec": "MVTec folder", "folder": "image folder", "wafer": "wafer maps"}
 
@@ -141,6 +142,8 @@ def describe(path: Union[str, Path], input_shape: tuple[int, int, int], tile: bo
     """
     kind = data_kind(path)
     n, nbytes = estimate_cache_bytes(path, input_shape, split="train", tile=tile)
+    if kind == "wafer":
+        check_die_values(resolved(path))
     if n == 0:
         tiles = f" (every image is smaller than one {input_shape[1]}x{input_shape[2]} tile)" if tile else ""
         raise DataError(f"{path}: no training images{tiles}")

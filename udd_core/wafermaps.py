@@ -136,6 +136,39 @@ def _refuse_stray_labels(path: Path, keys: list[str], headers: Headers) -> None:
                         "give one label per map (labels_X for maps_X), or leave the labels out")
 
 
+def _check_die_values(where: str, maps: np.ndarray) -> None:
+    """A DataError for die values outside {0, 1, 2} in `maps` (N, H, W), saying which values, in how many maps,
+    and the first map and die that holds one (QA sweep 19a: "found [3]" among thousands of maps)."""
+    if not maps.size or (maps.min() >= 0 and maps.max() <= 2 and not (maps.dtype.kind == "f" and (maps % 1).any())):
+        return  # the common case: no (N, H, W) mask made
+    wrong = ~np.isin(maps, (0, 1, 2))  # (N, H, W); NaN is no die value either
+    values = np.unique(maps[wrong])[:5].tolist()
+    i, r, c = np.argwhere(wrong)[0].tolist()
+    n = int(wrong.reshape(len(maps), -1).any(axis=1).sum())
+    raise DataError(f"{where}: die values must be 0, 1 or 2, found {values} in {n} map{'s' * (n != 1)}, the first "
+                    f"[{i}] at row {r}, column {c}")
+
+
+CHECKED_AS_TYPED = 64 * 2**20  # bytes: a wafer file up to this size has its die values checked before Start
+
+
+def check_die_values(path: Path) -> None:
+    """Every map array's die values of a wafer file, for a form that checks a path as it is typed (the Train
+    page: QA sweep 19a, die values 3 were refused only at Start); a file over `CHECKED_AS_TYPED` is left to the
+    load, which checks it anyway."""
+    if path.stat().st_size > CHECKED_AS_TYPED:
+        return
+    keys = _checked_map_keys(path, _wafer_headers(path))
+    z = np.load(path, allow_pickle=False)  # ndarray for .npy, a lazy NpzFile for .npz
+    try:
+        for key in keys:
+            maps = z if not key else z[key]
+            _check_die_values(f"{path.name}:{key}" if key else path.name, maps[None] if maps.ndim == 2 else maps)
+    finally:
+        if not isinstance(z, np.ndarray):
+            z.close()
+
+
 def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, int], None] | None = None
                     ) -> tuple[np.ndarray, list[str], list[str], list[str]]:
     """Every map of a .npy/.npz at `size` (H, W): (one-hot uint8 (N, H, W, 3), labels, names, notices).
@@ -160,9 +193,7 @@ def load_wafer_file(path: Path, size: tuple[int, int], progress: Callable[[int, 
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
                 raise DataError(f"{where}: cannot load ({exc})") from None
             maps = maps[None] if maps.ndim == 2 else maps
-            if maps.size and (maps.min() < 0 or maps.max() > 2 or (maps.dtype.kind == "f" and (maps % 1).any())):
-                bad = np.setdiff1d(np.unique(maps), [0, 1, 2])[:5]
-                raise DataError(f"{where}: die values must be 0, 1 or 2, found {bad.tolist()}")
+            _check_die_values(where, maps)
             n, mh, mw = maps.shape
             if n:
                 sizes.add(f"{mh}x{mw}")
