@@ -151,7 +151,7 @@ def test_random_mode_shaded_and_interpolation(at):
 
 
 def test_an_unfinished_run_is_flagged(at, runs_dir):
-    assert not at.warning  # the fixture's run is finished
+    assert not [w for w in at.warning if "has a failing die" not in w.value]  # the fixture's run is finished
     (runs_dir / "tiny" / "status.json").write_text(json.dumps({"status": "stopped",
                                                                 "message": "stopped after 1 of 3 epochs"}))
     at.run()  # the line udd score prints first, as a sentence

@@ -21,6 +21,7 @@ from PIL import Image
 
 from .images import DECODE_ERRORS, IMAGE_EXTS, NAMED_TAGS, conversion_notices, decode_one, image_files
 from .tiles import tile_name, tile_starts
+from .wafermaps import check_die_values
 
 # Re-exported so callers find the whole data API here; each lives in the module of its concept.
 from .images import load_patterns  # noqa: F401
@@ -148,6 +149,14 @@ def scores_training_data(path, recorded, split: str, kind: str | None = None) ->
 def data_kind(path) -> str:
     """'mvtec', 'folder' or 'wafer' for a data path; DataError when it is none of them."""
     return _layout(path)[0]
+
+
+def check_values_as_typed(path) -> None:
+    """What a form checks of a data path's values before Start, beyond `estimate_cache_bytes`' headers: a wafer
+    file's die values (`wafermaps.check_die_values`); DataError naming them."""
+    kind, root = _layout(path)
+    if kind == "wafer":
+        check_die_values(root)
 
 
 def kind_noun(kind: str | None) -> str:

@@ -21,12 +21,12 @@ from typing import Optional, Union
 import numpy as np
 
 from . import runs
-from .data import WAFER_EXTS, DataError, ImageSet, data_kind, estimate_cache_bytes, load_dataset, map_sizes, resolved
+from .data import (WAFER_EXTS, DataError, ImageSet, check_values_as_typed, data_kind, estimate_cache_bytes, load_dataset,
+                   map_sizes, resolved)
 from .images import IMAGE_EXTS, readable_image
 from .notices import is_caution
 from .training_data import split_groups, training_images
 from .uploads import save_uploads
-from .wafermaps import check_die_values
 
 KIND_TEXT = {"mvtec": "MVTec folder", "folder": "image folder", "wafer": "wafer maps"}
 
@@ -142,8 +142,7 @@ def describe(path: Union[str, Path], input_shape: tuple[int, int, int], tile: bo
     """
     kind = data_kind(path)
     n, nbytes = estimate_cache_bytes(path, input_shape, split="train", tile=tile)
-    if kind == "wafer":
-        check_die_values(resolved(path))
+    check_values_as_typed(path)
     if n == 0:
         tiles = f" (every image is smaller than one {input_shape[1]}x{input_shape[2]} tile)" if tile else ""
         raise DataError(f"{path}: no training images{tiles}")

@@ -97,6 +97,10 @@ def _labels_of(path: Path, z, key: str, n: int, headers: Headers, notices: list[
     if lkey and headers[lkey][1].hasobject:
         notices.append(f"{path.name}:{lkey}: labels need pickle to load; ignored")
         lkey = None
+    if not lkey and n:  # QA sweep 19a: a file of unlabelled maps trained, and scored, as "good" unsaid
+        where = f"{path.name}:{key}" if key else path.name
+        notices.append(f"{n} map{'s' * (n != 1)} of {where} {'have' if n != 1 else 'has'} no labels: taken as normal "
+                       "(\"good\"), so a run trains on all of them, and metrics on them count no defect")
     return _as_labels(z[lkey]) if lkey else ["good"] * n
 
 
