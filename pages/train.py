@@ -269,8 +269,7 @@ with left:
         ss["train_name"] = ""
     run_name = st.text_input("Run name", key="train_name", persist_state=KEEP,
                              placeholder=f"automatic, e.g. {sources.default_run_name(ROOT, path)}").strip()
-    if sharing := mgr.sharing_note():
-        st.caption(f"ℹ️ {sharing}")
+    sharing = st.empty()  # filled once the runs are listed below, the one just started among them
     if data_error is None and (data_error := start_refusal(ROOT, run_name, path, config, ss["train_loss"],
                                                            method_cls.trains_epochs, kind_of)):
         st.error(data_error)
@@ -293,6 +292,8 @@ with left:
 
 # --- runs ----------------------------------------------------------------------------------------
 all_runs = runs.list_runs(ROOT)  # read once for the panel and the table's poll decision
+if note := mgr.sharing_note(all_runs):
+    sharing.caption(f"ℹ️ {note}")
 with right:
     run_panel(mgr, ROOT, all_runs, load_images)
 st.subheader("All runs")  # the page's width: seven columns, none cut off

@@ -599,7 +599,13 @@ def test_job_manager_refuses_two_jobs_on_one_run(tmp_path, tiny_config):
     assert mgr.sharing_note() is None  # nothing trains: Start says nothing
     job = mgr.start(_job(tmp_path, tiny_config, epochs=100000))
     assert mgr.get("r") is job and mgr.active() == [job]
-    assert mgr.sharing_note() == "r is training already: a new run shares the processor with it, and each trains slower."
+    assert mgr.sharing_note() == ("Training now: r. Another run started shares the processor with it, and each "
+                                  "trains slower.")
+    # QA sweep 19b: a run that `udd train` trains in another process shares the processor too
+    cli = runs.RunInfo("cli", "running", 3, None, "", tmp_path / "cli")
+    done = runs.RunInfo("old", "finished", 3, None, "", tmp_path / "old")
+    assert mgr.sharing_note([cli, done, runs.run_info(job.run_dir)]) == (
+        "Training now: r, cli (udd train). Another run started shares the processor with them, and each trains slower.")
     twin = TrainJob(job.run_dir, seeded_model(tiny_config, SHAPE, 0), make_images(4), None, fast())
     with pytest.raises(ValueError, match="already running"):
         mgr.start(twin)

@@ -327,15 +327,18 @@ class JobManager:
         with self._lock:
             return [j for j in self._jobs.values() if j.is_alive()]
 
-    def sharing_note(self) -> Optional[str]:
-        """One line beside Start while runs train in this process: a new run shares the machine with them
-        (on a small CPU each then trains at a fraction of its speed); None when nothing trains."""
+    def sharing_note(self, listed: Sequence[runs.RunInfo] = ()) -> Optional[str]:
+        """One line beside Start while runs train, in this process or, among the `listed` runs, in another (a
+        `udd train`): a new run shares the machine with them (on a small CPU each then trains at a fraction of
+        its speed); None when nothing trains. QA sweep 19b: a CLI run went unsaid, and after Start the line read
+        as if the run just started were another one."""
         names = [j.name for j in self.active()]
+        names += [f"{r.name} (udd train)" for r in listed if r.status == "running" and r.name not in names]
         if not names:
             return None
         them = "it" if len(names) == 1 else "them"
-        return (f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} training already: a new run shares the "
-                f"processor with {them}, and each trains slower.")
+        return f"Training now: {', '.join(names)}. Another run started shares the processor with {them}, and each " \
+               "trains slower."
 
     def statuses(self, listed: Sequence[runs.RunInfo]) -> dict[str, str]:
         """Each listed run's status, "running" for a job of this process whose thread is alive (its
