@@ -102,7 +102,10 @@ def run_label(info) -> str:
         return epochs
     if one_pass:
         return f"{info.status}, {method} (one pass)"
-    return epochs + ("" if method == "autoencoder" else f", {method}")
+    # a later loop's epochs too: "stopped, 3 epochs" said nothing of 7 Deep SVDD epochs after them (QA sweep 19b)
+    later = "".join(f" + {len(done)} {caption.split(':')[0]} epoch{'s' * (len(done) != 1)}"
+                    for caption, done in detector_class(method).epoch_loops(info.path)[1:] if done)
+    return epochs + later + ("" if method == "autoencoder" else f", {method}")
 
 
 def warn_unfinished(run_dir: Path) -> str | None:

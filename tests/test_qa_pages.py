@@ -44,6 +44,9 @@ def test_run_pickers_do_not_count_epochs_of_a_one_pass_fit(tmp_path):
     assert run_label(info("memory-bank")) == "finished, memory-bank (one pass)"
     assert run_label(info("dsvdd")) == "finished, 3 epochs, dsvdd"
     assert run_label(info(None)) == "finished, 3 epochs"
+    (tmp_path / "dsvdd" / "svdd_history.json").write_text(json.dumps([{"epoch": 1}, {"epoch": 2}]))
+    assert run_label(RunInfo("dsvdd", "stopped", 3, None, "", tmp_path / "dsvdd")) == \
+        "stopped, 3 epochs + 2 Deep SVDD epochs, dsvdd"  # QA sweep 19b: its second loop's epochs counted too
 
 
 def test_inspect_gallery_calls_a_map_without_reconstruction_an_anomaly_map(monkeypatch, tmp_path):
