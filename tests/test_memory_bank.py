@@ -307,3 +307,17 @@ def test_a_memory_bank_on_wafer_maps_is_cautioned_at_training_and_scoring(tmp_pa
     assert said in err and err.index(said) < err.index("udd train: ")  # before the fit's time is spent
     assert main(["score", str(run)]) == 0
     assert said in capsys.readouterr().err
+
+
+def test_the_feature_ae_preset_trains_on_wafer_maps_with_their_three_channels(tmp_path, capsys):
+    """QA sweep 19a: `udd train feature-ae --data maps.npz` was refused, "the model takes C=1" (the preset's gray
+    channel), where the same design from a file trained; now it trains, with the wafer caution first."""
+    from udd_core.cli import main
+    from udd_core.runs import read_train
+
+    wafers = Path(__file__).resolve().parents[1] / "sample_data" / "wafer_maps_26x26.npz"
+    run = tmp_path / "fae"
+    assert main(["train", "feature-ae", "--data", str(wafers), "--out", str(run), "--size", "128,128",
+                 "--epochs", "1"]) == 0, capsys.readouterr().err
+    assert read_train(run)["input_shape"] == [3, 128, 128]
+    assert "warning: feature-ae compares an ImageNet backbone's features" in capsys.readouterr().err

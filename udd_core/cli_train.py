@@ -255,7 +255,10 @@ def run_train(args: argparse.Namespace) -> int:
             h, w = preset_shape[1:]
         else:
             h, w = (26, 26) if kind == "wafer" else (256, 256)
-        shape = (image_channels(config, method, preset_shape[0] if preset_shape else None), h, w)
+        # a preset's gray channel is for photos: a backbone method on wafer maps takes their 3 one-hot channels
+        # (QA sweep 19a: `udd train feature-ae --data maps.npz` was refused as "the model takes C=1")
+        preferred = preset_shape[0] if preset_shape and kind != "wafer" else None
+        shape = (image_channels(config, method, preferred), h, w)
         if config is not None and method == "autoencoder":
             try:  # refuse a non-mirroring design before spending time on the data
                 build_model(config, shape)
