@@ -60,6 +60,21 @@ def test_the_bundled_sample_data_is_offered():
     assert kinds.get("surface") == "mvtec" and kinds.get("wafer_maps_26x26.npz") == "wafer"
 
 
+def test_describe_says_before_start_that_a_one_channel_model_drops_colour(tmp_path):
+    """QA sweep 19b: colour PCB photos went gray with the default 1-channel model, said only once training began."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "colour").mkdir()
+    (tmp_path / "gray_as_rgb").mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(tmp_path / "colour" / f"{i}.png")
+        g = rng.integers(0, 256, (24, 24), dtype=np.uint8)
+        Image.fromarray(np.dstack([g, g, g])).save(tmp_path / "gray_as_rgb" / f"{i}.jpg")  # RGB files, gray photos
+    said = "; its images are in colour and this model takes 1 channel: the colour is dropped (a 3-channel model keeps it)"
+    assert sources.describe(tmp_path / "colour", (1, 24, 24)).endswith(said)
+    assert said not in sources.describe(tmp_path / "colour", (3, 24, 24))  # kept
+    assert said not in sources.describe(tmp_path / "gray_as_rgb", (1, 24, 24))  # nothing to drop
+
+
 def test_describe_counts_and_sizes_before_loading(tree):
     text = sources.describe(tree / "sample_data" / "surface", (1, 32, 32))
     assert text == "MVTec folder: 3 images, 0.00293 MB in memory at 1x32x32"  # 3 * 32 * 32 bytes

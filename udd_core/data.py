@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .images import DECODE_ERRORS, IMAGE_EXTS, NAMED_TAGS, conversion_notices, decode_one, image_files
+from .images import DECODE_ERRORS, IMAGE_EXTS, NAMED_TAGS, conversion_notices, decode_one, image_files, open_image
 from .tiles import tile_name, tile_starts
 from .wafermaps import check_die_values
 
@@ -149,6 +149,32 @@ def scores_training_data(path, recorded, split: str, kind: str | None = None) ->
 def data_kind(path) -> str:
     """'mvtec', 'folder' or 'wafer' for a data path; DataError when it is none of them."""
     return _layout(path)[0]
+
+
+COLOUR_SAMPLE = 8  # training images looked at for colour before a 1-channel model drops it
+
+
+def in_colour(path, split: str = "train") -> bool:
+    """Whether any of the first `COLOUR_SAMPLE` images of a data path's `split` is in colour (its channels
+    differ; an RGB file of a gray photo is not): what a 1-channel model would drop, said before Start (QA sweep
+    19b: colour PCB photos were turned gray unsaid until training had begun). False for wafer maps."""
+    kind, root = _layout(path)
+    if kind == "wafer":
+        return False
+    for src, _, _ in _sources(kind, root, split)[0][:COLOUR_SAMPLE]:
+        try:
+            im = open_image(src, draft=(64, 64))
+        except DECODE_ERRORS:
+            continue
+        if im.mode not in ("L", "1", "I", "I;16", "F", "LA") and _coloured(np.asarray(im.convert("RGB"))):
+            return True
+    return False
+
+
+def _coloured(rgb: np.ndarray) -> bool:
+    """(H, W, 3) uint8: channels that differ by more than a few grey levels somewhere (JPEG noise aside)."""
+    a = rgb.astype(np.int16)
+    return bool((np.abs(a[..., 0] - a[..., 1]) + np.abs(a[..., 1] - a[..., 2]) > 24).mean() > 0.01)
 
 
 def check_values_as_typed(path) -> None:

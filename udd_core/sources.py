@@ -21,8 +21,8 @@ from typing import Optional, Union
 import numpy as np
 
 from . import runs
-from .data import (WAFER_EXTS, DataError, ImageSet, check_values_as_typed, data_kind, estimate_cache_bytes, load_dataset,
-                   map_sizes, resolved)
+from .data import (WAFER_EXTS, DataError, ImageSet, check_values_as_typed, data_kind, estimate_cache_bytes, in_colour,
+                   load_dataset, map_sizes, resolved)
 from .images import IMAGE_EXTS, readable_image
 from .notices import is_caution
 from .training_data import split_groups, training_images
@@ -153,7 +153,9 @@ def describe(path: Union[str, Path], input_shape: tuple[int, int, int], tile: bo
     k = step_images(n, batch_size)
     step = f", + {k * step_per_image / 2**20:.3g} MB for a training step on {k}" if step_per_image else ""
     photos = estimate_cache_bytes(path, input_shape, split="train")[0] if tile else None  # no header read
-    return f"{KIND_TEXT[kind]}: {estimate_text(n, nbytes, input_shape, photos)}{features}{step}"
+    gray = ("; its images are in colour and this model takes 1 channel: the colour is dropped (a 3-channel model "
+            "keeps it)") if input_shape[0] == 1 and in_colour(path) else ""
+    return f"{KIND_TEXT[kind]}: {estimate_text(n, nbytes, input_shape, photos)}{features}{step}{gray}"
 
 
 def _slug(text: str) -> str:
