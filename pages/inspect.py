@@ -23,7 +23,7 @@ from udd_core.inspection_inputs import load_inputs, moved_data, training_data_go
 from udd_core.metrics import METRIC_HELP
 from udd_core.notices import as_sentence, error_line
 from udd_core.methods import detector_class, has_detector, run_method, run_scoring_defaults, run_spec
-from udd_core.render import scale_bar_rgb
+from udd_core.render import WAFER_LEGEND, scale_bar_rgb
 from udd_core.heatmap_export import heatmaps_zip
 from udd_core.report import build_report, scores_csv
 from udd_core.scoring import SCORES, max_border, trained_scoring_note
@@ -187,7 +187,8 @@ with tab_gallery:
                    if k != "reconstruction" or insp.recon_raw is not None]  # methods without one show 3
     legend = st.columns([2, 3], vertical_alignment="center")  # one fixed scale for every heatmap
     legend[0].image(scale_bar_rgb(), width="stretch")
-    legend[1].caption(insp.scale_legend(own))
+    # wafer maps: what the die colours mean, as the report and Generate say it (QA sweep 19a)
+    legend[1].caption(insp.scale_legend(own) + (f" {WAFER_LEGEND}." if insp.kind == "wafer" else ""))
     for h, name in zip(st.columns(len(panel_names)), panel_names):
         # Without a reconstruction there is no residual: the map is the method's own anomaly map.
         h.markdown(f"**{'anomaly map' if name == 'residual' and insp.recon_raw is None else name}**")

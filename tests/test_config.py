@@ -141,6 +141,11 @@ def test_config_text_is_json_one_field_a_line_and_noting_warnings_keeps_the_mess
     config, notes = noting_warnings(lambda: parse_config(text))
     assert config.extra == {"comment": "mine"} and notes == ["config: unknown keys kept but unused: comment"]
     assert noting_warnings(lambda: parse_config(tiny_config))[1] == []
+    # QA sweep 19a: a misspelt optional field was listed as unknown, unlike a misspelt required one
+    notes = noting_warnings(lambda: parse_config(tiny_config | {"ouput": "softmax", "comment": "x"}))[1]
+    assert notes == ["config: unknown keys kept but unused: ouput (a misspelling of 'output'?), comment"]
+    given = noting_warnings(lambda: parse_config(tiny_config | {"output": "linear", "ouput": "softmax"}))[1]
+    assert given == ["config: unknown keys kept but unused: ouput"]  # output is there: no misspelling of it
 
 
 def test_a_missing_field_names_the_unknown_key_that_looks_like_it():

@@ -386,3 +386,14 @@ def test_the_one_image_overlay_follows_the_pixel_threshold_box(at):
     assert not at.exception
     after = overlay()
     assert after.caption == f"overlay, outline at {scale_text(box.value)}" and after.url != before.url
+
+
+def test_a_wafer_runs_gallery_says_what_the_die_colours_mean(monkeypatch, tmp_path):
+    """QA sweep 19a: Inspect alone of the views (report, heatmaps README, Generate) had no key to the dies."""
+    from test_generation import make_run as make_wafer_run, write_wafers
+
+    make_wafer_run(tmp_path / "runs", "wafers", write_wafers(tmp_path / "w.npz"))
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert any("Wafer maps: " in c.value and "failing dies lightest" in c.value for c in app.caption)

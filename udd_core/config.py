@@ -141,12 +141,18 @@ def parse_config(source: Union[str, Mapping[str, Any], AEConfig]) -> AEConfig:
         also = f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""
         raise ConfigError(missing[0], f"missing field{also}"
                           + (f"; the config has {typo[0]!r}: a misspelling of it?" if typo else ""))
+    given = set(raw)
     output = raw.pop("output", "linear")
     if output not in OUTPUTS:
         raise ConfigError("output", f"must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}"[:200])
     extra = {k: v for k, v in raw.items() if k not in FIELDS and k not in OPTIONAL_FIELDS}
-    if extra:
-        warnings.warn(f"config: unknown keys kept but unused: {', '.join(map(str, extra))}", UserWarning, stacklevel=2)
+    if extra:  # a misspelt optional field ("ouput") is named as such (QA sweep 19a), the others listed
+        absent = [f for f in ("output", *OPTIONAL_FIELDS) if f not in given]
+        said = []
+        for k in map(str, extra):
+            typo = difflib.get_close_matches(k, absent, n=1, cutoff=0.75)
+            said.append(k + (f" (a misspelling of {typo[0]!r}?)" if typo else ""))
+        warnings.warn(f"config: unknown keys kept but unused: {', '.join(said)}", UserWarning, stacklevel=2)
     n = _int_list(raw["block_ker"], "block_ker")
     return AEConfig(
         block_ker=n,
