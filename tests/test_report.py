@@ -1,5 +1,6 @@
 """The one-page HTML report: self-contained, with metrics, threshold, curve, config and images."""
 import base64
+import html
 import io
 import json
 import re
@@ -15,6 +16,7 @@ from udd_core.inspection import inspect_run
 from udd_core.report import build_report, loss_curve_svg
 from udd_core.render import scale_bar_rgb
 from udd_core.settings import ONE_PASS_FIELDS
+from udd_core.display import score_text
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +194,22 @@ def test_report_numbers_keep_one_format_for_an_exact_zero():
     from udd_core.report import _num
 
     assert [_num(v) for v in (0.0, 0.4, 0.00001, None)] == ["0.0000", "0.4000", "1e-05", "n/a"]
+
+
+def test_the_report_opens_with_its_verdict_in_one_line(insp):
+    """QA sweep 19b: a process engineer met training internals first; the verdict hid in a confusion matrix."""
+    from udd_core.report import summary_line
+
+    c = insp.at(insp.threshold)
+    line = summary_line(insp)
+    assert line.startswith(f"At the threshold {score_text(insp.threshold)}: {c['tp']} of {c['tp'] + c['fn']} "
+                           f"defective images caught; {c['fp']} of {c['fp'] + c['tn']} normal images called defective "
+                           f"({c['fp'] / (c['fp'] + c['tn']):.0%} false alarms, for a target of 1% on the validation "
+                           "images).")
+    page = build_report(insp)
+    assert page.index("<p class=summary>") < page.index("<h2>Setup</h2>") and html.escape(line) in page
+    manual = insp.with_threshold(float(np.median(insp.scores)), "manual")
+    assert summary_line(manual).endswith("false alarms).")  # no target: none said
+    bare = insp.with_threshold(0.0)
+    bare.threshold = None
+    assert summary_line(bare).startswith("No threshold is set")

@@ -63,6 +63,7 @@ td.name{overflow-wrap:anywhere}
 .bad{color:#b00;font-weight:600} .ok{color:#070} .note{color:#8a5a00;font-size:13px}
 .legend{font-size:12px;color:#555}
 .scale img{vertical-align:middle;margin:0 6px}
+.summary{font-size:16px;font-weight:600;margin:14px 0}
 """
 
 
@@ -257,6 +258,26 @@ def precision_used(history: list[dict]) -> str:
     return ", ".join(parts)
 
 
+def summary_line(insp: Inspection) -> str:
+    """The report's first line, for the process engineer who reads no further: at the threshold, how many
+    defective images were caught and how many normal ones were called defective, beside the target rate the
+    threshold was set for (QA sweep 19b: the verdict hid in a confusion matrix below training internals)."""
+    if insp.threshold is None:
+        return ("No threshold is set (no normal reference images or labels), so no image is called defective or "
+                "normal; the scores below rank them.")
+    c, unit = insp.at(insp.threshold), insp.units()[1]
+    n_bad, n_good = c["tp"] + c["fn"], c["fp"] + c["tn"]
+    parts = [f"{c['tp']} of {n_bad} defective {unit} caught"] if n_bad else []
+    if n_good:
+        target = insp.settings.get("target_fpr") if insp.threshold_source.startswith("target FPR") else None
+        parts.append(f"{c['fp']} of {n_good} normal {unit} called defective ({c['fp'] / n_good:.0%} false alarms"
+                     + (f", for a target of {float(target):.0%} on the {insp.normal_source} images)"
+                        if target is not None else ")"))
+    if not parts:  # no labelled image: every one unknown
+        return f"{int((insp.scores > insp.threshold).sum())} of {len(insp)} {unit} called defective (no labels)."
+    return f"At the threshold {score_text(insp.threshold)}: {'; '.join(parts)}."
+
+
 def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Optional[str] = None,
                  n_errors: int = 4) -> str:
     """The report as one HTML string: settings, config, training curve, metrics, threshold, the worst images,
@@ -302,6 +323,7 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     said = insp.all_notes()
     notes = ["<h2>Notes</h2><ul>" + "".join(f"<li class=note>{_e(n)}</li>" for n in said) + "</ul>"] if said else []
     body = [f"<h1>{_e(title)}</h1><div class=sub>generated {_e(time.strftime('%Y-%m-%d %H:%M'))} by udd</div>",
+            f"<p class=summary>{_e(summary_line(insp))}</p>",
             "<h2>Setup</h2><table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in setup) + "</table>",
             *notes, "<h2>Metrics</h2>" + _metrics_table(insp),
             "<h2>Threshold</h2>" + _threshold_block(insp), *_rollup(insp, n_worst),
