@@ -91,7 +91,10 @@ picked = [n for n in ss.get("cmp_runs", ss.get("cmp_picked", [])) if n in by_nam
 if focus not in picked and ss.get("cmp_focus_seen") != focus:
     picked = [focus, *[n for n in picked if n != focus]][:cmp.MAX_RUNS]
 ss["cmp_focus_seen"] = focus
-if "cmp_picked" not in ss:  # the first visit: the focus and the newest other run, one on the same data first
+shared = [n for n in st.query_params.get("with", "").split(",") if n in by_name and n not in picked]
+if "cmp_picked" not in ss and shared:  # a reload or a shared link (?with=): the runs it compared (QA sweep 19b)
+    picked += shared[:cmp.MAX_RUNS - len(picked)]
+elif "cmp_picked" not in ss:  # the first visit: the focus and the newest other run, one on the same data first
     candidates = [by_name[n].path for n in by_name if n not in picked]
     scorable = [p for p in candidates if has_detector(p)] or candidates  # not a run that saved nothing yet
     others = cmp.same_data_first(by_name[focus].path, scorable)
@@ -104,6 +107,11 @@ st.multiselect("Runs", list(by_name), key="cmp_runs", max_selections=cmp.MAX_RUN
                select_all=False, filter_mode="contains", format_func=lambda n: f"{n} · {run_label(by_name[n])}",
                help="The run in focus on the other pages comes first; add up to three more.")
 names = ss["cmp_picked"] = list(ss["cmp_runs"])
+along = ",".join(n for n in names if n != focused_run())  # the focus is ?run=; the others ride beside it
+if along and st.query_params.get("with") != along:
+    st.query_params["with"] = along
+elif not along and "with" in st.query_params:
+    del st.query_params["with"]
 if len(names) < cmp.MIN_RUNS:
     st.info("Pick at least two runs to compare.")
     st.stop()

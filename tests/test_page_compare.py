@@ -294,3 +294,18 @@ def test_a_memory_bank_on_wafer_maps_is_no_equal_of_a_pixel_autoencoder(monkeypa
     said = [w.value for w in app.warning if "ImageNet backbone features" in w.value]
     assert said == ["bank: ImageNet backbone features mean little on one-hot wafer maps, so its heatmaps may miss "
                     "the pattern whatever the metrics say; a pixel autoencoder measures the dies."]
+
+
+def test_the_compared_runs_ride_in_the_url_for_a_reload_or_a_shared_link(monkeypatch, runs_dir, tmp_path):
+    """QA sweep 19b: a reload, Back or a link sent to a colleague lost the runs compared beside the focused one."""
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir, root)
+    shutil.copytree(root / "latent8", root / "third")
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    app.query_params["run"], app.query_params["with"] = "latent4", "third"  # a fresh session: the link alone
+    app.run()
+    assert not app.exception, app.exception
+    assert app.multiselect(key="cmp_runs").value == ["latent4", "third"]
+    app.multiselect(key="cmp_runs").select("latent8").run()
+    assert not app.exception and app.query_params["with"] == "third,latent8"
