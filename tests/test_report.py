@@ -213,3 +213,17 @@ def test_the_report_opens_with_its_verdict_in_one_line(insp):
     bare = insp.with_threshold(0.0)
     bare.threshold = None
     assert summary_line(bare).startswith("No threshold is set")
+
+
+def test_a_methods_own_score_is_not_said_to_be_in_the_maps_units_nor_an_unused_top_k_listed(tmp_path):
+    """QA sweep 19a: a latent-distance score's key said "Scores are in the map's own units"; QA sweep 19b: a
+    memory bank scoring by its maximum listed "topk_percent 10.0"."""
+    from udd_core.heatmap_export import legend_text
+
+    data = make_mvtec(tmp_path / "parts")
+    insp = inspect_run(make_run(tmp_path / "svdd", data, method="dsvdd", options={"svdd_epochs": 1}), data)
+    assert insp.units_note().startswith(" Scores are the method's own, not in the map's units;")
+    plain = inspect_run(make_run(tmp_path / "ae", data), data)  # scored by the map's mean
+    assert "Scores are in the map's own units" in plain.units_note()
+    assert "topk_percent" not in legend_text(plain, []) and "topk_percent" not in build_report(plain)
+    assert "topk_percent 1.0" in legend_text(inspect_run(tmp_path / "ae", data, score="topk"), [])

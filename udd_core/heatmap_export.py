@@ -72,7 +72,7 @@ def legend_text(insp: Inspection, files: list[str]) -> str:
            f"Threshold: {score_text(insp.threshold)} ({insp.threshold_source}); an image is defective when its "
            "score is above it.")
     scoring = ", ".join(f"{k} {s[k]}" for k in ("residual", "score", "smooth_sigma", "topk_percent", "border")
-                        if k in s)
+                        if k in s and (k != "topk_percent" or s.get("score") == "topk"))  # only where it counts
     lines = [f"Heatmaps made by udd on {time.strftime('%Y-%m-%d %H:%M')}",
              f"run: {s.get('model')}", f"data: {s.get('data')} (split {s.get('split')})", f"scoring: {scoring}", "",
              f"Each PNG overlays the anomaly map on the image as the model saw it, {size}: "

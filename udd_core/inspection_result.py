@@ -194,8 +194,12 @@ class Inspection:
         """How the image scores' units relate to the heatmap's ("" when the heatmap shows the map as it is)."""
         if not self.norm:
             return ""
-        units = ("Scores are not in the map's units (each is multiplied by its image's latent novelty factor)"
-                 if self.factors is not None else "Scores are in the map's own units")
+        if str(self.settings.get("score", "")).endswith("(not from the map)"):  # QA sweep 19a: "in the map's units"
+            units = "Scores are the method's own, not in the map's units"  # a latent distance
+        elif self.factors is not None:
+            units = "Scores are not in the map's units (each is multiplied by its image's latent novelty factor)"
+        else:
+            units = "Scores are in the map's own units"
         return (f" {units}; the heatmap shows the map in standard deviations of the "
                 f"normal pixels, with the outline's pixel threshold at {scale_text(self.pixel_threshold)}.")
 

@@ -288,7 +288,8 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     history = runs.read_history(run)
     s = insp.settings
     title = title or f"udd inspection report: {run.name}"
-    scoring = {k: s[k] for k in ("residual", "score", "smooth_sigma", "topk_percent", "border") if k in s}
+    scoring = {k: s[k] for k in ("residual", "score", "smooth_sigma", "topk_percent", "border")
+               if k in s and (k != "topk_percent" or s.get("score") == "topk")}  # a top-k share only where used
     if s.get("target_fpr") is not None and insp.threshold_source.startswith("target FPR"):  # not beside a threshold
         scoring["target FPR"] = f"{100 * float(s['target_fpr']):g}%"  # set by hand; as the Threshold section says
     setup = [("model", s.get("model")), ("data", s.get("data")), ("split", s.get("split")),
