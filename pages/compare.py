@@ -220,6 +220,8 @@ st.dataframe(style, hide_index=True, key="cmp_metrics",
              column_config={n: st.column_config.TextColumn(alignment="right") for n in scored})
 if units := cmp_scores.counting_note(scored, inspections):  # tiles beside whole images
     st.warning(as_sentence(units))
+if close := cmp_scores.interval_note(scored, inspections):  # a "best" this test set cannot tell apart
+    st.caption(f"ℹ️ {as_sentence(close)}")
 if borrowed := [n for n in scored if detector_class(method_of[n]).own_scores]:  # dsvdd, latent-knn
     st.caption(f"{', '.join(borrowed)}: the pixel AUROC and AUPRO judge the pretrained autoencoder's residual map, "
                "the heatmap these runs show; their image score is a latent distance, not read from that map.")

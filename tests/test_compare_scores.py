@@ -134,3 +134,24 @@ def test_trained_scoring_words_name_the_runs_scored_with_their_trainings_default
         "; a, c: the SSIM residual and top 1%, as its SSIM training loss suggests"
         "; b: its map smoothed over 1.5 dies and top 5%, as on wafer maps")
     assert scores.trained_scoring_words(["d"], insps[3:]) == ""
+
+
+def test_runs_whose_auroc_intervals_overlap_are_said_not_to_be_told_apart():
+    """QA sweep 19b: 0.913 against 0.885 image AUROC on 21 defective and 12 normal images was marked as a win."""
+    from udd_core.metrics import auroc_interval
+
+    lo, hi = auroc_interval(0.9, 50, 50)  # Hanley and McNeil's standard error, by hand: 0.0321
+    assert (lo, hi) == pytest.approx((0.9 - 1.96 * 0.032124, 0.9 + 1.96 * 0.032124), abs=1e-5)
+    assert auroc_interval(1.0, 5, 5) == (1.0, 1.0) and auroc_interval(0.99, 5, 5)[1] == 1.0
+    with pytest.raises(ValueError, match="n_defective, n_normal"):
+        auroc_interval(0.5, 0, 3)
+
+    def run(auc, n_bad, n_good):
+        y = np.array([True] * n_bad + [False] * n_good)
+        return SimpleNamespace(metrics=SimpleNamespace(image_auroc=auc), known=np.ones(len(y), bool), is_defect=y,
+                               names=[f"{i}.png" for i in range(len(y))], units=lambda: (len(y), "images"))
+
+    note = scores.interval_note(["svdd", "fae", "bank"], [run(0.913, 21, 12), run(0.885, 21, 12), run(1.0, 21, 12)])
+    assert note.startswith("image AUROC 95% intervals on these 21 defective and 12 normal images (Hanley-McNeil): "
+                           "svdd 0.82-1.00; fae 0.77-1.00; bank 1.00-1.00. fae and svdd: each lies within")
+    assert scores.interval_note(["a", "b"], [run(0.99, 400, 400), run(0.80, 400, 400)]) is None  # told apart

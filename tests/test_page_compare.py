@@ -309,3 +309,10 @@ def test_the_compared_runs_ride_in_the_url_for_a_reload_or_a_shared_link(monkeyp
     assert app.multiselect(key="cmp_runs").value == ["latent4", "third"]
     app.multiselect(key="cmp_runs").select("latent8").run()
     assert not app.exception and app.query_params["with"] == "third,latent8"
+
+
+def test_runs_this_small_test_set_cannot_tell_apart_are_said_so(at):
+    """QA sweep 19b: a winner was marked on 4 defective and 4 normal images, with no word on how sure that is."""
+    said = [c.value for c in at.caption if "Hanley-McNeil" in c.value]
+    assert len(said) == 1 and "on these 4 defective and 4 normal images" in said[0]
+    assert "latent4 and latent8: each lies within the other's interval" in said[0]

@@ -107,6 +107,19 @@ def best_f1_threshold(scores, is_defect) -> tuple[float, float]:
     return float(thr), float(f1[best])
 
 
+def auroc_interval(auroc: float, n_defective: int, n_normal: int) -> tuple[float, float]:
+    """A 95% interval of an AUROC measured on `n_defective` and `n_normal` images (Hanley and McNeil 1982's
+    standard error, clipped to [0, 1]): how far the same detector's AUROC could move on another test set of that
+    size, so that two runs closer than it are not told apart by this one (QA sweep 19b)."""
+    if n_defective < 1 or n_normal < 1:
+        raise ValueError(f"n_defective, n_normal: need one image of each, got {n_defective} and {n_normal}")
+    a = min(max(float(auroc), 0.0), 1.0)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n_defective - 1) * (q1 - a * a) + (n_normal - 1) * (q2 - a * a)) / (n_defective * n_normal)
+    half = 1.96 * math.sqrt(max(var, 0.0))
+    return max(0.0, a - half), min(1.0, a + half)
+
+
 def roc_points(scores, is_defect) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC curve (fpr, tpr, thresholds), thresholds in decreasing order (sklearn's ``>=`` rule)."""
     s, y = _check_pair(scores, is_defect)
