@@ -12,9 +12,9 @@ import streamlit as st
 
 from pages.run_focus import KEEP, hand_over_deep_link, show_notice
 from pages.train_runs import run_panel, runs_table, select
-from udd_core import runs, sources
+from udd_core import data_preview, runs, sources
 from udd_core.config import CONFIG_UPLOAD_MB, parse_config
-from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind, training_labels, typed_path
+from udd_core.data import IMAGE_EXTS, WAFER_EXTS, data_kind, typed_path
 from udd_core.losses import LOSSES
 from udd_core.methods import METHODS, detector_class
 from udd_core.design_state import DesignState
@@ -48,7 +48,7 @@ dataset_cache = st.cache_resource(show_spinner=False)(lambda: sources.DatasetCac
 data_sources = st.cache_data(ttl=60, show_spinner=False)(sources.list_sources)  # cheap, but every rerun counts
 describe = st.cache_data(ttl=60, show_spinner=False)(sources.describe)  # lists (and with tiles, opens) every file
 kind_of = st.cache_data(ttl=60, show_spinner=False)(data_kind)  # a plain folder's kind lists its files: not per rerun
-labels_of = st.cache_data(ttl=60, show_spinner=False)(training_labels)  # a wafer file's labels: read once a minute
+labels_of = st.cache_data(ttl=60, show_spinner=False)(data_preview.training_labels)  # a wafer file: once a minute
 
 
 def on_train_preset() -> None:

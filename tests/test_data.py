@@ -11,9 +11,9 @@ from PIL import Image
 
 from archives import zip_bytes
 from udd_core.data import (
-    DataError, ImageSet, add_noise_patches, data_kind, estimate_cache_bytes, extract_zip, load_dataset,
-    native_size, preprocess, save_uploads,
+    DataError, ImageSet, add_noise_patches, data_kind, extract_zip, load_dataset, preprocess, save_uploads,
 )
+from udd_core.data_preview import estimate_cache_bytes, native_size
 from udd_core.sources import shared_data_dir
 
 REAL = shared_data_dir(Path(__file__).resolve().parents[1])  # ../shared/data beside the checkout

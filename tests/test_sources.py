@@ -69,7 +69,8 @@ def test_describe_says_before_start_that_a_one_channel_model_drops_colour(tmp_pa
         Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(tmp_path / "colour" / f"{i}.png")
         g = rng.integers(0, 256, (24, 24), dtype=np.uint8)
         Image.fromarray(np.dstack([g, g, g])).save(tmp_path / "gray_as_rgb" / f"{i}.jpg")  # RGB files, gray photos
-    said = "; its images are in colour and this model takes 1 channel: the colour is dropped (a 3-channel model keeps it)"
+    said = ("; its images are in colour and this model takes 1 channel: the colour is dropped (a 3-channel model "
+            "keeps it)")
     assert sources.describe(tmp_path / "colour", (1, 24, 24)).endswith(said)
     assert said not in sources.describe(tmp_path / "colour", (3, 24, 24))  # kept
     assert said not in sources.describe(tmp_path / "gray_as_rgb", (1, 24, 24))  # nothing to drop

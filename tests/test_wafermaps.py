@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from udd_core.data import DataError, estimate_cache_bytes, load_dataset, to_tensor
+from udd_core.data import DataError, load_dataset, to_tensor
+from udd_core.data_preview import estimate_cache_bytes
 from udd_core.sources import shared_data_dir
 from udd_core.wafermaps import map_sizes, onehot_to_wafer, wafer_to_onehot
 
@@ -91,7 +92,8 @@ def test_bad_die_values_are_placed_and_refused_as_the_path_is_typed(tmp_path):
     maps = np.ones((6, 5, 5), np.float32)
     maps[3, 2, 4], maps[5, 0, 0], maps[4, 1, 1] = 3, -1, 0.5
     np.savez(tmp_path / "w.npz", maps=maps)
-    said = "w.npz:maps: die values must be 0, 1 or 2, found [-1.0, 0.5, 3.0] in 3 maps, the first [3] at row 2, column 4"
+    said = ("w.npz:maps: die values must be 0, 1 or 2, found [-1.0, 0.5, 3.0] in 3 maps, the first [3] at row 2, "
+            "column 4")
     with pytest.raises(DataError, match=re.escape(said)):
         load_dataset(tmp_path / "w.npz", (3, 5, 5))
     with pytest.raises(DataError, match=re.escape(said)):  # the Train page's estimate, before Start
@@ -172,7 +174,7 @@ def test_the_refusal_lists_every_class_up_to_twelve(tmp_path):
 def test_wafer_labels_match_the_loader_without_reading_maps(tmp_path):
     """`wafer_labels` (the Train page's check of chosen classes before Start) gives load_dataset's labels, in
     its order, for labelled, unlabelled and pickled-label files alike."""
-    from udd_core.data import training_labels
+    from udd_core.data_preview import training_labels
     from udd_core.wafermaps import wafer_labels
 
     pickled = np.empty(2, object)
@@ -192,7 +194,7 @@ def test_wafer_labels_match_the_loader_without_reading_maps(tmp_path):
 
 
 def test_training_labels_of_image_folders_are_good(tmp_path):
-    from udd_core.data import training_labels
+    from udd_core.data_preview import training_labels
 
     root = Path(__file__).resolve().parents[1] / "sample_data" / "surface"
     labels = training_labels(root)

@@ -17,7 +17,8 @@ from typing import Optional
 from .notices import notice_line
 from .atomic import check_new_folder, folder_to_make
 from .cli import PIPE_CLOSED, UsageError, config_or_preset, parse_ints, run_dir_arg, silence_output
-from .data import data_kind, load_dataset, training_labels
+from .data import data_kind, load_dataset
+from .data_preview import training_labels
 from .jobs import TrainJob, checked_settings
 from .resume import check_resume_data, check_saved_shape
 from .methods import check_choice, detector_class
@@ -74,7 +75,7 @@ def _check_memory(path: str, shape: tuple[int, int, int], per_image_features: in
                   batch_size: int = 0, tile: bool = False) -> None:
     """Refuse, before loading, a data set whose images (and the method's features, and a training step of
     `batch_size` images at `step_per_image` bytes each) cannot fit in memory."""
-    from .data import estimate_cache_bytes
+    from .data_preview import estimate_cache_bytes
     from .sources import memory_shortfall
 
     n, nbytes = estimate_cache_bytes(path, shape, split="train", tile=tile)

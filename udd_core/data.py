@@ -3,7 +3,7 @@
 Image folders (MVTec AD layout or plain) and wafer-map arrays load at the model's input size.
 Decoding one image file lives in `images`, wafer files in `wafermaps`, upload handling in `uploads`,
 tiles and their names in `tiles`, noise patches and augmentation in `synthetic`; their public loading names
-are re-exported here.
+are re-exported here. What a data set holds before it is loaded (counts, labels, sizes) is `data_preview`.
 """
 from __future__ import annotations
 
@@ -19,9 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .images import DECODE_ERRORS, IMAGE_EXTS, NAMED_TAGS, conversion_notices, decode_one, image_files, open_image
-from .tiles import tile_name, tile_starts
-from .wafermaps import check_die_values
+from .images import IMAGE_EXTS, NAMED_TAGS, conversion_notices, decode_one, image_files
+from .tiles import tile_name
 
 # Re-exported so callers find the whole data API here; each lives in the module of its concept.
 from .images import load_patterns  # noqa: F401
@@ -76,7 +75,7 @@ def _is_mvtec(p: Path) -> bool:
     return (p / "train" / "good").is_dir() or (p / "test" / "good").is_dir()
 
 
-def _layout(path) -> tuple[str, Path]:
+def layout(path) -> tuple[str, Path]:
     """(kind, root): the data kind, and the folder it lives in after unwrapping single subfolders.
 
     A zip often wraps its data set in one top folder (``upload/mvtec/train/good/...``): up to three
@@ -148,41 +147,7 @@ def scores_training_data(path, recorded, split: str, kind: str | None = None) ->
 
 def data_kind(path) -> str:
     """'mvtec', 'folder' or 'wafer' for a data path; DataError when it is none of them."""
-    return _layout(path)[0]
-
-
-COLOUR_SAMPLE = 8  # training images looked at for colour before a 1-channel model drops it
-
-
-def in_colour(path, split: str = "train") -> bool:
-    """Whether any of the first `COLOUR_SAMPLE` images of a data path's `split` is in colour (its channels
-    differ; an RGB file of a gray photo is not): what a 1-channel model would drop, said before Start (QA sweep
-    19b: colour PCB photos were turned gray unsaid until training had begun). False for wafer maps."""
-    kind, root = _layout(path)
-    if kind == "wafer":
-        return False
-    for src, _, _ in _sources(kind, root, split)[0][:COLOUR_SAMPLE]:
-        try:
-            im = open_image(src, draft=(64, 64))
-        except DECODE_ERRORS:
-            continue
-        if im.mode not in ("L", "1", "I", "I;16", "F", "LA") and _coloured(np.asarray(im.convert("RGB"))):
-            return True
-    return False
-
-
-def _coloured(rgb: np.ndarray) -> bool:
-    """(H, W, 3) uint8: channels that differ by more than a few grey levels somewhere (JPEG noise aside)."""
-    a = rgb.astype(np.int16)
-    return bool((np.abs(a[..., 0] - a[..., 1]) + np.abs(a[..., 1] - a[..., 2]) > 24).mean() > 0.01)
-
-
-def check_values_as_typed(path) -> None:
-    """What a form checks of a data path's values before Start, beyond `estimate_cache_bytes`' headers: a wafer
-    file's die values (`wafermaps.check_die_values`); DataError naming them."""
-    kind, root = _layout(path)
-    if kind == "wafer":
-        check_die_values(root)
+    return layout(path)[0]
 
 
 def kind_noun(kind: str | None) -> str:
@@ -198,7 +163,7 @@ def kind_mismatch(trained: str | None, given: str, effect: str = "its scores (an
     return f"the run was trained on {kind_noun(trained)} but these data are {kind_noun(given)}: {effect} mean little here"
 
 
-def _check_shape(input_shape) -> tuple[int, int, int]:
+def checked_shape(input_shape) -> tuple[int, int, int]:
     """The model's (C, H, W) as the (H, W, C) of the cached image arrays."""
     try:
         c, h, w = (int(v) for v in input_shape)
@@ -222,7 +187,7 @@ def _mask_for(gt: Path, label: str, stem: str, cache: dict[str, dict[str, Path]]
     return table.get(f"{stem}_mask") or table.get(stem)
 
 
-def _sources(kind: str, root: Path, split: str) -> tuple[list[tuple[Path, str, Path | None]], bool]:
+def image_sources(kind: str, root: Path, split: str) -> tuple[list[tuple[Path, str, Path | None]], bool]:
     """(image path, label, mask path) triples in a fixed order, and whether masks apply at all."""
     if kind == "folder":
         return [(f, "good", None) for f in ([root] if root.is_file() else image_files(root, recursive=True))], False
@@ -246,7 +211,7 @@ def _sources(kind: str, root: Path, split: str) -> tuple[list[tuple[Path, str, P
 
 
 def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
-    sources, has_masks = _sources(kind, root, split)
+    sources, has_masks = image_sources(kind, root, split)
     if not sources:
         raise DataError(f"{root}: no images for split {split!r}")
     h, w, c = shape
@@ -304,9 +269,10 @@ def _load_images(kind, root, shape, split, tile, progress) -> ImageSet:
                        "no mask in ground_truth/; treated as empty")
     if tile:
         n = len(images)  # QA sweep 19a: "(overlapping)" was said of 128 px photos in 64 px tiles too
+        which = "each" if overlapped == n else f"{overlapped} of them"
         notices.append(f"{n} image{'s' * (n != 1)} cut into {len(names)} tiles of {h}x{w}" + (
-            "" if not overlapped else f", the last row and column of {'each' if overlapped == n else f'{overlapped} of them'} flush "
-            "with the far edges (overlapping their neighbours), so that every pixel is in a tile"))
+            "" if not overlapped else f", the last row and column of {which} flush with the far edges (overlapping "
+            "their neighbours), so that every pixel is in a tile"))
     if clear_tiles:  # QA sweep 10: a photo's label on all its tiles made per-tile metrics count clean tiles as misses
         notices.append(f"{clear_tiles} tiles of defective images hold no defect pixel in their masks: "
                        "labelled good, so that each tile is judged by what it shows")
@@ -327,87 +293,22 @@ def load_dataset(path, input_shape: tuple[int, int, int], split: str = "train", 
     Image modes are made 8-bit (16-bit scaled by 0..65535, transparency composited onto black),
     then matched to C: gray repeated to 3 channels, RGB to 1 by ITU-R 601-2 luminance.
     """
-    shape = _check_shape(input_shape)
+    shape = checked_shape(input_shape)
     if split not in SPLITS:
         raise DataError(f"split must be one of {SPLITS}, got {split!r}")
-    kind, root = _layout(path)
+    kind, root = layout(path)
     if kind == "wafer":
         h, w, c = shape
         map_sizes(root)  # headers only: a damaged file is named before the channels are checked
-        _check_wafer_channels(root, c)
+        check_wafer_channels(root, c)
         images, labels, names, notices = load_wafer_file(root, (h, w), progress)
         notices += ["tiling does not apply to wafer maps; ignored"] if tile else []
         return ImageSet(images, labels, names, None, "wafer", notices)
     return _load_images(kind, root, shape, split, tile, progress)
 
 
-def training_labels(path) -> list[str]:
-    """The label of every image a run could train on (a wafer file's labels; "good" for each image of a
-    folder or an MVTec train split), from file names and label arrays only, no pixels decoded."""
-    kind, root = _layout(path)
-    if kind == "wafer":
-        return wafer_labels(root)
-    return [label for _, label, _ in _sources(kind, root, "train")[0]]
-
-
-def _check_wafer_channels(root: Path, c: int) -> None:
+def check_wafer_channels(root: Path, c: int) -> None:
     """Call after `map_sizes(root)`, so that a damaged file is named as such, not as the model's channels."""
     if c != 3:
         raise DataError(f"{root.name}: wafer maps need 3 input channels (one-hot), the model takes C={c}: "
                         "give this model images, or wafer maps to a 3-channel model (such as the wafer-26 preset)")
-
-
-def estimate_cache_bytes(path, input_shape, split="train", tile=False) -> tuple[int, int]:
-    """(number of cached images, bytes of images plus masks) without decoding any pixels."""
-    h, w, c = _check_shape(input_shape)
-    kind, root = _layout(path)
-    if kind == "wafer":  # refused here too, so that the Train page says so before Start
-        n = sum(k for k, _ in map_sizes(root))  # a damaged file fails here, before the channels are checked
-        _check_wafer_channels(root, c)
-        return n, n * h * w * 3
-    sources, has_masks = _sources(kind, root, split)
-    if not tile:
-        n = len(sources)
-    else:
-        n = 0
-        for src, _, _ in sources:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                try:
-                    with Image.open(src) as im:  # parses the header only
-                        n += len(tile_starts(im.size[0], w)) * len(tile_starts(im.size[1], h))
-                except DECODE_ERRORS:
-                    continue
-    return n, n * h * w * (c + (1 if has_masks else 0))
-
-
-def native_size(path, split: str = "train") -> tuple[int, int]:
-    """(H, W) shared by every image (or wafer map) of a data set, read from file headers only.
-
-    For scoring with a model that stores no input size; images of different sizes are a ValueError.
-    """
-    kind, root = _layout(path)
-    sizes: list[tuple[int, int]] = []
-    if kind == "wafer":
-        sizes = [hw for _, hw in map_sizes(root)]
-    else:
-        for src, _, _ in _sources(kind, root, split)[0]:
-            try:
-                with Image.open(src) as im:  # parses the header only
-                    sizes.append((im.height, im.width))
-            except DECODE_ERRORS:
-                continue
-    distinct = sorted(set(sizes))
-    if not distinct:
-        raise DataError(f"{path}: no readable images for split {split!r}")
-    if len(distinct) > 1:
-        (h1, w1), (h2, w2) = distinct[0], distinct[-1]
-        raise ValueError(f"{path}: images differ in size ({h1}x{w1} and {h2}x{w2}); give a size (--size H,W)")
-    return distinct[0]
-
-
-def size_for_sizeless_model(path, split: str = "train") -> tuple[tuple[int, int], str]:
-    """For a model folder that stores no input size (the reference package's): the images' common
-    (H, W) and the notice that says so (`udd score` and `udd generate` print the same one)."""
-    h, w = native_size(path, split)
-    return (h, w), f"the model folder stores no input size: using the images' own size {h}x{w}"

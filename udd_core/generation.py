@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from . import runs
-from .data import ImageSet, load_dataset, resolved, same_data, size_for_sizeless_model, to_tensor
+from .data import ImageSet, load_dataset, resolved, same_data, to_tensor
+from .data_preview import size_for_sizeless_model
 from .latent import LatentStats, decode, encode, interpolate, noised_latents, random_latents, stats_of
 from .model import AutoEncoder, load_model
 from .scoring import model_device

@@ -15,8 +15,9 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from . import runs
-from .data import (DataError, ImageSet, data_kind, estimate_cache_bytes, kind_mismatch, load_dataset, same_data,
-                   resolved, scores_training_data, size_for_sizeless_model)
+from .data import (DataError, ImageSet, data_kind, kind_mismatch, load_dataset, same_data, resolved,
+                   scores_training_data)
+from .data_preview import estimate_cache_bytes, size_for_sizeless_model
 from .methods import Detector, load_detector
 from .resume import images_digest
 from .run_notes import ending_note, learned_defects_note, scored_training_data_note, unfinished_note

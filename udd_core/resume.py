@@ -15,7 +15,8 @@ from typing import Any, Callable, Mapping, Optional, Union
 import numpy as np
 
 from . import runs
-from .data import data_kind, kind_mismatch, kind_noun, training_labels
+from .data import data_kind, kind_mismatch, kind_noun
+from .data_preview import training_labels
 from .methods import detector_class, run_method
 from .notices import error_line
 from .run_notes import more_epochs, resume_blocker

@@ -21,8 +21,8 @@ from typing import Optional, Union
 import numpy as np
 
 from . import runs
-from .data import (WAFER_EXTS, DataError, ImageSet, check_values_as_typed, data_kind, estimate_cache_bytes, in_colour,
-                   load_dataset, map_sizes, resolved)
+from .data import WAFER_EXTS, DataError, ImageSet, data_kind, load_dataset, map_sizes, resolved
+from .data_preview import check_values_as_typed, estimate_cache_bytes, in_colour
 from .images import IMAGE_EXTS, readable_image
 from .notices import is_caution
 from .training_data import split_groups, training_images

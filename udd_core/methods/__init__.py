@@ -54,8 +54,9 @@ def wafer_features_note(method: Detector, residual: Optional[str] = None) -> Opt
     from ..notices import Caution
 
     if method.imagenet_features:
-        return Caution(f"{method.method} compares an ImageNet backbone's features, which {WAFER_FEATURES}: its heatmaps may miss the pattern, whatever its AUROC; a pixel autoencoder (the "
-                       "wafer-26 model) measures the dies themselves")
+        return Caution(f"{method.method} compares an ImageNet backbone's features, which {WAFER_FEATURES}: its "
+                       "heatmaps may miss the pattern, whatever its AUROC; a pixel autoencoder (the wafer-26 model) "
+                       "measures the dies themselves")
     if residual == "feature":
         return Caution(f"the feature residual compares an ImageNet backbone's features, which {WAFER_FEATURES}: l2 or "
                        "l1 measure the dies themselves")
