@@ -330,6 +330,8 @@ def test_block_edits_map_to_config_fields(tiny_config):
         arch.apply_block_edits(config, {2: {"kernel": 3}})
     with pytest.raises(ConfigError, match="unknown column"):
         arch.apply_block_edits(config, {0: {"colour": 3}})
+    with pytest.raises(ConfigError, match=r"block table: row 1, kernel: a number is needed \(the cell was left empty"):
+        arch.apply_block_edits(config, {0: {"kernel": None}})  # QA sweep 19b: "block_ker[0]: ... got None"
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5])

@@ -65,6 +65,9 @@ def apply_block_edits(config: AEConfig, edited_rows: Mapping[int, Mapping[str, A
         for col, value in changes.items():
             if col not in BLOCK_COLUMNS:
                 raise ConfigError("block table", f"unknown column {col!r}")
+            if value is None:  # the editor sends None for a cleared cell or typed letters (QA sweep 19b: "got None")
+                raise ConfigError("block table", f"row {row + 1}, {col}: a number is needed (the cell was left empty, "
+                                                 "or what was typed is not a number)")
             edited[(col, row)] = value
 
     def put(col: str, row: int, value: Any) -> None:
