@@ -385,6 +385,13 @@ def test_most_images_called_defective_with_none_labelled_a_defect_is_a_caution()
     assert unlabelled_alarm_note(Fake([0.9], ["good"])) is None
     tiles = ["a.png#tile0@x0,y0", "a.png#tile1@x16,y0"]
     assert unlabelled_alarm_note(Fake([0.9, 0.8], ["good"] * 2, names=tiles)) is None
+    # QA sweep 19b: every JPEG copy of a board called defective by a run that learned PNGs: said what they share
+    names = [f"b{i}.png" for i in range(6)] + [f"b{i}.jpg" for i in range(6)]
+    note = unlabelled_alarm_note(Fake([0.1] * 3 + [0.9] * 3 + [0.9] * 6, ["good"] * 12, names=names))
+    assert note.startswith("9 of 12 images are called defective, and none is labelled a defect, among them all 6 .jpg "
+                           "images (a file type the run may not have learned): if they are normal")
+    every = unlabelled_alarm_note(Fake([0.9] * 12, ["good"] * 12, names=names))
+    assert "among them" not in every  # every type flagged alike: no type stands out
 
 
 def test_scores_that_are_all_equal_are_a_caution():

@@ -11,6 +11,7 @@ from `inspection_inputs.py`.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -257,7 +258,19 @@ def unlabelled_alarm_note(insp) -> Optional[str]:
     called = int((insp.scores > insp.threshold).sum())
     if called < UNLABELLED_ALARM * len(insp):
         return None
-    return Caution(f"{called} of {len(insp)} images are called defective, and none is labelled a defect: if "
-                   "they are normal, the run's threshold does not fit them (another product, lot or imaging "
-                   "than its training images); if some are not, label them (MVTec folders by type, labels in "
-                   "the .npz) to measure the run on them. Its FPR counts them all as normal")
+    return Caution(f"{called} of {len(insp)} images are called defective, and none is labelled a defect"
+                   f"{_alarms_in_common(insp)}: if they are normal, the run's threshold does not fit them (another "
+                   "product, lot or imaging than its training images); if some are not, label them (MVTec folders by "
+                   "type, labels in the .npz) to measure the run on them. Its FPR counts them all as normal")
+
+
+def _alarms_in_common(insp) -> str:
+    """", among them all N .jpg images" for each file type of 5 or more images all called defective while other
+    types are not (QA sweep 19b: every JPEG copy of a board flagged by a run that learned PNGs, unsaid); ""."""
+    called = insp.scores > insp.threshold  # (N,)
+    kinds = np.array([Path(source_image(n)).suffix.lower() for n in insp.names])
+    whole = [k for k in sorted(set(kinds.tolist())) if k and (kinds == k).sum() >= 5 and called[kinds == k].all()]
+    if not whole or called[~np.isin(kinds, whole)].all():
+        return ""
+    return ", among them " + " and ".join(f"all {int((kinds == k).sum())} {k} images" for k in whole) + \
+        " (a file type the run may not have learned)"
