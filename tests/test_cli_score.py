@@ -219,7 +219,10 @@ def test_one_image_file_is_scored_alone(capsys, run, data):
     # the threshold (one of one called defective is what the user checks for)
     assert not [n for n in out["notices"] if "other data" in n or "are called defective" in n]
     assert main(["score", str(run), "--data", str(part), "--threshold", "0"]) == 0
-    assert "are called defective" not in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "are called defective" not in err
+    # QA sweep 19a: "FPR 0.2500" over one unlabelled part's tiles (or "FPR 0.0000" for the part) meant nothing
+    assert "threshold 0.0000 (manual)\n" in out and "FPR" not in out
     trained = sorted((data / "train" / "good").iterdir())[0]
     assert any(n.startswith("these are the run's training data") for n in score_json(capsys, run, "--data",
                                                                                         trained)["notices"])

@@ -21,6 +21,7 @@ from .heatmap_export import LEGEND_FILE, write_heatmaps
 from .report import build_report, scores_csv
 from .runs import run_source
 from .tile_rollup import rollup_of, rollup_summary
+from .tiles import source_image
 
 
 def _finite_json(v):
@@ -50,8 +51,10 @@ def _score_table(insp) -> str:
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
     m = insp.metrics
     thr = "none" if insp.threshold is None else f"{score_text(insp.threshold)} ({insp.threshold_source})"
+    # one part checked alone, unlabelled: its verdict is the answer, and a rate over its tiles is none (QA 19a)
+    alone = len({source_image(n) for n in insp.names}) == 1 and not insp.is_defect.any()
     lines += ["", *([f"score: {insp.score_meaning}"] if insp.score_meaning else []),
-              f"threshold {thr}   FPR {num(insp.fpr)}   TPR {num(insp.tpr)}",
+              f"threshold {thr}" + ("" if alone else f"   FPR {num(insp.fpr)}   TPR {num(insp.tpr)}"),
               f"image AUROC {num(m.image_auroc)}   image AP {num(m.image_ap)}   F1 max {num(m.f1_max)}   "
               f"pixel AUROC {num(m.pixel_auroc)}   AUPRO {num(m.aupro)}"]
     for t, d in m.per_type.items():
