@@ -159,19 +159,21 @@ def test_tiling_images_and_masks(tmp_path):
     s = load_dataset(tmp_path, (1, 16, 16), split="test", tile=True)
     # a: 1 tile; b (40x70): rows at 0, 16 and 24 (flush with the bottom), columns at 0, 16, 32, 48 and 54:
     # every pixel is in a tile (QA sweep 10: the remainder was dropped, defects in it never inspected)
-    assert s.images.shape == (1 + 3 * 5, 16, 16, 1)
+    # QA sweep 20: tiny (10x10) is enlarged to one 16x16 tile, not skipped, so that it is inspected too
+    assert s.images.shape == (1 + 3 * 5 + 1, 16, 16, 1)
     # QA sweep 17: each tile's name says where it lies in its image (x, y of its top-left)
-    assert s.names[1].endswith("b.png#tile0@x0,y0") and s.names[-1].endswith("b.png#tile14@x54,y24")
-    assert s.names[1 + 6].endswith("b.png#tile6@x16,y16")
+    assert s.names[1].endswith("b.png#tile0@x0,y0") and s.names[-2].endswith("b.png#tile14@x54,y24")
+    assert s.names[1 + 6].endswith("b.png#tile6@x16,y16") and s.names[-1].endswith("tiny.png#tile0@x0,y0")
     assert np.array_equal(s.images[1 + 6, ..., 0], img[16:32, 16:32])  # tile (1, 1)
-    assert np.array_equal(s.images[-1, ..., 0], img[24:40, 54:70])  # the bottom-right corner
+    assert np.array_equal(s.images[-2, ..., 0], img[24:40, 54:70])  # the bottom-right corner
     assert s.masks[1 + 6].all() and s.masks.sum() == 16 * 16 + 8 * 16  # tile (2, 1) overlaps the defect too
     # Each tile is labelled by its own mask: the defect's two tiles "hole", the other 13 tiles of b "good"
-    assert [lab for lab in s.labels[1:]] == ["hole" if k in (6, 11) else "good" for k in range(15)]
+    assert [lab for lab in s.labels[1:-1]] == ["hole" if k in (6, 11) else "good" for k in range(15)]
     assert any("13 tiles of defective images hold no defect pixel" in n for n in s.notices)
-    assert any("tiny.png" in n and "smaller" in n for n in s.notices)
+    assert any(n.startswith("1 image smaller than one 16x16 tile enlarged until it holds one") and "tiny.png" in n
+               for n in s.notices)
     assert estimate_cache_bytes(tmp_path, (1, 16, 16), split="test", tile=True) == (
-        16, s.images.nbytes + s.masks.nbytes)
+        17, s.images.nbytes + s.masks.nbytes)
 
 
 @pytest.mark.skipif(not (REAL / "magnetic_tile").is_dir(), reason="real magnetic-tile data not present")

@@ -170,7 +170,10 @@ def test_decode_one_resizes_repeats_and_explains_skips(tmp_path):
     assert tags == ["resized", "to-rgb"] and (arr[..., 0] == arr[..., 2]).all()
     (tmp_path / "empty.png").write_bytes(b"")
     assert decode_one(tmp_path / "empty.png", None, (5, 6, 1), tile=False) == "empty file"
-    assert "smaller than one 16x16 tile" in decode_one(src, None, (16, 16, 1), tile=True)
+    # QA sweep 20: a photo smaller than one tile is enlarged to hold one (aspect kept), not skipped: 10x12 (HxW)
+    # at 16x16 tiles becomes 16x19, two tiles wide, the second flush with the right edge
+    arr, _, tags, _, origins = decode_one(src, None, (16, 16, 1), tile=True)
+    assert arr.shape == (2, 16, 16, 1) and "tile-enlarged" in tags and origins == [(0, 0), (0, 3)]
 
 
 def test_decode_one_unreadable_mask_is_a_note(tmp_path):

@@ -89,8 +89,9 @@ def test_describe_counts_and_sizes_before_loading(tree):
     tiled = sources.describe(tree / "sample_data" / "surface", (1, 16, 16), tile=True)  # QA sweep 12: "12 images"
     n_tiles = int(re.match(r"MVTec folder: 3 images → (\d+) tiles, ", tiled).group(1))
     assert n_tiles > 3 and f", {n_tiles * 16 * 16 / 2**20:.3g} MB in memory at 1x16x16" in tiled
-    with pytest.raises(DataError, match="smaller than one 64x64 tile"):
-        sources.describe(tree / "sample_data" / "surface", (1, 64, 64), tile=True)
+    # QA sweep 20: images smaller than one tile are enlarged to hold one, not skipped: one tile each here
+    assert sources.describe(tree / "sample_data" / "surface", (1, 64, 64), tile=True).startswith(
+        "MVTec folder: 3 images → 6 tiles, ")  # 20x16 (WxH) enlarged to 80x64: 2 tiles each
     with pytest.raises(DataError, match="no such file"):
         sources.describe(tree / "missing", (1, 32, 32))
 

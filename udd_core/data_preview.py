@@ -14,7 +14,7 @@ from PIL import Image
 
 from .data import check_wafer_channels, checked_shape, image_sources, layout
 from .images import DECODE_ERRORS, open_image
-from .tiles import tile_starts
+from .tiles import tile_starts, tiled_size
 from .uploads import DataError
 from .wafermaps import check_die_values, map_sizes, wafer_labels
 
@@ -46,7 +46,8 @@ def estimate_cache_bytes(path, input_shape, split="train", tile=False) -> tuple[
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 try:
                     with Image.open(src) as im:  # parses the header only
-                        n += len(tile_starts(im.size[0], w)) * len(tile_starts(im.size[1], h))
+                        tw, th = tiled_size(im.size, (h, w))  # a photo smaller than a tile is enlarged to one
+                        n += len(tile_starts(tw, w)) * len(tile_starts(th, h))
                 except DECODE_ERRORS:
                     continue
     return n, n * h * w * (c + (1 if has_masks else 0))

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .notices import Caution
-from .tiles import cut_tiles, tile_starts
+from .tiles import cut_tiles, tile_starts, tiled_size
 from .uploads import DataError
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm", ".pbm"})
@@ -170,6 +170,8 @@ _CONVERSION_TEXT = {  # {s}: the plural's "s", so that one image reads "1 ... im
     "to-gray": "{n} RGB image{s} converted to 1 channel by luminance (ITU-R 601-2)",
     "to-rgb": "{n} grayscale image{s} repeated to 3 channels",
     "resized": "{n} image{s} resized to {hw} (bilinear)",
+    "tile-enlarged": "{n} image{s} smaller than one {hw} tile enlarged until {they} {hold} one (bilinear, aspect "
+                     "kept), so that {they} {are} inspected too",
     "stretched": "{n} image{s} of another aspect ratio stretched to {hw} (bilinear), {their} shapes distorted: "
                  "fine when every image is stretched alike, else a likely false alarm; rotate, crop or pad {them}, "
                  "or cut the photos into tiles",
@@ -182,12 +184,13 @@ _CONVERSION_TEXT = {  # {s}: the plural's "s", so that one image reads "1 ... im
 def _number(n: int) -> dict[str, str]:
     """The words of `_CONVERSION_TEXT` that follow the count: "1 image ... it belongs", "2 images ... they belong"."""
     return {"s": "s" * (n != 1), "they": "they" if n != 1 else "it", "them": "them" if n != 1 else "it",
-            "their": "their" if n != 1 else "its",
+            "their": "their" if n != 1 else "its", "hold": "hold" if n != 1 else "holds",
+            "are": "are" if n != 1 else "is",
             "belong": "belong" + "s" * (n == 1)}
 
 
 # conversions whose notice names the images: the user is asked to check or convert them
-NAMED_TAGS = ("upscaled", "32-bit", "float-clipped", "frames", "stretched", "alpha")
+NAMED_TAGS = ("upscaled", "32-bit", "float-clipped", "frames", "stretched", "alpha", "tile-enlarged")
 STRETCH = np.log(1.1)  # an aspect ratio changed by more than 10% is a stretch, not a resize
 NAMES_SHOWN = 5  # at most this many names in a notice, then "and N more"
 
@@ -235,9 +238,9 @@ def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], t
         im, tags = im.convert("L"), tags + ["to-gray"]  # Pillow's ITU-R 601-2 luma
     size = im.size  # (width, height)
     if tile:
+        if (size := tiled_size(im.size, (h, w))) != im.size:  # smaller than one tile: enlarged to hold one
+            im, tags = im.resize(size, Image.BILINEAR), tags + ["tile-enlarged"]
         arr = cut_tiles(np.asarray(im), h, w)
-        if not len(arr):
-            return f"smaller than one {h}x{w} tile ({size[0]}x{size[1]})"
     else:
         if size != (w, h):
             im = im.resize((w, h), Image.BILINEAR)

@@ -144,8 +144,7 @@ def describe(path: Union[str, Path], input_shape: tuple[int, int, int], tile: bo
     n, nbytes = estimate_cache_bytes(path, input_shape, split="train", tile=tile)
     check_values_as_typed(path)
     if n == 0:
-        tiles = f" (every image is smaller than one {input_shape[1]}x{input_shape[2]} tile)" if tile else ""
-        raise DataError(f"{path}: no training images{tiles}")
+        raise DataError(f"{path}: no training images")
     if short := memory_shortfall(n, nbytes + n * feature_bytes_per_image, step_per_image, batch_size):
         raise DataError(f"size {input_shape[1]}x{input_shape[2]}: {short}; choose a smaller size"
                         + (" or batch size" if step_per_image else ""))

@@ -22,6 +22,18 @@ def tile_starts(n: int, t: int) -> list[int]:
     return starts + [n - t] if starts[-1] != n - t else starts
 
 
+def tiled_size(size: tuple[int, int], tile: tuple[int, int]) -> tuple[int, int]:
+    """The (width, height) an image of `size` (width, height) is tiled at for tiles of `tile` (height, width):
+    its own, or, when a side is shorter than the tile's, enlarged (aspect kept) until both sides hold one tile,
+    so that no photo goes uninspected (QA sweep 20: a 121 px wide photo among 128 px tiles had no verdict; at
+    256 px tiles, half of magnetic_tile's test photos)."""
+    (w, h), (th, tw) = size, tile
+    if w >= tw and h >= th:
+        return w, h
+    f = max(tw / w, th / h)
+    return max(tw, round(w * f)), max(th, round(h * f))
+
+
 def cut_tiles(a: np.ndarray, h: int, w: int) -> np.ndarray:
     """(Hi, Wi, ...) -> (k, h, w, ...): h x w tiles covering the whole array (`tile_starts`), row-major."""
     ys, xs = tile_starts(a.shape[0], h), tile_starts(a.shape[1], w)
