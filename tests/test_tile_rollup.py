@@ -1,5 +1,7 @@
 """udd_core.tile_rollup: a tiled run's tiles rolled up to the images they were cut from (QA sweep 17)."""
+import html
 import json
+import re
 import shutil
 
 import numpy as np
@@ -122,3 +124,11 @@ def test_exports_and_the_report_of_a_tiled_run_hold_each_photo_whole(tmp_path, c
     assert "\nwhole_spot_001.png\tspot\t" in key and len(list((tmp_path / "hm").glob("*.png"))) == 1 + 16 + 4
     page = (tmp_path / "r.html").read_text()
     assert "<h2>Whole images, highest score first</h2><p class=sub>The 4 highest-scoring images" in page
+    # QA sweep 20: the report's first line counted tiles, its galleries called tiles "images", and the whole images
+    # came before the colour key
+    first = re.search(r"<p class=summary>([^<]+)</p>", page).group(1)
+    assert re.fullmatch(r"At the threshold \S+, per image \(any tile above it\): \d of 2 defective images caught; \d "
+                        r"of 2 normal images called defective\. Per tile: \d+ of \d+ defective tiles caught, \d+ of "
+                        r"\d+ normal tiles called defective\.", html.unescape(first)), first
+    assert re.search(r"<h2>Worst 8 tiles by score</h2>", page)
+    assert page.index('alt="colour scale"') < page.index("<h2>Whole images")

@@ -25,6 +25,7 @@ from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
 from .display import breakable, folder_and_name, scale_text, score_text, verdict_word
 from .render import WAFER_LEGEND, png_bytes, scale_bar_rgb
+from .metrics import GOOD
 from .tile_rollup import rollup_of, rollup_summary, whole_image
 
 PANEL_NAMES = {"residual": "anomaly map"}  # a panel's column title where its key is no word for a reader
@@ -202,14 +203,19 @@ def _rollup(insp: Inspection, n_worst: int) -> list[str]:
     head = "".join(f"<th>{_e(k)}</th>" for k in table[0])
     body = "".join("<tr>" + "".join(f"<td>{_e('' if v is None else v)}</td>" for v in row.values()) + "</tr>"
                    for row in table)
-    wholes = "".join(f"<tr><td>{_e(r.image)}<br>{_e(r.label)} · {_e(r.to_row()['highest tile score'])}</td>"
+    said = [" · ".join(v for v in (row["label"], row["highest tile score"], row["verdict"]) if v) for row in table]
+    wholes = "".join(f"<tr><td>{_e(folder_and_name(r.image))}<br>{_e(words)}</td>"
                      f"<td>{_img(whole_image(insp, r.image).overlay(insp.scale), r.image)}</td></tr>"
-                     for r in rows[:n_worst])
+                     for r, words in zip(rows[:n_worst], said))
     return [f"<h2>Per image, its tiles rolled up</h2><p class=sub>{_e(rollup_summary(rows))}.</p>"
             f"<table><tr>{head}</tr>{body}</table>",
             f"<h2>Whole images, highest score first</h2><p class=sub>The {min(n_worst, len(rows))} highest-scoring "
             "images with their tiles' maps put back in place (where tiles overlap, the higher value), on the "
-            f"colour scale of the galleries below.</p><table>{wholes}</table>"]
+            f"colour scale of the galleries above.</p><table>{wholes}</table>"]
+
+
+TILE_LABELS = ("<p class=sub>A tile is labelled by its own mask: a tile of a defective photo that its mask misses "
+               "counts as normal.</p>")
 
 
 def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
@@ -220,9 +226,9 @@ def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
     # the first overlay, so that a reader of the galleries has the key (QA sweep 8: it came after all of them).
     bar = (f'<p class="legend scale"><span>{scale_text(sc.vmin)}</span>{_img(scale_bar_rgb(256, 14), "colour scale")}'
            f"<span>{scale_text(sc.vmax)}</span></p>")
-    order = insp.order()
+    order, unit = insp.order(), insp.units()[1]  # a tiled run's galleries show tiles (QA sweep 20)
     dies = f'<p class="legend">{_e(WAFER_LEGEND)}.</p>' if insp.kind == "wafer" else ""
-    out = [f"<h2>Worst {min(n_worst, len(insp))} images by score</h2>" + bar
+    out = [f"<h2>Worst {min(n_worst, len(insp))} {unit} by score</h2>" + bar
            + f'<p class="legend">Overlay: the anomaly map ({_e(insp.settings.get("residual"))}) on a fixed '
              f"scale. {_e(insp.scale_legend())}</p>" + dies + _image_table(insp, order[:n_worst])]
     if insp.threshold is not None:
@@ -235,9 +241,10 @@ def _galleries(insp: Inspection, n_worst: int, n_errors: int) -> list[str]:
                                  ("False alarms", alarms, f"{n_normal} normal")):
             if found:  # "14 of the 24 defective images", then how many of them are shown
                 shown = min(n_errors, len(found))
-                out.append(f"<h2>{title}: {len(found)} of the {of} images; "
+                out.append(f"<h2>{title}: {len(found)} of the {of} {unit}; "
                            f"{'the ' + str(shown) if shown < len(found) else 'all'} shown, nearest the threshold "
-                           "first</h2>" + _image_table(insp, found[:n_errors]))
+                           "first</h2>" + (TILE_LABELS if unit == "tiles" else "")
+                           + _image_table(insp, found[:n_errors]))
     return out
 
 
@@ -267,6 +274,16 @@ def summary_line(insp: Inspection) -> str:
                 "normal; the scores below rank them.")
     c, unit = insp.at(insp.threshold), insp.units()[1]
     n_bad, n_good = c["tp"] + c["fn"], c["fp"] + c["tn"]
+    if rows := rollup_of(insp):  # a tiled run: the photos, which an inspector acts on, then the tiles (QA sweep 20)
+        bad = [r for r in rows if r.label != GOOD]
+        good = [r for r in rows if r.label == GOOD]
+        per_photo = [f"{sum(bool(r.defective) for r in bad)} of {len(bad)} defective images caught"] if bad else []
+        if good:
+            per_photo.append(f"{sum(bool(r.defective) for r in good)} of {len(good)} normal images called defective")
+        if per_photo:
+            return (f"At the threshold {score_text(insp.threshold)}, per image (any tile above it): "
+                    f"{'; '.join(per_photo)}. Per tile: {c['tp']} of {n_bad} defective tiles caught, {c['fp']} of "
+                    f"{n_good} normal tiles called defective.")
     parts = [f"{c['tp']} of {n_bad} defective {unit} caught"] if n_bad else []
     if n_good:
         target = insp.settings.get("target_fpr") if insp.threshold_source.startswith("target FPR") else None
@@ -321,14 +338,15 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
         last = "<h2>Training curve</h2>" + loss_curve_svg(history)
     # The notes qualify the numbers below them (too few normal images for the FPR, the run's own training data
     # scored): read before them, not after the galleries and the config (QA sweep 8).
+    rolled = _rollup(insp, n_worst)  # the table per image, then (after the galleries' colour key) whole images
     said = insp.all_notes()
     notes = ["<h2>Notes</h2><ul>" + "".join(f"<li class=note>{_e(n)}</li>" for n in said) + "</ul>"] if said else []
     body = [f"<h1>{_e(title)}</h1><div class=sub>generated {_e(time.strftime('%Y-%m-%d %H:%M'))} by udd</div>",
             f"<p class=summary>{_e(summary_line(insp))}</p>",
             "<h2>Setup</h2><table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in setup) + "</table>",
             *notes, "<h2>Metrics</h2>" + _metrics_table(insp),
-            "<h2>Threshold</h2>" + _threshold_block(insp), *_rollup(insp, n_worst),
-            *_galleries(insp, n_worst, n_errors), last]
+            "<h2>Threshold</h2>" + _threshold_block(insp), *rolled[:1], *_galleries(insp, n_worst, n_errors),
+            *rolled[1:], last]
     if config is not None:
         text = config_text(config) if isinstance(config, dict) else json.dumps(config)
         body.append("<h2>Model config</h2><pre>" + html.escape(text, quote=False) + "</pre>")
