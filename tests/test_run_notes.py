@@ -241,3 +241,17 @@ def test_a_jump_of_the_training_loss_that_came_back_down_is_named(tmp_path):
     stays = _finished_with_losses(tmp_path, "stays", [0.05, 0.04, 0.03, 0.2, 0.3, 0.4, 0.5],
                                   [0.06, 0.04, 0.03, 2.0, 3.0, 4.0, 5.0])
     assert ending_note(stays).startswith("run stays diverged:")
+
+
+def test_a_run_whose_loss_no_reconstruction_could_reach_blew_up(tmp_path):
+    """QA sweep 20: at lr 0.3 the loss sat at 4.7e30 for 11 epochs, unsaid, and scoring gave image AUROC 1.0."""
+    from udd_core.run_notes import ending_note
+
+    run = _finished_with_losses(tmp_path, "hot", [2.2e30, 4.7485e30, 4.7485e30])
+    assert ending_note(run) == (
+        "run hot blew up: its lowest validation loss is 2.2e+30, more than any reconstruction in the images' [0, 1] "
+        "range could score (1), as a learning rate far too high makes it; its maps and scores mean nothing, whatever "
+        "its AUROC; train it again with a lower learning rate")
+    info = {"settings": {"loss": "ce"}}  # a softmax model's cross-entropy has no such bound
+    (run / runs.TRAIN_FILE).write_text(json.dumps(info))
+    assert ending_note(run) is None or "blew up" not in ending_note(run)

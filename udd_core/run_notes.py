@@ -5,7 +5,8 @@
 - `still_learning_note`: it finished while its validation loss was still falling, so more epochs
   (a resume) would likely give better maps; `overfit_note`: its validation loss rose far above its early
   best, so fewer epochs give the same model (or, its training loss rising too, it diverged: a lower
-  learning rate may do better); `ending_note`: either, or a jump of its training loss on the way.
+  learning rate may do better); `ending_note`: either, or a jump of its training loss on the way, or a
+  loss no reconstruction could reach (it blew up).
 - `learned_defects_note`: it trained on defects too (every image, or chosen classes), so a low score no
   longer means "like the normal images".
 - `scored_training_data_note`: the images scored include those it learned.
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from .run_status import read_status, status_message
-from .runs import LAST_WEIGHTS, STATUS_FILE, TRAIN_FILE, out_spec, read_history, read_json, run_source, run_train_on
+from .runs import (LAST_WEIGHTS, STATUS_FILE, TRAIN_FILE, out_spec, read_history, read_json, read_train, run_source,
+                   run_train_on, train_settings)
 
 STILL_FALLING = 0.05  # the share by which the validation loss fell over a run's last epochs that means "still learning"
 FALL_EPOCHS = 3  # how many of the last epochs that share is measured over
@@ -117,6 +119,21 @@ def _overfit(p: Path, history: list[dict], losses: list[float]) -> Optional[str]
 
 
 SPIKE = 10.0  # an epoch's training loss this many times the lowest before it: a jump, not noise
+# The most a pixel loss can be for a reconstruction anywhere in the images' [0, 1] range (1 - SSIM lies in [0, 2]):
+# a lowest validation loss above it means no epoch reconstructed at all (QA sweep 20: 4.7e30 at lr 0.3, unsaid)
+PIXEL_LOSS_BOUND = {"mse": 1.0, "ssim": 2.0, "mse+ssim": 3.0}
+
+
+def _blown_up(p: Path, history: list[dict], losses: list[float]) -> Optional[str]:
+    """A pixel autoencoder whose every validation loss lies above `PIXEL_LOSS_BOUND`: its training blew up."""
+    from .methods import run_method
+
+    bound = PIXEL_LOSS_BOUND.get(str(train_settings(read_train(p)).get("loss", "mse")))
+    if bound is None or run_method(p) != "autoencoder" or min(losses) <= bound:
+        return None
+    return (f"run {p.name} blew up: its lowest validation loss is {min(losses):.4g}, more than any reconstruction in "
+            f"the images' [0, 1] range could score ({bound:g}), as a learning rate far too high makes it; its maps "
+            "and scores mean nothing, whatever its AUROC; train it again with a lower learning rate")
 
 
 def _spiked(p: Path, history: list[dict], losses: list[float]) -> Optional[str]:
@@ -146,7 +163,7 @@ def ending_note(run_dir: Union[str, Path]) -> Optional[str]:
     p = Path(run_dir)
     if not (curve := _finished_curve(p)):
         return None
-    return _spiked(p, *curve) or _still_learning(p, *curve) or _overfit(p, *curve)
+    return _blown_up(p, *curve) or _spiked(p, *curve) or _still_learning(p, *curve) or _overfit(p, *curve)
 
 
 def more_epochs(done: int) -> int:
