@@ -457,3 +457,19 @@ def test_defective_calls_without_an_outline_are_named_and_said(insp, tmp_path):
     assert "its score is the method's latent distance" in own.unmarked_line(int(want[0]))
     factor = dataclasses.replace(high, factors=np.full(len(high), 2.0))
     assert "times a latent novelty factor, which can make the call on its own" in factor.unmarked_note()
+
+
+def test_a_threshold_above_every_score_is_said_to_catch_nothing(tmp_path):
+    """QA sweep 20: the highest validation tile set a threshold above every test tile: "0 of 14 caught", unsaid."""
+    from inspect_fixtures import make_mvtec, make_run
+    from udd_core.inspection import inspect_run
+    from udd_core.notices import is_caution
+
+    data = make_mvtec(tmp_path / "parts")
+    insp = inspect_run(make_run(tmp_path / "r", data), data)
+    high = insp.with_threshold(float(insp.scores.max()) * 2, "manual")
+    said = [n for n in high.all_notes() if "nothing is called defective" in n]
+    assert len(said) == 1 and is_caution(said[0]) and "none of the 4 defective ones is caught" in said[0]
+    assert said[0].startswith(f"the threshold {score_text(high.threshold)} (manual) lies above every scored image's")
+    assert not [n for n in insp.with_threshold(float(insp.scores.min()), "manual").all_notes()
+                if "nothing is called defective" in n]

@@ -15,6 +15,7 @@ import numpy as np
 from .data import wafer_to_onehot
 from .tiles import is_tile
 from .display import scale_text, score_text
+from .notices import Caution
 from .metrics import GOOD, Metrics, threshold_for_fpr, too_few_normals
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, outlines_legend, overlay_rgb, zoom
 from .scoring import NormStats
@@ -153,8 +154,21 @@ class Inspection:
         return f"{whose} score is raised across the map, not at one spot"
 
     def all_notes(self) -> list[str]:
-        """The notices, then `unmarked_note` at the current threshold: what every view of this scoring says."""
-        return [*self.notices, *filter(None, [self.unmarked_note()])]
+        """The notices, then `unmarked_note` and `nothing_called_note` at the current threshold: what every view of
+        this scoring says."""
+        return [*self.notices, *filter(None, [self.unmarked_note(), self.nothing_called_note()])]
+
+    def nothing_called_note(self) -> Optional[str]:
+        """A caution when the threshold lies above every score while labelled defects were scored: nothing is
+        called defective (QA sweep 20: "0 of 14 defective caught", the highest validation tile's score above
+        every test tile, unsaid); None otherwise."""
+        known_bad = self.known & self.is_defect
+        if self.threshold is None or not known_bad.any() or (self.scores > self.threshold).any():
+            return None
+        return Caution(f"the threshold {score_text(self.threshold)} ({self.threshold_source}) lies above every "
+                       f"scored {self.units()[1][:-1]}'s score ({score_text(float(np.max(self.scores)))} the highest), "
+                       f"so nothing is called defective and none of the {int(known_bad.sum())} defective ones is "
+                       "caught; a threshold set by hand, or from a target FPR on other normal images, may suit")
 
     def with_threshold(self, threshold: float, source: str = "manual") -> "Inspection":
         """A copy at another image threshold (cheap: maps and metrics are shared, not recomputed).
