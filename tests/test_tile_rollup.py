@@ -116,12 +116,12 @@ def test_exports_and_the_report_of_a_tiled_run_hold_each_photo_whole(tmp_path, c
     run = make_run(tmp_path / "tiled", data, size=16, tile=True)
     assert main(["score", str(run), "--heatmaps", str(tmp_path / "hm"), "--report", str(tmp_path / "r.html")]) == 0
     assert "wrote 16 tile heatmaps and 4 whole images to" in capsys.readouterr().err
-    wholes = sorted(p.name for p in (tmp_path / "hm").glob("whole_*.png"))
-    assert wholes == ["whole_good_000.png", "whole_good_001.png", "whole_spot_000.png", "whole_spot_001.png"]
-    assert Image.open(tmp_path / "hm" / "whole_spot_000.png").size == (128, 128)  # 32x32 enlarged 4x
+    wholes = sorted(p.name for p in (tmp_path / "hm").glob("whole-*.png"))
+    assert wholes == ["whole-good_000.png", "whole-good_001.png", "whole-spot_000.png", "whole-spot_001.png"]
+    assert Image.open(tmp_path / "hm" / "whole-spot_000.png").size == (128, 128)  # 32x32 enlarged 4x
     key = (tmp_path / "hm" / "README.txt").read_text()
-    assert "whole_*.png: each photo with its tiles' maps put back in place" in key
-    assert "\nwhole_spot_001.png\tspot\t" in key and len(list((tmp_path / "hm").glob("*.png"))) == 1 + 16 + 4
+    assert "whole-*.png: each photo with its tiles' maps put back in place" in key
+    assert "\nwhole-spot_001.png\tspot\t" in key and len(list((tmp_path / "hm").glob("*.png"))) == 1 + 16 + 4
     page = (tmp_path / "r.html").read_text()
     assert "<h2>Whole images, highest score first</h2><p class=sub>The 4 highest-scoring images" in page
     # QA sweep 20: the report's first line counted tiles, its galleries called tiles "images", and the whole images

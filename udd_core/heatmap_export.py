@@ -26,7 +26,7 @@ from .tile_rollup import rollup_of, source_images, whole_image
 
 LEGEND_FILE = "README.txt"
 SCALE_FILE = "colour_scale.png"
-WHOLE = "whole_"  # a tiled run's whole image, its tiles put back together
+WHOLE = "whole-"  # a tiled run's whole image; not "whole_", which is in "blowhole_" (QA sweep 20)
 
 
 def _file_stem(name: str) -> str:
@@ -43,7 +43,7 @@ def _file_stem(name: str) -> str:
 
 def _heatmap_names(insp: Inspection) -> list[str]:
     """A unique PNG file name per image, from its source name (case-insensitively unique, and never the
-    colour scale's), then, for a tiled run, one per whole image ("whole_" and its stem: `tile_rollup`)."""
+    colour scale's), then, for a tiled run, one per whole image ("whole-" and its stem: `tile_rollup`)."""
     seen: set[str] = {Path(SCALE_FILE).stem.lower()}
     out = []
     for stem in [*map(_file_stem, insp.names), *(f"{WHOLE}{_file_stem(n)}" for n in source_images(insp.names))]:
@@ -77,7 +77,8 @@ def legend_text(insp: Inspection, files: list[str]) -> str:
              f"run: {s.get('model')}", f"data: {s.get('data')} (split {s.get('split')})", f"scoring: {scoring}", "",
              f"Each PNG overlays the anomaly map on the image as the model saw it, {size}: "
              + ("maps of another size were resized to it (nearest die)." if insp.kind == "wafer" else
-                "each is one tile cut from its photo, which its name places (@x,y: the tile's top-left pixel)."
+                "each is one tile cut from its photo, which its name places (@x,y: the tile's top-left pixel); "
+                f"the {WHOLE}*.png files, listed after the tiles, are whole photos at their own size."
                 if any(map(is_tile, insp.names)) else
                 "photos of another size or aspect ratio were resized to it, so they may look stretched."),
              f"{insp.scale_legend()} The colour bar is {SCALE_FILE}, low on the left.",
