@@ -260,8 +260,10 @@ with tab_plots:
     if rolled := views.image_rollup(insp):  # a tiled run: a verdict per image, which an inspector acts on
         st.markdown(rolled[0])
         st.dataframe(pd.DataFrame(rolled[1]), hide_index=True)
-        whole = st.selectbox("Whole image", [r["image"] for r in rolled[1]], key="insp_whole", persist_state=KEEP)
-        st.image(*views.whole_image_overlay(insp, whole, own))
+        whole = st.selectbox("Whole image", [r["image"] for r in rolled[1]], key="insp_whole", persist_state=KEEP,
+                             format_func=folder_and_name)
+        picture, said = views.whole_image_overlay(insp, whole, own)
+        st.image(picture, said, width=min(picture.shape[1], 720))  # its own pixels, not blown up to the page
 
 with tab_export:
     st.download_button("Scores (CSV)", scores_csv(insp), f"{run.name}_scores.csv", "text/csv", on_click="ignore")

@@ -151,13 +151,15 @@ def test_a_tiled_run_rolls_its_tiles_up_to_a_verdict_per_image(monkeypatch, tmp_
     assert len(table) == 8 and set(table["tiles"]) == {4} and set(table["label"]) == {"good", "spot"}
     assert any(m.value.startswith("`spot/000.png#tile") for m in app.markdown)  # a gallery row names its folder
     whole = app.selectbox(key="insp_whole")  # each photo whole, its tiles' maps put back in place
-    assert whole.options == list(table["image"]) and whole.value == table["image"][0]
+    assert whole.options == [f"{Path(i).parent.name}/{Path(i).name}" for i in table["image"]]  # folder/file (QA 20)
+    assert whole.value == table["image"][0]
     whole.select(table["image"][7]).run()
     assert not app.exception and not app.error
     shown = [i.caption for e in app.get("image") for i in e.proto.imgs if "maps put back in place" in i.caption]
-    assert shown == [f"{Path(table['image'][7]).name}, 32x32, its tiles' maps put back in place (where tiles overlap, "
-                     "the higher value); cyan outline: above the pixel threshold; green outline: the ground-truth "
-                     "defect."]
+    assert len(shown) == 1 and shown[0].startswith(f"{Path(table['image'][7]).parent.name}/"
+                                                   f"{Path(table['image'][7]).name}, 32x32: ")
+    assert shown[0].endswith(". Its tiles' maps put back in place (where tiles overlap, the higher value); cyan outline: "
+                             "above the pixel threshold; green outline: the ground-truth defect.")
 
 
 def test_a_run_whose_data_moved_says_so_and_takes_the_new_place(monkeypatch, tmp_path):

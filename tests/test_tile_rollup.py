@@ -106,7 +106,7 @@ def test_a_whole_image_is_its_tiles_put_back_with_the_highest_map_where_they_ove
     at = {insp.names[i].rsplit("@", 1)[1]: insp.maps[i] for i in tiles}
     assert whole.map[8, 24] == max(at["x16,y0"][8, 8], at["x24,y0"][8, 0])  # column 24 lies in both tiles
     picture, caption = whole_image_overlay(insp, photo)
-    assert picture.shape == (160, 160, 3) and caption.startswith("000.png, 40x40, its tiles' maps")
+    assert picture.shape == (160, 160, 3) and caption.startswith("spot/000.png, 40x40: spot · highest tile score ")
     with pytest.raises(ValueError, match="image: 'x.png' is not an image of these tiles"):
         whole_image(insp, "x.png")
 

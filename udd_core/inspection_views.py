@@ -17,7 +17,7 @@ from .metrics import roc_points
 from .notices import as_sentence
 from .regions import Region
 from .tiles import is_tile
-from .display import markdown_literal, score_text
+from .display import folder_and_name, markdown_literal, score_text
 from .render import HeatScale, outlines_legend, plotly_colorscale
 from .scoring import trained_scoring_note
 from .tile_rollup import rollup_of, rollup_summary, whole_image
@@ -215,5 +215,7 @@ def whole_image_overlay(insp, image: str, own_scale: bool = False) -> tuple[np.n
         lo = float(np.median(whole.map))
         scale = HeatScale(lo, max(float(whole.map.max()), lo + 1e-6), insp.pixel_threshold)
     h, w = whole.map.shape
-    return whole.overlay(scale), (f"{Path(image).name}, {w}x{h}, its tiles' maps put back in place (where tiles "
-                                  f"overlap, the higher value); {outlines_legend(whole.mask is not None)}.")
+    row = next(r.to_row() for r in rollup_of(insp) if r.image == image)  # its label, score and verdict (QA 20)
+    said = " · ".join(v for v in (row["label"], f"highest tile score {row['highest tile score']}", row["verdict"]) if v)
+    return whole.overlay(scale), (f"{folder_and_name(image)}, {w}x{h}: {said}. Its tiles' maps put back in place "
+                                  f"(where tiles overlap, the higher value); {outlines_legend(whole.mask is not None)}.")
