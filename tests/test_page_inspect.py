@@ -158,8 +158,8 @@ def test_a_tiled_run_rolls_its_tiles_up_to_a_verdict_per_image(monkeypatch, tmp_
     shown = [i.caption for e in app.get("image") for i in e.proto.imgs if "maps put back in place" in i.caption]
     assert len(shown) == 1 and shown[0].startswith(f"{Path(table['image'][7]).parent.name}/"
                                                    f"{Path(table['image'][7]).name}, 32x32: ")
-    assert shown[0].endswith(". Its tiles' maps put back in place (where tiles overlap, the higher value); cyan outline: "
-                             "above the pixel threshold; green outline: the ground-truth defect.")
+    assert shown[0].endswith(". Its tiles' maps put back in place (where tiles overlap, the higher value); cyan "
+                             "outline: above the pixel threshold; green outline: the ground-truth defect.")
 
 
 def test_a_run_whose_data_moved_says_so_and_takes_the_new_place(monkeypatch, tmp_path):

@@ -216,6 +216,8 @@ def whole_image_overlay(insp, image: str, own_scale: bool = False) -> tuple[np.n
         scale = HeatScale(lo, max(float(whole.map.max()), lo + 1e-6), insp.pixel_threshold)
     h, w = whole.map.shape
     row = next(r.to_row() for r in rollup_of(insp) if r.image == image)  # its label, score and verdict (QA 20)
-    said = " · ".join(v for v in (row["label"], f"highest tile score {row['highest tile score']}", row["verdict"]) if v)
+    said = " · ".join(v for v in (row["label"], f"highest tile score {row['highest tile score']}", row["verdict"])
+                      if v)
+    outlines = outlines_legend(whole.mask is not None)
     return whole.overlay(scale), (f"{folder_and_name(image)}, {w}x{h}: {said}. Its tiles' maps put back in place "
-                                  f"(where tiles overlap, the higher value); {outlines_legend(whole.mask is not None)}.")
+                                  f"(where tiles overlap, the higher value); {outlines}.")
