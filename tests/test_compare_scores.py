@@ -155,3 +155,5 @@ def test_runs_whose_auroc_intervals_overlap_are_said_not_to_be_told_apart():
     assert note.startswith("image AUROC 95% intervals on these 21 defective and 12 normal images (Hanley-McNeil): "
                            "svdd 0.82-1.00; fae 0.77-1.00; bank 1.00-1.00. fae and svdd: each lies within")
     assert scores.interval_note(["a", "b"], [run(0.99, 400, 400), run(0.80, 400, 400)]) is None  # told apart
+    three = scores.interval_note(["a", "b", "c"], [run(0.9, 20, 10), run(0.88, 20, 10), run(0.91, 20, 10)])
+    assert "None of these runs is told apart from another by this test set" in three and "a and b" not in three

@@ -83,10 +83,16 @@ def interval_note(names: Sequence[str], inspections: Sequence) -> Optional[str]:
     if not close:
         return None
     each = "; ".join(f"{n} {lo:.2f}-{hi:.2f}" for n, (_, lo, hi) in spans.items())
-    pairs = ", ".join(f"{a} and {b}" for a, b in close)
-    return (f"image AUROC 95% intervals on these {n_bad} defective and {n_good} normal {inspections[0].units()[1]} "
-            f"(Hanley-McNeil): {each}. {pairs}: each lies within the other's interval, so this test set does not "
-            "tell them apart, whichever is marked best; more test images would")
+    unit = inspections[0].units()[1]
+    if len(close) == len(spans) * (len(spans) - 1) // 2:  # QA sweep 20: every pair listed, where "none" says it
+        which = "None of these runs is told apart from another by this test set"
+    else:
+        which = (f"{', '.join(f'{a} and {b}' for a, b in close)}: each lies within the other's interval, so this test "
+                 "set does not tell them apart")
+    tiles = (" (the tiles of one photo are not independent, so the true intervals are wider still)"
+             if unit == "tiles" else "")
+    return (f"image AUROC 95% intervals on these {n_bad} defective and {n_good} normal {unit} (Hanley-McNeil)"
+            f"{tiles}: {each}. {which}, whichever is marked best; more test images would")
 
 
 def counting_note(names: Sequence[str], inspections: Sequence) -> Optional[str]:
