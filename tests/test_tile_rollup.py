@@ -115,7 +115,9 @@ def test_exports_and_the_report_of_a_tiled_run_hold_each_photo_whole(tmp_path, c
     data = make_mvtec(tmp_path / "parts", n_train=4, n_good=2, n_defect=2, size=32)
     run = make_run(tmp_path / "tiled", data, size=16, tile=True)
     assert main(["score", str(run), "--heatmaps", str(tmp_path / "hm"), "--report", str(tmp_path / "r.html")]) == 0
-    assert "wrote 16 tile heatmaps and 4 whole images to" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "wrote 16 tile heatmaps and 4 whole images to" in err
+    assert "the threshold rests on 4 validation tiles, too few" in err  # QA sweep 20: "4 validation images"
     wholes = sorted(p.name for p in (tmp_path / "hm").glob("whole-*.png"))
     assert wholes == ["whole-good_000.png", "whole-good_001.png", "whole-spot_000.png", "whole-spot_001.png"]
     assert Image.open(tmp_path / "hm" / "whole-spot_000.png").size == (128, 128)  # 32x32 enlarged 4x

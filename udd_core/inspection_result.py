@@ -202,7 +202,7 @@ class Inspection:
         n = 0 if self.normal_scores is None else len(self.normal_scores)
         if n > 1 and np.ptp(self.normal_scores) == 0:
             return None
-        return too_few_normals(n, target_fpr, self.normal_source) if n else None
+        return too_few_normals(n, target_fpr, self.normal_source, self.units()[1][:-1]) if n else None  # tile(s)
 
     def units_note(self) -> str:
         """How the image scores' units relate to the heatmap's ("" when the heatmap shows the map as it is)."""

@@ -66,13 +66,13 @@ def threshold_for_fpr(normal_scores, target_fpr: float) -> float:
     return float(s[max(s.size - k - 1, 0)])
 
 
-def too_few_normals(n_normal: int, target_fpr: float, source: str = "normal") -> Optional[str]:
-    """A note when `n_normal` images cannot measure `target_fpr` (not one false positive allowed among them):
-    the threshold is then simply their highest score. None when they can."""
+def too_few_normals(n_normal: int, target_fpr: float, source: str = "normal", unit: str = "image") -> Optional[str]:
+    """A note when `n_normal` images (or tiles: `unit`) cannot measure `target_fpr` (not one false positive allowed
+    among them): the threshold is then simply their highest score. None when they can."""
     if not 0 < target_fpr * n_normal < 1:
         return None
-    images = f"{n_normal} {source} image" + ("s" if n_normal != 1 else "")
-    top = "their highest score" if n_normal != 1 else "that image's score"
+    images = f"{n_normal} {source} {unit}" + ("s" if n_normal != 1 else "")
+    top = "their highest score" if n_normal != 1 else f"that {unit}'s score"
     return Caution(f"the threshold rests on {images}, too few to measure an FPR of {target_fpr:.2%} "
                    f"(that needs {math.ceil(1 / target_fpr)}): it is {top}, and the FPR on new normal "
                    "images may well be higher")
