@@ -148,7 +148,7 @@ def _spiked(p: Path, history: list[dict], losses: list[float]) -> Optional[str]:
     if ratio < SPIKE or min(trained[i + 1:], default=math.inf) > 2 * min(trained[:i]):
         return None
     best = min(range(len(losses)), key=losses.__getitem__)
-    bf16 = " (its steps ran in bf16 then: --precision float32, or Precision on the Train page, avoids it)" \
+    bf16 = " (its steps ran in bf16 then: --precision float32, or the Train page's bf16 switch off, avoids it)" \
         if history[i].get("precision") == "bf16" else ""
     return (f"run {p.name}'s training loss jumped {ratio:.0f}x at epoch {_epoch_of(history[i], i + 1)} "
             f"({min(trained[:i]):.4g} to {trained[i]:.4g}) and came back down: an unstable step, as a learning rate "
