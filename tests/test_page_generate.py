@@ -323,8 +323,6 @@ def test_the_interpolation_ends_follow_the_data_set(at, fitted, tmp_path):
 def test_blank_wafers_from_a_detection_run_are_cautioned_above_them(runs_dir, monkeypatch):
     """QA sweep 19a: the page's 16 variants of a detection run were blank wafers, offered "for augmentation". The
     tiny test model rebuilds normal maps, as such a run does."""
-    import numpy as np
-
     from udd_core import wafer_generation as wg
 
     app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
