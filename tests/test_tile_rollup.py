@@ -105,6 +105,10 @@ def test_a_whole_image_is_its_tiles_put_back_with_the_highest_map_where_they_ove
     assert len(tiles) == 9 and whole.map.max() == insp.maps[tiles].max()
     at = {insp.names[i].rsplit("@", 1)[1]: insp.maps[i] for i in tiles}
     assert whole.map[8, 24] == max(at["x16,y0"][8, 8], at["x24,y0"][8, 0])  # column 24 lies in both tiles
+    own = whole.own_scale(insp.pixel_threshold)  # its median pixel to its highest, the threshold kept
+    assert (own.vmin, own.vmax, own.threshold) == (float(np.median(whole.map)), float(whole.map.max()),
+                                                   insp.pixel_threshold)
+    assert not np.array_equal(whole_image_overlay(insp, photo, own_scale=True)[0], whole_image_overlay(insp, photo)[0])
     picture, caption = whole_image_overlay(insp, photo)
     assert picture.shape == (160, 160, 3) and caption.startswith("spot/000.png, 40x40: spot · highest tile score ")
     with pytest.raises(ValueError, match="image: 'x.png' is not an image of these tiles"):
@@ -134,3 +138,8 @@ def test_exports_and_the_report_of_a_tiled_run_hold_each_photo_whole(tmp_path, c
                         r"\d+ normal tiles called defective\.", html.unescape(first)), first
     assert re.search(r"<h2>Worst 8 tiles by score</h2>", page)
     assert page.index('alt="colour scale"') < page.index("<h2>Whole images")
+    # QA sweep 20 F4: on the fixed scale a photo's crack can stay dark; each whole photo on its own scale beside it
+    whole = page[page.index("<h2>Whole images"):]
+    assert "<th>fixed scale</th><th>its own scale</th>" in whole
+    rows = re.findall(r"<tr><td>[^<]+<br>[^<]+</td>(.*?)</tr>", whole)
+    assert len(rows) == 4 and all(r.count('src="data:image/png;base64,') == 2 for r in rows)

@@ -210,10 +210,7 @@ def whole_image_overlay(insp, image: str, own_scale: bool = False) -> tuple[np.n
     (H*f, W*f, 3) uint8, and its caption (QA sweep 17: tiles alone did not show where the defect lies on the
     part). On the fixed scale, or with ``own_scale`` from the image's median pixel to its highest."""
     whole = whole_image(insp, image)
-    scale = insp.scale
-    if own_scale:
-        lo = float(np.median(whole.map))
-        scale = HeatScale(lo, max(float(whole.map.max()), lo + 1e-6), insp.pixel_threshold)
+    scale = whole.own_scale(insp.pixel_threshold) if own_scale else insp.scale
     h, w = whole.map.shape
     row = next(r.to_row() for r in rollup_of(insp) if r.image == image)  # its label, score and verdict (QA 20)
     said = " · ".join(v for v in (row["label"], f"highest tile score {row['highest tile score']}", row["verdict"])

@@ -204,14 +204,21 @@ def _rollup(insp: Inspection, n_worst: int) -> list[str]:
     body = "".join("<tr>" + "".join(f"<td>{_e('' if v is None else v)}</td>" for v in row.values()) + "</tr>"
                    for row in table)
     said = [" · ".join(v for v in (row["label"], row["highest tile score"], row["verdict"]) if v) for row in table]
-    wholes = "".join(f"<tr><td>{_e(folder_and_name(r.image))}<br>{_e(words)}</td>"
-                     f"<td>{_img(whole_image(insp, r.image).overlay(insp.scale), r.image)}</td></tr>"
-                     for r, words in zip(rows[:n_worst], said))
+
+    def whole_row(image: str, words: str) -> str:  # the photo on the fixed scale, then on its own (QA sweep 20)
+        whole = whole_image(insp, image)
+        return (f"<tr><td>{_e(folder_and_name(image))}<br>{_e(words)}</td>"
+                + "".join(f"<td>{_img(whole.overlay(scale), image)}</td>"
+                          for scale in (insp.scale, whole.own_scale(insp.pixel_threshold))) + "</tr>")
+
+    wholes = "".join(whole_row(r.image, words) for r, words in zip(rows[:n_worst], said))
     return [f"<h2>Per image, its tiles rolled up</h2><p class=sub>{_e(rollup_summary(rows))}.</p>"
             f"<table><tr>{head}</tr>{body}</table>",
             f"<h2>Whole images, highest score first</h2><p class=sub>The {min(n_worst, len(rows))} highest-scoring "
-            "images with their tiles' maps put back in place (where tiles overlap, the higher value), on the "
-            f"colour scale of the galleries above.</p><table>{wholes}</table>"]
+            "images with their tiles' maps put back in place (where tiles overlap, the higher value): on the "
+            "colour scale of the galleries above, then on each photo's own scale, from its median pixel to its "
+            "highest, where its map peaks shows even when the fixed scale leaves it dark.</p>"
+            f"<table><tr><th>image</th><th>fixed scale</th><th>its own scale</th></tr>{wholes}</table>"]
 
 
 TILE_LABELS = ("<p class=sub>A tile is labelled by its own mask: a tile of a defective photo that its mask misses "

@@ -84,6 +84,12 @@ class WholeImage:
         """The overlay picture on `scale` (`render.overlay_rgb`), tiny images enlarged: (H*f, W*f, 3) uint8."""
         return overlay_rgb(self.image, self.map, scale, self.mask, factor=auto_zoom(*self.map.shape))
 
+    def own_scale(self, pixel_threshold: float) -> HeatScale:
+        """Its own colour scale, from its median pixel to its highest, as Inspect's "own colour scale" switch: where
+        its map peaks shows even when the fixed scale leaves it dark (QA sweep 20: a crack invisible there)."""
+        lo = float(np.median(self.map))
+        return HeatScale(lo, max(float(self.map.max()), lo + 1e-6), pixel_threshold)
+
 
 def whole_image(insp, image: str) -> WholeImage:
     """The image `image` (a source path of `insp`'s tile names) from its tiles, with its anomaly map and mask.
