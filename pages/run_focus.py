@@ -103,8 +103,8 @@ def run_label(info) -> str:
     if one_pass:
         return f"{info.status}, {method} (one pass)"
     # a later loop's epochs too: "stopped, 3 epochs" said nothing of 7 Deep SVDD epochs after them (QA sweep 19b)
-    later = "".join(f" + {len(done)} {caption.split(':')[0]} epoch{'s' * (len(done) != 1)}"
-                    for caption, done in detector_class(method).epoch_loops(info.path)[1:] if done)
+    later = "".join(f" + {done} {phase} epoch{'s' * (done != 1)}"
+                    for phase, done in detector_class(method).later_epochs(info.path) if done)
     return epochs + later + ("" if method == "autoencoder" else f", {method}")
 
 

@@ -21,7 +21,7 @@ from .heatmap_export import LEGEND_FILE, write_heatmaps
 from .report import build_report, scores_csv
 from .runs import run_source
 from .tile_rollup import rollup_of, rollup_summary
-from .tiles import source_image
+from .tiles import one_image
 
 
 def _finite_json(v):
@@ -52,7 +52,7 @@ def _score_table(insp) -> str:
     m = insp.metrics
     thr = "none" if insp.threshold is None else f"{score_text(insp.threshold)} ({insp.threshold_source})"
     # one part checked alone, unlabelled: its verdict is the answer, and a rate over its tiles is none (QA 19a)
-    alone = len({source_image(n) for n in insp.names}) == 1 and not insp.is_defect.any()
+    alone = one_image(insp.names) and not insp.is_defect.any()
     lines += ["", *([f"score: {insp.score_meaning}"] if insp.score_meaning else []),
               f"threshold {thr}" + ("" if alone else f"   FPR {num(insp.fpr)}   TPR {num(insp.tpr)}"),
               f"image AUROC {num(m.image_auroc)}   image AP {num(m.image_ap)}   F1 max {num(m.f1_max)}   "

@@ -22,7 +22,7 @@ from .tiles import is_tile
 from .display import scale_text, score_text, verdict_word
 from .inspection_result import Inspection
 from .render import WAFER_LEGEND, auto_zoom, png_bytes, scale_bar_rgb
-from .tile_rollup import rollup_of, source_images, whole_image
+from .tile_rollup import rollup_of, source_images, whole_images
 
 LEGEND_FILE = "README.txt"
 SCALE_FILE = "colour_scale.png"
@@ -112,8 +112,7 @@ def heatmap_files(insp: Inspection, factor: Optional[int] = None) -> Iterator[tu
     yield LEGEND_FILE, legend_text(insp, names).encode("utf-8")
     yield SCALE_FILE, _scale_png(insp)
     yield from zip(names, (insp.heatmap_png(i, f) for i in range(len(insp))))
-    wholes = (png_bytes(whole_image(insp, image).overlay(insp.scale)) for image in source_images(insp.names))
-    yield from zip(names[len(insp):], wholes)
+    yield from zip(names[len(insp):], (png_bytes(w.overlay(insp.scale)) for _, w in whole_images(insp)))
 
 
 def _scale_png(insp: Inspection) -> bytes:

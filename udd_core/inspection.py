@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .data import data_kind
-from .tiles import source_image
+from .tiles import one_image, source_image
 from .inspection_inputs import TRAINING, Loaded, load_inputs, validation_images
 from .inspection_result import Inspection, normal_label
 from .training_data import UNKNOWN_LABELS
@@ -253,7 +253,7 @@ def unlabelled_alarm_note(insp) -> Optional[str]:
     maps, with no word on it). None for the run's own training images, which other notes cover."""
     if insp.threshold is None or insp.is_defect.any() or insp.relation == TRAINING or not len(insp):
         return None
-    if len({source_image(n) for n in insp.names}) == 1:  # one suspect part, checked alone: its verdict is the point
+    if one_image(insp.names):  # one suspect part, checked alone: its verdict is the point
         return None
     called = int((insp.scores > insp.threshold).sum())
     if called < UNLABELLED_ALARM * len(insp):

@@ -25,8 +25,7 @@ from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
 from .display import breakable, folder_and_name, scale_text, score_text, verdict_word
 from .render import WAFER_LEGEND, png_bytes, scale_bar_rgb
-from .metrics import GOOD
-from .tile_rollup import rollup_of, rollup_summary, whole_image
+from .tile_rollup import rollup_counts, rollup_of, rollup_summary, whole_image
 
 PANEL_NAMES = {"residual": "anomaly map"}  # a panel's column title where its key is no word for a reader
 
@@ -282,11 +281,9 @@ def summary_line(insp: Inspection) -> str:
     c, unit = insp.at(insp.threshold), insp.units()[1]
     n_bad, n_good = c["tp"] + c["fn"], c["fp"] + c["tn"]
     if rows := rollup_of(insp):  # a tiled run: the photos, which an inspector acts on, then the tiles (QA sweep 20)
-        bad = [r for r in rows if r.label != GOOD]
-        good = [r for r in rows if r.label == GOOD]
-        per_photo = [f"{sum(bool(r.defective) for r in bad)} of {len(bad)} defective images caught"] if bad else []
-        if good:
-            per_photo.append(f"{sum(bool(r.defective) for r in good)} of {len(good)} normal images called defective")
+        caught, bad, false, good = rollup_counts(rows)
+        per_photo = [f"{caught} of {bad} defective images caught"] * bool(bad)
+        per_photo += [f"{false} of {good} normal images called defective"] * bool(good)
         if per_photo:
             return (f"At the threshold {score_text(insp.threshold)}, per image (any tile above it): "
                     f"{'; '.join(per_photo)}. Per tile: {c['tp']} of {n_bad} defective tiles caught, {c['fp']} of "

@@ -8,7 +8,7 @@ labelled the image itself (QA sweep 17: a tiled run gave no verdict per photo). 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -48,11 +48,8 @@ def rollup(names: Sequence[str], labels: Sequence[str], scores, threshold: Optio
     if not any(map(is_tile, names)):
         return []
     scores = np.asarray(scores, dtype=np.float64)
-    groups: dict[str, list[int]] = {}
-    for i, name in enumerate(names):
-        groups.setdefault(source_image(name), []).append(i)
     out = []
-    for image, idx in groups.items():
+    for image, idx in tile_groups(names).items():
         s = scores[idx]  # (tiles,)
         worst = idx[int(np.nanargmax(s))] if np.isfinite(s).any() else idx[0]
         above = None if threshold is None else int((s > threshold).sum())
@@ -62,9 +59,19 @@ def rollup(names: Sequence[str], labels: Sequence[str], scores, threshold: Optio
     return sorted(out, key=lambda r: -r.score)
 
 
+def tile_groups(names: Sequence[str]) -> dict[str, list[int]]:
+    """The images tiles named `names` were cut from, in data order, each with its tiles' indices; {} when no name
+    is a tile's. One pass over the names, so that M images of N tiles cost N, not M x N."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        if is_tile(name):
+            groups.setdefault(source_image(name), []).append(i)
+    return groups
+
+
 def source_images(names: Sequence[str]) -> list[str]:
     """The images tiles named `names` were cut from, in data order; [] when no name is a tile's."""
-    return list(dict.fromkeys(source_image(n) for n in names if is_tile(n)))
+    return list(tile_groups(names))
 
 
 def rollup_of(insp) -> list[ImageRollup]:
@@ -91,12 +98,19 @@ class WholeImage:
         return HeatScale(lo, max(float(self.map.max()), lo + 1e-6), pixel_threshold)
 
 
-def whole_image(insp, image: str) -> WholeImage:
-    """The image `image` (a source path of `insp`'s tile names) from its tiles, with its anomaly map and mask.
+def whole_images(insp) -> Iterator[tuple[str, WholeImage]]:
+    """Each image of `insp`'s tiles, in data order, put back together (`whole_image`), made one at a time."""
+    for image, idx in tile_groups(insp.names).items():
+        yield image, whole_image(insp, image, idx)
+
+
+def whole_image(insp, image: str, idx: Optional[Sequence[int]] = None) -> WholeImage:
+    """The image `image` (a source path of `insp`'s tile names) from its tiles (their indices `idx`, when the
+    caller has them: `tile_groups`), with its anomaly map and mask.
 
     Tiles of the last row and column overlap their neighbours (`data.load_dataset`); there the map keeps the
     highest value, so that an anomaly seen by either tile shows."""
-    idx = [i for i, name in enumerate(insp.names) if is_tile(name) and source_image(name) == image]
+    idx = tile_groups(insp.names).get(image, []) if idx is None else list(idx)
     if not idx:
         raise ValueError(f"image: {image!r} is not an image of these tiles")
     th, tw = insp.maps.shape[1:]
@@ -120,6 +134,14 @@ def _any_defect(tile_labels: Sequence[str]) -> str:
     return defects[0] if defects else GOOD
 
 
+def rollup_counts(rows: Sequence[ImageRollup]) -> tuple[int, int, int, int]:
+    """(defective images called defective, defective images, normal images called defective, normal images) at
+    the rows' threshold: what the roll-up's summary and the report's first line both count."""
+    bad = [bool(r.defective) for r in rows if r.label != GOOD]
+    good = [bool(r.defective) for r in rows if r.label == GOOD]
+    return sum(bad), len(bad), sum(good), len(good)
+
+
 def rollup_summary(rows: Sequence[ImageRollup]) -> str:
     """One line: how many images, how many called defective, and, with labels of both kinds, how many of the
     defective ones were caught, the normal ones called defective, and the image AUROC of the highest tile
@@ -138,9 +160,7 @@ def rollup_summary(rows: Sequence[ImageRollup]) -> str:
 
         auroc = float(roc_auc_score(y, [r.score for r in rows]))
         if rows[0].defective is not None:
-            caught = sum(bool(r.defective) for r in rows if r.label != GOOD)
-            false = sum(bool(r.defective) for r in rows if r.label == GOOD)
-            text += (f"; {caught} of {int(y.sum())} defective caught, {false} of {int((~y).sum())} normal called "
-                     "defective")
+            caught, n_bad, false, n_good = rollup_counts(rows)
+            text += f"; {caught} of {n_bad} defective caught, {false} of {n_good} normal called defective"
         text += f"; image AUROC of the highest tile score {auroc:.4f}"
     return text

@@ -62,3 +62,9 @@ def tile_origin(name: str) -> tuple[int, int]:
 def source_image(name: str) -> str:
     """The image a tile's name comes from ("a.png" for "a.png#tile3@x48,y0"); other names as they are."""
     return name.split(TILE_MARK, 1)[0]
+
+
+def one_image(names) -> bool:
+    """Whether images named `names` are one image, or the tiles of one: a suspect part checked alone, whose verdict
+    is the answer, where rates over its tiles or an alarm about the threshold mean nothing."""
+    return len({source_image(n) for n in names}) == 1

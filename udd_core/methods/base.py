@@ -134,6 +134,12 @@ class Detector(ABC):
         return None
 
     @classmethod
+    def later_epochs(cls, run_dir: Union[str, Path]) -> list[tuple[str, int]]:
+        """(phase name, epochs done) of each epoch loop after the training loop's (`epoch_loops`[1:]), read without
+        the training history: what a run picker adds to its label on every rerun. None by default."""
+        return []
+
+    @classmethod
     def epoch_loops(cls, run_dir: Union[str, Path]) -> list[tuple[str, list[dict]]]:
         """(caption, per-epoch records) of each epoch loop a fit of this method runs, in order; where there are
         several, the caption says what each loop's loss measures."""

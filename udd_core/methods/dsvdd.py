@@ -106,6 +106,12 @@ class SVDDScore(nn.Module):
         return (z - self.c).square().sum(dim=1)
 
 
+def _svdd_history(run_dir: Union[str, Path]) -> list[dict]:
+    """The Deep SVDD phase's per-epoch records (svdd_history.json); [] before the phase or for a damaged file."""
+    svdd = runs.read_json(Path(run_dir) / SVDD_HISTORY, [])
+    return [r for r in svdd if isinstance(r, dict)] if isinstance(svdd, list) else []
+
+
 class DeepSVDDDetector(AEBackedDetector):
     """Pretrained AE, then a one-class encoder; the image score is the squared distance to c."""
 
@@ -143,10 +149,12 @@ class DeepSVDDDetector(AEBackedDetector):
 
     @classmethod
     def epoch_loops(cls, run_dir: Union[str, Path]) -> list[tuple[str, list[dict]]]:
-        svdd = runs.read_json(Path(run_dir) / SVDD_HISTORY, [])
         return [("Pretraining: the autoencoder's reconstruction loss", runs.read_history(run_dir)),
-                (f"{PHASE}: the mean squared distance of the codes to the centre c",
-                 [r for r in svdd if isinstance(r, dict)] if isinstance(svdd, list) else [])]
+                (f"{PHASE}: the mean squared distance of the codes to the centre c", _svdd_history(run_dir))]
+
+    @classmethod
+    def later_epochs(cls, run_dir: Union[str, Path]) -> list[tuple[str, int]]:
+        return [(PHASE, len(_svdd_history(run_dir)))]
 
     @classmethod
     def resume_phase(cls, run_dir: Union[str, Path], epochs: int, options: dict) -> ResumePhase:
