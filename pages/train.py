@@ -49,6 +49,7 @@ data_sources = st.cache_data(ttl=60, show_spinner=False)(sources.list_sources)  
 describe = st.cache_data(ttl=60, show_spinner=False)(sources.describe)  # lists (and with tiles, opens) every file
 kind_of = st.cache_data(ttl=60, show_spinner=False)(data_kind)  # a plain folder's kind lists its files: not per rerun
 labels_of = st.cache_data(ttl=60, show_spinner=False)(data_preview.training_labels)  # a wafer file: once a minute
+notes_of = st.cache_data(ttl=60, show_spinner=False)(data_preview.training_notes)
 
 
 def on_train_preset() -> None:
@@ -106,8 +107,7 @@ def load_images(path, shape, tile, train_on="normal"):
 
 
 def number_boxes(boxes) -> list:
-    """Number boxes of the settings form (`settings.FormNumber`s) in rows of three; returns the last row's
-    columns, for what follows them."""
+    """The settings' number boxes (`settings.FormNumber`s) in rows of three; returns the last row's columns."""
     for i, f in enumerate(boxes):
         if i % 3 == 0:
             row = st.columns(3)
@@ -235,12 +235,11 @@ with left:
                           help="Images whose shapes are painted as noise instead of rectangles (dark pixels = shape).")
             if ss["train_noise_patches"] and (patterns_error := pattern_folder_problem(ss["train_patch_dir"])):
                 st.error(f"Noise pattern folder: {patterns_error}")  # as typed, not after Start (QA sweep 12)
-    # The classes go below, at the form's width (QA sweep 15: in a column beside, a picked class read as a sliver).
     st.selectbox("Train on", list(TRAIN_ON), key="train_on_mode", format_func=TRAIN_ON.get, persist_state=KEEP,
                  help="Normal images: an autoencoder for detection learns only defect-free images (labels "
                       "good/none/normal, or unlabelled). All images: defects too, to generate every pattern "
                       "(its scores then no longer mean 'unlike normal'). Chosen classes: only those labels.")
-    train_on, known = ss["train_on_mode"], None
+    train_on, known = ss["train_on_mode"], None  # classes below, at the form's width: beside, a sliver (QA sweep 15)
     if train_on == "classes":
         with suppress(ValueError, OSError):  # the data's labels and counts; unreadable: the check below says why
             known = class_counts(labels_of(path)) if path and shape and data_error is None else None
@@ -260,8 +259,9 @@ with left:
             st.error(form_message(e))
     if path and shape and data_error is None:  # the data is readable (its estimate above)
         try:  # a class the data lacks, or no normal image to learn: from the labels, before Start (QA sweep 7)
-            labels = labels_of(path)
-            train_on = check_train_on(labels, train_on)  # as the data spells the classes: what Start records
+            train_on = check_train_on(labels_of(path), train_on)  # as the data spells the classes: what Start records
+            for note in notes_of(path, train_on):  # what Start would say of the labels (QA sweep 20), before it
+                st.caption(f"ℹ️ {note}")
         except (ValueError, OSError) as e:
             data_error = str(e)
             st.error(form_message(e))

@@ -17,7 +17,9 @@ from streamlit.testing.v1 import AppTest
 from archives import zip_bytes
 from udd_core import runs
 from udd_core import run_status
+from udd_core.data_preview import training_labels
 from udd_core.tensor_files import write_tensors
+from udd_core.training_data import class_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "pages" / "train.py"
@@ -708,3 +710,23 @@ def test_a_finished_run_with_a_damaged_file_is_not_sent_to_inspect(tiny_config, 
     row = table[table["name"] == "dmg"].iloc[0]
     assert row["status"] == "damaged" and row["message"].startswith("damaged: ") and "model.safetensors" in row["message"]
     assert any(b.label == "Resume" for b in at.button)  # Resume writes the model again from last.safetensors
+
+
+def test_what_training_keeps_of_a_labelled_wafer_file_is_said_before_start(tiny_config, data, runs_dir, tmp_path):
+    """QA sweep 20: the estimate counted a wafer file's defect maps, and that training leaves them out (or, for
+    a file without labels, takes every map as normal) was said only after Start."""
+    wafers = ROOT / "sample_data" / "wafer_maps_26x26.npz"
+    counts = class_counts(training_labels(wafers))
+    normal = sum(n for label, n in counts.items() if label in ("good", "none", "normal"))
+    assert 0 < normal < sum(counts.values())
+    at = page(tiny_config, data, train_path=str(wafers))
+    at.radio(key="train_model_mode").set_value("Preset").run()
+    at.selectbox(key="train_model_preset").set_value("wafer-26").run()
+    assert not at.error and f"This run will be trained on the {normal} normal images" in captions(at)
+    at.selectbox(key="train_on_mode").set_value("all").run()
+    assert f"This run will be trained on all {sum(counts.values())} images, of them" in captions(at)
+    bare = tmp_path / "maps.npy"
+    np.save(bare, np.ones((5, 26, 26), dtype=np.uint8))
+    at.text_input(key="train_path").input(str(bare)).run()
+    assert not at.error and "5 maps of maps.npy have no labels: taken as normal" in captions(at)
+    assert "This run will be" not in captions(at)  # every map kept, as "good"

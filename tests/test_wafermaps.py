@@ -193,6 +193,25 @@ def test_wafer_labels_match_the_loader_without_reading_maps(tmp_path):
         wafer_labels(tmp_path / "bad.npz")
 
 
+def test_what_training_keeps_is_said_before_loading_as_loading_says_it(tmp_path):
+    """`training_notes` (the Train page, before Start): the loader's notes on labels, and the kept images'."""
+    from udd_core.data_preview import training_notes
+    from udd_core.training_data import training_images
+
+    np.savez(tmp_path / "w.npz", maps=np.ones((6, 8, 8), np.uint8),
+             labels=np.array(["none", "Loc", "none", "unknown", "Center", "none"]))
+    np.save(tmp_path / "m.npy", np.ones((3, 5, 5), np.uint8))
+    for name, train_on in [("w.npz", "normal"), ("w.npz", "all"), ("w.npz", "loc"), ("m.npy", "normal")]:
+        ds = load_dataset(tmp_path / name, (3, 8, 8))
+        kept = training_images(ds, train_on)[1]
+        said = [n for n in ds.notices if "label" in n] + ([f"This run will be {kept}"] if kept else [])
+        assert training_notes(tmp_path / name, train_on) == said and said
+    assert training_notes(tmp_path / "w.npz") == [
+        "This run will be trained on the 3 normal images (labels good/none/normal); the 2 labelled as defects and "
+        "1 with an unknown label left out"]
+    assert "3 maps of m.npy have no labels: taken as normal" in training_notes(tmp_path / "m.npy")[0]
+
+
 def test_training_labels_of_image_folders_are_good(tmp_path):
     from udd_core.data_preview import training_labels
 

@@ -1,13 +1,14 @@
 """What a data set holds, read before it is loaded: from file names, headers and a few samples, no whole decode.
 
 The Train page checks a path as it is typed, and the CLI before it spends minutes loading: how many images a
-run would cache and their bytes (`estimate_cache_bytes`), their labels (`training_labels`), the images' own size
-for a model that stores none (`native_size`), whether they are in colour (`in_colour`), and a wafer file's die
-values (`check_values_as_typed`). Loading itself is `data.load_dataset`.
+run would cache and their bytes (`estimate_cache_bytes`), their labels (`training_labels`) and what training
+keeps of them (`training_notes`), the images' own size for a model that stores none (`native_size`), whether
+they are in colour (`in_colour`), and a wafer file's die values (`check_values_as_typed`). Loading itself is `data.load_dataset`.
 """
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image
@@ -15,6 +16,7 @@ from PIL import Image
 from .data import check_wafer_channels, checked_shape, image_sources, layout
 from .images import DECODE_ERRORS, open_image
 from .tiles import tile_starts, tiled_size
+from .training_data import training_mask
 from .uploads import DataError
 from .wafermaps import check_die_values, map_sizes, wafer_labels
 
@@ -26,6 +28,18 @@ def training_labels(path) -> list[str]:
     if kind == "wafer":
         return wafer_labels(root)
     return [label for _, label, _ in image_sources(kind, root, "train")[0]]
+
+
+def training_notes(path, train_on: str = "normal") -> list[str]:
+    """What Start would note of a data set's labels, said before it: maps without labels taken as normal, and
+    which images `train_on` keeps (QA sweep 20: a labelled wafer file's estimate counted its defect maps, and
+    that training leaves them out was said only after Start)."""
+    kind, root = layout(path)
+    notes: list[str] = []
+    labels = wafer_labels(root, notes) if kind == "wafer" else training_labels(path)
+    if kept := training_mask(SimpleNamespace(labels=labels), train_on)[1]:
+        notes.append(f"This run will be {kept}")
+    return notes
 
 
 def estimate_cache_bytes(path, input_shape, split="train", tile=False) -> tuple[int, int]:

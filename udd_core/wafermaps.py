@@ -104,17 +104,19 @@ def _labels_of(path: Path, z, key: str, n: int, headers: Headers, notices: list[
     return _as_labels(z[lkey]) if lkey else ["good"] * n
 
 
-def wafer_labels(path: Path) -> list[str]:
+def wafer_labels(path: Path, notices: list[str] | None = None) -> list[str]:
     """The label of every map in a wafer file, in `load_wafer_file`'s order, reading no map array: what
-    the Train page checks chosen classes against before Start."""
+    the Train page checks chosen classes against before Start. `notices` gets what loading would note of
+    the labels (maps without labels, labels that need pickle)."""
+    notices = [] if notices is None else notices
     headers = _wafer_headers(path)
     keys = _checked_map_keys(path, headers)
     _refuse_stray_labels(path, keys, headers)
     if keys == [""]:  # a .npy holds maps only
-        return ["good"] * map_sizes(path)[0][0]
+        return _labels_of(path, None, "", map_sizes(path)[0][0], headers, notices)
     try:
         with np.load(path, allow_pickle=False) as z:
-            return [v for k in keys for v in _labels_of(path, z, k, headers[k][0][0], headers, [])]
+            return [v for k in keys for v in _labels_of(path, z, k, headers[k][0][0], headers, notices)]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path.name}: not a readable numpy file ({exc})") from None
 
