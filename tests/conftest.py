@@ -1,5 +1,7 @@
 """Shared fixtures: small configs that build tiny models, a folder of tiny images, a check that no
 training job outlives its test, and a clean torch state per test."""
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -47,6 +49,14 @@ def image_folder(tmp_path) -> Path:
         a = (np.kron(rng.random((8, 8)), np.ones((4, 4))) * 255).astype(np.uint8)
         Image.fromarray(a, "L").save(d / f"{i}.png")
     return d
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has ended and been reaped: no process has it (until the system reuses it)."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
 
 
 @pytest.fixture

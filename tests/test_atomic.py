@@ -1,9 +1,12 @@
 """Tests for udd_core.atomic: a write either replaces the file whole or leaves it untouched."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from udd_core.atomic import write_atomic, write_bytes_atomic, write_files, write_text_atomic
+from udd_core.atomic import (leftover_temps, remove_leftover_temps, write_atomic, write_bytes_atomic, write_files,
+                              write_text_atomic)
 
 
 def test_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
@@ -132,3 +135,16 @@ def test_outputs_are_refused_inside_a_run_or_model_folder(tmp_path):
 def test_write_files_through_dot_dot_makes_only_the_folder_it_names(tmp_path):
     written = write_files(tmp_path / "a" / ".." / "b", ["x.png"], [b"1"])
     assert written == [tmp_path.resolve() / "b" / "x.png"] and not (tmp_path / "a").exists()
+
+
+def test_temp_files_of_a_killed_writer_are_found_and_only_those(tmp_path, dead_pid):
+    """QA sweep 21: kill -9 during a save left `.NAME.tmp-PID` beside a run for good; a live writer's temp file,
+    a kept `.old` copy (a user's content under --force) and other files are never taken for one."""
+    dead = tmp_path / f".model.safetensors.tmp-{dead_pid}"
+    live = tmp_path / f".config.json.tmp-{os.getpid()}"
+    others = [tmp_path / ".scores.csv.1a2b3c4d.old", tmp_path / "status.json", tmp_path / f"x.tmp-{dead_pid}"]
+    for p in (dead, live, *others):
+        p.write_bytes(b"x")
+    assert leftover_temps(tmp_path) == [dead]
+    assert remove_leftover_temps(tmp_path) == [dead] and not dead.exists()
+    assert all(p.exists() for p in (live, *others))

@@ -15,7 +15,7 @@ from udd_core.data import load_dataset
 from udd_core.display import score_text
 from udd_core.inspection import inspect_run
 from udd_core.jobs import TrainJob
-from udd_core.methods import has_detector, load_detector, run_method, run_scoring_defaults
+from udd_core.methods import METHOD_FILE, has_detector, load_detector, run_method, run_scoring_defaults
 from udd_core.report import build_report
 from udd_core.settings import TrainSettings
 
@@ -64,6 +64,21 @@ def test_a_run_that_saved_nothing_yet_says_so(toy, tmp_path, data, capsys):
     assert main(["score", str(run), "--data", str(data)]) == 2
     err = capsys.readouterr().err
     assert "no saved model yet" in err and err.count("\n") == 1
+
+
+
+def test_an_autoencoder_run_killed_before_its_first_save_says_so(tmp_path, capsys):
+    """QA sweep 21: killed seconds in, a run held config.json, status.json and train.json (no method.json yet), and
+    `udd score` called it "not a model folder"."""
+    from inspect_fixtures import make_mvtec, make_run
+
+    data = make_mvtec(tmp_path / "parts")
+    run = make_run(tmp_path / "run", data)
+    for f in [*run.glob("*.safetensors"), run / METHOD_FILE]:
+        f.unlink(missing_ok=True)
+    assert main(["score", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "no saved model yet: the run stopped, or is still running, before its first save" in err
 
 
 def test_bad_method_options_are_refused_naming_them(toy, tmp_path, data):

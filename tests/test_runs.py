@@ -2,8 +2,6 @@
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -44,6 +42,19 @@ def test_new_run_never_overwrites_and_suggests_a_free_name(tmp_path):
 def test_empty_existing_folder_is_reused(tmp_path):
     (tmp_path / "empty").mkdir()
     assert runs.new_run(tmp_path, "empty").is_dir()
+
+
+def test_a_folder_holding_only_a_killed_writers_temp_file_is_a_free_name(tmp_path, dead_pid):
+    """QA sweep 21: a run killed during its first write left only `.config.json.tmp-PID`, which no page listed and
+    `udd train --out` refused as "not empty (pass --resume)", and --resume as "not a run folder"."""
+    killed = tmp_path / "ksave"
+    killed.mkdir()
+    (killed / f".config.json.tmp-{dead_pid}").write_text("{")
+    assert runs.is_empty_dir(killed)
+    assert runs.new_run(tmp_path, "ksave") == killed and not any(killed.iterdir())
+    (killed / f".config.json.tmp-{os.getpid()}").write_text("{")  # a writer still at work: taken
+    with pytest.raises(ValueError, match="already exists and is not empty"):
+        runs.new_run(tmp_path, "ksave")
 
 
 def test_runs_root_under_a_file_gives_a_one_line_storage_error(tmp_path):
@@ -121,22 +132,16 @@ def test_history_write_failure_is_a_storage_error(tmp_path):
 
 # --- status ----------------------------------------------------------------------------------
 
-def _dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
-
-
 def test_live_running_status_stays_running(tmp_path):
     run_status.write_status(tmp_path, "running", "epoch 1/2")
     st = run_status.read_status(tmp_path)
     assert st["status"] == "running" and st["pid"] == os.getpid() and st["message"] == "epoch 1/2"
 
 
-def test_running_with_dead_pid_is_interrupted(tmp_path):
+def test_running_with_dead_pid_is_interrupted(tmp_path, dead_pid):
     run_status.write_status(tmp_path, "running")
     d = json.loads((tmp_path / runs.STATUS_FILE).read_text())
-    d["pid"] = _dead_pid()
+    d["pid"] = dead_pid
     (tmp_path / runs.STATUS_FILE).write_text(json.dumps(d))
     assert run_status.read_status(tmp_path)["status"] == "interrupted"
 
@@ -149,18 +154,18 @@ def test_running_with_stale_heartbeat_is_interrupted(tmp_path):
     assert run_status.read_status(tmp_path, now=time.time() + 5)["status"] == "running"
 
 
-def test_other_host_is_judged_by_heartbeat_only(tmp_path):
+def test_other_host_is_judged_by_heartbeat_only(tmp_path, dead_pid):
     run_status.write_status(tmp_path, "running")
     d = json.loads((tmp_path / runs.STATUS_FILE).read_text())
-    d.update(pid=_dead_pid(), host=socket.gethostname() + "-elsewhere")
+    d.update(pid=dead_pid, host=socket.gethostname() + "-elsewhere")
     (tmp_path / runs.STATUS_FILE).write_text(json.dumps(d))
     assert run_status.read_status(tmp_path)["status"] == "running"
 
 
-def test_finished_status_is_not_second_guessed_and_bad_status_refused(tmp_path):
+def test_finished_status_is_not_second_guessed_and_bad_status_refused(tmp_path, dead_pid):
     run_status.write_status(tmp_path, "finished", "done")
     d = json.loads((tmp_path / runs.STATUS_FILE).read_text())
-    d["pid"] = _dead_pid()
+    d["pid"] = dead_pid
     (tmp_path / runs.STATUS_FILE).write_text(json.dumps(d))
     assert run_status.read_status(tmp_path)["status"] == "finished"
     with pytest.raises(ValueError, match="status"):
@@ -170,7 +175,7 @@ def test_finished_status_is_not_second_guessed_and_bad_status_refused(tmp_path):
 
 # --- listing ---------------------------------------------------------------------------------
 
-def test_list_runs_summarises_each_run(tmp_path):
+def test_list_runs_summarises_each_run(tmp_path, dead_pid):
     a = runs.new_run(tmp_path, "a")
     runs.write_json_atomic(a / runs.TRAIN_FILE, {"created": "2024-01-01T00:00:00+0000"})
     runs.append_history(a, {"epoch": 1, "train_loss": 0.3, "val_loss": 0.4})
@@ -181,7 +186,7 @@ def test_list_runs_summarises_each_run(tmp_path):
     runs.append_history(b, {"epoch": 1, "train_loss": 0.9, "val_loss": None})
     run_status.write_status(b, "running")
     d = json.loads((b / runs.STATUS_FILE).read_text())
-    d["pid"] = _dead_pid()
+    d["pid"] = dead_pid
     (b / runs.STATUS_FILE).write_text(json.dumps(d))
     (tmp_path / "not-a-run").mkdir()
     (tmp_path / "file.txt").write_text("x")
@@ -242,7 +247,6 @@ def test_trained_shape_reads_train_json_and_tolerates_damage(tmp_path):
     for bad in ('{"input_shape": [3, 64]}', '{"input_shape": [3, -1, 8]}', '{"input_shape": "3,64,48"}', "[]"):
         (tmp_path / "train.json").write_text(bad)
         assert trained_shape(tmp_path) is None, bad
-
 
 
 def test_the_loaders_notes_round_trip_through_train_json(tmp_path):

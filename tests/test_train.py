@@ -392,7 +392,7 @@ def test_storage_failure_mid_run_fails_the_job_cleanly(tmp_path, tiny_config, mo
     assert run_status.read_status(job.run_dir)["status"] == "failed"
 
 
-def test_job_progress_stop_and_resume(tmp_path, tiny_config):
+def test_job_progress_stop_and_resume(tmp_path, tiny_config, dead_pid):
     job = _job(tmp_path, tiny_config, epochs=100000, val_split=0.25)
     assert job.snapshot().status == "pending"
     job.start()
@@ -413,7 +413,10 @@ def test_job_progress_stop_and_resume(tmp_path, tiny_config):
     assert run_status.read_status(job.run_dir)["status"] == "stopped"
     assert load_model(job.run_dir).input_shape == SHAPE
 
+    leftover = job.run_dir / f".trainer.pt.tmp-{dead_pid}"  # half written by a `udd train` killed mid-save
+    leftover.write_bytes(b"half")
     again = TrainJob.resume(job.run_dir, make_images(12), epochs=done + 2)
+    assert not leftover.exists()  # QA sweep 21: it stayed beside the run, hidden, after a successful resume
     first = again.snapshot()  # QA: the bar read "Starting: epoch 1/N" before the resumed loop caught up
     assert (first.epoch, first.epochs) == (done, done + 2)
     assert progress_bar(first, one_pass=False)[1].startswith(f"Starting: epoch {done + 1}/{done + 2}")

@@ -6,6 +6,7 @@ the old file or the new one, never half a file. Every file udd writes for a user
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 PathLike = Union[str, Path]
+TEMP_NAME = re.compile(r"\..+\.tmp-(\d+)")  # `write_atomic`'s temp file: ".NAME.tmp-PID"
 
 
 def write_atomic(target: PathLike, write: Callable[[Path], None], durable: bool = False) -> None:
@@ -41,6 +43,36 @@ def write_atomic(target: PathLike, write: Callable[[Path], None], durable: bool 
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+def leftover_temps(folder: PathLike) -> list[Path]:
+    """`write_atomic`'s temp files in `folder` whose writer is gone (killed mid-write: kill -9, a power cut): half
+    written, never renamed over their target, and left by the only process that would remove them (QA sweep 21)."""
+    found = []
+    for path in Path(folder).iterdir():
+        if (m := TEMP_NAME.fullmatch(path.name)) and path.is_file() and not _alive(int(m[1])):
+            found.append(path)
+    return found
+
+
+def remove_leftover_temps(folder: PathLike) -> list[Path]:
+    """Remove `leftover_temps(folder)`; the files removed."""
+    found = leftover_temps(folder)
+    _remove_quietly(found, [])
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` may still be writing: True unless it surely is gone (on POSIX; elsewhere always)."""
+    if os.name != "posix" or pid == os.getpid():
+        return True  # Windows' os.kill would end the process, not probe it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def _umask() -> int:

@@ -15,6 +15,7 @@ import torch
 
 from . import runs
 from . import run_status
+from .atomic import remove_leftover_temps
 from .config import load_config
 from .data import load_dataset, resolved
 from .images import load_patterns
@@ -147,6 +148,7 @@ class TrainJob:
         method = info.get("method") or run_method(run_dir)
         if not detector_class(method).resumable:
             raise ValueError(f"run {run_dir.name}: {a_method(method)} run cannot be resumed; fit a new run instead")
+        remove_leftover_temps(run_dir)  # half-written files of the process that was killed (QA sweep 21)
         settings = TrainSettings.from_dict(info["settings"])
         settings = settings.replace(**{k: v for k, v in (("device", device),) if v is not None})
         if not (run_dir / runs.LAST_WEIGHTS).is_file():

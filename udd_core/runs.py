@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from .atomic import write_text_atomic
+from .atomic import leftover_temps, remove_leftover_temps, write_text_atomic
 from .notices import Caution
 
 DEFAULT_ROOT = "runs"
@@ -88,8 +88,9 @@ def unique_run_name(root: Union[str, Path], name: str) -> str:
 
 
 def is_empty_dir(path: Path) -> bool:
-    """True for an existing folder with nothing in it."""
-    return path.is_dir() and not any(path.iterdir())
+    """True for an existing folder with nothing in it but temp files of writers killed mid-write
+    (`atomic.leftover_temps`: a run killed during its first save left only those, QA sweep 21)."""
+    return path.is_dir() and set(path.iterdir()) <= set(leftover_temps(path))
 
 
 def create_run_dir(path: Union[str, Path]) -> Path:
@@ -104,6 +105,7 @@ def create_run_dir(path: Union[str, Path]) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise storage_error(path, e, "create") from None
+    remove_leftover_temps(path)
     return path
 
 

@@ -9,6 +9,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from ..runs import TRAIN_FILE
 from .base import (METHOD_FILE, Detector, MapOutput, a_method, defaults_from, scoring_defaults, scoring_record,
                    scoring_with)
 
@@ -162,12 +163,14 @@ def has_detector(run_dir: Union[str, Path]) -> bool:
 
 def load_detector(run_dir: Union[str, Path], device: str = "cpu") -> Detector:
     """Load whatever detector `run_dir` holds; a run folder that has saved none yet is refused in those words
-    (not as "not a model folder": its config.json and method.json are there)."""
+    (not as "not a model folder": its method.json or train.json is there; QA sweep 21: a run killed seconds
+    in held only config.json, status.json and train.json)."""
     cls = detector_class(run_method(run_dir))
     try:
         return cls.load(run_dir, device=device)
     except (ValueError, OSError) as e:  # a method's own loader names the missing file
-        if (Path(run_dir) / METHOD_FILE).is_file() and not cls.is_saved(run_dir):
+        run_files = (Path(run_dir) / name for name in (METHOD_FILE, TRAIN_FILE))
+        if any(p.is_file() for p in run_files) and not cls.is_saved(run_dir):
             raise ValueError(f"{run_dir}: no saved model yet: the run stopped, or is still running, before its first "
                              f"save ({e})") from None
         raise
