@@ -148,8 +148,8 @@ if said := views.method_caption(run_spec(run.path), base.notices):  # the method
 # --- threshold: instant, from the cached scores ------------------------------------------------
 tag = abs(hash((run.name, stamp, data_path, split, residual, smooth, score, topk, border))) % 10**8
 has_normal = base.normal_scores is not None and len(base.normal_scores) > 0
-modes = ("target FPR", "manual") if has_normal else ("manual",)
-c1, c2 = st.columns([1, 3])
+modes = ("target FPR", "manual", "typed") if has_normal else ("manual", "typed")
+c1, c2 = st.columns([1, 2])
 mode = c1.radio("Threshold from", modes, key="insp_thr_mode", persist_state=KEEP, horizontal=True)
 if mode == "target FPR":
     pct = c2.slider(f"Target false-positive rate on the {base.normal_source} images (%)", 0.0, 20.0, 1.0, 0.1,
@@ -157,8 +157,12 @@ if mode == "target FPR":
     insp = base.at_target_fpr(pct / 100)
 else:
     lo, hi, start = views.manual_threshold_range(base)
-    t = c2.slider("Image-score threshold", lo, hi, start, (hi - lo) / 500, format="%.5g",
-                  key=f"insp_thr_{tag}", persist_state=KEEP)
+    if mode == "manual":
+        t = c2.slider("Image-score threshold", lo, hi, start, (hi - lo) / 500, format="%.5g",
+                      key=f"insp_thr_{tag}", persist_state=KEEP)
+    else:  # exact, any value (QA sweep 21: `udd score --threshold 0.32` was 0.31999 at best on the slider)
+        t = c2.number_input("Image-score threshold, as `udd score --threshold` takes it", -1e9, 1e9, start,
+                            (hi - lo) / 100, format="%.6g", key=f"insp_typed_{tag}", persist_state=KEEP)
     insp = base.with_threshold(t, "manual")
 for note in insp.all_notes():  # after the threshold: they follow it
     if note not in (unfinished, learned, mismatch, trained_scoring_note([note])):  # shown above

@@ -36,6 +36,7 @@ def score_json(capsys, *argv) -> dict:
 def test_json_output_and_heatmaps(capsys, tmp_path, run, data):
     out = score_json(capsys, run, "--data", data, "--heatmaps", tmp_path / "hm")
     assert {"images", "metrics", "threshold"} <= set(out)
+    assert out["units"] == "images" and out["per_image"] == [] and out["per_image_metrics"] is None  # not tiled
     assert len(out["images"]) == 8  # test/ by default: 4 good + 4 spot
     assert all({"path", "label", "score", "mse"} <= set(r) for r in out["images"])
     assert {r["label"] for r in out["images"]} == {"good", "spot"}

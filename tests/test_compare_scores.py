@@ -105,8 +105,11 @@ def test_tiled_and_whole_image_runs_get_a_note_that_their_image_metrics_count_di
     assert scores.counting_note(["w", "w2"], [whole, whole]) is None  # same units: nothing to say
     # QA sweep 11: the table still painted the "best" image AUROC green above that note.
     rows = {r.metric: r for r in scores.metric_rows([whole, tiles])}
-    assert rows["image AUROC"].values == (0.9, 0.6) and rows["image AUROC"].best == ()
-    assert rows["F1 max"].best == () and rows["image AP"].best == ()
+    auroc = rows["image AUROC (per tile for a tiled run)"]  # QA sweep 21: a tile AUROC read as per photo
+    assert auroc.values == (0.9, 0.6) and auroc.best == ()
+    per_tile = " (per tile for a tiled run)"
+    assert rows["F1 max" + per_tile].best == () and rows["image AP" + per_tile].best == ()
+    assert {"tile AUROC", "tile AP", "F1 max", "tile FPR"} <= {r.metric for r in scores.metric_rows([tiles, tiles])}
     whole.metrics, tiles.metrics = (dataclasses.replace(i.metrics, pixel_auroc=p) for i, p in ((whole, 0.8),
                                                                                                 (tiles, 0.7)))
     assert {r.metric: r for r in scores.metric_rows([whole, tiles])}["pixel AUROC"].best == (0,)  # pixels compare

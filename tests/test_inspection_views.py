@@ -1,4 +1,6 @@
 """udd_core.inspection_views: what the Inspect page draws of an Inspection, read as plain figure specs."""
+import dataclasses
+
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -118,11 +120,18 @@ def test_the_metric_tiles_and_the_threshold_caption(insp):
 
     tiles = dict(views.metric_tiles(insp))
     assert list(tiles) == ["image AUROC", "image AP", "F1 max", "pixel AUROC", "AUPRO", "FPR", "TPR", "threshold"]
-    assert tiles["image AUROC"] == f"{insp.metrics.image_auroc:.3f}"
+    row = insp.metric_table()[0]  # QA sweep 21: 0.787 on the tile beside 0.7874 in the table and `udd score`
+    assert tiles["image AUROC"] == f"{row['image AUROC']:.4f}" == f"{insp.metrics.image_auroc:.4f}"
     assert tiles["threshold"] == score_text(insp.threshold)
     said = views.threshold_caption(insp)
-    assert said.startswith(f"Threshold {score_text(insp.threshold)}: {insp.threshold_source}.")
+    assert said.startswith(f"Threshold {score_text(insp.threshold)}: {insp.threshold_source}. An image is defective")
     assert "Heatmaps share one scale" in said
+    tiled = dataclasses.replace(insp, names=[f"{n}#tile0@x0,y0" for n in insp.names])
+    assert [k for k, _ in views.metric_tiles(tiled)] == ["tile AUROC", "tile AP", "F1 max", "pixel AUROC", "AUPRO",
+                                                         "tile FPR", "tile TPR", "threshold"]
+    assert list(tiled.metric_table()[0])[3:5] == ["tile AUROC", "tile AP"]
+    assert "A tile is defective when its score is above it, and a photo when any of its tiles is" in \
+        views.threshold_caption(tiled)
 
 
 def test_a_region_over_most_of_a_wafer_is_measured_on_the_wafer_and_may_be_its_pattern():

@@ -96,6 +96,15 @@ def test_changing_residual_and_moving_the_threshold(at):
     slider = next(s for s in at.slider if s.key.startswith("insp_thr_"))
     slider.set_value(slider.max).run()
     assert float(metrics(at)["FPR"]) == 0.0 and float(metrics(at)["TPR"]) == 0.0  # nothing is above the top score
+    # QA sweep 21: a threshold from `udd score --threshold` or a run's export, exactly, and beyond every score
+    at.radio(key="insp_thr_mode").set_value("typed").run()
+    typed = next(n for n in at.number_input if n.key.startswith("insp_typed_"))
+    exact = (slider.min + slider.max) / 2 + 1.23456e-4
+    typed.set_value(exact).run()
+    assert not at.exception and metrics(at)["threshold"] == score_text(exact)
+    typed = next(n for n in at.number_input if n.key.startswith("insp_typed_"))
+    typed.set_value(slider.max * 10).run()
+    assert float(metrics(at)["TPR"]) == 0.0 and any("lies above every" in w for w in warnings(at))
 
 
 def test_target_fpr_smoothing_score_kind_and_regions(at):
@@ -399,3 +408,34 @@ def test_a_wafer_runs_gallery_says_what_the_die_colours_mean(monkeypatch, tmp_pa
     app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     assert any("Wafer maps: " in c.value and "failing dies lightest" in c.value for c in app.caption)
+
+
+def test_caught_defects_whose_map_peaks_off_the_mask_are_said_and_shown(monkeypatch, tmp_path):
+    """The toy method's map peaks on the planted square; masks drawn in a far corner make every caught defect's
+    heatmap point off its ground truth: a caution says so, and the gallery shows those images on demand."""
+    import numpy as np
+    from PIL import Image
+
+    from test_detector_consumers import fit_toy
+    from toy_detector import register
+    from udd_core.inspection_views import OFF_DEFECT
+
+    register(monkeypatch)
+    data = make_mvtec(tmp_path / "parts")
+    for mask in (data / "ground_truth" / "spot").iterdir():
+        corner = np.zeros((32, 32), np.uint8)
+        corner[26:, :5] = 255
+        Image.fromarray(corner).save(mask)
+    fit_toy(tmp_path / "runs" / "toy", data, smooth=0.0)
+    monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
+    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not app.exception
+    said = [w for w in warnings(app) if "heatmap's highest point off the defect" in w]
+    assert len(said) == 1 and said[0].startswith("4 of the 4 defective images caught have their"), warnings(app)
+    app.radio(key="insp_filter").set_value(OFF_DEFECT).run()
+    assert any(c.value.startswith("4 images, highest score first") for c in app.caption)
+    app.radio(key="insp_thr_mode").set_value("manual").run()
+    slider = next(s for s in app.slider if s.key.startswith("insp_thr_"))
+    slider.set_value(slider.max).run()  # nothing caught: the choice goes with the images it showed
+    assert not app.exception and OFF_DEFECT not in app.radio(key="insp_filter").options
+    assert not [w for w in warnings(app) if "highest point off the defect" in w]

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 
 from inspect_fixtures import make_mvtec, make_run
 from udd_core.cli import main
@@ -71,8 +72,18 @@ def test_udd_score_on_a_tiled_run_gives_the_verdict_per_image(tmp_path, capsys):
     assert {r["label"] for r in out["per_image"]} == {"good", "spot"} and all(r["tiles"] == 4 for r in out["per_image"])
     assert all(r["worst"].startswith("#tile") and r["image"].endswith(".png") for r in out["per_image"])
     assert all(r["defective"] is (r["above"] > 0) for r in out["per_image"])  # the verdict itself (QA sweep 19a)
+    # QA sweep 21: "image_auroc" counts tiles, said by "units"; the photos' own figures have their home too
+    per, rows = out["per_image_metrics"], out["per_image"]
+    assert out["units"] == "tiles" and per["images"] == 8 and per["tiles"] == 32
+    assert per["caught"] == sum(r["defective"] for r in rows if r["label"] != "good") and per["defective"] == 4
+    assert per["false_alarms"] == sum(r["defective"] for r in rows if r["label"] == "good") and per["normal"] == 4
+    assert per["image_auroc"] == pytest.approx(roc_auc_score([r["label"] != "good" for r in rows],
+                                                             [r["score"] for r in rows]))
     assert main(["score", str(run), "--report", str(tmp_path / "r.html")]) == 0
-    assert "per image, its tiles rolled up: 8 images (32 tiles): " in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "per image, its tiles rolled up: 8 images (32 tiles): " in text
+    assert f"tile AUROC {out['metrics']['image_auroc']:.4f}" in text and "image AUROC 0" not in text
+    assert f"   tile FPR {out['fpr']:.4f}   tile TPR {out['tpr']:.4f}" in text
     page = (tmp_path / "r.html").read_text()  # QA sweep 18: the report, the file that is mailed, had none
     assert "<h2>Per image, its tiles rolled up</h2><p class=sub>8 images (32 tiles): " in page
     assert page.count("#tile") >= 8  # each image's worst tile, named with where it lies

@@ -14,13 +14,14 @@ from .notices import notice_line
 from .display import score_text, verdict_word
 from .cli import UsageError, parse_ints, run_dir_arg
 from .inspection import inspect_run
+from .metrics import metric_label
 from .methods import a_method, detector_class, run_method
 from .atomic import check_new_file, check_new_folder, write_text_atomic
 from .data import check_outside_data
 from .heatmap_export import LEGEND_FILE, write_heatmaps
 from .report import build_report, scores_csv
 from .runs import run_source
-from .tile_rollup import rollup_of, rollup_summary
+from .tile_rollup import rollup_metrics, rollup_of, rollup_summary
 from .tiles import one_image
 
 
@@ -53,12 +54,13 @@ def _score_table(insp) -> str:
     thr = "none" if insp.threshold is None else f"{score_text(insp.threshold)} ({insp.threshold_source})"
     # one part checked alone, unlabelled: its verdict is the answer, and a rate over its tiles is none (QA 19a)
     alone = one_image(insp.names) and not insp.is_defect.any()
+    auroc, ap, fpr, tpr = (metric_label(k, insp.units()[1]) for k in ("image AUROC", "image AP", "FPR", "TPR"))
     lines += ["", *([f"score: {insp.score_meaning}"] if insp.score_meaning else []),
-              f"threshold {thr}" + ("" if alone else f"   FPR {num(insp.fpr)}   TPR {num(insp.tpr)}"),
-              f"image AUROC {num(m.image_auroc)}   image AP {num(m.image_ap)}   F1 max {num(m.f1_max)}   "
+              f"threshold {thr}" + ("" if alone else f"   {fpr} {num(insp.fpr)}   {tpr} {num(insp.tpr)}"),
+              f"{auroc} {num(m.image_auroc)}   {ap} {num(m.image_ap)}   F1 max {num(m.f1_max)}   "
               f"pixel AUROC {num(m.pixel_auroc)}   AUPRO {num(m.aupro)}"]
     for t, d in m.per_type.items():
-        lines.append(f"  {t:<16} n={d['n']:<5} image AUROC {num(d['image_auroc'])}   pixel AUROC {num(d['pixel_auroc'])}"
+        lines.append(f"  {t:<16} n={d['n']:<5} {auroc} {num(d['image_auroc'])}   pixel AUROC {num(d['pixel_auroc'])}"
                      f"   AUPRO {num(d['aupro'])}")
     if rolled := rollup_of(insp):  # a tiled run: per image too
         lines.append(f"per image, its tiles rolled up: {rollup_summary(rolled)}")
@@ -127,10 +129,12 @@ def run_score(args: argparse.Namespace) -> int:
         write_text_atomic(args.csv, scores_csv(insp))
         print(f"udd score: wrote {len(insp)} scores to {args.csv}", file=sys.stderr)
     if args.json:
+        rolled = rollup_of(insp)  # a tiled run's photos: "metrics" count its tiles ("units")
         out = {"images": insp.to_rows(), "metrics": insp.metrics.to_dict(), "threshold": insp.threshold,
                "threshold_source": insp.threshold_source, "fpr": insp.fpr, "tpr": insp.tpr,
                "settings": insp.settings, "notices": insp.all_notes(),
-               "per_image": [{**asdict(r), "defective": r.defective} for r in rollup_of(insp)]}
+               "units": insp.units()[1], "per_image": [{**asdict(r), "defective": r.defective} for r in rolled],
+               "per_image_metrics": rollup_metrics(rolled) if rolled else None}
         print(json.dumps(_finite_json(out), indent=1))
     else:
         print(_score_table(insp))

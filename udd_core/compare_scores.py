@@ -18,7 +18,7 @@ from .inspection_inputs import OTHER, TRAINING
 from .inspection_result import image_units
 from .inspection_views import roc_curve
 from .methods import WAFER_FEATURES
-from .metrics import GOOD, auroc_interval
+from .metrics import GOOD, auroc_interval, metric_label
 from .scoring import TRAINED_SCORING_NOTES
 from .render import as_rgb, auto_zoom, outlines_legend, overlay_rgb, zoom
 
@@ -53,7 +53,10 @@ def metric_rows(inspections: Sequence) -> list[MetricRow]:
     per-image rows when the runs count different units: `units_differ`), then threshold, FPR and TPR at each
     run's own threshold (not ranked: they are operating points)."""
     rows, differ = [], units_differ(inspections)
+    tiled = {image_units(i.names)[1] for i in inspections} == {"tiles"}
     for label, attr, per_image in METRIC_ROWS:
+        if per_image and (differ or tiled):  # what the runs count (QA sweep 21: a tile AUROC read as per photo)
+            label = metric_label(label, "tiles") if tiled else f"{label} (per tile for a tiled run)"
         values = tuple(getattr(i.metrics, attr) for i in inspections)
         shown = {k: round(float(v), SHOWN_DIGITS) for k, v in enumerate(values) if v is not None}
         top = max(shown.values(), default=None)
@@ -61,6 +64,7 @@ def metric_rows(inspections: Sequence) -> list[MetricRow]:
         best = tuple(k for k, v in shown.items() if v == top) if ranked else ()
         rows.append(MetricRow(label, values, best))
     for label, attr in (("threshold", "threshold"), ("FPR", "fpr"), ("TPR", "tpr")):
+        label = metric_label(label, "tiles") if tiled else label
         rows.append(MetricRow(label, tuple(getattr(i, attr) for i in inspections), ()))
     return rows
 
@@ -162,7 +166,7 @@ def roc_figure(names: Sequence[str], methods: Sequence[str], inspections: Sequen
             auroc = insp.metrics.image_auroc
             data.append({"type": "scatter", "mode": "lines", "x": curve[0].tolist(), "y": curve[1].tolist(),
                          "line": {"color": colour, "width": 3, "dash": dash},
-                         "name": f"{name}, {method}" + (f" (AUROC {auroc:.3f})" if auroc is not None else "")})
+                         "name": f"{name}, {method}" + (f" (AUROC {auroc:.4f})" if auroc is not None else "")})
     if not data:
         return None
     data.append({"type": "scatter", "mode": "lines", "x": [0, 1], "y": [0, 1], "name": "chance",

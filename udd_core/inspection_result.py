@@ -15,8 +15,9 @@ import numpy as np
 from .data import wafer_to_onehot
 from .tiles import is_tile
 from .display import scale_text, score_text
+from .localisation import off_defect_note
 from .notices import Caution
-from .metrics import GOOD, Metrics, threshold_for_fpr, too_few_normals
+from .metrics import GOOD, Metrics, metric_label, threshold_for_fpr, too_few_normals
 from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, outlines_legend, overlay_rgb, zoom
 from .scoring import NormStats
 from .training_data import NORMAL_LABELS, UNKNOWN_LABELS
@@ -104,6 +105,12 @@ class Inspection:
         """(how many, what) the image metrics count: the tiles of a tiled run's images, else images."""
         return image_units(self.names)
 
+    def call_rule(self) -> str:
+        """What the image threshold calls defective, in a sentence: per tile, and per photo, for a tiled run."""
+        if self.units()[1] == "tiles":
+            return "A tile is defective when its score is above it, and a photo when any of its tiles is"
+        return "An image is defective when its score is above it"
+
     def order(self) -> np.ndarray:
         """Indices by score, highest first."""
         return np.argsort(-self.scores, kind="stable")
@@ -154,9 +161,9 @@ class Inspection:
         return f"{whose} score is raised across the map, not at one spot"
 
     def all_notes(self) -> list[str]:
-        """The notices, then `unmarked_note` and `nothing_called_note` at the current threshold: what every view of
-        this scoring says."""
-        return [*self.notices, *filter(None, [self.unmarked_note(), self.nothing_called_note()])]
+        """The notices, then `unmarked_note`, `nothing_called_note` and where the caught defects' maps peak
+        (`off_defect_note`) at the current threshold: what every view of this scoring says."""
+        return [*self.notices, *filter(None, [self.unmarked_note(), self.nothing_called_note(), off_defect_note(self)])]
 
     def nothing_called_note(self) -> Optional[str]:
         """A caution when the threshold lies above every score while labelled defects were scored: nothing is
@@ -282,8 +289,9 @@ class Inspection:
     def metric_table(self) -> list[dict]:
         """The metrics of all labelled images, then of each defect type, one dict per row with the column names
         Inspect shows (the keys of `metrics.METRIC_HELP`)."""
-        names = {"n": "defective", "normal": "normal", "image_auroc": "image AUROC", "image_ap": "image AP",
-                 "pixel_auroc": "pixel AUROC", "aupro": "AUPRO"}
+        unit = self.units()[1]  # a tiled run's image metrics count tiles: "tile AUROC"
+        names = {"n": "defective", "normal": "normal", "image_auroc": metric_label("image AUROC", unit),
+                 "image_ap": metric_label("image AP", unit), "pixel_auroc": "pixel AUROC", "aupro": "AUPRO"}
         m, known = self.metrics, self.known
         # Two counts, as each row measures its defects against every normal image (QA sweep 15: "all 97" beside
         # "Center 2" counted normal images in one row only).

@@ -13,7 +13,8 @@ from typing import Optional
 
 import numpy as np
 
-from .metrics import roc_points
+from .localisation import peak_check
+from .metrics import metric_label, roc_points
 from .notices import as_sentence
 from .regions import Region
 from .tiles import is_tile
@@ -22,6 +23,7 @@ from .render import HeatScale, outlines_legend, plotly_colorscale
 from .scoring import trained_scoring_note
 from .tile_rollup import rollup_of, rollup_summary, whole_image
 
+OFF_DEFECT = "caught, map off the defect"  # the gallery filter of `localisation.peak_check`'s images
 REGION_COLUMNS = ("top", "left", "bottom", "right", "area (px)", "peak")
 HISTOGRAM_BINS = 40
 NORMAL, DEFECTIVE, REFERENCE = "#2ca02c", "#d62728", "#7f7f7f"  # the histogram's colours
@@ -51,30 +53,37 @@ def manual_threshold_range(insp) -> tuple[float, float, float]:
 
 
 def metric_tiles(insp) -> list[tuple[str, str]]:
-    """(label, value) of Inspect's eight metric tiles: rates to 3 decimals ("n/a" where the data cannot give
-    one), the threshold to 5 significant digits as every view shows it."""
-    m = insp.metrics
+    """(label, value) of Inspect's eight metric tiles: rates to 4 decimals as its tables, `udd score` and the
+    report give them (QA sweep 21: 0.787 here beside 0.7874 there; "n/a" where the data cannot give one), the
+    threshold to 5 significant digits as every view shows it; a tiled run's image metrics named per tile."""
+    m, unit = insp.metrics, insp.units()[1]
     rates = [("image AUROC", m.image_auroc), ("image AP", m.image_ap), ("F1 max", m.f1_max),
              ("pixel AUROC", m.pixel_auroc), ("AUPRO", m.aupro), ("FPR", insp.fpr), ("TPR", insp.tpr)]
-    return [(k, "n/a" if v is None else f"{v:.3f}") for k, v in rates] + [("threshold", score_text(insp.threshold))]
+    return ([(metric_label(k, unit), "n/a" if v is None else f"{v:.4f}") for k, v in rates]
+            + [("threshold", score_text(insp.threshold))])
 
 
 def threshold_caption(insp) -> str:
     """The line under the metric tiles: the threshold, where it comes from, what a score is, and how the
     heatmaps' shared scale and outlines read."""
     meaning = f"; the score is {markdown_literal(insp.score_meaning)}. " if insp.score_meaning else ". "
-    return (f"Threshold {score_text(insp.threshold)}: {insp.threshold_source}. An image is defective when its score "
-            f"is above it{meaning}Heatmaps share one scale from the normal images (0 = a typical normal pixel, top = "
+    return (f"Threshold {score_text(insp.threshold)}: {insp.threshold_source}. {insp.call_rule()}"
+            f"{meaning}Heatmaps share one scale from the normal images (0 = a typical normal pixel, top = "
             "twice the pixel threshold); " + outlines_legend(insp.masks is not None) + ".")
 
 
 def gallery_filters(insp) -> dict[str, np.ndarray]:
     """The gallery's choices, each an (N,) bool mask over the images at the inspection's threshold.
-    Missed defects and false alarms count only labelled images (an unlabelled one is neither)."""
+    Missed defects and false alarms count only labelled images (an unlabelled one is neither). With caught
+    defects whose map peaks off their mask (`localisation.peak_check`; per image, not for a tiled run's
+    photos), those too."""
     pred = insp.scores > insp.threshold
     defect, known = insp.is_defect, insp.known
-    return {"all": np.ones(len(insp), bool), "predicted defective": pred, "predicted good": ~pred,
-            "missed defects (FN)": defect & ~pred & known, "false alarms (FP)": ~defect & pred & known}
+    out = {"all": np.ones(len(insp), bool), "predicted defective": pred, "predicted good": ~pred,
+           "missed defects (FN)": defect & ~pred & known, "false alarms (FP)": ~defect & pred & known}
+    if (check := peak_check(insp)) and check.off and check.units == "images":
+        out[OFF_DEFECT] = np.isin(insp.names, check.off)
+    return out
 
 
 def roc_curve(insp) -> Optional[tuple[np.ndarray, np.ndarray]]:
@@ -121,7 +130,7 @@ def roc_with_threshold(insp) -> Optional[dict]:
     data = [{"type": "scatter", "mode": "lines", "x": curve[0].tolist(), "y": curve[1].tolist(), "name": "ROC"},
             {"type": "scatter", "mode": "markers", "x": [insp.fpr], "y": [insp.tpr], "marker": {"size": 11},
              "name": "threshold"}]
-    title = "ROC" + (f" (AUROC {auroc:.3f})" if auroc is not None else "")
+    title = "ROC" + (f" (AUROC {auroc:.4f})" if auroc is not None else "")
     return {"data": data, "layout": {"title": {"text": title}, "height": 380, "xaxis": {"title": {"text": "FPR"},
                                      "range": [0, 1]}, "yaxis": {"title": {"text": "TPR"}, "range": [0, 1.02]}}}
 

@@ -32,7 +32,22 @@ METRIC_HELP = {
     "FPR": "At the threshold: the share of normal images called defective.",
     "TPR": "At the threshold: the share of defective images found.",
     "threshold": "Image-score threshold: an image is defective when its score is above it.",
+    "tile AUROC": "A tiled run's image AUROC, over the tiles it scores: the chance that a tile holding defect pixels "
+                  "scores above a normal one. The photos' own figure is their roll-up's (the highest tile score).",
+    "tile AP": "A tiled run's image AP, over the tiles it scores (a tile holding defect pixels as the positive class).",
+    "tile FPR": "At the threshold: the share of normal tiles called defective. A photo of many tiles has as many "
+                "chances to be flagged: the photos' own counts are their roll-up's (Plots).",
+    "tile TPR": "At the threshold: the share of tiles holding defect pixels that are found.",
 }
+TILE_NAMES = {"image AUROC": "tile AUROC", "image AP": "tile AP", "FPR": "tile FPR", "TPR": "tile TPR"}
+
+
+def metric_label(label: str, unit: str = "images") -> str:
+    """A metric's name for what the scores count: "image AUROC" is "tile AUROC" when `unit` is "tiles" (QA sweep
+    21: a tiled run's tile AUROC and its photos' roll-up AUROC were both called image AUROC; its FPR per tile
+    read 0.017 where 3 of 12 normal photos were flagged)."""
+    return TILE_NAMES.get(label, label) if unit == "tiles" else label
+
 
 _PRO_STEPS = 200  # thresholds sampled for the PRO curve
 _QUANTILE_SAMPLE = 200_000  # normal pixels kept to place those thresholds

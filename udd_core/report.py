@@ -165,7 +165,7 @@ def _threshold_block(insp: Inspection) -> str:
             f"<tr><th>good</th><td class=n>{r['fp']}</td><td class=n>{r['tn']}</td></tr></table>")
     meaning = f"<p class=sub>Score: {_e(insp.score_meaning)}.{_e(insp.units_note())}</p>" if insp.score_meaning else ""
     return (f"<p>Image threshold <b>{score_text(insp.threshold)}</b> ({_e(insp.threshold_source)}): "
-            f"FPR {_num(r['fpr'])}, TPR {_num(r['tpr'])}. An image is defective when its score is above it.</p>"
+            f"FPR {_num(r['fpr'])}, TPR {_num(r['tpr'])}. {insp.call_rule()}.</p>"
             f"{meaning}{conf}")
 
 

@@ -142,25 +142,40 @@ def rollup_counts(rows: Sequence[ImageRollup]) -> tuple[int, int, int, int]:
     return sum(bad), len(bad), sum(good), len(good)
 
 
-def rollup_summary(rows: Sequence[ImageRollup]) -> str:
-    """One line: how many images, how many called defective, and, with labels of both kinds, how many of the
-    defective ones were caught, the normal ones called defective, and the image AUROC of the highest tile
-    score."""
-    if not rows:
-        return ""
-    n, tiles = len(rows), sum(r.tiles for r in rows)
-    text = f"{n} image{'s' * (n != 1)} ({tiles} tiles)"
-    if rows[0].defective is not None:
-        # QA sweep 18: the threshold's false-positive rate is per tile; a photo of T tiles has T chances
-        text += (f": {sum(bool(r.defective) for r in rows)} called defective (a tile above the threshold, which "
-                 f"was set per tile: a normal photo of {round(tiles / n)} tiles is flagged more often than one tile)")
+def rollup_metrics(rows: Sequence[ImageRollup]) -> dict:
+    """The roll-up's figures per image, as `udd score --json` gives them ("per_image_metrics"): images, tiles,
+    called_defective, defective, caught, normal, false_alarms (None without a threshold), and image_auroc of
+    the highest tile score (None without labels of both kinds)."""
+    caught, n_bad, false, n_good = rollup_counts(rows)
+    thresholded = bool(rows) and rows[0].defective is not None
     y = np.array([r.label != GOOD for r in rows])
+    auroc = None
     if y.any() and not y.all():
         from sklearn.metrics import roc_auc_score
 
         auroc = float(roc_auc_score(y, [r.score for r in rows]))
-        if rows[0].defective is not None:
-            caught, n_bad, false, n_good = rollup_counts(rows)
-            text += f"; {caught} of {n_bad} defective caught, {false} of {n_good} normal called defective"
-        text += f"; image AUROC of the highest tile score {auroc:.4f}"
+    return {"images": len(rows), "tiles": sum(r.tiles for r in rows),
+            "called_defective": sum(bool(r.defective) for r in rows) if thresholded else None,
+            "defective": n_bad, "caught": caught if thresholded else None, "normal": n_good,
+            "false_alarms": false if thresholded else None, "image_auroc": auroc}
+
+
+def rollup_summary(rows: Sequence[ImageRollup]) -> str:
+    """One line: how many images, how many called defective, and, with labels of both kinds, how many of the
+    defective ones were caught, the normal ones called defective, and the image AUROC of the highest tile
+    score (`rollup_metrics`)."""
+    if not rows:
+        return ""
+    m = rollup_metrics(rows)
+    n, tiles = m["images"], m["tiles"]
+    text = f"{n} image{'s' * (n != 1)} ({tiles} tiles)"
+    if m["called_defective"] is not None:
+        # QA sweep 18: the threshold's false-positive rate is per tile; a photo of T tiles has T chances
+        text += (f": {m['called_defective']} called defective (a tile above the threshold, which was set per tile: "
+                 f"a normal photo of {round(tiles / n)} tiles is flagged more often than one tile)")
+    if m["image_auroc"] is not None:
+        if m["caught"] is not None:
+            text += (f"; {m['caught']} of {m['defective']} defective caught, {m['false_alarms']} of {m['normal']} "
+                     "normal called defective")
+        text += f"; image AUROC of the highest tile score {m['image_auroc']:.4f}"
     return text

@@ -1,0 +1,94 @@
+"""Whether a heatmap points at the defect: where each caught image's map peaks, against its ground truth.
+
+An image score can call a defective image defective while its map is highest somewhere else: on a bright
+texture band 250 px from the crack (QA sweep 20, a tiled magnetic-tile run). The call is right, but the
+heatmap a process engineer reads points at the wrong place. `off_defect_note` counts such images among the
+caught ones that have a mask, for every view of a scoring (`Inspection.all_notes`); a tiled run is judged
+per photo, its tiles put back together (`tile_rollup.whole_images`), as the engineer sees it whole.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+from scipy.ndimage import maximum_filter
+
+from .display import folder_and_name
+from .metrics import GOOD
+from .notices import Caution
+from .tile_rollup import rollup_of, whole_images
+
+PEAK_TOLERANCE = 0.05  # of the map's shorter side, at least 2 px: one feature cell (1/16 of 128 px) off the mask is on it
+NAMED = 5  # images named in the note, worst first
+
+
+class PeakCheck(NamedTuple):
+    """Where the caught defects' maps peak: how many were checked and which peak off their defect."""
+
+    checked: int  # defective images (photos, for a tiled run) called defective that have a non-empty mask
+    off: list[str]  # the names of those whose map peaks off the mask, highest score first
+    units: str  # "images" or "photos"
+    at_edge: int  # of `off`, those whose map peaks within `edge` px of the image's edge
+    edge: int  # px: the border the image score leaves out, or `tolerance` without one
+
+
+def tolerance(shape: tuple[int, int]) -> int:
+    """How far (px, in rows and columns) a map's peak may lie from the mask and still count as on it."""
+    return max(2, round(PEAK_TOLERANCE * min(shape)))
+
+
+def peak_on_defect(amap: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether the highest value of `amap` (H, W) lies on `mask` (H, W) bool, or within `tolerance` of it.
+    Where the map is highest at several places, one of them near the mask is enough."""
+    near = maximum_filter(mask.astype(np.uint8), size=2 * tolerance(amap.shape) + 1).astype(bool)  # (H, W)
+    return bool(near.any() and amap[near].max() >= amap.max())
+
+
+def peak_near_edge(amap: np.ndarray, band: int) -> bool:
+    """Whether the highest value of `amap` (H, W) lies within `band` px of its edge (photo edges and backgrounds
+    vary more than the part: bench/RESULTS.md, "Do the heatmaps point at the defect?")."""
+    r, c = np.unravel_index(int(np.argmax(amap)), amap.shape)
+    return bool(min(r, c, amap.shape[0] - 1 - r, amap.shape[1] - 1 - c) < band)
+
+
+def peak_check(insp) -> Optional[PeakCheck]:
+    """`PeakCheck` of a scoring at its threshold; None without a threshold or masks."""
+    if insp.threshold is None or insp.masks is None:
+        return None
+    rows = rollup_of(insp)
+    if rows:  # a tiled run: its photos, whole
+        caught = {r.image: r.score for r in rows if r.defective and r.label != GOOD}
+        checks = [(name, caught[name], w.map, w.mask) for name, w in whole_images(insp) if name in caught]
+        units = "photos"
+    else:
+        idx = np.flatnonzero(insp.known & insp.is_defect & (insp.scores > insp.threshold))
+        checks = [(insp.names[i], float(insp.scores[i]), insp.maps[i], insp.masks[i]) for i in idx]
+        units = "images"
+    checks = [c for c in checks if c[3] is not None and c[3].any()]  # a defect without a mask: nothing to check
+    off = [c for c in checks if not peak_on_defect(c[2], c[3])]
+    edge = _scored_border(insp, units) or tolerance(insp.maps.shape[1:])
+    return PeakCheck(len(checks), [name for name, *_ in sorted(off, key=lambda c: -c[1])], units,
+                     int(sum(peak_near_edge(amap, edge) for _, _, amap, _ in off)), edge)
+
+
+def _scored_border(insp, units: str) -> int:
+    """The border (px) the image score leaves out of each image; 0 for a tiled run's photos, whose tiles it is."""
+    return int(insp.settings.get("border") or 0) if units == "images" else 0
+
+
+def off_defect_note(insp) -> Optional[str]:
+    """A note naming the caught defects whose heatmap peaks off their ground truth; a caution when they are
+    more than half of those checked. None when every one peaks on its defect, or nothing can be checked."""
+    check = peak_check(insp)
+    if check is None or not check.off:
+        return None
+    k, n = len(check.off), check.checked
+    names = ", ".join(folder_and_name(s) for s in check.off[:NAMED]) + (f" and {k - NAMED} more" if k > NAMED else "")
+    band = (f"the {check.edge} px border the image score leaves out" if _scored_border(insp, check.units)
+            else f"{check.edge} px of the {check.units[:-1]}'s edge")
+    m = check.at_edge
+    where = f" ({'it lies' if k == 1 else f'{m} of them lie' + 's' * (m == 1)} within {band})" if m else ""
+    text = (f"{k} of the {n} defective {check.units} caught {'has its' if k == 1 else 'have their'} heatmap's highest "
+            f"point off the defect, farther than {PEAK_TOLERANCE:.0%} of the map's side from the ground-truth mask"
+            f"{where}: the call is right, but the map is hottest elsewhere: {names}")
+    return Caution(text) if 2 * k > n else text
