@@ -1,12 +1,16 @@
 """Tests for udd_core.atomic: a write either replaces the file whole or leaves it untouched."""
 from __future__ import annotations
 
+import errno
 import os
+from types import SimpleNamespace
 
 import pytest
 
+from udd_core import atomic
 from udd_core.atomic import (leftover_temps, remove_leftover_temps, write_atomic, write_bytes_atomic, write_files,
                               write_text_atomic)
+from udd_core.notices import error_line
 
 
 def test_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
@@ -148,3 +152,87 @@ def test_temp_files_of_a_killed_writer_are_found_and_only_those(tmp_path, dead_p
     assert leftover_temps(tmp_path) == [dead]
     assert remove_leftover_temps(tmp_path) == [dead] and not dead.exists()
     assert all(p.exists() for p in (live, *others))
+
+
+def test_a_new_output_that_appeared_meanwhile_is_not_replaced(tmp_path):
+    """QA sweep 21: two `udd score --report r.html` at once both said "wrote"; the first report was lost though
+    neither had --force. Published without replace, the second finds the name taken and writes nothing."""
+    target = tmp_path / "r.html"
+
+    def other_writer_first(tmp):
+        target.write_text("the other run's report")
+        tmp.write_text("this run's report")
+
+    with pytest.raises(FileExistsError) as e:
+        write_atomic(target, other_writer_first, replace=False)
+    assert error_line(e.value) == f"{target}: appeared while this command ran (another writer?); nothing written " \
+                                   "there, pass --force to overwrite it"
+    assert target.read_text() == "the other run's report" and sorted(tmp_path.iterdir()) == [target]
+    write_text_atomic(tmp_path / "new.csv", "a", replace=False)  # a free name: written
+    assert (tmp_path / "new.csv").read_text() == "a"
+
+
+def test_a_full_disk_is_named_by_the_file_being_written(tmp_path, monkeypatch):
+    """QA sweep 21: "[Errno 28] No space left on device", and torch's "unexpected pos", named no file."""
+    target = tmp_path / "trainer.pt"
+
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as e:
+        write_atomic(target, full)
+    assert error_line(e.value) == f"{target}: no space left on device"
+
+    def torch_full(tmp):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 615552 vs 615440")
+
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda p: SimpleNamespace(free=2**20))
+    with pytest.raises(OSError, match="no space left on the disk to write it") as e:
+        write_atomic(target, torch_full)
+    assert e.value.filename == str(target) and e.value.errno == errno.ENOSPC
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda p: SimpleNamespace(free=2**40))
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # room on the disk: another fault, as it is
+        write_atomic(target, torch_full)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_name_near_the_length_limit_gets_a_temp_file_that_fits(tmp_path):
+    """QA sweep 21: a legal 251-byte name was refused as ".aaa…html.tmp-PID: file name too long"."""
+    target = tmp_path / ("a" * 246 + ".html")
+    write_text_atomic(target, "report")
+    assert target.read_text() == "report" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_an_export_killed_part_way_is_undone_by_the_next_write_there(tmp_path, dead_pid):
+    """QA sweep 21: kill -9 during `udd score --heatmaps DIR --force` left DIR mixed (its README.txt from the new
+    run over PNGs of both) and the old content in hidden .old files that nothing restored or removed."""
+    out = tmp_path / "hm"
+    write_files(out, ["a.png", "b.png", "README.txt"], [b"A", b"B", b"old key"])
+    (out / "a.png").write_bytes(b"new A")  # the killed export had replaced a.png and README.txt ...
+    (out / f".a.png.{dead_pid}-0123abcd.old").write_bytes(b"A")  # ... keeping their old content
+    (out / "README.txt").write_bytes(b"new key")
+    (out / f".README.txt.{dead_pid}-89abcdef.old").write_bytes(b"old key")
+    (out / f".b.png.tmp-{dead_pid}").write_bytes(b"hal")  # and was writing b.png
+    live = out / f".x.png.{os.getpid()}-00000000.old"  # another export at work: not touched
+    live.write_bytes(b"x")
+    with pytest.warns(UserWarning, match="killed part way .* the 2 files it had replaced got their old content back"):
+        with pytest.raises(ValueError, match="already exists"):  # without --force: refused, yet the folder is whole
+            write_files(out, ["a.png"], [b"C"])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {"a.png": b"A", "b.png": b"B", "README.txt": b"old key",
+                                                                live.name: b"x"}
+
+
+def test_an_interrupt_right_after_the_old_content_is_kept_leaves_no_copy(tmp_path, monkeypatch):
+    """QA sweep 21: a Ctrl-C between keeping a file's old content and noting it left a hidden .old file."""
+    out = tmp_path / "hm"
+    write_files(out, ["a.png"], [b"A"])
+    keep = atomic._keep_old
+
+    def keep_then_interrupt(target, old):
+        keep(target, old)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic, "_keep_old", keep_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_files(out, ["a.png"], [b"C"], force=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {"a.png": b"A"}

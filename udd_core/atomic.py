@@ -5,29 +5,39 @@ the old file or the new one, never half a file. Every file udd writes for a user
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import re
 import shutil
 import tempfile
 import uuid
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 PathLike = Union[str, Path]
 TEMP_NAME = re.compile(r"\..+\.tmp-(\d+)")  # `write_atomic`'s temp file: ".NAME.tmp-PID"
+OLD_NAME = re.compile(r"\.(.+)\.(\d+)-[0-9a-f]{8}\.old")  # `write_files`' kept old content: ".NAME.PID-HEX.old"
 
 
-def write_atomic(target: PathLike, write: Callable[[Path], None], durable: bool = False) -> None:
+def write_atomic(target: PathLike, write: Callable[[Path], None], durable: bool = False,
+                 replace: bool = True) -> None:
     """Call ``write(tmp)`` to fill a temp file beside ``target``, then rename it to ``target``.
 
     ``durable`` fsyncs the temp file before the rename, so the new content survives a power cut
-    (run status and settings: small files whose loss would orphan a run). On any error the temp
-    file is removed and ``target`` is left as it was; the error propagates.
+    (run status and settings: small files whose loss would orphan a run). ``replace`` False publishes the
+    file only where no file of that name has appeared meanwhile (another writer of the same new output: QA
+    sweep 21, both said "wrote"). On any error the temp file is removed and ``target`` is left as it was;
+    the error propagates, an OSError naming ``target``.
     """
     target = Path(target)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")  # per process: two writers never share it
+    tmp = _temp_path(target)
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except Exception as e:  # noqa: BLE001 - what a full disk raises depends on the writer
+            raise _named(e, tmp, target) from None
         # Some writers (safetensors) create their file 0600: a run's weights would be unreadable to a colleague
         # who can read its config. A replaced file keeps its mode; a new one gets what the umask gives any file.
         os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_umask())
@@ -37,12 +47,51 @@ def write_atomic(target: PathLike, write: Callable[[Path], None], durable: bool 
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        os.replace(tmp, target)
+        if replace:
+            os.replace(tmp, target)
+        else:
+            _publish_new(tmp, target)
     finally:
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+def _named(e: Exception, tmp: Path, target: Path) -> Exception:
+    """A writer's error as an OSError naming `target`, not the hidden temp file or no file at all (QA sweep 21: a
+    full disk gave "[Errno 28] No space left on device", safetensors' "I/O error", or torch's "unexpected pos");
+    any other error as it is."""
+    if isinstance(e, OSError):
+        return e if e.filename and Path(e.filename) != tmp else OSError(e.errno, e.strerror or str(e), str(target))
+    try:
+        full = "no space left" in str(e).lower() or shutil.disk_usage(target.parent).free < 64 * 2**20
+    except OSError:
+        full = False
+    return OSError(errno.ENOSPC, "no space left on the disk to write it", str(target)) if full else e
+
+
+def _temp_path(target: Path) -> Path:
+    """The temp file beside `target`, per process (two writers never share it): ".NAME.tmp-PID", or, where that
+    would pass the 255 bytes a file name may have, a digest of NAME in its place (QA sweep 21)."""
+    suffix = f".tmp-{os.getpid()}"
+    name = target.name if len(f".{target.name}{suffix}".encode()) <= 255 else \
+        hashlib.sha256(target.name.encode()).hexdigest()[:32]
+    return target.with_name(f".{name}{suffix}")
+
+
+def _publish_new(tmp: Path, target: Path) -> None:
+    """Give `tmp` the name `target` unless a file has it: a hard link fails on an existing name, atomically."""
+    taken = FileExistsError(errno.EEXIST, "appeared while this command ran (another writer?); nothing written "
+                            "there, pass --force to overwrite it", str(target))
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise taken from None
+    except OSError:  # no hard links here (some network and FAT file systems): the check just before is all
+        if target.exists():
+            raise taken from None
+        os.replace(tmp, target)
 
 
 def leftover_temps(folder: PathLike) -> list[Path]:
@@ -168,14 +217,14 @@ def check_new_folder(target: PathLike, what: str) -> Path:
     return target
 
 
-def write_bytes_atomic(target: PathLike, data: bytes, durable: bool = False) -> None:
-    """Atomically replace ``target`` with ``data``."""
-    write_atomic(target, lambda tmp: tmp.write_bytes(data), durable)
+def write_bytes_atomic(target: PathLike, data: bytes, durable: bool = False, replace: bool = True) -> None:
+    """Atomically replace ``target`` with ``data`` (``replace`` False: only where no file has that name)."""
+    write_atomic(target, lambda tmp: tmp.write_bytes(data), durable, replace)
 
 
-def write_text_atomic(target: PathLike, text: str, durable: bool = False) -> None:
-    """Atomically replace ``target`` with UTF-8 ``text``."""
-    write_bytes_atomic(target, text.encode("utf-8"), durable)
+def write_text_atomic(target: PathLike, text: str, durable: bool = False, replace: bool = True) -> None:
+    """Atomically replace ``target`` with UTF-8 ``text`` (``replace`` False: only where no file has that name)."""
+    write_bytes_atomic(target, text.encode("utf-8"), durable, replace)
 
 
 def check_names_free(out_dir: PathLike, names: Sequence[str], force: bool = False) -> list[Path]:
@@ -206,6 +255,9 @@ def write_files(out_dir: PathLike, names: Sequence[str], payloads: Iterable[byte
     them: an export cut short is the old one, not half of each.
     """
     out = folder_to_make(out_dir)
+    if out.is_dir() and (restored := restore_killed_writes(out)):
+        warnings.warn(f"{out}: an earlier write here was killed part way (kill -9, a power cut); the {restored} "
+                      "files it had replaced got their old content back")
     targets = check_names_free(out, names, force)
     made_folders = [p for p in (out, *out.parents) if not p.exists()]  # deepest first: removed in this order
     try:
@@ -217,27 +269,51 @@ def write_files(out_dir: PathLike, names: Sequence[str], payloads: Iterable[byte
     try:
         for target, data in zip(targets, payloads):
             if target.exists():
-                kept.append((target, _keep_old(target)))
+                old = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.old")
+                kept.append((target, old))  # before the link: a Ctrl-C just after it must not leave it (QA 21)
+                _keep_old(target, old)
             else:
                 created.append(target)  # before the write: a Ctrl-C just after its rename must not miss it
-            write_bytes_atomic(target, data)
+            write_bytes_atomic(target, data, replace=force)
     except BaseException:
         _remove_quietly(created, made_folders)
         for target, old in kept:
-            os.replace(old, target)
+            if old.exists():
+                _put_back(old, target)
         raise
     _remove_quietly([old for _, old in kept], [])
     return targets
 
 
-def _keep_old(target: Path) -> Path:
-    """Keep ``target``'s content under a hidden name beside it until a replacement of it has landed."""
-    old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+def _keep_old(target: Path, old: Path) -> None:
+    """Keep ``target``'s content as ``old``, a hidden name beside it, until a replacement of it has landed."""
     try:
         os.link(target, old)  # no copy: the atomic write replaces the name, and this link keeps the old file
     except OSError:
         shutil.copy2(target, old)
-    return old
+
+
+def _put_back(old: Path, target: Path) -> bool:
+    """Give `target` the content kept as `old` (`_keep_old`), and remove `old`; whether `target` changed. Where
+    `target` was not replaced yet both names are links to one file, and a rename of one onto the other does
+    nothing: `old` goes alone."""
+    if target.exists() and os.path.samefile(old, target):
+        old.unlink()
+        return False
+    os.replace(old, target)
+    return True
+
+
+def restore_killed_writes(folder: PathLike) -> int:
+    """Undo what a `write_files` killed part way (kill -9, a power cut: no handler ran) left in `folder`: the
+    files it had replaced get their kept old content back, and its temp files go; how many were restored.
+    QA sweep 21: such a folder looked complete, its README.txt from the new export over PNGs of both."""
+    restored = 0
+    for path in Path(folder).iterdir():
+        if (m := OLD_NAME.fullmatch(path.name)) and path.is_file() and not _alive(int(m[2])):
+            restored += _put_back(path, path.with_name(m[1]))
+    remove_leftover_temps(folder)
+    return restored
 
 
 def _remove_quietly(files: Sequence[Path], folders: Sequence[Path]) -> None:

@@ -127,7 +127,7 @@ def run_generate(args: argparse.Namespace) -> int:
             written.append(write_npz(args.npz, npz, force=args.force))
         if table is not None:
             target = check_new_file(args.latent_map, f"--latent-map {args.latent_map}", args.force)
-            write_text_atomic(target, table)
+            write_text_atomic(target, table, replace=args.force)
             written.append(target)
     except (ValueError, OSError):  # checked at the start, so rare (a full disk, /proc): no half output
         for p in [*paths, *written]:

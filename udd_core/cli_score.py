@@ -123,10 +123,10 @@ def run_score(args: argparse.Namespace) -> int:
         what = f"{len(insp)} tile heatmaps and {wholes} whole images" if wholes else f"{len(insp)} heatmaps"
         print(f"udd score: wrote {what} to {args.heatmaps}, with their key in {LEGEND_FILE}", file=sys.stderr)
     if args.report:
-        write_text_atomic(args.report, build_report(insp, run_dir))
+        write_text_atomic(args.report, build_report(insp, run_dir), replace=args.force)
         print(f"udd score: wrote the report to {args.report}", file=sys.stderr)
     if args.csv:
-        write_text_atomic(args.csv, scores_csv(insp))
+        write_text_atomic(args.csv, scores_csv(insp), replace=args.force)
         print(f"udd score: wrote {len(insp)} scores to {args.csv}", file=sys.stderr)
     if args.json:
         rolled = rollup_of(insp)  # a tiled run's photos: "metrics" count its tiles ("units")

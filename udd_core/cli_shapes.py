@@ -53,7 +53,7 @@ def write_new_text(path: Path, text: str, overwrite: bool = False) -> None:
     if path.exists() and not overwrite:
         raise UsageError(f"{path}: already exists (pass --force to overwrite)")
     try:
-        write_text_atomic(path, text)
+        write_text_atomic(path, text, replace=overwrite)
     except OSError as e:
         raise UsageError(f"{path}: cannot write ({e.strerror or e})") from None
 

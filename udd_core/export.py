@@ -326,9 +326,9 @@ def check_target(out: Union[str, Path], force: bool = False) -> tuple[Path, Path
 def write_export(export: Export, out: Union[str, Path], force: bool = False) -> tuple[Path, Path]:
     """Write OUT.onnx and OUT.json, each atomically; without ``force`` neither may exist yet."""
     onnx_path, side = check_target(out, force)
-    write_bytes_atomic(onnx_path, export.onnx, durable=True)
+    write_bytes_atomic(onnx_path, export.onnx, durable=True, replace=force)
     try:
-        write_bytes_atomic(side, export.json_text().encode("utf-8"), durable=True)
+        write_bytes_atomic(side, export.json_text().encode("utf-8"), durable=True, replace=force)
     except OSError:
         onnx_path.unlink(missing_ok=True)  # no model without its JSON
         raise

@@ -87,7 +87,7 @@ def write_npz(path: Union[str, Path], data: bytes, force: bool = False) -> Path:
     """Write the augmentation file atomically, after `check_npz_target`."""
     path = check_npz_target(path, force)
     try:
-        write_bytes_atomic(path, data)
+        write_bytes_atomic(path, data, replace=force)
     except OSError as e:
         raise OSError(f"{path}: cannot write ({e.strerror or e})") from None
     return path
