@@ -77,6 +77,11 @@ def test_options_change_the_scores(capsys, run, data):
     assert any(i["score"] < m["score"] for i, m in zip(inner["images"], mx["images"]))
     manual = score_json(capsys, run, "--data", data, "--threshold", "0")
     assert manual["threshold"] == 0.0 and all(r["defective"] for r in manual["images"])
+    # QA sweep 21: settings named a 1% target FPR beside a threshold given by hand, and a top-k beside a mean
+    assert manual["settings"]["target_fpr"] is None and base["settings"]["target_fpr"] == 0.01
+    assert base["settings"]["score"] == "mean" and base["settings"]["topk_percent"] is None
+    topk = score_json(capsys, run, "--data", data, "--score", "topk", "--topk", "5")
+    assert topk["settings"]["topk_percent"] == 5.0
     train = score_json(capsys, run, "--data", data, "--split", "train")
     assert len(train["images"]) == 12 and train["metrics"]["image_auroc"] is None
     assert train["metrics"]["per_type"] == {}
@@ -336,3 +341,13 @@ def test_the_note_on_unmarked_defective_calls_is_printed_as_inspect_shows_it(run
     assert "note: 2 of the 3 images called defective have no pixel\n" in capsys.readouterr().err
     assert "2 of the 3 images called defective have no pixel" in score_json(capsys, str(run), "--data", str(data))[
         "notices"]
+
+
+def test_each_defect_type_is_given_as_inspect_and_the_report_give_it(capsys, run, data):
+    """QA sweep 21: the text left out each type's image AP and normal count, the JSON its normal count."""
+    out = score_json(capsys, run, "--data", data)
+    spot = out["metrics"]["per_type"]["spot"]
+    assert spot["n"] == 4 and spot["normal"] == sum(r["label"] == "good" for r in out["images"]) == 4
+    assert main(["score", str(run), "--data", str(data)]) == 0
+    line = next(t for t in capsys.readouterr().out.splitlines() if t.startswith("  spot"))
+    assert "4 defective vs 4 normal" in line and f"image AP {spot['image_ap']:.4f}" in line

@@ -170,7 +170,11 @@ def test_finished_status_is_not_second_guessed_and_bad_status_refused(tmp_path, 
     assert run_status.read_status(tmp_path)["status"] == "finished"
     with pytest.raises(ValueError, match="status"):
         run_status.write_status(tmp_path, "exploded")
-    assert run_status.read_status(tmp_path / "none")["status"] == "interrupted"
+    assert run_status.read_status(tmp_path / "none") == {"status": "interrupted",
+                                                          "message": "no readable status.json"}
+    (tmp_path / runs.STATUS_FILE).write_text(json.dumps({"status": "exploded"}))  # QA sweep 21: readable, unknown
+    assert run_status.read_status(tmp_path) == {"status": "interrupted",
+                                                "message": "status.json: unknown status 'exploded'"}
 
 
 # --- listing ---------------------------------------------------------------------------------

@@ -491,7 +491,8 @@ def test_a_resume_that_could_not_load_its_files_leaves_the_run_as_it_was(tmp_pat
     state = before[runs.TRAINER_STATE]
     (job.run_dir / runs.TRAINER_STATE).write_bytes(state[:500])  # cut, as a full disk leaves it
     with pytest.raises(ValueError, match=r"^run r: cannot resume: trainer\.pt: does not load into the run's model "
-                                         r"\([^\n]+\)$"):
+                                         r"\([^\n]+\); remove trainer\.pt to resume with a fresh optimizer and "
+                                         r"learning-rate schedule \(the weights are kept\)$"):
         TrainJob.resume(job.run_dir, make_images(12), epochs=3)
     (job.run_dir / runs.TRAINER_STATE).write_bytes(state)
     config = json.loads(before[CONFIG_FILE])

@@ -14,7 +14,7 @@ import tempfile
 import uuid
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 PathLike = Union[str, Path]
 TEMP_NAME = re.compile(r"\..+\.tmp-(\d+)")  # `write_atomic`'s temp file: ".NAME.tmp-PID"
@@ -99,7 +99,7 @@ def leftover_temps(folder: PathLike) -> list[Path]:
     written, never renamed over their target, and left by the only process that would remove them (QA sweep 21)."""
     found = []
     for path in Path(folder).iterdir():
-        if (m := TEMP_NAME.fullmatch(path.name)) and path.is_file() and not _alive(int(m[1])):
+        if (m := TEMP_NAME.fullmatch(path.name)) and path.is_file() and not pid_alive(int(m[1])):
             found.append(path)
     return found
 
@@ -111,15 +111,18 @@ def remove_leftover_temps(folder: PathLike) -> list[Path]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    """Whether process `pid` may still be writing: True unless it surely is gone (on POSIX; elsewhere always)."""
-    if os.name != "posix" or pid == os.getpid():
-        return True  # Windows' os.kill would end the process, not probe it
+def pid_alive(pid: Any) -> bool:
+    """Whether a process with this id may exist on this machine: it does, or it cannot be told (not POSIX:
+    Windows' os.kill would end the process, not probe it). What a dead writer left is removed only when False."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if os.name != "posix":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # another user's process: alive
+    except OSError:  # exists, owned by someone else
         return True
     return True
 
@@ -310,7 +313,7 @@ def restore_killed_writes(folder: PathLike) -> int:
     QA sweep 21: such a folder looked complete, its README.txt from the new export over PNGs of both."""
     restored = 0
     for path in Path(folder).iterdir():
-        if (m := OLD_NAME.fullmatch(path.name)) and path.is_file() and not _alive(int(m[2])):
+        if (m := OLD_NAME.fullmatch(path.name)) and path.is_file() and not pid_alive(int(m[2])):
             restored += _put_back(path, path.with_name(m[1]))
     remove_leftover_temps(folder)
     return restored

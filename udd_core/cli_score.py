@@ -59,9 +59,9 @@ def _score_table(insp) -> str:
               f"threshold {thr}" + ("" if alone else f"   {fpr} {num(insp.fpr)}   {tpr} {num(insp.tpr)}"),
               f"{auroc} {num(m.image_auroc)}   {ap} {num(m.image_ap)}   F1 max {num(m.f1_max)}   "
               f"pixel AUROC {num(m.pixel_auroc)}   AUPRO {num(m.aupro)}"]
-    for t, d in m.per_type.items():
-        lines.append(f"  {t:<16} n={d['n']:<5} {auroc} {num(d['image_auroc'])}   pixel AUROC {num(d['pixel_auroc'])}"
-                     f"   AUPRO {num(d['aupro'])}")
+    for t, d in m.per_type.items():  # as Inspect's and the report's table (QA sweep 21: no AP, no normal count)
+        lines.append(f"  {t:<16} {d['n']} defective vs {d['normal']} normal   {auroc} {num(d['image_auroc'])}   "
+                     f"{ap} {num(d['image_ap'])}   pixel AUROC {num(d['pixel_auroc'])}   AUPRO {num(d['aupro'])}")
     if rolled := rollup_of(insp):  # a tiled run: per image too
         lines.append(f"per image, its tiles rolled up: {rollup_summary(rolled)}")
     return "\n".join(lines)
@@ -132,7 +132,7 @@ def run_score(args: argparse.Namespace) -> int:
         rolled = rollup_of(insp)  # a tiled run's photos: "metrics" count its tiles ("units")
         out = {"images": insp.to_rows(), "metrics": insp.metrics.to_dict(), "threshold": insp.threshold,
                "threshold_source": insp.threshold_source, "fpr": insp.fpr, "tpr": insp.tpr,
-               "settings": insp.settings, "notices": insp.all_notes(),
+               "settings": insp.settings_used(), "notices": insp.all_notes(),
                "units": insp.units()[1], "per_image": [{**asdict(r), "defective": r.defective} for r in rolled],
                "per_image_metrics": rollup_metrics(rolled) if rolled else None}
         print(json.dumps(_finite_json(out), indent=1))

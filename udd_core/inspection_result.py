@@ -105,6 +105,13 @@ class Inspection:
         """(how many, what) the image metrics count: the tiles of a tiled run's images, else images."""
         return image_units(self.names)
 
+    def settings_used(self) -> dict:
+        """`settings` less what this scoring did not use, as None: the target FPR beside a threshold set another
+        way, the top-k share beside another image score (QA sweep 21: `udd score --json` recorded both)."""
+        return {**self.settings,
+                **({} if self.threshold_source.startswith("target FPR") else {"target_fpr": None}),
+                **({} if self.settings.get("score") == "topk" else {"topk_percent": None})}
+
     def call_rule(self) -> str:
         """What the image threshold calls defective, in a sentence: per tile, and per photo, for a tiled run."""
         if self.units()[1] == "tiles":

@@ -314,6 +314,7 @@ def compute_metrics(scores, labels: list[str], maps=None, masks=None, threshold:
         t_auroc, t_ap = _image_metrics(s[sel], y[sel])
         per_type[t] = {
             "n": int((lab == t).sum()),
+            "normal": int((lab == GOOD).sum()),  # what the type's images are measured against (QA sweep 21)
             "image_auroc": t_auroc,
             "image_ap": t_ap,
             "pixel_auroc": pix.auroc(gs) if pix else None,

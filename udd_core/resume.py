@@ -142,8 +142,11 @@ def _loaded(name: str, path: Path, load: Callable[[], Any]) -> Any:
     except Exception as e:
         why = error_line(e)
         why = why if len(why) <= 100 else why[:100] + "…"
+        # QA sweep 21: a truncated trainer.pt gave no way out; without it a resume starts a fresh optimizer
+        way_out = (f"; remove {path.name} to resume with a fresh optimizer and learning-rate schedule (the weights "
+                   "are kept)" if path.name == runs.TRAINER_STATE else "")
         raise ValueError(f"run {name}: cannot resume: {path.name}: does not load into the run's model "
-                         f"({why})") from None
+                         f"({why}){way_out}") from None
 
 
 def _check_shape(name: str, saved: Optional[str], built: Optional[tuple]) -> None:

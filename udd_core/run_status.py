@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
+from .atomic import pid_alive
 from .runs import STATUS_FILE, iso_time, read_json, write_json_atomic
 
 STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
@@ -44,26 +45,13 @@ def write_status(run_dir: Union[str, Path], status: str, message: str = "", **ex
     return d
 
 
-def pid_alive(pid: Any) -> bool:
-    """True when a process with this id exists on this machine."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
-
-
 def read_status(run_dir: Union[str, Path], now: Optional[float] = None) -> dict:
     """status.json, with a dead "running" run (pid gone, or heartbeat stale) reported "interrupted"."""
     d = read_json(Path(run_dir) / STATUS_FILE, None)
-    if not isinstance(d, dict) or d.get("status") not in STATUSES:
-        return {"status": "interrupted", "message": "no readable status.json"}
+    if isinstance(d, dict) and d.get("status") not in STATUSES:  # QA sweep 21: was "no readable status.json"
+        return {"status": "interrupted", "message": f"{STATUS_FILE}: unknown status {d.get('status')!r}"}
+    if not isinstance(d, dict):
+        return {"status": "interrupted", "message": f"no readable {STATUS_FILE}"}
     if d["status"] == "running":
         now = time.time() if now is None else now
         beat = d.get("heartbeat")
