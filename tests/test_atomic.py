@@ -236,3 +236,18 @@ def test_an_interrupt_right_after_the_old_content_is_kept_leaves_no_copy(tmp_pat
     with pytest.raises(KeyboardInterrupt):
         write_files(out, ["a.png"], [b"C"], force=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == {"a.png": b"A"}
+
+
+def test_a_symlinked_output_is_written_through(tmp_path):
+    """QA sweep 21: `--force` onto a symlink replaced the link with a file, leaving the file it named as it was."""
+    real = tmp_path / "shared" / "report.html"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "report.html"
+    link.symlink_to(real)
+    write_text_atomic(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
+    dangling = tmp_path / "later.csv"
+    dangling.symlink_to(tmp_path / "shared" / "later.csv")
+    write_text_atomic(dangling, "a", replace=False)
+    assert dangling.is_symlink() and (tmp_path / "shared" / "later.csv").read_text() == "a"

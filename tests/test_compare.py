@@ -141,6 +141,11 @@ def test_curve_notes_say_when_heights_do_not_compare():
     elsewhere = side("elsewhere", info={"settings": {"loss": "mse"}, "data": {"path": "/d/other.npz"}}, history=hist(0.1))
     assert cmp.curve_notes([mse, elsewhere]) == [
         "these runs trained on different data: the same loss can sit at another level on other images"]
+    copy = lambda name, path, digest, v: side(name, info={"data": {"path": path, "digest": digest}},  # noqa: E731
+                                              history=hist(v))
+    assert cmp.curve_notes([copy("a", "/d/x", "ab12", 0.1), copy("b", "/e/x-copy", "ab12", 0.2)]) == []  # QA 21
+    assert cmp.curve_notes([copy("a", "/d/x", "ab12", 0.1), copy("b", "/d/x", "cd34", 0.2)]) == [
+        "these runs trained on different data: the same loss can sit at another level on other images"]
     assert cmp.curve_notes([bank, side("bank2", method="memory-bank")]) == []  # no curve at all: the page says so
 
 

@@ -32,6 +32,8 @@ def write_atomic(target: PathLike, write: Callable[[Path], None], durable: bool 
     the error propagates, an OSError naming ``target``.
     """
     target = Path(target)
+    if target.is_symlink():  # written through, as the shell's `>` does (QA sweep 21: the link itself was replaced)
+        target = Path(os.path.realpath(target))
     tmp = _temp_path(target)
     try:
         try:

@@ -232,11 +232,14 @@ def curve_notes(sides: Sequence[RunSide]) -> list[str]:
     for s in drawn:
         on = "features" if s.method in FEATURE_METHODS or (s.config or {}).get("input") else "pixels"
         kinds.setdefault(f"{runs.train_settings(s.info).get('loss') or 'mse'} on {on}", []).append(s.name)
-    notes = []
+    notes, sources = [], [runs.train_source(s.info) for s in drawn]
+    # The same images at two places are the same data: by train.json's digest of them, where every run has one
+    # (QA sweep 21: "trained on different data" of two copies of one folder), else by their paths.
+    same_by = "digest" if all(src.get("digest") for src in sources) else "path"
     if len(kinds) > 1:
         groups = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in kinds.items())
         notes.append(f"these curves measure different losses ({groups}): compare their shapes, not their heights")
-    elif len({str(runs.train_source(s.info).get("path")) for s in drawn}) > 1:
+    elif len({str(src.get(same_by)) for src in sources}) > 1:
         notes.append("these runs trained on different data: the same loss can sit at another level on other images")
     curves: dict[tuple, list[str]] = {}
     for s in drawn:  # the same numbers draw the same line: the later run's hides the earlier's (QA sweep 7)
