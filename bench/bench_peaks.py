@@ -5,9 +5,11 @@ Run:   .venv/bin/python bench/bench_peaks.py [--runs DIR] [--methods memory-bank
 Trains each method with its defaults (`udd train`, into --runs; a run already there is reused) on
 magnetic_tile's train/good photos, scores the 584 test photos (`inspection.inspect_run`, the method's
 default scoring and threshold), and counts, per defect type, the caught defective photos whose map's
-highest point lies on their mask or within `localisation.PEAK_TOLERANCE` of it (`localisation.peak_on_defect`,
-the check behind the scoring's note). Given on all photos and on the held-out half (`stratified_half` of
-bench_quality.py), untouched by the tolerance's choice. Records nothing itself: copy the table to RESULTS.md.
+highest point lies on their mask or within `localisation.PEAK_TOLERANCE` of it (`localisation.peak_on_defect`):
+over the whole map, and over the scored area (`localisation.scored_area`: the map less the border the image
+score leaves out, which every heatmap fades; what the scoring's note checks). Given on all photos and on the
+held-out half (`stratified_half` of bench_quality.py), untouched by the tolerance's choice. Records nothing
+itself: copy the table to RESULTS.md.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from bench_quality import DATA, check_data, stratified_half  # noqa: E402
 from common import UDD_CMD  # noqa: E402
 
 from udd_core.inspection import inspect_run  # noqa: E402
-from udd_core.localisation import PEAK_TOLERANCE, peak_near_edge, peak_on_defect  # noqa: E402
+from udd_core.localisation import PEAK_TOLERANCE, peak_near_edge, peak_on_defect, scored_area  # noqa: E402
 
 
 def trained(runs: Path, method: str, size: int) -> Path:
@@ -41,14 +43,6 @@ def trained(runs: Path, method: str, size: int) -> Path:
     return run
 
 
-def inside(amap: np.ndarray, border: int) -> np.ndarray:
-    """`amap` (H, W) with the border the image score leaves out at the map's lowest value."""
-    (h, w), b = amap.shape, border
-    out = np.full_like(amap, amap.min())
-    out[b:h - b, b:w - b] = amap[b:h - b, b:w - b]
-    return out
-
-
 def rows(insp, keep: np.ndarray) -> list[tuple[str, int, int, int, int, int]]:
     """(defect type, defective photos, caught, caught with the map's peak on the defect, caught with it off the
     defect and within the border the image score leaves out, caught with the peak of the scored area (the map
@@ -57,7 +51,7 @@ def rows(insp, keep: np.ndarray) -> list[tuple[str, int, int, int, int, int]]:
     b = int(insp.settings["border"])
     on = np.array([bool(c) and peak_on_defect(insp.maps[i], insp.masks[i]) for i, c in enumerate(caught)])
     edge = caught & ~on & np.array([peak_near_edge(a, b) for a in insp.maps])
-    scored = np.array([bool(c) and peak_on_defect(inside(insp.maps[i], b), insp.masks[i])
+    scored = np.array([bool(c) and peak_on_defect(scored_area(insp.maps[i], b), insp.masks[i])
                        for i, c in enumerate(caught)])
     labels = np.asarray(insp.labels)
     out = []

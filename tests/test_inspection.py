@@ -20,7 +20,7 @@ from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import load_inputs
 from udd_core.metrics import threshold_for_fpr
 from udd_core.model import build_model, load_model, save_model
-from udd_core.render import THRESHOLD_RGB, TRUTH_RGB, HeatScale, heatmap_png
+from udd_core.render import THRESHOLD_RGB, TRUTH_RGB, HeatScale, heat_rgb, heatmap_png, overlay_rgb
 from udd_core.heatmap_export import LEGEND_FILE, SCALE_FILE, heatmaps_zip, write_heatmaps
 from udd_core.report import scores_csv
 from udd_core.residuals import residual_map
@@ -220,6 +220,26 @@ def test_heatmap_png_fixed_scale_and_errors():
     assert hot[4, 4].tolist() != hotter[4, 4].tolist()
     with pytest.raises(ValueError, match="same height"):
         heatmap_png(img, np.zeros((4, 4)), scale)
+
+
+def test_the_border_the_image_score_leaves_out_is_faded_in_every_heatmap(insp):
+    """bench/RESULTS.md, "Do the heatmaps point at the defect?": most misplaced peaks lay in that border, which
+    drew the eye off the defect. Faded, and without threshold outline, it still shows; the rest is as before."""
+    img = np.full((12, 12, 1), 100, np.uint8)
+    scale = HeatScale(0.0, 2.0, 1.0)
+    hot = np.full((12, 12), 1.8, np.float32)
+    plain, faded = overlay_rgb(img, hot, scale), overlay_rgb(img, hot, scale, border=2)
+    assert (faded[3:9, 3:9] == plain[3:9, 3:9]).all()  # inside: unchanged (its outline now runs along the border)
+    heat = lambda rgb: np.abs(rgb.astype(int) - 100).sum(axis=-1)  # noqa: E731 - how far from the plain image
+    assert (heat(faded[:2]) < heat(plain[:2]) / 2).all() and (heat(faded[:2]) > 0).all()  # faded, not hidden
+    assert (plain[0, 0] == THRESHOLD_RGB).all() and not (faded[:2] == THRESHOLD_RGB).all(axis=-1).any()
+    assert (heat_rgb(hot, scale, 2, border=2)[:4] != heat_rgb(hot, scale, 2)[:4]).any()  # in map pixels, zoomed
+    bordered = dataclasses.replace(insp, settings={**insp.settings, "border": 3})
+    assert bordered.border == 3 and insp.border == 0
+    assert "the 3 px border the image score leaves out is faded" in bordered.scale_legend()
+    assert (bordered.panels(0)["overlay"] != insp.panels(0)["overlay"]).any()
+    own = dataclasses.replace(bordered, settings={**bordered.settings, "score": "its distance (not from the map)"})
+    assert own.border == 0  # a score of its own leaves nothing of the map out
 
 
 def test_heatmap_files_zip_and_regions(tmp_path, insp):

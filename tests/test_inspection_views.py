@@ -69,6 +69,10 @@ def test_heatmap_colours_within_the_scale_and_hovers_the_true_value(insp):
     h, w = insp.maps[i].shape  # QA: square pixels stretched the x axis to 150 for a 128-px map
     assert fig["layout"]["xaxis"]["range"] == [-0.5, w - 0.5] and fig["layout"]["yaxis"]["range"] == [h - 0.5, -0.5]
     assert fig["layout"]["xaxis"]["constrain"] == fig["layout"]["yaxis"]["constrain"] == "domain"
+    assert fig["layout"]["shapes"] == []  # no border left out of the score: no frame
+    framed = views.heatmap_figure(dataclasses.replace(insp, settings={**insp.settings, "border": 4}), i, scale)
+    (rect,) = framed["layout"]["shapes"]  # the scored area, framed
+    assert (rect["x0"], rect["x1"], rect["y0"], rect["y1"]) == (3.5, w - 4.5, 3.5, h - 4.5)
 
 
 def test_region_rows_follow_the_columns(insp):

@@ -47,7 +47,7 @@ def scored(maps, masks, labels, scores, names=None, threshold=0.5):
     labels = list(labels)
     names = names or [f"/d/{lab}/{i:03d}.png" for i, lab in enumerate(labels)]
     return SimpleNamespace(names=names, labels=labels, scores=np.asarray(scores, np.float32), threshold=threshold,
-                           maps=np.stack(maps), masks=np.stack(masks), settings={},
+                           maps=np.stack(maps), masks=np.stack(masks), border=0,
                            images=np.zeros((len(labels), *maps[0].shape, 1), np.uint8), image_labels={},
                            known=np.ones(len(labels), bool), is_defect=np.array([v != "good" for v in labels]))
 
@@ -69,11 +69,13 @@ def test_only_caught_defects_with_a_mask_are_checked_and_the_off_ones_named_wors
     assert note.startswith("2 of the 3 defective images caught have their heatmap's highest point off the defect")
     assert note.endswith("the map is hottest elsewhere: scratch/002.png, scratch/001.png") and is_caution(note)
     assert "lie within" not in note  # (30, 30) lies 9 px from the edge
-    # photo edges vary more than the part: said, with the border the image score leaves out when it has one
-    bordered = off_defect_note(changed(insp, settings={"border": 10}))
-    assert "(2 of them lie within the 10 px border the image score leaves out): the call is right" in bordered
+    # photo edges vary more than the part: said, with what would fade them
     edgy = changed(insp, maps=np.stack([peak(at=(6, 6)), peak(at=(39, 20)), *insp.maps[2:]]))
-    assert "(1 of them lies within 2 px of the image's edge)" in off_defect_note(edgy)
+    assert ("(1 of them lies within 2 px of the image's edge, which a border left out of the image score (Border, "
+            "--border) would fade): the call is right") in off_defect_note(edgy)
+    # with such a border, faded in every heatmap, the peak is the scored area's: (30, 30) lies in a 10 px one
+    assert off_defect_note(changed(insp, border=10)) is None
+    assert off_defect_note(changed(insp, border=3)) == note  # inside a 3 px one: still off, and not at the edge
     one_off = off_defect_note(changed(insp, scores=np.array([0.9, 0.7, 0.2, 0.2, 0.9, 0.9], np.float32)))
     assert one_off.startswith("1 of the 2 defective images caught has its") and not is_caution(one_off)  # half
     assert off_defect_note(changed(insp, threshold=None)) is None and off_defect_note(changed(insp, masks=None)) is None

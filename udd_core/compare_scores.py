@@ -231,7 +231,7 @@ def heatmap_row(inspections: Sequence, name: str) -> list[np.ndarray]:
         mh, mw = insp.maps[j].shape
         mask = None if insp.masks is None else insp.masks[j]
         row.append(overlay_rgb(insp.images[j], insp.maps[j], insp.scale, mask, insp.kind == "wafer",
-                               auto_zoom(mh, mw)))
+                               auto_zoom(mh, mw), insp.border))
     return row
 
 

@@ -97,13 +97,22 @@ class Inspection:
         """Image ``i``'s own colour scale: its median pixel to its highest, with the run's pixel threshold.
         Shows where this image's map peaks even when all of it lies above the fixed scale's top (a
         defective photo whose every patch is unusual); its colours do not compare across images."""
-        m = self.maps[i]
+        b = self.border  # the faded border would set the top: its own scale is the scored area's
+        m = self.maps[i][b:self.maps.shape[1] - b, b:self.maps.shape[2] - b] if b else self.maps[i]
         lo, hi = float(np.median(m)), float(np.max(m))
         return HeatScale(lo, max(hi, lo + 1e-6), self.pixel_threshold)
 
     def units(self) -> tuple[int, str]:
         """(how many, what) the image metrics count: the tiles of a tiled run's images, else images."""
         return image_units(self.names)
+
+    @property
+    def border(self) -> int:
+        """Pixels on each side of a map that the image score leaves out: faded in every heatmap, outside the
+        check of where the caught defects' maps peak. 0 for a method whose score is its own (not from the map)."""
+        if str(self.settings.get("score", "")).endswith("(not from the map)"):
+            return 0
+        return int(self.settings.get("border") or 0)
 
     def settings_used(self) -> dict:
         """`settings` less what this scoring did not use, as None: the target FPR beside a threshold set another
@@ -245,13 +254,15 @@ class Inspection:
         else:
             source = "the 99th percentile of the normal pixels"
         outline = outlines_legend(self.masks is not None, f"the pixel threshold {scale_text(sc.threshold)} ({source})")
+        faded = (f"; the {self.border} px border the image score leaves out is faded, without outline (photo edges "
+                 "vary more than the part)" if self.border else "")
         if own_scale:
             return (f"Heatmap colours: each image on its own scale, from its median pixel (left) to its highest "
-                    f"(right){unit}: where each map peaks; colours do not compare across images; {outline}.")
+                    f"(right){unit}: where each map peaks; colours do not compare across images; {outline}{faded}.")
         return (f"Heatmap colours: {scale_text(sc.vmin)} (left) to {scale_text(sc.vmax)} (right){unit}, one scale "
                 "for every image: "
                 f"0 is a typical pixel of {ref}, the top twice the pixel threshold, so a new threshold rescales "
-                f"every heatmap alike; {outline}.")
+                f"every heatmap alike; {outline}{faded}.")
 
     def score_text(self, i: int) -> str:
         """Image i's score for a caption, with its two parts when it carries a factor (the map's, the factor)."""
@@ -284,14 +295,14 @@ class Inspection:
         out = {"input": zoom(as_rgb(self.images[i], wafer), f)}
         if self.recon_raw is not None:  # only image i is converted: a gallery shows a few of many
             out["reconstruction"] = zoom(as_rgb(_to_uint8_hwc(self.recon_raw[i:i + 1], wafer)[0], wafer), f)
-        out["residual"] = heat_rgb(self.maps[i], scale, f)
-        out["overlay"] = overlay_rgb(self.images[i], self.maps[i], scale, mask, wafer, f)
+        out["residual"] = heat_rgb(self.maps[i], scale, f, self.border)
+        out["overlay"] = overlay_rgb(self.images[i], self.maps[i], scale, mask, wafer, f, self.border)
         return out
 
     def heatmap_png(self, i: int, factor: int = 1) -> bytes:
         """PNG overlay of image ``i`` (threshold and ground-truth contours) at ``factor`` x its size."""
         mask = None if self.masks is None else self.masks[i]
-        return heatmap_png(self.images[i], self.maps[i], self.scale, mask, self.kind == "wafer", factor)
+        return heatmap_png(self.images[i], self.maps[i], self.scale, mask, self.kind == "wafer", factor, self.border)
 
     def metric_table(self) -> list[dict]:
         """The metrics of all labelled images, then of each defect type, one dict per row with the column names

@@ -145,9 +145,12 @@ def heatmap_figure(insp, i: int, scale: HeatScale) -> dict:
              "zmin": scale.vmin, "zmax": scale.vmax, "colorscale": plotly_colorscale(),
              "hovertemplate": "row %{y}, col %{x}: %{customdata:.3f}<extra></extra>"}
     h, w = m.shape
+    b = insp.border  # what the image score reads: the map less its border, framed (the pictures fade the border)
+    frame = [{"type": "rect", "x0": b - 0.5, "x1": w - b - 0.5, "y0": b - 0.5, "y1": h - b - 0.5,
+              "line": {"color": "white", "dash": "dash", "width": 1}}] if b else []
     # Square pixels shrink the plot's domain ("constrain") instead of stretching an axis past the map's edge.
     return {"data": [trace], "layout": {"height": 420, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
-                                        "title": {"text": title},
+                                        "title": {"text": title}, "shapes": frame,
                                         "xaxis": {"range": [-0.5, w - 0.5], "constrain": "domain"},
                                         "yaxis": {"range": [h - 0.5, -0.5], "scaleanchor": "x",
                                                   "constrain": "domain"}}}

@@ -18,7 +18,7 @@ from .metrics import GOOD
 from .notices import Caution
 from .tile_rollup import rollup_of, whole_images
 
-PEAK_TOLERANCE = 0.05  # of the map's shorter side, at least 2 px: one feature cell (1/16 of 128 px) off the mask is on it
+PEAK_TOLERANCE = 0.05  # of the map's shorter side, at least 2 px: a feature cell (1/16 of 128 px) off the mask is on it
 NAMED = 5  # images named in the note, worst first
 
 
@@ -28,8 +28,8 @@ class PeakCheck(NamedTuple):
     checked: int  # defective images (photos, for a tiled run) called defective that have a non-empty mask
     off: list[str]  # the names of those whose map peaks off the mask, highest score first
     units: str  # "images" or "photos"
-    at_edge: int  # of `off`, those whose map peaks within `edge` px of the image's edge
-    edge: int  # px: the border the image score leaves out, or `tolerance` without one
+    at_edge: int  # of `off`, those whose map peaks within `edge` px of the image's edge (without a scored border)
+    edge: int  # px: `tolerance`
 
 
 def tolerance(shape: tuple[int, int]) -> int:
@@ -52,28 +52,34 @@ def peak_near_edge(amap: np.ndarray, band: int) -> bool:
 
 
 def peak_check(insp) -> Optional[PeakCheck]:
-    """`PeakCheck` of a scoring at its threshold; None without a threshold or masks."""
+    """`PeakCheck` of a scoring at its threshold; None without a threshold or masks. Where the image score leaves
+    a border out, which every heatmap fades, the peak is the scored area's: what the eye is drawn to."""
     if insp.threshold is None or insp.masks is None:
         return None
     rows = rollup_of(insp)
     if rows:  # a tiled run: its photos, whole
         caught = {r.image: r.score for r in rows if r.defective and r.label != GOOD}
         checks = [(name, caught[name], w.map, w.mask) for name, w in whole_images(insp) if name in caught]
-        units = "photos"
+        units, border = "photos", 0
     else:
         idx = np.flatnonzero(insp.known & insp.is_defect & (insp.scores > insp.threshold))
         checks = [(insp.names[i], float(insp.scores[i]), insp.maps[i], insp.masks[i]) for i in idx]
-        units = "images"
+        units, border = "images", insp.border
     checks = [c for c in checks if c[3] is not None and c[3].any()]  # a defect without a mask: nothing to check
-    off = [c for c in checks if not peak_on_defect(c[2], c[3])]
-    edge = _scored_border(insp, units) or tolerance(insp.maps.shape[1:])
-    return PeakCheck(len(checks), [name for name, *_ in sorted(off, key=lambda c: -c[1])], units,
-                     int(sum(peak_near_edge(amap, edge) for _, _, amap, _ in off)), edge)
+    off = [c for c in checks if not peak_on_defect(scored_area(c[2], border), c[3])]
+    edge = tolerance(insp.maps.shape[1:])
+    at_edge = 0 if border else int(sum(peak_near_edge(amap, edge) for _, _, amap, _ in off))
+    return PeakCheck(len(checks), [name for name, *_ in sorted(off, key=lambda c: -c[1])], units, at_edge, edge)
 
 
-def _scored_border(insp, units: str) -> int:
-    """The border (px) the image score leaves out of each image; 0 for a tiled run's photos, whose tiles it is."""
-    return int(insp.settings.get("border") or 0) if units == "images" else 0
+def scored_area(amap: np.ndarray, border: int) -> np.ndarray:
+    """`amap` (H, W) with the `border` the image score leaves out at the map's lowest value."""
+    if not border:
+        return amap
+    out = np.full_like(amap, amap.min())
+    (h, w), b = amap.shape, border
+    out[b:h - b, b:w - b] = amap[b:h - b, b:w - b]
+    return out
 
 
 def off_defect_note(insp) -> Optional[str]:
@@ -82,12 +88,12 @@ def off_defect_note(insp) -> Optional[str]:
     check = peak_check(insp)
     if check is None or not check.off:
         return None
-    k, n = len(check.off), check.checked
+    k, n, m = len(check.off), check.checked, check.at_edge
     names = ", ".join(folder_and_name(s) for s in check.off[:NAMED]) + (f" and {k - NAMED} more" if k > NAMED else "")
-    band = (f"the {check.edge} px border the image score leaves out" if _scored_border(insp, check.units)
-            else f"{check.edge} px of the {check.units[:-1]}'s edge")
-    m = check.at_edge
-    where = f" ({'it lies' if k == 1 else f'{m} of them lie' + 's' * (m == 1)} within {band})" if m else ""
+    advice = (", which a border left out of the image score (Border, --border) would fade" if check.units == "images"
+              else "")
+    where = (f" ({'it lies' if k == 1 else f'{m} of them lie' + 's' * (m == 1)} within {check.edge} px of the "
+             f"{check.units[:-1]}'s edge{advice})" if m else "")
     text = (f"{k} of the {n} defective {check.units} caught {'has its' if k == 1 else 'have their'} heatmap's highest "
             f"point off the defect, farther than {PEAK_TOLERANCE:.0%} of the map's side from the ground-truth mask"
             f"{where}: the call is right, but the map is hottest elsewhere: {names}")

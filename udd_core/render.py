@@ -27,6 +27,9 @@ WAFER_DIES = "dark = outside the wafer, grey = good die, red = failing die"  # W
 WAFER_LEGEND = f"Wafer maps: {WAFER_DIES}; in the overlay the dies are greys (failing dies lightest) under the heat colours"
 _WAFER_GRAY = np.array([25.0, 120.0, 235.0], dtype=np.float32)  # overlay base: failing dies brightest
 _OVERLAY_ALPHA = 0.8  # opacity of the heat colour at the top of the scale; 0 at the bottom
+# The heat's strength in the border the image score leaves out: shown, not stressed (photo edges vary more than
+# the part, and drew the eye off the defect: bench/RESULTS.md, "Do the heatmaps point at the defect?").
+_BORDER_FADE = 0.3
 
 
 def outlines_legend(truth: bool, threshold: str = "the pixel threshold") -> str:
@@ -105,27 +108,40 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
-def heat_rgb(map2d: np.ndarray, scale: HeatScale, factor: int = 1) -> np.ndarray:
-    """The residual map alone in colours (H*f, W*f, 3) uint8, with the threshold contour."""
+def border_band(shape: tuple[int, int], border: int) -> np.ndarray:
+    """(H, W) bool: the pixels within `border` of the edge, which an image score with that border leaves out."""
+    band = np.zeros(shape, dtype=bool)
+    if border > 0:
+        band[:border], band[-border:], band[:, :border], band[:, -border:] = True, True, True, True
+    return band
+
+
+def heat_rgb(map2d: np.ndarray, scale: HeatScale, factor: int = 1, border: int = 0) -> np.ndarray:
+    """The residual map alone in colours (H*f, W*f, 3) uint8, with the threshold contour; the `border` (map
+    pixels) the image score leaves out faded towards grey, without contour."""
     m = zoom(np.asarray(map2d, dtype=np.float32), factor)
     out = colormap(scale.unit(m))
-    out[contour(m > scale.threshold)] = THRESHOLD_RGB
+    band = border_band(m.shape, border * factor)
+    out[band] = np.rint(out[band] * _BORDER_FADE + 128 * (1 - _BORDER_FADE)).astype(np.uint8)
+    out[contour((m > scale.threshold) & ~band)] = THRESHOLD_RGB
     return out
 
 
 def overlay_rgb(image: np.ndarray, map2d: np.ndarray, scale: HeatScale, mask: np.ndarray | None = None,
-                wafer: bool = False, factor: int = 1) -> np.ndarray:
+                wafer: bool = False, factor: int = 1, border: int = 0) -> np.ndarray:
     """The image in gray with the residual blended on top (opacity grows with the residual), the
-    threshold contour in cyan and the ground-truth contour in green: (H*f, W*f, 3) uint8."""
+    threshold contour in cyan and the ground-truth contour in green: (H*f, W*f, 3) uint8. In the `border`
+    (map pixels) the image score leaves out, the heat is faded and has no threshold contour."""
     a = np.asarray(image)
     gray = _WAFER_GRAY[np.argmax(a, axis=-1)] if wafer else _gray(as_rgb(a).astype(np.float32))
     base = zoom(gray, factor)  # (H, W)
     m = zoom(np.asarray(map2d, dtype=np.float32), factor)
     t = scale.unit(m)
-    a = (_OVERLAY_ALPHA * t)[..., None]  # (H, W, 1): normal pixels keep the plain image
+    band = border_band(m.shape, border * factor)
+    a = (_OVERLAY_ALPHA * t * np.where(band, _BORDER_FADE, 1.0))[..., None]  # (H, W, 1): normal pixels: the image
     out = base[..., None] * (1 - a) + colormap(t).astype(np.float32) * a
     out = np.rint(out).astype(np.uint8)
-    out[contour(m > scale.threshold)] = THRESHOLD_RGB
+    out[contour((m > scale.threshold) & ~band)] = THRESHOLD_RGB
     if mask is not None:
         out[contour(zoom(np.asarray(mask, dtype=bool), factor))] = TRUTH_RGB
     return out
@@ -144,11 +160,11 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def heatmap_png(image: np.ndarray, map2d: np.ndarray, scale: HeatScale, mask: np.ndarray | None = None,
-                wafer: bool = False, factor: int = 1) -> bytes:
+                wafer: bool = False, factor: int = 1, border: int = 0) -> bytes:
     """PNG of `overlay_rgb`: the image size times ``factor``."""
     image, map2d = np.asarray(image), np.asarray(map2d)
     if image.shape[:2] != map2d.shape:
         raise ValueError(f"image {image.shape[:2]} and map {map2d.shape} must have the same height and width")
     if mask is not None and np.shape(mask) != map2d.shape:
         raise ValueError(f"mask {np.shape(mask)} and map {map2d.shape} must have the same shape")
-    return png_bytes(overlay_rgb(image, map2d, scale, mask, wafer, factor))
+    return png_bytes(overlay_rgb(image, map2d, scale, mask, wafer, factor, border))
