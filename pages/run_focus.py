@@ -62,10 +62,19 @@ def heal_pick(key: str, names: Sequence[str]):
     return ss.get(key)
 
 
-def warn_stale_link(names: Sequence[str], root: Path, why: str = "") -> None:
-    """A warning when the URL names a run that is not among ``names`` (a stale or mistyped link)."""
+def warn_stale_link(names: Sequence[str], root: Path, instead: str = "") -> None:
+    """A warning when the URL names a run that is not among ``names``: a stale or mistyped link, or a run that has
+    no saved model or whose files are damaged (then why, QA sweep 21: a deleted bank.safetensors read as "no run
+    named"); ``instead``: what the page shows in its place."""
+    from udd_core.run_notes import damaged_note
+    from udd_core.runs import validate_name_quietly
+
     if (asked := st.query_params.get("run")) and asked not in names:
-        st.warning(f"No run named {asked!r} in {root}{why}.")
+        then = f"; {instead}" if instead else ""
+        folder = Path(root) / asked
+        damage = damaged_note(folder) if validate_name_quietly(asked) and folder.is_dir() else None
+        st.warning(f"Run {asked!r} cannot be opened: {damage}{then}." if damage else
+                   f"No run named {asked!r} in {root}{', or it has no saved model yet' if instead else ''}{then}.")
 
 
 def follow_focus(key: str, names: Sequence[str], root: Path, warn: bool = True) -> bool:
@@ -78,7 +87,7 @@ def follow_focus(key: str, names: Sequence[str], root: Path, warn: bool = True) 
     """
     ss, focus = st.session_state, focused_run()
     if warn:
-        warn_stale_link(names, root, ", or it has no saved model yet; showing another run")
+        warn_stale_link(names, root, "showing another run")
     changed = ss.get(key) not in names or (focus in names and focus != ss[key])
     if changed:
         ss[key] = focus if focus in names else names[0]

@@ -4,6 +4,7 @@ The method is tests/toy_detector.py (distance to the mean normal image: no recon
 decoder, its own scoring defaults), so these tests pin the interface, not one method's quality.
 """
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,3 +147,39 @@ def test_the_pixel_autoencoder_still_records_its_method(tmp_path, data):
     run = make_run(tmp_path / "ae", data)
     assert json.loads((run / "train.json").read_text())["method"] == "autoencoder"
     assert run_method(run) == "autoencoder" and not (run / "method.json").exists()
+
+
+def test_a_finished_run_whose_model_files_went_is_damaged_and_says_which(toy, tmp_path, data, monkeypatch):
+    """QA sweep 21: a memory bank's deleted bank.safetensors, or a method.json gone or naming no method, left the
+    run "finished · Done: open Inspect"; Inspect said "No run named" and showed another run."""
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from udd_core import runs
+    from udd_core.run_notes import damaged_note
+
+    root = tmp_path / "runs"
+    run = fit_toy(root / "toy", data)
+    assert damaged_note(run) is None
+    cases = {"weights-gone": lambda r: [f.unlink() for f in r.glob("*.safetensors")],
+             "method-gone": lambda r: (r / METHOD_FILE).unlink(),
+             "method-unknown": lambda r: (r / METHOD_FILE).write_text(json.dumps({"method": "quantum-bank"}))}
+    for name, damage in cases.items():
+        shutil.copytree(run, root / name)
+        damage(root / name)
+    said = {name: damaged_note(root / name) for name in cases}
+    assert said["weights-gone"].startswith(f"{root / 'weights-gone'}: its saved model files are missing")
+    assert said["method-gone"].startswith(f"{root / 'method-gone' / METHOD_FILE}: missing, so the run's {NAME} "
+                                          "cannot load")
+    assert said["method-unknown"].startswith(f"{root / 'method-unknown' / METHOD_FILE}: method: must be one of")
+    assert all(s.endswith("Inspect, Generate and `udd score` refuse it: train a new run") for s in said.values())
+    assert {r.name: r.shown_status for r in runs.list_runs(root)} == {
+        "toy": "finished", "weights-gone": "damaged", "method-gone": "damaged", "method-unknown": "damaged"}
+    monkeypatch.setenv("UDD_RUNS_DIR", str(root))
+    app = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "inspect.py"), default_timeout=60)
+    app.query_params["run"] = "weights-gone"
+    app.run()
+    assert not app.exception
+    assert any(w.value.startswith("Run 'weights-gone' cannot be opened: ") and "showing another run" in w.value
+               for w in app.warning)

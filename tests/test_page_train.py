@@ -277,6 +277,9 @@ def test_runs_table_shows_every_status_and_old_runs_show_their_curves(tiny_confi
         run_status.write_status(d, status, f"{status} here")
         write_tensors(d / runs.LAST_WEIGHTS, {"w": torch.zeros(1)})  # a save to resume from (a whole file:
         # the page checks its header, not its weights)
+        if status == "finished":  # its model, whose files a finished run must have (else: damaged)
+            (d / "config.json").write_text(json.dumps(tiny_config))
+            write_tensors(d / "model.safetensors", {"w": torch.zeros(1)})
     d = runs.new_run(runs_dir, "d-dead")  # "running", but its process is gone
     runs.write_json_atomic(d / runs.TRAIN_FILE, {"settings": {}, "input_shape": [1, 32, 32], "created": "2024"})
     runs.write_json_atomic(d / runs.STATUS_FILE, {"status": "running", "pid": 2**22 + 12345,

@@ -257,6 +257,24 @@ def _unreadable(run: Path, skip: tuple[str, ...] = ()) -> Optional[tuple[str, st
     return None
 
 
+def _model_gone(run: Path) -> Optional[str]:
+    """Why a finished run holds no detector that loads: method.json gone or naming no known method, or its model
+    files gone; None when they are there (QA sweep 21: a deleted bank.safetensors left the run "finished · open
+    Inspect", and Inspect showed another run)."""
+    from .methods import METHOD_FILE, detector_class, run_method
+
+    method = str(read_train(run).get("method") or "autoencoder")
+    if method != "autoencoder" and not (run / METHOD_FILE).is_file():
+        return f"{run / METHOD_FILE}: missing, so the run's {method} cannot load (a file was removed after it finished)"
+    try:
+        cls = detector_class(run_method(run))
+    except ValueError as e:  # an unknown method name, or a method.json that names none
+        return str(e) if str(e).startswith(str(run)) else f"{run / METHOD_FILE}: {e}"
+    if not cls.is_saved(run):
+        return f"{run}: its saved model files are missing (removed after the run finished)"
+    return None
+
+
 def damaged_note(run_dir: Union[str, Path]) -> Optional[str]:
     """Why a run cannot be loaded for scoring (a config, train.json or method.json that does not parse, a
     truncated or foreign model file), with what can still be done; None when it loads. last.safetensors only
@@ -264,7 +282,8 @@ def damaged_note(run_dir: Union[str, Path]) -> Optional[str]:
     run = Path(run_dir)
     found = _unreadable(run, skip=(LAST_WEIGHTS,))
     if found is None:
-        return None
+        gone = _model_gone(run) if read_status(run)["status"] == "finished" else None
+        return f"{gone}. Inspect, Generate and `udd score` refuse it: train a new run" if gone else None
     name, why = found
     if name == TRAIN_FILE:  # the model loads; only what it trained on, and how, is lost (QA sweep 10)
         return (f"{why}. The model still scores, given the data's path (Inspect's data path, `udd score --data`), "
