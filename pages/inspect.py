@@ -117,7 +117,7 @@ with st.sidebar:
     # A method with its own image score (a latent distance) does not reduce the map: the choice would do nothing.
     own_help = "This method's image score is its own (see the caption), not taken from the map." if run_cls.own_scores else None
     score = st.selectbox("Image score", SCORES, key="insp_score", persist_state=KEEP, disabled=run_cls.own_scores,
-                         help=own_help)
+                         help=own_help, format_func=(lambda s: "the method's own") if run_cls.own_scores else str)
     ss.setdefault("insp_topk", 1.0)
     topk = st.number_input("Top-k %", 0.01, 100.0, step=0.5, key="insp_topk", persist_state=KEEP,
                            disabled=score != "topk" or run_cls.own_scores)

@@ -217,6 +217,14 @@ def test_feature_ae_end_to_end_on_sample_data(tmp_path):
                                   f"× latent novelty factor {insp.factors[i]:.4g}")
     assert "the 99th percentile of the normal pixels" in insp.scale_legend()
     assert insp.with_threshold(float(insp.scores.max())).pixel_threshold == insp.pixel_threshold
+    # QA sweep 21: udd score's --json and --csv (and Inspect's CSV) carry the two parts too
+    from udd_core.report import scores_csv
+
+    row = insp.to_rows()[i]
+    assert row["map_score"] * row["factor"] == pytest.approx(row["score"], rel=1e-5)
+    assert row["factor"] == pytest.approx(float(insp.factors[i]))
+    head, *lines = scores_csv(insp).splitlines()
+    assert head == "path,label,score,mse,defective,threshold,map_score,factor" and len(lines) == len(insp)
     assert compute_metrics(res.scores, list(test.labels)).image_auroc > 0.75
     # calibration.json's normal scores (Inspect's thresholds) carry the factor too (float16 cache: close, not equal)
     cal = json.loads((tmp_path / "calibration.json").read_text())

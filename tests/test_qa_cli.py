@@ -99,6 +99,7 @@ def test_score_and_inspect_refuse_an_image_score_kind_for_a_latent_distance(tmp_
     app = AppTest.from_file(page, default_timeout=60).run()
     assert not app.exception and not app.error
     assert app.selectbox(key="insp_score").disabled and app.number_input(key="insp_topk").disabled
+    assert app.selectbox(key="insp_score").proto.options == ["the method's own"] * 3  # not "mean" (QA sweep 21)
     assert not app.slider(key="insp_smooth").disabled
 
 

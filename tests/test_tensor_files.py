@@ -32,3 +32,17 @@ def test_a_failed_write_leaves_the_old_file(tmp_path):
     assert torch.equal(read_tensors(path)[0]["a"], torch.ones(2)) and len(list(tmp_path.iterdir())) == 1
     with pytest.raises(ModelFileError, match="missing.safetensors"):
         read_tensors(tmp_path / "missing.safetensors")
+
+
+def test_a_file_holding_nan_or_infinite_values_is_damaged_and_named(tmp_path):
+    """QA sweep 21: NaN weights scored as "scores contains NaN or inf values" and generated black images, the
+    file unnamed. Training never saves them, so such a file was damaged after it was written."""
+    path = tmp_path / "model.safetensors"
+    good = {"a.weight": torch.ones(3), "b.weight": torch.zeros(2), "steps": torch.tensor([3])}
+    write_tensors(path, good)
+    assert read_tensors(path)[0].keys() == good.keys()
+    write_tensors(path, {**good, "a.weight": torch.tensor([1.0, float("nan"), 2.0]),
+                         "b.weight": torch.tensor([float("inf"), 0.0])})
+    with pytest.raises(ModelFileError, match=r"model\.safetensors: holds NaN or infinite values \(in a\.weight and "
+                                             r"1 more\): the file is damaged$"):
+        read_tensors(path)

@@ -320,10 +320,16 @@ class Inspection:
         return [{"defect type": r["type"], **{names[k]: r.get(k, normal) for k in names}} for r in rows]
 
     def to_rows(self) -> list[dict]:
-        """One dict per image: path, label, score, mse, defective (None without a threshold)."""
-        t = self.threshold
-        return [{"path": n, "label": lab, "score": _num(s), "mse": _num(m), "defective": None if t is None else bool(s > t)}
+        """One dict per image: path, label, score, mse, defective (None without a threshold); for a score that
+        is the map's times a factor (a feature AE's latent novelty), its two parts too, map_score and factor (QA
+        sweep 21: only the report and Inspect gave them)."""
+        t, f = self.threshold, self.factors
+        rows = [{"path": n, "label": lab, "score": _num(s), "mse": _num(m), "defective": None if t is None else bool(s > t)}
                 for n, lab, s, m in zip(self.names, self.labels, self.scores.tolist(), self.mse.tolist())]
+        if f is not None:
+            for row, s, k in zip(rows, self.scores.tolist(), f.tolist()):
+                row.update(map_score=_num(s / k) if k else None, factor=_num(k))
+        return rows
 
 
 def _num(v: float) -> Optional[float]:

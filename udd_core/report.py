@@ -40,9 +40,12 @@ FIT_LABELS = {"images": "images embedded", "patches": "patches", "bank": "bank (
 
 def scores_csv(insp: Inspection) -> str:
     """CSV text: path, label, score, mse, defective, and the threshold that `defective` compares the score
-    with (the same on every line: the file reads on its own, QA sweep 8); one line per image in data order."""
+    with (the same on every line: the file reads on its own, QA sweep 8); for a score with a factor its two
+    parts after the score's columns (`Inspection.to_rows`); one line per image in data order."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["path", "label", "score", "mse", "defective", "threshold"], lineterminator="\n")
+    parts = ["map_score", "factor"] if insp.factors is not None else []
+    w = csv.DictWriter(buf, fieldnames=["path", "label", "score", "mse", "defective", "threshold", *parts],
+                       lineterminator="\n")
     w.writeheader()
     for row in insp.to_rows():
         w.writerow({k: "" if v is None else v for k, v in {**row, "threshold": insp.threshold}.items()})

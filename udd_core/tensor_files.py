@@ -31,8 +31,15 @@ def write_tensors(path: Union[str, Path], tensors: Mapping[str, torch.Tensor],
 
 def read_tensors(path: Union[str, Path]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors (on the CPU) and the metadata of the safetensors file `path`; `ModelFileError`
-    naming the file when it is missing, truncated or not safetensors."""
-    return _opened(path, lambda f: ({k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})))
+    naming the file when it is missing, truncated or not safetensors, or holds NaN or infinite values."""
+    state, meta = _opened(path, lambda f: ({k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})))
+    # QA sweep 21: NaN weights scored as "scores contains NaN or inf values" and generated black images, unnamed.
+    # Training never saves them (a non-finite loss stops it first): such a file was damaged after it was written.
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise ModelFileError(f"{path}: holds NaN or infinite values (in {bad[0]}{more}): the file is damaged")
+    return state, meta
 
 
 def read_metadata(path: Union[str, Path]) -> dict[str, str]:
