@@ -85,6 +85,9 @@ def test_broken_files_are_skipped_with_notices(tmp_path):
     assert len(skipped) == 3
     for name in ("empty.png", "truncated.png", "text.png"):
         assert any(name in n for n in skipped)
+    # each says why in words: QA sweep 21, a truncated file was "not a readable image (OSError)"
+    said = " | ".join(skipped)
+    assert "empty file" in said and "no image format Pillow knows" in said and "(OSError)" not in said
 
 
 def test_linked_folders_are_read_and_broken_links_named(tmp_path):

@@ -229,7 +229,10 @@ def decode_one(src: Path, mask_path: Path | None, shape: tuple[int, int, int], t
             return exc.strerror.lower()
         if src.stat().st_size == 0:
             return "empty file"
-        why = "no image format Pillow knows" if isinstance(exc, Image.UnidentifiedImageError) else type(exc).__name__
+        # Pillow's own words where it has some ("image file is truncated"; QA sweep 21: "(OSError)" said nothing)
+        said = (str(exc).splitlines() or [""])[0][:120]
+        why = ("no image format Pillow knows" if isinstance(exc, Image.UnidentifiedImageError)
+               else said.split(" (", 1)[0] or type(exc).__name__)
         return f"not a readable image ({why})"
     tags = [tag] if tag else []
     if getattr(raw, "n_frames", 1) > 1:  # Pillow decodes the first frame; the others would go unseen
