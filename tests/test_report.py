@@ -223,6 +223,12 @@ def test_a_methods_own_score_is_not_said_to_be_in_the_maps_units_nor_an_unused_t
     data = make_mvtec(tmp_path / "parts")
     insp = inspect_run(make_run(tmp_path / "svdd", data, method="dsvdd", options={"svdd_epochs": 1}), data)
     assert insp.units_note().startswith(" Scores are the method's own, not in the map's units;")
+    # QA sweep 21: its report drew the pretraining alone, unsaid; now each loop, with what its loss measures
+    page = build_report(insp, tmp_path / "svdd")
+    curves = page.split("<h2>Training curve</h2>", 1)[1]
+    assert curves.count("<svg") >= 2 and "Pretraining: the autoencoder&#x27;s reconstruction loss" in curves
+    assert "the mean squared distance of the codes to the centre c" in curves
+    assert "precision used (pretraining)" in page
     plain = inspect_run(make_run(tmp_path / "ae", data), data)  # scored by the map's mean
     assert "Scores are in the map's own units" in plain.units_note()
     assert "topk_percent" not in legend_text(plain, []) and "topk_percent" not in build_report(plain)

@@ -332,8 +332,11 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
     if runs.train_settings(train):
         shown = applied_settings(runs.train_settings(train), not one_pass)
         setup.append(("fit settings" if one_pass else "training settings", _fields(shown)))
+    # Each epoch loop of the method, with what its loss measures (QA sweep 21: a Deep SVDD run's report drew only
+    # its pretraining, unsaid, while its own phase makes the score)
+    loops = detector_class(spec["method"]).epoch_loops(run) if spec["method"] in METHODS else [("", history)]
     if used := precision_used(history):  # amp_bf16 above is what was asked; this is what the epochs ran
-        setup.append(("precision used", used))
+        setup.append(("precision used" + (" (pretraining)" if len(loops) > 1 else ""), used))
     if one_pass:  # no epochs, so no curve: what the fit did instead (method.json's "fit")
         fit = spec.get("fit") if isinstance(spec.get("fit"), dict) else {}
         last = ("<h2>Fit</h2><p class=sub>Fitted in one pass, with no training epochs.</p>" + (
@@ -342,7 +345,8 @@ def build_report(insp: Inspection, run_dir=None, n_worst: int = 8, title: Option
                                 for k, v in fit.items()) + "</table>"
             if fit else ""))
     else:
-        last = "<h2>Training curve</h2>" + loss_curve_svg(history)
+        last = "<h2>Training curve</h2>" + "".join((f"<p class=sub>{_e(caption)}</p>" if caption else "")
+                                                   + loss_curve_svg(records) for caption, records in loops)
     # The notes qualify the numbers below them (too few normal images for the FPR, the run's own training data
     # scored): read before them, not after the galleries and the config (QA sweep 8).
     rolled = _rollup(insp, n_worst)  # the table per image, then (after the galleries' colour key) whole images
