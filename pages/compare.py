@@ -22,7 +22,7 @@ from udd_core.data import data_kind, kind_mismatch, typed_path
 from udd_core.display import breakable, markdown_literal, score_text
 from udd_core.methods import WAFER_FEATURES, detector_class, epoch_loops, fitted_in_one_pass, has_detector
 from udd_core.notices import as_sentence, error_line, is_caution
-from udd_core.run_notes import damaged_note, ending_note, learned_defects_note, unfinished_note
+from udd_core.run_notes import damaged_note, ending_note, history_note, learned_defects_note, unfinished_note
 from udd_core.inspection import inspect_run
 from udd_core.render import scale_bar_rgb
 
@@ -153,7 +153,7 @@ elif all(fitted_in_one_pass(s.method) for s in sides):
 else:
     st.info("No epoch has finished in these runs yet.")
 for s in sides:  # why a run may lose: it is not done, or it ended while its loss still fell
-    for note in (unfinished_note(s.path) or ending_note(s.path), learned_defects_note(s.path)):
+    for note in (unfinished_note(s.path) or ending_note(s.path), learned_defects_note(s.path), history_note(s.path)):
         if note:
             show_notice(note)
 

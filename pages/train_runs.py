@@ -21,7 +21,7 @@ from udd_core.methods import epoch_loops, fitted_in_one_pass
 from udd_core.jobs import RUN_COLUMNS, JobManager, TrainJob, run_rows
 from udd_core.resume import check_resume_data, resume_offer
 from udd_core.progress import loop_series, loss_curve, progress_bar
-from udd_core.run_notes import ending_note, next_step
+from udd_core.run_notes import ending_note, history_note, next_step
 
 PROBES_PER_ROW = 4  # the default n_probe: one row
 POLL_S, DISK_POLL_S = 1.0, 2.0  # the progress bar: a live job / a run trained by another process (status.json)
@@ -80,6 +80,8 @@ def show_record(mgr: JobManager, root: Path, name: str, damage: str | None) -> N
             st.plotly_chart(go.Figure(loss_curve(**series, log=log), _validate=False), key=f"train_curves_{i}")
     elif not alive and not fitted_in_one_pass(str(runs.read_train(run_dir).get("method") or "autoencoder")):
         st.caption("No epoch has finished: there is no loss curve to draw yet.")
+    if damaged_history := history_note(run_dir):  # lines lost after they were written (QA sweep 21)
+        show_notice(damaged_history)
     if not alive and damage:  # whatever its status says, nothing can load it
         st.error(f"This run's files are damaged: {damage}.")
     elif not alive and (step := next_step(run_dir)):  # finished, or stopped with a model that scores

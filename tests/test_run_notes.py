@@ -6,6 +6,7 @@ import pytest
 from udd_core import runs
 from udd_core import run_status
 from udd_core.methods import METHOD_FILE
+from udd_core.notices import is_caution
 from udd_core.run_notes import still_learning_note, unfinished_note
 
 
@@ -256,3 +257,26 @@ def test_a_run_whose_loss_no_reconstruction_could_reach_blew_up(tmp_path):
     info = {"settings": {"loss": "ce"}}  # a softmax model's cross-entropy has no such bound
     (run / runs.TRAIN_FILE).write_text(json.dumps(info))
     assert ending_note(run) is None or "blew up" not in ending_note(run)
+
+
+def test_a_damaged_history_is_said_and_a_killed_writers_cut_line_is_not(tmp_path):
+    """QA sweep 21: a history.jsonl damaged after it was written read "finished · 3 epochs" above "No epoch has
+    finished", unsaid. A cut last line (a killed writer) and the resume that writes its epoch again are no damage."""
+    from udd_core.run_notes import history_note
+
+    for e in (1, 2):
+        runs.append_history(tmp_path, {"epoch": e, "train_loss": 0.5})
+    with open(tmp_path / runs.HISTORY_FILE, "a") as f:
+        f.write('{"epoch": 3, "train_lo')  # killed mid-line
+    assert history_note(tmp_path) is None
+    runs.append_history(tmp_path, {"epoch": 3, "train_loss": 0.1})  # resumed: epoch 3 again
+    runs.append_history(tmp_path, {"epoch": 4, "train_loss": 0.1})
+    assert history_note(tmp_path) is None and runs.history_records(tmp_path)[1] == 1
+    lines = (tmp_path / runs.HISTORY_FILE).read_text().splitlines()
+    lines[1] = '{"epoch": 2, "train_loss": garbage'
+    (tmp_path / runs.HISTORY_FILE).write_text("\n".join(lines) + "\n")
+    note = history_note(tmp_path)
+    assert note == (f"{tmp_path / runs.HISTORY_FILE}: epoch 2 does not read (damaged): the loss curve and the epoch "
+                    "count lack them") and is_caution(note)
+    (tmp_path / runs.HISTORY_FILE).write_bytes(bytes(range(256)) * 2)
+    assert "no line reads (damaged)" in history_note(tmp_path)

@@ -21,9 +21,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
+from .notices import Caution
 from .run_status import read_status, status_message
-from .runs import (LAST_WEIGHTS, STATUS_FILE, TRAIN_FILE, out_spec, read_history, read_json, read_train, run_source,
-                   run_train_on, train_settings)
+from .runs import (HISTORY_FILE, LAST_WEIGHTS, STATUS_FILE, TRAIN_FILE, history_records, out_spec, read_history,
+                   read_json, read_train, run_source, run_train_on, train_settings)
 
 STILL_FALLING = 0.05  # the share by which the validation loss fell over a run's last epochs that means "still learning"
 FALL_EPOCHS = 3  # how many of the last epochs that share is measured over
@@ -154,6 +155,25 @@ def _spiked(p: Path, history: list[dict], losses: list[float]) -> Optional[str]:
             f"({min(trained[:i]):.4g} to {trained[i]:.4g}) and came back down: an unstable step, as a learning rate "
             f"too high makes it{bf16}; its model is epoch {_epoch_of(history[best], best + 1)}'s, the best "
             "validation loss; the Train page's log scale shows the rest of the curve")
+
+
+def history_note(run_dir: Union[str, Path]) -> Optional[str]:
+    """A caution when history.jsonl was damaged after it was written: epochs missing between those that read, or
+    no record read among lines that do not, so the loss curve and the epoch count lack them (QA sweep 21:
+    "finished · 3 epochs" above "No epoch has finished", unsaid). A killed writer's cut line is no damage: the
+    resume writes that epoch again."""
+    records, skipped = history_records(run_dir)
+    epochs = {int(r["epoch"]) for r in records if isinstance(r.get("epoch"), int)}
+    missing = sorted(set(range(1, max(epochs) + 1)) - epochs) if epochs else []
+    if missing:
+        listed = ", ".join(map(str, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        what = f"epoch{'s' * (len(missing) > 1)} {listed} {'do' if len(missing) > 1 else 'does'} not read"
+    elif not records and skipped:
+        what = "no line reads"
+    else:
+        return None
+    return Caution(f"{Path(run_dir) / HISTORY_FILE}: {what} (damaged): the loss curve and the epoch count lack "
+                   f"{'them' if missing else 'every epoch'}")
 
 
 def ending_note(run_dir: Union[str, Path]) -> Optional[str]:

@@ -275,19 +275,28 @@ def append_history(run_dir: Union[str, Path], record: dict) -> None:
 def read_history(run_dir: Union[str, Path]) -> list[dict]:
     """All epoch records; a truncated or garbled line (a killed writer), or a record whose epoch or losses
     are not numbers, is skipped."""
+    return history_records(run_dir)[0]
+
+
+def history_records(run_dir: Union[str, Path]) -> tuple[list[dict], int]:
+    """(`read_history`'s records, how many lines were skipped other than a cut last line): a killed writer
+    cuts only the last line, so any other skipped line is damage (`run_notes.history_note`)."""
     try:
         text = (Path(run_dir) / HISTORY_FILE).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return []
-    out = []
-    for line in text.splitlines():
+        return [], 0
+    out, skipped = [], 0
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
         try:
             rec = json.loads(line)
         except ValueError:
-            continue
+            rec = None
         if isinstance(rec, dict) and all(_number_or_none(rec.get(k)) for k in HISTORY_NUMBERS):
             out.append(rec)  # a record with text for a number (a hand edit) is as garbled as a cut line
-    return out
+        elif line.strip() and (i < len(lines) - 1 or text.endswith("\n")):
+            skipped += 1
+    return out, skipped
 
 
 HISTORY_NUMBERS = ("epoch", "train_loss", "val_loss")  # fields every reader of a history record computes with
