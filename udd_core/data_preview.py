@@ -3,7 +3,8 @@
 The Train page checks a path as it is typed, and the CLI before it spends minutes loading: how many images a
 run would cache and their bytes (`estimate_cache_bytes`), their labels (`training_labels`) and what training
 keeps of them (`training_notes`), the images' own size for a model that stores none (`native_size`), whether
-they are in colour (`in_colour`), and a wafer file's die values (`check_values_as_typed`). Loading itself is `data.load_dataset`.
+they are in colour (`in_colour`), and a wafer file's die values (`check_values_as_typed`). Loading itself is
+`data.load_dataset`.
 """
 from __future__ import annotations
 

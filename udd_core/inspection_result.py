@@ -324,7 +324,8 @@ class Inspection:
         is the map's times a factor (a feature AE's latent novelty), its two parts too, map_score and factor (QA
         sweep 21: only the report and Inspect gave them)."""
         t, f = self.threshold, self.factors
-        rows = [{"path": n, "label": lab, "score": _num(s), "mse": _num(m), "defective": None if t is None else bool(s > t)}
+        rows = [{"path": n, "label": lab, "score": _num(s), "mse": _num(m),
+                 "defective": None if t is None else bool(s > t)}
                 for n, lab, s, m in zip(self.names, self.labels, self.scores.tolist(), self.mse.tolist())]
         if f is not None:
             for row, s, k in zip(rows, self.scores.tolist(), f.tolist()):

@@ -16,6 +16,7 @@ from scipy.ndimage import maximum_filter
 from .display import folder_and_name
 from .metrics import GOOD
 from .notices import Caution
+from .render import border_band
 from .tile_rollup import rollup_of, whole_images
 
 PEAK_TOLERANCE = 0.05  # of the map's shorter side, at least 2 px: a feature cell (1/16 of 128 px) off the mask is on it
@@ -74,12 +75,7 @@ def peak_check(insp) -> Optional[PeakCheck]:
 
 def scored_area(amap: np.ndarray, border: int) -> np.ndarray:
     """`amap` (H, W) with the `border` the image score leaves out at the map's lowest value."""
-    if not border:
-        return amap
-    out = np.full_like(amap, amap.min())
-    (h, w), b = amap.shape, border
-    out[b:h - b, b:w - b] = amap[b:h - b, b:w - b]
-    return out
+    return np.where(border_band(amap.shape, border), amap.min(), amap) if border else amap
 
 
 def off_defect_note(insp) -> Optional[str]:
