@@ -6,8 +6,8 @@ Trains each method with its defaults (`udd train`, into --runs; a run already th
 magnetic_tile's train/good photos, scores the 584 test photos (`inspection.inspect_run`, the method's
 default scoring and threshold), and counts, per defect type, the caught defective photos whose map's
 highest point lies on their mask or within `localisation.PEAK_TOLERANCE` of it (`localisation.peak_on_defect`):
-over the whole map, and over the scored area (`localisation.scored_area`: the map less the border the image
-score leaves out, which every heatmap fades; what the scoring's note checks). Given on all photos and on the
+over the whole map, and as the scoring's note judges it (`localisation.peak_shown_on_defect`: with the border
+the image score leaves out faded in every heatmap, the scored area's hottest point or the whole map's). Given on all photos and on the
 held-out half (`stratified_half` of bench_quality.py), untouched by the tolerance's choice. Records nothing
 itself: copy the table to RESULTS.md.
 """
@@ -28,7 +28,7 @@ from bench_quality import DATA, check_data, stratified_half  # noqa: E402
 from common import UDD_CMD  # noqa: E402
 
 from udd_core.inspection import inspect_run  # noqa: E402
-from udd_core.localisation import PEAK_TOLERANCE, peak_near_edge, peak_on_defect, scored_area  # noqa: E402
+from udd_core.localisation import PEAK_TOLERANCE, peak_near_edge, peak_on_defect, peak_shown_on_defect  # noqa: E402
 
 
 def trained(runs: Path, method: str, size: int) -> Path:
@@ -45,13 +45,13 @@ def trained(runs: Path, method: str, size: int) -> Path:
 
 def rows(insp, keep: np.ndarray) -> list[tuple[str, int, int, int, int, int]]:
     """(defect type, defective photos, caught, caught with the map's peak on the defect, caught with it off the
-    defect and within the border the image score leaves out, caught with the peak of the scored area (the map
-    less that border) on the defect) for the photos `keep`."""
+    defect and within the border the image score leaves out, caught with the peak on the defect as the scoring's
+    note judges it with that border faded: the scored area's or the whole map's) for the photos `keep`."""
     caught = keep & insp.is_defect & (insp.scores > insp.threshold) & insp.masks.any(axis=(1, 2))
     b = int(insp.settings["border"])
     on = np.array([bool(c) and peak_on_defect(insp.maps[i], insp.masks[i]) for i, c in enumerate(caught)])
     edge = caught & ~on & np.array([peak_near_edge(a, b) for a in insp.maps])
-    scored = np.array([bool(c) and peak_on_defect(scored_area(insp.maps[i], b), insp.masks[i])
+    scored = np.array([bool(c) and peak_shown_on_defect(insp.maps[i], insp.masks[i], b)
                        for i, c in enumerate(caught)])
     labels = np.asarray(insp.labels)
     out = []
@@ -74,7 +74,7 @@ def main() -> None:
     args = ap.parse_args()
     check_data(DATA)
     print("| method | defect type | defective | caught | peak on the defect (all) | held-out half | off, at the edge "
-          "| scored area's peak on the defect (all) | held-out half |")
+          "| faded border: peak on the defect (all) | held-out half |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for method in args.methods.split(","):
         insp = inspect_run(trained(args.runs, method, args.size), DATA)

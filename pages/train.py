@@ -261,7 +261,7 @@ with left:
         try:  # a class the data lacks, or no normal image to learn: from the labels, before Start (QA sweep 7)
             train_on = check_train_on(labels_of(path), train_on)  # as the data spells the classes: what Start records
             for note in notes_of(path, train_on):  # what Start would say of the labels (QA sweep 20), before it
-                st.caption(f"ℹ️ {note}")
+                show_notice(note)
         except (ValueError, OSError) as e:
             data_error = str(e)
             st.error(form_message(e))

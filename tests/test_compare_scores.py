@@ -69,6 +69,9 @@ def test_real_runs_side_by_side(two_runs):
         assert (img == TRUTH_RGB).all(axis=2).any()
     caption = scores.scale_caption(["r4", "r8"], insps)
     assert "r4: " in caption and "r8: " in caption and "green outline: the ground-truth defect." in caption
+    bordered = [insps[0], dataclasses.replace(insps[1], settings={**insps[1].settings, "border": 4})]
+    assert scores.scale_caption(["r4", "r8"], bordered).endswith(
+        "; the border each run's image score leaves out is faded, without outline (r8 4 px).")  # QA sweep 22
     fpr, tpr = roc_curve(insps[0])
     assert fpr[0] == 0 and tpr[-1] == 1
     roc = scores.roc_figure(["r4", "r8"], ["autoencoder", "autoencoder"], insps)
@@ -110,6 +113,7 @@ def test_tiled_and_whole_image_runs_get_a_note_that_their_image_metrics_count_di
     per_tile = " (per tile for a tiled run)"
     assert rows["F1 max" + per_tile].best == () and rows["image AP" + per_tile].best == ()
     assert {"tile AUROC", "tile AP", "F1 max", "tile FPR"} <= {r.metric for r in scores.metric_rows([tiles, tiles])}
+    assert {"FPR" + per_tile, "TPR" + per_tile, "threshold"} <= set(rows)  # QA sweep 22: unmarked beside them
     whole.metrics, tiles.metrics = (dataclasses.replace(i.metrics, pixel_auroc=p) for i, p in ((whole, 0.8),
                                                                                                 (tiles, 0.7)))
     assert {r.metric: r for r in scores.metric_rows([whole, tiles])}["pixel AUROC"].best == (0,)  # pixels compare

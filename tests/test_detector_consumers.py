@@ -11,6 +11,7 @@ import pytest
 from inspect_fixtures import DEFECT, make_mvtec, make_run
 from toy_detector import NAME, register
 
+from udd_core import run_status
 from udd_core.cli import main
 from udd_core.data import load_dataset
 from udd_core.display import score_text
@@ -59,6 +60,7 @@ def test_a_run_that_saved_nothing_yet_says_so(toy, tmp_path, data, capsys):
     run = fit_toy(tmp_path / "run", data)
     for f in run.glob("*.safetensors"):
         f.unlink()  # as a run stopped while it computed its features
+    run_status.write_status(run, "stopped", "stopped before its first save")
     assert not has_detector(run)
     with pytest.raises(ValueError, match="no saved model yet"):
         load_detector(run)
@@ -77,6 +79,7 @@ def test_an_autoencoder_run_killed_before_its_first_save_says_so(tmp_path, capsy
     run = make_run(tmp_path / "run", data)
     for f in [*run.glob("*.safetensors"), run / METHOD_FILE]:
         f.unlink(missing_ok=True)
+    run_status.write_status(run, "stopped", "killed")  # its status.json as the killed process left it: not finished
     assert main(["score", str(run)]) == 2
     err = capsys.readouterr().err
     assert "no saved model yet: the run stopped, or is still running, before its first save" in err
@@ -174,6 +177,8 @@ def test_a_finished_run_whose_model_files_went_is_damaged_and_says_which(toy, tm
                                           "cannot load")
     assert said["method-unknown"].startswith(f"{root / 'method-unknown' / METHOD_FILE}: method: must be one of")
     assert all(s.endswith("Inspect, Generate and `udd score` refuse it: train a new run") for s in said.values())
+    with pytest.raises(ValueError, match="its saved model files are missing, removed after the run finished"):
+        load_detector(root / "weights-gone")  # what udd score and udd export say (QA sweep 22)
     assert {r.name: r.shown_status for r in runs.list_runs(root)} == {
         "toy": "finished", "weights-gone": "damaged", "method-gone": "damaged", "method-unknown": "damaged"}
     monkeypatch.setenv("UDD_RUNS_DIR", str(root))

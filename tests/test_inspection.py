@@ -238,6 +238,12 @@ def test_the_border_the_image_score_leaves_out_is_faded_in_every_heatmap(insp):
     assert bordered.border == 3 and insp.border == 0
     assert "the 3 px border the image score leaves out is faded" in bordered.scale_legend()
     assert (bordered.panels(0)["overlay"] != insp.panels(0)["overlay"]).any()
+    low = float(insp.maps[0].min()) - 1  # every pixel above it: one region, the whole map less the border
+    assert [r.bbox for r in insp.regions(0, threshold=low)] == [(0, 0, SIZE - 1, SIZE - 1)]
+    assert [r.bbox for r in bordered.regions(0, threshold=low)] == [(3, 3, SIZE - 4, SIZE - 4)]
+    from udd_core.inspection_views import regions_caption
+
+    assert "The dashed frame on the heatmap is the area the image score reads" in regions_caption(bordered, 0)
     own = dataclasses.replace(bordered, settings={**bordered.settings, "score": "its distance (not from the map)"})
     assert own.border == 0  # a score of its own leaves nothing of the map out
 

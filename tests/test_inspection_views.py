@@ -148,7 +148,8 @@ def test_a_region_over_most_of_a_wafer_is_measured_on_the_wafer_and_may_be_its_p
     yy, xx = np.mgrid[:26, :26]
     die = np.where((yy - 12.5) ** 2 + (xx - 12.5) ** 2 <= 12.5 ** 2, 1, 0).astype(np.uint8)  # a round wafer
     on = int(die.sum())
-    insp = SimpleNamespace(kind="wafer", images=wafer_to_onehot(die[None]), maps=np.ones((1, 26, 26), np.float32))
+    insp = SimpleNamespace(kind="wafer", images=wafer_to_onehot(die[None]), maps=np.ones((1, 26, 26), np.float32),
+                           border=0)
     near_full = [SimpleNamespace(area=int(0.9 * on))]  # 90% of the dies: 69% of the 26x26 map
     assert views.regions_line(insp, 0, near_full, 0.5, 5) == (
         "ℹ️ One region covers 90% of the wafer: a failure over most of the wafer (such as Near-full), or a map "

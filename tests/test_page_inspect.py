@@ -430,7 +430,7 @@ def test_caught_defects_whose_map_peaks_off_the_mask_are_said_and_shown(monkeypa
     monkeypatch.setenv("UDD_RUNS_DIR", str(tmp_path / "runs"))
     app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     assert not app.exception
-    said = [w for w in warnings(app) if "heatmap's highest point off the defect" in w]
+    said = [w for w in warnings(app) if "heatmap's hot spot off the defect" in w]
     assert len(said) == 1 and said[0].startswith("4 of the 4 defective images caught have their"), warnings(app)
     app.radio(key="insp_filter").set_value(OFF_DEFECT).run()
     assert any(c.value.startswith("4 images, highest score first") for c in app.caption)
@@ -438,4 +438,4 @@ def test_caught_defects_whose_map_peaks_off_the_mask_are_said_and_shown(monkeypa
     slider = next(s for s in app.slider if s.key.startswith("insp_thr_"))
     slider.set_value(slider.max).run()  # nothing caught: the choice goes with the images it showed
     assert not app.exception and OFF_DEFECT not in app.radio(key="insp_filter").options
-    assert not [w for w in warnings(app) if "highest point off the defect" in w]
+    assert not [w for w in warnings(app) if "hot spot off the defect" in w]

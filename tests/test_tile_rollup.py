@@ -87,9 +87,11 @@ def test_udd_score_on_a_tiled_run_gives_the_verdict_per_image(tmp_path, capsys):
     page = (tmp_path / "r.html").read_text()  # QA sweep 18: the report, the file that is mailed, had none
     assert "<h2>Per image, its tiles rolled up</h2><p class=sub>8 images (32 tiles): " in page
     assert page.count("#tile") >= 8  # each image's worst tile, named with where it lies
+    assert "tile FPR " in page and "tile TPR " in page and "F1 max (per tile): " in page  # QA sweep 22
     assert main(["score", str(run), "--heatmaps", str(tmp_path / "hm")]) == 0
     key = (tmp_path / "hm" / "README.txt").read_text()
     assert "each is one tile cut from its photo" in key and "may look stretched" not in key
+    assert "; a tile is defective when its score is above it, and a photo when any of its tiles is." in key
     # QA sweep 18: a whole copy of a tiled run's data set is its own data set too (its count is in tiles)
     copy = shutil.copytree(data, tmp_path / "copy")
     assert main(["score", str(run), "--data", str(copy)]) == 0

@@ -43,6 +43,11 @@ class MetricRow:
     best: tuple[int, ...]
 
 
+def tiled(insp) -> bool:
+    """Whether an `Inspection`'s image metrics count tiles (a tiled run)."""
+    return image_units(insp.names)[1] == "tiles"
+
+
 def units_differ(inspections: Sequence) -> bool:
     """Whether the runs' image metrics count different units (tiles beside whole images)."""
     return len({image_units(i.names)[1] for i in inspections}) > 1
@@ -53,10 +58,10 @@ def metric_rows(inspections: Sequence) -> list[MetricRow]:
     per-image rows when the runs count different units: `units_differ`), then threshold, FPR and TPR at each
     run's own threshold (not ranked: they are operating points)."""
     rows, differ = [], units_differ(inspections)
-    tiled = {image_units(i.names)[1] for i in inspections} == {"tiles"}
+    all_tiled = all(map(tiled, inspections))
     for label, attr, per_image in METRIC_ROWS:
-        if per_image and (differ or tiled):  # what the runs count (QA sweep 21: a tile AUROC read as per photo)
-            label = metric_label(label, "tiles") if tiled else f"{label} (per tile for a tiled run)"
+        if per_image and (differ or all_tiled):  # what the runs count (QA sweep 21: a tile AUROC read as per photo)
+            label = metric_label(label, "tiles") if all_tiled else f"{label} (per tile for a tiled run)"
         values = tuple(getattr(i.metrics, attr) for i in inspections)
         shown = {k: round(float(v), SHOWN_DIGITS) for k, v in enumerate(values) if v is not None}
         top = max(shown.values(), default=None)
@@ -64,7 +69,8 @@ def metric_rows(inspections: Sequence) -> list[MetricRow]:
         best = tuple(k for k, v in shown.items() if v == top) if ranked else ()
         rows.append(MetricRow(label, values, best))
     for label, attr in (("threshold", "threshold"), ("FPR", "fpr"), ("TPR", "tpr")):
-        label = metric_label(label, "tiles") if tiled else label
+        if label != "threshold" and (differ or all_tiled):
+            label = metric_label(label, "tiles") if all_tiled else f"{label} (per tile for a tiled run)"
         rows.append(MetricRow(label, tuple(getattr(i, attr) for i in inspections), ()))
     return rows
 
@@ -166,7 +172,8 @@ def roc_figure(names: Sequence[str], methods: Sequence[str], inspections: Sequen
             auroc = insp.metrics.image_auroc
             data.append({"type": "scatter", "mode": "lines", "x": curve[0].tolist(), "y": curve[1].tolist(),
                          "line": {"color": colour, "width": 3, "dash": dash},
-                         "name": f"{name}, {method}" + (f" (AUROC {auroc:.4f})" if auroc is not None else "")})
+                         "name": f"{name}, {method}" + (f" ({'tile ' * tiled(insp)}AUROC {auroc:.4f})"
+                                                          if auroc is not None else "")})
     if not data:
         return None
     data.append({"type": "scatter", "mode": "lines", "x": [0, 1], "y": [0, 1], "name": "chance",
@@ -240,5 +247,7 @@ def scale_caption(names: Sequence[str], inspections: Sequence) -> str:
     scales = "; ".join(f"{n}: {scale_text(i.scale.vmin)} to {scale_text(i.scale.vmax)}, pixel threshold "
                        f"{scale_text(i.scale.threshold)}" for n, i in zip(names, inspections))
     truth = any(i.masks is not None for i in inspections)
+    bordered = [f"{n} {i.border} px" for n, i in zip(names, inspections) if i.border]  # QA sweep 22: unexplained
+    faded = f"; the border each run's image score leaves out is faded, without outline ({', '.join(bordered)})"
     return (f"Colours from low (left) to high (right) on each run's own scale ({scales}); "
-            + outlines_legend(truth, "the run's pixel threshold") + ".")
+            + outlines_legend(truth, "the run's pixel threshold") + (faded if bordered else "") + ".")

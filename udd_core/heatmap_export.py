@@ -69,8 +69,8 @@ def legend_text(insp: Inspection, files: list[str]) -> str:
     size = f"{h}x{w} px" + (f", enlarged {f}x to {h * f}x{w * f}" if f > 1 else "")
     thr = ("No threshold is set (no normal reference images or labels): the verdict column is empty."
            if insp.threshold is None else
-           f"Threshold: {score_text(insp.threshold)} ({insp.threshold_source}); an image is defective when its "
-           "score is above it.")
+           f"Threshold: {score_text(insp.threshold)} ({insp.threshold_source}); {insp.call_rule()[0].lower()}"
+           f"{insp.call_rule()[1:]}.")  # a tiled run's: per tile, and per photo (QA sweep 22)
     scoring = ", ".join(f"{k} {s[k]}" for k in ("residual", "score", "smooth_sigma", "topk_percent", "border")
                         if k in s and (k != "topk_percent" or s.get("score") == "topk"))  # only where it counts
     lines = [f"Heatmaps made by udd on {time.strftime('%Y-%m-%d %H:%M')}",

@@ -18,7 +18,8 @@ from .display import scale_text, score_text
 from .localisation import off_defect_note
 from .notices import Caution
 from .metrics import GOOD, Metrics, metric_label, threshold_for_fpr, too_few_normals
-from .render import HeatScale, as_rgb, auto_zoom, heat_rgb, heatmap_png, outlines_legend, overlay_rgb, zoom
+from .render import (HeatScale, as_rgb, auto_zoom, border_band, heat_rgb, heatmap_png, outlines_legend, overlay_rgb,
+                     zoom)
 from .scoring import NormStats
 from .training_data import NORMAL_LABELS, UNKNOWN_LABELS
 
@@ -280,7 +281,9 @@ class Inspection:
         from .regions import find_regions  # sklearn's DBSCAN is slow to import; only load it when asked
 
         thr = self.pixel_threshold if threshold is None else threshold
-        return find_regions(self.maps[i], thr, method, eps, min_samples, min_pixels)
+        amap = np.where(border_band(self.maps[i].shape, self.border), -np.inf, self.maps[i])  # the border the score
+        # leaves out has no outline in the pictures, so no region either (QA sweep 22)
+        return find_regions(amap, thr, method, eps, min_samples, min_pixels)
 
     def panels(self, i: int, factor: Optional[int] = None, pixel_threshold: Optional[float] = None,
                own_scale: bool = False) -> dict:

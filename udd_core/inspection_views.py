@@ -17,9 +17,9 @@ from .localisation import peak_check
 from .metrics import metric_label, roc_points
 from .notices import as_sentence
 from .regions import Region
-from .tiles import is_tile
+from .tiles import is_tile, source_image
 from .display import folder_and_name, markdown_literal, score_text
-from .render import HeatScale, outlines_legend, plotly_colorscale
+from .render import HeatScale, border_band, outlines_legend, plotly_colorscale
 from .scoring import trained_scoring_note
 from .tile_rollup import rollup_of, rollup_summary, whole_image
 
@@ -75,14 +75,15 @@ def threshold_caption(insp) -> str:
 def gallery_filters(insp) -> dict[str, np.ndarray]:
     """The gallery's choices, each an (N,) bool mask over the images at the inspection's threshold.
     Missed defects and false alarms count only labelled images (an unlabelled one is neither). With caught
-    defects whose map peaks off their mask (`localisation.peak_check`; per image, not for a tiled run's
-    photos), those too."""
+    defects whose map points off their mask (`localisation.peak_check`), those too: for a tiled run, the tiles
+    of those photos (QA sweep 22: the note named photos the gallery could not show)."""
     pred = insp.scores > insp.threshold
     defect, known = insp.is_defect, insp.known
     out = {"all": np.ones(len(insp), bool), "predicted defective": pred, "predicted good": ~pred,
            "missed defects (FN)": defect & ~pred & known, "false alarms (FP)": ~defect & pred & known}
-    if (check := peak_check(insp)) and check.off and check.units == "images":
-        out[OFF_DEFECT] = np.isin(insp.names, check.off)
+    if (check := peak_check(insp)) and check.off:
+        whole = insp.names if check.units == "images" else [source_image(n) for n in insp.names]
+        out[OFF_DEFECT] = np.isin(whole, check.off)
     return out
 
 
@@ -174,9 +175,12 @@ def regions_caption(insp, i: int) -> str:
              if is_tile(insp.names[i]) else
              f"the image resized to the model's input, so scale a box by the image's height / {h} and width / {w} "
              "to find it on the part")
+    border = (f" The dashed frame on the heatmap is the area the image score reads: the {insp.border} px border "
+              "outside it is left out of the score, faded in the pictures, and left out of the outlines and of this "
+              "table." if insp.border else "")  # QA sweep 22: the frame was unexplained, the table read the border
     return (f"Boxes (top, left, bottom, right; inclusive) and areas are in pixels of the {h}x{w} map the model "
             f"scores: {frame}. Peak: the region's highest map value, in {unit}. The overlay outlines every pixel "
-            "above the pixel threshold, specks smaller than Min pixels too, which the table leaves out.")
+            f"above the pixel threshold, specks smaller than Min pixels too, which the table leaves out.{border}")
 
 
 WHOLE_PART = 0.5  # a region over this share of the map marks the whole part, not a defect on it
@@ -196,7 +200,7 @@ def regions_line(insp, i: int, regions: Sequence[Region], pixel_threshold: float
     if widest > WHOLE_PART * area:
         return (f"ℹ️ One region covers {widest / area:.0%} of the map: the map is raised "
                 "across most of the part, so it does not locate a defect there; the heatmap's brightest parts may.")
-    above = int((insp.maps[i] > pixel_threshold).sum())
+    above = int(((insp.maps[i] > pixel_threshold) & ~border_band(insp.maps[i].shape, insp.border)).sum())
     if regions or not above:
         return None
     return (f"ℹ️ {above} pixel{'s' if above != 1 else ''} above the pixel threshold, in no region of {min_pixels} "

@@ -23,6 +23,7 @@ from .config import config_text
 from .settings import applied_settings
 from .inspection_result import Inspection
 from .methods import METHODS, detector_class, fitted_in_one_pass, run_spec, spec_options
+from .metrics import metric_label
 from .display import breakable, folder_and_name, scale_text, score_text, verdict_word
 from .render import WAFER_LEGEND, png_bytes, scale_bar_rgb
 from .tile_rollup import rollup_counts, rollup_of, rollup_summary, whole_image
@@ -156,7 +157,8 @@ def _metrics_table(insp: Inspection) -> str:
     rows = [f"<tr><td>{'<b>all</b>' if r['defect type'] == 'all' else _e(r['defect type'])}</td>"
             + "".join(f"<td class=n>{v if isinstance(v, int) else _num(v)}</td>" for v in list(r.values())[1:])
             + "</tr>" for r in table]
-    return f"<table>{head}{''.join(rows)}</table><p>F1 max: {_num(m.f1_max)}</p>"
+    per_tile = " (per tile)" if insp.units()[1] == "tiles" else ""
+    return f"<table>{head}{''.join(rows)}</table><p>F1 max{per_tile}: {_num(m.f1_max)}</p>"
 
 
 def _threshold_block(insp: Inspection) -> str:
@@ -167,8 +169,9 @@ def _threshold_block(insp: Inspection) -> str:
             f"<tr><th>defective</th><td class=n>{r['tp']}</td><td class=n>{r['fn']}</td></tr>"
             f"<tr><th>good</th><td class=n>{r['fp']}</td><td class=n>{r['tn']}</td></tr></table>")
     meaning = f"<p class=sub>Score: {_e(insp.score_meaning)}.{_e(insp.units_note())}</p>" if insp.score_meaning else ""
+    fpr, tpr = (metric_label(k, insp.units()[1]) for k in ("FPR", "TPR"))  # a tiled run's: per tile (QA sweep 22)
     return (f"<p>Image threshold <b>{score_text(insp.threshold)}</b> ({_e(insp.threshold_source)}): "
-            f"FPR {_num(r['fpr'])}, TPR {_num(r['tpr'])}. {insp.call_rule()}.</p>"
+            f"{fpr} {_num(r['fpr'])}, {tpr} {_num(r['tpr'])}. {insp.call_rule()}.</p>"
             f"{meaning}{conf}")
 
 

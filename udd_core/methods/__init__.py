@@ -171,6 +171,11 @@ def load_detector(run_dir: Union[str, Path], device: str = "cpu") -> Detector:
     except (ValueError, OSError) as e:  # a method's own loader names the missing file
         run_files = (Path(run_dir) / name for name in (METHOD_FILE, TRAIN_FILE))
         if any(p.is_file() for p in run_files) and not cls.is_saved(run_dir):
+            from ..run_status import read_status
+
+            if read_status(run_dir)["status"] == "finished":  # QA sweep 22: "no saved model yet" of a finished run
+                raise ValueError(f"{run_dir}: its saved model files are missing, removed after the run finished "
+                                 f"({e}); train a new run") from None
             raise ValueError(f"{run_dir}: no saved model yet: the run stopped, or is still running, before its first "
                              f"save ({e})") from None
         raise
