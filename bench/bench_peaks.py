@@ -4,12 +4,12 @@ Run:   .venv/bin/python bench/bench_peaks.py [--runs DIR] [--methods memory-bank
 
 Trains each method with its defaults (`udd train`, into --runs; a run already there is reused) on
 magnetic_tile's train/good photos, scores the 584 test photos (`inspection.inspect_run`, the method's
-default scoring and threshold), and counts, per defect type, the caught defective photos whose map's
-highest point lies on their mask or within `localisation.PEAK_TOLERANCE` of it (`localisation.peak_on_defect`):
+default scoring and threshold), and counts, per defect type, the caught defective photos whose map's hot
+spot reaches their mask or comes within `localisation.PEAK_TOLERANCE` of it (`localisation.peak_on_defect`):
 over the whole map, and as the scoring's note judges it (`localisation.peak_shown_on_defect`: with the border
-the image score leaves out faded in every heatmap, the scored area's hottest point or the whole map's). Given on all photos and on the
-held-out half (`stratified_half` of bench_quality.py), untouched by the tolerance's choice. Records nothing
-itself: copy the table to RESULTS.md.
+the image score leaves out faded in every heatmap, the scored area's hot spot or the whole map's). Given on all
+photos and on the held-out half (`stratified_half` of bench_quality.py). Records nothing itself: copy the
+table to RESULTS.md.
 """
 from __future__ import annotations
 
