@@ -158,22 +158,22 @@ def _spiked(p: Path, history: list[dict], losses: list[float]) -> Optional[str]:
 
 
 def history_note(run_dir: Union[str, Path]) -> Optional[str]:
-    """A caution when history.jsonl was damaged after it was written: epochs missing between those that read, or
-    no record read among lines that do not, so the loss curve and the epoch count lack them (QA sweep 21:
-    "finished · 3 epochs" above "No epoch has finished", unsaid). A killed writer's cut line is no damage: the
-    resume writes that epoch again."""
+    """What history.jsonl lacks: epochs with no readable record between those that read (a killed writer's cut
+    line, which a resume does not write again, or damage since), a note; or no record at all among lines that do
+    not read, a caution. The loss curve and the epoch count lack them (QA sweep 21: "finished · 3 epochs" above
+    "No epoch has finished", unsaid). None when every epoch up to the last reads."""
     records, skipped = history_records(run_dir)
     epochs = {int(r["epoch"]) for r in records if isinstance(r.get("epoch"), int)}
     missing = sorted(set(range(1, max(epochs) + 1)) - epochs) if epochs else []
     if missing:
         listed = ", ".join(map(str, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        what = f"epoch{'s' * (len(missing) > 1)} {listed} {'do' if len(missing) > 1 else 'does'} not read"
-    elif not records and skipped:
-        what = "no line reads"
-    else:
-        return None
-    return Caution(f"{Path(run_dir) / HISTORY_FILE}: {what} (damaged): the loss curve and the epoch count lack "
-                   f"{'them' if missing else 'every epoch'}")
+        return (f"{Path(run_dir) / HISTORY_FILE}: no record of epoch{'s' * (len(missing) > 1)} {listed} reads (cut "
+                "by a killed writer, or damaged since): the loss curve and the epoch count lack "
+                f"{'them' if len(missing) > 1 else 'it'}")
+    if not records and skipped:
+        return Caution(f"{Path(run_dir) / HISTORY_FILE}: no line reads (damaged): the loss curve and the epoch "
+                       "count lack every epoch")
+    return None
 
 
 def ending_note(run_dir: Union[str, Path]) -> Optional[str]:
