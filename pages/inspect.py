@@ -16,8 +16,8 @@ from udd_core import inspection_views as views
 from udd_core import runs
 from udd_core.run_notes import learned_defects_note
 from udd_core.data import data_kind, typed_path
-from udd_core.display import folder_and_name, markdown_literal, scale_text, score_text, verdict_word
-from udd_core.export import ParityError, export_run
+from udd_core.display import folder_and_name, scale_text, score_text
+from udd_core.export import ParityError, export_run, parity_caption
 from udd_core.inspection import inspect_run
 from udd_core.inspection_inputs import load_inputs, moved_data, training_data_gone
 from udd_core.metrics import METRIC_HELP
@@ -178,30 +178,24 @@ own = st.toggle("Each heatmap on its own colour scale", key="insp_own_scale", pe
 
 tab_gallery, tab_image, tab_plots, tab_export = st.tabs(["Gallery", "One image", "Plots", "Export"])
 order = insp.order()
-pred = insp.scores > insp.threshold
 
 with tab_gallery:
     filters = views.gallery_filters(insp)
     which = st.radio("Show", list(filters), horizontal=True, key="insp_filter", persist_state=KEEP)
     shown = [int(i) for i in order if filters[which][i]]
     n_show = ss.setdefault("insp_show", PAGE)
-    unit = insp.units()[1]  # a tiled run scores (and counts) tiles
-    st.caption(f"{len(shown)} {unit if len(shown) != 1 else unit[:-1]}, highest score first.")
-    panel_names = [k for k in ("input", "reconstruction", "residual", "overlay")
-                   if k != "reconstruction" or insp.recon_raw is not None]  # methods without one show 3
+    st.caption(views.gallery_count(insp, len(shown)))
+    columns = views.gallery_columns(insp)  # (panel, its header)
     legend = st.columns([2, 3], vertical_alignment="center")  # one fixed scale for every heatmap
     legend[0].image(scale_bar_rgb(), width="stretch")
     # wafer maps: what the die colours mean, as the report and Generate say it (QA sweep 19a)
     legend[1].caption(insp.scale_legend(own) + (f" {WAFER_LEGEND}." if insp.kind == "wafer" else ""))
-    for h, name in zip(st.columns(len(panel_names)), panel_names):
-        # Without a reconstruction there is no residual: the map is the method's own anomaly map.
-        h.markdown(f"**{'anomaly map' if name == 'residual' and insp.recon_raw is None else name}**")
+    for h, (_, header) in zip(st.columns(len(columns)), columns):
+        h.markdown(f"**{header}**")
     for i in shown[:n_show]:
-        verdict = f":red[**{verdict_word(True)}**]" if pred[i] else f":green[{verdict_word(False)}]"
-        label = markdown_literal(insp.labels[i])  # a folder's name, shown as typed
-        st.markdown(f"`{folder_and_name(insp.names[i])}` · label **{label}** · {insp.score_text(i)} · {verdict}")
+        st.markdown(views.gallery_row_title(insp, i))
         p = insp.panels(i, own_scale=own)
-        for col, key in zip(st.columns(len(panel_names)), panel_names):
+        for col, (key, _) in zip(st.columns(len(columns)), columns):
             col.image(p[key], width="stretch")
     if len(shown) > n_show and st.button(f"Show {min(PAGE, len(shown) - n_show)} more", key="insp_more"):
         ss["insp_show"] = n_show + PAGE
@@ -292,13 +286,10 @@ with tab_export:
         if isinstance(done[1], str):
             st.error(done[1])
         else:
-            exp, par = done[1], done[1].info["parity"]
+            exp = done[1]
             d1, d2 = st.columns(2)
             d1.download_button(f"Download {run.name}.onnx", exp.onnx, f"{run.name}.onnx", "application/octet-stream",
                                on_click="ignore", key="insp_onnx_file")
             d2.download_button(f"Download {run.name}.json (input, threshold, parity)", exp.json_text(),
                                f"{run.name}.json", "application/json", on_click="ignore", key="insp_onnx_json")
-            st.caption(f"Parity on {par['images']} {par['source']} image{'s' * (par['images'] != 1)}: largest relative "
-                       f"score difference {par['max_rel_score_diff']:.2g}, largest map difference "
-                       f"{par['max_rel_map_diff']:.2g} of its scale (allowed {par['tolerance']:g}). Threshold "
-                       f"{score_text(exp.info['threshold'])} (defective when score > threshold).")
+            st.caption(parity_caption(exp))

@@ -54,6 +54,15 @@ class Scored(SimpleNamespace):
     def __len__(self) -> int:
         return len(self.names)
 
+    @property
+    def peaks(self):
+        return peak_check(self)
+
+
+def note_of(insp) -> str | None:
+    """The note a scoring gives of where its caught defects' maps point."""
+    return off_defect_note(peak_check(insp))
+
 
 def scored(maps, masks, labels, scores, names=None, threshold=0.5):
     """An Inspection's fields that the check reads, for images named after their labels."""
@@ -78,24 +87,24 @@ def test_only_caught_defects_with_a_mask_are_checked_and_the_off_ones_named_wors
     check = peak_check(insp)
     # 0 peaks on its defect; 1 and 2 off; 3 is not caught; 4 has no mask; 5 is normal.
     assert check.checked == 3 and check.off == ["/d/scratch/002.png", "/d/scratch/001.png"] and check.units == "images"
-    note = off_defect_note(insp)
+    note = note_of(insp)
     assert note.startswith("2 of the 3 defective images caught have their heatmap's hot spot off the defect")
     assert note.endswith("the map is hottest elsewhere: scratch/002.png, scratch/001.png") and is_caution(note)
     assert "lie within" not in note  # (30, 30) lies 9 px from the edge
     # photo edges vary more than the part: said, with what would fade them
     edgy = changed(insp, maps=np.stack([peak(at=(6, 6)), peak(at=(39, 20)), *insp.maps[2:]]))
     assert ("(1 of them lies within 2 px of the image's edge, which a border left out of the image score (Border, "
-            "--border) would fade): the call is right") in off_defect_note(edgy)
+            "--border) would fade): the call is right") in note_of(edgy)
     # with such a border, faded in every heatmap, the peak is the scored area's: (30, 30) lies in a 10 px one
-    assert off_defect_note(changed(insp, border=10)) is None
-    assert off_defect_note(changed(insp, border=3)) == note  # inside a 3 px one: still off, and not at the edge
+    assert note_of(changed(insp, border=10)) is None
+    assert note_of(changed(insp, border=3)) == note  # inside a 3 px one: still off, and not at the edge
     # QA sweep 22: a defect in that border, the map hottest on it, was "off" (the scored area peaks elsewhere)
     edge_crack, hot = spot(at=(0, 14), size=3), peak(at=(1, 15), value=5.0)
     hot[20, 20] = 4.0  # the scored area's own peak, far from the crack
     assert peak_shown_on_defect(hot, edge_crack, border=5) and not peak_on_defect(scored_area(hot, 5), edge_crack)
-    one_off = off_defect_note(changed(insp, scores=np.array([0.9, 0.7, 0.2, 0.2, 0.9, 0.9], np.float32)))
+    one_off = note_of(changed(insp, scores=np.array([0.9, 0.7, 0.2, 0.2, 0.9, 0.9], np.float32)))
     assert one_off.startswith("1 of the 2 defective images caught has its") and not is_caution(one_off)  # half
-    assert off_defect_note(changed(insp, threshold=None)) is None and off_defect_note(changed(insp, masks=None)) is None
+    assert note_of(changed(insp, threshold=None)) is None and note_of(changed(insp, masks=None)) is None
 
 
 def test_a_tiled_run_is_judged_per_photo_put_back_together():
@@ -109,7 +118,7 @@ def test_a_tiled_run_is_judged_per_photo_put_back_together():
                   scores=[0.6, 0.9, 0.9, 0.6], names=names)
     check = peak_check(insp)
     assert check.units == "photos" and check.checked == 2 and check.off == ["/d/crack/a.png"]
-    assert off_defect_note(insp).startswith("1 of the 2 defective photos caught has its heatmap's hot spot")
+    assert note_of(insp).startswith("1 of the 2 defective photos caught has its heatmap's hot spot")
     from udd_core.inspection_views import OFF_DEFECT, gallery_filters  # its tiles, in the gallery (QA sweep 22)
 
     assert gallery_filters(changed(insp, known=np.ones(4, bool)))[OFF_DEFECT].tolist() == [True, True, False, False]
@@ -134,5 +143,5 @@ def test_every_view_of_a_scoring_says_it(insp):
     off[bad] = 0
     off[bad, 30, 1] = 10.0  # a corner far from it
     said = [n for n in replace(low, maps=off).all_notes() if "hot spot off the defect" in n]
-    assert said == [off_defect_note(replace(low, maps=off))] and is_caution(said[0])
+    assert said == [note_of(replace(low, maps=off))] and is_caution(said[0])
     assert said[0].startswith(f"{len(bad)} of the {len(bad)} defective images caught")

@@ -30,6 +30,7 @@ from torch import nn
 from . import runs
 from .atomic import check_new_file, write_bytes_atomic
 from .data import to_tensor
+from .display import score_text
 from .methods import Detector, load_detector, run_method, scoring_record, scoring_with
 from .metrics import threshold_for_fpr
 from .residuals import smooth_maps
@@ -321,6 +322,16 @@ def check_target(out: Union[str, Path], force: bool = False) -> tuple[Path, Path
     onnx_path = check_new_file(out, what, force)
     side = sidecar_path(onnx_path)
     return onnx_path, check_new_file(side, f"{what}: {side}", force)
+
+
+def parity_caption(export: Export) -> str:
+    """One line on an export's check in onnxruntime, for the page that offers it: on how many images, the largest
+    score and map differences against the tolerance, and the threshold the JSON carries."""
+    par, n = export.info["parity"], export.info["parity"]["images"]
+    return (f"Parity on {n} {par['source']} image{'s' * (n != 1)}: largest relative score difference "
+            f"{par['max_rel_score_diff']:.2g}, largest map difference {par['max_rel_map_diff']:.2g} of its scale "
+            f"(allowed {par['tolerance']:g}). Threshold {score_text(export.info['threshold'])} (defective when "
+            "score > threshold).")
 
 
 def write_export(export: Export, out: Union[str, Path], force: bool = False) -> tuple[Path, Path]:

@@ -8,6 +8,7 @@ makes it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Optional, Sequence
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from .data import wafer_to_onehot
 from .tiles import is_tile
 from .display import scale_text, score_text
-from .localisation import off_defect_note
+from .localisation import PeakCheck, off_defect_note, peak_check
 from .notices import Caution
 from .metrics import GOOD, Metrics, metric_label, threshold_for_fpr, too_few_normals
 from .render import (HeatScale, as_rgb, auto_zoom, border_band, heat_rgb, heatmap_png, outlines_legend, overlay_rgb,
@@ -98,8 +99,8 @@ class Inspection:
         """Image ``i``'s own colour scale: its median pixel to its highest, with the run's pixel threshold.
         Shows where this image's map peaks even when all of it lies above the fixed scale's top (a
         defective photo whose every patch is unusual); its colours do not compare across images."""
-        b = self.border  # the faded border would set the top: its own scale is the scored area's
-        m = self.maps[i][b:self.maps.shape[1] - b, b:self.maps.shape[2] - b] if b else self.maps[i]
+        # the faded border would set the top: its own scale is the scored area's
+        m = self.maps[i][~border_band(self.maps.shape[1:], self.border)]
         lo, hi = float(np.median(m)), float(np.max(m))
         return HeatScale(lo, max(hi, lo + 1e-6), self.pixel_threshold)
 
@@ -114,6 +115,12 @@ class Inspection:
         if str(self.settings.get("score", "")).endswith("(not from the map)"):
             return 0
         return int(self.settings.get("border") or 0)
+
+    @cached_property
+    def peaks(self) -> Optional[PeakCheck]:
+        """`localisation.peak_check` at this threshold, made once per copy: every rerun of Inspect asks for it twice
+        (the notes, the gallery's filter), and a tiled run's puts every photo back together for it."""
+        return peak_check(self)
 
     def settings_used(self) -> dict:
         """`settings` less what this scoring did not use, as None: the target FPR beside a threshold set another
@@ -180,7 +187,8 @@ class Inspection:
     def all_notes(self) -> list[str]:
         """The notices, then `unmarked_note`, `nothing_called_note` and where the caught defects' maps peak
         (`off_defect_note`) at the current threshold: what every view of this scoring says."""
-        return [*self.notices, *filter(None, [self.unmarked_note(), self.nothing_called_note(), off_defect_note(self)])]
+        said = [self.unmarked_note(), self.nothing_called_note(), off_defect_note(self.peaks)]
+        return [*self.notices, *filter(None, said)]
 
     def nothing_called_note(self) -> Optional[str]:
         """A caution when the threshold lies above every score while labelled defects were scored: nothing is

@@ -13,17 +13,16 @@ from typing import Optional
 
 import numpy as np
 
-from .localisation import peak_check
 from .metrics import metric_label, roc_points
 from .notices import as_sentence
 from .regions import Region
 from .tiles import is_tile, source_image
-from .display import folder_and_name, markdown_literal, score_text
+from .display import folder_and_name, markdown_literal, score_text, verdict_word
 from .render import HeatScale, border_band, outlines_legend, plotly_colorscale
 from .scoring import trained_scoring_note
 from .tile_rollup import rollup_of, rollup_summary, whole_image
 
-OFF_DEFECT = "caught, map off the defect"  # the gallery filter of `localisation.peak_check`'s images
+OFF_DEFECT = "caught, map off the defect"  # the gallery filter of `Inspection.peaks`' images
 REGION_COLUMNS = ("top", "left", "bottom", "right", "area (px)", "peak")
 HISTOGRAM_BINS = 40
 NORMAL, DEFECTIVE, REFERENCE = "#2ca02c", "#d62728", "#7f7f7f"  # the histogram's colours
@@ -75,16 +74,38 @@ def threshold_caption(insp) -> str:
 def gallery_filters(insp) -> dict[str, np.ndarray]:
     """The gallery's choices, each an (N,) bool mask over the images at the inspection's threshold.
     Missed defects and false alarms count only labelled images (an unlabelled one is neither). With caught
-    defects whose map points off their mask (`localisation.peak_check`), those too: for a tiled run, the tiles
+    defects whose map points off their mask (`Inspection.peaks`), those too: for a tiled run, the tiles
     of those photos (QA sweep 22: the note named photos the gallery could not show)."""
     pred = insp.scores > insp.threshold
     defect, known = insp.is_defect, insp.known
     out = {"all": np.ones(len(insp), bool), "predicted defective": pred, "predicted good": ~pred,
            "missed defects (FN)": defect & ~pred & known, "false alarms (FP)": ~defect & pred & known}
-    if (check := peak_check(insp)) and check.off:
+    if (check := insp.peaks) and check.off:
         whole = insp.names if check.units == "images" else [source_image(n) for n in insp.names]
         out[OFF_DEFECT] = np.isin(whole, check.off)
     return out
+
+
+def gallery_count(insp, n: int) -> str:
+    """The gallery's line over its rows: how many images (a tiled run's: tiles) the chosen filter shows."""
+    unit = insp.units()[1]
+    return f"{n} {unit if n != 1 else unit[:-1]}, highest score first."
+
+
+def gallery_columns(insp) -> list[tuple[str, str]]:
+    """(panel of `Inspection.panels`, its header) of each gallery column: a method without a reconstruction
+    shows three, and its map is its own anomaly map, not a residual."""
+    recon = insp.recon_raw is not None
+    return [(k, "anomaly map" if k == "residual" and not recon else k)
+            for k in ("input", "reconstruction", "residual", "overlay") if k != "reconstruction" or recon]
+
+
+def gallery_row_title(insp, i: int) -> str:
+    """Markdown over gallery row `i`: folder/file, label (as typed), score and the verdict in colour."""
+    called = insp.threshold is not None and insp.scores[i] > insp.threshold
+    verdict = f":red[**{verdict_word(True)}**]" if called else f":green[{verdict_word(False)}]"
+    return (f"`{folder_and_name(insp.names[i])}` · label **{markdown_literal(insp.labels[i])}** · "
+            f"{insp.score_text(i)} · {verdict}")
 
 
 def roc_curve(insp) -> Optional[tuple[np.ndarray, np.ndarray]]:

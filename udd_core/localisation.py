@@ -96,10 +96,10 @@ def scored_area(amap: np.ndarray, border: int) -> np.ndarray:
     return np.where(border_band(amap.shape, border), amap.min(), amap) if border else amap
 
 
-def off_defect_note(insp) -> Optional[str]:
-    """A note naming the caught defects whose heatmap peaks off their ground truth; a caution when they are
-    more than half of those checked. None when every one peaks on its defect, or nothing can be checked."""
-    check = peak_check(insp)
+def off_defect_note(check: Optional[PeakCheck]) -> Optional[str]:
+    """A note naming the caught defects whose heatmap points off their ground truth (a scoring's `peak_check`); a
+    caution when they are more than half of those checked. None when every one points at its defect, or nothing
+    can be checked."""
     if check is None or not check.off:
         return None
     k, n, m = len(check.off), check.checked, check.at_edge
